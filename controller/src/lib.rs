@@ -1,0 +1,1 @@
+//! controller: see the crate description.

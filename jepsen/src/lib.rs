@@ -1,0 +1,1 @@
+//! jepsen: see the crate description.

@@ -1,0 +1,1 @@
+//! replication: see the crate description.
