@@ -1,1 +1,18 @@
-//! sim: see the crate description.
+//! sim: rill's deterministic simulator.
+//!
+//! - `runner`: runs a scenario over many seeds (fresh thread per seed, parallel jobs, progress,
+//!   determinism check, summary with replay commands);
+//! - `trace`: the event trace two runs of one seed must agree on;
+//! - `scenarios`: what `--scenario` selects; `storage` is the log-core durability campaign;
+//! - `report`: the HTML timeline of one seed;
+//! - `cli`: the `cargo sim` command line.
+//!
+//! `cargo sim` builds this crate with `--cfg madsim`; the storage scenario itself is a pure
+//! function of its seed (its own ChaCha RNG and virtual clock), so it runs the same in both builds.
+
+pub mod cli;
+pub mod report;
+pub mod runner;
+pub mod scenarios;
+pub mod storage;
+pub mod trace;

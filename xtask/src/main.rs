@@ -1,1 +1,205 @@
-fn main() {}
+//! rill's build tasks. Two commands matter on a fresh machine:
+//!
+//! - `cargo sim [ARGS]`: build the simulator with `RUSTFLAGS="--cfg madsim"` in its own target
+//!   directory (RUSTFLAGS reach every crate and build script, so sharing a directory with the
+//!   normal build would rebuild everything twice per switch) and run it with `ARGS`.
+//! - `cargo xtask ci`: everything CI runs, in order, both builds.
+//!
+//! xtask has no dependencies on purpose: it is compiled before anything else on a cold machine.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// Seeds the CI determinism check runs (each twice). Bounded so CI stays within its budget.
+const CI_SIM_SEEDS: u32 = 200;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let (command, rest) = match args.split_first() {
+        Some((command, rest)) => (command.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match command {
+        "sim" => sim(rest),
+        "ci" => ci(rest),
+        "help" | "--help" | "-h" => {
+            print_help();
+            Ok(())
+        }
+        other => Err(format!("unknown xtask command `{other}`; try `cargo xtask help`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_help() {
+    println!(
+        "cargo xtask <command>\n\n\
+         commands:\n  \
+         sim [ARGS]   build the simulator under --cfg madsim and run it (same as `cargo sim`)\n  \
+         ci [--skip STEP]...  run everything CI runs: fmt, clippy, tests, madsim tests,\n               \
+         the determinism check and the TLA+ model checks\n\n\
+         environment:\n  \
+         CARGO_TARGET_DIR      normal build directory (the madsim build uses <it>-madsim)\n  \
+         RILL_SIM_TARGET_DIR   override the madsim build directory"
+    );
+}
+
+/// The workspace root: xtask lives one directory below it.
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest.parent().expect("xtask lives inside the workspace").to_path_buf();
+    assert!(root.join("Cargo.toml").exists(), "workspace root has a Cargo.toml: {root:?}");
+    root
+}
+
+/// The normal build's target directory, as cargo would pick it.
+fn normal_target_dir(root: &Path) -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => root.join("target"),
+    }
+}
+
+/// The madsim build's own target directory.
+fn sim_target_dir(root: &Path) -> PathBuf {
+    if let Some(dir) = env::var_os("RILL_SIM_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    let normal = normal_target_dir(root);
+    let name = normal.file_name().map(|n| n.to_string_lossy().into_owned());
+    let name = name.unwrap_or_else(|| "target".to_string());
+    normal.with_file_name(format!("{name}-madsim"))
+}
+
+/// A `cargo` command configured for the madsim build.
+fn madsim_cargo(root: &Path) -> Command {
+    let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    let rustflags = match env::var("RUSTFLAGS") {
+        Ok(existing) if !existing.contains("--cfg madsim") => format!("{existing} --cfg madsim"),
+        Ok(existing) => existing,
+        Err(_) => "--cfg madsim".to_string(),
+    };
+    command
+        .current_dir(root)
+        .env("RUSTFLAGS", rustflags)
+        .env("CARGO_TARGET_DIR", sim_target_dir(root));
+    command
+}
+
+fn normal_cargo(root: &Path) -> Command {
+    let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    command.current_dir(root);
+    command
+}
+
+/// `cargo sim ARGS`: build the simulator binary under madsim, then run it with `ARGS`.
+fn sim(args: &[String]) -> Result<(), String> {
+    let root = workspace_root();
+    let mut build = madsim_cargo(&root);
+    build.args(["build", "--quiet", "--profile", "sim", "--package", "sim", "--bin", "rill-sim"]);
+    run_checked(build, "building the simulator (--cfg madsim)")?;
+    let binary = sim_target_dir(&root).join("sim").join("rill-sim");
+    let mut run = Command::new(&binary);
+    run.current_dir(&root).args(args);
+    let status = run.status().map_err(|e| format!("cannot start {binary:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the simulation failed ({status})"))
+    }
+}
+
+fn run_checked(mut command: Command, what: &str) -> Result<(), String> {
+    let status = command.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what}: {status}"))
+    }
+}
+
+/// One CI step: a name and the command that performs it.
+struct Step {
+    name: &'static str,
+    command: Command,
+}
+
+fn ci_steps(root: &Path) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut fmt = normal_cargo(root);
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    steps.push(Step { name: "fmt", command: fmt });
+
+    let mut clippy = normal_cargo(root);
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    steps.push(Step { name: "clippy", command: clippy });
+
+    let mut test = normal_cargo(root);
+    test.args(["test", "--workspace", "--all-targets"]);
+    steps.push(Step { name: "test", command: test });
+
+    let mut sim_clippy = madsim_cargo(root);
+    sim_clippy.args(["clippy", "--profile", "sim", "--package", "sim", "--all-targets"]);
+    sim_clippy.args(["--", "-D", "warnings"]);
+    steps.push(Step { name: "madsim-clippy", command: sim_clippy });
+
+    let mut sim_test = madsim_cargo(root);
+    sim_test.args(["test", "--profile", "sim", "--package", "sim"]);
+    steps.push(Step { name: "madsim-test", command: sim_test });
+
+    let mut determinism = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    determinism.current_dir(root).args(["run", "--quiet", "--package", "xtask", "--", "sim"]);
+    determinism.args(["--ci", "--seeds", &CI_SIM_SEEDS.to_string()]);
+    steps.push(Step { name: "sim-determinism", command: determinism });
+
+    let tla = root.join("tla").join("check");
+    if tla.exists() {
+        let mut command = Command::new("bash");
+        command.current_dir(root).arg(tla);
+        steps.push(Step { name: "tla", command });
+    }
+    steps
+}
+
+/// `cargo xtask ci`: every step in order; stops at the first failure and prints a timing table.
+fn ci(args: &[String]) -> Result<(), String> {
+    let skip: Vec<&str> = args
+        .windows(2)
+        .filter(|pair| pair[0] == "--skip")
+        .map(|pair| pair[1].as_str())
+        .collect();
+    let root = workspace_root();
+    let mut timings: Vec<(&'static str, f64, &'static str)> = Vec::new();
+    let mut failure = None;
+    for step in ci_steps(&root) {
+        if skip.contains(&step.name) {
+            timings.push((step.name, 0.0, "skipped"));
+            continue;
+        }
+        println!("\n==> ci step `{}`", step.name);
+        let started = Instant::now();
+        let result = run_checked(step.command, step.name);
+        let seconds = started.elapsed().as_secs_f64();
+        timings.push((step.name, seconds, if result.is_ok() { "ok" } else { "FAILED" }));
+        if let Err(message) = result {
+            failure = Some(message);
+            break;
+        }
+    }
+    println!("\n{:<18} {:>9}  result", "step", "seconds");
+    for (name, seconds, verdict) in &timings {
+        println!("{name:<18} {seconds:>9.1}  {verdict}");
+    }
+    match failure {
+        Some(message) => Err(format!("ci failed at {message}")),
+        None => Ok(()),
+    }
+}

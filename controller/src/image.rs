@@ -1,0 +1,379 @@
+//! The metadata image: a pure function of the applied records. Every controller and every
+//! broker that applies the same records holds the same image, byte for byte.
+
+use crate::error::ControllerError;
+use crate::records::{Listener, MetadataRecord, PartitionState, RecordBatch, TopicConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use wire::{BrokerId, LeaderEpoch, PartitionEpoch, TopicPartition};
+
+/// Most brokers a cluster may register: bounds placement and fencing scans.
+pub const BROKERS_MAX: usize = 1024;
+/// Most topics the image holds.
+pub const TOPICS_MAX: usize = 10_000;
+/// Most partitions one topic may have.
+pub const PARTITIONS_PER_TOPIC_MAX: usize = 1024;
+/// Most listeners one broker may register.
+pub const LISTENERS_MAX: usize = 16;
+/// Longest topic name Kafka accepts.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+/// What the image knows about a registered broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    /// The process incarnation that registered last; a new one means the broker restarted.
+    pub incarnation: u64,
+    /// Where the broker serves clients.
+    pub listeners: Vec<Listener>,
+    /// A fenced broker may not lead or be in an ISR: it missed heartbeats or just restarted.
+    pub fenced: bool,
+}
+
+/// A topic and its partitions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicImage {
+    /// Unique over the log's history (a recreated topic gets a new one).
+    pub topic_id: u64,
+    /// Election-relevant configuration.
+    pub config: TopicConfig,
+    /// Partition states, indexed by partition number.
+    pub partitions: Vec<PartitionState>,
+}
+
+/// The cluster metadata after applying a prefix of the metadata log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataImage {
+    /// Registered brokers by id.
+    brokers: BTreeMap<BrokerId, BrokerRegistration>,
+    /// Topics by name.
+    topics: BTreeMap<String, TopicImage>,
+    /// The id the next created topic gets; only grows.
+    topic_id_next: u64,
+    /// Raft index of the last entry applied (0: nothing applied). Brokers fetch after it.
+    applied_index: u64,
+}
+
+impl MetadataImage {
+    /// The empty image, before any record.
+    pub fn new() -> Self {
+        MetadataImage::default()
+    }
+
+    /// Raft index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Registered brokers.
+    pub fn brokers(&self) -> &BTreeMap<BrokerId, BrokerRegistration> {
+        &self.brokers
+    }
+
+    /// Topics by name.
+    pub fn topics(&self) -> &BTreeMap<String, TopicImage> {
+        &self.topics
+    }
+
+    /// The id the next created topic will get.
+    pub fn topic_id_next(&self) -> u64 {
+        self.topic_id_next
+    }
+
+    /// One partition's state.
+    pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionState> {
+        let topic = self.topics.get(&tp.topic)?;
+        topic.partitions.get(usize::try_from(tp.partition).ok()?)
+    }
+
+    /// Is `broker` registered and unfenced?
+    pub fn is_unfenced(&self, broker: BrokerId) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| !b.fenced)
+    }
+
+    /// Unfenced brokers in id order: the candidates for placement.
+    pub fn brokers_unfenced(&self) -> Vec<BrokerId> {
+        self.brokers.iter().filter(|(_, b)| !b.fenced).map(|(id, _)| *id).collect()
+    }
+
+    /// Applies the batch of the raft entry at `index`, atomically: either every record applies or
+    /// none does. Either way the entry counts as applied, so every node stays at the same index.
+    pub fn apply_batch(&mut self, index: u64, batch: &RecordBatch) -> Result<(), ControllerError> {
+        assert!(index > self.applied_index, "entry {index} applied after {}", self.applied_index);
+        assert!(!batch.is_empty(), "an empty batch is never proposed");
+        let result = if batch.len() == 1 {
+            self.apply(&batch[0])
+        } else {
+            // Apply to a copy so a refused record leaves no half-applied batch.
+            let mut next = self.clone();
+            let result = batch.iter().try_for_each(|record| next.apply(record));
+            if result.is_ok() {
+                *self = next;
+            }
+            result
+        };
+        self.applied_index = index;
+        debug_assert!(self.check_invariants().is_ok(), "{:?}", self.check_invariants());
+        result
+    }
+
+    /// Marks the entry at `index` applied without records (raft's empty and config entries).
+    pub fn skip_entry(&mut self, index: u64) {
+        assert!(index > self.applied_index, "entry {index} applied after {}", self.applied_index);
+        self.applied_index = index;
+    }
+
+    /// Validates one record against the image and applies it. Refusals change nothing.
+    pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), ControllerError> {
+        match record {
+            MetadataRecord::RegisterBroker { broker, incarnation, listeners } => {
+                self.apply_register(*broker, *incarnation, listeners)
+            }
+            MetadataRecord::FenceBroker { broker } => self.apply_fence(*broker),
+            MetadataRecord::UnfenceBroker { broker } => self.apply_unfence(*broker),
+            MetadataRecord::CreateTopic { name, assignments, config } => {
+                self.apply_create_topic(name, assignments, config)
+            }
+            MetadataRecord::DeleteTopic { name, topic_id } => self.apply_delete_topic(name, *topic_id),
+            MetadataRecord::PartitionChange { topic, topic_id, partition, state } => {
+                self.apply_partition_change(topic, *topic_id, *partition, state)
+            }
+        }
+    }
+
+    fn apply_register(
+        &mut self,
+        broker: BrokerId,
+        incarnation: u64,
+        listeners: &[Listener],
+    ) -> Result<(), ControllerError> {
+        if listeners.len() > LISTENERS_MAX {
+            return Err(invalid(format!("broker {broker}: {} listeners", listeners.len())));
+        }
+        if let Some(existing) = self.brokers.get(&broker) {
+            if existing.incarnation == incarnation {
+                return Ok(()); // A retried registration: nothing changes.
+            }
+            self.ensure_holds_nothing(broker)?;
+        } else if self.brokers.len() >= BROKERS_MAX {
+            return Err(ControllerError::LimitReached(format!("{BROKERS_MAX} brokers")));
+        }
+        let registration =
+            BrokerRegistration { incarnation, listeners: listeners.to_vec(), fenced: true };
+        self.brokers.insert(broker, registration);
+        assert!(!self.is_unfenced(broker), "a new incarnation starts fenced");
+        Ok(())
+    }
+
+    fn apply_fence(&mut self, broker: BrokerId) -> Result<(), ControllerError> {
+        let registration = self.brokers.get(&broker).ok_or(ControllerError::UnknownBroker(broker))?;
+        if registration.fenced {
+            return Err(invalid(format!("broker {broker} is already fenced")));
+        }
+        self.ensure_holds_nothing(broker)?;
+        self.brokers.get_mut(&broker).expect("looked up above").fenced = true;
+        Ok(())
+    }
+
+    fn apply_unfence(&mut self, broker: BrokerId) -> Result<(), ControllerError> {
+        let registration =
+            self.brokers.get_mut(&broker).ok_or(ControllerError::UnknownBroker(broker))?;
+        if !registration.fenced {
+            return Err(invalid(format!("broker {broker} is not fenced")));
+        }
+        registration.fenced = false;
+        Ok(())
+    }
+
+    /// A broker about to be fenced must first have been moved out of every ISR (and so every
+    /// leadership): the proposer puts those partition changes earlier in the same batch.
+    fn ensure_holds_nothing(&self, broker: BrokerId) -> Result<(), ControllerError> {
+        for (name, topic) in &self.topics {
+            for (index, state) in topic.partitions.iter().enumerate() {
+                if state.isr.contains(&broker) {
+                    return Err(invalid(format!("broker {broker} still in the ISR of {name}-{index}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_create_topic(
+        &mut self,
+        name: &str,
+        assignments: &[Vec<BrokerId>],
+        config: &TopicConfig,
+    ) -> Result<(), ControllerError> {
+        validate_topic_name(name)?;
+        if self.topics.contains_key(name) {
+            return Err(ControllerError::TopicAlreadyExists(name.to_string()));
+        }
+        if self.topics.len() >= TOPICS_MAX {
+            return Err(ControllerError::LimitReached(format!("{TOPICS_MAX} topics")));
+        }
+        if assignments.is_empty() || assignments.len() > PARTITIONS_PER_TOPIC_MAX {
+            return Err(invalid(format!("{name}: {} partitions", assignments.len())));
+        }
+        let replication_factor = assignments[0].len();
+        let min_isr = usize::try_from(config.min_insync_replicas).unwrap_or(0);
+        if min_isr == 0 || min_isr > replication_factor {
+            return Err(invalid(format!("{name}: min.insync.replicas {min_isr}")));
+        }
+        let mut partitions = Vec::with_capacity(assignments.len());
+        for replicas in assignments {
+            if replicas.len() != replication_factor || !distinct(replicas) {
+                return Err(invalid(format!("{name}: replicas {replicas:?}")));
+            }
+            if let Some(unknown) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
+                return Err(ControllerError::UnknownBroker(*unknown));
+            }
+            let isr: Vec<BrokerId> =
+                replicas.iter().copied().filter(|b| self.is_unfenced(*b)).collect();
+            partitions.push(PartitionState {
+                replicas: replicas.clone(),
+                leader: isr.first().copied(),
+                leader_epoch: LeaderEpoch(0),
+                isr,
+                elr: Vec::new(),
+                last_known_leader: None,
+                partition_epoch: PartitionEpoch(0),
+            });
+        }
+        let topic = TopicImage { topic_id: self.topic_id_next, config: config.clone(), partitions };
+        self.topic_id_next += 1;
+        self.topics.insert(name.to_string(), topic);
+        Ok(())
+    }
+
+    fn apply_delete_topic(&mut self, name: &str, topic_id: u64) -> Result<(), ControllerError> {
+        match self.topics.get(name) {
+            Some(topic) if topic.topic_id == topic_id => {
+                self.topics.remove(name);
+                Ok(())
+            }
+            _ => Err(ControllerError::UnknownTopicOrPartition(name.to_string())),
+        }
+    }
+
+    fn apply_partition_change(
+        &mut self,
+        topic: &str,
+        topic_id: u64,
+        partition: i32,
+        next: &PartitionState,
+    ) -> Result<(), ControllerError> {
+        let tp = TopicPartition { topic: topic.to_string(), partition };
+        let current = match self.topics.get(topic) {
+            Some(image) if image.topic_id == topic_id => self.partition(&tp),
+            _ => None,
+        }
+        .ok_or_else(|| ControllerError::UnknownTopicOrPartition(tp.to_string()))?;
+        validate_transition(self, &tp, current, next)?;
+        let slot = usize::try_from(partition).expect("partition found above, so non-negative");
+        let image = self.topics.get_mut(topic).expect("topic found above");
+        image.partitions[slot] = next.clone();
+        Ok(())
+    }
+
+    /// Checks the rules every image obeys; returns the first violation.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut topic_ids = BTreeSet::new();
+        for (name, topic) in &self.topics {
+            if topic.topic_id >= self.topic_id_next || !topic_ids.insert(topic.topic_id) {
+                return Err(format!("{name}: topic id {} reused or unallocated", topic.topic_id));
+            }
+            for (index, state) in topic.partitions.iter().enumerate() {
+                self.check_partition(state)
+                    .map_err(|why| format!("{name}-{index}: {why}: {state:?}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_partition(&self, state: &PartitionState) -> Result<(), String> {
+        if state.replicas.is_empty() || !distinct(&state.replicas) {
+            return Err("replicas empty or repeated".into());
+        }
+        let is_replica = |b: &BrokerId| state.replicas.contains(b);
+        if !state.isr.iter().all(is_replica) || !state.elr.iter().all(is_replica) {
+            return Err("ISR or ELR outside the replicas".into());
+        }
+        if !distinct(&state.isr) || !distinct(&state.elr) {
+            return Err("ISR or ELR repeats a broker".into());
+        }
+        if state.isr.iter().any(|b| state.elr.contains(b)) {
+            return Err("ISR and ELR overlap".into());
+        }
+        if !state.isr.iter().all(|b| self.is_unfenced(*b)) {
+            return Err("fenced or unknown broker in the ISR".into());
+        }
+        match state.leader {
+            Some(leader) if !state.isr.contains(&leader) => Err("leader outside the ISR".into()),
+            None if !state.isr.is_empty() => Err("an ISR without a leader".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The snapshot encoding: the whole image, deterministic because every map is a BTreeMap.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("the image serialises: map keys are strings or integers")
+    }
+
+    /// Parses a snapshot written by [`MetadataImage::encode`] and checks its invariants.
+    pub fn decode(data: &[u8]) -> Result<MetadataImage, ControllerError> {
+        let image: MetadataImage = serde_json::from_slice(data)
+            .map_err(|e| invalid(format!("undecodable snapshot: {e}")))?;
+        image.check_invariants().map_err(invalid)?;
+        Ok(image)
+    }
+
+    /// A 64-bit FNV-1a digest of the encoding: equal images have equal digests, which lets test
+    /// harnesses compare images across nodes cheaply.
+    pub fn digest(&self) -> u64 {
+        self.encode().iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+}
+
+/// The rules of a partition change: whole-state records must move the epochs exactly one step,
+/// keep the replica set, and only put unfenced replicas in the ISR.
+fn validate_transition(
+    image: &MetadataImage,
+    tp: &TopicPartition,
+    current: &PartitionState,
+    next: &PartitionState,
+) -> Result<(), ControllerError> {
+    if next.partition_epoch.0 != current.partition_epoch.0 + 1 {
+        return Err(ControllerError::InvalidUpdateVersion {
+            partition: tp.clone(),
+            requested: next.partition_epoch.0 - 1,
+            current: current.partition_epoch.0,
+        });
+    }
+    let leader_epoch_expected =
+        current.leader_epoch.0 + i32::from(next.leader != current.leader);
+    if next.leader_epoch.0 != leader_epoch_expected || next.replicas != current.replicas {
+        return Err(invalid(format!("{tp}: leader epoch or replicas jump: {next:?}")));
+    }
+    if let Some(broker) = next.isr.iter().find(|b| !image.is_unfenced(**b)) {
+        return Err(ControllerError::IneligibleReplica { partition: tp.clone(), broker: *broker });
+    }
+    image.check_partition(next).map_err(|why| invalid(format!("{tp}: {why}")))
+}
+
+fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-';
+    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX || !name.chars().all(legal) {
+        return Err(ControllerError::InvalidTopic(format!("illegal topic name {name:?}")));
+    }
+    Ok(())
+}
+
+fn distinct(brokers: &[BrokerId]) -> bool {
+    let set: BTreeSet<_> = brokers.iter().collect();
+    set.len() == brokers.len()
+}
+
+fn invalid(why: impl Into<String>) -> ControllerError {
+    ControllerError::InvalidRecord(why.into())
+}

@@ -1,0 +1,129 @@
+//! Metadata records: the entries of the controller's raft log. The metadata image is a pure
+//! function of the sequence of records applied, so everything a decision needs is in a record.
+
+use serde::{Deserialize, Serialize};
+use wire::{BrokerId, LeaderEpoch, PartitionEpoch};
+
+/// A network endpoint a broker serves on, as registered (Kafka's listener).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Listener {
+    /// The listener's name, e.g. `PLAINTEXT`.
+    pub name: String,
+    /// Host name clients connect to.
+    pub host: String,
+    /// TCP port clients connect to.
+    pub port: u16,
+}
+
+/// Per-topic configuration the controller needs for leader election.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    /// May a replica outside the ISR and ELR become leader (losing acknowledged data)?
+    pub unclean_leader_election: bool,
+    /// ISR size below which acks=all writes are refused; ISR shrinks below it keep ELR (KIP-966).
+    pub min_insync_replicas: i32,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig { unclean_leader_election: false, min_insync_replicas: 1 }
+    }
+}
+
+/// The full state of one partition after a change. Records carry whole states rather than
+/// deltas so that validating and applying are the same comparison on every node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Assigned replicas, preferred leader first. Fixed at topic creation.
+    pub replicas: Vec<BrokerId>,
+    /// The leader, or `None` while no eligible replica is unfenced.
+    pub leader: Option<BrokerId>,
+    /// Grows with every leader change (including to and from "no leader").
+    pub leader_epoch: LeaderEpoch,
+    /// In-sync replicas: they hold every record below the high watermark.
+    pub isr: Vec<BrokerId>,
+    /// Eligible leader replicas (KIP-966): removed from the ISR while it was below min ISR, so
+    /// they still hold every committed record and may lead cleanly.
+    pub elr: Vec<BrokerId>,
+    /// The leader before the partition became leaderless, for diagnosis and unclean recovery.
+    pub last_known_leader: Option<BrokerId>,
+    /// Grows with every change of this state; AlterPartition must name the current one.
+    pub partition_epoch: PartitionEpoch,
+}
+
+/// One metadata record. Applied in log order by every controller and every broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    /// A broker (re)starts: a new incarnation id replaces the old one; the broker starts fenced.
+    RegisterBroker {
+        /// The broker's node id.
+        broker: BrokerId,
+        /// Random per process start (chosen by the broker), so a restart is told from a retry.
+        incarnation: u64,
+        /// Where the broker serves clients.
+        listeners: Vec<Listener>,
+    },
+    /// The active controller saw no heartbeat within the session timeout.
+    FenceBroker {
+        /// The broker fenced.
+        broker: BrokerId,
+    },
+    /// The broker heartbeated and may lead and join ISRs again.
+    UnfenceBroker {
+        /// The broker unfenced.
+        broker: BrokerId,
+    },
+    /// A topic with explicit replica assignments (placement is the proposer's, applying is pure).
+    CreateTopic {
+        /// Topic name. The topic id is assigned when the record is applied (the image's next id),
+        /// so two racing creations of different topics both succeed.
+        name: String,
+        /// One replica list per partition, preferred leader first.
+        assignments: Vec<Vec<BrokerId>>,
+        /// The topic's configuration.
+        config: TopicConfig,
+    },
+    /// Removes a topic and its partitions.
+    DeleteTopic {
+        /// Topic name.
+        name: String,
+        /// Guards against deleting a recreated topic of the same name.
+        topic_id: u64,
+    },
+    /// A partition's new state (leader election, ISR change, ELR bookkeeping).
+    PartitionChange {
+        /// Topic name.
+        topic: String,
+        /// The topic's id at proposal time.
+        topic_id: u64,
+        /// Partition index.
+        partition: i32,
+        /// The whole new state; its partition epoch must be the current one plus one.
+        state: PartitionState,
+    },
+}
+
+/// Records applied atomically: one raft entry. A fence comes with the partition changes it
+/// forces, so no image ever shows a fenced leader.
+pub type RecordBatch = Vec<MetadataRecord>;
+
+/// Most records one raft entry may carry: bounds apply time and entry size.
+pub const RECORDS_PER_BATCH_MAX: usize = 4096;
+
+/// Serialises a batch into raft entry data (JSON: simple, debuggable, deterministic key order
+/// because every map in a record is a sequence).
+pub fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
+    assert!(!batch.is_empty(), "an empty batch proposes nothing");
+    assert!(batch.len() <= RECORDS_PER_BATCH_MAX, "batch of {} records", batch.len());
+    serde_json::to_vec(batch).expect("records serialise: no maps with non-string keys")
+}
+
+/// Parses raft entry data written by [`encode_batch`]. `None` for foreign data (a corrupt entry
+/// is refused identically on every node, so the images still agree).
+pub fn decode_batch(data: &[u8]) -> Option<RecordBatch> {
+    let batch: RecordBatch = serde_json::from_slice(data).ok()?;
+    if batch.is_empty() || batch.len() > RECORDS_PER_BATCH_MAX {
+        return None;
+    }
+    Some(batch)
+}

@@ -1,0 +1,209 @@
+//! `FileDisk`: the production `Disk`, real files under a root directory.
+//!
+//! Durability maps one to one: `sync` is `File::sync_data` (the log never depends on mtime),
+//! `sync_dir` opens the directory and calls `sync_all` on it, which is how POSIX makes entries
+//! durable. Open file handles are cached (bounded) so appends do not pay an `open` each.
+
+use crate::disk::{Disk, DiskError, DiskResult};
+use crate::mem_disk::normalize;
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How many open handles the cache keeps; beyond it the lowest path is closed.
+const OPEN_FILES_MAX: usize = 256;
+
+/// Real files under `root`.
+#[derive(Debug)]
+pub struct FileDisk {
+    /// Every contract path is resolved under this directory.
+    root: PathBuf,
+    /// Open handles by normalised relative path; dropped on rename/remove/truncate of the path.
+    handles: Mutex<BTreeMap<PathBuf, Arc<File>>>,
+}
+
+fn io_error(path: &Path, error: std::io::Error) -> DiskError {
+    let shown = path.display().to_string();
+    match error.kind() {
+        ErrorKind::NotFound => DiskError::NotFound(shown),
+        ErrorKind::AlreadyExists => DiskError::AlreadyExists(shown),
+        ErrorKind::StorageFull => DiskError::Full(shown),
+        _ => DiskError::Io { path: shown, reason: error.to_string() },
+    }
+}
+
+impl FileDisk {
+    /// A disk rooted at `root`, which is created if missing.
+    pub fn new(root: impl Into<PathBuf>) -> DiskResult<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(|e| io_error(&root, e))?;
+        Ok(FileDisk { root, handles: Mutex::new(BTreeMap::new()) })
+    }
+
+    /// The directory every path is relative to.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn handles(&self) -> MutexGuard<'_, BTreeMap<PathBuf, Arc<File>>> {
+        self.handles.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Resolves a contract path to (relative key, absolute path).
+    fn resolve(&self, path: &Path) -> DiskResult<(PathBuf, PathBuf)> {
+        let relative = normalize(path)?;
+        let absolute = self.root.join(&relative);
+        Ok((relative, absolute))
+    }
+
+    /// Resolves a directory path, where the empty path means the root.
+    fn resolve_dir(&self, dir: &Path) -> DiskResult<PathBuf> {
+        if dir.as_os_str().is_empty() || dir == Path::new(".") {
+            return Ok(self.root.clone());
+        }
+        Ok(self.resolve(dir)?.1)
+    }
+
+    fn open(&self, path: &Path) -> DiskResult<(PathBuf, Arc<File>)> {
+        let (relative, absolute) = self.resolve(path)?;
+        let mut handles = self.handles();
+        if let Some(file) = handles.get(&relative) {
+            return Ok((absolute, Arc::clone(file)));
+        }
+        if absolute.is_dir() {
+            return Err(DiskError::Io { path: relative.display().to_string(), reason: "is a directory".into() });
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&absolute)
+            .map_err(|e| io_error(&relative, e))?;
+        if handles.len() >= OPEN_FILES_MAX {
+            let evicted = handles.keys().next().cloned().expect("a full cache has a first key");
+            handles.remove(&evicted);
+        }
+        let file = Arc::new(file);
+        handles.insert(relative, Arc::clone(&file));
+        assert!(handles.len() <= OPEN_FILES_MAX, "the handle cache is bounded");
+        Ok((absolute, file))
+    }
+
+    fn forget(&self, relative: &Path) {
+        self.handles().retain(|p, _| !p.starts_with(relative));
+    }
+}
+
+impl Disk for FileDisk {
+    fn create(&self, path: &Path) -> DiskResult<()> {
+        let (relative, absolute) = self.resolve(path)?;
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&absolute)
+            .map_err(|e| io_error(&relative, e))?;
+        Ok(())
+    }
+
+    fn create_dir_all(&self, path: &Path) -> DiskResult<()> {
+        let (relative, absolute) = self.resolve(path)?;
+        std::fs::create_dir_all(&absolute).map_err(|e| io_error(&relative, e))
+    }
+
+    fn exists(&self, path: &Path) -> DiskResult<bool> {
+        let (_, absolute) = self.resolve(path)?;
+        Ok(absolute.exists())
+    }
+
+    fn len(&self, path: &Path) -> DiskResult<u64> {
+        let (relative, absolute) = self.resolve(path)?;
+        let metadata = std::fs::metadata(&absolute).map_err(|e| io_error(&relative, e))?;
+        Ok(metadata.len())
+    }
+
+    fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> DiskResult<usize> {
+        let (_, file) = self.open(path)?;
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = file
+                .read_at(&mut buf[filled..], offset + filled as u64)
+                .map_err(|e| io_error(path, e))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        assert!(filled <= buf.len(), "a read never overfills");
+        Ok(filled)
+    }
+
+    fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> DiskResult<()> {
+        let (_, file) = self.open(path)?;
+        file.write_all_at(data, offset).map_err(|e| io_error(path, e))
+    }
+
+    fn append(&self, path: &Path, data: &[u8]) -> DiskResult<u64> {
+        let (_, file) = self.open(path)?;
+        let at = file.metadata().map_err(|e| io_error(path, e))?.len();
+        file.write_all_at(data, at).map_err(|e| io_error(path, e))?;
+        Ok(at)
+    }
+
+    fn sync(&self, path: &Path) -> DiskResult<()> {
+        let (_, file) = self.open(path)?;
+        file.sync_data().map_err(|e| io_error(path, e))
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> DiskResult<()> {
+        let (_, file) = self.open(path)?;
+        file.set_len(len).map_err(|e| io_error(path, e))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> DiskResult<()> {
+        let (from_relative, from_absolute) = self.resolve(from)?;
+        let (to_relative, to_absolute) = self.resolve(to)?;
+        if to_absolute.is_dir() {
+            return Err(DiskError::AlreadyExists(to_relative.display().to_string()));
+        }
+        self.forget(&from_relative);
+        self.forget(&to_relative);
+        std::fs::rename(&from_absolute, &to_absolute).map_err(|e| io_error(&from_relative, e))
+    }
+
+    fn remove(&self, path: &Path) -> DiskResult<()> {
+        let (relative, absolute) = self.resolve(path)?;
+        if absolute.is_dir() {
+            return Err(DiskError::Io { path: relative.display().to_string(), reason: "is a directory".into() });
+        }
+        self.forget(&relative);
+        std::fs::remove_file(&absolute).map_err(|e| io_error(&relative, e))
+    }
+
+    fn remove_dir(&self, path: &Path, recursive: bool) -> DiskResult<()> {
+        let (relative, absolute) = self.resolve(path)?;
+        self.forget(&relative);
+        let result =
+            if recursive { std::fs::remove_dir_all(&absolute) } else { std::fs::remove_dir(&absolute) };
+        result.map_err(|e| io_error(&relative, e))
+    }
+
+    fn list(&self, dir: &Path) -> DiskResult<Vec<String>> {
+        let absolute = self.resolve_dir(dir)?;
+        let entries = std::fs::read_dir(&absolute).map_err(|e| io_error(dir, e))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(dir, e))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> DiskResult<()> {
+        let absolute = self.resolve_dir(dir)?;
+        let handle = File::open(&absolute).map_err(|e| io_error(dir, e))?;
+        handle.sync_all().map_err(|e| io_error(dir, e))
+    }
+}

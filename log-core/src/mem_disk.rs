@@ -1,0 +1,584 @@
+//! `MemDisk`: an in-memory `Disk` that keeps volatile and durable state apart, so a simulated
+//! power loss (`crash`) keeps exactly what an fsync'd disk would, and can tear the unsynced tail.
+//!
+//! # Model
+//! - A file is an inode with `volatile` bytes (what reads see) and `durable` bytes (what survives a
+//!   crash). `sync(file)` copies volatile to durable.
+//! - The namespace (path -> inode or directory) has a volatile and a durable version.
+//!   `sync_dir(dir)` makes the entries directly under `dir` durable (creations, renames, removals).
+//! - `crash()` resets the namespace to its durable version and every surviving inode to its durable
+//!   bytes, except that when the unsynced change of a file is an append (durable bytes are a prefix
+//!   of the volatile ones), a seeded RNG keeps some prefix of the appended bytes cut at a 512-byte
+//!   sector boundary of the file, possibly with the last kept sector zero-filled (a torn write).
+//! - Faults are seeded and deterministic: error probabilities per operation kind, "fail the next N
+//!   operations", a byte capacity (`DiskError::Full`), and silent bit flips.
+
+use crate::disk::{Disk, DiskError, DiskResult};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The sector size a torn write is cut at: disks write whole sectors atomically (or so we assume).
+pub const SECTOR_BYTES: u64 = 512;
+
+/// Upper bound on a single file: catches runaway writes in tests instead of exhausting memory.
+const FILE_BYTES_MAX: u64 = 1 << 34;
+
+/// The kinds of operation a fault can target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultOp {
+    /// `read_at`.
+    Read,
+    /// `write_at`, `append`, `truncate`.
+    Write,
+    /// `sync`, `sync_dir`.
+    Sync,
+}
+
+/// Seeded, deterministic fault injection settings.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FaultConfig {
+    /// Probability that a read fails with an injected I/O error.
+    pub read_error_probability: f64,
+    /// Probability that a write (or truncate) fails with an injected I/O error, applying nothing.
+    pub write_error_probability: f64,
+    /// Probability that a sync fails with an injected I/O error, making nothing durable.
+    pub sync_error_probability: f64,
+    /// Probability that a write silently stores one flipped bit in the bytes it wrote.
+    pub bit_flip_probability: f64,
+    /// Total bytes the disk holds (sum of volatile file lengths); `None` is unlimited.
+    pub capacity_bytes: Option<u64>,
+}
+
+/// Operation counters, for tests that assert how much IO an operation does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpCounts {
+    /// Successful `read_at` calls.
+    pub reads: u64,
+    /// Successful `write_at`/`append` calls.
+    pub writes: u64,
+    /// Bytes written by successful writes.
+    pub bytes_written: u64,
+    /// Successful `sync` calls.
+    pub syncs: u64,
+    /// Successful `sync_dir` calls.
+    pub dir_syncs: u64,
+    /// Successful `rename` calls.
+    pub renames: u64,
+    /// Successful `create` calls.
+    pub creates: u64,
+    /// Successful `remove` calls.
+    pub removes: u64,
+    /// Faults injected (errors returned, bits flipped).
+    pub faults_injected: u64,
+    /// Calls to `crash`.
+    pub crashes: u64,
+}
+
+/// A directory entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entry {
+    /// A file, by inode number.
+    File(u64),
+    /// A directory (its children are the entries whose parent is it).
+    Dir,
+}
+
+/// One file's contents.
+#[derive(Clone, Debug, Default)]
+struct Inode {
+    /// What reads see.
+    volatile: Vec<u8>,
+    /// What survives a crash.
+    durable: Vec<u8>,
+}
+
+/// Everything behind the lock.
+#[derive(Debug)]
+struct State {
+    /// The namespace reads see. The root (empty path) is implicit and always exists.
+    entries: BTreeMap<PathBuf, Entry>,
+    /// The namespace a crash returns to.
+    entries_durable: BTreeMap<PathBuf, Entry>,
+    /// File contents by inode number.
+    inodes: BTreeMap<u64, Inode>,
+    /// Next inode number to hand out.
+    inode_next: u64,
+    /// The seeded RNG for faults and tearing.
+    rng: ChaCha8Rng,
+    /// Probabilistic faults and capacity.
+    faults: FaultConfig,
+    /// Remaining forced failures per operation kind.
+    fail_next: BTreeMap<FaultOp, u64>,
+    /// Counters for tests.
+    counts: OpCounts,
+}
+
+/// An in-memory disk with a crash and fault model. Clones share the same disk.
+#[derive(Clone, Debug)]
+pub struct MemDisk {
+    /// Shared state: every clone (every broker's partition) sees the same files.
+    state: Arc<Mutex<State>>,
+}
+
+/// Normalises a contract path (relative, no `..`, no empty) into a `PathBuf` of normal components.
+pub(crate) fn normalize(path: &Path) -> DiskResult<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            _ => return Err(DiskError::InvalidPath(path.display().to_string())),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(DiskError::InvalidPath(path.display().to_string()));
+    }
+    Ok(out)
+}
+
+/// The parent of a normalised path; the root is the empty path.
+fn parent_of(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn name(path: &Path) -> String {
+    path.display().to_string()
+}
+
+impl MemDisk {
+    /// A fresh empty disk whose faults and tearing draw from `seed`.
+    pub fn new(seed: u64) -> Self {
+        let state = State {
+            entries: BTreeMap::new(),
+            entries_durable: BTreeMap::new(),
+            inodes: BTreeMap::new(),
+            inode_next: 1,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            faults: FaultConfig::default(),
+            fail_next: BTreeMap::new(),
+            counts: OpCounts::default(),
+        };
+        MemDisk { state: Arc::new(Mutex::new(state)) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent state (every mutation is one step).
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces the probabilistic fault settings.
+    pub fn set_faults(&self, faults: FaultConfig) {
+        for p in [
+            faults.read_error_probability,
+            faults.write_error_probability,
+            faults.sync_error_probability,
+            faults.bit_flip_probability,
+        ] {
+            assert!((0.0..=1.0).contains(&p), "probability out of range: {p}");
+        }
+        self.lock().faults = faults;
+    }
+
+    /// Makes the next `n` operations of kind `op` fail with an injected I/O error.
+    pub fn fail_next(&self, op: FaultOp, n: u64) {
+        self.lock().fail_next.insert(op, n);
+    }
+
+    /// The operation counters so far.
+    pub fn counts(&self) -> OpCounts {
+        self.lock().counts
+    }
+
+    /// Flips one seeded-random bit of the file's stored bytes (volatile and durable alike: the
+    /// medium rotted). Returns the flipped byte position, or `None` for an empty file.
+    pub fn flip_random_bit(&self, path: &Path) -> DiskResult<Option<u64>> {
+        let path = normalize(path)?;
+        let mut state = self.lock();
+        let inode_id = state.file_inode(&path)?;
+        let len = state.inodes[&inode_id].volatile.len();
+        if len == 0 {
+            return Ok(None);
+        }
+        let position = state.rng.gen_range(0..len);
+        let bit = state.rng.gen_range(0..8u32);
+        state.flip_bit(inode_id, position, bit);
+        state.counts.faults_injected += 1;
+        Ok(Some(position as u64))
+    }
+
+    /// Flips bit `bit` of byte `position` of the file (volatile and durable alike).
+    pub fn flip_bit_at(&self, path: &Path, position: u64, bit: u32) -> DiskResult<()> {
+        assert!(bit < 8, "a byte has 8 bits: {bit}");
+        let path = normalize(path)?;
+        let mut state = self.lock();
+        let inode_id = state.file_inode(&path)?;
+        let len = state.inodes[&inode_id].volatile.len() as u64;
+        if position >= len {
+            return Err(DiskError::Io { path: name(&path), reason: "flip past end".into() });
+        }
+        state.flip_bit(inode_id, position as usize, bit);
+        Ok(())
+    }
+
+    /// Simulates a power loss: keeps durable state only, tearing unsynced appends at sector
+    /// granularity as the seeded RNG decides. The disk stays usable (it is the rebooted disk).
+    pub fn crash(&self) {
+        let mut state = self.lock();
+        state.counts.crashes += 1;
+        // An entry whose directory never became durable vanishes with it.
+        let durable = state.entries_durable.clone();
+        state.entries_durable.retain(|path, _| {
+            path.ancestors().skip(1).all(|a| a.as_os_str().is_empty() || durable.get(a) == Some(&Entry::Dir))
+        });
+        state.entries = state.entries_durable.clone();
+        let live: Vec<u64> = state
+            .entries
+            .values()
+            .filter_map(|e| match e {
+                Entry::File(id) => Some(*id),
+                Entry::Dir => None,
+            })
+            .collect();
+        let inodes = std::mem::take(&mut state.inodes);
+        let mut kept = BTreeMap::new();
+        for id in live {
+            let inode = inodes.get(&id).expect("durable entries name live inodes");
+            let bytes = tear(&mut state.rng, inode);
+            kept.insert(id, Inode { volatile: bytes.clone(), durable: bytes });
+        }
+        state.inodes = kept;
+        assert!(state.entries == state.entries_durable, "after a crash the namespace is durable");
+    }
+
+    /// The file's durable bytes (what a crash now would keep, before tearing), for tests.
+    pub fn durable_bytes(&self, path: &Path) -> DiskResult<Vec<u8>> {
+        let path = normalize(path)?;
+        let state = self.lock();
+        let id = state.file_inode(&path)?;
+        Ok(state.inodes[&id].durable.clone())
+    }
+}
+
+/// What survives of an inode at a crash. An unsynced append keeps a sector-cut prefix of its
+/// bytes; any other unsynced change (overwrite, truncate) is lost whole.
+fn tear(rng: &mut ChaCha8Rng, inode: &Inode) -> Vec<u8> {
+    let durable_len = inode.durable.len() as u64;
+    let volatile_len = inode.volatile.len() as u64;
+    let is_append = volatile_len > durable_len && inode.volatile.starts_with(&inode.durable);
+    if !is_append {
+        return inode.durable.clone();
+    }
+    // Candidate cut points: the durable end, every sector boundary inside the tail, the full end.
+    let mut cuts = vec![durable_len];
+    let mut boundary = (durable_len / SECTOR_BYTES + 1) * SECTOR_BYTES;
+    while boundary < volatile_len {
+        cuts.push(boundary);
+        boundary += SECTOR_BYTES;
+    }
+    cuts.push(volatile_len);
+    let cut = cuts[rng.gen_range(0..cuts.len())];
+    assert!(cut >= durable_len && cut <= volatile_len, "a tear keeps a prefix of the tail");
+    let mut bytes = inode.volatile[..cut as usize].to_vec();
+    // Sometimes the file grew but its last sector's data never landed (metadata before data).
+    if cut > durable_len && rng.gen_bool(0.25) {
+        let sector_start = ((cut - 1) / SECTOR_BYTES * SECTOR_BYTES).max(durable_len);
+        bytes[sector_start as usize..].fill(0);
+    }
+    bytes
+}
+
+impl State {
+    fn file_inode(&self, path: &Path) -> DiskResult<u64> {
+        match self.entries.get(path) {
+            Some(Entry::File(id)) => Ok(*id),
+            Some(Entry::Dir) => Err(DiskError::Io { path: name(path), reason: "is a directory".into() }),
+            None => Err(DiskError::NotFound(name(path))),
+        }
+    }
+
+    fn dir_exists(&self, dir: &Path) -> bool {
+        dir.as_os_str().is_empty() || self.entries.get(dir) == Some(&Entry::Dir)
+    }
+
+    fn flip_bit(&mut self, id: u64, position: usize, bit: u32) {
+        let inode = self.inodes.get_mut(&id).expect("entries name live inodes");
+        inode.volatile[position] ^= 1 << bit;
+        if position < inode.durable.len() {
+            inode.durable[position] ^= 1 << bit;
+        }
+    }
+
+    /// Decides whether this operation fails: forced failures first, then the probability.
+    fn inject(&mut self, op: FaultOp, path: &Path) -> DiskResult<()> {
+        let forced = self.fail_next.get_mut(&op).filter(|n| **n > 0);
+        let fail = if let Some(n) = forced {
+            *n -= 1;
+            true
+        } else {
+            let p = match op {
+                FaultOp::Read => self.faults.read_error_probability,
+                FaultOp::Write => self.faults.write_error_probability,
+                FaultOp::Sync => self.faults.sync_error_probability,
+            };
+            p > 0.0 && self.rng.gen_bool(p)
+        };
+        if fail {
+            self.counts.faults_injected += 1;
+            return Err(DiskError::Io { path: name(path), reason: format!("injected {op:?} fault") });
+        }
+        Ok(())
+    }
+
+    fn used_bytes(&self) -> u64 {
+        self.inodes.values().map(|i| i.volatile.len() as u64).sum()
+    }
+
+    /// Fails with `Full` if growing a file from `old_len` to `new_len` exceeds the capacity.
+    fn check_capacity(&self, path: &Path, old_len: u64, new_len: u64) -> DiskResult<()> {
+        if new_len > FILE_BYTES_MAX {
+            return Err(DiskError::Full(name(path)));
+        }
+        if let Some(capacity) = self.faults.capacity_bytes {
+            let used = self.used_bytes();
+            if new_len > old_len && used + (new_len - old_len) > capacity {
+                return Err(DiskError::Full(name(path)));
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, path: &Path, offset: Option<u64>, data: &[u8]) -> DiskResult<u64> {
+        let id = self.file_inode(path)?;
+        self.inject(FaultOp::Write, path)?;
+        let old_len = self.inodes[&id].volatile.len() as u64;
+        let at = offset.unwrap_or(old_len);
+        let new_len = old_len.max(at + data.len() as u64);
+        self.check_capacity(path, old_len, new_len)?;
+        let flip = self.faults.bit_flip_probability > 0.0
+            && !data.is_empty()
+            && self.rng.gen_bool(self.faults.bit_flip_probability);
+        let inode = self.inodes.get_mut(&id).expect("entries name live inodes");
+        if inode.volatile.len() < new_len as usize {
+            inode.volatile.resize(new_len as usize, 0);
+        }
+        inode.volatile[at as usize..at as usize + data.len()].copy_from_slice(data);
+        assert!(inode.volatile.len() as u64 == new_len, "write extends the file exactly");
+        if flip {
+            let position = self.rng.gen_range(0..data.len()) + at as usize;
+            let bit = self.rng.gen_range(0..8u32);
+            self.flip_bit(id, position, bit);
+            self.counts.faults_injected += 1;
+        }
+        self.counts.writes += 1;
+        self.counts.bytes_written += data.len() as u64;
+        Ok(at)
+    }
+
+    /// Removes `path` and everything under it from the volatile namespace.
+    fn remove_tree(&mut self, path: &Path) {
+        let doomed: Vec<PathBuf> =
+            self.entries.keys().filter(|p| p.starts_with(path)).cloned().collect();
+        for p in doomed {
+            self.entries.remove(&p);
+        }
+        self.collect_garbage();
+    }
+
+    /// Drops inodes no namespace (volatile or durable) refers to.
+    fn collect_garbage(&mut self) {
+        let mut live = std::collections::BTreeSet::new();
+        for entry in self.entries.values().chain(self.entries_durable.values()) {
+            if let Entry::File(id) = entry {
+                live.insert(*id);
+            }
+        }
+        self.inodes.retain(|id, _| live.contains(id));
+    }
+}
+
+impl Disk for MemDisk {
+    fn create(&self, path: &Path) -> DiskResult<()> {
+        let path = normalize(path)?;
+        let mut state = self.lock();
+        if state.entries.contains_key(&path) {
+            return Err(DiskError::AlreadyExists(name(&path)));
+        }
+        if !state.dir_exists(&parent_of(&path)) {
+            return Err(DiskError::NotFound(name(&parent_of(&path))));
+        }
+        let id = state.inode_next;
+        state.inode_next += 1;
+        state.inodes.insert(id, Inode::default());
+        state.entries.insert(path, Entry::File(id));
+        state.counts.creates += 1;
+        Ok(())
+    }
+
+    fn create_dir_all(&self, path: &Path) -> DiskResult<()> {
+        let path = normalize(path)?;
+        let mut state = self.lock();
+        let mut current = PathBuf::new();
+        for component in path.components() {
+            current.push(component);
+            match state.entries.get(&current) {
+                Some(Entry::Dir) => {}
+                Some(Entry::File(_)) => return Err(DiskError::AlreadyExists(name(&current))),
+                None => {
+                    state.entries.insert(current.clone(), Entry::Dir);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> DiskResult<bool> {
+        let path = normalize(path)?;
+        Ok(self.lock().entries.contains_key(&path))
+    }
+
+    fn len(&self, path: &Path) -> DiskResult<u64> {
+        let path = normalize(path)?;
+        let state = self.lock();
+        let id = state.file_inode(&path)?;
+        Ok(state.inodes[&id].volatile.len() as u64)
+    }
+
+    fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> DiskResult<usize> {
+        let path = normalize(path)?;
+        let mut state = self.lock();
+        let id = state.file_inode(&path)?;
+        state.inject(FaultOp::Read, &path)?;
+        let bytes = &state.inodes[&id].volatile;
+        let start = (offset as usize).min(bytes.len());
+        let n = buf.len().min(bytes.len() - start);
+        buf[..n].copy_from_slice(&bytes[start..start + n]);
+        state.counts.reads += 1;
+        Ok(n)
+    }
+
+    fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> DiskResult<()> {
+        let path = normalize(path)?;
+        self.lock().write(&path, Some(offset), data).map(|_| ())
+    }
+
+    fn append(&self, path: &Path, data: &[u8]) -> DiskResult<u64> {
+        let path = normalize(path)?;
+        self.lock().write(&path, None, data)
+    }
+
+    fn sync(&self, path: &Path) -> DiskResult<()> {
+        let path = normalize(path)?;
+        let mut state = self.lock();
+        let id = state.file_inode(&path)?;
+        state.inject(FaultOp::Sync, &path)?;
+        let inode = state.inodes.get_mut(&id).expect("entries name live inodes");
+        inode.durable = inode.volatile.clone();
+        state.counts.syncs += 1;
+        Ok(())
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> DiskResult<()> {
+        let path = normalize(path)?;
+        let mut state = self.lock();
+        let id = state.file_inode(&path)?;
+        state.inject(FaultOp::Write, &path)?;
+        let old_len = state.inodes[&id].volatile.len() as u64;
+        state.check_capacity(&path, old_len, len)?;
+        let inode = state.inodes.get_mut(&id).expect("entries name live inodes");
+        inode.volatile.resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> DiskResult<()> {
+        let from = normalize(from)?;
+        let to = normalize(to)?;
+        let mut state = self.lock();
+        let id = state.file_inode(&from)?;
+        if !state.dir_exists(&parent_of(&to)) {
+            return Err(DiskError::NotFound(name(&parent_of(&to))));
+        }
+        if state.entries.get(&to) == Some(&Entry::Dir) {
+            return Err(DiskError::AlreadyExists(name(&to)));
+        }
+        state.entries.remove(&from);
+        state.entries.insert(to, Entry::File(id));
+        state.collect_garbage();
+        state.counts.renames += 1;
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> DiskResult<()> {
+        let path = normalize(path)?;
+        let mut state = self.lock();
+        state.file_inode(&path)?;
+        state.entries.remove(&path);
+        state.collect_garbage();
+        state.counts.removes += 1;
+        Ok(())
+    }
+
+    fn remove_dir(&self, path: &Path, recursive: bool) -> DiskResult<()> {
+        let path = normalize(path)?;
+        let mut state = self.lock();
+        if state.entries.get(&path) != Some(&Entry::Dir) {
+            return Err(DiskError::NotFound(name(&path)));
+        }
+        let has_children = state.entries.keys().any(|p| p != &path && p.starts_with(&path));
+        if has_children && !recursive {
+            return Err(DiskError::Io { path: name(&path), reason: "directory not empty".into() });
+        }
+        state.remove_tree(&path);
+        Ok(())
+    }
+
+    fn list(&self, dir: &Path) -> DiskResult<Vec<String>> {
+        let state = self.lock();
+        let dir = if dir.as_os_str().is_empty() || dir == Path::new(".") {
+            PathBuf::new()
+        } else {
+            normalize(dir)?
+        };
+        if !state.dir_exists(&dir) {
+            return Err(DiskError::NotFound(name(&dir)));
+        }
+        let names: Vec<String> = state
+            .entries
+            .keys()
+            .filter(|p| parent_of(p) == dir)
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        debug_assert!(names.windows(2).all(|w| w[0] < w[1]), "BTreeMap order is sorted order");
+        Ok(names)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> DiskResult<()> {
+        let dir = if dir.as_os_str().is_empty() || dir == Path::new(".") {
+            PathBuf::new()
+        } else {
+            normalize(dir)?
+        };
+        let mut state = self.lock();
+        if !state.dir_exists(&dir) {
+            return Err(DiskError::NotFound(name(&dir)));
+        }
+        state.inject(FaultOp::Sync, &dir)?;
+        let children = |entries: &BTreeMap<PathBuf, Entry>| -> Vec<PathBuf> {
+            entries.keys().filter(|p| parent_of(p) == dir).cloned().collect()
+        };
+        for gone in children(&state.entries_durable) {
+            if !state.entries.contains_key(&gone) {
+                state.entries_durable.remove(&gone);
+            }
+        }
+        for child in children(&state.entries) {
+            let entry = state.entries[&child];
+            state.entries_durable.insert(child, entry);
+        }
+        state.collect_garbage();
+        state.counts.dir_syncs += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,224 @@
+//! Argument parsing and the top-level commands of `cargo sim`.
+
+use crate::runner::{self, CampaignOptions, Scenario};
+use crate::scenarios;
+use std::sync::Arc;
+
+/// The usage text.
+pub const USAGE: &str = "\
+cargo sim [OPTIONS]
+
+Runs a fault-injection simulation campaign. With no options: the embedded default campaign.
+
+options:
+  --scenario NAME     scenario to run (default: storage); --list shows them
+  --seed N            run one seed (replay); prints its trace tail on failure
+  --seeds N           number of seeds in the campaign (default 500)
+  --start N           first seed of the campaign (default 1)
+  --jobs N            seeds run at once (default: available cores)
+  --steps N           operations per seed (scenario default otherwise)
+  --ci                CI mode: every seed runs twice, traces must be equal
+  --check-determinism same as --ci's determinism check
+  --verbose           with --seed: print every event of the run
+  --report FILE.html  with --seed: write an HTML timeline of the run
+  --list              list the scenarios
+  --help              this text
+";
+
+/// What the command line asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Print the usage.
+    Help,
+    /// List the scenarios.
+    List,
+    /// Run one seed.
+    Replay {
+        /// Scenario settings.
+        settings: scenarios::Settings,
+        /// The seed.
+        seed: u64,
+        /// Print every event.
+        verbose: bool,
+        /// Write an HTML timeline here.
+        report: Option<String>,
+        /// Also check the seed for determinism.
+        check_determinism: bool,
+    },
+    /// Run a campaign.
+    Campaign {
+        /// Scenario settings.
+        settings: scenarios::Settings,
+        /// First seed.
+        start: u64,
+        /// Number of seeds.
+        count: u64,
+        /// Parallel seeds.
+        jobs: usize,
+        /// Run each seed twice.
+        check_determinism: bool,
+    },
+}
+
+/// Seeds in the default campaign: enough to find the shallow bugs in about a minute.
+const DEFAULT_SEEDS: u64 = 500;
+
+fn number<T: std::str::FromStr>(flag: &str, value: Option<&String>) -> Result<T, String> {
+    let value = value.ok_or_else(|| format!("{flag} needs a value"))?;
+    value.parse().map_err(|_| format!("{flag}: `{value}` is not a valid number"))
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let mut settings = scenarios::Settings::default();
+    let (mut seed, mut start, mut count, mut jobs) = (None, 1u64, DEFAULT_SEEDS, None);
+    let (mut check, mut verbose, mut report) = (false, false, None);
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--help" | "-h" => return Ok(Command::Help),
+            "--list" => return Ok(Command::List),
+            "--scenario" => {
+                let name = iter.next().ok_or("--scenario needs a name")?;
+                settings.scenario = scenarios::parse_name(name)?;
+            }
+            "--seed" => seed = Some(number("--seed", iter.next())?),
+            "--seeds" => count = number("--seeds", iter.next())?,
+            "--start" => start = number("--start", iter.next())?,
+            "--jobs" => jobs = Some(number("--jobs", iter.next())?),
+            "--steps" => settings.steps = Some(number("--steps", iter.next())?),
+            "--ci" | "--check-determinism" => check = true,
+            "--verbose" => verbose = true,
+            "--report" => report = Some(iter.next().ok_or("--report needs a file")?.clone()),
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    if count == 0 {
+        return Err("--seeds must be at least 1".to_string());
+    }
+    if let Some(seed) = seed {
+        return Ok(Command::Replay { settings, seed, verbose, report, check_determinism: check });
+    }
+    if report.is_some() {
+        return Err("--report goes with --seed".to_string());
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let jobs = jobs.unwrap_or(cores).max(1);
+    Ok(Command::Campaign { settings, start, count, jobs, check_determinism: check })
+}
+
+/// Runs a parsed command; `Ok(false)` means the simulation found a violation.
+pub fn execute(command: Command) -> Result<bool, String> {
+    match command {
+        Command::Help => Ok(true),
+        Command::List => {
+            for (name, about) in scenarios::LIST {
+                println!("{name:<12} {about}");
+            }
+            Ok(true)
+        }
+        Command::Replay { settings, seed, verbose, report, check_determinism } => {
+            replay(settings, seed, verbose, report, check_determinism)
+        }
+        Command::Campaign { settings, start, count, jobs, check_determinism } => {
+            let scenario = scenarios::build(&settings);
+            let end = start.checked_add(count).ok_or("--start + --seeds overflows")?;
+            let options = CampaignOptions {
+                seeds: (start..end).collect(),
+                jobs,
+                check_determinism,
+                progress: true,
+            };
+            eprintln!(
+                "rill sim: scenario {}, seeds {start}..{end}, {jobs} jobs{}",
+                scenario.name(),
+                if check_determinism { ", each seed twice (determinism check)" } else { "" }
+            );
+            let report = runner::run_campaign(Arc::clone(&scenario), &options);
+            print!("{}", runner::summarize(scenario.as_ref(), &report));
+            let ok = report.failures().next().is_none();
+            println!("verdict: {}", if ok { "PASS" } else { "FAIL" });
+            Ok(ok)
+        }
+    }
+}
+
+fn replay(
+    settings: scenarios::Settings,
+    seed: u64,
+    verbose: bool,
+    report: Option<String>,
+    check_determinism: bool,
+) -> Result<bool, String> {
+    let scenario = scenarios::build(&settings);
+    println!("seed {seed}: {}", scenario.describe(seed));
+    let run = runner::run_seed_isolated(Arc::clone(&scenario), seed);
+    if verbose {
+        print!("{}", run.trace.tail(usize::MAX));
+    }
+    let mut ok = run.violation.is_none();
+    if check_determinism {
+        let again = runner::run_seed_isolated(Arc::clone(&scenario), seed);
+        if let Some(divergence) = run.trace.first_divergence(&again.trace) {
+            println!("NONDETERMINISTIC: {divergence}");
+            ok = false;
+        }
+    }
+    if let Some(path) = report {
+        let html = crate::report::render(scenario.as_ref(), seed, &run);
+        std::fs::write(&path, html).map_err(|e| format!("writing {path}: {e}"))?;
+        println!("report written to {path}");
+    }
+    println!(
+        "{} steps, {:.1} s simulated, trace hash {:016x}",
+        run.steps,
+        run.simulated_ms as f64 / 1000.0,
+        run.trace.hash()
+    );
+    match &run.violation {
+        Some(violation) => {
+            if !verbose {
+                println!("last events:\n{}", run.trace.tail(40));
+            }
+            println!("VIOLATION: {violation}");
+            println!("replay: {}", runner::replay_command(scenario.as_ref(), seed));
+        }
+        None if ok => println!("verdict: PASS"),
+        None => {}
+    }
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn no_arguments_is_the_default_campaign() {
+        match parse(&[]).expect("empty arguments parse") {
+            Command::Campaign { start, count, check_determinism, .. } => {
+                assert_eq!((start, count, check_determinism), (1, DEFAULT_SEEDS, false));
+            }
+            other => panic!("expected a campaign, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_seed_means_replay() {
+        let command = parse(&args("--seed 42 --verbose")).expect("parses");
+        assert!(matches!(command, Command::Replay { seed: 42, verbose: true, .. }));
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        assert!(parse(&args("--seeds")).unwrap_err().contains("needs a value"));
+        assert!(parse(&args("--seeds x")).unwrap_err().contains("not a valid number"));
+        assert!(parse(&args("--frobnicate")).unwrap_err().contains("unknown option"));
+        assert!(parse(&args("--seeds 0")).is_err());
+        assert!(parse(&args("--report x.html")).is_err());
+    }
+}

@@ -1,0 +1,45 @@
+//! The scenarios `cargo sim` can run, and the settings that select one.
+
+use crate::runner::Scenario;
+use std::sync::Arc;
+
+/// The scenarios, with a line about each, for `--list`.
+pub const LIST: &[(&str, &str)] = &[(
+    "storage",
+    "one partition log on a MemDisk under crashes, torn writes, I/O errors and bit flips",
+)];
+
+/// Which scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScenarioName {
+    /// `storage`: the log-core durability campaign.
+    #[default]
+    Storage,
+}
+
+/// Parses a `--scenario` value.
+pub fn parse_name(name: &str) -> Result<ScenarioName, String> {
+    match name {
+        "storage" => Ok(ScenarioName::Storage),
+        other => {
+            let known: Vec<&str> = LIST.iter().map(|(n, _)| *n).collect();
+            Err(format!("unknown scenario `{other}` (known: {})", known.join(", ")))
+        }
+    }
+}
+
+/// What the command line chose, scenario-independent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// The scenario.
+    pub scenario: ScenarioName,
+    /// Operations per seed, if not the scenario's default.
+    pub steps: Option<u64>,
+}
+
+/// Builds the scenario the settings name.
+pub fn build(settings: &Settings) -> Arc<dyn Scenario> {
+    match settings.scenario {
+        ScenarioName::Storage => Arc::new(crate::storage::StorageScenario::new(settings.steps)),
+    }
+}
