@@ -18,9 +18,15 @@ pub struct HistoricBugs {
 /// The batch fencing `broker`: first every partition change that moves it out of ISRs and
 /// leaderships (electing new leaders), then the fence itself.
 pub fn fence_batch(image: &MetadataImage, broker: BrokerId, bugs: HistoricBugs) -> RecordBatch {
-    assert!(image.is_unfenced(broker), "only an unfenced broker is fenced");
+    assert!(
+        image.is_unfenced(broker),
+        "only an unfenced broker is fenced"
+    );
     let mut batch = partition_changes(image, |_, config, state| {
-        state.isr.contains(&broker).then(|| shrink_and_elect(image, config, state, broker, bugs))
+        state
+            .isr
+            .contains(&broker)
+            .then(|| shrink_and_elect(image, config, state, broker, bugs))
     });
     batch.push(MetadataRecord::FenceBroker { broker });
     batch
@@ -29,11 +35,16 @@ pub fn fence_batch(image: &MetadataImage, broker: BrokerId, bugs: HistoricBugs) 
 /// The batch unfencing `broker`: the unfence, then leaderless partitions it may now lead
 /// (cleanly from the ELR, or uncleanly where the topic allows).
 pub fn unfence_batch(image: &MetadataImage, broker: BrokerId) -> RecordBatch {
-    assert!(image.brokers().get(&broker).is_some_and(|b| b.fenced), "only a fenced broker");
+    assert!(
+        image.brokers().get(&broker).is_some_and(|b| b.fenced),
+        "only a fenced broker"
+    );
     let mut batch = vec![MetadataRecord::UnfenceBroker { broker }];
     batch.extend(partition_changes(image, |_, config, state| {
         let eligible = state.elr.contains(&broker)
-            || (config.unclean_leader_election && state.replicas.contains(&broker));
+            || (config.unclean_leader_election
+                && state.elr.is_empty()
+                && state.replicas.contains(&broker));
         (state.leader.is_none() && eligible).then(|| lead_alone(state, broker))
     }));
     batch
@@ -46,19 +57,64 @@ pub fn register_batch(
     registration: MetadataRecord,
     bugs: HistoricBugs,
 ) -> RecordBatch {
-    let MetadataRecord::RegisterBroker { broker, incarnation, .. } = &registration else {
+    let MetadataRecord::RegisterBroker {
+        broker,
+        incarnation,
+        clean_shutdown,
+        ..
+    } = &registration
+    else {
         panic!("register_batch takes a RegisterBroker record");
     };
-    let mut batch = match image.brokers().get(broker) {
-        Some(existing) if existing.incarnation != *incarnation && !existing.fenced => {
-            let mut fence = fence_batch(image, *broker, bugs);
-            fence.pop(); // The registration itself fences; keep only the partition changes.
-            fence
-        }
-        _ => Vec::new(),
+    let (broker, clean) = (*broker, *clean_shutdown);
+    let restarted = image
+        .brokers()
+        .get(&broker)
+        .is_some_and(|b| b.incarnation != *incarnation);
+    let mut batch = if restarted {
+        partition_changes(image, |_, config, state| {
+            let in_isr = state.isr.contains(&broker);
+            if !in_isr && (clean || !state.elr.contains(&broker)) {
+                return None;
+            }
+            let mut next = if in_isr {
+                shrink_and_elect(image, config, state, broker, bugs)
+            } else {
+                state.clone()
+            };
+            if !clean {
+                next.elr.retain(|b| *b != broker);
+                elect_unclean_if_allowed(image, config, &mut next, broker);
+            }
+            Some(bump_epochs(state, next))
+        })
+    } else {
+        Vec::new()
     };
     batch.push(registration);
     batch
+}
+
+/// With the ELR emptied and no leader, the topic's unclean election setting decides: elect the
+/// first unfenced replica (other than `excluded`) or stay offline.
+fn elect_unclean_if_allowed(
+    image: &MetadataImage,
+    config: &TopicConfig,
+    next: &mut PartitionState,
+    excluded: BrokerId,
+) {
+    if next.leader.is_some() || !next.elr.is_empty() || !config.unclean_leader_election {
+        return;
+    }
+    let candidate = next
+        .replicas
+        .iter()
+        .copied()
+        .find(|b| *b != excluded && image.is_unfenced(*b));
+    if let Some(leader) = candidate {
+        next.leader = Some(leader);
+        next.isr = vec![leader];
+    }
 }
 
 /// An AlterPartition request from a partition leader.
@@ -101,7 +157,10 @@ pub fn alter_partition(
     }
     let eligible = |b: &BrokerId| current.replicas.contains(b) && image.is_unfenced(*b);
     if let Some(broker) = request.isr.iter().find(|b| !eligible(b)) {
-        return Err(ControllerError::IneligibleReplica { partition: tp.clone(), broker: *broker });
+        return Err(ControllerError::IneligibleReplica {
+            partition: tp.clone(),
+            broker: *broker,
+        });
     }
     if !request.isr.contains(&request.broker) {
         return Err(ControllerError::IneligibleReplica {
@@ -127,7 +186,12 @@ pub fn alter_partition(
 
 /// KIP-966 bookkeeping: while the ISR is at least min ISR no ELR is needed; below it, replicas
 /// that leave the ISR join the ELR (they hold everything committed so far).
-fn elr_after(config: &TopicConfig, current: &PartitionState, isr: &[BrokerId], no_elr: bool) -> Vec<BrokerId> {
+fn elr_after(
+    config: &TopicConfig,
+    current: &PartitionState,
+    isr: &[BrokerId],
+    no_elr: bool,
+) -> Vec<BrokerId> {
     let min_isr = usize::try_from(config.min_insync_replicas).expect("validated positive");
     if isr.len() >= min_isr || no_elr {
         return Vec::new();
@@ -145,8 +209,9 @@ fn elr_after(config: &TopicConfig, current: &PartitionState, isr: &[BrokerId], n
 }
 
 /// Removes the fenced `broker` from the ISR and, if it led, elects a successor: the first
-/// unfenced ISR member in replica order; else an unfenced ELR member; else uncleanly any unfenced
-/// replica where the topic allows; else nobody.
+/// unfenced ISR member in replica order; else an unfenced ELR member; else, only if the ELR is
+/// empty (KIP-966: an ELR member may still return) and the topic allows, uncleanly any unfenced
+/// replica; else nobody.
 fn shrink_and_elect(
     image: &MetadataImage,
     config: &TopicConfig,
@@ -154,11 +219,20 @@ fn shrink_and_elect(
     broker: BrokerId,
     bugs: HistoricBugs,
 ) -> PartitionState {
-    assert!(state.isr.contains(&broker), "only ISR members are shrunk away");
+    assert!(
+        state.isr.contains(&broker),
+        "only ISR members are shrunk away"
+    );
     let isr: Vec<BrokerId> = state.isr.iter().copied().filter(|b| *b != broker).collect();
     let elr = elr_after(config, state, &isr, bugs.no_elr);
     let usable = |b: &&BrokerId| **b != broker && image.is_unfenced(**b);
-    let in_order = |set: &[BrokerId]| state.replicas.iter().find(|b| set.contains(b) && usable(b)).copied();
+    let in_order = |set: &[BrokerId]| {
+        state
+            .replicas
+            .iter()
+            .find(|b| set.contains(b) && usable(b))
+            .copied()
+    };
     let mut next = state.clone();
     next.isr = isr.clone();
     next.elr = elr.clone();
@@ -170,7 +244,9 @@ fn shrink_and_elect(
         next.leader = Some(leader);
         next.isr = vec![leader];
         next.elr = elr.into_iter().filter(|b| *b != leader).collect();
-    } else if let Some(leader) = in_order(&state.replicas).filter(|_| config.unclean_leader_election) {
+    } else if let Some(leader) =
+        in_order(&state.replicas).filter(|_| config.unclean_leader_election && elr.is_empty())
+    {
         next.leader = Some(leader);
         next.isr = vec![leader];
         next.elr = Vec::new();
@@ -182,7 +258,10 @@ fn shrink_and_elect(
 
 /// The state where `broker` leads alone: elected from the ELR or uncleanly.
 fn lead_alone(state: &PartitionState, broker: BrokerId) -> PartitionState {
-    assert!(state.leader.is_none() && state.isr.is_empty(), "only leaderless partitions");
+    assert!(
+        state.leader.is_none() && state.isr.is_empty(),
+        "only leaderless partitions"
+    );
     let mut next = state.clone();
     next.leader = Some(broker);
     next.isr = vec![broker];
@@ -194,7 +273,11 @@ fn lead_alone(state: &PartitionState, broker: BrokerId) -> PartitionState {
     bump_epochs(state, next)
 }
 
+/// Sets `next`'s epochs from `current`'s: one partition epoch step per change, one leader epoch
+/// step per leader change (so calling it again on the same pair gives the same result).
 fn bump_epochs(current: &PartitionState, mut next: PartitionState) -> PartitionState {
+    next.leader_epoch = current.leader_epoch;
+    next.last_known_leader = current.last_known_leader;
     if next.leader != current.leader {
         next.leader_epoch = LeaderEpoch(current.leader_epoch.0 + 1);
         if current.leader.is_some() {
@@ -202,7 +285,9 @@ fn bump_epochs(current: &PartitionState, mut next: PartitionState) -> PartitionS
         }
     }
     next.partition_epoch = PartitionEpoch(current.partition_epoch.0 + 1);
-    assert!(next.partition_epoch > current.partition_epoch && next.leader_epoch >= current.leader_epoch);
+    assert!(
+        next.partition_epoch > current.partition_epoch && next.leader_epoch >= current.leader_epoch
+    );
     next
 }
 
@@ -214,7 +299,10 @@ fn partition_changes(
     for (name, topic) in image.topics() {
         for (index, state) in topic.partitions.iter().enumerate() {
             let partition = i32::try_from(index).expect("partitions per topic are bounded");
-            let tp = TopicPartition { topic: name.clone(), partition };
+            let tp = TopicPartition {
+                topic: name.clone(),
+                partition,
+            };
             if let Some(next) = decide(&tp, &topic.config, state) {
                 batch.push(MetadataRecord::PartitionChange {
                     topic: name.clone(),

@@ -92,13 +92,21 @@ impl MetadataImage {
 
     /// Unfenced brokers in id order: the candidates for placement.
     pub fn brokers_unfenced(&self) -> Vec<BrokerId> {
-        self.brokers.iter().filter(|(_, b)| !b.fenced).map(|(id, _)| *id).collect()
+        self.brokers
+            .iter()
+            .filter(|(_, b)| !b.fenced)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Applies the batch of the raft entry at `index`, atomically: either every record applies or
     /// none does. Either way the entry counts as applied, so every node stays at the same index.
     pub fn apply_batch(&mut self, index: u64, batch: &RecordBatch) -> Result<(), ControllerError> {
-        assert!(index > self.applied_index, "entry {index} applied after {}", self.applied_index);
+        assert!(
+            index > self.applied_index,
+            "entry {index} applied after {}",
+            self.applied_index
+        );
         assert!(!batch.is_empty(), "an empty batch is never proposed");
         let result = if batch.len() == 1 {
             self.apply(&batch[0])
@@ -112,31 +120,49 @@ impl MetadataImage {
             result
         };
         self.applied_index = index;
-        debug_assert!(self.check_invariants().is_ok(), "{:?}", self.check_invariants());
+        debug_assert!(
+            self.check_invariants().is_ok(),
+            "{:?}",
+            self.check_invariants()
+        );
         result
     }
 
     /// Marks the entry at `index` applied without records (raft's empty and config entries).
     pub fn skip_entry(&mut self, index: u64) {
-        assert!(index > self.applied_index, "entry {index} applied after {}", self.applied_index);
+        assert!(
+            index > self.applied_index,
+            "entry {index} applied after {}",
+            self.applied_index
+        );
         self.applied_index = index;
     }
 
     /// Validates one record against the image and applies it. Refusals change nothing.
     pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), ControllerError> {
         match record {
-            MetadataRecord::RegisterBroker { broker, incarnation, listeners } => {
-                self.apply_register(*broker, *incarnation, listeners)
-            }
+            MetadataRecord::RegisterBroker {
+                broker,
+                incarnation,
+                listeners,
+                clean_shutdown,
+            } => self.apply_register(*broker, *incarnation, listeners, *clean_shutdown),
             MetadataRecord::FenceBroker { broker } => self.apply_fence(*broker),
             MetadataRecord::UnfenceBroker { broker } => self.apply_unfence(*broker),
-            MetadataRecord::CreateTopic { name, assignments, config } => {
-                self.apply_create_topic(name, assignments, config)
+            MetadataRecord::CreateTopic {
+                name,
+                assignments,
+                config,
+            } => self.apply_create_topic(name, assignments, config),
+            MetadataRecord::DeleteTopic { name, topic_id } => {
+                self.apply_delete_topic(name, *topic_id)
             }
-            MetadataRecord::DeleteTopic { name, topic_id } => self.apply_delete_topic(name, *topic_id),
-            MetadataRecord::PartitionChange { topic, topic_id, partition, state } => {
-                self.apply_partition_change(topic, *topic_id, *partition, state)
-            }
+            MetadataRecord::PartitionChange {
+                topic,
+                topic_id,
+                partition,
+                state,
+            } => self.apply_partition_change(topic, *topic_id, *partition, state),
         }
     }
 
@@ -145,38 +171,58 @@ impl MetadataImage {
         broker: BrokerId,
         incarnation: u64,
         listeners: &[Listener],
+        clean_shutdown: bool,
     ) -> Result<(), ControllerError> {
         if listeners.len() > LISTENERS_MAX {
-            return Err(invalid(format!("broker {broker}: {} listeners", listeners.len())));
+            return Err(invalid(format!(
+                "broker {broker}: {} listeners",
+                listeners.len()
+            )));
         }
         if let Some(existing) = self.brokers.get(&broker) {
             if existing.incarnation == incarnation {
                 return Ok(()); // A retried registration: nothing changes.
             }
             self.ensure_holds_nothing(broker)?;
+            if !clean_shutdown {
+                self.ensure_not_eligible(broker)?;
+            }
         } else if self.brokers.len() >= BROKERS_MAX {
-            return Err(ControllerError::LimitReached(format!("{BROKERS_MAX} brokers")));
+            return Err(ControllerError::LimitReached(format!(
+                "{BROKERS_MAX} brokers"
+            )));
         }
-        let registration =
-            BrokerRegistration { incarnation, listeners: listeners.to_vec(), fenced: true };
+        let registration = BrokerRegistration {
+            incarnation,
+            listeners: listeners.to_vec(),
+            fenced: true,
+        };
         self.brokers.insert(broker, registration);
         assert!(!self.is_unfenced(broker), "a new incarnation starts fenced");
         Ok(())
     }
 
     fn apply_fence(&mut self, broker: BrokerId) -> Result<(), ControllerError> {
-        let registration = self.brokers.get(&broker).ok_or(ControllerError::UnknownBroker(broker))?;
+        let registration = self
+            .brokers
+            .get(&broker)
+            .ok_or(ControllerError::UnknownBroker(broker))?;
         if registration.fenced {
             return Err(invalid(format!("broker {broker} is already fenced")));
         }
         self.ensure_holds_nothing(broker)?;
-        self.brokers.get_mut(&broker).expect("looked up above").fenced = true;
+        self.brokers
+            .get_mut(&broker)
+            .expect("looked up above")
+            .fenced = true;
         Ok(())
     }
 
     fn apply_unfence(&mut self, broker: BrokerId) -> Result<(), ControllerError> {
-        let registration =
-            self.brokers.get_mut(&broker).ok_or(ControllerError::UnknownBroker(broker))?;
+        let registration = self
+            .brokers
+            .get_mut(&broker)
+            .ok_or(ControllerError::UnknownBroker(broker))?;
         if !registration.fenced {
             return Err(invalid(format!("broker {broker} is not fenced")));
         }
@@ -190,7 +236,23 @@ impl MetadataImage {
         for (name, topic) in &self.topics {
             for (index, state) in topic.partitions.iter().enumerate() {
                 if state.isr.contains(&broker) {
-                    return Err(invalid(format!("broker {broker} still in the ISR of {name}-{index}")));
+                    return Err(invalid(format!(
+                        "broker {broker} still in the ISR of {name}-{index}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A broker restarting after a crash must first have left every ELR (same batch, earlier).
+    fn ensure_not_eligible(&self, broker: BrokerId) -> Result<(), ControllerError> {
+        for (name, topic) in &self.topics {
+            for (index, state) in topic.partitions.iter().enumerate() {
+                if state.elr.contains(&broker) {
+                    return Err(invalid(format!(
+                        "broker {broker} still in the ELR of {name}-{index}"
+                    )));
                 }
             }
         }
@@ -208,7 +270,9 @@ impl MetadataImage {
             return Err(ControllerError::TopicAlreadyExists(name.to_string()));
         }
         if self.topics.len() >= TOPICS_MAX {
-            return Err(ControllerError::LimitReached(format!("{TOPICS_MAX} topics")));
+            return Err(ControllerError::LimitReached(format!(
+                "{TOPICS_MAX} topics"
+            )));
         }
         if assignments.is_empty() || assignments.len() > PARTITIONS_PER_TOPIC_MAX {
             return Err(invalid(format!("{name}: {} partitions", assignments.len())));
@@ -226,8 +290,11 @@ impl MetadataImage {
             if let Some(unknown) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
                 return Err(ControllerError::UnknownBroker(*unknown));
             }
-            let isr: Vec<BrokerId> =
-                replicas.iter().copied().filter(|b| self.is_unfenced(*b)).collect();
+            let isr: Vec<BrokerId> = replicas
+                .iter()
+                .copied()
+                .filter(|b| self.is_unfenced(*b))
+                .collect();
             partitions.push(PartitionState {
                 replicas: replicas.clone(),
                 leader: isr.first().copied(),
@@ -238,7 +305,11 @@ impl MetadataImage {
                 partition_epoch: PartitionEpoch(0),
             });
         }
-        let topic = TopicImage { topic_id: self.topic_id_next, config: config.clone(), partitions };
+        let topic = TopicImage {
+            topic_id: self.topic_id_next,
+            config: config.clone(),
+            partitions,
+        };
         self.topic_id_next += 1;
         self.topics.insert(name.to_string(), topic);
         Ok(())
@@ -261,7 +332,10 @@ impl MetadataImage {
         partition: i32,
         next: &PartitionState,
     ) -> Result<(), ControllerError> {
-        let tp = TopicPartition { topic: topic.to_string(), partition };
+        let tp = TopicPartition {
+            topic: topic.to_string(),
+            partition,
+        };
         let current = match self.topics.get(topic) {
             Some(image) if image.topic_id == topic_id => self.partition(&tp),
             _ => None,
@@ -279,7 +353,10 @@ impl MetadataImage {
         let mut topic_ids = BTreeSet::new();
         for (name, topic) in &self.topics {
             if topic.topic_id >= self.topic_id_next || !topic_ids.insert(topic.topic_id) {
-                return Err(format!("{name}: topic id {} reused or unallocated", topic.topic_id));
+                return Err(format!(
+                    "{name}: topic id {} reused or unallocated",
+                    topic.topic_id
+                ));
             }
             for (index, state) in topic.partitions.iter().enumerate() {
                 self.check_partition(state)
@@ -329,9 +406,11 @@ impl MetadataImage {
     /// A 64-bit FNV-1a digest of the encoding: equal images have equal digests, which lets test
     /// harnesses compare images across nodes cheaply.
     pub fn digest(&self) -> u64 {
-        self.encode().iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-        })
+        self.encode()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+            })
     }
 }
 
@@ -350,21 +429,30 @@ fn validate_transition(
             current: current.partition_epoch.0,
         });
     }
-    let leader_epoch_expected =
-        current.leader_epoch.0 + i32::from(next.leader != current.leader);
+    let leader_epoch_expected = current.leader_epoch.0 + i32::from(next.leader != current.leader);
     if next.leader_epoch.0 != leader_epoch_expected || next.replicas != current.replicas {
-        return Err(invalid(format!("{tp}: leader epoch or replicas jump: {next:?}")));
+        return Err(invalid(format!(
+            "{tp}: leader epoch or replicas jump: {next:?}"
+        )));
     }
     if let Some(broker) = next.isr.iter().find(|b| !image.is_unfenced(**b)) {
-        return Err(ControllerError::IneligibleReplica { partition: tp.clone(), broker: *broker });
+        return Err(ControllerError::IneligibleReplica {
+            partition: tp.clone(),
+            broker: *broker,
+        });
     }
-    image.check_partition(next).map_err(|why| invalid(format!("{tp}: {why}")))
+    image
+        .check_partition(next)
+        .map_err(|why| invalid(format!("{tp}: {why}")))
 }
 
-fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
+/// Kafka's topic name rule: 1 to 249 characters of `[a-zA-Z0-9._-]`.
+pub(crate) fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
     let legal = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-';
     if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX || !name.chars().all(legal) {
-        return Err(ControllerError::InvalidTopic(format!("illegal topic name {name:?}")));
+        return Err(ControllerError::InvalidTopic(format!(
+            "illegal topic name {name:?}"
+        )));
     }
     Ok(())
 }

@@ -15,14 +15,24 @@ pub fn assign_replicas(
     topic_id: u64,
 ) -> Vec<Vec<BrokerId>> {
     let n = brokers.len();
-    assert!(replication_factor >= 1 && replication_factor <= n, "rf {replication_factor} of {n}");
-    assert!(brokers.windows(2).all(|w| w[0] < w[1]), "brokers sorted and distinct");
+    assert!(
+        replication_factor >= 1 && replication_factor <= n,
+        "rf {replication_factor} of {n}"
+    );
+    assert!(
+        brokers.windows(2).all(|w| w[0] < w[1]),
+        "brokers sorted and distinct"
+    );
     let start = usize::try_from(topic_id % n as u64).expect("below n, which is a usize");
     let shift_start = if n > 1 { start % (n - 1) } else { 0 };
     let assignments: Vec<Vec<BrokerId>> = (0..partitions)
         .map(|p| {
             let first = (start + p) % n;
-            let shift = if n > 1 { (shift_start + p / n) % (n - 1) } else { 0 };
+            let shift = if n > 1 {
+                (shift_start + p / n) % (n - 1)
+            } else {
+                0
+            };
             let mut replicas = vec![brokers[first]];
             for j in 1..replication_factor {
                 // 1 + ((shift + j - 1) mod (n - 1)) is in [1, n): never the first replica, and

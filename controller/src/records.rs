@@ -26,7 +26,10 @@ pub struct TopicConfig {
 
 impl Default for TopicConfig {
     fn default() -> Self {
-        TopicConfig { unclean_leader_election: false, min_insync_replicas: 1 }
+        TopicConfig {
+            unclean_leader_election: false,
+            min_insync_replicas: 1,
+        }
     }
 }
 
@@ -62,6 +65,9 @@ pub enum MetadataRecord {
         incarnation: u64,
         /// Where the broker serves clients.
         listeners: Vec<Listener>,
+        /// Did the previous incarnation stop cleanly (log flushed)? After a crash the broker may
+        /// have lost records, so it leaves every ELR (KIP-966).
+        clean_shutdown: bool,
     },
     /// The active controller saw no heartbeat within the session timeout.
     FenceBroker {
@@ -114,7 +120,11 @@ pub const RECORDS_PER_BATCH_MAX: usize = 4096;
 /// because every map in a record is a sequence).
 pub fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
     assert!(!batch.is_empty(), "an empty batch proposes nothing");
-    assert!(batch.len() <= RECORDS_PER_BATCH_MAX, "batch of {} records", batch.len());
+    assert!(
+        batch.len() <= RECORDS_PER_BATCH_MAX,
+        "batch of {} records",
+        batch.len()
+    );
     serde_json::to_vec(batch).expect("records serialise: no maps with non-string keys")
 }
 

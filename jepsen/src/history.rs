@@ -275,6 +275,11 @@ impl History {
         }
     }
 
+    /// [`History::outcome`] for an invoke, `None` for a completion.
+    pub fn outcome_if_invoke(&self, pos: usize) -> Option<OpType> {
+        (self.ops[pos].op_type == OpType::Invoke).then(|| self.outcome(pos))
+    }
+
     /// Parses JSON Lines. Blank lines are skipped; every other line must be one event.
     pub fn parse_jsonl(reader: impl BufRead) -> Result<History, HistoryError> {
         let mut history = History::new();
@@ -303,7 +308,10 @@ impl History {
         let line = op.line;
         let bad = |reason: String| Err(HistoryError::Inconsistent { line, reason });
         if self.ops.len() as u64 >= EVENTS_MAX {
-            return Err(HistoryError::TooLong { line, limit: EVENTS_MAX });
+            return Err(HistoryError::TooLong {
+                line,
+                limit: EVENTS_MAX,
+            });
         }
         if let Some(last) = self.ops.last() {
             if op.index <= last.index {
@@ -388,7 +396,11 @@ impl History {
         obj.insert("f".into(), json!(op.f.name()));
         obj.insert("value".into(), value);
         if !op.rebalance_keys.is_empty() {
-            let keys: Vec<&str> = op.rebalance_keys.iter().map(|k| self.key_name(*k)).collect();
+            let keys: Vec<&str> = op
+                .rebalance_keys
+                .iter()
+                .map(|k| self.key_name(*k))
+                .collect();
             obj.insert("rebalance-log".into(), json!([{ "keys": keys }]));
         }
         if op.seek_to_beginning {
@@ -426,13 +438,18 @@ impl History {
 }
 
 fn check_invoke_value(op: &Op) -> Result<(), HistoryError> {
-    let bad = |reason: String| Err(HistoryError::BadEvent { line: op.line, reason });
+    let bad = |reason: String| {
+        Err(HistoryError::BadEvent {
+            line: op.line,
+            reason,
+        })
+    };
     check_mops_fit_f(op)?;
     for mop in op.mops() {
         match mop {
-            MicroOp::Send { offset: Some(_), .. } => {
-                return bad("an invoked send cannot carry an offset yet".into())
-            }
+            MicroOp::Send {
+                offset: Some(_), ..
+            } => return bad("an invoked send cannot carry an offset yet".into()),
             MicroOp::Poll { reads: Some(_) } => {
                 return bad("an invoked poll cannot carry results yet: use [\"poll\"]".into())
             }
@@ -443,7 +460,12 @@ fn check_invoke_value(op: &Op) -> Result<(), HistoryError> {
 }
 
 fn check_mops_fit_f(op: &Op) -> Result<(), HistoryError> {
-    let bad = |reason: String| Err(HistoryError::BadEvent { line: op.line, reason });
+    let bad = |reason: String| {
+        Err(HistoryError::BadEvent {
+            line: op.line,
+            reason,
+        })
+    };
     match (&op.value, op.f.carries_mops()) {
         (OpValue::Keys(_), true) => return bad(format!("f {} needs micro-ops", op.f.name())),
         (OpValue::Mops(_), false) => return bad(format!("f {} needs a list of keys", op.f.name())),
@@ -456,7 +478,11 @@ fn check_mops_fit_f(op: &Op) -> Result<(), HistoryError> {
             _ => true,
         };
         if !fits {
-            return bad(format!("a {} micro-op inside an f {} operation", mop.kind(), op.f.name()));
+            return bad(format!(
+                "a {} micro-op inside an f {} operation",
+                mop.kind(),
+                op.f.name()
+            ));
         }
     }
     Ok(())
@@ -486,7 +512,16 @@ fn check_completion_value(invoke: &Op, op: &mut Op) -> Result<(), HistoryError> 
     }
     for (i, (a, b)) in inv.iter().zip(done).enumerate() {
         let same = match (a, b) {
-            (MicroOp::Send { key: k1, value: v1, .. }, MicroOp::Send { key: k2, value: v2, offset }) => {
+            (
+                MicroOp::Send {
+                    key: k1, value: v1, ..
+                },
+                MicroOp::Send {
+                    key: k2,
+                    value: v2,
+                    offset,
+                },
+            ) => {
                 if op.op_type == OpType::Ok && offset.is_none() {
                     return bad(format!("micro-op {i}: an ok send must carry its offset"));
                 }
@@ -503,8 +538,16 @@ fn check_completion_value(invoke: &Op, op: &mut Op) -> Result<(), HistoryError> 
                 k1 == k2 && v1 == v2
             }
             (
-                MicroOp::Cas { key: k1, expected: e1, new: n1 },
-                MicroOp::Cas { key: k2, expected: e2, new: n2 },
+                MicroOp::Cas {
+                    key: k1,
+                    expected: e1,
+                    new: n1,
+                },
+                MicroOp::Cas {
+                    key: k2,
+                    expected: e2,
+                    new: n2,
+                },
             ) => k1 == k2 && e1 == e2 && n1 == n2,
             _ => false,
         };
@@ -557,9 +600,13 @@ fn parse_line(history: &mut History, text: &str, line: u64) -> Result<Op, Histor
     };
     let f_name = string("f")?;
     let f = OpFn::parse(f_name).ok_or_else(|| {
-        bad(format!("unknown f \"{f_name}\" (expected send, poll, txn, assign or subscribe)"))
+        bad(format!(
+            "unknown f \"{f_name}\" (expected send, poll, txn, assign or subscribe)"
+        ))
     })?;
-    let raw = obj.get("value").ok_or_else(|| bad("missing field \"value\"".into()))?;
+    let raw = obj
+        .get("value")
+        .ok_or_else(|| bad("missing field \"value\"".into()))?;
     let value = if f.carries_mops() {
         match raw {
             Value::Null if op_type != OpType::Invoke && op_type != OpType::Ok => {
@@ -585,7 +632,9 @@ fn parse_line(history: &mut History, text: &str, line: u64) -> Result<Op, Histor
     };
     let mut rebalance_keys = Vec::new();
     if let Some(log) = obj.get("rebalance-log") {
-        let entries = log.as_array().ok_or_else(|| bad("\"rebalance-log\" must be a list".into()))?;
+        let entries = log
+            .as_array()
+            .ok_or_else(|| bad("\"rebalance-log\" must be a list".into()))?;
         for entry in entries {
             let keys = entry
                 .get("keys")
@@ -599,7 +648,17 @@ fn parse_line(history: &mut History, text: &str, line: u64) -> Result<Op, Histor
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(bad("\"seek-to-beginning\" must be true or false".into())),
     };
-    Ok(Op { index, op_type, process, time, f, value, rebalance_keys, seek_to_beginning, line })
+    Ok(Op {
+        index,
+        op_type,
+        process,
+        time,
+        f,
+        value,
+        rebalance_keys,
+        seek_to_beginning,
+        line,
+    })
 }
 
 fn parse_keys(history: &mut History, raw: &Value) -> Result<Vec<KeyId>, String> {
@@ -608,7 +667,9 @@ fn parse_keys(history: &mut History, raw: &Value) -> Result<Vec<KeyId>, String> 
 }
 
 fn parse_key(history: &mut History, raw: &Value) -> Result<KeyId, String> {
-    let name = raw.as_str().ok_or_else(|| format!("key {raw} must be a string"))?;
+    let name = raw
+        .as_str()
+        .ok_or_else(|| format!("key {raw} must be a string"))?;
     if name.is_empty() || name.len() > KEY_BYTES_MAX {
         return Err(format!("key must be 1..={KEY_BYTES_MAX} bytes"));
     }
@@ -616,17 +677,25 @@ fn parse_key(history: &mut History, raw: &Value) -> Result<KeyId, String> {
 }
 
 fn parse_int(raw: &Value, what: &str) -> Result<i64, String> {
-    raw.as_i64().ok_or_else(|| format!("{what} must be an integer, got {raw}"))
+    raw.as_i64()
+        .ok_or_else(|| format!("{what} must be an integer, got {raw}"))
 }
 
 fn parse_mop(history: &mut History, raw: &Value) -> Result<MicroOp, String> {
     let items = raw.as_array().ok_or("a micro-op must be a list")?;
-    let name = items.first().and_then(Value::as_str).ok_or("a micro-op starts with its name")?;
+    let name = items
+        .first()
+        .and_then(Value::as_str)
+        .ok_or("a micro-op starts with its name")?;
     let arity = |n: usize| -> Result<(), String> {
         if items.len() == n {
             Ok(())
         } else {
-            Err(format!("\"{name}\" takes {} arguments, got {}", n - 1, items.len() - 1))
+            Err(format!(
+                "\"{name}\" takes {} arguments, got {}",
+                n - 1,
+                items.len() - 1
+            ))
         }
     };
     match name {
@@ -639,9 +708,17 @@ fn parse_mop(history: &mut History, raw: &Value) -> Result<MicroOp, String> {
                         Value::Null => None,
                         o => Some(o.as_u64().ok_or_else(|| format!("bad offset {o}"))?),
                     };
-                    Ok(MicroOp::Send { key, value: parse_int(&pair[1], "value")?, offset })
+                    Ok(MicroOp::Send {
+                        key,
+                        value: parse_int(&pair[1], "value")?,
+                        offset,
+                    })
                 }
-                v => Ok(MicroOp::Send { key, value: parse_int(v, "value")?, offset: None }),
+                v => Ok(MicroOp::Send {
+                    key,
+                    value: parse_int(v, "value")?,
+                    offset: None,
+                }),
             }
         }
         "poll" => {
@@ -649,16 +726,22 @@ fn parse_mop(history: &mut History, raw: &Value) -> Result<MicroOp, String> {
                 return Ok(MicroOp::Poll { reads: None });
             }
             arity(2)?;
-            let obj = items[1].as_object().ok_or("poll results must be an object")?;
+            let obj = items[1]
+                .as_object()
+                .ok_or("poll results must be an object")?;
             let mut reads = Vec::with_capacity(obj.len());
             for (k, pairs) in obj {
                 let key = parse_key(history, &Value::String(k.clone()))?;
-                let pairs = pairs.as_array().ok_or("poll results per key must be a list")?;
+                let pairs = pairs
+                    .as_array()
+                    .ok_or("poll results per key must be a list")?;
                 let mut out = Vec::with_capacity(pairs.len());
                 for p in pairs {
                     let pair = p.as_array().filter(|a| a.len() == 2);
                     let pair = pair.ok_or_else(|| format!("{p} is not an [offset, value] pair"))?;
-                    let offset = pair[0].as_u64().ok_or_else(|| format!("bad offset {}", pair[0]))?;
+                    let offset = pair[0]
+                        .as_u64()
+                        .ok_or_else(|| format!("bad offset {}", pair[0]))?;
                     out.push((offset, parse_int(&pair[1], "value")?));
                 }
                 reads.push((key, out));
@@ -677,7 +760,10 @@ fn parse_mop(history: &mut History, raw: &Value) -> Result<MicroOp, String> {
         "write" => {
             arity(3)?;
             let key = parse_key(history, &items[1])?;
-            Ok(MicroOp::Write { key, value: parse_int(&items[2], "value")? })
+            Ok(MicroOp::Write {
+                key,
+                value: parse_int(&items[2], "value")?,
+            })
         }
         "cas" => {
             arity(3)?;
@@ -685,7 +771,11 @@ fn parse_mop(history: &mut History, raw: &Value) -> Result<MicroOp, String> {
             let pair = items[2].as_array().filter(|a| a.len() == 2);
             let pair = pair.ok_or("cas takes [expected, new]")?;
             let expected = parse_int(&pair[0], "expected")?;
-            Ok(MicroOp::Cas { key, expected, new: parse_int(&pair[1], "new")? })
+            Ok(MicroOp::Cas {
+                key,
+                expected,
+                new: parse_int(&pair[1], "new")?,
+            })
         }
         other => Err(format!(
             "unknown micro-op \"{other}\" (expected send, poll, read, write or cas)"
@@ -747,7 +837,10 @@ impl HistoryRecorder {
         value: OpValue,
         rebalance_keys: Vec<KeyId>,
     ) -> Result<u64, HistoryError> {
-        assert!(op_type != OpType::Invoke, "complete() records completions only");
+        assert!(
+            op_type != OpType::Invoke,
+            "complete() records completions only"
+        );
         let f = self
             .history
             .outstanding

@@ -10,13 +10,16 @@
 //! - [`linear`]: a Wing–Gong–Lowe linearizability checker, P-compositional (one search per key,
 //!   keys checked in parallel), with a budget that answers `Unknown` rather than hanging.
 //! - [`cli::run`]: `rill check FILE.jsonl`, wired into the `rill` binary and `rill-check`.
+//! - [`gen`]: seeded generators of valid histories (property tests, benchmark).
 //!
 //! The format and every anomaly are documented in `jepsen/README.md`.
 
 pub mod cli;
 pub mod error;
+pub mod gen;
 pub mod history;
 pub mod linear;
 pub mod queue;
+mod queue_graph;
 
 pub use error::{HistoryError, JepsenError};

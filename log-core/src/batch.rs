@@ -88,7 +88,10 @@ impl BatchHeader {
     /// CRC (that needs the whole batch).
     pub fn parse(bytes: &[u8]) -> Result<BatchHeader, LogError> {
         if bytes.len() < HEADER_BYTES {
-            return Err(invalid(format!("{} bytes is shorter than a batch header", bytes.len())));
+            return Err(invalid(format!(
+                "{} bytes is shorter than a batch header",
+                bytes.len()
+            )));
         }
         let header = BatchHeader {
             base_offset: Offset(be_i64(bytes, 0)),
@@ -115,7 +118,10 @@ impl BatchHeader {
         }
         let total = self.batch_length as i64 + LOG_OVERHEAD_BYTES as i64;
         if total < HEADER_BYTES as i64 || total > BATCH_BYTES_LIMIT as i64 {
-            return Err(invalid(format!("batch length {} out of range", self.batch_length)));
+            return Err(invalid(format!(
+                "batch length {} out of range",
+                self.batch_length
+            )));
         }
         if self.base_offset.0 < 0 || self.last_offset_delta < 0 {
             return Err(invalid(format!(
@@ -124,7 +130,10 @@ impl BatchHeader {
             )));
         }
         if self.records_count < 0 || self.records_count > RECORDS_PER_BATCH_MAX {
-            return Err(invalid(format!("record count {} out of range", self.records_count)));
+            return Err(invalid(format!(
+                "record count {} out of range",
+                self.records_count
+            )));
         }
         if self.records_count as i64 > self.last_offset_delta as i64 + 1 {
             return Err(invalid(format!(
@@ -133,7 +142,12 @@ impl BatchHeader {
                 self.last_offset_delta as i64 + 1
             )));
         }
-        if self.base_offset.0.checked_add(self.last_offset_delta as i64 + 1).is_none() {
+        if self
+            .base_offset
+            .0
+            .checked_add(self.last_offset_delta as i64 + 1)
+            .is_none()
+        {
             return Err(invalid("last offset overflows".into()));
         }
         Ok(())
@@ -169,6 +183,17 @@ fn invalid(reason: String) -> LogError {
     LogError::InvalidBatch(reason)
 }
 
+/// What validating a batch's records learned, in the same pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordsSummary {
+    /// Records found (equals the header's count once validated).
+    pub count: i32,
+    /// The largest record timestamp (`i64::MIN` for no records).
+    pub max_timestamp: i64,
+    /// Offset deltas are exactly `0..count` (as a producer must send them).
+    pub dense: bool,
+}
+
 /// A zero-copy view of exactly one batch.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchView<'a> {
@@ -185,9 +210,15 @@ impl<'a> BatchView<'a> {
         let header = BatchHeader::parse(bytes)?;
         let total = header.total_bytes();
         if bytes.len() < total {
-            return Err(invalid(format!("batch of {total} bytes truncated to {}", bytes.len())));
+            return Err(invalid(format!(
+                "batch of {total} bytes truncated to {}",
+                bytes.len()
+            )));
         }
-        Ok(BatchView { bytes: &bytes[..total], header })
+        Ok(BatchView {
+            bytes: &bytes[..total],
+            header,
+        })
     }
 
     /// The decoded header.
@@ -208,6 +239,11 @@ impl<'a> BatchView<'a> {
     /// Checks the CRC, then that the records parse exactly, in the declared number, with strictly
     /// increasing offset deltas within `last_offset_delta`. Rejects compressed batches.
     pub fn validate(&self) -> Result<(), LogError> {
+        self.validate_records().map(|_| ())
+    }
+
+    /// `validate`, also returning what one pass over the records learned.
+    pub fn validate_records(&self) -> Result<RecordsSummary, LogError> {
         if !self.crc_is_valid() {
             return Err(invalid(format!(
                 "CRC mismatch: stored {:#010x}, computed {:#010x}",
@@ -218,7 +254,11 @@ impl<'a> BatchView<'a> {
         if self.header.compression() != 0 {
             return Err(LogError::UnsupportedCompression(self.header.compression()));
         }
-        let mut count = 0i32;
+        let mut summary = RecordsSummary {
+            count: 0,
+            max_timestamp: i64::MIN,
+            dense: true,
+        };
         let mut previous_delta: Option<i32> = None;
         for record in self.records() {
             let record = record?;
@@ -226,18 +266,23 @@ impl<'a> BatchView<'a> {
                 return Err(invalid("record offset deltas not increasing".into()));
             }
             if record.offset_delta < 0 || record.offset_delta > self.header.last_offset_delta {
-                return Err(invalid(format!("offset delta {} out of range", record.offset_delta)));
+                return Err(invalid(format!(
+                    "offset delta {} out of range",
+                    record.offset_delta
+                )));
             }
+            summary.dense &= record.offset_delta == summary.count;
+            summary.max_timestamp = summary.max_timestamp.max(record.timestamp);
             previous_delta = Some(record.offset_delta);
-            count += 1;
+            summary.count += 1;
         }
-        if count != self.header.records_count {
+        if summary.count != self.header.records_count {
             return Err(invalid(format!(
-                "header says {} records, found {count}",
-                self.header.records_count
+                "header says {} records, found {}",
+                self.header.records_count, summary.count
             )));
         }
-        Ok(())
+        Ok(summary)
     }
 
     /// Iterates the records (uncompressed batches only; a compressed one yields one error).
@@ -245,7 +290,11 @@ impl<'a> BatchView<'a> {
         let compressed = self.header.compression() != 0;
         RecordIter {
             bytes: &self.bytes[HEADER_BYTES..],
-            remaining: if compressed { 0 } else { self.header.records_count },
+            remaining: if compressed {
+                0
+            } else {
+                self.header.records_count
+            },
             base_offset: self.header.base_offset,
             base_timestamp: self.header.base_timestamp,
             failed: compressed,
@@ -348,11 +397,17 @@ impl<'a> Iterator for RecordIter<'a> {
         if self.remaining == 0 {
             if !self.bytes.is_empty() {
                 self.failed = true;
-                return Some(Err(invalid(format!("{} bytes after the last record", self.bytes.len()))));
+                return Some(Err(invalid(format!(
+                    "{} bytes after the last record",
+                    self.bytes.len()
+                ))));
             }
             return None;
         }
-        let mut cursor = Cursor { bytes: self.bytes, at: 0 };
+        let mut cursor = Cursor {
+            bytes: self.bytes,
+            at: 0,
+        };
         match parse_record(&mut cursor, self.base_offset, self.base_timestamp) {
             Ok(record) => {
                 self.bytes = &self.bytes[cursor.at..];
@@ -377,7 +432,10 @@ impl<'a> Cursor<'a> {
     fn varlong(&mut self) -> Result<i64, LogError> {
         let mut raw: u64 = 0;
         for shift in (0..70).step_by(7) {
-            let byte = *self.bytes.get(self.at).ok_or_else(|| invalid("varint past end".into()))?;
+            let byte = *self
+                .bytes
+                .get(self.at)
+                .ok_or_else(|| invalid("varint past end".into()))?;
             self.at += 1;
             if shift == 63 && byte > 1 {
                 return Err(invalid("varint overflows 64 bits".into()));
@@ -396,7 +454,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], LogError> {
-        let end = self.at.checked_add(n).filter(|end| *end <= self.bytes.len());
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len());
         let end = end.ok_or_else(|| invalid(format!("field of {n} bytes past end")))?;
         let slice = &self.bytes[self.at..end];
         self.at = end;
@@ -436,18 +497,28 @@ fn parse_record<'a>(
     let value = inner.nullable_bytes()?;
     let headers_count = inner.varint()?;
     if headers_count < 0 || headers_count as usize > body.len() {
-        return Err(invalid(format!("header count {headers_count} out of range")));
+        return Err(invalid(format!(
+            "header count {headers_count} out of range"
+        )));
     }
     let mut headers = Vec::with_capacity(headers_count as usize);
     for _ in 0..headers_count {
-        let key = inner.nullable_bytes()?.ok_or_else(|| invalid("null header key".into()))?;
+        let key = inner
+            .nullable_bytes()?
+            .ok_or_else(|| invalid("null header key".into()))?;
         let value = inner.nullable_bytes()?;
         headers.push(RecordHeader { key, value });
     }
     if inner.at != body.len() {
-        return Err(invalid(format!("record has {} trailing bytes", body.len() - inner.at)));
+        return Err(invalid(format!(
+            "record has {} trailing bytes",
+            body.len() - inner.at
+        )));
     }
-    assert!(cursor.at == body_start + length as usize, "the cursor moved past exactly one record");
+    assert!(
+        cursor.at == body_start + length as usize,
+        "the cursor moved past exactly one record"
+    );
     let offset = Offset(base_offset.0.saturating_add(offset_delta.max(0) as i64));
     Ok(Record {
         offset,
@@ -515,7 +586,12 @@ impl Default for BatchBuilder {
 impl BatchBuilder {
     /// An empty builder without producer identity.
     pub fn new() -> Self {
-        BatchBuilder { records: Vec::new(), producer_id: -1, producer_epoch: -1, base_sequence: -1 }
+        BatchBuilder {
+            records: Vec::new(),
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        }
     }
 
     /// Sets the idempotent producer identity of the batch.
@@ -534,12 +610,18 @@ impl BatchBuilder {
         timestamp: i64,
         headers: &[(&[u8], Option<&[u8]>)],
     ) -> &mut Self {
-        assert!(self.records.len() < RECORDS_PER_BATCH_MAX as usize, "batch record limit");
+        assert!(
+            self.records.len() < RECORDS_PER_BATCH_MAX as usize,
+            "batch record limit"
+        );
         self.records.push(NewRecord {
             key: key.map(<[u8]>::to_vec),
             value: value.map(<[u8]>::to_vec),
             timestamp,
-            headers: headers.iter().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                .collect(),
         });
         self
     }
@@ -556,12 +638,25 @@ impl BatchBuilder {
 
     /// Encodes the batch. Panics on an empty builder: Kafka has no empty produce batches.
     pub fn build(&self) -> Vec<u8> {
-        assert!(!self.records.is_empty(), "a batch holds at least one record");
+        assert!(
+            !self.records.is_empty(),
+            "a batch holds at least one record"
+        );
         let base_timestamp = self.records[0].timestamp;
-        let max_timestamp = self.records.iter().map(|r| r.timestamp).max().expect("non-empty");
+        let max_timestamp = self
+            .records
+            .iter()
+            .map(|r| r.timestamp)
+            .max()
+            .expect("non-empty");
         let mut body = Vec::new();
         for (delta, record) in self.records.iter().enumerate() {
-            encode_record(&mut body, record, delta as i32, record.timestamp - base_timestamp);
+            encode_record(
+                &mut body,
+                record,
+                delta as i32,
+                record.timestamp - base_timestamp,
+            );
         }
         let header = BatchHeader {
             base_offset: Offset::ZERO,
@@ -579,7 +674,10 @@ impl BatchBuilder {
             records_count: self.records.len() as i32,
         };
         let batch = encode_batch(&header, &body);
-        assert!(BatchView::new(&batch).is_ok_and(|v| v.crc_is_valid()), "built batches are valid");
+        assert!(
+            BatchView::new(&batch).is_ok_and(|v| v.crc_is_valid()),
+            "built batches are valid"
+        );
         batch
     }
 }
@@ -603,7 +701,10 @@ fn encode_record(out: &mut Vec<u8>, record: &NewRecord, offset_delta: i32, times
 /// records. Used by the builder and by compaction, which copies surviving records verbatim.
 pub fn encode_batch(header: &BatchHeader, records: &[u8]) -> Vec<u8> {
     let total = HEADER_BYTES + records.len();
-    assert!(total <= BATCH_BYTES_LIMIT, "batch of {total} bytes over the hard limit");
+    assert!(
+        total <= BATCH_BYTES_LIMIT,
+        "batch of {total} bytes over the hard limit"
+    );
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(&header.base_offset.0.to_be_bytes());
     out.extend_from_slice(&((total - LOG_OVERHEAD_BYTES) as i32).to_be_bytes());
@@ -631,7 +732,19 @@ mod tests {
 
     #[test]
     fn varints_round_trip_through_zigzag() {
-        for value in [0i64, 1, -1, 63, -64, 64, 300, -300, i32::MAX as i64, i64::MIN, i64::MAX] {
+        for value in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i32::MAX as i64,
+            i64::MIN,
+            i64::MAX,
+        ] {
             let mut out = Vec::new();
             put_varlong(&mut out, value);
             let mut cursor = Cursor { bytes: &out, at: 0 };
@@ -677,7 +790,10 @@ mod tests {
                 let mut damaged = batch.clone();
                 damaged[position] ^= 1 << bit;
                 let verdict = BatchView::new(&damaged).and_then(|v| v.validate());
-                assert!(verdict.is_err(), "flip at {position} bit {bit} went unnoticed");
+                assert!(
+                    verdict.is_err(),
+                    "flip at {position} bit {bit} went unnoticed"
+                );
             }
         }
     }
@@ -701,6 +817,9 @@ mod tests {
         let batch = builder.build();
         assert!(BatchView::new(&batch[..batch.len() - 1]).is_err());
         assert!(BatchView::new(&batch[..10]).is_err());
-        assert!(BatchView::new(&[0u8; 100]).is_err(), "all zeros is not a batch (magic 0)");
+        assert!(
+            BatchView::new(&[0u8; 100]).is_err(),
+            "all zeros is not a batch (magic 0)"
+        );
     }
 }

@@ -82,6 +82,9 @@ pub enum LogError {
         /// The latest epoch in the epoch cache.
         latest: LeaderEpoch,
     },
+    /// An earlier disk error left memory and disk possibly apart: drop the log and reopen it.
+    #[error("log needs reopening after a disk error: {0}")]
+    Poisoned(String),
     /// A high watermark outside `[log_start, log_end]`.
     #[error("high watermark {requested} out of range [{log_start}, {log_end}]")]
     HighWatermarkOutOfRange {

@@ -2,7 +2,9 @@
 //!
 //! Durability maps one to one: `sync` is `File::sync_data` (the log never depends on mtime),
 //! `sync_dir` opens the directory and calls `sync_all` on it, which is how POSIX makes entries
-//! durable. Open file handles are cached (bounded) so appends do not pay an `open` each.
+//! durable. Open file handles are cached (bounded) so appends do not pay an `open` each; so use
+//! one `FileDisk` per root (shared as `Arc<dyn Disk>`): another instance's renames and removals
+//! would not invalidate this one's cached handles.
 
 use crate::disk::{Disk, DiskError, DiskResult};
 use crate::mem_disk::normalize;
@@ -31,7 +33,10 @@ fn io_error(path: &Path, error: std::io::Error) -> DiskError {
         ErrorKind::NotFound => DiskError::NotFound(shown),
         ErrorKind::AlreadyExists => DiskError::AlreadyExists(shown),
         ErrorKind::StorageFull => DiskError::Full(shown),
-        _ => DiskError::Io { path: shown, reason: error.to_string() },
+        _ => DiskError::Io {
+            path: shown,
+            reason: error.to_string(),
+        },
     }
 }
 
@@ -40,7 +45,10 @@ impl FileDisk {
     pub fn new(root: impl Into<PathBuf>) -> DiskResult<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(|e| io_error(&root, e))?;
-        Ok(FileDisk { root, handles: Mutex::new(BTreeMap::new()) })
+        Ok(FileDisk {
+            root,
+            handles: Mutex::new(BTreeMap::new()),
+        })
     }
 
     /// The directory every path is relative to.
@@ -49,7 +57,9 @@ impl FileDisk {
     }
 
     fn handles(&self) -> MutexGuard<'_, BTreeMap<PathBuf, Arc<File>>> {
-        self.handles.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.handles
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Resolves a contract path to (relative key, absolute path).
@@ -74,7 +84,10 @@ impl FileDisk {
             return Ok((absolute, Arc::clone(file)));
         }
         if absolute.is_dir() {
-            return Err(DiskError::Io { path: relative.display().to_string(), reason: "is a directory".into() });
+            return Err(DiskError::Io {
+                path: relative.display().to_string(),
+                reason: "is a directory".into(),
+            });
         }
         let file = OpenOptions::new()
             .read(true)
@@ -82,12 +95,19 @@ impl FileDisk {
             .open(&absolute)
             .map_err(|e| io_error(&relative, e))?;
         if handles.len() >= OPEN_FILES_MAX {
-            let evicted = handles.keys().next().cloned().expect("a full cache has a first key");
+            let evicted = handles
+                .keys()
+                .next()
+                .cloned()
+                .expect("a full cache has a first key");
             handles.remove(&evicted);
         }
         let file = Arc::new(file);
         handles.insert(relative, Arc::clone(&file));
-        assert!(handles.len() <= OPEN_FILES_MAX, "the handle cache is bounded");
+        assert!(
+            handles.len() <= OPEN_FILES_MAX,
+            "the handle cache is bounded"
+        );
         Ok((absolute, file))
     }
 
@@ -141,7 +161,8 @@ impl Disk for FileDisk {
 
     fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> DiskResult<()> {
         let (_, file) = self.open(path)?;
-        file.write_all_at(data, offset).map_err(|e| io_error(path, e))
+        file.write_all_at(data, offset)
+            .map_err(|e| io_error(path, e))
     }
 
     fn append(&self, path: &Path, data: &[u8]) -> DiskResult<u64> {
@@ -175,7 +196,10 @@ impl Disk for FileDisk {
     fn remove(&self, path: &Path) -> DiskResult<()> {
         let (relative, absolute) = self.resolve(path)?;
         if absolute.is_dir() {
-            return Err(DiskError::Io { path: relative.display().to_string(), reason: "is a directory".into() });
+            return Err(DiskError::Io {
+                path: relative.display().to_string(),
+                reason: "is a directory".into(),
+            });
         }
         self.forget(&relative);
         std::fs::remove_file(&absolute).map_err(|e| io_error(&relative, e))
@@ -184,8 +208,11 @@ impl Disk for FileDisk {
     fn remove_dir(&self, path: &Path, recursive: bool) -> DiskResult<()> {
         let (relative, absolute) = self.resolve(path)?;
         self.forget(&relative);
-        let result =
-            if recursive { std::fs::remove_dir_all(&absolute) } else { std::fs::remove_dir(&absolute) };
+        let result = if recursive {
+            std::fs::remove_dir_all(&absolute)
+        } else {
+            std::fs::remove_dir(&absolute)
+        };
         result.map_err(|e| io_error(&relative, e))
     }
 

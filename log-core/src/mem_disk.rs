@@ -161,12 +161,21 @@ impl MemDisk {
             fail_next: BTreeMap::new(),
             counts: OpCounts::default(),
         };
-        MemDisk { state: Arc::new(Mutex::new(state)) }
+        MemDisk {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// This disk as the shared trait object `PartitionLog::open` takes.
+    pub fn as_disk(&self) -> Arc<dyn Disk> {
+        Arc::new(self.clone())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent state (every mutation is one step).
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Replaces the probabilistic fault settings.
@@ -217,7 +226,10 @@ impl MemDisk {
         let inode_id = state.file_inode(&path)?;
         let len = state.inodes[&inode_id].volatile.len() as u64;
         if position >= len {
-            return Err(DiskError::Io { path: name(&path), reason: "flip past end".into() });
+            return Err(DiskError::Io {
+                path: name(&path),
+                reason: "flip past end".into(),
+            });
         }
         state.flip_bit(inode_id, position as usize, bit);
         Ok(())
@@ -231,7 +243,9 @@ impl MemDisk {
         // An entry whose directory never became durable vanishes with it.
         let durable = state.entries_durable.clone();
         state.entries_durable.retain(|path, _| {
-            path.ancestors().skip(1).all(|a| a.as_os_str().is_empty() || durable.get(a) == Some(&Entry::Dir))
+            path.ancestors()
+                .skip(1)
+                .all(|a| a.as_os_str().is_empty() || durable.get(a) == Some(&Entry::Dir))
         });
         state.entries = state.entries_durable.clone();
         let live: Vec<u64> = state
@@ -247,10 +261,19 @@ impl MemDisk {
         for id in live {
             let inode = inodes.get(&id).expect("durable entries name live inodes");
             let bytes = tear(&mut state.rng, inode);
-            kept.insert(id, Inode { volatile: bytes.clone(), durable: bytes });
+            kept.insert(
+                id,
+                Inode {
+                    volatile: bytes.clone(),
+                    durable: bytes,
+                },
+            );
         }
         state.inodes = kept;
-        assert!(state.entries == state.entries_durable, "after a crash the namespace is durable");
+        assert!(
+            state.entries == state.entries_durable,
+            "after a crash the namespace is durable"
+        );
     }
 
     /// The file's durable bytes (what a crash now would keep, before tearing), for tests.
@@ -280,7 +303,10 @@ fn tear(rng: &mut ChaCha8Rng, inode: &Inode) -> Vec<u8> {
     }
     cuts.push(volatile_len);
     let cut = cuts[rng.gen_range(0..cuts.len())];
-    assert!(cut >= durable_len && cut <= volatile_len, "a tear keeps a prefix of the tail");
+    assert!(
+        cut >= durable_len && cut <= volatile_len,
+        "a tear keeps a prefix of the tail"
+    );
     let mut bytes = inode.volatile[..cut as usize].to_vec();
     // Sometimes the file grew but its last sector's data never landed (metadata before data).
     if cut > durable_len && rng.gen_bool(0.25) {
@@ -294,7 +320,10 @@ impl State {
     fn file_inode(&self, path: &Path) -> DiskResult<u64> {
         match self.entries.get(path) {
             Some(Entry::File(id)) => Ok(*id),
-            Some(Entry::Dir) => Err(DiskError::Io { path: name(path), reason: "is a directory".into() }),
+            Some(Entry::Dir) => Err(DiskError::Io {
+                path: name(path),
+                reason: "is a directory".into(),
+            }),
             None => Err(DiskError::NotFound(name(path))),
         }
     }
@@ -327,7 +356,10 @@ impl State {
         };
         if fail {
             self.counts.faults_injected += 1;
-            return Err(DiskError::Io { path: name(path), reason: format!("injected {op:?} fault") });
+            return Err(DiskError::Io {
+                path: name(path),
+                reason: format!("injected {op:?} fault"),
+            });
         }
         Ok(())
     }
@@ -365,7 +397,10 @@ impl State {
             inode.volatile.resize(new_len as usize, 0);
         }
         inode.volatile[at as usize..at as usize + data.len()].copy_from_slice(data);
-        assert!(inode.volatile.len() as u64 == new_len, "write extends the file exactly");
+        assert!(
+            inode.volatile.len() as u64 == new_len,
+            "write extends the file exactly"
+        );
         if flip {
             let position = self.rng.gen_range(0..data.len()) + at as usize;
             let bit = self.rng.gen_range(0..8u32);
@@ -379,8 +414,12 @@ impl State {
 
     /// Removes `path` and everything under it from the volatile namespace.
     fn remove_tree(&mut self, path: &Path) {
-        let doomed: Vec<PathBuf> =
-            self.entries.keys().filter(|p| p.starts_with(path)).cloned().collect();
+        let doomed: Vec<PathBuf> = self
+            .entries
+            .keys()
+            .filter(|p| p.starts_with(path))
+            .cloned()
+            .collect();
         for p in doomed {
             self.entries.remove(&p);
         }
@@ -526,9 +565,15 @@ impl Disk for MemDisk {
         if state.entries.get(&path) != Some(&Entry::Dir) {
             return Err(DiskError::NotFound(name(&path)));
         }
-        let has_children = state.entries.keys().any(|p| p != &path && p.starts_with(&path));
+        let has_children = state
+            .entries
+            .keys()
+            .any(|p| p != &path && p.starts_with(&path));
         if has_children && !recursive {
-            return Err(DiskError::Io { path: name(&path), reason: "directory not empty".into() });
+            return Err(DiskError::Io {
+                path: name(&path),
+                reason: "directory not empty".into(),
+            });
         }
         state.remove_tree(&path);
         Ok(())
@@ -550,7 +595,10 @@ impl Disk for MemDisk {
             .filter(|p| parent_of(p) == dir)
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect();
-        debug_assert!(names.windows(2).all(|w| w[0] < w[1]), "BTreeMap order is sorted order");
+        debug_assert!(
+            names.windows(2).all(|w| w[0] < w[1]),
+            "BTreeMap order is sorted order"
+        );
         Ok(names)
     }
 
@@ -566,7 +614,11 @@ impl Disk for MemDisk {
         }
         state.inject(FaultOp::Sync, &dir)?;
         let children = |entries: &BTreeMap<PathBuf, Entry>| -> Vec<PathBuf> {
-            entries.keys().filter(|p| parent_of(p) == dir).cloned().collect()
+            entries
+                .keys()
+                .filter(|p| parent_of(p) == dir)
+                .cloned()
+                .collect()
         };
         for gone in children(&state.entries_durable) {
             if !state.entries.contains_key(&gone) {

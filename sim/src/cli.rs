@@ -1,6 +1,6 @@
 //! Argument parsing and the top-level commands of `cargo sim`.
 
-use crate::runner::{self, CampaignOptions, Scenario};
+use crate::runner::{self, CampaignOptions};
 use crate::scenarios;
 use std::sync::Arc;
 

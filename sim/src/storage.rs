@@ -12,7 +12,7 @@
 use crate::report::Timeline;
 use crate::runner::{Scenario, SeedRun};
 use crate::trace::Trace;
-use log_core::batch::{BatchBuilder, BatchView};
+use log_core::batch::{split_batches, BatchBuilder};
 use log_core::{Disk, FaultOp, LogConfig, LogError, MemDisk, PartitionLog};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -27,6 +27,8 @@ const STEPS_DEFAULT: u64 = 300;
 const BATCH_RECORDS_MAX: u32 = 8;
 /// Bytes a read asks for, at most.
 const READ_BYTES_MAX: usize = 64 * 1024;
+/// Opening a log after an I/O error is retried this many times in all.
+const OPEN_ATTEMPTS_MAX: u32 = 4;
 /// Distinct keys in a compacted log: few, so compaction has work.
 const COMPACTED_KEYS: u64 = 12;
 
@@ -38,7 +40,7 @@ pub struct StorageDraw {
     /// Segment age limit (ms of simulated time).
     pub segment_age_ms_max: i64,
     /// Bytes between offset index entries.
-    pub index_interval_bytes: u32,
+    pub index_interval_bytes: u64,
     /// Compacted topic (keep the latest record per key).
     pub compacted: bool,
     /// Retention by size, if any.
@@ -167,6 +169,8 @@ struct Model {
     durable: i64,
     /// Records of appends that failed with an I/O error: they may or may not survive a crash.
     uncertain: BTreeMap<i64, Rec>,
+    /// First offsets of the appended batches: truncation and recovery cut at these.
+    batch_starts: std::collections::BTreeSet<i64>,
 }
 
 struct World {
@@ -262,25 +266,37 @@ impl World {
         self.chart();
     }
 
+    /// Opens (recovers) the log. An I/O error during recovery is retried, as a broker restarting
+    /// a log directory would; the injected faults are one-shot, so a retry gets through.
     fn open(&mut self, why: &str) {
-        let opened = PartitionLog::open(
-            Arc::clone(&self.disk) as Arc<dyn Disk>,
-            &self.dir,
-            self.draw.config(),
-            self.now_ms,
-        );
-        match opened {
-            Ok(log) => {
-                let (start, leo) = (log.log_start_offset().0, log.log_end_offset().0);
-                self.event(format!("{why}: opened, log start {start}, log end {leo}"));
-                self.log = Some(log);
-                self.verify_recovered();
+        for attempt in 1..=OPEN_ATTEMPTS_MAX {
+            let opened = PartitionLog::open(
+                Arc::clone(&self.disk) as Arc<dyn Disk>,
+                &self.dir,
+                self.draw.config(),
+                self.now_ms,
+            );
+            match opened {
+                Ok(log) => {
+                    let (start, leo) = (log.log_start_offset().0, log.log_end_offset().0);
+                    self.event(format!("{why}: opened, log start {start}, log end {leo}"));
+                    self.log = Some(log);
+                    self.verify_recovered();
+                    return;
+                }
+                Err(error) if is_io(&error) && attempt < OPEN_ATTEMPTS_MAX => {
+                    self.event(format!("{why}: open attempt {attempt} failed (retrying): {error}"));
+                }
+                Err(error) if self.corrupted && is_corruption(&error) => {
+                    self.event(format!("{why}: corruption detected on open (expected): {error}"));
+                    self.finished = true;
+                    return;
+                }
+                Err(error) => {
+                    self.fail(format!("{why}: open failed: {error}"));
+                    return;
+                }
             }
-            Err(error) if self.corrupted && is_corruption(&error) => {
-                self.event(format!("{why}: corruption detected on open (expected): {error}"));
-                self.finished = true;
-            }
-            Err(error) => self.fail(format!("{why}: open failed: {error}")),
         }
     }
 
@@ -292,9 +308,13 @@ impl World {
         let mut seen: Vec<(i64, Rec)> = Vec::new();
         while next < leo {
             match read_records(log, Offset(next), READ_BYTES_MAX) {
-                Ok(records) if records.is_empty() => break,
-                Ok(records) => {
-                    next = records.last().expect("non-empty").0 + 1;
+                Ok((records, next_offset)) => {
+                    if next_offset.0 <= next {
+                        let at = next_offset.0;
+                        self.fail(format!("read at {next} made no progress (next offset {at})"));
+                        return;
+                    }
+                    next = next_offset.0;
                     seen.extend(records.into_iter().filter(|(o, _)| *o >= start));
                 }
                 Err(error) if self.corrupted && is_corruption(&error) => {
@@ -348,6 +368,7 @@ impl World {
             self.model.records.insert(offset, record);
         }
         self.model.records.retain(|offset, _| *offset < leo);
+        self.model.batch_starts.retain(|offset| *offset < leo);
         self.model.leo = leo;
         // What a crash left on the disk is, by definition, durable.
         self.model.durable = leo;
@@ -404,9 +425,9 @@ impl World {
     fn append(&mut self) {
         let count = self.rng.gen_range(1..=BATCH_RECORDS_MAX);
         let records: Vec<Rec> = (0..count).map(|_| self.new_record()).collect();
-        let mut builder = BatchBuilder::new(self.now_ms);
+        let mut builder = BatchBuilder::new();
         for record in &records {
-            builder.push(Some(&record.key), record.value.as_deref(), self.now_ms);
+            builder.push(Some(&record.key), record.value.as_deref(), self.now_ms, &[]);
         }
         let bytes = builder.build();
         if self.rng.gen_ratio(1, 20) {
@@ -418,14 +439,15 @@ impl World {
         let first = self.model.leo;
         match log.append_as_leader(&bytes, epoch, now) {
             Ok(info) => {
-                if info.base_offset.0 != first || info.last_offset.0 != first + count as i64 - 1 {
-                    let got = format!("{}..={}", info.base_offset, info.last_offset);
+                if info.first_offset.0 != first || info.last_offset.0 != first + count as i64 - 1 {
+                    let got = format!("{}..={}", info.first_offset, info.last_offset);
                     self.fail(format!("append of {count} at {first} was given offsets {got}"));
                     return;
                 }
                 for (i, record) in records.into_iter().enumerate() {
                     self.model.records.insert(first + i as i64, record);
                 }
+                self.model.batch_starts.insert(first);
                 self.model.leo = first + count as i64;
                 self.event(format!("append {count} at {first} epoch {epoch}"));
             }
@@ -433,6 +455,7 @@ impl World {
                 for (i, record) in records.into_iter().enumerate() {
                     self.model.uncertain.insert(first + i as i64, record);
                 }
+                self.model.batch_starts.insert(first);
                 self.on_error("append", error);
             }
         }
@@ -476,7 +499,7 @@ impl World {
         let from = self.rng.gen_range(start..leo);
         let bytes_max = self.rng.gen_range(1..READ_BYTES_MAX);
         match read_records(log, Offset(from), bytes_max) {
-            Ok(records) => self.check_read(from, &records),
+            Ok((records, _)) => self.check_read(from, &records),
             Err(error) => self.on_error(&format!("read at {from}"), error),
         }
     }
@@ -503,17 +526,27 @@ impl World {
 
     fn truncate(&mut self) {
         let Some(log) = self.log.as_mut() else { return };
-        let floor = log.log_start_offset().0.max(log.high_watermark().0);
+        let floor = log.log_start_offset().0;
         if floor >= self.model.leo {
             return;
         }
         let to = self.rng.gen_range(floor..=self.model.leo);
         match log.truncate_to(Offset(to)) {
             Ok(()) => {
-                self.model.records.retain(|offset, _| *offset < to);
-                self.model.leo = to;
-                self.model.durable = self.model.durable.min(to);
-                self.event(format!("truncate to {to}"));
+                // The log cuts whole batches: the end lands on the start of the batch holding
+                // `to` (compaction may have emptied that batch and earlier ones: then lower).
+                let leo = log.log_end_offset().0;
+                let batch_start = self.model.batch_starts.range(..=to).next_back().copied();
+                let lowest = if self.draw.compacted { 0 } else { batch_start.unwrap_or(0) };
+                if leo > to || leo < lowest {
+                    self.fail(format!("truncate to {to} left the log end at {leo}"));
+                    return;
+                }
+                self.model.records.retain(|offset, _| *offset < leo);
+                self.model.batch_starts.retain(|offset| *offset < leo);
+                self.model.leo = leo;
+                self.model.durable = self.model.durable.min(leo);
+                self.event(format!("truncate to {to}: log end {leo}"));
             }
             Err(error) => self.on_error("truncate", error),
         }
@@ -523,7 +556,7 @@ impl World {
         let now = self.now_ms;
         let Some(log) = self.log.as_mut() else { return };
         match log.roll(now) {
-            Ok(()) => self.event("roll".to_string()),
+            Ok(rolled) => self.event(format!("roll: {rolled}")),
             Err(error) => self.on_error("roll", error),
         }
     }
@@ -566,25 +599,25 @@ impl World {
     }
 }
 
-/// Reads batches at `from` and flattens them into (offset, record).
+/// Reads batches at `from` and flattens them into (offset, record), with the next fetch offset.
 fn read_records(
     log: &PartitionLog,
     from: Offset,
     bytes_max: usize,
-) -> Result<Vec<(i64, Rec)>, LogError> {
+) -> Result<(Vec<(i64, Rec)>, Offset), LogError> {
     let read = log.read(from, bytes_max)?;
     let mut out = Vec::new();
-    let mut bytes: &[u8] = &read.bytes;
-    while !bytes.is_empty() {
-        let view = BatchView::parse(bytes)?;
-        for record in view.records()? {
+    for view in split_batches(&read.bytes) {
+        let view = view?;
+        view.validate()?;
+        for record in view.records() {
             let record = record?;
-            let rec = Rec { key: record.key.unwrap_or_default().to_vec(), value: record.value.map(<[u8]>::to_vec) };
-            out.push((view.base_offset().0 + i64::from(record.offset_delta), rec));
+            let key = record.key.unwrap_or_default().to_vec();
+            let rec = Rec { key, value: record.value.map(<[u8]>::to_vec) };
+            out.push((record.offset.0, rec));
         }
-        bytes = &bytes[view.total_len()..];
     }
-    Ok(out)
+    Ok((out, read.next_offset))
 }
 
 fn is_io(error: &LogError) -> bool {
@@ -592,7 +625,13 @@ fn is_io(error: &LogError) -> bool {
 }
 
 fn is_corruption(error: &LogError) -> bool {
-    !is_io(error)
+    matches!(
+        error,
+        LogError::CorruptBatch { .. }
+            | LogError::CorruptBelowRecoveryPoint { .. }
+            | LogError::CorruptCheckpoint { .. }
+            | LogError::InvalidBatch(_)
+    )
 }
 
 fn show(record: Option<&Rec>) -> String {

@@ -21,6 +21,8 @@ impl Offset {
     /// The offset `delta` records later.
     ///
     /// Panics on overflow: an offset past `i64::MAX` means a corrupted computation, not a big log.
+    /// Not `std::ops::Add`: an offset plus an offset means nothing, only an offset plus a count.
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, delta: i64) -> Offset {
         assert!(delta >= 0, "offsets only move forward: delta {delta}");
         Offset(self.0.checked_add(delta).expect("offset overflow"))

@@ -1,0 +1,849 @@
+//! The controller core: a raft-rs `RawNode` over [`RaftStore`] plus the [`MetadataImage`] it
+//! applies, driven by inputs and answering with [`Effect`]s. See the crate docs for the runbook.
+
+use crate::election::{self, AlterPartitionRequest, HistoricBugs};
+use crate::error::ControllerError;
+use crate::image::MetadataImage;
+use crate::records::{self, Listener, MetadataRecord, PartitionState, RecordBatch, TopicConfig};
+use crate::storage::{PersistBatch, RaftStore};
+use raft::prelude::{Entry, EntryType, Message, Snapshot};
+use raft::{RawNode, StateRole};
+use std::collections::BTreeMap;
+use wire::{BrokerId, TopicPartition};
+
+/// Static configuration of one controller node.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// This node's raft id (positive).
+    pub id: u64,
+    /// Every voter's raft id, the same list on every node.
+    pub voters: Vec<u64>,
+    /// Ticks without a leader before campaigning. raft-rs would randomise it in
+    /// `[election_tick, 2 * election_tick)` with an RNG no simulator controls, so the core pins a
+    /// one-value range and the driver jitters the tick cadence with its seeded RNG instead.
+    pub election_tick: usize,
+    /// Ticks between leader heartbeats; below `election_tick`.
+    pub heartbeat_tick: usize,
+    /// A broker without a heartbeat for this long is fenced (`broker.session.timeout.ms`).
+    pub broker_session_timeout_ms: u64,
+    /// Take a snapshot and compact the log every this many applied entries.
+    pub snapshot_interval_entries: u64,
+    /// Most entries one metadata fetch returns.
+    pub fetch_entries_max: usize,
+    /// Most proposals awaiting their commit; more are refused with `LimitReached`.
+    pub proposals_pending_max: usize,
+    /// Historic-bug switches (tests and simulator only).
+    pub bugs: HistoricBugs,
+}
+
+impl ControllerConfig {
+    /// Defaults for node `id` of the quorum `voters`.
+    pub fn new(id: u64, voters: Vec<u64>) -> Self {
+        ControllerConfig {
+            id,
+            voters,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            broker_session_timeout_ms: 9_000,
+            snapshot_interval_entries: 64,
+            fetch_entries_max: 256,
+            proposals_pending_max: 1024,
+            bugs: HistoricBugs::default(),
+        }
+    }
+}
+
+/// A client request: from brokers (registration, heartbeats, AlterPartition, metadata fetches)
+/// or admin clients (topics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// A broker process starts (or retries its registration).
+    RegisterBroker {
+        /// Node id.
+        broker: BrokerId,
+        /// Per-process random id, telling a restart from a retry.
+        incarnation: u64,
+        /// Client endpoints.
+        listeners: Vec<Listener>,
+        /// Did the previous incarnation shut down cleanly? See `MetadataRecord::RegisterBroker`.
+        clean_shutdown: bool,
+    },
+    /// A broker is alive; unfences it if fenced.
+    BrokerHeartbeat {
+        /// Node id.
+        broker: BrokerId,
+        /// Must match the registered incarnation.
+        incarnation: u64,
+    },
+    /// Creates a topic with replicas placed over unfenced brokers.
+    CreateTopic {
+        /// Name.
+        name: String,
+        /// Partition count.
+        partitions: i32,
+        /// Replicas per partition.
+        replication_factor: i32,
+        /// Election configuration.
+        config: TopicConfig,
+    },
+    /// Deletes a topic.
+    DeleteTopic {
+        /// Name.
+        name: String,
+    },
+    /// A partition leader changes its ISR.
+    AlterPartition(AlterPartitionRequest),
+    /// A broker catches up on metadata after the raft index it has applied.
+    FetchMetadata {
+        /// The last index the broker applied (0: nothing).
+        after_index: u64,
+    },
+}
+
+/// A successful answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The registration is committed; the broker starts fenced and must heartbeat.
+    Registered,
+    /// Heartbeat accepted; `fenced` as of the applied image (an unfence may be in flight).
+    Heartbeat {
+        /// Whether the broker is still fenced.
+        fenced: bool,
+    },
+    /// The topic exists, with these assignments.
+    TopicCreated {
+        /// Its id.
+        topic_id: u64,
+        /// Replicas per partition.
+        assignments: Vec<Vec<BrokerId>>,
+    },
+    /// The topic is gone.
+    TopicDeleted,
+    /// The partition's new state.
+    PartitionAltered(PartitionState),
+    /// Metadata after the requested index.
+    Metadata(MetadataFetch),
+}
+
+/// The answer to a metadata fetch: the records themselves while the log still has them, else
+/// the whole image (the snapshot-equivalent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetadataFetch {
+    /// Record batches by raft index, in order, then the index they bring the broker to (raft's
+    /// own entries carry no records but still count).
+    Records {
+        /// `(raft index, batch)` pairs, ascending.
+        batches: Vec<(u64, RecordBatch)>,
+        /// The applied index after these batches; equal to the request's when nothing is new.
+        last_index: u64,
+    },
+    /// The requested index is compacted: replace the local image by this one.
+    Image(MetadataImage),
+}
+
+impl MetadataFetch {
+    /// Brings a broker's image up to this answer: applies the batches (refusals included, they
+    /// are refused identically everywhere) or replaces the image. Never moves it backwards.
+    pub fn apply_to(self, image: &mut MetadataImage) {
+        match self {
+            MetadataFetch::Image(fetched) => {
+                if fetched.applied_index() > image.applied_index() {
+                    *image = fetched;
+                }
+            }
+            MetadataFetch::Records {
+                batches,
+                last_index,
+            } => {
+                for (index, batch) in batches {
+                    if index > image.applied_index() {
+                        let _refused_everywhere = image.apply_batch(index, &batch);
+                    }
+                }
+                if last_index > image.applied_index() {
+                    image.skip_entry(last_index);
+                }
+            }
+        }
+    }
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Send a raft message to `msg.to` (may be lost or reordered; raft copes).
+    Send(Message),
+    /// Make this batch durable, in order after earlier ones, then call `persist_complete(id)`.
+    /// Messages that may only leave after it are held by the core until then.
+    Persist(PersistBatch),
+    /// Durably replace the snapshot and drop the log entries it covers. Losing it is harmless.
+    SaveSnapshot(Snapshot),
+    /// The answer to request `request_id`.
+    Reply {
+        /// The id the driver gave the request.
+        request_id: u64,
+        /// The answer or a typed refusal.
+        reply: Result<Reply, ControllerError>,
+    },
+    /// The applied image moved to this index (brokers may fetch).
+    MetadataChanged {
+        /// The new applied index.
+        applied_index: u64,
+    },
+}
+
+/// What an in-flight proposal answers once applied.
+#[derive(Clone, Debug)]
+enum PendingKind {
+    /// Reply `Registered`.
+    Register,
+    /// Reply `TopicCreated` for this name.
+    CreateTopic(String),
+    /// Reply `TopicDeleted`.
+    DeleteTopic,
+    /// Reply with this partition's new state.
+    AlterPartition(TopicPartition),
+    /// A fence or unfence of this broker decided by the active controller itself.
+    BrokerChange(BrokerId),
+}
+
+/// A proposal awaiting its commit.
+#[derive(Clone, Debug)]
+struct Pending {
+    /// The term it was proposed in: an entry at its index from another term means it was lost.
+    term: u64,
+    /// The request to answer, if a client asked.
+    request_id: Option<u64>,
+    /// What to answer.
+    kind: PendingKind,
+}
+
+/// One controller node. See the crate docs for how to drive it.
+pub struct Controller {
+    /// Static configuration.
+    config: ControllerConfig,
+    /// raft-rs, owning the in-memory mirror of the raft state.
+    raw: RawNode<RaftStore>,
+    /// The metadata applied so far.
+    image: MetadataImage,
+    /// Effects produced since the driver last took them.
+    effects: Vec<Effect>,
+    /// Messages raft-rs may only send once the Ready with this number is durable.
+    messages_held: Vec<(u64, Vec<Message>)>,
+    /// Persist batches emitted and not yet completed (their ids).
+    persists_outstanding: Vec<u64>,
+    /// Proposals by log index.
+    pending: BTreeMap<u64, Pending>,
+    /// The last heartbeat per broker (ms), kept by the active controller only.
+    heartbeats: BTreeMap<BrokerId, u64>,
+    /// The index of this leader's first entry: it acts as controller once that is applied, so
+    /// its decisions see every record earlier leaders committed.
+    leader_first_index: Option<u64>,
+    /// The latest time the driver passed in.
+    now_ms: u64,
+}
+
+impl Controller {
+    /// Starts a node from durable raft state (`RaftStore::bootstrap` for a new quorum). The image
+    /// is rebuilt from the snapshot; raft-rs then replays committed entries after it.
+    pub fn new(config: ControllerConfig, store: RaftStore, now_ms: u64) -> Controller {
+        assert!(
+            config.voters.contains(&config.id),
+            "node {} not a voter",
+            config.id
+        );
+        assert!(
+            config.heartbeat_tick < config.election_tick,
+            "heartbeats within elections"
+        );
+        let image = match store.snapshot_index() {
+            0 => MetadataImage::new(),
+            _ => MetadataImage::decode(store.snapshot_latest().get_data())
+                .expect("our own durable snapshot decodes"),
+        };
+        assert_eq!(
+            image.applied_index(),
+            store.snapshot_index(),
+            "snapshot index is the image's"
+        );
+        let raft_config = raft::Config {
+            id: config.id,
+            election_tick: config.election_tick,
+            heartbeat_tick: config.heartbeat_tick,
+            // A one-value range [election_tick, election_tick + 1): raft-rs draws no jitter.
+            min_election_tick: config.election_tick,
+            max_election_tick: config.election_tick + 1,
+            applied: image.applied_index(),
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            ..raft::Config::default()
+        };
+        // slog-async (raft::default_logger) spawns threads: a discarding logger keeps the core
+        // single-threaded and deterministic.
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = RawNode::new(&raft_config, store, &logger).expect("valid raft config and store");
+        Controller {
+            config,
+            raw,
+            image,
+            effects: Vec::new(),
+            messages_held: Vec::new(),
+            persists_outstanding: Vec::new(),
+            pending: BTreeMap::new(),
+            heartbeats: BTreeMap::new(),
+            leader_first_index: None,
+            now_ms,
+        }
+    }
+
+    /// This node's raft id.
+    pub fn id(&self) -> u64 {
+        self.config.id
+    }
+
+    /// The applied metadata.
+    pub fn image(&self) -> &MetadataImage {
+        &self.image
+    }
+
+    /// The in-memory raft state (durable or not).
+    pub fn store(&self) -> &RaftStore {
+        self.raw.store()
+    }
+
+    /// raft's current term.
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    /// Is this node the raft leader?
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// The raft leader this node knows of (0: none).
+    pub fn leader_id(&self) -> u64 {
+        self.raw.raft.leader_id
+    }
+
+    /// raft's commit index.
+    pub fn commit_index(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    /// Is this node the active controller: leader and caught up with earlier terms?
+    pub fn is_active(&self) -> bool {
+        self.is_leader()
+            && self
+                .leader_first_index
+                .is_some_and(|first| self.image.applied_index() >= first)
+    }
+
+    /// Takes the effects produced so far, in order.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Input: one raft tick at time `now_ms`. The driver calls it every tick interval, jittered
+    /// with its own seeded RNG. The active controller also fences brokers whose session expired.
+    pub fn tick(&mut self, now_ms: u64) {
+        assert!(
+            now_ms >= self.now_ms,
+            "time goes forward: {now_ms} < {}",
+            self.now_ms
+        );
+        self.now_ms = now_ms;
+        self.raw.tick();
+        self.drain_ready();
+        if self.is_active() {
+            self.fence_expired();
+        }
+        self.drain_ready();
+    }
+
+    /// Input: a raft message from a peer. Malformed or stale messages are dropped (raft copes).
+    pub fn step(&mut self, message: Message) {
+        if message.to != self.config.id {
+            return;
+        }
+        if self.raw.step(message).is_err() {
+            tracing::debug!(node = self.config.id, "raft refused a message");
+        }
+        self.drain_ready();
+    }
+
+    /// Input: the transport's verdict on a snapshot message sent to `to`. raft-rs pauses
+    /// replication to a follower while its snapshot is in flight; a lost snapshot must be
+    /// reported (`delivered = false`) or that follower never catches up.
+    pub fn report_snapshot(&mut self, to: u64, delivered: bool) {
+        assert!(
+            self.config.voters.contains(&to),
+            "snapshot sent to a non-voter {to}"
+        );
+        let status = if delivered {
+            raft::SnapshotStatus::Finish
+        } else {
+            raft::SnapshotStatus::Failure
+        };
+        self.raw.report_snapshot(to, status);
+        self.drain_ready();
+    }
+
+    /// Input: persist batch `id` (and every earlier one) is durable. Releases held messages.
+    pub fn persist_complete(&mut self, id: u64) {
+        assert!(
+            self.persists_outstanding.contains(&id),
+            "unknown or repeated persist {id}"
+        );
+        self.persists_outstanding
+            .retain(|outstanding| *outstanding > id);
+        self.raw.on_persist_ready(id);
+        let (ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.messages_held)
+            .into_iter()
+            .partition(|(n, _)| *n <= id);
+        self.messages_held = held;
+        for (_, messages) in ready {
+            self.effects.extend(messages.into_iter().map(Effect::Send));
+        }
+        self.sync_applied();
+        self.drain_ready();
+    }
+
+    /// Input: a client request with the driver's `request_id`. The reply comes as an effect, at
+    /// once or when the proposal is applied.
+    pub fn request(&mut self, request_id: u64, request: Request, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        if let Request::FetchMetadata { after_index } = request {
+            let reply = Ok(Reply::Metadata(self.fetch_metadata(after_index)));
+            self.effects.push(Effect::Reply { request_id, reply });
+            return;
+        }
+        if let Err(refusal) = self.handle_request(request_id, request) {
+            self.effects.push(Effect::Reply {
+                request_id,
+                reply: Err(refusal),
+            });
+        }
+        self.drain_ready();
+    }
+
+    fn handle_request(&mut self, request_id: u64, request: Request) -> Result<(), ControllerError> {
+        if !self.is_active() {
+            return Err(ControllerError::NotController);
+        }
+        match request {
+            Request::RegisterBroker {
+                broker,
+                incarnation,
+                listeners,
+                clean_shutdown,
+            } => {
+                let record = MetadataRecord::RegisterBroker {
+                    broker,
+                    incarnation,
+                    listeners,
+                    clean_shutdown,
+                };
+                let batch = election::register_batch(&self.image, record, self.config.bugs);
+                self.heartbeats.insert(broker, self.now_ms);
+                self.propose(batch, Some(request_id), PendingKind::Register)
+            }
+            Request::BrokerHeartbeat {
+                broker,
+                incarnation,
+            } => self.heartbeat(request_id, broker, incarnation),
+            Request::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                config,
+            } => {
+                let batch =
+                    self.create_topic_batch(&name, partitions, replication_factor, config)?;
+                self.propose(batch, Some(request_id), PendingKind::CreateTopic(name))
+            }
+            Request::DeleteTopic { name } => {
+                let topic = self.image.topics().get(&name);
+                let topic_id = topic
+                    .ok_or_else(|| ControllerError::UnknownTopicOrPartition(name.clone()))?
+                    .topic_id;
+                let batch = vec![MetadataRecord::DeleteTopic { name, topic_id }];
+                self.propose(batch, Some(request_id), PendingKind::DeleteTopic)
+            }
+            Request::AlterPartition(alter) => {
+                let record = election::alter_partition(&self.image, &alter)?;
+                self.propose(
+                    vec![record],
+                    Some(request_id),
+                    PendingKind::AlterPartition(alter.partition),
+                )
+            }
+            Request::FetchMetadata { .. } => unreachable!("answered before the controller check"),
+        }
+    }
+
+    fn heartbeat(
+        &mut self,
+        request_id: u64,
+        broker: BrokerId,
+        incarnation: u64,
+    ) -> Result<(), ControllerError> {
+        let registration = self
+            .image
+            .brokers()
+            .get(&broker)
+            .ok_or(ControllerError::UnknownBroker(broker))?;
+        if registration.incarnation != incarnation {
+            return Err(ControllerError::StaleBrokerIncarnation(broker));
+        }
+        let fenced = registration.fenced;
+        self.heartbeats.insert(broker, self.now_ms);
+        if fenced && !self.broker_change_pending(broker) {
+            let batch = election::unfence_batch(&self.image, broker);
+            self.propose(batch, None, PendingKind::BrokerChange(broker))?;
+        }
+        self.effects.push(Effect::Reply {
+            request_id,
+            reply: Ok(Reply::Heartbeat { fenced }),
+        });
+        Ok(())
+    }
+
+    fn create_topic_batch(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        config: TopicConfig,
+    ) -> Result<RecordBatch, ControllerError> {
+        crate::image::validate_topic_name(name)?;
+        if self.image.topics().contains_key(name) {
+            return Err(ControllerError::TopicAlreadyExists(name.to_string()));
+        }
+        let partition_count = usize::try_from(partitions).unwrap_or(0);
+        if partition_count == 0 || partition_count > crate::image::PARTITIONS_PER_TOPIC_MAX {
+            return Err(ControllerError::InvalidTopic(format!(
+                "{partitions} partitions"
+            )));
+        }
+        let brokers = self.image.brokers_unfenced();
+        let rf = usize::try_from(replication_factor).unwrap_or(0);
+        if rf == 0 || rf > brokers.len() {
+            return Err(ControllerError::InvalidReplicationFactor {
+                replication_factor,
+                brokers_unfenced: brokers.len(),
+            });
+        }
+        if config.min_insync_replicas < 1 || config.min_insync_replicas > replication_factor {
+            return Err(ControllerError::InvalidTopic(format!(
+                "min.insync.replicas {} with replication factor {replication_factor}",
+                config.min_insync_replicas
+            )));
+        }
+        let topic_id = self.image.topic_id_next();
+        let assignments =
+            crate::placement::assign_replicas(&brokers, partition_count, rf, topic_id);
+        Ok(vec![MetadataRecord::CreateTopic {
+            name: name.to_string(),
+            assignments,
+            config,
+        }])
+    }
+
+    /// Fences every unfenced broker whose last heartbeat is older than the session timeout.
+    fn fence_expired(&mut self) {
+        assert!(self.is_active(), "only the active controller fences");
+        let expired: Vec<BrokerId> = self
+            .image
+            .brokers_unfenced()
+            .into_iter()
+            .filter(|broker| {
+                let last = *self.heartbeats.entry(*broker).or_insert(self.now_ms);
+                self.now_ms.saturating_sub(last) > self.config.broker_session_timeout_ms
+            })
+            .collect();
+        for broker in expired {
+            if self.broker_change_pending(broker) {
+                continue;
+            }
+            let batch = election::fence_batch(&self.image, broker, self.config.bugs);
+            if self
+                .propose(batch, None, PendingKind::BrokerChange(broker))
+                .is_err()
+            {
+                return; // Limits reached: the next tick retries.
+            }
+        }
+    }
+
+    fn broker_change_pending(&self, broker: BrokerId) -> bool {
+        self.pending
+            .values()
+            .any(|p| matches!(p.kind, PendingKind::BrokerChange(b) if b == broker))
+    }
+
+    fn propose(
+        &mut self,
+        batch: RecordBatch,
+        request_id: Option<u64>,
+        kind: PendingKind,
+    ) -> Result<(), ControllerError> {
+        assert!(self.is_leader(), "only the leader proposes");
+        if self.pending.len() >= self.config.proposals_pending_max {
+            return Err(ControllerError::LimitReached("proposals pending".into()));
+        }
+        let index_before = self.raw.raft.raft_log.last_index();
+        self.raw
+            .propose(Vec::new(), records::encode_batch(&batch))
+            .map_err(|_| ControllerError::NotController)?;
+        let index = self.raw.raft.raft_log.last_index();
+        assert_eq!(index, index_before + 1, "one proposal, one entry");
+        self.pending.insert(
+            index,
+            Pending {
+                term: self.raw.raft.term,
+                request_id,
+                kind,
+            },
+        );
+        Ok(())
+    }
+
+    /// The Ready loop: hand raft's output to the driver as effects, mirror it in the store, apply
+    /// committed entries. Persistence is asynchronous: `persist_complete` finishes each Ready.
+    fn drain_ready(&mut self) {
+        while self.raw.has_ready() {
+            let mut ready = self.raw.ready();
+            if ready.ss().is_some() {
+                self.on_role_change();
+            }
+            self.effects
+                .extend(ready.take_messages().into_iter().map(Effect::Send));
+            let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
+            if let Some(snapshot) = &snapshot {
+                self.restore(snapshot);
+            }
+            self.apply_entries(ready.take_committed_entries());
+            let batch = PersistBatch {
+                id: ready.number(),
+                snapshot,
+                entries: ready.take_entries(),
+                hard_state: ready.hs().cloned(),
+            };
+            self.raw.mut_store().apply_persist(&batch);
+            let held = ready.take_persisted_messages();
+            let nothing_to_persist =
+                batch.snapshot.is_none() && batch.entries.is_empty() && batch.hard_state.is_none();
+            self.raw.advance_append_async(ready);
+            if nothing_to_persist && held.is_empty() && self.persists_outstanding.is_empty() {
+                self.raw.on_persist_ready(batch.id); // Nothing to wait for, nothing before it.
+            } else {
+                self.persists_outstanding.push(batch.id);
+                self.messages_held.push((batch.id, held));
+                self.effects.push(Effect::Persist(batch));
+            }
+            self.sync_applied();
+            self.maybe_snapshot();
+        }
+    }
+
+    /// Tells raft what is applied, within what it allows (a restored snapshot counts once durable).
+    fn sync_applied(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let target = self
+            .image
+            .applied_index()
+            .min(log.committed)
+            .min(log.persisted);
+        if target > log.applied {
+            self.raw.advance_apply_to(target);
+        }
+    }
+
+    fn on_role_change(&mut self) {
+        if self.is_leader() {
+            if self.leader_first_index.is_none() {
+                self.leader_first_index = Some(self.raw.raft.raft_log.last_index());
+                self.heartbeats.clear(); // Every broker gets a full session from now.
+            }
+            return;
+        }
+        self.leader_first_index = None;
+        self.heartbeats.clear();
+        for (_, pending) in std::mem::take(&mut self.pending) {
+            if let Some(request_id) = pending.request_id {
+                let reply = Err(ControllerError::ProposalDropped);
+                self.effects.push(Effect::Reply { request_id, reply });
+            }
+        }
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) {
+        let image = MetadataImage::decode(snapshot.get_data()).expect("leaders send our encoding");
+        assert_eq!(
+            image.applied_index(),
+            snapshot.get_metadata().index,
+            "snapshot index"
+        );
+        assert!(
+            image.applied_index() > self.image.applied_index(),
+            "snapshots move forward"
+        );
+        self.image = image;
+        self.effects.push(Effect::MetadataChanged {
+            applied_index: self.image.applied_index(),
+        });
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return;
+        };
+        for entry in entries {
+            if entry.index <= self.image.applied_index() {
+                continue; // Covered by a snapshot restored earlier.
+            }
+            let decoded = match entry.get_entry_type() {
+                EntryType::EntryNormal if !entry.data.is_empty() => {
+                    records::decode_batch(&entry.data)
+                }
+                _ => None,
+            };
+            let result = match &decoded {
+                Some(batch) => self.image.apply_batch(entry.index, batch),
+                None => {
+                    self.image.skip_entry(entry.index);
+                    Ok(())
+                }
+            };
+            self.answer(entry.index, entry.term, result);
+        }
+        assert!(
+            self.image.applied_index() >= last,
+            "every committed entry applied"
+        );
+        self.effects.push(Effect::MetadataChanged {
+            applied_index: self.image.applied_index(),
+        });
+    }
+
+    fn answer(&mut self, index: u64, term: u64, result: Result<(), ControllerError>) {
+        let Some(pending) = self.pending.remove(&index) else {
+            return;
+        };
+        let Some(request_id) = pending.request_id else {
+            return;
+        };
+        let reply = if pending.term != term {
+            Err(ControllerError::ProposalDropped)
+        } else {
+            result.map(|()| self.reply_for(&pending.kind))
+        };
+        self.effects.push(Effect::Reply { request_id, reply });
+    }
+
+    fn reply_for(&self, kind: &PendingKind) -> Reply {
+        match kind {
+            PendingKind::Register => Reply::Registered,
+            PendingKind::DeleteTopic => Reply::TopicDeleted,
+            PendingKind::CreateTopic(name) => {
+                let topic = self.image.topics().get(name).expect("just created");
+                let assignments = topic
+                    .partitions
+                    .iter()
+                    .map(|p| p.replicas.clone())
+                    .collect();
+                Reply::TopicCreated {
+                    topic_id: topic.topic_id,
+                    assignments,
+                }
+            }
+            PendingKind::AlterPartition(tp) => {
+                Reply::PartitionAltered(self.image.partition(tp).expect("just changed").clone())
+            }
+            PendingKind::BrokerChange(_) => unreachable!("internal proposals have no request"),
+        }
+    }
+
+    /// Every `snapshot_interval_entries` applied entries, snapshot the image and compact the log.
+    fn maybe_snapshot(&mut self) {
+        let applied = self.raw.raft.raft_log.applied;
+        let store = self.raw.store();
+        if applied < store.snapshot_index() + self.config.snapshot_interval_entries {
+            return;
+        }
+        assert_eq!(
+            applied,
+            self.image.applied_index(),
+            "raft applied what the image applied"
+        );
+        let term = raft::Storage::term(store, applied).expect("applied entries are retained");
+        let mut snapshot = Snapshot {
+            data: self.image.encode().into(),
+            ..Snapshot::default()
+        };
+        snapshot.mut_metadata().index = applied;
+        snapshot.mut_metadata().term = term;
+        snapshot
+            .mut_metadata()
+            .set_conf_state(store.conf_state().clone());
+        self.raw.mut_store().compact_to(snapshot.clone());
+        self.effects.push(Effect::SaveSnapshot(snapshot));
+    }
+
+    /// Metadata after `after_index`: records from the retained log, or the image if compacted.
+    pub fn fetch_metadata(&self, after_index: u64) -> MetadataFetch {
+        let applied = self.image.applied_index();
+        let store = self.raw.store();
+        if after_index >= applied {
+            // Up to date, or ahead of this (lagging) node: nothing to give. An image would move
+            // the broker backwards.
+            return MetadataFetch::Records {
+                batches: Vec::new(),
+                last_index: after_index,
+            };
+        }
+        if after_index < store.snapshot_index() {
+            return MetadataFetch::Image(self.image.clone());
+        }
+        let limit = self.config.fetch_entries_max as u64;
+        let last_index = applied.min(after_index + limit);
+        let batches = (after_index + 1..=last_index)
+            .filter_map(|index| {
+                let entry = store
+                    .entry(index)
+                    .expect("applied entries after the snapshot are retained");
+                let batch = match entry.get_entry_type() {
+                    EntryType::EntryNormal => records::decode_batch(&entry.data),
+                    _ => None,
+                };
+                batch.map(|b| (index, b))
+            })
+            .collect();
+        assert!(last_index > after_index, "something new was found");
+        MetadataFetch::Records {
+            batches,
+            last_index,
+        }
+    }
+
+    /// Checks the image and the agreement between raft and the image.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.image.check_invariants()?;
+        let log = &self.raw.raft.raft_log;
+        if log.applied > self.image.applied_index() || self.image.applied_index() > log.committed {
+            return Err(format!(
+                "applied: raft {} image {} commit {}",
+                log.applied,
+                self.image.applied_index(),
+                log.committed
+            ));
+        }
+        if self.store().snapshot_index() > self.image.applied_index() {
+            return Err("snapshot past the image".into());
+        }
+        Ok(())
+    }
+}

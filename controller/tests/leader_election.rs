@@ -1,0 +1,255 @@
+//! Handler: leader election on fencing and unfencing — from the ISR, from the ELR (KIP-966),
+//! uncleanly only where the topic allows — and the historic no-ELR switch.
+#![allow(clippy::unwrap_used)]
+
+use controller::election::{fence_batch, register_batch, unfence_batch, HistoricBugs};
+use controller::{MetadataImage, MetadataRecord, PartitionState, TopicConfig};
+use wire::{BrokerId, LeaderEpoch, TopicPartition};
+
+/// Three unfenced brokers and topic `t` with one partition on replicas [1, 2, 3].
+fn image(unclean: bool, min_isr: i32) -> MetadataImage {
+    let mut image = MetadataImage::new();
+    let mut index = 0;
+    let mut apply = |image: &mut MetadataImage, batch: Vec<MetadataRecord>| {
+        index += 1;
+        image.apply_batch(index, &batch).unwrap();
+    };
+    for b in 1..=3 {
+        apply(
+            &mut image,
+            vec![MetadataRecord::RegisterBroker {
+                broker: BrokerId(b),
+                incarnation: 1,
+                listeners: vec![],
+                clean_shutdown: true,
+            }],
+        );
+        apply(
+            &mut image,
+            vec![MetadataRecord::UnfenceBroker {
+                broker: BrokerId(b),
+            }],
+        );
+    }
+    let config = TopicConfig {
+        unclean_leader_election: unclean,
+        min_insync_replicas: min_isr,
+    };
+    let assignments = vec![vec![BrokerId(1), BrokerId(2), BrokerId(3)]];
+    apply(
+        &mut image,
+        vec![MetadataRecord::CreateTopic {
+            name: "t".into(),
+            assignments,
+            config,
+        }],
+    );
+    image
+}
+
+fn fence(image: &mut MetadataImage, broker: i32, bugs: HistoricBugs) {
+    let batch = fence_batch(image, BrokerId(broker), bugs);
+    image
+        .apply_batch(image.applied_index() + 1, &batch)
+        .unwrap();
+    image.check_invariants().unwrap();
+}
+
+fn unfence(image: &mut MetadataImage, broker: i32) {
+    let batch = unfence_batch(image, BrokerId(broker));
+    image
+        .apply_batch(image.applied_index() + 1, &batch)
+        .unwrap();
+    image.check_invariants().unwrap();
+}
+
+fn state(image: &MetadataImage) -> PartitionState {
+    image
+        .partition(&TopicPartition::new("t", 0))
+        .unwrap()
+        .clone()
+}
+
+fn b(ids: &[i32]) -> Vec<BrokerId> {
+    ids.iter().map(|i| BrokerId(*i)).collect()
+}
+
+#[test]
+fn fencing_the_leader_elects_the_next_isr_member() {
+    let mut image = image(false, 1);
+    fence(&mut image, 1, HistoricBugs::default());
+    let s = state(&image);
+    assert_eq!(
+        (s.leader, s.leader_epoch, s.isr.clone()),
+        (Some(BrokerId(2)), LeaderEpoch(1), b(&[2, 3]))
+    );
+    assert_eq!(s.last_known_leader, Some(BrokerId(1)));
+    // Fencing a follower shrinks the ISR without a leader change.
+    fence(&mut image, 3, HistoricBugs::default());
+    let s = state(&image);
+    assert_eq!(
+        (s.leader, s.leader_epoch, s.isr),
+        (Some(BrokerId(2)), LeaderEpoch(1), b(&[2]))
+    );
+}
+
+#[test]
+fn the_last_replica_standing_is_protected_by_the_elr() {
+    // min ISR 2: every fence below it moves the removed replica into the ELR.
+    let mut image = image(false, 2);
+    fence(&mut image, 3, HistoricBugs::default());
+    assert!(
+        state(&image).elr.is_empty(),
+        "ISR still at min ISR: 3 may have missed commits"
+    );
+    fence(&mut image, 2, HistoricBugs::default());
+    assert_eq!(state(&image).elr, b(&[2]));
+    fence(&mut image, 1, HistoricBugs::default());
+    let s = state(&image);
+    assert_eq!((s.leader, s.isr.clone()), (None, vec![]));
+    assert_eq!(s.elr, b(&[1, 2]));
+    assert_eq!(s.last_known_leader, Some(BrokerId(1)));
+    // Broker 2 returns first: it is in the ELR, so it leads cleanly.
+    unfence(&mut image, 2);
+    let s = state(&image);
+    assert_eq!(
+        (s.leader, s.isr.clone(), s.elr.clone()),
+        (Some(BrokerId(2)), b(&[2]), b(&[1]))
+    );
+    assert_eq!(s.leader_epoch, LeaderEpoch(2));
+}
+
+#[test]
+fn without_elr_or_unclean_election_the_partition_stays_leaderless() {
+    // min ISR 1: the ELR only fills when the ISR empties.
+    let mut image = image(false, 1);
+    fence(&mut image, 1, HistoricBugs::default());
+    fence(&mut image, 2, HistoricBugs::default());
+    fence(&mut image, 3, HistoricBugs::default());
+    assert_eq!(
+        state(&image).elr,
+        b(&[3]),
+        "only the last ISR member holds everything committed"
+    );
+    unfence(&mut image, 1); // stale replica: not eligible
+    assert_eq!(state(&image).leader, None);
+    unfence(&mut image, 3);
+    assert_eq!(state(&image).leader, Some(BrokerId(3)));
+}
+
+fn reregister(image: &mut MetadataImage, broker: i32, clean_shutdown: bool) {
+    let record = MetadataRecord::RegisterBroker {
+        broker: BrokerId(broker),
+        incarnation: 2,
+        listeners: vec![],
+        clean_shutdown,
+    };
+    let batch = register_batch(image, record, HistoricBugs::default());
+    image
+        .apply_batch(image.applied_index() + 1, &batch)
+        .unwrap();
+    image.check_invariants().unwrap();
+}
+
+#[test]
+fn a_crashed_elr_member_leaves_the_elr_and_unclean_election_follows_when_allowed() {
+    for unclean in [false, true] {
+        let mut image = image(unclean, 1);
+        fence(&mut image, 1, HistoricBugs::default());
+        fence(&mut image, 2, HistoricBugs::default());
+        fence(&mut image, 3, HistoricBugs::default());
+        unfence(&mut image, 1);
+        assert_eq!(
+            state(&image).leader,
+            None,
+            "ELR member 3 may return: no unclean election yet"
+        );
+        let epoch = state(&image).partition_epoch;
+        reregister(&mut image, 3, false); // 3 crashed: it may have lost committed records
+        let s = state(&image);
+        assert!(s.elr.is_empty());
+        assert!(s.partition_epoch > epoch);
+        if unclean {
+            assert_eq!((s.leader, s.isr), (Some(BrokerId(1)), b(&[1])));
+        } else {
+            assert_eq!(
+                s.leader, None,
+                "unclean election off: the partition stays offline"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_cleanly_restarted_elr_member_stays_eligible() {
+    let mut image = image(true, 1);
+    fence(&mut image, 1, HistoricBugs::default());
+    fence(&mut image, 2, HistoricBugs::default());
+    fence(&mut image, 3, HistoricBugs::default());
+    let before = state(&image);
+    reregister(&mut image, 3, true);
+    assert_eq!(
+        state(&image),
+        before,
+        "a clean restart changes no partition"
+    );
+    unfence(&mut image, 3);
+    assert_eq!(state(&image).leader, Some(BrokerId(3)));
+}
+
+#[test]
+fn the_no_elr_switch_forgets_the_last_replica_standing() {
+    let mut image = image(true, 2);
+    let bugs = HistoricBugs { no_elr: true };
+    fence(&mut image, 1, bugs);
+    fence(&mut image, 2, bugs);
+    fence(&mut image, 3, bugs);
+    assert!(
+        state(&image).elr.is_empty(),
+        "pre-KIP-966: nothing remembers who was in sync"
+    );
+    unfence(&mut image, 1); // with unclean on, a stale replica now leads
+    assert_eq!(state(&image).leader, Some(BrokerId(1)));
+}
+
+#[test]
+fn unclean_election_waits_while_the_elr_has_members() {
+    let mut image = image(true, 2);
+    fence(&mut image, 1, HistoricBugs::default());
+    fence(&mut image, 2, HistoricBugs::default());
+    fence(&mut image, 3, HistoricBugs::default());
+    assert_eq!(state(&image).elr, b(&[2, 3]));
+    unfence(&mut image, 1);
+    assert_eq!(
+        state(&image).leader,
+        None,
+        "an ELR member may come back: no unclean election"
+    );
+    unfence(&mut image, 3);
+    assert_eq!(state(&image).leader, Some(BrokerId(3)));
+}
+
+#[test]
+fn leader_epochs_and_partition_epochs_only_grow_through_elections() {
+    let mut image = image(true, 2);
+    let mut last = state(&image);
+    for step in 0..12 {
+        let broker = 1 + (step % 3);
+        if image.is_unfenced(BrokerId(broker)) {
+            fence(&mut image, broker, HistoricBugs::default());
+        } else {
+            unfence(&mut image, broker);
+        }
+        let now = state(&image);
+        assert!(
+            now.leader_epoch >= last.leader_epoch && now.partition_epoch >= last.partition_epoch
+        );
+        if now.leader != last.leader {
+            assert!(
+                now.leader_epoch > last.leader_epoch,
+                "a new leader gets a new epoch"
+            );
+        }
+        last = now;
+    }
+}

@@ -1,0 +1,1199 @@
+//! `PartitionLog`: one partition's segmented log.
+//!
+//! # Runbook
+//! - `open` recovers: leftovers of interrupted writes (`*.tmp`, `*.cleaned`) are deleted, sealed
+//!   segments below the recovery point are trusted through their index files, and everything from
+//!   the recovery point on is validated batch by batch (length, CRC-32C, records); a torn or
+//!   corrupt tail is cut off, corruption below the recovery point refuses to open.
+//! - Appends are volatile until `flush`, which syncs the data and moves the recovery point.
+//! - `truncate_to`, `roll`, retention and compaction make their own changes durable before they
+//!   return; they write checkpoints after the data change they describe (see `FORMAT.md`).
+//! - After a `Disk` error from a mutating call the in-memory state may be ahead of or behind the
+//!   disk: close the log and reopen it (recovery reconciles), as Kafka takes a log dir offline.
+//!
+//! Time is an input (`now_ms`); the log reads no clock.
+
+use crate::batch::{self, BatchHeader, BatchView, RecordsSummary};
+use crate::checkpoint::{self, Kind, LogState};
+use crate::config::LogConfig;
+use crate::disk::Disk;
+use crate::epoch::EpochCache;
+use crate::error::LogError;
+use crate::segment::{self, read_exact, remove_if_exists, Segment};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wire::{LeaderEpoch, Offset};
+
+/// The log state checkpoint (recovery point, log start offset, high watermark).
+pub const STATE_FILE: &str = "log-state.checkpoint";
+/// The leader epoch cache checkpoint.
+pub const EPOCH_FILE: &str = "leader-epoch.checkpoint";
+/// Segments one log may hold; beyond it appends still work but this is a configuration bug.
+pub const SEGMENTS_MAX: usize = 1 << 20;
+
+/// What an append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Base offset of the first batch appended.
+    pub first_offset: Offset,
+    /// Offset of the last record appended.
+    pub last_offset: Offset,
+    /// The log end offset after the append.
+    pub log_end_offset: Offset,
+    /// Batches appended.
+    pub batches: usize,
+    /// Bytes appended.
+    pub bytes: u64,
+    /// Largest record timestamp appended.
+    pub max_timestamp: i64,
+}
+
+/// What a read returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole batches, CRC-verified, the first one containing the requested offset (it may start
+    /// before it). Empty when the requested offset is the log end offset.
+    pub bytes: Vec<u8>,
+    /// The offset after the last returned batch (the next fetch offset).
+    pub next_offset: Offset,
+    /// The log start offset at the time of the read.
+    pub log_start_offset: Offset,
+    /// The log end offset at the time of the read.
+    pub log_end_offset: Offset,
+    /// The high watermark at the time of the read.
+    pub high_watermark: Offset,
+}
+
+/// What `enforce_retention` deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Whole segments deleted.
+    pub segments_deleted: usize,
+    /// Their bytes.
+    pub bytes_deleted: u64,
+    /// The log start offset afterwards.
+    pub log_start_offset: Offset,
+}
+
+/// What recovery did at `open`, so tests and benchmarks can check its cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments found.
+    pub segments: usize,
+    /// Segments whose files were scanned (no valid index, or at/after the recovery point).
+    pub segments_scanned: usize,
+    /// Bytes whose CRC was validated.
+    pub bytes_validated: u64,
+    /// Bytes cut off as a torn or corrupt tail.
+    pub bytes_truncated: u64,
+    /// Leftover files of interrupted operations removed.
+    pub leftovers_removed: usize,
+}
+
+/// A partition's segmented log. See the module doc for the runbook.
+#[derive(Debug)]
+pub struct PartitionLog {
+    /// Where every file lives; shared with other partitions.
+    pub(crate) disk: Arc<dyn Disk>,
+    /// The partition's directory on the disk.
+    pub(crate) dir: PathBuf,
+    /// Limits and policies.
+    pub(crate) config: LogConfig,
+    /// Segments by base offset; the last one is active. Never empty.
+    pub(crate) segments: BTreeMap<Offset, Segment>,
+    /// The first offset readers may ask for.
+    pub(crate) log_start_offset: Offset,
+    /// Everything below is durable (synced) and validated.
+    pub(crate) recovery_point: Offset,
+    /// The high watermark, as set by replication.
+    pub(crate) high_watermark: Offset,
+    /// Flushed bytes since the state checkpoint was last written.
+    pub(crate) bytes_since_checkpoint: u64,
+    /// The leader epoch cache.
+    pub(crate) epochs: EpochCache,
+    /// The epoch cache changed since it was last written.
+    pub(crate) epochs_dirty: bool,
+    /// What `open` found and did.
+    pub(crate) recovery: RecoveryReport,
+    /// Set by a disk error in a mutating call: memory and disk may disagree until reopen.
+    pub(crate) poisoned: Option<String>,
+}
+
+impl PartitionLog {
+    /// Opens (creating if missing) the log in `dir` and runs recovery.
+    pub fn open(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<Self, LogError> {
+        config.validate();
+        if !disk.exists(dir)? {
+            disk.create_dir_all(dir)?;
+            for ancestor in dir.ancestors().skip(1) {
+                disk.sync_dir(ancestor)?;
+            }
+        }
+        let mut log = PartitionLog {
+            disk,
+            dir: dir.to_path_buf(),
+            config,
+            segments: BTreeMap::new(),
+            log_start_offset: Offset::ZERO,
+            recovery_point: Offset::ZERO,
+            high_watermark: Offset::ZERO,
+            bytes_since_checkpoint: 0,
+            epochs: EpochCache::default(),
+            epochs_dirty: false,
+            recovery: RecoveryReport::default(),
+            poisoned: None,
+        };
+        log.recover(now_ms)?;
+        log.check_invariants();
+        Ok(log)
+    }
+
+    fn recover(&mut self, now_ms: i64) -> Result<(), LogError> {
+        let bases = self.remove_leftovers()?;
+        let state_name = self.dir.join(STATE_FILE).display().to_string();
+        let state = match checkpoint::read(&*self.disk, &self.dir, STATE_FILE, Kind::LogState)? {
+            Some(payload) => LogState::decode(&state_name, &payload)?,
+            None => LogState {
+                recovery_point: Offset::ZERO,
+                log_start_offset: Offset::ZERO,
+                high_watermark: Offset::ZERO,
+            },
+        };
+        let epoch_name = self.dir.join(EPOCH_FILE).display().to_string();
+        if let Some(payload) =
+            checkpoint::read(&*self.disk, &self.dir, EPOCH_FILE, Kind::LeaderEpochs)?
+        {
+            self.epochs =
+                EpochCache::from_entries(checkpoint::decode_epochs(&epoch_name, &payload)?);
+        }
+        if bases.is_empty() {
+            self.create_segment(state.log_start_offset, now_ms)?;
+        } else {
+            self.recover_segments(&bases, state.recovery_point, now_ms)?;
+        }
+        let log_end = self.log_end_offset();
+        let first_base = *self
+            .segments
+            .keys()
+            .next()
+            .expect("recovery leaves a segment");
+        self.log_start_offset = state.log_start_offset.max(first_base).min(log_end);
+        self.delete_segments_below_start()?;
+        let mut epochs_changed = self.epochs.truncate_from_end(log_end);
+        epochs_changed |= self.epochs.truncate_from_start(self.log_start_offset);
+        self.epochs_dirty |= epochs_changed;
+        self.high_watermark = state.high_watermark.max(self.log_start_offset).min(log_end);
+        // Recovery synced what it validated, so the whole log is now durable and validated.
+        self.recovery_point = log_end;
+        self.persist_epochs()?;
+        self.write_state()?;
+        Ok(())
+    }
+
+    /// Removes `*.tmp`, `*.cleaned` and orphan index files; returns the segment base offsets.
+    fn remove_leftovers(&mut self) -> Result<Vec<Offset>, LogError> {
+        let names = self.disk.list(&self.dir)?;
+        let bases: Vec<Offset> = names
+            .iter()
+            .filter_map(|n| segment::parse_log_name(n))
+            .collect();
+        let mut removed = 0;
+        for name in &names {
+            let orphan_index = [".index", ".timeindex"].iter().any(|ext| {
+                name.strip_suffix(ext)
+                    .and_then(|stem| segment::parse_log_name(&format!("{stem}.log")))
+                    .is_some_and(|base| !bases.contains(&base))
+            });
+            if name.ends_with(".tmp") || name.ends_with(".cleaned") || orphan_index {
+                self.disk.remove(&self.dir.join(name))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.disk.sync_dir(&self.dir)?;
+        }
+        self.recovery.leftovers_removed = removed;
+        self.recovery.segments = bases.len();
+        assert!(
+            bases.windows(2).all(|w| w[0] < w[1]),
+            "list is sorted, names are zero padded"
+        );
+        Ok(bases)
+    }
+
+    fn recover_segments(
+        &mut self,
+        bases: &[Offset],
+        recovery_point: Offset,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        for (i, &base) in bases.iter().enumerate() {
+            let mut segment = Segment::new(&self.dir, base, now_ms, !self.config.compacted);
+            let log_bytes = self.disk.len(&segment.log_path)?;
+            let next_base = bases.get(i + 1).copied();
+            if next_base.is_some_and(|next| next <= recovery_point) {
+                if let Some((index, info)) = segment.load_sealed_index(&*self.disk, log_bytes)? {
+                    segment.index = index;
+                    segment.size_bytes = log_bytes;
+                    segment.synced_bytes = log_bytes;
+                    segment.next_offset = info.next_offset;
+                    segment.max_timestamp = info.max_timestamp;
+                    self.segments.insert(base, segment);
+                    continue;
+                }
+            }
+            let scan = segment.scan(
+                &*self.disk,
+                recovery_point,
+                self.config.index_interval_bytes,
+            )?;
+            self.recovery.segments_scanned += 1;
+            self.recovery.bytes_validated += scan.validated_bytes;
+            segment.adopt(&scan);
+            let damaged = scan.damage.is_some();
+            if let Some(damage) = scan.damage {
+                if damage.expected_offset < recovery_point {
+                    return Err(LogError::CorruptBelowRecoveryPoint {
+                        file: segment.log_name(),
+                        position: damage.position,
+                        recovery_point,
+                        reason: damage.reason,
+                    });
+                }
+                tracing::warn!(file = %segment.log_name(), position = damage.position,
+                    reason = %damage.reason, "truncating a torn or corrupt log tail");
+                self.disk.truncate(&segment.log_path, scan.valid_bytes)?;
+                self.recovery.bytes_truncated += log_bytes - scan.valid_bytes;
+                for &later in &bases[i + 1..] {
+                    let doomed = Segment::new(&self.dir, later, now_ms, !self.config.compacted);
+                    self.recovery.bytes_truncated += self.disk.len(&doomed.log_path)?;
+                    remove_if_exists(&*self.disk, &doomed.log_path)?;
+                    doomed.remove_index_files(&*self.disk)?;
+                }
+            }
+            let is_last = damaged || next_base.is_none();
+            if is_last {
+                segment.remove_index_files(&*self.disk)?;
+            } else {
+                segment.write_index_files(&*self.disk, "")?;
+            }
+            // What recovery found becomes the durable truth: the file may hold unsynced changes
+            // (a process restart, or a reopen after a failed sync) that a later power loss
+            // would otherwise undo behind the new recovery point.
+            self.disk.sync(&segment.log_path)?;
+            segment.synced_bytes = segment.size_bytes;
+            self.segments.insert(base, segment);
+            if damaged {
+                break;
+            }
+        }
+        self.disk.sync_dir(&self.dir)?;
+        self.rebuild_epochs_from_tail(recovery_point)?;
+        Ok(())
+    }
+
+    /// Batches at or after the recovery point may carry epochs the checkpoint never saw (their
+    /// flush did not happen); re-derive them as Kafka's recovery does.
+    fn rebuild_epochs_from_tail(&mut self, recovery_point: Offset) -> Result<(), LogError> {
+        let mut found = Vec::new();
+        for segment in self
+            .segments
+            .values()
+            .filter(|s| s.next_offset > recovery_point)
+        {
+            let start = segment.find(&*self.disk, recovery_point)?;
+            let mut position = start.map_or(segment.size_bytes, |(p, _)| p);
+            while let Some(header) = segment.header_at(&*self.disk, position)? {
+                if header.partition_leader_epoch.0 >= 0 {
+                    found.push((header.partition_leader_epoch, header.base_offset));
+                }
+                position += header.total_bytes() as u64;
+            }
+        }
+        for (epoch, start) in found {
+            if self
+                .epochs
+                .latest_epoch()
+                .is_none_or(|latest| epoch > latest)
+            {
+                self.epochs_dirty |= self.epochs.assign(epoch, start);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes segments wholly below the log start offset (a crash between the checkpoint that
+    /// moved the start and the deletion leaves them behind).
+    fn delete_segments_below_start(&mut self) -> Result<(), LogError> {
+        let bases: Vec<Offset> = self.segments.keys().copied().collect();
+        let mut removed = false;
+        for pair in bases.windows(2) {
+            if pair[1] <= self.log_start_offset {
+                let segment = self.segments.remove(&pair[0]).expect("listed key");
+                remove_if_exists(&*self.disk, &segment.log_path)?;
+                segment.remove_index_files(&*self.disk)?;
+                removed = true;
+            }
+        }
+        if removed {
+            self.disk.sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Creates an empty segment file at `base` and makes its entry durable.
+    pub(crate) fn create_segment(&mut self, base: Offset, now_ms: i64) -> Result<(), LogError> {
+        assert!(self.segments.len() < SEGMENTS_MAX, "segment count limit");
+        assert!(
+            self.segments
+                .keys()
+                .next_back()
+                .is_none_or(|last| *last < base),
+            "bases grow"
+        );
+        let segment = Segment::new(&self.dir, base, now_ms, !self.config.compacted);
+        remove_if_exists(&*self.disk, &segment.log_path)?;
+        self.disk.create(&segment.log_path)?;
+        self.disk.sync_dir(&self.dir)?;
+        self.segments.insert(base, segment);
+        Ok(())
+    }
+
+    pub(crate) fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has a segment")
+    }
+
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has a segment")
+    }
+
+    /// The offset the next appended record gets.
+    pub fn log_end_offset(&self) -> Offset {
+        self.active().next_offset
+    }
+
+    /// The first offset readers may ask for.
+    pub fn log_start_offset(&self) -> Offset {
+        self.log_start_offset
+    }
+
+    /// Everything below is flushed: it survives a crash.
+    pub fn recovery_point(&self) -> Offset {
+        self.recovery_point
+    }
+
+    /// The high watermark (persisted lazily with the state checkpoint).
+    pub fn high_watermark(&self) -> Offset {
+        self.high_watermark
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// What recovery found and did when the log was opened.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.recovery
+    }
+
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size_bytes).sum()
+    }
+
+    /// The number of segments (the active one included).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<Offset> {
+        self.segments.keys().copied().collect()
+    }
+
+    /// Sets the high watermark (in memory; durable with the next state checkpoint).
+    pub fn set_high_watermark(&mut self, offset: Offset) -> Result<(), LogError> {
+        if offset > self.log_end_offset() || offset.0 < 0 {
+            return Err(LogError::HighWatermarkOutOfRange {
+                requested: offset,
+                log_start: self.log_start_offset,
+                log_end: self.log_end_offset(),
+            });
+        }
+        self.high_watermark = offset;
+        assert!(
+            self.high_watermark <= self.log_end_offset(),
+            "HW never passes LEO"
+        );
+        Ok(())
+    }
+
+    /// The newest leader epoch in the epoch cache.
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.epochs.latest_epoch()
+    }
+
+    /// The leader epoch cache entries `(epoch, start offset)`, oldest first.
+    pub fn epoch_entries(&self) -> Vec<(LeaderEpoch, Offset)> {
+        self.epochs.entries().to_vec()
+    }
+
+    /// Records that `epoch` starts at `start` (a new leader's first offset). Durable at the next
+    /// flush; recovery re-derives it from the batches otherwise.
+    pub fn assign_epoch_start(&mut self, epoch: LeaderEpoch, start: Offset) {
+        assert!(
+            start <= self.log_end_offset(),
+            "an epoch starts at or before the LEO"
+        );
+        self.epochs_dirty |= self.epochs.assign(epoch, start);
+    }
+
+    /// OffsetsForLeaderEpoch (KIP-101/279): the largest epoch `<= epoch` and its end offset.
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        let answer = self
+            .epochs
+            .end_offset_for_epoch(epoch, self.log_end_offset());
+        if let Some((_, end)) = answer {
+            assert!(
+                end <= self.log_end_offset(),
+                "an epoch never ends past the LEO"
+            );
+        }
+        answer
+    }
+
+    /// Writes the epoch cache if it changed.
+    pub(crate) fn persist_epochs(&mut self) -> Result<(), LogError> {
+        if self.epochs_dirty {
+            let payload = checkpoint::encode_epochs(self.epochs.entries());
+            checkpoint::write_atomic(
+                &*self.disk,
+                &self.dir,
+                EPOCH_FILE,
+                Kind::LeaderEpochs,
+                &payload,
+            )?;
+            self.epochs_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Writes the state checkpoint (recovery point, log start offset, high watermark) now.
+    fn write_state_unguarded(&mut self) -> Result<(), LogError> {
+        let state = LogState {
+            recovery_point: self.recovery_point,
+            log_start_offset: self.log_start_offset,
+            high_watermark: self.high_watermark,
+        };
+        assert!(
+            state.recovery_point <= self.log_end_offset(),
+            "recovery point within the log"
+        );
+        checkpoint::write_atomic(
+            &*self.disk,
+            &self.dir,
+            STATE_FILE,
+            Kind::LogState,
+            &state.encode(),
+        )?;
+        self.bytes_since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// Appends batches from a producer as the leader of `epoch`: validates each (CRC-32C,
+    /// uncompressed, dense offset deltas, size), assigns base offsets from the LEO and the
+    /// partition leader epoch, and appends them (volatile until `flush`).
+    pub fn append_as_leader(
+        &mut self,
+        batch_bytes: &[u8],
+        epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        assert!(epoch.0 >= 0, "a leader has a real epoch: {epoch}");
+        self.check_usable()?;
+        if let Some(latest) = self.epochs.latest_epoch().filter(|latest| epoch < *latest) {
+            return Err(LogError::StaleLeaderEpoch { epoch, latest });
+        }
+        let spans = self.validate_batches(batch_bytes, true)?;
+        let mut bytes = batch_bytes.to_vec();
+        let first_offset = self.log_end_offset();
+        let mut next = first_offset;
+        for &(start, end) in &spans {
+            batch::set_base_offset(&mut bytes[start..end], next);
+            batch::set_partition_leader_epoch(&mut bytes[start..end], epoch);
+            let header = BatchHeader::parse(&bytes[start..end])?;
+            next = header.next_offset();
+        }
+        let info = self.write_batches(&bytes, &spans, now_ms)?;
+        self.epochs_dirty |= self.epochs.assign(epoch, first_offset);
+        assert!(
+            info.first_offset == first_offset,
+            "the leader's batch starts at the old LEO"
+        );
+        Ok(info)
+    }
+
+    /// Appends batches replicated from the leader: offsets and epochs are the leader's. The first
+    /// batch must start exactly at the LEO and batches must be contiguous (a compacted log
+    /// allows gaps: the leader may have cleaned batches away).
+    pub fn append_as_follower(
+        &mut self,
+        batch_bytes: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.check_usable()?;
+        let spans = self.validate_batches(batch_bytes, false)?;
+        let mut expected = self.log_end_offset();
+        let mut epochs = Vec::new();
+        for &(start, end) in &spans {
+            let header = BatchHeader::parse(&batch_bytes[start..end])?;
+            let gap_allowed = self.config.compacted;
+            let in_order =
+                header.base_offset == expected || (gap_allowed && header.base_offset > expected);
+            if !in_order {
+                return Err(LogError::NonMonotonicOffset {
+                    expected,
+                    got: header.base_offset,
+                });
+            }
+            if header.partition_leader_epoch.0 >= 0 {
+                epochs.push((header.partition_leader_epoch, header.base_offset));
+            }
+            expected = header.next_offset();
+        }
+        let info = self.write_batches(batch_bytes, &spans, now_ms)?;
+        for (epoch, start) in epochs {
+            if self
+                .epochs
+                .latest_epoch()
+                .is_none_or(|latest| epoch > latest)
+            {
+                self.epochs_dirty |= self.epochs.assign(epoch, start);
+            }
+        }
+        Ok(info)
+    }
+
+    /// Splits and validates concatenated batches; returns their byte spans.
+    fn validate_batches(
+        &self,
+        bytes: &[u8],
+        from_producer: bool,
+    ) -> Result<Vec<(usize, usize)>, LogError> {
+        let mut spans = Vec::new();
+        let mut position = 0;
+        for view in batch::split_batches(bytes) {
+            let view = view?;
+            let total = view.as_bytes().len();
+            if total as u64 > self.config.batch_bytes_max {
+                return Err(LogError::BatchTooLarge {
+                    bytes: total as u64,
+                    bytes_max: self.config.batch_bytes_max,
+                });
+            }
+            let summary = view.validate_records()?;
+            if from_producer {
+                check_producer_batch(&view, &summary)?;
+            }
+            spans.push((position, position + total));
+            position += total;
+        }
+        if spans.is_empty() {
+            return Err(LogError::InvalidBatch("no batch to append".into()));
+        }
+        assert!(
+            position == bytes.len(),
+            "split_batches covers the input or fails"
+        );
+        Ok(spans)
+    }
+
+    /// Rolls if needed, writes the batches to the active segment in one append, indexes them.
+    fn write_batches(
+        &mut self,
+        bytes: &[u8],
+        spans: &[(usize, usize)],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let headers: Vec<BatchHeader> = spans
+            .iter()
+            .map(|&(start, end)| BatchHeader::parse(&bytes[start..end]))
+            .collect::<Result<_, _>>()?;
+        let first = headers.first().expect("validated non-empty");
+        let last = headers.last().expect("validated non-empty");
+        assert!(
+            first.base_offset >= self.log_end_offset(),
+            "appends never go backwards"
+        );
+        let rolled = self.maybe_roll(
+            bytes.len() as u64,
+            first.base_offset,
+            last.last_offset(),
+            now_ms,
+        );
+        if let Err(LogError::Disk(error)) = &rolled {
+            self.poisoned = Some(error.to_string());
+        }
+        rolled?;
+        let interval = self.config.index_interval_bytes;
+        let disk = Arc::clone(&self.disk);
+        let active = self.active_mut();
+        if !active.has_offset_room(last.last_offset()) {
+            return Err(LogError::InvalidBatch(
+                "offsets too far past the segment base".into(),
+            ));
+        }
+        let at = match disk.append(&active.log_path, bytes) {
+            Ok(at) => at,
+            Err(e) => {
+                // Take back a partial write so the file stays whole batches; if even that
+                // fails, the file and memory disagree until reopen.
+                let undone = disk.truncate(&active.log_path, active.size_bytes);
+                if let Err(undo) = undone {
+                    self.poisoned = Some(undo.to_string());
+                }
+                return Err(e.into());
+            }
+        };
+        assert!(
+            at == active.size_bytes,
+            "the segment file holds exactly the accounted batches"
+        );
+        for (header, &(start, _)) in headers.iter().zip(spans) {
+            active.account_batch(header, at + start as u64, interval);
+        }
+        Ok(AppendInfo {
+            first_offset: first.base_offset,
+            last_offset: last.last_offset(),
+            log_end_offset: active.next_offset,
+            batches: headers.len(),
+            bytes: bytes.len() as u64,
+            max_timestamp: headers
+                .iter()
+                .map(|h| h.max_timestamp)
+                .max()
+                .expect("non-empty"),
+        })
+    }
+
+    fn maybe_roll(
+        &mut self,
+        incoming_bytes: u64,
+        first: Offset,
+        last: Offset,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let active = self.active();
+        if active.size_bytes == 0 {
+            if active.base_offset < first && !active.has_offset_room(last) {
+                // An empty segment far below a (compacted) follower's jump: restart it there.
+                let base = active.base_offset;
+                let segment = self.segments.remove(&base).expect("active exists");
+                remove_if_exists(&*self.disk, &segment.log_path)?;
+                self.create_segment(first, now_ms)?;
+            }
+            return Ok(());
+        }
+        let too_big = active.size_bytes + incoming_bytes > self.config.segment_bytes_max;
+        let too_old = now_ms - active.created_ms >= self.config.segment_age_ms_max;
+        if too_big || too_old || !active.has_offset_room(last) {
+            self.roll_at(first, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (if it holds data) and starts a new one at the LEO. Syncs the
+    /// sealed segment and writes its index files and the state checkpoint.
+    fn roll_unguarded(&mut self, now_ms: i64) -> Result<bool, LogError> {
+        if self.active().size_bytes == 0 {
+            return Ok(false);
+        }
+        self.roll_at(self.log_end_offset(), now_ms)?;
+        Ok(true)
+    }
+
+    fn roll_at(&mut self, base: Offset, now_ms: i64) -> Result<(), LogError> {
+        assert!(
+            base >= self.log_end_offset(),
+            "a new segment starts at or after the LEO"
+        );
+        self.flush_files()?;
+        self.active().write_index_files(&*self.disk, "")?;
+        self.create_segment(base, now_ms)?;
+        self.recovery_point = self.log_end_offset().min(base);
+        self.write_state()
+    }
+
+    /// Syncs unsynced segment data and the epoch cache; returns bytes synced.
+    fn flush_files(&mut self) -> Result<u64, LogError> {
+        let mut flushed = 0;
+        for segment in self
+            .segments
+            .values_mut()
+            .filter(|s| s.synced_bytes < s.size_bytes)
+        {
+            self.disk.sync(&segment.log_path)?;
+            flushed += segment.size_bytes - segment.synced_bytes;
+            segment.synced_bytes = segment.size_bytes;
+        }
+        self.persist_epochs()?;
+        self.recovery_point = self.log_end_offset();
+        Ok(flushed)
+    }
+
+    /// Makes everything appended durable; returns the new recovery point (the durable LEO). The
+    /// state checkpoint is rewritten once `checkpoint_interval_bytes` were flushed since the last.
+    fn flush_unguarded(&mut self) -> Result<Offset, LogError> {
+        let flushed = self.flush_files()?;
+        self.bytes_since_checkpoint += flushed;
+        if flushed > 0 && self.bytes_since_checkpoint >= self.config.checkpoint_interval_bytes {
+            self.write_state()?;
+        }
+        assert!(
+            self.recovery_point == self.log_end_offset(),
+            "flush makes the whole log durable"
+        );
+        Ok(self.recovery_point)
+    }
+
+    /// Flushes, writes every checkpoint and closes the log.
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.flush()?;
+        self.write_state()
+    }
+
+    /// Reads whole batches starting with the one containing `from`, up to `bytes_max` bytes but
+    /// at least one batch. CRC-32C is re-verified; a bad batch is an error, never served.
+    pub fn read(&self, from: Offset, bytes_max: usize) -> Result<ReadResult, LogError> {
+        self.read_bounded(from, bytes_max, self.log_end_offset())
+    }
+
+    /// `read`, returning only whole batches that end below `offset_bound` (e.g. the high
+    /// watermark, for consumers). A batch straddling the bound is not returned: the result is then
+    /// empty with `next_offset == from`.
+    pub fn read_bounded(
+        &self,
+        from: Offset,
+        bytes_max: usize,
+        offset_bound: Offset,
+    ) -> Result<ReadResult, LogError> {
+        self.check_usable()?;
+        let log_end = self.log_end_offset();
+        if from < self.log_start_offset || from > log_end {
+            return Err(LogError::OffsetOutOfRange {
+                requested: from,
+                log_start: self.log_start_offset,
+                log_end,
+            });
+        }
+        let mut result = ReadResult {
+            bytes: Vec::new(),
+            next_offset: from,
+            log_start_offset: self.log_start_offset,
+            log_end_offset: log_end,
+            high_watermark: self.high_watermark,
+        };
+        let first_base = *self
+            .segments
+            .range(..=from)
+            .next_back()
+            .expect("from >= first base")
+            .0;
+        for segment in self.segments.range(first_base..).map(|(_, s)| s) {
+            if let Some((position, header)) = segment.find(&*self.disk, from)? {
+                let (bytes, next) =
+                    self.read_span(segment, position, &header, bytes_max, offset_bound)?;
+                if bytes.is_empty() {
+                    return Ok(result); // the batch holding `from` straddles the bound
+                }
+                result.bytes = bytes;
+                result.next_offset = next;
+                break;
+            }
+        }
+        if result.bytes.is_empty() {
+            // Only compaction gaps lie between `from` and the end of the log.
+            result.next_offset = log_end.min(offset_bound).max(from);
+        }
+        assert!(
+            result.next_offset > from || result.bytes.is_empty(),
+            "a read makes progress"
+        );
+        Ok(result)
+    }
+
+    /// Reads consecutive whole batches from `position`, CRC-checked.
+    fn read_span(
+        &self,
+        segment: &Segment,
+        position: u64,
+        first: &BatchHeader,
+        bytes_max: usize,
+        offset_bound: Offset,
+    ) -> Result<(Vec<u8>, Offset), LogError> {
+        let available = segment.size_bytes - position;
+        let len = (bytes_max as u64)
+            .max(first.total_bytes() as u64)
+            .min(available);
+        let mut chunk = vec![0u8; len as usize];
+        if !read_exact(&*self.disk, &segment.log_path, position, &mut chunk)? {
+            return Err(segment.corrupt(position, "short read".into()));
+        }
+        let mut end = 0usize;
+        let mut next = first.base_offset;
+        while end < chunk.len() {
+            let at = position + end as u64;
+            let view = match BatchView::new(&chunk[end..]) {
+                Ok(view) => view,
+                // The last batch did not fit the chunk: stop before it (never before the first).
+                Err(_) if end > 0 && BatchHeader::parse(&chunk[end..]).is_ok() => break,
+                Err(_) if end > 0 && chunk.len() - end < batch::HEADER_BYTES => break,
+                Err(e) => return Err(segment.corrupt(at, e.to_string())),
+            };
+            if !view.crc_is_valid() {
+                return Err(segment.corrupt(at, "CRC-32C mismatch".into()));
+            }
+            let base = view.header().base_offset;
+            if base < next || (segment.dense && base != next) {
+                return Err(
+                    segment.corrupt(at, format!("expected offset {next}, the batch says {base}"))
+                );
+            }
+            // Checked after the CRC, so a damaged header never hides behind the bound.
+            if view.header().last_offset() >= offset_bound {
+                break;
+            }
+            if end > 0 && end + view.as_bytes().len() > bytes_max {
+                break;
+            }
+
+            next = view.header().next_offset();
+            end += view.as_bytes().len();
+        }
+        assert!(
+            end > 0 || first.last_offset() >= offset_bound,
+            "a read returns at least one batch unless the first straddles the bound"
+        );
+        if next > segment.next_offset
+            || (segment.dense && end as u64 == available && next != segment.next_offset)
+        {
+            let reason = format!(
+                "batches end at {next}, the segment at {}",
+                segment.next_offset
+            );
+            return Err(segment.corrupt(position + end as u64, reason));
+        }
+        chunk.truncate(end);
+        Ok((chunk, next))
+    }
+
+    /// The first offset whose record timestamp is `>= timestamp` (ListOffsets), `None` if every
+    /// record is older. Kafka's -1 (latest) and -2 (earliest) are answered too.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<Offset>, LogError> {
+        self.check_usable()?;
+        match timestamp {
+            -1 => return Ok(Some(self.log_end_offset())),
+            -2 => return Ok(Some(self.log_start_offset)),
+            _ => {}
+        }
+        for segment in self
+            .segments
+            .values()
+            .filter(|s| s.max_timestamp >= timestamp)
+        {
+            let relative = segment.index.lookup_time(timestamp);
+            let start = segment
+                .base_offset
+                .add(relative as i64)
+                .max(self.log_start_offset);
+            let Some((mut position, _)) = segment.find(&*self.disk, start)? else {
+                continue;
+            };
+            while let Some(header) = segment.header_at(&*self.disk, position)? {
+                if header.max_timestamp >= timestamp {
+                    let bytes = self
+                        .read_span(segment, position, &header, 0, Offset(i64::MAX))?
+                        .0;
+                    let view = BatchView::new(&bytes)?;
+                    for record in view.records() {
+                        let record =
+                            record.map_err(|e| segment.corrupt(position, e.to_string()))?;
+                        if record.timestamp >= timestamp && record.offset >= self.log_start_offset {
+                            return Ok(Some(record.offset));
+                        }
+                    }
+                }
+                position += header.total_bytes() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes everything at and after `offset` (a follower's divergent suffix). The log ends at
+    /// a batch boundary at or below `offset`. Durable on return.
+    fn truncate_to_unguarded(&mut self, offset: Offset) -> Result<(), LogError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        let keep = *self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .expect("offset >= first base")
+            .0;
+        let doomed: Vec<Offset> = self
+            .segments
+            .range(keep..)
+            .skip(1)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in doomed {
+            let segment = self.segments.remove(&base).expect("listed key");
+            remove_if_exists(&*self.disk, &segment.log_path)?;
+            segment.remove_index_files(&*self.disk)?;
+        }
+        let disk = Arc::clone(&self.disk);
+        let interval = self.config.index_interval_bytes;
+        let segment = self.segments.get_mut(&keep).expect("kept segment exists");
+        let cut = segment
+            .find(&*disk, offset)?
+            .map_or(segment.size_bytes, |(position, _)| position);
+        disk.truncate(&segment.log_path, cut)?;
+        disk.sync(&segment.log_path)?;
+        segment.remove_index_files(&*disk)?;
+        disk.sync_dir(&self.dir)?;
+        let scan = segment.scan(&*disk, Offset(i64::MAX), interval)?;
+        assert!(
+            scan.damage.is_none() && scan.valid_bytes == cut,
+            "the kept prefix was valid"
+        );
+        segment.adopt(&scan);
+        segment.synced_bytes = segment.size_bytes;
+        let log_end = self.log_end_offset();
+        assert!(log_end <= offset, "truncation removes the offset");
+        self.epochs_dirty |= self.epochs.truncate_from_end(log_end);
+        self.persist_epochs()?;
+        self.recovery_point = self.recovery_point.min(log_end);
+        self.high_watermark = self.high_watermark.min(log_end);
+        self.write_state()?;
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Deletes every segment and starts an empty log at `offset` (a follower far behind the
+    /// leader's log start). Durable on return.
+    fn truncate_fully_and_start_at_unguarded(&mut self, offset: Offset) -> Result<(), LogError> {
+        assert!(offset.0 >= 0, "offsets are non-negative");
+        let now_ms = self.active().created_ms;
+        for (_, segment) in std::mem::take(&mut self.segments) {
+            remove_if_exists(&*self.disk, &segment.log_path)?;
+            segment.remove_index_files(&*self.disk)?;
+        }
+        self.create_segment(offset, now_ms)?;
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.high_watermark = offset;
+        self.epochs = EpochCache::default();
+        self.epochs_dirty = true;
+        self.persist_epochs()?;
+        self.write_state()?;
+        assert!(
+            self.log_end_offset() == offset,
+            "the new log starts empty at offset"
+        );
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Deletes whole non-active segments older than `retention_ms` or beyond `retention_bytes`,
+    /// oldest first, never past the high watermark; advances the log start offset.
+    fn enforce_retention_unguarded(&mut self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+        let bases: Vec<Offset> = self.segments.keys().copied().collect();
+        let mut remaining = self.size_bytes();
+        let mut doomed = Vec::new();
+        for pair in bases.windows(2) {
+            let segment = &self.segments[&pair[0]];
+            if pair[1] > self.high_watermark {
+                break;
+            }
+            let by_time = self
+                .config
+                .retention_ms
+                .is_some_and(|r| segment.max_timestamp < now_ms.saturating_sub(r));
+            let by_size = self
+                .config
+                .retention_bytes
+                .is_some_and(|r| remaining - segment.size_bytes >= r);
+            if !(by_time || by_size) {
+                break;
+            }
+            remaining -= segment.size_bytes;
+            doomed.push((pair[0], pair[1]));
+        }
+        let Some(&(_, new_start)) = doomed.last() else {
+            return Ok(RetentionOutcome {
+                log_start_offset: self.log_start_offset,
+                ..Default::default()
+            });
+        };
+        // The new start is durable first: a crash before the deletions finishes them at open.
+        self.log_start_offset = self.log_start_offset.max(new_start);
+        self.epochs_dirty |= self.epochs.truncate_from_start(self.log_start_offset);
+        self.persist_epochs()?;
+        self.write_state()?;
+        let mut outcome = RetentionOutcome {
+            log_start_offset: self.log_start_offset,
+            ..Default::default()
+        };
+        for (base, _) in doomed {
+            let segment = self.segments.remove(&base).expect("listed key");
+            remove_if_exists(&*self.disk, &segment.log_path)?;
+            segment.remove_index_files(&*self.disk)?;
+            outcome.segments_deleted += 1;
+            outcome.bytes_deleted += segment.size_bytes;
+        }
+        self.disk.sync_dir(&self.dir)?;
+        self.check_invariants();
+        Ok(outcome)
+    }
+
+    /// Fails with `Poisoned` once a disk error left memory and disk possibly apart.
+    fn check_usable(&self) -> Result<(), LogError> {
+        match &self.poisoned {
+            Some(reason) => Err(LogError::Poisoned(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a mutating step; a disk error poisons the log until it is reopened (an fsync that
+    /// failed once cannot be trusted when retried: "fsyncgate").
+    pub(crate) fn guarded<T>(
+        &mut self,
+        step: impl FnOnce(&mut Self) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        self.check_usable()?;
+        let result = step(self);
+        if let Err(LogError::Disk(error)) = &result {
+            tracing::error!(dir = %self.dir.display(), %error, "disk error: the log must be reopened");
+            self.poisoned = Some(error.to_string());
+        }
+        result
+    }
+
+    /// Whether a disk error poisoned the log (reopen it to recover).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// Seals the active segment (if it holds data) and starts a new one at the LEO. Syncs the
+    /// sealed segment and writes its index files and the state checkpoint. Returns whether it
+    /// rolled.
+    pub fn roll(&mut self, now_ms: i64) -> Result<bool, LogError> {
+        self.guarded(|log| log.roll_unguarded(now_ms))
+    }
+
+    /// Makes everything appended durable; returns the new recovery point (the durable LEO). The
+    /// state checkpoint is rewritten once `checkpoint_interval_bytes` were flushed since the last.
+    pub fn flush(&mut self) -> Result<Offset, LogError> {
+        self.guarded(|log| log.flush_unguarded())
+    }
+
+    /// Writes the state checkpoint (recovery point, log start offset, high watermark) now.
+    pub fn write_state(&mut self) -> Result<(), LogError> {
+        self.guarded(|log| log.write_state_unguarded())
+    }
+
+    /// Removes everything at and after `offset` (a follower's divergent suffix). The log ends at
+    /// a batch boundary at or below `offset`. Durable on return.
+    pub fn truncate_to(&mut self, offset: Offset) -> Result<(), LogError> {
+        self.guarded(|log| log.truncate_to_unguarded(offset))
+    }
+
+    /// Deletes every segment and starts an empty log at `offset` (a follower far behind the
+    /// leader's log start). Durable on return.
+    pub fn truncate_fully_and_start_at(&mut self, offset: Offset) -> Result<(), LogError> {
+        self.guarded(|log| log.truncate_fully_and_start_at_unguarded(offset))
+    }
+
+    /// Deletes whole non-active segments older than `retention_ms` or beyond `retention_bytes`,
+    /// oldest first, never past the high watermark; advances the log start offset.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+        self.guarded(|log| log.enforce_retention_unguarded(now_ms))
+    }
+
+    /// Asserts the log's invariants (cheap ones always, O(segments) ones in debug builds).
+    pub fn check_invariants(&self) {
+        let log_end = self.log_end_offset();
+        assert!(
+            !self.segments.is_empty(),
+            "a log always has an active segment"
+        );
+        assert!(
+            self.log_start_offset <= log_end,
+            "start {} > end {log_end}",
+            self.log_start_offset
+        );
+        assert!(
+            self.recovery_point <= log_end,
+            "recovery point past the LEO"
+        );
+        assert!(self.high_watermark <= log_end, "HW past the LEO");
+        let first_base = *self.segments.keys().next().expect("non-empty");
+        assert!(
+            first_base <= self.log_start_offset,
+            "the first segment covers the log start"
+        );
+        debug_assert!(
+            self.segments
+                .values()
+                .zip(self.segments.values().skip(1))
+                .all(|(a, b)| a.next_offset <= b.base_offset),
+            "segments do not overlap"
+        );
+    }
+}
+
+/// A producer's batch must use dense offset deltas 0..n-1 and an honest max timestamp, so the
+/// leader can assign offsets in place.
+fn check_producer_batch(view: &BatchView<'_>, summary: &RecordsSummary) -> Result<(), LogError> {
+    let header = view.header();
+    if header.records_count == 0 || header.last_offset_delta != header.records_count - 1 {
+        return Err(LogError::InvalidBatch(format!(
+            "{} records with last offset delta {}",
+            header.records_count, header.last_offset_delta
+        )));
+    }
+    if header.is_control() {
+        return Err(LogError::InvalidBatch(
+            "control batches are not produced".into(),
+        ));
+    }
+    if !summary.dense {
+        return Err(LogError::InvalidBatch(
+            "record offset deltas are not 0..n".into(),
+        ));
+    }
+    if summary.max_timestamp != header.max_timestamp {
+        return Err(LogError::InvalidBatch(format!(
+            "max timestamp {} but records reach {}",
+            header.max_timestamp, summary.max_timestamp
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! One segment: a `.log` file of whole record batches starting at `base_offset`, plus its sparse
+//! indexes (in memory always; as `.index`/`.timeindex` files once sealed).
+
+use crate::batch::{BatchHeader, BatchView, HEADER_BYTES};
+use crate::disk::{Disk, DiskError};
+use crate::error::LogError;
+use crate::index::{SealedInfo, SegmentIndex};
+use std::path::{Path, PathBuf};
+use wire::Offset;
+
+/// The file name of a segment's file: the base offset, 20 digits zero padded, and `ext`.
+pub fn file_name(base_offset: Offset, ext: &str) -> String {
+    assert!(base_offset.0 >= 0, "segment base offsets are non-negative");
+    format!("{:020}.{ext}", base_offset.0)
+}
+
+/// Parses a `.log` file name back into its base offset.
+pub fn parse_log_name(name: &str) -> Option<Offset> {
+    let digits = name.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<i64>().ok().map(Offset)
+}
+
+/// A segment's in-memory state.
+#[derive(Debug, Clone)]
+pub(crate) struct Segment {
+    /// Offset of the first record the segment may hold; names its files.
+    pub base_offset: Offset,
+    /// `<dir>/<base>.log`.
+    pub log_path: PathBuf,
+    /// `<dir>/<base>.index`.
+    pub index_path: PathBuf,
+    /// `<dir>/<base>.timeindex`.
+    pub time_path: PathBuf,
+    /// Bytes of whole batches in the log file (volatile view).
+    pub size_bytes: u64,
+    /// Bytes of the log file known durable (synced).
+    pub synced_bytes: u64,
+    /// The offset after the last batch (`base_offset` when empty).
+    pub next_offset: Offset,
+    /// The largest record timestamp (`i64::MIN` when empty).
+    pub max_timestamp: i64,
+    /// When the segment was created or opened, for age-based rolling.
+    pub created_ms: i64,
+    /// Sparse offset and time indexes.
+    pub index: SegmentIndex,
+    /// Bytes appended since the last offset index entry.
+    pub bytes_since_index: u64,
+    /// Batches follow each other without offset gaps (every log but a compacted one): reads
+    /// check it, so a flipped base offset (outside the CRC) is caught.
+    pub dense: bool,
+}
+
+/// Where a scan stopped early, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Damage {
+    /// Byte position of the first bad batch.
+    pub position: u64,
+    /// The offset the bad batch should have started at or after.
+    pub expected_offset: Offset,
+    /// What check failed.
+    pub reason: String,
+}
+
+/// The outcome of scanning a segment file.
+#[derive(Debug, Clone)]
+pub(crate) struct Scan {
+    /// Indexes over the valid prefix.
+    pub index: SegmentIndex,
+    /// Length of the valid prefix.
+    pub valid_bytes: u64,
+    /// Offset after the last valid batch.
+    pub next_offset: Offset,
+    /// Largest timestamp in the valid prefix.
+    pub max_timestamp: i64,
+    /// The first invalid batch, if the scan stopped before the end of the file.
+    pub damage: Option<Damage>,
+    /// Bytes that were fully CRC-validated.
+    pub validated_bytes: u64,
+}
+
+/// Reads exactly `buf.len()` bytes at `position` or fails with a short-read reason.
+pub(crate) fn read_exact(
+    disk: &dyn Disk,
+    path: &Path,
+    position: u64,
+    buf: &mut [u8],
+) -> Result<bool, DiskError> {
+    let n = disk.read_at(path, position, buf)?;
+    Ok(n == buf.len())
+}
+
+impl Segment {
+    /// A segment's state for `base_offset` in `dir`, before its files are looked at.
+    pub fn new(dir: &Path, base_offset: Offset, now_ms: i64, dense: bool) -> Segment {
+        Segment {
+            base_offset,
+            log_path: dir.join(file_name(base_offset, "log")),
+            index_path: dir.join(file_name(base_offset, "index")),
+            time_path: dir.join(file_name(base_offset, "timeindex")),
+            size_bytes: 0,
+            synced_bytes: 0,
+            next_offset: base_offset,
+            max_timestamp: i64::MIN,
+            created_ms: now_ms,
+            index: SegmentIndex::default(),
+            bytes_since_index: 0,
+            dense,
+        }
+    }
+
+    /// The log file's name for error messages.
+    pub fn log_name(&self) -> String {
+        self.log_path.display().to_string()
+    }
+
+    /// The offset relative to the base, for index entries.
+    pub fn relative(&self, offset: Offset) -> u32 {
+        let delta = offset.distance_from(self.base_offset);
+        u32::try_from(delta).expect("segments roll before relative offsets overflow u32")
+    }
+
+    /// Whether an append of `records` more offsets still fits the u32 relative offsets.
+    pub fn has_offset_room(&self, last_offset: Offset) -> bool {
+        last_offset.0 - self.base_offset.0 < u32::MAX as i64 - 1
+    }
+
+    /// Accounts a batch appended at `position` (bytes already written).
+    pub fn account_batch(
+        &mut self,
+        header: &BatchHeader,
+        position: u64,
+        index_interval_bytes: u64,
+    ) {
+        assert!(
+            header.base_offset >= self.next_offset,
+            "batches are appended in offset order"
+        );
+        assert!(position == self.size_bytes, "batches are contiguous");
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        let due = self.index.offsets.is_empty() || self.bytes_since_index >= index_interval_bytes;
+        if due {
+            let relative = self.relative(header.base_offset);
+            let position32 = u32::try_from(position).expect("segments stay below 2 GiB");
+            self.index.add(relative, position32, self.max_timestamp);
+            self.bytes_since_index = 0;
+        }
+        let total = header.total_bytes() as u64;
+        self.bytes_since_index += total;
+        self.size_bytes += total;
+        self.next_offset = header.next_offset();
+    }
+
+    /// Scans the log file from the start: header checks for every batch, and full CRC and record
+    /// validation for batches starting at or after `validate_from`. Stops at the first bad batch.
+    pub fn scan(
+        &self,
+        disk: &dyn Disk,
+        validate_from: Offset,
+        index_interval_bytes: u64,
+    ) -> Result<Scan, LogError> {
+        let file_len = disk.len(&self.log_path)?;
+        let mut shadow = Segment::new(Path::new(""), self.base_offset, self.created_ms, self.dense);
+        let mut validated_bytes = 0;
+        let mut header_bytes = [0u8; HEADER_BYTES];
+        let mut damage = None;
+        while shadow.size_bytes < file_len {
+            let position = shadow.size_bytes;
+            let fail = |reason: String| Damage {
+                position,
+                expected_offset: shadow.next_offset,
+                reason,
+            };
+            if !read_exact(disk, &self.log_path, position, &mut header_bytes)? {
+                damage = Some(fail("torn batch header".into()));
+                break;
+            }
+            let header = match BatchHeader::parse(&header_bytes) {
+                Ok(h) => h,
+                Err(e) => {
+                    damage = Some(fail(e.to_string()));
+                    break;
+                }
+            };
+            let gap = header.base_offset != shadow.next_offset;
+            if header.base_offset < shadow.next_offset
+                || (gap && self.dense)
+                || !shadow.has_offset_room(header.last_offset())
+            {
+                damage = Some(fail(format!("offset {} out of order", header.base_offset)));
+                break;
+            }
+            let total = header.total_bytes() as u64;
+            if position + total > file_len {
+                damage = Some(fail(format!("batch of {total} bytes past end of file")));
+                break;
+            }
+            if header.base_offset >= validate_from {
+                let mut batch = vec![0u8; total as usize];
+                if !read_exact(disk, &self.log_path, position, &mut batch)? {
+                    damage = Some(fail("short read".into()));
+                    break;
+                }
+                let verdict = BatchView::new(&batch).and_then(|view| view.validate());
+                if let Err(e) = verdict {
+                    damage = Some(fail(e.to_string()));
+                    break;
+                }
+                validated_bytes += total;
+            }
+            shadow.account_batch(&header, position, index_interval_bytes);
+        }
+        assert!(
+            shadow.size_bytes <= file_len,
+            "the valid prefix is within the file"
+        );
+        assert!(
+            damage.is_some() || shadow.size_bytes == file_len,
+            "a clean scan covers the file"
+        );
+        Ok(Scan {
+            index: shadow.index,
+            valid_bytes: shadow.size_bytes,
+            next_offset: shadow.next_offset,
+            max_timestamp: shadow.max_timestamp,
+            damage,
+            validated_bytes,
+        })
+    }
+
+    /// Adopts a scan's result as this segment's state.
+    pub fn adopt(&mut self, scan: &Scan) {
+        assert!(
+            scan.next_offset >= self.base_offset,
+            "a scan never ends before its base"
+        );
+        self.index = scan.index.clone();
+        self.size_bytes = scan.valid_bytes;
+        self.next_offset = scan.next_offset;
+        self.max_timestamp = scan.max_timestamp;
+        let last_indexed = self.index.offsets.last().map_or(0, |e| e.position as u64);
+        // Approximate: the next entry comes after at most one more interval.
+        self.bytes_since_index = self.size_bytes.saturating_sub(last_indexed);
+    }
+
+    /// Loads sealed index files if present and matching the log's length.
+    pub fn load_sealed_index(
+        &self,
+        disk: &dyn Disk,
+        log_bytes: u64,
+    ) -> Result<Option<(SegmentIndex, SealedInfo)>, LogError> {
+        let read_all = |path: &Path| -> Result<Option<Vec<u8>>, LogError> {
+            let len = match disk.len(path) {
+                Ok(len) => len,
+                Err(DiskError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let mut bytes = vec![0u8; len as usize];
+            let ok = read_exact(disk, path, 0, &mut bytes)?;
+            Ok(ok.then_some(bytes))
+        };
+        let (Some(offsets), Some(times)) =
+            (read_all(&self.index_path)?, read_all(&self.time_path)?)
+        else {
+            return Ok(None);
+        };
+        let decoded = SegmentIndex::decode(&offsets, &times, log_bytes);
+        Ok(decoded.filter(|(_, info)| info.next_offset >= self.base_offset))
+    }
+
+    /// Writes the index files (for a sealed segment) under `suffix` (e.g. "" or ".cleaned") and
+    /// syncs them. The caller makes their directory entries durable.
+    pub fn write_index_files(&self, disk: &dyn Disk, suffix: &str) -> Result<(), LogError> {
+        let info = SealedInfo {
+            log_bytes: self.size_bytes,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+        };
+        let files = [
+            (
+                with_suffix(&self.index_path, suffix),
+                self.index.encode_offsets(&info),
+            ),
+            (
+                with_suffix(&self.time_path, suffix),
+                self.index.encode_times(self.size_bytes),
+            ),
+        ];
+        for (path, bytes) in files {
+            remove_if_exists(disk, &path)?;
+            disk.create(&path)?;
+            disk.write_at(&path, 0, &bytes)?;
+            disk.sync(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the index files (the segment became active again, or is being deleted).
+    pub fn remove_index_files(&self, disk: &dyn Disk) -> Result<(), LogError> {
+        remove_if_exists(disk, &self.index_path)?;
+        remove_if_exists(disk, &self.time_path)?;
+        Ok(())
+    }
+
+    /// Reads and parses the batch header at `position`, checking it is the batch the index
+    /// promised (`expected_base`) when given.
+    pub fn header_at(
+        &self,
+        disk: &dyn Disk,
+        position: u64,
+    ) -> Result<Option<BatchHeader>, LogError> {
+        if position >= self.size_bytes {
+            return Ok(None);
+        }
+        let mut bytes = [0u8; HEADER_BYTES];
+        if !read_exact(disk, &self.log_path, position, &mut bytes)? {
+            return Err(self.corrupt(position, "short read of a batch header".into()));
+        }
+        let header =
+            BatchHeader::parse(&bytes).map_err(|e| self.corrupt(position, e.to_string()))?;
+        if position + header.total_bytes() as u64 > self.size_bytes {
+            return Err(self.corrupt(position, "batch extends past the segment".into()));
+        }
+        Ok(Some(header))
+    }
+
+    /// A `CorruptBatch` naming this segment's file.
+    pub fn corrupt(&self, position: u64, reason: String) -> LogError {
+        LogError::CorruptBatch {
+            file: self.log_name(),
+            position,
+            reason,
+        }
+    }
+
+    /// The position of the first batch whose last offset is `>= offset`, and its header, or
+    /// `None` if every batch ends before `offset`.
+    pub fn find(
+        &self,
+        disk: &dyn Disk,
+        offset: Offset,
+    ) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        let relative = if offset <= self.base_offset {
+            0
+        } else {
+            self.relative(offset.min(self.next_offset))
+        };
+        let entry = self.index.lookup(relative);
+        let mut position = entry.map_or(0, |e| e.position as u64);
+        let mut expected = entry.map(|e| self.base_offset.add(e.relative_offset as i64));
+        if self.dense && expected.is_none() {
+            expected = Some(self.base_offset);
+        }
+        while let Some(header) = self.header_at(disk, position)? {
+            if let Some(want) = expected.filter(|e| *e != header.base_offset) {
+                if self.dense
+                    || header.base_offset < want
+                    || position == entry.map_or(0, |e| e.position as u64)
+                {
+                    let reason = format!(
+                        "expected offset {want} here, the batch says {}",
+                        header.base_offset
+                    );
+                    return Err(self.corrupt(position, reason));
+                }
+            }
+            expected = Some(header.next_offset());
+            if header.last_offset() >= self.next_offset {
+                let reason = format!(
+                    "batch ends at {} past the segment end {}",
+                    header.last_offset(),
+                    self.next_offset
+                );
+                return Err(self.corrupt(position, reason));
+            }
+            if header.last_offset() >= offset {
+                return Ok(Some((position, header)));
+            }
+            position += header.total_bytes() as u64;
+        }
+        Ok(None)
+    }
+}
+
+/// `path` with `suffix` appended to its file name.
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    if suffix.is_empty() {
+        return path.to_path_buf();
+    }
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Removes a file, treating "already gone" as success.
+pub(crate) fn remove_if_exists(disk: &dyn Disk, path: &Path) -> Result<(), LogError> {
+    match disk.remove(path) {
+        Ok(()) | Err(DiskError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,289 @@
+//! The conformance suite every `Disk` runs (openraft style): one generic function over `&dyn Disk`,
+//! run on `MemDisk` and on `FileDisk` in a temporary directory. MemDisk's crash model has its own
+//! tests below.
+#![allow(clippy::unwrap_used)]
+
+use log_core::{Disk, DiskError, FaultConfig, FaultOp, FileDisk, MemDisk};
+use std::path::Path;
+
+fn p(s: &str) -> &Path {
+    Path::new(s)
+}
+
+fn conformance(disk: &dyn Disk) {
+    // Directories and creation.
+    disk.create_dir_all(p("a/b")).unwrap();
+    assert!(disk.exists(p("a/b")).unwrap());
+    assert!(matches!(
+        disk.create(p("missing/f")),
+        Err(DiskError::NotFound(_))
+    ));
+    disk.create(p("a/b/f")).unwrap();
+    assert!(matches!(
+        disk.create(p("a/b/f")),
+        Err(DiskError::AlreadyExists(_))
+    ));
+    assert_eq!(disk.len(p("a/b/f")).unwrap(), 0);
+
+    // Read-your-writes and append offsets.
+    assert_eq!(disk.append(p("a/b/f"), b"hello").unwrap(), 0);
+    assert_eq!(disk.append(p("a/b/f"), b" world").unwrap(), 5);
+    let mut buf = [0u8; 32];
+    let n = disk.read_at(p("a/b/f"), 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello world");
+    let n = disk.read_at(p("a/b/f"), 6, &mut buf[..3]).unwrap();
+    assert_eq!(&buf[..n], b"wor");
+    assert_eq!(
+        disk.read_at(p("a/b/f"), 100, &mut buf).unwrap(),
+        0,
+        "short only at EOF"
+    );
+
+    // write_at overwrites and extends with zeros.
+    disk.write_at(p("a/b/f"), 0, b"J").unwrap();
+    disk.write_at(p("a/b/f"), 13, b"!").unwrap();
+    let n = disk.read_at(p("a/b/f"), 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"Jello world\0\0!");
+
+    // Truncate shortens and extends.
+    disk.truncate(p("a/b/f"), 5).unwrap();
+    assert_eq!(disk.len(p("a/b/f")).unwrap(), 5);
+    disk.truncate(p("a/b/f"), 7).unwrap();
+    let n = disk.read_at(p("a/b/f"), 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"Jello\0\0");
+    disk.sync(p("a/b/f")).unwrap();
+
+    // Rename replaces the destination atomically.
+    disk.create(p("a/b/g")).unwrap();
+    disk.append(p("a/b/g"), b"new").unwrap();
+    disk.rename(p("a/b/g"), p("a/b/f")).unwrap();
+    assert!(!disk.exists(p("a/b/g")).unwrap());
+    let n = disk.read_at(p("a/b/f"), 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"new");
+    assert!(matches!(
+        disk.rename(p("a/b/nope"), p("a/b/x")),
+        Err(DiskError::NotFound(_))
+    ));
+
+    // List is sorted names.
+    for name in ["c", "a", "b2", "b10"] {
+        disk.create(&Path::new("a/b").join(name)).unwrap();
+    }
+    assert_eq!(
+        disk.list(p("a/b")).unwrap(),
+        vec!["a", "b10", "b2", "c", "f"]
+    );
+    assert_eq!(disk.list(p("a")).unwrap(), vec!["b"]);
+    disk.sync_dir(p("a/b")).unwrap();
+    disk.sync_dir(p("")).unwrap();
+
+    // Removal.
+    disk.remove(p("a/b/c")).unwrap();
+    assert!(matches!(
+        disk.remove(p("a/b/c")),
+        Err(DiskError::NotFound(_))
+    ));
+    assert!(matches!(disk.len(p("a/b/c")), Err(DiskError::NotFound(_))));
+    assert!(disk.remove_dir(p("a/b"), false).is_err(), "not empty");
+    disk.remove_dir(p("a"), true).unwrap();
+    assert!(!disk.exists(p("a")).unwrap());
+
+    // Invalid paths.
+    for bad in ["/abs", "../up", "a/../b", ""] {
+        assert!(
+            matches!(disk.create(p(bad)), Err(DiskError::InvalidPath(_))),
+            "{bad}"
+        );
+        assert!(
+            matches!(disk.exists(p(bad)), Err(DiskError::InvalidPath(_))),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn mem_disk_conforms() {
+    conformance(&MemDisk::new(7));
+}
+
+#[test]
+fn file_disk_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(&FileDisk::new(dir.path()).unwrap());
+}
+
+#[test]
+fn synced_bytes_survive_a_crash_and_unsynced_ones_tear_at_sectors() {
+    for seed in 0..64 {
+        let disk = MemDisk::new(seed);
+        disk.create(p("f")).unwrap();
+        disk.sync_dir(p("")).unwrap();
+        let synced: Vec<u8> = (0..700u32).map(|i| (i % 251) as u8 + 1).collect();
+        disk.append(p("f"), &synced).unwrap();
+        disk.sync(p("f")).unwrap();
+        let tail: Vec<u8> = (0..2000u32).map(|i| (i % 13) as u8 + 1).collect();
+        disk.append(p("f"), &tail).unwrap();
+        disk.crash();
+        let len = disk.len(p("f")).unwrap() as usize;
+        assert!((700..=2700).contains(&len), "seed {seed}: {len}");
+        assert!(
+            len == 700 || len == 2700 || len.is_multiple_of(512),
+            "cut at a sector boundary: {len}"
+        );
+        let mut buf = vec![0u8; len];
+        disk.read_at(p("f"), 0, &mut buf).unwrap();
+        assert_eq!(&buf[..700], &synced[..], "synced bytes survive");
+        let survived = &buf[700..];
+        let intact = survived == &tail[..len - 700];
+        let last_sector_zeroed = {
+            let zero_from = ((len - 1) / 512 * 512).max(700) - 700;
+            survived[..zero_from] == tail[..zero_from]
+                && survived[zero_from..].iter().all(|b| *b == 0)
+        };
+        assert!(
+            intact || last_sector_zeroed,
+            "seed {seed}: the tail is a prefix, maybe with its last sector lost"
+        );
+    }
+}
+
+#[test]
+fn unsynced_directory_entries_vanish_at_a_crash() {
+    let disk = MemDisk::new(9);
+    disk.create_dir_all(p("d")).unwrap();
+    disk.sync_dir(p("")).unwrap();
+    disk.create(p("d/kept")).unwrap();
+    disk.sync_dir(p("d")).unwrap();
+    disk.create(p("d/lost")).unwrap();
+    disk.append(p("d/lost"), b"data").unwrap();
+    disk.sync(p("d/lost")).unwrap(); // the data is durable, its name is not
+    disk.create(p("d/tmp")).unwrap();
+    disk.sync_dir(p("d")).unwrap();
+    disk.rename(p("d/tmp"), p("d/kept")).unwrap(); // not made durable
+    disk.remove(p("d/lost")).unwrap();
+    disk.crash();
+    assert_eq!(
+        disk.list(p("d")).unwrap(),
+        vec!["kept", "lost", "tmp"],
+        "the durable namespace is back"
+    );
+    disk.crash();
+    assert!(disk.exists(p("d/kept")).unwrap());
+
+    let disk = MemDisk::new(10);
+    disk.create_dir_all(p("never/synced")).unwrap();
+    disk.create(p("never/synced/f")).unwrap();
+    disk.sync_dir(p("never/synced")).unwrap();
+    disk.crash();
+    assert!(
+        !disk.exists(p("never")).unwrap(),
+        "a directory whose entry was never synced vanishes"
+    );
+    assert!(!disk.exists(p("never/synced/f")).unwrap());
+}
+
+#[test]
+fn rename_is_atomic_across_a_crash() {
+    for seed in 0..16 {
+        let disk = MemDisk::new(seed);
+        disk.create(p("target")).unwrap();
+        disk.append(p("target"), b"old").unwrap();
+        disk.sync(p("target")).unwrap();
+        disk.sync_dir(p("")).unwrap();
+        disk.create(p("target.tmp")).unwrap();
+        disk.append(p("target.tmp"), b"new!").unwrap();
+        disk.sync(p("target.tmp")).unwrap();
+        disk.rename(p("target.tmp"), p("target")).unwrap();
+        if seed % 2 == 0 {
+            disk.sync_dir(p("")).unwrap();
+        }
+        disk.crash();
+        let mut buf = [0u8; 8];
+        let n = disk.read_at(p("target"), 0, &mut buf).unwrap();
+        let expected: &[u8] = if seed % 2 == 0 { b"new!" } else { b"old" };
+        assert_eq!(&buf[..n], expected);
+    }
+}
+
+#[test]
+fn injected_faults_are_deterministic_and_leave_the_disk_usable() {
+    let run = |seed| {
+        let disk = MemDisk::new(seed);
+        disk.create(p("f")).unwrap();
+        disk.set_faults(FaultConfig {
+            write_error_probability: 0.3,
+            ..FaultConfig::default()
+        });
+        let outcomes: Vec<bool> = (0..50).map(|_| disk.append(p("f"), b"x").is_ok()).collect();
+        (outcomes, disk.len(p("f")).unwrap())
+    };
+    let (a, len) = run(5);
+    assert_eq!(run(5), (a.clone(), len), "same seed, same faults");
+    assert!(a.iter().any(|ok| !ok) && a.iter().any(|ok| *ok));
+    assert_eq!(
+        len as usize,
+        a.iter().filter(|ok| **ok).count(),
+        "a failed write applies nothing"
+    );
+
+    let disk = MemDisk::new(6);
+    disk.create(p("f")).unwrap();
+    disk.fail_next(FaultOp::Sync, 2);
+    assert!(disk.sync(p("f")).is_err());
+    assert!(disk.sync_dir(p("")).is_err());
+    disk.sync(p("f")).unwrap();
+    disk.fail_next(FaultOp::Read, 1);
+    assert!(disk.read_at(p("f"), 0, &mut [0u8; 1]).is_err());
+    assert_eq!(disk.counts().faults_injected, 3);
+
+    disk.set_faults(FaultConfig {
+        capacity_bytes: Some(10),
+        ..FaultConfig::default()
+    });
+    disk.append(p("f"), &[1; 8]).unwrap();
+    assert!(matches!(
+        disk.append(p("f"), &[1; 3]),
+        Err(DiskError::Full(_))
+    ));
+    assert_eq!(
+        disk.len(p("f")).unwrap(),
+        8,
+        "a refused write applies nothing"
+    );
+
+    disk.set_faults(FaultConfig::default());
+    disk.sync(p("f")).unwrap();
+    let before = disk.durable_bytes(p("f")).unwrap();
+    let position = disk.flip_random_bit(p("f")).unwrap().unwrap();
+    let after = disk.durable_bytes(p("f")).unwrap();
+    assert_ne!(before.len(), 0);
+    assert_ne!(after[position as usize], 1, "the flipped bit is stored");
+}
+
+#[test]
+fn crashes_are_deterministic_per_seed() {
+    let run = |seed: u64| {
+        let disk = MemDisk::new(seed);
+        disk.create(p("f")).unwrap();
+        disk.sync_dir(p("")).unwrap();
+        let mut lengths = Vec::new();
+        for round in 0..20u32 {
+            disk.append(p("f"), &vec![round as u8 + 1; 3000]).unwrap();
+            if round % 3 == 0 {
+                disk.sync(p("f")).unwrap();
+            }
+            disk.crash();
+            let len = disk.len(p("f")).unwrap() as usize;
+            let mut bytes = vec![0u8; len];
+            disk.read_at(p("f"), 0, &mut bytes).unwrap();
+            lengths.push((len, crc(&bytes)));
+        }
+        lengths
+    };
+    assert_eq!(run(11), run(11), "same seed, same crashes");
+    assert_ne!(run(11), run(12), "another seed tears differently");
+}
+
+fn crc(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0u32, |h, b| h.rotate_left(5) ^ *b as u32)
+}

@@ -1,0 +1,423 @@
+//! One test (or a few) per major operation: truncation and the epoch cache, retention,
+//! compaction (and its crash safety), checkpoints, FileDisk end to end.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use log_core::{
+    BatchBuilder, FaultConfig, FileDisk, LeaderEpoch, LogConfig, LogError, MemDisk, Offset,
+    PartitionLog,
+};
+use std::path::Path;
+use std::sync::Arc;
+
+fn keyed(key: &str, value: Option<&str>, ts: i64) -> Vec<u8> {
+    let mut builder = BatchBuilder::new();
+    builder.push(Some(key.as_bytes()), value.map(str::as_bytes), ts, &[]);
+    builder.build()
+}
+
+#[test]
+fn truncate_to_drops_the_suffix_the_epochs_and_lowers_the_recovery_point() {
+    let disk = MemDisk::new(1);
+    let mut log = open_mem(&disk, small_config());
+    for epoch in 1..=3 {
+        for i in 0..30 {
+            log.append_as_leader(
+                &batch(&format!("e{epoch}-{i}"), 2, 0, i),
+                LeaderEpoch(epoch),
+                i,
+            )
+            .unwrap();
+        }
+    }
+    log.flush().unwrap();
+    log.set_high_watermark(Offset(50)).unwrap();
+    assert_eq!(
+        log.epoch_entries(),
+        vec![
+            (LeaderEpoch(1), Offset(0)),
+            (LeaderEpoch(2), Offset(60)),
+            (LeaderEpoch(3), Offset(120))
+        ]
+    );
+    assert_eq!(
+        log.end_offset_for_epoch(LeaderEpoch(2)),
+        Some((LeaderEpoch(2), Offset(120)))
+    );
+    log.truncate_to(Offset(101)).unwrap();
+    assert_eq!(
+        log.log_end_offset(),
+        Offset(100),
+        "the batch containing 101 goes whole"
+    );
+    assert_eq!(log.recovery_point(), Offset(100));
+    assert_eq!(log.latest_epoch(), Some(LeaderEpoch(2)));
+    assert_eq!(
+        log.end_offset_for_epoch(LeaderEpoch(2)),
+        Some((LeaderEpoch(2), Offset(100)))
+    );
+    assert_eq!(log.end_offset_for_epoch(LeaderEpoch(3)), None);
+    // Durable on return: a crash right now keeps the truncation.
+    disk.crash();
+    let mut log = open_mem(&disk, small_config());
+    assert_eq!(log.log_end_offset(), Offset(100));
+    assert_eq!(log.latest_epoch(), Some(LeaderEpoch(2)));
+    // A follower continues at the LEO with the leader's batches.
+    let mut leader_batch = batch("f", 3, 0, 0);
+    log_core::batch::set_base_offset(&mut leader_batch, Offset(100));
+    log_core::batch::set_partition_leader_epoch(&mut leader_batch, LeaderEpoch(4));
+    log.append_as_follower(&leader_batch, 0).unwrap();
+    assert_eq!(
+        log.end_offset_for_epoch(LeaderEpoch(3)),
+        Some((LeaderEpoch(2), Offset(100)))
+    );
+    assert_eq!(
+        log.end_offset_for_epoch(LeaderEpoch(4)),
+        Some((LeaderEpoch(4), Offset(103)))
+    );
+    // A dense (non-compacted) log refuses a gap between replicated batches.
+    let mut first = batch("g1", 1, 0, 0);
+    log_core::batch::set_base_offset(&mut first, Offset(103));
+    let mut gapped = batch("g2", 1, 0, 0);
+    log_core::batch::set_base_offset(&mut gapped, Offset(105));
+    first.extend_from_slice(&gapped);
+    assert!(matches!(
+        log.append_as_follower(&first, 0),
+        Err(LogError::NonMonotonicOffset { .. })
+    ));
+    assert_eq!(
+        log.log_end_offset(),
+        Offset(103),
+        "nothing of a refused append lands"
+    );
+    let mut wrong = batch("w", 1, 0, 0);
+    log_core::batch::set_base_offset(&mut wrong, Offset(200));
+    assert!(matches!(
+        log.append_as_follower(&wrong, 0),
+        Err(LogError::NonMonotonicOffset { .. })
+    ));
+}
+
+#[test]
+fn truncate_fully_and_start_at_restarts_an_empty_log() {
+    let disk = MemDisk::new(2);
+    let mut log = open_mem(&disk, small_config());
+    for i in 0..50 {
+        log.append_as_leader(&batch("x", 2, 0, i), LeaderEpoch(1), i)
+            .unwrap();
+    }
+    log.truncate_fully_and_start_at(Offset(1000)).unwrap();
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (Offset(1000), Offset(1000))
+    );
+    assert!(matches!(
+        log.read(Offset(5), 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    let info = log
+        .append_as_leader(&batch("y", 1, 0, 0), LeaderEpoch(2), 0)
+        .unwrap();
+    assert_eq!(info.first_offset, Offset(1000));
+    disk.crash();
+    let log = open_mem(&disk, small_config());
+    assert_eq!(log.log_start_offset(), Offset(1000));
+    assert!(log.log_end_offset() >= Offset(1000));
+}
+
+#[test]
+fn retention_deletes_old_segments_never_past_the_high_watermark() {
+    let disk = MemDisk::new(3);
+    let config = LogConfig {
+        retention_ms: Some(1000),
+        ..small_config()
+    };
+    let mut log = open_mem(&disk, config.clone());
+    for i in 0..300 {
+        log.append_as_leader(&batch("r", 4, 0, i * 100), LeaderEpoch(1), i * 100)
+            .unwrap();
+    }
+    let segments = log.segment_count();
+    assert!(segments > 3);
+    let outcome = log.enforce_retention(100_000_000).unwrap();
+    assert_eq!(outcome.segments_deleted, 0, "HW is 0: nothing is deletable");
+    log.set_high_watermark(log.log_end_offset()).unwrap();
+    let outcome = log.enforce_retention(100_000_000).unwrap();
+    assert_eq!(
+        outcome.segments_deleted,
+        segments - 1,
+        "all but the active segment"
+    );
+    assert_eq!(log.log_start_offset(), log.segment_bases()[0]);
+    assert!(matches!(
+        log.read(Offset(0), 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    disk.crash();
+    let log = open_mem(&disk, config);
+    assert_eq!(
+        log.log_start_offset(),
+        outcome.log_start_offset,
+        "the new log start is durable"
+    );
+}
+
+#[test]
+fn retention_by_size_keeps_the_newest_bytes() {
+    let disk = MemDisk::new(4);
+    let config = LogConfig {
+        retention_bytes: Some(10_000),
+        ..small_config()
+    };
+    let mut log = open_mem(&disk, config);
+    for i in 0..200 {
+        log.append_as_leader(&batch("s", 4, 0, i), LeaderEpoch(1), i)
+            .unwrap();
+    }
+    log.set_high_watermark(log.log_end_offset()).unwrap();
+    let before = log.size_bytes();
+    let outcome = log.enforce_retention(0).unwrap();
+    assert!(outcome.segments_deleted > 0);
+    assert!(
+        log.size_bytes() >= 10_000 && log.size_bytes() < 10_000 + 4096,
+        "{} of {before}",
+        log.size_bytes()
+    );
+}
+
+fn compacted_config() -> LogConfig {
+    LogConfig {
+        compacted: true,
+        delete_retention_ms: 1000,
+        ..small_config()
+    }
+}
+
+/// Fills a compacted log: 400 updates over 10 keys, a tombstone for k3 at ts 0.
+fn fill_compacted(log: &mut PartitionLog) -> Vec<(String, Option<String>)> {
+    let mut latest = vec![(String::new(), None); 10];
+    for i in 0..400i64 {
+        let key = format!("k{}", i % 10);
+        let value = if i == 393 {
+            None
+        } else {
+            Some(format!("v{i}"))
+        };
+        let ts = if i == 393 { 0 } else { 10_000 + i };
+        log.append_as_leader(&keyed(&key, value.as_deref(), ts), LeaderEpoch(1), 0)
+            .unwrap();
+        latest[(i % 10) as usize] = (key, value);
+    }
+    log.append_as_leader(&keyed("tail", Some("t"), 20_000), LeaderEpoch(1), 0)
+        .unwrap();
+    log.roll(0).unwrap();
+    log.set_high_watermark(log.log_end_offset()).unwrap();
+    latest
+}
+
+fn check_compacted(log: &PartitionLog, latest: &[(String, Option<String>)], tombstone_gone: bool) {
+    let all = read_all(log, log.log_start_offset());
+    let mut seen = std::collections::BTreeMap::new();
+    let mut last_offset = None;
+    for (offset, key, value) in &all {
+        assert!(last_offset < Some(*offset), "offsets increase");
+        last_offset = Some(*offset);
+        let key = String::from_utf8(key.clone().unwrap()).unwrap();
+        seen.insert(key, value.clone().map(|v| String::from_utf8(v).unwrap()));
+    }
+    for (key, value) in latest {
+        if value.is_none() && tombstone_gone {
+            assert!(
+                !seen.contains_key(key),
+                "expired tombstone for {key} removed, and its older values"
+            );
+        } else {
+            assert_eq!(seen.get(key), Some(value), "latest value of {key}");
+        }
+    }
+    assert_eq!(
+        log.log_end_offset(),
+        Offset(401),
+        "offsets are never reused"
+    );
+}
+
+#[test]
+fn compaction_keeps_the_latest_per_key_and_preserves_offsets() {
+    let disk = MemDisk::new(5);
+    let mut log = open_mem(&disk, compacted_config());
+    let latest = fill_compacted(&mut log);
+    let before = log.size_bytes();
+    let outcome = log.compact(50_000).unwrap();
+    assert!(
+        outcome.segments_cleaned > 0 && outcome.records_removed >= 380,
+        "{outcome:?}"
+    );
+    assert!(
+        log.size_bytes() < before / 5,
+        "{} of {before}",
+        log.size_bytes()
+    );
+    check_compacted(&log, &latest, true);
+    // The offset of a surviving record is its original one.
+    let result = log.read(Offset(399), 1000).unwrap();
+    let recs = records(&result.bytes);
+    assert_eq!(
+        recs.iter()
+            .find(|(o, _, _)| *o == Offset(399))
+            .unwrap()
+            .2
+            .as_deref(),
+        Some(&b"v399"[..])
+    );
+    // Idempotent, and survives a crash and reopen.
+    assert_eq!(log.compact(50_000).unwrap().records_removed, 0);
+    disk.crash();
+    let log = open_mem(&disk, compacted_config());
+    check_compacted(&log, &latest, true);
+}
+
+#[test]
+fn a_crash_in_the_middle_of_compaction_loses_nothing() {
+    let mut failures = 0;
+    for seed in 0..40u64 {
+        let disk = MemDisk::new(seed);
+        let mut log = open_mem(&disk, compacted_config());
+        let latest = fill_compacted(&mut log);
+        disk.set_faults(FaultConfig {
+            sync_error_probability: 0.15,
+            write_error_probability: 0.05,
+            ..FaultConfig::default()
+        });
+        if log.compact(50_000).is_err() {
+            failures += 1;
+        }
+        disk.set_faults(FaultConfig::default());
+        drop(log);
+        disk.crash();
+        let log = open_mem(&disk, compacted_config());
+        // Whatever was swapped in or not, the latest value of each key is there; the tombstone
+        // may or may not have been removed yet.
+        let tombstone_gone = read_all(&log, Offset(0))
+            .iter()
+            .all(|(_, k, _)| k.as_deref() != Some(&b"k3"[..]));
+        check_compacted(&log, &latest, tombstone_gone);
+        let names = disk_names(&disk);
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.ends_with(".cleaned") && !n.ends_with(".tmp")),
+            "leftovers removed: {names:?}"
+        );
+    }
+    assert!(
+        failures > 5,
+        "the faults hit compaction mid-way: {failures}"
+    );
+}
+
+fn disk_names(disk: &MemDisk) -> Vec<String> {
+    use log_core::Disk;
+    disk.list(Path::new("topic-0")).unwrap()
+}
+
+#[test]
+fn high_watermark_and_log_start_survive_restarts() {
+    let disk = MemDisk::new(6);
+    let mut log = open_mem(&disk, small_config());
+    for i in 0..20 {
+        log.append_as_leader(&batch("h", 2, 0, i), LeaderEpoch(1), i)
+            .unwrap();
+    }
+    log.set_high_watermark(Offset(33)).unwrap();
+    log.flush().unwrap();
+    disk.crash();
+    let mut log = open_mem(&disk, small_config());
+    assert_eq!(
+        log.high_watermark(),
+        Offset(33),
+        "checkpoint_interval_bytes 0: every flush writes it"
+    );
+    assert!(matches!(
+        log.set_high_watermark(Offset(41)),
+        Err(LogError::HighWatermarkOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn disk_full_and_io_errors_are_returned_and_the_log_recovers_after_reopen() {
+    let disk = MemDisk::new(7);
+    let mut log = open_mem(&disk, small_config());
+    for i in 0..10 {
+        log.append_as_leader(&batch("d", 2, 0, i), LeaderEpoch(1), i)
+            .unwrap();
+    }
+    log.flush().unwrap();
+    let used: u64 = disk_names(&disk).len() as u64; // any small number: capacity below usage
+    disk.set_faults(FaultConfig {
+        capacity_bytes: Some(used),
+        ..FaultConfig::default()
+    });
+    let error = log
+        .append_as_leader(&batch("full", 2, 0, 0), LeaderEpoch(1), 0)
+        .unwrap_err();
+    assert!(
+        matches!(error, LogError::Disk(log_core::DiskError::Full(_))),
+        "{error}"
+    );
+    assert_eq!(
+        log.log_end_offset(),
+        Offset(20),
+        "a refused append changes nothing"
+    );
+    disk.set_faults(FaultConfig::default());
+    disk.fail_next(log_core::FaultOp::Sync, 1);
+    log.append_as_leader(&batch("late", 2, 0, 0), LeaderEpoch(1), 0)
+        .unwrap();
+    assert!(log.flush().is_err());
+    assert_eq!(
+        log.recovery_point(),
+        Offset(20),
+        "a failed flush does not move the recovery point"
+    );
+    assert!(log.is_poisoned());
+    assert!(
+        matches!(log.flush(), Err(LogError::Poisoned(_))),
+        "a failed fsync is never retried"
+    );
+    assert!(matches!(
+        log.read(Offset(0), 100),
+        Err(LogError::Poisoned(_))
+    ));
+    drop(log);
+    disk.crash();
+    let log = open_mem(&disk, small_config());
+    assert!(log.log_end_offset() >= Offset(20));
+}
+
+#[test]
+fn file_disk_end_to_end_with_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk: Arc<dyn log_core::Disk> = Arc::new(FileDisk::new(dir.path()).unwrap());
+    let mut log =
+        PartitionLog::open(Arc::clone(&disk), Path::new("t/p-0"), small_config(), 0).unwrap();
+    for i in 0..100 {
+        log.append_as_leader(&batch("f", 3, 0, i), LeaderEpoch(1), i)
+            .unwrap();
+    }
+    log.flush().unwrap();
+    let before = read_all(&log, Offset(0));
+    drop(log); // no close: an unclean shutdown of the process
+    let log = PartitionLog::open(disk, Path::new("t/p-0"), small_config(), 0).unwrap();
+    assert_eq!(read_all(&log, Offset(0)), before);
+    assert!(
+        dir.path().join("t/p-0/00000000000000000000.log").exists(),
+        "Kafka-style names"
+    );
+    assert!(
+        dir.path().join("t/p-0/00000000000000000000.index").exists(),
+        "sealed segments are indexed"
+    );
+}

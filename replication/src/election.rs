@@ -1,0 +1,122 @@
+//! The controller's leader election for one partition (clean from the ISR, from the ELR of
+//! KIP-966, or unclean), and the ISR/ELR bookkeeping around it. Pure functions: the controller
+//! crate can call or mirror them, and the model checker's tiny controller uses them.
+
+use std::collections::BTreeSet;
+use wire::BrokerId;
+
+use crate::isr::REPLICAS_MAX;
+
+/// How a leader was chosen: decides what the new ISR may contain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ElectionKind {
+    /// From the live ISR: nothing committed is lost.
+    Clean,
+    /// From the live ELR while no ISR member is alive (KIP-966): nothing committed is lost.
+    Elr,
+    /// Any live replica: committed records may be lost. Only with `unclean.leader.election.enable`
+    /// or the `last_replica_standing` bug switch.
+    Unclean,
+}
+
+/// What the controller knows when it elects.
+#[derive(Clone, Debug)]
+pub struct ElectionInput<'a> {
+    /// The assignment in preference order: the first eligible replica wins.
+    pub replicas: &'a [BrokerId],
+    /// The committed ISR.
+    pub isr: &'a BTreeSet<BrokerId>,
+    /// The committed ELR.
+    pub elr: &'a BTreeSet<BrokerId>,
+    /// Brokers that are registered and unfenced.
+    pub live: &'a BTreeSet<BrokerId>,
+    /// The topic's `unclean.leader.election.enable`.
+    pub unclean_allowed: bool,
+    /// The pre-KIP-966 bug: with no live ISR member, any live replica may lead (the last ISR
+    /// member standing and the ELR are not respected).
+    pub last_replica_standing_bug: bool,
+}
+
+/// Every replica the controller may elect, in preference order, with the election's kind; `None`
+/// when the partition must stay offline.
+pub fn eligible_leaders(input: &ElectionInput<'_>) -> Option<(ElectionKind, Vec<BrokerId>)> {
+    assert!(input.replicas.len() <= REPLICAS_MAX);
+    assert!(
+        input.isr.iter().all(|m| input.replicas.contains(m)),
+        "ISR outside replicas"
+    );
+    let pick = |set: &BTreeSet<BrokerId>| -> Vec<BrokerId> {
+        let live = input.replicas.iter().copied();
+        live.filter(|r| set.contains(r) && input.live.contains(r))
+            .collect()
+    };
+    let clean = pick(input.isr);
+    if !clean.is_empty() {
+        return Some((ElectionKind::Clean, clean));
+    }
+    if !input.last_replica_standing_bug {
+        let from_elr = pick(input.elr);
+        if !from_elr.is_empty() {
+            return Some((ElectionKind::Elr, from_elr));
+        }
+    }
+    if input.unclean_allowed || input.last_replica_standing_bug {
+        let all: BTreeSet<BrokerId> = input.replicas.iter().copied().collect();
+        let any = pick(&all);
+        if !any.is_empty() {
+            return Some((ElectionKind::Unclean, any));
+        }
+    }
+    None
+}
+
+/// The replica the controller elects: the first eligible in preference order.
+pub fn elect_leader(input: &ElectionInput<'_>) -> Option<(ElectionKind, BrokerId)> {
+    let (kind, eligible) = eligible_leaders(input)?;
+    let leader = *eligible
+        .first()
+        .expect("eligible_leaders never returns an empty list");
+    assert!(input.live.contains(&leader));
+    Some((kind, leader))
+}
+
+/// The ISR and ELR after electing `leader` with `kind`: a clean election keeps the ISR; an ELR or
+/// unclean election restarts the ISR at the leader alone (only it is known to hold the log).
+pub fn isr_after_election(
+    kind: ElectionKind,
+    leader: BrokerId,
+    isr: &BTreeSet<BrokerId>,
+    elr: &BTreeSet<BrokerId>,
+) -> (BTreeSet<BrokerId>, BTreeSet<BrokerId>) {
+    let (new_isr, mut new_elr) = match kind {
+        ElectionKind::Clean => (isr.clone(), elr.clone()),
+        ElectionKind::Elr => (BTreeSet::from([leader]), elr.clone()),
+        ElectionKind::Unclean => (BTreeSet::from([leader]), BTreeSet::new()),
+    };
+    new_elr.remove(&leader);
+    assert!(new_isr.contains(&leader), "the leader is in its ISR");
+    assert!(new_isr.is_disjoint(&new_elr));
+    (new_isr, new_elr)
+}
+
+/// The ELR after the ISR changes from `old_isr` to `new_isr` (KIP-966): while the new ISR is at
+/// least `min_isr`, the ELR empties (the ISR alone guards committed data); once it falls below,
+/// members leaving the ISR join the ELR, because acks=all stops committing at that point so they
+/// hold every committed record. Rejoining members leave the ELR. With the `last_replica_standing`
+/// bug there is no ELR at all.
+pub fn elr_after_isr_change(
+    old_isr: &BTreeSet<BrokerId>,
+    new_isr: &BTreeSet<BrokerId>,
+    elr: &BTreeSet<BrokerId>,
+    min_isr: usize,
+    last_replica_standing_bug: bool,
+) -> BTreeSet<BrokerId> {
+    assert!(min_isr >= 1);
+    if last_replica_standing_bug || new_isr.len() >= min_isr {
+        return BTreeSet::new();
+    }
+    let mut new_elr: BTreeSet<BrokerId> = elr.difference(new_isr).copied().collect();
+    new_elr.extend(old_isr.difference(new_isr).copied());
+    assert!(new_elr.is_disjoint(new_isr));
+    new_elr
+}

@@ -1,0 +1,80 @@
+//! The controller-side election rule (clean, ELR per KIP-966, unclean) and its bug switch.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use replication::election::{
+    elect_leader, elr_after_isr_change, isr_after_election, ElectionInput, ElectionKind,
+};
+use wire::BrokerId;
+
+const R: [BrokerId; 3] = [BrokerId(0), BrokerId(1), BrokerId(2)];
+
+fn set(ids: &[i32]) -> BTreeSet<BrokerId> {
+    ids.iter().copied().map(BrokerId).collect()
+}
+
+fn input<'a>(
+    isr: &'a BTreeSet<BrokerId>,
+    elr: &'a BTreeSet<BrokerId>,
+    live: &'a BTreeSet<BrokerId>,
+    unclean: bool,
+    bug: bool,
+) -> ElectionInput<'a> {
+    ElectionInput {
+        replicas: &R,
+        isr,
+        elr,
+        live,
+        unclean_allowed: unclean,
+        last_replica_standing_bug: bug,
+    }
+}
+
+#[test]
+fn clean_election_prefers_the_first_live_isr_member() {
+    let (isr, elr, live) = (set(&[1, 2]), set(&[]), set(&[0, 1, 2]));
+    let elected = elect_leader(&input(&isr, &elr, &live, false, false));
+    assert_eq!(elected, Some((ElectionKind::Clean, BrokerId(1))));
+}
+
+#[test]
+fn elr_member_is_elected_when_no_isr_member_lives() {
+    let (isr, elr, live) = (set(&[0]), set(&[1]), set(&[1, 2]));
+    let elected = elect_leader(&input(&isr, &elr, &live, false, false));
+    assert_eq!(elected, Some((ElectionKind::Elr, BrokerId(1))));
+    let (new_isr, new_elr) = isr_after_election(ElectionKind::Elr, BrokerId(1), &isr, &elr);
+    assert_eq!((new_isr, new_elr), (set(&[1]), set(&[])));
+}
+
+#[test]
+fn without_isr_or_elr_the_partition_stays_offline_unless_unclean() {
+    let (isr, elr, live) = (set(&[0]), set(&[]), set(&[2]));
+    assert_eq!(elect_leader(&input(&isr, &elr, &live, false, false)), None);
+    let unclean = elect_leader(&input(&isr, &elr, &live, true, false));
+    assert_eq!(unclean, Some((ElectionKind::Unclean, BrokerId(2))));
+}
+
+#[test]
+fn the_last_replica_standing_bug_elects_a_replica_outside_isr_and_elr() {
+    let (isr, elr, live) = (set(&[0]), set(&[1]), set(&[2]));
+    assert_eq!(elect_leader(&input(&isr, &elr, &live, false, false)), None);
+    let buggy = elect_leader(&input(&isr, &elr, &live, false, true));
+    assert_eq!(buggy, Some((ElectionKind::Unclean, BrokerId(2))));
+}
+
+#[test]
+fn elr_collects_members_leaving_an_isr_below_min() {
+    let elr = elr_after_isr_change(&set(&[0, 1]), &set(&[0]), &set(&[]), 2, false);
+    assert_eq!(elr, set(&[1]));
+    let cleared = elr_after_isr_change(&set(&[0]), &set(&[0, 2]), &set(&[1]), 2, false);
+    assert_eq!(cleared, set(&[]), "an ISR at min clears the ELR");
+    let shrink_at_min = elr_after_isr_change(&set(&[0, 1, 2]), &set(&[0, 1]), &set(&[]), 2, false);
+    assert_eq!(
+        shrink_at_min,
+        set(&[]),
+        "leaving while the ISR stays at min: not eligible"
+    );
+    let buggy = elr_after_isr_change(&set(&[0, 1]), &set(&[0]), &set(&[]), 2, true);
+    assert_eq!(buggy, set(&[]), "no ELR before KIP-966");
+}

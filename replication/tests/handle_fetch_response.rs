@@ -1,0 +1,125 @@
+//! Fetch responses arriving at a follower: append, HW, truncation to the divergence point.
+#![allow(clippy::unwrap_used)]
+mod common;
+
+use common::*;
+use replication::{
+    Batch, BugSwitches, Effect, EpochEndOffset, FetchData, FetchResponse, Input, Message,
+    RecoveredLog, Replica,
+};
+use wire::{LeaderEpoch, Offset};
+
+fn follower_with_log() -> Replica {
+    // Records 0..2 of epoch 1, then 2..4 of epoch 2; HW 1.
+    let log = RecoveredLog {
+        log_start_offset: Offset(0),
+        log_end_offset: Offset(4),
+        epochs: vec![(LeaderEpoch(1), Offset(0)), (LeaderEpoch(2), Offset(2))],
+        high_watermark: Offset(1),
+    };
+    let mut replica = Replica::recover(config(B1), BugSwitches::default(), &log);
+    replica.step(0, Input::PartitionState(state(B0, 3, 3, &[B0, B1])));
+    replica
+}
+
+fn respond(replica: &mut Replica, fetch_offset: i64, data: FetchData) -> Vec<Effect> {
+    let response = FetchResponse {
+        leader_id: B0,
+        leader_epoch: LeaderEpoch(3),
+        fetch_offset: Offset(fetch_offset),
+        result: Ok(data),
+    };
+    replica.step(
+        0,
+        Input::Message {
+            from: B0,
+            message: Message::FetchResponse(response),
+        },
+    )
+}
+
+#[test]
+fn diverging_epoch_truncates_to_the_true_divergence_point_not_the_hw() {
+    let mut replica = follower_with_log();
+    let diverging = EpochEndOffset {
+        leader_epoch: LeaderEpoch(2),
+        end_offset: Offset(3),
+    };
+    let data = FetchData {
+        high_watermark: Offset(1),
+        diverging_epoch: Some(diverging),
+        batches: vec![],
+    };
+    let effects = respond(&mut replica, 4, data);
+    assert!(effects.contains(&Effect::TruncateTo(Offset(3))));
+    assert_eq!(
+        replica.log_end_offset(),
+        Offset(3),
+        "kept records 1..3 above the HW"
+    );
+    assert!(effects.iter().any(|e| matches!(e, Effect::Send { message: Message::Fetch(f), .. } if f.fetch_offset == Offset(3))));
+}
+
+#[test]
+fn records_are_appended_flushed_and_the_hw_taken_from_the_leader() {
+    let mut replica = follower_with_log();
+    let batch = Batch {
+        base_offset: Offset(4),
+        leader_epoch: LeaderEpoch(3),
+        record_count: 2,
+        payload: vec![9],
+    };
+    let data = FetchData {
+        high_watermark: Offset(9),
+        diverging_epoch: None,
+        batches: vec![batch.clone()],
+    };
+    let effects = respond(&mut replica, 4, data);
+    assert_eq!(effects[0], Effect::Append(batch));
+    assert!(matches!(
+        effects[1],
+        Effect::Flush {
+            up_to: Offset(6),
+            ..
+        }
+    ));
+    assert_eq!(
+        replica.high_watermark(),
+        Offset(6),
+        "HW is min(leader HW, own LEO)"
+    );
+    assert_eq!(replica.epochs().latest_epoch(), LeaderEpoch(3));
+}
+
+#[test]
+fn answers_to_another_epoch_or_offset_are_dropped() {
+    let mut replica = follower_with_log();
+    let data = FetchData {
+        high_watermark: Offset(4),
+        diverging_epoch: None,
+        batches: vec![],
+    };
+    assert!(
+        respond(&mut replica, 2, data).is_empty(),
+        "stale fetch offset"
+    );
+    let response = FetchResponse {
+        leader_id: B0,
+        leader_epoch: LeaderEpoch(2),
+        fetch_offset: Offset(4),
+        result: Ok(FetchData {
+            high_watermark: Offset(4),
+            diverging_epoch: None,
+            batches: vec![],
+        }),
+    };
+    let effects = replica.step(
+        0,
+        Input::Message {
+            from: B0,
+            message: Message::FetchResponse(response),
+        },
+    );
+    assert!(effects.is_empty(), "stale epoch");
+    assert_eq!(replica.high_watermark(), Offset(1));
+}

@@ -1,0 +1,86 @@
+//! Produce on a leader: acks 0/1/all, NOT_ENOUGH_REPLICAS, durable-HW completion.
+#![allow(clippy::unwrap_used)]
+mod common;
+
+use common::*;
+use replication::{Acks, BugSwitches, Effect, Error, Input, Replica};
+use wire::Offset;
+
+#[test]
+fn acks_one_replies_after_the_volatile_append() {
+    let mut leader = leader();
+    let effects = produce(&mut leader, 7, Acks::Leader);
+    assert!(matches!(effects[0], Effect::Append(ref b) if b.base_offset == Offset(0)));
+    assert!(matches!(
+        effects[1],
+        Effect::Flush {
+            up_to: Offset(1),
+            ..
+        }
+    ));
+    assert_eq!(replies(&effects), vec![(7, Ok(Offset(0)))]);
+    assert_eq!(leader.log_end_offset(), Offset(1));
+    assert_eq!(leader.durable_end_offset(), Offset(0));
+}
+
+#[test]
+fn acks_zero_never_replies() {
+    let mut leader = leader();
+    let effects = produce(&mut leader, 7, Acks::None);
+    assert!(replies(&effects).is_empty());
+    assert_eq!(leader.log_end_offset(), Offset(1));
+}
+
+#[test]
+fn acks_all_waits_for_every_isr_member_and_the_leaders_flush() {
+    let mut leader = leader();
+    let effects = produce(&mut leader, 7, Acks::All);
+    assert!(replies(&effects).is_empty());
+    assert_eq!(leader.produce_waiting_count(), 1);
+    fetch(&mut leader, 1, B1, 1, 1);
+    let effects = fetch(&mut leader, 1, B2, 1, 1);
+    assert!(
+        replies(&effects).is_empty(),
+        "the leader's own record is not flushed yet"
+    );
+    assert_eq!(leader.high_watermark(), Offset(0));
+    let flush = vec![Effect::Flush {
+        up_to: Offset(1),
+        seq: 0,
+    }];
+    let effects = complete_flushes(&mut leader, &flush);
+    assert_eq!(replies(&effects), vec![(7, Ok(Offset(0)))]);
+    assert_eq!(leader.high_watermark(), Offset(1));
+}
+
+#[test]
+fn acks_all_with_a_small_isr_is_refused_before_the_append() {
+    let mut replica = Replica::new(config(B0), BugSwitches::default());
+    replica.step(0, Input::PartitionState(state(B0, 1, 1, &[B0])));
+    let effects = produce(&mut replica, 7, Acks::All);
+    assert_eq!(replies(&effects), vec![(7, Err(Error::NotEnoughReplicas))]);
+    assert_eq!(replica.log_end_offset(), Offset(0), "nothing appended");
+}
+
+#[test]
+fn acks_all_after_the_isr_shrank_gets_not_enough_replicas_after_append() {
+    let mut leader = leader();
+    let effects = produce(&mut leader, 7, Acks::All);
+    complete_flushes(&mut leader, &effects);
+    let effects = leader.step(0, Input::PartitionState(state(B0, 1, 2, &[B0])));
+    assert_eq!(
+        replies(&effects),
+        vec![(7, Err(Error::NotEnoughReplicasAfterAppend))]
+    );
+}
+
+#[test]
+fn a_follower_refuses_produce() {
+    let mut replica = Replica::new(config(B1), BugSwitches::default());
+    replica.step(0, Input::PartitionState(state(B0, 1, 1, &[B0, B1])));
+    let effects = produce(&mut replica, 7, Acks::All);
+    assert_eq!(
+        replies(&effects),
+        vec![(7, Err(Error::NotLeaderOrFollower))]
+    );
+}
