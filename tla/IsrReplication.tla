@@ -29,6 +29,10 @@
 (*                  one OffsetsForLeaderEpoch truncation after becoming    *)
 (*                  follower, then unfenced fetches by offset.            *)
 (*  TruncateToHw    pre-KIP-101 bug: a new follower truncates to its HW.  *)
+(*  BrokerEpochCheck  KIP-903: ISR expansion needs a fetch by the         *)
+(*                  follower's current incarnation.                       *)
+(*  ReportFlushedOnly rill: only flushed offsets count toward the HW.    *)
+(*  FaultKinds      which faults happen: "crash", "fence", "shrink".       *)
 (***************************************************************************)
 EXTENDS Integers, Sequences, FiniteSets, TLC
 

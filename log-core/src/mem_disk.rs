@@ -50,6 +50,10 @@ pub struct FaultConfig {
     pub bit_flip_probability: f64,
     /// Total bytes the disk holds (sum of volatile file lengths); `None` is unlimited.
     pub capacity_bytes: Option<u64>,
+    /// Probability that a file `sync` reports success without making anything durable: a disk
+    /// (or a virtualisation layer) that lies about fsync. Not a fault rill can survive alone; it
+    /// exists so the simulator can prove its checks notice lost flushed data.
+    pub sync_lie_probability: f64,
 }
 
 /// Operation counters, for tests that assert how much IO an operation does.
@@ -185,6 +189,7 @@ impl MemDisk {
             faults.write_error_probability,
             faults.sync_error_probability,
             faults.bit_flip_probability,
+            faults.sync_lie_probability,
         ] {
             assert!((0.0..=1.0).contains(&p), "probability out of range: {p}");
         }
@@ -513,6 +518,11 @@ impl Disk for MemDisk {
         let mut state = self.lock();
         let id = state.file_inode(&path)?;
         state.inject(FaultOp::Sync, &path)?;
+        let lie = state.faults.sync_lie_probability;
+        if lie > 0.0 && state.rng.gen_bool(lie) {
+            state.counts.faults_injected += 1;
+            return Ok(());
+        }
         let inode = state.inodes.get_mut(&id).expect("entries name live inodes");
         inode.durable = inode.volatile.clone();
         state.counts.syncs += 1;

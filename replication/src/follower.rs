@@ -46,15 +46,24 @@ impl Replica {
         assert!(self.is_follower());
     }
 
+    /// The last fetched epoch our next fetch names (NONE without KIP-320, where fetches had none).
+    fn follower_last_fetched_epoch(&self) -> LeaderEpoch {
+        if self.bugs.no_epoch_fencing {
+            LeaderEpoch::NONE
+        } else {
+            self.epochs.latest_epoch()
+        }
+    }
+
     /// Sends the next request to the leader if none is out and our log is flushed (a fetch
     /// reports the fetch offset as durable, so it waits for the flush).
     pub(crate) fn follower_maybe_send(&mut self, _now_ms: u64, effects: &mut Vec<Effect>) {
         let me = self.config.broker_id;
         let current_leader_epoch = self.leader_epoch();
         let latest_epoch = self.epochs.latest_epoch();
+        let last_fetched_epoch = self.follower_last_fetched_epoch();
         let flushed = self.durable_end_offset == self.log_end_offset;
         let fetch_offset = self.log_end_offset;
-        let send_epoch = !self.bugs.no_epoch_fencing;
         let Role::Follower(follower) = &mut self.role else {
             return;
         };
@@ -76,11 +85,7 @@ impl Replica {
                 replica_id: me,
                 fetch_offset,
                 current_leader_epoch,
-                last_fetched_epoch: if send_epoch {
-                    latest_epoch
-                } else {
-                    LeaderEpoch::NONE
-                },
+                last_fetched_epoch,
             }),
             FollowerPhase::Fetching => return,
         };
@@ -135,9 +140,10 @@ impl Replica {
         response: FetchResponse,
     ) -> Vec<Effect> {
         let mut effects = Vec::new();
-        let expected = response.fetch_offset == self.log_end_offset;
-        if !expected || !self.follower_accepts(from, response.leader_epoch, FollowerPhase::Fetching)
-        {
+        let expected = response.fetch_offset == self.log_end_offset
+            && response.last_fetched_epoch == self.follower_last_fetched_epoch();
+        let phase = FollowerPhase::Fetching;
+        if !expected || !self.follower_accepts(from, response.leader_epoch, phase) {
             return effects;
         }
         self.follower_answered();
@@ -237,7 +243,8 @@ impl Replica {
     ) -> Vec<Effect> {
         let mut effects = Vec::new();
         let epoch = response.current_leader_epoch;
-        if !self.follower_accepts(from, epoch, FollowerPhase::Truncating) {
+        let expected = response.requested_epoch == self.epochs.latest_epoch();
+        if !expected || !self.follower_accepts(from, epoch, FollowerPhase::Truncating) {
             return effects;
         }
         self.follower_answered();

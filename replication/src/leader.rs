@@ -103,6 +103,7 @@ impl Replica {
                 leader_id,
                 leader_epoch: request.current_leader_epoch,
                 fetch_offset: request.fetch_offset,
+                last_fetched_epoch: request.last_fetched_epoch,
                 result,
             };
             let message = Message::FetchResponse(response);
@@ -160,6 +161,7 @@ impl Replica {
             leader_id: me,
             leader_epoch: request.current_leader_epoch,
             fetch_offset: request.fetch_offset,
+            last_fetched_epoch: request.last_fetched_epoch,
             result: Ok(data),
         };
         effects.push(Effect::SendFetchResponse {
@@ -434,6 +436,7 @@ impl Replica {
         let response = OffsetsForLeaderEpochResponse {
             leader_id: self.config.broker_id,
             current_leader_epoch: request.current_leader_epoch,
+            requested_epoch: request.leader_epoch,
             result,
         };
         let message = Message::OffsetsForLeaderEpochResponse(response);

@@ -179,6 +179,10 @@ pub struct FetchResponse {
     pub leader_epoch: LeaderEpoch,
     /// The request's fetch offset: a follower drops answers to a fetch it no longer waits for.
     pub fetch_offset: Offset,
+    /// The request's last fetched epoch. With the fetch offset it names the log the answer is
+    /// for: an offset alone recurs after a truncation and a re-append, and a late answer to the
+    /// old log would truncate records the leader already counted.
+    pub last_fetched_epoch: LeaderEpoch,
     /// Records and HW, or a typed refusal.
     pub result: Result<FetchData, Error>,
 }
@@ -201,6 +205,8 @@ pub struct OffsetsForLeaderEpochResponse {
     pub leader_id: BrokerId,
     /// The request's `current_leader_epoch`.
     pub current_leader_epoch: LeaderEpoch,
+    /// The request's `leader_epoch`: a follower drops answers to a question it no longer asks.
+    pub requested_epoch: LeaderEpoch,
     /// The end offset, or a typed refusal.
     pub result: Result<EpochEndOffset, Error>,
 }

@@ -56,6 +56,7 @@ fn a_flush_completion_from_before_a_truncation_is_ignored() {
             leader_id: B0,
             leader_epoch: LeaderEpoch(1),
             fetch_offset: Offset(offset),
+            last_fetched_epoch: LeaderEpoch::NONE,
             result: Ok(data),
         };
         Input::Message {
@@ -91,6 +92,7 @@ fn a_flush_completion_from_before_a_truncation_is_ignored() {
         leader_id: B2,
         leader_epoch: LeaderEpoch(2),
         fetch_offset: Offset(1),
+        last_fetched_epoch: LeaderEpoch(1),
         result: Ok(data),
     };
     follower.step(0, Input::FlushCompleted { seq, up_to });

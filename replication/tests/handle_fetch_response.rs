@@ -27,6 +27,7 @@ fn respond(replica: &mut Replica, fetch_offset: i64, data: FetchData) -> Vec<Eff
         leader_id: B0,
         leader_epoch: LeaderEpoch(3),
         fetch_offset: Offset(fetch_offset),
+        last_fetched_epoch: LeaderEpoch(2),
         result: Ok(data),
     };
     replica.step(
@@ -107,6 +108,7 @@ fn answers_to_another_epoch_or_offset_are_dropped() {
         leader_id: B0,
         leader_epoch: LeaderEpoch(2),
         fetch_offset: Offset(4),
+        last_fetched_epoch: LeaderEpoch(2),
         result: Ok(FetchData {
             high_watermark: Offset(4),
             diverging_epoch: None,
@@ -122,4 +124,28 @@ fn answers_to_another_epoch_or_offset_are_dropped() {
     );
     assert!(effects.is_empty(), "stale epoch");
     assert_eq!(replica.high_watermark(), Offset(1));
+}
+
+/// Regression (found by the model at the bounds): a late diverging answer to a fetch
+/// from before a truncation and re-append names the same fetch offset; it must not truncate the
+/// re-appended records the leader has already counted.
+#[test]
+fn a_late_answer_for_an_older_log_with_the_same_offset_is_dropped() {
+    let mut replica = follower_with_log();
+    let diverging = EpochEndOffset { leader_epoch: LeaderEpoch(1), end_offset: Offset(2) };
+    let late = FetchResponse {
+        leader_id: B0,
+        leader_epoch: LeaderEpoch(3),
+        fetch_offset: Offset(4),
+        last_fetched_epoch: LeaderEpoch(1),
+        result: Ok(FetchData {
+            high_watermark: Offset(1),
+            diverging_epoch: Some(diverging),
+            batches: vec![],
+        }),
+    };
+    let message = Message::FetchResponse(late);
+    let effects = replica.step(0, Input::Message { from: B0, message });
+    assert!(effects.is_empty(), "answer for a log whose last epoch was 1, ours is 2");
+    assert_eq!(replica.log_end_offset(), Offset(4));
 }

@@ -83,6 +83,7 @@ fn a_follower_truncates_through_offsets_for_leader_epoch_then_fetches() {
     let response = OffsetsForLeaderEpochResponse {
         leader_id: B0,
         current_leader_epoch: LeaderEpoch(3),
+        requested_epoch: LeaderEpoch(2),
         result: Ok(EpochEndOffset {
             leader_epoch: LeaderEpoch(1),
             end_offset: Offset(4),

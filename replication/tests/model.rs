@@ -753,3 +753,23 @@ fn clean_model_at_the_issue_bounds_with_two_active_replicas_is_safe() {
     let states = check_clean(model, 0);
     assert_eq!(states, 1_756_175, "pinned state count changed");
 }
+
+#[test]
+#[ignore]
+fn debug_replay() {
+    use Action::*;
+    let mut model = two_active();
+    model.lossy = true;
+    model.leader_changes_max = 2;
+    model.records_max = 2;
+    let path = [Drop(0), Elect(1), Sync(1), Produce(1), Produce(0), Flush(0), Sync(0), Crash(0), Restart(0), Sync(0), Deliver(0), Deliver(0), Deliver(0), Deliver(0), Sync(1), Deliver(0), Flush(0), Deliver(0), Deliver(0), Drop(0), Deliver(0), Deliver(0), Flush(1), Elect(0), Sync(0), Sync(1), Deliver(0), Deliver(0), Deliver(0)];
+    let mut s = model.init_states().remove(0);
+    for a in path {
+        println!("== {a:?}  net={:?}", s.net.iter().map(|p| format!("{p:?}").chars().take(140).collect::<String>()).collect::<Vec<_>>());
+        s = model.next_state(&s, a).unwrap();
+        for (i, n) in s.nodes.iter().enumerate() {
+            println!("  n{i} alive={} log={:?} durable={} leo={} hw={} epoch={} leader={} follower={} isr={:?}", n.alive, n.log, n.durable, n.replica.log_end_offset().0, n.replica.high_watermark().0, n.replica.leader_epoch().0, n.replica.is_leader(), n.replica.is_follower(), n.replica.partition_state().map(|p| p.isr.clone()));
+        }
+        println!("  ctl leader={:?} epoch={} isr={:?} elr={:?} acked={:?}", s.controller.leader, s.controller.leader_epoch.0, s.controller.isr, s.controller.elr, s.acked);
+    }
+}

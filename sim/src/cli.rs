@@ -17,6 +17,7 @@ options:
   --start N           first seed of the campaign (default 1)
   --jobs N            seeds run at once (default: available cores)
   --steps N           operations per seed (scenario default otherwise)
+  --bug NAME          switch on a deliberately reintroduced bug (see --list)
   --ci                CI mode: every seed runs twice, traces must be equal
   --check-determinism same as --ci's determinism check
   --verbose           with --seed: print every event of the run
@@ -87,11 +88,15 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--start" => start = number("--start", iter.next())?,
             "--jobs" => jobs = Some(number("--jobs", iter.next())?),
             "--steps" => settings.steps = Some(number("--steps", iter.next())?),
+            "--bug" => settings.bug = Some(iter.next().ok_or("--bug needs a name")?.clone()),
             "--ci" | "--check-determinism" => check = true,
             "--verbose" => verbose = true,
             "--report" => report = Some(iter.next().ok_or("--report needs a file")?.clone()),
             other => return Err(format!("unknown option `{other}`")),
         }
+    }
+    if let Some(bug) = &settings.bug {
+        scenarios::check_bug(settings.scenario, bug)?;
     }
     if count == 0 {
         return Err("--seeds must be at least 1".to_string());
@@ -114,6 +119,10 @@ pub fn execute(command: Command) -> Result<bool, String> {
         Command::List => {
             for (name, about) in scenarios::LIST {
                 println!("{name:<12} {about}");
+            }
+            println!("\nbugs (--bug NAME):");
+            for (scenario, bug, about) in scenarios::BUGS {
+                println!("{scenario:<12} {bug:<14} {about}");
             }
             Ok(true)
         }

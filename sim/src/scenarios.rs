@@ -17,6 +17,25 @@ pub enum ScenarioName {
     Storage,
 }
 
+/// The bugs `--bug` can switch on, per scenario, with what each breaks.
+pub const BUGS: &[(&str, &str, &str)] = &[(
+    "storage",
+    "lying-fsync",
+    "the disk acknowledges half of all fsyncs without making anything durable",
+)];
+
+/// Checks a `--bug` value against the scenario.
+pub fn check_bug(scenario: ScenarioName, bug: &str) -> Result<(), String> {
+    let name = match scenario {
+        ScenarioName::Storage => "storage",
+    };
+    if BUGS.iter().any(|(s, b, _)| *s == name && *b == bug) {
+        return Ok(());
+    }
+    let known: Vec<&str> = BUGS.iter().filter(|(s, _, _)| *s == name).map(|(_, b, _)| *b).collect();
+    Err(format!("scenario {name} has no bug `{bug}` (known: {})", known.join(", ")))
+}
+
 /// Parses a `--scenario` value.
 pub fn parse_name(name: &str) -> Result<ScenarioName, String> {
     match name {
@@ -35,11 +54,15 @@ pub struct Settings {
     pub scenario: ScenarioName,
     /// Operations per seed, if not the scenario's default.
     pub steps: Option<u64>,
+    /// A deliberately reintroduced bug (`--bug NAME`), to prove the checks catch it.
+    pub bug: Option<String>,
 }
 
 /// Builds the scenario the settings name.
 pub fn build(settings: &Settings) -> Arc<dyn Scenario> {
     match settings.scenario {
-        ScenarioName::Storage => Arc::new(crate::storage::StorageScenario::new(settings.steps)),
+        ScenarioName::Storage => {
+            Arc::new(crate::storage::StorageScenario::new(settings.steps, settings.bug.is_some()))
+        }
     }
 }

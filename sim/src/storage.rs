@@ -13,7 +13,7 @@ use crate::report::Timeline;
 use crate::runner::{Scenario, SeedRun};
 use crate::trace::Trace;
 use log_core::batch::{split_batches, BatchBuilder};
-use log_core::{Disk, FaultOp, LogConfig, LogError, MemDisk, PartitionLog};
+use log_core::{Disk, FaultConfig, FaultOp, LogConfig, LogError, MemDisk, PartitionLog};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -91,12 +91,19 @@ pub struct StorageScenario {
     steps: u64,
     /// Whether `--steps` was given (so the replay command repeats it).
     steps_given: bool,
+    /// `--bug lying-fsync`: the disk acknowledges some fsyncs without making anything durable.
+    lying_fsync: bool,
 }
 
+/// With `--bug lying-fsync`, the share of fsyncs the disk lies about.
+const SYNC_LIE_PROBABILITY: f64 = 0.5;
+
 impl StorageScenario {
-    /// The scenario with `steps` operations per seed (default if `None`).
-    pub fn new(steps: Option<u64>) -> Self {
-        StorageScenario { steps: steps.unwrap_or(STEPS_DEFAULT), steps_given: steps.is_some() }
+    /// The scenario with `steps` operations per seed (default if `None`), optionally on a disk
+    /// that lies about fsync (the only storage bug switch).
+    pub fn new(steps: Option<u64>, lying_fsync: bool) -> Self {
+        let steps_given = steps.is_some();
+        StorageScenario { steps: steps.unwrap_or(STEPS_DEFAULT), steps_given, lying_fsync }
     }
 }
 
@@ -122,7 +129,7 @@ impl Scenario for StorageScenario {
     }
 
     fn run(&self, seed: u64) -> SeedRun {
-        let mut world = World::new(seed, StorageDraw::from_seed(seed));
+        let mut world = World::new(seed, StorageDraw::from_seed(seed), self.lying_fsync);
         let mut steps = 0;
         while steps < self.steps && world.violation.is_none() && !world.finished {
             world.step();
@@ -141,11 +148,14 @@ impl Scenario for StorageScenario {
     }
 
     fn replay_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
         if self.steps_given {
-            vec![format!("--steps {}", self.steps)]
-        } else {
-            Vec::new()
+            args.push(format!("--steps {}", self.steps));
         }
+        if self.lying_fsync {
+            args.push("--bug lying-fsync".to_string());
+        }
+        args
     }
 }
 
@@ -186,6 +196,8 @@ struct World {
     /// A bit was flipped in stored bytes: errors naming corruption are now expected, and records
     /// at or after the flip may be lost, but a wrong record must still never be served.
     corrupted: bool,
+    /// The faults the disk carries between crashes (the bug switch's lie, or none).
+    disk_faults: FaultConfig,
     /// The log cannot be recovered (corruption below the recovery point was reported): the run
     /// ends there, as the broker would take that log offline and re-replicate it.
     finished: bool,
@@ -195,8 +207,11 @@ struct World {
 }
 
 impl World {
-    fn new(seed: u64, draw: StorageDraw) -> Self {
+    fn new(seed: u64, draw: StorageDraw, lying_fsync: bool) -> Self {
         let disk = Arc::new(MemDisk::new(seed));
+        let lie = if lying_fsync { SYNC_LIE_PROBABILITY } else { 0.0 };
+        let disk_faults = FaultConfig { sync_lie_probability: lie, ..FaultConfig::default() };
+        disk.set_faults(disk_faults.clone());
         let dir = PathBuf::from("data/t-0");
         let mut world = World {
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -209,6 +224,7 @@ impl World {
             now_ms: 1_000,
             next_value: 0,
             corrupted: false,
+            disk_faults,
             finished: false,
             violation: None,
             trace: Trace::default(),
@@ -379,7 +395,7 @@ impl World {
             drop(log);
         }
         self.disk.crash();
-        self.disk.set_faults(log_core::FaultConfig::default());
+        self.disk.set_faults(self.disk_faults.clone());
         self.timeline.mark(self.trace.len(), why.to_string());
         self.event(format!("{why}: power loss, durable log end {}", self.model.durable));
         self.open(why);

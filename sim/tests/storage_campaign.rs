@@ -6,7 +6,7 @@ use sim::storage::{StorageDraw, StorageScenario};
 use std::sync::Arc;
 
 fn scenario() -> Arc<dyn Scenario> {
-    Arc::new(StorageScenario::new(Some(200)))
+    Arc::new(StorageScenario::new(Some(200), false))
 }
 
 #[test]
@@ -53,4 +53,19 @@ fn the_report_is_a_page_with_a_chart() {
     assert!(html.starts_with("<!doctype html>"));
     assert!(html.contains("<svg") && html.contains("polyline"));
     assert!(html.contains("cargo sim --scenario storage"));
+}
+
+/// The negative control: a disk that lies about fsync loses flushed records at a crash, and the
+/// campaign must say so. If this stops failing, the checks have gone blind.
+#[test]
+fn a_disk_that_lies_about_fsync_is_caught() {
+    let lying: Arc<dyn Scenario> = Arc::new(StorageScenario::new(Some(200), true));
+    let options = CampaignOptions { seeds: (1..=16).collect(), jobs: 2, check_determinism: false, progress: false };
+    let report = run_campaign(Arc::clone(&lying), &options);
+    let caught: Vec<u64> = report.failures().map(|r| r.seed).collect();
+    assert!(!caught.is_empty(), "16 seeds on a lying disk found nothing");
+    let first = report.failures().next().expect("at least one failure");
+    assert!(first.run.violation.is_some(), "a lying disk is a violation, not nondeterminism");
+    let replay = sim::runner::replay_command(lying.as_ref(), first.seed);
+    assert!(replay.contains("--bug lying-fsync"), "the replay repeats the bug: {replay}");
 }
