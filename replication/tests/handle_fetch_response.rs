@@ -132,7 +132,10 @@ fn answers_to_another_epoch_or_offset_are_dropped() {
 #[test]
 fn a_late_answer_for_an_older_log_with_the_same_offset_is_dropped() {
     let mut replica = follower_with_log();
-    let diverging = EpochEndOffset { leader_epoch: LeaderEpoch(1), end_offset: Offset(2) };
+    let diverging = EpochEndOffset {
+        leader_epoch: LeaderEpoch(1),
+        end_offset: Offset(2),
+    };
     let late = FetchResponse {
         leader_id: B0,
         leader_epoch: LeaderEpoch(3),
@@ -146,6 +149,9 @@ fn a_late_answer_for_an_older_log_with_the_same_offset_is_dropped() {
     };
     let message = Message::FetchResponse(late);
     let effects = replica.step(0, Input::Message { from: B0, message });
-    assert!(effects.is_empty(), "answer for a log whose last epoch was 1, ours is 2");
+    assert!(
+        effects.is_empty(),
+        "answer for a log whose last epoch was 1, ours is 2"
+    );
     assert_eq!(replica.log_end_offset(), Offset(4));
 }

@@ -1,0 +1,142 @@
+//! The APIs rill serves and at which versions. The table is the contract with clients: the
+//! ApiVersions response advertises exactly the table a connection was given, and the connection
+//! accepts exactly those versions, so what is advertised and what is served cannot drift apart.
+//!
+//! [`PLANNED_API_VERSIONS`] is the full list issue 4 asks for; handlers other than ApiVersions arrive
+//! later, so it is a plan, not a claim that they work. [`VersionTable::implemented`] holds only the
+//! entries whose handlers exist today ([`IMPLEMENTED_API_KEYS`]): ApiVersions itself.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+
+/// UNSUPPORTED_VERSION, Kafka error code 35.
+pub const ERROR_CODE_UNSUPPORTED_VERSION: i16 = 35;
+
+/// Most entries a table may hold; Kafka defines under 100 APIs.
+pub const API_VERSION_ENTRIES_MAX: usize = 128;
+
+/// One API and the inclusive range of versions served for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiVersionRange {
+    /// The API.
+    pub api_key: ApiKey,
+    /// Lowest version served (inclusive).
+    pub version_min: i16,
+    /// Highest version served (inclusive).
+    pub version_max: i16,
+}
+
+const fn range(api_key: ApiKey, version_min: i16, version_max: i16) -> ApiVersionRange {
+    ApiVersionRange { api_key, version_min, version_max }
+}
+
+/// Every API rill will serve, with the versions it will serve. Ranges sit inside what
+/// `kafka-protocol` 0.18 encodes and stop before versions whose semantics rill does not plan
+/// (topic ids in Fetch 13+, KIP-848 consumer groups, KIP-890 transactions), while covering what
+/// librdkafka 2.x and the Java client negotiate.
+pub const PLANNED_API_VERSIONS: &[ApiVersionRange] = &[
+    range(ApiKey::Produce, 3, 9),
+    range(ApiKey::Fetch, 4, 12),
+    range(ApiKey::ListOffsets, 1, 7),
+    range(ApiKey::Metadata, 1, 12),
+    range(ApiKey::OffsetCommit, 2, 8),
+    range(ApiKey::OffsetFetch, 1, 7),
+    range(ApiKey::FindCoordinator, 0, 4),
+    range(ApiKey::JoinGroup, 0, 7),
+    range(ApiKey::Heartbeat, 0, 4),
+    range(ApiKey::LeaveGroup, 0, 4),
+    range(ApiKey::SyncGroup, 0, 5),
+    range(ApiKey::DescribeGroups, 0, 5),
+    range(ApiKey::ListGroups, 0, 4),
+    range(ApiKey::ApiVersions, 0, 3),
+    range(ApiKey::CreateTopics, 2, 7),
+    range(ApiKey::DeleteTopics, 1, 4),
+    range(ApiKey::InitProducerId, 0, 4),
+    range(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    range(ApiKey::DescribeConfigs, 1, 4),
+];
+
+/// APIs whose handlers exist today. Only these are advertised by [`VersionTable::implemented`].
+pub const IMPLEMENTED_API_KEYS: &[ApiKey] = &[ApiKey::ApiVersions];
+
+/// A validated set of served API versions, at most one entry per API, ordered by API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionTable {
+    /// Entries sorted by API key, each within `kafka-protocol`'s encodable range.
+    entries: Vec<ApiVersionRange>,
+}
+
+impl VersionTable {
+    /// Builds a table, checking each range is non-empty, unique per API and encodable by
+    /// `kafka-protocol` (a range it cannot encode would be a promise we cannot keep).
+    pub fn new(entries: &[ApiVersionRange]) -> Self {
+        assert!(entries.len() <= API_VERSION_ENTRIES_MAX, "version table too long");
+        let mut sorted = entries.to_vec();
+        sorted.sort_by_key(|entry| entry.api_key as i16);
+        for pair in sorted.windows(2) {
+            assert_ne!(pair[0].api_key, pair[1].api_key, "API listed twice in the version table");
+        }
+        for entry in &sorted {
+            let encodable = entry.api_key.valid_versions();
+            assert!(entry.version_min <= entry.version_max, "empty range for {:?}", entry.api_key);
+            assert!(
+                encodable.min <= entry.version_min && entry.version_max <= encodable.max,
+                "{:?} {}..={} outside kafka-protocol's {}",
+                entry.api_key,
+                entry.version_min,
+                entry.version_max,
+                encodable
+            );
+        }
+        Self { entries: sorted }
+    }
+
+    /// The planned entries restricted to [`IMPLEMENTED_API_KEYS`]: what a broker advertises today.
+    pub fn implemented() -> Self {
+        let entries: Vec<ApiVersionRange> = PLANNED_API_VERSIONS
+            .iter()
+            .filter(|entry| IMPLEMENTED_API_KEYS.contains(&entry.api_key))
+            .copied()
+            .collect();
+        assert_eq!(entries.len(), IMPLEMENTED_API_KEYS.len(), "implemented API missing from the plan");
+        Self::new(&entries)
+    }
+
+    /// Every planned entry. For tests and for the day all handlers exist, not for advertising now.
+    pub fn planned() -> Self {
+        Self::new(PLANNED_API_VERSIONS)
+    }
+
+    /// The entries, ordered by API key.
+    pub fn entries(&self) -> &[ApiVersionRange] {
+        &self.entries
+    }
+
+    /// The served range of `api_key`, if it is served at all.
+    pub fn range(&self, api_key: ApiKey) -> Option<ApiVersionRange> {
+        self.entries.iter().find(|entry| entry.api_key == api_key).copied()
+    }
+
+    /// Whether `api_key` at `api_version` is served.
+    pub fn supports(&self, api_key: ApiKey, api_version: i16) -> bool {
+        self.range(api_key)
+            .is_some_and(|entry| entry.version_min <= api_version && api_version <= entry.version_max)
+    }
+
+    /// The ApiVersions response body advertising this table, with `error_code` (0, or
+    /// [`ERROR_CODE_UNSUPPORTED_VERSION`] for the KIP-511 fallback answer).
+    pub fn api_versions_response(&self, error_code: i16) -> ApiVersionsResponse {
+        let api_keys: Vec<ApiVersion> = self
+            .entries
+            .iter()
+            .map(|entry| {
+                ApiVersion::default()
+                    .with_api_key(entry.api_key as i16)
+                    .with_min_version(entry.version_min)
+                    .with_max_version(entry.version_max)
+            })
+            .collect();
+        assert_eq!(api_keys.len(), self.entries.len());
+        ApiVersionsResponse::default().with_error_code(error_code).with_api_keys(api_keys)
+    }
+}
