@@ -1,0 +1,65 @@
+//! The version table: the plan fits kafka-protocol, and only implemented APIs are advertised.
+#![allow(clippy::unwrap_used)]
+
+use broker::protocol::versions::{
+    ApiVersionRange, VersionTable, ERROR_CODE_UNSUPPORTED_VERSION, IMPLEMENTED_API_KEYS,
+    PLANNED_API_VERSIONS,
+};
+use kafka_protocol::messages::ApiKey;
+
+#[test]
+fn plan_lists_every_api_of_issue_4_within_kafka_protocol_ranges() {
+    let table = VersionTable::planned();
+    assert_eq!(table.entries().len(), 19);
+    for entry in PLANNED_API_VERSIONS {
+        let encodable = entry.api_key.valid_versions();
+        assert!(encodable.min <= entry.version_min, "{entry:?}");
+        assert!(entry.version_max <= encodable.max, "{entry:?}");
+    }
+    let expect = |api_key, version_min, version_max| {
+        assert_eq!(table.range(api_key), Some(ApiVersionRange { api_key, version_min, version_max }));
+    };
+    expect(ApiKey::ApiVersions, 0, 3);
+    expect(ApiKey::Produce, 3, 9);
+    expect(ApiKey::Fetch, 4, 12);
+    expect(ApiKey::Metadata, 1, 12);
+    assert!(table.range(ApiKey::SaslHandshake).is_none());
+}
+
+#[test]
+fn implemented_table_advertises_only_api_versions() {
+    let table = VersionTable::implemented();
+    assert_eq!(IMPLEMENTED_API_KEYS, &[ApiKey::ApiVersions]);
+    assert_eq!(table.entries().len(), 1);
+    assert!(table.supports(ApiKey::ApiVersions, 0));
+    assert!(table.supports(ApiKey::ApiVersions, 3));
+    assert!(!table.supports(ApiKey::ApiVersions, 4));
+    assert!(!table.supports(ApiKey::Metadata, 1));
+    let response = table.api_versions_response(ERROR_CODE_UNSUPPORTED_VERSION);
+    assert_eq!(response.error_code, 35);
+    assert_eq!(response.api_keys.len(), 1);
+    assert_eq!(response.api_keys[0].api_key, ApiKey::ApiVersions as i16);
+    assert_eq!((response.api_keys[0].min_version, response.api_keys[0].max_version), (0, 3));
+}
+
+#[test]
+fn table_is_sorted_by_api_key() {
+    let table = VersionTable::planned();
+    let keys: Vec<i16> = table.entries().iter().map(|entry| entry.api_key as i16).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted);
+}
+
+#[test]
+#[should_panic(expected = "outside kafka-protocol")]
+fn table_refuses_a_range_kafka_protocol_cannot_encode() {
+    VersionTable::new(&[ApiVersionRange { api_key: ApiKey::Produce, version_min: 0, version_max: 9 }]);
+}
+
+#[test]
+#[should_panic(expected = "listed twice")]
+fn table_refuses_duplicates() {
+    let entry = ApiVersionRange { api_key: ApiKey::Metadata, version_min: 1, version_max: 2 };
+    VersionTable::new(&[entry, entry]);
+}
