@@ -65,7 +65,13 @@ fn oversized_length_is_rejected_before_the_payload_arrives() {
     let mut decoder = FrameDecoder::new(100);
     decoder.extend(&101i32.to_be_bytes());
     let error = decoder.decode_next().unwrap_err();
-    assert!(matches!(error, ProtocolError::FrameTooLarge { length: 101, frame_bytes_max: 100 }));
+    assert!(matches!(
+        error,
+        ProtocolError::FrameTooLarge {
+            length: 101,
+            frame_bytes_max: 100
+        }
+    ));
 }
 
 #[test]
@@ -81,7 +87,10 @@ fn length_at_the_limit_is_accepted() {
 fn negative_length_is_rejected() {
     let mut decoder = FrameDecoder::new(100);
     decoder.extend(&(-1i32).to_be_bytes());
-    assert!(matches!(decoder.decode_next(), Err(ProtocolError::FrameLengthNegative { length: -1 })));
+    assert!(matches!(
+        decoder.decode_next(),
+        Err(ProtocolError::FrameLengthNegative { length: -1 })
+    ));
 }
 
 #[test]
@@ -97,9 +106,20 @@ async fn reader_returns_pipelined_frames_then_clean_eof() {
     let stream = encode_all(&[b"one".to_vec(), Vec::new(), b"three".to_vec()]);
     let mut source: &[u8] = &stream;
     let mut reader = FrameReader::new(1024);
-    assert_eq!(&reader.read_frame(&mut source).await.unwrap().unwrap()[..], b"one");
-    assert!(reader.read_frame(&mut source).await.unwrap().unwrap().is_empty());
-    assert_eq!(&reader.read_frame(&mut source).await.unwrap().unwrap()[..], b"three");
+    assert_eq!(
+        &reader.read_frame(&mut source).await.unwrap().unwrap()[..],
+        b"one"
+    );
+    assert!(reader
+        .read_frame(&mut source)
+        .await
+        .unwrap()
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        &reader.read_frame(&mut source).await.unwrap().unwrap()[..],
+        b"three"
+    );
     assert!(reader.read_frame(&mut source).await.unwrap().is_none());
 }
 
@@ -109,13 +129,21 @@ async fn reader_reports_truncation_at_eof() {
     let mut source: &[u8] = &stream[..stream.len() - 2];
     let mut reader = FrameReader::new(1024);
     let error = reader.read_frame(&mut source).await.unwrap_err();
-    assert!(matches!(error, ProtocolError::FrameTruncated { buffered_bytes: 10 }));
+    assert!(matches!(
+        error,
+        ProtocolError::FrameTruncated { buffered_bytes: 10 }
+    ));
 }
 
 #[tokio::test]
 async fn write_frame_prefixes_and_flushes() {
     let (mut client, mut server) = tokio::io::duplex(64);
-    broker::protocol::frame::write_frame(&mut client, b"hello").await.unwrap();
+    broker::protocol::frame::write_frame(&mut client, b"hello")
+        .await
+        .unwrap();
     let mut reader = FrameReader::new(1024);
-    assert_eq!(&reader.read_frame(&mut server).await.unwrap().unwrap()[..], b"hello");
+    assert_eq!(
+        &reader.read_frame(&mut server).await.unwrap().unwrap()[..],
+        b"hello"
+    );
 }

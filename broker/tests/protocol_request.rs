@@ -1,7 +1,9 @@
 //! Request decoding and response encoding against kafka-protocol's own encoders and decoders.
 #![allow(clippy::unwrap_used)]
 
-use broker::protocol::request::{decode_request, encode_response, encode_version_unsupported, Decoded};
+use broker::protocol::request::{
+    decode_request, encode_response, encode_version_unsupported, Decoded,
+};
 use broker::protocol::versions::VersionTable;
 use broker::protocol::ProtocolError;
 use bytes::{Bytes, BytesMut};
@@ -41,7 +43,9 @@ fn frame(api_key: ApiKey, version: i16, correlation_id: i32, body: &RequestKind)
         .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_static_str("conformance")));
     let mut out = BytesMut::new();
-    header.encode(&mut out, api_key.request_header_version(version)).unwrap();
+    header
+        .encode(&mut out, api_key.request_header_version(version))
+        .unwrap();
     body.encode(&mut out, version).unwrap();
     out.freeze()
 }
@@ -55,7 +59,8 @@ fn every_planned_api_and_version_round_trips() {
         for version in entry.version_min..=entry.version_max {
             let body = default_request(entry.api_key);
             let correlation_id = i32::from(version) * 1000 + entry.api_key as i32;
-            let decoded = decode_request(frame(entry.api_key, version, correlation_id, &body), &table);
+            let decoded =
+                decode_request(frame(entry.api_key, version, correlation_id, &body), &table);
             let Decoded::Request(request) = decoded.unwrap() else {
                 panic!("{:?} v{version} reported unsupported", entry.api_key);
             };
@@ -77,7 +82,11 @@ fn versions_outside_the_table_are_reported_not_decoded() {
     let decoded = decode_request(frame(ApiKey::Metadata, 12, 77, &body), &table).unwrap();
     assert_eq!(
         decoded,
-        Decoded::VersionUnsupported { api_key: ApiKey::Metadata, api_version: 12, correlation_id: 77 }
+        Decoded::VersionUnsupported {
+            api_key: ApiKey::Metadata,
+            api_version: 12,
+            correlation_id: 77
+        }
     );
 }
 
@@ -85,7 +94,10 @@ fn versions_outside_the_table_are_reported_not_decoded() {
 fn unknown_api_key_is_an_error() {
     let payload = Bytes::from_static(&[0x03, 0xe8, 0, 0, 0, 0, 0, 1, 0xff, 0xff]);
     let error = decode_request(payload, &VersionTable::planned()).unwrap_err();
-    assert!(matches!(error, ProtocolError::ApiKeyUnknown { api_key: 1000 }));
+    assert!(matches!(
+        error,
+        ProtocolError::ApiKeyUnknown { api_key: 1000 }
+    ));
 }
 
 #[test]
@@ -117,7 +129,10 @@ fn unsupported_version_answers_depend_on_an_error_field() {
     assert!(encode_version_unsupported(ApiKey::FindCoordinator, 3, 1, &table).is_ok());
     assert!(matches!(
         encode_version_unsupported(ApiKey::FindCoordinator, 4, 1, &table),
-        Err(ProtocolError::VersionUnsupported { api_key: ApiKey::FindCoordinator, api_version: 4 })
+        Err(ProtocolError::VersionUnsupported {
+            api_key: ApiKey::FindCoordinator,
+            api_version: 4
+        })
     ));
     // Produce has no top-level error code at all; a version kafka-protocol cannot encode neither.
     assert!(encode_version_unsupported(ApiKey::Produce, 9, 1, &table).is_err());

@@ -17,7 +17,14 @@ fn plan_lists_every_api_of_issue_4_within_kafka_protocol_ranges() {
         assert!(entry.version_max <= encodable.max, "{entry:?}");
     }
     let expect = |api_key, version_min, version_max| {
-        assert_eq!(table.range(api_key), Some(ApiVersionRange { api_key, version_min, version_max }));
+        assert_eq!(
+            table.range(api_key),
+            Some(ApiVersionRange {
+                api_key,
+                version_min,
+                version_max
+            })
+        );
     };
     expect(ApiKey::ApiVersions, 0, 3);
     expect(ApiKey::Produce, 3, 9);
@@ -39,13 +46,23 @@ fn implemented_table_advertises_only_api_versions() {
     assert_eq!(response.error_code, 35);
     assert_eq!(response.api_keys.len(), 1);
     assert_eq!(response.api_keys[0].api_key, ApiKey::ApiVersions as i16);
-    assert_eq!((response.api_keys[0].min_version, response.api_keys[0].max_version), (0, 3));
+    assert_eq!(
+        (
+            response.api_keys[0].min_version,
+            response.api_keys[0].max_version
+        ),
+        (0, 3)
+    );
 }
 
 #[test]
 fn table_is_sorted_by_api_key() {
     let table = VersionTable::planned();
-    let keys: Vec<i16> = table.entries().iter().map(|entry| entry.api_key as i16).collect();
+    let keys: Vec<i16> = table
+        .entries()
+        .iter()
+        .map(|entry| entry.api_key as i16)
+        .collect();
     let mut sorted = keys.clone();
     sorted.sort_unstable();
     assert_eq!(keys, sorted);
@@ -54,12 +71,20 @@ fn table_is_sorted_by_api_key() {
 #[test]
 #[should_panic(expected = "outside kafka-protocol")]
 fn table_refuses_a_range_kafka_protocol_cannot_encode() {
-    VersionTable::new(&[ApiVersionRange { api_key: ApiKey::Produce, version_min: 0, version_max: 9 }]);
+    VersionTable::new(&[ApiVersionRange {
+        api_key: ApiKey::Produce,
+        version_min: 0,
+        version_max: 9,
+    }]);
 }
 
 #[test]
 #[should_panic(expected = "listed twice")]
 fn table_refuses_duplicates() {
-    let entry = ApiVersionRange { api_key: ApiKey::Metadata, version_min: 1, version_max: 2 };
+    let entry = ApiVersionRange {
+        api_key: ApiKey::Metadata,
+        version_min: 1,
+        version_max: 2,
+    };
     VersionTable::new(&[entry, entry]);
 }

@@ -3,7 +3,10 @@
 use std::process::Command;
 
 fn rill(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_rill")).args(args).output().expect("rill runs");
+    let output = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args(args)
+        .output()
+        .expect("rill runs");
     let code = output.status.code().expect("rill exits normally");
     let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("rill prints UTF-8");
     (code, text(output.stdout), text(output.stderr))
@@ -17,9 +20,12 @@ fn write_history(name: &str, lines: &[&str]) -> std::path::PathBuf {
     path
 }
 
-const SEND_INVOKE: &str = r#"{"index":0,"type":"invoke","process":0,"time":1,"f":"send","value":[["send","t-0",1]]}"#;
-const SEND_OK: &str = r#"{"index":1,"type":"ok","process":0,"time":2,"f":"send","value":[["send","t-0",[0,1]]]}"#;
-const POLL_INVOKE: &str = r#"{"index":2,"type":"invoke","process":1,"time":3,"f":"poll","value":[["poll"]]}"#;
+const SEND_INVOKE: &str =
+    r#"{"index":0,"type":"invoke","process":0,"time":1,"f":"send","value":[["send","t-0",1]]}"#;
+const SEND_OK: &str =
+    r#"{"index":1,"type":"ok","process":0,"time":2,"f":"send","value":[["send","t-0",[0,1]]]}"#;
+const POLL_INVOKE: &str =
+    r#"{"index":2,"type":"invoke","process":1,"time":3,"f":"poll","value":[["poll"]]}"#;
 
 #[test]
 fn a_valid_history_exits_zero() {
@@ -31,8 +37,10 @@ fn a_valid_history_exits_zero() {
 
 #[test]
 fn a_lost_write_exits_one() {
-    let send2 = r#"{"index":3,"type":"invoke","process":0,"time":4,"f":"send","value":[["send","t-0",2]]}"#;
-    let send2_ok = r#"{"index":4,"type":"ok","process":0,"time":5,"f":"send","value":[["send","t-0",[1,2]]]}"#;
+    let send2 =
+        r#"{"index":3,"type":"invoke","process":0,"time":4,"f":"send","value":[["send","t-0",2]]}"#;
+    let send2_ok =
+        r#"{"index":4,"type":"ok","process":0,"time":5,"f":"send","value":[["send","t-0",[1,2]]]}"#;
     let poll_ok = r#"{"index":5,"type":"ok","process":1,"time":6,"f":"poll","value":[["poll",{"t-0":[[1,2]]}]]}"#;
     let lines = [SEND_INVOKE, SEND_OK, POLL_INVOKE, send2, send2_ok, poll_ok];
     let path = write_history("lost.jsonl", &lines);

@@ -66,7 +66,9 @@ const DEFAULT_SEEDS: u64 = 500;
 
 fn number<T: std::str::FromStr>(flag: &str, value: Option<&String>) -> Result<T, String> {
     let value = value.ok_or_else(|| format!("{flag} needs a value"))?;
-    value.parse().map_err(|_| format!("{flag}: `{value}` is not a valid number"))
+    value
+        .parse()
+        .map_err(|_| format!("{flag}: `{value}` is not a valid number"))
 }
 
 /// Parses the arguments after the program name.
@@ -102,14 +104,28 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         return Err("--seeds must be at least 1".to_string());
     }
     if let Some(seed) = seed {
-        return Ok(Command::Replay { settings, seed, verbose, report, check_determinism: check });
+        return Ok(Command::Replay {
+            settings,
+            seed,
+            verbose,
+            report,
+            check_determinism: check,
+        });
     }
     if report.is_some() {
         return Err("--report goes with --seed".to_string());
     }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let jobs = jobs.unwrap_or(cores).max(1);
-    Ok(Command::Campaign { settings, start, count, jobs, check_determinism: check })
+    Ok(Command::Campaign {
+        settings,
+        start,
+        count,
+        jobs,
+        check_determinism: check,
+    })
 }
 
 /// Runs a parsed command; `Ok(false)` means the simulation found a violation.
@@ -126,12 +142,24 @@ pub fn execute(command: Command) -> Result<bool, String> {
             }
             Ok(true)
         }
-        Command::Replay { settings, seed, verbose, report, check_determinism } => {
-            replay(settings, seed, verbose, report, check_determinism)
-        }
-        Command::Campaign { settings, start, count, jobs, check_determinism } => {
+        Command::Replay {
+            settings,
+            seed,
+            verbose,
+            report,
+            check_determinism,
+        } => replay(settings, seed, verbose, report, check_determinism),
+        Command::Campaign {
+            settings,
+            start,
+            count,
+            jobs,
+            check_determinism,
+        } => {
             let scenario = scenarios::build(&settings);
-            let end = start.checked_add(count).ok_or("--start + --seeds overflows")?;
+            let end = start
+                .checked_add(count)
+                .ok_or("--start + --seeds overflows")?;
             let options = CampaignOptions {
                 seeds: (start..end).collect(),
                 jobs,
@@ -141,7 +169,11 @@ pub fn execute(command: Command) -> Result<bool, String> {
             eprintln!(
                 "rill sim: scenario {}, seeds {start}..{end}, {jobs} jobs{}",
                 scenario.name(),
-                if check_determinism { ", each seed twice (determinism check)" } else { "" }
+                if check_determinism {
+                    ", each seed twice (determinism check)"
+                } else {
+                    ""
+                }
             );
             let report = runner::run_campaign(Arc::clone(&scenario), &options);
             print!("{}", runner::summarize(scenario.as_ref(), &report));
@@ -190,7 +222,10 @@ fn replay(
                 println!("last events:\n{}", run.trace.tail(40));
             }
             println!("VIOLATION: {violation}");
-            println!("replay: {}", runner::replay_command(scenario.as_ref(), seed));
+            println!(
+                "replay: {}",
+                runner::replay_command(scenario.as_ref(), seed)
+            );
         }
         None if ok => println!("verdict: PASS"),
         None => {}
@@ -199,6 +234,7 @@ fn replay(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -209,7 +245,12 @@ mod tests {
     #[test]
     fn no_arguments_is_the_default_campaign() {
         match parse(&[]).expect("empty arguments parse") {
-            Command::Campaign { start, count, check_determinism, .. } => {
+            Command::Campaign {
+                start,
+                count,
+                check_determinism,
+                ..
+            } => {
                 assert_eq!((start, count, check_determinism), (1, DEFAULT_SEEDS, false));
             }
             other => panic!("expected a campaign, got {other:?}"),
@@ -219,14 +260,27 @@ mod tests {
     #[test]
     fn a_seed_means_replay() {
         let command = parse(&args("--seed 42 --verbose")).expect("parses");
-        assert!(matches!(command, Command::Replay { seed: 42, verbose: true, .. }));
+        assert!(matches!(
+            command,
+            Command::Replay {
+                seed: 42,
+                verbose: true,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn bad_input_is_a_clear_error() {
-        assert!(parse(&args("--seeds")).unwrap_err().contains("needs a value"));
-        assert!(parse(&args("--seeds x")).unwrap_err().contains("not a valid number"));
-        assert!(parse(&args("--frobnicate")).unwrap_err().contains("unknown option"));
+        assert!(parse(&args("--seeds"))
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(parse(&args("--seeds x"))
+            .unwrap_err()
+            .contains("not a valid number"));
+        assert!(parse(&args("--frobnicate"))
+            .unwrap_err()
+            .contains("unknown option"));
         assert!(parse(&args("--seeds 0")).is_err());
         assert!(parse(&args("--report x.html")).is_err());
     }

@@ -10,11 +10,16 @@ use std::fmt::Write as _;
 const CHART_WIDTH: f64 = 1100.0;
 const CHART_HEIGHT: f64 = 360.0;
 const MARGIN: f64 = 50.0;
-const COLORS: [&str; 6] = ["#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"];
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf",
+];
 
 /// Escapes text for HTML.
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Renders the run as a self-contained HTML page.
@@ -43,7 +48,12 @@ pub fn render(scenario: &dyn Scenario, seed: u64, run: &SeedRun) -> String {
     html.push_str(&chart(&run.timeline));
     html.push_str("<h2>Events</h2><pre>");
     for (index, event) in run.trace.events().iter().enumerate() {
-        let class = if run.timeline.marks.iter().any(|(step, _)| *step == index as u64) {
+        let class = if run
+            .timeline
+            .marks
+            .iter()
+            .any(|(step, _)| *step == index as u64)
+        {
             " class=fault"
         } else {
             ""
@@ -105,8 +115,10 @@ fn chart(timeline: &Timeline) -> String {
     }
     for (index, (name, points)) in timeline.series.iter().enumerate() {
         let color = COLORS[index % COLORS.len()];
-        let path: Vec<String> =
-            points.iter().map(|(s, v)| format!("{:.1},{:.1}", x(*s), y(*v))).collect();
+        let path: Vec<String> = points
+            .iter()
+            .map(|(s, v)| format!("{:.1},{:.1}", x(*s), y(*v)))
+            .collect();
         let _ = write!(
             svg,
             "<polyline fill=none stroke='{color}' stroke-width=1.5 points='{}'/>\

@@ -106,7 +106,10 @@ pub fn run_seed_isolated(scenario: Arc<dyn Scenario>, seed: u64) -> SeedRun {
                 .cloned()
                 .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "non-string panic payload".to_string());
-            SeedRun { violation: Some(format!("panic: {message}")), ..SeedRun::default() }
+            SeedRun {
+                violation: Some(format!("panic: {message}")),
+                ..SeedRun::default()
+            }
         }
     }
 }
@@ -120,13 +123,21 @@ fn run_one(scenario: &Arc<dyn Scenario>, seed: u64, check_determinism: bool) -> 
     } else {
         None
     };
-    SeedResult { seed, run, divergence, wall: started.elapsed() }
+    SeedResult {
+        seed,
+        run,
+        divergence,
+        wall: started.elapsed(),
+    }
 }
 
 /// Runs every seed of `options` and returns the results sorted by seed.
 pub fn run_campaign(scenario: Arc<dyn Scenario>, options: &CampaignOptions) -> CampaignReport {
     assert!(options.jobs >= 1, "a campaign needs at least one job");
-    assert!(!options.seeds.is_empty(), "a campaign needs at least one seed");
+    assert!(
+        !options.seeds.is_empty(),
+        "a campaign needs at least one seed"
+    );
     let started = Instant::now();
     let seeds = Arc::new(options.seeds.clone());
     let next = Arc::new(AtomicUsize::new(0));
@@ -152,12 +163,22 @@ pub fn run_campaign(scenario: Arc<dyn Scenario>, options: &CampaignOptions) -> C
         results.push(result);
     }
     for worker in workers {
-        worker.join().expect("campaign workers do not panic: seeds run on their own threads");
+        worker
+            .join()
+            .expect("campaign workers do not panic: seeds run on their own threads");
     }
     progress.finish();
     results.sort_by_key(|r| r.seed);
-    assert_eq!(results.len(), seeds.len(), "every seed reports exactly once");
-    CampaignReport { results, wall: started.elapsed(), jobs: options.jobs }
+    assert_eq!(
+        results.len(),
+        seeds.len(),
+        "every seed reports exactly once"
+    );
+    CampaignReport {
+        results,
+        wall: started.elapsed(),
+        jobs: options.jobs,
+    }
 }
 
 /// A progress bar on a terminal; on a pipe (CI) a line every tenth of the campaign.
@@ -181,7 +202,13 @@ impl Progress {
             bar.set_style(style);
             bar
         });
-        Progress { bar, total, done: 0.into(), failed: 0.into(), enabled }
+        Progress {
+            bar,
+            total,
+            done: 0.into(),
+            failed: 0.into(),
+            enabled,
+        }
     }
 
     fn advance(&self, result: &SeedResult) {
@@ -197,8 +224,12 @@ impl Progress {
             }
             None if self.enabled => {
                 let step = (self.total / 10).max(1);
-                if done % step == 0 || done == self.total {
-                    eprintln!("  {done}/{} seeds, {} failed", self.total, self.failed.get());
+                if done.is_multiple_of(step) || done == self.total {
+                    eprintln!(
+                        "  {done}/{} seeds, {} failed",
+                        self.total,
+                        self.failed.get()
+                    );
                 }
             }
             None => {}
@@ -214,7 +245,10 @@ impl Progress {
 
 /// The one-line command that replays `seed` of `scenario`.
 pub fn replay_command(scenario: &dyn Scenario, seed: u64) -> String {
-    let mut parts = vec!["cargo sim".to_string(), format!("--scenario {}", scenario.name())];
+    let mut parts = vec![
+        "cargo sim".to_string(),
+        format!("--scenario {}", scenario.name()),
+    ];
     parts.extend(scenario.replay_args());
     parts.push(format!("--seed {seed}"));
     parts.join(" ")
@@ -225,7 +259,11 @@ pub fn summarize(scenario: &dyn Scenario, report: &CampaignReport) -> String {
     use std::fmt::Write as _;
     let seeds = report.results.len() as u64;
     let failed = report.failures().count();
-    let nondeterministic = report.results.iter().filter(|r| r.divergence.is_some()).count();
+    let nondeterministic = report
+        .results
+        .iter()
+        .filter(|r| r.divergence.is_some())
+        .count();
     let steps: u64 = report.results.iter().map(|r| r.run.steps).sum();
     let simulated_ms: u64 = report.results.iter().map(|r| r.run.simulated_ms).sum();
     let wall = report.wall.as_secs_f64().max(1e-9);
@@ -233,15 +271,36 @@ pub fn summarize(scenario: &dyn Scenario, report: &CampaignReport) -> String {
     let _ = writeln!(out, "scenario {:<24} jobs {}", scenario.name(), report.jobs);
     let _ = writeln!(out, "  seeds run           {seeds}");
     let _ = writeln!(out, "  seeds passed        {}", seeds - failed as u64);
-    let _ = writeln!(out, "  violations          {}", failed - nondeterministic.min(failed));
+    let _ = writeln!(
+        out,
+        "  violations          {}",
+        failed - nondeterministic.min(failed)
+    );
     let _ = writeln!(out, "  nondeterministic    {nondeterministic}");
     let _ = writeln!(out, "  operations          {steps}");
-    let _ = writeln!(out, "  simulated time      {:.1} s", simulated_ms as f64 / 1000.0);
+    let _ = writeln!(
+        out,
+        "  simulated time      {:.1} s",
+        simulated_ms as f64 / 1000.0
+    );
     let _ = writeln!(out, "  wall time           {wall:.1} s");
-    let _ = writeln!(out, "  simulated/wall      {:.0}x", simulated_ms as f64 / 1000.0 / wall);
-    let _ = writeln!(out, "  seeds per hour      {:.0}", seeds as f64 * 3600.0 / wall);
+    let _ = writeln!(
+        out,
+        "  simulated/wall      {:.0}x",
+        simulated_ms as f64 / 1000.0 / wall
+    );
+    let _ = writeln!(
+        out,
+        "  seeds per hour      {:.0}",
+        seeds as f64 * 3600.0 / wall
+    );
     for result in report.failures() {
-        let _ = writeln!(out, "\nFAILED seed {} ({})", result.seed, scenario.describe(result.seed));
+        let _ = writeln!(
+            out,
+            "\nFAILED seed {} ({})",
+            result.seed,
+            scenario.describe(result.seed)
+        );
         if let Some(violation) = &result.run.violation {
             let _ = writeln!(out, "  violation: {violation}");
         }

@@ -32,8 +32,15 @@ pub fn check_bug(scenario: ScenarioName, bug: &str) -> Result<(), String> {
     if BUGS.iter().any(|(s, b, _)| *s == name && *b == bug) {
         return Ok(());
     }
-    let known: Vec<&str> = BUGS.iter().filter(|(s, _, _)| *s == name).map(|(_, b, _)| *b).collect();
-    Err(format!("scenario {name} has no bug `{bug}` (known: {})", known.join(", ")))
+    let known: Vec<&str> = BUGS
+        .iter()
+        .filter(|(s, _, _)| *s == name)
+        .map(|(_, b, _)| *b)
+        .collect();
+    Err(format!(
+        "scenario {name} has no bug `{bug}` (known: {})",
+        known.join(", ")
+    ))
 }
 
 /// Parses a `--scenario` value.
@@ -42,7 +49,10 @@ pub fn parse_name(name: &str) -> Result<ScenarioName, String> {
         "storage" => Ok(ScenarioName::Storage),
         other => {
             let known: Vec<&str> = LIST.iter().map(|(n, _)| *n).collect();
-            Err(format!("unknown scenario `{other}` (known: {})", known.join(", ")))
+            Err(format!(
+                "unknown scenario `{other}` (known: {})",
+                known.join(", ")
+            ))
         }
     }
 }
@@ -61,8 +71,9 @@ pub struct Settings {
 /// Builds the scenario the settings name.
 pub fn build(settings: &Settings) -> Arc<dyn Scenario> {
     match settings.scenario {
-        ScenarioName::Storage => {
-            Arc::new(crate::storage::StorageScenario::new(settings.steps, settings.bug.is_some()))
-        }
+        ScenarioName::Storage => Arc::new(crate::storage::StorageScenario::new(
+            settings.steps,
+            settings.bug.is_some(),
+        )),
     }
 }

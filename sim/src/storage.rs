@@ -65,8 +65,16 @@ impl StorageDraw {
             compacted,
             retention_bytes: (!compacted && rng.gen_bool(0.3)).then(|| rng.gen_range(8..64) * 1024),
             crash_permille: rng.gen_range(5..40),
-            io_error_permille: if rng.gen_bool(0.5) { rng.gen_range(1..20) } else { 0 },
-            bit_flip_permille: if rng.gen_bool(0.25) { rng.gen_range(1..6) } else { 0 },
+            io_error_permille: if rng.gen_bool(0.5) {
+                rng.gen_range(1..20)
+            } else {
+                0
+            },
+            bit_flip_permille: if rng.gen_bool(0.25) {
+                rng.gen_range(1..6)
+            } else {
+                0
+            },
         }
     }
 
@@ -103,7 +111,11 @@ impl StorageScenario {
     /// that lies about fsync (the only storage bug switch).
     pub fn new(steps: Option<u64>, lying_fsync: bool) -> Self {
         let steps_given = steps.is_some();
-        StorageScenario { steps: steps.unwrap_or(STEPS_DEFAULT), steps_given, lying_fsync }
+        StorageScenario {
+            steps: steps.unwrap_or(STEPS_DEFAULT),
+            steps_given,
+            lying_fsync,
+        }
     }
 }
 
@@ -209,8 +221,15 @@ struct World {
 impl World {
     fn new(seed: u64, draw: StorageDraw, lying_fsync: bool) -> Self {
         let disk = Arc::new(MemDisk::new(seed));
-        let lie = if lying_fsync { SYNC_LIE_PROBABILITY } else { 0.0 };
-        let disk_faults = FaultConfig { sync_lie_probability: lie, ..FaultConfig::default() };
+        let lie = if lying_fsync {
+            SYNC_LIE_PROBABILITY
+        } else {
+            0.0
+        };
+        let disk_faults = FaultConfig {
+            sync_lie_probability: lie,
+            ..FaultConfig::default()
+        };
         disk.set_faults(disk_faults.clone());
         let dir = PathBuf::from("data/t-0");
         let mut world = World {
@@ -260,8 +279,11 @@ impl World {
     fn step(&mut self) {
         self.now_ms += self.rng.gen_range(0..200);
         let roll = self.rng.gen_range(0..1000u32);
-        let (crash, io, flip) =
-            (self.draw.crash_permille, self.draw.io_error_permille, self.draw.bit_flip_permille);
+        let (crash, io, flip) = (
+            self.draw.crash_permille,
+            self.draw.io_error_permille,
+            self.draw.bit_flip_permille,
+        );
         if roll < crash {
             self.crash_and_recover("crash");
         } else if roll < crash + io {
@@ -301,10 +323,14 @@ impl World {
                     return;
                 }
                 Err(error) if is_io(&error) && attempt < OPEN_ATTEMPTS_MAX => {
-                    self.event(format!("{why}: open attempt {attempt} failed (retrying): {error}"));
+                    self.event(format!(
+                        "{why}: open attempt {attempt} failed (retrying): {error}"
+                    ));
                 }
                 Err(error) if self.corrupted && is_corruption(&error) => {
-                    self.event(format!("{why}: corruption detected on open (expected): {error}"));
+                    self.event(format!(
+                        "{why}: corruption detected on open (expected): {error}"
+                    ));
                     self.finished = true;
                     return;
                 }
@@ -327,7 +353,9 @@ impl World {
                 Ok((records, next_offset)) => {
                     if next_offset.0 <= next {
                         let at = next_offset.0;
-                        self.fail(format!("read at {next} made no progress (next offset {at})"));
+                        self.fail(format!(
+                            "read at {next} made no progress (next offset {at})"
+                        ));
                         return;
                     }
                     next = next_offset.0;
@@ -352,7 +380,11 @@ impl World {
             return;
         }
         for (offset, record) in &seen {
-            let expected = self.model.records.get(offset).or(self.model.uncertain.get(offset));
+            let expected = self
+                .model
+                .records
+                .get(offset)
+                .or(self.model.uncertain.get(offset));
             if expected != Some(record) {
                 self.fail(format!(
                     "recovered offset {offset} holds {} but the model has {}",
@@ -372,7 +404,9 @@ impl World {
         for (index, (offset, _)) in seen.iter().enumerate() {
             let expected = start + index as i64;
             if *offset != expected {
-                self.fail(format!("offsets not dense: found {offset} where {expected} belongs"));
+                self.fail(format!(
+                    "offsets not dense: found {offset} where {expected} belongs"
+                ));
                 return;
             }
         }
@@ -397,14 +431,22 @@ impl World {
         self.disk.crash();
         self.disk.set_faults(self.disk_faults.clone());
         self.timeline.mark(self.trace.len(), why.to_string());
-        self.event(format!("{why}: power loss, durable log end {}", self.model.durable));
+        self.event(format!(
+            "{why}: power loss, durable log end {}",
+            self.model.durable
+        ));
         self.open(why);
     }
 
     fn inject_io_error(&mut self) {
-        let op = if self.rng.gen_bool(0.5) { FaultOp::Write } else { FaultOp::Sync };
+        let op = if self.rng.gen_bool(0.5) {
+            FaultOp::Write
+        } else {
+            FaultOp::Sync
+        };
         self.disk.fail_next(op, 1);
-        self.timeline.mark(self.trace.len(), format!("{op:?} error"));
+        self.timeline
+            .mark(self.trace.len(), format!("{op:?} error"));
         self.event(format!("inject: next {op:?} fails"));
     }
 
@@ -420,7 +462,8 @@ impl World {
         let path = self.dir.join(&name);
         if let Ok(Some(position)) = self.disk.flip_random_bit(&path) {
             self.corrupted = true;
-            self.timeline.mark(self.trace.len(), format!("bit flip {name}@{position}"));
+            self.timeline
+                .mark(self.trace.len(), format!("bit flip {name}@{position}"));
             self.event(format!("inject: bit flip in {name} at byte {position}"));
         }
     }
@@ -457,7 +500,9 @@ impl World {
             Ok(info) => {
                 if info.first_offset.0 != first || info.last_offset.0 != first + count as i64 - 1 {
                     let got = format!("{}..={}", info.first_offset, info.last_offset);
-                    self.fail(format!("append of {count} at {first} was given offsets {got}"));
+                    self.fail(format!(
+                        "append of {count} at {first} was given offsets {got}"
+                    ));
                     return;
                 }
                 for (i, record) in records.into_iter().enumerate() {
@@ -487,7 +532,10 @@ impl World {
         let tombstone = self.draw.compacted && self.rng.gen_ratio(1, 10);
         let padding = "x".repeat(self.rng.gen_range(0..400));
         let value = (!tombstone).then(|| format!("value-{}-{padding}", self.next_value));
-        Rec { key: key.into_bytes(), value: value.map(String::into_bytes) }
+        Rec {
+            key: key.into_bytes(),
+            value: value.map(String::into_bytes),
+        }
     }
 
     fn flush(&mut self) {
@@ -529,7 +577,10 @@ impl World {
         for (index, (offset, record)) in served.iter().enumerate() {
             if self.model.records.get(offset) != Some(record) {
                 let model = show(self.model.records.get(offset));
-                self.fail(format!("read served {} at {offset}, model {model}", show(Some(record))));
+                self.fail(format!(
+                    "read served {} at {offset}, model {model}",
+                    show(Some(record))
+                ));
                 return;
             }
             if !self.draw.compacted && *offset != from + index as i64 {
@@ -553,7 +604,11 @@ impl World {
                 // `to` (compaction may have emptied that batch and earlier ones: then lower).
                 let leo = log.log_end_offset().0;
                 let batch_start = self.model.batch_starts.range(..=to).next_back().copied();
-                let lowest = if self.draw.compacted { 0 } else { batch_start.unwrap_or(0) };
+                let lowest = if self.draw.compacted {
+                    0
+                } else {
+                    batch_start.unwrap_or(0)
+                };
                 if leo > to || leo < lowest {
                     self.fail(format!("truncate to {to} left the log end at {leo}"));
                     return;
@@ -605,7 +660,9 @@ impl World {
             Ok(what) => {
                 let after = log.log_start_offset().0;
                 if after < before {
-                    self.fail(format!("{what} moved the log start back from {before} to {after}"));
+                    self.fail(format!(
+                        "{what} moved the log start back from {before} to {after}"
+                    ));
                     return;
                 }
                 self.event(format!("{what}: log start {before} -> {after}"));
@@ -629,7 +686,10 @@ fn read_records(
         for record in view.records() {
             let record = record?;
             let key = record.key.unwrap_or_default().to_vec();
-            let rec = Rec { key, value: record.value.map(<[u8]>::to_vec) };
+            let rec = Rec {
+                key,
+                value: record.value.map(<[u8]>::to_vec),
+            };
             out.push((record.offset.0, rec));
         }
     }

@@ -24,7 +24,11 @@ pub struct Trace {
 
 impl Default for Trace {
     fn default() -> Self {
-        Trace { events: Vec::new(), count: 0, hash: FNV_OFFSET }
+        Trace {
+            events: Vec::new(),
+            count: 0,
+            hash: FNV_OFFSET,
+        }
     }
 }
 

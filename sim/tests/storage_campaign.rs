@@ -11,13 +11,21 @@ fn scenario() -> Arc<dyn Scenario> {
 
 #[test]
 fn a_batch_of_seeds_passes_and_is_deterministic() {
-    let options = CampaignOptions { seeds: (1..=24).collect(), jobs: 2, check_determinism: true, progress: false };
+    let options = CampaignOptions {
+        seeds: (1..=24).collect(),
+        jobs: 2,
+        check_determinism: true,
+        progress: false,
+    };
     let scenario = scenario();
     let report = run_campaign(Arc::clone(&scenario), &options);
     let summary = sim::runner::summarize(scenario.as_ref(), &report);
     assert_eq!(report.results.len(), 24, "{summary}");
     assert!(report.failures().next().is_none(), "{summary}");
-    assert!(report.results.iter().all(|r| r.run.steps > 0), "every seed did work");
+    assert!(
+        report.results.iter().all(|r| r.run.steps > 0),
+        "every seed did work"
+    );
 }
 
 #[test]
@@ -60,12 +68,23 @@ fn the_report_is_a_page_with_a_chart() {
 #[test]
 fn a_disk_that_lies_about_fsync_is_caught() {
     let lying: Arc<dyn Scenario> = Arc::new(StorageScenario::new(Some(200), true));
-    let options = CampaignOptions { seeds: (1..=16).collect(), jobs: 2, check_determinism: false, progress: false };
+    let options = CampaignOptions {
+        seeds: (1..=16).collect(),
+        jobs: 2,
+        check_determinism: false,
+        progress: false,
+    };
     let report = run_campaign(Arc::clone(&lying), &options);
     let caught: Vec<u64> = report.failures().map(|r| r.seed).collect();
     assert!(!caught.is_empty(), "16 seeds on a lying disk found nothing");
     let first = report.failures().next().expect("at least one failure");
-    assert!(first.run.violation.is_some(), "a lying disk is a violation, not nondeterminism");
+    assert!(
+        first.run.violation.is_some(),
+        "a lying disk is a violation, not nondeterminism"
+    );
     let replay = sim::runner::replay_command(lying.as_ref(), first.seed);
-    assert!(replay.contains("--bug lying-fsync"), "the replay repeats the bug: {replay}");
+    assert!(
+        replay.contains("--bug lying-fsync"),
+        "the replay repeats the bug: {replay}"
+    );
 }

@@ -30,7 +30,10 @@ impl Offset {
 
     /// The number of records in `[from, self)`.
     pub fn distance_from(self, from: Offset) -> i64 {
-        assert!(self >= from, "distance from a later offset: {from} > {self}");
+        assert!(
+            self >= from,
+            "distance from a later offset: {from} > {self}"
+        );
         self.0 - from.0
     }
 }

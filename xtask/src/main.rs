@@ -28,7 +28,9 @@ fn main() -> ExitCode {
             print_help();
             Ok(())
         }
-        other => Err(format!("unknown xtask command `{other}`; try `cargo xtask help`")),
+        other => Err(format!(
+            "unknown xtask command `{other}`; try `cargo xtask help`"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,8 +57,14 @@ fn print_help() {
 /// The workspace root: xtask lives one directory below it.
 fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let root = manifest.parent().expect("xtask lives inside the workspace").to_path_buf();
-    assert!(root.join("Cargo.toml").exists(), "workspace root has a Cargo.toml: {root:?}");
+    let root = manifest
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf();
+    assert!(
+        root.join("Cargo.toml").exists(),
+        "workspace root has a Cargo.toml: {root:?}"
+    );
     root
 }
 
@@ -104,12 +112,23 @@ fn normal_cargo(root: &Path) -> Command {
 fn sim(args: &[String]) -> Result<(), String> {
     let root = workspace_root();
     let mut build = madsim_cargo(&root);
-    build.args(["build", "--quiet", "--profile", "sim", "--package", "sim", "--bin", "rill-sim"]);
+    build.args([
+        "build",
+        "--quiet",
+        "--profile",
+        "sim",
+        "--package",
+        "sim",
+        "--bin",
+        "rill-sim",
+    ]);
     run_checked(build, "building the simulator (--cfg madsim)")?;
     let binary = sim_target_dir(&root).join("sim").join("rill-sim");
     let mut run = Command::new(&binary);
     run.current_dir(&root).args(args);
-    let status = run.status().map_err(|e| format!("cannot start {binary:?}: {e}"))?;
+    let status = run
+        .status()
+        .map_err(|e| format!("cannot start {binary:?}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -118,7 +137,9 @@ fn sim(args: &[String]) -> Result<(), String> {
 }
 
 fn run_checked(mut command: Command, what: &str) -> Result<(), String> {
-    let status = command.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    let status = command
+        .status()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -136,35 +157,72 @@ fn ci_steps(root: &Path) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut fmt = normal_cargo(root);
     fmt.args(["fmt", "--all", "--", "--check"]);
-    steps.push(Step { name: "fmt", command: fmt });
+    steps.push(Step {
+        name: "fmt",
+        command: fmt,
+    });
 
     let mut clippy = normal_cargo(root);
-    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
-    steps.push(Step { name: "clippy", command: clippy });
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    steps.push(Step {
+        name: "clippy",
+        command: clippy,
+    });
 
     let mut test = normal_cargo(root);
     test.args(["test", "--workspace", "--all-targets"]);
-    steps.push(Step { name: "test", command: test });
+    steps.push(Step {
+        name: "test",
+        command: test,
+    });
 
     let mut sim_clippy = madsim_cargo(root);
-    sim_clippy.args(["clippy", "--profile", "sim", "--package", "sim", "--all-targets"]);
+    sim_clippy.args([
+        "clippy",
+        "--profile",
+        "sim",
+        "--package",
+        "sim",
+        "--all-targets",
+    ]);
     sim_clippy.args(["--", "-D", "warnings"]);
-    steps.push(Step { name: "madsim-clippy", command: sim_clippy });
+    steps.push(Step {
+        name: "madsim-clippy",
+        command: sim_clippy,
+    });
 
     let mut sim_test = madsim_cargo(root);
     sim_test.args(["test", "--profile", "sim", "--package", "sim"]);
-    steps.push(Step { name: "madsim-test", command: sim_test });
+    steps.push(Step {
+        name: "madsim-test",
+        command: sim_test,
+    });
 
     let mut determinism = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
-    determinism.current_dir(root).args(["run", "--quiet", "--package", "xtask", "--", "sim"]);
+    determinism
+        .current_dir(root)
+        .args(["run", "--quiet", "--package", "xtask", "--", "sim"]);
     determinism.args(["--ci", "--seeds", &CI_SIM_SEEDS.to_string()]);
-    steps.push(Step { name: "sim-determinism", command: determinism });
+    steps.push(Step {
+        name: "sim-determinism",
+        command: determinism,
+    });
 
     let tla = root.join("tla").join("check");
     if tla.exists() {
         let mut command = Command::new("bash");
         command.current_dir(root).arg(tla);
-        steps.push(Step { name: "tla", command });
+        steps.push(Step {
+            name: "tla",
+            command,
+        });
     }
     steps
 }
@@ -188,7 +246,11 @@ fn ci(args: &[String]) -> Result<(), String> {
         let started = Instant::now();
         let result = run_checked(step.command, step.name);
         let seconds = started.elapsed().as_secs_f64();
-        timings.push((step.name, seconds, if result.is_ok() { "ok" } else { "FAILED" }));
+        timings.push((
+            step.name,
+            seconds,
+            if result.is_ok() { "ok" } else { "FAILED" },
+        ));
         if let Err(message) = result {
             failure = Some(message);
             break;

@@ -14,7 +14,9 @@ use kafka_protocol::messages::{ApiKey, ResponseKind};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::frame::{write_frame, FrameReader, FRAME_BYTES_MAX_DEFAULT};
-use super::request::{decode_request, encode_response, encode_version_unsupported, Decoded, Request};
+use super::request::{
+    decode_request, encode_response, encode_version_unsupported, Decoded, Request,
+};
 use super::versions::VersionTable;
 use super::ProtocolError;
 
@@ -48,7 +50,10 @@ impl fmt::Display for Refusal {
 pub trait RequestHandler {
     /// Answers `request` with a response body of the same API, to be encoded at
     /// `request.api_version()`, or refuses it (the connection then closes).
-    fn handle(&self, request: Request) -> impl Future<Output = Result<ResponseKind, Refusal>> + Send;
+    fn handle(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<ResponseKind, Refusal>> + Send;
 }
 
 /// Per-connection limits.
@@ -62,7 +67,10 @@ pub struct ConnectionConfig {
 
 impl Default for ConnectionConfig {
     fn default() -> Self {
-        Self { frame_bytes_max: FRAME_BYTES_MAX_DEFAULT, request_timeout: REQUEST_TIMEOUT_DEFAULT }
+        Self {
+            frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
+            request_timeout: REQUEST_TIMEOUT_DEFAULT,
+        }
     }
 }
 
@@ -79,7 +87,10 @@ where
     H: RequestHandler,
 {
     assert!(config.frame_bytes_max > 0);
-    assert!(!config.request_timeout.is_zero(), "a zero timeout would refuse every request");
+    assert!(
+        !config.request_timeout.is_zero(),
+        "a zero timeout would refuse every request"
+    );
     let result = serve_frames(&mut stream, table, handler, config).await;
     if let Err(error) = &result {
         tracing::warn!(%error, "closing Kafka connection");
@@ -121,13 +132,20 @@ async fn answer<H: RequestHandler>(
 ) -> Result<Bytes, ProtocolError> {
     let request = match decode_request(payload, table)? {
         Decoded::Request(request) => request,
-        Decoded::VersionUnsupported { api_key, api_version, correlation_id } => {
+        Decoded::VersionUnsupported {
+            api_key,
+            api_version,
+            correlation_id,
+        } => {
             tracing::debug!(?api_key, api_version, "request at an unsupported version");
             return encode_version_unsupported(api_key, api_version, correlation_id, table);
         }
     };
-    let (api_key, api_version, correlation_id) =
-        (request.api_key, request.api_version(), request.correlation_id());
+    let (api_key, api_version, correlation_id) = (
+        request.api_key,
+        request.api_version(),
+        request.correlation_id(),
+    );
     assert!(table.supports(api_key, api_version));
     let body = if api_key == ApiKey::ApiVersions {
         ResponseKind::ApiVersions(table.api_versions_response(0))
@@ -136,8 +154,13 @@ async fn answer<H: RequestHandler>(
             Ok(Ok(body)) => body,
             Ok(Err(refusal)) => return Err(ProtocolError::Refused { api_key, refusal }),
             Err(_elapsed) => {
-                let timeout_ms = u64::try_from(config.request_timeout.as_millis()).unwrap_or(u64::MAX);
-                return Err(ProtocolError::RequestTimedOut { api_key, correlation_id, timeout_ms });
+                let timeout_ms =
+                    u64::try_from(config.request_timeout.as_millis()).unwrap_or(u64::MAX);
+                return Err(ProtocolError::RequestTimedOut {
+                    api_key,
+                    correlation_id,
+                    timeout_ms,
+                });
             }
         }
     };

@@ -31,9 +31,15 @@ impl FrameDecoder {
     /// A decoder that rejects frames whose payload exceeds `frame_bytes_max` bytes.
     pub fn new(frame_bytes_max: u32) -> Self {
         // The limit must fit Kafka's signed 32-bit sizes, or a "valid" length could read as negative.
-        assert!(frame_bytes_max <= i32::MAX as u32, "frame_bytes_max above i32::MAX");
+        assert!(
+            frame_bytes_max <= i32::MAX as u32,
+            "frame_bytes_max above i32::MAX"
+        );
         assert!(frame_bytes_max > 0, "frame_bytes_max must admit some frame");
-        Self { frame_bytes_max, buffer: BytesMut::new() }
+        Self {
+            frame_bytes_max,
+            buffer: BytesMut::new(),
+        }
     }
 
     /// The configured payload limit.
@@ -74,7 +80,9 @@ impl FrameDecoder {
         if self.buffer.is_empty() {
             Ok(())
         } else {
-            Err(ProtocolError::FrameTruncated { buffered_bytes: self.buffer.len() })
+            Err(ProtocolError::FrameTruncated {
+                buffered_bytes: self.buffer.len(),
+            })
         }
     }
 
@@ -83,7 +91,10 @@ impl FrameDecoder {
             return Err(ProtocolError::FrameLengthNegative { length });
         };
         if length > self.frame_bytes_max {
-            return Err(ProtocolError::FrameTooLarge { length, frame_bytes_max: self.frame_bytes_max });
+            return Err(ProtocolError::FrameTooLarge {
+                length,
+                frame_bytes_max: self.frame_bytes_max,
+            });
         }
         Ok(length)
     }
@@ -109,7 +120,10 @@ pub struct FrameReader {
 impl FrameReader {
     /// A reader enforcing `frame_bytes_max` on every frame.
     pub fn new(frame_bytes_max: u32) -> Self {
-        Self { decoder: FrameDecoder::new(frame_bytes_max), chunk: vec![0; READ_CHUNK_BYTES] }
+        Self {
+            decoder: FrameDecoder::new(frame_bytes_max),
+            chunk: vec![0; READ_CHUNK_BYTES],
+        }
     }
 
     /// Next frame's payload; `Ok(None)` on a clean end of stream at a frame boundary.

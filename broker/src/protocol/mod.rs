@@ -94,7 +94,9 @@ pub enum ProtocolError {
         refusal: connection::Refusal,
     },
     /// The handler did not answer within the per-request timeout.
-    #[error("{api_key:?} request (correlation id {correlation_id}) timed out after {timeout_ms} ms")]
+    #[error(
+        "{api_key:?} request (correlation id {correlation_id}) timed out after {timeout_ms} ms"
+    )]
     RequestTimedOut {
         /// The API that timed out.
         api_key: ApiKey,

@@ -64,20 +64,30 @@ pub enum Decoded {
 /// Decodes one frame's payload into a request, checking the version against `table` first.
 pub fn decode_request(payload: Bytes, table: &VersionTable) -> Result<Decoded, ProtocolError> {
     if payload.len() < REQUEST_HEADER_FIXED_BYTES {
-        return Err(ProtocolError::RequestTooShort { length: payload.len() });
+        return Err(ProtocolError::RequestTooShort {
+            length: payload.len(),
+        });
     }
     let mut fixed = &payload[..REQUEST_HEADER_FIXED_BYTES];
     let api_key_raw = fixed.get_i16();
     let api_version = fixed.get_i16();
     let correlation_id = fixed.get_i32();
     let Ok(api_key) = ApiKey::try_from(api_key_raw) else {
-        return Err(ProtocolError::ApiKeyUnknown { api_key: api_key_raw });
+        return Err(ProtocolError::ApiKeyUnknown {
+            api_key: api_key_raw,
+        });
     };
     if !table.supports(api_key, api_version) {
-        return Ok(Decoded::VersionUnsupported { api_key, api_version, correlation_id });
+        return Ok(Decoded::VersionUnsupported {
+            api_key,
+            api_version,
+            correlation_id,
+        });
     }
     // The table only holds versions kafka-protocol can decode (checked in VersionTable::new).
-    assert!(api_key.valid_versions().min <= api_version && api_version <= api_key.valid_versions().max);
+    assert!(
+        api_key.valid_versions().min <= api_version && api_version <= api_key.valid_versions().max
+    );
     let request = decode_supported(payload, api_key, api_version)?;
     assert_eq!(request.correlation_id(), correlation_id);
     Ok(Decoded::Request(request))
@@ -88,7 +98,11 @@ fn decode_supported(
     api_key: ApiKey,
     api_version: i16,
 ) -> Result<Request, ProtocolError> {
-    let malformed = |reason: String| ProtocolError::RequestMalformed { api_key, api_version, reason };
+    let malformed = |reason: String| ProtocolError::RequestMalformed {
+        api_key,
+        api_version,
+        reason,
+    };
     // The decoders are pure functions of the bytes; should one panic on hostile input, the panic is
     // confined to this request and becomes a malformed-request error instead of a dead broker.
     let decoded = catch_unwind(AssertUnwindSafe(|| {
@@ -100,7 +114,11 @@ fn decode_supported(
         Ok::<_, String>((header, body))
     }));
     match decoded {
-        Ok(Ok((header, body))) => Ok(Request { api_key, header, body }),
+        Ok(Ok((header, body))) => Ok(Request {
+            api_key,
+            header,
+            body,
+        }),
         Ok(Err(reason)) => Err(malformed(reason)),
         Err(_) => Err(malformed("decoder panicked".to_owned())),
     }
@@ -117,7 +135,10 @@ pub fn encode_response(
     let header_version = api_key.response_header_version(api_version);
     // The famous quirk: ApiVersions answers always carry header v0, even at flexible versions.
     assert!(api_key != ApiKey::ApiVersions || header_version == 0);
-    assert!((0..=1).contains(&header_version), "response headers are v0 or v1");
+    assert!(
+        (0..=1).contains(&header_version),
+        "response headers are v0 or v1"
+    );
     let mut out = BytesMut::new();
     let encoded = ResponseHeader::default()
         .with_correlation_id(correlation_id)
@@ -145,9 +166,13 @@ pub fn encode_version_unsupported(
     correlation_id: i32,
     table: &VersionTable,
 ) -> Result<Bytes, ProtocolError> {
-    let refuse = ProtocolError::VersionUnsupported { api_key, api_version };
+    let refuse = ProtocolError::VersionUnsupported {
+        api_key,
+        api_version,
+    };
     if api_key == ApiKey::ApiVersions {
-        let body = ResponseKind::ApiVersions(table.api_versions_response(ERROR_CODE_UNSUPPORTED_VERSION));
+        let body =
+            ResponseKind::ApiVersions(table.api_versions_response(ERROR_CODE_UNSUPPORTED_VERSION));
         return encode_response(api_key, 0, correlation_id, &body);
     }
     let encodable = api_key.valid_versions();

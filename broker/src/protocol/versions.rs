@@ -27,7 +27,11 @@ pub struct ApiVersionRange {
 }
 
 const fn range(api_key: ApiKey, version_min: i16, version_max: i16) -> ApiVersionRange {
-    ApiVersionRange { api_key, version_min, version_max }
+    ApiVersionRange {
+        api_key,
+        version_min,
+        version_max,
+    }
 }
 
 /// Every API rill will serve, with the versions it will serve. Ranges sit inside what
@@ -70,15 +74,25 @@ impl VersionTable {
     /// Builds a table, checking each range is non-empty, unique per API and encodable by
     /// `kafka-protocol` (a range it cannot encode would be a promise we cannot keep).
     pub fn new(entries: &[ApiVersionRange]) -> Self {
-        assert!(entries.len() <= API_VERSION_ENTRIES_MAX, "version table too long");
+        assert!(
+            entries.len() <= API_VERSION_ENTRIES_MAX,
+            "version table too long"
+        );
         let mut sorted = entries.to_vec();
         sorted.sort_by_key(|entry| entry.api_key as i16);
         for pair in sorted.windows(2) {
-            assert_ne!(pair[0].api_key, pair[1].api_key, "API listed twice in the version table");
+            assert_ne!(
+                pair[0].api_key, pair[1].api_key,
+                "API listed twice in the version table"
+            );
         }
         for entry in &sorted {
             let encodable = entry.api_key.valid_versions();
-            assert!(entry.version_min <= entry.version_max, "empty range for {:?}", entry.api_key);
+            assert!(
+                entry.version_min <= entry.version_max,
+                "empty range for {:?}",
+                entry.api_key
+            );
             assert!(
                 encodable.min <= entry.version_min && entry.version_max <= encodable.max,
                 "{:?} {}..={} outside kafka-protocol's {}",
@@ -98,7 +112,11 @@ impl VersionTable {
             .filter(|entry| IMPLEMENTED_API_KEYS.contains(&entry.api_key))
             .copied()
             .collect();
-        assert_eq!(entries.len(), IMPLEMENTED_API_KEYS.len(), "implemented API missing from the plan");
+        assert_eq!(
+            entries.len(),
+            IMPLEMENTED_API_KEYS.len(),
+            "implemented API missing from the plan"
+        );
         Self::new(&entries)
     }
 
@@ -114,13 +132,17 @@ impl VersionTable {
 
     /// The served range of `api_key`, if it is served at all.
     pub fn range(&self, api_key: ApiKey) -> Option<ApiVersionRange> {
-        self.entries.iter().find(|entry| entry.api_key == api_key).copied()
+        self.entries
+            .iter()
+            .find(|entry| entry.api_key == api_key)
+            .copied()
     }
 
     /// Whether `api_key` at `api_version` is served.
     pub fn supports(&self, api_key: ApiKey, api_version: i16) -> bool {
-        self.range(api_key)
-            .is_some_and(|entry| entry.version_min <= api_version && api_version <= entry.version_max)
+        self.range(api_key).is_some_and(|entry| {
+            entry.version_min <= api_version && api_version <= entry.version_max
+        })
     }
 
     /// The ApiVersions response body advertising this table, with `error_code` (0, or
@@ -137,6 +159,8 @@ impl VersionTable {
             })
             .collect();
         assert_eq!(api_keys.len(), self.entries.len());
-        ApiVersionsResponse::default().with_error_code(error_code).with_api_keys(api_keys)
+        ApiVersionsResponse::default()
+            .with_error_code(error_code)
+            .with_api_keys(api_keys)
     }
 }
