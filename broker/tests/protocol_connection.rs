@@ -297,7 +297,8 @@ async fn negative_length_closes_the_connection() {
 
 #[tokio::test]
 async fn garbage_closes_the_connection() {
-    let cases: Vec<(Vec<u8>, fn(&ProtocolError) -> bool)> = vec![
+    type ErrorCheck = fn(&ProtocolError) -> bool;
+    let cases: Vec<(Vec<u8>, ErrorCheck)> = vec![
         // Unknown API key 0x7f7f.
         (vec![0x7f; 40], |e| {
             matches!(e, ProtocolError::ApiKeyUnknown { api_key: 0x7f7f })

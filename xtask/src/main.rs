@@ -13,7 +13,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// Seeds the CI determinism check runs (each twice). Bounded so CI stays within its budget.
-const CI_SIM_SEEDS: u32 = 200;
+const CI_SIM_SEEDS: u32 = 1000;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();

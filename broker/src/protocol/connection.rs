@@ -131,7 +131,7 @@ async fn answer<H: RequestHandler>(
     config: &ConnectionConfig,
 ) -> Result<Bytes, ProtocolError> {
     let request = match decode_request(payload, table)? {
-        Decoded::Request(request) => request,
+        Decoded::Request(request) => *request,
         Decoded::VersionUnsupported {
             api_key,
             api_version,

@@ -48,7 +48,7 @@ impl Request {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded {
     /// A request we serve, fully decoded.
-    Request(Request),
+    Request(Box<Request>),
     /// A known API at a version (or an API) this table does not serve. The body is not decoded: its
     /// layout at that version may be unknown to us. Only the fixed header prefix was read.
     VersionUnsupported {
@@ -90,7 +90,7 @@ pub fn decode_request(payload: Bytes, table: &VersionTable) -> Result<Decoded, P
     );
     let request = decode_supported(payload, api_key, api_version)?;
     assert_eq!(request.correlation_id(), correlation_id);
-    Ok(Decoded::Request(request))
+    Ok(Decoded::Request(Box::new(request)))
 }
 
 fn decode_supported(
