@@ -183,15 +183,18 @@ fn ci_steps(root: &Path) -> Vec<Step> {
         command: test,
     });
 
-    let mut sim_clippy = madsim_cargo(root);
-    sim_clippy.args([
-        "clippy",
-        "--profile",
-        "sim",
+    // The crates whose code runs in both worlds: built and tested again under the simulator.
+    let madsim_packages = [
         "--package",
         "sim",
-        "--all-targets",
-    ]);
+        "--package",
+        "broker",
+        "--package",
+        "client",
+    ];
+    let mut sim_clippy = madsim_cargo(root);
+    sim_clippy.args(["clippy", "--profile", "sim", "--all-targets"]);
+    sim_clippy.args(madsim_packages);
     sim_clippy.args(["--", "-D", "warnings"]);
     steps.push(Step {
         name: "madsim-clippy",
@@ -199,7 +202,9 @@ fn ci_steps(root: &Path) -> Vec<Step> {
     });
 
     let mut sim_test = madsim_cargo(root);
-    sim_test.args(["test", "--profile", "sim", "--package", "sim"]);
+    sim_test
+        .args(["test", "--profile", "sim"])
+        .args(madsim_packages);
     steps.push(Step {
         name: "madsim-test",
         command: sim_test,
