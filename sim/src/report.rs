@@ -99,13 +99,13 @@ fn chart(timeline: &Timeline) -> String {
         CHART_HEIGHT - MARGIN - (value as f64 - value_min) / span * (CHART_HEIGHT - 2.0 * MARGIN)
     };
     let mut svg = format!(
-        "<svg width={CHART_WIDTH} height={CHART_HEIGHT} xmlns='http://www.w3.org/2000/svg' \
+        "<svg width='{CHART_WIDTH}' height='{CHART_HEIGHT}' xmlns='http://www.w3.org/2000/svg' \
          style='border:1px solid #ccc'>"
     );
     for (step, label) in &timeline.marks {
         let _ = write!(
             svg,
-            "<line x1={0:.1} x2={0:.1} y1={1} y2={2} stroke='#d62728' stroke-dasharray='3,3'>\
+            "<line x1='{0:.1}' x2='{0:.1}' y1='{1}' y2='{2}' stroke='#d62728' stroke-dasharray='3,3'>\
              <title>{3}</title></line>",
             x(*step),
             MARGIN,
@@ -121,8 +121,8 @@ fn chart(timeline: &Timeline) -> String {
             .collect();
         let _ = write!(
             svg,
-            "<polyline fill=none stroke='{color}' stroke-width=1.5 points='{}'/>\
-             <text x={} y={} fill='{color}' font-size=12>{}</text>",
+            "<polyline fill='none' stroke='{color}' stroke-width='1.5' points='{}'/>\
+             <text x='{}' y='{}' fill='{color}' font-size='12'>{}</text>",
             path.join(" "),
             MARGIN + 10.0 + 160.0 * index as f64,
             MARGIN - 20.0,
@@ -131,10 +131,10 @@ fn chart(timeline: &Timeline) -> String {
     }
     let _ = write!(
         svg,
-        "<text x={MARGIN} y={} font-size=11>event 0</text>\
-         <text x={} y={} font-size=11 text-anchor=end>event {step_max}</text>\
-         <text x=5 y={} font-size=11>{value_max}</text><text x=5 y={} font-size=11>{value_min}</text>\
-         <text x={} y={} font-size=11 fill='#d62728' text-anchor=end>dashed: faults</text></svg>",
+        "<text x='{MARGIN}' y='{}' font-size='11'>event 0</text>\
+         <text x='{}' y='{}' font-size='11' text-anchor='end'>event {step_max}</text>\
+         <text x='5' y='{}' font-size='11'>{value_max}</text><text x='5' y='{}' font-size='11'>{value_min}</text>\
+         <text x='{}' y='{}' font-size='11' fill='#d62728' text-anchor='end'>dashed: faults</text></svg>",
         CHART_HEIGHT - 25.0,
         CHART_WIDTH - MARGIN,
         CHART_HEIGHT - 25.0,

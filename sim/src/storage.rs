@@ -27,6 +27,8 @@ const STEPS_DEFAULT: u64 = 300;
 const BATCH_RECORDS_MAX: u32 = 8;
 /// Bytes a read asks for, at most.
 const READ_BYTES_MAX: usize = 64 * 1024;
+/// Records a truncation usually removes at most (one in ten may cut anywhere).
+const TRUNCATE_SUFFIX_MAX: i64 = 24;
 /// Opening a log after an I/O error is retried this many times in all.
 const OPEN_ATTEMPTS_MAX: u32 = 4;
 /// Distinct keys in a compacted log: few, so compaction has work.
@@ -597,7 +599,14 @@ impl World {
         if floor >= self.model.leo {
             return;
         }
-        let to = self.rng.gen_range(floor..=self.model.leo);
+        // Followers truncate a divergent suffix, rarely much of the log: mostly near the end.
+        let near = floor.max(self.model.leo - TRUNCATE_SUFFIX_MAX);
+        let low = if self.rng.gen_ratio(1, 10) {
+            floor
+        } else {
+            near
+        };
+        let to = self.rng.gen_range(low..=self.model.leo);
         match log.truncate_to(Offset(to)) {
             Ok(()) => {
                 // The log cuts whole batches: the end lands on the start of the batch holding
