@@ -259,6 +259,11 @@ pub fn summarize(scenario: &dyn Scenario, report: &CampaignReport) -> String {
     use std::fmt::Write as _;
     let seeds = report.results.len() as u64;
     let failed = report.failures().count();
+    let violations = report
+        .results
+        .iter()
+        .filter(|r| r.run.violation.is_some())
+        .count();
     let nondeterministic = report
         .results
         .iter()
@@ -271,11 +276,7 @@ pub fn summarize(scenario: &dyn Scenario, report: &CampaignReport) -> String {
     let _ = writeln!(out, "scenario {:<24} jobs {}", scenario.name(), report.jobs);
     let _ = writeln!(out, "  seeds run           {seeds}");
     let _ = writeln!(out, "  seeds passed        {}", seeds - failed as u64);
-    let _ = writeln!(
-        out,
-        "  violations          {}",
-        failed - nondeterministic.min(failed)
-    );
+    let _ = writeln!(out, "  violations          {violations}");
     let _ = writeln!(out, "  nondeterministic    {nondeterministic}");
     let _ = writeln!(out, "  operations          {steps}");
     let _ = writeln!(

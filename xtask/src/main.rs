@@ -89,19 +89,19 @@ fn sim_target_dir(root: &Path) -> PathBuf {
 
 /// A `cargo` command configured for the madsim build.
 fn madsim_cargo(root: &Path) -> Command {
-    let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    let mut command = normal_cargo(root);
     let rustflags = match env::var("RUSTFLAGS") {
         Ok(existing) if !existing.contains("--cfg madsim") => format!("{existing} --cfg madsim"),
         Ok(existing) => existing,
         Err(_) => "--cfg madsim".to_string(),
     };
     command
-        .current_dir(root)
         .env("RUSTFLAGS", rustflags)
         .env("CARGO_TARGET_DIR", sim_target_dir(root));
     command
 }
 
+/// A `cargo` command (the one running xtask, if known) in the workspace root.
 fn normal_cargo(root: &Path) -> Command {
     let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
     command.current_dir(root);
@@ -210,10 +210,8 @@ fn ci_steps(root: &Path) -> Vec<Step> {
         command: sim_test,
     });
 
-    let mut determinism = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
-    determinism
-        .current_dir(root)
-        .args(["run", "--quiet", "--package", "xtask", "--", "sim"]);
+    let mut determinism = normal_cargo(root);
+    determinism.args(["run", "--quiet", "--package", "xtask", "--", "sim"]);
     determinism.args(["--ci", "--seeds", &CI_SIM_SEEDS.to_string()]);
     steps.push(Step {
         name: "sim-determinism",
