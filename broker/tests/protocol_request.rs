@@ -138,3 +138,33 @@ fn unsupported_version_answers_depend_on_an_error_field() {
     assert!(encode_version_unsupported(ApiKey::Produce, 9, 1, &table).is_err());
     assert!(encode_version_unsupported(ApiKey::Heartbeat, 99, 1, &table).is_err());
 }
+
+/// A Metadata request claiming 2^31 - 1 topics in a few bytes is a decode error, not an
+/// allocation of gigabytes (kafka-protocol 0.18 as published aborted the process here; the
+/// vendored copy caps preallocation, see vendor/kafka-protocol/RILL-PATCH.md).
+#[test]
+fn forged_array_count_is_a_decode_error() {
+    let table = VersionTable::planned();
+    for (version, count) in [
+        (1_i16, i32::MAX.to_be_bytes().to_vec()),
+        (9, vec![0xff, 0xff, 0xff, 0xff, 0x07]),
+    ] {
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Metadata as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .with_client_id(Some(StrBytes::from_static_str("forger")));
+        let mut out = BytesMut::new();
+        header
+            .encode(&mut out, ApiKey::Metadata.request_header_version(version))
+            .unwrap();
+        // Topics array: a huge count (i32 for v1, unsigned varint for flexible v9) and no elements.
+        out.extend_from_slice(&count);
+        match decode_request(out.freeze(), &table) {
+            Err(ProtocolError::RequestMalformed { api_key, .. }) => {
+                assert_eq!(api_key, ApiKey::Metadata)
+            }
+            other => panic!("v{version}: expected a malformed-request error, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The controller quorum driver and the broker lifecycle (registration, heartbeats, metadata).

@@ -1,0 +1,1 @@
+//! The group coordinator: membership, generations, committed offsets.

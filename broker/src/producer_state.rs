@@ -1,0 +1,1 @@
+//! Idempotent producers: per-partition producer id, epoch and sequence bookkeeping.
