@@ -55,7 +55,7 @@ impl ControllerConfig {
 
 /// A client request: from brokers (registration, heartbeats, AlterPartition, metadata fetches)
 /// or admin clients (topics).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Request {
     /// A broker process starts (or retries its registration).
     RegisterBroker {
@@ -101,7 +101,7 @@ pub enum Request {
 }
 
 /// A successful answer to a [`Request`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Reply {
     /// The registration is committed; the broker starts fenced and must heartbeat.
     Registered,
@@ -127,7 +127,7 @@ pub enum Reply {
 
 /// The answer to a metadata fetch: the records themselves while the log still has them, else
 /// the whole image (the snapshot-equivalent).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MetadataFetch {
     /// Record batches by raft index, in order, then the index they bring the broker to (raft's
     /// own entries carry no records but still count).

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::frame::{write_frame, FrameReader, FRAME_BYTES_MAX_DEFAULT};
@@ -118,18 +118,21 @@ where
             return Ok(());
         };
         assert!(payload.len() <= config.frame_bytes_max as usize);
-        let response = answer(payload, table, handler, config).await?;
-        write_frame(stream, &response).await?;
+        // acks=0 produces get no response at all (the client does not read one).
+        if let Some(response) = answer(payload, table, handler, config).await? {
+            write_frame(stream, &response).await?;
+        }
     }
 }
 
-/// Turns one request frame into one encoded response (header + body, not yet framed).
+/// Turns one request frame into one encoded response (header + body, not yet framed), or none
+/// for a request Kafka never answers (Produce with acks=0).
 async fn answer<H: RequestHandler>(
     payload: Bytes,
     table: &VersionTable,
     handler: &H,
     config: &ConnectionConfig,
-) -> Result<Bytes, ProtocolError> {
+) -> Result<Option<Bytes>, ProtocolError> {
     let request = match decode_request(payload, table)? {
         Decoded::Request(request) => *request,
         Decoded::VersionUnsupported {
@@ -138,9 +141,11 @@ async fn answer<H: RequestHandler>(
             correlation_id,
         } => {
             tracing::debug!(?api_key, api_version, "request at an unsupported version");
-            return encode_version_unsupported(api_key, api_version, correlation_id, table);
+            return encode_version_unsupported(api_key, api_version, correlation_id, table)
+                .map(Some);
         }
     };
+    let unanswered = matches!(&request.body, RequestKind::Produce(produce) if produce.acks == 0);
     let (api_key, api_version, correlation_id) = (
         request.api_key,
         request.api_version(),
@@ -164,5 +169,8 @@ async fn answer<H: RequestHandler>(
             }
         }
     };
-    encode_response(api_key, api_version, correlation_id, &body)
+    if unanswered {
+        return Ok(None);
+    }
+    encode_response(api_key, api_version, correlation_id, &body).map(Some)
 }

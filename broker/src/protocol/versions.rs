@@ -61,7 +61,27 @@ pub const PLANNED_API_VERSIONS: &[ApiVersionRange] = &[
 ];
 
 /// APIs whose handlers exist today. Only these are advertised by [`VersionTable::implemented`].
-pub const IMPLEMENTED_API_KEYS: &[ApiKey] = &[ApiKey::ApiVersions];
+pub const IMPLEMENTED_API_KEYS: &[ApiKey] = &[
+    ApiKey::ApiVersions,
+    ApiKey::Metadata,
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::ListOffsets,
+    ApiKey::OffsetForLeaderEpoch,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::DescribeConfigs,
+    ApiKey::InitProducerId,
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::DescribeGroups,
+    ApiKey::ListGroups,
+];
 
 /// A validated set of served API versions, at most one entry per API, ordered by API key.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,134 @@
+//! `rill cluster up|down`: a local multi-process cluster on 127.0.0.1 for trying rill with real
+//! clients. Each node is a combined broker+controller `rill broker` process with its own
+//! config and data directory under `DIR/node-N`; `DIR/cluster.json` records pids and addresses so
+//! `down` can stop them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::node::config::{Listeners, NodeConfig, Role, TopicDefaults};
+
+/// Most nodes `cluster up` starts.
+pub const NODES_MAX: usize = 9;
+/// How long `up` waits for every node to accept connections.
+const STARTUP_WAIT: Duration = Duration::from_secs(30);
+/// How long `down` waits for processes to exit after SIGTERM before SIGKILL.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// What `up` records for `down`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterFile {
+    /// Process ids, by node.
+    pub pids: Vec<u32>,
+    /// Kafka bootstrap addresses, by node.
+    pub bootstrap: Vec<String>,
+}
+
+/// The configuration of node `id` (1-based) of an `n`-node local cluster with ports from `base`.
+pub fn node_config(id: usize, n: usize, base_port: u16, dir: &Path) -> NodeConfig {
+    let port = |node: usize, offset: u16| base_port + u16::try_from(node * 10).expect("small") + offset;
+    let voters = (1..=n.min(3)).map(|v| format!("{v}@127.0.0.1:{}", port(v, 1))).collect();
+    let is_voter = id <= 3;
+    let mut roles = vec![Role::Broker];
+    if is_voter {
+        roles.push(Role::Controller);
+    }
+    NodeConfig {
+        node_id: i32::try_from(id).expect("small"),
+        roles,
+        data_dir: dir.join(format!("node-{id}")),
+        controller_voters: voters,
+        listeners: Listeners {
+            kafka: Some(format!("127.0.0.1:{}", port(id, 0))),
+            advertised_kafka: None,
+            controller: is_voter.then(|| format!("127.0.0.1:{}", port(id, 1))),
+            metrics: Some(format!("127.0.0.1:{}", port(id, 2))),
+        },
+        topics: TopicDefaults {
+            replication_factor: i32::try_from(n.min(3)).expect("small"),
+            partitions: 3,
+            min_insync_replicas: i32::try_from(n.min(2)).expect("small"),
+            unclean_leader_election: false,
+            auto_create: true,
+        },
+        log: Default::default(),
+        timing: Default::default(),
+    }
+}
+
+/// Starts `n` nodes; prints the bootstrap servers. `rill` is this executable.
+pub fn up(n: usize, dir: &Path, base_port: u16, out: &mut dyn Write) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=NODES_MAX).contains(&n), "--brokers must be 1..={NODES_MAX}");
+    std::fs::create_dir_all(dir)?;
+    let cluster_file = dir.join("cluster.json");
+    anyhow::ensure!(!cluster_file.exists(), "{} exists: run `rill cluster down --dir {}` first", cluster_file.display(), dir.display());
+    let exe = std::env::current_exe()?;
+    let mut file = ClusterFile { pids: Vec::new(), bootstrap: Vec::new() };
+    for id in 1..=n {
+        let config = node_config(id, n, base_port, dir);
+        let config_path = dir.join(format!("node-{id}.toml"));
+        std::fs::write(&config_path, config.to_toml())?;
+        let log = std::fs::File::create(dir.join(format!("node-{id}.log")))?;
+        let child = Command::new(&exe)
+            .args(["broker", "--config"])
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        file.pids.push(child.id());
+        file.bootstrap.push(config.listeners.kafka.clone().expect("set above"));
+    }
+    std::fs::write(&cluster_file, serde_json::to_string_pretty(&file)?)?;
+    wait_until_listening(&file.bootstrap)?;
+    writeln!(out, "{}", file.bootstrap.join(","))?;
+    Ok(())
+}
+
+/// Polls until every address accepts a TCP connection.
+fn wait_until_listening(addresses: &[String]) -> anyhow::Result<()> {
+    let started = Instant::now();
+    for address in addresses {
+        while std::net::TcpStream::connect(address).is_err() {
+            anyhow::ensure!(started.elapsed() < STARTUP_WAIT, "{address} did not start listening within {STARTUP_WAIT:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// Stops the cluster started in `dir` (SIGTERM, then SIGKILL after a grace period).
+pub fn down(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let cluster_file: PathBuf = dir.join("cluster.json");
+    let text = std::fs::read_to_string(&cluster_file)
+        .map_err(|e| anyhow::anyhow!("{}: {e} (is a cluster running there?)", cluster_file.display()))?;
+    let file: ClusterFile = serde_json::from_str(&text)?;
+    for pid in &file.pids {
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    }
+    let started = Instant::now();
+    for pid in &file.pids {
+        while process_alive(*pid) && started.elapsed() < SHUTDOWN_WAIT {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if process_alive(*pid) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+    }
+    std::fs::remove_file(&cluster_file)?;
+    writeln!(out, "stopped {} nodes", file.pids.len())?;
+    Ok(())
+}
+
+fn process_alive(pid: u32) -> bool {
+    let stat = format!("/proc/{pid}/stat");
+    match std::fs::read_to_string(stat) {
+        // A zombie (state Z) has exited; its parent is gone or not reaping.
+        Ok(text) => !text.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}

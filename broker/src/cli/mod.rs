@@ -1,0 +1,151 @@
+//! The `rill` command line: `broker`, `cluster up|down`, `topic`, `produce`, `consume`, `check`.
+
+pub mod cluster;
+pub mod quick;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::node::{self, NodeConfig, NodeOptions};
+
+/// rill: a Kafka-compatible replicated commit log.
+#[derive(Debug, Parser)]
+#[command(name = "rill", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one node (broker, controller or both) from a TOML config.
+    Broker(BrokerArgs),
+    /// Start or stop a local multi-process cluster on 127.0.0.1.
+    Cluster {
+        /// up or down.
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+    /// Create, list or delete topics.
+    Topic(quick::TopicArgs),
+    /// Produce lines of stdin (or `--value`) to a topic.
+    Produce(quick::ProduceArgs),
+    /// Print records of a topic.
+    Consume(quick::ConsumeArgs),
+}
+
+/// `rill cluster` actions.
+#[derive(Debug, Subcommand)]
+pub enum ClusterAction {
+    /// Start N combined broker+controller processes; prints the bootstrap servers.
+    Up {
+        /// Number of nodes (the first three are controller voters).
+        #[arg(long, default_value_t = 3)]
+        brokers: usize,
+        /// Where configs, logs and data go.
+        #[arg(long)]
+        dir: PathBuf,
+        /// First port; node N uses base+10N (Kafka), +1 (controller), +2 (metrics).
+        #[arg(long, default_value_t = 19090)]
+        base_port: u16,
+    },
+    /// Stop the cluster started in DIR.
+    Down {
+        /// The directory given to `up`.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+/// `rill broker` options: the config file and overrides.
+#[derive(Debug, clap::Args)]
+pub struct BrokerArgs {
+    /// The TOML configuration (see `broker/src/node/config.rs` or the README).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override `node_id`.
+    #[arg(long)]
+    pub node_id: Option<i32>,
+    /// Override `data_dir`.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Override `listeners.kafka`.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Override `listeners.advertised_kafka`.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Override `listeners.controller`.
+    #[arg(long)]
+    pub controller_listen: Option<String>,
+    /// Override `controller_voters` (comma-separated id@host:port).
+    #[arg(long)]
+    pub voters: Option<String>,
+}
+
+impl BrokerArgs {
+    /// The file's configuration with the overrides applied, validated.
+    pub fn config(&self) -> anyhow::Result<NodeConfig> {
+        let text = std::fs::read_to_string(&self.config)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.config.display()))?;
+        let mut config = NodeConfig::from_toml(&text)?;
+        if let Some(id) = self.node_id {
+            config.node_id = id;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(listen) = &self.listen {
+            config.listeners.kafka = Some(listen.clone());
+        }
+        if let Some(advertise) = &self.advertise {
+            config.listeners.advertised_kafka = Some(advertise.clone());
+        }
+        if let Some(listen) = &self.controller_listen {
+            config.listeners.controller = Some(listen.clone());
+        }
+        if let Some(voters) = &self.voters {
+            config.controller_voters = voters.split(',').map(str::to_string).collect();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs `rill broker` until SIGINT or SIGTERM, then shuts down cleanly.
+pub async fn run_broker(args: &BrokerArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let disk: Arc<dyn log_core::Disk> = Arc::new(log_core::FileDisk::new(&config.data_dir)?);
+    let handle = node::start(config, disk, NodeOptions::default()).await?;
+    wait_for_stop_signal().await;
+    tracing::info!("stop signal received; shutting down");
+    handle.shutdown();
+    Ok(())
+}
+
+#[cfg(not(madsim))]
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the broker");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(madsim)]
+async fn wait_for_stop_signal() {
+    // The simulator stops nodes by killing them; a simulated process never sees a signal.
+    std::future::pending::<()>().await
+}

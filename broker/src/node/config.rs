@@ -1,0 +1,290 @@
+//! The node's configuration: a TOML file (Kafka's property names, grouped) with CLI overrides.
+//!
+//! ```toml
+//! node_id = 1
+//! roles = ["broker", "controller"]        # or one of them
+//! data_dir = "/var/lib/rill/1"
+//! controller_voters = ["1@127.0.0.1:19093", "2@127.0.0.1:29093", "3@127.0.0.1:39093"]
+//!
+//! [listeners]
+//! kafka = "127.0.0.1:19092"               # where clients connect
+//! advertised_kafka = "127.0.0.1:19092"    # what Metadata tells them (default: kafka)
+//! controller = "127.0.0.1:19093"          # raft and broker-to-controller traffic
+//! metrics = "127.0.0.1:19094"             # Prometheus /metrics (optional)
+//!
+//! [topics]                                # defaults for created topics
+//! replication_factor = 3
+//! partitions = 1
+//! min_insync_replicas = 2
+//! unclean_leader_election = false
+//! auto_create = true                      # auto.create.topics.enable
+//!
+//! [log]
+//! segment_bytes = 1073741824
+//! retention_ms = 604800000                # -1: keep forever
+//! retention_bytes = -1
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Most controller voters a quorum may have.
+pub const VOTERS_MAX: usize = 9;
+
+/// What a process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serves Kafka clients and hosts partition replicas.
+    Broker,
+    /// A voter of the metadata quorum.
+    Controller,
+}
+
+/// Network endpoints, as `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listeners {
+    /// Kafka clients connect here (brokers).
+    #[serde(default)]
+    pub kafka: Option<String>,
+    /// What Metadata answers advertise; defaults to `kafka`.
+    #[serde(default)]
+    pub advertised_kafka: Option<String>,
+    /// The controller listener (controllers).
+    #[serde(default)]
+    pub controller: Option<String>,
+    /// Prometheus text metrics over HTTP, if set.
+    #[serde(default)]
+    pub metrics: Option<String>,
+}
+
+/// Defaults for topics (created explicitly without settings, or automatically).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicDefaults {
+    /// `default.replication.factor`.
+    pub replication_factor: i32,
+    /// `num.partitions`.
+    pub partitions: i32,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: i32,
+    /// `unclean.leader.election.enable`.
+    pub unclean_leader_election: bool,
+    /// `auto.create.topics.enable`.
+    pub auto_create: bool,
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        TopicDefaults {
+            replication_factor: 1,
+            partitions: 1,
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
+            auto_create: true,
+        }
+    }
+}
+
+/// Log settings applied to every partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `segment.bytes`.
+    pub segment_bytes: u64,
+    /// `retention.ms`; -1 keeps segments forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`; -1 means no size limit.
+    pub retention_bytes: i64,
+    /// `message.max.bytes`: the largest batch a produce may carry.
+    pub message_max_bytes: u64,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            segment_bytes: 1 << 30,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            message_max_bytes: (1 << 20) + 1024,
+        }
+    }
+}
+
+/// Timeouts and intervals (Kafka's names, in ms).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timing {
+    /// `replica.lag.time.max.ms`.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.backoff.ms`.
+    pub replica_fetch_backoff_ms: u64,
+    /// `replica.fetch.wait.max.ms`: how long a leader holds an empty follower fetch.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `request.timeout.ms` of produce waits and peer requests.
+    pub request_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`.
+    pub broker_session_timeout_ms: u64,
+    /// Controller raft tick (election after 10 ticks, heartbeats every 2).
+    pub controller_tick_ms: u64,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_backoff_ms: 100,
+            replica_fetch_wait_max_ms: 500,
+            request_timeout_ms: 30_000,
+            broker_heartbeat_interval_ms: 500,
+            broker_session_timeout_ms: 9_000,
+            controller_tick_ms: 100,
+            group_initial_rebalance_delay_ms: 300,
+        }
+    }
+}
+
+/// A node's whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `node.id`: broker id and raft id (positive).
+    pub node_id: i32,
+    /// What this process runs; both is Kafka's combined mode.
+    pub roles: Vec<Role>,
+    /// Where partitions and raft state live.
+    pub data_dir: PathBuf,
+    /// `controller.quorum.voters`: `id@host:port` of every voter's controller listener.
+    pub controller_voters: Vec<String>,
+    /// Endpoints.
+    pub listeners: Listeners,
+    /// Topic defaults.
+    #[serde(default)]
+    pub topics: TopicDefaults,
+    /// Log settings.
+    #[serde(default)]
+    pub log: LogSettings,
+    /// Timeouts.
+    #[serde(default)]
+    pub timing: Timing,
+}
+
+/// A configuration the node refuses to start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML did not parse or had unknown fields.
+    #[error("config: {0}")]
+    Parse(String),
+    /// A value out of range or inconsistent with another.
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl NodeConfig {
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<NodeConfig, ConfigError> {
+        let config: NodeConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Renders the configuration as TOML (for `rill cluster up`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a NodeConfig always serialises")
+    }
+
+    /// Does this process run `role`?
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The voters as raft id → controller listener address.
+    pub fn voters(&self) -> Result<BTreeMap<u64, String>, ConfigError> {
+        let mut voters = BTreeMap::new();
+        for voter in &self.controller_voters {
+            let (id, address) = voter
+                .split_once('@')
+                .ok_or_else(|| ConfigError::Invalid(format!("voter {voter:?} is not id@host:port")))?;
+            let id: u64 = id
+                .parse()
+                .map_err(|_| ConfigError::Invalid(format!("voter id {id:?} is not a number")))?;
+            if id == 0 || address.rsplit_once(':').is_none() {
+                return Err(ConfigError::Invalid(format!("voter {voter:?}: id must be positive, address host:port")));
+            }
+            if voters.insert(id, address.to_string()).is_some() {
+                return Err(ConfigError::Invalid(format!("voter {id} listed twice")));
+            }
+        }
+        Ok(voters)
+    }
+
+    /// Checks ranges and consistency.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
+        if self.node_id <= 0 {
+            return invalid("node_id must be positive");
+        }
+        if self.roles.is_empty() {
+            return invalid("roles must name broker, controller or both");
+        }
+        let voters = self.voters()?;
+        if voters.is_empty() || voters.len() > VOTERS_MAX {
+            return invalid("controller_voters must list 1 to 9 voters");
+        }
+        let id = u64::try_from(self.node_id).expect("positive");
+        if self.has_role(Role::Controller) {
+            if !voters.contains_key(&id) {
+                return invalid("a controller must be one of controller_voters");
+            }
+            if self.listeners.controller.is_none() {
+                return invalid("a controller needs listeners.controller");
+            }
+        }
+        if self.has_role(Role::Broker) && self.listeners.kafka.is_none() {
+            return invalid("a broker needs listeners.kafka");
+        }
+        if self.topics.replication_factor < 1 || self.topics.partitions < 1 {
+            return invalid("topics.replication_factor and topics.partitions are at least 1");
+        }
+        if self.topics.min_insync_replicas < 1 {
+            return invalid("topics.min_insync_replicas is at least 1");
+        }
+        if self.log.segment_bytes < 1024 || self.log.segment_bytes > i32::MAX as u64 {
+            return invalid("log.segment_bytes must be within 1 KiB..2 GiB");
+        }
+        if self.timing.controller_tick_ms == 0 || self.timing.broker_heartbeat_interval_ms == 0 {
+            return invalid("timing intervals must be positive");
+        }
+        if self.timing.broker_heartbeat_interval_ms >= self.timing.broker_session_timeout_ms {
+            return invalid("broker heartbeats must come more often than the session timeout");
+        }
+        Ok(())
+    }
+
+    /// The log-core settings for partitions of this node.
+    pub fn log_config(&self) -> log_core::LogConfig {
+        log_core::LogConfig {
+            segment_bytes_max: self.log.segment_bytes,
+            retention_ms: (self.log.retention_ms >= 0).then_some(self.log.retention_ms),
+            retention_bytes: u64::try_from(self.log.retention_bytes).ok(),
+            batch_bytes_max: self.log.message_max_bytes,
+            ..log_core::LogConfig::default()
+        }
+    }
+
+    /// The address Metadata advertises for this broker.
+    pub fn advertised_kafka(&self) -> Option<&str> {
+        self.listeners
+            .advertised_kafka
+            .as_deref()
+            .or(self.listeners.kafka.as_deref())
+    }
+}

@@ -1,0 +1,290 @@
+//! The data path: Produce, Fetch (consumers and followers), ListOffsets, OffsetForLeaderEpoch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset as KEpochEnd, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    BrokerId as KBroker, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
+};
+use replication::{Acks, OffsetsForLeaderEpochRequest};
+use wire::{BrokerId, LeaderEpoch, TopicPartition};
+
+use super::super::replication_wire as rw;
+use super::super::shared::Shared;
+use crate::partition::{Partition, PartitionError};
+
+/// Longest a fetch may be held waiting for data, whatever the client asks.
+const FETCH_WAIT_MS_MAX: u64 = 5_000;
+/// Poll interval of a multi-partition long poll (single-partition polls wake on the append).
+const FETCH_POLL_MS: u64 = 25;
+
+/// The refusal for a partition this broker does not host.
+fn not_hosted(shared: &Shared, tp: &TopicPartition) -> i16 {
+    let image = shared.image();
+    let known = image
+        .topics()
+        .get(&tp.topic)
+        .is_some_and(|t| tp.partition >= 0 && (tp.partition as usize) < t.partitions.len());
+    if known {
+        E::NotLeaderOrFollower.code()
+    } else {
+        E::UnknownTopicOrPartition.code()
+    }
+}
+
+/// Produce: every partition's append runs concurrently; the answer waits for all of them.
+pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceResponse {
+    let acks = match request.acks {
+        0 => Acks::None,
+        1 => Acks::Leader,
+        _ => Acks::All,
+    };
+    let mut topics = Vec::new();
+    for topic in request.topic_data {
+        let mut pending = Vec::new();
+        for data in topic.partition_data {
+            let tp = TopicPartition::new(topic.name.0.to_string(), data.index);
+            let bytes = data.records.map(|b| b.to_vec()).unwrap_or_default();
+            shared.metrics.count("rill_produce_bytes_total", bytes.len() as u64);
+            let task = match shared.partition(&tp) {
+                Some(partition) => Ok(tokio::spawn(async move { partition.produce(bytes, acks).await })),
+                None => Err(not_hosted(shared, &tp)),
+            };
+            pending.push((data.index, task));
+        }
+        let mut responses = Vec::new();
+        for (index, task) in pending {
+            let (code, base_offset) = match task {
+                Err(code) => (code, -1),
+                Ok(handle) => match handle.await {
+                    Ok(Ok(offset)) => (0, offset.0),
+                    Ok(Err(error)) => {
+                        shared.metrics.count("rill_produce_errors_total", 1);
+                        (error.error_code(), -1)
+                    }
+                    Err(_panicked) => (E::UnknownServerError.code(), -1),
+                },
+            };
+            responses.push(
+                PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_error_code(code)
+                    .with_base_offset(base_offset)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(-1),
+            );
+        }
+        topics.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(responses));
+    }
+    ProduceResponse::default().with_responses(topics)
+}
+
+/// Fetch: followers (replica id ≥ 0) through the replica core, consumers below the HW.
+pub async fn fetch(shared: &Arc<Shared>, request: FetchRequest) -> FetchResponse {
+    let wait = Duration::from_millis(u64::try_from(request.max_wait_ms.max(0)).unwrap_or(0).min(FETCH_WAIT_MS_MAX));
+    let deadline = tokio::time::Instant::now() + wait;
+    let replica_id = request.replica_id.0;
+    loop {
+        let (response, bytes, first) = fetch_once(shared, &request, replica_id);
+        let min_bytes = usize::try_from(request.min_bytes.max(1)).unwrap_or(1);
+        let now = tokio::time::Instant::now();
+        if bytes >= min_bytes || now >= deadline || has_error_or_divergence(&response) {
+            shared.metrics.count("rill_fetch_bytes_total", bytes as u64);
+            return response;
+        }
+        let slice = (deadline - now).min(Duration::from_millis(FETCH_POLL_MS));
+        match first {
+            Some(partition) if request.topics.iter().map(|t| t.partitions.len()).sum::<usize>() == 1 => {
+                let notified = partition.progress().notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                // Re-read after enabling, so a move since `fetch_once` is not missed.
+                let (again, bytes, _) = fetch_once(shared, &request, replica_id);
+                if bytes >= min_bytes || has_error_or_divergence(&again) {
+                    return again;
+                }
+                let _elapsed = tokio::time::timeout(deadline - now, notified).await;
+            }
+            _ => tokio::time::sleep(slice).await,
+        }
+    }
+}
+
+/// Any partition with an error or a diverging epoch answers at once (the client must act).
+fn has_error_or_divergence(response: &FetchResponse) -> bool {
+    response
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .any(|p| p.error_code != 0 || p.diverging_epoch.epoch >= 0)
+}
+
+/// One pass over the fetch's partitions. Returns the response, its record bytes, and the first
+/// hosted partition (for a long poll to wait on).
+fn fetch_once(
+    shared: &Shared,
+    request: &FetchRequest,
+    replica_id: i32,
+) -> (FetchResponse, usize, Option<Arc<Partition>>) {
+    let mut bytes_total = 0;
+    let mut first = None;
+    let bytes_max = usize::try_from(request.max_bytes.max(1)).unwrap_or(1 << 20);
+    let mut topics = Vec::new();
+    for topic in &request.topics {
+        let mut partitions = Vec::new();
+        for fetch in &topic.partitions {
+            let tp = TopicPartition::new(topic.topic.0.to_string(), fetch.partition);
+            let Some(partition) = shared.partition(&tp) else {
+                partitions.push(
+                    PartitionData::default()
+                        .with_partition_index(fetch.partition)
+                        .with_error_code(not_hosted(shared, &tp))
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_preferred_read_replica(KBroker(-1)),
+                );
+                continue;
+            };
+            let data = if replica_id >= 0 {
+                follower_fetch(&partition, replica_id, fetch)
+            } else {
+                let partition_max = usize::try_from(fetch.partition_max_bytes.max(1)).unwrap_or(1 << 20);
+                consumer_fetch(&partition, fetch, partition_max.min(bytes_max.saturating_sub(bytes_total).max(1)))
+            };
+            bytes_total += data.records.as_ref().map_or(0, Bytes::len);
+            first.get_or_insert(partition);
+            partitions.push(data);
+        }
+        topics.push(FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions));
+    }
+    (FetchResponse::default().with_responses(topics), bytes_total, first)
+}
+
+fn follower_fetch(
+    partition: &Partition,
+    replica_id: i32,
+    fetch: &kafka_protocol::messages::fetch_request::FetchPartition,
+) -> PartitionData {
+    let request = rw::fetch_from_kafka(replica_id, fetch);
+    let log_start = partition.status().log_start_offset;
+    match partition.replica_fetch(request) {
+        Ok(response) => rw::fetch_response_to_kafka(fetch.partition, &response, log_start),
+        Err(error) => error_data(fetch.partition, &error),
+    }
+}
+
+fn consumer_fetch(
+    partition: &Partition,
+    fetch: &kafka_protocol::messages::fetch_request::FetchPartition,
+    bytes_max: usize,
+) -> PartitionData {
+    let epoch = (fetch.current_leader_epoch >= 0).then_some(LeaderEpoch(fetch.current_leader_epoch));
+    match partition.consumer_read(epoch, wire::Offset(fetch.fetch_offset), bytes_max) {
+        Ok(read) => PartitionData::default()
+            .with_partition_index(fetch.partition)
+            .with_high_watermark(read.high_watermark.0)
+            .with_last_stable_offset(read.high_watermark.0)
+            .with_log_start_offset(read.log_start_offset.0)
+            .with_preferred_read_replica(KBroker(-1))
+            .with_records(Some(Bytes::from(read.records))),
+        Err(error) => error_data(fetch.partition, &error),
+    }
+}
+
+fn error_data(partition: i32, error: &PartitionError) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(partition)
+        .with_error_code(error.error_code())
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_preferred_read_replica(KBroker(-1))
+}
+
+/// ListOffsets: earliest, latest (HW) or by timestamp, from the leader.
+pub fn list_offsets(shared: &Shared, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let tp = TopicPartition::new(topic.name.0.to_string(), p.partition_index);
+                    let base = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1);
+                    let Some(partition) = shared.partition(&tp) else {
+                        return base.with_error_code(not_hosted(shared, &tp)).with_offset(-1).with_leader_epoch(-1);
+                    };
+                    let epoch = (p.current_leader_epoch >= 0).then_some(LeaderEpoch(p.current_leader_epoch));
+                    match partition.list_offset(epoch, p.timestamp) {
+                        Ok((offset, epoch)) => base.with_offset(offset.0).with_leader_epoch(epoch.0),
+                        Err(error) => base.with_error_code(error.error_code()).with_offset(-1).with_leader_epoch(-1),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(topic.name.clone()).with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// OffsetForLeaderEpoch: followers through the replica core, clients from the log.
+pub fn offsets_for_leader_epoch(shared: &Shared, request: OffsetForLeaderEpochRequest, version: i16) -> OffsetForLeaderEpochResponse {
+    let replica_id = if version >= 3 { request.replica_id.0 } else { -2 };
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let tp = TopicPartition::new(topic.topic.0.to_string(), p.partition);
+                    let Some(partition) = shared.partition(&tp) else {
+                        return KEpochEnd::default()
+                            .with_partition(p.partition)
+                            .with_error_code(not_hosted(shared, &tp))
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1);
+                    };
+                    let result = if replica_id >= 0 {
+                        partition
+                            .offsets_for_leader_epoch(OffsetsForLeaderEpochRequest {
+                                replica_id: BrokerId(replica_id),
+                                current_leader_epoch: LeaderEpoch(p.current_leader_epoch),
+                                leader_epoch: LeaderEpoch(p.leader_epoch),
+                            })
+                            .map_err(|e| match e {
+                                PartitionError::Replica(r) => r,
+                                _ => replication::Error::NotLeaderOrFollower,
+                            })
+                            .and_then(|response| response.result)
+                    } else {
+                        let current = (p.current_leader_epoch >= 0).then_some(LeaderEpoch(p.current_leader_epoch));
+                        partition.end_offset_for_epoch(current, LeaderEpoch(p.leader_epoch)).map_err(|e| match e {
+                            PartitionError::Replica(r) => r,
+                            _ => replication::Error::NotLeaderOrFollower,
+                        })
+                    };
+                    rw::offsets_for_epoch_response_to_kafka(p.partition, &result)
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default().with_topic(topic.topic.clone()).with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

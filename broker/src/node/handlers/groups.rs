@@ -1,0 +1,272 @@
+//! The group coordinator service: the async driver of [`crate::group::GroupCoordinator`] (see its
+//! runbook), with committed offsets made durable in the replicated, compacted `__consumer_offsets`
+//! topic through the same partition code as any produce (acks=all).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+use log_core::batch::split_batches;
+use log_core::BatchBuilder;
+use replication::Acks;
+use tokio::sync::oneshot;
+use wire::TopicPartition;
+
+use super::super::shared::Shared;
+use crate::group::{ClientInfo, GroupConfig, GroupCoordinator, GroupEffect, OffsetRecord};
+use crate::producer_state::ProducerIdAllocator;
+use crate::protocol::connection::Refusal;
+use crate::runtime;
+
+pub use crate::group::OFFSETS_TOPIC;
+
+/// Partitions of `__consumer_offsets` (Kafka's `offsets.topic.num.partitions` is 50; a small
+/// cluster is better served by few). Fixed for the cluster's life.
+pub const OFFSETS_PARTITIONS: i32 = 4;
+/// How often the coordinator ticks (session expiry, rebalance completion) and checks which
+/// offsets partitions it leads.
+const TICK_MS: u64 = 100;
+/// Longest a JoinGroup or SyncGroup waits for its rebalance before the broker gives up on it.
+const GROUP_WAIT_MS_MAX: u64 = 60_000;
+/// Bytes read per step when loading an offsets partition.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+/// Group membership and offsets for the groups this broker coordinates.
+pub struct GroupService {
+    /// The node.
+    shared: Arc<Shared>,
+    /// Producer ids for InitProducerId, unique per broker incarnation.
+    producer_ids: Mutex<ProducerIdAllocator>,
+    /// The sans-IO coordinator.
+    coordinator: Mutex<GroupCoordinator>,
+    /// Requests waiting for their answer, by ticket.
+    waiting: Mutex<BTreeMap<u64, oneshot::Sender<ResponseKind>>>,
+    /// The next ticket.
+    ticket_next: std::sync::atomic::AtomicU64,
+    /// Offsets partitions loaded (led) here.
+    loaded: Mutex<BTreeSet<i32>>,
+}
+
+impl GroupService {
+    /// The service of this broker; `incarnation` makes producer and member ids unique across
+    /// restarts. Starts the tick task.
+    pub fn start(shared: Arc<Shared>, incarnation: u64) -> Arc<GroupService> {
+        let producer_ids = ProducerIdAllocator::new(shared.broker_id, incarnation);
+        let config = GroupConfig {
+            offsets_partitions: OFFSETS_PARTITIONS,
+            initial_rebalance_delay_ms: shared.config.timing.group_initial_rebalance_delay_ms,
+            member_id_salt: incarnation ^ u64::try_from(shared.broker_id.0).unwrap_or(0),
+            ..GroupConfig::default()
+        };
+        let service = Arc::new(GroupService {
+            shared,
+            producer_ids: Mutex::new(producer_ids),
+            coordinator: Mutex::new(GroupCoordinator::new(config)),
+            waiting: Mutex::new(BTreeMap::new()),
+            ticket_next: std::sync::atomic::AtomicU64::new(1),
+            loaded: Mutex::new(BTreeSet::new()),
+        });
+        tokio::spawn(tick_loop(Arc::downgrade(&service)));
+        service
+    }
+
+    fn coordinator(&self) -> MutexGuard<'_, GroupCoordinator> {
+        self.coordinator.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A fresh producer id and epoch, or none once this incarnation's ids are used up.
+    pub fn allocate_producer_id(&self) -> Option<(i64, i16)> {
+        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        ids.next().ok()
+    }
+
+    /// The broker coordinating `group` (the leader of its offsets partition) as (id, host, port),
+    /// creating the offsets topic on first use; or the Kafka error code to answer.
+    pub async fn coordinator_of(&self, group: &str) -> Result<(i32, String, i32), i16> {
+        let shared = &self.shared;
+        if !shared.image().topics().contains_key(OFFSETS_TOPIC) {
+            let brokers = shared.image().brokers_unfenced().len();
+            let replication = i32::try_from(brokers.clamp(1, 3)).expect("small");
+            let code = super::metadata::create_topic(shared, OFFSETS_TOPIC, OFFSETS_PARTITIONS, replication, &[]).await;
+            if code != 0 && code != E::TopicAlreadyExists.code() {
+                return Err(E::CoordinatorNotAvailable.code());
+            }
+        }
+        let image = shared.image();
+        let topic = image.topics().get(OFFSETS_TOPIC).ok_or(E::CoordinatorNotAvailable.code())?;
+        let partitions = i32::try_from(topic.partitions.len()).expect("bounded");
+        let index = crate::group::offsets_partition(group, partitions);
+        let state = &topic.partitions[usize::try_from(index).expect("non-negative")];
+        let leader = state.leader.ok_or(E::CoordinatorNotAvailable.code())?;
+        let address = shared.broker_address(leader).ok_or(E::CoordinatorNotAvailable.code())?;
+        let (host, port) = address.rsplit_once(':').ok_or(E::CoordinatorNotAvailable.code())?;
+        let port: i32 = port.parse().map_err(|_| E::CoordinatorNotAvailable.code())?;
+        Ok((leader.0, host.to_string(), port))
+    }
+
+    /// The group APIs. `client_id` is the request header's.
+    pub async fn handle(&self, body: RequestKind, version: i16, client_id: &str) -> Result<ResponseKind, Refusal> {
+        let now = runtime::monotonic_ms();
+        let client = ClientInfo {
+            client_id: client_id.to_string(),
+            client_host: String::new(),
+        };
+        let (ticket, receiver) = self.ticket();
+        let effects = match body {
+            RequestKind::JoinGroup(r) => self.coordinator().join(now, ticket, &client, &r, version),
+            RequestKind::SyncGroup(r) => self.coordinator().sync(now, ticket, &r, version),
+            RequestKind::Heartbeat(r) => self.coordinator().heartbeat(now, ticket, &r, version),
+            RequestKind::LeaveGroup(r) => self.coordinator().leave(now, ticket, &r, version),
+            RequestKind::DescribeGroups(r) => {
+                return Ok(ResponseKind::DescribeGroups(self.coordinator().describe(&r, version)))
+            }
+            RequestKind::ListGroups(r) => return Ok(ResponseKind::ListGroups(self.coordinator().list(&r, version))),
+            RequestKind::OffsetFetch(r) => {
+                return Ok(ResponseKind::OffsetFetch(self.coordinator().fetch_offsets(&r, version)))
+            }
+            RequestKind::OffsetCommit(r) => return Ok(ResponseKind::OffsetCommit(self.commit(now, &r, version).await)),
+            _ => return Err(Refusal::NotImplemented),
+        };
+        self.apply(effects);
+        match tokio::time::timeout(Duration::from_millis(GROUP_WAIT_MS_MAX), receiver).await {
+            Ok(Ok(response)) => Ok(response),
+            _ => {
+                self.waiting_locked().remove(&ticket);
+                Err(Refusal::Invalid { reason: "group request not answered in time".into() })
+            }
+        }
+    }
+
+    fn waiting_locked(&self) -> MutexGuard<'_, BTreeMap<u64, oneshot::Sender<ResponseKind>>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A fresh ticket and the receiver its answer arrives on.
+    fn ticket(&self) -> (u64, oneshot::Receiver<ResponseKind>) {
+        let ticket = self.ticket_next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        self.waiting_locked().insert(ticket, sender);
+        (ticket, receiver)
+    }
+
+    /// Carries out the coordinator's effects: answers go to their waiting requests; timers are
+    /// covered by the periodic tick.
+    fn apply(&self, effects: Vec<GroupEffect>) {
+        for effect in effects {
+            if let GroupEffect::Respond { ticket, response } = effect {
+                if let Some(sender) = self.waiting_locked().remove(&ticket) {
+                    // The client may have gone; nothing to tell.
+                    let _gone = sender.send(response);
+                }
+            }
+        }
+        self.coordinator().check_invariants();
+    }
+
+    /// OffsetCommit: validate, append the records to the group's offsets partition with
+    /// acks=all, then apply them and answer.
+    async fn commit(
+        &self,
+        now: u64,
+        request: &kafka_protocol::messages::OffsetCommitRequest,
+        version: i16,
+    ) -> kafka_protocol::messages::OffsetCommitResponse {
+        let plan = self.coordinator().commit_offsets(now, request, version);
+        if plan.records.is_empty() {
+            return plan.response;
+        }
+        let tp = TopicPartition::new(OFFSETS_TOPIC, plan.offsets_partition);
+        let Some(partition) = self.shared.partition(&tp) else {
+            return plan.failed(E::NotCoordinator.code());
+        };
+        let mut builder = BatchBuilder::new();
+        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = plan.records.iter().map(OffsetRecord::encode).collect();
+        for (key, value) in &encoded {
+            builder.push(Some(key), value.as_deref(), runtime::wall_clock_ms(), &[]);
+        }
+        match partition.produce(builder.build(), Acks::All).await {
+            Ok(_) => {
+                self.coordinator().offsets_committed(plan.records.clone());
+                plan.response
+            }
+            Err(error) => {
+                tracing::info!(%tp, %error, "offset commit not durable");
+                let code = match error.error_code() {
+                    c if c == E::NotLeaderOrFollower.code() => E::NotCoordinator.code(),
+                    c if c == E::RequestTimedOut.code() => c,
+                    _ => E::CoordinatorNotAvailable.code(),
+                };
+                plan.failed(code)
+            }
+        }
+    }
+
+    /// Loads offsets partitions this broker now leads and unloads the ones it stopped leading.
+    fn follow_leadership(&self) {
+        let mut led = BTreeSet::new();
+        for partition in self.shared.partitions() {
+            let tp = partition.topic_partition();
+            if tp.topic == OFFSETS_TOPIC && partition.status().is_leader {
+                led.insert(tp.partition);
+            }
+        }
+        let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for gone in loaded.difference(&led) {
+            let effects = self.coordinator().unload(*gone);
+            self.apply(effects);
+            tracing::info!(partition = gone, "offsets partition unloaded");
+        }
+        for new in led.difference(&loaded) {
+            self.load(*new);
+        }
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = led;
+    }
+
+    /// Reads an offsets partition from its start and hands the records to the coordinator.
+    fn load(&self, index: i32) {
+        let tp = TopicPartition::new(OFFSETS_TOPIC, index);
+        let Some(partition) = self.shared.partition(&tp) else { return };
+        self.coordinator().begin_loading(index);
+        let mut records = Vec::new();
+        let mut from = partition.status().log_start_offset;
+        loop {
+            let Ok(bytes) = partition.read_committed_or_appended(from, LOAD_READ_BYTES) else { break };
+            if bytes.is_empty() {
+                break;
+            }
+            let mut next = from;
+            for view in split_batches(&bytes).flatten() {
+                next = view.header().next_offset();
+                for record in view.records().flatten() {
+                    if record.offset < from {
+                        continue;
+                    }
+                    match OffsetRecord::decode(record.key.unwrap_or_default(), record.value) {
+                        Ok(Some(decoded)) => records.push(decoded),
+                        Ok(None) => {}
+                        Err(error) => tracing::warn!(%tp, %error, "skipping an offsets record"),
+                    }
+                }
+            }
+            if next <= from {
+                break;
+            }
+            from = next;
+        }
+        tracing::info!(%tp, records = records.len(), "offsets partition loaded");
+        self.coordinator().load(index, records);
+    }
+}
+
+/// Ticks the coordinator and follows offsets-partition leadership until the service is gone.
+async fn tick_loop(service: std::sync::Weak<GroupService>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(TICK_MS)).await;
+        let Some(service) = service.upgrade() else { return };
+        service.follow_leadership();
+        let effects = service.coordinator().tick(runtime::monotonic_ms());
+        service.apply(effects);
+    }
+}

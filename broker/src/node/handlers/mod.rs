@@ -1,0 +1,119 @@
+//! The Kafka request handlers of a broker, one file per family, behind one dispatcher.
+
+pub mod data;
+pub mod groups;
+pub mod metadata;
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::{
+    BrokerId as KBroker, FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ProducerId, RequestKind, ResponseKind,
+};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::protocol::StrBytes;
+
+use super::shared::Shared;
+use crate::protocol::connection::{Refusal, RequestHandler};
+use crate::protocol::request::Request;
+
+/// The broker's [`RequestHandler`]: decodes nothing itself, answers everything it serves.
+#[derive(Clone)]
+pub struct KafkaHandler {
+    /// The node's shared state.
+    pub shared: Arc<Shared>,
+    /// The group coordinator service.
+    pub groups: Arc<groups::GroupService>,
+}
+
+impl RequestHandler for KafkaHandler {
+    async fn handle(&self, request: Request) -> Result<ResponseKind, Refusal> {
+        let started = tokio::time::Instant::now();
+        let api = request.api_key;
+        let version = request.api_version();
+        let shared = &self.shared;
+        let client_id = request
+            .header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let response = match request.body {
+            RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::metadata(shared, r, version).await),
+            RequestKind::Produce(r) => ResponseKind::Produce(data::produce(shared, r).await),
+            RequestKind::Fetch(r) => ResponseKind::Fetch(data::fetch(shared, r).await),
+            RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(data::list_offsets(shared, r)),
+            RequestKind::OffsetForLeaderEpoch(r) => {
+                ResponseKind::OffsetForLeaderEpoch(data::offsets_for_leader_epoch(shared, r, version))
+            }
+            RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(metadata::create_topics(shared, r).await),
+            RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(metadata::delete_topics(shared, r, version).await),
+            RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(metadata::describe_configs(shared, r)),
+            RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(self.init_producer_id(r)),
+            RequestKind::FindCoordinator(r) => {
+                ResponseKind::FindCoordinator(self.find_coordinator(r, version).await)
+            }
+            body => self.groups.handle(body, version, &client_id).await?,
+        };
+        shared.metrics.observe_latency(&format!("{api:?}"), started.elapsed());
+        shared.metrics.count(&format!("rill_requests_total{{api=\"{api:?}\"}}"), 1);
+        Ok(response)
+    }
+}
+
+impl KafkaHandler {
+    /// InitProducerId for idempotent producers (no transactions: a transactional id is refused).
+    fn init_producer_id(&self, request: InitProducerIdRequest) -> InitProducerIdResponse {
+        let base = InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        if request.transactional_id.is_some() {
+            return base.with_error_code(E::TransactionalIdAuthorizationFailed.code());
+        }
+        match self.groups.allocate_producer_id() {
+            Some((id, epoch)) => base.with_producer_id(ProducerId(id)).with_producer_epoch(epoch),
+            None => base.with_error_code(E::CoordinatorNotAvailable.code()),
+        }
+    }
+
+    /// FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition.
+    async fn find_coordinator(&self, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+        let keys: Vec<StrBytes> = if version >= 4 {
+            request.coordinator_keys.clone()
+        } else {
+            vec![request.key.clone()]
+        };
+        let mut coordinators = Vec::new();
+        for key in keys {
+            let found = if request.key_type != 0 {
+                Err(E::CoordinatorNotAvailable.code())
+            } else {
+                self.groups.coordinator_of(&key).await
+            };
+            let coordinator = match found {
+                Ok((broker, host, port)) => Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(KBroker(broker))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port),
+                Err(code) => Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(KBroker(-1))
+                    .with_host(StrBytes::from_static_str(""))
+                    .with_port(-1)
+                    .with_error_code(code),
+            };
+            coordinators.push(coordinator);
+        }
+        if version >= 4 {
+            return FindCoordinatorResponse::default().with_coordinators(coordinators);
+        }
+        let one = coordinators.pop().expect("one key before v4");
+        FindCoordinatorResponse::default()
+            .with_error_code(one.error_code)
+            .with_node_id(one.node_id)
+            .with_host(one.host)
+            .with_port(one.port)
+    }
+}

@@ -1,0 +1,302 @@
+//! A rill node: broker, controller or both (combined mode), started from a [`NodeConfig`] on a
+//! `log_core::Disk`. The same code runs in production (tokio, `FileDisk`) and in the simulator
+//! (madsim, `MemDisk`); nothing here reads the OS clock or RNG except through `crate::runtime`.
+//!
+//! Start-up order: controller (if a voter), then the broker: register with the quorum, follow
+//! the metadata image, open the partitions assigned here, serve Kafka clients.
+
+pub mod config;
+pub mod handlers;
+pub mod metrics;
+pub mod peer;
+pub mod replication_wire;
+pub mod shared;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use log_core::Disk;
+use replication::BugSwitches;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use config::{NodeConfig, Role};
+use handlers::groups::GroupService;
+use handlers::KafkaHandler;
+use shared::Shared;
+
+use crate::control::{
+    BrokerLifecycle, ControllerClient, ControllerHandle, ControllerNode, LifecycleConfig,
+    QuorumConfig,
+};
+use crate::protocol::connection::{serve_connection, ConnectionConfig};
+use crate::protocol::versions::VersionTable;
+
+/// The file whose presence at start says the previous incarnation stopped cleanly.
+const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// The raft state's directory inside the data directory.
+const RAFT_DIR: &str = "__cluster_metadata-0";
+/// Interval of log housekeeping (segment rolls, retention, compaction).
+const HOUSEKEEPING_INTERVAL_MS: u64 = 10_000;
+/// Most concurrent Kafka connections per broker.
+const CONNECTIONS_MAX: usize = 4096;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A listener could not be bound.
+    #[error("bind {address}: {reason}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The OS's reason.
+        reason: String,
+    },
+    /// The disk failed at start.
+    #[error("disk: {0}")]
+    Disk(String),
+    /// The controller could not start.
+    #[error("controller: {0}")]
+    Controller(String),
+}
+
+/// Options the simulator sets and production leaves at their defaults.
+#[derive(Clone, Debug, Default)]
+pub struct NodeOptions {
+    /// Historic-bug switches of the replica cores.
+    pub bugs: BugSwitches,
+    /// Historic-bug switches of the controller.
+    pub controller_bugs: controller::HistoricBugs,
+}
+
+/// A running node; dropping it does not stop it, [`NodeHandle::shutdown`] does.
+pub struct NodeHandle {
+    /// The controller, when this node is a voter.
+    pub controller: Option<ControllerHandle>,
+    /// The broker's shared state, when this node is a broker.
+    pub broker: Option<Arc<Shared>>,
+    /// The broker's registration and metadata follower.
+    lifecycle: Option<BrokerLifecycle>,
+    /// Background tasks to stop at shutdown.
+    tasks: Vec<JoinHandle<()>>,
+    /// The node's disk, for the clean-shutdown marker.
+    disk: Arc<dyn Disk>,
+}
+
+impl NodeHandle {
+    /// Stops serving, flushes and closes every partition, and marks the shutdown clean.
+    pub fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Some(lifecycle) = &self.lifecycle {
+            lifecycle.shutdown();
+        }
+        if let Some(shared) = &self.broker {
+            for partition in shared.partitions() {
+                partition.close();
+            }
+        }
+        if let Some(controller) = &self.controller {
+            controller.shutdown();
+        }
+        let marker = Path::new(CLEAN_SHUTDOWN_FILE);
+        let written = self
+            .disk
+            .create(marker)
+            .and_then(|()| self.disk.sync_dir(Path::new("")));
+        if let Err(error) = written {
+            tracing::warn!(%error, "could not mark the shutdown clean");
+        }
+        tracing::info!("node stopped");
+    }
+}
+
+/// Starts a node on `disk` (its data directory).
+pub async fn start(config: NodeConfig, disk: Arc<dyn Disk>, options: NodeOptions) -> Result<NodeHandle, NodeError> {
+    config.validate()?;
+    let voters = config.voters()?;
+    let clean_shutdown = take_clean_shutdown_marker(disk.as_ref())?;
+    let node_id = u64::try_from(config.node_id).expect("validated positive");
+    let mut tasks = Vec::new();
+    let controller = if config.has_role(Role::Controller) {
+        let mut core = controller::ControllerConfig::new(node_id, voters.keys().copied().collect());
+        core.broker_session_timeout_ms = config.timing.broker_session_timeout_ms;
+        core.bugs = options.controller_bugs;
+        let quorum = QuorumConfig {
+            node_id,
+            voters: voters.clone(),
+            listen: config.listeners.controller.clone().expect("validated"),
+            tick_ms: config.timing.controller_tick_ms,
+            tick_jitter_ms: config.timing.controller_tick_ms / 2,
+            controller: core,
+        };
+        let handle = ControllerNode::start(quorum, disk.clone(), Path::new(RAFT_DIR))
+            .await
+            .map_err(|e| NodeError::Controller(e.to_string()))?;
+        Some(handle)
+    } else {
+        None
+    };
+    let (broker, lifecycle) = if config.has_role(Role::Broker) {
+        let (shared, lifecycle, broker_tasks) = start_broker(config, disk.clone(), voters, clean_shutdown, options).await?;
+        tasks.extend(broker_tasks);
+        (Some(shared), Some(lifecycle))
+    } else {
+        (None, None)
+    };
+    Ok(NodeHandle {
+        controller,
+        broker,
+        lifecycle,
+        tasks,
+        disk,
+    })
+}
+
+/// Reads and removes the clean-shutdown marker: present means the last stop flushed everything.
+fn take_clean_shutdown_marker(disk: &dyn Disk) -> Result<bool, NodeError> {
+    let marker = Path::new(CLEAN_SHUTDOWN_FILE);
+    let present = disk.exists(marker).map_err(|e| NodeError::Disk(e.to_string()))?;
+    if present {
+        disk.remove(marker)
+            .and_then(|()| disk.sync_dir(Path::new("")))
+            .map_err(|e| NodeError::Disk(e.to_string()))?;
+    }
+    Ok(present)
+}
+
+async fn bind(address: &str) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(address).await.map_err(|e| NodeError::Bind {
+        address: address.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The broker role: listener, registration, metadata, partitions, groups, metrics.
+async fn start_broker(
+    config: NodeConfig,
+    disk: Arc<dyn Disk>,
+    voters: std::collections::BTreeMap<u64, String>,
+    clean_shutdown: bool,
+    options: NodeOptions,
+) -> Result<(Arc<Shared>, BrokerLifecycle, Vec<JoinHandle<()>>), NodeError> {
+    let kafka_address = config.listeners.kafka.clone().expect("validated");
+    let listener = bind(&kafka_address).await?;
+    let advertised = config.advertised_kafka().expect("validated").to_string();
+    let (host, port) = advertised
+        .rsplit_once(':')
+        .ok_or_else(|| config::ConfigError::Invalid(format!("advertised address {advertised:?} is not host:port")))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| config::ConfigError::Invalid(format!("advertised port {port:?}")))?;
+    let client = ControllerClient::new(voters, config.timing.request_timeout_ms);
+    let listeners = vec![controller::Listener {
+        name: "PLAINTEXT".into(),
+        host: host.to_string(),
+        port,
+    }];
+    let lifecycle_config = LifecycleConfig {
+        heartbeat_interval_ms: config.timing.broker_heartbeat_interval_ms,
+        ..LifecycleConfig::default()
+    };
+    let lifecycle = BrokerLifecycle::start(client.clone(), wire::BrokerId(config.node_id), listeners, clean_shutdown, lifecycle_config);
+    let metrics_address = config.listeners.metrics.clone();
+    let shared = Shared::new(config, disk, lifecycle.image(), client, options.bugs);
+    let groups = GroupService::start(shared.clone(), lifecycle.incarnation());
+    let handler = KafkaHandler { shared: shared.clone(), groups };
+    let mut tasks = vec![
+        tokio::spawn(follow_metadata(shared.clone())),
+        tokio::spawn(housekeeping(shared.clone())),
+        tokio::spawn(accept(listener, handler)),
+    ];
+    if let Some(address) = metrics_address {
+        let metrics_listener = bind(&address).await?;
+        let scraped = shared.clone();
+        tasks.push(tokio::spawn(metrics::serve(metrics_listener, move || render_metrics(&scraped))));
+    }
+    tracing::info!(node = shared.broker_id.0, %kafka_address, "broker serving");
+    Ok((shared, lifecycle, tasks))
+}
+
+/// Applies every new metadata image to the hosted partitions.
+async fn follow_metadata(shared: Arc<Shared>) {
+    let mut image = shared.image.clone();
+    loop {
+        let current = image.borrow_and_update().clone();
+        shared.reconcile(&current);
+        if image.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Rolls segments and enforces retention now and then.
+async fn housekeeping(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(HOUSEKEEPING_INTERVAL_MS)).await;
+        for partition in shared.partitions() {
+            partition.housekeeping();
+        }
+    }
+}
+
+/// Accepts Kafka connections, each served by its own task.
+async fn accept(listener: TcpListener, handler: KafkaHandler) {
+    let table = Arc::new(VersionTable::implemented());
+    let config = Arc::new(ConnectionConfig::default());
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if open.load(std::sync::atomic::Ordering::Relaxed) >= CONNECTIONS_MAX {
+            tracing::warn!(%peer, "connection limit reached; closing");
+            continue;
+        }
+        let _best_effort = stream.set_nodelay(true);
+        let (handler, table, config, open) = (handler.clone(), table.clone(), config.clone(), open.clone());
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::spawn(async move {
+            tracing::debug!(%peer, "connection opened");
+            let _logged = serve_connection(stream, &table, &handler, &config).await;
+            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+}
+
+/// The /metrics body: counters and histograms plus gauges from partition state.
+fn render_metrics(shared: &Shared) -> String {
+    let mut leaders = 0_u64;
+    let mut under_replicated = 0_u64;
+    let mut offline = 0_u64;
+    for partition in shared.partitions() {
+        let status = partition.status();
+        if status.failed.is_some() {
+            offline += 1;
+        }
+        if let (true, Some(state)) = (status.is_leader, status.state.as_ref()) {
+            leaders += 1;
+            if state.isr.len() < state.replicas.len() {
+                under_replicated += 1;
+            }
+        }
+    }
+    let gauges = vec![
+        ("rill_partitions".to_string(), shared.partitions().len() as f64),
+        ("rill_partitions_leader".to_string(), leaders as f64),
+        ("rill_partitions_under_replicated".to_string(), under_replicated as f64),
+        ("rill_partitions_offline".to_string(), offline as f64),
+        ("rill_metadata_applied_index".to_string(), shared.image().applied_index() as f64),
+    ];
+    shared.metrics.render(&gauges)
+}

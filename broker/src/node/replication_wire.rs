@@ -1,0 +1,195 @@
+//! The replica core's messages as Kafka requests and responses: followers replicate with Fetch v12
+//! and OffsetForLeaderEpoch v4 carrying their replica id, exactly as Kafka brokers do, so the
+//! leader's side is the same Fetch handler consumers use.
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::{self, PartitionData};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::EpochEndOffset as KafkaEpochEnd;
+use kafka_protocol::messages::{
+    FetchRequest as KafkaFetch, OffsetForLeaderEpochRequest as KafkaOffsetsForEpoch, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use replication::{
+    EpochEndOffset, FetchData, FetchRequest, FetchResponse, OffsetsForLeaderEpochRequest,
+    OffsetsForLeaderEpochResponse,
+};
+use wire::{BrokerId, LeaderEpoch, Offset, TopicPartition};
+
+use crate::partition::{batches_from_bytes, replica_error_code, replica_error_from_code, REPLICA_FETCH_BYTES_MAX};
+
+/// The Fetch version followers use: the last with topic names (13+ use topic ids).
+pub const REPLICA_FETCH_VERSION: i16 = 12;
+/// The OffsetForLeaderEpoch version followers use (3+ carry the replica id).
+pub const OFFSETS_FOR_EPOCH_VERSION: i16 = 4;
+
+/// A follower's fetch as a Kafka Fetch request for one partition.
+pub fn fetch_to_kafka(tp: &TopicPartition, request: &FetchRequest, max_wait_ms: i32) -> KafkaFetch {
+    let partition = FetchPartition::default()
+        .with_partition(tp.partition)
+        .with_current_leader_epoch(request.current_leader_epoch.0)
+        .with_fetch_offset(request.fetch_offset.0)
+        .with_last_fetched_epoch(request.last_fetched_epoch.0)
+        .with_log_start_offset(-1)
+        .with_partition_max_bytes(i32::try_from(REPLICA_FETCH_BYTES_MAX).expect("fits"));
+    let topic = FetchTopic::default()
+        .with_topic(TopicName(StrBytes::from_string(tp.topic.clone())))
+        .with_partitions(vec![partition]);
+    KafkaFetch::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(request.replica_id.0))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(i32::try_from(REPLICA_FETCH_BYTES_MAX).expect("fits"))
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![topic])
+}
+
+/// The leader's Kafka answer for one partition, as the core's message. Errors in the bytes (a bad
+/// CRC on the wire) read as a refused fetch: the follower backs off and fetches again.
+pub fn fetch_response_from_kafka(
+    leader: BrokerId,
+    request: &FetchRequest,
+    data: Option<&PartitionData>,
+) -> FetchResponse {
+    let result = match data {
+        None => Err(replication::Error::NotLeaderOrFollower),
+        Some(data) if data.error_code != 0 => Err(replica_error_from_code(
+            data.error_code,
+            Offset(data.high_watermark.max(0)),
+        )),
+        Some(data) => {
+            let bytes: &[u8] = data.records.as_deref().unwrap_or(&[]);
+            match batches_from_bytes(bytes) {
+                Ok(batches) => Ok(FetchData {
+                    high_watermark: Offset(data.high_watermark),
+                    diverging_epoch: (data.diverging_epoch.epoch >= 0).then_some(EpochEndOffset {
+                        leader_epoch: LeaderEpoch(data.diverging_epoch.epoch),
+                        end_offset: Offset(data.diverging_epoch.end_offset),
+                    }),
+                    batches,
+                }),
+                Err(error) => {
+                    tracing::warn!(%error, "fetch response with invalid batches");
+                    Err(replication::Error::NotLeaderOrFollower)
+                }
+            }
+        }
+    };
+    fetch_failed_or(leader, request, result)
+}
+
+/// A fetch answer the follower core accepts as "for this request".
+pub fn fetch_failed_or(
+    leader: BrokerId,
+    request: &FetchRequest,
+    result: Result<FetchData, replication::Error>,
+) -> FetchResponse {
+    FetchResponse {
+        leader_id: leader,
+        leader_epoch: request.current_leader_epoch,
+        fetch_offset: request.fetch_offset,
+        last_fetched_epoch: request.last_fetched_epoch,
+        result,
+    }
+}
+
+/// A Kafka Fetch partition from a follower as the core's request.
+pub fn fetch_from_kafka(replica_id: i32, partition: &FetchPartition) -> FetchRequest {
+    FetchRequest {
+        replica_id: BrokerId(replica_id),
+        fetch_offset: Offset(partition.fetch_offset),
+        current_leader_epoch: LeaderEpoch(partition.current_leader_epoch),
+        last_fetched_epoch: LeaderEpoch(partition.last_fetched_epoch),
+    }
+}
+
+/// The core's answer to a follower as Kafka partition data.
+pub fn fetch_response_to_kafka(partition: i32, response: &FetchResponse, log_start: Offset) -> PartitionData {
+    let base = PartitionData::default()
+        .with_partition_index(partition)
+        .with_log_start_offset(log_start.0)
+        .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1));
+    match &response.result {
+        Err(error) => base
+            .with_error_code(replica_error_code(error))
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1),
+        Ok(data) => {
+            let mut records = Vec::new();
+            for batch in &data.batches {
+                records.extend_from_slice(&batch.payload);
+            }
+            let diverging = match data.diverging_epoch {
+                Some(end) => fetch_response::EpochEndOffset::default()
+                    .with_epoch(end.leader_epoch.0)
+                    .with_end_offset(end.end_offset.0),
+                None => fetch_response::EpochEndOffset::default(),
+            };
+            base.with_high_watermark(data.high_watermark.0)
+                .with_last_stable_offset(data.high_watermark.0)
+                .with_diverging_epoch(diverging)
+                .with_records(Some(Bytes::from(records)))
+        }
+    }
+}
+
+/// A follower's OffsetsForLeaderEpoch as a Kafka request for one partition.
+pub fn offsets_for_epoch_to_kafka(
+    tp: &TopicPartition,
+    request: &OffsetsForLeaderEpochRequest,
+) -> KafkaOffsetsForEpoch {
+    let partition = OffsetForLeaderPartition::default()
+        .with_partition(tp.partition)
+        .with_current_leader_epoch(request.current_leader_epoch.0)
+        .with_leader_epoch(request.leader_epoch.0);
+    let topic = OffsetForLeaderTopic::default()
+        .with_topic(TopicName(StrBytes::from_string(tp.topic.clone())))
+        .with_partitions(vec![partition]);
+    KafkaOffsetsForEpoch::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(request.replica_id.0))
+        .with_topics(vec![topic])
+}
+
+/// The leader's Kafka answer as the core's message.
+pub fn offsets_for_epoch_from_kafka(
+    leader: BrokerId,
+    request: &OffsetsForLeaderEpochRequest,
+    answer: Option<&KafkaEpochEnd>,
+) -> OffsetsForLeaderEpochResponse {
+    let result = match answer {
+        None => Err(replication::Error::NotLeaderOrFollower),
+        Some(end) if end.error_code != 0 => Err(replica_error_from_code(end.error_code, Offset::ZERO)),
+        Some(end) => Ok(EpochEndOffset {
+            leader_epoch: LeaderEpoch(end.leader_epoch),
+            end_offset: Offset(end.end_offset),
+        }),
+    };
+    OffsetsForLeaderEpochResponse {
+        leader_id: leader,
+        current_leader_epoch: request.current_leader_epoch,
+        requested_epoch: request.leader_epoch,
+        result,
+    }
+}
+
+/// The core's answer to OffsetsForLeaderEpoch as Kafka's.
+pub fn offsets_for_epoch_response_to_kafka(
+    partition: i32,
+    result: &Result<EpochEndOffset, replication::Error>,
+) -> KafkaEpochEnd {
+    match result {
+        Ok(end) => KafkaEpochEnd::default()
+            .with_partition(partition)
+            .with_leader_epoch(end.leader_epoch.0)
+            .with_end_offset(end.end_offset.0),
+        Err(error) => KafkaEpochEnd::default()
+            .with_partition(partition)
+            .with_error_code(replica_error_code(error))
+            .with_leader_epoch(-1)
+            .with_end_offset(-1),
+    }
+}

@@ -1,0 +1,336 @@
+//! The state one broker shares between its connections and background tasks: the partitions it
+//! hosts, the metadata image it follows, its controller client and peer connections.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use controller::MetadataImage;
+use log_core::Disk;
+use replication::{AlterPartition, BugSwitches, Config, Message};
+use tokio::sync::watch;
+use wire::{BrokerId, TopicPartition};
+
+use super::config::NodeConfig;
+use super::metrics::Metrics;
+use super::peer::PeerConnection;
+use super::replication_wire as rw;
+use crate::control::ControllerClient;
+use crate::partition::{Partition, PartitionSettings, ReplicaNet};
+
+/// Idle peer connections kept per (leader, partition); more are closed.
+const PEER_CONNECTIONS_IDLE_MAX: usize = 2;
+
+/// Everything a broker's tasks share.
+pub struct Shared {
+    /// The node's configuration.
+    pub config: NodeConfig,
+    /// This broker.
+    pub broker_id: BrokerId,
+    /// Where partitions live.
+    pub disk: Arc<dyn Disk>,
+    /// Hosted partitions.
+    partitions: Mutex<BTreeMap<TopicPartition, Arc<Partition>>>,
+    /// The metadata image as the broker lifecycle last fetched it.
+    pub image: watch::Receiver<Arc<MetadataImage>>,
+    /// The way to the active controller.
+    pub controller: ControllerClient,
+    /// Historic-bug switches for every partition (simulator only).
+    pub bugs: BugSwitches,
+    /// Counters and histograms for /metrics.
+    pub metrics: Metrics,
+    /// Idle replication connections by (leader, partition).
+    peers: Mutex<BTreeMap<(BrokerId, TopicPartition), Vec<PeerConnection>>>,
+    /// Ourselves, weakly, for the replica transport handed to partitions.
+    me: Weak<Shared>,
+}
+
+impl Shared {
+    /// Builds the shared state.
+    pub fn new(
+        config: NodeConfig,
+        disk: Arc<dyn Disk>,
+        image: watch::Receiver<Arc<MetadataImage>>,
+        controller: ControllerClient,
+        bugs: BugSwitches,
+    ) -> Arc<Shared> {
+        let broker_id = BrokerId(config.node_id);
+        Arc::new_cyclic(|me| Shared {
+            config,
+            broker_id,
+            disk,
+            partitions: Mutex::new(BTreeMap::new()),
+            image,
+            controller,
+            bugs,
+            metrics: Metrics::default(),
+            peers: Mutex::new(BTreeMap::new()),
+            me: me.clone(),
+        })
+    }
+
+    fn partitions_locked(&self) -> MutexGuard<'_, BTreeMap<TopicPartition, Arc<Partition>>> {
+        self.partitions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The hosted partition, if any.
+    pub fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.partitions_locked().get(tp).cloned()
+    }
+
+    /// Every hosted partition, in order.
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions_locked().values().cloned().collect()
+    }
+
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    /// The Kafka address of `broker` as registered, if known.
+    pub fn broker_address(&self, broker: BrokerId) -> Option<String> {
+        let image = self.image();
+        let registration = image.brokers().get(&broker)?;
+        let listener = registration.listeners.first()?;
+        Some(format!("{}:{}", listener.host, listener.port))
+    }
+
+    /// The replica settings for partitions of a topic with this configuration.
+    fn settings(&self, topic: &controller::TopicConfig) -> PartitionSettings {
+        let timing = &self.config.timing;
+        let mut replica = Config::new(self.broker_id);
+        replica.min_insync_replicas = usize::try_from(topic.min_insync_replicas.max(1)).expect("positive");
+        replica.replica_lag_time_max_ms = timing.replica_lag_time_max_ms;
+        replica.fetch_backoff_ms = timing.replica_fetch_backoff_ms;
+        replica.request_timeout_ms = timing.request_timeout_ms;
+        replica.truncate_via_offsets_for_leader_epoch = self.bugs.no_epoch_fencing;
+        PartitionSettings {
+            replica,
+            bugs: self.bugs,
+            log: self.config.log_config(),
+        }
+    }
+
+    /// Brings hosted partitions in line with `image`: opens the ones assigned here, feeds every
+    /// partition its committed state, closes and deletes the ones no longer assigned.
+    pub fn reconcile(&self, image: &MetadataImage) {
+        let mut wanted = BTreeMap::new();
+        for (name, topic) in image.topics() {
+            for (index, state) in topic.partitions.iter().enumerate() {
+                if state.replicas.contains(&self.broker_id) {
+                    let tp = TopicPartition::new(name.clone(), i32::try_from(index).expect("bounded"));
+                    wanted.insert(tp, (topic.config.clone(), to_replica_state(state)));
+                }
+            }
+        }
+        let removed: Vec<(TopicPartition, Arc<Partition>)> = {
+            let hosted = self.partitions_locked();
+            hosted
+                .iter()
+                .filter(|(tp, _)| !wanted.contains_key(*tp))
+                .map(|(tp, p)| (tp.clone(), p.clone()))
+                .collect()
+        };
+        for (tp, partition) in removed {
+            partition.close();
+            self.partitions_locked().remove(&tp);
+            if let Err(error) = remove_partition_dir(self.disk.as_ref(), &tp) {
+                tracing::warn!(%tp, %error, "deleting the partition's files failed");
+            }
+            tracing::info!(%tp, "partition removed");
+        }
+        for (tp, (topic_config, state)) in wanted {
+            let Some(partition) = self.open_partition(&tp, &topic_config) else {
+                continue;
+            };
+            partition.apply_state(state);
+        }
+    }
+
+    /// The hosted partition, opening it on first use.
+    fn open_partition(&self, tp: &TopicPartition, topic: &controller::TopicConfig) -> Option<Arc<Partition>> {
+        if let Some(partition) = self.partition(tp) {
+            return Some(partition);
+        }
+        let net: Arc<dyn ReplicaNet> = Arc::new(Transport { shared: self.me.clone() });
+        let dir = partition_dir(tp);
+        match Partition::open(tp.clone(), self.disk.clone(), &dir, self.settings(topic), net) {
+            Ok(partition) => {
+                self.partitions_locked().insert(tp.clone(), partition.clone());
+                Some(partition)
+            }
+            Err(error) => {
+                tracing::error!(%tp, %error, "cannot open partition; it stays offline here");
+                self.metrics.count("rill_partition_open_failures_total", 1);
+                None
+            }
+        }
+    }
+
+    /// Takes an idle connection to `leader` for `tp`, or opens one.
+    async fn peer(&self, leader: BrokerId, tp: &TopicPartition) -> Option<PeerConnection> {
+        let idle = {
+            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers.get_mut(&(leader, tp.clone())).and_then(Vec::pop)
+        };
+        if idle.is_some() {
+            return idle;
+        }
+        let address = self.broker_address(leader)?;
+        let client_id = format!("rill-replica-{}", self.broker_id.0);
+        match PeerConnection::connect(&address, &client_id, self.request_timeout()).await {
+            Ok(connection) => Some(connection),
+            Err(error) => {
+                tracing::debug!(?leader, %error, "cannot reach leader");
+                None
+            }
+        }
+    }
+
+    /// Returns a healthy connection to the idle pool.
+    fn peer_done(&self, leader: BrokerId, tp: &TopicPartition, connection: PeerConnection) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = peers.entry((leader, tp.clone())).or_default();
+        if idle.len() < PEER_CONNECTIONS_IDLE_MAX {
+            idle.push(connection);
+        }
+    }
+
+    /// The timeout of one peer request: a long-polled fetch plus slack.
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.timing.replica_fetch_wait_max_ms + 5_000)
+    }
+
+    /// A follower's Fetch or OffsetsForLeaderEpoch to `leader`, answered back into the partition.
+    async fn replicate(&self, tp: TopicPartition, leader: BrokerId, message: Message) {
+        let Some(partition) = self.partition(&tp) else { return };
+        let timeout = self.request_timeout();
+        let connection = self.peer(leader, &tp).await;
+        let answer = match message {
+            Message::Fetch(request) => {
+                let wait = i32::try_from(self.config.timing.replica_fetch_wait_max_ms).unwrap_or(500);
+                let kafka = rw::fetch_to_kafka(&tp, &request, wait);
+                let result = match connection {
+                    Some(mut c) => {
+                        let r: Result<kafka_protocol::messages::FetchResponse, _> =
+                            c.request(kafka_protocol::messages::ApiKey::Fetch, rw::REPLICA_FETCH_VERSION, &kafka, timeout).await;
+                        if r.is_ok() {
+                            self.peer_done(leader, &tp, c);
+                        }
+                        r.ok()
+                    }
+                    None => None,
+                };
+                let data = result.as_ref().and_then(|r| {
+                    r.responses.iter().flat_map(|t| t.partitions.iter()).find(|p| p.partition_index == tp.partition)
+                });
+                if result.is_none() {
+                    // Unreachable or silent leader: a refused fetch makes the core back off and retry.
+                    tokio::time::sleep(Duration::from_millis(self.config.timing.replica_fetch_backoff_ms)).await;
+                }
+                Message::FetchResponse(rw::fetch_response_from_kafka(leader, &request, data))
+            }
+            Message::OffsetsForLeaderEpoch(request) => {
+                let kafka = rw::offsets_for_epoch_to_kafka(&tp, &request);
+                let result = match connection {
+                    Some(mut c) => {
+                        let r: Result<kafka_protocol::messages::OffsetForLeaderEpochResponse, _> = c
+                            .request(kafka_protocol::messages::ApiKey::OffsetForLeaderEpoch, rw::OFFSETS_FOR_EPOCH_VERSION, &kafka, timeout)
+                            .await;
+                        if r.is_ok() {
+                            self.peer_done(leader, &tp, c);
+                        }
+                        r.ok()
+                    }
+                    None => None,
+                };
+                let end = result.as_ref().and_then(|r| {
+                    r.topics.iter().flat_map(|t| t.partitions.iter()).find(|p| p.partition == tp.partition)
+                });
+                if result.is_none() {
+                    tokio::time::sleep(Duration::from_millis(self.config.timing.replica_fetch_backoff_ms)).await;
+                }
+                Message::OffsetsForLeaderEpochResponse(rw::offsets_for_epoch_from_kafka(leader, &request, end))
+            }
+            other => {
+                tracing::debug!(?other, "answers travel inside request handlers, not here");
+                return;
+            }
+        };
+        partition.deliver(leader, answer);
+    }
+
+    /// A leader's ISR change, sent to the controller and answered back into the partition.
+    async fn alter_partition(&self, tp: TopicPartition, request: AlterPartition) {
+        let Some(partition) = self.partition(&tp) else { return };
+        let ask = controller::Request::AlterPartition(controller::AlterPartitionRequest {
+            partition: tp.clone(),
+            broker: request.leader,
+            leader_epoch: request.leader_epoch,
+            partition_epoch: request.partition_epoch,
+            isr: request.new_isr.iter().copied().collect(),
+        });
+        let answer = match self.controller.request(ask).await {
+            Ok(controller::Reply::PartitionAltered(state)) => Ok(to_replica_state(&state)),
+            Ok(other) => {
+                tracing::warn!(?other, "unexpected answer to AlterPartition");
+                Err(replication::Error::InvalidUpdateVersion)
+            }
+            Err(error) => {
+                tracing::info!(%tp, %error, "AlterPartition refused or failed");
+                Err(replication::Error::InvalidUpdateVersion)
+            }
+        };
+        partition.alter_partition_answered(answer);
+    }
+}
+
+/// The replica transport partitions get: spawns a task per message (the core sends at most one
+/// fetch at a time per partition, so this is bounded by the partition count).
+struct Transport {
+    /// The node; partitions must not keep it alive.
+    shared: Weak<Shared>,
+}
+
+impl ReplicaNet for Transport {
+    fn send(&self, tp: &TopicPartition, to: BrokerId, message: Message) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        let tp = tp.clone();
+        tokio::spawn(async move { shared.replicate(tp, to, message).await });
+    }
+
+    fn alter_partition(&self, tp: &TopicPartition, request: AlterPartition) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        shared.metrics.count("rill_alter_partition_total", 1);
+        let tp = tp.clone();
+        tokio::spawn(async move { shared.alter_partition(tp, request).await });
+    }
+}
+
+/// Where a partition's files live, relative to the data directory (Kafka's `topic-partition`).
+pub fn partition_dir(tp: &TopicPartition) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("{}-{}", tp.topic, tp.partition))
+}
+
+/// Deletes a removed partition's files (bounded: one directory of segments).
+fn remove_partition_dir(disk: &dyn Disk, tp: &TopicPartition) -> Result<(), log_core::DiskError> {
+    let dir = partition_dir(tp);
+    if !disk.exists(&dir)? {
+        return Ok(());
+    }
+    disk.remove_dir(&dir, true)?;
+    disk.sync_dir(std::path::Path::new(""))
+}
+
+/// The controller's committed partition state in the replica core's terms.
+pub fn to_replica_state(state: &controller::PartitionState) -> replication::PartitionState {
+    replication::PartitionState {
+        leader: state.leader,
+        leader_epoch: state.leader_epoch,
+        partition_epoch: state.partition_epoch,
+        isr: state.isr.iter().copied().collect(),
+        elr: state.elr.iter().copied().collect(),
+        replicas: state.replicas.clone(),
+    }
+}

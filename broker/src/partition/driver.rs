@@ -1,0 +1,854 @@
+//! [`Partition`]: the driver of one replica core over one log. See the module docs of
+//! `partition` for the shape.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use log_core::batch::split_batches;
+use log_core::{Disk, LogConfig, LogError, PartitionLog};
+use replication::{
+    Acks, AlterPartition, BugSwitches, Config, Effect, FetchRequest, FetchResponse, Input, Message,
+    OffsetsForLeaderEpochRequest, OffsetsForLeaderEpochResponse, PartitionState, ProduceRequest,
+    RecoveredLog, Replica, TimerKind,
+};
+use tokio::sync::{oneshot, Notify};
+use wire::{BrokerId, LeaderEpoch, Offset, TopicPartition};
+
+use super::reads::{read_batches, read_for_consumer, ConsumerRead};
+use super::PartitionError;
+use crate::producer_state::{sequence_add, LoggedBatch, ProducerStateTable, TruncateOutcome};
+use crate::runtime;
+
+/// Most bytes one follower fetch response carries per partition (`replica.fetch.max.bytes`).
+pub const REPLICA_FETCH_BYTES_MAX: usize = 1 << 20;
+
+/// The node's transport for what a replica sends on its own initiative. Implementations must not
+/// block and must not call back into the partition synchronously (the partition's lock is held).
+pub trait ReplicaNet: Send + Sync + 'static {
+    /// Delivers a follower's request (Fetch, OffsetsForLeaderEpoch) to the leader `to`; the
+    /// answer comes back through [`Partition::deliver`].
+    fn send(&self, tp: &TopicPartition, to: BrokerId, message: Message);
+    /// Sends an ISR change to the controller; the answer comes back through
+    /// [`Partition::alter_partition_answered`].
+    fn alter_partition(&self, tp: &TopicPartition, request: AlterPartition);
+}
+
+/// Everything a partition needs to open, besides its disk and transport.
+#[derive(Clone, Debug)]
+pub struct PartitionSettings {
+    /// The replica core's limits and timeouts (its broker id is this broker's).
+    pub replica: Config,
+    /// Historic-bug switches (tests and simulator only).
+    pub bugs: BugSwitches,
+    /// Segment sizes, retention, compaction.
+    pub log: LogConfig,
+}
+
+/// How a produce ended, as the partition knows it.
+pub type ProduceOutcome = Result<Offset, PartitionError>;
+
+/// A snapshot of a partition's state for metrics and Metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionStatus {
+    /// Is this broker the partition's leader?
+    pub is_leader: bool,
+    /// The state the controller committed last, if any arrived.
+    pub state: Option<PartitionState>,
+    /// The high watermark.
+    pub high_watermark: Offset,
+    /// The log end offset.
+    pub log_end_offset: Offset,
+    /// The log start offset.
+    pub log_start_offset: Offset,
+    /// Set once the log failed: the partition serves nothing.
+    pub failed: Option<String>,
+}
+
+/// How a produce continues after its synchronous half.
+enum Started {
+    /// The core took it; its reply arrives here.
+    Waiting(oneshot::Receiver<ProduceOutcome>),
+    /// A retried batch already in the log at these offsets.
+    Duplicate {
+        /// Its first offset.
+        first: Offset,
+        /// Its last offset.
+        last: Offset,
+    },
+}
+
+/// The partition's mutable state, behind one mutex.
+struct Inner {
+    /// The replication core.
+    replica: Replica,
+    /// The log on disk; `None` once failed or closed.
+    log: Option<PartitionLog>,
+    /// Idempotent producers' sequences, fed by every append (leader and follower alike, so a new
+    /// leader already knows them).
+    producers: ProducerStateTable,
+    /// Produce requests waiting for the core's `Reply`, by the request id given to the core.
+    waiters: BTreeMap<u64, oneshot::Sender<ProduceOutcome>>,
+    /// The id the next produce gets.
+    request_id_next: u64,
+    /// Generation per timer kind: a sleeping timer task fires only if its generation is current.
+    timer_generations: BTreeMap<TimerKind, u64>,
+    /// The newest flush the core asked for and the flusher has not done: (seq, up_to).
+    flush_wanted: Option<(u64, Offset)>,
+    /// Answers to the inbound replica request being handled (captured instead of sent).
+    captured: Vec<Message>,
+    /// The broker whose request is being handled, whose answers are captured.
+    capture_for: Option<BrokerId>,
+    /// Why the partition stopped serving, once it did.
+    failed: Option<String>,
+    /// Set by `close`: timers and the flusher stop, requests are refused.
+    closed: bool,
+}
+
+/// One partition replica on this broker.
+pub struct Partition {
+    /// Which partition.
+    tp: TopicPartition,
+    /// This broker.
+    broker_id: BrokerId,
+    /// Everything mutable; never held across an `.await`.
+    inner: Mutex<Inner>,
+    /// Woken whenever the LEO or HW may have moved: long-polling fetches wait on it.
+    progress: Notify,
+    /// Woken when a flush is wanted.
+    flush_needed: Notify,
+    /// Where sends go.
+    net: Arc<dyn ReplicaNet>,
+    /// This partition's own `Arc`, weakly, for the tasks it spawns.
+    me: Weak<Partition>,
+    /// How long a duplicate acks=all produce may wait for the HW (the core's produce timeout).
+    request_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition").field("tp", &self.tp).finish()
+    }
+}
+
+impl Partition {
+    /// Opens (recovering) the log in `dir` and starts the flusher. The replica is offline until
+    /// [`Partition::apply_state`] names its role.
+    pub fn open(
+        tp: TopicPartition,
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        settings: PartitionSettings,
+        net: Arc<dyn ReplicaNet>,
+    ) -> Result<Arc<Partition>, LogError> {
+        let log = PartitionLog::open(disk, dir, settings.log.clone(), runtime::wall_clock_ms())?;
+        let recovered = RecoveredLog {
+            log_start_offset: log.log_start_offset(),
+            log_end_offset: log.log_end_offset(),
+            epochs: log.epoch_entries(),
+            high_watermark: log.high_watermark(),
+        };
+        let producers = producers_from_log(&log)?;
+        let broker_id = settings.replica.broker_id;
+        let request_timeout_ms = settings.replica.request_timeout_ms;
+        let replica = Replica::recover(settings.replica, settings.bugs, &recovered);
+        tracing::info!(%tp, leo = ?log.log_end_offset(), hw = ?log.high_watermark(), "partition opened");
+        let partition = Arc::new_cyclic(|me| Partition {
+            tp,
+            broker_id,
+            inner: Mutex::new(Inner {
+                replica,
+                log: Some(log),
+                producers,
+                waiters: BTreeMap::new(),
+                request_id_next: 1,
+                timer_generations: BTreeMap::new(),
+                flush_wanted: None,
+                captured: Vec::new(),
+                capture_for: None,
+                failed: None,
+                closed: false,
+            }),
+            progress: Notify::new(),
+            flush_needed: Notify::new(),
+            net,
+            me: me.clone(),
+            request_timeout_ms,
+        });
+        tokio::spawn(flusher(Arc::downgrade(&partition)));
+        Ok(partition)
+    }
+
+    /// The partition this is.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock already failed an invariant; keep serving the state
+        // rather than cascade (the panic itself is logged by the task that hit it).
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Feeds one input to the core and carries out the effects. Returns the captured answers
+    /// to `capture_for` (an inbound replica request), in order.
+    fn step(&self, input: Input, capture_for: Option<BrokerId>) -> Vec<Message> {
+        self.step_with(self.lock(), input, capture_for)
+    }
+
+    /// [`Partition::step`] with the lock already held, so a check and the step it guards are
+    /// one atomic action.
+    fn step_with(
+        &self,
+        mut inner: MutexGuard<'_, Inner>,
+        input: Input,
+        capture_for: Option<BrokerId>,
+    ) -> Vec<Message> {
+        let this = self.self_weak();
+        if inner.closed || inner.failed.is_some() {
+            return Vec::new();
+        }
+        let (hw_before, leo_before) = (inner.replica.high_watermark(), inner.replica.log_end_offset());
+        let is_produce = matches!(input, Input::Produce(_));
+        let effects = inner.replica.step(runtime::monotonic_ms(), input);
+        inner.replica.check_invariants();
+        inner.capture_for = capture_for;
+        for effect in effects {
+            if let Err(error) = self.apply(&mut inner, &this, effect, is_produce) {
+                self.fail(&mut inner, format!("{error}"));
+                break;
+            }
+        }
+        if inner.failed.is_none() {
+            if let Err(error) = sync_log_with_core(&mut inner) {
+                self.fail(&mut inner, format!("{error}"));
+            }
+        }
+        inner.capture_for = None;
+        let captured = std::mem::take(&mut inner.captured);
+        let moved = inner.replica.high_watermark() != hw_before
+            || inner.replica.log_end_offset() != leo_before;
+        drop(inner);
+        if moved {
+            self.progress.notify_waiters();
+        }
+        captured
+    }
+
+    /// A weak handle to self for timer tasks: they must not keep a closed partition alive.
+    fn self_weak(&self) -> Weak<Partition> {
+        self.me.clone()
+    }
+
+    /// Carries out one effect with the lock held.
+    fn apply(
+        &self,
+        inner: &mut Inner,
+        this: &Weak<Partition>,
+        effect: Effect,
+        is_produce: bool,
+    ) -> Result<(), PartitionError> {
+        match effect {
+            Effect::Append(batch) => append(inner, &batch, is_produce),
+            Effect::TruncateTo(offset) => {
+                let log = inner.log.as_mut().ok_or(PartitionError::Closed)?;
+                log.truncate_to(offset).map_err(storage)?;
+                if inner.producers.truncate_to(offset) == TruncateOutcome::RebuildRequired {
+                    let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+                    inner.producers = producers_from_log(log).map_err(storage)?;
+                }
+                tracing::info!(tp = %self.tp, ?offset, "truncated");
+                Ok(())
+            }
+            Effect::Flush { up_to, seq } => {
+                inner.flush_wanted = Some((seq, up_to));
+                self.flush_needed.notify_one();
+                Ok(())
+            }
+            Effect::Send { to, message } => {
+                if inner.capture_for == Some(to) && is_answer(&message) {
+                    inner.captured.push(message);
+                } else {
+                    self.net.send(&self.tp, to, message);
+                }
+                Ok(())
+            }
+            Effect::SendFetchResponse {
+                to,
+                mut response,
+                read,
+            } => {
+                let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+                if let Ok(data) = response.result.as_mut() {
+                    data.batches = read_batches(log, read, REPLICA_FETCH_BYTES_MAX).map_err(storage)?;
+                }
+                let message = Message::FetchResponse(response);
+                if inner.capture_for == Some(to) {
+                    inner.captured.push(message);
+                } else {
+                    self.net.send(&self.tp, to, message);
+                }
+                Ok(())
+            }
+            Effect::Reply { request_id, result } => {
+                if let Some(waiter) = inner.waiters.remove(&request_id) {
+                    // The client may have gone (timeout): nobody to tell, nothing lost.
+                    let _gone = waiter.send(result.map_err(PartitionError::Replica));
+                }
+                Ok(())
+            }
+            Effect::AlterPartition(request) => {
+                self.net.alter_partition(&self.tp, request);
+                Ok(())
+            }
+            Effect::SetTimer {
+                timer,
+                delay_ms_min,
+                delay_ms_max,
+            } => {
+                let generation = inner.timer_generations.entry(timer).or_insert(0);
+                *generation += 1;
+                let delay = runtime::jitter_ms(delay_ms_min, delay_ms_max);
+                tokio::spawn(fire_timer(this.clone(), timer, *generation, delay));
+                Ok(())
+            }
+            Effect::CancelTimer(timer) => {
+                *inner.timer_generations.entry(timer).or_insert(0) += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops serving after a log failure: every waiting produce learns it, memory is dropped.
+    fn fail(&self, inner: &mut Inner, reason: String) {
+        tracing::error!(tp = %self.tp, %reason, "partition failed; it stops serving until restart");
+        inner.failed = Some(reason.clone());
+        inner.log = None;
+        for (_, waiter) in std::mem::take(&mut inner.waiters) {
+            let _gone = waiter.send(Err(PartitionError::Storage(reason.clone())));
+        }
+        self.progress.notify_waiters();
+    }
+
+    fn refuse_if_unusable(inner: &Inner) -> Result<(), PartitionError> {
+        if inner.closed {
+            return Err(PartitionError::Closed);
+        }
+        match &inner.failed {
+            Some(reason) => Err(PartitionError::Storage(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// New partition state from the controller's metadata.
+    pub fn apply_state(&self, state: PartitionState) {
+        let unchanged = self.lock().replica.partition_state() == Some(&state);
+        if !unchanged {
+            tracing::info!(tp = %self.tp, leader = ?state.leader, epoch = ?state.leader_epoch,
+                isr = ?state.isr, "partition state");
+            self.step(Input::PartitionState(state), None);
+        }
+    }
+
+    /// The controller answered an AlterPartition.
+    pub fn alter_partition_answered(&self, result: Result<PartitionState, replication::Error>) {
+        self.step(Input::AlterPartitionResponse(result), None);
+    }
+
+    /// An answer from the leader (FetchResponse, OffsetsForLeaderEpochResponse) reached this
+    /// follower.
+    pub fn deliver(&self, from: BrokerId, message: Message) {
+        self.step(Input::Message { from, message }, None);
+    }
+
+    /// A follower's fetch, answered at once (long polling is the caller's: see
+    /// [`Partition::progress`]).
+    pub fn replica_fetch(&self, request: FetchRequest) -> Result<FetchResponse, PartitionError> {
+        let from = request.replica_id;
+        let answers = self.step(
+            Input::Message {
+                from,
+                message: Message::Fetch(request),
+            },
+            Some(from),
+        );
+        Self::refuse_if_unusable(&self.lock())?;
+        answers
+            .into_iter()
+            .find_map(|m| match m {
+                Message::FetchResponse(response) => Some(response),
+                _ => None,
+            })
+            .ok_or(PartitionError::Replica(replication::Error::NotLeaderOrFollower))
+    }
+
+    /// A follower's OffsetsForLeaderEpoch, answered at once.
+    pub fn offsets_for_leader_epoch(
+        &self,
+        request: OffsetsForLeaderEpochRequest,
+    ) -> Result<OffsetsForLeaderEpochResponse, PartitionError> {
+        let from = request.replica_id;
+        let answers = self.step(
+            Input::Message {
+                from,
+                message: Message::OffsetsForLeaderEpoch(request),
+            },
+            Some(from),
+        );
+        Self::refuse_if_unusable(&self.lock())?;
+        answers
+            .into_iter()
+            .find_map(|m| match m {
+                Message::OffsetsForLeaderEpochResponse(response) => Some(response),
+                _ => None,
+            })
+            .ok_or(PartitionError::Replica(replication::Error::NotLeaderOrFollower))
+    }
+
+    /// Notified whenever the LEO or HW may have moved. A long-polling fetch creates and
+    /// `enable()`s a `notified()` future *before* reading, then waits on it with a timeout, so a
+    /// move between the read and the wait still wakes it.
+    pub fn progress(&self) -> &Notify {
+        &self.progress
+    }
+
+    /// Produces `payload` (v2 batches from a client) with `acks`; resolves when the core replies
+    /// (at once for acks 0/1, at the HW for acks=all). A retried batch of an idempotent producer
+    /// answers with its original offset, for acks=all only once the HW passed it.
+    pub async fn produce(&self, payload: Vec<u8>, acks: Acks) -> ProduceOutcome {
+        match self.start_produce(payload, acks)? {
+            Started::Waiting(receiver) => match receiver.await {
+                Ok(outcome) => outcome,
+                Err(_dropped) => Err(PartitionError::Closed),
+            },
+            Started::Duplicate { first, last } => self.duplicate_acknowledged(first, last, acks).await,
+        }
+    }
+
+    /// The synchronous half of a produce: validation, the idempotence check and the core step,
+    /// under one lock.
+    fn start_produce(&self, payload: Vec<u8>, acks: Acks) -> Result<Started, PartitionError> {
+        let mut inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
+        let batch_bytes_max = inner.log.as_ref().map_or(0, |l| l.config().batch_bytes_max);
+        let record_count = validate_produce(&payload, batch_bytes_max)?;
+        if let Some((first, last)) = check_producer(&inner, &payload)? {
+            return Ok(Started::Duplicate { first, last });
+        }
+        let request_id = inner.request_id_next;
+        inner.request_id_next += 1;
+        let (sender, receiver) = oneshot::channel();
+        inner.waiters.insert(request_id, sender);
+        let produce = ProduceRequest {
+            request_id,
+            acks,
+            record_count,
+            payload,
+        };
+        self.step_with(inner, Input::Produce(produce), None);
+        Ok(Started::Waiting(receiver))
+    }
+
+    /// A duplicate's answer: its first offset once the HW passed its last (acks=all), waiting at
+    /// most the produce timeout; leadership lost meanwhile refuses it like a fresh produce.
+    async fn duplicate_acknowledged(&self, first: Offset, last: Offset, acks: Acks) -> ProduceOutcome {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.request_timeout_ms);
+        loop {
+            let notified = self.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let inner = self.lock();
+                Self::refuse_if_unusable(&inner)?;
+                if !inner.replica.is_leader() {
+                    return Err(replication::Error::NotLeaderOrFollower.into());
+                }
+                if acks != Acks::All || inner.replica.high_watermark() > last {
+                    return Ok(first);
+                }
+            }
+            if tokio::time::timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), notified).await.is_err() {
+                return Err(replication::Error::RequestTimedOut.into());
+            }
+        }
+    }
+
+    /// A consumer's fetch: bytes below the HW from `fetch_offset`.
+    pub fn consumer_read(
+        &self,
+        current_leader_epoch: Option<LeaderEpoch>,
+        fetch_offset: Offset,
+        bytes_max: usize,
+    ) -> Result<ConsumerRead, PartitionError> {
+        let inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
+        let range = inner
+            .replica
+            .consumer_read_range(current_leader_epoch, fetch_offset, i64::MAX / 4)?;
+        let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+        let records = read_for_consumer(log, range, bytes_max).map_err(storage)?;
+        Ok(ConsumerRead {
+            records,
+            high_watermark: inner.replica.high_watermark(),
+            log_start_offset: inner.replica.log_start_offset(),
+        })
+    }
+
+    /// Raw batches from `from` up to the log end (not only the HW): the group coordinator loads
+    /// its offsets partition this way on becoming leader, since records the previous leader
+    /// acknowledged may sit above this replica's HW until the followers fetch again.
+    pub fn read_committed_or_appended(&self, from: Offset, bytes_max: usize) -> Result<Vec<u8>, PartitionError> {
+        let inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
+        let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+        if from >= log.log_end_offset() {
+            return Ok(Vec::new());
+        }
+        Ok(log.read(from, bytes_max).map_err(storage)?.bytes)
+    }
+
+    /// ListOffsets: earliest (-2), latest (-1, the HW) or the first offset with a timestamp at
+    /// least `timestamp` (below the HW). Only the leader answers.
+    pub fn list_offset(
+        &self,
+        current_leader_epoch: Option<LeaderEpoch>,
+        timestamp: i64,
+    ) -> Result<(Offset, LeaderEpoch), PartitionError> {
+        let inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
+        if !inner.replica.is_leader() {
+            return Err(replication::Error::NotLeaderOrFollower.into());
+        }
+        if let Some(epoch) = current_leader_epoch {
+            let ours = inner.replica.leader_epoch();
+            if epoch < ours {
+                return Err(replication::Error::FencedLeaderEpoch.into());
+            } else if epoch > ours {
+                return Err(replication::Error::UnknownLeaderEpoch.into());
+            }
+        }
+        let epoch = inner.replica.leader_epoch();
+        let hw = inner.replica.high_watermark();
+        let offset = match timestamp {
+            -2 => inner.replica.log_start_offset(),
+            -1 => hw,
+            ts => {
+                let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+                match log.offset_for_timestamp(ts).map_err(storage)? {
+                    Some(offset) if offset < hw => offset,
+                    _ => hw,
+                }
+            }
+        };
+        Ok((offset, epoch))
+    }
+
+    /// A client's OffsetForLeaderEpoch (truncation detection, KIP-320): where `epoch` ends in the
+    /// leader's log. Followers go through the core instead ([`Partition::offsets_for_leader_epoch`]).
+    pub fn end_offset_for_epoch(
+        &self,
+        current_leader_epoch: Option<LeaderEpoch>,
+        epoch: LeaderEpoch,
+    ) -> Result<replication::EpochEndOffset, PartitionError> {
+        let inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
+        if !inner.replica.is_leader() {
+            return Err(replication::Error::NotLeaderOrFollower.into());
+        }
+        if let Some(current) = current_leader_epoch {
+            let ours = inner.replica.leader_epoch();
+            if current < ours {
+                return Err(replication::Error::FencedLeaderEpoch.into());
+            } else if current > ours {
+                return Err(replication::Error::UnknownLeaderEpoch.into());
+            }
+        }
+        Ok(inner.replica.epochs().end_offset_for(epoch, inner.replica.log_end_offset()))
+    }
+
+    /// State for Metadata answers and metrics.
+    pub fn status(&self) -> PartitionStatus {
+        let inner = self.lock();
+        PartitionStatus {
+            is_leader: inner.replica.is_leader() && inner.failed.is_none(),
+            state: inner.replica.partition_state().cloned(),
+            high_watermark: inner.replica.high_watermark(),
+            log_end_offset: inner.replica.log_end_offset(),
+            log_start_offset: inner.replica.log_start_offset(),
+            failed: inner.failed.clone(),
+        }
+    }
+
+    /// Rolls, enforces retention and compacts; called periodically by the node.
+    pub fn housekeeping(&self) {
+        let mut inner = self.lock();
+        if Self::refuse_if_unusable(&inner).is_err() {
+            return;
+        }
+        let now = runtime::wall_clock_ms();
+        let Some(log) = inner.log.as_mut() else { return };
+        let result = log
+            .roll(now)
+            .and_then(|_| log.enforce_retention(now).map(|_| ()))
+            .and_then(|()| if log.config().compacted { log.compact(now).map(|_| ()) } else { Ok(()) });
+        if let Err(error) = result {
+            self.fail(&mut inner, format!("housekeeping: {error}"));
+        }
+    }
+
+    /// Flushes and closes the log; the partition answers nothing afterwards. `delete` also
+    /// removes its files (topic deleted).
+    pub fn close(&self) {
+        let mut inner = self.lock();
+        inner.closed = true;
+        for (_, waiter) in std::mem::take(&mut inner.waiters) {
+            let _gone = waiter.send(Err(PartitionError::Closed));
+        }
+        if let Some(log) = inner.log.take() {
+            if let Err(error) = log.close() {
+                tracing::warn!(tp = %self.tp, %error, "closing the log failed");
+            }
+        }
+        drop(inner);
+        self.flush_needed.notify_one();
+        self.progress.notify_waiters();
+    }
+
+    /// Runs the core's consistency checks and the log's (tests and simulation call it).
+    pub fn check_invariants(&self) {
+        let inner = self.lock();
+        inner.replica.check_invariants();
+        if let Some(log) = inner.log.as_ref() {
+            log.check_invariants();
+            assert_eq!(inner.replica.log_end_offset(), log.log_end_offset(), "core LEO vs log LEO");
+            assert!(inner.replica.durable_end_offset() <= log.recovery_point(),
+                "the core counts more as durable than the log flushed");
+        }
+    }
+
+    /// This broker's id.
+    pub fn broker_id(&self) -> BrokerId {
+        self.broker_id
+    }
+}
+
+/// Maps a log failure to the partition's refusal.
+fn storage(error: LogError) -> PartitionError {
+    PartitionError::Storage(error.to_string())
+}
+
+/// Is this message an answer to a replica request (as opposed to a request of our own)?
+fn is_answer(message: &Message) -> bool {
+    matches!(
+        message,
+        Message::FetchResponse(_) | Message::OffsetsForLeaderEpochResponse(_)
+    )
+}
+
+/// Appends the core's batch: as leader (log-core assigns offsets and the epoch) for a produce,
+/// as follower otherwise. The log must put it exactly where the core expects.
+fn append(inner: &mut Inner, batch: &replication::Batch, is_produce: bool) -> Result<(), PartitionError> {
+    let now = runtime::wall_clock_ms();
+    let log = inner.log.as_mut().ok_or(PartitionError::Closed)?;
+    let info = if is_produce {
+        log.append_as_leader(&batch.payload, batch.leader_epoch, now)
+    } else {
+        log.append_as_follower(&batch.payload, now)
+    }
+    .map_err(storage)?;
+    if info.first_offset != batch.base_offset || info.log_end_offset != batch.end_offset() {
+        return Err(PartitionError::Storage(format!(
+            "log placed the batch at {:?}..{:?}, the core expected {:?}..{:?}",
+            info.first_offset,
+            info.log_end_offset,
+            batch.base_offset,
+            batch.end_offset()
+        )));
+    }
+    record_producers(inner, batch.base_offset, &batch.payload);
+    Ok(())
+}
+
+/// Feeds the producer ids, epochs and sequences of appended batches to the producer table. The
+/// payload was validated before the append, so its batches parse.
+fn record_producers(inner: &mut Inner, base_offset: Offset, payload: &[u8]) {
+    let mut offset = base_offset;
+    assert!(offset >= Offset::ZERO);
+    for view in split_batches(payload).flatten() {
+        let header = view.header();
+        let count = i64::from(header.last_offset_delta) + 1;
+        if header.producer_id >= 0 {
+            inner.producers.record(logged_batch(header, offset));
+        }
+        offset = offset.add(count);
+    }
+}
+
+/// Most idempotent producers one partition remembers (Kafka bounds this by expiry instead).
+pub const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
+
+/// The producer-table view of a batch header placed at `first_offset`.
+fn logged_batch(header: &log_core::batch::BatchHeader, first_offset: Offset) -> LoggedBatch {
+    LoggedBatch {
+        producer_id: header.producer_id,
+        producer_epoch: header.producer_epoch,
+        base_sequence: header.base_sequence,
+        last_sequence: sequence_add(header.base_sequence, header.last_offset_delta),
+        first_offset,
+        last_offset: first_offset.add(i64::from(header.last_offset_delta)),
+    }
+}
+
+/// Rebuilds the idempotent-producer table by reading the whole log once (at open, or after a
+/// truncation removed a producer's every remembered batch). Kafka snapshots this table; reading
+/// the log is simpler and, at log-core's read speed, fast enough for logs of a few GiB.
+fn producers_from_log(log: &PartitionLog) -> Result<ProducerStateTable, LogError> {
+    let mut batches = Vec::new();
+    let mut from = log.log_start_offset();
+    while from < log.log_end_offset() {
+        let result = log.read(from, 1 << 20)?;
+        if result.bytes.is_empty() || result.next_offset <= from {
+            break;
+        }
+        for view in split_batches(&result.bytes) {
+            let view = view?;
+            let header = view.header();
+            if header.producer_id >= 0 && header.next_offset() > from {
+                batches.push(logged_batch(header, header.base_offset));
+            }
+        }
+        from = result.next_offset;
+    }
+    let mut table = ProducerStateTable::new(PRODUCERS_PER_PARTITION_MAX);
+    table.rebuild(batches);
+    Ok(table)
+}
+
+/// After every step: the log's HW and epoch cache follow the core's. A new leader's epoch starts
+/// in the core at election, before any record of it exists; the log learns it here (the runbook
+/// has no effect for it; see docs/design-notes.md).
+fn sync_log_with_core(inner: &mut Inner) -> Result<(), LogError> {
+    let Some(log) = inner.log.as_mut() else {
+        return Ok(());
+    };
+    if let Some((epoch, start)) = inner.replica.epochs().entries().last() {
+        if start == log.log_end_offset() && log.latest_epoch().map_or(true, |e| e < epoch) {
+            log.assign_epoch_start(epoch, start);
+        }
+    }
+    let hw = inner.replica.high_watermark().min(log.log_end_offset());
+    if hw != log.high_watermark() {
+        log.set_high_watermark(hw)?;
+    }
+    Ok(())
+}
+
+/// Checks a client's produce payload before the core sees it: whole v2 batches, CRCs valid, each
+/// within the topic's size limit. Returns the record count.
+fn validate_produce(payload: &[u8], batch_bytes_max: u64) -> Result<u32, PartitionError> {
+    let mut records = 0_u64;
+    for view in split_batches(payload) {
+        let view = view.map_err(|e| PartitionError::CorruptMessage(e.to_string()))?;
+        if view.as_bytes().len() as u64 > batch_bytes_max {
+            return Err(PartitionError::MessageTooLarge(format!(
+                "batch of {} bytes, limit {batch_bytes_max}",
+                view.as_bytes().len()
+            )));
+        }
+        view.validate()
+            .map_err(|e| PartitionError::CorruptMessage(e.to_string()))?;
+        records += u64::try_from(i64::from(view.header().last_offset_delta) + 1)
+            .map_err(|_| PartitionError::CorruptMessage("negative last offset delta".into()))?;
+    }
+    if records == 0 {
+        return Err(PartitionError::CorruptMessage("no records".into()));
+    }
+    u32::try_from(records).map_err(|_| PartitionError::MessageTooLarge("too many records".into()))
+}
+
+/// Idempotence: a retried batch of a known producer answers with its original offset instead of
+/// being appended again; a gap or a stale epoch is refused. `Ok(None)`: append.
+fn check_producer(inner: &Inner, payload: &[u8]) -> Result<Option<(Offset, Offset)>, PartitionError> {
+    let Some(Ok(view)) = split_batches(payload).next() else {
+        return Ok(None);
+    };
+    let header = view.header();
+    if header.producer_id < 0 {
+        return Ok(None);
+    }
+    if !inner.replica.is_leader() {
+        // The core refuses it with NOT_LEADER_OR_FOLLOWER; no sequence bookkeeping needed.
+        return Ok(None);
+    }
+    let count = header.last_offset_delta + 1;
+    match inner
+        .producers
+        .check(header.producer_id, header.producer_epoch, header.base_sequence, count)
+    {
+        Ok(crate::producer_state::Decision::Append) => Ok(None),
+        Ok(crate::producer_state::Decision::Duplicate {
+            first_offset,
+            last_offset,
+        }) => Ok(Some((first_offset, last_offset))),
+        Err(error) => Err(PartitionError::Producer {
+            code: error.error_code(),
+            reason: error.to_string(),
+        }),
+    }
+}
+
+/// A timer task: sleeps, then fires into the core if it is still the current timer of its kind.
+async fn fire_timer(partition: Weak<Partition>, timer: TimerKind, generation: u64, delay_ms: u64) {
+    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    let Some(partition) = partition.upgrade() else {
+        return;
+    };
+    let current = partition.lock().timer_generations.get(&timer).copied();
+    if current == Some(generation) {
+        partition.step(Input::Timer(timer), None);
+    }
+}
+
+/// The flusher: makes the newest wanted flush durable and reports it. Flushes requested while
+/// one runs coalesce into the next (group commit). It holds the partition only while working or
+/// waiting; `close` wakes it so it can end.
+async fn flusher(partition: Weak<Partition>) {
+    loop {
+        let Some(partition) = partition.upgrade() else {
+            return;
+        };
+        if partition.lock().closed {
+            return;
+        }
+        // Notify keeps one permit: a flush wanted before this wait still wakes it.
+        partition.flush_needed.notified().await;
+        let wanted = partition.lock().flush_wanted.take();
+        if let Some((seq, up_to)) = wanted {
+            flush_once(&partition, seq, up_to);
+        }
+    }
+}
+
+/// One flush: the log syncs everything appended so far; the core hears about `up_to`.
+fn flush_once(partition: &Partition, seq: u64, up_to: Offset) {
+    let flushed = {
+        let mut inner = partition.lock();
+        let Some(log) = inner.log.as_mut() else { return };
+        match log.flush() {
+            Ok(flushed) => flushed,
+            Err(error) => {
+                partition.fail(&mut inner, format!("flush: {error}"));
+                return;
+            }
+        }
+    };
+    assert!(flushed >= Offset::ZERO);
+    partition.step(
+        Input::FlushCompleted {
+            seq,
+            up_to: up_to.min(flushed),
+        },
+        None,
+    );
+}

@@ -1,0 +1,97 @@
+//! One partition on this broker: the sans-IO `replication::Replica` core over a `log_core`
+//! `PartitionLog`, driven on the tokio API. This is the runbook of `replication/src/lib.rs` carried
+//! out for real:
+//!
+//! - every input goes through [`Partition::step`], which holds the partition's mutex for the step
+//!   and the effects' synchronous part (appends, truncations, log reads), never across an `.await`;
+//! - `Flush` effects go to a flusher task that coalesces them (group commit) and feeds
+//!   `FlushCompleted` back;
+//! - `SetTimer` effects become sleeping tasks tagged with a generation, so a cancelled or replaced
+//!   timer fires into nothing;
+//! - messages to other replicas and AlterPartition go through [`ReplicaNet`], the node's transport;
+//! - answers to an inbound replica request (a follower's Fetch or OffsetsForLeaderEpoch) are
+//!   captured and returned to the request handler instead of being sent;
+//! - a disk error poisons the log: the partition stops serving (KAFKA_STORAGE_ERROR) instead of
+//!   carrying on with memory and disk disagreeing.
+
+mod driver;
+mod reads;
+
+pub use driver::{
+    Partition, PartitionSettings, PartitionStatus, ProduceOutcome, ReplicaNet, REPLICA_FETCH_BYTES_MAX,
+};
+pub use reads::{batches_from_bytes, ConsumerRead};
+
+/// Why a partition refuses a request, beyond the replica core's own refusals.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PartitionError {
+    /// A protocol refusal of the replica core (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, ...).
+    #[error(transparent)]
+    Replica(#[from] replication::Error),
+    /// The log hit a disk error or corruption; the partition no longer serves (Kafka's
+    /// KAFKA_STORAGE_ERROR) until the broker restarts and recovers it.
+    #[error("KAFKA_STORAGE_ERROR: {0}")]
+    Storage(String),
+    /// The produced bytes are not valid v2 record batches (CORRUPT_MESSAGE / INVALID_RECORD).
+    #[error("CORRUPT_MESSAGE: {0}")]
+    CorruptMessage(String),
+    /// A batch larger than the topic allows (MESSAGE_TOO_LARGE).
+    #[error("MESSAGE_TOO_LARGE: {0}")]
+    MessageTooLarge(String),
+    /// An idempotent producer's batch was refused (OUT_OF_ORDER_SEQUENCE_NUMBER, ...).
+    #[error("idempotent producer refused (code {code}): {reason}")]
+    Producer {
+        /// The Kafka error code.
+        code: i16,
+        /// What was wrong, for the log line.
+        reason: String,
+    },
+    /// The partition is being closed (topic deleted or broker stopping).
+    #[error("partition closed")]
+    Closed,
+}
+
+impl PartitionError {
+    /// The Kafka error code a response carries for this refusal.
+    pub fn error_code(&self) -> i16 {
+        use kafka_protocol::error::ResponseError as E;
+        match self {
+            PartitionError::Replica(error) => replica_error_code(error),
+            PartitionError::Storage(_) => E::KafkaStorageError.code(),
+            PartitionError::CorruptMessage(_) => E::CorruptMessage.code(),
+            PartitionError::MessageTooLarge(_) => E::MessageTooLarge.code(),
+            PartitionError::Producer { code, .. } => *code,
+            PartitionError::Closed => E::NotLeaderOrFollower.code(),
+        }
+    }
+}
+
+/// Kafka's code for a replica core refusal (the variants carry Kafka's names).
+pub fn replica_error_code(error: &replication::Error) -> i16 {
+    use kafka_protocol::error::ResponseError as E;
+    use replication::Error as R;
+    match error {
+        R::NotLeaderOrFollower => E::NotLeaderOrFollower.code(),
+        R::FencedLeaderEpoch => E::FencedLeaderEpoch.code(),
+        R::UnknownLeaderEpoch => E::UnknownLeaderEpoch.code(),
+        R::NotEnoughReplicas => E::NotEnoughReplicas.code(),
+        R::NotEnoughReplicasAfterAppend => E::NotEnoughReplicasAfterAppend.code(),
+        R::RequestTimedOut => E::RequestTimedOut.code(),
+        R::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
+        R::InvalidUpdateVersion => E::InvalidUpdateVersion.code(),
+    }
+}
+
+/// The replica core's refusal for a Kafka error code a leader answered a follower with; codes the
+/// core has no name for read as NOT_LEADER_OR_FOLLOWER (the follower backs off and retries).
+pub fn replica_error_from_code(code: i16, log_end_offset: wire::Offset) -> replication::Error {
+    use kafka_protocol::error::ResponseError as E;
+    use replication::Error as R;
+    match code {
+        c if c == E::FencedLeaderEpoch.code() => R::FencedLeaderEpoch,
+        c if c == E::UnknownLeaderEpoch.code() => R::UnknownLeaderEpoch,
+        c if c == E::OffsetOutOfRange.code() => R::OffsetOutOfRange { log_end_offset },
+        c if c == E::RequestTimedOut.code() => R::RequestTimedOut,
+        _ => R::NotLeaderOrFollower,
+    }
+}

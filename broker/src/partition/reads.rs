@@ -1,0 +1,101 @@
+//! Reading from a partition log into what the replica core and consumers want: whole batches
+//! starting exactly at a fetch offset (followers), or record bytes below the HW (consumers).
+
+use log_core::batch::split_batches;
+use log_core::{LogError, PartitionLog};
+use replication::{Batch, ReadRange};
+use wire::Offset;
+
+/// What a consumer fetch returns for one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerRead {
+    /// Whole v2 batches; the first contains the fetch offset (it may start before it, as in Kafka).
+    pub records: Vec<u8>,
+    /// The high watermark at the time of the read.
+    pub high_watermark: Offset,
+    /// The log start offset at the time of the read.
+    pub log_start_offset: Offset,
+}
+
+/// Splits log bytes into the core's [`Batch`]es. Bytes come from log-core reads (CRC-checked) or a
+/// leader's fetch response (checked here again: a follower never appends a batch it cannot verify).
+pub fn batches_from_bytes(bytes: &[u8]) -> Result<Vec<Batch>, LogError> {
+    let mut batches = Vec::new();
+    for view in split_batches(bytes) {
+        let view = view?;
+        view.validate()?;
+        let header = view.header();
+        let record_count = u32::try_from(i64::from(header.last_offset_delta) + 1)
+            .map_err(|_| LogError::InvalidBatch("negative last offset delta".into()))?;
+        batches.push(Batch {
+            base_offset: header.base_offset,
+            leader_epoch: header.partition_leader_epoch,
+            record_count,
+            payload: view.as_bytes().to_vec(),
+        });
+    }
+    Ok(batches)
+}
+
+/// Reads `read` from the log as whole batches starting exactly at `read.from` and ending at or
+/// before `read.to`, at most about `bytes_max` bytes (always at least one batch when there is one,
+/// so a large batch cannot stall a follower).
+pub fn read_batches(
+    log: &PartitionLog,
+    read: ReadRange,
+    bytes_max: usize,
+) -> Result<Vec<Batch>, LogError> {
+    assert!(read.from <= read.to, "read range inverted");
+    assert!(bytes_max > 0);
+    let mut batches: Vec<Batch> = Vec::new();
+    let mut from = read.from;
+    let mut bytes_total = 0_usize;
+    while from < read.to && bytes_total < bytes_max {
+        let result = log.read(from, bytes_max - bytes_total)?;
+        if result.bytes.is_empty() {
+            break;
+        }
+        for batch in batches_from_bytes(&result.bytes)? {
+            if batch.base_offset < from {
+                // A batch starting before the fetch offset: only possible when the fetch offset
+                // is inside a batch, which the core never asks for. Stop rather than send it.
+                return Ok(batches);
+            }
+            if batch.end_offset() > read.to {
+                return Ok(batches);
+            }
+            from = batch.end_offset();
+            bytes_total += batch.payload.len();
+            batches.push(batch);
+        }
+        if result.next_offset <= read.from {
+            break;
+        }
+    }
+    assert!(batches.iter().all(|b| b.base_offset >= read.from && b.end_offset() <= read.to));
+    Ok(batches)
+}
+
+/// Reads a consumer's range: whole batches from the one containing `range.from`, cut at the
+/// last batch that ends at or below `range.to` (the HW), at most about `bytes_max` bytes.
+pub fn read_for_consumer(
+    log: &PartitionLog,
+    range: ReadRange,
+    bytes_max: usize,
+) -> Result<Vec<u8>, LogError> {
+    assert!(range.from <= range.to);
+    if range.from == range.to {
+        return Ok(Vec::new());
+    }
+    let result = log.read(range.from, bytes_max.max(1))?;
+    let mut out = Vec::with_capacity(result.bytes.len());
+    for view in split_batches(&result.bytes) {
+        let view = view?;
+        if view.header().next_offset() > range.to {
+            break;
+        }
+        out.extend_from_slice(view.as_bytes());
+    }
+    assert!(out.len() <= result.bytes.len());
+    Ok(out)
+}

@@ -1,0 +1,61 @@
+//! Heartbeat and session expiry.
+#![allow(clippy::unwrap_used)]
+
+mod group_support;
+
+use broker::group::{error_code, GroupState};
+use group_support::*;
+
+#[test]
+fn heartbeat_in_a_stable_group_is_fine_and_refreshes_the_session() {
+    let (mut c, leader, _follower, generation) = stable_pair("g");
+    let e = c.heartbeat(5_000, 1, &heartbeat_request("g", &leader, generation), 4);
+    assert_eq!(heartbeat_code(&e, 1), error_code::NONE);
+    assert_eq!(c.group("g").unwrap().members[&leader].heartbeat_last_ms, 5_000);
+}
+
+#[test]
+fn heartbeat_during_rebalance_says_rejoin() {
+    let (mut c, leader, follower, generation) = stable_pair("g");
+    c.join(130, 1, &client("c"), &join_request("g", "", &[("range", "")]), 3);
+    assert_eq!(c.group("g").unwrap().state, GroupState::PreparingRebalance);
+    let e = c.heartbeat(131, 2, &heartbeat_request("g", &follower, generation), 4);
+    assert_eq!(heartbeat_code(&e, 2), error_code::REBALANCE_IN_PROGRESS);
+    let e = c.heartbeat(131, 3, &heartbeat_request("g", &leader, generation - 1), 4);
+    assert_eq!(heartbeat_code(&e, 3), error_code::ILLEGAL_GENERATION);
+    let e = c.heartbeat(131, 4, &heartbeat_request("g", "ghost", generation), 4);
+    assert_eq!(heartbeat_code(&e, 4), error_code::UNKNOWN_MEMBER_ID);
+}
+
+#[test]
+fn session_expiry_removes_the_member_and_rebalances() {
+    let (mut c, leader, follower, generation) = stable_pair("g");
+    // Only the leader keeps heartbeating; sessions are 10 s, the pair synced at 120 ms.
+    c.heartbeat(9_000, 1, &heartbeat_request("g", &leader, generation), 4);
+    let e = c.tick(10_120);
+    assert!(!c.group("g").unwrap().members.contains_key(&follower));
+    assert_eq!(c.group("g").unwrap().state, GroupState::PreparingRebalance);
+    assert!(timers(&e).iter().all(|at| *at > 10_120));
+    let e = c.heartbeat(10_021, 2, &heartbeat_request("g", &leader, generation), 4);
+    assert_eq!(heartbeat_code(&e, 2), error_code::REBALANCE_IN_PROGRESS);
+    let e = c.join(10_022, 3, &client("a"), &join_request("g", &leader, &[("range", "m")]), 3);
+    let r = join_response(&e, 3);
+    assert_eq!(r.generation_id, generation + 1);
+    assert_eq!(r.members.len(), 1);
+    c.check_invariants();
+}
+
+#[test]
+fn when_every_session_expires_the_group_becomes_empty() {
+    let (mut c, _leader, _follower, generation) = stable_pair("g");
+    c.tick(10_120);
+    c.tick(10_120 + 30_000);
+    let group = c.group("g");
+    // Without committed offsets the empty group is dropped or empty; either way no members.
+    if let Some(group) = group {
+        assert_eq!(group.state, GroupState::Empty);
+        assert!(group.members.is_empty());
+        assert_eq!(group.generation_id, generation + 1);
+    }
+    c.check_invariants();
+}

@@ -1,0 +1,217 @@
+//! Three combined broker+controller nodes in one process on 127.0.0.1 (real tokio, real TCP, each
+//! node on its own MemDisk), driven by rill's own client: topic creation, idempotent acks=all
+//! produce, reading everything back in order, a consumer group with commits, and a leader stop.
+#![cfg(all(not(madsim), feature = "node"))]
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::node::config::{Listeners, NodeConfig, Role, Timing, TopicDefaults};
+use broker::node::{self, NodeHandle, NodeOptions};
+use bytes::Bytes;
+use client::admin::Admin;
+use client::consumer::{Consumer, ConsumerConfig};
+use client::producer::{Producer, ProducerConfig};
+use client::ClientConfig;
+use log_core::MemDisk;
+
+/// Bounds every wait in this file.
+const WAIT_MS_MAX: u64 = 30_000;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct TestCluster {
+    configs: Vec<NodeConfig>,
+    disks: Vec<MemDisk>,
+    nodes: Vec<Option<NodeHandle>>,
+}
+
+impl TestCluster {
+    async fn start(n: usize) -> TestCluster {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let voters: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
+            .collect();
+        let mut cluster = TestCluster { configs: Vec::new(), disks: Vec::new(), nodes: Vec::new() };
+        for (i, (kafka, controller)) in ports.iter().enumerate() {
+            let config = NodeConfig {
+                node_id: i32::try_from(i + 1).unwrap(),
+                roles: vec![Role::Broker, Role::Controller],
+                data_dir: format!("/unused/{i}").into(),
+                controller_voters: voters.clone(),
+                listeners: Listeners {
+                    kafka: Some(format!("127.0.0.1:{kafka}")),
+                    advertised_kafka: None,
+                    controller: Some(format!("127.0.0.1:{controller}")),
+                    metrics: None,
+                },
+                topics: TopicDefaults {
+                    replication_factor: 3,
+                    partitions: 3,
+                    min_insync_replicas: 2,
+                    unclean_leader_election: false,
+                    auto_create: true,
+                },
+                log: Default::default(),
+                timing: Timing {
+                    replica_lag_time_max_ms: 3_000,
+                    broker_session_timeout_ms: 3_000,
+                    broker_heartbeat_interval_ms: 200,
+                    controller_tick_ms: 50,
+                    group_initial_rebalance_delay_ms: 0,
+                    ..Timing::default()
+                },
+            };
+            cluster.configs.push(config);
+            cluster.disks.push(MemDisk::new(i as u64));
+            cluster.nodes.push(None);
+        }
+        for i in 0..n {
+            cluster.boot(i).await;
+        }
+        cluster
+    }
+
+    async fn boot(&mut self, i: usize) {
+        let disk: Arc<dyn log_core::Disk> = self.disks[i].as_disk();
+        let handle = node::start(self.configs[i].clone(), disk, NodeOptions::default()).await.unwrap();
+        self.nodes[i] = Some(handle);
+    }
+
+    fn stop(&mut self, i: usize) {
+        if let Some(handle) = self.nodes[i].take() {
+            handle.shutdown();
+        }
+    }
+
+    fn bootstrap(&self) -> Vec<String> {
+        self.configs.iter().map(|c| c.listeners.kafka.clone().unwrap()).collect()
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads every partition of `topic` from the start until `expected` records arrived.
+async fn read_all(bootstrap: &[String], topic: &str, partitions: i32, expected: usize) -> BTreeMap<i32, Vec<(i64, String)>> {
+    let mut consumer = Consumer::new(ClientConfig::new(bootstrap.to_vec()), ConsumerConfig::new(None)).unwrap();
+    consumer.assign((0..partitions).map(|p| (topic.to_string(), p)).collect());
+    let mut read: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    while read.values().map(Vec::len).sum::<usize>() < expected {
+        assert!(tokio::time::Instant::now() < deadline, "read only {read:?}");
+        for record in consumer.poll(200).await.unwrap() {
+            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+            read.entry(record.partition).or_default().push((record.offset, value));
+        }
+    }
+    read
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_serve_produce_consume_groups_and_failover() {
+    let mut cluster = TestCluster::start(3).await;
+    let bootstrap = cluster.bootstrap();
+    let admin = Admin::new(ClientConfig::new(bootstrap.clone())).unwrap();
+    eventually("three unfenced brokers", || async {
+        admin.metadata(None).await.is_ok_and(|m| m.brokers.len() == 3)
+    })
+    .await;
+    admin
+        .create_topic("orders", 3, 3, &[("min.insync.replicas".into(), "2".into())])
+        .await
+        .unwrap();
+    eventually("leaders for every partition", || async {
+        admin.metadata(Some(&["orders".to_string()])).await.is_ok_and(|m| {
+            m.topics.get("orders").is_some_and(|t| t.partitions.len() == 3 && t.partitions.values().all(|p| p.leader.is_some()))
+        })
+    })
+    .await;
+
+    // Idempotent acks=all produce, keyed: every send is acknowledged with a distinct offset.
+    let producer = Producer::new(ClientConfig::new(bootstrap.clone()), ProducerConfig::default()).await.unwrap();
+    let mut acked = BTreeSet::new();
+    for i in 0..150 {
+        let sent = producer
+            .send("orders", None, Some(Bytes::from(format!("k{}", i % 7))), Bytes::from(format!("v{i}")))
+            .await
+            .unwrap();
+        assert!(acked.insert((sent.partition, sent.offset)), "offset given twice");
+    }
+    let read = read_all(&bootstrap, "orders", 3, 150).await;
+    let values: BTreeSet<String> = read.values().flatten().map(|(_, v)| v.clone()).collect();
+    assert_eq!(values.len(), 150, "every record exactly once");
+    for records in read.values() {
+        assert!(records.windows(2).all(|w| w[0].0 < w[1].0), "offsets increase per partition");
+    }
+
+    // A consumer group of two members splits the partitions and commits.
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        let mut config = ConsumerConfig::new(Some("billing".into()));
+        config.session_timeout_ms = 6_000;
+        config.heartbeat_interval_ms = 300;
+        let mut consumer = Consumer::new(ClientConfig::new(bootstrap.clone()), config).unwrap();
+        consumer.subscribe(vec!["orders".into()]).unwrap();
+        members.push(consumer);
+    }
+    let mut group_read = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    while group_read.len() < 150 {
+        assert!(tokio::time::Instant::now() < deadline, "group read {} of 150", group_read.len());
+        for member in &mut members {
+            for record in member.poll(100).await.unwrap() {
+                group_read.insert(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
+            }
+        }
+    }
+    for member in &mut members {
+        member.commit_sync().await.unwrap();
+    }
+    let assigned: usize = members.iter().map(|m| m.assignment().len()).sum();
+    assert_eq!(assigned, 3, "the two members split the three partitions");
+    for member in &mut members {
+        member.close().await.unwrap();
+    }
+    let mut again = Consumer::new(ClientConfig::new(bootstrap.clone()), ConsumerConfig::new(Some("billing".into()))).unwrap();
+    for p in 0..3 {
+        let committed = again.committed("orders", p).await.unwrap();
+        assert_eq!(committed, Some(read[&p].last().unwrap().0 + 1), "committed position of partition {p}");
+    }
+
+    // Stop the leader of partition 0: the others elect a new one and keep every acked record.
+    let metadata = admin.metadata(Some(&["orders".to_string()])).await.unwrap();
+    let leader = metadata.topics["orders"].partitions[&0].leader.unwrap();
+    cluster.stop(usize::try_from(leader.0 - 1).unwrap());
+    let survivors: Vec<String> = bootstrap.iter().enumerate().filter(|(i, _)| *i + 1 != leader.0 as usize).map(|(_, b)| b.clone()).collect();
+    let producer = Producer::new(ClientConfig::new(survivors.clone()), ProducerConfig::default()).await.unwrap();
+    for i in 150..200 {
+        producer.send("orders", Some(0), None, Bytes::from(format!("v{i}"))).await.unwrap();
+    }
+    let total_in_0 = read[&0].len() + 50;
+    let after = read_all(&survivors, "orders", 1, total_in_0).await;
+    assert_eq!(after[&0].len(), total_in_0);
+    assert_eq!(&after[&0][..read[&0].len()], &read[&0][..], "acknowledged records survive the failover in place");
+    for i in 0..3 {
+        cluster.stop(i);
+    }
+}

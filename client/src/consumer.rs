@@ -1,0 +1,478 @@
+//! The consumer: manual assignment or group subscription, Fetch from partition leaders (v4+,
+//! READ_UNCOMMITTED), offset reset through ListOffsets, commits through the group coordinator.
+//!
+//! Heartbeats are sent from `poll` (no background task): call `poll` more often than
+//! `session_timeout_ms`. A rebalance clears positions; they resume from committed offsets, so
+//! commit before the group moves on or records are delivered again (at-least-once).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{ApiKey, FetchRequest, ListOffsetsRequest, RequestKind};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::config::ClientConfig;
+use crate::error::{code, ClientError, Result};
+use crate::expect_response;
+use crate::group::{GroupMember, GroupTimeouts, Offsets};
+use crate::metadata::MetadataCache;
+use crate::pool::ConnectionPool;
+use crate::records::decode_fetched;
+
+/// Most partitions one consumer owns.
+pub const ASSIGNED_PARTITIONS_MAX: usize = 10_000;
+
+/// Where to start when a partition has no committed offset or its position left the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset (only records produced from now on).
+    Latest,
+}
+
+impl OffsetReset {
+    /// ListOffsets' special timestamp for this policy.
+    fn timestamp(self) -> i64 {
+        match self {
+            OffsetReset::Earliest => -2,
+            OffsetReset::Latest => -1,
+        }
+    }
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// Group for subscribe/commit; `None` for a consumer that only reads assigned partitions.
+    pub group_id: Option<String>,
+    /// Coordinator evicts the member after this long without a heartbeat.
+    pub session_timeout_ms: u64,
+    /// How long the coordinator waits for members to rejoin.
+    pub rebalance_timeout_ms: u64,
+    /// Interval between heartbeats (sent from `poll`).
+    pub heartbeat_interval_ms: u64,
+    /// How long a leader may hold a Fetch waiting for data.
+    pub fetch_max_wait_ms: u64,
+    /// Most bytes one Fetch answer may carry (per partition and in total).
+    pub fetch_max_bytes: i32,
+    /// Policy for partitions without a usable position.
+    pub auto_offset_reset: OffsetReset,
+}
+
+impl ConsumerConfig {
+    /// Defaults scaled for simulation.
+    pub fn new(group_id: Option<String>) -> Self {
+        ConsumerConfig {
+            group_id,
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            heartbeat_interval_ms: 1_000,
+            fetch_max_wait_ms: 100,
+            fetch_max_bytes: 1024 * 1024,
+            auto_offset_reset: OffsetReset::Earliest,
+        }
+    }
+}
+
+/// A record read from a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value (`None` for a tombstone).
+    pub value: Option<Bytes>,
+    /// Timestamp in ms.
+    pub timestamp: i64,
+}
+
+type PartitionKey = (String, i32);
+
+/// A Kafka consumer. Single-task: methods take `&mut self`.
+#[derive(Debug)]
+pub struct Consumer {
+    pool: ConnectionPool,
+    metadata: MetadataCache,
+    config: ConsumerConfig,
+    /// Owned partitions and the next offset to read (`None` until resolved).
+    positions: BTreeMap<PartitionKey, Option<i64>>,
+    /// Topics subscribed through the group, if `subscribe` was called.
+    subscription: Option<Vec<String>>,
+    /// Group membership, when `group_id` is set.
+    group: Option<GroupMember>,
+    /// When the last heartbeat was sent (tokio time).
+    heartbeat_last: Option<tokio::time::Instant>,
+}
+
+impl Consumer {
+    /// A consumer; connects lazily.
+    pub fn new(client: ClientConfig, config: ConsumerConfig) -> Result<Consumer> {
+        client.validate()?;
+        if config.fetch_max_bytes <= 0 || config.heartbeat_interval_ms == 0 {
+            return Err(ClientError::Config("fetch_max_bytes and heartbeat_interval_ms must be > 0".into()));
+        }
+        let group = config.group_id.clone().map(GroupMember::new);
+        Ok(Consumer {
+            pool: ConnectionPool::new(client),
+            metadata: MetadataCache::new(),
+            config,
+            positions: BTreeMap::new(),
+            subscription: None,
+            group,
+            heartbeat_last: None,
+        })
+    }
+
+    /// Owns exactly `partitions` (no group membership); positions resolve on the next poll.
+    pub fn assign(&mut self, partitions: Vec<(String, i32)>) {
+        assert!(partitions.len() <= ASSIGNED_PARTITIONS_MAX, "too many partitions");
+        self.subscription = None;
+        let previous = std::mem::take(&mut self.positions);
+        for key in partitions {
+            let position = previous.get(&key).copied().flatten();
+            self.positions.insert(key, position);
+        }
+    }
+
+    /// Joins the group (on the next poll) subscribed to `topics`.
+    pub fn subscribe(&mut self, topics: Vec<String>) -> Result<()> {
+        let Some(group) = self.group.as_mut() else {
+            return Err(ClientError::Config("subscribe needs a group_id".into()));
+        };
+        group.mark_rejoin(false);
+        self.subscription = Some(topics);
+        self.positions.clear();
+        Ok(())
+    }
+
+    /// Moves the position of an owned partition.
+    pub fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<()> {
+        assert!(offset >= 0, "offsets are non-negative");
+        match self.positions.get_mut(&(topic.to_string(), partition)) {
+            Some(position) => {
+                *position = Some(offset);
+                Ok(())
+            }
+            None => Err(ClientError::NotAssigned { topic: topic.to_string(), partition }),
+        }
+    }
+
+    /// The owned partitions.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        self.positions.keys().cloned().collect()
+    }
+
+    /// The next offset to read from an owned partition, if resolved.
+    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.positions.get(&(topic.to_string(), partition)).copied().flatten()
+    }
+
+    /// The group membership, for inspection.
+    pub fn group(&self) -> Option<&GroupMember> {
+        self.group.as_ref()
+    }
+
+    /// Reads the next records, waiting at most about `timeout_ms` for some to arrive.
+    pub async fn poll(&mut self, timeout_ms: u64) -> Result<Vec<ConsumerRecord>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+        loop {
+            self.maintain_group().await?;
+            self.resolve_positions().await?;
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let wait_ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX).min(self.config.fetch_max_wait_ms);
+            let records = if self.positions.is_empty() {
+                tokio::time::sleep(Duration::from_millis(wait_ms.max(1))).await;
+                Vec::new()
+            } else {
+                self.fetch_round(wait_ms).await?
+            };
+            if !records.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(records);
+            }
+        }
+    }
+
+    /// Commits the current positions of owned partitions.
+    pub async fn commit_sync(&mut self) -> Result<()> {
+        let mut offsets = Offsets::new();
+        for ((topic, partition), position) in &self.positions {
+            if let Some(offset) = position {
+                offsets.entry(topic.clone()).or_default().insert(*partition, *offset);
+            }
+        }
+        let Some(group) = self.group.as_mut() else {
+            return Err(ClientError::Config("commit needs a group_id".into()));
+        };
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        group.commit(&self.pool, &self.metadata, &offsets).await
+    }
+
+    /// The group's committed offset for a partition, if any.
+    pub async fn committed(&mut self, topic: &str, partition: i32) -> Result<Option<i64>> {
+        let Some(group) = self.group.as_mut() else {
+            return Err(ClientError::Config("committed needs a group_id".into()));
+        };
+        let wanted = BTreeMap::from([(topic.to_string(), vec![partition])]);
+        let committed = group.fetch_committed(&self.pool, &self.metadata, &wanted).await?;
+        Ok(committed.get(topic).and_then(|p| p.get(&partition)).copied())
+    }
+
+    /// Leaves the group (if a member) and drops connections.
+    pub async fn close(&mut self) -> Result<()> {
+        let outcome = match self.group.as_mut() {
+            Some(group) if self.subscription.is_some() => group.leave(&self.pool, &self.metadata).await,
+            _ => Ok(()),
+        };
+        self.positions.clear();
+        self.subscription = None;
+        self.pool.close_all();
+        outcome
+    }
+
+    /// Joins when needed and heartbeats when due.
+    async fn maintain_group(&mut self) -> Result<()> {
+        let (Some(topics), Some(group)) = (self.subscription.clone(), self.group.as_mut()) else {
+            return Ok(());
+        };
+        let interval = Duration::from_millis(self.config.heartbeat_interval_ms);
+        if group.joined && self.heartbeat_last.is_some_and(|at| at.elapsed() >= interval) {
+            self.heartbeat_last = Some(tokio::time::Instant::now());
+            if let Err(error) = group.heartbeat(&self.pool, &self.metadata).await {
+                tracing::debug!(%error, "heartbeat failed");
+                if group.joined && !error.is_retriable() {
+                    return Err(error);
+                }
+            }
+        }
+        if group.joined {
+            return Ok(());
+        }
+        self.positions.clear();
+        let timeouts = GroupTimeouts {
+            session_timeout_ms: self.config.session_timeout_ms,
+            rebalance_timeout_ms: self.config.rebalance_timeout_ms,
+        };
+        let outcome = group.join(&self.pool, &self.metadata, &topics, timeouts).await?;
+        self.heartbeat_last = Some(tokio::time::Instant::now());
+        for (topic, partitions) in outcome.assigned {
+            for partition in partitions {
+                self.positions.insert((topic.clone(), partition), None);
+            }
+        }
+        assert!(self.positions.len() <= ASSIGNED_PARTITIONS_MAX, "assignment bounded");
+        Ok(())
+    }
+
+    /// Gives every owned partition a position: the committed offset, else the reset policy.
+    async fn resolve_positions(&mut self) -> Result<()> {
+        let unresolved: Vec<PartitionKey> =
+            self.positions.iter().filter(|(_, p)| p.is_none()).map(|(k, _)| k.clone()).collect();
+        if unresolved.is_empty() {
+            return Ok(());
+        }
+        if let Some(group) = self.group.as_mut() {
+            let mut wanted: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for (topic, partition) in &unresolved {
+                wanted.entry(topic.clone()).or_default().push(*partition);
+            }
+            let committed = group.fetch_committed(&self.pool, &self.metadata, &wanted).await?;
+            for (topic, partitions) in committed {
+                for (partition, offset) in partitions {
+                    if let Some(position) = self.positions.get_mut(&(topic.clone(), partition)) {
+                        *position = Some(offset);
+                    }
+                }
+            }
+        }
+        for key in unresolved {
+            if self.positions.get(&key).copied().flatten().is_none() {
+                let offset = self.reset_offset(&key.0, key.1).await?;
+                self.positions.insert(key, Some(offset));
+            }
+        }
+        Ok(())
+    }
+
+    /// ListOffsets on the leader for the reset policy's end of the log.
+    async fn reset_offset(&mut self, topic: &str, partition: i32) -> Result<i64> {
+        let addr = self.leader_addr(topic, partition).await?;
+        let timestamp = self.config.auto_offset_reset.timestamp();
+        let topic_name = topic.to_string();
+        let build = move |_version: i16| {
+            let request = ListOffsetsRequest::default()
+                .with_replica_id((-1).into())
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(StrBytes::from_string(topic_name).into())
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_timestamp(timestamp)])]);
+            Ok(RequestKind::ListOffsets(request))
+        };
+        let timeout_ms = self.pool.config().request_timeout_ms;
+        let response = self.pool.call(&addr, ApiKey::ListOffsets, timeout_ms, build).await;
+        let response = self.refresh_on_error(topic, response).await?;
+        let response = expect_response!(response, ListOffsets)?;
+        let answer = response
+            .topics
+            .iter()
+            .filter(|t| t.name.as_str() == topic)
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| ClientError::Protocol("ListOffsets answer lacks the partition".into()))?;
+        if answer.error_code != 0 {
+            let error = ClientError::kafka("ListOffsets", answer.error_code);
+            return self.refresh_on_error::<i64>(topic, Err(error)).await;
+        }
+        if answer.offset < 0 {
+            return Err(ClientError::Protocol(format!("ListOffsets offset {}", answer.offset)));
+        }
+        Ok(answer.offset)
+    }
+
+    /// One Fetch per leader for every owned partition it leads.
+    async fn fetch_round(&mut self, wait_ms: u64) -> Result<Vec<ConsumerRecord>> {
+        let mut by_leader: BTreeMap<String, Vec<(String, i32, i64)>> = BTreeMap::new();
+        let cluster = if self.metadata.is_stale(self.pool.config().metadata_refresh_ms) {
+            self.refresh_owned_topics().await?
+        } else {
+            self.metadata.snapshot()
+        };
+        let mut leaderless = false;
+        for ((topic, partition), position) in &self.positions {
+            let offset = position.expect("positions are resolved before fetching");
+            match cluster.leader_addr(topic, *partition) {
+                Ok((_, addr)) => by_leader.entry(addr).or_default().push((topic.clone(), *partition, offset)),
+                Err(_) => leaderless = true,
+            }
+        }
+        if leaderless {
+            self.refresh_owned_topics().await.ok();
+        }
+        let mut records = Vec::new();
+        for (addr, partitions) in by_leader {
+            match self.fetch_from(&addr, &partitions, wait_ms).await {
+                Ok(mut fetched) => records.append(&mut fetched),
+                Err(error) if error.is_retriable() => {
+                    tracing::debug!(addr, %error, "fetch failed");
+                    self.refresh_owned_topics().await.ok();
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if by_leader_is_empty(&records, leaderless) {
+            tokio::time::sleep(Duration::from_millis(self.pool.config().retry_backoff_ms)).await;
+        }
+        Ok(records)
+    }
+
+    async fn fetch_from(&mut self, addr: &str, partitions: &[(String, i32, i64)], wait_ms: u64) -> Result<Vec<ConsumerRecord>> {
+        assert!(!partitions.is_empty(), "a fetch names partitions");
+        let max_bytes = self.config.fetch_max_bytes;
+        let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        for (topic, partition, offset) in partitions {
+            topics.entry(topic.clone()).or_default().push(
+                FetchPartition::default()
+                    .with_partition(*partition)
+                    .with_fetch_offset(*offset)
+                    .with_partition_max_bytes(max_bytes),
+            );
+        }
+        let wait_i32 = i32::try_from(wait_ms).unwrap_or(i32::MAX);
+        let build = move |_version: i16| {
+            let topics = topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    FetchTopic::default().with_topic(StrBytes::from_string(topic).into()).with_partitions(partitions)
+                })
+                .collect();
+            let request = FetchRequest::default()
+                .with_replica_id((-1).into())
+                .with_max_wait_ms(wait_i32)
+                .with_min_bytes(1)
+                .with_max_bytes(max_bytes)
+                .with_isolation_level(0)
+                .with_topics(topics);
+            Ok(RequestKind::Fetch(request))
+        };
+        let timeout_ms = self.pool.config().request_timeout_ms + wait_ms;
+        let response = self.pool.call(addr, ApiKey::Fetch, timeout_ms, build).await?;
+        let response = expect_response!(response, Fetch)?;
+        if response.error_code != 0 {
+            return Err(ClientError::kafka("Fetch", response.error_code));
+        }
+        let mut records = Vec::new();
+        for topic in &response.responses {
+            let name = topic.topic.as_str().to_string();
+            for answer in &topic.partitions {
+                let key = (name.clone(), answer.partition_index);
+                let Some(Some(position)) = self.positions.get(&key).copied() else { continue };
+                match answer.error_code {
+                    0 => {}
+                    code::OFFSET_OUT_OF_RANGE => {
+                        self.positions.insert(key, None);
+                        continue;
+                    }
+                    other => {
+                        tracing::debug!(topic = %name, partition = answer.partition_index, other, "fetch partition error");
+                        self.metadata.refresh(&self.pool, Some(std::slice::from_ref(&name))).await.ok();
+                        continue;
+                    }
+                }
+                let Some(bytes) = &answer.records else { continue };
+                let decoded = decode_fetched(bytes, position)?;
+                if let Some(last) = decoded.last() {
+                    assert!(last.offset >= position, "never move backwards");
+                    self.positions.insert(key, Some(last.offset + 1));
+                }
+                records.extend(decoded.into_iter().map(|r| ConsumerRecord {
+                    topic: name.clone(),
+                    partition: answer.partition_index,
+                    offset: r.offset,
+                    key: r.key,
+                    value: r.value,
+                    timestamp: r.timestamp,
+                }));
+            }
+        }
+        Ok(records)
+    }
+
+    async fn leader_addr(&mut self, topic: &str, partition: i32) -> Result<String> {
+        if let Ok((_, addr)) = self.metadata.snapshot().leader_addr(topic, partition) {
+            return Ok(addr);
+        }
+        let fresh = self.metadata.refresh(&self.pool, Some(&[topic.to_string()])).await?;
+        Ok(fresh.leader_addr(topic, partition)?.1)
+    }
+
+    async fn refresh_owned_topics(&mut self) -> Result<crate::metadata::ClusterMetadata> {
+        let mut topics: Vec<String> = self.positions.keys().map(|(t, _)| t.clone()).collect();
+        topics.dedup();
+        self.metadata.refresh(&self.pool, Some(&topics)).await
+    }
+
+    async fn refresh_on_error<T>(&mut self, topic: &str, outcome: Result<T>) -> Result<T> {
+        if let Err(error) = &outcome {
+            if error.needs_metadata_refresh() {
+                self.metadata.refresh(&self.pool, Some(&[topic.to_string()])).await.ok();
+            }
+        }
+        outcome
+    }
+}
+
+/// True when a round read nothing because leaders were missing: back off before the next.
+fn by_leader_is_empty(records: &[ConsumerRecord], leaderless: bool) -> bool {
+    records.is_empty() && leaderless
+}

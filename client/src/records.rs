@@ -1,0 +1,174 @@
+//! Record batches (v2, no compression) in and out of Produce and Fetch.
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType,
+};
+
+use crate::error::{ClientError, Result};
+use crate::sequence::BatchStamp;
+
+/// Bytes before a batch's length field ends: base offset (8) + batch length (4).
+const BATCH_LENGTH_PREFIX_BYTES: usize = 12;
+
+/// Most records one produced batch may hold.
+pub const BATCH_RECORDS_MAX: usize = 10_000;
+
+/// A record waiting to be produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingRecord {
+    /// Partitioning key, if any.
+    pub key: Option<Bytes>,
+    /// Payload.
+    pub value: Bytes,
+    /// Create time in ms since the epoch.
+    pub timestamp: i64,
+}
+
+/// A record read from a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedRecord {
+    /// Its offset in the partition.
+    pub offset: i64,
+    /// Key, if any.
+    pub key: Option<Bytes>,
+    /// Value, if any (`None` is a tombstone).
+    pub value: Option<Bytes>,
+    /// Timestamp in ms.
+    pub timestamp: i64,
+}
+
+/// Encodes `records` as one v2 batch. With a stamp (idempotence) the batch carries the producer
+/// id, epoch and base sequence; without, the "no producer" values (-1).
+pub fn encode_batch(records: &[OutgoingRecord], stamp: Option<&BatchStamp>) -> Result<Bytes> {
+    assert!(!records.is_empty(), "a batch holds records");
+    assert!(records.len() <= BATCH_RECORDS_MAX, "batch too large");
+    let (producer_id, producer_epoch, base_sequence) = match stamp {
+        Some(stamp) => {
+            assert_eq!(stamp.record_count as usize, records.len(), "stamp matches the batch");
+            (stamp.identity.producer_id, stamp.identity.producer_epoch, stamp.base_sequence)
+        }
+        None => (-1, -1, -1),
+    };
+    // The encoder splits a batch where `offset - sequence` changes: keep it constant.
+    let kafka_records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| {
+            let index_i32 = i32::try_from(index).expect("bounded by BATCH_RECORDS_MAX");
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id,
+                producer_epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i64::from(index_i32),
+                sequence: base_sequence.wrapping_add(index_i32),
+                timestamp: record.timestamp,
+                key: record.key.clone(),
+                value: Some(record.value.clone()),
+                headers: IndexMap::new(),
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, &kafka_records, &options)
+        .map_err(|error| ClientError::Encode(format!("record batch: {error}")))?;
+    assert!(buf.len() > BATCH_LENGTH_PREFIX_BYTES, "a batch has a header");
+    Ok(buf.freeze())
+}
+
+/// Decodes the records of a Fetch answer at or after `position`, skipping control records and
+/// a trailing partial batch (a broker may cut the last batch at the byte limit).
+pub fn decode_fetched(records: &Bytes, position: i64) -> Result<Vec<DecodedRecord>> {
+    let mut remaining = records.clone();
+    let mut decoded = Vec::new();
+    while remaining.len() >= BATCH_LENGTH_PREFIX_BYTES {
+        let batch_length = (&remaining[8..12]).get_i32();
+        let Ok(batch_length) = usize::try_from(batch_length) else {
+            return Err(ClientError::Protocol(format!("negative batch length {batch_length}")));
+        };
+        let total = BATCH_LENGTH_PREFIX_BYTES + batch_length;
+        if remaining.len() < total {
+            break;
+        }
+        let mut batch = remaining.split_to(total);
+        let set = RecordBatchDecoder::decode(&mut batch)
+            .map_err(|error| ClientError::Protocol(format!("record batch: {error}")))?;
+        for record in set.records {
+            if record.control || record.offset < position {
+                continue;
+            }
+            decoded.push(DecodedRecord {
+                offset: record.offset,
+                key: record.key,
+                value: record.value,
+                timestamp: record.timestamp,
+            });
+        }
+    }
+    debug_assert!(decoded.windows(2).all(|w| w[0].offset < w[1].offset), "offsets ascend");
+    Ok(decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sequence::ProducerIdentity;
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    fn outgoing(n: usize) -> Vec<OutgoingRecord> {
+        (0..n)
+            .map(|i| OutgoingRecord {
+                key: (i % 2 == 0).then(|| Bytes::from(format!("k{i}"))),
+                value: Bytes::from(format!("v{i}")),
+                timestamp: 1_000 + i as i64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn idempotent_batch_is_one_batch_with_base_sequence() {
+        let stamp = BatchStamp {
+            identity: ProducerIdentity { producer_id: 42, producer_epoch: 3 },
+            base_sequence: 17,
+            record_count: 5,
+        };
+        let bytes = encode_batch(&outgoing(5), Some(&stamp)).expect("encodes");
+        let infos = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).expect("decodes");
+        assert_eq!(infos.len(), 1, "one batch, not split");
+        assert_eq!(infos[0].base_sequence, 17);
+        assert_eq!(infos[0].producer_id, 42);
+        assert_eq!(infos[0].producer_epoch, 3);
+        assert_eq!(infos[0].record_count, 5);
+    }
+
+    #[test]
+    fn plain_batch_has_no_producer_and_round_trips() {
+        let bytes = encode_batch(&outgoing(3), None).expect("encodes");
+        let infos = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).expect("decodes");
+        assert_eq!(infos.len(), 1);
+        assert_eq!(infos[0].base_sequence, -1);
+        assert_eq!(infos[0].producer_id, -1);
+        let records = decode_fetched(&bytes, 1).expect("decodes");
+        assert_eq!(records.len(), 2, "offsets below the position are skipped");
+        assert_eq!(records[0].offset, 1);
+        assert_eq!(records[0].value.as_deref(), Some(&b"v1"[..]));
+        assert_eq!(records[1].key.as_deref(), Some(&b"k2"[..]));
+    }
+
+    #[test]
+    fn partial_trailing_batch_is_ignored() {
+        let first = encode_batch(&outgoing(2), None).expect("encodes");
+        let mut both = BytesMut::from(&first[..]);
+        let second = encode_batch(&outgoing(2), None).expect("encodes");
+        both.extend_from_slice(&second[..second.len() - 3]);
+        let records = decode_fetched(&both.freeze(), 0).expect("decodes");
+        assert_eq!(records.len(), 2);
+    }
+}

@@ -1,0 +1,156 @@
+//! Idempotent-producer bookkeeping for one partition: which producer id/epoch and base sequence
+//! a batch carries, and what a batch's outcome does to the next one.
+//!
+//! A retry resends the *same* batch with the *same* base sequence, so the broker deduplicates it.
+//! After an outcome we cannot classify (indeterminate), or a refusal showing the broker's idea of
+//! our sequence differs from ours, the partition needs a fresh producer identity: reusing the
+//! base could make the broker treat a new batch as a duplicate of the lost one, and advancing it
+//! could leave a gap the broker refuses forever.
+
+/// A producer id and epoch handed out by InitProducerId.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerIdentity {
+    /// The broker-assigned producer id.
+    pub producer_id: i64,
+    /// Its epoch.
+    pub producer_epoch: i16,
+}
+
+/// The sequence state of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSequence {
+    /// Identity batches are stamped with; `None` until one is fetched.
+    identity: Option<ProducerIdentity>,
+    /// Base sequence of the next new batch.
+    next: i32,
+    /// Set when the identity must be replaced before the next batch.
+    reset_needed: bool,
+}
+
+/// The base sequence and identity stamped on one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchStamp {
+    /// Identity.
+    pub identity: ProducerIdentity,
+    /// Sequence of the batch's first record.
+    pub base_sequence: i32,
+    /// Records in the batch.
+    pub record_count: i32,
+}
+
+impl PartitionSequence {
+    /// State with a known identity, starting at sequence 0.
+    pub fn new(identity: Option<ProducerIdentity>) -> Self {
+        PartitionSequence {
+            identity,
+            next: 0,
+            reset_needed: identity.is_none(),
+        }
+    }
+
+    /// True when a new identity must be fetched before stamping a batch.
+    pub fn needs_identity(&self) -> bool {
+        self.reset_needed || self.identity.is_none()
+    }
+
+    /// Installs a fresh identity; sequences restart at 0 (Kafka's rule for a new producer id).
+    pub fn install(&mut self, identity: ProducerIdentity) {
+        assert!(identity.producer_id >= 0, "a real producer id");
+        self.identity = Some(identity);
+        self.next = 0;
+        self.reset_needed = false;
+    }
+
+    /// Stamps a new batch of `record_count` records; the stamp is reused for every retry.
+    pub fn stamp(&self, record_count: i32) -> BatchStamp {
+        assert!(record_count > 0, "a batch holds records");
+        assert!(!self.needs_identity(), "stamping needs an identity");
+        BatchStamp {
+            identity: self.identity.expect("checked by needs_identity"),
+            base_sequence: self.next,
+            record_count,
+        }
+    }
+
+    /// The broker accepted the batch: the next batch starts after it (wrapping like Kafka).
+    pub fn on_acknowledged(&mut self, stamp: &BatchStamp) {
+        assert_eq!(stamp.base_sequence, self.next, "batches of a partition go one at a time");
+        assert_eq!(Some(stamp.identity), self.identity, "stamp from the current identity");
+        self.next = increment_sequence(self.next, stamp.record_count);
+    }
+
+    /// The broker certainly did not write the batch and its sequence state is as ours: the next
+    /// batch reuses the base.
+    pub fn on_refused(&mut self, stamp: &BatchStamp) {
+        assert_eq!(stamp.base_sequence, self.next, "batches of a partition go one at a time");
+    }
+
+    /// The outcome is unknown, or the broker's sequence state disagrees with ours: start over
+    /// with a new identity.
+    pub fn on_desynchronised(&mut self) {
+        self.reset_needed = true;
+        assert!(self.needs_identity());
+    }
+
+    /// Base sequence of the next new batch.
+    pub fn next(&self) -> i32 {
+        self.next
+    }
+}
+
+/// Kafka's `DefaultRecordBatch.incrementSequence`: wraps to 0 past `i32::MAX`.
+pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    assert!(sequence >= 0 && increment >= 0, "sequences are non-negative");
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: ProducerIdentity = ProducerIdentity {
+        producer_id: 7,
+        producer_epoch: 0,
+    };
+
+    #[test]
+    fn acknowledged_batches_advance_refused_reuse() {
+        let mut state = PartitionSequence::new(Some(ID));
+        let first = state.stamp(3);
+        assert_eq!(first.base_sequence, 0);
+        state.on_acknowledged(&first);
+        let second = state.stamp(2);
+        assert_eq!(second.base_sequence, 3);
+        state.on_refused(&second);
+        assert_eq!(state.stamp(4).base_sequence, 3, "a refused batch's base is reused");
+    }
+
+    #[test]
+    fn desynchronised_needs_new_identity_and_restarts() {
+        let mut state = PartitionSequence::new(Some(ID));
+        let first = state.stamp(5);
+        state.on_acknowledged(&first);
+        state.on_desynchronised();
+        assert!(state.needs_identity());
+        state.install(ProducerIdentity { producer_id: 8, producer_epoch: 0 });
+        assert!(!state.needs_identity());
+        assert_eq!(state.stamp(1).base_sequence, 0);
+    }
+
+    #[test]
+    fn sequence_wraps_like_kafka() {
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 3), 1);
+        assert_eq!(increment_sequence(5, 3), 8);
+    }
+
+    #[test]
+    fn no_identity_means_reset_needed() {
+        let state = PartitionSequence::new(None);
+        assert!(state.needs_identity());
+    }
+}
