@@ -7,11 +7,9 @@
 //! - [`group`]: the group coordinator (membership, generations, committed offsets).
 //! - [`producer_state`]: idempotent producers (producer id, epoch, sequence per partition).
 
-#[cfg(feature = "node")]
 pub mod cli;
 pub mod control;
 pub mod group;
-#[cfg(feature = "node")]
 pub mod node;
 pub mod partition;
 pub mod producer_state;

@@ -4,20 +4,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-#[cfg(feature = "node")]
 use clap::Parser;
 
-#[cfg(not(feature = "node"))]
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
-    let (mut out, mut err) = (stdout.lock(), stderr.lock());
-    let code = jepsen::cli::run(args.get(1..).unwrap_or(&[]), &mut out, &mut err);
-    let _ = out.flush();
-    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
-}
-
-#[cfg(feature = "node")]
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `rill check` keeps its own argument parser and exit codes (0/1/2/3).
@@ -39,7 +27,6 @@ fn main() -> ExitCode {
     }
 }
 
-#[cfg(feature = "node")]
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RILL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -49,7 +36,7 @@ fn init_tracing() {
         .try_init();
 }
 
-#[cfg(all(feature = "node", not(madsim)))]
+#[cfg(not(madsim))]
 fn run(cli: broker::cli::Cli) -> anyhow::Result<()> {
     use broker::cli::{ClusterAction, Command};
     let mut out = std::io::stdout();
@@ -69,12 +56,14 @@ fn run(cli: broker::cli::Cli) -> anyhow::Result<()> {
             Command::Topic(args) => broker::cli::quick::topic(args, &mut out).await,
             Command::Produce(args) => broker::cli::quick::produce(args, &mut out).await,
             Command::Consume(args) => broker::cli::quick::consume(args, &mut out).await,
-            Command::Cluster { .. } => unreachable!("handled above"),
+            Command::Cluster { .. } | Command::Check { .. } => {
+                anyhow::bail!("handled before the runtime starts")
+            }
         }
     })
 }
 
-#[cfg(all(feature = "node", madsim))]
+#[cfg(madsim)]
 fn run(_cli: broker::cli::Cli) -> anyhow::Result<()> {
     anyhow::bail!("the rill binary runs on real tokio; the simulator drives nodes through `sim`")
 }

@@ -94,7 +94,7 @@ fn a_new_member_rebalances_a_stable_group() {
     for ticket in [20, 21, 22] {
         assert_eq!(join_response(&done, ticket).generation_id, generation + 1);
     }
-    assert_eq!(join_response(&done, 21).leader, leader, "the leader stays leader");
+    assert_eq!(join_response(&done, 21).leader.to_string(), leader, "the leader stays leader");
 }
 
 #[test]

@@ -61,5 +61,5 @@ fn bad_input_names_the_line_and_exits_three() {
 fn an_unknown_command_is_a_clear_error() {
     let (code, _, stderr) = rill(&["frobnicate"]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("unknown command"));
+    assert!(stderr.contains("unrecognized subcommand"), "{stderr}");
 }

@@ -47,7 +47,9 @@ impl Admin {
     ) -> Result<()> {
         assert!(!name.is_empty(), "topic names are not empty");
         if partitions <= 0 || replication_factor <= 0 {
-            return Err(ClientError::Config("partitions and replication factor must be > 0".into()));
+            return Err(ClientError::Config(
+                "partitions and replication factor must be > 0".into(),
+            ));
         }
         let timeout_ms = self.pool.config().request_timeout_ms;
         let topic = CreatableTopic::default()
@@ -81,7 +83,9 @@ impl Admin {
             0 => Ok(()),
             // After an attempt that may have created it, "already exists" proves nothing.
             code::TOPIC_ALREADY_EXISTS => Err(mark(
-                ClientError::TopicAlreadyExists { topic: name.to_string() },
+                ClientError::TopicAlreadyExists {
+                    topic: name.to_string(),
+                },
                 uncertain,
             )),
             other => Err(mark(ClientError::kafka("CreateTopics", other), uncertain)),
@@ -108,7 +112,9 @@ impl Admin {
         match result.error_code {
             0 => Ok(()),
             code::UNKNOWN_TOPIC_OR_PARTITION => Err(mark(
-                ClientError::UnknownTopic { topic: name.to_string() },
+                ClientError::UnknownTopic {
+                    topic: name.to_string(),
+                },
                 uncertain,
             )),
             other => Err(mark(ClientError::kafka("DeleteTopics", other), uncertain)),
@@ -149,7 +155,10 @@ impl Admin {
                 Ok(response) if !answers_not_controller(&response) => {
                     return Ok((response, uncertain));
                 }
-                Ok(_) => last_error = ClientError::kafka(crate::versions::api_name(api_key), NOT_CONTROLLER),
+                Ok(_) => {
+                    last_error =
+                        ClientError::kafka(crate::versions::api_name(api_key), NOT_CONTROLLER)
+                }
                 Err(error) => {
                     uncertain |= error.is_indeterminate();
                     if !error.is_retriable() {
@@ -163,11 +172,13 @@ impl Admin {
     }
 }
 
+/// Classifies an admin failure: indeterminate if any attempt of the operation's own request
+/// was; otherwise an indeterminate error came from a preparatory step and nothing was sent.
 fn mark(error: ClientError, uncertain: bool) -> ClientError {
     if uncertain {
         error.after_indeterminate_attempt()
     } else {
-        error
+        error.not_sent()
     }
 }
 

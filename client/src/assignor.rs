@@ -25,11 +25,16 @@ pub fn range_assign(
     let mut members_by_topic: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (member, topics) in subscriptions {
         for topic in topics {
-            members_by_topic.entry(topic.as_str()).or_default().insert(member.as_str());
+            members_by_topic
+                .entry(topic.as_str())
+                .or_default()
+                .insert(member.as_str());
         }
     }
     for (topic, members) in members_by_topic {
-        let Some(&count) = partitions.get(topic) else { continue };
+        let Some(&count) = partitions.get(topic) else {
+            continue;
+        };
         assert!(count >= 0, "partition counts are non-negative");
         let member_count = i32::try_from(members.len()).expect("bounded by GROUP_MEMBERS_MAX");
         assert!(member_count > 0, "a topic in the map has a subscriber");
@@ -42,7 +47,9 @@ pub fn range_assign(
             if length == 0 {
                 continue;
             }
-            let owned = assignment.get_mut(member).expect("every member was inserted");
+            let owned = assignment
+                .get_mut(member)
+                .expect("every member was inserted");
             owned.insert(topic.to_string(), (start..start + length).collect());
         }
     }

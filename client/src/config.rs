@@ -22,8 +22,14 @@ impl ClientConfig {
     /// Defaults close to the Java client's, scaled for simulation (short timeouts keep
     /// simulated histories dense).
     pub fn new(bootstrap: Vec<String>) -> Self {
-        assert!(!bootstrap.is_empty(), "a client needs at least one bootstrap address");
-        assert!(bootstrap.len() <= BOOTSTRAP_SERVERS_MAX, "bootstrap list too long");
+        assert!(
+            !bootstrap.is_empty(),
+            "a client needs at least one bootstrap address"
+        );
+        assert!(
+            bootstrap.len() <= BOOTSTRAP_SERVERS_MAX,
+            "bootstrap list too long"
+        );
         ClientConfig {
             bootstrap,
             client_id: "rill-client".to_string(),
@@ -41,7 +47,9 @@ impl ClientConfig {
             )));
         }
         if self.request_timeout_ms == 0 {
-            return Err(crate::ClientError::Config("request_timeout_ms must be > 0".into()));
+            return Err(crate::ClientError::Config(
+                "request_timeout_ms must be > 0".into(),
+            ));
         }
         Ok(())
     }

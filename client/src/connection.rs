@@ -50,7 +50,12 @@ impl Connection {
         let stream = match dial.await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => return Err(connect_error(addr, error.to_string())),
-            Err(_) => return Err(connect_error(addr, format!("timed out after {timeout_ms} ms"))),
+            Err(_) => {
+                return Err(connect_error(
+                    addr,
+                    format!("timed out after {timeout_ms} ms"),
+                ))
+            }
         };
         stream.set_nodelay(true).ok();
         let mut connection = Connection {
@@ -66,7 +71,10 @@ impl Connection {
             .await
             .map_err(|error| connect_error(addr, format!("ApiVersions failed: {error}")))?;
         connection.versions = negotiate(&broker_versions);
-        assert!(!connection.is_closed(), "negotiation succeeded on an open stream");
+        assert!(
+            !connection.is_closed(),
+            "negotiation succeeded on an open stream"
+        );
         tracing::debug!(addr, versions = ?connection.versions, "connected");
         Ok(connection)
     }
@@ -109,9 +117,13 @@ impl Connection {
     ) -> Result<ResponseKind> {
         let version = self
             .version(api_key)
-            .ok_or(ClientError::UnsupportedVersion { api: api_name(api_key) })?;
+            .ok_or(ClientError::UnsupportedVersion {
+                api: api_name(api_key),
+            })?;
         let body = build(version)?;
-        let reply = self.exchange(api_key, version, &body, true, timeout_ms).await?;
+        let reply = self
+            .exchange(api_key, version, &body, true, timeout_ms)
+            .await?;
         let mut reply = reply.expect("exchange with a reply expected returns one");
         ResponseKind::decode(api_key, &mut reply, version).map_err(|error| {
             self.close();
@@ -127,10 +139,14 @@ impl Connection {
     ) -> Result<()> {
         let version = self
             .version(api_key)
-            .ok_or(ClientError::UnsupportedVersion { api: api_name(api_key) })?;
+            .ok_or(ClientError::UnsupportedVersion {
+                api: api_name(api_key),
+            })?;
         let body = build(version)?;
         let timeout_ms = self.timeout_ms;
-        let reply = self.exchange(api_key, version, &body, false, timeout_ms).await?;
+        let reply = self
+            .exchange(api_key, version, &body, false, timeout_ms)
+            .await?;
         assert!(reply.is_none(), "no reply read for a send-only request");
         Ok(())
     }
@@ -143,14 +159,24 @@ impl Connection {
         let body = RequestKind::ApiVersions(request);
         let timeout_ms = self.timeout_ms;
         let reply = self
-            .exchange(ApiKey::ApiVersions, API_VERSIONS_FIRST, &body, true, timeout_ms)
+            .exchange(
+                ApiKey::ApiVersions,
+                API_VERSIONS_FIRST,
+                &body,
+                true,
+                timeout_ms,
+            )
             .await?;
         let mut reply = reply.expect("a reply was asked for");
         if reply.len() < 2 {
             return Err(ClientError::Protocol("ApiVersions reply too short".into()));
         }
         let error_code = (&reply[..2]).get_i16();
-        let version = if error_code == code::UNSUPPORTED_VERSION { 0 } else { API_VERSIONS_FIRST };
+        let version = if error_code == code::UNSUPPORTED_VERSION {
+            0
+        } else {
+            API_VERSIONS_FIRST
+        };
         let response = ApiVersionsResponse::decode(&mut reply, version)
             .map_err(|error| ClientError::Protocol(format!("ApiVersions reply: {error}")))?;
         if response.error_code != 0 && response.error_code != code::UNSUPPORTED_VERSION {
@@ -158,7 +184,13 @@ impl Connection {
         }
         let mut broker = BrokerVersions::new();
         for api in &response.api_keys {
-            broker.insert(api.api_key, VersionRange { min: api.min_version, max: api.max_version });
+            broker.insert(
+                api.api_key,
+                VersionRange {
+                    min: api.min_version,
+                    max: api.max_version,
+                },
+            );
         }
         Ok(broker)
     }
@@ -180,7 +212,8 @@ impl Connection {
             return Err(ClientError::Closed);
         };
         let round_trip = round_trip(stream, frame, reply_expected);
-        let outcome = tokio::time::timeout(std::time::Duration::from_millis(timeout_ms), round_trip);
+        let outcome =
+            tokio::time::timeout(std::time::Duration::from_millis(timeout_ms), round_trip);
         let payload = match outcome.await {
             Ok(Ok(payload)) => payload,
             Ok(Err(error)) => {
@@ -227,8 +260,9 @@ impl Connection {
         header
             .encode(&mut frame, api_key.request_header_version(version))
             .map_err(|error| ClientError::Encode(format!("header: {error}")))?;
-        body.encode(&mut frame, version)
-            .map_err(|error| ClientError::Encode(format!("{} v{version}: {error}", api_name(api_key))))?;
+        body.encode(&mut frame, version).map_err(|error| {
+            ClientError::Encode(format!("{} v{version}: {error}", api_name(api_key)))
+        })?;
         let length = i32::try_from(frame.len() - 4)
             .map_err(|_| ClientError::Encode("request larger than 2 GiB".into()))?;
         assert!(length > 0, "a frame holds at least a header");
@@ -253,7 +287,9 @@ async fn round_trip(
     let length = usize::try_from(length)
         .map_err(|_| ClientError::Protocol(format!("negative frame length {length}")))?;
     if !(4..=FRAME_BYTES_MAX).contains(&length) {
-        return Err(ClientError::Protocol(format!("frame length {length} out of bounds")));
+        return Err(ClientError::Protocol(format!(
+            "frame length {length} out of bounds"
+        )));
     }
     let mut payload = vec![0u8; length];
     stream.read_exact(&mut payload).await.map_err(io)?;
@@ -285,7 +321,11 @@ pub fn request_api_key(body: &RequestKind) -> Result<ApiKey> {
         RequestKind::CreateTopics(_) => ApiKey::CreateTopics,
         RequestKind::DeleteTopics(_) => ApiKey::DeleteTopics,
         RequestKind::InitProducerId(_) => ApiKey::InitProducerId,
-        _ => return Err(ClientError::Encode("request kind not implemented by this client".into())),
+        _ => {
+            return Err(ClientError::Encode(
+                "request kind not implemented by this client".into(),
+            ))
+        }
     };
     Ok(api_key)
 }

@@ -100,8 +100,11 @@ type PartitionKey = (String, i32);
 /// A Kafka consumer. Single-task: methods take `&mut self`.
 #[derive(Debug)]
 pub struct Consumer {
+    /// Connections to leaders and the coordinator.
     pool: ConnectionPool,
+    /// Leaders of owned partitions.
     metadata: MetadataCache,
+    /// Settings.
     config: ConsumerConfig,
     /// Owned partitions and the next offset to read (`None` until resolved).
     positions: BTreeMap<PartitionKey, Option<i64>>,
@@ -118,7 +121,9 @@ impl Consumer {
     pub fn new(client: ClientConfig, config: ConsumerConfig) -> Result<Consumer> {
         client.validate()?;
         if config.fetch_max_bytes <= 0 || config.heartbeat_interval_ms == 0 {
-            return Err(ClientError::Config("fetch_max_bytes and heartbeat_interval_ms must be > 0".into()));
+            return Err(ClientError::Config(
+                "fetch_max_bytes and heartbeat_interval_ms must be > 0".into(),
+            ));
         }
         let group = config.group_id.clone().map(GroupMember::new);
         Ok(Consumer {
@@ -134,7 +139,10 @@ impl Consumer {
 
     /// Owns exactly `partitions` (no group membership); positions resolve on the next poll.
     pub fn assign(&mut self, partitions: Vec<(String, i32)>) {
-        assert!(partitions.len() <= ASSIGNED_PARTITIONS_MAX, "too many partitions");
+        assert!(
+            partitions.len() <= ASSIGNED_PARTITIONS_MAX,
+            "too many partitions"
+        );
         self.subscription = None;
         let previous = std::mem::take(&mut self.positions);
         for key in partitions {
@@ -162,7 +170,10 @@ impl Consumer {
                 *position = Some(offset);
                 Ok(())
             }
-            None => Err(ClientError::NotAssigned { topic: topic.to_string(), partition }),
+            None => Err(ClientError::NotAssigned {
+                topic: topic.to_string(),
+                partition,
+            }),
         }
     }
 
@@ -173,7 +184,10 @@ impl Consumer {
 
     /// The next offset to read from an owned partition, if resolved.
     pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.positions.get(&(topic.to_string(), partition)).copied().flatten()
+        self.positions
+            .get(&(topic.to_string(), partition))
+            .copied()
+            .flatten()
     }
 
     /// The group membership, for inspection.
@@ -188,7 +202,9 @@ impl Consumer {
             self.maintain_group().await?;
             self.resolve_positions().await?;
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let wait_ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX).min(self.config.fetch_max_wait_ms);
+            let wait_ms = u64::try_from(remaining.as_millis())
+                .unwrap_or(u64::MAX)
+                .min(self.config.fetch_max_wait_ms);
             let records = if self.positions.is_empty() {
                 tokio::time::sleep(Duration::from_millis(wait_ms.max(1))).await;
                 Vec::new()
@@ -206,7 +222,10 @@ impl Consumer {
         let mut offsets = Offsets::new();
         for ((topic, partition), position) in &self.positions {
             if let Some(offset) = position {
-                offsets.entry(topic.clone()).or_default().insert(*partition, *offset);
+                offsets
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(*partition, *offset);
             }
         }
         let Some(group) = self.group.as_mut() else {
@@ -224,14 +243,21 @@ impl Consumer {
             return Err(ClientError::Config("committed needs a group_id".into()));
         };
         let wanted = BTreeMap::from([(topic.to_string(), vec![partition])]);
-        let committed = group.fetch_committed(&self.pool, &self.metadata, &wanted).await?;
-        Ok(committed.get(topic).and_then(|p| p.get(&partition)).copied())
+        let committed = group
+            .fetch_committed(&self.pool, &self.metadata, &wanted)
+            .await?;
+        Ok(committed
+            .get(topic)
+            .and_then(|p| p.get(&partition))
+            .copied())
     }
 
     /// Leaves the group (if a member) and drops connections.
     pub async fn close(&mut self) -> Result<()> {
         let outcome = match self.group.as_mut() {
-            Some(group) if self.subscription.is_some() => group.leave(&self.pool, &self.metadata).await,
+            Some(group) if self.subscription.is_some() => {
+                group.leave(&self.pool, &self.metadata).await
+            }
             _ => Ok(()),
         };
         self.positions.clear();
@@ -246,7 +272,11 @@ impl Consumer {
             return Ok(());
         };
         let interval = Duration::from_millis(self.config.heartbeat_interval_ms);
-        if group.joined && self.heartbeat_last.is_some_and(|at| at.elapsed() >= interval) {
+        if group.joined
+            && self
+                .heartbeat_last
+                .is_some_and(|at| at.elapsed() >= interval)
+        {
             self.heartbeat_last = Some(tokio::time::Instant::now());
             if let Err(error) = group.heartbeat(&self.pool, &self.metadata).await {
                 tracing::debug!(%error, "heartbeat failed");
@@ -263,21 +293,30 @@ impl Consumer {
             session_timeout_ms: self.config.session_timeout_ms,
             rebalance_timeout_ms: self.config.rebalance_timeout_ms,
         };
-        let outcome = group.join(&self.pool, &self.metadata, &topics, timeouts).await?;
+        let outcome = group
+            .join(&self.pool, &self.metadata, &topics, timeouts)
+            .await?;
         self.heartbeat_last = Some(tokio::time::Instant::now());
         for (topic, partitions) in outcome.assigned {
             for partition in partitions {
                 self.positions.insert((topic.clone(), partition), None);
             }
         }
-        assert!(self.positions.len() <= ASSIGNED_PARTITIONS_MAX, "assignment bounded");
+        assert!(
+            self.positions.len() <= ASSIGNED_PARTITIONS_MAX,
+            "assignment bounded"
+        );
         Ok(())
     }
 
     /// Gives every owned partition a position: the committed offset, else the reset policy.
     async fn resolve_positions(&mut self) -> Result<()> {
-        let unresolved: Vec<PartitionKey> =
-            self.positions.iter().filter(|(_, p)| p.is_none()).map(|(k, _)| k.clone()).collect();
+        let unresolved: Vec<PartitionKey> = self
+            .positions
+            .iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
         if unresolved.is_empty() {
             return Ok(());
         }
@@ -286,7 +325,9 @@ impl Consumer {
             for (topic, partition) in &unresolved {
                 wanted.entry(topic.clone()).or_default().push(*partition);
             }
-            let committed = group.fetch_committed(&self.pool, &self.metadata, &wanted).await?;
+            let committed = group
+                .fetch_committed(&self.pool, &self.metadata, &wanted)
+                .await?;
             for (topic, partitions) in committed {
                 for (partition, offset) in partitions {
                     if let Some(position) = self.positions.get_mut(&(topic.clone(), partition)) {
@@ -320,7 +361,10 @@ impl Consumer {
             Ok(RequestKind::ListOffsets(request))
         };
         let timeout_ms = self.pool.config().request_timeout_ms;
-        let response = self.pool.call(&addr, ApiKey::ListOffsets, timeout_ms, build).await;
+        let response = self
+            .pool
+            .call(&addr, ApiKey::ListOffsets, timeout_ms, build)
+            .await;
         let response = self.refresh_on_error(topic, response).await?;
         let response = expect_response!(response, ListOffsets)?;
         let answer = response
@@ -329,21 +373,29 @@ impl Consumer {
             .filter(|t| t.name.as_str() == topic)
             .flat_map(|t| t.partitions.iter())
             .find(|p| p.partition_index == partition)
-            .ok_or_else(|| ClientError::Protocol("ListOffsets answer lacks the partition".into()))?;
+            .ok_or_else(|| {
+                ClientError::Protocol("ListOffsets answer lacks the partition".into())
+            })?;
         if answer.error_code != 0 {
             let error = ClientError::kafka("ListOffsets", answer.error_code);
             return self.refresh_on_error::<i64>(topic, Err(error)).await;
         }
         if answer.offset < 0 {
-            return Err(ClientError::Protocol(format!("ListOffsets offset {}", answer.offset)));
+            return Err(ClientError::Protocol(format!(
+                "ListOffsets offset {}",
+                answer.offset
+            )));
         }
         Ok(answer.offset)
     }
 
     /// One Fetch per leader for every owned partition it leads.
     async fn fetch_round(&mut self, wait_ms: u64) -> Result<Vec<ConsumerRecord>> {
-        let mut by_leader: BTreeMap<String, Vec<(String, i32, i64)>> = BTreeMap::new();
-        let cluster = if self.metadata.is_stale(self.pool.config().metadata_refresh_ms) {
+        let mut by_leader: BTreeMap<String, Vec<FetchTarget>> = BTreeMap::new();
+        let cluster = if self
+            .metadata
+            .is_stale(self.pool.config().metadata_refresh_ms)
+        {
             self.refresh_owned_topics().await?
         } else {
             self.metadata.snapshot()
@@ -352,7 +404,15 @@ impl Consumer {
         for ((topic, partition), position) in &self.positions {
             let offset = position.expect("positions are resolved before fetching");
             match cluster.leader_addr(topic, *partition) {
-                Ok((_, addr)) => by_leader.entry(addr).or_default().push((topic.clone(), *partition, offset)),
+                Ok((_, addr)) => {
+                    let leader_epoch = cluster.topics[topic].partitions[partition].leader_epoch;
+                    by_leader.entry(addr).or_default().push(FetchTarget {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset,
+                        leader_epoch,
+                    })
+                }
                 Err(_) => leaderless = true,
             }
         }
@@ -376,24 +436,35 @@ impl Consumer {
         Ok(records)
     }
 
-    async fn fetch_from(&mut self, addr: &str, partitions: &[(String, i32, i64)], wait_ms: u64) -> Result<Vec<ConsumerRecord>> {
+    async fn fetch_from(
+        &mut self,
+        addr: &str,
+        partitions: &[FetchTarget],
+        wait_ms: u64,
+    ) -> Result<Vec<ConsumerRecord>> {
         assert!(!partitions.is_empty(), "a fetch names partitions");
         let max_bytes = self.config.fetch_max_bytes;
-        let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
-        for (topic, partition, offset) in partitions {
-            topics.entry(topic.clone()).or_default().push(
-                FetchPartition::default()
-                    .with_partition(*partition)
-                    .with_fetch_offset(*offset)
-                    .with_partition_max_bytes(max_bytes),
-            );
-        }
+        let targets = partitions.to_vec();
         let wait_i32 = i32::try_from(wait_ms).unwrap_or(i32::MAX);
-        let build = move |_version: i16| {
+        let build = move |version: i16| {
+            let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+            for target in targets {
+                let mut partition = FetchPartition::default()
+                    .with_partition(target.partition)
+                    .with_fetch_offset(target.offset)
+                    .with_partition_max_bytes(max_bytes);
+                // KIP-320: a deposed leader answers FENCED_LEADER_EPOCH instead of serving.
+                if version >= 9 {
+                    partition = partition.with_current_leader_epoch(target.leader_epoch);
+                }
+                topics.entry(target.topic).or_default().push(partition);
+            }
             let topics = topics
                 .into_iter()
                 .map(|(topic, partitions)| {
-                    FetchTopic::default().with_topic(StrBytes::from_string(topic).into()).with_partitions(partitions)
+                    FetchTopic::default()
+                        .with_topic(StrBytes::from_string(topic).into())
+                        .with_partitions(partitions)
                 })
                 .collect();
             let request = FetchRequest::default()
@@ -406,7 +477,10 @@ impl Consumer {
             Ok(RequestKind::Fetch(request))
         };
         let timeout_ms = self.pool.config().request_timeout_ms + wait_ms;
-        let response = self.pool.call(addr, ApiKey::Fetch, timeout_ms, build).await?;
+        let response = self
+            .pool
+            .call(addr, ApiKey::Fetch, timeout_ms, build)
+            .await?;
         let response = expect_response!(response, Fetch)?;
         if response.error_code != 0 {
             return Err(ClientError::kafka("Fetch", response.error_code));
@@ -416,7 +490,9 @@ impl Consumer {
             let name = topic.topic.as_str().to_string();
             for answer in &topic.partitions {
                 let key = (name.clone(), answer.partition_index);
-                let Some(Some(position)) = self.positions.get(&key).copied() else { continue };
+                let Some(Some(position)) = self.positions.get(&key).copied() else {
+                    continue;
+                };
                 match answer.error_code {
                     0 => {}
                     code::OFFSET_OUT_OF_RANGE => {
@@ -425,11 +501,16 @@ impl Consumer {
                     }
                     other => {
                         tracing::debug!(topic = %name, partition = answer.partition_index, other, "fetch partition error");
-                        self.metadata.refresh(&self.pool, Some(std::slice::from_ref(&name))).await.ok();
+                        self.metadata
+                            .refresh(&self.pool, Some(std::slice::from_ref(&name)))
+                            .await
+                            .ok();
                         continue;
                     }
                 }
-                let Some(bytes) = &answer.records else { continue };
+                let Some(bytes) = &answer.records else {
+                    continue;
+                };
                 let decoded = decode_fetched(bytes, position)?;
                 if let Some(last) = decoded.last() {
                     assert!(last.offset >= position, "never move backwards");
@@ -452,7 +533,10 @@ impl Consumer {
         if let Ok((_, addr)) = self.metadata.snapshot().leader_addr(topic, partition) {
             return Ok(addr);
         }
-        let fresh = self.metadata.refresh(&self.pool, Some(&[topic.to_string()])).await?;
+        let fresh = self
+            .metadata
+            .refresh(&self.pool, Some(&[topic.to_string()]))
+            .await?;
         Ok(fresh.leader_addr(topic, partition)?.1)
     }
 
@@ -465,11 +549,27 @@ impl Consumer {
     async fn refresh_on_error<T>(&mut self, topic: &str, outcome: Result<T>) -> Result<T> {
         if let Err(error) = &outcome {
             if error.needs_metadata_refresh() {
-                self.metadata.refresh(&self.pool, Some(&[topic.to_string()])).await.ok();
+                self.metadata
+                    .refresh(&self.pool, Some(&[topic.to_string()]))
+                    .await
+                    .ok();
             }
         }
         outcome
     }
+}
+
+/// One owned partition to fetch, with the leader epoch the metadata gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FetchTarget {
+    /// Topic.
+    topic: String,
+    /// Partition.
+    partition: i32,
+    /// Offset to read from.
+    offset: i64,
+    /// Leader epoch from the metadata (-1 when unknown: no fencing).
+    leader_epoch: i32,
 }
 
 /// True when a round read nothing because leaders were missing: back off before the next.

@@ -17,8 +17,12 @@ pub const CONSUMER_PROTOCOL_VERSION: i16 = 0;
 
 /// Encodes a member's subscription to `topics`.
 pub fn encode_subscription(topics: &[String]) -> Result<Bytes> {
-    let subscription = ConsumerProtocolSubscription::default()
-        .with_topics(topics.iter().map(|t| StrBytes::from_string(t.clone())).collect());
+    let subscription = ConsumerProtocolSubscription::default().with_topics(
+        topics
+            .iter()
+            .map(|t| StrBytes::from_string(t.clone()))
+            .collect(),
+    );
     encode_versioned(&subscription)
 }
 
@@ -28,7 +32,11 @@ pub fn decode_subscription(bytes: &Bytes) -> Result<Vec<String>> {
     let version = version.min(ConsumerProtocolSubscription::VERSIONS.max);
     let subscription = ConsumerProtocolSubscription::decode(&mut body, version)
         .map_err(|error| ClientError::Protocol(format!("subscription: {error}")))?;
-    Ok(subscription.topics.iter().map(|t| t.as_str().to_string()).collect())
+    Ok(subscription
+        .topics
+        .iter()
+        .map(|t| t.as_str().to_string())
+        .collect())
 }
 
 /// Encodes an assignment (topic → partitions).
@@ -76,12 +84,16 @@ fn encode_versioned<M: Encodable>(message: &M) -> Result<Bytes> {
 
 fn split_version(bytes: &Bytes) -> Result<(i16, Bytes)> {
     if bytes.len() < 2 {
-        return Err(ClientError::Protocol("consumer protocol bytes too short".into()));
+        return Err(ClientError::Protocol(
+            "consumer protocol bytes too short".into(),
+        ));
     }
     let mut body = bytes.clone();
     let version = body.get_i16();
     if version < 0 {
-        return Err(ClientError::Protocol(format!("consumer protocol version {version}")));
+        return Err(ClientError::Protocol(format!(
+            "consumer protocol version {version}"
+        )));
     }
     Ok((version, body))
 }
@@ -123,7 +135,10 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.put_i16(3);
         subscription.encode(&mut buf, 3).expect("encodes");
-        assert_eq!(decode_subscription(&buf.freeze()).expect("decodes"), vec!["x".to_string()]);
+        assert_eq!(
+            decode_subscription(&buf.freeze()).expect("decodes"),
+            vec!["x".to_string()]
+        );
         assert!(decode_subscription(&Bytes::from_static(&[0])).is_err());
     }
 }

@@ -46,6 +46,8 @@ pub mod code {
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     /// DUPLICATE_SEQUENCE_NUMBER: an older duplicate; written before, offset unknown.
     pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+    /// INVALID_PRODUCER_EPOCH: the producer epoch is older than the broker's.
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
     /// UNKNOWN_PRODUCER_ID: the broker lost this producer's state.
     pub const UNKNOWN_PRODUCER_ID: i16 = 59;
     /// FENCED_LEADER_EPOCH: our leader epoch is older than the broker's.
@@ -143,6 +145,13 @@ pub enum ClientError {
     /// The delivery deadline passed before any attempt could be made.
     #[error("delivery timed out before the record could be sent")]
     DeliveryTimeout,
+    /// A step before the operation's own request (metadata, coordinator lookup, producer id)
+    /// failed, so the operation was never sent: definite even when `cause` alone is not.
+    #[error("not sent: {cause}")]
+    NotSent {
+        /// The failure of the preparatory step.
+        cause: Box<ClientError>,
+    },
     /// A later attempt failed, but an earlier attempt of the same write may have been applied:
     /// the outcome is unknown whatever `last` says.
     #[error("outcome unknown (an earlier attempt may have been applied); last error: {last}")]
@@ -181,6 +190,7 @@ impl ClientError {
             | ClientError::Closed
             | ClientError::Config(_)
             | ClientError::NotAssigned { .. }
+            | ClientError::NotSent { .. }
             | ClientError::DeliveryTimeout => false,
         }
     }
@@ -195,6 +205,7 @@ impl ClientError {
             | ClientError::NoLeader { .. }
             | ClientError::UnknownPartition { .. } => true,
             ClientError::Kafka { code, .. } => kafka_code_is_retriable(*code),
+            ClientError::NotSent { cause } => cause.is_retriable(),
             ClientError::Protocol(_)
             | ClientError::Encode(_)
             | ClientError::UnknownTopic { .. }
@@ -234,7 +245,20 @@ impl ClientError {
         match self {
             ClientError::Kafka { code, .. } => Some(*code),
             ClientError::Indeterminate { last } => last.kafka_code(),
+            ClientError::NotSent { cause } => cause.kafka_code(),
             _ => None,
+        }
+    }
+
+    /// Marks a failure of a preparatory step as definite for the operation it prepared. Definite
+    /// errors stay as they are.
+    pub fn not_sent(self) -> ClientError {
+        if self.is_indeterminate() {
+            ClientError::NotSent {
+                cause: Box::new(self),
+            }
+        } else {
+            self
         }
     }
 
@@ -304,13 +328,19 @@ mod tests {
     fn kafka_codes_are_classified() {
         for &(code, indeterminate, retriable) in TABLE {
             let error = ClientError::kafka("Produce", code);
-            assert_eq!(error.is_indeterminate(), indeterminate, "indeterminate {error}");
+            assert_eq!(
+                error.is_indeterminate(),
+                indeterminate,
+                "indeterminate {error}"
+            );
             assert_eq!(error.is_retriable(), retriable, "retriable {error}");
             assert_eq!(error.kafka_code(), Some(code));
         }
         let named = ClientError::kafka("Produce", code::NOT_LEADER_OR_FOLLOWER);
         assert!(named.to_string().contains("NotLeaderOrFollower"), "{named}");
-        assert!(ClientError::kafka("Produce", 9999).to_string().contains("UNKNOWN_CODE_9999"));
+        assert!(ClientError::kafka("Produce", 9999)
+            .to_string()
+            .contains("UNKNOWN_CODE_9999"));
     }
 
     #[test]
@@ -318,11 +348,18 @@ mod tests {
         assert!(ClientError::Timeout { timeout_ms: 1 }.is_indeterminate());
         assert!(ClientError::Io("reset".into()).is_indeterminate());
         assert!(ClientError::Protocol("bad".into()).is_indeterminate());
-        let connect = ClientError::Connect { addr: "a".into(), reason: "refused".into() };
+        let connect = ClientError::Connect {
+            addr: "a".into(),
+            reason: "refused".into(),
+        };
         assert!(!connect.is_indeterminate() && connect.is_retriable());
         assert!(!ClientError::Closed.is_indeterminate());
         assert!(!ClientError::Encode("x".into()).is_indeterminate());
-        assert!(!ClientError::NoLeader { topic: "t".into(), partition: 0 }.is_indeterminate());
+        assert!(!ClientError::NoLeader {
+            topic: "t".into(),
+            partition: 0
+        }
+        .is_indeterminate());
     }
 
     #[test]
@@ -333,6 +370,17 @@ mod tests {
         assert!(wrapped.is_indeterminate());
         assert!(!wrapped.is_retriable());
         assert_eq!(wrapped.kafka_code(), Some(code::NOT_ENOUGH_REPLICAS));
-        assert_eq!(wrapped.clone().after_indeterminate_attempt(), wrapped, "no nesting");
+        assert_eq!(
+            wrapped.clone().after_indeterminate_attempt(),
+            wrapped,
+            "no nesting"
+        );
+        let unsent = ClientError::Timeout { timeout_ms: 5 }.not_sent();
+        assert!(!unsent.is_indeterminate() && unsent.is_retriable());
+        assert_eq!(
+            definite.clone().not_sent(),
+            definite,
+            "definite errors stay"
+        );
     }
 }

@@ -73,7 +73,13 @@ impl GroupMember {
     /// A member that has not joined yet.
     pub fn new(group_id: String) -> Self {
         assert!(!group_id.is_empty(), "group ids are not empty");
-        GroupMember { group_id, coordinator: None, member_id: String::new(), generation_id: -1, joined: false }
+        GroupMember {
+            group_id,
+            coordinator: None,
+            member_id: String::new(),
+            generation_id: -1,
+            joined: false,
+        }
     }
 
     /// Forgets the membership so the next poll rejoins; `forget_id` after UNKNOWN_MEMBER_ID.
@@ -91,7 +97,9 @@ impl GroupMember {
         match error_code {
             code::REBALANCE_IN_PROGRESS | code::ILLEGAL_GENERATION => self.mark_rejoin(false),
             code::UNKNOWN_MEMBER_ID => self.mark_rejoin(true),
-            code::NOT_COORDINATOR | code::COORDINATOR_NOT_AVAILABLE | code::COORDINATOR_LOAD_IN_PROGRESS => {
+            code::NOT_COORDINATOR
+            | code::COORDINATOR_NOT_AVAILABLE
+            | code::COORDINATOR_LOAD_IN_PROGRESS => {
                 self.coordinator = None;
                 self.mark_rejoin(false);
             }
@@ -101,19 +109,32 @@ impl GroupMember {
     }
 
     /// Finds (and caches) the coordinator through any reachable broker.
-    pub async fn coordinator(&mut self, pool: &ConnectionPool, metadata: &MetadataCache) -> Result<String> {
+    pub async fn coordinator(
+        &mut self,
+        pool: &ConnectionPool,
+        metadata: &MetadataCache,
+    ) -> Result<String> {
         if let Some(addr) = &self.coordinator {
             return Ok(addr.clone());
         }
         let cluster = metadata.refresh(pool, Some(&[])).await?;
-        let addr = cluster.brokers.values().next().cloned().unwrap_or_else(|| pool.config().bootstrap[0].clone());
+        let addr = cluster
+            .brokers
+            .values()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| pool.config().bootstrap[0].clone());
         let group_id = self.group_id.clone();
         let timeout_ms = pool.config().request_timeout_ms;
         let build = move |_version: i16| {
-            let request = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group_id)).with_key_type(0);
+            let request = FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_string(group_id))
+                .with_key_type(0);
             Ok(RequestKind::FindCoordinator(request))
         };
-        let response = pool.call(&addr, ApiKey::FindCoordinator, timeout_ms, build).await?;
+        let response = pool
+            .call(&addr, ApiKey::FindCoordinator, timeout_ms, build)
+            .await?;
         let response = expect_response!(response, FindCoordinator)?;
         if response.error_code != 0 {
             return Err(ClientError::kafka("FindCoordinator", response.error_code));
@@ -173,13 +194,16 @@ impl GroupMember {
                 .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE))
                 .with_protocols(vec![protocol]);
             if version >= 1 {
-                request = request.with_rebalance_timeout_ms(clamp_i32(timeouts.rebalance_timeout_ms));
+                request =
+                    request.with_rebalance_timeout_ms(clamp_i32(timeouts.rebalance_timeout_ms));
             }
             Ok(RequestKind::JoinGroup(request))
         };
         // The coordinator holds JoinGroup until the rebalance completes.
         let timeout_ms = timeouts.rebalance_timeout_ms + pool.config().request_timeout_ms;
-        let response = pool.call(&addr, ApiKey::JoinGroup, timeout_ms, build).await?;
+        let response = pool
+            .call(&addr, ApiKey::JoinGroup, timeout_ms, build)
+            .await?;
         let response = expect_response!(response, JoinGroup)?;
         match response.error_code {
             0 => {}
@@ -192,7 +216,11 @@ impl GroupMember {
         self.member_id = response.member_id.as_str().to_string();
         self.generation_id = response.generation_id;
         let leader = response.leader.as_str() == self.member_id;
-        let assignments = if leader { self.assign(pool, metadata, &response).await? } else { Vec::new() };
+        let assignments = if leader {
+            self.assign(pool, metadata, &response).await?
+        } else {
+            Vec::new()
+        };
         let assigned = self.sync(pool, &addr, assignments).await?;
         Ok(Some(JoinOutcome { assigned, leader }))
     }
@@ -215,10 +243,19 @@ impl GroupMember {
         let cluster = metadata.refresh(pool, Some(&all_topics)).await?;
         let partitions: BTreeMap<String, i32> = all_topics
             .iter()
-            .filter_map(|topic| cluster.partition_count(topic).ok().map(|count| (topic.clone(), count)))
+            .filter_map(|topic| {
+                cluster
+                    .partition_count(topic)
+                    .ok()
+                    .map(|count| (topic.clone(), count))
+            })
             .collect();
         let assignment = range_assign(&subscriptions, &partitions);
-        assert_eq!(assignment.len(), subscriptions.len(), "every member gets an entry");
+        assert_eq!(
+            assignment.len(),
+            subscriptions.len(),
+            "every member gets an entry"
+        );
         assignment
             .iter()
             .map(|(member_id, owned)| {
@@ -235,7 +272,11 @@ impl GroupMember {
         addr: &str,
         assignments: Vec<SyncGroupRequestAssignment>,
     ) -> Result<BTreeMap<String, Vec<i32>>> {
-        let (group_id, member_id, generation_id) = (self.group_id.clone(), self.member_id.clone(), self.generation_id);
+        let (group_id, member_id, generation_id) = (
+            self.group_id.clone(),
+            self.member_id.clone(),
+            self.generation_id,
+        );
         let build = move |version: i16| {
             let mut request = SyncGroupRequest::default()
                 .with_group_id(StrBytes::from_string(group_id).into())
@@ -250,7 +291,9 @@ impl GroupMember {
             Ok(RequestKind::SyncGroup(request))
         };
         let timeout_ms = pool.config().request_timeout_ms;
-        let response = pool.call(addr, ApiKey::SyncGroup, timeout_ms, build).await?;
+        let response = pool
+            .call(addr, ApiKey::SyncGroup, timeout_ms, build)
+            .await?;
         let response = expect_response!(response, SyncGroup)?;
         if response.error_code != 0 {
             return Err(self.absorb("SyncGroup", response.error_code));
@@ -259,10 +302,18 @@ impl GroupMember {
     }
 
     /// One heartbeat; a rebalance signal marks a rejoin and is returned as the error.
-    pub async fn heartbeat(&mut self, pool: &ConnectionPool, metadata: &MetadataCache) -> Result<()> {
+    pub async fn heartbeat(
+        &mut self,
+        pool: &ConnectionPool,
+        metadata: &MetadataCache,
+    ) -> Result<()> {
         assert!(self.joined, "only joined members heartbeat");
         let addr = self.coordinator(pool, metadata).await?;
-        let (group_id, member_id, generation_id) = (self.group_id.clone(), self.member_id.clone(), self.generation_id);
+        let (group_id, member_id, generation_id) = (
+            self.group_id.clone(),
+            self.member_id.clone(),
+            self.generation_id,
+        );
         let build = move |_version: i16| {
             let request = HeartbeatRequest::default()
                 .with_group_id(StrBytes::from_string(group_id).into())
@@ -287,8 +338,16 @@ impl GroupMember {
 
     /// Commits `offsets` (the next offset to read, per partition). With `joined` false the commit
     /// is a "simple" one (generation -1, no member), as for manually assigned consumers.
-    pub async fn commit(&mut self, pool: &ConnectionPool, metadata: &MetadataCache, offsets: &Offsets) -> Result<()> {
-        let addr = self.coordinator(pool, metadata).await?;
+    pub async fn commit(
+        &mut self,
+        pool: &ConnectionPool,
+        metadata: &MetadataCache,
+        offsets: &Offsets,
+    ) -> Result<()> {
+        let addr = self
+            .coordinator(pool, metadata)
+            .await
+            .map_err(ClientError::not_sent)?;
         let (generation_id, member_id) = if self.joined {
             (self.generation_id, self.member_id.clone())
         } else {
@@ -322,9 +381,16 @@ impl GroupMember {
             Ok(RequestKind::OffsetCommit(request))
         };
         let timeout_ms = pool.config().request_timeout_ms;
-        let response = pool.call(&addr, ApiKey::OffsetCommit, timeout_ms, build).await?;
+        let response = pool
+            .call(&addr, ApiKey::OffsetCommit, timeout_ms, build)
+            .await?;
         let response = expect_response!(response, OffsetCommit)?;
-        let first_error = response.topics.iter().flat_map(|t| t.partitions.iter()).map(|p| p.error_code).find(|&c| c != 0);
+        let first_error = response
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| p.error_code)
+            .find(|&c| c != 0);
         match first_error {
             None => Ok(()),
             Some(error_code) => Err(self.absorb("OffsetCommit", error_code)),
@@ -355,7 +421,9 @@ impl GroupMember {
             Ok(RequestKind::OffsetFetch(request))
         };
         let timeout_ms = pool.config().request_timeout_ms;
-        let response = pool.call(&addr, ApiKey::OffsetFetch, timeout_ms, build).await?;
+        let response = pool
+            .call(&addr, ApiKey::OffsetFetch, timeout_ms, build)
+            .await?;
         let response = expect_response!(response, OffsetFetch)?;
         if response.error_code != 0 {
             return Err(self.absorb("OffsetFetch", response.error_code));
@@ -385,19 +453,28 @@ impl GroupMember {
         let addr = self.coordinator(pool, metadata).await?;
         let (group_id, member_id) = (self.group_id.clone(), self.member_id.clone());
         let build = move |version: i16| {
-            let mut request = LeaveGroupRequest::default().with_group_id(StrBytes::from_string(group_id).into());
+            let mut request =
+                LeaveGroupRequest::default().with_group_id(StrBytes::from_string(group_id).into());
             if version >= 3 {
-                request = request.with_members(vec![MemberIdentity::default().with_member_id(StrBytes::from_string(member_id))]);
+                request =
+                    request
+                        .with_members(vec![MemberIdentity::default()
+                            .with_member_id(StrBytes::from_string(member_id))]);
             } else {
                 request = request.with_member_id(StrBytes::from_string(member_id));
             }
             Ok(RequestKind::LeaveGroup(request))
         };
         let timeout_ms = pool.config().request_timeout_ms;
-        let response = pool.call(&addr, ApiKey::LeaveGroup, timeout_ms, build).await?;
+        let response = pool
+            .call(&addr, ApiKey::LeaveGroup, timeout_ms, build)
+            .await?;
         let response = expect_response!(response, LeaveGroup)?;
         self.mark_rejoin(true);
-        assert!(self.member_id.is_empty(), "a departed member forgets its id");
+        assert!(
+            self.member_id.is_empty(),
+            "a departed member forgets its id"
+        );
         if response.error_code != 0 {
             return Err(ClientError::kafka("LeaveGroup", response.error_code));
         }
@@ -408,7 +485,12 @@ impl GroupMember {
 fn is_group_retry(error: &ClientError) -> bool {
     matches!(
         error.kafka_code(),
-        Some(code::REBALANCE_IN_PROGRESS | code::ILLEGAL_GENERATION | code::UNKNOWN_MEMBER_ID | code::NOT_COORDINATOR)
+        Some(
+            code::REBALANCE_IN_PROGRESS
+                | code::ILLEGAL_GENERATION
+                | code::UNKNOWN_MEMBER_ID
+                | code::NOT_COORDINATOR
+        )
     )
 }
 

@@ -65,23 +65,34 @@ impl ClusterMetadata {
         for topic in &response.topics {
             let Some(name) = &topic.name else { continue };
             if topic.partitions.len() > TOPIC_PARTITIONS_MAX {
-                return Err(ClientError::Protocol(format!("topic {} too many partitions", name.as_str())));
+                return Err(ClientError::Protocol(format!(
+                    "topic {} too many partitions",
+                    name.as_str()
+                )));
             }
             let mut partitions = BTreeMap::new();
             for partition in &topic.partitions {
-                let leader = (partition.leader_id.0 >= 0).then_some(BrokerId(partition.leader_id.0));
+                let leader =
+                    (partition.leader_id.0 >= 0).then_some(BrokerId(partition.leader_id.0));
                 partitions.insert(
                     partition.partition_index,
                     PartitionMetadata {
                         error_code: partition.error_code,
                         leader,
                         leader_epoch: partition.leader_epoch,
-                        replicas: partition.replica_nodes.iter().map(|b| BrokerId(b.0)).collect(),
+                        replicas: partition
+                            .replica_nodes
+                            .iter()
+                            .map(|b| BrokerId(b.0))
+                            .collect(),
                         isr: partition.isr_nodes.iter().map(|b| BrokerId(b.0)).collect(),
                     },
                 );
             }
-            let entry = TopicMetadata { error_code: topic.error_code, partitions };
+            let entry = TopicMetadata {
+                error_code: topic.error_code,
+                partitions,
+            };
             metadata.topics.insert(name.as_str().to_string(), entry);
         }
         assert!(metadata.brokers.len() == response.brokers.len() || !response.brokers.is_empty());
@@ -94,7 +105,9 @@ impl ClusterMetadata {
             Some(t) if t.error_code == 0 && !t.partitions.is_empty() => {
                 Ok(i32::try_from(t.partitions.len()).expect("bounded by TOPIC_PARTITIONS_MAX"))
             }
-            _ => Err(ClientError::UnknownTopic { topic: topic.to_string() }),
+            _ => Err(ClientError::UnknownTopic {
+                topic: topic.to_string(),
+            }),
         }
     }
 
@@ -102,11 +115,21 @@ impl ClusterMetadata {
     pub fn leader_addr(&self, topic: &str, partition: i32) -> Result<(BrokerId, String)> {
         let topic_metadata = match self.topics.get(topic) {
             Some(t) if t.error_code == 0 => t,
-            _ => return Err(ClientError::UnknownTopic { topic: topic.to_string() }),
+            _ => {
+                return Err(ClientError::UnknownTopic {
+                    topic: topic.to_string(),
+                })
+            }
         };
-        let no_leader = || ClientError::NoLeader { topic: topic.to_string(), partition };
+        let no_leader = || ClientError::NoLeader {
+            topic: topic.to_string(),
+            partition,
+        };
         let Some(p) = topic_metadata.partitions.get(&partition) else {
-            return Err(ClientError::UnknownPartition { topic: topic.to_string(), partition });
+            return Err(ClientError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            });
         };
         let leader = p.leader.ok_or_else(no_leader)?;
         let addr = self.brokers.get(&leader).ok_or_else(no_leader)?;
@@ -156,7 +179,11 @@ impl MetadataCache {
 
     /// Fetches metadata for `topics` (`None` = all) from the first broker that answers: known
     /// brokers first, then the bootstrap list.
-    pub async fn refresh(&self, pool: &ConnectionPool, topics: Option<&[String]>) -> Result<ClusterMetadata> {
+    pub async fn refresh(
+        &self,
+        pool: &ConnectionPool,
+        topics: Option<&[String]>,
+    ) -> Result<ClusterMetadata> {
         let mut candidates: Vec<String> = self.snapshot().brokers.into_values().collect();
         for addr in &pool.config().bootstrap {
             if !candidates.contains(addr) {
@@ -187,7 +214,9 @@ impl MetadataCache {
         if let Ok(count) = self.snapshot().partition_count(topic) {
             return Ok(count);
         }
-        self.refresh(pool, Some(&[topic.to_string()])).await?.partition_count(topic)
+        self.refresh(pool, Some(&[topic.to_string()]))
+            .await?
+            .partition_count(topic)
     }
 }
 
@@ -199,7 +228,9 @@ pub async fn fetch_metadata(
 ) -> Result<ClusterMetadata> {
     let timeout_ms = pool.config().request_timeout_ms;
     let response = pool
-        .call(addr, ApiKey::Metadata, timeout_ms, |version| Ok(metadata_request(version, topics)))
+        .call(addr, ApiKey::Metadata, timeout_ms, |version| {
+            Ok(metadata_request(version, topics))
+        })
         .await?;
     let response = expect_response!(response, Metadata)?;
     if response.error_code != 0 && response.error_code != code::UNKNOWN_TOPIC_OR_PARTITION {
@@ -256,14 +287,26 @@ mod tests {
     #[test]
     fn leader_lookup_and_typed_absences() {
         let metadata = ClusterMetadata::from_response(&response(1)).expect("valid");
-        assert_eq!(metadata.leader_addr("t", 0).expect("led"), (BrokerId(1), "h:9092".to_string()));
+        assert_eq!(
+            metadata.leader_addr("t", 0).expect("led"),
+            (BrokerId(1), "h:9092".to_string())
+        );
         assert_eq!(metadata.partition_count("t").expect("known"), 1);
         assert_eq!(metadata.topics["t"].partitions[&0].leader_epoch, 4);
         assert_eq!(metadata.topics["t"].partitions[&0].isr, vec![BrokerId(1)]);
-        assert!(matches!(metadata.leader_addr("t", 1), Err(ClientError::UnknownPartition { .. })));
-        assert!(matches!(metadata.leader_addr("x", 0), Err(ClientError::UnknownTopic { .. })));
+        assert!(matches!(
+            metadata.leader_addr("t", 1),
+            Err(ClientError::UnknownPartition { .. })
+        ));
+        assert!(matches!(
+            metadata.leader_addr("x", 0),
+            Err(ClientError::UnknownTopic { .. })
+        ));
         let electing = ClusterMetadata::from_response(&response(-1)).expect("valid");
-        assert!(matches!(electing.leader_addr("t", 0), Err(ClientError::NoLeader { .. })));
+        assert!(matches!(
+            electing.leader_addr("t", 0),
+            Err(ClientError::NoLeader { .. })
+        ));
     }
 
     #[test]

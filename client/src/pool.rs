@@ -41,7 +41,10 @@ impl ConnectionPool {
     }
 
     fn slot(&self, addr: &str) -> Slot {
-        let mut slots = self.slots.lock().expect("pool lock is never poisoned: no panics inside");
+        let mut slots = self
+            .slots
+            .lock()
+            .expect("pool lock is never poisoned: no panics inside");
         if !slots.contains_key(addr) && slots.len() >= POOL_CONNECTIONS_MAX {
             // Forget idle addresses of departed brokers rather than grow without bound.
             slots.retain(|_, slot| Arc::strong_count(slot) > 1);
@@ -98,7 +101,10 @@ impl ConnectionPool {
 
     /// Drops every connection (close of a producer or consumer).
     pub fn close_all(&self) {
-        let mut slots = self.slots.lock().expect("pool lock is never poisoned: no panics inside");
+        let mut slots = self
+            .slots
+            .lock()
+            .expect("pool lock is never poisoned: no panics inside");
         slots.clear();
     }
 }

@@ -66,10 +66,15 @@ impl ProducerConfig {
     /// Refuses combinations Kafka refuses.
     pub fn validate(&self) -> Result<()> {
         if !(-1..=1).contains(&self.acks) {
-            return Err(ClientError::Config(format!("acks must be 0, 1 or -1, not {}", self.acks)));
+            return Err(ClientError::Config(format!(
+                "acks must be 0, 1 or -1, not {}",
+                self.acks
+            )));
         }
         if self.idempotence && self.acks != -1 {
-            return Err(ClientError::Config("idempotence requires acks = -1 (all)".into()));
+            return Err(ClientError::Config(
+                "idempotence requires acks = -1 (all)".into(),
+            ));
         }
         if self.batch_records_max == 0 || self.batch_records_max > BATCH_RECORDS_MAX {
             return Err(ClientError::Config(format!(
@@ -77,7 +82,9 @@ impl ProducerConfig {
             )));
         }
         if self.delivery_timeout_ms == 0 {
-            return Err(ClientError::Config("delivery_timeout_ms must be > 0".into()));
+            return Err(ClientError::Config(
+                "delivery_timeout_ms must be > 0".into(),
+            ));
         }
         Ok(())
     }
@@ -97,8 +104,16 @@ pub struct RecordMetadata {
 /// A record's outcome: its offset, or the batch's error.
 type Reply = oneshot::Sender<Result<i64>>;
 
+/// What a partition queue carries.
 enum Job {
-    Record { record: OutgoingRecord, reply: Reply },
+    /// A record to batch, and where its outcome goes.
+    Record {
+        /// The record.
+        record: OutgoingRecord,
+        /// Receives the record's offset or the batch's error.
+        reply: Reply,
+    },
+    /// Answered once every job queued before it has its outcome.
     Flush(oneshot::Sender<()>),
 }
 
@@ -107,15 +122,21 @@ type PartitionKey = (String, i32);
 /// What partition workers need. Workers hold only this, not [`Shared`], so dropping the last
 /// producer handle drops the queues' senders and the workers finish their queue and exit.
 struct Core {
+    /// Connections to leaders and to the broker handing out producer ids.
     pool: ConnectionPool,
+    /// Leaders of the partitions produced to.
     metadata: MetadataCache,
+    /// Validated settings.
     config: ProducerConfig,
     /// Identity from construction; a worker fetches its own after a desynchronisation.
     identity: Option<ProducerIdentity>,
 }
 
+/// State of the producer handles.
 struct Shared {
+    /// What workers share with the handles.
     core: Arc<Core>,
+    /// Chooses partitions for records without one.
     partitioner: Partitioner,
     /// Queue of each partition's worker, created on first use.
     workers: Mutex<BTreeMap<PartitionKey, mpsc::Sender<Job>>>,
@@ -126,12 +147,15 @@ struct Shared {
 /// A Kafka producer. Cheap to clone; clones share queues and connections.
 #[derive(Clone)]
 pub struct Producer {
+    /// State shared by clones; dropping the last clone stops the workers once queues drain.
     shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer").field("config", &self.shared.core.config).finish()
+        f.debug_struct("Producer")
+            .field("config", &self.shared.core.config)
+            .finish()
     }
 }
 
@@ -149,12 +173,19 @@ impl Producer {
         };
         assert_eq!(identity.is_some(), config.idempotence);
         let shared = Shared {
-            core: Arc::new(Core { pool, metadata, config, identity }),
+            core: Arc::new(Core {
+                pool,
+                metadata,
+                config,
+                identity,
+            }),
             partitioner: Partitioner::new(),
             workers: Mutex::new(BTreeMap::new()),
             closed: AtomicBool::new(false),
         };
-        Ok(Producer { shared: Arc::new(shared) })
+        Ok(Producer {
+            shared: Arc::new(shared),
+        })
     }
 
     /// The producer id and epoch of an idempotent producer.
@@ -174,13 +205,22 @@ impl Producer {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(ClientError::Closed);
         }
-        let core = &self.shared.core;
-        let partitions = core.metadata.partition_count(&core.pool, topic).await?;
-        let partition = self.shared.partitioner.choose(partition, key.as_deref(), partitions);
+        let partitions = self.partition_count(topic).await?;
+        let partition = self
+            .shared
+            .partitioner
+            .choose(partition, key.as_deref(), partitions);
         if !(0..partitions).contains(&partition) {
-            return Err(ClientError::UnknownPartition { topic: topic.to_string(), partition });
+            return Err(ClientError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            });
         }
-        let record = OutgoingRecord { key, value, timestamp: wall_clock_ms() };
+        let record = OutgoingRecord {
+            key,
+            value,
+            timestamp: wall_clock_ms(),
+        };
         let (reply, outcome) = oneshot::channel();
         let queue = self.queue(topic, partition);
         if queue.send(Job::Record { record, reply }).await.is_err() {
@@ -191,13 +231,41 @@ impl Producer {
             .await
             .map_err(|_| ClientError::Io("partition worker stopped".into()))??;
         assert!(offset >= -1, "offsets are -1 (acks=0) or real");
-        Ok(RecordMetadata { topic: topic.to_string(), partition, offset })
+        Ok(RecordMetadata {
+            topic: topic.to_string(),
+            partition,
+            offset,
+        })
+    }
+
+    /// The topic's partition count, retrying unreachable clusters within the retry budget. Nothing
+    /// was sent yet, so every failure here is definite.
+    async fn partition_count(&self, topic: &str) -> Result<i32> {
+        let core = &self.shared.core;
+        let mut attempt = 0;
+        loop {
+            match core.metadata.partition_count(&core.pool, topic).await {
+                Ok(count) => return Ok(count),
+                Err(error) if error.is_retriable() && attempt < core.config.retries_max => {
+                    attempt += 1;
+                    backoff(core.pool.config().retry_backoff_ms).await;
+                }
+                // Nothing was produced yet, whatever the metadata request's fate.
+                Err(error) => return Err(error.not_sent()),
+            }
+        }
     }
 
     /// Waits until every record queued before this call has its outcome.
     pub async fn flush(&self) {
-        let queues: Vec<mpsc::Sender<Job>> =
-            self.shared.workers.lock().expect("never poisoned").values().cloned().collect();
+        let queues: Vec<mpsc::Sender<Job>> = self
+            .shared
+            .workers
+            .lock()
+            .expect("never poisoned")
+            .values()
+            .cloned()
+            .collect();
         for queue in queues {
             let (done, wait) = oneshot::channel();
             if queue.send(Job::Flush(done)).await.is_ok() {
@@ -236,9 +304,14 @@ impl Producer {
 
 /// Owns one partition's queue and sequence state.
 struct PartitionWorker {
+    /// Connections, metadata and settings.
     shared: Arc<Core>,
+    /// The topic this worker sends to.
     topic: String,
+    /// The partition this worker sends to.
     partition: i32,
+    /// Idempotence bookkeeping; only this worker touches it, so batches of one partition are
+    /// stamped in order.
     sequence: PartitionSequence,
 }
 
@@ -249,7 +322,8 @@ impl PartitionWorker {
             let mut replies = Vec::new();
             let mut flushes = Vec::new();
             accept(first, &mut records, &mut replies, &mut flushes);
-            self.gather(&mut jobs, &mut records, &mut replies, &mut flushes).await;
+            self.gather(&mut jobs, &mut records, &mut replies, &mut flushes)
+                .await;
             assert_eq!(records.len(), replies.len(), "one reply per record");
             if !records.is_empty() {
                 let outcome = self.deliver(&records).await;
@@ -271,12 +345,15 @@ impl PartitionWorker {
         flushes: &mut Vec<oneshot::Sender<()>>,
     ) {
         let batch_max = self.shared.config.batch_records_max;
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.shared.config.linger_ms);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.shared.config.linger_ms);
         while records.len() < batch_max && flushes.is_empty() {
             let next = if self.shared.config.linger_ms == 0 {
                 jobs.try_recv().ok()
             } else {
-                tokio::time::timeout_at(deadline, jobs.recv()).await.ok().flatten()
+                // `timeout_at` does not exist under madsim: time out on what is left.
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                tokio::time::timeout(left, jobs.recv()).await.ok().flatten()
             };
             let Some(job) = next else { break };
             accept(job, records, replies, flushes);
@@ -329,7 +406,11 @@ impl PartitionWorker {
                     uncertain |= error.is_indeterminate();
                     if error.needs_metadata_refresh() {
                         let topics = [self.topic.clone()];
-                        self.shared.metadata.refresh(&self.shared.pool, Some(&topics)).await.ok();
+                        self.shared
+                            .metadata
+                            .refresh(&self.shared.pool, Some(&topics))
+                            .await
+                            .ok();
                     }
                     let retriable = error.is_retriable();
                     last_error = error;
@@ -343,35 +424,58 @@ impl PartitionWorker {
     }
 
     /// Updates the sequence state after a failed batch and classifies the final error.
-    fn settle_failure(&mut self, stamp: Option<BatchStamp>, error: ClientError, uncertain: bool) -> ClientError {
+    fn settle_failure(
+        &mut self,
+        stamp: Option<BatchStamp>,
+        error: ClientError,
+        uncertain: bool,
+    ) -> ClientError {
         let sequence_refused = matches!(
             error.kafka_code(),
-            Some(code::OUT_OF_ORDER_SEQUENCE_NUMBER | code::UNKNOWN_PRODUCER_ID | 47)
+            Some(
+                code::OUT_OF_ORDER_SEQUENCE_NUMBER
+                    | code::UNKNOWN_PRODUCER_ID
+                    | code::INVALID_PRODUCER_EPOCH
+            )
         );
         if let Some(stamp) = &stamp {
-            if uncertain || sequence_refused || error.is_indeterminate() {
+            if uncertain || sequence_refused {
                 self.sequence.on_desynchronised();
             } else {
                 self.sequence.on_refused(stamp);
             }
         }
-        // The broker checked the sequence and refused the batch: it is not in the log, whatever
-        // an earlier attempt did (a duplicate would have been acknowledged, not refused).
-        if sequence_refused || !uncertain {
+        if sequence_refused {
+            // The broker checked the sequence and refused the batch: it is not in the log,
+            // whatever an earlier attempt did (a duplicate would have been acknowledged).
             error
-        } else {
+        } else if uncertain {
             error.after_indeterminate_attempt()
+        } else {
+            // No Produce attempt was uncertain: an indeterminate error came from a step before
+            // sending (InitProducerId, metadata), so the batch never left.
+            error.not_sent()
         }
     }
 
     /// One Produce request to the current leader. Returns the base offset (-1 with acks = 0).
     async fn produce_once(&self, batch: Bytes) -> Result<i64> {
         let shared = &self.shared;
-        if shared.metadata.is_stale(shared.pool.config().metadata_refresh_ms) {
+        if shared
+            .metadata
+            .is_stale(shared.pool.config().metadata_refresh_ms)
+        {
             let topics = [self.topic.clone()];
-            shared.metadata.refresh(&shared.pool, Some(&topics)).await.ok();
+            shared
+                .metadata
+                .refresh(&shared.pool, Some(&topics))
+                .await
+                .ok();
         }
-        let (_, addr) = shared.metadata.snapshot().leader_addr(&self.topic, self.partition)?;
+        let (_, addr) = shared
+            .metadata
+            .snapshot()
+            .leader_addr(&self.topic, self.partition)?;
         let acks = shared.config.acks;
         let request_timeout_ms = shared.pool.config().request_timeout_ms;
         // The broker's own deadline comes first, so a slow replication is a typed answer.
@@ -379,7 +483,9 @@ impl PartitionWorker {
         let topic = self.topic.clone();
         let partition = self.partition;
         let build = move |_version: i16| {
-            let data = PartitionProduceData::default().with_index(partition).with_records(Some(batch));
+            let data = PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch));
             let topic_data = TopicProduceData::default()
                 .with_name(StrBytes::from_string(topic).into())
                 .with_partition_data(vec![data]);
@@ -393,7 +499,10 @@ impl PartitionWorker {
             shared.pool.send_only(&addr, ApiKey::Produce, build).await?;
             return Ok(-1);
         }
-        let response = shared.pool.call(&addr, ApiKey::Produce, request_timeout_ms, build).await?;
+        let response = shared
+            .pool
+            .call(&addr, ApiKey::Produce, request_timeout_ms, build)
+            .await?;
         let response = expect_response!(response, Produce)?;
         let answer = response
             .responses
@@ -406,13 +515,21 @@ impl PartitionWorker {
             return Err(ClientError::kafka("Produce", answer.error_code));
         }
         if answer.base_offset < 0 {
-            return Err(ClientError::Protocol(format!("base offset {}", answer.base_offset)));
+            return Err(ClientError::Protocol(format!(
+                "base offset {}",
+                answer.base_offset
+            )));
         }
         Ok(answer.base_offset)
     }
 }
 
-fn accept(job: Job, records: &mut Vec<OutgoingRecord>, replies: &mut Vec<Reply>, flushes: &mut Vec<oneshot::Sender<()>>) {
+fn accept(
+    job: Job,
+    records: &mut Vec<OutgoingRecord>,
+    replies: &mut Vec<Reply>,
+    flushes: &mut Vec<oneshot::Sender<()>>,
+) {
     match job {
         Job::Record { record, reply } => {
             records.push(record);
@@ -448,7 +565,10 @@ pub async fn init_producer_id(
         }
         match init_producer_id_once(pool, metadata).await {
             Ok(identity) => return Ok(identity),
-            Err(error) if error.is_retriable() || error.kafka_code() == Some(code::COORDINATOR_NOT_AVAILABLE) => {
+            Err(error)
+                if error.is_retriable()
+                    || error.kafka_code() == Some(code::COORDINATOR_NOT_AVAILABLE) =>
+            {
                 last_error = error;
             }
             Err(error) => return Err(error),
@@ -457,7 +577,10 @@ pub async fn init_producer_id(
     Err(last_error)
 }
 
-async fn init_producer_id_once(pool: &ConnectionPool, metadata: &MetadataCache) -> Result<ProducerIdentity> {
+async fn init_producer_id_once(
+    pool: &ConnectionPool,
+    metadata: &MetadataCache,
+) -> Result<ProducerIdentity> {
     let cluster = metadata.refresh(pool, Some(&[])).await?;
     let addr = cluster
         .brokers
@@ -472,13 +595,20 @@ async fn init_producer_id_once(pool: &ConnectionPool, metadata: &MetadataCache) 
             .with_transaction_timeout_ms(60_000);
         Ok(RequestKind::InitProducerId(request))
     };
-    let response = pool.call(&addr, ApiKey::InitProducerId, timeout_ms, build).await?;
+    let response = pool
+        .call(&addr, ApiKey::InitProducerId, timeout_ms, build)
+        .await?;
     let response = expect_response!(response, InitProducerId)?;
     if response.error_code != 0 {
         return Err(ClientError::kafka("InitProducerId", response.error_code));
     }
     if response.producer_id.0 < 0 {
-        return Err(ClientError::Protocol("InitProducerId returned no producer id".into()));
+        return Err(ClientError::Protocol(
+            "InitProducerId returned no producer id".into(),
+        ));
     }
-    Ok(ProducerIdentity { producer_id: response.producer_id.0, producer_epoch: response.producer_epoch })
+    Ok(ProducerIdentity {
+        producer_id: response.producer_id.0,
+        producer_epoch: response.producer_epoch,
+    })
 }

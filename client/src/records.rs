@@ -3,8 +3,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 use crate::error::{ClientError, Result};
@@ -47,8 +46,16 @@ pub fn encode_batch(records: &[OutgoingRecord], stamp: Option<&BatchStamp>) -> R
     assert!(records.len() <= BATCH_RECORDS_MAX, "batch too large");
     let (producer_id, producer_epoch, base_sequence) = match stamp {
         Some(stamp) => {
-            assert_eq!(stamp.record_count as usize, records.len(), "stamp matches the batch");
-            (stamp.identity.producer_id, stamp.identity.producer_epoch, stamp.base_sequence)
+            assert_eq!(
+                stamp.record_count as usize,
+                records.len(),
+                "stamp matches the batch"
+            );
+            (
+                stamp.identity.producer_id,
+                stamp.identity.producer_epoch,
+                stamp.base_sequence,
+            )
         }
         None => (-1, -1, -1),
     };
@@ -76,10 +83,16 @@ pub fn encode_batch(records: &[OutgoingRecord], stamp: Option<&BatchStamp>) -> R
         })
         .collect();
     let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
     RecordBatchEncoder::encode(&mut buf, &kafka_records, &options)
         .map_err(|error| ClientError::Encode(format!("record batch: {error}")))?;
-    assert!(buf.len() > BATCH_LENGTH_PREFIX_BYTES, "a batch has a header");
+    assert!(
+        buf.len() > BATCH_LENGTH_PREFIX_BYTES,
+        "a batch has a header"
+    );
     Ok(buf.freeze())
 }
 
@@ -91,7 +104,9 @@ pub fn decode_fetched(records: &Bytes, position: i64) -> Result<Vec<DecodedRecor
     while remaining.len() >= BATCH_LENGTH_PREFIX_BYTES {
         let batch_length = (&remaining[8..12]).get_i32();
         let Ok(batch_length) = usize::try_from(batch_length) else {
-            return Err(ClientError::Protocol(format!("negative batch length {batch_length}")));
+            return Err(ClientError::Protocol(format!(
+                "negative batch length {batch_length}"
+            )));
         };
         let total = BATCH_LENGTH_PREFIX_BYTES + batch_length;
         if remaining.len() < total {
@@ -112,7 +127,10 @@ pub fn decode_fetched(records: &Bytes, position: i64) -> Result<Vec<DecodedRecor
             });
         }
     }
-    debug_assert!(decoded.windows(2).all(|w| w[0].offset < w[1].offset), "offsets ascend");
+    debug_assert!(
+        decoded.windows(2).all(|w| w[0].offset < w[1].offset),
+        "offsets ascend"
+    );
     Ok(decoded)
 }
 
@@ -135,7 +153,10 @@ mod tests {
     #[test]
     fn idempotent_batch_is_one_batch_with_base_sequence() {
         let stamp = BatchStamp {
-            identity: ProducerIdentity { producer_id: 42, producer_epoch: 3 },
+            identity: ProducerIdentity {
+                producer_id: 42,
+                producer_epoch: 3,
+            },
             base_sequence: 17,
             record_count: 5,
         };

@@ -74,15 +74,25 @@ impl PartitionSequence {
 
     /// The broker accepted the batch: the next batch starts after it (wrapping like Kafka).
     pub fn on_acknowledged(&mut self, stamp: &BatchStamp) {
-        assert_eq!(stamp.base_sequence, self.next, "batches of a partition go one at a time");
-        assert_eq!(Some(stamp.identity), self.identity, "stamp from the current identity");
+        assert_eq!(
+            stamp.base_sequence, self.next,
+            "batches of a partition go one at a time"
+        );
+        assert_eq!(
+            Some(stamp.identity),
+            self.identity,
+            "stamp from the current identity"
+        );
         self.next = increment_sequence(self.next, stamp.record_count);
     }
 
     /// The broker certainly did not write the batch and its sequence state is as ours: the next
     /// batch reuses the base.
     pub fn on_refused(&mut self, stamp: &BatchStamp) {
-        assert_eq!(stamp.base_sequence, self.next, "batches of a partition go one at a time");
+        assert_eq!(
+            stamp.base_sequence, self.next,
+            "batches of a partition go one at a time"
+        );
     }
 
     /// The outcome is unknown, or the broker's sequence state disagrees with ours: start over
@@ -100,7 +110,10 @@ impl PartitionSequence {
 
 /// Kafka's `DefaultRecordBatch.incrementSequence`: wraps to 0 past `i32::MAX`.
 pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
-    assert!(sequence >= 0 && increment >= 0, "sequences are non-negative");
+    assert!(
+        sequence >= 0 && increment >= 0,
+        "sequences are non-negative"
+    );
     if sequence > i32::MAX - increment {
         increment - (i32::MAX - sequence) - 1
     } else {
@@ -126,7 +139,11 @@ mod tests {
         let second = state.stamp(2);
         assert_eq!(second.base_sequence, 3);
         state.on_refused(&second);
-        assert_eq!(state.stamp(4).base_sequence, 3, "a refused batch's base is reused");
+        assert_eq!(
+            state.stamp(4).base_sequence,
+            3,
+            "a refused batch's base is reused"
+        );
     }
 
     #[test]
@@ -136,7 +153,10 @@ mod tests {
         state.on_acknowledged(&first);
         state.on_desynchronised();
         assert!(state.needs_identity());
-        state.install(ProducerIdentity { producer_id: 8, producer_epoch: 0 });
+        state.install(ProducerIdentity {
+            producer_id: 8,
+            producer_epoch: 0,
+        });
         assert!(!state.needs_identity());
         assert_eq!(state.stamp(1).base_sequence, 0);
     }

@@ -57,7 +57,10 @@ pub type BrokerVersions = BTreeMap<i16, VersionRange>;
 pub fn negotiate(broker: &BrokerVersions) -> BTreeMap<i16, i16> {
     let mut chosen = BTreeMap::new();
     for ours in CLIENT_API_VERSIONS {
-        assert!(ours.version_min <= ours.version_max, "client table range empty");
+        assert!(
+            ours.version_min <= ours.version_max,
+            "client table range empty"
+        );
         let Some(theirs) = broker.get(&(ours.api_key as i16)) else {
             continue;
         };
@@ -66,7 +69,10 @@ pub fn negotiate(broker: &BrokerVersions) -> BTreeMap<i16, i16> {
             max: ours.version_max,
         });
         if !both.is_empty() {
-            assert!(both.max <= ours.version_max, "never above what the client implements");
+            assert!(
+                both.max <= ours.version_max,
+                "never above what the client implements"
+            );
             chosen.insert(ours.api_key as i16, both.max);
         }
     }
@@ -113,7 +119,10 @@ mod tests {
         let mut broker = BrokerVersions::new();
         broker.insert(ApiKey::Produce as i16, VersionRange { min: 0, max: 11 });
         broker.insert(ApiKey::Fetch as i16, VersionRange { min: 4, max: 6 });
-        broker.insert(ApiKey::FindCoordinator as i16, VersionRange { min: 4, max: 6 });
+        broker.insert(
+            ApiKey::FindCoordinator as i16,
+            VersionRange { min: 4, max: 6 },
+        );
         let chosen = negotiate(&broker);
         assert_eq!(chosen.get(&(ApiKey::Produce as i16)), Some(&9));
         assert_eq!(chosen.get(&(ApiKey::Fetch as i16)), Some(&6));

@@ -13,14 +13,19 @@ use client::consumer::{Consumer, ConsumerConfig};
 use client::error::code;
 use client::producer::{Producer, ProducerConfig};
 use client::{ClientConfig, ClientError};
-use fake::{api_versions_response, broker_versions, metadata_response, produce_batch_info, FakeServer, Reply, Seen};
+use fake::{
+    api_versions_response, broker_versions, metadata_response, produce_batch_info, FakeServer,
+    Reply, Seen,
+};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, FetchResponse, InitProducerIdResponse, ProduceResponse, RequestKind, ResponseKind,
 };
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ListOffsetsResponse, MetadataRequest, ProducerId};
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::protocol::StrBytes;
 
 const TIMEOUT_MS: u64 = 200;
@@ -40,23 +45,33 @@ fn produce_answer(topic: &str, partition: i32, error_code: i16, base_offset: i64
     let topic = TopicProduceResponse::default()
         .with_name(StrBytes::from_string(topic.to_string()).into())
         .with_partition_responses(vec![partition]);
-    Reply::Respond(ResponseKind::Produce(ProduceResponse::default().with_responses(vec![topic])))
+    Reply::Respond(ResponseKind::Produce(
+        ProduceResponse::default().with_responses(vec![topic]),
+    ))
 }
 
 fn init_pid_answer(producer_id: i64) -> Reply {
     Reply::Respond(ResponseKind::InitProducerId(
-        InitProducerIdResponse::default().with_producer_id(ProducerId(producer_id)).with_producer_epoch(0),
+        InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(0),
     ))
 }
 
 /// A single broker (id 1) leading every partition of `topic`; `produce` scripts Produce.
-async fn single_broker(topic: &'static str, partitions: usize, produce: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> FakeServer {
+async fn single_broker(
+    topic: &'static str,
+    partitions: usize,
+    produce: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
+) -> FakeServer {
     let mut server = FakeServer::bind().await;
     let port = server.port;
     let produce_count = Arc::new(AtomicUsize::new(0));
     server.start(Arc::new(move |seen: &Seen| match seen.api_key {
         ApiKey::ApiVersions => Reply::Respond(api_versions_response(&broker_versions())),
-        ApiKey::Metadata => Reply::Respond(metadata_response(&[(1, port)], topic, &vec![1; partitions])),
+        ApiKey::Metadata => {
+            Reply::Respond(metadata_response(&[(1, port)], topic, &vec![1; partitions]))
+        }
         ApiKey::InitProducerId => init_pid_answer(1000),
         ApiKey::Produce => produce(seen, produce_count.fetch_add(1, Ordering::SeqCst)),
         _ => Reply::Silent,
@@ -76,11 +91,23 @@ async fn negotiates_highest_common_versions() {
         ])),
         _ => Reply::Silent,
     }));
-    let connection = Connection::connect(&server.addr, "test", TIMEOUT_MS).await.unwrap();
+    let connection = Connection::connect(&server.addr, "test", TIMEOUT_MS)
+        .await
+        .unwrap();
     assert_eq!(connection.version(ApiKey::Produce), Some(7));
     assert_eq!(connection.version(ApiKey::Fetch), Some(5));
-    assert_eq!(connection.version(ApiKey::FindCoordinator), None, "disjoint ranges");
+    assert_eq!(
+        connection.version(ApiKey::FindCoordinator),
+        None,
+        "disjoint ranges"
+    );
     assert_eq!(connection.version(ApiKey::Metadata), None, "not advertised");
+    let mut connection = connection;
+    let request = RequestKind::Metadata(MetadataRequest::default());
+    let error = connection.request(request).await.unwrap_err();
+    assert_eq!(error, ClientError::UnsupportedVersion { api: "Metadata" });
+    assert!(!error.is_indeterminate(), "never sent");
+    assert!(!connection.is_closed());
     let first = &server.seen(ApiKey::ApiVersions)[0];
     assert_eq!(first.version, 3, "ApiVersions v3 first");
 }
@@ -90,12 +117,21 @@ async fn api_versions_falls_back_to_the_v0_body() {
     let mut server = FakeServer::bind().await;
     server.start(Arc::new(|seen: &Seen| match seen.api_key {
         ApiKey::ApiVersions => {
-            let ResponseKind::ApiVersions(body) = api_versions_response(&[(ApiKey::ApiVersions, 0, 2), (ApiKey::Metadata, 0, 9)]) else { unreachable!() };
-            Reply::RespondAt(0, ResponseKind::ApiVersions(body.with_error_code(code::UNSUPPORTED_VERSION)))
+            let ResponseKind::ApiVersions(body) =
+                api_versions_response(&[(ApiKey::ApiVersions, 0, 2), (ApiKey::Metadata, 0, 9)])
+            else {
+                unreachable!()
+            };
+            Reply::RespondAt(
+                0,
+                ResponseKind::ApiVersions(body.with_error_code(code::UNSUPPORTED_VERSION)),
+            )
         }
         _ => Reply::Silent,
     }));
-    let connection = Connection::connect(&server.addr, "test", TIMEOUT_MS).await.unwrap();
+    let connection = Connection::connect(&server.addr, "test", TIMEOUT_MS)
+        .await
+        .unwrap();
     assert_eq!(connection.version(ApiKey::Metadata), Some(9));
     assert_eq!(connection.version(ApiKey::ApiVersions), Some(2));
 }
@@ -109,20 +145,41 @@ async fn correlation_ids_increase_and_a_mismatch_closes_the_connection() {
         ApiKey::ApiVersions => Reply::Respond(api_versions_response(&broker_versions())),
         ApiKey::Metadata => {
             let answer = metadata_response(&[(1, port)], "t", &[1]);
-            if calls.fetch_add(1, Ordering::SeqCst) == 0 { Reply::Respond(answer) } else { Reply::WrongCorrelation(answer) }
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Reply::Respond(answer)
+            } else {
+                Reply::WrongCorrelation(answer)
+            }
         }
         _ => Reply::Silent,
     }));
-    let mut connection = Connection::connect(&server.addr, "test", TIMEOUT_MS).await.unwrap();
-    let request = || RequestKind::Metadata(MetadataRequest::default().with_topics(None).with_allow_auto_topic_creation(false));
+    let mut connection = Connection::connect(&server.addr, "test", TIMEOUT_MS)
+        .await
+        .unwrap();
+    let request = || {
+        RequestKind::Metadata(
+            MetadataRequest::default()
+                .with_topics(None)
+                .with_allow_auto_topic_creation(false),
+        )
+    };
     let ok = connection.request(request()).await.unwrap();
     assert!(matches!(ok, ResponseKind::Metadata(_)));
     let error = connection.request(request()).await.unwrap_err();
     assert!(matches!(error, ClientError::Protocol(_)), "{error}");
     assert!(error.is_indeterminate());
     assert!(connection.is_closed());
-    assert_eq!(connection.request(request()).await.unwrap_err(), ClientError::Closed);
-    let ids: Vec<i32> = server.seen.lock().unwrap().iter().map(|s| s.header.correlation_id).collect();
+    assert_eq!(
+        connection.request(request()).await.unwrap_err(),
+        ClientError::Closed
+    );
+    let ids: Vec<i32> = server
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.header.correlation_id)
+        .collect();
     assert_eq!(ids, vec![0, 1, 2], "one id per request, in order");
 }
 
@@ -133,15 +190,32 @@ async fn a_silent_server_times_out_indeterminately() {
         ApiKey::ApiVersions => Reply::Respond(api_versions_response(&broker_versions())),
         _ => Reply::Silent,
     }));
-    let mut connection = Connection::connect(&server.addr, "test", TIMEOUT_MS).await.unwrap();
+    let mut connection = Connection::connect(&server.addr, "test", TIMEOUT_MS)
+        .await
+        .unwrap();
     let started = tokio::time::Instant::now();
-    let request = RequestKind::Metadata(MetadataRequest::default().with_topics(None).with_allow_auto_topic_creation(false));
+    let request = RequestKind::Metadata(
+        MetadataRequest::default()
+            .with_topics(None)
+            .with_allow_auto_topic_creation(false),
+    );
     let error = connection.request(request).await.unwrap_err();
     let waited = started.elapsed();
-    assert_eq!(error, ClientError::Timeout { timeout_ms: TIMEOUT_MS });
+    assert_eq!(
+        error,
+        ClientError::Timeout {
+            timeout_ms: TIMEOUT_MS
+        }
+    );
     assert!(error.is_indeterminate());
-    assert!(waited >= Duration::from_millis(TIMEOUT_MS) && waited < Duration::from_secs(5), "{waited:?}");
-    assert!(connection.is_closed(), "a late reply must not be read as the next one's");
+    assert!(
+        waited >= Duration::from_millis(TIMEOUT_MS) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    assert!(
+        connection.is_closed(),
+        "a late reply must not be read as the next one's"
+    );
 }
 
 #[tokio::test]
@@ -149,7 +223,9 @@ async fn connect_failure_is_definite() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     drop(listener);
-    let error = Connection::connect(&addr, "test", TIMEOUT_MS).await.unwrap_err();
+    let error = Connection::connect(&addr, "test", TIMEOUT_MS)
+        .await
+        .unwrap_err();
     assert!(matches!(error, ClientError::Connect { .. }), "{error}");
     assert!(!error.is_indeterminate());
 }
@@ -165,57 +241,123 @@ async fn retries_not_leader_after_a_metadata_refresh() {
             ApiKey::ApiVersions => Reply::Respond(api_versions_response(&broker_versions())),
             ApiKey::Metadata => {
                 // The first answer names the old leader; later ones the new leader.
-                let leader = if metadata_calls.fetch_add(1, Ordering::SeqCst) == 0 { 1 } else { 2 };
-                Reply::Respond(metadata_response(&[(1, old_port), (2, new_port)], "t", &[leader]))
+                let leader = if metadata_calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    1
+                } else {
+                    2
+                };
+                Reply::Respond(metadata_response(
+                    &[(1, old_port), (2, new_port)],
+                    "t",
+                    &[leader],
+                ))
             }
             ApiKey::Produce => produce_reply(),
             _ => Reply::Silent,
         })
     };
-    old_leader.start(script(|| produce_answer("t", 0, code::NOT_LEADER_OR_FOLLOWER, -1), metadata_calls.clone()));
-    new_leader.start(script(|| produce_answer("t", 0, 0, 42), metadata_calls.clone()));
-    let config = ProducerConfig { idempotence: false, acks: 1, ..ProducerConfig::default() };
-    let producer = Producer::new(client_config(&old_leader.addr), config).await.unwrap();
-    let sent = producer.send("t", None, None, Bytes::from_static(b"v")).await.unwrap();
+    old_leader.start(script(
+        || produce_answer("t", 0, code::NOT_LEADER_OR_FOLLOWER, -1),
+        metadata_calls.clone(),
+    ));
+    new_leader.start(script(
+        || produce_answer("t", 0, 0, 42),
+        metadata_calls.clone(),
+    ));
+    let config = ProducerConfig {
+        idempotence: false,
+        acks: 1,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client_config(&old_leader.addr), config)
+        .await
+        .unwrap();
+    let sent = producer
+        .send("t", None, None, Bytes::from_static(b"v"))
+        .await
+        .unwrap();
     assert_eq!((sent.partition, sent.offset), (0, 42));
     assert_eq!(old_leader.seen(ApiKey::Produce).len(), 1);
     assert_eq!(new_leader.seen(ApiKey::Produce).len(), 1);
-    assert!(metadata_calls.load(Ordering::SeqCst) >= 2, "metadata refreshed after NOT_LEADER");
+    assert!(
+        metadata_calls.load(Ordering::SeqCst) >= 2,
+        "metadata refreshed after NOT_LEADER"
+    );
 }
 
 #[tokio::test]
 async fn idempotent_retry_reuses_the_sequence() {
     // First attempt: no answer (timeout, may have been applied). Second: acknowledged.
-    let server = single_broker("t", 1, |_, n| if n == 0 { Reply::Silent } else { produce_answer("t", 0, 0, 10) }).await;
-    let producer = Producer::new(client_config(&server.addr), ProducerConfig::default()).await.unwrap();
+    let server = single_broker("t", 1, |_, n| {
+        if n == 0 {
+            Reply::Silent
+        } else {
+            produce_answer("t", 0, 0, 10)
+        }
+    })
+    .await;
+    let producer = Producer::new(client_config(&server.addr), ProducerConfig::default())
+        .await
+        .unwrap();
     assert_eq!(producer.identity().unwrap().producer_id, 1000);
-    let sent = producer.send("t", Some(0), None, Bytes::from_static(b"a")).await.unwrap();
+    let sent = producer
+        .send("t", Some(0), None, Bytes::from_static(b"a"))
+        .await
+        .unwrap();
     assert_eq!(sent.offset, 10);
-    let sent = producer.send("t", Some(0), None, Bytes::from_static(b"b")).await.unwrap();
+    let sent = producer
+        .send("t", Some(0), None, Bytes::from_static(b"b"))
+        .await
+        .unwrap();
     assert_eq!(sent.offset, 10, "scripted answer");
-    let produces: Vec<_> = server.seen(ApiKey::Produce).iter().map(|s| produce_batch_info(&s.body)).collect();
+    let produces: Vec<_> = server
+        .seen(ApiKey::Produce)
+        .iter()
+        .map(|s| produce_batch_info(&s.body))
+        .collect();
     assert_eq!(produces.len(), 3);
     assert_eq!(produces[0], (1000, 0, 1, -1));
-    assert_eq!(produces[1], produces[0], "the retry resends the same batch and sequence");
+    assert_eq!(
+        produces[1], produces[0],
+        "the retry resends the same batch and sequence"
+    );
     assert_eq!(produces[2], (1000, 1, 1, -1), "the next batch follows");
 }
 
 #[tokio::test]
 async fn idempotence_requires_acks_all() {
-    let config = ProducerConfig { acks: 1, idempotence: true, ..ProducerConfig::default() };
-    let error = Producer::new(ClientConfig::new(vec!["127.0.0.1:1".into()]), config).await.unwrap_err();
+    let config = ProducerConfig {
+        acks: 1,
+        idempotence: true,
+        ..ProducerConfig::default()
+    };
+    let error = Producer::new(ClientConfig::new(vec!["127.0.0.1:1".into()]), config)
+        .await
+        .unwrap_err();
     assert!(matches!(error, ClientError::Config(_)));
 }
 
 #[tokio::test]
 async fn acks_zero_returns_offset_minus_one_without_waiting() {
     let server = single_broker("t", 1, |_, _| Reply::Silent).await;
-    let config = ProducerConfig { acks: 0, idempotence: false, ..ProducerConfig::default() };
-    let producer = Producer::new(client_config(&server.addr), config).await.unwrap();
+    let config = ProducerConfig {
+        acks: 0,
+        idempotence: false,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client_config(&server.addr), config)
+        .await
+        .unwrap();
     let started = tokio::time::Instant::now();
-    let sent = producer.send("t", None, None, Bytes::from_static(b"v")).await.unwrap();
+    let sent = producer
+        .send("t", None, None, Bytes::from_static(b"v"))
+        .await
+        .unwrap();
     assert_eq!(sent.offset, -1);
-    assert!(started.elapsed() < Duration::from_millis(TIMEOUT_MS), "no reply awaited");
+    assert!(
+        started.elapsed() < Duration::from_millis(TIMEOUT_MS),
+        "no reply awaited"
+    );
     // The request was flushed; give the fake a moment to read it.
     for _ in 0..100 {
         if !server.seen(ApiKey::Produce).is_empty() {
@@ -230,44 +372,103 @@ async fn acks_zero_returns_offset_minus_one_without_waiting() {
 
 #[tokio::test]
 async fn outcomes_are_classified_definite_or_indeterminate() {
-    let config = ProducerConfig { retries_max: 1, ..ProducerConfig::default() };
+    let config = ProducerConfig {
+        retries_max: 1,
+        ..ProducerConfig::default()
+    };
     // NOT_ENOUGH_REPLICAS twice: refused before appending, definite.
-    let server = single_broker("t", 1, |_, _| produce_answer("t", 0, code::NOT_ENOUGH_REPLICAS, -1)).await;
-    let producer = Producer::new(client_config(&server.addr), config.clone()).await.unwrap();
-    let error = producer.send("t", Some(0), None, Bytes::from_static(b"v")).await.unwrap_err();
+    let server = single_broker("t", 1, |_, _| {
+        produce_answer("t", 0, code::NOT_ENOUGH_REPLICAS, -1)
+    })
+    .await;
+    let producer = Producer::new(client_config(&server.addr), config.clone())
+        .await
+        .unwrap();
+    let error = producer
+        .send("t", Some(0), None, Bytes::from_static(b"v"))
+        .await
+        .unwrap_err();
     assert_eq!(error.kafka_code(), Some(code::NOT_ENOUGH_REPLICAS));
     assert!(!error.is_indeterminate(), "{error}");
     assert_eq!(server.seen(ApiKey::Produce).len(), 2, "retried once");
     // A timeout, then NOT_ENOUGH_REPLICAS: the first attempt may have landed.
-    let server = single_broker("t", 1, |_, n| if n == 0 { Reply::Silent } else { produce_answer("t", 0, code::NOT_ENOUGH_REPLICAS, -1) }).await;
-    let producer = Producer::new(client_config(&server.addr), config.clone()).await.unwrap();
-    let error = producer.send("t", Some(0), None, Bytes::from_static(b"v")).await.unwrap_err();
+    let server = single_broker("t", 1, |_, n| {
+        if n == 0 {
+            Reply::Silent
+        } else {
+            produce_answer("t", 0, code::NOT_ENOUGH_REPLICAS, -1)
+        }
+    })
+    .await;
+    let producer = Producer::new(client_config(&server.addr), config.clone())
+        .await
+        .unwrap();
+    let error = producer
+        .send("t", Some(0), None, Bytes::from_static(b"v"))
+        .await
+        .unwrap_err();
     assert!(error.is_indeterminate(), "{error}");
     assert_eq!(error.kafka_code(), Some(code::NOT_ENOUGH_REPLICAS));
     // NOT_ENOUGH_REPLICAS_AFTER_APPEND: written to the leader, indeterminate.
-    let server = single_broker("t", 1, |_, _| produce_answer("t", 0, code::NOT_ENOUGH_REPLICAS_AFTER_APPEND, -1)).await;
-    let producer = Producer::new(client_config(&server.addr), config.clone()).await.unwrap();
-    let error = producer.send("t", Some(0), None, Bytes::from_static(b"v")).await.unwrap_err();
+    let server = single_broker("t", 1, |_, _| {
+        produce_answer("t", 0, code::NOT_ENOUGH_REPLICAS_AFTER_APPEND, -1)
+    })
+    .await;
+    let producer = Producer::new(client_config(&server.addr), config.clone())
+        .await
+        .unwrap();
+    let error = producer
+        .send("t", Some(0), None, Bytes::from_static(b"v"))
+        .await
+        .unwrap_err();
     assert!(error.is_indeterminate(), "{error}");
     // OUT_OF_ORDER_SEQUENCE_NUMBER: definite, not retried, and the partition gets a new identity.
-    let server = single_broker("t", 1, |_, n| if n == 0 { produce_answer("t", 0, code::OUT_OF_ORDER_SEQUENCE_NUMBER, -1) } else { produce_answer("t", 0, 0, 5) }).await;
-    let producer = Producer::new(client_config(&server.addr), config).await.unwrap();
-    let error = producer.send("t", Some(0), None, Bytes::from_static(b"v")).await.unwrap_err();
+    let server = single_broker("t", 1, |_, n| {
+        if n == 0 {
+            produce_answer("t", 0, code::OUT_OF_ORDER_SEQUENCE_NUMBER, -1)
+        } else {
+            produce_answer("t", 0, 0, 5)
+        }
+    })
+    .await;
+    let producer = Producer::new(client_config(&server.addr), config)
+        .await
+        .unwrap();
+    let error = producer
+        .send("t", Some(0), None, Bytes::from_static(b"v"))
+        .await
+        .unwrap_err();
     assert!(!error.is_indeterminate(), "{error}");
     assert_eq!(server.seen(ApiKey::Produce).len(), 1, "not retried");
-    producer.send("t", Some(0), None, Bytes::from_static(b"w")).await.unwrap();
-    assert_eq!(server.seen(ApiKey::InitProducerId).len(), 2, "a fresh producer id after OOOS");
+    producer
+        .send("t", Some(0), None, Bytes::from_static(b"w"))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.seen(ApiKey::InitProducerId).len(),
+        2,
+        "a fresh producer id after OOOS"
+    );
 }
 
 #[tokio::test]
 async fn sends_within_linger_share_one_batch() {
     let server = single_broker("t", 1, |_, _| produce_answer("t", 0, 0, 100)).await;
-    let config = ProducerConfig { linger_ms: 50, ..ProducerConfig::default() };
-    let producer = Producer::new(client_config(&server.addr), config).await.unwrap();
+    let config = ProducerConfig {
+        linger_ms: 50,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client_config(&server.addr), config)
+        .await
+        .unwrap();
     let mut sends = Vec::new();
     for i in 0..5u8 {
         let producer = producer.clone();
-        sends.push(tokio::spawn(async move { producer.send("t", Some(0), None, Bytes::from(vec![i])).await }));
+        sends.push(tokio::spawn(async move {
+            producer
+                .send("t", Some(0), None, Bytes::from(vec![i]))
+                .await
+        }));
     }
     let mut offsets = Vec::new();
     for send in sends {
@@ -284,15 +485,34 @@ async fn sends_within_linger_share_one_batch() {
 #[tokio::test]
 async fn keyed_records_follow_murmur2() {
     let server = single_broker("t", 50, |seen, _| {
-        let RequestKind::Produce(request) = &seen.body else { unreachable!() };
+        let RequestKind::Produce(request) = &seen.body else {
+            unreachable!()
+        };
         produce_answer("t", request.topic_data[0].partition_data[0].index, 0, 0)
     })
     .await;
-    let config = ProducerConfig { idempotence: false, acks: 1, ..ProducerConfig::default() };
-    let producer = Producer::new(client_config(&server.addr), config).await.unwrap();
-    let sent = producer.send("t", None, Some(Bytes::from_static(b"foobar")), Bytes::from_static(b"v")).await.unwrap();
+    let config = ProducerConfig {
+        idempotence: false,
+        acks: 1,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client_config(&server.addr), config)
+        .await
+        .unwrap();
+    let sent = producer
+        .send(
+            "t",
+            None,
+            Some(Bytes::from_static(b"foobar")),
+            Bytes::from_static(b"v"),
+        )
+        .await
+        .unwrap();
     assert_eq!(sent.partition, 16);
-    let error = producer.send("nope", None, None, Bytes::from_static(b"v")).await.unwrap_err();
+    let error = producer
+        .send("nope", None, None, Bytes::from_static(b"v"))
+        .await
+        .unwrap_err();
     assert!(matches!(error, ClientError::UnknownTopic { .. }) && !error.is_indeterminate());
 }
 
@@ -305,15 +525,21 @@ fn fetch_answer(topic: &str, partition: i32, error_code: i16, records: Option<By
     let topic = FetchableTopicResponse::default()
         .with_topic(StrBytes::from_string(topic.to_string()).into())
         .with_partitions(vec![data]);
-    Reply::Respond(ResponseKind::Fetch(FetchResponse::default().with_responses(vec![topic])))
+    Reply::Respond(ResponseKind::Fetch(
+        FetchResponse::default().with_responses(vec![topic]),
+    ))
 }
 
 fn list_offsets_answer(topic: &str, partition: i32, offset: i64) -> Reply {
-    let answer = ListOffsetsPartitionResponse::default().with_partition_index(partition).with_offset(offset);
+    let answer = ListOffsetsPartitionResponse::default()
+        .with_partition_index(partition)
+        .with_offset(offset);
     let topic = ListOffsetsTopicResponse::default()
         .with_name(StrBytes::from_string(topic.to_string()).into())
         .with_partitions(vec![answer]);
-    Reply::Respond(ResponseKind::ListOffsets(ListOffsetsResponse::default().with_topics(vec![topic])))
+    Reply::Respond(ResponseKind::ListOffsets(
+        ListOffsetsResponse::default().with_topics(vec![topic]),
+    ))
 }
 
 /// Records at offsets `base..base+n` as a Fetch answer carries them.
@@ -337,7 +563,15 @@ fn stored_batch(base: i64, n: usize) -> Bytes {
         })
         .collect();
     let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
     buf.freeze()
 }
 
@@ -360,6 +594,10 @@ async fn assigned_consumer_resets_out_of_range_and_reads() {
             let p = &request.topics[0].partitions[0];
             fetches_seen.lock().unwrap().push(p.fetch_offset);
             assert_eq!(request.isolation_level, 0);
+            assert_eq!(
+                p.current_leader_epoch, 1,
+                "the metadata's leader epoch fences stale leaders"
+            );
             if p.fetch_offset == 100 {
                 fetch_answer("t", 1, code::OFFSET_OUT_OF_RANGE, None)
             } else {
@@ -369,20 +607,59 @@ async fn assigned_consumer_resets_out_of_range_and_reads() {
         }
         _ => Reply::Silent,
     }));
-    let mut consumer = Consumer::new(client_config(&server.addr), ConsumerConfig::new(None)).unwrap();
+    let mut consumer =
+        Consumer::new(client_config(&server.addr), ConsumerConfig::new(None)).unwrap();
     consumer.assign(vec![("t".to_string(), 1)]);
-    assert!(matches!(consumer.seek("t", 0, 5), Err(ClientError::NotAssigned { .. })));
+    assert!(matches!(
+        consumer.seek("t", 0, 5),
+        Err(ClientError::NotAssigned { .. })
+    ));
     let _ = consumer.poll(0).await.unwrap();
     consumer.seek("t", 1, 100).unwrap();
     let mut records = Vec::new();
     for _ in 0..5 {
         records.extend(consumer.poll(50).await.unwrap());
-        if !records.is_empty() { break; }
+        if !records.is_empty() {
+            break;
+        }
     }
     let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, vec![3, 4]);
     assert_eq!(records[0].value.as_deref(), Some(&b"r3"[..]));
     assert_eq!(consumer.position("t", 1), Some(5));
     let fetched = fetches.lock().unwrap().clone();
-    assert!(fetched.contains(&100) && fetched.contains(&3), "{fetched:?}");
+    assert!(
+        fetched.contains(&100) && fetched.contains(&3),
+        "{fetched:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_leader_fails_definitely_without_producing() {
+    let mut server = FakeServer::bind().await;
+    let port = server.port;
+    server.start(Arc::new(move |seen: &Seen| match seen.api_key {
+        ApiKey::ApiVersions => Reply::Respond(api_versions_response(&broker_versions())),
+        ApiKey::Metadata => Reply::Respond(metadata_response(&[(1, port)], "t", &[-1])),
+        ApiKey::InitProducerId => init_pid_answer(7),
+        _ => Reply::Silent,
+    }));
+    let config = ProducerConfig {
+        retries_max: 2,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client_config(&server.addr), config)
+        .await
+        .unwrap();
+    let error = producer
+        .send("t", None, None, Bytes::from_static(b"v"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ClientError::NoLeader { .. }), "{error}");
+    assert!(!error.is_indeterminate());
+    assert!(server.seen(ApiKey::Produce).is_empty());
+    assert!(
+        server.seen(ApiKey::Metadata).len() >= 3,
+        "refreshed between attempts"
+    );
 }

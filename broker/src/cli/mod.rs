@@ -36,6 +36,13 @@ pub enum Command {
     Produce(quick::ProduceArgs),
     /// Print records of a topic.
     Consume(quick::ConsumeArgs),
+    /// Check a Jepsen-style history: exit 0 valid, 1 invalid, 2 unknown, 3 bad input
+    /// (`rill check --help` for every option).
+    Check {
+        /// FILE.jsonl and the checker's options.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// `rill cluster` actions.

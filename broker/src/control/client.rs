@@ -10,7 +10,7 @@ use crate::runtime;
 use controller::{ControllerError, Reply, Request};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -146,7 +146,8 @@ impl ControllerClient {
             self.after_failure(&mut connection, voter, retry, &mut timed_out);
             let sleep_ms = runtime::jitter_ms(backoff_ms / 2, backoff_ms);
             backoff_ms = (backoff_ms * 2).min(BACKOFF_MS_MAX);
-            let wake = (tokio::time::Instant::now() + Duration::from_millis(sleep_ms)).min(deadline);
+            let wake =
+                (tokio::time::Instant::now() + Duration::from_millis(sleep_ms)).min(deadline);
             tokio::time::sleep_until(wake).await;
             assert!(attempt < u64::MAX, "bounded by the deadline");
         }
@@ -166,7 +167,12 @@ impl ControllerClient {
         }
         let turn = self.shared.round_robin.fetch_add(1, Ordering::Relaxed);
         let index = usize::try_from(turn % self.shared.voters.len() as u64).expect("small");
-        *self.shared.voters.keys().nth(index).expect("index below the voter count")
+        *self
+            .shared
+            .voters
+            .keys()
+            .nth(index)
+            .expect("index below the voter count")
     }
 
     fn finish(
@@ -251,7 +257,10 @@ impl ControllerClient {
                 Ok(Some(ControlMessage::Reply { id: got, result })) if got == id => {
                     return Self::classify(result)
                 }
-                Ok(Some(ControlMessage::NotController { id: got, leader_hint })) if got == id => {
+                Ok(Some(ControlMessage::NotController {
+                    id: got,
+                    leader_hint,
+                })) if got == id => {
                     return Err(Retry::NotController(leader_hint));
                 }
                 Ok(Some(_stale)) => continue,

@@ -258,7 +258,8 @@ impl Session {
             other => {
                 tracing::debug!(broker = %self.broker_id, ?other, "heartbeat failed");
                 if now_ms.saturating_sub(*last_ok_ms) > self.config.session_timeout_ms {
-                    self.state.send_if_modified(|state| !std::mem::replace(&mut state.fenced, true));
+                    self.state
+                        .send_if_modified(|state| !std::mem::replace(&mut state.fenced, true));
                 }
             }
         }
@@ -296,7 +297,10 @@ async fn follow_metadata(
                 config.retry_backoff_ms
             }
         };
-        assert!(image.applied_index() >= before, "images never move backwards");
+        assert!(
+            image.applied_index() >= before,
+            "images never move backwards"
+        );
         if image.applied_index() > before {
             image_tx.send_replace(Arc::new(image.clone()));
         }

@@ -10,10 +10,24 @@
 //!
 //! # Runbook
 //!
-//! A controller node: [`store::DurableRaftStore::open`] gives the state to build the
-//! `controller::Controller` from; every `Persist` effect goes through
-//! [`store::DurableRaftStore::apply`] (synced) before `persist_complete`, every `SaveSnapshot`
-//! through [`store::DurableRaftStore::compact_to`].
+//! A controller node (`rill` with a controller role):
+//! 1. [`ControllerNode::start`] with a [`QuorumConfig`] (the same voter map on every node), the
+//!    node's `Disk` and a directory. It opens [`DurableRaftStore`] (bootstrapping an empty
+//!    directory), rebuilds the `controller::Controller` from it and binds the listener.
+//! 2. The core task then follows the `controller` crate's runbook: ticks drawn from
+//!    `[tick_ms, tick_ms + tick_jitter_ms]` with `runtime::jitter_ms` (the election jitter),
+//!    `Persist` → [`DurableRaftStore::apply`] (synced) → `persist_complete`, `SaveSnapshot` →
+//!    [`DurableRaftStore::compact_to`], `Send` → the peer's bounded queue, `Reply` → the waiting
+//!    connection, `MetadataChanged` → wake parked metadata fetches. Only the active controller
+//!    answers requests; the others answer `NotController { leader_hint }`.
+//! 3. [`ControllerHandle::status`] feeds `/metrics`; [`ControllerHandle::shutdown`] (or dropping
+//!    the handle) stops every task; a disk error stops the node (restart reopens the store).
+//!
+//! A broker:
+//! 1. [`ControllerClient::new`] with the voter map; [`BrokerLifecycle::start`] with it.
+//! 2. Gate leadership and ISR membership on `!fenced()`; drive partitions from the images
+//!    published on [`BrokerLifecycle::image`] (they only move forward).
+//! 3. [`BrokerLifecycle::shutdown`] on exit; the next start passes `clean_shutdown` accordingly.
 
 pub mod client;
 pub mod lifecycle;

@@ -196,7 +196,11 @@ impl ControllerNode {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (events_tx, events_rx) = mpsc::channel(EVENTS_QUEUE_MAX);
         let mut peers = BTreeMap::new();
-        for (id, addr) in config.voters.iter().filter(|(id, _)| **id != config.node_id) {
+        for (id, addr) in config
+            .voters
+            .iter()
+            .filter(|(id, _)| **id != config.node_id)
+        {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
             peers.insert(*id, tx);
             let sender = PeerSender {
@@ -208,7 +212,12 @@ impl ControllerNode {
             };
             tokio::spawn(sender.run());
         }
-        tokio::spawn(accept_loop(listener, events_tx, voter_ids, shutdown_rx.clone()));
+        tokio::spawn(accept_loop(
+            listener,
+            events_tx,
+            voter_ids,
+            shutdown_rx.clone(),
+        ));
         let controller = Controller::new(config.controller.clone(), state, runtime::monotonic_ms());
         let (status_tx, status_rx) = watch::channel(ControllerStatus::default());
         let core = Core {
@@ -294,12 +303,15 @@ impl Core {
             }
             #[cfg(debug_assertions)]
             if let Err(broken) = self.controller.check_invariants() {
-                panic!("controller {} invariant broken: {broken}", self.config.node_id);
+                panic!(
+                    "controller {} invariant broken: {broken}",
+                    self.config.node_id
+                );
             }
             self.publish_status(false);
         }
+        // Peers, the listener and connections stop on the same signal (or the handle's drop).
         self.publish_status(true);
-        let _closed = shutdown.has_changed(); // Peers and connections stop on the same signal.
     }
 
     fn tick_next(&self) -> tokio::time::Instant {
@@ -336,7 +348,14 @@ impl Core {
                 request,
                 wait_ms,
                 reply_to,
-            } => self.on_request(Waiter { client_id, reply_to }, request, wait_ms),
+            } => self.on_request(
+                Waiter {
+                    client_id,
+                    reply_to,
+                },
+                request,
+                wait_ms,
+            ),
         }
     }
 
@@ -439,7 +458,11 @@ impl Core {
         let to = message.to;
         let is_snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
         let Some(queue) = self.peers.get(&to) else {
-            tracing::warn!(node = self.config.node_id, to, "raft message to a non-peer dropped");
+            tracing::warn!(
+                node = self.config.node_id,
+                to,
+                "raft message to a non-peer dropped"
+            );
             return;
         };
         if queue.try_send(message).is_err() && is_snapshot {
@@ -677,7 +700,8 @@ impl PeerSender {
         let Ok(bytes) = wire::raft_to_bytes(message) else {
             return false;
         };
-        let framed = wire::write_message(stream, &ControlMessage::Raft(bytes));
+        let message = ControlMessage::Raft(bytes);
+        let framed = wire::write_message(stream, &message);
         let timeout = Duration::from_millis(PEER_IO_TIMEOUT_MS);
         matches!(tokio::time::timeout(timeout, framed).await, Ok(Ok(())))
     }

@@ -267,7 +267,8 @@ impl DurableRaftStore {
         base_seen: bool,
         position: usize,
     ) -> Result<(), ControlError> {
-        let corrupt = |what: &str| ControlError::Corrupt(format!("record at byte {position}: {what}"));
+        let corrupt =
+            |what: &str| ControlError::Corrupt(format!("record at byte {position}: {what}"));
         if base_seen == (kind == Kind::Base) {
             return Err(corrupt("the base record must come first, and only first"));
         }
@@ -446,7 +447,10 @@ mod tests {
         let mut flipped = out.clone();
         flipped[HEADER_BYTES + 2] ^= 1;
         assert!(decode_record(&flipped, 0).is_none());
-        assert!(next_record_is_valid(&flipped, 0), "corruption before a valid record");
+        assert!(
+            next_record_is_valid(&flipped, 0),
+            "corruption before a valid record"
+        );
         assert!(decode_record(&out[..out.len() - 1], next).is_none(), "torn");
     }
 }

@@ -79,7 +79,10 @@ pub fn encode(message: &ControlMessage) -> Result<Vec<u8>, ControlError> {
 
 /// Parses a frame payload.
 pub fn decode(payload: &[u8]) -> Result<ControlMessage, ControlError> {
-    assert!(payload.len() <= CONTROL_FRAME_BYTES_MAX as usize, "the reader enforces the limit");
+    assert!(
+        payload.len() <= CONTROL_FRAME_BYTES_MAX as usize,
+        "the reader enforces the limit"
+    );
     serde_json::from_slice(payload).map_err(|e| ControlError::Malformed(e.to_string()))
 }
 

@@ -142,7 +142,7 @@ impl Group {
     }
 
     /// The protocols every member supports (`extra` counts as a member too), ordered by the
-    /// leader's (or else `extra`'s) preference.
+    /// leader's (or else `extra`'s, or else the first member's) preference.
     pub fn candidate_protocols(&self, extra: Option<&[(String, Bytes)]>) -> Vec<String> {
         let preference: Vec<String> = self
             .leader_id
@@ -150,6 +150,9 @@ impl Group {
             .and_then(|leader| self.members.get(leader))
             .map(|m| &m.protocols[..])
             .or(extra)
+            // No leader yet (the first rebalance): any member's order will do; the first is
+            // deterministic.
+            .or_else(|| self.members.values().next().map(|m| &m.protocols[..]))
             .into_iter()
             .flatten()
             .map(|(name, _)| name.clone())

@@ -202,6 +202,7 @@ async fn start_broker(
     }];
     let lifecycle_config = LifecycleConfig {
         heartbeat_interval_ms: config.timing.broker_heartbeat_interval_ms,
+        session_timeout_ms: config.timing.broker_session_timeout_ms,
         ..LifecycleConfig::default()
     };
     let lifecycle = BrokerLifecycle::start(client.clone(), wire::BrokerId(config.node_id), listeners, clean_shutdown, lifecycle_config);

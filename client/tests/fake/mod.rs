@@ -64,20 +64,30 @@ impl FakeServer {
         let seen = self.seen.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 tokio::spawn(serve(stream, script.clone(), seen.clone()));
             }
         });
     }
 
     pub fn seen(&self, api_key: ApiKey) -> Vec<Seen> {
-        self.seen.lock().unwrap().iter().filter(|s| s.api_key == api_key).cloned().collect()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.api_key == api_key)
+            .cloned()
+            .collect()
     }
 }
 
 async fn serve(mut stream: TcpStream, script: Script, seen: Arc<Mutex<Vec<Seen>>>) {
     loop {
-        let Ok(length) = stream.read_i32().await else { return };
+        let Ok(length) = stream.read_i32().await else {
+            return;
+        };
         let mut payload = vec![0u8; length as usize];
         if stream.read_exact(&mut payload).await.is_err() {
             return;
@@ -87,7 +97,12 @@ async fn serve(mut stream: TcpStream, script: Script, seen: Arc<Mutex<Vec<Seen>>
         let api_key = ApiKey::try_from(header.request_api_key).unwrap();
         let version = header.request_api_version;
         let body = RequestKind::decode(api_key, &mut payload, version).unwrap();
-        let request = Seen { api_key, version, header: header.clone(), body };
+        let request = Seen {
+            api_key,
+            version,
+            header: header.clone(),
+            body,
+        };
         seen.lock().unwrap().push(request.clone());
         let (body_version, correlation_id, response) = match script(&request) {
             Reply::Respond(r) => (version, header.correlation_id, r),
@@ -135,7 +150,10 @@ pub fn api_versions_response(table: &[(ApiKey, i16, i16)]) -> ResponseKind {
     let api_keys = table
         .iter()
         .map(|(key, min, max)| {
-            ApiVersion::default().with_api_key(*key as i16).with_min_version(*min).with_max_version(*max)
+            ApiVersion::default()
+                .with_api_key(*key as i16)
+                .with_min_version(*min)
+                .with_max_version(*max)
         })
         .collect();
     ResponseKind::ApiVersions(ApiVersionsResponse::default().with_api_keys(api_keys))
@@ -177,12 +195,20 @@ pub fn metadata_response(brokers: &[(i32, i32)], topic: &str, leaders: &[i32]) -
 
 /// The base sequence, producer id and record count of a Produce request's only batch.
 pub fn produce_batch_info(body: &RequestKind) -> (i64, i32, i32, i16) {
-    let RequestKind::Produce(request) = body else { panic!("not a produce") };
+    let RequestKind::Produce(request) = body else {
+        panic!("not a produce")
+    };
     let data = &request.topic_data[0].partition_data[0];
     let mut records = data.records.clone().unwrap();
-    let infos = kafka_protocol::records::RecordBatchDecoder::decode_batch_info(&mut records).unwrap();
+    let infos =
+        kafka_protocol::records::RecordBatchDecoder::decode_batch_info(&mut records).unwrap();
     assert_eq!(infos.len(), 1, "one batch per produce");
-    (infos[0].producer_id, infos[0].base_sequence, infos[0].record_count, request.acks)
+    (
+        infos[0].producer_id,
+        infos[0].base_sequence,
+        infos[0].record_count,
+        request.acks,
+    )
 }
 
 pub fn peek_i16(bytes: &[u8]) -> i16 {

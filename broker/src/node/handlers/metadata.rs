@@ -183,16 +183,24 @@ async fn wait_for_image(shared: &Shared, done: impl Fn(&controller::MetadataImag
 
 /// Kafka's code for a failed controller request.
 pub fn controller_error_code(error: &crate::control::ControlError) -> i16 {
-    let text = error.to_string();
-    if text.contains("exists") {
-        E::TopicAlreadyExists.code()
-    } else if text.contains("unknown topic") || text.contains("UnknownTopic") {
-        E::UnknownTopicOrPartition.code()
-    } else if text.contains("replication factor") || text.contains("brokers") {
-        E::InvalidReplicationFactor.code()
-    } else {
-        tracing::info!(%error, "controller request failed");
-        E::RequestTimedOut.code()
+    use controller::ControllerError as C;
+    match error {
+        crate::control::ControlError::Refused(refusal) => match refusal {
+            C::TopicAlreadyExists(_) => E::TopicAlreadyExists.code(),
+            C::UnknownTopicOrPartition(_) => E::UnknownTopicOrPartition.code(),
+            C::InvalidTopic(_) => E::InvalidTopicException.code(),
+            C::InvalidReplicationFactor { .. } => E::InvalidReplicationFactor.code(),
+            C::NotController => E::NotController.code(),
+            C::LimitReached(_) => E::PolicyViolation.code(),
+            other => {
+                tracing::info!(%other, "controller refused");
+                E::UnknownServerError.code()
+            }
+        },
+        other => {
+            tracing::info!(%other, "controller request failed");
+            E::RequestTimedOut.code()
+        }
     }
 }
 
