@@ -43,13 +43,17 @@ fn run(cli: broker::cli::Cli) -> anyhow::Result<()> {
     if let Command::Cluster { action } = &cli.command {
         // Plain processes and files: no runtime needed.
         return match action {
-            ClusterAction::Up { brokers, dir, base_port } => {
-                broker::cli::cluster::up(*brokers, dir, *base_port, &mut out)
-            }
+            ClusterAction::Up {
+                brokers,
+                dir,
+                base_port,
+            } => broker::cli::cluster::up(*brokers, dir, *base_port, &mut out),
             ClusterAction::Down { dir } => broker::cli::cluster::down(dir, &mut out),
         };
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match &cli.command {
             Command::Broker(args) => broker::cli::run_broker(args).await,

@@ -146,7 +146,9 @@ pub struct ProducerEntry {
 
 impl ProducerEntry {
     fn last(&self) -> &BatchMetadata {
-        self.batches.last().expect("an entry keeps at least one batch")
+        self.batches
+            .last()
+            .expect("an entry keeps at least one batch")
     }
 }
 
@@ -229,7 +231,10 @@ impl ProducerStateTable {
             }
             return Err(ProducerError::UnknownProducerId);
         };
-        assert!(!entry.batches.is_empty(), "an entry keeps at least one batch");
+        assert!(
+            !entry.batches.is_empty(),
+            "an entry keeps at least one batch"
+        );
         if producer_epoch < entry.epoch {
             return Err(ProducerError::InvalidProducerEpoch {
                 current: entry.epoch,
@@ -275,7 +280,10 @@ impl ProducerStateTable {
             batch.first_offset <= batch.last_offset,
             "a batch spans offsets forward"
         );
-        assert!(batch.producer_epoch >= 0, "idempotent batches carry an epoch");
+        assert!(
+            batch.producer_epoch >= 0,
+            "idempotent batches carry an epoch"
+        );
         if !self.producers.contains_key(&batch.producer_id)
             && self.producers.len() >= self.producers_max
         {
@@ -379,7 +387,10 @@ impl ProducerStateTable {
             assert!(!entry.batches.is_empty());
             assert!(entry.batches.len() <= BATCHES_RETAINED_MAX);
             for pair in entry.batches.windows(2) {
-                assert!(pair[0].last_offset < pair[1].first_offset, "batches in log order");
+                assert!(
+                    pair[0].last_offset < pair[1].first_offset,
+                    "batches in log order"
+                );
             }
             for batch in &entry.batches {
                 assert!(batch.first_offset <= batch.last_offset);

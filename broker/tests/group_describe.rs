@@ -10,8 +10,8 @@ use kafka_protocol::messages::{DescribeGroupsRequest, GroupId, ListGroupsRequest
 #[test]
 fn describe_a_stable_group_an_unknown_one_and_a_foreign_one() {
     let (mut c, leader, _follower, _) = stable_pair("g");
-    let request = DescribeGroupsRequest::default()
-        .with_groups(vec![GroupId(s("g")), GroupId(s("nope"))]);
+    let request =
+        DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g")), GroupId(s("nope"))]);
     let r = c.describe(&request, 5);
     let g = &r.groups[0];
     assert_eq!(g.error_code, 0);
@@ -34,11 +34,24 @@ fn describe_a_stable_group_an_unknown_one_and_a_foreign_one() {
 #[test]
 fn list_filters_by_state_from_v4() {
     let (mut c, _, _, _) = stable_pair("g");
-    c.join(200, 1, &client("x"), &join_request("h", "", &[("range", "")]), 3);
+    c.join(
+        200,
+        1,
+        &client("x"),
+        &join_request("h", "", &[("range", "")]),
+        3,
+    );
     let all = c.list(&ListGroupsRequest::default(), 4);
-    let ids: Vec<String> = all.groups.iter().map(|g| g.group_id.0.to_string()).collect();
+    let ids: Vec<String> = all
+        .groups
+        .iter()
+        .map(|g| g.group_id.0.to_string())
+        .collect();
     assert_eq!(ids, vec!["g", "h"]);
-    let stable = c.list(&ListGroupsRequest::default().with_states_filter(vec![s("Stable")]), 4);
+    let stable = c.list(
+        &ListGroupsRequest::default().with_states_filter(vec![s("Stable")]),
+        4,
+    );
     assert_eq!(stable.groups.len(), 1);
     assert_eq!(&*stable.groups[0].group_state, "Stable");
     for version in 0..=4 {

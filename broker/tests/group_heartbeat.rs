@@ -11,13 +11,22 @@ fn heartbeat_in_a_stable_group_is_fine_and_refreshes_the_session() {
     let (mut c, leader, _follower, generation) = stable_pair("g");
     let e = c.heartbeat(5_000, 1, &heartbeat_request("g", &leader, generation), 4);
     assert_eq!(heartbeat_code(&e, 1), error_code::NONE);
-    assert_eq!(c.group("g").unwrap().members[&leader].heartbeat_last_ms, 5_000);
+    assert_eq!(
+        c.group("g").unwrap().members[&leader].heartbeat_last_ms,
+        5_000
+    );
 }
 
 #[test]
 fn heartbeat_during_rebalance_says_rejoin() {
     let (mut c, leader, follower, generation) = stable_pair("g");
-    c.join(130, 1, &client("c"), &join_request("g", "", &[("range", "")]), 3);
+    c.join(
+        130,
+        1,
+        &client("c"),
+        &join_request("g", "", &[("range", "")]),
+        3,
+    );
     assert_eq!(c.group("g").unwrap().state, GroupState::PreparingRebalance);
     let e = c.heartbeat(131, 2, &heartbeat_request("g", &follower, generation), 4);
     assert_eq!(heartbeat_code(&e, 2), error_code::REBALANCE_IN_PROGRESS);
@@ -38,7 +47,13 @@ fn session_expiry_removes_the_member_and_rebalances() {
     assert!(timers(&e).iter().all(|at| *at > 10_120));
     let e = c.heartbeat(10_021, 2, &heartbeat_request("g", &leader, generation), 4);
     assert_eq!(heartbeat_code(&e, 2), error_code::REBALANCE_IN_PROGRESS);
-    let e = c.join(10_022, 3, &client("a"), &join_request("g", &leader, &[("range", "m")]), 3);
+    let e = c.join(
+        10_022,
+        3,
+        &client("a"),
+        &join_request("g", &leader, &[("range", "m")]),
+        3,
+    );
     let r = join_response(&e, 3);
     assert_eq!(r.generation_id, generation + 1);
     assert_eq!(r.members.len(), 1);

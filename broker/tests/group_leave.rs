@@ -14,7 +14,10 @@ fn leave_v0(group: &str, member: &str) -> LeaveGroupRequest {
         .with_member_id(s(member))
 }
 
-fn leave_response(effects: &[broker::group::GroupEffect], ticket: u64) -> kafka_protocol::messages::LeaveGroupResponse {
+fn leave_response(
+    effects: &[broker::group::GroupEffect],
+    ticket: u64,
+) -> kafka_protocol::messages::LeaveGroupResponse {
     match response(effects, ticket) {
         ResponseKind::LeaveGroup(r) => r,
         other => panic!("not a LeaveGroup response: {other:?}"),
@@ -32,10 +35,19 @@ fn leave_removes_the_member_and_rebalances() {
     assert!(!group.members.contains_key(&follower));
     assert_eq!(group.state, GroupState::PreparingRebalance);
     // The remaining leader rejoins and forms the next generation alone.
-    let e = c.join(201, 2, &client("a"), &join_request("g", &leader, &[("range", "m")]), 3);
+    let e = c.join(
+        201,
+        2,
+        &client("a"),
+        &join_request("g", &leader, &[("range", "m")]),
+        3,
+    );
     assert_eq!(join_response(&e, 2).generation_id, generation + 1);
     let e = c.leave(202, 3, &leave_v0("g", "ghost"), 0);
-    assert_eq!(leave_response(&e, 3).error_code, error_code::UNKNOWN_MEMBER_ID);
+    assert_eq!(
+        leave_response(&e, 3).error_code,
+        error_code::UNKNOWN_MEMBER_ID
+    );
     c.check_invariants();
 }
 
@@ -70,12 +82,27 @@ fn batch_leave_reports_each_member() {
 #[test]
 fn a_leaving_member_waiting_in_join_is_answered() {
     let (mut c, leader, follower, _) = stable_pair("g");
-    c.join(200, 1, &client("a"), &join_request("g", &leader, &[("range", "m")]), 3);
+    c.join(
+        200,
+        1,
+        &client("a"),
+        &join_request("g", &leader, &[("range", "m")]),
+        3,
+    );
     // The leader waits in JoinGroup for the follower; the leader leaves instead.
     let e = c.leave(201, 2, &leave_v0("g", &leader), 1);
-    assert_eq!(join_response(&e, 1).error_code, error_code::UNKNOWN_MEMBER_ID);
+    assert_eq!(
+        join_response(&e, 1).error_code,
+        error_code::UNKNOWN_MEMBER_ID
+    );
     assert_eq!(leave_response(&e, 2).error_code, 0);
-    let e = c.join(202, 3, &client("b"), &join_request("g", &follower, &[("range", "m")]), 3);
+    let e = c.join(
+        202,
+        3,
+        &client("b"),
+        &join_request("g", &follower, &[("range", "m")]),
+        3,
+    );
     let r = join_response(&e, 3);
     assert_eq!(r.leader, r.member_id, "the follower becomes leader");
     c.check_invariants();

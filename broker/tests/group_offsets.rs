@@ -10,11 +10,18 @@ use group_support::*;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
 use proptest::prelude::*;
 
-fn commit(group: &str, member: &str, generation: i32, offsets: &[(&str, i32, i64)]) -> OffsetCommitRequest {
+fn commit(
+    group: &str,
+    member: &str,
+    generation: i32,
+    offsets: &[(&str, i32, i64)],
+) -> OffsetCommitRequest {
     let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
     for (topic, partition, offset) in offsets {
         let p = OffsetCommitRequestPartition::default()
@@ -56,7 +63,11 @@ fn fetch(group: &str, topic: &str, partitions: Vec<i32>) -> OffsetFetchRequest {
 #[test]
 fn member_commit_is_planned_then_applied_after_the_append() {
     let (mut c, leader, _follower, generation) = stable_pair("g");
-    let plan = c.commit_offsets(200, &commit("g", &leader, generation, &[("t", 0, 42), ("t", 1, 7)]), 8);
+    let plan = c.commit_offsets(
+        200,
+        &commit("g", &leader, generation, &[("t", 0, 42), ("t", 1, 7)]),
+        8,
+    );
     assert_eq!(codes(&plan.response), vec![0, 0]);
     assert_eq!(plan.records.len(), 2);
     assert_eq!(plan.offsets_partition, c.partition_for("g"));
@@ -65,7 +76,11 @@ fn member_commit_is_planned_then_applied_after_the_append() {
     assert_eq!(before.topics[0].partitions[0].committed_offset, -1);
     c.offsets_committed(plan.records.clone());
     let after = c.fetch_offsets(&fetch("g", "t", vec![0, 1, 2]), 7);
-    let offsets: Vec<i64> = after.topics[0].partitions.iter().map(|p| p.committed_offset).collect();
+    let offsets: Vec<i64> = after.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.committed_offset)
+        .collect();
     assert_eq!(offsets, vec![42, 7, -1]);
     for version in 1..=7 {
         assert_encodes(&after, version);
@@ -80,7 +95,11 @@ fn member_commit_is_planned_then_applied_after_the_append() {
 #[test]
 fn commits_from_stale_generations_or_strangers_are_refused() {
     let (mut c, leader, _follower, generation) = stable_pair("g");
-    let plan = c.commit_offsets(200, &commit("g", &leader, generation - 1, &[("t", 0, 1)]), 8);
+    let plan = c.commit_offsets(
+        200,
+        &commit("g", &leader, generation - 1, &[("t", 0, 1)]),
+        8,
+    );
     assert_eq!(codes(&plan.response), vec![error_code::ILLEGAL_GENERATION]);
     assert!(plan.records.is_empty());
     let plan = c.commit_offsets(200, &commit("g", "ghost", generation, &[("t", 0, 1)]), 8);
@@ -89,12 +108,29 @@ fn commits_from_stale_generations_or_strangers_are_refused() {
     let plan = c.commit_offsets(200, &commit("g", "", -1, &[("t", 0, 1)]), 8);
     assert_eq!(codes(&plan.response), vec![error_code::UNKNOWN_MEMBER_ID]);
     // During CompletingRebalance commits wait for the new generation.
-    c.join(300, 1, &client("a"), &join_request("g", &leader, &[("range", "m")]), 3);
+    c.join(
+        300,
+        1,
+        &client("a"),
+        &join_request("g", &leader, &[("range", "m")]),
+        3,
+    );
     let plan = c.commit_offsets(300, &commit("g", &leader, generation, &[("t", 0, 1)]), 8);
-    assert_eq!(codes(&plan.response), vec![0], "PreparingRebalance still accepts commits");
+    assert_eq!(
+        codes(&plan.response),
+        vec![0],
+        "PreparingRebalance still accepts commits"
+    );
     c.tick(200 + 30_000);
-    let plan = c.commit_offsets(300, &commit("g", &leader, generation + 1, &[("t", 0, 1)]), 8);
-    assert_eq!(codes(&plan.response), vec![error_code::REBALANCE_IN_PROGRESS]);
+    let plan = c.commit_offsets(
+        300,
+        &commit("g", &leader, generation + 1, &[("t", 0, 1)]),
+        8,
+    );
+    assert_eq!(
+        codes(&plan.response),
+        vec![error_code::REBALANCE_IN_PROGRESS]
+    );
 }
 
 #[test]
@@ -110,7 +146,10 @@ fn standalone_commit_to_an_unused_group_and_oversized_metadata() {
     let mut big = commit("solo", "", -1, &[("t", 0, 10)]);
     big.topics[0].partitions[0].committed_metadata = Some(s(&"x".repeat(5_000)));
     let plan = c.commit_offsets(5, &big, 8);
-    assert_eq!(codes(&plan.response), vec![error_code::OFFSET_METADATA_TOO_LARGE]);
+    assert_eq!(
+        codes(&plan.response),
+        vec![error_code::OFFSET_METADATA_TOO_LARGE]
+    );
 }
 
 #[test]
@@ -118,7 +157,12 @@ fn fetch_all_and_multi_group_form() {
     let mut c = coordinator();
     let plan = c.commit_offsets(1, &commit("solo", "", -1, &[("b", 1, 5), ("a", 0, 3)]), 8);
     c.offsets_committed(plan.records);
-    let all = c.fetch_offsets(&OffsetFetchRequest::default().with_group_id(GroupId(s("solo"))).with_topics(None), 7);
+    let all = c.fetch_offsets(
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(s("solo")))
+            .with_topics(None),
+        7,
+    );
     let names: Vec<String> = all.topics.iter().map(|t| t.name.0.to_string()).collect();
     assert_eq!(names, vec!["a", "b"]);
     let v8 = OffsetFetchRequest::default().with_groups(vec![
@@ -165,11 +209,24 @@ fn record(group: &str, topic: &str, partition: i32, value: Option<OffsetValue>) 
 
 #[test]
 fn record_layout_is_kafkas_key_v1_value_v3() {
-    let r = record("g", "t", 2, Some(OffsetValue { offset: 5, leader_epoch: 1, metadata: "m".into(), commit_timestamp_ms: 9 }));
+    let r = record(
+        "g",
+        "t",
+        2,
+        Some(OffsetValue {
+            offset: 5,
+            leader_epoch: 1,
+            metadata: "m".into(),
+            commit_timestamp_ms: 9,
+        }),
+    );
     let (key, value) = r.encode();
     assert_eq!(key, vec![0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 2]);
     let value = value.unwrap();
-    assert_eq!(value, vec![0, 3, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 1, 0, 1, b'm', 0, 0, 0, 0, 0, 0, 0, 9]);
+    assert_eq!(
+        value,
+        vec![0, 3, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 1, 0, 1, b'm', 0, 0, 0, 0, 0, 0, 0, 9]
+    );
     assert_eq!(OffsetRecord::decode(&key, Some(&value)).unwrap(), Some(r));
     // Group metadata records (key version 2) are skipped; garbage is an error, not a panic.
     assert_eq!(OffsetRecord::decode(&[0, 2, 0, 0], None).unwrap(), None);
@@ -203,32 +260,64 @@ fn load_rebuilds_offsets_and_unload_drops_groups() {
     let config = config();
     let mut c = broker::group::GroupCoordinator::new(config);
     let partition = offsets_partition("g", PARTITIONS);
-    let v = |offset| Some(OffsetValue { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 0 });
-    let foreign = (0..100).map(|i| format!("other{i}")).find(|g| offsets_partition(g, PARTITIONS) != partition).unwrap();
+    let v = |offset| {
+        Some(OffsetValue {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        })
+    };
+    let foreign = (0..100)
+        .map(|i| format!("other{i}"))
+        .find(|g| offsets_partition(g, PARTITIONS) != partition)
+        .unwrap();
     c.begin_loading(partition);
     let e = c.fetch_offsets(&fetch("g", "t", vec![0]), 7);
     assert_eq!(e.error_code, error_code::COORDINATOR_LOAD_IN_PROGRESS);
-    c.load(partition, vec![
-        record("g", "t", 0, v(1)),
-        record("g", "t", 1, v(2)),
-        record("g", "t", 0, v(3)),
-        record("g", "t", 1, None),
-        record(&foreign, "t", 0, v(4)),
-    ]);
+    c.load(
+        partition,
+        vec![
+            record("g", "t", 0, v(1)),
+            record("g", "t", 1, v(2)),
+            record("g", "t", 0, v(3)),
+            record("g", "t", 1, None),
+            record(&foreign, "t", 0, v(4)),
+        ],
+    );
     c.check_invariants();
     let got = c.fetch_offsets(&fetch("g", "t", vec![0, 1]), 7);
-    let offsets: Vec<i64> = got.topics[0].partitions.iter().map(|p| p.committed_offset).collect();
+    let offsets: Vec<i64> = got.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.committed_offset)
+        .collect();
     assert_eq!(offsets, vec![3, -1], "later records win, tombstones delete");
-    assert!(c.group(&foreign).is_none(), "records of other partitions are ignored");
+    assert!(
+        c.group(&foreign).is_none(),
+        "records of other partitions are ignored"
+    );
     assert_eq!(c.is_coordinator_for(&foreign), error_code::NOT_COORDINATOR);
     let (mut c2, leader, _, _) = stable_pair("g");
-    let waiting = c2.join(200, 77, &client("a"), &join_request("g", &leader, &[("range", "m")]), 3);
+    let waiting = c2.join(
+        200,
+        77,
+        &client("a"),
+        &join_request("g", &leader, &[("range", "m")]),
+        3,
+    );
     assert!(!answered(&waiting, 77));
     let e = c2.unload(c2.partition_for("g"));
-    assert_eq!(join_response(&e, 77).error_code, error_code::NOT_COORDINATOR);
+    assert_eq!(
+        join_response(&e, 77).error_code,
+        error_code::NOT_COORDINATOR
+    );
     assert!(c2.group("g").is_none());
     assert_eq!(c2.is_coordinator_for("g"), error_code::NOT_COORDINATOR);
     let v1 = c2.fetch_offsets(&fetch("g", "t", vec![0]), 1);
-    assert_eq!(v1.topics[0].partitions[0].error_code, error_code::NOT_COORDINATOR);
+    assert_eq!(
+        v1.topics[0].partitions[0].error_code,
+        error_code::NOT_COORDINATOR
+    );
     c2.check_invariants();
 }

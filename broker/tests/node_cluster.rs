@@ -42,7 +42,11 @@ impl TestCluster {
             .enumerate()
             .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
             .collect();
-        let mut cluster = TestCluster { configs: Vec::new(), disks: Vec::new(), nodes: Vec::new() };
+        let mut cluster = TestCluster {
+            configs: Vec::new(),
+            disks: Vec::new(),
+            nodes: Vec::new(),
+        };
         for (i, (kafka, controller)) in ports.iter().enumerate() {
             let config = NodeConfig {
                 node_id: i32::try_from(i + 1).unwrap(),
@@ -84,7 +88,9 @@ impl TestCluster {
 
     async fn boot(&mut self, i: usize) {
         let disk: Arc<dyn log_core::Disk> = self.disks[i].as_disk();
-        let handle = node::start(self.configs[i].clone(), disk, NodeOptions::default()).await.unwrap();
+        let handle = node::start(self.configs[i].clone(), disk, NodeOptions::default())
+            .await
+            .unwrap();
         self.nodes[i] = Some(handle);
     }
 
@@ -95,7 +101,10 @@ impl TestCluster {
     }
 
     fn bootstrap(&self) -> Vec<String> {
-        self.configs.iter().map(|c| c.listeners.kafka.clone().unwrap()).collect()
+        self.configs
+            .iter()
+            .map(|c| c.listeners.kafka.clone().unwrap())
+            .collect()
     }
 }
 
@@ -106,14 +115,26 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Reads every partition of `topic` from the start until `expected` records arrived.
-async fn read_all(bootstrap: &[String], topic: &str, partitions: i32, expected: usize) -> BTreeMap<i32, Vec<(i64, String)>> {
-    let mut consumer = Consumer::new(ClientConfig::new(bootstrap.to_vec()), ConsumerConfig::new(None)).unwrap();
+async fn read_all(
+    bootstrap: &[String],
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> BTreeMap<i32, Vec<(i64, String)>> {
+    let mut consumer = Consumer::new(
+        ClientConfig::new(bootstrap.to_vec()),
+        ConsumerConfig::new(None),
+    )
+    .unwrap();
     consumer.assign((0..partitions).map(|p| (topic.to_string(), p)).collect());
     let mut read: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
@@ -121,7 +142,9 @@ async fn read_all(bootstrap: &[String], topic: &str, partitions: i32, expected: 
         assert!(tokio::time::Instant::now() < deadline, "read only {read:?}");
         for record in consumer.poll(200).await.unwrap() {
             let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
-            read.entry(record.partition).or_default().push((record.offset, value));
+            read.entry(record.partition)
+                .or_default()
+                .push((record.offset, value));
         }
     }
     read
@@ -130,41 +153,73 @@ async fn read_all(bootstrap: &[String], topic: &str, partitions: i32, expected: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_serve_produce_consume_groups_and_failover() {
     if let Ok(filter) = std::env::var("RILL_LOG") {
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
     }
     let mut cluster = TestCluster::start(3).await;
     let bootstrap = cluster.bootstrap();
     let admin = Admin::new(ClientConfig::new(bootstrap.clone())).unwrap();
     eventually("three unfenced brokers", || async {
-        admin.metadata(None).await.is_ok_and(|m| m.brokers.len() == 3)
+        admin
+            .metadata(None)
+            .await
+            .is_ok_and(|m| m.brokers.len() == 3)
     })
     .await;
     admin
-        .create_topic("orders", 3, 3, &[("min.insync.replicas".into(), "2".into())])
+        .create_topic(
+            "orders",
+            3,
+            3,
+            &[("min.insync.replicas".into(), "2".into())],
+        )
         .await
         .unwrap();
     eventually("leaders for every partition", || async {
-        admin.metadata(Some(&["orders".to_string()])).await.is_ok_and(|m| {
-            m.topics.get("orders").is_some_and(|t| t.partitions.len() == 3 && t.partitions.values().all(|p| p.leader.is_some()))
-        })
+        admin
+            .metadata(Some(&["orders".to_string()]))
+            .await
+            .is_ok_and(|m| {
+                m.topics.get("orders").is_some_and(|t| {
+                    t.partitions.len() == 3 && t.partitions.values().all(|p| p.leader.is_some())
+                })
+            })
     })
     .await;
 
     // Idempotent acks=all produce, keyed: every send is acknowledged with a distinct offset.
-    let producer = Producer::new(ClientConfig::new(bootstrap.clone()), ProducerConfig::default()).await.unwrap();
+    let producer = Producer::new(
+        ClientConfig::new(bootstrap.clone()),
+        ProducerConfig::default(),
+    )
+    .await
+    .unwrap();
     let mut acked = BTreeSet::new();
     for i in 0..150 {
         let sent = producer
-            .send("orders", None, Some(Bytes::from(format!("k{}", i % 7))), Bytes::from(format!("v{i}")))
+            .send(
+                "orders",
+                None,
+                Some(Bytes::from(format!("k{}", i % 7))),
+                Bytes::from(format!("v{i}")),
+            )
             .await
             .unwrap();
-        assert!(acked.insert((sent.partition, sent.offset)), "offset given twice");
+        assert!(
+            acked.insert((sent.partition, sent.offset)),
+            "offset given twice"
+        );
     }
     let read = read_all(&bootstrap, "orders", 3, 150).await;
     let values: BTreeSet<String> = read.values().flatten().map(|(_, v)| v.clone()).collect();
     assert_eq!(values.len(), 150, "every record exactly once");
     for records in read.values() {
-        assert!(records.windows(2).all(|w| w[0].0 < w[1].0), "offsets increase per partition");
+        assert!(
+            records.windows(2).all(|w| w[0].0 < w[1].0),
+            "offsets increase per partition"
+        );
     }
 
     // A consumer group of two members, each polling in its own task as real consumers do,
@@ -182,12 +237,20 @@ async fn three_nodes_serve_produce_consume_groups_and_failover() {
             consumer.subscribe(vec!["orders".into()]).unwrap();
             let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
             loop {
-                assert!(tokio::time::Instant::now() < deadline, "group read {} of 150", group_read.lock().unwrap().len());
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "group read {} of 150",
+                    group_read.lock().unwrap().len()
+                );
                 for record in consumer.poll(100).await.unwrap() {
-                    group_read.lock().unwrap().insert(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
+                    group_read
+                        .lock()
+                        .unwrap()
+                        .insert(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
                 }
                 let done = group_read.lock().unwrap().len() >= 150;
-                if done && !consumer.assignment().is_empty() && consumer.commit_sync().await.is_ok() {
+                if done && !consumer.assignment().is_empty() && consumer.commit_sync().await.is_ok()
+                {
                     let assigned = consumer.assignment().len();
                     // Keep the session alive until the other member committed too.
                     for _ in 0..10 {
@@ -203,35 +266,70 @@ async fn three_nodes_serve_produce_consume_groups_and_failover() {
     for member in members {
         assigned += member.await.unwrap();
     }
-    assert_eq!(group_read.lock().unwrap().len(), 150, "the group read every record");
+    assert_eq!(
+        group_read.lock().unwrap().len(),
+        150,
+        "the group read every record"
+    );
     // Who held what depends on when the second member joined; together they covered all three.
-    assert!(assigned >= 3, "the members' assignments cover the partitions");
-    let mut again = Consumer::new(ClientConfig::new(bootstrap.clone()), ConsumerConfig::new(Some("billing".into()))).unwrap();
+    assert!(
+        assigned >= 3,
+        "the members' assignments cover the partitions"
+    );
+    let mut again = Consumer::new(
+        ClientConfig::new(bootstrap.clone()),
+        ConsumerConfig::new(Some("billing".into())),
+    )
+    .unwrap();
     for p in 0..3 {
         let committed = again.committed("orders", p).await.unwrap();
-        assert_eq!(committed, Some(read[&p].last().unwrap().0 + 1), "committed position of partition {p}");
+        assert_eq!(
+            committed,
+            Some(read[&p].last().unwrap().0 + 1),
+            "committed position of partition {p}"
+        );
     }
 
     // Stop the leader of partition 0: the others elect a new one and keep every acked record.
     let metadata = admin.metadata(Some(&["orders".to_string()])).await.unwrap();
     let leader = metadata.topics["orders"].partitions[&0].leader.unwrap();
     cluster.stop(usize::try_from(leader.0 - 1).unwrap());
-    let survivors: Vec<String> = bootstrap.iter().enumerate().filter(|(i, _)| *i + 1 != leader.0 as usize).map(|(_, b)| b.clone()).collect();
+    let survivors: Vec<String> = bootstrap
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i + 1 != leader.0 as usize)
+        .map(|(_, b)| b.clone())
+        .collect();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
     let producer = loop {
-        match Producer::new(ClientConfig::new(survivors.clone()), ProducerConfig::default()).await {
+        match Producer::new(
+            ClientConfig::new(survivors.clone()),
+            ProducerConfig::default(),
+        )
+        .await
+        {
             Ok(producer) => break producer,
-            Err(error) => assert!(tokio::time::Instant::now() < deadline, "no producer: {error}"),
+            Err(error) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no producer: {error}"
+            ),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     for i in 150..200 {
-        producer.send("orders", Some(0), None, Bytes::from(format!("v{i}"))).await.unwrap();
+        producer
+            .send("orders", Some(0), None, Bytes::from(format!("v{i}")))
+            .await
+            .unwrap();
     }
     let total_in_0 = read[&0].len() + 50;
     let after = read_all(&survivors, "orders", 1, total_in_0).await;
     assert_eq!(after[&0].len(), total_in_0);
-    assert_eq!(&after[&0][..read[&0].len()], &read[&0][..], "acknowledged records survive the failover in place");
+    assert_eq!(
+        &after[&0][..read[&0].len()],
+        &read[&0][..],
+        "acknowledged records survive the failover in place"
+    );
     for i in 0..3 {
         cluster.stop(i);
     }

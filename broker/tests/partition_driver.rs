@@ -35,18 +35,32 @@ impl ReplicaNet for Endpoint {
     fn send(&self, _tp: &TopicPartition, to: BrokerId, message: Message) {
         let (net, from) = (self.net.clone(), self.from);
         tokio::spawn(async move {
-            let leader = net.partitions.lock().unwrap().get(&to).and_then(Weak::upgrade);
-            let follower = net.partitions.lock().unwrap().get(&from).and_then(Weak::upgrade);
-            let (Some(leader), Some(follower)) = (leader, follower) else { return };
+            let leader = net
+                .partitions
+                .lock()
+                .unwrap()
+                .get(&to)
+                .and_then(Weak::upgrade);
+            let follower = net
+                .partitions
+                .lock()
+                .unwrap()
+                .get(&from)
+                .and_then(Weak::upgrade);
+            let (Some(leader), Some(follower)) = (leader, follower) else {
+                return;
+            };
             let answer = match message {
                 Message::Fetch(request) => match leader.replica_fetch(request) {
                     Ok(response) => Message::FetchResponse(response),
                     Err(_) => return,
                 },
-                Message::OffsetsForLeaderEpoch(request) => match leader.offsets_for_leader_epoch(request) {
-                    Ok(response) => Message::OffsetsForLeaderEpochResponse(response),
-                    Err(_) => return,
-                },
+                Message::OffsetsForLeaderEpoch(request) => {
+                    match leader.offsets_for_leader_epoch(request) {
+                        Ok(response) => Message::OffsetsForLeaderEpochResponse(response),
+                        Err(_) => return,
+                    }
+                }
                 _ => return,
             };
             follower.deliver(to, answer);
@@ -93,16 +107,33 @@ fn open_trio() -> Trio {
     let mut partitions = Vec::new();
     for (i, broker) in BROKERS.iter().enumerate() {
         let disk = MemDisk::new(i as u64 + 1);
-        let endpoint: Arc<dyn ReplicaNet> = Arc::new(Endpoint { net: net.clone(), from: *broker });
-        let partition = Partition::open(tp.clone(), disk.as_disk(), Path::new("t-0"), settings(*broker), endpoint).unwrap();
-        net.partitions.lock().unwrap().insert(*broker, Arc::downgrade(&partition));
+        let endpoint: Arc<dyn ReplicaNet> = Arc::new(Endpoint {
+            net: net.clone(),
+            from: *broker,
+        });
+        let partition = Partition::open(
+            tp.clone(),
+            disk.as_disk(),
+            Path::new("t-0"),
+            settings(*broker),
+            endpoint,
+        )
+        .unwrap();
+        net.partitions
+            .lock()
+            .unwrap()
+            .insert(*broker, Arc::downgrade(&partition));
         disks.push(disk);
         partitions.push(partition);
     }
     for partition in &partitions {
         partition.apply_state(state(BROKERS[0], 1));
     }
-    Trio { net, disks, partitions }
+    Trio {
+        net,
+        disks,
+        partitions,
+    }
 }
 
 fn batch(values: &[&str]) -> Vec<u8> {
@@ -130,18 +161,41 @@ async fn acks_all_waits_for_every_isr_flush_and_logs_end_identical() {
     let mut offsets = Vec::new();
     for i in 0..20 {
         let value = format!("v{i}");
-        offsets.push(leader.produce(batch(&[&value, "x"]), Acks::All).await.unwrap());
+        offsets.push(
+            leader
+                .produce(batch(&[&value, "x"]), Acks::All)
+                .await
+                .unwrap(),
+        );
     }
-    assert_eq!(offsets, (0..20).map(|i| Offset(i * 2)).collect::<Vec<_>>(), "offsets in order, two per batch");
+    assert_eq!(
+        offsets,
+        (0..20).map(|i| Offset(i * 2)).collect::<Vec<_>>(),
+        "offsets in order, two per batch"
+    );
     let status = leader.status();
     assert_eq!(status.high_watermark, Offset(40));
-    wait_until("followers catch up", || trio.partitions.iter().all(|p| p.status().log_end_offset == Offset(40))).await;
+    wait_until("followers catch up", || {
+        trio.partitions
+            .iter()
+            .all(|p| p.status().log_end_offset == Offset(40))
+    })
+    .await;
     for partition in &trio.partitions {
         partition.check_invariants();
         let read = partition.read_committed_or_appended(Offset::ZERO, 1 << 20);
-        assert_eq!(read.unwrap(), leader.read_committed_or_appended(Offset::ZERO, 1 << 20).unwrap(), "identical logs");
+        assert_eq!(
+            read.unwrap(),
+            leader
+                .read_committed_or_appended(Offset::ZERO, 1 << 20)
+                .unwrap(),
+            "identical logs"
+        );
     }
-    assert!(trio.net.alters.lock().unwrap().is_empty(), "no ISR change in a healthy run");
+    assert!(
+        trio.net.alters.lock().unwrap().is_empty(),
+        "no ISR change in a healthy run"
+    );
     // A crash of every disk now loses nothing acknowledged: the HW counts flushed data only.
     for disk in &trio.disks {
         disk.crash();
@@ -158,12 +212,21 @@ async fn an_idempotent_retry_gets_its_first_offset_without_a_second_append() {
     let payload = builder.build();
     let first = leader.produce(payload.clone(), Acks::All).await.unwrap();
     let again = leader.produce(payload, Acks::All).await.unwrap();
-    assert_eq!(first, again, "the retry is acknowledged with the original offset");
-    assert_eq!(leader.status().log_end_offset, Offset(2), "and not appended twice");
+    assert_eq!(
+        first, again,
+        "the retry is acknowledged with the original offset"
+    );
+    assert_eq!(
+        leader.status().log_end_offset,
+        Offset(2),
+        "and not appended twice"
+    );
     let mut gap = BatchBuilder::new().producer(77, 0, 5);
     gap.push(None, Some(b"c"), 1_000, &[]);
     match leader.produce(gap.build(), Acks::All).await {
-        Err(PartitionError::Producer { code, .. }) => assert_eq!(code, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER"),
+        Err(PartitionError::Producer { code, .. }) => {
+            assert_eq!(code, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER")
+        }
         other => panic!("a sequence gap must be refused, got {other:?}"),
     }
 }
@@ -178,22 +241,33 @@ async fn a_failing_disk_stops_the_partition_instead_of_serving() {
         ..FaultConfig::default()
     });
     let refused = leader.produce(batch(&["lost?"]), Acks::All).await;
-    assert!(matches!(refused, Err(PartitionError::Storage(_))), "got {refused:?}");
+    assert!(
+        matches!(refused, Err(PartitionError::Storage(_))),
+        "got {refused:?}"
+    );
     assert!(leader.status().failed.is_some());
     let after = leader.produce(batch(&["more"]), Acks::Leader).await;
-    assert!(matches!(after, Err(PartitionError::Storage(_))), "a failed partition refuses everything");
+    assert!(
+        matches!(after, Err(PartitionError::Storage(_))),
+        "a failed partition refuses everything"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_records_its_epoch_in_the_log_before_any_record() {
     let trio = open_trio();
-    trio.partitions[0].produce(batch(&["e1"]), Acks::All).await.unwrap();
+    trio.partitions[0]
+        .produce(batch(&["e1"]), Acks::All)
+        .await
+        .unwrap();
     for partition in &trio.partitions {
         partition.apply_state(state(BROKERS[1], 2));
     }
     let new_leader = &trio.partitions[1];
     wait_until("broker 2 leads", || new_leader.status().is_leader).await;
-    let end = new_leader.end_offset_for_epoch(None, LeaderEpoch(2)).unwrap();
+    let end = new_leader
+        .end_offset_for_epoch(None, LeaderEpoch(2))
+        .unwrap();
     assert_eq!(end.leader_epoch, LeaderEpoch(2));
     let offset = new_leader.produce(batch(&["e2"]), Acks::All).await.unwrap();
     assert_eq!(offset, Offset(1));

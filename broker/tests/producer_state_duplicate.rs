@@ -11,10 +11,7 @@ use wire::Offset;
 fn append_batches(table: &mut ProducerStateTable, count: i32, size: i32) {
     for i in 0..count {
         let base_sequence = i * size;
-        assert_eq!(
-            table.check(7, 0, base_sequence, size),
-            Ok(Decision::Append)
-        );
+        assert_eq!(table.check(7, 0, base_sequence, size), Ok(Decision::Append));
         table.record(LoggedBatch {
             producer_id: 7,
             producer_epoch: 0,

@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used)]
 
 use broker::producer_state::{
-    Decision, LoggedBatch, ProducerError, ProducerIdAllocator, ProducerStateTable, ERROR_CODE_INVALID_PRODUCER_EPOCH,
+    Decision, LoggedBatch, ProducerError, ProducerIdAllocator, ProducerStateTable,
+    ERROR_CODE_INVALID_PRODUCER_EPOCH,
 };
 use wire::{BrokerId, Offset};
 
@@ -32,7 +33,11 @@ fn a_new_epoch_starts_at_sequence_zero() {
     table.record(batch(1, 0, 0, 10));
     let entry = table.producer(5).unwrap();
     assert_eq!(entry.epoch, 1);
-    assert_eq!(entry.batches.len(), 1, "the old epoch's batches are dropped");
+    assert_eq!(
+        entry.batches.len(),
+        1,
+        "the old epoch's batches are dropped"
+    );
     table.check_invariants();
 }
 

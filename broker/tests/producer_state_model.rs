@@ -11,32 +11,57 @@ use proptest::prelude::*;
 use wire::Offset;
 
 /// The answer the rule gives for the whole log (the model keeps everything, the table 5 batches).
-fn model_check(log: &[LoggedBatch], pid: i64, epoch: i16, base: i32, count: i32) -> Result<Decision, ProducerError> {
+fn model_check(
+    log: &[LoggedBatch],
+    pid: i64,
+    epoch: i16,
+    base: i32,
+    count: i32,
+) -> Result<Decision, ProducerError> {
     let mine: Vec<&LoggedBatch> = log.iter().filter(|b| b.producer_id == pid).collect();
     let Some(last) = mine.last() else {
-        return if base == 0 { Ok(Decision::Append) } else { Err(ProducerError::UnknownProducerId) };
+        return if base == 0 {
+            Ok(Decision::Append)
+        } else {
+            Err(ProducerError::UnknownProducerId)
+        };
     };
     if epoch < last.producer_epoch {
-        return Err(ProducerError::InvalidProducerEpoch { current: last.producer_epoch, received: epoch });
+        return Err(ProducerError::InvalidProducerEpoch {
+            current: last.producer_epoch,
+            received: epoch,
+        });
     }
     if epoch > last.producer_epoch {
         return if base == 0 {
             Ok(Decision::Append)
         } else {
-            Err(ProducerError::OutOfOrderSequence { expected: 0, received: base })
+            Err(ProducerError::OutOfOrderSequence {
+                expected: 0,
+                received: base,
+            })
         };
     }
     let current: Vec<&&LoggedBatch> = mine.iter().filter(|b| b.producer_epoch == epoch).collect();
     let last_sequence = sequence_add(base, count - 1);
     let window = &current[current.len().saturating_sub(BATCHES_RETAINED_MAX)..];
-    if let Some(b) = window.iter().find(|b| b.base_sequence == base && b.last_sequence == last_sequence) {
-        return Ok(Decision::Duplicate { first_offset: b.first_offset, last_offset: b.last_offset });
+    if let Some(b) = window
+        .iter()
+        .find(|b| b.base_sequence == base && b.last_sequence == last_sequence)
+    {
+        return Ok(Decision::Duplicate {
+            first_offset: b.first_offset,
+            last_offset: b.last_offset,
+        });
     }
     let expected = sequence_add(last.last_sequence, 1);
     if base == expected {
         Ok(Decision::Append)
     } else {
-        Err(ProducerError::OutOfOrderSequence { expected, received: base })
+        Err(ProducerError::OutOfOrderSequence {
+            expected,
+            received: base,
+        })
     }
 }
 
@@ -45,7 +70,10 @@ fn assert_log_sequences_contiguous(log: &[LoggedBatch]) {
     let mut next: std::collections::BTreeMap<(i64, i16), i32> = Default::default();
     for b in log {
         let expected = next.entry((b.producer_id, b.producer_epoch)).or_insert(0);
-        assert_eq!(b.base_sequence, *expected, "log holds a gap or a duplicate: {log:?}");
+        assert_eq!(
+            b.base_sequence, *expected,
+            "log holds a gap or a duplicate: {log:?}"
+        );
         *expected = sequence_add(b.last_sequence, 1);
     }
 }
@@ -59,7 +87,12 @@ enum Op {
     /// Producer bumps its epoch and restarts at sequence 0.
     Bump { pid: i64 },
     /// Producer sends an arbitrary sequence (a confused or fenced client).
-    Arbitrary { pid: i64, epoch_delta: i16, base: i32, count: i32 },
+    Arbitrary {
+        pid: i64,
+        epoch_delta: i16,
+        base: i32,
+        count: i32,
+    },
     /// The log is truncated to a fraction of its length.
     Truncate { permille: u32 },
 }
@@ -83,9 +116,20 @@ struct Client {
     sent: Vec<(i16, i32, i32)>,
 }
 
-fn step(table: &mut ProducerStateTable, log: &mut Vec<LoggedBatch>, pid: i64, epoch: i16, base: i32, count: i32) {
+fn step(
+    table: &mut ProducerStateTable,
+    log: &mut Vec<LoggedBatch>,
+    pid: i64,
+    epoch: i16,
+    base: i32,
+    count: i32,
+) {
     let decision = table.check(pid, epoch, base, count);
-    assert_eq!(decision, model_check(log, pid, epoch, base, count), "log {log:?}");
+    assert_eq!(
+        decision,
+        model_check(log, pid, epoch, base, count),
+        "log {log:?}"
+    );
     if decision == Ok(Decision::Append) {
         let first = log.last().map_or(0, |b| b.last_offset.0 + 1);
         let batch = LoggedBatch {

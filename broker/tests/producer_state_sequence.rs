@@ -2,8 +2,8 @@
 #![allow(clippy::unwrap_used)]
 
 use broker::producer_state::{
-    Decision, LoggedBatch, ProducerError, ProducerStateTable, ERROR_CODE_OUT_OF_ORDER_SEQUENCE_NUMBER,
-    ERROR_CODE_UNKNOWN_PRODUCER_ID,
+    Decision, LoggedBatch, ProducerError, ProducerStateTable,
+    ERROR_CODE_OUT_OF_ORDER_SEQUENCE_NUMBER, ERROR_CODE_UNKNOWN_PRODUCER_ID,
 };
 use wire::Offset;
 
@@ -30,7 +30,10 @@ fn a_gap_in_the_sequence_is_refused() {
             received: 6
         }
     );
-    assert_eq!(refusal.error_code(), ERROR_CODE_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    assert_eq!(
+        refusal.error_code(),
+        ERROR_CODE_OUT_OF_ORDER_SEQUENCE_NUMBER
+    );
     assert_eq!(table.check(3, 0, 5, 1), Ok(Decision::Append));
 }
 
@@ -71,6 +74,9 @@ fn a_full_table_forgets_the_least_recently_written_producer() {
     assert_eq!(table.producer_count(), 2);
     assert_eq!(table.producers_evicted(), 1);
     assert!(table.producer(2).is_none());
-    assert_eq!(table.check(2, 0, 1, 1), Err(ProducerError::UnknownProducerId));
+    assert_eq!(
+        table.check(2, 0, 1, 1),
+        Err(ProducerError::UnknownProducerId)
+    );
     assert_eq!(table.check(1, 0, 2, 1), Ok(Decision::Append));
 }

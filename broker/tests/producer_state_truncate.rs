@@ -25,7 +25,10 @@ fn truncation_forgets_batches_at_and_after_the_offset() {
     table.record(batch(1, 2, 3, 3)); // offsets 3..=4
     assert_eq!(table.truncate_to(Offset(2)), TruncateOutcome::Exact);
     table.check_invariants();
-    assert!(table.producer(2).is_none(), "producer 2 only had truncated batches");
+    assert!(
+        table.producer(2).is_none(),
+        "producer 2 only had truncated batches"
+    );
     assert_eq!(table.producer(1).unwrap().batches.len(), 1);
     // Producer 1 resumes after its surviving batch: the truncated retry is appended again.
     assert_eq!(table.check(1, 0, 2, 2), Ok(Decision::Append));
@@ -40,7 +43,10 @@ fn truncating_into_a_window_with_forgotten_history_asks_for_a_rebuild() {
         table.record(*b);
     }
     // Batches 0 and 1 fell out of the window; cutting at offset 2 leaves only the log knowing.
-    assert_eq!(table.truncate_to(Offset(2)), TruncateOutcome::RebuildRequired);
+    assert_eq!(
+        table.truncate_to(Offset(2)),
+        TruncateOutcome::RebuildRequired
+    );
     table.rebuild(log[..2].iter().copied());
     assert_eq!(table.check(1, 0, 2, 1), Ok(Decision::Append));
     assert!(matches!(
@@ -71,6 +77,9 @@ fn rebuild_reproduces_the_state_of_live_recording() {
     for producer_id in [1, 2, 9] {
         assert_eq!(live.producer(producer_id), rebuilt.producer(producer_id));
     }
-    assert_eq!(rebuilt.check(9, 0, 1, 1), Err(ProducerError::UnknownProducerId));
+    assert_eq!(
+        rebuilt.check(9, 0, 1, 1),
+        Err(ProducerError::UnknownProducerId)
+    );
     assert_eq!(rebuilt.check(1, 1, 2, 1), Ok(Decision::Append));
 }

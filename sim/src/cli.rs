@@ -1,6 +1,6 @@
 //! Argument parsing and the top-level commands of `cargo sim`.
 
-use crate::runner::{self, CampaignOptions};
+use crate::runner::{self, CampaignOptions, Scenario as _};
 use crate::scenarios;
 use std::sync::Arc;
 
@@ -18,6 +18,9 @@ options:
   --jobs N            seeds run at once (default: available cores)
   --steps N           operations per seed (scenario default otherwise)
   --bug NAME          switch on a deliberately reintroduced bug (see --list)
+  --schedule FILE     cluster: replace the seed's fault schedule with this JSON file
+  --shrink            with --seed (cluster): shrink the failing seed's fault schedule and
+                      workload, write shrunk-seed-N.json and print the replay command
   --ci                CI mode: every seed runs twice, traces must be equal
   --check-determinism same as --ci's determinism check
   --verbose           with --seed: print every event of the run
@@ -45,6 +48,13 @@ pub enum Command {
         report: Option<String>,
         /// Also check the seed for determinism.
         check_determinism: bool,
+    },
+    /// Shrink a failing cluster seed.
+    Shrink {
+        /// Scenario settings.
+        settings: scenarios::Settings,
+        /// The failing seed.
+        seed: u64,
     },
     /// Run a campaign.
     Campaign {
@@ -75,7 +85,7 @@ fn number<T: std::str::FromStr>(flag: &str, value: Option<&String>) -> Result<T,
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut settings = scenarios::Settings::default();
     let (mut seed, mut start, mut count, mut jobs) = (None, 1u64, DEFAULT_SEEDS, None);
-    let (mut check, mut verbose, mut report) = (false, false, None);
+    let (mut check, mut verbose, mut report, mut shrink) = (false, false, None, false);
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -91,8 +101,17 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--jobs" => jobs = Some(number("--jobs", iter.next())?),
             "--steps" => settings.steps = Some(number("--steps", iter.next())?),
             "--bug" => settings.bug = Some(iter.next().ok_or("--bug needs a name")?.clone()),
+            "--schedule" => {
+                let path = iter.next().ok_or("--schedule needs a file")?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("--schedule {path}: {e}"))?;
+                let schedule = crate::cluster::nemesis::FaultSchedule::from_json(&text)
+                    .map_err(|e| format!("--schedule {path}: {e}"))?;
+                settings.schedule = Some((path.clone(), schedule));
+            }
             "--ci" | "--check-determinism" => check = true,
             "--verbose" => verbose = true,
+            "--shrink" => shrink = true,
             "--report" => report = Some(iter.next().ok_or("--report needs a file")?.clone()),
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -100,8 +119,18 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     if let Some(bug) = &settings.bug {
         scenarios::check_bug(settings.scenario, bug)?;
     }
+    if settings.schedule.is_some() && settings.scenario != scenarios::ScenarioName::Cluster {
+        return Err("--schedule goes with --scenario cluster".to_string());
+    }
     if count == 0 {
         return Err("--seeds must be at least 1".to_string());
+    }
+    if shrink {
+        let seed = seed.ok_or("--shrink goes with --seed")?;
+        if settings.scenario != scenarios::ScenarioName::Cluster {
+            return Err("--shrink goes with --scenario cluster".to_string());
+        }
+        return Ok(Command::Shrink { settings, seed });
     }
     if let Some(seed) = seed {
         return Ok(Command::Replay {
@@ -138,7 +167,7 @@ pub fn execute(command: Command) -> Result<bool, String> {
             }
             println!("\nbugs (--bug NAME):");
             for (scenario, bug, about) in scenarios::BUGS {
-                println!("{scenario:<12} {bug:<14} {about}");
+                println!("{scenario:<12} {bug:<22} {about}");
             }
             Ok(true)
         }
@@ -149,6 +178,7 @@ pub fn execute(command: Command) -> Result<bool, String> {
             report,
             check_determinism,
         } => replay(settings, seed, verbose, report, check_determinism),
+        Command::Shrink { settings, seed } => shrink(&settings, seed),
         Command::Campaign {
             settings,
             start,
@@ -182,6 +212,30 @@ pub fn execute(command: Command) -> Result<bool, String> {
             Ok(ok)
         }
     }
+}
+
+fn shrink(settings: &scenarios::Settings, seed: u64) -> Result<bool, String> {
+    let scenario = scenarios::cluster(settings);
+    println!("seed {seed}: {}", scenario.describe(seed));
+    let path = format!("shrunk-seed-{seed}.json");
+    let shrunk = crate::cluster::shrink::shrink(&scenario, seed, &path)?;
+    std::fs::write(&path, shrunk.schedule.to_json()).map_err(|e| format!("writing {path}: {e}"))?;
+    let replay = scenario
+        .with_steps(shrunk.steps)
+        .with_schedule(path.clone(), shrunk.schedule.clone());
+    println!(
+        "shrunk in {} runs to {} faults{}: [{}]",
+        shrunk.runs,
+        shrunk.schedule.faults.len(),
+        shrunk
+            .steps
+            .map_or(String::new(), |s| format!(", {s} sends per producer")),
+        shrunk.schedule.summary()
+    );
+    println!("still fails with: {}", shrunk.violation);
+    println!("schedule written to {path}");
+    println!("replay: {}", runner::replay_command(&replay, seed));
+    Ok(false)
 }
 
 fn replay(

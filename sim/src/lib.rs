@@ -3,7 +3,8 @@
 //! - `runner`: runs a scenario over many seeds (fresh thread per seed, parallel jobs, progress,
 //!   determinism check, summary with replay commands);
 //! - `trace`: the event trace two runs of one seed must agree on;
-//! - `scenarios`: what `--scenario` selects; `storage` is the log-core durability campaign;
+//! - `scenarios`: what `--scenario` selects; `storage` is the log-core durability campaign,
+//!   `cluster` a three-node rill cluster under a nemesis, judged by the Jepsen queue checker;
 //! - `report`: the HTML timeline of one seed;
 //! - `cli`: the `cargo sim` command line.
 //!
@@ -11,6 +12,7 @@
 //! function of its seed (its own ChaCha RNG and virtual clock), so it runs the same in both builds.
 
 pub mod cli;
+pub mod cluster;
 pub mod report;
 pub mod runner;
 pub mod scenarios;

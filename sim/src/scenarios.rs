@@ -1,13 +1,20 @@
 //! The scenarios `cargo sim` can run, and the settings that select one.
 
+use crate::cluster::nemesis::FaultSchedule;
 use crate::runner::Scenario;
 use std::sync::Arc;
 
 /// The scenarios, with a line about each, for `--list`.
-pub const LIST: &[(&str, &str)] = &[(
-    "storage",
-    "one partition log on a MemDisk under crashes, torn writes, I/O errors and bit flips",
-)];
+pub const LIST: &[(&str, &str)] = &[
+    (
+        "storage",
+        "one partition log on a MemDisk under crashes, torn writes, I/O errors and bit flips",
+    ),
+    (
+        "cluster",
+        "three rill nodes under kills, pauses, partitions and disk faults; Jepsen queue checks",
+    ),
+];
 
 /// Which scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -15,20 +22,47 @@ pub enum ScenarioName {
     /// `storage`: the log-core durability campaign.
     #[default]
     Storage,
+    /// `cluster`: three simulated nodes, producers and a consumer, a nemesis.
+    Cluster,
+}
+
+impl ScenarioName {
+    /// The name `--scenario` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioName::Storage => "storage",
+            ScenarioName::Cluster => "cluster",
+        }
+    }
 }
 
 /// The bugs `--bug` can switch on, per scenario, with what each breaks.
-pub const BUGS: &[(&str, &str, &str)] = &[(
-    "storage",
-    "lying-fsync",
-    "the disk acknowledges half of all fsyncs without making anything durable",
-)];
+pub const BUGS: &[(&str, &str, &str)] = &[
+    (
+        "storage",
+        "lying-fsync",
+        "the disk acknowledges half of all fsyncs without making anything durable",
+    ),
+    (
+        "cluster",
+        "truncate-to-hw",
+        "pre-KIP-101: a new follower truncates to its own high watermark",
+    ),
+    (
+        "cluster",
+        "no-epoch-fencing",
+        "pre-KIP-320: fetches carry no leader epoch, stale leaders are not fenced",
+    ),
+    (
+        "cluster",
+        "last-replica-standing",
+        "pre-KIP-966: no ELR, a replica outside the last ISR may be elected",
+    ),
+];
 
 /// Checks a `--bug` value against the scenario.
 pub fn check_bug(scenario: ScenarioName, bug: &str) -> Result<(), String> {
-    let name = match scenario {
-        ScenarioName::Storage => "storage",
-    };
+    let name = scenario.as_str();
     if BUGS.iter().any(|(s, b, _)| *s == name && *b == bug) {
         return Ok(());
     }
@@ -47,6 +81,7 @@ pub fn check_bug(scenario: ScenarioName, bug: &str) -> Result<(), String> {
 pub fn parse_name(name: &str) -> Result<ScenarioName, String> {
     match name {
         "storage" => Ok(ScenarioName::Storage),
+        "cluster" => Ok(ScenarioName::Cluster),
         other => {
             let known: Vec<&str> = LIST.iter().map(|(n, _)| *n).collect();
             Err(format!(
@@ -66,6 +101,8 @@ pub struct Settings {
     pub steps: Option<u64>,
     /// A deliberately reintroduced bug (`--bug NAME`), to prove the checks catch it.
     pub bug: Option<String>,
+    /// `--schedule FILE.json` (cluster only): the file and the fault schedule it holds.
+    pub schedule: Option<(String, FaultSchedule)>,
 }
 
 /// Builds the scenario the settings name.
@@ -75,5 +112,15 @@ pub fn build(settings: &Settings) -> Arc<dyn Scenario> {
             settings.steps,
             settings.bug.is_some(),
         )),
+        ScenarioName::Cluster => Arc::new(cluster(settings)),
+    }
+}
+
+/// The cluster scenario the settings describe (also what the shrinker drives).
+pub fn cluster(settings: &Settings) -> crate::cluster::ClusterScenario {
+    let scenario = crate::cluster::ClusterScenario::new(settings.steps, settings.bug.clone());
+    match &settings.schedule {
+        Some((path, schedule)) => scenario.with_schedule(path.clone(), schedule.clone()),
+        None => scenario,
     }
 }

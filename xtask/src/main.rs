@@ -46,8 +46,9 @@ fn print_help() {
         "cargo xtask <command>\n\n\
          commands:\n  \
          sim [ARGS]   build the simulator under --cfg madsim and run it (same as `cargo sim`)\n  \
-         ci [--skip STEP]...  run everything CI runs: fmt, clippy, tests, madsim tests,\n               \
-         the determinism check and the TLA+ model checks\n\n\
+         ci [--skip STEP]...  run everything CI runs: fmt, clippy, tests, real Kafka clients\n               \
+         against a local cluster, madsim tests, the determinism check and the TLA+\n               \
+         model checks\n\n\
          environment:\n  \
          CARGO_TARGET_DIR      normal build directory (the madsim build uses <it>-madsim)\n  \
          RILL_SIM_TARGET_DIR   override the madsim build directory"
@@ -153,7 +154,7 @@ struct Step {
     command: Command,
 }
 
-fn ci_steps(root: &Path) -> Vec<Step> {
+fn ci_steps(root: &Path, skip: &[&str]) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut fmt = normal_cargo(root);
     fmt.args(["fmt", "--all", "--", "--check"]);
@@ -181,6 +182,22 @@ fn ci_steps(root: &Path) -> Vec<Step> {
     steps.push(Step {
         name: "test",
         command: test,
+    });
+
+    // Real Kafka clients (kcat, confluent-kafka, kafka-python) against a real 3-node cluster.
+    // The `test` step has just built the debug `rill` (broker's CLI test needs it): reuse it
+    // rather than compile a third time; without that step the script builds it itself.
+    let mut real_clients = Command::new("bash");
+    real_clients
+        .current_dir(root)
+        .arg(root.join("tests").join("real-clients").join("run.sh"));
+    if !skip.contains(&"test") {
+        let rill = normal_target_dir(root).join("debug").join("rill");
+        real_clients.env("RILL_BIN", rill);
+    }
+    steps.push(Step {
+        name: "real-clients",
+        command: real_clients,
     });
 
     // The crates whose code runs in both worlds: built and tested again under the simulator.
@@ -240,7 +257,7 @@ fn ci(args: &[String]) -> Result<(), String> {
     let root = workspace_root();
     let mut timings: Vec<(&'static str, f64, &'static str)> = Vec::new();
     let mut failure = None;
-    for step in ci_steps(&root) {
+    for step in ci_steps(&root, &skip) {
         if skip.contains(&step.name) {
             timings.push((step.name, 0.0, "skipped"));
             continue;

@@ -30,8 +30,11 @@ pub struct ClusterFile {
 
 /// The configuration of node `id` (1-based) of an `n`-node local cluster with ports from `base`.
 pub fn node_config(id: usize, n: usize, base_port: u16, dir: &Path) -> NodeConfig {
-    let port = |node: usize, offset: u16| base_port + u16::try_from(node * 10).expect("small") + offset;
-    let voters = (1..=n.min(3)).map(|v| format!("{v}@127.0.0.1:{}", port(v, 1))).collect();
+    let port =
+        |node: usize, offset: u16| base_port + u16::try_from(node * 10).expect("small") + offset;
+    let voters = (1..=n.min(3))
+        .map(|v| format!("{v}@127.0.0.1:{}", port(v, 1)))
+        .collect();
     let is_voter = id <= 3;
     let mut roles = vec![Role::Broker];
     if is_voter {
@@ -62,12 +65,23 @@ pub fn node_config(id: usize, n: usize, base_port: u16, dir: &Path) -> NodeConfi
 
 /// Starts `n` nodes; prints the bootstrap servers. `rill` is this executable.
 pub fn up(n: usize, dir: &Path, base_port: u16, out: &mut dyn Write) -> anyhow::Result<()> {
-    anyhow::ensure!((1..=NODES_MAX).contains(&n), "--brokers must be 1..={NODES_MAX}");
+    anyhow::ensure!(
+        (1..=NODES_MAX).contains(&n),
+        "--brokers must be 1..={NODES_MAX}"
+    );
     std::fs::create_dir_all(dir)?;
     let cluster_file = dir.join("cluster.json");
-    anyhow::ensure!(!cluster_file.exists(), "{} exists: run `rill cluster down --dir {}` first", cluster_file.display(), dir.display());
+    anyhow::ensure!(
+        !cluster_file.exists(),
+        "{} exists: run `rill cluster down --dir {}` first",
+        cluster_file.display(),
+        dir.display()
+    );
     let exe = std::env::current_exe()?;
-    let mut file = ClusterFile { pids: Vec::new(), bootstrap: Vec::new() };
+    let mut file = ClusterFile {
+        pids: Vec::new(),
+        bootstrap: Vec::new(),
+    };
     for id in 1..=n {
         let config = node_config(id, n, base_port, dir);
         let config_path = dir.join(format!("node-{id}.toml"));
@@ -81,7 +95,8 @@ pub fn up(n: usize, dir: &Path, base_port: u16, out: &mut dyn Write) -> anyhow::
             .stderr(log)
             .spawn()?;
         file.pids.push(child.id());
-        file.bootstrap.push(config.listeners.kafka.clone().expect("set above"));
+        file.bootstrap
+            .push(config.listeners.kafka.clone().expect("set above"));
     }
     std::fs::write(&cluster_file, serde_json::to_string_pretty(&file)?)?;
     wait_until_listening(&file.bootstrap)?;
@@ -94,7 +109,10 @@ fn wait_until_listening(addresses: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     for address in addresses {
         while std::net::TcpStream::connect(address).is_err() {
-            anyhow::ensure!(started.elapsed() < STARTUP_WAIT, "{address} did not start listening within {STARTUP_WAIT:?}");
+            anyhow::ensure!(
+                started.elapsed() < STARTUP_WAIT,
+                "{address} did not start listening within {STARTUP_WAIT:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -104,11 +122,17 @@ fn wait_until_listening(addresses: &[String]) -> anyhow::Result<()> {
 /// Stops the cluster started in `dir` (SIGTERM, then SIGKILL after a grace period).
 pub fn down(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let cluster_file: PathBuf = dir.join("cluster.json");
-    let text = std::fs::read_to_string(&cluster_file)
-        .map_err(|e| anyhow::anyhow!("{}: {e} (is a cluster running there?)", cluster_file.display()))?;
+    let text = std::fs::read_to_string(&cluster_file).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} (is a cluster running there?)",
+            cluster_file.display()
+        )
+    })?;
     let file: ClusterFile = serde_json::from_str(&text)?;
     for pid in &file.pids {
-        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
     }
     let started = Instant::now();
     for pid in &file.pids {
@@ -116,7 +140,9 @@ pub fn down(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         }
         if process_alive(*pid) {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
     }
     std::fs::remove_file(&cluster_file)?;
@@ -128,7 +154,9 @@ fn process_alive(pid: u32) -> bool {
     let stat = format!("/proc/{pid}/stat");
     match std::fs::read_to_string(stat) {
         // A zombie (state Z) has exited; its parent is gone or not reaping.
-        Ok(text) => !text.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Ok(text) => !text
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
         Err(_) => false,
     }
 }

@@ -101,13 +101,23 @@ pub struct ConsumeArgs {
 pub async fn topic(args: &TopicArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let admin = Admin::new(args.bootstrap.config())?;
     match &args.action {
-        TopicAction::Create { name, partitions, replication_factor, configs } => {
+        TopicAction::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
             let configs: Vec<(String, String)> = configs
                 .iter()
-                .map(|c| c.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .map(|c| {
+                    c.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
                 .collect::<Option<_>>()
                 .ok_or_else(|| anyhow::anyhow!("--config takes key=value"))?;
-            admin.create_topic(name, *partitions, *replication_factor, &configs).await?;
+            admin
+                .create_topic(name, *partitions, *replication_factor, &configs)
+                .await?;
             writeln!(out, "created {name}")?;
         }
         TopicAction::List => {
@@ -116,8 +126,12 @@ pub async fn topic(args: &TopicArgs, out: &mut dyn Write) -> anyhow::Result<()> 
                 for (index, p) in &topic.partitions {
                     let isr: Vec<i32> = p.isr.iter().map(|b| b.0).collect();
                     let replicas: Vec<i32> = p.replicas.iter().map(|b| b.0).collect();
-                    writeln!(out, "{name}-{index}\tleader {:?}\tepoch {}\treplicas {replicas:?}\tisr {isr:?}",
-                        p.leader.map(|b| b.0), p.leader_epoch)?;
+                    writeln!(
+                        out,
+                        "{name}-{index}\tleader {:?}\tepoch {}\treplicas {replicas:?}\tisr {isr:?}",
+                        p.leader.map(|b| b.0),
+                        p.leader_epoch
+                    )?;
                 }
             }
         }
@@ -146,7 +160,9 @@ pub async fn produce(args: &ProduceArgs, out: &mut dyn Write) -> anyhow::Result<
             (true, Some((k, v))) => (Some(Bytes::from(k.to_string())), v.to_string()),
             _ => (None, line),
         };
-        let sent = producer.send(&args.topic, None, key, Bytes::from(value)).await?;
+        let sent = producer
+            .send(&args.topic, None, key, Bytes::from(value))
+            .await?;
         writeln!(out, "{}-{}@{}", sent.topic, sent.partition, sent.offset)?;
     }
     producer.close().await;
@@ -155,24 +171,48 @@ pub async fn produce(args: &ProduceArgs, out: &mut dyn Write) -> anyhow::Result<
 
 /// Runs `rill consume`.
 pub async fn consume(args: &ConsumeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut consumer = Consumer::new(args.bootstrap.config(), ConsumerConfig::new(args.group.clone()))?;
+    let mut consumer = Consumer::new(
+        args.bootstrap.config(),
+        ConsumerConfig::new(args.group.clone()),
+    )?;
     if args.group.is_some() {
         consumer.subscribe(vec![args.topic.clone()])?;
     } else {
-        let metadata = Admin::new(args.bootstrap.config())?.metadata(Some(&[args.topic.clone()])).await?;
-        let topic = metadata.topics.get(&args.topic).ok_or_else(|| anyhow::anyhow!("no topic {}", args.topic))?;
-        consumer.assign(topic.partitions.keys().map(|p| (args.topic.clone(), *p)).collect());
+        let metadata = Admin::new(args.bootstrap.config())?
+            .metadata(Some(std::slice::from_ref(&args.topic)))
+            .await?;
+        let topic = metadata
+            .topics
+            .get(&args.topic)
+            .ok_or_else(|| anyhow::anyhow!("no topic {}", args.topic))?;
+        consumer.assign(
+            topic
+                .partitions
+                .keys()
+                .map(|p| (args.topic.clone(), *p))
+                .collect(),
+        );
     }
     let mut seen = 0_usize;
     let mut idle = tokio::time::Instant::now();
-    while args.count.map_or(true, |c| seen < c) && idle.elapsed() < Duration::from_millis(args.idle_ms) {
+    while args.count.is_none_or(|c| seen < c)
+        && idle.elapsed() < Duration::from_millis(args.idle_ms)
+    {
         let records = consumer.poll(500).await?;
         if !records.is_empty() {
             idle = tokio::time::Instant::now();
         }
         for record in records {
-            let value = record.value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            writeln!(out, "{}-{}@{}\t{value}", record.topic, record.partition, record.offset)?;
+            let value = record
+                .value
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{}-{}@{}\t{value}",
+                record.topic, record.partition, record.offset
+            )?;
             seen += 1;
         }
         if args.group.is_some() {

@@ -104,7 +104,10 @@ impl CommitPlan {
     /// The response to send when the append failed: every partition that was to be written
     /// carries `error_code` (COORDINATOR_NOT_AVAILABLE, REQUEST_TIMED_OUT, NOT_COORDINATOR).
     pub fn failed(&self, error_code: i16) -> OffsetCommitResponse {
-        assert!(error_code != error_code::NONE, "a failure has an error code");
+        assert!(
+            error_code != error_code::NONE,
+            "a failure has an error code"
+        );
         let mut response = self.response.clone();
         for topic in &mut response.topics {
             for partition in &mut topic.partitions {
@@ -224,7 +227,10 @@ impl GroupCoordinator {
                 }
             }
         }
-        assert!(self.groups.keys().all(|id| self.partition_for(id) != partition));
+        assert!(self
+            .groups
+            .keys()
+            .all(|id| self.partition_for(id) != partition));
         effects
     }
 
@@ -295,7 +301,9 @@ impl GroupCoordinator {
 
     fn expire_members(&mut self, now_ms: u64, group_id: &str, effects: &mut Vec<GroupEffect>) {
         let group = self.groups.get_mut(group_id).expect("caller checked");
-        group.pending_members.retain(|_, deadline| *deadline > now_ms);
+        group
+            .pending_members
+            .retain(|_, deadline| *deadline > now_ms);
         let expired: Vec<String> = group
             .members
             .values()
@@ -319,7 +327,11 @@ impl GroupCoordinator {
         let group = self.groups.get_mut(group_id).expect("caller checked");
         let member = group.members.remove(member_id).expect("caller checked");
         if let Some(waiting) = member.awaiting_join {
-            effects.push(join_error(waiting, error_code::UNKNOWN_MEMBER_ID, member_id));
+            effects.push(join_error(
+                waiting,
+                error_code::UNKNOWN_MEMBER_ID,
+                member_id,
+            ));
         }
         if let Some(waiting) = member.awaiting_sync {
             effects.push(sync_error(waiting, error_code::UNKNOWN_MEMBER_ID));
@@ -361,8 +373,12 @@ impl GroupCoordinator {
             .max()
             .unwrap_or(0);
         group.rebalance_deadline_ms = now_ms.saturating_add(rebalance_timeout_ms);
-        group.initial_delay_end_ms = (group.state == GroupState::Empty && delay_ms > 0)
-            .then(|| now_ms.saturating_add(delay_ms).min(group.rebalance_deadline_ms));
+        group.initial_delay_end_ms =
+            (group.state == GroupState::Empty && delay_ms > 0).then(|| {
+                now_ms
+                    .saturating_add(delay_ms)
+                    .min(group.rebalance_deadline_ms)
+            });
         group.state = GroupState::PreparingRebalance;
         if let Some(at_ms) = group.next_deadline_ms() {
             effects.push(GroupEffect::SetTimer { at_ms });
@@ -430,7 +446,10 @@ impl GroupCoordinator {
                 .get_mut(group_id)
                 .and_then(|g| g.members.get_mut(&member_id))
                 .expect("listed above");
-            let waiting = member.awaiting_join.take().expect("stragglers were removed");
+            let waiting = member
+                .awaiting_join
+                .take()
+                .expect("stragglers were removed");
             member.heartbeat_last_ms = now_ms;
             effects.push(GroupEffect::Respond {
                 ticket: waiting.ticket,

@@ -11,9 +11,9 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{
     DescribeGroupsRequest, DescribeGroupsResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, ResponseKind, TopicName,
+    JoinGroupRequest, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -80,7 +80,11 @@ impl GroupCoordinator {
         })
     }
 
-    fn join_validate(&self, request: &JoinGroupRequest, api_version: i16) -> Result<JoinParams, i16> {
+    fn join_validate(
+        &self,
+        request: &JoinGroupRequest,
+        api_version: i16,
+    ) -> Result<JoinParams, i16> {
         let group_id: &str = &request.group_id.0;
         if group_id.is_empty() {
             return Err(error_code::INVALID_GROUP_ID);
@@ -126,7 +130,9 @@ impl GroupCoordinator {
             return true;
         }
         group.protocol_type.as_deref() == Some(params.protocol_type.as_str())
-            && !group.candidate_protocols(Some(&params.protocols)).is_empty()
+            && !group
+                .candidate_protocols(Some(&params.protocols))
+                .is_empty()
     }
 
     fn join_new_member(
@@ -160,11 +166,18 @@ impl GroupCoordinator {
             let deadline_ms = now_ms.saturating_add(params.session_timeout_ms);
             let group = self.groups.get_mut(group_id).expect("created above");
             group.pending_members.insert(member_id.clone(), deadline_ms);
-            effects.push(join_error(waiting, error_code::MEMBER_ID_REQUIRED, &member_id));
+            effects.push(join_error(
+                waiting,
+                error_code::MEMBER_ID_REQUIRED,
+                &member_id,
+            ));
             effects.push(GroupEffect::SetTimer { at_ms: deadline_ms });
             return Ok(());
         }
-        let params = JoinParams { member_id, ..params };
+        let params = JoinParams {
+            member_id,
+            ..params
+        };
         self.add_member_and_rebalance(now_ms, waiting, client, group_id, params, effects);
         Ok(())
     }
@@ -178,7 +191,10 @@ impl GroupCoordinator {
         params: JoinParams,
         effects: &mut Vec<GroupEffect>,
     ) -> Result<(), i16> {
-        let group = self.groups.get(group_id).ok_or(error_code::UNKNOWN_MEMBER_ID)?;
+        let group = self
+            .groups
+            .get(group_id)
+            .ok_or(error_code::UNKNOWN_MEMBER_ID)?;
         if !self.supports_protocols(group_id, &params) {
             return Err(error_code::INCONSISTENT_GROUP_PROTOCOL);
         }
@@ -204,12 +220,18 @@ impl GroupCoordinator {
             {
                 // A retried JoinGroup of the current generation: answer it again.
                 let group = self.groups.get_mut(group_id).expect("checked above");
-                let member = group.members.get_mut(&params.member_id).expect("checked above");
+                let member = group
+                    .members
+                    .get_mut(&params.member_id)
+                    .expect("checked above");
                 member.heartbeat_last_ms = now_ms;
                 let response = super::coordinator::join_success_for(group, &params.member_id);
                 effects.push(GroupEffect::Respond {
                     ticket: waiting.ticket,
-                    response: ResponseKind::JoinGroup(versioned_join(response, waiting.api_version)),
+                    response: ResponseKind::JoinGroup(versioned_join(
+                        response,
+                        waiting.api_version,
+                    )),
                 });
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
@@ -229,10 +251,17 @@ impl GroupCoordinator {
         effects: &mut Vec<GroupEffect>,
     ) {
         let group = self.groups.get_mut(group_id).expect("caller checked");
-        let member = group.members.get_mut(&params.member_id).expect("caller checked");
+        let member = group
+            .members
+            .get_mut(&params.member_id)
+            .expect("caller checked");
         if let Some(previous) = member.awaiting_join.replace(waiting) {
             // Each ticket is answered exactly once; the client has moved on to the new request.
-            effects.push(join_error(previous, error_code::REBALANCE_IN_PROGRESS, &params.member_id));
+            effects.push(join_error(
+                previous,
+                error_code::REBALANCE_IN_PROGRESS,
+                &params.member_id,
+            ));
         }
         member.protocols = params.protocols;
         member.session_timeout_ms = params.session_timeout_ms;
@@ -310,7 +339,10 @@ impl GroupCoordinator {
         if coordinator != error_code::NONE {
             return Err(coordinator);
         }
-        let group = self.groups.get(group_id).ok_or(error_code::UNKNOWN_MEMBER_ID)?;
+        let group = self
+            .groups
+            .get(group_id)
+            .ok_or(error_code::UNKNOWN_MEMBER_ID)?;
         if !group.members.contains_key(member_id) {
             return Err(error_code::UNKNOWN_MEMBER_ID);
         }
@@ -361,7 +393,12 @@ impl GroupCoordinator {
             GroupState::Stable => {
                 let protocol = (&group.protocol_type, &group.protocol_name);
                 let assignment = member.assignment.clone();
-                effects.push(sync_response(waiting, error_code::NONE, assignment, Some(protocol)));
+                effects.push(sync_response(
+                    waiting,
+                    error_code::NONE,
+                    assignment,
+                    Some(protocol),
+                ));
             }
             GroupState::CompletingRebalance => {
                 if let Some(previous) = member.awaiting_sync.replace(waiting) {
@@ -384,13 +421,19 @@ impl GroupCoordinator {
         request: &HeartbeatRequest,
         api_version: i16,
     ) -> Vec<GroupEffect> {
-        assert!((0..=4).contains(&api_version), "Heartbeat versions are capped at 4");
+        assert!(
+            (0..=4).contains(&api_version),
+            "Heartbeat versions are capped at 4"
+        );
         let group_id: &str = &request.group_id.0;
         let code = match self.member_check(group_id, &request.member_id, request.generation_id) {
             Err(code) => code,
             Ok(()) => {
                 let group = self.groups.get_mut(group_id).expect("checked above");
-                let member = group.members.get_mut(&*request.member_id).expect("checked above");
+                let member = group
+                    .members
+                    .get_mut(&*request.member_id)
+                    .expect("checked above");
                 member.heartbeat_last_ms = now_ms;
                 match group.state {
                     GroupState::PreparingRebalance => error_code::REBALANCE_IN_PROGRESS,
@@ -416,7 +459,11 @@ impl GroupCoordinator {
     ) -> Vec<GroupEffect> {
         let group_id: &str = &request.group_id.0;
         let member_ids: Vec<String> = if api_version >= 3 {
-            request.members.iter().map(|m| m.member_id.to_string()).collect()
+            request
+                .members
+                .iter()
+                .map(|m| m.member_id.to_string())
+                .collect()
         } else {
             vec![request.member_id.to_string()]
         };
@@ -477,8 +524,15 @@ impl GroupCoordinator {
     }
 
     /// A DescribeGroups (answered at once).
-    pub fn describe(&self, request: &DescribeGroupsRequest, api_version: i16) -> DescribeGroupsResponse {
-        assert!((0..=5).contains(&api_version), "DescribeGroups versions are capped at 5");
+    pub fn describe(
+        &self,
+        request: &DescribeGroupsRequest,
+        api_version: i16,
+    ) -> DescribeGroupsResponse {
+        assert!(
+            (0..=5).contains(&api_version),
+            "DescribeGroups versions are capped at 5"
+        );
         let groups = request
             .groups
             .iter()
@@ -497,7 +551,11 @@ impl GroupCoordinator {
             return described.with_group_state(StrBytes::from(GroupState::Dead.name()));
         };
         let stable = group.state == GroupState::Stable;
-        let protocol = group.protocol_name.clone().filter(|_| stable).unwrap_or_default();
+        let protocol = group
+            .protocol_name
+            .clone()
+            .filter(|_| stable)
+            .unwrap_or_default();
         let members = group
             .members
             .values()
@@ -515,14 +573,19 @@ impl GroupCoordinator {
             .collect();
         described
             .with_group_state(StrBytes::from(group.state.name()))
-            .with_protocol_type(StrBytes::from_string(group.protocol_type.clone().unwrap_or_default()))
+            .with_protocol_type(StrBytes::from_string(
+                group.protocol_type.clone().unwrap_or_default(),
+            ))
             .with_protocol_data(StrBytes::from_string(protocol))
             .with_members(members)
     }
 
     /// A ListGroups (answered at once) over the loaded offsets partitions.
     pub fn list(&self, request: &ListGroupsRequest, api_version: i16) -> ListGroupsResponse {
-        assert!((0..=4).contains(&api_version), "ListGroups versions are capped at 4");
+        assert!(
+            (0..=4).contains(&api_version),
+            "ListGroups versions are capped at 4"
+        );
         let wanted = |group: &Group| {
             api_version < 4
                 || request.states_filter.is_empty()
@@ -538,7 +601,9 @@ impl GroupCoordinator {
             .map(|g| {
                 let mut listed = ListedGroup::default()
                     .with_group_id(GroupId(StrBytes::from_string(g.group_id.clone())))
-                    .with_protocol_type(StrBytes::from_string(g.protocol_type.clone().unwrap_or_default()));
+                    .with_protocol_type(StrBytes::from_string(
+                        g.protocol_type.clone().unwrap_or_default(),
+                    ));
                 if api_version >= 4 {
                     listed.group_state = StrBytes::from(g.state.name());
                 }
@@ -550,7 +615,9 @@ impl GroupCoordinator {
         } else {
             error_code::COORDINATOR_LOAD_IN_PROGRESS
         };
-        ListGroupsResponse::default().with_error_code(code).with_groups(groups)
+        ListGroupsResponse::default()
+            .with_error_code(code)
+            .with_groups(groups)
     }
 
     /// Validates an OffsetCommit and plans its records (see [`CommitPlan`]).
@@ -560,7 +627,10 @@ impl GroupCoordinator {
         request: &OffsetCommitRequest,
         api_version: i16,
     ) -> CommitPlan {
-        assert!((2..=8).contains(&api_version), "OffsetCommit versions are 2..=8");
+        assert!(
+            (2..=8).contains(&api_version),
+            "OffsetCommit versions are 2..=8"
+        );
         let group_id: &str = &request.group_id.0;
         let offsets_partition = self.partition_for(group_id);
         let group_code = self.commit_check(now_ms, request);
@@ -650,7 +720,11 @@ impl GroupCoordinator {
     }
 
     /// An OffsetFetch (answered at once from the cache): -1 for partitions without a commit.
-    pub fn fetch_offsets(&self, request: &OffsetFetchRequest, api_version: i16) -> OffsetFetchResponse {
+    pub fn fetch_offsets(
+        &self,
+        request: &OffsetFetchRequest,
+        api_version: i16,
+    ) -> OffsetFetchResponse {
         assert!(
             (1..=OFFSET_FETCH_VERSION_MAX).contains(&api_version),
             "OffsetFetch versions are 1..=8"
@@ -661,7 +735,10 @@ impl GroupCoordinator {
                 .iter()
                 .map(|g| {
                     let requested = g.topics.as_ref().map(|topics| {
-                        topics.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect()
+                        topics
+                            .iter()
+                            .map(|t| (t.name.clone(), t.partition_indexes.clone()))
+                            .collect()
                     });
                     self.fetch_group_v8(&g.group_id, requested)
                 })
@@ -670,7 +747,10 @@ impl GroupCoordinator {
         }
         let group_id: &str = &request.group_id.0;
         let requested: Option<Vec<(TopicName, Vec<i32>)>> = request.topics.as_ref().map(|topics| {
-            topics.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect()
+            topics
+                .iter()
+                .map(|t| (t.name.clone(), t.partition_indexes.clone()))
+                .collect()
         });
         let code = match self.is_coordinator_for(group_id) {
             _ if group_id.is_empty() => error_code::INVALID_GROUP_ID,
@@ -695,13 +775,21 @@ impl GroupCoordinator {
                             .with_error_code(code)
                     })
                     .collect();
-                OffsetFetchResponseTopic::default().with_name(name).with_partitions(partitions)
+                OffsetFetchResponseTopic::default()
+                    .with_name(name)
+                    .with_partitions(partitions)
             })
             .collect();
-        OffsetFetchResponse::default().with_topics(topics).with_error_code(code)
+        OffsetFetchResponse::default()
+            .with_topics(topics)
+            .with_error_code(code)
     }
 
-    fn fetch_group_v8(&self, group_id: &GroupId, requested: Option<Vec<(TopicName, Vec<i32>)>>) -> OffsetFetchResponseGroup {
+    fn fetch_group_v8(
+        &self,
+        group_id: &GroupId,
+        requested: Option<Vec<(TopicName, Vec<i32>)>>,
+    ) -> OffsetFetchResponseGroup {
         let response = OffsetFetchResponseGroup::default().with_group_id(group_id.clone());
         let code = match self.is_coordinator_for(&group_id.0) {
             _ if group_id.0.is_empty() => error_code::INVALID_GROUP_ID,
@@ -725,7 +813,9 @@ impl GroupCoordinator {
                             .with_metadata(Some(StrBytes::from_string(metadata)))
                     })
                     .collect();
-                OffsetFetchResponseTopics::default().with_name(name).with_partitions(partitions)
+                OffsetFetchResponseTopics::default()
+                    .with_name(name)
+                    .with_partitions(partitions)
             })
             .collect();
         response.with_topics(topics)
@@ -744,7 +834,12 @@ impl GroupCoordinator {
                 .map(|(name, partitions)| {
                     let values = partitions
                         .into_iter()
-                        .map(|p| (p, group.and_then(|g| g.offsets.get(&(name.0.to_string(), p)))))
+                        .map(|p| {
+                            (
+                                p,
+                                group.and_then(|g| g.offsets.get(&(name.0.to_string(), p))),
+                            )
+                        })
                         .collect();
                     (name, values)
                 })
@@ -755,7 +850,10 @@ impl GroupCoordinator {
                     if out.last().is_none_or_other(topic) {
                         out.push((TopicName(StrBytes::from_string(topic.clone())), Vec::new()));
                     }
-                    out.last_mut().expect("pushed above").1.push((*partition, Some(value)));
+                    out.last_mut()
+                        .expect("pushed above")
+                        .1
+                        .push((*partition, Some(value)));
                 }
                 out
             }
@@ -793,7 +891,12 @@ fn complete_sync(
         if let Some(waiting) = member.awaiting_sync.take() {
             member.heartbeat_last_ms = now_ms;
             let assignment = member.assignment.clone();
-            effects.push(sync_response(waiting, error_code::NONE, assignment, Some(protocol)));
+            effects.push(sync_response(
+                waiting,
+                error_code::NONE,
+                assignment,
+                Some(protocol),
+            ));
         }
     }
     assert!(group.members.values().all(|m| m.awaiting_sync.is_none()));

@@ -39,11 +39,11 @@ mod offsets;
 mod state;
 
 pub use coordinator::{ClientInfo, CommitPlan, GroupConfig, GroupCoordinator, GroupEffect};
+pub use handlers::OFFSET_FETCH_VERSION_MAX;
 pub use offsets::{
     java_string_hash, offsets_partition, OffsetKey, OffsetRecord, OffsetValue, OFFSETS_TOPIC,
     OFFSET_KEY_VERSION, OFFSET_VALUE_VERSION,
 };
-pub use handlers::OFFSET_FETCH_VERSION_MAX;
 pub use state::{Group, GroupState, Member, Waiting};
 
 use thiserror::Error;

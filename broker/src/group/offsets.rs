@@ -68,8 +68,9 @@ pub struct OffsetRecord {
 
 /// Java's `String.hashCode` over the UTF-16 code units, wrapping like Java's `int`.
 pub fn java_string_hash(text: &str) -> i32 {
-    text.encode_utf16()
-        .fold(0i32, |hash, unit| hash.wrapping_mul(31).wrapping_add(i32::from(unit)))
+    text.encode_utf16().fold(0i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
 }
 
 /// The `__consumer_offsets` partition of `group_id` (Kafka's `Utils.abs(hashCode) % partitions`).
@@ -165,7 +166,10 @@ impl OffsetRecord {
             out.extend_from_slice(&value.commit_timestamp_ms.to_be_bytes());
             out
         });
-        assert!(key.len() >= 10, "a key holds a version, two strings and a partition");
+        assert!(
+            key.len() >= 10,
+            "a key holds a version, two strings and a partition"
+        );
         (key, value)
     }
 

@@ -162,7 +162,11 @@ impl Group {
         };
         preference
             .into_iter()
-            .filter(|name| self.members.values().all(|m| supported_by(&m.protocols, name)))
+            .filter(|name| {
+                self.members
+                    .values()
+                    .all(|m| supported_by(&m.protocols, name))
+            })
             .filter(|name| extra.map_or(true, |protocols| supported_by(protocols, name)))
             .collect()
     }
@@ -199,7 +203,10 @@ impl Group {
             GroupState::PreparingRebalance => {}
             GroupState::CompletingRebalance | GroupState::Stable => {
                 assert!(!self.members.is_empty(), "a formed generation has members");
-                let leader = self.leader_id.as_ref().expect("a formed generation has a leader");
+                let leader = self
+                    .leader_id
+                    .as_ref()
+                    .expect("a formed generation has a leader");
                 assert!(self.members.contains_key(leader));
                 assert!(self.protocol_name.is_some());
                 assert!(self.members.values().all(|m| m.awaiting_join.is_none()));

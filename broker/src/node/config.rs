@@ -210,14 +210,16 @@ impl NodeConfig {
     pub fn voters(&self) -> Result<BTreeMap<u64, String>, ConfigError> {
         let mut voters = BTreeMap::new();
         for voter in &self.controller_voters {
-            let (id, address) = voter
-                .split_once('@')
-                .ok_or_else(|| ConfigError::Invalid(format!("voter {voter:?} is not id@host:port")))?;
+            let (id, address) = voter.split_once('@').ok_or_else(|| {
+                ConfigError::Invalid(format!("voter {voter:?} is not id@host:port"))
+            })?;
             let id: u64 = id
                 .parse()
                 .map_err(|_| ConfigError::Invalid(format!("voter id {id:?} is not a number")))?;
             if id == 0 || address.rsplit_once(':').is_none() {
-                return Err(ConfigError::Invalid(format!("voter {voter:?}: id must be positive, address host:port")));
+                return Err(ConfigError::Invalid(format!(
+                    "voter {voter:?}: id must be positive, address host:port"
+                )));
             }
             if voters.insert(id, address.to_string()).is_some() {
                 return Err(ConfigError::Invalid(format!("voter {id} listed twice")));

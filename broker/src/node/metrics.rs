@@ -10,7 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Upper bounds (ms) of the request latency histogram buckets.
-const LATENCY_BUCKETS_MS: [f64; 12] = [0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0];
+const LATENCY_BUCKETS_MS: [f64; 12] = [
+    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
+];
 /// Longest HTTP request head read from a scraper.
 const HTTP_REQUEST_BYTES_MAX: usize = 8 * 1024;
 
@@ -58,24 +60,47 @@ impl Metrics {
     /// Renders counters, histograms and the caller's gauges in Prometheus text format.
     pub fn render(&self, gauges: &[(String, f64)]) -> String {
         let mut out = String::new();
-        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (name, value) in counters {
             let _ = writeln!(out, "{name} {value}");
         }
         for (name, value) in gauges {
             let _ = writeln!(out, "{name} {value}");
         }
-        let latency = self.latency.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let latency = self
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if !latency.is_empty() {
             out.push_str("# TYPE rill_request_latency_ms histogram\n");
         }
         for (api, histogram) in latency {
             for (count, bound) in histogram.buckets.iter().zip(LATENCY_BUCKETS_MS) {
-                let _ = writeln!(out, "rill_request_latency_ms_bucket{{api=\"{api}\",le=\"{bound}\"}} {count}");
+                let _ = writeln!(
+                    out,
+                    "rill_request_latency_ms_bucket{{api=\"{api}\",le=\"{bound}\"}} {count}"
+                );
             }
-            let _ = writeln!(out, "rill_request_latency_ms_bucket{{api=\"{api}\",le=\"+Inf\"}} {}", histogram.count);
-            let _ = writeln!(out, "rill_request_latency_ms_sum{{api=\"{api}\"}} {}", histogram.sum_ms);
-            let _ = writeln!(out, "rill_request_latency_ms_count{{api=\"{api}\"}} {}", histogram.count);
+            let _ = writeln!(
+                out,
+                "rill_request_latency_ms_bucket{{api=\"{api}\",le=\"+Inf\"}} {}",
+                histogram.count
+            );
+            let _ = writeln!(
+                out,
+                "rill_request_latency_ms_sum{{api=\"{api}\"}} {}",
+                histogram.sum_ms
+            );
+            let _ = writeln!(
+                out,
+                "rill_request_latency_ms_count{{api=\"{api}\"}} {}",
+                histogram.count
+            );
         }
         out
     }

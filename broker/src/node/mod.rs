@@ -117,7 +117,11 @@ impl NodeHandle {
 }
 
 /// Starts a node on `disk` (its data directory).
-pub async fn start(config: NodeConfig, disk: Arc<dyn Disk>, options: NodeOptions) -> Result<NodeHandle, NodeError> {
+pub async fn start(
+    config: NodeConfig,
+    disk: Arc<dyn Disk>,
+    options: NodeOptions,
+) -> Result<NodeHandle, NodeError> {
     config.validate()?;
     let voters = config.voters()?;
     let clean_shutdown = take_clean_shutdown_marker(disk.as_ref())?;
@@ -143,7 +147,8 @@ pub async fn start(config: NodeConfig, disk: Arc<dyn Disk>, options: NodeOptions
         None
     };
     let (broker, lifecycle) = if config.has_role(Role::Broker) {
-        let (shared, lifecycle, broker_tasks) = start_broker(config, disk.clone(), voters, clean_shutdown, options).await?;
+        let (shared, lifecycle, broker_tasks) =
+            start_broker(config, disk.clone(), voters, clean_shutdown, options).await?;
         tasks.extend(broker_tasks);
         (Some(shared), Some(lifecycle))
     } else {
@@ -161,7 +166,9 @@ pub async fn start(config: NodeConfig, disk: Arc<dyn Disk>, options: NodeOptions
 /// Reads and removes the clean-shutdown marker: present means the last stop flushed everything.
 fn take_clean_shutdown_marker(disk: &dyn Disk) -> Result<bool, NodeError> {
     let marker = Path::new(CLEAN_SHUTDOWN_FILE);
-    let present = disk.exists(marker).map_err(|e| NodeError::Disk(e.to_string()))?;
+    let present = disk
+        .exists(marker)
+        .map_err(|e| NodeError::Disk(e.to_string()))?;
     if present {
         disk.remove(marker)
             .and_then(|()| disk.sync_dir(Path::new("")))
@@ -171,10 +178,12 @@ fn take_clean_shutdown_marker(disk: &dyn Disk) -> Result<bool, NodeError> {
 }
 
 async fn bind(address: &str) -> Result<TcpListener, NodeError> {
-    TcpListener::bind(address).await.map_err(|e| NodeError::Bind {
-        address: address.to_string(),
-        reason: e.to_string(),
-    })
+    TcpListener::bind(address)
+        .await
+        .map_err(|e| NodeError::Bind {
+            address: address.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// The broker role: listener, registration, metadata, partitions, groups, metrics.
@@ -188,9 +197,11 @@ async fn start_broker(
     let kafka_address = config.listeners.kafka.clone().expect("validated");
     let listener = bind(&kafka_address).await?;
     let advertised = config.advertised_kafka().expect("validated").to_string();
-    let (host, port) = advertised
-        .rsplit_once(':')
-        .ok_or_else(|| config::ConfigError::Invalid(format!("advertised address {advertised:?} is not host:port")))?;
+    let (host, port) = advertised.rsplit_once(':').ok_or_else(|| {
+        config::ConfigError::Invalid(format!(
+            "advertised address {advertised:?} is not host:port"
+        ))
+    })?;
     let port: u16 = port
         .parse()
         .map_err(|_| config::ConfigError::Invalid(format!("advertised port {port:?}")))?;
@@ -205,11 +216,20 @@ async fn start_broker(
         session_timeout_ms: config.timing.broker_session_timeout_ms,
         ..LifecycleConfig::default()
     };
-    let lifecycle = BrokerLifecycle::start(client.clone(), wire::BrokerId(config.node_id), listeners, clean_shutdown, lifecycle_config);
+    let lifecycle = BrokerLifecycle::start(
+        client.clone(),
+        wire::BrokerId(config.node_id),
+        listeners,
+        clean_shutdown,
+        lifecycle_config,
+    );
     let metrics_address = config.listeners.metrics.clone();
     let shared = Shared::new(config, disk, lifecycle.image(), client, options.bugs);
     let groups = GroupService::start(shared.clone(), lifecycle.incarnation());
-    let handler = KafkaHandler { shared: shared.clone(), groups };
+    let handler = KafkaHandler {
+        shared: shared.clone(),
+        groups,
+    };
     let mut tasks = vec![
         tokio::spawn(follow_metadata(shared.clone())),
         tokio::spawn(housekeeping(shared.clone())),
@@ -218,7 +238,9 @@ async fn start_broker(
     if let Some(address) = metrics_address {
         let metrics_listener = bind(&address).await?;
         let scraped = shared.clone();
-        tasks.push(tokio::spawn(metrics::serve(metrics_listener, move || render_metrics(&scraped))));
+        tasks.push(tokio::spawn(metrics::serve(metrics_listener, move || {
+            render_metrics(&scraped)
+        })));
     }
     tracing::info!(node = shared.broker_id.0, %kafka_address, "broker serving");
     Ok((shared, lifecycle, tasks))
@@ -265,7 +287,8 @@ async fn accept(listener: TcpListener, handler: KafkaHandler) {
             continue;
         }
         let _best_effort = stream.set_nodelay(true);
-        let (handler, table, config, open) = (handler.clone(), table.clone(), config.clone(), open.clone());
+        let (handler, table, config, open) =
+            (handler.clone(), table.clone(), config.clone(), open.clone());
         open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(async move {
             tracing::debug!(%peer, "connection opened");
@@ -293,11 +316,20 @@ fn render_metrics(shared: &Shared) -> String {
         }
     }
     let gauges = vec![
-        ("rill_partitions".to_string(), shared.partitions().len() as f64),
+        (
+            "rill_partitions".to_string(),
+            shared.partitions().len() as f64,
+        ),
         ("rill_partitions_leader".to_string(), leaders as f64),
-        ("rill_partitions_under_replicated".to_string(), under_replicated as f64),
+        (
+            "rill_partitions_under_replicated".to_string(),
+            under_replicated as f64,
+        ),
         ("rill_partitions_offline".to_string(), offline as f64),
-        ("rill_metadata_applied_index".to_string(), shared.image().applied_index() as f64),
+        (
+            "rill_metadata_applied_index".to_string(),
+            shared.image().applied_index() as f64,
+        ),
     ];
     shared.metrics.render(&gauges)
 }

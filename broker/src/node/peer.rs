@@ -40,7 +40,11 @@ pub struct PeerConnection {
 
 impl PeerConnection {
     /// Connects within `timeout`.
-    pub async fn connect(address: &str, client_id: &str, timeout: Duration) -> Result<PeerConnection, PeerError> {
+    pub async fn connect(
+        address: &str,
+        client_id: &str,
+        timeout: Duration,
+    ) -> Result<PeerConnection, PeerError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
             .await
             .map_err(|_| PeerError::Timeout)?
@@ -74,7 +78,10 @@ impl PeerConnection {
             write_frame(&mut self.stream, &frame)
                 .await
                 .map_err(|e| PeerError::Io(e.to_string()))?;
-            self.stream.flush().await.map_err(|e| PeerError::Io(e.to_string()))?;
+            self.stream
+                .flush()
+                .await
+                .map_err(|e| PeerError::Io(e.to_string()))?;
             self.reader
                 .read_frame(&mut self.stream)
                 .await

@@ -19,7 +19,9 @@ use replication::{
 };
 use wire::{BrokerId, LeaderEpoch, Offset, TopicPartition};
 
-use crate::partition::{batches_from_bytes, replica_error_code, replica_error_from_code, REPLICA_FETCH_BYTES_MAX};
+use crate::partition::{
+    batches_from_bytes, replica_error_code, replica_error_from_code, REPLICA_FETCH_BYTES_MAX,
+};
 
 /// The Fetch version followers use: the last with topic names (13+ use topic ids).
 pub const REPLICA_FETCH_VERSION: i16 = 12;
@@ -108,7 +110,11 @@ pub fn fetch_from_kafka(replica_id: i32, partition: &FetchPartition) -> FetchReq
 }
 
 /// The core's answer to a follower as Kafka partition data.
-pub fn fetch_response_to_kafka(partition: i32, response: &FetchResponse, log_start: Offset) -> PartitionData {
+pub fn fetch_response_to_kafka(
+    partition: i32,
+    response: &FetchResponse,
+    log_start: Offset,
+) -> PartitionData {
     let base = PartitionData::default()
         .with_partition_index(partition)
         .with_log_start_offset(log_start.0)
@@ -162,7 +168,9 @@ pub fn offsets_for_epoch_from_kafka(
 ) -> OffsetsForLeaderEpochResponse {
     let result = match answer {
         None => Err(replication::Error::NotLeaderOrFollower),
-        Some(end) if end.error_code != 0 => Err(replica_error_from_code(end.error_code, Offset::ZERO)),
+        Some(end) if end.error_code != 0 => {
+            Err(replica_error_from_code(end.error_code, Offset::ZERO))
+        }
         Some(end) => Ok(EpochEndOffset {
             leader_epoch: LeaderEpoch(end.leader_epoch),
             end_offset: Offset(end.end_offset),

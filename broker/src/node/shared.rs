@@ -100,7 +100,8 @@ impl Shared {
     fn settings(&self, topic: &controller::TopicConfig) -> PartitionSettings {
         let timing = &self.config.timing;
         let mut replica = Config::new(self.broker_id);
-        replica.min_insync_replicas = usize::try_from(topic.min_insync_replicas.max(1)).expect("positive");
+        replica.min_insync_replicas =
+            usize::try_from(topic.min_insync_replicas.max(1)).expect("positive");
         replica.replica_lag_time_max_ms = timing.replica_lag_time_max_ms;
         replica.fetch_backoff_ms = timing.replica_fetch_backoff_ms;
         replica.request_timeout_ms = timing.request_timeout_ms;
@@ -119,7 +120,8 @@ impl Shared {
         for (name, topic) in image.topics() {
             for (index, state) in topic.partitions.iter().enumerate() {
                 if state.replicas.contains(&self.broker_id) {
-                    let tp = TopicPartition::new(name.clone(), i32::try_from(index).expect("bounded"));
+                    let tp =
+                        TopicPartition::new(name.clone(), i32::try_from(index).expect("bounded"));
                     wanted.insert(tp, (topic.config.clone(), to_replica_state(state)));
                 }
             }
@@ -149,15 +151,28 @@ impl Shared {
     }
 
     /// The hosted partition, opening it on first use.
-    fn open_partition(&self, tp: &TopicPartition, topic: &controller::TopicConfig) -> Option<Arc<Partition>> {
+    fn open_partition(
+        &self,
+        tp: &TopicPartition,
+        topic: &controller::TopicConfig,
+    ) -> Option<Arc<Partition>> {
         if let Some(partition) = self.partition(tp) {
             return Some(partition);
         }
-        let net: Arc<dyn ReplicaNet> = Arc::new(Transport { shared: self.me.clone() });
+        let net: Arc<dyn ReplicaNet> = Arc::new(Transport {
+            shared: self.me.clone(),
+        });
         let dir = partition_dir(tp);
-        match Partition::open(tp.clone(), self.disk.clone(), &dir, self.settings(topic), net) {
+        match Partition::open(
+            tp.clone(),
+            self.disk.clone(),
+            &dir,
+            self.settings(topic),
+            net,
+        ) {
             Ok(partition) => {
-                self.partitions_locked().insert(tp.clone(), partition.clone());
+                self.partitions_locked()
+                    .insert(tp.clone(), partition.clone());
                 Some(partition)
             }
             Err(error) => {
@@ -204,17 +219,26 @@ impl Shared {
 
     /// A follower's Fetch or OffsetsForLeaderEpoch to `leader`, answered back into the partition.
     async fn replicate(&self, tp: TopicPartition, leader: BrokerId, message: Message) {
-        let Some(partition) = self.partition(&tp) else { return };
+        let Some(partition) = self.partition(&tp) else {
+            return;
+        };
         let timeout = self.request_timeout();
         let connection = self.peer(leader, &tp).await;
         let answer = match message {
             Message::Fetch(request) => {
-                let wait = i32::try_from(self.config.timing.replica_fetch_wait_max_ms).unwrap_or(500);
+                let wait =
+                    i32::try_from(self.config.timing.replica_fetch_wait_max_ms).unwrap_or(500);
                 let kafka = rw::fetch_to_kafka(&tp, &request, wait);
                 let result = match connection {
                     Some(mut c) => {
-                        let r: Result<kafka_protocol::messages::FetchResponse, _> =
-                            c.request(kafka_protocol::messages::ApiKey::Fetch, rw::REPLICA_FETCH_VERSION, &kafka, timeout).await;
+                        let r: Result<kafka_protocol::messages::FetchResponse, _> = c
+                            .request(
+                                kafka_protocol::messages::ApiKey::Fetch,
+                                rw::REPLICA_FETCH_VERSION,
+                                &kafka,
+                                timeout,
+                            )
+                            .await;
                         if r.is_ok() {
                             self.peer_done(leader, &tp, c);
                         }
@@ -223,11 +247,17 @@ impl Shared {
                     None => None,
                 };
                 let data = result.as_ref().and_then(|r| {
-                    r.responses.iter().flat_map(|t| t.partitions.iter()).find(|p| p.partition_index == tp.partition)
+                    r.responses
+                        .iter()
+                        .flat_map(|t| t.partitions.iter())
+                        .find(|p| p.partition_index == tp.partition)
                 });
                 if result.is_none() {
                     // Unreachable or silent leader: a refused fetch makes the core back off and retry.
-                    tokio::time::sleep(Duration::from_millis(self.config.timing.replica_fetch_backoff_ms)).await;
+                    tokio::time::sleep(Duration::from_millis(
+                        self.config.timing.replica_fetch_backoff_ms,
+                    ))
+                    .await;
                 }
                 Message::FetchResponse(rw::fetch_response_from_kafka(leader, &request, data))
             }
@@ -235,8 +265,13 @@ impl Shared {
                 let kafka = rw::offsets_for_epoch_to_kafka(&tp, &request);
                 let result = match connection {
                     Some(mut c) => {
-                        let r: Result<kafka_protocol::messages::OffsetForLeaderEpochResponse, _> = c
-                            .request(kafka_protocol::messages::ApiKey::OffsetForLeaderEpoch, rw::OFFSETS_FOR_EPOCH_VERSION, &kafka, timeout)
+                        let r: Result<kafka_protocol::messages::OffsetForLeaderEpochResponse, _> =
+                            c.request(
+                                kafka_protocol::messages::ApiKey::OffsetForLeaderEpoch,
+                                rw::OFFSETS_FOR_EPOCH_VERSION,
+                                &kafka,
+                                timeout,
+                            )
                             .await;
                         if r.is_ok() {
                             self.peer_done(leader, &tp, c);
@@ -246,12 +281,20 @@ impl Shared {
                     None => None,
                 };
                 let end = result.as_ref().and_then(|r| {
-                    r.topics.iter().flat_map(|t| t.partitions.iter()).find(|p| p.partition == tp.partition)
+                    r.topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter())
+                        .find(|p| p.partition == tp.partition)
                 });
                 if result.is_none() {
-                    tokio::time::sleep(Duration::from_millis(self.config.timing.replica_fetch_backoff_ms)).await;
+                    tokio::time::sleep(Duration::from_millis(
+                        self.config.timing.replica_fetch_backoff_ms,
+                    ))
+                    .await;
                 }
-                Message::OffsetsForLeaderEpochResponse(rw::offsets_for_epoch_from_kafka(leader, &request, end))
+                Message::OffsetsForLeaderEpochResponse(rw::offsets_for_epoch_from_kafka(
+                    leader, &request, end,
+                ))
             }
             other => {
                 tracing::debug!(?other, "answers travel inside request handlers, not here");
@@ -263,7 +306,17 @@ impl Shared {
 
     /// A leader's ISR change, sent to the controller and answered back into the partition.
     async fn alter_partition(&self, tp: TopicPartition, request: AlterPartition) {
-        let Some(partition) = self.partition(&tp) else { return };
+        let Some(partition) = self.partition(&tp) else {
+            return;
+        };
+        // Counted here, not in the transport callback: that runs under the partition's lock.
+        let isr_now = partition.status().state.map_or(0, |state| state.isr.len());
+        let kind = if request.new_isr.len() < isr_now {
+            "rill_isr_shrinks_total"
+        } else {
+            "rill_isr_expands_total"
+        };
+        self.metrics.count(kind, 1);
         let ask = controller::Request::AlterPartition(controller::AlterPartitionRequest {
             partition: tp.clone(),
             broker: request.leader,
@@ -295,14 +348,17 @@ struct Transport {
 
 impl ReplicaNet for Transport {
     fn send(&self, tp: &TopicPartition, to: BrokerId, message: Message) {
-        let Some(shared) = self.shared.upgrade() else { return };
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
         let tp = tp.clone();
         tokio::spawn(async move { shared.replicate(tp, to, message).await });
     }
 
     fn alter_partition(&self, tp: &TopicPartition, request: AlterPartition) {
-        let Some(shared) = self.shared.upgrade() else { return };
-        shared.metrics.count("rill_alter_partition_total", 1);
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
         let tp = tp.clone();
         tokio::spawn(async move { shared.alter_partition(tp, request).await });
     }

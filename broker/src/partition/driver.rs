@@ -188,7 +188,9 @@ impl Partition {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock already failed an invariant; keep serving the state
         // rather than cascade (the panic itself is logged by the task that hit it).
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Feeds one input to the core and carries out the effects. Returns the captured answers
@@ -209,7 +211,10 @@ impl Partition {
         if inner.closed || inner.failed.is_some() {
             return Vec::new();
         }
-        let (hw_before, leo_before) = (inner.replica.high_watermark(), inner.replica.log_end_offset());
+        let (hw_before, leo_before) = (
+            inner.replica.high_watermark(),
+            inner.replica.log_end_offset(),
+        );
         let is_produce = matches!(input, Input::Produce(_));
         let effects = inner.replica.step(runtime::monotonic_ms(), input);
         inner.replica.check_invariants();
@@ -281,7 +286,8 @@ impl Partition {
             } => {
                 let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
                 if let Ok(data) = response.result.as_mut() {
-                    data.batches = read_batches(log, read, REPLICA_FETCH_BYTES_MAX).map_err(storage)?;
+                    data.batches =
+                        read_batches(log, read, REPLICA_FETCH_BYTES_MAX).map_err(storage)?;
                 }
                 let message = Message::FetchResponse(response);
                 if inner.capture_for == Some(to) {
@@ -380,7 +386,9 @@ impl Partition {
                 Message::FetchResponse(response) => Some(response),
                 _ => None,
             })
-            .ok_or(PartitionError::Replica(replication::Error::NotLeaderOrFollower))
+            .ok_or(PartitionError::Replica(
+                replication::Error::NotLeaderOrFollower,
+            ))
     }
 
     /// A follower's OffsetsForLeaderEpoch, answered at once.
@@ -403,7 +411,9 @@ impl Partition {
                 Message::OffsetsForLeaderEpochResponse(response) => Some(response),
                 _ => None,
             })
-            .ok_or(PartitionError::Replica(replication::Error::NotLeaderOrFollower))
+            .ok_or(PartitionError::Replica(
+                replication::Error::NotLeaderOrFollower,
+            ))
     }
 
     /// Notified whenever the LEO or HW may have moved. A long-polling fetch creates and
@@ -422,7 +432,9 @@ impl Partition {
                 Ok(outcome) => outcome,
                 Err(_dropped) => Err(PartitionError::Closed),
             },
-            Started::Duplicate { first, last } => self.duplicate_acknowledged(first, last, acks).await,
+            Started::Duplicate { first, last } => {
+                self.duplicate_acknowledged(first, last, acks).await
+            }
         }
     }
 
@@ -452,7 +464,12 @@ impl Partition {
 
     /// A duplicate's answer: its first offset once the HW passed its last (acks=all), waiting at
     /// most the produce timeout; leadership lost meanwhile refuses it like a fresh produce.
-    async fn duplicate_acknowledged(&self, first: Offset, last: Offset, acks: Acks) -> ProduceOutcome {
+    async fn duplicate_acknowledged(
+        &self,
+        first: Offset,
+        last: Offset,
+        acks: Acks,
+    ) -> ProduceOutcome {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.request_timeout_ms);
         loop {
             let notified = self.progress.notified();
@@ -468,7 +485,13 @@ impl Partition {
                     return Ok(first);
                 }
             }
-            if tokio::time::timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), notified).await.is_err() {
+            if tokio::time::timeout(
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
+                notified,
+            )
+            .await
+            .is_err()
+            {
                 return Err(replication::Error::RequestTimedOut.into());
             }
         }
@@ -483,9 +506,10 @@ impl Partition {
     ) -> Result<ConsumerRead, PartitionError> {
         let inner = self.lock();
         Self::refuse_if_unusable(&inner)?;
-        let range = inner
-            .replica
-            .consumer_read_range(current_leader_epoch, fetch_offset, i64::MAX / 4)?;
+        let range =
+            inner
+                .replica
+                .consumer_read_range(current_leader_epoch, fetch_offset, i64::MAX / 4)?;
         let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
         let records = read_for_consumer(log, range, bytes_max).map_err(storage)?;
         Ok(ConsumerRead {
@@ -498,7 +522,11 @@ impl Partition {
     /// Raw batches from `from` up to the log end (not only the HW): the group coordinator loads
     /// its offsets partition this way on becoming leader, since records the previous leader
     /// acknowledged may sit above this replica's HW until the followers fetch again.
-    pub fn read_committed_or_appended(&self, from: Offset, bytes_max: usize) -> Result<Vec<u8>, PartitionError> {
+    pub fn read_committed_or_appended(
+        &self,
+        from: Offset,
+        bytes_max: usize,
+    ) -> Result<Vec<u8>, PartitionError> {
         let inner = self.lock();
         Self::refuse_if_unusable(&inner)?;
         let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
@@ -564,7 +592,10 @@ impl Partition {
                 return Err(replication::Error::UnknownLeaderEpoch.into());
             }
         }
-        Ok(inner.replica.epochs().end_offset_for(epoch, inner.replica.log_end_offset()))
+        Ok(inner
+            .replica
+            .epochs()
+            .end_offset_for(epoch, inner.replica.log_end_offset()))
     }
 
     /// State for Metadata answers and metrics.
@@ -587,11 +618,19 @@ impl Partition {
             return;
         }
         let now = runtime::wall_clock_ms();
-        let Some(log) = inner.log.as_mut() else { return };
+        let Some(log) = inner.log.as_mut() else {
+            return;
+        };
         let result = log
             .roll(now)
             .and_then(|_| log.enforce_retention(now).map(|_| ()))
-            .and_then(|()| if log.config().compacted { log.compact(now).map(|_| ()) } else { Ok(()) });
+            .and_then(|()| {
+                if log.config().compacted {
+                    log.compact(now).map(|_| ())
+                } else {
+                    Ok(())
+                }
+            });
         if let Err(error) = result {
             self.fail(&mut inner, format!("housekeeping: {error}"));
         }
@@ -621,9 +660,15 @@ impl Partition {
         inner.replica.check_invariants();
         if let Some(log) = inner.log.as_ref() {
             log.check_invariants();
-            assert_eq!(inner.replica.log_end_offset(), log.log_end_offset(), "core LEO vs log LEO");
-            assert!(inner.replica.durable_end_offset() <= log.recovery_point(),
-                "the core counts more as durable than the log flushed");
+            assert_eq!(
+                inner.replica.log_end_offset(),
+                log.log_end_offset(),
+                "core LEO vs log LEO"
+            );
+            assert!(
+                inner.replica.durable_end_offset() <= log.recovery_point(),
+                "the core counts more as durable than the log flushed"
+            );
         }
     }
 
@@ -648,7 +693,11 @@ fn is_answer(message: &Message) -> bool {
 
 /// Appends the core's batch: as leader (log-core assigns offsets and the epoch) for a produce,
 /// as follower otherwise. The log must put it exactly where the core expects.
-fn append(inner: &mut Inner, batch: &replication::Batch, is_produce: bool) -> Result<(), PartitionError> {
+fn append(
+    inner: &mut Inner,
+    batch: &replication::Batch,
+    is_produce: bool,
+) -> Result<(), PartitionError> {
     let now = runtime::wall_clock_ms();
     let log = inner.log.as_mut().ok_or(PartitionError::Closed)?;
     let info = if is_produce {
@@ -733,7 +782,7 @@ fn sync_log_with_core(inner: &mut Inner) -> Result<(), LogError> {
         return Ok(());
     };
     if let Some((epoch, start)) = inner.replica.epochs().entries().last() {
-        if start == log.log_end_offset() && log.latest_epoch().map_or(true, |e| e < epoch) {
+        if start == log.log_end_offset() && log.latest_epoch().is_none_or(|e| e < epoch) {
             log.assign_epoch_start(epoch, start);
         }
     }
@@ -769,7 +818,10 @@ fn validate_produce(payload: &[u8], batch_bytes_max: u64) -> Result<u32, Partiti
 
 /// Idempotence: a retried batch of a known producer answers with its original offset instead of
 /// being appended again; a gap or a stale epoch is refused. `Ok(None)`: append.
-fn check_producer(inner: &Inner, payload: &[u8]) -> Result<Option<(Offset, Offset)>, PartitionError> {
+fn check_producer(
+    inner: &Inner,
+    payload: &[u8],
+) -> Result<Option<(Offset, Offset)>, PartitionError> {
     let Some(Ok(view)) = split_batches(payload).next() else {
         return Ok(None);
     };
@@ -782,10 +834,12 @@ fn check_producer(inner: &Inner, payload: &[u8]) -> Result<Option<(Offset, Offse
         return Ok(None);
     }
     let count = header.last_offset_delta + 1;
-    match inner
-        .producers
-        .check(header.producer_id, header.producer_epoch, header.base_sequence, count)
-    {
+    match inner.producers.check(
+        header.producer_id,
+        header.producer_epoch,
+        header.base_sequence,
+        count,
+    ) {
         Ok(crate::producer_state::Decision::Append) => Ok(None),
         Ok(crate::producer_state::Decision::Duplicate {
             first_offset,
@@ -834,7 +888,9 @@ async fn flusher(partition: Weak<Partition>) {
 fn flush_once(partition: &Partition, seq: u64, up_to: Offset) {
     let flushed = {
         let mut inner = partition.lock();
-        let Some(log) = inner.log.as_mut() else { return };
+        let Some(log) = inner.log.as_mut() else {
+            return;
+        };
         match log.flush() {
             Ok(flushed) => flushed,
             Err(error) => {

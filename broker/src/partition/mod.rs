@@ -18,7 +18,8 @@ mod driver;
 mod reads;
 
 pub use driver::{
-    Partition, PartitionSettings, PartitionStatus, ProduceOutcome, ReplicaNet, REPLICA_FETCH_BYTES_MAX,
+    Partition, PartitionSettings, PartitionStatus, ProduceOutcome, ReplicaNet,
+    REPLICA_FETCH_BYTES_MAX,
 };
 pub use reads::{batches_from_bytes, ConsumerRead};
 

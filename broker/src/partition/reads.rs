@@ -72,7 +72,9 @@ pub fn read_batches(
             break;
         }
     }
-    assert!(batches.iter().all(|b| b.base_offset >= read.from && b.end_offset() <= read.to));
+    assert!(batches
+        .iter()
+        .all(|b| b.base_offset >= read.from && b.end_offset() <= read.to));
     Ok(batches)
 }
 

@@ -6,8 +6,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, ResponseKind,
-    SyncGroupRequest, SyncGroupResponse,
+    GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, ResponseKind, SyncGroupRequest,
+    SyncGroupResponse,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -68,7 +68,12 @@ pub fn join_request(group: &str, member_id: &str, protocols: &[(&str, &str)]) ->
         )
 }
 
-pub fn sync_request(group: &str, member_id: &str, generation: i32, assignments: &[(&str, &str)]) -> SyncGroupRequest {
+pub fn sync_request(
+    group: &str,
+    member_id: &str,
+    generation: i32,
+    assignments: &[(&str, &str)],
+) -> SyncGroupRequest {
     SyncGroupRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_generation_id(generation)
@@ -97,11 +102,18 @@ pub fn response(effects: &[GroupEffect], ticket: u64) -> ResponseKind {
     let found: Vec<&ResponseKind> = effects
         .iter()
         .filter_map(|e| match e {
-            GroupEffect::Respond { ticket: t, response } if *t == ticket => Some(response),
+            GroupEffect::Respond {
+                ticket: t,
+                response,
+            } if *t == ticket => Some(response),
             _ => None,
         })
         .collect();
-    assert_eq!(found.len(), 1, "one answer for ticket {ticket} in {effects:?}");
+    assert_eq!(
+        found.len(),
+        1,
+        "one answer for ticket {ticket} in {effects:?}"
+    );
     found[0].clone()
 }
 
@@ -163,7 +175,10 @@ pub fn stable_pair(group: &str) -> (GroupCoordinator, String, String, i32) {
     let e1 = c.join(0, 1, &client("a"), &join_request(group, "", &protocols), 3);
     assert_eq!(timers(&e1), vec![100]);
     let e2 = c.join(10, 2, &client("b"), &join_request(group, "", &protocols), 3);
-    assert!(!answered(&e1, 1) && !answered(&e2, 2), "the initial delay holds both");
+    assert!(
+        !answered(&e1, 1) && !answered(&e2, 2),
+        "the initial delay holds both"
+    );
     let done = c.tick(110);
     let (r1, r2) = (join_response(&done, 1), join_response(&done, 2));
     assert_eq!(r1.generation_id, 1);
@@ -179,7 +194,12 @@ pub fn stable_pair(group: &str) -> (GroupCoordinator, String, String, i32) {
     let l = c.sync(
         120,
         11,
-        &sync_request(group, &leader_id, 1, &[(&leader_id, "L"), (&follower_id, "F")]),
+        &sync_request(
+            group,
+            &leader_id,
+            1,
+            &[(&leader_id, "L"), (&follower_id, "F")],
+        ),
         3,
     );
     assert_eq!(sync_response(&l, 10).assignment, Bytes::from_static(b"F"));

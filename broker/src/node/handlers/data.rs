@@ -56,9 +56,13 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
         for data in topic.partition_data {
             let tp = TopicPartition::new(topic.name.0.to_string(), data.index);
             let bytes = data.records.map(|b| b.to_vec()).unwrap_or_default();
-            shared.metrics.count("rill_produce_bytes_total", bytes.len() as u64);
+            shared
+                .metrics
+                .count("rill_produce_bytes_total", bytes.len() as u64);
             let task = match shared.partition(&tp) {
-                Some(partition) => Ok(tokio::spawn(async move { partition.produce(bytes, acks).await })),
+                Some(partition) => Ok(tokio::spawn(
+                    async move { partition.produce(bytes, acks).await },
+                )),
                 None => Err(not_hosted(shared, &tp)),
             };
             pending.push((data.index, task));
@@ -85,14 +89,22 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
                     .with_log_start_offset(-1),
             );
         }
-        topics.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(responses));
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(responses),
+        );
     }
     ProduceResponse::default().with_responses(topics)
 }
 
 /// Fetch: followers (replica id ≥ 0) through the replica core, consumers below the HW.
 pub async fn fetch(shared: &Arc<Shared>, request: FetchRequest) -> FetchResponse {
-    let wait = Duration::from_millis(u64::try_from(request.max_wait_ms.max(0)).unwrap_or(0).min(FETCH_WAIT_MS_MAX));
+    let wait = Duration::from_millis(
+        u64::try_from(request.max_wait_ms.max(0))
+            .unwrap_or(0)
+            .min(FETCH_WAIT_MS_MAX),
+    );
     let deadline = tokio::time::Instant::now() + wait;
     let replica_id = request.replica_id.0;
     loop {
@@ -105,7 +117,14 @@ pub async fn fetch(shared: &Arc<Shared>, request: FetchRequest) -> FetchResponse
         }
         let slice = (deadline - now).min(Duration::from_millis(FETCH_POLL_MS));
         match first {
-            Some(partition) if request.topics.iter().map(|t| t.partitions.len()).sum::<usize>() == 1 => {
+            Some(partition)
+                if request
+                    .topics
+                    .iter()
+                    .map(|t| t.partitions.len())
+                    .sum::<usize>()
+                    == 1 =>
+            {
                 let notified = partition.progress().notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
@@ -159,16 +178,29 @@ fn fetch_once(
             let data = if replica_id >= 0 {
                 follower_fetch(&partition, replica_id, fetch)
             } else {
-                let partition_max = usize::try_from(fetch.partition_max_bytes.max(1)).unwrap_or(1 << 20);
-                consumer_fetch(&partition, fetch, partition_max.min(bytes_max.saturating_sub(bytes_total).max(1)))
+                let partition_max =
+                    usize::try_from(fetch.partition_max_bytes.max(1)).unwrap_or(1 << 20);
+                consumer_fetch(
+                    &partition,
+                    fetch,
+                    partition_max.min(bytes_max.saturating_sub(bytes_total).max(1)),
+                )
             };
             bytes_total += data.records.as_ref().map_or(0, Bytes::len);
             first.get_or_insert(partition);
             partitions.push(data);
         }
-        topics.push(FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions));
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_partitions(partitions),
+        );
     }
-    (FetchResponse::default().with_responses(topics), bytes_total, first)
+    (
+        FetchResponse::default().with_responses(topics),
+        bytes_total,
+        first,
+    )
 }
 
 fn follower_fetch(
@@ -189,7 +221,8 @@ fn consumer_fetch(
     fetch: &kafka_protocol::messages::fetch_request::FetchPartition,
     bytes_max: usize,
 ) -> PartitionData {
-    let epoch = (fetch.current_leader_epoch >= 0).then_some(LeaderEpoch(fetch.current_leader_epoch));
+    let epoch =
+        (fetch.current_leader_epoch >= 0).then_some(LeaderEpoch(fetch.current_leader_epoch));
     match partition.consumer_read(epoch, wire::Offset(fetch.fetch_offset), bytes_max) {
         Ok(read) => PartitionData::default()
             .with_partition_index(fetch.partition)
@@ -227,24 +260,43 @@ pub fn list_offsets(shared: &Shared, request: ListOffsetsRequest) -> ListOffsets
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1);
                     let Some(partition) = shared.partition(&tp) else {
-                        return base.with_error_code(not_hosted(shared, &tp)).with_offset(-1).with_leader_epoch(-1);
+                        return base
+                            .with_error_code(not_hosted(shared, &tp))
+                            .with_offset(-1)
+                            .with_leader_epoch(-1);
                     };
-                    let epoch = (p.current_leader_epoch >= 0).then_some(LeaderEpoch(p.current_leader_epoch));
+                    let epoch = (p.current_leader_epoch >= 0)
+                        .then_some(LeaderEpoch(p.current_leader_epoch));
                     match partition.list_offset(epoch, p.timestamp) {
-                        Ok((offset, epoch)) => base.with_offset(offset.0).with_leader_epoch(epoch.0),
-                        Err(error) => base.with_error_code(error.error_code()).with_offset(-1).with_leader_epoch(-1),
+                        Ok((offset, epoch)) => {
+                            base.with_offset(offset.0).with_leader_epoch(epoch.0)
+                        }
+                        Err(error) => base
+                            .with_error_code(error.error_code())
+                            .with_offset(-1)
+                            .with_leader_epoch(-1),
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(topic.name.clone()).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
 }
 
 /// OffsetForLeaderEpoch: followers through the replica core, clients from the log.
-pub fn offsets_for_leader_epoch(shared: &Shared, request: OffsetForLeaderEpochRequest, version: i16) -> OffsetForLeaderEpochResponse {
-    let replica_id = if version >= 3 { request.replica_id.0 } else { -2 };
+pub fn offsets_for_leader_epoch(
+    shared: &Shared,
+    request: OffsetForLeaderEpochRequest,
+    version: i16,
+) -> OffsetForLeaderEpochResponse {
+    let replica_id = if version >= 3 {
+        request.replica_id.0
+    } else {
+        -2
+    };
     let topics = request
         .topics
         .iter()
@@ -274,16 +326,21 @@ pub fn offsets_for_leader_epoch(shared: &Shared, request: OffsetForLeaderEpochRe
                             })
                             .and_then(|response| response.result)
                     } else {
-                        let current = (p.current_leader_epoch >= 0).then_some(LeaderEpoch(p.current_leader_epoch));
-                        partition.end_offset_for_epoch(current, LeaderEpoch(p.leader_epoch)).map_err(|e| match e {
-                            PartitionError::Replica(r) => r,
-                            _ => replication::Error::NotLeaderOrFollower,
-                        })
+                        let current = (p.current_leader_epoch >= 0)
+                            .then_some(LeaderEpoch(p.current_leader_epoch));
+                        partition
+                            .end_offset_for_epoch(current, LeaderEpoch(p.leader_epoch))
+                            .map_err(|e| match e {
+                                PartitionError::Replica(r) => r,
+                                _ => replication::Error::NotLeaderOrFollower,
+                            })
                     };
                     rw::offsets_for_epoch_response_to_kafka(p.partition, &result)
                 })
                 .collect();
-            OffsetForLeaderTopicResult::default().with_topic(topic.topic.clone()).with_partitions(partitions)
+            OffsetForLeaderTopicResult::default()
+                .with_topic(topic.topic.clone())
+                .with_partitions(partitions)
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)

@@ -89,25 +89,46 @@ impl GroupService {
         if !shared.image().topics().contains_key(OFFSETS_TOPIC) {
             let brokers = shared.image().brokers_unfenced().len();
             let replication = i32::try_from(brokers.clamp(1, 3)).expect("small");
-            let code = super::metadata::create_topic(shared, OFFSETS_TOPIC, OFFSETS_PARTITIONS, replication, &[]).await;
+            let code = super::metadata::create_topic(
+                shared,
+                OFFSETS_TOPIC,
+                OFFSETS_PARTITIONS,
+                replication,
+                &[],
+            )
+            .await;
             if code != 0 && code != E::TopicAlreadyExists.code() {
                 return Err(E::CoordinatorNotAvailable.code());
             }
         }
         let image = shared.image();
-        let topic = image.topics().get(OFFSETS_TOPIC).ok_or(E::CoordinatorNotAvailable.code())?;
+        let topic = image
+            .topics()
+            .get(OFFSETS_TOPIC)
+            .ok_or(E::CoordinatorNotAvailable.code())?;
         let partitions = i32::try_from(topic.partitions.len()).expect("bounded");
         let index = crate::group::offsets_partition(group, partitions);
         let state = &topic.partitions[usize::try_from(index).expect("non-negative")];
         let leader = state.leader.ok_or(E::CoordinatorNotAvailable.code())?;
-        let address = shared.broker_address(leader).ok_or(E::CoordinatorNotAvailable.code())?;
-        let (host, port) = address.rsplit_once(':').ok_or(E::CoordinatorNotAvailable.code())?;
-        let port: i32 = port.parse().map_err(|_| E::CoordinatorNotAvailable.code())?;
+        let address = shared
+            .broker_address(leader)
+            .ok_or(E::CoordinatorNotAvailable.code())?;
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or(E::CoordinatorNotAvailable.code())?;
+        let port: i32 = port
+            .parse()
+            .map_err(|_| E::CoordinatorNotAvailable.code())?;
         Ok((leader.0, host.to_string(), port))
     }
 
     /// The group APIs. `client_id` is the request header's.
-    pub async fn handle(&self, body: RequestKind, version: i16, client_id: &str) -> Result<ResponseKind, Refusal> {
+    pub async fn handle(
+        &self,
+        body: RequestKind,
+        version: i16,
+        client_id: &str,
+    ) -> Result<ResponseKind, Refusal> {
         let now = runtime::monotonic_ms();
         let client = ClientInfo {
             client_id: client_id.to_string(),
@@ -120,13 +141,25 @@ impl GroupService {
             RequestKind::Heartbeat(r) => self.coordinator().heartbeat(now, ticket, &r, version),
             RequestKind::LeaveGroup(r) => self.coordinator().leave(now, ticket, &r, version),
             RequestKind::DescribeGroups(r) => {
-                return Ok(ResponseKind::DescribeGroups(self.coordinator().describe(&r, version)))
+                return Ok(ResponseKind::DescribeGroups(
+                    self.coordinator().describe(&r, version),
+                ))
             }
-            RequestKind::ListGroups(r) => return Ok(ResponseKind::ListGroups(self.coordinator().list(&r, version))),
+            RequestKind::ListGroups(r) => {
+                return Ok(ResponseKind::ListGroups(
+                    self.coordinator().list(&r, version),
+                ))
+            }
             RequestKind::OffsetFetch(r) => {
-                return Ok(ResponseKind::OffsetFetch(self.coordinator().fetch_offsets(&r, version)))
+                return Ok(ResponseKind::OffsetFetch(
+                    self.coordinator().fetch_offsets(&r, version),
+                ))
             }
-            RequestKind::OffsetCommit(r) => return Ok(ResponseKind::OffsetCommit(self.commit(now, &r, version).await)),
+            RequestKind::OffsetCommit(r) => {
+                return Ok(ResponseKind::OffsetCommit(
+                    self.commit(now, &r, version).await,
+                ))
+            }
             _ => return Err(Refusal::NotImplemented),
         };
         self.apply(effects);
@@ -134,7 +167,9 @@ impl GroupService {
             Ok(Ok(response)) => Ok(response),
             _ => {
                 self.waiting_locked().remove(&ticket);
-                Err(Refusal::Invalid { reason: "group request not answered in time".into() })
+                Err(Refusal::Invalid {
+                    reason: "group request not answered in time".into(),
+                })
             }
         }
     }
@@ -145,7 +180,9 @@ impl GroupService {
 
     /// A fresh ticket and the receiver its answer arrives on.
     fn ticket(&self) -> (u64, oneshot::Receiver<ResponseKind>) {
-        let ticket = self.ticket_next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ticket = self
+            .ticket_next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
         self.waiting_locked().insert(ticket, sender);
         (ticket, receiver)
@@ -182,7 +219,8 @@ impl GroupService {
             return plan.failed(E::NotCoordinator.code());
         };
         let mut builder = BatchBuilder::new();
-        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = plan.records.iter().map(OffsetRecord::encode).collect();
+        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            plan.records.iter().map(OffsetRecord::encode).collect();
         for (key, value) in &encoded {
             builder.push(Some(key), value.as_deref(), runtime::wall_clock_ms(), &[]);
         }
@@ -212,7 +250,11 @@ impl GroupService {
                 led.insert(tp.partition);
             }
         }
-        let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for gone in loaded.difference(&led) {
             let effects = self.coordinator().unload(*gone);
             self.apply(effects);
@@ -227,12 +269,13 @@ impl GroupService {
     /// Reads an offsets partition from its start and hands the records to the coordinator.
     fn load(&self, index: i32) {
         let tp = TopicPartition::new(OFFSETS_TOPIC, index);
-        let Some(partition) = self.shared.partition(&tp) else { return };
+        let Some(partition) = self.shared.partition(&tp) else {
+            return;
+        };
         self.coordinator().begin_loading(index);
         let mut records = Vec::new();
         let mut from = partition.status().log_start_offset;
-        loop {
-            let Ok(bytes) = partition.read_committed_or_appended(from, LOAD_READ_BYTES) else { break };
+        while let Ok(bytes) = partition.read_committed_or_appended(from, LOAD_READ_BYTES) {
             if bytes.is_empty() {
                 break;
             }
@@ -264,7 +307,9 @@ impl GroupService {
 async fn tick_loop(service: std::sync::Weak<GroupService>) {
     loop {
         tokio::time::sleep(Duration::from_millis(TICK_MS)).await;
-        let Some(service) = service.upgrade() else { return };
+        let Some(service) = service.upgrade() else {
+            return;
+        };
         service.follow_leadership();
         let effects = service.coordinator().tick(runtime::monotonic_ms());
         service.apply(effects);

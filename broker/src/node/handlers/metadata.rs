@@ -36,17 +36,22 @@ pub fn topic_name_is_valid(name: &str) -> bool {
         && name.len() <= TOPIC_NAME_BYTES_MAX
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 /// Answers Metadata from the broker's image, creating missing topics when allowed.
 pub async fn metadata(shared: &Shared, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let allow_create = (version < 4 || request.allow_auto_topic_creation) && shared.config.topics.auto_create;
+    let allow_create =
+        (version < 4 || request.allow_auto_topic_creation) && shared.config.topics.auto_create;
     let mut image = shared.image();
-    let names: Option<Vec<String>> = request
-        .topics
-        .as_ref()
-        .map(|topics| topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect());
+    let names: Option<Vec<String>> = request.topics.as_ref().map(|topics| {
+        topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect()
+    });
     if let (Some(names), true) = (&names, allow_create) {
         let missing: Vec<&String> = names
             .iter()
@@ -58,7 +63,10 @@ pub async fn metadata(shared: &Shared, request: MetadataRequest, version: i16) -
         image = shared.image();
     }
     let names = names.unwrap_or_else(|| image.topics().keys().cloned().collect());
-    let topics = names.iter().map(|name| topic_metadata(&image, name)).collect();
+    let topics = names
+        .iter()
+        .map(|name| topic_metadata(&image, name))
+        .collect();
     let brokers = image
         .brokers()
         .iter()
@@ -104,7 +112,11 @@ fn topic_metadata(image: &controller::MetadataImage, name: &str) -> MetadataResp
                 .map(|b| KBroker(b.0))
                 .collect();
             MetadataResponsePartition::default()
-                .with_error_code(if state.leader.is_some() { 0 } else { E::LeaderNotAvailable.code() })
+                .with_error_code(if state.leader.is_some() {
+                    0
+                } else {
+                    E::LeaderNotAvailable.code()
+                })
                 .with_partition_index(i32::try_from(index).expect("bounded"))
                 .with_leader_id(KBroker(state.leader.map_or(-1, |b| b.0)))
                 .with_leader_epoch(state.leader_epoch.0)
@@ -147,8 +159,16 @@ pub async fn create_topic(
             _ => {}
         }
     }
-    let partitions = if partitions == -1 { defaults.partitions } else { partitions };
-    let replication_factor = if replication_factor == -1 { defaults.replication_factor } else { replication_factor };
+    let partitions = if partitions == -1 {
+        defaults.partitions
+    } else {
+        partitions
+    };
+    let replication_factor = if replication_factor == -1 {
+        defaults.replication_factor
+    } else {
+        replication_factor
+    };
     if partitions < 1 {
         return E::InvalidPartitions.code();
     }
@@ -175,7 +195,13 @@ async fn wait_for_image(shared: &Shared, done: impl Fn(&controller::MetadataImag
     let mut watch = shared.image.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(TOPIC_PROPAGATION_WAIT_MS);
     while !done(&watch.borrow_and_update()) {
-        if tokio::time::timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), watch.changed()).await.is_err() {
+        if tokio::time::timeout(
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+            watch.changed(),
+        )
+        .await
+        .is_err()
+        {
             return;
         }
     }
@@ -212,14 +238,30 @@ pub async fn create_topics(shared: &Shared, request: CreateTopicsRequest) -> Cre
         let configs: Vec<(String, String)> = topic
             .configs
             .iter()
-            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()).unwrap_or_default()))
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                )
+            })
             .collect();
         let code = if !topic.assignments.is_empty() {
             E::InvalidReplicaAssignment.code()
         } else if request.validate_only {
-            if topic_name_is_valid(&name) { 0 } else { E::InvalidTopicException.code() }
+            if topic_name_is_valid(&name) {
+                0
+            } else {
+                E::InvalidTopicException.code()
+            }
         } else {
-            create_topic(shared, &name, topic.num_partitions, i32::from(topic.replication_factor), &configs).await
+            create_topic(
+                shared,
+                &name,
+                topic.num_partitions,
+                i32::from(topic.replication_factor),
+                &configs,
+            )
+            .await
         };
         results.push(
             CreatableTopicResult::default()
@@ -233,9 +275,17 @@ pub async fn create_topics(shared: &Shared, request: CreateTopicsRequest) -> Cre
 }
 
 /// DeleteTopics (by name; topic ids are not served).
-pub async fn delete_topics(shared: &Shared, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn delete_topics(
+    shared: &Shared,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let names: Vec<TopicName> = if version >= 6 {
-        request.topics.iter().filter_map(|t| t.name.clone()).collect()
+        request
+            .topics
+            .iter()
+            .filter_map(|t| t.name.clone())
+            .collect()
     } else {
         request.topic_names.clone()
     };
@@ -245,7 +295,13 @@ pub async fn delete_topics(shared: &Shared, request: DeleteTopicsRequest, versio
         let code = if !shared.image().topics().contains_key(&topic) {
             E::UnknownTopicOrPartition.code()
         } else {
-            match shared.controller.request(controller::Request::DeleteTopic { name: topic.clone() }).await {
+            match shared
+                .controller
+                .request(controller::Request::DeleteTopic {
+                    name: topic.clone(),
+                })
+                .await
+            {
                 Ok(_) => {
                     wait_for_image(shared, |image| !image.topics().contains_key(&topic)).await;
                     0
@@ -253,13 +309,20 @@ pub async fn delete_topics(shared: &Shared, request: DeleteTopicsRequest, versio
                 Err(error) => controller_error_code(&error),
             }
         };
-        responses.push(DeletableTopicResult::default().with_name(Some(name)).with_error_code(code));
+        responses.push(
+            DeletableTopicResult::default()
+                .with_name(Some(name))
+                .with_error_code(code),
+        );
     }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
 /// DescribeConfigs for topics (2) and brokers (4): the settings rill applies.
-pub fn describe_configs(shared: &Shared, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub fn describe_configs(
+    shared: &Shared,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let image = shared.image();
     let log = &shared.config.log;
     let results = request
@@ -281,22 +344,43 @@ pub fn describe_configs(shared: &Shared, request: DescribeConfigsRequest) -> Des
                     let Some(topic) = image.topics().get(&name) else {
                         return base.with_error_code(E::UnknownTopicOrPartition.code());
                     };
-                    entries.push(("min.insync.replicas", topic.config.min_insync_replicas.to_string()));
-                    entries.push(("unclean.leader.election.enable", topic.config.unclean_leader_election.to_string()));
-                    let policy = if name == super::groups::OFFSETS_TOPIC { "compact" } else { "delete" };
+                    entries.push((
+                        "min.insync.replicas",
+                        topic.config.min_insync_replicas.to_string(),
+                    ));
+                    entries.push((
+                        "unclean.leader.election.enable",
+                        topic.config.unclean_leader_election.to_string(),
+                    ));
+                    let policy = if name == super::groups::OFFSETS_TOPIC {
+                        "compact"
+                    } else {
+                        "delete"
+                    };
                     entries.push(("cleanup.policy", policy.to_string()));
                 }
                 4 => {
-                    entries.push(("default.replication.factor", shared.config.topics.replication_factor.to_string()));
-                    entries.push(("num.partitions", shared.config.topics.partitions.to_string()));
-                    entries.push(("auto.create.topics.enable", shared.config.topics.auto_create.to_string()));
+                    entries.push((
+                        "default.replication.factor",
+                        shared.config.topics.replication_factor.to_string(),
+                    ));
+                    entries.push((
+                        "num.partitions",
+                        shared.config.topics.partitions.to_string(),
+                    ));
+                    entries.push((
+                        "auto.create.topics.enable",
+                        shared.config.topics.auto_create.to_string(),
+                    ));
                 }
                 _ => return base.with_error_code(E::InvalidRequest.code()),
             }
             let wanted = resource.configuration_keys.as_ref();
             let configs = entries
                 .into_iter()
-                .filter(|(key, _)| wanted.map_or(true, |keys| keys.iter().any(|k| k.as_str() == *key)))
+                .filter(|(key, _)| {
+                    wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == *key))
+                })
                 .map(|(key, value)| {
                     DescribeConfigsResourceResult::default()
                         .with_name(str_bytes(key))

@@ -7,11 +7,11 @@ pub mod metadata;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{
     BrokerId as KBroker, FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest,
     InitProducerIdResponse, ProducerId, RequestKind, ResponseKind,
 };
-use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::protocol::StrBytes;
 
 use super::shared::Shared;
@@ -40,24 +40,47 @@ impl RequestHandler for KafkaHandler {
             .map(|c| c.to_string())
             .unwrap_or_default();
         let response = match request.body {
-            RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::metadata(shared, r, version).await),
+            RequestKind::Metadata(r) => {
+                ResponseKind::Metadata(metadata::metadata(shared, r, version).await)
+            }
             RequestKind::Produce(r) => ResponseKind::Produce(data::produce(shared, r).await),
             RequestKind::Fetch(r) => ResponseKind::Fetch(data::fetch(shared, r).await),
-            RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(data::list_offsets(shared, r)),
-            RequestKind::OffsetForLeaderEpoch(r) => {
-                ResponseKind::OffsetForLeaderEpoch(data::offsets_for_leader_epoch(shared, r, version))
+            RequestKind::ListOffsets(r) => {
+                let mut response = data::list_offsets(shared, r);
+                // leader_epoch exists from v4 on; kafka-protocol refuses to encode it below
+                // (librdkafka 2.0.2, e.g. kcat, sends v2).
+                if version < 4 {
+                    let partitions = response.topics.iter_mut().flat_map(|t| &mut t.partitions);
+                    partitions.for_each(|p| p.leader_epoch = -1);
+                }
+                ResponseKind::ListOffsets(response)
             }
-            RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(metadata::create_topics(shared, r).await),
-            RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(metadata::delete_topics(shared, r, version).await),
-            RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(metadata::describe_configs(shared, r)),
-            RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(self.init_producer_id(r)),
+            RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
+                data::offsets_for_leader_epoch(shared, r, version),
+            ),
+            RequestKind::CreateTopics(r) => {
+                ResponseKind::CreateTopics(metadata::create_topics(shared, r).await)
+            }
+            RequestKind::DeleteTopics(r) => {
+                ResponseKind::DeleteTopics(metadata::delete_topics(shared, r, version).await)
+            }
+            RequestKind::DescribeConfigs(r) => {
+                ResponseKind::DescribeConfigs(metadata::describe_configs(shared, r))
+            }
+            RequestKind::InitProducerId(r) => {
+                ResponseKind::InitProducerId(self.init_producer_id(r))
+            }
             RequestKind::FindCoordinator(r) => {
                 ResponseKind::FindCoordinator(self.find_coordinator(r, version).await)
             }
             body => self.groups.handle(body, version, &client_id).await?,
         };
-        shared.metrics.observe_latency(&format!("{api:?}"), started.elapsed());
-        shared.metrics.count(&format!("rill_requests_total{{api=\"{api:?}\"}}"), 1);
+        shared
+            .metrics
+            .observe_latency(&format!("{api:?}"), started.elapsed());
+        shared
+            .metrics
+            .count(&format!("rill_requests_total{{api=\"{api:?}\"}}"), 1);
         Ok(response)
     }
 }
@@ -72,13 +95,19 @@ impl KafkaHandler {
             return base.with_error_code(E::TransactionalIdAuthorizationFailed.code());
         }
         match self.groups.allocate_producer_id() {
-            Some((id, epoch)) => base.with_producer_id(ProducerId(id)).with_producer_epoch(epoch),
+            Some((id, epoch)) => base
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch),
             None => base.with_error_code(E::CoordinatorNotAvailable.code()),
         }
     }
 
     /// FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition.
-    async fn find_coordinator(&self, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+    async fn find_coordinator(
+        &self,
+        request: FindCoordinatorRequest,
+        version: i16,
+    ) -> FindCoordinatorResponse {
         let keys: Vec<StrBytes> = if version >= 4 {
             request.coordinator_keys.clone()
         } else {

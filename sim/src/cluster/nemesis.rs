@@ -1,0 +1,347 @@
+//! The nemesis as data: a [`FaultSchedule`] is a list of `(at_ms, Fault)` drawn from the seed
+//! (or read from a JSON file), so a failing run can be replayed, printed and shrunk fault by
+//! fault. Every fault is meaningful on its own: applying any subset of a schedule is a valid run
+//! (a `Resume` of a node nobody paused is a no-op), which is what delta debugging needs.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Nodes of the simulated cluster: broker ids 1..=NODES.
+pub const NODES: u8 = 3;
+/// Most faults one schedule may hold (a limit, so a hand-written file cannot stall a run).
+pub const SCHEDULE_FAULTS_MAX: usize = 512;
+
+/// One fault the nemesis can inject. Nodes are broker ids (1..=3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Fault {
+    /// Kill the node's process; its disk crashes (unsynced bytes lost, appends may tear).
+    Kill {
+        /// The broker id.
+        node: u8,
+    },
+    /// Start a killed node again on its crashed disk; a live node is crashed and restarted.
+    Restart {
+        /// The broker id.
+        node: u8,
+    },
+    /// Clog every link of the node: it runs but hears and says nothing (a long GC pause).
+    Pause {
+        /// The broker id.
+        node: u8,
+    },
+    /// Unclog the node's links.
+    Resume {
+        /// The broker id.
+        node: u8,
+    },
+    /// Clog the links between two nodes, both ways.
+    Partition {
+        /// One side.
+        a: u8,
+        /// The other side.
+        b: u8,
+    },
+    /// Clog one direction only: `from` can no longer reach `to`, `to` still reaches `from`.
+    OneWay {
+        /// Sender whose packets are dropped.
+        from: u8,
+        /// Intended receiver.
+        to: u8,
+    },
+    /// Cut the node off from every other node (brokers and clients).
+    Isolate {
+        /// The broker id.
+        node: u8,
+    },
+    /// Unclog every link and node: the network is whole again.
+    Heal,
+    /// The node's disk starts failing: I/O errors and silent bit flips on writes.
+    DiskFaults {
+        /// The broker id.
+        node: u8,
+        /// Per-mille chance that a write or sync fails.
+        io_error_permille: u32,
+        /// Per-million chance that a write silently flips one bit (the CRC must catch it).
+        bit_flip_per_million: u32,
+    },
+    /// The node's disk stops failing.
+    DiskHeal {
+        /// The broker id.
+        node: u8,
+    },
+}
+
+impl Fault {
+    /// The nodes the fault names, for validation.
+    fn nodes(&self) -> Vec<u8> {
+        match self {
+            Fault::Kill { node }
+            | Fault::Restart { node }
+            | Fault::Pause { node }
+            | Fault::Resume { node }
+            | Fault::Isolate { node }
+            | Fault::DiskFaults { node, .. }
+            | Fault::DiskHeal { node } => vec![*node],
+            Fault::Partition { a, b } => vec![*a, *b],
+            Fault::OneWay { from, to } => vec![*from, *to],
+            Fault::Heal => Vec::new(),
+        }
+    }
+
+    /// A short label for traces and reports.
+    pub fn label(&self) -> String {
+        match self {
+            Fault::Kill { node } => format!("kill n{node}"),
+            Fault::Restart { node } => format!("restart n{node}"),
+            Fault::Pause { node } => format!("pause n{node}"),
+            Fault::Resume { node } => format!("resume n{node}"),
+            Fault::Partition { a, b } => format!("partition n{a}|n{b}"),
+            Fault::OneWay { from, to } => format!("one-way n{from}->n{to} dropped"),
+            Fault::Isolate { node } => format!("isolate n{node}"),
+            Fault::Heal => "heal network".to_string(),
+            Fault::DiskFaults {
+                node,
+                io_error_permille,
+                bit_flip_per_million,
+            } => format!(
+                "disk faults n{node} io {io_error_permille}‰ flips {bit_flip_per_million}/M"
+            ),
+            Fault::DiskHeal { node } => format!("disk heal n{node}"),
+        }
+    }
+}
+
+/// A fault and when (simulated ms after the cluster is up) it strikes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledFault {
+    /// Simulated milliseconds after the workload started.
+    pub at_ms: u64,
+    /// What happens.
+    pub fault: Fault,
+}
+
+/// The whole nemesis plan of one run, ordered by time.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FaultSchedule {
+    /// The faults, `at_ms` non-decreasing.
+    pub faults: Vec<ScheduledFault>,
+}
+
+/// Which fault kinds a seed enables and how often faults strike: the swarm part of the draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NemesisDraw {
+    /// Process kills (and restarts).
+    pub kills: bool,
+    /// Node pauses (all links clogged).
+    pub pauses: bool,
+    /// Partitions between two nodes, one-way drops and isolations.
+    pub partitions: bool,
+    /// Disk I/O errors and bit flips.
+    pub disk: bool,
+    /// Mean gap between two fault episodes, simulated ms.
+    pub gap_ms_mean: u64,
+}
+
+impl NemesisDraw {
+    /// Draws the enabled kinds (at least one) and the rate.
+    pub fn draw(rng: &mut ChaCha8Rng) -> NemesisDraw {
+        let mut draw = NemesisDraw {
+            kills: rng.gen_bool(0.6),
+            pauses: rng.gen_bool(0.4),
+            partitions: rng.gen_bool(0.6),
+            disk: rng.gen_bool(0.3),
+            gap_ms_mean: [1_000, 2_500, 5_000][rng.gen_range(0..3)],
+        };
+        if !(draw.kills || draw.pauses || draw.partitions || draw.disk) {
+            draw.kills = true;
+        }
+        draw
+    }
+
+    /// The enabled kinds, for `describe`.
+    pub fn kinds(&self) -> String {
+        let kinds: Vec<&str> = [
+            (self.kills, "kill"),
+            (self.pauses, "pause"),
+            (self.partitions, "partition"),
+            (self.disk, "disk"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+        kinds.join("+")
+    }
+}
+
+fn node(rng: &mut ChaCha8Rng) -> u8 {
+    rng.gen_range(1..=NODES)
+}
+
+fn other(rng: &mut ChaCha8Rng, not: u8) -> u8 {
+    let step = rng.gen_range(1..NODES);
+    (not - 1 + step) % NODES + 1
+}
+
+impl FaultSchedule {
+    /// Draws episodes (a fault and, later, its undoing) over `duration_ms`. Episodes do not
+    /// overlap: each one ends before the next begins, so a schedule reads as a story.
+    pub fn generate(rng: &mut ChaCha8Rng, draw: &NemesisDraw, duration_ms: u64) -> FaultSchedule {
+        assert!(duration_ms > 0, "a safety phase has a duration");
+        let mut kinds = Vec::new();
+        for (on, kind) in [
+            (draw.kills, 0u8),
+            (draw.pauses, 1),
+            (draw.partitions, 2),
+            (draw.disk, 3),
+        ] {
+            if on {
+                kinds.push(kind);
+            }
+        }
+        assert!(!kinds.is_empty(), "the draw enables at least one kind");
+        let mut faults = Vec::new();
+        let mut at_ms = rng.gen_range(0..=draw.gap_ms_mean * 2);
+        while at_ms < duration_ms && faults.len() + 2 <= SCHEDULE_FAULTS_MAX {
+            let length_ms = rng.gen_range(300..=draw.gap_ms_mean * 3);
+            let end_ms = (at_ms + length_ms).min(duration_ms);
+            let n = node(rng);
+            let (start, end) = match kinds[rng.gen_range(0..kinds.len())] {
+                0 => (Fault::Kill { node: n }, Fault::Restart { node: n }),
+                1 => (Fault::Pause { node: n }, Fault::Resume { node: n }),
+                2 => match rng.gen_range(0..3) {
+                    0 => (
+                        Fault::Partition {
+                            a: n,
+                            b: other(rng, n),
+                        },
+                        Fault::Heal,
+                    ),
+                    1 => (
+                        Fault::OneWay {
+                            from: n,
+                            to: other(rng, n),
+                        },
+                        Fault::Heal,
+                    ),
+                    _ => (Fault::Isolate { node: n }, Fault::Heal),
+                },
+                _ => (
+                    Fault::DiskFaults {
+                        node: n,
+                        io_error_permille: rng.gen_range(1..=50),
+                        bit_flip_per_million: if rng.gen_bool(0.3) {
+                            rng.gen_range(1..=200)
+                        } else {
+                            0
+                        },
+                    },
+                    Fault::DiskHeal { node: n },
+                ),
+            };
+            faults.push(ScheduledFault {
+                at_ms,
+                fault: start,
+            });
+            faults.push(ScheduledFault {
+                at_ms: end_ms,
+                fault: end,
+            });
+            at_ms = end_ms + rng.gen_range(1..=draw.gap_ms_mean * 2);
+        }
+        let schedule = FaultSchedule { faults };
+        schedule.validate().expect("generated schedules are valid");
+        schedule
+    }
+
+    /// Checks node ids, ordering and size: what a hand-edited JSON file could get wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.faults.len() > SCHEDULE_FAULTS_MAX {
+            return Err(format!(
+                "a schedule holds at most {SCHEDULE_FAULTS_MAX} faults"
+            ));
+        }
+        for pair in self.faults.windows(2) {
+            if pair[1].at_ms < pair[0].at_ms {
+                return Err(format!(
+                    "faults out of order: {} ms after {} ms",
+                    pair[1].at_ms, pair[0].at_ms
+                ));
+            }
+        }
+        for scheduled in &self.faults {
+            let nodes = scheduled.fault.nodes();
+            if nodes.iter().any(|n| !(1..=NODES).contains(n)) {
+                return Err(format!(
+                    "{}: nodes are 1..={NODES}",
+                    scheduled.fault.label()
+                ));
+            }
+            if nodes.len() == 2 && nodes[0] == nodes[1] {
+                return Err(format!(
+                    "{}: a link needs two nodes",
+                    scheduled.fault.label()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses a schedule from JSON (`--schedule FILE.json`).
+    pub fn from_json(text: &str) -> Result<FaultSchedule, String> {
+        let schedule: FaultSchedule =
+            serde_json::from_str(text).map_err(|e| format!("schedule: {e}"))?;
+        schedule.validate()?;
+        Ok(schedule)
+    }
+
+    /// The schedule as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a schedule always serialises")
+    }
+
+    /// One line per fault, for `describe` and the shrinker's output.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .faults
+            .iter()
+            .map(|s| format!("{}ms {}", s.at_ms, s.fault.label()))
+            .collect();
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn generated_schedules_are_valid_and_round_trip() {
+        for seed in 0..64 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let draw = NemesisDraw::draw(&mut rng);
+            let schedule = FaultSchedule::generate(&mut rng, &draw, 20_000);
+            assert!(!schedule.faults.is_empty() || draw.gap_ms_mean * 2 >= 20_000);
+            let again = FaultSchedule::from_json(&schedule.to_json()).unwrap();
+            assert_eq!(again, schedule);
+        }
+    }
+
+    #[test]
+    fn bad_schedules_are_refused() {
+        let bad = r#"{"faults":[{"at_ms":5,"fault":{"kind":"kill","node":4}}]}"#;
+        assert!(FaultSchedule::from_json(bad).unwrap_err().contains("nodes"));
+        let unordered = r#"{"faults":[{"at_ms":5,"fault":{"kind":"heal"}},{"at_ms":1,"fault":{"kind":"heal"}}]}"#;
+        assert!(FaultSchedule::from_json(unordered)
+            .unwrap_err()
+            .contains("order"));
+        let self_link = r#"{"faults":[{"at_ms":5,"fault":{"kind":"partition","a":2,"b":2}}]}"#;
+        assert!(FaultSchedule::from_json(self_link)
+            .unwrap_err()
+            .contains("two nodes"));
+    }
+}

@@ -1,0 +1,120 @@
+//! What a cluster run records as it goes: the Jepsen history of client operations, the trace
+//! (ops, faults, leadership changes, each stamped with simulated time) and the report timeline.
+//! One [`Recorder`] per run, shared by the workload tasks and the nemesis; madsim runs every task
+//! on one thread, so a plain mutex is never contended.
+
+use crate::report::Timeline;
+use crate::trace::Trace;
+use jepsen::history::{HistoryRecorder, KeyId, MicroOp, OpFn, OpType, OpValue};
+use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
+
+/// The run's records.
+#[derive(Debug)]
+pub struct Recorder {
+    /// When the workload started: history and trace times are relative to it.
+    start: Instant,
+    /// The Jepsen history of client operations.
+    pub history: HistoryRecorder,
+    /// Ops, faults and observations, for the determinism check and for reading a failure.
+    pub trace: Trace,
+    /// Leader series and fault marks for the HTML report.
+    pub timeline: Timeline,
+    /// Completed client operations.
+    pub completions: u64,
+}
+
+/// The recorder shared by the run's tasks.
+pub type Shared = Arc<Mutex<Recorder>>;
+
+/// Locks the shared recorder (a panic elsewhere already ended the run, so poisoning is moot).
+pub fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Recorder> {
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Recorder {
+    /// A recorder whose clock starts now.
+    pub fn new() -> Shared {
+        Arc::new(Mutex::new(Recorder {
+            start: Instant::now(),
+            history: HistoryRecorder::new(),
+            trace: Trace::default(),
+            timeline: Timeline::default(),
+            completions: 0,
+        }))
+    }
+
+    /// Restarts the clock (when the workload begins, after the cluster came up).
+    pub fn restart_clock(&mut self) {
+        self.start = Instant::now();
+    }
+
+    /// Simulated ms since the clock started.
+    pub fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn elapsed_ns(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Records an event in the trace, stamped with simulated time.
+    pub fn event(&mut self, text: &str) {
+        let ms = self.elapsed_ms();
+        self.trace
+            .record(format!("{:>4}.{:03}s {text}", ms / 1000, ms % 1000));
+    }
+
+    /// Records a fault: a trace event and a mark on the timeline.
+    pub fn fault(&mut self, label: &str) {
+        self.event(&format!("FAULT {label}"));
+        let step = self.trace.len().saturating_sub(1);
+        self.timeline.mark(step, label.to_string());
+    }
+
+    /// Records a partition's leader (0: none) on the timeline, and in the trace when it changed.
+    pub fn leader(&mut self, key: &str, leader: i64, epoch: i32, isr: &[i32]) {
+        let series = format!("leader {key}");
+        let last = self
+            .timeline
+            .series
+            .iter()
+            .find(|(name, _)| *name == series)
+            .and_then(|(_, points)| points.last().map(|(_, value)| *value));
+        if last == Some(leader) {
+            return;
+        }
+        self.event(&format!("leader {key} n{leader} epoch {epoch} isr {isr:?}"));
+        let step = self.trace.len().saturating_sub(1);
+        self.timeline.point(&series, step, leader);
+    }
+
+    /// Records an invocation; a history the recorder refuses is a bug in this harness.
+    pub fn invoke(&mut self, process: u64, f: OpFn, value: OpValue, text: &str) {
+        let time = self.elapsed_ns();
+        self.history
+            .invoke(process, time, f, value)
+            .expect("the workload invokes only on idle processes");
+        self.event(&format!("p{process} invoke {text}"));
+    }
+
+    /// Records a completion of `process`'s outstanding operation.
+    pub fn complete(&mut self, process: u64, op_type: OpType, value: OpValue, text: &str) {
+        let time = self.elapsed_ns();
+        self.history
+            .complete(process, time, op_type, value)
+            .expect("the workload completes only what it invoked");
+        self.completions += 1;
+        self.event(&format!("p{process} {} {text}", op_type.name()));
+    }
+
+    /// Interns a key.
+    pub fn key(&mut self, name: &str) -> KeyId {
+        self.history.key(name)
+    }
+}
+
+/// A send micro-op.
+pub fn send_mop(key: KeyId, value: i64, offset: Option<u64>) -> OpValue {
+    OpValue::Mops(vec![MicroOp::Send { key, value, offset }])
+}

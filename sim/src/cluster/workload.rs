@@ -1,0 +1,348 @@
+//! The client side of a cluster run, on the simulated client node: topic creation, idempotent
+//! producers sending unique integers, a consumer polling every partition, a metadata observer, and
+//! the final read. Every client operation goes into the Jepsen history as it happens.
+
+use super::record::{lock, send_mop, Shared};
+use bytes::Bytes;
+use client::admin::Admin;
+use client::consumer::{Consumer, ConsumerConfig};
+use client::producer::{Producer, ProducerConfig};
+use client::ClientConfig;
+use jepsen::history::{KeyId, MicroOp, OpFn, OpType, OpValue};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The topic every run writes.
+pub const TOPIC: &str = "t";
+/// Its partitions.
+pub const PARTITIONS: i32 = 3;
+/// Its replication factor.
+pub const REPLICATION_FACTOR: i16 = 3;
+/// Values of producer `p` are `p * VALUES_PER_PRODUCER + i`: unique across the run.
+const VALUES_PER_PRODUCER: i64 = 1_000_000;
+/// How long one poll waits for records.
+const POLL_MS: u64 = 200;
+/// Pause between metadata observations.
+const OBSERVE_MS: u64 = 500;
+/// Pause between attempts while waiting for the cluster.
+const RETRY_MS: u64 = 200;
+
+/// What the workload was drawn to do.
+#[derive(Debug, Clone)]
+pub struct WorkloadConfig {
+    /// Addresses of the brokers.
+    pub bootstrap: Vec<String>,
+    /// Producer acks (-1 all, 1 leader).
+    pub acks: i16,
+    /// `min.insync.replicas` of the topic.
+    pub min_isr: i32,
+    /// Bound on one batch's delivery.
+    pub delivery_timeout_ms: u64,
+    /// Seed of the workload's own choices (partition, pauses).
+    pub seed: u64,
+    /// Most sends per producer.
+    pub sends_max: u64,
+}
+
+fn client_config(config: &WorkloadConfig) -> ClientConfig {
+    let mut client = ClientConfig::new(config.bootstrap.clone());
+    client.request_timeout_ms = 3_000;
+    client.metadata_refresh_ms = 2_000;
+    client
+}
+
+/// The key of partition `p`.
+pub fn key_name(partition: i32) -> String {
+    format!("{TOPIC}-{partition}")
+}
+
+/// Waits for three brokers, creates the topic, waits for its leaders. `Err` if the cluster did
+/// not come up by `deadline` (a liveness failure: nothing was even faulted yet).
+pub async fn set_up(config: &WorkloadConfig, deadline: Instant) -> Result<(), String> {
+    let admin = Admin::new(client_config(config)).map_err(|e| e.to_string())?;
+    let settings = [("min.insync.replicas".to_string(), config.min_isr.to_string())];
+    let mut created = false;
+    loop {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the cluster did not come up (topic created: {created})"
+            ));
+        }
+        if !created {
+            let brokers = admin.metadata(None).await.map(|m| m.brokers.len());
+            if brokers.is_ok_and(|n| n == 3) {
+                created = match admin
+                    .create_topic(TOPIC, PARTITIONS, REPLICATION_FACTOR, &settings)
+                    .await
+                {
+                    Ok(()) => true,
+                    Err(error) => matches!(error, client::ClientError::TopicAlreadyExists { .. }),
+                };
+            }
+        } else if healthy(&admin, false).await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(RETRY_MS)).await;
+    }
+}
+
+/// Every partition has a leader (and, with `full_isr`, all three replicas in sync).
+async fn healthy(admin: &Admin, full_isr: bool) -> bool {
+    let topics = [TOPIC.to_string()];
+    let Ok(metadata) = admin.metadata(Some(&topics)).await else {
+        return false;
+    };
+    metadata.topics.get(TOPIC).is_some_and(|topic| {
+        topic.partitions.len() == PARTITIONS as usize
+            && topic.partitions.values().all(|p| {
+                p.leader.is_some() && (!full_isr || p.isr.len() == REPLICATION_FACTOR as usize)
+            })
+    })
+}
+
+/// Waits until every partition has a leader and a full ISR; `Err` names what was missing.
+pub async fn wait_healthy(config: &WorkloadConfig, deadline: Instant) -> Result<(), String> {
+    let admin = Admin::new(client_config(config)).map_err(|e| e.to_string())?;
+    while Instant::now() < deadline {
+        if healthy(&admin, true).await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(RETRY_MS)).await;
+    }
+    let topics = [TOPIC.to_string()];
+    let state = match admin.metadata(Some(&topics)).await {
+        Ok(m) => m
+            .topics
+            .get(TOPIC)
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|(p, m)| format!("t-{p}: leader {:?} isr {:?}", m.leader, m.isr))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_else(|| "topic missing".into()),
+        Err(error) => format!("metadata failed: {error}"),
+    };
+    Err(format!(
+        "liveness: after healing, partitions lack a leader or full ISR: {state}"
+    ))
+}
+
+/// One producer process: sends unique values to random partitions until `stop_at`.
+pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_at: Instant) {
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ (process + 1).wrapping_mul(0x9e37));
+    let producer_config = ProducerConfig {
+        acks: config.acks,
+        idempotence: config.acks == -1,
+        linger_ms: 2,
+        delivery_timeout_ms: config.delivery_timeout_ms,
+        ..ProducerConfig::default()
+    };
+    let producer = loop {
+        if Instant::now() >= stop_at {
+            return;
+        }
+        match Producer::new(client_config(&config), producer_config.clone()).await {
+            Ok(producer) => break producer,
+            Err(error) => {
+                lock(&shared).event(&format!("p{process} producer not ready: {error}"));
+                tokio::time::sleep(Duration::from_millis(RETRY_MS)).await;
+            }
+        }
+    };
+    let keys: Vec<KeyId> = {
+        let mut recorder = lock(&shared);
+        (0..PARTITIONS).map(|p| recorder.key(&key_name(p))).collect()
+    };
+    let base = i64::try_from(process).expect("few processes") * VALUES_PER_PRODUCER;
+    for i in 0..config.sends_max.min(VALUES_PER_PRODUCER as u64) {
+        if Instant::now() >= stop_at {
+            break;
+        }
+        let value = base + i64::try_from(i).expect("bounded above");
+        let partition = rng.gen_range(0..PARTITIONS);
+        let key = keys[partition as usize];
+        let text = format!("send t-{partition} {value}");
+        lock(&shared).invoke(process, OpFn::Send, send_mop(key, value, None), &text);
+        let outcome = producer
+            .send(
+                TOPIC,
+                Some(partition),
+                None,
+                Bytes::from(value.to_string()),
+            )
+            .await;
+        let mut recorder = lock(&shared);
+        match outcome {
+            Ok(sent) => {
+                let offset = u64::try_from(sent.offset).expect("acks>=1 answers real offsets");
+                let done = format!("send t-{partition} [{offset}, {value}]");
+                recorder.complete(process, OpType::Ok, send_mop(key, value, Some(offset)), &done);
+            }
+            Err(error) => {
+                let op_type = if error.is_indeterminate() {
+                    OpType::Info
+                } else {
+                    OpType::Fail
+                };
+                let done = format!("send t-{partition} {value}: {error}");
+                recorder.complete(process, op_type, OpValue::Mops(vec![]), &done);
+            }
+        }
+        drop(recorder);
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..30))).await;
+    }
+}
+
+/// A consumer's process and the positions the history knows it reached.
+struct Reader {
+    /// Jepsen process of the current consumer.
+    process: u64,
+    /// The consumer.
+    consumer: Consumer,
+    /// Next offset per partition, as recorded in the history.
+    next: BTreeMap<i32, i64>,
+}
+
+impl Reader {
+    fn new(config: &WorkloadConfig, shared: &Shared, process: u64, next: BTreeMap<i32, i64>) -> Reader {
+        let mut consumer = Consumer::new(client_config(config), ConsumerConfig::new(None))
+            .expect("a valid consumer configuration");
+        let partitions: Vec<(String, i32)> =
+            (0..PARTITIONS).map(|p| (TOPIC.to_string(), p)).collect();
+        consumer.assign(partitions);
+        for (partition, offset) in &next {
+            consumer
+                .seek(TOPIC, *partition, *offset)
+                .expect("the partition is assigned");
+        }
+        let mut recorder = lock(shared);
+        let keys: Vec<KeyId> = (0..PARTITIONS).map(|p| recorder.key(&key_name(p))).collect();
+        recorder.invoke(process, OpFn::Assign, OpValue::Keys(keys.clone()), "assign all");
+        recorder.complete(process, OpType::Ok, OpValue::Keys(keys), "assign all");
+        Reader {
+            process,
+            consumer,
+            next,
+        }
+    }
+
+    /// One recorded poll. Returns the values read, or `None` after a failed poll: the consumer
+    /// may have moved past records it did not return, so the caller replaces it.
+    async fn poll(&mut self, shared: &Shared) -> Option<Vec<i64>> {
+        let process = self.process;
+        let poll = OpValue::Mops(vec![MicroOp::Poll { reads: None }]);
+        lock(shared).invoke(process, OpFn::Poll, poll, "poll");
+        let outcome = self.consumer.poll(POLL_MS).await;
+        let mut recorder = lock(shared);
+        match outcome {
+            Ok(records) => {
+                let mut reads: BTreeMap<i32, Vec<(u64, i64)>> = BTreeMap::new();
+                let mut values = Vec::new();
+                for record in records {
+                    let value: i64 = record
+                        .value
+                        .as_deref()
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(-1);
+                    let offset = u64::try_from(record.offset).expect("read offsets are real");
+                    reads.entry(record.partition).or_default().push((offset, value));
+                    self.next.insert(record.partition, record.offset + 1);
+                    values.push(value);
+                }
+                let text = format!("poll {reads:?}");
+                let reads = reads
+                    .into_iter()
+                    .map(|(p, r)| (recorder.key(&key_name(p)), r))
+                    .collect();
+                let done = OpValue::Mops(vec![MicroOp::Poll { reads: Some(reads) }]);
+                recorder.complete(process, OpType::Ok, done, &text);
+                Some(values)
+            }
+            Err(error) => {
+                let text = format!("poll: {error}");
+                recorder.complete(process, OpType::Info, OpValue::Mops(vec![]), &text);
+                None
+            }
+        }
+    }
+}
+
+/// The polling consumer: starts as `process`, takes the next process ids (`process + 100 * n`)
+/// each time a poll fails, and polls until `stop_at`.
+pub async fn consume(config: WorkloadConfig, shared: Shared, process: u64, stop_at: Instant) {
+    let mut reader = Reader::new(&config, &shared, process, BTreeMap::new());
+    while Instant::now() < stop_at {
+        if reader.poll(&shared).await.is_none() {
+            let next = std::mem::take(&mut reader.next);
+            reader = Reader::new(&config, &shared, reader.process + 100, next);
+            tokio::time::sleep(Duration::from_millis(RETRY_MS)).await;
+        }
+    }
+}
+
+/// Reads every partition from the start as a fresh process until every value in `acked` was
+/// read; `Err` lists how many acknowledged values stayed unreadable by `deadline`.
+pub async fn final_read(
+    config: WorkloadConfig,
+    shared: Shared,
+    process: u64,
+    acked: BTreeSet<i64>,
+    deadline: Instant,
+) -> Result<(), String> {
+    let mut missing = acked;
+    let mut reader = Reader::new(&config, &shared, process, BTreeMap::new());
+    let mut empty_polls = 0;
+    while Instant::now() < deadline {
+        match reader.poll(&shared).await {
+            Some(values) => {
+                empty_polls = if values.is_empty() { empty_polls + 1 } else { 0 };
+                for value in values {
+                    missing.remove(&value);
+                }
+                // Acked values all read, and the log seems drained: info sends may follow.
+                if missing.is_empty() && empty_polls >= 3 {
+                    return Ok(());
+                }
+            }
+            None => {
+                let next = std::mem::take(&mut reader.next);
+                reader = Reader::new(&config, &shared, reader.process + 100, next);
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let first: Vec<i64> = missing.iter().take(8).copied().collect();
+    Err(format!(
+        "liveness: {} acknowledged values unreadable after healing (first {first:?})",
+        missing.len()
+    ))
+}
+
+/// Watches leadership every `OBSERVE_MS` until `stop_at`, recording changes.
+pub async fn observe(config: WorkloadConfig, shared: Shared, stop_at: Instant) {
+    let Ok(admin) = Admin::new(client_config(&config)) else {
+        return;
+    };
+    let topics = [TOPIC.to_string()];
+    while Instant::now() < stop_at {
+        if let Ok(metadata) = admin.metadata(Some(&topics)).await {
+            if let Some(topic) = metadata.topics.get(TOPIC) {
+                let mut recorder = lock(&shared);
+                for (partition, state) in &topic.partitions {
+                    let leader = state.leader.map_or(0, |b| i64::from(b.0));
+                    let isr: Vec<i32> = state.isr.iter().map(|b| b.0).collect();
+                    recorder.leader(&key_name(*partition), leader, state.leader_epoch, &isr);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(OBSERVE_MS)).await;
+    }
+}

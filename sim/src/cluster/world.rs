@@ -1,0 +1,385 @@
+//! One seed's madsim world: the three nodes on their MemDisks (kept outside the simulated
+//! processes so they survive kills), the client node, the nemesis applying the schedule, and
+//! the three phases. Only builds under `--cfg madsim`; the normal build reports that.
+
+use super::record::{lock, Recorder, Shared};
+use super::ClusterDraw;
+use crate::report::Timeline;
+use crate::trace::Trace;
+use broker::node::NodeOptions;
+use jepsen::history::History;
+
+/// What a run of the world left behind.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The Jepsen history.
+    pub history: History,
+    /// The trace.
+    pub trace: Trace,
+    /// Leader series and fault marks.
+    pub timeline: Timeline,
+    /// A violation found before the checker ran (liveness, set-up), if any.
+    pub violation: Option<String>,
+    /// Completed client operations.
+    pub completions: u64,
+    /// Simulated time of the whole run, ms.
+    pub simulated_ms: u64,
+}
+
+fn outcome(shared: Shared, violation: Option<String>, simulated_ms: u64) -> Outcome {
+    let recorder = lock(&shared);
+    Outcome {
+        history: recorder.history.history().clone(),
+        trace: recorder.trace.clone(),
+        timeline: recorder.timeline.clone(),
+        violation,
+        completions: recorder.completions,
+        simulated_ms,
+    }
+}
+
+/// The normal build has no simulator: the scenario says so instead of running.
+#[cfg(not(madsim))]
+pub fn run(_seed: u64, _draw: &ClusterDraw, _options: NodeOptions, _sends_max: u64) -> Outcome {
+    let shared = Recorder::new();
+    outcome(
+        shared,
+        Some("the cluster scenario needs the madsim build: run it through `cargo sim`".into()),
+        0,
+    )
+}
+
+#[cfg(madsim)]
+pub use simulated::run;
+
+#[cfg(madsim)]
+mod simulated {
+    use super::super::nemesis::{Fault, NODES};
+    use super::super::workload::{self, WorkloadConfig};
+    use super::super::{LIVENESS_MS, SET_UP_MS};
+    use super::*;
+    use broker::node::config::{Listeners, NodeConfig, Role, Timing, TopicDefaults};
+    use log_core::{FaultConfig, MemDisk};
+    use madsim::net::NetSim;
+    use madsim::runtime::{Handle, NodeHandle, Runtime};
+    use std::collections::BTreeSet;
+    use std::net::IpAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    /// The client node's address.
+    const CLIENT_IP: &str = "10.0.0.10";
+    /// Backstop on a run's simulated time: set-up, safety, liveness and slack.
+    const RUN_SIMULATED_S_MAX: u64 = 400;
+
+    fn ip(node: u8) -> IpAddr {
+        format!("10.0.0.{node}")
+            .parse()
+            .expect("a literal address parses")
+    }
+
+    fn node_config(node: u8, draw: &ClusterDraw) -> NodeConfig {
+        let voters = (1..=NODES).map(|n| format!("{n}@{}:9093", ip(n))).collect();
+        NodeConfig {
+            node_id: i32::from(node),
+            roles: vec![Role::Broker, Role::Controller],
+            data_dir: format!("/rill/{node}").into(),
+            controller_voters: voters,
+            listeners: Listeners {
+                kafka: Some("0.0.0.0:9092".into()),
+                advertised_kafka: Some(format!("{}:9092", ip(node))),
+                controller: Some("0.0.0.0:9093".into()),
+                metrics: None,
+            },
+            topics: TopicDefaults {
+                replication_factor: 3,
+                partitions: 3,
+                min_insync_replicas: draw.min_isr,
+                unclean_leader_election: false,
+                auto_create: false,
+            },
+            log: Default::default(),
+            timing: Timing {
+                replica_lag_time_max_ms: draw.replica_lag_time_max_ms,
+                broker_session_timeout_ms: draw.broker_session_timeout_ms,
+                broker_heartbeat_interval_ms: draw.broker_session_timeout_ms / 8,
+                controller_tick_ms: draw.controller_tick_ms,
+                request_timeout_ms: 5_000,
+                group_initial_rebalance_delay_ms: 0,
+                ..Timing::default()
+            },
+        }
+    }
+
+    /// The brokers as the nemesis sees them.
+    struct Cluster {
+        /// The simulator's control handle.
+        handle: Handle,
+        /// Simulated node of each broker, by broker id - 1.
+        nodes: Vec<NodeHandle>,
+        /// Disk of each broker, by broker id - 1; survives kills.
+        disks: Vec<MemDisk>,
+        /// Whether each broker's process is down.
+        dead: Vec<bool>,
+        /// Brokers whose disk failed at some point: restarted at healing, as an operator would
+        /// after a log directory went offline.
+        disk_failed: BTreeSet<u8>,
+        /// The client node.
+        client: NodeHandle,
+    }
+
+    impl Cluster {
+        fn start(handle: Handle, draw: &ClusterDraw, options: &NodeOptions, seed: u64) -> Cluster {
+            let mut nodes = Vec::new();
+            let mut disks = Vec::new();
+            for node in 1..=NODES {
+                let disk = MemDisk::new(seed.wrapping_mul(31).wrapping_add(u64::from(node)));
+                let (config, options, for_node) = (node_config(node, draw), options.clone(), disk.clone());
+                let sim_node = handle
+                    .create_node()
+                    .name(format!("n{node}"))
+                    .ip(ip(node))
+                    .init(move || {
+                        let (config, options, disk) = (config.clone(), options.clone(), for_node.clone());
+                        async move { serve(config, options, disk).await }
+                    })
+                    .build();
+                nodes.push(sim_node);
+                disks.push(disk);
+            }
+            let client = handle
+                .create_node()
+                .name("client")
+                .ip(CLIENT_IP.parse().expect("a literal address parses"))
+                .build();
+            Cluster {
+                handle,
+                nodes,
+                disks,
+                dead: vec![false; usize::from(NODES)],
+                disk_failed: BTreeSet::new(),
+                client,
+            }
+        }
+
+        fn index(node: u8) -> usize {
+            assert!((1..=NODES).contains(&node), "broker ids are 1..=3");
+            usize::from(node - 1)
+        }
+
+        fn kill(&mut self, node: u8) {
+            let i = Self::index(node);
+            if !self.dead[i] {
+                self.handle.kill(self.nodes[i].id());
+                self.disks[i].crash();
+                self.dead[i] = true;
+            }
+        }
+
+        fn restart(&mut self, node: u8) {
+            let i = Self::index(node);
+            self.kill(node);
+            self.handle.restart(self.nodes[i].id());
+            self.dead[i] = false;
+        }
+
+        fn clog_link_both(&self, a: u8, b: u8) {
+            let net = NetSim::current();
+            let (a, b) = (self.nodes[Self::index(a)].id(), self.nodes[Self::index(b)].id());
+            net.clog_link(a, b);
+            net.clog_link(b, a);
+        }
+
+        fn heal_links(&self) {
+            let net = NetSim::current();
+            let mut all: Vec<_> = self.nodes.iter().map(|n| n.id()).collect();
+            all.push(self.client.id());
+            for &a in &all {
+                for &b in &all {
+                    if a != b {
+                        net.unclog_link(a, b);
+                    }
+                }
+            }
+        }
+
+        fn apply(&mut self, fault: &Fault) {
+            let net = NetSim::current();
+            match *fault {
+                Fault::Kill { node } => self.kill(node),
+                Fault::Restart { node } => self.restart(node),
+                Fault::Pause { node } => net.clog_node(self.nodes[Self::index(node)].id()),
+                Fault::Resume { node } => net.unclog_node(self.nodes[Self::index(node)].id()),
+                Fault::Partition { a, b } => self.clog_link_both(a, b),
+                Fault::OneWay { from, to } => {
+                    let (from, to) = (self.nodes[Self::index(from)].id(), self.nodes[Self::index(to)].id());
+                    net.clog_link(from, to);
+                }
+                Fault::Isolate { node } => {
+                    for other in (1..=NODES).filter(|&o| o != node) {
+                        self.clog_link_both(node, other);
+                    }
+                }
+                Fault::Heal => self.heal_links(),
+                Fault::DiskFaults {
+                    node,
+                    io_error_permille,
+                    bit_flip_per_million,
+                } => {
+                    let p = f64::from(io_error_permille) / 1000.0;
+                    self.disks[Self::index(node)].set_faults(FaultConfig {
+                        write_error_probability: p,
+                        sync_error_probability: p,
+                        read_error_probability: p / 4.0,
+                        bit_flip_probability: f64::from(bit_flip_per_million) / 1_000_000.0,
+                        ..FaultConfig::default()
+                    });
+                    self.disk_failed.insert(node);
+                }
+                Fault::DiskHeal { node } => {
+                    self.disks[Self::index(node)].set_faults(FaultConfig::default());
+                }
+            }
+        }
+
+        /// Ends every fault: network whole, disks sound, every node up (disk-failed ones
+        /// restarted).
+        fn heal_all(&mut self, shared: &Shared) {
+            self.heal_links();
+            let net = NetSim::current();
+            for node in 1..=NODES {
+                let i = Self::index(node);
+                net.unclog_node(self.nodes[i].id());
+                self.disks[i].set_faults(FaultConfig::default());
+                if self.dead[i] || self.disk_failed.contains(&node) {
+                    lock(shared).fault(&format!("heal: restart n{node}"));
+                    self.restart(node);
+                }
+            }
+            self.disk_failed.clear();
+            lock(shared).fault("heal: network whole, disks sound");
+        }
+    }
+
+    /// A node's process: start the broker (retrying while its disk refuses), then live until
+    /// killed. The handle is held, never shut down: a kill is the only way a node stops here.
+    async fn serve(config: NodeConfig, options: NodeOptions, disk: MemDisk) {
+        let node = loop {
+            match broker::node::start(config.clone(), disk.as_disk(), options.clone()).await {
+                Ok(node) => break node,
+                Err(error) => {
+                    tracing::warn!(%error, "node start failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        std::future::pending::<()>().await;
+        drop(node);
+    }
+
+    /// Runs one seed in its own madsim runtime.
+    pub fn run(seed: u64, draw: &ClusterDraw, options: NodeOptions, sends_max: u64) -> Outcome {
+        let mut runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
+        runtime.set_time_limit(Duration::from_secs(RUN_SIMULATED_S_MAX));
+        let draw = draw.clone();
+        runtime.block_on(async move { supervise(seed, draw, options, sends_max).await })
+    }
+
+    async fn on_client<T: Send + 'static>(
+        cluster: &Cluster,
+        future: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        cluster
+            .client
+            .spawn(future)
+            .await
+            .expect("client tasks do not panic")
+    }
+
+    async fn supervise(seed: u64, draw: ClusterDraw, options: NodeOptions, sends_max: u64) -> Outcome {
+        let begun = Instant::now();
+        let shared = Recorder::new();
+        let mut cluster = Cluster::start(Handle::current(), &draw, &options, seed);
+        let config = WorkloadConfig {
+            bootstrap: (1..=NODES).map(|n| format!("{}:9092", ip(n))).collect(),
+            acks: draw.acks,
+            min_isr: draw.min_isr,
+            delivery_timeout_ms: draw.delivery_timeout_ms,
+            seed,
+            sends_max,
+        };
+        let elapsed = |begun: Instant| u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let set_up = {
+            let config = config.clone();
+            on_client(&cluster, async move {
+                workload::set_up(&config, Instant::now() + Duration::from_millis(SET_UP_MS)).await
+            })
+            .await
+        };
+        if let Err(why) = set_up {
+            return outcome(shared, Some(format!("liveness: {why}")), elapsed(begun));
+        }
+        lock(&shared).restart_clock();
+        lock(&shared).event("cluster up, topic t created");
+        let stop_at = Instant::now() + Duration::from_millis(draw.safety_ms);
+        let mut tasks = Vec::new();
+        for process in 0..draw.producers {
+            let (config, shared) = (config.clone(), shared.clone());
+            tasks.push(cluster.client.spawn(workload::produce(config, shared, process, stop_at)));
+        }
+        let consumer_process = 10;
+        let (c, s) = (config.clone(), shared.clone());
+        tasks.push(cluster.client.spawn(workload::consume(c, s, consumer_process, stop_at)));
+        let (c, s) = (config.clone(), shared.clone());
+        tasks.push(cluster.client.spawn(workload::observe(c, s, stop_at + Duration::from_millis(LIVENESS_MS))));
+        let start = Instant::now();
+        for scheduled in &draw.schedule.faults {
+            let at = start + Duration::from_millis(scheduled.at_ms);
+            if at >= stop_at {
+                break;
+            }
+            tokio::time::sleep_until(at).await;
+            lock(&shared).fault(&scheduled.fault.label());
+            cluster.apply(&scheduled.fault);
+        }
+        tokio::time::sleep_until(stop_at).await;
+        cluster.heal_all(&shared);
+        let observer = tasks.pop().expect("the observer was spawned last");
+        for task in tasks {
+            task.await.expect("workload tasks do not panic");
+        }
+        let liveness_deadline = Instant::now() + Duration::from_millis(LIVENESS_MS);
+        let healthy = {
+            let config = config.clone();
+            on_client(&cluster, async move { workload::wait_healthy(&config, liveness_deadline).await }).await
+        };
+        let mut violation = healthy.err();
+        if violation.is_none() {
+            let acked = acked_values(&lock(&shared).history.history().clone());
+            lock(&shared).event(&format!("healthy; final read of {} acknowledged values", acked.len()));
+            let (c, s) = (config.clone(), shared.clone());
+            let read = on_client(&cluster, workload::final_read(c, s, 1_000, acked, liveness_deadline)).await;
+            violation = read.err();
+        }
+        observer.abort();
+        lock(&shared).event("run ends");
+        outcome(shared, violation, elapsed(begun))
+    }
+
+    /// Values of every ok send in the history.
+    fn acked_values(history: &History) -> BTreeSet<i64> {
+        let mut values = BTreeSet::new();
+        for op in history.ops() {
+            if op.op_type != jepsen::history::OpType::Ok {
+                continue;
+            }
+            for mop in op.mops() {
+                if let jepsen::history::MicroOp::Send { value, .. } = mop {
+                    values.insert(*value);
+                }
+            }
+        }
+        values
+    }
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Real Kafka clients against a real 3-node rill cluster (the `real-clients` CI step).
+#
+# Starts `rill cluster up --brokers 3` in a temporary directory on a fixed uncommon base port, then:
+#   - kcat -L sees 3 brokers, later the topics the clients made;
+#   - confluent-kafka (librdkafka 2.x): idempotent acks=all keyed produce, a group of two members
+#     reading everything exactly once, committed offsets, a restarted member resuming;
+#   - kafka-python: admin create/delete topic, produce/consume round trip;
+#   - kcat (Debian's librdkafka 2.0.2, an old client): -P / -C -e round trip;
+#   - fault: SIGKILL the leader of partition 0 under a continuous acks=all producer, restart it;
+#     every acknowledged record is read back exactly once.
+# Every check prints PASS/FAIL with figures; the script ends with `real-clients: N passed, N failed`
+# and exits non-zero on any failure. The cluster is always stopped on exit.
+#
+# Needs kcat and a venv with confluent-kafka and kafka-python (`.ci/run` installs both).
+# Environment: RILL_BIN (a prebuilt `rill`, used when it exists: `cargo xtask ci` passes the one its
+# `test` step just built; otherwise the debug one is built with cargo), RILL_VENV (default $HOME/.cache/rill/venv),
+# RILL_RC_BASE_PORT (default 29300: nodes use base+10N, +1, +2), RILL_RC_KEEP=1 keeps the directory.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+venv=${RILL_VENV:-$HOME/.cache/rill/venv}
+python=$venv/bin/python
+base_port=${RILL_RC_BASE_PORT:-29300}
+bootstrap="127.0.0.1:$((base_port + 10)),127.0.0.1:$((base_port + 20)),127.0.0.1:$((base_port + 30))"
+# Bounds, in seconds: each client script, each kcat call, the build.
+script_timeout=150
+kcat_timeout=30
+build_timeout=1500
+
+# No __pycache__ in the source tree.
+export PYTHONDONTWRITEBYTECODE=1
+results=$(mktemp)
+started=$(date +%s)
+
+say() { echo "real-clients: $*" >&2; }
+pass() { echo "PASS $1: $2" | tee -a "$results"; }
+fail() { echo "FAIL $1: $2" | tee -a "$results"; }
+
+for tool in kcat timeout; do
+    command -v "$tool" >/dev/null || { say "$tool is missing: run .ci/run (it installs it)"; exit 1; }
+done
+"$python" -c 'import confluent_kafka, kafka' 2>/dev/null \
+    || { say "no venv with confluent-kafka and kafka-python at $venv: run .ci/run"; exit 1; }
+
+# --- the rill binary -----------------------------------------------------------------------------
+if [[ -n "${RILL_BIN:-}" && -x "${RILL_BIN:-}" ]]; then
+    rill=$RILL_BIN
+else
+    say "building rill (debug)"
+    (cd "$root" && timeout "$build_timeout" "${CARGO:-cargo}" build --quiet -p broker --bin rill)
+    rill="${CARGO_TARGET_DIR:-$root/target}/debug/rill"
+fi
+[[ -x "$rill" ]] || { say "no rill binary at $rill"; exit 1; }
+
+# --- the cluster ---------------------------------------------------------------------------------
+for node in 1 2 3; do
+    for offset in 0 1 2; do
+        port=$((base_port + 10 * node + offset))
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            say "port $port is in use: set RILL_RC_BASE_PORT to a free range"; exit 1
+        fi
+    done
+done
+dir=$(mktemp -d "${TMPDIR:-/tmp}/rill-real-clients.XXXXXX")
+
+cleanup() {
+    local status=$?
+    if [[ -f "$dir/cluster.json" ]]; then
+        timeout 30 "$rill" cluster down --dir "$dir" >/dev/null 2>&1 || {
+            # `down` failed: stop exactly the recorded processes ourselves.
+            for pid in $(grep -oE '^\s+[0-9]+' "$dir/cluster.json"); do kill -KILL "$pid" 2>/dev/null || true; done
+        }
+    fi
+    if [[ $status -ne 0 ]]; then
+        for log in "$dir"/node-*.log; do
+            [[ -f "$log" ]] && { echo "--- last lines of $log" >&2; tail -n 15 "$log" >&2; }
+        done
+    fi
+    if [[ "${RILL_RC_KEEP:-0}" == 1 ]]; then say "kept $dir"; else rm -rf "$dir"; fi
+    rm -f "$results"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "starting 3 nodes in $dir on $bootstrap"
+timeout 60 "$rill" cluster up --brokers 3 --dir "$dir" --base-port "$base_port" >/dev/null
+
+# A client script: its PASS/FAIL lines count; a crash or timeout without a FAIL line is a failure.
+run_python() {
+    local name=$1
+    shift
+    local status=0 failures_before
+    failures_before=$(grep -c '^FAIL' "$results" || true)
+    (cd "$here" && timeout "$script_timeout" "$python" -u "$@") | tee -a "$results" || status=$?
+    if [[ $status -ne 0 && $(grep -c '^FAIL' "$results" || true) -eq $failures_before ]]; then
+        fail "$name" "exited with status $status (124 = timed out after $script_timeout s)"
+    fi
+}
+
+# --- kcat -L: three brokers (waits for the controller quorum and every broker's registration) ---
+brokers=0
+for _ in $(seq 1 60); do
+    brokers=$(timeout "$kcat_timeout" kcat -L -b "$bootstrap" -m 5 2>/dev/null | sed -nE 's/^ ([0-9]+) brokers:$/\1/p' || true)
+    [[ "$brokers" == 3 ]] && break
+    sleep 0.5
+done
+if [[ "$brokers" == 3 ]]; then
+    pass "kcat -L lists the brokers" "3 brokers after $(( $(date +%s) - started )) s"
+else
+    fail "kcat -L lists the brokers" "saw ${brokers:-no} brokers"
+fi
+
+# --- confluent-kafka and kafka-python ------------------------------------------------------------
+run_python "confluent-kafka checks" confluent_checks.py "$bootstrap"
+run_python "kafka-python checks" kafka_python_checks.py "$bootstrap"
+
+# --- kcat (librdkafka 2.0.2) produce and consume round trip --------------------------------------
+kcat_records=200
+t0=$(date +%s.%N)
+produce_status=0
+seq 1 "$kcat_records" | sed -E 's/^(.*)$/k\1:kc-\1/' \
+    | timeout "$kcat_timeout" kcat -P -b "$bootstrap" -t rc-kcat -K: -X acks=all -z none 2>&1 \
+    || produce_status=$?
+consumed=$(timeout "$kcat_timeout" kcat -C -b "$bootstrap" -t rc-kcat -o beginning -e -q -f '%p %o %k %s\n' 2>&1 || true)
+t1=$(date +%s.%N)
+values=$(awk '{print $4}' <<<"$consumed" | sort -V)
+expected=$(seq 1 "$kcat_records" | sed 's/^/kc-/' | sort -V)
+keys_ok=$(awk '{ if ("k" substr($4, 4) != $3) bad++ } END { print bad ? "no" : "yes" }' <<<"$consumed")
+lines=$(grep -c . <<<"$consumed" || true)
+if [[ $produce_status -eq 0 && "$values" == "$expected" && "$keys_ok" == yes ]]; then
+    pass "kcat produce/consume round trip" "$kcat_records produced, $lines consumed in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s, keys intact"
+else
+    fail "kcat produce/consume round trip" "produce status $produce_status, consumed $lines lines (want $kcat_records), keys intact $keys_ok; first lines: $(head -3 <<<"$consumed" | tr '\n' '|')"
+fi
+
+# --- kcat -L: the topics the clients made --------------------------------------------------------
+listing=$(timeout "$kcat_timeout" kcat -L -b "$bootstrap" 2>&1 || true)
+missing_topics=""
+for topic in rc-confluent rc-kafka-python rc-kcat; do
+    grep -qE "^  topic \"$topic\" with 3 partitions:" <<<"$listing" || missing_topics="$missing_topics $topic"
+done
+if grep -q 'rc-kafka-python-admin' <<<"$listing"; then missing_topics="$missing_topics (deleted rc-kafka-python-admin still listed)"; fi
+topics=$(sed -nE 's/^ ([0-9]+) topics:$/\1/p' <<<"$listing")
+if [[ -z "$missing_topics" ]]; then
+    pass "kcat -L lists the topics" "$topics topics, each client's with 3 partitions"
+else
+    fail "kcat -L lists the topics" "missing:$missing_topics"
+fi
+
+# --- fault: kill the leader of partition 0 under load --------------------------------------------
+run_python "fault checks" fault_checks.py "$bootstrap" "$dir" "$rill"
+
+passed=$(grep -c '^PASS' "$results" || true)
+failed=$(grep -c '^FAIL' "$results" || true)
+say "finished in $(( $(date +%s) - started )) s"
+# The closing line in the form CI log readers count.
+echo "real-clients: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
