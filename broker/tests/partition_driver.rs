@@ -273,3 +273,17 @@ async fn a_new_leader_records_its_epoch_in_the_log_before_any_record() {
     assert_eq!(offset, Offset(1));
     new_leader.check_invariants();
 }
+
+/// Regression: an acks=0 produce used to wait forever for a reply the core never sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_zero_returns_at_once_and_appends() {
+    let trio = open_trio();
+    let leader = trio.partitions[0].clone();
+    let answered = tokio::time::timeout(
+        Duration::from_secs(2),
+        leader.produce(batch(&["fire"]), Acks::None),
+    )
+    .await;
+    assert_eq!(answered.expect("acks=0 does not wait").unwrap(), Offset(-1));
+    assert_eq!(leader.status().log_end_offset, Offset(1));
+}

@@ -6,7 +6,7 @@
 #   - confluent-kafka (librdkafka 2.x): idempotent acks=all keyed produce, a group of two members
 #     reading everything exactly once, committed offsets, a restarted member resuming;
 #   - kafka-python: admin create/delete topic, produce/consume round trip;
-#   - kcat (Debian's librdkafka 2.0.2, an old client): -P / -C -e round trip;
+#   - kcat (Debian's librdkafka 2.0.2, an old client): -P / -C -e round trip, a -G group read;
 #   - fault: SIGKILL the leader of partition 0 under a continuous acks=all producer, restart it;
 #     every acknowledged record is read back exactly once.
 # Every check prints PASS/FAIL with figures; the script ends with `real-clients: N passed, N failed`
@@ -134,6 +134,18 @@ if [[ $produce_status -eq 0 && "$values" == "$expected" && "$keys_ok" == yes ]];
     pass "kcat produce/consume round trip" "$kcat_records produced, $lines consumed in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s, keys intact"
 else
     fail "kcat produce/consume round trip" "produce status $produce_status, consumed $lines lines (want $kcat_records), keys intact $keys_ok; first lines: $(head -3 <<<"$consumed" | tr '\n' '|')"
+fi
+
+# --- kcat (librdkafka 2.0.2) balanced consumer group: reads the same records, commits -------------
+t0=$(date +%s.%N)
+grouped=$(timeout "$kcat_timeout" kcat -b "$bootstrap" -G rc-kcat-group -o beginning -e -q -f '%p %o %k %s\n' rc-kcat 2>&1 || true)
+t1=$(date +%s.%N)
+grouped_values=$(awk '{print $4}' <<<"$grouped" | sort -V)
+grouped_lines=$(grep -c . <<<"$grouped" || true)
+if [[ "$grouped_values" == "$expected" ]]; then
+    pass "kcat consumer group (-G) reads everything once" "$grouped_lines records in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
+else
+    fail "kcat consumer group (-G) reads everything once" "read $grouped_lines lines (want $kcat_records); first lines: $(head -3 <<<"$grouped" | tr '\n' '|')"
 fi
 
 # --- kcat -L: the topics the clients made --------------------------------------------------------

@@ -451,7 +451,12 @@ impl Partition {
         let request_id = inner.request_id_next;
         inner.request_id_next += 1;
         let (sender, receiver) = oneshot::channel();
-        inner.waiters.insert(request_id, sender);
+        if acks == Acks::None {
+            // Fire and forget: the core never replies, so nobody waits (Kafka answers nothing).
+            let _ = sender.send(Ok(Offset(-1)));
+        } else {
+            inner.waiters.insert(request_id, sender);
+        }
         let produce = ProduceRequest {
             request_id,
             acks,

@@ -24,6 +24,9 @@ use super::super::replication_wire as rw;
 use super::super::shared::Shared;
 use crate::partition::{Partition, PartitionError};
 
+/// Longest a produce waits for replication, whatever the client asks (below the connection's
+/// own request timeout, so the client gets REQUEST_TIMED_OUT rather than a closed connection).
+const PRODUCE_TIMEOUT_MS_MAX: u64 = 25_000;
 /// Longest a fetch may be held waiting for data, whatever the client asks.
 const FETCH_WAIT_MS_MAX: u64 = 5_000;
 /// Poll interval of a multi-partition long poll (single-partition polls wake on the append).
@@ -50,6 +53,11 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
         1 => Acks::Leader,
         _ => Acks::All,
     };
+    let timeout = Duration::from_millis(
+        u64::try_from(request.timeout_ms.max(1))
+            .unwrap_or(1)
+            .min(PRODUCE_TIMEOUT_MS_MAX),
+    );
     let mut topics = Vec::new();
     for topic in request.topic_data {
         let mut pending = Vec::new();
@@ -60,9 +68,13 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
                 .metrics
                 .count("rill_produce_bytes_total", bytes.len() as u64);
             let task = match shared.partition(&tp) {
-                Some(partition) => Ok(tokio::spawn(
-                    async move { partition.produce(bytes, acks).await },
-                )),
+                Some(partition) => Ok(tokio::spawn(async move {
+                    // The client's own deadline (`timeout_ms`) bounds the wait for the HW too.
+                    match tokio::time::timeout(timeout, partition.produce(bytes, acks)).await {
+                        Ok(outcome) => outcome,
+                        Err(_elapsed) => Err(replication::Error::RequestTimedOut.into()),
+                    }
+                })),
                 None => Err(not_hosted(shared, &tp)),
             };
             pending.push((data.index, task));
