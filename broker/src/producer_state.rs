@@ -443,6 +443,7 @@ impl ProducerIdAllocator {
     }
 
     /// The next fresh `(producer_id, producer_epoch)`: a new id always starts at epoch 0.
+    #[allow(clippy::should_implement_trait)] // fallible, so not an Iterator
     pub fn next(&mut self) -> Result<(i64, i16), ProducerIdsExhausted> {
         if self.counter_next > PRODUCER_ID_COUNTER_MAX {
             return Err(ProducerIdsExhausted);

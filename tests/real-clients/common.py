@@ -14,7 +14,10 @@ _failures = []
 
 def verdict(name, ok, detail):
     """Prints one PASS/FAIL line for check `name` and remembers a failure."""
-    print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
+    # One write per line: stdout and stderr share the CI log, and print() writes the line and its
+    # newline separately, which lets the other stream land in between.
+    sys.stdout.write(f"{'PASS' if ok else 'FAIL'} {name}: {detail}\n")
+    sys.stdout.flush()
     if not ok:
         _failures.append(name)
     return ok
@@ -27,7 +30,8 @@ def finish():
 
 def log(message):
     """Progress to stderr, kept apart from the verdict lines on stdout."""
-    print(f"  .. {message}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"  .. {message}\n")
+    sys.stderr.flush()
 
 
 def cluster_file(directory):

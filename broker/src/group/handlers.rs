@@ -34,6 +34,9 @@ struct JoinParams {
     protocols: Vec<(String, Bytes)>,
 }
 
+/// One topic's partitions with their committed offsets (`None`: nothing committed).
+type PartitionOffsets<'a> = Vec<(i32, Option<&'a OffsetValue>)>;
+
 /// Highest OffsetFetch version answered (v9+ carries KIP-848 member epochs).
 pub const OFFSET_FETCH_VERSION_MAX: i16 = 8;
 
@@ -826,7 +829,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         requested: Option<Vec<(TopicName, Vec<i32>)>>,
-    ) -> Vec<(TopicName, Vec<(i32, Option<&OffsetValue>)>)> {
+    ) -> Vec<(TopicName, PartitionOffsets<'_>)> {
         let group = self.groups.get(group_id);
         match requested {
             Some(topics) => topics
@@ -845,7 +848,7 @@ impl GroupCoordinator {
                 })
                 .collect(),
             None => {
-                let mut out: Vec<(TopicName, Vec<(i32, Option<&OffsetValue>)>)> = Vec::new();
+                let mut out: Vec<(TopicName, PartitionOffsets<'_>)> = Vec::new();
                 for ((topic, partition), value) in group.iter().flat_map(|g| g.offsets.iter()) {
                     if out.last().is_none_or_other(topic) {
                         out.push((TopicName(StrBytes::from_string(topic.clone())), Vec::new()));
@@ -909,7 +912,7 @@ trait OptionGroupExt {
 
 impl OptionGroupExt for Option<&Group> {
     fn is_none_or_absent(&self, key: &(String, i32)) -> bool {
-        self.map_or(true, |g| !g.offsets.contains_key(key))
+        self.is_none_or(|g| !g.offsets.contains_key(key))
     }
 }
 
@@ -917,8 +920,8 @@ trait LastTopicExt {
     fn is_none_or_other(&self, topic: &str) -> bool;
 }
 
-impl LastTopicExt for Option<&(TopicName, Vec<(i32, Option<&OffsetValue>)>)> {
+impl LastTopicExt for Option<&(TopicName, PartitionOffsets<'_>)> {
     fn is_none_or_other(&self, topic: &str) -> bool {
-        self.map_or(true, |(name, _)| &*name.0 != topic)
+        self.is_none_or(|(name, _)| &*name.0 != topic)
     }
 }

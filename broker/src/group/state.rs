@@ -167,7 +167,7 @@ impl Group {
                     .values()
                     .all(|m| supported_by(&m.protocols, name))
             })
-            .filter(|name| extra.map_or(true, |protocols| supported_by(protocols, name)))
+            .filter(|name| extra.is_none_or(|protocols| supported_by(protocols, name)))
             .collect()
     }
 

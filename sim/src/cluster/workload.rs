@@ -176,8 +176,22 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_
                 Bytes::from(value.to_string()),
             )
             .await;
-        let mut recorder = lock(&shared);
-        match outcome {
+        record_send(&shared, process, key, partition, value, outcome);
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..30))).await;
+    }
+}
+
+/// Records the completion of one send.
+fn record_send(
+    shared: &Shared,
+    process: u64,
+    key: KeyId,
+    partition: i32,
+    value: i64,
+    outcome: client::Result<client::producer::RecordMetadata>,
+) {
+    let mut recorder = lock(shared);
+    match outcome {
             Ok(sent) => {
                 let offset = u64::try_from(sent.offset).expect("acks>=1 answers real offsets");
                 let done = format!("send t-{partition} [{offset}, {value}]");
@@ -193,9 +207,6 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_
                 recorder.complete(process, op_type, OpValue::Mops(vec![]), &done);
             }
         }
-        drop(recorder);
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..30))).await;
-    }
 }
 
 /// A consumer's process and the positions the history knows it reached.

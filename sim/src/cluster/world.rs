@@ -64,7 +64,6 @@ mod simulated {
     use madsim::runtime::{Handle, NodeHandle, Runtime};
     use std::collections::BTreeSet;
     use std::net::IpAddr;
-    use std::sync::Arc;
     use std::time::Duration;
     use tokio::time::Instant;
 

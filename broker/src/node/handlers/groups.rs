@@ -272,7 +272,8 @@ impl GroupService {
         let Some(partition) = self.shared.partition(&tp) else {
             return;
         };
-        self.coordinator().begin_loading(index);
+        let effects = self.coordinator().begin_loading(index);
+        self.apply(effects);
         let mut records = Vec::new();
         let mut from = partition.status().log_start_offset;
         while let Ok(bytes) = partition.read_committed_or_appended(from, LOAD_READ_BYTES) {
