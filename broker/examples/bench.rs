@@ -35,8 +35,6 @@ fn main() -> anyhow::Result<()> {
 /// Everything the benchmark does, outside the simulator.
 #[cfg(not(madsim))]
 mod real {
-
-    use std::io::Write;
     use std::net::TcpStream;
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Stdio};
@@ -1121,7 +1119,12 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
             let width = 20.0 + group_width * metrics.len() as f64 + 120.0;
             let max = metrics
                 .iter()
-                .flat_map(|(_, read)| targets.iter().filter_map(|t| self.figures(*t).map(read)))
+                .flat_map(|(_, read)| {
+                    let read = *read;
+                    targets
+                        .iter()
+                        .filter_map(move |t| self.figures(*t).map(read))
+                })
                 .filter(|v| v.is_finite())
                 .fold(0.0_f64, f64::max)
                 .max(f64::MIN_POSITIVE);

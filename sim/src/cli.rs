@@ -103,8 +103,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--bug" => settings.bug = Some(iter.next().ok_or("--bug needs a name")?.clone()),
             "--schedule" => {
                 let path = iter.next().ok_or("--schedule needs a file")?;
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("--schedule {path}: {e}"))?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| format!("--schedule {path}: {e}"))?;
                 let schedule = crate::cluster::nemesis::FaultSchedule::from_json(&text)
                     .map_err(|e| format!("--schedule {path}: {e}"))?;
                 settings.schedule = Some((path.clone(), schedule));

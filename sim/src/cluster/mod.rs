@@ -17,8 +17,8 @@
 pub mod nemesis;
 pub mod record;
 pub mod shrink;
-pub mod world;
 pub mod workload;
+pub mod world;
 
 use crate::runner::{Scenario, SeedRun};
 use jepsen::queue::{self, AnomalyClass, QueueOptions};
@@ -258,7 +258,11 @@ impl Scenario for ClusterScenario {
              tick {} ms, faults {} every ~{} ms: {} faults [{}]",
             if d.acks == -1 { "all" } else { "1" },
             d.min_isr,
-            if d.strong() { "strong" } else { "weak: loss allowed" },
+            if d.strong() {
+                "strong"
+            } else {
+                "weak: loss allowed"
+            },
             d.producers,
             d.safety_ms,
             d.replica_lag_time_max_ms,

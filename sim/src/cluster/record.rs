@@ -29,7 +29,9 @@ pub type Shared = Arc<Mutex<Recorder>>;
 
 /// Locks the shared recorder (a panic elsewhere already ended the run, so poisoning is moot).
 pub fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Recorder> {
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Recorder {

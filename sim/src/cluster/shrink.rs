@@ -56,7 +56,11 @@ impl Shrinker<'_> {
             self.runs,
             schedule.faults.len(),
             steps,
-            if run.violation.is_some() { "fails" } else { "passes" }
+            if run.violation.is_some() {
+                "fails"
+            } else {
+                "passes"
+            }
         );
         if run.violation.is_some() {
             self.failing_steps = run.steps;
@@ -120,7 +124,10 @@ pub fn shrink(base: &ClusterScenario, seed: u64, path: &str) -> Result<Shrunk, S
             None => break,
         }
     }
-    assert!(shrinker.runs <= SHRINK_RUNS_MAX, "the budget bounds the runs");
+    assert!(
+        shrinker.runs <= SHRINK_RUNS_MAX,
+        "the budget bounds the runs"
+    );
     Ok(Shrunk {
         schedule,
         steps,

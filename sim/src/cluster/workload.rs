@@ -63,7 +63,10 @@ pub fn key_name(partition: i32) -> String {
 /// not come up by `deadline` (a liveness failure: nothing was even faulted yet).
 pub async fn set_up(config: &WorkloadConfig, deadline: Instant) -> Result<(), String> {
     let admin = Admin::new(client_config(config)).map_err(|e| e.to_string())?;
-    let settings = [("min.insync.replicas".to_string(), config.min_isr.to_string())];
+    let settings = [(
+        "min.insync.replicas".to_string(),
+        config.min_isr.to_string(),
+    )];
     let mut created = false;
     loop {
         if Instant::now() >= deadline {
@@ -156,7 +159,9 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_
     };
     let keys: Vec<KeyId> = {
         let mut recorder = lock(&shared);
-        (0..PARTITIONS).map(|p| recorder.key(&key_name(p))).collect()
+        (0..PARTITIONS)
+            .map(|p| recorder.key(&key_name(p)))
+            .collect()
     };
     let base = i64::try_from(process).expect("few processes") * VALUES_PER_PRODUCER;
     for i in 0..config.sends_max.min(VALUES_PER_PRODUCER as u64) {
@@ -169,12 +174,7 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_
         let text = format!("send t-{partition} {value}");
         lock(&shared).invoke(process, OpFn::Send, send_mop(key, value, None), &text);
         let outcome = producer
-            .send(
-                TOPIC,
-                Some(partition),
-                None,
-                Bytes::from(value.to_string()),
-            )
+            .send(TOPIC, Some(partition), None, Bytes::from(value.to_string()))
             .await;
         record_send(&shared, process, key, partition, value, outcome);
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..30))).await;
@@ -192,21 +192,26 @@ fn record_send(
 ) {
     let mut recorder = lock(shared);
     match outcome {
-            Ok(sent) => {
-                let offset = u64::try_from(sent.offset).expect("acks>=1 answers real offsets");
-                let done = format!("send t-{partition} [{offset}, {value}]");
-                recorder.complete(process, OpType::Ok, send_mop(key, value, Some(offset)), &done);
-            }
-            Err(error) => {
-                let op_type = if error.is_indeterminate() {
-                    OpType::Info
-                } else {
-                    OpType::Fail
-                };
-                let done = format!("send t-{partition} {value}: {error}");
-                recorder.complete(process, op_type, OpValue::Mops(vec![]), &done);
-            }
+        Ok(sent) => {
+            let offset = u64::try_from(sent.offset).expect("acks>=1 answers real offsets");
+            let done = format!("send t-{partition} [{offset}, {value}]");
+            recorder.complete(
+                process,
+                OpType::Ok,
+                send_mop(key, value, Some(offset)),
+                &done,
+            );
         }
+        Err(error) => {
+            let op_type = if error.is_indeterminate() {
+                OpType::Info
+            } else {
+                OpType::Fail
+            };
+            let done = format!("send t-{partition} {value}: {error}");
+            recorder.complete(process, op_type, OpValue::Mops(vec![]), &done);
+        }
+    }
 }
 
 /// A consumer's process and the positions the history knows it reached.
@@ -220,7 +225,12 @@ struct Reader {
 }
 
 impl Reader {
-    fn new(config: &WorkloadConfig, shared: &Shared, process: u64, next: BTreeMap<i32, i64>) -> Reader {
+    fn new(
+        config: &WorkloadConfig,
+        shared: &Shared,
+        process: u64,
+        next: BTreeMap<i32, i64>,
+    ) -> Reader {
         let mut consumer = Consumer::new(client_config(config), ConsumerConfig::new(None))
             .expect("a valid consumer configuration");
         let partitions: Vec<(String, i32)> =
@@ -232,8 +242,15 @@ impl Reader {
                 .expect("the partition is assigned");
         }
         let mut recorder = lock(shared);
-        let keys: Vec<KeyId> = (0..PARTITIONS).map(|p| recorder.key(&key_name(p))).collect();
-        recorder.invoke(process, OpFn::Assign, OpValue::Keys(keys.clone()), "assign all");
+        let keys: Vec<KeyId> = (0..PARTITIONS)
+            .map(|p| recorder.key(&key_name(p)))
+            .collect();
+        recorder.invoke(
+            process,
+            OpFn::Assign,
+            OpValue::Keys(keys.clone()),
+            "assign all",
+        );
         recorder.complete(process, OpType::Ok, OpValue::Keys(keys), "assign all");
         Reader {
             process,
@@ -262,7 +279,10 @@ impl Reader {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(-1);
                     let offset = u64::try_from(record.offset).expect("read offsets are real");
-                    reads.entry(record.partition).or_default().push((offset, value));
+                    reads
+                        .entry(record.partition)
+                        .or_default()
+                        .push((offset, value));
                     self.next.insert(record.partition, record.offset + 1);
                     values.push(value);
                 }
@@ -312,7 +332,11 @@ pub async fn final_read(
     while Instant::now() < deadline {
         match reader.poll(&shared).await {
             Some(values) => {
-                empty_polls = if values.is_empty() { empty_polls + 1 } else { 0 };
+                empty_polls = if values.is_empty() {
+                    empty_polls + 1
+                } else {
+                    0
+                };
                 for value in values {
                     missing.remove(&value);
                 }

@@ -134,13 +134,15 @@ mod simulated {
             let mut disks = Vec::new();
             for node in 1..=NODES {
                 let disk = MemDisk::new(seed.wrapping_mul(31).wrapping_add(u64::from(node)));
-                let (config, options, for_node) = (node_config(node, draw), options.clone(), disk.clone());
+                let (config, options, for_node) =
+                    (node_config(node, draw), options.clone(), disk.clone());
                 let sim_node = handle
                     .create_node()
                     .name(format!("n{node}"))
                     .ip(ip(node))
                     .init(move || {
-                        let (config, options, disk) = (config.clone(), options.clone(), for_node.clone());
+                        let (config, options, disk) =
+                            (config.clone(), options.clone(), for_node.clone());
                         async move { serve(config, options, disk).await }
                     })
                     .build();
@@ -185,7 +187,10 @@ mod simulated {
 
         fn clog_link_both(&self, a: u8, b: u8) {
             let net = NetSim::current();
-            let (a, b) = (self.nodes[Self::index(a)].id(), self.nodes[Self::index(b)].id());
+            let (a, b) = (
+                self.nodes[Self::index(a)].id(),
+                self.nodes[Self::index(b)].id(),
+            );
             net.clog_link(a, b);
             net.clog_link(b, a);
         }
@@ -212,7 +217,10 @@ mod simulated {
                 Fault::Resume { node } => net.unclog_node(self.nodes[Self::index(node)].id()),
                 Fault::Partition { a, b } => self.clog_link_both(a, b),
                 Fault::OneWay { from, to } => {
-                    let (from, to) = (self.nodes[Self::index(from)].id(), self.nodes[Self::index(to)].id());
+                    let (from, to) = (
+                        self.nodes[Self::index(from)].id(),
+                        self.nodes[Self::index(to)].id(),
+                    );
                     net.clog_link(from, to);
                 }
                 Fault::Isolate { node } => {
@@ -296,7 +304,12 @@ mod simulated {
             .expect("client tasks do not panic")
     }
 
-    async fn supervise(seed: u64, draw: ClusterDraw, options: NodeOptions, sends_max: u64) -> Outcome {
+    async fn supervise(
+        seed: u64,
+        draw: ClusterDraw,
+        options: NodeOptions,
+        sends_max: u64,
+    ) -> Outcome {
         let begun = Instant::now();
         let shared = Recorder::new();
         let mut cluster = Cluster::start(Handle::current(), &draw, &options, seed);
@@ -308,7 +321,8 @@ mod simulated {
             seed,
             sends_max,
         };
-        let elapsed = |begun: Instant| u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let elapsed =
+            |begun: Instant| u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
         let set_up = {
             let config = config.clone();
             on_client(&cluster, async move {
@@ -325,13 +339,25 @@ mod simulated {
         let mut tasks = Vec::new();
         for process in 0..draw.producers {
             let (config, shared) = (config.clone(), shared.clone());
-            tasks.push(cluster.client.spawn(workload::produce(config, shared, process, stop_at)));
+            tasks.push(
+                cluster
+                    .client
+                    .spawn(workload::produce(config, shared, process, stop_at)),
+            );
         }
         let consumer_process = 10;
         let (c, s) = (config.clone(), shared.clone());
-        tasks.push(cluster.client.spawn(workload::consume(c, s, consumer_process, stop_at)));
+        tasks.push(
+            cluster
+                .client
+                .spawn(workload::consume(c, s, consumer_process, stop_at)),
+        );
         let (c, s) = (config.clone(), shared.clone());
-        tasks.push(cluster.client.spawn(workload::observe(c, s, stop_at + Duration::from_millis(LIVENESS_MS))));
+        tasks.push(cluster.client.spawn(workload::observe(
+            c,
+            s,
+            stop_at + Duration::from_millis(LIVENESS_MS),
+        )));
         let start = Instant::now();
         for scheduled in &draw.schedule.faults {
             let at = start + Duration::from_millis(scheduled.at_ms);
@@ -351,14 +377,24 @@ mod simulated {
         let liveness_deadline = Instant::now() + Duration::from_millis(LIVENESS_MS);
         let healthy = {
             let config = config.clone();
-            on_client(&cluster, async move { workload::wait_healthy(&config, liveness_deadline).await }).await
+            on_client(&cluster, async move {
+                workload::wait_healthy(&config, liveness_deadline).await
+            })
+            .await
         };
         let mut violation = healthy.err();
         if violation.is_none() {
             let acked = acked_values(&lock(&shared).history.history().clone());
-            lock(&shared).event(&format!("healthy; final read of {} acknowledged values", acked.len()));
+            lock(&shared).event(&format!(
+                "healthy; final read of {} acknowledged values",
+                acked.len()
+            ));
             let (c, s) = (config.clone(), shared.clone());
-            let read = on_client(&cluster, workload::final_read(c, s, 1_000, acked, liveness_deadline)).await;
+            let read = on_client(
+                &cluster,
+                workload::final_read(c, s, 1_000, acked, liveness_deadline),
+            )
+            .await;
             violation = read.err();
         }
         observer.abort();
