@@ -128,6 +128,11 @@ impl ControllerHandle {
         self.status.borrow().clone()
     }
 
+    /// A receiver of every status change (for `/metrics`, which outlives no handle).
+    pub fn status_watch(&self) -> watch::Receiver<ControllerStatus> {
+        self.status.clone()
+    }
+
     /// Stops the node: the core, the listener, every connection and peer sender close (peers
     /// read EOF). Durable state stays on the disk for a restart.
     pub fn shutdown(&self) {

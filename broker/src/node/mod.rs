@@ -27,8 +27,8 @@ use handlers::KafkaHandler;
 use shared::Shared;
 
 use crate::control::{
-    BrokerLifecycle, ControllerClient, ControllerHandle, ControllerNode, LifecycleConfig,
-    QuorumConfig,
+    BrokerLifecycle, ControllerClient, ControllerHandle, ControllerNode, ControllerStatus,
+    LifecycleConfig, QuorumConfig,
 };
 use crate::protocol::connection::{serve_connection, ConnectionConfig};
 use crate::protocol::versions::VersionTable;
@@ -147,8 +147,16 @@ pub async fn start(
         None
     };
     let (broker, lifecycle) = if config.has_role(Role::Broker) {
-        let (shared, lifecycle, broker_tasks) =
-            start_broker(config, disk.clone(), voters, clean_shutdown, options).await?;
+        let status = controller.as_ref().map(ControllerHandle::status_watch);
+        let (shared, lifecycle, broker_tasks) = start_broker(
+            config,
+            disk.clone(),
+            voters,
+            clean_shutdown,
+            options,
+            status,
+        )
+        .await?;
         tasks.extend(broker_tasks);
         (Some(shared), Some(lifecycle))
     } else {
@@ -193,6 +201,7 @@ async fn start_broker(
     voters: std::collections::BTreeMap<u64, String>,
     clean_shutdown: bool,
     options: NodeOptions,
+    controller_status: Option<tokio::sync::watch::Receiver<ControllerStatus>>,
 ) -> Result<(Arc<Shared>, BrokerLifecycle, Vec<JoinHandle<()>>), NodeError> {
     let kafka_address = config.listeners.kafka.clone().expect("validated");
     let listener = bind(&kafka_address).await?;
@@ -239,7 +248,8 @@ async fn start_broker(
         let metrics_listener = bind(&address).await?;
         let scraped = shared.clone();
         tasks.push(tokio::spawn(metrics::serve(metrics_listener, move || {
-            render_metrics(&scraped)
+            let controller = controller_status.as_ref().map(|s| s.borrow().clone());
+            render_metrics(&scraped, controller)
         })));
     }
     tracing::info!(node = shared.broker_id.0, %kafka_address, "broker serving");
@@ -299,7 +309,7 @@ async fn accept(listener: TcpListener, handler: KafkaHandler) {
 }
 
 /// The /metrics body: counters and histograms plus gauges from partition state.
-fn render_metrics(shared: &Shared) -> String {
+fn render_metrics(shared: &Shared, controller: Option<ControllerStatus>) -> String {
     let mut leaders = 0_u64;
     let mut under_replicated = 0_u64;
     let mut offline = 0_u64;
@@ -315,7 +325,7 @@ fn render_metrics(shared: &Shared) -> String {
             }
         }
     }
-    let gauges = vec![
+    let mut gauges = vec![
         (
             "rill_partitions".to_string(),
             shared.partitions().len() as f64,
@@ -331,5 +341,17 @@ fn render_metrics(shared: &Shared) -> String {
             shared.image().applied_index() as f64,
         ),
     ];
+    if let Some(status) = controller {
+        gauges.push((
+            "rill_controller_active".to_string(),
+            f64::from(u8::from(status.is_active)),
+        ));
+        // The raft term is the controller epoch: it grows with every controller election.
+        gauges.push(("rill_controller_epoch".to_string(), status.term as f64));
+        gauges.push((
+            "rill_controller_applied_index".to_string(),
+            status.applied_index as f64,
+        ));
+    }
     shared.metrics.render(&gauges)
 }

@@ -287,10 +287,21 @@ mod simulated {
 
     /// Runs one seed in its own madsim runtime.
     pub fn run(seed: u64, draw: &ClusterDraw, options: NodeOptions, sends_max: u64) -> Outcome {
+        if std::env::var_os("RILL_DEBUG_MADSIM_CHECK").is_some() {
+            *DEBUG.lock().expect("x") = Some((seed, draw.clone(), options.clone(), sends_max));
+            return Runtime::check_determinism(seed, madsim::Config::default(), debug_run);
+        }
         let mut runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
         runtime.set_time_limit(Duration::from_secs(RUN_SIMULATED_S_MAX));
         let draw = draw.clone();
         runtime.block_on(async move { supervise(seed, draw, options, sends_max).await })
+    }
+
+    type DebugArgs = Option<(u64, ClusterDraw, NodeOptions, u64)>;
+    static DEBUG: std::sync::Mutex<DebugArgs> = std::sync::Mutex::new(None);
+    fn debug_run() -> impl std::future::Future<Output = Outcome> {
+        let (seed, draw, options, sends_max) = DEBUG.lock().expect("x").clone().expect("set");
+        async move { supervise(seed, draw, options, sends_max).await }
     }
 
     async fn on_client<T: Send + 'static>(
