@@ -1080,14 +1080,16 @@ The producer batches per partition (one batch in flight per partition, linger {l
 500 records per batch); idempotence is {idempotence} for every target (see caveats).\n\n\
 ## Caveats\n\n\
 - **Durability differs.** tansu runs with in-memory storage; rill writes segment files and \
-fsyncs before it acknowledges (RF1) or replicates to the in-sync replicas first (RF3). The \
+fsyncs before it acknowledges, and with RF3 also waits until the in-sync followers hold the \
+records durably. The \
 comparison is therefore rill's durable path against a broker that never touches the disk.\n\
 - **Idempotence {idempotence}.** Every target runs with the same producer settings. tansu 0.6 \
 did accept idempotent produce (InitProducerId and sequences) in a short `--idempotence` check, but \
 the headline figures use idempotence off as specified, so neither broker pays for sequence checks.\n\
 - **Tails move most.** p99 and p99.9 are the least stable figures here: on this shared machine \
 they changed by an order of magnitude between runs (CPU bursts of other jobs, fsync stalls on a \
-shared disk), while p50 and throughput moved by tens of percent. Rerun before reading much into \
+shared disk), and peak throughput of one target moved by up to 2.7x (rill-RF1: 7.8 to 21.2 MB/s over four \
+runs of one session), p50 less. Rerun before reading much into \
 the tails.\n\
 - **One machine, 2 cores, shared.** Client and brokers compete for the same cores; RF3 runs \
 three brokers on them. Other jobs were running on the machine (load averages above), so repeated \
@@ -1133,7 +1135,8 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
         )
         }
 
-        /// A grouped bar chart: one group per metric, one bar per target, value labels on top.
+        /// A grouped bar chart: one group per metric (each on its own scale), one bar per target,
+        /// value labels on top.
         fn svg(&self, metrics: &[Metric]) -> String {
             let targets = [Target::RillRf3, Target::RillRf1, Target::Tansu];
             let colours = ["#1f77b4", "#6baed6", "#ff7f0e"];

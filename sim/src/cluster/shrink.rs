@@ -26,6 +26,17 @@ pub struct Shrunk {
     pub runs: u32,
 }
 
+/// What kind of failure a violation is: its first anomaly class, or `liveness`, or `panic`. A
+/// candidate counts as failing only with the original's kind, so shrinking does not wander off to
+/// a different bug.
+pub fn signature(violation: &str) -> String {
+    if let Some(classes) = violation.strip_prefix("history anomalies ") {
+        let first = classes.split([',', ' ']).next().unwrap_or_default();
+        return format!("anomaly {first}");
+    }
+    violation.split(':').next().unwrap_or_default().to_string()
+}
+
 /// Drives candidate runs.
 struct Shrinker<'a> {
     /// The failing scenario (bug switch, steps).
@@ -38,6 +49,8 @@ struct Shrinker<'a> {
     runs: u32,
     /// Completed operations of the last failing run: an upper bound on sends per producer.
     failing_steps: u64,
+    /// The original failure's [`signature`], once known.
+    wanted: Option<String>,
 }
 
 impl Shrinker<'_> {
@@ -51,21 +64,25 @@ impl Shrinker<'_> {
             .with_schedule(self.path.clone(), schedule.clone());
         let scenario: Arc<dyn Scenario> = Arc::new(scenario);
         let run = run_seed_isolated(scenario, self.seed);
+        let outcome = match &run.violation {
+            None => "passes",
+            Some(v) if self.wanted.as_ref().is_none_or(|w| *w == signature(v)) => "fails",
+            Some(_) => "fails differently (counts as passing)",
+        };
         eprintln!(
-            "  shrink run {:>3}: {} faults, steps {:?}: {}",
+            "  shrink run {:>3}: {} faults, steps {:?}: {outcome}",
             self.runs,
             schedule.faults.len(),
             steps,
-            if run.violation.is_some() {
-                "fails"
-            } else {
-                "passes"
-            }
         );
-        if run.violation.is_some() {
+        let violation = run.violation.filter(|v| {
+            let kind = signature(v);
+            self.wanted.get_or_insert_with(|| kind.clone()) == &kind
+        });
+        if violation.is_some() {
             self.failing_steps = run.steps;
         }
-        run.violation
+        violation
     }
 
     fn budget_left(&self) -> bool {
@@ -81,6 +98,7 @@ pub fn shrink(base: &ClusterScenario, seed: u64, path: &str) -> Result<Shrunk, S
         path: path.to_string(),
         runs: 0,
         failing_steps: 0,
+        wanted: None,
     };
     let mut schedule = base.draw(seed).schedule;
     let mut steps = base.steps();

@@ -287,9 +287,11 @@ mod simulated {
 
     /// Runs one seed in its own madsim runtime.
     pub fn run(seed: u64, draw: &ClusterDraw, options: NodeOptions, sends_max: u64) -> Outcome {
+        // Debugging aid: madsim's own check runs the seed twice and panics at the first random
+        // draw that differs, with a backtrace (RUST_BACKTRACE=1).
         if std::env::var_os("RILL_DEBUG_MADSIM_CHECK").is_some() {
-            *DEBUG.lock().expect("x") = Some((seed, draw.clone(), options.clone(), sends_max));
-            return Runtime::check_determinism(seed, madsim::Config::default(), debug_run);
+            *lock_check_args() = Some((seed, draw.clone(), options.clone(), sends_max));
+            return Runtime::check_determinism(seed, madsim::Config::default(), checked_run);
         }
         let mut runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
         runtime.set_time_limit(Duration::from_secs(RUN_SIMULATED_S_MAX));
@@ -297,10 +299,22 @@ mod simulated {
         runtime.block_on(async move { supervise(seed, draw, options, sends_max).await })
     }
 
-    type DebugArgs = Option<(u64, ClusterDraw, NodeOptions, u64)>;
-    static DEBUG: std::sync::Mutex<DebugArgs> = std::sync::Mutex::new(None);
-    fn debug_run() -> impl std::future::Future<Output = Outcome> {
-        let (seed, draw, options, sends_max) = DEBUG.lock().expect("x").clone().expect("set");
+    /// The arguments of a run under madsim's determinism check, whose entry point is a plain
+    /// `fn` and so cannot capture them.
+    type CheckArgs = Option<(u64, ClusterDraw, NodeOptions, u64)>;
+    /// Set just before `Runtime::check_determinism` starts.
+    static CHECK_ARGS: std::sync::Mutex<CheckArgs> = std::sync::Mutex::new(None);
+
+    fn lock_check_args() -> std::sync::MutexGuard<'static, CheckArgs> {
+        CHECK_ARGS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn checked_run() -> impl std::future::Future<Output = Outcome> {
+        let (seed, draw, options, sends_max) = lock_check_args()
+            .clone()
+            .expect("run() sets the arguments before the check starts");
         async move { supervise(seed, draw, options, sends_max).await }
     }
 
