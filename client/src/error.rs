@@ -50,6 +50,8 @@ pub mod code {
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
     /// UNKNOWN_PRODUCER_ID: the broker lost this producer's state.
     pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+    /// The leader's log failed on disk.
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
     /// FENCED_LEADER_EPOCH: our leader epoch is older than the broker's.
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     /// UNKNOWN_LEADER_EPOCH: our leader epoch is newer than the broker's.
@@ -284,6 +286,13 @@ pub fn kafka_code_is_indeterminate(code: i16) -> bool {
             | code::REQUEST_TIMED_OUT
             | code::NETWORK_EXCEPTION
             | code::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+            // A leader that appended and then lost leadership answers its waiting produces with
+            // this; the record may still be committed by the next leader (the simulator found
+            // it as G1a: a "failed" send that was read).
+            | code::NOT_LEADER_OR_FOLLOWER
+            // A leader whose disk failed after the append (at the flush) answers with this; the
+            // followers may already hold the record.
+            | code::KAFKA_STORAGE_ERROR
             // Written earlier, but the broker no longer knows the offset.
             | code::DUPLICATE_SEQUENCE_NUMBER
     )

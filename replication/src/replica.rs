@@ -423,13 +423,19 @@ impl Replica {
         if let Some(epoch) = current_leader_epoch {
             self.check_epoch(epoch)?;
         }
-        if fetch_offset < self.log_start_offset || fetch_offset > self.high_watermark {
+        // Kafka refuses only offsets outside the log; between the HW and the LEO the answer is
+        // empty. A new leader's HW lags the old one's, so refusing there sent consumers back to
+        // the earliest offset (the cluster simulation found it as nonmonotonic-poll).
+        if fetch_offset < self.log_start_offset || fetch_offset > self.log_end_offset {
             return Err(Error::OffsetOutOfRange {
-                log_end_offset: self.high_watermark,
+                log_end_offset: self.log_end_offset,
             });
         }
-        let to = self.high_watermark.min(fetch_offset.add(records_max));
-        assert!(to <= self.high_watermark && to >= fetch_offset);
+        let to = self
+            .high_watermark
+            .min(fetch_offset.add(records_max))
+            .max(fetch_offset);
+        assert!(to >= fetch_offset && (to <= self.high_watermark || to == fetch_offset));
         Ok(crate::ReadRange {
             from: fetch_offset,
             to,

@@ -140,6 +140,9 @@ async fn wait_for_stop_signal() {
     match signal(SignalKind::terminate()) {
         Ok(mut terminate) => {
             tokio::select! {
+                // Deterministic branch order: tokio otherwise draws it from a process-wide RNG, which
+                // makes a simulated seed run differently the second time in one process.
+                biased;
                 _ = terminate.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
             }

@@ -160,6 +160,9 @@ async fn pause(ms: u64, shutdown: &mut watch::Receiver<bool>) -> bool {
         return false;
     }
     tokio::select! {
+        // Deterministic branch order: tokio otherwise draws it from a process-wide RNG, which
+        // makes a simulated seed run differently the second time in one process.
+        biased;
         _ = shutdown.changed() => false,
         () = tokio::time::sleep(Duration::from_millis(ms)) => true,
     }
@@ -279,6 +282,9 @@ async fn follow_metadata(
             after_index: image.applied_index(),
         };
         let fetch = tokio::select! {
+            // Deterministic branch order: tokio otherwise draws it from a process-wide RNG, which
+            // makes a simulated seed run differently the second time in one process.
+            biased;
             _ = shutdown.changed() => return,
             fetch = client.request_waiting(request, config.metadata_wait_ms) => fetch,
         };

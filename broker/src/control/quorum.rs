@@ -290,6 +290,9 @@ impl Core {
         let mut tick_at = self.tick_next();
         loop {
             tokio::select! {
+                // Deterministic branch order: tokio otherwise draws it from a process-wide RNG, which
+                // makes a simulated seed run differently the second time in one process.
+                biased;
                 _ = shutdown.changed() => break,
                 () = tokio::time::sleep_until(tick_at) => {
                     tick_at = self.tick_next();
@@ -509,6 +512,9 @@ async fn accept_loop(
 ) {
     loop {
         tokio::select! {
+            // Deterministic branch order: tokio otherwise draws it from a process-wide RNG, which
+            // makes a simulated seed run differently the second time in one process.
+            biased;
             _ = shutdown.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
@@ -549,6 +555,9 @@ impl Connection {
         let mut reader = MessageReader::default();
         loop {
             let message = tokio::select! {
+                // Deterministic branch order: tokio otherwise draws it from a process-wide RNG, which
+                // makes a simulated seed run differently the second time in one process.
+                biased;
                 _ = self.shutdown.changed() => break,
                 read = reader.read(&mut read_half) => read,
             };
@@ -616,6 +625,9 @@ async fn write_answers(
 ) {
     loop {
         let answer = tokio::select! {
+            // Deterministic branch order: tokio otherwise draws it from a process-wide RNG, which
+            // makes a simulated seed run differently the second time in one process.
+            biased;
             _ = shutdown.changed() => return,
             answer = answers.recv() => answer,
         };
@@ -653,6 +665,9 @@ impl PeerSender {
         let mut retry_at = tokio::time::Instant::now();
         loop {
             let message = tokio::select! {
+                // Deterministic branch order: tokio otherwise draws it from a process-wide RNG, which
+                // makes a simulated seed run differently the second time in one process.
+                biased;
                 _ = self.shutdown.changed() => return,
                 message = self.queue.recv() => match message {
                     Some(message) => message,

@@ -420,7 +420,14 @@ mod simulated {
                 workload::final_read(c, s, 1_000, acked, liveness_deadline),
             )
             .await;
-            violation = read.err();
+            // Weak settings may lose acknowledged records: noted, not a violation.
+            violation = match read {
+                Err(why) if !draw.strong() => {
+                    lock(&shared).event(&format!("allowed by weak settings: {why}"));
+                    None
+                }
+                other => other.err(),
+            };
         }
         observer.abort();
         lock(&shared).event("run ends");
