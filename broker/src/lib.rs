@@ -15,3 +15,4 @@ pub mod partition;
 pub mod producer_state;
 pub mod protocol;
 pub mod runtime;
+pub mod watch;

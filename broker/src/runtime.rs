@@ -42,27 +42,19 @@ pub fn wall_clock_ms() -> i64 {
     i64::try_from(since_epoch.as_millis()).expect("wall clock within i64 milliseconds")
 }
 
-/// Monotonic milliseconds since the first call in this process (in this simulation, under
-/// madsim): the `now_ms` the cores take. It never goes backwards, unlike the wall clock (which
-/// the simulator may skew or jump).
+/// Monotonic milliseconds: the `now_ms` the cores take. It never goes backwards, unlike the wall
+/// clock (which may be skewed or jump). In production it counts from the first call in the
+/// process; under madsim from the start of the simulation, read from the simulator itself, so
+/// that nothing cached outlives one run (a cached origin made a seed's second run in one process
+/// see other times and diverge).
 pub fn monotonic_ms() -> u64 {
-    let elapsed = tokio::time::Instant::now().saturating_duration_since(start_instant());
-    u64::try_from(elapsed.as_millis()).expect("uptime within u64 milliseconds")
-}
-
-/// The instant `monotonic_ms` counts from. Each simulation runs on its own thread with its own
-/// virtual clock, so under madsim the origin is per thread; a production process has one.
-fn start_instant() -> tokio::time::Instant {
     #[cfg(madsim)]
-    {
-        thread_local! {
-            static START: tokio::time::Instant = tokio::time::Instant::now();
-        }
-        START.with(|start| *start)
-    }
+    let elapsed = madsim::time::TimeHandle::current().elapsed();
     #[cfg(not(madsim))]
-    {
+    let elapsed = {
         static START: OnceLock<tokio::time::Instant> = OnceLock::new();
-        *START.get_or_init(tokio::time::Instant::now)
-    }
+        let start = *START.get_or_init(tokio::time::Instant::now);
+        tokio::time::Instant::now().saturating_duration_since(start)
+    };
+    u64::try_from(elapsed.as_millis()).expect("uptime within u64 milliseconds")
 }

@@ -8,6 +8,7 @@ use broker::control::{
     BrokerLifecycle, ControlError, ControllerClient, ControllerHandle, ControllerNode,
     LifecycleConfig, QuorumConfig,
 };
+use broker::watch;
 use controller::{ControllerConfig, ControllerError, MetadataImage, Reply, Request, TopicConfig};
 use log_core::MemDisk;
 use std::collections::BTreeMap;
@@ -15,7 +16,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use wire::BrokerId;
 
 /// Polling step and bound of every wait in this file.

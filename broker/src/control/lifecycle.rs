@@ -11,10 +11,10 @@
 use super::client::ControllerClient;
 use super::ControlError;
 use crate::runtime;
+use crate::watch;
 use controller::{ControllerError, Listener, MetadataImage, Reply, Request};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use wire::BrokerId;
 
 /// Timing of the broker's conversation with the controller.

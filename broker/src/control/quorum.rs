@@ -19,6 +19,7 @@ use super::store::DurableRaftStore;
 use super::wire::{self, ControlMessage, MessageReader, FETCH_WAIT_MS_MAX};
 use super::ControlError;
 use crate::runtime;
+use crate::watch;
 use controller::raft_prelude::{Message, MessageType};
 use controller::{Controller, ControllerConfig, ControllerError, Effect, Request};
 use log_core::Disk;
@@ -28,7 +29,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// Events queued for the core task beyond this are dropped (raft retransmits; clients time out).
 const EVENTS_QUEUE_MAX: usize = 4096;

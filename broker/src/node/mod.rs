@@ -201,7 +201,7 @@ async fn start_broker(
     voters: std::collections::BTreeMap<u64, String>,
     clean_shutdown: bool,
     options: NodeOptions,
-    controller_status: Option<tokio::sync::watch::Receiver<ControllerStatus>>,
+    controller_status: Option<crate::watch::Receiver<ControllerStatus>>,
 ) -> Result<(Arc<Shared>, BrokerLifecycle, Vec<JoinHandle<()>>), NodeError> {
     let kafka_address = config.listeners.kafka.clone().expect("validated");
     let listener = bind(&kafka_address).await?;

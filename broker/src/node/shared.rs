@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use crate::watch;
 use controller::MetadataImage;
 use log_core::Disk;
 use replication::{AlterPartition, BugSwitches, Config, Message};
-use tokio::sync::watch;
 use wire::{BrokerId, TopicPartition};
 
 use super::config::NodeConfig;
