@@ -91,15 +91,24 @@ fn sim_target_dir(root: &Path) -> PathBuf {
 /// A `cargo` command configured for the madsim build.
 fn madsim_cargo(root: &Path) -> Command {
     let mut command = normal_cargo(root);
-    let rustflags = match env::var("RUSTFLAGS") {
+    let rustflags = with_cfg_madsim("RUSTFLAGS");
+    // rustdoc compiles doctests with RUSTDOCFLAGS, not RUSTFLAGS: without the cfg there, doctests
+    // of the madsim build would compile the production branches against madsim-tokio.
+    let rustdocflags = with_cfg_madsim("RUSTDOCFLAGS");
+    command
+        .env("RUSTFLAGS", rustflags)
+        .env("RUSTDOCFLAGS", rustdocflags)
+        .env("CARGO_TARGET_DIR", sim_target_dir(root));
+    command
+}
+
+/// The flags in environment variable `name` plus `--cfg madsim` (once).
+fn with_cfg_madsim(name: &str) -> String {
+    match env::var(name) {
         Ok(existing) if !existing.contains("--cfg madsim") => format!("{existing} --cfg madsim"),
         Ok(existing) => existing,
         Err(_) => "--cfg madsim".to_string(),
-    };
-    command
-        .env("RUSTFLAGS", rustflags)
-        .env("CARGO_TARGET_DIR", sim_target_dir(root));
-    command
+    }
 }
 
 /// A `cargo` command (the one running xtask, if known) in the workspace root.
