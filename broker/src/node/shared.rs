@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::watch;
 use controller::MetadataImage;
+use kafka_protocol::messages::ApiKey;
 use log_core::Disk;
 use replication::{AlterPartition, BugSwitches, Config, Message};
 use wire::{BrokerId, TopicPartition};
@@ -222,76 +223,45 @@ impl Shared {
         let Some(partition) = self.partition(&tp) else {
             return;
         };
-        let timeout = self.request_timeout();
-        let connection = self.peer(leader, &tp).await;
         let answer = match message {
             Message::Fetch(request) => {
                 let wait =
                     i32::try_from(self.config.timing.replica_fetch_wait_max_ms).unwrap_or(500);
                 let kafka = rw::fetch_to_kafka(&tp, &request, wait);
-                let result = match connection {
-                    Some(mut c) => {
-                        let r: Result<kafka_protocol::messages::FetchResponse, _> = c
-                            .request(
-                                kafka_protocol::messages::ApiKey::Fetch,
-                                rw::REPLICA_FETCH_VERSION,
-                                &kafka,
-                                timeout,
-                            )
-                            .await;
-                        if r.is_ok() {
-                            self.peer_done(leader, &tp, c);
-                        }
-                        r.ok()
-                    }
-                    None => None,
-                };
+                let result: Option<kafka_protocol::messages::FetchResponse> = self
+                    .peer_request(
+                        leader,
+                        &tp,
+                        ApiKey::Fetch,
+                        rw::REPLICA_FETCH_VERSION,
+                        &kafka,
+                    )
+                    .await;
                 let data = result.as_ref().and_then(|r| {
                     r.responses
                         .iter()
                         .flat_map(|t| t.partitions.iter())
                         .find(|p| p.partition_index == tp.partition)
                 });
-                if result.is_none() {
-                    // Unreachable or silent leader: a refused fetch makes the core back off and retry.
-                    tokio::time::sleep(Duration::from_millis(
-                        self.config.timing.replica_fetch_backoff_ms,
-                    ))
-                    .await;
-                }
                 Message::FetchResponse(rw::fetch_response_from_kafka(leader, &request, data))
             }
             Message::OffsetsForLeaderEpoch(request) => {
                 let kafka = rw::offsets_for_epoch_to_kafka(&tp, &request);
-                let result = match connection {
-                    Some(mut c) => {
-                        let r: Result<kafka_protocol::messages::OffsetForLeaderEpochResponse, _> =
-                            c.request(
-                                kafka_protocol::messages::ApiKey::OffsetForLeaderEpoch,
-                                rw::OFFSETS_FOR_EPOCH_VERSION,
-                                &kafka,
-                                timeout,
-                            )
-                            .await;
-                        if r.is_ok() {
-                            self.peer_done(leader, &tp, c);
-                        }
-                        r.ok()
-                    }
-                    None => None,
-                };
+                let result: Option<kafka_protocol::messages::OffsetForLeaderEpochResponse> = self
+                    .peer_request(
+                        leader,
+                        &tp,
+                        ApiKey::OffsetForLeaderEpoch,
+                        rw::OFFSETS_FOR_EPOCH_VERSION,
+                        &kafka,
+                    )
+                    .await;
                 let end = result.as_ref().and_then(|r| {
                     r.topics
                         .iter()
                         .flat_map(|t| t.partitions.iter())
                         .find(|p| p.partition == tp.partition)
                 });
-                if result.is_none() {
-                    tokio::time::sleep(Duration::from_millis(
-                        self.config.timing.replica_fetch_backoff_ms,
-                    ))
-                    .await;
-                }
                 Message::OffsetsForLeaderEpochResponse(rw::offsets_for_epoch_from_kafka(
                     leader, &request, end,
                 ))
@@ -302,6 +272,35 @@ impl Shared {
             }
         };
         partition.deliver(leader, answer);
+    }
+
+    /// One replication request to `leader` on a pooled connection. `None` when the leader is
+    /// unreachable or silent; the caller then answers the core with a refusal, after the fetch
+    /// backoff, so the core backs off and retries instead of spinning.
+    async fn peer_request<Req, Resp>(
+        &self,
+        leader: BrokerId,
+        tp: &TopicPartition,
+        api_key: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Option<Resp>
+    where
+        Req: kafka_protocol::protocol::Encodable,
+        Resp: kafka_protocol::protocol::Decodable,
+    {
+        if let Some(mut connection) = self.peer(leader, tp).await {
+            let answer = connection
+                .request(api_key, version, body, self.request_timeout())
+                .await;
+            if let Ok(response) = answer {
+                self.peer_done(leader, tp, connection);
+                return Some(response);
+            }
+        }
+        let backoff = self.config.timing.replica_fetch_backoff_ms;
+        tokio::time::sleep(Duration::from_millis(backoff)).await;
+        None
     }
 
     /// A leader's ISR change, sent to the controller and answered back into the partition.
