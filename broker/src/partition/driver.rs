@@ -553,14 +553,7 @@ impl Partition {
         if !inner.replica.is_leader() {
             return Err(replication::Error::NotLeaderOrFollower.into());
         }
-        if let Some(epoch) = current_leader_epoch {
-            let ours = inner.replica.leader_epoch();
-            if epoch < ours {
-                return Err(replication::Error::FencedLeaderEpoch.into());
-            } else if epoch > ours {
-                return Err(replication::Error::UnknownLeaderEpoch.into());
-            }
-        }
+        fence(current_leader_epoch, inner.replica.leader_epoch())?;
         let epoch = inner.replica.leader_epoch();
         let hw = inner.replica.high_watermark();
         let offset = match timestamp {
@@ -589,14 +582,7 @@ impl Partition {
         if !inner.replica.is_leader() {
             return Err(replication::Error::NotLeaderOrFollower.into());
         }
-        if let Some(current) = current_leader_epoch {
-            let ours = inner.replica.leader_epoch();
-            if current < ours {
-                return Err(replication::Error::FencedLeaderEpoch.into());
-            } else if current > ours {
-                return Err(replication::Error::UnknownLeaderEpoch.into());
-            }
-        }
+        fence(current_leader_epoch, inner.replica.leader_epoch())?;
         Ok(inner
             .replica
             .epochs()
@@ -680,6 +666,15 @@ impl Partition {
     /// This broker's id.
     pub fn broker_id(&self) -> BrokerId {
         self.broker_id
+    }
+}
+
+/// KIP-320 fencing of a client request naming `current` as the leader epoch (none: unchecked).
+fn fence(current: Option<LeaderEpoch>, ours: LeaderEpoch) -> Result<(), PartitionError> {
+    match current {
+        Some(epoch) if epoch < ours => Err(replication::Error::FencedLeaderEpoch.into()),
+        Some(epoch) if epoch > ours => Err(replication::Error::UnknownLeaderEpoch.into()),
+        _ => Ok(()),
     }
 }
 
