@@ -65,8 +65,10 @@ pub enum MetadataRecord {
         incarnation: u64,
         /// Where the broker serves clients.
         listeners: Vec<Listener>,
-        /// Did the previous incarnation stop cleanly (log flushed)? After a crash the broker may
-        /// have lost records, so it leaves every ELR (KIP-966).
+        /// Does the broker still hold everything its logs flushed? Kafka's name: Kafka sets it
+        /// after a clean stop only, since a crash loses page-cache records. rill's brokers count
+        /// only flushed data in the HW and set it unless their storage lost flushed bytes (a new
+        /// or wiped directory, a corrupt log); when false the broker leaves every ELR (KIP-966).
         clean_shutdown: bool,
     },
     /// The active controller saw no heartbeat within the session timeout.

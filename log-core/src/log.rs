@@ -946,7 +946,11 @@ impl PartitionLog {
     /// a batch boundary at or below `offset`. Durable on return.
     fn truncate_to_unguarded(&mut self, offset: Offset) -> Result<(), LogError> {
         if offset >= self.log_end_offset() {
-            return Ok(());
+            // No record goes, but an epoch started at the LEO without records (a leader that
+            // never wrote) does: a follower must not keep naming it.
+            let log_end = self.log_end_offset();
+            self.epochs_dirty |= self.epochs.truncate_from_end(log_end);
+            return self.persist_epochs();
         }
         if offset < self.log_start_offset {
             return self.truncate_fully_and_start_at(offset);

@@ -100,6 +100,26 @@ fn truncate_to_drops_the_suffix_the_epochs_and_lowers_the_recovery_point() {
     ));
 }
 
+/// Found by the cluster simulation: a leader that started an epoch and wrote nothing in it,
+/// then became a follower, must be able to drop that epoch by truncating to its own LEO (the
+/// leader's divergence answer), durably, or every later fetch names an epoch the leader lacks.
+#[test]
+fn truncate_to_the_log_end_drops_an_empty_trailing_epoch_durably() {
+    let disk = MemDisk::new(2);
+    let mut log = open_mem(&disk, small_config());
+    log.append_as_leader(&batch("a", 4, 0, 0), LeaderEpoch(1), 0)
+        .unwrap();
+    log.assign_epoch_start(LeaderEpoch(2), Offset(4));
+    log.flush().unwrap();
+    assert_eq!(log.latest_epoch(), Some(LeaderEpoch(2)));
+    log.truncate_to(Offset(4)).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(4), "no record goes");
+    assert_eq!(log.epoch_entries(), vec![(LeaderEpoch(1), Offset(0))]);
+    disk.crash();
+    let log = open_mem(&disk, small_config());
+    assert_eq!(log.epoch_entries(), vec![(LeaderEpoch(1), Offset(0))]);
+}
+
 #[test]
 fn truncate_fully_and_start_at_restarts_an_empty_log() {
     let disk = MemDisk::new(2);

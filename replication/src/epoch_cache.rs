@@ -91,10 +91,13 @@ impl EpochCache {
         self.entries.first_key_value().map(|(_, &start)| start)
     }
 
-    /// Forgets epochs that start at or after `offset`: the log was truncated there.
-    pub fn truncate_from_end(&mut self, offset: Offset) {
+    /// Forgets epochs that start at or after `offset`: the log was truncated there. Returns
+    /// whether any entry went.
+    pub fn truncate_from_end(&mut self, offset: Offset) -> bool {
+        let before = self.entries.len();
         self.entries.retain(|_, start| *start < offset);
         assert!(self.entries.values().all(|&start| start < offset));
+        before != self.entries.len()
     }
 
     /// The entries in epoch order.

@@ -310,6 +310,13 @@ impl Replica {
             "truncation below the log start"
         );
         if offset >= self.log_end_offset {
+            // Nothing to cut, but an epoch this replica started as leader and never wrote in
+            // starts at the LEO and must go, or every fetch names it and the leader answers
+            // "diverging" forever (Kafka's truncateTo does the same since KAFKA-9105).
+            let end = self.log_end_offset;
+            if self.epochs.truncate_from_end(end) {
+                effects.push(Effect::TruncateTo(end));
+            }
             return;
         }
         effects.push(Effect::TruncateTo(offset));

@@ -155,3 +155,49 @@ fn a_late_answer_for_an_older_log_with_the_same_offset_is_dropped() {
     );
     assert_eq!(replica.log_end_offset(), Offset(4));
 }
+
+/// Found by the cluster simulation (seeds 18 and 23 of the first campaign): a replica that led
+/// an epoch without writing in it keeps that epoch's entry at its LEO. As a follower of a later
+/// leader that never saw the epoch, every fetch named it, the leader answered "diverging at
+/// your LEO", truncating to the LEO did nothing, and the follower never rejoined the ISR.
+#[test]
+fn an_empty_epoch_of_our_own_is_dropped_when_the_leader_says_we_diverge_at_our_leo() {
+    // Records 0..4 of epoch 1; then we led epoch 2 from offset 4 without appending.
+    let log = RecoveredLog {
+        log_start_offset: Offset(0),
+        log_end_offset: Offset(4),
+        epochs: vec![(LeaderEpoch(1), Offset(0)), (LeaderEpoch(2), Offset(4))],
+        high_watermark: Offset(4),
+    };
+    let mut replica = Replica::recover(config(B1), BugSwitches::default(), &log);
+    replica.step(0, Input::PartitionState(state(B0, 3, 3, &[B0, B2])));
+    // The leader of epoch 3 never saw epoch 2: epoch 1 ends at 4 for it.
+    let data = FetchData {
+        high_watermark: Offset(4),
+        diverging_epoch: Some(EpochEndOffset {
+            leader_epoch: LeaderEpoch(1),
+            end_offset: Offset(4),
+        }),
+        batches: vec![],
+    };
+    let effects = respond(&mut replica, 4, data);
+    assert!(
+        effects.contains(&Effect::TruncateTo(Offset(4))),
+        "the driver is told to drop the epoch from the log too: {effects:?}"
+    );
+    assert_eq!(replica.log_end_offset(), Offset(4), "no record goes");
+    let next_fetch = effects.iter().find_map(|e| match e {
+        Effect::Send {
+            message: Message::Fetch(f),
+            ..
+        } => Some(f.clone()),
+        _ => None,
+    });
+    let next_fetch = next_fetch.expect("the follower fetches again at once");
+    assert_eq!(next_fetch.fetch_offset, Offset(4));
+    assert_eq!(
+        next_fetch.last_fetched_epoch,
+        LeaderEpoch(1),
+        "the next fetch names the epoch the leader knows"
+    );
+}

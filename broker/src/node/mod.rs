@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod peer;
 pub mod replication_wire;
 pub mod shared;
+pub mod storage;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,8 +34,6 @@ use crate::control::{
 use crate::protocol::connection::{serve_connection, ConnectionConfig};
 use crate::protocol::versions::VersionTable;
 
-/// The file whose presence at start says the previous incarnation stopped cleanly.
-const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 /// The raft state's directory inside the data directory.
 const RAFT_DIR: &str = "__cluster_metadata-0";
 /// Interval of log housekeeping (segment rolls, retention, compaction).
@@ -83,12 +82,10 @@ pub struct NodeHandle {
     lifecycle: Option<BrokerLifecycle>,
     /// Background tasks to stop at shutdown.
     tasks: Vec<JoinHandle<()>>,
-    /// The node's disk, for the clean-shutdown marker.
-    disk: Arc<dyn Disk>,
 }
 
 impl NodeHandle {
-    /// Stops serving, flushes and closes every partition, and marks the shutdown clean.
+    /// Stops serving, flushes and closes every partition.
     pub fn shutdown(self) {
         for task in &self.tasks {
             task.abort();
@@ -104,14 +101,6 @@ impl NodeHandle {
         if let Some(controller) = &self.controller {
             controller.shutdown();
         }
-        let marker = Path::new(CLEAN_SHUTDOWN_FILE);
-        let written = self
-            .disk
-            .create(marker)
-            .and_then(|()| self.disk.sync_dir(Path::new("")));
-        if let Err(error) = written {
-            tracing::warn!(%error, "could not mark the shutdown clean");
-        }
         tracing::info!("node stopped");
     }
 }
@@ -124,7 +113,8 @@ pub async fn start(
 ) -> Result<NodeHandle, NodeError> {
     config.validate()?;
     let voters = config.voters()?;
-    let clean_shutdown = take_clean_shutdown_marker(disk.as_ref())?;
+    // Kafka's "clean shutdown" flag, in rill's sense: the logs hold everything they flushed.
+    let clean_shutdown = storage::check(&disk, &[RAFT_DIR])?.intact;
     let node_id = u64::try_from(config.node_id).expect("validated positive");
     let mut tasks = Vec::new();
     let controller = if config.has_role(Role::Controller) {
@@ -167,22 +157,7 @@ pub async fn start(
         broker,
         lifecycle,
         tasks,
-        disk,
     })
-}
-
-/// Reads and removes the clean-shutdown marker: present means the last stop flushed everything.
-fn take_clean_shutdown_marker(disk: &dyn Disk) -> Result<bool, NodeError> {
-    let marker = Path::new(CLEAN_SHUTDOWN_FILE);
-    let present = disk
-        .exists(marker)
-        .map_err(|e| NodeError::Disk(e.to_string()))?;
-    if present {
-        disk.remove(marker)
-            .and_then(|()| disk.sync_dir(Path::new("")))
-            .map_err(|e| NodeError::Disk(e.to_string()))?;
-    }
-    Ok(present)
 }
 
 async fn bind(address: &str) -> Result<TcpListener, NodeError> {
