@@ -439,7 +439,9 @@ impl PartitionWorker {
             )
         );
         if let Some(stamp) = &stamp {
-            if uncertain || sequence_refused {
+            if error.kafka_code() == Some(code::INVALID_PRODUCER_EPOCH) {
+                self.sequence.on_fenced();
+            } else if uncertain || sequence_refused {
                 self.sequence.on_desynchronised();
             } else {
                 self.sequence.on_refused(stamp);

@@ -3,9 +3,13 @@
 //!
 //! A retry resends the *same* batch with the *same* base sequence, so the broker deduplicates it.
 //! After an outcome we cannot classify (indeterminate), or a refusal showing the broker's idea of
-//! our sequence differs from ours, the partition needs a fresh producer identity: reusing the
-//! base could make the broker treat a new batch as a duplicate of the lost one, and advancing it
-//! could leave a gap the broker refuses forever.
+//! our sequence differs from ours, the partition starts over: reusing the base could make the
+//! broker treat a new batch as a duplicate of the lost one, and advancing it could leave a gap the
+//! broker refuses forever. Starting over bumps the epoch of the same producer id locally (the
+//! Java producer's idempotent epoch bump, KIP-360) rather than fetching a new id: the broker then
+//! fences the abandoned batch if it arrives late, after newer ones. With a new id it would be
+//! appended behind them, and the producer's sends would land out of order (the cluster
+//! simulation found this: Jepsen's `nonmonotonic-send`).
 
 /// A producer id and epoch handed out by InitProducerId.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,9 +99,21 @@ impl PartitionSequence {
         );
     }
 
-    /// The outcome is unknown, or the broker's sequence state disagrees with ours: start over
-    /// with a new identity.
+    /// The outcome is unknown, or the broker's sequence state disagrees with ours: start over at
+    /// sequence 0 of the next epoch, or with a new identity once the epoch is exhausted.
     pub fn on_desynchronised(&mut self) {
+        match &mut self.identity {
+            Some(identity) if identity.producer_epoch < i16::MAX => {
+                identity.producer_epoch += 1;
+                self.next = 0;
+                assert!(!self.reset_needed, "an installed identity is usable");
+            }
+            _ => self.reset_needed = true,
+        }
+    }
+
+    /// The broker fenced our epoch (a newer one exists): only a new identity helps.
+    pub fn on_fenced(&mut self) {
         self.reset_needed = true;
         assert!(self.needs_identity());
     }
@@ -147,11 +163,28 @@ mod tests {
     }
 
     #[test]
-    fn desynchronised_needs_new_identity_and_restarts() {
+    fn desynchronised_bumps_the_epoch_and_restarts_at_zero() {
         let mut state = PartitionSequence::new(Some(ID));
         let first = state.stamp(5);
         state.on_acknowledged(&first);
         state.on_desynchronised();
+        assert!(!state.needs_identity(), "the same id goes on");
+        let next = state.stamp(2);
+        assert_eq!(next.identity.producer_id, ID.producer_id);
+        assert_eq!(next.identity.producer_epoch, ID.producer_epoch + 1);
+        assert_eq!(next.base_sequence, 0);
+    }
+
+    #[test]
+    fn an_exhausted_epoch_or_a_fencing_needs_a_new_identity() {
+        let mut state = PartitionSequence::new(Some(ProducerIdentity {
+            producer_id: 7,
+            producer_epoch: i16::MAX,
+        }));
+        state.on_desynchronised();
+        assert!(state.needs_identity());
+        let mut state = PartitionSequence::new(Some(ID));
+        state.on_fenced();
         assert!(state.needs_identity());
         state.install(ProducerIdentity {
             producer_id: 8,

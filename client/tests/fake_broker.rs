@@ -14,8 +14,8 @@ use client::error::code;
 use client::producer::{Producer, ProducerConfig};
 use client::{ClientConfig, ClientError};
 use fake::{
-    api_versions_response, broker_versions, metadata_response, produce_batch_info, FakeServer,
-    Reply, Seen,
+    api_versions_response, broker_versions, metadata_response, produce_batch_epoch,
+    produce_batch_info, FakeServer, Reply, Seen,
 };
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
@@ -422,7 +422,8 @@ async fn outcomes_are_classified_definite_or_indeterminate() {
         .await
         .unwrap_err();
     assert!(error.is_indeterminate(), "{error}");
-    // OUT_OF_ORDER_SEQUENCE_NUMBER: definite, not retried, and the partition gets a new identity.
+    // OUT_OF_ORDER_SEQUENCE_NUMBER: definite, not retried, and the partition starts over at
+    // sequence 0 of the next epoch of the same producer id (bumped locally, as Java's producer).
     let server = single_broker("t", 1, |_, n| {
         if n == 0 {
             produce_answer("t", 0, code::OUT_OF_ORDER_SEQUENCE_NUMBER, -1)
@@ -446,8 +447,17 @@ async fn outcomes_are_classified_definite_or_indeterminate() {
         .unwrap();
     assert_eq!(
         server.seen(ApiKey::InitProducerId).len(),
-        2,
-        "a fresh producer id after OOOS"
+        1,
+        "no new producer id after OOOS: the epoch is bumped"
+    );
+    let produces = server.seen(ApiKey::Produce);
+    let (first, second) = (&produces[0].body, &produces[1].body);
+    assert_eq!(produce_batch_info(first).0, produce_batch_info(second).0);
+    assert_eq!(produce_batch_epoch(second), produce_batch_epoch(first) + 1);
+    assert_eq!(
+        produce_batch_info(second).1,
+        0,
+        "the new epoch starts at sequence 0"
     );
 }
 

@@ -11,7 +11,7 @@ cargo sim [OPTIONS]
 Runs a fault-injection simulation campaign. With no options: the embedded default campaign.
 
 options:
-  --scenario NAME     scenario to run (default: storage); --list shows them
+  --scenario NAME     scenario to run (default: cluster); --list shows them
   --seed N            run one seed (replay); prints its trace tail on failure
   --seeds N           number of seeds in the campaign (default 500)
   --start N           first seed of the campaign (default 1)
@@ -19,6 +19,11 @@ options:
   --steps N           operations per seed (scenario default otherwise)
   --bug NAME          switch on a deliberately reintroduced bug (see --list)
   --schedule FILE     cluster: replace the seed's fault schedule with this JSON file
+  --acks all|1|0      cluster: producer acks (default all)
+  --min-isr N         cluster: the topic's min.insync.replicas (default 2)
+  --unclean on|off    cluster: unclean leader election (default off)
+  --idempotence on|off  cluster: idempotent producers (default on with acks=all)
+  --faults FAMILY     cluster: only partitions, kills, pauses or disk faults
   --shrink            with --seed (cluster): shrink the failing seed's fault schedule and
                       workload, write shrunk-seed-N.json and print the replay command
   --ci                CI mode: every seed runs twice, traces must be equal
@@ -81,6 +86,14 @@ fn number<T: std::str::FromStr>(flag: &str, value: Option<&String>) -> Result<T,
         .map_err(|_| format!("{flag}: `{value}` is not a valid number"))
 }
 
+fn on_off(flag: &str, value: Option<&String>) -> Result<bool, String> {
+    match value.map(String::as_str) {
+        Some("on" | "true") => Ok(true),
+        Some("off" | "false") => Ok(false),
+        _ => Err(format!("{flag} needs on or off")),
+    }
+}
+
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut settings = scenarios::Settings::default();
@@ -109,6 +122,22 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                     .map_err(|e| format!("--schedule {path}: {e}"))?;
                 settings.schedule = Some((path.clone(), schedule));
             }
+            "--acks" => {
+                let value = iter.next().ok_or("--acks needs all, 1 or 0")?;
+                settings.overrides.acks = Some(match value.as_str() {
+                    "all" | "-1" => -1,
+                    other => number("--acks", Some(&other.to_string()))?,
+                });
+            }
+            "--min-isr" => settings.overrides.min_isr = Some(number("--min-isr", iter.next())?),
+            "--unclean" => settings.overrides.unclean = Some(on_off("--unclean", iter.next())?),
+            "--idempotence" => {
+                settings.overrides.idempotence = Some(on_off("--idempotence", iter.next())?);
+            }
+            "--faults" => {
+                let name = iter.next().ok_or("--faults needs a family")?;
+                settings.overrides.faults = Some(crate::cluster::FaultFamily::parse(name)?);
+            }
             "--ci" | "--check-determinism" => check = true,
             "--verbose" => verbose = true,
             "--shrink" => shrink = true,
@@ -121,6 +150,16 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     }
     if settings.schedule.is_some() && settings.scenario != scenarios::ScenarioName::Cluster {
         return Err("--schedule goes with --scenario cluster".to_string());
+    }
+    if settings.overrides != crate::cluster::Overrides::default() {
+        if settings.scenario != scenarios::ScenarioName::Cluster {
+            return Err(
+                "--acks, --min-isr, --unclean, --idempotence and --faults go with the cluster \
+                 scenario"
+                    .to_string(),
+            );
+        }
+        settings.overrides.validate()?;
     }
     if count == 0 {
         return Err("--seeds must be at least 1".to_string());

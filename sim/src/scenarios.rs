@@ -20,9 +20,9 @@ pub const LIST: &[(&str, &str)] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ScenarioName {
     /// `storage`: the log-core durability campaign.
-    #[default]
     Storage,
-    /// `cluster`: three simulated nodes, producers and a consumer, a nemesis.
+    /// `cluster`: three simulated nodes, producers and a consumer, a nemesis. The default.
+    #[default]
     Cluster,
 }
 
@@ -103,6 +103,8 @@ pub struct Settings {
     pub bug: Option<String>,
     /// `--schedule FILE.json` (cluster only): the file and the fault schedule it holds.
     pub schedule: Option<(String, FaultSchedule)>,
+    /// `--acks`, `--min-isr`, `--unclean`, `--idempotence`, `--faults` (cluster only).
+    pub overrides: crate::cluster::Overrides,
 }
 
 /// Builds the scenario the settings name.
@@ -118,7 +120,8 @@ pub fn build(settings: &Settings) -> Arc<dyn Scenario> {
 
 /// The cluster scenario the settings describe (also what the shrinker drives).
 pub fn cluster(settings: &Settings) -> crate::cluster::ClusterScenario {
-    let scenario = crate::cluster::ClusterScenario::new(settings.steps, settings.bug.clone());
+    let scenario = crate::cluster::ClusterScenario::new(settings.steps, settings.bug.clone())
+        .with_overrides(settings.overrides);
     match &settings.schedule {
         Some((path, schedule)) => scenario.with_schedule(path.clone(), schedule.clone()),
         None => scenario,

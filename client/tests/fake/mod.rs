@@ -211,6 +211,20 @@ pub fn produce_batch_info(body: &RequestKind) -> (i64, i32, i32, i16) {
     )
 }
 
+/// The producer epoch of a Produce request's single batch.
+pub fn produce_batch_epoch(body: &RequestKind) -> i16 {
+    let RequestKind::Produce(request) = body else {
+        panic!("not a produce")
+    };
+    let mut records = request.topic_data[0].partition_data[0]
+        .records
+        .clone()
+        .unwrap();
+    let infos =
+        kafka_protocol::records::RecordBatchDecoder::decode_batch_info(&mut records).unwrap();
+    infos[0].producer_epoch
+}
+
 pub fn peek_i16(bytes: &[u8]) -> i16 {
     (&bytes[..2]).get_i16()
 }

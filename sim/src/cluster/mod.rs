@@ -64,13 +64,124 @@ pub const BUGS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Fault families a run can be limited to (`--faults`, and the matrix's columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultFamily {
+    /// Partitions between two nodes, one-way drops and isolations.
+    Partitions,
+    /// Process kills and restarts (with disk crashes).
+    Kills,
+    /// Pauses (a node hears and says nothing, then resumes).
+    Pauses,
+    /// Disk I/O errors and bit flips.
+    Disk,
+}
+
+impl FaultFamily {
+    /// Every family, in display order.
+    pub const ALL: [FaultFamily; 4] = [
+        FaultFamily::Partitions,
+        FaultFamily::Kills,
+        FaultFamily::Pauses,
+        FaultFamily::Disk,
+    ];
+
+    /// The name `--faults` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultFamily::Partitions => "partitions",
+            FaultFamily::Kills => "kills",
+            FaultFamily::Pauses => "pauses",
+            FaultFamily::Disk => "disk",
+        }
+    }
+
+    /// Parses a `--faults` value.
+    pub fn parse(name: &str) -> Result<FaultFamily, String> {
+        FaultFamily::ALL
+            .into_iter()
+            .find(|f| f.as_str() == name)
+            .ok_or_else(|| {
+                format!("unknown fault family `{name}` (known: partitions, kills, pauses, disk)")
+            })
+    }
+}
+
+/// Settings fixed on the command line instead of drawn (`--acks`, `--min-isr`, `--unclean`,
+/// `--idempotence`, `--faults`): how a user replays one cell of the guarantee matrix.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Producer acks: -1 (all), 0 or 1.
+    pub acks: Option<i16>,
+    /// The topic's `min.insync.replicas`.
+    pub min_isr: Option<i32>,
+    /// `unclean.leader.election.enable`.
+    pub unclean: Option<bool>,
+    /// `enable.idempotence` (Kafka's producer requires acks=all for it).
+    pub idempotence: Option<bool>,
+    /// Only this fault family.
+    pub faults: Option<FaultFamily>,
+}
+
+impl Overrides {
+    /// Checks the combination: acks in {-1, 0, 1}, min ISR in 1..=3, idempotence only with
+    /// acks=all (Kafka's producer refuses the rest).
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(acks) = self.acks {
+            if ![-1, 0, 1].contains(&acks) {
+                return Err(format!("--acks {acks}: use all, 0 or 1"));
+            }
+        }
+        if let Some(min_isr) = self.min_isr {
+            if !(1..=3).contains(&min_isr) {
+                return Err(format!("--min-isr {min_isr}: use 1, 2 or 3"));
+            }
+        }
+        if self.idempotence == Some(true) && self.acks.is_some_and(|a| a != -1) {
+            return Err("idempotence needs acks=all (as in Kafka's producer)".into());
+        }
+        Ok(())
+    }
+
+    /// The command-line words that give these overrides (for replay lines).
+    pub fn args(&self) -> Vec<String> {
+        let on_off = |b: bool| if b { "on" } else { "off" };
+        let mut args = Vec::new();
+        if let Some(acks) = self.acks {
+            let acks = if acks == -1 {
+                "all".to_string()
+            } else {
+                acks.to_string()
+            };
+            args.push(format!("--acks {acks}"));
+        }
+        if let Some(min_isr) = self.min_isr {
+            args.push(format!("--min-isr {min_isr}"));
+        }
+        if let Some(unclean) = self.unclean {
+            args.push(format!("--unclean {}", on_off(unclean)));
+        }
+        if let Some(idempotence) = self.idempotence {
+            args.push(format!("--idempotence {}", on_off(idempotence)));
+        }
+        if let Some(faults) = self.faults {
+            args.push(format!("--faults {}", faults.as_str()));
+        }
+        args
+    }
+}
+
 /// The seed-drawn shape of one cluster run: printed beside the seed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterDraw {
-    /// Producer acks: -1 (all, with idempotence) or 1 (leader only).
+    /// Producer acks: -1 (all), 1 (leader only) or 0 (none).
     pub acks: i16,
     /// The topic's `min.insync.replicas`.
     pub min_isr: i32,
+    /// The topic's `unclean.leader.election.enable`.
+    pub unclean: bool,
+    /// Producers are idempotent.
+    pub idempotence: bool,
     /// Producer processes.
     pub producers: u64,
     /// Length of the safety phase, simulated ms.
@@ -90,25 +201,29 @@ pub struct ClusterDraw {
 }
 
 impl ClusterDraw {
-    /// Draws the shape from the seed (its own stream: the run's choices do not shift it).
+    /// Draws the shape from the seed (its own stream: the run's choices do not shift it): the
+    /// default campaign's settings (acks=all, idempotence, min ISR 2, clean elections), drawn
+    /// timeouts and fault mix.
     pub fn from_seed(seed: u64) -> ClusterDraw {
+        ClusterDraw::from_seed_with(seed, &Overrides::default())
+    }
+
+    /// Like [`ClusterDraw::from_seed`] with some settings fixed. The rest of the draw does not
+    /// depend on the overrides, so a cell of the matrix and the default campaign share timings.
+    pub fn from_seed_with(seed: u64, overrides: &Overrides) -> ClusterDraw {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc1a5_7e00_0000_0005);
-        let weak = rng.gen_bool(0.25);
-        let (acks, min_isr) = if weak {
-            if rng.gen_bool(0.5) {
-                (1, 2)
-            } else {
-                (-1, 1)
-            }
-        } else {
-            (-1, 2)
-        };
         let safety_ms = rng.gen_range(10_000..=25_000);
-        let nemesis = NemesisDraw::draw(&mut rng);
+        let mut nemesis = NemesisDraw::draw(&mut rng);
+        if let Some(family) = overrides.faults {
+            nemesis.only(family);
+        }
         let schedule = FaultSchedule::generate(&mut rng, &nemesis, safety_ms);
+        let acks = overrides.acks.unwrap_or(-1);
         ClusterDraw {
             acks,
-            min_isr,
+            min_isr: overrides.min_isr.unwrap_or(2),
+            unclean: overrides.unclean.unwrap_or(false),
+            idempotence: overrides.idempotence.unwrap_or(acks == -1),
             producers: rng.gen_range(1..=3),
             safety_ms,
             replica_lag_time_max_ms: [2_000, 5_000, 10_000][rng.gen_range(0..3)],
@@ -120,9 +235,44 @@ impl ClusterDraw {
         }
     }
 
-    /// Whether the settings promise no loss (acks=all, min ISR 2).
+    /// Whether the settings promise that no acknowledged record is lost (acks=all, min ISR 2,
+    /// clean elections).
     pub fn strong(&self) -> bool {
-        self.acks == -1 && self.min_isr >= 2
+        self.acks == -1 && self.min_isr >= 2 && !self.unclean
+    }
+
+    /// The anomaly classes that are violations under these settings: all of the checker's bad
+    /// classes when strong and idempotent; without idempotence a retried send may be written
+    /// twice, so duplicates are allowed; weak settings promise nothing the checker can hold
+    /// them to (their runs still fail on liveness and on panics).
+    pub fn forbidden(&self) -> Option<Vec<AnomalyClass>> {
+        if !self.strong() {
+            return Some(WEAK_FORBIDDEN.to_vec());
+        }
+        if self.idempotence {
+            None
+        } else {
+            Some(
+                AnomalyClass::ALL
+                    .into_iter()
+                    .filter(|c| *c != AnomalyClass::Duplicate)
+                    .collect(),
+            )
+        }
+    }
+
+    /// The settings in words.
+    pub fn settings(&self) -> String {
+        format!(
+            "acks {}, min ISR {}, unclean {}, idempotence {}",
+            match self.acks {
+                -1 => "all".to_string(),
+                other => other.to_string(),
+            },
+            self.min_isr,
+            if self.unclean { "on" } else { "off" },
+            if self.idempotence { "on" } else { "off" },
+        )
     }
 }
 
@@ -135,6 +285,8 @@ pub struct ClusterScenario {
     bug: Option<String>,
     /// `--schedule FILE`: a fault schedule replacing the seed's.
     schedule: Option<(String, FaultSchedule)>,
+    /// Settings fixed instead of drawn.
+    overrides: Overrides,
 }
 
 impl ClusterScenario {
@@ -150,7 +302,14 @@ impl ClusterScenario {
             steps,
             bug,
             schedule: None,
+            overrides: Overrides::default(),
         }
+    }
+
+    /// Fixes the settings `overrides` names (validated by the caller).
+    pub fn with_overrides(mut self, overrides: Overrides) -> ClusterScenario {
+        self.overrides = overrides;
+        self
     }
 
     /// Replaces every seed's drawn fault schedule with `schedule`, read from `path`.
@@ -174,7 +333,7 @@ impl ClusterScenario {
 
     /// The draw of `seed`, with the schedule override applied.
     pub fn draw(&self, seed: u64) -> ClusterDraw {
-        let mut draw = ClusterDraw::from_seed(seed);
+        let mut draw = ClusterDraw::from_seed_with(seed, &self.overrides);
         if let Some((_, schedule)) = &self.schedule {
             draw.schedule = schedule.clone();
         }
@@ -198,6 +357,16 @@ impl ClusterScenario {
 
     /// Runs `seed` with an explicit draw (the shrinker's entry point).
     pub fn run_draw(&self, seed: u64, draw: &ClusterDraw) -> SeedRun {
+        self.run_checked_draw(seed, draw).run
+    }
+
+    /// Runs `seed` and keeps the checker's whole report beside the verdict (what the guarantee
+    /// matrix tabulates: every anomaly seen, allowed by the settings or not).
+    pub fn run_checked(&self, seed: u64) -> CheckedRun {
+        self.run_checked_draw(seed, &self.draw(seed))
+    }
+
+    fn run_checked_draw(&self, seed: u64, draw: &ClusterDraw) -> CheckedRun {
         let sends_max = self.steps.unwrap_or(SENDS_PER_PRODUCER_DEFAULT);
         let outcome = world::run(seed, draw, self.options(), sends_max);
         let mut run = SeedRun {
@@ -207,8 +376,10 @@ impl ClusterScenario {
             simulated_ms: outcome.simulated_ms,
             timeline: outcome.timeline,
         };
+        let report = queue::check(&outcome.history, &QueueOptions::default());
         // Both verdicts: a liveness failure often comes with the anomalies that explain it.
-        let checked = judge(&outcome.history, draw.strong());
+        let checked = judge(&report, draw.forbidden().as_deref());
+        let liveness = run.violation.clone();
         run.violation = match (run.violation.take(), checked) {
             (Some(liveness), Some(anomalies)) => Some(format!("{liveness}; {anomalies}")),
             (liveness, anomalies) => liveness.or(anomalies),
@@ -216,17 +387,35 @@ impl ClusterScenario {
         if let Some(violation) = &run.violation {
             run.trace.record(format!("VIOLATION {violation}"));
         }
-        run
+        CheckedRun {
+            run,
+            report,
+            liveness,
+            draw: draw.clone(),
+        }
     }
 }
 
+/// One run with everything the checker found.
+#[derive(Debug)]
+pub struct CheckedRun {
+    /// The run and its verdict under the draw's settings.
+    pub run: SeedRun,
+    /// The queue checker's report: every anomaly class seen, with cases.
+    pub report: queue::QueueReport,
+    /// The liveness (or set-up) failure, if any, apart from the checker.
+    pub liveness: Option<String>,
+    /// The settings and faults the run had.
+    pub draw: ClusterDraw,
+}
+
 /// Runs the queue checker; returns the violation the settings make of its findings.
-pub fn judge(history: &jepsen::history::History, strong: bool) -> Option<String> {
-    let report = queue::check(history, &QueueOptions::default());
+/// `forbidden`: the classes that count (`None`: every class the checker calls bad).
+pub fn judge(report: &queue::QueueReport, forbidden: Option<&[AnomalyClass]>) -> Option<String> {
     let bad: Vec<AnomalyClass> = report
         .bad_classes()
         .into_iter()
-        .filter(|class| strong || WEAK_FORBIDDEN.contains(class))
+        .filter(|class| forbidden.is_none_or(|f| f.contains(class)))
         .collect();
     let first = bad.first()?;
     let case = report
@@ -254,14 +443,13 @@ impl Scenario for ClusterScenario {
     fn describe(&self, seed: u64) -> String {
         let d = self.draw(seed);
         format!(
-            "acks {}, min ISR {} ({}), {} producers, safety {} ms, lag {} ms, session {} ms, \
+            "{} ({}), {} producers, safety {} ms, lag {} ms, session {} ms, \
              tick {} ms, faults {} every ~{} ms: {} faults [{}]",
-            if d.acks == -1 { "all" } else { "1" },
-            d.min_isr,
-            if d.strong() {
-                "strong"
-            } else {
-                "weak: loss allowed"
+            d.settings(),
+            match (d.strong(), d.idempotence) {
+                (true, true) => "strong",
+                (true, false) => "strong, duplicates allowed",
+                (false, _) => "weak: loss allowed",
             },
             d.producers,
             d.safety_ms,
@@ -290,6 +478,7 @@ impl Scenario for ClusterScenario {
         if let Some((path, _)) = &self.schedule {
             args.push(format!("--schedule {path}"));
         }
+        args.extend(self.overrides.args());
         args
     }
 }

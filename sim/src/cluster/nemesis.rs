@@ -160,6 +160,15 @@ impl NemesisDraw {
         draw
     }
 
+    /// Limits the draw to one family (the rate stays as drawn).
+    pub fn only(&mut self, family: super::FaultFamily) {
+        use super::FaultFamily;
+        self.kills = family == FaultFamily::Kills;
+        self.pauses = family == FaultFamily::Pauses;
+        self.partitions = family == FaultFamily::Partitions;
+        self.disk = family == FaultFamily::Disk;
+    }
+
     /// The enabled kinds, for `describe`.
     pub fn kinds(&self) -> String {
         let kinds: Vec<&str> = [

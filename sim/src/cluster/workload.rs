@@ -35,8 +35,10 @@ const RETRY_MS: u64 = 200;
 pub struct WorkloadConfig {
     /// Addresses of the brokers.
     pub bootstrap: Vec<String>,
-    /// Producer acks (-1 all, 1 leader).
+    /// Producer acks (-1 all, 1 leader, 0 none).
     pub acks: i16,
+    /// Idempotent producers.
+    pub idempotence: bool,
     /// `min.insync.replicas` of the topic.
     pub min_isr: i32,
     /// Bound on one batch's delivery.
@@ -140,7 +142,7 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ (process + 1).wrapping_mul(0x9e37));
     let producer_config = ProducerConfig {
         acks: config.acks,
-        idempotence: config.acks == -1,
+        idempotence: config.idempotence,
         linger_ms: 2,
         delivery_timeout_ms: config.delivery_timeout_ms,
         ..ProducerConfig::default()
@@ -193,14 +195,11 @@ fn record_send(
     let mut recorder = lock(shared);
     match outcome {
         Ok(sent) => {
-            let offset = u64::try_from(sent.offset).expect("acks>=1 answers real offsets");
-            let done = format!("send t-{partition} [{offset}, {value}]");
-            recorder.complete(
-                process,
-                OpType::Ok,
-                send_mop(key, value, Some(offset)),
-                &done,
-            );
+            // acks=0: the broker answers nothing, so the offset is unknown (-1).
+            let offset = u64::try_from(sent.offset).ok();
+            let shown = offset.map_or("?".to_string(), |o| o.to_string());
+            let done = format!("send t-{partition} [{shown}, {value}]");
+            recorder.complete(process, OpType::Ok, send_mop(key, value, offset), &done);
         }
         Err(error) => {
             let op_type = if error.is_indeterminate() {

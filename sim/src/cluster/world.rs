@@ -95,7 +95,7 @@ mod simulated {
                 replication_factor: 3,
                 partitions: 3,
                 min_insync_replicas: draw.min_isr,
-                unclean_leader_election: false,
+                unclean_leader_election: draw.unclean,
                 auto_create: false,
             },
             log: Default::default(),
@@ -341,6 +341,7 @@ mod simulated {
         let config = WorkloadConfig {
             bootstrap: (1..=NODES).map(|n| format!("{}:9092", ip(n))).collect(),
             acks: draw.acks,
+            idempotence: draw.idempotence,
             min_isr: draw.min_isr,
             delivery_timeout_ms: draw.delivery_timeout_ms,
             seed,
