@@ -7,8 +7,12 @@ use std::sync::Arc;
 /// The usage text.
 pub const USAGE: &str = "\
 cargo sim [OPTIONS]
+cargo sim matrix [--seeds N] [--start N] [--jobs N] [--steps N] [--out DIR]
 
 Runs a fault-injection simulation campaign. With no options: the embedded default campaign.
+`matrix` runs the delivery-guarantee matrix (cluster scenario: acks x min ISR x unclean x
+idempotence x fault family, --seeds per combination, default 12) and writes
+DIR/guarantees.md and DIR/guarantees.html (default DIR: docs).
 
 options:
   --scenario NAME     scenario to run (default: cluster); --list shows them
@@ -61,6 +65,13 @@ pub enum Command {
         /// The failing seed.
         seed: u64,
     },
+    /// Run the delivery-guarantee matrix and write its documents.
+    Matrix {
+        /// What to run.
+        options: crate::matrix::MatrixOptions,
+        /// Where `guarantees.md` and `guarantees.html` go.
+        out: String,
+    },
     /// Run a campaign.
     Campaign {
         /// Scenario settings.
@@ -96,6 +107,9 @@ fn on_off(flag: &str, value: Option<&String>) -> Result<bool, String> {
 
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Command, String> {
+    if args.first().is_some_and(|a| a == "matrix") {
+        return parse_matrix(&args[1..]);
+    }
     let mut settings = scenarios::Settings::default();
     let (mut seed, mut start, mut count, mut jobs) = (None, 1u64, DEFAULT_SEEDS, None);
     let (mut check, mut verbose, mut report, mut shrink) = (false, false, None, false);
@@ -196,6 +210,40 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     })
 }
 
+/// Parses the arguments after `matrix`.
+fn parse_matrix(args: &[String]) -> Result<Command, String> {
+    use crate::matrix::{MatrixOptions, SEEDS_PER_CELL_DEFAULT, SEEDS_PER_CELL_MAX};
+    let (mut seeds, mut start, mut jobs) = (SEEDS_PER_CELL_DEFAULT, 1u64, None);
+    let (mut steps, mut out) = (None, "docs".to_string());
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--seeds" => seeds = number("--seeds", iter.next())?,
+            "--start" => start = number("--start", iter.next())?,
+            "--jobs" => jobs = Some(number("--jobs", iter.next())?),
+            "--steps" => steps = Some(number("--steps", iter.next())?),
+            "--out" => out = iter.next().ok_or("--out needs a directory")?.clone(),
+            other => return Err(format!("matrix: unknown option `{other}`")),
+        }
+    }
+    if !(1..=SEEDS_PER_CELL_MAX).contains(&seeds) {
+        return Err(format!(
+            "matrix: --seeds must be in 1..={SEEDS_PER_CELL_MAX}"
+        ));
+    }
+    if start.checked_add(seeds).is_none() {
+        return Err("matrix: --start + --seeds overflows".to_string());
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let jobs: usize = jobs.unwrap_or(cores).max(1);
+    Ok(Command::Matrix {
+        options: MatrixOptions::full(seeds, start, jobs, steps),
+        out,
+    })
+}
+
 /// Runs a parsed command; `Ok(false)` means the simulation found a violation.
 pub fn execute(command: Command) -> Result<bool, String> {
     match command {
@@ -218,6 +266,7 @@ pub fn execute(command: Command) -> Result<bool, String> {
             check_determinism,
         } => replay(settings, seed, verbose, report, check_determinism),
         Command::Shrink { settings, seed } => shrink(&settings, seed),
+        Command::Matrix { options, out } => matrix(&options, &out),
         Command::Campaign {
             settings,
             start,
@@ -251,6 +300,27 @@ pub fn execute(command: Command) -> Result<bool, String> {
             Ok(ok)
         }
     }
+}
+
+/// Runs the matrix, writes its documents; `Ok(false)` when a cell broke its row's promise.
+fn matrix(options: &crate::matrix::MatrixOptions, out: &str) -> Result<bool, String> {
+    let combinations = options.rows.len() * options.families.len();
+    eprintln!(
+        "rill sim: matrix, {combinations} combinations x {} seeds from {}, {} jobs",
+        options.seeds_per_cell, options.start, options.jobs
+    );
+    let matrix = crate::matrix::run(options);
+    let written = crate::matrix::write(&matrix, std::path::Path::new(out))?;
+    print!("{}", crate::matrix::summarize(&matrix));
+    for path in written {
+        println!("written: {}", path.display());
+    }
+    let ok = matrix
+        .cells
+        .iter()
+        .all(|c| c.verdict() != crate::matrix::Verdict::Violated);
+    println!("verdict: {}", if ok { "PASS" } else { "FAIL" });
+    Ok(ok)
 }
 
 fn shrink(settings: &scenarios::Settings, seed: u64) -> Result<bool, String> {
@@ -376,5 +446,32 @@ mod tests {
             .contains("unknown option"));
         assert!(parse(&args("--seeds 0")).is_err());
         assert!(parse(&args("--report x.html")).is_err());
+        assert!(parse(&args("matrix --seeds 0")).is_err());
+        assert!(parse(&args("matrix --acks 1"))
+            .unwrap_err()
+            .contains("unknown option"));
+    }
+
+    #[test]
+    fn matrix_takes_its_own_options() {
+        match parse(&args(
+            "matrix --seeds 3 --start 7 --jobs 2 --steps 40 --out /tmp/m",
+        )) {
+            Ok(Command::Matrix { options, out }) => {
+                assert_eq!(
+                    (options.seeds_per_cell, options.start, options.jobs),
+                    (3, 7, 2)
+                );
+                assert_eq!((options.steps, out.as_str()), (Some(40), "/tmp/m"));
+                assert_eq!(options.rows.len() * options.families.len(), 64);
+            }
+            other => panic!("expected the matrix, got {other:?}"),
+        }
+        match parse(&args("matrix")) {
+            Ok(Command::Matrix { options, out }) => {
+                assert_eq!((options.seeds_per_cell, out.as_str()), (12, "docs"));
+            }
+            other => panic!("expected the matrix, got {other:?}"),
+        }
     }
 }

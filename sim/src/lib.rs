@@ -6,6 +6,8 @@
 //! - `scenarios`: what `--scenario` selects; `storage` is the log-core durability campaign,
 //!   `cluster` a three-node rill cluster under a nemesis, judged by the Jepsen queue checker;
 //! - `report`: the HTML timeline of one seed;
+//! - `matrix`: the delivery-guarantee matrix (`cargo sim matrix`): settings x fault families,
+//!   every anomaly seen, written to `docs/guarantees.md` and `.html`;
 //! - `cli`: the `cargo sim` command line.
 //!
 //! `cargo sim` builds this crate with `--cfg madsim`; the storage scenario itself is a pure
@@ -13,6 +15,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod matrix;
 pub mod report;
 pub mod runner;
 pub mod scenarios;

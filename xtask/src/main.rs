@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-/// Seeds the CI determinism check runs (each twice). Bounded so CI stays within its budget.
+/// Storage seeds the CI determinism check runs (each twice). Bounded so CI stays within its budget.
 const CI_SIM_SEEDS: u32 = 1000;
+/// Cluster seeds CI runs, each twice (about a minute on 2 cores; the nightly soak runs more).
+const CI_CLUSTER_SEEDS: u32 = 300;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -238,10 +240,20 @@ fn ci_steps(root: &Path, skip: &[&str]) -> Vec<Step> {
 
     let mut determinism = normal_cargo(root);
     determinism.args(["run", "--quiet", "--package", "xtask", "--", "sim"]);
-    determinism.args(["--ci", "--seeds", &CI_SIM_SEEDS.to_string()]);
+    determinism.args(["--scenario", "storage", "--ci"]);
+    determinism.args(["--seeds", &CI_SIM_SEEDS.to_string()]);
     steps.push(Step {
         name: "sim-determinism",
         command: determinism,
+    });
+
+    // The default campaign (the cluster scenario), a bounded batch, each seed twice.
+    let mut cluster = normal_cargo(root);
+    cluster.args(["run", "--quiet", "--package", "xtask", "--", "sim"]);
+    cluster.args(["--ci", "--seeds", &CI_CLUSTER_SEEDS.to_string()]);
+    steps.push(Step {
+        name: "sim-cluster",
+        command: cluster,
     });
 
     let tla = root.join("tla").join("check");

@@ -289,7 +289,9 @@ impl Shared {
         Req: kafka_protocol::protocol::Encodable,
         Resp: kafka_protocol::protocol::Decodable,
     {
-        if let Some(mut connection) = self.peer(leader, tp).await {
+        // BUGGIFY: a replication connection drops (the request may or may not have been sent).
+        let dropped = crate::runtime::buggify("replica.connection.drop");
+        if let (Some(mut connection), false) = (self.peer(leader, tp).await, dropped) {
             let answer = connection
                 .request(api_key, version, body, self.request_timeout())
                 .await;

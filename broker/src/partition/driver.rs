@@ -877,6 +877,11 @@ async fn flusher(partition: Weak<Partition>) {
         }
         // Notify keeps one permit: a flush wanted before this wait still wakes it.
         partition.flush_needed.notified().await;
+        if runtime::buggify("partition.flush.slow") {
+            // A slow disk: the group commit waits, appends pile up behind it.
+            let delay = runtime::jitter_ms(1, 500);
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         let wanted = partition.lock().flush_wanted.take();
         if let Some((seq, up_to)) = wanted {
             flush_once(&partition, seq, up_to);

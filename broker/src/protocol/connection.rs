@@ -120,6 +120,10 @@ where
         assert!(payload.len() <= config.frame_bytes_max as usize);
         // acks=0 produces get no response at all (the client does not read one).
         if let Some(response) = answer(payload, table, handler, config).await? {
+            if crate::runtime::buggify("kafka.response.delay") {
+                let delay = crate::runtime::jitter_ms(1, 2_000);
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             write_frame(stream, &response).await?;
         }
     }

@@ -171,6 +171,16 @@ impl Overrides {
     }
 }
 
+/// How the nodes are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Three nodes, each a broker and a controller (KRaft's combined mode).
+    Combined,
+    /// Three brokers and, on three more nodes, a controller quorum of their own. The nemesis
+    /// strikes the brokers; isolating one also cuts it off from the controllers.
+    Split,
+}
+
 /// The seed-drawn shape of one cluster run: printed beside the seed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterDraw {
@@ -194,6 +204,15 @@ pub struct ClusterDraw {
     pub controller_tick_ms: u64,
     /// Producer delivery timeout.
     pub delivery_timeout_ms: u64,
+    /// BUGGIFY (code-level fault points in the broker: slow fsyncs, dropped replication
+    /// connections, delayed responses): the per-mille firing chance of the enabled sites, or
+    /// off.
+    pub buggify_permille: Option<u32>,
+    /// Combined nodes, or brokers and controllers apart.
+    pub shape: Shape,
+    /// `log.segment.bytes`: small segments make rolls, index rebuilds and multi-segment
+    /// recovery happen within a run.
+    pub segment_bytes: u64,
     /// Which fault kinds are on, and how often.
     pub nemesis: NemesisDraw,
     /// The faults themselves.
@@ -230,6 +249,15 @@ impl ClusterDraw {
             broker_session_timeout_ms: [2_000, 4_000, 8_000][rng.gen_range(0..3)],
             controller_tick_ms: [50, 100][rng.gen_range(0..2)],
             delivery_timeout_ms: [5_000, 15_000][rng.gen_range(0..2)],
+            buggify_permille: rng
+                .gen_bool(0.5)
+                .then(|| [10, 50, 200][rng.gen_range(0..3)]),
+            shape: if rng.gen_bool(0.3) {
+                Shape::Split
+            } else {
+                Shape::Combined
+            },
+            segment_bytes: [4_096, 65_536, 1 << 30][rng.gen_range(0..3)],
             nemesis,
             schedule,
         }
@@ -443,19 +471,26 @@ impl Scenario for ClusterScenario {
     fn describe(&self, seed: u64) -> String {
         let d = self.draw(seed);
         format!(
-            "{} ({}), {} producers, safety {} ms, lag {} ms, session {} ms, \
-             tick {} ms, faults {} every ~{} ms: {} faults [{}]",
+            "{} ({}), {}, segments {} B, {} producers, safety {} ms, lag {} ms, \
+             session {} ms, tick {} ms, buggify {}, faults {} every ~{} ms: {} faults [{}]",
             d.settings(),
             match (d.strong(), d.idempotence) {
                 (true, true) => "strong",
                 (true, false) => "strong, duplicates allowed",
                 (false, _) => "weak: loss allowed",
             },
+            match d.shape {
+                Shape::Combined => "3 combined nodes",
+                Shape::Split => "3 brokers + 3 controllers",
+            },
+            d.segment_bytes,
             d.producers,
             d.safety_ms,
             d.replica_lag_time_max_ms,
             d.broker_session_timeout_ms,
             d.controller_tick_ms,
+            d.buggify_permille
+                .map_or("off".to_string(), |p| format!("{p}‰")),
             d.nemesis.kinds(),
             d.nemesis.gap_ms_mean,
             d.schedule.faults.len(),

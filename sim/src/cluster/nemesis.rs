@@ -55,7 +55,12 @@ pub enum Fault {
         /// The broker id.
         node: u8,
     },
-    /// Unclog every link and node: the network is whole again.
+    /// Latency spike: every message takes up to `latency_ms` (madsim's default is 1-10 ms).
+    Slow {
+        /// Upper bound of a message's delay, ms.
+        latency_ms: u32,
+    },
+    /// Unclog every link and node, latency back to normal: the network is whole again.
     Heal,
     /// The node's disk starts failing: I/O errors and silent bit flips on writes.
     DiskFaults {
@@ -86,7 +91,7 @@ impl Fault {
             | Fault::DiskHeal { node } => vec![*node],
             Fault::Partition { a, b } => vec![*a, *b],
             Fault::OneWay { from, to } => vec![*from, *to],
-            Fault::Heal => Vec::new(),
+            Fault::Heal | Fault::Slow { .. } => Vec::new(),
         }
     }
 
@@ -100,6 +105,7 @@ impl Fault {
             Fault::Partition { a, b } => format!("partition n{a}|n{b}"),
             Fault::OneWay { from, to } => format!("one-way n{from}->n{to} dropped"),
             Fault::Isolate { node } => format!("isolate n{node}"),
+            Fault::Slow { latency_ms } => format!("slow network (up to {latency_ms} ms)"),
             Fault::Heal => "heal network".to_string(),
             Fault::DiskFaults {
                 node,
@@ -142,6 +148,9 @@ pub struct NemesisDraw {
     pub disk: bool,
     /// Mean gap between two fault episodes, simulated ms.
     pub gap_ms_mean: u64,
+    /// Whether an episode may begin before the previous one ended (two faults at once: what
+    /// it takes to empty an ISR of three).
+    pub overlapping: bool,
 }
 
 impl NemesisDraw {
@@ -153,6 +162,7 @@ impl NemesisDraw {
             partitions: rng.gen_bool(0.6),
             disk: rng.gen_bool(0.3),
             gap_ms_mean: [1_000, 2_500, 5_000][rng.gen_range(0..3)],
+            overlapping: rng.gen_bool(0.5),
         };
         if !(draw.kills || draw.pauses || draw.partitions || draw.disk) {
             draw.kills = true;
@@ -171,7 +181,7 @@ impl NemesisDraw {
 
     /// The enabled kinds, for `describe`.
     pub fn kinds(&self) -> String {
-        let kinds: Vec<&str> = [
+        let mut kinds: Vec<&str> = [
             (self.kills, "kill"),
             (self.pauses, "pause"),
             (self.partitions, "partition"),
@@ -181,6 +191,9 @@ impl NemesisDraw {
         .filter(|(on, _)| *on)
         .map(|(_, name)| *name)
         .collect();
+        if self.overlapping {
+            kinds.push("overlapping");
+        }
         kinds.join("+")
     }
 }
@@ -195,8 +208,9 @@ fn other(rng: &mut ChaCha8Rng, not: u8) -> u8 {
 }
 
 impl FaultSchedule {
-    /// Draws episodes (a fault and, later, its undoing) over `duration_ms`. Episodes do not
-    /// overlap: each one ends before the next begins, so a schedule reads as a story.
+    /// Draws episodes (a fault and, later, its undoing) over `duration_ms`. Without
+    /// `overlapping` each episode ends before the next begins, so a schedule reads as a story;
+    /// with it, an episode may begin while the previous one lasts (two nodes down at once).
     pub fn generate(rng: &mut ChaCha8Rng, draw: &NemesisDraw, duration_ms: u64) -> FaultSchedule {
         assert!(duration_ms > 0, "a safety phase has a duration");
         let mut kinds = Vec::new();
@@ -213,14 +227,33 @@ impl FaultSchedule {
         assert!(!kinds.is_empty(), "the draw enables at least one kind");
         let mut faults = Vec::new();
         let mut at_ms = rng.gen_range(0..=draw.gap_ms_mean * 2);
-        while at_ms < duration_ms && faults.len() + 2 <= SCHEDULE_FAULTS_MAX {
+        while at_ms < duration_ms && faults.len() + 3 <= SCHEDULE_FAULTS_MAX {
             let length_ms = rng.gen_range(300..=draw.gap_ms_mean * 3);
             let end_ms = (at_ms + length_ms).min(duration_ms);
             let n = node(rng);
-            let (start, end) = match kinds[rng.gen_range(0..kinds.len())] {
+            let kind = kinds[rng.gen_range(0..kinds.len())];
+            if kind == 0 && rng.gen_bool(0.15) {
+                // A rolling restart: every node in turn, as an operator upgrading the cluster.
+                for (i, node) in (1..=NODES).enumerate() {
+                    let step_ms = (end_ms - at_ms) * i as u64 / u64::from(NODES - 1);
+                    faults.push(ScheduledFault {
+                        at_ms: at_ms + step_ms,
+                        fault: Fault::Restart { node },
+                    });
+                }
+                at_ms = end_ms + rng.gen_range(1..=draw.gap_ms_mean * 2);
+                continue;
+            }
+            let (start, end) = match kind {
                 0 => (Fault::Kill { node: n }, Fault::Restart { node: n }),
                 1 => (Fault::Pause { node: n }, Fault::Resume { node: n }),
-                2 => match rng.gen_range(0..3) {
+                2 => match rng.gen_range(0..4) {
+                    3 => (
+                        Fault::Slow {
+                            latency_ms: [100, 500, 2_000][rng.gen_range(0..3)],
+                        },
+                        Fault::Heal,
+                    ),
                     0 => (
                         Fault::Partition {
                             a: n,
@@ -258,8 +291,15 @@ impl FaultSchedule {
                 at_ms: end_ms,
                 fault: end,
             });
-            at_ms = end_ms + rng.gen_range(1..=draw.gap_ms_mean * 2);
+            at_ms = if draw.overlapping && rng.gen_bool(0.5) && end_ms > at_ms + 1 {
+                rng.gen_range(at_ms + 1..end_ms)
+            } else {
+                end_ms + rng.gen_range(1..=draw.gap_ms_mean * 2)
+            };
         }
+        // Overlapping episodes interleave: order by time (stable, so a fault at the same
+        // millisecond as another keeps its drawing order).
+        faults.sort_by_key(|f| f.at_ms);
         let schedule = FaultSchedule { faults };
         schedule.validate().expect("generated schedules are valid");
         schedule

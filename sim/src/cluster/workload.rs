@@ -194,13 +194,24 @@ fn record_send(
 ) {
     let mut recorder = lock(shared);
     match outcome {
-        Ok(sent) => {
-            // acks=0: the broker answers nothing, so the offset is unknown (-1).
-            let offset = u64::try_from(sent.offset).ok();
-            let shown = offset.map_or("?".to_string(), |o| o.to_string());
-            let done = format!("send t-{partition} [{shown}, {value}]");
-            recorder.complete(process, OpType::Ok, send_mop(key, value, offset), &done);
-        }
+        Ok(sent) => match u64::try_from(sent.offset) {
+            Ok(offset) => {
+                let done = format!("send t-{partition} [{offset}, {value}]");
+                recorder.complete(
+                    process,
+                    OpType::Ok,
+                    send_mop(key, value, Some(offset)),
+                    &done,
+                );
+            }
+            // acks=0: the broker answers nothing (offset -1), so the client cannot know whether
+            // the record landed: indeterminate, like a timeout (the history refuses an ok send
+            // without its offset).
+            Err(_) => {
+                let done = format!("send t-{partition} [?, {value}] (acks=0: unacknowledged)");
+                recorder.complete(process, OpType::Info, OpValue::Mops(vec![]), &done);
+            }
+        },
         Err(error) => {
             let op_type = if error.is_indeterminate() {
                 OpType::Info

@@ -56,9 +56,9 @@ pub use simulated::run;
 mod simulated {
     use super::super::nemesis::{Fault, NODES};
     use super::super::workload::{self, WorkloadConfig};
-    use super::super::{LIVENESS_MS, SET_UP_MS};
+    use super::super::{Shape, LIVENESS_MS, SET_UP_MS};
     use super::*;
-    use broker::node::config::{Listeners, NodeConfig, Role, Timing, TopicDefaults};
+    use broker::node::config::{Listeners, LogSettings, NodeConfig, Role, Timing, TopicDefaults};
     use log_core::{FaultConfig, MemDisk};
     use madsim::net::NetSim;
     use madsim::runtime::{Handle, NodeHandle, Runtime};
@@ -69,6 +69,9 @@ mod simulated {
 
     /// The client node's address.
     const CLIENT_IP: &str = "10.0.0.10";
+    /// madsim's default message latency, restored when the network heals.
+    const NORMAL_LATENCY: std::ops::Range<Duration> =
+        Duration::from_millis(1)..Duration::from_millis(10);
     /// Backstop on a run's simulated time: set-up, safety, liveness and slack.
     const RUN_SIMULATED_S_MAX: u64 = 400;
 
@@ -78,17 +81,36 @@ mod simulated {
             .expect("a literal address parses")
     }
 
+    /// Node ids of the controller quorum: the brokers themselves, or nodes 4..=6.
+    fn controller_ids(draw: &ClusterDraw) -> std::ops::RangeInclusive<u8> {
+        match draw.shape {
+            Shape::Combined => 1..=NODES,
+            Shape::Split => NODES + 1..=2 * NODES,
+        }
+    }
+
     fn node_config(node: u8, draw: &ClusterDraw) -> NodeConfig {
-        let voters = (1..=NODES).map(|n| format!("{n}@{}:9093", ip(n))).collect();
+        let voters = controller_ids(draw)
+            .map(|n| format!("{n}@{}:9093", ip(n)))
+            .collect();
+        let broker = node <= NODES;
+        let controller = controller_ids(draw).contains(&node);
+        let mut roles = Vec::new();
+        if broker {
+            roles.push(Role::Broker);
+        }
+        if controller {
+            roles.push(Role::Controller);
+        }
         NodeConfig {
             node_id: i32::from(node),
-            roles: vec![Role::Broker, Role::Controller],
+            roles,
             data_dir: format!("/rill/{node}").into(),
             controller_voters: voters,
             listeners: Listeners {
-                kafka: Some("0.0.0.0:9092".into()),
-                advertised_kafka: Some(format!("{}:9092", ip(node))),
-                controller: Some("0.0.0.0:9093".into()),
+                kafka: broker.then(|| "0.0.0.0:9092".into()),
+                advertised_kafka: broker.then(|| format!("{}:9092", ip(node))),
+                controller: controller.then(|| "0.0.0.0:9093".into()),
                 metrics: None,
             },
             topics: TopicDefaults {
@@ -98,7 +120,10 @@ mod simulated {
                 unclean_leader_election: draw.unclean,
                 auto_create: false,
             },
-            log: Default::default(),
+            log: LogSettings {
+                segment_bytes: draw.segment_bytes,
+                ..LogSettings::default()
+            },
             timing: Timing {
                 replica_lag_time_max_ms: draw.replica_lag_time_max_ms,
                 broker_session_timeout_ms: draw.broker_session_timeout_ms,
@@ -124,21 +149,23 @@ mod simulated {
         /// Brokers whose disk failed at some point: restarted at healing, as an operator would
         /// after a log directory went offline.
         disk_failed: BTreeSet<u8>,
+        /// The controller-only nodes (split shape), never faulted themselves (their disks live
+        /// in their init closures).
+        controllers: Vec<NodeHandle>,
         /// The client node.
         client: NodeHandle,
     }
 
     impl Cluster {
         fn start(handle: Handle, draw: &ClusterDraw, options: &NodeOptions, seed: u64) -> Cluster {
-            let mut nodes = Vec::new();
-            let mut disks = Vec::new();
-            for node in 1..=NODES {
+            let spawn = |node: u8| {
                 let disk = MemDisk::new(seed.wrapping_mul(31).wrapping_add(u64::from(node)));
                 let (config, options, for_node) =
                     (node_config(node, draw), options.clone(), disk.clone());
+                let prefix = if node <= NODES { "n" } else { "c" };
                 let sim_node = handle
                     .create_node()
-                    .name(format!("n{node}"))
+                    .name(format!("{prefix}{node}"))
                     .ip(ip(node))
                     .init(move || {
                         let (config, options, disk) =
@@ -146,9 +173,13 @@ mod simulated {
                         async move { serve(config, options, disk).await }
                     })
                     .build();
-                nodes.push(sim_node);
-                disks.push(disk);
-            }
+                (sim_node, disk)
+            };
+            let (nodes, disks): (Vec<_>, Vec<_>) = (1..=NODES).map(spawn).unzip();
+            let controllers: Vec<NodeHandle> = match draw.shape {
+                Shape::Combined => Vec::new(),
+                Shape::Split => controller_ids(draw).map(|n| spawn(n).0).collect(),
+            };
             let client = handle
                 .create_node()
                 .name("client")
@@ -160,6 +191,7 @@ mod simulated {
                 disks,
                 dead: vec![false; usize::from(NODES)],
                 disk_failed: BTreeSet::new(),
+                controllers,
                 client,
             }
         }
@@ -197,7 +229,9 @@ mod simulated {
 
         fn heal_links(&self) {
             let net = NetSim::current();
+            net.update_config(|c| c.send_latency = NORMAL_LATENCY);
             let mut all: Vec<_> = self.nodes.iter().map(|n| n.id()).collect();
+            all.extend(self.controllers.iter().map(|n| n.id()));
             all.push(self.client.id());
             for &a in &all {
                 for &b in &all {
@@ -227,8 +261,17 @@ mod simulated {
                     for other in (1..=NODES).filter(|&o| o != node) {
                         self.clog_link_both(node, other);
                     }
+                    let me = self.nodes[Self::index(node)].id();
+                    for controller in &self.controllers {
+                        net.clog_link(me, controller.id());
+                        net.clog_link(controller.id(), me);
+                    }
                 }
                 Fault::Heal => self.heal_links(),
+                Fault::Slow { latency_ms } => {
+                    let most = Duration::from_millis(u64::from(latency_ms.max(2)));
+                    net.update_config(|c| c.send_latency = Duration::from_millis(1)..most);
+                }
                 Fault::DiskFaults {
                     node,
                     io_error_permille,
@@ -336,6 +379,13 @@ mod simulated {
         sends_max: u64,
     ) -> Outcome {
         let begun = Instant::now();
+        // Per run, on this run's thread (set every time: nothing leaks from an earlier run).
+        broker::runtime::set_buggify(draw.buggify_permille.map(|fire_permille| {
+            broker::runtime::BuggifyConfig {
+                seed,
+                fire_permille,
+            }
+        }));
         let shared = Recorder::new();
         let mut cluster = Cluster::start(Handle::current(), &draw, &options, seed);
         let config = WorkloadConfig {
