@@ -24,6 +24,8 @@ const BROKERS: [BrokerId; 3] = [BrokerId(1), BrokerId(2), BrokerId(3)];
 struct LocalNet {
     partitions: Mutex<BTreeMap<BrokerId, Weak<Partition>>>,
     alters: Mutex<Vec<AlterPartition>>,
+    /// Brokers whose partition reported itself failed, in order.
+    failed: Mutex<Vec<BrokerId>>,
 }
 
 struct Endpoint {
@@ -69,6 +71,10 @@ impl ReplicaNet for Endpoint {
 
     fn alter_partition(&self, _tp: &TopicPartition, request: AlterPartition) {
         self.net.alters.lock().unwrap().push(request);
+    }
+
+    fn partition_failed(&self, _tp: &TopicPartition) {
+        self.net.failed.lock().unwrap().push(self.from);
     }
 }
 
@@ -250,6 +256,11 @@ async fn a_failing_disk_stops_the_partition_instead_of_serving() {
     assert!(
         matches!(after, Err(PartitionError::Storage(_))),
         "a failed partition refuses everything"
+    );
+    assert_eq!(
+        *trio.net.failed.lock().unwrap(),
+        vec![BROKERS[0]],
+        "the failure is reported once, so the controller can move the leadership"
     );
 }
 

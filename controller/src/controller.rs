@@ -93,6 +93,17 @@ pub enum Request {
     },
     /// A partition leader changes its ISR.
     AlterPartition(AlterPartitionRequest),
+    /// A broker's copy of a partition failed (disk error or corruption): it can neither lead
+    /// nor follow until the broker restarts. The controller moves it out of the ISR (electing
+    /// another leader if it led) and out of the ELR; answered with the partition's state.
+    ReplicaOffline {
+        /// The broker.
+        broker: BrokerId,
+        /// Must match the registered incarnation.
+        incarnation: u64,
+        /// The failed partition.
+        partition: TopicPartition,
+    },
     /// A broker catches up on metadata after the raft index it has applied.
     FetchMetadata {
         /// The last index the broker applied (0: nothing).
@@ -480,8 +491,49 @@ impl Controller {
                     PendingKind::AlterPartition(alter.partition),
                 )
             }
+            Request::ReplicaOffline {
+                broker,
+                incarnation,
+                partition,
+            } => self.replica_offline(request_id, broker, incarnation, partition),
             Request::FetchMetadata { .. } => unreachable!("answered before the controller check"),
         }
+    }
+
+    fn replica_offline(
+        &mut self,
+        request_id: u64,
+        broker: BrokerId,
+        incarnation: u64,
+        partition: TopicPartition,
+    ) -> Result<(), ControllerError> {
+        let registration = self
+            .image
+            .brokers()
+            .get(&broker)
+            .ok_or(ControllerError::UnknownBroker(broker))?;
+        if registration.incarnation != incarnation {
+            return Err(ControllerError::StaleBrokerIncarnation(broker));
+        }
+        let state = self
+            .image
+            .partition(&partition)
+            .ok_or_else(|| ControllerError::UnknownTopicOrPartition(partition.to_string()))?
+            .clone();
+        let batch =
+            election::replica_offline_batch(&self.image, broker, &partition, self.config.bugs);
+        if batch.is_empty() {
+            self.effects.push(Effect::Reply {
+                request_id,
+                reply: Ok(Reply::PartitionAltered(state)),
+            });
+            return Ok(());
+        }
+        self.propose(
+            batch,
+            Some(request_id),
+            PendingKind::AlterPartition(partition),
+        )
     }
 
     fn heartbeat(

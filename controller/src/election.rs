@@ -32,6 +32,33 @@ pub fn fence_batch(image: &MetadataImage, broker: BrokerId, bugs: HistoricBugs) 
     batch
 }
 
+/// The batch taking `broker`'s failed copy of `tp` out of service (its log hit a disk error or
+/// corruption, KIP-112's offline log directory per partition): out of the ISR, electing a
+/// successor if it led, and out of the ELR, since the copy may have lost data. Empty when the
+/// broker is in neither.
+pub fn replica_offline_batch(
+    image: &MetadataImage,
+    broker: BrokerId,
+    tp: &TopicPartition,
+    bugs: HistoricBugs,
+) -> RecordBatch {
+    let batch = partition_changes(image, |candidate, config, state| {
+        if candidate != tp || !(state.isr.contains(&broker) || state.elr.contains(&broker)) {
+            return None;
+        }
+        let mut next = if state.isr.contains(&broker) {
+            shrink_and_elect(image, config, state, broker, bugs)
+        } else {
+            bump_epochs(state, state.clone())
+        };
+        next.elr.retain(|b| *b != broker);
+        assert!(!next.isr.contains(&broker) && !next.elr.contains(&broker));
+        Some(next)
+    });
+    assert!(batch.len() <= 1, "one partition changes");
+    batch
+}
+
 /// The batch unfencing `broker`: the unfence, then leaderless partitions it may now lead
 /// (cleanly from the ELR, or uncleanly where the topic allows).
 pub fn unfence_batch(image: &MetadataImage, broker: BrokerId) -> RecordBatch {

@@ -102,24 +102,25 @@ fn assert_caught(bug: &str, within: u64, caught: fn(&Option<String>) -> bool) ->
     seed
 }
 
-/// `truncate-to-hw` (pre-KIP-101) loses acknowledged records. Measured: 15 of seeds 1..=100
-/// fail, the first at seed 8.
+/// `truncate-to-hw` (pre-KIP-101) loses acknowledged records. Measured: 13 of seeds 1..=100
+/// fail, the first at seed 6.
 #[test]
 fn the_truncate_to_hw_bug_is_caught() {
     assert_caught("truncate-to-hw", 20, loss);
 }
 
-/// `no-epoch-fencing` (pre-KIP-320): a follower takes a stale leader's answer. Measured: 2 of
-/// seeds 1..=100 (46: acknowledged records unreadable; 99: a record written twice).
+/// `no-epoch-fencing` (pre-KIP-320): a follower takes a stale leader's answer. The rarest:
+/// measured 0 of seeds 1..=100 and 7 of 101..=500, the first at seed 104 (two values at one
+/// offset).
 #[test]
 fn the_no_epoch_fencing_bug_is_caught() {
-    assert_caught("no-epoch-fencing", 60, loss);
+    assert_caught("no-epoch-fencing", 120, loss);
 }
 
 /// `last-replica-standing` (no ELR, pre-KIP-966): once the ISR empties nobody is eligible and
 /// the partition stays offline after every node is back. (The historic loss needs an acked
 /// record the last replica had not flushed; rill's HW counts only flushed data, so here the
-/// bug shows as unavailability.) Measured: 11 of seeds 1..=100, the first at seed 1.
+/// bug shows as unavailability.) Measured: 14 of seeds 1..=100, the first at seed 1.
 #[test]
 fn the_last_replica_standing_bug_is_caught() {
     assert_caught("last-replica-standing", 10, offline);

@@ -208,7 +208,14 @@ async fn start_broker(
         lifecycle_config,
     );
     let metrics_address = config.listeners.metrics.clone();
-    let shared = Shared::new(config, disk, lifecycle.image(), client, options.bugs);
+    let shared = Shared::new(
+        config,
+        disk,
+        lifecycle.image(),
+        client,
+        options.bugs,
+        lifecycle.incarnation(),
+    );
     let groups = GroupService::start(shared.clone(), lifecycle.incarnation());
     let handler = KafkaHandler {
         shared: shared.clone(),

@@ -21,6 +21,10 @@ use crate::partition::{Partition, PartitionSettings, ReplicaNet};
 
 /// Idle peer connections kept per (leader, partition); more are closed.
 const PEER_CONNECTIONS_IDLE_MAX: usize = 2;
+/// Attempts to tell the controller about a failed partition (one per backoff).
+const REPORT_OFFLINE_ATTEMPTS_MAX: u32 = 120;
+/// Pause between two attempts, ms.
+const REPORT_OFFLINE_BACKOFF_MS: u64 = 500;
 
 /// Everything a broker's tasks share.
 pub struct Shared {
@@ -28,6 +32,8 @@ pub struct Shared {
     pub config: NodeConfig,
     /// This broker.
     pub broker_id: BrokerId,
+    /// This process's registration incarnation (offline reports name it).
+    pub incarnation: u64,
     /// Where partitions live.
     pub disk: Arc<dyn Disk>,
     /// Hosted partitions.
@@ -54,11 +60,13 @@ impl Shared {
         image: watch::Receiver<Arc<MetadataImage>>,
         controller: ControllerClient,
         bugs: BugSwitches,
+        incarnation: u64,
     ) -> Arc<Shared> {
         let broker_id = BrokerId(config.node_id);
         Arc::new_cyclic(|me| Shared {
             config,
             broker_id,
+            incarnation,
             disk,
             partitions: Mutex::new(BTreeMap::new()),
             image,
@@ -305,6 +313,35 @@ impl Shared {
         None
     }
 
+    /// Tells the controller this broker's copy of `tp` failed, until it is heard (bounded: a
+    /// broker that cannot reach the controller is fenced by its session timeout anyway).
+    async fn report_offline(&self, tp: TopicPartition) {
+        self.metrics.count("rill_partition_failures_total", 1);
+        for _attempt in 0..REPORT_OFFLINE_ATTEMPTS_MAX {
+            let ask = controller::Request::ReplicaOffline {
+                broker: self.broker_id,
+                incarnation: self.incarnation,
+                partition: tp.clone(),
+            };
+            match self.controller.request(ask).await {
+                Ok(_) => {
+                    tracing::warn!(%tp, "controller moved the failed replica out of the ISR");
+                    return;
+                }
+                Err(crate::control::ControlError::Refused(refusal)) => {
+                    // Stale incarnation (a newer process exists), unknown partition (deleted):
+                    // nothing left to report.
+                    tracing::info!(%tp, %refusal, "offline report refused");
+                    return;
+                }
+                Err(error) => {
+                    tracing::debug!(%tp, %error, "offline report failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(REPORT_OFFLINE_BACKOFF_MS)).await;
+                }
+            }
+        }
+    }
+
     /// A leader's ISR change, sent to the controller and answered back into the partition.
     async fn alter_partition(&self, tp: TopicPartition, request: AlterPartition) {
         let Some(partition) = self.partition(&tp) else {
@@ -362,6 +399,14 @@ impl ReplicaNet for Transport {
         };
         let tp = tp.clone();
         tokio::spawn(async move { shared.alter_partition(tp, request).await });
+    }
+
+    fn partition_failed(&self, tp: &TopicPartition) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let tp = tp.clone();
+        tokio::spawn(async move { shared.report_offline(tp).await });
     }
 }
 

@@ -33,6 +33,12 @@ pub trait ReplicaNet: Send + Sync + 'static {
     /// Sends an ISR change to the controller; the answer comes back through
     /// [`Partition::alter_partition_answered`].
     fn alter_partition(&self, tp: &TopicPartition, request: AlterPartition);
+    /// The partition's log failed and it stopped serving: tell the controller, which moves the
+    /// leadership and the ISR elsewhere (Kafka's offline log directory, KIP-112). Called with
+    /// the partition's lock held: must not block. No-op by default (tests without a controller).
+    fn partition_failed(&self, tp: &TopicPartition) {
+        let _ = tp;
+    }
 }
 
 /// Everything a partition needs to open, besides its disk and transport.
@@ -329,7 +335,11 @@ impl Partition {
     /// Stops serving after a log failure: every waiting produce learns it, memory is dropped.
     fn fail(&self, inner: &mut Inner, reason: String) {
         tracing::error!(tp = %self.tp, %reason, "partition failed; it stops serving until restart");
+        let first = inner.failed.is_none();
         inner.failed = Some(reason.clone());
+        if first {
+            self.net.partition_failed(&self.tp);
+        }
         inner.log = None;
         for (_, waiter) in std::mem::take(&mut inner.waiters) {
             let _gone = waiter.send(Err(PartitionError::Storage(reason.clone())));

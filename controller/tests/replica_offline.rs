@@ -1,0 +1,102 @@
+//! Handler: ReplicaOffline, a broker's copy of a partition failed (disk error, corruption).
+#![allow(clippy::unwrap_used)]
+mod common;
+
+use common::{ids, Solo};
+use controller::{ControllerError, Reply, Request, TopicConfig};
+use wire::{BrokerId, TopicPartition};
+
+fn setup(min_isr: i32) -> (Solo, TopicPartition) {
+    let mut solo = Solo::new(|_| {});
+    for b in 1..=3 {
+        solo.add_broker(b, b as u64);
+    }
+    solo.create_topic(
+        "t",
+        1,
+        3,
+        TopicConfig {
+            unclean_leader_election: false,
+            min_insync_replicas: min_isr,
+        },
+    );
+    (solo, TopicPartition::new("t", 0))
+}
+
+fn offline(tp: &TopicPartition, broker: i32, incarnation: u64) -> Request {
+    Request::ReplicaOffline {
+        broker: BrokerId(broker),
+        incarnation,
+        partition: tp.clone(),
+    }
+}
+
+#[test]
+fn a_failed_leader_is_replaced_and_leaves_isr_and_elr() {
+    let (mut solo, tp) = setup(2);
+    let before = solo.ctl.image().partition(&tp).unwrap().clone();
+    let leader = before.leader.unwrap().0;
+    let Ok(Reply::PartitionAltered(after)) = solo.request(offline(&tp, leader, leader as u64))
+    else {
+        panic!("the offline report is committed")
+    };
+    assert_ne!(
+        after.leader,
+        Some(BrokerId(leader)),
+        "another replica leads"
+    );
+    assert!(after.leader.is_some());
+    assert!(after.leader_epoch > before.leader_epoch);
+    assert!(!after.isr.contains(&BrokerId(leader)));
+    assert!(!after.elr.contains(&BrokerId(leader)));
+    assert_eq!(solo.ctl.image().partition(&tp).unwrap(), &after);
+    // Reported again: nothing left to change, the state is answered as it is.
+    let Ok(Reply::PartitionAltered(again)) = solo.request(offline(&tp, leader, leader as u64))
+    else {
+        panic!()
+    };
+    assert_eq!(again, after);
+}
+
+#[test]
+fn a_failed_copy_never_stays_eligible_even_when_the_isr_drops_below_min() {
+    // Min ISR 3: any shrink puts the removed replica into the ELR, except an offline one.
+    let (mut solo, tp) = setup(3);
+    let state = solo.ctl.image().partition(&tp).unwrap().clone();
+    let follower = state
+        .isr
+        .iter()
+        .find(|b| Some(**b) != state.leader)
+        .unwrap()
+        .0;
+    let Ok(Reply::PartitionAltered(after)) = solo.request(offline(&tp, follower, follower as u64))
+    else {
+        panic!()
+    };
+    assert_eq!(
+        after.leader, state.leader,
+        "a follower's failure keeps the leader"
+    );
+    assert_eq!(after.isr.len(), 2);
+    assert!(!after.elr.contains(&BrokerId(follower)));
+    assert_eq!(
+        after.isr,
+        ids(&[1, 2, 3])
+            .into_iter()
+            .filter(|b| b.0 != follower)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_stale_incarnation_or_unknown_partition_is_refused() {
+    let (mut solo, tp) = setup(2);
+    assert_eq!(
+        solo.request(offline(&tp, 1, 99)),
+        Err(ControllerError::StaleBrokerIncarnation(BrokerId(1)))
+    );
+    assert!(matches!(
+        solo.request(offline(&TopicPartition::new("nope", 0), 1, 1)),
+        Err(ControllerError::UnknownTopicOrPartition(_))
+    ));
+}
