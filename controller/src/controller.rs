@@ -95,7 +95,7 @@ pub enum Request {
     AlterPartition(AlterPartitionRequest),
     /// A broker's copy of a partition failed (disk error or corruption): it can neither lead
     /// nor follow until the broker restarts. The controller moves it out of the ISR (electing
-    /// another leader if it led) and out of the ELR; answered with the partition's state.
+    /// another leader if it led), like any ISR shrink; answered with the partition's state.
     ReplicaOffline {
         /// The broker.
         broker: BrokerId,

@@ -32,10 +32,11 @@ pub fn fence_batch(image: &MetadataImage, broker: BrokerId, bugs: HistoricBugs) 
     batch
 }
 
-/// The batch taking `broker`'s failed copy of `tp` out of service (its log hit a disk error or
-/// corruption, KIP-112's offline log directory per partition): out of the ISR, electing a
-/// successor if it led, and out of the ELR, since the copy may have lost data. Empty when the
-/// broker is in neither.
+/// The batch taking `broker`'s failed copy of `tp` out of service (its log hit a disk error,
+/// KIP-112's offline log directory per partition): out of the ISR, electing a successor if it
+/// led. Like any ISR shrink it may join the ELR: what it flushed is still on its disk (a failed
+/// write or fsync loses only unflushed bytes), and corruption found at restart makes the broker
+/// register unclean, which empties its ELR places. Empty when it is not in the ISR.
 pub fn replica_offline_batch(
     image: &MetadataImage,
     broker: BrokerId,
@@ -43,17 +44,8 @@ pub fn replica_offline_batch(
     bugs: HistoricBugs,
 ) -> RecordBatch {
     let batch = partition_changes(image, |candidate, config, state| {
-        if candidate != tp || !(state.isr.contains(&broker) || state.elr.contains(&broker)) {
-            return None;
-        }
-        let mut next = if state.isr.contains(&broker) {
-            shrink_and_elect(image, config, state, broker, bugs)
-        } else {
-            bump_epochs(state, state.clone())
-        };
-        next.elr.retain(|b| *b != broker);
-        assert!(!next.isr.contains(&broker) && !next.elr.contains(&broker));
-        Some(next)
+        (candidate == tp && state.isr.contains(&broker))
+            .then(|| shrink_and_elect(image, config, state, broker, bugs))
     });
     assert!(batch.len() <= 1, "one partition changes");
     batch

@@ -32,7 +32,7 @@ fn offline(tp: &TopicPartition, broker: i32, incarnation: u64) -> Request {
 }
 
 #[test]
-fn a_failed_leader_is_replaced_and_leaves_isr_and_elr() {
+fn a_failed_leader_is_replaced() {
     let (mut solo, tp) = setup(2);
     let before = solo.ctl.image().partition(&tp).unwrap().clone();
     let leader = before.leader.unwrap().0;
@@ -48,7 +48,6 @@ fn a_failed_leader_is_replaced_and_leaves_isr_and_elr() {
     assert!(after.leader.is_some());
     assert!(after.leader_epoch > before.leader_epoch);
     assert!(!after.isr.contains(&BrokerId(leader)));
-    assert!(!after.elr.contains(&BrokerId(leader)));
     assert_eq!(solo.ctl.image().partition(&tp).unwrap(), &after);
     // Reported again: nothing left to change, the state is answered as it is.
     let Ok(Reply::PartitionAltered(again)) = solo.request(offline(&tp, leader, leader as u64))
@@ -58,9 +57,12 @@ fn a_failed_leader_is_replaced_and_leaves_isr_and_elr() {
     assert_eq!(again, after);
 }
 
+/// An I/O error loses only unflushed bytes, so a failed copy that takes the ISR below min ISR
+/// joins the ELR like any other: with every copy failed, the partition can still be led again
+/// once a broker restarts (found by the cluster simulation: disk faults on all three nodes left a
+/// partition with neither ISR nor ELR, offline for good).
 #[test]
-fn a_failed_copy_never_stays_eligible_even_when_the_isr_drops_below_min() {
-    // Min ISR 3: any shrink puts the removed replica into the ELR, except an offline one.
+fn a_failed_copy_taking_the_isr_below_min_joins_the_elr() {
     let (mut solo, tp) = setup(3);
     let state = solo.ctl.image().partition(&tp).unwrap().clone();
     let follower = state
@@ -77,15 +79,12 @@ fn a_failed_copy_never_stays_eligible_even_when_the_isr_drops_below_min() {
         after.leader, state.leader,
         "a follower's failure keeps the leader"
     );
-    assert_eq!(after.isr.len(), 2);
-    assert!(!after.elr.contains(&BrokerId(follower)));
-    assert_eq!(
-        after.isr,
-        ids(&[1, 2, 3])
-            .into_iter()
-            .filter(|b| b.0 != follower)
-            .collect::<Vec<_>>()
-    );
+    let rest: Vec<BrokerId> = ids(&[1, 2, 3])
+        .into_iter()
+        .filter(|b| b.0 != follower)
+        .collect();
+    assert_eq!(after.isr, rest);
+    assert_eq!(after.elr, vec![BrokerId(follower)]);
 }
 
 #[test]

@@ -297,8 +297,17 @@ impl Replica {
             .as_ref()
             .expect("a leader has partition state");
         let maximal = isr::maximal_isr(&partition.isr, leader.pending_isr.as_ref());
-        let candidate =
-            isr::high_watermark_candidate(me, self.durable_end_offset, &maximal, &leader.followers);
+        // KIP-966: the HW moves only while the committed ISR holds min ISR replicas. A replica
+        // that left when the ISR fell below min joined the ELR holding everything up to the HW
+        // of that moment; a HW moving on without it would let an ELR election lose records
+        // (found by the cluster simulation: an acknowledged record lost after such an election).
+        // Before KIP-966 (the `last_replica_standing` switch) it moved regardless.
+        let kip966 = !self.bugs.last_replica_standing;
+        let candidate = if kip966 && partition.isr.len() < self.config.min_insync_replicas {
+            None
+        } else {
+            isr::high_watermark_candidate(me, self.durable_end_offset, &maximal, &leader.followers)
+        };
         let next = isr::next_high_watermark(self.high_watermark, candidate);
         assert!(next <= self.durable_end_offset || next == self.high_watermark);
         self.high_watermark = next;

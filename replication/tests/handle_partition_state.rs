@@ -31,8 +31,17 @@ fn a_new_leader_starts_its_epoch_at_its_leo_and_truncates_nothing() {
     )));
     assert_eq!(
         replica.high_watermark(),
+        Offset(2),
+        "alone in the ISR, below min ISR 2: the HW stands (KIP-966)"
+    );
+    let mut config = config(B1);
+    config.min_insync_replicas = 1;
+    let mut replica = Replica::recover(config, BugSwitches::default(), &log);
+    replica.step(0, Input::PartitionState(state(B1, 4, 4, &[B1])));
+    assert_eq!(
+        replica.high_watermark(),
         Offset(5),
-        "sole ISR member: HW = durable LEO"
+        "sole ISR member with min ISR 1: HW = durable LEO"
     );
 }
 

@@ -62,9 +62,37 @@ fn acks_all_with_a_small_isr_is_refused_before_the_append() {
     assert_eq!(replica.log_end_offset(), Offset(0), "nothing appended");
 }
 
+/// KIP-966: while the ISR is below min ISR the HW stands still, so a waiting acks=all produce
+/// is not answered (it times out) rather than committed on too few replicas. Found by the
+/// cluster simulation: the HW moved on with the leader alone, a replica that had left into the
+/// ELR lacked the record, was elected, and an acknowledged record was lost.
 #[test]
-fn acks_all_after_the_isr_shrank_gets_not_enough_replicas_after_append() {
+fn the_hw_stands_still_while_the_isr_is_below_min_and_moves_when_it_recovers() {
     let mut leader = leader();
+    let effects = produce(&mut leader, 7, Acks::All);
+    complete_flushes(&mut leader, &effects);
+    let effects = leader.step(0, Input::PartitionState(state(B0, 1, 2, &[B0])));
+    assert!(replies(&effects).is_empty(), "not answered: {effects:?}");
+    assert_eq!(
+        leader.high_watermark(),
+        Offset(0),
+        "the HW waits for min ISR"
+    );
+    assert_eq!(leader.produce_waiting_count(), 1);
+    leader.step(0, Input::PartitionState(state(B0, 1, 3, &[B0, B1])));
+    let effects = fetch(&mut leader, 1, B1, 1, 1);
+    assert_eq!(replies(&effects), vec![(7, Ok(Offset(0)))]);
+    assert_eq!(leader.high_watermark(), Offset(1));
+}
+
+#[test]
+fn before_kip_966_the_hw_moved_on_and_the_produce_got_not_enough_replicas_after_append() {
+    let bugs = BugSwitches {
+        last_replica_standing: true,
+        ..BugSwitches::default()
+    };
+    let mut leader = Replica::new(config(B0), bugs);
+    leader.step(0, Input::PartitionState(state(B0, 1, 1, &[B0, B1, B2])));
     let effects = produce(&mut leader, 7, Acks::All);
     complete_flushes(&mut leader, &effects);
     let effects = leader.step(0, Input::PartitionState(state(B0, 1, 2, &[B0])));
