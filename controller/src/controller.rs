@@ -500,13 +500,13 @@ impl Controller {
         }
     }
 
-    fn replica_offline(
-        &mut self,
-        request_id: u64,
+    /// The registration of `broker` if `incarnation` is its current one: a request from an
+    /// older process of the broker is refused.
+    fn registration(
+        &self,
         broker: BrokerId,
         incarnation: u64,
-        partition: TopicPartition,
-    ) -> Result<(), ControllerError> {
+    ) -> Result<&crate::image::BrokerRegistration, ControllerError> {
         let registration = self
             .image
             .brokers()
@@ -515,6 +515,17 @@ impl Controller {
         if registration.incarnation != incarnation {
             return Err(ControllerError::StaleBrokerIncarnation(broker));
         }
+        Ok(registration)
+    }
+
+    fn replica_offline(
+        &mut self,
+        request_id: u64,
+        broker: BrokerId,
+        incarnation: u64,
+        partition: TopicPartition,
+    ) -> Result<(), ControllerError> {
+        self.registration(broker, incarnation)?;
         let state = self
             .image
             .partition(&partition)
@@ -542,15 +553,7 @@ impl Controller {
         broker: BrokerId,
         incarnation: u64,
     ) -> Result<(), ControllerError> {
-        let registration = self
-            .image
-            .brokers()
-            .get(&broker)
-            .ok_or(ControllerError::UnknownBroker(broker))?;
-        if registration.incarnation != incarnation {
-            return Err(ControllerError::StaleBrokerIncarnation(broker));
-        }
-        let fenced = registration.fenced;
+        let fenced = self.registration(broker, incarnation)?.fenced;
         self.heartbeats.insert(broker, self.now_ms);
         if fenced && !self.broker_change_pending(broker) {
             let batch = election::unfence_batch(&self.image, broker);

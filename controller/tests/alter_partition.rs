@@ -2,28 +2,14 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 
-use common::{ids, Solo};
+use common::{ids, three_replicas, Solo};
 use controller::{
     AlterPartitionRequest, Controller, ControllerConfig, ControllerError, Effect, Reply, Request,
-    TopicConfig,
 };
 use wire::{BrokerId, LeaderEpoch, PartitionEpoch, TopicPartition};
 
 fn setup(min_isr: i32) -> (Solo, TopicPartition) {
-    let mut solo = Solo::new(|_| {});
-    for b in 1..=3 {
-        solo.add_broker(b, b as u64);
-    }
-    solo.create_topic(
-        "t",
-        1,
-        3,
-        TopicConfig {
-            unclean_leader_election: false,
-            min_insync_replicas: min_isr,
-        },
-    );
-    (solo, TopicPartition::new("t", 0))
+    three_replicas(min_isr)
 }
 
 fn alter(

@@ -6,7 +6,7 @@ use controller::{
     Controller, ControllerConfig, ControllerError, Effect, Listener, Reply, Request, TopicConfig,
 };
 use std::collections::BTreeMap;
-use wire::BrokerId;
+use wire::{BrokerId, TopicPartition};
 
 /// Tick interval of the solo driver.
 pub const TICK_MS: u64 = 100;
@@ -161,6 +161,25 @@ impl Solo {
             other => panic!("create {name}: {other:?}"),
         }
     }
+}
+
+/// Brokers 1..=3 registered and unfenced, topic `t` with one partition of three replicas (clean
+/// elections, `min_isr`): the usual stage of a partition handler test.
+pub fn three_replicas(min_isr: i32) -> (Solo, TopicPartition) {
+    let mut solo = Solo::new(|_| {});
+    for b in 1..=3 {
+        solo.add_broker(b, b as u64);
+    }
+    solo.create_topic(
+        "t",
+        1,
+        3,
+        TopicConfig {
+            unclean_leader_election: false,
+            min_insync_replicas: min_isr,
+        },
+    );
+    (solo, TopicPartition::new("t", 0))
 }
 
 /// A registration request with one listener.
