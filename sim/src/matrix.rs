@@ -12,7 +12,7 @@
 //! Everything but the wall time and the commit is a function of the seeds: outcomes are sorted
 //! before aggregation, so the same seeds give the same tables.
 
-use crate::cluster::{ClusterDraw, ClusterScenario, FaultFamily, Overrides, LOSS_CLASSES};
+use crate::cluster::{ClusterDraw, ClusterScenario, FaultFamily, Overrides};
 use crate::runner::replay_command;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jepsen::queue::AnomalyClass;
@@ -30,16 +30,14 @@ pub const SEEDS_PER_CELL_DEFAULT: u64 = 12;
 pub const SEEDS_PER_CELL_MAX: u64 = 10_000;
 /// Stack for a seed's thread: simulated clusters nest deep futures (as in the runner).
 const SEED_THREAD_STACK_BYTES: usize = 32 * 1024 * 1024;
-/// Classes a duplicated value makes the checker report too (see [`Settings::forbidden_in`]).
-pub const DUPLICATE_SHADOWS: &[AnomalyClass] = &[
-    AnomalyClass::PollSkip,
-    AnomalyClass::IntPollSkip,
-    AnomalyClass::NonmonotonicPoll,
-    AnomalyClass::IntNonmonotonicPoll,
-    AnomalyClass::NonmonotonicSend,
-    AnomalyClass::IntNonmonotonicSend,
-    AnomalyClass::IntSendSkip,
+/// Classes that mean an acknowledged record is gone or moved (the scenario's `LOSS_CLASSES`
+/// without `duplicate`: a record written twice is not lost).
+pub const LOST_CLASSES: &[AnomalyClass] = &[
+    AnomalyClass::LostWrite,
+    AnomalyClass::InconsistentOffsets,
+    AnomalyClass::Unseen,
 ];
+pub use crate::cluster::DUPLICATE_SHADOWS;
 /// Longest example text kept per finding: the document is read by people, not parsed.
 const EXAMPLE_CHARS_MAX: usize = 240;
 
@@ -186,16 +184,7 @@ impl Settings {
     /// duplicate is excused when duplicates are allowed: the checker places each value at one
     /// offset, so reading or writing a value twice makes polls and sends look out of order.
     pub fn forbidden_in(self, seen: &[AnomalyClass]) -> Vec<AnomalyClass> {
-        let forbidden = self.forbidden();
-        let duplicated = seen.contains(&AnomalyClass::Duplicate)
-            && !forbidden.contains(&AnomalyClass::Duplicate);
-        let out: Vec<AnomalyClass> = seen
-            .iter()
-            .filter(|c| forbidden.contains(c) && !(duplicated && DUPLICATE_SHADOWS.contains(c)))
-            .copied()
-            .collect();
-        assert!(out.len() <= seen.len());
-        out
+        ClusterDraw::from_seed_with(0, &self.overrides(None)).forbidden_in(seen)
     }
 }
 
@@ -425,7 +414,7 @@ impl Cell {
     /// with acks=0 (where nothing is acknowledged), a sent value was never read.
     pub fn loss_seen(&self) -> bool {
         let no_ack = self.settings.promise() == Promise::NoAck;
-        self.anomalies.keys().any(|c| LOSS_CLASSES.contains(c)) || (no_ack && self.unread.is_some())
+        self.anomalies.keys().any(|c| LOST_CLASSES.contains(c)) || (no_ack && self.unread.is_some())
     }
 
     /// The cell's verdict against its row's promise.
@@ -631,15 +620,18 @@ fn diagnose(deviation: &Deviation) -> &'static str {
     let settings = deviation.settings;
     match deviation.kind {
         DeviationKind::NoLossShown if settings.acks == -1 && settings.unclean => {
-            "the expectation is Kafka's before KIP-966, not rill's: rill elects uncleanly only \
-             when a partition has no leader and an empty ELR (controller/src/election.rs, \
-             `shrink_and_elect`, `unfence_batch`, `elect_unclean_if_allowed`), and a crashed \
-             broker stays in the ELR unless its storage check finds lost flushed bytes \
-             (broker/src/node/storage.rs). Partitions and kills alone therefore hardly ever make \
-             a replica that lacks acknowledged records eligible, and when the ELR does empty \
-             (see the liveness deviation of the clean rows) the replica elected uncleanly had \
-             every acknowledged record in these seeds. Unclean election lost data only in a \
-             few min ISR 1 seeds under kills. Not a rill bug"
+            "the expectation is Kafka's before KIP-966, not rill's. rill elects uncleanly only \
+             when a partition has no leader and an empty ELR (controller/src/election.rs: \
+             `shrink_and_elect`, `unfence_batch`, `elect_unclean_if_allowed`). The ELR keeps \
+             every replica that left the ISR while it was below min ISR electable across \
+             crashes, since rill's high watermark counts only flushed data (and, since commit \
+             7b02192, a replica reported offline joins the ELR like any other); it empties \
+             only when its members lose flushed bytes. Kills and partitions alone never left \
+             an unclean election as the only way out in these seeds, so the setting never got \
+             the chance to lose anything: under these fault families rill with unclean \
+             election on is as safe as with it off. Not a rill bug. Showing unclean loss \
+             needs a fault that destroys the storage of every ELR member while a stale replica \
+             survives (a disk wipe), which the nemesis does not inject"
         }
         DeviationKind::NoLossShown => {
             "not diagnosed: the faults of these seeds never moved leadership while acknowledged \
@@ -648,19 +640,14 @@ fn diagnose(deviation: &Deviation) -> &'static str {
         DeviationKind::Forbidden(AnomalyClass::Unseen) if deviation.only_with_liveness => {
             "a consequence of the liveness failure in the same cell, not a loss: every seed \
              with `unseen` here also failed liveness, i.e. a partition stayed leaderless to the \
-             end, so the final read could not reach the acknowledged values (the same seeds \
-             with `--unclean on` recover and read every acknowledged value)"
+             end, so the final read could not reach the acknowledged values"
         }
         DeviationKind::Liveness if !settings.unclean => {
-            "rill bug (liveness, reported to the lead): after overlapping kills (or overlapping \
-             disk faults, whose nodes the liveness phase restarts) every partition ends with no \
-             leader and an empty ISR although all three brokers re-registered with intact \
-             storage (no quarantine), and stays so for the whole 60 s liveness phase. The same \
-             seed with `--unclean on` elects a leader right after the last ISR member is fenced \
-             and the final read finds every acknowledged value, so the data was there: the ELR \
-             lost (or never held) the surviving replicas. Suspects: `elr_after` / \
-             `shrink_and_elect` / `register_batch` in controller/src/election.rs. Never seen \
-             with unclean election on, which is why those rows stay green"
+            "partitions left without a leader after overlapping kills or disk faults, in clean \
+             election rows only, was a rill bug before commit 7b02192 (the ELR lost replicas \
+             that held every acknowledged record: the same seeds with `--unclean on` recovered \
+             with nothing lost). If it shows again, replay the seed with --verbose and compare \
+             with `--unclean on`"
         }
         DeviationKind::Forbidden(_) | DeviationKind::Liveness | DeviationKind::Crash => {
             "not diagnosed yet: replay the seed with --verbose and --report FILE.html"
