@@ -13,12 +13,10 @@
 //! before aggregation, so the same seeds give the same tables.
 
 use crate::cluster::{ClusterDraw, ClusterScenario, FaultFamily, Overrides};
-use crate::runner::replay_command;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::runner::{replay_command, Progress};
 use jepsen::queue::AnomalyClass;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -828,7 +826,12 @@ pub fn run(options: &MatrixOptions) -> Matrix {
         }));
     }
     drop(sender);
-    let progress = Progress::new(work.len() as u64, options.progress);
+    let progress = Progress::new(
+        work.len() as u64,
+        options.progress,
+        "runs",
+        "liveness failures or crashes",
+    );
     let mut outcomes = Vec::with_capacity(work.len());
     for (settings, outcome) in receiver {
         progress.advance(outcome.crash.is_some() || outcome.liveness.is_some());
@@ -875,66 +878,6 @@ fn commit() -> Option<String> {
     let dirty =
         git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     Some(if dirty { format!("{head}+dirty") } else { head })
-}
-
-/// A progress bar on a terminal; on a pipe a line every tenth of the matrix.
-struct Progress {
-    bar: Option<ProgressBar>,
-    total: u64,
-    done: std::cell::Cell<u64>,
-    failed: std::cell::Cell<u64>,
-    enabled: bool,
-}
-
-impl Progress {
-    fn new(total: u64, enabled: bool) -> Progress {
-        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} runs {msg} (eta {eta})",
-            )
-            .expect("the progress template is valid")
-            .progress_chars("=> ");
-            bar.set_style(style);
-            bar
-        });
-        Progress {
-            bar,
-            total,
-            done: 0.into(),
-            failed: 0.into(),
-            enabled,
-        }
-    }
-
-    fn advance(&self, failed: bool) {
-        self.done.set(self.done.get() + 1);
-        self.failed.set(self.failed.get() + u64::from(failed));
-        let done = self.done.get();
-        match &self.bar {
-            Some(bar) => {
-                bar.set_message(format!("{} liveness/crash", self.failed.get()));
-                bar.inc(1);
-            }
-            None if self.enabled => {
-                let step = (self.total / 10).max(1);
-                if done.is_multiple_of(step) || done == self.total {
-                    eprintln!(
-                        "  {done}/{} runs, {} liveness failures or crashes",
-                        self.total,
-                        self.failed.get()
-                    );
-                }
-            }
-            None => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
 }
 
 /// What each anomaly class means, in a sentence (the legend).

@@ -156,10 +156,10 @@ pub fn run_campaign(scenario: Arc<dyn Scenario>, options: &CampaignOptions) -> C
         }));
     }
     drop(sender);
-    let progress = Progress::new(seeds.len() as u64, options.progress);
+    let progress = Progress::new(seeds.len() as u64, options.progress, "seeds", "failed");
     let mut results = Vec::with_capacity(seeds.len());
     for result in receiver {
-        progress.advance(&result);
+        progress.advance(result.failed());
         results.push(result);
     }
     for worker in workers {
@@ -181,24 +181,35 @@ pub fn run_campaign(scenario: Arc<dyn Scenario>, options: &CampaignOptions) -> C
     }
 }
 
-/// A progress bar on a terminal; on a pipe (CI) a line every tenth of the campaign.
-struct Progress {
+/// A progress bar on a terminal; on a pipe (CI) a line every tenth of the work. Shared by the
+/// campaign (seeds) and the guarantee matrix (runs).
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     total: u64,
     done: std::cell::Cell<u64>,
     failed: std::cell::Cell<u64>,
     enabled: bool,
+    /// What is counted ("seeds", "runs").
+    unit: &'static str,
+    /// What a failure is called ("failed", "liveness failures or crashes").
+    failures: &'static str,
 }
 
 impl Progress {
-    fn new(total: u64, enabled: bool) -> Self {
+    pub(crate) fn new(
+        total: u64,
+        enabled: bool,
+        unit: &'static str,
+        failures: &'static str,
+    ) -> Self {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} seeds {msg} (eta {eta})",
-            )
-            .expect("the progress template is valid")
-            .progress_chars("=> ");
+            let template = format!(
+                "{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {unit} {{msg}} (eta {{eta}})"
+            );
+            let style = ProgressStyle::with_template(&template)
+                .expect("the progress template is valid")
+                .progress_chars("=> ");
             bar.set_style(style);
             bar
         });
@@ -208,27 +219,30 @@ impl Progress {
             done: 0.into(),
             failed: 0.into(),
             enabled,
+            unit,
+            failures,
         }
     }
 
-    fn advance(&self, result: &SeedResult) {
+    pub(crate) fn advance(&self, failed: bool) {
         self.done.set(self.done.get() + 1);
-        if result.failed() {
-            self.failed.set(self.failed.get() + 1);
-        }
+        self.failed.set(self.failed.get() + u64::from(failed));
         let done = self.done.get();
+        assert!(done <= self.total, "no more work than announced");
         match &self.bar {
             Some(bar) => {
-                bar.set_message(format!("{} failed", self.failed.get()));
+                bar.set_message(format!("{} {}", self.failed.get(), self.failures));
                 bar.inc(1);
             }
             None if self.enabled => {
                 let step = (self.total / 10).max(1);
                 if done.is_multiple_of(step) || done == self.total {
                     eprintln!(
-                        "  {done}/{} seeds, {} failed",
+                        "  {done}/{} {}, {} {}",
                         self.total,
-                        self.failed.get()
+                        self.unit,
+                        self.failed.get(),
+                        self.failures
                     );
                 }
             }
@@ -236,7 +250,7 @@ impl Progress {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
