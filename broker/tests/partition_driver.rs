@@ -298,3 +298,201 @@ async fn acks_zero_returns_at_once_and_appends() {
     assert_eq!(answered.expect("acks=0 does not wait").unwrap(), Offset(-1));
     assert_eq!(leader.status().log_end_offset, Offset(1));
 }
+
+/// Rewrites `width` bytes at `at` of a batch with `value` (big-endian) and recomputes the CRC, so
+/// the batch stays CRC-valid and only the field's meaning changes.
+fn set_field(batch: &mut [u8], at: usize, width: usize, value: i64) {
+    if batch.len() < at + width {
+        return;
+    }
+    batch[at..at + width].copy_from_slice(&value.to_be_bytes()[8 - width..]);
+    if batch.len() >= 61 {
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// Regression (real processes): librdkafka's C++ API and sarama before 1.45.1 send a CRC-valid
+/// batch whose header max timestamp is -1. It used to pass the driver's check, fail log-core's
+/// stricter one and take the partition offline on every replica. Kafka recomputes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_max_timestamp_minus_one_is_stored_and_replicated() {
+    let trio = open_trio();
+    let leader = trio.partitions[0].clone();
+    let mut payload = batch(&["a", "b"]);
+    set_field(&mut payload, 35, 8, -1);
+    assert_eq!(leader.produce(payload, Acks::All).await.unwrap(), Offset(0));
+    wait_until("followers catch up", || {
+        trio.partitions
+            .iter()
+            .all(|p| p.status().log_end_offset == Offset(2) && p.status().failed.is_none())
+    })
+    .await;
+    let stored = leader
+        .read_committed_or_appended(Offset::ZERO, 1 << 20)
+        .unwrap();
+    let header = *log_core::BatchView::new(&stored).unwrap().header();
+    assert_eq!(header.max_timestamp, 1_000, "recomputed from the records");
+    assert!(trio.net.failed.lock().unwrap().is_empty());
+}
+
+/// Regression (real processes): a second batch with a negative idempotent sequence panicked the
+/// append on every replica; 0 records or last offset delta 2^31-1 failed the replica. Each now
+/// gets INVALID_RECORD (87) for that request only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_batches_get_invalid_record_and_the_partition_serves_on() {
+    let trio = open_trio();
+    let leader = trio.partitions[0].clone();
+    let mut first = BatchBuilder::new().producer(9, 0, 0);
+    first.push(None, Some(b"a"), 1_000, &[]);
+    let mut second = BatchBuilder::new().producer(9, 0, -7);
+    second.push(None, Some(b"b"), 1_000, &[]);
+    let mut two = first.build();
+    two.extend_from_slice(&second.build());
+    let mut zero_records = batch(&["x"]);
+    set_field(&mut zero_records, 57, 4, 0);
+    let mut huge_delta = batch(&["x"]);
+    set_field(&mut huge_delta, 23, 4, i64::from(i32::MAX));
+    for payload in [two, zero_records, huge_delta] {
+        let refused = leader.produce(payload, Acks::All).await;
+        assert!(
+            matches!(&refused, Err(e) if e.error_code() == 87),
+            "got {refused:?}"
+        );
+    }
+    assert_eq!(
+        leader.produce(batch(&["fine"]), Acks::All).await.unwrap(),
+        Offset(0)
+    );
+    for partition in &trio.partitions {
+        assert!(partition.status().failed.is_none());
+    }
+}
+
+/// One hostile change to a valid batch: a field rewritten with its CRC fixed, a raw bit flipped,
+/// a cut, or the batch doubled.
+#[derive(Clone, Debug)]
+enum Mutation {
+    /// `(offset, width)` of a header field from the table below, and its new value.
+    Field(usize, i64),
+    /// A bit flipped anywhere (the CRC usually catches it).
+    Flip(usize),
+    /// The payload cut to this many bytes.
+    Cut(usize),
+    /// The batch twice in one payload.
+    Double,
+}
+
+/// Header fields a mutation may rewrite: (offset, width).
+const FIELDS: [(usize, usize); 9] = [
+    (8, 4),  // batch length
+    (16, 1), // magic
+    (21, 2), // attributes (compression, timestamp type, control)
+    (23, 4), // last offset delta
+    (35, 8), // max timestamp
+    (43, 8), // producer id
+    (51, 2), // producer epoch
+    (53, 4), // base sequence
+    (57, 4), // records count
+];
+
+fn mutate(mut payload: Vec<u8>, mutation: &Mutation) -> Vec<u8> {
+    match *mutation {
+        Mutation::Field(index, value) => {
+            let (at, width) = FIELDS[index % FIELDS.len()];
+            set_field(&mut payload, at, width, value);
+        }
+        Mutation::Flip(bit) => {
+            let len = payload.len();
+            payload[(bit / 8) % len] ^= 1 << (bit % 8);
+        }
+        Mutation::Cut(len) => payload.truncate(len % (payload.len() + 1)),
+        Mutation::Double => payload.extend_from_slice(&payload.clone()),
+    }
+    payload
+}
+
+fn mutation_strategy() -> impl proptest::strategy::Strategy<Value = Mutation> {
+    use proptest::prelude::*;
+    let small = prop_oneof![
+        Just(-1_i64),
+        Just(0),
+        Just(1),
+        Just(i64::from(i32::MAX)),
+        -3..3_i64
+    ];
+    prop_oneof![
+        (0..FIELDS.len(), prop_oneof![small, any::<i64>()])
+            .prop_map(|(f, v)| Mutation::Field(f, v)),
+        any::<usize>().prop_map(Mutation::Flip),
+        any::<usize>().prop_map(Mutation::Cut),
+        Just(Mutation::Double),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 48, ..Default::default() })]
+
+    /// The validator fuzz test: arbitrary and mutated batches from a client never fail a
+    /// partition on any replica, and whatever the ingress validator accepts the log accepts (the
+    /// produce succeeds, or an idempotent one is refused by its sequence check only).
+    #[test]
+    fn hostile_batches_never_fail_a_partition(
+        cases in proptest::collection::vec(
+            (1..4_usize, proptest::option::of((0..3_i64, 0..2_i16, 0..3_i32)),
+             proptest::collection::vec(mutation_strategy(), 0..3)),
+            1..6,
+        ),
+        garbage in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let trio = open_trio();
+            let leader = trio.partitions[0].clone();
+            let mut payloads = vec![garbage];
+            for (records, producer, mutations) in cases {
+                let mut builder = match producer {
+                    Some((id, epoch, sequence)) => BatchBuilder::new().producer(id, epoch, sequence),
+                    None => BatchBuilder::new(),
+                };
+                for i in 0..records {
+                    builder.push(Some(b"k"), Some(format!("v{i}").as_bytes()), 1_000 + i as i64, &[]);
+                }
+                let payload = mutations.iter().fold(builder.build(), mutate);
+                payloads.push(payload);
+            }
+            for payload in payloads {
+                let mut normalised = payload.clone();
+                let rules = log_core::ProduceRules {
+                    batch_bytes_max: LogConfig::default().batch_bytes_max,
+                    compacted: false,
+                    log_append_time_ms: None,
+                };
+                let accepted = log_core::validate_produced(&mut normalised, &rules);
+                let outcome = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    leader.produce(payload, Acks::All),
+                )
+                .await
+                .expect("a produce is answered");
+                match (&accepted, &outcome) {
+                    (Ok(_), Ok(_)) | (Err(_), Err(PartitionError::Refused(_))) => {}
+                    (Ok(p), Err(PartitionError::Producer { .. })) if p.idempotent().is_some() => {}
+                    _ => panic!("validator said {accepted:?}, produce said {outcome:?}"),
+                }
+                for partition in &trio.partitions {
+                    assert!(partition.status().failed.is_none(), "{:?}", partition.status());
+                }
+            }
+            let leo = leader.status().log_end_offset;
+            wait_until("followers catch up", || {
+                trio.partitions.iter().all(|p| p.status().log_end_offset == leo)
+            })
+            .await;
+            for partition in &trio.partitions {
+                partition.check_invariants();
+            }
+            assert!(trio.net.failed.lock().unwrap().is_empty());
+        });
+    }
+}

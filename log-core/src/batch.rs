@@ -251,6 +251,13 @@ impl<'a> BatchView<'a> {
                 crc32c::crc32c(&self.bytes[CRC_START..])
             )));
         }
+        self.summarize_records()
+    }
+
+    /// The records half of [`BatchView::validate_records`], for callers that checked the CRC
+    /// already (one CRC pass per byte): they parse exactly, in the declared number, with strictly
+    /// increasing offset deltas within `last_offset_delta`. Rejects compressed batches.
+    pub fn summarize_records(&self) -> Result<RecordsSummary, LogError> {
         if self.header.compression() != 0 {
             return Err(LogError::UnsupportedCompression(self.header.compression()));
         }

@@ -82,6 +82,9 @@ pub enum LogError {
         /// The latest epoch in the epoch cache.
         latest: LeaderEpoch,
     },
+    /// A producer's batch refused by the ingress validator's rules (`crate::ingress`).
+    #[error("refused batch: {0}")]
+    Refused(#[from] crate::ingress::BatchRefusal),
     /// An earlier disk error left memory and disk possibly apart: drop the log and reopen it.
     #[error("log needs reopening after a disk error: {0}")]
     Poisoned(String),
@@ -95,4 +98,19 @@ pub enum LogError {
         /// The log end offset.
         log_end: Offset,
     },
+}
+
+impl LogError {
+    /// Is this the storage failing (a disk error, corruption, or a log poisoned by an earlier
+    /// disk error)? Only these may fail a partition; every other refusal is about the request.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            LogError::Disk(_)
+                | LogError::CorruptBatch { .. }
+                | LogError::CorruptBelowRecoveryPoint { .. }
+                | LogError::CorruptCheckpoint { .. }
+                | LogError::Poisoned(_)
+        )
+    }
 }

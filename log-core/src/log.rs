@@ -13,12 +13,13 @@
 //!
 //! Time is an input (`now_ms`); the log reads no clock.
 
-use crate::batch::{self, BatchHeader, BatchView, RecordsSummary};
+use crate::batch::{self, BatchHeader, BatchView};
 use crate::checkpoint::{self, Kind, LogState};
 use crate::config::LogConfig;
 use crate::disk::Disk;
 use crate::epoch::EpochCache;
 use crate::error::LogError;
+use crate::ingress::{self, ProduceRules};
 use crate::segment::{self, read_exact, remove_if_exists, Segment};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -513,9 +514,10 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Appends batches from a producer as the leader of `epoch`: validates each (CRC-32C,
-    /// uncompressed, dense offset deltas, size), assigns base offsets from the LEO and the
-    /// partition leader epoch, and appends them (volatile until `flush`).
+    /// Appends batches from a producer as the leader of `epoch`: validates and normalises them
+    /// with the broker's ingress validator ([`crate::ingress::validate_produced`], the same
+    /// function, so whatever the ingress accepted is accepted here), assigns base offsets from
+    /// the LEO and the partition leader epoch, and appends them (volatile until `flush`).
     pub fn append_as_leader(
         &mut self,
         batch_bytes: &[u8],
@@ -527,8 +529,14 @@ impl PartitionLog {
         if let Some(latest) = self.epochs.latest_epoch().filter(|latest| epoch < *latest) {
             return Err(LogError::StaleLeaderEpoch { epoch, latest });
         }
-        let spans = self.validate_batches(batch_bytes, true)?;
         let mut bytes = batch_bytes.to_vec();
+        let rules = ProduceRules {
+            batch_bytes_max: self.config.batch_bytes_max,
+            compacted: self.config.compacted,
+            log_append_time_ms: None,
+        };
+        ingress::validate_produced(&mut bytes, &rules)?;
+        let spans = batch_spans(&bytes);
         let first_offset = self.log_end_offset();
         let mut next = first_offset;
         for &(start, end) in &spans {
@@ -555,7 +563,7 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
         self.check_usable()?;
-        let spans = self.validate_batches(batch_bytes, false)?;
+        let spans = self.validate_batches(batch_bytes)?;
         let mut expected = self.log_end_offset();
         let mut epochs = Vec::new();
         for &(start, end) in &spans {
@@ -587,27 +595,16 @@ impl PartitionLog {
         Ok(info)
     }
 
-    /// Splits and validates concatenated batches; returns their byte spans.
-    fn validate_batches(
-        &self,
-        bytes: &[u8],
-        from_producer: bool,
-    ) -> Result<Vec<(usize, usize)>, LogError> {
+    /// Splits and validates concatenated replicated batches (CRC, records); returns their byte
+    /// spans. The topic's `max.message.bytes` is not applied: the leader accepted them, and a
+    /// follower refusing what its leader holds could never catch up (Kafka does the same).
+    fn validate_batches(&self, bytes: &[u8]) -> Result<Vec<(usize, usize)>, LogError> {
         let mut spans = Vec::new();
         let mut position = 0;
         for view in batch::split_batches(bytes) {
             let view = view?;
             let total = view.as_bytes().len();
-            if total as u64 > self.config.batch_bytes_max {
-                return Err(LogError::BatchTooLarge {
-                    bytes: total as u64,
-                    bytes_max: self.config.batch_bytes_max,
-                });
-            }
-            let summary = view.validate_records()?;
-            if from_producer {
-                check_producer_batch(&view, &summary)?;
-            }
+            view.validate_records()?;
             spans.push((position, position + total));
             position += total;
         }
@@ -1173,31 +1170,15 @@ impl PartitionLog {
     }
 }
 
-/// A producer's batch must use dense offset deltas 0..n-1 and an honest max timestamp, so the
-/// leader can assign offsets in place.
-fn check_producer_batch(view: &BatchView<'_>, summary: &RecordsSummary) -> Result<(), LogError> {
-    let header = view.header();
-    if header.records_count == 0 || header.last_offset_delta != header.records_count - 1 {
-        return Err(LogError::InvalidBatch(format!(
-            "{} records with last offset delta {}",
-            header.records_count, header.last_offset_delta
-        )));
+/// Byte spans of the whole batches in `bytes`, already validated (headers only, no CRC pass).
+fn batch_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut position = 0;
+    for view in batch::split_batches(bytes) {
+        let total = view.expect("validated batches split").as_bytes().len();
+        spans.push((position, position + total));
+        position += total;
     }
-    if header.is_control() {
-        return Err(LogError::InvalidBatch(
-            "control batches are not produced".into(),
-        ));
-    }
-    if !summary.dense {
-        return Err(LogError::InvalidBatch(
-            "record offset deltas are not 0..n".into(),
-        ));
-    }
-    if summary.max_timestamp != header.max_timestamp {
-        return Err(LogError::InvalidBatch(format!(
-            "max timestamp {} but records reach {}",
-            header.max_timestamp, summary.max_timestamp
-        )));
-    }
-    Ok(())
+    assert!(!spans.is_empty() && position == bytes.len());
+    spans
 }

@@ -129,7 +129,7 @@ fn invalid_input_is_refused_without_changing_the_log() {
     damaged[last] ^= 0x40;
     assert!(matches!(
         log.append_as_leader(&damaged, LeaderEpoch(0), 0),
-        Err(LogError::InvalidBatch(_))
+        Err(LogError::Refused(log_core::BatchRefusal::Corrupt(_)))
     ));
     assert!(log.append_as_leader(&[], LeaderEpoch(0), 0).is_err());
     log.append_as_leader(&batch("ok", 1, 0, 0), LeaderEpoch(5), 0)

@@ -65,7 +65,12 @@ pub fn fetch_response_from_kafka(
         )),
         Some(data) => {
             let bytes: &[u8] = data.records.as_deref().unwrap_or(&[]);
-            match batches_from_bytes(bytes) {
+            match batches_from_bytes(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|batches| {
+                    check_replicated_batches(request, &batches)?;
+                    Ok(batches)
+                }) {
                 Ok(batches) => Ok(FetchData {
                     high_watermark: Offset(data.high_watermark),
                     diverging_epoch: (data.diverging_epoch.epoch >= 0).then_some(EpochEndOffset {
@@ -82,6 +87,40 @@ pub fn fetch_response_from_kafka(
         }
     };
     fetch_failed_or(leader, request, result)
+}
+
+/// Peer input is validated before the core sees it: the batches of a fetch answer continue the
+/// follower's log exactly (from the fetch offset, each starting where the last ended, each with at
+/// least one record) and their epochs never go back, from the follower's last fetched epoch up to
+/// the epoch it fetched in. A forged or garbled answer is dropped like a lost one (the follower
+/// backs off and fetches again) instead of reaching the core's assertions.
+fn check_replicated_batches(
+    request: &FetchRequest,
+    batches: &[replication::Batch],
+) -> Result<(), String> {
+    let mut next = request.fetch_offset;
+    let mut epoch = request.last_fetched_epoch;
+    for batch in batches {
+        if batch.base_offset != next || batch.record_count == 0 {
+            return Err(format!(
+                "batch at {:?} with {} records, expected one at {next:?}",
+                batch.base_offset, batch.record_count
+            ));
+        }
+        // A fetch naming no last epoch (an empty log, or the pre-KIP-320 bug switch, whose
+        // leaders answer across epochs) bounds the epochs from below only.
+        let above = request.last_fetched_epoch != LeaderEpoch::NONE
+            && batch.leader_epoch > request.current_leader_epoch;
+        if batch.leader_epoch < epoch || above {
+            return Err(format!(
+                "batch epoch {:?} outside [{epoch:?}, {:?}]",
+                batch.leader_epoch, request.current_leader_epoch
+            ));
+        }
+        next = batch.end_offset();
+        epoch = batch.leader_epoch;
+    }
+    Ok(())
 }
 
 /// A fetch answer the follower core accepts as "for this request".

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use log_core::batch::split_batches;
-use log_core::{Disk, LogConfig, LogError, PartitionLog};
+use log_core::{Disk, LogConfig, LogError, PartitionLog, ProduceRules, ProducedPayload};
 use replication::{
     Acks, AlterPartition, BugSwitches, Config, Effect, FetchRequest, FetchResponse, Input, Message,
     OffsetsForLeaderEpochRequest, OffsetsForLeaderEpochResponse, PartitionState, ProduceRequest,
@@ -192,11 +192,12 @@ impl Partition {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock already failed an invariant; keep serving the state
-        // rather than cascade (the panic itself is logged by the task that hit it).
+        // Fail stop: a panic while holding the lock may have left the core and the log half
+        // stepped; serving that state could acknowledge what is not there. Production builds
+        // abort on the panic itself (`panic = "abort"`); test builds stop here.
         self.inner
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .expect("a panic inside a partition step is fail-stop, never recovered")
     }
 
     /// Feeds one input to the core and carries out the effects. Returns the captured answers
@@ -236,6 +237,7 @@ impl Partition {
                 self.fail(&mut inner, format!("{error}"));
             }
         }
+        check_step_invariants(&inner);
         inner.capture_for = None;
         let captured = std::mem::take(&mut inner.captured);
         let moved = inner.replica.high_watermark() != hw_before
@@ -449,13 +451,21 @@ impl Partition {
     }
 
     /// The synchronous half of a produce: validation, the idempotence check and the core step,
-    /// under one lock.
-    fn start_produce(&self, payload: Vec<u8>, acks: Acks) -> Result<Started, PartitionError> {
+    /// under one lock. The payload is validated (and normalised) here, once, with Kafka's rules;
+    /// a refusal answers this request only and the partition serves on.
+    fn start_produce(&self, mut payload: Vec<u8>, acks: Acks) -> Result<Started, PartitionError> {
         let mut inner = self.lock();
         Self::refuse_if_unusable(&inner)?;
-        let batch_bytes_max = inner.log.as_ref().map_or(0, |l| l.config().batch_bytes_max);
-        let record_count = validate_produce(&payload, batch_bytes_max)?;
-        if let Some((first, last)) = check_producer(&inner, &payload)? {
+        let rules = {
+            let config = inner.log.as_ref().ok_or(PartitionError::Closed)?.config();
+            ProduceRules {
+                batch_bytes_max: config.batch_bytes_max,
+                compacted: config.compacted,
+                log_append_time_ms: None,
+            }
+        };
+        let produced = log_core::validate_produced(&mut payload, &rules)?;
+        if let Some((first, last)) = check_producer(&inner, &produced)? {
             return Ok(Started::Duplicate { first, last });
         }
         let request_id = inner.request_id_next;
@@ -470,7 +480,7 @@ impl Partition {
         let produce = ProduceRequest {
             request_id,
             acks,
-            record_count,
+            record_count: produced.record_count,
             payload,
         };
         self.step_with(inner, Input::Produce(produce), None);
@@ -526,7 +536,7 @@ impl Partition {
                 .replica
                 .consumer_read_range(current_leader_epoch, fetch_offset, i64::MAX / 4)?;
         let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-        let records = read_for_consumer(log, range, bytes_max).map_err(storage)?;
+        let records = read_for_consumer(log, range, bytes_max).map_err(read_failure)?;
         Ok(ConsumerRead {
             records,
             high_watermark: inner.replica.high_watermark(),
@@ -548,7 +558,7 @@ impl Partition {
         if from >= log.log_end_offset() {
             return Ok(Vec::new());
         }
-        Ok(log.read(from, bytes_max).map_err(storage)?.bytes)
+        Ok(log.read(from, bytes_max).map_err(read_failure)?.bytes)
     }
 
     /// ListOffsets: earliest (-2), latest (-1, the HW) or the first offset with a timestamp at
@@ -571,7 +581,7 @@ impl Partition {
             -1 => hw,
             ts => {
                 let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-                match log.offset_for_timestamp(ts).map_err(storage)? {
+                match log.offset_for_timestamp(ts).map_err(read_failure)? {
                     Some(offset) if offset < hw => offset,
                     _ => hw,
                 }
@@ -679,6 +689,21 @@ impl Partition {
     }
 }
 
+/// The cheap invariants every step keeps, checked in production too (O(1)): the core and the log
+/// agree on the log end, and the HW never passes it.
+fn check_step_invariants(inner: &Inner) {
+    let core_leo = inner.replica.log_end_offset();
+    assert!(
+        inner.replica.high_watermark() <= core_leo,
+        "HW {:?} past the LEO {core_leo:?}",
+        inner.replica.high_watermark()
+    );
+    if let (Some(log), None) = (inner.log.as_ref(), inner.failed.as_ref()) {
+        assert_eq!(core_leo, log.log_end_offset(), "core LEO vs log LEO");
+        assert!(log.high_watermark() <= log.log_end_offset());
+    }
+}
+
 /// KIP-320 fencing of a client request naming `current` as the leader epoch (none: unchecked).
 fn fence(current: Option<LeaderEpoch>, ours: LeaderEpoch) -> Result<(), PartitionError> {
     match current {
@@ -688,9 +713,28 @@ fn fence(current: Option<LeaderEpoch>, ours: LeaderEpoch) -> Result<(), Partitio
     }
 }
 
-/// Maps a log failure to the partition's refusal.
+/// Maps a log failure on the effect path to the partition's failure. Only the disk may fail a
+/// partition: client bytes were validated at ingress by the same function log-core applies, and
+/// replicated batches at the fetch answer's ingress, so any other refusal means the core and the
+/// log disagree — a broken invariant, and fail stop.
 fn storage(error: LogError) -> PartitionError {
+    assert!(
+        error.is_storage_failure(),
+        "the log refused what the replica core ordered: {error}"
+    );
     PartitionError::Storage(error.to_string())
+}
+
+/// A read for a client: storage failures are KAFKA_STORAGE_ERROR; a read outside the log's range
+/// (a race with retention) is OFFSET_OUT_OF_RANGE for that request only.
+fn read_failure(error: LogError) -> PartitionError {
+    match error {
+        LogError::OffsetOutOfRange { log_end, .. } => replication::Error::OffsetOutOfRange {
+            log_end_offset: log_end,
+        }
+        .into(),
+        other => PartitionError::Storage(other.to_string()),
+    }
 }
 
 /// Is this message an answer to a replica request (as opposed to a request of our own)?
@@ -803,51 +847,26 @@ fn sync_log_with_core(inner: &mut Inner) -> Result<(), LogError> {
     Ok(())
 }
 
-/// Checks a client's produce payload before the core sees it: whole v2 batches, CRCs valid, each
-/// within the topic's size limit. Returns the record count.
-fn validate_produce(payload: &[u8], batch_bytes_max: u64) -> Result<u32, PartitionError> {
-    let mut records = 0_u64;
-    for view in split_batches(payload) {
-        let view = view.map_err(|e| PartitionError::CorruptMessage(e.to_string()))?;
-        if view.as_bytes().len() as u64 > batch_bytes_max {
-            return Err(PartitionError::MessageTooLarge(format!(
-                "batch of {} bytes, limit {batch_bytes_max}",
-                view.as_bytes().len()
-            )));
-        }
-        view.validate()
-            .map_err(|e| PartitionError::CorruptMessage(e.to_string()))?;
-        records += u64::try_from(i64::from(view.header().last_offset_delta) + 1)
-            .map_err(|_| PartitionError::CorruptMessage("negative last offset delta".into()))?;
-    }
-    if records == 0 {
-        return Err(PartitionError::CorruptMessage("no records".into()));
-    }
-    u32::try_from(records).map_err(|_| PartitionError::MessageTooLarge("too many records".into()))
-}
-
 /// Idempotence: a retried batch of a known producer answers with its original offset instead of
-/// being appended again; a gap or a stale epoch is refused. `Ok(None)`: append.
+/// being appended again; a gap or a stale epoch is refused. `Ok(None)`: append. The validator
+/// guarantees an idempotent payload is exactly one batch with a real epoch and sequence.
 fn check_producer(
     inner: &Inner,
-    payload: &[u8],
+    produced: &ProducedPayload,
 ) -> Result<Option<(Offset, Offset)>, PartitionError> {
-    let Some(Ok(view)) = split_batches(payload).next() else {
+    let Some(batch) = produced.idempotent() else {
         return Ok(None);
     };
-    let header = view.header();
-    if header.producer_id < 0 {
-        return Ok(None);
-    }
+    assert!(batch.producer_epoch >= 0 && batch.base_sequence >= 0);
     if !inner.replica.is_leader() {
         // The core refuses it with NOT_LEADER_OR_FOLLOWER; no sequence bookkeeping needed.
         return Ok(None);
     }
-    let count = header.last_offset_delta + 1;
+    let count = i32::try_from(batch.record_count).expect("at most RECORDS_PER_BATCH_MAX records");
     match inner.producers.check(
-        header.producer_id,
-        header.producer_epoch,
-        header.base_sequence,
+        batch.producer_id,
+        batch.producer_epoch,
+        batch.base_sequence,
         count,
     ) {
         Ok(crate::producer_state::Decision::Append) => Ok(None),

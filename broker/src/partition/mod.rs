@@ -33,12 +33,10 @@ pub enum PartitionError {
     /// KAFKA_STORAGE_ERROR) until the broker restarts and recovers it.
     #[error("KAFKA_STORAGE_ERROR: {0}")]
     Storage(String),
-    /// The produced bytes are not valid v2 record batches (CORRUPT_MESSAGE / INVALID_RECORD).
-    #[error("CORRUPT_MESSAGE: {0}")]
-    CorruptMessage(String),
-    /// A batch larger than the topic allows (MESSAGE_TOO_LARGE).
-    #[error("MESSAGE_TOO_LARGE: {0}")]
-    MessageTooLarge(String),
+    /// The produced bytes broke Kafka's rules (CORRUPT_MESSAGE, INVALID_RECORD,
+    /// MESSAGE_TOO_LARGE, UNSUPPORTED_COMPRESSION_TYPE): refused at ingress, the partition serves on.
+    #[error(transparent)]
+    Refused(#[from] log_core::BatchRefusal),
     /// An idempotent producer's batch was refused (OUT_OF_ORDER_SEQUENCE_NUMBER, ...).
     #[error("idempotent producer refused (code {code}): {reason}")]
     Producer {
@@ -59,8 +57,7 @@ impl PartitionError {
         match self {
             PartitionError::Replica(error) => replica_error_code(error),
             PartitionError::Storage(_) => E::KafkaStorageError.code(),
-            PartitionError::CorruptMessage(_) => E::CorruptMessage.code(),
-            PartitionError::MessageTooLarge(_) => E::MessageTooLarge.code(),
+            PartitionError::Refused(refusal) => refusal.error_code(),
             PartitionError::Producer { code, .. } => *code,
             PartitionError::Closed => E::NotLeaderOrFollower.code(),
         }

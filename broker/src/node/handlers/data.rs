@@ -51,7 +51,8 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
     let acks = match request.acks {
         0 => Acks::None,
         1 => Acks::Leader,
-        _ => Acks::All,
+        -1 => Acks::All,
+        _ => return refuse_every_partition(request, E::InvalidRequiredAcks.code()),
     };
     let timeout = Duration::from_millis(
         u64::try_from(request.timeout_ms.max(1))
@@ -107,6 +108,34 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
                 .with_partition_responses(responses),
         );
     }
+    ProduceResponse::default().with_responses(topics)
+}
+
+/// The answer to a produce refused as a whole (acks outside {-1, 0, 1}): Kafka's code on every
+/// partition it named, nothing appended.
+fn refuse_every_partition(request: ProduceRequest, code: i16) -> ProduceResponse {
+    assert!(code != 0, "a refusal has an error code");
+    let topics = request
+        .topic_data
+        .into_iter()
+        .map(|topic| {
+            let responses = topic
+                .partition_data
+                .iter()
+                .map(|data| {
+                    PartitionProduceResponse::default()
+                        .with_index(data.index)
+                        .with_error_code(code)
+                        .with_base_offset(-1)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(-1)
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(responses)
+        })
+        .collect();
     ProduceResponse::default().with_responses(topics)
 }
 
