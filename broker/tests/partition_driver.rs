@@ -86,6 +86,7 @@ fn settings(broker: BrokerId) -> PartitionSettings {
         replica,
         bugs: BugSwitches::default(),
         log: LogConfig::default(),
+        io: broker::partition::IoWorker::start(),
     }
 }
 

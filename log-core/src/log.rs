@@ -119,6 +119,43 @@ pub struct PartitionLog {
     pub(crate) recovery: RecoveryReport,
     /// Set by a disk error in a mutating call: memory and disk may disagree until reopen.
     pub(crate) poisoned: Option<String>,
+    /// Grows with every truncation: a [`FlushPlan`] made before one no longer describes the log
+    /// (its offsets may hold new, unsynced bytes) and finishes as a no-op.
+    pub(crate) truncations: u64,
+}
+
+/// A flush split in three so the fsyncs run while the log's owner goes on appending (group
+/// commit): [`PartitionLog::plan_flush`] under the owner's lock, [`FlushPlan::sync`] anywhere,
+/// [`PartitionLog::finish_flush`] under the lock again. Appends made while the plan syncs join
+/// the next round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlushPlan {
+    /// The log's truncation count when planned.
+    truncations: u64,
+    /// Segments with unsynced bytes: (base offset, file, size to be durable).
+    files: Vec<(Offset, PathBuf, u64)>,
+    /// The LEO when planned: durable once every file synced.
+    up_to: Offset,
+}
+
+impl FlushPlan {
+    /// Makes the planned files durable. Runs without the log (on an IO worker).
+    pub fn sync(&self, disk: &dyn Disk) -> Result<(), crate::disk::DiskError> {
+        for (_, path, _) in &self.files {
+            disk.sync(path)?;
+        }
+        Ok(())
+    }
+
+    /// The offset below which the log is durable once the plan finished.
+    pub fn up_to(&self) -> Offset {
+        self.up_to
+    }
+
+    /// Whether there is nothing to sync.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
 }
 
 impl PartitionLog {
@@ -149,6 +186,7 @@ impl PartitionLog {
             epochs_dirty: false,
             recovery: RecoveryReport::default(),
             poisoned: None,
+            truncations: 0,
         };
         log.recover(now_ms)?;
         log.check_invariants();
@@ -942,6 +980,7 @@ impl PartitionLog {
     /// Removes everything at and after `offset` (a follower's divergent suffix). The log ends at
     /// a batch boundary at or below `offset`. Durable on return.
     fn truncate_to_unguarded(&mut self, offset: Offset) -> Result<(), LogError> {
+        self.truncations += 1;
         if offset >= self.log_end_offset() {
             // No record goes, but an epoch started at the LEO without records (a leader that
             // never wrote) does: a follower must not keep naming it.
@@ -1001,6 +1040,7 @@ impl PartitionLog {
     /// leader's log start). Durable on return.
     fn truncate_fully_and_start_at_unguarded(&mut self, offset: Offset) -> Result<(), LogError> {
         assert!(offset.0 >= 0, "offsets are non-negative");
+        self.truncations += 1;
         let now_ms = self.active().created_ms;
         for (_, segment) in std::mem::take(&mut self.segments) {
             remove_if_exists(&*self.disk, &segment.log_path)?;
@@ -1113,6 +1153,72 @@ impl PartitionLog {
     /// state checkpoint is rewritten once `checkpoint_interval_bytes` were flushed since the last.
     pub fn flush(&mut self) -> Result<Offset, LogError> {
         self.guarded(|log| log.flush_unguarded())
+    }
+
+    /// The first third of a split flush: which files to sync for everything appended so far.
+    /// Cheap (no IO); the syncs happen in [`FlushPlan::sync`], off the owner's lock.
+    pub fn plan_flush(&self) -> Result<FlushPlan, LogError> {
+        self.check_usable()?;
+        let files = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.synced_bytes < s.size_bytes)
+            .map(|(base, s)| (*base, s.log_path.clone(), s.size_bytes))
+            .collect();
+        Ok(FlushPlan {
+            truncations: self.truncations,
+            files,
+            up_to: self.log_end_offset(),
+        })
+    }
+
+    /// The disk the log lives on, for a [`FlushPlan::sync`] off the owner's lock.
+    pub fn disk(&self) -> Arc<dyn Disk> {
+        Arc::clone(&self.disk)
+    }
+
+    /// The last third of a split flush: records what `synced` made durable and returns the
+    /// recovery point (the durable LEO), which may still be below the current LEO (appends made
+    /// during the sync). A plan older than a truncation changes nothing (the truncation was
+    /// durable itself, and the plan's offsets may hold new bytes). A failed sync poisons the log.
+    /// The state checkpoint is not written here: see [`PartitionLog::checkpoint_due`].
+    pub fn finish_flush(
+        &mut self,
+        plan: FlushPlan,
+        synced: Result<(), crate::disk::DiskError>,
+    ) -> Result<Offset, LogError> {
+        self.guarded(|log| {
+            if plan.truncations != log.truncations {
+                return Ok(log.recovery_point);
+            }
+            synced?;
+            let mut flushed = 0;
+            for (base, path, size) in &plan.files {
+                // A segment rolled since is synced by the roll; one compacted since was sealed
+                // (synced) before: `max` keeps what they know.
+                if let Some(segment) = log.segments.get_mut(base).filter(|s| &s.log_path == path) {
+                    let durable = (*size).min(segment.size_bytes).max(segment.synced_bytes);
+                    flushed += durable - segment.synced_bytes;
+                    segment.synced_bytes = durable;
+                }
+            }
+            log.persist_epochs()?;
+            assert!(
+                plan.up_to <= log.log_end_offset(),
+                "no truncation since the plan"
+            );
+            log.recovery_point = log.recovery_point.max(plan.up_to);
+            log.bytes_since_checkpoint += flushed;
+            Ok(log.recovery_point)
+        })
+    }
+
+    /// Whether enough was flushed since the state checkpoint to write it again
+    /// (`checkpoint_interval_bytes`). The owner writes it after reporting the flush, off the
+    /// acknowledgement path.
+    pub fn checkpoint_due(&self) -> bool {
+        self.bytes_since_checkpoint > 0
+            && self.bytes_since_checkpoint >= self.config.checkpoint_interval_bytes
     }
 
     /// Writes the state checkpoint (recovery point, log start offset, high watermark) now.

@@ -17,7 +17,7 @@ use super::metrics::Metrics;
 use super::peer::PeerConnection;
 use super::replication_wire as rw;
 use crate::control::ControllerClient;
-use crate::partition::{Partition, PartitionSettings, ReplicaNet};
+use crate::partition::{IoWorker, Partition, PartitionSettings, ReplicaNet};
 
 /// Idle peer connections kept per (leader, partition); more are closed.
 const PEER_CONNECTIONS_IDLE_MAX: usize = 2;
@@ -46,6 +46,8 @@ pub struct Shared {
     pub bugs: BugSwitches,
     /// Counters and histograms for /metrics.
     pub metrics: Metrics,
+    /// Carries out every hosted partition's flushes in group-commit rounds.
+    io: IoWorker,
     /// Idle replication connections by (leader, partition).
     peers: Mutex<BTreeMap<(BrokerId, TopicPartition), Vec<PeerConnection>>>,
     /// Ourselves, weakly, for the replica transport handed to partitions.
@@ -73,6 +75,7 @@ impl Shared {
             controller,
             bugs,
             metrics: Metrics::default(),
+            io: IoWorker::start(),
             peers: Mutex::new(BTreeMap::new()),
             me: me.clone(),
         })
@@ -119,6 +122,7 @@ impl Shared {
             replica,
             bugs: self.bugs,
             log: self.config.log_config(),
+            io: self.io.clone(),
         }
     }
 

@@ -14,6 +14,8 @@ use replication::{
     RecoveredLog, Replica, TimerKind,
 };
 use tokio::sync::{oneshot, Notify};
+
+use super::io_worker::IoWorker;
 use wire::{BrokerId, LeaderEpoch, Offset, TopicPartition};
 
 use super::reads::{read_batches, read_for_consumer, ConsumerRead};
@@ -50,6 +52,8 @@ pub struct PartitionSettings {
     pub bugs: BugSwitches,
     /// Segment sizes, retention, compaction.
     pub log: LogConfig,
+    /// The broker's IO worker, which carries out this partition's flushes (group commit).
+    pub io: IoWorker,
 }
 
 /// How a produce ended, as the partition knows it.
@@ -100,8 +104,10 @@ struct Inner {
     request_id_next: u64,
     /// Generation per timer kind: a sleeping timer task fires only if its generation is current.
     timer_generations: BTreeMap<TimerKind, u64>,
-    /// The newest flush the core asked for and the flusher has not done: (seq, up_to).
+    /// The newest flush the core asked for and the IO worker has not planned: (seq, up_to).
     flush_wanted: Option<(u64, Offset)>,
+    /// Queued on the IO worker and not yet picked up by a round: queue once.
+    flush_queued: bool,
     /// Answers to the inbound replica request being handled (captured instead of sent).
     captured: Vec<Message>,
     /// The broker whose request is being handled, whose answers are captured.
@@ -122,8 +128,8 @@ pub struct Partition {
     inner: Mutex<Inner>,
     /// Woken whenever the LEO or HW may have moved: long-polling fetches wait on it.
     progress: Notify,
-    /// Woken when a flush is wanted.
-    flush_needed: Notify,
+    /// Carries out flushes in rounds across the broker's partitions.
+    io: IoWorker,
     /// Where sends go.
     net: Arc<dyn ReplicaNet>,
     /// This partition's own `Arc`, weakly, for the tasks it spawns.
@@ -139,7 +145,7 @@ impl std::fmt::Debug for Partition {
 }
 
 impl Partition {
-    /// Opens (recovering) the log in `dir` and starts the flusher. The replica is offline until
+    /// Opens (recovering) the log in `dir`. The replica is offline until
     /// [`Partition::apply_state`] names its role.
     pub fn open(
         tp: TopicPartition,
@@ -171,18 +177,18 @@ impl Partition {
                 request_id_next: 1,
                 timer_generations: BTreeMap::new(),
                 flush_wanted: None,
+                flush_queued: false,
                 captured: Vec::new(),
                 capture_for: None,
                 failed: None,
                 closed: false,
             }),
             progress: Notify::new(),
-            flush_needed: Notify::new(),
+            io: settings.io.clone(),
             net,
             me: me.clone(),
             request_timeout_ms,
         });
-        tokio::spawn(flusher(Arc::downgrade(&partition)));
         Ok(partition)
     }
 
@@ -276,7 +282,10 @@ impl Partition {
             }
             Effect::Flush { up_to, seq } => {
                 inner.flush_wanted = Some((seq, up_to));
-                self.flush_needed.notify_one();
+                if !inner.flush_queued {
+                    inner.flush_queued = true;
+                    self.io.request_flush(this.clone());
+                }
                 Ok(())
             }
             Effect::Send { to, message } => {
@@ -661,7 +670,6 @@ impl Partition {
             }
         }
         drop(inner);
-        self.flush_needed.notify_one();
         self.progress.notify_waiters();
     }
 
@@ -686,6 +694,91 @@ impl Partition {
     /// This broker's id.
     pub fn broker_id(&self) -> BrokerId {
         self.broker_id
+    }
+
+    /// The IO worker's first step of a round: take the wanted flush and plan it (no IO). `None`
+    /// when nothing is wanted or the partition stopped serving.
+    pub(crate) fn plan_flush(&self) -> Option<FlushJob> {
+        let mut inner = self.lock();
+        inner.flush_queued = false;
+        let (seq, up_to) = inner.flush_wanted.take()?;
+        if inner.closed || inner.failed.is_some() {
+            return None;
+        }
+        let log = inner.log.as_ref()?;
+        match log.plan_flush() {
+            Ok(plan) => Some(FlushJob {
+                seq,
+                up_to,
+                disk: log.disk(),
+                plan,
+            }),
+            Err(error) => {
+                self.fail(&mut inner, format!("flush: {error}"));
+                None
+            }
+        }
+    }
+
+    /// The IO worker's last step: record what the sync made durable and tell the core, which
+    /// answers the produces and fetches waiting for it.
+    pub(crate) fn finish_flush(&self, job: FlushJob, synced: Result<(), log_core::DiskError>) {
+        let mut inner = self.lock();
+        if inner.closed || inner.failed.is_some() {
+            return;
+        }
+        let Some(log) = inner.log.as_mut() else {
+            return;
+        };
+        let flushed = match log.finish_flush(job.plan, synced) {
+            Ok(flushed) => flushed,
+            Err(error) => {
+                self.fail(&mut inner, format!("flush: {error}"));
+                return;
+            }
+        };
+        assert!(flushed >= Offset::ZERO);
+        let up_to = job.up_to.min(flushed);
+        self.step_with(
+            inner,
+            Input::FlushCompleted {
+                seq: job.seq,
+                up_to,
+            },
+            None,
+        );
+    }
+
+    /// After a round's acknowledgements went out: the state checkpoint, if enough was flushed
+    /// since the last one (off the acknowledgement path).
+    pub(crate) fn write_checkpoint_if_due(&self) {
+        let mut inner = self.lock();
+        let Some(log) = inner.log.as_mut().filter(|log| log.checkpoint_due()) else {
+            return;
+        };
+        if let Err(error) = log.write_state() {
+            self.fail(&mut inner, format!("checkpoint: {error}"));
+        }
+    }
+}
+
+/// One partition's part of an IO worker round: the core's flush request and the log's plan.
+#[derive(Clone, Debug)]
+pub(crate) struct FlushJob {
+    /// The core's flush sequence number, echoed in `FlushCompleted`.
+    seq: u64,
+    /// The offset the core asked to make durable.
+    up_to: Offset,
+    /// The disk the plan's files live on.
+    disk: Arc<dyn Disk>,
+    /// Which files to sync.
+    plan: log_core::FlushPlan,
+}
+
+impl FlushJob {
+    /// What the blocking sync needs, detached from the partition.
+    pub(crate) fn sync_handle(&self) -> (Arc<dyn Disk>, log_core::FlushPlan) {
+        (Arc::clone(&self.disk), self.plan.clone())
     }
 }
 
@@ -891,54 +984,4 @@ async fn fire_timer(partition: Weak<Partition>, timer: TimerKind, generation: u6
     if current == Some(generation) {
         partition.step(Input::Timer(timer), None);
     }
-}
-
-/// The flusher: makes the newest wanted flush durable and reports it. Flushes requested while
-/// one runs coalesce into the next (group commit). It holds the partition only while working or
-/// waiting; `close` wakes it so it can end.
-async fn flusher(partition: Weak<Partition>) {
-    loop {
-        let Some(partition) = partition.upgrade() else {
-            return;
-        };
-        if partition.lock().closed {
-            return;
-        }
-        // Notify keeps one permit: a flush wanted before this wait still wakes it.
-        partition.flush_needed.notified().await;
-        if runtime::buggify("partition.flush.slow") {
-            // A slow disk: the group commit waits, appends pile up behind it.
-            let delay = runtime::jitter_ms(1, 500);
-            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
-        }
-        let wanted = partition.lock().flush_wanted.take();
-        if let Some((seq, up_to)) = wanted {
-            flush_once(&partition, seq, up_to);
-        }
-    }
-}
-
-/// One flush: the log syncs everything appended so far; the core hears about `up_to`.
-fn flush_once(partition: &Partition, seq: u64, up_to: Offset) {
-    let flushed = {
-        let mut inner = partition.lock();
-        let Some(log) = inner.log.as_mut() else {
-            return;
-        };
-        match log.flush() {
-            Ok(flushed) => flushed,
-            Err(error) => {
-                partition.fail(&mut inner, format!("flush: {error}"));
-                return;
-            }
-        }
-    };
-    assert!(flushed >= Offset::ZERO);
-    partition.step(
-        Input::FlushCompleted {
-            seq,
-            up_to: up_to.min(flushed),
-        },
-        None,
-    );
 }

@@ -4,8 +4,9 @@
 //!
 //! - every input goes through [`Partition::step`], which holds the partition's mutex for the step
 //!   and the effects' synchronous part (appends, truncations, log reads), never across an `.await`;
-//! - `Flush` effects go to a flusher task that coalesces them (group commit) and feeds
-//!   `FlushCompleted` back;
+//! - `Flush` effects go to the broker's [`IoWorker`], which flushes every waiting partition in one
+//!   round with the fsyncs off every partition lock (group commit), feeds `FlushCompleted` back,
+//!   and writes state checkpoints only after the round's acknowledgements went out;
 //! - `SetTimer` effects become sleeping tasks tagged with a generation, so a cancelled or replaced
 //!   timer fires into nothing;
 //! - messages to other replicas and AlterPartition go through [`ReplicaNet`], the node's transport;
@@ -15,12 +16,14 @@
 //!   carrying on with memory and disk disagreeing.
 
 mod driver;
+mod io_worker;
 mod reads;
 
 pub use driver::{
     Partition, PartitionSettings, PartitionStatus, ProduceOutcome, ReplicaNet,
     REPLICA_FETCH_BYTES_MAX,
 };
+pub use io_worker::IoWorker;
 pub use reads::{batches_from_bytes, ConsumerRead};
 
 /// Why a partition refuses a request, beyond the replica core's own refusals.

@@ -1,0 +1,109 @@
+//! The broker's IO worker: one task per broker carries out every partition's flushes in rounds
+//! (group commit across partitions).
+//!
+//! A partition whose core asks for a flush queues itself here once (until its round starts).
+//! A round takes every partition waiting when it starts, and for each:
+//! 1. plans the flush under the partition's lock (which files, up to which offset; no IO);
+//! 2. syncs all planned files of the round in one blocking call, *without* any partition lock,
+//!    so appends and fetches go on meanwhile and join the next round;
+//! 3. finishes each flush under its lock and steps the core with `FlushCompleted` (acks go out);
+//! 4. only then writes the state checkpoints that came due, off the acknowledgement path.
+//!
+//! In production the blocking call runs on tokio's blocking pool; under madsim `spawn_blocking`
+//! is a plain task, so the simulator interleaves rounds with everything else, deterministically.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::driver::Partition;
+use crate::runtime;
+
+/// Most partitions one round flushes: bounds the round's latency and its memory.
+pub const ROUND_PARTITIONS_MAX: usize = 4_096;
+
+/// The handle partitions queue their flushes on; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct IoWorker {
+    /// Partitions waiting for a flush round, each at most once at a time.
+    queue: mpsc::UnboundedSender<Weak<Partition>>,
+}
+
+impl IoWorker {
+    /// Starts the worker task on the current runtime (the node's, under madsim). It ends when
+    /// every handle is dropped.
+    pub fn start() -> IoWorker {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(run(waiting));
+        IoWorker { queue }
+    }
+
+    /// Queues `partition` for the next round. The partition calls this at most once until the
+    /// round picks it up, so the queue holds at most one entry per partition.
+    pub(crate) fn request_flush(&self, partition: Weak<Partition>) {
+        // The worker ends only when every handle (this one included) is gone: cannot fail.
+        let _queued = self.queue.send(partition);
+    }
+}
+
+/// The worker loop: one round per wake-up, every waiting partition in it.
+async fn run(mut waiting: mpsc::UnboundedReceiver<Weak<Partition>>) {
+    while let Some(first) = waiting.recv().await {
+        if runtime::buggify("partition.flush.slow") {
+            // A slow disk: the round waits, appends pile up behind it and join it.
+            let delay = runtime::jitter_ms(1, 500);
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let mut round = vec![first];
+        while round.len() < ROUND_PARTITIONS_MAX {
+            match waiting.try_recv() {
+                Ok(next) => round.push(next),
+                Err(_) => break,
+            }
+        }
+        flush_round(round).await;
+    }
+}
+
+/// Plans, syncs (off every lock, in one blocking call) and finishes one round.
+async fn flush_round(round: Vec<Weak<Partition>>) {
+    assert!(!round.is_empty() && round.len() <= ROUND_PARTITIONS_MAX);
+    let jobs: Vec<(Arc<Partition>, super::driver::FlushJob)> = round
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter_map(|partition| {
+            let job = partition.plan_flush()?;
+            Some((partition, job))
+        })
+        .collect();
+    if jobs.is_empty() {
+        return;
+    }
+    let syncs: Vec<_> = jobs.iter().map(|(_, job)| job.sync_handle()).collect();
+    let results = run_blocking(move || {
+        syncs
+            .iter()
+            .map(|(disk, plan)| plan.sync(&**disk))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    assert_eq!(results.len(), jobs.len(), "one result per planned flush");
+    for ((partition, job), synced) in jobs.iter().zip(results) {
+        partition.finish_flush(job.clone(), synced);
+    }
+    let due: Vec<Arc<Partition>> = jobs.into_iter().map(|(partition, _)| partition).collect();
+    run_blocking(move || {
+        for partition in &due {
+            partition.write_checkpoint_if_due();
+        }
+    })
+    .await;
+}
+
+/// Runs blocking IO off the async workers (tokio's blocking pool; a plain task under madsim).
+async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("IO worker calls do not panic (fail stop if they do)")
+}
