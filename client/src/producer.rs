@@ -47,6 +47,9 @@ pub struct ProducerConfig {
     pub retries_max: u32,
     /// Bound on one batch's whole delivery (all attempts and backoffs).
     pub delivery_timeout_ms: u64,
+    /// Send batches whose header max timestamp is -1, as sarama before 1.45.1 and librdkafka's
+    /// C++ API do: a client behaviour the simulator draws (Kafka recomputes the field).
+    pub header_max_timestamp_unset: bool,
 }
 
 impl Default for ProducerConfig {
@@ -58,6 +61,7 @@ impl Default for ProducerConfig {
             batch_records_max: 500,
             retries_max: 10,
             delivery_timeout_ms: 30_000,
+            header_max_timestamp_unset: false,
         }
     }
 }
@@ -391,7 +395,12 @@ impl PartitionWorker {
                 stamp = Some(self.sequence.stamp(record_count));
             }
             if encoded.is_none() {
-                encoded = Some(encode_batch(records, stamp.as_ref())?);
+                let batch = encode_batch(records, stamp.as_ref())?;
+                encoded = Some(if config.header_max_timestamp_unset {
+                    crate::records::unset_max_timestamp(batch)
+                } else {
+                    batch
+                });
             }
             let batch = encoded.clone().expect("encoded above");
             match self.produce_once(batch).await {

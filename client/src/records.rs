@@ -96,6 +96,21 @@ pub fn encode_batch(records: &[OutgoingRecord], stamp: Option<&BatchStamp>) -> R
     Ok(buf.freeze())
 }
 
+/// The batch with its header max timestamp set to -1 and the CRC-32C fixed, as sarama before
+/// 1.45.1 and librdkafka's C++ API send it.
+pub fn unset_max_timestamp(batch: Bytes) -> Bytes {
+    /// Byte positions in a v2 batch: CRC, attributes (start of the CRC's range), max timestamp.
+    const CRC_AT: usize = 17;
+    const ATTRIBUTES_AT: usize = 21;
+    const MAX_TIMESTAMP_AT: usize = 35;
+    assert!(batch.len() > MAX_TIMESTAMP_AT + 8, "a batch has a header");
+    let mut bytes = batch.to_vec();
+    bytes[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&(-1_i64).to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[ATTRIBUTES_AT..]);
+    bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(bytes)
+}
+
 /// Decodes the records of a Fetch answer at or after `position`, skipping control records and
 /// a trailing partial batch (a broker may cut the last batch at the byte limit).
 pub fn decode_fetched(records: &Bytes, position: i64) -> Result<Vec<DecodedRecord>> {
@@ -191,5 +206,15 @@ mod tests {
         both.extend_from_slice(&second[..second.len() - 3]);
         let records = decode_fetched(&both.freeze(), 0).expect("decodes");
         assert_eq!(records.len(), 2);
+    }
+
+    #[test]
+    fn an_unset_max_timestamp_keeps_a_valid_crc_and_the_records() {
+        let plain = encode_batch(&outgoing(3), None).expect("encodes");
+        let sloppy = unset_max_timestamp(plain.clone());
+        assert_eq!(&sloppy[35..43], &(-1_i64).to_be_bytes()[..]);
+        assert_ne!(sloppy, plain);
+        let records = decode_fetched(&sloppy, 0).expect("the CRC still verifies");
+        assert_eq!(records, decode_fetched(&plain, 0).expect("decodes"));
     }
 }

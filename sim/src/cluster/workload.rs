@@ -140,11 +140,22 @@ pub async fn wait_healthy(config: &WorkloadConfig, deadline: Instant) -> Result<
 /// One producer process: sends unique values to random partitions until `stop_at`.
 pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_at: Instant) {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ (process + 1).wrapping_mul(0x9e37));
+    // Client flavours real deployments send, drawn from their own stream so the other draws of
+    // a seed stay as they were: half the producers behave like sarama before 1.45.1 (header max
+    // timestamp -1), which once took partitions offline on every replica.
+    let header_max_timestamp_unset =
+        ChaCha8Rng::seed_from_u64(config.seed ^ 0xf1a5_0000 ^ process).gen_bool(0.5);
+    if header_max_timestamp_unset {
+        lock(&shared).event(&format!(
+            "p{process} client flavour: header max timestamp -1"
+        ));
+    }
     let producer_config = ProducerConfig {
         acks: config.acks,
         idempotence: config.idempotence,
         linger_ms: 2,
         delivery_timeout_ms: config.delivery_timeout_ms,
+        header_max_timestamp_unset,
         ..ProducerConfig::default()
     };
     let producer = loop {
