@@ -49,8 +49,7 @@ pub fn replica_offline_batch(
     bugs: HistoricBugs,
 ) -> RecordBatch {
     let batch = partition_changes(image, |candidate, config, state| {
-        if candidate != tp || !state.replicas.contains(&broker) || state.offline.contains(&broker)
-        {
+        if candidate != tp || !state.replicas.contains(&broker) || state.offline.contains(&broker) {
             return None;
         }
         let mut marked = state.clone();
@@ -155,7 +154,11 @@ fn live_brokers(image: &MetadataImage, excluded: Option<BrokerId>) -> BTreeSet<B
 /// (`replication::election`): clean from the ISR, else from the ELR, else uncleanly where the
 /// topic allows and the ELR is empty; never a fenced (`live` lacks it) or offline replica.
 /// Leaves `next` leaderless when nobody is eligible. Epochs are the caller's.
-fn elect(config: &TopicConfig, mut next: PartitionState, live: &BTreeSet<BrokerId>) -> PartitionState {
+fn elect(
+    config: &TopicConfig,
+    mut next: PartitionState,
+    live: &BTreeSet<BrokerId>,
+) -> PartitionState {
     if next.leader.is_some() {
         return next;
     }
@@ -292,7 +295,10 @@ fn shrink_and_elect(
     let mut next = state.clone();
     next.elr = elr_after(config, state, &isr, bugs.no_elr);
     next.isr = isr;
-    if next.leader.is_some_and(|leader| !next.isr.contains(&leader)) {
+    if next
+        .leader
+        .is_some_and(|leader| !next.isr.contains(&leader))
+    {
         next.leader = None;
         next = elect(config, next, &live_brokers(image, Some(broker)));
     }

@@ -339,9 +339,9 @@ impl Model for MetadataModel {
                 |_, s: &State| {
                     let p = partition(&s.image);
                     p.leader.is_none()
-                        && p.elr.iter().any(|b| {
-                            s.image.is_unfenced(*b) && copy(s, *b) == CopyHistory::Offline
-                        })
+                        && p.elr
+                            .iter()
+                            .any(|b| s.image.is_unfenced(*b) && copy(s, *b) == CopyHistory::Offline)
                 },
             ),
         ];

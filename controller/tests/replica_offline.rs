@@ -158,7 +158,10 @@ fn a_failed_copy_is_not_elected_until_its_broker_registers_again() {
     // b restarts with intact storage: its mark is cleared with the registration, and it leads
     // from the ELR once unfenced.
     let incarnation = 100;
-    assert_eq!(solo.request(register(b.0, incarnation)), Ok(Reply::Registered));
+    assert_eq!(
+        solo.request(register(b.0, incarnation)),
+        Ok(Reply::Registered)
+    );
     let registered = expect(&leaderless, &|s| {
         s.partition_epoch = PartitionEpoch(4);
         s.offline = vec![a];

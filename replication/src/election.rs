@@ -75,7 +75,8 @@ pub fn eligible_leaders(input: &ElectionInput<'_>) -> Option<(ElectionKind, Vec<
     }
     // The bug ignores the ELR altogether; without it an ELR member, even a fenced or offline
     // one, holds every committed record and may return, so nobody is elected uncleanly meanwhile.
-    let unclean_ok = (input.unclean_allowed && input.elr.is_empty()) || input.last_replica_standing_bug;
+    let unclean_ok =
+        (input.unclean_allowed && input.elr.is_empty()) || input.last_replica_standing_bug;
     if unclean_ok {
         let all: BTreeSet<BrokerId> = input.replicas.iter().copied().collect();
         let any = pick(&all);
@@ -93,7 +94,10 @@ pub fn elect_leader(input: &ElectionInput<'_>) -> Option<(ElectionKind, BrokerId
         .first()
         .expect("eligible_leaders never returns an empty list");
     assert!(input.live.contains(&leader));
-    assert!(!input.offline.contains(&leader), "an offline copy is never elected");
+    assert!(
+        !input.offline.contains(&leader),
+        "an offline copy is never elected"
+    );
     Some((kind, leader))
 }
 

@@ -85,16 +85,28 @@ fn an_offline_replica_is_never_elected_and_still_blocks_unclean_elections() {
     };
     let (isr, elr, live) = (set(&[1, 2]), set(&[]), set(&[0, 1, 2]));
     let clean = elect_leader(&with(&isr, &elr, &live, false));
-    assert_eq!(clean, Some((ElectionKind::Clean, BrokerId(2))), "ISR: skipped");
+    assert_eq!(
+        clean,
+        Some((ElectionKind::Clean, BrokerId(2))),
+        "ISR: skipped"
+    );
     let (isr, elr, live) = (set(&[]), set(&[1, 2]), set(&[1]));
-    assert_eq!(elect_leader(&with(&isr, &elr, &live, true)), None, "ELR: skipped");
+    assert_eq!(
+        elect_leader(&with(&isr, &elr, &live, true)),
+        None,
+        "ELR: skipped"
+    );
     let live_all = set(&[0, 1, 2]);
     assert_eq!(
         elect_leader(&with(&isr, &elr, &live_all, true)),
         Some((ElectionKind::Elr, BrokerId(2)))
     );
     let (isr, elr, live) = (set(&[]), set(&[]), set(&[1]));
-    assert_eq!(elect_leader(&with(&isr, &elr, &live, true)), None, "unclean: skipped");
+    assert_eq!(
+        elect_leader(&with(&isr, &elr, &live, true)),
+        None,
+        "unclean: skipped"
+    );
     let (elr_offline, live) = (set(&[1]), set(&[0, 2]));
     assert_eq!(
         elect_leader(&with(&isr, &elr_offline, &live, true)),
