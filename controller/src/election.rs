@@ -1,9 +1,13 @@
 //! Partition decisions of the active controller, as pure functions of the image: which records a
-//! fence, an unfence or an AlterPartition turns into. The image validates them again on apply.
+//! fence, an unfence, a registration, an offline report or an AlterPartition turns into. The image
+//! validates them again on apply. Which replica may be elected is not decided here but by
+//! `replication::election`, the one election rule, which these functions feed from the image.
 
 use crate::error::ControllerError;
 use crate::image::MetadataImage;
 use crate::records::{MetadataRecord, PartitionState, RecordBatch, TopicConfig};
+use replication::election::{self, ElectionInput};
+use std::collections::BTreeSet;
 use wire::{BrokerId, LeaderEpoch, PartitionEpoch, TopicPartition};
 
 /// Switches that reintroduce historic bugs so checkers can prove they catch them. Off in
@@ -33,10 +37,11 @@ pub fn fence_batch(image: &MetadataImage, broker: BrokerId, bugs: HistoricBugs) 
 }
 
 /// The batch taking `broker`'s failed copy of `tp` out of service (its log hit a disk error,
-/// KIP-112's offline log directory per partition): out of the ISR, electing a successor if it
-/// led. Like any ISR shrink it may join the ELR: what it flushed is still on its disk (a failed
-/// write or fsync loses only unflushed bytes), and corruption found at restart makes the broker
-/// register unclean, which empties its ELR places. Empty when it is not in the ISR.
+/// KIP-112's offline log directory per partition): marked offline, so no election picks it until
+/// the broker registers a new incarnation, and out of the ISR, electing a successor if it led.
+/// Like any ISR shrink it may join the ELR: what it flushed is still on its disk (a failed write
+/// or fsync loses only unflushed bytes), and corruption found at restart makes the broker
+/// register unclean, which empties its ELR places. Empty when already marked or not a replica.
 pub fn replica_offline_batch(
     image: &MetadataImage,
     broker: BrokerId,
@@ -44,8 +49,19 @@ pub fn replica_offline_batch(
     bugs: HistoricBugs,
 ) -> RecordBatch {
     let batch = partition_changes(image, |candidate, config, state| {
-        (candidate == tp && state.isr.contains(&broker))
-            .then(|| shrink_and_elect(image, config, state, broker, bugs))
+        if candidate != tp || !state.replicas.contains(&broker) || state.offline.contains(&broker) {
+            return None;
+        }
+        let mut marked = state.clone();
+        marked.offline.push(broker);
+        marked.offline.sort();
+        let next = if state.isr.contains(&broker) {
+            shrink_and_elect(image, config, &marked, broker, bugs)
+        } else {
+            bump_epochs(state, marked)
+        };
+        assert!(next.offline.contains(&broker) && !next.isr.contains(&broker));
+        Some(next)
     });
     assert!(batch.len() <= 1, "one partition changes");
     batch
@@ -58,19 +74,23 @@ pub fn unfence_batch(image: &MetadataImage, broker: BrokerId) -> RecordBatch {
         image.brokers().get(&broker).is_some_and(|b| b.fenced),
         "only a fenced broker"
     );
+    let mut live = live_brokers(image, None);
+    live.insert(broker);
     let mut batch = vec![MetadataRecord::UnfenceBroker { broker }];
     batch.extend(partition_changes(image, |_, config, state| {
-        let eligible = state.elr.contains(&broker)
-            || (config.unclean_leader_election
-                && state.elr.is_empty()
-                && state.replicas.contains(&broker));
-        (state.leader.is_none() && eligible).then(|| lead_alone(state, broker))
+        if state.leader.is_some() || !state.replicas.contains(&broker) {
+            return None;
+        }
+        let next = elect(config, state.clone(), &live);
+        next.leader.map(|_| bump_epochs(state, next))
     }));
     batch
 }
 
 /// The batch re-registering `broker` with a new incarnation: like a fence (the old process's
 /// leaderships and ISR memberships end) followed by the registration, which leaves it fenced.
+/// The new process reopened its logs, so the old one's offline marks are cleared; an unclean
+/// registration (flushed bytes lost) also leaves every ELR.
 pub fn register_batch(
     image: &MetadataImage,
     registration: MetadataRecord,
@@ -90,10 +110,13 @@ pub fn register_batch(
         .brokers()
         .get(&broker)
         .is_some_and(|b| b.incarnation != *incarnation);
+    let live = live_brokers(image, Some(broker));
     let mut batch = if restarted {
         partition_changes(image, |_, config, state| {
             let in_isr = state.isr.contains(&broker);
-            if !in_isr && (clean || !state.elr.contains(&broker)) {
+            let leaves_elr = !clean && state.elr.contains(&broker);
+            let offline = state.offline.contains(&broker);
+            if !in_isr && !leaves_elr && !offline {
                 return None;
             }
             let mut next = if in_isr {
@@ -101,10 +124,14 @@ pub fn register_batch(
             } else {
                 state.clone()
             };
+            next.offline.retain(|b| *b != broker);
             if !clean {
+                // Also when the shrink above just moved it from the ISR into the ELR.
                 next.elr.retain(|b| *b != broker);
-                elect_unclean_if_allowed(image, config, &mut next, broker);
+                // An emptied ELR may allow an unclean election the ELR was holding back.
+                next = elect(config, next, &live);
             }
+            assert!(!next.offline.contains(&broker) && !next.isr.contains(&broker));
             Some(bump_epochs(state, next))
         })
     } else {
@@ -114,28 +141,55 @@ pub fn register_batch(
     batch
 }
 
-/// With the ELR emptied and no leader, the topic's unclean election setting decides: elect the
-/// first unfenced replica (other than `excluded`) or stay offline.
-fn elect_unclean_if_allowed(
-    image: &MetadataImage,
-    config: &TopicConfig,
-    next: &mut PartitionState,
-    excluded: BrokerId,
-) {
-    if next.leader.is_some() || !next.elr.is_empty() || !config.unclean_leader_election {
-        return;
+/// Unfenced brokers, but `excluded` (the broker a batch takes out of service).
+fn live_brokers(image: &MetadataImage, excluded: Option<BrokerId>) -> BTreeSet<BrokerId> {
+    let mut live: BTreeSet<BrokerId> = image.brokers_unfenced().into_iter().collect();
+    if let Some(broker) = excluded {
+        live.remove(&broker);
     }
-    let candidate = next
-        .replicas
-        .iter()
-        .copied()
-        .find(|b| *b != excluded && image.is_unfenced(*b));
-    if let Some(leader) = candidate {
-        next.leader = Some(leader);
-        next.isr = vec![leader];
-    }
+    live
 }
 
+/// Elects a leader for `next` if it has none, with the one election rule
+/// (`replication::election`): clean from the ISR, else from the ELR, else uncleanly where the
+/// topic allows and the ELR is empty; never a fenced (`live` lacks it) or offline replica.
+/// Leaves `next` leaderless when nobody is eligible. Epochs are the caller's.
+fn elect(
+    config: &TopicConfig,
+    mut next: PartitionState,
+    live: &BTreeSet<BrokerId>,
+) -> PartitionState {
+    if next.leader.is_some() {
+        return next;
+    }
+    let isr: BTreeSet<BrokerId> = next.isr.iter().copied().collect();
+    let elr: BTreeSet<BrokerId> = next.elr.iter().copied().collect();
+    let offline: BTreeSet<BrokerId> = next.offline.iter().copied().collect();
+    let input = ElectionInput {
+        replicas: &next.replicas,
+        isr: &isr,
+        elr: &elr,
+        live,
+        offline: &offline,
+        unclean_allowed: config.unclean_leader_election,
+        // The controller's bug switch only drops the ELR (`HistoricBugs::no_elr`).
+        last_replica_standing_bug: false,
+    };
+    let Some((kind, leader)) = election::elect_leader(&input) else {
+        return next;
+    };
+    let (isr_after, elr_after) = election::isr_after_election(kind, leader, &isr, &elr);
+    // Records keep the ISR's order (replica order at creation, sorted after AlterPartition).
+    next.isr.retain(|b| isr_after.contains(b));
+    if next.isr.is_empty() {
+        next.isr.push(leader);
+    }
+    next.elr = elr_after.into_iter().collect();
+    next.leader = Some(leader);
+    assert!(next.isr.len() == isr_after.len() && next.isr.contains(&leader));
+    assert!(!next.offline.contains(&leader) && live.contains(&leader));
+    next
+}
 /// An AlterPartition request from a partition leader.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AlterPartitionRequest {
@@ -174,7 +228,10 @@ pub fn alter_partition(
             current: current.partition_epoch.0,
         });
     }
-    let eligible = |b: &BrokerId| current.replicas.contains(b) && image.is_unfenced(*b);
+    // KIP-841's ineligible replicas: fenced, or (KIP-112) their copy reported failed.
+    let eligible = |b: &BrokerId| {
+        current.replicas.contains(b) && image.is_unfenced(*b) && !current.offline.contains(b)
+    };
     if let Some(broker) = request.isr.iter().find(|b| !eligible(b)) {
         return Err(ControllerError::IneligibleReplica {
             partition: tp.clone(),
@@ -203,8 +260,9 @@ pub fn alter_partition(
     })
 }
 
-/// KIP-966 bookkeeping: while the ISR is at least min ISR no ELR is needed; below it, replicas
-/// that leave the ISR join the ELR (they hold everything committed so far).
+/// KIP-966 bookkeeping through the one election module: while the ISR is at least min ISR no
+/// ELR is needed; below it, replicas that leave the ISR join the ELR (they hold everything
+/// committed so far). Ascending, as records keep it.
 fn elr_after(
     config: &TopicConfig,
     current: &PartitionState,
@@ -212,25 +270,16 @@ fn elr_after(
     no_elr: bool,
 ) -> Vec<BrokerId> {
     let min_isr = usize::try_from(config.min_insync_replicas).expect("validated positive");
-    if isr.len() >= min_isr || no_elr {
-        return Vec::new();
-    }
-    let mut elr: Vec<BrokerId> = current
-        .elr
-        .iter()
-        .chain(current.isr.iter())
-        .copied()
-        .filter(|b| !isr.contains(b))
-        .collect();
-    elr.sort();
-    elr.dedup();
-    elr
+    let old_isr: BTreeSet<BrokerId> = current.isr.iter().copied().collect();
+    let new_isr: BTreeSet<BrokerId> = isr.iter().copied().collect();
+    let elr: BTreeSet<BrokerId> = current.elr.iter().copied().collect();
+    election::elr_after_isr_change(&old_isr, &new_isr, &elr, min_isr, no_elr)
+        .into_iter()
+        .collect()
 }
 
-/// Removes the fenced `broker` from the ISR and, if it led, elects a successor: the first
-/// unfenced ISR member in replica order; else an unfenced ELR member; else, only if the ELR is
-/// empty (KIP-966: an ELR member may still return) and the topic allows, uncleanly any unfenced
-/// replica; else nobody.
+/// Removes `broker` (being fenced, marked offline or re-registered) from the ISR and, if it led,
+/// elects a successor among the other unfenced replicas, or nobody (see [`elect`]).
 fn shrink_and_elect(
     image: &MetadataImage,
     config: &TopicConfig,
@@ -243,52 +292,17 @@ fn shrink_and_elect(
         "only ISR members are shrunk away"
     );
     let isr: Vec<BrokerId> = state.isr.iter().copied().filter(|b| *b != broker).collect();
-    let elr = elr_after(config, state, &isr, bugs.no_elr);
-    let usable = |b: &&BrokerId| **b != broker && image.is_unfenced(**b);
-    let in_order = |set: &[BrokerId]| {
-        state
-            .replicas
-            .iter()
-            .find(|b| set.contains(b) && usable(b))
-            .copied()
-    };
     let mut next = state.clone();
-    next.isr = isr.clone();
-    next.elr = elr.clone();
-    if state.leader.is_some_and(|leader| isr.contains(&leader)) {
-        // The leader stays; only the ISR shrank.
-    } else if let Some(leader) = in_order(&isr) {
-        next.leader = Some(leader);
-    } else if let Some(leader) = in_order(&elr) {
-        next.leader = Some(leader);
-        next.isr = vec![leader];
-        next.elr = elr.into_iter().filter(|b| *b != leader).collect();
-    } else if let Some(leader) =
-        in_order(&state.replicas).filter(|_| config.unclean_leader_election && elr.is_empty())
+    next.elr = elr_after(config, state, &isr, bugs.no_elr);
+    next.isr = isr;
+    if next
+        .leader
+        .is_some_and(|leader| !next.isr.contains(&leader))
     {
-        next.leader = Some(leader);
-        next.isr = vec![leader];
-        next.elr = Vec::new();
-    } else {
         next.leader = None;
+        next = elect(config, next, &live_brokers(image, Some(broker)));
     }
-    bump_epochs(state, next)
-}
-
-/// The state where `broker` leads alone: elected from the ELR or uncleanly.
-fn lead_alone(state: &PartitionState, broker: BrokerId) -> PartitionState {
-    assert!(
-        state.leader.is_none() && state.isr.is_empty(),
-        "only leaderless partitions"
-    );
-    let mut next = state.clone();
-    next.leader = Some(broker);
-    next.isr = vec![broker];
-    next.elr = if state.elr.contains(&broker) {
-        state.elr.iter().copied().filter(|b| *b != broker).collect()
-    } else {
-        Vec::new() // Unclean: the ELR's guarantee no longer holds, its members may have diverged.
-    };
+    assert!(next.leader != Some(broker));
     bump_epochs(state, next)
 }
 

@@ -184,6 +184,7 @@ impl MetadataImage {
                 return Ok(()); // A retried registration: nothing changes.
             }
             self.ensure_holds_nothing(broker)?;
+            self.ensure_not_offline(broker)?;
             if !clean_shutdown {
                 self.ensure_not_eligible(broker)?;
             }
@@ -259,6 +260,21 @@ impl MetadataImage {
         Ok(())
     }
 
+    /// A new incarnation reopened its logs: the proposer clears the old process's offline marks
+    /// earlier in the same batch, so no mark outlives the process whose copy failed.
+    fn ensure_not_offline(&self, broker: BrokerId) -> Result<(), ControllerError> {
+        for (name, topic) in &self.topics {
+            for (index, state) in topic.partitions.iter().enumerate() {
+                if state.offline.contains(&broker) {
+                    return Err(invalid(format!(
+                        "broker {broker} still offline in {name}-{index}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn apply_create_topic(
         &mut self,
         name: &str,
@@ -303,6 +319,7 @@ impl MetadataImage {
                 elr: Vec::new(),
                 last_known_leader: None,
                 partition_epoch: PartitionEpoch(0),
+                offline: Vec::new(),
             });
         }
         let topic = TopicImage {
@@ -379,6 +396,13 @@ impl MetadataImage {
         }
         if state.isr.iter().any(|b| state.elr.contains(b)) {
             return Err("ISR and ELR overlap".into());
+        }
+        if !state.offline.iter().all(is_replica) || !state.offline.windows(2).all(|w| w[0] < w[1]) {
+            return Err("offline replicas unknown, repeated or unsorted".into());
+        }
+        // The leader is in the ISR (checked below), so this also keeps offline copies from leading.
+        if state.isr.iter().any(|b| state.offline.contains(b)) {
+            return Err("an offline copy in the ISR".into());
         }
         if !state.isr.iter().all(|b| self.is_unfenced(*b)) {
             return Err("fenced or unknown broker in the ISR".into());

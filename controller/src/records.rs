@@ -52,6 +52,13 @@ pub struct PartitionState {
     pub last_known_leader: Option<BrokerId>,
     /// Grows with every change of this state; AlterPartition must name the current one.
     pub partition_epoch: PartitionEpoch,
+    /// Replicas whose broker reported its copy failed (KIP-112's offline log directory, per
+    /// partition), ascending: never elected and never in the ISR until the broker registers a new
+    /// incarnation, which clears its mark. They may stay in the ELR: a failed write or fsync
+    /// loses only unflushed bytes. Omitted from the encoding when empty, so records and
+    /// snapshots written before the field existed decode unchanged and read back the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offline: Vec<BrokerId>,
 }
 
 /// One metadata record. Applied in log order by every controller and every broker.

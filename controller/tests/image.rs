@@ -15,6 +15,8 @@ enum Op {
     Create(u8, usize, usize, bool),
     Delete(u8),
     Alter(u8, bool),
+    /// Broker reports its copy of topic `t`'s partition 0 failed.
+    Offline(i32, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -25,6 +27,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(t, p, rf, u)| Op::Create(t, p, rf, u)),
         (0..3u8).prop_map(Op::Delete),
         (0..3u8, any::<bool>()).prop_map(|(t, s)| Op::Alter(t, s)),
+        (1..5i32, 0..3u8).prop_map(|(b, t)| Op::Offline(b, t)),
     ]
 }
 
@@ -108,6 +111,13 @@ fn batch(image: &MetadataImage, op: &Op) -> Option<Vec<MetadataRecord>> {
             election::alter_partition(image, &request)
                 .ok()
                 .map(|r| vec![r])
+        }
+        Op::Offline(b, t) => {
+            let tp = TopicPartition::new(format!("t{t}"), 0);
+            image.partition(&tp)?;
+            let batch =
+                election::replica_offline_batch(image, BrokerId(b), &tp, HistoricBugs::default());
+            (!batch.is_empty()).then_some(batch)
         }
     }
 }

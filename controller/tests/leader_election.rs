@@ -2,9 +2,11 @@
 //! uncleanly only where the topic allows — and the historic no-ELR switch.
 #![allow(clippy::unwrap_used)]
 
-use controller::election::{fence_batch, register_batch, unfence_batch, HistoricBugs};
+use controller::election::{
+    fence_batch, register_batch, replica_offline_batch, unfence_batch, HistoricBugs,
+};
 use controller::{MetadataImage, MetadataRecord, PartitionState, TopicConfig};
-use wire::{BrokerId, LeaderEpoch, TopicPartition};
+use wire::{BrokerId, LeaderEpoch, PartitionEpoch, TopicPartition};
 
 /// Three unfenced brokers and topic `t` with one partition on replicas [1, 2, 3].
 fn image(unclean: bool, min_isr: i32) -> MetadataImage {
@@ -252,4 +254,107 @@ fn leader_epochs_and_partition_epochs_only_grow_through_elections() {
         }
         last = now;
     }
+}
+
+fn apply(image: &mut MetadataImage, batch: &[MetadataRecord]) {
+    image
+        .apply_batch(image.applied_index() + 1, &batch.to_vec())
+        .unwrap();
+    image.check_invariants().unwrap();
+}
+
+fn change(state: PartitionState) -> MetadataRecord {
+    MetadataRecord::PartitionChange {
+        topic: "t".into(),
+        topic_id: 0,
+        partition: 0,
+        state,
+    }
+}
+
+/// Even an unclean election never takes a failed copy: with every other replica offline the
+/// partition stays leaderless, and the first of them to re-register leads once unfenced.
+#[test]
+fn offline_copies_are_passed_over_even_by_unclean_elections() {
+    let mut image = image(true, 1);
+    let tp = TopicPartition::new("t", 0);
+    for broker in [2, 3] {
+        let batch = replica_offline_batch(&image, BrokerId(broker), &tp, HistoricBugs::default());
+        apply(&mut image, &batch);
+    }
+    let before = state(&image);
+    assert_eq!(
+        (before.isr.clone(), before.offline.clone()),
+        (b(&[1]), b(&[2, 3]))
+    );
+    let batch = fence_batch(&image, BrokerId(1), HistoricBugs::default());
+    let fenced = PartitionState {
+        leader: None,
+        leader_epoch: LeaderEpoch(1),
+        isr: vec![],
+        elr: b(&[1]),
+        last_known_leader: Some(BrokerId(1)),
+        partition_epoch: PartitionEpoch(before.partition_epoch.0 + 1),
+        ..before.clone()
+    };
+    assert_eq!(
+        batch,
+        vec![
+            change(fenced.clone()),
+            MetadataRecord::FenceBroker {
+                broker: BrokerId(1)
+            }
+        ],
+        "1 is the last replica standing: in the ELR, it holds back unclean elections"
+    );
+    apply(&mut image, &batch);
+    // 1 comes back with its storage lost: out of the ELR, so an unclean election may run, but
+    // 2 and 3 are unfenced replicas whose copies failed.
+    let register = MetadataRecord::RegisterBroker {
+        broker: BrokerId(1),
+        incarnation: 2,
+        listeners: vec![],
+        clean_shutdown: false,
+    };
+    let batch = register_batch(&image, register.clone(), HistoricBugs::default());
+    let leaderless = PartitionState {
+        elr: vec![],
+        partition_epoch: PartitionEpoch(fenced.partition_epoch.0 + 1),
+        ..fenced
+    };
+    assert_eq!(batch, vec![change(leaderless.clone()), register]);
+    apply(&mut image, &batch);
+    let register = MetadataRecord::RegisterBroker {
+        broker: BrokerId(3),
+        incarnation: 2,
+        listeners: vec![],
+        clean_shutdown: true,
+    };
+    let batch = register_batch(&image, register.clone(), HistoricBugs::default());
+    let cleared = PartitionState {
+        offline: b(&[2]),
+        partition_epoch: PartitionEpoch(leaderless.partition_epoch.0 + 1),
+        ..leaderless
+    };
+    assert_eq!(batch, vec![change(cleared.clone()), register]);
+    apply(&mut image, &batch);
+    let batch = unfence_batch(&image, BrokerId(3));
+    let elected = PartitionState {
+        leader: Some(BrokerId(3)),
+        leader_epoch: LeaderEpoch(2),
+        isr: b(&[3]),
+        partition_epoch: PartitionEpoch(cleared.partition_epoch.0 + 1),
+        ..cleared
+    };
+    assert_eq!(
+        batch,
+        vec![
+            MetadataRecord::UnfenceBroker {
+                broker: BrokerId(3)
+            },
+            change(elected)
+        ],
+        "unclean, as the topic allows: 3 was outside the ISR"
+    );
+    apply(&mut image, &batch);
 }

@@ -1,7 +1,8 @@
 //! A stateright model of the pure metadata state machine: one partition on three brokers
-//! (min ISR 2, unclean election off) under fencing, unfencing, crash-restarts that leave the ELR,
-//! and AlterPartition requests from brokers whose view of the partition may be stale. The model
-//! drives the real `election` functions and `MetadataImage::apply_batch`.
+//! (min ISR 2, unclean election off) under fencing, unfencing, restarts that register clean or
+//! unclean (leaving the ELR), offline reports of failed copies (KIP-112), and AlterPartition
+//! requests from brokers whose view of the partition may be stale. The model drives the real
+//! `election` functions and `MetadataImage::apply_batch`.
 #![allow(clippy::unwrap_used)]
 
 use controller::election::{self, AlterPartitionRequest, HistoricBugs};
@@ -12,9 +13,21 @@ use std::hash::{Hash, Hasher};
 use wire::{BrokerId, LeaderEpoch, PartitionEpoch, TopicPartition};
 
 const BROKERS: [i32; 3] = [1, 2, 3];
-const PARTITION_EPOCH_MAX: i32 = 3;
 const RESTARTS_MAX: u8 = 1;
+/// Two reports are the shortest path to the bug they guard against (two failed copies, the third
+/// replica dies, a failed copy was elected from the ELR).
+const OFFLINE_REPORTS_MAX: u8 = 2;
 
+/// Ghost: where a broker's copy stands with respect to offline reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum CopyHistory {
+    /// Never reported failed.
+    Healthy,
+    /// Reported failed by the broker's current incarnation: must not lead.
+    Offline,
+    /// Reported failed, then the broker registered a new incarnation: may lead again.
+    ReRegistered,
+}
 #[derive(Clone, Debug)]
 struct State {
     /// The controller's image.
@@ -35,6 +48,10 @@ struct State {
     stale_alter_applied: bool,
     /// Set if a leader epoch got two different leaders.
     epoch_reused: bool,
+    /// Ghost, kept by the model apart from the image: each broker's offline-report history.
+    copies: [CopyHistory; 3],
+    /// Offline reports so far (bounded).
+    offline_reports: u8,
 }
 
 impl State {
@@ -51,6 +68,7 @@ impl State {
                 self.epoch_went_back,
             ),
             (self.unclean_election, self.elr_elected),
+            (self.copies, self.offline_reports),
         )
     }
 }
@@ -77,6 +95,8 @@ impl Hash for State {
         self.epoch_went_back.hash(hasher);
         self.unclean_election.hash(hasher);
         self.elr_elected.hash(hasher);
+        self.copies.hash(hasher);
+        self.offline_reports.hash(hasher);
     }
 }
 
@@ -84,16 +104,30 @@ impl Hash for State {
 enum Action {
     Fence(i32),
     Unfence(i32),
-    CrashRestart(i32),
+    /// A new incarnation registers; `true`: its storage is intact (clean).
+    Restart(i32, bool),
+    /// The broker reports its copy of the partition failed (ReplicaOffline).
+    Offline(i32),
     Sync(i32),
     /// Broker leads in its view and asks for this ISR (shrink to itself, or all unfenced replicas).
     Alter(i32, bool),
 }
 
-struct MetadataModel;
-
+/// The model's bounds.
+struct MetadataModel {
+    /// States past this partition epoch are not explored.
+    partition_epoch_max: i32,
+    /// Brokers keep stale views and send AlterPartition from them. Off for the deeper run, which
+    /// needs five partition changes to see a failed copy lead again after its broker re-registers.
+    alters: bool,
+}
 fn tp() -> TopicPartition {
     TopicPartition::new("t", 0)
+}
+
+/// The ghost history of `broker`'s copy.
+fn copy(s: &State, broker: BrokerId) -> CopyHistory {
+    s.copies[usize::try_from(broker.0 - 1).unwrap()]
 }
 
 fn partition(image: &MetadataImage) -> &PartitionState {
@@ -147,6 +181,8 @@ impl Model for MetadataModel {
             restarts: 0,
             stale_alter_applied: false,
             epoch_reused: false,
+            copies: [CopyHistory::Healthy; 3],
+            offline_reports: 0,
         }]
     }
 
@@ -158,7 +194,15 @@ impl Model for MetadataModel {
                 actions.push(Action::Unfence(b));
             }
             if state.restarts < RESTARTS_MAX {
-                actions.push(Action::CrashRestart(b));
+                actions.push(Action::Restart(b, false));
+                actions.push(Action::Restart(b, true));
+            }
+            let copy = state.copies[(b - 1) as usize];
+            if state.offline_reports < OFFLINE_REPORTS_MAX && copy != CopyHistory::Offline {
+                actions.push(Action::Offline(b));
+            }
+            if !self.alters {
+                continue;
             }
             actions.push(Action::Sync(b));
             if state.views[(b - 1) as usize].0 == Some(BrokerId(b)) {
@@ -181,16 +225,34 @@ impl Model for MetadataModel {
                 let batch = election::unfence_batch(image, BrokerId(b));
                 assert!(apply(image, &batch), "an unfence always applies");
             }
-            Action::CrashRestart(b) => {
+            Action::Restart(b, clean) => {
                 let record = MetadataRecord::RegisterBroker {
                     broker: BrokerId(b),
                     incarnation: u64::from(last.restarts) + 1,
                     listeners: vec![],
-                    clean_shutdown: false,
+                    clean_shutdown: clean,
                 };
                 let batch = election::register_batch(image, record, HistoricBugs::default());
                 assert!(apply(image, &batch), "a registration always applies");
                 next.restarts += 1;
+                let copy = &mut next.copies[(b - 1) as usize];
+                if *copy == CopyHistory::Offline {
+                    *copy = CopyHistory::ReRegistered;
+                }
+            }
+            Action::Offline(b) => {
+                let batch = election::replica_offline_batch(
+                    image,
+                    BrokerId(b),
+                    &tp(),
+                    HistoricBugs::default(),
+                );
+                // Empty when there is nothing to change (a copy outside the ISR, say).
+                if !batch.is_empty() {
+                    assert!(apply(image, &batch), "an offline report always applies");
+                }
+                next.copies[(b - 1) as usize] = CopyHistory::Offline;
+                next.offline_reports += 1;
             }
             Action::Sync(b) => {
                 let p = partition(image);
@@ -241,7 +303,7 @@ impl Model for MetadataModel {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        vec![
+        let mut properties = vec![
             Property::always("at most one leader per epoch", |_, s: &State| {
                 !s.epoch_reused
             }),
@@ -256,28 +318,83 @@ impl Model for MetadataModel {
             Property::always("image invariants", |_, s: &State| {
                 s.image.check_invariants().is_ok()
             }),
+            // Judged from the model's own history of reports and registrations, not the image's
+            // marks, so it holds the image's bookkeeping to account too.
+            Property::always(
+                "no leader is a replica reported offline and not re-registered since",
+                |_, s: &State| {
+                    partition(&s.image)
+                        .leader
+                        .is_none_or(|l| copy(s, l) != CopyHistory::Offline)
+                },
+            ),
             Property::sometimes("the partition goes offline", |_, s: &State| {
                 partition(&s.image).leader.is_none()
             }),
             Property::sometimes("an ELR member is elected", |_, s: &State| s.elr_elected),
-            Property::sometimes("a stale AlterPartition is refused", |_, s: &State| {
-                s.views.iter().any(|(leader, _, pe)| {
-                    leader.is_some() && *pe < partition(&s.image).partition_epoch
-                })
-            }),
-        ]
+            // Where the old rule elected a failed copy: leaderless, and the ELR has an unfenced
+            // member whose copy failed.
+            Property::sometimes(
+                "an unfenced failed copy in the ELR is passed over",
+                |_, s: &State| {
+                    let p = partition(&s.image);
+                    p.leader.is_none()
+                        && p.elr
+                            .iter()
+                            .any(|b| s.image.is_unfenced(*b) && copy(s, *b) == CopyHistory::Offline)
+                },
+            ),
+        ];
+        if self.alters {
+            properties.push(Property::sometimes(
+                "a stale AlterPartition is refused",
+                |_, s: &State| {
+                    s.views.iter().any(|(leader, _, pe)| {
+                        leader.is_some() && *pe < partition(&s.image).partition_epoch
+                    })
+                },
+            ));
+        } else {
+            properties.push(Property::sometimes(
+                "a replica reported offline leads again after re-registering",
+                |_, s: &State| {
+                    partition(&s.image)
+                        .leader
+                        .is_some_and(|l| copy(s, l) == CopyHistory::ReRegistered)
+                },
+            ));
+        }
+        properties
     }
 
     fn within_boundary(&self, state: &State) -> bool {
-        partition(&state.image).partition_epoch.0 <= PARTITION_EPOCH_MAX
+        partition(&state.image).partition_epoch.0 <= self.partition_epoch_max
     }
 }
 
 #[test]
 fn the_metadata_state_machine_keeps_its_properties() {
-    let checker = MetadataModel.checker().spawn_bfs().join();
+    let model = MetadataModel {
+        partition_epoch_max: 3,
+        alters: true,
+    };
+    let checker = model.checker().spawn_bfs().join();
     checker.assert_properties();
     println!("unique states: {}", checker.unique_state_count());
     // Pinned: a change here means the model or the decisions it drives changed; look at why.
-    assert_eq!(checker.unique_state_count(), 29_654, "pinned state count");
+    assert_eq!(checker.unique_state_count(), 177_131, "pinned state count");
+}
+
+/// Deeper, without AlterPartition: two failed copies, the third replica dies, a failed copy's
+/// broker re-registers clean and leads again.
+#[test]
+fn failed_copies_lead_only_after_their_broker_registers_again() {
+    let model = MetadataModel {
+        partition_epoch_max: 5,
+        alters: false,
+    };
+    let checker = model.checker().spawn_bfs().join();
+    checker.assert_properties();
+    println!("unique states: {}", checker.unique_state_count());
+    assert_eq!(checker.unique_state_count(), 14_461, "pinned state count");
 }

@@ -2,9 +2,9 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 
-use common::{ids, three_replicas, Solo};
-use controller::{ControllerError, Reply, Request};
-use wire::{BrokerId, TopicPartition};
+use common::{ids, register, three_replicas, Solo, TICK_MS};
+use controller::{AlterPartitionRequest, ControllerError, PartitionState, Reply, Request};
+use wire::{BrokerId, LeaderEpoch, PartitionEpoch, TopicPartition};
 
 fn setup(min_isr: i32) -> (Solo, TopicPartition) {
     three_replicas(min_isr)
@@ -85,4 +85,126 @@ fn a_stale_incarnation_or_unknown_partition_is_refused() {
         solo.request(offline(&TopicPartition::new("nope", 0), 1, 1)),
         Err(ControllerError::UnknownTopicOrPartition(_))
     ));
+}
+
+fn sorted(mut brokers: Vec<BrokerId>) -> Vec<BrokerId> {
+    brokers.sort();
+    brokers
+}
+
+/// Found on real processes: three bad sends failed the copies on 2, then 1 (ISR {2,1,3} -> {1,3}
+/// -> {3}), then 3 died and the controller elected 1 from the ELR although its copy had failed:
+/// the partition was offline for good. An offline copy may stay in the ELR (its flushed bytes
+/// are intact) but is elected only after its broker registers a new incarnation, clean.
+#[test]
+fn a_failed_copy_is_not_elected_until_its_broker_registers_again() {
+    let (mut solo, tp) = setup(2);
+    let start = solo.ctl.image().partition(&tp).unwrap().clone();
+    let [a, b, c] = <[BrokerId; 3]>::try_from(start.replicas.clone()).unwrap();
+    assert_eq!((start.leader, start.isr.clone()), (Some(a), vec![a, b, c]));
+    let expect = |state: &PartitionState, changes: &dyn Fn(&mut PartitionState)| {
+        let mut next = state.clone();
+        changes(&mut next);
+        next
+    };
+
+    let Ok(Reply::PartitionAltered(first)) = solo.request(offline(&tp, a.0, a.0 as u64)) else {
+        panic!("the offline report of the leader is committed")
+    };
+    let first_expected = expect(&start, &|s| {
+        s.leader = Some(b);
+        s.leader_epoch = LeaderEpoch(1);
+        s.isr = vec![b, c];
+        s.last_known_leader = Some(a);
+        s.partition_epoch = PartitionEpoch(1);
+        s.offline = vec![a];
+    });
+    assert_eq!(first, first_expected);
+
+    let Ok(Reply::PartitionAltered(second)) = solo.request(offline(&tp, b.0, b.0 as u64)) else {
+        panic!("the offline report of the new leader is committed")
+    };
+    let second_expected = expect(&first, &|s| {
+        s.leader = Some(c);
+        s.leader_epoch = LeaderEpoch(2);
+        s.isr = vec![c];
+        s.elr = vec![b];
+        s.last_known_leader = Some(b);
+        s.partition_epoch = PartitionEpoch(2);
+        s.offline = sorted(vec![a, b]);
+    });
+    assert_eq!(second, second_expected, "below min ISR: b joins the ELR");
+
+    // c dies: a and b keep heartbeating (their brokers live, only their copies failed).
+    for _ in 0..100 {
+        solo.heartbeat(&[(a.0, a.0 as u64), (b.0, b.0 as u64)]);
+        solo.advance(TICK_MS);
+    }
+    assert!(!solo.ctl.image().is_unfenced(c) && solo.ctl.image().is_unfenced(b));
+    let leaderless = expect(&second, &|s| {
+        s.leader = None;
+        s.leader_epoch = LeaderEpoch(3);
+        s.isr = vec![];
+        s.elr = sorted(vec![b, c]);
+        s.last_known_leader = Some(c);
+        s.partition_epoch = PartitionEpoch(3);
+    });
+    assert_eq!(
+        solo.ctl.image().partition(&tp).unwrap(),
+        &leaderless,
+        "b is unfenced and in the ELR but its copy failed: nobody may lead"
+    );
+
+    // b restarts with intact storage: its mark is cleared with the registration, and it leads
+    // from the ELR once unfenced.
+    let incarnation = 100;
+    assert_eq!(
+        solo.request(register(b.0, incarnation)),
+        Ok(Reply::Registered)
+    );
+    let registered = expect(&leaderless, &|s| {
+        s.partition_epoch = PartitionEpoch(4);
+        s.offline = vec![a];
+    });
+    assert_eq!(solo.ctl.image().partition(&tp).unwrap(), &registered);
+    solo.heartbeat(&[(b.0, incarnation)]);
+    let elected = expect(&registered, &|s| {
+        s.leader = Some(b);
+        s.leader_epoch = LeaderEpoch(4);
+        s.isr = vec![b];
+        s.elr = vec![c];
+        s.partition_epoch = PartitionEpoch(5);
+    });
+    assert_eq!(solo.ctl.image().partition(&tp).unwrap(), &elected);
+}
+
+/// The mark also keeps an offline copy out of the ISR: a leader cannot add it back.
+#[test]
+fn an_offline_copy_cannot_rejoin_the_isr() {
+    let (mut solo, tp) = setup(1);
+    let state = solo.ctl.image().partition(&tp).unwrap().clone();
+    let [a, b, _] = <[BrokerId; 3]>::try_from(state.replicas.clone()).unwrap();
+    let Ok(Reply::PartitionAltered(after)) = solo.request(offline(&tp, b.0, b.0 as u64)) else {
+        panic!()
+    };
+    assert_eq!((after.offline.clone(), after.leader), (vec![b], Some(a)));
+    let alter = Request::AlterPartition(AlterPartitionRequest {
+        partition: tp.clone(),
+        broker: a,
+        leader_epoch: after.leader_epoch,
+        partition_epoch: after.partition_epoch,
+        isr: state.replicas.clone(),
+    });
+    assert_eq!(
+        solo.request(alter),
+        Err(ControllerError::IneligibleReplica {
+            partition: tp.clone(),
+            broker: b
+        })
+    );
+    // A second report changes nothing.
+    assert_eq!(
+        solo.request(offline(&tp, b.0, b.0 as u64)),
+        Ok(Reply::PartitionAltered(after))
+    );
 }

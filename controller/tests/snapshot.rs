@@ -112,3 +112,22 @@ fn a_restart_rebuilds_the_image_from_durable_state() {
     );
     assert!(solo.ctl.image().brokers().contains_key(&BrokerId(6)));
 }
+
+/// Offline marks came after the first records and snapshots were written: a partition state
+/// without them decodes with none, and one without marks encodes exactly as before.
+#[test]
+fn states_written_before_offline_marks_decode_and_encode_unchanged() {
+    let old = br#"[{"PartitionChange":{"topic":"t","topic_id":0,"partition":0,"state":{"replicas":[1,2,3],"leader":2,"leader_epoch":1,"isr":[2,3],"elr":[],"last_known_leader":1,"partition_epoch":1}}}]"#;
+    let batch = controller::records::decode_batch(old).expect("an old record decodes");
+    let [controller::MetadataRecord::PartitionChange { state, .. }] = batch.as_slice() else {
+        panic!("one partition change: {batch:?}")
+    };
+    assert!(state.offline.is_empty());
+    assert_eq!(controller::records::encode_batch(&batch), old.to_vec());
+    let mut marked = batch.clone();
+    if let controller::MetadataRecord::PartitionChange { state, .. } = &mut marked[0] {
+        state.offline = vec![BrokerId(1)];
+    }
+    let encoded = controller::records::encode_batch(&marked);
+    assert_eq!(controller::records::decode_batch(&encoded), Some(marked));
+}

@@ -1,6 +1,10 @@
 //! The controller's leader election for one partition (clean from the ISR, from the ELR of
-//! KIP-966, or unclean), and the ISR/ELR bookkeeping around it. Pure functions: the controller
-//! crate can call or mirror them, and the model checker's tiny controller uses them.
+//! KIP-966, or unclean), and the ISR/ELR bookkeeping around it. Pure functions over sets.
+//!
+//! This is the one owner of "which replica may be elected": the controller crate turns its
+//! metadata image into an [`ElectionInput`] and calls these functions to build its records, and the
+//! model checker's tiny controller (`tests/model.rs`) calls the same ones. Do not mirror the rule
+//! elsewhere: a second copy drifted once (unclean election while an ELR member could return).
 
 use std::collections::BTreeSet;
 use wire::BrokerId;
@@ -30,6 +34,11 @@ pub struct ElectionInput<'a> {
     pub elr: &'a BTreeSet<BrokerId>,
     /// Brokers that are registered and unfenced.
     pub live: &'a BTreeSet<BrokerId>,
+    /// Replicas whose copy failed (a disk error, KIP-112's offline log directory, reported by the
+    /// broker itself) and whose broker has not registered a new incarnation since: never elected,
+    /// whichever set they are in, because their process can neither lead nor follow. They may
+    /// stay in the ELR (their flushed bytes are intact), where they still block unclean elections.
+    pub offline: &'a BTreeSet<BrokerId>,
     /// The topic's `unclean.leader.election.enable`.
     pub unclean_allowed: bool,
     /// The pre-KIP-966 bug: with no live ISR member, any live replica may lead (the last ISR
@@ -38,16 +47,20 @@ pub struct ElectionInput<'a> {
 }
 
 /// Every replica the controller may elect, in preference order, with the election's kind; `None`
-/// when the partition must stay offline.
+/// when the partition must stay offline. A candidate is live and not offline; the first non-empty
+/// of ISR, ELR and (only while the ELR is empty, KIP-966: an ELR member may still come back, and
+/// only where the topic allows) every replica wins.
 pub fn eligible_leaders(input: &ElectionInput<'_>) -> Option<(ElectionKind, Vec<BrokerId>)> {
     assert!(input.replicas.len() <= REPLICAS_MAX);
     assert!(
         input.isr.iter().all(|m| input.replicas.contains(m)),
         "ISR outside replicas"
     );
+    assert!(input.isr.is_disjoint(input.elr), "ISR and ELR overlap");
     let pick = |set: &BTreeSet<BrokerId>| -> Vec<BrokerId> {
-        let live = input.replicas.iter().copied();
-        live.filter(|r| set.contains(r) && input.live.contains(r))
+        let replicas = input.replicas.iter().copied();
+        replicas
+            .filter(|r| set.contains(r) && input.live.contains(r) && !input.offline.contains(r))
             .collect()
     };
     let clean = pick(input.isr);
@@ -60,7 +73,11 @@ pub fn eligible_leaders(input: &ElectionInput<'_>) -> Option<(ElectionKind, Vec<
             return Some((ElectionKind::Elr, from_elr));
         }
     }
-    if input.unclean_allowed || input.last_replica_standing_bug {
+    // The bug ignores the ELR altogether; without it an ELR member, even a fenced or offline
+    // one, holds every committed record and may return, so nobody is elected uncleanly meanwhile.
+    let unclean_ok =
+        (input.unclean_allowed && input.elr.is_empty()) || input.last_replica_standing_bug;
+    if unclean_ok {
         let all: BTreeSet<BrokerId> = input.replicas.iter().copied().collect();
         let any = pick(&all);
         if !any.is_empty() {
@@ -77,6 +94,10 @@ pub fn elect_leader(input: &ElectionInput<'_>) -> Option<(ElectionKind, BrokerId
         .first()
         .expect("eligible_leaders never returns an empty list");
     assert!(input.live.contains(&leader));
+    assert!(
+        !input.offline.contains(&leader),
+        "an offline copy is never elected"
+    );
     Some((kind, leader))
 }
 

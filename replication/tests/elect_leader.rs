@@ -9,6 +9,8 @@ use replication::election::{
 use wire::BrokerId;
 
 const R: [BrokerId; 3] = [BrokerId(0), BrokerId(1), BrokerId(2)];
+/// No replica reported offline.
+static NONE: BTreeSet<BrokerId> = BTreeSet::new();
 
 fn set(ids: &[i32]) -> BTreeSet<BrokerId> {
     ids.iter().copied().map(BrokerId).collect()
@@ -26,6 +28,7 @@ fn input<'a>(
         isr,
         elr,
         live,
+        offline: &NONE,
         unclean_allowed: unclean,
         last_replica_standing_bug: bug,
     }
@@ -61,6 +64,55 @@ fn the_last_replica_standing_bug_elects_a_replica_outside_isr_and_elr() {
     assert_eq!(elect_leader(&input(&isr, &elr, &live, false, false)), None);
     let buggy = elect_leader(&input(&isr, &elr, &live, false, true));
     assert_eq!(buggy, Some((ElectionKind::Unclean, BrokerId(2))));
+}
+
+#[test]
+fn unclean_election_waits_while_the_elr_has_members() {
+    // KIP-966: ELR member 1 is fenced but may return with every committed record.
+    let (isr, elr, live) = (set(&[]), set(&[1]), set(&[2]));
+    assert_eq!(elect_leader(&input(&isr, &elr, &live, true, false)), None);
+}
+
+/// A replica whose copy failed is elected from no set until its broker registers again (found on
+/// real processes: ISR {2,1,3} -> {1,3} -> {3} by offline reports, then 3 died and the failed
+/// copy on 1 was elected from the ELR; the partition stayed offline for good).
+#[test]
+fn an_offline_replica_is_never_elected_and_still_blocks_unclean_elections() {
+    let offline = set(&[1]);
+    let with = |isr, elr, live, unclean| ElectionInput {
+        offline: &offline,
+        ..input(isr, elr, live, unclean, false)
+    };
+    let (isr, elr, live) = (set(&[1, 2]), set(&[]), set(&[0, 1, 2]));
+    let clean = elect_leader(&with(&isr, &elr, &live, false));
+    assert_eq!(
+        clean,
+        Some((ElectionKind::Clean, BrokerId(2))),
+        "ISR: skipped"
+    );
+    let (isr, elr, live) = (set(&[]), set(&[1, 2]), set(&[1]));
+    assert_eq!(
+        elect_leader(&with(&isr, &elr, &live, true)),
+        None,
+        "ELR: skipped"
+    );
+    let live_all = set(&[0, 1, 2]);
+    assert_eq!(
+        elect_leader(&with(&isr, &elr, &live_all, true)),
+        Some((ElectionKind::Elr, BrokerId(2)))
+    );
+    let (isr, elr, live) = (set(&[]), set(&[]), set(&[1]));
+    assert_eq!(
+        elect_leader(&with(&isr, &elr, &live, true)),
+        None,
+        "unclean: skipped"
+    );
+    let (elr_offline, live) = (set(&[1]), set(&[0, 2]));
+    assert_eq!(
+        elect_leader(&with(&isr, &elr_offline, &live, true)),
+        None,
+        "an offline ELR member keeps its flushed bytes: no unclean election past it"
+    );
 }
 
 #[test]

@@ -20,6 +20,8 @@ use wire::{BrokerId, LeaderEpoch, Offset, PartitionEpoch};
 
 const NODES: usize = 3;
 const LAG_MS_MAX: u64 = 1_000;
+/// The tiny controller models no failed copies (the controller's own model does).
+static NO_OFFLINE: BTreeSet<BrokerId> = BTreeSet::new();
 
 fn broker(i: usize) -> BrokerId {
     BrokerId(i32::try_from(i).unwrap())
@@ -147,6 +149,7 @@ impl ReplicationModel {
             isr: &s.controller.isr,
             elr: &s.controller.elr,
             live: &s.live,
+            offline: &NO_OFFLINE,
             unclean_allowed: false,
             last_replica_standing_bug: self.bugs.last_replica_standing,
         }
