@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::node::config::{Listeners, NodeConfig, Role, Timing, TopicDefaults};
+use broker::node::config::{Listeners, LogSettings, NodeConfig, Role, Timing, TopicDefaults};
 use broker::node::{self, NodeHandle, NodeOptions};
 use bytes::Bytes;
 use client::admin::Admin;
@@ -36,6 +36,10 @@ struct TestCluster {
 
 impl TestCluster {
     async fn start(n: usize) -> TestCluster {
+        TestCluster::start_with(n, LogSettings::default()).await
+    }
+
+    async fn start_with(n: usize, log: LogSettings) -> TestCluster {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let voters: Vec<String> = ports
             .iter()
@@ -66,7 +70,7 @@ impl TestCluster {
                     unclean_leader_election: false,
                     auto_create: true,
                 },
-                log: Default::default(),
+                log: log.clone(),
                 timing: Timing {
                     replica_lag_time_max_ms: 3_000,
                     broker_session_timeout_ms: 3_000,
@@ -329,6 +333,171 @@ async fn three_nodes_serve_produce_consume_groups_and_failover() {
         &after[&0][..read[&0].len()],
         &read[&0][..],
         "acknowledged records survive the failover in place"
+    );
+    for i in 0..3 {
+        cluster.stop(i);
+    }
+}
+
+/// Issue 12's retention bug on real nodes: a follower stopped while the leader's retention moves
+/// the log start past the follower's LEO comes back, is told the leader's start (OFFSET_OUT_OF_RANGE),
+/// truncates fully and starts there, and rejoins the ISR. Before the fix the leader's core let it
+/// fetch below the log start, the read failed and the partition went offline with
+/// KAFKA_STORAGE_ERROR; ListOffsets earliest answered 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_back_after_retention_passed_it_starts_over_at_the_leaders_log_start() {
+    if let Ok(filter) = std::env::var("RILL_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+    let log = LogSettings {
+        segment_bytes: 4096,
+        retention_bytes: 16_384,
+        retention_check_interval_ms: 100,
+        ..LogSettings::default()
+    };
+    let mut cluster = TestCluster::start_with(3, log).await;
+    let bootstrap = cluster.bootstrap();
+    let admin = Admin::new(ClientConfig::new(bootstrap.clone())).unwrap();
+    eventually("three unfenced brokers", || async {
+        admin
+            .metadata(None)
+            .await
+            .is_ok_and(|m| m.brokers.len() == 3)
+    })
+    .await;
+    let min_isr = [("min.insync.replicas".to_string(), "2".to_string())];
+    admin
+        .create_topic("retained", 1, 3, &min_isr)
+        .await
+        .unwrap();
+    let tp = wire::TopicPartition::new("retained", 0);
+    let partition_on = |cluster: &TestCluster, i: usize| {
+        cluster.nodes[i]
+            .as_ref()
+            .and_then(|n| n.broker.as_ref())
+            .and_then(|b| b.partition(&tp))
+    };
+    let full_isr = |cluster: &TestCluster| {
+        (0..3).find_map(|i| {
+            let status = partition_on(cluster, i)?.status();
+            let isr_full = status.state.as_ref().is_some_and(|s| s.isr.len() == 3);
+            (status.is_leader && isr_full).then_some(i)
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    let leader = loop {
+        if let Some(leader) = full_isr(&cluster) {
+            break leader;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader with a full ISR"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let follower = (leader + 1) % 3;
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != follower)
+        .map(|i| bootstrap[i].clone())
+        .collect();
+    let value = Bytes::from(vec![b'r'; 400]);
+    let producer = Producer::new(
+        ClientConfig::new(survivors.clone()),
+        ProducerConfig::default(),
+    )
+    .await
+    .unwrap();
+    // Some records the follower holds before it stops, so it comes back with a log (and an
+    // epoch) of its own, not an empty one.
+    for _ in 0..5 {
+        producer
+            .send("retained", Some(0), None, value.clone())
+            .await
+            .unwrap();
+    }
+    eventually("the follower has the first records", || {
+        let caught_up =
+            partition_on(&cluster, follower).is_some_and(|p| p.status().log_end_offset.0 >= 5);
+        async move { caught_up }
+    })
+    .await;
+    let follower_end = partition_on(&cluster, follower)
+        .unwrap()
+        .status()
+        .log_end_offset;
+    cluster.stop(follower);
+
+    // ~120 KiB in 4 KiB segments with 16 KiB retained: the leader's start passes the follower.
+    for _ in 0..300 {
+        producer
+            .send("retained", Some(0), None, value.clone())
+            .await
+            .unwrap();
+    }
+    // Ten retention checks: the leader's log now starts past the follower's LEO. (Waited by
+    // time, not by asking the core: the bug was that the core never heard of the new start.)
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+
+    cluster.boot(follower).await;
+    eventually("the follower back in the ISR", || {
+        let back = full_isr(&cluster) == Some(leader);
+        async move { back }
+    })
+    .await;
+    for i in 0..3 {
+        let status = partition_on(&cluster, i).unwrap().status();
+        assert_eq!(status.failed, None, "node {i} serves the partition");
+    }
+    let leader_status = partition_on(&cluster, leader).unwrap().status();
+    assert!(
+        leader_status.log_start_offset > follower_end,
+        "retention moved the leader's log start past the follower: {leader_status:?}"
+    );
+    let follower_status = partition_on(&cluster, follower).unwrap().status();
+    assert!(
+        follower_status.log_start_offset > follower_end,
+        "the follower started over at the leader's log start: {follower_status:?}"
+    );
+
+    // The partition keeps serving: produce with every replica, and ListOffsets earliest answers
+    // the real start, where a consumer from the beginning starts reading.
+    for _ in 0..5 {
+        producer
+            .send("retained", Some(0), None, value.clone())
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        // Among them: the core's log start is the log's.
+        partition_on(&cluster, i).unwrap().check_invariants();
+    }
+    let (earliest, _) = partition_on(&cluster, leader)
+        .unwrap()
+        .list_offset(None, -2)
+        .unwrap();
+    assert!(
+        earliest > follower_end && earliest >= leader_status.log_start_offset,
+        "ListOffsets earliest is the real start: {earliest:?}"
+    );
+    let mut consumer = Consumer::new(
+        ClientConfig::new(bootstrap.clone()),
+        ConsumerConfig::new(None),
+    )
+    .unwrap();
+    consumer.assign(vec![("retained".to_string(), 0)]);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    let first = loop {
+        assert!(tokio::time::Instant::now() < deadline, "nothing read");
+        if let Some(record) = consumer.poll(200).await.unwrap().first() {
+            break record.offset;
+        }
+    };
+    assert!(
+        first >= earliest.0 && first > follower_end.0,
+        "a consumer from the beginning starts at the log start, not at 0 (read {first}, earliest {earliest:?})"
     );
     for i in 0..3 {
         cluster.stop(i);

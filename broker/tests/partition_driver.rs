@@ -78,14 +78,14 @@ impl ReplicaNet for Endpoint {
     }
 }
 
-fn settings(broker: BrokerId) -> PartitionSettings {
+fn settings_with(broker: BrokerId, log: LogConfig) -> PartitionSettings {
     let mut replica = Config::new(broker);
     replica.fetch_backoff_ms = 5;
     replica.request_timeout_ms = 5_000;
     PartitionSettings {
         replica,
         bugs: BugSwitches::default(),
-        log: LogConfig::default(),
+        log,
         io: broker::partition::IoWorker::start(),
     }
 }
@@ -108,6 +108,10 @@ struct Trio {
 }
 
 fn open_trio() -> Trio {
+    open_trio_with(LogConfig::default())
+}
+
+fn open_trio_with(log: LogConfig) -> Trio {
     let net = Arc::new(LocalNet::default());
     let tp = TopicPartition::new("t", 0);
     let mut disks = Vec::new();
@@ -122,7 +126,7 @@ fn open_trio() -> Trio {
             tp.clone(),
             disk.as_disk(),
             Path::new("t-0"),
-            settings(*broker),
+            settings_with(*broker, log.clone()),
             endpoint,
         )
         .unwrap();
@@ -495,5 +499,84 @@ proptest::proptest! {
             }
             assert!(trio.net.failed.lock().unwrap().is_empty());
         });
+    }
+}
+
+/// Retention at the driver: the new log start reaches the core, so ListOffsets earliest answers
+/// it, a consumer below it is refused with OFFSET_OUT_OF_RANGE, and a follower cut off while the
+/// start passed its LEO truncates fully, starts at the leader's start and catches up (issue 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_moves_the_cores_log_start_and_a_follower_below_it_starts_over() {
+    let log = LogConfig {
+        segment_bytes_max: 1024,
+        retention_bytes: Some(2048),
+        ..LogConfig::default()
+    };
+    let trio = open_trio_with(log);
+    let leader = trio.partitions[0].clone();
+    let cut_off = trio.partitions[2].clone();
+    let value = "v".repeat(200);
+    leader.produce(batch(&[&value]), Acks::All).await.unwrap();
+    wait_until("the third replica has the first record", || {
+        cut_off.status().log_end_offset == Offset(1)
+    })
+    .await;
+    // Its requests go nowhere from now on (its fetch timer keeps retransmitting), and the
+    // controller has moved it out of the ISR.
+    trio.net.partitions.lock().unwrap().remove(&BROKERS[2]);
+    let mut shrunk = state(BROKERS[0], 1);
+    shrunk.partition_epoch = PartitionEpoch(2);
+    shrunk.isr.remove(&BROKERS[2]);
+    for partition in &trio.partitions {
+        partition.apply_state(shrunk.clone());
+    }
+    for _ in 0..40 {
+        leader
+            .produce(batch(&[&value]), Acks::Leader)
+            .await
+            .unwrap();
+    }
+    wait_until("the HW passes the records", || {
+        leader.status().high_watermark == Offset(41)
+    })
+    .await;
+    leader.housekeeping();
+    let start = leader.status().log_start_offset;
+    assert!(start > Offset(1), "retention moved the start: {start:?}");
+    leader.check_invariants();
+    assert_eq!(leader.list_offset(None, -2).unwrap().0, start);
+    assert_eq!(
+        leader
+            .consumer_read(None, Offset::ZERO, 1 << 20)
+            .unwrap_err(),
+        PartitionError::Replica(replication::Error::OffsetOutOfRange {
+            log_start_offset: start,
+            log_end_offset: Offset(41),
+        })
+    );
+
+    trio.net
+        .partitions
+        .lock()
+        .unwrap()
+        .insert(BROKERS[2], Arc::downgrade(&cut_off));
+    wait_until(
+        "the cut-off replica catches up from the leader's start",
+        || cut_off.status().log_end_offset == Offset(41),
+    )
+    .await;
+    let status = cut_off.status();
+    assert_eq!(status.failed, None);
+    assert_eq!(
+        status.log_start_offset, start,
+        "truncated fully, started there"
+    );
+    assert_eq!(leader.status().failed, None);
+    assert!(
+        trio.net.failed.lock().unwrap().is_empty(),
+        "no replica failed"
+    );
+    for partition in &trio.partitions {
+        partition.check_invariants();
     }
 }

@@ -100,6 +100,29 @@ impl EpochCache {
         before != self.entries.len()
     }
 
+    /// Forgets epochs wholly below `start`: the log's start moved there (Kafka's
+    /// `truncateFromStart`). The newest epoch starting at or below `start` is kept, clamped to
+    /// start at `start`, so the records from `start` on keep their epoch. Returns whether the
+    /// cache changed.
+    pub fn truncate_from_start(&mut self, start: Offset) -> bool {
+        let Some((&covering, &covering_start)) = self
+            .entries
+            .iter()
+            .rev()
+            .find(|&(_, &entry_start)| entry_start <= start)
+        else {
+            return false;
+        };
+        let before = self.entries.len();
+        self.entries.retain(|&epoch, _| epoch >= covering);
+        self.entries.insert(covering, start);
+        assert!(
+            self.first_start() == Some(start),
+            "the covering epoch starts at the new start"
+        );
+        before != self.entries.len() || covering_start != start
+    }
+
     /// The entries in epoch order.
     pub fn entries(&self) -> impl Iterator<Item = (LeaderEpoch, Offset)> + '_ {
         self.entries.iter().map(|(&e, &s)| (e, s))

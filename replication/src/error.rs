@@ -24,9 +24,13 @@ pub enum Error {
     /// acks=all did not complete before its deadline, or the waiting list was full.
     #[error("REQUEST_TIMED_OUT")]
     RequestTimedOut,
-    /// The fetch offset lies outside the log; the leader's LEO tells the follower where it ends.
-    #[error("OFFSET_OUT_OF_RANGE (log end offset {log_end_offset})")]
+    /// The fetch offset lies outside the log `[log_start_offset, log_end_offset]`. A follower
+    /// above the leader's LEO truncates to it; one below the leader's log start truncates fully
+    /// and starts there (Kafka's `truncateFullyAndStartAt`).
+    #[error("OFFSET_OUT_OF_RANGE (log start offset {log_start_offset}, log end offset {log_end_offset})")]
     OffsetOutOfRange {
+        /// The answering replica's log start: retention or DeleteRecords removed what lies below.
+        log_start_offset: Offset,
         /// The answering replica's LEO.
         log_end_offset: Offset,
     },

@@ -148,7 +148,15 @@ impl Replica {
         }
         self.follower_answered();
         match response.result {
-            Err(Error::OffsetOutOfRange { log_end_offset })
+            Err(Error::OffsetOutOfRange {
+                log_start_offset, ..
+            }) if log_start_offset > self.log_end_offset => {
+                // The leader deleted what we would fetch next (retention while we were away):
+                // start over at its log start (Kafka's truncateFullyAndStartAt).
+                self.truncate_fully_and_start_at(log_start_offset, &mut effects);
+                self.follower_maybe_send(now_ms, &mut effects);
+            }
+            Err(Error::OffsetOutOfRange { log_end_offset, .. })
                 if log_end_offset < self.log_end_offset =>
             {
                 self.truncate_to(log_end_offset.max(self.log_start_offset), &mut effects);

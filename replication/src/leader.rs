@@ -131,12 +131,9 @@ impl Replica {
         if request.fetch_offset > self.log_end_offset
             || request.fetch_offset < self.log_start_offset
         {
-            let log_end_offset = self.log_end_offset;
-            respond(
-                &mut effects,
-                me,
-                Err(Error::OffsetOutOfRange { log_end_offset }),
-            );
+            // Below our log start the records are gone (retention): the answer names the start,
+            // where the follower starts over. Never counted: a follower there is not caught up.
+            respond(&mut effects, me, Err(self.offset_out_of_range()));
             return effects;
         }
         self.leader_count_fetch(
@@ -345,8 +342,11 @@ impl Replica {
             .expect("a leader has partition state");
         let me = self.config.broker_id;
         assert_eq!(partition.leader, Some(me));
-        self.epochs
-            .assign(partition.leader_epoch, self.log_end_offset);
+        let (epoch, start) = (partition.leader_epoch, self.log_end_offset);
+        self.epochs.assign(epoch, start);
+        // The log's epoch cache must name the epoch before any record of it exists, or its
+        // OffsetsForLeaderEpoch answers after a restart would differ from ours.
+        effects.push(Effect::AssignEpochStart { epoch, start });
         // Followers are unknown until they fetch in this epoch; ISR members get a full lag
         // allowance from now, as in Kafka.
         let progress = FollowerProgress {

@@ -19,9 +19,14 @@
 //!    [`Replica::check_invariants`] after each step in tests and simulation.
 //! 4. **Apply the effects in order:**
 //!    - [`Effect::Append`]: append the batch at the LEO (volatile). [`Effect::TruncateTo`]: cut
-//!      the log there, durably. [`Effect::Flush`]: make everything below `up_to` durable, then feed
+//!      the log there, durably. [`Effect::TruncateFullyAndStartAt`]: delete the whole log and
+//!      start it empty at that offset, durably (a follower below the leader's log start).
+//!      [`Effect::Flush`]: make everything below `up_to` durable, then feed
 //!      [`Input::FlushCompleted`] with the same `seq`. Completions may be late; the replica ignores
 //!      those from before a truncation.
+//!    - [`Effect::AssignEpochStart`]: record in the log's epoch cache that the epoch starts at
+//!      the LEO (a new leader's epoch, before any record of it). Followers' epochs reach the log
+//!      with their batches; the driver never copies the core's epoch cache by itself.
 //!    - [`Effect::Send`]: deliver to the other replica (may be lost, reordered or late: the core
 //!      copes). [`Effect::SendFetchResponse`]: first read the [`ReadRange`] from the log into
 //!      `response.result.batches` (batches starting exactly at `read.from`), then send.
@@ -30,7 +35,13 @@
 //!      [`Input::AlterPartitionResponse`] (a success may equally arrive as partition state).
 //!    - [`Effect::SetTimer`]/[`Effect::CancelTimer`]: one timer per [`TimerKind`]; pick the delay
 //!      inside the range with the seeded RNG (the jitter is the driver's).
-//! 5. **Crash.** Throw the replica away; volatile records are gone; go to 1.
+//! 5. **Log start.** After retention (later DeleteRecords) moved the log's start, feed
+//!    [`Input::LogStartAdvanced`] before any other input: the core owns the log start, refuses
+//!    fetches and reads below it with `OFFSET_OUT_OF_RANGE` naming it, and answers ListOffsets
+//!    earliest from it. Retention never passes the HW the driver last gave the log.
+//! 6. **HW.** The driver copies [`Replica::high_watermark`] to the log after each step, for its
+//!    checkpoint and as retention's bound: a read of core state, not a command, so no effect.
+//! 7. **Crash.** Throw the replica away; volatile records are gone; go to 1.
 //!
 //! ## Durability decision (stronger than Kafka)
 //!

@@ -158,6 +158,7 @@ impl Replica {
             }
             Input::FlushCompleted { seq, up_to } => self.handle_flush_completed(now_ms, seq, up_to),
             Input::Timer(timer) => self.handle_timer(now_ms, timer),
+            Input::LogStartAdvanced(offset) => self.handle_log_start_advanced(offset),
         }
     }
 
@@ -262,6 +263,26 @@ impl Replica {
         effects
     }
 
+    /// The log's start moved up to `offset` (retention, later DeleteRecords): records below it
+    /// are gone, so fetches and reads below it are out of range and the epoch cache forgets the
+    /// epochs wholly below it (Kafka's `maybeIncrementLogStartOffset` + `truncateFromStart`).
+    /// Nothing to send: a follower below the new start learns it from its next fetch. A start at
+    /// or below ours changes nothing (the driver may report the same start twice).
+    pub fn handle_log_start_advanced(&mut self, offset: Offset) -> Vec<Effect> {
+        assert!(
+            offset <= self.high_watermark,
+            "log start {offset} past the HW {}: only committed records are deleted",
+            self.high_watermark
+        );
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            self.epochs.truncate_from_start(offset);
+        }
+        assert!(self.log_start_offset >= offset);
+        self.check_invariants();
+        Vec::new()
+    }
+
     /// The controller answered our AlterPartition. Success carries the new state; a refusal
     /// clears the pending change so the next check may propose again.
     pub fn handle_alter_partition_response(
@@ -326,6 +347,29 @@ impl Replica {
         self.epochs.truncate_from_end(offset);
         self.flush_seq_valid_from = self.flush_seq_next;
         assert!(self.log_end_offset == offset && self.durable_end_offset <= offset);
+    }
+
+    /// Deletes the whole log and starts it empty at `offset` (followers only): our LEO is below
+    /// the leader's log start, so nothing we hold can be continued (Kafka's
+    /// `truncateFullyAndStartAt`). Every flush asked before is stale.
+    pub(crate) fn truncate_fully_and_start_at(
+        &mut self,
+        offset: Offset,
+        effects: &mut Vec<Effect>,
+    ) {
+        assert!(!self.is_leader(), "a leader never truncates");
+        assert!(
+            offset > self.log_end_offset,
+            "full truncation only when the log ends below {offset}"
+        );
+        effects.push(Effect::TruncateFullyAndStartAt(offset));
+        self.log_start_offset = offset;
+        self.log_end_offset = offset;
+        self.durable_end_offset = offset;
+        self.high_watermark = offset;
+        self.epochs = EpochCache::default();
+        self.flush_seq_valid_from = self.flush_seq_next;
+        assert!(self.epochs.latest_epoch() == LeaderEpoch::NONE);
     }
 
     /// Asks the driver to flush everything appended so far.
@@ -434,9 +478,7 @@ impl Replica {
         // empty. A new leader's HW lags the old one's, so refusing there sent consumers back to
         // the earliest offset (the cluster simulation found it as nonmonotonic-poll).
         if fetch_offset < self.log_start_offset || fetch_offset > self.log_end_offset {
-            return Err(Error::OffsetOutOfRange {
-                log_end_offset: self.log_end_offset,
-            });
+            return Err(self.offset_out_of_range());
         }
         let to = self
             .high_watermark
@@ -447,6 +489,14 @@ impl Replica {
             from: fetch_offset,
             to,
         })
+    }
+
+    /// The refusal of an offset outside `[log start, LEO]`, naming both ends.
+    pub(crate) fn offset_out_of_range(&self) -> Error {
+        Error::OffsetOutOfRange {
+            log_start_offset: self.log_start_offset,
+            log_end_offset: self.log_end_offset,
+        }
     }
 
     /// KIP-320 fencing of a request that names `epoch` as the current leader epoch.
@@ -474,6 +524,12 @@ impl Replica {
         );
         assert!(self.flush_seq_valid_from <= self.flush_seq_next);
         self.epochs.check_invariants(self.log_end_offset);
+        assert!(
+            self.epochs
+                .first_start()
+                .is_none_or(|start| start >= self.log_start_offset),
+            "an epoch starts below the log start"
+        );
         match &self.role {
             Role::Offline => {}
             Role::Leader(leader) => self.check_leader_invariants(leader),

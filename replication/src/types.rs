@@ -251,6 +251,19 @@ pub enum Effect {
     Append(Batch),
     /// Remove every record at and after `offset`, durably (log-core syncs the truncation).
     TruncateTo(Offset),
+    /// Delete the whole log and start it empty at `offset`, durably (Kafka's
+    /// `truncateFullyAndStartAt`): a follower whose LEO is below the leader's log start. The
+    /// epoch cache empties, the HW and the log start become `offset`.
+    TruncateFullyAndStartAt(Offset),
+    /// Record in the log's epoch cache that `epoch` starts at `start` (the LEO): a new leader's
+    /// epoch begins before any record of it exists, and OffsetsForLeaderEpoch answers must name
+    /// it (Kafka's `assign` on becoming leader). Followers' epochs arrive with their batches.
+    AssignEpochStart {
+        /// The leader epoch that begins.
+        epoch: LeaderEpoch,
+        /// Its first offset: the log's LEO when the effect is applied.
+        start: Offset,
+    },
     /// Make everything below `up_to` durable, then report `Input::FlushCompleted` with `seq`.
     Flush {
         /// Offset the flush covers.
@@ -321,4 +334,7 @@ pub enum Input {
     },
     /// A timer fired.
     Timer(TimerKind),
+    /// The log's start moved up to `offset` (retention deleted the segments below it; later
+    /// DeleteRecords). At most the HW: log-core never deletes uncommitted records.
+    LogStartAdvanced(Offset),
 }

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use replication::{
-    Batch, BugSwitches, Effect, EpochEndOffset, FetchData, FetchResponse, Input, Message,
-    RecoveredLog, Replica,
+    Batch, BugSwitches, Effect, EpochEndOffset, Error, FetchData, FetchRequest, FetchResponse,
+    Input, Message, RecoveredLog, Replica, TimerKind,
 };
 use wire::{LeaderEpoch, Offset};
 
@@ -200,4 +200,100 @@ fn an_empty_epoch_of_our_own_is_dropped_when_the_leader_says_we_diverge_at_our_l
         LeaderEpoch(1),
         "the next fetch names the epoch the leader knows"
     );
+}
+
+#[test]
+fn below_the_leaders_log_start_a_follower_truncates_fully_and_fetches_from_the_start() {
+    let mut replica = follower_with_log();
+    let response = FetchResponse {
+        leader_id: B0,
+        leader_epoch: LeaderEpoch(3),
+        fetch_offset: Offset(4),
+        last_fetched_epoch: LeaderEpoch(2),
+        result: Err(Error::OffsetOutOfRange {
+            log_start_offset: Offset(7),
+            log_end_offset: Offset(12),
+        }),
+    };
+    let effects = replica.step(
+        0,
+        Input::Message {
+            from: B0,
+            message: Message::FetchResponse(response),
+        },
+    );
+    let fetch = FetchRequest {
+        replica_id: B1,
+        fetch_offset: Offset(7),
+        current_leader_epoch: LeaderEpoch(3),
+        last_fetched_epoch: LeaderEpoch::NONE,
+    };
+    assert_eq!(
+        effects,
+        vec![
+            Effect::TruncateFullyAndStartAt(Offset(7)),
+            Effect::Send {
+                to: B0,
+                message: Message::Fetch(fetch),
+            },
+            Effect::SetTimer {
+                timer: TimerKind::FetchBackoff,
+                delay_ms_min: 500,
+                delay_ms_max: 1_000,
+            },
+        ]
+    );
+    assert_eq!(replica.log_start_offset(), Offset(7));
+    assert_eq!(replica.log_end_offset(), Offset(7));
+    assert_eq!(
+        replica.durable_end_offset(),
+        Offset(7),
+        "an empty log is all durable"
+    );
+    assert_eq!(replica.high_watermark(), Offset(7));
+    assert_eq!(replica.epochs().entries().count(), 0, "no record, no epoch");
+}
+
+#[test]
+fn above_the_leaders_log_end_a_follower_truncates_to_it() {
+    let mut replica = follower_with_log();
+    let response = FetchResponse {
+        leader_id: B0,
+        leader_epoch: LeaderEpoch(3),
+        fetch_offset: Offset(4),
+        last_fetched_epoch: LeaderEpoch(2),
+        result: Err(Error::OffsetOutOfRange {
+            log_start_offset: Offset(0),
+            log_end_offset: Offset(3),
+        }),
+    };
+    let effects = replica.step(
+        0,
+        Input::Message {
+            from: B0,
+            message: Message::FetchResponse(response),
+        },
+    );
+    let fetch = FetchRequest {
+        replica_id: B1,
+        fetch_offset: Offset(3),
+        current_leader_epoch: LeaderEpoch(3),
+        last_fetched_epoch: LeaderEpoch(2),
+    };
+    assert_eq!(
+        effects,
+        vec![
+            Effect::TruncateTo(Offset(3)),
+            Effect::Send {
+                to: B0,
+                message: Message::Fetch(fetch),
+            },
+            Effect::SetTimer {
+                timer: TimerKind::FetchBackoff,
+                delay_ms_min: 500,
+                delay_ms_max: 1_000,
+            },
+        ]
+    );
+    assert_eq!(replica.log_start_offset(), Offset(0));
 }

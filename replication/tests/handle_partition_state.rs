@@ -46,6 +46,33 @@ fn a_new_leader_starts_its_epoch_at_its_leo_and_truncates_nothing() {
 }
 
 #[test]
+fn a_new_leader_assigns_its_epoch_start_in_the_log_by_effect() {
+    let log = RecoveredLog {
+        log_start_offset: Offset(0),
+        log_end_offset: Offset(5),
+        epochs: vec![(LeaderEpoch(1), Offset(0))],
+        high_watermark: Offset(5),
+    };
+    let mut replica = Replica::recover(config(B1), BugSwitches::default(), &log);
+    let effects = replica.step(0, Input::PartitionState(state(B1, 4, 4, &[B1, B2])));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::AssignEpochStart {
+                epoch: LeaderEpoch(4),
+                start: Offset(5),
+            },
+            Effect::CancelTimer(TimerKind::FetchBackoff),
+            Effect::SetTimer {
+                timer: TimerKind::IsrCheck,
+                delay_ms_min: 500,
+                delay_ms_max: 500,
+            },
+        ]
+    );
+}
+
+#[test]
 fn losing_leadership_fails_waiting_produces() {
     let mut leader = leader();
     produce(&mut leader, 9, Acks::All);

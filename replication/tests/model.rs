@@ -19,6 +19,8 @@ use stateright::{Checker, HasDiscoveries, Model, Property};
 use wire::{BrokerId, LeaderEpoch, Offset, PartitionEpoch};
 
 const NODES: usize = 3;
+/// What a deleted offset (below a node's log start) holds: no epoch, no record (ids start at 1).
+const GONE: (LeaderEpoch, u8) = (LeaderEpoch::NONE, 0);
 const LAG_MS_MAX: u64 = 1_000;
 /// The tiny controller models no failed copies (the controller's own model does).
 static NO_OFFLINE: BTreeSet<BrokerId> = BTreeSet::new();
@@ -35,8 +37,12 @@ fn index(b: BrokerId) -> usize {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Node {
     replica: Replica,
-    /// The log: (epoch, record id) per offset, volatile tail included.
+    /// The log: (epoch, record id) per offset, volatile tail included; [`GONE`] below `start`.
     log: Vec<(LeaderEpoch, u8)>,
+    /// The log start: retention deleted everything below it (durably).
+    start: usize,
+    /// Ghost: this node truncated fully and started over at a leader's log start.
+    started_over: bool,
     /// Records below this survive a crash.
     durable: usize,
     /// The latest flush asked for and not completed (a later one subsumes earlier ones).
@@ -75,6 +81,7 @@ struct State {
     leader_changes: u8,
     crashes: u8,
     ticks: u8,
+    retentions: u8,
     /// Ghost: acknowledged acks=all records, offset → record id.
     acked: BTreeMap<i64, u8>,
     /// Ghost: an offset was acknowledged twice with different records.
@@ -99,6 +106,8 @@ enum Action {
     Restart(usize),
     Elect(usize),
     Sync(usize),
+    /// Retention on a node: its log start moves up to what it holds committed and durable.
+    Retention(usize),
 }
 
 /// The model's configuration: bounds and bug switches.
@@ -109,6 +118,8 @@ struct ReplicationModel {
     leader_changes_max: u8,
     crashes_max: u8,
     ticks_max: u8,
+    /// How many times retention may move a log start.
+    retentions_max: u8,
     net_max: usize,
     offsets_for_leader_epoch: bool,
     /// Whether the network may lose packets.
@@ -128,6 +139,7 @@ impl ReplicationModel {
             leader_changes_max: 1,
             crashes_max: 1,
             ticks_max: 0,
+            retentions_max: 0,
             net_max: 2,
             offsets_for_leader_epoch: false,
             lossy: false,
@@ -185,8 +197,25 @@ impl ReplicationModel {
             Effect::TruncateTo(offset) => {
                 let node = &mut s.nodes[i];
                 let offset = usize::try_from(offset.0).unwrap();
+                assert!(offset >= node.start, "truncation below the log start");
                 node.log.truncate(offset);
                 node.durable = node.durable.min(offset);
+            }
+            Effect::TruncateFullyAndStartAt(offset) => {
+                let node = &mut s.nodes[i];
+                let offset = usize::try_from(offset.0).unwrap();
+                assert!(
+                    offset > node.log.len(),
+                    "full truncation only below the start"
+                );
+                node.log = vec![GONE; offset];
+                node.durable = offset;
+                node.start = offset;
+                node.started_over = true;
+            }
+            Effect::AssignEpochStart { start, .. } => {
+                // The model's log keeps epochs per record; recovery re-derives them.
+                assert_eq!(start.0, i64::try_from(s.nodes[i].log.len()).unwrap());
             }
             Effect::Flush { up_to, seq } => s.nodes[i].flush = Some((seq, up_to)),
             Effect::Send { to, message } => {
@@ -207,6 +236,7 @@ impl ReplicationModel {
                 let log = &s.nodes[i].log;
                 let from = usize::try_from(read.from.0).unwrap();
                 let upto = usize::try_from(read.to.0).unwrap();
+                assert!(from >= s.nodes[i].start, "a read below the log start");
                 let batches = (from..upto).map(|o| Batch {
                     base_offset: Offset(i64::try_from(o).unwrap()),
                     leader_epoch: log[o].0,
@@ -321,14 +351,14 @@ impl ReplicationModel {
     fn restart(&self, s: &mut State, i: usize) {
         let node = &mut s.nodes[i];
         let mut epochs: Vec<(LeaderEpoch, Offset)> = Vec::new();
-        for (o, &(epoch, _)) in node.log.iter().enumerate() {
+        for (o, &(epoch, _)) in node.log.iter().enumerate().skip(node.start) {
             if epochs.last().is_none_or(|&(e, _)| e != epoch) {
                 epochs.push((epoch, Offset(i64::try_from(o).unwrap())));
             }
         }
         let end = Offset(i64::try_from(node.log.len()).unwrap());
         let recovered = RecoveredLog {
-            log_start_offset: Offset::ZERO,
+            log_start_offset: Offset(i64::try_from(node.start).unwrap()),
             log_end_offset: end,
             epochs,
             high_watermark: node.replica.high_watermark().min(end),
@@ -377,6 +407,8 @@ impl Model for ReplicationModel {
             .map(|i| Node {
                 replica: Replica::new(self.config(i), self.bugs),
                 log: Vec::new(),
+                start: 0,
+                started_over: false,
                 durable: 0,
                 flush: None,
                 timers: BTreeSet::new(),
@@ -393,6 +425,7 @@ impl Model for ReplicationModel {
             leader_changes: 0,
             crashes: 0,
             ticks: 0,
+            retentions: 0,
             acked: BTreeMap::new(),
             acked_conflict: false,
             epoch_leaders: BTreeMap::new(),
@@ -436,6 +469,9 @@ impl Model for ReplicationModel {
             }
             if s.crashes < self.crashes_max && self.crashable.contains(&i) {
                 actions.push(Action::Crash(i));
+            }
+            if s.retentions < self.retentions_max && retention_start(node) > node.start {
+                actions.push(Action::Retention(i));
             }
         }
         for p in 0..s.net.len() {
@@ -536,6 +572,15 @@ impl Model for ReplicationModel {
                 let state = s.controller.clone();
                 self.step(&mut s, i, Input::PartitionState(state));
             }
+            Action::Retention(i) => {
+                s.retentions += 1;
+                let node = &mut s.nodes[i];
+                let start = retention_start(node);
+                node.log[..start].fill(GONE);
+                node.start = start;
+                let offset = Offset(i64::try_from(start).unwrap());
+                self.step(&mut s, i, Input::LogStartAdvanced(offset));
+            }
         }
         self.observe(&mut s);
         Some(s)
@@ -549,8 +594,10 @@ impl Model for ReplicationModel {
                         .iter()
                         .filter(|n| n.alive && n.replica.is_leader())
                         .all(|n| {
+                            // Above the log start: retention deletes committed records on purpose.
                             s.acked.iter().all(|(&o, &id)| {
-                                n.log.get(usize::try_from(o).unwrap()).map(|r| r.1) == Some(id)
+                                let o = usize::try_from(o).unwrap();
+                                o < n.start || n.log.get(o).map(|r| r.1) == Some(id)
                             })
                         })
             }),
@@ -560,13 +607,14 @@ impl Model for ReplicationModel {
                 let pairs_agree = alive.iter().all(|a| {
                     alive.iter().all(|b| {
                         let below = hw(a).min(hw(b));
-                        a.log[..below] == b.log[..below]
+                        let from = a.start.max(b.start).min(below);
+                        a.log[from..below] == b.log[from..below]
                     })
                 });
                 let acked_below_hw = alive.iter().all(|n| {
                     s.acked.iter().all(|(&o, &id)| {
                         let o = usize::try_from(o).unwrap();
-                        o >= hw(n) || n.log[o].1 == id
+                        o < n.start || o >= hw(n) || n.log[o].1 == id
                     })
                 });
                 pairs_agree && acked_below_hw
@@ -577,6 +625,13 @@ impl Model for ReplicationModel {
             }),
             Property::sometimes("a record is committed", |_, s: &State| !s.acked.is_empty()),
             Property::sometimes("a leader changes", |_, s: &State| s.leader_changes > 0),
+            // Convergence witness: a follower left below a leader's log start truncated fully,
+            // started over there, caught up and rejoined the ISR.
+            Property::sometimes("a follower starts over and rejoins", |_, s: &State| {
+                s.nodes.iter().enumerate().any(|(i, n)| {
+                    n.started_over && n.alive && s.controller.isr.contains(&broker(i))
+                })
+            }),
         ]
     }
 }
@@ -587,6 +642,13 @@ const SAFETY: [&str; 4] = [
     "leader HW never decreases",
     "at most one leader per epoch",
 ];
+
+/// Where retention may move a node's log start: up to what it holds committed (the HW) and
+/// durable (log-core deletes only sealed, synced segments).
+fn retention_start(node: &Node) -> usize {
+    let hw = usize::try_from(node.replica.high_watermark().0).unwrap();
+    hw.min(node.durable)
+}
 
 /// Checks the model exhaustively (or to `depth_max` if non-zero); returns the unique states.
 fn check_clean(model: ReplicationModel, depth_max: usize) -> usize {
@@ -705,6 +767,33 @@ fn full_bounds_random_walks_find_no_violation() {
     checker.assert_any_discovery("a record is committed");
 }
 
+/// Three replicas, one retention on any of them: the third starts out of the ISR, and when its
+/// fetch from 0 reaches a leader whose log start passed it, it must start over there and rejoin.
+/// No acknowledged record above a log start is lost; replicas agree between their starts and HWs.
+#[test]
+fn clean_model_with_retention_is_safe_and_a_follower_below_the_start_rejoins() {
+    let mut model = ReplicationModel::clean();
+    model.crashable = vec![];
+    model.retentions_max = 1;
+    let started = Instant::now();
+    let checker = model.checker().spawn_bfs().join();
+    println!(
+        "retention model: {} unique states in {:?}",
+        checker.unique_state_count(),
+        started.elapsed()
+    );
+    for name in SAFETY {
+        checker.assert_no_discovery(name);
+    }
+    checker.assert_any_discovery("a record is committed");
+    checker.assert_any_discovery("a follower starts over and rejoins");
+    assert_eq!(
+        checker.unique_state_count(),
+        PINNED_RETENTION,
+        "pinned state count changed"
+    );
+}
+
 const SIMULATED_STATES: usize = 1_000_000;
 // Pinned so a change in the explored space is noticed. Session 3: a follower that truncates to
 // its own LEO now drops an empty trailing epoch of its own (was 205,158 and 35,462), and the HW
@@ -713,6 +802,7 @@ const PINNED_CRASH: usize = 215_107;
 const PINNED_LOSSY: usize = 167_531;
 const PINNED_THREE: usize = 124_707;
 const PINNED_OFLE: usize = 33_708;
+const PINNED_RETENTION: usize = 206_297;
 
 #[test]
 fn bug_truncate_to_high_watermark_loses_an_acked_record() {

@@ -287,14 +287,9 @@ impl Cluster {
             "broker {broker:?}: core LEO vs log LEO"
         );
         assert_eq!(replica.log_start_offset(), log.log_start_offset());
-        // The epoch caches agree, except that a leader records its epoch's start at election,
-        // before any record of it reaches log-core (the runbook has no effect for it).
-        let mut core: Vec<(LeaderEpoch, Offset)> = replica.epochs().entries().collect();
+        // The epoch caches agree: a leader's epoch start reaches log-core as an effect.
+        let core: Vec<(LeaderEpoch, Offset)> = replica.epochs().entries().collect();
         let stored = log.epoch_entries();
-        if core.len() == stored.len() + 1 && core.last().map(|e| e.1) == Some(log.log_end_offset())
-        {
-            core.pop();
-        }
         assert_eq!(
             core, stored,
             "broker {broker:?}: core vs log-core epoch cache"
@@ -328,6 +323,17 @@ impl Cluster {
                     "truncation on a batch boundary"
                 );
                 *self.truncations.entry(broker).or_default() += 1;
+            }
+            Effect::TruncateFullyAndStartAt(offset) => {
+                let log = self.nodes.get_mut(&broker).unwrap().log.as_mut().unwrap();
+                log.truncate_fully_and_start_at(offset).unwrap();
+                assert_eq!(log.log_start_offset(), offset);
+                *self.truncations.entry(broker).or_default() += 1;
+            }
+            Effect::AssignEpochStart { epoch, start } => {
+                let log = self.nodes.get_mut(&broker).unwrap().log.as_mut().unwrap();
+                assert_eq!(start, log.log_end_offset(), "an epoch starts at the LEO");
+                log.assign_epoch_start(epoch, start);
             }
             Effect::Flush { up_to, seq } => {
                 self.queue.push_back(Event::Flush { broker, seq, up_to })

@@ -23,6 +23,7 @@
 //! segment_bytes = 1073741824
 //! retention_ms = 604800000                # -1: keep forever
 //! retention_bytes = -1
+//! retention_check_interval_ms = 10000     # how often segments roll and retention runs
 //! ```
 
 use std::collections::BTreeMap;
@@ -101,6 +102,9 @@ pub struct LogSettings {
     pub retention_bytes: i64,
     /// `message.max.bytes`: the largest batch a produce may carry.
     pub message_max_bytes: u64,
+    /// `log.retention.check.interval.ms`: how often housekeeping rolls segments, enforces
+    /// retention and compacts.
+    pub retention_check_interval_ms: u64,
 }
 
 impl Default for LogSettings {
@@ -110,6 +114,7 @@ impl Default for LogSettings {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             message_max_bytes: (1 << 20) + 1024,
+            retention_check_interval_ms: 10_000,
         }
     }
 }
@@ -261,6 +266,9 @@ impl NodeConfig {
         }
         if self.log.segment_bytes < 1024 || self.log.segment_bytes > i32::MAX as u64 {
             return invalid("log.segment_bytes must be within 1 KiB..2 GiB");
+        }
+        if self.log.retention_check_interval_ms == 0 {
+            return invalid("log.retention_check_interval_ms must be positive");
         }
         if self.timing.controller_tick_ms == 0 || self.timing.broker_heartbeat_interval_ms == 0 {
             return invalid("timing intervals must be positive");

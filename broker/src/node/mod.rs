@@ -36,8 +36,6 @@ use crate::protocol::versions::VersionTable;
 
 /// The raft state's directory inside the data directory.
 const RAFT_DIR: &str = "__cluster_metadata-0";
-/// Interval of log housekeeping (segment rolls, retention, compaction).
-const HOUSEKEEPING_INTERVAL_MS: u64 = 10_000;
 /// Most concurrent Kafka connections per broker.
 const CONNECTIONS_MAX: usize = 4096;
 
@@ -250,10 +248,12 @@ async fn follow_metadata(shared: Arc<Shared>) {
     }
 }
 
-/// Rolls segments and enforces retention now and then.
+/// Rolls segments and enforces retention every `log.retention_check_interval_ms`.
 async fn housekeeping(shared: Arc<Shared>) {
+    let interval_ms = shared.config.log.retention_check_interval_ms;
+    assert!(interval_ms > 0, "validated with the configuration");
     loop {
-        tokio::time::sleep(Duration::from_millis(HOUSEKEEPING_INTERVAL_MS)).await;
+        tokio::time::sleep(Duration::from_millis(interval_ms)).await;
         for partition in shared.partitions() {
             partition.housekeeping();
         }

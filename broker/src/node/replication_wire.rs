@@ -61,6 +61,7 @@ pub fn fetch_response_from_kafka(
         None => Err(replication::Error::NotLeaderOrFollower),
         Some(data) if data.error_code != 0 => Err(replica_error_from_code(
             data.error_code,
+            Offset(data.log_start_offset.max(0)),
             Offset(data.high_watermark.max(0)),
         )),
         Some(data) => {
@@ -159,6 +160,18 @@ pub fn fetch_response_to_kafka(
         .with_log_start_offset(log_start.0)
         .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1));
     match &response.result {
+        // Out of range names both ends of the leader's log: the start in `log_start_offset`, the
+        // LEO where the HW would be (the follower truncates to it or starts over at the start).
+        Err(
+            error @ replication::Error::OffsetOutOfRange {
+                log_start_offset,
+                log_end_offset,
+            },
+        ) => base
+            .with_error_code(replica_error_code(error))
+            .with_log_start_offset(log_start_offset.0)
+            .with_high_watermark(log_end_offset.0)
+            .with_last_stable_offset(-1),
         Err(error) => base
             .with_error_code(replica_error_code(error))
             .with_high_watermark(-1)
@@ -207,9 +220,11 @@ pub fn offsets_for_epoch_from_kafka(
 ) -> OffsetsForLeaderEpochResponse {
     let result = match answer {
         None => Err(replication::Error::NotLeaderOrFollower),
-        Some(end) if end.error_code != 0 => {
-            Err(replica_error_from_code(end.error_code, Offset::ZERO))
-        }
+        Some(end) if end.error_code != 0 => Err(replica_error_from_code(
+            end.error_code,
+            Offset::ZERO,
+            Offset::ZERO,
+        )),
         Some(end) => Ok(EpochEndOffset {
             leader_epoch: LeaderEpoch(end.leader_epoch),
             end_offset: Offset(end.end_offset),

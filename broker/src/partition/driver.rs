@@ -280,6 +280,21 @@ impl Partition {
                 tracing::info!(tp = %self.tp, ?offset, "truncated");
                 Ok(())
             }
+            Effect::TruncateFullyAndStartAt(offset) => {
+                let log = inner.log.as_mut().ok_or(PartitionError::Closed)?;
+                log.truncate_fully_and_start_at(offset).map_err(storage)?;
+                assert!(log.log_start_offset() == offset && log.log_end_offset() == offset);
+                // The log is empty: no producer has a batch left in it.
+                inner.producers = producers_from_log(log).map_err(storage)?;
+                tracing::info!(tp = %self.tp, ?offset, "truncated fully; the log starts over");
+                Ok(())
+            }
+            Effect::AssignEpochStart { epoch, start } => {
+                let log = inner.log.as_mut().ok_or(PartitionError::Closed)?;
+                assert_eq!(start, log.log_end_offset(), "a new epoch starts at the LEO");
+                log.assign_epoch_start(epoch, start);
+                Ok(())
+            }
             Effect::Flush { up_to, seq } => {
                 inner.flush_wanted = Some((seq, up_to));
                 if !inner.flush_queued {
@@ -631,7 +646,9 @@ impl Partition {
         }
     }
 
-    /// Rolls, enforces retention and compacts; called periodically by the node.
+    /// Rolls, enforces retention and compacts; called periodically by the node. A log start
+    /// moved by retention reaches the core (which owns it) in the same critical section, so no
+    /// fetch or read sees the log and the core disagree on it.
     pub fn housekeeping(&self) {
         let mut inner = self.lock();
         if Self::refuse_if_unusable(&inner).is_err() {
@@ -641,18 +658,20 @@ impl Partition {
         let Some(log) = inner.log.as_mut() else {
             return;
         };
-        let result = log
-            .roll(now)
-            .and_then(|_| log.enforce_retention(now).map(|_| ()))
-            .and_then(|()| {
-                if log.config().compacted {
-                    log.compact(now).map(|_| ())
-                } else {
-                    Ok(())
-                }
-            });
-        if let Err(error) = result {
-            self.fail(&mut inner, format!("housekeeping: {error}"));
+        let result = log.roll(now).and_then(|_| {
+            let start = log.enforce_retention(now)?.log_start_offset;
+            if log.config().compacted {
+                log.compact(now)?;
+            }
+            Ok(start)
+        });
+        match result {
+            Err(error) => self.fail(&mut inner, format!("housekeeping: {error}")),
+            Ok(start) if start > inner.replica.log_start_offset() => {
+                tracing::info!(tp = %self.tp, ?start, "retention moved the log start");
+                self.step_with(inner, Input::LogStartAdvanced(start), None);
+            }
+            Ok(_) => {}
         }
     }
 
@@ -683,6 +702,11 @@ impl Partition {
                 inner.replica.log_end_offset(),
                 log.log_end_offset(),
                 "core LEO vs log LEO"
+            );
+            assert_eq!(
+                inner.replica.log_start_offset(),
+                log.log_start_offset(),
+                "core log start vs log start"
             );
             assert!(
                 inner.replica.durable_end_offset() <= log.recovery_point(),
@@ -822,7 +846,10 @@ fn storage(error: LogError) -> PartitionError {
 /// (a race with retention) is OFFSET_OUT_OF_RANGE for that request only.
 fn read_failure(error: LogError) -> PartitionError {
     match error {
-        LogError::OffsetOutOfRange { log_end, .. } => replication::Error::OffsetOutOfRange {
+        LogError::OffsetOutOfRange {
+            log_start, log_end, ..
+        } => replication::Error::OffsetOutOfRange {
+            log_start_offset: log_start,
             log_end_offset: log_end,
         }
         .into(),
@@ -921,18 +948,13 @@ fn producers_from_log(log: &PartitionLog) -> Result<ProducerStateTable, LogError
     Ok(table)
 }
 
-/// After every step: the log's HW and epoch cache follow the core's. A new leader's epoch starts
-/// in the core at election, before any record of it exists; the log learns it here (the runbook
-/// has no effect for it; see docs/design-notes.md).
+/// After every step: the log's HW follows the core's. The HW is core state the log only keeps
+/// for its checkpoint and as retention's bound, so the driver reads it rather than being told
+/// (epoch starts and the log start, which change the log, are effects and inputs).
 fn sync_log_with_core(inner: &mut Inner) -> Result<(), LogError> {
     let Some(log) = inner.log.as_mut() else {
         return Ok(());
     };
-    if let Some((epoch, start)) = inner.replica.epochs().entries().last() {
-        if start == log.log_end_offset() && log.latest_epoch().is_none_or(|e| e < epoch) {
-            log.assign_epoch_start(epoch, start);
-        }
-    }
     let hw = inner.replica.high_watermark().min(log.log_end_offset());
     if hw != log.high_watermark() {
         log.set_high_watermark(hw)?;

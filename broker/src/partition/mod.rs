@@ -85,13 +85,21 @@ pub fn replica_error_code(error: &replication::Error) -> i16 {
 
 /// The replica core's refusal for a Kafka error code a leader answered a follower with; codes the
 /// core has no name for read as NOT_LEADER_OR_FOLLOWER (the follower backs off and retries).
-pub fn replica_error_from_code(code: i16, log_end_offset: wire::Offset) -> replication::Error {
+/// `log_start_offset` and `log_end_offset` are the leader's, as its answer carried them.
+pub fn replica_error_from_code(
+    code: i16,
+    log_start_offset: wire::Offset,
+    log_end_offset: wire::Offset,
+) -> replication::Error {
     use kafka_protocol::error::ResponseError as E;
     use replication::Error as R;
     match code {
         c if c == E::FencedLeaderEpoch.code() => R::FencedLeaderEpoch,
         c if c == E::UnknownLeaderEpoch.code() => R::UnknownLeaderEpoch,
-        c if c == E::OffsetOutOfRange.code() => R::OffsetOutOfRange { log_end_offset },
+        c if c == E::OffsetOutOfRange.code() => R::OffsetOutOfRange {
+            log_start_offset,
+            log_end_offset,
+        },
         c if c == E::RequestTimedOut.code() => R::RequestTimedOut,
         _ => R::NotLeaderOrFollower,
     }
