@@ -236,16 +236,37 @@ async fn start_broker(
     Ok((shared, lifecycle, tasks))
 }
 
-/// Applies every new metadata image to the hosted partitions.
+/// Applies every new metadata image to the hosted partitions, once the image holds this
+/// process's own registration. An image from before it still names the previous process as
+/// leader in the old epoch; acting on it, a restarted leader appended new records at offsets a
+/// follower already held from the old process's unflushed tail — two records at one offset in
+/// one epoch, which no epoch check can tell apart (found by the cluster simulation, seed 99:
+/// an acknowledged record lost). The registration's own batch bumps those epochs.
 async fn follow_metadata(shared: Arc<Shared>) {
     let mut image = shared.image.clone();
     loop {
         let current = image.borrow_and_update().clone();
-        shared.reconcile(&current);
+        if registered_here(&current, shared.broker_id, shared.incarnation) {
+            shared.reconcile(&current);
+        } else {
+            tracing::debug!(broker = %shared.broker_id, "metadata from before our registration: not applied");
+        }
         if image.changed().await.is_err() {
             return;
         }
     }
+}
+
+/// Does `image` hold `broker`'s registration by this process (`incarnation`)?
+fn registered_here(
+    image: &controller::MetadataImage,
+    broker: wire::BrokerId,
+    incarnation: u64,
+) -> bool {
+    image
+        .brokers()
+        .get(&broker)
+        .is_some_and(|registration| registration.incarnation == incarnation)
 }
 
 /// Rolls segments and enforces retention every `log.retention_check_interval_ms`.
