@@ -357,11 +357,17 @@ async fn a_second_large_frame_waits_for_the_budget_the_first_holds() {
     let (mut second, second_server) = tokio::io::duplex(1 << 16);
     let first_task = serve(first_server);
     let second_task = serve(second_server);
-    first.write_all(&framed(std::slice::from_ref(&large))).await.unwrap();
+    first
+        .write_all(&framed(std::slice::from_ref(&large)))
+        .await
+        .unwrap();
     tokio::time::timeout(TEST_WAIT, handler.metadata_started.notified())
         .await
         .unwrap();
-    second.write_all(&framed(std::slice::from_ref(&large))).await.unwrap();
+    second
+        .write_all(&framed(std::slice::from_ref(&large)))
+        .await
+        .unwrap();
     // Give the second connection every chance to buffer its frame.
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Its bytes are all there to read, so only the budget can keep its handler from starting.
