@@ -268,12 +268,14 @@ impl RequestReader {
     }
 }
 
-/// `read`'s output, or `None` if `deadline` passes first.
+/// `read`'s output, or `None` if `deadline` passes first. (A duration, not `timeout_at`:
+/// madsim's time module has no `timeout_at`.)
 async fn within<T>(
     deadline: Instant,
     read: impl Future<Output = std::io::Result<T>>,
 ) -> std::io::Result<Option<T>> {
-    match tokio::time::timeout_at(deadline, read).await {
+    let left = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(left, read).await {
         Ok(read) => read.map(Some),
         Err(_elapsed) => Ok(None),
     }
