@@ -18,6 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::frame::{write_frame, FRAME_BYTES_MAX_DEFAULT};
@@ -177,6 +178,7 @@ where
     let mut read_end: Option<Result<(), ProtocolError>> = None;
     let mut last_activity = Instant::now();
     let mut was_full = false;
+    let mut produce_turns = ProduceTurns::default();
     loop {
         if in_flight.is_empty() {
             if let Some(end) = read_end.take() {
@@ -208,7 +210,8 @@ where
             Step::Read(Ok(Some(frame))) => {
                 assert!(frame.payload.len() <= config.frame_bytes_max as usize);
                 last_activity = Instant::now();
-                in_flight.push(answer(frame, table, handler, config));
+                let turn = produce_turns.take_turn(&frame.payload);
+                in_flight.push(answer(frame, turn, table, handler, config));
             }
             Step::Read(Ok(None)) => read_end = Some(Ok(())),
             Step::Read(Err(error)) => read_end = Some(Err(error)),
@@ -240,19 +243,62 @@ async fn write_response<S: AsyncWrite + Unpin>(
     }
 }
 
+/// Produce requests of one connection take turns: each starts once the one before it is
+/// answered, so a later batch never overtakes an earlier one on a partition (Kafka handles a
+/// connection's requests one at a time; clients rely on that order without idempotence).
+/// Other requests run beside them.
+#[derive(Default)]
+struct ProduceTurns {
+    /// Resolves when the latest Produce in flight is done (or dropped).
+    last: Option<oneshot::Receiver<()>>,
+}
+
+/// A Produce's place in line: wait for `previous`, hold `done` until answered.
+struct ProduceTurn {
+    /// The Produce before this one, if any.
+    previous: Option<oneshot::Receiver<()>>,
+    /// Dropped when this Produce is done, which lets the next one start.
+    done: oneshot::Sender<()>,
+}
+
+impl ProduceTurns {
+    /// A turn for a Produce frame (API key 0 in the header's first two bytes), none for others.
+    fn take_turn(&mut self, payload: &[u8]) -> Option<ProduceTurn> {
+        let api_key = payload.get(..2)?;
+        if i16::from_be_bytes([api_key[0], api_key[1]]) != ApiKey::Produce as i16 {
+            return None;
+        }
+        let (done, next) = oneshot::channel();
+        let previous = self.last.replace(next);
+        Some(ProduceTurn { previous, done })
+    }
+}
+
 /// Turns one request frame into one encoded response (header + body, not yet framed), or none
 /// for a request Kafka never answers (Produce with acks=0). The frame's budget bytes return when
 /// this finishes.
 async fn answer<H: RequestHandler>(
     frame: RequestFrame,
+    turn: Option<ProduceTurn>,
     table: &VersionTable,
     handler: &H,
     config: &ConnectionConfig,
 ) -> Result<Option<Bytes>, ProtocolError> {
     let RequestFrame { payload, permit } = frame;
     assert_eq!(payload.len(), permit.bytes() as usize);
+    let done = match turn {
+        Some(ProduceTurn { previous, done }) => {
+            if let Some(previous) = previous {
+                // Resolves with an error when the previous one is dropped: its turn is over too.
+                let _over = previous.await;
+            }
+            Some(done)
+        }
+        None => None,
+    };
     let answered = answer_payload(payload, table, handler, config).await;
     drop::<BudgetPermit>(permit);
+    drop(done);
     answered
 }
 

@@ -93,37 +93,3 @@ impl<F: Future> InFlight<F> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 }
-
-/// Runs `futures` concurrently and returns their outputs in input order. The first poll polls
-/// each future once, in input order, so work a future does before its first await happens in
-/// that order (a produce's appends keep the order of the request). Every wake polls every
-/// unfinished future: meant for the partitions of one request, not for thousands of tasks.
-pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut running: Vec<Option<Pin<Box<F>>>> =
-        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
-    let mut outputs: Vec<Option<F::Output>> = running.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (slot, output) in running.iter_mut().zip(outputs.iter_mut()) {
-            let Some(future) = slot else { continue };
-            match future.as_mut().poll(cx) {
-                Poll::Ready(out) => {
-                    *output = Some(out);
-                    *slot = None;
-                }
-                Poll::Pending => pending = true,
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    assert!(running.iter().all(Option::is_none));
-    outputs
-        .into_iter()
-        .map(|output| output.expect("every future finished"))
-        .collect()
-}

@@ -56,12 +56,6 @@ fn client_partition(topic: &str, partition: i32) -> Result<TopicPartition, i16> 
 }
 
 /// Produce: every partition's append runs concurrently; the answer waits for all of them.
-///
-/// The appends happen on this future's first poll, in request order: `Partition::produce` steps
-/// the core before its first await, and nothing here awaits before them. A connection works on
-/// its pipelined requests concurrently (`protocol::connection`) and polls a request first before
-/// it reads the next, so a later request's batch never overtakes an earlier one's on a
-/// partition. (Appending from spawned tasks would let the scheduler reorder them.)
 pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceResponse {
     let acks = match request.acks {
         0 => Acks::None,
@@ -73,76 +67,57 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
             .unwrap_or(1)
             .min(PRODUCE_TIMEOUT_MS_MAX),
     );
-    let mut names = Vec::with_capacity(request.topic_data.len());
-    let mut appends = Vec::new();
+    let mut topics = Vec::new();
     for topic in request.topic_data {
-        names.push((topic.name.clone(), topic.partition_data.len()));
+        let mut pending = Vec::new();
         for data in topic.partition_data {
             let bytes = data.records.map(|b| b.to_vec()).unwrap_or_default();
             shared
                 .metrics
                 .count("rill_produce_bytes_total", bytes.len() as u64);
-            let target = client_partition(&topic.name.0, data.index)
-                .and_then(|tp| shared.partition(&tp).ok_or_else(|| not_hosted(shared, &tp)));
-            appends.push(append(shared, data.index, target, bytes, acks, timeout));
-        }
-    }
-    let appended = appends.len();
-    let mut outcomes = crate::protocol::in_flight::join_all(appends)
-        .await
-        .into_iter();
-    let topics: Vec<TopicProduceResponse> = names
-        .into_iter()
-        .map(|(name, count)| {
-            TopicProduceResponse::default()
-                .with_name(name)
-                .with_partition_responses(outcomes.by_ref().take(count).collect())
-        })
-        .collect();
-    assert!(outcomes.next().is_none(), "one answer per partition");
-    assert_eq!(
-        topics
-            .iter()
-            .map(|t| t.partition_responses.len())
-            .sum::<usize>(),
-        appended
-    );
-    ProduceResponse::default().with_responses(topics)
-}
-
-/// One partition's append and its answer. The client's own deadline (`timeout_ms`) bounds the
-/// wait for the HW too.
-async fn append(
-    shared: &Shared,
-    index: i32,
-    target: Result<Arc<Partition>, i16>,
-    bytes: Vec<u8>,
-    acks: Acks,
-    timeout: Duration,
-) -> PartitionProduceResponse {
-    let outcome = match target {
-        Err(code) => Err(code),
-        Ok(partition) => {
-            match tokio::time::timeout(timeout, partition.produce(bytes, acks)).await {
-                Ok(Ok(offset)) => Ok(offset),
-                Ok(Err(error)) => {
-                    shared.metrics.count("rill_produce_errors_total", 1);
-                    Err(error.error_code())
+            let task = client_partition(&topic.name.0, data.index).and_then(|tp| {
+                match shared.partition(&tp) {
+                    Some(partition) => Ok(tokio::spawn(async move {
+                        // The client's own deadline (`timeout_ms`) bounds the wait for the HW too.
+                        match tokio::time::timeout(timeout, partition.produce(bytes, acks)).await {
+                            Ok(outcome) => outcome,
+                            Err(_elapsed) => Err(replication::Error::RequestTimedOut.into()),
+                        }
+                    })),
+                    None => Err(not_hosted(shared, &tp)),
                 }
-                Err(_elapsed) => Err(E::RequestTimedOut.code()),
-            }
+            });
+            pending.push((data.index, task));
         }
-    };
-    let (code, base_offset) = match outcome {
-        Ok(offset) => (0, offset.0),
-        Err(code) => (code, -1),
-    };
-    PartitionProduceResponse::default()
-        .with_index(index)
-        .with_error_code(code)
-        .with_base_offset(base_offset)
-        .with_log_append_time_ms(-1)
-        .with_log_start_offset(-1)
+        let mut responses = Vec::new();
+        for (index, task) in pending {
+            let (code, base_offset) = match task {
+                Err(code) => (code, -1),
+                Ok(handle) => match handle.await {
+                    Ok(Ok(offset)) => (0, offset.0),
+                    Ok(Err(error)) => {
+                        shared.metrics.count("rill_produce_errors_total", 1);
+                        (error.error_code(), -1)
+                    }
+                    Err(_panicked) => (E::UnknownServerError.code(), -1),
+                },
+            };
+            responses.push(
+                PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_error_code(code)
+                    .with_base_offset(base_offset)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(-1),
+            );
+        }
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(responses),
+        );
+    }
+    ProduceResponse::default().with_responses(topics)
 }
 
 /// Fetch: followers (replica id ≥ 0) through the replica core, consumers below the HW.
