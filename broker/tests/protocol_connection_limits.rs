@@ -129,6 +129,9 @@ struct GatedHandler {
     running_max: AtomicUsize,
     /// Handlers started so far.
     started: AtomicUsize,
+    /// Produce handlers running now, and the most seen at once.
+    producing: AtomicUsize,
+    producing_max: AtomicUsize,
 }
 
 impl RequestHandler for GatedHandler {
@@ -148,7 +151,13 @@ impl RequestHandler for GatedHandler {
                 }
                 ResponseKind::Metadata(MetadataResponse::default())
             }
-            RequestKind::Produce(_) => ResponseKind::Produce(ProduceResponse::default()),
+            RequestKind::Produce(_) => {
+                let producing = self.producing.fetch_add(1, Ordering::SeqCst) + 1;
+                self.producing_max.fetch_max(producing, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                self.producing.fetch_sub(1, Ordering::SeqCst);
+                ResponseKind::Produce(ProduceResponse::default())
+            }
             _ => return Err(Refusal::NotImplemented),
         };
         self.running.fetch_sub(1, Ordering::SeqCst);
@@ -429,4 +438,43 @@ async fn a_frame_larger_than_the_whole_budget_closes_the_connection() {
         1,
         "the request before it is still answered"
     );
+}
+
+#[tokio::test]
+async fn pipelined_produces_take_turns_while_other_requests_run_beside_them() {
+    let handler = GatedHandler::default();
+    let budget = RequestBytesBudget::new(1 << 20);
+    let produce = |id| {
+        request_bytes(
+            ApiKey::Produce,
+            9,
+            id,
+            &ProduceRequest::default().with_acks(1),
+        )
+    };
+    let frames = framed(&[produce(1), produce(2), produce(3), metadata_request(4, 0)]);
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let (result, responses) = tokio::join!(
+        serve_connection(server, table(), &handler, config(), &budget),
+        async {
+            client.write_all(&frames).await.unwrap();
+            client.shutdown().await.unwrap();
+            read_all(&mut client).await
+        }
+    );
+    result.unwrap();
+    // One Produce at a time (so batches append in request order), Metadata beside them.
+    assert_eq!(handler.producing_max.load(Ordering::SeqCst), 1);
+    assert_eq!(handler.running_max.load(Ordering::SeqCst), 2);
+    let ids: Vec<i32> = responses
+        .into_iter()
+        .zip([
+            ApiKey::Produce,
+            ApiKey::Produce,
+            ApiKey::Produce,
+            ApiKey::Metadata,
+        ])
+        .map(|(response, api_key)| correlation_id(api_key, 9, response))
+        .collect();
+    assert_eq!(ids, vec![1, 2, 3, 4]);
 }
