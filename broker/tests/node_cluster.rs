@@ -79,6 +79,7 @@ impl TestCluster {
                     group_initial_rebalance_delay_ms: 0,
                     ..Timing::default()
                 },
+                connections: Default::default(),
             };
             cluster.configs.push(config);
             cluster.disks.push(MemDisk::new(i as u64));

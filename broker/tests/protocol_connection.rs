@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use broker::protocol::connection::{serve_connection, ConnectionConfig, Refusal, RequestHandler};
 use broker::protocol::frame::{encode_frame, FrameReader};
+use broker::protocol::limits::RequestBytesBudget;
 use broker::protocol::request::Request;
 use broker::protocol::versions::{ApiVersionRange, VersionTable};
 use broker::protocol::ProtocolError;
@@ -74,8 +75,9 @@ async fn run<H: RequestHandler>(
     raw_tail: Vec<u8>,
 ) -> (Result<(), ProtocolError>, Vec<Bytes>) {
     let (client, server) = tokio::io::duplex(1 << 20);
+    let budget = RequestBytesBudget::new(1 << 20);
     tokio::join!(
-        serve_connection(server, table, handler, config),
+        serve_connection(server, table, handler, config, &budget),
         exchange(client, frames, raw_tail)
     )
 }
@@ -137,6 +139,7 @@ fn small_config() -> ConnectionConfig {
     ConnectionConfig {
         frame_bytes_max: 1024,
         request_timeout: Duration::from_millis(100),
+        ..ConnectionConfig::default()
     }
 }
 

@@ -16,7 +16,7 @@ pub const PARTITIONS_PER_TOPIC_MAX: usize = 1024;
 /// Most listeners one broker may register.
 pub const LISTENERS_MAX: usize = 16;
 /// Longest topic name Kafka accepts.
-pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+pub const TOPIC_NAME_BYTES_MAX: usize = wire::TOPIC_NAME_BYTES_MAX;
 
 /// What the image knows about a registered broker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -470,15 +470,10 @@ fn validate_transition(
         .map_err(|why| invalid(format!("{tp}: {why}")))
 }
 
-/// Kafka's topic name rule: 1 to 249 characters of `[a-zA-Z0-9._-]`.
+/// Kafka's topic name rule (`wire::topic_name_check`, the one validator of names).
 pub(crate) fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
-    let legal = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-';
-    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX || !name.chars().all(legal) {
-        return Err(ControllerError::InvalidTopic(format!(
-            "illegal topic name {name:?}"
-        )));
-    }
-    Ok(())
+    wire::topic_name_check(name)
+        .map_err(|why| ControllerError::InvalidTopic(format!("illegal topic name {name:?}: {why}")))
 }
 
 fn distinct(brokers: &[BrokerId]) -> bool {

@@ -60,6 +60,7 @@ pub fn node_config(id: usize, n: usize, base_port: u16, dir: &Path) -> NodeConfi
         },
         log: Default::default(),
         timing: Default::default(),
+        connections: Default::default(),
     }
 }
 

@@ -24,6 +24,15 @@
 //! retention_ms = 604800000                # -1: keep forever
 //! retention_bytes = -1
 //! retention_check_interval_ms = 10000     # how often segments roll and retention runs
+//!
+//! [connections]                           # client connections (defaults shown)
+//! connections_max = 4096                  # max.connections
+//! connections_max_idle_ms = 600000        # connections.max.idle.ms
+//! frame_read_timeout_ms = 30000           # a started request frame must arrive within this
+//! request_timeout_ms = 30000              # a handler's and a response write's limit
+//! socket_request_max_bytes = 104857600    # socket.request.max.bytes
+//! queued_max_request_bytes = 104857600    # queued.max.request.bytes, broker-wide
+//! in_flight_requests_max = 5              # requests of one connection worked on at once
 //! ```
 
 use std::collections::BTreeMap;
@@ -156,6 +165,81 @@ impl Default for Timing {
     }
 }
 
+/// Limits on client connections (Kafka's names). Every wait a client can cause ends, and the
+/// memory clients can make the broker buffer is bounded broker-wide.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionSettings {
+    /// `max.connections`: open client connections; more are closed on accept.
+    pub connections_max: usize,
+    /// `connections.max.idle.ms`: a connection with nothing in flight closes after this long.
+    pub connections_max_idle_ms: u64,
+    /// How long a request frame may take to arrive once its first byte came.
+    pub frame_read_timeout_ms: u64,
+    /// How long a request's handler, and the write of its response, may take.
+    pub request_timeout_ms: u64,
+    /// `socket.request.max.bytes`: the largest request frame.
+    pub socket_request_max_bytes: u32,
+    /// `queued.max.request.bytes`: request bytes buffered at once across all connections.
+    pub queued_max_request_bytes: u32,
+    /// Requests of one connection worked on at once (answers still leave in order).
+    pub in_flight_requests_max: usize,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        use crate::protocol::connection as c;
+        ConnectionSettings {
+            connections_max: 4096,
+            connections_max_idle_ms: 600_000,
+            frame_read_timeout_ms: 30_000,
+            request_timeout_ms: 30_000,
+            socket_request_max_bytes: crate::protocol::frame::FRAME_BYTES_MAX_DEFAULT,
+            queued_max_request_bytes: 100 * 1024 * 1024,
+            in_flight_requests_max: c::IN_FLIGHT_MAX_DEFAULT,
+        }
+    }
+}
+
+impl ConnectionSettings {
+    /// The per-connection limits these settings give.
+    pub fn connection_config(&self) -> crate::protocol::connection::ConnectionConfig {
+        crate::protocol::connection::ConnectionConfig {
+            frame_bytes_max: self.socket_request_max_bytes,
+            request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(self.connections_max_idle_ms),
+            frame_read_timeout: std::time::Duration::from_millis(self.frame_read_timeout_ms),
+            in_flight_max: self.in_flight_requests_max,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |what: &str| Err(ConfigError::Invalid(format!("connections: {what}")));
+        if self.connections_max == 0 || self.connections_max > 1_000_000 {
+            return invalid("connections_max must be within 1..=1000000");
+        }
+        if self.connections_max_idle_ms == 0
+            || self.frame_read_timeout_ms == 0
+            || self.request_timeout_ms == 0
+        {
+            return invalid("timeouts must be positive");
+        }
+        if self.socket_request_max_bytes == 0 || self.socket_request_max_bytes > i32::MAX as u32 {
+            return invalid("socket_request_max_bytes must be within 1..=2^31-1");
+        }
+        // A frame the budget can never hold would be refused however idle the broker is.
+        if self.queued_max_request_bytes < self.socket_request_max_bytes {
+            return invalid("queued_max_request_bytes must hold at least one largest frame");
+        }
+        if self.in_flight_requests_max == 0
+            || self.in_flight_requests_max > crate::protocol::in_flight::IN_FLIGHT_LIMIT
+        {
+            return invalid("in_flight_requests_max must be within 1..=64");
+        }
+        Ok(())
+    }
+}
+
 /// A node's whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +263,9 @@ pub struct NodeConfig {
     /// Timeouts.
     #[serde(default)]
     pub timing: Timing,
+    /// Client connection limits.
+    #[serde(default)]
+    pub connections: ConnectionSettings,
 }
 
 /// A configuration the node refuses to start with.
@@ -276,7 +363,7 @@ impl NodeConfig {
         if self.timing.broker_heartbeat_interval_ms >= self.timing.broker_session_timeout_ms {
             return invalid("broker heartbeats must come more often than the session timeout");
         }
-        Ok(())
+        self.connections.validate()
     }
 
     /// The log-core settings for partitions of this node.

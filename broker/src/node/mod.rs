@@ -31,13 +31,12 @@ use crate::control::{
     BrokerLifecycle, ControllerClient, ControllerHandle, ControllerNode, ControllerStatus,
     LifecycleConfig, QuorumConfig,
 };
-use crate::protocol::connection::{serve_connection, ConnectionConfig};
+use crate::protocol::connection::serve_connection;
+use crate::protocol::limits::{ConnectionSlots, RequestBytesBudget};
 use crate::protocol::versions::VersionTable;
 
 /// The raft state's directory inside the data directory.
 const RAFT_DIR: &str = "__cluster_metadata-0";
-/// Most concurrent Kafka connections per broker.
-const CONNECTIONS_MAX: usize = 4096;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -219,10 +218,11 @@ async fn start_broker(
         shared: shared.clone(),
         groups,
     };
+    let settings = shared.config.connections.clone();
     let mut tasks = vec![
         tokio::spawn(follow_metadata(shared.clone())),
         tokio::spawn(housekeeping(shared.clone())),
-        tokio::spawn(accept(listener, handler)),
+        tokio::spawn(accept(listener, handler, settings)),
     ];
     if let Some(address) = metrics_address {
         let metrics_listener = bind(&address).await?;
@@ -281,11 +281,17 @@ async fn housekeeping(shared: Arc<Shared>) {
     }
 }
 
-/// Accepts Kafka connections, each served by its own task.
-async fn accept(listener: TcpListener, handler: KafkaHandler) {
+/// Accepts Kafka connections, each served by its own task. The task owns its connection slot,
+/// so the slot frees however the task ends, a panic included.
+async fn accept(
+    listener: TcpListener,
+    handler: KafkaHandler,
+    settings: config::ConnectionSettings,
+) {
     let table = Arc::new(VersionTable::implemented());
-    let config = Arc::new(ConnectionConfig::default());
-    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let config = Arc::new(settings.connection_config());
+    let slots = ConnectionSlots::new(settings.connections_max);
+    let budget = RequestBytesBudget::new(settings.queued_max_request_bytes);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -295,18 +301,21 @@ async fn accept(listener: TcpListener, handler: KafkaHandler) {
                 continue;
             }
         };
-        if open.load(std::sync::atomic::Ordering::Relaxed) >= CONNECTIONS_MAX {
-            tracing::warn!(%peer, "connection limit reached; closing");
+        let Some(slot) = slots.try_acquire() else {
+            tracing::warn!(%peer, open = slots.open(), "connection limit reached; closing");
             continue;
-        }
+        };
         let _best_effort = stream.set_nodelay(true);
-        let (handler, table, config, open) =
-            (handler.clone(), table.clone(), config.clone(), open.clone());
-        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (handler, table, config, budget) = (
+            handler.clone(),
+            table.clone(),
+            config.clone(),
+            budget.clone(),
+        );
         tokio::spawn(async move {
+            let _slot = slot;
             tracing::debug!(%peer, "connection opened");
-            let _logged = serve_connection(stream, &table, &handler, &config).await;
-            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            let _logged = serve_connection(stream, &table, &handler, &config, &budget).await;
         });
     }
 }

@@ -6,13 +6,19 @@
 //!   async helpers written against the tokio API (so madsim can swap the runtime).
 //! - [`request`]: request header + body decoding and response encoding with `kafka-protocol`.
 //! - [`versions`]: which APIs and versions rill plans to serve and which it serves today.
+//! - [`limits`]: the broker-wide connection cap and budget of buffered request bytes (RAII permits).
+//! - [`ingress`]: client frames read under that budget.
+//! - [`in_flight`]: a connection's requests worked on concurrently, finished in request order.
 //! - [`connection`]: one connection's loop: read, decode, dispatch to a [`connection::RequestHandler`],
-//!   answer in order.
+//!   answer in order, close what idles or dawdles.
 //!
 //! Any [`ProtocolError`] ends the connection it happened on, never the process.
 
 pub mod connection;
 pub mod frame;
+pub mod in_flight;
+pub mod ingress;
+pub mod limits;
 pub mod request;
 pub mod versions;
 
@@ -102,6 +108,31 @@ pub enum ProtocolError {
         api_key: ApiKey,
         /// The request's correlation id.
         correlation_id: i32,
+        /// The timeout that elapsed.
+        timeout_ms: u64,
+    },
+    /// A frame's first byte came but the rest did not within the frame-read timeout; a slow or
+    /// stalled sender must not hold a connection and its buffer forever.
+    #[error(
+        "frame not complete {timeout_ms} ms after its first byte ({buffered_bytes} bytes came)"
+    )]
+    FrameReadTimedOut {
+        /// Bytes of the unfinished frame received.
+        buffered_bytes: usize,
+        /// The timeout that elapsed.
+        timeout_ms: u64,
+    },
+    /// Nothing arrived and nothing was in flight for `connections.max.idle.ms`.
+    #[error("idle for {idle_ms} ms")]
+    IdleTimedOut {
+        /// The idle timeout that elapsed.
+        idle_ms: u64,
+    },
+    /// The peer did not take a response within the request timeout (it stopped reading).
+    #[error("response of {response_bytes} bytes not written within {timeout_ms} ms")]
+    ResponseWriteTimedOut {
+        /// The response's size.
+        response_bytes: usize,
         /// The timeout that elapsed.
         timeout_ms: u64,
     },

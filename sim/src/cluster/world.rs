@@ -133,6 +133,7 @@ mod simulated {
                 group_initial_rebalance_delay_ms: 0,
                 ..Timing::default()
             },
+            connections: Default::default(),
         }
     }
 

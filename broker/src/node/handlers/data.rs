@@ -46,6 +46,15 @@ fn not_hosted(shared: &Shared, tp: &TopicPartition) -> i16 {
     }
 }
 
+/// The partition a client names, or UNKNOWN_TOPIC_OR_PARTITION for an illegal name or a negative
+/// index: Kafka answers that (no such partition can be in its metadata) and keeps the connection.
+fn client_partition(topic: &str, partition: i32) -> Result<TopicPartition, i16> {
+    TopicPartition::try_new(topic, partition).map_err(|why| {
+        tracing::debug!(topic, partition, %why, "request names no legal partition");
+        E::UnknownTopicOrPartition.code()
+    })
+}
+
 /// Produce: every partition's append runs concurrently; the answer waits for all of them.
 pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceResponse {
     let acks = match request.acks {
@@ -63,21 +72,22 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
     for topic in request.topic_data {
         let mut pending = Vec::new();
         for data in topic.partition_data {
-            let tp = TopicPartition::new(topic.name.0.to_string(), data.index);
             let bytes = data.records.map(|b| b.to_vec()).unwrap_or_default();
             shared
                 .metrics
                 .count("rill_produce_bytes_total", bytes.len() as u64);
-            let task = match shared.partition(&tp) {
-                Some(partition) => Ok(tokio::spawn(async move {
-                    // The client's own deadline (`timeout_ms`) bounds the wait for the HW too.
-                    match tokio::time::timeout(timeout, partition.produce(bytes, acks)).await {
-                        Ok(outcome) => outcome,
-                        Err(_elapsed) => Err(replication::Error::RequestTimedOut.into()),
-                    }
-                })),
-                None => Err(not_hosted(shared, &tp)),
-            };
+            let task = client_partition(&topic.name.0, data.index).and_then(|tp| {
+                match shared.partition(&tp) {
+                    Some(partition) => Ok(tokio::spawn(async move {
+                        // The client's own deadline (`timeout_ms`) bounds the wait for the HW too.
+                        match tokio::time::timeout(timeout, partition.produce(bytes, acks)).await {
+                            Ok(outcome) => outcome,
+                            Err(_elapsed) => Err(replication::Error::RequestTimedOut.into()),
+                        }
+                    })),
+                    None => Err(not_hosted(shared, &tp)),
+                }
+            });
             pending.push((data.index, task));
         }
         let mut responses = Vec::new();
@@ -204,17 +214,21 @@ fn fetch_once(
     for topic in &request.topics {
         let mut partitions = Vec::new();
         for fetch in &topic.partitions {
-            let tp = TopicPartition::new(topic.topic.0.to_string(), fetch.partition);
-            let Some(partition) = shared.partition(&tp) else {
-                partitions.push(
-                    PartitionData::default()
-                        .with_partition_index(fetch.partition)
-                        .with_error_code(not_hosted(shared, &tp))
-                        .with_high_watermark(-1)
-                        .with_last_stable_offset(-1)
-                        .with_preferred_read_replica(KBroker(-1)),
-                );
-                continue;
+            let hosted = client_partition(&topic.topic.0, fetch.partition)
+                .and_then(|tp| shared.partition(&tp).ok_or_else(|| not_hosted(shared, &tp)));
+            let partition = match hosted {
+                Ok(partition) => partition,
+                Err(code) => {
+                    partitions.push(
+                        PartitionData::default()
+                            .with_partition_index(fetch.partition)
+                            .with_error_code(code)
+                            .with_high_watermark(-1)
+                            .with_last_stable_offset(-1)
+                            .with_preferred_read_replica(KBroker(-1)),
+                    );
+                    continue;
+                }
             };
             let data = if replica_id >= 0 {
                 follower_fetch(&partition, replica_id, fetch)
@@ -296,15 +310,21 @@ pub fn list_offsets(shared: &Shared, request: ListOffsetsRequest) -> ListOffsets
                 .partitions
                 .iter()
                 .map(|p| {
-                    let tp = TopicPartition::new(topic.name.0.to_string(), p.partition_index);
                     let base = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1);
-                    let Some(partition) = shared.partition(&tp) else {
-                        return base
-                            .with_error_code(not_hosted(shared, &tp))
-                            .with_offset(-1)
-                            .with_leader_epoch(-1);
+                    let hosted =
+                        client_partition(&topic.name.0, p.partition_index).and_then(|tp| {
+                            shared.partition(&tp).ok_or_else(|| not_hosted(shared, &tp))
+                        });
+                    let partition = match hosted {
+                        Ok(partition) => partition,
+                        Err(code) => {
+                            return base
+                                .with_error_code(code)
+                                .with_offset(-1)
+                                .with_leader_epoch(-1)
+                        }
                     };
                     let epoch = (p.current_leader_epoch >= 0)
                         .then_some(LeaderEpoch(p.current_leader_epoch));
@@ -346,13 +366,18 @@ pub fn offsets_for_leader_epoch(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let tp = TopicPartition::new(topic.topic.0.to_string(), p.partition);
-                    let Some(partition) = shared.partition(&tp) else {
-                        return KEpochEnd::default()
-                            .with_partition(p.partition)
-                            .with_error_code(not_hosted(shared, &tp))
-                            .with_leader_epoch(-1)
-                            .with_end_offset(-1);
+                    let hosted = client_partition(&topic.topic.0, p.partition).and_then(|tp| {
+                        shared.partition(&tp).ok_or_else(|| not_hosted(shared, &tp))
+                    });
+                    let partition = match hosted {
+                        Ok(partition) => partition,
+                        Err(code) => {
+                            return KEpochEnd::default()
+                                .with_partition(p.partition)
+                                .with_error_code(code)
+                                .with_leader_epoch(-1)
+                                .with_end_offset(-1)
+                        }
                     };
                     let result = if replica_id >= 0 {
                         partition

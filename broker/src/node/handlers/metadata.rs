@@ -23,8 +23,6 @@ use controller::TopicConfig;
 
 /// How long a CreateTopics/DeleteTopics waits for the broker's own metadata to show the change.
 const TOPIC_PROPAGATION_WAIT_MS: u64 = 5_000;
-/// Kafka's limit on topic names.
-const TOPIC_NAME_BYTES_MAX: usize = 249;
 
 fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
@@ -32,13 +30,7 @@ fn str_bytes(s: impl Into<String>) -> StrBytes {
 
 /// Is `name` a legal Kafka topic name (`[a-zA-Z0-9._-]`, at most 249 bytes, not `.`/`..`)?
 pub fn topic_name_is_valid(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= TOPIC_NAME_BYTES_MAX
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    wire::topic_name_check(name).is_ok()
 }
 
 /// Answers Metadata from the broker's image, creating missing topics when allowed.

@@ -1,0 +1,286 @@
+//! Client input that used to panic a connection task, sent to a real node over TCP: Produce,
+//! Fetch and ListOffsets naming partition -1 or topic "" (or another illegal name) get
+//! UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers, and the connection keeps answering. And
+//! pipelined produces to one partition, worked on concurrently, append in request order.
+#![cfg(not(madsim))]
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::node::config::{Listeners, NodeConfig, Role, TopicDefaults};
+use broker::node::{self, NodeOptions};
+use broker::protocol::frame::{encode_frame, FrameReader};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use log_core::MemDisk;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+/// Illegal (topic, partition) pairs a client can send.
+const ILLEGAL: [(&str, i32); 4] = [("orders", -1), ("", 0), ("..", 0), ("a/b", 0)];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_node() -> (node::NodeHandle, String) {
+    let (kafka, controller) = (free_port(), free_port());
+    let config = NodeConfig {
+        node_id: 1,
+        roles: vec![Role::Broker, Role::Controller],
+        data_dir: "/unused".into(),
+        controller_voters: vec![format!("1@127.0.0.1:{controller}")],
+        listeners: Listeners {
+            kafka: Some(format!("127.0.0.1:{kafka}")),
+            advertised_kafka: None,
+            controller: Some(format!("127.0.0.1:{controller}")),
+            metrics: None,
+        },
+        topics: TopicDefaults::default(),
+        log: Default::default(),
+        timing: Default::default(),
+        connections: Default::default(),
+    };
+    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
+    let handle = node::start(config, disk, NodeOptions::default())
+        .await
+        .unwrap();
+    (handle, format!("127.0.0.1:{kafka}"))
+}
+
+/// A framed request.
+fn framed<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> BytesMut {
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("rill-test")));
+    let mut payload = BytesMut::new();
+    header
+        .encode(&mut payload, api_key.request_header_version(version))
+        .unwrap();
+    body.encode(&mut payload, version).unwrap();
+    let mut framed = BytesMut::new();
+    encode_frame(&payload, &mut framed);
+    framed
+}
+
+/// Sends one request and reads its response body (after the header).
+async fn call<T: Encodable>(
+    stream: &mut TcpStream,
+    reader: &mut FrameReader,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Bytes {
+    let request = framed(api_key, version, correlation_id, body);
+    stream.write_all(&request).await.unwrap();
+    response(stream, reader, api_key, version, correlation_id).await
+}
+
+/// Reads the next response, which must answer `correlation_id`, and returns its body.
+async fn response(
+    stream: &mut TcpStream,
+    reader: &mut FrameReader,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+) -> Bytes {
+    let response = tokio::time::timeout(Duration::from_secs(10), reader.read_frame(stream))
+        .await
+        .expect("answered in time")
+        .expect("the connection stays open")
+        .expect("a response, not EOF");
+    let mut response = response;
+    let header =
+        ResponseHeader::decode(&mut response, api_key.response_header_version(version)).unwrap();
+    assert_eq!(header.correlation_id, correlation_id);
+    response
+}
+
+fn name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn illegal_partitions_get_unknown_topic_or_partition_and_the_connection_stays() {
+    let (node, address) = start_node().await;
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let mut reader = FrameReader::new(1 << 20);
+    let mut correlation_id = 0;
+    for (topic, partition) in ILLEGAL {
+        correlation_id += 1;
+        let produce = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(1_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default().with_index(partition)
+                ])]);
+        let mut body = call(
+            &mut stream,
+            &mut reader,
+            ApiKey::Produce,
+            9,
+            correlation_id,
+            &produce,
+        )
+        .await;
+        let response = ProduceResponse::decode(&mut body, 9).unwrap();
+        let answer = &response.responses[0].partition_responses[0];
+        assert_eq!(
+            (answer.index, answer.error_code),
+            (partition, UNKNOWN_TOPIC_OR_PARTITION)
+        );
+
+        correlation_id += 1;
+        let fetch = FetchRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![
+                    FetchPartition::default().with_partition(partition)
+                ])]);
+        let mut body = call(
+            &mut stream,
+            &mut reader,
+            ApiKey::Fetch,
+            11,
+            correlation_id,
+            &fetch,
+        )
+        .await;
+        let response = FetchResponse::decode(&mut body, 11).unwrap();
+        let answer = &response.responses[0].partitions[0];
+        assert_eq!(
+            (answer.partition_index, answer.error_code),
+            (partition, UNKNOWN_TOPIC_OR_PARTITION)
+        );
+
+        correlation_id += 1;
+        let list = ListOffsetsRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(-1)])]);
+        let mut body = call(
+            &mut stream,
+            &mut reader,
+            ApiKey::ListOffsets,
+            5,
+            correlation_id,
+            &list,
+        )
+        .await;
+        let response = ListOffsetsResponse::decode(&mut body, 5).unwrap();
+        let answer = &response.topics[0].partitions[0];
+        assert_eq!(
+            (answer.partition_index, answer.error_code),
+            (partition, UNKNOWN_TOPIC_OR_PARTITION)
+        );
+    }
+    // The same connection still answers.
+    let mut body = call(
+        &mut stream,
+        &mut reader,
+        ApiKey::ApiVersions,
+        0,
+        99,
+        &ApiVersionsRequest::default(),
+    )
+    .await;
+    assert_eq!(
+        ApiVersionsResponse::decode(&mut body, 0)
+            .unwrap()
+            .error_code,
+        0
+    );
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_produces_to_one_partition_append_in_request_order() {
+    let (node, address) = start_node().await;
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let mut reader = FrameReader::new(1 << 20);
+    let metadata = MetadataRequest::default()
+        .with_allow_auto_topic_creation(true)
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name("ordered")))
+        ]));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut correlation_id = 0;
+    loop {
+        correlation_id += 1;
+        let mut body = call(
+            &mut stream,
+            &mut reader,
+            ApiKey::Metadata,
+            9,
+            correlation_id,
+            &metadata,
+        )
+        .await;
+        let response = MetadataResponse::decode(&mut body, 9).unwrap();
+        let led = response.topics[0]
+            .partitions
+            .first()
+            .is_some_and(|p| p.error_code == 0 && p.leader_id.0 == 1);
+        if led {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader for the topic"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let produces: usize = 5;
+    let mut requests = BytesMut::new();
+    for i in 0..produces {
+        let mut batch = log_core::BatchBuilder::new();
+        batch.push(None, Some(format!("record {i}").as_bytes()), 1_000, &[]);
+        let produce = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name("ordered"))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from(batch.build())))])]);
+        requests.extend_from_slice(&framed(ApiKey::Produce, 9, 100 + i as i32, &produce));
+    }
+    // All at once: the connection works on up to 5 of them concurrently.
+    stream.write_all(&requests).await.unwrap();
+    for i in 0..produces {
+        let mut body = response(&mut stream, &mut reader, ApiKey::Produce, 9, 100 + i as i32).await;
+        let response = ProduceResponse::decode(&mut body, 9).unwrap();
+        let answer = &response.responses[0].partition_responses[0];
+        assert_eq!(
+            (answer.error_code, answer.base_offset),
+            (0, i as i64),
+            "request {i}"
+        );
+    }
+    node.shutdown();
+}
