@@ -222,7 +222,7 @@ async fn start_broker(
     let mut tasks = vec![
         tokio::spawn(follow_metadata(shared.clone())),
         tokio::spawn(housekeeping(shared.clone())),
-        tokio::spawn(accept(listener, handler, settings)),
+        tokio::spawn(accept_once_caught_up(listener, handler, settings)),
     ];
     if let Some(address) = metrics_address {
         let metrics_listener = bind(&address).await?;
@@ -255,6 +255,31 @@ async fn follow_metadata(shared: Arc<Shared>) {
             return;
         }
     }
+}
+
+/// Serves Kafka clients only once this broker's image holds its own registration: Kafka's
+/// broker, too, enables request processing only after its initial metadata catch-up. Before,
+/// a restarted broker answered Metadata with no brokers and UNKNOWN_TOPIC_OR_PARTITION, and
+/// librdkafka dropped 1.4k queued messages as "Unknown partition". Meanwhile connections wait
+/// in the listen backlog (clients time out and try another bootstrap broker).
+async fn accept_once_caught_up(
+    listener: TcpListener,
+    handler: KafkaHandler,
+    settings: config::ConnectionSettings,
+) {
+    let shared = handler.shared.clone();
+    let mut image = shared.image.clone();
+    loop {
+        let current = image.borrow_and_update().clone();
+        if registered_here(&current, shared.broker_id, shared.incarnation) {
+            break;
+        }
+        if image.changed().await.is_err() {
+            return;
+        }
+    }
+    tracing::info!(broker = %shared.broker_id, "caught up with the controller: serving Kafka clients");
+    accept(listener, handler, settings).await;
 }
 
 /// Does `image` hold `broker`'s registration by this process (`incarnation`)?

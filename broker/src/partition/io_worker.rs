@@ -102,6 +102,10 @@ async fn flush_round(round: Vec<Weak<Partition>>) {
 }
 
 /// Runs blocking IO off the async workers (tokio's blocking pool; a plain task under madsim).
+/// madsim marks `spawn_blocking` deprecated ("blocking is not allowed in simulation"): under the
+/// simulator the disk is a `MemDisk` that never blocks, and running it as a task is what lets the
+/// simulator interleave IO rounds with everything else.
+#[cfg_attr(madsim, allow(deprecated))]
 async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(work)
         .await
