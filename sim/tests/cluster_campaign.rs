@@ -39,6 +39,9 @@ fn fault_free_seeds_pass() {
     }
 }
 
+/// Seeds of the default campaign that found a bug (see `seeds_that_found_bugs_pass`).
+const SEEDS_THAT_FOUND_BUGS: &[u64] = &[99];
+
 /// Seeds of the default campaign that found a bug, with the draw they had when it was fixed;
 /// each must pass. (The draw grows with the simulator, so a seed may later stand for another
 /// run; the unit regressions beside each fix do not depend on it.)
@@ -50,7 +53,7 @@ fn fault_free_seeds_pass() {
 #[test]
 fn seeds_that_found_bugs_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
-    for seed in [99] {
+    for &seed in SEEDS_THAT_FOUND_BUGS {
         let run = run_seed_isolated(Arc::clone(&scenario), seed);
         assert!(
             run.violation.is_none(),
