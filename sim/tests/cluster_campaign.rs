@@ -149,10 +149,15 @@ fn the_truncate_to_hw_bug_is_caught() {
     assert_caught("truncate-to-hw", 20, loss);
 }
 
-/// `no-epoch-fencing` (pre-KIP-320): a follower takes a stale leader's answer. The rarest:
-/// measured 2 of seeds 1..=400, a loss first at seed 395 (acknowledged records unreadable, two
-/// values at one offset).
+/// `no-epoch-fencing` (pre-KIP-320): a follower takes a stale leader's answer. The rarest: it was
+/// measured 2 of seeds 1..=400 (a loss first at seed 395). Since issue 12's fixes (a restarted
+/// broker acts on metadata only once its own registration is in it, and serves clients only then)
+/// the campaign no longer reaches it: 0 of seeds 1..=2000 of the default campaign, 0 of 1..=1000
+/// with only partitions, kills or pauses. Its stale leaders came from the very bug seed 99
+/// found. The replication model (`replication/tests/model.rs`) still finds it; the campaign needs
+/// a nemesis that makes stale leaders on purpose (issue 14) before this test can run again.
 #[test]
+#[ignore = "the campaign no longer reaches this bug since issue 12's fixes; see the doc comment"]
 fn the_no_epoch_fencing_bug_is_caught() {
     assert_caught("no-epoch-fencing", 400, loss);
 }
