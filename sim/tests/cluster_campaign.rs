@@ -27,16 +27,22 @@ fn fault_free_seeds_pass() {
     let scenario: Arc<dyn Scenario> =
         Arc::new(ClusterScenario::new(Some(TEST_SENDS), None).with_schedule("none".into(), empty));
     for seed in 1..=3 {
-        let run = run_seed_isolated(Arc::clone(&scenario), seed);
-        assert!(
-            run.violation.is_none(),
-            "seed {seed} ({}): {:?}\n{}",
-            scenario.describe(seed),
-            run.violation,
-            run.trace.tail(40)
-        );
+        let run = run_passing_seed(&scenario, seed);
         assert!(run.steps > 20, "seed {seed} did work: {} ops", run.steps);
     }
+}
+
+/// Runs `seed` in isolation and requires that no check failed; returns the run.
+fn run_passing_seed(scenario: &Arc<dyn Scenario>, seed: u64) -> sim::runner::SeedRun {
+    let run = run_seed_isolated(Arc::clone(scenario), seed);
+    assert!(
+        run.violation.is_none(),
+        "seed {seed} ({}): {:?}\n{}",
+        scenario.describe(seed),
+        run.violation,
+        run.trace.tail(40)
+    );
+    run
 }
 
 /// Seeds of the default campaign that found a bug (see `seeds_that_found_bugs_pass`).
@@ -54,14 +60,7 @@ const SEEDS_THAT_FOUND_BUGS: &[u64] = &[99];
 fn seeds_that_found_bugs_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
     for &seed in SEEDS_THAT_FOUND_BUGS {
-        let run = run_seed_isolated(Arc::clone(&scenario), seed);
-        assert!(
-            run.violation.is_none(),
-            "seed {seed} ({}): {:?}\n{}",
-            scenario.describe(seed),
-            run.violation,
-            run.trace.tail(40)
-        );
+        let run = run_passing_seed(&scenario, seed);
         let unknown = run
             .trace
             .events()

@@ -87,16 +87,7 @@ impl FrameDecoder {
     }
 
     fn check_length(&self, length: i32) -> Result<u32, ProtocolError> {
-        let Ok(length) = u32::try_from(length) else {
-            return Err(ProtocolError::FrameLengthNegative { length });
-        };
-        if length > self.frame_bytes_max {
-            return Err(ProtocolError::FrameTooLarge {
-                length,
-                frame_bytes_max: self.frame_bytes_max,
-            });
-        }
-        Ok(length)
+        check_frame_length(length, self.frame_bytes_max)
     }
 }
 
@@ -159,4 +150,19 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer.write_all(&out).await?;
     writer.flush().await?;
     Ok(())
+}
+
+/// The one check of a frame's length prefix, for every reader (peers, the controller, clients):
+/// not negative, at most `frame_bytes_max`, before any of the frame is buffered.
+pub(crate) fn check_frame_length(length: i32, frame_bytes_max: u32) -> Result<u32, ProtocolError> {
+    let Ok(length) = u32::try_from(length) else {
+        return Err(ProtocolError::FrameLengthNegative { length });
+    };
+    if length > frame_bytes_max {
+        return Err(ProtocolError::FrameTooLarge {
+            length,
+            frame_bytes_max,
+        });
+    }
+    Ok(length)
 }

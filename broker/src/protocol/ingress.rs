@@ -167,15 +167,7 @@ impl RequestReader {
             return Ok(false);
         };
         let length = i32::from_be_bytes(prefix.try_into().expect("slice of FRAME_PREFIX_BYTES"));
-        let Ok(length) = u32::try_from(length) else {
-            return Err(ProtocolError::FrameLengthNegative { length });
-        };
-        if length > self.frame_bytes_max {
-            return Err(ProtocolError::FrameTooLarge {
-                length,
-                frame_bytes_max: self.frame_bytes_max,
-            });
-        }
+        let length = super::frame::check_frame_length(length, self.frame_bytes_max)?;
         if length > self.budget.bytes_total() {
             return Err(ProtocolError::FrameTooLarge {
                 length,
