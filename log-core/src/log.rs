@@ -772,20 +772,39 @@ impl PartitionLog {
         self.write_state()
     }
 
-    /// Syncs unsynced segment data and the epoch cache; returns bytes synced.
+    /// Syncs unsynced segment data and the epoch cache; returns bytes synced. The split flush's
+    /// three steps run back to back, so there is one flush mechanism.
     fn flush_files(&mut self) -> Result<u64, LogError> {
+        let plan = self.plan_flush()?;
+        plan.sync(&*self.disk)?;
+        self.record_flush(&plan)
+    }
+
+    /// Records what a synced plan made durable (no truncation since it was made): segments'
+    /// synced bytes, the epoch cache, the recovery point, the bytes towards the next checkpoint.
+    /// Returns the bytes newly counted durable.
+    fn record_flush(&mut self, plan: &FlushPlan) -> Result<u64, LogError> {
+        assert_eq!(
+            plan.truncations, self.truncations,
+            "no truncation since the plan"
+        );
         let mut flushed = 0;
-        for segment in self
-            .segments
-            .values_mut()
-            .filter(|s| s.synced_bytes < s.size_bytes)
-        {
-            self.disk.sync(&segment.log_path)?;
-            flushed += segment.size_bytes - segment.synced_bytes;
-            segment.synced_bytes = segment.size_bytes;
+        for (base, path, size) in &plan.files {
+            // A segment rolled since is synced by the roll; one compacted since was sealed
+            // (synced) before: `max` keeps what they know.
+            if let Some(segment) = self.segments.get_mut(base).filter(|s| &s.log_path == path) {
+                let durable = (*size).min(segment.size_bytes).max(segment.synced_bytes);
+                flushed += durable - segment.synced_bytes;
+                segment.synced_bytes = durable;
+            }
         }
         self.persist_epochs()?;
-        self.recovery_point = self.log_end_offset();
+        assert!(
+            plan.up_to <= self.log_end_offset(),
+            "the plan is within the log"
+        );
+        self.recovery_point = self.recovery_point.max(plan.up_to);
+        self.bytes_since_checkpoint += flushed;
         Ok(flushed)
     }
 
@@ -793,8 +812,7 @@ impl PartitionLog {
     /// state checkpoint is rewritten once `checkpoint_interval_bytes` were flushed since the last.
     fn flush_unguarded(&mut self) -> Result<Offset, LogError> {
         let flushed = self.flush_files()?;
-        self.bytes_since_checkpoint += flushed;
-        if flushed > 0 && self.bytes_since_checkpoint >= self.config.checkpoint_interval_bytes {
+        if flushed > 0 && self.checkpoint_due() {
             self.write_state()?;
         }
         assert!(
@@ -1192,23 +1210,7 @@ impl PartitionLog {
                 return Ok(log.recovery_point);
             }
             synced?;
-            let mut flushed = 0;
-            for (base, path, size) in &plan.files {
-                // A segment rolled since is synced by the roll; one compacted since was sealed
-                // (synced) before: `max` keeps what they know.
-                if let Some(segment) = log.segments.get_mut(base).filter(|s| &s.log_path == path) {
-                    let durable = (*size).min(segment.size_bytes).max(segment.synced_bytes);
-                    flushed += durable - segment.synced_bytes;
-                    segment.synced_bytes = durable;
-                }
-            }
-            log.persist_epochs()?;
-            assert!(
-                plan.up_to <= log.log_end_offset(),
-                "no truncation since the plan"
-            );
-            log.recovery_point = log.recovery_point.max(plan.up_to);
-            log.bytes_since_checkpoint += flushed;
+            log.record_flush(&plan)?;
             Ok(log.recovery_point)
         })
     }

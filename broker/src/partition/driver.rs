@@ -787,7 +787,7 @@ impl Partition {
 }
 
 /// One partition's part of an IO worker round: the core's flush request and the log's plan.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct FlushJob {
     /// The core's flush sequence number, echoed in `FlushCompleted`.
     seq: u64,
@@ -800,9 +800,9 @@ pub(crate) struct FlushJob {
 }
 
 impl FlushJob {
-    /// What the blocking sync needs, detached from the partition.
-    pub(crate) fn sync_handle(&self) -> (Arc<dyn Disk>, log_core::FlushPlan) {
-        (Arc::clone(&self.disk), self.plan.clone())
+    /// Syncs the plan's files; runs on the IO worker's blocking call, off the partition's lock.
+    pub(crate) fn sync(&self) -> Result<(), log_core::DiskError> {
+        self.plan.sync(&*self.disk)
     }
 }
 

@@ -80,19 +80,23 @@ async fn flush_round(round: Vec<Weak<Partition>>) {
     if jobs.is_empty() {
         return;
     }
-    let syncs: Vec<_> = jobs.iter().map(|(_, job)| job.sync_handle()).collect();
-    let results = run_blocking(move || {
-        syncs
-            .iter()
-            .map(|(disk, plan)| plan.sync(&**disk))
+    let planned = jobs.len();
+    // The jobs travel into the blocking call and back with their results: nothing is copied.
+    let synced = run_blocking(move || {
+        jobs.into_iter()
+            .map(|(partition, job)| {
+                let result = job.sync();
+                (partition, job, result)
+            })
             .collect::<Vec<_>>()
     })
     .await;
-    assert_eq!(results.len(), jobs.len(), "one result per planned flush");
-    for ((partition, job), synced) in jobs.iter().zip(results) {
-        partition.finish_flush(job.clone(), synced);
+    assert_eq!(synced.len(), planned, "one result per planned flush");
+    let mut due = Vec::with_capacity(planned);
+    for (partition, job, result) in synced {
+        partition.finish_flush(job, result);
+        due.push(partition);
     }
-    let due: Vec<Arc<Partition>> = jobs.into_iter().map(|(partition, _)| partition).collect();
     run_blocking(move || {
         for partition in &due {
             partition.write_checkpoint_if_due();
