@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use broker::partition::{Partition, PartitionError, PartitionSettings, ReplicaNet};
 use log_core::{BatchBuilder, FaultConfig, LogConfig, MemDisk};
-use replication::{Acks, AlterPartition, BugSwitches, Config, Message, PartitionState};
+use replication::{
+    Acks, AlterPartition, BugSwitches, Config, FetchRequest, FetchResponse, Message, PartitionState,
+};
 use wire::{BrokerId, LeaderEpoch, Offset, PartitionEpoch, TopicPartition};
 
 const BROKERS: [BrokerId; 3] = [BrokerId(1), BrokerId(2), BrokerId(3)];
@@ -53,9 +55,9 @@ impl ReplicaNet for Endpoint {
                 return;
             };
             let answer = match message {
-                Message::Fetch(request) => match leader.replica_fetch(request) {
-                    Ok(response) => Message::FetchResponse(response),
-                    Err(_) => return,
+                Message::Fetch(request) => match long_poll(&net, from, &leader, request).await {
+                    Some(response) => Message::FetchResponse(response),
+                    None => return,
                 },
                 Message::OffsetsForLeaderEpoch(request) => {
                     match leader.offsets_for_leader_epoch(request) {
@@ -78,9 +80,35 @@ impl ReplicaNet for Endpoint {
     }
 }
 
+/// A follower fetch held briefly while there is nothing to send, as the node's handler holds it
+/// (followers fetch again at once after an empty answer). A follower cut off meanwhile is not
+/// heard (its fetch would tell the leader it caught up).
+async fn long_poll(
+    net: &LocalNet,
+    from: BrokerId,
+    leader: &Partition,
+    request: FetchRequest,
+) -> Option<FetchResponse> {
+    let bytes_max = broker::partition::REPLICA_FETCH_BYTES_MAX;
+    let moved = leader.progress().notified();
+    tokio::pin!(moved);
+    moved.as_mut().enable();
+    let first = leader.replica_fetch(request.clone(), bytes_max).ok()?;
+    if !matches!(&first.result, Ok(data) if data.batches.is_empty()) {
+        return Some(first);
+    }
+    let _moved_or_late = tokio::time::timeout(Duration::from_millis(50), moved).await;
+    if !net.partitions.lock().unwrap().contains_key(&from) {
+        return None;
+    }
+    leader.replica_fetch(request, bytes_max).ok()
+}
+
 fn settings_with(broker: BrokerId, log: LogConfig) -> PartitionSettings {
     let mut replica = Config::new(broker);
     replica.fetch_backoff_ms = 5;
+    // The in-process transport drops refused requests instead of answering them.
+    replica.fetch_retransmit_ms = 50;
     replica.request_timeout_ms = 5_000;
     PartitionSettings {
         replica,

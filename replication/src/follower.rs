@@ -95,7 +95,19 @@ impl Replica {
             message,
         });
         // Retransmission: a lost request or answer must not stall the follower forever.
-        self.follower_arm_backoff(effects);
+        self.follower_arm_retransmit(effects);
+    }
+
+    /// The timer that resends a request nobody answered: after the leader's long poll and a
+    /// round trip, never while the leader may still be holding it.
+    fn follower_arm_retransmit(&self, effects: &mut Vec<Effect>) {
+        let delay_ms_min = self.config.fetch_retransmit_ms;
+        let delay_ms_max = delay_ms_min.saturating_add(self.config.fetch_backoff_ms);
+        effects.push(Effect::SetTimer {
+            timer: TimerKind::FetchBackoff,
+            delay_ms_min,
+            delay_ms_max,
+        });
     }
 
     fn follower_arm_backoff(&self, effects: &mut Vec<Effect>) {
@@ -195,7 +207,6 @@ impl Replica {
         effects: &mut Vec<Effect>,
     ) {
         let appended = !batches.is_empty();
-        let hw_before = self.high_watermark;
         for batch in batches {
             assert_eq!(
                 batch.base_offset, self.log_end_offset,
@@ -216,10 +227,11 @@ impl Replica {
             .max(self.log_start_offset);
         if appended {
             self.flush(effects);
-        } else if self.high_watermark != hw_before {
-            self.follower_maybe_send(now_ms, effects);
         } else {
-            self.follower_arm_backoff(effects);
+            // An empty answer: the leader held the fetch for its long poll and nothing came, so
+            // fetch again at once, as Kafka's fetcher does (backing off here only delays the
+            // next record by the backoff).
+            self.follower_maybe_send(now_ms, effects);
         }
     }
 

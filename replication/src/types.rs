@@ -18,6 +18,11 @@ pub struct Config {
     /// How long a follower waits before fetching again after an empty or failed fetch. The driver
     /// picks the delay inside `[fetch_backoff_ms, 2 * fetch_backoff_ms]`.
     pub fetch_backoff_ms: u64,
+    /// How long a follower waits for the answer to its request before it gives it up and sends
+    /// again (Kafka's `replica.socket.timeout.ms`). The leader holds a fetch up to its long poll,
+    /// so this must exceed the long poll plus a round trip, or followers resend fetches the
+    /// leader is still holding. The driver picks the delay inside `[this, this + backoff]`.
+    pub fetch_retransmit_ms: u64,
     /// How long an acks=all produce may wait for the HW before it fails with `RequestTimedOut`.
     pub request_timeout_ms: u64,
     /// Most records a leader hands a follower in one fetch response: bounds message size.
@@ -38,6 +43,7 @@ impl Config {
             min_insync_replicas: 2,
             replica_lag_time_max_ms: 30_000,
             fetch_backoff_ms: 500,
+            fetch_retransmit_ms: 30_000,
             request_timeout_ms: 30_000,
             fetch_records_max: 1_000_000,
             produce_waiting_max: 10_000,

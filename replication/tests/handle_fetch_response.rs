@@ -238,8 +238,8 @@ fn below_the_leaders_log_start_a_follower_truncates_fully_and_fetches_from_the_s
             },
             Effect::SetTimer {
                 timer: TimerKind::FetchBackoff,
-                delay_ms_min: 500,
-                delay_ms_max: 1_000,
+                delay_ms_min: 30_000,
+                delay_ms_max: 30_500,
             },
         ]
     );
@@ -290,10 +290,44 @@ fn above_the_leaders_log_end_a_follower_truncates_to_it() {
             },
             Effect::SetTimer {
                 timer: TimerKind::FetchBackoff,
-                delay_ms_min: 500,
-                delay_ms_max: 1_000,
+                delay_ms_min: 30_000,
+                delay_ms_max: 30_500,
             },
         ]
     );
     assert_eq!(replica.log_start_offset(), Offset(0));
+}
+
+#[test]
+fn after_an_empty_answer_a_follower_fetches_again_at_once() {
+    // The leader held the fetch for its long poll and nothing came: backing off now would only
+    // delay the next record (Kafka's fetcher fetches again at once).
+    let mut replica = follower_with_log();
+    let nothing = FetchData {
+        high_watermark: Offset(1),
+        diverging_epoch: None,
+        batches: Vec::new(),
+    };
+    let effects = respond(&mut replica, 4, nothing);
+    let fetch = FetchRequest {
+        replica_id: B1,
+        fetch_offset: Offset(4),
+        current_leader_epoch: LeaderEpoch(3),
+        last_fetched_epoch: LeaderEpoch(2),
+    };
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Send {
+                to: B0,
+                message: Message::Fetch(fetch),
+            },
+            Effect::SetTimer {
+                timer: TimerKind::FetchBackoff,
+                delay_ms_min: 30_000,
+                delay_ms_max: 30_500,
+            },
+        ],
+        "the next fetch leaves now; only the retransmit timer is armed"
+    );
 }

@@ -798,11 +798,14 @@ const SIMULATED_STATES: usize = 1_000_000;
 // Pinned so a change in the explored space is noticed. Session 3: a follower that truncates to
 // its own LEO now drops an empty trailing epoch of its own (was 205,158 and 35,462), and the HW
 // stands while the ISR is below min ISR (KIP-966; was 220,515, 168,482 and 35,390).
-const PINNED_CRASH: usize = 215_107;
-const PINNED_LOSSY: usize = 167_531;
-const PINNED_THREE: usize = 124_707;
-const PINNED_OFLE: usize = 33_708;
-const PINNED_RETENTION: usize = 206_297;
+// Session 5: an empty fetch answer sends the next fetch at once instead of arming the backoff
+// (the leader long-polls), so the "waiting out a backoff after an empty answer" states are gone
+// (were 215,107, 167,531, 124,707, 33,708 and 206,297); every `sometimes` is still discovered.
+const PINNED_CRASH: usize = 213_094;
+const PINNED_LOSSY: usize = 154_204;
+const PINNED_THREE: usize = 82_041;
+const PINNED_OFLE: usize = 32_557;
+const PINNED_RETENTION: usize = 128_937;
 
 #[test]
 fn bug_truncate_to_high_watermark_loses_an_acked_record() {

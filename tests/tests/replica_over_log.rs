@@ -65,6 +65,19 @@ impl Event {
     }
 }
 
+/// How long a leader holds an empty fetch answer, virtual ms (Kafka's `replica.fetch.wait.max.ms`).
+const LONG_POLL_MS: u64 = 500;
+
+/// An empty fetch answer a leader holds.
+struct Parked {
+    /// When it leaves anyway.
+    due_ms: u64,
+    /// The leader's (LEO, HW) when it was held: it leaves once they move.
+    leader_at: (Offset, Offset),
+    /// The answer.
+    event: Event,
+}
+
 /// One broker: its disk, its log and the replica core. `None` log/replica while crashed.
 struct Node {
     disk: MemDisk,
@@ -86,6 +99,9 @@ struct Cluster {
     queue: VecDeque<Event>,
     /// Armed timers by broker and kind, with their virtual deadline.
     timers: BTreeMap<(BrokerId, TimerKind), u64>,
+    /// Empty fetch answers held like a leader's long poll: released when the leader's LEO or HW
+    /// moves, or at their deadline (followers fetch again at once after an empty answer).
+    parked: Vec<Parked>,
     /// The controller's committed state.
     controller: PartitionState,
     produced: BTreeMap<u64, Produced>,
@@ -217,6 +233,7 @@ impl Cluster {
             nodes,
             queue: VecDeque::new(),
             timers: BTreeMap::new(),
+            parked: Vec::new(),
             controller,
             produced: BTreeMap::new(),
             acked: BTreeMap::new(),
@@ -349,15 +366,29 @@ impl Cluster {
                 read,
             } => {
                 let batches = read_batches(self.log(broker), read);
+                let empty = batches.is_empty();
+                let mut hold = false;
                 if let Ok(data) = response.result.as_mut() {
                     data.batches = batches;
+                    hold = empty && data.diverging_epoch.is_none();
                 }
                 let message = Message::FetchResponse(response);
-                self.queue.push_back(Event::Deliver {
+                let event = Event::Deliver {
                     from: broker,
                     to,
                     message,
-                });
+                };
+                if hold {
+                    let replica = self.replica(broker);
+                    let leader_at = (replica.log_end_offset(), replica.high_watermark());
+                    self.parked.push(Parked {
+                        due_ms: self.now_ms + LONG_POLL_MS,
+                        leader_at,
+                        event,
+                    });
+                } else {
+                    self.queue.push_back(event);
+                }
             }
             Effect::Reply { request_id, result } => self.on_reply(broker, request_id, result),
             Effect::AlterPartition(request) => self.queue.push_back(Event::AlterPartition {
@@ -443,15 +474,26 @@ impl Cluster {
 
     /// Processes one queued event, or fires the earliest timer. False when nothing is left.
     fn tick(&mut self) -> bool {
+        self.release_parked();
         if let Some(event) = self.queue.pop_front() {
             self.handle(event);
             return true;
         }
-        let Some((&(broker, timer), &deadline)) = self
+        let next_timer = self
             .timers
             .iter()
             .min_by_key(|(key, deadline)| (**deadline, **key))
-        else {
+            .map(|(&key, &deadline)| (key, deadline));
+        let next_parked = self.parked.iter().map(|p| p.due_ms).min();
+        if let Some(due_ms) = next_parked {
+            if next_timer.is_none_or(|(_, deadline)| due_ms < deadline) {
+                assert!(due_ms >= self.now_ms, "time never goes back");
+                self.now_ms = due_ms;
+                self.release_parked();
+                return true;
+            }
+        }
+        let Some(((broker, timer), deadline)) = next_timer else {
             return false;
         };
         self.timers.remove(&(broker, timer));
@@ -459,6 +501,30 @@ impl Cluster {
         self.now_ms = deadline;
         self.step(broker, Input::Timer(timer));
         true
+    }
+
+    /// Moves held fetch answers whose deadline passed, or whose leader's LEO or HW moved (or
+    /// which crashed), to the queue.
+    fn release_parked(&mut self) {
+        let now_ms = self.now_ms;
+        let mut kept = Vec::new();
+        for parked in std::mem::take(&mut self.parked) {
+            let Event::Deliver { from, .. } = &parked.event else {
+                unreachable!("only fetch answers are held");
+            };
+            let moved = match self.node(*from).replica.as_ref() {
+                Some(replica) => {
+                    (replica.log_end_offset(), replica.high_watermark()) != parked.leader_at
+                }
+                None => true,
+            };
+            if moved || parked.due_ms <= now_ms {
+                self.queue.push_back(parked.event);
+            } else {
+                kept.push(parked);
+            }
+        }
+        self.parked = kept;
     }
 
     fn handle(&mut self, event: Event) {
@@ -531,7 +597,9 @@ impl Cluster {
         let until_ms = self.now_ms + ms;
         for _ in 0..EVENTS_MAX {
             let next_timer = self.timers.values().min().copied();
-            if self.queue.is_empty() && !matches!(next_timer, Some(t) if t <= until_ms) {
+            let next_parked = self.parked.iter().map(|p| p.due_ms).min();
+            let next = next_timer.into_iter().chain(next_parked).min();
+            if self.queue.is_empty() && !matches!(next, Some(t) if t <= until_ms) {
                 self.now_ms = until_ms;
                 return;
             }
@@ -547,6 +615,8 @@ impl Cluster {
         node.replica = None;
         node.disk.crash();
         self.queue.retain(|event| event.target() != Some(broker));
+        self.parked
+            .retain(|parked| parked.event.target() != Some(broker));
         self.timers.retain(|(b, _), _| *b != broker);
     }
 

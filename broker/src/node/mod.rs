@@ -6,6 +6,7 @@
 //! the metadata image, open the partitions assigned here, serve Kafka clients.
 
 pub mod config;
+mod fetcher;
 pub mod handlers;
 pub mod metrics;
 pub mod peer;

@@ -2,6 +2,8 @@
 //! and OffsetForLeaderEpoch v4 carrying their replica id, exactly as Kafka brokers do, so the
 //! leader's side is the same Fetch handler consumers use.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{self, PartitionData};
@@ -28,26 +30,76 @@ pub const REPLICA_FETCH_VERSION: i16 = 12;
 /// The OffsetForLeaderEpoch version followers use (3+ carry the replica id).
 pub const OFFSETS_FOR_EPOCH_VERSION: i16 = 4;
 
-/// A follower's fetch as a Kafka Fetch request for one partition.
-pub fn fetch_to_kafka(tp: &TopicPartition, request: &FetchRequest, max_wait_ms: i32) -> KafkaFetch {
-    let partition = FetchPartition::default()
-        .with_partition(tp.partition)
-        .with_current_leader_epoch(request.current_leader_epoch.0)
-        .with_fetch_offset(request.fetch_offset.0)
-        .with_last_fetched_epoch(request.last_fetched_epoch.0)
-        .with_log_start_offset(-1)
-        .with_partition_max_bytes(i32::try_from(REPLICA_FETCH_BYTES_MAX).expect("fits"));
-    let topic = FetchTopic::default()
-        .with_topic(TopicName(StrBytes::from_string(tp.topic.clone())))
-        .with_partitions(vec![partition]);
+/// Most record bytes one follower fetch response carries across its partitions (Kafka's
+/// `replica.fetch.response.max.bytes`); each partition carries at most
+/// [`REPLICA_FETCH_BYTES_MAX`], and the first always at least one batch.
+pub const REPLICA_FETCH_RESPONSE_BYTES_MAX: usize = 10 << 20;
+
+/// Groups `items` by topic, keeping the order in which topics first appear (a topic appears once
+/// in a request, whatever the order its partitions come in).
+fn by_topic<T>(items: impl IntoIterator<Item = (String, T)>) -> Vec<(String, Vec<T>)> {
+    let mut groups: Vec<(String, Vec<T>)> = Vec::new();
+    for (topic, item) in items {
+        match groups.iter_mut().find(|(name, _)| *name == topic) {
+            Some((_, members)) => members.push(item),
+            None => groups.push((topic, vec![item])),
+        }
+    }
+    groups
+}
+
+fn topic_name(topic: String) -> TopicName {
+    TopicName(StrBytes::from_string(topic))
+}
+
+/// A follower broker's fetches to one leader as one Kafka Fetch, every partition in it (Kafka's
+/// replica fetcher): one request and one long poll per (follower, leader) pair.
+pub fn fetches_to_kafka(
+    replica_id: BrokerId,
+    fetches: &[(TopicPartition, FetchRequest)],
+    max_wait_ms: i32,
+) -> KafkaFetch {
+    let partitions = fetches.iter().map(|(tp, request)| {
+        let partition = FetchPartition::default()
+            .with_partition(tp.partition)
+            .with_current_leader_epoch(request.current_leader_epoch.0)
+            .with_fetch_offset(request.fetch_offset.0)
+            .with_last_fetched_epoch(request.last_fetched_epoch.0)
+            .with_log_start_offset(-1)
+            .with_partition_max_bytes(i32::try_from(REPLICA_FETCH_BYTES_MAX).expect("fits"));
+        (tp.topic.clone(), partition)
+    });
+    let topics = by_topic(partitions)
+        .into_iter()
+        .map(|(topic, partitions)| {
+            FetchTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(partitions)
+        })
+        .collect();
     KafkaFetch::default()
-        .with_replica_id(kafka_protocol::messages::BrokerId(request.replica_id.0))
+        .with_replica_id(kafka_protocol::messages::BrokerId(replica_id.0))
         .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(1)
-        .with_max_bytes(i32::try_from(REPLICA_FETCH_BYTES_MAX).expect("fits"))
+        .with_max_bytes(i32::try_from(REPLICA_FETCH_RESPONSE_BYTES_MAX).expect("fits"))
         .with_session_id(0)
         .with_session_epoch(-1)
-        .with_topics(vec![topic])
+        .with_topics(topics)
+}
+
+/// A leader's Fetch answers by (topic, partition), for looking up each partition once.
+pub fn fetch_answers(
+    response: &kafka_protocol::messages::FetchResponse,
+) -> BTreeMap<(&str, i32), &PartitionData> {
+    response
+        .responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| ((t.topic.0.as_str(), p.partition_index), p))
+        })
+        .collect()
 }
 
 /// The leader's Kafka answer for one partition, as the core's message. Errors in the bytes (a bad
@@ -195,21 +247,44 @@ pub fn fetch_response_to_kafka(
     }
 }
 
-/// A follower's OffsetsForLeaderEpoch as a Kafka request for one partition.
-pub fn offsets_for_epoch_to_kafka(
-    tp: &TopicPartition,
-    request: &OffsetsForLeaderEpochRequest,
+/// A follower broker's OffsetsForLeaderEpoch requests to one leader as one Kafka request.
+pub fn offsets_for_epochs_to_kafka(
+    replica_id: BrokerId,
+    requests: &[(TopicPartition, OffsetsForLeaderEpochRequest)],
 ) -> KafkaOffsetsForEpoch {
-    let partition = OffsetForLeaderPartition::default()
-        .with_partition(tp.partition)
-        .with_current_leader_epoch(request.current_leader_epoch.0)
-        .with_leader_epoch(request.leader_epoch.0);
-    let topic = OffsetForLeaderTopic::default()
-        .with_topic(TopicName(StrBytes::from_string(tp.topic.clone())))
-        .with_partitions(vec![partition]);
+    let partitions = requests.iter().map(|(tp, request)| {
+        let partition = OffsetForLeaderPartition::default()
+            .with_partition(tp.partition)
+            .with_current_leader_epoch(request.current_leader_epoch.0)
+            .with_leader_epoch(request.leader_epoch.0);
+        (tp.topic.clone(), partition)
+    });
+    let topics = by_topic(partitions)
+        .into_iter()
+        .map(|(topic, partitions)| {
+            OffsetForLeaderTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(partitions)
+        })
+        .collect();
     KafkaOffsetsForEpoch::default()
-        .with_replica_id(kafka_protocol::messages::BrokerId(request.replica_id.0))
-        .with_topics(vec![topic])
+        .with_replica_id(kafka_protocol::messages::BrokerId(replica_id.0))
+        .with_topics(topics)
+}
+
+/// A leader's OffsetForLeaderEpoch answers by (topic, partition).
+pub fn offsets_for_epoch_answers(
+    response: &kafka_protocol::messages::OffsetForLeaderEpochResponse,
+) -> BTreeMap<(&str, i32), &KafkaEpochEnd> {
+    response
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| ((t.topic.0.as_str(), p.partition), p))
+        })
+        .collect()
 }
 
 /// The leader's Kafka answer as the core's message.

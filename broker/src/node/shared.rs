@@ -7,20 +7,19 @@ use std::time::Duration;
 
 use crate::watch;
 use controller::MetadataImage;
-use kafka_protocol::messages::ApiKey;
 use log_core::Disk;
 use replication::{AlterPartition, BugSwitches, Config, Message};
 use wire::{BrokerId, TopicPartition};
 
 use super::config::NodeConfig;
+use super::fetcher::Fetchers;
 use super::metrics::Metrics;
-use super::peer::PeerConnection;
-use super::replication_wire as rw;
 use crate::control::ControllerClient;
 use crate::partition::{IoWorker, Partition, PartitionSettings, ReplicaNet};
 
-/// Idle peer connections kept per (leader, partition); more are closed.
-const PEER_CONNECTIONS_IDLE_MAX: usize = 2;
+/// A replication request's timeout beyond the leader's long poll: the round trip and the leader's
+/// reads, generously (a request that times out costs a reconnect and a backoff).
+const PEER_REQUEST_SLACK_MS: u64 = 5_000;
 /// Attempts to tell the controller about a failed partition (one per backoff).
 const REPORT_OFFLINE_ATTEMPTS_MAX: u32 = 120;
 /// Pause between two attempts, ms.
@@ -48,8 +47,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Carries out every hosted partition's flushes in group-commit rounds.
     io: IoWorker,
-    /// Idle replication connections by (leader, partition).
-    peers: Mutex<BTreeMap<(BrokerId, TopicPartition), Vec<PeerConnection>>>,
+    /// One replica fetcher per leader this broker follows partitions of.
+    fetchers: Fetchers,
     /// Ourselves, weakly, for the replica transport handed to partitions.
     me: Weak<Shared>,
 }
@@ -76,7 +75,7 @@ impl Shared {
             bugs,
             metrics: Metrics::default(),
             io: IoWorker::start(),
-            peers: Mutex::new(BTreeMap::new()),
+            fetchers: Fetchers::default(),
             me: me.clone(),
         })
     }
@@ -116,6 +115,12 @@ impl Shared {
             usize::try_from(topic.min_insync_replicas.max(1)).expect("positive");
         replica.replica_lag_time_max_ms = timing.replica_lag_time_max_ms;
         replica.fetch_backoff_ms = timing.replica_fetch_backoff_ms;
+        // The fetcher answers every request it queued within two rounds (one in flight, then
+        // its own), each at most a request timeout and a backoff: retransmit only after that.
+        let round_ms = u64::try_from(self.peer_request_timeout().as_millis()).unwrap_or(u64::MAX);
+        replica.fetch_retransmit_ms = round_ms
+            .saturating_add(timing.replica_fetch_backoff_ms)
+            .saturating_mul(2);
         replica.request_timeout_ms = timing.request_timeout_ms;
         replica.truncate_via_offsets_for_leader_epoch = self.bugs.no_epoch_fencing;
         PartitionSettings {
@@ -196,125 +201,9 @@ impl Shared {
         }
     }
 
-    /// Takes an idle connection to `leader` for `tp`, or opens one.
-    async fn peer(&self, leader: BrokerId, tp: &TopicPartition) -> Option<PeerConnection> {
-        let idle = {
-            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-            peers.get_mut(&(leader, tp.clone())).and_then(Vec::pop)
-        };
-        if idle.is_some() {
-            return idle;
-        }
-        let address = self.broker_address(leader)?;
-        let client_id = format!("rill-replica-{}", self.broker_id.0);
-        match PeerConnection::connect(&address, &client_id, self.request_timeout()).await {
-            Ok(connection) => Some(connection),
-            Err(error) => {
-                tracing::debug!(?leader, %error, "cannot reach leader");
-                None
-            }
-        }
-    }
-
-    /// Returns a healthy connection to the idle pool.
-    fn peer_done(&self, leader: BrokerId, tp: &TopicPartition, connection: PeerConnection) {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let idle = peers.entry((leader, tp.clone())).or_default();
-        if idle.len() < PEER_CONNECTIONS_IDLE_MAX {
-            idle.push(connection);
-        }
-    }
-
-    /// The timeout of one peer request: a long-polled fetch plus slack.
-    fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.config.timing.replica_fetch_wait_max_ms + 5_000)
-    }
-
-    /// A follower's Fetch or OffsetsForLeaderEpoch to `leader`, answered back into the partition.
-    async fn replicate(&self, tp: TopicPartition, leader: BrokerId, message: Message) {
-        let Some(partition) = self.partition(&tp) else {
-            return;
-        };
-        let answer = match message {
-            Message::Fetch(request) => {
-                let wait =
-                    i32::try_from(self.config.timing.replica_fetch_wait_max_ms).unwrap_or(500);
-                let kafka = rw::fetch_to_kafka(&tp, &request, wait);
-                let result: Option<kafka_protocol::messages::FetchResponse> = self
-                    .peer_request(
-                        leader,
-                        &tp,
-                        ApiKey::Fetch,
-                        rw::REPLICA_FETCH_VERSION,
-                        &kafka,
-                    )
-                    .await;
-                let data = result.as_ref().and_then(|r| {
-                    r.responses
-                        .iter()
-                        .flat_map(|t| t.partitions.iter())
-                        .find(|p| p.partition_index == tp.partition)
-                });
-                Message::FetchResponse(rw::fetch_response_from_kafka(leader, &request, data))
-            }
-            Message::OffsetsForLeaderEpoch(request) => {
-                let kafka = rw::offsets_for_epoch_to_kafka(&tp, &request);
-                let result: Option<kafka_protocol::messages::OffsetForLeaderEpochResponse> = self
-                    .peer_request(
-                        leader,
-                        &tp,
-                        ApiKey::OffsetForLeaderEpoch,
-                        rw::OFFSETS_FOR_EPOCH_VERSION,
-                        &kafka,
-                    )
-                    .await;
-                let end = result.as_ref().and_then(|r| {
-                    r.topics
-                        .iter()
-                        .flat_map(|t| t.partitions.iter())
-                        .find(|p| p.partition == tp.partition)
-                });
-                Message::OffsetsForLeaderEpochResponse(rw::offsets_for_epoch_from_kafka(
-                    leader, &request, end,
-                ))
-            }
-            other => {
-                tracing::debug!(?other, "answers travel inside request handlers, not here");
-                return;
-            }
-        };
-        partition.deliver(leader, answer);
-    }
-
-    /// One replication request to `leader` on a pooled connection. `None` when the leader is
-    /// unreachable or silent; the caller then answers the core with a refusal, after the fetch
-    /// backoff, so the core backs off and retries instead of spinning.
-    async fn peer_request<Req, Resp>(
-        &self,
-        leader: BrokerId,
-        tp: &TopicPartition,
-        api_key: ApiKey,
-        version: i16,
-        body: &Req,
-    ) -> Option<Resp>
-    where
-        Req: kafka_protocol::protocol::Encodable,
-        Resp: kafka_protocol::protocol::Decodable,
-    {
-        // BUGGIFY: a replication connection drops (the request may or may not have been sent).
-        let dropped = crate::runtime::buggify("replica.connection.drop");
-        if let (Some(mut connection), false) = (self.peer(leader, tp).await, dropped) {
-            let answer = connection
-                .request(api_key, version, body, self.request_timeout())
-                .await;
-            if let Ok(response) = answer {
-                self.peer_done(leader, tp, connection);
-                return Some(response);
-            }
-        }
-        let backoff = self.config.timing.replica_fetch_backoff_ms;
-        tokio::time::sleep(Duration::from_millis(backoff)).await;
-        None
+    /// The timeout of one replication request: a long-polled fetch plus slack.
+    pub(super) fn peer_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.timing.replica_fetch_wait_max_ms + PEER_REQUEST_SLACK_MS)
     }
 
     /// Tells the controller this broker's copy of `tp` failed, until it is heard (bounded: a
@@ -381,8 +270,9 @@ impl Shared {
     }
 }
 
-/// The replica transport partitions get: spawns a task per message (the core sends at most one
-/// fetch at a time per partition, so this is bounded by the partition count).
+/// The replica transport partitions get: follower requests go to the fetcher of their leader;
+/// ISR changes and offline reports to a task each (bounded by the partition count: a core has
+/// at most one of each outstanding).
 struct Transport {
     /// The node; partitions must not keep it alive.
     shared: Weak<Shared>,
@@ -393,8 +283,7 @@ impl ReplicaNet for Transport {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let tp = tp.clone();
-        tokio::spawn(async move { shared.replicate(tp, to, message).await });
+        shared.fetchers.send(&shared, to, tp.clone(), message);
     }
 
     fn alter_partition(&self, tp: &TopicPartition, request: AlterPartition) {

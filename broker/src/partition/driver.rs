@@ -112,6 +112,8 @@ struct Inner {
     captured: Vec<Message>,
     /// The broker whose request is being handled, whose answers are captured.
     capture_for: Option<BrokerId>,
+    /// Most record bytes the captured fetch answer may carry (the rest of the request's budget).
+    capture_bytes_max: usize,
     /// Why the partition stopped serving, once it did.
     failed: Option<String>,
     /// Set by `close`: timers and the flusher stop, requests are refused.
@@ -180,6 +182,7 @@ impl Partition {
                 flush_queued: false,
                 captured: Vec::new(),
                 capture_for: None,
+                capture_bytes_max: REPLICA_FETCH_BYTES_MAX,
                 failed: None,
                 closed: false,
             }),
@@ -317,12 +320,18 @@ impl Partition {
                 read,
             } => {
                 let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-                if let Ok(data) = response.result.as_mut() {
-                    data.batches =
-                        read_batches(log, read, REPLICA_FETCH_BYTES_MAX).map_err(storage)?;
+                let captured = inner.capture_for == Some(to);
+                let bytes_max = if captured {
+                    inner.capture_bytes_max
+                } else {
+                    REPLICA_FETCH_BYTES_MAX
+                };
+                // A spent budget (0) answers without records: the follower fetches again at once.
+                if let (Ok(data), true) = (response.result.as_mut(), bytes_max > 0) {
+                    data.batches = read_batches(log, read, bytes_max).map_err(storage)?;
                 }
                 let message = Message::FetchResponse(response);
-                if inner.capture_for == Some(to) {
+                if captured {
                     inner.captured.push(message);
                 } else {
                     self.net.send(&self.tp, to, message);
@@ -404,17 +413,22 @@ impl Partition {
         self.step(Input::Message { from, message }, None);
     }
 
-    /// A follower's fetch, answered at once (long polling is the caller's: see
+    /// A follower's fetch, answered at once with about `bytes_max` record bytes at most (at
+    /// least one batch when there is one and `bytes_max > 0`, none at 0; long polling is the caller's: see
     /// [`Partition::progress`]).
-    pub fn replica_fetch(&self, request: FetchRequest) -> Result<FetchResponse, PartitionError> {
+    pub fn replica_fetch(
+        &self,
+        request: FetchRequest,
+        bytes_max: usize,
+    ) -> Result<FetchResponse, PartitionError> {
         let from = request.replica_id;
-        let answers = self.step(
-            Input::Message {
-                from,
-                message: Message::Fetch(request),
-            },
-            Some(from),
-        );
+        let mut inner = self.lock();
+        inner.capture_bytes_max = bytes_max.min(REPLICA_FETCH_BYTES_MAX);
+        let input = Input::Message {
+            from,
+            message: Message::Fetch(request),
+        };
+        let answers = self.step_with(inner, input, Some(from));
         Self::refuse_if_unusable(&self.lock())?;
         answers
             .into_iter()

@@ -29,8 +29,6 @@ use crate::partition::{Partition, PartitionError};
 const PRODUCE_TIMEOUT_MS_MAX: u64 = 25_000;
 /// Longest a fetch may be held waiting for data, whatever the client asks.
 const FETCH_WAIT_MS_MAX: u64 = 5_000;
-/// Poll interval of a multi-partition long poll (single-partition polls wake on the append).
-const FETCH_POLL_MS: u64 = 25;
 
 /// The refusal for a partition this broker does not host.
 fn not_hosted(shared: &Shared, tp: &TopicPartition) -> i16 {
@@ -149,7 +147,8 @@ fn refuse_every_partition(request: ProduceRequest, code: i16) -> ProduceResponse
     ProduceResponse::default().with_responses(topics)
 }
 
-/// Fetch: followers (replica id ≥ 0) through the replica core, consumers below the HW.
+/// Fetch: followers (replica id ≥ 0) through the replica core, consumers below the HW. A long
+/// poll waits on every partition of the request at once and wakes on the first that moves.
 pub async fn fetch(shared: &Arc<Shared>, request: FetchRequest) -> FetchResponse {
     let wait = Duration::from_millis(
         u64::try_from(request.max_wait_ms.max(0))
@@ -158,36 +157,33 @@ pub async fn fetch(shared: &Arc<Shared>, request: FetchRequest) -> FetchResponse
     );
     let deadline = tokio::time::Instant::now() + wait;
     let replica_id = request.replica_id.0;
+    let min_bytes = usize::try_from(request.min_bytes.max(1)).unwrap_or(1);
     loop {
-        let (response, bytes, first) = fetch_once(shared, &request, replica_id);
-        let min_bytes = usize::try_from(request.min_bytes.max(1)).unwrap_or(1);
+        let (response, bytes, hosted) = fetch_once(shared, &request, replica_id);
         let now = tokio::time::Instant::now();
         if bytes >= min_bytes || now >= deadline || has_error_or_divergence(&response) {
             shared.metrics.count("rill_fetch_bytes_total", bytes as u64);
             return response;
         }
-        let slice = (deadline - now).min(Duration::from_millis(FETCH_POLL_MS));
-        match first {
-            Some(partition)
-                if request
-                    .topics
-                    .iter()
-                    .map(|t| t.partitions.len())
-                    .sum::<usize>()
-                    == 1 =>
-            {
-                let notified = partition.progress().notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                // Re-read after enabling, so a move since `fetch_once` is not missed.
-                let (again, bytes, _) = fetch_once(shared, &request, replica_id);
-                if bytes >= min_bytes || has_error_or_divergence(&again) {
-                    return again;
-                }
-                let _elapsed = tokio::time::timeout(deadline - now, notified).await;
-            }
-            _ => tokio::time::sleep(slice).await,
+        if hosted.is_empty() {
+            tokio::time::sleep(deadline - now).await;
+            continue;
         }
+        let mut moved: Vec<_> = hosted
+            .iter()
+            .map(|partition| Box::pin(partition.progress().notified()))
+            .collect();
+        for notified in &mut moved {
+            notified.as_mut().enable();
+        }
+        // Re-read after enabling, so a move since `fetch_once` is not missed.
+        let (again, bytes, _) = fetch_once(shared, &request, replica_id);
+        if bytes >= min_bytes || has_error_or_divergence(&again) {
+            shared.metrics.count("rill_fetch_bytes_total", bytes as u64);
+            return again;
+        }
+        let _moved_or_late =
+            tokio::time::timeout(deadline - now, futures_util::future::select_all(moved)).await;
     }
 }
 
@@ -200,15 +196,16 @@ fn has_error_or_divergence(response: &FetchResponse) -> bool {
         .any(|p| p.error_code != 0 || p.diverging_epoch.epoch >= 0)
 }
 
-/// One pass over the fetch's partitions. Returns the response, its record bytes, and the first
-/// hosted partition (for a long poll to wait on).
+/// One pass over the fetch's partitions. Returns the response, its record bytes, and the hosted
+/// partitions (for a long poll to wait on). The request's `max_bytes` bounds the records across
+/// partitions, followers' as consumers' (the first partition with data always gets one batch).
 fn fetch_once(
     shared: &Shared,
     request: &FetchRequest,
     replica_id: i32,
-) -> (FetchResponse, usize, Option<Arc<Partition>>) {
+) -> (FetchResponse, usize, Vec<Arc<Partition>>) {
     let mut bytes_total = 0;
-    let mut first = None;
+    let mut hosted_all = Vec::new();
     let bytes_max = usize::try_from(request.max_bytes.max(1)).unwrap_or(1 << 20);
     let mut topics = Vec::new();
     for topic in &request.topics {
@@ -230,19 +227,22 @@ fn fetch_once(
                     continue;
                 }
             };
-            let data = if replica_id >= 0 {
-                follower_fetch(&partition, replica_id, fetch)
+            let partition_max =
+                usize::try_from(fetch.partition_max_bytes.max(1)).unwrap_or(1 << 20);
+            // Nothing left of the request's budget: the partition is still stepped (a follower's
+            // fetch offset moves the HW) but answers without records.
+            let budget = if bytes_total == 0 {
+                partition_max
             } else {
-                let partition_max =
-                    usize::try_from(fetch.partition_max_bytes.max(1)).unwrap_or(1 << 20);
-                consumer_fetch(
-                    &partition,
-                    fetch,
-                    partition_max.min(bytes_max.saturating_sub(bytes_total).max(1)),
-                )
+                partition_max.min(bytes_max.saturating_sub(bytes_total))
+            };
+            let data = if replica_id >= 0 {
+                follower_fetch(&partition, replica_id, fetch, budget)
+            } else {
+                consumer_fetch(&partition, fetch, budget)
             };
             bytes_total += data.records.as_ref().map_or(0, Bytes::len);
-            first.get_or_insert(partition);
+            hosted_all.push(partition);
             partitions.push(data);
         }
         topics.push(
@@ -254,7 +254,7 @@ fn fetch_once(
     (
         FetchResponse::default().with_responses(topics),
         bytes_total,
-        first,
+        hosted_all,
     )
 }
 
@@ -262,10 +262,11 @@ fn follower_fetch(
     partition: &Partition,
     replica_id: i32,
     fetch: &kafka_protocol::messages::fetch_request::FetchPartition,
+    bytes_max: usize,
 ) -> PartitionData {
     let request = rw::fetch_from_kafka(replica_id, fetch);
     let log_start = partition.status().log_start_offset;
-    match partition.replica_fetch(request) {
+    match partition.replica_fetch(request, bytes_max) {
         Ok(response) => rw::fetch_response_to_kafka(fetch.partition, &response, log_start),
         Err(error) => error_data(fetch.partition, &error),
     }
@@ -278,16 +279,38 @@ fn consumer_fetch(
 ) -> PartitionData {
     let epoch =
         (fetch.current_leader_epoch >= 0).then_some(LeaderEpoch(fetch.current_leader_epoch));
-    match partition.consumer_read(epoch, wire::Offset(fetch.fetch_offset), bytes_max) {
-        Ok(read) => PartitionData::default()
-            .with_partition_index(fetch.partition)
-            .with_high_watermark(read.high_watermark.0)
-            .with_last_stable_offset(read.high_watermark.0)
-            .with_log_start_offset(read.log_start_offset.0)
-            .with_preferred_read_replica(KBroker(-1))
-            .with_records(Some(Bytes::from(read.records))),
+    // A spent budget still answers the offsets (and any error), without records.
+    match partition.consumer_read(epoch, wire::Offset(fetch.fetch_offset), bytes_max.max(1)) {
+        Ok(read) => {
+            let records = if bytes_max == 0 {
+                Bytes::new()
+            } else {
+                Bytes::from(read.records)
+            };
+            consumer_data(
+                fetch.partition,
+                read.high_watermark,
+                read.log_start_offset,
+                records,
+            )
+        }
         Err(error) => error_data(fetch.partition, &error),
     }
+}
+
+fn consumer_data(
+    partition: i32,
+    high_watermark: wire::Offset,
+    log_start: wire::Offset,
+    records: Bytes,
+) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(partition)
+        .with_high_watermark(high_watermark.0)
+        .with_last_stable_offset(high_watermark.0)
+        .with_log_start_offset(log_start.0)
+        .with_preferred_read_replica(KBroker(-1))
+        .with_records(Some(records))
 }
 
 fn error_data(partition: i32, error: &PartitionError) -> PartitionData {
