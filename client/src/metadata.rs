@@ -136,17 +136,37 @@ impl ClusterMetadata {
         Ok((leader, addr.clone()))
     }
 
-    /// Merges a (possibly partial) refresh: brokers are replaced, listed topics overwritten.
+    /// Merges a (possibly partial) refresh: brokers are replaced, listed topics overwritten —
+    /// except a partition whose fresh leader epoch is older than the one cached, which keeps the
+    /// cached leader (KIP-320, as Kafka's clients do): a broker that was cut off answers with the
+    /// leadership it last knew, and following it sends fetches to a stale leader whose log may
+    /// end below the consumer's position (an OFFSET_OUT_OF_RANGE that resets the consumer).
+    /// A topic that disappears from a full refresh is forgotten, so a re-created topic's epochs
+    /// start afresh (Kafka tells re-creations apart by topic id).
     pub fn merge(&mut self, fresh: ClusterMetadata, all_topics: bool) {
         if !fresh.brokers.is_empty() {
             self.brokers = fresh.brokers;
         }
         self.controller = fresh.controller.or(self.controller);
-        if all_topics {
-            self.topics = fresh.topics;
+        let mut topics = if all_topics {
+            BTreeMap::new()
         } else {
-            self.topics.extend(fresh.topics);
+            self.topics.clone()
+        };
+        for (name, mut topic) in fresh.topics {
+            if let Some(cached) = self.topics.get(&name) {
+                for (index, partition) in &mut topic.partitions {
+                    match cached.partitions.get(index) {
+                        Some(known) if known.leader_epoch > partition.leader_epoch => {
+                            *partition = known.clone();
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            topics.insert(name, topic);
         }
+        self.topics = topics;
     }
 }
 
@@ -331,5 +351,60 @@ mod tests {
         assert!(cached.topics.contains_key("t") && cached.topics.contains_key("u"));
         cached.merge(other, true);
         assert!(!cached.topics.contains_key("t"));
+    }
+
+    #[test]
+    fn an_older_leader_epoch_never_replaces_a_newer_one() {
+        // Found by the cluster simulation (seed 496): a leader cut off for 6 s came back still
+        // claiming leadership at epoch 0; a consumer that took its metadata over the epoch-1
+        // leader's fetched there, got OFFSET_OUT_OF_RANGE and reset to the earliest offset.
+        let newer = ClusterMetadata::from_response(&response(2)).expect("valid");
+        let mut cached = newer.clone();
+        cached
+            .topics
+            .get_mut("t")
+            .unwrap()
+            .partitions
+            .get_mut(&0)
+            .unwrap()
+            .leader_epoch = 5;
+        let mut stale = newer.clone();
+        stale
+            .topics
+            .get_mut("t")
+            .unwrap()
+            .partitions
+            .get_mut(&0)
+            .unwrap()
+            .leader = Some(BrokerId(1));
+        stale
+            .topics
+            .get_mut("t")
+            .unwrap()
+            .partitions
+            .get_mut(&0)
+            .unwrap()
+            .leader_epoch = 4;
+        for all_topics in [false, true] {
+            let mut merged = cached.clone();
+            merged.merge(stale.clone(), all_topics);
+            assert_eq!(merged.topics["t"].partitions[&0].leader, Some(BrokerId(2)));
+            assert_eq!(merged.topics["t"].partitions[&0].leader_epoch, 5);
+        }
+        let mut moved = stale.clone();
+        moved
+            .topics
+            .get_mut("t")
+            .unwrap()
+            .partitions
+            .get_mut(&0)
+            .unwrap()
+            .leader_epoch = 6;
+        cached.merge(moved, false);
+        assert_eq!(
+            cached.topics["t"].partitions[&0].leader,
+            Some(BrokerId(1)),
+            "a newer epoch wins"
+        );
     }
 }

@@ -46,7 +46,7 @@ fn run_passing_seed(scenario: &Arc<dyn Scenario>, seed: u64) -> sim::runner::See
 }
 
 /// Seeds of the default campaign that found a bug (see `seeds_that_found_bugs_pass`).
-const SEEDS_THAT_FOUND_BUGS: &[u64] = &[99];
+const SEEDS_THAT_FOUND_BUGS: &[u64] = &[99, 496];
 
 /// Seeds of the default campaign that found a bug, with the draw they had when it was fixed;
 /// each must pass. (The draw grows with the simulator, so a seed may later stand for another
@@ -56,6 +56,11 @@ const SEEDS_THAT_FOUND_BUGS: &[u64] = &[99];
 ///   unflushed tail: an acknowledged record lost (`inconsistent-offsets`). The same seed's
 ///   restarted brokers answered clients before they had caught up with the controller: 318
 ///   sends failed with "unknown topic" although the topic existed; now none may.
+/// - 496 (session 5, after the replica fetchers changed the timing): the leader of t-0, cut off
+///   for 6 s, came back still claiming leadership at epoch 0; the consumer took its metadata over
+///   the epoch-1 leader's, fetched there, got OFFSET_OUT_OF_RANGE (its log ended below the
+///   consumer's position) and reset to the earliest offset (`nonmonotonic-poll`). rill's client
+///   now keeps the newer leader epoch, as Kafka's clients do (KIP-320).
 #[test]
 fn seeds_that_found_bugs_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));

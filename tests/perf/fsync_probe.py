@@ -15,26 +15,22 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster import LocalCluster  # noqa: E402
 
 BASE_PORT = int(os.environ.get("RILL_PROBE_PORT", "19300"))
 SYSCALLS = "fsync,fdatasync,sync_file_range,rename"
 
 
-def node_pids(directory):
-    with open(os.path.join(directory, "cluster.json")) as handle:
-        return json.load(handle)["pids"]
-
-
-def produce_requests(node_count):
+def produce_requests(cluster):
     total = 0
-    for node in range(1, node_count + 1):
-        url = f"http://127.0.0.1:{BASE_PORT + 10 * node + 2}/metrics"
+    for node in range(1, cluster.brokers + 1):
+        url = cluster.metrics_url(node)
         text = urllib.request.urlopen(url, timeout=5).read().decode()
         for match in re.finditer(r'rill_requests_total\{api="Produce"\} (\d+)', text):
             total += int(match.group(1))
@@ -54,71 +50,61 @@ def main():
     messages = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
     partitions = int(sys.argv[2]) if len(sys.argv) > 2 else 6
     rill = os.environ.get("RILL_BIN", "target/release/rill")
-    directory = tempfile.mkdtemp(prefix="rill-probe-")
-    up = subprocess.run(
-        [rill, "cluster", "up", "--brokers", "3", "--dir", directory, "--base-port", str(BASE_PORT)],
-        capture_output=True, text=True, timeout=120, check=True)
-    bootstrap = up.stdout.strip().splitlines()[-1]
     tracers = []
-    try:
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        for attempt in range(30):
-            futures = admin.create_topics([NewTopic("probe", partitions, 3)], request_timeout=10)
+    with LocalCluster(rill, BASE_PORT) as cluster:
+        try:
+            probe(cluster, rill, messages, partitions, tracers)
+        finally:
+            for tracer in tracers:
+                tracer.kill()
+
+
+def probe(cluster, rill, messages, partitions, tracers):
+    cluster.create_topic("probe", partitions)
+    time.sleep(3)
+    for pid in cluster.pids:
+        tracers.append(subprocess.Popen(
+            ["strace", "-f", "-c", "-e", f"trace={SYSCALLS}", "-p", str(pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    time.sleep(1)
+    before = produce_requests(cluster)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5,
+                         "enable.idempotence": True, "compression.type": "none",
+                         "batch.num.messages": int(os.environ.get("RILL_PROBE_BATCH", "100"))})
+    value = b"x" * 1024
+    delivered = [0]
+
+    def on_delivery(error, _message):
+        if error is None:
+            delivered[0] += 1
+
+    started = time.monotonic()
+    for i in range(messages):
+        while True:
             try:
-                futures["probe"].result(15)
+                producer.produce("probe", value=value, key=str(i).encode(), on_delivery=on_delivery)
                 break
-            except Exception as error:  # the controller may still be electing
-                if "already exists" in str(error).lower():
-                    break
-                time.sleep(1)
-        time.sleep(3)
-        for pid in node_pids(directory):
-            tracers.append(subprocess.Popen(
-                ["strace", "-f", "-c", "-e", f"trace={SYSCALLS}", "-p", str(pid)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-        time.sleep(1)
-        before = produce_requests(3)
-        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
-                             "enable.idempotence": True, "compression.type": "none",
-                             "batch.num.messages": int(os.environ.get("RILL_PROBE_BATCH", "100"))})
-        value = b"x" * 1024
-        delivered = [0]
-
-        def on_delivery(error, _message):
-            if error is None:
-                delivered[0] += 1
-
-        started = time.monotonic()
-        for i in range(messages):
-            while True:
-                try:
-                    producer.produce("probe", value=value, key=str(i).encode(), on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    producer.poll(0.01)
-        producer.flush(120)
-        elapsed = time.monotonic() - started
-        requests = produce_requests(3) - before
-        counts = {}
-        for tracer in tracers:
-            tracer.send_signal(signal.SIGINT)
-            _, err = tracer.communicate(timeout=30)
-            for name, count in strace_counts(err).items():
-                counts[name] = counts.get(name, 0) + count
-        tracers = []
-        syncs = counts.get("fsync", 0) + counts.get("fdatasync", 0)
-        print(json.dumps({
-            "binary": rill, "messages": messages, "partitions": partitions,
-            "delivered": delivered[0], "seconds": round(elapsed, 2),
-            "records_per_s": round(delivered[0] / elapsed),
-            "produce_requests": requests, "syscalls": counts,
-            "fsyncs_per_produce": round(syncs / max(requests, 1), 2),
-            "load_average": os.getloadavg()[0],
-        }))
-    finally:
-        for tracer in tracers:
-            tracer.kill()
-        subprocess.run([rill, "cluster", "down", "--dir", directory], capture_output=True, timeout=60)
+            except BufferError:
+                producer.poll(0.01)
+    producer.flush(120)
+    elapsed = time.monotonic() - started
+    requests = produce_requests(cluster) - before
+    counts = {}
+    for tracer in tracers:
+        tracer.send_signal(signal.SIGINT)
+        _, err = tracer.communicate(timeout=30)
+        for name, count in strace_counts(err).items():
+            counts[name] = counts.get(name, 0) + count
+    tracers.clear()
+    syncs = counts.get("fsync", 0) + counts.get("fdatasync", 0)
+    print(json.dumps({
+        "binary": rill, "messages": messages, "partitions": partitions,
+        "delivered": delivered[0], "seconds": round(elapsed, 2),
+        "records_per_s": round(delivered[0] / elapsed),
+        "produce_requests": requests, "syscalls": counts,
+        "fsyncs_per_produce": round(syncs / max(requests, 1), 2),
+        "load_average": os.getloadavg()[0],
+    }))
 
 
 if __name__ == "__main__":

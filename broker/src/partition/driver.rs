@@ -102,8 +102,8 @@ struct Inner {
     waiters: BTreeMap<u64, oneshot::Sender<ProduceOutcome>>,
     /// The id the next produce gets.
     request_id_next: u64,
-    /// Generation per timer kind: a sleeping timer task fires only if its generation is current.
-    timer_generations: BTreeMap<TimerKind, u64>,
+    /// The core's timers, one slot per kind, each served by at most one sleeping task.
+    timers: BTreeMap<TimerKind, TimerSlot>,
     /// The newest flush the core asked for and the IO worker has not planned: (seq, up_to).
     flush_wanted: Option<(u64, Offset)>,
     /// Queued on the IO worker and not yet picked up by a round: queue once.
@@ -177,7 +177,7 @@ impl Partition {
                 producers,
                 waiters: BTreeMap::new(),
                 request_id_next: 1,
-                timer_generations: BTreeMap::new(),
+                timers: BTreeMap::new(),
                 flush_wanted: None,
                 flush_queued: false,
                 captured: Vec::new(),
@@ -354,14 +354,22 @@ impl Partition {
                 delay_ms_min,
                 delay_ms_max,
             } => {
-                let generation = inner.timer_generations.entry(timer).or_insert(0);
-                *generation += 1;
                 let delay = runtime::jitter_ms(delay_ms_min, delay_ms_max);
-                tokio::spawn(fire_timer(this.clone(), timer, *generation, delay));
+                let deadline = runtime::monotonic_ms().saturating_add(delay);
+                let slot = inner.timers.entry(timer).or_default();
+                slot.deadline = Some(deadline);
+                // A timer re-armed later (the retransmit timer, on every fetch) keeps its task,
+                // which sleeps on to the new deadline: one task per partition and kind, not one
+                // per arming.
+                if slot.task_wake.is_none_or(|wake| wake > deadline) {
+                    slot.task_id += 1;
+                    slot.task_wake = Some(deadline);
+                    tokio::spawn(timer_task(this.clone(), timer, slot.task_id, deadline));
+                }
                 Ok(())
             }
             Effect::CancelTimer(timer) => {
-                *inner.timer_generations.entry(timer).or_insert(0) += 1;
+                inner.timers.entry(timer).or_default().deadline = None;
                 Ok(())
             }
         }
@@ -645,6 +653,11 @@ impl Partition {
             .replica
             .epochs()
             .end_offset_for(epoch, inner.replica.log_end_offset()))
+    }
+
+    /// The log start offset, as the core knows it (cheaper than [`Partition::status`]).
+    pub fn log_start_offset(&self) -> Offset {
+        self.lock().replica.log_start_offset()
     }
 
     /// State for Metadata answers and metrics.
@@ -1010,14 +1023,48 @@ fn check_producer(
     }
 }
 
-/// A timer task: sleeps, then fires into the core if it is still the current timer of its kind.
-async fn fire_timer(partition: Weak<Partition>, timer: TimerKind, generation: u64, delay_ms: u64) {
-    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-    let Some(partition) = partition.upgrade() else {
-        return;
-    };
-    let current = partition.lock().timer_generations.get(&timer).copied();
-    if current == Some(generation) {
-        partition.step(Input::Timer(timer), None);
+/// One kind of the core's timers on one partition.
+#[derive(Debug, Default)]
+struct TimerSlot {
+    /// When it fires (monotonic ms), if armed.
+    deadline: Option<u64>,
+    /// The id of the task serving the slot; a task whose id is stale ends when it wakes.
+    task_id: u64,
+    /// When that task wakes next, while it lives.
+    task_wake: Option<u64>,
+}
+
+/// A timer task: sleeps to its slot's deadline (following it when it is re-armed later), then
+/// fires into the core; ends when the slot is cancelled, or when an earlier arming replaced it.
+async fn timer_task(partition: Weak<Partition>, timer: TimerKind, task_id: u64, wake: u64) {
+    let mut wake = wake;
+    loop {
+        let now = runtime::monotonic_ms();
+        tokio::time::sleep(Duration::from_millis(wake.saturating_sub(now))).await;
+        let Some(partition) = partition.upgrade() else {
+            return;
+        };
+        let mut inner = partition.lock();
+        let now = runtime::monotonic_ms();
+        let slot = inner.timers.entry(timer).or_default();
+        if slot.task_id != task_id {
+            return;
+        }
+        match slot.deadline {
+            Some(deadline) if deadline > now => {
+                wake = deadline;
+                slot.task_wake = Some(deadline);
+            }
+            Some(_) => {
+                slot.deadline = None;
+                slot.task_wake = None;
+                partition.step_with(inner, Input::Timer(timer), None);
+                return;
+            }
+            None => {
+                slot.task_wake = None;
+                return;
+            }
+        }
     }
 }

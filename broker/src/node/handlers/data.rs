@@ -159,32 +159,43 @@ pub async fn fetch(shared: &Arc<Shared>, request: FetchRequest) -> FetchResponse
     let replica_id = request.replica_id.0;
     let min_bytes = usize::try_from(request.min_bytes.max(1)).unwrap_or(1);
     loop {
-        let (response, bytes, hosted) = fetch_once(shared, &request, replica_id);
-        let now = tokio::time::Instant::now();
-        if bytes >= min_bytes || now >= deadline || has_error_or_divergence(&response) {
-            shared.metrics.count("rill_fetch_bytes_total", bytes as u64);
-            return response;
-        }
-        if hosted.is_empty() {
-            tokio::time::sleep(deadline - now).await;
-            continue;
-        }
-        let mut moved: Vec<_> = hosted
+        let resolved = resolve(shared, &request);
+        // Armed before reading, so a move during or after the pass wakes the wait below.
+        let mut moved: Vec<_> = resolved
             .iter()
+            .flatten()
             .map(|partition| Box::pin(partition.progress().notified()))
             .collect();
         for notified in &mut moved {
             notified.as_mut().enable();
         }
-        // Re-read after enabling, so a move since `fetch_once` is not missed.
-        let (again, bytes, _) = fetch_once(shared, &request, replica_id);
-        if bytes >= min_bytes || has_error_or_divergence(&again) {
+        let (response, bytes) = fetch_once(&request, replica_id, &resolved);
+        let now = tokio::time::Instant::now();
+        if bytes >= min_bytes || now >= deadline || has_error_or_divergence(&response) {
             shared.metrics.count("rill_fetch_bytes_total", bytes as u64);
-            return again;
+            return response;
+        }
+        if moved.is_empty() {
+            tokio::time::sleep(deadline - now).await;
+            continue;
         }
         let _moved_or_late =
             tokio::time::timeout(deadline - now, futures_util::future::select_all(moved)).await;
     }
+}
+
+/// The fetch's partitions in request order: hosted here, or the error code to answer.
+fn resolve(shared: &Shared, request: &FetchRequest) -> Vec<Result<Arc<Partition>, i16>> {
+    request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|fetch| {
+                client_partition(&topic.topic.0, fetch.partition)
+                    .and_then(|tp| shared.partition(&tp).ok_or_else(|| not_hosted(shared, &tp)))
+            })
+        })
+        .collect()
 }
 
 /// Any partition with an error or a diverging epoch answers at once (the client must act).
@@ -196,30 +207,28 @@ fn has_error_or_divergence(response: &FetchResponse) -> bool {
         .any(|p| p.error_code != 0 || p.diverging_epoch.epoch >= 0)
 }
 
-/// One pass over the fetch's partitions. Returns the response, its record bytes, and the hosted
-/// partitions (for a long poll to wait on). The request's `max_bytes` bounds the records across
-/// partitions, followers' as consumers' (the first partition with data always gets one batch).
+/// One pass over the fetch's partitions (`resolved` in request order). Returns the response and
+/// its record bytes. The request's `max_bytes` bounds the records across partitions, followers'
+/// as consumers' (the first partition with data always gets one batch).
 fn fetch_once(
-    shared: &Shared,
     request: &FetchRequest,
     replica_id: i32,
-) -> (FetchResponse, usize, Vec<Arc<Partition>>) {
+    resolved: &[Result<Arc<Partition>, i16>],
+) -> (FetchResponse, usize) {
     let mut bytes_total = 0;
-    let mut hosted_all = Vec::new();
     let bytes_max = usize::try_from(request.max_bytes.max(1)).unwrap_or(1 << 20);
+    let mut resolved = resolved.iter();
     let mut topics = Vec::new();
     for topic in &request.topics {
         let mut partitions = Vec::new();
         for fetch in &topic.partitions {
-            let hosted = client_partition(&topic.topic.0, fetch.partition)
-                .and_then(|tp| shared.partition(&tp).ok_or_else(|| not_hosted(shared, &tp)));
-            let partition = match hosted {
+            let partition = match resolved.next().expect("one per requested partition") {
                 Ok(partition) => partition,
                 Err(code) => {
                     partitions.push(
                         PartitionData::default()
                             .with_partition_index(fetch.partition)
-                            .with_error_code(code)
+                            .with_error_code(*code)
                             .with_high_watermark(-1)
                             .with_last_stable_offset(-1)
                             .with_preferred_read_replica(KBroker(-1)),
@@ -237,12 +246,11 @@ fn fetch_once(
                 partition_max.min(bytes_max.saturating_sub(bytes_total))
             };
             let data = if replica_id >= 0 {
-                follower_fetch(&partition, replica_id, fetch, budget)
+                follower_fetch(partition, replica_id, fetch, budget)
             } else {
-                consumer_fetch(&partition, fetch, budget)
+                consumer_fetch(partition, fetch, budget)
             };
             bytes_total += data.records.as_ref().map_or(0, Bytes::len);
-            hosted_all.push(partition);
             partitions.push(data);
         }
         topics.push(
@@ -251,11 +259,7 @@ fn fetch_once(
                 .with_partitions(partitions),
         );
     }
-    (
-        FetchResponse::default().with_responses(topics),
-        bytes_total,
-        hosted_all,
-    )
+    (FetchResponse::default().with_responses(topics), bytes_total)
 }
 
 fn follower_fetch(
@@ -265,7 +269,7 @@ fn follower_fetch(
     bytes_max: usize,
 ) -> PartitionData {
     let request = rw::fetch_from_kafka(replica_id, fetch);
-    let log_start = partition.status().log_start_offset;
+    let log_start = partition.log_start_offset();
     match partition.replica_fetch(request, bytes_max) {
         Ok(response) => rw::fetch_response_to_kafka(fetch.partition, &response, log_start),
         Err(error) => error_data(fetch.partition, &error),
