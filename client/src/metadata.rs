@@ -353,56 +353,32 @@ mod tests {
         assert!(!cached.topics.contains_key("t"));
     }
 
+    fn partition_0(metadata: &mut ClusterMetadata) -> &mut PartitionMetadata {
+        let topic = metadata.topics.get_mut("t").expect("topic t");
+        topic.partitions.get_mut(&0).expect("partition 0")
+    }
+
     #[test]
     fn an_older_leader_epoch_never_replaces_a_newer_one() {
         // Found by the cluster simulation (seed 496): a leader cut off for 6 s came back still
         // claiming leadership at epoch 0; a consumer that took its metadata over the epoch-1
         // leader's fetched there, got OFFSET_OUT_OF_RANGE and reset to the earliest offset.
-        let newer = ClusterMetadata::from_response(&response(2)).expect("valid");
-        let mut cached = newer.clone();
-        cached
-            .topics
-            .get_mut("t")
-            .unwrap()
-            .partitions
-            .get_mut(&0)
-            .unwrap()
-            .leader_epoch = 5;
-        let mut stale = newer.clone();
-        stale
-            .topics
-            .get_mut("t")
-            .unwrap()
-            .partitions
-            .get_mut(&0)
-            .unwrap()
-            .leader = Some(BrokerId(1));
-        stale
-            .topics
-            .get_mut("t")
-            .unwrap()
-            .partitions
-            .get_mut(&0)
-            .unwrap()
-            .leader_epoch = 4;
+        let mut cached = ClusterMetadata::from_response(&response(2)).expect("valid");
+        partition_0(&mut cached).leader_epoch = 5;
+        let mut stale = cached.clone();
+        partition_0(&mut stale).leader = Some(BrokerId(1));
+        partition_0(&mut stale).leader_epoch = 4;
         for all_topics in [false, true] {
             let mut merged = cached.clone();
             merged.merge(stale.clone(), all_topics);
-            assert_eq!(merged.topics["t"].partitions[&0].leader, Some(BrokerId(2)));
-            assert_eq!(merged.topics["t"].partitions[&0].leader_epoch, 5);
+            assert_eq!(partition_0(&mut merged).leader, Some(BrokerId(2)));
+            assert_eq!(partition_0(&mut merged).leader_epoch, 5);
         }
-        let mut moved = stale.clone();
-        moved
-            .topics
-            .get_mut("t")
-            .unwrap()
-            .partitions
-            .get_mut(&0)
-            .unwrap()
-            .leader_epoch = 6;
+        let mut moved = stale;
+        partition_0(&mut moved).leader_epoch = 6;
         cached.merge(moved, false);
         assert_eq!(
-            cached.topics["t"].partitions[&0].leader,
+            partition_0(&mut cached).leader,
             Some(BrokerId(1)),
             "a newer epoch wins"
         );
