@@ -298,6 +298,40 @@ async fn a_failing_disk_stops_the_partition_instead_of_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_read_its_log_fails_over_instead_of_refusing_readers_for_ever() {
+    let trio = open_trio();
+    let leader = trio.partitions[0].clone();
+    leader
+        .produce(batch(&["rotting"]), Acks::All)
+        .await
+        .unwrap();
+    // A bit of the record's value rots on the leader's disk (the batch's last byte).
+    let segment = Path::new("t-0/00000000000000000000.log");
+    let len = trio.disks[0].durable_bytes(segment).unwrap().len() as u64;
+    trio.disks[0].flip_bit_at(segment, len - 1, 0).unwrap();
+    let read = leader.consumer_read(None, Offset::ZERO, 1 << 20);
+    assert!(
+        matches!(read, Err(PartitionError::Storage(_))),
+        "got {read:?}"
+    );
+    assert!(
+        leader.status().failed.is_some(),
+        "the replica stops serving"
+    );
+    assert_eq!(
+        *trio.net.failed.lock().unwrap(),
+        vec![BROKERS[0]],
+        "and is reported, so the controller moves the leadership to a replica that can read"
+    );
+    for follower in &trio.partitions[1..] {
+        let copy = follower
+            .read_committed_or_appended(Offset::ZERO, 1 << 20)
+            .unwrap();
+        assert!(!copy.is_empty(), "the followers' copies are intact");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_records_its_epoch_in_the_log_before_any_record() {
     let trio = open_trio();
     trio.partitions[0]

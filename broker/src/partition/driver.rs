@@ -575,14 +575,15 @@ impl Partition {
         fetch_offset: Offset,
         bytes_max: usize,
     ) -> Result<ConsumerRead, PartitionError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         Self::refuse_if_unusable(&inner)?;
         let range =
             inner
                 .replica
                 .consumer_read_range(current_leader_epoch, fetch_offset, i64::MAX / 4)?;
         let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-        let records = read_for_consumer(log, range, bytes_max).map_err(read_failure)?;
+        let read = read_for_consumer(log, range, bytes_max);
+        let records = self.read_or_fail(&mut inner, read)?;
         Ok(ConsumerRead {
             records,
             high_watermark: inner.replica.high_watermark(),
@@ -598,13 +599,35 @@ impl Partition {
         from: Offset,
         bytes_max: usize,
     ) -> Result<Vec<u8>, PartitionError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         Self::refuse_if_unusable(&inner)?;
         let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
         if from >= log.log_end_offset() {
             return Ok(Vec::new());
         }
-        Ok(log.read(from, bytes_max).map_err(read_failure)?.bytes)
+        let read = log.read(from, bytes_max).map(|read| read.bytes);
+        self.read_or_fail(&mut inner, read)
+    }
+
+    /// A read's result for a client. A log that cannot be read (an I/O error, a batch whose CRC
+    /// no longer matches) fails the partition, like a failed append: the broker reports the
+    /// replica offline and the controller moves the leadership to a replica that can serve,
+    /// instead of answering KAFKA_STORAGE_ERROR to every reader for ever (a librdkafka consumer
+    /// sat stuck 90 s on one). A read outside the log's range is that request's error only.
+    fn read_or_fail<T>(
+        &self,
+        inner: &mut Inner,
+        read: Result<T, LogError>,
+    ) -> Result<T, PartitionError> {
+        match read {
+            Ok(value) => Ok(value),
+            Err(error) if error.is_storage_failure() => {
+                let refusal = read_failure(error);
+                self.fail(inner, refusal.to_string());
+                Err(refusal)
+            }
+            Err(error) => Err(read_failure(error)),
+        }
     }
 
     /// ListOffsets: earliest (-2), latest (-1, the HW) or the first offset with a timestamp at
