@@ -69,8 +69,9 @@ say "building the C and C++ libraries (make -j$jobs, about a minute on 2 cores)"
 say "building tests/test-runner"
 (cd "$cache/build/tests" && timeout "$build_timeout" make -j"$jobs" test-runner >>"$cache/build.log" 2>&1) \
     || { tail -n 30 "$cache/build.log" >&2; say "build failed (log: $cache/build.log)"; exit 1; }
-# Object files are no longer needed; the runner links the shared libraries in src/ and src-cpp/.
-find "$cache/build" -name '*.o' -delete
+# Object files, static libraries and debug copies are no longer needed (~110 MB): the runner links
+# the shared libraries in src/ and src-cpp/.
+find "$cache/build" \( -name '*.o' -o -name '*.a' -o -name '*-dbg.so*' \) -delete
 mv "$cache/build" "$src"
 echo "$stamp_text" >"$cache/built.stamp"
 say "built in $((SECONDS - started)) s"
