@@ -15,6 +15,8 @@
 # Needs: npm, a C/C++ toolchain and the -dev packages build.sh names, kcat, python3 (`.ci/run`
 # installs them). Environment:
 #   RILL_BIN               a prebuilt `rill` (default: cargo builds the release one)
+#   RILL_RDK_CACHE         where build.sh keeps the source and the built runner (default
+#                          $HOME/.cache/rill/librdkafka-2.12.0); RILL_RDK_BUILD_JOBS (default 2)
 #   RILL_RDK_BASE_PORT     cluster ports base+10N, +1, +2 (default 29500)
 #   RILL_RDK_JOBS          test numbers run at a time (default 4)
 #   RILL_RDK_TEST_TIMEOUT  seconds per test number (default 240)
