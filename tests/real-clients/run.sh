@@ -16,6 +16,7 @@
 # Environment: RILL_BIN (a prebuilt `rill`, used when it exists: `cargo xtask ci` passes the one its
 # `test` step just built; otherwise the debug one is built with cargo), RILL_VENV (default $HOME/.cache/rill/venv),
 # RILL_RC_BASE_PORT (default 29300: nodes use base+10N, +1, +2), RILL_RC_KEEP=1 keeps the directory.
+# The cluster helpers are shared with tests/librdkafka/run.sh: tests/lib/cluster.sh.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +24,6 @@ root=$(cd "$here/../.." && pwd)
 venv=${RILL_VENV:-$HOME/.cache/rill/venv}
 python=$venv/bin/python
 base_port=${RILL_RC_BASE_PORT:-29300}
-bootstrap="127.0.0.1:$((base_port + 10)),127.0.0.1:$((base_port + 20)),127.0.0.1:$((base_port + 30))"
 # Bounds, in seconds: each client script, each kcat call, the build.
 script_timeout=150
 kcat_timeout=30
@@ -44,49 +44,26 @@ done
 "$python" -c 'import confluent_kafka, kafka' 2>/dev/null \
     || { say "no venv with confluent-kafka and kafka-python at $venv: run .ci/run"; exit 1; }
 
-# --- the rill binary -----------------------------------------------------------------------------
-if [[ -n "${RILL_BIN:-}" && -x "${RILL_BIN:-}" ]]; then
-    rill=$RILL_BIN
-else
-    say "building rill (debug)"
-    (cd "$root" && timeout "$build_timeout" "${CARGO:-cargo}" build --quiet -p broker --bin rill)
-    rill="${CARGO_TARGET_DIR:-$root/target}/debug/rill"
-fi
-[[ -x "$rill" ]] || { say "no rill binary at $rill"; exit 1; }
-
-# --- the cluster ---------------------------------------------------------------------------------
-for node in 1 2 3; do
-    for offset in 0 1 2; do
-        port=$((base_port + 10 * node + offset))
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            say "port $port is in use: set RILL_RC_BASE_PORT to a free range"; exit 1
-        fi
-    done
-done
-dir=$(mktemp -d "${TMPDIR:-/tmp}/rill-real-clients.XXXXXX")
+# --- the rill binary and the cluster (tests/lib/cluster.sh) ------------------------------------
+rill_script_name=real-clients
+rill_build_timeout=$build_timeout
+export RILL_KEEP_CLUSTER=${RILL_RC_KEEP:-${RILL_KEEP_CLUSTER:-0}}
+# shellcheck source=../lib/cluster.sh
+source "$root/tests/lib/cluster.sh"
+rill_binary "$root" debug
 
 cleanup() {
     local status=$?
-    if [[ -f "$dir/cluster.json" ]]; then
-        timeout 30 "$rill" cluster down --dir "$dir" >/dev/null 2>&1 || {
-            # `down` failed: stop exactly the recorded processes ourselves.
-            for pid in $(grep -oE '^\s+[0-9]+' "$dir/cluster.json"); do kill -KILL "$pid" 2>/dev/null || true; done
-        }
-    fi
-    if [[ $status -ne 0 ]]; then
-        for log in "$dir"/node-*.log; do
-            [[ -f "$log" ]] && { echo "--- last lines of $log" >&2; tail -n 15 "$log" >&2; }
-        done
-    fi
-    if [[ "${RILL_RC_KEEP:-0}" == 1 ]]; then say "kept $dir"; else rm -rf "$dir"; fi
+    rill_cluster_down "$status"
     rm -f "$results"
     exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say "starting 3 nodes in $dir on $bootstrap"
-timeout 60 "$rill" cluster up --brokers 3 --dir "$dir" --base-port "$base_port" >/dev/null
+rill_cluster_up "$base_port" real-clients
+bootstrap=$rill_bootstrap
+dir=$rill_cluster_dir
 
 # A client script: its PASS/FAIL lines count; a crash or timeout without a FAIL line is a failure.
 run_python() {
@@ -101,12 +78,7 @@ run_python() {
 }
 
 # --- kcat -L: three brokers (waits for the controller quorum and every broker's registration) ---
-brokers=0
-for _ in $(seq 1 60); do
-    brokers=$(timeout "$kcat_timeout" kcat -L -b "$bootstrap" -m 5 2>/dev/null | sed -nE 's/^ ([0-9]+) brokers:$/\1/p' || true)
-    [[ "$brokers" == 3 ]] && break
-    sleep 0.5
-done
+brokers=$(rill_cluster_wait_brokers 3 60 || true)
 if [[ "$brokers" == 3 ]]; then
     pass "kcat -L lists the brokers" "3 brokers after $(( $(date +%s) - started )) s"
 else

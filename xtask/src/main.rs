@@ -49,8 +49,8 @@ fn print_help() {
          commands:\n  \
          sim [ARGS]   build the simulator under --cfg madsim and run it (same as `cargo sim`)\n  \
          ci [--skip STEP]...  run everything CI runs: fmt, clippy, tests, real Kafka clients\n               \
-         against a local cluster, madsim tests, the determinism check and the TLA+\n               \
-         model checks\n\n\
+         against a local cluster, librdkafka's own test suite, madsim tests, the\n               \
+         determinism check and the TLA+ model checks\n\n\
          environment:\n  \
          CARGO_TARGET_DIR      normal build directory (the madsim build uses <it>-madsim)\n  \
          RILL_SIM_TARGET_DIR   override the madsim build directory"
@@ -209,6 +209,19 @@ fn ci_steps(root: &Path, skip: &[&str]) -> Vec<Step> {
     steps.push(Step {
         name: "real-clients",
         command: real_clients,
+    });
+
+    // librdkafka's own integration tests (its broker tests, quick mode) against a 3-node cluster
+    // of the release `rill`, compared with tests/librdkafka/expectations.txt. The script builds
+    // the test runner once into a cache outside the clone and the release binary with cargo.
+    let mut librdkafka = Command::new("bash");
+    librdkafka
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", normal_target_dir(root))
+        .arg(root.join("tests").join("librdkafka").join("run.sh"));
+    steps.push(Step {
+        name: "librdkafka-suite",
+        command: librdkafka,
     });
 
     // The crates whose code runs in both worlds: built and tested again under the simulator.

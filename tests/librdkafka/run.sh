@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# librdkafka's own integration test suite against a local 3-node rill cluster (the
+# `librdkafka-suite` CI step), compared with tests/librdkafka/expectations.txt.
+#
+#   1. build.sh fetches librdkafka 2.12.0 with its tests (npm pack node-rdkafka@3.6.1) and builds
+#      its test-runner, cached in $HOME/.cache/rill/librdkafka-2.12.0 (a warm cache takes no time);
+#   2. the release `rill` is built (or $RILL_BIN used) and `rill cluster up --brokers 3` started on
+#      127.0.0.1 (tests/lib/cluster.sh, shared with tests/real-clients/run.sh);
+#   3. suite.py runs every broker test in quick mode (`test-runner -L -Q`), one process per test
+#      number with its own timeout, several numbers at a time against the one cluster, and compares
+#      the outcome with the expectations file: a test listed `pass` that fails, or a test not
+#      listed, fails the step; a `known-fail` test that passes is printed, to be promoted.
+# The cluster and every test runner are stopped on exit, interrupt or timeout.
+#
+# Needs: npm, a C/C++ toolchain and the -dev packages build.sh names, kcat, python3 (`.ci/run`
+# installs them). Environment:
+#   RILL_BIN               a prebuilt `rill` (default: cargo builds the release one)
+#   RILL_RDK_CACHE         where build.sh keeps the source and the built runner (default
+#                          $HOME/.cache/rill/librdkafka-2.12.0); RILL_RDK_BUILD_JOBS (default 2)
+#   RILL_RDK_BASE_PORT     cluster ports base+10N, +1, +2 (default 29500)
+#   RILL_RDK_JOBS          test numbers run at a time (default 4)
+#   RILL_RDK_TEST_TIMEOUT  seconds per test number (default 240)
+#   RILL_RDK_DEADLINE      seconds for all the tests (default 1200)
+#   RILL_RDK_TESTS         comma-separated test numbers to run (default: all), e.g. 0001,0045
+#   RILL_RDK_OUT           where logs and results.tsv go (default: a temporary directory, kept
+#                          when the step fails)
+#   RILL_KEEP_CLUSTER=1    keeps the cluster's directory (configs, node logs)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+base_port=${RILL_RDK_BASE_PORT:-29500}
+started=$SECONDS
+
+say() { echo "librdkafka-suite: $*" >&2; }
+
+for tool in kcat python3 timeout; do
+    command -v "$tool" >/dev/null || { say "$tool is missing: run .ci/run (it installs it)"; exit 1; }
+done
+
+say "preparing the test runner"
+t0=$SECONDS
+runner_dir=$(bash "$here/build.sh" | tail -n 1)
+[[ -x "$runner_dir/test-runner" ]] || { say "no test-runner in $runner_dir"; exit 1; }
+say "test runner ready in $((SECONDS - t0)) s"
+
+rill_script_name=librdkafka-suite
+# shellcheck source=../lib/cluster.sh
+source "$root/tests/lib/cluster.sh"
+t0=$SECONDS
+rill_binary "$root" release
+say "rill ready in $((SECONDS - t0)) s: $rill"
+
+out=${RILL_RDK_OUT:-}
+made_out=0
+if [[ -z "$out" ]]; then
+    out=$(mktemp -d "${TMPDIR:-/tmp}/rill-librdkafka.XXXXXX")
+    made_out=1
+fi
+mkdir -p "$out"
+suite_pid=""
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    if [[ -n "$suite_pid" ]] && kill -0 "$suite_pid" 2>/dev/null; then
+        # suite.py stops its test runners on SIGTERM.
+        kill -TERM "$suite_pid" 2>/dev/null || true
+        wait "$suite_pid" 2>/dev/null || true
+    fi
+    rill_cluster_down "$status"
+    if [[ $status -ne 0 || $made_out -eq 0 ]]; then
+        say "logs and results in $out"
+    else
+        rm -rf "$out"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rill_cluster_up "$base_port" librdkafka
+brokers=$(rill_cluster_wait_brokers 3 60) || { say "the cluster listed $brokers brokers, not 3"; exit 1; }
+say "3 brokers listed after $((SECONDS - started)) s"
+
+# The runner reads test.conf: librdkafka properties plus the suite's own `test.*` ones.
+cat >"$out/test.conf" <<EOF
+bootstrap.servers=$rill_bootstrap
+broker.address.family=v4
+# Random topic names: numbers run in parallel against one cluster never share a topic.
+test.topic.random=true
+EOF
+
+# In the background so that a signal reaches the trap at once; `wait` returns the exit status.
+python3 -u "$here/suite.py" \
+    --runner-dir "$runner_dir" \
+    --conf "$out/test.conf" \
+    --expectations "$here/expectations.txt" \
+    --out "$out" \
+    --jobs "${RILL_RDK_JOBS:-4}" \
+    --timeout "${RILL_RDK_TEST_TIMEOUT:-240}" \
+    --deadline "${RILL_RDK_DEADLINE:-1200}" \
+    --tests "${RILL_RDK_TESTS:-}" \
+    --durations "$(cd "$runner_dir/../.." && pwd)/durations.json" &
+suite_pid=$!
+status=0
+wait "$suite_pid" || status=$?
+suite_pid=""
+say "finished in $((SECONDS - started)) s"
+exit "$status"
