@@ -332,6 +332,58 @@ async fn a_leader_that_cannot_read_its_log_fails_over_instead_of_refusing_reader
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_replica_is_set_aside_on_reopen_and_rebuilt_from_the_leader() {
+    let trio = open_trio();
+    let old = trio.partitions[0].clone();
+    old.produce(batch(&["rotting"]), Acks::All).await.unwrap();
+    let segment = Path::new("t-0/00000000000000000000.log");
+    let len = trio.disks[0].durable_bytes(segment).unwrap().len() as u64;
+    trio.disks[0].flip_bit_at(segment, len - 1, 0).unwrap();
+    assert!(old.consumer_read(None, Offset::ZERO, 1 << 20).is_err());
+    assert!(old.status().failed.is_some());
+    // The controller moves the leadership; the broker restarts and opens the partition again.
+    old.close();
+    trio.net.partitions.lock().unwrap().remove(&BROKERS[0]);
+    for partition in &trio.partitions[1..] {
+        partition.apply_state(state(BROKERS[1], 2));
+    }
+    let endpoint: Arc<dyn ReplicaNet> = Arc::new(Endpoint {
+        net: trio.net.clone(),
+        from: BROKERS[0],
+    });
+    let reopened = Partition::open(
+        TopicPartition::new("t", 0),
+        trio.disks[0].as_disk(),
+        Path::new("t-0"),
+        settings_with(BROKERS[0], LogConfig::default()),
+        endpoint,
+    )
+    .unwrap();
+    // The rotten batch is the active segment's tail, above the recovery point: opening cuts it
+    // like a torn write (a rotten sealed segment is set aside: `partition::quarantine`'s tests).
+    assert_eq!(
+        reopened.status().log_end_offset,
+        Offset::ZERO,
+        "starts empty"
+    );
+    trio.net
+        .partitions
+        .lock()
+        .unwrap()
+        .insert(BROKERS[0], Arc::downgrade(&reopened));
+    reopened.apply_state(state(BROKERS[1], 2));
+    wait_until("the rebuilt replica catches up", || {
+        reopened.status().log_end_offset == Offset(1)
+    })
+    .await;
+    let copy = reopened
+        .read_committed_or_appended(Offset::ZERO, 1 << 20)
+        .unwrap();
+    assert!(!copy.is_empty(), "the record is back, read without error");
+    assert_eq!(reopened.status().failed, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_records_its_epoch_in_the_log_before_any_record() {
     let trio = open_trio();
     trio.partitions[0]

@@ -311,10 +311,18 @@ pub fn partition_dir(tp: &TopicPartition) -> std::path::PathBuf {
 /// Deletes a removed partition's files (bounded: one directory of segments).
 fn remove_partition_dir(disk: &dyn Disk, tp: &TopicPartition) -> Result<(), log_core::DiskError> {
     let dir = partition_dir(tp);
-    if !disk.exists(&dir)? {
+    // A log an earlier failure set aside goes with the partition.
+    let aside = std::path::PathBuf::from(format!("{}.quarantined", dir.display()));
+    let mut removed = false;
+    for path in [dir, aside] {
+        if disk.exists(&path)? {
+            disk.remove_dir(&path, true)?;
+            removed = true;
+        }
+    }
+    if !removed {
         return Ok(());
     }
-    disk.remove_dir(&dir, true)?;
     disk.sync_dir(std::path::Path::new(""))
 }
 

@@ -132,6 +132,10 @@ pub struct Partition {
     progress: Notify,
     /// Carries out flushes in rounds across the broker's partitions.
     io: IoWorker,
+    /// The disk and directory of the log (for the failure marker).
+    disk: Arc<dyn Disk>,
+    /// The log's directory.
+    dir: std::path::PathBuf,
     /// Where sends go.
     net: Arc<dyn ReplicaNet>,
     /// This partition's own `Arc`, weakly, for the tasks it spawns.
@@ -156,7 +160,8 @@ impl Partition {
         settings: PartitionSettings,
         net: Arc<dyn ReplicaNet>,
     ) -> Result<Arc<Partition>, LogError> {
-        let log = PartitionLog::open(disk, dir, settings.log.clone(), runtime::wall_clock_ms())?;
+        let (log, _set_aside) =
+            super::quarantine::open_log(&disk, dir, &settings.log, runtime::wall_clock_ms())?;
         let recovered = RecoveredLog {
             log_start_offset: log.log_start_offset(),
             log_end_offset: log.log_end_offset(),
@@ -188,6 +193,8 @@ impl Partition {
             }),
             progress: Notify::new(),
             io: settings.io.clone(),
+            disk,
+            dir: dir.to_path_buf(),
             net,
             me: me.clone(),
             request_timeout_ms,
@@ -381,6 +388,8 @@ impl Partition {
         let first = inner.failed.is_none();
         inner.failed = Some(reason.clone());
         if first {
+            // The next open verifies the whole log and sets a corrupt one aside.
+            super::quarantine::mark_failed(self.disk.as_ref(), &self.dir);
             self.net.partition_failed(&self.tp);
         }
         inner.log = None;

@@ -7,16 +7,19 @@
 //! - `Flush` effects go to the broker's [`IoWorker`], which flushes every waiting partition in one
 //!   round with the fsyncs off every partition lock (group commit), feeds `FlushCompleted` back,
 //!   and writes state checkpoints only after the round's acknowledgements went out;
-//! - `SetTimer` effects become sleeping tasks tagged with a generation, so a cancelled or replaced
-//!   timer fires into nothing;
+//! - `SetTimer` effects arm one slot per timer kind, served by at most one sleeping task that
+//!   follows a deadline re-armed later and ends when the slot is cancelled;
 //! - messages to other replicas and AlterPartition go through [`ReplicaNet`], the node's transport;
 //! - answers to an inbound replica request (a follower's Fetch or OffsetsForLeaderEpoch) are
 //!   captured and returned to the request handler instead of being sent;
-//! - a disk error poisons the log: the partition stops serving (KAFKA_STORAGE_ERROR) instead of
-//!   carrying on with memory and disk disagreeing.
+//! - a disk error or corruption poisons the log: the partition stops serving
+//!   (KAFKA_STORAGE_ERROR) instead of carrying on with memory and disk disagreeing, and leaves a
+//!   marker; the next open verifies the whole log and sets a corrupt one aside, so the replica is
+//!   rebuilt from the leader (`quarantine`).
 
 mod driver;
 mod io_worker;
+mod quarantine;
 mod reads;
 
 pub use driver::{
