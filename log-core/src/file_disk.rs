@@ -15,8 +15,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// How many open handles the cache keeps; beyond it the lowest path is closed.
-const OPEN_FILES_MAX: usize = 256;
+/// How many open handles the cache keeps by default; beyond it the lowest path is closed.
+pub const OPEN_FILES_MAX_DEFAULT: usize = 256;
 
 /// Real files under `root`.
 #[derive(Debug)]
@@ -25,6 +25,9 @@ pub struct FileDisk {
     root: PathBuf,
     /// Open handles by normalised relative path; dropped on rename/remove/truncate of the path.
     handles: Mutex<BTreeMap<PathBuf, Arc<File>>>,
+    /// Most handles kept open: a broker sizes it to its file-descriptor limit, so that every
+    /// partition's active segment stays open instead of being reopened per append.
+    open_files_max: usize,
 }
 
 fn io_error(path: &Path, error: std::io::Error) -> DiskError {
@@ -43,11 +46,20 @@ fn io_error(path: &Path, error: std::io::Error) -> DiskError {
 impl FileDisk {
     /// A disk rooted at `root`, which is created if missing.
     pub fn new(root: impl Into<PathBuf>) -> DiskResult<Self> {
+        Self::with_open_files_max(root, OPEN_FILES_MAX_DEFAULT)
+    }
+
+    /// [`FileDisk::new`] keeping at most `open_files_max` (at least 1) handles open.
+    pub fn with_open_files_max(
+        root: impl Into<PathBuf>,
+        open_files_max: usize,
+    ) -> DiskResult<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(|e| io_error(&root, e))?;
         Ok(FileDisk {
             root,
             handles: Mutex::new(BTreeMap::new()),
+            open_files_max: open_files_max.max(1),
         })
     }
 
@@ -94,7 +106,7 @@ impl FileDisk {
             .write(true)
             .open(&absolute)
             .map_err(|e| io_error(&relative, e))?;
-        if handles.len() >= OPEN_FILES_MAX {
+        if handles.len() >= self.open_files_max {
             let evicted = handles
                 .keys()
                 .next()
@@ -105,7 +117,7 @@ impl FileDisk {
         let file = Arc::new(file);
         handles.insert(relative, Arc::clone(&file));
         assert!(
-            handles.len() <= OPEN_FILES_MAX,
+            handles.len() <= self.open_files_max,
             "the handle cache is bounded"
         );
         Ok((absolute, file))

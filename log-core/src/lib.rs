@@ -42,7 +42,7 @@ pub use compact::CompactionOutcome;
 pub use config::LogConfig;
 pub use disk::{Disk, DiskError, DiskResult};
 pub use error::LogError;
-pub use file_disk::FileDisk;
+pub use file_disk::{FileDisk, OPEN_FILES_MAX_DEFAULT};
 pub use ingress::{validate_produced, BatchRefusal, ProduceRules, ProducedBatch, ProducedPayload};
 pub use log::{AppendInfo, FlushPlan, PartitionLog, ReadResult, RecoveryReport, RetentionOutcome};
 pub use mem_disk::{FaultConfig, FaultOp, MemDisk, OpCounts};

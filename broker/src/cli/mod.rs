@@ -126,12 +126,31 @@ impl BrokerArgs {
 /// Runs `rill broker` until SIGINT or SIGTERM, then shuts down cleanly.
 pub async fn run_broker(args: &BrokerArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    let disk: Arc<dyn log_core::Disk> = Arc::new(log_core::FileDisk::new(&config.data_dir)?);
+    let disk: Arc<dyn log_core::Disk> = Arc::new(log_core::FileDisk::with_open_files_max(
+        &config.data_dir,
+        open_files_max(),
+    )?);
     let handle = node::start(config, disk, NodeOptions::default()).await?;
     wait_for_stop_signal().await;
     tracing::info!("stop signal received; shutting down");
     handle.shutdown();
     Ok(())
+}
+
+/// How many segment files the broker keeps open: half its file-descriptor limit (the rest is for
+/// connections), raised first to the hard limit as Kafka's packaging does, within [64, 65536].
+fn open_files_max() -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the open-files limit");
+            return log_core::OPEN_FILES_MAX_DEFAULT;
+        }
+    };
+    let files = usize::try_from(limit / 2).unwrap_or(usize::MAX);
+    let files = files.clamp(64, 65_536);
+    tracing::info!(limit, files, "open-files limit");
+    files
 }
 
 #[cfg(not(madsim))]
