@@ -91,12 +91,21 @@ impl TestCluster {
         cluster
     }
 
+    /// Starts node `i`, retrying while a stopped predecessor still holds its ports (bounded).
     async fn boot(&mut self, i: usize) {
-        let disk: Arc<dyn log_core::Disk> = self.disks[i].as_disk();
-        let handle = node::start(self.configs[i].clone(), disk, NodeOptions::default())
-            .await
-            .unwrap();
-        self.nodes[i] = Some(handle);
+        for attempt in 0.. {
+            let disk: Arc<dyn log_core::Disk> = self.disks[i].as_disk();
+            match node::start(self.configs[i].clone(), disk, NodeOptions::default()).await {
+                Ok(handle) => {
+                    self.nodes[i] = Some(handle);
+                    return;
+                }
+                Err(error) if attempt < 50 && error.to_string().contains("in use") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("node {} does not start: {error}", i + 1),
+            }
+        }
     }
 
     fn stop(&mut self, i: usize) {
@@ -500,6 +509,61 @@ async fn a_follower_back_after_retention_passed_it_starts_over_at_the_leaders_lo
         first >= earliest.0 && first > follower_end.0,
         "a consumer from the beginning starts at the log start, not at 0 (read {first}, earliest {earliest:?})"
     );
+    for i in 0..3 {
+        cluster.stop(i);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_cannot_open_a_partition_tells_the_controller() {
+    let mut cluster = TestCluster::start(3).await;
+    let admin = Admin::new(ClientConfig::new(cluster.bootstrap())).unwrap();
+    eventually("three unfenced brokers", || async {
+        admin
+            .metadata(None)
+            .await
+            .is_ok_and(|m| m.brokers.len() == 3)
+    })
+    .await;
+    admin.create_topic("unopenable", 1, 3, &[]).await.unwrap();
+    let hosted_by_all = |cluster: &TestCluster| {
+        (0..3).all(|i| {
+            cluster.nodes[i]
+                .as_ref()
+                .and_then(|n| n.broker.as_ref())
+                .is_some_and(|b| {
+                    b.partition(&wire::TopicPartition::new("unopenable", 0))
+                        .is_some()
+                })
+        })
+    };
+    eventually("every broker hosts the partition", || {
+        let hosted = hosted_by_all(&cluster);
+        async move { hosted }
+    })
+    .await;
+    // Broker 3 restarts to find a file where the partition's directory was: it cannot open it.
+    cluster.stop(2);
+    let disk = cluster.disks[2].as_disk();
+    disk.remove_dir(std::path::Path::new("unopenable-0"), true)
+        .unwrap();
+    disk.create(std::path::Path::new("unopenable-0")).unwrap();
+    cluster.boot(2).await;
+    let offline_in_metadata = |cluster: &TestCluster| {
+        let Some(broker) = cluster.nodes[0].as_ref().and_then(|n| n.broker.as_ref()) else {
+            return false;
+        };
+        let image = broker.image();
+        image
+            .topics()
+            .get("unopenable")
+            .is_some_and(|t| t.partitions[0].offline.contains(&wire::BrokerId(3)))
+    };
+    eventually("the controller knows broker 3's copy is offline", || {
+        let offline = offline_in_metadata(&cluster);
+        async move { offline }
+    })
+    .await;
     for i in 0..3 {
         cluster.stop(i);
     }

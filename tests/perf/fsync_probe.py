@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster import LocalCluster  # noqa: E402
 
 BASE_PORT = int(os.environ.get("RILL_PROBE_PORT", "19300"))
-SYSCALLS = "fsync,fdatasync,sync_file_range,rename"
+SYSCALLS = os.environ.get("RILL_PROBE_SYSCALLS", "fsync,fdatasync,sync_file_range,rename")
 
 
 def produce_requests(cluster):

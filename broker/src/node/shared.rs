@@ -49,6 +49,8 @@ pub struct Shared {
     io: IoWorker,
     /// One replica fetcher per leader this broker follows partitions of.
     fetchers: Fetchers,
+    /// Partitions this process could not open (reported offline once each).
+    open_failures: Mutex<std::collections::BTreeSet<TopicPartition>>,
     /// Ourselves, weakly, for the replica transport handed to partitions.
     me: Weak<Shared>,
 }
@@ -76,6 +78,7 @@ impl Shared {
             metrics: Metrics::default(),
             io: IoWorker::start(),
             fetchers: Fetchers::default(),
+            open_failures: Mutex::new(std::collections::BTreeSet::new()),
             me: me.clone(),
         })
     }
@@ -196,6 +199,17 @@ impl Shared {
             Err(error) => {
                 tracing::error!(%tp, %error, "cannot open partition; it stays offline here");
                 self.metrics.count("rill_partition_open_failures_total", 1);
+                // Said to the controller once per process, as a failed log is, so elections and
+                // the ISR stop counting on this copy instead of it staying a silent member.
+                let first = self
+                    .open_failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(tp.clone());
+                if let (true, Some(shared)) = (first, self.me.upgrade()) {
+                    let tp = tp.clone();
+                    tokio::spawn(async move { shared.report_offline(tp).await });
+                }
                 None
             }
         }

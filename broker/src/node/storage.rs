@@ -7,14 +7,20 @@
 //! storage lost flushed bytes, which this check finds:
 //!
 //! - a directory without the storage marker is new (or was wiped): nothing it once held is here;
-//! - a partition log whose flushed part fails its checksums (a bit flip at rest) cannot be opened;
-//!   it is deleted, so the partition is rebuilt from its leader, and the broker reports itself
-//!   unclean, which takes it out of every ELR before it can be elected with the gap.
+//! - a partition log whose flushed part fails its checksums (a bit flip at rest) cannot be opened,
+//!   and one that failed while running (it left `failed.marker`) is verified whole: a corrupt log
+//!   is set aside to `<dir>.quarantined/`, so the partition is rebuilt from its leader, and the
+//!   broker reports itself unclean, which takes it out of every ELR before it can be elected with
+//!   the gap (`partition::quarantine`);
+//! - a log that cannot be opened for another reason (an I/O error) is left alone: the partition's
+//!   own open fails and the broker reports that replica offline; the broker still starts.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use log_core::{Disk, LogConfig, LogError, PartitionLog};
+use log_core::{Disk, LogConfig};
+
+use crate::partition::quarantine::{self, DirVerdict};
 
 use super::NodeError;
 
@@ -52,21 +58,17 @@ pub fn check(disk: &Arc<dyn Disk>, reserved: &[&str]) -> Result<StorageCheck, No
             compacted: true,
             ..LogConfig::default()
         };
-        let opened = PartitionLog::open(disk.clone(), Path::new(&name), config, 0);
-        match opened {
-            Ok(_) => {}
-            Err(
-                error @ (LogError::CorruptBelowRecoveryPoint { .. }
-                | LogError::CorruptBatch { .. }
-                | LogError::CorruptCheckpoint { .. }),
-            ) => {
-                tracing::error!(dir = %name, %error,
-                    "flushed data is corrupt: deleting the log, it is rebuilt from the leader");
-                disk.remove_dir(Path::new(&name), true).map_err(io)?;
-                disk.sync_dir(Path::new("")).map_err(io)?;
-                quarantined.push(name);
+        let dir = Path::new(&name);
+        match quarantine::check_dir(disk, dir, &config)
+            .map_err(|e| NodeError::Disk(e.to_string()))?
+        {
+            DirVerdict::Sound => {}
+            DirVerdict::SetAside(_) => quarantined.push(name),
+            DirVerdict::Unopenable(error) => {
+                // Not this check's to decide: the partition's own open fails again and the broker
+                // reports that replica offline, instead of the whole broker refusing to start.
+                tracing::error!(dir = %name, %error, "partition log cannot be opened");
             }
-            Err(error) => return Err(NodeError::Disk(format!("{name}: {error}"))),
         }
     }
     Ok(StorageCheck {
@@ -85,7 +87,7 @@ fn is_partition_dir(name: &str) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use log_core::{BatchBuilder, LeaderEpoch, MemDisk, Offset};
+    use log_core::{BatchBuilder, LeaderEpoch, MemDisk, Offset, PartitionLog};
 
     fn disk_with_log(seed: u64) -> (MemDisk, Arc<dyn Disk>) {
         let mem = MemDisk::new(seed);
@@ -119,7 +121,7 @@ mod tests {
     }
 
     #[test]
-    fn a_log_with_corrupt_flushed_data_is_deleted_and_the_directory_reported_unclean() {
+    fn a_log_with_corrupt_flushed_data_is_set_aside_and_the_directory_reported_unclean() {
         let (mem, disk) = disk_with_log(2);
         check(&disk, &[]).unwrap(); // writes the marker
                                     // Flip a bit of the first batch's magic byte: below the recovery point the open checks
@@ -133,7 +135,10 @@ mod tests {
         let found = check(&disk, &[]).unwrap();
         assert!(!found.intact);
         assert_eq!(found.quarantined, vec!["t-0".to_string()]);
-        assert!(!disk.exists(Path::new("t-0")).unwrap());
+        assert!(disk.list(Path::new("t-0")).unwrap().is_empty(), "set aside");
+        assert!(disk
+            .exists(Path::new("t-0.quarantined/00000000000000000000.log"))
+            .unwrap());
         assert!(check(&disk, &[]).unwrap().intact, "clean once rebuilt");
     }
 

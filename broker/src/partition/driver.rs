@@ -160,8 +160,12 @@ impl Partition {
         settings: PartitionSettings,
         net: Arc<dyn ReplicaNet>,
     ) -> Result<Arc<Partition>, LogError> {
-        let (log, _set_aside) =
-            super::quarantine::open_log(&disk, dir, &settings.log, runtime::wall_clock_ms())?;
+        let log = PartitionLog::open(
+            disk.clone(),
+            dir,
+            settings.log.clone(),
+            runtime::wall_clock_ms(),
+        )?;
         let recovered = RecoveredLog {
             log_start_offset: log.log_start_offset(),
             log_end_offset: log.log_end_offset(),
@@ -388,7 +392,7 @@ impl Partition {
         let first = inner.failed.is_none();
         inner.failed = Some(reason.clone());
         if first {
-            // The next open verifies the whole log and sets a corrupt one aside.
+            // The next start-up check verifies the whole log and sets a corrupt one aside.
             super::quarantine::mark_failed(self.disk.as_ref(), &self.dir);
             self.net.partition_failed(&self.tp);
         }

@@ -14,12 +14,12 @@
 //!   captured and returned to the request handler instead of being sent;
 //! - a disk error or corruption poisons the log: the partition stops serving
 //!   (KAFKA_STORAGE_ERROR) instead of carrying on with memory and disk disagreeing, and leaves a
-//!   marker; the next open verifies the whole log and sets a corrupt one aside, so the replica is
-//!   rebuilt from the leader (`quarantine`).
+//!   marker; the next start-up check verifies the whole log and sets a corrupt one aside, so the
+//!   replica is rebuilt from the leader (`quarantine`).
 
 mod driver;
 mod io_worker;
-mod quarantine;
+pub(crate) mod quarantine;
 mod reads;
 
 pub use driver::{

@@ -1,13 +1,13 @@
 //! A replica whose log went bad is set aside and rebuilt from the leader.
 //!
 //! When a partition fails (an I/O error, a batch whose CRC no longer matches) it stops serving
-//! and leaves a marker in its directory. The next time the broker opens it — after a restart —
-//! the marker makes it verify the whole log (every batch's CRC; opening checks only the bytes
+//! and leaves a marker in its directory. At the next start, the broker's storage check
+//! (`node::storage`) verifies such a log whole (every batch's CRC; opening checks only the bytes
 //! after the recovery point). A log that is sound (the failure was the disk's at that moment: a
 //! full disk, a transient I/O error) is kept; a corrupt one, or one that cannot even be opened for
-//! corruption, is moved aside to `<dir>.quarantined/` for the operator and the replica starts
-//! empty. It is a follower out of the ISR by then (its broker reported it offline), so it fetches
-//! everything again from the leader — or starts at the leader's log start — and rejoins.
+//! corruption, is moved aside to `<dir>.quarantined/` for the operator, the partition starts
+//! empty, and the broker registers as not clean (out of every ELR: it lost flushed data). It
+//! fetches everything again from the leader — or starts at the leader's log start — and rejoins.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,37 +42,47 @@ fn is_corruption(error: &LogError) -> bool {
     )
 }
 
-/// Opens the log in `dir`, verifying it first when it failed last time; a corrupt log is moved
-/// aside and an empty one opened in its place. Returns the log and, when it was set aside, where.
-pub fn open_log(
+/// What the start-up check found in one partition directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirVerdict {
+    /// The log opens (and, after a failure, verifies): it is kept.
+    Sound,
+    /// The log is corrupt; it was moved to this directory and the partition starts empty.
+    SetAside(PathBuf),
+    /// The log cannot be opened for another reason (an I/O error): left as it is; opening the
+    /// partition fails again and the broker reports the replica offline.
+    Unopenable(String),
+}
+
+/// The start-up check of one partition directory: opens the log, verifies every batch when the
+/// partition failed last time (the marker), and sets a corrupt log aside. Errors only when the
+/// disk refuses the set-aside itself.
+pub fn check_dir(
     disk: &Arc<dyn Disk>,
     dir: &Path,
     config: &LogConfig,
-    now_ms: i64,
-) -> Result<(PartitionLog, Option<PathBuf>), LogError> {
+) -> Result<DirVerdict, LogError> {
     let marker = dir.join(FAILED_MARKER);
     let failed_before = disk.exists(&marker)?;
-    let corruption = match PartitionLog::open(disk.clone(), dir, config.clone(), now_ms) {
-        Ok(log) if !failed_before => return Ok((log, None)),
+    let corruption = match PartitionLog::open(disk.clone(), dir, config.clone(), 0) {
+        Ok(_) if !failed_before => return Ok(DirVerdict::Sound),
         Ok(log) => match verify(&log) {
             Ok(()) => {
                 disk.remove(&marker)?;
                 disk.sync_dir(dir)?;
                 tracing::info!(dir = %dir.display(), "the failed partition's log verified sound");
-                return Ok((log, None));
+                return Ok(DirVerdict::Sound);
             }
             Err(error) if is_corruption(&error) => error,
-            Err(error) => return Err(error),
+            Err(error) => return Ok(DirVerdict::Unopenable(error.to_string())),
         },
         Err(error) if is_corruption(&error) => error,
-        Err(error) => return Err(error),
+        Err(error) => return Ok(DirVerdict::Unopenable(error.to_string())),
     };
     let aside = set_aside(disk.as_ref(), dir)?;
-    tracing::warn!(dir = %dir.display(), aside = %aside.display(), %corruption,
-        "corrupt log set aside; the replica starts empty and is rebuilt from the leader");
-    let log = PartitionLog::open(disk.clone(), dir, config.clone(), now_ms)?;
-    assert_eq!(log.log_start_offset(), log.log_end_offset(), "an empty log");
-    Ok((log, Some(aside)))
+    tracing::error!(dir = %dir.display(), aside = %aside.display(), %corruption,
+        "flushed data is corrupt: the log is set aside and rebuilt from the leader");
+    Ok(DirVerdict::SetAside(aside))
 }
 
 /// Reads every batch of the log (each read checks CRCs).
@@ -127,8 +137,8 @@ mod tests {
     /// not scan the sealed segments).
     fn written(disk: &MemDisk) -> Arc<dyn Disk> {
         let handle = disk.as_disk();
-        let (mut log, aside) = open_log(&handle, Path::new("t-0"), &config(), 0).expect("opens");
-        assert_eq!(aside, None);
+        let mut log =
+            PartitionLog::open(handle.clone(), Path::new("t-0"), config(), 0).expect("opens");
         for i in 0..10_u8 {
             let mut builder = BatchBuilder::new();
             builder.push(None, Some(&[i; 200][..]), 1_000, &[]);
@@ -146,29 +156,41 @@ mod tests {
         let disk = MemDisk::new(1);
         let handle = written(&disk);
         mark_failed(handle.as_ref(), Path::new("t-0"));
-        let (log, aside) = open_log(&handle, Path::new("t-0"), &config(), 0).expect("opens");
-        assert_eq!((aside, log.log_end_offset()), (None, Offset(10)));
+        let verdict = check_dir(&handle, Path::new("t-0"), &config()).expect("checks");
+        assert_eq!(verdict, DirVerdict::Sound);
         assert!(!handle
             .exists(&Path::new("t-0").join(FAILED_MARKER))
             .expect("lists"));
     }
 
     #[test]
-    fn a_failed_log_with_a_rotten_sealed_segment_is_set_aside_and_reopened_empty() {
+    fn a_failed_log_with_a_rotten_sealed_segment_is_set_aside() {
         let disk = MemDisk::new(2);
         let handle = written(&disk);
         disk.flip_bit_at(Path::new("t-0/00000000000000000000.log"), 100, 3)
             .expect("flips");
-        // Opening alone does not see it: the segment is sealed below the recovery point.
-        let (log, _) = open_log(&handle, Path::new("t-0"), &config(), 0).expect("opens");
-        assert_eq!(log.log_end_offset(), Offset(10));
-        drop(log);
+        // Without the marker the check does not read sealed segments below the recovery point.
+        let verdict = check_dir(&handle, Path::new("t-0"), &config()).expect("checks");
+        assert_eq!(verdict, DirVerdict::Sound);
         mark_failed(handle.as_ref(), Path::new("t-0"));
-        let (log, aside) = open_log(&handle, Path::new("t-0"), &config(), 0).expect("opens");
-        assert_eq!(aside, Some(PathBuf::from("t-0.quarantined")));
+        let verdict = check_dir(&handle, Path::new("t-0"), &config()).expect("checks");
+        assert_eq!(
+            verdict,
+            DirVerdict::SetAside(PathBuf::from("t-0.quarantined"))
+        );
+        let log = PartitionLog::open(handle.clone(), Path::new("t-0"), config(), 0).expect("opens");
         assert_eq!(log.log_end_offset(), log.log_start_offset(), "starts empty");
         let kept = handle.list(Path::new("t-0.quarantined")).expect("lists");
         assert!(kept.contains(&"00000000000000000000.log".to_string()));
         assert!(kept.contains(&FAILED_MARKER.to_string()));
+    }
+
+    #[test]
+    fn a_directory_that_is_a_file_is_unopenable_not_fatal() {
+        let disk = MemDisk::new(3);
+        let handle = disk.as_disk();
+        handle.create(Path::new("t-0")).expect("creates");
+        let verdict = check_dir(&handle, Path::new("t-0"), &config()).expect("checks");
+        assert!(matches!(verdict, DirVerdict::Unopenable(_)), "{verdict:?}");
     }
 }
