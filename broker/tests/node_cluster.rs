@@ -122,6 +122,17 @@ impl TestCluster {
     }
 }
 
+/// Waits until the metadata lists `brokers` unfenced brokers.
+async fn every_broker_unfenced(admin: &Admin, brokers: usize) {
+    eventually("every broker unfenced", || async {
+        admin
+            .metadata(None)
+            .await
+            .is_ok_and(|m| m.brokers.len() == brokers)
+    })
+    .await;
+}
+
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -175,13 +186,7 @@ async fn three_nodes_serve_produce_consume_groups_and_failover() {
     let mut cluster = TestCluster::start(3).await;
     let bootstrap = cluster.bootstrap();
     let admin = Admin::new(ClientConfig::new(bootstrap.clone())).unwrap();
-    eventually("three unfenced brokers", || async {
-        admin
-            .metadata(None)
-            .await
-            .is_ok_and(|m| m.brokers.len() == 3)
-    })
-    .await;
+    every_broker_unfenced(&admin, 3).await;
     admin
         .create_topic(
             "orders",
@@ -371,13 +376,7 @@ async fn a_follower_back_after_retention_passed_it_starts_over_at_the_leaders_lo
     let mut cluster = TestCluster::start_with(3, log).await;
     let bootstrap = cluster.bootstrap();
     let admin = Admin::new(ClientConfig::new(bootstrap.clone())).unwrap();
-    eventually("three unfenced brokers", || async {
-        admin
-            .metadata(None)
-            .await
-            .is_ok_and(|m| m.brokers.len() == 3)
-    })
-    .await;
+    every_broker_unfenced(&admin, 3).await;
     let min_isr = [("min.insync.replicas".to_string(), "2".to_string())];
     admin
         .create_topic("retained", 1, 3, &min_isr)
@@ -518,13 +517,7 @@ async fn a_follower_back_after_retention_passed_it_starts_over_at_the_leaders_lo
 async fn a_broker_that_cannot_open_a_partition_tells_the_controller() {
     let mut cluster = TestCluster::start(3).await;
     let admin = Admin::new(ClientConfig::new(cluster.bootstrap())).unwrap();
-    eventually("three unfenced brokers", || async {
-        admin
-            .metadata(None)
-            .await
-            .is_ok_and(|m| m.brokers.len() == 3)
-    })
-    .await;
+    every_broker_unfenced(&admin, 3).await;
     admin.create_topic("unopenable", 1, 3, &[]).await.unwrap();
     let hosted_by_all = |cluster: &TestCluster| {
         (0..3).all(|i| {

@@ -101,16 +101,20 @@ pub enum LogError {
 }
 
 impl LogError {
+    /// Are the log's stored bytes bad (a checksum, a checkpoint), as opposed to the disk refusing
+    /// an operation?
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            LogError::CorruptBatch { .. }
+                | LogError::CorruptBelowRecoveryPoint { .. }
+                | LogError::CorruptCheckpoint { .. }
+        )
+    }
+
     /// Is this the storage failing (a disk error, corruption, or a log poisoned by an earlier
     /// disk error)? Only these may fail a partition; every other refusal is about the request.
     pub fn is_storage_failure(&self) -> bool {
-        matches!(
-            self,
-            LogError::Disk(_)
-                | LogError::CorruptBatch { .. }
-                | LogError::CorruptBelowRecoveryPoint { .. }
-                | LogError::CorruptCheckpoint { .. }
-                | LogError::Poisoned(_)
-        )
+        self.is_corruption() || matches!(self, LogError::Disk(_) | LogError::Poisoned(_))
     }
 }

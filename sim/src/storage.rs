@@ -709,13 +709,7 @@ fn is_io(error: &LogError) -> bool {
 }
 
 fn is_corruption(error: &LogError) -> bool {
-    matches!(
-        error,
-        LogError::CorruptBatch { .. }
-            | LogError::CorruptBelowRecoveryPoint { .. }
-            | LogError::CorruptCheckpoint { .. }
-            | LogError::InvalidBatch(_)
-    )
+    error.is_corruption() || matches!(error, LogError::InvalidBatch(_))
 }
 
 fn show(record: Option<&Rec>) -> String {

@@ -32,16 +32,6 @@ pub fn mark_failed(disk: &dyn Disk, dir: &Path) {
     }
 }
 
-/// Is this the log's bytes gone bad (as opposed to the disk refusing an operation)?
-fn is_corruption(error: &LogError) -> bool {
-    matches!(
-        error,
-        LogError::CorruptBatch { .. }
-            | LogError::CorruptBelowRecoveryPoint { .. }
-            | LogError::CorruptCheckpoint { .. }
-    )
-}
-
 /// What the start-up check found in one partition directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DirVerdict {
@@ -73,10 +63,10 @@ pub fn check_dir(
                 tracing::info!(dir = %dir.display(), "the failed partition's log verified sound");
                 return Ok(DirVerdict::Sound);
             }
-            Err(error) if is_corruption(&error) => error,
+            Err(error) if error.is_corruption() => error,
             Err(error) => return Ok(DirVerdict::Unopenable(error.to_string())),
         },
-        Err(error) if is_corruption(&error) => error,
+        Err(error) if error.is_corruption() => error,
         Err(error) => return Ok(DirVerdict::Unopenable(error.to_string())),
     };
     let aside = set_aside(disk.as_ref(), dir)?;
