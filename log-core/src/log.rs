@@ -709,6 +709,7 @@ impl PartitionLog {
         for (header, &(start, _)) in headers.iter().zip(spans) {
             active.account_batch(header, at + start as u64, interval);
         }
+        active.modified_ms = active.modified_ms.max(now_ms);
         Ok(AppendInfo {
             first_offset: first.base_offset,
             last_offset: last.last_offset(),
@@ -1090,10 +1091,17 @@ impl PartitionLog {
             if pair[1] > self.high_watermark {
                 break;
             }
+            // Records without timestamps (-1, e.g. librdkafka's C++ API) are as old as the
+            // segment's last append, not as old as the epoch (which deleted them at once).
+            let newest = if segment.max_timestamp >= 0 {
+                segment.max_timestamp
+            } else {
+                segment.modified_ms
+            };
             let by_time = self
                 .config
                 .retention_ms
-                .is_some_and(|r| segment.max_timestamp < now_ms.saturating_sub(r));
+                .is_some_and(|r| newest < now_ms.saturating_sub(r));
             let by_size = self
                 .config
                 .retention_bytes
@@ -1164,6 +1172,16 @@ impl PartitionLog {
     /// rolled.
     pub fn roll(&mut self, now_ms: i64) -> Result<bool, LogError> {
         self.guarded(|log| log.roll_unguarded(now_ms))
+    }
+
+    /// [`PartitionLog::roll`] once the active segment is `segment_age_ms_max` old (Kafka's
+    /// `segment.ms`), for periodic housekeeping; size rolls happen on append.
+    pub fn roll_if_due(&mut self, now_ms: i64) -> Result<bool, LogError> {
+        let due = now_ms - self.active().created_ms >= self.config.segment_age_ms_max;
+        if !due {
+            return Ok(false);
+        }
+        self.roll(now_ms)
     }
 
     /// Makes everything appended durable; returns the new recovery point (the durable LEO). The

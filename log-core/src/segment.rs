@@ -44,6 +44,9 @@ pub(crate) struct Segment {
     pub max_timestamp: i64,
     /// When the segment was created or opened, for age-based rolling.
     pub created_ms: i64,
+    /// Wall-clock ms of the last append (creation until then): time retention's clock for a
+    /// segment whose records carry no timestamp (-1), as Kafka falls back to the file's mtime.
+    pub modified_ms: i64,
     /// Sparse offset and time indexes.
     pub index: SegmentIndex,
     /// Bytes appended since the last offset index entry.
@@ -105,6 +108,7 @@ impl Segment {
             next_offset: base_offset,
             max_timestamp: i64::MIN,
             created_ms: now_ms,
+            modified_ms: now_ms,
             index: SegmentIndex::default(),
             bytes_since_index: 0,
             dense,

@@ -185,6 +185,41 @@ fn retention_deletes_old_segments_never_past_the_high_watermark() {
 }
 
 #[test]
+fn records_without_timestamps_are_kept_for_the_retention_time_from_their_append() {
+    // librdkafka's C++ API sends timestamp -1; time retention took such a segment for one from
+    // 1970 and deleted it at the first check (found by librdkafka's 0053_stats: its consumer
+    // found the log start past the records it had just produced).
+    let disk = MemDisk::new(9);
+    let config = LogConfig {
+        retention_ms: Some(60_000),
+        segment_age_ms_max: 3_600_000,
+        ..small_config()
+    };
+    let mut log = open_mem(&disk, config);
+    let now = 1_000_000;
+    log.append_as_leader(&keyed("k", Some("v"), -1), LeaderEpoch(1), now)
+        .unwrap();
+    assert!(
+        !log.roll_if_due(now + 10_000).unwrap(),
+        "a young segment stays active"
+    );
+    assert!(log.roll(now + 10_000).unwrap());
+    log.set_high_watermark(log.log_end_offset()).unwrap();
+    let kept = log.enforce_retention(now + 30_000).unwrap();
+    assert_eq!(
+        kept.segments_deleted, 0,
+        "appended 30 s ago, retained for 60 s"
+    );
+    assert_eq!(log.log_start_offset(), Offset(0));
+    let deleted = log.enforce_retention(now + 61_000).unwrap();
+    assert_eq!(
+        deleted.segments_deleted, 1,
+        "older than the retention time by its append"
+    );
+    assert!(log.roll_if_due(now + 61_000 + 3_600_000).is_ok());
+}
+
+#[test]
 fn retention_by_size_keeps_the_newest_bytes() {
     let disk = MemDisk::new(4);
     let config = LogConfig {

@@ -709,7 +709,9 @@ impl Partition {
         }
     }
 
-    /// Rolls, enforces retention and compacts; called periodically by the node. A log start
+    /// Rolls once `segment.ms` is due, enforces retention and compacts; called periodically by
+    /// the node (it rolled every active segment on every pass, which with timestamp-less records
+    /// let time retention delete what was just produced). A log start
     /// moved by retention reaches the core (which owns it) in the same critical section, so no
     /// fetch or read sees the log and the core disagree on it.
     pub fn housekeeping(&self) {
@@ -721,7 +723,7 @@ impl Partition {
         let Some(log) = inner.log.as_mut() else {
             return;
         };
-        let result = log.roll(now).and_then(|_| {
+        let result = log.roll_if_due(now).and_then(|_| {
             let start = log.enforce_retention(now)?.log_start_offset;
             if log.config().compacted {
                 log.compact(now)?;
