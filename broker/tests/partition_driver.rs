@@ -93,7 +93,7 @@ async fn long_poll(
     let moved = leader.progress().notified();
     tokio::pin!(moved);
     moved.as_mut().enable();
-    let first = leader.replica_fetch(request.clone(), bytes_max).ok()?;
+    let (first, _) = leader.replica_fetch(request.clone(), bytes_max).ok()?;
     if !matches!(&first.result, Ok(data) if data.batches.is_empty()) {
         return Some(first);
     }
@@ -101,7 +101,10 @@ async fn long_poll(
     if !net.partitions.lock().unwrap().contains_key(&from) {
         return None;
     }
-    leader.replica_fetch(request, bytes_max).ok()
+    leader
+        .replica_fetch(request, bytes_max)
+        .ok()
+        .map(|(response, _)| response)
 }
 
 fn settings_with(broker: BrokerId, log: LogConfig) -> PartitionSettings {

@@ -148,13 +148,15 @@ impl ClusterMetadata {
             self.brokers = fresh.brokers;
         }
         self.controller = fresh.controller.or(self.controller);
-        let mut topics = if all_topics {
-            BTreeMap::new()
+        // A full refresh replaces the map (`previous` holds the old one for the epoch check); a
+        // partial one updates it in place.
+        let previous = if all_topics {
+            std::mem::take(&mut self.topics)
         } else {
-            self.topics.clone()
+            BTreeMap::new()
         };
         for (name, mut topic) in fresh.topics {
-            if let Some(cached) = self.topics.get(&name) {
+            if let Some(cached) = previous.get(&name).or_else(|| self.topics.get(&name)) {
                 for (index, partition) in &mut topic.partitions {
                     match cached.partitions.get(index) {
                         Some(known) if known.leader_epoch > partition.leader_epoch => {
@@ -164,9 +166,8 @@ impl ClusterMetadata {
                     }
                 }
             }
-            topics.insert(name, topic);
+            self.topics.insert(name, topic);
         }
-        self.topics = topics;
     }
 }
 

@@ -326,7 +326,7 @@ pub fn partition_dir(tp: &TopicPartition) -> std::path::PathBuf {
 fn remove_partition_dir(disk: &dyn Disk, tp: &TopicPartition) -> Result<(), log_core::DiskError> {
     let dir = partition_dir(tp);
     // A log an earlier failure set aside goes with the partition.
-    let aside = std::path::PathBuf::from(format!("{}.quarantined", dir.display()));
+    let aside = crate::partition::quarantine::aside_dir(&dir);
     let mut removed = false;
     for path in [dir, aside] {
         if disk.exists(&path)? {

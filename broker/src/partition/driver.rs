@@ -435,13 +435,14 @@ impl Partition {
     }
 
     /// A follower's fetch, answered at once with about `bytes_max` record bytes at most (at
-    /// least one batch when there is one and `bytes_max > 0`, none at 0; long polling is the caller's: see
+    /// least one batch when there is one and `bytes_max > 0`, none at 0), with the log start
+    /// offset the answer names (long polling is the caller's: see
     /// [`Partition::progress`]).
     pub fn replica_fetch(
         &self,
         request: FetchRequest,
         bytes_max: usize,
-    ) -> Result<FetchResponse, PartitionError> {
+    ) -> Result<(FetchResponse, Offset), PartitionError> {
         let from = request.replica_id;
         let mut inner = self.lock();
         inner.capture_bytes_max = bytes_max.min(REPLICA_FETCH_BYTES_MAX);
@@ -450,8 +451,9 @@ impl Partition {
             message: Message::Fetch(request),
         };
         let answers = self.step_with(inner, input, Some(from));
-        Self::refuse_if_unusable(&self.lock())?;
-        answers
+        let inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
+        let response = answers
             .into_iter()
             .find_map(|m| match m {
                 Message::FetchResponse(response) => Some(response),
@@ -459,7 +461,8 @@ impl Partition {
             })
             .ok_or(PartitionError::Replica(
                 replication::Error::NotLeaderOrFollower,
-            ))
+            ))?;
+        Ok((response, inner.replica.log_start_offset()))
     }
 
     /// A follower's OffsetsForLeaderEpoch, answered at once.
@@ -595,8 +598,14 @@ impl Partition {
                 .replica
                 .consumer_read_range(current_leader_epoch, fetch_offset, i64::MAX / 4)?;
         let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-        let read = read_for_consumer(log, range, bytes_max);
-        let records = self.read_or_fail(&mut inner, read)?;
+        // A spent budget (a fetch's later partitions) reads nothing: the offsets (and any
+        // error) still answer.
+        let records = if bytes_max == 0 {
+            Vec::new()
+        } else {
+            let read = read_for_consumer(log, range, bytes_max);
+            self.read_or_fail(&mut inner, read)?
+        };
         Ok(ConsumerRead {
             records,
             high_watermark: inner.replica.high_watermark(),
@@ -689,11 +698,6 @@ impl Partition {
             .replica
             .epochs()
             .end_offset_for(epoch, inner.replica.log_end_offset()))
-    }
-
-    /// The log start offset, as the core knows it (cheaper than [`Partition::status`]).
-    pub fn log_start_offset(&self) -> Offset {
-        self.lock().replica.log_start_offset()
     }
 
     /// State for Metadata answers and metrics.

@@ -89,12 +89,17 @@ fn verify(log: &PartitionLog) -> Result<(), LogError> {
     Ok(())
 }
 
+/// Where a corrupt log of the partition in `dir` is kept: `<dir>.quarantined`.
+pub fn aside_dir(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_os_string();
+    name.push(".quarantined");
+    PathBuf::from(name)
+}
+
 /// Moves every file of `dir` into `<dir>.quarantined/` (replacing an older quarantine of the same
 /// partition), durably, leaving `dir` empty.
 fn set_aside(disk: &dyn Disk, dir: &Path) -> Result<PathBuf, LogError> {
-    let mut name = dir.as_os_str().to_os_string();
-    name.push(".quarantined");
-    let aside = PathBuf::from(name);
+    let aside = aside_dir(dir);
     if disk.exists(&aside)? {
         disk.remove_dir(&aside, true)?;
     }

@@ -269,9 +269,10 @@ fn follower_fetch(
     bytes_max: usize,
 ) -> PartitionData {
     let request = rw::fetch_from_kafka(replica_id, fetch);
-    let log_start = partition.log_start_offset();
     match partition.replica_fetch(request, bytes_max) {
-        Ok(response) => rw::fetch_response_to_kafka(fetch.partition, &response, log_start),
+        Ok((response, log_start)) => {
+            rw::fetch_response_to_kafka(fetch.partition, &response, log_start)
+        }
         Err(error) => error_data(fetch.partition, &error),
     }
 }
@@ -283,38 +284,16 @@ fn consumer_fetch(
 ) -> PartitionData {
     let epoch =
         (fetch.current_leader_epoch >= 0).then_some(LeaderEpoch(fetch.current_leader_epoch));
-    // A spent budget still answers the offsets (and any error), without records.
-    match partition.consumer_read(epoch, wire::Offset(fetch.fetch_offset), bytes_max.max(1)) {
-        Ok(read) => {
-            let records = if bytes_max == 0 {
-                Bytes::new()
-            } else {
-                Bytes::from(read.records)
-            };
-            consumer_data(
-                fetch.partition,
-                read.high_watermark,
-                read.log_start_offset,
-                records,
-            )
-        }
+    match partition.consumer_read(epoch, wire::Offset(fetch.fetch_offset), bytes_max) {
+        Ok(read) => PartitionData::default()
+            .with_partition_index(fetch.partition)
+            .with_high_watermark(read.high_watermark.0)
+            .with_last_stable_offset(read.high_watermark.0)
+            .with_log_start_offset(read.log_start_offset.0)
+            .with_preferred_read_replica(KBroker(-1))
+            .with_records(Some(Bytes::from(read.records))),
         Err(error) => error_data(fetch.partition, &error),
     }
-}
-
-fn consumer_data(
-    partition: i32,
-    high_watermark: wire::Offset,
-    log_start: wire::Offset,
-    records: Bytes,
-) -> PartitionData {
-    PartitionData::default()
-        .with_partition_index(partition)
-        .with_high_watermark(high_watermark.0)
-        .with_last_stable_offset(high_watermark.0)
-        .with_log_start_offset(log_start.0)
-        .with_preferred_read_replica(KBroker(-1))
-        .with_records(Some(records))
 }
 
 fn error_data(partition: i32, error: &PartitionError) -> PartitionData {
