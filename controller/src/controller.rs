@@ -105,6 +105,22 @@ pub enum Request {
         /// The failed partition.
         partition: TopicPartition,
     },
+    /// A broker's failed copy is serving again without a restart: it reopened the log once the
+    /// disk answered again (a full disk with space back, a passing I/O error) and verified it.
+    /// The offline mark is cleared, so the copy may follow, rejoin the ISR and be elected again;
+    /// a leaderless partition may elect it at once. `intact: false` when the repair had to set
+    /// the log aside (flushed bytes lost): the copy also leaves every ELR, as an unclean
+    /// registration does. Answered with the partition's state.
+    ReplicaOnline {
+        /// The broker.
+        broker: BrokerId,
+        /// Must match the registered incarnation.
+        incarnation: u64,
+        /// The repaired partition.
+        partition: TopicPartition,
+        /// Whether everything the copy had flushed is still there.
+        intact: bool,
+    },
     /// A broker catches up on metadata after the raft index it has applied.
     FetchMetadata {
         /// The last index the broker applied (0: nothing).
@@ -497,6 +513,16 @@ impl Controller {
                 incarnation,
                 partition,
             } => self.replica_offline(request_id, broker, incarnation, partition),
+            Request::ReplicaOnline {
+                broker,
+                incarnation,
+                partition,
+                intact,
+            } => {
+                self.registration(broker, incarnation)?;
+                let batch = election::replica_online_batch(&self.image, broker, &partition, intact);
+                self.propose_partition_change(request_id, partition, batch)
+            }
             Request::FetchMetadata { .. } => unreachable!("answered before the controller check"),
         }
     }
@@ -527,13 +553,24 @@ impl Controller {
         partition: TopicPartition,
     ) -> Result<(), ControllerError> {
         self.registration(broker, incarnation)?;
+        let batch =
+            election::replica_offline_batch(&self.image, broker, &partition, self.config.bugs);
+        self.propose_partition_change(request_id, partition, batch)
+    }
+
+    /// Proposes `batch`, the change of one partition, answered with the partition's state; an
+    /// empty batch (nothing to change) is answered at once with the state as it is.
+    fn propose_partition_change(
+        &mut self,
+        request_id: u64,
+        partition: TopicPartition,
+        batch: RecordBatch,
+    ) -> Result<(), ControllerError> {
         let state = self
             .image
             .partition(&partition)
             .ok_or_else(|| ControllerError::UnknownTopicOrPartition(partition.to_string()))?
             .clone();
-        let batch =
-            election::replica_offline_batch(&self.image, broker, &partition, self.config.bugs);
         if batch.is_empty() {
             self.effects.push(Effect::Reply {
                 request_id,

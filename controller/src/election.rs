@@ -67,6 +67,40 @@ pub fn replica_offline_batch(
     batch
 }
 
+/// The batch returning `broker`'s repaired copy of `tp` to service without a restart (its
+/// partition reopened and verified the log once the disk answered again): the offline mark is
+/// cleared, so it may follow and rejoin the ISR through the leader's AlterPartition. A copy whose
+/// repair set the log aside (`intact == false`: flushed bytes lost) also leaves the ELR, as an
+/// unclean registration does. A leaderless partition elects with the one rule, which may now
+/// pick the returning copy (from the ELR when intact). Empty when the copy is not marked.
+pub fn replica_online_batch(
+    image: &MetadataImage,
+    broker: BrokerId,
+    tp: &TopicPartition,
+    intact: bool,
+) -> RecordBatch {
+    let live = live_brokers(image, None);
+    let batch = partition_changes(image, |candidate, config, state| {
+        if candidate != tp || !state.offline.contains(&broker) {
+            return None;
+        }
+        assert!(
+            !state.isr.contains(&broker),
+            "an offline copy is never in the ISR"
+        );
+        let mut next = state.clone();
+        next.offline.retain(|b| *b != broker);
+        if !intact {
+            next.elr.retain(|b| *b != broker);
+        }
+        let next = elect(config, next, &live);
+        assert!(!next.offline.contains(&broker));
+        Some(bump_epochs(state, next))
+    });
+    assert!(batch.len() <= 1, "one partition changes");
+    batch
+}
+
 /// The batch unfencing `broker`: the unfence, then leaderless partitions it may now lead
 /// (cleanly from the ELR, or uncleanly where the topic allows).
 pub fn unfence_batch(image: &MetadataImage, broker: BrokerId) -> RecordBatch {

@@ -208,3 +208,93 @@ fn an_offline_copy_cannot_rejoin_the_isr() {
         Ok(Reply::PartitionAltered(after))
     );
 }
+
+fn online(tp: &TopicPartition, broker: BrokerId, intact: bool) -> Request {
+    Request::ReplicaOnline {
+        broker,
+        incarnation: broker.0 as u64,
+        partition: tp.clone(),
+        intact,
+    }
+}
+
+/// A copy repaired without a restart (a full disk with space back): its mark is cleared, so the
+/// leader may add it back to the ISR; a second report changes nothing.
+#[test]
+fn a_repaired_copy_may_rejoin_the_isr() {
+    let (mut solo, tp) = setup(2);
+    let state = solo.ctl.image().partition(&tp).unwrap().clone();
+    let [a, b, _] = <[BrokerId; 3]>::try_from(state.replicas.clone()).unwrap();
+    let Ok(Reply::PartitionAltered(failed)) = solo.request(offline(&tp, b.0, b.0 as u64)) else {
+        panic!()
+    };
+    assert_eq!(failed.offline, vec![b]);
+    let Ok(Reply::PartitionAltered(back)) = solo.request(online(&tp, b, true)) else {
+        panic!("the repair is committed")
+    };
+    assert!(back.offline.is_empty());
+    assert_eq!((back.leader, back.leader_epoch), (Some(a), failed.leader_epoch));
+    assert!(back.partition_epoch > failed.partition_epoch);
+    assert!(!back.isr.contains(&b), "it rejoins through the leader, once caught up");
+    let alter = Request::AlterPartition(AlterPartitionRequest {
+        partition: tp.clone(),
+        broker: a,
+        leader_epoch: back.leader_epoch,
+        partition_epoch: back.partition_epoch,
+        isr: state.replicas.clone(),
+    });
+    let Ok(Reply::PartitionAltered(whole)) = solo.request(alter) else {
+        panic!("a repaired copy is eligible for the ISR")
+    };
+    assert_eq!(whole.isr, state.replicas);
+    assert_eq!(
+        solo.request(online(&tp, b, true)),
+        Ok(Reply::PartitionAltered(whole)),
+        "reported again: nothing changes"
+    );
+    assert_eq!(
+        solo.request(Request::ReplicaOnline {
+            broker: b,
+            incarnation: 99,
+            partition: tp.clone(),
+            intact: true
+        }),
+        Err(ControllerError::StaleBrokerIncarnation(b))
+    );
+}
+
+/// Every copy failed (the shape of a disk filling on every broker): the partition is leaderless
+/// with the copies in the ELR. The first intact copy to come back is elected at once; a copy
+/// whose repair set its log aside leaves the ELR instead and cannot be elected cleanly.
+#[test]
+fn a_leaderless_partition_elects_the_first_intact_copy_back() {
+    let (mut solo, tp) = setup(2);
+    let start = solo.ctl.image().partition(&tp).unwrap().clone();
+    let [a, b, c] = <[BrokerId; 3]>::try_from(start.replicas.clone()).unwrap();
+    for broker in [a, b, c] {
+        let leader = solo.ctl.image().partition(&tp).unwrap().leader;
+        // The current leader's copy fails each time, until nobody is left.
+        let failing = leader.unwrap_or(broker);
+        assert!(solo.request(offline(&tp, failing.0, failing.0 as u64)).is_ok());
+    }
+    let down = solo.ctl.image().partition(&tp).unwrap().clone();
+    assert_eq!(down.leader, None);
+    assert_eq!(down.offline, vec![a, b, c]);
+    let in_elr = down.elr.clone();
+    assert!(!in_elr.is_empty(), "the last copies standing wait in the ELR");
+
+    let lost = in_elr[0];
+    let Ok(Reply::PartitionAltered(after_lost)) = solo.request(online(&tp, lost, false)) else {
+        panic!()
+    };
+    assert_eq!(after_lost.leader, None, "a copy that lost flushed bytes is not elected");
+    assert!(!after_lost.elr.contains(&lost) && !after_lost.offline.contains(&lost));
+
+    let intact = *in_elr.get(1).expect("two copies in the ELR at min ISR 2");
+    let Ok(Reply::PartitionAltered(led)) = solo.request(online(&tp, intact, true)) else {
+        panic!()
+    };
+    assert_eq!(led.leader, Some(intact), "elected from the ELR as it comes back");
+    assert!(led.leader_epoch > down.leader_epoch);
+    assert_eq!(led.isr, vec![intact]);
+}
