@@ -557,6 +557,124 @@ async fn a_broker_that_cannot_open_a_partition_tells_the_controller() {
         async move { offline }
     })
     .await;
+    // The operator removes the stray file: the copy is repaired without a restart.
+    disk.remove(std::path::Path::new("unopenable-0")).unwrap();
+    eventually("broker 3's copy back and hosted", || {
+        let back = !offline_in_metadata(&cluster) && hosted_by_all(&cluster);
+        async move { back }
+    })
+    .await;
+    for i in 0..3 {
+        cluster.stop(i);
+    }
+}
+
+/// A follower's disk fills up: its append fails, the copy leaves the ISR (the controller marks
+/// it offline) while the others go on acknowledging; once space returns the copy is repaired in
+/// place — no restart — catches up and rejoins the ISR, and nothing acknowledged is missing.
+/// (Before, a full disk kept the partition failed until the broker restarted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_failed_on_a_full_disk_comes_back_once_space_returns() {
+    if let Ok(filter) = std::env::var("RILL_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+    let cluster = TestCluster::start(3).await;
+    let bootstrap = cluster.bootstrap();
+    let admin = Admin::new(ClientConfig::new(bootstrap.clone())).unwrap();
+    every_broker_unfenced(&admin, 3).await;
+    let min_isr = [("min.insync.replicas".to_string(), "2".to_string())];
+    admin.create_topic("full", 1, 3, &min_isr).await.unwrap();
+    let tp = wire::TopicPartition::new("full", 0);
+    let partition_on = |cluster: &TestCluster, i: usize| {
+        cluster.nodes[i]
+            .as_ref()
+            .and_then(|n| n.broker.as_ref())
+            .and_then(|b| b.partition(&tp))
+    };
+    let state_on = |cluster: &TestCluster, i: usize| {
+        let broker = cluster.nodes[i].as_ref()?.broker.as_ref()?;
+        Some(broker.image().partition(&tp)?.clone())
+    };
+    let full_isr = |cluster: &TestCluster| {
+        (0..3).find_map(|i| {
+            let status = partition_on(cluster, i)?.status();
+            let isr_full = status.state.as_ref().is_some_and(|s| s.isr.len() == 3);
+            (status.is_leader && isr_full).then_some(i)
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    let leader = loop {
+        if let Some(leader) = full_isr(&cluster) {
+            break leader;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no full ISR");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let follower = (leader + 1) % 3;
+    let follower_id = wire::BrokerId(i32::try_from(follower + 1).unwrap());
+    let producer = Producer::new(
+        ClientConfig::new(bootstrap.clone()),
+        ProducerConfig::default(),
+    )
+    .await
+    .unwrap();
+    let value = Bytes::from(vec![b'f'; 1024]);
+
+    // The follower's disk is full from now on: its next append fails.
+    let disk = &cluster.disks[follower];
+    disk.set_faults(log_core::FaultConfig {
+        capacity_bytes: Some(disk.used_bytes()),
+        ..log_core::FaultConfig::default()
+    });
+    for _ in 0..20 {
+        producer
+            .send("full", Some(0), None, value.clone())
+            .await
+            .unwrap();
+    }
+    eventually("the full copy is marked offline", || {
+        let offline = state_on(&cluster, leader)
+            .is_some_and(|s| s.offline.contains(&follower_id) && !s.isr.contains(&follower_id));
+        async move { offline }
+    })
+    .await;
+    assert!(
+        partition_on(&cluster, follower).is_some_and(|p| p.status().failed.is_some()),
+        "the copy on the full disk stopped serving"
+    );
+
+    // Space returns: no restart, the copy comes back by itself.
+    disk.set_faults(log_core::FaultConfig::default());
+    eventually("the repaired copy back in the ISR", || {
+        let state = state_on(&cluster, leader);
+        let back = state.is_some_and(|s| s.offline.is_empty() && s.isr.len() == 3);
+        async move { back }
+    })
+    .await;
+    let repaired = partition_on(&cluster, follower).unwrap().status();
+    assert_eq!(repaired.failed, None, "serving again: {repaired:?}");
+    for _ in 0..5 {
+        producer
+            .send("full", Some(0), None, value.clone())
+            .await
+            .unwrap();
+    }
+    let read = read_all(&bootstrap, "full", 1, 25).await;
+    let offsets: Vec<i64> = read[&0].iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(
+        offsets,
+        (0..25).collect::<Vec<i64>>(),
+        "nothing acknowledged is missing"
+    );
+    eventually("the repaired copy holds every record", || {
+        let end = partition_on(&cluster, follower).map(|p| p.status().log_end_offset.0);
+        async move { end == Some(25) }
+    })
+    .await;
+    let mut cluster = cluster;
     for i in 0..3 {
         cluster.stop(i);
     }

@@ -233,9 +233,15 @@ fn a_repaired_copy_may_rejoin_the_isr() {
         panic!("the repair is committed")
     };
     assert!(back.offline.is_empty());
-    assert_eq!((back.leader, back.leader_epoch), (Some(a), failed.leader_epoch));
+    assert_eq!(
+        (back.leader, back.leader_epoch),
+        (Some(a), failed.leader_epoch)
+    );
     assert!(back.partition_epoch > failed.partition_epoch);
-    assert!(!back.isr.contains(&b), "it rejoins through the leader, once caught up");
+    assert!(
+        !back.isr.contains(&b),
+        "it rejoins through the leader, once caught up"
+    );
     let alter = Request::AlterPartition(AlterPartitionRequest {
         partition: tp.clone(),
         broker: a,
@@ -275,26 +281,38 @@ fn a_leaderless_partition_elects_the_first_intact_copy_back() {
         let leader = solo.ctl.image().partition(&tp).unwrap().leader;
         // The current leader's copy fails each time, until nobody is left.
         let failing = leader.unwrap_or(broker);
-        assert!(solo.request(offline(&tp, failing.0, failing.0 as u64)).is_ok());
+        assert!(solo
+            .request(offline(&tp, failing.0, failing.0 as u64))
+            .is_ok());
     }
     let down = solo.ctl.image().partition(&tp).unwrap().clone();
     assert_eq!(down.leader, None);
     assert_eq!(down.offline, vec![a, b, c]);
     let in_elr = down.elr.clone();
-    assert!(!in_elr.is_empty(), "the last copies standing wait in the ELR");
+    assert!(
+        !in_elr.is_empty(),
+        "the last copies standing wait in the ELR"
+    );
 
     let lost = in_elr[0];
     let Ok(Reply::PartitionAltered(after_lost)) = solo.request(online(&tp, lost, false)) else {
         panic!()
     };
-    assert_eq!(after_lost.leader, None, "a copy that lost flushed bytes is not elected");
+    assert_eq!(
+        after_lost.leader, None,
+        "a copy that lost flushed bytes is not elected"
+    );
     assert!(!after_lost.elr.contains(&lost) && !after_lost.offline.contains(&lost));
 
     let intact = *in_elr.get(1).expect("two copies in the ELR at min ISR 2");
     let Ok(Reply::PartitionAltered(led)) = solo.request(online(&tp, intact, true)) else {
         panic!()
     };
-    assert_eq!(led.leader, Some(intact), "elected from the ELR as it comes back");
+    assert_eq!(
+        led.leader,
+        Some(intact),
+        "elected from the ELR as it comes back"
+    );
     assert!(led.leader_epoch > down.leader_epoch);
     assert_eq!(led.isr, vec![intact]);
 }

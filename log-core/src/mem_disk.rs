@@ -182,6 +182,12 @@ impl MemDisk {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Bytes the disk holds now (sum of volatile file lengths), as `capacity_bytes` counts them:
+    /// a capacity set to this fills the disk.
+    pub fn used_bytes(&self) -> u64 {
+        self.lock().used_bytes()
+    }
+
     /// Replaces the probabilistic fault settings.
     pub fn set_faults(&self, faults: FaultConfig) {
         for p in [

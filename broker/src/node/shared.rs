@@ -15,15 +15,37 @@ use super::config::NodeConfig;
 use super::fetcher::Fetchers;
 use super::metrics::Metrics;
 use crate::control::ControllerClient;
+use crate::partition::quarantine::{self, DirVerdict};
 use crate::partition::{IoWorker, Partition, PartitionSettings, ReplicaNet};
+use crate::runtime;
 
 /// A replication request's timeout beyond the leader's long poll: the round trip and the leader's
 /// reads, generously (a request that times out costs a reconnect and a backoff).
 const PEER_REQUEST_SLACK_MS: u64 = 5_000;
-/// Attempts to tell the controller about a failed partition (one per backoff).
-const REPORT_OFFLINE_ATTEMPTS_MAX: u32 = 120;
-/// Pause between two attempts, ms.
-const REPORT_OFFLINE_BACKOFF_MS: u64 = 500;
+/// First pause between two attempts to tell the controller about a failed or repaired copy, ms;
+/// doubled after each failed attempt. Attempts go on until heard, refused or the node stops: a
+/// copy the controller never hears about would be elected and serve nothing.
+const REPORT_BACKOFF_MIN_MS: u64 = 500;
+/// Longest pause between two report attempts, ms.
+const REPORT_BACKOFF_MAX_MS: u64 = 5_000;
+/// First pause before a failed partition's repair is tried, ms; doubled after each try that
+/// finds the disk still failing, up to [`REPAIR_BACKOFF_MAX_MS`].
+const REPAIR_BACKOFF_MIN_MS: u64 = 1_000;
+/// Longest pause between two repair tries, ms.
+const REPAIR_BACKOFF_MAX_MS: u64 = 30_000;
+
+/// How one try to repair a failed partition ended.
+enum Repair {
+    /// Reopened and serving; `intact`: nothing flushed was lost (the log was not set aside).
+    Back {
+        /// Whether everything the copy had flushed is still there.
+        intact: bool,
+    },
+    /// No longer hosted here (deleted or reassigned): nothing to repair.
+    Gone,
+    /// Not yet (the disk still fails, or the controller's offline mark has not arrived): why.
+    NotYet(String),
+}
 
 /// Everything a broker's tasks share.
 pub struct Shared {
@@ -180,17 +202,10 @@ impl Shared {
         if let Some(partition) = self.partition(tp) {
             return Some(partition);
         }
-        let net: Arc<dyn ReplicaNet> = Arc::new(Transport {
-            shared: self.me.clone(),
-        });
-        let dir = partition_dir(tp);
-        match Partition::open(
-            tp.clone(),
-            self.disk.clone(),
-            &dir,
-            self.settings(topic),
-            net,
-        ) {
+        if self.open_failed(tp) {
+            return None; // Its repair task reopens it once the disk answers again.
+        }
+        match self.open_log(tp, topic) {
             Ok(partition) => {
                 self.partitions_locked()
                     .insert(tp.clone(), partition.clone());
@@ -207,12 +222,91 @@ impl Shared {
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(tp.clone());
                 if let (true, Some(shared)) = (first, self.me.upgrade()) {
-                    let tp = tp.clone();
-                    tokio::spawn(async move { shared.report_offline(tp).await });
+                    tokio::spawn(partition_down(shared, tp.clone()));
                 }
                 None
             }
         }
+    }
+
+    /// Opens (recovering) the log of `tp` as a new partition object, not yet hosted.
+    fn open_log(
+        &self,
+        tp: &TopicPartition,
+        topic: &controller::TopicConfig,
+    ) -> Result<Arc<Partition>, log_core::LogError> {
+        let net: Arc<dyn ReplicaNet> = Arc::new(Transport {
+            shared: self.me.clone(),
+        });
+        Partition::open(
+            tp.clone(),
+            self.disk.clone(),
+            &partition_dir(tp),
+            self.settings(topic),
+            net,
+        )
+    }
+
+    /// Whether this process failed to open `tp` and has not repaired it since.
+    fn open_failed(&self, tp: &TopicPartition) -> bool {
+        self.open_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(tp)
+    }
+
+    /// One try to bring this broker's failed copy of `tp` back without a restart: once the
+    /// controller's offline mark is in the local image (so the state applied below makes it a
+    /// follower outside the ISR, never a leader of the epoch it failed in), the disk must take
+    /// and sync a probe write; then the log is checked whole as at start-up (a corrupt one set
+    /// aside, `lost` remembers it across tries), reopened and hosted in place of the failed one.
+    async fn try_repair(&self, tp: &TopicPartition, lost: &mut bool) -> Repair {
+        let image = self.image();
+        let Some(topic) = image.topics().get(&tp.topic) else {
+            return Repair::Gone;
+        };
+        let Some(state) = usize::try_from(tp.partition)
+            .ok()
+            .and_then(|index| topic.partitions.get(index))
+            .filter(|state| state.replicas.contains(&self.broker_id))
+            .cloned()
+        else {
+            return Repair::Gone;
+        };
+        if !state.offline.contains(&self.broker_id) {
+            return Repair::NotYet("the controller's offline mark has not arrived".into());
+        }
+        let settings = self.settings(&topic.config);
+        let (disk, dir, config) = (self.disk.clone(), partition_dir(tp), settings.log);
+        let checked = crate::partition::run_blocking(move || {
+            quarantine::probe_writable(disk.as_ref(), &dir).map_err(|e| e.to_string())?;
+            quarantine::check_dir(&disk, &dir, &config, true).map_err(|e| e.to_string())
+        })
+        .await;
+        match checked {
+            Ok(DirVerdict::Sound) => {}
+            Ok(DirVerdict::SetAside(aside)) => {
+                tracing::warn!(%tp, aside = %aside.display(), "repair set the corrupt log aside");
+                *lost = true;
+            }
+            Ok(DirVerdict::Unopenable(why)) | Err(why) => return Repair::NotYet(why),
+        }
+        let partition = match self.open_log(tp, &topic.config) {
+            Ok(partition) => partition,
+            Err(error) => return Repair::NotYet(error.to_string()),
+        };
+        let replaced = self
+            .partitions_locked()
+            .insert(tp.clone(), partition.clone());
+        if let Some(old) = replaced {
+            old.close();
+        }
+        self.open_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tp);
+        partition.apply_state(to_replica_state(&state));
+        Repair::Back { intact: !*lost }
     }
 
     /// The timeout of one replication request: a long-polled fetch plus slack.
@@ -220,30 +314,21 @@ impl Shared {
         Duration::from_millis(self.config.timing.replica_fetch_wait_max_ms + PEER_REQUEST_SLACK_MS)
     }
 
-    /// Tells the controller this broker's copy of `tp` failed, until it is heard (bounded: a
-    /// broker that cannot reach the controller is fenced by its session timeout anyway).
-    async fn report_offline(&self, tp: TopicPartition) {
-        self.metrics.count("rill_partition_failures_total", 1);
-        for _attempt in 0..REPORT_OFFLINE_ATTEMPTS_MAX {
-            let ask = controller::Request::ReplicaOffline {
-                broker: self.broker_id,
-                incarnation: self.incarnation,
-                partition: tp.clone(),
-            };
-            match self.controller.request(ask).await {
-                Ok(_) => {
-                    tracing::warn!(%tp, "controller moved the failed replica out of the ISR");
-                    return;
-                }
+    /// Tells the controller about this broker's copy of `tp` until it is heard (true) or refused
+    /// (false: a newer process of this broker exists, or the partition is gone).
+    async fn report(&self, tp: &TopicPartition, ask: controller::Request) -> bool {
+        let mut backoff = REPORT_BACKOFF_MIN_MS;
+        loop {
+            match self.controller.request(ask.clone()).await {
+                Ok(_) => return true,
                 Err(crate::control::ControlError::Refused(refusal)) => {
-                    // Stale incarnation (a newer process exists), unknown partition (deleted):
-                    // nothing left to report.
-                    tracing::info!(%tp, %refusal, "offline report refused");
-                    return;
+                    tracing::info!(%tp, %refusal, "report on a failed copy refused");
+                    return false;
                 }
                 Err(error) => {
-                    tracing::debug!(%tp, %error, "offline report failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(REPORT_OFFLINE_BACKOFF_MS)).await;
+                    tracing::debug!(%tp, %error, "report on a failed copy not heard; retrying");
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                    backoff = (backoff * 2).min(REPORT_BACKOFF_MAX_MS);
                 }
             }
         }
@@ -312,8 +397,55 @@ impl ReplicaNet for Transport {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let tp = tp.clone();
-        tokio::spawn(async move { shared.report_offline(tp).await });
+        tokio::spawn(partition_down(shared, tp.clone()));
+    }
+}
+
+/// A failed copy's way back, one task per failure: the controller hears that it failed (it leaves
+/// the ISR, another replica leads), then the partition is repaired in place once the disk answers
+/// again (a full disk with space back, a passing I/O error), and the controller hears that it is
+/// back. Ends with the node (the task holds it weakly while it waits), or when the partition is
+/// no longer hosted here.
+async fn partition_down(shared: Arc<Shared>, tp: TopicPartition) {
+    shared.metrics.count("rill_partition_failures_total", 1);
+    let offline = controller::Request::ReplicaOffline {
+        broker: shared.broker_id,
+        incarnation: shared.incarnation,
+        partition: tp.clone(),
+    };
+    if !shared.report(&tp, offline).await {
+        return;
+    }
+    tracing::warn!(%tp, "controller moved the failed replica out of the ISR");
+    let node = Arc::downgrade(&shared);
+    drop(shared);
+    let mut backoff = REPAIR_BACKOFF_MIN_MS;
+    let mut lost = false;
+    loop {
+        let pause = runtime::jitter_ms(backoff / 2, backoff);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let Some(shared) = node.upgrade() else {
+            return;
+        };
+        match shared.try_repair(&tp, &mut lost).await {
+            Repair::Back { intact } => {
+                tracing::warn!(%tp, intact, "failed partition repaired; serving again");
+                shared.metrics.count("rill_partition_repairs_total", 1);
+                let online = controller::Request::ReplicaOnline {
+                    broker: shared.broker_id,
+                    incarnation: shared.incarnation,
+                    partition: tp.clone(),
+                    intact,
+                };
+                shared.report(&tp, online).await;
+                return;
+            }
+            Repair::Gone => return,
+            Repair::NotYet(why) => {
+                tracing::info!(%tp, %why, backoff, "failed partition not repaired yet");
+            }
+        }
+        backoff = (backoff * 2).min(REPAIR_BACKOFF_MAX_MS);
     }
 }
 

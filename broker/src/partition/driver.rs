@@ -388,7 +388,7 @@ impl Partition {
 
     /// Stops serving after a log failure: every waiting produce learns it, memory is dropped.
     fn fail(&self, inner: &mut Inner, reason: String) {
-        tracing::error!(tp = %self.tp, %reason, "partition failed; it stops serving until restart");
+        tracing::error!(tp = %self.tp, %reason, "partition failed; it stops serving until repaired");
         let first = inner.failed.is_none();
         inner.failed = Some(reason.clone());
         if first {

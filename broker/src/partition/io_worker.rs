@@ -110,7 +110,9 @@ async fn flush_round(round: Vec<Weak<Partition>>) {
 /// simulator the disk is a `MemDisk` that never blocks, and running it as a task is what lets the
 /// simulator interleave IO rounds with everything else.
 #[cfg_attr(madsim, allow(deprecated))]
-async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
     tokio::task::spawn_blocking(work)
         .await
         .expect("IO worker calls do not panic (fail stop if they do)")

@@ -26,6 +26,7 @@ pub use driver::{
     Partition, PartitionSettings, PartitionStatus, ProduceOutcome, ReplicaNet,
     REPLICA_FETCH_BYTES_MAX,
 };
+pub(crate) use io_worker::run_blocking;
 pub use io_worker::IoWorker;
 pub use reads::{batches_from_bytes, ConsumerRead};
 
@@ -36,7 +37,8 @@ pub enum PartitionError {
     #[error(transparent)]
     Replica(#[from] replication::Error),
     /// The log hit a disk error or corruption; the partition no longer serves (Kafka's
-    /// KAFKA_STORAGE_ERROR) until the broker restarts and recovers it.
+    /// KAFKA_STORAGE_ERROR) until the broker repairs it: once the disk takes writes again the
+    /// log is verified whole and reopened in place (or, corrupt, set aside and rebuilt).
     #[error("KAFKA_STORAGE_ERROR: {0}")]
     Storage(String),
     /// The produced bytes broke Kafka's rules (CORRUPT_MESSAGE, INVALID_RECORD,

@@ -44,22 +44,27 @@ pub enum DirVerdict {
     Unopenable(String),
 }
 
-/// The start-up check of one partition directory: opens the log, verifies every batch when the
-/// partition failed last time (the marker), and sets a corrupt log aside. Errors only when the
-/// disk refuses the set-aside itself.
+/// The check of one partition directory, at start-up and before a failed partition is reopened:
+/// opens the log, verifies every batch when the partition failed (the marker, or `failed` from a
+/// running partition whose marker the failing disk may have refused), and sets a corrupt log
+/// aside. Errors only when the disk refuses the set-aside itself.
 pub fn check_dir(
     disk: &Arc<dyn Disk>,
     dir: &Path,
     config: &LogConfig,
+    failed: bool,
 ) -> Result<DirVerdict, LogError> {
     let marker = dir.join(FAILED_MARKER);
-    let failed_before = disk.exists(&marker)?;
+    let marked = disk.exists(&marker)?;
+    let failed_before = marked || failed;
     let corruption = match PartitionLog::open(disk.clone(), dir, config.clone(), 0) {
         Ok(_) if !failed_before => return Ok(DirVerdict::Sound),
         Ok(log) => match verify(&log) {
             Ok(()) => {
-                disk.remove(&marker)?;
-                disk.sync_dir(dir)?;
+                if marked {
+                    disk.remove(&marker)?;
+                    disk.sync_dir(dir)?;
+                }
                 tracing::info!(dir = %dir.display(), "the failed partition's log verified sound");
                 return Ok(DirVerdict::Sound);
             }
@@ -73,6 +78,28 @@ pub fn check_dir(
     tracing::error!(dir = %dir.display(), aside = %aside.display(), %corruption,
         "flushed data is corrupt: the log is set aside and rebuilt from the leader");
     Ok(DirVerdict::SetAside(aside))
+}
+
+/// Bytes the repair of a failed partition writes and syncs before reopening it: the disk must
+/// take at least a few appends' worth again (a full disk whose space came back).
+pub const PROBE_BYTES: usize = 1 << 20;
+
+/// The file the probe writes in the partition's directory (removed again).
+const PROBE_FILE: &str = "repair.probe";
+
+/// Whether the disk takes writes in `dir` again: writes, syncs and removes [`PROBE_BYTES`].
+pub fn probe_writable(disk: &dyn Disk, dir: &Path) -> Result<(), log_core::DiskError> {
+    disk.create_dir_all(dir)?;
+    let probe = dir.join(PROBE_FILE);
+    if disk.exists(&probe)? {
+        disk.remove(&probe)?;
+    }
+    disk.create(&probe)?;
+    let written = disk
+        .write_at(&probe, 0, &vec![0; PROBE_BYTES])
+        .and_then(|()| disk.sync(&probe));
+    let removed = disk.remove(&probe).and_then(|()| disk.sync_dir(dir));
+    written.and(removed)
 }
 
 /// Reads every batch of the log (each read checks CRCs).
@@ -151,7 +178,7 @@ mod tests {
         let disk = MemDisk::new(1);
         let handle = written(&disk);
         mark_failed(handle.as_ref(), Path::new("t-0"));
-        let verdict = check_dir(&handle, Path::new("t-0"), &config()).expect("checks");
+        let verdict = check_dir(&handle, Path::new("t-0"), &config(), false).expect("checks");
         assert_eq!(verdict, DirVerdict::Sound);
         assert!(!handle
             .exists(&Path::new("t-0").join(FAILED_MARKER))
@@ -165,10 +192,10 @@ mod tests {
         disk.flip_bit_at(Path::new("t-0/00000000000000000000.log"), 100, 3)
             .expect("flips");
         // Without the marker the check does not read sealed segments below the recovery point.
-        let verdict = check_dir(&handle, Path::new("t-0"), &config()).expect("checks");
+        let verdict = check_dir(&handle, Path::new("t-0"), &config(), false).expect("checks");
         assert_eq!(verdict, DirVerdict::Sound);
         mark_failed(handle.as_ref(), Path::new("t-0"));
-        let verdict = check_dir(&handle, Path::new("t-0"), &config()).expect("checks");
+        let verdict = check_dir(&handle, Path::new("t-0"), &config(), false).expect("checks");
         assert_eq!(
             verdict,
             DirVerdict::SetAside(PathBuf::from("t-0.quarantined"))
@@ -185,7 +212,44 @@ mod tests {
         let disk = MemDisk::new(3);
         let handle = disk.as_disk();
         handle.create(Path::new("t-0")).expect("creates");
-        let verdict = check_dir(&handle, Path::new("t-0"), &config()).expect("checks");
+        let verdict = check_dir(&handle, Path::new("t-0"), &config(), false).expect("checks");
         assert!(matches!(verdict, DirVerdict::Unopenable(_)), "{verdict:?}");
+    }
+
+    /// A running partition whose disk refused even the marker is still verified whole when its
+    /// repair asks for it.
+    #[test]
+    fn a_repair_verifies_the_log_whole_without_the_marker() {
+        let disk = MemDisk::new(4);
+        let handle = written(&disk);
+        disk.flip_bit_at(Path::new("t-0/00000000000000000000.log"), 100, 3)
+            .expect("flips");
+        let verdict = check_dir(&handle, Path::new("t-0"), &config(), true).expect("checks");
+        assert_eq!(
+            verdict,
+            DirVerdict::SetAside(PathBuf::from("t-0.quarantined"))
+        );
+    }
+
+    #[test]
+    fn the_probe_fails_on_a_full_disk_and_passes_once_space_returns() {
+        let disk = MemDisk::new(5);
+        let handle = written(&disk);
+        disk.set_faults(log_core::FaultConfig {
+            capacity_bytes: Some(disk.used_bytes() + PROBE_BYTES as u64 / 2),
+            ..log_core::FaultConfig::default()
+        });
+        let refused = probe_writable(handle.as_ref(), Path::new("t-0"));
+        assert!(
+            matches!(refused, Err(log_core::DiskError::Full(_))),
+            "{refused:?}"
+        );
+        disk.set_faults(log_core::FaultConfig::default());
+        probe_writable(handle.as_ref(), Path::new("t-0")).expect("space is back");
+        let left: Vec<String> = handle.list(Path::new("t-0")).expect("lists");
+        assert!(
+            !left.iter().any(|f| f == PROBE_FILE),
+            "the probe is removed"
+        );
     }
 }
