@@ -79,6 +79,37 @@ fn seeds_that_found_bugs_pass() {
     }
 }
 
+/// Disk-fault seeds whose nodes repair their failed partitions in place (no restart at healing)
+/// that found a bug, each must pass:
+/// - 190 and 75 (issue 12, session 6): a failed leader's offline report met a partition that had
+///   changed between proposal and commit ("partition epoch 9 is not the current 10"); the broker
+///   took the refusal as final, so the failed copy kept its leadership and the partition served
+///   nothing until a restart. Reports now retry every refusal but a stale incarnation or an
+///   unknown partition.
+const DISK_SEEDS_THAT_FOUND_BUGS: &[u64] = &[75, 190];
+
+#[test]
+fn disk_seeds_that_repair_in_place_pass() {
+    let overrides = sim::cluster::Overrides {
+        faults: Some(sim::cluster::FaultFamily::Disk),
+        ..sim::cluster::Overrides::default()
+    };
+    let scenario: Arc<dyn Scenario> =
+        Arc::new(ClusterScenario::new(None, None).with_overrides(overrides));
+    for &seed in DISK_SEEDS_THAT_FOUND_BUGS {
+        let draw = sim::cluster::ClusterDraw::from_seed_with(seed, &overrides);
+        assert!(draw.disk_repair_in_place, "seed {seed} still repairs in place");
+        let run = run_passing_seed(&scenario, seed);
+        let in_place = run
+            .trace
+            .events()
+            .iter()
+            .filter(|event| event.contains("repairs in place"))
+            .count();
+        assert!(in_place > 0, "seed {seed}: no node left to repair in place");
+    }
+}
+
 /// The trace hash a fresh `rill-sim` process reports for `seed`.
 fn trace_hash_in_fresh_process(seed: u64) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_rill-sim"))

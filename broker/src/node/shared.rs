@@ -314,16 +314,28 @@ impl Shared {
         Duration::from_millis(self.config.timing.replica_fetch_wait_max_ms + PEER_REQUEST_SLACK_MS)
     }
 
-    /// Tells the controller about this broker's copy of `tp` until it is heard (true) or refused
-    /// (false: a newer process of this broker exists, or the partition is gone).
+    /// Tells the controller about this broker's copy of `tp` until it is heard (true) or moot
+    /// (false: a newer process of this broker exists, or the partition is gone); any other
+    /// refusal is retried.
     async fn report(&self, tp: &TopicPartition, ask: controller::Request) -> bool {
         let mut backoff = REPORT_BACKOFF_MIN_MS;
         loop {
             match self.controller.request(ask.clone()).await {
                 Ok(_) => return true,
-                Err(crate::control::ControlError::Refused(refusal)) => {
-                    tracing::info!(%tp, %refusal, "report on a failed copy refused");
+                Err(crate::control::ControlError::Refused(
+                    refusal @ (controller::ControllerError::StaleBrokerIncarnation(_)
+                    | controller::ControllerError::UnknownTopicOrPartition(_)),
+                )) => {
+                    tracing::info!(%tp, %refusal, "report on a failed copy moot");
                     return false;
+                }
+                Err(crate::control::ControlError::Refused(refusal)) => {
+                    // The partition changed between the proposal and its commit (the simulator
+                    // found a failed leader kept for good when this ended the reporting): the
+                    // controller decides again from its newer image.
+                    tracing::info!(%tp, %refusal, "report on a failed copy refused; retrying");
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                    backoff = (backoff * 2).min(REPORT_BACKOFF_MAX_MS);
                 }
                 Err(error) => {
                     tracing::debug!(%tp, %error, "report on a failed copy not heard; retrying");

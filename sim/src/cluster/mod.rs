@@ -224,6 +224,11 @@ pub struct ClusterDraw {
     /// `log.segment.bytes`: small segments make rolls, index rebuilds and multi-segment
     /// recovery happen within a run.
     pub segment_bytes: u64,
+    /// After disk faults, the nodes are left running and their failed partitions repair
+    /// themselves once the disk heals (what a user does about a disk that filled up); otherwise
+    /// they are restarted at healing, as an operator would. A node whose controller stopped on
+    /// a disk error is restarted either way (the controller does not repair itself).
+    pub disk_repair_in_place: bool,
     /// Which fault kinds are on, and how often.
     pub nemesis: NemesisDraw,
     /// The faults themselves.
@@ -269,6 +274,8 @@ impl ClusterDraw {
                 Shape::Combined
             },
             segment_bytes: [4_096, 65_536, 1 << 30][rng.gen_range(0..3)],
+            // Drawn last: the draws above stay what they were before it existed.
+            disk_repair_in_place: rng.gen_bool(0.5),
             nemesis,
             schedule,
         }
@@ -497,7 +504,7 @@ impl Scenario for ClusterScenario {
         let d = self.draw(seed);
         format!(
             "{} ({}), {}, segments {} B, {} producers, safety {} ms, lag {} ms, \
-             session {} ms, tick {} ms, buggify {}, faults {} every ~{} ms: {} faults [{}]",
+             session {} ms, tick {} ms, buggify {}, faults {} every ~{} ms{}: {} faults [{}]",
             d.settings(),
             match (d.strong(), d.idempotence) {
                 (true, true) => "strong",
@@ -518,6 +525,11 @@ impl Scenario for ClusterScenario {
                 .map_or("off".to_string(), |p| format!("{p}‰")),
             d.nemesis.kinds(),
             d.nemesis.gap_ms_mean,
+            if d.nemesis.disk && d.disk_repair_in_place {
+                ", disks repair in place"
+            } else {
+                ""
+            },
             d.schedule.faults.len(),
             d.schedule.summary()
         )

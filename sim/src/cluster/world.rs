@@ -64,6 +64,8 @@ mod simulated {
     use madsim::runtime::{Handle, NodeHandle, Runtime};
     use std::collections::BTreeSet;
     use std::net::IpAddr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     use std::time::Duration;
     use tokio::time::Instant;
 
@@ -148,8 +150,13 @@ mod simulated {
         /// Whether each broker's process is down.
         dead: Vec<bool>,
         /// Brokers whose disk failed at some point: restarted at healing, as an operator would
-        /// after a log directory went offline.
+        /// after a log directory went offline, unless the draw leaves them to repair in place.
         disk_failed: BTreeSet<u8>,
+        /// Leave disk-failed brokers running at healing (`ClusterDraw::disk_repair_in_place`).
+        repair_in_place: bool,
+        /// Set by a node's process when its controller stopped (a disk error in the raft log):
+        /// such a node is restarted at healing either way. Survives kills (a restart clears it).
+        controller_stopped: Vec<Arc<AtomicBool>>,
         /// The controller-only nodes (split shape), never faulted themselves (their disks live
         /// in their init closures).
         controllers: Vec<NodeHandle>,
@@ -161,22 +168,28 @@ mod simulated {
         fn start(handle: Handle, draw: &ClusterDraw, options: &NodeOptions, seed: u64) -> Cluster {
             let spawn = |node: u8| {
                 let disk = MemDisk::new(seed.wrapping_mul(31).wrapping_add(u64::from(node)));
-                let (config, options, for_node) =
-                    (node_config(node, draw), options.clone(), disk.clone());
+                let stopped = Arc::new(AtomicBool::new(false));
+                let (config, options, for_node, flag) = (
+                    node_config(node, draw),
+                    options.clone(),
+                    disk.clone(),
+                    stopped.clone(),
+                );
                 let prefix = if node <= NODES { "n" } else { "c" };
                 let sim_node = handle
                     .create_node()
                     .name(format!("{prefix}{node}"))
                     .ip(ip(node))
                     .init(move || {
-                        let (config, options, disk) =
-                            (config.clone(), options.clone(), for_node.clone());
-                        async move { serve(config, options, disk).await }
+                        let (config, options, disk, flag) =
+                            (config.clone(), options.clone(), for_node.clone(), flag.clone());
+                        async move { serve(config, options, disk, flag).await }
                     })
                     .build();
-                (sim_node, disk)
+                (sim_node, (disk, stopped))
             };
-            let (nodes, disks): (Vec<_>, Vec<_>) = (1..=NODES).map(spawn).unzip();
+            let (nodes, stores): (Vec<_>, Vec<_>) = (1..=NODES).map(spawn).unzip();
+            let (disks, controller_stopped): (Vec<_>, Vec<_>) = stores.into_iter().unzip();
             let controllers: Vec<NodeHandle> = match draw.shape {
                 Shape::Combined => Vec::new(),
                 Shape::Split => controller_ids(draw).map(|n| spawn(n).0).collect(),
@@ -192,6 +205,8 @@ mod simulated {
                 disks,
                 dead: vec![false; usize::from(NODES)],
                 disk_failed: BTreeSet::new(),
+                repair_in_place: draw.disk_repair_in_place,
+                controller_stopped,
                 controllers,
                 client,
             }
@@ -295,7 +310,7 @@ mod simulated {
         }
 
         /// Ends every fault: network whole, disks sound, every node up (disk-failed ones
-        /// restarted).
+        /// restarted, unless they repair in place; a stopped controller always is).
         fn heal_all(&mut self, shared: &Shared) {
             self.heal_links();
             let net = NetSim::current();
@@ -303,9 +318,14 @@ mod simulated {
                 let i = Self::index(node);
                 net.unclog_node(self.nodes[i].id());
                 self.disks[i].set_faults(FaultConfig::default());
-                if self.dead[i] || self.disk_failed.contains(&node) {
+                let controller_stopped = self.controller_stopped[i].load(Ordering::SeqCst);
+                let disk_failed = self.disk_failed.contains(&node);
+                if self.dead[i] || (disk_failed && (!self.repair_in_place || controller_stopped))
+                {
                     lock(shared).fault(&format!("heal: restart n{node}"));
                     self.restart(node);
+                } else if disk_failed {
+                    lock(shared).fault(&format!("heal: n{node} repairs in place"));
                 }
             }
             self.disk_failed.clear();
@@ -315,7 +335,13 @@ mod simulated {
 
     /// A node's process: start the broker (retrying while its disk refuses), then live until
     /// killed. The handle is held, never shut down: a kill is the only way a node stops here.
-    async fn serve(config: NodeConfig, options: NodeOptions, disk: MemDisk) {
+    async fn serve(
+        config: NodeConfig,
+        options: NodeOptions,
+        disk: MemDisk,
+        controller_stopped: Arc<AtomicBool>,
+    ) {
+        controller_stopped.store(false, Ordering::SeqCst);
         let node = loop {
             match broker::node::start(config.clone(), disk.as_disk(), options.clone()).await {
                 Ok(node) => break node,
@@ -325,6 +351,17 @@ mod simulated {
                 }
             }
         };
+        if let Some(controller) = &node.controller {
+            let mut status = controller.status_watch();
+            tokio::spawn(async move {
+                while status.changed().await.is_ok() {
+                    if status.borrow().stopped {
+                        controller_stopped.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            });
+        }
         std::future::pending::<()>().await;
         drop(node);
     }
