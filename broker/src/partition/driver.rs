@@ -842,6 +842,14 @@ impl Partition {
         );
     }
 
+    /// Whether enough was flushed since the last state checkpoint to write one (no IO).
+    pub(crate) fn checkpoint_due(&self) -> bool {
+        self.lock()
+            .log
+            .as_ref()
+            .is_some_and(PartitionLog::checkpoint_due)
+    }
+
     /// After a round's acknowledgements went out: the state checkpoint, if enough was flushed
     /// since the last one (off the acknowledgement path).
     pub(crate) fn write_checkpoint_if_due(&self) {
