@@ -30,7 +30,8 @@ import os
 import sys
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition,
+                             libversion)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 CREATE_WAIT_S = 120
@@ -377,6 +378,7 @@ def main():
     run = {"produce": command_produce, "consume": command_consume, "many": command_many}
     result = run[options.command](options)
     result["load_average"] = os.getloadavg()[0]
+    result["librdkafka"] = libversion()[0]
     print(json.dumps(result), flush=True)
 
 
