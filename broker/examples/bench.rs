@@ -1597,6 +1597,18 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
             goal: Option<Goal>,
         }
 
+        /// rill RF3 against the disk at one partition count.
+        struct DiskRatio {
+            /// rill's produce MB/s.
+            mb: f64,
+            /// The probed chunk size nearest rill's batches.
+            chunk: usize,
+            /// That chunk's fsynced MB/s / 3.
+            reference: f64,
+            /// mb / reference.
+            ratio: f64,
+        }
+
         /// Issue 12's targets.
         #[derive(Debug, Clone, Copy)]
         enum Goal {
@@ -2102,9 +2114,8 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                 out
             }
 
-            /// rill RF3's produce MB/s against the disk at its own batch size, per partition count:
-            /// (partitions, rill MB/s, chunk, reference MB/s, ratio).
-            fn disk_ratios(&self) -> Vec<(usize, Option<(f64, usize, f64, f64)>)> {
+            /// rill RF3's produce MB/s against the disk at its own batch size, per partition count.
+            fn disk_ratios(&self) -> Vec<(usize, Option<DiskRatio>)> {
                 let rill = self.target(Target::RillRf3);
                 self.options
                     .partitions
@@ -2116,7 +2127,12 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                                 let batch = field(figures, "/batch_bytes_avg");
                                 let (chunk, bandwidth) = disk.matching(batch);
                                 let reference = bandwidth / 3e6;
-                                Some((mb, chunk, reference, mb / reference))
+                                Some(DiskRatio {
+                                    mb,
+                                    chunk,
+                                    reference,
+                                    ratio: mb / reference,
+                                })
                             }
                             _ => None,
                         };
@@ -2144,7 +2160,12 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                 }
                 for (p, found) in self.disk_ratios() {
                     match found {
-                        Some((mb, chunk, reference, ratio)) => out.push_str(&format!(
+                        Some(DiskRatio {
+                            mb,
+                            chunk,
+                            reference,
+                            ratio,
+                        }) => out.push_str(&format!(
                             "- rill-RF3 produce at {p} partitions against the disk's fsynced bandwidth / 3: {} MB/s / ({} MB/s fsynced with {} KiB chunks / 3 = {}): ≥ {DISK_GOAL}x ({ratio:.2}x) — **{}**\n",
                             number(mb),
                             number(reference * 3.0),
