@@ -1418,7 +1418,13 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
     /// value labels on top.
     fn bar_chart(series: &[(&str, &str)], groups: &[ChartGroup]) -> String {
         let (bar_width, gap, height, top, bottom) = (40.0, 30.0, 220.0, 20.0, 40.0);
-        let group_width = bar_width * series.len() as f64 + gap;
+        // Wide enough for the bars and for the longest label (about 6 px a character).
+        let longest = groups
+            .iter()
+            .map(|(label, _)| label.chars().count())
+            .max()
+            .unwrap_or(0);
+        let group_width = (bar_width * series.len() as f64 + gap).max(longest as f64 * 6.0 + 10.0);
         let width = 20.0 + group_width * groups.len() as f64 + 120.0;
         let mut svg = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{total}\" font-size=\"11\">\n",
@@ -1433,7 +1439,9 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                 .filter(|v| v.is_finite())
                 .fold(0.0_f64, |a, b| a.max(*b))
                 .max(f64::MIN_POSITIVE);
-            let x0 = 20.0 + group_width * group as f64;
+            // The bars and the label are centred in the group (less the gap to the next one).
+            let centre = 20.0 + group_width * group as f64 + (group_width - gap) / 2.0;
+            let x0 = centre - bar_width * series.len() as f64 / 2.0;
             for (index, ((name, colour), value)) in series.iter().zip(values).enumerate() {
                 let Some(value) = value.filter(|v| v.is_finite()) else {
                     continue;
@@ -1452,7 +1460,7 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
             }
             svg.push_str(&format!(
                 "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"middle\">{label}</text>\n",
-                x = x0 + bar_width * series.len() as f64 / 2.0,
+                x = centre,
                 y = top + height + 18.0,
                 label = escape(label),
             ));
@@ -2237,7 +2245,10 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                 let pick = |prefix: &str| -> Vec<ChartGroup> {
                     rows.iter()
                         .filter(|row| row.label.starts_with(prefix))
-                        .map(|row| (row.label.clone(), vec![row.rill, row.tansu]))
+                        .map(|row| {
+                            let label = row.label.split(" (").next().unwrap_or(&row.label);
+                            (label.to_string(), vec![row.rill, row.tansu])
+                        })
                         .collect()
                 };
                 let mut throughput = pick("produce MB/s");
