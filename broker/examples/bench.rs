@@ -1553,6 +1553,8 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
         const DISK_BYTES_MAX: u64 = 2 << 30;
         /// Concurrent writers of the disk probe: the three replicas of RF 3 share one disk.
         const DISK_WRITERS: usize = 3;
+        /// How late (p99, ms) the driver may hand paced records over before the report warns.
+        const DRIVER_LAG_MS: f64 = 10.0;
         /// Issue 12's floor for rill RF3 against the fsynced bandwidth / 3.
         const DISK_GOAL: f64 = 0.8;
 
@@ -2184,6 +2186,33 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                         None => out.push_str(&format!(
                             "- rill-RF3 produce at {p} partitions against the disk: ≥ {DISK_GOAL}x — **not measured**\n"
                         )),
+                    }
+                }
+                out.push_str(&self.paced_warnings());
+                out
+            }
+
+            /// Paced phases whose figures are suspect: stopped early because the producer's
+            /// queue filled, or the driver itself was far behind its schedule.
+            fn paced_warnings(&self) -> String {
+                let mut out = String::new();
+                for (target, figures) in &self.targets {
+                    for (p, result) in &figures.produce {
+                        let Ok(v) = result else { continue };
+                        if v["paced"]["saturated"].as_bool() == Some(true) {
+                            out.push_str(&format!(
+                                "- caution: {}'s paced phase at {p} partitions SATURATED (the producer's queue filled, so the open loop stopped early); its paced figures cover only the records sent until then\n",
+                                target.name()
+                            ));
+                        }
+                        let lag = field(Some(v), "/paced/send_lag_p99_ms").unwrap_or(0.0);
+                        if lag > DRIVER_LAG_MS {
+                            out.push_str(&format!(
+                                "- caution: at {p} partitions against {} the Python driver handed 99 % of the records to librdkafka only within {} ms of their scheduled time: the client was behind its schedule, and that paced figure measures the client as much as the broker\n",
+                                target.name(),
+                                number(lag)
+                            ));
+                        }
                     }
                 }
                 out
