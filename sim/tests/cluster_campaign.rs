@@ -98,7 +98,10 @@ fn disk_seeds_that_repair_in_place_pass() {
         Arc::new(ClusterScenario::new(None, None).with_overrides(overrides));
     for &seed in DISK_SEEDS_THAT_FOUND_BUGS {
         let draw = sim::cluster::ClusterDraw::from_seed_with(seed, &overrides);
-        assert!(draw.disk_repair_in_place, "seed {seed} still repairs in place");
+        assert!(
+            draw.disk_repair_in_place,
+            "seed {seed} still repairs in place"
+        );
         let run = run_passing_seed(&scenario, seed);
         let in_place = run
             .trace

@@ -295,6 +295,15 @@ impl Shared {
             Ok(partition) => partition,
             Err(error) => return Repair::NotYet(error.to_string()),
         };
+        if !self
+            .image()
+            .partition(tp)
+            .is_some_and(|s| s.replicas.contains(&self.broker_id))
+        {
+            // Deleted or reassigned during the check: the next reconcile removes the files.
+            partition.close();
+            return Repair::Gone;
+        }
         let replaced = self
             .partitions_locked()
             .insert(tp.clone(), partition.clone());

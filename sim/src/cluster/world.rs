@@ -181,8 +181,12 @@ mod simulated {
                     .name(format!("{prefix}{node}"))
                     .ip(ip(node))
                     .init(move || {
-                        let (config, options, disk, flag) =
-                            (config.clone(), options.clone(), for_node.clone(), flag.clone());
+                        let (config, options, disk, flag) = (
+                            config.clone(),
+                            options.clone(),
+                            for_node.clone(),
+                            flag.clone(),
+                        );
                         async move { serve(config, options, disk, flag).await }
                     })
                     .build();
@@ -320,8 +324,7 @@ mod simulated {
                 self.disks[i].set_faults(FaultConfig::default());
                 let controller_stopped = self.controller_stopped[i].load(Ordering::SeqCst);
                 let disk_failed = self.disk_failed.contains(&node);
-                if self.dead[i] || (disk_failed && (!self.repair_in_place || controller_stopped))
-                {
+                if self.dead[i] || (disk_failed && (!self.repair_in_place || controller_stopped)) {
                     lock(shared).fault(&format!("heal: restart n{node}"));
                     self.restart(node);
                 } else if disk_failed {
