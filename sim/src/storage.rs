@@ -691,7 +691,7 @@ fn read_records(
     for view in split_batches(&read.bytes) {
         let view = view?;
         view.validate()?;
-        for record in view.records() {
+        for record in view.decode()?.iter() {
             let record = record?;
             let key = record.key.unwrap_or_default().to_vec();
             let rec = Rec {
