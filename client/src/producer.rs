@@ -27,8 +27,8 @@ use crate::metadata::MetadataCache;
 use crate::partitioner::Partitioner;
 use crate::pool::ConnectionPool;
 use crate::records::{encode_batch, OutgoingRecord, BATCH_RECORDS_MAX};
-pub use kafka_protocol::records::Compression;
 use crate::sequence::{BatchStamp, PartitionSequence, ProducerIdentity};
+pub use kafka_protocol::records::Compression;
 
 /// Records (and flush markers) a partition queue holds before `send` waits for room.
 pub const PARTITION_QUEUE_CAPACITY: usize = 10_000;

@@ -211,7 +211,11 @@ mod tests {
         for compression in CODECS {
             let records = outgoing(200);
             let bytes = encode_batch(&records, Some(&stamp), compression).expect("encodes");
-            assert_eq!(i16::from(bytes[22] & 0x07), compression as i16, "{compression:?}");
+            assert_eq!(
+                i16::from(bytes[22] & 0x07),
+                compression as i16,
+                "{compression:?}"
+            );
             let decoded = decode_fetched(&bytes, 0).expect("decodes");
             assert_eq!(decoded.len(), 200, "{compression:?}");
             assert_eq!(decoded[199].value.as_deref(), Some(&b"v199"[..]));

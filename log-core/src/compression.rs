@@ -127,7 +127,11 @@ pub enum CompressionError {
 
 /// Decodes `input` of `codec`, refusing output past `bytes_max` (at most
 /// [`DECOMPRESSED_BYTES_MAX`]). `Codec::None` returns a copy.
-pub fn decompress(codec: Codec, input: &[u8], bytes_max: usize) -> Result<Vec<u8>, CompressionError> {
+pub fn decompress(
+    codec: Codec,
+    input: &[u8],
+    bytes_max: usize,
+) -> Result<Vec<u8>, CompressionError> {
     assert!(bytes_max <= DECOMPRESSED_BYTES_MAX, "the bound is bounded");
     let output = match codec {
         Codec::None => bounded_copy(input, bytes_max, codec),
@@ -156,7 +160,10 @@ pub fn decompress(codec: Codec, input: &[u8], bytes_max: usize) -> Result<Vec<u8
 
 /// Encodes `input` with `codec` (what the broker writes: compaction, a topic's codec).
 pub fn compress(codec: Codec, input: &[u8]) -> Vec<u8> {
-    assert!(input.len() <= DECOMPRESSED_BYTES_MAX, "records of one batch");
+    assert!(
+        input.len() <= DECOMPRESSED_BYTES_MAX,
+        "records of one batch"
+    );
     let output = match codec {
         Codec::None => input.to_vec(),
         Codec::Gzip => {
@@ -243,7 +250,10 @@ fn snappy_decompress(input: &[u8], bytes_max: usize) -> Result<Vec<u8>, Compress
         };
         let length = u32::from_be_bytes(*length) as usize;
         let Some(block) = after.get(..length) else {
-            return Err(corrupt(codec, &format!("xerial block of {length} bytes past the end")));
+            return Err(corrupt(
+                codec,
+                &format!("xerial block of {length} bytes past the end"),
+            ));
         };
         output = snappy_block(block, bytes_max, output)?;
         rest = &after[length..];
@@ -346,7 +356,10 @@ mod tests {
                 matches!(verdict, Err(CompressionError::TooLarge { bytes_max, .. }) if bytes_max == bound),
                 "{codec:?}: {verdict:?}"
             );
-            assert!(decompress(codec, &packed, zeros.len()).is_ok(), "{codec:?} at the bound");
+            assert!(
+                decompress(codec, &packed, zeros.len()).is_ok(),
+                "{codec:?} at the bound"
+            );
         }
     }
 
@@ -355,7 +368,10 @@ mod tests {
         // A varint announcing ~4 GiB of output, then nothing.
         let forged = [0xff, 0xff, 0xff, 0xff, 0x0f];
         let verdict = decompress(Codec::Snappy, &forged, DECOMPRESSED_BYTES_MAX);
-        assert!(matches!(verdict, Err(CompressionError::TooLarge { .. })), "{verdict:?}");
+        assert!(
+            matches!(verdict, Err(CompressionError::TooLarge { .. })),
+            "{verdict:?}"
+        );
     }
 
     #[test]

@@ -240,7 +240,11 @@ fn validate_one(
     let rewritten = match rules.codec_target.filter(|target| *target != codec) {
         Some(target) => {
             let mut rewritten = recompress(&view, target, rules.batch_bytes_max)?;
-            normalise_timestamps(&mut rewritten, summary.max_timestamp, rules.log_append_time_ms);
+            normalise_timestamps(
+                &mut rewritten,
+                summary.max_timestamp,
+                rules.log_append_time_ms,
+            );
             Some(rewritten)
         }
         None => {
@@ -266,7 +270,10 @@ fn recompress(
     batch_bytes_max: u64,
 ) -> Result<Vec<u8>, BatchRefusal> {
     let decoded = view.decode().map_err(refusal_of_records)?;
-    assert!(decoded.codec() != target, "only a change of codec recompresses");
+    assert!(
+        decoded.codec() != target,
+        "only a change of codec recompresses"
+    );
     let records = compression::compress(target, decoded.body());
     let bytes = (HEADER_BYTES + records.len()) as u64;
     if bytes > batch_bytes_max {

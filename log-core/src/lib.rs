@@ -41,8 +41,8 @@ pub mod mem_disk;
 mod segment;
 
 pub use batch::{BatchBuilder, BatchHeader, BatchRecords, BatchView, Record, RecordsSummary};
-pub use compression::Codec;
 pub use compact::CompactionOutcome;
+pub use compression::Codec;
 pub use config::LogConfig;
 pub use disk::{Disk, DiskError, DiskResult};
 pub use error::LogError;

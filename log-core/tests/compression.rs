@@ -201,10 +201,18 @@ fn offsets_for_timestamps_are_found_inside_compressed_batches() {
     let disk = MemDisk::new(3);
     let mut log = open_mem(&disk, small_config());
     let keys = ["a", "b", "c", "d", "e"];
-    log.append_as_leader(&keyed_batch(Codec::Gzip, &keys, "x", 100), LeaderEpoch(1), 0)
-        .unwrap();
-    log.append_as_leader(&keyed_batch(Codec::Zstd, &keys, "y", 200), LeaderEpoch(1), 0)
-        .unwrap();
+    log.append_as_leader(
+        &keyed_batch(Codec::Gzip, &keys, "x", 100),
+        LeaderEpoch(1),
+        0,
+    )
+    .unwrap();
+    log.append_as_leader(
+        &keyed_batch(Codec::Zstd, &keys, "y", 200),
+        LeaderEpoch(1),
+        0,
+    )
+    .unwrap();
     assert_eq!(log.offset_for_timestamp(102).unwrap(), Some(Offset(2)));
     assert_eq!(log.offset_for_timestamp(105).unwrap(), Some(Offset(5)));
     assert_eq!(log.offset_for_timestamp(203).unwrap(), Some(Offset(8)));
@@ -284,7 +292,12 @@ fn mutated_batch() -> impl Strategy<Value = Vec<u8>> {
         let mut builder = BatchBuilder::new().codec(codec);
         for i in 0..n {
             let value = format!("value-{i}-{}", "z".repeat(i * 7));
-            builder.push(Some(format!("k{i}").as_bytes()), Some(value.as_bytes()), i as i64, &[]);
+            builder.push(
+                Some(format!("k{i}").as_bytes()),
+                Some(value.as_bytes()),
+                i as i64,
+                &[],
+            );
         }
         let mut batch = builder.build();
         let body = batch.len() - HEADER_BYTES;

@@ -21,10 +21,10 @@ pub mod workload;
 pub mod world;
 
 use crate::runner::{Scenario, SeedRun};
+use client::Compression;
 use jepsen::queue::{self, AnomalyClass, QueueOptions};
 use nemesis::{FaultSchedule, NemesisDraw};
 use rand::{Rng, SeedableRng};
-use client::Compression;
 use rand_chacha::ChaCha8Rng;
 
 /// Simulated time the liveness phase may take before it counts as a violation.
