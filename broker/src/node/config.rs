@@ -421,3 +421,32 @@ impl NodeConfig {
             .or(self.listeners.kafka.as_deref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_compression(name: &str) -> LogSettings {
+        LogSettings {
+            compression_type: name.to_string(),
+            ..LogSettings::default()
+        }
+    }
+
+    #[test]
+    fn compression_type_is_producer_or_a_kafka_codec_name() {
+        assert_eq!(LogSettings::default().codec_target(), Ok(None));
+        assert_eq!(
+            with_compression("uncompressed").codec_target(),
+            Ok(Some(log_core::Codec::None))
+        );
+        for codec in &log_core::Codec::ALL[1..] {
+            assert_eq!(
+                with_compression(codec.name()).codec_target(),
+                Ok(Some(*codec))
+            );
+        }
+        assert!(with_compression("brotli").codec_target().is_err());
+        assert!(with_compression("GZIP").codec_target().is_err());
+    }
+}
