@@ -1,7 +1,9 @@
 //! Client input that used to panic a connection task, sent to a real node over TCP: Produce,
 //! Fetch and ListOffsets naming partition -1 or topic "" (or another illegal name) get
-//! UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers, and the connection keeps answering. And
-//! pipelined produces to one partition, worked on concurrently, append in request order.
+//! UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers, and the connection keeps answering. Pipelined
+//! produces to one partition, worked on concurrently, append in request order. Compressed
+//! batches of every codec are stored as sent; damaged, undefined-codec and bomb batches get their
+//! per-partition codes on a connection that stays open.
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)]
 
@@ -281,6 +283,167 @@ async fn pipelined_produces_to_one_partition_append_in_request_order() {
             (0, i as i64),
             "request {i}"
         );
+    }
+    node.shutdown();
+}
+
+/// Waits until the node leads partition 0 of `topic` (auto-created by the Metadata request).
+async fn wait_for_leader(stream: &mut TcpStream, reader: &mut FrameReader, topic: &str) {
+    let metadata = MetadataRequest::default()
+        .with_allow_auto_topic_creation(true)
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name(topic)))
+        ]));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for correlation_id in 1.. {
+        let mut body = call(
+            stream,
+            reader,
+            ApiKey::Metadata,
+            9,
+            correlation_id,
+            &metadata,
+        )
+        .await;
+        let response = MetadataResponse::decode(&mut body, 9).unwrap();
+        let led = response.topics[0]
+            .partitions
+            .first()
+            .is_some_and(|p| p.error_code == 0 && p.leader_id.0 == 1);
+        if led {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader for {topic}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Compressed produce over TCP: every codec is accepted and stored as sent; damaged compressed
+/// bytes, an undefined codec and a decompression bomb each get their Kafka code in the same
+/// request as a good partition's success, and the connection keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_produce_gets_per_partition_codes_and_the_connection_stays() {
+    use log_core::batch::HEADER_BYTES;
+    use log_core::Codec;
+    let (node, address) = start_node().await;
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let mut reader = FrameReader::new(1 << 20);
+    wait_for_leader(&mut stream, &mut reader, "compressed").await;
+    let fix_crc = |batch: &mut Vec<u8>| {
+        let length = (batch.len() - 12) as i32;
+        batch[8..12].copy_from_slice(&length.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    };
+    let batch_of = |codec: Codec, tag: &str| {
+        let mut builder = log_core::BatchBuilder::new().codec(codec);
+        for i in 0..20 {
+            let value = format!("{tag} record {i} {}", "compressible ".repeat(8));
+            builder.push(Some(b"k"), Some(value.as_bytes()), 1_000 + i, &[]);
+        }
+        builder.build()
+    };
+    let mut damaged = batch_of(Codec::Gzip, "damaged");
+    for byte in &mut damaged[HEADER_BYTES + 20..] {
+        *byte ^= 0x33;
+    }
+    fix_crc(&mut damaged);
+    let mut undefined = batch_of(Codec::None, "undefined");
+    undefined[22] |= 6;
+    fix_crc(&mut undefined);
+    // Two gzip members of zeros, together one byte past the decompression bound: ~64 KiB sent.
+    let mut bomb = batch_of(Codec::None, "bomb");
+    bomb.truncate(HEADER_BYTES);
+    bomb[22] = Codec::Gzip.id();
+    let half = log_core::compression::DECOMPRESSED_BYTES_MAX / 2 + 1;
+    let member = log_core::compression::compress(Codec::Gzip, &vec![0u8; half]);
+    bomb.extend_from_slice(&member);
+    bomb.extend_from_slice(&member);
+    fix_crc(&mut bomb);
+    assert!(
+        bomb.len() < 256 * 1024,
+        "a bomb is small: {} bytes",
+        bomb.len()
+    );
+    let mut cases: Vec<(Vec<u8>, i16)> = Codec::ALL
+        .iter()
+        .map(|codec| (batch_of(*codec, codec.name()), 0))
+        .collect();
+    cases.extend([(damaged, 2), (undefined, 76), (bomb, 10)]);
+    cases.push((batch_of(Codec::Lz4, "after"), 0));
+    let mut next_offset = 0;
+    for (i, (batch, code)) in cases.iter().enumerate() {
+        let produce = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name("compressed"))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from(batch.clone())))])]);
+        let correlation_id = 1_000 + i as i32;
+        let mut body = call(
+            &mut stream,
+            &mut reader,
+            ApiKey::Produce,
+            9,
+            correlation_id,
+            &produce,
+        )
+        .await;
+        let response = ProduceResponse::decode(&mut body, 9).unwrap();
+        let answer = &response.responses[0].partition_responses[0];
+        assert_eq!(answer.error_code, *code, "case {i}");
+        if *code == 0 {
+            assert_eq!(answer.base_offset, next_offset, "case {i}");
+            next_offset += 20;
+        }
+    }
+    // What was accepted reads back as it was sent, codec and all.
+    let fetch = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name("compressed"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    // acks=1 answered at the append; the HW (what a consumer reads) follows the flush.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut records = Bytes::new();
+    let mut codecs: Vec<Codec> = Vec::new();
+    for correlation_id in 2_000.. {
+        let mut body = call(
+            &mut stream,
+            &mut reader,
+            ApiKey::Fetch,
+            11,
+            correlation_id,
+            &fetch,
+        )
+        .await;
+        let response = FetchResponse::decode(&mut body, 11).unwrap();
+        records = response.responses[0].partitions[0].records.clone().unwrap();
+        codecs = log_core::batch::split_batches(&records)
+            .map(|view| view.unwrap().codec().unwrap())
+            .collect();
+        if codecs.len() == 6 || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut expected = Codec::ALL.to_vec();
+    expected.push(Codec::Lz4);
+    assert_eq!(codecs, expected);
+    let stored: Vec<&[u8]> = log_core::batch::split_batches(&records)
+        .map(|view| &view.unwrap().as_bytes()[16..])
+        .collect();
+    for (i, (batch, _)) in cases.iter().filter(|(_, code)| *code == 0).enumerate() {
+        assert_eq!(stored[i], &batch[16..], "batch {i} is stored as sent");
     }
     node.shutdown();
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use broker::partition::{Partition, PartitionError, PartitionSettings, ReplicaNet};
-use log_core::{BatchBuilder, FaultConfig, LogConfig, MemDisk};
+use log_core::{BatchBuilder, Codec, FaultConfig, LogConfig, MemDisk};
 use replication::{
     Acks, AlterPartition, BugSwitches, Config, FetchRequest, FetchResponse, Message, PartitionState,
 };
@@ -503,6 +503,9 @@ enum Mutation {
     Cut(usize),
     /// The batch twice in one payload.
     Double,
+    /// A byte of the (possibly compressed) records XORed with a value, the CRC fixed: the
+    /// decompressor and record parser see the damage, not the CRC check.
+    Body(usize, u8),
 }
 
 /// Header fields a mutation may rewrite: (offset, width).
@@ -530,6 +533,14 @@ fn mutate(mut payload: Vec<u8>, mutation: &Mutation) -> Vec<u8> {
         }
         Mutation::Cut(len) => payload.truncate(len % (payload.len() + 1)),
         Mutation::Double => payload.extend_from_slice(&payload.clone()),
+        Mutation::Body(at, value) => {
+            if payload.len() > 61 {
+                let at = 61 + at % (payload.len() - 61);
+                payload[at] ^= value;
+                let crc = crc32c::crc32c(&payload[21..]);
+                payload[17..21].copy_from_slice(&crc.to_be_bytes());
+            }
+        }
     }
     payload
 }
@@ -549,20 +560,22 @@ fn mutation_strategy() -> impl proptest::strategy::Strategy<Value = Mutation> {
         any::<usize>().prop_map(Mutation::Flip),
         any::<usize>().prop_map(Mutation::Cut),
         Just(Mutation::Double),
+        (any::<usize>(), 1..=255_u8).prop_map(|(at, value)| Mutation::Body(at, value)),
     ]
 }
 
 proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config { cases: 48, ..Default::default() })]
 
-    /// The validator fuzz test: arbitrary and mutated batches from a client never fail a
-    /// partition on any replica, and whatever the ingress validator accepts the log accepts (the
+    /// The validator fuzz test: arbitrary and mutated batches from a client, uncompressed or
+    /// compressed with any codec, never fail a partition on any replica, and whatever the ingress validator accepts the log accepts (the
     /// produce succeeds, or an idempotent one is refused by its sequence check only).
     #[test]
     fn hostile_batches_never_fail_a_partition(
         cases in proptest::collection::vec(
             (1..4_usize, proptest::option::of((0..3_i64, 0..2_i16, 0..3_i32)),
-             proptest::collection::vec(mutation_strategy(), 0..3)),
+             proptest::collection::vec(mutation_strategy(), 0..3),
+             proptest::sample::select(Codec::ALL.to_vec())),
             1..6,
         ),
         garbage in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
@@ -572,11 +585,12 @@ proptest::proptest! {
             let trio = open_trio();
             let leader = trio.partitions[0].clone();
             let mut payloads = vec![garbage];
-            for (records, producer, mutations) in cases {
+            for (records, producer, mutations, codec) in cases {
                 let mut builder = match producer {
                     Some((id, epoch, sequence)) => BatchBuilder::new().producer(id, epoch, sequence),
                     None => BatchBuilder::new(),
-                };
+                }
+                .codec(codec);
                 for i in 0..records {
                     builder.push(Some(b"k"), Some(format!("v{i}").as_bytes()), 1_000 + i as i64, &[]);
                 }
@@ -589,6 +603,7 @@ proptest::proptest! {
                     batch_bytes_max: LogConfig::default().batch_bytes_max,
                     compacted: false,
                     log_append_time_ms: None,
+                    codec_target: None,
                 };
                 let accepted = log_core::validate_produced(&mut normalised, &rules);
                 let outcome = tokio::time::timeout(

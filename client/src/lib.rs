@@ -34,3 +34,4 @@ pub mod versions;
 
 pub use config::ClientConfig;
 pub use error::{ClientError, Result};
+pub use producer::Compression;

@@ -28,6 +28,7 @@ use crate::partitioner::Partitioner;
 use crate::pool::ConnectionPool;
 use crate::records::{encode_batch, OutgoingRecord, BATCH_RECORDS_MAX};
 use crate::sequence::{BatchStamp, PartitionSequence, ProducerIdentity};
+pub use kafka_protocol::records::Compression;
 
 /// Records (and flush markers) a partition queue holds before `send` waits for room.
 pub const PARTITION_QUEUE_CAPACITY: usize = 10_000;
@@ -50,6 +51,8 @@ pub struct ProducerConfig {
     /// Send batches whose header max timestamp is -1, as sarama before 1.45.1 and librdkafka's
     /// C++ API do: a client behaviour the simulator draws (Kafka recomputes the field).
     pub header_max_timestamp_unset: bool,
+    /// The codec batches are written with (`compression.type`): none, gzip, snappy, lz4, zstd.
+    pub compression: Compression,
 }
 
 impl Default for ProducerConfig {
@@ -62,6 +65,7 @@ impl Default for ProducerConfig {
             retries_max: 10,
             delivery_timeout_ms: 30_000,
             header_max_timestamp_unset: false,
+            compression: Compression::None,
         }
     }
 }
@@ -395,7 +399,7 @@ impl PartitionWorker {
                 stamp = Some(self.sequence.stamp(record_count));
             }
             if encoded.is_none() {
-                let batch = encode_batch(records, stamp.as_ref())?;
+                let batch = encode_batch(records, stamp.as_ref(), config.compression)?;
                 encoded = Some(if config.header_max_timestamp_unset {
                     crate::records::unset_max_timestamp(batch)
                 } else {

@@ -22,7 +22,9 @@
 //! then per header: keyLength varint, key, valueLength varint (-1 = null), value`. Varints are
 //! zig-zag encoded, as in protobuf. All integers are big-endian.
 
+use crate::compression::{self, Codec, CompressionError, DECOMPRESSED_BYTES_MAX};
 use crate::error::LogError;
+use std::borrow::Cow;
 use wire::{LeaderEpoch, Offset};
 
 /// Bytes of the fixed batch header, up to and including `recordsCount`.
@@ -33,6 +35,8 @@ pub const LOG_OVERHEAD_BYTES: usize = 12;
 pub const MAGIC_V2: i8 = 2;
 /// Where the CRC-covered part of a batch starts.
 const CRC_START: usize = 21;
+/// The attributes bit of the LogAppendTime timestamp type (bit 3).
+pub const TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
 /// A hard cap on a batch's size, whatever the configuration says: a length field beyond it is
 /// corruption, never a real batch.
 pub const BATCH_BYTES_LIMIT: usize = 64 << 20;
@@ -192,6 +196,8 @@ pub struct RecordsSummary {
     pub max_timestamp: i64,
     /// Offset deltas are exactly `0..count` (as a producer must send them).
     pub dense: bool,
+    /// Some record has no key (refused in a compacted topic).
+    pub keyless: bool,
 }
 
 /// A zero-copy view of exactly one batch.
@@ -236,14 +242,18 @@ impl<'a> BatchView<'a> {
         crc32c::crc32c(&self.bytes[CRC_START..]) == self.header.crc
     }
 
-    /// Checks the CRC, then that the records parse exactly, in the declared number, with strictly
-    /// increasing offset deltas within `last_offset_delta`. Rejects compressed batches.
-    pub fn validate(&self) -> Result<(), LogError> {
-        self.validate_records().map(|_| ())
+    /// The batch's codec; an id Kafka does not define is [`LogError::UnsupportedCompression`].
+    pub fn codec(&self) -> Result<Codec, LogError> {
+        let id = self.header.compression();
+        Codec::from_id(id).ok_or(LogError::UnsupportedCompression(id))
     }
 
-    /// `validate`, also returning what one pass over the records learned.
-    pub fn validate_records(&self) -> Result<RecordsSummary, LogError> {
+    /// Checks the CRC, then the body: an uncompressed batch's records parse exactly, in the
+    /// declared number, with strictly increasing offset deltas within `last_offset_delta`; a
+    /// compressed batch's codec is one Kafka defines. Compressed records are *not* decompressed
+    /// here: the leader's ingress ([`crate::ingress`]) decompressed and checked them once, and the
+    /// CRC proves the bytes are those (a follower, a replication read and recovery need no more).
+    pub fn validate(&self) -> Result<(), LogError> {
         if !self.crc_is_valid() {
             return Err(invalid(format!(
                 "CRC mismatch: stored {:#010x}, computed {:#010x}",
@@ -251,23 +261,25 @@ impl<'a> BatchView<'a> {
                 crc32c::crc32c(&self.bytes[CRC_START..])
             )));
         }
-        self.summarize_records()
+        match self.codec()? {
+            Codec::None => self.summarize_records().map(|_| ()),
+            _compressed => Ok(()),
+        }
     }
 
-    /// The records half of [`BatchView::validate_records`], for callers that checked the CRC
-    /// already (one CRC pass per byte): they parse exactly, in the declared number, with strictly
-    /// increasing offset deltas within `last_offset_delta`. Rejects compressed batches.
+    /// For callers that checked the CRC already (one CRC pass per byte): decodes the records
+    /// (decompressing within [`DECOMPRESSED_BYTES_MAX`]) and checks they parse exactly, in the
+    /// declared number, with strictly increasing offset deltas within `last_offset_delta`.
     pub fn summarize_records(&self) -> Result<RecordsSummary, LogError> {
-        if self.header.compression() != 0 {
-            return Err(LogError::UnsupportedCompression(self.header.compression()));
-        }
+        let decoded = self.decode()?;
         let mut summary = RecordsSummary {
             count: 0,
             max_timestamp: i64::MIN,
             dense: true,
+            keyless: false,
         };
         let mut previous_delta: Option<i32> = None;
-        for record in self.records() {
+        for record in decoded.iter() {
             let record = record?;
             if previous_delta.is_some_and(|p| record.offset_delta <= p) {
                 return Err(invalid("record offset deltas not increasing".into()));
@@ -280,6 +292,7 @@ impl<'a> BatchView<'a> {
             }
             summary.dense &= record.offset_delta == summary.count;
             summary.max_timestamp = summary.max_timestamp.max(record.timestamp);
+            summary.keyless |= record.key.is_none();
             previous_delta = Some(record.offset_delta);
             summary.count += 1;
         }
@@ -292,21 +305,70 @@ impl<'a> BatchView<'a> {
         Ok(summary)
     }
 
-    /// Iterates the records (uncompressed batches only; a compressed one yields one error).
-    pub fn records(&self) -> RecordIter<'a> {
-        let compressed = self.header.compression() != 0;
-        RecordIter {
-            bytes: &self.bytes[HEADER_BYTES..],
-            remaining: if compressed {
-                0
-            } else {
-                self.header.records_count
+    /// The batch's records, decompressed if the batch is compressed (at most
+    /// [`DECOMPRESSED_BYTES_MAX`] bytes; past it, [`LogError::DecompressedTooLarge`]). Every reader
+    /// of records goes through here, so a compressed batch reads like any other.
+    pub fn decode(&self) -> Result<BatchRecords<'a>, LogError> {
+        let codec = self.codec()?;
+        let stored = &self.bytes[HEADER_BYTES..];
+        let body = match codec {
+            Codec::None => Cow::Borrowed(stored),
+            _ => match compression::decompress(codec, stored, DECOMPRESSED_BYTES_MAX) {
+                Ok(body) => Cow::Owned(body),
+                Err(CompressionError::TooLarge { bytes_max, .. }) => {
+                    return Err(LogError::DecompressedTooLarge {
+                        bytes_max: bytes_max as u64,
+                    })
+                }
+                Err(corrupt @ CompressionError::Corrupt { .. }) => {
+                    return Err(invalid(corrupt.to_string()))
+                }
             },
+        };
+        assert!(body.len() <= DECOMPRESSED_BYTES_MAX.max(stored.len()));
+        Ok(BatchRecords {
+            header: self.header,
+            codec,
+            body,
+        })
+    }
+}
+
+/// A batch's records in their uncompressed encoding: borrowed from the batch when it is not
+/// compressed, decompressed otherwise.
+#[derive(Clone, Debug)]
+pub struct BatchRecords<'a> {
+    /// The batch's header (base offset and timestamps make records absolute).
+    header: BatchHeader,
+    /// The codec the batch is stored with.
+    codec: Codec,
+    /// The encoded records, back to back.
+    body: Cow<'a, [u8]>,
+}
+
+impl BatchRecords<'_> {
+    /// Iterates the records.
+    pub fn iter(&self) -> RecordIter<'_> {
+        let log_append_time = (self.header.attributes & TIMESTAMP_TYPE_LOG_APPEND != 0)
+            .then_some(self.header.max_timestamp);
+        RecordIter {
+            bytes: &self.body,
+            remaining: self.header.records_count,
             base_offset: self.header.base_offset,
             base_timestamp: self.header.base_timestamp,
-            failed: compressed,
-            compression: self.header.compression(),
+            log_append_time,
+            failed: false,
         }
+    }
+
+    /// The codec the batch is stored with (compaction writes kept records with it).
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// The uncompressed record bytes.
+    pub fn body(&self) -> &[u8] {
+        &self.body
     }
 }
 
@@ -383,10 +445,11 @@ pub struct RecordIter<'a> {
     base_offset: Offset,
     /// The batch's base timestamp, to make timestamps absolute.
     base_timestamp: i64,
-    /// Stop after the first error (or a compressed batch's single error).
+    /// The batch's max timestamp when its timestamp type is LogAppendTime: then every record's
+    /// timestamp is the broker's, as Kafka's readers take it.
+    log_append_time: Option<i64>,
+    /// Stop after the first error.
     failed: bool,
-    /// The compression codec, reported once for compressed batches.
-    compression: u8,
 }
 
 impl<'a> Iterator for RecordIter<'a> {
@@ -394,11 +457,6 @@ impl<'a> Iterator for RecordIter<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
-            if self.compression != 0 {
-                let codec = self.compression;
-                self.compression = 0;
-                return Some(Err(LogError::UnsupportedCompression(codec)));
-            }
             return None;
         }
         if self.remaining == 0 {
@@ -416,7 +474,10 @@ impl<'a> Iterator for RecordIter<'a> {
             at: 0,
         };
         match parse_record(&mut cursor, self.base_offset, self.base_timestamp) {
-            Ok(record) => {
+            Ok(mut record) => {
+                if let Some(timestamp) = self.log_append_time {
+                    record.timestamp = timestamp;
+                }
                 self.bytes = &self.bytes[cursor.at..];
                 self.remaining -= 1;
                 Some(Ok(record))
@@ -570,8 +631,8 @@ pub struct NewRecord {
     pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
-/// Builds valid uncompressed v2 batches (base offset 0, partition leader epoch -1: the leader
-/// assigns both at append).
+/// Builds valid v2 batches (base offset 0, partition leader epoch -1: the leader assigns both at
+/// append), uncompressed unless a codec is set.
 #[derive(Clone, Debug)]
 pub struct BatchBuilder {
     /// Records in order.
@@ -582,6 +643,8 @@ pub struct BatchBuilder {
     producer_epoch: i16,
     /// Sequence of the first record, -1 when none.
     base_sequence: i32,
+    /// The codec the records are written with.
+    codec: Codec,
 }
 
 impl Default for BatchBuilder {
@@ -598,7 +661,14 @@ impl BatchBuilder {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
+            codec: Codec::None,
         }
+    }
+
+    /// Writes the records with `codec`.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
     }
 
     /// Sets the idempotent producer identity of the batch.
@@ -671,7 +741,7 @@ impl BatchBuilder {
             partition_leader_epoch: LeaderEpoch::NONE,
             magic: MAGIC_V2,
             crc: 0,
-            attributes: 0,
+            attributes: i16::from(self.codec.id()),
             last_offset_delta: self.records.len() as i32 - 1,
             base_timestamp,
             max_timestamp,
@@ -680,7 +750,7 @@ impl BatchBuilder {
             base_sequence: self.base_sequence,
             records_count: self.records.len() as i32,
         };
-        let batch = encode_batch(&header, &body);
+        let batch = encode_batch(&header, &compression::compress(self.codec, &body));
         assert!(
             BatchView::new(&batch).is_ok_and(|v| v.crc_is_valid()),
             "built batches are valid"
@@ -777,7 +847,8 @@ mod tests {
         assert_eq!(view.header().base_offset, Offset(42));
         assert_eq!(view.header().partition_leader_epoch, LeaderEpoch(7));
         assert_eq!(view.header().max_timestamp, 1005);
-        let records: Vec<_> = view.records().map(|r| r.expect("parses")).collect();
+        let decoded = view.decode().expect("decodes");
+        let records: Vec<_> = decoded.iter().map(|r| r.expect("parses")).collect();
         assert_eq!(records.len(), 2);
         assert_eq!(records[0].offset, Offset(42));
         assert_eq!(records[0].key, Some(&b"k1"[..]));
@@ -806,15 +877,61 @@ mod tests {
     }
 
     #[test]
-    fn compressed_batches_are_refused_with_a_typed_error() {
+    fn compressed_batches_read_like_uncompressed_ones() {
+        for codec in Codec::ALL {
+            let mut builder = BatchBuilder::new().codec(codec);
+            builder.push(Some(b"k1"), Some(b"v1"), 1000, &[(b"h", Some(b"x"))]);
+            builder.push(None, None, 1005, &[]);
+            let batch = builder.build();
+            let view = BatchView::new(&batch).expect("valid");
+            view.validate().expect("valid");
+            assert_eq!(view.codec(), Ok(codec));
+            let summary = view.summarize_records().expect("decodes");
+            assert_eq!((summary.count, summary.max_timestamp), (2, 1005));
+            assert!(summary.dense && summary.keyless);
+            let decoded = view.decode().expect("decodes");
+            let records: Vec<_> = decoded.iter().map(|r| r.expect("parses")).collect();
+            assert_eq!(records[0].key, Some(&b"k1"[..]));
+            assert_eq!(records[1].timestamp, 1005);
+        }
+    }
+
+    #[test]
+    fn an_undefined_codec_is_a_typed_error_and_garbage_is_invalid() {
         let mut builder = BatchBuilder::new();
         builder.push(None, Some(b"v"), 0, &[]);
         let built = builder.build();
         let mut header = *BatchView::new(&built).expect("valid").header();
-        header.attributes = 1; // gzip
+        header.attributes = 5;
         let batch = encode_batch(&header, &built[HEADER_BYTES..]);
         let view = BatchView::new(&batch).expect("header is fine");
-        assert_eq!(view.validate(), Err(LogError::UnsupportedCompression(1)));
+        assert_eq!(view.validate(), Err(LogError::UnsupportedCompression(5)));
+        assert_eq!(
+            view.summarize_records(),
+            Err(LogError::UnsupportedCompression(5))
+        );
+        header.attributes = 1; // gzip over records that are not gzip
+        let batch = encode_batch(&header, &built[HEADER_BYTES..]);
+        let view = BatchView::new(&batch).expect("header is fine");
+        assert!(matches!(
+            view.summarize_records(),
+            Err(LogError::InvalidBatch(_))
+        ));
+    }
+
+    #[test]
+    fn log_append_time_gives_every_record_the_batch_timestamp() {
+        let mut builder = BatchBuilder::new().codec(Codec::Lz4);
+        builder.push(None, Some(b"a"), 10, &[]);
+        builder.push(None, Some(b"b"), 20, &[]);
+        let built = builder.build();
+        let mut header = *BatchView::new(&built).expect("valid").header();
+        header.attributes |= TIMESTAMP_TYPE_LOG_APPEND;
+        header.max_timestamp = 777;
+        let batch = encode_batch(&header, &built[HEADER_BYTES..]);
+        let view = BatchView::new(&batch).expect("valid");
+        let decoded = view.decode().expect("decodes");
+        assert!(decoded.iter().all(|r| r.expect("parses").timestamp == 777));
     }
 
     #[test]

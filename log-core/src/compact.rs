@@ -3,7 +3,10 @@
 //! under `.cleaned` names and swapped in by rename + `sync_dir`; open deletes any `.cleaned`
 //! leftover, and a stale index is detected by the log length its trailer names.
 
-use crate::batch::{encode_batch, BatchView};
+use crate::batch::{
+    encode_batch, BatchHeader, BatchRecords, BatchView, BATCH_BYTES_LIMIT, HEADER_BYTES,
+};
+use crate::compression::{self, Codec};
 use crate::error::LogError;
 use crate::log::PartitionLog;
 use crate::segment::{read_exact, remove_if_exists, with_suffix, Segment};
@@ -76,8 +79,9 @@ impl PartitionLog {
             let segment = &self.segments[base];
             let bytes = self.segment_bytes(segment)?;
             let mut offsets = BTreeMap::new();
-            for_each_batch(segment, &bytes, |view, _| {
-                for record in view.records() {
+            for_each_batch(segment, &bytes, |view, position| {
+                let decoded = decode(segment, view, position)?;
+                for record in decoded.iter() {
                     let record = record?;
                     if let Some(key) = record.key {
                         offsets.insert(key.to_vec(), record.offset);
@@ -162,9 +166,20 @@ fn for_each_batch(
     Ok(())
 }
 
+/// A stored batch's records; a batch that does not decode is corruption of the segment.
+fn decode<'a>(
+    segment: &Segment,
+    view: &BatchView<'a>,
+    position: u64,
+) -> Result<BatchRecords<'a>, LogError> {
+    view.decode()
+        .map_err(|e| segment.corrupt(position, e.to_string()))
+}
+
 /// The cleaned bytes of one segment and how many records were dropped. A record survives if it
 /// has no key or is its key's latest, unless it is a tombstone older than the horizon. Batches
-/// keep their base offset, epoch and last offset delta; emptied batches are dropped.
+/// keep their base offset, epoch, last offset delta and codec (a compressed batch's kept records
+/// are compressed again with it); emptied batches are dropped.
 fn clean(
     segment: &Segment,
     bytes: &[u8],
@@ -173,10 +188,12 @@ fn clean(
 ) -> Result<(Vec<u8>, u64), LogError> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut removed = 0u64;
-    for_each_batch(segment, bytes, |view, _| {
+    for_each_batch(segment, bytes, |view, position| {
+        let decoded = decode(segment, view, position)?;
         let mut kept = Vec::new();
         let mut kept_count = 0i32;
-        for record in view.records() {
+        let mut dropped = 0u64;
+        for record in decoded.iter() {
             let record = record?;
             let is_latest = record
                 .key
@@ -186,19 +203,49 @@ fn clean(
                 kept.extend_from_slice(record.raw);
                 kept_count += 1;
             } else {
-                removed += 1;
+                dropped += 1;
             }
         }
         let header = *view.header();
-        if kept_count == header.records_count {
-            out.extend_from_slice(view.as_bytes());
-        } else if kept_count > 0 {
-            let mut header = header;
-            header.records_count = kept_count;
-            out.extend_from_slice(&encode_batch(&header, &kept));
+        assert_eq!(
+            i64::from(kept_count) + dropped as i64,
+            i64::from(header.records_count),
+            "every record is kept or dropped"
+        );
+        let rewritten = (kept_count > 0 && dropped > 0)
+            .then(|| rewrite(&header, decoded.codec(), &kept, kept_count))
+            .flatten();
+        match rewritten {
+            Some(batch) => out.extend_from_slice(&batch),
+            None if kept_count == 0 => {}
+            // Nothing dropped, or the kept records would not fit a batch again (an edge of
+            // recompression): the batch stays as it is, superseded records and all, which
+            // compaction allows (it keeps at least the latest record of each key).
+            None => {
+                out.extend_from_slice(view.as_bytes());
+                dropped = 0;
+            }
         }
+        removed += dropped;
         Ok(())
     })?;
-    assert!(out.len() <= bytes.len(), "cleaning never grows a segment");
     Ok((out, removed))
+}
+
+/// A batch of the kept records (encoded back to back) with the original's header fields and
+/// codec; `None` if it would pass the hard batch limit.
+fn rewrite(header: &BatchHeader, codec: Codec, kept: &[u8], kept_count: i32) -> Option<Vec<u8>> {
+    assert!(kept_count > 0 && kept_count < header.records_count);
+    let records = compression::compress(codec, kept);
+    if HEADER_BYTES + records.len() > BATCH_BYTES_LIMIT {
+        return None;
+    }
+    let mut header = *header;
+    header.records_count = kept_count;
+    let batch = encode_batch(&header, &records);
+    assert!(
+        codec != Codec::None || batch.len() < header.total_bytes(),
+        "dropping records never grows an uncompressed batch"
+    );
+    Some(batch)
 }

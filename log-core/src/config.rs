@@ -26,6 +26,9 @@ pub struct LogConfig {
     pub checkpoint_interval_bytes: u64,
     /// Distinct keys one compaction pass tracks; a pass cleans only the segments that fit.
     pub compaction_keys_max: usize,
+    /// `compression.type`: the codec produced batches are stored with; `None` is Kafka's
+    /// `producer` (each batch as the producer compressed it).
+    pub codec_target: Option<crate::compression::Codec>,
 }
 
 impl Default for LogConfig {
@@ -41,6 +44,7 @@ impl Default for LogConfig {
             batch_bytes_max: (1 << 20) + 1024,
             checkpoint_interval_bytes: 1 << 20,
             compaction_keys_max: 1 << 20,
+            codec_target: None,
         }
     }
 }

@@ -55,9 +55,16 @@ pub enum LogError {
     /// Bytes offered for append are not a valid record batch v2.
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
-    /// A batch uses compression, which log-core does not decode.
+    /// A batch names a compression codec Kafka does not define (attributes bits 0-2 of 5-7).
     #[error("unsupported compression codec {0}")]
     UnsupportedCompression(u8),
+    /// A compressed batch inflates past the decompression bound (a decompression bomb, or a
+    /// batch no producer should send).
+    #[error("records decompress to more than {bytes_max} bytes")]
+    DecompressedTooLarge {
+        /// The bound ([`crate::compression::DECOMPRESSED_BYTES_MAX`]).
+        bytes_max: u64,
+    },
     /// A batch larger than the configured limit.
     #[error("batch of {bytes} bytes exceeds the limit of {bytes_max}")]
     BatchTooLarge {

@@ -9,7 +9,10 @@
 //! Kafka's rules, as this module applies them:
 //! - a frame that does not split into whole v2 batches, or a CRC mismatch: `CORRUPT_MESSAGE`;
 //! - a batch above `max.message.bytes`: `MESSAGE_TOO_LARGE`;
-//! - a compression codec the broker cannot decode: `UNSUPPORTED_COMPRESSION_TYPE`;
+//! - a compression codec id Kafka does not define (5-7): `UNSUPPORTED_COMPRESSION_TYPE`;
+//! - compressed records are decompressed (within [`crate::compression::DECOMPRESSED_BYTES_MAX`]) and checked like
+//!   uncompressed ones; bytes their codec cannot decode: `CORRUPT_MESSAGE`; records inflating
+//!   past the bound (a decompression bomb): `MESSAGE_TOO_LARGE`;
 //! - no records, a record count that disagrees with the offset range, non-dense offset deltas, a
 //!   control batch from a client, a keyless record in a compacted topic, an idempotent batch with a
 //!   negative epoch or sequence, or an idempotent batch sharing its request with others:
@@ -18,9 +21,19 @@
 //!   before 1.45.1 and librdkafka's C++ API send -1): Kafka's `setMaxTimestamp`. A timestamp of -1
 //!   means "none". Under `message.timestamp.type=LogAppendTime` the broker's clock overwrites it.
 //!
+//! A batch is stored as the producer sent it (compressed or not). It is rewritten only where Kafka
+//! rewrites it: the max timestamp and timestamp type in place (a compressed batch too: Kafka's
+//! readers take a LogAppendTime batch's timestamp from its header, so nothing is recompressed),
+//! and a topic whose `compression.type` names a codec recompresses batches written with another
+//! (`producer`, the default, keeps the producer's). A recompressed batch is checked against
+//! `max.message.bytes` again, as Kafka does.
+//!
 //! Every rewrite updates the CRC, so the stored batch verifies like any other.
 
-use crate::batch::{split_batches, BatchHeader, BatchView, RecordsSummary, HEADER_BYTES};
+use crate::batch::{
+    encode_batch, split_batches, BatchHeader, BatchView, RecordsSummary, HEADER_BYTES,
+};
+use crate::compression::{self, Codec};
 use crate::error::LogError;
 
 /// Byte position of `attributes` in a batch.
@@ -52,6 +65,13 @@ pub enum BatchRefusal {
     /// A codec the broker cannot decode (`UNSUPPORTED_COMPRESSION_TYPE`, 76).
     #[error("UNSUPPORTED_COMPRESSION_TYPE: codec {0}")]
     UnsupportedCompression(u8),
+    /// Compressed records inflating past the decompression bound (`MESSAGE_TOO_LARGE`, 10: a
+    /// Java producer splits the batch and retries, librdkafka fails the messages).
+    #[error("MESSAGE_TOO_LARGE: records decompress to more than {bytes_max} bytes")]
+    DecompressedTooLarge {
+        /// The bound.
+        bytes_max: u64,
+    },
 }
 
 impl BatchRefusal {
@@ -60,7 +80,7 @@ impl BatchRefusal {
         match self {
             BatchRefusal::Corrupt(_) => 2,
             BatchRefusal::InvalidRecord(_) => 87,
-            BatchRefusal::TooLarge { .. } => 10,
+            BatchRefusal::TooLarge { .. } | BatchRefusal::DecompressedTooLarge { .. } => 10,
             BatchRefusal::UnsupportedCompression(_) => 76,
         }
     }
@@ -76,6 +96,9 @@ pub struct ProduceRules {
     /// `message.timestamp.type=LogAppendTime`: the broker's clock at append, else `None`
     /// (`CreateTime`, the producer's timestamps are kept).
     pub log_append_time_ms: Option<i64>,
+    /// `compression.type`: the codec batches are stored with, `None` for `producer` (stored as
+    /// sent).
+    pub codec_target: Option<Codec>,
 }
 
 /// One accepted batch, as the producer table and the replica core need it.
@@ -110,21 +133,26 @@ impl ProducedPayload {
 }
 
 /// Checks a producer's payload against `rules` and normalises it in place (recomputed max
-/// timestamp, LogAppendTime, CRC). Idempotent: a normalised payload passes unchanged.
+/// timestamp, LogAppendTime, CRC; batches recompressed to the topic's codec). Idempotent: a
+/// normalised payload passes unchanged.
 pub fn validate_produced(
-    bytes: &mut [u8],
+    bytes: &mut Vec<u8>,
     rules: &ProduceRules,
 ) -> Result<ProducedPayload, BatchRefusal> {
     assert!(rules.batch_bytes_max > 0, "a topic accepts some batch");
     let spans = batch_spans(bytes, rules.batch_bytes_max)?;
     let mut batches = Vec::with_capacity(spans.len());
+    let mut recompressed = Vec::new();
     let mut record_count: u32 = 0;
     for &(start, end) in &spans {
-        let batch = validate_one(&mut bytes[start..end], rules)?;
+        let (batch, rewritten) = validate_one(&mut bytes[start..end], rules)?;
         record_count = record_count
             .checked_add(batch.record_count)
             .ok_or_else(|| BatchRefusal::InvalidRecord("too many records".into()))?;
         batches.push(batch);
+        if let Some(rewritten) = rewritten {
+            recompressed.push((start, end, rewritten));
+        }
     }
     if batches.len() > 1 && batches.iter().any(|b| b.producer_id >= 0) {
         // The Java producer and librdkafka send one batch per partition; accepting several would
@@ -133,11 +161,28 @@ pub fn validate_produced(
             "an idempotent produce carries one batch per partition".into(),
         ));
     }
+    if !recompressed.is_empty() {
+        splice(bytes, recompressed);
+    }
     assert!(!batches.is_empty() && record_count >= 1);
     Ok(ProducedPayload {
         batches,
         record_count,
     })
+}
+
+/// Replaces the given spans (ascending, disjoint) of `bytes` by their rewritten batches.
+fn splice(bytes: &mut Vec<u8>, rewritten: Vec<(usize, usize, Vec<u8>)>) {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut position = 0;
+    for (start, end, batch) in rewritten {
+        assert!(position <= start && start < end, "spans ascend");
+        out.extend_from_slice(&bytes[position..start]);
+        out.extend_from_slice(&batch);
+        position = end;
+    }
+    out.extend_from_slice(&bytes[position..]);
+    *bytes = out;
 }
 
 /// Splits the payload into whole batches within the size limit: byte spans, at least one.
@@ -167,8 +212,12 @@ fn batch_spans(bytes: &[u8], batch_bytes_max: u64) -> Result<Vec<(usize, usize)>
     Ok(spans)
 }
 
-/// Checks one batch (exactly its bytes) and normalises its header.
-fn validate_one(batch: &mut [u8], rules: &ProduceRules) -> Result<ProducedBatch, BatchRefusal> {
+/// Checks one batch (exactly its bytes) and normalises its header in place; a batch to store
+/// with another codec comes back rewritten.
+fn validate_one(
+    batch: &mut [u8],
+    rules: &ProduceRules,
+) -> Result<(ProducedBatch, Option<Vec<u8>>), BatchRefusal> {
     let view = BatchView::new(batch).map_err(|e| BatchRefusal::Corrupt(e.to_string()))?;
     let header = *view.header();
     assert_eq!(header.total_bytes(), batch.len(), "the span is the batch");
@@ -180,21 +229,64 @@ fn validate_one(batch: &mut [u8], rules: &ProduceRules) -> Result<ProducedBatch,
     }
     check_counts(&header)?;
     let summary = view.summarize_records().map_err(refusal_of_records)?;
-    check_records(&view, &summary, rules)?;
+    check_records(&header, &summary, rules)?;
     if header.producer_id >= 0 && (header.producer_epoch < 0 || header.base_sequence < 0) {
         return Err(BatchRefusal::InvalidRecord(format!(
             "idempotent producer {} with epoch {} and sequence {}",
             header.producer_id, header.producer_epoch, header.base_sequence
         )));
     }
-    normalise_timestamps(batch, summary.max_timestamp, rules.log_append_time_ms);
+    let codec = view.codec().map_err(refusal_of_records)?;
+    let rewritten = match rules.codec_target.filter(|target| *target != codec) {
+        Some(target) => {
+            let mut rewritten = recompress(&view, target, rules.batch_bytes_max)?;
+            normalise_timestamps(
+                &mut rewritten,
+                summary.max_timestamp,
+                rules.log_append_time_ms,
+            );
+            Some(rewritten)
+        }
+        None => {
+            normalise_timestamps(batch, summary.max_timestamp, rules.log_append_time_ms);
+            None
+        }
+    };
     let record_count = u32::try_from(header.records_count).expect("checked: at least one record");
-    Ok(ProducedBatch {
+    let produced = ProducedBatch {
         record_count,
         producer_id: header.producer_id,
         producer_epoch: header.producer_epoch,
         base_sequence: header.base_sequence,
-    })
+    };
+    Ok((produced, rewritten))
+}
+
+/// The batch with its records written with `target` (Kafka's broker-side `compression.type`),
+/// header fields kept; refused if it grew past `max.message.bytes`.
+fn recompress(
+    view: &BatchView<'_>,
+    target: Codec,
+    batch_bytes_max: u64,
+) -> Result<Vec<u8>, BatchRefusal> {
+    let decoded = view.decode().map_err(refusal_of_records)?;
+    assert!(
+        decoded.codec() != target,
+        "only a change of codec recompresses"
+    );
+    let records = compression::compress(target, decoded.body());
+    let bytes = (HEADER_BYTES + records.len()) as u64;
+    if bytes > batch_bytes_max {
+        return Err(BatchRefusal::TooLarge {
+            bytes,
+            bytes_max: batch_bytes_max,
+        });
+    }
+    let mut header = *view.header();
+    header.attributes = (header.attributes & !0x07) | i16::from(target.id());
+    let rewritten = encode_batch(&header, &records);
+    debug_assert!(BatchView::new(&rewritten).is_ok_and(|v| v.codec() == Ok(target)));
+    Ok(rewritten)
 }
 
 /// Kafka's count rules (`LogValidator.validateBatch`), on the CRC-valid header.
@@ -215,11 +307,10 @@ fn check_counts(header: &BatchHeader) -> Result<(), BatchRefusal> {
 
 /// Kafka's record rules (`LogValidator.validateRecord`), on records that parsed.
 fn check_records(
-    view: &BatchView<'_>,
+    header: &BatchHeader,
     summary: &RecordsSummary,
     rules: &ProduceRules,
 ) -> Result<(), BatchRefusal> {
-    let header = view.header();
     if !summary.dense {
         return Err(BatchRefusal::InvalidRecord(
             "record offset deltas are not 0..n".into(),
@@ -230,7 +321,7 @@ fn check_records(
             "clients may not write control batches".into(),
         ));
     }
-    if rules.compacted && view.records().any(|r| r.is_ok_and(|r| r.key.is_none())) {
+    if rules.compacted && summary.keyless {
         return Err(BatchRefusal::InvalidRecord(
             "a compacted topic needs a key on every record".into(),
         ));
@@ -242,6 +333,9 @@ fn check_records(
 fn refusal_of_records(error: LogError) -> BatchRefusal {
     match error {
         LogError::UnsupportedCompression(codec) => BatchRefusal::UnsupportedCompression(codec),
+        LogError::DecompressedTooLarge { bytes_max } => {
+            BatchRefusal::DecompressedTooLarge { bytes_max }
+        }
         other => BatchRefusal::Corrupt(other.to_string()),
     }
 }
@@ -278,6 +372,7 @@ mod tests {
             batch_bytes_max: 1 << 20,
             compacted: false,
             log_append_time_ms: None,
+            codec_target: None,
         }
     }
 
@@ -349,7 +444,7 @@ mod tests {
             Err(87)
         );
         assert_eq!(
-            validate_produced(&mut [], &rules()).map_err(|e| e.error_code()),
+            validate_produced(&mut Vec::new(), &rules()).map_err(|e| e.error_code()),
             Err(87)
         );
     }

@@ -3,8 +3,10 @@
 //! - `disk`: the `Disk` contract; `FileDisk` (real files) and `MemDisk` (crash and fault model:
 //!   volatile vs durable bytes and directory entries, torn sector writes, injected errors, disk
 //!   full, bit flips; seeded and deterministic).
-//! - `batch`: Kafka RecordBatch v2 codec (`BatchBuilder`, `BatchView`, record iterator, in-place
-//!   base offset / partition leader epoch).
+//! - `batch`: Kafka RecordBatch v2 codec (`BatchBuilder`, `BatchView`, `BatchRecords` (records
+//!   decoded, decompressed if needed), record iterator, in-place base offset / partition leader
+//!   epoch).
+//! - `compression`: the gzip, snappy, lz4 and zstd codecs of batches, decoded within a bound.
 //! - `log`: `PartitionLog`, the segmented log: append (leader/follower), read (CRC re-verified),
 //!   flush, truncate, roll, retention, compaction (`compact`), leader epoch cache, checkpoints,
 //!   recovery at open. Byte formats and disk assumptions are in `FORMAT.md`.
@@ -26,6 +28,7 @@
 pub mod batch;
 mod checkpoint;
 pub mod compact;
+pub mod compression;
 pub mod config;
 pub mod disk;
 pub mod epoch;
@@ -37,8 +40,9 @@ pub mod log;
 pub mod mem_disk;
 mod segment;
 
-pub use batch::{BatchBuilder, BatchHeader, BatchView, Record, RecordsSummary};
+pub use batch::{BatchBuilder, BatchHeader, BatchRecords, BatchView, Record, RecordsSummary};
 pub use compact::CompactionOutcome;
+pub use compression::Codec;
 pub use config::LogConfig;
 pub use disk::{Disk, DiskError, DiskResult};
 pub use error::LogError;

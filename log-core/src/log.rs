@@ -572,6 +572,7 @@ impl PartitionLog {
             batch_bytes_max: self.config.batch_bytes_max,
             compacted: self.config.compacted,
             log_append_time_ms: None,
+            codec_target: self.config.codec_target,
         };
         ingress::validate_produced(&mut bytes, &rules)?;
         let spans = batch_spans(&bytes);
@@ -633,8 +634,9 @@ impl PartitionLog {
         Ok(info)
     }
 
-    /// Splits and validates concatenated replicated batches (CRC, records); returns their byte
-    /// spans. The topic's `max.message.bytes` is not applied: the leader accepted them, and a
+    /// Splits and validates concatenated replicated batches (CRC, uncompressed records; a
+    /// compressed batch's records were decompressed and checked by the leader's ingress, its CRC
+    /// covers them: [`BatchView::validate`]); returns their byte spans. The topic's `max.message.bytes` is not applied: the leader accepted them, and a
     /// follower refusing what its leader holds could never catch up (Kafka does the same).
     fn validate_batches(&self, bytes: &[u8]) -> Result<Vec<(usize, usize)>, LogError> {
         let mut spans = Vec::new();
@@ -642,7 +644,7 @@ impl PartitionLog {
         for view in batch::split_batches(bytes) {
             let view = view?;
             let total = view.as_bytes().len();
-            view.validate_records()?;
+            view.validate()?;
             spans.push((position, position + total));
             position += total;
         }
@@ -981,7 +983,10 @@ impl PartitionLog {
                         .read_span(segment, position, &header, 0, Offset(i64::MAX))?
                         .0;
                     let view = BatchView::new(&bytes)?;
-                    for record in view.records() {
+                    let decoded = view
+                        .decode()
+                        .map_err(|e| segment.corrupt(position, e.to_string()))?;
+                    for record in decoded.iter() {
                         let record =
                             record.map_err(|e| segment.corrupt(position, e.to_string()))?;
                         if record.timestamp >= timestamp && record.offset >= self.log_start_offset {

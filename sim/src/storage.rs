@@ -13,7 +13,7 @@ use crate::report::Timeline;
 use crate::runner::{Scenario, SeedRun};
 use crate::trace::Trace;
 use log_core::batch::{split_batches, BatchBuilder};
-use log_core::{Disk, FaultConfig, FaultOp, LogConfig, LogError, MemDisk, PartitionLog};
+use log_core::{Codec, Disk, FaultConfig, FaultOp, LogConfig, LogError, MemDisk, PartitionLog};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -53,6 +53,8 @@ pub struct StorageDraw {
     pub io_error_permille: u32,
     /// Per-mille chance per step of a silent bit flip in a segment.
     pub bit_flip_permille: u32,
+    /// The codec batches are written with (compaction recompresses with it).
+    pub codec: Codec,
 }
 
 impl StorageDraw {
@@ -76,6 +78,15 @@ impl StorageDraw {
                 rng.gen_range(1..6)
             } else {
                 0
+            },
+            // A stream of its own: the draws above stay what they were before codecs.
+            codec: {
+                let mut codecs = ChaCha8Rng::seed_from_u64(seed ^ 0xc0de_c000_0000_0014);
+                if codecs.gen_bool(0.5) {
+                    Codec::ALL[codecs.gen_range(1..Codec::ALL.len())]
+                } else {
+                    Codec::None
+                }
             },
         }
     }
@@ -130,7 +141,7 @@ impl Scenario for StorageScenario {
         let d = StorageDraw::from_seed(seed);
         format!(
             "segment {} B, age {} ms, index every {} B, {}, retention {}, crash {}‰, io-error {}‰, \
-             bit-flip {}‰",
+             bit-flip {}‰, codec {}",
             d.segment_bytes_max,
             d.segment_age_ms_max,
             d.index_interval_bytes,
@@ -138,7 +149,8 @@ impl Scenario for StorageScenario {
             d.retention_bytes.map_or("by time".to_string(), |b| format!("{b} B")),
             d.crash_permille,
             d.io_error_permille,
-            d.bit_flip_permille
+            d.bit_flip_permille,
+            d.codec.name()
         )
     }
 
@@ -485,7 +497,7 @@ impl World {
     fn append(&mut self) {
         let count = self.rng.gen_range(1..=BATCH_RECORDS_MAX);
         let records: Vec<Rec> = (0..count).map(|_| self.new_record()).collect();
-        let mut builder = BatchBuilder::new();
+        let mut builder = BatchBuilder::new().codec(self.draw.codec);
         for record in &records {
             builder.push(Some(&record.key), record.value.as_deref(), self.now_ms, &[]);
         }
@@ -691,7 +703,7 @@ fn read_records(
     for view in split_batches(&read.bytes) {
         let view = view?;
         view.validate()?;
-        for record in view.records() {
+        for record in view.decode()?.iter() {
             let record = record?;
             let key = record.key.unwrap_or_default().to_vec();
             let rec = Rec {

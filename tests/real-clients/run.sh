@@ -6,6 +6,8 @@
 #   - confluent-kafka (librdkafka 2.x): idempotent acks=all keyed produce, a group of two members
 #     reading everything exactly once, committed offsets, a restarted member resuming;
 #   - kafka-python: admin create/delete topic, produce/consume round trip;
+#   - compression: confluent-kafka produces (idempotent, acks=all) and consumes back 2,000 records
+#     with each of gzip, snappy, lz4 and zstd; kafka-python with each codec it has modules for;
 #   - kcat (Debian's librdkafka 2.0.2, an old client): -P / -C -e round trip, a -G group read;
 #   - fault: SIGKILL the leader of partition 0 under a continuous acks=all producer, restart it;
 #     every acknowledged record is read back exactly once.
@@ -88,6 +90,7 @@ fi
 # --- confluent-kafka and kafka-python ------------------------------------------------------------
 run_python "confluent-kafka checks" confluent_checks.py "$bootstrap"
 run_python "kafka-python checks" kafka_python_checks.py "$bootstrap"
+run_python "compression checks" compression_checks.py "$bootstrap"
 
 # --- kcat (librdkafka 2.0.2) produce and consume round trip --------------------------------------
 kcat_records=200

@@ -179,7 +179,7 @@ fn records_below(log: &PartitionLog, to: Offset) -> Vec<Row> {
         for view in split_batches(&result.bytes) {
             let view = view.unwrap();
             let epoch = view.header().partition_leader_epoch;
-            for record in view.records() {
+            for record in view.decode().unwrap().iter() {
                 let record = record.unwrap();
                 if record.offset < to {
                     let key = record.key.unwrap().to_vec();

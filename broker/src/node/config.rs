@@ -24,6 +24,8 @@
 //! retention_ms = 604800000                # -1: keep forever
 //! retention_bytes = -1
 //! retention_check_interval_ms = 10000     # how often segments roll and retention runs
+//! compression_type = "producer"           # compression.type: producer (as sent), uncompressed,
+//!                                         # gzip, snappy, lz4 or zstd (batches recompressed)
 //!
 //! [connections]                           # client connections (defaults shown)
 //! connections_max = 4096                  # max.connections
@@ -114,6 +116,10 @@ pub struct LogSettings {
     /// `log.retention.check.interval.ms`: how often housekeeping rolls segments, enforces
     /// retention and compacts.
     pub retention_check_interval_ms: u64,
+    /// `compression.type`: `producer` stores batches as the producer compressed them; a codec
+    /// name (`uncompressed`, `gzip`, `snappy`, `lz4`, `zstd`) recompresses batches written with
+    /// another. Node-wide until topic configs live in the metadata.
+    pub compression_type: String,
 }
 
 impl Default for LogSettings {
@@ -124,7 +130,30 @@ impl Default for LogSettings {
             retention_bytes: -1,
             message_max_bytes: (1 << 20) + 1024,
             retention_check_interval_ms: 10_000,
+            compression_type: COMPRESSION_TYPE_PRODUCER.to_string(),
         }
+    }
+}
+
+/// The `compression.type` that keeps each batch's own codec (Kafka's default).
+pub const COMPRESSION_TYPE_PRODUCER: &str = "producer";
+
+impl LogSettings {
+    /// The codec batches are stored with, `None` for `producer`; `Err` for a name Kafka does not
+    /// define.
+    pub fn codec_target(&self) -> Result<Option<log_core::Codec>, String> {
+        if self.compression_type == COMPRESSION_TYPE_PRODUCER {
+            return Ok(None);
+        }
+        log_core::Codec::from_name(&self.compression_type)
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "log.compression_type {:?} is not producer, uncompressed, gzip, snappy, lz4 \
+                     or zstd",
+                    self.compression_type
+                )
+            })
     }
 }
 
@@ -357,6 +386,9 @@ impl NodeConfig {
         if self.log.retention_check_interval_ms == 0 {
             return invalid("log.retention_check_interval_ms must be positive");
         }
+        if let Err(reason) = self.log.codec_target() {
+            return invalid(&reason);
+        }
         if self.timing.controller_tick_ms == 0 || self.timing.broker_heartbeat_interval_ms == 0 {
             return invalid("timing intervals must be positive");
         }
@@ -373,6 +405,10 @@ impl NodeConfig {
             retention_ms: (self.log.retention_ms >= 0).then_some(self.log.retention_ms),
             retention_bytes: u64::try_from(self.log.retention_bytes).ok(),
             batch_bytes_max: self.log.message_max_bytes,
+            codec_target: self
+                .log
+                .codec_target()
+                .expect("validated when the configuration was read"),
             ..log_core::LogConfig::default()
         }
     }
@@ -383,5 +419,34 @@ impl NodeConfig {
             .advertised_kafka
             .as_deref()
             .or(self.listeners.kafka.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_compression(name: &str) -> LogSettings {
+        LogSettings {
+            compression_type: name.to_string(),
+            ..LogSettings::default()
+        }
+    }
+
+    #[test]
+    fn compression_type_is_producer_or_a_kafka_codec_name() {
+        assert_eq!(LogSettings::default().codec_target(), Ok(None));
+        assert_eq!(
+            with_compression("uncompressed").codec_target(),
+            Ok(Some(log_core::Codec::None))
+        );
+        for codec in &log_core::Codec::ALL[1..] {
+            assert_eq!(
+                with_compression(codec.name()).codec_target(),
+                Ok(Some(*codec))
+            );
+        }
+        assert!(with_compression("brotli").codec_target().is_err());
+        assert!(with_compression("GZIP").codec_target().is_err());
     }
 }

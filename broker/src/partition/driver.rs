@@ -512,21 +512,25 @@ impl Partition {
         }
     }
 
-    /// The synchronous half of a produce: validation, the idempotence check and the core step,
-    /// under one lock. The payload is validated (and normalised) here, once, with Kafka's rules;
-    /// a refusal answers this request only and the partition serves on.
+    /// The synchronous half of a produce: validation, then the idempotence check and the core
+    /// step under one lock. The payload is validated (and normalised) here, once, with Kafka's
+    /// rules, outside the lock (decompressing a batch takes time; the rules are the log's
+    /// fixed configuration); a refusal answers this request only and the partition serves on.
     fn start_produce(&self, mut payload: Vec<u8>, acks: Acks) -> Result<Started, PartitionError> {
-        let mut inner = self.lock();
-        Self::refuse_if_unusable(&inner)?;
         let rules = {
+            let inner = self.lock();
+            Self::refuse_if_unusable(&inner)?;
             let config = inner.log.as_ref().ok_or(PartitionError::Closed)?.config();
             ProduceRules {
                 batch_bytes_max: config.batch_bytes_max,
                 compacted: config.compacted,
                 log_append_time_ms: None,
+                codec_target: config.codec_target,
             }
         };
         let produced = log_core::validate_produced(&mut payload, &rules)?;
+        let mut inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
         if let Some((first, last)) = check_producer(&inner, &produced)? {
             return Ok(Started::Duplicate { first, last });
         }

@@ -30,7 +30,7 @@ pub fn records(bytes: &[u8]) -> Vec<Rec> {
     for view in log_core::batch::split_batches(bytes) {
         let view: BatchView<'_> = view.unwrap();
         view.validate().unwrap();
-        for record in view.records() {
+        for record in view.decode().unwrap().iter() {
             let record = record.unwrap();
             out.push((
                 record.offset,

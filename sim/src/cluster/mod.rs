@@ -21,6 +21,7 @@ pub mod workload;
 pub mod world;
 
 use crate::runner::{Scenario, SeedRun};
+use client::Compression;
 use jepsen::queue::{self, AnomalyClass, QueueOptions};
 use nemesis::{FaultSchedule, NemesisDraw};
 use rand::{Rng, SeedableRng};
@@ -233,6 +234,47 @@ pub struct ClusterDraw {
     pub nemesis: NemesisDraw,
     /// The faults themselves.
     pub schedule: FaultSchedule,
+    /// The producers' codec (`compression.type` of the client).
+    pub compression: Compression,
+    /// The brokers' `compression.type`: `producer` (stored as sent) or a codec batches are
+    /// recompressed to.
+    pub compression_type: &'static str,
+}
+
+/// The producer codecs a seed draws from, `none` weighted as often as all the others together.
+const PRODUCER_CODECS: [Compression; 8] = [
+    Compression::None,
+    Compression::None,
+    Compression::None,
+    Compression::None,
+    Compression::Gzip,
+    Compression::Snappy,
+    Compression::Lz4,
+    Compression::Zstd,
+];
+
+/// The brokers' `compression.type` values a seed draws from, `producer` (Kafka's default) most.
+const BROKER_COMPRESSION_TYPES: [&str; 9] = [
+    "producer",
+    "producer",
+    "producer",
+    "producer",
+    "uncompressed",
+    "gzip",
+    "snappy",
+    "lz4",
+    "zstd",
+];
+
+/// A codec's name, as `compression.type` spells it.
+fn codec_name(codec: Compression) -> &'static str {
+    match codec {
+        Compression::None => "none",
+        Compression::Gzip => "gzip",
+        Compression::Snappy => "snappy",
+        Compression::Lz4 => "lz4",
+        Compression::Zstd => "zstd",
+    }
 }
 
 impl ClusterDraw {
@@ -254,6 +296,9 @@ impl ClusterDraw {
         }
         let schedule = FaultSchedule::generate(&mut rng, &nemesis, safety_ms);
         let acks = overrides.acks.unwrap_or(-1);
+        // Codecs come from a stream of their own: drawing them shifts none of the draws above,
+        // so a seed's timings and faults are what they were before codecs were drawn.
+        let mut codecs = ChaCha8Rng::seed_from_u64(seed ^ 0xc0de_c000_0000_0013);
         ClusterDraw {
             acks,
             min_isr: overrides.min_isr.unwrap_or(2),
@@ -278,6 +323,9 @@ impl ClusterDraw {
             disk_repair_in_place: rng.gen_bool(0.5),
             nemesis,
             schedule,
+            compression: PRODUCER_CODECS[codecs.gen_range(0..PRODUCER_CODECS.len())],
+            compression_type: BROKER_COMPRESSION_TYPES
+                [codecs.gen_range(0..BROKER_COMPRESSION_TYPES.len())],
         }
     }
 
@@ -503,8 +551,9 @@ impl Scenario for ClusterScenario {
     fn describe(&self, seed: u64) -> String {
         let d = self.draw(seed);
         format!(
-            "{} ({}), {}, segments {} B, {} producers, safety {} ms, lag {} ms, \
-             session {} ms, tick {} ms, buggify {}, faults {} every ~{} ms{}: {} faults [{}]",
+            "{} ({}), {}, segments {} B, compression {} (brokers: {}), {} producers, \
+             safety {} ms, lag {} ms, session {} ms, tick {} ms, buggify {}, \
+             faults {} every ~{} ms{}: {} faults [{}]",
             d.settings(),
             match (d.strong(), d.idempotence) {
                 (true, true) => "strong",
@@ -516,6 +565,8 @@ impl Scenario for ClusterScenario {
                 Shape::Split => "3 brokers + 3 controllers",
             },
             d.segment_bytes,
+            codec_name(d.compression),
+            d.compression_type,
             d.producers,
             d.safety_ms,
             d.replica_lag_time_max_ms,

@@ -43,6 +43,8 @@ pub struct WorkloadConfig {
     pub min_isr: i32,
     /// Bound on one batch's delivery.
     pub delivery_timeout_ms: u64,
+    /// The producers' codec.
+    pub compression: client::Compression,
     /// Seed of the workload's own choices (partition, pauses).
     pub seed: u64,
     /// Most sends per producer.
@@ -156,6 +158,7 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_
         linger_ms: 2,
         delivery_timeout_ms: config.delivery_timeout_ms,
         header_max_timestamp_unset,
+        compression: config.compression,
         ..ProducerConfig::default()
     };
     let producer = loop {

@@ -124,6 +124,7 @@ mod simulated {
             },
             log: LogSettings {
                 segment_bytes: draw.segment_bytes,
+                compression_type: draw.compression_type.to_string(),
                 ..LogSettings::default()
             },
             timing: Timing {
@@ -435,6 +436,7 @@ mod simulated {
             idempotence: draw.idempotence,
             min_isr: draw.min_isr,
             delivery_timeout_ms: draw.delivery_timeout_ms,
+            compression: draw.compression,
             seed,
             sends_max,
         };

@@ -283,7 +283,11 @@ impl GroupService {
             let mut next = from;
             for view in split_batches(&bytes).flatten() {
                 next = view.header().next_offset();
-                for record in view.records().flatten() {
+                let Ok(decoded) = view.decode() else {
+                    tracing::warn!(%tp, "skipping an offsets batch that does not decode");
+                    continue;
+                };
+                for record in decoded.iter().flatten() {
                     if record.offset < from {
                         continue;
                     }

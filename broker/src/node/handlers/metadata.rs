@@ -330,6 +330,7 @@ pub fn describe_configs(
                 ("retention.ms", log.retention_ms.to_string()),
                 ("retention.bytes", log.retention_bytes.to_string()),
                 ("max.message.bytes", log.message_max_bytes.to_string()),
+                ("compression.type", log.compression_type.clone()),
             ];
             match resource.resource_type {
                 2 => {
