@@ -714,7 +714,11 @@ async fn list_offsets_by_timestamp_answers_nothing_past_the_last_record() {
     let trio = open_trio();
     let leader = trio.partitions[0].clone();
     let listed = |timestamp| leader.list_offset(None, timestamp).unwrap();
-    assert_eq!(listed(1_000), None, "an empty log has no record at any time");
+    assert_eq!(
+        listed(1_000),
+        None,
+        "an empty log has no record at any time"
+    );
     assert_eq!(listed(-3), None, "nor a largest timestamp");
     assert_eq!(listed(-1).unwrap().offset, Offset(0));
     leader

@@ -222,7 +222,11 @@ fn manual_assignments_are_kept_and_validate_only_changes_nothing() {
         })
     );
     assert!(solo.ctl.image().topics().is_empty(), "validate-only");
-    assert_eq!(solo.ctl.image().applied_index(), index_before, "nothing proposed");
+    assert_eq!(
+        solo.ctl.image().applied_index(),
+        index_before,
+        "nothing proposed"
+    );
     let Ok(Reply::TopicCreated { assignments, .. }) =
         solo.request(create_with("m", -1, -1, 1, wanted.clone(), false))
     else {
@@ -248,11 +252,11 @@ fn manual_assignments_are_kept_and_validate_only_changes_nothing() {
 fn manual_assignment_refusals_are_typed_and_say_why() {
     let mut solo = cluster(2);
     solo.request(common::register(3, 3)).unwrap(); // registered, never heartbeats: fenced
-    let refused = |solo: &mut Solo, assignments: Vec<Vec<BrokerId>>| {
-        match solo.request(create_with("m", -1, -1, 1, assignments.clone(), false)) {
-            Err(ControllerError::InvalidReplicaAssignment(why)) => why,
-            other => panic!("{assignments:?}: {other:?}"),
-        }
+    let refused = |solo: &mut Solo, assignments: Vec<Vec<BrokerId>>| match solo
+        .request(create_with("m", -1, -1, 1, assignments.clone(), false))
+    {
+        Err(ControllerError::InvalidReplicaAssignment(why)) => why,
+        other => panic!("{assignments:?}: {other:?}"),
     };
     assert!(refused(&mut solo, vec![ids(&[1]), vec![]]).contains("empty replica list"));
     assert!(refused(&mut solo, vec![ids(&[1, 1])]).contains("more than once"));

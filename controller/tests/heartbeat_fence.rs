@@ -130,7 +130,11 @@ fn a_single_replica_below_min_isr_goes_to_the_elr_and_comes_back() {
     };
     let assignments = solo.create_topic("t", 1, 1, config);
     let only = assignments[0][0];
-    let other = if only == BrokerId(1) { (2, 22) } else { (1, 11) };
+    let other = if only == BrokerId(1) {
+        (2, 22)
+    } else {
+        (1, 11)
+    };
     let tp = TopicPartition::new("t", 0);
     for _ in 0..(2 * SESSION_MS / 500) {
         solo.advance(500);
@@ -140,7 +144,11 @@ fn a_single_replica_below_min_isr_goes_to_the_elr_and_comes_back() {
     assert_eq!(fenced.leader, None);
     assert!(fenced.isr.is_empty());
     assert_eq!(fenced.elr, vec![only], "the last ISR member is eligible");
-    let me = if only == BrokerId(1) { (1, 11) } else { (2, 22) };
+    let me = if only == BrokerId(1) {
+        (1, 11)
+    } else {
+        (2, 22)
+    };
     solo.heartbeat(&[me]);
     let back = solo.ctl.image().partition(&tp).unwrap().clone();
     assert_eq!(back.leader, Some(only));

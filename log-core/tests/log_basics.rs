@@ -111,13 +111,31 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
             .unwrap();
     }
     // Batch i holds timestamps 1000+10i and 1001+10i at offsets 2i, 2i+1.
-    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((Offset(0), 1000)));
-    assert_eq!(log.offset_for_timestamp(1001).unwrap(), Some((Offset(1), 1001)));
-    assert_eq!(log.offset_for_timestamp(1002).unwrap(), Some((Offset(2), 1002)));
-    assert_eq!(log.offset_for_timestamp(1500).unwrap(), Some((Offset(100), 1500)));
-    assert_eq!(log.offset_for_timestamp(1991).unwrap(), Some((Offset(199), 1991)));
+    assert_eq!(
+        log.offset_for_timestamp(0).unwrap(),
+        Some((Offset(0), 1000))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1001).unwrap(),
+        Some((Offset(1), 1001))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1002).unwrap(),
+        Some((Offset(2), 1002))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1500).unwrap(),
+        Some((Offset(100), 1500))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1991).unwrap(),
+        Some((Offset(199), 1991))
+    );
     assert_eq!(log.offset_for_timestamp(1992).unwrap(), None);
-    assert_eq!(log.offset_for_timestamp(-1).unwrap(), Some((Offset(200), -1)));
+    assert_eq!(
+        log.offset_for_timestamp(-1).unwrap(),
+        Some((Offset(200), -1))
+    );
     assert_eq!(log.offset_for_timestamp(-2).unwrap(), Some((Offset(0), -1)));
     // ListOffsets' max-timestamp (-3) is the first record at the largest timestamp.
     assert_eq!(log.max_timestamp(), Some(1991));

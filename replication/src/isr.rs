@@ -20,8 +20,14 @@ pub struct FollowerProgress {
 /// Kafka creates topics with fewer replicas than min ISR; without the cap their acks=all produces
 /// would always be refused and, under KIP-966, their HW would never move. The one rule for the
 /// leader (produce admission, HW) and the controller (ELR bookkeeping).
-pub fn min_insync_replicas_effective(min_insync_replicas: usize, replication_factor: usize) -> usize {
-    assert!(min_insync_replicas >= 1, "min.insync.replicas is at least 1");
+pub fn min_insync_replicas_effective(
+    min_insync_replicas: usize,
+    replication_factor: usize,
+) -> usize {
+    assert!(
+        min_insync_replicas >= 1,
+        "min.insync.replicas is at least 1"
+    );
     assert!(replication_factor >= 1, "a partition has a replica");
     let effective = min_insync_replicas.min(replication_factor);
     assert!(effective >= 1 && effective <= replication_factor);

@@ -34,7 +34,12 @@ impl Replica {
             .as_ref()
             .expect("a leader has partition state");
         if request.acks == Acks::All {
-            if partition.isr.len() < isr::min_insync_replicas_effective(self.config.min_insync_replicas, partition.replicas.len()) {
+            if partition.isr.len()
+                < isr::min_insync_replicas_effective(
+                    self.config.min_insync_replicas,
+                    partition.replicas.len(),
+                )
+            {
                 reply(&mut effects, Err(Error::NotEnoughReplicas));
                 return effects;
             }
@@ -300,7 +305,10 @@ impl Replica {
         // (found by the cluster simulation: an acknowledged record lost after such an election).
         // Before KIP-966 (the `last_replica_standing` switch) it moved regardless.
         let kip966 = !self.bugs.last_replica_standing;
-        let min_isr = isr::min_insync_replicas_effective(self.config.min_insync_replicas, partition.replicas.len());
+        let min_isr = isr::min_insync_replicas_effective(
+            self.config.min_insync_replicas,
+            partition.replicas.len(),
+        );
         let candidate = if kip966 && partition.isr.len() < min_isr {
             None
         } else {

@@ -74,14 +74,21 @@ fn min_isr_above_the_replication_factor_is_capped_at_it() {
     single.replicas = vec![B0];
     replica.step(0, Input::PartitionState(single));
     let effects = produce(&mut replica, 7, Acks::All);
-    assert!(replies(&effects).is_empty(), "waits for the flush: {effects:?}");
+    assert!(
+        replies(&effects).is_empty(),
+        "waits for the flush: {effects:?}"
+    );
     let effects = complete_flushes(&mut replica, &effects);
     assert_eq!(replies(&effects), vec![(7, Ok(Offset(0)))]);
     assert_eq!(replica.high_watermark(), Offset(1));
     let effects = produce(&mut replica, 8, Acks::Leader);
     assert_eq!(replies(&effects), vec![(8, Ok(Offset(1)))]);
     complete_flushes(&mut replica, &effects);
-    assert_eq!(replica.high_watermark(), Offset(2), "acks=1 records become readable");
+    assert_eq!(
+        replica.high_watermark(),
+        Offset(2),
+        "acks=1 records become readable"
+    );
     assert_eq!(replication::isr::min_insync_replicas_effective(2, 1), 1);
     assert_eq!(replication::isr::min_insync_replicas_effective(2, 3), 2);
     assert_eq!(replication::isr::min_insync_replicas_effective(1, 3), 1);

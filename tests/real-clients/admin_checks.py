@@ -91,7 +91,7 @@ def main():
 
     brokers = sorted(admin.list_topics(timeout=5).brokers)
     assignment = [[brokers[2], brokers[0]], [brokers[1], brokers[2]]]
-    outcome = create(admin, [NewTopic("rc-admin-assigned", replica_assignment=assignment)])
+    outcome = create(admin, [NewTopic("rc-admin-assigned", num_partitions=2, replica_assignment=assignment)])
     got = None
 
     def placed():
@@ -112,7 +112,7 @@ def main():
         admin,
         [
             NewTopic("rc-admin-rf9", num_partitions=1, replication_factor=9),
-            NewTopic("rc-admin-bad-broker", replica_assignment=[[brokers[0], 99]]),
+            NewTopic("rc-admin-bad-broker", num_partitions=1, replica_assignment=[[brokers[0], 99]]),
         ],
     )
     futures = admin.delete_topics(["rc-admin-unknown"], request_timeout=15)

@@ -678,7 +678,11 @@ impl Partition {
         match timestamp {
             // -4, earliest local (KIP-1005): without tiered storage, the log start.
             -2 | -4 => {
-                return Ok(Some(listed(inner.replica.log_start_offset(), -1, leader_epoch)))
+                return Ok(Some(listed(
+                    inner.replica.log_start_offset(),
+                    -1,
+                    leader_epoch,
+                )))
             }
             -1 => return Ok(Some(listed(hw, -1, leader_epoch))),
             _ => {}

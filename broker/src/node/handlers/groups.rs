@@ -223,13 +223,15 @@ impl GroupService {
         let original = request.topics.clone();
         for topic in &mut request.topics {
             let name = topic.name.0.to_string();
-            topic
-                .partitions
-                .retain(|p| known(&name, p.partition_index));
+            topic.partitions.retain(|p| known(&name, p.partition_index));
         }
         request.topics.retain(|t| !t.partitions.is_empty());
         let unknown = original.iter().map(|t| t.partitions.len()).sum::<usize>()
-            - request.topics.iter().map(|t| t.partitions.len()).sum::<usize>();
+            - request
+                .topics
+                .iter()
+                .map(|t| t.partitions.len())
+                .sum::<usize>();
         if unknown == 0 {
             return self.commit(now, &request, version).await;
         }

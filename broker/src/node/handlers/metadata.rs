@@ -101,9 +101,16 @@ fn controller_id(shared: &Shared, image: &controller::MetadataImage) -> i32 {
     let id = if listed(&shared.broker_id) {
         shared.broker_id.0
     } else {
-        image.brokers().keys().find(|b| listed(b)).map_or(-1, |b| b.0)
+        image
+            .brokers()
+            .keys()
+            .find(|b| listed(b))
+            .map_or(-1, |b| b.0)
     };
-    assert!(id == -1 || listed(&BrokerId(id)), "a reported controller is listed");
+    assert!(
+        id == -1 || listed(&BrokerId(id)),
+        "a reported controller is listed"
+    );
     id
 }
 
@@ -335,7 +342,10 @@ pub async fn create_topic(
         }
         Ok(controller::Reply::TopicValid { assignments }) => Ok(assignments),
         Ok(other) => {
-            tracing::warn!(?other, "the controller answered CreateTopic with another reply");
+            tracing::warn!(
+                ?other,
+                "the controller answered CreateTopic with another reply"
+            );
             Err(TopicRefusal::new(
                 E::UnknownServerError,
                 "unexpected controller reply",
@@ -370,7 +380,10 @@ pub fn controller_error_code(error: &crate::control::ControlError) -> i16 {
 /// Kafka's code and a message for a failed controller request.
 pub fn controller_refusal(error: &crate::control::ControlError) -> TopicRefusal {
     use controller::ControllerError as C;
-    let message = error.to_string();
+    let message = match error {
+        crate::control::ControlError::Refused(refusal) => refusal.to_string(),
+        other => other.to_string(),
+    };
     let code = match error {
         crate::control::ControlError::Refused(refusal) => match refusal {
             C::TopicAlreadyExists(_) => E::TopicAlreadyExists,
