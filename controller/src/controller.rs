@@ -231,6 +231,18 @@ enum PendingKind {
     BrokerChange(BrokerId),
 }
 
+/// Where a new topic's replicas go: `partitions` x `replication_factor` placed by the
+/// controller, or Kafka's manual `assignments` when not empty.
+#[derive(Clone, Debug)]
+struct Placement {
+    /// Partition count for a placed topic.
+    partitions: i32,
+    /// Replicas per partition for a placed topic.
+    replication_factor: i32,
+    /// The manual assignment, one replica list per partition (empty: placed).
+    assignments: Vec<Vec<BrokerId>>,
+}
+
 /// A proposal awaiting its commit.
 #[derive(Clone, Debug)]
 struct Pending {
@@ -486,12 +498,12 @@ impl Controller {
                 assignments,
                 validate_only,
             } => {
-                let assignments = if assignments.is_empty() {
-                    self.place_replicas(partitions, replication_factor)?
-                } else {
-                    self.validate_assignments(assignments)?
+                let placement = Placement {
+                    partitions,
+                    replication_factor,
+                    assignments,
                 };
-                let batch = self.create_topic_batch(&name, assignments, config)?;
+                let batch = self.create_topic_batch(&name, placement, config)?;
                 if validate_only {
                     let Some(MetadataRecord::CreateTopic { assignments, .. }) = batch.first()
                     else {
@@ -686,21 +698,17 @@ impl Controller {
         Ok(assignments)
     }
 
-    /// The record creating topic `name` with these (placed or validated) assignments.
+    /// The record creating topic `name`, checked in Kafka's order: the name, then the configs,
+    /// then the replicas (placed, or the manual assignment validated).
     fn create_topic_batch(
         &self,
         name: &str,
-        assignments: Vec<Vec<BrokerId>>,
+        placement: Placement,
         config: TopicConfig,
     ) -> Result<RecordBatch, ControllerError> {
         crate::image::validate_topic_name(name)?;
         if self.image.topics().contains_key(name) {
             return Err(ControllerError::TopicAlreadyExists(name.to_string()));
-        }
-        if assignments.is_empty() {
-            return Err(ControllerError::InvalidPartitions(
-                "0 partitions: a topic has at least 1".into(),
-            ));
         }
         // Kafka accepts min.insync.replicas above the replication factor: the effective min ISR
         // is capped at it (`replication::isr::min_insync_replicas_effective`).
@@ -710,7 +718,12 @@ impl Controller {
                 config.min_insync_replicas
             )));
         }
-        assert!(assignments.iter().all(|r| !r.is_empty()));
+        let assignments = if placement.assignments.is_empty() {
+            self.place_replicas(placement.partitions, placement.replication_factor)?
+        } else {
+            self.validate_assignments(placement.assignments)?
+        };
+        assert!(!assignments.is_empty() && assignments.iter().all(|r| !r.is_empty()));
         Ok(vec![MetadataRecord::CreateTopic {
             name: name.to_string(),
             assignments,
