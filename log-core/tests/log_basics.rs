@@ -121,7 +121,7 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
     );
     assert_eq!(
         log.offset_for_timestamp(1002).unwrap(),
-        Some((Offset(2), 1002))
+        Some((Offset(2), 1010))
     );
     assert_eq!(
         log.offset_for_timestamp(1500).unwrap(),
