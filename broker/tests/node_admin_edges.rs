@@ -5,6 +5,7 @@
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,19 +30,22 @@ use log_core::MemDisk;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// A free port in 41800..42000 (the range this test may use).
+/// A free port in 41800..42000 (the range this test may use), never the same twice in this
+/// process: the tests run in parallel, and a port found free is bound only later by the node.
 fn free_port() -> u16 {
-    (41_800..42_000)
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free port in 41800..42000")
+    static NEXT: AtomicU16 = AtomicU16::new(41_800);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(port < 42_000, "no free port left in 41800..42000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One combined node, default topics of 1 partition, replication factor 1 and min ISR 2.
 async fn start_node() -> (node::NodeHandle, String) {
-    let kafka = free_port();
-    let listener = std::net::TcpListener::bind(("127.0.0.1", kafka)).unwrap();
-    let controller = free_port();
-    drop(listener);
+    let (kafka, controller) = (free_port(), free_port());
     let config = NodeConfig {
         node_id: 1,
         roles: vec![Role::Broker, Role::Controller],

@@ -16,8 +16,6 @@ use crate::node::config::{Listeners, NodeConfig, Role, TopicDefaults};
 pub const NODES_MAX: usize = 9;
 /// How long `up` waits for every node to accept connections.
 const STARTUP_WAIT: Duration = Duration::from_secs(30);
-/// How long `up` then waits for every node to list every broker unfenced and a controller.
-const READY_WAIT: Duration = Duration::from_secs(45);
 /// How long `down` waits for processes to exit after SIGTERM before SIGKILL.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
@@ -133,6 +131,8 @@ pub fn up(spec: &ClusterSpec, dir: &Path, out: &mut dyn Write) -> anyhow::Result
 /// first CreateTopics right after `up` timed out "waiting for controller").
 #[cfg(not(madsim))]
 fn wait_until_ready(addresses: &[String]) -> anyhow::Result<()> {
+    /// How long `up` waits, once every node listens, for every node to be ready.
+    const READY_WAIT: Duration = Duration::from_secs(45);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
