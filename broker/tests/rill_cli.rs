@@ -66,6 +66,7 @@ fn an_unknown_command_is_a_clear_error() {
 
 /// A base port whose nine cluster ports (base+10N+{0,1,2}, N = 1..3) are free: from
 /// `RILL_CLI_TEST_BASE_PORT` (default 41700), else the next hundreds.
+#[cfg(not(madsim))]
 fn free_base_port() -> u16 {
     let first: u16 = std::env::var("RILL_CLI_TEST_BASE_PORT")
         .ok()
@@ -84,8 +85,10 @@ fn free_base_port() -> u16 {
 }
 
 /// Stops the cluster in `dir` however the test ends.
+#[cfg(not(madsim))]
 struct ClusterGuard(std::path::PathBuf);
 
+#[cfg(not(madsim))]
 impl Drop for ClusterGuard {
     fn drop(&mut self) {
         let dir = self.0.to_str().expect("utf-8 path");
