@@ -653,10 +653,10 @@ impl Partition {
     }
 
     /// A client's ListOffsets on the leader (Kafka's `Partition.fetchOffsetForTimestamp` for a
-    /// consumer, which reads up to the HW): -2 (and -4) the log start, -1 the HW, -3 the first record at
-    /// the largest timestamp (KIP-734), otherwise the first record at or after `timestamp`. A
-    /// record at or past the HW, or none at all, answers `None` (Kafka's offset and timestamp
-    /// -1). Found records come with their timestamp and the epoch of their batch.
+    /// consumer, which reads up to the HW): -2 (and -4) the log start, -1 the HW, -3 the first
+    /// record at the largest timestamp (KIP-734), otherwise the first record at or after
+    /// `timestamp`. A record at or past the HW, or none at all, answers `None` (Kafka's offset
+    /// and timestamp -1). Found records come with their timestamp and the epoch of their batch.
     pub fn list_offset(
         &self,
         current_leader_epoch: Option<LeaderEpoch>,
