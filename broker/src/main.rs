@@ -47,7 +47,15 @@ fn run(cli: broker::cli::Cli) -> anyhow::Result<()> {
                 brokers,
                 dir,
                 base_port,
-            } => broker::cli::cluster::up(*brokers, dir, *base_port, &mut out),
+                partitions,
+            } => {
+                let spec = broker::cli::cluster::ClusterSpec {
+                    nodes: *brokers,
+                    base_port: *base_port,
+                    partitions: *partitions,
+                };
+                broker::cli::cluster::up(&spec, dir, &mut out)
+            }
             ClusterAction::Down { dir } => broker::cli::cluster::down(dir, &mut out),
         };
     }

@@ -117,6 +117,8 @@ fn create_topic(name: &str) -> Request {
         partitions: 2,
         replication_factor: 1,
         config: TopicConfig::default(),
+        assignments: Vec::new(),
+        validate_only: false,
     }
 }
 

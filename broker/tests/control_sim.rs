@@ -107,6 +107,8 @@ async fn simulated_quorum_fails_over() {
                 partitions: 1,
                 replication_factor: 1,
                 config: TopicConfig::default(),
+                assignments: Vec::new(),
+                validate_only: false,
             };
             let created = admin.request(request).await;
             (broker, created)

@@ -58,3 +58,56 @@ fn list_filters_by_state_from_v4() {
         assert_encodes(&c.list(&ListGroupsRequest::default(), version), version);
     }
 }
+
+/// Kafka keeps an Empty group's protocol type ("consumer": kafka-python and sarama read it) and
+/// describes members with their client host.
+#[test]
+fn an_empty_group_keeps_its_protocol_type_and_members_show_their_host() {
+    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{LeaveGroupRequest, OffsetCommitRequest, TopicName};
+    let (mut c, leader, follower, generation) = stable_pair("g");
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]);
+    let described = c.describe(&request, 5);
+    let hosts: Vec<&str> = described.groups[0]
+        .members
+        .iter()
+        .map(|m| &*m.client_host)
+        .collect();
+    assert_eq!(hosts, vec!["/127.0.0.1", "/127.0.0.1"]);
+    // An offset keeps the group once everyone leaves.
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(s(&leader))
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s("t")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(5)])]);
+    let plan = c.commit_offsets(150, &commit, 8);
+    c.offsets_committed(plan.records);
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_members(
+            [leader.as_str(), follower.as_str()]
+                .iter()
+                .map(|m| MemberIdentity::default().with_member_id(s(m)))
+                .collect(),
+        );
+    c.leave(200, 9, &leave, 4);
+    let g = &c.describe(&request, 5).groups[0];
+    assert_eq!(&*g.group_state, "Empty");
+    assert_eq!(
+        &*g.protocol_type, "consumer",
+        "kept while Empty, as Kafka does"
+    );
+    assert!(g.members.is_empty());
+    assert_eq!(
+        c.group("g").unwrap().protocol_type.as_deref(),
+        Some("consumer")
+    );
+    c.check_invariants();
+}

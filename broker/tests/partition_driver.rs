@@ -676,7 +676,7 @@ async fn retention_moves_the_cores_log_start_and_a_follower_below_it_starts_over
     let start = leader.status().log_start_offset;
     assert!(start > Offset(1), "retention moved the start: {start:?}");
     leader.check_invariants();
-    assert_eq!(leader.list_offset(None, -2).unwrap().0, start);
+    assert_eq!(leader.list_offset(None, -2).unwrap().unwrap().offset, start);
     assert_eq!(
         leader
             .consumer_read(None, Offset::ZERO, 1 << 20)
@@ -711,4 +711,56 @@ async fn retention_moves_the_cores_log_start_and_a_follower_below_it_starts_over
     for partition in &trio.partitions {
         partition.check_invariants();
     }
+}
+
+fn batch_at(values: &[&str], timestamp: i64) -> Vec<u8> {
+    let mut builder = BatchBuilder::new();
+    for value in values {
+        builder.push(None, Some(value.as_bytes()), timestamp, &[]);
+    }
+    builder.build()
+}
+
+/// ListOffsets as Kafka answers a consumer: a timestamp past every record (or the empty log)
+/// lists nothing (offset and timestamp -1, librdkafka's 0054_offset_time), found records come
+/// with their timestamp and epoch, and -3 finds the record with the largest timestamp (KIP-734).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_by_timestamp_answers_nothing_past_the_last_record() {
+    let trio = open_trio();
+    let leader = trio.partitions[0].clone();
+    let listed = |timestamp| leader.list_offset(None, timestamp).unwrap();
+    assert_eq!(
+        listed(1_000),
+        None,
+        "an empty log has no record at any time"
+    );
+    assert_eq!(listed(-3), None, "nor a largest timestamp");
+    assert_eq!(listed(-1).unwrap().offset, Offset(0));
+    leader
+        .produce(batch_at(&["a", "b"], 1_000), Acks::All)
+        .await
+        .unwrap();
+    leader
+        .produce(batch_at(&["c"], 3_000), Acks::All)
+        .await
+        .unwrap();
+    leader
+        .produce(batch_at(&["d"], 2_000), Acks::All)
+        .await
+        .unwrap();
+    let found = |offset: i64, timestamp: i64| {
+        Some(broker::partition::ListedOffset {
+            offset: Offset(offset),
+            timestamp,
+            leader_epoch: LeaderEpoch(1),
+        })
+    };
+    assert_eq!(listed(0), found(0, 1_000));
+    assert_eq!(listed(1_500), found(2, 3_000));
+    assert_eq!(listed(3_000), found(2, 3_000));
+    assert_eq!(listed(3_001), None, "past the last record: -1, not the HW");
+    assert_eq!(listed(-3), found(2, 3_000), "the largest timestamp");
+    assert_eq!(listed(-2), found(0, -1));
+    assert_eq!(listed(-1), found(4, -1));
+    assert_eq!(listed(-7), None, "an unknown special timestamp");
 }

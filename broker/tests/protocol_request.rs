@@ -72,7 +72,7 @@ fn every_planned_api_and_version_round_trips() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 115);
+    assert_eq!(checked, 116);
 }
 
 #[test]

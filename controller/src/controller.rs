@@ -75,16 +75,23 @@ pub enum Request {
         /// Must match the registered incarnation.
         incarnation: u64,
     },
-    /// Creates a topic with replicas placed over unfenced brokers.
+    /// Creates a topic with replicas placed over unfenced brokers, or as `assignments` say.
     CreateTopic {
         /// Name.
         name: String,
-        /// Partition count.
+        /// Partition count (ignored when `assignments` is not empty).
         partitions: i32,
-        /// Replicas per partition.
+        /// Replicas per partition (ignored when `assignments` is not empty).
         replication_factor: i32,
         /// Election configuration.
         config: TopicConfig,
+        /// Kafka's manual replica assignment: one replica list per partition, in partition
+        /// order, preferred leader first. Empty: the controller places the replicas.
+        #[serde(default)]
+        assignments: Vec<Vec<BrokerId>>,
+        /// CreateTopics' `validate_only`: check everything, answer `TopicValid`, change nothing.
+        #[serde(default)]
+        validate_only: bool,
     },
     /// Deletes a topic.
     DeleteTopic {
@@ -143,6 +150,11 @@ pub enum Reply {
         /// Its id.
         topic_id: u64,
         /// Replicas per partition.
+        assignments: Vec<Vec<BrokerId>>,
+    },
+    /// A validate-only creation would succeed with these assignments; nothing changed.
+    TopicValid {
+        /// Replicas per partition, as the creation would place them.
         assignments: Vec<Vec<BrokerId>>,
     },
     /// The topic is gone.
@@ -233,6 +245,18 @@ enum PendingKind {
     AlterPartition(TopicPartition),
     /// A fence or unfence of this broker decided by the active controller itself.
     BrokerChange(BrokerId),
+}
+
+/// Where a new topic's replicas go: `partitions` x `replication_factor` placed by the
+/// controller, or Kafka's manual `assignments` when not empty.
+#[derive(Clone, Debug)]
+struct Placement {
+    /// Partition count for a placed topic.
+    partitions: i32,
+    /// Replicas per partition for a placed topic.
+    replication_factor: i32,
+    /// The manual assignment, one replica list per partition (empty: placed).
+    assignments: Vec<Vec<BrokerId>>,
 }
 
 /// A proposal awaiting its commit.
@@ -487,9 +511,26 @@ impl Controller {
                 partitions,
                 replication_factor,
                 config,
+                assignments,
+                validate_only,
             } => {
-                let batch =
-                    self.create_topic_batch(&name, partitions, replication_factor, config)?;
+                let placement = Placement {
+                    partitions,
+                    replication_factor,
+                    assignments,
+                };
+                let batch = self.create_topic_batch(&name, placement, config)?;
+                if validate_only {
+                    let Some(MetadataRecord::CreateTopic { assignments, .. }) = batch.first()
+                    else {
+                        unreachable!("a creation batch starts with its CreateTopic record");
+                    };
+                    let reply = Ok(Reply::TopicValid {
+                        assignments: assignments.clone(),
+                    });
+                    self.effects.push(Effect::Reply { request_id, reply });
+                    return Ok(());
+                }
                 self.propose(batch, Some(request_id), PendingKind::CreateTopic(name))
             }
             Request::DeleteTopic { name } => {
@@ -604,21 +645,17 @@ impl Controller {
         Ok(())
     }
 
-    fn create_topic_batch(
+    /// Kafka's placement of `partitions` x `replication_factor` replicas over unfenced brokers.
+    fn place_replicas(
         &self,
-        name: &str,
         partitions: i32,
         replication_factor: i32,
-        config: TopicConfig,
-    ) -> Result<RecordBatch, ControllerError> {
-        crate::image::validate_topic_name(name)?;
-        if self.image.topics().contains_key(name) {
-            return Err(ControllerError::TopicAlreadyExists(name.to_string()));
-        }
+    ) -> Result<Vec<Vec<BrokerId>>, ControllerError> {
         let partition_count = usize::try_from(partitions).unwrap_or(0);
         if partition_count == 0 || partition_count > crate::image::PARTITIONS_PER_TOPIC_MAX {
-            return Err(ControllerError::InvalidTopic(format!(
-                "{partitions} partitions"
+            return Err(ControllerError::InvalidPartitions(format!(
+                "{partitions} partitions: a topic has 1 to {}",
+                crate::image::PARTITIONS_PER_TOPIC_MAX
             )));
         }
         let brokers = self.image.brokers_unfenced();
@@ -629,15 +666,101 @@ impl Controller {
                 brokers_unfenced: brokers.len(),
             });
         }
-        if config.min_insync_replicas < 1 || config.min_insync_replicas > replication_factor {
-            return Err(ControllerError::InvalidTopic(format!(
-                "min.insync.replicas {} with replication factor {replication_factor}",
+        let assignments = crate::placement::assign_replicas(
+            &brokers,
+            partition_count,
+            rf,
+            self.image.topic_id_next(),
+        );
+        assert_eq!(assignments.len(), partition_count);
+        Ok(assignments)
+    }
+
+    /// Kafka's checks of a manual replica assignment (`validateManualPartitionAssignment`):
+    /// replica lists not empty, of one length, of registered brokers named once each, and each
+    /// with an unfenced broker to lead.
+    fn validate_assignments(
+        &self,
+        assignments: Vec<Vec<BrokerId>>,
+    ) -> Result<Vec<Vec<BrokerId>>, ControllerError> {
+        let invalid = |why: String| Err(ControllerError::InvalidReplicaAssignment(why));
+        if assignments.len() > crate::image::PARTITIONS_PER_TOPIC_MAX {
+            return Err(ControllerError::InvalidPartitions(format!(
+                "{} partitions: a topic has 1 to {}",
+                assignments.len(),
+                crate::image::PARTITIONS_PER_TOPIC_MAX
+            )));
+        }
+        let replication_factor = assignments.first().map_or(0, Vec::len);
+        for (partition, replicas) in assignments.iter().enumerate() {
+            if replicas.is_empty() {
+                return invalid(format!("partition {partition}: an empty replica list"));
+            }
+            if replicas.len() > replication::isr::REPLICAS_MAX {
+                return invalid(format!(
+                    "partition {partition}: {} replicas, at most {}",
+                    replicas.len(),
+                    replication::isr::REPLICAS_MAX
+                ));
+            }
+            let mut sorted = replicas.clone();
+            sorted.sort();
+            if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+                return invalid(format!(
+                    "partition {partition}: broker {} named more than once",
+                    pair[0]
+                ));
+            }
+            if let Some(unknown) = sorted
+                .iter()
+                .find(|b| !self.image.brokers().contains_key(b))
+            {
+                return invalid(format!(
+                    "partition {partition}: broker {unknown} is not registered"
+                ));
+            }
+            if replicas.len() != replication_factor {
+                return invalid(format!(
+                    "partition {partition} has {} replicas, partition 0 has {replication_factor}",
+                    replicas.len()
+                ));
+            }
+            if !replicas.iter().any(|b| self.image.is_unfenced(*b)) {
+                return invalid(format!(
+                    "partition {partition}: every broker of {replicas:?} is fenced"
+                ));
+            }
+        }
+        assert!(assignments.iter().all(|r| r.len() == replication_factor));
+        Ok(assignments)
+    }
+
+    /// The record creating topic `name`, checked in Kafka's order: the name, then the configs,
+    /// then the replicas (placed, or the manual assignment validated).
+    fn create_topic_batch(
+        &self,
+        name: &str,
+        placement: Placement,
+        config: TopicConfig,
+    ) -> Result<RecordBatch, ControllerError> {
+        crate::image::validate_topic_name(name)?;
+        if self.image.topics().contains_key(name) {
+            return Err(ControllerError::TopicAlreadyExists(name.to_string()));
+        }
+        // Kafka accepts min.insync.replicas above the replication factor: the effective min ISR
+        // is capped at it (`replication::isr::min_insync_replicas_effective`).
+        if config.min_insync_replicas < 1 {
+            return Err(ControllerError::InvalidConfig(format!(
+                "min.insync.replicas {}: at least 1",
                 config.min_insync_replicas
             )));
         }
-        let topic_id = self.image.topic_id_next();
-        let assignments =
-            crate::placement::assign_replicas(&brokers, partition_count, rf, topic_id);
+        let assignments = if placement.assignments.is_empty() {
+            self.place_replicas(placement.partitions, placement.replication_factor)?
+        } else {
+            self.validate_assignments(placement.assignments)?
+        };
+        assert!(!assignments.is_empty() && assignments.iter().all(|r| !r.is_empty()));
         Ok(vec![MetadataRecord::CreateTopic {
             name: name.to_string(),
             assignments,

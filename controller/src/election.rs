@@ -304,6 +304,8 @@ fn elr_after(
     no_elr: bool,
 ) -> Vec<BrokerId> {
     let min_isr = usize::try_from(config.min_insync_replicas).expect("validated positive");
+    // Kafka's effective min ISR: a topic may have fewer replicas than min ISR.
+    let min_isr = replication::isr::min_insync_replicas_effective(min_isr, current.replicas.len());
     let old_isr: BTreeSet<BrokerId> = current.isr.iter().copied().collect();
     let new_isr: BTreeSet<BrokerId> = isr.iter().copied().collect();
     let elr: BTreeSet<BrokerId> = current.elr.iter().copied().collect();

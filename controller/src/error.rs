@@ -27,8 +27,18 @@ pub enum ControllerError {
     /// The topic name, partition count or configs are outside the limits.
     #[error("invalid topic request: {0}")]
     InvalidTopic(String),
+    /// The partition count is outside the limits (Kafka's INVALID_PARTITIONS).
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    /// A manual replica assignment names unknown or repeated brokers, lists of different
+    /// lengths, or only fenced brokers (Kafka's INVALID_REPLICA_ASSIGNMENT).
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    /// A topic config value is invalid (Kafka's INVALID_CONFIG).
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
     /// Fewer unfenced brokers than the replication factor asks for.
-    #[error("replication factor {replication_factor} exceeds {brokers_unfenced} unfenced brokers")]
+    #[error("unable to replicate the partition {replication_factor} time(s): {brokers_unfenced} unfenced broker(s)")]
     InvalidReplicationFactor {
         /// The requested replication factor.
         replication_factor: i32,

@@ -295,7 +295,8 @@ impl MetadataImage {
         }
         let replication_factor = assignments[0].len();
         let min_isr = usize::try_from(config.min_insync_replicas).unwrap_or(0);
-        if min_isr == 0 || min_isr > replication_factor {
+        // Above the replication factor is allowed: the effective min ISR is capped at it.
+        if min_isr == 0 {
             return Err(invalid(format!("{name}: min.insync.replicas {min_isr}")));
         }
         let mut partitions = Vec::with_capacity(assignments.len());

@@ -384,6 +384,8 @@ impl Harness {
                         unclean_leader_election: self.rng.gen_bool(0.3),
                         min_insync_replicas: self.rng.gen_range(1..=2).min(replication_factor),
                     },
+                    assignments: Vec::new(),
+                    validate_only: false,
                 }
             }
             4 => Request::DeleteTopic {

@@ -115,3 +115,44 @@ fn a_broker_that_keeps_heartbeating_stays_unfenced() {
     solo.advance(SESSION_MS + 200);
     assert!(!solo.ctl.image().is_unfenced(BrokerId(1)));
 }
+
+/// A replication factor 1 topic under min ISR 2 (Kafka allows it; the effective min ISR is 1):
+/// fencing its only replica leaves it leaderless with that replica in the ELR (KIP-966), and the
+/// replica leads again once it heartbeats.
+#[test]
+fn a_single_replica_below_min_isr_goes_to_the_elr_and_comes_back() {
+    let mut solo = solo();
+    solo.add_broker(1, 11);
+    solo.add_broker(2, 22);
+    let config = TopicConfig {
+        unclean_leader_election: false,
+        min_insync_replicas: 2,
+    };
+    let assignments = solo.create_topic("t", 1, 1, config);
+    let only = assignments[0][0];
+    let other = if only == BrokerId(1) {
+        (2, 22)
+    } else {
+        (1, 11)
+    };
+    let tp = TopicPartition::new("t", 0);
+    for _ in 0..(2 * SESSION_MS / 500) {
+        solo.advance(500);
+        solo.heartbeat(&[other]);
+    }
+    let fenced = solo.ctl.image().partition(&tp).unwrap().clone();
+    assert_eq!(fenced.leader, None);
+    assert!(fenced.isr.is_empty());
+    assert_eq!(fenced.elr, vec![only], "the last ISR member is eligible");
+    let me = if only == BrokerId(1) {
+        (1, 11)
+    } else {
+        (2, 22)
+    };
+    solo.heartbeat(&[me]);
+    let back = solo.ctl.image().partition(&tp).unwrap().clone();
+    assert_eq!(back.leader, Some(only));
+    assert_eq!(back.isr, vec![only]);
+    assert!(back.elr.is_empty());
+    solo.ctl.check_invariants().unwrap();
+}

@@ -955,13 +955,21 @@ impl PartitionLog {
         Ok((chunk, next))
     }
 
-    /// The first offset whose record timestamp is `>= timestamp` (ListOffsets), `None` if every
-    /// record is older. Kafka's -1 (latest) and -2 (earliest) are answered too.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<Offset>, LogError> {
+    /// The largest record timestamp in the log (ListOffsets' max-timestamp, KIP-734), `None`
+    /// while no record carries one. Segments keep it, so this reads no file.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        let max = self.segments.values().map(|s| s.max_timestamp).max()?;
+        (max >= 0).then_some(max)
+    }
+
+    /// The first offset whose record timestamp is `>= timestamp` (ListOffsets) with that
+    /// record's timestamp, `None` if every record is older. Kafka's -1 (latest) and -2
+    /// (earliest) are answered too, with timestamp -1.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(Offset, i64)>, LogError> {
         self.check_usable()?;
         match timestamp {
-            -1 => return Ok(Some(self.log_end_offset())),
-            -2 => return Ok(Some(self.log_start_offset)),
+            -1 => return Ok(Some((self.log_end_offset(), -1))),
+            -2 => return Ok(Some((self.log_start_offset, -1))),
             _ => {}
         }
         for segment in self
@@ -990,7 +998,7 @@ impl PartitionLog {
                         let record =
                             record.map_err(|e| segment.corrupt(position, e.to_string()))?;
                         if record.timestamp >= timestamp && record.offset >= self.log_start_offset {
-                            return Ok(Some(record.offset));
+                            return Ok(Some((record.offset, record.timestamp)));
                         }
                     }
                 }

@@ -105,19 +105,40 @@ fn many_appends_roll_segments_and_survive_reopen() {
 fn offset_for_timestamp_finds_the_first_record_at_or_after() {
     let disk = MemDisk::new(3);
     let mut log = open_mem(&disk, small_config());
+    assert_eq!(log.max_timestamp(), None, "no record yet");
     for i in 0..100 {
         log.append_as_leader(&batch("t", 2, 0, 1000 + i * 10), LeaderEpoch(0), 0)
             .unwrap();
     }
     // Batch i holds timestamps 1000+10i and 1001+10i at offsets 2i, 2i+1.
-    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(Offset(0)));
-    assert_eq!(log.offset_for_timestamp(1001).unwrap(), Some(Offset(1)));
-    assert_eq!(log.offset_for_timestamp(1002).unwrap(), Some(Offset(2)));
-    assert_eq!(log.offset_for_timestamp(1500).unwrap(), Some(Offset(100)));
-    assert_eq!(log.offset_for_timestamp(1991).unwrap(), Some(Offset(199)));
+    assert_eq!(
+        log.offset_for_timestamp(0).unwrap(),
+        Some((Offset(0), 1000))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1001).unwrap(),
+        Some((Offset(1), 1001))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1002).unwrap(),
+        Some((Offset(2), 1010))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1500).unwrap(),
+        Some((Offset(100), 1500))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1991).unwrap(),
+        Some((Offset(199), 1991))
+    );
     assert_eq!(log.offset_for_timestamp(1992).unwrap(), None);
-    assert_eq!(log.offset_for_timestamp(-1).unwrap(), Some(Offset(200)));
-    assert_eq!(log.offset_for_timestamp(-2).unwrap(), Some(Offset(0)));
+    assert_eq!(
+        log.offset_for_timestamp(-1).unwrap(),
+        Some((Offset(200), -1))
+    );
+    assert_eq!(log.offset_for_timestamp(-2).unwrap(), Some((Offset(0), -1)));
+    // ListOffsets' max-timestamp (-3) is the first record at the largest timestamp.
+    assert_eq!(log.max_timestamp(), Some(1991));
 }
 
 #[test]

@@ -16,6 +16,24 @@ pub struct FollowerProgress {
     pub last_caught_up_ms: u64,
 }
 
+/// Kafka's `Partition.effectiveMinIsr`: `min.insync.replicas` capped at the replication factor.
+/// Kafka creates topics with fewer replicas than min ISR; without the cap their acks=all produces
+/// would always be refused and, under KIP-966, their HW would never move. The one rule for the
+/// leader (produce admission, HW) and the controller (ELR bookkeeping).
+pub fn min_insync_replicas_effective(
+    min_insync_replicas: usize,
+    replication_factor: usize,
+) -> usize {
+    assert!(
+        min_insync_replicas >= 1,
+        "min.insync.replicas is at least 1"
+    );
+    assert!(replication_factor >= 1, "a partition has a replica");
+    let effective = min_insync_replicas.min(replication_factor);
+    assert!(effective >= 1 && effective <= replication_factor);
+    effective
+}
+
 /// The ISR the HW must respect while a change is in flight (Kafka's "maximal ISR", KIP-497):
 /// the committed ISR plus any member a pending expansion adds. A pending shrink does not count
 /// until committed, so the HW never outruns a replica the controller may still elect.

@@ -34,7 +34,12 @@ impl Replica {
             .as_ref()
             .expect("a leader has partition state");
         if request.acks == Acks::All {
-            if partition.isr.len() < self.config.min_insync_replicas {
+            if partition.isr.len()
+                < isr::min_insync_replicas_effective(
+                    self.config.min_insync_replicas,
+                    partition.replicas.len(),
+                )
+            {
                 reply(&mut effects, Err(Error::NotEnoughReplicas));
                 return effects;
             }
@@ -300,7 +305,11 @@ impl Replica {
         // (found by the cluster simulation: an acknowledged record lost after such an election).
         // Before KIP-966 (the `last_replica_standing` switch) it moved regardless.
         let kip966 = !self.bugs.last_replica_standing;
-        let candidate = if kip966 && partition.isr.len() < self.config.min_insync_replicas {
+        let min_isr = isr::min_insync_replicas_effective(
+            self.config.min_insync_replicas,
+            partition.replicas.len(),
+        );
+        let candidate = if kip966 && partition.isr.len() < min_isr {
             None
         } else {
             isr::high_watermark_candidate(me, self.durable_end_offset, &maximal, &leader.followers)
@@ -308,7 +317,7 @@ impl Replica {
         let next = isr::next_high_watermark(self.high_watermark, candidate);
         assert!(next <= self.durable_end_offset || next == self.high_watermark);
         self.high_watermark = next;
-        let enough = partition.isr.len() >= self.config.min_insync_replicas;
+        let enough = partition.isr.len() >= min_isr;
         let done = leader.waiting.partition_point(|w| w.end_offset <= next);
         for waiting in leader.waiting.drain(..done) {
             let result = if enough {

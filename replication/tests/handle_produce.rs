@@ -62,6 +62,38 @@ fn acks_all_with_a_small_isr_is_refused_before_the_append() {
     assert_eq!(replica.log_end_offset(), Offset(0), "nothing appended");
 }
 
+/// Kafka's `effectiveMinIsr`: a partition with fewer replicas than `min.insync.replicas` (a
+/// topic created with replication factor 1 under the default min ISR 2) needs only all of its
+/// replicas. Before the cap its acks=all produces were refused and its HW never moved, so even
+/// acks=1 records never became readable.
+#[test]
+fn min_isr_above_the_replication_factor_is_capped_at_it() {
+    let mut replica = Replica::new(config(B0), BugSwitches::default());
+    assert_eq!(config(B0).min_insync_replicas, 2, "the default min ISR");
+    let mut single = state(B0, 1, 1, &[B0]);
+    single.replicas = vec![B0];
+    replica.step(0, Input::PartitionState(single));
+    let effects = produce(&mut replica, 7, Acks::All);
+    assert!(
+        replies(&effects).is_empty(),
+        "waits for the flush: {effects:?}"
+    );
+    let effects = complete_flushes(&mut replica, &effects);
+    assert_eq!(replies(&effects), vec![(7, Ok(Offset(0)))]);
+    assert_eq!(replica.high_watermark(), Offset(1));
+    let effects = produce(&mut replica, 8, Acks::Leader);
+    assert_eq!(replies(&effects), vec![(8, Ok(Offset(1)))]);
+    complete_flushes(&mut replica, &effects);
+    assert_eq!(
+        replica.high_watermark(),
+        Offset(2),
+        "acks=1 records become readable"
+    );
+    assert_eq!(replication::isr::min_insync_replicas_effective(2, 1), 1);
+    assert_eq!(replication::isr::min_insync_replicas_effective(2, 3), 2);
+    assert_eq!(replication::isr::min_insync_replicas_effective(1, 3), 1);
+}
+
 /// KIP-966: while the ISR is below min ISR the HW stands still, so a waiting acks=all produce
 /// is not answered (it times out) rather than committed on too few replicas. Found by the
 /// cluster simulation: the HW moved on with the leader alone, a replica that had left into the

@@ -4,9 +4,12 @@
 #   rill_binary ROOT PROFILE      sets $rill: $RILL_BIN when it is executable, else builds the
 #                                 `rill` binary with cargo (PROFILE `debug` or `release`, into
 #                                 $CARGO_TARGET_DIR or ROOT/target), bounded by $rill_build_timeout
-#   rill_cluster_up BASE NAME     checks the ports BASE+10N+{0,1,2} (N = 1..3) are free, makes a
+#   rill_cluster_up BASE NAME [ARG...]
+#                                 checks the ports BASE+10N+{0,1,2} (N = 1..3) are free, makes a
 #                                 temporary directory ($rill_cluster_dir, named after NAME) and runs
-#                                 `rill cluster up --brokers 3` there; sets $rill_bootstrap
+#                                 `rill cluster up --brokers 3 ARG...` there (it returns once every
+#                                 broker is registered and unfenced and a controller is known);
+#                                 sets $rill_bootstrap
 #   rill_cluster_wait_brokers N T polls `kcat -L` until the cluster lists N brokers (T seconds at
 #                                 most); prints the count seen and returns 1 if it never reached N
 #   rill_cluster_down [STATUS]    stops the cluster (`rill cluster down`, else SIGKILL to exactly the
@@ -37,6 +40,7 @@ rill_binary() {
 
 rill_cluster_up() {
     local base_port=$1 name=$2 node offset port
+    shift 2
     for node in 1 2 3; do
         for offset in 0 1 2; do
             port=$((base_port + 10 * node + offset))
@@ -49,7 +53,7 @@ rill_cluster_up() {
     rill_cluster_dir=$(mktemp -d "${TMPDIR:-/tmp}/rill-$name.XXXXXX")
     rill_bootstrap="127.0.0.1:$((base_port + 10)),127.0.0.1:$((base_port + 20)),127.0.0.1:$((base_port + 30))"
     rill_say "starting 3 nodes in $rill_cluster_dir on $rill_bootstrap"
-    timeout 60 "$rill" cluster up --brokers 3 --dir "$rill_cluster_dir" --base-port "$base_port" >/dev/null
+    timeout 90 "$rill" cluster up --brokers 3 --dir "$rill_cluster_dir" --base-port "$base_port" "$@" >/dev/null
 }
 
 rill_cluster_wait_brokers() {

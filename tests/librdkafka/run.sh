@@ -4,8 +4,9 @@
 #
 #   1. build.sh fetches librdkafka 2.12.0 with its tests (npm pack node-rdkafka@3.6.1) and builds
 #      its test-runner, cached in $HOME/.cache/rill/librdkafka-2.12.0 (a warm cache takes no time);
-#   2. the release `rill` is built (or $RILL_BIN used) and `rill cluster up --brokers 3` started on
-#      127.0.0.1 (tests/lib/cluster.sh, shared with tests/real-clients/run.sh);
+#   2. the release `rill` is built (or $RILL_BIN used) and `rill cluster up --brokers 3
+#      --partitions 4` started on 127.0.0.1 (tests/lib/cluster.sh, shared with
+#      tests/real-clients/run.sh; librdkafka's own test clusters use num.partitions=4);
 #   3. suite.py runs every broker test in quick mode (`test-runner -L -Q`), one process per test
 #      number with its own timeout, several numbers at a time against the one cluster, and compares
 #      the outcome with the expectations file: a test listed `pass` that fails, or a test not
@@ -79,7 +80,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-rill_cluster_up "$base_port" librdkafka
+# librdkafka's test clusters (trivup) run with num.partitions=4: 0029_assign_offset produces to
+# partition 3 of an auto-created topic.
+rill_cluster_up "$base_port" librdkafka --partitions 4
 brokers=$(rill_cluster_wait_brokers 3 60) || { say "the cluster listed $brokers brokers, not 3"; exit 1; }
 say "3 brokers listed after $((SECONDS - started)) s"
 

@@ -3,6 +3,9 @@
 #
 # Starts `rill cluster up --brokers 3` in a temporary directory on a fixed uncommon base port, then:
 #   - kcat -L sees 3 brokers, later the topics the clients made;
+#   - confluent-kafka's admin client at once after `up` (admin_checks.py): CreateTopics succeeds
+#     without waiting, replication factor 1 below min ISR, validate-only, explicit assignments,
+#     refusals with messages;
 #   - confluent-kafka (librdkafka 2.x): idempotent acks=all keyed produce, a group of two members
 #     reading everything exactly once, committed offsets, a restarted member resuming;
 #   - kafka-python: admin create/delete topic, produce/consume round trip;
@@ -78,6 +81,9 @@ run_python() {
         fail "$name" "exited with status $status (124 = timed out after $script_timeout s)"
     fi
 }
+
+# --- confluent-kafka's admin client first: `rill cluster up` returned only once ready ----------
+run_python "admin checks" admin_checks.py "$bootstrap"
 
 # --- kcat -L: three brokers (waits for the controller quorum and every broker's registration) ---
 brokers=$(rill_cluster_wait_brokers 3 60 || true)

@@ -28,8 +28,20 @@ pub struct ClusterFile {
     pub bootstrap: Vec<String>,
 }
 
-/// The configuration of node `id` (1-based) of an `n`-node local cluster with ports from `base`.
-pub fn node_config(id: usize, n: usize, base_port: u16, dir: &Path) -> NodeConfig {
+/// What `rill cluster up` starts: how many nodes, where, and the topic defaults it changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSpec {
+    /// Number of nodes (the first three are controller voters).
+    pub nodes: usize,
+    /// First port; node N uses base+10N (Kafka), +1 (controller), +2 (metrics).
+    pub base_port: u16,
+    /// Partitions of a topic created without a count (`num.partitions`).
+    pub partitions: i32,
+}
+
+/// The configuration of node `id` (1-based) of the cluster `spec` with its files under `dir`.
+pub fn node_config(id: usize, spec: &ClusterSpec, dir: &Path) -> NodeConfig {
+    let (n, base_port) = (spec.nodes, spec.base_port);
     let port =
         |node: usize, offset: u16| base_port + u16::try_from(node * 10).expect("small") + offset;
     let voters = (1..=n.min(3))
@@ -53,7 +65,7 @@ pub fn node_config(id: usize, n: usize, base_port: u16, dir: &Path) -> NodeConfi
         },
         topics: TopicDefaults {
             replication_factor: i32::try_from(n.min(3)).expect("small"),
-            partitions: 3,
+            partitions: spec.partitions,
             min_insync_replicas: i32::try_from(n.min(2)).expect("small"),
             unclean_leader_election: false,
             auto_create: true,
@@ -64,11 +76,19 @@ pub fn node_config(id: usize, n: usize, base_port: u16, dir: &Path) -> NodeConfi
     }
 }
 
-/// Starts `n` nodes; prints the bootstrap servers. `rill` is this executable.
-pub fn up(n: usize, dir: &Path, base_port: u16, out: &mut dyn Write) -> anyhow::Result<()> {
+/// Starts the nodes of `spec`, waits until they are ready (every broker registered and unfenced,
+/// a controller known) and prints the bootstrap servers. `rill` is this executable.
+pub fn up(spec: &ClusterSpec, dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let n = spec.nodes;
     anyhow::ensure!(
         (1..=NODES_MAX).contains(&n),
         "--brokers must be 1..={NODES_MAX}"
+    );
+    anyhow::ensure!(
+        (1..=i32::try_from(controller::image::PARTITIONS_PER_TOPIC_MAX).expect("small"))
+            .contains(&spec.partitions),
+        "--partitions must be 1..={}",
+        controller::image::PARTITIONS_PER_TOPIC_MAX
     );
     std::fs::create_dir_all(dir)?;
     let cluster_file = dir.join("cluster.json");
@@ -84,7 +104,7 @@ pub fn up(n: usize, dir: &Path, base_port: u16, out: &mut dyn Write) -> anyhow::
         bootstrap: Vec::new(),
     };
     for id in 1..=n {
-        let config = node_config(id, n, base_port, dir);
+        let config = node_config(id, spec, dir);
         let config_path = dir.join(format!("node-{id}.toml"));
         std::fs::write(&config_path, config.to_toml())?;
         let log = std::fs::File::create(dir.join(format!("node-{id}.log")))?;
@@ -101,7 +121,59 @@ pub fn up(n: usize, dir: &Path, base_port: u16, out: &mut dyn Write) -> anyhow::
     }
     std::fs::write(&cluster_file, serde_json::to_string_pretty(&file)?)?;
     wait_until_listening(&file.bootstrap)?;
+    wait_until_ready(&file.bootstrap)?;
     writeln!(out, "{}", file.bootstrap.join(","))?;
+    Ok(())
+}
+
+/// Polls every node's Metadata until each lists all `addresses.len()` brokers (registered and
+/// unfenced) and names a controller: an admin call made once `up` returns finds one (a user's
+/// first CreateTopics right after `up` timed out "waiting for controller").
+#[cfg(not(madsim))]
+fn wait_until_ready(addresses: &[String]) -> anyhow::Result<()> {
+    /// How long `up` waits, once every node listens, for every node to be ready.
+    const READY_WAIT: Duration = Duration::from_secs(45);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut unready = addresses.to_vec();
+        while !unready.is_empty() {
+            let mut still = Vec::new();
+            for address in unready {
+                let mut config = client::ClientConfig::new(vec![address.clone()]);
+                config.request_timeout_ms = 2_000;
+                let admin = client::admin::Admin::new(config)?;
+                let ready = match admin.metadata(Some(&[])).await {
+                    Ok(metadata) => {
+                        metadata.controller.is_some() && metadata.brokers.len() == addresses.len()
+                    }
+                    Err(_) => false,
+                };
+                if !ready {
+                    still.push(address);
+                }
+            }
+            unready = still;
+            if unready.is_empty() {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < READY_WAIT,
+                "{unready:?} did not list {} unfenced brokers and a controller within \
+                 {READY_WAIT:?}",
+                addresses.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    })
+}
+
+/// The simulator starts nodes itself; `cluster up` runs only on real tokio.
+#[cfg(madsim)]
+fn wait_until_ready(_addresses: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 

@@ -59,6 +59,10 @@ pub enum ClusterAction {
         /// First port; node N uses base+10N (Kafka), +1 (controller), +2 (metrics).
         #[arg(long, default_value_t = 19090)]
         base_port: u16,
+        /// Partitions of topics created without a count, auto-created ones included
+        /// (`num.partitions`).
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
     },
     /// Stop the cluster started in DIR.
     Down {

@@ -425,7 +425,8 @@ impl GroupCoordinator {
         if group.members.is_empty() {
             group.state = GroupState::Empty;
             group.protocol_name = None;
-            group.protocol_type = None;
+            // Kafka keeps the protocol type of an Empty group ("consumer"); the next first
+            // member sets it again.
             group.leader_id = None;
             group.check_invariants();
             return;
@@ -571,7 +572,7 @@ pub(super) fn sync_error(waiting: Waiting, error_code: i16) -> GroupEffect {
 }
 
 /// One OffsetCommit response topic with every partition carrying `error_code`.
-pub(super) fn commit_topic(
+pub fn commit_topic(
     name: &kafka_protocol::messages::TopicName,
     partitions: impl Iterator<Item = (i32, i16)>,
 ) -> OffsetCommitResponseTopic {

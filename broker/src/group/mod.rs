@@ -38,7 +38,9 @@ mod handlers;
 mod offsets;
 mod state;
 
-pub use coordinator::{ClientInfo, CommitPlan, GroupConfig, GroupCoordinator, GroupEffect};
+pub use coordinator::{
+    commit_topic, ClientInfo, CommitPlan, GroupConfig, GroupCoordinator, GroupEffect,
+};
 pub use handlers::OFFSET_FETCH_VERSION_MAX;
 pub use offsets::{
     java_string_hash, offsets_partition, OffsetKey, OffsetRecord, OffsetValue, OFFSETS_TOPIC,

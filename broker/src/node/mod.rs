@@ -218,6 +218,7 @@ async fn start_broker(
     let handler = KafkaHandler {
         shared: shared.clone(),
         groups,
+        peer: None,
     };
     let settings = shared.config.connections.clone();
     let mut tasks = vec![
@@ -332,12 +333,13 @@ async fn accept(
             continue;
         };
         let _best_effort = stream.set_nodelay(true);
-        let (handler, table, config, budget) = (
+        let (mut handler, table, config, budget) = (
             handler.clone(),
             table.clone(),
             config.clone(),
             budget.clone(),
         );
+        handler.peer = Some(peer);
         tokio::spawn(async move {
             let _slot = slot;
             tracing::debug!(%peer, "connection opened");

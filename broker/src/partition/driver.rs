@@ -656,33 +656,64 @@ impl Partition {
         }
     }
 
-    /// ListOffsets: earliest (-2), latest (-1, the HW) or the first offset with a timestamp at
-    /// least `timestamp` (below the HW). Only the leader answers.
+    /// A client's ListOffsets on the leader (Kafka's `Partition.fetchOffsetForTimestamp` for a
+    /// consumer, which reads up to the HW): -2 (and -4) the log start, -1 the HW, -3 the first
+    /// record at the largest timestamp (KIP-734), otherwise the first record at or after
+    /// `timestamp`. A record at or past the HW, or none at all, answers `None` (Kafka's offset
+    /// and timestamp -1). Found records come with their timestamp and the epoch of their batch.
     pub fn list_offset(
         &self,
         current_leader_epoch: Option<LeaderEpoch>,
         timestamp: i64,
-    ) -> Result<(Offset, LeaderEpoch), PartitionError> {
+    ) -> Result<Option<ListedOffset>, PartitionError> {
         let inner = self.lock();
         Self::refuse_if_unusable(&inner)?;
         if !inner.replica.is_leader() {
             return Err(replication::Error::NotLeaderOrFollower.into());
         }
         fence(current_leader_epoch, inner.replica.leader_epoch())?;
-        let epoch = inner.replica.leader_epoch();
+        let leader_epoch = inner.replica.leader_epoch();
         let hw = inner.replica.high_watermark();
-        let offset = match timestamp {
-            -2 => inner.replica.log_start_offset(),
-            -1 => hw,
-            ts => {
-                let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-                match log.offset_for_timestamp(ts).map_err(read_failure)? {
-                    Some(offset) if offset < hw => offset,
-                    _ => hw,
-                }
-            }
+        let listed = |offset: Offset, timestamp: i64, leader_epoch: LeaderEpoch| ListedOffset {
+            offset,
+            timestamp,
+            leader_epoch,
         };
-        Ok((offset, epoch))
+        match timestamp {
+            // -4, earliest local (KIP-1005): without tiered storage, the log start.
+            -2 | -4 => {
+                return Ok(Some(listed(
+                    inner.replica.log_start_offset(),
+                    -1,
+                    leader_epoch,
+                )))
+            }
+            -1 => return Ok(Some(listed(hw, -1, leader_epoch))),
+            _ => {}
+        }
+        let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+        let target = match timestamp {
+            -3 => match log.max_timestamp() {
+                Some(max) => max,
+                None => return Ok(None),
+            },
+            ts if ts < 0 => return Ok(None),
+            ts => ts,
+        };
+        assert!(target >= 0, "special timestamps are answered above");
+        let found = log.offset_for_timestamp(target).map_err(read_failure)?;
+        Ok(found
+            .filter(|(offset, _)| *offset < hw)
+            .map(|(offset, timestamp)| {
+                let epoch = inner
+                    .replica
+                    .epochs()
+                    .entries()
+                    .take_while(|(_, start)| *start <= offset)
+                    .last()
+                    .map_or(leader_epoch, |(epoch, _)| epoch);
+                listed(offset, timestamp, epoch)
+            }))
     }
 
     /// A client's OffsetForLeaderEpoch (truncation detection, KIP-320): where `epoch` ends in the
@@ -1121,4 +1152,16 @@ async fn timer_task(partition: Weak<Partition>, timer: TimerKind, task_id: u64, 
             }
         }
     }
+}
+
+/// One ListOffsets answer: an offset, the timestamp of its record (-1 for the log start and the
+/// HW) and the leader epoch it was written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListedOffset {
+    /// The offset.
+    pub offset: Offset,
+    /// The record's timestamp, or -1.
+    pub timestamp: i64,
+    /// The epoch of the batch holding the offset (the current one for the log start and HW).
+    pub leader_epoch: LeaderEpoch,
 }

@@ -23,7 +23,7 @@ pub(crate) mod quarantine;
 mod reads;
 
 pub use driver::{
-    Partition, PartitionSettings, PartitionStatus, ProduceOutcome, ReplicaNet,
+    ListedOffset, Partition, PartitionSettings, PartitionStatus, ProduceOutcome, ReplicaNet,
     REPLICA_FETCH_BYTES_MAX,
 };
 pub(crate) use io_worker::run_blocking;

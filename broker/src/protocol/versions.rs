@@ -54,7 +54,7 @@ pub const PLANNED_API_VERSIONS: &[ApiVersionRange] = &[
     range(ApiKey::ListGroups, 0, 4),
     range(ApiKey::ApiVersions, 0, 3),
     range(ApiKey::CreateTopics, 2, 7),
-    range(ApiKey::DeleteTopics, 1, 4),
+    range(ApiKey::DeleteTopics, 1, 5),
     range(ApiKey::InitProducerId, 0, 4),
     range(ApiKey::OffsetForLeaderEpoch, 2, 4),
     range(ApiKey::DescribeConfigs, 1, 4),

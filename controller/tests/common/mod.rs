@@ -155,6 +155,8 @@ impl Solo {
             partitions,
             replication_factor: rf,
             config,
+            assignments: Vec::new(),
+            validate_only: false,
         };
         match self.request(request) {
             Ok(Reply::TopicCreated { assignments, .. }) => assignments,

@@ -335,9 +335,12 @@ pub fn list_offsets(shared: &Shared, request: ListOffsetsRequest) -> ListOffsets
                     let epoch = (p.current_leader_epoch >= 0)
                         .then_some(LeaderEpoch(p.current_leader_epoch));
                     match partition.list_offset(epoch, p.timestamp) {
-                        Ok((offset, epoch)) => {
-                            base.with_offset(offset.0).with_leader_epoch(epoch.0)
-                        }
+                        Ok(Some(listed)) => base
+                            .with_offset(listed.offset.0)
+                            .with_timestamp(listed.timestamp)
+                            .with_leader_epoch(listed.leader_epoch.0),
+                        // Kafka's "no such offset": offset and timestamp -1, no error.
+                        Ok(None) => base.with_offset(-1).with_leader_epoch(-1),
                         Err(error) => base
                             .with_error_code(error.error_code())
                             .with_offset(-1)

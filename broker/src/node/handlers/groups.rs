@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError as E;
-use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, RequestKind, ResponseKind,
+};
 use log_core::batch::split_batches;
 use log_core::BatchBuilder;
 use replication::Acks;
@@ -89,16 +91,16 @@ impl GroupService {
         if !shared.image().topics().contains_key(OFFSETS_TOPIC) {
             let brokers = shared.image().brokers_unfenced().len();
             let replication = i32::try_from(brokers.clamp(1, 3)).expect("small");
-            let code = super::metadata::create_topic(
-                shared,
-                OFFSETS_TOPIC,
-                OFFSETS_PARTITIONS,
-                replication,
-                &[],
-            )
-            .await;
-            if code != 0 && code != E::TopicAlreadyExists.code() {
+            // Not below min ISR: topics may be (Kafka allows it), but the offsets topic is
+            // created once, so it waits for enough brokers rather than stay under-replicated.
+            if replication < shared.config.topics.min_insync_replicas {
                 return Err(E::CoordinatorNotAvailable.code());
+            }
+            let spec = super::metadata::TopicSpec::sized(OFFSETS_PARTITIONS, replication);
+            match super::metadata::create_topic(shared, OFFSETS_TOPIC, spec).await {
+                Ok(_) => {}
+                Err(refusal) if refusal.code == E::TopicAlreadyExists.code() => {}
+                Err(_) => return Err(E::CoordinatorNotAvailable.code()),
             }
         }
         let image = shared.image();
@@ -122,17 +124,19 @@ impl GroupService {
         Ok((leader.0, host.to_string(), port))
     }
 
-    /// The group APIs. `client_id` is the request header's.
+    /// The group APIs. `client_id` is the request header's, `client_host` the connection's peer
+    /// as Kafka writes it ("/127.0.0.1").
     pub async fn handle(
         &self,
         body: RequestKind,
         version: i16,
         client_id: &str,
+        client_host: &str,
     ) -> Result<ResponseKind, Refusal> {
         let now = runtime::monotonic_ms();
         let client = ClientInfo {
             client_id: client_id.to_string(),
-            client_host: String::new(),
+            client_host: client_host.to_string(),
         };
         let (ticket, receiver) = self.ticket();
         let effects = match body {
@@ -157,7 +161,7 @@ impl GroupService {
             }
             RequestKind::OffsetCommit(r) => {
                 return Ok(ResponseKind::OffsetCommit(
-                    self.commit(now, &r, version).await,
+                    self.commit_known(now, r, version).await,
                 ))
             }
             _ => return Err(Refusal::NotImplemented),
@@ -200,6 +204,64 @@ impl GroupService {
             }
         }
         self.coordinator().check_invariants();
+    }
+
+    /// OffsetCommit as Kafka's `handleOffsetCommitRequest`: partitions the metadata does not
+    /// know get UNKNOWN_TOPIC_OR_PARTITION and are not stored; the rest are committed.
+    async fn commit_known(
+        &self,
+        now: u64,
+        mut request: OffsetCommitRequest,
+        version: i16,
+    ) -> OffsetCommitResponse {
+        let image = self.shared.image();
+        let known = |topic: &str, partition: i32| {
+            image
+                .partition(&TopicPartition::new(topic, partition))
+                .is_some()
+        };
+        let original = request.topics.clone();
+        for topic in &mut request.topics {
+            let name = topic.name.0.to_string();
+            topic.partitions.retain(|p| known(&name, p.partition_index));
+        }
+        request.topics.retain(|t| !t.partitions.is_empty());
+        let unknown = original.iter().map(|t| t.partitions.len()).sum::<usize>()
+            - request
+                .topics
+                .iter()
+                .map(|t| t.partitions.len())
+                .sum::<usize>();
+        if unknown == 0 {
+            return self.commit(now, &request, version).await;
+        }
+        let committed = if request.topics.is_empty() {
+            OffsetCommitResponse::default()
+        } else {
+            self.commit(now, &request, version).await
+        };
+        let mut codes = BTreeMap::new();
+        for topic in &committed.topics {
+            for partition in &topic.partitions {
+                let key = (topic.name.0.to_string(), partition.partition_index);
+                codes.insert(key, partition.error_code);
+            }
+        }
+        let topics = original
+            .iter()
+            .map(|topic| {
+                let name = topic.name.0.to_string();
+                let partitions = topic.partitions.iter().map(|p| {
+                    let code = codes
+                        .get(&(name.clone(), p.partition_index))
+                        .copied()
+                        .unwrap_or(E::UnknownTopicOrPartition.code());
+                    (p.partition_index, code)
+                });
+                crate::group::commit_topic(&topic.name, partitions)
+            })
+            .collect();
+        committed.with_topics(topics)
     }
 
     /// OffsetCommit: validate, append the records to the group's offsets partition with

@@ -20,6 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::super::shared::Shared;
 use controller::TopicConfig;
+use wire::BrokerId;
 
 /// How long a CreateTopics/DeleteTopics waits for the broker's own metadata to show the change.
 const TOPIC_PROPAGATION_WAIT_MS: u64 = 5_000;
@@ -50,7 +51,9 @@ pub async fn metadata(shared: &Shared, request: MetadataRequest, version: i16) -
             .filter(|n| !image.topics().contains_key(*n) && topic_name_is_valid(n))
             .collect();
         for name in missing {
-            let _ = create_topic(shared, name, -1, -1, &[]).await;
+            if let Err(refusal) = create_topic(shared, name, TopicSpec::sized(-1, -1)).await {
+                tracing::debug!(topic = %name, ?refusal, "auto-creation refused");
+            }
         }
         image = shared.image();
     }
@@ -76,8 +79,39 @@ pub async fn metadata(shared: &Shared, request: MetadataRequest, version: i16) -
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes("rill")))
-        .with_controller_id(KBroker(shared.broker_id.0))
+        .with_controller_id(KBroker(controller_id(shared, &image)))
         .with_topics(topics)
+}
+
+/// The controller id Metadata reports: admin clients send CreateTopics/DeleteTopics there. Any
+/// broker forwards them to the active controller (as KRaft brokers do, which report an alive
+/// broker), so a broker names itself while it is unfenced, else the lowest unfenced broker, and
+/// -1 (none) while no active controller is known or no broker is listed: a client then waits
+/// and asks again instead of sending to a broker it cannot find in the same answer.
+fn controller_id(shared: &Shared, image: &controller::MetadataImage) -> i32 {
+    if shared.controller.leader_hint().is_none() {
+        return -1;
+    }
+    let listed = |b: &BrokerId| {
+        image
+            .brokers()
+            .get(b)
+            .is_some_and(|r| !r.fenced && !r.listeners.is_empty())
+    };
+    let id = if listed(&shared.broker_id) {
+        shared.broker_id.0
+    } else {
+        image
+            .brokers()
+            .keys()
+            .find(|b| listed(b))
+            .map_or(-1, |b| b.0)
+    };
+    assert!(
+        id == -1 || listed(&BrokerId(id)),
+        "a reported controller is listed"
+    );
+    id
 }
 
 fn topic_metadata(image: &controller::MetadataImage, name: &str) -> MetadataResponseTopic {
@@ -120,65 +154,204 @@ fn topic_metadata(image: &controller::MetadataImage, name: &str) -> MetadataResp
     base.with_partitions(partitions)
 }
 
-/// Asks the controller to create a topic; `-1` picks the configured defaults. Returns Kafka's
-/// error code (0 on success).
-pub async fn create_topic(
-    shared: &Shared,
-    name: &str,
-    partitions: i32,
-    replication_factor: i32,
-    configs: &[(String, String)],
-) -> i16 {
-    if !topic_name_is_valid(name) {
-        return E::InvalidTopicException.code();
+/// Why a topic was not created or deleted: Kafka's error code and the message it carries
+/// (CreateTopics v1+, DeleteTopics v5+), never empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicRefusal {
+    /// Kafka's error code.
+    pub code: i16,
+    /// What was wrong, for the client's error message.
+    pub message: String,
+}
+
+impl TopicRefusal {
+    fn new(error: E, message: impl Into<String>) -> TopicRefusal {
+        let message = message.into();
+        assert!(error.code() != 0, "a refusal has an error code");
+        assert!(!message.is_empty(), "a refusal says why");
+        TopicRefusal {
+            code: error.code(),
+            message,
+        }
     }
+}
+
+/// A topic as CreateTopics (or auto-creation) asks for it; `-1` picks the configured defaults.
+#[derive(Clone, Debug, Default)]
+pub struct TopicSpec {
+    /// Partition count, or -1.
+    pub partitions: i32,
+    /// Replicas per partition, or -1.
+    pub replication_factor: i32,
+    /// `(name, value)` topic configs; `None` values are refused as Kafka does.
+    pub configs: Vec<(String, Option<String>)>,
+    /// Manual replica assignment by partition index (empty: placed by the controller).
+    pub assignments: Vec<(i32, Vec<BrokerId>)>,
+    /// Check only, create nothing.
+    pub validate_only: bool,
+}
+
+impl TopicSpec {
+    /// `partitions` x `replication_factor` (or -1 for the defaults), no configs.
+    pub fn sized(partitions: i32, replication_factor: i32) -> TopicSpec {
+        TopicSpec {
+            partitions,
+            replication_factor,
+            ..TopicSpec::default()
+        }
+    }
+}
+
+/// The topic configuration the controller keeps, from the broker's defaults and `configs`.
+fn topic_config(
+    shared: &Shared,
+    configs: &[(String, Option<String>)],
+) -> Result<TopicConfig, TopicRefusal> {
     let defaults = &shared.config.topics;
     let mut config = TopicConfig {
         unclean_leader_election: defaults.unclean_leader_election,
         min_insync_replicas: defaults.min_insync_replicas,
     };
+    let invalid = |message: String| Err(TopicRefusal::new(E::InvalidConfig, message));
     for (key, value) in configs {
+        let Some(value) = value else {
+            return invalid(format!("Null value not supported for topic configs: {key}"));
+        };
         match key.as_str() {
             "min.insync.replicas" => match value.parse() {
                 Ok(v) if v >= 1 => config.min_insync_replicas = v,
-                _ => return E::InvalidConfig.code(),
+                _ => {
+                    return invalid(format!(
+                        "Invalid value {value} for configuration min.insync.replicas: \
+                         an integer of at least 1"
+                    ))
+                }
             },
             "unclean.leader.election.enable" => match value.parse() {
                 Ok(v) => config.unclean_leader_election = v,
-                Err(_) => return E::InvalidConfig.code(),
+                Err(_) => {
+                    return invalid(format!(
+                        "Invalid value {value} for configuration \
+                         unclean.leader.election.enable: true or false"
+                    ))
+                }
             },
             // Accepted and reported, applied node-wide: cleanup.policy, retention, segments.
             _ => {}
         }
     }
-    let partitions = if partitions == -1 {
-        defaults.partitions
-    } else {
-        partitions
-    };
-    let replication_factor = if replication_factor == -1 {
-        defaults.replication_factor
-    } else {
-        replication_factor
-    };
-    if partitions < 1 {
-        return E::InvalidPartitions.code();
+    Ok(config)
+}
+
+/// Kafka's broker-side checks of a manual assignment: no partition twice, indices `0..n`.
+fn assignments_in_order(
+    assignments: &[(i32, Vec<BrokerId>)],
+) -> Result<Vec<Vec<BrokerId>>, TopicRefusal> {
+    let mut by_index = std::collections::BTreeMap::new();
+    for (index, replicas) in assignments {
+        if by_index.insert(*index, replicas.clone()).is_some() {
+            return Err(TopicRefusal::new(
+                E::InvalidReplicaAssignment,
+                format!("Found multiple manual partition assignments for partition {index}"),
+            ));
+        }
     }
-    if replication_factor < 1 {
-        return E::InvalidReplicationFactor.code();
+    let consecutive = by_index
+        .keys()
+        .enumerate()
+        .all(|(position, index)| usize::try_from(*index).is_ok_and(|i| i == position));
+    if !consecutive {
+        return Err(TopicRefusal::new(
+            E::InvalidReplicaAssignment,
+            "partitions should be a consecutive 0-based integer sequence",
+        ));
     }
+    let ordered: Vec<Vec<BrokerId>> = by_index.into_values().collect();
+    assert_eq!(ordered.len(), assignments.len());
+    Ok(ordered)
+}
+
+/// Asks the controller to create (or, validate-only, to check) a topic. Returns the replica
+/// assignments it got, or Kafka's error code and message.
+pub async fn create_topic(
+    shared: &Shared,
+    name: &str,
+    spec: TopicSpec,
+) -> Result<Vec<Vec<BrokerId>>, TopicRefusal> {
+    if let Err(why) = wire::topic_name_check(name) {
+        return Err(TopicRefusal::new(
+            E::InvalidTopicException,
+            format!("Topic name {name:?} is illegal: {why}"),
+        ));
+    }
+    let defaults = &shared.config.topics;
+    let (partitions, replication_factor, assignments) = if spec.assignments.is_empty() {
+        if spec.replication_factor < -1 || spec.replication_factor == 0 {
+            return Err(TopicRefusal::new(
+                E::InvalidReplicationFactor,
+                "Replication factor must be larger than 0, or -1 to use the default value.",
+            ));
+        }
+        if spec.partitions < -1 || spec.partitions == 0 {
+            return Err(TopicRefusal::new(
+                E::InvalidPartitions,
+                "Number of partitions was set to an invalid non-positive value.",
+            ));
+        }
+        let partitions = if spec.partitions == -1 {
+            defaults.partitions
+        } else {
+            spec.partitions
+        };
+        let replication_factor = if spec.replication_factor == -1 {
+            defaults.replication_factor
+        } else {
+            spec.replication_factor
+        };
+        (partitions, replication_factor, Vec::new())
+    } else {
+        if spec.replication_factor != -1 {
+            return Err(TopicRefusal::new(
+                E::InvalidRequest,
+                "A manual partition assignment was specified, but replication factor was not \
+                 set to -1.",
+            ));
+        }
+        if spec.partitions != -1 {
+            return Err(TopicRefusal::new(
+                E::InvalidRequest,
+                "A manual partition assignment was specified, but numPartitions was not set \
+                 to -1.",
+            ));
+        }
+        (-1, -1, assignments_in_order(&spec.assignments)?)
+    };
+    let config = topic_config(shared, &spec.configs)?;
     let request = controller::Request::CreateTopic {
         name: name.to_string(),
         partitions,
         replication_factor,
         config,
+        assignments,
+        validate_only: spec.validate_only,
     };
     match shared.controller.request(request).await {
-        Ok(_) => {
+        Ok(controller::Reply::TopicCreated { assignments, .. }) => {
             wait_for_image(shared, |image| image.topics().contains_key(name)).await;
-            0
+            Ok(assignments)
         }
-        Err(error) => controller_error_code(&error),
+        Ok(controller::Reply::TopicValid { assignments }) => Ok(assignments),
+        Ok(other) => {
+            tracing::warn!(
+                ?other,
+                "the controller answered CreateTopic with another reply"
+            );
+            Err(TopicRefusal::new(
+                E::UnknownServerError,
+                "unexpected controller reply",
+            ))
+        }
+        Err(error) => Err(controller_refusal(&error)),
     }
 }
 
@@ -201,67 +374,89 @@ async fn wait_for_image(shared: &Shared, done: impl Fn(&controller::MetadataImag
 
 /// Kafka's code for a failed controller request.
 pub fn controller_error_code(error: &crate::control::ControlError) -> i16 {
+    controller_refusal(error).code
+}
+
+/// Kafka's code and a message for a failed controller request.
+pub fn controller_refusal(error: &crate::control::ControlError) -> TopicRefusal {
     use controller::ControllerError as C;
-    match error {
+    let message = match error {
+        crate::control::ControlError::Refused(refusal) => refusal.to_string(),
+        other => other.to_string(),
+    };
+    let code = match error {
         crate::control::ControlError::Refused(refusal) => match refusal {
-            C::TopicAlreadyExists(_) => E::TopicAlreadyExists.code(),
-            C::UnknownTopicOrPartition(_) => E::UnknownTopicOrPartition.code(),
-            C::InvalidTopic(_) => E::InvalidTopicException.code(),
-            C::InvalidReplicationFactor { .. } => E::InvalidReplicationFactor.code(),
-            C::NotController => E::NotController.code(),
-            C::LimitReached(_) => E::PolicyViolation.code(),
+            C::TopicAlreadyExists(_) => E::TopicAlreadyExists,
+            C::UnknownTopicOrPartition(_) => E::UnknownTopicOrPartition,
+            C::InvalidTopic(_) => E::InvalidTopicException,
+            C::InvalidPartitions(_) => E::InvalidPartitions,
+            C::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment,
+            C::InvalidConfig(_) => E::InvalidConfig,
+            C::InvalidReplicationFactor { .. } => E::InvalidReplicationFactor,
+            C::NotController => E::NotController,
+            C::LimitReached(_) => E::PolicyViolation,
             other => {
                 tracing::info!(%other, "controller refused");
-                E::UnknownServerError.code()
+                E::UnknownServerError
             }
         },
         other => {
             tracing::info!(%other, "controller request failed");
-            E::RequestTimedOut.code()
+            E::RequestTimedOut
         }
-    }
+    };
+    TopicRefusal::new(code, message)
 }
 
 /// CreateTopics.
 pub async fn create_topics(shared: &Shared, request: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut results = Vec::new();
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for topic in &request.topics {
+        *seen.entry(topic.name.0.as_str()).or_default() += 1;
+    }
     for topic in &request.topics {
         let name = topic.name.0.to_string();
-        let configs: Vec<(String, String)> = topic
-            .configs
-            .iter()
-            .map(|c| {
-                (
-                    c.name.to_string(),
-                    c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
-                )
-            })
-            .collect();
-        let code = if !topic.assignments.is_empty() {
-            E::InvalidReplicaAssignment.code()
-        } else if request.validate_only {
-            if topic_name_is_valid(&name) {
-                0
-            } else {
-                E::InvalidTopicException.code()
-            }
-        } else {
-            create_topic(
-                shared,
-                &name,
-                topic.num_partitions,
-                i32::from(topic.replication_factor),
-                &configs,
-            )
-            .await
+        let spec = TopicSpec {
+            partitions: topic.num_partitions,
+            replication_factor: i32::from(topic.replication_factor),
+            configs: topic
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                .collect(),
+            assignments: topic
+                .assignments
+                .iter()
+                .map(|a| {
+                    let replicas = a.broker_ids.iter().map(|b| BrokerId(b.0)).collect();
+                    (a.partition_index, replicas)
+                })
+                .collect(),
+            validate_only: request.validate_only,
         };
-        results.push(
-            CreatableTopicResult::default()
-                .with_name(topic.name.clone())
-                .with_error_code(code)
-                .with_num_partitions(topic.num_partitions)
-                .with_replication_factor(topic.replication_factor),
-        );
+        let outcome = if seen.get(name.as_str()).copied().unwrap_or(0) > 1 {
+            Err(TopicRefusal::new(
+                E::InvalidRequest,
+                format!("Create topics request contains multiple entries for the topic {name}"),
+            ))
+        } else {
+            create_topic(shared, &name, spec).await
+        };
+        let result = CreatableTopicResult::default().with_name(topic.name.clone());
+        results.push(match outcome {
+            Ok(assignments) => {
+                let rf = assignments.first().map_or(0, Vec::len);
+                result
+                    .with_num_partitions(i32::try_from(assignments.len()).expect("bounded"))
+                    .with_replication_factor(i16::try_from(rf).expect("bounded"))
+            }
+            Err(refusal) => result
+                .with_error_code(refusal.code)
+                .with_error_message(Some(str_bytes(refusal.message)))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1),
+        });
     }
     CreateTopicsResponse::default().with_topics(results)
 }
@@ -284,8 +479,11 @@ pub async fn delete_topics(
     let mut responses = Vec::new();
     for name in names {
         let topic = name.0.to_string();
-        let code = if !shared.image().topics().contains_key(&topic) {
-            E::UnknownTopicOrPartition.code()
+        let outcome = if !shared.image().topics().contains_key(&topic) {
+            Err(TopicRefusal::new(
+                E::UnknownTopicOrPartition,
+                format!("This server does not host this topic: {topic}"),
+            ))
         } else {
             match shared
                 .controller
@@ -296,16 +494,18 @@ pub async fn delete_topics(
             {
                 Ok(_) => {
                     wait_for_image(shared, |image| !image.topics().contains_key(&topic)).await;
-                    0
+                    Ok(())
                 }
-                Err(error) => controller_error_code(&error),
+                Err(error) => Err(controller_refusal(&error)),
             }
         };
-        responses.push(
-            DeletableTopicResult::default()
-                .with_name(Some(name))
-                .with_error_code(code),
-        );
+        let result = DeletableTopicResult::default().with_name(Some(name));
+        responses.push(match outcome {
+            Ok(()) => result,
+            Err(refusal) => result
+                .with_error_code(refusal.code)
+                .with_error_message(Some(str_bytes(refusal.message))),
+        });
     }
     DeleteTopicsResponse::default().with_responses(responses)
 }

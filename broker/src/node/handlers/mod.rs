@@ -25,6 +25,8 @@ pub struct KafkaHandler {
     pub shared: Arc<Shared>,
     /// The group coordinator service.
     pub groups: Arc<groups::GroupService>,
+    /// The client's address, set per connection: group members' `client_host`.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl RequestHandler for KafkaHandler {
@@ -73,7 +75,16 @@ impl RequestHandler for KafkaHandler {
             RequestKind::FindCoordinator(r) => {
                 ResponseKind::FindCoordinator(self.find_coordinator(r, version).await)
             }
-            body => self.groups.handle(body, version, &client_id).await?,
+            body => {
+                // Kafka's client host is Java's `InetAddress.toString`: "/127.0.0.1".
+                let client_host = self
+                    .peer
+                    .map(|peer| format!("/{}", peer.ip()))
+                    .unwrap_or_default();
+                self.groups
+                    .handle(body, version, &client_id, &client_host)
+                    .await?
+            }
         };
         shared
             .metrics
@@ -115,10 +126,17 @@ impl KafkaHandler {
         };
         let mut coordinators = Vec::new();
         for key in keys {
-            let found = if request.key_type != 0 {
-                Err(E::CoordinatorNotAvailable.code())
-            } else {
-                self.groups.coordinator_of(&key).await
+            let found = match request.key_type {
+                0 => self.groups.coordinator_of(&key).await,
+                // No transaction coordinator yet: a non-retriable error, so a transactional
+                // producer fails at once instead of retrying a retriable one for ever.
+                1 => Err(E::TransactionalIdAuthorizationFailed.code()),
+                _ => Err(E::InvalidRequest.code()),
+            };
+            let message = match request.key_type {
+                0 => None,
+                1 => Some("rill has no transactions yet: no transaction coordinator"),
+                _ => Some("unknown coordinator key type"),
             };
             let coordinator = match found {
                 Ok((broker, host, port)) => Coordinator::default()
@@ -131,7 +149,8 @@ impl KafkaHandler {
                     .with_node_id(KBroker(-1))
                     .with_host(StrBytes::from_static_str(""))
                     .with_port(-1)
-                    .with_error_code(code),
+                    .with_error_code(code)
+                    .with_error_message(message.map(StrBytes::from_static_str)),
             };
             coordinators.push(coordinator);
         }
@@ -141,6 +160,7 @@ impl KafkaHandler {
         let one = coordinators.pop().expect("one key before v4");
         FindCoordinatorResponse::default()
             .with_error_code(one.error_code)
+            .with_error_message(one.error_message)
             .with_node_id(one.node_id)
             .with_host(one.host)
             .with_port(one.port)
