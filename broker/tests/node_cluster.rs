@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use broker::node::config::{Listeners, LogSettings, NodeConfig, Role, Timing, TopicDefaults};
 use broker::node::{self, NodeHandle, NodeOptions};
+use broker::partition::Partition;
 use bytes::Bytes;
 use client::admin::Admin;
 use client::consumer::{Consumer, ConsumerConfig};
@@ -111,6 +112,37 @@ impl TestCluster {
     fn stop(&mut self, i: usize) {
         if let Some(handle) = self.nodes[i].take() {
             handle.shutdown();
+        }
+    }
+
+    /// Node `i`'s replica of `tp`, if it is up and hosts one.
+    fn partition_on(&self, i: usize, tp: &wire::TopicPartition) -> Option<Arc<Partition>> {
+        self.nodes[i].as_ref()?.broker.as_ref()?.partition(tp)
+    }
+
+    /// The node leading `tp` with every replica in its ISR, if any.
+    fn leader_with_full_isr(&self, tp: &wire::TopicPartition) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| {
+            self.partition_on(i, tp).is_some_and(|p| {
+                let status = p.status();
+                let isr_full = status.state.as_ref().is_some_and(|s| s.isr.len() == 3);
+                status.is_leader && isr_full
+            })
+        })
+    }
+
+    /// Waits (bounded) for a leader of `tp` with a full ISR.
+    async fn wait_for_full_isr(&self, tp: &wire::TopicPartition) -> usize {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+        loop {
+            if let Some(leader) = self.leader_with_full_isr(tp) {
+                return leader;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no leader with a full ISR"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -383,30 +415,9 @@ async fn a_follower_back_after_retention_passed_it_starts_over_at_the_leaders_lo
         .await
         .unwrap();
     let tp = wire::TopicPartition::new("retained", 0);
-    let partition_on = |cluster: &TestCluster, i: usize| {
-        cluster.nodes[i]
-            .as_ref()
-            .and_then(|n| n.broker.as_ref())
-            .and_then(|b| b.partition(&tp))
-    };
-    let full_isr = |cluster: &TestCluster| {
-        (0..3).find_map(|i| {
-            let status = partition_on(cluster, i)?.status();
-            let isr_full = status.state.as_ref().is_some_and(|s| s.isr.len() == 3);
-            (status.is_leader && isr_full).then_some(i)
-        })
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    let leader = loop {
-        if let Some(leader) = full_isr(&cluster) {
-            break leader;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no leader with a full ISR"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let partition_on = |cluster: &TestCluster, i: usize| cluster.partition_on(i, &tp);
+    let full_isr = |cluster: &TestCluster| cluster.leader_with_full_isr(&tp);
+    let leader = cluster.wait_for_full_isr(&tp).await;
     let follower = (leader + 1) % 3;
     let survivors: Vec<String> = (0..3)
         .filter(|&i| i != follower)
@@ -590,31 +601,12 @@ async fn a_copy_that_failed_on_a_full_disk_comes_back_once_space_returns() {
     let min_isr = [("min.insync.replicas".to_string(), "2".to_string())];
     admin.create_topic("full", 1, 3, &min_isr).await.unwrap();
     let tp = wire::TopicPartition::new("full", 0);
-    let partition_on = |cluster: &TestCluster, i: usize| {
-        cluster.nodes[i]
-            .as_ref()
-            .and_then(|n| n.broker.as_ref())
-            .and_then(|b| b.partition(&tp))
-    };
+    let partition_on = |cluster: &TestCluster, i: usize| cluster.partition_on(i, &tp);
     let state_on = |cluster: &TestCluster, i: usize| {
         let broker = cluster.nodes[i].as_ref()?.broker.as_ref()?;
         Some(broker.image().partition(&tp)?.clone())
     };
-    let full_isr = |cluster: &TestCluster| {
-        (0..3).find_map(|i| {
-            let status = partition_on(cluster, i)?.status();
-            let isr_full = status.state.as_ref().is_some_and(|s| s.isr.len() == 3);
-            (status.is_leader && isr_full).then_some(i)
-        })
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    let leader = loop {
-        if let Some(leader) = full_isr(&cluster) {
-            break leader;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no full ISR");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let leader = cluster.wait_for_full_isr(&tp).await;
     let follower = (leader + 1) % 3;
     let follower_id = wire::BrokerId(i32::try_from(follower + 1).unwrap());
     let producer = Producer::new(

@@ -213,9 +213,18 @@ fn offsets_for_timestamps_are_found_inside_compressed_batches() {
         0,
     )
     .unwrap();
-    assert_eq!(log.offset_for_timestamp(102).unwrap(), Some((Offset(2), 102)));
-    assert_eq!(log.offset_for_timestamp(105).unwrap(), Some((Offset(5), 200)));
-    assert_eq!(log.offset_for_timestamp(203).unwrap(), Some((Offset(8), 203)));
+    assert_eq!(
+        log.offset_for_timestamp(102).unwrap(),
+        Some((Offset(2), 102))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(105).unwrap(),
+        Some((Offset(5), 200))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(203).unwrap(),
+        Some((Offset(8), 203))
+    );
     assert_eq!(log.offset_for_timestamp(205).unwrap(), None);
 }
 
