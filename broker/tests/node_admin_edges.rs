@@ -30,13 +30,14 @@ use log_core::MemDisk;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// A free port in 41800..42000 (the range this test may use), never the same twice in this
-/// process: the tests run in parallel, and a port found free is bound only later by the node.
+/// A free port in 26000..26200, never the same twice in this process: the tests run in
+/// parallel, and a port found free is bound only later by the node. Below the kernel's ephemeral
+/// range, where outgoing connections take their local ports.
 fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(41_800);
+    static NEXT: AtomicU16 = AtomicU16::new(26_000);
     loop {
         let port = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(port < 42_000, "no free port left in 41800..42000");
+        assert!(port < 26_200, "no free port left in 26000..26200");
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }

@@ -21,12 +21,20 @@ use log_core::MemDisk;
 /// Bounds every wait in this file.
 const WAIT_MS_MAX: u64 = 30_000;
 
+/// A free port in 24000..26000, never the same twice in this process. Below the kernel's
+/// ephemeral range (32768..61000 here) on purpose: these tests stop and restart nodes on their
+/// ports, and a port from the ephemeral range can meanwhile become the local port of some
+/// outgoing connection ("address in use" at the restart, seen once in five runs on a busy
+/// machine).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(24_000);
+    loop {
+        let port = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(port < 26_000, "no free port left in 24000..26000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 struct TestCluster {

@@ -120,6 +120,31 @@ fn truncate_to_the_log_end_drops_an_empty_trailing_epoch_durably() {
     assert_eq!(log.epoch_entries(), vec![(LeaderEpoch(1), Offset(0))]);
 }
 
+/// A bit flipped at rest in a batch's base offset (outside every CRC) of the segment a
+/// truncation keeps: the truncation reports corruption, as any other read of damaged data does,
+/// instead of panicking (found by the storage campaign, seed 445); reopening verifies the log.
+#[test]
+fn a_flip_in_the_kept_prefix_of_a_truncation_is_corruption_not_a_panic() {
+    let disk = MemDisk::new(3);
+    let mut log = open_mem(&disk, small_config());
+    // 20 batches of 2 records in one segment, indexed every 256 bytes: the truncation finds its
+    // cut through the index, without reading the first batch.
+    for i in 0..20 {
+        log.append_as_leader(&batch("a", 2, 0, i), LeaderEpoch(1), i)
+            .unwrap();
+    }
+    log.flush().unwrap();
+    assert_eq!(log.segment_count(), 1);
+    // The first batch's base offset, byte 5 of 8 (big-endian): offset 0 becomes 2^16.
+    disk.flip_bit_at(Path::new("topic-0/00000000000000000000.log"), 5, 0)
+        .unwrap();
+    let refused = log.truncate_to(Offset(31));
+    assert!(
+        refused.as_ref().is_err_and(LogError::is_corruption),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn truncate_fully_and_start_at_restarts_an_empty_log() {
     let disk = MemDisk::new(2);
