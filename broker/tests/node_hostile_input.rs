@@ -257,24 +257,52 @@ async fn pipelined_produces_to_one_partition_append_in_request_order() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let produces: usize = 5;
-    let mut requests = BytesMut::new();
-    for i in 0..produces {
+    let produce_of = |i: usize| {
         let mut batch = log_core::BatchBuilder::new();
         batch.push(None, Some(format!("record {i}").as_bytes()), 1_000, &[]);
-        let produce = ProduceRequest::default()
+        ProduceRequest::default()
             .with_acks(1)
             .with_timeout_ms(5_000)
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(name("ordered"))
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(0)
-                    .with_records(Some(Bytes::from(batch.build())))])]);
-        requests.extend_from_slice(&framed(ApiKey::Produce, 9, 100 + i as i32, &produce));
+                    .with_records(Some(Bytes::from(batch.build())))])])
+    };
+    // Metadata may name the leader a moment before its partition leads (Kafka's clients retry
+    // NOT_LEADER_OR_FOLLOWER; CI saw it once): one produce until it is taken, at offset 0.
+    loop {
+        correlation_id += 1;
+        let mut body = call(
+            &mut stream,
+            &mut reader,
+            ApiKey::Produce,
+            9,
+            correlation_id,
+            &produce_of(0),
+        )
+        .await;
+        let response = ProduceResponse::decode(&mut body, 9).unwrap();
+        let answer = &response.responses[0].partition_responses[0];
+        if answer.error_code == 0 {
+            assert_eq!(answer.base_offset, 0, "the first record");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader never took a produce: {}",
+            answer.error_code
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let produces: usize = 5;
+    let mut requests = BytesMut::new();
+    for i in 1..=produces {
+        requests.extend_from_slice(&framed(ApiKey::Produce, 9, 100 + i as i32, &produce_of(i)));
     }
     // All at once: the connection works on up to 5 of them concurrently.
     stream.write_all(&requests).await.unwrap();
-    for i in 0..produces {
+    for i in 1..=produces {
         let mut body = response(&mut stream, &mut reader, ApiKey::Produce, 9, 100 + i as i32).await;
         let response = ProduceResponse::decode(&mut body, 9).unwrap();
         let answer = &response.responses[0].partition_responses[0];
