@@ -225,38 +225,10 @@ async fn pipelined_produces_to_one_partition_append_in_request_order() {
     let (node, address) = start_node().await;
     let mut stream = TcpStream::connect(&address).await.unwrap();
     let mut reader = FrameReader::new(1 << 20);
-    let metadata = MetadataRequest::default()
-        .with_allow_auto_topic_creation(true)
-        .with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(name("ordered")))
-        ]));
+    wait_for_leader(&mut stream, &mut reader, "ordered").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut correlation_id = 0;
-    loop {
-        correlation_id += 1;
-        let mut body = call(
-            &mut stream,
-            &mut reader,
-            ApiKey::Metadata,
-            9,
-            correlation_id,
-            &metadata,
-        )
-        .await;
-        let response = MetadataResponse::decode(&mut body, 9).unwrap();
-        let led = response.topics[0]
-            .partitions
-            .first()
-            .is_some_and(|p| p.error_code == 0 && p.leader_id.0 == 1);
-        if led {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no leader for the topic"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Past the Metadata requests' ids.
+    let mut correlation_id = 1_000;
     let produce_of = |i: usize| {
         let mut batch = log_core::BatchBuilder::new();
         batch.push(None, Some(format!("record {i}").as_bytes()), 1_000, &[]);

@@ -262,21 +262,13 @@ impl Shared {
     /// aside, `lost` remembers it across tries), reopened and hosted in place of the failed one.
     async fn try_repair(&self, tp: &TopicPartition, lost: &mut bool) -> Repair {
         let image = self.image();
-        let Some(topic) = image.topics().get(&tp.topic) else {
-            return Repair::Gone;
-        };
-        let Some(state) = usize::try_from(tp.partition)
-            .ok()
-            .and_then(|index| topic.partitions.get(index))
-            .filter(|state| state.replicas.contains(&self.broker_id))
-            .cloned()
-        else {
+        let Some((topic_config, state)) = self.assigned_here(&image, tp) else {
             return Repair::Gone;
         };
         if !state.offline.contains(&self.broker_id) {
             return Repair::NotYet("the controller's offline mark has not arrived".into());
         }
-        let settings = self.settings(&topic.config);
+        let settings = self.settings(topic_config);
         let (disk, dir, config) = (self.disk.clone(), partition_dir(tp), settings.log);
         let checked = crate::partition::run_blocking(move || {
             quarantine::probe_writable(disk.as_ref(), &dir).map_err(|e| e.to_string())?;
@@ -291,15 +283,11 @@ impl Shared {
             }
             Ok(DirVerdict::Unopenable(why)) | Err(why) => return Repair::NotYet(why),
         }
-        let partition = match self.open_log(tp, &topic.config) {
+        let partition = match self.open_log(tp, topic_config) {
             Ok(partition) => partition,
             Err(error) => return Repair::NotYet(error.to_string()),
         };
-        if !self
-            .image()
-            .partition(tp)
-            .is_some_and(|s| s.replicas.contains(&self.broker_id))
-        {
+        if self.assigned_here(&self.image(), tp).is_none() {
             // Deleted or reassigned during the check: the next reconcile removes the files.
             partition.close();
             return Repair::Gone;
@@ -314,8 +302,21 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(tp);
-        partition.apply_state(to_replica_state(&state));
+        partition.apply_state(to_replica_state(state));
         Repair::Back { intact: !*lost }
+    }
+
+    /// `tp`'s topic config and committed state in `image`, if this broker holds a replica of it.
+    fn assigned_here<'a>(
+        &self,
+        image: &'a MetadataImage,
+        tp: &TopicPartition,
+    ) -> Option<(&'a controller::TopicConfig, &'a controller::PartitionState)> {
+        let topic = image.topics().get(&tp.topic)?;
+        let state = image
+            .partition(tp)
+            .filter(|state| state.replicas.contains(&self.broker_id))?;
+        Some((&topic.config, state))
     }
 
     /// The timeout of one replication request: a long-polled fetch plus slack.
