@@ -101,8 +101,9 @@ pub enum Request {
     /// A partition leader changes its ISR.
     AlterPartition(AlterPartitionRequest),
     /// A broker's copy of a partition failed (disk error or corruption): it can neither lead
-    /// nor follow until the broker restarts. The controller marks it offline (no election picks
-    /// it until the broker registers a new incarnation) and moves it out of the ISR (electing
+    /// nor follow until it is repaired or the broker restarts. The controller marks it offline
+    /// (no election picks it until `ReplicaOnline` or a new incarnation's registration clears
+    /// the mark) and moves it out of the ISR (electing
     /// another leader if it led), like any ISR shrink; answered with the partition's state.
     ReplicaOffline {
         /// The broker.

@@ -38,7 +38,8 @@ pub fn fence_batch(image: &MetadataImage, broker: BrokerId, bugs: HistoricBugs) 
 
 /// The batch taking `broker`'s failed copy of `tp` out of service (its log hit a disk error,
 /// KIP-112's offline log directory per partition): marked offline, so no election picks it until
-/// the broker registers a new incarnation, and out of the ISR, electing a successor if it led.
+/// its repair is reported (`replica_online_batch`) or the broker registers a new incarnation, and
+/// out of the ISR, electing a successor if it led.
 /// Like any ISR shrink it may join the ELR: what it flushed is still on its disk (a failed write
 /// or fsync loses only unflushed bytes), and corruption found at restart makes the broker
 /// register unclean, which empties its ELR places. Empty when already marked or not a replica.
