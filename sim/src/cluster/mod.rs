@@ -16,6 +16,7 @@
 
 pub mod nemesis;
 pub mod record;
+pub mod replicas;
 pub mod shrink;
 pub mod workload;
 pub mod world;

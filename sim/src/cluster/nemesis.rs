@@ -3,7 +3,8 @@
 //! fault. Every fault is meaningful on its own: applying any subset of a schedule is a valid run
 //! (a `Resume` of a node nobody paused is a no-op), which is what delta debugging needs.
 
-use rand::Rng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -26,12 +27,14 @@ pub enum Fault {
         /// The broker id.
         node: u8,
     },
-    /// Clog every link of the node: it runs but hears and says nothing (a long GC pause).
+    /// Freeze the node's process (madsim's `pause`): none of its tasks run and no timer of
+    /// its fires, as under a stop-the-world GC pause or SIGSTOP; packets wait in its sockets.
+    /// Unlike `Isolate`, the node cannot notice time passing until it resumes.
     Pause {
         /// The broker id.
         node: u8,
     },
-    /// Unclog the node's links.
+    /// Let a frozen node run again: its overdue timers fire at once.
     Resume {
         /// The broker id.
         node: u8,
@@ -62,6 +65,10 @@ pub enum Fault {
     },
     /// Unclog every link and node, latency back to normal: the network is whole again.
     Heal,
+    /// Every broker loses power at the same instant: each process is killed and each disk
+    /// keeps only what was synced. The `Restart`s that follow bring them back in a drawn
+    /// order (or healing does). Acknowledged acks=all records must survive it.
+    PowerLoss,
     /// The node's disk starts failing: I/O errors and silent bit flips on writes.
     DiskFaults {
         /// The broker id.
@@ -91,7 +98,7 @@ impl Fault {
             | Fault::DiskHeal { node } => vec![*node],
             Fault::Partition { a, b } => vec![*a, *b],
             Fault::OneWay { from, to } => vec![*from, *to],
-            Fault::Heal | Fault::Slow { .. } => Vec::new(),
+            Fault::Heal | Fault::Slow { .. } | Fault::PowerLoss => Vec::new(),
         }
     }
 
@@ -107,6 +114,7 @@ impl Fault {
             Fault::Isolate { node } => format!("isolate n{node}"),
             Fault::Slow { latency_ms } => format!("slow network (up to {latency_ms} ms)"),
             Fault::Heal => "heal network".to_string(),
+            Fault::PowerLoss => "power loss of every node".to_string(),
             Fault::DiskFaults {
                 node,
                 io_error_permille,
@@ -140,7 +148,7 @@ pub struct FaultSchedule {
 pub struct NemesisDraw {
     /// Process kills (and restarts).
     pub kills: bool,
-    /// Node pauses (all links clogged).
+    /// Node pauses (the process frozen).
     pub pauses: bool,
     /// Partitions between two nodes, one-way drops and isolations.
     pub partitions: bool,
@@ -233,6 +241,25 @@ impl FaultSchedule {
             let n = node(rng);
             let kind = kinds[rng.gen_range(0..kinds.len())];
             if kind == 0 && rng.gen_bool(0.15) {
+                // Drawn from its own stream so the schedules of other seeds stay as they were.
+                if ChaCha8Rng::seed_from_u64(at_ms ^ 0x90e7_1055).gen_bool(0.5) {
+                    // Power loss of every node, then restarts one by one in a drawn order.
+                    faults.push(ScheduledFault {
+                        at_ms,
+                        fault: Fault::PowerLoss,
+                    });
+                    let mut order: Vec<u8> = (1..=NODES).collect();
+                    order.shuffle(rng);
+                    for (i, node) in order.into_iter().enumerate() {
+                        let step_ms = (end_ms - at_ms) * (i as u64 + 1) / u64::from(NODES);
+                        faults.push(ScheduledFault {
+                            at_ms: at_ms + step_ms,
+                            fault: Fault::Restart { node },
+                        });
+                    }
+                    at_ms = end_ms + rng.gen_range(1..=draw.gap_ms_mean * 2);
+                    continue;
+                }
                 // A rolling restart: every node in turn, as an operator upgrading the cluster.
                 for (i, node) in (1..=NODES).enumerate() {
                     let step_ms = (end_ms - at_ms) * i as u64 / u64::from(NODES - 1);
@@ -366,7 +393,6 @@ impl FaultSchedule {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
 
     #[test]
     fn generated_schedules_are_valid_and_round_trip() {

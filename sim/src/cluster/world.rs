@@ -55,6 +55,7 @@ pub use simulated::run;
 #[cfg(madsim)]
 mod simulated {
     use super::super::nemesis::{Fault, NODES};
+    use super::super::replicas;
     use super::super::workload::{self, WorkloadConfig};
     use super::super::{Shape, LIVENESS_MS, SET_UP_MS};
     use super::*;
@@ -150,6 +151,11 @@ mod simulated {
         disks: Vec<MemDisk>,
         /// Whether each broker's process is down.
         dead: Vec<bool>,
+        /// Whether each broker's process is frozen (`Fault::Pause`).
+        paused: Vec<bool>,
+        /// Brokers whose disk was told to flip bits silently at some point: left out of the
+        /// end-of-run comparison of replicas' bytes.
+        flipped: Vec<bool>,
         /// Brokers whose disk failed at some point: restarted at healing, as an operator would
         /// after a log directory went offline, unless the draw leaves them to repair in place.
         disk_failed: BTreeSet<u8>,
@@ -209,6 +215,8 @@ mod simulated {
                 nodes,
                 disks,
                 dead: vec![false; usize::from(NODES)],
+                paused: vec![false; usize::from(NODES)],
+                flipped: vec![false; usize::from(NODES)],
                 disk_failed: BTreeSet::new(),
                 repair_in_place: draw.disk_repair_in_place,
                 controller_stopped,
@@ -234,8 +242,29 @@ mod simulated {
         fn restart(&mut self, node: u8) {
             let i = Self::index(node);
             self.kill(node);
+            // A restart starts a fresh process: madsim's new node state is not paused.
             self.handle.restart(self.nodes[i].id());
             self.dead[i] = false;
+            self.paused[i] = false;
+        }
+
+        /// Freezes the node's process: none of its tasks run and none of its timers fire
+        /// until `resume` (a stop-the-world GC pause or SIGSTOP); packets still reach its
+        /// sockets and wait there.
+        fn pause(&mut self, node: u8) {
+            let i = Self::index(node);
+            if !self.paused[i] {
+                self.handle.pause(self.nodes[i].id());
+                self.paused[i] = true;
+            }
+        }
+
+        fn resume(&mut self, node: u8) {
+            let i = Self::index(node);
+            if self.paused[i] {
+                self.handle.resume(self.nodes[i].id());
+                self.paused[i] = false;
+            }
         }
 
         fn clog_link_both(&self, a: u8, b: u8) {
@@ -268,8 +297,14 @@ mod simulated {
             match *fault {
                 Fault::Kill { node } => self.kill(node),
                 Fault::Restart { node } => self.restart(node),
-                Fault::Pause { node } => net.clog_node(self.nodes[Self::index(node)].id()),
-                Fault::Resume { node } => net.unclog_node(self.nodes[Self::index(node)].id()),
+                Fault::Pause { node } => self.pause(node),
+                Fault::Resume { node } => self.resume(node),
+                Fault::PowerLoss => {
+                    // Every broker at the same instant: each disk keeps only what was synced.
+                    for node in 1..=NODES {
+                        self.kill(node);
+                    }
+                }
                 Fault::Partition { a, b } => self.clog_link_both(a, b),
                 Fault::OneWay { from, to } => {
                     let (from, to) = (
@@ -307,6 +342,9 @@ mod simulated {
                         ..FaultConfig::default()
                     });
                     self.disk_failed.insert(node);
+                    if bit_flip_per_million > 0 {
+                        self.flipped[Self::index(node)] = true;
+                    }
                 }
                 Fault::DiskHeal { node } => {
                     self.disks[Self::index(node)].set_faults(FaultConfig::default());
@@ -318,10 +356,9 @@ mod simulated {
         /// restarted, unless they repair in place; a stopped controller always is).
         fn heal_all(&mut self, shared: &Shared) {
             self.heal_links();
-            let net = NetSim::current();
             for node in 1..=NODES {
                 let i = Self::index(node);
-                net.unclog_node(self.nodes[i].id());
+                self.resume(node);
                 self.disks[i].set_faults(FaultConfig::default());
                 let controller_stopped = self.controller_stopped[i].load(Ordering::SeqCst);
                 let disk_failed = self.disk_failed.contains(&node);
@@ -522,6 +559,29 @@ mod simulated {
                 }
                 other => other.err(),
             };
+        }
+        if violation.is_none() {
+            // Healed, quiet, every ISR full: every replica must hold the same bytes.
+            // A follower may still be a fetch behind the leader's last (unacknowledged) batch:
+            // a difference counts once it lasts 10 simulated seconds.
+            let mut compared = Err(String::new());
+            for _ in 0..20 {
+                compared = replicas::compare(
+                    &cluster.disks,
+                    &cluster.flipped,
+                    workload::TOPIC,
+                    workload::PARTITIONS,
+                );
+                if compared.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            lock(&shared).event(match &compared {
+                Ok(()) => "replicas compared: the same batches, byte for byte",
+                Err(_) => "replicas compared: they differ",
+            });
+            violation = compared.err();
         }
         observer.abort();
         lock(&shared).event("run ends");
