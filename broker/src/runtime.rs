@@ -34,12 +34,23 @@ pub fn jitter_ms(min: u64, max: u64) -> u64 {
 }
 
 /// Wall-clock milliseconds since the Unix epoch: record timestamps, segment ages, retention.
-/// madsim intercepts the system clock, so this is virtual time in the simulator.
+/// madsim intercepts the system clock, so this is virtual time in the simulator, where the
+/// calling node's [`NodeClock`] (if the run set one) skews it: an offset that jumps when the
+/// nemesis says so, and a drift.
 pub fn wall_clock_ms() -> i64 {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).expect("wall clock within i64 milliseconds")
+    let true_ms =
+        i64::try_from(since_epoch.as_millis()).expect("wall clock within i64 milliseconds");
+    #[cfg(madsim)]
+    {
+        let clock = node_clock();
+        let elapsed = i64::try_from(simulated_elapsed_ms()).expect("a run lasts less than i64 ms");
+        true_ms + clock.offset_ms + clock.drift(elapsed)
+    }
+    #[cfg(not(madsim))]
+    true_ms
 }
 
 /// Monotonic milliseconds: the `now_ms` the cores take. It never goes backwards, unlike the wall
@@ -47,16 +58,105 @@ pub fn wall_clock_ms() -> i64 {
 /// process; under madsim from the start of the simulation, read from the simulator itself, so
 /// that nothing cached outlives one run (a cached origin made a seed's second run in one process
 /// see other times and diverge).
+///
+/// Under madsim the calling node's [`NodeClock`] drift applies (a node whose crystal runs fast
+/// sees its timeouts expire early); the offset does not (a monotonic clock does not jump).
 pub fn monotonic_ms() -> u64 {
     #[cfg(madsim)]
-    let elapsed = madsim::time::TimeHandle::current().elapsed();
+    {
+        let elapsed = simulated_elapsed_ms();
+        let drifted = i64::try_from(elapsed).expect("a run lasts less than i64 ms")
+            + node_clock().drift(i64::try_from(elapsed).expect("checked above"));
+        u64::try_from(drifted.max(0)).expect("non-negative after max")
+    }
     #[cfg(not(madsim))]
-    let elapsed = {
+    {
         static START: OnceLock<tokio::time::Instant> = OnceLock::new();
         let start = *START.get_or_init(tokio::time::Instant::now);
-        tokio::time::Instant::now().saturating_duration_since(start)
-    };
-    u64::try_from(elapsed.as_millis()).expect("uptime within u64 milliseconds")
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(start);
+        u64::try_from(elapsed.as_millis()).expect("uptime within u64 milliseconds")
+    }
+}
+
+/// How long a simulated disk's fsync takes: a drawn 1–8 ms under madsim (a real disk's
+/// fsync is not free, and zero-time fsyncs closed every crash window between a follower's
+/// append and its flush, so a follower reporting unflushed data as flushed went unnoticed
+/// even by a power loss of every node); 0 in production, where the fsync itself takes the
+/// time.
+pub fn simulated_sync_ms() -> u64 {
+    #[cfg(madsim)]
+    {
+        jitter_ms(1, 8)
+    }
+    #[cfg(not(madsim))]
+    {
+        0
+    }
+}
+
+/// Simulated milliseconds since the run began.
+#[cfg(madsim)]
+fn simulated_elapsed_ms() -> u64 {
+    let elapsed = madsim::time::TimeHandle::current().elapsed();
+    u64::try_from(elapsed.as_millis()).expect("a run lasts less than u64 ms")
+}
+
+/// One simulated node's clock error: what skew a real node's clock has (NTP off, a VM resumed,
+/// a crystal running fast). Set by the simulator per node; production has none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeClock {
+    /// Added to the node's wall clock; changed by clock jumps (forward or back).
+    pub offset_ms: i64,
+    /// Parts per million the node's clocks run fast (positive) or slow, on both the wall clock
+    /// and the monotonic one. Bounded by [`NodeClock::DRIFT_PPM_MAX`].
+    pub drift_ppm: i64,
+}
+
+impl NodeClock {
+    /// The largest drift a node may be given: 1 %. Keeps the drifted monotonic clock
+    /// monotonic and the node's timeouts within a factor of the configured ones.
+    pub const DRIFT_PPM_MAX: i64 = 10_000;
+
+    /// Milliseconds the drift adds after `elapsed_ms` of true time.
+    pub fn drift(&self, elapsed_ms: i64) -> i64 {
+        assert!(
+            self.drift_ppm.abs() <= Self::DRIFT_PPM_MAX,
+            "drift {} ppm beyond the limit",
+            self.drift_ppm
+        );
+        elapsed_ms.saturating_mul(self.drift_ppm) / 1_000_000
+    }
+}
+
+#[cfg(madsim)]
+thread_local! {
+    /// The current run's clock error of each node (one run per thread, as for BUGGIFY).
+    static NODE_CLOCKS: std::cell::RefCell<std::collections::BTreeMap<madsim::task::NodeId, NodeClock>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
+/// The calling node's clock error (none when the run set none for it).
+#[cfg(madsim)]
+fn node_clock() -> NodeClock {
+    let node = madsim::plugin::node();
+    NODE_CLOCKS.with(|c| c.borrow().get(&node).copied().unwrap_or_default())
+}
+
+/// Sets a simulated node's clock error for the run on this thread (the harness calls it at
+/// start and for each clock jump).
+#[cfg(madsim)]
+pub fn set_node_clock(node: madsim::task::NodeId, clock: NodeClock) {
+    assert!(
+        clock.drift_ppm.abs() <= NodeClock::DRIFT_PPM_MAX,
+        "drift within the limit"
+    );
+    NODE_CLOCKS.with(|c| c.borrow_mut().insert(node, clock));
+}
+
+/// Forgets every node's clock error: a run starts with true clocks.
+#[cfg(madsim)]
+pub fn clear_node_clocks() {
+    NODE_CLOCKS.with(|c| c.borrow_mut().clear());
 }
 
 /// BUGGIFY (FoundationDB's name): code-level fault injection points. `buggify("site")` is true
@@ -127,6 +227,21 @@ pub fn set_buggify(config: Option<BuggifyConfig>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_clock_drifts_by_its_parts_per_million() {
+        let fast = NodeClock {
+            offset_ms: -5,
+            drift_ppm: 10_000,
+        };
+        assert_eq!(fast.drift(60_000), 600);
+        let slow = NodeClock {
+            drift_ppm: -500,
+            ..NodeClock::default()
+        };
+        assert_eq!(slow.drift(60_000), -30);
+        assert_eq!(NodeClock::default().drift(i64::MAX), 0);
+    }
 
     #[test]
     fn buggify_sites_are_stable_and_about_half_are_on() {

@@ -463,7 +463,7 @@ mod tests {
                     (3, 7, 2)
                 );
                 assert_eq!((options.steps, out.as_str()), (Some(40), "/tmp/m"));
-                assert_eq!(options.rows.len() * options.families.len(), 64);
+                assert_eq!(options.rows.len() * options.families.len(), 80);
             }
             other => panic!("expected the matrix, got {other:?}"),
         }

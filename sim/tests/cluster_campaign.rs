@@ -113,6 +113,55 @@ fn disk_seeds_that_repair_in_place_pass() {
     }
 }
 
+/// The first seed of `family` whose schedule holds a fault labelled with `label`.
+fn first_seed_with(
+    family: sim::cluster::FaultFamily,
+    label: &str,
+) -> (u64, sim::cluster::Overrides) {
+    let overrides = sim::cluster::Overrides {
+        faults: Some(family),
+        ..sim::cluster::Overrides::default()
+    };
+    let seed = (1..=200)
+        .find(|&seed| {
+            let draw = sim::cluster::ClusterDraw::from_seed_with(seed, &overrides);
+            draw.schedule
+                .faults
+                .iter()
+                .any(|f| f.fault.label().contains(label))
+        })
+        .unwrap_or_else(|| panic!("some seed of 1..=200 draws `{label}`"));
+    (seed, overrides)
+}
+
+/// The faults of issue 14 each reach a run that passes and ends with the replicas compared:
+/// a power loss of every node, a frozen process, a clock jump on skewed, drifting clocks.
+#[test]
+fn power_loss_frozen_process_and_clock_jump_seeds_pass_with_replicas_compared() {
+    use sim::cluster::FaultFamily;
+    for (family, label) in [
+        (FaultFamily::Kills, "power loss"),
+        (FaultFamily::Pauses, "pause"),
+        (FaultFamily::Clock, "clock n"),
+    ] {
+        let (seed, overrides) = first_seed_with(family, label);
+        let scenario: Arc<dyn Scenario> =
+            Arc::new(ClusterScenario::new(Some(TEST_SENDS), None).with_overrides(overrides));
+        let run = run_passing_seed(&scenario, seed);
+        let events = run.trace.events();
+        assert!(
+            events.iter().any(|e| e.contains(label)),
+            "seed {seed}: the `{label}` fault was applied"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e.contains("replicas compared: the same batches")),
+            "seed {seed}: the replicas were compared"
+        );
+    }
+}
+
 /// The trace hash a fresh `rill-sim` process reports for `seed`.
 fn trace_hash_in_fresh_process(seed: u64) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_rill-sim"))

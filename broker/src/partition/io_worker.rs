@@ -51,9 +51,13 @@ impl IoWorker {
 /// The worker loop: one round per wake-up, every waiting partition in it.
 async fn run(mut waiting: mpsc::UnboundedReceiver<Weak<Partition>>) {
     while let Some(first) = waiting.recv().await {
+        // An fsync takes time on a real disk (zero in production here: the real one does).
+        let mut delay = runtime::simulated_sync_ms();
         if runtime::buggify("partition.flush.slow") {
             // A slow disk: the round waits, appends pile up behind it and join it.
-            let delay = runtime::jitter_ms(1, 500);
+            delay += runtime::jitter_ms(1, 500);
+        }
+        if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         let mut round = vec![first];

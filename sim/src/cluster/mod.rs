@@ -22,6 +22,7 @@ pub mod workload;
 pub mod world;
 
 use crate::runner::{Scenario, SeedRun};
+use broker::runtime::NodeClock;
 use client::Compression;
 use jepsen::queue::{self, AnomalyClass, QueueOptions};
 use nemesis::{FaultSchedule, NemesisDraw};
@@ -84,19 +85,22 @@ pub enum FaultFamily {
     Partitions,
     /// Process kills and restarts (with disk crashes).
     Kills,
-    /// Pauses (a node hears and says nothing, then resumes).
+    /// Pauses (a node's process frozen, then resumed).
     Pauses,
     /// Disk I/O errors and bit flips.
     Disk,
+    /// Skewed and drifting node clocks, clock jumps forward and back.
+    Clock,
 }
 
 impl FaultFamily {
     /// Every family, in display order.
-    pub const ALL: [FaultFamily; 4] = [
+    pub const ALL: [FaultFamily; 5] = [
         FaultFamily::Partitions,
         FaultFamily::Kills,
         FaultFamily::Pauses,
         FaultFamily::Disk,
+        FaultFamily::Clock,
     ];
 
     /// The name `--faults` takes.
@@ -106,6 +110,7 @@ impl FaultFamily {
             FaultFamily::Kills => "kills",
             FaultFamily::Pauses => "pauses",
             FaultFamily::Disk => "disk",
+            FaultFamily::Clock => "clock",
         }
     }
 
@@ -115,7 +120,9 @@ impl FaultFamily {
             .into_iter()
             .find(|f| f.as_str() == name)
             .ok_or_else(|| {
-                format!("unknown fault family `{name}` (known: partitions, kills, pauses, disk)")
+                format!(
+                    "unknown fault family `{name}` (known: partitions, kills, pauses, disk, clock)"
+                )
             })
     }
 }
@@ -240,6 +247,9 @@ pub struct ClusterDraw {
     /// The brokers' `compression.type`: `producer` (stored as sent) or a codec batches are
     /// recompressed to.
     pub compression_type: &'static str,
+    /// Each broker's clock error from the start (broker id = index + 1): all true unless the
+    /// draw enables clock faults.
+    pub clocks: [NodeClock; 3],
 }
 
 /// The producer codecs a seed draws from, `none` weighted as often as all the others together.
@@ -292,10 +302,23 @@ impl ClusterDraw {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc1a5_7e00_0000_0005);
         let safety_ms = rng.gen_range(10_000..=25_000);
         let mut nemesis = NemesisDraw::draw(&mut rng);
+        // Clocks come from a stream of their own, as codecs do below.
+        let mut clock_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc10c_c000_0000_0017);
+        nemesis.clock = clock_rng.gen_bool(0.3);
         if let Some(family) = overrides.faults {
             nemesis.only(family);
         }
-        let schedule = FaultSchedule::generate(&mut rng, &nemesis, safety_ms);
+        let mut schedule = FaultSchedule::generate(&mut rng, &nemesis, safety_ms);
+        let mut clocks = [NodeClock::default(); 3];
+        if nemesis.clock {
+            let skew_ms_max = [1_000, 60_000, 3_600_000][clock_rng.gen_range(0..3)];
+            for clock in &mut clocks {
+                clock.offset_ms = clock_rng.gen_range(-skew_ms_max..=skew_ms_max);
+                clock.drift_ppm =
+                    clock_rng.gen_range(-NodeClock::DRIFT_PPM_MAX..=NodeClock::DRIFT_PPM_MAX);
+            }
+            schedule.add_clock_jumps(&mut clock_rng, nemesis.gap_ms_mean, safety_ms);
+        }
         let acks = overrides.acks.unwrap_or(-1);
         // Codecs come from a stream of their own: drawing them shifts none of the draws above,
         // so a seed's timings and faults are what they were before codecs were drawn.
@@ -327,6 +350,7 @@ impl ClusterDraw {
             compression: PRODUCER_CODECS[codecs.gen_range(0..PRODUCER_CODECS.len())],
             compression_type: BROKER_COMPRESSION_TYPES
                 [codecs.gen_range(0..BROKER_COMPRESSION_TYPES.len())],
+            clocks,
         }
     }
 
@@ -554,7 +578,7 @@ impl Scenario for ClusterScenario {
         format!(
             "{} ({}), {}, segments {} B, compression {} (brokers: {}), {} producers, \
              safety {} ms, lag {} ms, session {} ms, tick {} ms, buggify {}, \
-             faults {} every ~{} ms{}: {} faults [{}]",
+             faults {} every ~{} ms{}{}: {} faults [{}]",
             d.settings(),
             match (d.strong(), d.idempotence) {
                 (true, true) => "strong",
@@ -581,6 +605,17 @@ impl Scenario for ClusterScenario {
                 ", disks repair in place"
             } else {
                 ""
+            },
+            if d.nemesis.clock {
+                let clocks: Vec<String> = d
+                    .clocks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("n{} {:+} ms {:+} ppm", i + 1, c.offset_ms, c.drift_ppm))
+                    .collect();
+                format!(", clocks {}", clocks.join(" / "))
+            } else {
+                String::new()
             },
             d.schedule.faults.len(),
             d.schedule.summary()

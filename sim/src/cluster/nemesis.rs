@@ -13,6 +13,10 @@ pub const NODES: u8 = 3;
 /// Most faults one schedule may hold (a limit, so a hand-written file cannot stall a run).
 pub const SCHEDULE_FAULTS_MAX: usize = 512;
 
+/// After a power loss, how long the last node stays down beyond the episode: longer than the
+/// longest drawn broker session (8 s), so the controller fences it and its partitions move.
+const POWER_LOSS_LAST_RESTART_MS: u64 = 10_000;
+
 /// One fault the nemesis can inject. Nodes are broker ids (1..=3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -83,6 +87,15 @@ pub enum Fault {
         /// The broker id.
         node: u8,
     },
+    /// The node's wall clock jumps by `delta_ms` (back when negative), as when NTP steps a
+    /// clock or a VM resumes: record timestamps, segment ages and retention see it; the
+    /// monotonic clock does not jump. Jumps are not undone at healing: skew is lived with.
+    ClockJump {
+        /// The broker id.
+        node: u8,
+        /// The jump, ms.
+        delta_ms: i64,
+    },
 }
 
 impl Fault {
@@ -95,7 +108,8 @@ impl Fault {
             | Fault::Resume { node }
             | Fault::Isolate { node }
             | Fault::DiskFaults { node, .. }
-            | Fault::DiskHeal { node } => vec![*node],
+            | Fault::DiskHeal { node }
+            | Fault::ClockJump { node, .. } => vec![*node],
             Fault::Partition { a, b } => vec![*a, *b],
             Fault::OneWay { from, to } => vec![*from, *to],
             Fault::Heal | Fault::Slow { .. } | Fault::PowerLoss => Vec::new(),
@@ -123,6 +137,7 @@ impl Fault {
                 "disk faults n{node} io {io_error_permille}‰ flips {bit_flip_per_million}/M"
             ),
             Fault::DiskHeal { node } => format!("disk heal n{node}"),
+            Fault::ClockJump { node, delta_ms } => format!("clock n{node} jumps {delta_ms:+} ms"),
         }
     }
 }
@@ -154,6 +169,9 @@ pub struct NemesisDraw {
     pub partitions: bool,
     /// Disk I/O errors and bit flips.
     pub disk: bool,
+    /// Skewed, drifting node clocks and clock jumps (not drawn by [`NemesisDraw::draw`], whose
+    /// stream it would shift: [`super::ClusterDraw`] draws it from a stream of its own).
+    pub clock: bool,
     /// Mean gap between two fault episodes, simulated ms.
     pub gap_ms_mean: u64,
     /// Whether an episode may begin before the previous one ended (two faults at once: what
@@ -171,6 +189,7 @@ impl NemesisDraw {
             disk: rng.gen_bool(0.3),
             gap_ms_mean: [1_000, 2_500, 5_000][rng.gen_range(0..3)],
             overlapping: rng.gen_bool(0.5),
+            clock: false,
         };
         if !(draw.kills || draw.pauses || draw.partitions || draw.disk) {
             draw.kills = true;
@@ -185,6 +204,7 @@ impl NemesisDraw {
         self.pauses = family == FaultFamily::Pauses;
         self.partitions = family == FaultFamily::Partitions;
         self.disk = family == FaultFamily::Disk;
+        self.clock = family == FaultFamily::Clock;
     }
 
     /// The enabled kinds, for `describe`.
@@ -194,6 +214,7 @@ impl NemesisDraw {
             (self.pauses, "pause"),
             (self.partitions, "partition"),
             (self.disk, "disk"),
+            (self.clock, "clock"),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -232,8 +253,15 @@ impl FaultSchedule {
                 kinds.push(kind);
             }
         }
-        assert!(!kinds.is_empty(), "the draw enables at least one kind");
+        assert!(
+            !kinds.is_empty() || draw.clock,
+            "the draw enables at least one kind"
+        );
         let mut faults = Vec::new();
+        if kinds.is_empty() {
+            // Clock faults only: `clock_jumps` draws them.
+            return FaultSchedule { faults };
+        }
         let mut at_ms = rng.gen_range(0..=draw.gap_ms_mean * 2);
         while at_ms < duration_ms && faults.len() + 3 <= SCHEDULE_FAULTS_MAX {
             let length_ms = rng.gen_range(300..=draw.gap_ms_mean * 3);
@@ -243,21 +271,30 @@ impl FaultSchedule {
             if kind == 0 && rng.gen_bool(0.15) {
                 // Drawn from its own stream so the schedules of other seeds stay as they were.
                 if ChaCha8Rng::seed_from_u64(at_ms ^ 0x90e7_1055).gen_bool(0.5) {
-                    // Power loss of every node, then restarts one by one in a drawn order.
+                    // Power loss of every node, then restarts one by one in a drawn order;
+                    // the last one only after every broker session expired, so partitions it
+                    // led elect a new leader among the others: what a follower that reported
+                    // unflushed data as flushed would lose.
                     faults.push(ScheduledFault {
                         at_ms,
                         fault: Fault::PowerLoss,
                     });
                     let mut order: Vec<u8> = (1..=NODES).collect();
                     order.shuffle(rng);
+                    let last = order.len() - 1;
+                    let mut restart_ms = at_ms;
                     for (i, node) in order.into_iter().enumerate() {
-                        let step_ms = (end_ms - at_ms) * (i as u64 + 1) / u64::from(NODES);
+                        restart_ms = if i == last {
+                            end_ms + POWER_LOSS_LAST_RESTART_MS
+                        } else {
+                            at_ms + (end_ms - at_ms) * (i as u64 + 1) / u64::from(NODES)
+                        };
                         faults.push(ScheduledFault {
-                            at_ms: at_ms + step_ms,
+                            at_ms: restart_ms,
                             fault: Fault::Restart { node },
                         });
                     }
-                    at_ms = end_ms + rng.gen_range(1..=draw.gap_ms_mean * 2);
+                    at_ms = restart_ms + rng.gen_range(1..=draw.gap_ms_mean * 2);
                     continue;
                 }
                 // A rolling restart: every node in turn, as an operator upgrading the cluster.
@@ -332,6 +369,28 @@ impl FaultSchedule {
         schedule
     }
 
+    /// Adds clock jumps drawn from `rng` (a stream of their own) over `duration_ms`: forward
+    /// and back, from half a second to ten minutes, about every `gap_ms_mean`.
+    pub fn add_clock_jumps(&mut self, rng: &mut ChaCha8Rng, gap_ms_mean: u64, duration_ms: u64) {
+        assert!(gap_ms_mean > 0, "a rate");
+        let mut at_ms = rng.gen_range(0..=gap_ms_mean * 2);
+        while at_ms < duration_ms && self.faults.len() < SCHEDULE_FAULTS_MAX {
+            let size = [500, 5_000, 60_000, 600_000][rng.gen_range(0..4)];
+            let delta_ms = if rng.gen_bool(0.5) { size } else { -size };
+            self.faults.push(ScheduledFault {
+                at_ms,
+                fault: Fault::ClockJump {
+                    node: node(rng),
+                    delta_ms,
+                },
+            });
+            at_ms += rng.gen_range(1..=gap_ms_mean * 2);
+        }
+        self.faults.sort_by_key(|f| f.at_ms);
+        self.validate()
+            .expect("drawn clock jumps keep the schedule valid");
+    }
+
     /// Checks node ids, ordering and size: what a hand-edited JSON file could get wrong.
     pub fn validate(&self) -> Result<(), String> {
         if self.faults.len() > SCHEDULE_FAULTS_MAX {
@@ -404,6 +463,69 @@ mod tests {
             let again = FaultSchedule::from_json(&schedule.to_json()).unwrap();
             assert_eq!(again, schedule);
         }
+    }
+
+    #[test]
+    fn the_clock_family_draws_skewed_clocks_and_only_clock_jumps() {
+        let overrides = crate::cluster::Overrides {
+            faults: Some(crate::cluster::FaultFamily::Clock),
+            ..crate::cluster::Overrides::default()
+        };
+        for seed in 0..32 {
+            let draw = crate::cluster::ClusterDraw::from_seed_with(seed, &overrides);
+            assert!(draw.nemesis.clock);
+            assert!(draw
+                .schedule
+                .faults
+                .iter()
+                .all(|f| matches!(f.fault, Fault::ClockJump { .. })));
+            assert!(draw
+                .clocks
+                .iter()
+                .any(|c| c.offset_ms != 0 || c.drift_ppm != 0));
+            draw.schedule.validate().unwrap();
+        }
+        // Without the clock family, clocks stay true in the seeds that do not draw it.
+        let kills = crate::cluster::Overrides {
+            faults: Some(crate::cluster::FaultFamily::Kills),
+            ..crate::cluster::Overrides::default()
+        };
+        let draw = crate::cluster::ClusterDraw::from_seed_with(1, &kills);
+        assert!(!draw.nemesis.clock);
+        assert_eq!(draw.clocks, [broker::runtime::NodeClock::default(); 3]);
+    }
+
+    #[test]
+    fn a_power_loss_restarts_every_node_and_the_last_after_the_sessions_expired() {
+        let mut found = false;
+        for seed in 0..200 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut draw = NemesisDraw::draw(&mut rng);
+            draw.only(crate::cluster::FaultFamily::Kills);
+            // One episode at a time: the three restarts after the power loss are its own.
+            draw.overlapping = false;
+            let schedule = FaultSchedule::generate(&mut rng, &draw, 20_000);
+            let Some(at) = schedule
+                .faults
+                .iter()
+                .position(|f| f.fault == Fault::PowerLoss)
+            else {
+                continue;
+            };
+            found = true;
+            let restarts: Vec<&ScheduledFault> = schedule.faults[at + 1..]
+                .iter()
+                .filter(|f| matches!(f.fault, Fault::Restart { .. }))
+                .take(3)
+                .collect();
+            assert_eq!(restarts.len(), 3, "seed {seed}: every node restarts");
+            let gap = restarts[2].at_ms - schedule.faults[at].at_ms;
+            assert!(
+                gap >= POWER_LOSS_LAST_RESTART_MS,
+                "seed {seed}: last restart after {gap} ms"
+            );
+        }
+        assert!(found, "some seed of 0..200 draws a power loss");
     }
 
     #[test]

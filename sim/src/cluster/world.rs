@@ -60,6 +60,7 @@ mod simulated {
     use super::super::{Shape, LIVENESS_MS, SET_UP_MS};
     use super::*;
     use broker::node::config::{Listeners, LogSettings, NodeConfig, Role, Timing, TopicDefaults};
+    use broker::runtime::NodeClock;
     use log_core::{FaultConfig, MemDisk};
     use madsim::net::NetSim;
     use madsim::runtime::{Handle, NodeHandle, Runtime};
@@ -153,6 +154,8 @@ mod simulated {
         dead: Vec<bool>,
         /// Whether each broker's process is frozen (`Fault::Pause`).
         paused: Vec<bool>,
+        /// Each broker's clock error (clock jumps change it).
+        clocks: Vec<NodeClock>,
         /// Brokers whose disk was told to flip bits silently at some point: left out of the
         /// end-of-run comparison of replicas' bytes.
         flipped: Vec<bool>,
@@ -201,6 +204,9 @@ mod simulated {
             };
             let (nodes, stores): (Vec<_>, Vec<_>) = (1..=NODES).map(spawn).unzip();
             let (disks, controller_stopped): (Vec<_>, Vec<_>) = stores.into_iter().unzip();
+            for (node, clock) in nodes.iter().zip(draw.clocks) {
+                broker::runtime::set_node_clock(node.id(), clock);
+            }
             let controllers: Vec<NodeHandle> = match draw.shape {
                 Shape::Combined => Vec::new(),
                 Shape::Split => controller_ids(draw).map(|n| spawn(n).0).collect(),
@@ -216,6 +222,7 @@ mod simulated {
                 disks,
                 dead: vec![false; usize::from(NODES)],
                 paused: vec![false; usize::from(NODES)],
+                clocks: draw.clocks.to_vec(),
                 flipped: vec![false; usize::from(NODES)],
                 disk_failed: BTreeSet::new(),
                 repair_in_place: draw.disk_repair_in_place,
@@ -349,6 +356,11 @@ mod simulated {
                 Fault::DiskHeal { node } => {
                     self.disks[Self::index(node)].set_faults(FaultConfig::default());
                 }
+                Fault::ClockJump { node, delta_ms } => {
+                    let i = Self::index(node);
+                    self.clocks[i].offset_ms = self.clocks[i].offset_ms.saturating_add(delta_ms);
+                    broker::runtime::set_node_clock(self.nodes[i].id(), self.clocks[i]);
+                }
             }
         }
 
@@ -459,6 +471,7 @@ mod simulated {
     ) -> Outcome {
         let begun = Instant::now();
         // Per run, on this run's thread (set every time: nothing leaks from an earlier run).
+        broker::runtime::clear_node_clocks();
         broker::runtime::set_buggify(draw.buggify_permille.map(|fire_permille| {
             broker::runtime::BuggifyConfig {
                 seed,
