@@ -27,7 +27,7 @@ options:
   --min-isr N         cluster: the topic's min.insync.replicas (default 2)
   --unclean on|off    cluster: unclean leader election (default off)
   --idempotence on|off  cluster: idempotent producers (default on with acks=all)
-  --faults FAMILY     cluster: only partitions, kills, pauses or disk faults
+  --faults FAMILY     cluster: only partitions, kills, pauses, disk or clock faults
   --shrink            with --seed (cluster): shrink the failing seed's fault schedule and
                       workload, write shrunk-seed-N.json and print the replay command
   --ci                CI mode: every seed runs twice, traces must be equal
@@ -463,7 +463,10 @@ mod tests {
                     (3, 7, 2)
                 );
                 assert_eq!((options.steps, out.as_str()), (Some(40), "/tmp/m"));
-                assert_eq!(options.rows.len() * options.families.len(), 80);
+                assert_eq!(
+                    options.rows.len() * options.families.len(),
+                    16 * crate::cluster::FaultFamily::ALL.len()
+                );
             }
             other => panic!("expected the matrix, got {other:?}"),
         }

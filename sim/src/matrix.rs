@@ -155,12 +155,15 @@ impl Settings {
     }
 
     /// Whether the expectation predicts that acknowledged records are lost under `family`
-    /// in some seeds: acks=1 and unclean election under kills and partitions (a leader acks
-    /// what only it has, then a replica without it leads); acks=0 under every family that
-    /// moves leadership. min ISR 1 alone is not predicted to lose: rill's high watermark
+    /// in some seeds: acks=1 and unclean election under kills, partitions and wiped disks (a
+    /// leader acks what only it has, or the only copies left are wiped, then a replica without
+    /// it leads); acks=0 under every family that moves leadership. min ISR 1 alone is not predicted to lose: rill's high watermark
     /// counts only flushed data and clean election waits for the last in-sync replica.
     pub fn loss_expected(self, family: FaultFamily) -> bool {
-        let moves_leader = matches!(family, FaultFamily::Kills | FaultFamily::Partitions);
+        let moves_leader = matches!(
+            family,
+            FaultFamily::Kills | FaultFamily::Partitions | FaultFamily::Wipe
+        );
         match self.acks {
             // Clock faults move no leader by themselves.
             0 => !matches!(family, FaultFamily::Disk | FaultFamily::Clock),

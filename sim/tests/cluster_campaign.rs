@@ -135,14 +135,16 @@ fn first_seed_with(
 }
 
 /// The faults of issue 14 each reach a run that passes and ends with the replicas compared:
-/// a power loss of every node, a frozen process, a clock jump on skewed, drifting clocks.
+/// a power loss of every node, a frozen process, a clock jump on skewed, drifting clocks, a
+/// wiped disk (the node rebuilt from the leaders).
 #[test]
-fn power_loss_frozen_process_and_clock_jump_seeds_pass_with_replicas_compared() {
+fn power_loss_frozen_process_clock_jump_and_wipe_seeds_pass_with_replicas_compared() {
     use sim::cluster::FaultFamily;
     for (family, label) in [
         (FaultFamily::Kills, "power loss"),
         (FaultFamily::Pauses, "pause"),
         (FaultFamily::Clock, "clock n"),
+        (FaultFamily::Wipe, "wipe n"),
     ] {
         let (seed, overrides) = first_seed_with(family, label);
         let scenario: Arc<dyn Scenario> =

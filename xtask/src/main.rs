@@ -57,13 +57,27 @@ fn print_help() {
     );
 }
 
-/// The workspace root: xtask lives one directory below it.
+/// The workspace root, found at run time: the nearest directory at or above the current one
+/// whose `Cargo.toml` declares a workspace and that holds `xtask/`. (Taking it from the
+/// compile-time `CARGO_MANIFEST_DIR` made a copied checkout, whose target directory came along,
+/// run the *other* checkout's simulator without rebuilding.) The compile-time path is only the
+/// fallback when run from outside any checkout.
 fn workspace_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let root = manifest
-        .parent()
-        .expect("xtask lives inside the workspace")
-        .to_path_buf();
+    let found = std::env::current_dir().ok().and_then(|dir| {
+        dir.ancestors()
+            .find(|d| {
+                d.join("xtask").join("Cargo.toml").exists()
+                    && std::fs::read_to_string(d.join("Cargo.toml"))
+                        .is_ok_and(|manifest| manifest.contains("[workspace]"))
+            })
+            .map(Path::to_path_buf)
+    });
+    let root = found.unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask lives inside the workspace")
+            .to_path_buf()
+    });
     assert!(
         root.join("Cargo.toml").exists(),
         "workspace root has a Cargo.toml: {root:?}"

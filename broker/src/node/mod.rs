@@ -36,8 +36,8 @@ use crate::protocol::connection::serve_connection;
 use crate::protocol::limits::{ConnectionSlots, RequestBytesBudget};
 use crate::protocol::versions::VersionTable;
 
-/// The raft state's directory inside the data directory.
-const RAFT_DIR: &str = "__cluster_metadata-0";
+/// The controller's raft state directory inside the data directory (not a partition log).
+pub const RAFT_DIR: &str = "__cluster_metadata-0";
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]

@@ -91,16 +91,19 @@ pub enum FaultFamily {
     Disk,
     /// Skewed and drifting node clocks, clock jumps forward and back.
     Clock,
+    /// Wiped disks: a node comes back empty (node replacement).
+    Wipe,
 }
 
 impl FaultFamily {
     /// Every family, in display order.
-    pub const ALL: [FaultFamily; 5] = [
+    pub const ALL: [FaultFamily; 6] = [
         FaultFamily::Partitions,
         FaultFamily::Kills,
         FaultFamily::Pauses,
         FaultFamily::Disk,
         FaultFamily::Clock,
+        FaultFamily::Wipe,
     ];
 
     /// The name `--faults` takes.
@@ -111,6 +114,7 @@ impl FaultFamily {
             FaultFamily::Pauses => "pauses",
             FaultFamily::Disk => "disk",
             FaultFamily::Clock => "clock",
+            FaultFamily::Wipe => "wipe",
         }
     }
 
@@ -121,7 +125,7 @@ impl FaultFamily {
             .find(|f| f.as_str() == name)
             .ok_or_else(|| {
                 format!(
-                    "unknown fault family `{name}` (known: partitions, kills, pauses, disk, clock)"
+                    "unknown fault family `{name}` (known: partitions, kills, pauses, disk, clock, wipe)"
                 )
             })
     }
@@ -305,6 +309,8 @@ impl ClusterDraw {
         // Clocks come from a stream of their own, as codecs do below.
         let mut clock_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc10c_c000_0000_0017);
         nemesis.clock = clock_rng.gen_bool(0.3);
+        let mut wipe_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x3195_e000_0000_0019);
+        nemesis.wipe = wipe_rng.gen_bool(0.15);
         if let Some(family) = overrides.faults {
             nemesis.only(family);
         }
@@ -318,6 +324,9 @@ impl ClusterDraw {
                     clock_rng.gen_range(-NodeClock::DRIFT_PPM_MAX..=NodeClock::DRIFT_PPM_MAX);
             }
             schedule.add_clock_jumps(&mut clock_rng, nemesis.gap_ms_mean, safety_ms);
+        }
+        if nemesis.wipe {
+            schedule.add_wipes(&mut wipe_rng, nemesis.gap_ms_mean, safety_ms);
         }
         let acks = overrides.acks.unwrap_or(-1);
         // Codecs come from a stream of their own: drawing them shifts none of the draws above,

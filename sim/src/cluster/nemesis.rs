@@ -87,6 +87,13 @@ pub enum Fault {
         /// The broker id.
         node: u8,
     },
+    /// The node's process is killed and its data directory wiped, all but the controller's
+    /// raft state: a replaced disk, as after a node replacement. It comes back empty at its
+    /// `Restart` (or at healing), reports itself unclean and is rebuilt from the leaders.
+    Wipe {
+        /// The broker id.
+        node: u8,
+    },
     /// The node's wall clock jumps by `delta_ms` (back when negative), as when NTP steps a
     /// clock or a VM resumes: record timestamps, segment ages and retention see it; the
     /// monotonic clock does not jump. Jumps are not undone at healing: skew is lived with.
@@ -109,6 +116,7 @@ impl Fault {
             | Fault::Isolate { node }
             | Fault::DiskFaults { node, .. }
             | Fault::DiskHeal { node }
+            | Fault::Wipe { node }
             | Fault::ClockJump { node, .. } => vec![*node],
             Fault::Partition { a, b } => vec![*a, *b],
             Fault::OneWay { from, to } => vec![*from, *to],
@@ -137,6 +145,7 @@ impl Fault {
                 "disk faults n{node} io {io_error_permille}‰ flips {bit_flip_per_million}/M"
             ),
             Fault::DiskHeal { node } => format!("disk heal n{node}"),
+            Fault::Wipe { node } => format!("wipe n{node}"),
             Fault::ClockJump { node, delta_ms } => format!("clock n{node} jumps {delta_ms:+} ms"),
         }
     }
@@ -172,6 +181,8 @@ pub struct NemesisDraw {
     /// Skewed, drifting node clocks and clock jumps (not drawn by [`NemesisDraw::draw`], whose
     /// stream it would shift: [`super::ClusterDraw`] draws it from a stream of its own).
     pub clock: bool,
+    /// Wiped disks (drawn like `clock`, from a stream of its own).
+    pub wipe: bool,
     /// Mean gap between two fault episodes, simulated ms.
     pub gap_ms_mean: u64,
     /// Whether an episode may begin before the previous one ended (two faults at once: what
@@ -190,6 +201,7 @@ impl NemesisDraw {
             gap_ms_mean: [1_000, 2_500, 5_000][rng.gen_range(0..3)],
             overlapping: rng.gen_bool(0.5),
             clock: false,
+            wipe: false,
         };
         if !(draw.kills || draw.pauses || draw.partitions || draw.disk) {
             draw.kills = true;
@@ -205,6 +217,7 @@ impl NemesisDraw {
         self.partitions = family == FaultFamily::Partitions;
         self.disk = family == FaultFamily::Disk;
         self.clock = family == FaultFamily::Clock;
+        self.wipe = family == FaultFamily::Wipe;
     }
 
     /// The enabled kinds, for `describe`.
@@ -215,6 +228,7 @@ impl NemesisDraw {
             (self.partitions, "partition"),
             (self.disk, "disk"),
             (self.clock, "clock"),
+            (self.wipe, "wipe"),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -254,12 +268,12 @@ impl FaultSchedule {
             }
         }
         assert!(
-            !kinds.is_empty() || draw.clock,
+            !kinds.is_empty() || draw.clock || draw.wipe,
             "the draw enables at least one kind"
         );
         let mut faults = Vec::new();
         if kinds.is_empty() {
-            // Clock faults only: `clock_jumps` draws them.
+            // Clock or wipe faults only: `add_clock_jumps` and `add_wipes` draw them.
             return FaultSchedule { faults };
         }
         let mut at_ms = rng.gen_range(0..=draw.gap_ms_mean * 2);
@@ -389,6 +403,29 @@ impl FaultSchedule {
         self.faults.sort_by_key(|f| f.at_ms);
         self.validate()
             .expect("drawn clock jumps keep the schedule valid");
+    }
+
+    /// Adds wiped disks drawn from `rng` (a stream of their own) over `duration_ms`: a node is
+    /// wiped and restarted empty after 0.3 s to three gaps, about every two gaps.
+    pub fn add_wipes(&mut self, rng: &mut ChaCha8Rng, gap_ms_mean: u64, duration_ms: u64) {
+        assert!(gap_ms_mean > 0, "a rate");
+        let mut at_ms = rng.gen_range(0..=gap_ms_mean * 2);
+        while at_ms < duration_ms && self.faults.len() + 2 <= SCHEDULE_FAULTS_MAX {
+            let n = node(rng);
+            let end_ms = (at_ms + rng.gen_range(300..=gap_ms_mean * 3)).min(duration_ms);
+            self.faults.push(ScheduledFault {
+                at_ms,
+                fault: Fault::Wipe { node: n },
+            });
+            self.faults.push(ScheduledFault {
+                at_ms: end_ms,
+                fault: Fault::Restart { node: n },
+            });
+            at_ms = end_ms + rng.gen_range(gap_ms_mean..=gap_ms_mean * 4);
+        }
+        self.faults.sort_by_key(|f| f.at_ms);
+        self.validate()
+            .expect("drawn wipes keep the schedule valid");
     }
 
     /// Checks node ids, ordering and size: what a hand-edited JSON file could get wrong.
@@ -526,6 +563,30 @@ mod tests {
             );
         }
         assert!(found, "some seed of 0..200 draws a power loss");
+    }
+
+    #[test]
+    fn the_wipe_family_wipes_and_restarts_only() {
+        let overrides = crate::cluster::Overrides {
+            faults: Some(crate::cluster::FaultFamily::Wipe),
+            ..crate::cluster::Overrides::default()
+        };
+        for seed in 0..32 {
+            let draw = crate::cluster::ClusterDraw::from_seed_with(seed, &overrides);
+            let faults = &draw.schedule.faults;
+            assert!(
+                !faults.is_empty(),
+                "seed {seed}: a wipe within the safety phase"
+            );
+            for pair in faults.chunks(2) {
+                let (Fault::Wipe { node: a }, Fault::Restart { node: b }) =
+                    (&pair[0].fault, &pair[1].fault)
+                else {
+                    panic!("seed {seed}: a wipe and its restart, got {pair:?}");
+                };
+                assert_eq!(a, b);
+            }
+        }
     }
 
     #[test]

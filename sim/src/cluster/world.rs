@@ -255,6 +255,35 @@ mod simulated {
             self.paused[i] = false;
         }
 
+        /// Kills the node and wipes its disk, all but the raft state of a combined node (a
+        /// controller voter that forgot its log could help elect a stale leader: replacing one
+        /// is a membership change, KIP-853, not a disk swap). The node stays down until its
+        /// `Restart`.
+        fn wipe(&mut self, node: u8) {
+            let i = Self::index(node);
+            self.kill(node);
+            let disk = self.disks[i].as_disk();
+            self.disks[i].set_faults(FaultConfig::default());
+            let root = std::path::Path::new("");
+            let names = disk.list(root).expect("a sound disk lists its root");
+            for name in names
+                .iter()
+                .filter(|n| n.as_str() != broker::node::RAFT_DIR)
+            {
+                let path = std::path::Path::new(name);
+                let removed = if disk.list(path).is_ok() {
+                    disk.remove_dir(path, true)
+                } else {
+                    disk.remove(path)
+                };
+                removed.expect("a sound disk removes what it listed");
+            }
+            disk.sync_dir(root).expect("a sound disk syncs its root");
+            // A new disk: whatever failed or flipped on the old one is gone with it.
+            self.disk_failed.remove(&node);
+            self.flipped[i] = false;
+        }
+
         /// Freezes the node's process: none of its tasks run and none of its timers fire
         /// until `resume` (a stop-the-world GC pause or SIGSTOP); packets still reach its
         /// sockets and wait there.
@@ -356,6 +385,7 @@ mod simulated {
                 Fault::DiskHeal { node } => {
                     self.disks[Self::index(node)].set_faults(FaultConfig::default());
                 }
+                Fault::Wipe { node } => self.wipe(node),
                 Fault::ClockJump { node, delta_ms } => {
                     let i = Self::index(node);
                     self.clocks[i].offset_ms = self.clocks[i].offset_ms.saturating_add(delta_ms);
