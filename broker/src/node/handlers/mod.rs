@@ -1,5 +1,6 @@
 //! The Kafka request handlers of a broker, one file per family, behind one dispatcher.
 
+pub mod configs;
 pub mod data;
 pub mod groups;
 pub mod metadata;
@@ -67,7 +68,16 @@ impl RequestHandler for KafkaHandler {
                 ResponseKind::DeleteTopics(metadata::delete_topics(shared, r, version).await)
             }
             RequestKind::DescribeConfigs(r) => {
-                ResponseKind::DescribeConfigs(metadata::describe_configs(shared, r))
+                ResponseKind::DescribeConfigs(configs::describe_configs(shared, r, version))
+            }
+            RequestKind::AlterConfigs(r) => {
+                ResponseKind::AlterConfigs(configs::alter_configs(shared, r).await)
+            }
+            RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+                configs::incremental_alter_configs(shared, r).await,
+            ),
+            RequestKind::CreatePartitions(r) => {
+                ResponseKind::CreatePartitions(metadata::create_partitions(shared, r).await)
             }
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(self.init_producer_id(r))
