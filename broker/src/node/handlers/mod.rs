@@ -46,7 +46,22 @@ impl RequestHandler for KafkaHandler {
             RequestKind::Metadata(r) => {
                 ResponseKind::Metadata(metadata::metadata(shared, r, version).await)
             }
-            RequestKind::Produce(r) => ResponseKind::Produce(data::produce(shared, r).await),
+            RequestKind::Produce(r) => {
+                let mut response = data::produce(shared, r).await;
+                // Per-record errors and the message exist from v8 on (KIP-467); kafka-protocol
+                // refuses to encode them below.
+                if version < 8 {
+                    let partitions = response
+                        .responses
+                        .iter_mut()
+                        .flat_map(|t| &mut t.partition_responses);
+                    for partition in partitions {
+                        partition.record_errors.clear();
+                        partition.error_message = None;
+                    }
+                }
+                ResponseKind::Produce(response)
+            }
             RequestKind::Fetch(r) => ResponseKind::Fetch(data::fetch(shared, r).await),
             RequestKind::ListOffsets(r) => {
                 let mut response = data::list_offsets(shared, r);
