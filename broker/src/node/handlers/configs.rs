@@ -568,3 +568,109 @@ pub fn topic_config_for_create(
         other => TopicRefusal::new(E::InvalidConfig, other.to_string()),
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn node(extra: &str) -> NodeConfig {
+        let text = format!(
+            "node_id = 1\nroles = [\"broker\", \"controller\"]\ndata_dir = \"/unused\"\n\
+             controller_voters = [\"1@127.0.0.1:1\"]\n[listeners]\nkafka = \"127.0.0.1:2\"\n\
+             controller = \"127.0.0.1:1\"\n{extra}"
+        );
+        NodeConfig::from_toml(&text).unwrap()
+    }
+
+    #[test]
+    fn every_catalog_config_has_a_valid_broker_value() {
+        let config = node("");
+        for def in topic_configs::TOPIC_CONFIGS {
+            let value = broker_value(&config, def.name);
+            assert_eq!(value.source, source::DEFAULT_CONFIG, "{}", def.name);
+            // AlterConfigs clients (librdkafka's 0092) set every described value back.
+            assert_eq!(
+                topic_configs::validate(def.name, &value.value).as_ref(),
+                Ok(&value.value),
+                "{}",
+                def.name
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_set_in_the_config_file_is_a_static_broker_config() {
+        let config = node("[log]\nretention_ms = 1000\n[topics]\nmin_insync_replicas = 2\n");
+        let retention = broker_value(&config, "retention.ms");
+        assert_eq!(
+            (retention.value.as_str(), retention.source),
+            ("1000", source::STATIC_BROKER_CONFIG)
+        );
+        let min_isr = broker_value(&config, "min.insync.replicas");
+        assert_eq!(
+            (min_isr.value.as_str(), min_isr.source),
+            ("2", source::STATIC_BROKER_CONFIG)
+        );
+        let segment = broker_value(&config, "segment.bytes");
+        assert_eq!(segment.source, source::DEFAULT_CONFIG);
+        let entries = broker_entries(&config);
+        assert!(entries.contains(&(
+            "log.retention.ms",
+            "1000".to_string(),
+            source::STATIC_BROKER_CONFIG
+        )));
+        assert!(entries.contains(&("num.partitions", "1".to_string(), source::DEFAULT_CONFIG)));
+    }
+
+    #[test]
+    fn topic_overrides_become_the_partitions_log_config() {
+        let config = node("[log]\nretention_ms = 1000\n");
+        let topic = |pairs: &[(&str, &str)]| TopicConfig {
+            overrides: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..TopicConfig::default()
+        };
+        let base = config.log_config();
+        assert_eq!(config.log_config_for(&topic(&[])), base);
+        let compacted = config.log_config_for(&topic(&[("cleanup.policy", "compact")]));
+        assert_eq!(
+            compacted,
+            log_core::LogConfig {
+                compacted: true,
+                retention_ms: None,
+                retention_bytes: None,
+                ..base.clone()
+            },
+            "compaction alone deletes nothing by age or size"
+        );
+        let all = config.log_config_for(&topic(&[
+            ("cleanup.policy", "compact,delete"),
+            ("compression.type", "zstd"),
+            ("delete.retention.ms", "5"),
+            ("max.message.bytes", "0"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("retention.bytes", "-1"),
+            ("retention.ms", "-1"),
+            ("segment.bytes", "4096"),
+            ("segment.ms", "60000"),
+        ]));
+        assert_eq!(
+            all,
+            log_core::LogConfig {
+                compacted: true,
+                codec_target: Some(log_core::Codec::Zstd),
+                delete_retention_ms: 5,
+                batch_bytes_max: log_core::batch::HEADER_BYTES as u64,
+                log_append_time: true,
+                retention_bytes: None,
+                retention_ms: None,
+                segment_bytes_max: 4096,
+                segment_age_ms_max: 60_000,
+                ..base
+            }
+        );
+    }
+}
