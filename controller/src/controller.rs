@@ -6,6 +6,7 @@ use crate::error::ControllerError;
 use crate::image::MetadataImage;
 use crate::records::{self, Listener, MetadataRecord, PartitionState, RecordBatch, TopicConfig};
 use crate::storage::{PersistBatch, RaftStore};
+use crate::topic_configs::{self, ConfigChange, ElectionDefaults};
 use raft::prelude::{Entry, EntryType, Message, Snapshot};
 use raft::{RawNode, StateRole};
 use std::collections::BTreeMap;
@@ -98,6 +99,33 @@ pub enum Request {
         /// Name.
         name: String,
     },
+    /// Changes a topic's configs (AlterConfigs: `replace`, IncrementalAlterConfigs: not),
+    /// validated with `topic_configs::altered`; answered with the new config.
+    AlterTopicConfig {
+        /// Topic name.
+        name: String,
+        /// The changes, each config named at most once.
+        changes: Vec<ConfigChange>,
+        /// AlterConfigs' semantics: configs the request does not name lose their override.
+        replace: bool,
+        /// What min ISR and unclean election fall back to without an override (the asking
+        /// broker's settings, as Kafka takes them from its brokers' static config).
+        defaults: ElectionDefaults,
+        /// Check only, change nothing (answered `TopicConfigValid`).
+        validate_only: bool,
+    },
+    /// Grows a topic to `partitions` partitions (CreatePartitions), placed over unfenced brokers
+    /// or as `assignments` (one list per new partition) say.
+    CreatePartitions {
+        /// Topic name.
+        name: String,
+        /// The new total partition count.
+        partitions: i32,
+        /// Replica lists of the new partitions, in order; empty: the controller places them.
+        assignments: Vec<Vec<BrokerId>>,
+        /// Check only, change nothing (answered `PartitionsValid`).
+        validate_only: bool,
+    },
     /// A partition leader changes its ISR.
     AlterPartition(AlterPartitionRequest),
     /// A broker's copy of a partition failed (disk error or corruption): it can neither lead
@@ -160,6 +188,13 @@ pub enum Reply {
     },
     /// The topic is gone.
     TopicDeleted,
+    /// The topic's configuration now (or, validate-only, as it would be).
+    TopicConfigAltered(TopicConfig),
+    /// The new partitions' replicas, in partition order (validate-only: as they would be).
+    PartitionsCreated {
+        /// Replicas per new partition.
+        assignments: Vec<Vec<BrokerId>>,
+    },
     /// The partition's new state.
     PartitionAltered(PartitionState),
     /// Metadata after the requested index.
@@ -242,6 +277,10 @@ enum PendingKind {
     CreateTopic(String),
     /// Reply `TopicDeleted`.
     DeleteTopic,
+    /// Reply with this topic's config.
+    AlterTopicConfig(String),
+    /// Reply with the replicas of this topic's partitions from this index on.
+    CreatePartitions(String, usize),
     /// Reply with this partition's new state.
     AlterPartition(TopicPartition),
     /// A fence or unfence of this broker decided by the active controller itself.
@@ -542,6 +581,64 @@ impl Controller {
                 let batch = vec![MetadataRecord::DeleteTopic { name, topic_id }];
                 self.propose(batch, Some(request_id), PendingKind::DeleteTopic)
             }
+            Request::AlterTopicConfig {
+                name,
+                changes,
+                replace,
+                defaults,
+                validate_only,
+            } => {
+                let topic = self
+                    .image
+                    .topics()
+                    .get(&name)
+                    .ok_or_else(|| ControllerError::UnknownTopicOrPartition(name.clone()))?;
+                let config = topic_configs::altered(&topic.config, &changes, replace, defaults)?;
+                if validate_only {
+                    let reply = Ok(Reply::TopicConfigAltered(config));
+                    self.effects.push(Effect::Reply { request_id, reply });
+                    return Ok(());
+                }
+                let record = MetadataRecord::AlterTopicConfig {
+                    name: name.clone(),
+                    topic_id: topic.topic_id,
+                    config,
+                };
+                self.propose(
+                    vec![record],
+                    Some(request_id),
+                    PendingKind::AlterTopicConfig(name),
+                )
+            }
+            Request::CreatePartitions {
+                name,
+                partitions,
+                assignments,
+                validate_only,
+            } => {
+                let record = self.create_partitions_record(&name, partitions, assignments)?;
+                let MetadataRecord::CreatePartitions {
+                    partitions_before,
+                    assignments,
+                    ..
+                } = &record
+                else {
+                    unreachable!("create_partitions_record makes a CreatePartitions record");
+                };
+                if validate_only {
+                    let reply = Ok(Reply::PartitionsCreated {
+                        assignments: assignments.clone(),
+                    });
+                    self.effects.push(Effect::Reply { request_id, reply });
+                    return Ok(());
+                }
+                let before = usize::try_from(*partitions_before).expect("a partition count");
+                self.propose(
+                    vec![record],
+                    Some(request_id),
+                    PendingKind::CreatePartitions(name, before),
+                )
+            }
             Request::AlterPartition(alter) => {
                 let record = election::alter_partition(&self.image, &alter)?;
                 self.propose(
@@ -756,6 +853,7 @@ impl Controller {
                 config.min_insync_replicas
             )));
         }
+        topic_configs::check_overrides(&config.overrides)?;
         let assignments = if placement.assignments.is_empty() {
             self.place_replicas(placement.partitions, placement.replication_factor)?
         } else {
@@ -767,6 +865,85 @@ impl Controller {
             assignments,
             config,
         }])
+    }
+
+    /// The record growing topic `name` to `partitions`, with Kafka's checks and messages
+    /// (`ReplicationControlManager.createPartitions`): the count must grow, a manual assignment
+    /// names exactly the new partitions with the topic's replication factor; placed partitions
+    /// continue the topic's round-robin over today's unfenced brokers.
+    fn create_partitions_record(
+        &self,
+        name: &str,
+        partitions: i32,
+        assignments: Vec<Vec<BrokerId>>,
+    ) -> Result<MetadataRecord, ControllerError> {
+        let topic = self
+            .image
+            .topics()
+            .get(name)
+            .ok_or_else(|| ControllerError::UnknownTopicOrPartition(name.to_string()))?;
+        let before = topic.partitions.len();
+        let total = usize::try_from(partitions).unwrap_or(0);
+        if total < before {
+            return Err(ControllerError::InvalidPartitions(format!(
+                "The topic {name} currently has {before} partition(s); {partitions} would not be \
+                 an increase."
+            )));
+        }
+        if total == before {
+            return Err(ControllerError::InvalidPartitions(format!(
+                "Topic already has {before} partition(s)."
+            )));
+        }
+        if total > crate::image::PARTITIONS_PER_TOPIC_MAX {
+            return Err(ControllerError::InvalidPartitions(format!(
+                "{partitions} partitions: a topic has 1 to {}",
+                crate::image::PARTITIONS_PER_TOPIC_MAX
+            )));
+        }
+        let added = total - before;
+        let replication_factor = topic.partitions[0].replicas.len();
+        let assignments = if assignments.is_empty() {
+            let brokers = self.image.brokers_unfenced();
+            if replication_factor > brokers.len() {
+                return Err(ControllerError::InvalidReplicationFactor {
+                    replication_factor: i32::try_from(replication_factor).expect("bounded"),
+                    brokers_unfenced: brokers.len(),
+                });
+            }
+            let mut placed = crate::placement::assign_replicas(
+                &brokers,
+                total,
+                replication_factor,
+                topic.topic_id,
+            );
+            placed.split_off(before)
+        } else {
+            if assignments.len() != added {
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "Attempted to add {added} additional partition(s), but only {} assignment(s) \
+                     were specified.",
+                    assignments.len()
+                )));
+            }
+            let validated = self.validate_assignments(assignments)?;
+            if validated[0].len() != replication_factor {
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "The manual partition assignment includes a partition with {} replica(s), \
+                     but this is not consistent with previous partitions, which have \
+                     {replication_factor} replica(s).",
+                    validated[0].len()
+                )));
+            }
+            validated
+        };
+        assert_eq!(assignments.len(), added);
+        Ok(MetadataRecord::CreatePartitions {
+            name: name.to_string(),
+            topic_id: topic.topic_id,
+            partitions_before: u32::try_from(before).expect("bounded by PARTITIONS_PER_TOPIC_MAX"),
+            assignments,
+        })
     }
 
     /// Fences every unfenced broker whose last heartbeat is older than the session timeout.
@@ -976,6 +1153,18 @@ impl Controller {
                     topic_id: topic.topic_id,
                     assignments,
                 }
+            }
+            PendingKind::AlterTopicConfig(name) => {
+                let topic = self.image.topics().get(name).expect("just altered");
+                Reply::TopicConfigAltered(topic.config.clone())
+            }
+            PendingKind::CreatePartitions(name, before) => {
+                let topic = self.image.topics().get(name).expect("just grown");
+                let assignments = topic.partitions[*before..]
+                    .iter()
+                    .map(|p| p.replicas.clone())
+                    .collect();
+                Reply::PartitionsCreated { assignments }
             }
             PendingKind::AlterPartition(tp) => {
                 Reply::PartitionAltered(self.image.partition(tp).expect("just changed").clone())

@@ -34,6 +34,10 @@ pub enum ControllerError {
     /// lengths, or only fenced brokers (Kafka's INVALID_REPLICA_ASSIGNMENT).
     #[error("invalid replica assignment: {0}")]
     InvalidReplicaAssignment(String),
+    /// A well-formed request Kafka refuses as such (Kafka's INVALID_REQUEST): a config named
+    /// twice, APPEND on a config that is not a list.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// A topic config value is invalid (Kafka's INVALID_CONFIG).
     #[error("invalid config: {0}")]
     InvalidConfig(String),

@@ -157,6 +157,17 @@ impl MetadataImage {
             MetadataRecord::DeleteTopic { name, topic_id } => {
                 self.apply_delete_topic(name, *topic_id)
             }
+            MetadataRecord::AlterTopicConfig {
+                name,
+                topic_id,
+                config,
+            } => self.apply_alter_topic_config(name, *topic_id, config),
+            MetadataRecord::CreatePartitions {
+                name,
+                topic_id,
+                partitions_before,
+                assignments,
+            } => self.apply_create_partitions(name, *topic_id, *partitions_before, assignments),
             MetadataRecord::PartitionChange {
                 topic,
                 topic_id,
@@ -294,34 +305,10 @@ impl MetadataImage {
             return Err(invalid(format!("{name}: {} partitions", assignments.len())));
         }
         let replication_factor = assignments[0].len();
-        let min_isr = usize::try_from(config.min_insync_replicas).unwrap_or(0);
-        // Above the replication factor is allowed: the effective min ISR is capped at it.
-        if min_isr == 0 {
-            return Err(invalid(format!("{name}: min.insync.replicas {min_isr}")));
-        }
+        check_config(name, config)?;
         let mut partitions = Vec::with_capacity(assignments.len());
         for replicas in assignments {
-            if replicas.len() != replication_factor || !distinct(replicas) {
-                return Err(invalid(format!("{name}: replicas {replicas:?}")));
-            }
-            if let Some(unknown) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
-                return Err(ControllerError::UnknownBroker(*unknown));
-            }
-            let isr: Vec<BrokerId> = replicas
-                .iter()
-                .copied()
-                .filter(|b| self.is_unfenced(*b))
-                .collect();
-            partitions.push(PartitionState {
-                replicas: replicas.clone(),
-                leader: isr.first().copied(),
-                leader_epoch: LeaderEpoch(0),
-                isr,
-                elr: Vec::new(),
-                last_known_leader: None,
-                partition_epoch: PartitionEpoch(0),
-                offline: Vec::new(),
-            });
+            partitions.push(self.new_partition(name, replicas, replication_factor)?);
         }
         let topic = TopicImage {
             topic_id: self.topic_id_next,
@@ -330,6 +317,84 @@ impl MetadataImage {
         };
         self.topic_id_next += 1;
         self.topics.insert(name.to_string(), topic);
+        Ok(())
+    }
+
+    /// A new partition's first state: every unfenced replica in the ISR, the first one leading.
+    fn new_partition(
+        &self,
+        name: &str,
+        replicas: &[BrokerId],
+        replication_factor: usize,
+    ) -> Result<PartitionState, ControllerError> {
+        if replicas.len() != replication_factor || !distinct(replicas) {
+            return Err(invalid(format!("{name}: replicas {replicas:?}")));
+        }
+        if let Some(unknown) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
+            return Err(ControllerError::UnknownBroker(*unknown));
+        }
+        let isr: Vec<BrokerId> = replicas
+            .iter()
+            .copied()
+            .filter(|b| self.is_unfenced(*b))
+            .collect();
+        Ok(PartitionState {
+            replicas: replicas.to_vec(),
+            leader: isr.first().copied(),
+            leader_epoch: LeaderEpoch(0),
+            isr,
+            elr: Vec::new(),
+            last_known_leader: None,
+            partition_epoch: PartitionEpoch(0),
+            offline: Vec::new(),
+        })
+    }
+
+    fn apply_alter_topic_config(
+        &mut self,
+        name: &str,
+        topic_id: u64,
+        config: &TopicConfig,
+    ) -> Result<(), ControllerError> {
+        check_config(name, config)?;
+        match self.topics.get_mut(name) {
+            Some(topic) if topic.topic_id == topic_id => {
+                topic.config = config.clone();
+                Ok(())
+            }
+            _ => Err(ControllerError::UnknownTopicOrPartition(name.to_string())),
+        }
+    }
+
+    fn apply_create_partitions(
+        &mut self,
+        name: &str,
+        topic_id: u64,
+        partitions_before: u32,
+        assignments: &[Vec<BrokerId>],
+    ) -> Result<(), ControllerError> {
+        let topic = match self.topics.get(name) {
+            Some(topic) if topic.topic_id == topic_id => topic,
+            _ => return Err(ControllerError::UnknownTopicOrPartition(name.to_string())),
+        };
+        let before = topic.partitions.len();
+        if u32::try_from(before).ok() != Some(partitions_before) {
+            return Err(invalid(format!(
+                "{name}: has {before} partitions, the record expects {partitions_before}"
+            )));
+        }
+        let total = before + assignments.len();
+        if assignments.is_empty() || total > PARTITIONS_PER_TOPIC_MAX {
+            return Err(invalid(format!("{name}: {total} partitions")));
+        }
+        let replication_factor = topic.partitions[0].replicas.len();
+        let added = assignments
+            .iter()
+            .map(|replicas| self.new_partition(name, replicas, replication_factor))
+            .collect::<Result<Vec<_>, _>>()?;
+        let topic = self.topics.get_mut(name).expect("found above");
+        topic.partitions.extend(added);
+        assert_eq!(topic.partitions.len(), total);
         Ok(())
     }
 
@@ -469,6 +534,29 @@ fn validate_transition(
     image
         .check_partition(next)
         .map_err(|why| invalid(format!("{tp}: {why}")))
+}
+
+/// A topic config's rules: min ISR at least 1 (above the replication factor is allowed, the
+/// effective min ISR is capped at it), overrides known and valid, and the election fields equal
+/// to their overrides where set.
+fn check_config(name: &str, config: &TopicConfig) -> Result<(), ControllerError> {
+    if config.min_insync_replicas < 1 {
+        return Err(invalid(format!(
+            "{name}: min.insync.replicas {}",
+            config.min_insync_replicas
+        )));
+    }
+    crate::topic_configs::check_overrides(&config.overrides)?;
+    let min_isr = config.min_insync_replicas.to_string();
+    let unclean = config.unclean_leader_election.to_string();
+    let agree = |key: &str, value: &str| config.overrides.get(key).is_none_or(|v| v == value);
+    if !agree("min.insync.replicas", &min_isr) || !agree("unclean.leader.election.enable", &unclean)
+    {
+        return Err(invalid(format!(
+            "{name}: election fields disagree with overrides"
+        )));
+    }
+    Ok(())
 }
 
 /// Kafka's topic name rule (`wire::topic_name_check`, the one validator of names).

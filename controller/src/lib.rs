@@ -41,6 +41,7 @@ pub mod image;
 pub mod placement;
 pub mod records;
 pub mod storage;
+pub mod topic_configs;
 
 pub use controller::{Controller, ControllerConfig, Effect, MetadataFetch, Reply, Request};
 pub use election::{AlterPartitionRequest, HistoricBugs};

@@ -2,6 +2,7 @@
 //! function of the sequence of records applied, so everything a decision needs is in a record.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use wire::{BrokerId, LeaderEpoch, PartitionEpoch};
 
 /// A network endpoint a broker serves on, as registered (Kafka's listener).
@@ -15,13 +16,20 @@ pub struct Listener {
     pub port: u16,
 }
 
-/// Per-topic configuration the controller needs for leader election.
+/// Per-topic configuration: the values leader election needs, resolved, and the topic's dynamic
+/// configs as set by CreateTopics and AlterConfigs (brokers apply those to the logs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicConfig {
     /// May a replica outside the ISR and ELR become leader (losing acknowledged data)?
     pub unclean_leader_election: bool,
     /// ISR size below which acks=all writes are refused; ISR shrinks below it keep ELR (KIP-966).
     pub min_insync_replicas: i32,
+    /// The topic's own configs (Kafka's DYNAMIC_TOPIC_CONFIG), by name, each validated and
+    /// normalised by `topic_configs::validate`; a name absent takes the broker's default.
+    /// Omitted from the encoding when empty, so records and snapshots written before the field
+    /// existed decode unchanged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<String, String>,
 }
 
 impl Default for TopicConfig {
@@ -29,6 +37,7 @@ impl Default for TopicConfig {
         TopicConfig {
             unclean_leader_election: false,
             min_insync_replicas: 1,
+            overrides: BTreeMap::new(),
         }
     }
 }
@@ -104,6 +113,27 @@ pub enum MetadataRecord {
         name: String,
         /// Guards against deleting a recreated topic of the same name.
         topic_id: u64,
+    },
+    /// A topic's whole new configuration (AlterConfigs, IncrementalAlterConfigs).
+    AlterTopicConfig {
+        /// Topic name.
+        name: String,
+        /// Guards against changing a recreated topic of the same name.
+        topic_id: u64,
+        /// The configuration replacing the current one.
+        config: TopicConfig,
+    },
+    /// Partitions added to a topic (CreatePartitions), numbered after the existing ones.
+    CreatePartitions {
+        /// Topic name.
+        name: String,
+        /// Guards against growing a recreated topic of the same name.
+        topic_id: u64,
+        /// The partition count before: the record applies only to a topic of this size, so two
+        /// racing requests cannot both add.
+        partitions_before: u32,
+        /// One replica list per new partition, preferred leader first.
+        assignments: Vec<Vec<BrokerId>>,
     },
     /// A partition's new state (leader election, ISR change, ELR bookkeeping).
     PartitionChange {

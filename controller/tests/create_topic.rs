@@ -41,6 +41,7 @@ fn create_topic_commits_assignments_and_initial_states() {
     let config = TopicConfig {
         unclean_leader_election: false,
         min_insync_replicas: 2,
+        overrides: Default::default(),
     };
     let request = Request::CreateTopic {
         name: "orders".into(),
@@ -92,6 +93,7 @@ fn create_topic_refusals_are_typed() {
         replication_factor: rf,
         config: TopicConfig {
             unclean_leader_election: false,
+            overrides: Default::default(),
             min_insync_replicas: min_isr,
         },
         assignments: Vec::new(),
@@ -168,6 +170,7 @@ fn create_with(
         partitions,
         replication_factor: rf,
         config: TopicConfig {
+            overrides: Default::default(),
             unclean_leader_election: false,
             min_insync_replicas: min_isr,
         },

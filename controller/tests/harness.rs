@@ -383,6 +383,7 @@ impl Harness {
                     config: TopicConfig {
                         unclean_leader_election: self.rng.gen_bool(0.3),
                         min_insync_replicas: self.rng.gen_range(1..=2).min(replication_factor),
+                        overrides: Default::default(),
                     },
                     assignments: Vec::new(),
                     validate_only: false,

@@ -66,6 +66,7 @@ fn missed_heartbeats_fence_and_elect_from_the_isr() {
         TopicConfig {
             unclean_leader_election: false,
             min_insync_replicas: 2,
+            overrides: Default::default(),
         },
     );
     let tp = TopicPartition::new("t", 0);
@@ -126,6 +127,7 @@ fn a_single_replica_below_min_isr_goes_to_the_elr_and_comes_back() {
     solo.add_broker(2, 22);
     let config = TopicConfig {
         unclean_leader_election: false,
+        overrides: Default::default(),
         min_insync_replicas: 2,
     };
     let assignments = solo.create_topic("t", 1, 1, config);

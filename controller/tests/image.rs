@@ -70,6 +70,7 @@ fn batch(image: &MetadataImage, op: &Op) -> Option<Vec<MetadataRecord>> {
             let config = TopicConfig {
                 unclean_leader_election: unclean,
                 min_insync_replicas: rf.min(2) as i32,
+                overrides: Default::default(),
             };
             Some(vec![MetadataRecord::CreateTopic {
                 name: format!("t{t}"),

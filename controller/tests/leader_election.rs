@@ -36,6 +36,7 @@ fn image(unclean: bool, min_isr: i32) -> MetadataImage {
     let config = TopicConfig {
         unclean_leader_election: unclean,
         min_insync_replicas: min_isr,
+        overrides: Default::default(),
     };
     let assignments = vec![vec![BrokerId(1), BrokerId(2), BrokerId(3)]];
     apply(

@@ -171,6 +171,7 @@ impl Model for MetadataModel {
             config: TopicConfig {
                 unclean_leader_election: false,
                 min_insync_replicas: 2,
+                overrides: Default::default(),
             },
         };
         assert!(apply(&mut image, &[create]));

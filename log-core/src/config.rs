@@ -29,6 +29,9 @@ pub struct LogConfig {
     /// `compression.type`: the codec produced batches are stored with; `None` is Kafka's
     /// `producer` (each batch as the producer compressed it).
     pub codec_target: Option<crate::compression::Codec>,
+    /// `message.timestamp.type=LogAppendTime`: a leader's append stamps each batch with its
+    /// clock; `false` is `CreateTime` (the producer's timestamps are kept).
+    pub log_append_time: bool,
 }
 
 impl Default for LogConfig {
@@ -45,6 +48,7 @@ impl Default for LogConfig {
             checkpoint_interval_bytes: 1 << 20,
             compaction_keys_max: 1 << 20,
             codec_target: None,
+            log_append_time: false,
         }
     }
 }

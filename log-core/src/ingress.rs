@@ -54,6 +54,14 @@ pub enum BatchRefusal {
     /// Well-formed but against the rules (`INVALID_RECORD`, 87).
     #[error("INVALID_RECORD: {0}")]
     InvalidRecord(String),
+    /// Records without a key for a compacted topic (`INVALID_RECORD`, 87), by their index in the
+    /// payload (Kafka's `record_errors`, KIP-467: the client fails those records with
+    /// INVALID_RECORD and retries nothing of the batch).
+    #[error("INVALID_RECORD: a compacted topic needs a key on every record; records {records:?} have none")]
+    KeylessInCompacted {
+        /// Indexes of the keyless records in the payload, ascending, at least one.
+        records: Vec<u32>,
+    },
     /// Larger than the topic allows (`MESSAGE_TOO_LARGE`, 10).
     #[error("MESSAGE_TOO_LARGE: batch of {bytes} bytes, limit {bytes_max}")]
     TooLarge {
@@ -79,7 +87,7 @@ impl BatchRefusal {
     pub fn error_code(&self) -> i16 {
         match self {
             BatchRefusal::Corrupt(_) => 2,
-            BatchRefusal::InvalidRecord(_) => 87,
+            BatchRefusal::InvalidRecord(_) | BatchRefusal::KeylessInCompacted { .. } => 87,
             BatchRefusal::TooLarge { .. } | BatchRefusal::DecompressedTooLarge { .. } => 10,
             BatchRefusal::UnsupportedCompression(_) => 76,
         }
@@ -145,7 +153,14 @@ pub fn validate_produced(
     let mut recompressed = Vec::new();
     let mut record_count: u32 = 0;
     for &(start, end) in &spans {
-        let (batch, rewritten) = validate_one(&mut bytes[start..end], rules)?;
+        let (batch, rewritten) =
+            validate_one(&mut bytes[start..end], rules).map_err(|refusal| match refusal {
+                // Indexes count from the payload's first record, not the batch's.
+                BatchRefusal::KeylessInCompacted { records } => BatchRefusal::KeylessInCompacted {
+                    records: records.iter().map(|r| r + record_count).collect(),
+                },
+                other => other,
+            })?;
         record_count = record_count
             .checked_add(batch.record_count)
             .ok_or_else(|| BatchRefusal::InvalidRecord("too many records".into()))?;
@@ -229,7 +244,10 @@ fn validate_one(
     }
     check_counts(&header)?;
     let summary = view.summarize_records().map_err(refusal_of_records)?;
-    check_records(&header, &summary, rules)?;
+    check_records(&header, &summary)?;
+    if rules.compacted && summary.keyless {
+        return Err(keyless_records(&view));
+    }
     if header.producer_id >= 0 && (header.producer_epoch < 0 || header.base_sequence < 0) {
         return Err(BatchRefusal::InvalidRecord(format!(
             "idempotent producer {} with epoch {} and sequence {}",
@@ -306,11 +324,7 @@ fn check_counts(header: &BatchHeader) -> Result<(), BatchRefusal> {
 }
 
 /// Kafka's record rules (`LogValidator.validateRecord`), on records that parsed.
-fn check_records(
-    header: &BatchHeader,
-    summary: &RecordsSummary,
-    rules: &ProduceRules,
-) -> Result<(), BatchRefusal> {
+fn check_records(header: &BatchHeader, summary: &RecordsSummary) -> Result<(), BatchRefusal> {
     if !summary.dense {
         return Err(BatchRefusal::InvalidRecord(
             "record offset deltas are not 0..n".into(),
@@ -321,12 +335,24 @@ fn check_records(
             "clients may not write control batches".into(),
         ));
     }
-    if rules.compacted && summary.keyless {
-        return Err(BatchRefusal::InvalidRecord(
-            "a compacted topic needs a key on every record".into(),
-        ));
-    }
     Ok(())
+}
+
+/// The refusal naming every keyless record of a batch (its records parsed already).
+fn keyless_records(view: &BatchView) -> BatchRefusal {
+    let mut records = Vec::new();
+    if let Ok(decoded) = view.decode() {
+        for (index, record) in decoded.iter().enumerate() {
+            if record.is_ok_and(|r| r.key.is_none()) {
+                records.push(u32::try_from(index).expect("records of one batch fit a u32"));
+            }
+        }
+    }
+    assert!(
+        !records.is_empty(),
+        "called for a batch with a keyless record"
+    );
+    BatchRefusal::KeylessInCompacted { records }
 }
 
 /// Record-level failures: a codec we cannot decode, else malformed bytes.
@@ -446,6 +472,25 @@ mod tests {
         assert_eq!(
             validate_produced(&mut Vec::new(), &rules()).map_err(|e| e.error_code()),
             Err(87)
+        );
+    }
+
+    #[test]
+    fn keyless_records_of_a_compacted_topic_are_named_by_their_payload_index() {
+        let compacted = ProduceRules {
+            compacted: true,
+            ..rules()
+        };
+        let mut keyed = BatchBuilder::new();
+        keyed.push(Some(b"k"), Some(b"a"), 100, &[]);
+        let mut payload = keyed.build();
+        payload.extend(two_records()); // records 1 (keyed) and 2 (keyless)
+        let mut last = BatchBuilder::new();
+        last.push(None, Some(b"c"), 110, &[]);
+        payload.extend(last.build()); // record 3 (keyless), never reached: the first refusal ends it
+        assert_eq!(
+            validate_produced(&mut payload, &compacted),
+            Err(BatchRefusal::KeylessInCompacted { records: vec![2] })
         );
     }
 

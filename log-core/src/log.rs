@@ -443,6 +443,24 @@ impl PartitionLog {
         &self.config
     }
 
+    /// Replaces the configuration of the open log (a topic's configs changed): retention, segment
+    /// size and age, compaction, batch limit and codec apply from the next append or
+    /// housekeeping pass on. Turning compaction on makes every existing segment tolerate offset
+    /// gaps, since the cleaner is about to make them.
+    pub fn set_config(&mut self, config: LogConfig) {
+        config.validate();
+        if config.compacted && !self.config.compacted {
+            for segment in self.segments.values_mut() {
+                segment.dense = false;
+            }
+        }
+        self.config = config;
+        assert!(
+            !self.config.compacted || self.segments.values().all(|s| !s.dense),
+            "a compacted log's segments allow gaps"
+        );
+    }
+
     /// What recovery found and did when the log was opened.
     pub fn recovery_report(&self) -> RecoveryReport {
         self.recovery
@@ -571,7 +589,7 @@ impl PartitionLog {
         let rules = ProduceRules {
             batch_bytes_max: self.config.batch_bytes_max,
             compacted: self.config.compacted,
-            log_append_time_ms: None,
+            log_append_time_ms: self.config.log_append_time.then_some(now_ms),
             codec_target: self.config.codec_target,
         };
         ingress::validate_produced(&mut bytes, &rules)?;

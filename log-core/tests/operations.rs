@@ -501,3 +501,66 @@ fn file_disk_end_to_end_with_reopen() {
         "sealed segments are indexed"
     );
 }
+
+#[test]
+fn set_config_turns_compaction_on_for_an_open_log_and_its_existing_segments() {
+    let disk = MemDisk::new(21);
+    let mut log = open_mem(&disk, small_config());
+    let unkeyed = batch("plain", 1, 0, 5);
+    log.append_as_leader(&unkeyed, LeaderEpoch(1), 0).unwrap();
+    // Written under `delete`: dense segments, keyed updates of one key.
+    for i in 0..50i64 {
+        log.append_as_leader(
+            &keyed("k", Some(&format!("v{i}")), 10_000 + i),
+            LeaderEpoch(1),
+            0,
+        )
+        .unwrap();
+    }
+    log.roll(0).unwrap();
+    log.set_high_watermark(log.log_end_offset()).unwrap();
+    let config = compacted_config();
+    log.set_config(config.clone());
+    assert_eq!(log.config(), &config);
+    // Kafka's rule for compacted topics now holds: a record without a key is refused.
+    assert!(matches!(
+        log.append_as_leader(&unkeyed, LeaderEpoch(1), 0),
+        Err(LogError::Refused(_))
+    ));
+    let outcome = log.compact(50_000).unwrap();
+    assert!(outcome.records_removed >= 49, "{outcome:?}");
+    let keys: Vec<_> = read_all(&log, log.log_start_offset())
+        .into_iter()
+        .filter(|(_, key, _)| key.as_deref() == Some(&b"k"[..]))
+        .map(|(offset, _, value)| (offset, value))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![(Offset(50), Some(b"v49".to_vec()))],
+        "the latest value kept"
+    );
+    // Reads over the gaps compaction made in segments written dense still work after a reopen.
+    log.flush().unwrap();
+    drop(log);
+    let log = open_mem(&disk, compacted_config());
+    assert_eq!(read_all(&log, Offset(0)).len(), 2);
+}
+
+#[test]
+fn log_append_time_stamps_a_leaders_batches_with_its_clock() {
+    let disk = MemDisk::new(22);
+    let config = LogConfig {
+        log_append_time: true,
+        ..small_config()
+    };
+    let mut log = open_mem(&disk, config);
+    log.append_as_leader(&keyed("k", Some("v"), 1_000), LeaderEpoch(1), 77_000)
+        .unwrap();
+    let bytes = log.read(Offset(0), 1 << 20).unwrap().bytes;
+    let header = log_core::batch::BatchHeader::parse(&bytes).unwrap();
+    assert_eq!(
+        header.max_timestamp, 77_000,
+        "the log's clock, not the producer's"
+    );
+    assert_ne!(header.attributes & 0x08, 0, "the LogAppendTime bit");
+}

@@ -389,6 +389,19 @@ impl Replica {
             .map_or(LeaderEpoch::NONE, |p| p.leader_epoch)
     }
 
+    /// The `min.insync.replicas` in force.
+    pub fn min_insync_replicas(&self) -> usize {
+        self.config.min_insync_replicas
+    }
+
+    /// The topic's `min.insync.replicas` changed: acks=all produces and the HW use the new
+    /// value from the next input on (a lowered one lets the HW move at the next fetch).
+    pub fn set_min_insync_replicas(&mut self, min_insync_replicas: usize) {
+        assert!(min_insync_replicas >= 1, "min ISR is at least 1");
+        self.config.min_insync_replicas = min_insync_replicas;
+        assert_eq!(self.config.min_insync_replicas, min_insync_replicas);
+    }
+
     /// The latest partition state, if any.
     pub fn partition_state(&self) -> Option<&PartitionState> {
         self.partition.as_ref()

@@ -62,6 +62,32 @@ fn acks_all_with_a_small_isr_is_refused_before_the_append() {
     assert_eq!(replica.log_end_offset(), Offset(0), "nothing appended");
 }
 
+/// A topic's `min.insync.replicas` lowered at run time (AlterConfigs) admits the next acks=all
+/// produce the old value refused; raised again, it refuses again.
+#[test]
+fn a_changed_min_isr_applies_to_the_next_produce() {
+    let mut replica = Replica::new(config(B0), BugSwitches::default());
+    // state(B0, 1, 1, ...) is led by B0 with a three-replica assignment; only B0 is in sync.
+    replica.step(0, Input::PartitionState(state(B0, 1, 1, &[B0])));
+    assert_eq!(replica.min_insync_replicas(), 2);
+    let effects = produce(&mut replica, 7, Acks::All);
+    assert_eq!(replies(&effects), vec![(7, Err(Error::NotEnoughReplicas))]);
+    replica.set_min_insync_replicas(1);
+    assert_eq!(replica.min_insync_replicas(), 1);
+    let effects = produce(&mut replica, 8, Acks::All);
+    assert!(
+        replies(&effects).is_empty(),
+        "taken, waiting for its flush: {effects:?}"
+    );
+    let effects = complete_flushes(&mut replica, &effects);
+    assert_eq!(replies(&effects), vec![(8, Ok(Offset(0)))]);
+    assert_eq!(replica.high_watermark(), Offset(1));
+    replica.set_min_insync_replicas(2);
+    let effects = produce(&mut replica, 9, Acks::All);
+    assert_eq!(replies(&effects), vec![(9, Err(Error::NotEnoughReplicas))]);
+    assert_eq!(replica.log_end_offset(), Offset(1), "nothing more appended");
+}
+
 /// Kafka's `effectiveMinIsr`: a partition with fewer replicas than `min.insync.replicas` (a
 /// topic created with replication factor 1 under the default min ISR 2) needs only all of its
 /// replicas. Before the cap its acks=all produces were refused and its HW never moved, so even

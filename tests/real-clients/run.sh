@@ -6,6 +6,9 @@
 #   - confluent-kafka's admin client at once after `up` (admin_checks.py): CreateTopics succeeds
 #     without waiting, replication factor 1 below min ISR, validate-only, explicit assignments,
 #     refusals with messages;
+#   - topic configs and CreatePartitions (config_checks.py): configs validated at CreateTopics,
+#     DescribeConfigs' sources, IncrementalAlterConfigs and AlterConfigs, keyless records refused
+#     by a compacted topic, a topic grown from 2 to 5 partitions and written to;
 #   - confluent-kafka (librdkafka 2.x): idempotent acks=all keyed produce, a group of two members
 #     reading everything exactly once, committed offsets, a restarted member resuming;
 #   - kafka-python: admin create/delete topic, produce/consume round trip;
@@ -84,6 +87,7 @@ run_python() {
 
 # --- confluent-kafka's admin client first: `rill cluster up` returned only once ready ----------
 run_python "admin checks" admin_checks.py "$bootstrap"
+run_python "config checks" config_checks.py "$bootstrap"
 
 # --- kcat -L: three brokers (waits for the controller quorum and every broker's registration) ---
 brokers=$(rill_cluster_wait_brokers 3 60 || true)

@@ -413,6 +413,59 @@ impl NodeConfig {
         }
     }
 
+    /// The log-core settings for partitions of a topic with `topic`'s configs: each dynamic
+    /// topic config overrides the node's value (Kafka's precedence), the rest are the node's.
+    /// Values were validated by `controller::topic_configs` before they reached the metadata.
+    pub fn log_config_for(&self, topic: &controller::TopicConfig) -> log_core::LogConfig {
+        let mut config = self.log_config();
+        let overrides = &topic.overrides;
+        let long = |key: &str| overrides.get(key).and_then(|v| v.parse::<i64>().ok());
+        if let Some(ms) = long("retention.ms") {
+            config.retention_ms = (ms >= 0).then_some(ms);
+        }
+        if let Some(bytes) = long("retention.bytes") {
+            config.retention_bytes = u64::try_from(bytes).ok();
+        }
+        if let Some(policy) = overrides.get("cleanup.policy") {
+            let has = |name: &str| policy.split(',').any(|p| p == name);
+            config.compacted = has("compact");
+            if !has("delete") {
+                // Compaction only: nothing is deleted by age or size.
+                config.retention_ms = None;
+                config.retention_bytes = None;
+            }
+        }
+        if let Some(bytes) = long("segment.bytes").and_then(|b| u64::try_from(b).ok()) {
+            config.segment_bytes_max = bytes;
+        }
+        if let Some(ms) = long("segment.ms") {
+            config.segment_age_ms_max = ms;
+        }
+        if let Some(ms) = long("delete.retention.ms") {
+            config.delete_retention_ms = ms;
+        }
+        if let Some(bytes) = long("max.message.bytes").and_then(|b| u64::try_from(b).ok()) {
+            // Kafka takes 0 and up; a batch needs its header, and no batch exceeds the format's
+            // limit, so the value is held to what the log can enforce.
+            config.batch_bytes_max = bytes.clamp(
+                log_core::batch::HEADER_BYTES as u64,
+                log_core::batch::BATCH_BYTES_LIMIT as u64,
+            );
+        }
+        if let Some(name) = overrides.get("compression.type") {
+            config.codec_target = if name == COMPRESSION_TYPE_PRODUCER {
+                None
+            } else {
+                log_core::Codec::from_name(name)
+            };
+        }
+        if let Some(kind) = overrides.get("message.timestamp.type") {
+            config.log_append_time = kind == "LogAppendTime";
+        }
+        config.validate();
+        config
+    }
+
     /// The address Metadata advertises for this broker.
     pub fn advertised_kafka(&self) -> Option<&str> {
         self.listeners

@@ -151,7 +151,7 @@ impl Shared {
         PartitionSettings {
             replica,
             bugs: self.bugs,
-            log: self.config.log_config(),
+            log: self.config.log_config_for(topic),
             io: self.io.clone(),
         }
     }
@@ -189,6 +189,9 @@ impl Shared {
             let Some(partition) = self.open_partition(&tp, &topic_config) else {
                 continue;
             };
+            // A topic's configs may have changed since the partition opened: applied live.
+            let settings = self.settings(&topic_config);
+            partition.reconfigure(settings.log, settings.replica.min_insync_replicas);
             partition.apply_state(state);
         }
     }

@@ -524,7 +524,8 @@ impl Partition {
             ProduceRules {
                 batch_bytes_max: config.batch_bytes_max,
                 compacted: config.compacted,
-                log_append_time_ms: None,
+                // The log stamps the batch again at its append (the time it lands there).
+                log_append_time_ms: config.log_append_time.then(runtime::wall_clock_ms),
                 codec_target: config.codec_target,
             }
         };
@@ -746,6 +747,30 @@ impl Partition {
             log_start_offset: inner.replica.log_start_offset(),
             failed: inner.failed.clone(),
         }
+    }
+
+    /// Applies the topic's current configs to the open log and the core (AlterConfigs): the
+    /// next produce, append and housekeeping pass use them. A no-op when nothing changed.
+    pub fn reconfigure(&self, log: LogConfig, min_insync_replicas: usize) {
+        let mut inner = self.lock();
+        if inner.replica.min_insync_replicas() != min_insync_replicas {
+            tracing::info!(tp = %self.tp, min_insync_replicas, "min.insync.replicas changed");
+            inner.replica.set_min_insync_replicas(min_insync_replicas);
+        }
+        if let Some(open) = inner.log.as_mut().filter(|open| *open.config() != log) {
+            tracing::info!(tp = %self.tp, ?log, "topic configs changed");
+            open.set_config(log);
+        }
+    }
+
+    /// The configuration the log runs with, `None` once failed or closed.
+    pub fn log_config(&self) -> Option<LogConfig> {
+        self.lock().log.as_ref().map(|log| log.config().clone())
+    }
+
+    /// The `min.insync.replicas` the core uses.
+    pub fn min_insync_replicas(&self) -> usize {
+        self.lock().replica.min_insync_replicas()
     }
 
     /// Rolls once `segment.ms` is due, enforces retention and compacts; called periodically by

@@ -179,6 +179,7 @@ pub fn three_replicas(min_isr: i32) -> (Solo, TopicPartition) {
         TopicConfig {
             unclean_leader_election: false,
             min_insync_replicas: min_isr,
+            overrides: Default::default(),
         },
     );
     (solo, TopicPartition::new("t", 0))

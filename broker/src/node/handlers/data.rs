@@ -12,11 +12,14 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset as KEpochEnd, OffsetForLeaderTopicResult,
 };
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{
     BrokerId as KBroker, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
 };
+use kafka_protocol::protocol::StrBytes;
 use replication::{Acks, OffsetsForLeaderEpochRequest};
 use wire::{BrokerId, LeaderEpoch, TopicPartition};
 
@@ -90,25 +93,31 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
         }
         let mut responses = Vec::new();
         for (index, task) in pending {
+            let mut record_errors = None;
             let (code, base_offset) = match task {
                 Err(code) => (code, -1),
                 Ok(handle) => match handle.await {
                     Ok(Ok(offset)) => (0, offset.0),
                     Ok(Err(error)) => {
                         shared.metrics.count("rill_produce_errors_total", 1);
+                        record_errors = keyless_record_errors(&error);
                         (error.error_code(), -1)
                     }
                     Err(_panicked) => (E::UnknownServerError.code(), -1),
                 },
             };
-            responses.push(
-                PartitionProduceResponse::default()
-                    .with_index(index)
-                    .with_error_code(code)
-                    .with_base_offset(base_offset)
-                    .with_log_append_time_ms(-1)
-                    .with_log_start_offset(-1),
-            );
+            let mut response = PartitionProduceResponse::default()
+                .with_index(index)
+                .with_error_code(code)
+                .with_base_offset(base_offset)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            if let Some((errors, message)) = record_errors {
+                response = response
+                    .with_record_errors(errors)
+                    .with_error_message(Some(StrBytes::from_string(message)));
+            }
+            responses.push(response);
         }
         topics.push(
             TopicProduceResponse::default()
@@ -117,6 +126,36 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
         );
     }
     ProduceResponse::default().with_responses(topics)
+}
+
+/// Kafka's per-record errors (KIP-467) for keyless records refused by a compacted topic, with
+/// Kafka's messages: librdkafka fails exactly those records with INVALID_RECORD and the rest of
+/// the batch with `_INVALID_DIFFERENT_RECORD`, instead of retrying or failing all alike.
+fn keyless_record_errors(
+    error: &crate::partition::PartitionError,
+) -> Option<(Vec<BatchIndexAndErrorMessage>, String)> {
+    let crate::partition::PartitionError::Refused(log_core::BatchRefusal::KeylessInCompacted {
+        records,
+    }) = error
+    else {
+        return None;
+    };
+    let errors: Vec<BatchIndexAndErrorMessage> = records
+        .iter()
+        .map(|index| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(i32::try_from(*index).unwrap_or(i32::MAX))
+                .with_batch_index_error_message(Some(StrBytes::from_static_str(
+                    "Compacted topic cannot accept message without key.",
+                )))
+        })
+        .collect();
+    let message = format!(
+        "One or more records have been rejected due to {} record errors in total",
+        errors.len()
+    );
+    assert!(!errors.is_empty(), "a keyless refusal names its records");
+    Some((errors, message))
 }
 
 /// The answer to a produce refused as a whole (acks outside {-1, 0, 1}): Kafka's code on every

@@ -1,25 +1,22 @@
-//! Metadata and topic administration: Metadata, CreateTopics, DeleteTopics, DescribeConfigs.
+//! Metadata and topic administration: Metadata, CreateTopics, CreatePartitions, DeleteTopics.
 
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId as KBroker, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, MetadataRequest,
+    BrokerId as KBroker, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, MetadataRequest,
     MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::super::shared::Shared;
-use controller::TopicConfig;
 use wire::BrokerId;
 
 /// How long a CreateTopics/DeleteTopics waits for the broker's own metadata to show the change.
@@ -165,7 +162,8 @@ pub struct TopicRefusal {
 }
 
 impl TopicRefusal {
-    fn new(error: E, message: impl Into<String>) -> TopicRefusal {
+    /// A refusal with `error`'s code and `message`.
+    pub fn new(error: E, message: impl Into<String>) -> TopicRefusal {
         let message = message.into();
         assert!(error.code() != 0, "a refusal has an error code");
         assert!(!message.is_empty(), "a refusal says why");
@@ -200,47 +198,6 @@ impl TopicSpec {
             ..TopicSpec::default()
         }
     }
-}
-
-/// The topic configuration the controller keeps, from the broker's defaults and `configs`.
-fn topic_config(
-    shared: &Shared,
-    configs: &[(String, Option<String>)],
-) -> Result<TopicConfig, TopicRefusal> {
-    let defaults = &shared.config.topics;
-    let mut config = TopicConfig {
-        unclean_leader_election: defaults.unclean_leader_election,
-        min_insync_replicas: defaults.min_insync_replicas,
-    };
-    let invalid = |message: String| Err(TopicRefusal::new(E::InvalidConfig, message));
-    for (key, value) in configs {
-        let Some(value) = value else {
-            return invalid(format!("Null value not supported for topic configs: {key}"));
-        };
-        match key.as_str() {
-            "min.insync.replicas" => match value.parse() {
-                Ok(v) if v >= 1 => config.min_insync_replicas = v,
-                _ => {
-                    return invalid(format!(
-                        "Invalid value {value} for configuration min.insync.replicas: \
-                         an integer of at least 1"
-                    ))
-                }
-            },
-            "unclean.leader.election.enable" => match value.parse() {
-                Ok(v) => config.unclean_leader_election = v,
-                Err(_) => {
-                    return invalid(format!(
-                        "Invalid value {value} for configuration \
-                         unclean.leader.election.enable: true or false"
-                    ))
-                }
-            },
-            // Accepted and reported, applied node-wide: cleanup.policy, retention, segments.
-            _ => {}
-        }
-    }
-    Ok(config)
 }
 
 /// Kafka's broker-side checks of a manual assignment: no partition twice, indices `0..n`.
@@ -326,7 +283,7 @@ pub async fn create_topic(
         }
         (-1, -1, assignments_in_order(&spec.assignments)?)
     };
-    let config = topic_config(shared, &spec.configs)?;
+    let config = super::configs::topic_config_for_create(shared, &spec.configs)?;
     let request = controller::Request::CreateTopic {
         name: name.to_string(),
         partitions,
@@ -356,7 +313,10 @@ pub async fn create_topic(
 }
 
 /// Waits (bounded) until the broker's own image satisfies `done`.
-async fn wait_for_image(shared: &Shared, done: impl Fn(&controller::MetadataImage) -> bool) {
+pub(super) async fn wait_for_image(
+    shared: &Shared,
+    done: impl Fn(&controller::MetadataImage) -> bool,
+) {
     let mut watch = shared.image.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(TOPIC_PROPAGATION_WAIT_MS);
     while !done(&watch.borrow_and_update()) {
@@ -381,6 +341,10 @@ pub fn controller_error_code(error: &crate::control::ControlError) -> i16 {
 pub fn controller_refusal(error: &crate::control::ControlError) -> TopicRefusal {
     use controller::ControllerError as C;
     let message = match error {
+        // Kafka's own wording, without rill's prefix.
+        crate::control::ControlError::Refused(
+            C::InvalidConfig(why) | C::InvalidRequest(why) | C::InvalidPartitions(why),
+        ) => why.clone(),
         crate::control::ControlError::Refused(refusal) => refusal.to_string(),
         other => other.to_string(),
     };
@@ -392,6 +356,7 @@ pub fn controller_refusal(error: &crate::control::ControlError) -> TopicRefusal 
             C::InvalidPartitions(_) => E::InvalidPartitions,
             C::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment,
             C::InvalidConfig(_) => E::InvalidConfig,
+            C::InvalidRequest(_) => E::InvalidRequest,
             C::InvalidReplicationFactor { .. } => E::InvalidReplicationFactor,
             C::NotController => E::NotController,
             C::LimitReached(_) => E::PolicyViolation,
@@ -510,80 +475,96 @@ pub async fn delete_topics(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-/// DescribeConfigs for topics (2) and brokers (4): the settings rill applies.
-pub fn describe_configs(
+/// Asks the controller to grow `name` to `count` partitions (or, validate-only, to check).
+async fn create_partitions_one(
     shared: &Shared,
-    request: DescribeConfigsRequest,
-) -> DescribeConfigsResponse {
-    let image = shared.image();
-    let log = &shared.config.log;
-    let results = request
-        .resources
-        .iter()
-        .map(|resource| {
-            let name = resource.resource_name.to_string();
-            let base = DescribeConfigsResult::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name.clone());
-            let mut entries: Vec<(&str, String)> = vec![
-                ("segment.bytes", log.segment_bytes.to_string()),
-                ("retention.ms", log.retention_ms.to_string()),
-                ("retention.bytes", log.retention_bytes.to_string()),
-                ("max.message.bytes", log.message_max_bytes.to_string()),
-                ("compression.type", log.compression_type.clone()),
-            ];
-            match resource.resource_type {
-                2 => {
-                    let Some(topic) = image.topics().get(&name) else {
-                        return base.with_error_code(E::UnknownTopicOrPartition.code());
-                    };
-                    entries.push((
-                        "min.insync.replicas",
-                        topic.config.min_insync_replicas.to_string(),
-                    ));
-                    entries.push((
-                        "unclean.leader.election.enable",
-                        topic.config.unclean_leader_election.to_string(),
-                    ));
-                    let policy = if name == super::groups::OFFSETS_TOPIC {
-                        "compact"
-                    } else {
-                        "delete"
-                    };
-                    entries.push(("cleanup.policy", policy.to_string()));
-                }
-                4 => {
-                    entries.push((
-                        "default.replication.factor",
-                        shared.config.topics.replication_factor.to_string(),
-                    ));
-                    entries.push((
-                        "num.partitions",
-                        shared.config.topics.partitions.to_string(),
-                    ));
-                    entries.push((
-                        "auto.create.topics.enable",
-                        shared.config.topics.auto_create.to_string(),
-                    ));
-                }
-                _ => return base.with_error_code(E::InvalidRequest.code()),
+    name: &str,
+    count: i32,
+    assignments: Vec<Vec<BrokerId>>,
+    validate_only: bool,
+) -> Result<(), TopicRefusal> {
+    if !shared.image().topics().contains_key(name) {
+        return Err(TopicRefusal::new(
+            E::UnknownTopicOrPartition,
+            format!("The topic '{name}' does not exist."),
+        ));
+    }
+    let request = controller::Request::CreatePartitions {
+        name: name.to_string(),
+        partitions: count,
+        assignments,
+        validate_only,
+    };
+    match shared.controller.request(request).await {
+        Ok(controller::Reply::PartitionsCreated { .. }) => {
+            if !validate_only {
+                let wanted = usize::try_from(count).expect("the controller took it: positive");
+                wait_for_image(shared, |image| {
+                    image
+                        .topics()
+                        .get(name)
+                        .is_some_and(|t| t.partitions.len() >= wanted)
+                })
+                .await;
             }
-            let wanted = resource.configuration_keys.as_ref();
-            let configs = entries
-                .into_iter()
-                .filter(|(key, _)| {
-                    wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == *key))
-                })
-                .map(|(key, value)| {
-                    DescribeConfigsResourceResult::default()
-                        .with_name(str_bytes(key))
-                        .with_value(Some(str_bytes(value)))
-                        .with_read_only(true)
-                        .with_config_source(5)
-                })
-                .collect();
-            base.with_configs(configs)
-        })
-        .collect();
-    DescribeConfigsResponse::default().with_results(results)
+            Ok(())
+        }
+        Ok(other) => {
+            tracing::warn!(
+                ?other,
+                "the controller answered CreatePartitions with another reply"
+            );
+            Err(TopicRefusal::new(
+                E::UnknownServerError,
+                "unexpected controller reply",
+            ))
+        }
+        Err(error) => Err(controller_refusal(&error)),
+    }
+}
+
+/// CreatePartitions: grows each topic to its requested count (Kafka refuses a decrease or an
+/// equal count with INVALID_PARTITIONS); new partitions are placed as CreateTopics places them,
+/// or as the request assigns them.
+pub async fn create_partitions(
+    shared: &Shared,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for topic in &request.topics {
+        *seen.entry(topic.name.0.as_str()).or_default() += 1;
+    }
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let name = topic.name.0.to_string();
+        let assignments: Vec<Vec<BrokerId>> = topic
+            .assignments
+            .iter()
+            .flatten()
+            .map(|a| a.broker_ids.iter().map(|b| BrokerId(b.0)).collect())
+            .collect();
+        let outcome = if seen.get(name.as_str()).copied().unwrap_or(0) > 1 {
+            Err(TopicRefusal::new(
+                E::InvalidRequest,
+                "Duplicate topic name.",
+            ))
+        } else {
+            create_partitions_one(
+                shared,
+                &name,
+                topic.count,
+                assignments,
+                request.validate_only,
+            )
+            .await
+        };
+        let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        results.push(match outcome {
+            Ok(()) => result,
+            Err(refusal) => result
+                .with_error_code(refusal.code)
+                .with_error_message(Some(str_bytes(refusal.message))),
+        });
+    }
+    CreatePartitionsResponse::default().with_results(results)
 }

@@ -1,5 +1,6 @@
 //! The Kafka request handlers of a broker, one file per family, behind one dispatcher.
 
+pub mod configs;
 pub mod data;
 pub mod groups;
 pub mod metadata;
@@ -45,7 +46,22 @@ impl RequestHandler for KafkaHandler {
             RequestKind::Metadata(r) => {
                 ResponseKind::Metadata(metadata::metadata(shared, r, version).await)
             }
-            RequestKind::Produce(r) => ResponseKind::Produce(data::produce(shared, r).await),
+            RequestKind::Produce(r) => {
+                let mut response = data::produce(shared, r).await;
+                // Per-record errors and the message exist from v8 on (KIP-467); kafka-protocol
+                // refuses to encode them below.
+                if version < 8 {
+                    let partitions = response
+                        .responses
+                        .iter_mut()
+                        .flat_map(|t| &mut t.partition_responses);
+                    for partition in partitions {
+                        partition.record_errors.clear();
+                        partition.error_message = None;
+                    }
+                }
+                ResponseKind::Produce(response)
+            }
             RequestKind::Fetch(r) => ResponseKind::Fetch(data::fetch(shared, r).await),
             RequestKind::ListOffsets(r) => {
                 let mut response = data::list_offsets(shared, r);
@@ -67,7 +83,16 @@ impl RequestHandler for KafkaHandler {
                 ResponseKind::DeleteTopics(metadata::delete_topics(shared, r, version).await)
             }
             RequestKind::DescribeConfigs(r) => {
-                ResponseKind::DescribeConfigs(metadata::describe_configs(shared, r))
+                ResponseKind::DescribeConfigs(configs::describe_configs(shared, r, version))
+            }
+            RequestKind::AlterConfigs(r) => {
+                ResponseKind::AlterConfigs(configs::alter_configs(shared, r).await)
+            }
+            RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+                configs::incremental_alter_configs(shared, r).await,
+            ),
+            RequestKind::CreatePartitions(r) => {
+                ResponseKind::CreatePartitions(metadata::create_partitions(shared, r).await)
             }
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(self.init_producer_id(r))
