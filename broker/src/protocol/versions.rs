@@ -58,6 +58,9 @@ pub const PLANNED_API_VERSIONS: &[ApiVersionRange] = &[
     range(ApiKey::InitProducerId, 0, 4),
     range(ApiKey::OffsetForLeaderEpoch, 2, 4),
     range(ApiKey::DescribeConfigs, 1, 4),
+    // rill's inter-node handshake only (crate::auth); clients' mechanisms come with issue 15.
+    range(ApiKey::SaslHandshake, 1, 1),
+    range(ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// APIs whose handlers exist today. Only these are advertised by [`VersionTable::implemented`].
@@ -81,6 +84,8 @@ pub const IMPLEMENTED_API_KEYS: &[ApiKey] = &[
     ApiKey::OffsetFetch,
     ApiKey::DescribeGroups,
     ApiKey::ListGroups,
+    ApiKey::SaslHandshake,
+    ApiKey::SaslAuthenticate,
 ];
 
 /// A validated set of served API versions, at most one entry per API, ordered by API key.

@@ -58,7 +58,9 @@ mod simulated {
     use super::super::workload::{self, WorkloadConfig};
     use super::super::{Shape, LIVENESS_MS, SET_UP_MS};
     use super::*;
-    use broker::node::config::{Listeners, LogSettings, NodeConfig, Role, Timing, TopicDefaults};
+    use broker::node::config::{
+        Listeners, LogSettings, NodeConfig, Role, SecuritySettings, Timing, TopicDefaults,
+    };
     use log_core::{FaultConfig, MemDisk};
     use madsim::net::NetSim;
     use madsim::runtime::{Handle, NodeHandle, Runtime};
@@ -71,6 +73,8 @@ mod simulated {
 
     /// The client node's address.
     const CLIENT_IP: &str = "10.0.0.10";
+    /// Every node's cluster secret: inter-node traffic runs the production handshake.
+    const CLUSTER_SECRET: &str = "rill-simulated-cluster-secret";
     /// madsim's default message latency, restored when the network heals.
     const NORMAL_LATENCY: std::ops::Range<Duration> =
         Duration::from_millis(1)..Duration::from_millis(10);
@@ -137,6 +141,11 @@ mod simulated {
                 ..Timing::default()
             },
             connections: Default::default(),
+            // The same handshake as production, over madsim TCP.
+            security: SecuritySettings {
+                cluster_secret: Some(CLUSTER_SECRET.into()),
+                ..SecuritySettings::default()
+            },
         }
     }
 
