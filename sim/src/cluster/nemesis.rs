@@ -76,6 +76,12 @@ pub enum Fault {
         /// The broker id.
         node: u8,
     },
+    /// An attacker without the cluster secret sends forged frames to the node's controller
+    /// and Kafka listeners (issue 15's attacks); every one must be refused.
+    Forge {
+        /// The broker id (in the split shape, its controller is the one attacked).
+        node: u8,
+    },
 }
 
 impl Fault {
@@ -88,7 +94,8 @@ impl Fault {
             | Fault::Resume { node }
             | Fault::Isolate { node }
             | Fault::DiskFaults { node, .. }
-            | Fault::DiskHeal { node } => vec![*node],
+            | Fault::DiskHeal { node }
+            | Fault::Forge { node } => vec![*node],
             Fault::Partition { a, b } => vec![*a, *b],
             Fault::OneWay { from, to } => vec![*from, *to],
             Fault::Heal | Fault::Slow { .. } => Vec::new(),
@@ -115,6 +122,7 @@ impl Fault {
                 "disk faults n{node} io {io_error_permille}‰ flips {bit_flip_per_million}/M"
             ),
             Fault::DiskHeal { node } => format!("disk heal n{node}"),
+            Fault::Forge { node } => format!("forged frames to n{node}"),
         }
     }
 }
@@ -151,6 +159,8 @@ pub struct NemesisDraw {
     /// Whether an episode may begin before the previous one ended (two faults at once: what
     /// it takes to empty an ISR of three).
     pub overlapping: bool,
+    /// Forged frames from a host without the cluster secret, at a few moments of the run.
+    pub forgery: bool,
 }
 
 impl NemesisDraw {
@@ -163,6 +173,8 @@ impl NemesisDraw {
             disk: rng.gen_bool(0.3),
             gap_ms_mean: [1_000, 2_500, 5_000][rng.gen_range(0..3)],
             overlapping: rng.gen_bool(0.5),
+            // Drawn from a stream of its own by the caller ([`FaultSchedule::add_forgeries`]).
+            forgery: false,
         };
         if !(draw.kills || draw.pauses || draw.partitions || draw.disk) {
             draw.kills = true;
@@ -177,6 +189,7 @@ impl NemesisDraw {
         self.pauses = family == FaultFamily::Pauses;
         self.partitions = family == FaultFamily::Partitions;
         self.disk = family == FaultFamily::Disk;
+        self.forgery = false;
     }
 
     /// The enabled kinds, for `describe`.
@@ -193,6 +206,9 @@ impl NemesisDraw {
         .collect();
         if self.overlapping {
             kinds.push("overlapping");
+        }
+        if self.forgery {
+            kinds.push("forgery");
         }
         kinds.join("+")
     }
@@ -303,6 +319,22 @@ impl FaultSchedule {
         let schedule = FaultSchedule { faults };
         schedule.validate().expect("generated schedules are valid");
         schedule
+    }
+
+    /// Adds one to three one-shot forgeries at times drawn from `rng` (a stream of its own, so
+    /// the episodes drawn before stay what they were).
+    pub fn add_forgeries(&mut self, rng: &mut ChaCha8Rng, duration_ms: u64) {
+        assert!(duration_ms > 0, "a safety phase has a duration");
+        for _ in 0..rng.gen_range(1..=3) {
+            if self.faults.len() < SCHEDULE_FAULTS_MAX {
+                self.faults.push(ScheduledFault {
+                    at_ms: rng.gen_range(0..duration_ms),
+                    fault: Fault::Forge { node: node(rng) },
+                });
+            }
+        }
+        self.faults.sort_by_key(|f| f.at_ms);
+        self.validate().expect("forgeries keep a schedule valid");
     }
 
     /// Checks node ids, ordering and size: what a hand-edited JSON file could get wrong.

@@ -320,7 +320,28 @@ mod simulated {
                 Fault::DiskHeal { node } => {
                     self.disks[Self::index(node)].set_faults(FaultConfig::default());
                 }
+                Fault::Forge { node } => self.forge(node),
             }
+        }
+
+        /// Issue 15's attacks from the client host, which has no cluster secret: forged frames
+        /// to the controller listener of `node` (or of its controller in the split shape) in
+        /// another voter's name, and a forged follower fetch to its Kafka listener.
+        fn forge(&self, node: u8) {
+            let offset = if self.controllers.is_empty() {
+                0
+            } else {
+                NODES
+            };
+            let (to, from) = (node + offset, node % NODES + 1 + offset);
+            let controller = format!("{}:9093", ip(to));
+            let kafka = format!("{}:9092", ip(node));
+            let replica = i32::from(node % NODES + 1);
+            self.client.spawn(async move {
+                super::super::forgery::forge_controller(controller, u64::from(from), u64::from(to))
+                    .await;
+                super::super::forgery::forge_follower_fetch(kafka, replica).await;
+            });
         }
 
         /// Ends every fault: network whole, disks sound, every node up (disk-failed ones
