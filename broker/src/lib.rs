@@ -7,6 +7,7 @@
 //! - [`group`]: the group coordinator (membership, generations, committed offsets).
 //! - [`producer_state`]: idempotent producers (producer id, epoch, sequence per partition).
 
+pub mod auth;
 pub mod cli;
 pub mod control;
 pub mod group;

@@ -39,6 +39,7 @@ fn quorum_config(id: u64, voters: &BTreeMap<u64, String>) -> QuorumConfig {
         tick_ms: 20,
         tick_jitter_ms: 20,
         controller,
+        secret: None,
     }
 }
 

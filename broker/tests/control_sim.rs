@@ -68,6 +68,7 @@ async fn simulated_quorum_fails_over() {
             tick_ms: 100,
             tick_jitter_ms: 100,
             controller,
+            secret: None,
         };
         let disk = MemDisk::new(id).as_disk();
         let handle = node

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::node::config::{Listeners, LogSettings, NodeConfig, Role, Timing, TopicDefaults};
+use broker::node::config::{
+    Listeners, LogSettings, NodeConfig, Role, SecuritySettings, Timing, TopicDefaults,
+};
 use broker::node::{self, NodeHandle, NodeOptions};
 use broker::partition::Partition;
 use bytes::Bytes;
@@ -17,6 +19,9 @@ use client::consumer::{Consumer, ConsumerConfig};
 use client::producer::{Producer, ProducerConfig};
 use client::ClientConfig;
 use log_core::MemDisk;
+
+/// The test clusters authenticate inter-node traffic, as `rill cluster up` does.
+const CLUSTER_SECRET: &str = "node-cluster-test-secret";
 
 /// Bounds every wait in this file.
 const WAIT_MS_MAX: u64 = 30_000;
@@ -89,6 +94,10 @@ impl TestCluster {
                     ..Timing::default()
                 },
                 connections: Default::default(),
+                security: SecuritySettings {
+                    cluster_secret: Some(CLUSTER_SECRET.into()),
+                    ..SecuritySettings::default()
+                },
             };
             cluster.configs.push(config);
             cluster.disks.push(MemDisk::new(i as u64));

@@ -32,6 +32,8 @@ fn default_request(api_key: ApiKey) -> RequestKind {
         ApiKey::InitProducerId => InitProducerIdRequest::default().into(),
         ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::default().into(),
         ApiKey::DescribeConfigs => DescribeConfigsRequest::default().into(),
+        ApiKey::SaslHandshake => SaslHandshakeRequest::default().into(),
+        ApiKey::SaslAuthenticate => SaslAuthenticateRequest::default().into(),
         other => panic!("{other:?} is not planned"),
     }
 }
@@ -72,7 +74,7 @@ fn every_planned_api_and_version_round_trips() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 116);
+    assert_eq!(checked, 120); // 116 + SaslHandshake v1 + SaslAuthenticate v0..=2
 }
 
 #[test]

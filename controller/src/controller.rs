@@ -4,6 +4,7 @@
 use crate::election::{self, AlterPartitionRequest, HistoricBugs};
 use crate::error::ControllerError;
 use crate::image::MetadataImage;
+use crate::raft_ingress;
 use crate::records::{self, Listener, MetadataRecord, PartitionState, RecordBatch, TopicConfig};
 use crate::storage::{PersistBatch, RaftStore};
 use crate::topic_configs::{self, ConfigChange, ElectionDefaults};
@@ -455,14 +456,29 @@ impl Controller {
         self.drain_ready();
     }
 
-    /// Input: a raft message from a peer. Malformed or stale messages are dropped (raft copes).
+    /// Input: a raft message from a peer. Messages no honest voter could send (see
+    /// [`crate::raft_ingress`]) are dropped with a warning before raft-rs sees them; stale ones
+    /// are dropped by raft-rs (raft copes). The driver has already checked that `from` is the
+    /// authenticated sender of the frame.
     pub fn step(&mut self, message: Message) {
-        if message.to != self.config.id {
+        let receiver = raft_ingress::Receiver {
+            id: self.config.id,
+            voters: &self.config.voters,
+            term: self.term(),
+            last_index: self.raw.raft.raft_log.last_index(),
+        };
+        if let Err(refusal) = raft_ingress::check(receiver, &message) {
+            tracing::warn!(node = self.config.id, %refusal, "raft message refused");
             return;
         }
+        let term_before = self.term();
         if self.raw.step(message).is_err() {
             tracing::debug!(node = self.config.id, "raft refused a message");
         }
+        assert!(
+            self.term() <= term_before.saturating_add(raft_ingress::TERM_AHEAD_MAX),
+            "a message moved the term past the ingress bound"
+        );
         self.drain_ready();
     }
 

@@ -82,6 +82,10 @@ pub enum ControllerError {
     /// conflicting proposal that raced another is refused identically on every node).
     #[error("invalid metadata record: {0}")]
     InvalidRecord(String),
+    /// A raft message no honest voter could send (absurd term, local-only type, indexes
+    /// raft-rs would assert on): dropped before raft-rs sees it.
+    #[error("raft message refused: {0}")]
+    InvalidRaftMessage(String),
     /// A limit on the controller's queues or the metadata size was reached.
     #[error("limit reached: {0}")]
     LimitReached(String),

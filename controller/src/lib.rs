@@ -39,6 +39,7 @@ pub mod election;
 pub mod error;
 pub mod image;
 pub mod placement;
+pub mod raft_ingress;
 pub mod records;
 pub mod storage;
 pub mod topic_configs;

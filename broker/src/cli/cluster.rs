@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::config::{Listeners, NodeConfig, Role, TopicDefaults};
+use crate::node::config::{Listeners, NodeConfig, Role, SecuritySettings, TopicDefaults};
 
 /// Most nodes `cluster up` starts.
 pub const NODES_MAX: usize = 9;
+/// The cluster secret's file in the cluster directory (written by `up`, readable by its owner
+/// only); every node's config names it.
+pub const SECRET_FILE: &str = "cluster.secret";
 /// How long `up` waits for every node to accept connections.
 const STARTUP_WAIT: Duration = Duration::from_secs(30);
 /// How long `down` waits for processes to exit after SIGTERM before SIGKILL.
@@ -73,6 +76,10 @@ pub fn node_config(id: usize, spec: &ClusterSpec, dir: &Path) -> NodeConfig {
         log: Default::default(),
         timing: Default::default(),
         connections: Default::default(),
+        security: SecuritySettings {
+            cluster_secret_file: Some(dir.join(SECRET_FILE)),
+            cluster_secret: None,
+        },
     }
 }
 
@@ -98,6 +105,7 @@ pub fn up(spec: &ClusterSpec, dir: &Path, out: &mut dyn Write) -> anyhow::Result
         cluster_file.display(),
         dir.display()
     );
+    write_secret(&dir.join(SECRET_FILE))?;
     let exe = std::env::current_exe()?;
     let mut file = ClusterFile {
         pids: Vec::new(),
@@ -123,6 +131,21 @@ pub fn up(spec: &ClusterSpec, dir: &Path, out: &mut dyn Write) -> anyhow::Result
     wait_until_listening(&file.bootstrap)?;
     wait_until_ready(&file.bootstrap)?;
     writeln!(out, "{}", file.bootstrap.join(","))?;
+    Ok(())
+}
+
+/// Writes a fresh cluster secret (mode 0600), unless one is there: a restarted cluster keeps
+/// its secret.
+fn write_secret(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    writeln!(file, "{}", crate::auth::ClusterSecret::generate_text())?;
     Ok(())
 }
 

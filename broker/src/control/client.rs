@@ -6,6 +6,7 @@
 
 use super::wire::{self, ControlMessage, MessageReader};
 use super::ControlError;
+use crate::auth::NodeCredentials;
 use crate::runtime;
 use controller::{ControllerError, Reply, Request};
 use std::collections::BTreeMap;
@@ -36,6 +37,8 @@ struct Shared {
     round_robin: AtomicU64,
     /// Correlation ids, unique per client family.
     id_next: AtomicU64,
+    /// Proves this node to the listeners of a cluster with a secret (`None`: no handshake).
+    credentials: Option<NodeCredentials>,
 }
 
 /// An open connection to one voter.
@@ -84,6 +87,16 @@ impl ControllerClient {
     /// A client of the quorum `voters` (raft id → `host:port`), giving each request at most
     /// `request_timeout_ms` in total.
     pub fn new(voters: BTreeMap<u64, String>, request_timeout_ms: u64) -> ControllerClient {
+        Self::with_credentials(voters, request_timeout_ms, None)
+    }
+
+    /// Like [`ControllerClient::new`], authenticating every connection with `credentials`
+    /// (required by a cluster with a secret).
+    pub fn with_credentials(
+        voters: BTreeMap<u64, String>,
+        request_timeout_ms: u64,
+        credentials: Option<NodeCredentials>,
+    ) -> ControllerClient {
         assert!(!voters.is_empty(), "a quorum has voters");
         assert!(request_timeout_ms > 0, "requests need time");
         ControllerClient {
@@ -92,6 +105,7 @@ impl ControllerClient {
                 leader: AtomicU64::new(0),
                 round_robin: AtomicU64::new(runtime::random_u64()),
                 id_next: AtomicU64::new(1),
+                credentials,
             }),
             request_timeout_ms,
             connection: tokio::sync::Mutex::new(None),
@@ -235,11 +249,25 @@ impl ControllerClient {
                 .await
                 .map_err(|_| Retry::Unreachable)?;
             let _ = stream.set_nodelay(true);
-            *slot = Some(Connection {
+            let mut connection = Connection {
                 voter,
                 stream,
                 reader: MessageReader::default(),
-            });
+            };
+            if let Some(credentials) = &self.shared.credentials {
+                let authenticated = wire::authenticate(
+                    &mut connection.stream,
+                    &mut connection.reader,
+                    credentials,
+                    voter,
+                )
+                .await;
+                if let Err(error) = authenticated {
+                    tracing::warn!(voter, %error, "controller connection not authenticated");
+                    return Err(Retry::Unreachable);
+                }
+            }
+            *slot = Some(connection);
         }
         let connection = slot.as_mut().expect("connected above");
         let id = self.shared.id_next.fetch_add(1, Ordering::Relaxed);

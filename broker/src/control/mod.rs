@@ -60,6 +60,10 @@ pub enum ControlError {
     /// Configuration disagrees with itself or with the durable state.
     #[error("configuration: {0}")]
     Config(String),
+    /// The inter-node handshake failed, or a frame claimed another sender than the
+    /// authenticated peer; the connection is closed.
+    #[error("authentication: {0}")]
+    Auth(String),
     /// Socket-level failure (connect, read, write, bind).
     #[error("io: {0}")]
     Io(String),

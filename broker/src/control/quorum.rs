@@ -18,6 +18,7 @@
 use super::store::DurableRaftStore;
 use super::wire::{self, ControlMessage, MessageReader, FETCH_WAIT_MS_MAX};
 use super::ControlError;
+use crate::auth::{self, ClusterSecret, NodeCredentials, Purpose, ServerHandshake};
 use crate::runtime;
 use crate::watch;
 use controller::raft_prelude::{Message, MessageType};
@@ -62,6 +63,10 @@ pub struct QuorumConfig {
     pub tick_jitter_ms: u64,
     /// The core's configuration; its `id` and `voters` must match the fields above.
     pub controller: ControllerConfig,
+    /// The cluster secret: every connection to the listener must prove it (and is then bound
+    /// to the node id it proved), and this node proves it to its peers. `None` runs without
+    /// authentication (the node warns at start).
+    pub secret: Option<ClusterSecret>,
 }
 
 impl QuorumConfig {
@@ -212,18 +217,23 @@ impl ControllerNode {
             let sender = PeerSender {
                 peer: *id,
                 addr: addr.clone(),
+                credentials: config.secret.clone().map(|secret| NodeCredentials {
+                    node_id: config.node_id,
+                    secret,
+                }),
                 queue: rx,
                 events: events_tx.clone(),
                 shutdown: shutdown_rx.clone(),
             };
             tokio::spawn(sender.run());
         }
-        tokio::spawn(accept_loop(
-            listener,
-            events_tx,
-            voter_ids,
-            shutdown_rx.clone(),
-        ));
+        let listening = Listening {
+            node_id,
+            events: events_tx,
+            voters: voter_ids,
+            secret: config.secret.clone(),
+        };
+        tokio::spawn(accept_loop(listener, listening, shutdown_rx.clone()));
         let controller = Controller::new(config.controller.clone(), state, runtime::monotonic_ms());
         let (status_tx, status_rx) = watch::channel(ControllerStatus::default());
         let core = Core {
@@ -504,11 +514,23 @@ fn answer_client(reply_to: &mpsc::Sender<ControlMessage>, answer: ControlMessage
     }
 }
 
+/// What every inbound connection of a node shares.
+#[derive(Clone)]
+struct Listening {
+    /// This node's id (the server side of handshakes).
+    node_id: u64,
+    /// The core task's queue.
+    events: mpsc::Sender<Event>,
+    /// Raft messages from anyone else are dropped.
+    voters: Vec<u64>,
+    /// The cluster secret; `None`: connections are not authenticated.
+    secret: Option<ClusterSecret>,
+}
+
 /// Accepts connections until shutdown; each gets its own task.
 async fn accept_loop(
     listener: TcpListener,
-    events: mpsc::Sender<Event>,
-    voters: Vec<u64>,
+    listening: Listening,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -520,10 +542,11 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let connection = Connection {
-                        events: events.clone(),
-                        voters: voters.clone(),
+                        listening: listening.clone(),
                         shutdown: shutdown.clone(),
                         peer,
+                        authenticated: None,
+                        handshake: None,
                     };
                     tokio::spawn(connection.serve(stream));
                 }
@@ -538,14 +561,16 @@ async fn accept_loop(
 
 /// One inbound connection: raft messages from a peer, or requests from a client.
 struct Connection {
-    /// The core task's queue.
-    events: mpsc::Sender<Event>,
-    /// Raft messages from anyone else are dropped.
-    voters: Vec<u64>,
+    /// What the node's connections share.
+    listening: Listening,
     /// Stops the connection with the node.
     shutdown: watch::Receiver<bool>,
     /// The remote address, for logs.
     peer: SocketAddr,
+    /// The node id the peer proved (with a secret configured, nothing else is served before).
+    authenticated: Option<u64>,
+    /// A handshake between its hello and its proof.
+    handshake: Option<ServerHandshake>,
 }
 
 impl Connection {
@@ -582,16 +607,76 @@ impl Connection {
         }
     }
 
+    /// Runs the server side of the handshake; `Ok(true)` when `message` was part of it.
+    fn handshake_step(
+        &mut self,
+        message: &ControlMessage,
+        out_tx: &mpsc::Sender<ControlMessage>,
+    ) -> Result<bool, ControlError> {
+        let auth_error = |e: auth::AuthError| ControlError::Auth(e.to_string());
+        let answer = match message {
+            ControlMessage::AuthHello(hello) => {
+                let Some(secret) = &self.listening.secret else {
+                    return Err(ControlError::Auth(
+                        "a peer authenticates but this node has no cluster secret".into(),
+                    ));
+                };
+                if self.authenticated.is_some() || self.handshake.is_some() {
+                    return Err(ControlError::Auth("a second handshake".into()));
+                }
+                let is_member = |id: u64| id > 0 && i32::try_from(id).is_ok();
+                let (handshake, challenge) = ServerHandshake::on_hello(
+                    secret,
+                    Purpose::Controller,
+                    self.listening.node_id,
+                    hello,
+                    is_member,
+                )
+                .map_err(auth_error)?;
+                self.handshake = Some(handshake);
+                ControlMessage::AuthChallenge(challenge)
+            }
+            ControlMessage::AuthProof(proof) => {
+                let handshake = self
+                    .handshake
+                    .take()
+                    .ok_or_else(|| ControlError::Auth("a proof without a hello".into()))?;
+                let node = handshake.on_proof(proof).map_err(auth_error)?;
+                tracing::debug!(peer = %self.peer, node, "controller connection authenticated");
+                self.authenticated = Some(node);
+                ControlMessage::AuthOk
+            }
+            _ => return Ok(false),
+        };
+        answer_client(out_tx, answer);
+        Ok(true)
+    }
+
     fn dispatch(
-        &self,
+        &mut self,
         message: ControlMessage,
         out_tx: &mpsc::Sender<ControlMessage>,
     ) -> Result<(), ControlError> {
+        if self.handshake_step(&message, out_tx)? {
+            return Ok(());
+        }
+        if self.listening.secret.is_some() && self.authenticated.is_none() {
+            return Err(ControlError::Auth(format!(
+                "unauthenticated {} refused",
+                message_kind(&message)
+            )));
+        }
         let event = match message {
             ControlMessage::Raft(bytes) => {
                 let raft = wire::raft_from_bytes(&bytes)?;
-                if !self.voters.contains(&raft.from) {
+                if !self.listening.voters.contains(&raft.from) {
                     return Err(ControlError::Malformed(format!("raft from {}", raft.from)));
+                }
+                if self.authenticated.is_some_and(|node| node != raft.from) {
+                    return Err(ControlError::Auth(format!(
+                        "raft message from {} on a connection of node {:?}",
+                        raft.from, self.authenticated
+                    )));
                 }
                 Event::Raft(raft)
             }
@@ -599,22 +684,63 @@ impl Connection {
                 id,
                 request,
                 wait_ms,
-            } => Event::Request {
-                client_id: id,
-                request,
-                wait_ms,
-                reply_to: out_tx.clone(),
-            },
+            } => {
+                if let Some(node) = self.authenticated {
+                    check_request_sender(node, &request)?;
+                }
+                Event::Request {
+                    client_id: id,
+                    request,
+                    wait_ms,
+                    reply_to: out_tx.clone(),
+                }
+            }
             other => {
                 return Err(ControlError::Malformed(format!(
                     "unexpected message {other:?}"
                 )))
             }
         };
-        if self.events.try_send(event).is_err() {
+        if self.listening.events.try_send(event).is_err() {
             tracing::debug!(peer = %self.peer, "controller busy: message dropped");
         }
         Ok(())
+    }
+}
+
+/// The kind of a message, for logs (never its contents).
+fn message_kind(message: &ControlMessage) -> &'static str {
+    match message {
+        ControlMessage::AuthHello(_) => "AuthHello",
+        ControlMessage::AuthChallenge(_) => "AuthChallenge",
+        ControlMessage::AuthProof(_) => "AuthProof",
+        ControlMessage::AuthOk => "AuthOk",
+        ControlMessage::Raft(_) => "raft message",
+        ControlMessage::Request { .. } => "request",
+        ControlMessage::Reply { .. } => "reply",
+        ControlMessage::NotController { .. } => "NotController",
+    }
+}
+
+/// A broker speaks for itself only: its registration, heartbeats, replica reports and ISR
+/// changes must name the node it authenticated as. Topic creation and deletion are forwarded
+/// by any member on behalf of its Kafka clients, and metadata is for every member.
+fn check_request_sender(node: u64, request: &Request) -> Result<(), ControlError> {
+    let named = match request {
+        Request::RegisterBroker { broker, .. }
+        | Request::BrokerHeartbeat { broker, .. }
+        | Request::ReplicaOffline { broker, .. }
+        | Request::ReplicaOnline { broker, .. } => Some(*broker),
+        Request::AlterPartition(alter) => Some(alter.broker),
+        Request::CreateTopic { .. }
+        | Request::DeleteTopic { .. }
+        | Request::FetchMetadata { .. } => None,
+    };
+    match named {
+        Some(broker) if u64::try_from(broker.0).ok() != Some(node) => Err(ControlError::Auth(
+            format!("a request for broker {} from node {node}", broker.0),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -651,6 +777,8 @@ struct PeerSender {
     peer: u64,
     /// The peer's listener.
     addr: String,
+    /// What this node proves itself with (`None`: no handshake).
+    credentials: Option<NodeCredentials>,
     /// Messages the core wants sent.
     queue: mpsc::Receiver<Message>,
     /// For snapshot delivery reports.
@@ -704,10 +832,11 @@ impl PeerSender {
 
     async fn connect(&self) -> Option<TcpStream> {
         let timeout = Duration::from_millis(PEER_IO_TIMEOUT_MS);
-        match tokio::time::timeout(timeout, TcpStream::connect(self.addr.as_str())).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                Some(stream)
+        match tokio::time::timeout(timeout, self.connect_authenticated()).await {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(error @ ControlError::Auth(_))) => {
+                tracing::warn!(peer = self.peer, %error, "controller peer not authenticated");
+                None
             }
             Ok(Err(error)) => {
                 tracing::debug!(peer = self.peer, %error, "controller peer unreachable");
@@ -715,6 +844,16 @@ impl PeerSender {
             }
             Err(_elapsed) => None,
         }
+    }
+
+    async fn connect_authenticated(&self) -> Result<TcpStream, ControlError> {
+        let mut stream = TcpStream::connect(self.addr.as_str()).await?;
+        let _ = stream.set_nodelay(true);
+        if let Some(credentials) = &self.credentials {
+            let mut reader = MessageReader::default();
+            wire::authenticate(&mut stream, &mut reader, credentials, self.peer).await?;
+        }
+        Ok(stream)
     }
 
     async fn write(&self, stream: &mut TcpStream, message: &Message) -> bool {

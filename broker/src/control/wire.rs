@@ -6,9 +6,15 @@
 //! peer's outbound connection. Requests carry a correlation id echoed by the answer, because a
 //! partitioned link holds data silently and the client gives up on its own timeout.
 //!
-//! A malformed frame ends the connection it came on (logged), never the process.
+//! When the cluster has a secret, every connection starts with the handshake of [`crate::auth`]
+//! (`AuthHello`, `AuthChallenge`, `AuthProof`, `AuthOk`) and is then bound to the client's node
+//! id: a raft message's `from` and a broker request's broker id must be that id.
+//!
+//! A malformed, unauthenticated or impersonating frame ends the connection it came on (logged),
+//! never the process.
 
 use super::ControlError;
+use crate::auth::{ClientHandshake, NodeCredentials, Purpose};
 use crate::protocol::frame::{write_frame, FrameReader};
 use controller::raft_prelude::Message;
 use protobuf::Message as _;
@@ -24,6 +30,14 @@ pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
 /// One message on the controller listener.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ControlMessage {
+    /// A connection's first message when the cluster has a secret (see [`crate::auth`]).
+    AuthHello(crate::auth::Hello),
+    /// The listener's answer to [`ControlMessage::AuthHello`].
+    AuthChallenge(crate::auth::Challenge),
+    /// The client's proof; the listener answers [`ControlMessage::AuthOk`] or closes.
+    AuthProof(crate::auth::Proof),
+    /// The connection is bound to the client's node id.
+    AuthOk,
     /// A raft message between voters: raft-rs `Message` protobuf bytes.
     Raft(Vec<u8>),
     /// A client request for the active controller.
@@ -95,6 +109,42 @@ pub async fn write_message<W: AsyncWrite + Unpin>(
     write_frame(writer, &payload)
         .await
         .map_err(|e| ControlError::Io(e.to_string()))
+}
+
+/// The client side of the handshake on a fresh connection to node `server_id`: returns once
+/// the listener has bound the connection to `credentials.node_id`. The caller bounds it with
+/// its own timeout (a partitioned link holds data silently).
+pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    reader: &mut MessageReader,
+    credentials: &NodeCredentials,
+    server_id: u64,
+) -> Result<(), ControlError> {
+    let (handshake, hello) = ClientHandshake::start(
+        &credentials.secret,
+        Purpose::Controller,
+        credentials.node_id,
+        server_id,
+    );
+    write_message(stream, &ControlMessage::AuthHello(hello)).await?;
+    let challenge = match reader.read(stream).await? {
+        Some(ControlMessage::AuthChallenge(challenge)) => challenge,
+        other => {
+            return Err(ControlError::Auth(format!(
+                "expected a challenge, got {other:?}"
+            )))
+        }
+    };
+    let proof = handshake
+        .on_challenge(&challenge)
+        .map_err(|e| ControlError::Auth(e.to_string()))?;
+    write_message(stream, &ControlMessage::AuthProof(proof)).await?;
+    match reader.read(stream).await? {
+        Some(ControlMessage::AuthOk) => Ok(()),
+        other => Err(ControlError::Auth(format!(
+            "node {server_id} refused our proof: {other:?}"
+        ))),
+    }
 }
 
 /// A reader of [`ControlMessage`] frames with the controller's frame limit.

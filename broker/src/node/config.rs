@@ -35,6 +35,10 @@
 //! socket_request_max_bytes = 104857600    # socket.request.max.bytes
 //! queued_max_request_bytes = 104857600    # queued.max.request.bytes, broker-wide
 //! in_flight_requests_max = 5              # requests of one connection worked on at once
+//!
+//! [security]                              # inter-node authentication (docs/security.md)
+//! cluster_secret_file = "/etc/rill/cluster.secret"  # one line, at least 16 bytes, same on
+//!                                                   # every node; or `cluster_secret = "..."`
 //! ```
 
 use std::collections::BTreeMap;
@@ -269,6 +273,36 @@ impl ConnectionSettings {
     }
 }
 
+/// Inter-node authentication. Without a secret, the controller listener and follower fetches
+/// are open to anyone who can reach the ports (the node warns at start).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySettings {
+    /// A file holding the cluster secret (one line of text, at least 16 bytes).
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The cluster secret inline (the simulator and tests; a file keeps it out of configs).
+    pub cluster_secret: Option<String>,
+}
+
+impl SecuritySettings {
+    /// The cluster secret, read from its file if configured that way; `None` without one.
+    pub fn secret(&self) -> Result<Option<crate::auth::ClusterSecret>, ConfigError> {
+        let invalid = |e: crate::auth::AuthError| ConfigError::Invalid(format!("security: {e}"));
+        match (&self.cluster_secret_file, &self.cluster_secret) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid(
+                "security: set cluster_secret_file or cluster_secret, not both".into(),
+            )),
+            (Some(path), None) => crate::auth::ClusterSecret::from_file(path)
+                .map(Some)
+                .map_err(invalid),
+            (None, Some(text)) => crate::auth::ClusterSecret::new(text)
+                .map(Some)
+                .map_err(invalid),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 /// A node's whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -295,6 +329,9 @@ pub struct NodeConfig {
     /// Client connection limits.
     #[serde(default)]
     pub connections: ConnectionSettings,
+    /// Inter-node authentication.
+    #[serde(default)]
+    pub security: SecuritySettings,
 }
 
 /// A configuration the node refuses to start with.

@@ -20,7 +20,7 @@ use replication::{FetchRequest, Message, OffsetsForLeaderEpochRequest};
 use tokio::sync::Notify;
 use wire::{BrokerId, TopicPartition};
 
-use super::peer::PeerConnection;
+use super::peer::{PeerConnection, PeerError};
 use super::replication_wire as rw;
 use super::shared::Shared;
 
@@ -272,8 +272,31 @@ where
 async fn connect(node: &Shared, leader: BrokerId) -> Option<PeerConnection> {
     let address = node.broker_address(leader)?;
     let client_id = format!("rill-replica-{}", node.broker_id.0);
-    match PeerConnection::connect(&address, &client_id, node.peer_request_timeout()).await {
+    let timeout = node.peer_request_timeout();
+    let credentials = node
+        .secret
+        .clone()
+        .map(|secret| crate::auth::NodeCredentials {
+            node_id: u64::try_from(node.broker_id.0).expect("node ids are positive"),
+            secret,
+        });
+    let leader_node = u64::try_from(leader.0).unwrap_or(0);
+    let connected = match PeerConnection::connect(&address, &client_id, timeout).await {
+        Ok(mut connection) => match &credentials {
+            Some(credentials) => connection
+                .authenticate(credentials, leader_node, timeout)
+                .await
+                .map(|()| connection),
+            None => Ok(connection),
+        },
+        Err(error) => Err(error),
+    };
+    match connected {
         Ok(connection) => Some(connection),
+        Err(error @ PeerError::Auth(_)) => {
+            tracing::warn!(?leader, %error, "leader refused our cluster credentials");
+            None
+        }
         Err(error) => {
             tracing::debug!(?leader, %error, "cannot reach leader");
             None

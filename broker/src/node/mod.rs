@@ -114,6 +114,15 @@ pub async fn start(
     // Kafka's "clean shutdown" flag, in rill's sense: the logs hold everything they flushed.
     let clean_shutdown = storage::check(&disk, &[RAFT_DIR])?.intact;
     let node_id = u64::try_from(config.node_id).expect("validated positive");
+    let secret = config.security.secret()?;
+    if secret.is_none() {
+        tracing::warn!(
+            node = node_id,
+            "no cluster secret (security.cluster_secret_file): anyone who reaches this node's \
+             controller or Kafka port can forge raft messages, broker registrations, topic \
+             changes and follower fetches; see docs/security.md"
+        );
+    }
     let mut tasks = Vec::new();
     let controller = if config.has_role(Role::Controller) {
         let mut core = controller::ControllerConfig::new(node_id, voters.keys().copied().collect());
@@ -126,6 +135,7 @@ pub async fn start(
             tick_ms: config.timing.controller_tick_ms,
             tick_jitter_ms: config.timing.controller_tick_ms / 2,
             controller: core,
+            secret: secret.clone(),
         };
         let handle = ControllerNode::start(quorum, disk.clone(), Path::new(RAFT_DIR))
             .await
@@ -143,6 +153,7 @@ pub async fn start(
             clean_shutdown,
             options,
             status,
+            secret,
         )
         .await?;
         tasks.extend(broker_tasks);
@@ -175,6 +186,7 @@ async fn start_broker(
     clean_shutdown: bool,
     options: NodeOptions,
     controller_status: Option<crate::watch::Receiver<ControllerStatus>>,
+    secret: Option<crate::auth::ClusterSecret>,
 ) -> Result<(Arc<Shared>, BrokerLifecycle, Vec<JoinHandle<()>>), NodeError> {
     let kafka_address = config.listeners.kafka.clone().expect("validated");
     let listener = bind(&kafka_address).await?;
@@ -187,7 +199,12 @@ async fn start_broker(
     let port: u16 = port
         .parse()
         .map_err(|_| config::ConfigError::Invalid(format!("advertised port {port:?}")))?;
-    let client = ControllerClient::new(voters, config.timing.request_timeout_ms);
+    let credentials = secret.clone().map(|secret| crate::auth::NodeCredentials {
+        node_id: u64::try_from(config.node_id).expect("validated positive"),
+        secret,
+    });
+    let client =
+        ControllerClient::with_credentials(voters, config.timing.request_timeout_ms, credentials);
     let listeners = vec![controller::Listener {
         name: "PLAINTEXT".into(),
         host: host.to_string(),
@@ -213,12 +230,14 @@ async fn start_broker(
         client,
         options.bugs,
         lifecycle.incarnation(),
+        secret,
     );
     let groups = GroupService::start(shared.clone(), lifecycle.incarnation());
     let handler = KafkaHandler {
         shared: shared.clone(),
         groups,
         peer: None,
+        auth: Default::default(),
     };
     let settings = shared.config.connections.clone();
     let mut tasks = vec![
@@ -340,6 +359,7 @@ async fn accept(
             budget.clone(),
         );
         handler.peer = Some(peer);
+        handler.auth = Default::default(); // Each connection proves itself.
         tokio::spawn(async move {
             let _slot = slot;
             tracing::debug!(%peer, "connection opened");

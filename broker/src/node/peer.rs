@@ -5,11 +5,15 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::auth::{self, ClientHandshake, NodeCredentials, Purpose};
 use crate::protocol::frame::{write_frame, FrameReader, FRAME_BYTES_MAX_DEFAULT};
 
 /// Why a peer request failed. Every variant means: drop the connection, back off, retry.
@@ -24,7 +28,15 @@ pub enum PeerError {
     /// The answer did not decode or did not match the request.
     #[error("peer protocol: {0}")]
     Protocol(String),
+    /// The inter-node handshake failed (another secret, another node, no secret there).
+    #[error("peer authentication: {0}")]
+    Auth(String),
 }
+
+/// The SaslHandshake version of the inter-node handshake (v1: SaslAuthenticate carries tokens).
+pub const SASL_HANDSHAKE_VERSION: i16 = 1;
+/// The SaslAuthenticate version of the inter-node handshake.
+pub const SASL_AUTHENTICATE_VERSION: i16 = 1;
 
 /// One connection to a peer broker's Kafka listener.
 pub struct PeerConnection {
@@ -57,6 +69,68 @@ impl PeerConnection {
             correlation_id_next: 1,
             client_id: StrBytes::from_string(client_id.to_string()),
         })
+    }
+
+    /// Proves this broker to the leader `server_id` with the cluster secret (see
+    /// [`crate::auth`]), over SaslHandshake and SaslAuthenticate with rill's inter-node
+    /// mechanism; afterwards the leader serves this connection's follower fetches.
+    pub async fn authenticate(
+        &mut self,
+        credentials: &NodeCredentials,
+        server_id: u64,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
+        let handshake = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str(auth::MECHANISM));
+        let answer: SaslHandshakeResponse = self
+            .request(
+                ApiKey::SaslHandshake,
+                SASL_HANDSHAKE_VERSION,
+                &handshake,
+                timeout,
+            )
+            .await?;
+        if answer.error_code != 0 {
+            return Err(PeerError::Auth(format!(
+                "SaslHandshake error {}: the leader has no cluster secret or another mechanism",
+                answer.error_code
+            )));
+        }
+        let (client, hello) = ClientHandshake::start(
+            &credentials.secret,
+            Purpose::Replication,
+            credentials.node_id,
+            server_id,
+        );
+        let challenge_bytes = self.sasl_token(auth::to_bytes(&hello), timeout).await?;
+        let challenge: auth::Challenge =
+            auth::from_bytes(&challenge_bytes).map_err(|e| PeerError::Auth(e.to_string()))?;
+        let proof = client
+            .on_challenge(&challenge)
+            .map_err(|e| PeerError::Auth(e.to_string()))?;
+        self.sasl_token(auth::to_bytes(&proof), timeout).await?;
+        Ok(())
+    }
+
+    /// One SaslAuthenticate round: our token out, the leader's token back.
+    async fn sasl_token(&mut self, token: Vec<u8>, timeout: Duration) -> Result<Bytes, PeerError> {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+        let answer: SaslAuthenticateResponse = self
+            .request(
+                ApiKey::SaslAuthenticate,
+                SASL_AUTHENTICATE_VERSION,
+                &request,
+                timeout,
+            )
+            .await?;
+        if answer.error_code != 0 {
+            return Err(PeerError::Auth(format!(
+                "SaslAuthenticate error {}: {}",
+                answer.error_code,
+                answer.error_message.as_deref().unwrap_or("")
+            )));
+        }
+        Ok(answer.auth_bytes)
     }
 
     /// Sends `body` as `api_key` at `version` and decodes the answer, within `timeout`.

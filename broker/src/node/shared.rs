@@ -14,6 +14,7 @@ use wire::{BrokerId, TopicPartition};
 use super::config::NodeConfig;
 use super::fetcher::Fetchers;
 use super::metrics::Metrics;
+use crate::auth::ClusterSecret;
 use crate::control::ControllerClient;
 use crate::partition::quarantine::{self, DirVerdict};
 use crate::partition::{IoWorker, Partition, PartitionSettings, ReplicaNet};
@@ -75,6 +76,9 @@ pub struct Shared {
     open_failures: Mutex<std::collections::BTreeSet<TopicPartition>>,
     /// Ourselves, weakly, for the replica transport handed to partitions.
     me: Weak<Shared>,
+    /// The cluster secret: followers prove it to leaders, leaders serve follower fetches only to
+    /// brokers that proved it. `None`: replication is not authenticated.
+    pub secret: Option<ClusterSecret>,
 }
 
 impl Shared {
@@ -86,6 +90,7 @@ impl Shared {
         controller: ControllerClient,
         bugs: BugSwitches,
         incarnation: u64,
+        secret: Option<ClusterSecret>,
     ) -> Arc<Shared> {
         let broker_id = BrokerId(config.node_id);
         Arc::new_cyclic(|me| Shared {
@@ -102,6 +107,7 @@ impl Shared {
             fetchers: Fetchers::default(),
             open_failures: Mutex::new(std::collections::BTreeSet::new()),
             me: me.clone(),
+            secret,
         })
     }
 

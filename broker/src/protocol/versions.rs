@@ -61,6 +61,9 @@ pub const PLANNED_API_VERSIONS: &[ApiVersionRange] = &[
     range(ApiKey::AlterConfigs, 0, 2),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::IncrementalAlterConfigs, 0, 1),
+    // rill's inter-node handshake only (crate::auth); clients' mechanisms come with issue 15.
+    range(ApiKey::SaslHandshake, 1, 1),
+    range(ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// APIs whose handlers exist today. Only these are advertised by [`VersionTable::implemented`].
@@ -87,6 +90,8 @@ pub const IMPLEMENTED_API_KEYS: &[ApiKey] = &[
     ApiKey::OffsetFetch,
     ApiKey::DescribeGroups,
     ApiKey::ListGroups,
+    ApiKey::SaslHandshake,
+    ApiKey::SaslAuthenticate,
 ];
 
 /// A validated set of served API versions, at most one entry per API, ordered by API key.

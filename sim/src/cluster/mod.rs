@@ -14,6 +14,7 @@
 //! settings (acks=1 or min ISR 1, drawn in a quarter of the seeds) losing acknowledged writes is
 //! expected, so only liveness and crashes count (see [`WEAK_FORBIDDEN`]).
 
+pub mod forgery;
 pub mod nemesis;
 pub mod record;
 pub mod replicas;
@@ -327,6 +328,12 @@ impl ClusterDraw {
         }
         if nemesis.wipe {
             schedule.add_wipes(&mut wipe_rng, nemesis.gap_ms_mean, safety_ms);
+        // Forgeries (issue 15) come from a stream of their own too, and stay out of the
+        // matrix's single-family cells.
+        let mut forger = ChaCha8Rng::seed_from_u64(seed ^ 0xf0a9_e000_0000_0017);
+        if overrides.faults.is_none() && forger.gen_bool(0.3) {
+            nemesis.forgery = true;
+            schedule.add_forgeries(&mut forger, safety_ms);
         }
         let acks = overrides.acks.unwrap_or(-1);
         // Codecs come from a stream of their own: drawing them shifts none of the draws above,

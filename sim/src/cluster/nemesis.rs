@@ -103,6 +103,12 @@ pub enum Fault {
         /// The jump, ms.
         delta_ms: i64,
     },
+    /// An attacker without the cluster secret sends forged frames to the node's controller
+    /// and Kafka listeners (issue 15's attacks); every one must be refused.
+    Forge {
+        /// The broker id (in the split shape, its controller is the one attacked).
+        node: u8,
+    },
 }
 
 impl Fault {
@@ -118,6 +124,7 @@ impl Fault {
             | Fault::DiskHeal { node }
             | Fault::Wipe { node }
             | Fault::ClockJump { node, .. } => vec![*node],
+            | Fault::Forge { node } => vec![*node],
             Fault::Partition { a, b } => vec![*a, *b],
             Fault::OneWay { from, to } => vec![*from, *to],
             Fault::Heal | Fault::Slow { .. } | Fault::PowerLoss => Vec::new(),
@@ -147,6 +154,7 @@ impl Fault {
             Fault::DiskHeal { node } => format!("disk heal n{node}"),
             Fault::Wipe { node } => format!("wipe n{node}"),
             Fault::ClockJump { node, delta_ms } => format!("clock n{node} jumps {delta_ms:+} ms"),
+            Fault::Forge { node } => format!("forged frames to n{node}"),
         }
     }
 }
@@ -188,6 +196,8 @@ pub struct NemesisDraw {
     /// Whether an episode may begin before the previous one ended (two faults at once: what
     /// it takes to empty an ISR of three).
     pub overlapping: bool,
+    /// Forged frames from a host without the cluster secret, at a few moments of the run.
+    pub forgery: bool,
 }
 
 impl NemesisDraw {
@@ -202,6 +212,8 @@ impl NemesisDraw {
             overlapping: rng.gen_bool(0.5),
             clock: false,
             wipe: false,
+            // Drawn from a stream of its own by the caller ([`FaultSchedule::add_forgeries`]).
+            forgery: false,
         };
         if !(draw.kills || draw.pauses || draw.partitions || draw.disk) {
             draw.kills = true;
@@ -218,6 +230,7 @@ impl NemesisDraw {
         self.disk = family == FaultFamily::Disk;
         self.clock = family == FaultFamily::Clock;
         self.wipe = family == FaultFamily::Wipe;
+        self.forgery = false;
     }
 
     /// The enabled kinds, for `describe`.
@@ -236,6 +249,9 @@ impl NemesisDraw {
         .collect();
         if self.overlapping {
             kinds.push("overlapping");
+        }
+        if self.forgery {
+            kinds.push("forgery");
         }
         kinds.join("+")
     }
@@ -426,6 +442,20 @@ impl FaultSchedule {
         self.faults.sort_by_key(|f| f.at_ms);
         self.validate()
             .expect("drawn wipes keep the schedule valid");
+    /// Adds one to three one-shot forgeries at times drawn from `rng` (a stream of its own, so
+    /// the episodes drawn before stay what they were).
+    pub fn add_forgeries(&mut self, rng: &mut ChaCha8Rng, duration_ms: u64) {
+        assert!(duration_ms > 0, "a safety phase has a duration");
+        for _ in 0..rng.gen_range(1..=3) {
+            if self.faults.len() < SCHEDULE_FAULTS_MAX {
+                self.faults.push(ScheduledFault {
+                    at_ms: rng.gen_range(0..duration_ms),
+                    fault: Fault::Forge { node: node(rng) },
+                });
+            }
+        }
+        self.faults.sort_by_key(|f| f.at_ms);
+        self.validate().expect("forgeries keep a schedule valid");
     }
 
     /// Checks node ids, ordering and size: what a hand-edited JSON file could get wrong.

@@ -59,7 +59,9 @@ mod simulated {
     use super::super::workload::{self, WorkloadConfig};
     use super::super::{Shape, LIVENESS_MS, SET_UP_MS};
     use super::*;
-    use broker::node::config::{Listeners, LogSettings, NodeConfig, Role, Timing, TopicDefaults};
+    use broker::node::config::{
+        Listeners, LogSettings, NodeConfig, Role, SecuritySettings, Timing, TopicDefaults,
+    };
     use broker::runtime::NodeClock;
     use log_core::{FaultConfig, MemDisk};
     use madsim::net::NetSim;
@@ -73,6 +75,8 @@ mod simulated {
 
     /// The client node's address.
     const CLIENT_IP: &str = "10.0.0.10";
+    /// Every node's cluster secret: inter-node traffic runs the production handshake.
+    const CLUSTER_SECRET: &str = "rill-simulated-cluster-secret";
     /// madsim's default message latency, restored when the network heals.
     const NORMAL_LATENCY: std::ops::Range<Duration> =
         Duration::from_millis(1)..Duration::from_millis(10);
@@ -139,6 +143,11 @@ mod simulated {
                 ..Timing::default()
             },
             connections: Default::default(),
+            // The same handshake as production, over madsim TCP.
+            security: SecuritySettings {
+                cluster_secret: Some(CLUSTER_SECRET.into()),
+                ..SecuritySettings::default()
+            },
         }
     }
 
@@ -391,7 +400,28 @@ mod simulated {
                     self.clocks[i].offset_ms = self.clocks[i].offset_ms.saturating_add(delta_ms);
                     broker::runtime::set_node_clock(self.nodes[i].id(), self.clocks[i]);
                 }
+                Fault::Forge { node } => self.forge(node),
             }
+        }
+
+        /// Issue 15's attacks from the client host, which has no cluster secret: forged frames
+        /// to the controller listener of `node` (or of its controller in the split shape) in
+        /// another voter's name, and a forged follower fetch to its Kafka listener.
+        fn forge(&self, node: u8) {
+            let offset = if self.controllers.is_empty() {
+                0
+            } else {
+                NODES
+            };
+            let (to, from) = (node + offset, node % NODES + 1 + offset);
+            let controller = format!("{}:9093", ip(to));
+            let kafka = format!("{}:9092", ip(node));
+            let replica = i32::from(node % NODES + 1);
+            self.client.spawn(async move {
+                super::super::forgery::forge_controller(controller, u64::from(from), u64::from(to))
+                    .await;
+                super::super::forgery::forge_follower_fetch(kafka, replica).await;
+            });
         }
 
         /// Ends every fault: network whole, disks sound, every node up (disk-failed ones

@@ -335,6 +335,66 @@ fn consumer_fetch(
     }
 }
 
+/// A follower fetch (replica id ≥ 0) from a connection that did not prove to be that broker:
+/// TOPIC_AUTHORIZATION_FAILED on every partition, nothing read and no replica state touched.
+/// Kafka answers the same to a follower fetch without the ClusterAction permission
+/// (`KafkaApis.handleFetchRequest`: "The follower must have ClusterAction on ClusterResource in
+/// order to fetch partition data").
+pub fn fetch_unauthorized(request: &FetchRequest) -> FetchResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|fetch| {
+                    PartitionData::default()
+                        .with_partition_index(fetch.partition)
+                        .with_error_code(E::TopicAuthorizationFailed.code())
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1)
+                        .with_preferred_read_replica(KBroker(-1))
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    FetchResponse::default().with_responses(topics)
+}
+
+/// OffsetForLeaderEpoch with a replica id from a connection that did not prove to be that
+/// broker: CLUSTER_AUTHORIZATION_FAILED on every partition, as Kafka answers a replica's
+/// request without ClusterAction (`authorizeClusterOperation(request, CLUSTER_ACTION)`).
+pub fn offsets_for_leader_epoch_unauthorized(
+    request: &OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    KEpochEnd::default()
+                        .with_partition(p.partition)
+                        .with_error_code(E::ClusterAuthorizationFailed.code())
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1)
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(topic.topic.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
 fn error_data(partition: i32, error: &PartitionError) -> PartitionData {
     PartitionData::default()
         .with_partition_index(partition)

@@ -26,6 +26,21 @@ fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
+/// Kafka's internal topics (`Topic.INTERNAL_TOPICS`) and its metadata log's name: the broker
+/// creates them itself with their own settings (`__consumer_offsets` with the coordinator's
+/// partition count), so clients may neither create nor delete them.
+pub const INTERNAL_TOPICS: [&str; 4] = [
+    "__consumer_offsets",
+    "__transaction_state",
+    "__share_group_state",
+    "__cluster_metadata",
+];
+
+/// Is `name` one of [`INTERNAL_TOPICS`]?
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
 /// Is `name` a legal Kafka topic name (`[a-zA-Z0-9._-]`, at most 249 bytes, not `.`/`..`)?
 pub fn topic_name_is_valid(name: &str) -> bool {
     wire::topic_name_check(name).is_ok()
@@ -45,7 +60,10 @@ pub async fn metadata(shared: &Shared, request: MetadataRequest, version: i16) -
     if let (Some(names), true) = (&names, allow_create) {
         let missing: Vec<&String> = names
             .iter()
-            .filter(|n| !image.topics().contains_key(*n) && topic_name_is_valid(n))
+            // Internal topics are the broker's to create, with their own settings.
+            .filter(|n| {
+                !image.topics().contains_key(*n) && topic_name_is_valid(n) && !is_internal_topic(n)
+            })
             .collect();
         for name in missing {
             if let Err(refusal) = create_topic(shared, name, TopicSpec::sized(-1, -1)).await {
@@ -400,7 +418,14 @@ pub async fn create_topics(shared: &Shared, request: CreateTopicsRequest) -> Cre
                 .collect(),
             validate_only: request.validate_only,
         };
-        let outcome = if seen.get(name.as_str()).copied().unwrap_or(0) > 1 {
+        let outcome = if is_internal_topic(&name) {
+            // Kafka's answer to creating its metadata topic (KafkaApis.handleCreateTopicsRequest);
+            // rill gives it for every internal topic, whose settings are the broker's.
+            Err(TopicRefusal::new(
+                E::InvalidRequest,
+                format!("Creation of internal topic {name} is prohibited."),
+            ))
+        } else if seen.get(name.as_str()).copied().unwrap_or(0) > 1 {
             Err(TopicRefusal::new(
                 E::InvalidRequest,
                 format!("Create topics request contains multiple entries for the topic {name}"),
@@ -444,7 +469,14 @@ pub async fn delete_topics(
     let mut responses = Vec::new();
     for name in names {
         let topic = name.0.to_string();
-        let outcome = if !shared.image().topics().contains_key(&topic) {
+        let outcome = if is_internal_topic(&topic) {
+            // Kafka refuses a deletion the principal lacks DELETE on with this code; rill has
+            // no ACLs yet, so no client holds DELETE on an internal topic.
+            Err(TopicRefusal::new(
+                E::TopicAuthorizationFailed,
+                format!("Internal topic {topic} cannot be deleted by a client."),
+            ))
+        } else if !shared.image().topics().contains_key(&topic) {
             Err(TopicRefusal::new(
                 E::UnknownTopicOrPartition,
                 format!("This server does not host this topic: {topic}"),

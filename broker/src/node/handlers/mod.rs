@@ -1,6 +1,7 @@
 //! The Kafka request handlers of a broker, one file per family, behind one dispatcher.
 
 pub mod configs;
+pub mod cluster_auth;
 pub mod data;
 pub mod groups;
 pub mod metadata;
@@ -28,6 +29,9 @@ pub struct KafkaHandler {
     pub groups: Arc<groups::GroupService>,
     /// The client's address, set per connection: group members' `client_host`.
     pub peer: Option<std::net::SocketAddr>,
+    /// The connection's inter-node handshake, fresh per connection: whether it proved to be
+    /// a broker of this cluster, and which.
+    pub auth: cluster_auth::ConnectionAuth,
 }
 
 impl RequestHandler for KafkaHandler {
@@ -62,7 +66,23 @@ impl RequestHandler for KafkaHandler {
                 }
                 ResponseKind::Produce(response)
             }
-            RequestKind::Fetch(r) => ResponseKind::Fetch(data::fetch(shared, r).await),
+            RequestKind::Fetch(r) => {
+                let replica_id = r.replica_id.0;
+                if replica_id >= 0
+                    && !cluster_auth::may_act_as_replica(shared, &self.auth, replica_id)
+                {
+                    tracing::warn!(peer = ?self.peer, replica_id, "follower fetch from an unauthenticated connection refused");
+                    ResponseKind::Fetch(data::fetch_unauthorized(&r))
+                } else {
+                    ResponseKind::Fetch(data::fetch(shared, r).await)
+                }
+            }
+            RequestKind::SaslHandshake(r) => {
+                ResponseKind::SaslHandshake(cluster_auth::sasl_handshake(shared, &self.auth, &r))
+            }
+            RequestKind::SaslAuthenticate(r) => ResponseKind::SaslAuthenticate(
+                cluster_auth::sasl_authenticate(shared, &self.auth, &r),
+            ),
             RequestKind::ListOffsets(r) => {
                 let mut response = data::list_offsets(shared, r);
                 // leader_epoch exists from v4 on; kafka-protocol refuses to encode it below
@@ -73,9 +93,21 @@ impl RequestHandler for KafkaHandler {
                 }
                 ResponseKind::ListOffsets(response)
             }
-            RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
-                data::offsets_for_leader_epoch(shared, r, version),
-            ),
+            RequestKind::OffsetForLeaderEpoch(r) => {
+                let replica_id = if version >= 3 { r.replica_id.0 } else { -2 };
+                if replica_id >= 0
+                    && !cluster_auth::may_act_as_replica(shared, &self.auth, replica_id)
+                {
+                    tracing::warn!(peer = ?self.peer, replica_id, "follower OffsetForLeaderEpoch from an unauthenticated connection refused");
+                    ResponseKind::OffsetForLeaderEpoch(data::offsets_for_leader_epoch_unauthorized(
+                        &r,
+                    ))
+                } else {
+                    ResponseKind::OffsetForLeaderEpoch(data::offsets_for_leader_epoch(
+                        shared, r, version,
+                    ))
+                }
+            }
             RequestKind::CreateTopics(r) => {
                 ResponseKind::CreateTopics(metadata::create_topics(shared, r).await)
             }
