@@ -142,6 +142,8 @@ def seed_summary(o):
     for what in ("liveness", "crash"):
         if o[what]:
             parts.append(f"  {what.upper()}: {o[what]}")
+    if o.get("unreadable_allowed"):
+        parts.append(f"  allowed by the weak row: {o['unreadable_allowed']}")
     return "\n".join(parts)
 
 

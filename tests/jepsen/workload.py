@@ -8,6 +8,7 @@ record and waits for its delivery report before the next.
 """
 
 import json
+import logging
 import random
 import threading
 import time
@@ -24,8 +25,21 @@ CONSUMER_PROCESS_BASE = 100
 FINAL_READ_PROCESS = 900
 POLL_TIMEOUT_S = 0.2
 DELIVERY_TIMEOUT_MS = 10_000
-# librdkafka logs go to its own logger; keep them out of the run's output.
-QUIET = {"log_level": 3}
+# librdkafka's logs (connection refusals during faults, mostly) go to the seed's clients.log,
+# not to the run's output: `set_client_log` points them there.
+_CLIENT_LOGGER = logging.getLogger("rdkafka")
+_CLIENT_LOGGER.propagate = False
+
+
+def set_client_log(path):
+    for handler in list(_CLIENT_LOGGER.handlers):
+        _CLIENT_LOGGER.removeHandler(handler)
+        handler.close()
+    if path:
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        _CLIENT_LOGGER.addHandler(handler)
+        _CLIENT_LOGGER.setLevel(logging.INFO)
 
 
 def key_name(partition):
@@ -102,7 +116,7 @@ class Recorder:
 
 def client_config(bootstrap):
     return {"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000,
-            "topic.metadata.refresh.interval.ms": 2000, **QUIET}
+            "topic.metadata.refresh.interval.ms": 2000, "logger": _CLIENT_LOGGER}
 
 
 def create_topic(bootstrap, deadline):
@@ -303,9 +317,11 @@ class Member:
             pass
 
 
-def final_read(recorder, bootstrap, deadline):
+def final_read(recorder, bootstrap, deadline, drained_polls_max=None):
     """Reads every partition from the start as a fresh process until every acknowledged value
-    was read and the log seems drained; returns the acknowledged values never read."""
+    was read and the log seems drained; returns the acknowledged values never read. With
+    `drained_polls_max` (weak rows, where acknowledged values may be gone for good) it also stops
+    after that many empty polls in a row instead of waiting for the deadline."""
     process = FINAL_READ_PROCESS
     consumer = Consumer({**client_config(bootstrap), "group.id": "rjep-final",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
@@ -335,6 +351,8 @@ def final_read(recorder, bootstrap, deadline):
             recorder.complete(process, "ok", [["poll", reads]])
             empty = 0 if reads else empty + 1
             if not missing and empty >= 3:
+                break
+            if drained_polls_max is not None and empty >= drained_polls_max:
                 break
     finally:
         consumer.close()
