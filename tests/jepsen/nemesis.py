@@ -19,6 +19,9 @@ import workload
 FAMILIES = {
     "partitions": ["partition", "isolate", "isolate-leader", "one-way", "bridge"],
     "kills": ["kill", "kill-leader"],
+    # Every node killed and restarted in turn, the leader last, a moment apart: the operation
+    # that found KIP-101 (a restarted follower truncating to its own HW, then elected).
+    "restarts": ["rolling-restart"],
     "pauses": ["pause", "pause-leader"],
     "netem": ["netem"],
     "disk": ["disk-full"],
@@ -27,8 +30,8 @@ FAMILIES = {
 }
 # What CI runs: every family whose faults rill promises to survive under the strong row, with
 # libfaketime and node replacement left to their own families (see docs/reality-check.md).
-FAMILIES["mixed"] = FAMILIES["partitions"] + FAMILIES["kills"] + FAMILIES["pauses"] + \
-    FAMILIES["netem"] + FAMILIES["disk"]
+FAMILIES["mixed"] = FAMILIES["partitions"] + FAMILIES["kills"] + FAMILIES["restarts"] + \
+    FAMILIES["pauses"] + FAMILIES["netem"] + FAMILIES["disk"]
 # (loss probability, delay ms): see infra.degrade for how each is applied.
 NETEM_SPECS = [(0.0, 100), (0.1, 0), (0.3, 0), (0.05, 300)]
 HOLD_MS = (2_000, 8_000)
@@ -66,6 +69,8 @@ def draw_schedule(seed, kinds, nodes, duration_ms):
             fault.update(node=node, loss=loss, delay_ms=delay_ms)
         elif kind == "clock":
             fault.update(node=node, offset_s=rng.choice([-3600, -30, 30, 3600]))
+        elif kind == "rolling-restart":
+            fault.update(gap_ms=rng.choice([200, 500, 1000, 2000]))
         schedule.append({"at_ms": at, "until_ms": at + hold, "fault": fault})
         at += hold + rng.randint(*GAP_MS)
     return schedule
@@ -151,6 +156,15 @@ class Nemesis:
             self.cluster[node - 1].skew_clock(fault["offset_s"])
         elif kind == "wipe":
             self.cluster[node - 1].wipe()
+        elif kind == "rolling-restart":
+            leader = self.leader()
+            order = [n for n in range(1, nodes + 1) if n != leader] + ([leader] if leader else [])
+            fault["order"] = order
+            for n in order:
+                self.cluster[n - 1].kill()
+                self.cluster[n - 1].start()
+                if self.stop.wait(fault["gap_ms"] / 1000):
+                    break
         else:
             raise AssertionError(f"unknown fault kind {kind}")
         self.counts[fault["kind"]] = self.counts.get(fault["kind"], 0) + 1

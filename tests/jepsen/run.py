@@ -12,6 +12,7 @@ when a seed shows what the row forbids (or fails liveness), 2 on a harness error
 """
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ import workload
 SET_UP_S = 60
 LIVENESS_S = 60
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+LOCK_FILE = "/tmp/rjep.lock"
 
 
 def parse_row(text):
@@ -195,6 +197,13 @@ def main():
         raise SystemExit("jepsen: --nodes 3..9, --seeds 1..1000, --time-limit >= 5")
     row = parse_row(args.row)
     kinds = nemesis.parse_families(args.faults)
+    # One run at a time: a run starts by removing whatever the state file names, which would be
+    # a concurrent run's cluster. The lock dies with the process, so a crash leaves none behind.
+    lock = open(LOCK_FILE, "w")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"jepsen: another run holds {LOCK_FILE}; wait for it to end") from None
     if args.recheck and not args.out:
         raise SystemExit("jepsen: --recheck needs --out DIR")
     out_root = args.out or tempfile.mkdtemp(prefix="rill-jepsen-")

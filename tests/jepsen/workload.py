@@ -114,6 +114,21 @@ class Recorder:
             self.handle.close()
 
 
+def close_bounded(consumer, timeout_s=10):
+    """Closes a consumer on a daemon thread, waiting at most `timeout_s`: leaving a group can
+    wait on a coordinator a fault made unreachable, and no wait of the harness may be unbounded."""
+
+    def close():
+        try:
+            consumer.close()
+        except Exception:  # noqa: BLE001, S110 - closing a consumer of a faulted cluster
+            pass
+
+    thread = threading.Thread(target=close, daemon=True, name="consumer-close")
+    thread.start()
+    thread.join(timeout_s)
+
+
 def client_config(bootstrap):
     return {"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000,
             "topic.metadata.refresh.interval.ms": 2000, "logger": _CLIENT_LOGGER}
@@ -311,10 +326,7 @@ class Member:
         return True
 
     def close(self):
-        try:
-            self.consumer.close()
-        except Exception:  # noqa: BLE001, S110 - closing a consumer of a faulted cluster
-            pass
+        close_bounded(self.consumer)
 
 
 def final_read(recorder, bootstrap, deadline, drained_polls_max=None):
@@ -355,5 +367,5 @@ def final_read(recorder, bootstrap, deadline, drained_polls_max=None):
             if drained_polls_max is not None and empty >= drained_polls_max:
                 break
     finally:
-        consumer.close()
+        close_bounded(consumer)
     return missing
