@@ -21,7 +21,9 @@ FAMILIES = {
     "kills": ["kill", "kill-leader"],
     # Every node killed and restarted in turn, the leader last, a moment apart: the operation
     # that found KIP-101 (a restarted follower truncating to its own HW, then elected).
-    "restarts": ["rolling-restart"],
+    # And the leader killed with a follower, the follower back at once, the leader only at the
+    # heal: the follower restarts as a follower of a dead leader, and may then be elected.
+    "restarts": ["rolling-restart", "kill-leader-and-follower"],
     "pauses": ["pause", "pause-leader"],
     "netem": ["netem"],
     "disk": ["disk-full"],
@@ -156,6 +158,14 @@ class Nemesis:
             self.cluster[node - 1].skew_clock(fault["offset_s"])
         elif kind == "wipe":
             self.cluster[node - 1].wipe()
+        elif kind == "kill-leader-and-follower":
+            leader = self.leader() or 1
+            follower = random.Random(self.recorder.now()).choice(
+                [n for n in range(1, nodes + 1) if n != leader])
+            fault.update(node=leader, follower=follower)
+            self.cluster[leader - 1].kill()
+            self.cluster[follower - 1].kill()
+            self.cluster[follower - 1].start()
         elif kind == "rolling-restart":
             leader = self.leader()
             order = [n for n in range(1, nodes + 1) if n != leader] + ([leader] if leader else [])
@@ -178,7 +188,7 @@ class Nemesis:
         kind, node = fault["kind"], fault.get("node")
         if kind in ("isolate", "isolate-leader", "partition", "one-way", "bridge", "netem"):
             infra.heal_network(len(self.cluster))
-        elif kind in ("kill", "kill-leader", "wipe"):
+        elif kind in ("kill", "kill-leader", "wipe", "kill-leader-and-follower"):
             if not self.cluster[node - 1].alive():
                 self.cluster[node - 1].start()
         elif kind in ("pause", "pause-leader"):

@@ -34,6 +34,8 @@ SET_UP_S = 60
 LIVENESS_S = 60
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 LOCK_FILE = "/tmp/rjep.lock"
+# How long producers may take to finish their last send once told to stop.
+DELIVERY_S = workload.DELIVERY_TIMEOUT_MS / 1000 + 10
 
 
 def parse_row(text):
@@ -149,14 +151,12 @@ def run_seed(args, row, kinds, seed, out):
         phases["total"] = time.monotonic() - started
         for node in cluster:
             node.kill()
-            shutil.copy(node.log_path, os.path.join(out, f"node-{node.id}.log")) \
-                if os.path.exists(node.log_path) else None
+            if os.path.exists(node.log_path):
+                shutil.copy(node.log_path, os.path.join(out, f"node-{node.id}.log"))
         infra.cleanup()
     outcome["phases"] = phases
     return outcome
 
-
-DELIVERY_S = workload.DELIVERY_TIMEOUT_MS / 1000 + 10
 
 
 def check(args, out):
@@ -253,8 +253,14 @@ def main():
     with open(os.path.join(out_root, "cell.json"), "w", encoding="utf-8") as handle:
         json.dump(cell, handle, indent=1)
     print(report.cell_summary(cell), flush=True)
-    print(f"jepsen: results in {out_root}", flush=True)
-    return 1 if cell["verdict"] == "VIOLATED" else 0
+    failed = cell["verdict"] == "VIOLATED"
+    if args.out or failed or os.environ.get("RILL_JEPSEN_KEEP") == "1":
+        print(f"jepsen: results in {out_root}", flush=True)
+    else:
+        # A passing run in a directory of its own (CI's) leaves nothing behind.
+        shutil.rmtree(out_root, ignore_errors=True)
+        print("jepsen: passed; results removed (--out DIR or RILL_JEPSEN_KEEP=1 keeps them)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
