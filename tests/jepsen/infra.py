@@ -105,8 +105,8 @@ def cleanup():
     state = _load_state()
     for pid, ticks in state["pids"]:
         if _is_our_rill(pid, ticks):
-            # A stopped process must be continued to die promptly of SIGKILL? No: SIGKILL works on
-            # stopped processes; CONT anyway so nothing lingers in a stopped state.
+            # SIGKILL ends a stopped (SIGSTOPped) process too; CONT anyway so that nothing
+            # lingers stopped should the kill be refused.
             for sig in (signal.SIGKILL, signal.SIGCONT):
                 try:
                     os.kill(pid, sig)
