@@ -246,6 +246,10 @@ def main():
         return 2
     finally:
         infra.cleanup()
+        # The lock file goes too (nothing of a run stays behind); a run starting meanwhile
+        # would have been refused by the lock anyway.
+        os.remove(LOCK_FILE)
+        lock.close()
     cell = report.cell(row, args.faults, outcomes)
     cell["wall_s"] = round(time.monotonic() - started, 1)
     cell["args"] = {"row": args.row, "faults": args.faults, "seed": args.seed,
