@@ -7,6 +7,9 @@
 //! {"index":3,"type":"ok","process":1,"time":41,"f":"poll","value":[["poll",{"t-0":[[0,1]]}]]}
 //! ```
 //!
+//! A line with `"process": "nemesis"` is a fault or heal (Jepsen's nemesis events), kept apart in
+//! [`History::nemesis`]: checkers see only client operations.
+//!
 //! Keys (topic-partition names) are interned into [`KeyId`]s so that a million-operation history
 //! does not hold a million copies of `"t-0"`. Every event passes the same consistency rules whether
 //! it is parsed ([`History::parse_jsonl`]) or recorded ([`HistoryRecorder`]), so a checker never
@@ -215,6 +218,22 @@ pub struct History {
     partner: Vec<Option<usize>>,
     /// Per process: the position of its outstanding invoke.
     outstanding: HashMap<u64, usize>,
+    /// Nemesis events (Jepsen's `"process": "nemesis"` lines: faults and heals), kept apart
+    /// from the client operations: checkers ignore them, reports show them beside the operations.
+    nemesis: Vec<NemesisEvent>,
+}
+
+/// One fault or heal, as the real-process harness writes it into the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NemesisEvent {
+    /// Position label, in the same sequence as the operations' indexes.
+    pub index: u64,
+    /// Nanoseconds, on the same clock as the operations.
+    pub time: u64,
+    /// What the nemesis did (`kill`, `partition`, `heal`, ...).
+    pub f: String,
+    /// Its details (nodes, spec), as written.
+    pub value: Value,
 }
 
 impl History {
@@ -292,6 +311,10 @@ impl History {
             if text.trim().is_empty() {
                 continue;
             }
+            if let Some(event) = parse_nemesis(&text, line_no)? {
+                history.push_nemesis(event, line_no)?;
+                continue;
+            }
             let op = parse_line(&mut history, &text, line_no)?;
             history.push(op)?;
         }
@@ -303,6 +326,30 @@ impl History {
         History::parse_jsonl(text.as_bytes())
     }
 
+    /// Nemesis events, in history order.
+    pub fn nemesis(&self) -> &[NemesisEvent] {
+        &self.nemesis
+    }
+
+    /// Appends a nemesis event: its index and time must fit the sequence of every event so far.
+    pub fn push_nemesis(&mut self, event: NemesisEvent, line: u64) -> Result<(), HistoryError> {
+        let last_op = self.ops.last().map(|op| (op.index, op.time));
+        let last_nemesis = self.nemesis.last().map(|e| (e.index, e.time));
+        for (index, time) in [last_op, last_nemesis].into_iter().flatten() {
+            if event.index <= index || event.time < time {
+                return Err(HistoryError::Inconsistent {
+                    line,
+                    reason: format!(
+                        "nemesis event index {} / time {} does not follow index {index} / time {time}",
+                        event.index, event.time
+                    ),
+                });
+            }
+        }
+        self.nemesis.push(event);
+        Ok(())
+    }
+
     /// Appends an event after checking it against the history so far.
     pub fn push(&mut self, mut op: Op) -> Result<(), HistoryError> {
         let line = op.line;
@@ -312,6 +359,14 @@ impl History {
                 line,
                 limit: EVENTS_MAX,
             });
+        }
+        if let Some(last) = self.nemesis.last() {
+            if op.index <= last.index || op.time < last.time {
+                return bad(format!(
+                    "index {} / time {} does not follow the nemesis event at index {} / time {}",
+                    op.index, op.time, last.index, last.time
+                ));
+            }
         }
         if let Some(last) = self.ops.last() {
             if op.index <= last.index {
@@ -561,6 +616,40 @@ fn check_completion_value(invoke: &Op, op: &mut Op) -> Result<(), HistoryError> 
         }
     }
     Ok(())
+}
+
+/// A nemesis line (`"process": "nemesis"`), or `None` for a client operation. Only lines that
+/// mention the word are parsed twice.
+fn parse_nemesis(text: &str, line: u64) -> Result<Option<NemesisEvent>, HistoryError> {
+    if !text.contains("\"nemesis\"") {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| HistoryError::MalformedJson {
+        line,
+        reason: e.to_string(),
+    })?;
+    if value.get("process").and_then(Value::as_str) != Some("nemesis") {
+        return Ok(None);
+    }
+    let bad = |reason: &str| HistoryError::BadEvent {
+        line,
+        reason: format!("nemesis event: {reason}"),
+    };
+    let uint = |name: &str| value.get(name).and_then(Value::as_u64);
+    let index = uint("index").ok_or_else(|| bad("\"index\" must be a non-negative integer"))?;
+    let time = uint("time").ok_or_else(|| bad("\"time\" must be a non-negative integer"))?;
+    let f = value
+        .get("f")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("\"f\" must be a string"))?
+        .to_string();
+    let details = value.get("value").cloned().unwrap_or(Value::Null);
+    Ok(Some(NemesisEvent {
+        index,
+        time,
+        f,
+        value: details,
+    }))
 }
 
 fn parse_line(history: &mut History, text: &str, line: u64) -> Result<Op, HistoryError> {

@@ -767,13 +767,18 @@ impl<'h> Cx<'h> {
                 match d.op.f {
                     OpFn::Assign | OpFn::Subscribe => Cx::reassign(d, &mut last),
                     OpFn::Poll | OpFn::Txn => {
+                        // A key rebalanced during this operation forgets its position whether or
+                        // not the operation read it: a poll that only took the assignment back
+                        // (and read nothing) is followed by reads from the group's committed
+                        // offset, which may be anywhere.
+                        for k in &d.op.rebalance_keys {
+                            last.remove(k);
+                        }
                         for (k, vs) in op_reads(d.op) {
                             let (Some(first), Some(end)) = (vs.first(), vs.last()) else {
                                 continue;
                             };
-                            if d.op.rebalance_keys.contains(&k) {
-                                last.remove(&k);
-                            } else if let Some(&(prev, prev_op)) = last.get(&k) {
+                            if let Some(&(prev, prev_op)) = last.get(&k) {
                                 let classes =
                                     (AnomalyClass::NonmonotonicPoll, Some(AnomalyClass::PollSkip));
                                 self.pair(

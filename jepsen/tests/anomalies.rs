@@ -226,6 +226,35 @@ fn poll_skip_forgotten_after_reassign_and_rebalance() {
 }
 
 #[test]
+fn a_rebalance_during_an_empty_poll_forgets_the_position_too() {
+    // librdkafka takes an assignment back inside a poll that returns nothing; the next poll reads
+    // from the group's committed offset, far ahead. Seen on real processes (issue 16).
+    let mut text = common::jsonl(&[
+        ("invoke", 0, "send", &send("t-0", 1)),
+        ("ok", 0, "send", &sent("t-0", 0, 1)),
+        ("invoke", 0, "send", &send("t-0", 2)),
+        ("ok", 0, "send", &sent("t-0", 1, 2)),
+        ("invoke", 0, "send", &send("t-0", 3)),
+        ("ok", 0, "send", &sent("t-0", 2, 3)),
+        ("invoke", 2, "poll", POLL),
+        ("ok", 2, "poll", &polled("t-0", &[(1, 2)])),
+        ("invoke", 1, "poll", POLL),
+        ("ok", 1, "poll", &polled("t-0", &[(0, 1)])),
+        ("invoke", 1, "poll", POLL),
+    ]);
+    text += "{\"index\":11,\"type\":\"ok\",\"process\":1,\"time\":110,\"f\":\"poll\",\"value\":[[\"poll\",{}]],\"rebalance-log\":[{\"keys\":[\"t-0\"]}]}\n";
+    text += "{\"index\":12,\"type\":\"invoke\",\"process\":1,\"time\":120,\"f\":\"poll\",\"value\":[[\"poll\"]]}\n";
+    text += "{\"index\":13,\"type\":\"ok\",\"process\":1,\"time\":130,\"f\":\"poll\",\"value\":[[\"poll\",{\"t-0\":[[2,3]]}]]}\n";
+    let h = History::parse_str(&text).expect("valid");
+    let report = run(&h);
+    assert!(report.valid, "{:?}", report.anomalies);
+    // Without the rebalance the same jump is a poll-skip.
+    let h = History::parse_str(&text.replace(",\"rebalance-log\":[{\"keys\":[\"t-0\"]}]", ""))
+        .expect("valid");
+    assert!(classes(&run(&h)).contains(&AnomalyClass::PollSkip));
+}
+
+#[test]
 fn int_poll_skip() {
     let h = with(
         three_sends(),

@@ -164,3 +164,37 @@ fn recorder_round_trips_through_jsonl() {
         "an invoke that never completed counts as info"
     );
 }
+
+#[test]
+fn nemesis_events_are_kept_apart_and_ordered() {
+    let text = r#"{"index":0,"type":"invoke","process":0,"time":10,"f":"send","value":[["send","t-0",1]]}
+{"index":1,"type":"info","process":"nemesis","time":12,"f":"kill","value":{"kind":"kill","node":2}}
+{"index":2,"type":"ok","process":0,"time":25,"f":"send","value":[["send","t-0",[0,1]]]}
+{"index":3,"type":"info","process":"nemesis","time":30,"f":"heal","value":{"kind":"kill","node":2}}
+"#;
+    let history = History::parse_str(text).expect("a history with nemesis events parses");
+    assert_eq!(history.len(), 2, "the nemesis events are not operations");
+    let nemesis = history.nemesis();
+    assert_eq!(nemesis.len(), 2);
+    assert_eq!(
+        (nemesis[0].index, nemesis[0].time, nemesis[0].f.as_str()),
+        (1, 12, "kill")
+    );
+    assert_eq!(nemesis[1].f, "heal");
+    assert_eq!(nemesis[1].value["node"], 2);
+    // A nemesis event out of sequence is refused like an operation out of sequence.
+    let backwards = r#"{"index":5,"type":"invoke","process":0,"time":10,"f":"poll","value":[["poll"]]}
+{"index":4,"type":"info","process":"nemesis","time":12,"f":"kill","value":{}}
+"#;
+    assert!(matches!(
+        error_of(backwards),
+        HistoryError::Inconsistent { line: 2, .. }
+    ));
+    let early = r#"{"index":1,"type":"info","process":"nemesis","time":12,"f":"kill","value":{}}
+{"index":2,"type":"invoke","process":0,"time":10,"f":"poll","value":[["poll"]]}
+"#;
+    assert!(matches!(
+        error_of(early),
+        HistoryError::Inconsistent { line: 2, .. }
+    ));
+}

@@ -4,6 +4,8 @@
 //!   directory (RUSTFLAGS reach every crate and build script, so sharing a directory with the
 //!   normal build would rebuild everything twice per switch) and run it with `ARGS`.
 //! - `cargo xtask ci`: everything CI runs, in order, both builds.
+//! - `cargo xtask jepsen [ARGS]`: Jepsen on the production build (tests/jepsen/run.py): real
+//!   processes in network namespaces under real faults, judged by rill's queue checker.
 //!
 //! xtask has no dependencies on purpose: it is compiled before anything else on a cold machine.
 
@@ -16,6 +18,14 @@ use std::time::Instant;
 const CI_SIM_SEEDS: u32 = 1000;
 /// Cluster seeds CI runs, each twice (about a minute on 2 cores; the nightly soak runs more).
 const CI_CLUSTER_SEEDS: u32 = 300;
+/// The safety phase of CI's real-process Jepsen run, seconds: with the cluster's start, the
+/// liveness phase, the final read and the check the step stays under 4 minutes on 2 cores.
+const CI_JEPSEN_SECONDS: u32 = 90;
+/// CI's Jepsen seed: its 90 s schedule draws all six families of the mix (14 episodes: kills,
+/// a leader killed with a follower, isolated leaders, packet loss, a full disk, a paused leader).
+const CI_JEPSEN_SEED: u32 = 5;
+/// CI's Jepsen row and fault mix: the strong row, where any anomaly is a failure.
+const CI_JEPSEN_ROW: &str = "acks=all,min-isr=2,idempotence=on";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -26,6 +36,7 @@ fn main() -> ExitCode {
     let result = match command {
         "sim" => sim(rest),
         "ci" => ci(rest),
+        "jepsen" => jepsen(rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -48,9 +59,11 @@ fn print_help() {
         "cargo xtask <command>\n\n\
          commands:\n  \
          sim [ARGS]   build the simulator under --cfg madsim and run it (same as `cargo sim`)\n  \
+         jepsen [ARGS]  build the release `rill` and run Jepsen on real processes in network\n               \
+         namespaces (root; `cargo xtask jepsen --help` lists ARGS)\n  \
          ci [--skip STEP]...  run everything CI runs: fmt, clippy, tests, real Kafka clients\n               \
-         against a local cluster, librdkafka's own test suite, madsim tests, the\n               \
-         determinism check and the TLA+ model checks\n\n\
+         against a local cluster, librdkafka's own test suite, Jepsen on real processes,\n               \
+         madsim tests, the determinism check and the TLA+ model checks\n\n\
          environment:\n  \
          CARGO_TARGET_DIR      normal build directory (the madsim build uses <it>-madsim)\n  \
          RILL_SIM_TARGET_DIR   override the madsim build directory"
@@ -162,6 +175,78 @@ fn sim(args: &[String]) -> Result<(), String> {
     }
 }
 
+/// `cargo xtask jepsen ARGS`: build the release `rill`, then run the real-process harness with it
+/// (tests/jepsen/run.py, in the venv that has confluent-kafka).
+fn jepsen(args: &[String]) -> Result<(), String> {
+    let root = workspace_root();
+    // A negative control (`--bug NAME`) needs the historic bugs compiled in: that binary is
+    // kept apart (`rill-bug-switches`) so that no other step ever runs it by mistake.
+    let bug = args.iter().any(|a| a == "--bug");
+    let release = normal_target_dir(&root).join("release");
+    let mut rill = release.join("rill");
+    if !args.iter().any(|a| a == "--help" || a == "-h") {
+        let mut build = normal_cargo(&root);
+        build.args([
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            "broker",
+            "--bin",
+            "rill",
+        ]);
+        if bug {
+            build.args(["--features", "broker/bug-switches"]);
+        }
+        run_checked(build, "building the release rill")?;
+        if bug {
+            let with_bugs = release.join("rill-bug-switches");
+            std::fs::copy(&rill, &with_bugs)
+                .map_err(|e| format!("cannot copy {rill:?} to {with_bugs:?}: {e}"))?;
+            rill = with_bugs;
+            // Put the plain binary back at release/rill (cargo keeps both builds apart by
+            // their feature sets, so this relinks rather than recompiles).
+            let mut plain = normal_cargo(&root);
+            plain.args([
+                "build",
+                "--quiet",
+                "--release",
+                "--package",
+                "broker",
+                "--bin",
+                "rill",
+            ]);
+            run_checked(plain, "restoring the plain release rill")?;
+        }
+    }
+    let status = jepsen_command(&root, &rill, args)
+        .status()
+        .map_err(|e| format!("cannot start the jepsen harness: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("jepsen: {status}"))
+    }
+}
+
+/// The harness command: the venv's python (confluent-kafka) on tests/jepsen/run.py.
+fn jepsen_command(root: &Path, rill: &Path, args: &[String]) -> Command {
+    let venv = match env::var_os("RILL_VENV") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+            .join(".cache/rill/venv"),
+    };
+    let mut command = Command::new(venv.join("bin").join("python"));
+    command
+        .current_dir(root)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .arg(root.join("tests").join("jepsen").join("run.py"))
+        .arg("--rill")
+        .arg(rill)
+        .args(args);
+    command
+}
+
 fn run_checked(mut command: Command, what: &str) -> Result<(), String> {
     let status = command
         .status()
@@ -236,6 +321,20 @@ fn ci_steps(root: &Path, skip: &[&str]) -> Vec<Step> {
     steps.push(Step {
         name: "librdkafka-suite",
         command: librdkafka,
+    });
+
+    // Jepsen on real processes: the strong row under mixed real faults (partitions, kills,
+    // pauses, packet loss and a slow link, a full disk); any anomaly the row forbids, a liveness
+    // failure or a crash fails the step. `xtask jepsen` builds the release `rill` first (the
+    // librdkafka step has just built it, so that is a check).
+    let mut jepsen = normal_cargo(root);
+    jepsen.args(["run", "--quiet", "--package", "xtask", "--", "jepsen"]);
+    jepsen.args(["--row", CI_JEPSEN_ROW, "--faults", "mixed"]);
+    jepsen.args(["--seed", &CI_JEPSEN_SEED.to_string()]);
+    jepsen.args(["--time-limit", &CI_JEPSEN_SECONDS.to_string()]);
+    steps.push(Step {
+        name: "jepsen",
+        command: jepsen,
     });
 
     // The crates whose code runs in both worlds: built and tested again under the simulator.

@@ -134,11 +134,36 @@ pub async fn run_broker(args: &BrokerArgs) -> anyhow::Result<()> {
         &config.data_dir,
         open_files_max(),
     )?);
-    let handle = node::start(config, disk, NodeOptions::default()).await?;
+    let handle = node::start(config, disk, node_options()?).await?;
     wait_for_stop_signal().await;
     tracing::info!("stop signal received; shutting down");
     handle.shutdown();
     Ok(())
+}
+
+/// The node's options: the defaults, or with the `bug-switches` feature the historic bugs named in
+/// `RILL_BUGS` (comma-separated), so that Jepsen on real processes can show it catches them.
+fn node_options() -> anyhow::Result<NodeOptions> {
+    #[allow(unused_mut)]
+    let mut options = NodeOptions::default();
+    #[cfg(feature = "bug-switches")]
+    for bug in std::env::var("RILL_BUGS").unwrap_or_default().split(',') {
+        let bug = bug.trim();
+        if bug.is_empty() {
+            continue;
+        }
+        match bug {
+            "truncate-to-hw" => options.bugs.truncate_to_high_watermark = true,
+            "no-epoch-fencing" => options.bugs.no_epoch_fencing = true,
+            "last-replica-standing" => {
+                options.bugs.last_replica_standing = true;
+                options.controller_bugs.no_elr = true;
+            }
+            other => anyhow::bail!("RILL_BUGS: unknown bug `{other}`"),
+        }
+        tracing::warn!(bug, "historic bug switched on (RILL_BUGS)");
+    }
+    Ok(options)
 }
 
 /// How many segment files the broker keeps open: half its file-descriptor limit (the rest is for
