@@ -63,6 +63,7 @@ async fn start_node() -> (node::NodeHandle, String) {
         log: Default::default(),
         timing: Default::default(),
         connections: Default::default(),
+        security: Default::default(),
     };
     let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
     let handle = node::start(config, disk, NodeOptions::default())

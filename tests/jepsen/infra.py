@@ -242,6 +242,10 @@ def degrade(node, loss, delay_ms):
     return "; ".join(applied)
 
 
+# The nodes' shared secret for inter-node traffic; clients never see it.
+CLUSTER_SECRET = "rill-jepsen-cluster-secret-0001"
+
+
 # --- the nodes ----------------------------------------------------------------------------------
 
 
@@ -283,7 +287,9 @@ class Node:
             "[log]\nsegment_bytes = 1048576\n\n"
             # The simulator's faster timeouts, so a short run sees ISR shrinks and elections.
             "[timing]\nreplica_lag_time_max_ms = 5000\nbroker_session_timeout_ms = 4000\n"
-            "request_timeout_ms = 10000\n"
+            "request_timeout_ms = 10000\n\n"
+            # Inter-node traffic authenticated, as a real deployment runs it (docs/security.md).
+            f"[security]\ncluster_secret = \"{CLUSTER_SECRET}\"\n"
         )
         with open(self.config, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -723,8 +723,9 @@ fn message_kind(message: &ControlMessage) -> &'static str {
 }
 
 /// A broker speaks for itself only: its registration, heartbeats, replica reports and ISR
-/// changes must name the node it authenticated as. Topic creation and deletion are forwarded
-/// by any member on behalf of its Kafka clients, and metadata is for every member.
+/// changes must name the node it authenticated as. Topic creation, deletion, config changes and
+/// partition growth are forwarded by any member on behalf of its Kafka clients, and metadata is
+/// for every member.
 fn check_request_sender(node: u64, request: &Request) -> Result<(), ControlError> {
     let named = match request {
         Request::RegisterBroker { broker, .. }
@@ -734,6 +735,8 @@ fn check_request_sender(node: u64, request: &Request) -> Result<(), ControlError
         Request::AlterPartition(alter) => Some(alter.broker),
         Request::CreateTopic { .. }
         | Request::DeleteTopic { .. }
+        | Request::AlterTopicConfig { .. }
+        | Request::CreatePartitions { .. }
         | Request::FetchMetadata { .. } => None,
     };
     match named {

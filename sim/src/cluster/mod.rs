@@ -328,6 +328,7 @@ impl ClusterDraw {
         }
         if nemesis.wipe {
             schedule.add_wipes(&mut wipe_rng, nemesis.gap_ms_mean, safety_ms);
+        }
         // Forgeries (issue 15) come from a stream of their own too, and stay out of the
         // matrix's single-family cells.
         let mut forger = ChaCha8Rng::seed_from_u64(seed ^ 0xf0a9_e000_0000_0017);

@@ -124,7 +124,7 @@ impl Fault {
             | Fault::DiskHeal { node }
             | Fault::Wipe { node }
             | Fault::ClockJump { node, .. } => vec![*node],
-            | Fault::Forge { node } => vec![*node],
+            Fault::Forge { node } => vec![*node],
             Fault::Partition { a, b } => vec![*a, *b],
             Fault::OneWay { from, to } => vec![*from, *to],
             Fault::Heal | Fault::Slow { .. } | Fault::PowerLoss => Vec::new(),
@@ -442,6 +442,8 @@ impl FaultSchedule {
         self.faults.sort_by_key(|f| f.at_ms);
         self.validate()
             .expect("drawn wipes keep the schedule valid");
+    }
+
     /// Adds one to three one-shot forgeries at times drawn from `rng` (a stream of its own, so
     /// the episodes drawn before stay what they were).
     pub fn add_forgeries(&mut self, rng: &mut ChaCha8Rng, duration_ms: u64) {

@@ -1,7 +1,7 @@
 //! The Kafka request handlers of a broker, one file per family, behind one dispatcher.
 
-pub mod configs;
 pub mod cluster_auth;
+pub mod configs;
 pub mod data;
 pub mod groups;
 pub mod metadata;
