@@ -32,6 +32,9 @@ fn default_request(api_key: ApiKey) -> RequestKind {
         ApiKey::InitProducerId => InitProducerIdRequest::default().into(),
         ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::default().into(),
         ApiKey::DescribeConfigs => DescribeConfigsRequest::default().into(),
+        ApiKey::AlterConfigs => AlterConfigsRequest::default().into(),
+        ApiKey::CreatePartitions => CreatePartitionsRequest::default().into(),
+        ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default().into(),
         ApiKey::SaslHandshake => SaslHandshakeRequest::default().into(),
         ApiKey::SaslAuthenticate => SaslAuthenticateRequest::default().into(),
         other => panic!("{other:?} is not planned"),
@@ -74,7 +77,9 @@ fn every_planned_api_and_version_round_trips() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 120); // 116 + SaslHandshake v1 + SaslAuthenticate v0..=2
+    // 116 + SaslHandshake v1 + SaslAuthenticate v0..=2 + AlterConfigs v0..=2
+    // + CreatePartitions v0..=3 + IncrementalAlterConfigs v0..=1
+    assert_eq!(checked, 129);
 }
 
 #[test]
