@@ -241,7 +241,7 @@ async fn start_broker(
     };
     let settings = shared.config.connections.clone();
     let mut tasks = vec![
-        tokio::spawn(follow_metadata(shared.clone())),
+        tokio::spawn(follow_metadata(shared.clone(), clean_shutdown)),
         tokio::spawn(housekeeping(shared.clone())),
         tokio::spawn(accept_once_caught_up(listener, handler, settings)),
     ];
@@ -263,11 +263,22 @@ async fn start_broker(
 /// follower already held from the old process's unflushed tail — two records at one offset in
 /// one epoch, which no epoch check can tell apart (found by the cluster simulation, seed 99:
 /// an acknowledged record lost). The registration's own batch bumps those epochs.
-async fn follow_metadata(shared: Arc<Shared>) {
+///
+/// Once an unclean registration is in the metadata, the data directory's unclean mark goes
+/// (`storage::unclean_registration_committed`): the controller knows what this disk lost.
+async fn follow_metadata(shared: Arc<Shared>, clean_shutdown: bool) {
     let mut image = shared.image.clone();
+    let mut loss_reported = clean_shutdown;
     loop {
         let current = image.borrow_and_update().clone();
         if registered_here(&current, shared.broker_id, shared.incarnation) {
+            if !loss_reported {
+                match storage::unclean_registration_committed(&shared.disk) {
+                    Ok(()) => loss_reported = true,
+                    // Stays unclean: the next start registers unclean again, which is safe.
+                    Err(error) => tracing::warn!(%error, "cannot clear the unclean mark"),
+                }
+            }
             shared.reconcile(&current);
         } else {
             tracing::debug!(broker = %shared.broker_id, "metadata from before our registration: not applied");
