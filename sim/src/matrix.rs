@@ -118,6 +118,7 @@ impl Settings {
             unclean: Some(self.unclean),
             idempotence: Some(self.idempotence),
             faults: family,
+            wipes_ungated: false,
         }
     }
 

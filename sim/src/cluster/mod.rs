@@ -146,6 +146,9 @@ pub struct Overrides {
     pub idempotence: Option<bool>,
     /// Only this fault family.
     pub faults: Option<FaultFamily>,
+    /// Wipe disks whenever scheduled, not only while the other replicas hold everything
+    /// acknowledged (`ClusterDraw::wipes_gated`): for regressions found before the gate.
+    pub wipes_ungated: bool,
 }
 
 impl Overrides {
@@ -243,6 +246,10 @@ pub struct ClusterDraw {
     /// they are restarted at healing, as an operator would. A node whose controller stopped on
     /// a disk error is restarted either way (the controller does not repair itself).
     pub disk_repair_in_place: bool,
+    /// Wipe a disk only while the other replicas certainly hold every acknowledged record
+    /// (see `world::Cluster::skip_wipe`); never drawn, off only in regressions that replay
+    /// what the campaign found before the gate.
+    pub wipes_gated: bool,
     /// Which fault kinds are on, and how often.
     pub nemesis: NemesisDraw,
     /// The faults themselves.
@@ -362,6 +369,7 @@ impl ClusterDraw {
             segment_bytes: [4_096, 65_536, 1 << 30][rng.gen_range(0..3)],
             // Drawn last: the draws above stay what they were before it existed.
             disk_repair_in_place: rng.gen_bool(0.5),
+            wipes_gated: !overrides.wipes_ungated,
             nemesis,
             schedule,
             compression: PRODUCER_CODECS[codecs.gen_range(0..PRODUCER_CODECS.len())],

@@ -6,6 +6,7 @@
 use crate::report::Timeline;
 use crate::trace::Trace;
 use jepsen::history::{HistoryRecorder, KeyId, MicroOp, OpFn, OpType, OpValue};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
@@ -22,6 +23,8 @@ pub struct Recorder {
     pub timeline: Timeline,
     /// Completed client operations.
     pub completions: u64,
+    /// The ISR size of each partition at the last observation.
+    isr_sizes: BTreeMap<String, usize>,
 }
 
 /// The recorder shared by the run's tasks.
@@ -43,6 +46,7 @@ impl Recorder {
             trace: Trace::default(),
             timeline: Timeline::default(),
             completions: 0,
+            isr_sizes: BTreeMap::new(),
         }))
     }
 
@@ -76,6 +80,8 @@ impl Recorder {
 
     /// Records a partition's leader (0: none) on the timeline, and in the trace when it changed.
     pub fn leader(&mut self, key: &str, leader: i64, epoch: i32, isr: &[i32]) {
+        let in_sync = if leader == 0 { 0 } else { isr.len() };
+        self.isr_sizes.insert(key.to_string(), in_sync);
         let series = format!("leader {key}");
         let last = self
             .timeline
@@ -89,6 +95,12 @@ impl Recorder {
         self.event(&format!("leader {key} n{leader} epoch {epoch} isr {isr:?}"));
         let step = self.trace.len().saturating_sub(1);
         self.timeline.point(&series, step, leader);
+    }
+
+    /// Whether the last observation saw `partitions` partitions, each with `replicas` replicas
+    /// in sync: then every replica holds every acknowledged record.
+    pub fn isr_full(&self, partitions: usize, replicas: usize) -> bool {
+        self.isr_sizes.len() == partitions && self.isr_sizes.values().all(|&n| n == replicas)
     }
 
     /// Records an invocation; a history the recorder refuses is a bug in this harness.

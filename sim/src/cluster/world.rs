@@ -77,6 +77,9 @@ mod simulated {
     const CLIENT_IP: &str = "10.0.0.10";
     /// Every node's cluster secret: inter-node traffic runs the production handshake.
     const CLUSTER_SECRET: &str = "rill-simulated-cluster-secret";
+    /// Beyond a replica lag time, how long every node must have run undisturbed before a
+    /// disk is wiped: a registration and an ISR change reach the observer.
+    const WIPE_QUIET_MARGIN_MS: u64 = 1_000;
     /// madsim's default message latency, restored when the network heals.
     const NORMAL_LATENCY: std::ops::Range<Duration> =
         Duration::from_millis(1)..Duration::from_millis(10);
@@ -163,6 +166,10 @@ mod simulated {
         dead: Vec<bool>,
         /// Whether each broker's process is frozen (`Fault::Pause`).
         paused: Vec<bool>,
+        /// When a process last stopped, started or froze (see `skip_wipe`).
+        last_disruption: Instant,
+        /// `ClusterDraw::wipes_gated`.
+        wipes_gated: bool,
         /// Each broker's clock error (clock jumps change it).
         clocks: Vec<NodeClock>,
         /// Brokers whose disk was told to flip bits silently at some point: left out of the
@@ -231,6 +238,8 @@ mod simulated {
                 disks,
                 dead: vec![false; usize::from(NODES)],
                 paused: vec![false; usize::from(NODES)],
+                last_disruption: Instant::now(),
+                wipes_gated: draw.wipes_gated,
                 clocks: draw.clocks.to_vec(),
                 flipped: vec![false; usize::from(NODES)],
                 disk_failed: BTreeSet::new(),
@@ -337,7 +346,59 @@ mod simulated {
             }
         }
 
+        /// Why a scheduled wipe (or the restart that ends a skipped one) is not carried out. A
+        /// disk is replaced only when the other replicas certainly hold every acknowledged
+        /// record: every node up, no node stopped, restarted, wiped or frozen for a replica lag
+        /// time (so a lagging or empty replica has left the ISR), and every partition's ISR full
+        /// at the last observation. Otherwise the wiped copy may be the last one (its peers
+        /// down, or wiped a moment ago and still counted in a stale ISR): two destroyed disks
+        /// out of three, which no setting promises to survive and no clean election can undo
+        /// (seeds 64, 128, 253 of the default campaign, once wipes met kills).
+        fn skip_wipe(
+            &self,
+            shared: &Shared,
+            fault: &Fault,
+            skipped: &mut BTreeSet<u8>,
+            quiet_ms: u64,
+        ) -> Option<String> {
+            match *fault {
+                Fault::Wipe { .. } if !self.wipes_gated => None,
+                Fault::Wipe { node } => {
+                    let replicas = usize::try_from(workload::REPLICATION_FACTOR).ok()?;
+                    let partitions = usize::try_from(workload::PARTITIONS).ok()?;
+                    let why = if self.dead.iter().chain(&self.paused).any(|&down| down) {
+                        Some("a node is down or frozen")
+                    } else if self.last_disruption.elapsed() < Duration::from_millis(quiet_ms) {
+                        Some("a node stopped or started within a replica lag time")
+                    } else if !lock(shared).isr_full(partitions, replicas) {
+                        Some("an ISR was not full at the last observation")
+                    } else {
+                        None
+                    };
+                    if why.is_some() {
+                        skipped.insert(node);
+                    }
+                    why.map(String::from)
+                }
+                Fault::Restart { node } if skipped.remove(&node) => {
+                    Some("its wipe was skipped".into())
+                }
+                _ => None,
+            }
+        }
+
         fn apply(&mut self, fault: &Fault) {
+            if matches!(
+                fault,
+                Fault::Kill { .. }
+                    | Fault::Restart { .. }
+                    | Fault::Wipe { .. }
+                    | Fault::PowerLoss
+                    | Fault::Pause { .. }
+                    | Fault::Resume { .. }
+            ) {
+                self.last_disruption = Instant::now();
+            }
             let net = NetSim::current();
             match *fault {
                 Fault::Kill { node } => self.kill(node),
@@ -588,12 +649,19 @@ mod simulated {
             stop_at + Duration::from_millis(LIVENESS_MS),
         )));
         let start = Instant::now();
+        let mut wipes_skipped = BTreeSet::new();
         for scheduled in &draw.schedule.faults {
             let at = start + Duration::from_millis(scheduled.at_ms);
             if at >= stop_at {
                 break;
             }
             tokio::time::sleep_until(at).await;
+            let quiet_ms = draw.replica_lag_time_max_ms + WIPE_QUIET_MARGIN_MS;
+            let why = cluster.skip_wipe(&shared, &scheduled.fault, &mut wipes_skipped, quiet_ms);
+            if let Some(why) = why {
+                lock(&shared).event(&format!("{} skipped: {why}", scheduled.fault.label()));
+                continue;
+            }
             lock(&shared).fault(&scheduled.fault.label());
             cluster.apply(&scheduled.fault);
         }
