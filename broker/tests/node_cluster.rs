@@ -4,6 +4,8 @@
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)]
 
+mod node_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,22 +28,6 @@ const CLUSTER_SECRET: &str = "node-cluster-test-secret";
 /// Bounds every wait in this file.
 const WAIT_MS_MAX: u64 = 30_000;
 
-/// A free port in 24000..26000, never the same twice in this process. Below the kernel's
-/// ephemeral range (32768..61000 here) on purpose: these tests stop and restart nodes on their
-/// ports, and a port from the ephemeral range can meanwhile become the local port of some
-/// outgoing connection ("address in use" at the restart, seen once in five runs on a busy
-/// machine).
-fn free_port() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(24_000);
-    loop {
-        let port = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        assert!(port < 26_000, "no free port left in 24000..26000");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 struct TestCluster {
     configs: Vec<NodeConfig>,
     disks: Vec<MemDisk>,
@@ -54,7 +40,9 @@ impl TestCluster {
     }
 
     async fn start_with(n: usize, log: LogSettings) -> TestCluster {
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16)> = (0..n)
+            .map(|_| (node_support::free_port(), node_support::free_port()))
+            .collect();
         let voters: Vec<String> = ports
             .iter()
             .enumerate()

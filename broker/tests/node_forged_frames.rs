@@ -6,6 +6,8 @@
 //! `__consumer_offsets`. Before issue 15 every one of these was accepted.
 #![allow(clippy::unwrap_used)]
 
+mod node_support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,18 +42,6 @@ const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 const INVALID_REQUEST: i16 = 42;
 
-/// A free port in 25600..26000, never the same twice in this process.
-fn free_port() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(25_600);
-    loop {
-        let port = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        assert!(port < 26_000, "no free port left in 25600..26000");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 struct Cluster {
     nodes: Vec<NodeHandle>,
     kafka: Vec<String>,
@@ -68,7 +58,9 @@ impl Cluster {
                 .with_test_writer()
                 .try_init();
         }
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16)> = (0..3)
+            .map(|_| (node_support::free_port(), node_support::free_port()))
+            .collect();
         let voters: Vec<String> = ports
             .iter()
             .enumerate()

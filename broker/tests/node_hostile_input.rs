@@ -7,12 +7,13 @@
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod node_support;
+
 use std::time::Duration;
 
-use broker::node::config::{Listeners, NodeConfig, Role, TopicDefaults};
-use broker::node::{self, NodeOptions};
-use broker::protocol::frame::{encode_frame, FrameReader};
+use broker::node;
+use broker::node::config::TopicDefaults;
+use broker::protocol::frame::FrameReader;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -21,10 +22,10 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse,
     ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use log_core::MemDisk;
+use node_support::framed;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -32,55 +33,8 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 /// Illegal (topic, partition) pairs a client can send.
 const ILLEGAL: [(&str, i32); 4] = [("orders", -1), ("", 0), ("..", 0), ("a/b", 0)];
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_node() -> (node::NodeHandle, String) {
-    let (kafka, controller) = (free_port(), free_port());
-    let config = NodeConfig {
-        node_id: 1,
-        roles: vec![Role::Broker, Role::Controller],
-        data_dir: "/unused".into(),
-        controller_voters: vec![format!("1@127.0.0.1:{controller}")],
-        listeners: Listeners {
-            kafka: Some(format!("127.0.0.1:{kafka}")),
-            advertised_kafka: None,
-            controller: Some(format!("127.0.0.1:{controller}")),
-            metrics: None,
-        },
-        topics: TopicDefaults::default(),
-        log: Default::default(),
-        timing: Default::default(),
-        connections: Default::default(),
-        security: Default::default(),
-    };
-    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
-    let handle = node::start(config, disk, NodeOptions::default())
-        .await
-        .unwrap();
-    (handle, format!("127.0.0.1:{kafka}"))
-}
-
-/// A framed request.
-fn framed<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> BytesMut {
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("rill-test")));
-    let mut payload = BytesMut::new();
-    header
-        .encode(&mut payload, api_key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut payload, version).unwrap();
-    let mut framed = BytesMut::new();
-    encode_frame(&payload, &mut framed);
-    framed
+    node_support::start_node(TopicDefaults::default()).await
 }
 
 /// Sends one request and reads its response body (after the header).

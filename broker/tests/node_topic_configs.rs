@@ -5,131 +5,35 @@
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
+mod node_support;
+
+use broker::node;
+use broker::node::config::TopicDefaults;
+use node_support::{outcomes, ready, Connection};
 use std::time::Duration;
 
-use broker::node::config::{Listeners, NodeConfig, Role, TopicDefaults};
-use broker::node::{self, NodeOptions};
-use broker::protocol::frame::{encode_frame, FrameReader};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::{
     alter_configs_request, create_partitions_request, describe_configs_request,
     incremental_alter_configs_request, produce_request, AlterConfigsRequest, AlterConfigsResponse,
     ApiKey, BrokerId as KBroker, CreatePartitionsRequest, CreatePartitionsResponse,
-    CreateTopicsRequest, CreateTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use log_core::MemDisk;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use wire::TopicPartition;
-
-/// A free port in 26100..26200, never the same twice in this process: the tests run in
-/// parallel, and a port found free is bound only later by the node. Below the kernel's ephemeral
-/// range, where outgoing connections take their local ports.
-fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(26_100);
-    loop {
-        let port = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(port < 26_200, "no free port left in 26100..26200");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// One combined node, default topics of 1 partition, replication factor 1 and min ISR 2.
 async fn start_node() -> (node::NodeHandle, String) {
-    let (kafka, controller) = (free_port(), free_port());
-    let config = NodeConfig {
-        node_id: 1,
-        roles: vec![Role::Broker, Role::Controller],
-        data_dir: "/unused".into(),
-        controller_voters: vec![format!("1@127.0.0.1:{controller}")],
-        listeners: Listeners {
-            kafka: Some(format!("127.0.0.1:{kafka}")),
-            advertised_kafka: None,
-            controller: Some(format!("127.0.0.1:{controller}")),
-            metrics: None,
-        },
-        topics: TopicDefaults {
-            min_insync_replicas: 2,
-            ..TopicDefaults::default()
-        },
-        log: Default::default(),
-        timing: Default::default(),
-        connections: Default::default(),
-        security: Default::default(),
-    };
-    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
-    let handle = node::start(config, disk, NodeOptions::default())
-        .await
-        .unwrap();
-    (handle, format!("127.0.0.1:{kafka}"))
-}
-
-struct Connection {
-    stream: TcpStream,
-    reader: FrameReader,
-    correlation_id: i32,
+    node_support::start_node(TopicDefaults {
+        min_insync_replicas: 2,
+        ..TopicDefaults::default()
+    })
+    .await
 }
 
 impl Connection {
-    async fn open(address: &str) -> Connection {
-        Connection {
-            stream: TcpStream::connect(address).await.unwrap(),
-            reader: FrameReader::new(1 << 20),
-            correlation_id: 0,
-        }
-    }
-
-    async fn call<T: Encodable>(&mut self, api_key: ApiKey, version: i16, body: &T) -> Bytes {
-        self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("rill-test")));
-        let mut payload = BytesMut::new();
-        header
-            .encode(&mut payload, api_key.request_header_version(version))
-            .unwrap();
-        body.encode(&mut payload, version).unwrap();
-        let mut framed = BytesMut::new();
-        encode_frame(&payload, &mut framed);
-        self.stream.write_all(&framed).await.unwrap();
-        let mut response = tokio::time::timeout(
-            Duration::from_secs(20),
-            self.reader.read_frame(&mut self.stream),
-        )
-        .await
-        .expect("answered in time")
-        .expect("the connection stays open")
-        .expect("a response, not EOF");
-        let header =
-            ResponseHeader::decode(&mut response, api_key.response_header_version(version))
-                .unwrap();
-        assert_eq!(header.correlation_id, self.correlation_id);
-        response
-    }
-
-    async fn create(
-        &mut self,
-        topics: Vec<CreatableTopic>,
-        validate_only: bool,
-    ) -> CreateTopicsResponse {
-        let request = CreateTopicsRequest::default()
-            .with_topics(topics)
-            .with_timeout_ms(10_000)
-            .with_validate_only(validate_only);
-        let mut body = self.call(ApiKey::CreateTopics, 7, &request).await;
-        CreateTopicsResponse::decode(&mut body, 7).unwrap()
-    }
-
     async fn describe(
         &mut self,
         resource_type: i8,
@@ -250,12 +154,6 @@ impl Connection {
         let message = partition.error_message.as_ref().map(|m| m.to_string());
         (partition.error_code, message.unwrap_or_default())
     }
-
-    async fn metadata(&mut self) -> MetadataResponse {
-        let request = MetadataRequest::default().with_topics(None);
-        let mut body = self.call(ApiKey::Metadata, 12, &request).await;
-        MetadataResponse::decode(&mut body, 12).unwrap()
-    }
 }
 
 fn name_of(topic: &str) -> TopicName {
@@ -267,33 +165,6 @@ fn topic(topic: &str, partitions: i32, replication_factor: i16) -> CreatableTopi
         .with_name(name_of(topic))
         .with_num_partitions(partitions)
         .with_replication_factor(replication_factor)
-}
-
-/// (error code, message) of each topic of a CreateTopics answer.
-fn outcomes(response: &CreateTopicsResponse) -> Vec<(i16, String)> {
-    response
-        .topics
-        .iter()
-        .map(|t| {
-            let message = t.error_message.as_ref().map(|m| m.to_string());
-            (t.error_code, message.unwrap_or_default())
-        })
-        .collect()
-}
-
-async fn ready(connection: &mut Connection) {
-    for _ in 0..200 {
-        let metadata = connection.metadata().await;
-        if metadata.brokers.len() == 1 && metadata.controller_id.0 == 1 {
-            return;
-        }
-        assert_eq!(
-            metadata.controller_id.0, -1,
-            "no controller named before the broker is listed: {metadata:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the node never listed itself with a controller");
 }
 
 fn config(key: &str, value: &str) -> CreatableTopicConfig {

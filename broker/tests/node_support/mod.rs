@@ -1,0 +1,173 @@
+//! Shared helpers of the tests that speak the Kafka protocol to a real node over TCP: a free
+//! port, a combined single node on a memory disk, framed requests and a connection that sends
+//! one request at a time and checks each answer's correlation id.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::node::config::{Listeners, NodeConfig, Role, TopicDefaults};
+use broker::node::{self, NodeOptions};
+use broker::protocol::frame::{encode_frame, FrameReader};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
+    RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use log_core::MemDisk;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// A free port in 24000..27000, never the same twice in this process: the tests run in
+/// parallel, and a port found free is bound only later by the node. Below the kernel's ephemeral
+/// range (32768..61000 here) on purpose: tests stop and restart nodes on their ports, and a port
+/// from the ephemeral range can meanwhile become the local port of some outgoing connection
+/// ("address in use" at the restart, seen once in five runs on a busy machine).
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(24_000);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(port < 27_000, "no free port left in 24000..27000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// One combined node on a memory disk with these topic defaults; returns its Kafka address.
+pub async fn start_node(topics: TopicDefaults) -> (node::NodeHandle, String) {
+    let (kafka, controller) = (free_port(), free_port());
+    let config = NodeConfig {
+        node_id: 1,
+        roles: vec![Role::Broker, Role::Controller],
+        data_dir: "/unused".into(),
+        controller_voters: vec![format!("1@127.0.0.1:{controller}")],
+        listeners: Listeners {
+            kafka: Some(format!("127.0.0.1:{kafka}")),
+            advertised_kafka: None,
+            controller: Some(format!("127.0.0.1:{controller}")),
+            metrics: None,
+        },
+        topics,
+        log: Default::default(),
+        timing: Default::default(),
+        connections: Default::default(),
+        security: Default::default(),
+    };
+    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
+    let handle = node::start(config, disk, NodeOptions::default())
+        .await
+        .unwrap();
+    (handle, format!("127.0.0.1:{kafka}"))
+}
+
+/// A request with its header, framed for the wire.
+pub fn framed<T: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> BytesMut {
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("rill-test")));
+    let mut payload = BytesMut::new();
+    header
+        .encode(&mut payload, api_key.request_header_version(version))
+        .unwrap();
+    body.encode(&mut payload, version).unwrap();
+    let mut framed = BytesMut::new();
+    encode_frame(&payload, &mut framed);
+    framed
+}
+
+/// A client connection that sends one request at a time.
+pub struct Connection {
+    pub stream: TcpStream,
+    pub reader: FrameReader,
+    pub correlation_id: i32,
+}
+
+impl Connection {
+    pub async fn open(address: &str) -> Connection {
+        Connection {
+            stream: TcpStream::connect(address).await.unwrap(),
+            reader: FrameReader::new(1 << 20),
+            correlation_id: 0,
+        }
+    }
+
+    /// Sends `body` and returns the answer's body (after its header, whose correlation id
+    /// must match); the connection must stay open and answer within 20 s.
+    pub async fn call<T: Encodable>(&mut self, api_key: ApiKey, version: i16, body: &T) -> Bytes {
+        self.correlation_id += 1;
+        let request = framed(api_key, version, self.correlation_id, body);
+        self.stream.write_all(&request).await.unwrap();
+        let mut response = tokio::time::timeout(
+            Duration::from_secs(20),
+            self.reader.read_frame(&mut self.stream),
+        )
+        .await
+        .expect("answered in time")
+        .expect("the connection stays open")
+        .expect("a response, not EOF");
+        let header =
+            ResponseHeader::decode(&mut response, api_key.response_header_version(version))
+                .unwrap();
+        assert_eq!(header.correlation_id, self.correlation_id);
+        response
+    }
+    /// CreateTopics v7 with a 10 s timeout.
+    pub async fn create(
+        &mut self,
+        topics: Vec<CreatableTopic>,
+        validate_only: bool,
+    ) -> CreateTopicsResponse {
+        let request = CreateTopicsRequest::default()
+            .with_topics(topics)
+            .with_timeout_ms(10_000)
+            .with_validate_only(validate_only);
+        let mut body = self.call(ApiKey::CreateTopics, 7, &request).await;
+        CreateTopicsResponse::decode(&mut body, 7).unwrap()
+    }
+
+    /// Metadata v12 of every topic.
+    pub async fn metadata(&mut self) -> MetadataResponse {
+        let request = MetadataRequest::default().with_topics(None);
+        let mut body = self.call(ApiKey::Metadata, 12, &request).await;
+        MetadataResponse::decode(&mut body, 12).unwrap()
+    }
+}
+
+/// (error code, message) of each topic of a CreateTopics answer.
+pub fn outcomes(response: &CreateTopicsResponse) -> Vec<(i16, String)> {
+    response
+        .topics
+        .iter()
+        .map(|t| {
+            let message = t.error_message.as_ref().map(|m| m.to_string());
+            (t.error_code, message.unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Waits until the single node lists itself and names itself controller (it names none before).
+pub async fn ready(connection: &mut Connection) {
+    for _ in 0..200 {
+        let metadata = connection.metadata().await;
+        if metadata.brokers.len() == 1 && metadata.controller_id.0 == 1 {
+            return;
+        }
+        assert_eq!(
+            metadata.controller_id.0, -1,
+            "no controller named before the broker is listed: {metadata:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the node never listed itself with a controller");
+}
