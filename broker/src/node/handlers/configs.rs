@@ -172,75 +172,65 @@ fn broker_entries(config: &NodeConfig) -> Vec<(&'static str, String, i8)> {
         };
         (value, source)
     };
+    macro_rules! setting {
+        ($name:literal, $value:expr, $default:expr) => {
+            (
+                $name,
+                static_or_default($value.to_string(), $default.to_string()),
+            )
+        };
+    }
     let (log, log_default) = (&config.log, LogSettings::default());
     let (topics, topics_default) = (&config.topics, TopicDefaults::default());
     let entries: Vec<(&'static str, (String, i8))> = vec![
-        (
+        setting!(
             "auto.create.topics.enable",
-            static_or_default(
-                topics.auto_create.to_string(),
-                topics_default.auto_create.to_string(),
-            ),
+            topics.auto_create,
+            topics_default.auto_create
         ),
         (
             "compression.type",
             static_or_default(log.compression_type.clone(), log_default.compression_type),
         ),
-        (
+        setting!(
             "default.replication.factor",
-            static_or_default(
-                topics.replication_factor.to_string(),
-                topics_default.replication_factor.to_string(),
-            ),
+            topics.replication_factor,
+            topics_default.replication_factor
         ),
-        (
+        setting!(
             "log.retention.bytes",
-            static_or_default(
-                log.retention_bytes.to_string(),
-                log_default.retention_bytes.to_string(),
-            ),
+            log.retention_bytes,
+            log_default.retention_bytes
         ),
-        (
+        setting!(
             "log.retention.ms",
-            static_or_default(
-                log.retention_ms.to_string(),
-                log_default.retention_ms.to_string(),
-            ),
+            log.retention_ms,
+            log_default.retention_ms
         ),
-        (
+        setting!(
             "log.segment.bytes",
-            static_or_default(
-                log.segment_bytes.to_string(),
-                log_default.segment_bytes.to_string(),
-            ),
+            log.segment_bytes,
+            log_default.segment_bytes
         ),
-        (
+        setting!(
             "message.max.bytes",
-            static_or_default(
-                log.message_max_bytes.to_string(),
-                log_default.message_max_bytes.to_string(),
-            ),
+            log.message_max_bytes,
+            log_default.message_max_bytes
         ),
-        (
+        setting!(
             "min.insync.replicas",
-            static_or_default(
-                topics.min_insync_replicas.to_string(),
-                topics_default.min_insync_replicas.to_string(),
-            ),
+            topics.min_insync_replicas,
+            topics_default.min_insync_replicas
         ),
-        (
+        setting!(
             "num.partitions",
-            static_or_default(
-                topics.partitions.to_string(),
-                topics_default.partitions.to_string(),
-            ),
+            topics.partitions,
+            topics_default.partitions
         ),
-        (
+        setting!(
             "unclean.leader.election.enable",
-            static_or_default(
-                topics.unclean_leader_election.to_string(),
-                topics_default.unclean_leader_election.to_string(),
-            ),
+            topics.unclean_leader_election,
+            topics_default.unclean_leader_election
         ),
     ];
     entries
