@@ -27,10 +27,10 @@ use super::NodeError;
 /// The file whose presence says this data directory has been in use (written at first start).
 const STORAGE_MARKER: &str = "rill-storage";
 
-/// The file whose presence says this directory's loss has not yet reached the controller: it is
-/// written (before anything else) when a check finds the directory new or set a log aside, and
-/// removed only once an unclean registration of this broker is in the metadata
-/// ([`unclean_registration_committed`]). Without it, a process that died between creating a
+/// The file whose presence says this directory's loss has not yet reached the controller: each
+/// check writes it before it changes anything and removes it again if the directory is intact;
+/// when it found the directory new or set a log aside, it stays until an unclean registration of
+/// this broker is in the metadata ([`unclean_registration_committed`]). Without it, a process that died between creating a
 /// new directory and registering found the marker at its next start, an "intact" directory with
 /// nothing in it, and registered as clean: the controller then elected that empty replica from
 /// the ELR it had been in before its disk was wiped (found by the cluster simulation, seed 423,
@@ -52,10 +52,16 @@ pub fn check(disk: &Arc<dyn Disk>, reserved: &[&str]) -> Result<StorageCheck, No
     let io = |e: log_core::DiskError| NodeError::Disk(e.to_string());
     let marker = Path::new(STORAGE_MARKER);
     let known = disk.exists(marker).map_err(io)?;
-    let mut unreported = disk.exists(Path::new(UNCLEAN_MARKER)).map_err(io)?;
+    let unclean = Path::new(UNCLEAN_MARKER);
+    let unreported = disk.exists(unclean).map_err(io)?;
+    // The unclean mark first, durable before anything this check changes (the storage marker,
+    // a set-aside log): a crash in between leaves the next start unclean, never clean. It goes
+    // again below if the directory is intact.
+    if !unreported {
+        disk.create(unclean).map_err(io)?;
+        disk.sync_dir(Path::new("")).map_err(io)?;
+    }
     if !known {
-        // The unclean mark first: a crash between the two leaves a directory still unclean.
-        mark_unclean(disk, &mut unreported)?;
         disk.create(marker).map_err(io)?;
         disk.sync_dir(Path::new("")).map_err(io)?;
         tracing::info!("new data directory");
@@ -84,26 +90,17 @@ pub fn check(disk: &Arc<dyn Disk>, reserved: &[&str]) -> Result<StorageCheck, No
             }
         }
     }
-    if !quarantined.is_empty() {
-        mark_unclean(disk, &mut unreported)?;
-    }
-    if unreported && known && quarantined.is_empty() {
-        tracing::info!("an earlier start lost data and did not register it: still unclean");
+    let intact = known && !unreported && quarantined.is_empty();
+    if intact {
+        disk.remove(unclean).map_err(io)?;
+        disk.sync_dir(Path::new("")).map_err(io)?;
+    } else if unreported {
+        tracing::info!("an earlier start found data lost and did not register it: unclean again");
     }
     Ok(StorageCheck {
-        intact: !unreported,
+        intact,
         quarantined,
     })
-}
-
-fn mark_unclean(disk: &Arc<dyn Disk>, unreported: &mut bool) -> Result<(), NodeError> {
-    if !*unreported {
-        let io = |e: log_core::DiskError| NodeError::Disk(e.to_string());
-        disk.create(Path::new(UNCLEAN_MARKER)).map_err(io)?;
-        disk.sync_dir(Path::new("")).map_err(io)?;
-        *unreported = true;
-    }
-    Ok(())
 }
 
 /// Called once this process's unclean registration is in the metadata: the controller has
