@@ -193,7 +193,14 @@ async fn fetch_round(
             continue;
         };
         let core_answer = rw::fetch_response_from_kafka(leader, request, answer(tp));
+        let accepted = core_answer.result.is_ok();
         partition.deliver(leader, Message::FetchResponse(core_answer));
+        // The leader's log start (moved by DeleteRecords or its retention): ours follows up to
+        // our HW, which the answer just delivered may have moved.
+        let leader_start = answer(tp).map_or(-1, |data| data.log_start_offset);
+        if accepted && leader_start > 0 {
+            partition.follow_log_start(wire::Offset(leader_start));
+        }
     }
 }
 

@@ -804,6 +804,75 @@ impl Partition {
         }
     }
 
+    /// DeleteRecords on the leader (Kafka's `Partition.deleteRecordsOnLeader`): moves the log
+    /// start up to `offset` (-1: the HW) and deletes the segments wholly below it, then tells
+    /// the core, which owns the log start, in the same critical section, as retention does.
+    /// Returns the log start afterwards (Kafka's low watermark on the leader). Beyond the HW,
+    /// or negative: OFFSET_OUT_OF_RANGE; not the leader: NOT_LEADER_OR_FOLLOWER. Followers
+    /// learn the new start from the leader's fetch answers ([`Partition::follow_log_start`]).
+    pub fn delete_records(&self, offset: i64) -> Result<Offset, PartitionError> {
+        let mut inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
+        if !inner.replica.is_leader() {
+            return Err(replication::Error::NotLeaderOrFollower.into());
+        }
+        let hw = inner.replica.high_watermark();
+        let start = inner.replica.log_start_offset();
+        let target = if offset == -1 { hw } else { Offset(offset) };
+        if target.0 < 0 || target > hw {
+            return Err(replication::Error::OffsetOutOfRange {
+                log_start_offset: start,
+                log_end_offset: hw,
+            }
+            .into());
+        }
+        if target <= start {
+            return Ok(start);
+        }
+        let log = inner.log.as_mut().ok_or(PartitionError::Closed)?;
+        assert!(log.high_watermark() == hw, "the log holds the core's HW");
+        match log.advance_log_start(target) {
+            Ok(deleted) => {
+                tracing::info!(tp = %self.tp, ?target, deleted, "records deleted: the log start moved");
+            }
+            Err(error) => {
+                let refusal = storage(error);
+                self.fail(&mut inner, refusal.to_string());
+                return Err(refusal);
+            }
+        }
+        self.step_with(inner, Input::LogStartAdvanced(target), None);
+        let inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
+        assert!(inner.replica.log_start_offset() >= target);
+        Ok(inner.replica.log_start_offset())
+    }
+
+    /// A follower learns its leader's log start from a fetch answer (Kafka's follower calls
+    /// `maybeIncrementLogStartOffset(leaderLogStartOffset)`): its own start follows, up to its
+    /// HW (it deletes only what it knows to be committed), through the core's input, as
+    /// retention does. Leaders ignore it; a start at or below ours changes nothing.
+    pub fn follow_log_start(&self, leader_log_start: Offset) {
+        let mut inner = self.lock();
+        if Self::refuse_if_unusable(&inner).is_err() || inner.replica.is_leader() {
+            return;
+        }
+        let target = leader_log_start.min(inner.replica.high_watermark());
+        if target <= inner.replica.log_start_offset() {
+            return;
+        }
+        let Some(log) = inner.log.as_mut() else {
+            return;
+        };
+        if let Err(error) = log.advance_log_start(target) {
+            let reason = format!("moving the log start: {error}");
+            self.fail(&mut inner, reason);
+            return;
+        }
+        tracing::info!(tp = %self.tp, ?target, "the leader's log start moved; ours follows");
+        self.step_with(inner, Input::LogStartAdvanced(target), None);
+    }
+
     /// Flushes and closes the log; the partition answers nothing afterwards. `delete` also
     /// removes its files (topic deleted).
     pub fn close(&self) {

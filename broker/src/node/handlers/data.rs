@@ -1,10 +1,14 @@
-//! The data path: Produce, Fetch (consumers and followers), ListOffsets, OffsetForLeaderEpoch.
+//! The data path: Produce, Fetch (consumers and followers), ListOffsets, OffsetForLeaderEpoch,
+//! DeleteRecords.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -16,8 +20,9 @@ use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{
-    BrokerId as KBroker, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
+    BrokerId as KBroker, DeleteRecordsRequest, DeleteRecordsResponse, FetchRequest, FetchResponse,
+    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use replication::{Acks, OffsetsForLeaderEpochRequest};
@@ -518,4 +523,62 @@ pub fn offsets_for_leader_epoch(
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+/// DeleteRecords (Kafka's `ReplicaManager.deleteRecords`): each partition's leader moves its
+/// log start to the requested offset (-1: the HW) and answers it as the low watermark. Kafka's
+/// refusals: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER, OFFSET_OUT_OF_RANGE past the
+/// HW, INVALID_TOPIC_EXCEPTION for an internal topic, POLICY_VIOLATION for a topic that is
+/// compacted only. The answer does not wait for the followers' log starts (Kafka's
+/// `DelayedDeleteRecords` does): they follow from their next fetch.
+pub fn delete_records(shared: &Shared, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let image = shared.image();
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.name.0.as_str();
+            let compacted_only = image.topics().get(name).is_some_and(|t| {
+                t.config
+                    .overrides
+                    .get("cleanup.policy")
+                    .is_some_and(|policy| !policy.split(',').any(|p| p == "delete"))
+            });
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let result = client_partition(name, p.partition_index).and_then(|tp| {
+                        let partition = shared
+                            .partition(&tp)
+                            .ok_or_else(|| not_hosted(shared, &tp))?;
+                        if super::metadata::is_internal_topic(name) {
+                            return Err(E::InvalidTopicException.code());
+                        }
+                        if compacted_only {
+                            return Err(E::PolicyViolation.code());
+                        }
+                        partition
+                            .delete_records(p.offset)
+                            .map_err(|error| error.error_code())
+                    });
+                    let (low_watermark, error_code) = match result {
+                        Ok(start) => (start.0, 0),
+                        Err(code) => (-1, code),
+                    };
+                    if error_code == 0 {
+                        shared.metrics.count("rill_delete_records_total", 1);
+                    }
+                    DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(low_watermark)
+                        .with_error_code(error_code)
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
 }
