@@ -841,11 +841,12 @@ impl Partition {
                 return Err(refusal);
             }
         }
+        assert!(target > start && target <= hw);
         self.step_with(inner, Input::LogStartAdvanced(target), None);
-        let inner = self.lock();
-        Self::refuse_if_unusable(&inner)?;
-        assert!(inner.replica.log_start_offset() >= target);
-        Ok(inner.replica.log_start_offset())
+        // The core took the start in the step (its input never lowers it); a failure since
+        // answers this request with the partition's error.
+        Self::refuse_if_unusable(&self.lock())?;
+        Ok(target)
     }
 
     /// A follower learns its leader's log start from a fetch answer (Kafka's follower calls

@@ -531,54 +531,67 @@ pub fn offsets_for_leader_epoch(
 /// HW, INVALID_TOPIC_EXCEPTION for an internal topic, POLICY_VIOLATION for a topic that is
 /// compacted only. The answer does not wait for the followers' log starts (Kafka's
 /// `DelayedDeleteRecords` does): they follow from their next fetch.
-pub fn delete_records(shared: &Shared, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn delete_records(
+    shared: &Shared,
+    request: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
     let image = shared.image();
-    let topics = request
-        .topics
-        .iter()
-        .map(|topic| {
-            let name = topic.name.0.as_str();
-            let compacted_only = image.topics().get(name).is_some_and(|t| {
-                t.config
-                    .overrides
-                    .get("cleanup.policy")
-                    .is_some_and(|policy| !policy.split(',').any(|p| p == "delete"))
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let name = topic.name.0.as_str();
+        let compacted_only = image.topics().get(name).is_some_and(|t| {
+            t.config
+                .overrides
+                .get("cleanup.policy")
+                .is_some_and(|policy| !policy.split(',').any(|p| p == "delete"))
+        });
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let hosted = client_partition(name, p.partition_index).and_then(|tp| {
+                let partition = shared
+                    .partition(&tp)
+                    .ok_or_else(|| not_hosted(shared, &tp))?;
+                if super::metadata::is_internal_topic(name) {
+                    return Err(E::InvalidTopicException.code());
+                }
+                if compacted_only {
+                    return Err(E::PolicyViolation.code());
+                }
+                Ok(partition)
             });
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    let result = client_partition(name, p.partition_index).and_then(|tp| {
-                        let partition = shared
-                            .partition(&tp)
-                            .ok_or_else(|| not_hosted(shared, &tp))?;
-                        if super::metadata::is_internal_topic(name) {
-                            return Err(E::InvalidTopicException.code());
-                        }
-                        if compacted_only {
-                            return Err(E::PolicyViolation.code());
-                        }
+            // Deleting segments and syncing the checkpoint is disk IO: off the async workers.
+            let offset = p.offset;
+            let result = match hosted {
+                Ok(partition) => {
+                    crate::partition::run_blocking(move || {
                         partition
-                            .delete_records(p.offset)
+                            .delete_records(offset)
                             .map_err(|error| error.error_code())
-                    });
-                    let (low_watermark, error_code) = match result {
-                        Ok(start) => (start.0, 0),
-                        Err(code) => (-1, code),
-                    };
-                    if error_code == 0 {
-                        shared.metrics.count("rill_delete_records_total", 1);
-                    }
-                    DeleteRecordsPartitionResult::default()
-                        .with_partition_index(p.partition_index)
-                        .with_low_watermark(low_watermark)
-                        .with_error_code(error_code)
-                })
-                .collect();
+                    })
+                    .await
+                }
+                Err(code) => Err(code),
+            };
+            let (low_watermark, error_code) = match result {
+                Ok(start) => (start.0, 0),
+                Err(code) => (-1, code),
+            };
+            assert!(error_code != 0 || low_watermark >= 0);
+            if error_code == 0 {
+                shared.metrics.count("rill_delete_records_total", 1);
+            }
+            partitions.push(
+                DeleteRecordsPartitionResult::default()
+                    .with_partition_index(p.partition_index)
+                    .with_low_watermark(low_watermark)
+                    .with_error_code(error_code),
+            );
+        }
+        topics.push(
             DeleteRecordsTopicResult::default()
                 .with_name(topic.name.clone())
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     DeleteRecordsResponse::default().with_topics(topics)
 }
