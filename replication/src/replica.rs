@@ -263,7 +263,7 @@ impl Replica {
         effects
     }
 
-    /// The log's start moved up to `offset` (retention, later DeleteRecords): records below it
+    /// The log's start moved up to `offset` (retention, DeleteRecords, a follower following its leader): records below it
     /// are gone, so fetches and reads below it are out of range and the epoch cache forgets the
     /// epochs wholly below it (Kafka's `maybeIncrementLogStartOffset` + `truncateFromStart`).
     /// Nothing to send: a follower below the new start learns it from its next fetch. A start at
