@@ -263,9 +263,9 @@ impl Replica {
         effects
     }
 
-    /// The log's start moved up to `offset` (retention, DeleteRecords, a follower following its leader): records below it
-    /// are gone, so fetches and reads below it are out of range and the epoch cache forgets the
-    /// epochs wholly below it (Kafka's `maybeIncrementLogStartOffset` + `truncateFromStart`).
+    /// The log's start moved up to `offset` (retention, DeleteRecords, a follower following its
+    /// leader): records below it are gone, so fetches and reads below it are out of range and the
+    /// epoch cache forgets the epochs wholly below it (Kafka's `maybeIncrementLogStartOffset` + `truncateFromStart`).
     /// Nothing to send: a follower below the new start learns it from its next fetch. A start at
     /// or below ours changes nothing (the driver may report the same start twice).
     pub fn handle_log_start_advanced(&mut self, offset: Offset) -> Vec<Effect> {
