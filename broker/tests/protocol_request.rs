@@ -277,3 +277,41 @@ fn forged_array_count_is_a_decode_error() {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// Whatever bytes a client sends at a translated version, the hand-written decoder answers
+    /// a request or a malformed-request error of its own, never a panic (which the decode's
+    /// catch_unwind would report as "decoder panicked").
+    #[test]
+    fn legacy_decoders_never_panic(
+        which in 0..legacy::LEGACY_VERSIONS.len(),
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+    ) {
+        use bytes::BufMut;
+        let (api_key, version, handled) = legacy::LEGACY_VERSIONS[which];
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(1);
+        let mut frame = BytesMut::new();
+        header
+            .encode(&mut frame, api_key.request_header_version(version))
+            .unwrap();
+        frame.put_slice(&body);
+        match decode_request(frame.freeze(), &VersionTable::planned()) {
+            Ok(Decoded::Request(request)) => {
+                proptest::prop_assert_eq!(request.api_version(), handled);
+                proptest::prop_assert_eq!(request.wire_version, version);
+            }
+            Ok(Decoded::VersionUnsupported { .. }) => {
+                proptest::prop_assert!(false, "{:?} v{} is served", api_key, version);
+            }
+            Err(ProtocolError::RequestMalformed { reason, .. }) => {
+                proptest::prop_assert!(!reason.contains("panicked"), "{}", reason);
+            }
+            Err(other) => proptest::prop_assert!(false, "unexpected {:?}", other),
+        }
+    }
+}
