@@ -300,7 +300,7 @@ impl Connection {
             .with_topics(vec![DeleteRecordsTopic::default()
                 .with_name(name(topic))
                 .with_partitions(partitions)])
-            .with_timeout_ms(5_000);
+            .with_timeout_ms(15_000);
         let mut body = self.call(ApiKey::DeleteRecords, version, &request).await;
         let response = DeleteRecordsResponse::decode(&mut body, version).unwrap();
         assert_eq!(response.topics.len(), 1);
@@ -485,10 +485,19 @@ async fn followers_follow_the_leaders_new_log_start_even_one_that_was_away() {
         vec![(0, -1, NOT_LEADER_OR_FOLLOWER)]
     );
 
+    // The answer waits until every live replica's start reached 35 (DelayedDeleteRecords).
     assert_eq!(
         c.delete_records(2, "shared", &[(0, 35)]).await,
         vec![(0, 35, 0)]
     );
+    for i in [away, other] {
+        let start = cluster
+            .partition_on(i, &tp)
+            .unwrap()
+            .status()
+            .log_start_offset;
+        assert_eq!(start.0, 35, "node {i} moved before the answer");
+    }
     eventually("both followers start at 35", || {
         [away, other].iter().all(|&i| {
             cluster

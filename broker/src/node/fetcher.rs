@@ -161,7 +161,17 @@ async fn fetch_round(
     fetches: Vec<(TopicPartition, FetchRequest)>,
 ) {
     let wait = i32::try_from(node.config.timing.replica_fetch_wait_max_ms).unwrap_or(500);
-    let request = rw::fetches_to_kafka(node.broker_id, &fetches, wait);
+    let mut request = rw::fetches_to_kafka(node.broker_id, &fetches, wait);
+    // Each partition's log start, as Kafka's follower reports it: the leader's DeleteRecords
+    // answers once every replica's start reached the deleted offset.
+    for topic in &mut request.topics {
+        for fetch in &mut topic.partitions {
+            let tp = TopicPartition::try_new(&topic.topic.0, fetch.partition);
+            if let Some(partition) = tp.ok().and_then(|tp| node.partition(&tp)) {
+                fetch.log_start_offset = partition.status().log_start_offset.0;
+            }
+        }
+    }
     let response: Option<kafka_protocol::messages::FetchResponse> = exchange(
         node,
         leader,

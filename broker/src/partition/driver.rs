@@ -118,6 +118,9 @@ struct Inner {
     failed: Option<String>,
     /// Set by `close`: timers and the flusher stop, requests are refused.
     closed: bool,
+    /// The log starts followers reported in their fetches (Kafka's `Replica.logStartOffset`),
+    /// for DeleteRecords' low watermark; driver bookkeeping the core does not decide with.
+    replica_log_starts: BTreeMap<BrokerId, Offset>,
 }
 
 /// One partition replica on this broker.
@@ -192,6 +195,7 @@ impl Partition {
                 captured: Vec::new(),
                 capture_for: None,
                 capture_bytes_max: REPLICA_FETCH_BYTES_MAX,
+                replica_log_starts: BTreeMap::new(),
                 failed: None,
                 closed: false,
             }),
@@ -847,6 +851,40 @@ impl Partition {
         // answers this request with the partition's error.
         Self::refuse_if_unusable(&self.lock())?;
         Ok(target)
+    }
+
+    /// A follower's fetch reported its log start (the leader keeps the latest per replica).
+    pub fn note_replica_log_start(&self, replica: BrokerId, log_start: Offset) {
+        if log_start.0 < 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        let previous = inner.replica_log_starts.insert(replica, log_start);
+        drop(inner);
+        if previous != Some(log_start) {
+            // DeleteRecords waits on this for its low watermark.
+            self.progress.notify_waiters();
+        }
+    }
+
+    /// DeleteRecords' low watermark on the leader (Kafka's `Partition.lowWatermarkIfLeader`):
+    /// the lowest log start over this replica and the followers `alive` names, a follower that
+    /// has not reported one counting as -1. `None` off the leader.
+    pub fn low_watermark(&self, alive: impl Fn(BrokerId) -> bool) -> Option<i64> {
+        let inner = self.lock();
+        if Self::refuse_if_unusable(&inner).is_err() || !inner.replica.is_leader() {
+            return None;
+        }
+        let own = inner.replica.log_start_offset();
+        let state = inner.replica.partition_state()?;
+        let low = state
+            .replicas
+            .iter()
+            .filter(|b| **b != self.broker_id && alive(**b))
+            .map(|b| inner.replica_log_starts.get(b).map_or(-1, |o| o.0))
+            .fold(own.0, i64::min);
+        assert!(low <= own.0);
+        Some(low)
     }
 
     /// A follower learns its leader's log start from a fetch answer (Kafka's follower calls

@@ -313,6 +313,7 @@ fn follower_fetch(
     bytes_max: usize,
 ) -> PartitionData {
     let request = rw::fetch_from_kafka(replica_id, fetch);
+    partition.note_replica_log_start(BrokerId(replica_id), wire::Offset(fetch.log_start_offset));
     match partition.replica_fetch(request, bytes_max) {
         Ok((response, log_start)) => {
             rw::fetch_response_to_kafka(fetch.partition, &response, log_start)
@@ -529,12 +530,18 @@ pub fn offsets_for_leader_epoch(
 /// log start to the requested offset (-1: the HW) and answers it as the low watermark. Kafka's
 /// refusals: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER, OFFSET_OUT_OF_RANGE past the
 /// HW, INVALID_TOPIC_EXCEPTION for an internal topic, POLICY_VIOLATION for a topic that is
-/// compacted only. The answer does not wait for the followers' log starts (Kafka's
-/// `DelayedDeleteRecords` does): they follow from their next fetch.
+/// compacted only. The answer waits, at most the request's `timeout_ms`, until every live
+/// replica's log start reached the offset (Kafka's `DelayedDeleteRecords`), else
+/// REQUEST_TIMED_OUT.
 pub async fn delete_records(
     shared: &Shared,
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
+    let timeout = Duration::from_millis(
+        u64::try_from(request.timeout_ms.max(0))
+            .unwrap_or(0)
+            .min(PRODUCE_TIMEOUT_MS_MAX),
+    );
     let image = shared.image();
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
@@ -563,12 +570,15 @@ pub async fn delete_records(
             let offset = p.offset;
             let result = match hosted {
                 Ok(partition) => {
-                    crate::partition::run_blocking(move || {
-                        partition
-                            .delete_records(offset)
-                            .map_err(|error| error.error_code())
+                    let moved = crate::partition::run_blocking({
+                        let partition = partition.clone();
+                        move || partition.delete_records(offset)
                     })
-                    .await
+                    .await;
+                    match moved {
+                        Ok(start) => followers_caught_up(shared, &partition, start, timeout).await,
+                        Err(error) => Err(error.error_code()),
+                    }
                 }
                 Err(code) => Err(code),
             };
@@ -594,4 +604,36 @@ pub async fn delete_records(
         );
     }
     DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// DelayedDeleteRecords: waits until the low watermark over the live replicas reaches `start`
+/// (followers move their start on the leader's next fetch answer and report it in their next
+/// fetch), at most `timeout`; answers the low watermark, or REQUEST_TIMED_OUT (Kafka's answer
+/// for an expired DeleteRecords) or the partition's refusal if leadership moved.
+async fn followers_caught_up(
+    shared: &Shared,
+    partition: &Partition,
+    start: wire::Offset,
+    timeout: Duration,
+) -> Result<wire::Offset, i16> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let notified = partition.progress().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let image = shared.image();
+        let low = partition
+            .low_watermark(|b| image.is_unfenced(b))
+            .ok_or(E::NotLeaderOrFollower.code())?;
+        if low >= start.0 {
+            return Ok(wire::Offset(low));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(E::RequestTimedOut.code());
+        }
+        // Woken by a follower's report; the bound also covers a broker fenced meanwhile.
+        let wait = (deadline - now).min(Duration::from_millis(100));
+        let _reported_or_late = tokio::time::timeout(wait, notified).await;
+    }
 }
