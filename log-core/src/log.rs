@@ -1118,6 +1118,29 @@ impl PartitionLog {
         Ok(())
     }
 
+    fn advance_log_start_unguarded(&mut self, offset: Offset) -> Result<usize, LogError> {
+        if offset > self.high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log_start_offset,
+                log_end: self.high_watermark,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(0);
+        }
+        self.log_start_offset = offset;
+        self.epochs_dirty |= self.epochs.truncate_from_start(offset);
+        self.persist_epochs()?;
+        self.write_state()?;
+        let before = self.segments.len();
+        self.delete_segments_below_start()?;
+        let deleted = before - self.segments.len();
+        assert!(self.log_start_offset == offset && offset <= self.high_watermark);
+        self.check_invariants();
+        Ok(deleted)
+    }
+
     /// Deletes whole non-active segments older than `retention_ms` or beyond `retention_bytes`,
     /// oldest first, never past the high watermark; advances the log start offset.
     fn enforce_retention_unguarded(&mut self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
@@ -1293,6 +1316,16 @@ impl PartitionLog {
     /// leader's log start). Durable on return.
     pub fn truncate_fully_and_start_at(&mut self, offset: Offset) -> Result<(), LogError> {
         self.guarded(|log| log.truncate_fully_and_start_at_unguarded(offset))
+    }
+
+    /// Moves the log start offset up to `offset` (DeleteRecords on a leader, or a follower
+    /// following its leader's start) and deletes the segments wholly below it; the active
+    /// segment stays, so the start may lie inside a segment or a batch, and reads below it are
+    /// out of range. At most the high watermark: only committed records are deleted. The new
+    /// start is durable before any segment goes, so a crash in between finishes the deletion at
+    /// `open`. Returns the segments deleted; a start at or below the current one changes nothing.
+    pub fn advance_log_start(&mut self, offset: Offset) -> Result<usize, LogError> {
+        self.guarded(|log| log.advance_log_start_unguarded(offset))
     }
 
     /// Deletes whole non-active segments older than `retention_ms` or beyond `retention_bytes`,

@@ -210,6 +210,53 @@ fn retention_deletes_old_segments_never_past_the_high_watermark() {
 }
 
 #[test]
+fn advance_log_start_deletes_segments_wholly_below_never_past_the_high_watermark() {
+    // DeleteRecords: the start may land inside a segment and a batch; segments wholly below go.
+    let disk = MemDisk::new(11);
+    let mut log = open_mem(&disk, small_config());
+    for i in 0..300 {
+        log.append_as_leader(&batch("d", 4, 0, i * 100), LeaderEpoch(1), i * 100)
+            .unwrap();
+    }
+    let bases = log.segment_bases();
+    assert!(bases.len() > 3);
+    assert!(
+        matches!(
+            log.advance_log_start(Offset(1)),
+            Err(LogError::OffsetOutOfRange { .. })
+        ),
+        "HW 0: nothing is committed, nothing may go"
+    );
+    log.set_high_watermark(Offset(1000)).unwrap();
+    assert!(matches!(
+        log.advance_log_start(Offset(1001)),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    // Inside the third segment, inside a batch of 4.
+    let target = Offset(bases[2].0 + 2);
+    let deleted = log.advance_log_start(target).unwrap();
+    assert_eq!(deleted, 2, "the two segments wholly below");
+    assert_eq!(log.log_start_offset(), target);
+    assert_eq!(log.segment_bases()[0], bases[2]);
+    assert!(matches!(
+        log.read(Offset(target.0 - 1), 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    let first = read_all(&log, target);
+    assert!(!first.is_empty(), "records from the new start are readable");
+    assert_eq!(log.advance_log_start(Offset(3)).unwrap(), 0, "never back");
+    assert_eq!(log.log_start_offset(), target);
+    disk.crash();
+    let log = open_mem(&disk, small_config());
+    assert_eq!(
+        log.log_start_offset(),
+        target,
+        "the new log start is durable"
+    );
+    assert_eq!(log.segment_bases()[0], bases[2]);
+}
+
+#[test]
 fn records_without_timestamps_are_kept_for_the_retention_time_from_their_append() {
     // librdkafka's C++ API sends timestamp -1; time retention took such a segment for one from
     // 1970 and deleted it at the first check (found by librdkafka's 0053_stats: its consumer

@@ -206,6 +206,23 @@ impl Replica {
         batches: Vec<crate::Batch>,
         effects: &mut Vec<Effect>,
     ) {
+        if batches
+            .first()
+            .is_some_and(|first| first.base_offset < self.log_end_offset)
+        {
+            // The leader's log start lies inside its first batch (DeleteRecords), so the batch
+            // holding our fetch offset starts below it. An empty log starts over at the batch's
+            // base, as Kafka's follower does (`Partition.appendRecordsToFollowerOrFutureReplica`
+            // on UnexpectedAppendOffsetException); the leader's start reaches us afterwards. A
+            // log with records cannot take it: back off.
+            let first = &batches[0];
+            let empty = self.log_start_offset == self.log_end_offset;
+            if !empty || first.end_offset() <= self.log_end_offset {
+                self.follower_arm_backoff(effects);
+                return;
+            }
+            self.truncate_fully_and_start_at(first.base_offset, effects);
+        }
         let appended = !batches.is_empty();
         for batch in batches {
             assert_eq!(

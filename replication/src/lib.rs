@@ -35,10 +35,13 @@
 //!      [`Input::AlterPartitionResponse`] (a success may equally arrive as partition state).
 //!    - [`Effect::SetTimer`]/[`Effect::CancelTimer`]: one timer per [`TimerKind`]; pick the delay
 //!      inside the range with the seeded RNG (the jitter is the driver's).
-//! 5. **Log start.** After retention (later DeleteRecords) moved the log's start, feed
-//!    [`Input::LogStartAdvanced`] before any other input: the core owns the log start, refuses
-//!    fetches and reads below it with `OFFSET_OUT_OF_RANGE` naming it, and answers ListOffsets
-//!    earliest from it. Retention never passes the HW the driver last gave the log.
+//! 5. **Log start.** After retention, DeleteRecords on a leader, or a follower following its
+//!    leader's start (up to its own HW) moved the log's start, feed [`Input::LogStartAdvanced`]
+//!    before any other input: the core owns the log start, refuses fetches and reads below it
+//!    with `OFFSET_OUT_OF_RANGE` naming it, and answers ListOffsets earliest from it. None of
+//!    them passes the HW the driver last gave the log. A start inside a batch is served as
+//!    Kafka serves it: a read from it returns the whole batch, and an empty follower that
+//!    receives a batch beginning below its log end starts over at the batch's base.
 //! 6. **HW.** The driver copies [`Replica::high_watermark`] to the log after each step, for its
 //!    checkpoint and as retention's bound: a read of core state, not a command, so no effect.
 //! 7. **Crash.** Throw the replica away; volatile records are gone; go to 1.

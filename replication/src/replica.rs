@@ -263,9 +263,9 @@ impl Replica {
         effects
     }
 
-    /// The log's start moved up to `offset` (retention, later DeleteRecords): records below it
-    /// are gone, so fetches and reads below it are out of range and the epoch cache forgets the
-    /// epochs wholly below it (Kafka's `maybeIncrementLogStartOffset` + `truncateFromStart`).
+    /// The log's start moved up to `offset` (retention, DeleteRecords, a follower following its
+    /// leader): records below it are gone, so fetches and reads below it are out of range and the
+    /// epoch cache forgets the epochs wholly below it (Kafka's `maybeIncrementLogStartOffset` + `truncateFromStart`).
     /// Nothing to send: a follower below the new start learns it from its next fetch. A start at
     /// or below ours changes nothing (the driver may report the same start twice).
     pub fn handle_log_start_advanced(&mut self, offset: Offset) -> Vec<Effect> {
@@ -351,7 +351,8 @@ impl Replica {
 
     /// Deletes the whole log and starts it empty at `offset` (followers only): our LEO is below
     /// the leader's log start, so nothing we hold can be continued (Kafka's
-    /// `truncateFullyAndStartAt`). Every flush asked before is stale.
+    /// `truncateFullyAndStartAt`); or our log is empty and the leader's first batch starts
+    /// below it (its log start lies inside that batch). Every flush asked before is stale.
     pub(crate) fn truncate_fully_and_start_at(
         &mut self,
         offset: Offset,
@@ -359,8 +360,8 @@ impl Replica {
     ) {
         assert!(!self.is_leader(), "a leader never truncates");
         assert!(
-            offset > self.log_end_offset,
-            "full truncation only when the log ends below {offset}"
+            offset > self.log_end_offset || self.log_start_offset == self.log_end_offset,
+            "full truncation only when the log ends below {offset}, or is empty"
         );
         effects.push(Effect::TruncateFullyAndStartAt(offset));
         self.log_start_offset = offset;

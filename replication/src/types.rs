@@ -340,7 +340,8 @@ pub enum Input {
     },
     /// A timer fired.
     Timer(TimerKind),
-    /// The log's start moved up to `offset` (retention deleted the segments below it; later
-    /// DeleteRecords). At most the HW: log-core never deletes uncommitted records.
+    /// The log's start moved up to `offset` (retention deleted the segments below it,
+    /// DeleteRecords, or a follower followed its leader's start). At most the HW: log-core never
+    /// deletes uncommitted records.
     LogStartAdvanced(Offset),
 }

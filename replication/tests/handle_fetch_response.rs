@@ -331,3 +331,103 @@ fn after_an_empty_answer_a_follower_fetches_again_at_once() {
         "the next fetch leaves now; only the retransmit timer is armed"
     );
 }
+
+/// The follower of the test above, started over empty at the leader's log start 7.
+fn follower_started_over_at_7() -> Replica {
+    let mut replica = follower_with_log();
+    let response = FetchResponse {
+        leader_id: B0,
+        leader_epoch: LeaderEpoch(3),
+        fetch_offset: Offset(4),
+        last_fetched_epoch: LeaderEpoch(2),
+        result: Err(Error::OffsetOutOfRange {
+            log_start_offset: Offset(7),
+            log_end_offset: Offset(12),
+        }),
+    };
+    replica.step(
+        0,
+        Input::Message {
+            from: B0,
+            message: Message::FetchResponse(response),
+        },
+    );
+    assert_eq!(replica.log_end_offset(), Offset(7));
+    replica
+}
+
+#[test]
+fn an_empty_follower_starts_over_at_the_base_of_a_batch_holding_the_leaders_log_start() {
+    // DeleteRecords put the leader's start at 7, inside its batch 5..9: the answer to a fetch at
+    // 7 is that whole batch, and the empty follower starts over at 5 (Kafka's follower does).
+    let mut replica = follower_started_over_at_7();
+    let batch = Batch {
+        base_offset: Offset(5),
+        leader_epoch: LeaderEpoch(3),
+        record_count: 4,
+        payload: vec![5],
+    };
+    let response = FetchResponse {
+        leader_id: B0,
+        leader_epoch: LeaderEpoch(3),
+        fetch_offset: Offset(7),
+        last_fetched_epoch: LeaderEpoch::NONE,
+        result: Ok(FetchData {
+            high_watermark: Offset(9),
+            diverging_epoch: None,
+            batches: vec![batch.clone()],
+        }),
+    };
+    let effects = replica.step(
+        0,
+        Input::Message {
+            from: B0,
+            message: Message::FetchResponse(response),
+        },
+    );
+    assert_eq!(
+        effects,
+        vec![
+            Effect::TruncateFullyAndStartAt(Offset(5)),
+            Effect::Append(batch),
+            Effect::Flush {
+                up_to: Offset(9),
+                seq: 0,
+            },
+        ]
+    );
+    assert_eq!(replica.log_start_offset(), Offset(5));
+    assert_eq!(replica.log_end_offset(), Offset(9));
+    assert_eq!(replica.high_watermark(), Offset(9));
+    // The leader's start reaches the follower afterwards, up to its HW.
+    replica.step(0, Input::LogStartAdvanced(Offset(7)));
+    assert_eq!(replica.log_start_offset(), Offset(7));
+    replica.check_invariants();
+}
+
+#[test]
+fn a_follower_with_records_backs_off_from_a_batch_starting_below_its_log_end() {
+    let mut replica = follower_with_log();
+    let batch = Batch {
+        base_offset: Offset(3),
+        leader_epoch: LeaderEpoch(3),
+        record_count: 4,
+        payload: vec![3],
+    };
+    let data = FetchData {
+        high_watermark: Offset(4),
+        diverging_epoch: None,
+        batches: vec![batch],
+    };
+    let effects = respond(&mut replica, 4, data);
+    assert_eq!(
+        effects,
+        vec![Effect::SetTimer {
+            timer: TimerKind::FetchBackoff,
+            delay_ms_min: 500,
+            delay_ms_max: 1_000,
+        }]
+    );
+    assert_eq!(replica.log_end_offset(), Offset(4), "nothing appended");
+    assert_eq!(replica.log_start_offset(), Offset(0));
+}

@@ -12,6 +12,9 @@
 #   - confluent-kafka (librdkafka 2.x): idempotent acks=all keyed produce, a group of two members
 #     reading everything exactly once, committed offsets, a restarted member resuming;
 #   - kafka-python: admin create/delete topic, produce/consume round trip;
+#   - kafka-python's admin APIs and old versions (admin_api_checks.py): DeleteRecords, OffsetDelete,
+#     DeleteGroups, DescribeCluster; DescribeConfigs v0, OffsetCommit v1, ListOffsets v0 and
+#     Metadata v0 from a client configured for old brokers (api_version 0.8.2 to 0.11);
 #   - compression: confluent-kafka produces (idempotent, acks=all) and consumes back 2,000 records
 #     with each of gzip, snappy, lz4 and zstd; kafka-python with each codec it has modules for;
 #   - kcat (Debian's librdkafka 2.0.2, an old client): -P / -C -e round trip, a -G group read;
@@ -88,6 +91,7 @@ run_python() {
 # --- confluent-kafka's admin client first: `rill cluster up` returned only once ready ----------
 run_python "admin checks" admin_checks.py "$bootstrap"
 run_python "config checks" config_checks.py "$bootstrap"
+run_python "admin API checks" admin_api_checks.py "$bootstrap"
 
 # --- kcat -L: three brokers (waits for the controller quorum and every broker's registration) ---
 brokers=$(rill_cluster_wait_brokers 3 60 || true)

@@ -34,6 +34,7 @@
 //! - Offsets never expire (no retention), and topics are not checked to exist.
 
 mod coordinator;
+mod deletion;
 mod handlers;
 mod offsets;
 mod state;
@@ -41,6 +42,7 @@ mod state;
 pub use coordinator::{
     commit_topic, ClientInfo, CommitPlan, GroupConfig, GroupCoordinator, GroupEffect,
 };
+pub use deletion::{DeletionPlan, GROUP_ID_NOT_FOUND, GROUP_SUBSCRIBED_TO_TOPIC, NON_EMPTY_GROUP};
 pub use handlers::OFFSET_FETCH_VERSION_MAX;
 pub use offsets::{
     java_string_hash, offsets_partition, OffsetKey, OffsetRecord, OffsetValue, OFFSETS_TOPIC,

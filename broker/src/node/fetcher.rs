@@ -161,7 +161,17 @@ async fn fetch_round(
     fetches: Vec<(TopicPartition, FetchRequest)>,
 ) {
     let wait = i32::try_from(node.config.timing.replica_fetch_wait_max_ms).unwrap_or(500);
-    let request = rw::fetches_to_kafka(node.broker_id, &fetches, wait);
+    let mut request = rw::fetches_to_kafka(node.broker_id, &fetches, wait);
+    // Each partition's log start, as Kafka's follower reports it: the leader's DeleteRecords
+    // answers once every replica's start reached the deleted offset.
+    for topic in &mut request.topics {
+        for fetch in &mut topic.partitions {
+            let tp = TopicPartition::try_new(&topic.topic.0, fetch.partition);
+            if let Some(partition) = tp.ok().and_then(|tp| node.partition(&tp)) {
+                fetch.log_start_offset = partition.status().log_start_offset.0;
+            }
+        }
+    }
     let response: Option<kafka_protocol::messages::FetchResponse> = exchange(
         node,
         leader,
@@ -193,7 +203,14 @@ async fn fetch_round(
             continue;
         };
         let core_answer = rw::fetch_response_from_kafka(leader, request, answer(tp));
+        let accepted = core_answer.result.is_ok();
         partition.deliver(leader, Message::FetchResponse(core_answer));
+        // The leader's log start (moved by DeleteRecords or its retention): ours follows up to
+        // our HW, which the answer just delivered may have moved.
+        let leader_start = answer(tp).map_or(-1, |data| data.log_start_offset);
+        if accepted && leader_start > 0 {
+            partition.follow_log_start(wire::Offset(leader_start));
+        }
     }
 }
 

@@ -153,8 +153,14 @@ fn check_replicated_batches(
 ) -> Result<(), String> {
     let mut next = request.fetch_offset;
     let mut epoch = request.last_fetched_epoch;
-    for batch in batches {
-        if batch.base_offset != next || batch.record_count == 0 {
+    for (index, batch) in batches.iter().enumerate() {
+        // The first batch may start before the fetch offset when it holds it: the leader's log
+        // start lies inside that batch (DeleteRecords) and this follower starts over there.
+        let holds_fetch_offset = index == 0
+            && batch.base_offset < next
+            && batch.end_offset() > next
+            && batch.record_count > 0;
+        if (batch.base_offset != next && !holds_fetch_offset) || batch.record_count == 0 {
             return Err(format!(
                 "batch at {:?} with {} records, expected one at {next:?}",
                 batch.base_offset, batch.record_count

@@ -118,6 +118,9 @@ struct Inner {
     failed: Option<String>,
     /// Set by `close`: timers and the flusher stop, requests are refused.
     closed: bool,
+    /// The log starts followers reported in their fetches (Kafka's `Replica.logStartOffset`),
+    /// for DeleteRecords' low watermark; driver bookkeeping the core does not decide with.
+    replica_log_starts: BTreeMap<BrokerId, Offset>,
 }
 
 /// One partition replica on this broker.
@@ -192,6 +195,7 @@ impl Partition {
                 captured: Vec::new(),
                 capture_for: None,
                 capture_bytes_max: REPLICA_FETCH_BYTES_MAX,
+                replica_log_starts: BTreeMap::new(),
                 failed: None,
                 closed: false,
             }),
@@ -802,6 +806,110 @@ impl Partition {
             }
             Ok(_) => {}
         }
+    }
+
+    /// DeleteRecords on the leader (Kafka's `Partition.deleteRecordsOnLeader`): moves the log
+    /// start up to `offset` (-1: the HW) and deletes the segments wholly below it, then tells
+    /// the core, which owns the log start, in the same critical section, as retention does.
+    /// Returns the log start afterwards (Kafka's low watermark on the leader). Beyond the HW,
+    /// or negative: OFFSET_OUT_OF_RANGE; not the leader: NOT_LEADER_OR_FOLLOWER. Followers
+    /// learn the new start from the leader's fetch answers ([`Partition::follow_log_start`]).
+    pub fn delete_records(&self, offset: i64) -> Result<Offset, PartitionError> {
+        let mut inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
+        if !inner.replica.is_leader() {
+            return Err(replication::Error::NotLeaderOrFollower.into());
+        }
+        let hw = inner.replica.high_watermark();
+        let start = inner.replica.log_start_offset();
+        let target = if offset == -1 { hw } else { Offset(offset) };
+        if target.0 < 0 || target > hw {
+            return Err(replication::Error::OffsetOutOfRange {
+                log_start_offset: start,
+                log_end_offset: hw,
+            }
+            .into());
+        }
+        if target <= start {
+            return Ok(start);
+        }
+        let log = inner.log.as_mut().ok_or(PartitionError::Closed)?;
+        assert!(log.high_watermark() == hw, "the log holds the core's HW");
+        match log.advance_log_start(target) {
+            Ok(deleted) => {
+                tracing::info!(tp = %self.tp, ?target, deleted, "records deleted: the log start moved");
+            }
+            Err(error) => {
+                let refusal = storage(error);
+                self.fail(&mut inner, refusal.to_string());
+                return Err(refusal);
+            }
+        }
+        assert!(target > start && target <= hw);
+        self.step_with(inner, Input::LogStartAdvanced(target), None);
+        // The core took the start in the step (its input never lowers it); a failure since
+        // answers this request with the partition's error.
+        Self::refuse_if_unusable(&self.lock())?;
+        Ok(target)
+    }
+
+    /// A follower's fetch reported its log start (the leader keeps the latest per replica).
+    pub fn note_replica_log_start(&self, replica: BrokerId, log_start: Offset) {
+        if log_start.0 < 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        let previous = inner.replica_log_starts.insert(replica, log_start);
+        drop(inner);
+        if previous != Some(log_start) {
+            // DeleteRecords waits on this for its low watermark.
+            self.progress.notify_waiters();
+        }
+    }
+
+    /// DeleteRecords' low watermark on the leader (Kafka's `Partition.lowWatermarkIfLeader`):
+    /// the lowest log start over this replica and the followers `alive` names, a follower that
+    /// has not reported one counting as -1. `None` off the leader.
+    pub fn low_watermark(&self, alive: impl Fn(BrokerId) -> bool) -> Option<i64> {
+        let inner = self.lock();
+        if Self::refuse_if_unusable(&inner).is_err() || !inner.replica.is_leader() {
+            return None;
+        }
+        let own = inner.replica.log_start_offset();
+        let state = inner.replica.partition_state()?;
+        let low = state
+            .replicas
+            .iter()
+            .filter(|b| **b != self.broker_id && alive(**b))
+            .map(|b| inner.replica_log_starts.get(b).map_or(-1, |o| o.0))
+            .fold(own.0, i64::min);
+        assert!(low <= own.0);
+        Some(low)
+    }
+
+    /// A follower learns its leader's log start from a fetch answer (Kafka's follower calls
+    /// `maybeIncrementLogStartOffset(leaderLogStartOffset)`): its own start follows, up to its
+    /// HW (it deletes only what it knows to be committed), through the core's input, as
+    /// retention does. Leaders ignore it; a start at or below ours changes nothing.
+    pub fn follow_log_start(&self, leader_log_start: Offset) {
+        let mut inner = self.lock();
+        if Self::refuse_if_unusable(&inner).is_err() || inner.replica.is_leader() {
+            return;
+        }
+        let target = leader_log_start.min(inner.replica.high_watermark());
+        if target <= inner.replica.log_start_offset() {
+            return;
+        }
+        let Some(log) = inner.log.as_mut() else {
+            return;
+        };
+        if let Err(error) = log.advance_log_start(target) {
+            let reason = format!("moving the log start: {error}");
+            self.fail(&mut inner, reason);
+            return;
+        }
+        tracing::info!(tp = %self.tp, ?target, "the leader's log start moved; ours follows");
+        self.step_with(inner, Input::LogStartAdvanced(target), None);
     }
 
     /// Flushes and closes the log; the partition answers nothing afterwards. `delete` also

@@ -37,7 +37,8 @@ pub fn batches_from_bytes(bytes: &[u8]) -> Result<Vec<Batch>, LogError> {
     Ok(batches)
 }
 
-/// Reads `read` from the log as whole batches starting exactly at `read.from` and ending at or
+/// Reads `read` from the log as whole batches starting at `read.from` (the first may start
+/// before it when the log start lies inside it) and ending at or
 /// before `read.to`, at most about `bytes_max` bytes (always at least one batch when there is one,
 /// so a large batch cannot stall a follower).
 pub fn read_batches(
@@ -56,9 +57,11 @@ pub fn read_batches(
             break;
         }
         for batch in batches_from_bytes(&result.bytes)? {
-            if batch.base_offset < from {
-                // A batch starting before the fetch offset: only possible when the fetch offset
-                // is inside a batch, which the core never asks for. Stop rather than send it.
+            // The batch holding the fetch offset may start before it only when the log start
+            // lies inside that batch (DeleteRecords) and a follower starts over there: send it
+            // whole, as Kafka does (the follower's empty log starts at the batch's base).
+            let holds_start = batches.is_empty() && batch.end_offset() > from;
+            if batch.base_offset < from && !holds_start {
                 return Ok(batches);
             }
             if batch.end_offset() > read.to {
@@ -72,9 +75,8 @@ pub fn read_batches(
             break;
         }
     }
-    assert!(batches
-        .iter()
-        .all(|b| b.base_offset >= read.from && b.end_offset() <= read.to));
+    assert!(batches.iter().all(|b| b.end_offset() <= read.to));
+    assert!(batches.iter().skip(1).all(|b| b.base_offset >= read.from));
     Ok(batches)
 }
 

@@ -323,7 +323,7 @@ async fn answer_payload<H: RequestHandler>(
     let unanswered = matches!(&request.body, RequestKind::Produce(produce) if produce.acks == 0);
     let (api_key, api_version, correlation_id) = (
         request.api_key,
-        request.api_version(),
+        request.wire_version,
         request.correlation_id(),
     );
     assert!(table.supports(api_key, api_version));

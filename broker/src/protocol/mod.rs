@@ -18,6 +18,7 @@ pub mod connection;
 pub mod frame;
 pub mod in_flight;
 pub mod ingress;
+pub mod legacy;
 pub mod limits;
 pub mod request;
 pub mod versions;

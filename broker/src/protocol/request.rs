@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use super::legacy;
 use super::versions::{VersionTable, ERROR_CODE_UNSUPPORTED_VERSION};
 use super::ProtocolError;
 
@@ -30,10 +31,15 @@ pub struct Request {
     pub header: RequestHeader,
     /// The decoded body.
     pub body: RequestKind,
+    /// The version the client sent, which the response is encoded at. The header's version
+    /// differs only for a version translated by [`super::legacy`]: the handler sees the
+    /// version whose struct the body was decoded into.
+    pub wire_version: i16,
 }
 
 impl Request {
-    /// The request's API version; the response must be encoded at the same version.
+    /// The version the handler works at: the client's, or for a translated legacy version the
+    /// version it was decoded as ([`Request::wire_version`] is the client's).
     pub fn api_version(&self) -> i16 {
         self.header.request_api_version
     }
@@ -84,12 +90,16 @@ pub fn decode_request(payload: Bytes, table: &VersionTable) -> Result<Decoded, P
             correlation_id,
         });
     }
-    // The table only holds versions kafka-protocol can decode (checked in VersionTable::new).
+    // The table only holds versions kafka-protocol can decode, or that are translated
+    // (checked in VersionTable::new).
+    let encodable = api_key.valid_versions();
     assert!(
-        api_key.valid_versions().min <= api_version && api_version <= api_key.valid_versions().max
+        (encodable.min <= api_version && api_version <= encodable.max)
+            || legacy::handled_as(api_key, api_version).is_some()
     );
     let request = decode_supported(payload, api_key, api_version)?;
     assert_eq!(request.correlation_id(), correlation_id);
+    assert_eq!(request.wire_version, api_version);
     Ok(Decoded::Request(Box::new(request)))
 }
 
@@ -107,10 +117,17 @@ fn decode_supported(
     // confined to this request and becomes a malformed-request error instead of a dead broker.
     let decoded = catch_unwind(AssertUnwindSafe(|| {
         let header_version = api_key.request_header_version(api_version);
-        let header = RequestHeader::decode(&mut payload, header_version)
+        let mut header = RequestHeader::decode(&mut payload, header_version)
             .map_err(|error| format!("header v{header_version}: {error:#}"))?;
-        let body = RequestKind::decode(api_key, &mut payload, api_version)
-            .map_err(|error| format!("body: {error:#}"))?;
+        let body = match legacy::handled_as(api_key, api_version) {
+            Some(handled) => {
+                header.request_api_version = handled;
+                legacy::decode_body(api_key, api_version, &mut payload)
+            }
+            None => RequestKind::decode(api_key, &mut payload, api_version)
+                .map_err(|error| format!("{error:#}")),
+        }
+        .map_err(|error| format!("body: {error}"))?;
         Ok::<_, String>((header, body))
     }));
     match decoded {
@@ -118,6 +135,7 @@ fn decode_supported(
             api_key,
             header,
             body,
+            wire_version: api_version,
         }),
         Ok(Err(reason)) => Err(malformed(reason)),
         Err(_) => Err(malformed("decoder panicked".to_owned())),
@@ -143,13 +161,19 @@ pub fn encode_response(
     let encoded = ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(&mut out, header_version)
-        .and_then(|()| body.encode(&mut out, api_version));
+        .map_err(|error| format!("{error:#}"))
+        .and_then(|()| match legacy::handled_as(api_key, api_version) {
+            Some(_) => legacy::encode_body(api_key, api_version, body, &mut out),
+            None => body
+                .encode(&mut out, api_version)
+                .map_err(|error| format!("{error:#}")),
+        });
     match encoded {
         Ok(()) => Ok(out.freeze()),
-        Err(error) => Err(ProtocolError::ResponseEncode {
+        Err(reason) => Err(ProtocolError::ResponseEncode {
             api_key,
             api_version,
-            reason: format!("{error:#}"),
+            reason,
         }),
     }
 }

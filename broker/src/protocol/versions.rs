@@ -35,16 +35,18 @@ const fn range(api_key: ApiKey, version_min: i16, version_max: i16) -> ApiVersio
 }
 
 /// Every API rill will serve, with the versions it will serve. Ranges sit inside what
-/// `kafka-protocol` 0.18 encodes and stop before versions whose semantics rill does not plan
+/// `kafka-protocol` 0.18 encodes, or reach below it where [`super::legacy`] translates the
+/// old versions Kafka 3.x still serves (ListOffsets v0, OffsetCommit v0–1, OffsetFetch v0,
+/// DescribeConfigs v0), and stop before versions whose semantics rill does not plan
 /// (topic ids in Fetch 13+, KIP-848 consumer groups, KIP-890 transactions), while covering what
 /// librdkafka 2.x and the Java client negotiate.
 pub const PLANNED_API_VERSIONS: &[ApiVersionRange] = &[
     range(ApiKey::Produce, 3, 9),
     range(ApiKey::Fetch, 4, 12),
-    range(ApiKey::ListOffsets, 1, 7),
-    range(ApiKey::Metadata, 1, 12),
-    range(ApiKey::OffsetCommit, 2, 8),
-    range(ApiKey::OffsetFetch, 1, 7),
+    range(ApiKey::ListOffsets, 0, 7),
+    range(ApiKey::Metadata, 0, 12),
+    range(ApiKey::OffsetCommit, 0, 8),
+    range(ApiKey::OffsetFetch, 0, 7),
     range(ApiKey::FindCoordinator, 0, 4),
     range(ApiKey::JoinGroup, 0, 7),
     range(ApiKey::Heartbeat, 0, 4),
@@ -57,10 +59,14 @@ pub const PLANNED_API_VERSIONS: &[ApiVersionRange] = &[
     range(ApiKey::DeleteTopics, 1, 5),
     range(ApiKey::InitProducerId, 0, 4),
     range(ApiKey::OffsetForLeaderEpoch, 2, 4),
-    range(ApiKey::DescribeConfigs, 1, 4),
+    range(ApiKey::DescribeConfigs, 0, 4),
     range(ApiKey::AlterConfigs, 0, 2),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::IncrementalAlterConfigs, 0, 1),
+    range(ApiKey::DeleteRecords, 0, 2),
+    range(ApiKey::DescribeCluster, 0, 1),
+    range(ApiKey::DeleteGroups, 0, 2),
+    range(ApiKey::OffsetDelete, 0, 0),
     // rill's inter-node handshake only (crate::auth); clients' mechanisms come with issue 15.
     range(ApiKey::SaslHandshake, 1, 1),
     range(ApiKey::SaslAuthenticate, 0, 2),
@@ -80,6 +86,10 @@ pub const IMPLEMENTED_API_KEYS: &[ApiKey] = &[
     ApiKey::AlterConfigs,
     ApiKey::CreatePartitions,
     ApiKey::IncrementalAlterConfigs,
+    ApiKey::DeleteRecords,
+    ApiKey::DescribeCluster,
+    ApiKey::DeleteGroups,
+    ApiKey::OffsetDelete,
     ApiKey::InitProducerId,
     ApiKey::FindCoordinator,
     ApiKey::JoinGroup,
@@ -119,13 +129,15 @@ impl VersionTable {
         }
         for entry in &sorted {
             let encodable = entry.api_key.valid_versions();
+            // Versions below kafka-protocol's are served only where `legacy` translates them.
+            let lowest = super::legacy::version_min(entry.api_key);
             assert!(
                 entry.version_min <= entry.version_max,
                 "empty range for {:?}",
                 entry.api_key
             );
             assert!(
-                encodable.min <= entry.version_min && entry.version_max <= encodable.max,
+                lowest <= entry.version_min && entry.version_max <= encodable.max,
                 "{:?} {}..={} outside kafka-protocol's {}",
                 entry.api_key,
                 entry.version_min,

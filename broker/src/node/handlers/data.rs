@@ -1,10 +1,14 @@
-//! The data path: Produce, Fetch (consumers and followers), ListOffsets, OffsetForLeaderEpoch.
+//! The data path: Produce, Fetch (consumers and followers), ListOffsets, OffsetForLeaderEpoch,
+//! DeleteRecords.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -16,8 +20,9 @@ use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{
-    BrokerId as KBroker, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
+    BrokerId as KBroker, DeleteRecordsRequest, DeleteRecordsResponse, FetchRequest, FetchResponse,
+    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use replication::{Acks, OffsetsForLeaderEpochRequest};
@@ -308,6 +313,7 @@ fn follower_fetch(
     bytes_max: usize,
 ) -> PartitionData {
     let request = rw::fetch_from_kafka(replica_id, fetch);
+    partition.note_replica_log_start(BrokerId(replica_id), wire::Offset(fetch.log_start_offset));
     match partition.replica_fetch(request, bytes_max) {
         Ok((response, log_start)) => {
             rw::fetch_response_to_kafka(fetch.partition, &response, log_start)
@@ -518,4 +524,116 @@ pub fn offsets_for_leader_epoch(
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+/// DeleteRecords (Kafka's `ReplicaManager.deleteRecords`): each partition's leader moves its
+/// log start to the requested offset (-1: the HW) and answers it as the low watermark. Kafka's
+/// refusals: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER, OFFSET_OUT_OF_RANGE past the
+/// HW, INVALID_TOPIC_EXCEPTION for an internal topic, POLICY_VIOLATION for a topic that is
+/// compacted only. The answer waits, at most the request's `timeout_ms`, until every live
+/// replica's log start reached the offset (Kafka's `DelayedDeleteRecords`), else
+/// REQUEST_TIMED_OUT.
+pub async fn delete_records(
+    shared: &Shared,
+    request: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let timeout = Duration::from_millis(
+        u64::try_from(request.timeout_ms.max(0))
+            .unwrap_or(0)
+            .min(PRODUCE_TIMEOUT_MS_MAX),
+    );
+    let image = shared.image();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let name = topic.name.0.as_str();
+        let compacted_only = image.topics().get(name).is_some_and(|t| {
+            t.config
+                .overrides
+                .get("cleanup.policy")
+                .is_some_and(|policy| !policy.split(',').any(|p| p == "delete"))
+        });
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let hosted = client_partition(name, p.partition_index).and_then(|tp| {
+                let partition = shared
+                    .partition(&tp)
+                    .ok_or_else(|| not_hosted(shared, &tp))?;
+                if super::metadata::is_internal_topic(name) {
+                    return Err(E::InvalidTopicException.code());
+                }
+                if compacted_only {
+                    return Err(E::PolicyViolation.code());
+                }
+                Ok(partition)
+            });
+            // Deleting segments and syncing the checkpoint is disk IO: off the async workers.
+            let offset = p.offset;
+            let result = match hosted {
+                Ok(partition) => {
+                    let moved = crate::partition::run_blocking({
+                        let partition = partition.clone();
+                        move || partition.delete_records(offset)
+                    })
+                    .await;
+                    match moved {
+                        Ok(start) => followers_caught_up(shared, &partition, start, timeout).await,
+                        Err(error) => Err(error.error_code()),
+                    }
+                }
+                Err(code) => Err(code),
+            };
+            let (low_watermark, error_code) = match result {
+                Ok(start) => (start.0, 0),
+                Err(code) => (-1, code),
+            };
+            assert!(error_code != 0 || low_watermark >= 0);
+            if error_code == 0 {
+                shared.metrics.count("rill_delete_records_total", 1);
+            }
+            partitions.push(
+                DeleteRecordsPartitionResult::default()
+                    .with_partition_index(p.partition_index)
+                    .with_low_watermark(low_watermark)
+                    .with_error_code(error_code),
+            );
+        }
+        topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions),
+        );
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// DelayedDeleteRecords: waits until the low watermark over the live replicas reaches `start`
+/// (followers move their start on the leader's next fetch answer and report it in their next
+/// fetch), at most `timeout`; answers the low watermark, or REQUEST_TIMED_OUT (Kafka's answer
+/// for an expired DeleteRecords) or the partition's refusal if leadership moved.
+async fn followers_caught_up(
+    shared: &Shared,
+    partition: &Partition,
+    start: wire::Offset,
+    timeout: Duration,
+) -> Result<wire::Offset, i16> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let notified = partition.progress().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let image = shared.image();
+        let low = partition
+            .low_watermark(|b| image.is_unfenced(b))
+            .ok_or(E::NotLeaderOrFollower.code())?;
+        if low >= start.0 {
+            return Ok(wire::Offset(low));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(E::RequestTimedOut.code());
+        }
+        // Woken by a follower's report; the bound also covers a broker fenced meanwhile.
+        let wait = (deadline - now).min(Duration::from_millis(100));
+        let _reported_or_late = tokio::time::timeout(wait, notified).await;
+    }
 }

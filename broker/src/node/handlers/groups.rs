@@ -164,6 +164,12 @@ impl GroupService {
                     self.commit_known(now, r, version).await,
                 ))
             }
+            RequestKind::DeleteGroups(r) => {
+                return Ok(ResponseKind::DeleteGroups(self.delete_groups(r).await))
+            }
+            RequestKind::OffsetDelete(r) => {
+                return Ok(ResponseKind::OffsetDelete(self.delete_offsets(r).await))
+            }
             _ => return Err(Refusal::NotImplemented),
         };
         self.apply(effects);
@@ -276,31 +282,165 @@ impl GroupService {
         if plan.records.is_empty() {
             return plan.response;
         }
-        let tp = TopicPartition::new(OFFSETS_TOPIC, plan.offsets_partition);
+        match self
+            .append_records(plan.offsets_partition, &plan.records)
+            .await
+        {
+            Ok(()) => {
+                self.coordinator().offsets_committed(plan.records.clone());
+                plan.response
+            }
+            Err(code) => plan.failed(code),
+        }
+    }
+
+    /// Appends offset records (commits or tombstones) to offsets partition `index` with
+    /// acks=all. The refusal is the coordinator's code for the client: NOT_COORDINATOR,
+    /// REQUEST_TIMED_OUT or COORDINATOR_NOT_AVAILABLE.
+    async fn append_records(&self, index: i32, records: &[OffsetRecord]) -> Result<(), i16> {
+        assert!(!records.is_empty(), "nothing to append is answered before");
+        let tp = TopicPartition::new(OFFSETS_TOPIC, index);
         let Some(partition) = self.shared.partition(&tp) else {
-            return plan.failed(E::NotCoordinator.code());
+            return Err(E::NotCoordinator.code());
         };
         let mut builder = BatchBuilder::new();
         let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-            plan.records.iter().map(OffsetRecord::encode).collect();
+            records.iter().map(OffsetRecord::encode).collect();
         for (key, value) in &encoded {
             builder.push(Some(key), value.as_deref(), runtime::wall_clock_ms(), &[]);
         }
         match partition.produce(builder.build(), Acks::All).await {
-            Ok(_) => {
-                self.coordinator().offsets_committed(plan.records.clone());
-                plan.response
-            }
+            Ok(_) => Ok(()),
             Err(error) => {
-                tracing::info!(%tp, %error, "offset commit not durable");
-                let code = match error.error_code() {
+                tracing::info!(%tp, %error, "offset records not durable");
+                Err(match error.error_code() {
                     c if c == E::NotLeaderOrFollower.code() => E::NotCoordinator.code(),
                     c if c == E::RequestTimedOut.code() => c,
                     _ => E::CoordinatorNotAvailable.code(),
-                };
-                plan.failed(code)
+                })
             }
         }
+    }
+
+    /// DeleteGroups: each group Empty and coordinated here loses its offsets (tombstones
+    /// appended with acks=all) and is forgotten; Kafka's codes otherwise (GROUP_ID_NOT_FOUND,
+    /// NON_EMPTY_GROUP, INVALID_GROUP_ID, NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS).
+    async fn delete_groups(
+        &self,
+        request: kafka_protocol::messages::DeleteGroupsRequest,
+    ) -> kafka_protocol::messages::DeleteGroupsResponse {
+        use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+        let mut results = Vec::with_capacity(request.groups_names.len());
+        for group_id in &request.groups_names {
+            let plan = self.coordinator().plan_group_deletion(&group_id.0);
+            let code = match plan {
+                Err(code) => code,
+                Ok(plan) => {
+                    let written = if plan.tombstones.is_empty() {
+                        Ok(())
+                    } else {
+                        self.append_records(plan.offsets_partition, &plan.tombstones)
+                            .await
+                    };
+                    match written {
+                        Ok(()) => {
+                            self.coordinator().group_deleted(plan, &group_id.0);
+                            0
+                        }
+                        Err(code) => code,
+                    }
+                }
+            };
+            results.push(
+                DeletableGroupResult::default()
+                    .with_group_id(group_id.clone())
+                    .with_error_code(code),
+            );
+        }
+        kafka_protocol::messages::DeleteGroupsResponse::default().with_results(results)
+    }
+
+    /// OffsetDelete: a group's offsets of the named partitions go (tombstones, acks=all),
+    /// except those of topics its members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC) and of
+    /// partitions the metadata does not know (UNKNOWN_TOPIC_OR_PARTITION).
+    async fn delete_offsets(
+        &self,
+        request: kafka_protocol::messages::OffsetDeleteRequest,
+    ) -> kafka_protocol::messages::OffsetDeleteResponse {
+        use kafka_protocol::messages::offset_delete_response::{
+            OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+        };
+        use kafka_protocol::messages::OffsetDeleteResponse;
+        let image = self.shared.image();
+        let requested: Vec<(String, i32)> = request
+            .topics
+            .iter()
+            .flat_map(|t| {
+                let name = t.name.0.to_string();
+                t.partitions
+                    .iter()
+                    .map(move |p| (name.clone(), p.partition_index))
+            })
+            .collect();
+        let known: Vec<bool> = requested
+            .iter()
+            .map(|(topic, partition)| {
+                TopicPartition::try_new(topic, *partition)
+                    .is_ok_and(|tp| image.partition(&tp).is_some())
+            })
+            .collect();
+        let deletable: Vec<(String, i32)> = requested
+            .iter()
+            .zip(&known)
+            .filter(|(_, known)| **known)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        let planned = self
+            .coordinator()
+            .plan_offset_deletion(&request.group_id.0, &deletable);
+        let (plan, codes) = match planned {
+            Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
+            Ok(planned) => planned,
+        };
+        let mut failure = None;
+        if !plan.tombstones.is_empty() {
+            match self
+                .append_records(plan.offsets_partition, &plan.tombstones)
+                .await
+            {
+                Ok(()) => self.coordinator().offsets_committed(plan.tombstones),
+                Err(code) => failure = Some(code),
+            }
+        }
+        if let Some(code) = failure {
+            return OffsetDeleteResponse::default().with_error_code(code);
+        }
+        let mut codes = codes.into_iter();
+        let mut known = known.into_iter();
+        let topics = request
+            .topics
+            .iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let code = if known.next().expect("one per partition") {
+                            codes.next().expect("one per known partition")
+                        } else {
+                            E::UnknownTopicOrPartition.code()
+                        };
+                        OffsetDeleteResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code)
+                    })
+                    .collect();
+                OffsetDeleteResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        OffsetDeleteResponse::default().with_topics(topics)
     }
 
     /// Loads offsets partitions this broker now leads and unloads the ones it stopped leading.

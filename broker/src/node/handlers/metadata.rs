@@ -51,7 +51,14 @@ pub async fn metadata(shared: &Shared, request: MetadataRequest, version: i16) -
     let allow_create =
         (version < 4 || request.allow_auto_topic_creation) && shared.config.topics.auto_create;
     let mut image = shared.image();
-    let names: Option<Vec<String>> = request.topics.as_ref().map(|topics| {
+    // v0 has no null list: an empty one asks for every topic (Kafka's MetadataRequest v0).
+    let every_topic = version == 0 && request.topics.as_ref().is_some_and(Vec::is_empty);
+    let topics = if every_topic {
+        None
+    } else {
+        request.topics.as_ref()
+    };
+    let names: Option<Vec<String>> = topics.map(|topics| {
         topics
             .iter()
             .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
@@ -599,4 +606,50 @@ pub async fn create_partitions(
         });
     }
     CreatePartitionsResponse::default().with_results(results)
+}
+
+/// DescribeCluster (KIP-700; Kafka's admin client's `describeCluster` since 2.8): the brokers
+/// and controller id Metadata reports. Endpoint type 2 (controllers, KIP-919) is refused with
+/// UNSUPPORTED_ENDPOINT_TYPE, as by a Kafka broker: rill's controllers speak no Kafka protocol.
+pub fn describe_cluster(
+    shared: &Shared,
+    request: &kafka_protocol::messages::DescribeClusterRequest,
+    version: i16,
+) -> kafka_protocol::messages::DescribeClusterResponse {
+    use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+    use kafka_protocol::messages::DescribeClusterResponse;
+    let endpoint_type = if version >= 1 {
+        request.endpoint_type
+    } else {
+        1
+    };
+    if endpoint_type != 1 {
+        return DescribeClusterResponse::default()
+            .with_error_code(E::UnsupportedEndpointType.code())
+            .with_error_message(Some(str_bytes(
+                "rill brokers answer for the brokers endpoint only",
+            )))
+            .with_cluster_id(str_bytes("rill"))
+            .with_controller_id(KBroker(-1));
+    }
+    let image = shared.image();
+    let brokers: Vec<DescribeClusterBroker> = image
+        .brokers()
+        .iter()
+        .filter(|(_, registration)| !registration.fenced)
+        .filter_map(|(id, registration)| {
+            let listener = registration.listeners.first()?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(KBroker(id.0))
+                    .with_host(str_bytes(listener.host.clone()))
+                    .with_port(i32::from(listener.port)),
+            )
+        })
+        .collect();
+    assert!(brokers.len() <= image.brokers().len());
+    DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes("rill"))
+        .with_controller_id(KBroker(controller_id(shared, &image)))
+        .with_brokers(brokers)
 }

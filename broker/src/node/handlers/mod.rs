@@ -93,6 +93,12 @@ impl RequestHandler for KafkaHandler {
                 }
                 ResponseKind::ListOffsets(response)
             }
+            RequestKind::DescribeCluster(r) => {
+                ResponseKind::DescribeCluster(metadata::describe_cluster(shared, &r, version))
+            }
+            RequestKind::DeleteRecords(r) => {
+                ResponseKind::DeleteRecords(data::delete_records(shared, r).await)
+            }
             RequestKind::OffsetForLeaderEpoch(r) => {
                 let replica_id = if version >= 3 { r.replica_id.0 } else { -2 };
                 if replica_id >= 0

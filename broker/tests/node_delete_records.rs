@@ -1,0 +1,580 @@
+//! DeleteRecords (issue 13 item 4) over real TCP: a single node for every answer (low watermark,
+//! OFFSET_OUT_OF_RANGE, unknown partitions, a compacted topic, v0), and three nodes in one
+//! process for the followers: they follow the leader's new log start, and a follower that was
+//! away starts over inside the batch holding it.
+#![cfg(not(madsim))]
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::node::config::{
+    Listeners, LogSettings, NodeConfig, Role, SecuritySettings, Timing, TopicDefaults,
+};
+use broker::node::{self, NodeHandle, NodeOptions};
+use broker::partition::Partition;
+use broker::protocol::frame::{encode_frame, FrameReader};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId as KBroker, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
+    DeleteRecordsResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader,
+    ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use log_core::{BatchBuilder, Disk, MemDisk};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use wire::TopicPartition;
+
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const REQUEST_TIMED_OUT: i16 = 7;
+const POLICY_VIOLATION: i16 = 44;
+
+/// Bounds every wait in this file.
+const WAIT_MS_MAX: u64 = 30_000;
+
+/// A free port in 26400..26600, never the same twice in this process.
+fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(26_400);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(port < 26_600, "no free port left in 26400..26600");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// `n` combined nodes on 127.0.0.1, each on its own MemDisk, replication factor `n`.
+struct TestCluster {
+    configs: Vec<NodeConfig>,
+    disks: Vec<MemDisk>,
+    nodes: Vec<Option<NodeHandle>>,
+}
+
+impl TestCluster {
+    async fn start(n: usize) -> TestCluster {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let voters: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
+            .collect();
+        let mut cluster = TestCluster {
+            configs: Vec::new(),
+            disks: Vec::new(),
+            nodes: Vec::new(),
+        };
+        for (i, (kafka, controller)) in ports.iter().enumerate() {
+            cluster.configs.push(NodeConfig {
+                node_id: i32::try_from(i + 1).unwrap(),
+                roles: vec![Role::Broker, Role::Controller],
+                data_dir: format!("/unused/{i}").into(),
+                controller_voters: voters.clone(),
+                listeners: Listeners {
+                    kafka: Some(format!("127.0.0.1:{kafka}")),
+                    advertised_kafka: None,
+                    controller: Some(format!("127.0.0.1:{controller}")),
+                    metrics: None,
+                },
+                topics: TopicDefaults {
+                    replication_factor: i32::try_from(n).unwrap(),
+                    partitions: 1,
+                    min_insync_replicas: 2,
+                    unclean_leader_election: false,
+                    auto_create: false,
+                },
+                log: LogSettings {
+                    segment_bytes: 4096,
+                    ..LogSettings::default()
+                },
+                timing: Timing {
+                    replica_lag_time_max_ms: 3_000,
+                    broker_session_timeout_ms: 3_000,
+                    broker_heartbeat_interval_ms: 200,
+                    controller_tick_ms: 50,
+                    ..Timing::default()
+                },
+                connections: Default::default(),
+                security: SecuritySettings {
+                    cluster_secret: Some("delete-records-test-secret".into()),
+                    ..SecuritySettings::default()
+                },
+            });
+            cluster.disks.push(MemDisk::new(i as u64 + 40));
+            cluster.nodes.push(None);
+        }
+        for i in 0..n {
+            cluster.boot(i).await;
+        }
+        cluster
+    }
+
+    /// Starts node `i`, retrying while a stopped predecessor still holds its ports (bounded).
+    async fn boot(&mut self, i: usize) {
+        for attempt in 0.. {
+            let disk: Arc<dyn log_core::Disk> = self.disks[i].as_disk();
+            match node::start(self.configs[i].clone(), disk, NodeOptions::default()).await {
+                Ok(handle) => {
+                    self.nodes[i] = Some(handle);
+                    return;
+                }
+                Err(error) if attempt < 50 && error.to_string().contains("in use") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("node {} does not start: {error}", i + 1),
+            }
+        }
+    }
+
+    fn stop(&mut self, i: usize) {
+        if let Some(handle) = self.nodes[i].take() {
+            handle.shutdown();
+        }
+    }
+
+    fn address(&self, i: usize) -> String {
+        self.configs[i].listeners.kafka.clone().unwrap()
+    }
+
+    fn partition_on(&self, i: usize, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.nodes[i].as_ref()?.broker.as_ref()?.partition(tp)
+    }
+
+    /// The node leading `tp` with all `n` replicas in its ISR, if any.
+    fn leader_with_full_isr(&self, tp: &TopicPartition) -> Option<usize> {
+        let n = self.nodes.len();
+        (0..n).find(|&i| {
+            self.partition_on(i, tp).is_some_and(|p| {
+                let status = p.status();
+                let full = status.state.as_ref().is_some_and(|s| s.isr.len() == n);
+                status.is_leader && full
+            })
+        })
+    }
+
+    /// Segment files of `tp` on node `i`'s disk.
+    fn segment_files(&self, i: usize, tp: &TopicPartition) -> usize {
+        let dir = std::path::PathBuf::from(format!("{}-{}", tp.topic, tp.partition));
+        let names = self.disks[i].list(&dir).unwrap_or_default();
+        names.iter().filter(|n| n.ends_with(".log")).count()
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Connection {
+    stream: TcpStream,
+    reader: FrameReader,
+    correlation_id: i32,
+}
+
+fn name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_string()))
+}
+
+impl Connection {
+    async fn open(address: &str) -> Connection {
+        Connection {
+            stream: TcpStream::connect(address).await.unwrap(),
+            reader: FrameReader::new(4 << 20),
+            correlation_id: 0,
+        }
+    }
+
+    async fn call<T: Encodable>(&mut self, api_key: ApiKey, version: i16, body: &T) -> Bytes {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("rill-test")));
+        let mut payload = BytesMut::new();
+        header
+            .encode(&mut payload, api_key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut payload, version).unwrap();
+        let mut framed = BytesMut::new();
+        encode_frame(&payload, &mut framed);
+        self.stream.write_all(&framed).await.unwrap();
+        let mut response = tokio::time::timeout(
+            Duration::from_secs(20),
+            self.reader.read_frame(&mut self.stream),
+        )
+        .await
+        .expect("answered in time")
+        .expect("the connection stays open")
+        .expect("a response, not EOF");
+        let header =
+            ResponseHeader::decode(&mut response, api_key.response_header_version(version))
+                .unwrap();
+        assert_eq!(header.correlation_id, self.correlation_id);
+        response
+    }
+
+    async fn metadata(&mut self) -> MetadataResponse {
+        let request = MetadataRequest::default().with_topics(None);
+        let mut body = self.call(ApiKey::Metadata, 12, &request).await;
+        MetadataResponse::decode(&mut body, 12).unwrap()
+    }
+
+    async fn create(&mut self, topic: &str, replicas: i16, configs: &[(&str, &str)]) {
+        let configs = configs
+            .iter()
+            .map(|(k, v)| {
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_string(k.to_string()))
+                    .with_value(Some(StrBytes::from_string(v.to_string())))
+            })
+            .collect();
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(name(topic))
+                .with_num_partitions(1)
+                .with_replication_factor(replicas)
+                .with_configs(configs)])
+            .with_timeout_ms(10_000);
+        let mut body = self.call(ApiKey::CreateTopics, 7, &request).await;
+        let response = CreateTopicsResponse::decode(&mut body, 7).unwrap();
+        assert_eq!(response.topics[0].error_code, 0, "{response:?}");
+    }
+
+    /// Produces one batch of `records` records of 200 bytes to partition 0 (acks=all); returns
+    /// (error code, base offset).
+    async fn produce(&mut self, topic: &str, records: usize) -> (i16, i64) {
+        let mut builder = BatchBuilder::new();
+        for i in 0..records {
+            let value = vec![b'a' + (i % 26) as u8; 200];
+            builder.push(None, Some(&value), 1_000 + i as i64, &[]);
+        }
+        let data = PartitionProduceData::default()
+            .with_index(0)
+            .with_records(Some(Bytes::from(builder.build())));
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![data])]);
+        let mut body = self.call(ApiKey::Produce, 9, &request).await;
+        let response = ProduceResponse::decode(&mut body, 9).unwrap();
+        let p = &response.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
+    /// DeleteRecords at `version`: (partition, low watermark, error code) per partition named.
+    async fn delete_records(
+        &mut self,
+        version: i16,
+        topic: &str,
+        offsets: &[(i32, i64)],
+    ) -> Vec<(i32, i64, i16)> {
+        self.delete_records_within(version, topic, offsets, 15_000)
+            .await
+    }
+
+    /// [`Connection::delete_records`] with the request's own `timeout_ms`.
+    async fn delete_records_within(
+        &mut self,
+        version: i16,
+        topic: &str,
+        offsets: &[(i32, i64)],
+        timeout_ms: i32,
+    ) -> Vec<(i32, i64, i16)> {
+        let partitions = offsets
+            .iter()
+            .map(|(p, o)| {
+                DeleteRecordsPartition::default()
+                    .with_partition_index(*p)
+                    .with_offset(*o)
+            })
+            .collect();
+        let request = DeleteRecordsRequest::default()
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(partitions)])
+            .with_timeout_ms(timeout_ms);
+        let mut body = self.call(ApiKey::DeleteRecords, version, &request).await;
+        let response = DeleteRecordsResponse::decode(&mut body, version).unwrap();
+        assert_eq!(response.topics.len(), 1);
+        assert_eq!(response.topics[0].name, name(topic));
+        response.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.low_watermark, p.error_code))
+            .collect()
+    }
+
+    /// ListOffsets earliest (-2) or latest (-1) of partition 0: (error code, offset).
+    async fn list_offset(&mut self, topic: &str, timestamp: i64) -> (i16, i64) {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(KBroker(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_current_leader_epoch(-1)
+                    .with_timestamp(timestamp)])]);
+        let mut body = self.call(ApiKey::ListOffsets, 7, &request).await;
+        let response = ListOffsetsResponse::decode(&mut body, 7).unwrap();
+        let p = &response.topics[0].partitions[0];
+        (p.error_code, p.offset)
+    }
+
+    /// A consumer's fetch of partition 0 at `offset`: (error code, log start, base offset of the
+    /// first batch returned, or -1).
+    async fn fetch(&mut self, topic: &str, offset: i64) -> (i16, i64, i64) {
+        let request = FetchRequest::default()
+            .with_replica_id(KBroker(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(-1)
+                    .with_fetch_offset(offset)
+                    .with_last_fetched_epoch(-1)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let mut body = self.call(ApiKey::Fetch, 12, &request).await;
+        let response = FetchResponse::decode(&mut body, 12).unwrap();
+        let p = &response.responses[0].partitions[0];
+        let first_base = p
+            .records
+            .as_ref()
+            .filter(|r| r.len() >= 8)
+            .map_or(-1, |r| i64::from_be_bytes(r[..8].try_into().unwrap()));
+        (p.error_code, p.log_start_offset, first_base)
+    }
+}
+
+async fn ready(connection: &mut Connection, brokers: usize) {
+    for _ in 0..400 {
+        let metadata = connection.metadata().await;
+        if metadata.brokers.len() == brokers && metadata.controller_id.0 >= 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the cluster never listed {brokers} brokers with a controller");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_moves_the_log_start_and_answers_kafkas_codes() {
+    let mut cluster = TestCluster::start(1).await;
+    let mut c = Connection::open(&cluster.address(0)).await;
+    ready(&mut c, 1).await;
+    c.create("trim", 1, &[("segment.bytes", "4096")]).await;
+    let tp = TopicPartition::new("trim", 0);
+    eventually("the partition led", || {
+        cluster
+            .partition_on(0, &tp)
+            .is_some_and(|p| p.status().is_leader)
+    })
+    .await;
+    // 10 batches of 10 records of ~200 bytes: about one 4 KiB segment per two batches.
+    for i in 0..10 {
+        assert_eq!(c.produce("trim", 10).await, (0, i * 10));
+    }
+    let segments_before = cluster.segment_files(0, &tp);
+    assert!(segments_before >= 4, "{segments_before} segments");
+
+    // Inside a batch: the start is exactly the offset asked for.
+    assert_eq!(
+        c.delete_records(2, "trim", &[(0, 35)]).await,
+        vec![(0, 35, 0)]
+    );
+    assert_eq!(c.list_offset("trim", -2).await, (0, 35), "earliest");
+    assert_eq!(c.list_offset("trim", -1).await, (0, 100), "latest");
+    let (code, start, _) = c.fetch("trim", 20).await;
+    assert_eq!((code, start), (OFFSET_OUT_OF_RANGE, -1), "below the start");
+    let (code, start, first) = c.fetch("trim", 35).await;
+    assert_eq!(
+        (code, start, first),
+        (0, 35, 30),
+        "the batch holding the start, whole"
+    );
+    let segments_after = cluster.segment_files(0, &tp);
+    assert!(
+        segments_after < segments_before,
+        "segments wholly below are deleted: {segments_before} -> {segments_after}"
+    );
+
+    // Refusals: past the HW, negative, unknown partitions; below the start changes nothing.
+    assert_eq!(
+        c.delete_records(1, "trim", &[(0, 101), (0, -7), (3, 5), (-1, 5), (0, 10)])
+            .await,
+        vec![
+            (0, -1, OFFSET_OUT_OF_RANGE),
+            (0, -1, OFFSET_OUT_OF_RANGE),
+            (3, -1, UNKNOWN_TOPIC_OR_PARTITION),
+            (-1, -1, UNKNOWN_TOPIC_OR_PARTITION),
+            (0, 35, 0),
+        ]
+    );
+    assert_eq!(
+        c.delete_records(0, "nope", &[(0, 1)]).await,
+        vec![(0, -1, UNKNOWN_TOPIC_OR_PARTITION)],
+        "v0"
+    );
+
+    // -1 is the HW: everything goes, and the partition serves on from there.
+    assert_eq!(
+        c.delete_records(0, "trim", &[(0, -1)]).await,
+        vec![(0, 100, 0)]
+    );
+    assert_eq!(c.list_offset("trim", -2).await, (0, 100));
+    assert_eq!(c.produce("trim", 3).await, (0, 100));
+    let (code, start, first) = c.fetch("trim", 100).await;
+    assert_eq!((code, start, first), (0, 100, 100));
+    cluster.partition_on(0, &tp).unwrap().check_invariants();
+
+    // A topic compacted only: Kafka's POLICY_VIOLATION, nothing deleted.
+    c.create("keyed", 1, &[("cleanup.policy", "compact")]).await;
+    let kt = TopicPartition::new("keyed", 0);
+    eventually("the compacted partition led", || {
+        cluster
+            .partition_on(0, &kt)
+            .is_some_and(|p| p.status().is_leader)
+    })
+    .await;
+    assert_eq!(
+        c.delete_records(2, "keyed", &[(0, -1)]).await,
+        vec![(0, -1, POLICY_VIOLATION)]
+    );
+    cluster.stop(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_follow_the_leaders_new_log_start_even_one_that_was_away() {
+    if let Ok(filter) = std::env::var("RILL_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+    let mut cluster = TestCluster::start(3).await;
+    let mut c = Connection::open(&cluster.address(0)).await;
+    ready(&mut c, 3).await;
+    c.create("shared", 3, &[]).await;
+    let tp = TopicPartition::new("shared", 0);
+    eventually("a leader with a full ISR", || {
+        cluster.leader_with_full_isr(&tp).is_some()
+    })
+    .await;
+    let leader = cluster.leader_with_full_isr(&tp).unwrap();
+    let away = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let mut c = Connection::open(&cluster.address(leader)).await;
+    for _ in 0..10 {
+        assert_eq!(c.produce("shared", 10).await.0, 0);
+    }
+    // A follower refuses DeleteRecords.
+    let mut on_follower = Connection::open(&cluster.address(other)).await;
+    assert_eq!(
+        on_follower.delete_records(2, "shared", &[(0, 5)]).await,
+        vec![(0, -1, NOT_LEADER_OR_FOLLOWER)]
+    );
+
+    // The answer waits until every live replica's start reached 35 (DelayedDeleteRecords).
+    assert_eq!(
+        c.delete_records(2, "shared", &[(0, 35)]).await,
+        vec![(0, 35, 0)]
+    );
+    for i in [away, other] {
+        let start = cluster
+            .partition_on(i, &tp)
+            .unwrap()
+            .status()
+            .log_start_offset;
+        assert_eq!(start.0, 35, "node {i} moved before the answer");
+    }
+    eventually("both followers start at 35", || {
+        [away, other].iter().all(|&i| {
+            cluster
+                .partition_on(i, &tp)
+                .is_some_and(|p| p.status().log_start_offset.0 == 35)
+        })
+    })
+    .await;
+    for i in 0..3 {
+        cluster.partition_on(i, &tp).unwrap().check_invariants();
+        assert!(cluster.segment_files(i, &tp) >= 1);
+    }
+
+    // A follower away while the start passes its log end, inside a batch (155 in 150..160).
+    let away_end = cluster
+        .partition_on(away, &tp)
+        .unwrap()
+        .status()
+        .log_end_offset;
+    assert_eq!(away_end.0, 100);
+    cluster.stop(away);
+    // Until the controller fences it, the stopped replica counts and never reports a new start:
+    // the answer times out (Kafka's expired DelayedDeleteRecords), the leader deleted anyway.
+    assert_eq!(
+        c.delete_records_within(2, "shared", &[(0, 40)], 300).await,
+        vec![(0, -1, REQUEST_TIMED_OUT)]
+    );
+    assert_eq!(c.list_offset("shared", -2).await, (0, 40));
+    for _ in 0..10 {
+        assert_eq!(c.produce("shared", 10).await.0, 0);
+    }
+    assert_eq!(
+        c.delete_records(2, "shared", &[(0, 155)]).await,
+        vec![(0, 155, 0)]
+    );
+    cluster.boot(away).await;
+    eventually("the follower back in the ISR", || {
+        cluster.leader_with_full_isr(&tp) == Some(leader)
+    })
+    .await;
+    eventually("every replica starts at 155", || {
+        (0..3).all(|i| {
+            cluster
+                .partition_on(i, &tp)
+                .is_some_and(|p| p.status().log_start_offset.0 == 155)
+        })
+    })
+    .await;
+    assert_eq!(c.produce("shared", 10).await, (0, 200));
+    eventually("every replica holds 210", || {
+        (0..3).all(|i| {
+            cluster
+                .partition_on(i, &tp)
+                .is_some_and(|p| p.status().high_watermark.0 == 210)
+        })
+    })
+    .await;
+    for i in 0..3 {
+        let partition = cluster.partition_on(i, &tp).unwrap();
+        assert_eq!(partition.status().failed, None);
+        partition.check_invariants();
+    }
+    assert_eq!(c.list_offset("shared", -2).await, (0, 155));
+    for i in 0..3 {
+        cluster.stop(i);
+    }
+}
