@@ -5,7 +5,10 @@
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicU16, Ordering};
+mod node_support;
+
+use node_support::Connection;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +17,7 @@ use broker::node::config::{
 };
 use broker::node::{self, NodeHandle, NodeOptions};
 use broker::partition::Partition;
-use broker::protocol::frame::{encode_frame, FrameReader};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
@@ -26,13 +28,10 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     ApiKey, BrokerId as KBroker, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
     DeleteRecordsResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader,
-    ResponseHeader, TopicName,
+    ProduceRequest, ProduceResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use log_core::{BatchBuilder, Disk, MemDisk};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use wire::TopicPartition;
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
@@ -44,18 +43,6 @@ const POLICY_VIOLATION: i16 = 44;
 /// Bounds every wait in this file.
 const WAIT_MS_MAX: u64 = 30_000;
 
-/// A free port in 26400..26600, never the same twice in this process.
-fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(26_400);
-    loop {
-        let port = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(port < 26_600, "no free port left in 26400..26600");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// `n` combined nodes on 127.0.0.1, each on its own MemDisk, replication factor `n`.
 struct TestCluster {
     configs: Vec<NodeConfig>,
@@ -65,7 +52,9 @@ struct TestCluster {
 
 impl TestCluster {
     async fn start(n: usize) -> TestCluster {
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16)> = (0..n)
+            .map(|_| (node_support::free_port(), node_support::free_port()))
+            .collect();
         let voters: Vec<String> = ports
             .iter()
             .enumerate()
@@ -183,62 +172,12 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-struct Connection {
-    stream: TcpStream,
-    reader: FrameReader,
-    correlation_id: i32,
-}
-
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
 }
 
 impl Connection {
-    async fn open(address: &str) -> Connection {
-        Connection {
-            stream: TcpStream::connect(address).await.unwrap(),
-            reader: FrameReader::new(4 << 20),
-            correlation_id: 0,
-        }
-    }
-
-    async fn call<T: Encodable>(&mut self, api_key: ApiKey, version: i16, body: &T) -> Bytes {
-        self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("rill-test")));
-        let mut payload = BytesMut::new();
-        header
-            .encode(&mut payload, api_key.request_header_version(version))
-            .unwrap();
-        body.encode(&mut payload, version).unwrap();
-        let mut framed = BytesMut::new();
-        encode_frame(&payload, &mut framed);
-        self.stream.write_all(&framed).await.unwrap();
-        let mut response = tokio::time::timeout(
-            Duration::from_secs(20),
-            self.reader.read_frame(&mut self.stream),
-        )
-        .await
-        .expect("answered in time")
-        .expect("the connection stays open")
-        .expect("a response, not EOF");
-        let header =
-            ResponseHeader::decode(&mut response, api_key.response_header_version(version))
-                .unwrap();
-        assert_eq!(header.correlation_id, self.correlation_id);
-        response
-    }
-
-    async fn metadata(&mut self) -> MetadataResponse {
-        let request = MetadataRequest::default().with_topics(None);
-        let mut body = self.call(ApiKey::Metadata, 12, &request).await;
-        MetadataResponse::decode(&mut body, 12).unwrap()
-    }
-
-    async fn create(&mut self, topic: &str, replicas: i16, configs: &[(&str, &str)]) {
+    async fn create_topic(&mut self, topic: &str, replicas: i16, configs: &[(&str, &str)]) {
         let configs = configs
             .iter()
             .map(|(k, v)| {
@@ -386,7 +325,8 @@ async fn delete_records_moves_the_log_start_and_answers_kafkas_codes() {
     let mut cluster = TestCluster::start(1).await;
     let mut c = Connection::open(&cluster.address(0)).await;
     ready(&mut c, 1).await;
-    c.create("trim", 1, &[("segment.bytes", "4096")]).await;
+    c.create_topic("trim", 1, &[("segment.bytes", "4096")])
+        .await;
     let tp = TopicPartition::new("trim", 0);
     eventually("the partition led", || {
         cluster
@@ -452,7 +392,8 @@ async fn delete_records_moves_the_log_start_and_answers_kafkas_codes() {
     cluster.partition_on(0, &tp).unwrap().check_invariants();
 
     // A topic compacted only: Kafka's POLICY_VIOLATION, nothing deleted.
-    c.create("keyed", 1, &[("cleanup.policy", "compact")]).await;
+    c.create_topic("keyed", 1, &[("cleanup.policy", "compact")])
+        .await;
     let kt = TopicPartition::new("keyed", 0);
     eventually("the compacted partition led", || {
         cluster
@@ -478,7 +419,7 @@ async fn followers_follow_the_leaders_new_log_start_even_one_that_was_away() {
     let mut cluster = TestCluster::start(3).await;
     let mut c = Connection::open(&cluster.address(0)).await;
     ready(&mut c, 3).await;
-    c.create("shared", 3, &[]).await;
+    c.create_topic("shared", 3, &[]).await;
     let tp = TopicPartition::new("shared", 0);
     eventually("a leader with a full ISR", || {
         cluster.leader_with_full_isr(&tp).is_some()

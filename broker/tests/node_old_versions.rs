@@ -5,13 +5,14 @@
 #![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
+mod node_support;
+
+use node_support::Connection;
+
 use std::time::Duration;
 
-use broker::node::config::{Listeners, NodeConfig, Role, TopicDefaults};
-use broker::node::{self, NodeOptions};
-use broker::protocol::frame::{encode_frame, FrameReader};
+use broker::node::config::TopicDefaults;
+use broker::node::{self};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
@@ -20,108 +21,20 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, GroupId, MetadataRequest, MetadataResponse,
     OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use log_core::{BatchBuilder, MemDisk};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use log_core::BatchBuilder;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
-/// A free port in 26600..26700, never the same twice in this process.
-fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(26_600);
-    loop {
-        let port = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(port < 26_700, "no free port left in 26600..26700");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// One combined node with min ISR 1, so its offsets topic can be created at once.
 async fn start_node() -> (node::NodeHandle, String) {
-    let (kafka, controller) = (free_port(), free_port());
-    let config = NodeConfig {
-        node_id: 1,
-        roles: vec![Role::Broker, Role::Controller],
-        data_dir: "/unused".into(),
-        controller_voters: vec![format!("1@127.0.0.1:{controller}")],
-        listeners: Listeners {
-            kafka: Some(format!("127.0.0.1:{kafka}")),
-            advertised_kafka: None,
-            controller: Some(format!("127.0.0.1:{controller}")),
-            metrics: None,
-        },
-        topics: TopicDefaults {
-            min_insync_replicas: 1,
-            ..TopicDefaults::default()
-        },
-        log: Default::default(),
-        timing: Default::default(),
-        connections: Default::default(),
-        security: Default::default(),
-    };
-    let disk: Arc<dyn log_core::Disk> = MemDisk::new(5).as_disk();
-    let handle = node::start(config, disk, NodeOptions::default())
-        .await
-        .unwrap();
-    (handle, format!("127.0.0.1:{kafka}"))
-}
-
-struct Connection {
-    stream: TcpStream,
-    reader: FrameReader,
-    correlation_id: i32,
-}
-
-impl Connection {
-    async fn open(address: &str) -> Connection {
-        Connection {
-            stream: TcpStream::connect(address).await.unwrap(),
-            reader: FrameReader::new(4 << 20),
-            correlation_id: 0,
-        }
-    }
-
-    /// Sends `body` (already encoded) as `api_key` at `version`; returns the response body.
-    async fn call_raw(&mut self, api_key: ApiKey, version: i16, body: &[u8]) -> Bytes {
-        self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("old-client")));
-        let mut payload = BytesMut::new();
-        header
-            .encode(&mut payload, api_key.request_header_version(version))
-            .unwrap();
-        payload.put_slice(body);
-        let mut framed = BytesMut::new();
-        encode_frame(&payload, &mut framed);
-        self.stream.write_all(&framed).await.unwrap();
-        let mut response = tokio::time::timeout(
-            Duration::from_secs(20),
-            self.reader.read_frame(&mut self.stream),
-        )
-        .await
-        .expect("answered in time")
-        .expect("the connection stays open")
-        .expect("a response, not EOF");
-        let header =
-            ResponseHeader::decode(&mut response, api_key.response_header_version(version))
-                .unwrap();
-        assert_eq!(header.correlation_id, self.correlation_id);
-        response
-    }
-
-    async fn call<T: Encodable>(&mut self, api_key: ApiKey, version: i16, body: &T) -> Bytes {
-        let mut encoded = BytesMut::new();
-        body.encode(&mut encoded, version).unwrap();
-        self.call_raw(api_key, version, &encoded).await
-    }
+    node_support::start_node(TopicDefaults {
+        min_insync_replicas: 1,
+        ..TopicDefaults::default()
+    })
+    .await
 }
 
 fn put_string(out: &mut BytesMut, value: &str) {

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::node::config::{Listeners, NodeConfig, Role, TopicDefaults};
+use broker::node::config::{Listeners, NodeConfig, Role, Timing, TopicDefaults};
 use broker::node::{self, NodeOptions};
 use broker::protocol::frame::{encode_frame, FrameReader};
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
@@ -39,6 +39,11 @@ pub fn free_port() -> u16 {
 
 /// One combined node on a memory disk with these topic defaults; returns its Kafka address.
 pub async fn start_node(topics: TopicDefaults) -> (node::NodeHandle, String) {
+    start_node_with(topics, Timing::default()).await
+}
+
+/// One combined node on a memory disk with these topic defaults and timing.
+pub async fn start_node_with(topics: TopicDefaults, timing: Timing) -> (node::NodeHandle, String) {
     let (kafka, controller) = (free_port(), free_port());
     let config = NodeConfig {
         node_id: 1,
@@ -53,7 +58,7 @@ pub async fn start_node(topics: TopicDefaults) -> (node::NodeHandle, String) {
         },
         topics,
         log: Default::default(),
-        timing: Default::default(),
+        timing,
         connections: Default::default(),
         security: Default::default(),
     };
@@ -71,6 +76,14 @@ pub fn framed<T: Encodable>(
     correlation_id: i32,
     body: &T,
 ) -> BytesMut {
+    let mut encoded = BytesMut::new();
+    body.encode(&mut encoded, version).unwrap();
+    framed_raw(api_key, version, correlation_id, &encoded)
+}
+
+/// A request whose body is already encoded (by hand, for versions kafka-protocol no longer
+/// writes), with its header, framed for the wire.
+pub fn framed_raw(api_key: ApiKey, version: i16, correlation_id: i32, body: &[u8]) -> BytesMut {
     let header = RequestHeader::default()
         .with_request_api_key(api_key as i16)
         .with_request_api_version(version)
@@ -80,7 +93,7 @@ pub fn framed<T: Encodable>(
     header
         .encode(&mut payload, api_key.request_header_version(version))
         .unwrap();
-    body.encode(&mut payload, version).unwrap();
+    payload.put_slice(body);
     let mut framed = BytesMut::new();
     encode_frame(&payload, &mut framed);
     framed
@@ -97,7 +110,7 @@ impl Connection {
     pub async fn open(address: &str) -> Connection {
         Connection {
             stream: TcpStream::connect(address).await.unwrap(),
-            reader: FrameReader::new(1 << 20),
+            reader: FrameReader::new(4 << 20),
             correlation_id: 0,
         }
     }
@@ -105,8 +118,15 @@ impl Connection {
     /// Sends `body` and returns the answer's body (after its header, whose correlation id
     /// must match); the connection must stay open and answer within 20 s.
     pub async fn call<T: Encodable>(&mut self, api_key: ApiKey, version: i16, body: &T) -> Bytes {
+        let mut encoded = BytesMut::new();
+        body.encode(&mut encoded, version).unwrap();
+        self.call_raw(api_key, version, &encoded).await
+    }
+
+    /// [`Connection::call`] with a body already encoded.
+    pub async fn call_raw(&mut self, api_key: ApiKey, version: i16, body: &[u8]) -> Bytes {
         self.correlation_id += 1;
-        let request = framed(api_key, version, self.correlation_id, body);
+        let request = framed_raw(api_key, version, self.correlation_id, body);
         self.stream.write_all(&request).await.unwrap();
         let mut response = tokio::time::timeout(
             Duration::from_secs(20),
@@ -122,6 +142,7 @@ impl Connection {
         assert_eq!(header.correlation_id, self.correlation_id);
         response
     }
+
     /// CreateTopics v7 with a 10 s timeout.
     pub async fn create(
         &mut self,
