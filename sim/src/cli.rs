@@ -27,7 +27,7 @@ options:
   --min-isr N         cluster: the topic's min.insync.replicas (default 2)
   --unclean on|off    cluster: unclean leader election (default off)
   --idempotence on|off  cluster: idempotent producers (default on with acks=all)
-  --faults FAMILY     cluster: only partitions, kills, pauses, disk or clock faults
+  --faults FAMILY     cluster: only partitions, kills, pauses, disk, clock or wipe faults
   --shrink            with --seed (cluster): shrink the failing seed's fault schedule and
                       workload, write shrunk-seed-N.json and print the replay command
   --ci                CI mode: every seed runs twice, traces must be equal
@@ -36,6 +36,19 @@ options:
   --report FILE.html  with --seed: write an HTML timeline of the run
   --list              list the scenarios
   --help              this text
+
+cluster behaviours drawn per seed beside the faults (each from a stream of its own; `--seed N`
+prints a seed's draw):
+  operations          ~40% of seeds: the topic has small segments (segment.bytes 4-64 KiB),
+                      retention by size and/or time (retention.bytes, retention.ms) and
+                      housekeeping every 100 ms-2 s, so kills, wipes and isolations put
+                      followers down across retention; records below the log start consumers
+                      saw count as deleted, not lost (never in --faults cells)
+  client shapes       each in ~30% of seeds: a LogAppendTime topic; producers sending record
+                      timestamps -1; a raw producer sending one Produce request per broker with
+                      a batch for each partition it leads and wrong header max timestamps
+                      (-1, 0, an hour ahead, a second behind); half the producers send header
+                      max timestamp -1 (sarama before 1.45.1, librdkafka's C++ API)
 ";
 
 /// What the command line asked for.
