@@ -46,7 +46,7 @@ fn run_passing_seed(scenario: &Arc<dyn Scenario>, seed: u64) -> sim::runner::See
 }
 
 /// Seeds of the default campaign that found a bug (see `seeds_that_found_bugs_pass`).
-const SEEDS_THAT_FOUND_BUGS: &[u64] = &[99, 496];
+const SEEDS_THAT_FOUND_BUGS: &[u64] = &[99, 496, 513];
 
 /// Seeds of the default campaign that found a bug, with the draw they had when it was fixed;
 /// each must pass. (The draw grows with the simulator, so a seed may later stand for another
@@ -61,6 +61,12 @@ const SEEDS_THAT_FOUND_BUGS: &[u64] = &[99, 496];
 ///   the epoch-1 leader's, fetched there, got OFFSET_OUT_OF_RANGE (its log ended below the
 ///   consumer's position) and reset to the earliest offset (`nonmonotonic-poll`). rill's client
 ///   now keeps the newer leader epoch, as Kafka's clients do (KIP-320).
+/// - 513 (issue 14, the first campaign with retention and client shapes): n3's disk was wiped;
+///   its new process wrote the storage marker and was killed before the controller heard its
+///   unclean registration; the next process found the marker, registered clean, stayed in t-1's
+///   ELR with an empty log and was elected: every acknowledged record of t-1 lost (offset 0
+///   holding three values). The unclean verdict now sticks until it is registered
+///   (`broker::node::storage`, with a unit regression there).
 #[test]
 fn seeds_that_found_bugs_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));

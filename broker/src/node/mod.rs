@@ -222,6 +222,13 @@ async fn start_broker(
         clean_shutdown,
         lifecycle_config,
     );
+    let mut unclean_tasks = Vec::new();
+    if !clean_shutdown {
+        unclean_tasks.push(tokio::spawn(clear_unclean_once_registered(
+            lifecycle.session(),
+            disk.clone(),
+        )));
+    }
     let metrics_address = config.listeners.metrics.clone();
     let shared = Shared::new(
         config,
@@ -245,6 +252,7 @@ async fn start_broker(
         tokio::spawn(housekeeping(shared.clone())),
         tokio::spawn(accept_once_caught_up(listener, handler, settings)),
     ];
+    tasks.extend(unclean_tasks);
     if let Some(address) = metrics_address {
         let metrics_listener = bind(&address).await?;
         let scraped = shared.clone();
@@ -313,6 +321,25 @@ fn registered_here(
         .brokers()
         .get(&broker)
         .is_some_and(|registration| registration.incarnation == incarnation)
+}
+
+/// Once the controller committed this process's unclean registration, clears the storage
+/// check's pending flag (`storage::unclean_registered`): until then every restart reports
+/// itself unclean again.
+async fn clear_unclean_once_registered(
+    mut session: crate::watch::Receiver<crate::control::lifecycle::SessionState>,
+    disk: Arc<dyn Disk>,
+) {
+    while !session.borrow().registered {
+        if session.changed().await.is_err() {
+            return;
+        }
+    }
+    match storage::unclean_registered(&disk) {
+        Ok(()) => tracing::info!("unclean start registered with the controller"),
+        // The flag stays: the next start reports itself unclean again, which is safe.
+        Err(error) => tracing::warn!(%error, "clearing the unclean flag failed"),
+    }
 }
 
 /// Rolls segments and enforces retention every `log.retention_check_interval_ms`.

@@ -26,6 +26,13 @@ use super::NodeError;
 
 /// The file whose presence says this data directory has been in use (written at first start).
 const STORAGE_MARKER: &str = "rill-storage";
+/// The file whose presence says a start found the directory not intact and the controller has
+/// not yet committed that start's unclean registration ([`unclean_registered`] removes it).
+/// Without it, a process killed between writing the storage marker of a wiped directory and
+/// registering would be followed by one that finds the marker and reports itself clean: an
+/// empty replica still in the ISR or ELR, electable, as the cluster campaign found (seed 513
+/// with retention: every acknowledged record of a partition lost).
+const UNCLEAN_PENDING: &str = "rill-storage.unclean";
 
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,18 +44,27 @@ pub struct StorageCheck {
 }
 
 /// Checks the data directory on `disk` (see the module docs). `reserved` names directories
-/// that are not partition logs (the raft state).
+/// that are not partition logs (the raft state). An unclean verdict sticks (across crashes)
+/// until [`unclean_registered`] says the controller has heard it.
 pub fn check(disk: &Arc<dyn Disk>, reserved: &[&str]) -> Result<StorageCheck, NodeError> {
     let io = |e: log_core::DiskError| NodeError::Disk(e.to_string());
-    let marker = Path::new(STORAGE_MARKER);
+    let root = Path::new("");
+    let (marker, pending) = (Path::new(STORAGE_MARKER), Path::new(UNCLEAN_PENDING));
+    let pending_before = disk.exists(pending).map_err(io)?;
     let known = disk.exists(marker).map_err(io)?;
+    // Durable before anything this check changes (the marker, set-aside logs): a crash in
+    // between leaves the next start unclean, never clean.
+    if !pending_before {
+        disk.create(pending).map_err(io)?;
+        disk.sync_dir(root).map_err(io)?;
+    }
     if !known {
         disk.create(marker).map_err(io)?;
-        disk.sync_dir(Path::new("")).map_err(io)?;
+        disk.sync_dir(root).map_err(io)?;
         tracing::info!("new data directory");
     }
     let mut quarantined = Vec::new();
-    for name in disk.list(Path::new("")).map_err(io)? {
+    for name in disk.list(root).map_err(io)? {
         if reserved.contains(&name.as_str()) || !is_partition_dir(&name) {
             continue;
         }
@@ -71,10 +87,34 @@ pub fn check(disk: &Arc<dyn Disk>, reserved: &[&str]) -> Result<StorageCheck, No
             }
         }
     }
+    let intact = known && !pending_before && quarantined.is_empty();
+    if intact {
+        disk.remove(pending).map_err(io)?;
+        disk.sync_dir(root).map_err(io)?;
+    } else if pending_before {
+        tracing::info!("an earlier unclean start was never registered: unclean again");
+    }
+    assert!(
+        intact || disk.exists(pending).map_err(io)?,
+        "unclean sticks"
+    );
     Ok(StorageCheck {
-        intact: known && quarantined.is_empty(),
+        intact,
         quarantined,
     })
+}
+
+/// The controller committed this process's unclean registration: its replicas are out of every
+/// ELR, so later starts may judge the directory afresh.
+pub fn unclean_registered(disk: &Arc<dyn Disk>) -> Result<(), NodeError> {
+    let io = |e: log_core::DiskError| NodeError::Disk(e.to_string());
+    let pending = Path::new(UNCLEAN_PENDING);
+    if disk.exists(pending).map_err(io)? {
+        disk.remove(pending).map_err(io)?;
+        disk.sync_dir(Path::new("")).map_err(io)?;
+    }
+    assert!(!disk.exists(pending).map_err(io)?);
+    Ok(())
 }
 
 /// Kafka's `topic-partition` directory names.
@@ -114,6 +154,7 @@ mod tests {
         let (_mem, disk) = disk_with_log(1);
         let first = check(&disk, &[]).unwrap();
         assert!(!first.intact, "no marker: a new (or wiped) directory");
+        unclean_registered(&disk).unwrap();
         let second = check(&disk, &[]).unwrap();
         assert!(second.intact);
         assert!(second.quarantined.is_empty());
@@ -124,8 +165,9 @@ mod tests {
     fn a_log_with_corrupt_flushed_data_is_set_aside_and_the_directory_reported_unclean() {
         let (mem, disk) = disk_with_log(2);
         check(&disk, &[]).unwrap(); // writes the marker
-                                    // Flip a bit of the first batch's magic byte: below the recovery point the open checks
-                                    // batch headers (record CRCs are checked when the records are read).
+        unclean_registered(&disk).unwrap();
+        // Flip a bit of the first batch's magic byte: below the recovery point the open checks
+        // batch headers (record CRCs are checked when the records are read).
         let segment = Path::new("t-0/00000000000000000000.log");
         let mut byte = [0u8; 1];
         disk.read_at(segment, 16, &mut byte).unwrap();
@@ -139,7 +181,10 @@ mod tests {
         assert!(disk
             .exists(Path::new("t-0.quarantined/00000000000000000000.log"))
             .unwrap());
-        assert!(check(&disk, &[]).unwrap().intact, "clean once rebuilt");
+        // Unclean until the controller has heard it, then clean again.
+        assert!(!check(&disk, &[]).unwrap().intact, "not registered yet");
+        unclean_registered(&disk).unwrap();
+        assert!(check(&disk, &[]).unwrap().intact, "clean once registered");
     }
 
     #[test]
@@ -150,5 +195,27 @@ mod tests {
         assert!(!is_partition_dir("rill-storage"));
         assert!(!is_partition_dir("-1"));
         assert!(!is_partition_dir("clean-shutdown"));
+    }
+
+    /// Regression (cluster campaign seed 513, with retention): a wiped node's process was killed
+    /// after its storage check wrote the marker and before the controller heard its unclean
+    /// registration; the next process found the marker and reported itself clean, stayed in the
+    /// ELR with an empty log, was elected and every acknowledged record of the partition was
+    /// lost. An unclean verdict must stick until it is registered.
+    #[test]
+    fn an_unclean_start_that_never_registered_leaves_the_next_start_unclean() {
+        let (mem, disk) = disk_with_log(3);
+        assert!(!check(&disk, &[]).unwrap().intact, "new (or wiped)");
+        mem.crash(); // killed before registering
+        assert!(!check(&disk, &[]).unwrap().intact, "still unclean");
+        mem.crash();
+        assert!(!check(&disk, &[]).unwrap().intact, "and again");
+        unclean_registered(&disk).unwrap();
+        mem.crash();
+        assert!(
+            check(&disk, &[]).unwrap().intact,
+            "registered: clean from now on"
+        );
+        assert!(check(&disk, &[]).unwrap().intact);
     }
 }
