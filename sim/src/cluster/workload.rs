@@ -118,6 +118,28 @@ async fn healthy(admin: &Admin, full_isr: bool) -> bool {
     })
 }
 
+/// Why wiping broker `node` now could destroy the last in-sync copy of a partition (it is its
+/// ISR's only member, or the metadata cannot be read, so nobody can tell), or `None` when
+/// another in-sync replica holds every partition's data. A wipe of the last copy leaves the
+/// partition offline for good under clean elections, which is correct and says nothing.
+pub async fn wipe_would_lose_data(config: WorkloadConfig, node: i32) -> Option<String> {
+    let Ok(admin) = Admin::new(client_config(&config)) else {
+        return Some("no admin client".into());
+    };
+    let topics = [TOPIC.to_string()];
+    let metadata = match admin.metadata(Some(&topics)).await {
+        Ok(metadata) => metadata,
+        Err(error) => return Some(format!("metadata unreadable: {error}")),
+    };
+    let Some(topic) = metadata.topics.get(TOPIC) else {
+        return Some("topic missing from the metadata".into());
+    };
+    topic.partitions.iter().find_map(|(partition, state)| {
+        let others = state.isr.iter().filter(|b| b.0 != node).count();
+        (others == 0).then(|| format!("n{node} is the only in-sync replica of t-{partition}"))
+    })
+}
+
 /// Waits until every partition has a leader and a full ISR; `Err` names what was missing.
 pub async fn wait_healthy(config: &WorkloadConfig, deadline: Instant) -> Result<(), String> {
     let admin = Admin::new(client_config(config)).map_err(|e| e.to_string())?;

@@ -613,6 +613,17 @@ mod simulated {
                 break;
             }
             tokio::time::sleep_until(at).await;
+            if let Fault::Wipe { node } = scheduled.fault {
+                let c = config.clone();
+                let unsafe_now = on_client(&cluster, async move {
+                    workload::wipe_would_lose_data(c, i32::from(node)).await
+                })
+                .await;
+                if let Some(why) = unsafe_now {
+                    lock(&shared).event(&format!("wipe n{node} skipped: {why}"));
+                    continue;
+                }
+            }
             lock(&shared).fault(&scheduled.fault.label());
             cluster.apply(&scheduled.fault);
         }
