@@ -39,7 +39,7 @@ options:
 
 cluster behaviours drawn per seed beside the faults (each from a stream of its own; `--seed N`
 prints a seed's draw):
-  operations          ~40% of seeds: the topic has small segments (segment.bytes 4-64 KiB),
+  operations          ~40% of seeds: the topic has small segments (segment.bytes 1-16 KiB),
                       retention by size and/or time (retention.bytes, retention.ms) and
                       housekeeping every 100 ms-2 s, so kills, wipes and isolations put
                       followers down across retention; records below the log start consumers
