@@ -114,6 +114,9 @@ pub struct Consumer {
     group: Option<GroupMember>,
     /// When the last heartbeat was sent (tokio time).
     heartbeat_last: Option<tokio::time::Instant>,
+    /// The highest log start offset each partition's leaders reported (in Fetch answers and
+    /// earliest-offset resets): below it, retention may have deleted records.
+    log_starts_seen: BTreeMap<PartitionKey, i64>,
 }
 
 impl Consumer {
@@ -134,7 +137,25 @@ impl Consumer {
             subscription: None,
             group,
             heartbeat_last: None,
+            log_starts_seen: BTreeMap::new(),
         })
+    }
+
+    /// The highest log start offset a leader of `topic`/`partition` reported to this consumer,
+    /// if any: records below it may have been deleted by retention before anyone read them.
+    pub fn log_start_seen(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.log_starts_seen
+            .get(&(topic.to_string(), partition))
+            .copied()
+    }
+
+    /// Notes a log start a leader reported (negative: not reported).
+    fn saw_log_start(&mut self, key: PartitionKey, log_start: i64) {
+        if log_start >= 0 {
+            let seen = self.log_starts_seen.entry(key).or_insert(log_start);
+            *seen = (*seen).max(log_start);
+            assert!(*seen >= log_start, "the highest start seen only grows");
+        }
     }
 
     /// Owns exactly `partitions` (no group membership); positions resolve on the next poll.
@@ -339,6 +360,9 @@ impl Consumer {
         for key in unresolved {
             if self.positions.get(&key).copied().flatten().is_none() {
                 let offset = self.reset_offset(&key.0, key.1).await?;
+                if self.config.auto_offset_reset == OffsetReset::Earliest {
+                    self.saw_log_start(key.clone(), offset);
+                }
                 self.positions.insert(key, Some(offset));
             }
         }
@@ -493,6 +517,7 @@ impl Consumer {
                 let Some(Some(position)) = self.positions.get(&key).copied() else {
                     continue;
                 };
+                self.saw_log_start(key.clone(), answer.log_start_offset);
                 match answer.error_code {
                     0 => {}
                     code::OFFSET_OUT_OF_RANGE => {

@@ -51,6 +51,9 @@ pub struct ProducerConfig {
     /// Send batches whose header max timestamp is -1, as sarama before 1.45.1 and librdkafka's
     /// C++ API do: a client behaviour the simulator draws (Kafka recomputes the field).
     pub header_max_timestamp_unset: bool,
+    /// Send records whose timestamp is -1 (no create time), as clients before Kafka 0.10's
+    /// timestamps and some bridges do: another behaviour the simulator draws.
+    pub record_timestamps_unset: bool,
     /// The codec batches are written with (`compression.type`): none, gzip, snappy, lz4, zstd.
     pub compression: Compression,
 }
@@ -65,6 +68,7 @@ impl Default for ProducerConfig {
             retries_max: 10,
             delivery_timeout_ms: 30_000,
             header_max_timestamp_unset: false,
+            record_timestamps_unset: false,
             compression: Compression::None,
         }
     }
@@ -224,10 +228,15 @@ impl Producer {
                 partition,
             });
         }
+        let timestamp = if self.shared.core.config.record_timestamps_unset {
+            -1
+        } else {
+            wall_clock_ms()
+        };
         let record = OutgoingRecord {
             key,
             value,
-            timestamp: wall_clock_ms(),
+            timestamp,
         };
         let (reply, outcome) = oneshot::channel();
         let queue = self.queue(topic, partition);

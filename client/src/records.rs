@@ -105,15 +105,22 @@ pub fn encode_batch(
 /// The batch with its header max timestamp set to -1 and the CRC-32C fixed, as sarama before
 /// 1.45.1 and librdkafka's C++ API send it.
 pub fn unset_max_timestamp(batch: Bytes) -> Bytes {
+    set_max_timestamp(batch, -1)
+}
+
+/// The batch with its header max timestamp set to `max_timestamp` (whatever its records say)
+/// and the CRC-32C fixed: what clients that do not compute the field send. Kafka recomputes it.
+pub fn set_max_timestamp(batch: Bytes, max_timestamp: i64) -> Bytes {
     /// Byte positions in a v2 batch: CRC, attributes (start of the CRC's range), max timestamp.
     const CRC_AT: usize = 17;
     const ATTRIBUTES_AT: usize = 21;
     const MAX_TIMESTAMP_AT: usize = 35;
     assert!(batch.len() > MAX_TIMESTAMP_AT + 8, "a batch has a header");
     let mut bytes = batch.to_vec();
-    bytes[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&(-1_i64).to_be_bytes());
+    bytes[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
     let crc = crc32c::crc32c(&bytes[ATTRIBUTES_AT..]);
     bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    assert_eq!(bytes.len(), batch.len(), "only the header changed");
     Bytes::from(bytes)
 }
 

@@ -171,6 +171,12 @@ pub struct QueueOptions {
     /// Infer write-write dependencies from log order (Jepsen's `--ww-deps`). Kafka does not
     /// isolate writes, so G0 and G1c are then allowed, as in Jepsen.
     pub ww_deps: bool,
+    /// Per key (by name): the log start offset observed at the end of the run. Retention
+    /// deletes records below it, so an acknowledged record there that nobody read is not lost,
+    /// and a consumer that jumped over such records (an OFFSET_OUT_OF_RANGE reset to the
+    /// earliest offset) did not skip anything still in the log. Records at or above it must
+    /// have been read as before. Keys not named keep every offset.
+    pub log_starts: BTreeMap<String, u64>,
 }
 
 /// The checker's verdict.
@@ -309,6 +315,13 @@ impl Found {
 pub fn check(history: &History, options: &QueueOptions) -> QueueReport {
     let done = completions(history);
     let mut cx = Cx::new(history, &done);
+    cx.log_starts = (0..history.key_count())
+        .map(|k| {
+            let name = history.key_name(KeyId(k as u32));
+            options.log_starts.get(name).copied().unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(cx.log_starts.len(), history.key_count());
     let mut found = Found::default();
     cx.version_orders(&mut found);
     cx.duplicates(&mut found);
@@ -435,6 +448,8 @@ struct Cx<'h> {
     facts: Vec<KeyFacts>,
     /// Version order per key.
     orders: Vec<KeyOrder>,
+    /// Per key: offsets below this were deleted by retention ([`QueueOptions::log_starts`]).
+    log_starts: Vec<u64>,
 }
 
 impl<'h> Cx<'h> {
@@ -462,7 +477,20 @@ impl<'h> Cx<'h> {
             done,
             facts,
             orders: Vec::new(),
+            log_starts: Vec::new(),
         }
+    }
+
+    /// Offset `offset` of key `k` lies below the log start observed at the end: retention may
+    /// have deleted whatever was there before anyone read it.
+    fn gone(&self, k: usize, offset: u64) -> bool {
+        self.log_starts.get(k).is_some_and(|start| offset < *start)
+    }
+
+    /// The offset of the last appearance of `v` in key `k`, if the version order has it.
+    fn offset_of(&self, k: usize, v: i64) -> Option<u64> {
+        let order = &self.orders[k];
+        order.by_value.get(&v).map(|i| order.offsets[*i as usize])
     }
 
     /// Jepsen's `must-have-committed?`: ok, or info with one of its sends read by an ok poll.
@@ -583,7 +611,9 @@ impl<'h> Cx<'h> {
                 .writer
                 .iter()
                 .filter(|(v, w)| {
-                    self.done[**w as usize].outcome == OpType::Ok && !reads.contains_key(v)
+                    self.done[**w as usize].outcome == OpType::Ok
+                        && !reads.contains_key(v)
+                        && !self.offset_of(k, **v).is_some_and(|o| self.gone(k, o))
                 })
                 .map(|(v, w)| (*w, *v))
                 .collect();
@@ -622,7 +652,9 @@ impl<'h> Cx<'h> {
         let mut lost: Vec<(u32, i64)> = order
             .by_value
             .iter()
-            .filter(|(v, i)| **i <= bound && !reads.contains_key(v))
+            .filter(|(v, i)| {
+                **i <= bound && !reads.contains_key(v) && !self.gone(k, order.offsets[**i as usize])
+            })
             .map(|(v, i)| (*i, *v))
             .collect();
         lost.sort_unstable();
@@ -692,7 +724,10 @@ impl<'h> Cx<'h> {
                 },
             );
         } else if let (Some(skip), Some((i1, i2))) = (classes.1, idx) {
-            if delta > 1 {
+            // Offsets grow with the index: the last skipped one is the highest.
+            let order = &self.orders[k.0 as usize];
+            let retained = delta > 1 && !self.gone(k.0 as usize, order.offsets[i2 as usize - 1]);
+            if retained {
                 let skipped = self.skipped(k, i1, i2);
                 let detail = format!("{v1} then {v2} skipped {} values: {skipped:?}", delta - 1);
                 let mut values = vec![v1, v2];

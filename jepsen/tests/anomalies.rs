@@ -502,3 +502,50 @@ fn every_class_has_a_test_above() {
     }
     assert_eq!(AnomalyClass::ALL.len(), 14);
 }
+
+/// Retention: records below the log start observed at the end may be gone before anyone read
+/// them. Neither the unread records nor the consumer's jump over them (a reset to the earliest
+/// offset) is an anomaly; a record at or above the log start that nobody read still is.
+#[test]
+fn records_below_the_log_start_are_not_lost_and_jumping_over_them_is_not_a_skip() {
+    let h = hist(&[
+        ("invoke", 0, "send", &send("t-0", 1)),
+        ("ok", 0, "send", &sent("t-0", 0, 1)),
+        ("invoke", 0, "send", &send("t-0", 2)),
+        ("ok", 0, "send", &sent("t-0", 1, 2)),
+        ("invoke", 0, "send", &send("t-0", 3)),
+        ("ok", 0, "send", &sent("t-0", 2, 3)),
+        ("invoke", 0, "send", &send("t-0", 4)),
+        ("ok", 0, "send", &sent("t-0", 3, 4)),
+        ("invoke", 0, "send", &send("t-0", 5)),
+        ("ok", 0, "send", &sent("t-0", 4, 5)),
+        ("invoke", 1, "poll", POLL),
+        ("ok", 1, "poll", &polled("t-0", &[(0, 1)])),
+        // Retention moved the log start to 3: the consumer was reset there.
+        ("invoke", 1, "poll", POLL),
+        ("ok", 1, "poll", &polled("t-0", &[(3, 4), (4, 5)])),
+    ]);
+    let unaware = run(&h);
+    assert!(classes(&unaware).contains(&AnomalyClass::LostWrite));
+    assert!(classes(&unaware).contains(&AnomalyClass::PollSkip));
+    let options = |start: u64| QueueOptions {
+        log_starts: [("t-0".to_string(), start)].into_iter().collect(),
+        ..QueueOptions::default()
+    };
+    let aware = check(&h, &options(3));
+    assert!(aware.valid, "{:?}", aware.anomalies);
+    assert!(aware.anomalies.is_empty(), "{:?}", aware.anomalies);
+    // A log start of 2 leaves offset 2 in the log: never read, it is lost, and the jump over it
+    // a skip.
+    let partly = check(&h, &options(2));
+    assert_eq!(ops(&partly, AnomalyClass::LostWrite), vec![5, 13]);
+    assert_eq!(partly.cases(AnomalyClass::LostWrite)[0].values, vec![3, 5]);
+    assert!(classes(&partly).contains(&AnomalyClass::PollSkip));
+    // Unseen: only the value still in the log (offset 1, below the start, is not).
+    let unseen: Vec<Vec<i64>> = partly
+        .cases(AnomalyClass::Unseen)
+        .iter()
+        .map(|c| c.values.clone())
+        .collect();
+    assert_eq!(unseen, vec![vec![3]]);
+}

@@ -37,7 +37,7 @@ proptest! {
             operations, processes, keys, info_percent, fail_percent, poll_batch_max: 4,
         };
         let history = queue_history(seed, &shape);
-        for options in [QueueOptions::default(), QueueOptions { subscribe: true, ww_deps: true }] {
+        for options in [QueueOptions::default(), QueueOptions { subscribe: true, ww_deps: true, ..QueueOptions::default() }] {
             let report = check(&history, &options);
             prop_assert!(report.valid, "{:?}", report.anomalies);
             prop_assert!(report.anomalies.is_empty(), "{:?}", report.anomalies);

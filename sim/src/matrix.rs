@@ -119,6 +119,7 @@ impl Settings {
             idempotence: Some(self.idempotence),
             faults: family,
             wipes_ungated: false,
+            operations: false,
         }
     }
 

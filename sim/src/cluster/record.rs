@@ -25,6 +25,9 @@ pub struct Recorder {
     pub completions: u64,
     /// The ISR size of each partition at the last observation.
     isr_sizes: BTreeMap<String, usize>,
+    /// Per key (partition): the highest log start offset a consumer was told of. Below it,
+    /// retention may have deleted records before anyone read them.
+    pub log_starts: BTreeMap<String, u64>,
 }
 
 /// The recorder shared by the run's tasks.
@@ -47,6 +50,7 @@ impl Recorder {
             timeline: Timeline::default(),
             completions: 0,
             isr_sizes: BTreeMap::new(),
+            log_starts: BTreeMap::new(),
         }))
     }
 
@@ -120,6 +124,20 @@ impl Recorder {
             .expect("the workload completes only what it invoked");
         self.completions += 1;
         self.event(&format!("p{process} {} {text}", op_type.name()));
+    }
+
+    /// Notes that a leader reported log start `start` for `key`; the highest one counts.
+    pub fn log_start(&mut self, key: &str, start: u64) {
+        let seen = self.log_starts.entry(key.to_string()).or_insert(0);
+        if start > *seen {
+            *seen = start;
+            self.event(&format!("log start {key} {start}"));
+        }
+    }
+
+    /// The highest log start reported for `key` (0: none).
+    pub fn log_start_of(&self, key: &str) -> u64 {
+        self.log_starts.get(key).copied().unwrap_or(0)
     }
 
     /// Interns a key.

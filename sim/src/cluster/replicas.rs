@@ -21,6 +21,9 @@ const PARTITION_BYTES_MAX: u64 = 256 << 20;
 #[derive(Debug, Default)]
 struct ReplicaLog {
     batches: BTreeMap<i64, (i64, Vec<u8>)>,
+    /// The base offset of the newest segment: a replica whose retention deleted every batch
+    /// and that rolled keeps an empty segment there, at its log end.
+    segment_base_max: Option<i64>,
 }
 
 impl ReplicaLog {
@@ -29,9 +32,11 @@ impl ReplicaLog {
         self.batches.keys().next().copied()
     }
 
-    /// The offset after the last batch, if any.
+    /// The offset after the last batch, or the newest segment's base if that is later (a
+    /// rolled, still empty segment), if any.
     fn end(&self) -> Option<i64> {
-        self.batches.values().next_back().map(|(last, _)| last + 1)
+        let batches = self.batches.values().next_back().map(|(last, _)| last + 1);
+        batches.max(self.segment_base_max)
     }
 }
 
@@ -45,6 +50,8 @@ fn read_replica(disk: &MemDisk, dir: &str) -> Result<ReplicaLog, String> {
     let mut total = 0u64;
     // Segment names are 20-digit base offsets: sorted names are offset order.
     for name in names.iter().filter(|n| n.ends_with(".log")) {
+        let base = name.trim_end_matches(".log").parse::<i64>().ok();
+        log.segment_base_max = log.segment_base_max.max(base);
         let path = dir_path.join(name);
         let len = disk
             .len(&path)
@@ -71,7 +78,7 @@ fn read_replica(disk: &MemDisk, dir: &str) -> Result<ReplicaLog, String> {
             }
             position += batch.as_bytes().len();
             let (base, last) = (header.base_offset.0, header.last_offset().0);
-            if let Some(end) = log.end() {
+            if let Some(end) = log.batches.values().next_back().map(|(last, _)| last + 1) {
                 if base < end {
                     return Err(format!(
                         "{dir}/{name}: batch at offset {base} overlaps the previous one (ends at {end})"

@@ -11,7 +11,7 @@ use client::ClientConfig;
 use jepsen::history::{KeyId, MicroOp, OpFn, OpType, OpValue};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -49,9 +49,16 @@ pub struct WorkloadConfig {
     pub seed: u64,
     /// Most sends per producer.
     pub sends_max: u64,
+    /// Topic configs beside `min.insync.replicas` (retention, segments, timestamp type).
+    pub topic_configs: Vec<(String, String)>,
+    /// Producers send records with timestamp -1.
+    pub record_timestamps_unset: bool,
+    /// Bytes of key on every record (0: no key), to fill segments.
+    pub record_padding_bytes: usize,
 }
 
-fn client_config(config: &WorkloadConfig) -> ClientConfig {
+/// The client settings every workload client uses.
+pub fn client_config(config: &WorkloadConfig) -> ClientConfig {
     let mut client = ClientConfig::new(config.bootstrap.clone());
     client.request_timeout_ms = 3_000;
     client.metadata_refresh_ms = 2_000;
@@ -67,10 +74,11 @@ pub fn key_name(partition: i32) -> String {
 /// not come up by `deadline` (a liveness failure: nothing was even faulted yet).
 pub async fn set_up(config: &WorkloadConfig, deadline: Instant) -> Result<(), String> {
     let admin = Admin::new(client_config(config)).map_err(|e| e.to_string())?;
-    let settings = [(
+    let mut settings = vec![(
         "min.insync.replicas".to_string(),
         config.min_isr.to_string(),
     )];
+    settings.extend(config.topic_configs.iter().cloned());
     let mut created = false;
     loop {
         if Instant::now() >= deadline {
@@ -158,6 +166,7 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_
         linger_ms: 2,
         delivery_timeout_ms: config.delivery_timeout_ms,
         header_max_timestamp_unset,
+        record_timestamps_unset: config.record_timestamps_unset,
         compression: config.compression,
         ..ProducerConfig::default()
     };
@@ -189,8 +198,15 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_
         let key = keys[partition as usize];
         let text = format!("send t-{partition} {value}");
         lock(&shared).invoke(process, OpFn::Send, send_mop(key, value, None), &text);
+        let key_bytes = (config.record_padding_bytes > 0)
+            .then(|| Bytes::from(vec![b'k'; config.record_padding_bytes]));
         let outcome = producer
-            .send(TOPIC, Some(partition), None, Bytes::from(value.to_string()))
+            .send(
+                TOPIC,
+                Some(partition),
+                key_bytes,
+                Bytes::from(value.to_string()),
+            )
             .await;
         record_send(&shared, process, key, partition, value, outcome);
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..30))).await;
@@ -291,6 +307,12 @@ impl Reader {
         lock(shared).invoke(process, OpFn::Poll, poll, "poll");
         let outcome = self.consumer.poll(POLL_MS).await;
         let mut recorder = lock(shared);
+        for partition in 0..PARTITIONS {
+            if let Some(start) = self.consumer.log_start_seen(TOPIC, partition) {
+                let start = u64::try_from(start).expect("log starts are offsets");
+                recorder.log_start(&key_name(partition), start);
+            }
+        }
         match outcome {
             Ok(records) => {
                 let mut reads: BTreeMap<i32, Vec<(u64, i64)>> = BTreeMap::new();
@@ -341,13 +363,15 @@ pub async fn consume(config: WorkloadConfig, shared: Shared, process: u64, stop_
     }
 }
 
-/// Reads every partition from the start as a fresh process until every value in `acked` was
-/// read; `Err` lists how many acknowledged values stayed unreadable by `deadline`.
+/// Reads every partition from the start as a fresh process until every value in `acked`
+/// (value -> key and offset) was read or lies below the log start a leader reported for its
+/// key (deleted by retention); `Err` lists how many acknowledged values stayed unreadable by
+/// `deadline`.
 pub async fn final_read(
     config: WorkloadConfig,
     shared: Shared,
     process: u64,
-    acked: BTreeSet<i64>,
+    acked: BTreeMap<i64, (String, u64)>,
     deadline: Instant,
 ) -> Result<(), String> {
     let mut missing = acked;
@@ -364,6 +388,9 @@ pub async fn final_read(
                 for value in values {
                     missing.remove(&value);
                 }
+                let recorder = lock(&shared);
+                missing.retain(|_, (key, offset)| *offset >= recorder.log_start_of(key));
+                drop(recorder);
                 // Acked values all read, and the log seems drained: info sends may follow.
                 if missing.is_empty() && empty_polls >= 3 {
                     return Ok(());
@@ -378,7 +405,7 @@ pub async fn final_read(
     if missing.is_empty() {
         return Ok(());
     }
-    let first: Vec<i64> = missing.iter().take(8).copied().collect();
+    let first: Vec<i64> = missing.keys().take(8).copied().collect();
     Err(format!(
         "liveness: {} acknowledged values unreadable after healing (first {first:?})",
         missing.len()

@@ -24,6 +24,8 @@ pub struct Outcome {
     pub completions: u64,
     /// Simulated time of the whole run, ms.
     pub simulated_ms: u64,
+    /// Per partition key, the highest log start consumers were told of (retention).
+    pub log_starts: std::collections::BTreeMap<String, u64>,
 }
 
 fn outcome(shared: Shared, violation: Option<String>, simulated_ms: u64) -> Outcome {
@@ -35,6 +37,7 @@ fn outcome(shared: Shared, violation: Option<String>, simulated_ms: u64) -> Outc
         violation,
         completions: recorder.completions,
         simulated_ms,
+        log_starts: recorder.log_starts.clone(),
     }
 }
 
@@ -134,6 +137,11 @@ mod simulated {
             log: LogSettings {
                 segment_bytes: draw.segment_bytes,
                 compression_type: draw.compression_type.to_string(),
+                retention_check_interval_ms: draw
+                    .operations
+                    .map_or(LogSettings::default().retention_check_interval_ms, |o| {
+                        o.check_interval_ms
+                    }),
                 ..LogSettings::default()
             },
             timing: Timing {
@@ -610,6 +618,9 @@ mod simulated {
             compression: draw.compression,
             seed,
             sends_max,
+            topic_configs: draw.topic_configs(),
+            record_timestamps_unset: draw.clients.record_timestamps_unset,
+            record_padding_bytes: draw.operations.map_or(0, |o| o.record_padding_bytes),
         };
         let elapsed =
             |begun: Instant| u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -633,6 +644,14 @@ mod simulated {
                 cluster
                     .client
                     .spawn(workload::produce(config, shared, process, stop_at)),
+            );
+        }
+        if draw.clients.multi_partition_requests {
+            let (c, s) = (config.clone(), shared.clone());
+            tasks.push(
+                cluster
+                    .client
+                    .spawn(super::super::raw_produce::produce(c, s, stop_at)),
             );
         }
         let consumer_process = 10;
@@ -729,16 +748,21 @@ mod simulated {
         outcome(shared, violation, elapsed(begun))
     }
 
-    /// Values of every ok send in the history.
-    fn acked_values(history: &History) -> BTreeSet<i64> {
-        let mut values = BTreeSet::new();
+    /// Values of every ok send in the history, each with its key and offset.
+    fn acked_values(history: &History) -> std::collections::BTreeMap<i64, (String, u64)> {
+        let mut values = std::collections::BTreeMap::new();
         for op in history.ops() {
             if op.op_type != jepsen::history::OpType::Ok {
                 continue;
             }
             for mop in op.mops() {
-                if let jepsen::history::MicroOp::Send { value, .. } = mop {
-                    values.insert(*value);
+                if let jepsen::history::MicroOp::Send {
+                    key,
+                    value,
+                    offset: Some(offset),
+                } = mop
+                {
+                    values.insert(*value, (history.key_name(*key).to_string(), *offset));
                 }
             }
         }

@@ -1,0 +1,185 @@
+//! What users do to a cluster besides producing and consuming (issue 14): housekeeping on the
+//! run's topic — small segments (and keys padding records so a run fills many), retention by size and by time, run often in simulated time —
+//! and the shapes real clients give their batches. Each is drawn per seed from a stream of its
+//! own, so a seed's timings, faults and codecs stay what they were before these existed.
+//!
+//! With retention on, a follower killed, wiped or cut off across a retention pass comes back
+//! below the leader's log start and must truncate fully and start there; consumers are reset to
+//! the earliest offset. The checker is told the highest log start consumers saw per partition
+//! (`QueueOptions::log_starts`): an acknowledged record below it may be gone without having been
+//! lost, everything at or above it must still be read.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Housekeeping on the run's topic, as topic configs set at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operations {
+    /// The topic's `segment.bytes`: a few KiB, so segments roll many times a run.
+    pub segment_bytes: u64,
+    /// The topic's `retention.bytes`, if retention by size is on.
+    pub retention_bytes: Option<u64>,
+    /// The topic's `retention.ms`, if retention by time is on (otherwise the built-in week).
+    pub retention_ms: Option<u64>,
+    /// The nodes' `log.retention.check.interval.ms`: how often housekeeping runs.
+    pub check_interval_ms: u64,
+    /// Bytes of key every produced record carries (the value stays the bare integer the
+    /// checker reads): a run's few hundred records then fill many segments.
+    pub record_padding_bytes: usize,
+}
+
+impl Operations {
+    /// The draw of `seed`: on in about 40% of the seeds, retention by size, by time or both.
+    pub fn draw(seed: u64) -> Option<Operations> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0e7a_7100_0000_001b);
+        if !rng.gen_bool(0.4) {
+            return None;
+        }
+        let segment_bytes = [1_024, 4_096, 16_384][rng.gen_range(0..3)];
+        // Kafka deletes whole segments only: a limit of a few segments keeps most of a run's
+        // records out of the log by its end.
+        let (by_size, by_time) = [(true, false), (false, true), (true, true)][rng.gen_range(0..3)];
+        let retention_bytes = by_size.then(|| segment_bytes * rng.gen_range(2..=8));
+        let retention_ms = by_time.then(|| [2_000, 5_000, 15_000][rng.gen_range(0..3)]);
+        let check_interval_ms = [100, 500, 2_000][rng.gen_range(0..3)];
+        let record_padding_bytes = [100, 500][rng.gen_range(0..2)];
+        let operations = Operations {
+            segment_bytes,
+            retention_bytes,
+            retention_ms,
+            check_interval_ms,
+            record_padding_bytes,
+        };
+        assert!(operations.retention_bytes.is_some() || operations.retention_ms.is_some());
+        assert!(operations.segment_bytes >= 1024, "rill's smallest segment");
+        Some(operations)
+    }
+
+    /// The topic configs that set it up.
+    pub fn topic_configs(&self) -> Vec<(String, String)> {
+        let mut configs = vec![("segment.bytes".to_string(), self.segment_bytes.to_string())];
+        if let Some(bytes) = self.retention_bytes {
+            configs.push(("retention.bytes".to_string(), bytes.to_string()));
+        }
+        if let Some(ms) = self.retention_ms {
+            configs.push(("retention.ms".to_string(), ms.to_string()));
+        }
+        configs
+    }
+
+    /// In words, for `describe`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!("topic segments {} B", self.segment_bytes)];
+        if let Some(bytes) = self.retention_bytes {
+            parts.push(format!("retention.bytes {bytes}"));
+        }
+        if let Some(ms) = self.retention_ms {
+            parts.push(format!("retention.ms {ms}"));
+        }
+        parts.push(format!("housekeeping every {} ms", self.check_interval_ms));
+        parts.push(format!("{} B keys", self.record_padding_bytes));
+        parts.join(", ")
+    }
+}
+
+/// Batch shapes of real clients, beyond the header max timestamp -1 the producers already draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientShapes {
+    /// The topic's `message.timestamp.type` is `LogAppendTime`: the leader stamps every batch.
+    pub log_append_time: bool,
+    /// Producers send records whose timestamps are -1 (no create time), as old clients do.
+    pub record_timestamps_unset: bool,
+    /// A process sends Produce requests carrying one batch for every partition the receiving
+    /// broker leads, their header max timestamps disagreeing with their records (as
+    /// librdkafka's C++ API and old sarama send them), one request per round.
+    pub multi_partition_requests: bool,
+}
+
+impl ClientShapes {
+    /// The draw of `seed`: each shape on in about a third of the seeds.
+    pub fn draw(seed: u64) -> ClientShapes {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc11e_5a9e_0000_001d);
+        ClientShapes {
+            log_append_time: rng.gen_bool(0.3),
+            record_timestamps_unset: rng.gen_bool(0.3),
+            multi_partition_requests: rng.gen_bool(0.3),
+        }
+    }
+
+    /// The topic configs it needs.
+    pub fn topic_configs(&self) -> Vec<(String, String)> {
+        if self.log_append_time {
+            vec![(
+                "message.timestamp.type".to_string(),
+                "LogAppendTime".to_string(),
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// In words, for `describe` (`None` when every shape is off).
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.log_append_time {
+            parts.push("LogAppendTime topic");
+        }
+        if self.record_timestamps_unset {
+            parts.push("record timestamps -1");
+        }
+        if self.multi_partition_requests {
+            parts.push("multi-partition produce requests with wrong max timestamps");
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_are_stable_and_both_kinds_occur() {
+        let drawn: Vec<Option<Operations>> = (0..200).map(Operations::draw).collect();
+        assert_eq!(drawn, (0..200).map(Operations::draw).collect::<Vec<_>>());
+        let on = drawn.iter().flatten().count();
+        assert!((40..=120).contains(&on), "about 40% of seeds: {on}");
+        assert!(drawn
+            .iter()
+            .flatten()
+            .any(|o| o.retention_bytes.is_some() && o.retention_ms.is_none()));
+        assert!(drawn
+            .iter()
+            .flatten()
+            .any(|o| o.retention_ms.is_some() && o.retention_bytes.is_none()));
+        let shapes: Vec<ClientShapes> = (0..200).map(ClientShapes::draw).collect();
+        assert!(shapes.iter().any(|s| s.log_append_time));
+        assert!(shapes.iter().any(|s| s.record_timestamps_unset));
+        assert!(shapes.iter().any(|s| s.multi_partition_requests));
+        assert!(shapes.iter().any(|s| s.describe().is_none()));
+    }
+
+    #[test]
+    fn topic_configs_name_what_was_drawn() {
+        let operations = Operations {
+            segment_bytes: 4_096,
+            retention_bytes: Some(8_192),
+            retention_ms: None,
+            check_interval_ms: 100,
+            record_padding_bytes: 100,
+        };
+        assert_eq!(
+            operations.topic_configs(),
+            vec![
+                ("segment.bytes".to_string(), "4096".to_string()),
+                ("retention.bytes".to_string(), "8192".to_string()),
+            ]
+        );
+        let shapes = ClientShapes {
+            log_append_time: true,
+            ..ClientShapes::default()
+        };
+        assert_eq!(shapes.topic_configs().len(), 1);
+        assert_eq!(ClientShapes::default().topic_configs(), vec![]);
+    }
+}
