@@ -25,6 +25,8 @@ pub struct Recorder {
     pub completions: u64,
     /// The ISR size of each partition at the last observation.
     isr_sizes: BTreeMap<String, usize>,
+    /// When the last observation was made (ms on this recorder's clock).
+    observed_ms: u64,
     /// Per key (partition): the highest log start offset a consumer was told of. Below it,
     /// retention may have deleted records before anyone read them.
     pub log_starts: BTreeMap<String, u64>,
@@ -50,6 +52,7 @@ impl Recorder {
             timeline: Timeline::default(),
             completions: 0,
             isr_sizes: BTreeMap::new(),
+            observed_ms: 0,
             log_starts: BTreeMap::new(),
         }))
     }
@@ -86,6 +89,7 @@ impl Recorder {
     pub fn leader(&mut self, key: &str, leader: i64, epoch: i32, isr: &[i32]) {
         let in_sync = if leader == 0 { 0 } else { isr.len() };
         self.isr_sizes.insert(key.to_string(), in_sync);
+        self.observed_ms = self.elapsed_ms();
         let series = format!("leader {key}");
         let last = self
             .timeline
@@ -103,8 +107,12 @@ impl Recorder {
 
     /// Whether the last observation saw `partitions` partitions, each with `replicas` replicas
     /// in sync: then every replica holds every acknowledged record.
-    pub fn isr_full(&self, partitions: usize, replicas: usize) -> bool {
-        self.isr_sizes.len() == partitions && self.isr_sizes.values().all(|&n| n == replicas)
+    /// The observation must be at most `max_age_ms` old (metadata requests fail under faults,
+    /// and a stale "full" ISR once let a disk be wiped that held the last copy: seed 294).
+    pub fn isr_full(&self, partitions: usize, replicas: usize, max_age_ms: u64) -> bool {
+        self.elapsed_ms().saturating_sub(self.observed_ms) <= max_age_ms
+            && self.isr_sizes.len() == partitions
+            && self.isr_sizes.values().all(|&n| n == replicas)
     }
 
     /// Records an invocation; a history the recorder refuses is a bug in this harness.

@@ -83,6 +83,8 @@ mod simulated {
     /// Beyond a replica lag time, how long every node must have run undisturbed before a
     /// disk is wiped: a registration and an ISR change reach the observer.
     const WIPE_QUIET_MARGIN_MS: u64 = 1_000;
+    /// The oldest ISR observation a wipe may go by.
+    const WIPE_OBSERVATION_AGE_MS: u64 = 1_500;
     /// madsim's default message latency, restored when the network heals.
     const NORMAL_LATENCY: std::ops::Range<Duration> =
         Duration::from_millis(1)..Duration::from_millis(10);
@@ -174,8 +176,12 @@ mod simulated {
         dead: Vec<bool>,
         /// Whether each broker's process is frozen (`Fault::Pause`).
         paused: Vec<bool>,
-        /// When a process last stopped, started or froze (see `skip_wipe`).
+        /// When a fault last began or ended (see `skip_wipe`).
         last_disruption: Instant,
+        /// Disks with faults switched on (`DiskFaults` until `DiskHeal`).
+        faulty_disks: Vec<bool>,
+        /// Links cut, one-way or slowed (until `Heal`).
+        faulty_network: bool,
         /// `ClusterDraw::wipes_gated`.
         wipes_gated: bool,
         /// Each broker's clock error (clock jumps change it).
@@ -247,6 +253,8 @@ mod simulated {
                 dead: vec![false; usize::from(NODES)],
                 paused: vec![false; usize::from(NODES)],
                 last_disruption: Instant::now(),
+                faulty_disks: vec![false; usize::from(NODES)],
+                faulty_network: false,
                 wipes_gated: draw.wipes_gated,
                 clocks: draw.clocks.to_vec(),
                 flipped: vec![false; usize::from(NODES)],
@@ -356,9 +364,9 @@ mod simulated {
 
         /// Why a scheduled wipe (or the restart that ends a skipped one) is not carried out. A
         /// disk is replaced only when the other replicas certainly hold every acknowledged
-        /// record: every node up, no node stopped, restarted, wiped or frozen for a replica lag
-        /// time (so a lagging or empty replica has left the ISR), and every partition's ISR full
-        /// at the last observation. Otherwise the wiped copy may be the last one (its peers
+        /// record: every node up, no disk or network fault on, no fault begun or ended for a
+        /// replica lag time (so a lagging, failed or empty replica has left the ISR), and every
+        /// partition's ISR full at an observation at most 1.5 s old. Otherwise the wiped copy may be the last one (its peers
         /// down, or wiped a moment ago and still counted in a stale ISR): two destroyed disks
         /// out of three, which no setting promises to survive and no clean election can undo
         /// (seeds 64, 128, 253 of the default campaign, once wipes met kills).
@@ -376,10 +384,14 @@ mod simulated {
                     let partitions = usize::try_from(workload::PARTITIONS).ok()?;
                     let why = if self.dead.iter().chain(&self.paused).any(|&down| down) {
                         Some("a node is down or frozen")
+                    } else if self.faulty_disks.iter().any(|&faulty| faulty) || self.faulty_network
+                    {
+                        Some("a disk or the network is faulty")
                     } else if self.last_disruption.elapsed() < Duration::from_millis(quiet_ms) {
-                        Some("a node stopped or started within a replica lag time")
-                    } else if !lock(shared).isr_full(partitions, replicas) {
-                        Some("an ISR was not full at the last observation")
+                        Some("a fault began or ended within a replica lag time")
+                    } else if !lock(shared).isr_full(partitions, replicas, WIPE_OBSERVATION_AGE_MS)
+                    {
+                        Some("an ISR was not full at a recent observation")
                     } else {
                         None
                     };
@@ -396,16 +408,19 @@ mod simulated {
         }
 
         fn apply(&mut self, fault: &Fault) {
-            if matches!(
-                fault,
-                Fault::Kill { .. }
-                    | Fault::Restart { .. }
-                    | Fault::Wipe { .. }
-                    | Fault::PowerLoss
-                    | Fault::Pause { .. }
-                    | Fault::Resume { .. }
-            ) {
+            // Every fault but a clock jump or a forgery can change an ISR (see `skip_wipe`).
+            if !matches!(fault, Fault::ClockJump { .. } | Fault::Forge { .. }) {
                 self.last_disruption = Instant::now();
+            }
+            match *fault {
+                Fault::Partition { .. }
+                | Fault::OneWay { .. }
+                | Fault::Isolate { .. }
+                | Fault::Slow { .. } => self.faulty_network = true,
+                Fault::Heal => self.faulty_network = false,
+                Fault::DiskFaults { node, .. } => self.faulty_disks[Self::index(node)] = true,
+                Fault::DiskHeal { node } => self.faulty_disks[Self::index(node)] = false,
+                _ => {}
             }
             let net = NetSim::current();
             match *fault {
