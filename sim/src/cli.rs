@@ -28,9 +28,7 @@ options:
   --unclean on|off    cluster: unclean leader election (default off)
   --idempotence on|off  cluster: idempotent producers (default on with acks=all)
   --faults FAMILY     cluster: only partitions, kills, pauses, disk, clock or wipe faults
-  --operations        cluster: draw operations (below) too; off by default while an open bug
-                      fails seed 141 (an idempotent retry written twice after retention and a
-                      restart: producer state does not survive retention)
+  --no-operations     cluster: draw no operations (below)
   --shrink            with --seed (cluster): shrink the failing seed's fault schedule and
                       workload, write shrunk-seed-N.json and print the replay command
   --ci                CI mode: every seed runs twice, traces must be equal
@@ -42,7 +40,7 @@ options:
 
 cluster behaviours drawn per seed beside the faults (each from a stream of its own; `--seed N`
 prints a seed's draw):
-  operations          with --operations, ~40% of seeds: the topic has small segments (segment.bytes 1-16 KiB),
+  operations          ~40% of seeds: the topic has small segments (segment.bytes 1-16 KiB),
                       retention by size and/or time (retention.bytes, retention.ms) and
                       housekeeping every 100 ms-2 s, so kills, wipes and isolations put
                       followers down across retention; records below the log start consumers
@@ -168,7 +166,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 let name = iter.next().ok_or("--faults needs a family")?;
                 settings.overrides.faults = Some(crate::cluster::FaultFamily::parse(name)?);
             }
-            "--operations" => settings.overrides.operations = true,
+            "--no-operations" => settings.overrides.no_operations = true,
             "--ci" | "--check-determinism" => check = true,
             "--verbose" => verbose = true,
             "--shrink" => shrink = true,
@@ -185,7 +183,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     if settings.overrides != crate::cluster::Overrides::default() {
         if settings.scenario != scenarios::ScenarioName::Cluster {
             return Err(
-                "--acks, --min-isr, --unclean, --idempotence, --faults and --operations go with \
+                "--acks, --min-isr, --unclean, --idempotence, --faults and --no-operations go with \
                  the cluster scenario"
                     .to_string(),
             );

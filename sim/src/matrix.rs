@@ -119,7 +119,8 @@ impl Settings {
             idempotence: Some(self.idempotence),
             faults: family,
             wipes_ungated: false,
-            operations: false,
+            no_operations: false,
+            no_client_shapes: false,
         }
     }
 

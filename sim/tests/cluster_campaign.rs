@@ -88,8 +88,12 @@ fn seeds_that_found_bugs_pass() {
 /// registration is in the metadata (`broker::node::storage`).
 #[test]
 fn a_wiped_node_restarted_before_it_registered_is_not_elected() {
+    // The draw it had when found: wipes ungated, no operations or client shapes (they came
+    // later).
     let overrides = sim::cluster::Overrides {
         wipes_ungated: true,
+        no_operations: true,
+        no_client_shapes: true,
         ..sim::cluster::Overrides::default()
     };
     let scenario: Arc<dyn Scenario> =
@@ -102,25 +106,6 @@ fn a_wiped_node_restarted_before_it_registered_is_not_elected() {
         .filter(|event| event.contains("FAULT wipe n"))
         .count();
     assert!(wipes >= 4, "seed 423 still wipes as it did: {wipes} wipes");
-}
-
-/// Open bug (issue 14): an idempotent producer's batch, appended and read at offset 32, then
-/// deleted by retention (log start 33), is appended again at 47 when its retry reaches a
-/// restarted leader: rill rebuilds the producer table from the log at open, so a producer whose
-/// last batch retention deleted is forgotten; Kafka keeps producer state past retention
-/// (KAFKA-7190). Un-ignore with the fix (see docs/design-notes.md).
-#[test]
-#[ignore = "open bug: producer state forgotten after retention and a restart"]
-fn seed_141_duplicate_after_retention_and_restart() {
-    let overrides = sim::cluster::Overrides {
-        operations: true,
-        ..sim::cluster::Overrides::default()
-    };
-    let scenario: Arc<dyn Scenario> =
-        Arc::new(ClusterScenario::new(None, None).with_overrides(overrides));
-    let draw = sim::cluster::ClusterDraw::from_seed_with(141, &overrides);
-    assert!(draw.operations.is_some(), "seed 141 runs with retention");
-    run_passing_seed(&scenario, 141);
 }
 
 /// Disk-fault seeds whose nodes repair their failed partitions in place (no restart at healing)

@@ -152,10 +152,10 @@ pub struct Overrides {
     /// Wipe disks whenever scheduled, not only while the other replicas hold everything
     /// acknowledged (`ClusterDraw::wipes_gated`): for regressions found before the gate.
     pub wipes_ungated: bool,
-    /// Draw operations (small segments, retention) in ~40% of seeds (`--operations`): off by
-    /// default until producer state survives retention across a restart (seed 141, an
-    /// idempotent retry written twice; see docs/design-notes.md).
-    pub operations: bool,
+    /// Draw no operations (small segments, retention) at all (`--no-operations`).
+    pub no_operations: bool,
+    /// Draw no client shapes: for regressions whose seeds were found before they existed.
+    pub no_client_shapes: bool,
 }
 
 impl Overrides {
@@ -389,8 +389,12 @@ impl ClusterDraw {
                 [codecs.gen_range(0..BROKER_COMPRESSION_TYPES.len())],
             clocks,
             operations: Operations::draw(seed)
-                .filter(|_| overrides.operations && overrides.faults.is_none()),
-            clients: ClientShapes::draw(seed),
+                .filter(|_| !overrides.no_operations && overrides.faults.is_none()),
+            clients: if overrides.no_client_shapes {
+                ClientShapes::default()
+            } else {
+                ClientShapes::draw(seed)
+            },
         }
     }
 
