@@ -7,16 +7,11 @@
 
 mod node_support;
 
-use node_support::Connection;
+use node_support::{Connection, TestCluster};
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use broker::node::config::{
-    Listeners, LogSettings, NodeConfig, Role, SecuritySettings, Timing, TopicDefaults,
-};
-use broker::node::{self, NodeHandle, NodeOptions};
-use broker::partition::Partition;
+use broker::node::config::{LogSettings, TopicDefaults};
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{
@@ -31,7 +26,7 @@ use kafka_protocol::messages::{
     ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use log_core::{BatchBuilder, Disk, MemDisk};
+use log_core::{BatchBuilder, Disk};
 use wire::TopicPartition;
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
@@ -43,114 +38,25 @@ const POLICY_VIOLATION: i16 = 44;
 /// Bounds every wait in this file.
 const WAIT_MS_MAX: u64 = 30_000;
 
-/// `n` combined nodes on 127.0.0.1, each on its own MemDisk, replication factor `n`.
-struct TestCluster {
-    configs: Vec<NodeConfig>,
-    disks: Vec<MemDisk>,
-    nodes: Vec<Option<NodeHandle>>,
+/// `n` nodes, topics of 1 partition with `n` replicas and min ISR 2, 4 KiB segments.
+async fn start_cluster(n: usize) -> TestCluster {
+    let topics = TopicDefaults {
+        replication_factor: i32::try_from(n).unwrap(),
+        partitions: 1,
+        min_insync_replicas: 2,
+        unclean_leader_election: false,
+        auto_create: false,
+    };
+    let log = LogSettings {
+        segment_bytes: 4096,
+        ..LogSettings::default()
+    };
+    TestCluster::start(n, topics, log, 40).await
 }
 
 impl TestCluster {
-    async fn start(n: usize) -> TestCluster {
-        let ports: Vec<(u16, u16)> = (0..n)
-            .map(|_| (node_support::free_port(), node_support::free_port()))
-            .collect();
-        let voters: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
-            .collect();
-        let mut cluster = TestCluster {
-            configs: Vec::new(),
-            disks: Vec::new(),
-            nodes: Vec::new(),
-        };
-        for (i, (kafka, controller)) in ports.iter().enumerate() {
-            cluster.configs.push(NodeConfig {
-                node_id: i32::try_from(i + 1).unwrap(),
-                roles: vec![Role::Broker, Role::Controller],
-                data_dir: format!("/unused/{i}").into(),
-                controller_voters: voters.clone(),
-                listeners: Listeners {
-                    kafka: Some(format!("127.0.0.1:{kafka}")),
-                    advertised_kafka: None,
-                    controller: Some(format!("127.0.0.1:{controller}")),
-                    metrics: None,
-                },
-                topics: TopicDefaults {
-                    replication_factor: i32::try_from(n).unwrap(),
-                    partitions: 1,
-                    min_insync_replicas: 2,
-                    unclean_leader_election: false,
-                    auto_create: false,
-                },
-                log: LogSettings {
-                    segment_bytes: 4096,
-                    ..LogSettings::default()
-                },
-                timing: Timing {
-                    replica_lag_time_max_ms: 3_000,
-                    broker_session_timeout_ms: 3_000,
-                    broker_heartbeat_interval_ms: 200,
-                    controller_tick_ms: 50,
-                    ..Timing::default()
-                },
-                connections: Default::default(),
-                security: SecuritySettings {
-                    cluster_secret: Some("delete-records-test-secret".into()),
-                    ..SecuritySettings::default()
-                },
-            });
-            cluster.disks.push(MemDisk::new(i as u64 + 40));
-            cluster.nodes.push(None);
-        }
-        for i in 0..n {
-            cluster.boot(i).await;
-        }
-        cluster
-    }
-
-    /// Starts node `i`, retrying while a stopped predecessor still holds its ports (bounded).
-    async fn boot(&mut self, i: usize) {
-        for attempt in 0.. {
-            let disk: Arc<dyn log_core::Disk> = self.disks[i].as_disk();
-            match node::start(self.configs[i].clone(), disk, NodeOptions::default()).await {
-                Ok(handle) => {
-                    self.nodes[i] = Some(handle);
-                    return;
-                }
-                Err(error) if attempt < 50 && error.to_string().contains("in use") => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(error) => panic!("node {} does not start: {error}", i + 1),
-            }
-        }
-    }
-
-    fn stop(&mut self, i: usize) {
-        if let Some(handle) = self.nodes[i].take() {
-            handle.shutdown();
-        }
-    }
-
     fn address(&self, i: usize) -> String {
         self.configs[i].listeners.kafka.clone().unwrap()
-    }
-
-    fn partition_on(&self, i: usize, tp: &TopicPartition) -> Option<Arc<Partition>> {
-        self.nodes[i].as_ref()?.broker.as_ref()?.partition(tp)
-    }
-
-    /// The node leading `tp` with all `n` replicas in its ISR, if any.
-    fn leader_with_full_isr(&self, tp: &TopicPartition) -> Option<usize> {
-        let n = self.nodes.len();
-        (0..n).find(|&i| {
-            self.partition_on(i, tp).is_some_and(|p| {
-                let status = p.status();
-                let full = status.state.as_ref().is_some_and(|s| s.isr.len() == n);
-                status.is_leader && full
-            })
-        })
     }
 
     /// Segment files of `tp` on node `i`'s disk.
@@ -322,7 +228,7 @@ async fn ready(connection: &mut Connection, brokers: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_records_moves_the_log_start_and_answers_kafkas_codes() {
-    let mut cluster = TestCluster::start(1).await;
+    let mut cluster = start_cluster(1).await;
     let mut c = Connection::open(&cluster.address(0)).await;
     ready(&mut c, 1).await;
     c.create_topic("trim", 1, &[("segment.bytes", "4096")])
@@ -416,7 +322,7 @@ async fn followers_follow_the_leaders_new_log_start_even_one_that_was_away() {
             .with_test_writer()
             .try_init();
     }
-    let mut cluster = TestCluster::start(3).await;
+    let mut cluster = start_cluster(3).await;
     let mut c = Connection::open(&cluster.address(0)).await;
     ready(&mut c, 3).await;
     c.create_topic("shared", 3, &[]).await;

@@ -7,8 +7,11 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::node::config::{Listeners, NodeConfig, Role, Timing, TopicDefaults};
+use broker::node::config::{
+    Listeners, LogSettings, NodeConfig, Role, SecuritySettings, Timing, TopicDefaults,
+};
 use broker::node::{self, NodeOptions};
+use broker::partition::Partition;
 use broker::protocol::frame::{encode_frame, FrameReader};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -20,6 +23,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use log_core::MemDisk;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use wire::TopicPartition;
 
 /// A free port in 24000..27000, never the same twice in this process: the tests run in
 /// parallel, and a port found free is bound only later by the node. Below the kernel's ephemeral
@@ -191,4 +195,120 @@ pub async fn ready(connection: &mut Connection) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the node never listed itself with a controller");
+}
+
+/// `n` combined nodes on 127.0.0.1, each on its own memory disk (which survives a stop), with
+/// fast timeouts and a cluster secret: nodes can be stopped and booted again on their ports.
+pub struct TestCluster {
+    pub configs: Vec<NodeConfig>,
+    pub disks: Vec<MemDisk>,
+    pub nodes: Vec<Option<node::NodeHandle>>,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes with these topic defaults and log settings; node `i`'s disk is seeded
+    /// with `disk_seed + i`.
+    pub async fn start(
+        n: usize,
+        topics: TopicDefaults,
+        log: LogSettings,
+        disk_seed: u64,
+    ) -> TestCluster {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let voters: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
+            .collect();
+        let mut cluster = TestCluster {
+            configs: Vec::new(),
+            disks: Vec::new(),
+            nodes: Vec::new(),
+        };
+        for (i, (kafka, controller)) in ports.iter().enumerate() {
+            cluster.configs.push(NodeConfig {
+                node_id: i32::try_from(i + 1).unwrap(),
+                roles: vec![Role::Broker, Role::Controller],
+                data_dir: format!("/unused/{i}").into(),
+                controller_voters: voters.clone(),
+                listeners: Listeners {
+                    kafka: Some(format!("127.0.0.1:{kafka}")),
+                    advertised_kafka: None,
+                    controller: Some(format!("127.0.0.1:{controller}")),
+                    metrics: None,
+                },
+                topics: topics.clone(),
+                log: log.clone(),
+                timing: Timing {
+                    replica_lag_time_max_ms: 3_000,
+                    broker_session_timeout_ms: 3_000,
+                    broker_heartbeat_interval_ms: 200,
+                    controller_tick_ms: 50,
+                    group_initial_rebalance_delay_ms: 0,
+                    ..Timing::default()
+                },
+                connections: Default::default(),
+                // Inter-node traffic authenticated, as `rill cluster up` runs it.
+                security: SecuritySettings {
+                    cluster_secret: Some("node-test-cluster-secret".into()),
+                    ..SecuritySettings::default()
+                },
+            });
+            cluster.disks.push(MemDisk::new(disk_seed + i as u64));
+            cluster.nodes.push(None);
+        }
+        for i in 0..n {
+            cluster.boot(i).await;
+        }
+        cluster
+    }
+
+    /// Starts node `i`, retrying while a stopped predecessor still holds its ports (bounded).
+    pub async fn boot(&mut self, i: usize) {
+        for attempt in 0.. {
+            let disk: Arc<dyn log_core::Disk> = self.disks[i].as_disk();
+            match node::start(self.configs[i].clone(), disk, NodeOptions::default()).await {
+                Ok(handle) => {
+                    self.nodes[i] = Some(handle);
+                    return;
+                }
+                Err(error) if attempt < 50 && error.to_string().contains("in use") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("node {} does not start: {error}", i + 1),
+            }
+        }
+    }
+
+    /// Stops node `i` (its disk stays).
+    pub fn stop(&mut self, i: usize) {
+        if let Some(handle) = self.nodes[i].take() {
+            handle.shutdown();
+        }
+    }
+
+    /// Node `i`'s replica of `tp`, if it is up and hosts one.
+    pub fn partition_on(&self, i: usize, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.nodes[i].as_ref()?.broker.as_ref()?.partition(tp)
+    }
+
+    /// The node leading `tp` with every replica in its ISR, if any.
+    pub fn leader_with_full_isr(&self, tp: &TopicPartition) -> Option<usize> {
+        let n = self.nodes.len();
+        (0..n).find(|&i| {
+            self.partition_on(i, tp).is_some_and(|p| {
+                let status = p.status();
+                let full = status.state.as_ref().is_some_and(|s| s.isr.len() == n);
+                status.is_leader && full
+            })
+        })
+    }
+
+    /// Every node's Kafka address.
+    pub fn bootstrap(&self) -> Vec<String> {
+        self.configs
+            .iter()
+            .map(|c| c.listeners.kafka.clone().unwrap())
+            .collect()
+    }
 }

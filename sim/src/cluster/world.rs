@@ -366,10 +366,11 @@ mod simulated {
         /// disk is replaced only when the other replicas certainly hold every acknowledged
         /// record: every node up, no disk or network fault on, no fault begun or ended for a
         /// replica lag time (so a lagging, failed or empty replica has left the ISR), and every
-        /// partition's ISR full at an observation at most 1.5 s old. Otherwise the wiped copy may be the last one (its peers
-        /// down, or wiped a moment ago and still counted in a stale ISR): two destroyed disks
-        /// out of three, which no setting promises to survive and no clean election can undo
-        /// (seeds 64, 128, 253 of the default campaign, once wipes met kills).
+        /// partition's ISR full at an observation at most 1.5 s old. Otherwise the wiped copy
+        /// may be the last one (its peers down or failed, or wiped a moment ago and still
+        /// counted in a stale ISR): two destroyed disks out of three, which no setting promises
+        /// to survive and no clean election can undo (seeds 64, 128, 253 and 294 of the default
+        /// campaign, once wipes met kills and disk faults).
         fn skip_wipe(
             &self,
             shared: &Shared,
