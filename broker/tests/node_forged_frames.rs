@@ -4,6 +4,7 @@
 //! secret, and from a member impersonating another), a forged follower fetch and
 //! OffsetForLeaderEpoch on the Kafka port, and clients deleting or creating
 //! `__consumer_offsets`. Before issue 15 every one of these was accepted.
+#![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)]
 
 mod node_support;
