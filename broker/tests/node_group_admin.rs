@@ -24,10 +24,9 @@ use kafka_protocol::messages::offset_delete_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest, DeleteGroupsResponse,
-    DescribeClusterRequest, DescribeClusterResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupId, JoinGroupRequest, JoinGroupResponse, MetadataRequest,
-    MetadataResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
-    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    DescribeClusterRequest, DescribeClusterResponse, GroupId, JoinGroupRequest, JoinGroupResponse,
+    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -49,22 +48,6 @@ async fn start_node() -> (node::NodeHandle, String) {
         ..Timing::default()
     };
     node_support::start_node_with(topics, timing).await
-}
-
-/// FindCoordinator for `group_id` until this node answers (it creates the offsets topic).
-async fn find_coordinator(c: &mut Connection, group_id: &str) {
-    let request = FindCoordinatorRequest::default()
-        .with_key(StrBytes::from_string(group_id.to_string()))
-        .with_key_type(0);
-    for _ in 0..200 {
-        let mut body = c.call(ApiKey::FindCoordinator, 2, &request).await;
-        let found = FindCoordinatorResponse::decode(&mut body, 2).unwrap();
-        if found.error_code == 0 && found.node_id.0 == 1 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no coordinator for {group_id}");
 }
 
 fn name(topic: &str) -> TopicName {
@@ -241,8 +224,8 @@ async fn describe_cluster_delete_groups_and_offset_delete_answer_as_kafka() {
 
     // An Empty group: OffsetDelete takes one partition (and names an unknown one), then
     // DeleteGroups takes the group.
-    find_coordinator(&mut c, "gone").await;
-    find_coordinator(&mut c, "busy").await;
+    c.find_coordinator("gone").await;
+    c.find_coordinator("busy").await;
     assert_eq!(
         commit(&mut c, "gone", &[("t", 0, 5), ("t", 1, 7)]).await,
         vec![0, 0]

@@ -19,9 +19,8 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, MetadataRequest, MetadataResponse,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse,
-    TopicName,
+    GroupId, MetadataRequest, MetadataResponse, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use log_core::BatchBuilder;
@@ -49,22 +48,6 @@ fn get_string(body: &mut Bytes) -> Option<String> {
     }
     let bytes = body.split_to(usize::try_from(length).unwrap());
     Some(String::from_utf8(bytes.to_vec()).unwrap())
-}
-
-/// FindCoordinator for `group_id` until this node answers (it creates the offsets topic).
-async fn find_coordinator(c: &mut Connection, group_id: &str) {
-    let request = FindCoordinatorRequest::default()
-        .with_key(StrBytes::from_string(group_id.to_string()))
-        .with_key_type(0);
-    for _ in 0..200 {
-        let mut body = c.call(ApiKey::FindCoordinator, 2, &request).await;
-        let found = FindCoordinatorResponse::decode(&mut body, 2).unwrap();
-        if found.error_code == 0 && found.node_id.0 == 1 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no coordinator for {group_id}");
 }
 
 fn name(topic: &str) -> TopicName {
@@ -278,7 +261,7 @@ async fn old_clients_versions_are_served_in_their_layouts() {
 
     // OffsetCommit v0 and v1, read back with OffsetFetch v0. The first commit may find the
     // offsets topic still being created and loaded (a retriable code).
-    find_coordinator(&mut c, "sarama").await;
+    c.find_coordinator("sarama").await;
     let mut code = -1;
     for _ in 0..200 {
         code = commit(&mut c, 0, "sarama", "old", 3).await;

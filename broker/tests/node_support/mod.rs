@@ -16,8 +16,8 @@ use broker::protocol::frame::{encode_frame, FrameReader};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
-    RequestHeader, ResponseHeader,
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use log_core::MemDisk;
@@ -159,6 +159,23 @@ impl Connection {
             .with_validate_only(validate_only);
         let mut body = self.call(ApiKey::CreateTopics, 7, &request).await;
         CreateTopicsResponse::decode(&mut body, 7).unwrap()
+    }
+
+    /// FindCoordinator v2 for `group_id` until this node answers as the coordinator (the first
+    /// call creates the offsets topic).
+    pub async fn find_coordinator(&mut self, group_id: &str) {
+        let request = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(group_id.to_string()))
+            .with_key_type(0);
+        for _ in 0..200 {
+            let mut body = self.call(ApiKey::FindCoordinator, 2, &request).await;
+            let found = FindCoordinatorResponse::decode(&mut body, 2).unwrap();
+            if found.error_code == 0 && found.node_id.0 == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no coordinator for {group_id}");
     }
 
     /// Metadata v12 of every topic.
