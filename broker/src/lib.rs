@@ -16,4 +16,6 @@ pub mod partition;
 pub mod producer_state;
 pub mod protocol;
 pub mod runtime;
+pub mod security;
+pub mod tls;
 pub mod watch;

@@ -79,6 +79,7 @@ impl Cluster {
                     advertised_kafka: None,
                     controller: Some(format!("127.0.0.1:{controller}")),
                     metrics: None,
+                    ..Listeners::default()
                 },
                 topics: TopicDefaults {
                     replication_factor: 3,

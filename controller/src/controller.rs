@@ -158,6 +158,9 @@ pub enum Request {
         /// Whether everything the copy had flushed is still there.
         intact: bool,
     },
+    /// Changes SCRAM credentials or ACL bindings, all at once (one raft entry); answered
+    /// `SecurityAltered` once applied. Each change is checked first (`SecurityChange::check`).
+    AlterSecurity(Vec<crate::security::SecurityChange>),
     /// A broker catches up on metadata after the raft index it has applied.
     FetchMetadata {
         /// The last index the broker applied (0: nothing).
@@ -200,6 +203,8 @@ pub enum Reply {
     PartitionAltered(PartitionState),
     /// Metadata after the requested index.
     Metadata(MetadataFetch),
+    /// The security changes are applied.
+    SecurityAltered,
 }
 
 /// The answer to a metadata fetch: the records themselves while the log still has them, else
@@ -284,6 +289,8 @@ enum PendingKind {
     CreatePartitions(String, usize),
     /// Reply with this partition's new state.
     AlterPartition(TopicPartition),
+    /// Reply `SecurityAltered`.
+    AlterSecurity,
     /// A fence or unfence of this broker decided by the active controller itself.
     BrokerChange(BrokerId),
 }
@@ -654,6 +661,19 @@ impl Controller {
                     Some(request_id),
                     PendingKind::CreatePartitions(name, before),
                 )
+            }
+            Request::AlterSecurity(changes) => {
+                if changes.is_empty() || changes.len() > crate::records::RECORDS_PER_BATCH_MAX {
+                    return Err(ControllerError::InvalidRequest(format!(
+                        "{} security changes",
+                        changes.len()
+                    )));
+                }
+                for change in &changes {
+                    change.check().map_err(ControllerError::InvalidRequest)?;
+                }
+                let batch = changes.into_iter().map(MetadataRecord::Security).collect();
+                self.propose(batch, Some(request_id), PendingKind::AlterSecurity)
             }
             Request::AlterPartition(alter) => {
                 let record = election::alter_partition(&self.image, &alter)?;
@@ -1157,6 +1177,7 @@ impl Controller {
     fn reply_for(&self, kind: &PendingKind) -> Reply {
         match kind {
             PendingKind::Register => Reply::Registered,
+            PendingKind::AlterSecurity => Reply::SecurityAltered,
             PendingKind::DeleteTopic => Reply::TopicDeleted,
             PendingKind::CreateTopic(name) => {
                 let topic = self.image.topics().get(name).expect("just created");

@@ -3,6 +3,7 @@
 
 use crate::error::ControllerError;
 use crate::records::{Listener, MetadataRecord, PartitionState, RecordBatch, TopicConfig};
+use crate::security::{self, AclBinding, ScramCredential, ScramMechanism, SecurityChange};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use wire::{BrokerId, LeaderEpoch, PartitionEpoch, TopicPartition};
@@ -51,6 +52,13 @@ pub struct MetadataImage {
     topic_id_next: u64,
     /// Raft index of the last entry applied (0: nothing applied). Brokers fetch after it.
     applied_index: u64,
+    /// SCRAM credentials by user, then mechanism. Omitted from the encoding when empty, so
+    /// snapshots written before the field existed decode unchanged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    scram: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// ACL bindings, ordered (Kafka's authorizer is a set too).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    acls: BTreeSet<AclBinding>,
 }
 
 impl MetadataImage {
@@ -77,6 +85,25 @@ impl MetadataImage {
     /// The id the next created topic will get.
     pub fn topic_id_next(&self) -> u64 {
         self.topic_id_next
+    }
+
+    /// SCRAM credentials by user, then mechanism.
+    pub fn scram_credentials(&self) -> &BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
+        &self.scram
+    }
+
+    /// One user's credential for one mechanism.
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Option<&ScramCredential> {
+        self.scram.get(user)?.get(&mechanism)
+    }
+
+    /// Every ACL binding.
+    pub fn acls(&self) -> &BTreeSet<AclBinding> {
+        &self.acls
     }
 
     /// One partition's state.
@@ -174,7 +201,52 @@ impl MetadataImage {
                 partition,
                 state,
             } => self.apply_partition_change(topic, *topic_id, *partition, state),
+            MetadataRecord::Security(change) => self.apply_security(change),
         }
+    }
+
+    fn apply_security(&mut self, change: &SecurityChange) -> Result<(), ControllerError> {
+        change.check().map_err(ControllerError::InvalidRecord)?;
+        match change {
+            SecurityChange::UpsertScram {
+                user,
+                mechanism,
+                credential,
+            } => {
+                let count: usize = self.scram.values().map(BTreeMap::len).sum();
+                let replaces = self.scram_credential(user, *mechanism).is_some();
+                if !replaces && count >= security::SCRAM_CREDENTIALS_MAX {
+                    return Err(ControllerError::LimitReached(format!(
+                        "{count} SCRAM credentials"
+                    )));
+                }
+                self.scram
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(*mechanism, credential.clone());
+            }
+            SecurityChange::DeleteScram { user, mechanism } => {
+                if let Some(credentials) = self.scram.get_mut(user) {
+                    credentials.remove(mechanism);
+                    if credentials.is_empty() {
+                        self.scram.remove(user);
+                    }
+                }
+            }
+            SecurityChange::CreateAcl(binding) => {
+                if !self.acls.contains(binding) && self.acls.len() >= security::ACLS_MAX {
+                    return Err(ControllerError::LimitReached(format!(
+                        "{} ACL bindings",
+                        self.acls.len()
+                    )));
+                }
+                self.acls.insert(binding.clone());
+            }
+            SecurityChange::DeleteAcl(binding) => {
+                self.acls.remove(binding);
+            }
+        }
+        Ok(())
     }
 
     fn apply_register(

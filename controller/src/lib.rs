@@ -41,6 +41,7 @@ pub mod image;
 pub mod placement;
 pub mod raft_ingress;
 pub mod records;
+pub mod security;
 pub mod storage;
 pub mod topic_configs;
 
@@ -49,6 +50,7 @@ pub use election::{AlterPartitionRequest, HistoricBugs};
 pub use error::ControllerError;
 pub use image::{BrokerRegistration, MetadataImage, TopicImage};
 pub use records::{Listener, MetadataRecord, PartitionState, RecordBatch, TopicConfig};
+pub use security::{AclBinding, ScramCredential, ScramMechanism, SecurityChange};
 pub use storage::{PersistBatch, RaftStore};
 
 /// raft-rs types drivers need (messages, entries, snapshots).

@@ -146,6 +146,8 @@ pub enum MetadataRecord {
         /// The whole new state; its partition epoch must be the current one plus one.
         state: PartitionState,
     },
+    /// A change of the client security metadata: a SCRAM credential or an ACL binding.
+    Security(crate::security::SecurityChange),
 }
 
 /// Records applied atomically: one raft entry. A fence comes with the partition changes it

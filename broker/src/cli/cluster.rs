@@ -65,6 +65,7 @@ pub fn node_config(id: usize, spec: &ClusterSpec, dir: &Path) -> NodeConfig {
             advertised_kafka: None,
             controller: is_voter.then(|| format!("127.0.0.1:{}", port(id, 1))),
             metrics: Some(format!("127.0.0.1:{}", port(id, 2))),
+            ..Listeners::default()
         },
         topics: TopicDefaults {
             replication_factor: i32::try_from(n.min(3)).expect("small"),
@@ -78,7 +79,7 @@ pub fn node_config(id: usize, spec: &ClusterSpec, dir: &Path) -> NodeConfig {
         connections: Default::default(),
         security: SecuritySettings {
             cluster_secret_file: Some(dir.join(SECRET_FILE)),
-            cluster_secret: None,
+            ..SecuritySettings::default()
         },
     }
 }

@@ -737,6 +737,7 @@ fn check_request_sender(node: u64, request: &Request) -> Result<(), ControlError
         | Request::DeleteTopic { .. }
         | Request::AlterTopicConfig { .. }
         | Request::CreatePartitions { .. }
+        | Request::AlterSecurity(_)
         | Request::FetchMetadata { .. } => None,
     };
     match named {

@@ -46,6 +46,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::security::SecurityProtocol;
+
 /// Most controller voters a quorum may have.
 pub const VOTERS_MAX: usize = 9;
 
@@ -60,7 +62,7 @@ pub enum Role {
 }
 
 /// Network endpoints, as `host:port`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listeners {
     /// Kafka clients connect here (brokers).
@@ -75,6 +77,99 @@ pub struct Listeners {
     /// Prometheus text metrics over HTTP, if set.
     #[serde(default)]
     pub metrics: Option<String>,
+    /// The security protocol of the `kafka` listener, which brokers also replicate over:
+    /// PLAINTEXT (the default) or SASL_PLAINTEXT (brokers authenticate with the cluster secret
+    /// over SASL; clients with PLAIN or SCRAM). Its listener name is the protocol's name.
+    #[serde(default, skip_serializing_if = "is_plaintext")]
+    pub kafka_protocol: SecurityProtocol,
+    /// More Kafka listeners for clients, each with its own name and protocol (Kafka's
+    /// `listeners` + `listener.security.protocol.map`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<ExtraListener>,
+}
+
+fn is_plaintext(protocol: &SecurityProtocol) -> bool {
+    *protocol == SecurityProtocol::Plaintext
+}
+
+impl Default for SecurityProtocol {
+    fn default() -> Self {
+        SecurityProtocol::Plaintext
+    }
+}
+
+/// A client listener beside the `kafka` one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraListener {
+    /// The listener's name (what Metadata answers on it advertise): letters, digits, `_`.
+    pub name: String,
+    /// Where it listens, `host:port`.
+    pub address: String,
+    /// What Metadata advertises for it; defaults to `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised: Option<String>,
+    /// Its security protocol (the listener's entry of `listener.security.protocol.map`).
+    pub protocol: SecurityProtocol,
+}
+
+impl ExtraListener {
+    /// The address Metadata advertises.
+    pub fn advertised(&self) -> &str {
+        self.advertised.as_deref().unwrap_or(&self.address)
+    }
+}
+
+impl Listeners {
+    /// The Kafka listeners as (name, address, advertised, protocol), the `kafka` one first.
+    pub fn kafka_listeners(&self) -> Vec<(String, String, String, SecurityProtocol)> {
+        let mut all = Vec::new();
+        if let Some(kafka) = &self.kafka {
+            let advertised = self.advertised_kafka.clone().unwrap_or_else(|| kafka.clone());
+            let name = self.kafka_protocol.name().to_string();
+            all.push((name, kafka.clone(), advertised, self.kafka_protocol));
+        }
+        for extra in &self.extra {
+            let advertised = extra.advertised().to_string();
+            all.push((extra.name.clone(), extra.address.clone(), advertised, extra.protocol));
+        }
+        all
+    }
+
+    fn protocols(&self) -> impl Iterator<Item = SecurityProtocol> + '_ {
+        std::iter::once(self.kafka_protocol).chain(self.extra.iter().map(|e| e.protocol))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |what: String| Err(ConfigError::Invalid(format!("listeners: {what}")));
+        if self.kafka_protocol.uses_tls() {
+            return invalid(
+                "kafka_protocol must be PLAINTEXT or SASL_PLAINTEXT: brokers replicate over this \
+                 listener without TLS; add an `extra` listener for SSL or SASL_SSL clients"
+                    .into(),
+            );
+        }
+        let mut names = vec![self.kafka_protocol.name().to_string()];
+        for extra in &self.extra {
+            let well_formed = !extra.name.is_empty()
+                && extra.name.len() <= 64
+                && extra
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !well_formed || names.contains(&extra.name) {
+                return invalid(format!("extra listener name {:?} malformed or repeated", extra.name));
+            }
+            if extra.address.rsplit_once(':').is_none() || extra.advertised().rsplit_once(':').is_none() {
+                return invalid(format!("extra listener {}: address is not host:port", extra.name));
+            }
+            names.push(extra.name.clone());
+        }
+        if names.len() > controller::image::LISTENERS_MAX {
+            return invalid(format!("{} listeners", names.len()));
+        }
+        Ok(())
+    }
 }
 
 /// Defaults for topics (created explicitly without settings, or automatically).
@@ -273,18 +368,168 @@ impl ConnectionSettings {
     }
 }
 
-/// Inter-node authentication. Without a secret, the controller listener and follower fetches
-/// are open to anyone who can reach the ports (the node warns at start).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Inter-node authentication and client security (docs/security.md). Without a secret, the
+/// controller listener and follower fetches are open to anyone who can reach the ports (the
+/// node warns at start).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecuritySettings {
     /// A file holding the cluster secret (one line of text, at least 16 bytes).
     pub cluster_secret_file: Option<PathBuf>,
     /// The cluster secret inline (the simulator and tests; a file keeps it out of configs).
     pub cluster_secret: Option<String>,
+    /// `sasl.enabled.mechanisms` of the SASL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    pub sasl_mechanisms: Vec<String>,
+    /// `super.users`: principals (`User:admin`) every ACL check allows.
+    pub super_users: Vec<String>,
+    /// The ACL authorizer: on or off; unset, on exactly when a listener uses SASL.
+    pub authorizer: Option<bool>,
+    /// `allow.everyone.if.no.acl.found`: a resource without any binding is open to all.
+    pub allow_everyone_if_no_acl_found: bool,
+    /// `connections.max.reauth.ms` (KIP-368): a SASL session's lifetime; 0: unbounded.
+    pub connections_max_reauth_ms: u64,
+    /// The TLS certificate chain (PEM) of SSL and SASL_SSL listeners.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The TLS private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: Option<PathBuf>,
+    /// Bootstrap SCRAM users, salted (Kafka's `kafka-storage format --add-scram`); credentials
+    /// in the metadata log (AlterUserScramCredentials) take precedence.
+    pub scram_users: Vec<StaticScramUser>,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings {
+            cluster_secret_file: None,
+            cluster_secret: None,
+            sasl_mechanisms: ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
+                .map(String::from)
+                .to_vec(),
+            super_users: Vec::new(),
+            authorizer: None,
+            allow_everyone_if_no_acl_found: false,
+            connections_max_reauth_ms: 0,
+            tls_cert_file: None,
+            tls_key_file: None,
+            scram_users: Vec::new(),
+        }
+    }
+}
+
+/// One bootstrap SCRAM credential, as stored (base64 of the salt and keys).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticScramUser {
+    /// The user name.
+    pub user: String,
+    /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    /// PBKDF2 iterations (4096..=16384).
+    pub iterations: u32,
+    /// Base64 salt.
+    pub salt: String,
+    /// Base64 H(ClientKey).
+    pub stored_key: String,
+    /// Base64 server key.
+    pub server_key: String,
+}
+
+impl StaticScramUser {
+    /// The stored form of `password` for `user` (what `rill cluster up --secure` writes).
+    pub fn from_password(
+        user: &str,
+        mechanism: controller::ScramMechanism,
+        password: &str,
+        salt: &[u8],
+    ) -> StaticScramUser {
+        use base64::Engine as _;
+        let iterations = controller::security::SCRAM_ITERATIONS_MIN;
+        let c = crate::security::scram::credential(mechanism, password, salt, iterations);
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        StaticScramUser {
+            user: user.to_string(),
+            mechanism: mechanism.name().to_string(),
+            iterations,
+            salt: b64(&c.salt),
+            stored_key: b64(&c.stored_key),
+            server_key: b64(&c.server_key),
+        }
+    }
+
+    fn decode(&self) -> Result<(controller::ScramMechanism, controller::ScramCredential), String> {
+        use base64::Engine as _;
+        let mechanism = controller::ScramMechanism::from_name(&self.mechanism)
+            .ok_or_else(|| format!("mechanism {:?}", self.mechanism))?;
+        let b64 = |what: &str, text: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|_| format!("{what} of {} is not base64", self.user))
+        };
+        let credential = controller::ScramCredential {
+            salt: b64("salt", &self.salt)?,
+            stored_key: b64("stored_key", &self.stored_key)?,
+            server_key: b64("server_key", &self.server_key)?,
+            iterations: self.iterations,
+        };
+        controller::SecurityChange::UpsertScram {
+            user: self.user.clone(),
+            mechanism,
+            credential: credential.clone(),
+        }
+        .check()?;
+        Ok((mechanism, credential))
+    }
 }
 
 impl SecuritySettings {
+    /// A bootstrap user's credential for `mechanism` (validated at start).
+    pub fn static_credential(
+        &self,
+        user: &str,
+        mechanism: controller::ScramMechanism,
+    ) -> Option<controller::ScramCredential> {
+        self.scram_users
+            .iter()
+            .filter(|u| u.user == user)
+            .filter_map(|u| u.decode().ok())
+            .find(|(m, _)| *m == mechanism)
+            .map(|(_, credential)| credential)
+    }
+
+    fn validate(&self, listeners: &Listeners) -> Result<(), ConfigError> {
+        let invalid = |what: String| Err(ConfigError::Invalid(format!("security: {what}")));
+        for mechanism in &self.sasl_mechanisms {
+            let known = mechanism == crate::security::sasl::PLAIN
+                || controller::ScramMechanism::from_name(mechanism).is_some();
+            if !known {
+                return invalid(format!(
+                    "sasl_mechanisms: {mechanism:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                ));
+            }
+        }
+        for user in &self.scram_users {
+            if let Err(why) = user.decode() {
+                return invalid(format!("scram_users: {why}"));
+            }
+        }
+        for principal in &self.super_users {
+            if !principal.contains(':') {
+                return invalid(format!("super_users: {principal:?} is not Type:name"));
+            }
+        }
+        let tls = listeners.protocols().any(SecurityProtocol::uses_tls);
+        if tls && (self.tls_cert_file.is_none() || self.tls_key_file.is_none()) {
+            return invalid("an SSL or SASL_SSL listener needs tls_cert_file and tls_key_file".into());
+        }
+        Ok(())
+    }
+
+    /// Is the ACL authorizer on? Unset: exactly when a listener uses SASL.
+    pub fn authorizer_enabled(&self, listeners: &Listeners) -> bool {
+        self.authorizer
+            .unwrap_or_else(|| listeners.protocols().any(SecurityProtocol::requires_sasl))
+    }
+
     /// The cluster secret, read from its file if configured that way; `None` without one.
     pub fn secret(&self) -> Result<Option<crate::auth::ClusterSecret>, ConfigError> {
         let invalid = |e: crate::auth::AuthError| ConfigError::Invalid(format!("security: {e}"));
@@ -432,6 +677,8 @@ impl NodeConfig {
         if self.timing.broker_heartbeat_interval_ms >= self.timing.broker_session_timeout_ms {
             return invalid("broker heartbeats must come more often than the session timeout");
         }
+        self.listeners.validate()?;
+        self.security.validate(&self.listeners)?;
         self.connections.validate()
     }
 

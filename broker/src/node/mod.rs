@@ -35,6 +35,7 @@ use crate::control::{
 use crate::protocol::connection::serve_connection;
 use crate::protocol::limits::{ConnectionSlots, RequestBytesBudget};
 use crate::protocol::versions::VersionTable;
+use crate::security::{ListenerInfo, SecurityProtocol};
 
 /// The controller's raft state directory inside the data directory (not a partition log).
 pub const RAFT_DIR: &str = "__cluster_metadata-0";
@@ -188,28 +189,39 @@ async fn start_broker(
     controller_status: Option<crate::watch::Receiver<ControllerStatus>>,
     secret: Option<crate::auth::ClusterSecret>,
 ) -> Result<(Arc<Shared>, BrokerLifecycle, Vec<JoinHandle<()>>), NodeError> {
-    let kafka_address = config.listeners.kafka.clone().expect("validated");
-    let listener = bind(&kafka_address).await?;
-    let advertised = config.advertised_kafka().expect("validated").to_string();
-    let (host, port) = advertised.rsplit_once(':').ok_or_else(|| {
-        config::ConfigError::Invalid(format!(
-            "advertised address {advertised:?} is not host:port"
-        ))
-    })?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| config::ConfigError::Invalid(format!("advertised port {port:?}")))?;
+    let mut listeners = Vec::new();
+    let mut registered = Vec::new();
+    for (name, address, advertised, protocol) in config.listeners.kafka_listeners() {
+        let (host, port) = advertised.rsplit_once(':').ok_or_else(|| {
+            config::ConfigError::Invalid(format!(
+                "advertised address {advertised:?} is not host:port"
+            ))
+        })?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| config::ConfigError::Invalid(format!("advertised port {port:?}")))?;
+        warn_if_exposed(&address, protocol);
+        registered.push(controller::Listener {
+            name: name.clone(),
+            host: host.to_string(),
+            port,
+        });
+        let info = Arc::new(ListenerInfo { name, protocol });
+        listeners.push((bind(&address).await?, info));
+    }
+    let tls = match (&config.security.tls_cert_file, &config.security.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            crate::tls::TlsAcceptor::from_pem_files(cert, key)
+                .map_err(|e| config::ConfigError::Invalid(format!("security: TLS: {e}")))?,
+        ),
+        _ => None,
+    };
     let credentials = secret.clone().map(|secret| crate::auth::NodeCredentials {
         node_id: u64::try_from(config.node_id).expect("validated positive"),
         secret,
     });
     let client =
         ControllerClient::with_credentials(voters, config.timing.request_timeout_ms, credentials);
-    let listeners = vec![controller::Listener {
-        name: "PLAINTEXT".into(),
-        host: host.to_string(),
-        port,
-    }];
     let lifecycle_config = LifecycleConfig {
         heartbeat_interval_ms: config.timing.broker_heartbeat_interval_ms,
         session_timeout_ms: config.timing.broker_session_timeout_ms,
@@ -218,7 +230,7 @@ async fn start_broker(
     let lifecycle = BrokerLifecycle::start(
         client.clone(),
         wire::BrokerId(config.node_id),
-        listeners,
+        registered,
         clean_shutdown,
         lifecycle_config,
     );
@@ -233,17 +245,19 @@ async fn start_broker(
         secret,
     );
     let groups = GroupService::start(shared.clone(), lifecycle.incarnation());
+    let kafka_address = shared.config.listeners.kafka.clone().unwrap_or_default();
     let handler = KafkaHandler {
         shared: shared.clone(),
         groups,
         peer: None,
         auth: Default::default(),
+        listener: listeners[0].1.clone(),
     };
     let settings = shared.config.connections.clone();
     let mut tasks = vec![
         tokio::spawn(follow_metadata(shared.clone(), clean_shutdown)),
         tokio::spawn(housekeeping(shared.clone())),
-        tokio::spawn(accept_once_caught_up(listener, handler, settings)),
+        tokio::spawn(accept_once_caught_up(listeners, tls, handler, settings)),
     ];
     if let Some(address) = metrics_address {
         let metrics_listener = bind(&address).await?;
@@ -295,7 +309,8 @@ async fn follow_metadata(shared: Arc<Shared>, clean_shutdown: bool) {
 /// librdkafka dropped 1.4k queued messages as "Unknown partition". Meanwhile connections wait
 /// in the listen backlog (clients time out and try another bootstrap broker).
 async fn accept_once_caught_up(
-    listener: TcpListener,
+    listeners: Vec<(TcpListener, Arc<ListenerInfo>)>,
+    tls: Option<crate::tls::TlsAcceptor>,
     handler: KafkaHandler,
     settings: config::ConnectionSettings,
 ) {
@@ -311,8 +326,67 @@ async fn accept_once_caught_up(
         }
     }
     tracing::info!(broker = %shared.broker_id, "caught up with the controller: serving Kafka clients");
-    accept(listener, handler, settings).await;
+    let serving = Arc::new(Serving {
+        table: VersionTable::implemented(),
+        config: settings.connection_config(),
+        slots: ConnectionSlots::new(settings.connections_max),
+        budget: RequestBytesBudget::new(settings.queued_max_request_bytes),
+    });
+    let mut accepting = Vec::new();
+    for (listener, info) in listeners {
+        let tls = if info.protocol.uses_tls() {
+            Some(tls.clone().expect("validated: TLS listeners have a certificate"))
+        } else {
+            None
+        };
+        let handler = KafkaHandler {
+            listener: info,
+            ..handler.clone()
+        };
+        accepting.push(tokio::spawn(accept(listener, tls, handler, serving.clone())));
+    }
+    // The tasks end only when aborted with this one (at shutdown).
+    let _aborts: Vec<AbortOnDrop> = accepting.into_iter().map(AbortOnDrop).collect();
+    std::future::pending::<()>().await;
 }
+
+/// Aborts a task when dropped: the per-listener accept loops end with the task that owns them.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What every Kafka listener of a broker shares: the version table, the limits, the
+/// connection slots and the request bytes budget.
+struct Serving {
+    table: VersionTable,
+    config: crate::protocol::connection::ConnectionConfig,
+    slots: ConnectionSlots,
+    budget: RequestBytesBudget,
+}
+
+/// Warns about a listener any host may reach without TLS or SASL (issue 15: secure by default
+/// where it costs nothing).
+fn warn_if_exposed(address: &str, protocol: SecurityProtocol) {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback && protocol == SecurityProtocol::Plaintext {
+        tracing::warn!(
+            %address,
+            "a PLAINTEXT Kafka listener on a non-loopback address: any host that reaches it may \
+             produce, consume and change topics without credentials; add a SASL_SSL listener \
+             (docs/security.md)"
+        );
+    }
+}
+
 
 /// Does `image` hold `broker`'s registration by this process (`incarnation`)?
 fn registered_here(
@@ -338,17 +412,15 @@ async fn housekeeping(shared: Arc<Shared>) {
     }
 }
 
-/// Accepts Kafka connections, each served by its own task. The task owns its connection slot,
-/// so the slot frees however the task ends, a panic included.
+/// Accepts Kafka connections of one listener, each served by its own task. The task owns its
+/// connection slot, so the slot frees however the task ends, a panic included. A TLS listener's
+/// handshake runs on that task too, within the frame read timeout.
 async fn accept(
     listener: TcpListener,
+    tls: Option<crate::tls::TlsAcceptor>,
     handler: KafkaHandler,
-    settings: config::ConnectionSettings,
+    serving: Arc<Serving>,
 ) {
-    let table = Arc::new(VersionTable::implemented());
-    let config = Arc::new(settings.connection_config());
-    let slots = ConnectionSlots::new(settings.connections_max);
-    let budget = RequestBytesBudget::new(settings.queued_max_request_bytes);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -358,23 +430,40 @@ async fn accept(
                 continue;
             }
         };
-        let Some(slot) = slots.try_acquire() else {
-            tracing::warn!(%peer, open = slots.open(), "connection limit reached; closing");
+        let Some(slot) = serving.slots.try_acquire() else {
+            tracing::warn!(%peer, open = serving.slots.open(), "connection limit reached; closing");
             continue;
         };
         let _best_effort = stream.set_nodelay(true);
-        let (mut handler, table, config, budget) = (
-            handler.clone(),
-            table.clone(),
-            config.clone(),
-            budget.clone(),
-        );
+        let mut handler = handler.clone();
         handler.peer = Some(peer);
         handler.auth = Default::default(); // Each connection proves itself.
+        let (tls, serving) = (tls.clone(), serving.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            tracing::debug!(%peer, "connection opened");
-            let _logged = serve_connection(stream, &table, &handler, &config, &budget).await;
+            tracing::debug!(%peer, listener = %handler.listener.name, "connection opened");
+            let Serving {
+                table,
+                config,
+                budget,
+                ..
+            } = &*serving;
+            match tls {
+                None => {
+                    let _logged = serve_connection(stream, table, &handler, config, budget).await;
+                }
+                Some(tls) => {
+                    match tokio::time::timeout(config.frame_read_timeout, tls.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => {
+                            let _logged =
+                                serve_connection(stream, table, &handler, config, budget).await;
+                        }
+                        Ok(Err(error)) => tracing::info!(%peer, %error, "TLS handshake failed"),
+                        Err(_elapsed) => tracing::info!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
         });
     }
 }

@@ -72,6 +72,12 @@ pub trait RequestHandler {
         &self,
         request: Request,
     ) -> impl Future<Output = Result<ResponseKind, Refusal>> + Send;
+
+    /// Must the connection close once the response just written is out (a failed SASL
+    /// authentication: the client reads why, then the connection ends)?
+    fn closes_after_answer(&self) -> bool {
+        false
+    }
 }
 
 /// Per-connection limits.
@@ -204,6 +210,10 @@ where
             Step::Answered(answered) => {
                 if let Some(response) = answered? {
                     write_response(stream, &response, config).await?;
+                }
+                if handler.closes_after_answer() {
+                    tracing::info!("closing Kafka connection after a failed authentication");
+                    return Ok(());
                 }
                 last_activity = Instant::now();
             }

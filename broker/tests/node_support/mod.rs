@@ -59,6 +59,7 @@ pub async fn start_node_with(topics: TopicDefaults, timing: Timing) -> (node::No
             advertised_kafka: None,
             controller: Some(format!("127.0.0.1:{controller}")),
             metrics: None,
+            ..Listeners::default()
         },
         topics,
         log: Default::default(),
@@ -253,6 +254,7 @@ impl TestCluster {
                     advertised_kafka: None,
                     controller: Some(format!("127.0.0.1:{controller}")),
                     metrics: None,
+                    ..Listeners::default()
                 },
                 topics: topics.clone(),
                 log: log.clone(),

@@ -128,6 +128,7 @@ mod simulated {
                 advertised_kafka: broker.then(|| format!("{}:9092", ip(node))),
                 controller: controller.then(|| "0.0.0.0:9093".into()),
                 metrics: None,
+                ..Listeners::default()
             },
             topics: TopicDefaults {
                 replication_factor: 3,

@@ -86,7 +86,11 @@ impl GroupService {
 
     /// The broker coordinating `group` (the leader of its offsets partition) as (id, host, port),
     /// creating the offsets topic on first use; or the Kafka error code to answer.
-    pub async fn coordinator_of(&self, group: &str) -> Result<(i32, String, i32), i16> {
+    pub async fn coordinator_of(
+        &self,
+        group: &str,
+        listener: &str,
+    ) -> Result<(i32, String, i32), i16> {
         let shared = &self.shared;
         if !shared.image().topics().contains_key(OFFSETS_TOPIC) {
             let brokers = shared.image().brokers_unfenced().len();
@@ -112,16 +116,14 @@ impl GroupService {
         let index = crate::group::offsets_partition(group, partitions);
         let state = &topic.partitions[usize::try_from(index).expect("non-negative")];
         let leader = state.leader.ok_or(E::CoordinatorNotAvailable.code())?;
-        let address = shared
-            .broker_address(leader)
+        let registration = image
+            .brokers()
+            .get(&leader)
             .ok_or(E::CoordinatorNotAvailable.code())?;
-        let (host, port) = address
-            .rsplit_once(':')
+        // Kafka answers with the coordinator's endpoint on the listener the request came in on.
+        let endpoint = super::metadata::endpoint(registration, listener)
             .ok_or(E::CoordinatorNotAvailable.code())?;
-        let port: i32 = port
-            .parse()
-            .map_err(|_| E::CoordinatorNotAvailable.code())?;
-        Ok((leader.0, host.to_string(), port))
+        Ok((leader.0, endpoint.host.clone(), i32::from(endpoint.port)))
     }
 
     /// The group APIs. `client_id` is the request header's, `client_host` the connection's peer

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::super::shared::Shared;
+use crate::security::acl::{op, Access};
 use wire::BrokerId;
 
 /// How long a CreateTopics/DeleteTopics waits for the broker's own metadata to show the change.
@@ -46,8 +47,24 @@ pub fn topic_name_is_valid(name: &str) -> bool {
     wire::topic_name_check(name).is_ok()
 }
 
+/// A broker's endpoint on the named listener (Kafka answers each client with the endpoints of
+/// the listener it connected to; a broker without that listener is left out).
+pub fn endpoint<'a>(
+    registration: &'a controller::BrokerRegistration,
+    listener: &str,
+) -> Option<&'a controller::Listener> {
+    registration.listeners.iter().find(|l| l.name == listener)
+}
+
 /// Answers Metadata from the broker's image, creating missing topics when allowed.
-pub async fn metadata(shared: &Shared, request: MetadataRequest, version: i16) -> MetadataResponse {
+/// Topics the principal may not DESCRIBE are left out of an every-topic answer and answered
+/// TOPIC_AUTHORIZATION_FAILED when named; auto-creation needs CREATE on the cluster or the topic.
+pub async fn metadata(
+    shared: &Shared,
+    request: MetadataRequest,
+    version: i16,
+    access: &Access,
+) -> MetadataResponse {
     let allow_create =
         (version < 4 || request.allow_auto_topic_creation) && shared.config.topics.auto_create;
     let mut image = shared.image();
@@ -71,6 +88,7 @@ pub async fn metadata(shared: &Shared, request: MetadataRequest, version: i16) -
             .filter(|n| {
                 !image.topics().contains_key(*n) && topic_name_is_valid(n) && !is_internal_topic(n)
             })
+            .filter(|n| access.may_cluster(op::CREATE) || access.may_topic(n, op::CREATE))
             .collect();
         for name in missing {
             if let Err(refusal) = create_topic(shared, name, TopicSpec::sized(-1, -1)).await {
@@ -79,17 +97,27 @@ pub async fn metadata(shared: &Shared, request: MetadataRequest, version: i16) -
         }
         image = shared.image();
     }
+    let named = names.is_some();
     let names = names.unwrap_or_else(|| image.topics().keys().cloned().collect());
     let topics = names
         .iter()
-        .map(|name| topic_metadata(&image, name))
+        .filter(|name| named || access.may_topic(name, op::DESCRIBE))
+        .map(|name| {
+            if access.may_topic(name, op::DESCRIBE) {
+                topic_metadata(&image, name)
+            } else {
+                MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(str_bytes(name.clone()))))
+                    .with_error_code(E::TopicAuthorizationFailed.code())
+            }
+        })
         .collect();
     let brokers = image
         .brokers()
         .iter()
         .filter(|(_, registration)| !registration.fenced)
         .filter_map(|(id, registration)| {
-            let listener = registration.listeners.first()?;
+            let listener = endpoint(registration, &access.listener)?;
             Some(
                 MetadataResponseBroker::default()
                     .with_node_id(KBroker(id.0))
@@ -615,6 +643,7 @@ pub fn describe_cluster(
     shared: &Shared,
     request: &kafka_protocol::messages::DescribeClusterRequest,
     version: i16,
+    listener: &str,
 ) -> kafka_protocol::messages::DescribeClusterResponse {
     use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
     use kafka_protocol::messages::DescribeClusterResponse;
@@ -638,7 +667,7 @@ pub fn describe_cluster(
         .iter()
         .filter(|(_, registration)| !registration.fenced)
         .filter_map(|(id, registration)| {
-            let listener = registration.listeners.first()?;
+            let listener = endpoint(registration, listener)?;
             Some(
                 DescribeClusterBroker::default()
                     .with_broker_id(KBroker(id.0))

@@ -1,6 +1,6 @@
 //! The Kafka request handlers of a broker, one file per family, behind one dispatcher.
 
-pub mod cluster_auth;
+pub mod authorize;
 pub mod configs;
 pub mod data;
 pub mod groups;
@@ -17,6 +17,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::shared::Shared;
+use crate::security::acl::{Access, Requester};
+use crate::security::{sasl, Identity, ListenerInfo};
 use crate::protocol::connection::{Refusal, RequestHandler};
 use crate::protocol::request::Request;
 
@@ -29,15 +31,22 @@ pub struct KafkaHandler {
     pub groups: Arc<groups::GroupService>,
     /// The client's address, set per connection: group members' `client_host`.
     pub peer: Option<std::net::SocketAddr>,
-    /// The connection's inter-node handshake, fresh per connection: whether it proved to be
-    /// a broker of this cluster, and which.
-    pub auth: cluster_auth::ConnectionAuth,
+    /// The connection's SASL state, fresh per connection: whether it proved to be a broker of
+    /// this cluster (and which) or a user.
+    pub auth: sasl::ConnectionAuth,
+    /// The listener the connection came in on.
+    pub listener: Arc<ListenerInfo>,
 }
 
 impl RequestHandler for KafkaHandler {
+    fn closes_after_answer(&self) -> bool {
+        self.auth.failed()
+    }
+
     async fn handle(&self, request: Request) -> Result<ResponseKind, Refusal> {
         let started = tokio::time::Instant::now();
         let api = request.api_key;
+        self.check_authenticated(api)?;
         let version = request.api_version();
         let shared = &self.shared;
         let client_id = request
@@ -46,9 +55,14 @@ impl RequestHandler for KafkaHandler {
             .as_ref()
             .map(|c| c.to_string())
             .unwrap_or_default();
-        let response = match request.body {
+        let access = self.access();
+        let (body, patch) = match authorize::gate(&access, request.body, version) {
+            authorize::Gate::Serve(body, patch) => (*body, patch),
+            authorize::Gate::Answer(response) => return Ok(*response),
+        };
+        let mut response = match body {
             RequestKind::Metadata(r) => {
-                ResponseKind::Metadata(metadata::metadata(shared, r, version).await)
+                ResponseKind::Metadata(metadata::metadata(shared, r, version, &access).await)
             }
             RequestKind::Produce(r) => {
                 let mut response = data::produce(shared, r).await;
@@ -69,7 +83,7 @@ impl RequestHandler for KafkaHandler {
             RequestKind::Fetch(r) => {
                 let replica_id = r.replica_id.0;
                 if replica_id >= 0
-                    && !cluster_auth::may_act_as_replica(shared, &self.auth, replica_id)
+                    && !sasl::may_act_as_replica(shared, &self.auth, replica_id)
                 {
                     tracing::warn!(peer = ?self.peer, replica_id, "follower fetch from an unauthenticated connection refused");
                     ResponseKind::Fetch(data::fetch_unauthorized(&r))
@@ -77,11 +91,14 @@ impl RequestHandler for KafkaHandler {
                     ResponseKind::Fetch(data::fetch(shared, r).await)
                 }
             }
-            RequestKind::SaslHandshake(r) => {
-                ResponseKind::SaslHandshake(cluster_auth::sasl_handshake(shared, &self.auth, &r))
-            }
+            RequestKind::SaslHandshake(r) => ResponseKind::SaslHandshake(sasl::sasl_handshake(
+                shared,
+                &self.listener,
+                &self.auth,
+                &r,
+            )),
             RequestKind::SaslAuthenticate(r) => ResponseKind::SaslAuthenticate(
-                cluster_auth::sasl_authenticate(shared, &self.auth, &r),
+                sasl::sasl_authenticate(shared, &self.auth, &r, version),
             ),
             RequestKind::ListOffsets(r) => {
                 let mut response = data::list_offsets(shared, r);
@@ -93,16 +110,16 @@ impl RequestHandler for KafkaHandler {
                 }
                 ResponseKind::ListOffsets(response)
             }
-            RequestKind::DescribeCluster(r) => {
-                ResponseKind::DescribeCluster(metadata::describe_cluster(shared, &r, version))
-            }
+            RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
+                metadata::describe_cluster(shared, &r, version, &access.listener),
+            ),
             RequestKind::DeleteRecords(r) => {
                 ResponseKind::DeleteRecords(data::delete_records(shared, r).await)
             }
             RequestKind::OffsetForLeaderEpoch(r) => {
                 let replica_id = if version >= 3 { r.replica_id.0 } else { -2 };
                 if replica_id >= 0
-                    && !cluster_auth::may_act_as_replica(shared, &self.auth, replica_id)
+                    && !sasl::may_act_as_replica(shared, &self.auth, replica_id)
                 {
                     tracing::warn!(peer = ?self.peer, replica_id, "follower OffsetForLeaderEpoch from an unauthenticated connection refused");
                     ResponseKind::OffsetForLeaderEpoch(data::offsets_for_leader_epoch_unauthorized(
@@ -136,7 +153,7 @@ impl RequestHandler for KafkaHandler {
                 ResponseKind::InitProducerId(self.init_producer_id(r))
             }
             RequestKind::FindCoordinator(r) => {
-                ResponseKind::FindCoordinator(self.find_coordinator(r, version).await)
+                ResponseKind::FindCoordinator(self.find_coordinator(r, version, &access).await)
             }
             body => {
                 // Kafka's client host is Java's `InetAddress.toString`: "/127.0.0.1".
@@ -149,6 +166,9 @@ impl RequestHandler for KafkaHandler {
                     .await?
             }
         };
+        if let Some(patch) = patch {
+            patch(&mut response);
+        }
         shared
             .metrics
             .observe_latency(&format!("{api:?}"), started.elapsed());
@@ -160,6 +180,57 @@ impl RequestHandler for KafkaHandler {
 }
 
 impl KafkaHandler {
+    /// On a SASL listener only SaslHandshake and SaslAuthenticate (and ApiVersions, answered by
+    /// the connection) are served before the client authenticated, and none after its session
+    /// expired (KIP-368): Kafka closes such a connection, and so does the refusal.
+    fn check_authenticated(&self, api: kafka_protocol::messages::ApiKey) -> Result<(), Refusal> {
+        use kafka_protocol::messages::ApiKey;
+        if matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
+            return Ok(());
+        }
+        let refuse = |why: &str| {
+            tracing::warn!(peer = ?self.peer, ?api, listener = %self.listener.name, "{why}");
+            Err(Refusal::Invalid {
+                reason: format!("{api:?} {why}"),
+            })
+        };
+        if self.auth.failed() {
+            return refuse("after a failed authentication");
+        }
+        if self.listener.protocol.requires_sasl() && self.auth.identity().is_none() {
+            return refuse("before SASL authentication");
+        }
+        if self.auth.expired(tokio::time::Instant::now()) {
+            return refuse("after the SASL session expired (connections.max.reauth.ms)");
+        }
+        Ok(())
+    }
+
+    /// Who this connection is, for the authorizer.
+    pub fn identity(&self) -> Identity {
+        self.auth.identity().unwrap_or(Identity::Anonymous)
+    }
+
+    /// This request's security view: listener, principal, authorizer.
+    pub fn access(&self) -> Access {
+        let security = &self.shared.config.security;
+        let identity = self.identity();
+        let principal = identity.principal();
+        let is_super = matches!(identity, Identity::Broker(_))
+            || security.super_users.iter().any(|s| *s == principal);
+        Access {
+            listener: self.listener.name.clone(),
+            requester: Requester {
+                principal,
+                host: self.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+                is_super,
+            },
+            enabled: security.authorizer_enabled(&self.shared.config.listeners),
+            acls: self.shared.image(),
+            allow_if_no_acl: security.allow_everyone_if_no_acl_found,
+        }
+    }
+
     /// InitProducerId for idempotent producers (no transactions: a transactional id is refused).
     fn init_producer_id(&self, request: InitProducerIdRequest) -> InitProducerIdResponse {
         let base = InitProducerIdResponse::default()
@@ -181,6 +252,7 @@ impl KafkaHandler {
         &self,
         request: FindCoordinatorRequest,
         version: i16,
+        access: &Access,
     ) -> FindCoordinatorResponse {
         let keys: Vec<StrBytes> = if version >= 4 {
             request.coordinator_keys.clone()
@@ -190,7 +262,7 @@ impl KafkaHandler {
         let mut coordinators = Vec::new();
         for key in keys {
             let found = match request.key_type {
-                0 => self.groups.coordinator_of(&key).await,
+                0 => self.groups.coordinator_of(&key, &access.listener).await,
                 // No transaction coordinator yet: a non-retriable error, so a transactional
                 // producer fails at once instead of retrying a retriable one for ever.
                 1 => Err(E::TransactionalIdAuthorizationFailed.code()),
