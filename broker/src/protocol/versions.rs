@@ -67,9 +67,15 @@ pub const PLANNED_API_VERSIONS: &[ApiVersionRange] = &[
     range(ApiKey::DescribeCluster, 0, 1),
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::OffsetDelete, 0, 0),
-    // rill's inter-node handshake only (crate::auth); clients' mechanisms come with issue 15.
+    // Clients' PLAIN and SCRAM, and rill's inter-node handshake (crate::security::sasl). v0
+    // (raw SASL tokens after the handshake, Kafka 0.10.0 clients) is not served.
     range(ApiKey::SaslHandshake, 1, 1),
     range(ApiKey::SaslAuthenticate, 0, 2),
+    range(ApiKey::CreateAcls, 0, 3),
+    range(ApiKey::DescribeAcls, 0, 3),
+    range(ApiKey::DeleteAcls, 0, 3),
+    range(ApiKey::DescribeUserScramCredentials, 0, 0),
+    range(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// APIs whose handlers exist today. Only these are advertised by [`VersionTable::implemented`].
@@ -102,6 +108,11 @@ pub const IMPLEMENTED_API_KEYS: &[ApiKey] = &[
     ApiKey::ListGroups,
     ApiKey::SaslHandshake,
     ApiKey::SaslAuthenticate,
+    ApiKey::CreateAcls,
+    ApiKey::DescribeAcls,
+    ApiKey::DeleteAcls,
+    ApiKey::DescribeUserScramCredentials,
+    ApiKey::AlterUserScramCredentials,
 ];
 
 /// A validated set of served API versions, at most one entry per API, ordered by API key.

@@ -5,6 +5,7 @@ pub mod configs;
 pub mod data;
 pub mod groups;
 pub mod metadata;
+pub mod security_admin;
 
 use std::sync::Arc;
 
@@ -148,6 +149,23 @@ impl RequestHandler for KafkaHandler {
             ),
             RequestKind::CreatePartitions(r) => {
                 ResponseKind::CreatePartitions(metadata::create_partitions(shared, r).await)
+            }
+            RequestKind::DescribeUserScramCredentials(r) => {
+                ResponseKind::DescribeUserScramCredentials(
+                    security_admin::describe_user_scram_credentials(shared, &access, &r),
+                )
+            }
+            RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+                security_admin::alter_user_scram_credentials(shared, &access, r).await,
+            ),
+            RequestKind::CreateAcls(r) => {
+                ResponseKind::CreateAcls(security_admin::create_acls(shared, &access, r).await)
+            }
+            RequestKind::DescribeAcls(r) => {
+                ResponseKind::DescribeAcls(security_admin::describe_acls(shared, &access, &r))
+            }
+            RequestKind::DeleteAcls(r) => {
+                ResponseKind::DeleteAcls(security_admin::delete_acls(shared, &access, r).await)
             }
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(self.init_producer_id(r))
