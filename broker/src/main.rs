@@ -48,11 +48,15 @@ fn run(cli: broker::cli::Cli) -> anyhow::Result<()> {
                 dir,
                 base_port,
                 partitions,
+                secure,
+                sasl_plaintext,
             } => {
                 let spec = broker::cli::cluster::ClusterSpec {
                     nodes: *brokers,
                     base_port: *base_port,
                     partitions: *partitions,
+                    secure: *secure,
+                    sasl_plaintext: *sasl_plaintext,
                 };
                 broker::cli::cluster::up(&spec, dir, &mut out)
             }

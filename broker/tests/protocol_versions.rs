@@ -44,10 +44,11 @@ fn plan_lists_every_api_of_issue_4_within_kafka_protocol_ranges() {
     expect(ApiKey::DescribeConfigs, 0, 4);
     expect(ApiKey::DeleteRecords, 0, 2);
     expect(ApiKey::DescribeCluster, 0, 1);
-    // SASL exists for rill's inter-node handshake only (v1: tokens in SaslAuthenticate).
-    expect(ApiKey::SaslHandshake, 1, 1);
+    // SASL for clients and rill's inter-node handshake; v0 advertised for librdkafka's sake.
+    expect(ApiKey::SaslHandshake, 0, 1);
     expect(ApiKey::SaslAuthenticate, 0, 2);
-    assert!(table.range(ApiKey::CreateAcls).is_none());
+    expect(ApiKey::CreateAcls, 1, 3);
+    expect(ApiKey::DescribeUserScramCredentials, 0, 0);
 }
 
 #[test]
@@ -59,7 +60,7 @@ fn implemented_table_advertises_every_planned_api() {
     assert!(table.supports(ApiKey::ApiVersions, 3));
     assert!(!table.supports(ApiKey::ApiVersions, 4));
     assert!(table.supports(ApiKey::Metadata, 1));
-    assert!(!table.supports(ApiKey::SaslHandshake, 0));
+    assert!(table.supports(ApiKey::SaslHandshake, 0));
     let response = table.api_versions_response(ERROR_CODE_UNSUPPORTED_VERSION);
     assert_eq!(response.api_keys.len(), PLANNED_API_VERSIONS.len());
 }

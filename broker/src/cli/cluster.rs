@@ -40,6 +40,23 @@ pub struct ClusterSpec {
     pub base_port: u16,
     /// Partitions of a topic created without a count (`num.partitions`).
     pub partitions: i32,
+    /// A SASL_SSL listener at base+10N+3, generated certificates, a SCRAM user, the authorizer.
+    pub secure: bool,
+    /// With `secure`: a SASL_PLAINTEXT listener at base+10N+4 too.
+    pub sasl_plaintext: bool,
+}
+
+/// The CA certificate clients trust for a `--secure` cluster.
+pub const CA_FILE: &str = "ca.pem";
+/// The librdkafka client settings `--secure` writes (mode 0600: it holds the password).
+pub const CLIENT_PROPERTIES_FILE: &str = "client.properties";
+/// The SCRAM user `--secure` creates, a super user.
+pub const SECURE_USER: &str = "admin";
+
+/// The SASL_SSL address of node `id` of a `--secure` cluster.
+pub fn secure_address(id: usize, spec: &ClusterSpec) -> String {
+    let port = spec.base_port + u16::try_from(id * 10).expect("small") + 3;
+    format!("127.0.0.1:{port}")
 }
 
 /// The configuration of node `id` (1-based) of the cluster `spec` with its files under `dir`.
@@ -84,6 +101,94 @@ pub fn node_config(id: usize, spec: &ClusterSpec, dir: &Path) -> NodeConfig {
     }
 }
 
+/// Makes node configs of a `--secure` cluster: an extra SASL_SSL listener with the node's
+/// certificate, the SCRAM user's salted credential, `User:admin` a super user.
+fn secure_config(
+    mut config: NodeConfig,
+    id: usize,
+    spec: &ClusterSpec,
+    dir: &Path,
+    user: &crate::node::config::StaticScramUser,
+) -> NodeConfig {
+    config.listeners.extra.push(crate::node::config::ExtraListener {
+        name: "SASL_SSL".into(),
+        address: secure_address(id, spec),
+        advertised: None,
+        protocol: crate::security::SecurityProtocol::SaslSsl,
+    });
+    if spec.sasl_plaintext {
+        let port = spec.base_port + u16::try_from(id * 10).expect("small") + 4;
+        config.listeners.extra.push(crate::node::config::ExtraListener {
+            name: "SASL_PLAINTEXT".into(),
+            address: format!("127.0.0.1:{port}"),
+            advertised: None,
+            protocol: crate::security::SecurityProtocol::SaslPlaintext,
+        });
+    }
+    config.security.tls_cert_file = Some(dir.join(format!("node-{id}.pem")));
+    config.security.tls_key_file = Some(dir.join(format!("node-{id}.key")));
+    config.security.scram_users = vec![user.clone()];
+    config.security.super_users = vec![format!("User:{SECURE_USER}")];
+    config.security.authorizer = Some(true);
+    config
+}
+
+/// A random string of `n` hex digits (runtime randomness).
+fn random_hex(digits: usize) -> String {
+    let mut text = String::new();
+    while text.len() < digits {
+        text.push_str(&format!("{:016x}", crate::runtime::random_u64()));
+    }
+    text.truncate(digits);
+    text
+}
+
+/// Writes `text` to a new file readable by its owner only.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Generates a CA (`DIR/ca.pem`) and a certificate per node for `localhost` and 127.0.0.1
+/// (`DIR/node-N.pem`, key `DIR/node-N.key`), with rcgen.
+fn write_certificates(dir: &Path, nodes: usize) -> anyhow::Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "rill local cluster CA");
+    let ca_key = KeyPair::generate()?;
+    let ca = ca_params.self_signed(&ca_key)?;
+    std::fs::write(dir.join(CA_FILE), ca.pem())?;
+    for id in 1..=nodes {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("rill node {id}"));
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &ca, &ca_key)?;
+        std::fs::write(dir.join(format!("node-{id}.pem")), cert.pem())?;
+        write_private(&dir.join(format!("node-{id}.key")), &key.serialize_pem())?;
+    }
+    Ok(())
+}
+
+/// librdkafka's settings for the `--secure` cluster's SASL_SSL listeners.
+fn client_properties(bootstrap: &str, dir: &Path, password: &str) -> String {
+    format!(
+        "bootstrap.servers={bootstrap}\nsecurity.protocol=SASL_SSL\nsasl.mechanisms=SCRAM-SHA-256\n\
+         sasl.username={SECURE_USER}\nsasl.password={password}\nssl.ca.location={}\n",
+        dir.join(CA_FILE).display()
+    )
+}
+
 /// Starts the nodes of `spec`, waits until they are ready (every broker registered and unfenced,
 /// a controller known) and prints the bootstrap servers. `rill` is this executable.
 pub fn up(spec: &ClusterSpec, dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -107,13 +212,31 @@ pub fn up(spec: &ClusterSpec, dir: &Path, out: &mut dyn Write) -> anyhow::Result
         dir.display()
     );
     write_secret(&dir.join(SECRET_FILE))?;
+    // --secure: certificates, a password shown once, its salted credential in every config.
+    let secure = if spec.secure {
+        write_certificates(dir, n)?;
+        let password = random_hex(32);
+        let salt = random_hex(32);
+        let user = crate::node::config::StaticScramUser::from_password(
+            SECURE_USER,
+            controller::ScramMechanism::Sha256,
+            &password,
+            salt.as_bytes(),
+        );
+        Some((user, password))
+    } else {
+        None
+    };
     let exe = std::env::current_exe()?;
     let mut file = ClusterFile {
         pids: Vec::new(),
         bootstrap: Vec::new(),
     };
     for id in 1..=n {
-        let config = node_config(id, spec, dir);
+        let mut config = node_config(id, spec, dir);
+        if let Some((user, _)) = &secure {
+            config = secure_config(config, id, spec, dir, user);
+        }
         let config_path = dir.join(format!("node-{id}.toml"));
         std::fs::write(&config_path, config.to_toml())?;
         let log = std::fs::File::create(dir.join(format!("node-{id}.log")))?;
@@ -131,7 +254,22 @@ pub fn up(spec: &ClusterSpec, dir: &Path, out: &mut dyn Write) -> anyhow::Result
     std::fs::write(&cluster_file, serde_json::to_string_pretty(&file)?)?;
     wait_until_listening(&file.bootstrap)?;
     wait_until_ready(&file.bootstrap)?;
-    writeln!(out, "{}", file.bootstrap.join(","))?;
+    match &secure {
+        None => writeln!(out, "{}", file.bootstrap.join(","))?,
+        Some((_, password)) => {
+            let bootstrap: Vec<String> = (1..=n).map(|id| secure_address(id, spec)).collect();
+            let bootstrap = bootstrap.join(",");
+            let properties = client_properties(&bootstrap, dir, password);
+            let path = dir.join(CLIENT_PROPERTIES_FILE);
+            write_private(&path, &properties)?;
+            writeln!(out, "{bootstrap}")?;
+            writeln!(out, "# SASL_SSL client settings (also in {}):", path.display())?;
+            for line in properties.lines() {
+                writeln!(out, "#   {line}")?;
+            }
+            writeln!(out, "# kcat -F {} -L", path.display())?;
+        }
+    }
     Ok(())
 }
 

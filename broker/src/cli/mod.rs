@@ -63,6 +63,15 @@ pub enum ClusterAction {
         /// (`num.partitions`).
         #[arg(long, default_value_t = 3)]
         partitions: i32,
+        /// Also serve clients on a SASL_SSL listener (base+10N+3) with a generated CA, node
+        /// certificates and a SCRAM user `admin` (a super user); the authorizer is on. Prints
+        /// the client settings and writes them to DIR/client.properties.
+        #[arg(long)]
+        secure: bool,
+        /// With --secure: also a SASL_PLAINTEXT listener (base+10N+4), for clients without TLS
+        /// on this machine (PLAIN passwords cross it in clear).
+        #[arg(long, requires = "secure")]
+        sasl_plaintext: bool,
     },
     /// Stop the cluster started in DIR.
     Down {

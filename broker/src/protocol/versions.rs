@@ -67,13 +67,15 @@ pub const PLANNED_API_VERSIONS: &[ApiVersionRange] = &[
     range(ApiKey::DescribeCluster, 0, 1),
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::OffsetDelete, 0, 0),
-    // Clients' PLAIN and SCRAM, and rill's inter-node handshake (crate::security::sasl). v0
-    // (raw SASL tokens after the handshake, Kafka 0.10.0 clients) is not served.
-    range(ApiKey::SaslHandshake, 1, 1),
+    // Clients' PLAIN and SCRAM, and rill's inter-node handshake (crate::security::sasl).
+    // SaslHandshake v0 is advertised because librdkafka requires it for its SASL feature, but
+    // its raw-token mode (Kafka 0.10.0 clients) is refused: a v0 handshake answers
+    // UNSUPPORTED_SASL_MECHANISM; clients that know v1 use v1.
+    range(ApiKey::SaslHandshake, 0, 1),
     range(ApiKey::SaslAuthenticate, 0, 2),
-    range(ApiKey::CreateAcls, 0, 3),
-    range(ApiKey::DescribeAcls, 0, 3),
-    range(ApiKey::DeleteAcls, 0, 3),
+    range(ApiKey::CreateAcls, 1, 3),
+    range(ApiKey::DescribeAcls, 1, 3),
+    range(ApiKey::DeleteAcls, 1, 3),
     range(ApiKey::DescribeUserScramCredentials, 0, 0),
     range(ApiKey::AlterUserScramCredentials, 0, 0),
 ];

@@ -123,6 +123,7 @@ pub fn sasl_handshake(
     listener: &ListenerInfo,
     connection: &ConnectionAuth,
     request: &SaslHandshakeRequest,
+    version: i16,
 ) -> SaslHandshakeResponse {
     let offered = mechanisms(shared, listener);
     let response = SaslHandshakeResponse::default().with_mechanisms(
@@ -137,6 +138,12 @@ pub fn sasl_handshake(
         return response.with_error_code(E::IllegalSaslState.code());
     }
     let chosen = request.mechanism.as_str();
+    if version == 0 {
+        // v0's raw tokens after the handshake are not served (librdkafka needs v0 advertised
+        // to use SASL at all, and then speaks v1).
+        tracing::info!(mechanism = chosen, "SaslHandshake v0 (raw SASL tokens) refused");
+        return response.with_error_code(E::UnsupportedSaslMechanism.code());
+    }
     if !offered.iter().any(|m| m == chosen) {
         tracing::info!(mechanism = chosen, listener = %listener.name, "SASL mechanism not offered");
         return response.with_error_code(E::UnsupportedSaslMechanism.code());

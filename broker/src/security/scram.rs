@@ -275,7 +275,9 @@ impl ScramServer {
         if binding != self.gs2_header.as_bytes() {
             return Err(malformed("channel binding differs from the GS2 header"));
         }
-        if attribute(fields.next(), 'r')? != self.nonce {
+        // Kafka's check (`ScramSaslServer`): the nonce must end with the server-first one.
+        // librdkafka sends its client nonce in front of the whole server nonce again.
+        if !attribute(fields.next(), 'r')?.ends_with(&self.nonce) {
             return Err(malformed("nonce differs"));
         }
         let proof = BASE64

@@ -97,6 +97,7 @@ impl RequestHandler for KafkaHandler {
                 &self.listener,
                 &self.auth,
                 &r,
+                version,
             )),
             RequestKind::SaslAuthenticate(r) => ResponseKind::SaslAuthenticate(
                 sasl::sasl_authenticate(shared, &self.auth, &r, version),
