@@ -19,7 +19,11 @@
 #     with each of gzip, snappy, lz4 and zstd; kafka-python with each codec it has modules for;
 #   - kcat (Debian's librdkafka 2.0.2, an old client): -P / -C -e round trip, a -G group read;
 #   - fault: SIGKILL the leader of partition 0 under a continuous acks=all producer, restart it;
-#     every acknowledged record is read back exactly once.
+#     every acknowledged record is read back exactly once;
+#   - client security (security_checks.py) on a second cluster, `cluster up --secure
+#     --sasl-plaintext` at base+100: SASL_SSL SCRAM-SHA-256 produce/consume, a wrong password
+#     refused, SCRAM users made with AlterUserScramCredentials, SASL_PLAINTEXT PLAIN, ACLs
+#     (TOPIC_AUTHORIZATION_FAILED without one), every node alive; kcat over SASL_SSL.
 # Every check prints PASS/FAIL with figures; the script ends with `real-clients: N passed, N failed`
 # and exits non-zero on any failure. The cluster is always stopped on exit.
 #
@@ -153,6 +157,25 @@ fi
 
 # --- fault: kill the leader of partition 0 under load --------------------------------------------
 run_python "fault checks" fault_checks.py "$bootstrap" "$dir" "$rill"
+
+# --- client security: a second cluster, `cluster up --secure --sasl-plaintext` -------------------
+# SASL_SSL (generated CA, SCRAM-SHA-256 super user) and SASL_PLAINTEXT listeners, the authorizer
+# on (security_checks.py); kcat (librdkafka 2.0.2) over SASL_SSL with the printed settings.
+rill_cluster_down 0
+rill_cluster_up "$((base_port + 100))" real-clients-secure --secure --sasl-plaintext
+secure_dir=$rill_cluster_dir
+run_python "security checks" security_checks.py "$secure_dir"
+secure_values=$(seq 1 20 | sed 's/^/sec-/')
+secure_status=0
+timeout "$kcat_timeout" kcat -F "$secure_dir/client.properties" -P -t rc-kcat-secure -X acks=all \
+    <<<"$secure_values" 2>/dev/null || secure_status=$?
+secure_read=$(timeout "$kcat_timeout" kcat -F "$secure_dir/client.properties" -C -t rc-kcat-secure \
+    -o beginning -e -q 2>/dev/null | sort -V || true)
+if [[ $secure_status -eq 0 && "$secure_read" == "$(sort -V <<<"$secure_values")" ]]; then
+    pass "kcat over SASL_SSL with SCRAM-SHA-256" "20 produced and read back with kcat -F client.properties"
+else
+    fail "kcat over SASL_SSL with SCRAM-SHA-256" "produce status $secure_status, read $(grep -c . <<<"$secure_read" || true) of 20"
+fi
 
 passed=$(grep -c '^PASS' "$results" || true)
 failed=$(grep -c '^FAIL' "$results" || true)
