@@ -83,8 +83,7 @@ async fn handshake(connection: &mut Connection, mechanism: &str) -> SaslHandshak
 }
 
 async fn authenticate(connection: &mut Connection, token: &[u8]) -> SaslAuthenticateResponse {
-    let request =
-        SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(token));
+    let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(token));
     let mut body = connection.call(ApiKey::SaslAuthenticate, 2, &request).await;
     SaslAuthenticateResponse::decode(&mut body, 2).unwrap()
 }
@@ -111,7 +110,12 @@ async fn scram(
     password: &str,
 ) -> (Connection, SaslAuthenticateResponse) {
     let mut connection = Connection::open(address).await;
-    assert_eq!(handshake(&mut connection, mechanism.name()).await.error_code, 0);
+    assert_eq!(
+        handshake(&mut connection, mechanism.name())
+            .await
+            .error_code,
+        0
+    );
     let (client, first) = ScramClient::start(mechanism, user, password, "fyko+d2lbbFgONRv9qkxdawL");
     let server_first = authenticate(&mut connection, &first).await;
     assert_eq!(server_first.error_code, 0);
@@ -122,9 +126,8 @@ async fn scram(
 
 fn metadata_of(topic: &str) -> MetadataRequest {
     MetadataRequest::default()
-        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
-            TopicName(StrBytes::from_string(topic.into())),
-        ))]))
+        .with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]))
         .with_allow_auto_topic_creation(true)
 }
 
@@ -143,7 +146,12 @@ async fn requests_before_authentication_close_the_connection() {
     let mut body = connection
         .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
         .await;
-    assert_eq!(ApiVersionsResponse::decode(&mut body, 3).unwrap().error_code, 0);
+    assert_eq!(
+        ApiVersionsResponse::decode(&mut body, 3)
+            .unwrap()
+            .error_code,
+        0
+    );
     // Metadata is not: the connection closes without an answer.
     let request = node_support::framed(ApiKey::Metadata, 12, 99, &metadata_of("t"));
     tokio::io::AsyncWriteExt::write_all(&mut connection.stream, &request)
@@ -162,7 +170,12 @@ async fn requests_before_authentication_close_the_connection() {
     let offered: Vec<String> = refused.mechanisms.iter().map(|m| m.to_string()).collect();
     assert_eq!(
         offered,
-        ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN", "RILL-CLUSTER-HMAC-SHA256"]
+        [
+            "SCRAM-SHA-256",
+            "SCRAM-SHA-512",
+            "PLAIN",
+            "RILL-CLUSTER-HMAC-SHA256"
+        ]
     );
     node.shutdown();
 }
@@ -170,9 +183,16 @@ async fn requests_before_authentication_close_the_connection() {
 #[tokio::test]
 async fn a_scram_proof_for_a_wrong_password_is_refused_and_nothing_is_served() {
     let (node, _, sasl) = start(0).await;
-    for (user, mechanism) in [(ALICE, ScramMechanism::Sha256), (BOB, ScramMechanism::Sha512)] {
+    for (user, mechanism) in [
+        (ALICE, ScramMechanism::Sha256),
+        (BOB, ScramMechanism::Sha512),
+    ] {
         let (mut connection, answer) = scram(&sasl, mechanism, user, "wrong password").await;
-        assert_eq!(answer.error_code, E::SaslAuthenticationFailed.code(), "{user}");
+        assert_eq!(
+            answer.error_code,
+            E::SaslAuthenticationFailed.code(),
+            "{user}"
+        );
         assert_closed(&mut connection).await;
         // An unknown user gets a challenge too and fails at the proof, the same way.
         let (mut connection, answer) = scram(&sasl, mechanism, "mallory", PASSWORD).await;
@@ -186,7 +206,10 @@ async fn a_scram_proof_for_a_wrong_password_is_refused_and_nothing_is_served() {
         let metadata = connection.metadata().await;
         assert_eq!(metadata.brokers.len(), 1);
         // The broker is the SASL listener's endpoint, not the PLAINTEXT one.
-        assert_eq!(metadata.brokers[0].port.to_string(), sasl.rsplit(':').next().unwrap());
+        assert_eq!(
+            metadata.brokers[0].port.to_string(),
+            sasl.rsplit(':').next().unwrap()
+        );
     }
     node.shutdown();
 }
@@ -217,7 +240,10 @@ async fn garbage_sasl_bytes_are_refused_and_the_node_serves_on() {
     }
     // A SCRAM final message that is not one, after a good first message.
     let mut connection = Connection::open(&sasl).await;
-    assert_eq!(handshake(&mut connection, "SCRAM-SHA-256").await.error_code, 0);
+    assert_eq!(
+        handshake(&mut connection, "SCRAM-SHA-256").await.error_code,
+        0
+    );
     let first = authenticate(&mut connection, b"n,,n=alice,r=abcdef").await;
     assert_eq!(first.error_code, 0);
     let answer = authenticate(&mut connection, b"c=biws,r=abcdef,p=!!!").await;
@@ -248,7 +274,11 @@ async fn plain_passwords_are_checked_against_the_scram_credentials() {
             assert_eq!(answer.error_code, 0, "{token:?}");
             assert_eq!(connection.metadata().await.brokers.len(), 1);
         } else {
-            assert_eq!(answer.error_code, E::SaslAuthenticationFailed.code(), "{token:?}");
+            assert_eq!(
+                answer.error_code,
+                E::SaslAuthenticationFailed.code(),
+                "{token:?}"
+            );
             assert_closed(&mut connection).await;
         }
     }
@@ -292,14 +322,20 @@ async fn acls_are_enforced_with_kafkas_codes_and_managed_by_a_super_user() {
     );
     // bob may not manage ACLs.
     let mut body = bob
-        .call(ApiKey::DescribeAcls, 3, &DescribeAclsRequest::default()
-            .with_resource_type_filter(1)
-            .with_pattern_type_filter(1)
-            .with_operation(1)
-            .with_permission_type(1))
+        .call(
+            ApiKey::DescribeAcls,
+            3,
+            &DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1),
+        )
         .await;
     assert_eq!(
-        DescribeAclsResponse::decode(&mut body, 3).unwrap().error_code,
+        DescribeAclsResponse::decode(&mut body, 3)
+            .unwrap()
+            .error_code,
         E::ClusterAuthorizationFailed.code()
     );
     // alice lets bob read topics starting with "ord".
@@ -312,7 +348,11 @@ async fn acls_are_enforced_with_kafkas_codes_and_managed_by_a_super_user() {
         .with_operation(3)
         .with_permission_type(3);
     let mut body = alice
-        .call(ApiKey::CreateAcls, 3, &CreateAclsRequest::default().with_creations(vec![creation]))
+        .call(
+            ApiKey::CreateAcls,
+            3,
+            &CreateAclsRequest::default().with_creations(vec![creation]),
+        )
         .await;
     let created = CreateAclsResponse::decode(&mut body, 3).unwrap();
     assert_eq!(created.results.len(), 1);
@@ -334,7 +374,11 @@ async fn acls_are_enforced_with_kafkas_codes_and_managed_by_a_super_user() {
         .with_operation(1)
         .with_permission_type(3);
     let mut body = alice
-        .call(ApiKey::CreateAcls, 3, &CreateAclsRequest::default().with_creations(vec![bad]))
+        .call(
+            ApiKey::CreateAcls,
+            3,
+            &CreateAclsRequest::default().with_creations(vec![bad]),
+        )
         .await;
     let refused = CreateAclsResponse::decode(&mut body, 3).unwrap();
     assert_eq!(refused.results[0].error_code, E::InvalidRequest.code());

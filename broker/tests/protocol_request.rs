@@ -45,7 +45,9 @@ fn default_request(api_key: ApiKey) -> RequestKind {
         ApiKey::CreateAcls => CreateAclsRequest::default().into(),
         ApiKey::DescribeAcls => DescribeAclsRequest::default().into(),
         ApiKey::DeleteAcls => DeleteAclsRequest::default().into(),
-        ApiKey::DescribeUserScramCredentials => DescribeUserScramCredentialsRequest::default().into(),
+        ApiKey::DescribeUserScramCredentials => {
+            DescribeUserScramCredentialsRequest::default().into()
+        }
         ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::default().into(),
         other => panic!("{other:?} is not planned"),
     }

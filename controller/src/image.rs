@@ -88,7 +88,9 @@ impl MetadataImage {
     }
 
     /// SCRAM credentials by user, then mechanism.
-    pub fn scram_credentials(&self) -> &BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
+    pub fn scram_credentials(
+        &self,
+    ) -> &BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
         &self.scram
     }
 

@@ -182,8 +182,7 @@ impl SecurityChange {
                 credential,
             } => {
                 check_user(user)?;
-                if !(SCRAM_ITERATIONS_MIN..=SCRAM_ITERATIONS_MAX).contains(&credential.iterations)
-                {
+                if !(SCRAM_ITERATIONS_MIN..=SCRAM_ITERATIONS_MAX).contains(&credential.iterations) {
                     return Err(format!("{} iterations", credential.iterations));
                 }
                 if credential.salt.is_empty() || credential.salt.len() > SALT_BYTES_MAX {

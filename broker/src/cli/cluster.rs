@@ -110,20 +110,26 @@ fn secure_config(
     dir: &Path,
     user: &crate::node::config::StaticScramUser,
 ) -> NodeConfig {
-    config.listeners.extra.push(crate::node::config::ExtraListener {
-        name: "SASL_SSL".into(),
-        address: secure_address(id, spec),
-        advertised: None,
-        protocol: crate::security::SecurityProtocol::SaslSsl,
-    });
+    config
+        .listeners
+        .extra
+        .push(crate::node::config::ExtraListener {
+            name: "SASL_SSL".into(),
+            address: secure_address(id, spec),
+            advertised: None,
+            protocol: crate::security::SecurityProtocol::SaslSsl,
+        });
     if spec.sasl_plaintext {
         let port = spec.base_port + u16::try_from(id * 10).expect("small") + 4;
-        config.listeners.extra.push(crate::node::config::ExtraListener {
-            name: "SASL_PLAINTEXT".into(),
-            address: format!("127.0.0.1:{port}"),
-            advertised: None,
-            protocol: crate::security::SecurityProtocol::SaslPlaintext,
-        });
+        config
+            .listeners
+            .extra
+            .push(crate::node::config::ExtraListener {
+                name: "SASL_PLAINTEXT".into(),
+                address: format!("127.0.0.1:{port}"),
+                advertised: None,
+                protocol: crate::security::SecurityProtocol::SaslPlaintext,
+            });
     }
     config.security.tls_cert_file = Some(dir.join(format!("node-{id}.pem")));
     config.security.tls_key_file = Some(dir.join(format!("node-{id}.key")));
@@ -263,7 +269,11 @@ pub fn up(spec: &ClusterSpec, dir: &Path, out: &mut dyn Write) -> anyhow::Result
             let path = dir.join(CLIENT_PROPERTIES_FILE);
             write_private(&path, &properties)?;
             writeln!(out, "{bootstrap}")?;
-            writeln!(out, "# SASL_SSL client settings (also in {}):", path.display())?;
+            writeln!(
+                out,
+                "# SASL_SSL client settings (also in {}):",
+                path.display()
+            )?;
             for line in properties.lines() {
                 writeln!(out, "#   {line}")?;
             }

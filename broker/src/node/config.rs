@@ -92,12 +92,6 @@ fn is_plaintext(protocol: &SecurityProtocol) -> bool {
     *protocol == SecurityProtocol::Plaintext
 }
 
-impl Default for SecurityProtocol {
-    fn default() -> Self {
-        SecurityProtocol::Plaintext
-    }
-}
-
 /// A client listener beside the `kafka` one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,13 +119,21 @@ impl Listeners {
     pub fn kafka_listeners(&self) -> Vec<(String, String, String, SecurityProtocol)> {
         let mut all = Vec::new();
         if let Some(kafka) = &self.kafka {
-            let advertised = self.advertised_kafka.clone().unwrap_or_else(|| kafka.clone());
+            let advertised = self
+                .advertised_kafka
+                .clone()
+                .unwrap_or_else(|| kafka.clone());
             let name = self.kafka_protocol.name().to_string();
             all.push((name, kafka.clone(), advertised, self.kafka_protocol));
         }
         for extra in &self.extra {
             let advertised = extra.advertised().to_string();
-            all.push((extra.name.clone(), extra.address.clone(), advertised, extra.protocol));
+            all.push((
+                extra.name.clone(),
+                extra.address.clone(),
+                advertised,
+                extra.protocol,
+            ));
         }
         all
     }
@@ -158,10 +160,18 @@ impl Listeners {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !well_formed || names.contains(&extra.name) {
-                return invalid(format!("extra listener name {:?} malformed or repeated", extra.name));
+                return invalid(format!(
+                    "extra listener name {:?} malformed or repeated",
+                    extra.name
+                ));
             }
-            if extra.address.rsplit_once(':').is_none() || extra.advertised().rsplit_once(':').is_none() {
-                return invalid(format!("extra listener {}: address is not host:port", extra.name));
+            if extra.address.rsplit_once(':').is_none()
+                || extra.advertised().rsplit_once(':').is_none()
+            {
+                return invalid(format!(
+                    "extra listener {}: address is not host:port",
+                    extra.name
+                ));
             }
             names.push(extra.name.clone());
         }
@@ -519,7 +529,9 @@ impl SecuritySettings {
         }
         let tls = listeners.protocols().any(SecurityProtocol::uses_tls);
         if tls && (self.tls_cert_file.is_none() || self.tls_key_file.is_none()) {
-            return invalid("an SSL or SASL_SSL listener needs tls_cert_file and tls_key_file".into());
+            return invalid(
+                "an SSL or SASL_SSL listener needs tls_cert_file and tls_key_file".into(),
+            );
         }
         Ok(())
     }

@@ -209,7 +209,10 @@ async fn start_broker(
         let info = Arc::new(ListenerInfo { name, protocol });
         listeners.push((bind(&address).await?, info));
     }
-    let tls = match (&config.security.tls_cert_file, &config.security.tls_key_file) {
+    let tls = match (
+        &config.security.tls_cert_file,
+        &config.security.tls_key_file,
+    ) {
         (Some(cert), Some(key)) => Some(
             crate::tls::TlsAcceptor::from_pem_files(cert, key)
                 .map_err(|e| config::ConfigError::Invalid(format!("security: TLS: {e}")))?,
@@ -335,7 +338,10 @@ async fn accept_once_caught_up(
     let mut accepting = Vec::new();
     for (listener, info) in listeners {
         let tls = if info.protocol.uses_tls() {
-            Some(tls.clone().expect("validated: TLS listeners have a certificate"))
+            Some(
+                tls.clone()
+                    .expect("validated: TLS listeners have a certificate"),
+            )
         } else {
             None
         };
@@ -343,7 +349,12 @@ async fn accept_once_caught_up(
             listener: info,
             ..handler.clone()
         };
-        accepting.push(tokio::spawn(accept(listener, tls, handler, serving.clone())));
+        accepting.push(tokio::spawn(accept(
+            listener,
+            tls,
+            handler,
+            serving.clone(),
+        )));
     }
     // The tasks end only when aborted with this one (at shutdown).
     let _aborts: Vec<AbortOnDrop> = accepting.into_iter().map(AbortOnDrop).collect();
@@ -386,7 +397,6 @@ fn warn_if_exposed(address: &str, protocol: SecurityProtocol) {
         );
     }
 }
-
 
 /// Does `image` hold `broker`'s registration by this process (`incarnation`)?
 fn registered_here(

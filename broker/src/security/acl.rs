@@ -123,7 +123,9 @@ impl Authorizer<'_> {
                 continue;
             }
             match binding.permission_type {
-                PERMISSION_DENY if binding.operation == operation || binding.operation == op::ALL => {
+                PERMISSION_DENY
+                    if binding.operation == operation || binding.operation == op::ALL =>
+                {
                     return false
                 }
                 PERMISSION_ALLOW if allows(binding.operation, operation) => allowed = true,
@@ -229,7 +231,8 @@ impl AclFilter {
     /// Does `binding` match the filter?
     pub fn matches(&self, binding: &AclBinding) -> bool {
         let code = |filter: i8, value: i8| filter == 1 || filter == value;
-        let text = |filter: &Option<String>, value: &str| filter.as_deref().map_or(true, |f| f == value);
+        let text =
+            |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f == value);
         let pattern = match self.pattern_type {
             PATTERN_ANY => text(&self.resource_name, &binding.resource_name),
             // MATCH: bindings that would apply to the named resource.
@@ -277,9 +280,27 @@ mod tests {
     #[test]
     fn literal_prefixed_deny_and_implied_operations() {
         let acls: BTreeSet<AclBinding> = [
-            bind("orders", PATTERN_LITERAL, "User:alice", op::WRITE, PERMISSION_ALLOW),
-            bind("logs-", PATTERN_PREFIXED, "User:*", op::READ, PERMISSION_ALLOW),
-            bind("logs-secret", PATTERN_LITERAL, "User:alice", op::ALL, PERMISSION_DENY),
+            bind(
+                "orders",
+                PATTERN_LITERAL,
+                "User:alice",
+                op::WRITE,
+                PERMISSION_ALLOW,
+            ),
+            bind(
+                "logs-",
+                PATTERN_PREFIXED,
+                "User:*",
+                op::READ,
+                PERMISSION_ALLOW,
+            ),
+            bind(
+                "logs-secret",
+                PATTERN_LITERAL,
+                "User:alice",
+                op::ALL,
+                PERMISSION_DENY,
+            ),
         ]
         .into_iter()
         .collect();
@@ -287,7 +308,9 @@ mod tests {
             acls: &acls,
             allow_if_no_acl: false,
         };
-        let may = |name: &str, operation| authorizer.authorize(&alice(), resource::TOPIC, name, operation);
+        let may = |name: &str, operation| {
+            authorizer.authorize(&alice(), resource::TOPIC, name, operation)
+        };
         assert!(may("orders", op::WRITE));
         assert!(may("orders", op::DESCRIBE), "WRITE implies DESCRIBE");
         assert!(!may("orders", op::READ));
@@ -310,8 +333,20 @@ mod tests {
 
     #[test]
     fn filters_match_as_kafka_defines_any_and_match() {
-        let literal = bind("orders", PATTERN_LITERAL, "User:alice", op::WRITE, PERMISSION_ALLOW);
-        let prefixed = bind("ord", PATTERN_PREFIXED, "User:bob", op::READ, PERMISSION_ALLOW);
+        let literal = bind(
+            "orders",
+            PATTERN_LITERAL,
+            "User:alice",
+            op::WRITE,
+            PERMISSION_ALLOW,
+        );
+        let prefixed = bind(
+            "ord",
+            PATTERN_PREFIXED,
+            "User:bob",
+            op::READ,
+            PERMISSION_ALLOW,
+        );
         let any = AclFilter {
             resource_type: resource::ANY,
             resource_name: None,

@@ -9,10 +9,11 @@ pub mod scram;
 use serde::{Deserialize, Serialize};
 
 /// A listener's security protocol, Kafka's names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SecurityProtocol {
     /// No TLS, no SASL: clients are `User:ANONYMOUS`.
+    #[default]
     Plaintext,
     /// TLS, no SASL: clients are `User:ANONYMOUS` (rill does not map client certificates).
     Ssl,

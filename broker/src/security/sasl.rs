@@ -141,7 +141,10 @@ pub fn sasl_handshake(
     if version == 0 {
         // v0's raw tokens after the handshake are not served (librdkafka needs v0 advertised
         // to use SASL at all, and then speaks v1).
-        tracing::info!(mechanism = chosen, "SaslHandshake v0 (raw SASL tokens) refused");
+        tracing::info!(
+            mechanism = chosen,
+            "SaslHandshake v0 (raw SASL tokens) refused"
+        );
         return response.with_error_code(E::UnsupportedSaslMechanism.code());
     }
     if !offered.iter().any(|m| m == chosen) {
@@ -172,7 +175,11 @@ pub fn sasl_authenticate(
             SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(token))
         }
         Ok(Step::Done(identity, token)) => {
-            if state.identity.as_ref().is_some_and(|previous| previous != &identity) {
+            if state
+                .identity
+                .as_ref()
+                .is_some_and(|previous| previous != &identity)
+            {
                 // KIP-368: a re-authentication may not change who the connection is.
                 tracing::warn!(previous = ?state.identity, ?identity, "re-authentication as another principal");
                 state.stage = Stage::Failed;
@@ -181,7 +188,10 @@ pub fn sasl_authenticate(
                     "re-authentication as another principal",
                 );
             }
-            tracing::debug!(principal = identity.principal(), "SASL authentication succeeded");
+            tracing::debug!(
+                principal = identity.principal(),
+                "SASL authentication succeeded"
+            );
             state.identity = Some(identity);
             let mut response =
                 SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(token));
@@ -189,8 +199,7 @@ pub fn sasl_authenticate(
             if lifetime_ms > 0 {
                 state.expires_at = Some(Instant::now() + Duration::from_millis(lifetime_ms));
                 if version >= 1 {
-                    response.session_lifetime_ms =
-                        i64::try_from(lifetime_ms).unwrap_or(i64::MAX);
+                    response.session_lifetime_ms = i64::try_from(lifetime_ms).unwrap_or(i64::MAX);
                 }
             }
             response
@@ -229,11 +238,13 @@ fn step(shared: &Shared, state: &mut State, token: &[u8]) -> Result<Step, (E, St
             let node = auth::from_bytes(token)
                 .and_then(|proof| handshake.on_proof(&proof))
                 .map_err(|e| auth_failed(format!("inter-node: {e}")))?;
-            let broker = i32::try_from(node)
-                .map_err(|_| auth_failed(format!("inter-node: node {node}")))?;
+            let broker =
+                i32::try_from(node).map_err(|_| auth_failed(format!("inter-node: node {node}")))?;
             Ok(Step::Done(Identity::Broker(broker), Vec::new()))
         }
-        Stage::Plain => plain(shared, token).map(|user| Step::Done(Identity::User(user), Vec::new())),
+        Stage::Plain => {
+            plain(shared, token).map(|user| Step::Done(Identity::User(user), Vec::new()))
+        }
         Stage::Scram(mechanism) => {
             let lookup = |user: &str| credential(shared, user, mechanism);
             let (server, first) =

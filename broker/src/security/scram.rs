@@ -119,12 +119,7 @@ pub fn password_matches(
     credential: &ScramCredential,
     password: &str,
 ) -> bool {
-    let derived = self::credential(
-        mechanism,
-        password,
-        &credential.salt,
-        credential.iterations,
-    );
+    let derived = self::credential(mechanism, password, &credential.salt, credential.iterations);
     constant_time_eq(&derived.stored_key, &credential.stored_key)
 }
 
@@ -159,7 +154,7 @@ fn encode_saslname(name: &str) -> String {
 }
 
 /// The value of attribute `key` (`key=value`), which must be `part`.
-fn attribute<'a>(part: Option<&'a str>, key: char) -> Result<&'a str, ScramError> {
+fn attribute(part: Option<&str>, key: char) -> Result<&str, ScramError> {
     let part = part.ok_or_else(|| malformed(format!("missing {key}=")))?;
     let mut chars = part.chars();
     if chars.next() != Some(key) || chars.next() != Some('=') {
@@ -176,7 +171,10 @@ fn text(message: &[u8]) -> Result<&str, ScramError> {
 }
 
 fn printable_nonce(nonce: &str) -> bool {
-    !nonce.is_empty() && nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+    !nonce.is_empty()
+        && nonce
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b',')
 }
 
 /// The server side after the client's first message.
@@ -204,12 +202,17 @@ impl ScramServer {
         lookup: impl Fn(&str) -> Option<ScramCredential>,
         server_nonce: &str,
     ) -> Result<(ScramServer, Vec<u8>), ScramError> {
-        assert!(printable_nonce(server_nonce), "the server's nonce is printable");
+        assert!(
+            printable_nonce(server_nonce),
+            "the server's nonce is printable"
+        );
         let message = text(message)?;
         let mut parts = message.splitn(3, ',');
         let binding = parts.next().unwrap_or_default();
         let authzid = parts.next().ok_or_else(|| malformed("no GS2 header"))?;
-        let bare = parts.next().ok_or_else(|| malformed("no client-first-bare"))?;
+        let bare = parts
+            .next()
+            .ok_or_else(|| malformed("no client-first-bare"))?;
         if binding != "n" && binding != "y" {
             return Err(malformed("channel binding is not offered"));
         }
@@ -369,12 +372,7 @@ impl ScramClient {
         if !(1..=controller::security::SCRAM_ITERATIONS_MAX * 64).contains(&iterations) {
             return Err(malformed("iterations out of range"));
         }
-        let salted = salted_password(
-            self.mechanism,
-            self.password.as_bytes(),
-            &salt,
-            iterations,
-        );
+        let salted = salted_password(self.mechanism, self.password.as_bytes(), &salt, iterations);
         let without_proof = format!("c={},r={nonce}", BASE64.encode("n,,"));
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
         let client_key = hmac(self.mechanism, &salted, b"Client Key");

@@ -106,9 +106,8 @@ pub fn gate(access: &Access, body: RequestKind, version: i16) -> Gate {
             if denied.is_empty() {
                 return serve(RequestKind::Fetch(r));
             }
-            let refused = super::data::fetch_unauthorized(
-                &FetchRequest::default().with_topics(denied),
-            );
+            let refused =
+                super::data::fetch_unauthorized(&FetchRequest::default().with_topics(denied));
             patched(RequestKind::Fetch(r), move |response| {
                 if let ResponseKind::Fetch(response) = response {
                     response.responses.extend(refused.responses);
@@ -258,7 +257,12 @@ pub fn gate(access: &Access, body: RequestKind, version: i16) -> Gate {
         }
         RequestKind::DescribeConfigs(mut r) => {
             let (ok, denied) = split(std::mem::take(&mut r.resources), |c| {
-                may_config(access, c.resource_type, &c.resource_name, op::DESCRIBE_CONFIGS)
+                may_config(
+                    access,
+                    c.resource_type,
+                    &c.resource_name,
+                    op::DESCRIBE_CONFIGS,
+                )
             });
             r.resources = ok;
             patched(RequestKind::DescribeConfigs(r), move |response| {

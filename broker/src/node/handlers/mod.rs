@@ -18,10 +18,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::shared::Shared;
-use crate::security::acl::{Access, Requester};
-use crate::security::{sasl, Identity, ListenerInfo};
 use crate::protocol::connection::{Refusal, RequestHandler};
 use crate::protocol::request::Request;
+use crate::security::acl::{Access, Requester};
+use crate::security::{sasl, Identity, ListenerInfo};
 
 /// The broker's [`RequestHandler`]: decodes nothing itself, answers everything it serves.
 #[derive(Clone)]
@@ -83,9 +83,7 @@ impl RequestHandler for KafkaHandler {
             }
             RequestKind::Fetch(r) => {
                 let replica_id = r.replica_id.0;
-                if replica_id >= 0
-                    && !sasl::may_act_as_replica(shared, &self.auth, replica_id)
-                {
+                if replica_id >= 0 && !sasl::may_act_as_replica(shared, &self.auth, replica_id) {
                     tracing::warn!(peer = ?self.peer, replica_id, "follower fetch from an unauthenticated connection refused");
                     ResponseKind::Fetch(data::fetch_unauthorized(&r))
                 } else {
@@ -120,9 +118,7 @@ impl RequestHandler for KafkaHandler {
             }
             RequestKind::OffsetForLeaderEpoch(r) => {
                 let replica_id = if version >= 3 { r.replica_id.0 } else { -2 };
-                if replica_id >= 0
-                    && !sasl::may_act_as_replica(shared, &self.auth, replica_id)
-                {
+                if replica_id >= 0 && !sasl::may_act_as_replica(shared, &self.auth, replica_id) {
                     tracing::warn!(peer = ?self.peer, replica_id, "follower OffsetForLeaderEpoch from an unauthenticated connection refused");
                     ResponseKind::OffsetForLeaderEpoch(data::offsets_for_leader_epoch_unauthorized(
                         &r,
@@ -235,8 +231,8 @@ impl KafkaHandler {
         let security = &self.shared.config.security;
         let identity = self.identity();
         let principal = identity.principal();
-        let is_super = matches!(identity, Identity::Broker(_))
-            || security.super_users.iter().any(|s| *s == principal);
+        let is_super =
+            matches!(identity, Identity::Broker(_)) || security.super_users.contains(&principal);
         Access {
             listener: self.listener.name.clone(),
             requester: Requester {

@@ -41,8 +41,14 @@ async fn apply(
             Ok(())
         }
         Ok(other) => {
-            tracing::warn!(?other, "the controller answered AlterSecurity with another reply");
-            Err((E::UnknownServerError.code(), "unexpected controller reply".into()))
+            tracing::warn!(
+                ?other,
+                "the controller answered AlterSecurity with another reply"
+            );
+            Err((
+                E::UnknownServerError.code(),
+                "unexpected controller reply".into(),
+            ))
         }
         Err(error) => {
             let refusal = controller_refusal(&error);
@@ -67,14 +73,24 @@ pub fn describe_user_scram_credentials(
     let mut known: BTreeMap<String, BTreeMap<ScramMechanism, u32>> = BTreeMap::new();
     for user in &shared.config.security.scram_users {
         for mechanism in ScramMechanism::ALL {
-            if let Some(c) = shared.config.security.static_credential(&user.user, mechanism) {
-                known.entry(user.user.clone()).or_default().insert(mechanism, c.iterations);
+            if let Some(c) = shared
+                .config
+                .security
+                .static_credential(&user.user, mechanism)
+            {
+                known
+                    .entry(user.user.clone())
+                    .or_default()
+                    .insert(mechanism, c.iterations);
             }
         }
     }
     for (user, credentials) in image.scram_credentials() {
         for (mechanism, c) in credentials {
-            known.entry(user.clone()).or_default().insert(*mechanism, c.iterations);
+            known
+                .entry(user.clone())
+                .or_default()
+                .insert(*mechanism, c.iterations);
         }
     }
     let info = |mechanisms: &BTreeMap<ScramMechanism, u32>| -> Vec<CredentialInfo> {
@@ -156,11 +172,17 @@ pub async fn alter_user_scram_credentials(
         *seen.entry((name, mechanism)).or_default() += 1;
     }
     let mut refuse = |user: &str, code: E, message: String| {
-        errors.entry(user.to_string()).or_insert((code.code(), message));
+        errors
+            .entry(user.to_string())
+            .or_insert((code.code(), message));
     };
     if !access.may_cluster(op::ALTER) {
         for user in &order {
-            refuse(user, E::ClusterAuthorizationFailed, "Cluster authorization failed.".into());
+            refuse(
+                user,
+                E::ClusterAuthorizationFailed,
+                "Cluster authorization failed.".into(),
+            );
         }
     }
     for ((user, _), n) in &seen {
@@ -177,11 +199,19 @@ pub async fn alter_user_scram_credentials(
     for deletion in &request.deletions {
         let user = deletion.name.to_string();
         let Some(mechanism) = ScramMechanism::from_code(deletion.mechanism) else {
-            refuse(&user, E::UnsupportedSaslMechanism, "Unknown SCRAM mechanism".into());
+            refuse(
+                &user,
+                E::UnsupportedSaslMechanism,
+                "Unknown SCRAM mechanism".into(),
+            );
             continue;
         };
         if user.is_empty() {
-            refuse(&user, E::UnacceptableCredential, "Username must not be empty".into());
+            refuse(
+                &user,
+                E::UnacceptableCredential,
+                "Username must not be empty".into(),
+            );
         } else if image.scram_credential(&user, mechanism).is_none() {
             refuse(
                 &user,
@@ -191,12 +221,19 @@ pub async fn alter_user_scram_credentials(
                     .into(),
             );
         }
-        changes.push((user.clone(), SecurityChange::DeleteScram { user, mechanism }));
+        changes.push((
+            user.clone(),
+            SecurityChange::DeleteScram { user, mechanism },
+        ));
     }
     for upsertion in &request.upsertions {
         let user = upsertion.name.to_string();
         let Some(mechanism) = ScramMechanism::from_code(upsertion.mechanism) else {
-            refuse(&user, E::UnsupportedSaslMechanism, "Unknown SCRAM mechanism".into());
+            refuse(
+                &user,
+                E::UnsupportedSaslMechanism,
+                "Unknown SCRAM mechanism".into(),
+            );
             continue;
         };
         let iterations = u32::try_from(upsertion.iterations).unwrap_or(0);
@@ -314,10 +351,12 @@ pub async fn create_acls(
                 operation: c.operation,
                 permission_type: c.permission_type,
             };
-            binding
-                .check()
-                .map(|()| binding)
-                .map_err(|why| (E::InvalidRequest.code(), format!("Invalid ACL creation: {why}")))
+            binding.check().map(|()| binding).map_err(|why| {
+                (
+                    E::InvalidRequest.code(),
+                    format!("Invalid ACL creation: {why}"),
+                )
+            })
         })
         .collect();
     if let Some((code, message)) = refusal {
@@ -332,7 +371,11 @@ pub async fn create_acls(
         return CreateAclsResponse::default().with_results(results);
     }
     let valid: Vec<AclBinding> = outcomes.iter().filter_map(|o| o.clone().ok()).collect();
-    let changes = valid.iter().cloned().map(SecurityChange::CreateAcl).collect();
+    let changes = valid
+        .iter()
+        .cloned()
+        .map(SecurityChange::CreateAcl)
+        .collect();
     let applied = apply(shared, changes, move |image| {
         valid.iter().all(|b| image.acls().contains(b))
     })
