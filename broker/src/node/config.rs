@@ -36,10 +36,33 @@
 //! queued_max_request_bytes = 104857600    # queued.max.request.bytes, broker-wide
 //! in_flight_requests_max = 5              # requests of one connection worked on at once
 //!
-//! [security]                              # inter-node authentication (docs/security.md)
+//! [security]                              # docs/security.md
 //! cluster_secret_file = "/etc/rill/cluster.secret"  # one line, at least 16 bytes, same on
 //!                                                   # every node; or `cluster_secret = "..."`
+//! sasl_mechanisms = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]   # sasl.enabled.mechanisms
+//! super_users = ["User:admin"]            # super.users
+//! # authorizer = true                     # default: on when a listener uses SASL
+//! allow_everyone_if_no_acl_found = false
+//! connections_max_reauth_ms = 0           # KIP-368 session lifetime; 0: unbounded
+//! tls_cert_file = "/etc/rill/node.pem"    # SSL and SASL_SSL listeners (PEM)
+//! tls_key_file = "/etc/rill/node.key"
+//! [[security.scram_users]]                # bootstrap users, salted (rill cluster up --secure)
+//! user = "admin"
+//! mechanism = "SCRAM-SHA-256"
+//! iterations = 4096
+//! salt = "base64"
+//! stored_key = "base64"
+//! server_key = "base64"
+//!
+//! [[listeners.extra]]                     # more client listeners
+//! name = "SASL_SSL"
+//! address = "0.0.0.0:9093"
+//! advertised = "kafka-1.example.com:9093" # default: address
+//! protocol = "SASL_SSL"                   # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
 //! ```
+//!
+//! `listeners.kafka_protocol` (PLAINTEXT or SASL_PLAINTEXT) is the `kafka` listener's protocol;
+//! brokers replicate over that listener.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

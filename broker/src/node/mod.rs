@@ -382,13 +382,7 @@ struct Serving {
 /// Warns about a listener any host may reach without TLS or SASL (issue 15: secure by default
 /// where it costs nothing).
 fn warn_if_exposed(address: &str, protocol: SecurityProtocol) {
-    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if !loopback && protocol == SecurityProtocol::Plaintext {
+    if is_exposed(address, protocol) {
         tracing::warn!(
             %address,
             "a PLAINTEXT Kafka listener on a non-loopback address: any host that reaches it may \
@@ -396,6 +390,17 @@ fn warn_if_exposed(address: &str, protocol: SecurityProtocol) {
              (docs/security.md)"
         );
     }
+}
+
+/// Is `address` a PLAINTEXT listener other hosts can reach (not loopback)?
+pub fn is_exposed(address: &str, protocol: SecurityProtocol) -> bool {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback && protocol == SecurityProtocol::Plaintext
 }
 
 /// Does `image` hold `broker`'s registration by this process (`incarnation`)?
@@ -478,6 +483,7 @@ async fn accept(
     }
 }
 
+
 /// The /metrics body: counters and histograms plus gauges from partition state.
 fn render_metrics(shared: &Shared, controller: Option<ControllerStatus>) -> String {
     let mut leaders = 0_u64;
@@ -524,4 +530,23 @@ fn render_metrics(shared: &Shared, controller: Option<ControllerStatus>) -> Stri
         ));
     }
     shared.metrics.render(&gauges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_listeners_beyond_loopback_are_exposed() {
+        let plain = SecurityProtocol::Plaintext;
+        assert!(is_exposed("0.0.0.0:9092", plain));
+        assert!(is_exposed("10.1.2.3:9092", plain));
+        assert!(is_exposed("[::]:9092", plain));
+        assert!(is_exposed("kafka.example.com:9092", plain));
+        assert!(!is_exposed("127.0.0.1:9092", plain));
+        assert!(!is_exposed("[::1]:9092", plain));
+        assert!(!is_exposed("localhost:9092", plain));
+        assert!(!is_exposed("0.0.0.0:9093", SecurityProtocol::SaslSsl));
+        assert!(!is_exposed("0.0.0.0:9093", SecurityProtocol::SaslPlaintext));
+    }
 }
