@@ -210,6 +210,7 @@ fn check_user(user: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -289,5 +290,61 @@ mod tests {
             ScramMechanism::from_name("SCRAM-SHA-256"),
             Some(ScramMechanism::Sha256)
         );
+    }
+
+    #[test]
+    fn the_image_applies_security_records_and_refuses_malformed_ones() {
+        use crate::{MetadataImage, MetadataRecord};
+        let mut image = MetadataImage::new();
+        let credential = ScramCredential {
+            salt: vec![1; 16],
+            stored_key: vec![2; 32],
+            server_key: vec![3; 32],
+            iterations: 4096,
+        };
+        let upsert = SecurityChange::UpsertScram {
+            user: "alice".into(),
+            mechanism: ScramMechanism::Sha256,
+            credential: credential.clone(),
+        };
+        let batch = vec![
+            MetadataRecord::Security(upsert),
+            MetadataRecord::Security(SecurityChange::CreateAcl(binding())),
+            MetadataRecord::Security(SecurityChange::CreateAcl(binding())),
+        ];
+        image.apply_batch(1, &batch).unwrap();
+        assert_eq!(
+            image.scram_credential("alice", ScramMechanism::Sha256),
+            Some(&credential)
+        );
+        assert_eq!(image.acls().len(), 1, "a binding is stored once");
+        // A malformed record is refused whole and changes nothing.
+        let bad = AclBinding {
+            operation: 1,
+            ..binding()
+        };
+        let refused = vec![
+            MetadataRecord::Security(SecurityChange::DeleteAcl(binding())),
+            MetadataRecord::Security(SecurityChange::CreateAcl(bad)),
+        ];
+        assert!(image.apply_batch(2, &refused).is_err());
+        assert_eq!(image.acls().len(), 1);
+        // Deletions of what is there, and of what is not, both apply.
+        let deletions = vec![
+            MetadataRecord::Security(SecurityChange::DeleteScram {
+                user: "alice".into(),
+                mechanism: ScramMechanism::Sha256,
+            }),
+            MetadataRecord::Security(SecurityChange::DeleteScram {
+                user: "nobody".into(),
+                mechanism: ScramMechanism::Sha512,
+            }),
+            MetadataRecord::Security(SecurityChange::DeleteAcl(binding())),
+        ];
+        image.apply_batch(3, &deletions).unwrap();
+        assert!(image.scram_credentials().is_empty() && image.acls().is_empty());
+        // An image without security metadata encodes as before the fields existed.
+        let encoded = serde_json::to_string(&image).unwrap();
+        assert!(!encoded.contains("scram") && !encoded.contains("acls"), "{encoded}");
     }
 }
