@@ -124,6 +124,24 @@ async fn scram(
     (connection, answer)
 }
 
+/// An ALLOW binding for bob on topics: `pattern` 3 literal, 4 prefixed; `operation` a code.
+fn acl_for_bob(name: &str, pattern: i8, operation: i8) -> AclCreation {
+    AclCreation::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_string(name.into()))
+        .with_resource_pattern_type(pattern)
+        .with_principal(StrBytes::from_static_str("User:bob"))
+        .with_host(StrBytes::from_static_str("*"))
+        .with_operation(operation)
+        .with_permission_type(3)
+}
+
+async fn create_acl(connection: &mut Connection, creation: AclCreation) -> CreateAclsResponse {
+    let request = CreateAclsRequest::default().with_creations(vec![creation]);
+    let mut body = connection.call(ApiKey::CreateAcls, 3, &request).await;
+    CreateAclsResponse::decode(&mut body, 3).unwrap()
+}
+
 fn metadata_of(topic: &str) -> MetadataRequest {
     MetadataRequest::default()
         .with_topics(Some(vec![MetadataRequestTopic::default()
@@ -339,22 +357,7 @@ async fn acls_are_enforced_with_kafkas_codes_and_managed_by_a_super_user() {
         E::ClusterAuthorizationFailed.code()
     );
     // alice lets bob read topics starting with "ord".
-    let creation = AclCreation::default()
-        .with_resource_type(2)
-        .with_resource_name(StrBytes::from_static_str("ord"))
-        .with_resource_pattern_type(4)
-        .with_principal(StrBytes::from_static_str("User:bob"))
-        .with_host(StrBytes::from_static_str("*"))
-        .with_operation(3)
-        .with_permission_type(3);
-    let mut body = alice
-        .call(
-            ApiKey::CreateAcls,
-            3,
-            &CreateAclsRequest::default().with_creations(vec![creation]),
-        )
-        .await;
-    let created = CreateAclsResponse::decode(&mut body, 3).unwrap();
+    let created = create_acl(&mut alice, acl_for_bob("ord", 4, 3)).await;
     assert_eq!(created.results.len(), 1);
     assert_eq!(created.results[0].error_code, 0, "{created:?}");
     // READ implies DESCRIBE: bob sees "orders" now, still not "other".
@@ -365,22 +368,7 @@ async fn acls_are_enforced_with_kafkas_codes_and_managed_by_a_super_user() {
         E::TopicAuthorizationFailed.code()
     );
     // An invalid binding (operation ANY) is refused with INVALID_REQUEST, nothing stored.
-    let bad = AclCreation::default()
-        .with_resource_type(2)
-        .with_resource_name(StrBytes::from_static_str("x"))
-        .with_resource_pattern_type(3)
-        .with_principal(StrBytes::from_static_str("User:bob"))
-        .with_host(StrBytes::from_static_str("*"))
-        .with_operation(1)
-        .with_permission_type(3);
-    let mut body = alice
-        .call(
-            ApiKey::CreateAcls,
-            3,
-            &CreateAclsRequest::default().with_creations(vec![bad]),
-        )
-        .await;
-    let refused = CreateAclsResponse::decode(&mut body, 3).unwrap();
+    let refused = create_acl(&mut alice, acl_for_bob("x", 3, 1)).await;
     assert_eq!(refused.results[0].error_code, E::InvalidRequest.code());
     assert_eq!(node.broker.as_ref().unwrap().image().acls().len(), 1);
     node.shutdown();

@@ -345,6 +345,9 @@ mod tests {
         assert!(image.scram_credentials().is_empty() && image.acls().is_empty());
         // An image without security metadata encodes as before the fields existed.
         let encoded = serde_json::to_string(&image).unwrap();
-        assert!(!encoded.contains("scram") && !encoded.contains("acls"), "{encoded}");
+        assert!(
+            !encoded.contains("scram") && !encoded.contains("acls"),
+            "{encoded}"
+        );
     }
 }

@@ -483,7 +483,6 @@ async fn accept(
     }
 }
 
-
 /// The /metrics body: counters and histograms plus gauges from partition state.
 fn render_metrics(shared: &Shared, controller: Option<ControllerStatus>) -> String {
     let mut leaders = 0_u64;

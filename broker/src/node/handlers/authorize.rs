@@ -59,6 +59,29 @@ fn split<T>(items: Vec<T>, allowed: impl Fn(&T) -> bool) -> (Vec<T>, Vec<T>) {
     items.into_iter().partition(|item| allowed(item))
 }
 
+/// The three config APIs differ only in their types: resources the principal may not touch
+/// are taken out and answered with the resource type's authorization error.
+macro_rules! config_gate {
+    ($access:expr, $r:ident, $kind:ident, $op:expr, $field:ident, $result:path) => {{
+        let (ok, denied) = split(std::mem::take(&mut $r.resources), |c| {
+            may_config($access, c.resource_type, &c.resource_name, $op)
+        });
+        $r.resources = ok;
+        patched(RequestKind::$kind($r), move |response| {
+            if let ResponseKind::$kind(response) = response {
+                for c in denied {
+                    response.$field.push(
+                        <$result>::default()
+                            .with_error_code(config_denied(c.resource_type))
+                            .with_resource_type(c.resource_type)
+                            .with_resource_name(c.resource_name),
+                    );
+                }
+            }
+        })
+    }};
+}
+
 /// Checks `body` against the ACLs.
 pub fn gate(access: &Access, body: RequestKind, version: i16) -> Gate {
     if !access.enabled || access.requester.is_super {
@@ -255,68 +278,30 @@ pub fn gate(access: &Access, body: RequestKind, version: i16) -> Gate {
                 }
             })
         }
-        RequestKind::DescribeConfigs(mut r) => {
-            let (ok, denied) = split(std::mem::take(&mut r.resources), |c| {
-                may_config(
-                    access,
-                    c.resource_type,
-                    &c.resource_name,
-                    op::DESCRIBE_CONFIGS,
-                )
-            });
-            r.resources = ok;
-            patched(RequestKind::DescribeConfigs(r), move |response| {
-                if let ResponseKind::DescribeConfigs(response) = response {
-                    use kafka_protocol::messages::describe_configs_response::*;
-                    for c in denied {
-                        response.results.push(
-                            DescribeConfigsResult::default()
-                                .with_error_code(config_denied(c.resource_type))
-                                .with_resource_type(c.resource_type)
-                                .with_resource_name(c.resource_name),
-                        );
-                    }
-                }
-            })
-        }
-        RequestKind::AlterConfigs(mut r) => {
-            let (ok, denied) = split(std::mem::take(&mut r.resources), |c| {
-                may_config(access, c.resource_type, &c.resource_name, op::ALTER_CONFIGS)
-            });
-            r.resources = ok;
-            patched(RequestKind::AlterConfigs(r), move |response| {
-                if let ResponseKind::AlterConfigs(response) = response {
-                    use kafka_protocol::messages::alter_configs_response::*;
-                    for c in denied {
-                        response.responses.push(
-                            AlterConfigsResourceResponse::default()
-                                .with_error_code(config_denied(c.resource_type))
-                                .with_resource_type(c.resource_type)
-                                .with_resource_name(c.resource_name),
-                        );
-                    }
-                }
-            })
-        }
-        RequestKind::IncrementalAlterConfigs(mut r) => {
-            let (ok, denied) = split(std::mem::take(&mut r.resources), |c| {
-                may_config(access, c.resource_type, &c.resource_name, op::ALTER_CONFIGS)
-            });
-            r.resources = ok;
-            patched(RequestKind::IncrementalAlterConfigs(r), move |response| {
-                if let ResponseKind::IncrementalAlterConfigs(response) = response {
-                    use kafka_protocol::messages::incremental_alter_configs_response::*;
-                    for c in denied {
-                        response.responses.push(
-                            AlterConfigsResourceResponse::default()
-                                .with_error_code(config_denied(c.resource_type))
-                                .with_resource_type(c.resource_type)
-                                .with_resource_name(c.resource_name),
-                        );
-                    }
-                }
-            })
-        }
+        RequestKind::DescribeConfigs(mut r) => config_gate!(
+            access,
+            r,
+            DescribeConfigs,
+            op::DESCRIBE_CONFIGS,
+            results,
+            describe_configs_response::DescribeConfigsResult
+        ),
+        RequestKind::AlterConfigs(mut r) => config_gate!(
+            access,
+            r,
+            AlterConfigs,
+            op::ALTER_CONFIGS,
+            responses,
+            alter_configs_response::AlterConfigsResourceResponse
+        ),
+        RequestKind::IncrementalAlterConfigs(mut r) => config_gate!(
+            access,
+            r,
+            IncrementalAlterConfigs,
+            op::ALTER_CONFIGS,
+            responses,
+            incremental_alter_configs_response::AlterConfigsResourceResponse
+        ),
         RequestKind::InitProducerId(r) => {
             let may = r.transactional_id.is_some()
                 || access.may_cluster(op::IDEMPOTENT_WRITE)
