@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker::node::config::{
-    ExtraListener, Listeners, NodeConfig, Role, SecuritySettings, StaticScramUser, TopicDefaults,
+    ExtraListener, SecuritySettings, StaticScramUser, Timing, TopicDefaults,
 };
 use broker::node::{self, NodeOptions};
 use broker::security::scram::ScramClient;
@@ -23,7 +23,7 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use log_core::MemDisk;
-use node_support::{free_port, ready, Connection};
+use node_support::{free_port, ready, single_node_config, Connection};
 
 const ALICE: &str = "alice"; // a super user
 const BOB: &str = "bob"; // an ordinary user
@@ -37,33 +37,24 @@ async fn start(reauth_ms: u64) -> (node::NodeHandle, String, String) {
         StaticScramUser::from_password(ALICE, ScramMechanism::Sha256, PASSWORD, b"alice-salt"),
         StaticScramUser::from_password(BOB, ScramMechanism::Sha512, PASSWORD, b"bob-salt"),
     ];
-    let config = NodeConfig {
-        node_id: 1,
-        roles: vec![Role::Broker, Role::Controller],
-        data_dir: "/unused".into(),
-        controller_voters: vec![format!("1@127.0.0.1:{controller}")],
-        listeners: Listeners {
-            kafka: Some(format!("127.0.0.1:{kafka}")),
-            controller: Some(format!("127.0.0.1:{controller}")),
-            extra: vec![ExtraListener {
-                name: "SASL_PLAINTEXT".into(),
-                address: format!("127.0.0.1:{sasl}"),
-                advertised: None,
-                protocol: SecurityProtocol::SaslPlaintext,
-            }],
-            ..Listeners::default()
-        },
-        topics: TopicDefaults::default(),
-        log: Default::default(),
-        timing: Default::default(),
-        connections: Default::default(),
-        security: SecuritySettings {
-            cluster_secret: Some("node-sasl-test-cluster-secret".into()),
-            super_users: vec![format!("User:{ALICE}")],
-            scram_users: users,
-            connections_max_reauth_ms: reauth_ms,
-            ..SecuritySettings::default()
-        },
+    let mut config = single_node_config(
+        kafka,
+        controller,
+        TopicDefaults::default(),
+        Timing::default(),
+    );
+    config.listeners.extra = vec![ExtraListener {
+        name: "SASL_PLAINTEXT".into(),
+        address: format!("127.0.0.1:{sasl}"),
+        advertised: None,
+        protocol: SecurityProtocol::SaslPlaintext,
+    }];
+    config.security = SecuritySettings {
+        cluster_secret: Some("node-sasl-test-cluster-secret".into()),
+        super_users: vec![format!("User:{ALICE}")],
+        scram_users: users,
+        connections_max_reauth_ms: reauth_ms,
+        ..SecuritySettings::default()
     };
     let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
     let handle = node::start(config, disk, NodeOptions::default())

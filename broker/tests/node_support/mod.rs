@@ -49,7 +49,22 @@ pub async fn start_node(topics: TopicDefaults) -> (node::NodeHandle, String) {
 /// One combined node on a memory disk with these topic defaults and timing.
 pub async fn start_node_with(topics: TopicDefaults, timing: Timing) -> (node::NodeHandle, String) {
     let (kafka, controller) = (free_port(), free_port());
-    let config = NodeConfig {
+    let config = single_node_config(kafka, controller, topics, timing);
+    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
+    let handle = node::start(config, disk, NodeOptions::default())
+        .await
+        .unwrap();
+    (handle, format!("127.0.0.1:{kafka}"))
+}
+
+/// The config of a combined node 1 on 127.0.0.1 with these ports, topic defaults and timing.
+pub fn single_node_config(
+    kafka: u16,
+    controller: u16,
+    topics: TopicDefaults,
+    timing: Timing,
+) -> NodeConfig {
+    NodeConfig {
         node_id: 1,
         roles: vec![Role::Broker, Role::Controller],
         data_dir: "/unused".into(),
@@ -66,12 +81,7 @@ pub async fn start_node_with(topics: TopicDefaults, timing: Timing) -> (node::No
         timing,
         connections: Default::default(),
         security: Default::default(),
-    };
-    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
-    let handle = node::start(config, disk, NodeOptions::default())
-        .await
-        .unwrap();
-    (handle, format!("127.0.0.1:{kafka}"))
+    }
 }
 
 /// A request with its header, framed for the wire.
