@@ -192,16 +192,18 @@ pub fn sasl_authenticate(
                 principal = identity.principal(),
                 "SASL authentication succeeded"
             );
-            state.identity = Some(identity);
             let mut response =
                 SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(token));
             let lifetime_ms = shared.config.security.connections_max_reauth_ms;
-            if lifetime_ms > 0 {
+            // Brokers' replication connections are bound to the cluster secret, not to a
+            // user's credential that may be revoked: their sessions do not end.
+            if lifetime_ms > 0 && !matches!(identity, Identity::Broker(_)) {
                 state.expires_at = Some(Instant::now() + Duration::from_millis(lifetime_ms));
                 if version >= 1 {
                     response.session_lifetime_ms = i64::try_from(lifetime_ms).unwrap_or(i64::MAX);
                 }
             }
+            state.identity = Some(identity);
             response
         }
         Err((code, error)) => {
