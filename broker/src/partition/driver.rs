@@ -77,7 +77,8 @@ pub struct PartitionStatus {
 }
 
 /// How a produce continues after its synchronous half.
-enum Started {
+#[derive(Debug)]
+pub enum Started {
     /// The core took it; its reply arrives here.
     Waiting(oneshot::Receiver<ProduceOutcome>),
     /// A retried batch already in the log at these offsets.
@@ -505,7 +506,18 @@ impl Partition {
     /// (at once for acks 0/1, at the HW for acks=all). A retried batch of an idempotent producer
     /// answers with its original offset, for acks=all only once the HW passed it.
     pub async fn produce(&self, payload: Vec<u8>, acks: Acks) -> ProduceOutcome {
-        match self.start_produce(payload, acks)? {
+        self.finish_produce(self.start_produce(payload, acks), acks)
+            .await
+    }
+
+    /// The asynchronous half of a produce: waits for the core's answer to what
+    /// [`Partition::start_produce`] started (the HW for acks=all).
+    pub async fn finish_produce(
+        &self,
+        started: Result<Started, PartitionError>,
+        acks: Acks,
+    ) -> ProduceOutcome {
+        match started? {
             Started::Waiting(receiver) => match receiver.await {
                 Ok(outcome) => outcome,
                 Err(_dropped) => Err(PartitionError::Closed),
@@ -520,7 +532,11 @@ impl Partition {
     /// step under one lock. The payload is validated (and normalised) here, once, with Kafka's
     /// rules, outside the lock (decompressing a batch takes time; the rules are the log's
     /// fixed configuration); a refusal answers this request only and the partition serves on.
-    fn start_produce(&self, mut payload: Vec<u8>, acks: Acks) -> Result<Started, PartitionError> {
+    pub fn start_produce(
+        &self,
+        mut payload: Vec<u8>,
+        acks: Acks,
+    ) -> Result<Started, PartitionError> {
         let rules = {
             let inner = self.lock();
             Self::refuse_if_unusable(&inner)?;

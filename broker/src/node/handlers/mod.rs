@@ -51,7 +51,7 @@ impl RequestHandler for KafkaHandler {
                 ResponseKind::Metadata(metadata::metadata(shared, r, version).await)
             }
             RequestKind::Produce(r) => {
-                let mut response = data::produce(shared, r).await;
+                let mut response = data::produce(shared, r, request.append_turn).await;
                 // Per-record errors and the message exist from v8 on (KIP-467); kafka-protocol
                 // refuses to encode them below.
                 if version < 8 {
