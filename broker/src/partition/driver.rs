@@ -24,7 +24,10 @@ use crate::producer_state::{sequence_add, LoggedBatch, ProducerStateTable, Trunc
 use crate::runtime;
 
 /// Most bytes one follower fetch response carries per partition (`replica.fetch.max.bytes`).
-pub const REPLICA_FETCH_BYTES_MAX: usize = 1 << 20;
+/// 8 MiB, not Kafka's 1 MiB: a rill follower fetches again only after its flush, so a cycle
+/// costs an fsync, and a producer with 5 batches of 1 MB in flight would otherwise need five
+/// cycles to be replicated (measured: +16% acks=all records/s with librdkafka at 6 partitions).
+pub const REPLICA_FETCH_BYTES_MAX: usize = 8 << 20;
 
 /// The node's transport for what a replica sends on its own initiative. Implementations must not
 /// block and must not call back into the partition synchronously (the partition's lock is held).
