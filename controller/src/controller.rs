@@ -8,7 +8,7 @@ use crate::raft_ingress;
 use crate::records::{self, Listener, MetadataRecord, PartitionState, RecordBatch, TopicConfig};
 use crate::storage::{PersistBatch, RaftStore};
 use crate::topic_configs::{self, ConfigChange, ElectionDefaults};
-use raft::prelude::{Entry, EntryType, Message, Snapshot};
+use raft::prelude::{Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, StateRole};
 use std::collections::BTreeMap;
 use wire::{BrokerId, TopicPartition};
@@ -460,7 +460,28 @@ impl Controller {
     /// [`crate::raft_ingress`]) are dropped with a warning before raft-rs sees them; stale ones
     /// are dropped by raft-rs (raft copes). The driver has already checked that `from` is the
     /// authenticated sender of the frame.
-    pub fn step(&mut self, message: Message) {
+    pub fn step(&mut self, mut message: Message) {
+        let mut lost_our_log = false;
+        // A replaced disk (issue 16): the leader still counts this node as holding what it
+        // acknowledged before, so its heartbeat commits past our (now empty) log's end, which
+        // raft-rs asserts on. Take the heartbeat (its term and leader) but commit nothing from
+        // it: the leader learns from our rejected append that we lost our log, and sends it
+        // again. Committing up to our own end instead would be unsafe: our entries there may
+        // not be the leader's.
+        if message.get_msg_type() == MessageType::MsgHeartbeat
+            && message.commit > self.raw.raft.raft_log.last_index()
+        {
+            tracing::warn!(
+                node = self.config.id,
+                leader = message.from,
+                commit = message.commit,
+                last_index = self.raw.raft.raft_log.last_index(),
+                "the leader commits past our log's end: this node lost its raft log (a replaced \
+                 disk?) and catches up from the leader"
+            );
+            message.commit = self.raw.raft.raft_log.committed;
+            lost_our_log = true;
+        }
         let receiver = raft_ingress::Receiver {
             id: self.config.id,
             voters: &self.config.voters,
@@ -472,14 +493,69 @@ impl Controller {
             return;
         }
         let term_before = self.term();
+        let from = message.from;
+        let lost_log = self.follower_lost_its_log(&message);
+        if let Some(from) = lost_log {
+            // raft-rs drops a rejection at or below what it believes the follower matched as
+            // stale, so that follower would never be sent its log again.
+            let hint = message.reject_hint;
+            if let Some(progress) = self.raw.raft.mut_prs().get_mut(from) {
+                tracing::warn!(
+                    node = self.config.id,
+                    follower = from,
+                    matched = progress.matched,
+                    follower_last_index = hint,
+                    "a follower lost entries it had acknowledged (a replaced disk?): sending \
+                     its log again"
+                );
+                progress.matched = hint;
+                progress.become_probe();
+            }
+        }
         if self.raw.step(message).is_err() {
             tracing::debug!(node = self.config.id, "raft refused a message");
+        }
+        if let Some(from) = lost_log {
+            if self.is_leader() {
+                self.raw.raft.send_append(from);
+            }
+        }
+        if lost_our_log && self.leader_id() == from && !self.is_leader() {
+            // Tell the leader where our log ends, as a rejected append would (raft-rs sends
+            // no append while it believes we hold everything). Sent after the term we just
+            // took is persisted, like raft-rs's own answers.
+            let last_index = self.raw.raft.raft_log.last_index();
+            let mut reject = Message {
+                to: from,
+                from: self.config.id,
+                term: self.term(),
+                index: last_index,
+                reject: true,
+                reject_hint: last_index,
+                ..Message::default()
+            };
+            reject.set_msg_type(MessageType::MsgAppendResponse);
+            self.raw.raft.msgs.push(reject);
         }
         assert!(
             self.term() <= term_before.saturating_add(raft_ingress::TERM_AHEAD_MAX),
             "a message moved the term past the ingress bound"
         );
         self.drain_ready();
+    }
+
+    /// The sender of `message` if it is a follower's rejected append showing that it no longer
+    /// holds entries it acknowledged to this leader (its log ends below its matched index).
+    fn follower_lost_its_log(&self, message: &Message) -> Option<u64> {
+        if !self.is_leader()
+            || message.get_msg_type() != MessageType::MsgAppendResponse
+            || !message.reject
+            || message.term != self.term()
+        {
+            return None;
+        }
+        let matched = self.raw.raft.prs().get(message.from)?.matched;
+        (message.reject_hint < matched).then_some(message.from)
     }
 
     /// Input: the transport's verdict on a snapshot message sent to `to`. raft-rs pauses
