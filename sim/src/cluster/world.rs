@@ -758,6 +758,24 @@ mod simulated {
             });
             violation = compared.err();
         }
+        if violation.is_none() && draw.shape == Shape::Combined {
+            // Every voter caught up with the raft leader (metadata may still be settling: a
+            // difference counts once it lasts 10 simulated seconds).
+            let voters: Vec<u64> = controller_ids(&draw).map(u64::from).collect();
+            let mut compared = Err(String::new());
+            for _ in 0..20 {
+                compared = replicas::compare_raft_logs(&cluster.disks, &voters);
+                if compared.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            lock(&shared).event(match &compared {
+                Ok(()) => "controllers compared: every raft log ends at the same index",
+                Err(_) => "controllers compared: a raft log is behind",
+            });
+            violation = compared.err();
+        }
         observer.abort();
         lock(&shared).event("run ends");
         outcome(shared, violation, elapsed(begun))
