@@ -7,9 +7,7 @@
 
 mod node_support;
 
-use node_support::{Connection, TestCluster};
-
-use std::time::Duration;
+use node_support::{eventually, ready_cluster, Connection, TestCluster};
 
 use broker::node::config::{LogSettings, TopicDefaults};
 use bytes::Bytes;
@@ -34,9 +32,6 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const REQUEST_TIMED_OUT: i16 = 7;
 const POLICY_VIOLATION: i16 = 44;
-
-/// Bounds every wait in this file.
-const WAIT_MS_MAX: u64 = 30_000;
 
 /// `n` nodes, topics of 1 partition with `n` replicas and min ISR 2, 4 KiB segments.
 async fn start_cluster(n: usize) -> TestCluster {
@@ -64,17 +59,6 @@ impl TestCluster {
         let dir = std::path::PathBuf::from(format!("{}-{}", tp.topic, tp.partition));
         let names = self.disks[i].list(&dir).unwrap_or_default();
         names.iter().filter(|n| n.ends_with(".log")).count()
-    }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -215,22 +199,11 @@ impl Connection {
     }
 }
 
-async fn ready(connection: &mut Connection, brokers: usize) {
-    for _ in 0..400 {
-        let metadata = connection.metadata().await;
-        if metadata.brokers.len() == brokers && metadata.controller_id.0 >= 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the cluster never listed {brokers} brokers with a controller");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_records_moves_the_log_start_and_answers_kafkas_codes() {
     let mut cluster = start_cluster(1).await;
     let mut c = Connection::open(&cluster.address(0)).await;
-    ready(&mut c, 1).await;
+    ready_cluster(&mut c, 1).await;
     c.create_topic("trim", 1, &[("segment.bytes", "4096")])
         .await;
     let tp = TopicPartition::new("trim", 0);
@@ -324,7 +297,7 @@ async fn followers_follow_the_leaders_new_log_start_even_one_that_was_away() {
     }
     let mut cluster = start_cluster(3).await;
     let mut c = Connection::open(&cluster.address(0)).await;
-    ready(&mut c, 3).await;
+    ready_cluster(&mut c, 3).await;
     c.create_topic("shared", 3, &[]).await;
     let tp = TopicPartition::new("shared", 0);
     eventually("a leader with a full ISR", || {

@@ -74,7 +74,7 @@ fn preferred_in_isr_but_not_leading(solo: &mut Solo, tp: &TopicPartition) -> Bro
 fn preferred_election_moves_the_leadership_back_cleanly() {
     let (mut solo, tp) = three_replicas(2);
     assert_eq!(
-        elect(&mut solo, false, Some(&[tp.clone()])),
+        elect(&mut solo, false, Some(std::slice::from_ref(&tp))),
         vec![(tp.clone(), ElectionOutcome::NotNeeded)],
         "the preferred replica leads already"
     );
@@ -102,7 +102,7 @@ fn preferred_election_moves_the_leadership_back_cleanly() {
     solo.ctl.fetch_metadata(0).apply_to(&mut replayed);
     assert_eq!(replayed.partition(&tp), Some(&after));
     assert_eq!(
-        elect(&mut solo, false, Some(&[tp.clone()])),
+        elect(&mut solo, false, Some(std::slice::from_ref(&tp))),
         vec![(tp, ElectionOutcome::NotNeeded)]
     );
 }
@@ -119,13 +119,13 @@ fn preferred_election_refuses_a_preferred_replica_outside_the_isr() {
     assert!(solo.request(offline).is_ok());
     let before = state(&solo, &tp);
     assert_eq!(
-        elect(&mut solo, false, Some(&[tp.clone()])),
+        elect(&mut solo, false, Some(std::slice::from_ref(&tp))),
         vec![(tp.clone(), ElectionOutcome::PreferredLeaderNotAvailable)]
     );
     assert_eq!(state(&solo, &tp), before, "nothing changed");
     // Nor does an unclean election touch a partition that has a leader.
     assert_eq!(
-        elect(&mut solo, true, Some(&[tp.clone()])),
+        elect(&mut solo, true, Some(std::slice::from_ref(&tp))),
         vec![(tp.clone(), ElectionOutcome::NotNeeded)]
     );
     assert_eq!(state(&solo, &tp), before);
@@ -192,10 +192,10 @@ fn unclean_election_elects_a_live_replica_of_a_leaderless_partition() {
     );
     // A preferred election cannot help: the preferred replica is the fenced one.
     assert_eq!(
-        elect(&mut solo, false, Some(&[tp.clone()])),
+        elect(&mut solo, false, Some(std::slice::from_ref(&tp))),
         vec![(tp.clone(), ElectionOutcome::PreferredLeaderNotAvailable)]
     );
-    let outcomes = elect(&mut solo, true, Some(&[tp.clone()]));
+    let outcomes = elect(&mut solo, true, Some(std::slice::from_ref(&tp)));
     let after = state(&solo, &tp);
     let elected = after.leader.unwrap();
     assert_eq!(
@@ -238,7 +238,7 @@ fn unclean_election_without_a_live_replica_is_refused() {
     let before = state(&solo, &tp);
     assert_eq!(before.leader, None);
     assert_eq!(
-        elect(&mut solo, true, Some(&[tp.clone()])),
+        elect(&mut solo, true, Some(std::slice::from_ref(&tp))),
         vec![(tp.clone(), ElectionOutcome::EligibleLeadersNotAvailable)]
     );
     assert_eq!(state(&solo, &tp), before);

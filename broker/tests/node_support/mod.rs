@@ -214,6 +214,33 @@ pub async fn ready(connection: &mut Connection) {
     panic!("the node never listed itself with a controller");
 }
 
+/// Bounds [`eventually`]'s waits.
+pub const EVENTUALLY_MS_MAX: u64 = 30_000;
+
+/// Polls `check` every 50 ms until it holds; fails the test after [`EVENTUALLY_MS_MAX`].
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(EVENTUALLY_MS_MAX);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the node behind `connection` lists `brokers` brokers and names a controller.
+pub async fn ready_cluster(connection: &mut Connection, brokers: usize) {
+    for _ in 0..400 {
+        let metadata = connection.metadata().await;
+        if metadata.brokers.len() == brokers && metadata.controller_id.0 >= 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the cluster never listed {brokers} brokers with a controller");
+}
+
 /// `n` combined nodes on 127.0.0.1, each on its own memory disk (which survives a stop), with
 /// fast timeouts and a cluster secret: nodes can be stopped and booted again on their ports.
 pub struct TestCluster {
