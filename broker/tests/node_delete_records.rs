@@ -17,11 +17,10 @@ use kafka_protocol::messages::delete_records_request::{
 };
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, BrokerId as KBroker, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
     DeleteRecordsResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    ProduceRequest, ProduceResponse, TopicName,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use log_core::{BatchBuilder, Disk};
@@ -96,19 +95,8 @@ impl Connection {
             let value = vec![b'a' + (i % 26) as u8; 200];
             builder.push(None, Some(&value), 1_000 + i as i64, &[]);
         }
-        let data = PartitionProduceData::default()
-            .with_index(0)
-            .with_records(Some(Bytes::from(builder.build())));
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![data])]);
-        let mut body = self.call(ApiKey::Produce, 9, &request).await;
-        let response = ProduceResponse::decode(&mut body, 9).unwrap();
-        let p = &response.responses[0].partition_responses[0];
-        (p.error_code, p.base_offset)
+        self.produce_batch(topic, 0, Bytes::from(builder.build()))
+            .await
     }
 
     /// DeleteRecords at `version`: (partition, low watermark, error code) per partition named.
@@ -289,12 +277,7 @@ async fn delete_records_moves_the_log_start_and_answers_kafkas_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_follow_the_leaders_new_log_start_even_one_that_was_away() {
-    if let Ok(filter) = std::env::var("RILL_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
-    }
+    node_support::log_from_env();
     let mut cluster = start_cluster(3).await;
     let mut c = Connection::open(&cluster.address(0)).await;
     ready_cluster(&mut c, 3).await;

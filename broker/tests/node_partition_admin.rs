@@ -15,11 +15,10 @@ use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId as KBroker, DescribeLogDirsRequest,
-    DescribeLogDirsResponse, DescribeProducersRequest, DescribeProducersResponse,
-    ElectLeadersRequest, ElectLeadersResponse, ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, BrokerId as KBroker, DescribeLogDirsRequest, DescribeLogDirsResponse,
+    DescribeProducersRequest, DescribeProducersResponse, ElectLeadersRequest, ElectLeadersResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use log_core::BatchBuilder;
@@ -55,23 +54,6 @@ impl Connection {
             .with_replication_factor(replicas);
         let response = self.create(vec![topic], false).await;
         assert_eq!(response.topics[0].error_code, 0, "{response:?}");
-    }
-
-    /// Produces `records` (acks=all) to `topic`-`partition`; returns (error code, base offset).
-    async fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
-        let data = PartitionProduceData::default()
-            .with_index(partition)
-            .with_records(Some(records));
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![data])]);
-        let mut body = self.call(ApiKey::Produce, 9, &request).await;
-        let response = ProduceResponse::decode(&mut body, 9).unwrap();
-        let p = &response.responses[0].partition_responses[0];
-        (p.error_code, p.base_offset)
     }
 
     /// ElectLeaders at `version`: (topic, partition, error code) of every partition answered,
@@ -188,20 +170,18 @@ impl Connection {
 async fn the_three_apis_are_advertised() {
     let (node, address) = node_support::start_node(TopicDefaults::default()).await;
     let mut connection = Connection::open(&address).await;
-    let mut body = connection
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
-    let response = ApiVersionsResponse::decode(&mut body, 3).unwrap();
-    let range = |key: ApiKey| {
-        response
-            .api_keys
-            .iter()
-            .find(|k| k.api_key == key as i16)
-            .map(|k| (k.min_version, k.max_version))
-    };
-    assert_eq!(range(ApiKey::ElectLeaders), Some((0, 2)));
-    assert_eq!(range(ApiKey::DescribeLogDirs), Some((1, 4)));
-    assert_eq!(range(ApiKey::DescribeProducers), Some((0, 0)));
+    assert_eq!(
+        connection.advertised(3, ApiKey::ElectLeaders).await,
+        Some((0, 2))
+    );
+    assert_eq!(
+        connection.advertised(3, ApiKey::DescribeLogDirs).await,
+        Some((1, 4))
+    );
+    assert_eq!(
+        connection.advertised(3, ApiKey::DescribeProducers).await,
+        Some((0, 0))
+    );
     node.shutdown();
 }
 
@@ -223,7 +203,9 @@ async fn one_node_answers_every_case() {
     assert_eq!(dir, "/unused");
     assert_eq!(sizes, vec![("logs".into(), 0, 0), ("logs".into(), 1, 0)]);
     assert_eq!(
-        connection.produce("logs", 1, batch(None, 10, 1_000)).await,
+        connection
+            .produce_batch("logs", 1, batch(None, 10, 1_000))
+            .await,
         (0, 0)
     );
     let broker = node.broker.as_ref().unwrap();
@@ -246,24 +228,26 @@ async fn one_node_answers_every_case() {
     let (first, second) = (4_000, 4_001);
     assert_eq!(
         connection
-            .produce("logs", 0, batch(Some((first, 0, 0)), 3, 10_000))
+            .produce_batch("logs", 0, batch(Some((first, 0, 0)), 3, 10_000))
             .await,
         (0, 0)
     );
     assert_eq!(
         connection
-            .produce("logs", 0, batch(Some((first, 0, 3)), 2, 20_000))
+            .produce_batch("logs", 0, batch(Some((first, 0, 3)), 2, 20_000))
             .await,
         (0, 3)
     );
     assert_eq!(
         connection
-            .produce("logs", 0, batch(Some((second, 7, 0)), 4, 30_000))
+            .produce_batch("logs", 0, batch(Some((second, 7, 0)), 4, 30_000))
             .await,
         (0, 5)
     );
     assert_eq!(
-        connection.produce("logs", 0, batch(None, 1, 40_000)).await,
+        connection
+            .produce_batch("logs", 0, batch(None, 1, 40_000))
+            .await,
         (0, 9)
     );
     let described = connection.producers("logs", &[0, 1, 9, -1]).await;
@@ -316,12 +300,7 @@ async fn one_node_answers_every_case() {
 /// in-process stop leaves the connections other nodes' fetchers hold to it answering.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_preferred_election_moves_the_leadership_back() {
-    if let Ok(filter) = std::env::var("RILL_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
-    }
+    node_support::log_from_env();
     let topics = TopicDefaults {
         replication_factor: 3,
         partitions: 1,
@@ -376,7 +355,7 @@ async fn a_preferred_election_moves_the_leadership_back() {
         let leader = leader.unwrap();
         let mut connection = Connection::open(&cluster.bootstrap()[leader]).await;
         let records_batch = batch(Some((producer, 0, sequence)), records, 50_000 + produced);
-        let answer = connection.produce("moved", 0, records_batch).await;
+        let answer = connection.produce_batch("moved", 0, records_batch).await;
         assert_eq!(
             answer,
             (0, produced),
