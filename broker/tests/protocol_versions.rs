@@ -12,9 +12,9 @@ use kafka_protocol::messages::ApiKey;
 fn plan_lists_every_api_of_issue_4_within_kafka_protocol_ranges() {
     let table = VersionTable::planned();
     // Issue 4's 19, issue 15's inter-node SASL pair, issue 13's AlterConfigs,
-    // CreatePartitions, IncrementalAlterConfigs, DeleteRecords, DescribeCluster, DeleteGroups
-    // and OffsetDelete.
-    assert_eq!(table.entries().len(), 28);
+    // CreatePartitions, IncrementalAlterConfigs, DeleteRecords, DescribeCluster, DeleteGroups,
+    // OffsetDelete, DescribeLogDirs, ElectLeaders and DescribeProducers.
+    assert_eq!(table.entries().len(), 31);
     for entry in PLANNED_API_VERSIONS {
         let encodable = entry.api_key.valid_versions();
         // Below kafka-protocol's range only where the legacy module translates.
@@ -44,6 +44,9 @@ fn plan_lists_every_api_of_issue_4_within_kafka_protocol_ranges() {
     expect(ApiKey::DescribeConfigs, 0, 4);
     expect(ApiKey::DeleteRecords, 0, 2);
     expect(ApiKey::DescribeCluster, 0, 1);
+    expect(ApiKey::DescribeLogDirs, 1, 4);
+    expect(ApiKey::ElectLeaders, 0, 2);
+    expect(ApiKey::DescribeProducers, 0, 0);
     // SASL exists for rill's inter-node handshake only (v1: tokens in SaslAuthenticate).
     expect(ApiKey::SaslHandshake, 1, 1);
     expect(ApiKey::SaslAuthenticate, 0, 2);

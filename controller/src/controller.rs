@@ -1,7 +1,7 @@
 //! The controller core: a raft-rs `RawNode` over [`RaftStore`] plus the [`MetadataImage`] it
 //! applies, driven by inputs and answering with [`Effect`]s. See the crate docs for the runbook.
 
-use crate::election::{self, AlterPartitionRequest, HistoricBugs};
+use crate::election::{self, AlterPartitionRequest, ElectionOutcome, HistoricBugs};
 use crate::error::ControllerError;
 use crate::image::MetadataImage;
 use crate::raft_ingress;
@@ -127,6 +127,16 @@ pub enum Request {
         /// Check only, change nothing (answered `PartitionsValid`).
         validate_only: bool,
     },
+    /// An administrator's election (KIP-460's ElectLeaders): the preferred replica, or (when
+    /// `unclean`) any live replica of a leaderless partition. Answered with each partition's
+    /// outcome once the leadership changes are committed.
+    ElectLeaders {
+        /// Unclean election (Kafka's ElectionType 1) instead of preferred (0).
+        unclean: bool,
+        /// The partitions; `None`: every partition, whose answer then omits those that needed
+        /// no election (Kafka's rule for a null list).
+        partitions: Option<Vec<TopicPartition>>,
+    },
     /// A partition leader changes its ISR.
     AlterPartition(AlterPartitionRequest),
     /// A broker's copy of a partition failed (disk error or corruption): it can neither lead
@@ -198,6 +208,8 @@ pub enum Reply {
     },
     /// The partition's new state.
     PartitionAltered(PartitionState),
+    /// What an ElectLeaders did to each partition, in partition order.
+    LeadersElected(Vec<(TopicPartition, ElectionOutcome)>),
     /// Metadata after the requested index.
     Metadata(MetadataFetch),
 }
@@ -284,6 +296,8 @@ enum PendingKind {
     CreatePartitions(String, usize),
     /// Reply with this partition's new state.
     AlterPartition(TopicPartition),
+    /// Reply with these outcomes of an ElectLeaders.
+    ElectLeaders(Vec<(TopicPartition, ElectionOutcome)>),
     /// A fence or unfence of this broker decided by the active controller itself.
     BrokerChange(BrokerId),
 }
@@ -739,6 +753,10 @@ impl Controller {
                     PendingKind::AlterPartition(alter.partition),
                 )
             }
+            Request::ElectLeaders {
+                unclean,
+                partitions,
+            } => self.elect_leaders(request_id, unclean, partitions),
             Request::ReplicaOffline {
                 broker,
                 incarnation,
@@ -787,6 +805,68 @@ impl Controller {
         let batch =
             election::replica_offline_batch(&self.image, broker, &partition, self.config.bugs);
         self.propose_partition_change(request_id, partition, batch)
+    }
+
+    /// An administrator's election (Kafka's `ReplicationControlManager.electLeaders`): one
+    /// batch with a leadership change per partition that gets one, answered with every
+    /// partition's outcome once committed (at once when nothing changes). A partition named
+    /// twice is elected once. More changes than a batch holds: `LimitReached`.
+    fn elect_leaders(
+        &mut self,
+        request_id: u64,
+        unclean: bool,
+        partitions: Option<Vec<TopicPartition>>,
+    ) -> Result<(), ControllerError> {
+        let requested = if unclean {
+            replication::election::RequestedElection::Unclean
+        } else {
+            replication::election::RequestedElection::Preferred
+        };
+        let every = partitions.is_none();
+        let named: std::collections::BTreeSet<TopicPartition> = match partitions {
+            Some(named) => named.into_iter().collect(),
+            None => self
+                .image
+                .topics()
+                .iter()
+                .flat_map(|(name, topic)| {
+                    (0..topic.partitions.len()).map(move |index| TopicPartition {
+                        topic: name.clone(),
+                        partition: i32::try_from(index).expect("partitions per topic are bounded"),
+                    })
+                })
+                .collect(),
+        };
+        let mut batch = Vec::new();
+        let mut outcomes = Vec::with_capacity(named.len());
+        for tp in named {
+            match election::requested_election(&self.image, &tp, requested) {
+                Ok(record) => {
+                    let MetadataRecord::PartitionChange { state, .. } = &record else {
+                        unreachable!("an election is a partition change");
+                    };
+                    let leader_epoch = state.leader_epoch;
+                    batch.push(record);
+                    outcomes.push((tp, ElectionOutcome::Elected { leader_epoch }));
+                }
+                Err(ElectionOutcome::NotNeeded) if every => {}
+                Err(outcome) => outcomes.push((tp, outcome)),
+            }
+        }
+        if batch.len() > records::RECORDS_PER_BATCH_MAX {
+            return Err(ControllerError::LimitReached(format!(
+                "{} leader elections in one request, at most {}",
+                batch.len(),
+                records::RECORDS_PER_BATCH_MAX
+            )));
+        }
+        assert!(batch.len() <= outcomes.len());
+        if batch.is_empty() {
+            let reply = Ok(Reply::LeadersElected(outcomes));
+            self.effects.push(Effect::Reply { request_id, reply });
+            return Ok(());
+        }
+        self.propose(batch, Some(request_id), PendingKind::ElectLeaders(outcomes))
     }
 
     /// Proposes `batch`, the change of one partition, answered with the partition's state; an
@@ -1261,6 +1341,7 @@ impl Controller {
             PendingKind::AlterPartition(tp) => {
                 Reply::PartitionAltered(self.image.partition(tp).expect("just changed").clone())
             }
+            PendingKind::ElectLeaders(outcomes) => Reply::LeadersElected(outcomes.clone()),
             PendingKind::BrokerChange(_) => unreachable!("internal proposals have no request"),
         }
     }

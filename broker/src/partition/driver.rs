@@ -59,6 +59,19 @@ pub struct PartitionSettings {
     pub io: IoWorker,
 }
 
+/// One idempotent producer as DescribeProducers reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveProducer {
+    /// The producer id.
+    pub producer_id: i64,
+    /// Its current epoch.
+    pub producer_epoch: i16,
+    /// The sequence of its last appended record.
+    pub last_sequence: i32,
+    /// The max timestamp of its last batch, -1 when the log no longer holds it.
+    pub last_timestamp: i64,
+}
+
 /// How a produce ended, as the partition knows it.
 pub type ProduceOutcome = Result<Offset, PartitionError>;
 
@@ -794,6 +807,45 @@ impl Partition {
     /// The `min.insync.replicas` the core uses.
     pub fn min_insync_replicas(&self) -> usize {
         self.lock().replica.min_insync_replicas()
+    }
+
+    /// The bytes of every segment of the log (DescribeLogDirs' partition size), `None` once
+    /// the log failed or closed.
+    pub fn size_bytes(&self) -> Option<u64> {
+        let inner = self.lock();
+        Self::refuse_if_unusable(&inner).ok()?;
+        inner.log.as_ref().map(PartitionLog::size_bytes)
+    }
+
+    /// The idempotent producers this replica remembers (KIP-664's DescribeProducers, answered
+    /// by leaders and followers alike, as Kafka's `Partition.activeProducerState`), by id: the
+    /// epoch and last sequence from the producer state, the last timestamp from the header of
+    /// the producer's last batch in the log (-1 once retention or DeleteRecords removed it).
+    pub fn active_producers(&self) -> Result<Vec<ActiveProducer>, PartitionError> {
+        let inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
+        let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+        let producers: Vec<ActiveProducer> = inner
+            .producers
+            .producers()
+            .filter_map(|(producer_id, entry)| {
+                let last = entry.batches.last()?;
+                let last_timestamp = log
+                    .read(last.last_offset, 1)
+                    .ok()
+                    .and_then(|read| log_core::batch::BatchHeader::parse(&read.bytes).ok())
+                    .filter(|header| header.last_offset() >= last.last_offset)
+                    .map_or(-1, |header| header.max_timestamp);
+                Some(ActiveProducer {
+                    producer_id,
+                    producer_epoch: entry.epoch,
+                    last_sequence: last.last_sequence,
+                    last_timestamp,
+                })
+            })
+            .collect();
+        assert!(producers.len() <= inner.producers.producer_count());
+        Ok(producers)
     }
 
     /// Rolls once `segment.ms` is due, enforces retention and compacts; called periodically by

@@ -40,7 +40,7 @@ const PRODUCE_TIMEOUT_MS_MAX: u64 = 25_000;
 const FETCH_WAIT_MS_MAX: u64 = 5_000;
 
 /// The refusal for a partition this broker does not host.
-fn not_hosted(shared: &Shared, tp: &TopicPartition) -> i16 {
+pub(super) fn not_hosted(shared: &Shared, tp: &TopicPartition) -> i16 {
     let image = shared.image();
     let known = image
         .topics()

@@ -1,5 +1,6 @@
 //! The Kafka request handlers of a broker, one file per family, behind one dispatcher.
 
+pub mod admin;
 pub mod cluster_auth;
 pub mod configs;
 pub mod data;
@@ -131,6 +132,15 @@ impl RequestHandler for KafkaHandler {
             ),
             RequestKind::CreatePartitions(r) => {
                 ResponseKind::CreatePartitions(metadata::create_partitions(shared, r).await)
+            }
+            RequestKind::ElectLeaders(r) => {
+                ResponseKind::ElectLeaders(admin::elect_leaders(shared, r, version).await)
+            }
+            RequestKind::DescribeLogDirs(r) => {
+                ResponseKind::DescribeLogDirs(admin::describe_log_dirs(shared, &r))
+            }
+            RequestKind::DescribeProducers(r) => {
+                ResponseKind::DescribeProducers(admin::describe_producers(shared, r).await)
             }
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(self.init_producer_id(r))
