@@ -373,6 +373,11 @@ impl ProducerStateTable {
         self.producers.len()
     }
 
+    /// Every producer the table remembers, by id (DescribeProducers, KIP-664).
+    pub fn producers(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(id, entry)| (*id, entry))
+    }
+
     /// How many producers were forgotten because the table was full.
     pub fn producers_evicted(&self) -> u64 {
         self.producers_evicted

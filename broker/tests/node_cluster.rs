@@ -106,12 +106,7 @@ async fn read_all(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_serve_produce_consume_groups_and_failover() {
-    if let Ok(filter) = std::env::var("RILL_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
-    }
+    node_support::log_from_env();
     let mut cluster = start_cluster(LogSettings::default()).await;
     let bootstrap = cluster.bootstrap();
     let admin = Admin::new(ClientConfig::new(bootstrap.clone())).unwrap();
@@ -290,12 +285,7 @@ async fn three_nodes_serve_produce_consume_groups_and_failover() {
 /// KAFKA_STORAGE_ERROR; ListOffsets earliest answered 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_back_after_retention_passed_it_starts_over_at_the_leaders_log_start() {
-    if let Ok(filter) = std::env::var("RILL_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
-    }
+    node_support::log_from_env();
     let log = LogSettings {
         segment_bytes: 4096,
         retention_bytes: 16_384,
@@ -485,12 +475,7 @@ async fn a_broker_that_cannot_open_a_partition_tells_the_controller() {
 /// (Before, a full disk kept the partition failed until the broker restarted.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_that_failed_on_a_full_disk_comes_back_once_space_returns() {
-    if let Ok(filter) = std::env::var("RILL_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
-    }
+    node_support::log_from_env();
     let cluster = start_cluster(LogSettings::default()).await;
     let bootstrap = cluster.bootstrap();
     let admin = Admin::new(ClientConfig::new(bootstrap.clone())).unwrap();

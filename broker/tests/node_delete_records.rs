@@ -7,9 +7,7 @@
 
 mod node_support;
 
-use node_support::{Connection, TestCluster};
-
-use std::time::Duration;
+use node_support::{eventually, ready_cluster, Connection, TestCluster};
 
 use broker::node::config::{LogSettings, TopicDefaults};
 use bytes::Bytes;
@@ -19,11 +17,10 @@ use kafka_protocol::messages::delete_records_request::{
 };
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, BrokerId as KBroker, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
     DeleteRecordsResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    ProduceRequest, ProduceResponse, TopicName,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use log_core::{BatchBuilder, Disk};
@@ -34,9 +31,6 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const REQUEST_TIMED_OUT: i16 = 7;
 const POLICY_VIOLATION: i16 = 44;
-
-/// Bounds every wait in this file.
-const WAIT_MS_MAX: u64 = 30_000;
 
 /// `n` nodes, topics of 1 partition with `n` replicas and min ISR 2, 4 KiB segments.
 async fn start_cluster(n: usize) -> TestCluster {
@@ -64,17 +58,6 @@ impl TestCluster {
         let dir = std::path::PathBuf::from(format!("{}-{}", tp.topic, tp.partition));
         let names = self.disks[i].list(&dir).unwrap_or_default();
         names.iter().filter(|n| n.ends_with(".log")).count()
-    }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -112,19 +95,8 @@ impl Connection {
             let value = vec![b'a' + (i % 26) as u8; 200];
             builder.push(None, Some(&value), 1_000 + i as i64, &[]);
         }
-        let data = PartitionProduceData::default()
-            .with_index(0)
-            .with_records(Some(Bytes::from(builder.build())));
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![data])]);
-        let mut body = self.call(ApiKey::Produce, 9, &request).await;
-        let response = ProduceResponse::decode(&mut body, 9).unwrap();
-        let p = &response.responses[0].partition_responses[0];
-        (p.error_code, p.base_offset)
+        self.produce_batch(topic, 0, Bytes::from(builder.build()))
+            .await
     }
 
     /// DeleteRecords at `version`: (partition, low watermark, error code) per partition named.
@@ -215,22 +187,11 @@ impl Connection {
     }
 }
 
-async fn ready(connection: &mut Connection, brokers: usize) {
-    for _ in 0..400 {
-        let metadata = connection.metadata().await;
-        if metadata.brokers.len() == brokers && metadata.controller_id.0 >= 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the cluster never listed {brokers} brokers with a controller");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_records_moves_the_log_start_and_answers_kafkas_codes() {
     let mut cluster = start_cluster(1).await;
     let mut c = Connection::open(&cluster.address(0)).await;
-    ready(&mut c, 1).await;
+    ready_cluster(&mut c, 1).await;
     c.create_topic("trim", 1, &[("segment.bytes", "4096")])
         .await;
     let tp = TopicPartition::new("trim", 0);
@@ -316,15 +277,10 @@ async fn delete_records_moves_the_log_start_and_answers_kafkas_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_follow_the_leaders_new_log_start_even_one_that_was_away() {
-    if let Ok(filter) = std::env::var("RILL_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
-    }
+    node_support::log_from_env();
     let mut cluster = start_cluster(3).await;
     let mut c = Connection::open(&cluster.address(0)).await;
-    ready(&mut c, 3).await;
+    ready_cluster(&mut c, 3).await;
     c.create_topic("shared", 3, &[]).await;
     let tp = TopicPartition::new("shared", 0);
     eventually("a leader with a full ISR", || {

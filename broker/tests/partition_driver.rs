@@ -528,8 +528,11 @@ fn mutate(mut payload: Vec<u8>, mutation: &Mutation) -> Vec<u8> {
             set_field(&mut payload, at, width, value);
         }
         Mutation::Flip(bit) => {
+            // An earlier cut may have left nothing to flip.
             let len = payload.len();
-            payload[(bit / 8) % len] ^= 1 << (bit % 8);
+            if len > 0 {
+                payload[(bit / 8) % len] ^= 1 << (bit % 8);
+            }
         }
         Mutation::Cut(len) => payload.truncate(len % (payload.len() + 1)),
         Mutation::Double => payload.extend_from_slice(&payload.clone()),

@@ -478,3 +478,67 @@ async fn pipelined_produces_take_turns_while_other_requests_run_beside_them() {
         .collect();
     assert_eq!(ids, vec![1, 2, 3, 4]);
 }
+
+/// Produce handlers that "append" (record their correlation id), release their turn, then wait
+/// (as a produce waits for replication), counting how many wait at once.
+#[derive(Default)]
+struct AppendingHandler {
+    /// Correlation ids in the order their batches were appended.
+    appended: std::sync::Mutex<Vec<i32>>,
+    /// Produces waiting now, and the most seen at once.
+    waiting: AtomicUsize,
+    waiting_max: AtomicUsize,
+}
+
+impl RequestHandler for AppendingHandler {
+    async fn handle(&self, request: Request) -> Result<ResponseKind, Refusal> {
+        let id = request.correlation_id();
+        let RequestKind::Produce(_) = request.body else {
+            return Err(Refusal::NotImplemented);
+        };
+        // Later produces sleep less: without turns they would append out of order.
+        let append_delay = 30 - 10 * u64::try_from(id).unwrap();
+        tokio::time::sleep(Duration::from_millis(append_delay)).await;
+        self.appended.lock().unwrap().push(id);
+        drop(request.append_turn);
+        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst) + 1;
+        self.waiting_max.fetch_max(waiting, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        Ok(ResponseKind::Produce(ProduceResponse::default()))
+    }
+}
+
+#[tokio::test]
+async fn pipelined_produces_append_in_order_and_wait_for_replication_together() {
+    let handler = AppendingHandler::default();
+    let budget = RequestBytesBudget::new(1 << 20);
+    let produce = |id| {
+        request_bytes(
+            ApiKey::Produce,
+            9,
+            id,
+            &ProduceRequest::default().with_acks(-1),
+        )
+    };
+    let frames = framed(&[produce(1), produce(2), produce(3)]);
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let (result, responses) = tokio::join!(
+        serve_connection(server, table(), &handler, config(), &budget),
+        async {
+            client.write_all(&frames).await.unwrap();
+            client.shutdown().await.unwrap();
+            read_all(&mut client).await
+        }
+    );
+    result.unwrap();
+    // Appended in request order although the later ones were quicker to append...
+    assert_eq!(*handler.appended.lock().unwrap(), vec![1, 2, 3]);
+    // ...and their waits overlapped (one at a time before the append turn existed).
+    assert_eq!(handler.waiting_max.load(Ordering::SeqCst), 3);
+    let ids: Vec<i32> = responses
+        .into_iter()
+        .map(|response| correlation_id(ApiKey::Produce, 9, response))
+        .collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+}

@@ -42,6 +42,9 @@ fn default_request(api_key: ApiKey) -> RequestKind {
         ApiKey::DescribeCluster => DescribeClusterRequest::default().into(),
         ApiKey::DeleteGroups => DeleteGroupsRequest::default().into(),
         ApiKey::OffsetDelete => OffsetDeleteRequest::default().into(),
+        ApiKey::DescribeLogDirs => DescribeLogDirsRequest::default().into(),
+        ApiKey::ElectLeaders => ElectLeadersRequest::default().into(),
+        ApiKey::DescribeProducers => DescribeProducersRequest::default().into(),
         ApiKey::CreateAcls => CreateAclsRequest::default().into(),
         ApiKey::DescribeAcls => DescribeAclsRequest::default().into(),
         ApiKey::DeleteAcls => DeleteAclsRequest::default().into(),
@@ -95,9 +98,13 @@ fn every_planned_api_and_version_round_trips() {
     }
     // 116, SaslHandshake v0..=1, SaslAuthenticate v0..=2, Metadata v0, AlterConfigs v0..=2,
     // CreatePartitions v0..=3, IncrementalAlterConfigs v0..=1, DeleteRecords v0..=2,
-    // DescribeCluster v0..=1, DeleteGroups v0..=2, OffsetDelete v0; CreateAcls, DescribeAcls
-    // and DeleteAcls v1..=3, Describe/AlterUserScramCredentials v0.
-    assert_eq!(checked, 120 + 2 + 3 + 4 + 2 + 3 + 2 + 3 + 1 + 9 + 2);
+    // DescribeCluster v0..=1, DeleteGroups v0..=2, OffsetDelete v0, DescribeLogDirs v1..=4,
+    // ElectLeaders v0..=2, DescribeProducers v0; SaslHandshake v0 too; CreateAcls,
+    // DescribeAcls and DeleteAcls v1..=3, Describe/AlterUserScramCredentials v0.
+    assert_eq!(
+        checked,
+        120 + 2 + 3 + 4 + 2 + 3 + 2 + 3 + 1 + 4 + 3 + 1 + 9 + 2
+    );
 }
 
 /// The versions kafka-protocol no longer encodes, written by hand in Kafka 3.x's layouts, decode

@@ -12,9 +12,10 @@ use kafka_protocol::messages::ApiKey;
 fn plan_lists_every_api_of_issue_4_within_kafka_protocol_ranges() {
     let table = VersionTable::planned();
     // Issue 4's 19, issue 15's SASL pair, issue 13's AlterConfigs, CreatePartitions,
-    // IncrementalAlterConfigs, DeleteRecords, DescribeCluster, DeleteGroups and OffsetDelete,
-    // issue 15's CreateAcls, DescribeAcls, DeleteAcls, Describe/AlterUserScramCredentials.
-    assert_eq!(table.entries().len(), 33);
+    // IncrementalAlterConfigs, DeleteRecords, DescribeCluster, DeleteGroups, OffsetDelete,
+    // DescribeLogDirs, ElectLeaders and DescribeProducers, issue 15's CreateAcls, DescribeAcls,
+    // DeleteAcls, Describe/AlterUserScramCredentials.
+    assert_eq!(table.entries().len(), 36);
     for entry in PLANNED_API_VERSIONS {
         let encodable = entry.api_key.valid_versions();
         // Below kafka-protocol's range only where the legacy module translates.
@@ -44,6 +45,9 @@ fn plan_lists_every_api_of_issue_4_within_kafka_protocol_ranges() {
     expect(ApiKey::DescribeConfigs, 0, 4);
     expect(ApiKey::DeleteRecords, 0, 2);
     expect(ApiKey::DescribeCluster, 0, 1);
+    expect(ApiKey::DescribeLogDirs, 1, 4);
+    expect(ApiKey::ElectLeaders, 0, 2);
+    expect(ApiKey::DescribeProducers, 0, 0);
     // SASL for clients and rill's inter-node handshake; v0 advertised for librdkafka's sake.
     expect(ApiKey::SaslHandshake, 0, 1);
     expect(ApiKey::SaslAuthenticate, 0, 2);

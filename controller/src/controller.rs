@@ -1,14 +1,14 @@
 //! The controller core: a raft-rs `RawNode` over [`RaftStore`] plus the [`MetadataImage`] it
 //! applies, driven by inputs and answering with [`Effect`]s. See the crate docs for the runbook.
 
-use crate::election::{self, AlterPartitionRequest, HistoricBugs};
+use crate::election::{self, AlterPartitionRequest, ElectionOutcome, HistoricBugs};
 use crate::error::ControllerError;
 use crate::image::MetadataImage;
 use crate::raft_ingress;
 use crate::records::{self, Listener, MetadataRecord, PartitionState, RecordBatch, TopicConfig};
 use crate::storage::{PersistBatch, RaftStore};
 use crate::topic_configs::{self, ConfigChange, ElectionDefaults};
-use raft::prelude::{Entry, EntryType, Message, Snapshot};
+use raft::prelude::{Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, StateRole};
 use std::collections::BTreeMap;
 use wire::{BrokerId, TopicPartition};
@@ -127,6 +127,16 @@ pub enum Request {
         /// Check only, change nothing (answered `PartitionsValid`).
         validate_only: bool,
     },
+    /// An administrator's election (KIP-460's ElectLeaders): the preferred replica, or (when
+    /// `unclean`) any live replica of a leaderless partition. Answered with each partition's
+    /// outcome once the leadership changes are committed.
+    ElectLeaders {
+        /// Unclean election (Kafka's ElectionType 1) instead of preferred (0).
+        unclean: bool,
+        /// The partitions; `None`: every partition, whose answer then omits those that needed
+        /// no election (Kafka's rule for a null list).
+        partitions: Option<Vec<TopicPartition>>,
+    },
     /// A partition leader changes its ISR.
     AlterPartition(AlterPartitionRequest),
     /// A broker's copy of a partition failed (disk error or corruption): it can neither lead
@@ -201,6 +211,8 @@ pub enum Reply {
     },
     /// The partition's new state.
     PartitionAltered(PartitionState),
+    /// What an ElectLeaders did to each partition, in partition order.
+    LeadersElected(Vec<(TopicPartition, ElectionOutcome)>),
     /// Metadata after the requested index.
     Metadata(MetadataFetch),
     /// The security changes are applied.
@@ -291,6 +303,8 @@ enum PendingKind {
     AlterPartition(TopicPartition),
     /// Reply `SecurityAltered`.
     AlterSecurity,
+    /// Reply with these outcomes of an ElectLeaders.
+    ElectLeaders(Vec<(TopicPartition, ElectionOutcome)>),
     /// A fence or unfence of this broker decided by the active controller itself.
     BrokerChange(BrokerId),
 }
@@ -467,7 +481,28 @@ impl Controller {
     /// [`crate::raft_ingress`]) are dropped with a warning before raft-rs sees them; stale ones
     /// are dropped by raft-rs (raft copes). The driver has already checked that `from` is the
     /// authenticated sender of the frame.
-    pub fn step(&mut self, message: Message) {
+    pub fn step(&mut self, mut message: Message) {
+        let mut lost_our_log = false;
+        // A replaced disk (issue 16): the leader still counts this node as holding what it
+        // acknowledged before, so its heartbeat commits past our (now empty) log's end, which
+        // raft-rs asserts on. Take the heartbeat (its term and leader) but commit nothing from
+        // it: the leader learns from our rejected append that we lost our log, and sends it
+        // again. Committing up to our own end instead would be unsafe: our entries there may
+        // not be the leader's.
+        if message.get_msg_type() == MessageType::MsgHeartbeat
+            && message.commit > self.raw.raft.raft_log.last_index()
+        {
+            tracing::warn!(
+                node = self.config.id,
+                leader = message.from,
+                commit = message.commit,
+                last_index = self.raw.raft.raft_log.last_index(),
+                "the leader commits past our log's end: this node lost its raft log (a replaced \
+                 disk?) and catches up from the leader"
+            );
+            message.commit = self.raw.raft.raft_log.committed;
+            lost_our_log = true;
+        }
         let receiver = raft_ingress::Receiver {
             id: self.config.id,
             voters: &self.config.voters,
@@ -479,14 +514,69 @@ impl Controller {
             return;
         }
         let term_before = self.term();
+        let from = message.from;
+        let lost_log = self.follower_lost_its_log(&message);
+        if let Some(from) = lost_log {
+            // raft-rs drops a rejection at or below what it believes the follower matched as
+            // stale, so that follower would never be sent its log again.
+            let hint = message.reject_hint;
+            if let Some(progress) = self.raw.raft.mut_prs().get_mut(from) {
+                tracing::warn!(
+                    node = self.config.id,
+                    follower = from,
+                    matched = progress.matched,
+                    follower_last_index = hint,
+                    "a follower lost entries it had acknowledged (a replaced disk?): sending \
+                     its log again"
+                );
+                progress.matched = hint;
+                progress.become_probe();
+            }
+        }
         if self.raw.step(message).is_err() {
             tracing::debug!(node = self.config.id, "raft refused a message");
+        }
+        if let Some(from) = lost_log {
+            if self.is_leader() {
+                self.raw.raft.send_append(from);
+            }
+        }
+        if lost_our_log && self.leader_id() == from && !self.is_leader() {
+            // Tell the leader where our log ends, as a rejected append would (raft-rs sends
+            // no append while it believes we hold everything). Sent after the term we just
+            // took is persisted, like raft-rs's own answers.
+            let last_index = self.raw.raft.raft_log.last_index();
+            let mut reject = Message {
+                to: from,
+                from: self.config.id,
+                term: self.term(),
+                index: last_index,
+                reject: true,
+                reject_hint: last_index,
+                ..Message::default()
+            };
+            reject.set_msg_type(MessageType::MsgAppendResponse);
+            self.raw.raft.msgs.push(reject);
         }
         assert!(
             self.term() <= term_before.saturating_add(raft_ingress::TERM_AHEAD_MAX),
             "a message moved the term past the ingress bound"
         );
         self.drain_ready();
+    }
+
+    /// The sender of `message` if it is a follower's rejected append showing that it no longer
+    /// holds entries it acknowledged to this leader (its log ends below its matched index).
+    fn follower_lost_its_log(&self, message: &Message) -> Option<u64> {
+        if !self.is_leader()
+            || message.get_msg_type() != MessageType::MsgAppendResponse
+            || !message.reject
+            || message.term != self.term()
+        {
+            return None;
+        }
+        let matched = self.raw.raft.prs().get(message.from)?.matched;
+        (message.reject_hint < matched).then_some(message.from)
     }
 
     /// Input: the transport's verdict on a snapshot message sent to `to`. raft-rs pauses
@@ -683,6 +773,10 @@ impl Controller {
                     PendingKind::AlterPartition(alter.partition),
                 )
             }
+            Request::ElectLeaders {
+                unclean,
+                partitions,
+            } => self.elect_leaders(request_id, unclean, partitions),
             Request::ReplicaOffline {
                 broker,
                 incarnation,
@@ -731,6 +825,68 @@ impl Controller {
         let batch =
             election::replica_offline_batch(&self.image, broker, &partition, self.config.bugs);
         self.propose_partition_change(request_id, partition, batch)
+    }
+
+    /// An administrator's election (Kafka's `ReplicationControlManager.electLeaders`): one
+    /// batch with a leadership change per partition that gets one, answered with every
+    /// partition's outcome once committed (at once when nothing changes). A partition named
+    /// twice is elected once. More changes than a batch holds: `LimitReached`.
+    fn elect_leaders(
+        &mut self,
+        request_id: u64,
+        unclean: bool,
+        partitions: Option<Vec<TopicPartition>>,
+    ) -> Result<(), ControllerError> {
+        let requested = if unclean {
+            replication::election::RequestedElection::Unclean
+        } else {
+            replication::election::RequestedElection::Preferred
+        };
+        let every = partitions.is_none();
+        let named: std::collections::BTreeSet<TopicPartition> = match partitions {
+            Some(named) => named.into_iter().collect(),
+            None => self
+                .image
+                .topics()
+                .iter()
+                .flat_map(|(name, topic)| {
+                    (0..topic.partitions.len()).map(move |index| TopicPartition {
+                        topic: name.clone(),
+                        partition: i32::try_from(index).expect("partitions per topic are bounded"),
+                    })
+                })
+                .collect(),
+        };
+        let mut batch = Vec::new();
+        let mut outcomes = Vec::with_capacity(named.len());
+        for tp in named {
+            match election::requested_election(&self.image, &tp, requested) {
+                Ok(record) => {
+                    let MetadataRecord::PartitionChange { state, .. } = &record else {
+                        unreachable!("an election is a partition change");
+                    };
+                    let leader_epoch = state.leader_epoch;
+                    batch.push(record);
+                    outcomes.push((tp, ElectionOutcome::Elected { leader_epoch }));
+                }
+                Err(ElectionOutcome::NotNeeded) if every => {}
+                Err(outcome) => outcomes.push((tp, outcome)),
+            }
+        }
+        if batch.len() > records::RECORDS_PER_BATCH_MAX {
+            return Err(ControllerError::LimitReached(format!(
+                "{} leader elections in one request, at most {}",
+                batch.len(),
+                records::RECORDS_PER_BATCH_MAX
+            )));
+        }
+        assert!(batch.len() <= outcomes.len());
+        if batch.is_empty() {
+            let reply = Ok(Reply::LeadersElected(outcomes));
+            self.effects.push(Effect::Reply { request_id, reply });
+            return Ok(());
+        }
+        self.propose(batch, Some(request_id), PendingKind::ElectLeaders(outcomes))
     }
 
     /// Proposes `batch`, the change of one partition, answered with the partition's state; an
@@ -1206,6 +1362,7 @@ impl Controller {
             PendingKind::AlterPartition(tp) => {
                 Reply::PartitionAltered(self.image.partition(tp).expect("just changed").clone())
             }
+            PendingKind::ElectLeaders(outcomes) => Reply::LeadersElected(outcomes.clone()),
             PendingKind::BrokerChange(_) => unreachable!("internal proposals have no request"),
         }
     }

@@ -6,7 +6,7 @@
 use crate::error::ControllerError;
 use crate::image::MetadataImage;
 use crate::records::{MetadataRecord, PartitionState, RecordBatch, TopicConfig};
-use replication::election::{self, ElectionInput};
+use replication::election::{self, ElectionInput, RequestedElection};
 use std::collections::BTreeSet;
 use wire::{BrokerId, LeaderEpoch, PartitionEpoch, TopicPartition};
 
@@ -189,14 +189,22 @@ fn live_brokers(image: &MetadataImage, excluded: Option<BrokerId>) -> BTreeSet<B
 /// (`replication::election`): clean from the ISR, else from the ELR, else uncleanly where the
 /// topic allows and the ELR is empty; never a fenced (`live` lacks it) or offline replica.
 /// Leaves `next` leaderless when nobody is eligible. Epochs are the caller's.
-fn elect(
-    config: &TopicConfig,
-    mut next: PartitionState,
-    live: &BTreeSet<BrokerId>,
-) -> PartitionState {
+fn elect(config: &TopicConfig, next: PartitionState, live: &BTreeSet<BrokerId>) -> PartitionState {
     if next.leader.is_some() {
         return next;
     }
+    elect_with(config, next, live, election::elect_leader).unwrap_or_else(|unchanged| unchanged)
+}
+
+/// `next` with the leader `choose` picks from the election rule's input (the controller's own
+/// rule, or an administrator's election) and the ISR and ELR that election leaves; `Err` with
+/// `next` unchanged when it picks nobody. Epochs are the caller's.
+fn elect_with(
+    config: &TopicConfig,
+    mut next: PartitionState,
+    live: &BTreeSet<BrokerId>,
+    choose: impl FnOnce(&ElectionInput<'_>) -> Option<(election::ElectionKind, BrokerId)>,
+) -> Result<PartitionState, PartitionState> {
     let isr: BTreeSet<BrokerId> = next.isr.iter().copied().collect();
     let elr: BTreeSet<BrokerId> = next.elr.iter().copied().collect();
     let offline: BTreeSet<BrokerId> = next.offline.iter().copied().collect();
@@ -210,8 +218,8 @@ fn elect(
         // The controller's bug switch only drops the ELR (`HistoricBugs::no_elr`).
         last_replica_standing_bug: false,
     };
-    let Some((kind, leader)) = election::elect_leader(&input) else {
-        return next;
+    let Some((kind, leader)) = choose(&input) else {
+        return Err(next);
     };
     let (isr_after, elr_after) = election::isr_after_election(kind, leader, &isr, &elr);
     // Records keep the ISR's order (replica order at creation, sorted after AlterPartition).
@@ -223,8 +231,72 @@ fn elect(
     next.leader = Some(leader);
     assert!(next.isr.len() == isr_after.len() && next.isr.contains(&leader));
     assert!(!next.offline.contains(&leader) && live.contains(&leader));
-    next
+    Ok(next)
 }
+
+/// What became of one partition of an administrator's election (KIP-460's per-partition
+/// error codes; `Elected` is NONE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ElectionOutcome {
+    /// The new leader leads in this epoch.
+    Elected {
+        /// The partition's leader epoch after the election.
+        leader_epoch: LeaderEpoch,
+    },
+    /// ELECTION_NOT_NEEDED: the preferred replica leads already (preferred), or the partition
+    /// has a leader (unclean).
+    NotNeeded,
+    /// PREFERRED_LEADER_NOT_AVAILABLE: the preferred replica may not lead (fenced, offline, or
+    /// outside the ISR).
+    PreferredLeaderNotAvailable,
+    /// ELIGIBLE_LEADERS_NOT_AVAILABLE: no live replica may lead.
+    EligibleLeadersNotAvailable,
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    UnknownTopicOrPartition,
+}
+
+/// The election an administrator asks for on `tp` (Kafka's `ReplicationControlManager
+/// .electLeader`): the record moving its leadership, or why none is made. The candidate comes
+/// from the one election rule (`replication::election::elect_requested`).
+pub fn requested_election(
+    image: &MetadataImage,
+    tp: &TopicPartition,
+    requested: RequestedElection,
+) -> Result<MetadataRecord, ElectionOutcome> {
+    let unknown = ElectionOutcome::UnknownTopicOrPartition;
+    let topic = image.topics().get(&tp.topic).ok_or(unknown)?;
+    let state = image.partition(tp).ok_or(unknown)?;
+    let not_needed = match requested {
+        RequestedElection::Preferred => {
+            state.leader.is_some() && state.leader == state.replicas.first().copied()
+        }
+        RequestedElection::Unclean => state.leader.is_some(),
+    };
+    if not_needed {
+        return Err(ElectionOutcome::NotNeeded);
+    }
+    let refused = match requested {
+        RequestedElection::Preferred => ElectionOutcome::PreferredLeaderNotAvailable,
+        RequestedElection::Unclean => ElectionOutcome::EligibleLeadersNotAvailable,
+    };
+    let live = live_brokers(image, None);
+    let next = elect_with(&topic.config, state.clone(), &live, |input| {
+        election::elect_requested(input, state.leader, requested)
+    })
+    .map_err(|_| refused)?;
+    if next.leader == state.leader {
+        return Err(refused);
+    }
+    let next = bump_epochs(state, next);
+    assert!(next.leader_epoch.0 == state.leader_epoch.0 + 1);
+    Ok(MetadataRecord::PartitionChange {
+        topic: tp.topic.clone(),
+        topic_id: topic.topic_id,
+        partition: tp.partition,
+        state: next,
+    })
+}
+
 /// An AlterPartition request from a partition leader.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AlterPartitionRequest {

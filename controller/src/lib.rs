@@ -46,7 +46,7 @@ pub mod storage;
 pub mod topic_configs;
 
 pub use controller::{Controller, ControllerConfig, Effect, MetadataFetch, Reply, Request};
-pub use election::{AlterPartitionRequest, HistoricBugs};
+pub use election::{AlterPartitionRequest, ElectionOutcome, HistoricBugs};
 pub use error::ControllerError;
 pub use image::{BrokerRegistration, MetadataImage, TopicImage};
 pub use records::{Listener, MetadataRecord, PartitionState, RecordBatch, TopicConfig};

@@ -569,6 +569,13 @@ fn run_with(seed: u64, steps: usize, lie_about_persistence: bool) -> (Vec<String
         harness.step();
     }
     harness.settle();
+    assert_converged(&mut harness, seed);
+    (harness.trace, harness.stats)
+}
+
+/// After settling: one active controller, every node applied its commit index, and every
+/// broker's image caught up with the leader's by fetching.
+fn assert_converged(harness: &mut Harness, seed: u64) {
     let leader = harness
         .leader()
         .unwrap_or_else(|| panic!("seed {seed}: no active controller after settling"));
@@ -593,7 +600,34 @@ fn run_with(seed: u64, steps: usize, lie_about_persistence: bool) -> (Vec<String
             "seed {seed}: broker {broker}"
         );
     }
-    (harness.trace, harness.stats)
+}
+
+/// Issue 16: a voter whose disk was replaced restarts with an empty raft log (node
+/// replacement). Its leader still believes it holds everything it acknowledged, so it sends
+/// heartbeats committing past the new log's end (raft-rs panicked on those on real processes)
+/// and appends after entries the node no longer has. The node must catch up from the leader
+/// instead of staying empty for ever (or stopping).
+#[test]
+fn a_wiped_voter_catches_up_from_the_leader() {
+    for seed in 0..20 {
+        let mut harness = Harness::new(seed);
+        for _ in 0..400 {
+            harness.step();
+        }
+        harness.settle();
+        let leader = harness.leader().expect("settled");
+        let wiped = VOTERS.into_iter().find(|&id| id != leader).unwrap();
+        harness.crash(wiped);
+        harness.node(wiped).durable = RaftStore::bootstrap(&VOTERS);
+        harness.trace.push(format!("wipe n{wiped}"));
+        harness.restart(wiped);
+        // New metadata after the wipe, so the leader has entries to append too.
+        for _ in 0..3 {
+            harness.client_request();
+        }
+        harness.settle();
+        assert_converged(&mut harness, seed);
+    }
 }
 
 #[test]

@@ -101,6 +101,66 @@ pub fn elect_leader(input: &ElectionInput<'_>) -> Option<(ElectionKind, BrokerId
     Some((kind, leader))
 }
 
+/// An election an administrator asks for (KIP-460's ElectLeaders), beside the controller's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RequestedElection {
+    /// Move the leadership to the first replica of the assignment, only cleanly (from the ISR,
+    /// or from the ELR while the ISR is empty).
+    Preferred,
+    /// Give a leaderless partition a leader even if committed records are lost: the clean
+    /// candidates first, then any live replica, whatever the topic's
+    /// `unclean.leader.election.enable` and the ELR say (the administrator chose the loss).
+    Unclean,
+}
+
+/// The replica an administrator's `election` makes leader, with its kind, or `None` when the
+/// election cannot happen (KIP-460's PREFERRED_LEADER_NOT_AVAILABLE or
+/// ELIGIBLE_LEADERS_NOT_AVAILABLE). Whether it is needed at all (the preferred replica already
+/// leads; an unclean election for a partition that has a leader) is the caller's question.
+/// Candidates obey the rule of [`eligible_leaders`]: live and not offline. As Kafka's
+/// `PartitionChangeBuilder`: a preferred election takes the preferred replica if it may lead
+/// cleanly, else, for a leaderless partition, the first clean candidate.
+pub fn elect_requested(
+    input: &ElectionInput<'_>,
+    current_leader: Option<BrokerId>,
+    election: RequestedElection,
+) -> Option<(ElectionKind, BrokerId)> {
+    let clean = ElectionInput {
+        unclean_allowed: false,
+        last_replica_standing_bug: false,
+        ..input.clone()
+    };
+    let candidates = eligible_leaders(&clean);
+    let chosen = match election {
+        RequestedElection::Preferred => {
+            let preferred = *input.replicas.first()?;
+            let (kind, eligible) = candidates?;
+            if eligible.contains(&preferred) {
+                Some((kind, preferred))
+            } else if current_leader.is_none() {
+                eligible.first().map(|first| (kind, *first))
+            } else {
+                None
+            }
+        }
+        RequestedElection::Unclean => candidates
+            .and_then(|(kind, eligible)| eligible.first().map(|first| (kind, *first)))
+            .or_else(|| {
+                let mut live = input
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| input.live.contains(r) && !input.offline.contains(r));
+                live.next().map(|first| (ElectionKind::Unclean, first))
+            }),
+    };
+    if let Some((_, leader)) = chosen {
+        assert!(input.live.contains(&leader) && !input.offline.contains(&leader));
+        assert!(input.replicas.contains(&leader), "leaders are replicas");
+    }
+    chosen
+}
+
 /// The ISR and ELR after electing `leader` with `kind`: a clean election keeps the ISR; an ELR or
 /// unclean election restarts the ISR at the leader alone (only it is known to hold the log).
 pub fn isr_after_election(

@@ -130,3 +130,45 @@ fn elr_collects_members_leaving_an_isr_below_min() {
     let buggy = elr_after_isr_change(&set(&[0, 1]), &set(&[0]), &set(&[]), 2, true);
     assert_eq!(buggy, set(&[]), "no ELR before KIP-966");
 }
+
+/// An administrator's elections (KIP-460): preferred only cleanly; unclean past the ELR.
+#[test]
+fn requested_elections_follow_kafkas_partition_change_builder() {
+    use replication::election::{elect_requested, RequestedElection};
+    // Replica 0 is back in the ISR, 1 leads: a preferred election moves the leadership to 0.
+    let (isr, elr, live) = (set(&[0, 1]), set(&[]), set(&[0, 1, 2]));
+    let preferred = elect_requested(
+        &input(&isr, &elr, &live, false, false),
+        Some(BrokerId(1)),
+        RequestedElection::Preferred,
+    );
+    assert_eq!(preferred, Some((ElectionKind::Clean, BrokerId(0))));
+    // Replica 0 outside the ISR: not available while 1 leads.
+    let isr = set(&[1, 2]);
+    let input_led = input(&isr, &elr, &live, false, false);
+    let refused = elect_requested(&input_led, Some(BrokerId(1)), RequestedElection::Preferred);
+    assert_eq!(refused, None);
+    // Leaderless with an ELR member fenced: the controller's own rule waits for it even with
+    // unclean elections allowed; an administrator's unclean election does not.
+    let (isr, elr, live) = (set(&[]), set(&[0]), set(&[1, 2]));
+    let waiting = input(&isr, &elr, &live, true, false);
+    assert_eq!(elect_leader(&waiting), None);
+    let unclean = elect_requested(&waiting, None, RequestedElection::Unclean);
+    assert_eq!(unclean, Some((ElectionKind::Unclean, BrokerId(1))));
+    // A live ELR member is a clean candidate and comes first.
+    let live = set(&[0, 2]);
+    let elr_first = elect_requested(
+        &input(&isr, &elr, &live, false, false),
+        None,
+        RequestedElection::Unclean,
+    );
+    assert_eq!(elr_first, Some((ElectionKind::Elr, BrokerId(0))));
+    // Nobody live: nothing.
+    let nobody = set(&[]);
+    let none = elect_requested(
+        &input(&isr, &elr, &nobody, true, false),
+        None,
+        RequestedElection::Unclean,
+    );
+    assert_eq!(none, None);
+}

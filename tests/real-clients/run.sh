@@ -18,8 +18,15 @@
 #   - compression: confluent-kafka produces (idempotent, acks=all) and consumes back 2,000 records
 #     with each of gzip, snappy, lz4 and zstd; kafka-python with each codec it has modules for;
 #   - kcat (Debian's librdkafka 2.0.2, an old client): -P / -C -e round trip, a -G group read;
+#   - kafkajs 2.2.4 (kafkajs_checks.js, a client family of its own): admin (describeCluster,
+#     createTopics, describeConfigs), idempotent produce, gzip/snappy/lz4 produce and consume, a
+#     two-member group with commits and a member restarted, alterConfigs, createPartitions,
+#     deleteTopicRecords;
 #   - fault: SIGKILL the leader of partition 0 under a continuous acks=all producer, restart it;
 #     every acknowledged record is read back exactly once;
+#   - then (partition_admin_checks.py) confluent-kafka's elect_leaders moves the restarted node's
+#     leaderships back (PREFERRED), refusals (ELECTION_NOT_NEEDED, unknown partition); kafka-python's
+#     elect_leaders, describe_log_dirs and describe_producers.
 #   - client security (security_checks.py) on a second cluster, `cluster up --secure
 #     --sasl-plaintext` at base+100: SASL_SSL SCRAM-SHA-256 produce/consume, a wrong password
 #     refused, SCRAM users made with AlterUserScramCredentials, SASL_PLAINTEXT PLAIN, ACLs
@@ -27,7 +34,8 @@
 # Every check prints PASS/FAIL with figures; the script ends with `real-clients: N passed, N failed`
 # and exits non-zero on any failure. The cluster is always stopped on exit.
 #
-# Needs kcat and a venv with confluent-kafka and kafka-python (`.ci/run` installs both).
+# Needs kcat, a venv with confluent-kafka and kafka-python, and node with kafkajs in RILL_KAFKAJS
+# (default $HOME/.cache/rill/kafkajs; `.ci/run` installs all three).
 # Environment: RILL_BIN (a prebuilt `rill`, used when it exists: `cargo xtask ci` passes the one its
 # `test` step just built; otherwise the debug one is built with cargo), RILL_VENV (default $HOME/.cache/rill/venv),
 # RILL_RC_BASE_PORT (default 29300: nodes use base+10N, +1, +2), RILL_RC_KEEP=1 keeps the directory.
@@ -38,6 +46,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 venv=${RILL_VENV:-$HOME/.cache/rill/venv}
 python=$venv/bin/python
+kafkajs=${RILL_KAFKAJS:-$HOME/.cache/rill/kafkajs}
 base_port=${RILL_RC_BASE_PORT:-29300}
 # Bounds, in seconds: each client script, each kcat call, the build.
 script_timeout=150
@@ -58,6 +67,8 @@ for tool in kcat timeout; do
 done
 "$python" -c 'import confluent_kafka, kafka' 2>/dev/null \
     || { say "no venv with confluent-kafka and kafka-python at $venv: run .ci/run"; exit 1; }
+(cd "$kafkajs" 2>/dev/null && node -e "require('kafkajs'); require('kafkajs-snappy'); require('kafkajs-lz4')" 2>/dev/null) \
+    || { say "no kafkajs with its snappy and lz4 codecs at $kafkajs: run .ci/run"; exit 1; }
 
 # --- the rill binary and the cluster (tests/lib/cluster.sh) ------------------------------------
 rill_script_name=real-clients
@@ -81,15 +92,20 @@ bootstrap=$rill_bootstrap
 dir=$rill_cluster_dir
 
 # A client script: its PASS/FAIL lines count; a crash or timeout without a FAIL line is a failure.
-run_python() {
+run_checks() {
     local name=$1
     shift
     local status=0 failures_before
     failures_before=$(grep -c '^FAIL' "$results" || true)
-    (cd "$here" && timeout "$script_timeout" "$python" -u "$@") | tee -a "$results" || status=$?
+    (cd "$here" && timeout "$script_timeout" "$@") | tee -a "$results" || status=$?
     if [[ $status -ne 0 && $(grep -c '^FAIL' "$results" || true) -eq $failures_before ]]; then
         fail "$name" "exited with status $status (124 = timed out after $script_timeout s)"
     fi
+}
+run_python() {
+    local name=$1
+    shift
+    run_checks "$name" "$python" -u "$@"
 }
 
 # --- confluent-kafka's admin client first: `rill cluster up` returned only once ready ----------
@@ -109,6 +125,9 @@ fi
 run_python "confluent-kafka checks" confluent_checks.py "$bootstrap"
 run_python "kafka-python checks" kafka_python_checks.py "$bootstrap"
 run_python "compression checks" compression_checks.py "$bootstrap"
+
+# --- kafkajs (a second client family: its own protocol code, not librdkafka) ---------------------
+NODE_PATH="$kafkajs/node_modules" run_checks "kafkajs checks" node kafkajs_checks.js "$bootstrap"
 
 # --- kcat (librdkafka 2.0.2) produce and consume round trip --------------------------------------
 kcat_records=200
@@ -157,6 +176,8 @@ fi
 
 # --- fault: kill the leader of partition 0 under load --------------------------------------------
 run_python "fault checks" fault_checks.py "$bootstrap" "$dir" "$rill"
+# --- ElectLeaders moves the killed node's leaderships back; DescribeLogDirs, DescribeProducers ---
+run_python "partition admin checks" partition_admin_checks.py "$bootstrap"
 
 # --- client security: a second cluster, `cluster up --secure --sasl-plaintext` -------------------
 # SASL_SSL (generated CA, SCRAM-SHA-256 super user) and SASL_PLAINTEXT listeners, the authorizer

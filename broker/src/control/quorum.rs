@@ -723,8 +723,8 @@ fn message_kind(message: &ControlMessage) -> &'static str {
 }
 
 /// A broker speaks for itself only: its registration, heartbeats, replica reports and ISR
-/// changes must name the node it authenticated as. Topic creation, deletion, config changes and
-/// partition growth are forwarded by any member on behalf of its Kafka clients, and metadata is
+/// changes must name the node it authenticated as. Topic creation, deletion, config changes,
+/// partition growth and leader elections are forwarded by any member on behalf of its Kafka clients, and metadata is
 /// for every member.
 fn check_request_sender(node: u64, request: &Request) -> Result<(), ControlError> {
     let named = match request {
@@ -738,6 +738,7 @@ fn check_request_sender(node: u64, request: &Request) -> Result<(), ControlError
         | Request::AlterTopicConfig { .. }
         | Request::CreatePartitions { .. }
         | Request::AlterSecurity(_)
+        | Request::ElectLeaders { .. }
         | Request::FetchMetadata { .. } => None,
     };
     match named {

@@ -219,7 +219,38 @@ impl DurableRaftStore {
     }
 
     /// Replays the file into the mirror; cuts a torn tail, refuses corruption before it.
+    /// The state the log in `dir` holds, read without changing anything on the disk (a torn
+    /// tail is left in place): for a checker looking at a running node's store, as the
+    /// simulator does after healing.
+    pub fn peek(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        voters: &[u64],
+    ) -> Result<RaftStore, ControlError> {
+        let mut store = DurableRaftStore {
+            disk,
+            dir: dir.to_path_buf(),
+            path: dir.join(FILE_NAME),
+            mirror: RaftStore::bootstrap(voters),
+            file_bytes: 0,
+        };
+        store.replay_file()?;
+        Ok(store.mirror)
+    }
+
     fn recover(&mut self) -> Result<(), ControlError> {
+        let (position, len) = self.replay_file()?;
+        if position < len {
+            self.disk.truncate(&self.path, position as u64)?;
+            self.disk.sync(&self.path)?;
+        }
+        self.file_bytes = position as u64;
+        Ok(())
+    }
+
+    /// Replays the file's records into the mirror; returns where the valid records end and the
+    /// file's length.
+    fn replay_file(&mut self) -> Result<(usize, usize), ControlError> {
         let bytes = read_all(self.disk.as_ref(), &self.path)?;
         let mut position = 0usize;
         let mut base_seen = false;
@@ -249,13 +280,8 @@ impl DurableRaftStore {
                 self.path.display()
             )));
         }
-        if position < bytes.len() {
-            self.disk.truncate(&self.path, position as u64)?;
-            self.disk.sync(&self.path)?;
-        }
-        self.file_bytes = position as u64;
         assert!(position <= bytes.len());
-        Ok(())
+        Ok((position, bytes.len()))
     }
 
     /// Applies one recovered record to the mirror, refusing records that cannot follow the

@@ -33,7 +33,7 @@ pub const OFFSETS_FOR_EPOCH_VERSION: i16 = 4;
 /// Most record bytes one follower fetch response carries across its partitions (Kafka's
 /// `replica.fetch.response.max.bytes`); each partition carries at most
 /// [`REPLICA_FETCH_BYTES_MAX`], and the first always at least one batch.
-pub const REPLICA_FETCH_RESPONSE_BYTES_MAX: usize = 10 << 20;
+pub const REPLICA_FETCH_RESPONSE_BYTES_MAX: usize = 16 << 20;
 
 /// Groups `items` by topic, keeping the order in which topics first appear (a topic appears once
 /// in a request, whatever the order its partitions come in).

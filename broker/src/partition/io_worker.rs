@@ -4,11 +4,12 @@
 //! A partition whose core asks for a flush queues itself here once (until its round starts).
 //! A round takes every partition waiting when it starts, and for each:
 //! 1. plans the flush under the partition's lock (which files, up to which offset; no IO);
-//! 2. syncs all planned files of the round in one blocking call, *without* any partition lock,
-//!    so appends and fetches go on meanwhile and join the next round;
+//! 2. syncs all planned files of the round concurrently (one blocking call per partition, at
+//!    most [`SYNCS_IN_PARALLEL_MAX`] at once, so a journaling filesystem commits them together),
+//!    *without* any partition lock, so appends and fetches go on meanwhile and join the next round;
 //! 3. finishes each flush under its lock and steps the core with `FlushCompleted` (acks go out);
-//! 4. only then writes the state checkpoints that came due, off the acknowledgement path (in a
-//!    second blocking call, made only when one is due).
+//! 4. only then writes the state checkpoints that came due, off the acknowledgement path
+//!    (concurrently too, made only when one is due).
 //!
 //! In production the blocking call runs on tokio's blocking pool; under madsim `spawn_blocking`
 //! is a plain task, so the simulator interleaves rounds with everything else, deterministically.
@@ -16,6 +17,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::driver::Partition;
@@ -23,6 +25,8 @@ use crate::runtime;
 
 /// Most partitions one round flushes: bounds the round's latency and its memory.
 pub const ROUND_PARTITIONS_MAX: usize = 4_096;
+/// Most fsyncs of one round in flight at once (threads of the blocking pool they may occupy).
+const SYNCS_IN_PARALLEL_MAX: usize = 32;
 
 /// The handle partitions queue their flushes on; cheap to clone.
 #[derive(Clone, Debug)]
@@ -86,15 +90,19 @@ async fn flush_round(round: Vec<Weak<Partition>>) {
         return;
     }
     let planned = jobs.len();
-    // The jobs travel into the blocking call and back with their results: nothing is copied.
-    let synced = run_blocking(move || {
-        jobs.into_iter()
-            .map(|(partition, job)| {
-                let result = job.sync();
-                (partition, job, result)
-            })
-            .collect::<Vec<_>>()
-    })
+    // The round's files are synced concurrently, each in its own blocking call: a filesystem
+    // with a journal (ext4, xfs) commits concurrent fdatasyncs together, so a round costs about
+    // one journal commit instead of one per partition. The jobs travel into the blocking calls
+    // and back with their results (nothing is copied), and come back in the round's order, so
+    // the cores are stepped in the same order as before (deterministic under madsim).
+    let synced: Vec<_> = futures_util::stream::iter(jobs.into_iter().map(|(partition, job)| {
+        run_blocking(move || {
+            let result = job.sync();
+            (partition, job, result)
+        })
+    }))
+    .buffered(SYNCS_IN_PARALLEL_MAX)
+    .collect()
     .await;
     assert_eq!(synced.len(), planned, "one result per planned flush");
     let mut due = Vec::new();
@@ -108,11 +116,14 @@ async fn flush_round(round: Vec<Weak<Partition>>) {
         // Most rounds: no hop to the blocking pool at all.
         return;
     }
-    run_blocking(move || {
-        for partition in &due {
-            partition.write_checkpoint_if_due();
-        }
-    })
+    // Each checkpoint (a file write, its fsync, a rename and the directory's fsync) in its own
+    // blocking call, concurrently, for the same reason as the flushes.
+    futures_util::stream::iter(
+        due.into_iter()
+            .map(|partition| run_blocking(move || partition.write_checkpoint_if_due())),
+    )
+    .buffered(SYNCS_IN_PARALLEL_MAX)
+    .collect::<Vec<()>>()
     .await;
 }
 

@@ -23,8 +23,8 @@ pub(crate) mod quarantine;
 mod reads;
 
 pub use driver::{
-    ListedOffset, Partition, PartitionSettings, PartitionStatus, ProduceOutcome, ReplicaNet,
-    REPLICA_FETCH_BYTES_MAX,
+    ActiveProducer, ListedOffset, Partition, PartitionSettings, PartitionStatus, ProduceOutcome,
+    ReplicaNet, REPLICA_FETCH_BYTES_MAX,
 };
 pub(crate) use io_worker::run_blocking;
 pub use io_worker::IoWorker;

@@ -26,7 +26,7 @@ use super::in_flight::{InFlight, IN_FLIGHT_LIMIT};
 use super::ingress::{RequestFrame, RequestReader};
 use super::limits::{BudgetPermit, RequestBytesBudget};
 use super::request::{
-    decode_request, encode_response, encode_version_unsupported, Decoded, Request,
+    decode_request, encode_response, encode_version_unsupported, AppendTurn, Decoded, Request,
 };
 use super::versions::VersionTable;
 use super::ProtocolError;
@@ -253,21 +253,22 @@ async fn write_response<S: AsyncWrite + Unpin>(
     }
 }
 
-/// Produce requests of one connection take turns: each starts once the one before it is
-/// answered, so a later batch never overtakes an earlier one on a partition (Kafka handles a
-/// connection's requests one at a time; clients rely on that order without idempotence).
-/// Other requests run beside them.
+/// Produce requests of one connection take turns to append: each starts once the one before it
+/// is in the logs (its handler dropped its [`AppendTurn`]), so a later batch never overtakes an
+/// earlier one on a partition (clients rely on that order without idempotence, and idempotent
+/// sequences must arrive in order), while their waits for replication overlap. Other requests
+/// run beside them.
 #[derive(Default)]
 struct ProduceTurns {
     /// Resolves when the latest Produce in flight is done (or dropped).
     last: Option<oneshot::Receiver<()>>,
 }
 
-/// A Produce's place in line: wait for `previous`, hold `done` until answered.
+/// A Produce's place in line: wait for `previous`, hold `done` until appended.
 struct ProduceTurn {
     /// The Produce before this one, if any.
     previous: Option<oneshot::Receiver<()>>,
-    /// Dropped when this Produce is done, which lets the next one start.
+    /// Dropped once this Produce is appended (or answered), which lets the next one start.
     done: oneshot::Sender<()>,
 }
 
@@ -302,24 +303,27 @@ async fn answer<H: RequestHandler>(
                 // Resolves with an error when the previous one is dropped: its turn is over too.
                 let _over = previous.await;
             }
-            Some(done)
+            Some(AppendTurn::new(done))
         }
         None => None,
     };
-    let answered = answer_payload(payload, table, handler, config).await;
+    let answered = answer_payload(payload, done, table, handler, config).await;
     drop::<BudgetPermit>(permit);
-    drop(done);
     answered
 }
 
 async fn answer_payload<H: RequestHandler>(
     payload: Bytes,
+    append_turn: Option<AppendTurn>,
     table: &VersionTable,
     handler: &H,
     config: &ConnectionConfig,
 ) -> Result<Option<Bytes>, ProtocolError> {
     let request = match decode_request(payload, table)? {
-        Decoded::Request(request) => *request,
+        Decoded::Request(request) => Request {
+            append_turn,
+            ..*request
+        },
         Decoded::VersionUnsupported {
             api_key,
             api_version,

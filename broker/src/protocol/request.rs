@@ -35,6 +35,36 @@ pub struct Request {
     /// differs only for a version translated by [`super::legacy`]: the handler sees the
     /// version whose struct the body was decoded into.
     pub wire_version: i16,
+    /// A Produce's place in its connection's line ([`AppendTurn`]); `None` for other requests
+    /// and until the connection hands it over.
+    pub append_turn: Option<AppendTurn>,
+}
+
+/// Held by a Produce until its batches are in the partitions' logs (appended, not yet
+/// replicated): dropping it lets the connection's next Produce start appending. So a
+/// connection's produces are appended in request order, and their replication waits overlap
+/// (Kafka's clients keep up to 5 in flight per connection). A handler that ignores it releases
+/// the turn when it drops the request.
+#[derive(Debug, Clone)]
+pub struct AppendTurn {
+    /// The connection's next Produce waits until this is dropped (with every clone).
+    _done: std::sync::Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl AppendTurn {
+    /// The turn that ends when `done` is dropped.
+    pub(crate) fn new(done: tokio::sync::oneshot::Sender<()>) -> Self {
+        AppendTurn {
+            _done: std::sync::Arc::new(done),
+        }
+    }
+}
+
+impl PartialEq for AppendTurn {
+    /// A turn is not data: requests compare by their contents.
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
 }
 
 impl Request {
@@ -136,6 +166,7 @@ fn decode_supported(
             header,
             body,
             wire_version: api_version,
+            append_turn: None,
         }),
         Ok(Err(reason)) => Err(malformed(reason)),
         Err(_) => Err(malformed("decoder panicked".to_owned())),

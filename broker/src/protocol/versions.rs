@@ -67,6 +67,9 @@ pub const PLANNED_API_VERSIONS: &[ApiVersionRange] = &[
     range(ApiKey::DescribeCluster, 0, 1),
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::OffsetDelete, 0, 0),
+    range(ApiKey::DescribeLogDirs, 1, 4),
+    range(ApiKey::ElectLeaders, 0, 2),
+    range(ApiKey::DescribeProducers, 0, 0),
     // Clients' PLAIN and SCRAM, and rill's inter-node handshake (crate::security::sasl).
     // SaslHandshake v0 is advertised because librdkafka requires it for its SASL feature, but
     // its raw-token mode (Kafka 0.10.0 clients) is refused: a v0 handshake answers
@@ -98,6 +101,9 @@ pub const IMPLEMENTED_API_KEYS: &[ApiKey] = &[
     ApiKey::DescribeCluster,
     ApiKey::DeleteGroups,
     ApiKey::OffsetDelete,
+    ApiKey::DescribeLogDirs,
+    ApiKey::ElectLeaders,
+    ApiKey::DescribeProducers,
     ApiKey::InitProducerId,
     ApiKey::FindCoordinator,
     ApiKey::JoinGroup,

@@ -15,9 +15,11 @@ use broker::partition::Partition;
 use broker::protocol::frame::{encode_frame, FrameReader};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use log_core::MemDisk;
@@ -189,6 +191,41 @@ impl Connection {
         panic!("no coordinator for {group_id}");
     }
 
+    /// Produces `records` (one or more batches) to `topic`-`partition` with acks=all (Produce
+    /// v9): (error code, base offset).
+    pub async fn produce_batch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+    ) -> (i16, i64) {
+        let data = PartitionProduceData::default()
+            .with_index(partition)
+            .with_records(Some(records));
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![data])]);
+        let mut body = self.call(ApiKey::Produce, 9, &request).await;
+        let response = ProduceResponse::decode(&mut body, 9).unwrap();
+        let p = &response.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
+    /// The (min, max) version ApiVersions (v`version`) advertises for `key`, if any.
+    pub async fn advertised(&mut self, version: i16, key: ApiKey) -> Option<(i16, i16)> {
+        let request = ApiVersionsRequest::default();
+        let mut body = self.call(ApiKey::ApiVersions, version, &request).await;
+        let response = ApiVersionsResponse::decode(&mut body, version).unwrap();
+        response
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == key as i16)
+            .map(|k| (k.min_version, k.max_version))
+    }
+
     /// Metadata v12 of every topic.
     pub async fn metadata(&mut self) -> MetadataResponse {
         let request = MetadataRequest::default().with_topics(None);
@@ -223,6 +260,43 @@ pub async fn ready(connection: &mut Connection) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the node never listed itself with a controller");
+}
+
+/// Logs to the test's output with the filter in `RILL_LOG`, when set.
+pub fn log_from_env() {
+    if let Ok(filter) = std::env::var("RILL_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Bounds [`eventually`]'s waits.
+pub const EVENTUALLY_MS_MAX: u64 = 30_000;
+
+/// Polls `check` every 50 ms until it holds; fails the test after [`EVENTUALLY_MS_MAX`].
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(EVENTUALLY_MS_MAX);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the node behind `connection` lists `brokers` brokers and names a controller.
+pub async fn ready_cluster(connection: &mut Connection, brokers: usize) {
+    for _ in 0..400 {
+        let metadata = connection.metadata().await;
+        if metadata.brokers.len() == brokers && metadata.controller_id.0 >= 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the cluster never listed {brokers} brokers with a controller");
 }
 
 /// `n` combined nodes on 127.0.0.1, each on its own memory disk (which survives a stop), with

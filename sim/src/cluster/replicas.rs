@@ -120,6 +120,34 @@ pub fn compare(
     Ok(())
 }
 
+/// After healing, every node that holds a controller raft log (the combined shape's nodes) has
+/// the same last raft index: a voter left behind — one whose disk was replaced and that the
+/// leader never sends its log again (issue 16) — shows here, not only once the quorum needs it.
+pub fn compare_raft_logs(disks: &[MemDisk], voters: &[u64]) -> Result<(), String> {
+    let dir = Path::new(broker::node::RAFT_DIR);
+    let mut ends = Vec::new();
+    for (i, disk) in disks.iter().enumerate() {
+        if !disk.exists(dir).unwrap_or(false) {
+            continue;
+        }
+        let store = broker::control::store::DurableRaftStore::peek(disk.as_disk(), dir, voters)
+            .map_err(|e| format!("liveness: n{}'s raft log cannot be read: {e}", i + 1))?;
+        ends.push((i + 1, store.index_last()));
+    }
+    if ends.windows(2).all(|pair| pair[0].1 == pair[1].1) {
+        Ok(())
+    } else {
+        let ends: Vec<String> = ends
+            .iter()
+            .map(|(n, last)| format!("n{n} {last}"))
+            .collect();
+        Err(format!(
+            "liveness: after healing the controllers' raft logs end at different indexes: {}",
+            ends.join(", ")
+        ))
+    }
+}
+
 /// Every pair of replicas agrees on the offsets both hold: the same batch boundaries and the
 /// same bytes, and the same end (a full ISR of a quiet partition has every replica at the
 /// leader's log end).

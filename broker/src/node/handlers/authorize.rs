@@ -19,7 +19,9 @@
 //! | DeleteGroups, OffsetDelete | DELETE on the group |
 //! | ListGroups | DESCRIBE on the cluster, else only groups it may DESCRIBE |
 //! | DescribeCluster, DescribeAcls, DescribeUserScramCredentials | DESCRIBE on the cluster |
-//! | CreateAcls, DeleteAcls, AlterUserScramCredentials | ALTER on the cluster |
+//! | CreateAcls, DeleteAcls, AlterUserScramCredentials, ElectLeaders | ALTER on the cluster |
+//! | DescribeLogDirs | DESCRIBE on the cluster |
+//! | DescribeProducers | READ on the topic |
 
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::*;
@@ -484,6 +486,55 @@ pub fn gate(access: &Access, body: RequestKind, version: i16) -> Gate {
                     .with_error_code(CLUSTER_DENIED)
                     .with_controller_id(BrokerId(-1)),
             ))
+        }
+        RequestKind::ElectLeaders(r) => {
+            if access.may_cluster(op::ALTER) {
+                return serve(RequestKind::ElectLeaders(r));
+            }
+            answer(ResponseKind::ElectLeaders(
+                ElectLeadersResponse::default().with_error_code(CLUSTER_DENIED),
+            ))
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            if access.may_cluster(op::DESCRIBE) {
+                return serve(RequestKind::DescribeLogDirs(r));
+            }
+            // Kafka answers an unauthorised DescribeLogDirs with no directories (and the code
+            // from v3 on, where the field exists).
+            answer(ResponseKind::DescribeLogDirs(
+                DescribeLogDirsResponse::default().with_error_code(if version >= 3 {
+                    CLUSTER_DENIED
+                } else {
+                    0
+                }),
+            ))
+        }
+        RequestKind::DescribeProducers(mut r) => {
+            let (ok, denied) = split(std::mem::take(&mut r.topics), |t| {
+                access.may_topic(&t.name.0, op::READ)
+            });
+            r.topics = ok;
+            patched(RequestKind::DescribeProducers(r), move |response| {
+                if let ResponseKind::DescribeProducers(response) = response {
+                    use kafka_protocol::messages::describe_producers_response::*;
+                    for topic in denied {
+                        let partitions = topic
+                            .partition_indexes
+                            .iter()
+                            .map(|p| {
+                                PartitionResponse::default()
+                                    .with_partition_index(*p)
+                                    .with_error_code(TOPIC_DENIED)
+                            })
+                            .collect();
+                        response.topics.push(
+                            TopicResponse::default()
+                                .with_name(topic.name)
+                                .with_partitions(partitions),
+                        );
+                    }
+                }
+            })
         }
         other => serve(other),
     }

@@ -31,6 +31,7 @@ use wire::{BrokerId, LeaderEpoch, TopicPartition};
 use super::super::replication_wire as rw;
 use super::super::shared::Shared;
 use crate::partition::{Partition, PartitionError};
+use crate::protocol::request::AppendTurn;
 
 /// Longest a produce waits for replication, whatever the client asks (below the connection's
 /// own request timeout, so the client gets REQUEST_TIMED_OUT rather than a closed connection).
@@ -39,7 +40,7 @@ const PRODUCE_TIMEOUT_MS_MAX: u64 = 25_000;
 const FETCH_WAIT_MS_MAX: u64 = 5_000;
 
 /// The refusal for a partition this broker does not host.
-fn not_hosted(shared: &Shared, tp: &TopicPartition) -> i16 {
+pub(super) fn not_hosted(shared: &Shared, tp: &TopicPartition) -> i16 {
     let image = shared.image();
     let known = image
         .topics()
@@ -61,8 +62,14 @@ fn client_partition(topic: &str, partition: i32) -> Result<TopicPartition, i16> 
     })
 }
 
-/// Produce: every partition's append runs concurrently; the answer waits for all of them.
-pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceResponse {
+/// Produce: every partition's batch is appended here, in the request's order, before
+/// `append_turn` is released (the connection's next Produce may then append); the waits for
+/// replication run concurrently, and the answer waits for all of them.
+pub async fn produce(
+    shared: &Arc<Shared>,
+    request: ProduceRequest,
+    append_turn: Option<AppendTurn>,
+) -> ProduceResponse {
     let acks = match request.acks {
         0 => Acks::None,
         1 => Acks::Leader,
@@ -74,7 +81,7 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
             .unwrap_or(1)
             .min(PRODUCE_TIMEOUT_MS_MAX),
     );
-    let mut topics = Vec::new();
+    let mut pending_topics = Vec::new();
     for topic in request.topic_data {
         let mut pending = Vec::new();
         for data in topic.partition_data {
@@ -84,18 +91,28 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
                 .count("rill_produce_bytes_total", bytes.len() as u64);
             let task = client_partition(&topic.name.0, data.index).and_then(|tp| {
                 match shared.partition(&tp) {
-                    Some(partition) => Ok(tokio::spawn(async move {
-                        // The client's own deadline (`timeout_ms`) bounds the wait for the HW too.
-                        match tokio::time::timeout(timeout, partition.produce(bytes, acks)).await {
-                            Ok(outcome) => outcome,
-                            Err(_elapsed) => Err(replication::Error::RequestTimedOut.into()),
-                        }
-                    })),
+                    Some(partition) => {
+                        let started = partition.start_produce(bytes, acks);
+                        Ok(tokio::spawn(async move {
+                            // The client's own deadline (`timeout_ms`) bounds the wait for the HW.
+                            let waiting = partition.finish_produce(started, acks);
+                            match tokio::time::timeout(timeout, waiting).await {
+                                Ok(outcome) => outcome,
+                                Err(_elapsed) => Err(replication::Error::RequestTimedOut.into()),
+                            }
+                        }))
+                    }
                     None => Err(not_hosted(shared, &tp)),
                 }
             });
             pending.push((data.index, task));
         }
+        pending_topics.push((topic.name, pending));
+    }
+    // Every batch is in its log (or refused): the connection's next Produce may append.
+    drop(append_turn);
+    let mut topics = Vec::new();
+    for (name, pending) in pending_topics {
         let mut responses = Vec::new();
         for (index, task) in pending {
             let mut record_errors = None;
@@ -126,7 +143,7 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
         }
         topics.push(
             TopicProduceResponse::default()
-                .with_name(topic.name)
+                .with_name(name)
                 .with_partition_responses(responses),
         );
     }

@@ -1,5 +1,6 @@
 //! The Kafka request handlers of a broker, one file per family, behind one dispatcher.
 
+pub mod admin;
 pub mod authorize;
 pub mod configs;
 pub mod data;
@@ -66,7 +67,7 @@ impl RequestHandler for KafkaHandler {
                 ResponseKind::Metadata(metadata::metadata(shared, r, version, &access).await)
             }
             RequestKind::Produce(r) => {
-                let mut response = data::produce(shared, r).await;
+                let mut response = data::produce(shared, r, request.append_turn).await;
                 // Per-record errors and the message exist from v8 on (KIP-467); kafka-protocol
                 // refuses to encode them below.
                 if version < 8 {
@@ -163,6 +164,15 @@ impl RequestHandler for KafkaHandler {
             }
             RequestKind::DeleteAcls(r) => {
                 ResponseKind::DeleteAcls(security_admin::delete_acls(shared, &access, r).await)
+            }
+            RequestKind::ElectLeaders(r) => {
+                ResponseKind::ElectLeaders(admin::elect_leaders(shared, r, version).await)
+            }
+            RequestKind::DescribeLogDirs(r) => {
+                ResponseKind::DescribeLogDirs(admin::describe_log_dirs(shared, &r))
+            }
+            RequestKind::DescribeProducers(r) => {
+                ResponseKind::DescribeProducers(admin::describe_producers(shared, r).await)
             }
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(self.init_producer_id(r))
