@@ -922,3 +922,64 @@ async fn a_producer_whose_last_batch_retention_deleted_is_remembered_across_a_cl
 async fn a_producer_whose_last_batch_retention_deleted_is_remembered_across_a_crash() {
     retention_then_restart_keeps_the_producer(true).await;
 }
+
+/// Kafka's ProducerStateEntry rules at the driver (issue 14, item 1): a retry of any of a
+/// producer's last five batches is answered with its original offset and not appended; an older
+/// one, a gap, or a new epoch not starting at 0 is OUT_OF_ORDER_SEQUENCE_NUMBER (45); an older
+/// epoch is INVALID_PRODUCER_EPOCH (47).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_of_the_last_five_batches_are_duplicates_and_the_rest_refused() {
+    let trio = open_trio();
+    let leader = trio.partitions[0].clone();
+    let batches: Vec<Vec<u8>> = (0..7)
+        .map(|sequence| idempotent_batch(1, sequence, &format!("v{sequence}")))
+        .collect();
+    for (offset, batch) in batches.iter().enumerate() {
+        assert_eq!(
+            leader.produce(batch.clone(), Acks::All).await,
+            Ok(Offset(offset as i64))
+        );
+    }
+    for (offset, batch) in batches.iter().enumerate().skip(2) {
+        assert_eq!(
+            leader.produce(batch.clone(), Acks::All).await,
+            Ok(Offset(offset as i64)),
+            "a retry of one of the last five"
+        );
+    }
+    let refused = |code: i16| {
+        move |outcome: Result<Offset, PartitionError>| match outcome {
+            Err(PartitionError::Producer { code: got, .. }) => assert_eq!(got, code),
+            other => panic!("expected error code {code}, got {other:?}"),
+        }
+    };
+    refused(45)(leader.produce(batches[1].clone(), Acks::All).await);
+    refused(45)(
+        leader
+            .produce(idempotent_batch(1, 9, "gap"), Acks::All)
+            .await,
+    );
+    refused(47)(
+        leader
+            .produce(idempotent_batch(0, 7, "old"), Acks::All)
+            .await,
+    );
+    refused(45)(
+        leader
+            .produce(idempotent_batch(2, 3, "new"), Acks::All)
+            .await,
+    );
+    assert_eq!(
+        leader.status().log_end_offset,
+        Offset(7),
+        "nothing appended twice"
+    );
+    assert_eq!(
+        leader
+            .produce(idempotent_batch(2, 0, "new"), Acks::All)
+            .await,
+        Ok(Offset(7)),
+        "a new epoch starts at 0"
+    );
+    refused(47)(leader.produce(batches[6].clone(), Acks::All).await);
+}
