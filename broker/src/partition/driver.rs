@@ -559,14 +559,31 @@ impl Partition {
     /// Produces `payload` (v2 batches from a client) with `acks`; resolves when the core replies
     /// (at once for acks 0/1, at the HW for acks=all). A retried batch of an idempotent producer
     /// answers with its original offset, for acks=all only once the HW passed it.
-    pub async fn produce(&self, payload: Vec<u8>, acks: Acks) -> ProduceOutcome {
-        match self.start_produce(payload, acks)? {
-            Started::Waiting(receiver) => match receiver.await {
-                Ok(outcome) => outcome,
-                Err(_dropped) => Err(PartitionError::Closed),
-            },
-            Started::Duplicate { first, last } => {
-                self.duplicate_acknowledged(first, last, acks).await
+    pub async fn produce(self: &Arc<Self>, payload: Vec<u8>, acks: Acks) -> ProduceOutcome {
+        self.begin_produce(payload, acks).await
+    }
+
+    /// [`Partition::produce`] in two halves: the validation, the idempotence check and the core
+    /// step happen *now*, synchronously, and the returned future waits for the outcome. A
+    /// connection's pipelined produces to one partition therefore reach the log in request
+    /// order, as Kafka's do, so an idempotent producer's batches in flight follow each other
+    /// instead of overtaking (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    pub fn begin_produce(
+        self: &Arc<Self>,
+        payload: Vec<u8>,
+        acks: Acks,
+    ) -> impl std::future::Future<Output = ProduceOutcome> + Send + 'static {
+        let started = self.start_produce(payload, acks);
+        let this = self.clone();
+        async move {
+            match started? {
+                Started::Waiting(receiver) => match receiver.await {
+                    Ok(outcome) => outcome,
+                    Err(_dropped) => Err(PartitionError::Closed),
+                },
+                Started::Duplicate { first, last } => {
+                    this.duplicate_acknowledged(first, last, acks).await
+                }
             }
         }
     }

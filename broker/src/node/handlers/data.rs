@@ -84,13 +84,18 @@ pub async fn produce(shared: &Arc<Shared>, request: ProduceRequest) -> ProduceRe
                 .count("rill_produce_bytes_total", bytes.len() as u64);
             let task = client_partition(&topic.name.0, data.index).and_then(|tp| {
                 match shared.partition(&tp) {
-                    Some(partition) => Ok(tokio::spawn(async move {
-                        // The client's own deadline (`timeout_ms`) bounds the wait for the HW too.
-                        match tokio::time::timeout(timeout, partition.produce(bytes, acks)).await {
-                            Ok(outcome) => outcome,
-                            Err(_elapsed) => Err(replication::Error::RequestTimedOut.into()),
-                        }
-                    })),
+                    Some(partition) => {
+                        // Started here, in request order (a connection's pipelined produces
+                        // reach the log in order); only the wait runs on its own task.
+                        let outcome = partition.begin_produce(bytes, acks);
+                        Ok(tokio::spawn(async move {
+                            // The client's own deadline (`timeout_ms`) bounds the wait for the HW too.
+                            match tokio::time::timeout(timeout, outcome).await {
+                                Ok(outcome) => outcome,
+                                Err(_elapsed) => Err(replication::Error::RequestTimedOut.into()),
+                            }
+                        }))
+                    }
                     None => Err(not_hosted(shared, &tp)),
                 }
             });
