@@ -422,14 +422,48 @@ async fn outcomes_are_classified_definite_or_indeterminate() {
         .await
         .unwrap_err();
     assert!(error.is_indeterminate(), "{error}");
-    // OUT_OF_ORDER_SEQUENCE_NUMBER: definite, not retried, and the partition starts over at
-    // sequence 0 of the next epoch of the same producer id (bumped locally, as Java's producer).
+    // OUT_OF_ORDER_SEQUENCE_NUMBER on a batch the broker certainly never wrote (its only
+    // attempt was refused): the broker's sequence state differs from ours, so the partition
+    // starts over at sequence 0 of the next epoch of the same producer id (bumped locally, as
+    // Java's producer does, KIP-360) and the batch is sent again in it.
     let server = single_broker("t", 1, |_, n| {
         if n == 0 {
             produce_answer("t", 0, code::OUT_OF_ORDER_SEQUENCE_NUMBER, -1)
         } else {
             produce_answer("t", 0, 0, 5)
         }
+    })
+    .await;
+    let producer = Producer::new(client_config(&server.addr), config.clone())
+        .await
+        .unwrap();
+    let sent = producer
+        .send("t", Some(0), None, Bytes::from_static(b"v"))
+        .await
+        .unwrap();
+    assert_eq!(sent.offset, 5);
+    assert_eq!(
+        server.seen(ApiKey::InitProducerId).len(),
+        1,
+        "no new producer id after OOOS: the epoch is bumped"
+    );
+    let produces = server.seen(ApiKey::Produce);
+    assert_eq!(produces.len(), 2);
+    let (first, second) = (&produces[0].body, &produces[1].body);
+    assert_eq!(produce_batch_info(first).0, produce_batch_info(second).0);
+    assert_eq!(produce_batch_epoch(second), produce_batch_epoch(first) + 1);
+    assert_eq!(
+        produce_batch_info(second).1,
+        0,
+        "the new epoch starts at sequence 0"
+    );
+    // The same refusal after an attempt whose fate is unknown: the batch may be in the log, so
+    // sending it again under a new stamp could write it twice. It is given up as
+    // indeterminate, and the next batch starts the new epoch.
+    let server = single_broker("t", 1, |_, n| match n {
+        0 => Reply::Silent,
+        1 => produce_answer("t", 0, code::OUT_OF_ORDER_SEQUENCE_NUMBER, -1),
+        _ => produce_answer("t", 0, 0, 9),
     })
     .await;
     let producer = Producer::new(client_config(&server.addr), config)
@@ -439,26 +473,83 @@ async fn outcomes_are_classified_definite_or_indeterminate() {
         .send("t", Some(0), None, Bytes::from_static(b"v"))
         .await
         .unwrap_err();
-    assert!(!error.is_indeterminate(), "{error}");
-    assert_eq!(server.seen(ApiKey::Produce).len(), 1, "not retried");
+    assert!(error.is_indeterminate(), "{error}");
+    assert_eq!(error.kafka_code(), Some(code::OUT_OF_ORDER_SEQUENCE_NUMBER));
     producer
         .send("t", Some(0), None, Bytes::from_static(b"w"))
         .await
         .unwrap();
-    assert_eq!(
-        server.seen(ApiKey::InitProducerId).len(),
-        1,
-        "no new producer id after OOOS: the epoch is bumped"
-    );
     let produces = server.seen(ApiKey::Produce);
-    let (first, second) = (&produces[0].body, &produces[1].body);
-    assert_eq!(produce_batch_info(first).0, produce_batch_info(second).0);
-    assert_eq!(produce_batch_epoch(second), produce_batch_epoch(first) + 1);
+    assert_eq!(produces.len(), 3);
     assert_eq!(
-        produce_batch_info(second).1,
-        0,
-        "the new epoch starts at sequence 0"
+        produce_batch_info(&produces[1].body),
+        produce_batch_info(&produces[0].body)
     );
+    assert_eq!(
+        produce_batch_epoch(&produces[2].body),
+        produce_batch_epoch(&produces[0].body) + 1
+    );
+    assert_eq!(produce_batch_info(&produces[2].body).1, 0);
+}
+
+/// Up to five idempotent batches of a partition leave before the first is answered, pipelined
+/// on one connection; when the answers do not come (the connection times out), every batch is
+/// sent again in order with its own sequence, and each record gets its batch's offset.
+#[tokio::test]
+async fn idempotent_batches_are_pipelined_and_resent_in_order() {
+    let server = single_broker("t", 1, |seen, n| {
+        if n < 5 {
+            Reply::Silent
+        } else {
+            let (_, sequence, _, _) = produce_batch_info(&seen.body);
+            produce_answer("t", 0, 0, 100 + i64::from(sequence))
+        }
+    })
+    .await;
+    let config = ProducerConfig {
+        linger_ms: 0,
+        batch_records_max: 1,
+        ..ProducerConfig::default()
+    };
+    assert_eq!(config.max_in_flight, 5, "Kafka's default");
+    let producer = Producer::new(client_config(&server.addr), config)
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut sends = Vec::new();
+    for i in 0..5 {
+        let producer = producer.clone();
+        sends.push(tokio::spawn(async move {
+            producer
+                .send("t", Some(0), None, Bytes::from(format!("v{i}")))
+                .await
+        }));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    while server.seen(ApiKey::Produce).len() < 5 {
+        assert!(
+            started.elapsed() < Duration::from_millis(TIMEOUT_MS),
+            "all five left before the first answer timed out"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for (i, send) in sends.into_iter().enumerate() {
+        let sent = send.await.unwrap().unwrap();
+        assert_eq!(
+            sent.offset,
+            100 + i as i64,
+            "each record its batch's offset"
+        );
+    }
+    let produces: Vec<_> = server
+        .seen(ApiKey::Produce)
+        .iter()
+        .map(|s| produce_batch_info(&s.body))
+        .collect();
+    assert_eq!(produces.len(), 10);
+    let sequences: Vec<i32> = produces.iter().map(|p| p.1).collect();
+    assert_eq!(sequences, [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]);
+    assert_eq!(produces[..5], produces[5..], "the same batches, in order");
 }
 
 #[tokio::test]
