@@ -671,7 +671,7 @@ impl PartitionWorker {
         let encoded = self.window[index].encoded.clone().expect("encoded above");
         if config.acks == 0 {
             // Nothing answers: the batch is done once written.
-            let sent = self.send_unanswered(encoded).await;
+            let sent = send_unanswered(&self.shared, &self.topic, self.partition, encoded).await;
             let batch = &mut self.window[index];
             batch.outcome = Some(sent.map(|()| -1));
             return true;
@@ -703,26 +703,6 @@ impl PartitionWorker {
                 self.attempt_failed(index, error)
             }
         }
-    }
-
-    /// A Produce with acks=0 through the shared pool.
-    async fn send_unanswered(&self, encoded: Bytes) -> Result<()> {
-        let (_, addr) = self
-            .shared
-            .metadata
-            .snapshot()
-            .leader_addr(&self.topic, self.partition)?;
-        let build = produce_request(
-            &self.topic,
-            self.partition,
-            0,
-            self.shared.pool.config().request_timeout_ms,
-            encoded,
-        );
-        self.shared
-            .pool
-            .send_only(&addr, ApiKey::Produce, build)
-            .await
     }
 
     /// Marks an attempt of batch `index` failed; the round is resolved once the wire is quiet.
@@ -918,6 +898,20 @@ impl PartitionWorker {
             }
         }
     }
+}
+
+/// A Produce with acks=0 through the shared pool (a free function: the worker, which holds its
+/// connection, is not `Sync` under madsim, so `&PartitionWorker` cannot cross an await).
+async fn send_unanswered(shared: &Core, topic: &str, partition: i32, encoded: Bytes) -> Result<()> {
+    let (_, addr) = shared.metadata.snapshot().leader_addr(topic, partition)?;
+    let build = produce_request(
+        topic,
+        partition,
+        0,
+        shared.pool.config().request_timeout_ms,
+        encoded,
+    );
+    shared.pool.send_only(&addr, ApiKey::Produce, build).await
 }
 
 /// Clears a batch's stamp: it is stamped again (in order) when it next leaves.
