@@ -384,6 +384,7 @@ pub fn logged_batch(header: &log_core::batch::BatchHeader, first_offset: Offset)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use log_core::{BatchBuilder, LogConfig, MemDisk};
