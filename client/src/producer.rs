@@ -850,7 +850,7 @@ impl PartitionWorker {
             Some(StartOver::Fenced)
         } else if restart {
             self.sequence.on_desynchronised();
-            for batch in self.window.iter_mut() {
+            for batch in self.window.iter_mut().filter(|b| b.outcome.is_none()) {
                 restamp(batch);
             }
             None
@@ -888,8 +888,18 @@ impl PartitionWorker {
             StartOver::Desynchronised => self.sequence.on_desynchronised(),
             StartOver::Fenced => self.sequence.on_fenced(),
         }
-        for batch in self.window.iter_mut().skip(1) {
-            assert!(batch.outcome.is_none() && !batch.in_flight);
+        // Behind the head, a batch already answered (acknowledged: the head had landed after
+        // all) keeps its outcome.
+        for batch in self
+            .window
+            .iter_mut()
+            .skip(1)
+            .filter(|b| b.outcome.is_none())
+        {
+            assert!(
+                !batch.in_flight,
+                "a round is resolved with nothing on the wire"
+            );
             if head_uncertain && batch.uncertain {
                 let error = batch.last_error.clone().unwrap_or_else(|| error.clone());
                 batch.outcome = Some(Err(error.after_indeterminate_attempt()));

@@ -764,3 +764,37 @@ async fn no_leader_fails_definitely_without_producing() {
         "refreshed between attempts"
     );
 }
+
+/// A head given up while a batch behind it was already acknowledged (the simulator found the
+/// worker asserting there: a head whose attempt timed out had landed, and the batch behind it
+/// was acknowledged before the head's retries ran out): the acknowledged batch keeps its offset.
+#[tokio::test]
+async fn a_given_up_head_leaves_an_acknowledged_batch_behind_it_acknowledged() {
+    let server = single_broker("t", 1, |_, n| match n {
+        0 => produce_answer("t", 0, code::NOT_ENOUGH_REPLICAS, -1),
+        _ => produce_answer("t", 0, 0, 7),
+    })
+    .await;
+    let config = ProducerConfig {
+        linger_ms: 0,
+        batch_records_max: 1,
+        retries_max: 0,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client_config(&server.addr), config)
+        .await
+        .unwrap();
+    // Both batches leave before the first answer comes back.
+    let (first, second) = tokio::join!(
+        producer.send("t", Some(0), None, Bytes::from_static(b"a")),
+        producer.send("t", Some(0), None, Bytes::from_static(b"b")),
+    );
+    assert_eq!(
+        server.seen(ApiKey::Produce).len(),
+        2,
+        "no retry: retries_max 0"
+    );
+    assert_eq!(second.unwrap().offset, 7);
+    let error = first.unwrap_err();
+    assert_eq!(error.kafka_code(), Some(code::NOT_ENOUGH_REPLICAS));
+}
