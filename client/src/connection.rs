@@ -137,21 +137,10 @@ impl Connection {
         let Some(stream) = self.stream.as_mut() else {
             return Err(ClientError::Closed);
         };
-        let timeout = std::time::Duration::from_millis(self.timeout_ms);
+        let timeout_ms = self.timeout_ms;
+        let timeout = std::time::Duration::from_millis(timeout_ms);
         let written = tokio::time::timeout(timeout, write_frame(stream, frame)).await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                self.close();
-                return Err(error);
-            }
-            Err(_) => {
-                self.close();
-                return Err(ClientError::Timeout {
-                    timeout_ms: self.timeout_ms,
-                });
-            }
-        }
+        self.within(written, timeout_ms)?;
         self.pending.push_back((correlation_id, api_key, version));
         Ok(())
     }
@@ -168,24 +157,34 @@ impl Connection {
             return Err(ClientError::Closed);
         };
         let timeout = std::time::Duration::from_millis(timeout_ms);
-        let frame =
-            match tokio::time::timeout(timeout, read_frame(stream, &mut self.read_buffer)).await {
-                Ok(Ok(frame)) => frame,
-                Ok(Err(error)) => {
-                    self.close();
-                    return Err(error);
-                }
-                Err(_) => {
-                    self.close();
-                    return Err(ClientError::Timeout { timeout_ms });
-                }
-            };
+        let read = tokio::time::timeout(timeout, read_frame(stream, &mut self.read_buffer)).await;
+        let frame = self.within(read, timeout_ms)?;
         self.pending.pop_front();
         let mut payload = self.reply_body(frame, api_key, version, correlation_id)?;
         ResponseKind::decode(api_key, &mut payload, version).map_err(|error| {
             self.close();
             ClientError::Protocol(format!("{} v{version} reply: {error}", api_name(api_key)))
         })
+    }
+
+    /// The result of a stream step bounded by `timeout_ms` (`Err(_)` of the outer result: it
+    /// elapsed). An error or a timeout closes the connection: the stream may be mid-frame.
+    fn within<T, Elapsed>(
+        &mut self,
+        outcome: std::result::Result<Result<T>, Elapsed>,
+        timeout_ms: u64,
+    ) -> Result<T> {
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                self.close();
+                Err(error)
+            }
+            Err(_) => {
+                self.close();
+                Err(ClientError::Timeout { timeout_ms })
+            }
+        }
     }
 
     /// A reply frame's body after its header, checking the header's correlation id.
@@ -334,18 +333,8 @@ impl Connection {
         };
         let round_trip = round_trip(stream, &mut self.read_buffer, frame, reply_expected);
         let outcome =
-            tokio::time::timeout(std::time::Duration::from_millis(timeout_ms), round_trip);
-        let payload = match outcome.await {
-            Ok(Ok(payload)) => payload,
-            Ok(Err(error)) => {
-                self.close();
-                return Err(error);
-            }
-            Err(_) => {
-                self.close();
-                return Err(ClientError::Timeout { timeout_ms });
-            }
-        };
+            tokio::time::timeout(std::time::Duration::from_millis(timeout_ms), round_trip).await;
+        let payload = self.within(outcome, timeout_ms)?;
         let Some(payload) = payload else {
             return Ok(None);
         };

@@ -50,6 +50,21 @@ fn produce_answer(topic: &str, partition: i32, error_code: i16, base_offset: i64
     ))
 }
 
+/// A producer on `server` with `config`, and the error its first send (to t-0) ends with.
+async fn first_send_refused(
+    server: &FakeServer,
+    config: &ProducerConfig,
+) -> (Producer, ClientError) {
+    let producer = Producer::new(client_config(&server.addr), config.clone())
+        .await
+        .unwrap();
+    let error = producer
+        .send("t", Some(0), None, Bytes::from_static(b"v"))
+        .await
+        .unwrap_err();
+    (producer, error)
+}
+
 fn init_pid_answer(producer_id: i64) -> Reply {
     Reply::Respond(ResponseKind::InitProducerId(
         InitProducerIdResponse::default()
@@ -381,13 +396,7 @@ async fn outcomes_are_classified_definite_or_indeterminate() {
         produce_answer("t", 0, code::NOT_ENOUGH_REPLICAS, -1)
     })
     .await;
-    let producer = Producer::new(client_config(&server.addr), config.clone())
-        .await
-        .unwrap();
-    let error = producer
-        .send("t", Some(0), None, Bytes::from_static(b"v"))
-        .await
-        .unwrap_err();
+    let (_, error) = first_send_refused(&server, &config).await;
     assert_eq!(error.kafka_code(), Some(code::NOT_ENOUGH_REPLICAS));
     assert!(!error.is_indeterminate(), "{error}");
     assert_eq!(server.seen(ApiKey::Produce).len(), 2, "retried once");
@@ -400,13 +409,7 @@ async fn outcomes_are_classified_definite_or_indeterminate() {
         }
     })
     .await;
-    let producer = Producer::new(client_config(&server.addr), config.clone())
-        .await
-        .unwrap();
-    let error = producer
-        .send("t", Some(0), None, Bytes::from_static(b"v"))
-        .await
-        .unwrap_err();
+    let (_, error) = first_send_refused(&server, &config).await;
     assert!(error.is_indeterminate(), "{error}");
     assert_eq!(error.kafka_code(), Some(code::NOT_ENOUGH_REPLICAS));
     // NOT_ENOUGH_REPLICAS_AFTER_APPEND: written to the leader, indeterminate.
@@ -414,13 +417,7 @@ async fn outcomes_are_classified_definite_or_indeterminate() {
         produce_answer("t", 0, code::NOT_ENOUGH_REPLICAS_AFTER_APPEND, -1)
     })
     .await;
-    let producer = Producer::new(client_config(&server.addr), config.clone())
-        .await
-        .unwrap();
-    let error = producer
-        .send("t", Some(0), None, Bytes::from_static(b"v"))
-        .await
-        .unwrap_err();
+    let (_, error) = first_send_refused(&server, &config).await;
     assert!(error.is_indeterminate(), "{error}");
     // OUT_OF_ORDER_SEQUENCE_NUMBER on a batch the broker certainly never wrote (its only
     // attempt was refused): the broker's sequence state differs from ours, so the partition
@@ -466,13 +463,7 @@ async fn outcomes_are_classified_definite_or_indeterminate() {
         _ => produce_answer("t", 0, 0, 9),
     })
     .await;
-    let producer = Producer::new(client_config(&server.addr), config)
-        .await
-        .unwrap();
-    let error = producer
-        .send("t", Some(0), None, Bytes::from_static(b"v"))
-        .await
-        .unwrap_err();
+    let (producer, error) = first_send_refused(&server, &config).await;
     assert!(error.is_indeterminate(), "{error}");
     assert_eq!(error.kafka_code(), Some(code::OUT_OF_ORDER_SEQUENCE_NUMBER));
     producer
