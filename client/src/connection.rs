@@ -125,12 +125,7 @@ impl Connection {
         build: impl FnOnce(i16) -> Result<RequestKind>,
     ) -> Result<()> {
         assert!(self.pending.len() < PIPELINED_MAX, "pipelining is bounded");
-        let version = self
-            .version(api_key)
-            .ok_or(ClientError::UnsupportedVersion {
-                api: api_name(api_key),
-            })?;
-        let body = build(version)?;
+        let (version, body) = self.versioned_body(api_key, build)?;
         let correlation_id = self.correlation_id_next;
         self.correlation_id_next = correlation_id.checked_add(1).unwrap_or(0);
         let frame = self.encode_frame(api_key, version, correlation_id, &body)?;
@@ -165,6 +160,20 @@ impl Connection {
             self.close();
             ClientError::Protocol(format!("{} v{version} reply: {error}", api_name(api_key)))
         })
+    }
+
+    /// The negotiated version of `api_key` and the request body built for it.
+    fn versioned_body(
+        &self,
+        api_key: ApiKey,
+        build: impl FnOnce(i16) -> Result<RequestKind>,
+    ) -> Result<(i16, RequestKind)> {
+        let version = self
+            .version(api_key)
+            .ok_or(ClientError::UnsupportedVersion {
+                api: api_name(api_key),
+            })?;
+        Ok((version, build(version)?))
     }
 
     /// The result of a stream step bounded by `timeout_ms` (`Err(_)` of the outer result: it
@@ -231,12 +240,7 @@ impl Connection {
         timeout_ms: u64,
         build: impl FnOnce(i16) -> Result<RequestKind>,
     ) -> Result<ResponseKind> {
-        let version = self
-            .version(api_key)
-            .ok_or(ClientError::UnsupportedVersion {
-                api: api_name(api_key),
-            })?;
-        let body = build(version)?;
+        let (version, body) = self.versioned_body(api_key, build)?;
         let reply = self
             .exchange(api_key, version, &body, true, timeout_ms)
             .await?;
@@ -253,12 +257,7 @@ impl Connection {
         api_key: ApiKey,
         build: impl FnOnce(i16) -> Result<RequestKind>,
     ) -> Result<()> {
-        let version = self
-            .version(api_key)
-            .ok_or(ClientError::UnsupportedVersion {
-                api: api_name(api_key),
-            })?;
-        let body = build(version)?;
+        let (version, body) = self.versioned_body(api_key, build)?;
         let timeout_ms = self.timeout_ms;
         let reply = self
             .exchange(api_key, version, &body, false, timeout_ms)
