@@ -17,7 +17,13 @@
 //!   would silently accept a gap after the state was lost; rill prefers the refusal, which
 //!   makes the client reset its sequence (librdkafka and the Java client both handle it).
 //! - The table holds at most `producers_max` producers; when full, the producer whose last
-//!   write is oldest in the log is forgotten (Kafka expires producers by time instead).
+//!   write is oldest in the log is forgotten. Beside that bound, [`ProducerStateTable::expire`]
+//!   forgets producers idle for `producer.id.expiration.ms` (Kafka's rule and default, one day),
+//!   measured on the replica's own clock at the time it recorded the producer's last batch
+//!   (Kafka uses the batch's max timestamp, which clients set and may leave at -1).
+//! - Retention does not touch the table: a producer whose batches were all deleted is still
+//!   known (KAFKA-7190, KIP-360). The driver snapshots the table (`partition::producer_snapshots`)
+//!   so a restart knows it too.
 
 use std::collections::BTreeMap;
 
@@ -142,6 +148,8 @@ pub struct ProducerEntry {
     /// Whether batches of this producer were forgotten (out of the window or of an older
     /// epoch): if truncation then removes retained ones, only the log knows the state.
     pub history_forgotten: bool,
+    /// The table's clock when the producer's last batch was recorded, for expiry.
+    pub last_write_ms: i64,
 }
 
 impl ProducerEntry {
@@ -171,6 +179,9 @@ pub struct ProducerStateTable {
     producers_max: usize,
     /// Producers forgotten because of `producers_max`, for metrics.
     producers_evicted: u64,
+    /// The driver's clock (ms), fed by [`Self::advance_clock`]; never moves back. The table
+    /// reads no clock itself.
+    now_ms: i64,
 }
 
 /// The sequence `delta` records after `sequence`, wrapping past `i32::MAX` to 0 (Kafka's
@@ -199,7 +210,75 @@ impl ProducerStateTable {
             producers: BTreeMap::new(),
             producers_max,
             producers_evicted: 0,
+            now_ms: 0,
         }
+    }
+
+    /// Moves the table's clock to `now_ms` (a clock stepping back leaves it where it was, so
+    /// expiry never resurrects or shortens a producer's life). Batches recorded afterwards carry
+    /// this time.
+    pub fn advance_clock(&mut self, now_ms: i64) {
+        self.now_ms = self.now_ms.max(now_ms);
+    }
+
+    /// Forgets producers whose last batch was recorded `expiration_ms` or more before the
+    /// table's clock (Kafka's `producer.id.expiration.ms`). Returns how many were forgotten.
+    pub fn expire(&mut self, expiration_ms: i64) -> usize {
+        assert!(expiration_ms > 0, "an expiry is a positive duration");
+        let before = self.producers.len();
+        let now_ms = self.now_ms;
+        self.producers
+            .retain(|_, entry| now_ms.saturating_sub(entry.last_write_ms) < expiration_ms);
+        assert!(self.producers.len() <= before);
+        before - self.producers.len()
+    }
+
+    /// The producers the table remembers, by id (for snapshots and DescribeProducers).
+    pub fn entries(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(id, entry)| (*id, entry))
+    }
+
+    /// The most producers the table holds.
+    pub fn producers_max(&self) -> usize {
+        self.producers_max
+    }
+
+    /// A table holding `entries` (read back from a snapshot), refused when they break the
+    /// table's invariants: a snapshot is checked, never trusted into a panic later.
+    pub fn from_entries(
+        producers_max: usize,
+        entries: Vec<(i64, ProducerEntry)>,
+    ) -> Result<Self, &'static str> {
+        let mut table = Self::new(producers_max);
+        if entries.len() > producers_max {
+            return Err("more producers than the table holds");
+        }
+        for (id, entry) in entries {
+            if id < 0 || entry.epoch < 0 {
+                return Err("a negative producer id or epoch");
+            }
+            if entry.batches.is_empty() || entry.batches.len() > BATCHES_RETAINED_MAX {
+                return Err("an entry holds 1 to 5 batches");
+            }
+            let ordered = entry.batches.iter().all(|b| {
+                b.first_offset.0 >= 0
+                    && b.first_offset <= b.last_offset
+                    && b.first_sequence >= 0
+                    && b.last_sequence >= 0
+            }) && entry
+                .batches
+                .windows(2)
+                .all(|pair| pair[0].last_offset < pair[1].first_offset);
+            if !ordered {
+                return Err("batches out of order");
+            }
+            table.now_ms = table.now_ms.max(entry.last_write_ms);
+            if table.producers.insert(id, entry).is_some() {
+                return Err("a producer listed twice");
+            }
+        }
+        table.check_invariants();
+        Ok(table)
     }
 
     /// Decides whether a batch of `record_count` records starting at `base_sequence` may be
@@ -302,7 +381,9 @@ impl ProducerStateTable {
                 epoch: batch.producer_epoch,
                 batches: Vec::new(),
                 history_forgotten: false,
+                last_write_ms: self.now_ms,
             });
+        entry.last_write_ms = self.now_ms;
         if entry.epoch != batch.producer_epoch {
             // Kafka's replication path takes the log's epoch as it comes, even a lower one.
             entry.history_forgotten |= !entry.batches.is_empty();

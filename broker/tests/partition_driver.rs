@@ -767,3 +767,222 @@ async fn list_offsets_by_timestamp_answers_nothing_past_the_last_record() {
     assert_eq!(listed(-1), found(4, -1));
     assert_eq!(listed(-7), None, "an unknown special timestamp");
 }
+
+/// An idempotent batch of one record from producer 77 at `sequence` (epoch `epoch`).
+fn idempotent_batch(epoch: i16, sequence: i32, value: &str) -> Vec<u8> {
+    let mut builder = BatchBuilder::new().producer(77, epoch, sequence);
+    builder.push(None, Some(value.as_bytes()), 1_000, &[]);
+    builder.build()
+}
+
+/// Every broker stops (closing its partition cleanly, or crashing: only durable bytes stay)
+/// and starts again; broker `leader` then leads in `epoch`.
+async fn restart_trio(
+    trio: Trio,
+    log: &LogConfig,
+    crash: bool,
+    leader: BrokerId,
+    epoch: i32,
+) -> Trio {
+    let Trio {
+        net,
+        disks,
+        partitions,
+    } = trio;
+    net.partitions.lock().unwrap().clear();
+    for partition in partitions {
+        if !crash {
+            partition.close();
+        }
+    }
+    if crash {
+        for disk in &disks {
+            disk.crash();
+        }
+    }
+    let mut reopened = Vec::new();
+    for (disk, broker) in disks.iter().zip(BROKERS) {
+        let endpoint: Arc<dyn ReplicaNet> = Arc::new(Endpoint {
+            net: net.clone(),
+            from: broker,
+        });
+        let partition = Partition::open(
+            TopicPartition::new("t", 0),
+            disk.as_disk(),
+            Path::new("t-0"),
+            settings_with(broker, log.clone()),
+            endpoint,
+        )
+        .unwrap();
+        net.partitions
+            .lock()
+            .unwrap()
+            .insert(broker, Arc::downgrade(&partition));
+        reopened.push(partition);
+    }
+    for partition in &reopened {
+        partition.apply_state(state(leader, epoch));
+    }
+    let index = BROKERS.iter().position(|b| *b == leader).unwrap();
+    let new_leader = reopened[index].clone();
+    wait_until("the new leader leads", || new_leader.status().is_leader).await;
+    Trio {
+        net,
+        disks,
+        partitions: reopened,
+    }
+}
+
+/// KAFKA-7190 (found by the cluster simulation, seed 141 of a build without the wipe gate): a
+/// producer whose last batch retention deleted must still be known after every broker restarts,
+/// on the old leader and on a follower that takes over, so its retry is answered as a duplicate
+/// with the original offset instead of being appended a second time. Kafka keeps producer
+/// state across retention in its `.snapshot` files; so does rill (`partition::producer_snapshots`).
+async fn retention_then_restart_keeps_the_producer(crash: bool) {
+    let log = LogConfig {
+        segment_bytes_max: 1024,
+        retention_bytes: Some(2048),
+        ..LogConfig::default()
+    };
+    let trio = open_trio_with(log.clone());
+    let leader = trio.partitions[0].clone();
+    assert_eq!(
+        leader.produce(idempotent_batch(0, 0, "a"), Acks::All).await,
+        Ok(Offset(0))
+    );
+    let last = idempotent_batch(0, 1, "b");
+    assert_eq!(leader.produce(last.clone(), Acks::All).await, Ok(Offset(1)));
+    let value = "v".repeat(200);
+    for _ in 0..40 {
+        leader.produce(batch(&[&value]), Acks::All).await.unwrap();
+    }
+    leader.housekeeping();
+    let start = leader.status().log_start_offset;
+    assert!(
+        start > Offset(2),
+        "retention deleted the producer's batches: {start:?}"
+    );
+    for follower in &trio.partitions[1..] {
+        wait_until("the followers' HW passes every record", || {
+            follower.status().high_watermark == Offset(42)
+        })
+        .await;
+        // What the node's fetcher does with the leader's log start in a fetch answer.
+        follower.follow_log_start(start);
+        assert_eq!(follower.status().log_start_offset, start);
+    }
+    drop(leader);
+
+    let trio = restart_trio(trio, &log, crash, BROKERS[0], 2).await;
+    let leader = trio.partitions[0].clone();
+    assert_eq!(leader.status().log_start_offset, start);
+    assert_eq!(
+        leader.produce(last.clone(), Acks::All).await,
+        Ok(Offset(1)),
+        "the retry of the last sequence is a duplicate with its original offset"
+    );
+    assert_eq!(
+        leader.status().log_end_offset,
+        Offset(42),
+        "not appended again"
+    );
+
+    // A follower that takes over built the same state and answers the same.
+    for partition in &trio.partitions {
+        partition.apply_state(state(BROKERS[1], 3));
+    }
+    let successor = trio.partitions[1].clone();
+    wait_until("the follower leads", || successor.status().is_leader).await;
+    assert_eq!(successor.produce(last, Acks::All).await, Ok(Offset(1)));
+    assert_eq!(successor.status().log_end_offset, Offset(42));
+    match successor
+        .produce(idempotent_batch(0, 5, "gap"), Acks::All)
+        .await
+    {
+        Err(PartitionError::Producer { code, .. }) => {
+            assert_eq!(code, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER")
+        }
+        other => panic!("a gap after the remembered sequence is refused, got {other:?}"),
+    }
+    assert_eq!(
+        successor
+            .produce(idempotent_batch(0, 2, "c"), Acks::All)
+            .await,
+        Ok(Offset(42)),
+        "the next sequence follows"
+    );
+    for partition in &trio.partitions {
+        partition.check_invariants();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_whose_last_batch_retention_deleted_is_remembered_across_a_clean_restart() {
+    retention_then_restart_keeps_the_producer(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_whose_last_batch_retention_deleted_is_remembered_across_a_crash() {
+    retention_then_restart_keeps_the_producer(true).await;
+}
+
+/// Kafka's ProducerStateEntry rules at the driver (issue 14, item 1): a retry of any of a
+/// producer's last five batches is answered with its original offset and not appended; an older
+/// one, a gap, or a new epoch not starting at 0 is OUT_OF_ORDER_SEQUENCE_NUMBER (45); an older
+/// epoch is INVALID_PRODUCER_EPOCH (47).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_of_the_last_five_batches_are_duplicates_and_the_rest_refused() {
+    let trio = open_trio();
+    let leader = trio.partitions[0].clone();
+    let batches: Vec<Vec<u8>> = (0..7)
+        .map(|sequence| idempotent_batch(1, sequence, &format!("v{sequence}")))
+        .collect();
+    for (offset, batch) in batches.iter().enumerate() {
+        assert_eq!(
+            leader.produce(batch.clone(), Acks::All).await,
+            Ok(Offset(offset as i64))
+        );
+    }
+    for (offset, batch) in batches.iter().enumerate().skip(2) {
+        assert_eq!(
+            leader.produce(batch.clone(), Acks::All).await,
+            Ok(Offset(offset as i64)),
+            "a retry of one of the last five"
+        );
+    }
+    let refused = |code: i16| {
+        move |outcome: Result<Offset, PartitionError>| match outcome {
+            Err(PartitionError::Producer { code: got, .. }) => assert_eq!(got, code),
+            other => panic!("expected error code {code}, got {other:?}"),
+        }
+    };
+    refused(45)(leader.produce(batches[1].clone(), Acks::All).await);
+    refused(45)(
+        leader
+            .produce(idempotent_batch(1, 9, "gap"), Acks::All)
+            .await,
+    );
+    refused(47)(
+        leader
+            .produce(idempotent_batch(0, 7, "old"), Acks::All)
+            .await,
+    );
+    refused(45)(
+        leader
+            .produce(idempotent_batch(2, 3, "new"), Acks::All)
+            .await,
+    );
+    assert_eq!(
+        leader.status().log_end_offset,
+        Offset(7),
+        "nothing appended twice"
+    );
+    assert_eq!(
+        leader
+            .produce(idempotent_batch(2, 0, "new"), Acks::All)
+            .await,
+        Ok(Offset(7)),
+        "a new epoch starts at 0"
+    );
+    refused(47)(leader.produce(batches[6].clone(), Acks::All).await);
+}

@@ -80,3 +80,19 @@ fn a_full_table_forgets_the_least_recently_written_producer() {
     );
     assert_eq!(table.check(1, 0, 2, 1), Ok(Decision::Append));
 }
+
+#[test]
+fn idle_producers_expire_and_a_clock_stepping_back_changes_nothing() {
+    let mut table = ProducerStateTable::default();
+    table.advance_clock(1_000);
+    table.record(batch(7, 0, 0, 0, 0));
+    table.advance_clock(50_000);
+    table.record(batch(8, 0, 0, 0, 1));
+    table.advance_clock(10_000);
+    assert_eq!(table.expire(49_001), 0, "the clock never steps back");
+    assert_eq!(table.expire(40_000), 1, "idle 49 s");
+    assert!(table.producer(7).is_none() && table.producer(8).is_some());
+    table.advance_clock(50_000 + 86_400_000);
+    assert_eq!(table.expire(86_400_000), 1);
+    assert_eq!(table.producer_count(), 0);
+}

@@ -1,9 +1,12 @@
 //! One TCP connection to one broker: framing, version negotiation, correlation ids, and a timeout
-//! on every request. One request is in flight at a time (`&mut self`), so a reply is always the
-//! answer to the last request; a reply carrying another correlation id means the stream is out of
-//! step and the connection is closed.
+//! on every request. [`Connection::call`] has one request in flight (`&mut self`), so a reply is
+//! always the answer to the last request. A producer pipelines instead (Kafka's
+//! `max.in.flight.requests.per.connection`): [`Connection::send`] writes requests back to back
+//! and [`Connection::receive`] reads their replies in the order they were sent, as Kafka brokers
+//! answer. Either way a reply carrying another correlation id means the stream is out of step and
+//! the connection is closed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersionsResponse;
@@ -36,7 +39,16 @@ pub struct Connection {
     versions: BTreeMap<i16, i16>,
     /// Default bound on one request's round trip.
     timeout_ms: u64,
+    /// Bytes read and not yet parsed into a frame: reading into it is cancel-safe, so a
+    /// [`Connection::receive`] dropped half way loses nothing.
+    read_buffer: BytesMut,
+    /// Requests sent with [`Connection::send`] whose replies were not read yet, oldest first:
+    /// (correlation id, API, version).
+    pending: VecDeque<(i32, ApiKey, i16)>,
 }
+
+/// Most requests one connection pipelines; more is a caller's bug.
+pub const PIPELINED_MAX: usize = 64;
 
 impl Connection {
     /// Dials `addr`, then negotiates versions with ApiVersions; both bounded by `timeout_ms`.
@@ -65,6 +77,8 @@ impl Connection {
             correlation_id_next: 0,
             versions: BTreeMap::new(),
             timeout_ms,
+            read_buffer: BytesMut::new(),
+            pending: VecDeque::new(),
         };
         let broker_versions = connection
             .api_versions()
@@ -92,6 +106,117 @@ impl Connection {
     /// Closes the connection; a late reply can then never be mistaken for a new one's.
     pub fn close(&mut self) {
         self.stream = None;
+        self.pending.clear();
+        self.read_buffer.clear();
+    }
+
+    /// Requests sent with [`Connection::send`] and not yet answered through
+    /// [`Connection::receive`].
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Writes a request at the negotiated version without waiting for its reply: pipelining.
+    /// Replies are read in send order by [`Connection::receive`]. Any failure closes the
+    /// connection (a partly written frame leaves the stream unusable).
+    pub async fn send(
+        &mut self,
+        api_key: ApiKey,
+        build: impl FnOnce(i16) -> Result<RequestKind>,
+    ) -> Result<()> {
+        assert!(self.pending.len() < PIPELINED_MAX, "pipelining is bounded");
+        let (version, body) = self.versioned_body(api_key, build)?;
+        let correlation_id = self.correlation_id_next;
+        self.correlation_id_next = correlation_id.checked_add(1).unwrap_or(0);
+        let frame = self.encode_frame(api_key, version, correlation_id, &body)?;
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(ClientError::Closed);
+        };
+        let timeout_ms = self.timeout_ms;
+        let timeout = std::time::Duration::from_millis(timeout_ms);
+        let written = tokio::time::timeout(timeout, write_frame(stream, frame)).await;
+        self.within(written, timeout_ms)?;
+        self.pending.push_back((correlation_id, api_key, version));
+        Ok(())
+    }
+
+    /// The reply to the oldest request sent with [`Connection::send`], waiting at most
+    /// `timeout_ms`. Cancel-safe: dropping the future loses no bytes, and the next call reads
+    /// the same reply. A timeout, an I/O error or a malformed reply closes the connection.
+    pub async fn receive(&mut self, timeout_ms: u64) -> Result<ResponseKind> {
+        let (correlation_id, api_key, version) = *self
+            .pending
+            .front()
+            .ok_or_else(|| ClientError::Protocol("no request awaits a reply".into()))?;
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(ClientError::Closed);
+        };
+        let timeout = std::time::Duration::from_millis(timeout_ms);
+        let read = tokio::time::timeout(timeout, read_frame(stream, &mut self.read_buffer)).await;
+        let frame = self.within(read, timeout_ms)?;
+        self.pending.pop_front();
+        let mut payload = self.reply_body(frame, api_key, version, correlation_id)?;
+        ResponseKind::decode(api_key, &mut payload, version).map_err(|error| {
+            self.close();
+            ClientError::Protocol(format!("{} v{version} reply: {error}", api_name(api_key)))
+        })
+    }
+
+    /// The negotiated version of `api_key` and the request body built for it.
+    fn versioned_body(
+        &self,
+        api_key: ApiKey,
+        build: impl FnOnce(i16) -> Result<RequestKind>,
+    ) -> Result<(i16, RequestKind)> {
+        let version = self
+            .version(api_key)
+            .ok_or(ClientError::UnsupportedVersion {
+                api: api_name(api_key),
+            })?;
+        Ok((version, build(version)?))
+    }
+
+    /// The result of a stream step bounded by `timeout_ms` (`Err(_)` of the outer result: it
+    /// elapsed). An error or a timeout closes the connection: the stream may be mid-frame.
+    fn within<T, Elapsed>(
+        &mut self,
+        outcome: std::result::Result<Result<T>, Elapsed>,
+        timeout_ms: u64,
+    ) -> Result<T> {
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                self.close();
+                Err(error)
+            }
+            Err(_) => {
+                self.close();
+                Err(ClientError::Timeout { timeout_ms })
+            }
+        }
+    }
+
+    /// A reply frame's body after its header, checking the header's correlation id.
+    fn reply_body(
+        &mut self,
+        mut payload: Bytes,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<Bytes> {
+        let header_version = api_key.response_header_version(version);
+        let header = ResponseHeader::decode(&mut payload, header_version).map_err(|error| {
+            self.close();
+            ClientError::Protocol(format!("response header: {error}"))
+        })?;
+        if header.correlation_id != correlation_id {
+            self.close();
+            return Err(ClientError::Protocol(format!(
+                "correlation id {} answered request {correlation_id}",
+                header.correlation_id
+            )));
+        }
+        Ok(payload)
     }
 
     /// The negotiated version of `api_key`, if the broker serves one the client implements.
@@ -115,12 +240,7 @@ impl Connection {
         timeout_ms: u64,
         build: impl FnOnce(i16) -> Result<RequestKind>,
     ) -> Result<ResponseKind> {
-        let version = self
-            .version(api_key)
-            .ok_or(ClientError::UnsupportedVersion {
-                api: api_name(api_key),
-            })?;
-        let body = build(version)?;
+        let (version, body) = self.versioned_body(api_key, build)?;
         let reply = self
             .exchange(api_key, version, &body, true, timeout_ms)
             .await?;
@@ -137,12 +257,7 @@ impl Connection {
         api_key: ApiKey,
         build: impl FnOnce(i16) -> Result<RequestKind>,
     ) -> Result<()> {
-        let version = self
-            .version(api_key)
-            .ok_or(ClientError::UnsupportedVersion {
-                api: api_name(api_key),
-            })?;
-        let body = build(version)?;
+        let (version, body) = self.versioned_body(api_key, build)?;
         let timeout_ms = self.timeout_ms;
         let reply = self
             .exchange(api_key, version, &body, false, timeout_ms)
@@ -205,42 +320,25 @@ impl Connection {
         reply_expected: bool,
         timeout_ms: u64,
     ) -> Result<Option<Bytes>> {
+        assert!(
+            self.pending.is_empty(),
+            "a round trip never mixes with pipelined requests"
+        );
         let correlation_id = self.correlation_id_next;
         self.correlation_id_next = correlation_id.checked_add(1).unwrap_or(0);
         let frame = self.encode_frame(api_key, version, correlation_id, body)?;
         let Some(stream) = self.stream.as_mut() else {
             return Err(ClientError::Closed);
         };
-        let round_trip = round_trip(stream, frame, reply_expected);
+        let round_trip = round_trip(stream, &mut self.read_buffer, frame, reply_expected);
         let outcome =
-            tokio::time::timeout(std::time::Duration::from_millis(timeout_ms), round_trip);
-        let payload = match outcome.await {
-            Ok(Ok(payload)) => payload,
-            Ok(Err(error)) => {
-                self.close();
-                return Err(error);
-            }
-            Err(_) => {
-                self.close();
-                return Err(ClientError::Timeout { timeout_ms });
-            }
-        };
-        let Some(mut payload) = payload else {
+            tokio::time::timeout(std::time::Duration::from_millis(timeout_ms), round_trip).await;
+        let payload = self.within(outcome, timeout_ms)?;
+        let Some(payload) = payload else {
             return Ok(None);
         };
-        let header_version = api_key.response_header_version(version);
-        let header = ResponseHeader::decode(&mut payload, header_version).map_err(|error| {
-            self.close();
-            ClientError::Protocol(format!("response header: {error}"))
-        })?;
-        if header.correlation_id != correlation_id {
-            self.close();
-            return Err(ClientError::Protocol(format!(
-                "correlation id {} answered request {correlation_id}",
-                header.correlation_id
-            )));
-        }
-        Ok(Some(payload))
+        self.reply_body(payload, api_key, version, correlation_id)
+            .map(Some)
     }
 
     fn encode_frame(
@@ -274,26 +372,54 @@ impl Connection {
 /// Write, flush, and read one length-prefixed reply.
 async fn round_trip(
     stream: &mut TcpStream,
+    buffer: &mut BytesMut,
     frame: Bytes,
     reply_expected: bool,
 ) -> Result<Option<Bytes>> {
-    let io = |error: std::io::Error| ClientError::Io(error.to_string());
-    stream.write_all(&frame).await.map_err(io)?;
-    stream.flush().await.map_err(io)?;
+    write_frame(stream, frame).await?;
     if !reply_expected {
         return Ok(None);
     }
-    let length = stream.read_i32().await.map_err(io)?;
-    let length = usize::try_from(length)
-        .map_err(|_| ClientError::Protocol(format!("negative frame length {length}")))?;
-    if !(4..=FRAME_BYTES_MAX).contains(&length) {
-        return Err(ClientError::Protocol(format!(
-            "frame length {length} out of bounds"
-        )));
+    read_frame(stream, buffer).await.map(Some)
+}
+
+/// Writes one frame and flushes (madsim only sends on flush).
+async fn write_frame(stream: &mut TcpStream, frame: Bytes) -> Result<()> {
+    let io = |error: std::io::Error| ClientError::Io(error.to_string());
+    stream.write_all(&frame).await.map_err(io)?;
+    stream.flush().await.map_err(io)
+}
+
+/// The next length-prefixed frame's payload. Cancel-safe: bytes read stay in `buffer`.
+async fn read_frame(stream: &mut TcpStream, buffer: &mut BytesMut) -> Result<Bytes> {
+    loop {
+        if buffer.len() >= 4 {
+            let length = i32::from_be_bytes(buffer[..4].try_into().expect("4 bytes"));
+            let length = usize::try_from(length)
+                .map_err(|_| ClientError::Protocol(format!("negative frame length {length}")))?;
+            if !(4..=FRAME_BYTES_MAX).contains(&length) {
+                return Err(ClientError::Protocol(format!(
+                    "frame length {length} out of bounds"
+                )));
+            }
+            if buffer.len() >= 4 + length {
+                let mut frame = buffer.split_to(4 + length);
+                frame.advance(4);
+                assert_eq!(frame.len(), length);
+                return Ok(frame.freeze());
+            }
+            buffer.reserve(4 + length - buffer.len());
+        } else {
+            buffer.reserve(4096);
+        }
+        let read = stream
+            .read_buf(buffer)
+            .await
+            .map_err(|error| ClientError::Io(error.to_string()))?;
+        if read == 0 {
+            return Err(ClientError::Io("connection closed by the broker".into()));
+        }
     }
-    let mut payload = vec![0u8; length];
-    stream.read_exact(&mut payload).await.map_err(io)?;
-    Ok(Some(Bytes::from(payload)))
 }
 
 fn connect_error(addr: &str, reason: String) -> ClientError {

@@ -3,24 +3,31 @@
 //!
 //! Each partition has one worker task owning its queue and its sequence state. The worker
 //! gathers the records that arrive within `linger_ms` (up to `batch_records_max`) into one
-//! batch, sends it, and retries *that same batch* (same sequence) until it is acknowledged, a
-//! definite refusal arrives, or retries/delivery time run out. One batch per partition is in
-//! flight at a time, so a single producer's records keep their order.
+//! batch and sends it; with idempotence up to `max_in_flight` batches (5, Kafka's default and
+//! the most its brokers deduplicate) are in flight at once, pipelined on the worker's own
+//! connection to the leader, each retried with *its* sequence until it is acknowledged, a
+//! definite refusal arrives, or retries/delivery time run out. Batches are answered in the
+//! order they were sealed, and the broker appends a producer's sequences in order, so a single
+//! producer's records keep their order. Without idempotence one batch is in flight at a time
+//! (a retry could otherwise overtake a later batch).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest, RequestKind};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, ProduceRequest, RequestKind, ResponseKind,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admin::backoff;
 use crate::clock::wall_clock_ms;
 use crate::config::ClientConfig;
+use crate::connection::Connection;
 use crate::error::{code, ClientError, Result};
 use crate::expect_response;
 use crate::metadata::MetadataCache;
@@ -32,6 +39,11 @@ pub use kafka_protocol::records::Compression;
 
 /// Records (and flush markers) a partition queue holds before `send` waits for room.
 pub const PARTITION_QUEUE_CAPACITY: usize = 10_000;
+
+/// Most batches in flight per partition with idempotence: Kafka brokers remember a producer's
+/// last five batches, so a retry of any of them is recognised (Kafka's producers refuse
+/// `max.in.flight.requests.per.connection` above 5 with idempotence).
+pub const MAX_IN_FLIGHT_IDEMPOTENT: usize = 5;
 
 /// Producer settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +58,9 @@ pub struct ProducerConfig {
     pub batch_records_max: usize,
     /// Most resends of one batch after a retriable failure.
     pub retries_max: u32,
+    /// Most batches of one partition in flight at once with idempotence (Kafka's
+    /// `max.in.flight.requests.per.connection`, 1..=5); without idempotence it is 1.
+    pub max_in_flight: usize,
     /// Bound on one batch's whole delivery (all attempts and backoffs).
     pub delivery_timeout_ms: u64,
     /// Send batches whose header max timestamp is -1, as sarama before 1.45.1 and librdkafka's
@@ -66,6 +81,7 @@ impl Default for ProducerConfig {
             linger_ms: 5,
             batch_records_max: 500,
             retries_max: 10,
+            max_in_flight: MAX_IN_FLIGHT_IDEMPOTENT,
             delivery_timeout_ms: 30_000,
             header_max_timestamp_unset: false,
             record_timestamps_unset: false,
@@ -93,6 +109,11 @@ impl ProducerConfig {
                 "batch_records_max must be in 1..={BATCH_RECORDS_MAX}"
             )));
         }
+        if !(1..=MAX_IN_FLIGHT_IDEMPOTENT).contains(&self.max_in_flight) {
+            return Err(ClientError::Config(format!(
+                "max_in_flight must be in 1..={MAX_IN_FLIGHT_IDEMPOTENT}"
+            )));
+        }
         if self.delivery_timeout_ms == 0 {
             return Err(ClientError::Config(
                 "delivery_timeout_ms must be > 0".into(),
@@ -112,6 +133,10 @@ pub struct RecordMetadata {
     /// Offset; -1 with acks = 0 (the broker does not answer).
     pub offset: i64,
 }
+
+/// Sees a copy of every acknowledged batch as it was sent: (topic, partition, encoded batch).
+/// The simulator's stale-request nemesis keeps them to deliver again later.
+pub type BatchTap = Arc<dyn Fn(&str, i32, Bytes) + Send + Sync>;
 
 /// A record's outcome: its offset, or the batch's error.
 type Reply = oneshot::Sender<Result<i64>>;
@@ -142,6 +167,8 @@ struct Core {
     config: ProducerConfig,
     /// Identity from construction; a worker fetches its own after a desynchronisation.
     identity: Option<ProducerIdentity>,
+    /// Copies of acknowledged batches go here, if set.
+    tap: Option<BatchTap>,
 }
 
 /// State of the producer handles.
@@ -174,6 +201,15 @@ impl std::fmt::Debug for Producer {
 impl Producer {
     /// Builds a producer; with idempotence, first obtains a producer id (InitProducerId).
     pub async fn new(client: ClientConfig, config: ProducerConfig) -> Result<Producer> {
+        Self::with_tap(client, config, None).await
+    }
+
+    /// [`Producer::new`] whose acknowledged batches are also handed to `tap`.
+    pub async fn with_tap(
+        client: ClientConfig,
+        config: ProducerConfig,
+        tap: Option<BatchTap>,
+    ) -> Result<Producer> {
         client.validate()?;
         config.validate()?;
         let pool = ConnectionPool::new(client);
@@ -190,6 +226,7 @@ impl Producer {
                 metadata,
                 config,
                 identity,
+                tap,
             }),
             partitioner: Partitioner::new(),
             workers: Mutex::new(BTreeMap::new()),
@@ -307,19 +344,83 @@ impl Producer {
             return queue.clone();
         }
         let (queue, jobs) = mpsc::channel(PARTITION_QUEUE_CAPACITY);
-        let worker = PartitionWorker {
-            shared: self.shared.core.clone(),
-            topic: topic.to_string(),
-            partition,
-            sequence: PartitionSequence::new(self.shared.core.identity),
-        };
+        let worker = PartitionWorker::new(self.shared.core.clone(), topic.to_string(), partition);
         tokio::spawn(worker.run(jobs));
         workers.insert(key, queue.clone());
         queue
     }
 }
 
-/// Owns one partition's queue and sequence state.
+/// A batch in a partition's window: sealed, stamped when it first leaves (again after a
+/// restamp), retried with the same stamp, and answered in window order.
+struct WindowBatch {
+    /// The records, kept to encode the batch again after a restamp.
+    records: Vec<OutgoingRecord>,
+    /// One per record.
+    replies: Vec<Reply>,
+    /// Flush markers queued right after this batch's records: answered with it.
+    flushes: Vec<oneshot::Sender<()>>,
+    /// The idempotence stamp; `None` until the batch first leaves, and after a restamp.
+    stamp: Option<BatchStamp>,
+    /// The encoded batch, reused by every attempt of the same stamp.
+    encoded: Option<Bytes>,
+    /// When the batch was sealed: its delivery timeout counts from here.
+    sealed_at: tokio::time::Instant,
+    /// Attempts so far (Produce requests sent, and preparatory steps that failed).
+    attempts: u32,
+    /// Some attempt's fate is unknown: the batch may be in the log.
+    uncertain: bool,
+    /// A Produce request for it is on the wire, unanswered.
+    in_flight: bool,
+    /// Its last attempt failed in the current round, not yet resolved.
+    failed: bool,
+    /// The error of its last failed attempt.
+    last_error: Option<ClientError>,
+    /// Its outcome once settled; batches are answered from the window's front, in order.
+    outcome: Option<Result<i64>>,
+}
+
+/// Records gathered for the next batch while its linger runs.
+struct Gathering {
+    /// Records.
+    records: Vec<OutgoingRecord>,
+    /// One per record.
+    replies: Vec<Reply>,
+    /// Flush markers: a flush seals the batch at once.
+    flushes: Vec<oneshot::Sender<()>>,
+    /// When the batch leaves even if not full.
+    deadline: tokio::time::Instant,
+}
+
+/// The worker's own connection to the partition's leader, on which its Produce requests are
+/// pipelined (the broker answers a connection's requests in order).
+struct Link {
+    /// The leader's address it was dialled to.
+    addr: String,
+    /// The connection.
+    connection: Connection,
+    /// Deadlines of the requests on the wire, oldest first.
+    deadlines: VecDeque<tokio::time::Instant>,
+}
+
+/// How a given-up batch leaves the sequence state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StartOver {
+    /// Bump the epoch of the same producer id and restart at sequence 0 (KIP-360).
+    Desynchronised,
+    /// The broker knows a newer epoch: fetch a new identity.
+    Fenced,
+}
+
+/// Owns one partition's queue, its window of batches in flight and its sequence state.
+///
+/// With idempotence up to `max_in_flight` batches are in flight at once, pipelined on one
+/// connection to the leader with consecutive sequences; without, one (a retry could reorder).
+/// A failed attempt ends the round: the worker waits for every reply on the wire, backs off,
+/// and resends every unanswered batch in order with its stamp, so the broker deduplicates
+/// what already landed and refuses a batch whose predecessor did not (OUT_OF_ORDER_SEQUENCE,
+/// retried). Only the oldest unanswered batch (the head) is ever given up; see
+/// [`PartitionWorker::resolve_round`] for what that does to the batches behind it.
 struct PartitionWorker {
     /// Connections, metadata and settings.
     shared: Arc<Core>,
@@ -330,164 +431,311 @@ struct PartitionWorker {
     /// Idempotence bookkeeping; only this worker touches it, so batches of one partition are
     /// stamped in order.
     sequence: PartitionSequence,
+    /// Sealed batches not yet answered, oldest first.
+    window: VecDeque<WindowBatch>,
+    /// Most batches in the window.
+    window_max: usize,
+    /// The next batch's records while its linger runs.
+    gathering: Option<Gathering>,
+    /// The connection to the leader, once dialled.
+    link: Option<Link>,
+    /// After a failed round: nothing is sent before this instant (the retry backoff).
+    resend_at: Option<tokio::time::Instant>,
+    /// A failure named stale metadata: refresh before the next send.
+    refresh_wanted: bool,
 }
 
 impl PartitionWorker {
+    fn new(shared: Arc<Core>, topic: String, partition: i32) -> Self {
+        let config = &shared.config;
+        let window_max = if config.idempotence {
+            config.max_in_flight
+        } else {
+            1
+        };
+        assert!((1..=MAX_IN_FLIGHT_IDEMPOTENT).contains(&window_max) || !config.idempotence);
+        let sequence = PartitionSequence::new(shared.identity);
+        PartitionWorker {
+            shared,
+            topic,
+            partition,
+            sequence,
+            window: VecDeque::new(),
+            window_max,
+            gathering: None,
+            link: None,
+            resend_at: None,
+            refresh_wanted: false,
+        }
+    }
+
     async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
-        while let Some(first) = jobs.recv().await {
-            let mut records = Vec::new();
-            let mut replies = Vec::new();
-            let mut flushes = Vec::new();
-            accept(first, &mut records, &mut replies, &mut flushes);
-            self.gather(&mut jobs, &mut records, &mut replies, &mut flushes)
-                .await;
-            assert_eq!(records.len(), replies.len(), "one reply per record");
-            if !records.is_empty() {
-                let outcome = self.deliver(&records).await;
-                answer(replies, outcome, self.shared.config.acks);
+        let mut input_open = true;
+        loop {
+            self.answer_settled();
+            if !input_open && self.window.is_empty() && self.gathering.is_none() {
+                return;
             }
-            for flush in flushes {
+            if self.outstanding() == 0 && self.window.iter().any(|b| b.failed) {
+                self.resolve_round();
+                self.answer_settled();
+            }
+            self.send_ready().await;
+            self.answer_settled();
+            let outstanding = self.outstanding();
+            if outstanding == 0 && self.window.iter().any(|b| b.failed) {
+                // A send failed with nothing on the wire: resolve the round now.
+                continue;
+            }
+            let room = self.window.len() < self.window_max
+                && self
+                    .gathering
+                    .as_ref()
+                    .is_none_or(|g| g.records.len() < self.shared.config.batch_records_max);
+            let now = tokio::time::Instant::now();
+            let linger_left = self
+                .gathering
+                .as_ref()
+                .map(|g| g.deadline.saturating_duration_since(now));
+            let backoff_left = self.resend_at.map(|at| at.saturating_duration_since(now));
+            let reply_left = self
+                .link
+                .as_ref()
+                .and_then(|l| l.deadlines.front())
+                .map(|d| d.saturating_duration_since(now));
+            let timeout_ms = reply_left.map_or(1, |left| left.as_millis().max(1) as u64);
+            tokio::select! {
+                biased;
+                reply = receive(&mut self.link, timeout_ms), if outstanding > 0 => {
+                    let reply = reply.and_then(|r| produce_answer(r, &self.topic, self.partition));
+                    self.on_reply(reply);
+                }
+                job = jobs.recv(), if input_open && room => match job {
+                    Some(job) => self.gather(job),
+                    None => {
+                        input_open = false;
+                        self.seal();
+                    }
+                },
+                () = tokio::time::sleep(linger_left.unwrap_or_default()), if linger_left.is_some() => {
+                    self.seal();
+                }
+                () = tokio::time::sleep(backoff_left.unwrap_or_default()), if backoff_left.is_some() && outstanding == 0 => {
+                    self.resend_at = None;
+                }
+                else => {
+                    // Nothing to wait for but a window that cannot move (never expected):
+                    // back off rather than spin.
+                    backoff(self.shared.pool.config().retry_backoff_ms).await;
+                }
+            }
+        }
+    }
+
+    /// Requests on the wire.
+    fn outstanding(&self) -> usize {
+        let on_wire = self.window.iter().filter(|b| b.in_flight).count();
+        assert_eq!(
+            on_wire,
+            self.link.as_ref().map_or(0, |l| l.deadlines.len()),
+            "one deadline per request on the wire"
+        );
+        on_wire
+    }
+
+    /// Adds a job to the batch being gathered (starting one, and its linger, if none is).
+    fn gather(&mut self, job: Job) {
+        let linger = Duration::from_millis(self.shared.config.linger_ms);
+        let gathering = self.gathering.get_or_insert_with(|| Gathering {
+            records: Vec::new(),
+            replies: Vec::new(),
+            flushes: Vec::new(),
+            deadline: tokio::time::Instant::now() + linger,
+        });
+        accept(
+            job,
+            &mut gathering.records,
+            &mut gathering.replies,
+            &mut gathering.flushes,
+        );
+        let full = gathering.records.len() >= self.shared.config.batch_records_max;
+        if full || !gathering.flushes.is_empty() || self.shared.config.linger_ms == 0 {
+            self.seal();
+        }
+    }
+
+    /// Moves the gathered records into the window as a batch. A flush with no records waits
+    /// for the newest batch (or is answered at once when nothing is pending).
+    fn seal(&mut self) {
+        let Some(gathering) = self.gathering.take() else {
+            return;
+        };
+        assert_eq!(gathering.records.len(), gathering.replies.len());
+        if gathering.records.is_empty() {
+            match self.window.back_mut() {
+                Some(newest) => newest.flushes.extend(gathering.flushes),
+                None => gathering.flushes.into_iter().for_each(|f| {
+                    f.send(()).ok();
+                }),
+            }
+            return;
+        }
+        assert!(self.window.len() < self.window_max, "sealed only with room");
+        self.window.push_back(WindowBatch {
+            records: gathering.records,
+            replies: gathering.replies,
+            flushes: gathering.flushes,
+            stamp: None,
+            encoded: None,
+            sealed_at: tokio::time::Instant::now(),
+            attempts: 0,
+            uncertain: false,
+            in_flight: false,
+            failed: false,
+            last_error: None,
+            outcome: None,
+        });
+    }
+
+    /// Answers the settled batches at the window's front, in order.
+    fn answer_settled(&mut self) {
+        while self.window.front().is_some_and(|b| b.outcome.is_some()) {
+            let batch = self.window.pop_front().expect("checked");
+            assert!(!batch.in_flight, "a settled batch has nothing on the wire");
+            let outcome = batch.outcome.expect("checked");
+            if let (Some(tap), Ok(_), Some(encoded)) = (&self.shared.tap, &outcome, batch.encoded) {
+                tap(&self.topic, self.partition, encoded);
+            }
+            answer(batch.replies, outcome, self.shared.config.acks);
+            for flush in batch.flushes {
                 flush.send(()).ok();
             }
         }
     }
 
-    /// Collects records arriving within the linger window, up to the batch limit; a flush
-    /// marker closes the batch at once.
-    async fn gather(
-        &self,
-        jobs: &mut mpsc::Receiver<Job>,
-        records: &mut Vec<OutgoingRecord>,
-        replies: &mut Vec<Reply>,
-        flushes: &mut Vec<oneshot::Sender<()>>,
-    ) {
-        let batch_max = self.shared.config.batch_records_max;
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(self.shared.config.linger_ms);
-        while records.len() < batch_max && flushes.is_empty() {
-            let next = if self.shared.config.linger_ms == 0 {
-                jobs.try_recv().ok()
-            } else {
-                // `timeout_at` does not exist under madsim: time out on what is left.
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                tokio::time::timeout(left, jobs.recv()).await.ok().flatten()
-            };
-            let Some(job) = next else { break };
-            accept(job, records, replies, flushes);
+    /// Sends, in window order, every batch that is not on the wire while all before it are,
+    /// unless a failed round is being resolved or backed off.
+    async fn send_ready(&mut self) {
+        if self.resend_at.is_some() || self.window.iter().any(|b| b.failed) {
+            return;
         }
-        assert!(records.len() <= batch_max, "batch within its limit");
+        for index in 0..self.window.len() {
+            let batch = &self.window[index];
+            if batch.outcome.is_some() || batch.in_flight {
+                continue;
+            }
+            if self
+                .window
+                .iter()
+                .take(index)
+                .any(|b| b.outcome.is_none() && !b.in_flight)
+            {
+                return;
+            }
+            if !self.send_one(index).await {
+                return;
+            }
+        }
     }
 
-    /// Sends one batch until it is acknowledged or its fate is settled. Returns the base offset.
-    async fn deliver(&mut self, records: &[OutgoingRecord]) -> Result<i64> {
+    /// One attempt of batch `index`: stamp, encode, reach the leader, write the request.
+    /// Returns false when the attempt failed (the round is then resolved).
+    async fn send_one(&mut self, index: usize) -> bool {
         let config = self.shared.config.clone();
-        let started = tokio::time::Instant::now();
-        let delivery_timeout = Duration::from_millis(config.delivery_timeout_ms);
-        let record_count = i32::try_from(records.len()).expect("bounded by BATCH_RECORDS_MAX");
-        let mut stamp: Option<BatchStamp> = None;
-        let mut encoded: Option<Bytes> = None;
-        let mut uncertain = false;
-        let mut last_error = ClientError::DeliveryTimeout;
-        for attempt in 0..=config.retries_max {
-            if attempt > 0 {
-                backoff(self.shared.pool.config().retry_backoff_ms).await;
-            }
-            if started.elapsed() >= delivery_timeout {
-                break;
-            }
-            if config.idempotence && stamp.is_none() {
-                if self.sequence.needs_identity() {
-                    match init_producer_id(&self.shared.pool, &self.shared.metadata, 0).await {
-                        Ok(identity) => self.sequence.install(identity),
-                        Err(error) => {
-                            last_error = error;
-                            continue;
-                        }
-                    }
+        self.window[index].attempts += 1;
+        if config.idempotence && self.window[index].stamp.is_none() {
+            if self.sequence.needs_identity() {
+                match init_producer_id(&self.shared.pool, &self.shared.metadata, 0).await {
+                    Ok(identity) => self.sequence.install(identity),
+                    Err(error) => return self.attempt_failed(index, error.not_sent()),
                 }
-                stamp = Some(self.sequence.stamp(record_count));
             }
-            if encoded.is_none() {
-                let batch = encode_batch(records, stamp.as_ref(), config.compression)?;
-                encoded = Some(if config.header_max_timestamp_unset {
-                    crate::records::unset_max_timestamp(batch)
-                } else {
-                    batch
-                });
-            }
-            let batch = encoded.clone().expect("encoded above");
-            match self.produce_once(batch).await {
-                Ok(base_offset) => {
-                    if let Some(stamp) = &stamp {
-                        self.sequence.on_acknowledged(stamp);
-                    }
-                    return Ok(base_offset);
+            let count = i32::try_from(self.window[index].records.len())
+                .expect("bounded by BATCH_RECORDS_MAX");
+            self.window[index].stamp = Some(self.sequence.stamp(count));
+            self.window[index].encoded = None;
+        }
+        if self.window[index].encoded.is_none() {
+            let batch = &self.window[index];
+            match encode_batch(&batch.records, batch.stamp.as_ref(), config.compression) {
+                Ok(encoded) => {
+                    self.window[index].encoded = Some(if config.header_max_timestamp_unset {
+                        crate::records::unset_max_timestamp(encoded)
+                    } else {
+                        encoded
+                    });
                 }
-                Err(error) => {
-                    tracing::debug!(topic = %self.topic, partition = self.partition, attempt, %error, "produce failed");
-                    uncertain |= error.is_indeterminate();
-                    if error.needs_metadata_refresh() {
-                        let topics = [self.topic.clone()];
-                        self.shared
-                            .metadata
-                            .refresh(&self.shared.pool, Some(&topics))
-                            .await
-                            .ok();
-                    }
-                    let retriable = error.is_retriable();
-                    last_error = error;
-                    if !retriable {
-                        break;
-                    }
-                }
+                Err(error) => return self.attempt_failed(index, error.not_sent()),
             }
         }
-        Err(self.settle_failure(stamp, last_error, uncertain))
-    }
-
-    /// Updates the sequence state after a failed batch and classifies the final error.
-    fn settle_failure(
-        &mut self,
-        stamp: Option<BatchStamp>,
-        error: ClientError,
-        uncertain: bool,
-    ) -> ClientError {
-        let sequence_refused = matches!(
-            error.kafka_code(),
-            Some(
-                code::OUT_OF_ORDER_SEQUENCE_NUMBER
-                    | code::UNKNOWN_PRODUCER_ID
-                    | code::INVALID_PRODUCER_EPOCH
-            )
+        let encoded = self.window[index].encoded.clone().expect("encoded above");
+        if config.acks == 0 {
+            // Nothing answers: the batch is done once written.
+            let sent = send_unanswered(&self.shared, &self.topic, self.partition, encoded).await;
+            let batch = &mut self.window[index];
+            batch.outcome = Some(sent.map(|()| -1));
+            return true;
+        }
+        if let Err(error) = self.ensure_link().await {
+            return self.attempt_failed(index, error.not_sent());
+        }
+        let link = self.link.as_mut().expect("ensured");
+        let build = produce_request(
+            &self.topic,
+            self.partition,
+            config.acks,
+            self.shared.pool.config().request_timeout_ms,
+            encoded,
         );
-        if let Some(stamp) = &stamp {
-            if error.kafka_code() == Some(code::INVALID_PRODUCER_EPOCH) {
-                self.sequence.on_fenced();
-            } else if uncertain || sequence_refused {
-                self.sequence.on_desynchronised();
-            } else {
-                self.sequence.on_refused(stamp);
+        match link.connection.send(ApiKey::Produce, build).await {
+            Ok(()) => {
+                let timeout = Duration::from_millis(self.shared.pool.config().request_timeout_ms);
+                link.deadlines
+                    .push_back(tokio::time::Instant::now() + timeout);
+                self.window[index].in_flight = true;
+                true
             }
-        }
-        if sequence_refused {
-            // The broker checked the sequence and refused the batch: it is not in the log,
-            // whatever an earlier attempt did (a duplicate would have been acknowledged).
-            error
-        } else if uncertain {
-            error.after_indeterminate_attempt()
-        } else {
-            // No Produce attempt was uncertain: an indeterminate error came from a step before
-            // sending (InitProducerId, metadata), so the batch never left.
-            error.not_sent()
+            Err(error) => {
+                // Part of the frame may have left: its fate is unknown, like everything on
+                // the wire of the connection the failure closed.
+                self.window[index].uncertain = true;
+                self.link_lost(error.clone());
+                self.attempt_failed(index, error)
+            }
         }
     }
 
-    /// One Produce request to the current leader. Returns the base offset (-1 with acks = 0).
-    async fn produce_once(&self, batch: Bytes) -> Result<i64> {
+    /// Marks an attempt of batch `index` failed; the round is resolved once the wire is quiet.
+    fn attempt_failed(&mut self, index: usize, error: ClientError) -> bool {
+        tracing::debug!(topic = %self.topic, partition = self.partition, %error, "produce attempt failed");
+        let batch = &mut self.window[index];
+        batch.uncertain |= error.is_indeterminate();
+        batch.in_flight = false;
+        batch.failed = true;
+        self.refresh_wanted |= error.needs_metadata_refresh();
+        batch.last_error = Some(error);
+        false
+    }
+
+    /// The connection closed with requests on the wire: each one's fate is unknown.
+    fn link_lost(&mut self, error: ClientError) {
+        self.link = None;
+        for batch in self.window.iter_mut().filter(|b| b.in_flight) {
+            batch.in_flight = false;
+            batch.uncertain = true;
+            batch.failed = true;
+            batch.last_error = Some(error.clone());
+        }
+        self.refresh_wanted = true;
+    }
+
+    /// The leader's connection, dialled (again) when missing, closed or pointing elsewhere.
+    async fn ensure_link(&mut self) -> Result<()> {
         let shared = &self.shared;
-        if shared
-            .metadata
-            .is_stale(shared.pool.config().metadata_refresh_ms)
+        if self.refresh_wanted
+            || shared
+                .metadata
+                .is_stale(shared.pool.config().metadata_refresh_ms)
         {
             let topics = [self.topic.clone()];
             shared
@@ -495,57 +743,246 @@ impl PartitionWorker {
                 .refresh(&shared.pool, Some(&topics))
                 .await
                 .ok();
+            self.refresh_wanted = false;
         }
         let (_, addr) = shared
             .metadata
             .snapshot()
             .leader_addr(&self.topic, self.partition)?;
-        let acks = shared.config.acks;
-        let request_timeout_ms = shared.pool.config().request_timeout_ms;
-        // The broker's own deadline comes first, so a slow replication is a typed answer.
-        let broker_timeout_ms = i32::try_from(request_timeout_ms * 2 / 3).unwrap_or(i32::MAX);
-        let topic = self.topic.clone();
-        let partition = self.partition;
-        let build = move |_version: i16| {
-            let data = PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch));
-            let topic_data = TopicProduceData::default()
-                .with_name(StrBytes::from_string(topic).into())
-                .with_partition_data(vec![data]);
-            let request = ProduceRequest::default()
-                .with_acks(acks)
-                .with_timeout_ms(broker_timeout_ms)
-                .with_topic_data(vec![topic_data]);
-            Ok(RequestKind::Produce(request))
-        };
-        if acks == 0 {
-            shared.pool.send_only(&addr, ApiKey::Produce, build).await?;
-            return Ok(-1);
+        let usable = self
+            .link
+            .as_ref()
+            .is_some_and(|l| l.addr == addr && !l.connection.is_closed());
+        if usable {
+            return Ok(());
         }
-        let response = shared
-            .pool
-            .call(&addr, ApiKey::Produce, request_timeout_ms, build)
-            .await?;
-        let response = expect_response!(response, Produce)?;
-        let answer = response
-            .responses
-            .iter()
-            .filter(|t| t.name.as_str() == self.topic)
-            .flat_map(|t| t.partition_responses.iter())
-            .find(|p| p.index == self.partition)
-            .ok_or_else(|| ClientError::Protocol("Produce answer lacks the partition".into()))?;
-        if answer.error_code != 0 {
-            return Err(ClientError::kafka("Produce", answer.error_code));
+        if self.link.as_ref().is_some_and(|l| !l.deadlines.is_empty()) {
+            // The leader moved with requests on the wire: let them answer first.
+            return Err(ClientError::NoLeader {
+                topic: self.topic.clone(),
+                partition: self.partition,
+            });
         }
-        if answer.base_offset < 0 {
-            return Err(ClientError::Protocol(format!(
-                "base offset {}",
-                answer.base_offset
-            )));
-        }
-        Ok(answer.base_offset)
+        let config = shared.pool.config();
+        let connection =
+            Connection::connect(&addr, &config.client_id, config.request_timeout_ms).await?;
+        self.link = Some(Link {
+            addr,
+            connection,
+            deadlines: VecDeque::new(),
+        });
+        Ok(())
     }
+
+    /// The reply to the oldest request on the wire.
+    fn on_reply(&mut self, reply: Result<i64>) {
+        let index = self
+            .window
+            .iter()
+            .position(|b| b.in_flight)
+            .expect("a reply answers a request on the wire");
+        let link = self
+            .link
+            .as_mut()
+            .expect("requests on the wire have a link");
+        link.deadlines.pop_front();
+        match reply {
+            Ok(base_offset) => {
+                let batch = &mut self.window[index];
+                batch.in_flight = false;
+                batch.outcome = Some(Ok(base_offset));
+            }
+            Err(error) => {
+                let closed = self.link.as_ref().is_some_and(|l| l.connection.is_closed());
+                self.window[index].in_flight = false;
+                self.attempt_failed(index, error.clone());
+                if closed {
+                    self.link_lost(error);
+                }
+            }
+        }
+    }
+
+    /// A failed round, with nothing on the wire any more: decides the head's fate, then backs
+    /// off before everything unanswered is resent in order.
+    ///
+    /// - A retriable error within the retry and delivery budget: resend with the same stamp.
+    /// - OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID on the head, whose every attempt
+    ///   was refused: the broker's sequence state differs from ours, and the head is certainly
+    ///   not in the log. The epoch is bumped (KIP-360) and the head and every batch behind it
+    ///   restamped from sequence 0. If an attempt of the head may have landed, restamping could
+    ///   write it twice: it is given up as indeterminate instead.
+    /// - Anything else (not retriable, retries or delivery time spent, INVALID_PRODUCER_EPOCH):
+    ///   the head is given up. Behind it, a batch that may have landed is given up too
+    ///   (indeterminate) unless the head certainly did not land (then nothing behind it could:
+    ///   the broker appends a producer's sequences contiguously); the others are restamped in
+    ///   the new epoch (or identity, when fenced).
+    fn resolve_round(&mut self) {
+        let config = self.shared.config.clone();
+        self.resend_at = Some(
+            tokio::time::Instant::now()
+                + Duration::from_millis(self.shared.pool.config().retry_backoff_ms),
+        );
+        let head = self
+            .window
+            .front()
+            .expect("a failed batch is in the window");
+        assert!(head.outcome.is_none() && !head.in_flight);
+        if !head.failed {
+            // Batches behind a head still unanswered failed (OUT_OF_ORDER behind a lost
+            // predecessor, NOT_LEADER, ...): they are resent after it.
+            self.window.iter_mut().for_each(|b| b.failed = false);
+            return;
+        }
+        let error = head
+            .last_error
+            .clone()
+            .expect("a failed batch has its error");
+        let code = error.kafka_code();
+        let spent = head.attempts > config.retries_max
+            || head.sealed_at.elapsed() >= Duration::from_millis(config.delivery_timeout_ms);
+        let sequence_refused = matches!(
+            code,
+            Some(code::OUT_OF_ORDER_SEQUENCE_NUMBER | code::UNKNOWN_PRODUCER_ID)
+        );
+        let restart = sequence_refused && !head.uncertain && !spent && head.stamp.is_some();
+        let start_over = if code == Some(code::INVALID_PRODUCER_EPOCH) {
+            Some(StartOver::Fenced)
+        } else if restart {
+            self.sequence.on_desynchronised();
+            for batch in self.window.iter_mut().filter(|b| b.outcome.is_none()) {
+                restamp(batch);
+            }
+            None
+        } else if !error.is_retriable() || spent {
+            Some(StartOver::Desynchronised)
+        } else {
+            None
+        };
+        if let Some(start_over) = start_over {
+            self.give_up_head(start_over);
+        }
+        self.window.iter_mut().for_each(|b| b.failed = false);
+    }
+
+    /// Settles the head with its last error, and starts the partition's sequence over.
+    fn give_up_head(&mut self, start_over: StartOver) {
+        let head = self.window.front_mut().expect("a head to give up");
+        let error = head
+            .last_error
+            .clone()
+            .unwrap_or(ClientError::DeliveryTimeout);
+        let head_uncertain = head.uncertain;
+        let stamped = head.stamp.is_some();
+        head.outcome = Some(Err(if head_uncertain {
+            error.clone().after_indeterminate_attempt()
+        } else {
+            error.clone().not_sent()
+        }));
+        if !stamped && start_over == StartOver::Desynchronised {
+            // Never stamped (no identity, no leader): nothing of it reached a broker, and the
+            // sequence has not moved.
+            return;
+        }
+        match start_over {
+            StartOver::Desynchronised => self.sequence.on_desynchronised(),
+            StartOver::Fenced => self.sequence.on_fenced(),
+        }
+        // Behind the head, a batch already answered (acknowledged: the head had landed after
+        // all) keeps its outcome.
+        for batch in self
+            .window
+            .iter_mut()
+            .skip(1)
+            .filter(|b| b.outcome.is_none())
+        {
+            assert!(
+                !batch.in_flight,
+                "a round is resolved with nothing on the wire"
+            );
+            if head_uncertain && batch.uncertain {
+                let error = batch.last_error.clone().unwrap_or_else(|| error.clone());
+                batch.outcome = Some(Err(error.after_indeterminate_attempt()));
+            } else {
+                restamp(batch);
+            }
+        }
+    }
+}
+
+/// A Produce with acks=0 through the shared pool (a free function: the worker, which holds its
+/// connection, is not `Sync` under madsim, so `&PartitionWorker` cannot cross an await).
+async fn send_unanswered(shared: &Core, topic: &str, partition: i32, encoded: Bytes) -> Result<()> {
+    let (_, addr) = shared.metadata.snapshot().leader_addr(topic, partition)?;
+    let build = produce_request(
+        topic,
+        partition,
+        0,
+        shared.pool.config().request_timeout_ms,
+        encoded,
+    );
+    shared.pool.send_only(&addr, ApiKey::Produce, build).await
+}
+
+/// Clears a batch's stamp: it is stamped again (in order) when it next leaves.
+fn restamp(batch: &mut WindowBatch) {
+    assert!(batch.outcome.is_none() && !batch.in_flight);
+    batch.stamp = None;
+    batch.encoded = None;
+}
+
+/// Reads the reply to the oldest request on `link`, within `timeout_ms`. Cancel-safe.
+async fn receive(link: &mut Option<Link>, timeout_ms: u64) -> Result<ResponseKind> {
+    let link = link.as_mut().ok_or(ClientError::Closed)?;
+    link.connection.receive(timeout_ms).await
+}
+
+/// The Produce request for one partition's batch, built at the negotiated version.
+fn produce_request(
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    request_timeout_ms: u64,
+    batch: Bytes,
+) -> impl FnOnce(i16) -> Result<RequestKind> {
+    // The broker's own deadline comes first, so a slow replication is a typed answer.
+    let broker_timeout_ms = i32::try_from(request_timeout_ms * 2 / 3).unwrap_or(i32::MAX);
+    let topic = topic.to_string();
+    move |_version: i16| {
+        let data = PartitionProduceData::default()
+            .with_index(partition)
+            .with_records(Some(batch));
+        let topic_data = TopicProduceData::default()
+            .with_name(StrBytes::from_string(topic).into())
+            .with_partition_data(vec![data]);
+        let request = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(broker_timeout_ms)
+            .with_topic_data(vec![topic_data]);
+        Ok(RequestKind::Produce(request))
+    }
+}
+
+/// The base offset a Produce reply gives the partition, or its error.
+fn produce_answer(response: ResponseKind, topic: &str, partition: i32) -> Result<i64> {
+    let response = expect_response!(response, Produce)?;
+    let answer = response
+        .responses
+        .iter()
+        .filter(|t| t.name.as_str() == topic)
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|p| p.index == partition)
+        .ok_or_else(|| ClientError::Protocol("Produce answer lacks the partition".into()))?;
+    if answer.error_code != 0 {
+        return Err(ClientError::kafka("Produce", answer.error_code));
+    }
+    if answer.base_offset < 0 {
+        return Err(ClientError::Protocol(format!(
+            "base offset {}",
+            answer.base_offset
+        )));
+    }
+    Ok(answer.base_offset)
 }
 
 fn accept(

@@ -1,11 +1,13 @@
 //! Idempotent-producer bookkeeping for one partition: which producer id/epoch and base sequence
 //! a batch carries, and what a batch's outcome does to the next one.
 //!
-//! A retry resends the *same* batch with the *same* base sequence, so the broker deduplicates it.
-//! After an outcome we cannot classify (indeterminate), or a refusal showing the broker's idea of
-//! our sequence differs from ours, the partition starts over: reusing the base could make the
-//! broker treat a new batch as a duplicate of the lost one, and advancing it could leave a gap the
-//! broker refuses forever. Starting over bumps the epoch of the same producer id locally (the
+//! Batches are stamped in the order they leave, each with the sequence after the previous one,
+//! so up to `max_in_flight` of them can be in flight at once (the broker remembers the last five
+//! per producer). A retry resends the *same* batch with the *same* base sequence, so the broker
+//! deduplicates it. When a batch is given up (its outcome unknown, or refused for good), or a
+//! refusal shows the broker's idea of our sequence differs from ours, the partition starts over:
+//! reusing the base could make the broker treat a new batch as a duplicate of the lost one, and
+//! advancing it could leave a gap the broker refuses forever. Starting over bumps the epoch of the same producer id locally (the
 //! Java producer's idempotent epoch bump, KIP-360) rather than fetching a new id: the broker then
 //! fences the abandoned batch if it arrives late, after newer ones. With a new id it would be
 //! appended behind them, and the producer's sends would land out of order (the cluster
@@ -65,38 +67,19 @@ impl PartitionSequence {
         self.reset_needed = false;
     }
 
-    /// Stamps a new batch of `record_count` records; the stamp is reused for every retry.
-    pub fn stamp(&self, record_count: i32) -> BatchStamp {
+    /// Stamps the next batch of `record_count` records, in the order batches leave; the stamp
+    /// is reused for every retry, and the batch after it starts where it ends (wrapping like
+    /// Kafka).
+    pub fn stamp(&mut self, record_count: i32) -> BatchStamp {
         assert!(record_count > 0, "a batch holds records");
         assert!(!self.needs_identity(), "stamping needs an identity");
-        BatchStamp {
+        let stamp = BatchStamp {
             identity: self.identity.expect("checked by needs_identity"),
             base_sequence: self.next,
             record_count,
-        }
-    }
-
-    /// The broker accepted the batch: the next batch starts after it (wrapping like Kafka).
-    pub fn on_acknowledged(&mut self, stamp: &BatchStamp) {
-        assert_eq!(
-            stamp.base_sequence, self.next,
-            "batches of a partition go one at a time"
-        );
-        assert_eq!(
-            Some(stamp.identity),
-            self.identity,
-            "stamp from the current identity"
-        );
-        self.next = increment_sequence(self.next, stamp.record_count);
-    }
-
-    /// The broker certainly did not write the batch and its sequence state is as ours: the next
-    /// batch reuses the base.
-    pub fn on_refused(&mut self, stamp: &BatchStamp) {
-        assert_eq!(
-            stamp.base_sequence, self.next,
-            "batches of a partition go one at a time"
-        );
+        };
+        self.next = increment_sequence(self.next, record_count);
+        stamp
     }
 
     /// The outcome is unknown, or the broker's sequence state disagrees with ours: start over at
@@ -147,26 +130,22 @@ mod tests {
     };
 
     #[test]
-    fn acknowledged_batches_advance_refused_reuse() {
+    fn batches_are_stamped_one_after_another() {
         let mut state = PartitionSequence::new(Some(ID));
         let first = state.stamp(3);
         assert_eq!(first.base_sequence, 0);
-        state.on_acknowledged(&first);
         let second = state.stamp(2);
-        assert_eq!(second.base_sequence, 3);
-        state.on_refused(&second);
         assert_eq!(
-            state.stamp(4).base_sequence,
-            3,
-            "a refused batch's base is reused"
+            second.base_sequence, 3,
+            "stamped before the first is answered"
         );
+        assert_eq!(state.next(), 5);
     }
 
     #[test]
     fn desynchronised_bumps_the_epoch_and_restarts_at_zero() {
         let mut state = PartitionSequence::new(Some(ID));
-        let first = state.stamp(5);
-        state.on_acknowledged(&first);
+        state.stamp(5);
         state.on_desynchronised();
         assert!(!state.needs_identity(), "the same id goes on");
         let next = state.stamp(2);

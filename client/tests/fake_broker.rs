@@ -50,6 +50,21 @@ fn produce_answer(topic: &str, partition: i32, error_code: i16, base_offset: i64
     ))
 }
 
+/// A producer on `server` with `config`, and the error its first send (to t-0) ends with.
+async fn first_send_refused(
+    server: &FakeServer,
+    config: &ProducerConfig,
+) -> (Producer, ClientError) {
+    let producer = Producer::new(client_config(&server.addr), config.clone())
+        .await
+        .unwrap();
+    let error = producer
+        .send("t", Some(0), None, Bytes::from_static(b"v"))
+        .await
+        .unwrap_err();
+    (producer, error)
+}
+
 fn init_pid_answer(producer_id: i64) -> Reply {
     Reply::Respond(ResponseKind::InitProducerId(
         InitProducerIdResponse::default()
@@ -381,13 +396,7 @@ async fn outcomes_are_classified_definite_or_indeterminate() {
         produce_answer("t", 0, code::NOT_ENOUGH_REPLICAS, -1)
     })
     .await;
-    let producer = Producer::new(client_config(&server.addr), config.clone())
-        .await
-        .unwrap();
-    let error = producer
-        .send("t", Some(0), None, Bytes::from_static(b"v"))
-        .await
-        .unwrap_err();
+    let (_, error) = first_send_refused(&server, &config).await;
     assert_eq!(error.kafka_code(), Some(code::NOT_ENOUGH_REPLICAS));
     assert!(!error.is_indeterminate(), "{error}");
     assert_eq!(server.seen(ApiKey::Produce).len(), 2, "retried once");
@@ -400,13 +409,7 @@ async fn outcomes_are_classified_definite_or_indeterminate() {
         }
     })
     .await;
-    let producer = Producer::new(client_config(&server.addr), config.clone())
-        .await
-        .unwrap();
-    let error = producer
-        .send("t", Some(0), None, Bytes::from_static(b"v"))
-        .await
-        .unwrap_err();
+    let (_, error) = first_send_refused(&server, &config).await;
     assert!(error.is_indeterminate(), "{error}");
     assert_eq!(error.kafka_code(), Some(code::NOT_ENOUGH_REPLICAS));
     // NOT_ENOUGH_REPLICAS_AFTER_APPEND: written to the leader, indeterminate.
@@ -414,16 +417,12 @@ async fn outcomes_are_classified_definite_or_indeterminate() {
         produce_answer("t", 0, code::NOT_ENOUGH_REPLICAS_AFTER_APPEND, -1)
     })
     .await;
-    let producer = Producer::new(client_config(&server.addr), config.clone())
-        .await
-        .unwrap();
-    let error = producer
-        .send("t", Some(0), None, Bytes::from_static(b"v"))
-        .await
-        .unwrap_err();
+    let (_, error) = first_send_refused(&server, &config).await;
     assert!(error.is_indeterminate(), "{error}");
-    // OUT_OF_ORDER_SEQUENCE_NUMBER: definite, not retried, and the partition starts over at
-    // sequence 0 of the next epoch of the same producer id (bumped locally, as Java's producer).
+    // OUT_OF_ORDER_SEQUENCE_NUMBER on a batch the broker certainly never wrote (its only
+    // attempt was refused): the broker's sequence state differs from ours, so the partition
+    // starts over at sequence 0 of the next epoch of the same producer id (bumped locally, as
+    // Java's producer does, KIP-360) and the batch is sent again in it.
     let server = single_broker("t", 1, |_, n| {
         if n == 0 {
             produce_answer("t", 0, code::OUT_OF_ORDER_SEQUENCE_NUMBER, -1)
@@ -432,25 +431,21 @@ async fn outcomes_are_classified_definite_or_indeterminate() {
         }
     })
     .await;
-    let producer = Producer::new(client_config(&server.addr), config)
+    let producer = Producer::new(client_config(&server.addr), config.clone())
         .await
         .unwrap();
-    let error = producer
+    let sent = producer
         .send("t", Some(0), None, Bytes::from_static(b"v"))
         .await
-        .unwrap_err();
-    assert!(!error.is_indeterminate(), "{error}");
-    assert_eq!(server.seen(ApiKey::Produce).len(), 1, "not retried");
-    producer
-        .send("t", Some(0), None, Bytes::from_static(b"w"))
-        .await
         .unwrap();
+    assert_eq!(sent.offset, 5);
     assert_eq!(
         server.seen(ApiKey::InitProducerId).len(),
         1,
         "no new producer id after OOOS: the epoch is bumped"
     );
     let produces = server.seen(ApiKey::Produce);
+    assert_eq!(produces.len(), 2);
     let (first, second) = (&produces[0].body, &produces[1].body);
     assert_eq!(produce_batch_info(first).0, produce_batch_info(second).0);
     assert_eq!(produce_batch_epoch(second), produce_batch_epoch(first) + 1);
@@ -459,6 +454,93 @@ async fn outcomes_are_classified_definite_or_indeterminate() {
         0,
         "the new epoch starts at sequence 0"
     );
+    // The same refusal after an attempt whose fate is unknown: the batch may be in the log, so
+    // sending it again under a new stamp could write it twice. It is given up as
+    // indeterminate, and the next batch starts the new epoch.
+    let server = single_broker("t", 1, |_, n| match n {
+        0 => Reply::Silent,
+        1 => produce_answer("t", 0, code::OUT_OF_ORDER_SEQUENCE_NUMBER, -1),
+        _ => produce_answer("t", 0, 0, 9),
+    })
+    .await;
+    let (producer, error) = first_send_refused(&server, &config).await;
+    assert!(error.is_indeterminate(), "{error}");
+    assert_eq!(error.kafka_code(), Some(code::OUT_OF_ORDER_SEQUENCE_NUMBER));
+    producer
+        .send("t", Some(0), None, Bytes::from_static(b"w"))
+        .await
+        .unwrap();
+    let produces = server.seen(ApiKey::Produce);
+    assert_eq!(produces.len(), 3);
+    assert_eq!(
+        produce_batch_info(&produces[1].body),
+        produce_batch_info(&produces[0].body)
+    );
+    assert_eq!(
+        produce_batch_epoch(&produces[2].body),
+        produce_batch_epoch(&produces[0].body) + 1
+    );
+    assert_eq!(produce_batch_info(&produces[2].body).1, 0);
+}
+
+/// Up to five idempotent batches of a partition leave before the first is answered, pipelined
+/// on one connection; when the answers do not come (the connection times out), every batch is
+/// sent again in order with its own sequence, and each record gets its batch's offset.
+#[tokio::test]
+async fn idempotent_batches_are_pipelined_and_resent_in_order() {
+    let server = single_broker("t", 1, |seen, n| {
+        if n < 5 {
+            Reply::Silent
+        } else {
+            let (_, sequence, _, _) = produce_batch_info(&seen.body);
+            produce_answer("t", 0, 0, 100 + i64::from(sequence))
+        }
+    })
+    .await;
+    let config = ProducerConfig {
+        linger_ms: 0,
+        batch_records_max: 1,
+        ..ProducerConfig::default()
+    };
+    assert_eq!(config.max_in_flight, 5, "Kafka's default");
+    let producer = Producer::new(client_config(&server.addr), config)
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut sends = Vec::new();
+    for i in 0..5 {
+        let producer = producer.clone();
+        sends.push(tokio::spawn(async move {
+            producer
+                .send("t", Some(0), None, Bytes::from(format!("v{i}")))
+                .await
+        }));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    while server.seen(ApiKey::Produce).len() < 5 {
+        assert!(
+            started.elapsed() < Duration::from_millis(TIMEOUT_MS),
+            "all five left before the first answer timed out"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for (i, send) in sends.into_iter().enumerate() {
+        let sent = send.await.unwrap().unwrap();
+        assert_eq!(
+            sent.offset,
+            100 + i as i64,
+            "each record its batch's offset"
+        );
+    }
+    let produces: Vec<_> = server
+        .seen(ApiKey::Produce)
+        .iter()
+        .map(|s| produce_batch_info(&s.body))
+        .collect();
+    assert_eq!(produces.len(), 10);
+    let sequences: Vec<i32> = produces.iter().map(|p| p.1).collect();
+    assert_eq!(sequences, [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]);
+    assert_eq!(produces[..5], produces[5..], "the same batches, in order");
 }
 
 #[tokio::test]
@@ -672,4 +754,38 @@ async fn no_leader_fails_definitely_without_producing() {
         server.seen(ApiKey::Metadata).len() >= 3,
         "refreshed between attempts"
     );
+}
+
+/// A head given up while a batch behind it was already acknowledged (the simulator found the
+/// worker asserting there: a head whose attempt timed out had landed, and the batch behind it
+/// was acknowledged before the head's retries ran out): the acknowledged batch keeps its offset.
+#[tokio::test]
+async fn a_given_up_head_leaves_an_acknowledged_batch_behind_it_acknowledged() {
+    let server = single_broker("t", 1, |_, n| match n {
+        0 => produce_answer("t", 0, code::NOT_ENOUGH_REPLICAS, -1),
+        _ => produce_answer("t", 0, 0, 7),
+    })
+    .await;
+    let config = ProducerConfig {
+        linger_ms: 0,
+        batch_records_max: 1,
+        retries_max: 0,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client_config(&server.addr), config)
+        .await
+        .unwrap();
+    // Both batches leave before the first answer comes back.
+    let (first, second) = tokio::join!(
+        producer.send("t", Some(0), None, Bytes::from_static(b"a")),
+        producer.send("t", Some(0), None, Bytes::from_static(b"b")),
+    );
+    assert_eq!(
+        server.seen(ApiKey::Produce).len(),
+        2,
+        "no retry: retries_max 0"
+    );
+    assert_eq!(second.unwrap().offset, 7);
+    let error = first.unwrap_err();
+    assert_eq!(error.kafka_code(), Some(code::NOT_ENOUGH_REPLICAS));
 }

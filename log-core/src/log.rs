@@ -476,6 +476,11 @@ impl PartitionLog {
         self.segments.len()
     }
 
+    /// Base offset of the active (newest) segment: it changes when the log rolls.
+    pub fn active_segment_base(&self) -> Offset {
+        self.active().base_offset
+    }
+
     /// Base offsets of the segments, oldest first.
     pub fn segment_bases(&self) -> Vec<Offset> {
         self.segments.keys().copied().collect()

@@ -50,6 +50,13 @@ prints a seed's draw):
                       a batch for each partition it leads and wrong header max timestamps
                       (-1, 0, an hour ahead, a second behind); half the producers send header
                       max timestamp -1 (sarama before 1.45.1, librdkafka's C++ API)
+  producer lanes      each producer sends from 1-4 concurrent lanes (Jepsen processes) sharing
+                      one client, so a partition has several idempotent batches in flight (up
+                      to 5, pipelined, retried with their sequences)
+  stale requests      ~30% of idempotent seeds (never in --faults cells): copies of Produce
+                      requests the producers had acknowledged are delivered again later, to the
+                      leader or any broker, sometimes twice: old sequences, sequences out of
+                      the broker's last five, fenced epochs; none may be appended again
 ";
 
 /// What the command line asked for.

@@ -673,6 +673,12 @@ one offset, so a duplicated value also makes polls and sends look out of order \
 matrix excuses those ordering classes in a seed that also shows a `duplicate`, and only under \
 settings that allow duplicates; anywhere else they count. (`cargo sim --idempotence off` alone \
 still calls them violations: `ClusterDraw::forbidden` forbids everything but `duplicate`.)\n\
+- Idempotent rows: each producer sends from 1-4 concurrent lanes, so a partition has up to \
+five batches in flight, pipelined and each retried with its own sequence; the brokers answer a \
+retry of any of a producer's last five batches with its original offset, and keep producer \
+state across retention and restarts (producer snapshots, KAFKA-7190). The stale-request \
+nemesis of the default campaign (copies of acknowledged requests delivered again) stays out \
+of the matrix's single-family cells.\n\
 - min ISR 1 with acks=all and clean election is not predicted to lose data in rill, unlike \
 Kafka: rill's high watermark counts only flushed data, and KIP-966's ELR keeps the last \
 in-sync replicas electable across crashes, so only lost flushed bytes (disk faults) could \

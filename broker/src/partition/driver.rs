@@ -16,11 +16,12 @@ use replication::{
 use tokio::sync::{oneshot, Notify};
 
 use super::io_worker::IoWorker;
+use super::producer_snapshots::{self, PRODUCER_ID_EXPIRATION_MS};
 use wire::{BrokerId, LeaderEpoch, Offset, TopicPartition};
 
 use super::reads::{read_batches, read_for_consumer, ConsumerRead};
 use super::PartitionError;
-use crate::producer_state::{sequence_add, LoggedBatch, ProducerStateTable, TruncateOutcome};
+use crate::producer_state::{ProducerStateTable, TruncateOutcome};
 use crate::runtime;
 
 /// Most bytes one follower fetch response carries per partition (`replica.fetch.max.bytes`).
@@ -93,8 +94,7 @@ pub struct PartitionStatus {
 }
 
 /// How a produce continues after its synchronous half.
-#[derive(Debug)]
-pub enum Started {
+enum Started {
     /// The core took it; its reply arrives here.
     Waiting(oneshot::Receiver<ProduceOutcome>),
     /// A retried batch already in the log at these offsets.
@@ -113,8 +113,12 @@ struct Inner {
     /// The log on disk; `None` once failed or closed.
     log: Option<PartitionLog>,
     /// Idempotent producers' sequences, fed by every append (leader and follower alike, so a new
-    /// leader already knows them).
+    /// leader already knows them), kept across retention and snapshotted to survive restarts.
     producers: ProducerStateTable,
+    /// The newest producer snapshot on disk (`producer_snapshots`), if any.
+    snapshot_newest: Option<Offset>,
+    /// The log's active segment base when snapshots were last considered: a change is a roll.
+    snapshot_segment_base: Offset,
     /// Produce requests waiting for the core's `Reply`, by the request id given to the core.
     waiters: BTreeMap<u64, oneshot::Sender<ProduceOutcome>>,
     /// The id the next produce gets.
@@ -192,7 +196,9 @@ impl Partition {
             epochs: log.epoch_entries(),
             high_watermark: log.high_watermark(),
         };
-        let producers = producers_from_log(&log)?;
+        let producers = producer_snapshots::load(&*disk, dir, &log, runtime::wall_clock_ms())?;
+        let snapshot_newest = producer_snapshots::list(&*disk, dir)?.last().copied();
+        let snapshot_segment_base = log.active_segment_base();
         let broker_id = settings.replica.broker_id;
         let request_timeout_ms = settings.replica.request_timeout_ms;
         let replica = Replica::recover(settings.replica, settings.bugs, &recovered);
@@ -204,6 +210,8 @@ impl Partition {
                 replica,
                 log: Some(log),
                 producers,
+                snapshot_newest,
+                snapshot_segment_base,
                 waiters: BTreeMap::new(),
                 request_id_next: 1,
                 timers: BTreeMap::new(),
@@ -304,14 +312,23 @@ impl Partition {
         is_produce: bool,
     ) -> Result<(), PartitionError> {
         match effect {
-            Effect::Append(batch) => append(inner, &batch, is_produce),
+            Effect::Append(batch) => {
+                append(inner, &batch, is_produce)?;
+                self.snapshot_if_due(inner)
+            }
             Effect::TruncateTo(offset) => {
                 let log = inner.log.as_mut().ok_or(PartitionError::Closed)?;
                 log.truncate_to(offset).map_err(storage)?;
+                // Before anything is appended again: a snapshot above the cut describes batches
+                // the log no longer holds.
+                producer_snapshots::remove_above(&*self.disk, &self.dir, offset)
+                    .map_err(|e| storage(e.into()))?;
+                inner.snapshot_newest = inner.snapshot_newest.filter(|s| *s <= offset);
                 if inner.producers.truncate_to(offset) == TruncateOutcome::RebuildRequired {
                     let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-                    inner.producers = producers_from_log(log).map_err(storage)?;
+                    inner.producers = self.load_producers(log)?;
                 }
+                inner.snapshot_segment_base = log_active_base(inner)?;
                 tracing::info!(tp = %self.tp, ?offset, "truncated");
                 Ok(())
             }
@@ -319,8 +336,14 @@ impl Partition {
                 let log = inner.log.as_mut().ok_or(PartitionError::Closed)?;
                 log.truncate_fully_and_start_at(offset).map_err(storage)?;
                 assert!(log.log_start_offset() == offset && log.log_end_offset() == offset);
-                // The log is empty: no producer has a batch left in it.
-                inner.producers = producers_from_log(log).map_err(storage)?;
+                // The log is empty: no producer has a batch left in it, and Kafka forgets them
+                // all here too (`truncateFullyAndStartAt`).
+                producer_snapshots::remove_all(&*self.disk, &self.dir)
+                    .map_err(|e| storage(e.into()))?;
+                inner.snapshot_newest = None;
+                let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+                inner.producers = self.load_producers(log)?;
+                inner.snapshot_segment_base = log_active_base(inner)?;
                 tracing::info!(tp = %self.tp, ?offset, "truncated fully; the log starts over");
                 Ok(())
             }
@@ -405,6 +428,37 @@ impl Partition {
                 Ok(())
             }
         }
+    }
+
+    /// The producer table of the log as it stands: the newest snapshot, then the log after it.
+    fn load_producers(&self, log: &PartitionLog) -> Result<ProducerStateTable, PartitionError> {
+        producer_snapshots::load(&*self.disk, &self.dir, log, runtime::wall_clock_ms())
+            .map_err(storage)
+    }
+
+    /// Writes a producer snapshot at the log end when the log rolled a segment since the last
+    /// look, or its start passed the newest snapshot (whose replay would need deleted records),
+    /// then deletes the snapshots below the log start. A disk error fails the partition.
+    fn snapshot_if_due(&self, inner: &mut Inner) -> Result<(), PartitionError> {
+        let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+        let (active_base, start, end) = (
+            log.active_segment_base(),
+            log.log_start_offset(),
+            log.log_end_offset(),
+        );
+        let rolled = active_base != inner.snapshot_segment_base;
+        let start_passed = start > inner.snapshot_newest.unwrap_or(Offset::ZERO);
+        inner.snapshot_segment_base = active_base;
+        if !(rolled || start_passed) || inner.snapshot_newest == Some(end) {
+            return Ok(());
+        }
+        let disk = &*self.disk;
+        producer_snapshots::write(disk, &self.dir, end, &inner.producers)
+            .and_then(|()| producer_snapshots::remove_below(disk, &self.dir, start))
+            .map_err(|e| storage(e.into()))?;
+        inner.snapshot_newest = Some(end);
+        assert!(inner.snapshot_newest >= Some(start));
+        Ok(())
     }
 
     /// Stops serving after a log failure: every waiting produce learns it, memory is dropped.
@@ -521,25 +575,31 @@ impl Partition {
     /// Produces `payload` (v2 batches from a client) with `acks`; resolves when the core replies
     /// (at once for acks 0/1, at the HW for acks=all). A retried batch of an idempotent producer
     /// answers with its original offset, for acks=all only once the HW passed it.
-    pub async fn produce(&self, payload: Vec<u8>, acks: Acks) -> ProduceOutcome {
-        self.finish_produce(self.start_produce(payload, acks), acks)
-            .await
+    pub async fn produce(self: &Arc<Self>, payload: Vec<u8>, acks: Acks) -> ProduceOutcome {
+        self.begin_produce(payload, acks).await
     }
 
-    /// The asynchronous half of a produce: waits for the core's answer to what
-    /// [`Partition::start_produce`] started (the HW for acks=all).
-    pub async fn finish_produce(
-        &self,
-        started: Result<Started, PartitionError>,
+    /// [`Partition::produce`] in two halves: the validation, the idempotence check and the core
+    /// step happen *now*, synchronously, and the returned future waits for the outcome. A
+    /// connection's pipelined produces to one partition therefore reach the log in request
+    /// order, as Kafka's do, so an idempotent producer's batches in flight follow each other
+    /// instead of overtaking (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    pub fn begin_produce(
+        self: &Arc<Self>,
+        payload: Vec<u8>,
         acks: Acks,
-    ) -> ProduceOutcome {
-        match started? {
-            Started::Waiting(receiver) => match receiver.await {
-                Ok(outcome) => outcome,
-                Err(_dropped) => Err(PartitionError::Closed),
-            },
-            Started::Duplicate { first, last } => {
-                self.duplicate_acknowledged(first, last, acks).await
+    ) -> impl std::future::Future<Output = ProduceOutcome> + Send + 'static {
+        let started = self.start_produce(payload, acks);
+        let this = self.clone();
+        async move {
+            match started? {
+                Started::Waiting(receiver) => match receiver.await {
+                    Ok(outcome) => outcome,
+                    Err(_dropped) => Err(PartitionError::Closed),
+                },
+                Started::Duplicate { first, last } => {
+                    this.duplicate_acknowledged(first, last, acks).await
+                }
             }
         }
     }
@@ -548,11 +608,7 @@ impl Partition {
     /// step under one lock. The payload is validated (and normalised) here, once, with Kafka's
     /// rules, outside the lock (decompressing a batch takes time; the rules are the log's
     /// fixed configuration); a refusal answers this request only and the partition serves on.
-    pub fn start_produce(
-        &self,
-        mut payload: Vec<u8>,
-        acks: Acks,
-    ) -> Result<Started, PartitionError> {
+    fn start_produce(&self, mut payload: Vec<u8>, acks: Acks) -> Result<Started, PartitionError> {
         let rules = {
             let inner = self.lock();
             Self::refuse_if_unusable(&inner)?;
@@ -869,8 +925,22 @@ impl Partition {
             }
             Ok(start)
         });
+        let expired = {
+            inner.producers.advance_clock(now);
+            inner.producers.expire(PRODUCER_ID_EXPIRATION_MS)
+        };
+        if expired > 0 {
+            tracing::info!(tp = %self.tp, expired, "idle producers expired");
+        }
+        let result = result
+            .map_err(|error| format!("housekeeping: {error}"))
+            .and_then(|start| {
+                self.snapshot_if_due(&mut inner)
+                    .map(|()| start)
+                    .map_err(|error| format!("producer snapshot: {error}"))
+            });
         match result {
-            Err(error) => self.fail(&mut inner, format!("housekeeping: {error}")),
+            Err(reason) => self.fail(&mut inner, reason),
             Ok(start) if start > inner.replica.log_start_offset() => {
                 tracing::info!(tp = %self.tp, ?start, "retention moved the log start");
                 self.step_with(inner, Input::LogStartAdvanced(start), None);
@@ -917,6 +987,10 @@ impl Partition {
             }
         }
         assert!(target > start && target <= hw);
+        if let Err(refusal) = self.snapshot_if_due(&mut inner) {
+            self.fail(&mut inner, refusal.to_string());
+            return Err(refusal);
+        }
         self.step_with(inner, Input::LogStartAdvanced(target), None);
         // The core took the start in the step (its input never lowers it); a failure since
         // answers this request with the partition's error.
@@ -980,6 +1054,10 @@ impl Partition {
             return;
         }
         tracing::info!(tp = %self.tp, ?target, "the leader's log start moved; ours follows");
+        if let Err(error) = self.snapshot_if_due(&mut inner) {
+            self.fail(&mut inner, format!("producer snapshot: {error}"));
+            return;
+        }
         self.step_with(inner, Input::LogStartAdvanced(target), None);
     }
 
@@ -992,8 +1070,18 @@ impl Partition {
             let _gone = waiter.send(Err(PartitionError::Closed));
         }
         if let Some(log) = inner.log.take() {
-            if let Err(error) = log.close() {
-                tracing::warn!(tp = %self.tp, %error, "closing the log failed");
+            let end = log.log_end_offset();
+            match log.close() {
+                Err(error) => tracing::warn!(tp = %self.tp, %error, "closing the log failed"),
+                // A clean shutdown's snapshot: the next open replays nothing.
+                Ok(()) if inner.failed.is_none() && inner.snapshot_newest != Some(end) => {
+                    let written =
+                        producer_snapshots::write(&*self.disk, &self.dir, end, &inner.producers);
+                    if let Err(error) = written {
+                        tracing::warn!(tp = %self.tp, %error, "the closing producer snapshot failed; the next open replays the log");
+                    }
+                }
+                Ok(()) => {}
             }
         }
         drop(inner);
@@ -1189,6 +1277,7 @@ fn append(
     is_produce: bool,
 ) -> Result<(), PartitionError> {
     let now = runtime::wall_clock_ms();
+    inner.producers.advance_clock(now);
     let log = inner.log.as_mut().ok_or(PartitionError::Closed)?;
     let info = if is_produce {
         log.append_as_leader(&batch.payload, batch.leader_epoch, now)
@@ -1218,50 +1307,18 @@ fn record_producers(inner: &mut Inner, base_offset: Offset, payload: &[u8]) {
         let header = view.header();
         let count = i64::from(header.last_offset_delta) + 1;
         if header.producer_id >= 0 {
-            inner.producers.record(logged_batch(header, offset));
+            inner
+                .producers
+                .record(producer_snapshots::logged_batch(header, offset));
         }
         offset = offset.add(count);
     }
 }
 
-/// Most idempotent producers one partition remembers (Kafka bounds this by expiry instead).
-pub const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
-
-/// The producer-table view of a batch header placed at `first_offset`.
-fn logged_batch(header: &log_core::batch::BatchHeader, first_offset: Offset) -> LoggedBatch {
-    LoggedBatch {
-        producer_id: header.producer_id,
-        producer_epoch: header.producer_epoch,
-        base_sequence: header.base_sequence,
-        last_sequence: sequence_add(header.base_sequence, header.last_offset_delta),
-        first_offset,
-        last_offset: first_offset.add(i64::from(header.last_offset_delta)),
-    }
-}
-
-/// Rebuilds the idempotent-producer table by reading the whole log once (at open, or after a
-/// truncation removed a producer's every remembered batch). Kafka snapshots this table; reading
-/// the log is simpler and, at log-core's read speed, fast enough for logs of a few GiB.
-fn producers_from_log(log: &PartitionLog) -> Result<ProducerStateTable, LogError> {
-    let mut batches = Vec::new();
-    let mut from = log.log_start_offset();
-    while from < log.log_end_offset() {
-        let result = log.read(from, 1 << 20)?;
-        if result.bytes.is_empty() || result.next_offset <= from {
-            break;
-        }
-        for view in split_batches(&result.bytes) {
-            let view = view?;
-            let header = view.header();
-            if header.producer_id >= 0 && header.next_offset() > from {
-                batches.push(logged_batch(header, header.base_offset));
-            }
-        }
-        from = result.next_offset;
-    }
-    let mut table = ProducerStateTable::new(PRODUCERS_PER_PARTITION_MAX);
-    table.rebuild(batches);
-    Ok(table)
+/// The active segment's base of the open log.
+fn log_active_base(inner: &Inner) -> Result<Offset, PartitionError> {
+    let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+    Ok(log.active_segment_base())
 }
 
 /// After every step: the log's HW follows the core's. The HW is core state the log only keeps

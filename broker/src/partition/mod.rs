@@ -19,6 +19,7 @@
 
 mod driver;
 mod io_worker;
+pub mod producer_snapshots;
 pub(crate) mod quarantine;
 mod reads;
 

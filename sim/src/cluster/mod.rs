@@ -21,6 +21,7 @@ pub mod raw_produce;
 pub mod record;
 pub mod replicas;
 pub mod shrink;
+pub mod stale_requests;
 pub mod workload;
 pub mod world;
 
@@ -356,6 +357,11 @@ impl ClusterDraw {
             schedule.add_forgeries(&mut forger, safety_ms);
         }
         let acks = overrides.acks.unwrap_or(-1);
+        let idempotence = overrides.idempotence.unwrap_or(acks == -1);
+        // Stale requests (issue 14) too: only idempotent producers promise to tell a copy from
+        // a new batch, and the matrix's single-family cells stay as they were.
+        let mut stale = ChaCha8Rng::seed_from_u64(seed ^ 0x57a1_e000_0000_002b);
+        nemesis.stale_requests = overrides.faults.is_none() && idempotence && stale.gen_bool(0.3);
         // Codecs come from a stream of their own: drawing them shifts none of the draws above,
         // so a seed's timings and faults are what they were before codecs were drawn.
         let mut codecs = ChaCha8Rng::seed_from_u64(seed ^ 0xc0de_c000_0000_0013);
@@ -363,7 +369,7 @@ impl ClusterDraw {
             acks,
             min_isr: overrides.min_isr.unwrap_or(2),
             unclean: overrides.unclean.unwrap_or(false),
-            idempotence: overrides.idempotence.unwrap_or(acks == -1),
+            idempotence,
             producers: rng.gen_range(1..=3),
             safety_ms,
             replica_lag_time_max_ms: [2_000, 5_000, 10_000][rng.gen_range(0..3)],

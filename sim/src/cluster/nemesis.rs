@@ -198,6 +198,9 @@ pub struct NemesisDraw {
     pub overlapping: bool,
     /// Forged frames from a host without the cluster secret, at a few moments of the run.
     pub forgery: bool,
+    /// Copies of acknowledged Produce requests delivered again after the producers moved on
+    /// (`stale_requests`): old sequences, old epochs, duplicates.
+    pub stale_requests: bool,
 }
 
 impl NemesisDraw {
@@ -214,6 +217,8 @@ impl NemesisDraw {
             wipe: false,
             // Drawn from a stream of its own by the caller ([`FaultSchedule::add_forgeries`]).
             forgery: false,
+            // Drawn from a stream of its own by the caller, with idempotence only.
+            stale_requests: false,
         };
         if !(draw.kills || draw.pauses || draw.partitions || draw.disk) {
             draw.kills = true;
@@ -231,6 +236,7 @@ impl NemesisDraw {
         self.clock = family == FaultFamily::Clock;
         self.wipe = family == FaultFamily::Wipe;
         self.forgery = false;
+        self.stale_requests = false;
     }
 
     /// The enabled kinds, for `describe`.
@@ -252,6 +258,9 @@ impl NemesisDraw {
         }
         if self.forgery {
             kinds.push("forgery");
+        }
+        if self.stale_requests {
+            kinds.push("stale-requests");
         }
         kinds.join("+")
     }

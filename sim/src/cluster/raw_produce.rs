@@ -123,7 +123,11 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, stop_at: Instant) {
             continue;
         }
         invoke(&shared, &batches);
-        let outcome = send(&pool, &addr, config.acks, timeout_ms, &batches).await;
+        let parts: Vec<(i32, Bytes)> = batches
+            .iter()
+            .map(|b| (b.partition, b.bytes.clone()))
+            .collect();
+        let outcome = send(&pool, &addr, config.acks, timeout_ms, &parts).await;
         for (batch, result) in batches.iter().zip(outcome) {
             if complete(&shared, batch, result) {
                 processes[batch.partition as usize] += 100;
@@ -195,20 +199,21 @@ fn complete(shared: &Shared, batch: &PartBatch, result: Result<i64, ClientError>
     }
 }
 
-/// Sends one Produce request carrying every batch; returns each batch's base offset or error.
-async fn send(
+/// Sends one Produce request carrying every (partition, batch); returns each batch's base
+/// offset or error.
+pub(crate) async fn send(
     pool: &ConnectionPool,
     addr: &str,
     acks: i16,
     timeout_ms: u64,
-    batches: &[PartBatch],
+    batches: &[(i32, Bytes)],
 ) -> Vec<Result<i64, ClientError>> {
     let data: Vec<PartitionProduceData> = batches
         .iter()
-        .map(|b| {
+        .map(|(partition, bytes)| {
             PartitionProduceData::default()
-                .with_index(b.partition)
-                .with_records(Some(b.bytes.clone()))
+                .with_index(*partition)
+                .with_records(Some(bytes.clone()))
         })
         .collect();
     let broker_timeout_ms = i32::try_from(timeout_ms * 2 / 3).unwrap_or(i32::MAX);
@@ -242,13 +247,13 @@ async fn send(
     };
     batches
         .iter()
-        .map(|b| {
+        .map(|(partition, _)| {
             let answer = response
                 .responses
                 .iter()
                 .filter(|t| t.name.as_str() == TOPIC)
                 .flat_map(|t| t.partition_responses.iter())
-                .find(|p| p.index == b.partition)
+                .find(|p| p.index == *partition)
                 .ok_or_else(|| {
                     ClientError::Protocol("Produce answer lacks the partition".into())
                 })?;

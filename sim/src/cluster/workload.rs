@@ -148,8 +148,14 @@ pub async fn wait_healthy(config: &WorkloadConfig, deadline: Instant) -> Result<
 }
 
 /// One producer process: sends unique values to random partitions until `stop_at`.
-pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_at: Instant) {
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ (process + 1).wrapping_mul(0x9e37));
+pub async fn produce(
+    config: WorkloadConfig,
+    shared: Shared,
+    process: u64,
+    stop_at: Instant,
+    tap: Option<client::producer::BatchTap>,
+) {
+    let rng = ChaCha8Rng::seed_from_u64(config.seed ^ (process + 1).wrapping_mul(0x9e37));
     // Client flavours real deployments send, drawn from their own stream so the other draws of
     // a seed stay as they were: half the producers behave like sarama before 1.45.1 (header max
     // timestamp -1), which once took partitions offline on every replica.
@@ -174,7 +180,8 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_
         if Instant::now() >= stop_at {
             return;
         }
-        match Producer::new(client_config(&config), producer_config.clone()).await {
+        match Producer::with_tap(client_config(&config), producer_config.clone(), tap.clone()).await
+        {
             Ok(producer) => break producer,
             Err(error) => {
                 lock(&shared).event(&format!("p{process} producer not ready: {error}"));
@@ -188,6 +195,60 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_
             .map(|p| recorder.key(&key_name(p)))
             .collect()
     };
+    // Lanes: concurrent senders sharing the producer, each a Jepsen process of its own (one
+    // operation at a time), so one partition has several batches in flight (issue 14: up to
+    // five, pipelined and retried). Drawn from a stream of their own.
+    let lanes =
+        ChaCha8Rng::seed_from_u64(config.seed ^ 0x1a4e_0000 ^ process).gen_range(1..=LANES_MAX);
+    if lanes > 1 {
+        lock(&shared).event(&format!("p{process} sends from {lanes} lanes"));
+    }
+    let mut others = Vec::new();
+    for lane in 1..lanes {
+        let lane_process = process + LANE_PROCESS_STRIDE * lane;
+        let lane_rng =
+            ChaCha8Rng::seed_from_u64(config.seed ^ (lane_process + 1).wrapping_mul(0x9e37));
+        let (config, shared, producer, keys) = (
+            config.clone(),
+            shared.clone(),
+            producer.clone(),
+            keys.clone(),
+        );
+        others.push(tokio::spawn(async move {
+            send_lane(
+                &config,
+                &shared,
+                &producer,
+                lane_process,
+                &keys,
+                lane_rng,
+                stop_at,
+            )
+            .await;
+        }));
+    }
+    send_lane(&config, &shared, &producer, process, &keys, rng, stop_at).await;
+    for other in others {
+        other.await.ok();
+    }
+}
+
+/// Most lanes of one producer.
+const LANES_MAX: u64 = 4;
+/// Lane `l` of producer process `p` is process `p + l * LANE_PROCESS_STRIDE`.
+const LANE_PROCESS_STRIDE: u64 = 1_000;
+
+/// One lane: sends unique values (`process * VALUES_PER_PRODUCER + i`) to random partitions
+/// until `stop_at`, one at a time.
+async fn send_lane(
+    config: &WorkloadConfig,
+    shared: &Shared,
+    producer: &Producer,
+    process: u64,
+    keys: &[KeyId],
+    mut rng: ChaCha8Rng,
+    stop_at: Instant,
+) {
     let base = i64::try_from(process).expect("few processes") * VALUES_PER_PRODUCER;
     for i in 0..config.sends_max.min(VALUES_PER_PRODUCER as u64) {
         if Instant::now() >= stop_at {
@@ -197,7 +258,7 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_
         let partition = rng.gen_range(0..PARTITIONS);
         let key = keys[partition as usize];
         let text = format!("send t-{partition} {value}");
-        lock(&shared).invoke(process, OpFn::Send, send_mop(key, value, None), &text);
+        lock(shared).invoke(process, OpFn::Send, send_mop(key, value, None), &text);
         let key_bytes = (config.record_padding_bytes > 0)
             .then(|| Bytes::from(vec![b'k'; config.record_padding_bytes]));
         let outcome = producer
@@ -208,7 +269,7 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, process: u64, stop_
                 Bytes::from(value.to_string()),
             )
             .await;
-        record_send(&shared, process, key, partition, value, outcome);
+        record_send(shared, process, key, partition, value, outcome);
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..30))).await;
     }
 }

@@ -654,12 +654,24 @@ mod simulated {
         lock(&shared).event("cluster up, topic t created");
         let stop_at = Instant::now() + Duration::from_millis(draw.safety_ms);
         let mut tasks = Vec::new();
+        let captured = super::super::stale_requests::Captured::default();
+        let tap = draw.nemesis.stale_requests.then(|| captured.tap());
         for process in 0..draw.producers {
-            let (config, shared) = (config.clone(), shared.clone());
+            let (config, shared, tap) = (config.clone(), shared.clone(), tap.clone());
             tasks.push(
                 cluster
                     .client
-                    .spawn(workload::produce(config, shared, process, stop_at)),
+                    .spawn(workload::produce(config, shared, process, stop_at, tap)),
+            );
+        }
+        if draw.nemesis.stale_requests {
+            let (c, s) = (config.clone(), shared.clone());
+            tasks.push(
+                cluster
+                    .client
+                    .spawn(super::super::stale_requests::redeliver(
+                        c, s, captured, stop_at,
+                    )),
             );
         }
         if draw.clients.multi_partition_requests {

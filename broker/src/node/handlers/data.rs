@@ -92,11 +92,12 @@ pub async fn produce(
             let task = client_partition(&topic.name.0, data.index).and_then(|tp| {
                 match shared.partition(&tp) {
                     Some(partition) => {
-                        let started = partition.start_produce(bytes, acks);
+                        // Started here, in request order (a connection's pipelined produces
+                        // reach the log in order); only the wait runs on its own task.
+                        let outcome = partition.begin_produce(bytes, acks);
                         Ok(tokio::spawn(async move {
-                            // The client's own deadline (`timeout_ms`) bounds the wait for the HW.
-                            let waiting = partition.finish_produce(started, acks);
-                            match tokio::time::timeout(timeout, waiting).await {
+                            // The client's own deadline (`timeout_ms`) bounds the wait for the HW too.
+                            match tokio::time::timeout(timeout, outcome).await {
                                 Ok(outcome) => outcome,
                                 Err(_elapsed) => Err(replication::Error::RequestTimedOut.into()),
                             }

@@ -1,0 +1,129 @@
+//! The stale-request nemesis (issue 14, item 6): copies of old Produce requests delivered again
+//! after the producers moved on, as a network that holds a request for seconds, a proxy that
+//! replays one, or a client bug would deliver them.
+//!
+//! The idempotent producers hand every batch they had acknowledged to a [`Captured`] ring (their
+//! [`client::producer::BatchTap`]): the exact bytes that were sent, with their producer id, epoch
+//! and sequence. In the seeds that draw it, a task of its own picks old batches from the ring at
+//! random and sends them again, to the partition's current leader (or, in a fifth of the sends,
+//! to any broker), sometimes twice back to back. By then the producer has usually written later
+//! batches, or bumped its epoch after a failure, so the copies are retries of old sequences,
+//! of sequences that fell out of the last five, and of fenced epochs. Every copy's batch is in
+//! the log already: the broker must answer it as a duplicate or refuse it (OUT_OF_ORDER_SEQUENCE,
+//! INVALID_PRODUCER_EPOCH), never append it again. The copies are not operations of the history,
+//! so a copy appended would show as a value read twice, or out of its producer's order, which
+//! the checker reports. Only acknowledged batches are replayed: a batch whose send failed for
+//! certain may legitimately be written by a copy (no broker can tell a copy from a late first
+//! delivery), and the history would then judge the "failed" send wrongly.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use client::metadata::MetadataCache;
+use client::pool::ConnectionPool;
+use client::producer::BatchTap;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::time::Instant;
+
+use super::record::{lock, Shared};
+use super::workload::{client_config, WorkloadConfig, TOPIC};
+
+/// Most batches the ring keeps (the oldest are dropped).
+pub const CAPTURED_MAX: usize = 256;
+/// Pause between two deliveries, ms (drawn up to this).
+const PAUSE_MS_MAX: u64 = 400;
+/// How often a copy goes to any broker rather than the leader.
+const ANY_BROKER_PROBABILITY: f64 = 0.2;
+/// How often a copy is sent twice back to back.
+const TWICE_PROBABILITY: f64 = 0.3;
+
+/// Acknowledged batches, oldest first: (partition, the bytes sent).
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<VecDeque<(i32, Bytes)>>>);
+
+impl Captured {
+    /// The tap a producer hands its acknowledged batches to.
+    pub fn tap(&self) -> BatchTap {
+        let ring = self.0.clone();
+        Arc::new(move |topic: &str, partition: i32, batch: Bytes| {
+            assert_eq!(topic, TOPIC, "the workload writes one topic");
+            let mut ring = ring.lock().expect("never poisoned: no panics inside");
+            if ring.len() == CAPTURED_MAX {
+                ring.pop_front();
+            }
+            ring.push_back((partition, batch));
+            assert!(ring.len() <= CAPTURED_MAX);
+        })
+    }
+
+    /// A batch picked by `rng`, if any was captured.
+    fn pick(&self, rng: &mut ChaCha8Rng) -> Option<(i32, Bytes)> {
+        let ring = self.0.lock().expect("never poisoned: no panics inside");
+        if ring.is_empty() {
+            return None;
+        }
+        ring.get(rng.gen_range(0..ring.len())).cloned()
+    }
+}
+
+/// The producer id, epoch and base sequence a captured batch carries.
+fn stamp_of(batch: &[u8]) -> Option<(i64, i16, i32)> {
+    let view = log_core::batch::BatchView::new(batch).ok()?;
+    let header = view.header();
+    Some((
+        header.producer_id,
+        header.producer_epoch,
+        header.base_sequence,
+    ))
+}
+
+/// Delivers copies of captured batches again until `stop_at`.
+pub async fn redeliver(
+    config: WorkloadConfig,
+    shared: Shared,
+    captured: Captured,
+    stop_at: Instant,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x57a1_e000_0000_0029);
+    let client = client_config(&config);
+    let timeout_ms = client.request_timeout_ms;
+    let pool = ConnectionPool::new(client);
+    let metadata = MetadataCache::new();
+    let topics = [TOPIC.to_string()];
+    lock(&shared).event("stale requests: acknowledged batches delivered again");
+    while Instant::now() < stop_at {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(1..=PAUSE_MS_MAX))).await;
+        let Some((partition, batch)) = captured.pick(&mut rng) else {
+            continue;
+        };
+        let to_any = rng.gen_bool(ANY_BROKER_PROBABILITY);
+        let twice = rng.gen_bool(TWICE_PROBABILITY);
+        let addr = if to_any {
+            config.bootstrap[rng.gen_range(0..config.bootstrap.len())].clone()
+        } else {
+            let Ok(cluster) = metadata.refresh(&pool, Some(&topics)).await else {
+                continue;
+            };
+            let Ok((_, addr)) = cluster.leader_addr(TOPIC, partition) else {
+                continue;
+            };
+            addr
+        };
+        let (producer_id, epoch, sequence) = stamp_of(&batch).unwrap_or((-1, -1, -1));
+        for _ in 0..=u8::from(twice) {
+            let parts = [(partition, batch.clone())];
+            let outcome = super::raw_produce::send(&pool, &addr, -1, timeout_ms, &parts).await;
+            let answer = match outcome.into_iter().next() {
+                Some(Ok(offset)) => format!("duplicate at {offset}"),
+                Some(Err(error)) => error.to_string(),
+                None => "no answer".to_string(),
+            };
+            lock(&shared).event(&format!(
+                "stale copy t-{partition} producer {producer_id} epoch {epoch} seq {sequence} to {addr}: {answer}"
+            ));
+        }
+    }
+}
