@@ -290,10 +290,10 @@ mod simulated {
             self.paused[i] = false;
         }
 
-        /// Kills the node and wipes its disk, all but the raft state of a combined node (a
-        /// controller voter that forgot its log could help elect a stale leader: replacing one
-        /// is a membership change, KIP-853, not a disk swap). The node stays down until its
-        /// `Restart`.
+        /// Kills the node and wipes its disk, the raft state of a combined node too when the
+        /// wipe is gated (an empty voter catches up from the raft leader; a voter that forgot
+        /// its log while another lags could still help elect a stale leader: KIP-853 makes a
+        /// replaced disk a membership change). The node stays down until its `Restart`.
         fn wipe(&mut self, node: u8) {
             let i = Self::index(node);
             self.kill(node);
@@ -302,8 +302,14 @@ mod simulated {
             let root = std::path::Path::new("");
             let names = disk.list(root).expect("a sound disk lists its root");
             // Everything, the controller's raft log too: a replaced disk (issue 16; until that
-            // fix a wiped voter stayed empty, or on real processes stopped).
-            for name in &names {
+            // fix a wiped voter stayed empty, or on real processes stopped). Ungated wipes (a
+            // regression's override) keep the raft log: wiping voters while others are down
+            // can lose committed metadata, which raft without KIP-853's membership change does
+            // not promise to survive.
+            let wiped = names
+                .iter()
+                .filter(|n| self.wipes_gated || n.as_str() != broker::node::RAFT_DIR);
+            for name in wiped {
                 let path = std::path::Path::new(name);
                 let removed = if disk.list(path).is_ok() {
                     disk.remove_dir(path, true)
