@@ -165,6 +165,24 @@ impl RequestHandler for GatedHandler {
     }
 }
 
+/// Serves `frames` (written at once, then the write side closed) on one connection; the
+/// connection's result and every response frame it wrote.
+async fn serve_frames<H: RequestHandler>(
+    handler: &H,
+    budget: &RequestBytesBudget,
+    frames: &[u8],
+) -> (Result<(), ProtocolError>, Vec<Bytes>) {
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    tokio::join!(
+        serve_connection(server, table(), handler, config(), budget),
+        async {
+            client.write_all(frames).await.unwrap();
+            client.shutdown().await.unwrap();
+            read_all(&mut client).await
+        }
+    )
+}
+
 /// Reads response frames until the server closes the stream.
 async fn read_all(client: &mut DuplexStream) -> Vec<Bytes> {
     let mut reader = FrameReader::new(1 << 20);
@@ -211,15 +229,7 @@ async fn acks_0_produce_gets_no_response_between_pipelined_answers() {
         &ProduceRequest::default().with_acks(0),
     );
     let frames = framed(&[metadata_request(1, 0), produce, metadata_request(3, 0)]);
-    let (mut client, server) = tokio::io::duplex(1 << 16);
-    let (result, responses) = tokio::join!(
-        serve_connection(server, table(), &handler, config(), &budget),
-        async {
-            client.write_all(&frames).await.unwrap();
-            client.shutdown().await.unwrap();
-            read_all(&mut client).await
-        }
-    );
+    let (result, responses) = serve_frames(&handler, &budget, &frames).await;
     result.unwrap();
     assert_eq!(handler.started.load(Ordering::SeqCst), 3);
     let ids: Vec<i32> = responses
@@ -453,15 +463,7 @@ async fn pipelined_produces_take_turns_while_other_requests_run_beside_them() {
         )
     };
     let frames = framed(&[produce(1), produce(2), produce(3), metadata_request(4, 0)]);
-    let (mut client, server) = tokio::io::duplex(1 << 16);
-    let (result, responses) = tokio::join!(
-        serve_connection(server, table(), &handler, config(), &budget),
-        async {
-            client.write_all(&frames).await.unwrap();
-            client.shutdown().await.unwrap();
-            read_all(&mut client).await
-        }
-    );
+    let (result, responses) = serve_frames(&handler, &budget, &frames).await;
     result.unwrap();
     // One Produce at a time (so batches append in request order), Metadata beside them.
     assert_eq!(handler.producing_max.load(Ordering::SeqCst), 1);
@@ -522,15 +524,7 @@ async fn pipelined_produces_append_in_order_and_wait_for_replication_together() 
         )
     };
     let frames = framed(&[produce(1), produce(2), produce(3)]);
-    let (mut client, server) = tokio::io::duplex(1 << 16);
-    let (result, responses) = tokio::join!(
-        serve_connection(server, table(), &handler, config(), &budget),
-        async {
-            client.write_all(&frames).await.unwrap();
-            client.shutdown().await.unwrap();
-            read_all(&mut client).await
-        }
-    );
+    let (result, responses) = serve_frames(&handler, &budget, &frames).await;
     result.unwrap();
     // Appended in request order although the later ones were quicker to append...
     assert_eq!(*handler.appended.lock().unwrap(), vec![1, 2, 3]);
