@@ -62,6 +62,11 @@ impl Rig {
                         self.durable.compact_to(&snapshot).unwrap();
                         self.check_reopen();
                     }
+                    Effect::Rejoined => {
+                        self.model.set_rejoining(false);
+                        self.durable.mark_caught_up().unwrap();
+                        self.check_reopen();
+                    }
                     _ => {}
                 }
             }
@@ -330,4 +335,36 @@ fn bootstrap_survives_a_crash() {
     assert!(disk.as_disk().exists(&dir.join("raft.log")).unwrap());
     let (_, state) = DurableRaftStore::open(disk.as_disk(), dir, &[1, 2, 3]).unwrap();
     assert_eq!(state, RaftStore::bootstrap(&[1, 2, 3]));
+}
+
+/// A new log is rejoining (its node votes only with other rejoining nodes) until the core says
+/// it caught up; both survive a crash, and a compaction's rewrite keeps the flag.
+#[test]
+fn the_rejoining_mark_is_durable_until_the_node_caught_up() {
+    let disk = MemDisk::new(13);
+    let dir = Path::new(DIR);
+    let (mut durable, state) = DurableRaftStore::open(disk.as_disk(), dir, &[1, 2, 3]).unwrap();
+    assert!(state.rejoining(), "a new log rejoins");
+    disk.crash();
+    let (_, state) = DurableRaftStore::open(disk.as_disk(), dir, &[1, 2, 3]).unwrap();
+    assert!(state.rejoining(), "after a crash too");
+    // A single voter catches up at its first commit in its own term; its store says so.
+    let mut rig = Rig::new(14, 4);
+    assert!(rig.ctl.is_rejoining());
+    rig.run(20);
+    assert!(!rig.ctl.is_rejoining(), "a single voter caught up");
+    assert!(!rig.model.rejoining());
+    rig.disk.crash();
+    let (_, recovered) = DurableRaftStore::open(rig.disk.as_disk(), Path::new(DIR), &[1]).unwrap();
+    assert!(
+        !recovered.rejoining(),
+        "caught up survives a crash and compactions"
+    );
+    assert_eq!(recovered, rig.model);
+    // Marking a log caught up is durable, and idempotent.
+    durable.mark_caught_up().unwrap();
+    durable.mark_caught_up().unwrap(); // Idempotent.
+    disk.crash();
+    let (_, state) = DurableRaftStore::open(disk.as_disk(), dir, &[1, 2, 3]).unwrap();
+    assert!(!state.rejoining());
 }

@@ -284,7 +284,15 @@ pub enum Effect {
         /// The new applied index.
         applied_index: u64,
     },
+    /// This node's log has caught up with the quorum (it was rejoining: see
+    /// [`RaftStore::rejoining`]): make that durable. Losing it is harmless (the node rejoins
+    /// again after a restart).
+    Rejoined,
 }
+
+/// The context a rejoining node's vote requests carry, so that votes never cross between
+/// rejoining and caught-up nodes (raft-rs reads only its own leader-transfer context).
+pub const REJOINING_VOTE_CONTEXT: &[u8] = b"rill.rejoining";
 
 /// What an in-flight proposal answers once applied.
 #[derive(Clone, Debug)]
@@ -355,6 +363,29 @@ pub struct Controller {
     leader_first_index: Option<u64>,
     /// The latest time the driver passed in.
     now_ms: u64,
+    /// This node's log started empty and has not yet caught up with the quorum (a new quorum,
+    /// or a replaced disk). See [`Controller::step`].
+    rejoining: bool,
+    /// While rejoining: the commit index a leader answered our read-index request with (a
+    /// raft-rs leader answers only once it has committed in its own term, with its commit
+    /// index at the time it got the request, which we sent after our log started empty).
+    rejoin_target: Option<u64>,
+    /// While rejoining: our read-index request in flight (its context) and the ticks it has
+    /// waited; asked again after an election timeout (the leader drops requests it cannot
+    /// answer yet, and the network may lose them).
+    rejoin_read: Option<(Vec<u8>, usize)>,
+    /// Read-index requests sent since start, so every context is new.
+    rejoin_reads_sent: u64,
+    /// When this incarnation started (part of the read-index context).
+    started_ms: u64,
+}
+
+/// Is `message` a request for a vote or a pre-vote?
+fn is_vote_request(message: &Message) -> bool {
+    matches!(
+        message.get_msg_type(),
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+    )
 }
 
 impl Controller {
@@ -397,7 +428,15 @@ impl Controller {
         // slog-async (raft::default_logger) spawns threads: a discarding logger keeps the core
         // single-threaded and deterministic.
         let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let rejoining = store.rejoining();
         let raw = RawNode::new(&raft_config, store, &logger).expect("valid raft config and store");
+        if rejoining {
+            tracing::info!(
+                node = config.id,
+                "raft log new or replaced: rejoining (votes only with other rejoining nodes \
+                 until it holds what the quorum committed)"
+            );
+        }
         Controller {
             config,
             raw,
@@ -409,7 +448,17 @@ impl Controller {
             heartbeats: BTreeMap::new(),
             leader_first_index: None,
             now_ms,
+            rejoining,
+            rejoin_target: None,
+            rejoin_read: None,
+            rejoin_reads_sent: 0,
+            started_ms: now_ms,
         }
+    }
+
+    /// Is this node still rejoining (see [`Controller::step`])?
+    pub fn is_rejoining(&self) -> bool {
+        self.rejoining
     }
 
     /// This node's raft id.
@@ -470,6 +519,13 @@ impl Controller {
         );
         self.now_ms = now_ms;
         self.raw.tick();
+        if let Some((_, ticks)) = &mut self.rejoin_read {
+            *ticks += 1;
+            if *ticks >= self.config.election_tick {
+                self.rejoin_read = None; // Lost or dropped: ask again.
+            }
+        }
+        self.ask_rejoin_target();
         self.drain_ready();
         if self.is_active() {
             self.fence_expired();
@@ -513,6 +569,27 @@ impl Controller {
             tracing::warn!(node = self.config.id, %refusal, "raft message refused");
             return;
         }
+        // A replaced disk, part two (KIP-853's problem): a voter whose log was wiped forgot the
+        // entries it helped commit. Voting as before, it could elect a candidate that lacks them
+        // (with the one node that also lacks them), and they would be lost. So a node whose log
+        // started empty is *rejoining* until it holds what a leader had committed in its own
+        // term, and votes never cross between rejoining and caught-up nodes: every quorum that
+        // elects a leader is either all caught up (the usual case: the leader then holds every
+        // committed entry) or all rejoining (a new quorum, whose logs all started empty).
+        if is_vote_request(&message) {
+            let candidate_rejoining = message.context[..] == *REJOINING_VOTE_CONTEXT;
+            if candidate_rejoining != self.rejoining {
+                tracing::info!(
+                    node = self.config.id,
+                    candidate = message.from,
+                    candidate_rejoining,
+                    rejoining = self.rejoining,
+                    "vote request ignored: votes do not cross between rejoining and caught-up \
+                     nodes"
+                );
+                return;
+            }
+        }
         let term_before = self.term();
         let from = message.from;
         let lost_log = self.follower_lost_its_log(&message);
@@ -536,6 +613,7 @@ impl Controller {
         if self.raw.step(message).is_err() {
             tracing::debug!(node = self.config.id, "raft refused a message");
         }
+        self.ask_rejoin_target();
         if let Some(from) = lost_log {
             if self.is_leader() {
                 self.raw.raft.send_append(from);
@@ -1205,13 +1283,24 @@ impl Controller {
             if ready.ss().is_some() {
                 self.on_role_change();
             }
-            self.effects
-                .extend(ready.take_messages().into_iter().map(Effect::Send));
+            let mut messages = ready.take_messages();
+            self.mark_vote_requests(&mut messages);
+            self.effects.extend(messages.into_iter().map(Effect::Send));
             let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
             if let Some(snapshot) = &snapshot {
                 self.restore(snapshot);
             }
             self.apply_entries(ready.take_committed_entries());
+            for read in ready.take_read_states() {
+                if self
+                    .rejoin_read
+                    .as_ref()
+                    .is_some_and(|(context, _)| *context == read.request_ctx)
+                {
+                    self.rejoin_target = Some(read.index);
+                    self.rejoin_read = None;
+                }
+            }
             let batch = PersistBatch {
                 id: ready.number(),
                 snapshot,
@@ -1219,7 +1308,8 @@ impl Controller {
                 hard_state: ready.hs().cloned(),
             };
             self.raw.mut_store().apply_persist(&batch);
-            let held = ready.take_persisted_messages();
+            let mut held = ready.take_persisted_messages();
+            self.mark_vote_requests(&mut held);
             let nothing_to_persist =
                 batch.snapshot.is_none() && batch.entries.is_empty() && batch.hard_state.is_none();
             self.raw.advance_append_async(ready);
@@ -1233,6 +1323,77 @@ impl Controller {
             self.sync_applied();
             self.maybe_snapshot();
         }
+        self.check_rejoined();
+    }
+
+    /// A rejoining node's vote requests say so (see [`Controller::step`]).
+    fn mark_vote_requests(&self, messages: &mut [Message]) {
+        if !self.rejoining {
+            return;
+        }
+        for message in messages.iter_mut().filter(|m| is_vote_request(m)) {
+            if message.context.is_empty() {
+                message.context = REJOINING_VOTE_CONTEXT.into();
+            }
+        }
+    }
+
+    /// While rejoining, a follower that knows a leader asks it for its commit index (raft's
+    /// read index), once at a time.
+    fn ask_rejoin_target(&mut self) {
+        if !self.rejoining
+            || self.is_leader()
+            || self.leader_id() == 0
+            || self.rejoin_target.is_some()
+            || self.rejoin_read.is_some()
+        {
+            return;
+        }
+        self.rejoin_reads_sent += 1;
+        let context = format!(
+            "rill.rejoin.{}.{}.{}",
+            self.config.id, self.started_ms, self.rejoin_reads_sent
+        )
+        .into_bytes();
+        self.raw.read_index(context.clone());
+        self.rejoin_read = Some((context, 0));
+    }
+
+    /// Ends rejoining once this node's log durably holds a commit index at which a leader had
+    /// committed an entry of its own term, learned after our log started empty: every entry
+    /// committed before (in earlier terms, or earlier in that term by that leader) is then at
+    /// or below it. A follower learns it with a read index (see `rejoin_target`); a rejoining
+    /// leader (a new quorum: only rejoining nodes vote for it) once it commits in its term.
+    fn check_rejoined(&mut self) {
+        if !self.rejoining {
+            return;
+        }
+        let term = self.term();
+        let log = &self.raw.raft.raft_log;
+        let commit = if self.is_leader() {
+            if log.term(log.committed).ok() != Some(term) {
+                return;
+            }
+            log.committed
+        } else {
+            let Some(target) = self.rejoin_target else {
+                return;
+            };
+            target
+        };
+        if log.committed < commit || log.persisted < commit {
+            return;
+        }
+        tracing::info!(
+            node = self.config.id,
+            commit,
+            "raft log caught up: this node votes with the quorum again"
+        );
+        self.rejoining = false;
+        self.rejoin_target = None;
+        self.rejoin_read = None;
+        self.raw.mut_store().set_rejoining(false);
+        self.effects.push(Effect::Rejoined);
     }
 
     /// Tells raft what is applied, within what it allows (a restored snapshot counts once durable).

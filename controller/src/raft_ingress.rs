@@ -39,7 +39,7 @@ pub struct Receiver<'a> {
 }
 
 /// Raft message types one voter sends another in rill's configuration (pre-vote on, no leader
-/// transfer, no read index, no learners).
+/// transfer, no learners; read index only for a rejoining voter's catch-up target).
 fn from_network(kind: MessageType) -> bool {
     matches!(
         kind,
@@ -52,8 +52,13 @@ fn from_network(kind: MessageType) -> bool {
             | MessageType::MsgSnapshot
             | MessageType::MsgHeartbeat
             | MessageType::MsgHeartbeatResponse
+            | MessageType::MsgReadIndex
+            | MessageType::MsgReadIndexResp
     )
 }
+
+/// Longest read-index context a voter sends (rill's are ~40 bytes).
+pub const READ_CONTEXT_BYTES_MAX: usize = 128;
 
 /// Accepts `message` if an honest voter could have sent it to `receiver`.
 pub fn check(receiver: Receiver<'_>, message: &Message) -> Result<(), ControllerError> {
@@ -73,7 +78,10 @@ pub fn check(receiver: Receiver<'_>, message: &Message) -> Result<(), Controller
         .saturating_add(TERM_AHEAD_MAX)
         .min(TERM_MAX)
         .max(receiver.term);
-    if message.term == 0 || message.term > bound {
+    // raft-rs forwards a follower's read index to the leader without a term (as a proposal):
+    // it is handled as local input, whatever our term.
+    let termless = kind == MessageType::MsgReadIndex && message.term == 0;
+    if (message.term == 0 && !termless) || message.term > bound {
         return refuse(format!("term {} outside (0, {bound}]", message.term));
     }
     check_indexes(receiver, message).map_err(ControllerError::InvalidRaftMessage)
@@ -106,6 +114,22 @@ fn check_indexes(receiver: Receiver<'_>, message: &Message) -> Result<(), String
             ))
         }
         MessageType::MsgSnapshot => check_snapshot(receiver, message),
+        // One entry carrying the requester's context, as raft-rs builds it (it indexes
+        // `entries[0]`); the answer's index is a commit index.
+        MessageType::MsgReadIndex | MessageType::MsgReadIndexResp => {
+            let context_ok = message.entries.len() == 1
+                && message.entries[0].data.len() <= READ_CONTEXT_BYTES_MAX
+                && message.snapshot.is_none();
+            if !context_ok || message.index >= TERM_MAX {
+                Err(format!(
+                    "read index with {} entries at index {}",
+                    message.entries.len(),
+                    message.index
+                ))
+            } else {
+                Ok(())
+            }
+        }
         _ if !message.entries.is_empty() || message.snapshot.is_some() => {
             Err("entries or a snapshot on a message that carries none".into())
         }

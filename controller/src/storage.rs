@@ -18,6 +18,10 @@ pub struct RaftStore {
     snapshot: Snapshot,
     /// Entries with indexes snapshot index + 1, + 2, ... (contiguous).
     entries: Vec<Entry>,
+    /// This log was started empty (a new quorum, or a replaced disk) and has not yet been shown
+    /// to hold everything the quorum committed: the node votes only with other rejoining nodes
+    /// until it has (see `Controller` and docs/design-notes.md, "Wiped disks").
+    rejoining: bool,
 }
 
 /// One persist effect: what raft-rs asked to make durable in one Ready, in this order: a snapshot
@@ -53,7 +57,19 @@ impl RaftStore {
             conf_state,
             snapshot,
             entries: Vec::new(),
+            rejoining: true,
         }
+    }
+
+    /// Is this log still rejoining (started empty, not yet caught up with the quorum)?
+    pub fn rejoining(&self) -> bool {
+        self.rejoining
+    }
+
+    /// Marks the log rejoining or caught up (the core when it caught up, a durable store when
+    /// it replays its records).
+    pub fn set_rejoining(&mut self, rejoining: bool) {
+        self.rejoining = rejoining;
     }
 
     /// The hard state.

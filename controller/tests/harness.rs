@@ -186,6 +186,10 @@ impl Harness {
                 Effect::MetadataChanged { applied_index } => {
                     self.trace.push(format!("applied n{id} {applied_index}"));
                 }
+                Effect::Rejoined => {
+                    self.trace.push(format!("rejoined n{id}"));
+                    self.node(id).durable.set_rejoining(false);
+                }
             }
         }
     }
@@ -628,6 +632,97 @@ fn a_wiped_voter_catches_up_from_the_leader() {
         harness.settle();
         assert_converged(&mut harness, seed);
     }
+}
+
+/// Issue 16, KIP-853's problem: a wiped voter forgot the entries it helped commit. If it voted
+/// as before, it and a voter that lagged behind those entries could elect a leader without
+/// them once the one other holder failed, and committed metadata would be lost (the digest
+/// check below would see two images at one index). A rejoining voter votes only with other
+/// rejoining voters, so the two cannot elect anyone: the quorum waits for the holder.
+#[test]
+fn a_wiped_voter_and_a_lagging_voter_cannot_elect_a_leader_without_committed_entries() {
+    let mut exercised = 0;
+    for seed in 0..20 {
+        let mut harness = Harness::new(seed);
+        for _ in 0..400 {
+            harness.step();
+        }
+        harness.settle();
+        let leader = harness.leader().expect("settled");
+        assert!(
+            harness
+                .nodes
+                .iter()
+                .all(|n| !n.ctl.as_ref().unwrap().is_rejoining()),
+            "seed {seed}: a settled quorum has caught up"
+        );
+        let others: Vec<u64> = VOTERS.into_iter().filter(|&id| id != leader).collect();
+        let (wiped, lagging) = (others[0], others[1]);
+        // The lagging voter misses what the leader and the soon-wiped voter commit now.
+        harness.isolated.insert(lagging);
+        let lagging_last = harness.node(lagging).durable.index_last();
+        for round in 0..2_000 {
+            if round % 40 == 0 {
+                harness.client_request();
+            }
+            match harness.rng.gen_range(0..3) {
+                0 => harness.advance_time(),
+                1 => harness.complete_persists(),
+                _ => harness.deliver(),
+            }
+            harness.check();
+        }
+        let committed = harness.node(leader).ctl.as_ref().unwrap().commit_index();
+        if harness.leader() != Some(leader) || committed <= lagging_last + 1 {
+            continue; // The leader changed or committed too little: nothing to lose.
+        }
+        // Replace the wiped voter's disk, and lose the only other holder.
+        harness.crash(wiped);
+        harness.node(wiped).durable = RaftStore::bootstrap(&VOTERS);
+        harness.trace.push(format!("wipe n{wiped}"));
+        harness.crash(leader);
+        harness.isolated.clear();
+        harness.restart(wiped);
+        for _ in 0..3_000 {
+            match harness.rng.gen_range(0..3) {
+                0 => harness.advance_time(),
+                1 => harness.complete_persists(),
+                _ => harness.deliver_reliably(),
+            }
+            harness.check();
+            let raft_leader = harness
+                .nodes
+                .iter()
+                .find_map(|n| n.ctl.as_ref().filter(|c| c.is_leader()).map(|c| c.id()));
+            if raft_leader.is_some() {
+                println!(
+                    "{}",
+                    harness.trace[harness.trace.len().saturating_sub(80)..].join("\n")
+                );
+            }
+            assert_eq!(
+                raft_leader, None,
+                "seed {seed}: n{wiped} (wiped) and n{lagging} (lagging) elected a leader \
+                 without entries committed up to {committed}"
+            );
+        }
+        // The holder returns: everything converges, the committed entries included.
+        harness.settle();
+        assert_converged(&mut harness, seed);
+        assert!(
+            harness
+                .nodes
+                .iter()
+                .all(|n| !n.ctl.as_ref().unwrap().is_rejoining()),
+            "seed {seed}: the wiped voter caught up"
+        );
+        assert!(harness.node(wiped).durable.index_last() >= committed);
+        exercised += 1;
+    }
+    assert!(
+        exercised >= 10,
+        "only {exercised} of 20 seeds reached the wipe"
+    );
 }
 
 #[test]

@@ -467,6 +467,7 @@ impl Core {
                 self.controller.persist_complete(batch.id);
             }
             Effect::SaveSnapshot(snapshot) => self.store.compact_to(&snapshot)?,
+            Effect::Rejoined => self.store.mark_caught_up()?,
             Effect::Reply { request_id, reply } => self.reply(request_id, reply),
             Effect::MetadataChanged { applied_index } => self.wake_fetches(applied_index),
         }

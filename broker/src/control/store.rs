@@ -10,15 +10,21 @@
 //! ```text
 //! length: u32 LE   bytes of kind + payload (1 ..= RECORD_BYTES_MAX)
 //! crc:    u32 LE   CRC-32C of kind + payload
-//! kind:   u8       1 base snapshot, 2 installed snapshot, 3 entry, 4 hard state
-//! payload          protobuf bytes of the raft-rs Snapshot / Snapshot / Entry / HardState
+//! kind:   u8       1 base snapshot, 2 installed snapshot, 3 entry, 4 hard state,
+//!                  5 rejoining, 6 caught up
+//! payload          protobuf bytes of the raft-rs Snapshot / Snapshot / Entry / HardState;
+//!                  empty for 5 and 6
 //! ```
 //!
 //! The first record is always a *base* snapshot (index 0 with the voters at bootstrap, or the
 //! latest local snapshot after a compaction); the file never exists without one. Replaying the
 //! records onto the base with the same `RaftStore` operations the core used rebuilds the state:
 //! installed snapshot → `install_snapshot`, entry → `append` (truncating a conflicting suffix),
-//! hard state → `apply_persist` of a hard-state-only batch.
+//! hard state → `apply_persist` of a hard-state-only batch. A new log (a new quorum or a
+//! replaced disk) writes a *rejoining* record after its base, and a *caught up* record once the
+//! core says it caught up (`Effect::Rejoined`): the node votes only with other rejoining nodes
+//! until then (`controller::Controller::step`). Logs written before these records existed replay
+//! as caught up.
 //!
 //! [`DurableRaftStore::apply`] appends one record per change of a batch, then syncs the file
 //! before returning. [`DurableRaftStore::compact_to`] rewrites the file from its mirror: write
@@ -69,6 +75,10 @@ enum Kind {
     Entry = 3,
     /// The hard state (term, vote, commit).
     HardState = 4,
+    /// The log started empty and has not caught up yet (only right after a base record).
+    Rejoining = 5,
+    /// The log caught up with the quorum.
+    CaughtUp = 6,
 }
 
 impl Kind {
@@ -78,6 +88,8 @@ impl Kind {
             2 => Some(Kind::Install),
             3 => Some(Kind::Entry),
             4 => Some(Kind::HardState),
+            5 => Some(Kind::Rejoining),
+            6 => Some(Kind::CaughtUp),
             _ => None,
         }
     }
@@ -176,6 +188,21 @@ impl DurableRaftStore {
         Ok(())
     }
 
+    /// Makes durable that this node's log caught up with the quorum (`Effect::Rejoined`).
+    pub fn mark_caught_up(&mut self) -> Result<(), ControlError> {
+        if !self.mirror.rejoining() {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        encode_record(Kind::CaughtUp, &[], &mut out)?;
+        let at = self.disk.append(&self.path, &out)?;
+        assert_eq!(at, self.file_bytes, "appends at the end of what we wrote");
+        self.disk.sync(&self.path)?;
+        self.file_bytes += out.len() as u64;
+        self.mirror.set_rejoining(false);
+        Ok(())
+    }
+
     /// Replaces the snapshot by a newer local one, dropping the entries it covers, and rewrites
     /// the file so it stays bounded. A snapshot not newer than ours is ignored.
     pub fn compact_to(&mut self, snapshot: &Snapshot) -> Result<(), ControlError> {
@@ -196,6 +223,9 @@ impl DurableRaftStore {
             &to_bytes(self.mirror.snapshot_latest())?,
             &mut out,
         )?;
+        if self.mirror.rejoining() {
+            encode_record(Kind::Rejoining, &[], &mut out)?;
+        }
         encode_record(
             Kind::HardState,
             &to_bytes(self.mirror.hard_state())?,
@@ -307,6 +337,8 @@ impl DurableRaftStore {
                 }
                 let mut store = RaftStore::bootstrap(&voters);
                 store.install_snapshot(snapshot);
+                // Rejoining only if a rejoining record follows.
+                store.set_rejoining(false);
                 self.mirror = store;
             }
             Kind::Install => {
@@ -332,6 +364,11 @@ impl DurableRaftStore {
                     ..PersistBatch::default()
                 });
             }
+            Kind::Rejoining | Kind::CaughtUp if !payload.is_empty() => {
+                return Err(corrupt("a marker record with a payload"));
+            }
+            Kind::Rejoining => self.mirror.set_rejoining(true),
+            Kind::CaughtUp => self.mirror.set_rejoining(false),
         }
         Ok(())
     }

@@ -80,6 +80,7 @@ impl Solo {
                         self.ctl.persist_complete(batch.id);
                     }
                     Effect::SaveSnapshot(snapshot) => self.durable.compact_to(snapshot.clone()),
+                    Effect::Rejoined => self.durable.set_rejoining(false),
                     Effect::Reply { request_id, reply } => {
                         assert!(self.replies.insert(*request_id, reply.clone()).is_none());
                     }
