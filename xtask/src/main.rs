@@ -152,9 +152,14 @@ fn normal_cargo(root: &Path) -> Command {
 fn sim(args: &[String]) -> Result<(), String> {
     let root = workspace_root();
     let mut build = madsim_cargo(&root);
+    // Cargo's own progress (not --quiet): a first build compiles the whole workspace under
+    // madsim for several minutes, and silence would look like a hang.
+    eprintln!(
+        "cargo sim: building the simulator (--cfg madsim) in {} (the first build takes minutes)",
+        sim_target_dir(&root).display()
+    );
     build.args([
         "build",
-        "--quiet",
         "--profile",
         "sim",
         "--package",
