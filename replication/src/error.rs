@@ -37,4 +37,12 @@ pub enum Error {
     /// The controller refused an AlterPartition built on a stale partition epoch.
     #[error("INVALID_UPDATE_VERSION")]
     InvalidUpdateVersion,
+    /// The controller refused an AlterPartition, at the partition epoch it named, because a
+    /// proposed member may not be in the ISR (KIP-841): certainly not applied.
+    #[error("INELIGIBLE_REPLICA")]
+    IneligibleReplica,
+    /// An AlterPartition got no answer (the controller moved, the request or answer was lost):
+    /// it may or may not have been applied.
+    #[error("OPERATION_NOT_ATTEMPTED")]
+    AlterPartitionOutcomeUnknown,
 }

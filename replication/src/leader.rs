@@ -285,6 +285,8 @@ impl Replica {
             "a pending proposal blocks another"
         );
         leader.pending_isr = Some(new_isr);
+        leader.pending_proposal = Some(proposal.clone());
+        leader.pending_resend = false;
         effects.push(Effect::AlterPartition(proposal));
     }
 
@@ -337,6 +339,8 @@ impl Replica {
     pub(crate) fn leader_isr_committed(&mut self, _now_ms: u64, effects: &mut Vec<Effect>) {
         if let Role::Leader(leader) = &mut self.role {
             leader.pending_isr = None;
+            leader.pending_proposal = None;
+            leader.pending_resend = false;
         }
         self.leader_advance_high_watermark(effects);
     }
@@ -372,6 +376,8 @@ impl Replica {
             epoch_start: self.log_end_offset,
             followers,
             pending_isr: None,
+            pending_proposal: None,
+            pending_resend: false,
             waiting: Vec::new(),
         });
         effects.push(Effect::CancelTimer(TimerKind::FetchBackoff));
@@ -405,6 +411,15 @@ impl Replica {
         if leader.pending_isr.is_none() && !lagging.is_empty() {
             let new_isr = partition.isr.difference(&lagging).copied().collect();
             self.leader_propose(new_isr, effects);
+        } else if leader.pending_resend {
+            let proposal = leader
+                .pending_proposal
+                .clone()
+                .expect("a pending change keeps its proposal");
+            if let Role::Leader(leader) = &mut self.role {
+                leader.pending_resend = false;
+            }
+            effects.push(Effect::AlterPartition(proposal));
         }
         self.leader_arm_isr_check(effects);
     }

@@ -43,6 +43,10 @@ pub(crate) struct LeaderState {
     pub(crate) followers: BTreeMap<BrokerId, FollowerProgress>,
     /// The ISR of our in-flight AlterPartition; blocks another (Kafka semantics).
     pub(crate) pending_isr: Option<BTreeSet<BrokerId>>,
+    /// That AlterPartition, kept to send again while its outcome is unknown.
+    pub(crate) pending_proposal: Option<crate::AlterPartition>,
+    /// Its answer said the outcome is unknown: sent again at the next ISR check.
+    pub(crate) pending_resend: bool,
     /// acks=all produces in offset order.
     pub(crate) waiting: Vec<WaitingProduce>,
 }
@@ -283,8 +287,16 @@ impl Replica {
         Vec::new()
     }
 
-    /// The controller answered our AlterPartition. Success carries the new state; a refusal
-    /// clears the pending change so the next check may propose again.
+    /// The controller answered our AlterPartition. Success carries the new state. The pending
+    /// change (the maximal ISR the HW respects) is dropped only when the answer proves it was
+    /// not applied (Kafka's `handleAlterPartitionError`): an ineligible member, refused at the
+    /// partition epoch it named. A stale epoch or a fenced leader epoch means the metadata moved
+    /// on — perhaps by this very change, whose first answer was lost — so the change stays
+    /// pending until the newer partition state arrives. An unknown outcome stays pending too,
+    /// and the same proposal goes again at the next ISR check (applied already, it is refused
+    /// as stale). Dropping it on any error let the HW pass a follower the controller had just
+    /// put in the ISR, which could then be elected without acknowledged records (cluster
+    /// simulation seed 154: an expansion answered with an error after it committed).
     pub fn handle_alter_partition_response(
         &mut self,
         now_ms: u64,
@@ -292,9 +304,19 @@ impl Replica {
     ) -> Vec<Effect> {
         match result {
             Ok(state) => self.handle_partition_state(now_ms, state),
-            Err(_) => {
+            Err(error) => {
                 if let Role::Leader(leader) = &mut self.role {
-                    leader.pending_isr = None;
+                    match error {
+                        Error::IneligibleReplica => {
+                            leader.pending_isr = None;
+                            leader.pending_proposal = None;
+                            leader.pending_resend = false;
+                        }
+                        Error::AlterPartitionOutcomeUnknown => {
+                            leader.pending_resend = leader.pending_isr.is_some();
+                        }
+                        _ => leader.pending_resend = false,
+                    }
                 }
                 self.check_invariants();
                 Vec::new()

@@ -10,15 +10,51 @@ use replication::{
 use wire::{LeaderEpoch, Offset};
 
 #[test]
-fn a_refused_alter_partition_clears_the_pending_change() {
+fn only_a_refusal_proving_nothing_applied_clears_the_pending_change() {
     let mut leader = leader();
     leader.step(1_500, Input::Timer(TimerKind::IsrCheck));
     assert!(leader.alter_partition_pending());
+    // Stale: the metadata moved on, perhaps by this change; the newer state will tell.
     let effects = leader.step(
         1_500,
         Input::AlterPartitionResponse(Err(Error::InvalidUpdateVersion)),
     );
     assert!(effects.is_empty());
+    assert!(leader.alter_partition_pending());
+    // Refused at the epoch it named: certainly not applied.
+    let effects = leader.step(
+        1_500,
+        Input::AlterPartitionResponse(Err(Error::IneligibleReplica)),
+    );
+    assert!(effects.is_empty());
+    assert!(!leader.alter_partition_pending());
+}
+
+/// Cluster simulation seed 154: an ISR expansion committed, but its answer was an error. The
+/// leader dropped the pending change and let the HW pass the new member, which the controller
+/// then elected without acknowledged records. The change stays pending (the HW waits for the
+/// member) and goes again at the next ISR check.
+#[test]
+fn an_expansion_with_an_unknown_outcome_stays_pending_and_goes_again() {
+    let mut leader = leader();
+    // Broker 2 lags: the ISR check proposes dropping it, and the answer is lost.
+    leader.step(1_500, Input::Timer(TimerKind::IsrCheck));
+    assert!(leader.alter_partition_pending());
+    let effects = leader.step(
+        1_500,
+        Input::AlterPartitionResponse(Err(Error::AlterPartitionOutcomeUnknown)),
+    );
+    assert!(effects.is_empty());
+    assert!(leader.alter_partition_pending(), "the outcome is unknown");
+    let effects = leader.step(2_000, Input::Timer(TimerKind::IsrCheck));
+    let resent: Vec<_> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::AlterPartition(_)))
+        .collect();
+    assert_eq!(resent.len(), 1, "the same proposal goes again: {effects:?}");
+    // Its commit arrives as partition state: the change is no longer pending.
+    let committed = state(B0, 1, 2, &[B0, B1]);
+    leader.step(2_000, Input::AlterPartitionResponse(Ok(committed)));
     assert!(!leader.alter_partition_pending());
 }
 

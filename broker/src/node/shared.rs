@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use crate::watch;
-use controller::MetadataImage;
+use controller::{ControllerError, MetadataImage};
 use log_core::Disk;
 use replication::{AlterPartition, BugSwitches, Config, Message};
 use wire::{BrokerId, TopicPartition};
@@ -15,7 +15,7 @@ use super::config::NodeConfig;
 use super::fetcher::Fetchers;
 use super::metrics::Metrics;
 use crate::auth::ClusterSecret;
-use crate::control::ControllerClient;
+use crate::control::{ControlError, ControllerClient};
 use crate::partition::quarantine::{self, DirVerdict};
 use crate::partition::{IoWorker, Partition, PartitionSettings, ReplicaNet};
 use crate::runtime;
@@ -389,11 +389,23 @@ impl Shared {
             Ok(controller::Reply::PartitionAltered(state)) => Ok(to_replica_state(&state)),
             Ok(other) => {
                 tracing::warn!(?other, "unexpected answer to AlterPartition");
-                Err(replication::Error::InvalidUpdateVersion)
+                Err(replication::Error::AlterPartitionOutcomeUnknown)
             }
             Err(error) => {
                 tracing::info!(%tp, %error, "AlterPartition refused or failed");
-                Err(replication::Error::InvalidUpdateVersion)
+                // Only a refusal before the proposal proves it was not applied; the pending
+                // change (the HW's maximal ISR) stays otherwise (`handle_alter_partition_response`).
+                Err(match error {
+                    ControlError::Refused(ControllerError::IneligibleReplica { .. }) => {
+                        replication::Error::IneligibleReplica
+                    }
+                    ControlError::Refused(
+                        ControllerError::InvalidUpdateVersion { .. }
+                        | ControllerError::FencedLeaderEpoch { .. }
+                        | ControllerError::UnknownTopicOrPartition(_),
+                    ) => replication::Error::InvalidUpdateVersion,
+                    _ => replication::Error::AlterPartitionOutcomeUnknown,
+                })
             }
         };
         partition.alter_partition_answered(answer);

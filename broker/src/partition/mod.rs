@@ -86,6 +86,8 @@ pub fn replica_error_code(error: &replication::Error) -> i16 {
         R::RequestTimedOut => E::RequestTimedOut.code(),
         R::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
         R::InvalidUpdateVersion => E::InvalidUpdateVersion.code(),
+        R::IneligibleReplica => E::IneligibleReplica.code(),
+        R::AlterPartitionOutcomeUnknown => E::OperationNotAttempted.code(),
     }
 }
 
