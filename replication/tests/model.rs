@@ -739,6 +739,19 @@ fn clean_model_with_three_replicas_is_safe() {
     assert_eq!(states, PINNED_THREE, "pinned state count changed");
 }
 
+/// Three replicas over a lossy network, the third rejoining the ISR: its expansion may commit
+/// while the answer is lost (the shell then answers "outcome unknown"). A leader that dropped
+/// the pending change on that answer let the HW pass the new member, which could then be elected
+/// without the record (cluster seed 154).
+#[test]
+fn clean_model_with_three_replicas_and_lost_isr_answers_is_safe() {
+    let mut model = ReplicationModel::clean();
+    model.crashable = vec![];
+    model.lossy = true;
+    let states = check_clean(model, 0);
+    assert_eq!(states, PINNED_THREE_LOSSY, "pinned state count changed");
+}
+
 #[test]
 fn clean_model_with_offsets_for_leader_epoch_is_safe() {
     let mut model = two_active();
@@ -817,6 +830,9 @@ const PINNED_CRASH: usize = 240_820;
 const PINNED_LOSSY: usize = 257_644;
 const PINNED_THREE: usize = 83_219;
 const PINNED_OFLE: usize = 33_097;
+/// With the pending change dropped on any error answer (before session 10), this model finds
+/// an acknowledged record lost after 272,965 states.
+const PINNED_THREE_LOSSY: usize = 203_685;
 const PINNED_RETENTION: usize = 128_138;
 
 #[test]
