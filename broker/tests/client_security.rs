@@ -50,6 +50,42 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// A CA and a certificate for 127.0.0.1 and localhost signed by it: (ca.pem, node.pem, node.key).
 fn certificates(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (paths, _) = certificates_and_ca(dir, tag);
+    paths
+}
+
+/// A client certificate for `CN=common_name` signed by `ca`: (cert.pem, key.pem).
+fn client_certificate(
+    dir: &Path,
+    ca: &(rcgen::Certificate, rcgen::KeyPair),
+    common_name: &str,
+) -> (PathBuf, PathBuf) {
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.0, &ca.1).unwrap();
+    let paths = (
+        dir.join(format!("client-{common_name}.pem")),
+        dir.join(format!("client-{common_name}.key")),
+    );
+    std::fs::write(&paths.0, cert.pem()).unwrap();
+    std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// [`certificates`] and the CA with its key, to sign more.
+#[allow(clippy::type_complexity)]
+fn certificates_and_ca(
+    dir: &Path,
+    tag: &str,
+) -> (
+    (PathBuf, PathBuf, PathBuf),
+    (rcgen::Certificate, rcgen::KeyPair),
+) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -73,7 +109,7 @@ fn certificates(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.0, ca.pem()).unwrap();
     std::fs::write(&paths.1, cert.pem()).unwrap();
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
+    (paths, (ca, ca_key))
 }
 
 async fn start(name: &str, reauth_ms: u64) -> SecureNode {
@@ -316,4 +352,95 @@ async fn a_session_near_its_lifetime_is_replaced_by_a_fresh_connection() {
     tokio::time::sleep(Duration::from_millis(1_400)).await;
     assert!(!connection.is_usable(), "past 90% of the session");
     assert!(!connection.is_closed());
+}
+
+#[tokio::test]
+async fn mutual_tls_names_the_client_by_its_certificate_subject() {
+    use broker::node::config::TlsClientAuth;
+    let dir = temp_dir("client-mtls");
+    let ((ca_file, cert_file, key_file), ca) = certificates_and_ca(&dir, "m");
+    let (carol_cert, carol_key) = client_certificate(&dir, &ca, "carol");
+    let (dave_cert, dave_key) = client_certificate(&dir, &ca, "dave");
+    let (_, strangers) = certificates_and_ca(&dir, "stranger");
+    // eve's certificate says CN=carol, from a CA the node does not trust.
+    let eve_dir = dir.join("eve");
+    std::fs::create_dir_all(&eve_dir).unwrap();
+    let (eve_cert, eve_key) = client_certificate(&eve_dir, &strangers, "carol");
+    let (kafka, controller, ssl) = (free_port(), free_port(), free_port());
+    let mut config = single_node_config(
+        kafka,
+        controller,
+        TopicDefaults::default(),
+        Timing::default(),
+    );
+    config.listeners.extra = vec![ExtraListener {
+        name: "SSL".into(),
+        address: format!("127.0.0.1:{ssl}"),
+        advertised: None,
+        protocol: ListenerProtocol::Ssl,
+    }];
+    config.security = SecuritySettings {
+        cluster_secret: Some("client-security-test-secret".into()),
+        // Kafka's default principal builder: `User:` and the subject's RFC 2253 name.
+        super_users: vec!["User:CN=carol".into()],
+        authorizer: Some(true),
+        tls_cert_file: Some(cert_file),
+        tls_key_file: Some(key_file),
+        tls_client_auth: TlsClientAuth::Required,
+        tls_client_ca_file: Some(ca_file.clone()),
+        ..SecuritySettings::default()
+    };
+    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
+    let _handle = node::start(config, disk, NodeOptions::default())
+        .await
+        .unwrap();
+    let mut connection = Connection::open(&format!("127.0.0.1:{kafka}")).await;
+    ready(&mut connection).await;
+    let address = format!("127.0.0.1:{ssl}");
+    let ssl_client = |cert: Option<&Path>, key: Option<&Path>| {
+        let mut config = ClientConfig::new(vec![address.clone()]);
+        config.request_timeout_ms = 5_000;
+        config.set("security.protocol", "SSL").unwrap();
+        config
+            .set("ssl.ca.location", ca_file.to_str().unwrap())
+            .unwrap();
+        if let (Some(cert), Some(key)) = (cert, key) {
+            config
+                .set("ssl.certificate.location", cert.to_str().unwrap())
+                .unwrap();
+            config
+                .set("ssl.key.location", key.to_str().unwrap())
+                .unwrap();
+        }
+        config
+    };
+    // carol, a super user by her certificate's subject, produces and consumes.
+    let carol = ssl_client(Some(&carol_cert), Some(&carol_key));
+    produce_and_consume(&carol, "mtls", 10).await;
+    // dave has a valid certificate but no ACL: authenticated, then refused by the authorizer.
+    let dave = Admin::new(ssl_client(Some(&dave_cert), Some(&dave_key))).unwrap();
+    let refused = dave.create_topic("dave", 1, 1, &[]).await;
+    let code = refused.as_ref().err().and_then(ClientError::kafka_code);
+    assert!(
+        matches!(code, Some(29 | 31)),
+        "dave is User:CN=dave, not a super user: {refused:?}"
+    );
+    // No certificate, or one from another CA: the TLS handshake fails.
+    for (what, config) in [
+        ("no certificate", ssl_client(None, None)),
+        ("another CA", ssl_client(Some(&eve_cert), Some(&eve_key))),
+    ] {
+        let admin = Admin::new(config).unwrap();
+        let result = admin.metadata(None).await;
+        assert!(
+            matches!(
+                result,
+                Err(ClientError::Authentication { .. } | ClientError::Connect { .. })
+            ),
+            "{what}: {result:?}"
+        );
+    }
+    // carol again: the node serves on.
+    let admin = Admin::new(carol).unwrap();
+    assert_eq!(admin.metadata(None).await.unwrap().brokers.len(), 1);
 }
