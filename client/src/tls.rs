@@ -15,7 +15,9 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::error::{ClientError, Result};
+#[cfg(not(madsim))]
+use crate::error::ClientError;
+use crate::error::Result;
 use crate::security::TlsConfig;
 
 /// A connection's byte stream.

@@ -90,12 +90,7 @@ fn keyword(oid: &[u64]) -> Option<&'static str> {
 
 /// One `type=value`.
 fn attribute(oid: &[u64], value: &yasna::models::TaggedDerValue) -> String {
-    let dotted = || {
-        oid.iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(".")
-    };
+    let dotted = || oid.iter().map(u64::to_string).collect::<Vec<_>>().join(".");
     let text = string_value(value);
     match (keyword(oid), text) {
         (Some(keyword), Some(text)) => format!("{keyword}={}", escape(&text)),
@@ -199,7 +194,10 @@ mod tests {
             subject_dn(&der).unwrap(),
             "CN=\\ bob\\+1\\ ,OU=ops,O=Rill\\, Inc.,C=NZ"
         );
-        let der = certificate(&[(DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]), "a@b")]);
+        let der = certificate(&[(
+            DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+            "a@b",
+        )]);
         assert_eq!(
             subject_dn(&der).unwrap(),
             "1.2.840.113549.1.9.1=#0c03614062"

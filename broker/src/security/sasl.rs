@@ -92,7 +92,10 @@ impl ConnectionAuth {
     /// on an SSL listener), before any request.
     pub fn set_certificate_subject(&self, subject: String) {
         let mut state = self.lock();
-        assert!(state.identity.is_none(), "set once, at the connection's start");
+        assert!(
+            state.identity.is_none(),
+            "set once, at the connection's start"
+        );
         state.identity = Some(Identity::User(subject));
     }
 
