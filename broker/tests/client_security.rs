@@ -255,7 +255,7 @@ async fn every_mechanism_authenticates_over_sasl_plaintext_and_sasl_ssl() {
         // Metadata over this listener names this listener's endpoint only.
         let metadata = Admin::new(config).unwrap().metadata(None).await.unwrap();
         let hosts: Vec<String> = metadata.brokers.values().cloned().collect();
-        assert_eq!(&hosts, &[address.clone()], "{protocol} {mechanism}");
+        assert_eq!(hosts, [address.to_string()], "{protocol} {mechanism}");
     }
 }
 

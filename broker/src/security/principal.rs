@@ -134,7 +134,7 @@ fn string_value(value: &yasna::models::TaggedDerValue) -> Option<String> {
         // some; every real one is ASCII), VisibleString.
         12 | 19 | 22 | 20 | 26 => String::from_utf8(bytes.to_vec()).ok(),
         // BMPString: UTF-16BE.
-        30 if bytes.len() % 2 == 0 => {
+        30 if bytes.len().is_multiple_of(2) => {
             let units: Vec<u16> = bytes
                 .chunks_exact(2)
                 .map(|c| u16::from_be_bytes([c[0], c[1]]))
