@@ -301,8 +301,15 @@ mod tests {
         drop(first_client);
         assert_eq!(first, b"n,,n=a=2Cb=3Dc,r=n");
         assert_eq!(plain_token("u", "p"), b"\0u\0p");
+    }
+
+    /// Outside a madsim runtime only: under it the nonce comes from the simulation's RNG.
+    #[cfg(not(madsim))]
+    #[test]
+    fn nonces_are_fresh_and_printable() {
         let nonce = fresh_nonce();
         assert_eq!(nonce.len(), 48);
         assert!(printable_nonce(&nonce));
+        assert_ne!(nonce, fresh_nonce());
     }
 }
