@@ -166,6 +166,8 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Key generation draws OS randomness: the normal build only.
+    #[cfg(not(madsim))]
     fn certificate(dn: &[(rcgen::DnType, &str)]) -> Vec<u8> {
         let mut params = rcgen::CertificateParams::new(vec!["client".to_string()]).unwrap();
         params.distinguished_name = rcgen::DistinguishedName::new();
@@ -176,6 +178,7 @@ mod tests {
         params.self_signed(&key).unwrap().der().to_vec()
     }
 
+    #[cfg(not(madsim))]
     #[test]
     fn subjects_read_as_java_writes_them() {
         use rcgen::DnType;
