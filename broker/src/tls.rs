@@ -45,9 +45,21 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 impl TlsAcceptor {
-    /// An acceptor for the certificate chain and key in these PEM files.
-    #[cfg(not(madsim))]
+    /// An acceptor for the certificate chain and key in these PEM files that asks clients for
+    /// no certificate.
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+        TlsAcceptor::with_client_auth(cert, key, None)
+    }
+
+    /// An acceptor for the certificate chain and key in these PEM files. With `client_auth`
+    /// (the CA file client certificates must chain to, and whether one is required) clients
+    /// are asked for a certificate (mutual TLS; [`TlsAcceptor::peer_subject`] names them).
+    #[cfg(not(madsim))]
+    pub fn with_client_auth(
+        cert: &Path,
+        key: &Path,
+        client_auth: Option<(&Path, bool)>,
+    ) -> Result<TlsAcceptor, String> {
         use tokio_rustls::rustls;
         let cert_pem = read_pem(cert)?;
         let key_pem = read_pem(key)?;
@@ -65,10 +77,39 @@ impl TlsAcceptor {
         // client asks for yet.
         #[allow(deprecated)]
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
+            .map_err(|e| e.to_string())?;
+        let builder = match client_auth {
+            None => builder.with_no_client_auth(),
+            Some((ca, required)) => {
+                let ca_pem = read_pem(ca)?;
+                let mut roots = rustls::RootCertStore::empty();
+                for ca_cert in rustls_pemfile::certs(&mut ca_pem.as_slice()) {
+                    let ca_cert = ca_cert.map_err(|e| format!("{}: {e}", ca.display()))?;
+                    roots
+                        .add(ca_cert)
+                        .map_err(|e| format!("{}: {e}", ca.display()))?;
+                }
+                if roots.is_empty() {
+                    return Err(format!("{}: no CA certificate", ca.display()));
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    std::sync::Arc::new(roots),
+                    provider,
+                );
+                let verifier = if required {
+                    verifier
+                } else {
+                    verifier.allow_unauthenticated()
+                };
+                let verifier = verifier
+                    .build()
+                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = builder
             .with_single_cert(chain, key_der)
             .map_err(|e| format!("{}: {e}", cert.display()))?;
         Ok(TlsAcceptor {
@@ -76,11 +117,31 @@ impl TlsAcceptor {
         })
     }
 
-    /// Under the simulator: checks the files are there when they are real paths, and does no TLS.
+    /// Under the simulator: reads no file and does no TLS.
     #[cfg(madsim)]
-    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
-        let _ = (cert, key, read_pem);
+    pub fn with_client_auth(
+        cert: &Path,
+        key: &Path,
+        client_auth: Option<(&Path, bool)>,
+    ) -> Result<TlsAcceptor, String> {
+        let _ = (cert, key, client_auth, read_pem);
         Ok(TlsAcceptor {})
+    }
+
+    /// The subject (RFC 2253) of the certificate the client presented, if it presented one:
+    /// `Some(Err(_))` for one rill cannot read.
+    #[cfg(not(madsim))]
+    pub fn peer_subject(stream: &TlsStream) -> Option<Result<String, String>> {
+        let certificates = stream.get_ref().1.peer_certificates()?;
+        let leaf = certificates.first()?;
+        Some(crate::security::principal::subject_dn(leaf.as_ref()))
+    }
+
+    /// Under the simulator: no client presents a certificate.
+    #[cfg(madsim)]
+    pub fn peer_subject(stream: &TlsStream) -> Option<Result<String, String>> {
+        let _ = stream;
+        None
     }
 
     /// The TLS handshake on an accepted connection.

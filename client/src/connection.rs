@@ -12,12 +12,17 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersionsResponse;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes, VersionRange};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::config::ClientConfig;
 use crate::error::{code, ClientError, Result};
+use crate::sasl::{self, ScramClient, ScramHash};
+use crate::security::{SaslConfig, SaslMechanism, SecurityConfig};
+use crate::tls::{self, Stream};
 use crate::versions::{api_name, negotiate, BrokerVersions, API_VERSIONS_FIRST};
 
 /// Largest response frame accepted. Fetch answers are bounded by `fetch_max_bytes`; anything
@@ -32,7 +37,7 @@ pub struct Connection {
     /// Sent in every header.
     client_id: StrBytes,
     /// `None` once closed: after a timeout or I/O error a late reply could desynchronise the stream.
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     /// Next correlation id; wraps at `i32::MAX` (ids only need to differ from the last one).
     correlation_id_next: i32,
     /// Negotiated version per raw API key: the highest both sides support.
@@ -45,15 +50,43 @@ pub struct Connection {
     /// Requests sent with [`Connection::send`] whose replies were not read yet, oldest first:
     /// (correlation id, API, version).
     pending: VecDeque<(i32, ApiKey, i16)>,
+    /// When to stop using an authenticated connection: a little before the SASL session the
+    /// broker granted ends (KIP-368's `session_lifetime_ms`), after which the broker closes it.
+    /// The pool then dials a new, freshly authenticated connection.
+    session_deadline: Option<tokio::time::Instant>,
 }
 
 /// Most requests one connection pipelines; more is a caller's bug.
 pub const PIPELINED_MAX: usize = 64;
 
 impl Connection {
-    /// Dials `addr`, then negotiates versions with ApiVersions; both bounded by `timeout_ms`.
-    /// Failures here are definite: no application request was sent.
+    /// Dials `addr` in plain text, then negotiates versions with ApiVersions; both bounded by
+    /// `timeout_ms`. Failures here are definite: no application request was sent.
     pub async fn connect(addr: &str, client_id: &str, timeout_ms: u64) -> Result<Connection> {
+        Connection::connect_with(addr, client_id, timeout_ms, &SecurityConfig::default()).await
+    }
+
+    /// Dials `addr` with `config`'s client id, timeout and security.
+    pub async fn open(addr: &str, config: &ClientConfig) -> Result<Connection> {
+        Connection::connect_with(
+            addr,
+            &config.client_id,
+            config.request_timeout_ms,
+            &config.security,
+        )
+        .await
+    }
+
+    /// Dials `addr`, runs the TLS handshake if `security` says so, negotiates versions with
+    /// ApiVersions and authenticates with SASL if `security` says so; each step bounded by
+    /// `timeout_ms`. Failures here are definite: no application request was sent. Refused
+    /// credentials or certificates are [`ClientError::Authentication`].
+    pub async fn connect_with(
+        addr: &str,
+        client_id: &str,
+        timeout_ms: u64,
+        security: &SecurityConfig,
+    ) -> Result<Connection> {
         assert!(timeout_ms > 0, "a connection needs a timeout");
         let dial = tokio::time::timeout(
             std::time::Duration::from_millis(timeout_ms),
@@ -70,6 +103,23 @@ impl Connection {
             }
         };
         stream.set_nodelay(true).ok();
+        let stream = if security.protocol.uses_tls() {
+            let handshake = tokio::time::timeout(
+                std::time::Duration::from_millis(timeout_ms),
+                tls::handshake(stream, addr, &security.tls),
+            );
+            match handshake.await {
+                Ok(outcome) => outcome?,
+                Err(_) => {
+                    return Err(connect_error(
+                        addr,
+                        format!("TLS handshake timed out after {timeout_ms} ms"),
+                    ))
+                }
+            }
+        } else {
+            Stream::Plain(stream)
+        };
         let mut connection = Connection {
             addr: addr.to_string(),
             client_id: StrBytes::from_string(client_id.to_string()),
@@ -79,12 +129,22 @@ impl Connection {
             timeout_ms,
             read_buffer: BytesMut::new(),
             pending: VecDeque::new(),
+            session_deadline: None,
         };
         let broker_versions = connection
             .api_versions()
             .await
             .map_err(|error| connect_error(addr, format!("ApiVersions failed: {error}")))?;
         connection.versions = negotiate(&broker_versions);
+        if security.protocol.uses_sasl() {
+            connection
+                .authenticate(&security.sasl)
+                .await
+                .map_err(|error| match error {
+                    ClientError::Authentication { .. } => error,
+                    other => connect_error(addr, format!("SASL: {other}")),
+                })?;
+        }
         assert!(
             !connection.is_closed(),
             "negotiation succeeded on an open stream"
@@ -101,6 +161,117 @@ impl Connection {
     /// True once closed; every later request fails with [`ClientError::Closed`].
     pub fn is_closed(&self) -> bool {
         self.stream.is_none()
+    }
+
+    /// Open, and not near the end of its SASL session: fit for a new request.
+    pub fn is_usable(&self) -> bool {
+        !self.is_closed()
+            && self
+                .session_deadline
+                .is_none_or(|deadline| tokio::time::Instant::now() < deadline)
+    }
+
+    /// SaslHandshake v1 with the configured mechanism, then its SaslAuthenticate exchange:
+    /// PLAIN's one token, or SCRAM's two messages and a check of the broker's signature. A
+    /// refusal is [`ClientError::Authentication`] with the broker's message.
+    async fn authenticate(&mut self, config: &SaslConfig) -> Result<()> {
+        let mechanism = config.mechanism;
+        let timeout_ms = self.timeout_ms;
+        let reply = self
+            .call(ApiKey::SaslHandshake, timeout_ms, |_| {
+                Ok(RequestKind::SaslHandshake(
+                    SaslHandshakeRequest::default()
+                        .with_mechanism(StrBytes::from_static_str(mechanism.name())),
+                ))
+            })
+            .await
+            .map_err(|error| match error {
+                ClientError::UnsupportedVersion { .. } => self.refused(format!(
+                    "the broker serves no SASL (SaslHandshake v1): {error}"
+                )),
+                other => other,
+            })?;
+        let handshake = crate::expect_response!(reply, SaslHandshake)?;
+        if handshake.error_code != 0 {
+            let enabled: Vec<String> = handshake.mechanisms.iter().map(|m| m.to_string()).collect();
+            return Err(self.refused(format!(
+                "mechanism {} refused ({}); the listener enables {enabled:?}",
+                mechanism.name(),
+                error_name(handshake.error_code)
+            )));
+        }
+        let (user, password) = (&config.username, &config.password.0);
+        let last = match ScramHash::of(mechanism) {
+            None => {
+                assert_eq!(
+                    mechanism,
+                    SaslMechanism::Plain,
+                    "the one non-SCRAM mechanism"
+                );
+                self.sasl_step(sasl::plain_token(user, password)).await?
+            }
+            Some(hash) => {
+                let (client, first) =
+                    ScramClient::start(hash, user, password, &sasl::fresh_nonce());
+                let server_first = self.sasl_step(first).await?;
+                let (client, client_final) = client
+                    .on_server_first(&server_first.auth_bytes)
+                    .map_err(|error| self.refused(error.to_string()))?;
+                let server_final = self.sasl_step(client_final).await?;
+                client
+                    .on_server_final(&server_final.auth_bytes)
+                    .map_err(|error| self.refused(error.to_string()))?;
+                server_final
+            }
+        };
+        if last.session_lifetime_ms > 0 {
+            // Stop sending a tenth of the lifetime early: a request in flight when the session
+            // ends is refused by closing the connection.
+            let lifetime_ms = u64::try_from(last.session_lifetime_ms).unwrap_or(0);
+            let margin_ms = lifetime_ms / 10;
+            self.session_deadline = Some(
+                tokio::time::Instant::now()
+                    + std::time::Duration::from_millis(lifetime_ms - margin_ms),
+            );
+        }
+        tracing::debug!(addr = %self.addr, mechanism = mechanism.name(), "authenticated");
+        Ok(())
+    }
+
+    /// One SaslAuthenticate round trip; an error code is a refusal.
+    async fn sasl_step(&mut self, token: Vec<u8>) -> Result<SaslAuthenticateResponse> {
+        let timeout_ms = self.timeout_ms;
+        let reply = self
+            .call(ApiKey::SaslAuthenticate, timeout_ms, |_| {
+                Ok(RequestKind::SaslAuthenticate(
+                    SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+                ))
+            })
+            .await
+            .map_err(|error| match error {
+                ClientError::UnsupportedVersion { .. } => {
+                    self.refused(format!("the broker serves no SaslAuthenticate: {error}"))
+                }
+                other => other,
+            })?;
+        let answer = crate::expect_response!(reply, SaslAuthenticate)?;
+        if answer.error_code != 0 {
+            let message = answer
+                .error_message
+                .as_ref()
+                .map_or_else(String::new, |m| format!(": {m}"));
+            return Err(self.refused(format!("{}{message}", error_name(answer.error_code))));
+        }
+        Ok(answer)
+    }
+
+    /// An authentication refusal; the connection is closed (the broker closes it too).
+    fn refused(&mut self, reason: String) -> ClientError {
+        self.close();
+        ClientError::Authentication {
+            addr: self.addr.clone(),
+            reason,
+        }
     }
 
     /// Closes the connection; a late reply can then never be mistaken for a new one's.
@@ -371,7 +542,7 @@ impl Connection {
 
 /// Write, flush, and read one length-prefixed reply.
 async fn round_trip(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buffer: &mut BytesMut,
     frame: Bytes,
     reply_expected: bool,
@@ -384,14 +555,14 @@ async fn round_trip(
 }
 
 /// Writes one frame and flushes (madsim only sends on flush).
-async fn write_frame(stream: &mut TcpStream, frame: Bytes) -> Result<()> {
+async fn write_frame(stream: &mut Stream, frame: Bytes) -> Result<()> {
     let io = |error: std::io::Error| ClientError::Io(error.to_string());
     stream.write_all(&frame).await.map_err(io)?;
     stream.flush().await.map_err(io)
 }
 
 /// The next length-prefixed frame's payload. Cancel-safe: bytes read stay in `buffer`.
-async fn read_frame(stream: &mut TcpStream, buffer: &mut BytesMut) -> Result<Bytes> {
+async fn read_frame(stream: &mut Stream, buffer: &mut BytesMut) -> Result<Bytes> {
     loop {
         if buffer.len() >= 4 {
             let length = i32::from_be_bytes(buffer[..4].try_into().expect("4 bytes"));
@@ -422,6 +593,14 @@ async fn read_frame(stream: &mut TcpStream, buffer: &mut BytesMut) -> Result<Byt
     }
 }
 
+/// A Kafka error code's protocol name.
+fn error_name(code: i16) -> String {
+    match ClientError::kafka("SASL", code) {
+        ClientError::Kafka { name, .. } => name,
+        _ => code.to_string(),
+    }
+}
+
 fn connect_error(addr: &str, reason: String) -> ClientError {
     ClientError::Connect {
         addr: addr.to_string(),
@@ -447,6 +626,8 @@ pub fn request_api_key(body: &RequestKind) -> Result<ApiKey> {
         RequestKind::CreateTopics(_) => ApiKey::CreateTopics,
         RequestKind::DeleteTopics(_) => ApiKey::DeleteTopics,
         RequestKind::InitProducerId(_) => ApiKey::InitProducerId,
+        RequestKind::SaslHandshake(_) => ApiKey::SaslHandshake,
+        RequestKind::SaslAuthenticate(_) => ApiKey::SaslAuthenticate,
         _ => {
             return Err(ClientError::Encode(
                 "request kind not implemented by this client".into(),

@@ -136,6 +136,15 @@ pub enum ClientError {
     /// The configuration is unusable.
     #[error("bad configuration: {0}")]
     Config(String),
+    /// The broker refused our credentials (SASL) or we refused its certificate (TLS); nothing
+    /// was sent, and trying again with the same settings fails the same way.
+    #[error("authentication with {addr} failed: {reason}")]
+    Authentication {
+        /// Address dialled.
+        addr: String,
+        /// The broker's message or the TLS error.
+        reason: String,
+    },
     /// A consumer operation named a partition it does not own.
     #[error("partition {topic}-{partition} is not assigned")]
     NotAssigned {
@@ -191,6 +200,7 @@ impl ClientError {
             | ClientError::UnsupportedVersion { .. }
             | ClientError::Closed
             | ClientError::Config(_)
+            | ClientError::Authentication { .. }
             | ClientError::NotAssigned { .. }
             | ClientError::NotSent { .. }
             | ClientError::DeliveryTimeout => false,
@@ -214,6 +224,7 @@ impl ClientError {
             | ClientError::TopicAlreadyExists { .. }
             | ClientError::UnsupportedVersion { .. }
             | ClientError::Config(_)
+            | ClientError::Authentication { .. }
             | ClientError::NotAssigned { .. }
             | ClientError::DeliveryTimeout
             | ClientError::Indeterminate { .. } => false,

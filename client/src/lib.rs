@@ -8,6 +8,8 @@
 //! - [`metadata::MetadataCache`] keeps the cluster map and refreshes it from any reachable broker.
 //! - [`admin::Admin`], [`producer::Producer`] and [`consumer::Consumer`] sit on a shared
 //!   [`pool::ConnectionPool`].
+//! - Security as Kafka clients configure it ([`security`]): TLS ([`tls`], plain under the
+//!   simulator), then SASL PLAIN or SCRAM ([`sasl`]) on every new connection.
 //! - Every failure is a [`ClientError`] that says whether the write certainly did not happen
 //!   (definite, a Jepsen `fail`) or may have happened (indeterminate, a Jepsen `info`):
 //!   [`ClientError::is_indeterminate`].
@@ -29,9 +31,13 @@ pub mod partitioner;
 pub mod pool;
 pub mod producer;
 pub mod records;
+pub mod sasl;
+pub mod security;
 pub mod sequence;
+pub mod tls;
 pub mod versions;
 
 pub use config::ClientConfig;
 pub use error::{ClientError, Result};
 pub use producer::Compression;
+pub use security::{SaslMechanism, SecurityProtocol};

@@ -86,12 +86,10 @@ impl ConnectionPool {
         addr: &str,
         slot: &'a mut Option<Connection>,
     ) -> Result<&'a mut Connection> {
-        let usable = slot.as_ref().is_some_and(|c| !c.is_closed());
+        let usable = slot.as_ref().is_some_and(Connection::is_usable);
         if !usable {
             *slot = None;
-            let connection =
-                Connection::connect(addr, &self.config.client_id, self.config.request_timeout_ms)
-                    .await?;
+            let connection = Connection::open(addr, &self.config).await?;
             *slot = Some(connection);
         }
         let connection = slot.as_mut().expect("just connected");

@@ -752,20 +752,20 @@ impl PartitionWorker {
         let usable = self
             .link
             .as_ref()
-            .is_some_and(|l| l.addr == addr && !l.connection.is_closed());
+            .is_some_and(|l| l.addr == addr && l.connection.is_usable());
         if usable {
             return Ok(());
         }
         if self.link.as_ref().is_some_and(|l| !l.deadlines.is_empty()) {
-            // The leader moved with requests on the wire: let them answer first.
+            // The leader moved, or the SASL session nears its end, with requests on the
+            // wire: let them answer first.
             return Err(ClientError::NoLeader {
                 topic: self.topic.clone(),
                 partition: self.partition,
             });
         }
         let config = shared.pool.config();
-        let connection =
-            Connection::connect(&addr, &config.client_id, config.request_timeout_ms).await?;
+        let connection = Connection::open(&addr, config).await?;
         self.link = Some(Link {
             addr,
             connection,

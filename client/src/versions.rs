@@ -44,6 +44,10 @@ pub const CLIENT_API_VERSIONS: &[ClientApiVersions] = &[
     entry(ApiKey::CreateTopics, 2, 7),
     entry(ApiKey::DeleteTopics, 1, 5),
     entry(ApiKey::InitProducerId, 0, 4),
+    // v1: tokens framed in SaslAuthenticate (v0 sent them raw); v1+ of SaslAuthenticate answers
+    // the session lifetime (KIP-368).
+    entry(ApiKey::SaslHandshake, 1, 1),
+    entry(ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// The version of ApiVersions sent first (KIP-511); a broker that does not serve it answers
@@ -97,6 +101,8 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::CreateTopics => "CreateTopics",
         ApiKey::DeleteTopics => "DeleteTopics",
         ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
         _ => "other",
     }
 }

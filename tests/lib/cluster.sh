@@ -5,7 +5,7 @@
 #                                 `rill` binary with cargo (PROFILE `debug` or `release`, into
 #                                 $CARGO_TARGET_DIR or ROOT/target), bounded by $rill_build_timeout
 #   rill_cluster_up BASE NAME [ARG...]
-#                                 checks the ports BASE+10N+{0..4} (N = 1..3) are free, makes a
+#                                 checks the ports BASE+10N+{0..5} (N = 1..3) are free, makes a
 #                                 temporary directory ($rill_cluster_dir, named after NAME) and runs
 #                                 `rill cluster up --brokers 3 ARG...` there (it returns once every
 #                                 broker is registered and unfenced and a controller is known);
@@ -41,9 +41,10 @@ rill_binary() {
 rill_cluster_up() {
     local base_port=$1 name=$2 node offset port
     shift 2
-    # +3 and +4: the SASL_SSL and SASL_PLAINTEXT listeners of `--secure --sasl-plaintext`.
+    # +3, +4 and +5: the SASL_SSL, SASL_PLAINTEXT and SSL (mutual TLS) listeners of `--secure
+    # --sasl-plaintext`.
     for node in 1 2 3; do
-        for offset in 0 1 2 3 4; do
+        for offset in 0 1 2 3 4 5; do
             port=$((base_port + 10 * node + offset))
             if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
                 rill_say "port $port is in use: choose another base port"

@@ -16,6 +16,7 @@ time, so a crash or a hang costs one number, never the run. A number whose every
 The expectations file lists every broker test, one a line:
 
     NAME  pass
+    NAME  pass-sasl                        (passes against the SASL cluster: run with --sasl)
     NAME  skip  REASON...
     NAME  known-fail  ISSUE  CAUSE...      (ISSUE: the issue number, or `later` if not filed yet)
 
@@ -23,6 +24,9 @@ The run fails when a test listed `pass` does not pass, when a test is missing fr
 when the file names a test the suite does not have. A `known-fail` test that passes is reported
 (promote it to `pass`) without failing the run. Results go to OUT/results.tsv and each number's
 log to OUT/logs/NUMBER.log.
+
+With `--sasl` only the `pass-sasl` tests run (the conf then names a SASL listener and its
+credentials), each must pass; without it they are not run, as `skip`.
 """
 
 import argparse
@@ -44,7 +48,7 @@ TEST_DONE = re.compile(r"={5,} Test (\d{4}_\w+) (PASSED|FAILED|SKIPPED) ={5,}")
 # A failure, followed by a line with its reason; a failing test usually aborts the runner before
 # the summary, so this is where the reason is.
 TEST_FAILED = re.compile(r'^### Test "(\d{4}_\w+)[^"]*" failed at ([^ ]+)')
-EXPECTATIONS = ("pass", "skip", "known-fail")
+EXPECTATIONS = ("pass", "pass-sasl", "skip", "known-fail")
 
 running = {}  # pid -> Popen, the runner processes alive now
 running_lock = threading.Lock()
@@ -191,6 +195,7 @@ def main():
     parser.add_argument("--timeout", type=int, default=240, help="seconds per test number")
     parser.add_argument("--deadline", type=int, default=1200, help="seconds for the whole run")
     parser.add_argument("--tests", default="", help="comma-separated test numbers (default: all)")
+    parser.add_argument("--sasl", action="store_true", help="run the `pass-sasl` tests only")
     parser.add_argument("--kafka-version", default="3.8.0")
     parser.add_argument(
         "--durations",
@@ -209,6 +214,13 @@ def main():
         say(str(error))
         return 2
     selected = set(filter(None, args.tests.split(",")))
+    # This pass's view: with --sasl only `pass-sasl` tests run (as `pass`); without, they are
+    # `skip`.
+    for name, (kind, issue, text) in list(expected.items()):
+        if args.sasl:
+            expected[name] = ("pass", issue, text) if kind == "pass-sasl" else ("skip", issue, "not a SASL test")
+        elif kind == "pass-sasl":
+            expected[name] = ("skip", issue, "runs in the SASL pass (--sasl)")
     numbers = []
     for name, number in tests:
         if selected and number not in selected:

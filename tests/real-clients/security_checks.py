@@ -11,6 +11,8 @@ Usage: security_checks.py DIR (the cluster directory: client.properties, ca.pem,
   TOPIC_AUTHORIZATION_FAILED to produce and to consume; CreateAcls (prefixed WRITE and READ,
   group READ) lets it produce and consume; DescribeAcls shows the bindings, DeleteAcls removes
   them and the refusal comes back;
+- mutual TLS: with the generated client certificate (User:CN=admin, a super user) produce and
+  consume over SSL; without a certificate, refused;
 - an anonymous client on the PLAINTEXT listener (the authorizer is on) may not produce;
 - nothing crashed: every node process is alive at the end.
 """
@@ -45,9 +47,12 @@ with open(f"{directory}/client.properties", encoding="utf-8") as handle:
         if key:
             settings[key] = value
 sasl_ssl = settings["bootstrap.servers"]
-# Node N listens on base+10N (PLAINTEXT), +3 (SASL_SSL), +4 (SASL_PLAINTEXT).
+# Node N listens on base+10N (PLAINTEXT), +3 (SASL_SSL), +4 (SASL_PLAINTEXT), +5 (SSL, mTLS).
 sasl_plaintext = ",".join(
     f"{host}:{int(port) + 1}" for host, port in (a.rsplit(":", 1) for a in sasl_ssl.split(","))
+)
+mtls = ",".join(
+    f"{host}:{int(port) + 2}" for host, port in (a.rsplit(":", 1) for a in sasl_ssl.split(","))
 )
 plaintext = ",".join(cluster_file(directory)["bootstrap"])
 run = uuid.uuid4().hex[:8]
@@ -224,6 +229,40 @@ verdict(
     "DeleteAcls removes them: produce refused again",
     removed == 3 and sent == 0 and error == KafkaError.TOPIC_AUTHORIZATION_FAILED,
     f"{removed} removed, then {sent} delivered, error {KafkaError(error).name() if error else None}",
+)
+
+# --- mutual TLS: the SSL listener requires a certificate from the cluster's CA -----------------
+# The generated client certificate's subject is CN=admin: principal User:CN=admin, a super user.
+ssl_base = {
+    "bootstrap.servers": mtls,
+    "security.protocol": "SSL",
+    "ssl.ca.location": f"{directory}/ca.pem",
+}
+with_certificate = dict(
+    ssl_base,
+    **{
+        "ssl.certificate.location": f"{directory}/client.pem",
+        "ssl.key.location": f"{directory}/client.key",
+    },
+)
+mtls_topic = f"sec-mtls-{run}"
+mtls_admin = AdminClient(with_certificate)
+for future in mtls_admin.create_topics([NewTopic(mtls_topic, 1, 3)]).values():
+    future.result(30)
+sent, error = produce(dict(with_certificate, **{"enable.idempotence": True}), mtls_topic, 50)
+values, consume_error = consume(dict(with_certificate, **{"group.id": f"mtls-{run}"}), mtls_topic, 50)
+verdict(
+    "SSL with a client certificate (User:CN=admin): produce and consume",
+    sent == 50 and len(values) == 50,
+    f"{sent} delivered, {len(values)} read (errors: {error}, {consume_error})",
+)
+sent, error = produce(
+    dict(ssl_base, **{"message.timeout.ms": 5000}), mtls_topic, 3, timeout_s=8
+)
+verdict(
+    "SSL without a client certificate: refused at the TLS handshake",
+    sent == 0 and error is not None,
+    f"{sent} delivered, error {KafkaError(error).name() if error else None}",
 )
 
 # --- anonymous on the PLAINTEXT listener -------------------------------------------------------

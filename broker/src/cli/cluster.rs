@@ -40,7 +40,8 @@ pub struct ClusterSpec {
     pub base_port: u16,
     /// Partitions of a topic created without a count (`num.partitions`).
     pub partitions: i32,
-    /// A SASL_SSL listener at base+10N+3, generated certificates, a SCRAM user, the authorizer.
+    /// A SASL_SSL listener at base+10N+3, an SSL listener requiring client certificates at
+    /// base+10N+5, generated certificates, a SCRAM user, the authorizer.
     pub secure: bool,
     /// With `secure`: a SASL_PLAINTEXT listener at base+10N+4 too.
     pub sasl_plaintext: bool,
@@ -52,6 +53,17 @@ pub const CA_FILE: &str = "ca.pem";
 pub const CLIENT_PROPERTIES_FILE: &str = "client.properties";
 /// The SCRAM user `--secure` creates, a super user.
 pub const SECURE_USER: &str = "admin";
+/// The client certificate `--secure` writes (`CN=admin`, a super user on the mutual-TLS SSL
+/// listeners), and its key (mode 0600).
+pub const CLIENT_CERT_FILE: &str = "client.pem";
+/// See [`CLIENT_CERT_FILE`].
+pub const CLIENT_KEY_FILE: &str = "client.key";
+
+/// The SSL (mutual TLS) address of node `id` of a `--secure` cluster.
+pub fn mtls_address(id: usize, spec: &ClusterSpec) -> String {
+    let port = spec.base_port + u16::try_from(id * 10).expect("small") + 5;
+    format!("127.0.0.1:{port}")
+}
 
 /// The SASL_SSL address of node `id` of a `--secure` cluster.
 pub fn secure_address(id: usize, spec: &ClusterSpec) -> String {
@@ -131,10 +143,26 @@ fn secure_config(
                 protocol: crate::security::SecurityProtocol::SaslPlaintext,
             });
     }
+    // Mutual TLS: an SSL listener that requires a certificate from the cluster's CA; the
+    // generated client certificate's principal is `User:CN=admin`.
+    config
+        .listeners
+        .extra
+        .push(crate::node::config::ExtraListener {
+            name: "SSL".into(),
+            address: mtls_address(id, spec),
+            advertised: None,
+            protocol: crate::security::SecurityProtocol::Ssl,
+        });
+    config.security.tls_client_auth = crate::node::config::TlsClientAuth::Required;
+    config.security.tls_client_ca_file = Some(dir.join(CA_FILE));
     config.security.tls_cert_file = Some(dir.join(format!("node-{id}.pem")));
     config.security.tls_key_file = Some(dir.join(format!("node-{id}.key")));
     config.security.scram_users = vec![user.clone()];
-    config.security.super_users = vec![format!("User:{SECURE_USER}")];
+    config.security.super_users = vec![
+        format!("User:{SECURE_USER}"),
+        format!("User:CN={SECURE_USER}"),
+    ];
     config.security.authorizer = Some(true);
     config
 }
@@ -183,6 +211,15 @@ fn write_certificates(dir: &Path, nodes: usize) -> anyhow::Result<()> {
         std::fs::write(dir.join(format!("node-{id}.pem")), cert.pem())?;
         write_private(&dir.join(format!("node-{id}.key")), &key.serialize_pem())?;
     }
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, SECURE_USER);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    std::fs::write(dir.join(CLIENT_CERT_FILE), cert.pem())?;
+    write_private(&dir.join(CLIENT_KEY_FILE), &key.serialize_pem())?;
     Ok(())
 }
 
@@ -278,6 +315,17 @@ pub fn up(spec: &ClusterSpec, dir: &Path, out: &mut dyn Write) -> anyhow::Result
                 writeln!(out, "#   {line}")?;
             }
             writeln!(out, "# kcat -F {} -L", path.display())?;
+            let mtls: Vec<String> = (1..=n).map(|id| mtls_address(id, spec)).collect();
+            writeln!(
+                out,
+                "# mutual TLS (User:CN={SECURE_USER}): bootstrap.servers={} \
+                 security.protocol=SSL ssl.ca.location={} ssl.certificate.location={} \
+                 ssl.key.location={}",
+                mtls.join(","),
+                dir.join(CA_FILE).display(),
+                dir.join(CLIENT_CERT_FILE).display(),
+                dir.join(CLIENT_KEY_FILE).display()
+            )?;
         }
     }
     Ok(())

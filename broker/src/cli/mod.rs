@@ -63,9 +63,10 @@ pub enum ClusterAction {
         /// (`num.partitions`).
         #[arg(long, default_value_t = 3)]
         partitions: i32,
-        /// Also serve clients on a SASL_SSL listener (base+10N+3) with a generated CA, node
-        /// certificates and a SCRAM user `admin` (a super user); the authorizer is on. Prints
-        /// the client settings and writes them to DIR/client.properties.
+        /// Also serve clients on a SASL_SSL listener (base+10N+3) and a mutual-TLS SSL listener
+        /// (base+10N+5) with a generated CA, node certificates, a SCRAM user `admin` and a
+        /// client certificate for CN=admin (DIR/client.pem, both super users); the authorizer
+        /// is on. Prints the client settings and writes them to DIR/client.properties.
         #[arg(long)]
         secure: bool,
         /// With --secure: also a SASL_PLAINTEXT listener (base+10N+4), for clients without TLS

@@ -8,17 +8,30 @@ use client::consumer::{Consumer, ConsumerConfig};
 use client::producer::{Producer, ProducerConfig};
 use client::{admin::Admin, ClientConfig};
 
-/// Where the cluster is.
+/// Where the cluster is, and how to connect.
 #[derive(Debug, clap::Args)]
 pub struct Bootstrap {
     /// Comma-separated host:port of any brokers.
     #[arg(long, short = 'b', default_value = "127.0.0.1:19100")]
     pub bootstrap: String,
+    /// Kafka client properties (`key=value` lines: `security.protocol`, `sasl.mechanism`,
+    /// `sasl.username`, `sasl.password`, `ssl.ca.location`, ...), as kcat's `-F`; its
+    /// `bootstrap.servers` wins over `-b`. `rill cluster up --secure` writes one.
+    #[arg(long = "config", short = 'F')]
+    pub properties: Option<std::path::PathBuf>,
 }
 
 impl Bootstrap {
-    fn config(&self) -> ClientConfig {
-        ClientConfig::new(self.bootstrap.split(',').map(str::to_string).collect())
+    fn config(&self) -> anyhow::Result<ClientConfig> {
+        let mut config = ClientConfig::new(self.bootstrap.split(',').map(str::to_string).collect());
+        if let Some(path) = &self.properties {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            config
+                .apply_properties(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
+        Ok(config)
     }
 }
 
@@ -99,7 +112,7 @@ pub struct ConsumeArgs {
 
 /// Runs `rill topic`.
 pub async fn topic(args: &TopicArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let admin = Admin::new(args.bootstrap.config())?;
+    let admin = Admin::new(args.bootstrap.config()?)?;
     match &args.action {
         TopicAction::Create {
             name,
@@ -150,7 +163,7 @@ pub async fn produce(args: &ProduceArgs, out: &mut dyn Write) -> anyhow::Result<
         idempotence: args.acks == -1,
         ..ProducerConfig::default()
     };
-    let producer = Producer::new(args.bootstrap.config(), config).await?;
+    let producer = Producer::new(args.bootstrap.config()?, config).await?;
     let lines: Vec<String> = match &args.value {
         Some(value) => vec![value.clone()],
         None => std::io::stdin().lock().lines().collect::<Result<_, _>>()?,
@@ -172,13 +185,13 @@ pub async fn produce(args: &ProduceArgs, out: &mut dyn Write) -> anyhow::Result<
 /// Runs `rill consume`.
 pub async fn consume(args: &ConsumeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut consumer = Consumer::new(
-        args.bootstrap.config(),
+        args.bootstrap.config()?,
         ConsumerConfig::new(args.group.clone()),
     )?;
     if args.group.is_some() {
         consumer.subscribe(vec![args.topic.clone()])?;
     } else {
-        let metadata = Admin::new(args.bootstrap.config())?
+        let metadata = Admin::new(args.bootstrap.config()?)?
             .metadata(Some(std::slice::from_ref(&args.topic)))
             .await?;
         let topic = metadata

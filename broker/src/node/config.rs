@@ -46,6 +46,9 @@
 //! connections_max_reauth_ms = 0           # KIP-368 session lifetime; 0: unbounded
 //! tls_cert_file = "/etc/rill/node.pem"    # SSL and SASL_SSL listeners (PEM)
 //! tls_key_file = "/etc/rill/node.key"
+//! tls_client_auth = "none"                # ssl.client.auth of SSL listeners: none, requested,
+//!                                         # required (principal User:<certificate subject DN>)
+//! tls_client_ca_file = "/etc/rill/ca.pem" # CA of client certificates
 //! [[security.scram_users]]                # bootstrap users, salted (rill cluster up --secure)
 //! user = "admin"
 //! mechanism = "SCRAM-SHA-256"
@@ -425,6 +428,13 @@ pub struct SecuritySettings {
     pub tls_cert_file: Option<PathBuf>,
     /// The TLS private key (PEM: PKCS#8, PKCS#1 or SEC1).
     pub tls_key_file: Option<PathBuf>,
+    /// `ssl.client.auth` of SSL listeners: `none`, `requested` or `required`. A client's
+    /// certificate, verified against `tls_client_ca_file`, makes its principal
+    /// `User:<subject DN>` (Kafka's default principal builder). SASL_SSL listeners never ask
+    /// for one (Kafka's KIP-684 default): their clients authenticate with SASL.
+    pub tls_client_auth: TlsClientAuth,
+    /// The CA certificates (PEM) client certificates must chain to (Kafka's truststore).
+    pub tls_client_ca_file: Option<PathBuf>,
     /// Bootstrap SCRAM users, salted (Kafka's `kafka-storage format --add-scram`); credentials
     /// in the metadata log (AlterUserScramCredentials) take precedence.
     pub scram_users: Vec<StaticScramUser>,
@@ -444,9 +454,24 @@ impl Default for SecuritySettings {
             connections_max_reauth_ms: 0,
             tls_cert_file: None,
             tls_key_file: None,
+            tls_client_auth: TlsClientAuth::None,
+            tls_client_ca_file: None,
             scram_users: Vec::new(),
         }
     }
+}
+
+/// Kafka's `ssl.client.auth`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsClientAuth {
+    /// Clients are not asked for a certificate: SSL clients are `User:ANONYMOUS`.
+    #[default]
+    None,
+    /// Asked; a client without one is `User:ANONYMOUS`, one with an unverifiable one refused.
+    Requested,
+    /// A client without a certificate that chains to `tls_client_ca_file` is refused.
+    Required,
 }
 
 /// One bootstrap SCRAM credential, as stored (base64 of the salt and keys).
@@ -555,6 +580,9 @@ impl SecuritySettings {
             return invalid(
                 "an SSL or SASL_SSL listener needs tls_cert_file and tls_key_file".into(),
             );
+        }
+        if self.tls_client_auth != TlsClientAuth::None && self.tls_client_ca_file.is_none() {
+            return invalid("tls_client_auth needs tls_client_ca_file".into());
         }
         Ok(())
     }

@@ -209,14 +209,30 @@ async fn start_broker(
         let info = Arc::new(ListenerInfo { name, protocol });
         listeners.push((bind(&address).await?, info));
     }
+    // Two acceptors: SASL_SSL listeners never ask for a client certificate, SSL ones as
+    // `tls_client_auth` says (Kafka's KIP-684 default).
     let tls = match (
         &config.security.tls_cert_file,
         &config.security.tls_key_file,
     ) {
-        (Some(cert), Some(key)) => Some(
-            crate::tls::TlsAcceptor::from_pem_files(cert, key)
-                .map_err(|e| config::ConfigError::Invalid(format!("security: TLS: {e}")))?,
-        ),
+        (Some(cert), Some(key)) => {
+            let invalid = |e: String| config::ConfigError::Invalid(format!("security: TLS: {e}"));
+            let sasl = crate::tls::TlsAcceptor::from_pem_files(cert, key).map_err(invalid)?;
+            let client_auth = match (
+                config.security.tls_client_auth,
+                &config.security.tls_client_ca_file,
+            ) {
+                (config::TlsClientAuth::None, _) | (_, None) => None,
+                (config::TlsClientAuth::Requested, Some(ca)) => Some((ca.as_path(), false)),
+                (config::TlsClientAuth::Required, Some(ca)) => Some((ca.as_path(), true)),
+            };
+            let ssl = match client_auth {
+                None => sasl.clone(),
+                Some(_) => crate::tls::TlsAcceptor::with_client_auth(cert, key, client_auth)
+                    .map_err(invalid)?,
+            };
+            Some(Acceptors { ssl, sasl })
+        }
         _ => None,
     };
     let credentials = secret.clone().map(|secret| crate::auth::NodeCredentials {
@@ -313,7 +329,7 @@ async fn follow_metadata(shared: Arc<Shared>, clean_shutdown: bool) {
 /// in the listen backlog (clients time out and try another bootstrap broker).
 async fn accept_once_caught_up(
     listeners: Vec<(TcpListener, Arc<ListenerInfo>)>,
-    tls: Option<crate::tls::TlsAcceptor>,
+    tls: Option<Acceptors>,
     handler: KafkaHandler,
     settings: config::ConnectionSettings,
 ) {
@@ -338,10 +354,14 @@ async fn accept_once_caught_up(
     let mut accepting = Vec::new();
     for (listener, info) in listeners {
         let tls = if info.protocol.uses_tls() {
-            Some(
-                tls.clone()
-                    .expect("validated: TLS listeners have a certificate"),
-            )
+            let acceptors = tls
+                .as_ref()
+                .expect("validated: TLS listeners have a certificate");
+            Some(if info.protocol.requires_sasl() {
+                acceptors.sasl.clone()
+            } else {
+                acceptors.ssl.clone()
+            })
         } else {
             None
         };
@@ -427,6 +447,15 @@ async fn housekeeping(shared: Arc<Shared>) {
     }
 }
 
+/// The TLS acceptors of a node's listeners.
+#[derive(Clone, Debug)]
+struct Acceptors {
+    /// SSL listeners': asks for client certificates as `tls_client_auth` says.
+    ssl: crate::tls::TlsAcceptor,
+    /// SASL_SSL listeners': never asks.
+    sasl: crate::tls::TlsAcceptor,
+}
+
 /// Accepts Kafka connections of one listener, each served by its own task. The task owns its
 /// connection slot, so the slot frees however the task ends, a panic included. A TLS listener's
 /// handshake runs on that task too, within the frame read timeout.
@@ -471,6 +500,17 @@ async fn accept(
                     match tokio::time::timeout(config.frame_read_timeout, tls.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
+                            match crate::tls::TlsAcceptor::peer_subject(&stream) {
+                                None => {}
+                                Some(Ok(subject)) => {
+                                    tracing::debug!(%peer, %subject, "client certificate");
+                                    handler.auth.set_certificate_subject(subject);
+                                }
+                                Some(Err(error)) => {
+                                    tracing::info!(%peer, %error, "client certificate refused");
+                                    return;
+                                }
+                            }
                             let _logged =
                                 serve_connection(stream, table, &handler, config, budget).await;
                         }

@@ -3,6 +3,7 @@
 //! authorizer ([`acl`]). TLS is `crate::tls`. Inter-node authentication is `crate::auth`.
 
 pub mod acl;
+pub mod principal;
 pub mod sasl;
 pub mod scram;
 
@@ -15,7 +16,8 @@ pub enum SecurityProtocol {
     /// No TLS, no SASL: clients are `User:ANONYMOUS`.
     #[default]
     Plaintext,
-    /// TLS, no SASL: clients are `User:ANONYMOUS` (rill does not map client certificates).
+    /// TLS, no SASL: clients are `User:<certificate subject>` with `tls_client_auth`, else
+    /// `User:ANONYMOUS`.
     Ssl,
     /// SASL without TLS: clients authenticate before anything else; passwords of PLAIN cross
     /// the network in clear.
@@ -65,7 +67,7 @@ pub enum Identity {
     /// A cluster member that proved the cluster secret (rill's inter-node mechanism): allowed
     /// everything, as Kafka's brokers are super users of each other.
     Broker(i32),
-    /// A SASL user: principal `User:name`.
+    /// A SASL user, or a TLS client by its certificate's subject: principal `User:name`.
     User(String),
     /// Nobody authenticated (PLAINTEXT and SSL listeners): `User:ANONYMOUS`.
     Anonymous,

@@ -88,6 +88,17 @@ impl ConnectionAuth {
         self.lock().identity.clone()
     }
 
+    /// Binds the connection to the subject of the client certificate it presented (mutual TLS
+    /// on an SSL listener), before any request.
+    pub fn set_certificate_subject(&self, subject: String) {
+        let mut state = self.lock();
+        assert!(
+            state.identity.is_none(),
+            "set once, at the connection's start"
+        );
+        state.identity = Some(Identity::User(subject));
+    }
+
     /// Did an exchange fail (the connection must close)?
     pub fn failed(&self) -> bool {
         matches!(self.lock().stage, Stage::Failed)

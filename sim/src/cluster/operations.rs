@@ -93,6 +93,49 @@ pub struct ClientShapes {
     /// broker leads, their header max timestamps disagreeing with their records (as
     /// librdkafka's C++ API and old sarama send them), one request per round.
     pub multi_partition_requests: bool,
+    /// The workload's clients authenticate with SASL on a listener of their own that requires
+    /// it (the brokers replicate over the plaintext one, with the cluster secret).
+    pub sasl: Option<SimSasl>,
+}
+
+/// How a seed's clients authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimSasl {
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    pub mechanism: client::SaslMechanism,
+    /// SASL_SSL rather than SASL_PLAINTEXT: the listener and client configured for TLS, whose
+    /// handshake is a plain stream under madsim (`broker/src/tls.rs`, `client/src/tls.rs`).
+    pub tls: bool,
+}
+
+impl SimSasl {
+    /// The clients' user: a super user of the seed's brokers.
+    pub const USER: &'static str = "sim-client";
+    /// Its password.
+    pub const PASSWORD: &'static str = "sim-client-password";
+
+    /// The security protocol of the clients' listener.
+    pub fn protocol(&self) -> client::SecurityProtocol {
+        if self.tls {
+            client::SecurityProtocol::SaslSsl
+        } else {
+            client::SecurityProtocol::SaslPlaintext
+        }
+    }
+
+    /// The clients' settings.
+    pub fn client_security(&self) -> client::security::SecurityConfig {
+        let mut security = client::security::SecurityConfig {
+            protocol: self.protocol(),
+            ..Default::default()
+        };
+        security.sasl.mechanism = self.mechanism;
+        security.sasl.username = Self::USER.to_string();
+        security.sasl.password = client::security::Password(Self::PASSWORD.to_string());
+        // Never read under madsim; there so the settings validate as a real client's would.
+        security.tls.ca_file = self.tls.then(|| "/rill/tls/ca.pem".into());
+        security
+    }
 }
 
 impl ClientShapes {
@@ -103,6 +146,12 @@ impl ClientShapes {
             log_append_time: rng.gen_bool(0.3),
             record_timestamps_unset: rng.gen_bool(0.3),
             multi_partition_requests: rng.gen_bool(0.3),
+            // Drawn last: the shapes above stay what they were before it existed.
+            sasl: rng.gen_bool(0.3).then(|| SimSasl {
+                mechanism: client::SaslMechanism::ALL
+                    [rng.gen_range(0..client::SaslMechanism::ALL.len())],
+                tls: rng.gen_bool(0.5),
+            }),
         }
     }
 
@@ -122,13 +171,20 @@ impl ClientShapes {
     pub fn describe(&self) -> Option<String> {
         let mut parts = Vec::new();
         if self.log_append_time {
-            parts.push("LogAppendTime topic");
+            parts.push("LogAppendTime topic".to_string());
         }
         if self.record_timestamps_unset {
-            parts.push("record timestamps -1");
+            parts.push("record timestamps -1".to_string());
         }
         if self.multi_partition_requests {
-            parts.push("multi-partition produce requests with wrong max timestamps");
+            parts.push("multi-partition produce requests with wrong max timestamps".into());
+        }
+        if let Some(sasl) = self.sasl {
+            parts.push(format!(
+                "clients on {} with {}",
+                sasl.protocol().name(),
+                sasl.mechanism.name()
+            ));
         }
         (!parts.is_empty()).then(|| parts.join(", "))
     }

@@ -55,6 +55,8 @@ pub struct WorkloadConfig {
     pub record_timestamps_unset: bool,
     /// Bytes of key on every record (0: no key), to fill segments.
     pub record_padding_bytes: usize,
+    /// How the clients secure their connections (SASL on some seeds).
+    pub security: client::security::SecurityConfig,
 }
 
 /// The client settings every workload client uses.
@@ -62,6 +64,7 @@ pub fn client_config(config: &WorkloadConfig) -> ClientConfig {
     let mut client = ClientConfig::new(config.bootstrap.clone());
     client.request_timeout_ms = 3_000;
     client.metadata_refresh_ms = 2_000;
+    client.security = config.security.clone();
     client
 }
 

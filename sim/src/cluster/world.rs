@@ -58,14 +58,18 @@ pub use simulated::run;
 #[cfg(madsim)]
 mod simulated {
     use super::super::nemesis::{Fault, NODES};
+    use super::super::operations::SimSasl;
     use super::super::replicas;
     use super::super::workload::{self, WorkloadConfig};
     use super::super::{Shape, LIVENESS_MS, SET_UP_MS};
     use super::*;
     use broker::node::config::{
-        Listeners, LogSettings, NodeConfig, Role, SecuritySettings, Timing, TopicDefaults,
+        ExtraListener, Listeners, LogSettings, NodeConfig, Role, SecuritySettings, StaticScramUser,
+        Timing, TopicDefaults,
     };
     use broker::runtime::NodeClock;
+    use broker::security::SecurityProtocol;
+    use controller::ScramMechanism;
     use log_core::{FaultConfig, MemDisk};
     use madsim::net::NetSim;
     use madsim::runtime::{Handle, NodeHandle, Runtime};
@@ -78,6 +82,8 @@ mod simulated {
 
     /// The client node's address.
     const CLIENT_IP: &str = "10.0.0.10";
+    /// The port of the clients' SASL listener on seeds that draw one.
+    const CLIENT_SASL_PORT: u16 = 9094;
     /// Every node's cluster secret: inter-node traffic runs the production handshake.
     const CLUSTER_SECRET: &str = "rill-simulated-cluster-secret";
     /// Beyond a replica lag time, how long every node must have run undisturbed before a
@@ -118,18 +124,54 @@ mod simulated {
         if controller {
             roles.push(Role::Controller);
         }
+        let mut listeners = Listeners {
+            kafka: broker.then(|| "0.0.0.0:9092".into()),
+            advertised_kafka: broker.then(|| format!("{}:9092", ip(node))),
+            controller: controller.then(|| "0.0.0.0:9093".into()),
+            metrics: None,
+            ..Listeners::default()
+        };
+        // The same handshake as production, over madsim TCP.
+        let mut security = SecuritySettings {
+            cluster_secret: Some(CLUSTER_SECRET.into()),
+            ..SecuritySettings::default()
+        };
+        if let Some(sasl) = draw.clients.sasl.filter(|_| broker) {
+            // The clients' own listener requires SASL (and, for SASL_SSL, TLS: plain under
+            // madsim); the authorizer is on, as with any SASL listener, and the clients' user a
+            // super user. The kafka listener stays PLAINTEXT for replication and the forger.
+            listeners.extra = vec![ExtraListener {
+                name: "CLIENTS".into(),
+                address: format!("0.0.0.0:{CLIENT_SASL_PORT}"),
+                advertised: Some(format!("{}:{CLIENT_SASL_PORT}", ip(node))),
+                protocol: match sasl.protocol() {
+                    client::SecurityProtocol::SaslSsl => SecurityProtocol::SaslSsl,
+                    _ => SecurityProtocol::SaslPlaintext,
+                },
+            }];
+            security.super_users = vec![format!("User:{}", SimSasl::USER)];
+            security.scram_users = [ScramMechanism::Sha256, ScramMechanism::Sha512]
+                .map(|mechanism| {
+                    StaticScramUser::from_password(
+                        SimSasl::USER,
+                        mechanism,
+                        SimSasl::PASSWORD,
+                        format!("sim-salt-{}", mechanism.name()).as_bytes(),
+                    )
+                })
+                .to_vec();
+            if sasl.tls {
+                // Never read under madsim (broker/src/tls.rs).
+                security.tls_cert_file = Some("/rill/tls/node.pem".into());
+                security.tls_key_file = Some("/rill/tls/node.key".into());
+            }
+        }
         NodeConfig {
             node_id: i32::from(node),
             roles,
             data_dir: format!("/rill/{node}").into(),
             controller_voters: voters,
-            listeners: Listeners {
-                kafka: broker.then(|| "0.0.0.0:9092".into()),
-                advertised_kafka: broker.then(|| format!("{}:9092", ip(node))),
-                controller: controller.then(|| "0.0.0.0:9093".into()),
-                metrics: None,
-                ..Listeners::default()
-            },
+            listeners,
             topics: TopicDefaults {
                 replication_factor: 3,
                 partitions: 3,
@@ -157,11 +199,7 @@ mod simulated {
                 ..Timing::default()
             },
             connections: Default::default(),
-            // The same handshake as production, over madsim TCP.
-            security: SecuritySettings {
-                cluster_secret: Some(CLUSTER_SECRET.into()),
-                ..SecuritySettings::default()
-            },
+            security,
         }
     }
 
@@ -632,7 +670,12 @@ mod simulated {
         let shared = Recorder::new();
         let mut cluster = Cluster::start(Handle::current(), &draw, &options, seed);
         let config = WorkloadConfig {
-            bootstrap: (1..=NODES).map(|n| format!("{}:9092", ip(n))).collect(),
+            bootstrap: (1..=NODES)
+                .map(|n| {
+                    let port = draw.clients.sasl.map_or(9092, |_| CLIENT_SASL_PORT);
+                    format!("{}:{port}", ip(n))
+                })
+                .collect(),
             acks: draw.acks,
             idempotence: draw.idempotence,
             min_isr: draw.min_isr,
@@ -643,6 +686,11 @@ mod simulated {
             topic_configs: draw.topic_configs(),
             record_timestamps_unset: draw.clients.record_timestamps_unset,
             record_padding_bytes: draw.operations.map_or(0, |o| o.record_padding_bytes),
+            security: draw
+                .clients
+                .sasl
+                .map(|sasl| sasl.client_security())
+                .unwrap_or_default(),
         };
         let elapsed =
             |begun: Instant| u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);

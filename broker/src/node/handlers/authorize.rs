@@ -15,7 +15,7 @@
 //! | InitProducerId (idempotent) | IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (KIP-679) |
 //! | FindCoordinator (group), DescribeGroups | DESCRIBE on the group |
 //! | JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit | READ on the group (OffsetCommit: READ on each topic too) |
-//! | OffsetFetch | DESCRIBE on the group |
+//! | OffsetFetch | DESCRIBE on the group; DESCRIBE on each topic (left out of an every-topic answer) |
 //! | DeleteGroups, OffsetDelete | DELETE on the group |
 //! | ListGroups | DESCRIBE on the cluster, else only groups it may DESCRIBE |
 //! | DescribeCluster, DescribeAcls, DescribeUserScramCredentials | DESCRIBE on the cluster |
@@ -392,33 +392,7 @@ pub fn gate(access: &Access, body: RequestKind, version: i16) -> Gate {
                 }
             })
         }
-        RequestKind::OffsetFetch(r) => {
-            let groups: Vec<String> = if version >= 8 {
-                r.groups.iter().map(|g| g.group_id.0.to_string()).collect()
-            } else {
-                vec![r.group_id.0.to_string()]
-            };
-            if groups.iter().all(|g| access.may_group(g, op::DESCRIBE)) {
-                return serve(RequestKind::OffsetFetch(r));
-            }
-            let response = if version >= 8 {
-                use kafka_protocol::messages::offset_fetch_response::*;
-                // Partly allowed batches are refused whole: rill's clients send one group.
-                OffsetFetchResponse::default().with_groups(
-                    r.groups
-                        .into_iter()
-                        .map(|g| {
-                            OffsetFetchResponseGroup::default()
-                                .with_group_id(g.group_id)
-                                .with_error_code(GROUP_DENIED)
-                        })
-                        .collect(),
-                )
-            } else {
-                OffsetFetchResponse::default().with_error_code(GROUP_DENIED)
-            };
-            answer(ResponseKind::OffsetFetch(response))
-        }
+        RequestKind::OffsetFetch(r) => offset_fetch(access, r, version),
         RequestKind::DescribeGroups(mut r) => {
             let (ok, denied) = split(std::mem::take(&mut r.groups), |g| {
                 access.may_group(&g.0, op::DESCRIBE)
@@ -580,37 +554,241 @@ fn may_write_some_topic(access: &Access) -> bool {
             .any(|b| applies(b) && b.permission_type == PERMISSION_ALLOW)
 }
 
-fn find_coordinator(access: &Access, r: FindCoordinatorRequest, version: i16) -> Gate {
+/// FindCoordinator: DESCRIBE on each group asked for; a v4+ batch is served for the groups
+/// allowed and answers GROUP_AUTHORIZATION_FAILED for the others.
+fn find_coordinator(access: &Access, mut r: FindCoordinatorRequest, version: i16) -> Gate {
+    use kafka_protocol::messages::find_coordinator_response::Coordinator;
     if r.key_type != 0 {
         return serve(RequestKind::FindCoordinator(r));
     }
-    let keys: Vec<StrBytes> = if version >= 4 {
-        r.coordinator_keys.clone()
-    } else {
-        vec![r.key.clone()]
-    };
-    if keys.iter().all(|k| access.may_group(k, op::DESCRIBE)) {
-        return serve(RequestKind::FindCoordinator(r));
-    }
-    use kafka_protocol::messages::find_coordinator_response::Coordinator;
-    let response = if version >= 4 {
-        // Partly allowed batches are refused whole (clients ask for one group at a time).
-        FindCoordinatorResponse::default().with_coordinators(
-            keys.into_iter()
-                .map(|key| {
-                    Coordinator::default()
-                        .with_key(key)
-                        .with_node_id(BrokerId(-1))
-                        .with_port(-1)
-                        .with_error_code(GROUP_DENIED)
-                })
-                .collect(),
-        )
-    } else {
-        FindCoordinatorResponse::default()
-            .with_error_code(GROUP_DENIED)
+    let refused = |key: StrBytes| {
+        Coordinator::default()
+            .with_key(key)
             .with_node_id(BrokerId(-1))
             .with_port(-1)
+            .with_error_code(GROUP_DENIED)
     };
+    if version >= 4 {
+        let (ok, denied) = split(std::mem::take(&mut r.coordinator_keys), |k| {
+            access.may_group(k, op::DESCRIBE)
+        });
+        if denied.is_empty() {
+            r.coordinator_keys = ok;
+            return serve(RequestKind::FindCoordinator(r));
+        }
+        if ok.is_empty() {
+            let response = FindCoordinatorResponse::default()
+                .with_coordinators(denied.into_iter().map(refused).collect());
+            return answer(ResponseKind::FindCoordinator(response));
+        }
+        r.coordinator_keys = ok;
+        return patched(RequestKind::FindCoordinator(r), move |response| {
+            if let ResponseKind::FindCoordinator(response) = response {
+                response
+                    .coordinators
+                    .extend(denied.into_iter().map(refused));
+            }
+        });
+    }
+    if access.may_group(&r.key, op::DESCRIBE) {
+        return serve(RequestKind::FindCoordinator(r));
+    }
+    let response = FindCoordinatorResponse::default()
+        .with_error_code(GROUP_DENIED)
+        .with_node_id(BrokerId(-1))
+        .with_port(-1);
     answer(ResponseKind::FindCoordinator(response))
+}
+
+/// OffsetFetch (v0–7, the versions served): DESCRIBE on the group, else GROUP_AUTHORIZATION_FAILED;
+/// then, as Kafka's `handleOffsetFetchRequest`, a topic named without DESCRIBE on it answers
+/// TOPIC_AUTHORIZATION_FAILED on each partition asked for, and an every-topic fetch leaves out
+/// the topics the principal may not DESCRIBE.
+fn offset_fetch(access: &Access, mut r: OffsetFetchRequest, version: i16) -> Gate {
+    use kafka_protocol::messages::offset_fetch_response::*;
+    if version >= 8 {
+        // Not served (the version table stops at 7): refused whole, should that change.
+        let groups = r
+            .groups
+            .into_iter()
+            .map(|g| {
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(GROUP_DENIED)
+            })
+            .collect();
+        let response = OffsetFetchResponse::default().with_groups(groups);
+        return answer(ResponseKind::OffsetFetch(response));
+    }
+    if !access.may_group(&r.group_id.0, op::DESCRIBE) {
+        let response = OffsetFetchResponse::default().with_error_code(GROUP_DENIED);
+        return answer(ResponseKind::OffsetFetch(response));
+    }
+    match r.topics.as_mut() {
+        Some(topics) => {
+            let (ok, denied) = split(std::mem::take(topics), |t| {
+                access.may_topic(&t.name.0, op::DESCRIBE)
+            });
+            *topics = ok;
+            if denied.is_empty() {
+                return serve(RequestKind::OffsetFetch(r));
+            }
+            patched(RequestKind::OffsetFetch(r), move |response| {
+                if let ResponseKind::OffsetFetch(response) = response {
+                    for topic in denied {
+                        let partitions = topic
+                            .partition_indexes
+                            .iter()
+                            .map(|&index| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(index)
+                                    .with_committed_offset(-1)
+                                    .with_error_code(TOPIC_DENIED)
+                            })
+                            .collect();
+                        response.topics.push(
+                            OffsetFetchResponseTopic::default()
+                                .with_name(topic.name)
+                                .with_partitions(partitions),
+                        );
+                    }
+                }
+            })
+        }
+        None => {
+            let access = access.clone();
+            patched(RequestKind::OffsetFetch(r), move |response| {
+                if let ResponseKind::OffsetFetch(response) = response {
+                    response
+                        .topics
+                        .retain(|t| access.may_topic(&t.name.0, op::DESCRIBE));
+                }
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use controller::security::{PATTERN_LITERAL, PERMISSION_ALLOW};
+    use controller::{AclBinding, MetadataImage, MetadataRecord, SecurityChange};
+
+    /// bob may DESCRIBE group `mine` and topic `seen`, nothing else.
+    fn bob() -> Access {
+        let mut image = MetadataImage::new();
+        for (resource_type, name) in [(resource::GROUP, "mine"), (resource::TOPIC, "seen")] {
+            let binding = AclBinding {
+                resource_type,
+                resource_name: name.into(),
+                pattern_type: PATTERN_LITERAL,
+                principal: "User:bob".into(),
+                host: "*".into(),
+                operation: op::DESCRIBE,
+                permission_type: PERMISSION_ALLOW,
+            };
+            image
+                .apply(&MetadataRecord::Security(SecurityChange::CreateAcl(
+                    binding,
+                )))
+                .unwrap();
+        }
+        let mut access = Access::unrestricted("SASL_PLAINTEXT");
+        access.enabled = true;
+        access.allow_if_no_acl = false;
+        access.requester.principal = "User:bob".into();
+        access.requester.is_super = false;
+        access.acls = std::sync::Arc::new(image);
+        access
+    }
+
+    fn served(gate: Gate, mut response: ResponseKind) -> (RequestKind, ResponseKind) {
+        match gate {
+            Gate::Serve(request, patch) => {
+                if let Some(patch) = patch {
+                    patch(&mut response);
+                }
+                (*request, response)
+            }
+            Gate::Answer(_) => panic!("expected the request to be served"),
+        }
+    }
+
+    #[test]
+    fn a_find_coordinator_batch_is_served_for_the_groups_allowed() {
+        let request = FindCoordinatorRequest::default()
+            .with_coordinator_keys(vec!["mine".into(), "theirs".into()]);
+        let gate = find_coordinator(&bob(), request, 4);
+        let (request, response) = served(
+            gate,
+            ResponseKind::FindCoordinator(FindCoordinatorResponse::default()),
+        );
+        let RequestKind::FindCoordinator(request) = request else {
+            unreachable!()
+        };
+        assert_eq!(request.coordinator_keys, vec![StrBytes::from("mine")]);
+        let ResponseKind::FindCoordinator(response) = response else {
+            unreachable!()
+        };
+        assert_eq!(response.coordinators.len(), 1);
+        assert_eq!(response.coordinators[0].key, StrBytes::from("theirs"));
+        assert_eq!(response.coordinators[0].error_code, GROUP_DENIED);
+    }
+
+    #[test]
+    fn offset_fetch_refuses_or_leaves_out_topics_without_describe() {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponseTopic;
+        let topic = |name: &'static str| {
+            OffsetFetchRequestTopic::default()
+                .with_name(TopicName(name.into()))
+                .with_partition_indexes(vec![0, 1])
+        };
+        // Named topics: `hidden` answers TOPIC_AUTHORIZATION_FAILED without being served.
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId("mine".into()))
+            .with_topics(Some(vec![topic("seen"), topic("hidden")]));
+        let (request, response) = served(
+            offset_fetch(&bob(), request, 7),
+            ResponseKind::OffsetFetch(OffsetFetchResponse::default()),
+        );
+        let RequestKind::OffsetFetch(request) = request else {
+            unreachable!()
+        };
+        assert_eq!(request.topics.unwrap().len(), 1, "only `seen` is served");
+        let ResponseKind::OffsetFetch(response) = response else {
+            unreachable!()
+        };
+        assert_eq!(response.topics[0].name.0, StrBytes::from("hidden"));
+        assert!(response.topics[0]
+            .partitions
+            .iter()
+            .all(|p| p.error_code == TOPIC_DENIED && p.committed_offset == -1));
+        // Every topic: `hidden` is left out of the answer.
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId("mine".into()))
+            .with_topics(None);
+        let answer_topic = |name: &'static str| {
+            OffsetFetchResponseTopic::default().with_name(TopicName(name.into()))
+        };
+        let full = OffsetFetchResponse::default()
+            .with_topics(vec![answer_topic("seen"), answer_topic("hidden")]);
+        let (_, response) = served(
+            offset_fetch(&bob(), request, 7),
+            ResponseKind::OffsetFetch(full),
+        );
+        let ResponseKind::OffsetFetch(response) = response else {
+            unreachable!()
+        };
+        let names: Vec<_> = response
+            .topics
+            .iter()
+            .map(|t| t.name.0.to_string())
+            .collect();
+        assert_eq!(names, ["seen"]);
+        // Another group: refused whole.
+        let request = OffsetFetchRequest::default().with_group_id(GroupId("theirs".into()));
+        assert!(matches!(offset_fetch(&bob(), request, 7), Gate::Answer(_)));
+    }
 }

@@ -1,0 +1,446 @@
+//! rill's own client (`client/`) against a real node over real TCP with SASL_PLAINTEXT and
+//! SASL_SSL listeners: each mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) authenticates and
+//! serves admin, produce and consume; a wrong password, a mechanism for another user's hash, an
+//! unknown CA and a missing SASL are refused with `ClientError::Authentication`; a SASL session
+//! past its lifetime (KIP-368) is replaced by a fresh connection. Production build only (TLS is a
+//! plain stream under the simulator; the campaign runs the SASL path on its SASL seeds).
+#![cfg(not(madsim))]
+#![allow(clippy::unwrap_used)]
+
+mod node_support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::node::config::{
+    ExtraListener, SecuritySettings, StaticScramUser, Timing, TopicDefaults,
+};
+use broker::node::{self, NodeOptions};
+use broker::security::SecurityProtocol as ListenerProtocol;
+use bytes::Bytes;
+use client::admin::Admin;
+use client::consumer::{Consumer, ConsumerConfig};
+use client::producer::{Producer, ProducerConfig};
+use client::{ClientConfig, ClientError, SaslMechanism};
+use controller::ScramMechanism;
+use log_core::MemDisk;
+use node_support::{free_port, ready, single_node_config, Connection};
+
+const ALICE: &str = "alice"; // SCRAM-SHA-256, a super user
+const BOB: &str = "bob"; // SCRAM-SHA-512, a super user
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A node's listeners: PLAINTEXT (readiness), SASL_PLAINTEXT and SASL_SSL.
+struct SecureNode {
+    _handle: node::NodeHandle,
+    sasl_plaintext: String,
+    sasl_ssl: String,
+    plaintext: String,
+    /// The CA that signed the node's certificate.
+    ca_file: PathBuf,
+}
+
+/// A fresh directory under the system's temporary one.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rill-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A CA and a certificate for 127.0.0.1 and localhost signed by it: (ca.pem, node.pem, node.key).
+fn certificates(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (paths, _) = certificates_and_ca(dir, tag);
+    paths
+}
+
+/// A client certificate for `CN=common_name` signed by `ca`: (cert.pem, key.pem).
+fn client_certificate(
+    dir: &Path,
+    ca: &(rcgen::Certificate, rcgen::KeyPair),
+    common_name: &str,
+) -> (PathBuf, PathBuf) {
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.0, &ca.1).unwrap();
+    let paths = (
+        dir.join(format!("client-{common_name}.pem")),
+        dir.join(format!("client-{common_name}.key")),
+    );
+    std::fs::write(&paths.0, cert.pem()).unwrap();
+    std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// [`certificates`] and the CA with its key, to sign more.
+#[allow(clippy::type_complexity)]
+fn certificates_and_ca(
+    dir: &Path,
+    tag: &str,
+) -> (
+    (PathBuf, PathBuf, PathBuf),
+    (rcgen::Certificate, rcgen::KeyPair),
+) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("test CA {tag}"));
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "test node");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let paths = (
+        dir.join(format!("ca-{tag}.pem")),
+        dir.join(format!("node-{tag}.pem")),
+        dir.join(format!("node-{tag}.key")),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    (paths, (ca, ca_key))
+}
+
+async fn start(name: &str, reauth_ms: u64) -> SecureNode {
+    let dir = temp_dir(name);
+    let (ca_file, cert_file, key_file) = certificates(&dir, "a");
+    let (kafka, controller, sasl, ssl) = (free_port(), free_port(), free_port(), free_port());
+    let mut config = single_node_config(
+        kafka,
+        controller,
+        TopicDefaults::default(),
+        Timing::default(),
+    );
+    let listener = |name: &str, port: u16, protocol| ExtraListener {
+        name: name.into(),
+        address: format!("127.0.0.1:{port}"),
+        advertised: None,
+        protocol,
+    };
+    config.listeners.extra = vec![
+        listener("SASL_PLAINTEXT", sasl, ListenerProtocol::SaslPlaintext),
+        listener("SASL_SSL", ssl, ListenerProtocol::SaslSsl),
+    ];
+    config.security = SecuritySettings {
+        cluster_secret: Some("client-security-test-secret".into()),
+        super_users: vec![format!("User:{ALICE}"), format!("User:{BOB}")],
+        scram_users: vec![
+            StaticScramUser::from_password(ALICE, ScramMechanism::Sha256, PASSWORD, b"salt-a"),
+            StaticScramUser::from_password(BOB, ScramMechanism::Sha512, PASSWORD, b"salt-b"),
+        ],
+        connections_max_reauth_ms: reauth_ms,
+        tls_cert_file: Some(cert_file),
+        tls_key_file: Some(key_file),
+        ..SecuritySettings::default()
+    };
+    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
+    let handle = node::start(config, disk, NodeOptions::default())
+        .await
+        .unwrap();
+    let plaintext = format!("127.0.0.1:{kafka}");
+    let mut connection = Connection::open(&plaintext).await;
+    ready(&mut connection).await;
+    SecureNode {
+        _handle: handle,
+        sasl_plaintext: format!("127.0.0.1:{sasl}"),
+        sasl_ssl: format!("127.0.0.1:{ssl}"),
+        plaintext,
+        ca_file,
+    }
+}
+
+/// Client settings for `address` as librdkafka would take them.
+fn client(
+    address: &str,
+    protocol: &str,
+    mechanism: &str,
+    user: &str,
+    password: &str,
+    ca: Option<&Path>,
+) -> ClientConfig {
+    let mut config = ClientConfig::new(vec![address.to_string()]);
+    config.request_timeout_ms = 5_000;
+    config.set("security.protocol", protocol).unwrap();
+    config.set("sasl.mechanism", mechanism).unwrap();
+    config.set("sasl.username", user).unwrap();
+    config.set("sasl.password", password).unwrap();
+    if let Some(ca) = ca {
+        config.set("ssl.ca.location", ca.to_str().unwrap()).unwrap();
+    }
+    config
+}
+
+fn assert_refused(result: Result<impl std::fmt::Debug, ClientError>, what: &str) {
+    match result {
+        Err(ClientError::Authentication { reason, .. }) => {
+            eprintln!("{what}: refused: {reason}");
+        }
+        other => panic!("{what}: expected an authentication refusal, got {other:?}"),
+    }
+}
+
+/// Produces `count` records to partition 0 of `topic` and reads them back, all through `config`.
+async fn produce_and_consume(config: &ClientConfig, topic: &str, count: usize) {
+    let admin = Admin::new(config.clone()).unwrap();
+    admin.create_topic(topic, 1, 1, &[]).await.unwrap();
+    let producer = Producer::new(config.clone(), ProducerConfig::default())
+        .await
+        .unwrap();
+    for i in 0..count {
+        producer
+            .send(topic, Some(0), None, Bytes::from(format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    producer.close().await;
+    let mut consumer = Consumer::new(config.clone(), ConsumerConfig::new(None)).unwrap();
+    consumer.assign(vec![(topic.to_string(), 0)]);
+    let mut values = Vec::new();
+    for _ in 0..100 {
+        for record in consumer.poll(200).await.unwrap() {
+            values.push(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
+        }
+        if values.len() >= count {
+            break;
+        }
+    }
+    let expected: Vec<String> = (0..count).map(|i| format!("v{i}")).collect();
+    assert_eq!(values, expected, "{topic}");
+}
+
+#[tokio::test]
+async fn every_mechanism_authenticates_over_sasl_plaintext_and_sasl_ssl() {
+    let node = start("client-mechanisms", 0).await;
+    let ca = Some(node.ca_file.as_path());
+    let cases = [
+        (
+            &node.sasl_plaintext,
+            "SASL_PLAINTEXT",
+            "PLAIN",
+            ALICE,
+            "p-plain",
+        ),
+        (
+            &node.sasl_plaintext,
+            "SASL_PLAINTEXT",
+            "SCRAM-SHA-256",
+            ALICE,
+            "p-256",
+        ),
+        (
+            &node.sasl_plaintext,
+            "SASL_PLAINTEXT",
+            "SCRAM-SHA-512",
+            BOB,
+            "p-512",
+        ),
+        (&node.sasl_ssl, "SASL_SSL", "SCRAM-SHA-256", ALICE, "s-256"),
+        (&node.sasl_ssl, "SASL_SSL", "SCRAM-SHA-512", BOB, "s-512"),
+        (&node.sasl_ssl, "SASL_SSL", "PLAIN", BOB, "s-plain"),
+    ];
+    for (address, protocol, mechanism, user, topic) in cases {
+        let config = client(address, protocol, mechanism, user, PASSWORD, ca);
+        produce_and_consume(&config, topic, 20).await;
+        // Metadata over this listener names this listener's endpoint only.
+        let metadata = Admin::new(config).unwrap().metadata(None).await.unwrap();
+        let hosts: Vec<String> = metadata.brokers.values().cloned().collect();
+        assert_eq!(hosts, [address.to_string()], "{protocol} {mechanism}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_credentials_certificates_and_protocols_are_refused() {
+    let node = start("client-refusals", 0).await;
+    let ca = Some(node.ca_file.as_path());
+    let metadata = |config: ClientConfig| async move {
+        let admin = Admin::new(config).unwrap();
+        admin.metadata(None).await.map(|m| m.brokers.len())
+    };
+    for (protocol, address) in [
+        ("SASL_PLAINTEXT", &node.sasl_plaintext),
+        ("SASL_SSL", &node.sasl_ssl),
+    ] {
+        for mechanism in SaslMechanism::ALL {
+            let wrong = client(address, protocol, mechanism.name(), ALICE, "wrong", ca);
+            assert_refused(metadata(wrong).await, "a wrong password");
+        }
+        // bob has a SHA-512 credential only: SCRAM-SHA-256 cannot prove him.
+        let other_hash = client(address, protocol, "SCRAM-SHA-256", BOB, PASSWORD, ca);
+        assert_refused(
+            metadata(other_hash).await,
+            "a mechanism the user has no key for",
+        );
+        let unknown = client(address, protocol, "SCRAM-SHA-512", "mallory", PASSWORD, ca);
+        assert_refused(metadata(unknown).await, "an unknown user");
+    }
+    // A CA that did not sign the node's certificate: the client refuses the broker.
+    let (other_ca, _, _) = certificates(&temp_dir("client-refusals"), "other");
+    let config = client(
+        &node.sasl_ssl,
+        "SASL_SSL",
+        "SCRAM-SHA-256",
+        ALICE,
+        PASSWORD,
+        Some(&other_ca),
+    );
+    assert_refused(metadata(config).await, "a certificate from another CA");
+    // SASL_SSL settings need a CA file.
+    let mut config = client(&node.sasl_ssl, "SASL_SSL", "PLAIN", ALICE, PASSWORD, None);
+    assert!(matches!(
+        Admin::new(config.clone()),
+        Err(ClientError::Config(_))
+    ));
+    // A plain client on the SASL listener is closed before Metadata is served.
+    config.security = Default::default();
+    config.bootstrap = vec![node.sasl_plaintext.clone()];
+    config.request_timeout_ms = 2_000;
+    assert!(
+        metadata(config.clone()).await.is_err(),
+        "no SASL, no Metadata"
+    );
+    // The same client on the PLAINTEXT listener is anonymous: the authorizer (on, as SASL is)
+    // lets it see the broker list and nothing more; it is not refused at the connection.
+    config.bootstrap = vec![node.plaintext.clone()];
+    assert_eq!(metadata(config).await.unwrap(), 1);
+    // And the node serves on.
+    let good = client(
+        &node.sasl_ssl,
+        "SASL_SSL",
+        "SCRAM-SHA-256",
+        ALICE,
+        PASSWORD,
+        ca,
+    );
+    assert_eq!(metadata(good).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_session_near_its_lifetime_is_replaced_by_a_fresh_connection() {
+    // The node closes a connection whose 1.5 s session ended at its next request (KIP-368);
+    // the client stops using it at 90% of the lifetime and authenticates a new one.
+    let node = start("client-reauth", 1_500).await;
+    let mut config = client(
+        &node.sasl_plaintext,
+        "SASL_PLAINTEXT",
+        "SCRAM-SHA-512",
+        BOB,
+        PASSWORD,
+        None,
+    );
+    config.retry_backoff_ms = 10;
+    let admin = Admin::new(config.clone()).unwrap();
+    for _ in 0..4 {
+        assert_eq!(admin.metadata(None).await.unwrap().brokers.len(), 1);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    // One connection by hand: its session deadline passes and it stops being usable.
+    let connection = client::connection::Connection::open(&node.sasl_plaintext, &config)
+        .await
+        .unwrap();
+    assert!(connection.is_usable());
+    tokio::time::sleep(Duration::from_millis(1_400)).await;
+    assert!(!connection.is_usable(), "past 90% of the session");
+    assert!(!connection.is_closed());
+}
+
+#[tokio::test]
+async fn mutual_tls_names_the_client_by_its_certificate_subject() {
+    use broker::node::config::TlsClientAuth;
+    let dir = temp_dir("client-mtls");
+    let ((ca_file, cert_file, key_file), ca) = certificates_and_ca(&dir, "m");
+    let (carol_cert, carol_key) = client_certificate(&dir, &ca, "carol");
+    let (dave_cert, dave_key) = client_certificate(&dir, &ca, "dave");
+    let (_, strangers) = certificates_and_ca(&dir, "stranger");
+    // eve's certificate says CN=carol, from a CA the node does not trust.
+    let eve_dir = dir.join("eve");
+    std::fs::create_dir_all(&eve_dir).unwrap();
+    let (eve_cert, eve_key) = client_certificate(&eve_dir, &strangers, "carol");
+    let (kafka, controller, ssl) = (free_port(), free_port(), free_port());
+    let mut config = single_node_config(
+        kafka,
+        controller,
+        TopicDefaults::default(),
+        Timing::default(),
+    );
+    config.listeners.extra = vec![ExtraListener {
+        name: "SSL".into(),
+        address: format!("127.0.0.1:{ssl}"),
+        advertised: None,
+        protocol: ListenerProtocol::Ssl,
+    }];
+    config.security = SecuritySettings {
+        cluster_secret: Some("client-security-test-secret".into()),
+        // Kafka's default principal builder: `User:` and the subject's RFC 2253 name.
+        super_users: vec!["User:CN=carol".into()],
+        authorizer: Some(true),
+        tls_cert_file: Some(cert_file),
+        tls_key_file: Some(key_file),
+        tls_client_auth: TlsClientAuth::Required,
+        tls_client_ca_file: Some(ca_file.clone()),
+        ..SecuritySettings::default()
+    };
+    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
+    let _handle = node::start(config, disk, NodeOptions::default())
+        .await
+        .unwrap();
+    let mut connection = Connection::open(&format!("127.0.0.1:{kafka}")).await;
+    ready(&mut connection).await;
+    let address = format!("127.0.0.1:{ssl}");
+    let ssl_client = |cert: Option<&Path>, key: Option<&Path>| {
+        let mut config = ClientConfig::new(vec![address.clone()]);
+        config.request_timeout_ms = 5_000;
+        config.set("security.protocol", "SSL").unwrap();
+        config
+            .set("ssl.ca.location", ca_file.to_str().unwrap())
+            .unwrap();
+        if let (Some(cert), Some(key)) = (cert, key) {
+            config
+                .set("ssl.certificate.location", cert.to_str().unwrap())
+                .unwrap();
+            config
+                .set("ssl.key.location", key.to_str().unwrap())
+                .unwrap();
+        }
+        config
+    };
+    // carol, a super user by her certificate's subject, produces and consumes.
+    let carol = ssl_client(Some(&carol_cert), Some(&carol_key));
+    produce_and_consume(&carol, "mtls", 10).await;
+    // dave has a valid certificate but no ACL: authenticated, then refused by the authorizer.
+    let dave = Admin::new(ssl_client(Some(&dave_cert), Some(&dave_key))).unwrap();
+    let refused = dave.create_topic("dave", 1, 1, &[]).await;
+    let code = refused.as_ref().err().and_then(ClientError::kafka_code);
+    assert!(
+        matches!(code, Some(29 | 31)),
+        "dave is User:CN=dave, not a super user: {refused:?}"
+    );
+    // No certificate, or one from another CA: the TLS handshake fails.
+    for (what, config) in [
+        ("no certificate", ssl_client(None, None)),
+        ("another CA", ssl_client(Some(&eve_cert), Some(&eve_key))),
+    ] {
+        let admin = Admin::new(config).unwrap();
+        let result = admin.metadata(None).await;
+        assert!(
+            matches!(
+                result,
+                Err(ClientError::Authentication { .. } | ClientError::Connect { .. })
+            ),
+            "{what}: {result:?}"
+        );
+    }
+    // carol again: the node serves on.
+    let admin = Admin::new(carol).unwrap();
+    assert_eq!(admin.metadata(None).await.unwrap().brokers.len(), 1);
+}

@@ -1,0 +1,315 @@
+//! The client side of SASL PLAIN (RFC 4616) and SCRAM-SHA-256/512 (RFC 5802, RFC 7677) as Kafka
+//! speaks them, sans-IO: [`Connection::authenticate`](crate::connection::Connection) carries the
+//! tokens in SaslAuthenticate requests. No channel binding and no extensions, as Kafka.
+//!
+//! ```text
+//! client → server  n,,n=user,r=cnonce
+//! server → client  r=cnonce+snonce,s=salt,i=iterations
+//! client → server  c=biws,r=cnonce+snonce,p=proof
+//! server → client  v=server signature        (checked: the broker knows the password's keys)
+//! ```
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::security::SaslMechanism;
+
+/// Longest SCRAM message accepted from a broker.
+pub const MESSAGE_BYTES_MAX: usize = 4096;
+/// Most PBKDF2 iterations a broker may ask for (Kafka allows 4096..=16384; a hostile broker
+/// must not make the client spin).
+pub const ITERATIONS_MAX: u32 = 1 << 20;
+
+/// The two SCRAM hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScramHash {
+    /// SCRAM-SHA-256.
+    Sha256,
+    /// SCRAM-SHA-512.
+    Sha512,
+}
+
+impl ScramHash {
+    /// The hash of a SCRAM mechanism; `None` for PLAIN.
+    pub fn of(mechanism: SaslMechanism) -> Option<ScramHash> {
+        match mechanism {
+            SaslMechanism::Plain => None,
+            SaslMechanism::ScramSha256 => Some(ScramHash::Sha256),
+            SaslMechanism::ScramSha512 => Some(ScramHash::Sha512),
+        }
+    }
+
+    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        match self {
+            ScramHash::Sha256 => {
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key size");
+                mac.update(data);
+                mac.finalize().into_bytes().to_vec()
+            }
+            ScramHash::Sha512 => {
+                let mut mac = <Hmac<Sha512> as Mac>::new_from_slice(key).expect("any key size");
+                mac.update(data);
+                mac.finalize().into_bytes().to_vec()
+            }
+        }
+    }
+
+    fn hash(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            ScramHash::Sha256 => Sha256::digest(data).to_vec(),
+            ScramHash::Sha512 => Sha512::digest(data).to_vec(),
+        }
+    }
+
+    /// Hi(password, salt, i): PBKDF2 with the mechanism's HMAC.
+    fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+        match self {
+            ScramHash::Sha256 => {
+                let mut out = vec![0u8; 32];
+                pbkdf2::pbkdf2::<Hmac<Sha256>>(password, salt, iterations, &mut out)
+                    .expect("HMAC takes keys of any size");
+                out
+            }
+            ScramHash::Sha512 => {
+                let mut out = vec![0u8; 64];
+                pbkdf2::pbkdf2::<Hmac<Sha512>>(password, salt, iterations, &mut out)
+                    .expect("HMAC takes keys of any size");
+                out
+            }
+        }
+    }
+}
+
+/// Why an exchange failed on the client's side.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SaslError {
+    /// The broker's message did not follow RFC 5802's grammar.
+    #[error("malformed SCRAM message from the broker: {0}")]
+    Malformed(String),
+    /// The broker's signature did not verify: it does not know the password's keys.
+    #[error("the broker's SCRAM signature does not verify")]
+    ServerSignature,
+}
+
+fn malformed(what: impl Into<String>) -> SaslError {
+    SaslError::Malformed(what.into())
+}
+
+/// PLAIN's one token: `authzid NUL user NUL password`, with an empty authorization id.
+pub fn plain_token(user: &str, password: &str) -> Vec<u8> {
+    format!("\0{user}\0{password}").into_bytes()
+}
+
+/// RFC 5802's saslname: `,` is `=2C` and `=` is `=3D`.
+fn encode_saslname(name: &str) -> String {
+    name.replace('=', "=3D").replace(',', "=2C")
+}
+
+fn text(message: &[u8]) -> Result<&str, SaslError> {
+    if message.len() > MESSAGE_BYTES_MAX {
+        return Err(malformed(format!("{} bytes", message.len())));
+    }
+    std::str::from_utf8(message).map_err(|_| malformed("not UTF-8"))
+}
+
+/// The value of attribute `key` (`key=value`), which must be `part`.
+fn attribute(part: Option<&str>, key: char) -> Result<&str, SaslError> {
+    let part = part.ok_or_else(|| malformed(format!("missing {key}=")))?;
+    let mut chars = part.chars();
+    if chars.next() != Some(key) || chars.next() != Some('=') {
+        return Err(malformed(format!("expected {key}=")));
+    }
+    Ok(&part[2..])
+}
+
+fn printable_nonce(nonce: &str) -> bool {
+    !nonce.is_empty()
+        && nonce
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A fresh client nonce: 192 random bits in hex. Under the simulator madsim's seeded RNG draws
+/// them, so a seed replays the same exchange.
+pub fn fresh_nonce() -> String {
+    (0..3).map(|_| format!("{:016x}", random_u64())).collect()
+}
+
+fn random_u64() -> u64 {
+    #[cfg(madsim)]
+    {
+        use rand::RngCore;
+        madsim::rand::thread_rng().next_u64()
+    }
+    #[cfg(not(madsim))]
+    {
+        rand::random::<u64>()
+    }
+}
+
+/// The client before the server's first message.
+#[derive(Debug)]
+pub struct ScramClient {
+    hash: ScramHash,
+    password: String,
+    client_first_bare: String,
+    client_nonce: String,
+}
+
+/// The client after the server's first message: it holds the server signature to expect.
+#[derive(Debug)]
+pub struct ScramClientFinal {
+    hash: ScramHash,
+    server_key: Vec<u8>,
+    auth_message: String,
+}
+
+impl ScramClient {
+    /// The client's first message for `user` with a fresh printable `nonce`.
+    pub fn start(
+        hash: ScramHash,
+        user: &str,
+        password: &str,
+        nonce: &str,
+    ) -> (ScramClient, Vec<u8>) {
+        assert!(printable_nonce(nonce), "a printable nonce");
+        let bare = format!("n={},r={nonce}", encode_saslname(user));
+        let first = format!("n,,{bare}");
+        let client = ScramClient {
+            hash,
+            password: password.to_string(),
+            client_first_bare: bare,
+            client_nonce: nonce.to_string(),
+        };
+        (client, first.into_bytes())
+    }
+
+    /// The final message with the proof, for the server's first message.
+    pub fn on_server_first(self, message: &[u8]) -> Result<(ScramClientFinal, Vec<u8>), SaslError> {
+        let server_first = text(message)?;
+        let mut fields = server_first.split(',');
+        let nonce = attribute(fields.next(), 'r')?;
+        let salt = BASE64
+            .decode(attribute(fields.next(), 's')?)
+            .map_err(|_| malformed("salt is not base64"))?;
+        let iterations: u32 = attribute(fields.next(), 'i')?
+            .parse()
+            .map_err(|_| malformed("iterations"))?;
+        if !nonce.starts_with(&self.client_nonce)
+            || nonce.len() == self.client_nonce.len()
+            || !printable_nonce(nonce)
+        {
+            return Err(malformed("the server's nonce does not extend ours"));
+        }
+        if !(1..=ITERATIONS_MAX).contains(&iterations) {
+            return Err(malformed("iterations out of range"));
+        }
+        let hash = self.hash;
+        let salted = hash.salted_password(self.password.as_bytes(), &salt, iterations);
+        let without_proof = format!("c={},r={nonce}", BASE64.encode("n,,"));
+        let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
+        let client_key = hash.hmac(&salted, b"Client Key");
+        let stored_key = hash.hash(&client_key);
+        let signature = hash.hmac(&stored_key, auth_message.as_bytes());
+        assert_eq!(client_key.len(), signature.len(), "keys of one hash");
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        let last = ScramClientFinal {
+            hash,
+            server_key: hash.hmac(&salted, b"Server Key"),
+            auth_message,
+        };
+        let message = format!("{without_proof},p={}", BASE64.encode(proof));
+        Ok((last, message.into_bytes()))
+    }
+}
+
+impl ScramClientFinal {
+    /// Checks the server's signature.
+    pub fn on_server_final(self, message: &[u8]) -> Result<(), SaslError> {
+        let message = text(message)?;
+        let signature = BASE64
+            .decode(attribute(Some(message), 'v')?)
+            .map_err(|_| malformed("signature is not base64"))?;
+        let expected = self
+            .hash
+            .hmac(&self.server_key, self.auth_message.as_bytes());
+        if constant_time_eq(&signature, &expected) {
+            Ok(())
+        } else {
+            Err(SaslError::ServerSignature)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// RFC 7677 §3's example: user "user", password "pencil".
+    #[test]
+    fn rfc_7677_example() {
+        let (client, first) =
+            ScramClient::start(ScramHash::Sha256, "user", "pencil", "rOprNGfwEbeRWgbNEkqO");
+        assert_eq!(first, b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
+        let server_first =
+            b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+        let (last, client_final) = client.on_server_first(server_first).unwrap();
+        assert_eq!(
+            String::from_utf8(client_final).unwrap(),
+            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+             p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+        );
+        last.on_server_final(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_hostile_broker_gets_errors_not_panics() {
+        let start = || ScramClient::start(ScramHash::Sha512, "a,b=c", "pw", "abc").0;
+        let inputs: [&[u8]; 8] = [
+            b"",
+            b"\xff",
+            b"r=xyz,s=c2FsdA==,i=4096",
+            b"r=abc,s=c2FsdA==,i=4096",
+            b"r=abcd,s=!!,i=4096",
+            b"r=abcd,s=c2FsdA==,i=0",
+            b"r=abcd,s=c2FsdA==,i=4294967295",
+            b"r=abcd,s=c2FsdA==",
+        ];
+        for input in inputs {
+            assert!(start().on_server_first(input).is_err(), "{input:?}");
+        }
+        let (last, _) = start()
+            .on_server_first(b"r=abcd,s=c2FsdA==,i=4096")
+            .unwrap();
+        assert_eq!(
+            last.on_server_final(b"v=AAAA"),
+            Err(SaslError::ServerSignature)
+        );
+        let (first_client, first) = ScramClient::start(ScramHash::Sha256, "a,b=c", "pw", "n");
+        drop(first_client);
+        assert_eq!(first, b"n,,n=a=2Cb=3Dc,r=n");
+        assert_eq!(plain_token("u", "p"), b"\0u\0p");
+    }
+
+    /// Outside a madsim runtime only: under it the nonce comes from the simulation's RNG.
+    #[cfg(not(madsim))]
+    #[test]
+    fn nonces_are_fresh_and_printable() {
+        let nonce = fresh_nonce();
+        assert_eq!(nonce.len(), 48);
+        assert!(printable_nonce(&nonce));
+        assert_ne!(nonce, fresh_nonce());
+    }
+}
