@@ -347,7 +347,14 @@ fn parse_patch(path: &Path) -> Result<Vec<Hunk>, String> {
 /// Whether `line` (trimmed) starts a function definition.
 fn starts_fn(line: &str) -> bool {
     let mut rest = line.trim_start();
-    for prefix in ["pub(crate) ", "pub(super) ", "pub ", "const ", "async ", "unsafe "] {
+    for prefix in [
+        "pub(crate) ",
+        "pub(super) ",
+        "pub ",
+        "const ",
+        "async ",
+        "unsafe ",
+    ] {
         rest = rest.strip_prefix(prefix).unwrap_or(rest);
     }
     rest.starts_with("fn ")
@@ -465,7 +472,13 @@ fn copy_if_changed(from: &Path, to: &Path) -> Result<bool, String> {
 fn sync_scratch(root: &Path, scratch: &Path) -> Result<usize, String> {
     let output = Command::new("git")
         .current_dir(root)
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .output()
         .map_err(|e| format!("cannot run git ls-files: {e}"))?;
     if !output.status.success() {
@@ -690,7 +703,13 @@ fn run_sim_killer(
 ) -> Result<Option<String>, String> {
     let mut build = madsim_cargo(root);
     build.current_dir(scratch).args([
-        "build", "--profile", "sim", "--package", "sim", "--bin", "rill-sim",
+        "build",
+        "--profile",
+        "sim",
+        "--package",
+        "sim",
+        "--bin",
+        "rill-sim",
     ]);
     let build_log = log.with_extension("build.log");
     match run_logged(build, &build_log, Duration::from_secs(3 * 3600))? {
@@ -1008,7 +1027,8 @@ impl X {
     #[test]
     fn a_missing_hunk_or_anchor_names_what_to_refresh() {
         let h = hunk(&["go();"], &["stop();"]);
-        let e = apply_hunks(SOURCE, "fn other", std::slice::from_ref(&h)).expect_err("not in other");
+        let e =
+            apply_hunks(SOURCE, "fn other", std::slice::from_ref(&h)).expect_err("not in other");
         assert!(e.contains("not found in `fn other`"), "{e}");
         let e = apply_hunks(SOURCE, "fn gone", &[h]).expect_err("no anchor");
         assert!(e.contains("anchor `fn gone` not found"), "{e}");
@@ -1031,7 +1051,8 @@ impl X {
             failed_tests(log),
             "model::hw_is_monotonic -- a committed record was lost"
         );
-        let sim = "summary\nFAILED seed 7 (cluster)\n  violation: lost-write: 3 records\n  replay: x\n";
+        let sim =
+            "summary\nFAILED seed 7 (cluster)\n  violation: lost-write: 3 records\n  replay: x\n";
         assert_eq!(
             sim_failure(sim, 1, 25),
             "seed 7 (1 of seeds 1..25): lost-write: 3 records"
@@ -1051,8 +1072,7 @@ impl X {
             let hunks = parse_patch(&root.join("mutants").join(format!("{}.patch", m.name)))
                 .expect("patch parses");
             let source = fs::read_to_string(root.join(&m.file)).expect("target file");
-            apply_hunks(&source, &m.anchor, &hunks)
-                .unwrap_or_else(|e| panic!("{}: {e}", m.name));
+            apply_hunks(&source, &m.anchor, &hunks).unwrap_or_else(|e| panic!("{}: {e}", m.name));
         }
     }
 }
