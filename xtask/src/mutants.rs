@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Read as _;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -551,18 +550,15 @@ fn run_mutant(
     finish(Verdict::Survived, tried)
 }
 
-/// Runs `command` with its output to `log`, in its own process group, killed (the group) after
-/// `timeout`. Returns the exit status success, or `None` on timeout.
+/// Runs `command` with its output to `log`; after `timeout` it and every process it started are
+/// killed (by id, found through /proc). It stays in our process group, so a Ctrl-C reaches it
+/// too. Returns the exit status's success, or `None` on timeout.
 fn run_logged(mut command: Command, log: &Path, timeout: Duration) -> Result<Option<bool>, String> {
     let file = fs::File::create(log).map_err(|e| format!("cannot create {log:?}: {e}"))?;
     let err = file
         .try_clone()
         .map_err(|e| format!("cannot clone {log:?}: {e}"))?;
-    command
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(err)
-        .process_group(0);
+    command.stdin(Stdio::null()).stdout(file).stderr(err);
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start {command:?}: {e}"))?;
@@ -575,14 +571,41 @@ fn run_logged(mut command: Command, log: &Path, timeout: Duration) -> Result<Opt
             return Ok(Some(status.success()));
         }
         if started.elapsed() > timeout {
-            // Our own child's group: the cargo or simulator process and what it started.
-            let group = format!("-{}", child.id());
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            // Descendants first (the test binary cargo started), then the child itself.
+            let mut doomed = descendants(child.id());
+            doomed.reverse();
+            for pid in doomed {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+            let _ = child.kill();
             let _ = child.wait();
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Every process below `pid` (children first found, breadth first), from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(parent) = queue.pop() {
+        let tasks = fs::read_dir(format!("/proc/{parent}/task"))
+            .into_iter()
+            .flatten();
+        for task in tasks.flatten() {
+            let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                if !found.contains(&child) && found.len() < 10_000 {
+                    found.push(child);
+                    queue.push(child);
+                }
+            }
+        }
+    }
+    found
 }
 
 fn read_log(log: &Path) -> String {
