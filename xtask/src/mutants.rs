@@ -693,11 +693,19 @@ fn failed_tests(text: &str) -> String {
             failed.push(format!("{binary}::{name}"));
         }
     }
-    let panic = text
-        .lines()
-        .skip_while(|l| !l.contains("panicked at"))
-        .nth(1)
-        .map(|l| l.trim().chars().take(160).collect::<String>());
+    // The first panic's message, preferring one that names a violated property over a pinned
+    // count (the models pin their state counts, which any behaviour change moves).
+    let lines: Vec<&str> = text.lines().collect();
+    let panics: Vec<&str> = lines
+        .windows(2)
+        .filter(|pair| pair[0].contains("panicked at"))
+        .map(|pair| pair[1].trim())
+        .collect();
+    let panic = panics
+        .iter()
+        .find(|m| !m.contains("pinned"))
+        .or(panics.first())
+        .map(|l| l.chars().take(160).collect::<String>());
     let mut what = if failed.is_empty() {
         "cargo test failed".to_string()
     } else {
