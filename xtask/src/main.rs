@@ -68,9 +68,9 @@ fn print_help() {
          namespaces (root; `cargo xtask jepsen --help` lists ARGS)\n  \
          mutants [ARGS] plant each mutant of mutants/manifest.txt in a scratch copy, run its\n               \
          killers, print the mutation score (`cargo xtask mutants --help`)\n  \
-         ci [--skip STEP]...  run everything CI runs: fmt, clippy, tests, real Kafka clients\n               \
-         against a local cluster, librdkafka's own test suite, Jepsen on real processes,\n               \
-         madsim tests, the determinism check and the TLA+ model checks\n\n\
+         ci [--skip STEP]...  run everything CI runs: fmt, clippy, tests, the quick mutants, real\n               \
+         Kafka clients against a local cluster, librdkafka's own test suite, Jepsen on real\n               \
+         processes, madsim tests, the determinism check and the TLA+ model checks\n\n\
          environment:\n  \
          CARGO_TARGET_DIR      normal build directory (the madsim build uses <it>-madsim)\n  \
          RILL_SIM_TARGET_DIR   override the madsim build directory"
@@ -299,6 +299,24 @@ fn ci_steps(root: &Path, skip: &[&str]) -> Vec<Step> {
     steps.push(Step {
         name: "test",
         command: test,
+    });
+
+    // The mutation score's quick subset (mutants/manifest.txt, `quick: yes`): each mutant planted
+    // in a scratch copy of the workspace must be killed by its unit tests. ~10 s warm (the scratch
+    // crates rebuild in the test step's target directory; the first run builds them once).
+    let mut mutants = normal_cargo(root);
+    mutants.args([
+        "run",
+        "--quiet",
+        "--package",
+        "xtask",
+        "--",
+        "mutants",
+        "--quick",
+    ]);
+    steps.push(Step {
+        name: "mutants-quick",
+        command: mutants,
     });
 
     // Real Kafka clients (kcat, confluent-kafka, kafka-python) against a real 3-node cluster.
