@@ -70,6 +70,7 @@ struct Outcome {
 
 struct Options {
     quick: bool,
+    sim_only: bool,
     only: Vec<String>,
     seeds: Option<u64>,
     out: Option<PathBuf>,
@@ -80,6 +81,7 @@ struct Options {
 fn parse_options(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
         quick: false,
+        sim_only: false,
         only: Vec::new(),
         seeds: None,
         out: None,
@@ -90,6 +92,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--quick" => options.quick = true,
+            "--sim-only" => options.sim_only = true,
             "--list" => options.list = true,
             "--only" => {
                 let names = iter.next().ok_or("--only needs NAME[,NAME...]")?;
@@ -120,7 +123,8 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
 }
 
 const USAGE: &str = "\
-cargo xtask mutants [--quick] [--only NAME[,NAME..]] [--seeds N] [--jobs N] [--out DIR] [--list]
+cargo xtask mutants [--quick] [--only NAME[,NAME..]] [--sim-only] [--seeds N] [--jobs N]
+                    [--out DIR] [--list]
 
 Plants each mutant of mutants/manifest.txt in a scratch copy of the workspace, runs its killers
 (cheapest first, stopping at the first kill) and prints which are killed and by what. Writes
@@ -128,6 +132,7 @@ DIR/results.json and DIR/results.md (default DIR: <target>/mutants). Exits non-z
 mutant survives or a patch no longer applies.
   --quick      only the mutants marked `quick: yes` (what CI runs)
   --only       only these mutants (names or their number prefixes, e.g. 03)
+  --sim-only   run only the `sim` killers: what the simulation campaign alone catches
   --seeds N    override the seed count of every `sim` killer
   --jobs N     simulator jobs (default: the simulator's, the cores)
   --list       list the mutants and check that every patch applies, run nothing";
@@ -519,6 +524,9 @@ fn run_mutant(
         return finish(Verdict::Error(e), tried);
     }
     for (k, killer) in mutant.killers.iter().enumerate() {
+        if options.sim_only && !killer.starts_with("sim ") {
+            continue;
+        }
         let killer_started = Instant::now();
         let log = logs.join(format!("{}.{}.log", mutant.name, k + 1));
         let result = if let Some(args) = killer.strip_prefix("test ") {
@@ -987,8 +995,9 @@ fn write_results(
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# Mutation score\n\n`cargo xtask mutants{}`: **{killed}/{counted} killed** ({:.0}%), {:.0} s.\n",
+        "# Mutation score\n\n`cargo xtask mutants{}{}`: **{killed}/{counted} killed** ({:.0}%), {:.0} s.\n",
         if options.quick { " --quick" } else { "" },
+        if options.sim_only { " --sim-only" } else { "" },
         100.0 * killed as f64 / counted.max(1) as f64,
         total
     );
