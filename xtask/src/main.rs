@@ -7,12 +7,16 @@
 //! - `cargo xtask jepsen [ARGS]`: Jepsen on the production build (tests/jepsen/run.py): real
 //!   processes in network namespaces under real faults, judged by rill's queue checker.
 //!
+//! - `cargo xtask mutants [ARGS]`: the mutation score (xtask/src/mutants.rs, mutants/).
+//!
 //! xtask has no dependencies on purpose: it is compiled before anything else on a cold machine.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
+
+mod mutants;
 
 /// Storage seeds the CI determinism check runs (each twice). Bounded so CI stays within its budget.
 const CI_SIM_SEEDS: u32 = 1000;
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
         "sim" => sim(rest),
         "ci" => ci(rest),
         "jepsen" => jepsen(rest),
+        "mutants" => mutants::mutants(rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -62,9 +67,11 @@ fn print_help() {
          sim [ARGS]   build the simulator under --cfg madsim and run it (same as `cargo sim`)\n  \
          jepsen [ARGS]  build the release `rill` and run Jepsen on real processes in network\n               \
          namespaces (root; `cargo xtask jepsen --help` lists ARGS)\n  \
-         ci [--skip STEP]...  run everything CI runs: fmt, clippy, tests, real Kafka clients\n               \
-         against a local cluster, librdkafka's own test suite, Jepsen on real processes,\n               \
-         madsim tests, the determinism check and the TLA+ model checks\n\n\
+         mutants [ARGS] plant each mutant of mutants/manifest.txt in a scratch copy, run its\n               \
+         killers, print the mutation score (`cargo xtask mutants --help`)\n  \
+         ci [--skip STEP]...  run everything CI runs: fmt, clippy, tests, the quick mutants, real\n               \
+         Kafka clients against a local cluster, librdkafka's own test suite, Jepsen on real\n               \
+         processes, madsim tests, the determinism check and the TLA+ model checks\n\n\
          environment:\n  \
          CARGO_TARGET_DIR      normal build directory (the madsim build uses <it>-madsim)\n  \
          RILL_SIM_TARGET_DIR   override the madsim build directory"
@@ -298,6 +305,24 @@ fn ci_steps(root: &Path, skip: &[&str]) -> Vec<Step> {
     steps.push(Step {
         name: "test",
         command: test,
+    });
+
+    // The mutation score's quick subset (mutants/manifest.txt, `quick: yes`): each mutant planted
+    // in a scratch copy of the workspace must be killed by its unit tests. ~10 s warm (the scratch
+    // crates rebuild in the test step's target directory; the first run builds them once).
+    let mut mutants = normal_cargo(root);
+    mutants.args([
+        "run",
+        "--quiet",
+        "--package",
+        "xtask",
+        "--",
+        "mutants",
+        "--quick",
+    ]);
+    steps.push(Step {
+        name: "mutants-quick",
+        command: mutants,
     });
 
     // Real Kafka clients (kcat, confluent-kafka, kafka-python) against a real 3-node cluster.
