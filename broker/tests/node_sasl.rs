@@ -16,9 +16,9 @@ use broker::node::config::{
     ExtraListener, SecuritySettings, StaticScramUser, Timing, TopicDefaults,
 };
 use broker::node::{self, NodeOptions};
-use broker::security::scram::ScramClient;
 use broker::security::SecurityProtocol;
 use bytes::Bytes;
+use client::sasl::{ScramClient, ScramHash};
 use controller::ScramMechanism;
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::create_acls_request::AclCreation;
@@ -110,7 +110,11 @@ async fn scram(
             .error_code,
         0
     );
-    let (client, first) = ScramClient::start(mechanism, user, password, "fyko+d2lbbFgONRv9qkxdawL");
+    let hash = match mechanism {
+        ScramMechanism::Sha256 => ScramHash::Sha256,
+        ScramMechanism::Sha512 => ScramHash::Sha512,
+    };
+    let (client, first) = ScramClient::start(hash, user, password, "fyko+d2lbbFgONRv9qkxdawL");
     let server_first = authenticate(&mut connection, &first).await;
     assert_eq!(server_first.error_code, 0);
     let (_, last) = client.on_server_first(&server_first.auth_bytes).unwrap();
