@@ -4,7 +4,8 @@
 //!
 //! - **BUGGIFY** (FoundationDB's name): [`fire`]`("site")` is true only in the simulator, only in
 //!   runs that switched BUGGIFY on, only for the sites that run enabled (each site is on in about
-//!   half of the runs, chosen from the run's seed), and then with the run's firing probability.
+//!   half of the runs, chosen from the run's seed), and then with the run's firing probability
+//!   ([`fire_rarely`]: a tenth of it, for sites reached on every message).
 //!   [`disk_fault`]`("site")` is the same for sites that fail a disk operation: it fires a
 //!   thousand times more rarely (a disk error fails a partition, which only a restart repairs)
 //!   and remembers which simulated node it failed, so the harness restarts that node at healing
@@ -26,8 +27,8 @@ use std::collections::BTreeMap;
 pub struct Config {
     /// Picks the enabled sites.
     pub seed: u64,
-    /// Chance, per mille, that an enabled site fires when reached ([`disk_fault`] sites: per
-    /// million).
+    /// Chance, per mille, that an enabled site fires when reached ([`fire_rarely`] sites: per
+    /// ten thousand; [`disk_fault`] sites: per million).
     pub fire_permille: u32,
 }
 
@@ -95,6 +96,30 @@ pub fn fire(site: &'static str) -> bool {
     }
 }
 
+/// Whether BUGGIFY site `site` fires here, ten times more rarely than [`fire`]: for sites reached
+/// on every message (a frame written, a raft message received), where [`fire`]'s rate would
+/// leave nothing working (always false outside the simulator).
+#[inline(always)]
+pub fn fire_rarely(site: &'static str) -> bool {
+    #[cfg(madsim)]
+    {
+        let Some(config) = RUN.with(|r| r.borrow().config) else {
+            return false;
+        };
+        if !config.site_enabled(site) || !draw(u64::from(config.fire_permille), 10_000) {
+            return false;
+        }
+        tracing::debug!(site, "buggify fired");
+        RUN.with(|r| *r.borrow_mut().fired.entry(site).or_default() += 1);
+        true
+    }
+    #[cfg(not(madsim))]
+    {
+        let _ = site;
+        false
+    }
+}
+
 /// Whether disk-fault site `site` fails the disk operation it guards (always false outside the
 /// simulator, and in runs that do not allow disk faults). Fires per million where [`fire`] fires
 /// per mille, and records the simulated node it fired on (see [`take_disk_faulted_nodes`]).
@@ -148,19 +173,20 @@ macro_rules! probe {
     };
 }
 
-/// Starts a run on this thread: BUGGIFY as `config` says, disk faults on no node, no probe
-/// hit, no site fired (nothing leaks from an earlier run on the thread).
+/// Starts a run on this thread: BUGGIFY off, disk faults on no node, no probe hit, no site
+/// fired (nothing leaks from an earlier run on the thread).
 #[cfg(madsim)]
-pub fn start_run(config: Option<Config>) {
+pub fn start_run() {
+    RUN.with(|r| *r.borrow_mut() = RunState::default());
+}
+
+/// Switches BUGGIFY on as `config` says (or off) for the rest of the run on this thread.
+#[cfg(madsim)]
+pub fn set_config(config: Option<Config>) {
     if let Some(config) = &config {
         assert!(config.fire_permille <= 1_000, "a per-mille probability");
     }
-    RUN.with(|r| {
-        *r.borrow_mut() = RunState {
-            config,
-            ..RunState::default()
-        }
-    });
+    RUN.with(|r| r.borrow_mut().config = config);
 }
 
 /// Lets disk-fault sites fail disk operations made on simulated node `node` (by its tasks).
@@ -233,6 +259,7 @@ mod tests {
     #[test]
     fn outside_a_run_nothing_fires_and_probes_count_only_in_the_simulator() {
         assert!(!fire("partition.flush.slow"));
+        assert!(!fire_rarely("frame.write.reset_mid_frame"));
         assert!(!disk_fault("memdisk.sync.eio"));
         probe!("test.probe");
         probe!("test.probe");

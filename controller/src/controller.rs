@@ -517,7 +517,7 @@ impl Controller {
         }
         if message.get_msg_type() != MessageType::MsgSnapshot
             && !lost_our_log
-            && buggify::fire("controller.raft.drop_incoming")
+            && buggify::fire_rarely("controller.raft.drop_incoming")
         {
             // BUGGIFY: a raft message lost on arrival (raft retransmits what matters; a
             // snapshot is reported delivered by the transport, so it is never dropped here).

@@ -367,6 +367,11 @@ pub fn alter_partition(
     let mut isr = request.isr.clone();
     isr.sort();
     isr.dedup();
+    if isr.len() < current.isr.len() {
+        buggify::probe!("controller.isr.shrunk");
+    } else if isr.len() > current.isr.len() {
+        buggify::probe!("controller.isr.expanded");
+    }
     let mut state = current.clone();
     state.elr = elr_after(&topic.config, current, &isr, false);
     state.isr = isr;

@@ -1191,6 +1191,7 @@ impl PartitionLog {
                 ..Default::default()
             });
         };
+        buggify::probe!("log.retention.deleted_segments");
         // The new start is durable first: a crash before the deletions finishes them at open.
         self.log_start_offset = self.log_start_offset.max(new_start);
         self.epochs_dirty |= self.epochs.truncate_from_start(self.log_start_offset);

@@ -17,6 +17,9 @@ impl Replica {
 
     /// Becomes follower of the current epoch's leader (or of nobody while offline).
     pub(crate) fn become_follower(&mut self, now_ms: u64, effects: &mut Vec<Effect>) {
+        if self.is_leader() {
+            buggify::probe!("replication.leader.demoted_to_follower");
+        }
         self.fail_waiting(effects);
         let leader = self
             .partition

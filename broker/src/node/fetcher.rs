@@ -278,7 +278,7 @@ where
                 .request(api_key, version, body, node.peer_request_timeout())
                 .await
             {
-                Ok(_lost) if crate::runtime::buggify("replica.fetch.response.drop") => {
+                Ok(_lost) if crate::runtime::buggify_rarely("replica.fetch.response.drop") => {
                     // BUGGIFY: the leader answered (and may have moved its follower state)
                     // but the answer is lost with the connection.
                     *connection = None;

@@ -148,7 +148,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     let mut out = BytesMut::new();
     encode_frame(payload, &mut out);
     assert_eq!(out.len(), FRAME_PREFIX_BYTES + payload.len());
-    if crate::runtime::buggify("frame.write.reset_mid_frame") {
+    if crate::runtime::buggify_rarely("frame.write.reset_mid_frame") {
         // BUGGIFY: the connection resets with half a frame sent; the reader sees a stream
         // that ends inside a frame, the writer an error, and both drop the connection.
         writer.write_all(&out[..out.len() / 2]).await?;

@@ -648,10 +648,8 @@ mod simulated {
         let begun = Instant::now();
         // Per run, on this run's thread (set every time: nothing leaks from an earlier run).
         broker::runtime::clear_node_clocks();
-        buggify::start_run(draw.buggify_permille.map(|fire_permille| buggify::Config {
-            seed,
-            fire_permille,
-        }));
+        // BUGGIFY from the end of set-up on (set-up has a deadline of its own), probes from now.
+        buggify::start_run();
         let shared = Recorder::new();
         let mut cluster = Cluster::start(Handle::current(), &draw, &options, seed);
         let config = WorkloadConfig {
@@ -681,7 +679,11 @@ mod simulated {
         }
         lock(&shared).restart_clock();
         lock(&shared).event("cluster up, topic t created");
-        // Disk faults once the cluster is up: set-up has its own deadline, not the nemesis's.
+        // BUGGIFY and its disk faults once the cluster is up: set-up has its own deadline.
+        buggify::set_config(draw.buggify_permille.map(|fire_permille| buggify::Config {
+            seed,
+            fire_permille,
+        }));
         if draw.buggify_disk_faults {
             for node in &cluster.nodes {
                 buggify::allow_disk_faults_on(node.id());
