@@ -324,7 +324,8 @@ pub fn execute(command: Command) -> Result<bool, String> {
             );
             let report = runner::run_campaign(Arc::clone(&scenario), &options);
             print!("{}", runner::summarize(scenario.as_ref(), &report));
-            print!("{}", crate::probes::summarize(&report));
+            let cluster = settings.scenario == scenarios::ScenarioName::Cluster;
+            print!("{}", crate::probes::summarize(&report, cluster));
             let missing = crate::probes::never_fired(&report);
             let probes_ok = !require_probes || missing.is_empty();
             if !probes_ok {
