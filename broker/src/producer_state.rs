@@ -315,6 +315,7 @@ impl ProducerStateTable {
             "an entry keeps at least one batch"
         );
         if producer_epoch < entry.epoch {
+            buggify::probe!("producer.stale_epoch_fenced");
             return Err(ProducerError::InvalidProducerEpoch {
                 current: entry.epoch,
                 received: producer_epoch,
@@ -334,6 +335,7 @@ impl ProducerStateTable {
             .iter()
             .find(|b| b.first_sequence == base_sequence && b.last_sequence == last_sequence);
         if let Some(batch) = duplicate {
+            buggify::probe!("producer.duplicate_batch_answered");
             return Ok(Decision::Duplicate {
                 first_offset: batch.first_offset,
                 last_offset: batch.last_offset,

@@ -159,70 +159,18 @@ pub fn clear_node_clocks() {
     NODE_CLOCKS.with(|c| c.borrow_mut().clear());
 }
 
-/// BUGGIFY (FoundationDB's name): code-level fault injection points. `buggify("site")` is true
-/// only in the simulator, only in runs that switched BUGGIFY on, only for the sites that run
-/// enabled (each site is on in about half of the runs, chosen from the run's seed), and then
-/// with the run's firing probability. In production it is always false, at no cost.
+/// BUGGIFY (FoundationDB's name): code-level fault injection points, shared with the cores
+/// through the `buggify` crate (see it for the rules). Always false in production, at no cost.
 pub fn buggify(site: &'static str) -> bool {
-    #[cfg(madsim)]
-    {
-        let config = BUGGIFY.with(|b| *b.borrow());
-        let Some(config) = config else {
-            return false;
-        };
-        if !config.site_enabled(site) {
-            return false;
-        }
-        let fired = random_u64() % 1_000 < u64::from(config.fire_permille);
-        if fired {
-            tracing::debug!(site, "buggify fired");
-        }
-        fired
-    }
-    #[cfg(not(madsim))]
-    {
-        let _ = site;
-        false
-    }
+    buggify::fire(site)
 }
 
-/// How BUGGIFY behaves in one simulated run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BuggifyConfig {
-    /// Picks the enabled sites.
-    pub seed: u64,
-    /// Chance, per mille, that an enabled site fires when reached.
-    pub fire_permille: u32,
+/// [`buggify`] for sites reached on every message: fires a tenth as often.
+pub fn buggify_rarely(site: &'static str) -> bool {
+    buggify::fire_rarely(site)
 }
 
-impl BuggifyConfig {
-    /// Whether `site` is on in this run: a stable hash of the site's name and the seed.
-    pub fn site_enabled(&self, site: &str) -> bool {
-        // FNV-1a: stable across processes and platforms (std's hasher is seeded per process).
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ self.seed;
-        for byte in site.bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        hash >> 63 == 1
-    }
-}
-
-#[cfg(madsim)]
-thread_local! {
-    /// The current run's BUGGIFY settings. A simulated run (all of its nodes) lives on one
-    /// thread, and concurrent seeds on different threads, so this is per run.
-    static BUGGIFY: std::cell::RefCell<Option<BuggifyConfig>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Switches BUGGIFY on (or off) for the simulated run on this thread.
-#[cfg(madsim)]
-pub fn set_buggify(config: Option<BuggifyConfig>) {
-    if let Some(config) = &config {
-        assert!(config.fire_permille <= 1_000, "a per-mille probability");
-    }
-    BUGGIFY.with(|b| *b.borrow_mut() = config);
-}
+pub use buggify::Config as BuggifyConfig;
 
 #[cfg(test)]
 mod tests {
@@ -244,25 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn buggify_sites_are_stable_and_about_half_are_on() {
-        let sites = [
-            "a",
-            "partition.flush.slow",
-            "replica.connection.drop",
-            "x.y",
-        ];
-        let mut on = 0;
-        for seed in 0..400 {
-            for site in sites {
-                let config = BuggifyConfig {
-                    seed,
-                    fire_permille: 100,
-                };
-                assert_eq!(config.site_enabled(site), config.site_enabled(site));
-                on += u32::from(config.site_enabled(site));
-            }
-        }
-        assert!((600..1000).contains(&on), "{on} of 1600 site draws on");
+    fn buggify_is_off_in_production() {
         assert!(!buggify("partition.flush.slow") || cfg!(madsim));
     }
 }

@@ -527,7 +527,8 @@ impl Controller {
         }
         self.ask_rejoin_target();
         self.drain_ready();
-        if self.is_active() {
+        // BUGGIFY: expired sessions are fenced a tick late.
+        if self.is_active() && !buggify::fire("controller.fence.late") {
             self.fence_expired();
         }
         self.drain_ready();
@@ -558,6 +559,7 @@ impl Controller {
             );
             message.commit = self.raw.raft.raft_log.committed;
             lost_our_log = true;
+            buggify::probe!("controller.raft.rejoined_without_log");
         }
         let receiver = raft_ingress::Receiver {
             id: self.config.id,
@@ -590,6 +592,14 @@ impl Controller {
                 return;
             }
         }
+        if message.get_msg_type() != MessageType::MsgSnapshot
+            && !lost_our_log
+            && buggify::fire_rarely("controller.raft.drop_incoming")
+        {
+            // BUGGIFY: a raft message lost on arrival (raft retransmits what matters; a
+            // snapshot is reported delivered by the transport, so it is never dropped here).
+            return;
+        }
         let term_before = self.term();
         let from = message.from;
         let lost_log = self.follower_lost_its_log(&message);
@@ -597,6 +607,7 @@ impl Controller {
             // raft-rs drops a rejection at or below what it believes the follower matched as
             // stale, so that follower would never be sent its log again.
             let hint = message.reject_hint;
+            buggify::probe!("controller.raft.follower_lost_log");
             if let Some(progress) = self.raw.raft.mut_prs().get_mut(from) {
                 tracing::warn!(
                     node = self.config.id,
@@ -1232,6 +1243,7 @@ impl Controller {
             if self.broker_change_pending(broker) {
                 continue;
             }
+            buggify::probe!("controller.session.expired_fenced");
             let batch = election::fence_batch(&self.image, broker, self.config.bugs);
             if self
                 .propose(batch, None, PendingKind::BrokerChange(broker))

@@ -150,6 +150,9 @@ pub fn register_batch(
         partition_changes(image, |_, config, state| {
             let in_isr = state.isr.contains(&broker);
             let leaves_elr = !clean && state.elr.contains(&broker);
+            if !clean && (in_isr_or_elr(state, broker)) {
+                buggify::probe!("controller.register.unclean_shutdown_replica");
+            }
             let offline = state.offline.contains(&broker);
             if !in_isr && !leaves_elr && !offline {
                 return None;
@@ -183,6 +186,11 @@ fn live_brokers(image: &MetadataImage, excluded: Option<BrokerId>) -> BTreeSet<B
         live.remove(&broker);
     }
     live
+}
+
+/// Whether `broker` is in the partition's ISR or ELR.
+fn in_isr_or_elr(state: &PartitionState, broker: BrokerId) -> bool {
+    state.isr.contains(&broker) || state.elr.contains(&broker)
 }
 
 /// Elects a leader for `next` if it has none, with the one election rule
@@ -221,6 +229,11 @@ fn elect_with(
     let Some((kind, leader)) = choose(&input) else {
         return Err(next);
     };
+    match kind {
+        election::ElectionKind::Clean => {}
+        election::ElectionKind::Elr => buggify::probe!("controller.election.from_elr"),
+        election::ElectionKind::Unclean => buggify::probe!("controller.election.unclean"),
+    }
     let (isr_after, elr_after) = election::isr_after_election(kind, leader, &isr, &elr);
     // Records keep the ISR's order (replica order at creation, sorted after AlterPartition).
     next.isr.retain(|b| isr_after.contains(b));
@@ -354,6 +367,11 @@ pub fn alter_partition(
     let mut isr = request.isr.clone();
     isr.sort();
     isr.dedup();
+    if isr.len() < current.isr.len() {
+        buggify::probe!("controller.isr.shrunk");
+    } else if isr.len() > current.isr.len() {
+        buggify::probe!("controller.isr.expanded");
+    }
     let mut state = current.clone();
     state.elr = elr_after(&topic.config, current, &isr, false);
     state.isr = isr;

@@ -307,6 +307,7 @@ impl PartitionLog {
                 }
                 tracing::warn!(file = %segment.log_name(), position = damage.position,
                     reason = %damage.reason, "truncating a torn or corrupt log tail");
+                buggify::probe!("log.recovery.torn_tail_truncated");
                 self.disk.truncate(&segment.log_path, scan.valid_bytes)?;
                 self.recovery.bytes_truncated += log_bytes - scan.valid_bytes;
                 for &later in &bases[i + 1..] {
@@ -724,6 +725,7 @@ impl PartitionLog {
             Err(e) => {
                 // Take back a partial write so the file stays whole batches; if even that
                 // fails, the file and memory disagree until reopen.
+                buggify::probe!("log.append.write_failed");
                 let undone = disk.truncate(&active.log_path, active.size_bytes);
                 if let Err(undo) = undone {
                     self.poisoned = Some(undo.to_string());
@@ -769,7 +771,9 @@ impl PartitionLog {
         }
         let too_big = active.size_bytes + incoming_bytes > self.config.segment_bytes_max;
         let too_old = now_ms - active.created_ms >= self.config.segment_age_ms_max;
-        if too_big || too_old || !active.has_offset_room(last) {
+        // BUGGIFY: an early roll (small segments: rolls, index files and multi-segment reads).
+        let early = buggify::fire("log.segment.roll.early");
+        if too_big || too_old || early || !active.has_offset_room(last) {
             self.roll_at(first, now_ms)?;
         }
         Ok(())
@@ -871,6 +875,9 @@ impl PartitionLog {
         self.check_usable()?;
         let log_end = self.log_end_offset();
         if from < self.log_start_offset || from > log_end {
+            if from < self.log_start_offset {
+                buggify::probe!("log.read.below_log_start");
+            }
             return Err(LogError::OffsetOutOfRange {
                 requested: from,
                 log_start: self.log_start_offset,
@@ -1184,6 +1191,7 @@ impl PartitionLog {
                 ..Default::default()
             });
         };
+        buggify::probe!("log.retention.deleted_segments");
         // The new start is durable first: a crash before the deletions finishes them at open.
         self.log_start_offset = self.log_start_offset.max(new_start);
         self.epochs_dirty |= self.epochs.truncate_from_start(self.log_start_offset);
@@ -1302,8 +1310,10 @@ impl PartitionLog {
     /// (`checkpoint_interval_bytes`). The owner writes it after reporting the flush, off the
     /// acknowledgement path.
     pub fn checkpoint_due(&self) -> bool {
+        // BUGGIFY: an early checkpoint (the recovery point and HW are written more often).
         self.bytes_since_checkpoint > 0
-            && self.bytes_since_checkpoint >= self.config.checkpoint_interval_bytes
+            && (self.bytes_since_checkpoint >= self.config.checkpoint_interval_bytes
+                || buggify::fire("log.checkpoint.early"))
     }
 
     /// Writes the state checkpoint (recovery point, log start offset, high watermark) now.

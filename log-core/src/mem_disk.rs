@@ -364,6 +364,12 @@ impl State {
                 FaultOp::Sync => self.faults.sync_error_probability,
             };
             p > 0.0 && self.rng.gen_bool(p)
+        } || match op {
+            // BUGGIFY: the simulator's rare EIO at any read, write or fsync (only the disk may
+            // fail a partition; the harness restarts the node at healing).
+            FaultOp::Read => buggify::disk_fault("memdisk.read.eio"),
+            FaultOp::Write => buggify::disk_fault("memdisk.write.eio"),
+            FaultOp::Sync => buggify::disk_fault("memdisk.sync.eio"),
         };
         if fail {
             self.counts.faults_injected += 1;
@@ -400,6 +406,26 @@ impl State {
         let at = offset.unwrap_or(old_len);
         let new_len = old_len.max(at + data.len() as u64);
         self.check_capacity(path, old_len, new_len)?;
+        if buggify::disk_fault("memdisk.write.enospc") {
+            self.counts.faults_injected += 1;
+            return Err(DiskError::Full(name(path)));
+        }
+        if data.len() > 1 && buggify::disk_fault("memdisk.write.short") {
+            // A short write: the first half reached the file, then the device failed. The
+            // caller sees an error and a torn tail it must not trust.
+            let torn = &data[..data.len() / 2];
+            let inode = self.inodes.get_mut(&id).expect("entries name live inodes");
+            let end = at as usize + torn.len();
+            if inode.volatile.len() < end {
+                inode.volatile.resize(end, 0);
+            }
+            inode.volatile[at as usize..end].copy_from_slice(torn);
+            self.counts.faults_injected += 1;
+            return Err(DiskError::Io {
+                path: name(path),
+                reason: "injected short write".into(),
+            });
+        }
         let flip = self.faults.bit_flip_probability > 0.0
             && !data.is_empty()
             && self.rng.gen_bool(self.faults.bit_flip_probability);
@@ -458,6 +484,10 @@ impl Disk for MemDisk {
         }
         if !state.dir_exists(&parent_of(&path)) {
             return Err(DiskError::NotFound(name(&parent_of(&path))));
+        }
+        if buggify::disk_fault("memdisk.create.enospc") {
+            state.counts.faults_injected += 1;
+            return Err(DiskError::Full(name(&path)));
         }
         let id = state.inode_next;
         state.inode_next += 1;
@@ -552,6 +582,13 @@ impl Disk for MemDisk {
         let to = normalize(to)?;
         let mut state = self.lock();
         let id = state.file_inode(&from)?;
+        if buggify::disk_fault("memdisk.rename.eio") {
+            state.counts.faults_injected += 1;
+            return Err(DiskError::Io {
+                path: name(&from),
+                reason: "injected rename fault".into(),
+            });
+        }
         if !state.dir_exists(&parent_of(&to)) {
             return Err(DiskError::NotFound(name(&parent_of(&to))));
         }

@@ -17,6 +17,9 @@ impl Replica {
 
     /// Becomes follower of the current epoch's leader (or of nobody while offline).
     pub(crate) fn become_follower(&mut self, now_ms: u64, effects: &mut Vec<Effect>) {
+        if self.is_leader() {
+            buggify::probe!("replication.leader.demoted_to_follower");
+        }
         self.fail_waiting(effects);
         let leader = self
             .partition
@@ -165,12 +168,14 @@ impl Replica {
             }) if log_start_offset > self.log_end_offset => {
                 // The leader deleted what we would fetch next (retention while we were away):
                 // start over at its log start (Kafka's truncateFullyAndStartAt).
+                buggify::probe!("replication.follower.fetch_below_log_start");
                 self.truncate_fully_and_start_at(log_start_offset, &mut effects);
                 self.follower_maybe_send(now_ms, &mut effects);
             }
             Err(Error::OffsetOutOfRange { log_end_offset, .. })
                 if log_end_offset < self.log_end_offset =>
             {
+                buggify::probe!("replication.follower.truncated_past_leader_end");
                 self.truncate_to(log_end_offset.max(self.log_start_offset), &mut effects);
                 self.follower_maybe_send(now_ms, &mut effects);
             }
@@ -180,6 +185,7 @@ impl Replica {
                 high_watermark,
                 ..
             }) => {
+                buggify::probe!("replication.follower.truncated_diverging_epoch");
                 let (offset, _complete) = self.divergence_truncation(diverging);
                 self.truncate_to(offset, &mut effects);
                 self.high_watermark = high_watermark

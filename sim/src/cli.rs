@@ -31,7 +31,8 @@ options:
   --no-operations     cluster: draw no operations (below)
   --shrink            with --seed (cluster): shrink the failing seed's fault schedule and
                       workload, write shrunk-seed-N.json and print the replay command
-  --ci                CI mode: every seed runs twice, traces must be equal
+  --ci                CI mode: every seed runs twice, traces must be equal; with the cluster
+                      scenario, every probe listed in sim/probes.txt must fire in some seed
   --check-determinism same as --ci's determinism check
   --verbose           with --seed: print every event of the run
   --report FILE.html  with --seed: write an HTML timeline of the run
@@ -103,6 +104,8 @@ pub enum Command {
         count: u64,
         /// Parallel seeds.
         jobs: usize,
+        /// `--ci` on the cluster scenario: every probe of `sim/probes.txt` must fire.
+        require_probes: bool,
         /// Run each seed twice.
         check_determinism: bool,
     },
@@ -134,6 +137,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut settings = scenarios::Settings::default();
     let (mut seed, mut start, mut count, mut jobs) = (None, 1u64, DEFAULT_SEEDS, None);
     let (mut check, mut verbose, mut report, mut shrink) = (false, false, None, false);
+    let mut ci = false;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -174,7 +178,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 settings.overrides.faults = Some(crate::cluster::FaultFamily::parse(name)?);
             }
             "--no-operations" => settings.overrides.no_operations = true,
-            "--ci" | "--check-determinism" => check = true,
+            "--ci" => (check, ci) = (true, true),
+            "--check-determinism" => check = true,
             "--verbose" => verbose = true,
             "--shrink" => shrink = true,
             "--report" => report = Some(iter.next().ok_or("--report needs a file")?.clone()),
@@ -224,6 +229,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         .unwrap_or(1);
     let jobs = jobs.unwrap_or(cores).max(1);
     Ok(Command::Campaign {
+        require_probes: ci && settings.scenario == scenarios::ScenarioName::Cluster,
         settings,
         start,
         count,
@@ -295,6 +301,7 @@ pub fn execute(command: Command) -> Result<bool, String> {
             count,
             jobs,
             check_determinism,
+            require_probes,
         } => {
             let scenario = scenarios::build(&settings);
             let end = start
@@ -317,7 +324,18 @@ pub fn execute(command: Command) -> Result<bool, String> {
             );
             let report = runner::run_campaign(Arc::clone(&scenario), &options);
             print!("{}", runner::summarize(scenario.as_ref(), &report));
-            let ok = report.failures().next().is_none();
+            let cluster = settings.scenario == scenarios::ScenarioName::Cluster;
+            print!("{}", crate::probes::summarize(&report, cluster));
+            let missing = crate::probes::never_fired(&report);
+            let probes_ok = !require_probes || missing.is_empty();
+            if !probes_ok {
+                println!(
+                    "FAILED coverage: listed probes never fired in these seeds: {} (sim/probes.txt; \
+                     --ci requires every one)",
+                    missing.join(", ")
+                );
+            }
+            let ok = report.failures().next().is_none() && probes_ok;
             println!("verdict: {}", if ok { "PASS" } else { "FAIL" });
             Ok(ok)
         }

@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod matrix;
+pub mod probes;
 pub mod report;
 pub mod runner;
 pub mod scenarios;

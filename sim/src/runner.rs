@@ -37,6 +37,8 @@ pub struct SeedRun {
     pub simulated_ms: u64,
     /// Series and fault marks for the HTML report.
     pub timeline: crate::report::Timeline,
+    /// The probes the run hit and the BUGGIFY sites it fired (collected by the runner).
+    pub coverage: crate::probes::Coverage,
 }
 
 /// The verdict on one seed.
@@ -96,7 +98,12 @@ pub fn run_seed_isolated(scenario: Arc<dyn Scenario>, seed: u64) -> SeedRun {
     let handle = std::thread::Builder::new()
         .name(format!("seed-{seed}"))
         .stack_size(SEED_THREAD_STACK_BYTES)
-        .spawn(move || runner.run(seed))
+        .spawn(move || {
+            let mut run = runner.run(seed);
+            // The hooks' state is this thread's: this run's alone.
+            run.coverage = crate::probes::Coverage::of_this_thread();
+            run
+        })
         .expect("the OS can start a thread for a seed");
     match handle.join() {
         Ok(run) => run,

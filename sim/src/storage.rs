@@ -170,6 +170,7 @@ impl Scenario for StorageScenario {
             steps,
             simulated_ms: u64::try_from(world.now_ms).expect("simulated time is positive"),
             timeline: world.timeline,
+            ..SeedRun::default()
         }
     }
 

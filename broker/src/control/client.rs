@@ -270,6 +270,11 @@ impl ControllerClient {
             *slot = Some(connection);
         }
         let connection = slot.as_mut().expect("connected above");
+        if runtime::buggify("controller.client.delay") {
+            // BUGGIFY: a broker's request to the controller leaves late.
+            let delay = runtime::jitter_ms(1, 500);
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         let id = self.shared.id_next.fetch_add(1, Ordering::Relaxed);
         let message = ControlMessage::Request {
             id,

@@ -235,6 +235,15 @@ impl Session {
     }
 
     async fn heartbeat(&mut self, last_ok_ms: &mut u64) {
+        if runtime::buggify("broker.heartbeat.skip") {
+            // BUGGIFY: a heartbeat is lost (the session may expire and fence this broker).
+            return;
+        }
+        if runtime::buggify("broker.heartbeat.delay") {
+            // BUGGIFY: a delayed heartbeat (a stalled broker process).
+            let delay = runtime::jitter_ms(1, 1_500);
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         let request = Request::BrokerHeartbeat {
             broker: self.broker_id,
             incarnation: self.incarnation,
@@ -290,6 +299,10 @@ async fn follow_metadata(
         };
         let before = image.applied_index();
         let delay_ms = match fetch {
+            // BUGGIFY: this broker applies metadata late (a slow metadata listener).
+            Ok(Reply::Metadata(_)) if runtime::buggify("broker.metadata.late") => {
+                runtime::jitter_ms(1, 500)
+            }
             Ok(Reply::Metadata(fetch)) => {
                 fetch.apply_to(&mut image);
                 0

@@ -316,7 +316,14 @@ impl Core {
                     None => break,
                 },
             }
+            if runtime::buggify_rarely("controller.apply.slow") {
+                // BUGGIFY: a slow apply (a stalled controller thread or disk): everything the
+                // controller does waits, its raft ticks and answers too.
+                let delay = runtime::jitter_ms(1, 300);
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
             if let Err(error) = self.carry_out_effects() {
+                buggify::probe!("controller.stopped_on_disk_error");
                 tracing::error!(node = self.config.node_id, %error, "controller stops: disk error");
                 break;
             }
@@ -819,7 +826,15 @@ impl PeerSender {
                     backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
                 }
             }
+            if runtime::buggify_rarely("controller.peer.delay") {
+                // BUGGIFY: a delayed raft RPC (the ones behind it wait too).
+                let delay = runtime::jitter_ms(1, 300);
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            // BUGGIFY: a dropped raft RPC (with its connection).
+            let dropped = runtime::buggify_rarely("controller.peer.drop");
             let delivered = match stream.as_mut() {
+                Some(_) if dropped => false,
                 Some(connected) => self.write(connected, &message).await,
                 None => false,
             };

@@ -383,6 +383,7 @@ impl GroupCoordinator {
                     .min(group.rebalance_deadline_ms)
             });
         group.state = GroupState::PreparingRebalance;
+        buggify::probe!("group.rebalance_prepared");
         if let Some(at_ms) = group.next_deadline_ms() {
             effects.push(GroupEffect::SetTimer { at_ms });
         }

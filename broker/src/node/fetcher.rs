@@ -262,6 +262,11 @@ where
 {
     // BUGGIFY: the replication connection drops (the request may or may not have been sent).
     let dropped = crate::runtime::buggify("replica.connection.drop");
+    if crate::runtime::buggify("replica.fetch.delay") {
+        // BUGGIFY: a slow follower (its request leaves late).
+        let delay = crate::runtime::jitter_ms(1, 500);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     if dropped {
         *connection = None;
     } else {
@@ -273,6 +278,11 @@ where
                 .request(api_key, version, body, node.peer_request_timeout())
                 .await
             {
+                Ok(_lost) if crate::runtime::buggify_rarely("replica.fetch.response.drop") => {
+                    // BUGGIFY: the leader answered (and may have moved its follower state)
+                    // but the answer is lost with the connection.
+                    *connection = None;
+                }
                 Ok(response) => return Some(response),
                 Err(error) => {
                     tracing::debug!(?leader, ?api_key, %error, "replication request failed");

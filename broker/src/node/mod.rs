@@ -442,6 +442,16 @@ async fn housekeeping(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(Duration::from_millis(interval_ms)).await;
         for partition in shared.partitions() {
+            if crate::runtime::buggify("partition.housekeeping.skip") {
+                // BUGGIFY: a housekeeping pass comes late for this partition.
+                continue;
+            }
+            if crate::runtime::buggify("partition.housekeeping.slow") {
+                // BUGGIFY: slow segment rolls and retention: the partitions after this one
+                // wait.
+                let delay = crate::runtime::jitter_ms(1, 500);
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
             partition.housekeeping();
         }
     }

@@ -287,6 +287,7 @@ impl Shared {
         match checked {
             Ok(DirVerdict::Sound) => {}
             Ok(DirVerdict::SetAside(aside)) => {
+                buggify::probe!("partition.repair_set_log_aside");
                 tracing::warn!(%tp, aside = %aside.display(), "repair set the corrupt log aside");
                 *lost = true;
             }
@@ -312,6 +313,7 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .remove(tp);
         partition.apply_state(to_replica_state(state));
+        buggify::probe!("partition.repaired_in_place");
         Repair::Back { intact: !*lost }
     }
 

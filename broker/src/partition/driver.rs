@@ -467,6 +467,7 @@ impl Partition {
         let first = inner.failed.is_none();
         inner.failed = Some(reason.clone());
         if first {
+            buggify::probe!("partition.failed_on_disk_error");
             // The next start-up check verifies the whole log and sets a corrupt one aside.
             super::quarantine::mark_failed(self.disk.as_ref(), &self.dir);
             self.net.partition_failed(&self.tp);

@@ -105,6 +105,12 @@ async fn flush_round(round: Vec<Weak<Partition>>) {
     .collect()
     .await;
     assert_eq!(synced.len(), planned, "one result per planned flush");
+    let mut synced = synced;
+    if runtime::buggify("io.round.reorder") {
+        // BUGGIFY: the round's fsyncs complete in another order (each partition's flush is
+        // its own; nothing may depend on the order of others').
+        synced.reverse();
+    }
     let mut due = Vec::new();
     for (partition, job, result) in synced {
         partition.finish_flush(job, result);
@@ -115,6 +121,10 @@ async fn flush_round(round: Vec<Weak<Partition>>) {
     if due.is_empty() {
         // Most rounds: no hop to the blocking pool at all.
         return;
+    }
+    if runtime::buggify("io.checkpoint.slow") {
+        // BUGGIFY: checkpoints come late (the acknowledgements went out already).
+        tokio::time::sleep(Duration::from_millis(runtime::jitter_ms(1, 1_000))).await;
     }
     // Each checkpoint (a file write, its fsync, a rename and the directory's fsync) in its own
     // blocking call, concurrently, for the same reason as the flushes.

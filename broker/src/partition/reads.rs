@@ -48,6 +48,12 @@ pub fn read_batches(
 ) -> Result<Vec<Batch>, LogError> {
     assert!(read.from <= read.to, "read range inverted");
     assert!(bytes_max > 0);
+    // BUGGIFY: a short read: one batch only (a follower must keep fetching).
+    let bytes_max = if crate::runtime::buggify("fetch.read.short") {
+        1
+    } else {
+        bytes_max
+    };
     let mut batches: Vec<Batch> = Vec::new();
     let mut from = read.from;
     let mut bytes_total = 0_usize;

@@ -297,6 +297,11 @@ async fn answer<H: RequestHandler>(
 ) -> Result<Option<Bytes>, ProtocolError> {
     let RequestFrame { payload, permit } = frame;
     assert_eq!(payload.len(), permit.bytes() as usize);
+    if crate::runtime::buggify("kafka.request.delay") {
+        // BUGGIFY: a request waits before it is handled (a busy handler pool).
+        let delay = crate::runtime::jitter_ms(1, 500);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let done = match turn {
         Some(ProduceTurn { previous, done }) => {
             if let Some(previous) = previous {

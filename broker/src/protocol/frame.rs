@@ -80,6 +80,7 @@ impl FrameDecoder {
         if self.buffer.is_empty() {
             Ok(())
         } else {
+            buggify::probe!("frame.stream_ended_mid_frame");
             Err(ProtocolError::FrameTruncated {
                 buffered_bytes: self.buffer.len(),
             })
@@ -147,6 +148,17 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     let mut out = BytesMut::new();
     encode_frame(payload, &mut out);
     assert_eq!(out.len(), FRAME_PREFIX_BYTES + payload.len());
+    if crate::runtime::buggify_rarely("frame.write.reset_mid_frame") {
+        // BUGGIFY: the connection resets with half a frame sent; the reader sees a stream
+        // that ends inside a frame, the writer an error, and both drop the connection.
+        writer.write_all(&out[..out.len() / 2]).await?;
+        writer.flush().await?;
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected reset mid-frame",
+        )
+        .into());
+    }
     writer.write_all(&out).await?;
     writer.flush().await?;
     Ok(())

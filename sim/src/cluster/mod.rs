@@ -244,6 +244,10 @@ pub struct ClusterDraw {
     /// connections, delayed responses): the per-mille firing chance of the enabled sites, or
     /// off.
     pub buggify_permille: Option<u32>,
+    /// With BUGGIFY on, its disk-fault sites (rare EIO, ENOSPC and short writes on the
+    /// simulated disks) may fire too: never in the matrix's single-family cells, whose loss and
+    /// liveness count their own family's faults only.
+    pub buggify_disk_faults: bool,
     /// Combined nodes, or brokers and controllers apart.
     pub shape: Shape,
     /// `log.segment.bytes`: small segments make rolls, index rebuilds and multi-segment
@@ -379,6 +383,7 @@ impl ClusterDraw {
             buggify_permille: rng
                 .gen_bool(0.5)
                 .then(|| [10, 50, 200][rng.gen_range(0..3)]),
+            buggify_disk_faults: overrides.faults.is_none(),
             shape: if rng.gen_bool(0.3) {
                 Shape::Split
             } else {
@@ -573,6 +578,7 @@ impl ClusterScenario {
             steps: outcome.completions,
             simulated_ms: outcome.simulated_ms,
             timeline: outcome.timeline,
+            ..SeedRun::default()
         };
         // Retention deletes records below the log start consumers saw: not losses.
         let options = QueueOptions {
@@ -662,8 +668,14 @@ impl Scenario for ClusterScenario {
             d.replica_lag_time_max_ms,
             d.broker_session_timeout_ms,
             d.controller_tick_ms,
-            d.buggify_permille
-                .map_or("off".to_string(), |p| format!("{p}‰")),
+            d.buggify_permille.map_or("off".to_string(), |p| format!(
+                "{p}‰{}",
+                if d.buggify_disk_faults {
+                    " with disk faults"
+                } else {
+                    ""
+                }
+            )),
             d.nemesis.kinds(),
             d.nemesis.gap_ms_mean,
             if d.nemesis.disk && d.disk_repair_in_place {

@@ -231,6 +231,10 @@ mod simulated {
         /// Brokers whose disk failed at some point: restarted at healing, as an operator would
         /// after a log directory went offline, unless the draw leaves them to repair in place.
         disk_failed: BTreeSet<u8>,
+        /// Brokers a BUGGIFY disk-fault site failed a disk operation on (noted at each
+        /// scheduled fault and at healing): their disks count as failed (restarted at healing
+        /// like `disk_failed`), and no wipe is carried out after one (see `skip_wipe`).
+        buggify_disk_faulted: BTreeSet<u8>,
         /// Leave disk-failed brokers running at healing (`ClusterDraw::disk_repair_in_place`).
         repair_in_place: bool,
         /// Set by a node's process when its controller stopped (a disk error in the raft log):
@@ -298,10 +302,26 @@ mod simulated {
                 clocks: draw.clocks.to_vec(),
                 flipped: vec![false; usize::from(NODES)],
                 disk_failed: BTreeSet::new(),
+                buggify_disk_faulted: BTreeSet::new(),
                 repair_in_place: draw.disk_repair_in_place,
                 controller_stopped,
                 controllers,
                 client,
+            }
+        }
+
+        /// Takes the brokers BUGGIFY's disk-fault sites failed since the last call: their
+        /// disks failed, as under a scheduled disk fault.
+        fn note_buggify_disk_faults(&mut self, shared: &Shared) {
+            for id in buggify::take_disk_faulted_nodes() {
+                let Some(i) = self.nodes.iter().position(|n| n.id() == id) else {
+                    continue;
+                };
+                let node = u8::try_from(i + 1).expect("three brokers");
+                if self.buggify_disk_faulted.insert(node) {
+                    lock(shared).fault(&format!("buggify: disk fault on n{node}"));
+                }
+                self.disk_failed.insert(node);
             }
         }
 
@@ -432,6 +452,8 @@ mod simulated {
                     } else if self.faulty_disks.iter().any(|&faulty| faulty) || self.faulty_network
                     {
                         Some("a disk or the network is faulty")
+                    } else if !self.buggify_disk_faulted.is_empty() {
+                        Some("a BUGGIFY disk fault failed a disk in this run")
                     } else if self.last_disruption.elapsed() < Duration::from_millis(quiet_ms) {
                         Some("a fault began or ended within a replica lag time")
                     } else if !lock(shared).isr_full(partitions, replicas, WIPE_OBSERVATION_AGE_MS)
@@ -556,6 +578,9 @@ mod simulated {
         /// Ends every fault: network whole, disks sound, every node up (disk-failed ones
         /// restarted, unless they repair in place; a stopped controller always is).
         fn heal_all(&mut self, shared: &Shared) {
+            // The quiescent phase checks liveness: no injected fault from here on.
+            buggify::quiesce();
+            self.note_buggify_disk_faults(shared);
             self.heal_links();
             for node in 1..=NODES {
                 let i = Self::index(node);
@@ -661,12 +686,8 @@ mod simulated {
         let begun = Instant::now();
         // Per run, on this run's thread (set every time: nothing leaks from an earlier run).
         broker::runtime::clear_node_clocks();
-        broker::runtime::set_buggify(draw.buggify_permille.map(|fire_permille| {
-            broker::runtime::BuggifyConfig {
-                seed,
-                fire_permille,
-            }
-        }));
+        // BUGGIFY from the end of set-up on (set-up has a deadline of its own), probes from now.
+        buggify::start_run();
         let shared = Recorder::new();
         let mut cluster = Cluster::start(Handle::current(), &draw, &options, seed);
         let config = WorkloadConfig {
@@ -706,6 +727,16 @@ mod simulated {
         }
         lock(&shared).restart_clock();
         lock(&shared).event("cluster up, topic t created");
+        // BUGGIFY and its disk faults once the cluster is up: set-up has its own deadline.
+        buggify::set_config(draw.buggify_permille.map(|fire_permille| buggify::Config {
+            seed,
+            fire_permille,
+        }));
+        if draw.buggify_disk_faults {
+            for node in &cluster.nodes {
+                buggify::allow_disk_faults_on(node.id());
+            }
+        }
         let stop_at = Instant::now() + Duration::from_millis(draw.safety_ms);
         let mut tasks = Vec::new();
         let captured = super::super::stale_requests::Captured::default();
@@ -758,6 +789,7 @@ mod simulated {
             }
             tokio::time::sleep_until(at).await;
             let quiet_ms = draw.replica_lag_time_max_ms + WIPE_QUIET_MARGIN_MS;
+            cluster.note_buggify_disk_faults(&shared);
             let why = cluster.skip_wipe(&shared, &scheduled.fault, &mut wipes_skipped, quiet_ms);
             if let Some(why) = why {
                 lock(&shared).event(&format!("{} skipped: {why}", scheduled.fault.label()));

@@ -220,6 +220,11 @@ pub async fn fetch(shared: &Arc<Shared>, request: FetchRequest) -> FetchResponse
     let deadline = tokio::time::Instant::now() + wait;
     let replica_id = request.replica_id.0;
     let min_bytes = usize::try_from(request.min_bytes.max(1)).unwrap_or(1);
+    if crate::runtime::buggify("fetch.read.slow") {
+        // BUGGIFY: a slow read (a cold page cache): the fetch is served late.
+        let delay = crate::runtime::jitter_ms(1, 300);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     loop {
         let resolved = resolve(shared, &request);
         // Armed before reading, so a move during or after the pass wakes the wait below.
