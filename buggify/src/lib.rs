@@ -77,23 +77,7 @@ fn draw(per: u64, out_of: u64) -> bool {
 /// Whether BUGGIFY site `site` fires here (always false outside the simulator).
 #[inline(always)]
 pub fn fire(site: &'static str) -> bool {
-    #[cfg(madsim)]
-    {
-        let Some(config) = RUN.with(|r| r.borrow().config) else {
-            return false;
-        };
-        if !config.site_enabled(site) || !draw(u64::from(config.fire_permille), 1_000) {
-            return false;
-        }
-        tracing::debug!(site, "buggify fired");
-        RUN.with(|r| *r.borrow_mut().fired.entry(site).or_default() += 1);
-        true
-    }
-    #[cfg(not(madsim))]
-    {
-        let _ = site;
-        false
-    }
+    fire_out_of(site, 1_000)
 }
 
 /// Whether BUGGIFY site `site` fires here, ten times more rarely than [`fire`]: for sites reached
@@ -101,12 +85,18 @@ pub fn fire(site: &'static str) -> bool {
 /// leave nothing working (always false outside the simulator).
 #[inline(always)]
 pub fn fire_rarely(site: &'static str) -> bool {
+    fire_out_of(site, 10_000)
+}
+
+/// Whether an enabled `site` fires: the run's per-mille rate, taken out of `out_of`.
+#[inline(always)]
+fn fire_out_of(site: &'static str, out_of: u64) -> bool {
     #[cfg(madsim)]
     {
         let Some(config) = RUN.with(|r| r.borrow().config) else {
             return false;
         };
-        if !config.site_enabled(site) || !draw(u64::from(config.fire_permille), 10_000) {
+        if !config.site_enabled(site) || !draw(u64::from(config.fire_permille), out_of) {
             return false;
         }
         tracing::debug!(site, "buggify fired");
@@ -115,7 +105,7 @@ pub fn fire_rarely(site: &'static str) -> bool {
     }
     #[cfg(not(madsim))]
     {
-        let _ = site;
+        let _ = (site, out_of);
         false
     }
 }
