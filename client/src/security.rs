@@ -11,15 +11,29 @@ use std::path::PathBuf;
 
 use crate::error::{ClientError, Result};
 
-/// Kafka's `security.protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Kafka's `security.protocol` (a client's) and a listener's protocol (the broker's, which
+/// reads it from its config by the same names).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SecurityProtocol {
-    /// No TLS, no SASL.
+    /// No TLS, no SASL (on a broker: clients are `User:ANONYMOUS`).
     #[default]
     Plaintext,
-    /// TLS, no SASL.
+    /// TLS, no SASL (on a broker: clients are `User:<certificate subject>` with
+    /// `tls_client_auth`, else `User:ANONYMOUS`).
     Ssl,
-    /// SASL over plain TCP.
+    /// SASL over plain TCP: passwords of PLAIN cross the network in clear.
     SaslPlaintext,
     /// SASL over TLS.
     SaslSsl,

@@ -590,7 +590,7 @@ impl SecuritySettings {
     /// Is the ACL authorizer on? Unset: exactly when a listener uses SASL.
     pub fn authorizer_enabled(&self, listeners: &Listeners) -> bool {
         self.authorizer
-            .unwrap_or_else(|| listeners.protocols().any(SecurityProtocol::requires_sasl))
+            .unwrap_or_else(|| listeners.protocols().any(SecurityProtocol::uses_sasl))
     }
 
     /// The cluster secret, read from its file if configured that way; `None` without one.

@@ -357,7 +357,7 @@ async fn accept_once_caught_up(
             let acceptors = tls
                 .as_ref()
                 .expect("validated: TLS listeners have a certificate");
-            Some(if info.protocol.requires_sasl() {
+            Some(if info.protocol.uses_sasl() {
                 acceptors.sasl.clone()
             } else {
                 acceptors.ssl.clone()

@@ -7,49 +7,8 @@ pub mod principal;
 pub mod sasl;
 pub mod scram;
 
-use serde::{Deserialize, Serialize};
-
-/// A listener's security protocol, Kafka's names.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SecurityProtocol {
-    /// No TLS, no SASL: clients are `User:ANONYMOUS`.
-    #[default]
-    Plaintext,
-    /// TLS, no SASL: clients are `User:<certificate subject>` with `tls_client_auth`, else
-    /// `User:ANONYMOUS`.
-    Ssl,
-    /// SASL without TLS: clients authenticate before anything else; passwords of PLAIN cross
-    /// the network in clear.
-    SaslPlaintext,
-    /// SASL over TLS.
-    SaslSsl,
-}
-
-impl SecurityProtocol {
-    /// Kafka's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "PLAINTEXT",
-            SecurityProtocol::Ssl => "SSL",
-            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
-            SecurityProtocol::SaslSsl => "SASL_SSL",
-        }
-    }
-
-    /// Must clients authenticate with SASL before any other request?
-    pub fn requires_sasl(self) -> bool {
-        matches!(
-            self,
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-        )
-    }
-
-    /// Is the connection wrapped in TLS?
-    pub fn uses_tls(self) -> bool {
-        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
-    }
-}
+/// A listener's security protocol, Kafka's names: the client's type, one definition.
+pub use client::security::SecurityProtocol;
 
 /// The listener a connection came in on: its name (what Metadata's endpoints are chosen by)
 /// and protocol.

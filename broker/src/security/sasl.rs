@@ -119,7 +119,7 @@ pub fn may_act_as_replica(shared: &Shared, connection: &ConnectionAuth, replica_
 /// The mechanisms a listener offers, in the order Kafka lists `sasl.enabled.mechanisms`.
 pub fn mechanisms(shared: &Shared, listener: &ListenerInfo) -> Vec<String> {
     let mut offered = Vec::new();
-    if listener.protocol.requires_sasl() {
+    if listener.protocol.uses_sasl() {
         offered.extend(shared.config.security.sasl_mechanisms.iter().cloned());
     }
     if shared.secret.is_some() {

@@ -222,7 +222,7 @@ impl KafkaHandler {
         if self.auth.failed() {
             return refuse("after a failed authentication");
         }
-        if self.listener.protocol.requires_sasl() && self.auth.identity().is_none() {
+        if self.listener.protocol.uses_sasl() && self.auth.identity().is_none() {
             return refuse("before SASL authentication");
         }
         if self.auth.expired(tokio::time::Instant::now()) {
