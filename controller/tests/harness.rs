@@ -545,13 +545,20 @@ impl Harness {
             self.restart(id);
         }
         for _ in 0..4_000 {
-            match self.rng.gen_range(0..3) {
-                0 => self.advance_time(),
-                1 => self.complete_persists(),
-                _ => self.deliver_reliably(),
-            }
-            self.check();
+            self.step_without_faults(true);
         }
+    }
+
+    /// One fault-free step: time, a persist, or a delivery (lossless when `reliable`), then the
+    /// invariants.
+    fn step_without_faults(&mut self, reliable: bool) {
+        match self.rng.gen_range(0..3) {
+            0 => self.advance_time(),
+            1 => self.complete_persists(),
+            _ if reliable => self.deliver_reliably(),
+            _ => self.deliver(),
+        }
+        self.check();
     }
 
     fn deliver_reliably(&mut self) {
@@ -665,12 +672,7 @@ fn a_wiped_voter_and_a_lagging_voter_cannot_elect_a_leader_without_committed_ent
             if round % 40 == 0 {
                 harness.client_request();
             }
-            match harness.rng.gen_range(0..3) {
-                0 => harness.advance_time(),
-                1 => harness.complete_persists(),
-                _ => harness.deliver(),
-            }
-            harness.check();
+            harness.step_without_faults(false);
         }
         let committed = harness.node(leader).ctl.as_ref().unwrap().commit_index();
         if harness.leader() != Some(leader) || committed <= lagging_last + 1 {
@@ -684,12 +686,7 @@ fn a_wiped_voter_and_a_lagging_voter_cannot_elect_a_leader_without_committed_ent
         harness.isolated.clear();
         harness.restart(wiped);
         for _ in 0..3_000 {
-            match harness.rng.gen_range(0..3) {
-                0 => harness.advance_time(),
-                1 => harness.complete_persists(),
-                _ => harness.deliver_reliably(),
-            }
-            harness.check();
+            harness.step_without_faults(true);
             let raft_leader = harness
                 .nodes
                 .iter()
