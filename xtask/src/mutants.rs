@@ -642,21 +642,7 @@ fn run_test_killer(
         .env("CARGO_TARGET_DIR", normal_target_dir(root))
         .args(["test", "--no-run"])
         .args(cargo_args.split_whitespace());
-    let build_log = log.with_extension("build.log");
-    match run_logged(build, &build_log, Duration::from_secs(3 * 3600))? {
-        Some(true) => {}
-        _ => {
-            let text = read_log(&build_log);
-            let first_error = text
-                .lines()
-                .find(|l| l.starts_with("error"))
-                .unwrap_or("build failed");
-            return Err(format!(
-                "the mutant does not build ({first_error}); see {}",
-                build_log.display()
-            ));
-        }
-    }
+    build_mutant(build, log, "")?;
     let mut run = normal_cargo(root);
     run.current_dir(scratch)
         .env("CARGO_TARGET_DIR", normal_target_dir(root))
@@ -750,21 +736,7 @@ fn run_sim_killer(
         "--bin",
         "rill-sim",
     ]);
-    let build_log = log.with_extension("build.log");
-    match run_logged(build, &build_log, Duration::from_secs(3 * 3600))? {
-        Some(true) => {}
-        _ => {
-            let text = read_log(&build_log);
-            let first_error = text
-                .lines()
-                .find(|l| l.starts_with("error"))
-                .unwrap_or("build failed");
-            return Err(format!(
-                "the mutant does not build under madsim ({first_error}); see {}",
-                build_log.display()
-            ));
-        }
-    }
+    build_mutant(build, log, " under madsim")?;
     let binary = sim_target_dir(root).join("sim").join("rill-sim");
     // The killer's own --seeds/--start, the rest passed through.
     let mut rest = Vec::new();
@@ -1024,6 +996,23 @@ fn write_results(
     }
     let path = out.join("results.md");
     fs::write(&path, md).map_err(|e| format!("cannot write {path:?}: {e}"))
+}
+
+/// Builds a mutant (its log beside `log`); a failure names the first compiler error.
+fn build_mutant(build: Command, log: &Path, world: &str) -> Result<(), String> {
+    let build_log = log.with_extension("build.log");
+    if run_logged(build, &build_log, Duration::from_secs(3 * 3600))? == Some(true) {
+        return Ok(());
+    }
+    let text = read_log(&build_log);
+    let first_error = text
+        .lines()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or("build failed");
+    Err(format!(
+        "the mutant does not build{world} ({first_error}); see {}",
+        build_log.display()
+    ))
 }
 
 #[cfg(test)]
