@@ -178,10 +178,7 @@ impl DurableRaftStore {
             encode_record(Kind::HardState, &to_bytes(hard_state)?, &mut out)?;
         }
         if !out.is_empty() {
-            let at = self.disk.append(&self.path, &out)?;
-            assert_eq!(at, self.file_bytes, "appends at the end of what we wrote");
-            self.disk.sync(&self.path)?;
-            self.file_bytes += out.len() as u64;
+            self.append_synced(&out)?;
         }
         self.mirror.apply_persist(batch);
         assert!(self.mirror.hard_state().commit >= self.mirror.snapshot_index());
@@ -195,11 +192,17 @@ impl DurableRaftStore {
         }
         let mut out = Vec::new();
         encode_record(Kind::CaughtUp, &[], &mut out)?;
-        let at = self.disk.append(&self.path, &out)?;
+        self.append_synced(&out)?;
+        self.mirror.set_rejoining(false);
+        Ok(())
+    }
+
+    /// Appends encoded records at the end of the file and syncs it.
+    fn append_synced(&mut self, out: &[u8]) -> Result<(), ControlError> {
+        let at = self.disk.append(&self.path, out)?;
         assert_eq!(at, self.file_bytes, "appends at the end of what we wrote");
         self.disk.sync(&self.path)?;
         self.file_bytes += out.len() as u64;
-        self.mirror.set_rejoining(false);
         Ok(())
     }
 
