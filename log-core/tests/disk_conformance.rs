@@ -287,3 +287,77 @@ fn crashes_are_deterministic_per_seed() {
 fn crc(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0u32, |h, b| h.rotate_left(5) ^ *b as u32)
 }
+
+/// One operation on a single file, for the model test below.
+#[derive(Clone, Debug)]
+enum FileOp {
+    WriteAt(u16, Vec<u8>),
+    Append(Vec<u8>),
+    Truncate(u16),
+    Sync,
+    Flip(u16, u8),
+}
+
+fn file_op() -> impl proptest::strategy::Strategy<Value = FileOp> {
+    use proptest::prelude::*;
+    let bytes = || proptest::collection::vec(any::<u8>(), 0..40);
+    prop_oneof![
+        (0..300u16, bytes()).prop_map(|(at, data)| FileOp::WriteAt(at, data)),
+        bytes().prop_map(FileOp::Append),
+        (0..300u16).prop_map(FileOp::Truncate),
+        Just(FileOp::Sync),
+        (0..300u16, 0..8u8).prop_map(|(at, bit)| FileOp::Flip(at, bit)),
+    ]
+}
+
+proptest::proptest! {
+    /// MemDisk's volatile and durable bytes against a model that copies the whole file at each
+    /// sync (MemDisk copies only what changed since the last one).
+    #[test]
+    fn durable_bytes_are_the_volatile_bytes_of_the_last_sync(
+        ops in proptest::collection::vec(file_op(), 1..60)
+    ) {
+        let disk = MemDisk::new(1);
+        disk.create(p("f")).unwrap();
+        let (mut volatile, mut durable) = (Vec::<u8>::new(), Vec::<u8>::new());
+        for op in ops {
+            match op {
+                FileOp::WriteAt(at, data) => {
+                    let at = usize::from(at);
+                    disk.write_at(p("f"), at as u64, &data).unwrap();
+                    if volatile.len() < at + data.len() {
+                        volatile.resize(at + data.len(), 0);
+                    }
+                    volatile[at..at + data.len()].copy_from_slice(&data);
+                }
+                FileOp::Append(data) => {
+                    disk.append(p("f"), &data).unwrap();
+                    volatile.extend_from_slice(&data);
+                }
+                FileOp::Truncate(len) => {
+                    disk.truncate(p("f"), u64::from(len)).unwrap();
+                    volatile.resize(usize::from(len), 0);
+                }
+                FileOp::Sync => {
+                    disk.sync(p("f")).unwrap();
+                    durable = volatile.clone();
+                }
+                FileOp::Flip(at, bit) => {
+                    let at = usize::from(at);
+                    if at < volatile.len() {
+                        disk.flip_bit_at(p("f"), at as u64, u32::from(bit)).unwrap();
+                        volatile[at] ^= 1 << bit;
+                        if at < durable.len() {
+                            durable[at] ^= 1 << bit;
+                        }
+                    }
+                }
+            }
+            let mut read = vec![0u8; volatile.len()];
+            let n = disk.read_at(p("f"), 0, &mut read).unwrap();
+            proptest::prop_assert_eq!(n, volatile.len());
+            proptest::prop_assert_eq!(&read, &volatile);
+            proptest::prop_assert_eq!(&disk.durable_bytes(p("f")).unwrap(), &durable);
+        }
+    }
+}
