@@ -361,3 +361,32 @@ proptest::proptest! {
         }
     }
 }
+
+/// Names that sort between a directory and its children (`-` and `.` come before `/`): listing,
+/// syncing and removing a directory touch exactly what is under it.
+#[test]
+fn a_directory_is_exactly_what_lies_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file_disk = FileDisk::new(dir.path()).unwrap();
+    for disk in [&MemDisk::new(3) as &dyn Disk, &file_disk] {
+        disk.create_dir_all(p("a/x")).unwrap();
+        disk.create_dir_all(p("a-b")).unwrap();
+        disk.create(p("a.log")).unwrap();
+        disk.create(p("a/f")).unwrap();
+        disk.create(p("a/x/g")).unwrap();
+        disk.create(p("a-b/h")).unwrap();
+        assert_eq!(disk.list(p("")).unwrap(), ["a", "a-b", "a.log"]);
+        assert_eq!(disk.list(p(".")).unwrap(), ["a", "a-b", "a.log"]);
+        assert_eq!(disk.list(p("a")).unwrap(), ["f", "x"]);
+        assert_eq!(disk.list(p("a/x")).unwrap(), ["g"]);
+        assert!(disk.remove_dir(p("a"), false).is_err(), "not empty");
+        disk.remove_dir(p("a"), true).unwrap();
+        assert_eq!(disk.list(p("")).unwrap(), ["a-b", "a.log"]);
+        assert_eq!(disk.list(p("a-b")).unwrap(), ["h"]);
+        assert!(!disk.exists(p("a/x/g")).unwrap());
+        disk.remove_dir(p("a-b"), true).unwrap();
+        disk.create_dir_all(p("e")).unwrap();
+        disk.remove_dir(p("e"), false).unwrap();
+        assert_eq!(disk.list(p("")).unwrap(), ["a.log"]);
+    }
+}
