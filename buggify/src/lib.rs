@@ -14,6 +14,12 @@
 //!   the simulator should reach (an election from the ELR, a fetch below the log start, ...).
 //!   The campaign collects the probes each run hit and fails CI when a listed one never fires.
 //!
+//! - **Crash points**: [`crash_point`]`("name")` marks a place where a power loss of every node
+//!   tells the most (a follower's append before its fsync, an acknowledgement, the moment before
+//!   a checkpoint). The nemesis arms one point ([`arm_crash_point`]) and waits for some node to
+//!   reach it ([`crash_point_reached`]), then cuts the power: the instant is the code's, not the
+//!   clock's, so a window of a few milliseconds is hit every time it opens.
+//!
 //! Outside `--cfg madsim` every hook is an empty inline function: production pays nothing.
 //! Under madsim the state is thread-local: a simulated run (all of its nodes) lives on one
 //! thread, concurrent seeds on other threads, so it is per run, and deterministic.
@@ -60,6 +66,12 @@ struct RunState {
     probes: BTreeMap<&'static str, u64>,
     /// Simulated nodes a disk-fault site failed an operation on (since the last take).
     disk_faulted: std::collections::BTreeSet<madsim::task::NodeId>,
+    /// The crash point the nemesis waits for, if any.
+    crash_armed: Option<String>,
+    /// Whether the armed crash point was reached (until the nemesis takes it).
+    crash_reached: bool,
+    /// The nemesis task waiting for the crash point.
+    crash_waiter: Option<std::task::Waker>,
 }
 
 #[cfg(madsim)]
@@ -161,6 +173,77 @@ macro_rules! probe {
     ($name:literal) => {
         $crate::probe_hit($name)
     };
+}
+
+/// Marks crash point `name` (a literal, `area.moment`): if the nemesis armed it, the point is
+/// reached (once per arming) and the waiting nemesis wakes. A no-op outside the simulator.
+#[inline(always)]
+pub fn crash_point(name: &'static str) {
+    #[cfg(madsim)]
+    {
+        let waiter = RUN.with(|r| {
+            let mut run = r.borrow_mut();
+            if run.crash_armed.as_deref() != Some(name) {
+                return None;
+            }
+            run.crash_armed = None;
+            run.crash_reached = true;
+            *run.probes.entry(name).or_default() += 1;
+            run.crash_waiter.take()
+        });
+        // Woken outside the borrow: a waker may poll on the spot.
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
+    }
+    #[cfg(not(madsim))]
+    let _ = name;
+}
+
+/// Arms crash point `name` for this run (replacing any armed one); [`crash_point_reached`]
+/// resolves once some node reaches it.
+#[cfg(madsim)]
+pub fn arm_crash_point(name: &str) {
+    assert!(!name.is_empty(), "a crash point has a name");
+    RUN.with(|r| {
+        let mut run = r.borrow_mut();
+        run.crash_armed = Some(name.to_string());
+        run.crash_reached = false;
+        run.crash_waiter = None;
+    });
+}
+
+/// Disarms the crash point (the nemesis stopped waiting for it).
+#[cfg(madsim)]
+pub fn disarm_crash_point() {
+    RUN.with(|r| {
+        let mut run = r.borrow_mut();
+        run.crash_armed = None;
+        run.crash_reached = false;
+        run.crash_waiter = None;
+    });
+}
+
+/// Resolves when the armed crash point is reached (at once if it already was), and takes it.
+#[cfg(madsim)]
+pub async fn crash_point_reached() {
+    std::future::poll_fn(|cx| {
+        RUN.with(|r| {
+            let mut run = r.borrow_mut();
+            if run.crash_reached {
+                run.crash_reached = false;
+                run.crash_waiter = None;
+                return std::task::Poll::Ready(());
+            }
+            assert!(
+                run.crash_armed.is_some(),
+                "waiting for a crash point that is armed"
+            );
+            run.crash_waiter = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+    })
+    .await
 }
 
 /// Starts a run on this thread: BUGGIFY off, disk faults on no node, no probe hit, no site

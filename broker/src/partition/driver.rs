@@ -394,6 +394,11 @@ impl Partition {
                 Ok(())
             }
             Effect::Reply { request_id, result } => {
+                if result.is_ok() {
+                    // An acknowledgement leaves: what it acknowledges must survive a power
+                    // loss of every node from here on.
+                    buggify::crash_point("crash.leader_acknowledged");
+                }
                 if let Some(waiter) = inner.waiters.remove(&request_id) {
                     // The client may have gone (timeout): nobody to tell, nothing lost.
                     let _gone = waiter.send(result.map_err(PartitionError::Replica));
@@ -1296,6 +1301,11 @@ fn append(
         )));
     }
     record_producers(inner, batch.base_offset, &batch.payload);
+    if !is_produce {
+        // The follower holds records it has not made durable yet: a power loss of every node
+        // now must lose nothing the leader acknowledged (it counted only flushed offsets).
+        buggify::crash_point("crash.follower_appended_unflushed");
+    }
     Ok(())
 }
 

@@ -122,6 +122,9 @@ async fn flush_round(round: Vec<Weak<Partition>>) {
         // Most rounds: no hop to the blocking pool at all.
         return;
     }
+    // The round's acknowledgements went out; its checkpoints are not written yet. Recovery
+    // must not need them.
+    buggify::crash_point("crash.checkpoint_pending");
     if runtime::buggify("io.checkpoint.slow") {
         // BUGGIFY: checkpoints come late (the acknowledgements went out already).
         tokio::time::sleep(Duration::from_millis(runtime::jitter_ms(1, 1_000))).await;

@@ -16,6 +16,11 @@ pub const SCHEDULE_FAULTS_MAX: usize = 512;
 /// After a power loss, how long the last node stays down beyond the episode: longer than the
 /// longest drawn broker session (8 s), so the controller fences it and its partitions move.
 const POWER_LOSS_LAST_RESTART_MS: u64 = 10_000;
+/// Longest wait of a power loss for its crash point, ms.
+const POWER_LOSS_WAIT_MS_MAX: u64 = 1_000;
+/// Longest delay of a power loss after its crash point, ms: an acknowledgement's trip to the
+/// client (madsim's latency is 1-10 ms), or a follower's fsync still pending (1-8 ms).
+const POWER_LOSS_AFTER_MS_MAX: u64 = 10;
 
 /// One fault the nemesis can inject. Nodes are broker ids (1..=3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +78,19 @@ pub enum Fault {
     /// keeps only what was synced. The `Restart`s that follow bring them back in a drawn
     /// order (or healing does). Acknowledged acks=all records must survive it.
     PowerLoss,
+    /// A power loss at a crash point: from its time the nemesis waits (at most `wait_ms_max`)
+    /// until some node's code reaches `point`, lets `after_ms` more pass (acknowledgements in
+    /// flight reach the client), then every broker loses power as in `PowerLoss`. The instant
+    /// is the code's, so a window of a few milliseconds (a follower's append before its fsync)
+    /// is hit whenever it opens; a point never reached cuts the power at the end of the wait.
+    PowerLossAt {
+        /// Where.
+        point: CrashPoint,
+        /// Longest wait for the point, ms.
+        wait_ms_max: u64,
+        /// Delay after the point is reached, ms.
+        after_ms: u64,
+    },
     /// The node's disk starts failing: I/O errors and silent bit flips on writes.
     DiskFaults {
         /// The broker id.
@@ -111,6 +129,36 @@ pub enum Fault {
     },
 }
 
+/// The places in the broker where a power loss tells the most (`buggify::crash_point`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrashPoint {
+    /// A follower appended fetched records and has not flushed them.
+    FollowerAppendedUnflushed,
+    /// A leader acknowledges a produce.
+    LeaderAcknowledged,
+    /// An IO round's acknowledgements went out, its state checkpoints are not written yet.
+    CheckpointPending,
+}
+
+impl CrashPoint {
+    /// Every crash point, in the order draws index them.
+    pub const ALL: [CrashPoint; 3] = [
+        CrashPoint::FollowerAppendedUnflushed,
+        CrashPoint::LeaderAcknowledged,
+        CrashPoint::CheckpointPending,
+    ];
+
+    /// The name the broker's `buggify::crash_point` call uses.
+    pub fn site(self) -> &'static str {
+        match self {
+            CrashPoint::FollowerAppendedUnflushed => "crash.follower_appended_unflushed",
+            CrashPoint::LeaderAcknowledged => "crash.leader_acknowledged",
+            CrashPoint::CheckpointPending => "crash.checkpoint_pending",
+        }
+    }
+}
+
 impl Fault {
     /// The nodes the fault names, for validation.
     fn nodes(&self) -> Vec<u8> {
@@ -127,7 +175,9 @@ impl Fault {
             Fault::Forge { node } => vec![*node],
             Fault::Partition { a, b } => vec![*a, *b],
             Fault::OneWay { from, to } => vec![*from, *to],
-            Fault::Heal | Fault::Slow { .. } | Fault::PowerLoss => Vec::new(),
+            Fault::Heal | Fault::Slow { .. } | Fault::PowerLoss | Fault::PowerLossAt { .. } => {
+                Vec::new()
+            }
         }
     }
 
@@ -144,6 +194,12 @@ impl Fault {
             Fault::Slow { latency_ms } => format!("slow network (up to {latency_ms} ms)"),
             Fault::Heal => "heal network".to_string(),
             Fault::PowerLoss => "power loss of every node".to_string(),
+            Fault::PowerLossAt {
+                point, after_ms, ..
+            } => format!(
+                "power loss of every node {after_ms} ms after {}",
+                point.site()
+            ),
             Fault::DiskFaults {
                 node,
                 io_error_permille,
@@ -314,10 +370,21 @@ impl FaultSchedule {
                     // the last one only after every broker session expired, so partitions it
                     // led elect a new leader among the others: what a follower that reported
                     // unflushed data as flushed would lose.
-                    faults.push(ScheduledFault {
-                        at_ms,
-                        fault: Fault::PowerLoss,
-                    });
+                    // Half of them at a crash point (a stream of its own again).
+                    let mut point_rng = ChaCha8Rng::seed_from_u64(at_ms ^ 0xc4a5_4011);
+                    let fault = if point_rng.gen_bool(0.5) {
+                        let points = CrashPoint::ALL;
+                        Fault::PowerLossAt {
+                            point: points[point_rng.gen_range(0..points.len())],
+                            // Before the first restart (a third of the episode).
+                            wait_ms_max: ((end_ms - at_ms) / u64::from(NODES) / 2)
+                                .clamp(1, POWER_LOSS_WAIT_MS_MAX),
+                            after_ms: point_rng.gen_range(0..=POWER_LOSS_AFTER_MS_MAX),
+                        }
+                    } else {
+                        Fault::PowerLoss
+                    };
+                    faults.push(ScheduledFault { at_ms, fault });
                     let mut order: Vec<u8> = (1..=NODES).collect();
                     order.shuffle(rng);
                     let last = order.len() - 1;
@@ -586,7 +653,7 @@ mod tests {
             let Some(at) = schedule
                 .faults
                 .iter()
-                .position(|f| f.fault == Fault::PowerLoss)
+                .position(|f| matches!(f.fault, Fault::PowerLoss | Fault::PowerLossAt { .. }))
             else {
                 continue;
             };

@@ -57,7 +57,7 @@ pub use simulated::run;
 
 #[cfg(madsim)]
 mod simulated {
-    use super::super::nemesis::{Fault, NODES};
+    use super::super::nemesis::{CrashPoint, Fault, NODES};
     use super::super::operations::SimSasl;
     use super::super::replicas;
     use super::super::workload::{self, WorkloadConfig};
@@ -495,7 +495,7 @@ mod simulated {
                 Fault::Restart { node } => self.restart(node),
                 Fault::Pause { node } => self.pause(node),
                 Fault::Resume { node } => self.resume(node),
-                Fault::PowerLoss => {
+                Fault::PowerLoss | Fault::PowerLossAt { .. } => {
                     // Every broker at the same instant: each disk keeps only what was synced.
                     for node in 1..=NODES {
                         self.kill(node);
@@ -677,6 +677,35 @@ mod simulated {
             .expect("client tasks do not panic")
     }
 
+    /// Waits (at most `wait_ms_max`, never past `stop_at`) until some node reaches crash
+    /// point `point`, then `after_ms` more, and notes in the history what happened.
+    async fn wait_for_crash_point(
+        shared: &Shared,
+        point: CrashPoint,
+        wait_ms_max: u64,
+        after_ms: u64,
+        stop_at: Instant,
+    ) {
+        assert!(wait_ms_max > 0, "a bounded, non-empty wait");
+        let deadline = (Instant::now() + Duration::from_millis(wait_ms_max)).min(stop_at);
+        buggify::arm_crash_point(point.site());
+        let reached = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            buggify::crash_point_reached(),
+        )
+        .await
+        .is_ok();
+        buggify::disarm_crash_point();
+        let note = if reached {
+            format!("{} reached", point.site())
+        } else {
+            format!("{} not reached within {wait_ms_max} ms", point.site())
+        };
+        lock(shared).event(&note);
+        tokio::time::sleep_until((Instant::now() + Duration::from_millis(after_ms)).min(stop_at))
+            .await;
+    }
+
     async fn supervise(
         seed: u64,
         draw: ClusterDraw,
@@ -794,6 +823,14 @@ mod simulated {
             if let Some(why) = why {
                 lock(&shared).event(&format!("{} skipped: {why}", scheduled.fault.label()));
                 continue;
+            }
+            if let Fault::PowerLossAt {
+                point,
+                wait_ms_max,
+                after_ms,
+            } = scheduled.fault
+            {
+                wait_for_crash_point(&shared, point, wait_ms_max, after_ms, stop_at).await;
             }
             lock(&shared).fault(&scheduled.fault.label());
             cluster.apply(&scheduled.fault);
