@@ -370,10 +370,16 @@ impl FaultSchedule {
                     // the last one only after every broker session expired, so partitions it
                     // led elect a new leader among the others: what a follower that reported
                     // unflushed data as flushed would lose.
-                    // Half of them at a crash point (a stream of its own again).
+                    // Three in four at a crash point (a stream of its own again), half of
+                    // those at an acknowledgement: where an acknowledged record can be lost.
                     let mut point_rng = ChaCha8Rng::seed_from_u64(at_ms ^ 0xc4a5_4011);
-                    let fault = if point_rng.gen_bool(0.5) {
-                        let points = CrashPoint::ALL;
+                    let fault = if point_rng.gen_bool(0.75) {
+                        let points = [
+                            CrashPoint::LeaderAcknowledged,
+                            CrashPoint::LeaderAcknowledged,
+                            CrashPoint::FollowerAppendedUnflushed,
+                            CrashPoint::CheckpointPending,
+                        ];
                         Fault::PowerLossAt {
                             point: points[point_rng.gen_range(0..points.len())],
                             // Before the first restart (a third of the episode).
@@ -671,6 +677,42 @@ mod tests {
             );
         }
         assert!(found, "some seed of 0..200 draws a power loss");
+    }
+
+    #[test]
+    fn some_power_losses_wait_for_each_crash_point_and_end_before_the_first_restart() {
+        let mut points = std::collections::BTreeSet::new();
+        for seed in 0..400 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut draw = NemesisDraw::draw(&mut rng);
+            draw.only(crate::cluster::FaultFamily::Kills);
+            draw.overlapping = false;
+            let schedule = FaultSchedule::generate(&mut rng, &draw, 20_000);
+            for (i, scheduled) in schedule.faults.iter().enumerate() {
+                let Fault::PowerLossAt {
+                    point,
+                    wait_ms_max,
+                    after_ms,
+                } = scheduled.fault
+                else {
+                    continue;
+                };
+                points.insert(point.site());
+                assert!((1..=POWER_LOSS_WAIT_MS_MAX).contains(&wait_ms_max));
+                assert!(after_ms <= POWER_LOSS_AFTER_MS_MAX);
+                let first_restart = schedule.faults[i + 1..]
+                    .iter()
+                    .find(|f| matches!(f.fault, Fault::Restart { .. }))
+                    .expect("every power loss is followed by restarts");
+                assert!(
+                    scheduled.at_ms + wait_ms_max + after_ms <= first_restart.at_ms,
+                    "seed {seed}: the power goes before the first node comes back"
+                );
+            }
+        }
+        let all: std::collections::BTreeSet<&str> =
+            CrashPoint::ALL.iter().map(|p| p.site()).collect();
+        assert_eq!(points, all, "every crash point is drawn in some seed");
     }
 
     #[test]
