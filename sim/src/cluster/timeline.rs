@@ -420,4 +420,47 @@ mod tests {
         );
         assert_eq!(marks[2].latency_us, None);
     }
+
+    /// A lost acknowledged write is a safety violation under the strong settings, and shown
+    /// as allowed where the settings allow losing it (acks=1).
+    #[test]
+    fn a_lost_acknowledged_write_is_a_safety_violation_unless_the_settings_allow_it() {
+        use jepsen::queue::{Anomaly, ClassReport};
+        let case = |value: i64| Anomaly {
+            key: Some("t-1".into()),
+            values: vec![value],
+            ops: vec![12, 40],
+            detail: format!("value {value} was never read"),
+        };
+        let mut report = QueueReport::default();
+        report.anomalies.insert(
+            AnomalyClass::LostWrite,
+            ClassReport {
+                count: 9,
+                allowed: false,
+                cases: (0..9).map(case).collect(),
+            },
+        );
+        let strong = ClusterDraw::from_seed(1);
+        assert!(strong.strong());
+        let findings = anomaly_findings(&report, &strong);
+        assert_eq!(
+            findings.len(),
+            CASES_PER_CLASS_SHOWN,
+            "a few cases of a class"
+        );
+        assert!(findings.iter().all(|f| f.kind == FindingKind::Safety));
+        assert_eq!(findings[0].title, "lost-write (case 1 of 9)");
+        assert_eq!(findings[0].ops, [12, 40]);
+        assert!(findings[0]
+            .detail
+            .starts_with("an acknowledged record no consumer ever read"));
+        let overrides = super::super::Overrides {
+            acks: Some(1),
+            ..super::super::Overrides::default()
+        };
+        let weak = ClusterDraw::from_seed_with(1, &overrides);
+        let findings = anomaly_findings(&report, &weak);
+        assert!(findings.iter().all(|f| f.kind == FindingKind::Allowed));
+    }
 }
