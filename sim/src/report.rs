@@ -537,7 +537,7 @@ mod tests {
         OpMark {
             index,
             process: 3,
-            shape: if index % 2 == 0 {
+            shape: if index.is_multiple_of(2) {
                 OpShape::Send
             } else {
                 OpShape::Poll

@@ -41,6 +41,10 @@ pub struct Recorder {
     pub log_starts: BTreeMap<String, u64>,
 }
 
+/// How long after healing the report still draws time in full (recovery shows there; the
+/// rest of a long liveness phase is compressed).
+const FOCUS_AFTER_HEALING_MS: u64 = 5_000;
+
 /// The recorder shared by the run's tasks.
 pub type Shared = Arc<Mutex<Recorder>>;
 
@@ -125,6 +129,7 @@ impl Recorder {
         self.event("FAULT heal: network whole, disks sound");
         let ms = self.elapsed_ms();
         self.lanes.heal(&mut self.timeline, ms);
+        self.timeline.focus_end_ms = Some(ms + FOCUS_AFTER_HEALING_MS);
         self.timeline
             .phase(ms, "faults healed: recovery (liveness phase)");
     }

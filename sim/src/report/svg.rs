@@ -95,7 +95,7 @@ fn tick_ms(end_ms: u64) -> u64 {
 
 /// Seconds with as many decimals as a tick step needs.
 fn seconds(ms: u64) -> String {
-    if ms % 1_000 == 0 {
+    if ms.is_multiple_of(1_000) {
         format!("{} s", ms / 1_000)
     } else {
         format!("{:.1} s", ms as f64 / 1_000.0)
@@ -117,20 +117,62 @@ fn node_color(id: i32) -> &'static str {
     NODE_COLORS[index]
 }
 
-/// Maps simulated time to x.
+/// Of the plot's width, what the focus (the run up to [`Timeline::focus_end_ms`]) gets when
+/// the time after it is compressed.
+const FOCUS_WIDTH_SHARE: f64 = 0.8;
+
+/// Maps simulated time to x: linearly, or with the time after the focus compressed into the
+/// last fifth of the plot when it would otherwise take more (a minute of quiet final read
+/// after twenty seconds of faults).
 struct Scale {
+    /// Where the axis ends.
     end_ms: u64,
+    /// Where the focus ends (`end_ms` when nothing is compressed).
+    knee_ms: u64,
+    /// The x of `knee_ms`.
+    knee_x: f64,
 }
 
 impl Scale {
+    fn new(timeline: &Timeline) -> Scale {
+        let end_ms = timeline.end_ms.max(1_000);
+        let knee_ms = timeline.focus_end_ms.unwrap_or(end_ms).clamp(1, end_ms);
+        let compress = (end_ms - knee_ms) as f64 / end_ms as f64 > 1.0 - FOCUS_WIDTH_SHARE;
+        let scale = if compress {
+            Scale {
+                end_ms,
+                knee_ms,
+                knee_x: PLOT_X0 + FOCUS_WIDTH_SHARE * (PLOT_X1 - PLOT_X0),
+            }
+        } else {
+            Scale {
+                end_ms,
+                knee_ms: end_ms,
+                knee_x: PLOT_X1,
+            }
+        };
+        assert!(scale.knee_ms <= scale.end_ms && scale.knee_x <= PLOT_X1);
+        scale
+    }
+
+    /// Whether the time after the focus is compressed.
+    fn compressed(&self) -> bool {
+        self.knee_ms < self.end_ms
+    }
+
     fn x(&self, ms: u64) -> f64 {
-        let ms = ms.min(self.end_ms);
-        PLOT_X0 + ms as f64 / self.end_ms as f64 * (PLOT_X1 - PLOT_X0)
+        self.x_us(ms.saturating_mul(1_000))
     }
 
     fn x_us(&self, us: u64) -> f64 {
-        let end_us = self.end_ms as f64 * 1_000.0;
-        PLOT_X0 + (us as f64).min(end_us) / end_us * (PLOT_X1 - PLOT_X0)
+        let ms = (us as f64 / 1_000.0).min(self.end_ms as f64);
+        let knee = self.knee_ms as f64;
+        if ms <= knee {
+            PLOT_X0 + ms / knee * (self.knee_x - PLOT_X0)
+        } else {
+            let rest = (self.end_ms as f64 - knee).max(1.0);
+            self.knee_x + (ms - knee) / rest * (PLOT_X1 - self.knee_x)
+        }
     }
 }
 
@@ -175,9 +217,7 @@ fn ops_drawn<'a>(ops: &'a [OpMark], named: &BTreeMap<u64, usize>) -> (Vec<&'a Op
 /// Draws the chart; `notes` collects what the page must say about it (items left out).
 pub fn chart(timeline: &Timeline, notes: &mut Vec<String>) -> String {
     assert!(timeline.timed(), "a chart over time needs lanes");
-    let scale = Scale {
-        end_ms: timeline.end_ms.max(1_000),
-    };
+    let scale = Scale::new(timeline);
     let rows: Vec<Row> = Row::ALL
         .into_iter()
         .filter(|row| {
@@ -207,9 +247,15 @@ pub fn chart(timeline: &Timeline, notes: &mut Vec<String>) -> String {
 
 /// The time axis with its grid, and the phases as a strip under it.
 fn axis(timeline: &Timeline, scale: &Scale, height: f64, svg: &mut String) {
-    let step = tick_ms(scale.end_ms);
-    let mut at = 0;
-    while at <= scale.end_ms {
+    // Ticks in the focus, then (at most five, on a step of their own) in the compressed rest.
+    let step = tick_ms(scale.knee_ms);
+    let focus_ticks = (0..=scale.knee_ms / step).map(|i| i * step);
+    let rest_step = tick_ms((scale.end_ms - scale.knee_ms) * 4);
+    let rest_first = (scale.knee_ms + rest_step / 2).div_ceil(rest_step) * rest_step;
+    let rest_ticks = (0..)
+        .map(|i| rest_first + i * rest_step)
+        .take_while(|at| scale.compressed() && *at <= scale.end_ms);
+    for at in focus_ticks.chain(rest_ticks) {
         let x = scale.x(at);
         let _ = write!(
             svg,
@@ -218,7 +264,19 @@ fn axis(timeline: &Timeline, scale: &Scale, height: f64, svg: &mut String) {
             height - 10.0,
             seconds(at)
         );
-        at += step;
+    }
+    if scale.compressed() {
+        let x = scale.knee_x;
+        let _ = write!(
+            svg,
+            "<g><title>time after {} is compressed: nothing but the final checks runs there</title>\
+             <line x1='{x:.1}' x2='{x:.1}' y1='14' y2='{:.0}' stroke='#888' stroke-dasharray='2,3'/>\
+             <text x='{:.1}' y='{:.0}' class='small' fill='#555'>compressed ≫</text></g>",
+            seconds_precise(scale.knee_ms),
+            height - 10.0,
+            x + 3.0,
+            height - 12.0
+        );
     }
     let _ = write!(
         svg,

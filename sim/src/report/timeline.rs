@@ -310,6 +310,9 @@ pub struct Timeline {
     pub findings: Vec<Finding>,
     /// Simulated ms of the last thing recorded: where the time axis ends.
     pub end_ms: u64,
+    /// Where the part of the run worth reading in detail ends (the cluster: a little after the
+    /// faults healed); the chart compresses the time after it when that is long.
+    pub focus_end_ms: Option<u64>,
     /// Items a limit refused.
     pub dropped: u64,
 }
