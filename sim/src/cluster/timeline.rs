@@ -171,14 +171,17 @@ fn sends_text(history: &History, invoke: &Op, done: Option<&Op>) -> String {
             _ => None,
         })
         .collect();
-    let more = sends.len().saturating_sub(TEXT_ITEMS_MAX);
-    let mut text = format!(
-        "send {}",
-        sends[..sends.len().min(TEXT_ITEMS_MAX)].join(", ")
-    );
-    if more > 0 {
-        text.push_str(&format!(" and {more} more"));
+    listed("send", &sends)
+}
+
+/// `verb` and its first [`TEXT_ITEMS_MAX`] items, saying how many more there were.
+fn listed(verb: &str, items: &[String]) -> String {
+    let shown = items.len().min(TEXT_ITEMS_MAX);
+    let mut text = format!("{verb} {}", items[..shown].join(", "));
+    if items.len() > shown {
+        text.push_str(&format!(" and {} more", items.len() - shown));
     }
+    assert!(text.starts_with(verb));
     text
 }
 
@@ -204,15 +207,7 @@ fn poll_text(history: &History, done: Option<&Op>) -> String {
     if reads.is_empty() {
         return "poll".to_string();
     }
-    let more = reads.len().saturating_sub(TEXT_ITEMS_MAX);
-    let mut text = format!(
-        "poll {}",
-        reads[..reads.len().min(TEXT_ITEMS_MAX)].join(", ")
-    );
-    if more > 0 {
-        text.push_str(&format!(" and {more} more"));
-    }
-    text
+    listed("poll", &reads)
 }
 
 /// Every operation of the history as a mark: invoked when, took how long, ended how.

@@ -329,12 +329,7 @@ fn lanes(
     svg: &mut String,
     notes: &mut Vec<String>,
 ) -> f64 {
-    let _ = write!(
-        svg,
-        "<text x='4' y='{:.0}' font-weight='bold'>nodes and faults</text>",
-        y + 10.0
-    );
-    y += 16.0;
+    y = section(svg, y, "nodes and faults");
     let start = svg.len();
     let mut left_out = 0;
     for lane in &timeline.lanes {
@@ -434,6 +429,17 @@ fn lanes(
     y
 }
 
+/// A section's title at `y`; returns where its content begins.
+fn section(svg: &mut String, y: f64, title: &str) -> f64 {
+    let _ = write!(
+        svg,
+        "<text x='4' y='{:.0}' font-weight='bold'>{}</text>",
+        y + 10.0,
+        escape(title)
+    );
+    y + 16.0
+}
+
 /// Milliseconds as seconds with three decimals.
 fn seconds_precise(ms: u64) -> String {
     format!("{}.{:03} s", ms / 1_000, ms % 1_000)
@@ -462,16 +468,12 @@ fn partitions(
     if timeline.partitions.is_empty() {
         return y;
     }
-    y += SECTION_GAP - 8.0;
-    let _ = write!(
-        svg,
+    svg.push_str(
         "<defs><pattern id='unknown' width='6' height='6' patternUnits='userSpaceOnUse' \
          patternTransform='rotate(45)'><rect width='6' height='6' fill='#fff'/>\
-         <line x1='0' y1='0' x2='0' y2='6' stroke='#bbb' stroke-width='2'/></pattern></defs>\
-         <text x='4' y='{:.0}' font-weight='bold'>partitions: leader and ISR</text>",
-        y + 10.0
+         <line x1='0' y1='0' x2='0' y2='6' stroke='#bbb' stroke-width='2'/></pattern></defs>",
     );
-    y += 16.0;
+    y = section(svg, y + SECTION_GAP - 8.0, "partitions: leader and ISR");
     let start = svg.len();
     let mut left_out = 0;
     for lane in &timeline.partitions {
@@ -604,17 +606,14 @@ fn operations(
     if timeline.ops.is_empty() {
         return y;
     }
-    y += SECTION_GAP - 8.0;
     let _ = write!(
         svg,
-        "<text x='4' y='{:.0}' font-weight='bold'>client operations</text>\
-         <text x='4' y='{:.0}' class='small' fill='#555'>x: invoked</text>\
+        "<text x='4' y='{:.0}' class='small' fill='#555'>x: invoked</text>\
          <text x='4' y='{:.0}' class='small' fill='#555'>y: latency (log)</text>",
-        y + 10.0,
-        y + 22.0,
-        y + 32.0
+        y + SECTION_GAP + 14.0,
+        y + SECTION_GAP + 24.0
     );
-    y += 16.0;
+    y = section(svg, y + SECTION_GAP - 8.0, "client operations");
     let latency_us_max = timeline
         .ops
         .iter()
