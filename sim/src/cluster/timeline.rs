@@ -95,13 +95,8 @@ impl FaultLanes {
                 timeline.begin(CLUSTER_LANE, SpanKind::Slow, at_ms, &label);
             }
             Fault::Heal => timeline.end_where(at_ms, |kind| kind.row() == Row::Network),
-            Fault::PowerLoss => {
-                timeline.moment(
-                    CLUSTER_LANE,
-                    Row::Process,
-                    at_ms,
-                    "power loss of every node",
-                );
+            Fault::PowerLoss | Fault::PowerLossAt { .. } => {
+                timeline.moment(CLUSTER_LANE, Row::Process, at_ms, &fault.label());
                 for node in 1..=NODES {
                     timeline.begin(&lane(node), SpanKind::Killed, at_ms, "power loss");
                 }
@@ -368,6 +363,22 @@ mod tests {
                 ("n3", 600, "clock jumps -30000 ms")
             ]
         );
+    }
+
+    #[test]
+    fn a_power_loss_kills_every_node_until_each_restarts() {
+        let mut timeline = Timeline::default();
+        let mut lanes = FaultLanes::start(&mut timeline, 0, &[NodeClock::default(); 3]);
+        lanes.apply(&mut timeline, 100, &Fault::PowerLoss);
+        lanes.apply(&mut timeline, 300, &Fault::Restart { node: 2 });
+        assert_eq!(timeline.moments.len(), 1);
+        assert_eq!(timeline.moments[0].lane, CLUSTER_LANE);
+        assert_eq!(timeline.moments[0].label, "power loss of every node");
+        assert!(!timeline.is_on("n2", SpanKind::Killed), "n2 is back");
+        assert!(timeline.is_on("n1", SpanKind::Killed) && timeline.is_on("n3", SpanKind::Killed));
+        lanes.heal(&mut timeline, 900);
+        let ends: Vec<Option<u64>> = timeline.spans.iter().map(|s| s.to_ms).collect();
+        assert_eq!(ends, [Some(900), Some(300), Some(900)]);
     }
 
     #[test]

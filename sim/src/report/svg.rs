@@ -85,10 +85,12 @@ fn tick_ms(end_ms: u64) -> u64 {
     const STEPS: [u64; 12] = [
         100, 200, 500, 1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000,
     ];
+    // Past the table (runs of hours), whole ten-minute steps.
     let step = STEPS
         .into_iter()
         .find(|step| end_ms / step <= 20)
-        .unwrap_or(600_000);
+        .unwrap_or_else(|| (end_ms / 20).div_ceil(600_000) * 600_000);
+    assert!(end_ms / step <= 20, "at most 21 ticks");
     assert!(step >= 100, "ticks at least a tenth of a second apart");
     step
 }
@@ -167,12 +169,14 @@ impl Scale {
     fn x_us(&self, us: u64) -> f64 {
         let ms = (us as f64 / 1_000.0).min(self.end_ms as f64);
         let knee = self.knee_ms as f64;
-        if ms <= knee {
+        let x = if ms <= knee {
             PLOT_X0 + ms / knee * (self.knee_x - PLOT_X0)
         } else {
             let rest = (self.end_ms as f64 - knee).max(1.0);
             self.knee_x + (ms - knee) / rest * (PLOT_X1 - self.knee_x)
-        }
+        };
+        assert!((PLOT_X0..=PLOT_X1 + 0.001).contains(&x), "inside the plot");
+        x
     }
 }
 
@@ -255,7 +259,9 @@ fn axis(timeline: &Timeline, scale: &Scale, height: f64, svg: &mut String) {
     let rest_ticks = (0..)
         .map(|i| rest_first + i * rest_step)
         .take_while(|at| scale.compressed() && *at <= scale.end_ms);
+    let mut ticks = 0;
     for at in focus_ticks.chain(rest_ticks) {
+        ticks += 1;
         let x = scale.x(at);
         let _ = write!(
             svg,
@@ -265,6 +271,10 @@ fn axis(timeline: &Timeline, scale: &Scale, height: f64, svg: &mut String) {
             seconds(at)
         );
     }
+    assert!(
+        (1..=27).contains(&ticks),
+        "20 ticks at most in the focus, 5 in the rest"
+    );
     if scale.compressed() {
         let x = scale.knee_x;
         let _ = write!(
@@ -330,6 +340,7 @@ fn lanes(
     notes: &mut Vec<String>,
 ) -> f64 {
     y = section(svg, y, "nodes and faults");
+    let lanes_top = y;
     let start = svg.len();
     let mut left_out = 0;
     for lane in &timeline.lanes {
@@ -420,6 +431,11 @@ fn lanes(
         );
         y += LANE_GAP;
     }
+    let height = timeline.lanes.len() as f64 * (rows.len() as f64 * ROW_H + LANE_GAP);
+    assert!(
+        (y - lanes_top - height).abs() < 0.01,
+        "every lane drawn, its rows in it"
+    );
     if left_out > 0 {
         notes.push(format!(
             "{left_out} fault spans and moments not drawn (the lanes take at most {} KiB)",
@@ -449,11 +465,20 @@ fn seconds_precise(ms: u64) -> String {
 /// else a little past its last sighting.
 fn segment_end(segment: &Segment, next: Option<&Segment>, end_ms: u64) -> (u64, bool) {
     let known_ms = segment.seen_ms + OBSERVATION_GAP_MS;
-    match next {
+    let (to_ms, gap) = match next {
         Some(next) if next.from_ms <= known_ms => (next.from_ms, false),
         Some(next) => (known_ms.min(next.from_ms), true),
         None => (known_ms.min(end_ms), known_ms < end_ms),
-    }
+    };
+    assert!(
+        to_ms >= segment.seen_ms || to_ms == end_ms,
+        "a state lasts until seen last"
+    );
+    assert!(
+        !gap || to_ms == known_ms,
+        "a gap begins where the state stops being known"
+    );
+    (to_ms, gap)
 }
 
 /// A band per partition and replica: dark where it leads, light where it is in the ISR, empty
@@ -508,6 +533,7 @@ fn partitions(
                 REPLICA_H - 2.0
             );
         }
+        assert!(replicas.len() <= REPLICAS_DRAWN_MAX);
         let band_h = replicas.len() as f64 * REPLICA_H;
         for (index, segment) in lane.segments.iter().enumerate() {
             if svg.len() - start > PARTITIONS_BYTES_MAX {
@@ -623,6 +649,7 @@ fn operations(
         .max(10_000) as f64;
     let decades_max = latency_us_max.log10().ceil();
     let decades_min = LATENCY_US_MIN.log10();
+    assert!(decades_max > decades_min, "at least one decade of latency");
     let open_y = y + 6.0;
     let (plot_top, plot_bottom) = (y + 16.0, y + OPS_H);
     let latency_y = |us: u64| {
@@ -656,6 +683,10 @@ fn operations(
     }
     let named = named_ops(&timeline.findings);
     let (drawn, mut left_out) = ops_drawn(&timeline.ops, &named);
+    assert!(
+        drawn.len() + left_out == timeline.ops.len(),
+        "each drawn or counted"
+    );
     // Named operations last, so they lie on top, with bytes kept for them.
     let (plain, marked): (Vec<&OpMark>, Vec<&OpMark>) = drawn
         .into_iter()
@@ -789,6 +820,7 @@ fn findings(timeline: &Timeline, scale: &Scale, top: f64, bottom: f64, svg: &mut
         svg.push_str("</a>");
         flags.push((scale.x(*first), number, finding));
     }
+    assert!(flags.len() <= FINDINGS_DRAWN_MAX);
     flags.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut free_x = 0.0f64;
     for (x, number, finding) in flags {
@@ -796,6 +828,7 @@ fn findings(timeline: &Timeline, scale: &Scale, top: f64, bottom: f64, svg: &mut
             break;
         }
         let flag_x = (x - FLAG_W / 2.0).max(free_x);
+        assert!(flag_x >= free_x, "flags never overlap");
         free_x = flag_x + FLAG_W + 1.0;
         let (n, class) = (number + 1, finding.kind.class());
         let label = escape(&format!("{n}. {}", finding_label(finding)));
@@ -827,4 +860,56 @@ pub fn finding_label(finding: &Finding) -> String {
 /// Whether any finding is a violation (not merely allowed by the settings).
 pub fn violated(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.kind != FindingKind::Allowed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_quiet_tail_is_compressed_into_the_last_fifth() {
+        let mut timeline = Timeline {
+            end_ms: 100_000,
+            focus_end_ms: Some(20_000),
+            ..Timeline::default()
+        };
+        let scale = Scale::new(&timeline);
+        assert!(scale.compressed());
+        let focus_x = PLOT_X0 + FOCUS_WIDTH_SHARE * (PLOT_X1 - PLOT_X0);
+        assert!((scale.x(20_000) - focus_x).abs() < 0.01);
+        assert!((scale.x(100_000) - PLOT_X1).abs() < 0.01);
+        assert!((scale.x(10_000) - (PLOT_X0 + focus_x) / 2.0).abs() < 0.01);
+        // A short tail stays linear.
+        timeline.focus_end_ms = Some(90_000);
+        let scale = Scale::new(&timeline);
+        assert!(!scale.compressed());
+        assert!((scale.x(50_000) - (PLOT_X0 + PLOT_X1) / 2.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn a_finding_shows_at_its_operations_or_at_its_check() {
+        let op = |index, invoked_us| OpMark {
+            index,
+            process: 1,
+            shape: OpShape::Send,
+            outcome: OpOutcome::Ok,
+            invoked_us,
+            latency_us: Some(1),
+            text: String::new(),
+        };
+        let (a, b) = (op(7, 2_000_000), op(9, 5_000_000));
+        let ops: BTreeMap<u64, &OpMark> = [(7, &a), (9, &b)].into_iter().collect();
+        let mut finding = Finding {
+            kind: FindingKind::Safety,
+            title: String::new(),
+            key: None,
+            values: Vec::new(),
+            ops: vec![9, 7, 8],
+            at_ms: Some(60_000),
+            detail: String::new(),
+        };
+        assert_eq!(finding_times_ms(&finding, &ops), [2_000, 5_000]);
+        finding.ops.clear();
+        assert_eq!(finding_times_ms(&finding, &ops), [60_000]);
+    }
 }
