@@ -1,8 +1,8 @@
 //! The HTML report of one seed's run: what a person reads to understand a failure.
 //!
-//! One self-contained page (inline SVG and CSS, no script, nothing fetched): the verdict, the
-//! findings (each anomaly the checker reports, labelled a safety violation, liveness, a crash,
-//! or allowed by the settings, with the operations it names), then
+//! One self-contained page (inline SVG and CSS, no script, nothing fetched): the verdict, a
+//! line per kind of finding (each anomaly the checker reports and each failed end-of-run check,
+//! labelled a safety violation, liveness, a crash, or allowed by the settings), then
 //! - for the cluster scenario, a timeline over simulated seconds ([`svg`]): the run's phases, a
 //!   lane per node with its fault spans (killed, wiped, frozen, isolated, partitioned from
 //!   whom, one-way links, slow network, disk faults, clock offset), each partition's leader and
@@ -10,7 +10,8 @@
 //!   drawn across them, linked to its entry and to the operations it names;
 //! - for the storage scenario, its numeric series over steps with the faults marked;
 //!
-//! then the run's events. Every part is bounded, so a page never exceeds [`REPORT_BYTES_MAX`]
+//! then the findings in detail with the operations each names, and the run's events. Every
+//! part is bounded, so a page never exceeds [`REPORT_BYTES_MAX`]
 //! however long the run (`docs/sim-report.md` shows one and says how to read it).
 
 pub mod svg;

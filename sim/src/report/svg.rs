@@ -2,8 +2,8 @@
 //! per node with its faults, a band per partition and replica (leader, in ISR, out of it), the
 //! client operations by latency, and every finding drawn across them all.
 //!
-//! Each part draws at most a fixed number of elements (`*_DRAWN_MAX`), so the chart stays
-//! within its share of [`super::REPORT_BYTES_MAX`] whatever the run recorded.
+//! Each part has a byte budget (`*_BYTES_MAX`) and leaves out what does not fit, saying so in
+//! the page's notes, so the chart stays within [`CHART_BYTES_MAX`] whatever the run recorded.
 
 use super::escape;
 use super::timeline::{
@@ -44,13 +44,16 @@ const NAMED_OPS_BYTES: usize = 256 << 10;
 pub const FINDING_MARKS_BYTES_MAX: usize = 256 << 10;
 /// Most bytes of the axis, phases, labels, grid and other fixed parts of the chart.
 const FRAME_BYTES_MAX: usize = 160 << 10;
+/// Room for the one element each budget may be overshot by (the largest, a span with two
+/// labels, is under 3 KiB).
+const OVERSHOOT_BYTES_MAX: usize = 16 << 10;
 /// Most bytes of the chart: its parts' budgets, each overshot by one element at most.
 pub const CHART_BYTES_MAX: usize = FRAME_BYTES_MAX
     + LANES_BYTES_MAX
     + PARTITIONS_BYTES_MAX
     + OPS_BYTES_MAX
     + FINDING_MARKS_BYTES_MAX
-    + (16 << 10);
+    + OVERSHOOT_BYTES_MAX;
 /// Most operations drawn (those a finding names always, then failed and indeterminate ones,
 /// then ok ones evenly sampled): beyond a few thousand marks the panel is a blur anyway.
 pub const OPS_DRAWN_MAX: usize = 5_000;
