@@ -235,8 +235,12 @@ fn offline(violation: &Option<String>) -> bool {
 
 /// Searches seeds `1..=within` of `cargo sim --bug NAME` (the default campaign's settings, two
 /// seeds at a time) for the first whose violation `caught` recognises; the clean build must pass
-/// that seed. Returns it.
-fn assert_caught(bug: &str, within: u64, caught: fn(&Option<String>) -> bool) -> u64 {
+/// that seed. Returns it, with the failing run and its scenario.
+fn assert_caught(
+    bug: &str,
+    within: u64,
+    caught: fn(&Option<String>) -> bool,
+) -> (u64, sim::runner::SeedRun, Arc<dyn Scenario>) {
     let with_bug: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, Some(bug.into())));
     let clean: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
     let options = CampaignOptions {
@@ -245,27 +249,51 @@ fn assert_caught(bug: &str, within: u64, caught: fn(&Option<String>) -> bool) ->
         check_determinism: false,
         progress: false,
     };
-    let report = run_campaign(with_bug, &options);
-    let seed = report
+    let report = run_campaign(Arc::clone(&with_bug), &options);
+    let failed = report
         .results
         .iter()
         .find(|r| caught(&r.run.violation))
-        .map(|r| r.seed)
         .unwrap_or_else(|| panic!("{bug} not caught in {within} seeds"));
+    let seed = failed.seed;
     let run = run_seed_isolated(clean, seed);
     assert!(
         run.violation.is_none(),
         "seed {seed} fails without {bug} too: {:?}",
         run.violation
     );
-    seed
+    (seed, failed.run.clone(), with_bug)
 }
 
 /// `truncate-to-hw` (pre-KIP-101) loses acknowledged records. Measured: 16 of seeds 1..=100
 /// fail, the first at seed 2.
 #[test]
 fn the_truncate_to_hw_bug_is_caught() {
-    assert_caught("truncate-to-hw", 20, loss);
+    let (seed, run, scenario) = assert_caught("truncate-to-hw", 20, loss);
+    // Its report reads as a timeline: the nodes' lanes with their faults, the partitions'
+    // leaders and ISRs, the operations, and the lost records as a safety violation linked to
+    // the operations the checker names.
+    let html = sim::report::render(scenario.as_ref(), seed, &run);
+    assert!(
+        html.contains("SAFETY VIOLATION"),
+        "seed {seed}: {:?}",
+        run.violation
+    );
+    for lane in ["n1", "n2", "n3"] {
+        assert!(html.contains(&format!("font-weight='bold'>{lane}</text>")));
+    }
+    let faults = sim::report::SpanKind::ALL
+        .iter()
+        .filter(|kind| html.contains(&format!("<rect class='{}'", kind.name())))
+        .count();
+    assert!(faults > 0, "seed {seed}: a fault span in some lane");
+    assert!(
+        html.contains("<g><title>t-0 from 0."),
+        "t-0's first observed state"
+    );
+    assert!(html.contains("class='ok'"), "ok operations");
+    assert!(html.contains("<span class='tag safety'>1. safety violation</span>"));
+    assert!(html.contains("<a href='#finding-1'>") && html.contains("<a href='#op-"));
 }
 
 /// `no-epoch-fencing` (pre-KIP-320): a follower takes a stale leader's answer. The rarest: it was

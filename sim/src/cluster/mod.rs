@@ -22,6 +22,7 @@ pub mod record;
 pub mod replicas;
 pub mod shrink;
 pub mod stale_requests;
+pub mod timeline;
 pub mod workload;
 pub mod world;
 
@@ -586,6 +587,13 @@ impl ClusterScenario {
             ..QueueOptions::default()
         };
         let report = queue::check(&outcome.history, &options);
+        // The report's operations and anomalies, beside what the world recorded as it ran.
+        for mark in timeline::op_marks(&outcome.history) {
+            run.timeline.op(mark);
+        }
+        for finding in timeline::anomaly_findings(&report, draw) {
+            run.timeline.finding(finding);
+        }
         // Both verdicts: a liveness failure often comes with the anomalies that explain it.
         let checked = judge(&report, draw);
         let liveness = run.violation.clone();

@@ -1,10 +1,14 @@
 //! What a cluster run records as it goes: the Jepsen history of client operations, the trace
-//! (ops, faults, leadership changes, each stamped with simulated time) and the report timeline.
+//! (ops, faults, leadership changes, each stamped with simulated time) and the report's
+//! timeline (fault spans, each partition's leader and ISR, phases, findings of the checks).
 //! One [`Recorder`] per run, shared by the workload tasks and the nemesis; madsim runs every task
 //! on one thread, so a plain mutex is never contended.
 
-use crate::report::Timeline;
+use super::nemesis::Fault;
+use super::timeline::{lane, FaultLanes};
+use crate::report::{Finding, FindingKind, Row, Timeline};
 use crate::trace::Trace;
+use broker::runtime::NodeClock;
 use jepsen::history::{HistoryRecorder, KeyId, MicroOp, OpFn, OpType, OpValue};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,8 +23,13 @@ pub struct Recorder {
     pub history: HistoryRecorder,
     /// Ops, faults and observations, for the determinism check and for reading a failure.
     pub trace: Trace,
-    /// Leader series and fault marks for the HTML report.
+    /// Faults, partitions, phases and findings for the HTML report (the operations join it
+    /// from the history once the run is checked).
     pub timeline: Timeline,
+    /// Turns faults into the timeline's spans.
+    lanes: FaultLanes,
+    /// Each partition's leader at the last observation (0: none), to trace changes only.
+    leaders: BTreeMap<String, i64>,
     /// Completed client operations.
     pub completions: u64,
     /// The ISR size of each partition at the last observation.
@@ -31,6 +40,10 @@ pub struct Recorder {
     /// retention may have deleted records before anyone read them.
     pub log_starts: BTreeMap<String, u64>,
 }
+
+/// How long after healing the report still draws time in full (recovery shows there; the
+/// rest of a long liveness phase is compressed).
+const FOCUS_AFTER_HEALING_MS: u64 = 5_000;
 
 /// The recorder shared by the run's tasks.
 pub type Shared = Arc<Mutex<Recorder>>;
@@ -50,6 +63,8 @@ impl Recorder {
             history: HistoryRecorder::new(),
             trace: Trace::default(),
             timeline: Timeline::default(),
+            lanes: FaultLanes::default(),
+            leaders: BTreeMap::new(),
             completions: 0,
             isr_sizes: BTreeMap::new(),
             observed_ms: 0,
@@ -78,31 +93,81 @@ impl Recorder {
             .record(format!("{:>4}.{:03}s {text}", ms / 1000, ms % 1000));
     }
 
-    /// Records a fault: a trace event and a mark on the timeline.
-    pub fn fault(&mut self, label: &str) {
-        self.event(&format!("FAULT {label}"));
-        let step = self.trace.len().saturating_sub(1);
-        self.timeline.mark(step, label.to_string());
+    /// The workload begins: the clock restarts, the timeline gets a lane per broker (with its
+    /// clock's error, if skewed) and the safety phase begins.
+    pub fn workload_begins(&mut self, clocks: &[NodeClock]) {
+        self.restart_clock();
+        self.lanes = FaultLanes::start(&mut self.timeline, 0, clocks);
+        self.timeline
+            .phase(0, "workload under faults (safety phase)");
     }
 
-    /// Records a partition's leader (0: none) on the timeline, and in the trace when it changed.
+    /// Marks where a phase of the run begins.
+    pub fn phase(&mut self, label: &str) {
+        let ms = self.elapsed_ms();
+        self.timeline.phase(ms, label);
+    }
+
+    /// Records a fault of the schedule as it is applied: a trace event and its span or moment
+    /// in the nodes' lanes.
+    pub fn fault(&mut self, fault: &Fault) {
+        self.event(&format!("FAULT {}", fault.label()));
+        let ms = self.elapsed_ms();
+        self.lanes.apply(&mut self.timeline, ms, fault);
+    }
+
+    /// Records something done to broker `node` outside the schedule (a BUGGIFY disk fault, a
+    /// restart at healing): a trace event and a moment in its lane.
+    pub fn node_fault(&mut self, node: u8, row: Row, label: &str) {
+        self.event(&format!("FAULT {label}"));
+        let ms = self.elapsed_ms();
+        self.timeline.moment(&lane(node), row, ms, label);
+    }
+
+    /// The faults end: every span but the clocks' closes and the liveness phase begins.
+    pub fn healed(&mut self) {
+        self.event("FAULT heal: network whole, disks sound");
+        let ms = self.elapsed_ms();
+        self.lanes.heal(&mut self.timeline, ms);
+        self.timeline.focus_end_ms = Some(ms + FOCUS_AFTER_HEALING_MS);
+        self.timeline
+            .phase(ms, "faults healed: recovery (liveness phase)");
+    }
+
+    /// Records what an end-of-run check found, now.
+    pub fn finding(&mut self, kind: FindingKind, title: &str, detail: &str) {
+        let at_ms = Some(self.elapsed_ms());
+        self.timeline.finding(Finding {
+            kind,
+            title: title.to_string(),
+            key: None,
+            values: Vec::new(),
+            ops: Vec::new(),
+            at_ms,
+            detail: detail.to_string(),
+        });
+    }
+
+    /// Records an observation of a partition's leader (0: none), epoch and ISR on the
+    /// timeline, and in the trace when the leader changed.
     pub fn leader(&mut self, key: &str, leader: i64, epoch: i32, isr: &[i32]) {
         let in_sync = if leader == 0 { 0 } else { isr.len() };
         self.isr_sizes.insert(key.to_string(), in_sync);
         self.observed_ms = self.elapsed_ms();
-        let series = format!("leader {key}");
-        let last = self
-            .timeline
-            .series
-            .iter()
-            .find(|(name, _)| *name == series)
-            .and_then(|(_, points)| points.last().map(|(_, value)| *value));
-        if last == Some(leader) {
+        let leader_id = i32::try_from(leader).ok().filter(|&id| id != 0);
+        self.timeline
+            .observe(key, self.observed_ms, leader_id, epoch, isr);
+        if self.leaders.insert(key.to_string(), leader) == Some(leader) {
             return;
         }
         self.event(&format!("leader {key} n{leader} epoch {epoch} isr {isr:?}"));
-        let step = self.trace.len().saturating_sub(1);
-        self.timeline.point(&series, step, leader);
+    }
+
+    /// The timeline as the run leaves it: up to now.
+    pub fn timeline_now(&self) -> Timeline {
+        let mut timeline = self.timeline.clone();
+        timeline.end_ms = timeline.end_ms.max(self.elapsed_ms());
+        timeline
     }
 
     /// Whether the last observation saw `partitions` partitions, each with `replicas` replicas

@@ -16,7 +16,7 @@ pub struct Outcome {
     pub history: History,
     /// The trace.
     pub trace: Trace,
-    /// Leader series and fault marks.
+    /// Faults, partitions, phases and the end-of-run checks' findings, for the report.
     pub timeline: Timeline,
     /// A violation found before the checker ran (liveness, set-up), if any.
     pub violation: Option<String>,
@@ -33,7 +33,7 @@ fn outcome(shared: Shared, violation: Option<String>, simulated_ms: u64) -> Outc
     Outcome {
         history: recorder.history.history().clone(),
         trace: recorder.trace.clone(),
-        timeline: recorder.timeline.clone(),
+        timeline: recorder.timeline_now(),
         violation,
         completions: recorder.completions,
         simulated_ms,
@@ -63,6 +63,7 @@ mod simulated {
     use super::super::workload::{self, WorkloadConfig};
     use super::super::{Shape, LIVENESS_MS, SET_UP_MS};
     use super::*;
+    use crate::report::{FindingKind, Row};
     use broker::node::config::{
         ExtraListener, Listeners, LogSettings, NodeConfig, Role, SecuritySettings, StaticScramUser,
         Timing, TopicDefaults,
@@ -319,7 +320,8 @@ mod simulated {
                 };
                 let node = u8::try_from(i + 1).expect("three brokers");
                 if self.buggify_disk_faulted.insert(node) {
-                    lock(shared).fault(&format!("buggify: disk fault on n{node}"));
+                    let label = format!("buggify: disk fault on n{node}");
+                    lock(shared).node_fault(node, Row::Disk, &label);
                 }
                 self.disk_failed.insert(node);
             }
@@ -589,14 +591,15 @@ mod simulated {
                 let controller_stopped = self.controller_stopped[i].load(Ordering::SeqCst);
                 let disk_failed = self.disk_failed.contains(&node);
                 if self.dead[i] || (disk_failed && (!self.repair_in_place || controller_stopped)) {
-                    lock(shared).fault(&format!("heal: restart n{node}"));
+                    lock(shared).node_fault(node, Row::Process, &format!("heal: restart n{node}"));
                     self.restart(node);
                 } else if disk_failed {
-                    lock(shared).fault(&format!("heal: n{node} repairs in place"));
+                    let label = format!("heal: n{node} repairs in place");
+                    lock(shared).node_fault(node, Row::Disk, &label);
                 }
             }
             self.disk_failed.clear();
-            lock(shared).fault("heal: network whole, disks sound");
+            lock(shared).healed();
         }
     }
 
@@ -752,9 +755,11 @@ mod simulated {
             .await
         };
         if let Err(why) = set_up {
-            return outcome(shared, Some(format!("liveness: {why}")), elapsed(begun));
+            let why = format!("liveness: {why}");
+            lock(&shared).finding(FindingKind::Liveness, "the cluster did not come up", &why);
+            return outcome(shared, Some(why), elapsed(begun));
         }
-        lock(&shared).restart_clock();
+        lock(&shared).workload_begins(&draw.clocks);
         lock(&shared).event("cluster up, topic t created");
         // BUGGIFY and its disk faults once the cluster is up: set-up has its own deadline.
         buggify::set_config(draw.buggify_permille.map(|fire_permille| buggify::Config {
@@ -832,7 +837,7 @@ mod simulated {
             {
                 wait_for_crash_point(&shared, point, wait_ms_max, after_ms, stop_at).await;
             }
-            lock(&shared).fault(&scheduled.fault.label());
+            lock(&shared).fault(&scheduled.fault);
             cluster.apply(&scheduled.fault);
         }
         tokio::time::sleep_until(stop_at).await;
@@ -849,8 +854,13 @@ mod simulated {
             })
             .await
         };
+        if let Err(why) = &healthy {
+            let title = "no leader or no full ISR after healing";
+            lock(&shared).finding(FindingKind::Liveness, title, why);
+        }
         let mut violation = healthy.err();
         if violation.is_none() {
+            lock(&shared).phase("final read of acknowledged records");
             let acked = acked_values(&lock(&shared).history.history().clone());
             lock(&shared).event(&format!(
                 "healthy; final read of {} acknowledged values",
@@ -862,6 +872,17 @@ mod simulated {
                 workload::final_read(c, s, 1_000, acked, liveness_deadline),
             )
             .await;
+            if let Err(why) = &read {
+                // An acknowledged record that cannot be read is lost: a safety violation,
+                // though the words say it was not found in time.
+                let kind = if draw.strong() {
+                    FindingKind::Safety
+                } else {
+                    FindingKind::Allowed
+                };
+                let title = "acknowledged records unreadable after healing";
+                lock(&shared).finding(kind, title, why);
+            }
             // Weak settings may lose acknowledged records: noted, not a violation.
             violation = match read {
                 Err(why) if !draw.strong() => {
@@ -875,6 +896,7 @@ mod simulated {
             // Healed, quiet, every ISR full: every replica must hold the same bytes.
             // A follower may still be a fetch behind the leader's last (unacknowledged) batch:
             // a difference counts once it lasts 10 simulated seconds.
+            lock(&shared).phase("replicas compared");
             let mut compared = Err(String::new());
             for _ in 0..20 {
                 compared = replicas::compare(
@@ -892,6 +914,10 @@ mod simulated {
                 Ok(()) => "replicas compared: the same batches, byte for byte",
                 Err(_) => "replicas compared: they differ",
             });
+            if let Err(why) = &compared {
+                let title = "replicas differ below the high watermark";
+                lock(&shared).finding(FindingKind::Safety, title, why);
+            }
             violation = compared.err();
         }
         if violation.is_none() && draw.shape == Shape::Combined {
@@ -910,6 +936,10 @@ mod simulated {
                 Ok(()) => "controllers compared: every raft log ends at the same index",
                 Err(_) => "controllers compared: a raft log is behind",
             });
+            if let Err(why) = &compared {
+                let title = "a controller's raft log stayed behind";
+                lock(&shared).finding(FindingKind::Liveness, title, why);
+            }
             violation = compared.err();
         }
         observer.abort();
