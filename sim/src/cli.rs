@@ -493,6 +493,23 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_command_keeps_no_operations() {
+        // The replay line of a `--no-operations` campaign's failure must draw no operations
+        // too, or it replays a different run.
+        let Ok(Command::Campaign { settings, .. }) = parse(&args("--no-operations --seeds 3"))
+        else {
+            panic!("a campaign");
+        };
+        let replay = runner::replay_command(scenarios::build(&settings).as_ref(), 7);
+        assert!(replay.contains("--no-operations"), "{replay}");
+        let words: Vec<String> = replay.split_whitespace().skip(2).map(String::from).collect();
+        match parse(&words) {
+            Ok(Command::Replay { settings: again, .. }) => assert_eq!(again, settings),
+            other => panic!("the replay line parses back: {other:?}"),
+        }
+    }
+
+    #[test]
     fn matrix_takes_its_own_options() {
         match parse(&args(
             "matrix --seeds 3 --start 7 --jobs 2 --steps 40 --out /tmp/m",
