@@ -203,6 +203,9 @@ impl Overrides {
         if let Some(faults) = self.faults {
             args.push(format!("--faults {}", faults.as_str()));
         }
+        if self.no_operations {
+            args.push("--no-operations".to_string());
+        }
         args
     }
 }
