@@ -40,7 +40,9 @@ pub use crate::cluster::DUPLICATE_SHADOWS;
 const EXAMPLE_CHARS_MAX: usize = 240;
 
 /// One row of the matrix: the producer and topic settings a run fixes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Settings {
     /// Producer acks: -1 (all), 1 (leader only) or 0 (none).
     pub acks: i16,
@@ -222,8 +224,8 @@ impl Promise {
     }
 }
 
-/// What one seed of one combination showed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one seed of one combination showed (a matrix shard's file holds these).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SeedOutcome {
     /// The seed.
     pub seed: u64,

@@ -15,7 +15,8 @@
 //! description and replay command), the probe and BUGGIFY tallies and the timing. Everything
 //! but the timing is a function of the build, the settings and the seeds.
 
-use crate::matrix::SeedOutcome;
+use crate::cluster::FaultFamily;
+use crate::matrix::{SeedOutcome, Settings};
 use crate::probes::Tally;
 use crate::runner::{CampaignReport, SeedResult, SeedRun};
 use crate::trace::Divergence;
@@ -248,146 +249,48 @@ pub struct MatrixShard {
     pub outcomes: Vec<OutcomeRecord>,
 }
 
+/// One matrix run: its row and what it showed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    /// The row's settings.
+    pub row: Settings,
+    /// The outcome (seed and family included).
+    #[serde(flatten)]
+    pub outcome: SeedOutcome,
+}
+
+impl OutcomeRecord {
+    /// The work item this run was.
+    fn work(&self) -> (Settings, FaultFamily, u64) {
+        (self.row, self.outcome.family, self.outcome.seed)
+    }
+}
+
 impl MatrixShard {
     /// The shard of the runs `share`, whose `outcomes` came in any order: recorded in the
     /// share's order, so that `merge` can check the shard ran exactly its share.
     pub fn new(
         args: Vec<String>,
-        share: &[(crate::matrix::Settings, crate::cluster::FaultFamily, u64)],
-        outcomes: &[(crate::matrix::Settings, SeedOutcome)],
+        share: &[(Settings, FaultFamily, u64)],
+        outcomes: &[(Settings, SeedOutcome)],
     ) -> MatrixShard {
         assert_eq!(share.len(), outcomes.len(), "one outcome per run");
         let by_run: BTreeMap<_, &SeedOutcome> = outcomes
             .iter()
-            .map(|(settings, o)| ((*settings, o.family, o.seed), o))
+            .map(|(row, o)| ((*row, o.family, o.seed), o))
             .collect();
         let outcomes: Vec<OutcomeRecord> = share
             .iter()
-            .map(|run| {
-                let outcome = by_run
+            .map(|run| OutcomeRecord {
+                row: run.0,
+                outcome: (*by_run
                     .get(run)
-                    .expect("every run of the share has its outcome");
-                OutcomeRecord::of(run.0, outcome)
+                    .expect("every run of the share has its outcome"))
+                .clone(),
             })
             .collect();
         assert_eq!(outcomes.len(), share.len());
         MatrixShard { args, outcomes }
-    }
-}
-
-/// One matrix run's outcome ([`SeedOutcome`] with its row, names instead of enums).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutcomeRecord {
-    /// The row: acks (-1 for all), min ISR, unclean, idempotence.
-    pub acks: i16,
-    /// The row's min ISR.
-    pub min_isr: i32,
-    /// The row's unclean election.
-    pub unclean: bool,
-    /// The row's idempotence.
-    pub idempotence: bool,
-    /// The fault family (`--faults` name).
-    pub family: String,
-    /// The seed.
-    pub seed: u64,
-    /// Every anomaly class seen (Jepsen's name), its instances and the first in words.
-    pub anomalies: Vec<(String, u64, String)>,
-    /// The classes the row forbids among them.
-    pub forbidden: Vec<String>,
-    /// Sends completed ok or indeterminate.
-    pub sends: u64,
-    /// Of those, values never read.
-    pub unread: u64,
-    /// The liveness or set-up failure.
-    pub liveness: Option<String>,
-    /// A panic.
-    pub crash: Option<String>,
-    /// Client operations completed.
-    pub steps: u64,
-    /// Simulated time, ms.
-    pub simulated_ms: u64,
-}
-
-fn class_named(name: &str) -> Result<jepsen::queue::AnomalyClass, String> {
-    jepsen::queue::AnomalyClass::ALL
-        .into_iter()
-        .find(|c| c.name() == name)
-        .ok_or_else(|| format!("unknown anomaly class `{name}`"))
-}
-
-impl OutcomeRecord {
-    /// The record of one run.
-    pub fn of(settings: crate::matrix::Settings, outcome: &SeedOutcome) -> OutcomeRecord {
-        let record = OutcomeRecord {
-            acks: settings.acks,
-            min_isr: settings.min_isr,
-            unclean: settings.unclean,
-            idempotence: settings.idempotence,
-            family: outcome.family.as_str().to_string(),
-            seed: outcome.seed,
-            anomalies: outcome
-                .anomalies
-                .iter()
-                .map(|(class, count, example)| (class.name().to_string(), *count, example.clone()))
-                .collect(),
-            forbidden: outcome
-                .forbidden
-                .iter()
-                .map(|c| c.name().to_string())
-                .collect(),
-            sends: outcome.sends,
-            unread: outcome.unread,
-            liveness: outcome.liveness.clone(),
-            crash: outcome.crash.clone(),
-            steps: outcome.steps,
-            simulated_ms: outcome.simulated_ms,
-        };
-        assert_eq!(record.anomalies.len(), outcome.anomalies.len());
-        record
-    }
-
-    /// The run back, with its row; an unknown name is an error.
-    pub fn outcome(&self) -> Result<(crate::matrix::Settings, SeedOutcome), String> {
-        let settings = crate::matrix::Settings {
-            acks: self.acks,
-            min_isr: self.min_isr,
-            unclean: self.unclean,
-            idempotence: self.idempotence,
-        };
-        let mut anomalies = Vec::with_capacity(self.anomalies.len());
-        for (name, count, example) in &self.anomalies {
-            anomalies.push((class_named(name)?, *count, example.clone()));
-        }
-        let forbidden = self
-            .forbidden
-            .iter()
-            .map(|name| class_named(name))
-            .collect::<Result<Vec<_>, _>>()?;
-        let outcome = SeedOutcome {
-            seed: self.seed,
-            family: crate::cluster::FaultFamily::parse(&self.family)?,
-            anomalies,
-            forbidden,
-            sends: self.sends,
-            unread: self.unread,
-            liveness: self.liveness.clone(),
-            crash: self.crash.clone(),
-            steps: self.steps,
-            simulated_ms: self.simulated_ms,
-        };
-        Ok((settings, outcome))
-    }
-
-    /// The work item this run was: (row, family, seed).
-    fn work(&self) -> (i16, i32, bool, bool, &str, u64) {
-        (
-            self.acks,
-            self.min_isr,
-            self.unclean,
-            self.idempotence,
-            self.family.as_str(),
-            self.seed,
-        )
     }
 }
 
@@ -641,15 +544,8 @@ pub fn merge_campaign(
 #[allow(clippy::type_complexity)]
 pub fn merge_matrix(
     files: &[(String, ShardFile)],
-    work: &[(crate::matrix::Settings, crate::cluster::FaultFamily, u64)],
-) -> Result<(Vec<(crate::matrix::Settings, SeedOutcome)>, Duration, usize), String> {
-    let expected: Vec<(i16, i32, bool, bool, &str, u64)> = work
-        .iter()
-        .map(|(s, family, seed)| {
-            let f = family.as_str();
-            (s.acks, s.min_isr, s.unclean, s.idempotence, f, *seed)
-        })
-        .collect();
+    work: &[(Settings, FaultFamily, u64)],
+) -> Result<(Vec<(Settings, SeedOutcome)>, Duration, usize), String> {
     let mut outcomes = Vec::with_capacity(work.len());
     let (mut wall, mut jobs) = (Duration::ZERO, 1);
     for (path, file) in files {
@@ -657,10 +553,8 @@ pub fn merge_matrix(
             return Err(format!("{path}: not a matrix shard"));
         };
         let ran: Vec<_> = matrix.outcomes.iter().map(OutcomeRecord::work).collect();
-        check_share(path, file.shard, &expected, &ran)?;
-        for record in &matrix.outcomes {
-            outcomes.push(record.outcome().map_err(|e| format!("{path}: {e}"))?);
-        }
+        check_share(path, file.shard, work, &ran)?;
+        outcomes.extend(matrix.outcomes.iter().map(|r| (r.row, r.outcome.clone())));
         wall += Duration::from_secs_f64(file.wall_s.max(0.0));
         jobs = jobs.max(file.jobs);
     }
@@ -841,5 +735,36 @@ mod tests {
         std::fs::write(&path, "{").unwrap();
         assert!(ShardFile::read(&path).unwrap_err().contains("not JSON"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_matrix_outcome_round_trips_by_names() {
+        use jepsen::queue::AnomalyClass;
+        let record = OutcomeRecord {
+            row: Settings::rows()[8],
+            outcome: SeedOutcome {
+                seed: 3,
+                family: FaultFamily::Wipe,
+                anomalies: vec![(AnomalyClass::LostWrite, 2, "key k, values [4]".to_string())],
+                forbidden: vec![AnomalyClass::LostWrite],
+                sends: 40,
+                unread: 2,
+                liveness: None,
+                crash: Some("panic".to_string()),
+                steps: 50,
+                simulated_ms: 20_000,
+            },
+        };
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(
+            text.contains("\"lost-write\"") && text.contains("\"wipe\""),
+            "{text}"
+        );
+        let back: OutcomeRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, record);
+        let error = serde_json::from_str::<OutcomeRecord>(&text.replace("lost-write", "lost"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown anomaly class `lost`"), "{error}");
     }
 }
