@@ -441,12 +441,20 @@ pub fn execute(command: Command) -> Result<bool, String> {
                 );
                 // The settings must come back from the arguments, or merge would judge the
                 // shards' seeds as another scenario's.
-                let round_trip = matches!(
-                    parse(&args),
-                    Ok(Command::Campaign { settings: s, start: a, count: c,
-                        check_determinism: d, require_probes: p, .. })
-                        if s == settings && (a, c, d, p) == (start, count, check_determinism, require_probes)
-                );
+                let round_trip = match parse(&args) {
+                    Ok(Command::Campaign {
+                        settings: s,
+                        start: a,
+                        count: c,
+                        check_determinism: d,
+                        require_probes: p,
+                        ..
+                    }) => {
+                        s == settings
+                            && (a, c, d, p) == (start, count, check_determinism, require_probes)
+                    }
+                    _ => false,
+                };
                 if !round_trip {
                     return Err(format!(
                         "--json: these settings do not survive as arguments ({}), so they \
