@@ -27,8 +27,11 @@ pub const CASES_PER_CLASS_MAX: usize = 64;
 /// Most values listed in one case (a skip over a thousand values lists the first ones).
 pub const VALUES_PER_CASE_MAX: usize = 16;
 
-/// The anomaly classes, named as Jepsen names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The anomaly classes, named as Jepsen names them (also in serde: `cargo sim`'s shard files).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum AnomalyClass {
     /// An ok (or provably committed) send at or below the highest index some poll read, which no
     /// ok poll ever read: the log lost it, or consumers skipped it.
@@ -105,6 +108,20 @@ impl AnomalyClass {
     /// Looks a class up by its Jepsen name.
     pub fn from_name(name: &str) -> Option<AnomalyClass> {
         AnomalyClass::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+impl From<AnomalyClass> for &'static str {
+    fn from(class: AnomalyClass) -> &'static str {
+        class.name()
+    }
+}
+
+impl TryFrom<String> for AnomalyClass {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<AnomalyClass, String> {
+        AnomalyClass::from_name(&name).ok_or_else(|| format!("unknown anomaly class `{name}`"))
     }
 }
 

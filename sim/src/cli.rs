@@ -2,12 +2,15 @@
 
 use crate::runner::{self, CampaignOptions, Scenario as _};
 use crate::scenarios;
+use crate::shard::{Shard, ShardFile, ShardRun};
 use std::sync::Arc;
 
 /// The usage text.
 pub const USAGE: &str = "\
 cargo sim [OPTIONS]
 cargo sim matrix [--seeds N] [--start N] [--jobs N] [--steps N] [--out DIR]
+cargo sim [matrix] [OPTIONS] --shard K/N --json FILE
+cargo sim merge [--out DIR] FILE...
 
 Runs a fault-injection simulation campaign. With no options: the embedded default campaign.
 `matrix` runs the delivery-guarantee matrix (cluster scenario: acks x min ISR x unclean x
@@ -36,8 +39,21 @@ options:
   --check-determinism same as --ci's determinism check
   --verbose           with --seed: print every event of the run
   --report FILE.html  with --seed: write an HTML timeline of the run
+  --shard K/N         run only shard K of N: the campaign's seeds (the matrix's runs) at
+                      positions K-1, K-1+N, K-1+2N, ... of the seed range; with --ci the
+                      listed probes are checked by `merge`, across all shards
+  --json FILE         write the run's results to FILE (schema rill-sim-shard/1: build,
+                      settings, each seed's outcome, failures with replay commands, probe and
+                      BUGGIFY tallies, matrix outcomes, timing); without --shard: shard 1/1
   --list              list the scenarios
   --help              this text
+
+merge: `cargo sim merge FILE...` reads the --json files of every shard of one run, checks
+they belong together (one build, the same settings, shards 1..N each once; a missing or
+doubled shard is named) and prints the verdict and tables one unsharded run prints, with its
+exit code (0 pass, 1 fail); a matrix's documents go to --out DIR (default docs). Run a
+million seeds on many machines: deploy/sim/k8s-indexed-job.yaml (a Kubernetes Indexed Job)
+and .github/workflows/sim-shards.yml (docs/sharded-campaigns.md).
 
 cluster behaviours drawn per seed beside the faults (each from a stream of its own; `--seed N`
 prints a seed's draw):
@@ -93,6 +109,17 @@ pub enum Command {
         options: crate::matrix::MatrixOptions,
         /// Where `guarantees.md` and `guarantees.html` go.
         out: String,
+        /// Only this share of the runs (`--shard K/N`).
+        shard: Option<Shard>,
+        /// Write the outcomes here instead of the documents (`--json FILE`).
+        json: Option<String>,
+    },
+    /// Merge the `--json` files of a sharded run.
+    Merge {
+        /// The shard files.
+        files: Vec<String>,
+        /// Where a matrix's documents go.
+        out: String,
     },
     /// Run a campaign.
     Campaign {
@@ -108,6 +135,10 @@ pub enum Command {
         require_probes: bool,
         /// Run each seed twice.
         check_determinism: bool,
+        /// Only this share of the seeds (`--shard K/N`).
+        shard: Option<Shard>,
+        /// Write the results here (`--json FILE`).
+        json: Option<String>,
     },
 }
 
@@ -134,10 +165,13 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     if args.first().is_some_and(|a| a == "matrix") {
         return parse_matrix(&args[1..]);
     }
+    if args.first().is_some_and(|a| a == "merge") {
+        return parse_merge(&args[1..]);
+    }
     let mut settings = scenarios::Settings::default();
     let (mut seed, mut start, mut count, mut jobs) = (None, 1u64, DEFAULT_SEEDS, None);
     let (mut check, mut verbose, mut report, mut shrink) = (false, false, None, false);
-    let mut ci = false;
+    let (mut ci, mut shard, mut json) = (false, None, None);
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -183,6 +217,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--verbose" => verbose = true,
             "--shrink" => shrink = true,
             "--report" => report = Some(iter.next().ok_or("--report needs a file")?.clone()),
+            "--shard" => shard = Some(Shard::parse(iter.next().ok_or("--shard needs K/N")?)?),
+            "--json" => json = Some(iter.next().ok_or("--json needs a file")?.clone()),
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -204,6 +240,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     }
     if count == 0 {
         return Err("--seeds must be at least 1".to_string());
+    }
+    if (shard.is_some() || json.is_some()) && (seed.is_some() || shrink) {
+        return Err("--shard and --json go with a campaign, not --seed".to_string());
     }
     if shrink {
         let seed = seed.ok_or("--shrink goes with --seed")?;
@@ -235,6 +274,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         count,
         jobs,
         check_determinism: check,
+        shard,
+        json,
     })
 }
 
@@ -243,6 +284,7 @@ fn parse_matrix(args: &[String]) -> Result<Command, String> {
     use crate::matrix::{MatrixOptions, SEEDS_PER_CELL_DEFAULT, SEEDS_PER_CELL_MAX};
     let (mut seeds, mut start, mut jobs) = (SEEDS_PER_CELL_DEFAULT, 1u64, None);
     let (mut steps, mut out) = (None, "docs".to_string());
+    let (mut shard, mut json) = (None, None);
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -251,6 +293,8 @@ fn parse_matrix(args: &[String]) -> Result<Command, String> {
             "--jobs" => jobs = Some(number("--jobs", iter.next())?),
             "--steps" => steps = Some(number("--steps", iter.next())?),
             "--out" => out = iter.next().ok_or("--out needs a directory")?.clone(),
+            "--shard" => shard = Some(Shard::parse(iter.next().ok_or("--shard needs K/N")?)?),
+            "--json" => json = Some(iter.next().ok_or("--json needs a file")?.clone()),
             other => return Err(format!("matrix: unknown option `{other}`")),
         }
     }
@@ -269,7 +313,35 @@ fn parse_matrix(args: &[String]) -> Result<Command, String> {
     Ok(Command::Matrix {
         options: MatrixOptions::full(seeds, start, jobs, steps),
         out,
+        shard,
+        json,
     })
+}
+
+/// Parses the arguments after `merge`.
+fn parse_merge(args: &[String]) -> Result<Command, String> {
+    let (mut files, mut out) = (Vec::new(), "docs".to_string());
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--out" => out = iter.next().ok_or("--out needs a directory")?.clone(),
+            flag if flag.starts_with("--") => {
+                return Err(format!("merge: unknown option `{flag}`"));
+            }
+            file => files.push(file.to_string()),
+        }
+    }
+    if files.is_empty() {
+        return Err("merge needs the shard files (`cargo sim merge FILE...`)".to_string());
+    }
+    if files.len() as u64 > crate::shard::SHARDS_MAX {
+        return Err(format!(
+            "merge: {} files, at most {} shards",
+            files.len(),
+            crate::shard::SHARDS_MAX
+        ));
+    }
+    Ok(Command::Merge { files, out })
 }
 
 /// Runs a parsed command; `Ok(false)` means the simulation found a violation.
@@ -294,7 +366,13 @@ pub fn execute(command: Command) -> Result<bool, String> {
             check_determinism,
         } => replay(settings, seed, verbose, report, check_determinism),
         Command::Shrink { settings, seed } => shrink(&settings, seed),
-        Command::Matrix { options, out } => matrix(&options, &out),
+        Command::Matrix {
+            options,
+            out,
+            shard,
+            json,
+        } => matrix(&options, &out, shard, json.as_deref()),
+        Command::Merge { files, out } => merge(&files, &out),
         Command::Campaign {
             settings,
             start,
@@ -302,20 +380,37 @@ pub fn execute(command: Command) -> Result<bool, String> {
             jobs,
             check_determinism,
             require_probes,
+            shard,
+            json,
         } => {
             let scenario = scenarios::build(&settings);
             let end = start
                 .checked_add(count)
                 .ok_or("--start + --seeds overflows")?;
+            let all: Vec<u64> = (start..end).collect();
+            let seeds = match shard {
+                Some(shard) => shard.select(&all),
+                None => all,
+            };
+            if seeds.is_empty() {
+                return Err(format!(
+                    "shard {} of {count} seeds has no seeds: use at most {count} shards",
+                    shard.unwrap_or(Shard::WHOLE)
+                ));
+            }
             let options = CampaignOptions {
-                seeds: (start..end).collect(),
+                seeds,
                 jobs,
                 check_determinism,
                 progress: true,
             };
             eprintln!(
-                "rill sim: scenario {}, seeds {start}..{end}, {jobs} jobs{}",
+                "rill sim: scenario {}, seeds {start}..{end}{}, {jobs} jobs{}",
                 scenario.name(),
+                shard.map_or(String::new(), |s| format!(
+                    ", shard {s} ({} seeds)",
+                    options.seeds.len()
+                )),
                 if check_determinism {
                     ", each seed twice (determinism check)"
                 } else {
@@ -323,35 +418,265 @@ pub fn execute(command: Command) -> Result<bool, String> {
                 }
             );
             let report = runner::run_campaign(Arc::clone(&scenario), &options);
-            print!("{}", runner::summarize(scenario.as_ref(), &report));
+            let coverage = crate::probes::Tally::of(&report);
             let cluster = settings.scenario == scenarios::ScenarioName::Cluster;
-            print!("{}", crate::probes::summarize(&report, cluster));
-            let missing = crate::probes::never_fired(&report);
-            let probes_ok = !require_probes || missing.is_empty();
-            if !probes_ok {
-                println!(
-                    "FAILED coverage: listed probes never fired in these seeds: {} (sim/probes.txt; \
-                     --ci requires every one)",
-                    missing.join(", ")
-                );
+            // A shard alone need not reach every listed probe: `merge` checks them across all.
+            let ok = campaign_verdict(
+                scenario.as_ref(),
+                &report,
+                &coverage,
+                cluster,
+                require_probes && shard.is_none(),
+            );
+            if require_probes && shard.is_some() {
+                println!("listed probes: checked across all shards by `cargo sim merge`");
             }
-            let ok = report.failures().next().is_none() && probes_ok;
-            println!("verdict: {}", if ok { "PASS" } else { "FAIL" });
+            if let Some(path) = json {
+                let args = campaign_args(
+                    scenario.as_ref(),
+                    start,
+                    count,
+                    check_determinism,
+                    require_probes,
+                );
+                // The settings must come back from the arguments, or merge would judge the
+                // shards' seeds as another scenario's.
+                let round_trip = match parse(&args) {
+                    Ok(Command::Campaign {
+                        settings: s,
+                        start: a,
+                        count: c,
+                        check_determinism: d,
+                        require_probes: p,
+                        ..
+                    }) => {
+                        s == settings
+                            && (a, c, d, p) == (start, count, check_determinism, require_probes)
+                    }
+                    _ => false,
+                };
+                if !round_trip {
+                    return Err(format!(
+                        "--json: these settings do not survive as arguments ({}), so they \
+                         cannot be merged",
+                        args.join(" ")
+                    ));
+                }
+                let records = report
+                    .results
+                    .iter()
+                    .map(|r| crate::shard::SeedRecord::of(scenario.as_ref(), r))
+                    .collect();
+                let run = ShardRun::Campaign(crate::shard::CampaignShard {
+                    args,
+                    schedule: settings.schedule.as_ref().map(|(_, s)| s.to_json()),
+                    seeds: records,
+                    coverage,
+                });
+                let shard = shard.unwrap_or(Shard::WHOLE);
+                ShardFile::new(shard, report.wall, jobs, run).write(&path)?;
+                println!("results written to {path}");
+            }
             Ok(ok)
         }
     }
 }
 
-/// Runs the matrix, writes its documents; `Ok(false)` when a cell broke its row's promise.
-fn matrix(options: &crate::matrix::MatrixOptions, out: &str) -> Result<bool, String> {
+/// The arguments that give a campaign's settings (what a shard file records and `merge`
+/// parses back): the scenario, its replay arguments, the seed range and the checks.
+fn campaign_args(
+    scenario: &dyn runner::Scenario,
+    start: u64,
+    count: u64,
+    check_determinism: bool,
+    require_probes: bool,
+) -> Vec<String> {
+    let mut args = vec!["--scenario".to_string(), scenario.name().to_string()];
+    // Replay arguments are `--flag value` words: split at the first space only (a schedule's
+    // path may hold spaces).
+    for word in scenario.replay_args() {
+        match word.split_once(' ') {
+            Some((flag, value)) => args.extend([flag.to_string(), value.to_string()]),
+            None => args.push(word),
+        }
+    }
+    args.extend(["--start".to_string(), start.to_string()]);
+    args.extend(["--seeds".to_string(), count.to_string()]);
+    if require_probes {
+        args.push("--ci".to_string());
+    } else if check_determinism {
+        args.push("--check-determinism".to_string());
+    }
+    assert!(args.len() >= 6, "scenario, start and seeds at least");
+    args
+}
+
+/// Prints a campaign's summary, coverage and verdict (one run or merged shards); whether it
+/// passed.
+fn campaign_verdict(
+    scenario: &dyn runner::Scenario,
+    report: &runner::CampaignReport,
+    coverage: &crate::probes::Tally,
+    cluster: bool,
+    require_probes: bool,
+) -> bool {
+    assert_eq!(coverage.seeds, report.results.len() as u64);
+    print!("{}", runner::summarize(scenario, report));
+    print!("{}", crate::probes::summarize(coverage, cluster));
+    let missing = crate::probes::never_fired(coverage);
+    let probes_ok = !require_probes || missing.is_empty();
+    if !probes_ok {
+        println!(
+            "FAILED coverage: listed probes never fired in these seeds: {} (sim/probes.txt; \
+             --ci requires every one)",
+            missing.join(", ")
+        );
+    }
+    let ok = report.failures().next().is_none() && probes_ok;
+    println!("verdict: {}", if ok { "PASS" } else { "FAIL" });
+    ok
+}
+
+/// `cargo sim merge`: checks that the shard files belong together and prints the verdict and
+/// tables of the whole run; `Ok(false)` when it failed.
+fn merge(paths: &[String], out: &str) -> Result<bool, String> {
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        files.push((path.clone(), ShardFile::read(path)?));
+    }
+    crate::shard::check_together(&files)?;
+    let (first_path, first) = (&files[0].0, &files[0].1);
+    eprintln!(
+        "rill sim: merging {} shards ({}): {}",
+        files.len(),
+        first.build,
+        first.args().join(" ")
+    );
+    let current = crate::shard::Build::current();
+    if current != first.build {
+        eprintln!("rill sim: note: this build ({current}) is not the shards' build");
+    }
+    let unparsable = || {
+        format!(
+            "{first_path}: its settings do not parse: {}",
+            first.args().join(" ")
+        )
+    };
+    match &first.run {
+        ShardRun::Campaign(campaign) => {
+            let Ok(Command::Campaign {
+                settings,
+                start,
+                count,
+                require_probes,
+                ..
+            }) = parse(&campaign.args)
+            else {
+                return Err(unparsable());
+            };
+            let scenario = scenarios::build(&settings);
+            let end = start
+                .checked_add(count)
+                .ok_or("--start + --seeds overflows")?;
+            let seeds: Vec<u64> = (start..end).collect();
+            let merged = crate::shard::merge_campaign(&files, scenario.as_ref(), &seeds)?;
+            println!(
+                "merged {} shards: longest shard {:.1} s; wall time below is the shards' summed",
+                files.len(),
+                merged.longest_shard.as_secs_f64()
+            );
+            let cluster = settings.scenario == scenarios::ScenarioName::Cluster;
+            Ok(campaign_verdict(
+                scenario.as_ref(),
+                &merged.report,
+                &merged.coverage,
+                cluster,
+                require_probes,
+            ))
+        }
+        ShardRun::Matrix(shard) => {
+            let mut args = vec!["matrix".to_string()];
+            args.extend(shard.args.iter().cloned());
+            let Ok(Command::Matrix { options, .. }) = parse(&args) else {
+                return Err(unparsable());
+            };
+            let work = crate::matrix::work(&options);
+            let (outcomes, wall, jobs) = crate::shard::merge_matrix(&files, &work)?;
+            let params = crate::matrix::Params {
+                seeds_per_cell: options.seeds_per_cell,
+                start: options.start,
+                steps: options.steps,
+                jobs,
+                wall_s: wall.as_secs_f64(),
+                commit: first.build.commit.clone(),
+            };
+            println!(
+                "merged {} shards: wall time below is the shards' summed",
+                files.len()
+            );
+            matrix_verdict(&crate::matrix::tables(params, &options, &outcomes), out)
+        }
+    }
+}
+
+/// Runs the matrix (or one shard of its runs) and writes its documents (a shard: its `--json`
+/// file instead); `Ok(false)` when a cell broke its row's promise.
+fn matrix(
+    options: &crate::matrix::MatrixOptions,
+    out: &str,
+    shard: Option<Shard>,
+    json: Option<&str>,
+) -> Result<bool, String> {
     let combinations = options.rows.len() * options.families.len();
     eprintln!(
-        "rill sim: matrix, {combinations} combinations x {} seeds from {}, {} jobs",
-        options.seeds_per_cell, options.start, options.jobs
+        "rill sim: matrix, {combinations} combinations x {} seeds from {}, {} jobs{}",
+        options.seeds_per_cell,
+        options.start,
+        options.jobs,
+        shard.map_or(String::new(), |s| format!(", shard {s}"))
     );
-    let matrix = crate::matrix::run(options);
-    let written = crate::matrix::write(&matrix, std::path::Path::new(out))?;
-    print!("{}", crate::matrix::summarize(&matrix));
+    let Some(path) = json else {
+        if shard.is_some() {
+            return Err("matrix: --shard needs --json FILE (merge makes the documents)".into());
+        }
+        return matrix_verdict(&crate::matrix::run(options), out);
+    };
+    let shard = shard.unwrap_or(Shard::WHOLE);
+    let work = shard.select(&crate::matrix::work(options));
+    if work.is_empty() {
+        return Err(format!(
+            "matrix shard {shard} has no runs: use fewer shards"
+        ));
+    }
+    let started = std::time::Instant::now();
+    let outcomes = crate::matrix::run_work(options, &work);
+    let failed = outcomes
+        .iter()
+        .filter(|(_, o)| o.crash.is_some() || o.liveness.is_some())
+        .count();
+    let mut args = vec![
+        "--seeds".to_string(),
+        options.seeds_per_cell.to_string(),
+        "--start".to_string(),
+        options.start.to_string(),
+    ];
+    if let Some(steps) = options.steps {
+        args.extend(["--steps".to_string(), steps.to_string()]);
+    }
+    let run = ShardRun::Matrix(crate::shard::MatrixShard::new(args, &work, &outcomes));
+    ShardFile::new(shard, started.elapsed(), options.jobs, run).write(path)?;
+    println!(
+        "matrix shard {shard}: {} runs, {failed} liveness failures or crashes; results written \
+         to {path} (`cargo sim merge` gives the verdict and the documents)",
+        work.len()
+    );
+    Ok(true)
+}
+
+/// Writes the matrix's documents, prints its summary and verdict (one run or merged shards).
+fn matrix_verdict(matrix: &crate::matrix::Matrix, out: &str) -> Result<bool, String> {
+    let written = crate::matrix::write(matrix, std::path::Path::new(out))?;
+    print!("{}", crate::matrix::summarize(matrix));
     for path in written {
         println!("written: {}", path.display());
     }
@@ -493,11 +818,34 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_command_keeps_no_operations() {
+        // The replay line of a `--no-operations` campaign's failure must draw no operations
+        // too, or it replays a different run.
+        let Ok(Command::Campaign { settings, .. }) = parse(&args("--no-operations --seeds 3"))
+        else {
+            panic!("a campaign");
+        };
+        let replay = runner::replay_command(scenarios::build(&settings).as_ref(), 7);
+        assert!(replay.contains("--no-operations"), "{replay}");
+        let words: Vec<String> = replay
+            .split_whitespace()
+            .skip(2)
+            .map(String::from)
+            .collect();
+        match parse(&words) {
+            Ok(Command::Replay {
+                settings: again, ..
+            }) => assert_eq!(again, settings),
+            other => panic!("the replay line parses back: {other:?}"),
+        }
+    }
+
+    #[test]
     fn matrix_takes_its_own_options() {
         match parse(&args(
             "matrix --seeds 3 --start 7 --jobs 2 --steps 40 --out /tmp/m",
         )) {
-            Ok(Command::Matrix { options, out }) => {
+            Ok(Command::Matrix { options, out, .. }) => {
                 assert_eq!(
                     (options.seeds_per_cell, options.start, options.jobs),
                     (3, 7, 2)
@@ -511,7 +859,7 @@ mod tests {
             other => panic!("expected the matrix, got {other:?}"),
         }
         match parse(&args("matrix")) {
-            Ok(Command::Matrix { options, out }) => {
+            Ok(Command::Matrix { options, out, .. }) => {
                 assert_eq!((options.seeds_per_cell, out.as_str()), (12, "docs"));
             }
             other => panic!("expected the matrix, got {other:?}"),

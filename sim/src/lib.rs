@@ -8,6 +8,7 @@
 //! - `report`: the HTML timeline of one seed;
 //! - `matrix`: the delivery-guarantee matrix (`cargo sim matrix`): settings x fault families,
 //!   every anomaly seen, written to `docs/guarantees.md` and `.html`;
+//! - `shard`: sharded runs (`--shard K/N --json FILE`) and `cargo sim merge`;
 //! - `cli`: the `cargo sim` command line.
 //!
 //! `cargo sim` builds this crate with `--cfg madsim`; the storage scenario itself is a pure
@@ -20,5 +21,6 @@ pub mod probes;
 pub mod report;
 pub mod runner;
 pub mod scenarios;
+pub mod shard;
 pub mod storage;
 pub mod trace;

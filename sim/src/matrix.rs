@@ -40,7 +40,9 @@ pub use crate::cluster::DUPLICATE_SHADOWS;
 const EXAMPLE_CHARS_MAX: usize = 240;
 
 /// One row of the matrix: the producer and topic settings a run fixes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Settings {
     /// Producer acks: -1 (all), 1 (leader only) or 0 (none).
     pub acks: i16,
@@ -222,8 +224,8 @@ impl Promise {
     }
 }
 
-/// What one seed of one combination showed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one seed of one combination showed (a matrix shard's file holds these).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SeedOutcome {
     /// The seed.
     pub seed: u64,
@@ -806,12 +808,38 @@ pub fn run_seed(
 
 /// Runs every combination of `options`, `jobs` seeds at a time.
 pub fn run(options: &MatrixOptions) -> Matrix {
-    assert!(options.jobs >= 1, "the matrix needs at least one job");
+    let started = Instant::now();
+    let outcomes = run_work(options, &work(options));
+    let params = Params {
+        seeds_per_cell: options.seeds_per_cell,
+        start: options.start,
+        steps: options.steps,
+        jobs: options.jobs,
+        wall_s: started.elapsed().as_secs_f64(),
+        commit: commit(),
+    };
+    tables(params, options, &outcomes)
+}
+
+/// The tables of `outcomes`, the runs of `options` (or all of its shards' runs).
+pub fn tables(
+    params: Params,
+    options: &MatrixOptions,
+    outcomes: &[(Settings, SeedOutcome)],
+) -> Matrix {
+    let mut matrix = Matrix::build(params, &options.rows, outcomes);
+    matrix
+        .cells
+        .retain(|c| c.family.is_some_and(|f| options.families.contains(&f)));
+    matrix
+}
+
+/// Every run of `options`, in order: rows, then families, then seeds (what `--shard` splits).
+pub fn work(options: &MatrixOptions) -> Vec<(Settings, FaultFamily, u64)> {
     assert!(
         (1..=SEEDS_PER_CELL_MAX).contains(&options.seeds_per_cell),
         "seeds per cell in 1..={SEEDS_PER_CELL_MAX}"
     );
-    let started = Instant::now();
     let mut work = Vec::new();
     for settings in &options.rows {
         for family in &options.families {
@@ -820,7 +848,20 @@ pub fn run(options: &MatrixOptions) -> Matrix {
             }
         }
     }
-    let work = Arc::new(work);
+    assert_eq!(
+        work.len() as u64,
+        options.rows.len() as u64 * options.families.len() as u64 * options.seeds_per_cell
+    );
+    work
+}
+
+/// Runs `work` (runs of `options`), `jobs` at a time; the outcomes come in completion order.
+pub fn run_work(
+    options: &MatrixOptions,
+    work: &[(Settings, FaultFamily, u64)],
+) -> Vec<(Settings, SeedOutcome)> {
+    assert!(options.jobs >= 1, "the matrix needs at least one job");
+    let work = Arc::new(work.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
     let (sender, receiver) = mpsc::channel::<(Settings, SeedOutcome)>();
     let mut workers = Vec::new();
@@ -861,24 +902,12 @@ pub fn run(options: &MatrixOptions) -> Matrix {
         work.len(),
         "every seed reports exactly once"
     );
-    let params = Params {
-        seeds_per_cell: options.seeds_per_cell,
-        start: options.start,
-        steps: options.steps,
-        jobs: options.jobs,
-        wall_s: started.elapsed().as_secs_f64(),
-        commit: commit(),
-    };
-    let mut matrix = Matrix::build(params, &options.rows, &outcomes);
-    matrix
-        .cells
-        .retain(|c| c.family.is_some_and(|f| options.families.contains(&f)));
-    matrix
+    outcomes
 }
 
 /// The rill commit (`git rev-parse --short HEAD`, `+dirty` with local changes), if git is
 /// there to ask.
-fn commit() -> Option<String> {
+pub(crate) fn commit() -> Option<String> {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)

@@ -37,45 +37,83 @@ pub fn listed() -> Vec<&'static str> {
         .collect()
 }
 
-/// For each probe (or site) any seed reached: how many seeds reached it.
-fn seeds_per_name(
-    report: &CampaignReport,
-    pick: impl Fn(&Coverage) -> &BTreeMap<&'static str, u64>,
-) -> BTreeMap<&'static str, usize> {
-    let mut seeds = BTreeMap::new();
-    for result in &report.results {
-        for name in pick(&result.run.coverage).keys() {
-            *seeds.entry(*name).or_insert(0) += 1;
-        }
-    }
-    seeds
+/// Seeds per probe and per BUGGIFY site over a set of seeds: everything the coverage table and
+/// the `--ci` check read. Counts add up over disjoint sets of seeds, so the shards of a campaign
+/// (`cargo sim --shard K/N --json FILE`) each keep one and `cargo sim merge` sums them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tally {
+    /// Seeds counted.
+    pub seeds: u64,
+    /// For each probe any seed hit: how many seeds hit it.
+    pub probes: BTreeMap<String, u64>,
+    /// For each BUGGIFY site any seed fired: how many seeds fired it.
+    pub sites: BTreeMap<String, u64>,
 }
 
-/// The listed probes no seed of the campaign hit.
-pub fn never_fired(report: &CampaignReport) -> Vec<&'static str> {
-    let hit = seeds_per_name(report, |c| &c.probes);
+impl Tally {
+    /// The tally of a campaign's seeds.
+    pub fn of(report: &CampaignReport) -> Tally {
+        let mut tally = Tally::default();
+        for result in &report.results {
+            let coverage = &result.run.coverage;
+            tally.seeds += 1;
+            for (names, seeds) in [
+                (&coverage.probes, &mut tally.probes),
+                (&coverage.sites, &mut tally.sites),
+            ] {
+                for name in names.keys() {
+                    *seeds.entry((*name).to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        assert_eq!(tally.seeds, report.results.len() as u64);
+        assert!(tally.probes.values().all(|&n| n <= tally.seeds));
+        tally
+    }
+
+    /// Adds the tally of other, disjoint seeds.
+    pub fn add(&mut self, other: &Tally) {
+        self.seeds += other.seeds;
+        for (mine, theirs) in [
+            (&mut self.probes, &other.probes),
+            (&mut self.sites, &other.sites),
+        ] {
+            for (name, seeds) in theirs {
+                *mine.entry(name.clone()).or_insert(0) += seeds;
+            }
+        }
+        assert!(self.probes.values().all(|&n| n <= self.seeds));
+        assert!(self.sites.values().all(|&n| n <= self.seeds));
+    }
+}
+
+/// The listed probes no seed of the tally hit.
+pub fn never_fired(tally: &Tally) -> Vec<&'static str> {
     listed()
         .into_iter()
-        .filter(|name| !hit.contains_key(name))
+        .filter(|name| !tally.probes.contains_key(*name))
         .collect()
 }
 
 /// The coverage table: seeds per probe (listed ones marked), seeds per BUGGIFY site, and (with
 /// `listed_apply`: the cluster scenario, whose list it is) the listed probes that never fired.
-pub fn summarize(report: &CampaignReport, listed_apply: bool) -> String {
+pub fn summarize(tally: &Tally, listed_apply: bool) -> String {
     use std::fmt::Write as _;
-    let seeds = report.results.len();
+    let seeds = tally.seeds;
     let listed = listed();
-    let probes = seeds_per_name(report, |c| &c.probes);
-    let sites = seeds_per_name(report, |c| &c.sites);
+    let (probes, sites) = (&tally.probes, &tally.sites);
     let mut out = String::new();
     let _ = writeln!(
         out,
         "probes hit ({} distinct; seeds of {seeds}; * = listed in sim/probes.txt)",
         probes.len()
     );
-    for (name, count) in &probes {
-        let mark = if listed.contains(name) { "*" } else { " " };
+    for (name, count) in probes {
+        let mark = if listed.contains(&name.as_str()) {
+            "*"
+        } else {
+            " "
+        };
         let _ = writeln!(out, "  {mark} {name:<52} {count:>6}");
     }
     let _ = writeln!(
@@ -83,10 +121,10 @@ pub fn summarize(report: &CampaignReport, listed_apply: bool) -> String {
         "BUGGIFY sites fired ({} distinct; seeds of {seeds})",
         sites.len()
     );
-    for (name, count) in &sites {
+    for (name, count) in sites {
         let _ = writeln!(out, "    {name:<52} {count:>6}");
     }
-    let missing = never_fired(report);
+    let missing = never_fired(tally);
     if !listed_apply {
         return out;
     }
@@ -147,7 +185,7 @@ mod tests {
             probes: BTreeMap::from([(first, 3)]),
             sites: BTreeMap::from([("a.site", 1)]),
         };
-        let campaign = report(vec![Coverage::default(), hit.clone(), hit]);
+        let campaign = Tally::of(&report(vec![Coverage::default(), hit.clone(), hit]));
         let missing = never_fired(&campaign);
         assert!(!missing.contains(&first));
         assert_eq!(missing.len(), listed().len() - 1);
@@ -156,8 +194,25 @@ mod tests {
         assert!(table.contains("never fired"), "{table}");
         assert!(!summarize(&campaign, false).contains("never fired"));
         assert_eq!(
-            never_fired(&report(vec![Coverage::default()])).len(),
+            never_fired(&Tally::of(&report(vec![Coverage::default()]))).len(),
             listed().len()
+        );
+    }
+
+    #[test]
+    fn tallies_of_disjoint_seeds_add_up_to_the_tally_of_all() {
+        let first = listed()[0];
+        let hit = Coverage {
+            probes: BTreeMap::from([(first, 2), ("unlisted.probe", 1)]),
+            sites: BTreeMap::from([("a.site", 1)]),
+        };
+        let all = vec![hit.clone(), Coverage::default(), hit.clone(), hit];
+        let mut sum = Tally::of(&report(all[..1].to_vec()));
+        sum.add(&Tally::of(&report(all[1..].to_vec())));
+        assert_eq!(sum, Tally::of(&report(all)));
+        assert_eq!(
+            (sum.seeds, sum.probes[first], sum.sites["a.site"]),
+            (4, 3, 3)
         );
     }
 }

@@ -97,7 +97,7 @@ impl Trace {
 }
 
 /// The first event at which two runs of one seed disagree.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Divergence {
     /// The index of the first differing event.
     pub index: usize,

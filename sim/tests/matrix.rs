@@ -4,6 +4,7 @@
 
 use sim::cluster::FaultFamily;
 use sim::matrix::{self, MatrixOptions, Settings};
+use sim::shard::{self, MatrixShard, Shard, ShardFile, ShardRun};
 
 /// Sends per producer: enough for faults to matter, short runs.
 const TEST_SENDS: u64 = 60;
@@ -33,10 +34,13 @@ fn a_tiny_matrix_runs_and_renders_every_row() {
         .cells
         .iter()
         .all(|c| c.simulated_ms > 0 && c.steps > 0));
-    let again = matrix::run(&options);
+    // Run again as four shards (each one run of the four), merged as `cargo sim merge` does:
+    // the same seeds give the same tables, sharded or not.
+    let again = four_shards_merged(&options);
     assert_eq!(
-        first.cells, again.cells,
-        "the same seeds give the same table"
+        (&first.cells, &first.rows),
+        (&again.cells, &again.rows),
+        "the same seeds give the same table, sharded or not"
     );
 
     let dir = std::env::temp_dir().join(format!("rill-matrix-test-{}", std::process::id()));
@@ -55,4 +59,30 @@ fn a_tiny_matrix_runs_and_renders_every_row() {
     assert!(md.contains("seeds per combination: 2"));
     assert!(html.contains("<table>"));
     std::fs::remove_dir_all(&dir).expect("the temp dir can be removed");
+}
+
+/// The matrix of `options` run as four shards, their files checked and merged.
+fn four_shards_merged(options: &MatrixOptions) -> matrix::Matrix {
+    let work = matrix::work(options);
+    let mut files = Vec::new();
+    for index in 1..=4 {
+        let shard = Shard { index, count: 4 };
+        let share = shard.select(&work);
+        let outcomes = matrix::run_work(options, &share);
+        let args = vec!["--seeds".to_string(), "2".to_string()];
+        let run = ShardRun::Matrix(MatrixShard::new(args, &share, &outcomes));
+        let file = ShardFile::new(shard, std::time::Duration::ZERO, 1, run);
+        files.push((format!("shard-{index}.json"), file));
+    }
+    shard::check_together(&files).expect("the four shards belong together");
+    let (outcomes, _, _) = shard::merge_matrix(&files, &work).expect("the shards merge");
+    let params = matrix::Params {
+        seeds_per_cell: options.seeds_per_cell,
+        start: options.start,
+        steps: options.steps,
+        jobs: options.jobs,
+        wall_s: 0.0,
+        commit: None,
+    };
+    matrix::tables(params, options, &outcomes)
 }

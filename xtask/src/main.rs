@@ -69,9 +69,10 @@ fn print_help() {
          namespaces (root; `cargo xtask jepsen --help` lists ARGS)\n  \
          mutants [ARGS] plant each mutant of mutants/manifest.txt in a scratch copy, run its\n               \
          killers, print the mutation score (`cargo xtask mutants --help`)\n  \
-         ci [--skip STEP]...  run everything CI runs: fmt, clippy, tests, the quick mutants, real\n               \
-         Kafka clients against a local cluster, librdkafka's own test suite, Jepsen on real\n               \
-         processes, madsim tests, the determinism check and the TLA+ model checks\n\n\
+         ci [--skip STEP]...  run everything CI runs: fmt, clippy, tests, the quick mutants, the\n               \
+         sharded-campaign manifests' schemas, real Kafka clients against a local cluster,\n               \
+         librdkafka's own test suite, Jepsen on real processes, madsim tests, the\n               \
+         determinism check and the TLA+ model checks\n\n\
          environment:\n  \
          CARGO_TARGET_DIR      normal build directory (the madsim build uses <it>-madsim)\n  \
          RILL_SIM_TARGET_DIR   override the madsim build directory"
@@ -323,6 +324,18 @@ fn ci_steps(root: &Path, skip: &[&str]) -> Vec<Step> {
     steps.push(Step {
         name: "mutants-quick",
         command: mutants,
+    });
+
+    // The sharded-campaign manifests (deploy/sim/k8s-indexed-job.yaml, the GitHub Actions
+    // workflow), validated against their schemas, not run. ~4 s warm; the script installs its
+    // two PyPI validators into a venv outside the clone when missing (~75 s once).
+    let mut manifests = Command::new("bash");
+    manifests
+        .current_dir(root)
+        .arg(root.join("deploy").join("sim").join("validate.sh"));
+    steps.push(Step {
+        name: "manifests",
+        command: manifests,
     });
 
     // Real Kafka clients (kcat, confluent-kafka, kafka-python) against a real 3-node cluster.

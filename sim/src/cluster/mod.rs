@@ -84,8 +84,12 @@ pub const BUGS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Fault families a run can be limited to (`--faults`, and the matrix's columns).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Fault families a run can be limited to (`--faults`, and the matrix's columns); serde uses
+/// the `--faults` names.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum FaultFamily {
     /// Partitions between two nodes, one-way drops and isolations.
     Partitions,
@@ -134,6 +138,20 @@ impl FaultFamily {
                     "unknown fault family `{name}` (known: partitions, kills, pauses, disk, clock, wipe)"
                 )
             })
+    }
+}
+
+impl From<FaultFamily> for &'static str {
+    fn from(family: FaultFamily) -> &'static str {
+        family.as_str()
+    }
+}
+
+impl TryFrom<String> for FaultFamily {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<FaultFamily, String> {
+        FaultFamily::parse(&name)
     }
 }
 
@@ -203,6 +221,9 @@ impl Overrides {
         }
         if let Some(faults) = self.faults {
             args.push(format!("--faults {}", faults.as_str()));
+        }
+        if self.no_operations {
+            args.push("--no-operations".to_string());
         }
         args
     }
