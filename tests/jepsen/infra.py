@@ -100,6 +100,19 @@ def _is_ours(pid, start_ticks):
     return int(fields[19]) == start_ticks and "rjep" in cmdline
 
 
+def wait_exec(pid, binary, timeout_s):
+    """Waits until process `pid` runs `binary` (after an `ip netns exec`); False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if os.readlink(f"/proc/{pid}/exe").endswith("rill"):
+                return True
+        except OSError:
+            pass
+        time.sleep(0.01)
+    return False
+
+
 def mounted(path):
     """Whether `path` is a mount point, from the mount table (works on a dead FUSE mount)."""
     with open("/proc/self/mounts", encoding="utf-8") as handle:
@@ -500,15 +513,7 @@ class Node:
         )
         log_file.close()
         # `ip netns exec` execs the command: the pid is rill's own once the exec happened.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                with open(f"/proc/{self.proc.pid}/cmdline", "rb") as handle:
-                    if b"broker" in handle.read() and os.readlink(f"/proc/{self.proc.pid}/exe").endswith("rill"):
-                        break
-            except OSError:
-                pass
-            time.sleep(0.01)
+        wait_exec(self.proc.pid, self.rill, 5)
         remember("pids", [self.proc.pid, process_start_ticks(self.proc.pid)])
         self.stopped = False
         self.killed = False
