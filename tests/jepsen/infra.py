@@ -101,11 +101,14 @@ def _is_ours(pid, start_ticks):
 
 
 def wait_exec(pid, binary, timeout_s):
-    """Waits until process `pid` runs `binary` (after an `ip netns exec`); False on timeout."""
+    """Waits until process `pid` runs `binary` (after an `ip netns exec`); False on timeout.
+    The whole path is compared: `--bug` runs a binary named `rill-bug-switches`."""
+    assert timeout_s > 0, "a bound"
+    expected = os.path.realpath(binary)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if os.readlink(f"/proc/{pid}/exe").endswith("rill"):
+            if os.readlink(f"/proc/{pid}/exe") == expected:
                 return True
         except OSError:
             pass
@@ -513,7 +516,8 @@ class Node:
         )
         log_file.close()
         # `ip netns exec` execs the command: the pid is rill's own once the exec happened.
-        wait_exec(self.proc.pid, self.rill, 5)
+        if not wait_exec(self.proc.pid, self.rill, 5):
+            log(f"node {self.id}: no exec of {self.rill} seen within 5 s")
         remember("pids", [self.proc.pid, process_start_ticks(self.proc.pid)])
         self.stopped = False
         self.killed = False
