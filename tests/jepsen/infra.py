@@ -297,6 +297,7 @@ class LazyFS:
         assert os.path.isdir(mount) and os.path.isdir(backing), "both directories exist"
         assert cache_mb > 0, "a cache to hold unsynced writes"
         self.mount = mount
+        self.backing = backing
         self.fifo = os.path.join(directory, "lazyfs-faults.fifo")
         self.done_fifo = os.path.join(directory, "lazyfs-done.fifo")
         self.log_path = os.path.join(directory, "lazyfs.log")
@@ -355,6 +356,24 @@ class LazyFS:
             if not chunk:
                 time.sleep(0.01)  # no writer yet (EOF): LazyFS's worker is still starting
             answer += chunk
+
+    def unsynced_bytes(self):
+        """Bytes LazyFS holds that the tmpfs does not: what a clear-cache now drops. Files only
+        grow between fsyncs (logs append; checkpoints are written whole, then renamed), so per
+        file this is the size seen through the mount less the size on the tmpfs."""
+        total = 0
+        for parent, _, files in os.walk(self.mount):
+            for name in files:
+                path = os.path.join(parent, name)
+                backing = os.path.join(self.backing, os.path.relpath(path, self.mount))
+                try:
+                    seen = os.stat(path).st_size
+                    synced = os.stat(backing).st_size if os.path.exists(backing) else 0
+                except OSError:
+                    continue  # removed meanwhile (a wipe): nothing to lose
+                total += max(0, seen - synced)
+        assert total >= 0, "a count"
+        return total
 
     def self_check(self):
         """The power fault's premise, checked before a run relies on it: a killed process that
@@ -543,8 +562,9 @@ class Node:
         kill_together([self])
 
     def power_off(self):
-        """Power failure: the process dies and the disk keeps only what was fsynced."""
-        power_off_together([self])
+        """Power failure: the process dies and the disk keeps only what was fsynced. Returns
+        the unsynced bytes dropped."""
+        return power_off_together([self])[self.id]
 
     def pause(self):
         self.signal(signal.SIGSTOP)
@@ -614,9 +634,13 @@ def kill_together(nodes):
 def power_off_together(nodes):
     """Every node of `nodes` loses power at one moment: killed together, then each LazyFS drops
     the writes its node had not fsynced. Only the dead may lose their cache: a write still in
-    flight from a live process would otherwise vanish under it."""
+    flight from a live process would otherwise vanish under it. Returns {node id: unsynced
+    bytes dropped}, for the history."""
     assert all(node.lazy is not None for node in nodes), "power failures need LazyFS disks"
     kill_together(nodes)
+    dropped = {}
     for node in nodes:
         assert not node.alive(), "the process is gone before its disk forgets"
+        dropped[node.id] = node.lazy.unsynced_bytes()
         node.lazy.clear_cache()
+    return dropped
