@@ -167,7 +167,7 @@ class Nemesis:
         elif kind == "kill":
             self.cluster[node - 1].kill()
         elif kind == "power":
-            fault["unsynced_bytes_dropped"] = self.cluster[node - 1].power_off()
+            fault["unsynced_bytes_dropped"], fault["aim_tries"] = self.cluster[node - 1].power_off()
         elif kind == "power-all":
             self.power_all(fault)
         elif kind == "pause":
@@ -207,7 +207,7 @@ class Nemesis:
         after the failure at least, once every broker session expired)."""
         order = fault["order"]
         assert sorted(order) == list(range(1, len(self.cluster) + 1)), "every node, once"
-        dropped = infra.power_off_together(self.cluster)
+        dropped, fault["aim_tries"] = infra.power_off_together(self.cluster)
         fault["unsynced_bytes_dropped"] = sum(dropped.values())
         # Recorded before the restarts, which get events of their own: the history shows each
         # when it happened (and the fault's value stays as recorded, for its heal to match).
