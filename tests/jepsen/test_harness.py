@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import infra  # noqa: E402
 import nemesis  # noqa: E402
+import run  # noqa: E402
 
 # The tests' processes and mounts go into a state file of their own: a run's (/tmp/rjep-state.json)
 # may be in use by a real run meanwhile.
@@ -49,16 +50,6 @@ class WaitExec(unittest.TestCase):
             child.wait(timeout=10)
 
 
-def lazyfs_binary():
-    given = os.environ.get("RILL_LAZYFS")
-    if given:
-        return given
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lazyfs.sh")
-    done = subprocess.run(["bash", script], stdout=subprocess.PIPE, text=True, timeout=1800,
-                          check=True)
-    return done.stdout.strip().splitlines()[-1]
-
-
 @unittest.skipUnless(os.geteuid() == 0 and os.path.exists("/dev/fuse"), "needs root and FUSE")
 class LazyDisk(unittest.TestCase):
     """The power fault's premise on a LazyFS mount over a plain directory."""
@@ -69,7 +60,7 @@ class LazyDisk(unittest.TestCase):
         self.backing = os.path.join(self.work, "disk")
         os.makedirs(self.mount)
         os.makedirs(self.backing)
-        self.lazy = infra.LazyFS(lazyfs_binary(), self.work, self.mount, self.backing, 16)
+        self.lazy = infra.LazyFS(run.lazyfs_binary(), self.work, self.mount, self.backing, 16)
 
     def tearDown(self):
         self.lazy.stop()
