@@ -29,7 +29,14 @@ FAMILIES = {
     "disk": ["disk-full"],
     "clock": ["clock"],
     "wipe": ["wipe"],
+    # Power failures (each node's disk a LazyFS mount, see infra.LazyFS): a node, the leader, or
+    # every node at once, each disk keeping only what was fsynced. `power-all` restarts the nodes
+    # in a drawn order, the last only after every broker session expired, as the simulator's
+    # PowerLoss does: partitions it led elect a leader among nodes that restarted before it.
+    "power": ["power", "power-leader", "power-all"],
 }
+# Families whose faults need LazyFS disks.
+LAZYFS_KINDS = set(FAMILIES["power"])
 # What CI runs: every family whose faults rill promises to survive under the strong row, node
 # replacement included (a wiped controller voter rejoins before it votes: docs/design-notes.md,
 # "Wiped disks"), with libfaketime left to its own family (see docs/reality-check.md).
@@ -39,6 +46,9 @@ FAMILIES["mixed"] = FAMILIES["partitions"] + FAMILIES["kills"] + FAMILIES["resta
 NETEM_SPECS = [(0.0, 100), (0.1, 0), (0.3, 0), (0.05, 300)]
 HOLD_MS = (2_000, 8_000)
 GAP_MS = (1_000, 4_000)
+# A `power-all` episode lasts long enough for every broker session to expire (the nodes'
+# broker_session_timeout_ms is 4 s, infra.Node) before its last node comes back.
+POWER_ALL_HOLD_MS_MIN = 6_000
 
 
 def parse_families(text):
@@ -58,10 +68,13 @@ def draw_schedule(seed, kinds, nodes, duration_ms):
     while at < duration_ms - HOLD_MS[0]:
         kind = rng.choice(kinds)
         hold = min(rng.randint(*HOLD_MS), duration_ms - at)
+        if kind == "power-all":
+            # No draw of its own: the schedules of the other families stay as they were.
+            hold = min(max(hold, POWER_ALL_HOLD_MS_MIN), duration_ms - at)
         node = rng.randint(1, nodes)
         other = rng.choice([n for n in range(1, nodes + 1) if n != node])
         fault = {"kind": kind}
-        if kind in ("isolate", "kill", "pause", "disk-full", "wipe", "bridge"):
+        if kind in ("isolate", "kill", "pause", "disk-full", "wipe", "bridge", "power"):
             fault["node"] = node
         elif kind == "partition":
             fault.update(a=node, b=other)
@@ -74,6 +87,8 @@ def draw_schedule(seed, kinds, nodes, duration_ms):
             fault.update(node=node, offset_s=rng.choice([-3600, -30, 30, 3600]))
         elif kind == "rolling-restart":
             fault.update(gap_ms=rng.choice([200, 500, 1000, 2000]))
+        elif kind == "power-all":
+            fault.update(order=rng.sample(range(1, nodes + 1), nodes))
         schedule.append({"at_ms": at, "until_ms": at + hold, "fault": fault})
         at += hold + rng.randint(*GAP_MS)
     return schedule
@@ -129,7 +144,7 @@ class Nemesis:
             leader = self.leader()
             fault["node"] = leader if leader else random.Random(self.recorder.now()).randint(1, nodes)
             kind = {"isolate-leader": "isolate", "kill-leader": "kill",
-                    "pause-leader": "pause"}[kind]
+                    "pause-leader": "pause", "power-leader": "power"}[kind]
         node = fault.get("node")
         others = [n for n in range(1, nodes + 1) if n != node]
         if kind == "isolate":
@@ -151,6 +166,10 @@ class Nemesis:
             fault["applied"] = infra.degrade(node, fault["loss"], fault["delay_ms"])
         elif kind == "kill":
             self.cluster[node - 1].kill()
+        elif kind == "power":
+            fault["unsynced_bytes_dropped"], fault["aim_tries"] = self.cluster[node - 1].power_off()
+        elif kind == "power-all":
+            self.power_all(fault)
         elif kind == "pause":
             self.cluster[node - 1].pause()
         elif kind == "disk-full":
@@ -178,10 +197,33 @@ class Nemesis:
                     break
         else:
             raise AssertionError(f"unknown fault kind {kind}")
+        if kind != "power-all":
+            self.record(fault)
+        return fault
+
+    def power_all(self, fault):
+        """Every node loses power at one moment; all but the last of the drawn order come back
+        spread over the first half of the episode, the last at its heal (POWER_ALL_HOLD_MS_MIN
+        after the failure at least, once every broker session expired)."""
+        order = fault["order"]
+        assert sorted(order) == list(range(1, len(self.cluster) + 1)), "every node, once"
+        dropped, fault["aim_tries"] = infra.power_off_together(self.cluster)
+        fault["unsynced_bytes_dropped"] = sum(dropped.values())
+        # Recorded before the restarts, which get events of their own: the history shows each
+        # when it happened (and the fault's value stays as recorded, for its heal to match).
+        self.record(fault)
+        spread_s = POWER_ALL_HOLD_MS_MIN / 2000 / max(1, len(order) - 1)
+        for n in order[:-1]:
+            if self.stop.wait(spread_s):
+                break
+            self.cluster[n - 1].start()
+            self.recorder.nemesis("restart", {"kind": "restart", "node": n, "after": "power-all"})
+        assert not self.cluster[order[-1] - 1].alive(), "the last node waits for the heal"
+
+    def record(self, fault):
         self.counts[fault["kind"]] = self.counts.get(fault["kind"], 0) + 1
         self.recorder.nemesis(fault["kind"], fault)
         infra.log(f"nemesis: {json.dumps(fault)}")
-        return fault
 
     def heal(self, fault):
         if fault is None:
@@ -189,9 +231,14 @@ class Nemesis:
         kind, node = fault["kind"], fault.get("node")
         if kind in ("isolate", "isolate-leader", "partition", "one-way", "bridge", "netem"):
             infra.heal_network(len(self.cluster))
-        elif kind in ("kill", "kill-leader", "wipe", "kill-leader-and-follower"):
+        elif kind in ("kill", "kill-leader", "wipe", "kill-leader-and-follower", "power",
+                      "power-leader"):
             if not self.cluster[node - 1].alive():
                 self.cluster[node - 1].start()
+        elif kind == "power-all":
+            for n in fault["order"]:
+                if not self.cluster[n - 1].alive():
+                    self.cluster[n - 1].start()
         elif kind in ("pause", "pause-leader"):
             self.cluster[node - 1].resume()
         elif kind == "disk-full":

@@ -216,7 +216,7 @@ def cell_summary(c):
 WIDTH, MARGIN = 1100.0, 50.0
 COLORS = ["#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
 FAULT_COLORS = {"kill": "#d62728", "pause": "#ff9896", "netem": "#bcbd22", "disk-full": "#8c564b",
-                "clock": "#17becf", "wipe": "#7f7f7f"}
+                "clock": "#17becf", "wipe": "#7f7f7f", "power": "#000000", "power-all": "#393b79"}
 
 
 def write_html(path, args, row, o, history_path):
@@ -278,7 +278,8 @@ def write_html(path, args, row, o, history_path):
                f"font-size='11' text-anchor='end'>{end:.0f} s</text></svg>")
     verdict = ("<p class=bad>VIOLATION: " + html.escape(", ".join(o["forbidden"]) + " " + (o["liveness"] or "") + " " + (o["crash"] or "")) + "</p>"
                if o["forbidden"] or o["liveness"] or o["crash"] else "<p class=good>no violation of the row's promise</p>")
-    replay = (f"cargo xtask jepsen --row \"{args.row}\" --faults {args.faults} --seed {o['seed']} "
+    bug = f"--bug {args.bug} " if args.bug else ""
+    replay = (f"cargo xtask jepsen {bug}--row \"{args.row}\" --faults {args.faults} --seed {o['seed']} "
               f"--time-limit {args.time_limit}")
     rows = "".join(
         f"<tr><td>{e['time'] / 1e9:.2f}</td><td>{html.escape(e['f'])}</td><td>{html.escape(json.dumps(e['value']))}</td></tr>"

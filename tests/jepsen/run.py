@@ -6,7 +6,8 @@ a seeded nemesis of real faults, then rill's queue checker on the recorded histo
            [--time-limit S] [--nodes N] [--out DIR] [--expect-clean]
 
 ROW is a guarantee-matrix row, e.g. "acks=all,min-isr=2,idempotence=on" (unclean=off unless
-given); FAMILY one of nemesis.FAMILIES. Each seed is a fresh cluster; the seeds of one invocation
+given); FAMILY one of nemesis.FAMILIES (`power` puts every node's data directory on a LazyFS mount,
+built by lazyfs.sh, or $RILL_LAZYFS). Each seed is a fresh cluster; the seeds of one invocation
 make one cell, printed in the format of `cargo sim matrix`'s cells (docs/guarantees.md). Exit 1
 when a seed shows what the row forbids (or fails liveness), 2 on a harness error.
 """
@@ -86,7 +87,7 @@ def run_seed(args, row, kinds, seed, out):
         faketime = FAKETIME_LIB if "clock" in kinds else None
         for node_id in range(1, args.nodes + 1):
             cluster.append(infra.Node(node_id, args.nodes, workdir, args.rill, row, args.disk_mb,
-                                      faketime, args.bug))
+                                      faketime, args.bug, args.lazyfs))
         for node in cluster:
             node.start()
         bootstrap = ",".join(f"{infra.node_addr(n)}:{infra.KAFKA_PORT}"
@@ -111,6 +112,7 @@ def run_seed(args, row, kinds, seed, out):
                 acked, sent = len(recorder.acked), len(recorder.sent)
             for node in cluster:
                 node.check_crash()
+                node.check_disk()
             infra.log(f"seed {seed}: {time.monotonic() - started - phases['set-up']:.0f} s, "
                       f"{acked} acknowledged of {sent} sent, faults so far {chaos.counts}")
         chaos.join(10)
@@ -151,12 +153,33 @@ def run_seed(args, row, kinds, seed, out):
         phases["total"] = time.monotonic() - started
         for node in cluster:
             node.kill()
+            node.unmount_disk()
             if os.path.exists(node.log_path):
                 shutil.copy(node.log_path, os.path.join(out, f"node-{node.id}.log"))
+            lazyfs_log = os.path.join(node.dir, "lazyfs.log")
+            if os.path.exists(lazyfs_log):
+                shutil.copy(lazyfs_log, os.path.join(out, f"node-{node.id}-lazyfs.log"))
         infra.cleanup()
     outcome["phases"] = phases
     return outcome
 
+
+
+def lazyfs_binary():
+    """LazyFS for power failures: $RILL_LAZYFS, else built (once, cached) by lazyfs.sh."""
+    given = os.environ.get("RILL_LAZYFS")
+    if given:
+        if not os.access(given, os.X_OK):
+            raise SystemExit(f"jepsen: RILL_LAZYFS={given} is not an executable")
+        return given
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lazyfs.sh")
+    # A cold build takes about a minute on 2 idle cores; a cached one returns at once.
+    done = subprocess.run(["bash", script], stdout=subprocess.PIPE, text=True, timeout=1800,
+                          check=False)
+    binary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    if done.returncode != 0 or not os.access(binary, os.X_OK):
+        raise SystemExit(f"jepsen: building LazyFS failed ({done.returncode}): see above")
+    return binary
 
 
 def check(args, out):
@@ -197,6 +220,8 @@ def main():
         raise SystemExit("jepsen: --nodes 3..9, --seeds 1..1000, --time-limit >= 5")
     row = parse_row(args.row)
     kinds = nemesis.parse_families(args.faults)
+    # Power failures need every node's data directory on LazyFS (the other faults run on it too).
+    args.lazyfs = lazyfs_binary() if nemesis.LAZYFS_KINDS & set(kinds) and not args.recheck else None
     # One run at a time: a run starts by removing whatever the state file names, which would be
     # a concurrent run's cluster. The lock dies with the process, so a crash leaves none behind.
     lock = open(LOCK_FILE, "w")  # noqa: SIM115 - held until exit
