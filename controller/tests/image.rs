@@ -39,6 +39,7 @@ fn batch(image: &MetadataImage, op: &Op) -> Option<Vec<MetadataRecord>> {
                 broker: BrokerId(b),
                 incarnation,
                 listeners: vec![],
+                rack: None,
                 clean_shutdown,
             };
             Some(election::register_batch(
