@@ -171,13 +171,16 @@ async fn consumers_are_sent_to_followers_of_their_rack_which_serve_up_to_their_h
         .unwrap()
         .leader_epoch
         .0;
-    let fetch = |offset, version, rack| ConsumerFetch {
-        topic,
-        offset,
-        version,
-        rack,
-        current_leader_epoch: epoch,
-    };
+    fn at<'a>(offset: i64, version: i16, rack: &'a str, epoch: i32) -> ConsumerFetch<'a> {
+        ConsumerFetch {
+            topic: "follow",
+            offset,
+            version,
+            rack,
+            current_leader_epoch: epoch,
+        }
+    }
+    let fetch = |offset, version, rack| at(offset, version, rack, epoch);
 
     // The leader sends a consumer of the follower's rack there, with no records.
     let follower_rack = rack(follower);
@@ -188,7 +191,7 @@ async fn consumers_are_sent_to_followers_of_their_rack_which_serve_up_to_their_h
     assert_eq!(answer.high_watermark, 5);
     // Its own rack, no rack, a rack nobody is in, or Fetch v10 (no rack field): it serves.
     for (version, client_rack) in [(12, rack(leader)), (12, String::new()), (11, "z".into()), (10, rack(follower))] {
-        let answer = to_leader.consumer_fetch(&fetch(0, version, &client_rack)).await;
+        let answer = to_leader.consumer_fetch(&at(0, version, &client_rack, epoch)).await;
         assert_eq!(answer.error_code, 0, "v{version} rack {client_rack:?}");
         assert_eq!(answer.preferred_read_replica.0, -1, "v{version} rack {client_rack:?}");
         assert!(record_bytes(&answer) > 0, "v{version} rack {client_rack:?}");

@@ -396,8 +396,10 @@ fn consumer_fetch(
     rack: Option<&str>,
     listener: &str,
 ) -> PartitionData {
-    let is_leader = partition.status().is_leader;
-    if rack.is_none() && !is_leader {
+    let status = partition.status();
+    let is_leader = status.is_leader;
+    // A failed replica answers its storage error below, whatever its role.
+    if rack.is_none() && !is_leader && status.failed.is_none() {
         return error_data(fetch.partition, &replication::Error::NotLeaderOrFollower.into());
     }
     let epoch =
