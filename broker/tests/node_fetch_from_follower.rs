@@ -119,9 +119,18 @@ async fn consumers_are_sent_to_followers_of_their_rack_which_serve_up_to_their_h
         .map(|b| (b.node_id.0, b.rack.as_ref().map(|r| r.to_string())))
         .collect();
     racks.sort();
-    assert_eq!(racks, (0..3).map(|i| (i as i32 + 1, Some(rack(i)))).collect::<Vec<_>>());
+    assert_eq!(
+        racks,
+        (0..3)
+            .map(|i| (i as i32 + 1, Some(rack(i))))
+            .collect::<Vec<_>>()
+    );
     let mut body = any
-        .call(ApiKey::DescribeCluster, 0, &DescribeClusterRequest::default())
+        .call(
+            ApiKey::DescribeCluster,
+            0,
+            &DescribeClusterRequest::default(),
+        )
         .await;
     let described = DescribeClusterResponse::decode(&mut body, 0).unwrap();
     assert!(described
@@ -184,22 +193,36 @@ async fn consumers_are_sent_to_followers_of_their_rack_which_serve_up_to_their_h
 
     // The leader sends a consumer of the follower's rack there, with no records.
     let follower_rack = rack(follower);
-    let answer = to_leader.consumer_fetch(&fetch(0, 12, &follower_rack)).await;
+    let answer = to_leader
+        .consumer_fetch(&fetch(0, 12, &follower_rack))
+        .await;
     assert_eq!(answer.error_code, 0);
     assert_eq!(answer.preferred_read_replica.0, follower as i32 + 1);
     assert_eq!(record_bytes(&answer), 0);
     assert_eq!(answer.high_watermark, 5);
     // Its own rack, no rack, a rack nobody is in, or Fetch v10 (no rack field): it serves.
-    for (version, client_rack) in [(12, rack(leader)), (12, String::new()), (11, "z".into()), (10, rack(follower))] {
-        let answer = to_leader.consumer_fetch(&at(0, version, &client_rack, epoch)).await;
+    for (version, client_rack) in [
+        (12, rack(leader)),
+        (12, String::new()),
+        (11, "z".into()),
+        (10, rack(follower)),
+    ] {
+        let answer = to_leader
+            .consumer_fetch(&at(0, version, &client_rack, epoch))
+            .await;
         assert_eq!(answer.error_code, 0, "v{version} rack {client_rack:?}");
-        assert_eq!(answer.preferred_read_replica.0, -1, "v{version} rack {client_rack:?}");
+        assert_eq!(
+            answer.preferred_read_replica.0, -1,
+            "v{version} rack {client_rack:?}"
+        );
         assert!(record_bytes(&answer) > 0, "v{version} rack {client_rack:?}");
     }
 
     // The follower serves v11+ up to its HW, never names a preferred replica.
     let mut to_follower = Connection::open(&bootstrap[follower]).await;
-    let answer = to_follower.consumer_fetch(&fetch(0, 12, &follower_rack)).await;
+    let answer = to_follower
+        .consumer_fetch(&fetch(0, 12, &follower_rack))
+        .await;
     assert_eq!(answer.error_code, 0);
     assert_eq!(answer.preferred_read_replica.0, -1);
     assert_eq!(answer.high_watermark, 5);
@@ -248,7 +271,11 @@ async fn consumers_are_sent_to_followers_of_their_rack_which_serve_up_to_their_h
     assert_eq!(created.topics[0].error_code, 0, "{created:?}");
     let single_tp = TopicPartition::new(single, 0);
     eventually("the single replica leads", || {
-        (0..3).any(|i| cluster.partition_on(i, &single_tp).is_some_and(|p| p.status().is_leader))
+        (0..3).any(|i| {
+            cluster
+                .partition_on(i, &single_tp)
+                .is_some_and(|p| p.status().is_leader)
+        })
     })
     .await;
     let host = (0..3)

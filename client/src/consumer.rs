@@ -21,9 +21,9 @@ use crate::error::{code, ClientError, Result};
 use crate::expect_response;
 use crate::group::{GroupMember, GroupTimeouts, Offsets};
 use crate::metadata::MetadataCache;
-use wire::BrokerId;
 use crate::pool::ConnectionPool;
 use crate::records::decode_fetched;
+use wire::BrokerId;
 
 /// Most partitions one consumer owns.
 pub const ASSIGNED_PARTITIONS_MAX: usize = 10_000;
@@ -459,7 +459,9 @@ impl Consumer {
                         .read_replicas
                         .get(&(topic.clone(), *partition))
                         .and_then(|r| Some((r.broker, cluster.brokers.get(&r.broker)?.clone())));
-                    let addr = replica.as_ref().map_or(leader_addr, |(_, addr)| addr.clone());
+                    let addr = replica
+                        .as_ref()
+                        .map_or(leader_addr, |(_, addr)| addr.clone());
                     by_leader.entry(addr).or_default().push(FetchTarget {
                         topic: topic.clone(),
                         partition: *partition,
@@ -568,7 +570,9 @@ impl Consumer {
                 };
                 self.saw_log_start(key.clone(), answer.log_start_offset);
                 let via_replica = partitions.iter().any(|t| {
-                    t.topic == name && t.partition == answer.partition_index && t.read_replica.is_some()
+                    t.topic == name
+                        && t.partition == answer.partition_index
+                        && t.read_replica.is_some()
                 });
                 if answer.error_code != 0 && via_replica {
                     // Back to the leader, which answers for the position (Kafka's clients
@@ -584,7 +588,13 @@ impl Consumer {
                     if known_brokers.contains_key(&preferred) {
                         let lease = Duration::from_millis(self.pool.config().metadata_refresh_ms);
                         let until = tokio::time::Instant::now() + lease;
-                        self.read_replicas.insert(key, ReadReplica { broker: preferred, until });
+                        self.read_replicas.insert(
+                            key,
+                            ReadReplica {
+                                broker: preferred,
+                                until,
+                            },
+                        );
                     } else {
                         tracing::debug!(topic = %name, %preferred, "preferred read replica unknown");
                         self.metadata.refresh(&self.pool, None).await.ok();

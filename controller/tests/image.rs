@@ -196,13 +196,20 @@ fn a_registered_rack_is_kept_and_bounded() {
     let old = br#"[{"RegisterBroker":{"broker":2,"incarnation":1,"listeners":[],"clean_shutdown":true}}]"#;
     let batch = controller::records::decode_batch(old).unwrap();
     assert_eq!(batch, vec![register(2, None)]);
-    assert!(!String::from_utf8(controller::records::encode_batch(&batch))
-        .unwrap()
-        .contains("rack"));
+    assert!(
+        !String::from_utf8(controller::records::encode_batch(&batch))
+            .unwrap()
+            .contains("rack")
+    );
     image.apply_batch(2, &batch).unwrap();
     assert_eq!(image.brokers()[&BrokerId(2)].rack, None);
-    for (index, bad) in [(3, String::new()), (4, "r".repeat(controller::RACK_BYTES_MAX + 1))] {
-        assert!(image.apply_batch(index, &vec![register(3, Some(bad))]).is_err());
+    for (index, bad) in [
+        (3, String::new()),
+        (4, "r".repeat(controller::RACK_BYTES_MAX + 1)),
+    ] {
+        assert!(image
+            .apply_batch(index, &vec![register(3, Some(bad))])
+            .is_err());
         assert!(!image.brokers().contains_key(&BrokerId(3)));
     }
     assert_eq!(MetadataImage::decode(&image.encode()).unwrap(), image);

@@ -39,7 +39,8 @@ pub fn rack_aware(
     assert!(
         candidates
             .iter()
-            .all(|c| c.rack != Some(client_rack) || c.candidate.log_end_offset <= chosen.log_end_offset),
+            .all(|c| c.rack != Some(client_rack)
+                || c.candidate.log_end_offset <= chosen.log_end_offset),
         "the chosen follower is the most caught-up of its rack"
     );
     Some(chosen.broker)

@@ -232,7 +232,10 @@ mod tests {
         assert!(shapes.iter().any(|s| s.log_append_time));
         assert!(shapes.iter().any(|s| s.record_timestamps_unset));
         assert!(shapes.iter().any(|s| s.multi_partition_requests));
-        let racked = shapes.iter().filter(|s| s.consumer_rack_broker.is_some()).count();
+        let racked = shapes
+            .iter()
+            .filter(|s| s.consumer_rack_broker.is_some())
+            .count();
         assert!((30..=90).contains(&racked), "about 30% of seeds: {racked}");
         assert!((1..=3).all(|b| shapes.iter().any(|s| s.consumer_rack_broker == Some(b))));
         assert!(shapes.iter().any(|s| s.describe().is_none()));

@@ -243,7 +243,10 @@ fn broker_entries(config: &NodeConfig) -> Vec<(&'static str, String, i8)> {
         entries.push(("replica.selector.class", (class.clone(), set)));
     }
     entries.sort_by_key(|(name, _)| *name);
-    assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "one entry per name");
+    assert!(
+        entries.windows(2).all(|w| w[0].0 < w[1].0),
+        "one entry per name"
+    );
     entries
         .into_iter()
         .map(|(name, (value, source))| (name, value, source))

@@ -305,7 +305,9 @@ fn must_answer_now(response: &FetchResponse) -> bool {
         .responses
         .iter()
         .flat_map(|t| t.partitions.iter())
-        .any(|p| p.error_code != 0 || p.diverging_epoch.epoch >= 0 || p.preferred_read_replica.0 >= 0)
+        .any(|p| {
+            p.error_code != 0 || p.diverging_epoch.epoch >= 0 || p.preferred_read_replica.0 >= 0
+        })
 }
 
 /// One pass over the fetch's partitions (`resolved` in request order). Returns the response and
@@ -400,7 +402,10 @@ fn consumer_fetch(
     let is_leader = status.is_leader;
     // A failed replica answers its storage error below, whatever its role.
     if rack.is_none() && !is_leader && status.failed.is_none() {
-        return error_data(fetch.partition, &replication::Error::NotLeaderOrFollower.into());
+        return error_data(
+            fetch.partition,
+            &replication::Error::NotLeaderOrFollower.into(),
+        );
     }
     let epoch =
         (fetch.current_leader_epoch >= 0).then_some(LeaderEpoch(fetch.current_leader_epoch));
