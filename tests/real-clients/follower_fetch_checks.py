@@ -1,7 +1,7 @@
 """Fetch from followers (KIP-392) with confluent-kafka (librdkafka 2.16) against `cluster up
 --racks`: node N is in rack RACK<N> with the rack-aware replica selector. A consumer whose
 `client.rack` is a follower's rack reads every record, and that follower's metrics count the
-consumer fetches it served (`rill_fetch_from_follower_total`); the leader counts none.
+consumer fetches it served (`rill_fetch_from_follower_total`); the leader counts none meanwhile.
 
 Usage: follower_fetch_checks.py BOOTSTRAP
 """
@@ -51,6 +51,7 @@ def main():
     leader = partition.leader
     follower = min(r for r in partition.replicas if r != leader)
     before = served_from_follower(addresses[follower - 1])
+    leader_before = served_from_follower(addresses[leader - 1])
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -69,7 +70,9 @@ def main():
     consumer.close()
     in_order = values == [f"v{i}" for i in range(RECORDS)]
     served = served_from_follower(addresses[follower - 1]) - before
-    leader_served = served_from_follower(addresses[leader - 1])
+    # The leader serves its own partitions as a leader; as a follower of other topics it may
+    # serve other clients meanwhile: only what changed during this consume counts.
+    leader_served = served_from_follower(addresses[leader - 1]) - leader_before
     log(f"leader {leader}, follower {follower}: follower served {served} fetches")
     verdict(
         "follower-fetch",
