@@ -175,7 +175,7 @@ mod simulated {
                 .clients
                 .consumer_rack_broker
                 .filter(|_| broker)
-                .map(|_| super::operations::rack_of(node)),
+                .map(|_| crate::cluster::operations::rack_of(node)),
             replica_selector_class: draw
                 .clients
                 .consumer_rack_broker
@@ -725,7 +725,7 @@ mod simulated {
             client_rack: draw
                 .clients
                 .consumer_rack_broker
-                .map(super::operations::rack_of),
+                .map(crate::cluster::operations::rack_of),
         };
         let elapsed =
             |begun: Instant| u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
