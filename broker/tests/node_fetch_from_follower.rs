@@ -83,6 +83,21 @@ impl Connection {
         response.responses[0].partitions[0].clone()
     }
 
+    /// Creates `topic` with one partition of `replicas` replicas.
+    async fn create_one(&mut self, topic: &'static str, replicas: i16) {
+        let created = self
+            .create(
+                vec![CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str(topic)))
+                    .with_num_partitions(1)
+                    .with_replication_factor(replicas)],
+                false,
+            )
+            .await;
+        assert_eq!(created.topics.len(), 1);
+        assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    }
+
     async fn list_latest(&mut self, topic: &str) -> i16 {
         let request = ListOffsetsRequest::default()
             .with_replica_id(KBroker(-1))
@@ -139,16 +154,7 @@ async fn consumers_are_sent_to_followers_of_their_rack_which_serve_up_to_their_h
         .all(|b| b.rack.as_deref() == Some(rack(b.broker_id.0 as usize - 1).as_str())));
 
     let topic = "follow";
-    let created = any
-        .create(
-            vec![CreatableTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str(topic)))
-                .with_num_partitions(1)
-                .with_replication_factor(3)],
-            false,
-        )
-        .await;
-    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    any.create_one(topic, 3).await;
     let tp = TopicPartition::new(topic, 0);
     eventually("a leader with the full ISR", || {
         cluster.leader_with_full_isr(&tp).is_some()
@@ -259,16 +265,7 @@ async fn consumers_are_sent_to_followers_of_their_rack_which_serve_up_to_their_h
 
     // A broker that holds no replica refuses.
     let single = "single";
-    let created = any
-        .create(
-            vec![CreatableTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str(single)))
-                .with_num_partitions(1)
-                .with_replication_factor(1)],
-            false,
-        )
-        .await;
-    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    any.create_one(single, 1).await;
     let single_tp = TopicPartition::new(single, 0);
     eventually("the single replica leads", || {
         (0..3).any(|i| {
