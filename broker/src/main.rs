@@ -50,6 +50,7 @@ fn run(cli: broker::cli::Cli) -> anyhow::Result<()> {
                 partitions,
                 secure,
                 sasl_plaintext,
+                racks,
             } => {
                 let spec = broker::cli::cluster::ClusterSpec {
                     nodes: *brokers,
@@ -57,6 +58,7 @@ fn run(cli: broker::cli::Cli) -> anyhow::Result<()> {
                     partitions: *partitions,
                     secure: *secure,
                     sasl_plaintext: *sasl_plaintext,
+                    racks: *racks,
                 };
                 broker::cli::cluster::up(&spec, dir, &mut out)
             }

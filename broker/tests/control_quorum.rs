@@ -129,6 +129,7 @@ fn lifecycle_config() -> LifecycleConfig {
         metadata_wait_ms: 500,
         session_timeout_ms: 3_000,
         retry_backoff_ms: 50,
+        rack: None,
     }
 }
 

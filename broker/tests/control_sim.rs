@@ -92,6 +92,7 @@ async fn simulated_quorum_fails_over() {
         metadata_wait_ms: 1_000,
         session_timeout_ms: 3_000,
         retry_backoff_ms: 100,
+        rack: None,
     };
     let admin = client.clone();
     let (broker, created) = broker_node

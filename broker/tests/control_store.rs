@@ -95,6 +95,7 @@ impl Rig {
             broker: BrokerId(broker),
             incarnation,
             listeners: Vec::new(),
+            rack: None,
             clean_shutdown: true,
         };
         self.ctl.request(self.request_id, request, self.now_ms);

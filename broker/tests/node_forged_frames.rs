@@ -74,6 +74,8 @@ impl Cluster {
                 roles: vec![Role::Broker, Role::Controller],
                 data_dir: format!("/unused/{i}").into(),
                 controller_voters: voters.clone(),
+                broker_rack: None,
+                replica_selector_class: None,
                 listeners: Listeners {
                     kafka: Some(format!("127.0.0.1:{kafka}")),
                     advertised_kafka: None,
@@ -250,6 +252,7 @@ fn forged_requests() -> Vec<ControlMessage> {
                 broker: BrokerId(2),
                 incarnation: 42,
                 listeners: Vec::new(),
+                rack: None,
                 clean_shutdown: false,
             },
         ),

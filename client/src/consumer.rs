@@ -1,5 +1,7 @@
 //! The consumer: manual assignment or group subscription, Fetch from partition leaders (v4+,
-//! READ_UNCOMMITTED), offset reset through ListOffsets, commits through the group coordinator.
+//! READ_UNCOMMITTED) or, with `client_rack` set and a leader that names one, from a preferred
+//! read replica (KIP-392), offset reset through ListOffsets, commits through the group
+//! coordinator.
 //!
 //! Heartbeats are sent from `poll` (no background task): call `poll` more often than
 //! `session_timeout_ms`. A rebalance clears positions; they resume from committed offsets, so
@@ -21,6 +23,7 @@ use crate::group::{GroupMember, GroupTimeouts, Offsets};
 use crate::metadata::MetadataCache;
 use crate::pool::ConnectionPool;
 use crate::records::decode_fetched;
+use wire::BrokerId;
 
 /// Most partitions one consumer owns.
 pub const ASSIGNED_PARTITIONS_MAX: usize = 10_000;
@@ -61,6 +64,9 @@ pub struct ConsumerConfig {
     pub fetch_max_bytes: i32,
     /// Policy for partitions without a usable position.
     pub auto_offset_reset: OffsetReset,
+    /// Kafka's `client.rack`, sent in every Fetch (v11+): a leader with a rack-aware replica
+    /// selector may name a follower of this rack to read from (KIP-392). `None`: no rack.
+    pub client_rack: Option<String>,
 }
 
 impl ConsumerConfig {
@@ -74,6 +80,7 @@ impl ConsumerConfig {
             fetch_max_wait_ms: 100,
             fetch_max_bytes: 1024 * 1024,
             auto_offset_reset: OffsetReset::Earliest,
+            client_rack: None,
         }
     }
 }
@@ -117,6 +124,20 @@ pub struct Consumer {
     /// The highest log start offset each partition's leaders reported (in Fetch answers and
     /// earliest-offset resets): below it, retention may have deleted records.
     log_starts_seen: BTreeMap<PartitionKey, i64>,
+    /// Preferred read replicas leaders named (KIP-392), each with the end of its lease.
+    read_replicas: BTreeMap<PartitionKey, ReadReplica>,
+}
+
+/// A follower a leader told this consumer to read a partition from. As in Kafka's Java client
+/// the lease lasts `metadata.max.age.ms`; any error from the replica ends it at once and the
+/// consumer goes back to the leader (an OFFSET_OUT_OF_RANGE there means a lagging follower, not
+/// a position to reset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReadReplica {
+    /// The follower.
+    broker: BrokerId,
+    /// When the consumer asks the leader again.
+    until: tokio::time::Instant,
 }
 
 impl Consumer {
@@ -138,6 +159,7 @@ impl Consumer {
             group,
             heartbeat_last: None,
             log_starts_seen: BTreeMap::new(),
+            read_replicas: BTreeMap::new(),
         })
     }
 
@@ -425,16 +447,27 @@ impl Consumer {
             self.metadata.snapshot()
         };
         let mut leaderless = false;
+        let now = tokio::time::Instant::now();
+        self.read_replicas.retain(|_, replica| replica.until > now);
         for ((topic, partition), position) in &self.positions {
             let offset = position.expect("positions are resolved before fetching");
             match cluster.leader_addr(topic, *partition) {
-                Ok((_, addr)) => {
+                Ok((_, leader_addr)) => {
                     let leader_epoch = cluster.topics[topic].partitions[partition].leader_epoch;
+                    // A leased read replica the metadata still lists, else the leader.
+                    let replica = self
+                        .read_replicas
+                        .get(&(topic.clone(), *partition))
+                        .and_then(|r| Some((r.broker, cluster.brokers.get(&r.broker)?.clone())));
+                    let addr = replica
+                        .as_ref()
+                        .map_or(leader_addr, |(_, addr)| addr.clone());
                     by_leader.entry(addr).or_default().push(FetchTarget {
                         topic: topic.clone(),
                         partition: *partition,
                         offset,
                         leader_epoch,
+                        read_replica: replica.map(|(broker, _)| broker),
                     })
                 }
                 Err(_) => leaderless = true,
@@ -444,17 +477,28 @@ impl Consumer {
             self.refresh_owned_topics().await.ok();
         }
         let mut records = Vec::new();
+        let mut replica_unknown = false;
         for (addr, partitions) in by_leader {
             match self.fetch_from(&addr, &partitions, wait_ms).await {
-                Ok(mut fetched) => records.append(&mut fetched),
+                Ok(fetched) => {
+                    replica_unknown |= fetched.replica_unknown;
+                    records.extend(fetched.records);
+                }
                 Err(error) if error.is_retriable() => {
                     tracing::debug!(addr, %error, "fetch failed");
+                    // A replica that cannot be reached: back to the leaders.
+                    for target in partitions.iter().filter(|t| t.read_replica.is_some()) {
+                        self.read_replicas
+                            .remove(&(target.topic.clone(), target.partition));
+                    }
                     self.refresh_owned_topics().await.ok();
                 }
                 Err(error) => return Err(error),
             }
         }
-        if by_leader_is_empty(&records, leaderless) {
+        // A redirect to a replica the metadata does not list yet backs off, as librdkafka's
+        // REPLICA_NOT_AVAILABLE does, instead of asking the leader again at once.
+        if by_leader_is_empty(&records, leaderless || replica_unknown) {
             tokio::time::sleep(Duration::from_millis(self.pool.config().retry_backoff_ms)).await;
         }
         Ok(records)
@@ -465,10 +509,11 @@ impl Consumer {
         addr: &str,
         partitions: &[FetchTarget],
         wait_ms: u64,
-    ) -> Result<Vec<ConsumerRecord>> {
+    ) -> Result<Fetched> {
         assert!(!partitions.is_empty(), "a fetch names partitions");
         let max_bytes = self.config.fetch_max_bytes;
         let targets = partitions.to_vec();
+        let rack = self.config.client_rack.clone().unwrap_or_default();
         let wait_i32 = i32::try_from(wait_ms).unwrap_or(i32::MAX);
         let build = move |version: i16| {
             let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
@@ -491,13 +536,17 @@ impl Consumer {
                         .with_partitions(partitions)
                 })
                 .collect();
-            let request = FetchRequest::default()
+            let mut request = FetchRequest::default()
                 .with_replica_id((-1).into())
                 .with_max_wait_ms(wait_i32)
                 .with_min_bytes(1)
                 .with_max_bytes(max_bytes)
                 .with_isolation_level(0)
                 .with_topics(topics);
+            // KIP-392: the rack field exists from v11 on; with it a follower may serve us.
+            if version >= 11 {
+                request = request.with_rack_id(StrBytes::from_string(rack.clone()));
+            }
             Ok(RequestKind::Fetch(request))
         };
         let timeout_ms = self.pool.config().request_timeout_ms + wait_ms;
@@ -510,6 +559,8 @@ impl Consumer {
             return Err(ClientError::kafka("Fetch", response.error_code));
         }
         let mut records = Vec::new();
+        let mut replica_unknown = false;
+        let known_brokers = self.metadata.snapshot().brokers;
         for topic in &response.responses {
             let name = topic.topic.as_str().to_string();
             for answer in &topic.partitions {
@@ -518,6 +569,39 @@ impl Consumer {
                     continue;
                 };
                 self.saw_log_start(key.clone(), answer.log_start_offset);
+                let via_replica = partitions.iter().any(|t| {
+                    t.topic == name
+                        && t.partition == answer.partition_index
+                        && t.read_replica.is_some()
+                });
+                if answer.error_code != 0 && via_replica {
+                    // Back to the leader, which answers for the position (Kafka's clients
+                    // clear the preferred replica on every error; OFFSET_OUT_OF_RANGE from a
+                    // lagging follower resets nothing).
+                    tracing::debug!(topic = %name, partition = answer.partition_index,
+                        code = answer.error_code, "read replica refused: back to the leader");
+                    self.read_replicas.remove(&key);
+                    continue;
+                }
+                let preferred = BrokerId(answer.preferred_read_replica.0);
+                if answer.error_code == 0 && preferred.0 >= 0 {
+                    if known_brokers.contains_key(&preferred) {
+                        let lease = Duration::from_millis(self.pool.config().metadata_refresh_ms);
+                        let until = tokio::time::Instant::now() + lease;
+                        self.read_replicas.insert(
+                            key,
+                            ReadReplica {
+                                broker: preferred,
+                                until,
+                            },
+                        );
+                    } else {
+                        tracing::debug!(topic = %name, %preferred, "preferred read replica unknown");
+                        self.metadata.refresh(&self.pool, None).await.ok();
+                        replica_unknown = true;
+                    }
+                    continue;
+                }
                 match answer.error_code {
                     0 => {}
                     code::OFFSET_OUT_OF_RANGE => {
@@ -551,7 +635,10 @@ impl Consumer {
                 }));
             }
         }
-        Ok(records)
+        Ok(Fetched {
+            records,
+            replica_unknown,
+        })
     }
 
     async fn leader_addr(&mut self, topic: &str, partition: i32) -> Result<String> {
@@ -595,9 +682,21 @@ struct FetchTarget {
     offset: i64,
     /// Leader epoch from the metadata (-1 when unknown: no fencing).
     leader_epoch: i32,
+    /// The leased preferred read replica this fetch goes to, `None`: the leader.
+    read_replica: Option<BrokerId>,
 }
 
-/// True when a round read nothing because leaders were missing: back off before the next.
-fn by_leader_is_empty(records: &[ConsumerRecord], leaderless: bool) -> bool {
-    records.is_empty() && leaderless
+/// What one Fetch brought.
+#[derive(Debug, Default)]
+struct Fetched {
+    /// The records, in partition order.
+    records: Vec<ConsumerRecord>,
+    /// A leader named a preferred read replica the metadata does not list (yet).
+    replica_unknown: bool,
+}
+
+/// True when a round read nothing because leaders (or named read replicas) were missing: back
+/// off before the next.
+fn by_leader_is_empty(records: &[ConsumerRecord], missing: bool) -> bool {
+    records.is_empty() && missing
 }

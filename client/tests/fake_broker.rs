@@ -726,6 +726,85 @@ async fn assigned_consumer_resets_out_of_range_and_reads() {
     );
 }
 
+/// A Fetch answer for partition 0 of `t` that names a preferred read replica, no records.
+fn redirect_answer(preferred: i32) -> Reply {
+    let data = PartitionData::default()
+        .with_partition_index(0)
+        .with_high_watermark(10)
+        .with_preferred_read_replica(preferred.into());
+    let topic = FetchableTopicResponse::default()
+        .with_topic(StrBytes::from_static_str("t").into())
+        .with_partitions(vec![data]);
+    Reply::Respond(ResponseKind::Fetch(
+        FetchResponse::default().with_responses(vec![topic]),
+    ))
+}
+
+#[tokio::test]
+async fn a_consumer_follows_the_preferred_read_replica_and_returns_to_the_leader_on_its_error() {
+    // KIP-392: the leader (1) names follower 2 for a consumer of rack "r2"; the follower serves
+    // until it answers OFFSET_OUT_OF_RANGE (it lags), which sends the consumer back to the
+    // leader without resetting its position (no ListOffsets).
+    let mut leader = FakeServer::bind().await;
+    let mut follower = FakeServer::bind().await;
+    let brokers = [(1, leader.port), (2, follower.port)];
+    let leader_fetches = Arc::new(Mutex::new(Vec::new()));
+    let leader_seen = leader_fetches.clone();
+    leader.start(Arc::new(move |seen: &Seen| match &seen.body {
+        RequestKind::ApiVersions(_) => Reply::Respond(api_versions_response(&broker_versions())),
+        RequestKind::Metadata(_) => Reply::Respond(metadata_response(&brokers, "t", &[1])),
+        RequestKind::Fetch(request) => {
+            assert!(seen.version >= 11, "the rack needs Fetch v11+");
+            assert_eq!(request.rack_id.as_str(), "r2");
+            let offset = request.topics[0].partitions[0].fetch_offset;
+            leader_seen.lock().unwrap().push(offset);
+            if offset == 0 {
+                redirect_answer(2)
+            } else {
+                fetch_answer("t", 0, 0, Some(stored_batch(offset, 2)))
+            }
+        }
+        _ => Reply::Silent,
+    }));
+    let follower_fetches = Arc::new(Mutex::new(Vec::new()));
+    let follower_seen = follower_fetches.clone();
+    follower.start(Arc::new(move |seen: &Seen| match &seen.body {
+        RequestKind::ApiVersions(_) => Reply::Respond(api_versions_response(&broker_versions())),
+        RequestKind::Metadata(_) => Reply::Respond(metadata_response(&brokers, "t", &[1])),
+        RequestKind::Fetch(request) => {
+            let p = &request.topics[0].partitions[0];
+            follower_seen.lock().unwrap().push(p.fetch_offset);
+            assert_eq!(p.current_leader_epoch, 1, "fenced like a leader");
+            if p.fetch_offset == 0 {
+                fetch_answer("t", 0, 0, Some(stored_batch(0, 3)))
+            } else {
+                fetch_answer("t", 0, code::OFFSET_OUT_OF_RANGE, None)
+            }
+        }
+        _ => Reply::Silent,
+    }));
+    let config = ConsumerConfig {
+        client_rack: Some("r2".to_string()),
+        ..ConsumerConfig::new(None)
+    };
+    let mut consumer = Consumer::new(client_config(&leader.addr), config).unwrap();
+    consumer.assign(vec![("t".to_string(), 0)]);
+    consumer.seek("t", 0, 0).unwrap();
+    let mut records = Vec::new();
+    for _ in 0..20 {
+        records.extend(consumer.poll(50).await.unwrap());
+        if records.len() >= 5 {
+            break;
+        }
+    }
+    let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
+    assert_eq!(follower_fetches.lock().unwrap()[..2], [0, 3]);
+    assert_eq!(leader_fetches.lock().unwrap()[..2], [0, 3]);
+    assert!(leader.seen(ApiKey::ListOffsets).is_empty(), "no reset");
+    assert!(follower.seen(ApiKey::ListOffsets).is_empty(), "no reset");
+}
+
 #[tokio::test]
 async fn no_leader_fails_definitely_without_producing() {
     let mut server = FakeServer::bind().await;

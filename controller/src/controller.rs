@@ -67,6 +67,9 @@ pub enum Request {
         incarnation: u64,
         /// Client endpoints.
         listeners: Vec<Listener>,
+        /// The broker's rack, if configured. See `MetadataRecord::RegisterBroker`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rack: Option<String>,
         /// Did the previous incarnation shut down cleanly? See `MetadataRecord::RegisterBroker`.
         clean_shutdown: bool,
     },
@@ -732,12 +735,14 @@ impl Controller {
                 broker,
                 incarnation,
                 listeners,
+                rack,
                 clean_shutdown,
             } => {
                 let record = MetadataRecord::RegisterBroker {
                     broker,
                     incarnation,
                     listeners,
+                    rack,
                     clean_shutdown,
                 };
                 let batch = election::register_batch(&self.image, record, self.config.bugs);

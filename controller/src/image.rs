@@ -16,6 +16,8 @@ pub const TOPICS_MAX: usize = 10_000;
 pub const PARTITIONS_PER_TOPIC_MAX: usize = 1024;
 /// Most listeners one broker may register.
 pub const LISTENERS_MAX: usize = 16;
+/// Longest `broker.rack` a broker may register (Kafka sets none; rack ids are short names).
+pub const RACK_BYTES_MAX: usize = 255;
 /// Longest topic name Kafka accepts.
 pub const TOPIC_NAME_BYTES_MAX: usize = wire::TOPIC_NAME_BYTES_MAX;
 
@@ -28,6 +30,11 @@ pub struct BrokerRegistration {
     pub listeners: Vec<Listener>,
     /// A fenced broker may not lead or be in an ISR: it missed heartbeats or just restarted.
     pub fenced: bool,
+    /// The broker's `broker.rack`, reported in Metadata and used to pick a consumer's preferred
+    /// read replica (KIP-392). Omitted from the encoding when unset, so snapshots written before
+    /// the field existed decode unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
 }
 
 /// A topic and its partitions.
@@ -174,8 +181,15 @@ impl MetadataImage {
                 broker,
                 incarnation,
                 listeners,
+                rack,
                 clean_shutdown,
-            } => self.apply_register(*broker, *incarnation, listeners, *clean_shutdown),
+            } => self.apply_register(
+                *broker,
+                *incarnation,
+                listeners,
+                rack.as_deref(),
+                *clean_shutdown,
+            ),
             MetadataRecord::FenceBroker { broker } => self.apply_fence(*broker),
             MetadataRecord::UnfenceBroker { broker } => self.apply_unfence(*broker),
             MetadataRecord::CreateTopic {
@@ -256,12 +270,19 @@ impl MetadataImage {
         broker: BrokerId,
         incarnation: u64,
         listeners: &[Listener],
+        rack: Option<&str>,
         clean_shutdown: bool,
     ) -> Result<(), ControllerError> {
         if listeners.len() > LISTENERS_MAX {
             return Err(invalid(format!(
                 "broker {broker}: {} listeners",
                 listeners.len()
+            )));
+        }
+        if rack.is_some_and(|rack| rack.is_empty() || rack.len() > RACK_BYTES_MAX) {
+            return Err(invalid(format!(
+                "broker {broker}: a rack of {} bytes (1..={RACK_BYTES_MAX})",
+                rack.map_or(0, str::len)
             )));
         }
         if let Some(existing) = self.brokers.get(&broker) {
@@ -282,6 +303,7 @@ impl MetadataImage {
             incarnation,
             listeners: listeners.to_vec(),
             fenced: true,
+            rack: rack.map(str::to_owned),
         };
         self.brokers.insert(broker, registration);
         assert!(!self.is_unfenced(broker), "a new incarnation starts fenced");

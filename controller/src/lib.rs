@@ -48,7 +48,7 @@ pub mod topic_configs;
 pub use controller::{Controller, ControllerConfig, Effect, MetadataFetch, Reply, Request};
 pub use election::{AlterPartitionRequest, ElectionOutcome, HistoricBugs};
 pub use error::ControllerError;
-pub use image::{BrokerRegistration, MetadataImage, TopicImage};
+pub use image::{BrokerRegistration, MetadataImage, TopicImage, RACK_BYTES_MAX};
 pub use records::{Listener, MetadataRecord, PartitionState, RecordBatch, TopicConfig};
 pub use security::{AclBinding, ScramCredential, ScramMechanism, SecurityChange};
 pub use storage::{PersistBatch, RaftStore};

@@ -81,6 +81,11 @@ pub enum MetadataRecord {
         incarnation: u64,
         /// Where the broker serves clients.
         listeners: Vec<Listener>,
+        /// The broker's `broker.rack` (KIP-392's rack-aware replica selection), at most
+        /// [`crate::image::RACK_BYTES_MAX`] bytes. Omitted from the encoding when unset, so
+        /// records written before the field existed decode unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rack: Option<String>,
         /// Does the broker still hold everything its logs flushed? Kafka's name: Kafka sets it
         /// after a clean stop only, since a crash loses page-cache records. rill's brokers count
         /// only flushed data in the HW and set it unless their storage lost flushed bytes (a new

@@ -47,6 +47,7 @@ fn a_stale_delete_record_cannot_remove_a_recreated_topic() {
         broker: wire::BrokerId(1),
         incarnation: 1,
         listeners: vec![],
+        rack: None,
         clean_shutdown: true,
     };
     image.apply_batch(1, &vec![register]).unwrap();

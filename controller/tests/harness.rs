@@ -298,6 +298,7 @@ impl Harness {
                         broker: BrokerId(broker),
                         incarnation,
                         listeners: vec![],
+                        rack: None,
                         clean_shutdown: true,
                     }
                 } else {
@@ -375,6 +376,7 @@ impl Harness {
                     broker: BrokerId(broker),
                     incarnation,
                     listeners: vec![],
+                    rack: None,
                     clean_shutdown: self.rng.gen_bool(0.5),
                 }
             }
@@ -458,6 +460,7 @@ impl Harness {
                         broker: BrokerId(broker),
                         incarnation,
                         listeners: vec![],
+                        rack: None,
                         clean_shutdown: self.rng.gen_bool(0.5),
                     };
                     self.send_request(request);

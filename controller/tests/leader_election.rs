@@ -23,6 +23,7 @@ fn image(unclean: bool, min_isr: i32) -> MetadataImage {
                 broker: BrokerId(b),
                 incarnation: 1,
                 listeners: vec![],
+                rack: None,
                 clean_shutdown: true,
             }],
         );
@@ -145,6 +146,7 @@ fn reregister(image: &mut MetadataImage, broker: i32, clean_shutdown: bool) {
         broker: BrokerId(broker),
         incarnation: 2,
         listeners: vec![],
+        rack: None,
         clean_shutdown,
     };
     let batch = register_batch(image, record, HistoricBugs::default());
@@ -315,6 +317,7 @@ fn offline_copies_are_passed_over_even_by_unclean_elections() {
         broker: BrokerId(1),
         incarnation: 2,
         listeners: vec![],
+        rack: None,
         clean_shutdown: false,
     };
     let batch = register_batch(&image, register.clone(), HistoricBugs::default());
@@ -329,6 +332,7 @@ fn offline_copies_are_passed_over_even_by_unclean_elections() {
         broker: BrokerId(3),
         incarnation: 2,
         listeners: vec![],
+        rack: None,
         clean_shutdown: true,
     };
     let batch = register_batch(&image, register.clone(), HistoricBugs::default());

@@ -155,6 +155,7 @@ impl Model for MetadataModel {
                 broker: BrokerId(b),
                 incarnation: 0,
                 listeners: vec![],
+                rack: None,
                 clean_shutdown: true,
             };
             assert!(apply(&mut image, &[register]));
@@ -240,6 +241,7 @@ impl Model for MetadataModel {
                     broker: BrokerId(b),
                     incarnation: u64::from(last.restarts) + 1,
                     listeners: vec![],
+                    rack: None,
                     clean_shutdown: clean,
                 };
                 let batch = election::register_batch(image, record, HistoricBugs::default());

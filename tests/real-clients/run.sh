@@ -17,6 +17,8 @@
 #     Metadata v0 from a client configured for old brokers (api_version 0.8.2 to 0.11);
 #   - compression: confluent-kafka produces (idempotent, acks=all) and consumes back 2,000 records
 #     with each of gzip, snappy, lz4 and zstd; kafka-python with each codec it has modules for;
+#   - fetch from followers (follower_fetch_checks.py, the cluster runs `--racks`): confluent-kafka
+#     with client.rack RACK<f> reads 200 records in order from follower f, whose metrics count them;
 #   - kcat (Debian's librdkafka 2.0.2, an old client): -P / -C -e round trip, a -G group read;
 #   - kafkajs 2.2.4 (kafkajs_checks.js, a client family of its own): admin (describeCluster,
 #     createTopics, describeConfigs), idempotent produce, gzip/snappy/lz4 produce and consume, a
@@ -87,7 +89,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-rill_cluster_up "$base_port" real-clients
+# --racks: node N in rack RACK<N> with the rack-aware replica selector (follower_fetch_checks.py);
+# clients without a client.rack are served by leaders as before.
+rill_cluster_up "$base_port" real-clients --racks
 bootstrap=$rill_bootstrap
 dir=$rill_cluster_dir
 
@@ -125,6 +129,7 @@ fi
 run_python "confluent-kafka checks" confluent_checks.py "$bootstrap"
 run_python "kafka-python checks" kafka_python_checks.py "$bootstrap"
 run_python "compression checks" compression_checks.py "$bootstrap"
+run_python "follower fetch checks" follower_fetch_checks.py "$bootstrap"
 
 # --- kafkajs (a second client family: its own protocol code, not librdkafka) ---------------------
 NODE_PATH="$kafkajs/node_modules" run_checks "kafkajs checks" node kafkajs_checks.js "$bootstrap"

@@ -45,6 +45,10 @@ pub struct ClusterSpec {
     pub secure: bool,
     /// With `secure`: a SASL_PLAINTEXT listener at base+10N+4 too.
     pub sasl_plaintext: bool,
+    /// Node N in rack `RACK<N>` (`broker_rack`) with the rack-aware replica selector, as
+    /// librdkafka's test clusters (trivup) run: consumers with a `client.rack` fetch from
+    /// followers (KIP-392).
+    pub racks: bool,
 }
 
 /// The CA certificate clients trust for a `--secure` cluster.
@@ -89,6 +93,10 @@ pub fn node_config(id: usize, spec: &ClusterSpec, dir: &Path) -> NodeConfig {
         roles,
         data_dir: dir.join(format!("node-{id}")),
         controller_voters: voters,
+        broker_rack: spec.racks.then(|| format!("RACK{id}")),
+        replica_selector_class: spec
+            .racks
+            .then(|| crate::node::config::REPLICA_SELECTOR_RACK_AWARE.to_string()),
         listeners: Listeners {
             kafka: Some(format!("127.0.0.1:{}", port(id, 0))),
             advertised_kafka: None,

@@ -73,6 +73,10 @@ pub enum ClusterAction {
         /// on this machine (PLAIN passwords cross it in clear).
         #[arg(long, requires = "secure")]
         sasl_plaintext: bool,
+        /// Put node N in rack RACK<N> (broker_rack) with the rack-aware replica selector, so
+        /// consumers with a client.rack fetch from followers of their rack (KIP-392).
+        #[arg(long)]
+        racks: bool,
     },
     /// Stop the cluster started in DIR.
     Down {

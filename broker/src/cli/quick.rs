@@ -108,6 +108,10 @@ pub struct ConsumeArgs {
     /// Stop after this long without records (ms).
     #[arg(long, default_value_t = 5_000)]
     pub idle_ms: u64,
+    /// `client.rack`: on a cluster with `replica_selector_class = "rack-aware"`, read from a
+    /// follower in this rack (KIP-392).
+    #[arg(long)]
+    pub client_rack: Option<String>,
 }
 
 /// Runs `rill topic`.
@@ -186,7 +190,10 @@ pub async fn produce(args: &ProduceArgs, out: &mut dyn Write) -> anyhow::Result<
 pub async fn consume(args: &ConsumeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut consumer = Consumer::new(
         args.bootstrap.config()?,
-        ConsumerConfig::new(args.group.clone()),
+        ConsumerConfig {
+            client_rack: args.client_rack.clone(),
+            ..ConsumerConfig::new(args.group.clone())
+        },
     )?;
     if args.group.is_some() {
         consumer.subscribe(vec![args.topic.clone()])?;

@@ -29,6 +29,8 @@ pub struct LifecycleConfig {
     pub session_timeout_ms: u64,
     /// Pause after a failed registration or fetch before the next try.
     pub retry_backoff_ms: u64,
+    /// `broker.rack`, registered with the controller (KIP-392); `None`: no rack.
+    pub rack: Option<String>,
 }
 
 impl Default for LifecycleConfig {
@@ -38,6 +40,7 @@ impl Default for LifecycleConfig {
             metadata_wait_ms: 5_000,
             session_timeout_ms: 9_000,
             retry_backoff_ms: 200,
+            rack: None,
         }
     }
 }
@@ -212,6 +215,7 @@ impl Session {
             broker: self.broker_id,
             incarnation: self.incarnation,
             listeners: self.listeners.clone(),
+            rack: self.config.rack.clone(),
             clean_shutdown: self.clean_shutdown,
         };
         match self.client.request(request).await {

@@ -611,6 +611,23 @@ impl SecuritySettings {
     }
 }
 
+/// rill's short name of the rack-aware replica selector (`replica.selector.class`).
+pub const REPLICA_SELECTOR_RACK_AWARE: &str = "rack-aware";
+/// Kafka's class name of the same selector, accepted so Kafka configs carry over.
+pub const REPLICA_SELECTOR_RACK_AWARE_KAFKA: &str =
+    "org.apache.kafka.common.replica.RackAwareReplicaSelector";
+
+/// How a leader picks the replica a consumer should read from (`replica.selector.class`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaSelector {
+    /// Kafka's default (no selector): consumers read from the leader, or from whichever replica
+    /// they fetch from, and are never redirected.
+    LeaderOnly,
+    /// Kafka's `RackAwareReplicaSelector`: a consumer whose rack holds an in-sync follower but
+    /// not the leader is told to read from that follower.
+    RackAware,
+}
+
 /// A node's whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -623,6 +640,17 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// `controller.quorum.voters`: `id@host:port` of every voter's controller listener.
     pub controller_voters: Vec<String>,
+    /// `broker.rack`: the rack (or availability zone) this broker is in, registered with the
+    /// controller and reported in Metadata; a rack-aware replica selector sends a consumer of
+    /// the same rack to this broker (KIP-392). Unset: no rack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_rack: Option<String>,
+    /// `replica.selector.class`: unset (Kafka's default) serves consumers from the leader only;
+    /// [`REPLICA_SELECTOR_RACK_AWARE`] (or Kafka's class name,
+    /// [`REPLICA_SELECTOR_RACK_AWARE_KAFKA`]) points a consumer whose `client.rack` matches an
+    /// in-sync follower's rack at that follower (`preferred_read_replica`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_selector_class: Option<String>,
     /// Endpoints.
     pub listeners: Listeners,
     /// Topic defaults.
@@ -740,6 +768,14 @@ impl NodeConfig {
         if self.timing.broker_heartbeat_interval_ms >= self.timing.broker_session_timeout_ms {
             return invalid("broker heartbeats must come more often than the session timeout");
         }
+        if self
+            .broker_rack
+            .as_ref()
+            .is_some_and(|rack| rack.is_empty() || rack.len() > controller::RACK_BYTES_MAX)
+        {
+            return invalid("broker_rack must be 1 to 255 bytes");
+        }
+        self.replica_selector()?;
         self.listeners.validate()?;
         self.security.validate(&self.listeners)?;
         self.connections.validate()
@@ -811,6 +847,20 @@ impl NodeConfig {
         }
         config.validate();
         config
+    }
+
+    /// The replica selector `replica_selector_class` names.
+    pub fn replica_selector(&self) -> Result<ReplicaSelector, ConfigError> {
+        match self.replica_selector_class.as_deref() {
+            None => Ok(ReplicaSelector::LeaderOnly),
+            Some(REPLICA_SELECTOR_RACK_AWARE | REPLICA_SELECTOR_RACK_AWARE_KAFKA) => {
+                Ok(ReplicaSelector::RackAware)
+            }
+            Some(other) => Err(ConfigError::Invalid(format!(
+                "replica_selector_class {other:?}: unset (leader only), \
+                 {REPLICA_SELECTOR_RACK_AWARE:?} or {REPLICA_SELECTOR_RACK_AWARE_KAFKA:?}"
+            ))),
+        }
     }
 
     /// The address Metadata advertises for this broker.

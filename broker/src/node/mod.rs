@@ -10,6 +10,7 @@ mod fetcher;
 pub mod handlers;
 pub mod metrics;
 pub mod peer;
+pub mod replica_selector;
 pub mod replication_wire;
 pub mod shared;
 pub mod storage;
@@ -244,6 +245,7 @@ async fn start_broker(
     let lifecycle_config = LifecycleConfig {
         heartbeat_interval_ms: config.timing.broker_heartbeat_interval_ms,
         session_timeout_ms: config.timing.broker_session_timeout_ms,
+        rack: config.broker_rack.clone(),
         ..LifecycleConfig::default()
     };
     let lifecycle = BrokerLifecycle::start(

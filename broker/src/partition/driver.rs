@@ -1038,6 +1038,41 @@ impl Partition {
         Some(low)
     }
 
+    /// The followers a consumer at `fetch_offset` may be sent to instead of this leader (Kafka's
+    /// `findPreferredReadReplica` candidates): in the committed ISR (a lagging replica outside
+    /// it could keep a consumer behind for ever), holding `fetch_offset` (log start at or below
+    /// it, as far as the follower reported one, and a flushed LEO at or above it). Ascending by
+    /// broker id; empty off the leader.
+    pub fn read_replica_candidates(&self, fetch_offset: Offset) -> Vec<ReadReplicaCandidate> {
+        let inner = self.lock();
+        if Self::refuse_if_unusable(&inner).is_err() || !inner.replica.is_leader() {
+            return Vec::new();
+        }
+        let Some(state) = inner.replica.partition_state() else {
+            return Vec::new();
+        };
+        let candidates: Vec<ReadReplicaCandidate> = state
+            .isr
+            .iter()
+            .filter(|b| **b != self.broker_id)
+            .filter_map(|b| {
+                let progress = inner.replica.follower_progress(*b)?;
+                let log_end_offset = progress.log_end_offset?;
+                let log_start = inner.replica_log_starts.get(b).copied();
+                let holds = log_end_offset >= fetch_offset
+                    && log_start.is_none_or(|start| start <= fetch_offset);
+                holds.then_some(ReadReplicaCandidate {
+                    broker: *b,
+                    log_end_offset,
+                    last_caught_up_ms: progress.last_caught_up_ms,
+                })
+            })
+            .collect();
+        assert!(candidates.len() <= state.isr.len());
+        assert!(candidates.windows(2).all(|w| w[0].broker < w[1].broker));
+        candidates
+    }
+
     /// A follower learns its leader's log start from a fetch answer (Kafka's follower calls
     /// `maybeIncrementLogStartOffset(leaderLogStartOffset)`): its own start follows, up to its
     /// HW (it deletes only what it knows to be committed), through the core's input, as
@@ -1250,6 +1285,17 @@ fn storage(error: LogError) -> PartitionError {
         "the log refused what the replica core ordered: {error}"
     );
     PartitionError::Storage(error.to_string())
+}
+
+/// An in-sync follower a leader may name as a consumer's preferred read replica (KIP-392).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadReplicaCandidate {
+    /// The follower.
+    pub broker: BrokerId,
+    /// Its flushed log end offset as its last fetch reported it.
+    pub log_end_offset: Offset,
+    /// When it last fetched up to the leader's LEO (the leader's monotonic clock).
+    pub last_caught_up_ms: u64,
 }
 
 /// A read for a client: storage failures are KAFKA_STORAGE_ERROR; a read outside the log's range

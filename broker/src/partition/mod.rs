@@ -25,7 +25,7 @@ mod reads;
 
 pub use driver::{
     ActiveProducer, ListedOffset, Partition, PartitionSettings, PartitionStatus, ProduceOutcome,
-    ReplicaNet, REPLICA_FETCH_BYTES_MAX,
+    ReadReplicaCandidate, ReplicaNet, REPLICA_FETCH_BYTES_MAX,
 };
 pub(crate) use io_worker::run_blocking;
 pub use io_worker::IoWorker;

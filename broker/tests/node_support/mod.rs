@@ -71,6 +71,8 @@ pub fn single_node_config(
         roles: vec![Role::Broker, Role::Controller],
         data_dir: "/unused".into(),
         controller_voters: vec![format!("1@127.0.0.1:{controller}")],
+        broker_rack: None,
+        replica_selector_class: None,
         listeners: Listeners {
             kafka: Some(format!("127.0.0.1:{kafka}")),
             advertised_kafka: None,
@@ -316,6 +318,18 @@ impl TestCluster {
         log: LogSettings,
         disk_seed: u64,
     ) -> TestCluster {
+        Self::start_configured(n, topics, log, disk_seed, |_, _| {}).await
+    }
+
+    /// [`TestCluster::start`] with `configure(i, config)` applied to node `i`'s configuration
+    /// before any node boots.
+    pub async fn start_configured(
+        n: usize,
+        topics: TopicDefaults,
+        log: LogSettings,
+        disk_seed: u64,
+        configure: impl Fn(usize, &mut NodeConfig),
+    ) -> TestCluster {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let voters: Vec<String> = ports
             .iter()
@@ -333,6 +347,8 @@ impl TestCluster {
                 roles: vec![Role::Broker, Role::Controller],
                 data_dir: format!("/unused/{i}").into(),
                 controller_voters: voters.clone(),
+                broker_rack: None,
+                replica_selector_class: None,
                 listeners: Listeners {
                     kafka: Some(format!("127.0.0.1:{kafka}")),
                     advertised_kafka: None,
@@ -359,6 +375,9 @@ impl TestCluster {
             });
             cluster.disks.push(MemDisk::new(disk_seed + i as u64));
             cluster.nodes.push(None);
+        }
+        for (i, config) in cluster.configs.iter_mut().enumerate() {
+            configure(i, config);
         }
         for i in 0..n {
             cluster.boot(i).await;

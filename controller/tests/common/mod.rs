@@ -196,6 +196,7 @@ pub fn register(broker: i32, incarnation: u64) -> Request {
             host: format!("b{broker}"),
             port: 9092,
         }],
+        rack: None,
         clean_shutdown: true,
     }
 }

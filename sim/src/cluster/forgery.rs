@@ -56,6 +56,7 @@ fn controller_frames(from: u64, to: u64) -> Vec<ControlMessage> {
                 broker: BrokerId(i32::try_from(from).expect("small ids")),
                 incarnation: 42,
                 listeners: Vec::new(),
+                rack: None,
                 clean_shutdown: false,
             },
         ),

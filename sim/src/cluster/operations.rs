@@ -96,6 +96,15 @@ pub struct ClientShapes {
     /// The workload's clients authenticate with SASL on a listener of their own that requires
     /// it (the brokers replicate over the plaintext one, with the cluster secret).
     pub sasl: Option<SimSasl>,
+    /// Fetch from followers (KIP-392): broker n is in rack `rack-n` with the rack-aware replica
+    /// selector, and the consumer in the rack of this broker (1..=3), so it reads from that
+    /// broker whenever it follows in the ISR.
+    pub consumer_rack_broker: Option<u8>,
+}
+
+/// The rack of broker `node` in a seed whose consumers fetch from followers.
+pub fn rack_of(node: u8) -> String {
+    format!("rack-{node}")
 }
 
 /// How a seed's clients authenticate.
@@ -152,6 +161,11 @@ impl ClientShapes {
                     [rng.gen_range(0..client::SaslMechanism::ALL.len())],
                 tls: rng.gen_bool(0.5),
             }),
+            // Drawn after SASL, from a stream of its own: the shapes above stay as they were.
+            consumer_rack_broker: {
+                let mut racks = ChaCha8Rng::seed_from_u64(seed ^ 0x7ac4_0000_0000_0392);
+                racks.gen_bool(0.3).then(|| racks.gen_range(1..=3))
+            },
         }
     }
 
@@ -186,6 +200,12 @@ impl ClientShapes {
                 sasl.mechanism.name()
             ));
         }
+        if let Some(broker) = self.consumer_rack_broker {
+            parts.push(format!(
+                "brokers in racks, the consumer in {} (fetches from followers)",
+                rack_of(broker)
+            ));
+        }
         (!parts.is_empty()).then(|| parts.join(", "))
     }
 }
@@ -212,6 +232,12 @@ mod tests {
         assert!(shapes.iter().any(|s| s.log_append_time));
         assert!(shapes.iter().any(|s| s.record_timestamps_unset));
         assert!(shapes.iter().any(|s| s.multi_partition_requests));
+        let racked = shapes
+            .iter()
+            .filter(|s| s.consumer_rack_broker.is_some())
+            .count();
+        assert!((30..=90).contains(&racked), "about 30% of seeds: {racked}");
+        assert!((1..=3).all(|b| shapes.iter().any(|s| s.consumer_rack_broker == Some(b))));
         assert!(shapes.iter().any(|s| s.describe().is_none()));
     }
 

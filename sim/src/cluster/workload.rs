@@ -57,6 +57,8 @@ pub struct WorkloadConfig {
     pub record_padding_bytes: usize,
     /// How the clients secure their connections (SASL on some seeds).
     pub security: client::security::SecurityConfig,
+    /// The consumers' `client.rack` (fetch from followers on some seeds).
+    pub client_rack: Option<String>,
 }
 
 /// The client settings every workload client uses.
@@ -335,7 +337,11 @@ impl Reader {
         process: u64,
         next: BTreeMap<i32, i64>,
     ) -> Reader {
-        let mut consumer = Consumer::new(client_config(config), ConsumerConfig::new(None))
+        let consumer_config = ConsumerConfig {
+            client_rack: config.client_rack.clone(),
+            ..ConsumerConfig::new(None)
+        };
+        let mut consumer = Consumer::new(client_config(config), consumer_config)
             .expect("a valid consumer configuration");
         let partitions: Vec<(String, i32)> =
             (0..PARTITIONS).map(|p| (TOPIC.to_string(), p)).collect();

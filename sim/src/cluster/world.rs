@@ -172,6 +172,16 @@ mod simulated {
             roles,
             data_dir: format!("/rill/{node}").into(),
             controller_voters: voters,
+            broker_rack: draw
+                .clients
+                .consumer_rack_broker
+                .filter(|_| broker)
+                .map(|_| crate::cluster::operations::rack_of(node)),
+            replica_selector_class: draw
+                .clients
+                .consumer_rack_broker
+                .filter(|_| broker)
+                .map(|_| broker::node::config::REPLICA_SELECTOR_RACK_AWARE.to_string()),
             listeners,
             topics: TopicDefaults {
                 replication_factor: 3,
@@ -744,6 +754,10 @@ mod simulated {
                 .sasl
                 .map(|sasl| sasl.client_security())
                 .unwrap_or_default(),
+            client_rack: draw
+                .clients
+                .consumer_rack_broker
+                .map(crate::cluster::operations::rack_of),
         };
         let elapsed =
             |begun: Instant| u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -182,7 +182,7 @@ fn broker_entries(config: &NodeConfig) -> Vec<(&'static str, String, i8)> {
     }
     let (log, log_default) = (&config.log, LogSettings::default());
     let (topics, topics_default) = (&config.topics, TopicDefaults::default());
-    let entries: Vec<(&'static str, (String, i8))> = vec![
+    let mut entries: Vec<(&'static str, (String, i8))> = vec![
         setting!(
             "auto.create.topics.enable",
             topics.auto_create,
@@ -233,6 +233,20 @@ fn broker_entries(config: &NodeConfig) -> Vec<(&'static str, String, i8)> {
             topics_default.unclean_leader_election
         ),
     ];
+    // Listed when set (Kafka lists them with a null value otherwise): librdkafka's
+    // 0101_fetch_from_follower counts the racks it finds here.
+    let set = source::STATIC_BROKER_CONFIG;
+    if let Some(rack) = &config.broker_rack {
+        entries.push(("broker.rack", (rack.clone(), set)));
+    }
+    if let Some(class) = &config.replica_selector_class {
+        entries.push(("replica.selector.class", (class.clone(), set)));
+    }
+    entries.sort_by_key(|(name, _)| *name);
+    assert!(
+        entries.windows(2).all(|w| w[0].0 < w[1].0),
+        "one entry per name"
+    );
     entries
         .into_iter()
         .map(|(name, (value, source))| (name, value, source))

@@ -28,6 +28,8 @@ use kafka_protocol::protocol::StrBytes;
 use replication::{Acks, OffsetsForLeaderEpochRequest};
 use wire::{BrokerId, LeaderEpoch, TopicPartition};
 
+use super::super::config::ReplicaSelector;
+use super::super::replica_selector::{self, RackedCandidate};
 use super::super::replication_wire as rw;
 use super::super::shared::Shared;
 use crate::partition::{Partition, PartitionError};
@@ -211,14 +213,21 @@ fn refuse_every_partition(request: ProduceRequest, code: i16) -> ProduceResponse
 
 /// Fetch: followers (replica id ≥ 0) through the replica core, consumers below the HW. A long
 /// poll waits on every partition of the request at once and wakes on the first that moves.
-pub async fn fetch(shared: &Arc<Shared>, request: FetchRequest) -> FetchResponse {
+/// `version` and `listener` (the connection's) decide, as in Kafka, whether a consumer may read
+/// from a follower (Fetch v11+, KIP-392) and which preferred read replica a leader names.
+pub async fn fetch(
+    shared: &Arc<Shared>,
+    request: FetchRequest,
+    version: i16,
+    listener: &str,
+) -> FetchResponse {
     let wait = Duration::from_millis(
         u64::try_from(request.max_wait_ms.max(0))
             .unwrap_or(0)
             .min(FETCH_WAIT_MS_MAX),
     );
     let deadline = tokio::time::Instant::now() + wait;
-    let replica_id = request.replica_id.0;
+    let fetcher = Fetcher::of(&request, version);
     let min_bytes = usize::try_from(request.min_bytes.max(1)).unwrap_or(1);
     if crate::runtime::buggify("fetch.read.slow") {
         // BUGGIFY: a slow read (a cold page cache): the fetch is served late.
@@ -236,9 +245,9 @@ pub async fn fetch(shared: &Arc<Shared>, request: FetchRequest) -> FetchResponse
         for notified in &mut moved {
             notified.as_mut().enable();
         }
-        let (response, bytes) = fetch_once(&request, replica_id, &resolved);
+        let (response, bytes) = fetch_once(shared, &request, &fetcher, listener, &resolved);
         let now = tokio::time::Instant::now();
-        if bytes >= min_bytes || now >= deadline || has_error_or_divergence(&response) {
+        if bytes >= min_bytes || now >= deadline || must_answer_now(&response) {
             shared.metrics.count("rill_fetch_bytes_total", bytes as u64);
             return response;
         }
@@ -248,6 +257,30 @@ pub async fn fetch(shared: &Arc<Shared>, request: FetchRequest) -> FetchResponse
         }
         let _moved_or_late =
             tokio::time::timeout(deadline - now, futures_util::future::select_all(moved)).await;
+    }
+}
+
+/// Who sent a fetch, as Kafka's `FetchParams` tells them apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Fetcher {
+    /// A follower broker (replica id ≥ 0), through the replica core.
+    Follower(i32),
+    /// A consumer. `rack` is Kafka's client metadata, sent from Fetch v11 on (KIP-392): with it
+    /// a consumer may read from a follower and be given a preferred read replica; without it
+    /// (older versions) only the leader serves it (Kafka's `fetchOnlyLeader`).
+    Consumer {
+        /// The client's `client.rack` ("" when unset); `None` below v11.
+        rack: Option<String>,
+    },
+}
+
+impl Fetcher {
+    fn of(request: &FetchRequest, version: i16) -> Fetcher {
+        if request.replica_id.0 >= 0 {
+            return Fetcher::Follower(request.replica_id.0);
+        }
+        let rack = (version >= 11).then(|| request.rack_id.to_string());
+        Fetcher::Consumer { rack }
     }
 }
 
@@ -265,21 +298,26 @@ fn resolve(shared: &Shared, request: &FetchRequest) -> Vec<Result<Arc<Partition>
         .collect()
 }
 
-/// Any partition with an error or a diverging epoch answers at once (the client must act).
-fn has_error_or_divergence(response: &FetchResponse) -> bool {
+/// Any partition with an error, a diverging epoch or a preferred read replica answers at once:
+/// the client must act (Kafka's `fetchMessages` answers a preferred replica without waiting).
+fn must_answer_now(response: &FetchResponse) -> bool {
     response
         .responses
         .iter()
         .flat_map(|t| t.partitions.iter())
-        .any(|p| p.error_code != 0 || p.diverging_epoch.epoch >= 0)
+        .any(|p| {
+            p.error_code != 0 || p.diverging_epoch.epoch >= 0 || p.preferred_read_replica.0 >= 0
+        })
 }
 
 /// One pass over the fetch's partitions (`resolved` in request order). Returns the response and
 /// its record bytes. The request's `max_bytes` bounds the records across partitions, followers'
 /// as consumers' (the first partition with data always gets one batch).
 fn fetch_once(
+    shared: &Shared,
     request: &FetchRequest,
-    replica_id: i32,
+    fetcher: &Fetcher,
+    listener: &str,
     resolved: &[Result<Arc<Partition>, i16>],
 ) -> (FetchResponse, usize) {
     let mut bytes_total = 0;
@@ -312,10 +350,13 @@ fn fetch_once(
             } else {
                 partition_max.min(bytes_max.saturating_sub(bytes_total))
             };
-            let data = if replica_id >= 0 {
-                follower_fetch(partition, replica_id, fetch, budget)
-            } else {
-                consumer_fetch(partition, fetch, budget)
+            let data = match fetcher {
+                Fetcher::Follower(replica_id) => {
+                    follower_fetch(partition, *replica_id, fetch, budget)
+                }
+                Fetcher::Consumer { rack } => {
+                    consumer_fetch(shared, partition, fetch, budget, rack.as_deref(), listener)
+                }
             };
             bytes_total += data.records.as_ref().map_or(0, Bytes::len);
             partitions.push(data);
@@ -345,23 +386,93 @@ fn follower_fetch(
     }
 }
 
+/// A consumer's fetch of one partition, as Kafka's `ReplicaManager.readFromLog` serves it: a
+/// leader with a rack-aware selector names a follower in the client's rack as the preferred read
+/// replica and sends no records; otherwise the replica reads up to the HW it knows. A follower
+/// serves only clients that sent a rack field (Fetch v11+); older ones get NOT_LEADER_OR_FOLLOWER.
 fn consumer_fetch(
+    shared: &Shared,
     partition: &Partition,
     fetch: &kafka_protocol::messages::fetch_request::FetchPartition,
     bytes_max: usize,
+    rack: Option<&str>,
+    listener: &str,
 ) -> PartitionData {
+    let status = partition.status();
+    let is_leader = status.is_leader;
+    // A failed replica answers its storage error below, whatever its role.
+    if rack.is_none() && !is_leader && status.failed.is_none() {
+        return error_data(
+            fetch.partition,
+            &replication::Error::NotLeaderOrFollower.into(),
+        );
+    }
     let epoch =
         (fetch.current_leader_epoch >= 0).then_some(LeaderEpoch(fetch.current_leader_epoch));
-    match partition.consumer_read(epoch, wire::Offset(fetch.fetch_offset), bytes_max) {
-        Ok(read) => PartitionData::default()
-            .with_partition_index(fetch.partition)
-            .with_high_watermark(read.high_watermark.0)
-            .with_last_stable_offset(read.high_watermark.0)
-            .with_log_start_offset(read.log_start_offset.0)
-            .with_preferred_read_replica(KBroker(-1))
-            .with_records(Some(Bytes::from(read.records))),
+    let offset = wire::Offset(fetch.fetch_offset);
+    let preferred = rack
+        .filter(|_| is_leader)
+        .and_then(|rack| preferred_read_replica(shared, partition, offset, rack, listener));
+    // A consumer sent elsewhere gets the offsets (and any fencing error) but no records.
+    let bytes_max = if preferred.is_some() { 0 } else { bytes_max };
+    match partition.consumer_read(epoch, offset, bytes_max) {
+        Ok(read) => {
+            if !is_leader {
+                shared.metrics.count("rill_fetch_from_follower_total", 1);
+                buggify::probe!("fetch.consumer_read_from_follower");
+            }
+            PartitionData::default()
+                .with_partition_index(fetch.partition)
+                .with_high_watermark(read.high_watermark.0)
+                .with_last_stable_offset(read.high_watermark.0)
+                .with_log_start_offset(read.log_start_offset.0)
+                .with_preferred_read_replica(KBroker(preferred.map_or(-1, |b| b.0)))
+                .with_records(Some(Bytes::from(read.records)))
+        }
         Err(error) => error_data(fetch.partition, &error),
     }
+}
+
+/// Kafka's `findPreferredReadReplica` on a leader: with `replica.selector.class` rack-aware, the
+/// in-sync follower of the client's rack that holds `offset` and is reachable on the client's
+/// listener; `None` when the leader should serve.
+fn preferred_read_replica(
+    shared: &Shared,
+    partition: &Partition,
+    offset: wire::Offset,
+    rack: &str,
+    listener: &str,
+) -> Option<BrokerId> {
+    let selector = shared
+        .config
+        .replica_selector()
+        .expect("validated when the configuration was read");
+    if selector != ReplicaSelector::RackAware || rack.is_empty() {
+        return None;
+    }
+    let image = shared.image();
+    let registration = |b: BrokerId| {
+        image
+            .brokers()
+            .get(&b)
+            .filter(|r| !r.fenced && super::metadata::endpoint(r, listener).is_some())
+    };
+    let candidates: Vec<RackedCandidate<'_>> = partition
+        .read_replica_candidates(offset)
+        .into_iter()
+        .filter_map(|candidate| {
+            let registration = registration(candidate.broker)?;
+            Some(RackedCandidate {
+                candidate,
+                rack: registration.rack.as_deref(),
+            })
+        })
+        .collect();
+    let leader_rack = shared.config.broker_rack.as_deref();
+    let chosen = replica_selector::rack_aware(rack, leader_rack, &candidates)?;
+    assert!(chosen != shared.broker_id, "the leader never names itself");
+    tracing::debug!(tp = %partition.topic_partition(), %chosen, rack, "preferred read replica");
+    Some(chosen)
 }
 
 /// A follower fetch (replica id ≥ 0) from a connection that did not prove to be that broker:

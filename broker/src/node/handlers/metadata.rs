@@ -122,7 +122,8 @@ pub async fn metadata(
                 MetadataResponseBroker::default()
                     .with_node_id(KBroker(id.0))
                     .with_host(str_bytes(listener.host.clone()))
-                    .with_port(i32::from(listener.port)),
+                    .with_port(i32::from(listener.port))
+                    .with_rack(registration.rack.clone().map(str_bytes)),
             )
         })
         .collect();
@@ -672,7 +673,8 @@ pub fn describe_cluster(
                 DescribeClusterBroker::default()
                     .with_broker_id(KBroker(id.0))
                     .with_host(str_bytes(listener.host.clone()))
-                    .with_port(i32::from(listener.port)),
+                    .with_port(i32::from(listener.port))
+                    .with_rack(registration.rack.clone().map(str_bytes)),
             )
         })
         .collect();

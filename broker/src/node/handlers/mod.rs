@@ -88,7 +88,7 @@ impl RequestHandler for KafkaHandler {
                     tracing::warn!(peer = ?self.peer, replica_id, "follower fetch from an unauthenticated connection refused");
                     ResponseKind::Fetch(data::fetch_unauthorized(&r))
                 } else {
-                    ResponseKind::Fetch(data::fetch(shared, r).await)
+                    ResponseKind::Fetch(data::fetch(shared, r, version, &self.listener.name).await)
                 }
             }
             RequestKind::SaslHandshake(r) => ResponseKind::SaslHandshake(sasl::sasl_handshake(
