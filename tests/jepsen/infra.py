@@ -8,6 +8,10 @@ directory (mounts), and is recorded in a state file as it is made, so that `clea
 exactly what this harness made, also what an earlier crashed run left behind. No packet may leave
 the machine: the subnet is private, the namespaces have no default route, and before the first
 packet `check_routes()` requires that the route to every node address leads into our bridge.
+While a run lives, a guard route (`unreachable`, same subnet, a worse metric than the bridge's)
+catches what the bridge no longer routes: a client still reconnecting after the bridge is gone
+(Ctrl-C, a harness error) gets "no route to host" instead of the default gateway. The guard goes
+only once no client can be left (`release_guard()`), else when a later run ends normally.
 """
 
 import json
@@ -165,11 +169,25 @@ def cleanup():
 # --- the network --------------------------------------------------------------------------------
 
 
+GUARD_METRIC = 4000  # worse than the bridge's connected route (0): the bridge wins while it lives
+
+
+def guard_subnet():
+    """Routes the subnet nowhere unless the bridge does (see the module's doc). Idempotent."""
+    run("ip", "route", "replace", "unreachable", f"{SUBNET}.0/24", "metric", str(GUARD_METRIC))
+
+
+def release_guard():
+    """Removes the guard route; only when no client of this process can still send."""
+    run("ip", "route", "del", "unreachable", f"{SUBNET}.0/24", "metric", str(GUARD_METRIC),
+        check=False)
+
+
 def check_subnet_free():
-    """Refuses to run when anything but our bridge already routes our subnet."""
+    """Refuses to run when anything but our bridge (or our guard) already routes our subnet."""
     routes = run("ip", "-o", "route", "show", "to", "match", f"{SUBNET}.0/24", check=False)
     for line in routes.splitlines():
-        if line.startswith("default"):
+        if line.startswith("default") or line.startswith(f"unreachable {SUBNET}.0/24"):
             continue
         if f"{SUBNET}." in line and f"dev {BRIDGE}" not in line:
             raise RuntimeError(f"{SUBNET}.0/24 is already routed on this machine ({line}): refusing")
@@ -177,6 +195,7 @@ def check_subnet_free():
 
 def set_up_network(nodes):
     check_subnet_free()
+    guard_subnet()
     run("ip", "link", "add", BRIDGE, "type", "bridge")
     run("ip", "addr", "add", f"{HOST_ADDR}/24", "dev", BRIDGE)
     run("ip", "link", "set", BRIDGE, "up")

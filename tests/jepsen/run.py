@@ -14,6 +14,7 @@ when a seed shows what the row forbids (or fails liveness), 2 on a harness error
 
 import argparse
 import fcntl
+import gc
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -165,6 +167,19 @@ def run_seed(args, row, kinds, seed, out):
 
 
 
+def release_guard_when_no_client_is_left():
+    """Removes the guard route once every client of this process is gone: the seeds' client
+    objects are unreferenced (collected, which destroys their librdkafka handles) and no worker
+    thread lives. Otherwise the guard stays (until a later run ends normally), and says so."""
+    gc.collect()
+    others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    if others:
+        infra.log(f"threads still alive ({', '.join(others)}): the guard route for "
+                  f"{infra.SUBNET}.0/24 stays until a later run ends normally")
+        return
+    infra.release_guard()
+
+
 def lazyfs_binary():
     """LazyFS for power failures: $RILL_LAZYFS, else built (once, cached) by lazyfs.sh."""
     given = os.environ.get("RILL_LAZYFS")
@@ -263,7 +278,8 @@ def main():
             print(report.seed_summary(outcome), flush=True)
             outcomes.append(outcome)
     except KeyboardInterrupt as stop:
-        infra.log(f"interrupted ({stop}): cleaned up")
+        infra.log(f"interrupted ({stop}): cleaned up; the guard route for {infra.SUBNET}.0/24 "
+                  f"stays until a later run ends normally (clients may still be reconnecting)")
         return 130
     except Exception:  # noqa: BLE001 - a harness error, not a finding
         traceback.print_exc()
@@ -275,6 +291,7 @@ def main():
         # would have been refused by the lock anyway.
         os.remove(LOCK_FILE)
         lock.close()
+    release_guard_when_no_client_is_left()
     cell = report.cell(row, args.faults, outcomes)
     cell["wall_s"] = round(time.monotonic() - started, 1)
     cell["args"] = {"row": args.row, "faults": args.faults, "seed": args.seed,

@@ -152,3 +152,31 @@ def tearDownModule():
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class GuardRoute(unittest.TestCase):
+    """Once the bridge is gone, the subnet routes nowhere while the guard stands (Ctrl-C with
+    clients still reconnecting), never through the default gateway."""
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root (ip route)")
+        if infra.run("ip", "-o", "link", "show", infra.BRIDGE, check=False).strip():
+            self.skipTest("a run's bridge exists")
+
+    def tearDown(self):
+        infra.release_guard()
+
+    def test_without_the_bridge_the_guard_answers_unreachable(self):
+        addr = infra.node_addr(1)
+        infra.guard_subnet()
+        infra.guard_subnet()  # idempotent
+        probe = subprocess.run(["ip", "route", "get", addr], capture_output=True, text=True,
+                               check=False)
+        self.assertNotEqual(probe.returncode, 0, probe.stdout)
+        self.assertIn("No route to host", probe.stderr)
+        self.assertNotIn(" via ", probe.stdout)
+        infra.check_subnet_free()  # the guard is ours: no refusal
+        infra.release_guard()
+        routes = infra.run("ip", "-o", "route", "show", "to", "match", f"{infra.SUBNET}.0/24")
+        self.assertNotIn("unreachable", routes)
