@@ -259,6 +259,24 @@ mod simulated {
     }
 
     impl Cluster {
+        /// Ends every simulated node's tasks, so their state (logs, caches, the disks they
+        /// hold) is freed now. A task madsim never polls again is leaked when the runtime is
+        /// dropped (async-task frees a future only when it runs or is scheduled), which made a
+        /// campaign process grow by about 4 MB per seed; a killed node's tasks are woken and
+        /// dropped on the next executor pass.
+        async fn release(&self) {
+            for node in self
+                .nodes
+                .iter()
+                .chain(&self.controllers)
+                .chain([&self.client])
+            {
+                self.handle.kill(node.id());
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+
         fn start(handle: Handle, draw: &ClusterDraw, options: &NodeOptions, seed: u64) -> Cluster {
             let spawn = |node: u8| {
                 let disk = MemDisk::new(seed.wrapping_mul(31).wrapping_add(u64::from(node)));
@@ -771,7 +789,9 @@ mod simulated {
         if let Err(why) = set_up {
             let why = format!("liveness: {why}");
             lock(&shared).finding(FindingKind::Liveness, "the cluster did not come up", &why);
-            return outcome(shared, Some(why), elapsed(begun));
+            let simulated_ms = elapsed(begun);
+            cluster.release().await;
+            return outcome(shared, Some(why), simulated_ms);
         }
         lock(&shared).workload_begins(&draw.clocks);
         lock(&shared).event("cluster up, topic t created");
@@ -958,7 +978,9 @@ mod simulated {
         }
         observer.abort();
         lock(&shared).event("run ends");
-        outcome(shared, violation, elapsed(begun))
+        let simulated_ms = elapsed(begun);
+        cluster.release().await;
+        outcome(shared, violation, simulated_ms)
     }
 
     /// Values of every ok send in the history, each with its key and offset.
