@@ -743,15 +743,15 @@ impl Disk for MemDisk {
             return Err(DiskError::NotFound(name(&dir)));
         }
         state.inject(FaultOp::Sync, &dir)?;
-        let children = |entries: &BTreeMap<Key, Entry>| -> Vec<Key> {
+        let under_dir = |entries: &BTreeMap<Key, Entry>| -> Vec<Key> {
             children(entries, &dir).cloned().collect()
         };
-        for gone in children(&state.entries_durable) {
+        for gone in under_dir(&state.entries_durable) {
             if !state.entries.contains_key(&gone) {
                 state.entries_durable.remove(&gone);
             }
         }
-        for child in children(&state.entries) {
+        for child in under_dir(&state.entries) {
             let entry = state.entries[&child];
             state.entries_durable.insert(child, entry);
         }
