@@ -105,6 +105,42 @@ impl AnomalyClass {
         }
     }
 
+    /// What the class means, in one line (the guarantee matrix's legend and the failing-seed
+    /// report both use it).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            AnomalyClass::LostWrite => {
+                "an acknowledged send below the highest offset some poll read, which no poll ever \
+                 read: the log lost it (or a consumer skipped it)"
+            }
+            AnomalyClass::Duplicate => "one value stored at more than one offset of a partition",
+            AnomalyClass::InconsistentOffsets => {
+                "one offset of a partition held different values in different sends or polls"
+            }
+            AnomalyClass::Unseen => "an acknowledged send that no poll ever read",
+            AnomalyClass::PollSkip => {
+                "a consumer's consecutive polls of a partition skipped values"
+            }
+            AnomalyClass::IntPollSkip => "one poll skipped values between two of its reads",
+            AnomalyClass::NonmonotonicPoll => {
+                "a consumer's poll started at or before where its previous poll ended"
+            }
+            AnomalyClass::IntNonmonotonicPoll => {
+                "one poll read a partition's values out of log order, or one value twice"
+            }
+            AnomalyClass::NonmonotonicSend => {
+                "a producer's send landed at or before its previous send to the same partition"
+            }
+            AnomalyClass::IntNonmonotonicSend => "one operation's sends landed out of order",
+            AnomalyClass::IntSendSkip => {
+                "one operation's consecutive sends are not adjacent in the log"
+            }
+            AnomalyClass::G0 => "a cycle of write-write dependencies",
+            AnomalyClass::G1a => "aborted read: a poll read a value whose send failed",
+            AnomalyClass::G1c => "circular information flow: a write-read dependency cycle",
+        }
+    }
+
     /// Looks a class up by its Jepsen name.
     pub fn from_name(name: &str) -> Option<AnomalyClass> {
         AnomalyClass::ALL.into_iter().find(|c| c.name() == name)

@@ -923,38 +923,6 @@ pub(crate) fn commit() -> Option<String> {
 }
 
 /// What each anomaly class means, in a sentence (the legend).
-pub fn meaning(class: AnomalyClass) -> &'static str {
-    match class {
-        AnomalyClass::LostWrite => {
-            "an acknowledged send below the highest offset some poll read, which no poll ever \
-             read: the log lost it (or a consumer skipped it)"
-        }
-        AnomalyClass::Duplicate => "one value stored at more than one offset of a partition",
-        AnomalyClass::InconsistentOffsets => {
-            "one offset of a partition held different values in different sends or polls"
-        }
-        AnomalyClass::Unseen => "an acknowledged send that no poll ever read",
-        AnomalyClass::PollSkip => "a consumer's consecutive polls of a partition skipped values",
-        AnomalyClass::IntPollSkip => "one poll skipped values between two of its reads",
-        AnomalyClass::NonmonotonicPoll => {
-            "a consumer's poll started at or before where its previous poll ended"
-        }
-        AnomalyClass::IntNonmonotonicPoll => {
-            "one poll read a partition's values out of log order, or one value twice"
-        }
-        AnomalyClass::NonmonotonicSend => {
-            "a producer's send landed at or before its previous send to the same partition"
-        }
-        AnomalyClass::IntNonmonotonicSend => "one operation's sends landed out of order",
-        AnomalyClass::IntSendSkip => {
-            "one operation's consecutive sends are not adjacent in the log"
-        }
-        AnomalyClass::G0 => "a cycle of write-write dependencies",
-        AnomalyClass::G1a => "aborted read: a poll read a value whose send failed",
-        AnomalyClass::G1c => "circular information flow: a write-read dependency cycle",
-    }
-}
-
 fn family_name(family: Option<FaultFamily>) -> &'static str {
     family.map_or("all families", FaultFamily::as_str)
 }
@@ -1203,7 +1171,7 @@ fn findings_markdown(matrix: &Matrix) -> String {
 fn legend_markdown() -> String {
     let mut md = String::from("## Legend\n\n");
     for class in AnomalyClass::ALL {
-        let _ = writeln!(md, "- `{class}`: {}", meaning(class));
+        let _ = writeln!(md, "- `{class}`: {}", class.meaning());
     }
     md.push_str(
         "- `never-read`: sent values (acknowledged or indeterminate) that no poll ever read, \

@@ -7,7 +7,7 @@ use super::ClusterDraw;
 use crate::report::{Finding, FindingKind, OpMark, OpOutcome, OpShape, Row, SpanKind, Timeline};
 use broker::runtime::NodeClock;
 use jepsen::history::{History, MicroOp, Op, OpFn, OpType};
-use jepsen::queue::{AnomalyClass, QueueReport};
+use jepsen::queue::QueueReport;
 
 /// The lane of faults that strike the whole cluster (a slow network, a power loss).
 pub const CLUSTER_LANE: &str = "all nodes";
@@ -239,28 +239,6 @@ pub fn op_marks(history: &History) -> Vec<OpMark> {
     marks
 }
 
-/// What an anomaly class means, in a sentence.
-fn meaning(class: AnomalyClass) -> &'static str {
-    match class {
-        AnomalyClass::LostWrite => {
-            "an acknowledged record no consumer ever read, although later records of its partition were read"
-        }
-        AnomalyClass::Duplicate => "one record at two offsets",
-        AnomalyClass::InconsistentOffsets => "one offset holding two different records",
-        AnomalyClass::Unseen => "an acknowledged record no consumer ever read",
-        AnomalyClass::PollSkip => "a consumer's polls skipped records that were in the log",
-        AnomalyClass::IntPollSkip => "one poll skipped records between two it returned",
-        AnomalyClass::NonmonotonicPoll => "a consumer went back to offsets it had already read",
-        AnomalyClass::IntNonmonotonicPoll => "one poll returned records out of log order",
-        AnomalyClass::NonmonotonicSend => "a producer's record landed before its previous one",
-        AnomalyClass::IntNonmonotonicSend => "one request's records landed out of order",
-        AnomalyClass::IntSendSkip => "one request's records were not adjacent in the log",
-        AnomalyClass::G0 => "a cycle of write-write dependencies",
-        AnomalyClass::G1a => "a consumer read a record whose send failed",
-        AnomalyClass::G1c => "a cycle of write-write and write-read dependencies",
-    }
-}
-
 /// The checker's anomalies as findings: forbidden by the draw's settings, a safety violation;
 /// otherwise allowed. At most [`CASES_PER_CLASS_SHOWN`] cases of each class.
 pub fn anomaly_findings(report: &QueueReport, draw: &ClusterDraw) -> Vec<Finding> {
@@ -281,7 +259,7 @@ pub fn anomaly_findings(report: &QueueReport, draw: &ClusterDraw) -> Vec<Finding
                 values: case.values.clone(),
                 ops: case.ops.clone(),
                 at_ms: None,
-                detail: format!("{}: {}", meaning(*class), case.detail),
+                detail: format!("{}: {}", class.meaning(), case.detail),
             });
         }
     }
@@ -293,6 +271,7 @@ pub fn anomaly_findings(report: &QueueReport, draw: &ClusterDraw) -> Vec<Finding
 mod tests {
     use super::*;
     use jepsen::history::{HistoryRecorder, OpValue};
+    use jepsen::queue::AnomalyClass;
 
     #[test]
     fn faults_become_spans_and_moments_in_the_nodes_lanes() {
@@ -460,7 +439,7 @@ mod tests {
         assert_eq!(findings[0].ops, [12, 40]);
         assert!(findings[0]
             .detail
-            .starts_with("an acknowledged record no consumer ever read"));
+            .starts_with("an acknowledged send below the highest offset some poll read"));
         let overrides = super::super::Overrides {
             acks: Some(1),
             ..super::super::Overrides::default()
