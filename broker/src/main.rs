@@ -51,6 +51,7 @@ fn run(cli: broker::cli::Cli) -> anyhow::Result<()> {
                 secure,
                 sasl_plaintext,
                 racks,
+                authorizer,
             } => {
                 let spec = broker::cli::cluster::ClusterSpec {
                     nodes: *brokers,
@@ -59,6 +60,7 @@ fn run(cli: broker::cli::Cli) -> anyhow::Result<()> {
                     secure: *secure,
                     sasl_plaintext: *sasl_plaintext,
                     racks: *racks,
+                    authorizer: *authorizer,
                 };
                 broker::cli::cluster::up(&spec, dir, &mut out)
             }

@@ -147,6 +147,14 @@ fn metadata_of(topic: &str) -> MetadataRequest {
         .with_allow_auto_topic_creation(true)
 }
 
+/// The operations Metadata v12 says the connection's principal may perform on `topic`
+/// (KIP-430's `topic_authorized_operations`, asked for).
+async fn topic_operations(connection: &mut Connection, topic: &str) -> i32 {
+    let request = metadata_of(topic).with_include_topic_authorized_operations(true);
+    let mut body = connection.call(ApiKey::Metadata, 12, &request).await;
+    MetadataResponse::decode(&mut body, 12).unwrap().topics[0].topic_authorized_operations
+}
+
 async fn metadata_topic_error(connection: &mut Connection, topic: &str) -> i16 {
     let mut body = connection
         .call(ApiKey::Metadata, 12, &metadata_of(topic))
@@ -360,6 +368,20 @@ async fn acls_are_enforced_with_kafkas_codes_and_managed_by_a_super_user() {
     assert_eq!(created.results[0].error_code, 0, "{created:?}");
     // READ implies DESCRIBE: bob sees "orders" now, still not "other".
     assert_eq!(metadata_topic_error(&mut bob, "orders").await, 0);
+    // KIP-430: asked for, Metadata lists what each may do: bob READ and (implied) DESCRIBE;
+    // the super user all eight topic operations (READ 3 .. ALTER_CONFIGS 11, not 9 or 2).
+    assert_eq!(topic_operations(&mut bob, "orders").await, 1 << 3 | 1 << 8);
+    let all_topic_operations = [3, 4, 5, 6, 7, 8, 10, 11]
+        .iter()
+        .fold(0, |field, operation| field | 1 << operation);
+    assert_eq!(
+        topic_operations(&mut alice, "orders").await,
+        all_topic_operations
+    );
+    // Not asked for: Kafka's "absent" value.
+    let mut body = bob.call(ApiKey::Metadata, 12, &metadata_of("orders")).await;
+    let topic = &MetadataResponse::decode(&mut body, 12).unwrap().topics[0];
+    assert_eq!(topic.topic_authorized_operations, i32::MIN);
     assert_eq!(metadata_topic_error(&mut alice, "other").await, 0);
     assert_eq!(
         metadata_topic_error(&mut bob, "other").await,

@@ -49,6 +49,10 @@ pub struct ClusterSpec {
     /// librdkafka's test clusters (trivup) run: consumers with a `client.rack` fetch from
     /// followers (KIP-392).
     pub racks: bool,
+    /// The ACL authorizer on every listener with `allow_everyone_if_no_acl_found`: ACLs bind
+    /// where they exist, everything else stays open (`--secure` turns the authorizer on too,
+    /// without the open default).
+    pub authorizer: bool,
 }
 
 /// The CA certificate clients trust for a `--secure` cluster.
@@ -116,6 +120,8 @@ pub fn node_config(id: usize, spec: &ClusterSpec, dir: &Path) -> NodeConfig {
         connections: Default::default(),
         security: SecuritySettings {
             cluster_secret_file: Some(dir.join(SECRET_FILE)),
+            authorizer: spec.authorizer.then_some(true),
+            allow_everyone_if_no_acl_found: spec.authorizer,
             ..SecuritySettings::default()
         },
     }

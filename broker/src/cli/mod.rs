@@ -77,6 +77,12 @@ pub enum ClusterAction {
         /// consumers with a client.rack fetch from followers of their rack (KIP-392).
         #[arg(long)]
         racks: bool,
+        /// Run the ACL authorizer on every listener, the plaintext one included, with
+        /// `allow.everyone.if.no.acl.found` (a resource without any ACL stays open to all), as
+        /// Kafka test clusters with an authorizer run: CreateAcls, DescribeAcls and DeleteAcls
+        /// work and ACLs bind, while clients that no ACL names keep working.
+        #[arg(long)]
+        authorizer: bool,
     },
     /// Stop the cluster started in DIR.
     Down {

@@ -178,6 +178,17 @@ impl Access {
         self.may(resource::CLUSTER, CLUSTER_NAME, operation)
     }
 
+    /// The operations the requester may perform on `(resource_type, name)` as Kafka's
+    /// `authorizedOperations` answers them (KIP-430): a 32-bit field with bit `op` set for each
+    /// of the resource type's supported operations that is allowed; every supported operation
+    /// with the authorizer off. Metadata, DescribeCluster and DescribeGroups carry it when asked.
+    pub fn authorized_operations(&self, resource_type: i8, name: &str) -> i32 {
+        supported_operations(resource_type)
+            .iter()
+            .filter(|operation| self.may(resource_type, name, **operation))
+            .fold(0, |field, operation| field | (1 << operation))
+    }
+
     /// Everything allowed, on the first listener (tests and internal callers).
     pub fn unrestricted(listener: &str) -> Access {
         Access {
@@ -191,6 +202,35 @@ impl Access {
             acls: std::sync::Arc::new(controller::MetadataImage::new()),
             allow_if_no_acl: true,
         }
+    }
+}
+
+/// The operations an ACL can name for a resource type (Kafka's `AclEntry.supportedOperations`);
+/// the authorized-operations fields list only these.
+pub fn supported_operations(resource_type: i8) -> &'static [i8] {
+    match resource_type {
+        resource::TOPIC => &[
+            op::READ,
+            op::WRITE,
+            op::CREATE,
+            op::DESCRIBE,
+            op::DELETE,
+            op::ALTER,
+            op::DESCRIBE_CONFIGS,
+            op::ALTER_CONFIGS,
+        ],
+        resource::GROUP => &[op::READ, op::DESCRIBE, op::DELETE],
+        resource::CLUSTER => &[
+            op::CREATE,
+            op::CLUSTER_ACTION,
+            op::DESCRIBE_CONFIGS,
+            op::ALTER_CONFIGS,
+            op::IDEMPOTENT_WRITE,
+            op::ALTER,
+            op::DESCRIBE,
+        ],
+        resource::TRANSACTIONAL_ID => &[op::DESCRIBE, op::WRITE],
+        _ => &[],
     }
 }
 
@@ -275,6 +315,38 @@ mod tests {
             host: "127.0.0.1".into(),
             is_super: false,
         }
+    }
+
+    #[test]
+    fn authorized_operations_are_the_supported_operations_allowed() {
+        let field = |ops: &[i8]| ops.iter().fold(0, |f, o| f | 1 << o);
+        // The authorizer off: every operation the resource type supports (Kafka's answer
+        // without an authorizer), never ALL (2) or ANY (1).
+        let open = Access::unrestricted("PLAINTEXT");
+        assert_eq!(
+            open.authorized_operations(resource::GROUP, "g"),
+            field(&[op::READ, op::DESCRIBE, op::DELETE])
+        );
+        assert_eq!(
+            open.authorized_operations(resource::CLUSTER, CLUSTER_NAME),
+            field(&[5, 7, 8, 9, 10, 11, 12])
+        );
+        assert_eq!(open.authorized_operations(resource::ANY, "x"), 0);
+        // On, with no ACL at all: nothing, unless `allow.everyone.if.no.acl.found`.
+        let acls = std::sync::Arc::new(controller::MetadataImage::new());
+        let mut access = Access {
+            requester: alice(),
+            enabled: true,
+            acls,
+            allow_if_no_acl: false,
+            ..open
+        };
+        assert_eq!(access.authorized_operations(resource::TOPIC, "orders"), 0);
+        access.allow_if_no_acl = true;
+        assert_eq!(
+            access.authorized_operations(resource::TOPIC, "orders"),
+            field(supported_operations(resource::TOPIC))
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::super::shared::Shared;
-use crate::security::acl::{op, Access};
+use crate::security::acl::{op, resource, Access, CLUSTER_NAME};
 use wire::BrokerId;
 
 /// How long a CreateTopics/DeleteTopics waits for the broker's own metadata to show the change.
@@ -98,13 +98,23 @@ pub async fn metadata(
         image = shared.image();
     }
     let named = names.is_some();
+    // KIP-430: asked for, each described topic carries the operations the principal may
+    // perform on it (Metadata v8+; the cluster's only in v8 to v10).
+    let topic_operations = version >= 8 && request.include_topic_authorized_operations;
     let names = names.unwrap_or_else(|| image.topics().keys().cloned().collect());
     let topics = names
         .iter()
         .filter(|name| named || access.may_topic(name, op::DESCRIBE))
         .map(|name| {
             if access.may_topic(name, op::DESCRIBE) {
-                topic_metadata(&image, name)
+                let topic = topic_metadata(&image, name);
+                if topic_operations && topic.error_code == 0 {
+                    topic.with_topic_authorized_operations(
+                        access.authorized_operations(resource::TOPIC, name),
+                    )
+                } else {
+                    topic
+                }
             } else {
                 MetadataResponseTopic::default()
                     .with_name(Some(TopicName(str_bytes(name.clone()))))
@@ -127,7 +137,14 @@ pub async fn metadata(
             )
         })
         .collect();
+    let cluster_operations =
+        if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+            access.authorized_operations(resource::CLUSTER, CLUSTER_NAME)
+        } else {
+            i32::MIN
+        };
     MetadataResponse::default()
+        .with_cluster_authorized_operations(cluster_operations)
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes("rill")))
         .with_controller_id(KBroker(controller_id(shared, &image)))
@@ -644,8 +661,9 @@ pub fn describe_cluster(
     shared: &Shared,
     request: &kafka_protocol::messages::DescribeClusterRequest,
     version: i16,
-    listener: &str,
+    access: &Access,
 ) -> kafka_protocol::messages::DescribeClusterResponse {
+    let listener = access.listener.as_str();
     use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
     use kafka_protocol::messages::DescribeClusterResponse;
     let endpoint_type = if version >= 1 {
@@ -679,8 +697,14 @@ pub fn describe_cluster(
         })
         .collect();
     assert!(brokers.len() <= image.brokers().len());
+    let cluster_operations = if request.include_cluster_authorized_operations {
+        access.authorized_operations(resource::CLUSTER, CLUSTER_NAME)
+    } else {
+        i32::MIN
+    };
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes("rill"))
         .with_controller_id(KBroker(controller_id(shared, &image)))
         .with_brokers(brokers)
+        .with_cluster_authorized_operations(cluster_operations)
 }

@@ -112,7 +112,7 @@ impl RequestHandler for KafkaHandler {
                 ResponseKind::ListOffsets(response)
             }
             RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
-                metadata::describe_cluster(shared, &r, version, &access.listener),
+                metadata::describe_cluster(shared, &r, version, &access),
             ),
             RequestKind::DeleteRecords(r) => {
                 ResponseKind::DeleteRecords(data::delete_records(shared, r).await)
@@ -180,14 +180,27 @@ impl RequestHandler for KafkaHandler {
             RequestKind::FindCoordinator(r) => {
                 ResponseKind::FindCoordinator(self.find_coordinator(r, version, &access).await)
             }
+            RequestKind::DescribeGroups(r) if version >= 3 && r.include_authorized_operations => {
+                // KIP-430: each described group carries the operations the principal may
+                // perform on it.
+                let body = RequestKind::DescribeGroups(r);
+                let mut response = self
+                    .groups
+                    .handle(body, version, &client_id, &self.client_host())
+                    .await?;
+                if let ResponseKind::DescribeGroups(described) = &mut response {
+                    for group in described.groups.iter_mut().filter(|g| g.error_code == 0) {
+                        group.authorized_operations = access.authorized_operations(
+                            crate::security::acl::resource::GROUP,
+                            &group.group_id.0,
+                        );
+                    }
+                }
+                response
+            }
             body => {
-                // Kafka's client host is Java's `InetAddress.toString`: "/127.0.0.1".
-                let client_host = self
-                    .peer
-                    .map(|peer| format!("/{}", peer.ip()))
-                    .unwrap_or_default();
                 self.groups
-                    .handle(body, version, &client_id, &client_host)
+                    .handle(body, version, &client_id, &self.client_host())
                     .await?
             }
         };
@@ -205,6 +218,14 @@ impl RequestHandler for KafkaHandler {
 }
 
 impl KafkaHandler {
+    /// The client's host as Kafka reports it in groups: Java's `InetAddress.toString`,
+    /// "/127.0.0.1".
+    fn client_host(&self) -> String {
+        self.peer
+            .map(|peer| format!("/{}", peer.ip()))
+            .unwrap_or_default()
+    }
+
     /// On a SASL listener only SaslHandshake and SaslAuthenticate (and ApiVersions, answered by
     /// the connection) are served before the client authenticated, and none after its session
     /// expired (KIP-368): Kafka closes such a connection, and so does the refusal.
