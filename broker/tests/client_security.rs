@@ -444,3 +444,207 @@ async fn mutual_tls_names_the_client_by_its_certificate_subject() {
     let admin = Admin::new(carol).unwrap();
     assert_eq!(admin.metadata(None).await.unwrap().brokers.len(), 1);
 }
+
+/// A client certificate with the subject `dn` (RDNs in issue order, the first is the DN's last)
+/// signed by `ca`: (cert.pem, key.pem).
+fn client_certificate_with(
+    dir: &Path,
+    ca: &(rcgen::Certificate, rcgen::KeyPair),
+    tag: &str,
+    dn: &[(rcgen::DnType, &str)],
+) -> (PathBuf, PathBuf) {
+    use rcgen::{CertificateParams, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    for (kind, value) in dn {
+        params.distinguished_name.push(kind.clone(), *value);
+    }
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.0, &ca.1).unwrap();
+    let paths = (
+        dir.join(format!("client-{tag}.pem")),
+        dir.join(format!("client-{tag}.key")),
+    );
+    std::fs::write(&paths.0, cert.pem()).unwrap();
+    std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// `ssl.principal.mapping.rules` (KIP-371) on a mutual-TLS listener: the mapped name is the
+/// principal ACLs name, and a certificate no rule maps is refused.
+#[tokio::test]
+async fn principal_mapping_rules_name_mutual_tls_clients_for_acls() {
+    use broker::node::config::TlsClientAuth;
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{
+        ApiKey, CreateAclsRequest, MetadataRequest, RequestKind, ResponseKind, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use rcgen::DnType;
+    let dir = temp_dir("client-mapping");
+    let ((ca_file, cert_file, key_file), ca) = certificates_and_ca(&dir, "p");
+    let subject = |cn: &'static str, ou: &'static str| {
+        vec![
+            (DnType::OrganizationName, "Rill"),
+            (DnType::OrganizationalUnitName, ou),
+            (DnType::CommonName, cn),
+        ]
+    };
+    // CN=Root,OU=Admins,O=Rill -> root; CN=Alice,OU=ServiceUsers,O=Rill -> alice (lower case);
+    // CN=Bob,OU=ServiceUsers,O=Rill -> bob; CN=Carol,OU=People,O=Rill: no rule, no DEFAULT.
+    let root = client_certificate_with(&dir, &ca, "root", &subject("Root", "Admins"));
+    let alice = client_certificate_with(&dir, &ca, "alice", &subject("Alice", "ServiceUsers"));
+    let bob = client_certificate_with(&dir, &ca, "bob", &subject("Bob", "ServiceUsers"));
+    let carol = client_certificate_with(&dir, &ca, "carol", &subject("Carol", "People"));
+    let (kafka, controller, ssl) = (free_port(), free_port(), free_port());
+    let mut config = single_node_config(
+        kafka,
+        controller,
+        TopicDefaults::default(),
+        Timing::default(),
+    );
+    config.listeners.extra = vec![ExtraListener {
+        name: "SSL".into(),
+        address: format!("127.0.0.1:{ssl}"),
+        advertised: None,
+        protocol: ListenerProtocol::Ssl,
+    }];
+    config.security = SecuritySettings {
+        cluster_secret: Some("client-security-test-secret".into()),
+        super_users: vec!["User:root".into()],
+        authorizer: Some(true),
+        tls_cert_file: Some(cert_file),
+        tls_key_file: Some(key_file),
+        tls_client_auth: TlsClientAuth::Required,
+        tls_client_ca_file: Some(ca_file.clone()),
+        ssl_principal_mapping_rules: Some(
+            "RULE:^CN=(.*?),OU=ServiceUsers,.*$/$1/L,\n RULE:^CN=(.*?),OU=Admins,.*$/$1/L".into(),
+        ),
+        ..SecuritySettings::default()
+    };
+    // A rule the config refuses: the node does not start.
+    let mut bad = config.clone();
+    bad.security.ssl_principal_mapping_rules = Some("RULE:^CN=(.*)$/$1/L/U".into());
+    let refused = node::start(bad, MemDisk::new(1).as_disk(), NodeOptions::default()).await;
+    let error = refused
+        .err()
+        .expect("a bad rule refuses the config")
+        .to_string();
+    assert!(
+        error.contains("ssl_principal_mapping_rules") && error.contains("unmatched substring"),
+        "{error}"
+    );
+    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
+    let _handle = node::start(config, disk, NodeOptions::default())
+        .await
+        .unwrap();
+    let mut connection = Connection::open(&format!("127.0.0.1:{kafka}")).await;
+    ready(&mut connection).await;
+    let address = format!("127.0.0.1:{ssl}");
+    let ssl_client = |(cert, key): &(PathBuf, PathBuf)| {
+        let mut config = ClientConfig::new(vec![address.clone()]);
+        config.request_timeout_ms = 5_000;
+        config.set("security.protocol", "SSL").unwrap();
+        for (name, path) in [
+            ("ssl.ca.location", ca_file.as_path()),
+            ("ssl.certificate.location", cert.as_path()),
+            ("ssl.key.location", key.as_path()),
+        ] {
+            config.set(name, path.to_str().unwrap()).unwrap();
+        }
+        config
+    };
+    // root (User:root, a super user by its mapped name) creates the topic and lets alice write.
+    let root = ssl_client(&root);
+    Admin::new(root.clone())
+        .unwrap()
+        .create_topic("mapped", 1, 1, &[])
+        .await
+        .unwrap();
+    let mut admin = client::connection::Connection::open(&address, &root)
+        .await
+        .unwrap();
+    let creation = AclCreation::default()
+        .with_resource_type(2) // TOPIC
+        .with_resource_name(StrBytes::from_static_str("mapped"))
+        .with_resource_pattern_type(3) // LITERAL
+        .with_principal(StrBytes::from_static_str("User:alice"))
+        .with_host(StrBytes::from_static_str("*"))
+        .with_operation(4) // WRITE
+        .with_permission_type(3); // ALLOW
+    let reply = admin
+        .call(ApiKey::CreateAcls, 5_000, |_| {
+            Ok(RequestKind::CreateAcls(
+                CreateAclsRequest::default().with_creations(vec![creation]),
+            ))
+        })
+        .await
+        .unwrap();
+    let ResponseKind::CreateAcls(reply) = reply else {
+        panic!("{reply:?}");
+    };
+    assert_eq!(reply.results[0].error_code, 0, "{reply:?}");
+    // alice (CN=Alice,OU=ServiceUsers,... -> alice) may write to the topic.
+    let producer = Producer::new(ssl_client(&alice), ProducerConfig::default())
+        .await
+        .unwrap();
+    for i in 0..5 {
+        producer
+            .send("mapped", Some(0), None, Bytes::from(format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    producer.close().await;
+    // bob (-> bob) has no ACL: Metadata answers TOPIC_AUTHORIZATION_FAILED for the topic
+    // (rill's producer reports that as an unknown topic) and his produce fails.
+    let metadata_error = |config: ClientConfig| async move {
+        let bootstrap = config.bootstrap.clone();
+        let mut connection = client::connection::Connection::open(&bootstrap[0], &config)
+            .await
+            .unwrap();
+        let reply = connection
+            .call(ApiKey::Metadata, 5_000, |_| {
+                Ok(RequestKind::Metadata(
+                    MetadataRequest::default()
+                        .with_topics(Some(vec![MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_static_str("mapped"))))])),
+                ))
+            })
+            .await
+            .unwrap();
+        let ResponseKind::Metadata(reply) = reply else {
+            panic!("{reply:?}");
+        };
+        reply.topics[0].error_code
+    };
+    assert_eq!(metadata_error(ssl_client(&alice)).await, 0, "alice may");
+    assert_eq!(
+        metadata_error(ssl_client(&bob)).await,
+        29,
+        "bob is User:bob, without an ACL: TOPIC_AUTHORIZATION_FAILED"
+    );
+    let producer = Producer::new(
+        ssl_client(&bob),
+        ProducerConfig {
+            idempotence: false,
+            acks: 1,
+            max_in_flight: 1,
+            delivery_timeout_ms: 3_000,
+            ..ProducerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let refused = producer
+        .send("mapped", Some(0), None, Bytes::from_static(b"no"))
+        .await;
+    assert!(refused.is_err(), "bob may not write: {refused:?}");
+    producer.close().await;
+    // carol's subject matches no rule and there is no DEFAULT: the connection is refused.
+    let result = Admin::new(ssl_client(&carol)).unwrap().metadata(None).await;
+    assert!(result.is_err(), "carol has no principal: {result:?}");
+    // The node serves on.
+    let admin = Admin::new(root).unwrap();
+    assert_eq!(admin.metadata(None).await.unwrap().brokers.len(), 1);
+}

@@ -49,6 +49,8 @@
 //! tls_client_auth = "none"                # ssl.client.auth of SSL listeners: none, requested,
 //!                                         # required (principal User:<certificate subject DN>)
 //! tls_client_ca_file = "/etc/rill/ca.pem" # CA of client certificates
+//! ssl_principal_mapping_rules = "RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/L,DEFAULT"  # KIP-371;
+//!                                         # default DEFAULT (the whole DN)
 //! [[security.scram_users]]                # bootstrap users, salted (rill cluster up --secure)
 //! user = "admin"
 //! mechanism = "SCRAM-SHA-256"
@@ -435,6 +437,10 @@ pub struct SecuritySettings {
     pub tls_client_auth: TlsClientAuth,
     /// The CA certificates (PEM) client certificates must chain to (Kafka's truststore).
     pub tls_client_ca_file: Option<PathBuf>,
+    /// `ssl.principal.mapping.rules` (KIP-371): how a client certificate's subject DN becomes
+    /// its principal's name (`RULE:pattern/replacement/[LU]` and `DEFAULT`, separated by
+    /// commas; `crate::security::mapping`). Unset: `DEFAULT`, the whole DN.
+    pub ssl_principal_mapping_rules: Option<String>,
     /// Bootstrap SCRAM users, salted (Kafka's `kafka-storage format --add-scram`); credentials
     /// in the metadata log (AlterUserScramCredentials) take precedence.
     pub scram_users: Vec<StaticScramUser>,
@@ -456,6 +462,7 @@ impl Default for SecuritySettings {
             tls_key_file: None,
             tls_client_auth: TlsClientAuth::None,
             tls_client_ca_file: None,
+            ssl_principal_mapping_rules: None,
             scram_users: Vec::new(),
         }
     }
@@ -584,7 +591,23 @@ impl SecuritySettings {
         if self.tls_client_auth != TlsClientAuth::None && self.tls_client_ca_file.is_none() {
             return invalid("tls_client_auth needs tls_client_ca_file".into());
         }
+        self.principal_mapper()?;
         Ok(())
+    }
+
+    /// The mapping of client certificate subjects to principal names
+    /// (`ssl_principal_mapping_rules`; unset, `DEFAULT`).
+    pub fn principal_mapper(
+        &self,
+    ) -> Result<crate::security::mapping::PrincipalMapper, ConfigError> {
+        match &self.ssl_principal_mapping_rules {
+            None => Ok(crate::security::mapping::PrincipalMapper::default()),
+            Some(rules) => {
+                crate::security::mapping::PrincipalMapper::from_rules(rules).map_err(|e| {
+                    ConfigError::Invalid(format!("security: ssl_principal_mapping_rules: {e}"))
+                })
+            }
+        }
     }
 
     /// Is the ACL authorizer on? Unset: exactly when a listener uses SASL.

@@ -232,7 +232,8 @@ async fn start_broker(
                 Some(_) => crate::tls::TlsAcceptor::with_client_auth(cert, key, client_auth)
                     .map_err(invalid)?,
             };
-            Some(Acceptors { ssl, sasl })
+            let mapper = Arc::new(config.security.principal_mapper()?);
+            Some(Acceptors { ssl, sasl, mapper })
         }
         _ => None,
     };
@@ -359,11 +360,12 @@ async fn accept_once_caught_up(
             let acceptors = tls
                 .as_ref()
                 .expect("validated: TLS listeners have a certificate");
-            Some(if info.protocol.uses_sasl() {
+            let acceptor = if info.protocol.uses_sasl() {
                 acceptors.sasl.clone()
             } else {
                 acceptors.ssl.clone()
-            })
+            };
+            Some((acceptor, acceptors.mapper.clone()))
         } else {
             None
         };
@@ -466,6 +468,8 @@ struct Acceptors {
     ssl: crate::tls::TlsAcceptor,
     /// SASL_SSL listeners': never asks.
     sasl: crate::tls::TlsAcceptor,
+    /// `ssl.principal.mapping.rules`: client certificates' subjects to principal names.
+    mapper: Arc<crate::security::mapping::PrincipalMapper>,
 }
 
 /// Accepts Kafka connections of one listener, each served by its own task. The task owns its
@@ -473,7 +477,10 @@ struct Acceptors {
 /// handshake runs on that task too, within the frame read timeout.
 async fn accept(
     listener: TcpListener,
-    tls: Option<crate::tls::TlsAcceptor>,
+    tls: Option<(
+        crate::tls::TlsAcceptor,
+        Arc<crate::security::mapping::PrincipalMapper>,
+    )>,
     handler: KafkaHandler,
     serving: Arc<Serving>,
 ) {
@@ -508,16 +515,23 @@ async fn accept(
                 None => {
                     let _logged = serve_connection(stream, table, &handler, config, budget).await;
                 }
-                Some(tls) => {
+                Some((tls, mapper)) => {
                     match tokio::time::timeout(config.frame_read_timeout, tls.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
                             match crate::tls::TlsAcceptor::peer_subject(&stream) {
                                 None => {}
-                                Some(Ok(subject)) => {
-                                    tracing::debug!(%peer, %subject, "client certificate");
-                                    handler.auth.set_certificate_subject(subject);
-                                }
+                                Some(Ok(subject)) => match mapper.name(&subject) {
+                                    Ok(name) => {
+                                        tracing::debug!(%peer, %subject, %name, "client certificate");
+                                        handler.auth.set_certificate_subject(name);
+                                    }
+                                    // Kafka refuses a certificate no mapping rule names.
+                                    Err(error) => {
+                                        tracing::info!(%peer, %error, "client certificate refused");
+                                        return;
+                                    }
+                                },
                                 Some(Err(error)) => {
                                     tracing::info!(%peer, %error, "client certificate refused");
                                     return;
