@@ -648,3 +648,199 @@ async fn principal_mapping_rules_name_mutual_tls_clients_for_acls() {
     let admin = Admin::new(root).unwrap();
     assert_eq!(admin.metadata(None).await.unwrap().brokers.len(), 1);
 }
+
+/// Runs the openssl CLI (OpenSSL 3's defaults: what operators make their stores with).
+fn openssl(args: &[&str]) {
+    let output = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("the openssl CLI");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Keys and stores as Kafka configures them: the node reads its certificate and key from a
+/// PKCS#12 keystore and the client CA from a PKCS#12 truststore; one client presents a PKCS#12
+/// keystore and trusts a PKCS#12 truststore, another an encrypted PKCS#8 PEM key with
+/// `ssl.key.password`. Wrong passwords are clear errors, at the node's start and the client's
+/// connection.
+#[tokio::test]
+async fn pkcs12_stores_and_encrypted_keys_as_kafka_configures_them() {
+    use broker::node::config::TlsClientAuth;
+    use client::security::StoreType;
+    let dir = temp_dir("client-stores");
+    let ((ca_file, cert_file, key_file), ca) = certificates_and_ca(&dir, "s");
+    let (erin_cert, erin_key) = client_certificate(&dir, &ca, "erin");
+    let (frank_cert, frank_key) = client_certificate(&dir, &ca, "frank");
+    let path = |name: &str| dir.join(name);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    // The node's keystore (key, certificate, CA) and the truststore of client certificates' CA.
+    let node_p12 = path("node.p12");
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-inkey",
+        &s(&key_file),
+        "-in",
+        &s(&cert_file),
+        "-certfile",
+        &s(&ca_file),
+        "-passout",
+        "pass:node-store-pw",
+        "-out",
+        &s(&node_p12),
+    ]);
+    let trust_p12 = path("trust.p12");
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-nokeys",
+        "-in",
+        &s(&ca_file),
+        "-passout",
+        "pass:trust-pw",
+        "-out",
+        &s(&trust_p12),
+    ]);
+    // erin: a PKCS#12 keystore; frank: an encrypted PKCS#8 key.
+    let erin_p12 = path("erin.p12");
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-inkey",
+        &s(&erin_key),
+        "-in",
+        &s(&erin_cert),
+        "-passout",
+        "pass:erin-pw",
+        "-out",
+        &s(&erin_p12),
+    ]);
+    let frank_encrypted = path("frank.enc.key");
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-in",
+        &s(&frank_key),
+        "-passout",
+        "pass:frank-pw",
+        "-out",
+        &s(&frank_encrypted),
+    ]);
+    let (kafka, controller, ssl) = (free_port(), free_port(), free_port());
+    let mut config = single_node_config(
+        kafka,
+        controller,
+        TopicDefaults::default(),
+        Timing::default(),
+    );
+    config.listeners.extra = vec![ExtraListener {
+        name: "SSL".into(),
+        address: format!("127.0.0.1:{ssl}"),
+        advertised: None,
+        protocol: ListenerProtocol::Ssl,
+    }];
+    config.security = SecuritySettings {
+        cluster_secret: Some("client-security-test-secret".into()),
+        super_users: vec!["User:CN=erin".into(), "User:CN=frank".into()],
+        authorizer: Some(true),
+        ssl_keystore_type: StoreType::Pkcs12,
+        ssl_keystore_location: Some(node_p12.clone()),
+        ssl_keystore_password: Some("node-store-pw".into()),
+        tls_client_auth: TlsClientAuth::Required,
+        ssl_truststore_type: StoreType::Pkcs12,
+        ssl_truststore_location: Some(trust_p12.clone()),
+        ssl_truststore_password: Some("trust-pw".into()),
+        ..SecuritySettings::default()
+    };
+    // Wrong passwords: the node does not start, and says which file. (Each attempt on ports
+    // of its own: a start that fails after binding its listeners leaves them to the process,
+    // which exits on such an error.)
+    for (what, file) in [("keystore", "node.p12"), ("truststore", "trust.p12")] {
+        let mut bad = config.clone();
+        bad.listeners.kafka = Some(format!("127.0.0.1:{}", free_port()));
+        bad.listeners.controller = Some(format!("127.0.0.1:{}", free_port()));
+        bad.controller_voters = vec![format!(
+            "{}@{}",
+            bad.node_id,
+            bad.listeners.controller.clone().unwrap()
+        )];
+        bad.listeners.extra[0].address = format!("127.0.0.1:{}", free_port());
+        if what == "keystore" {
+            bad.security.ssl_keystore_password = Some("wrong".into());
+        } else {
+            bad.security.ssl_truststore_password = Some("wrong".into());
+        }
+        let refused = node::start(bad, MemDisk::new(1).as_disk(), NodeOptions::default()).await;
+        let error = refused
+            .err()
+            .expect("a wrong password refuses the start")
+            .to_string();
+        assert!(
+            error.contains(file) && error.contains("wrong password"),
+            "{what}: {error}"
+        );
+    }
+    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
+    let _handle = node::start(config, disk, NodeOptions::default())
+        .await
+        .unwrap();
+    let mut connection = Connection::open(&format!("127.0.0.1:{kafka}")).await;
+    ready(&mut connection).await;
+    let address = format!("127.0.0.1:{ssl}");
+    let with = |properties: &[(&str, String)]| {
+        let mut config = ClientConfig::new(vec![address.clone()]);
+        config.request_timeout_ms = 5_000;
+        config.set("security.protocol", "SSL").unwrap();
+        for (name, value) in properties {
+            config.set(name, value).unwrap();
+        }
+        config
+    };
+    // erin: PKCS#12 keystore and truststore, as a Java client's settings name them.
+    let erin = with(&[
+        ("ssl.keystore.type", "PKCS12".into()),
+        ("ssl.keystore.location", s(&erin_p12)),
+        ("ssl.keystore.password", "erin-pw".into()),
+        ("ssl.truststore.type", "PKCS12".into()),
+        ("ssl.truststore.location", s(&trust_p12)),
+        ("ssl.truststore.password", "trust-pw".into()),
+    ]);
+    produce_and_consume(&erin, "stores", 10).await;
+    // frank: an encrypted PKCS#8 key with ssl.key.password.
+    let frank = |password: &str| {
+        with(&[
+            ("ssl.ca.location", s(&ca_file)),
+            ("ssl.certificate.location", s(&frank_cert)),
+            ("ssl.key.location", s(&frank_encrypted)),
+            ("ssl.key.password", password.into()),
+        ])
+    };
+    let admin = Admin::new(frank("frank-pw")).unwrap();
+    assert_eq!(admin.metadata(None).await.unwrap().brokers.len(), 1);
+    // Wrong client passwords: configuration errors naming the file, before any connection.
+    for (what, config) in [
+        ("key password", frank("wrong")),
+        (
+            "keystore password",
+            with(&[
+                ("ssl.keystore.location", s(&erin_p12)),
+                ("ssl.keystore.password", "wrong".into()),
+                ("ssl.ca.location", s(&ca_file)),
+            ]),
+        ),
+    ] {
+        let result = Admin::new(config).unwrap().metadata(None).await;
+        match result {
+            Err(ClientError::Config(reason)) => {
+                assert!(reason.contains("wrong"), "{what}: {reason}");
+            }
+            other => panic!("{what}: expected a configuration error, got {other:?}"),
+        }
+    }
+}

@@ -212,30 +212,25 @@ async fn start_broker(
     }
     // Two acceptors: SASL_SSL listeners never ask for a client certificate, SSL ones as
     // `tls_client_auth` says (Kafka's KIP-684 default).
-    let tls = match (
-        &config.security.tls_cert_file,
-        &config.security.tls_key_file,
-    ) {
-        (Some(cert), Some(key)) => {
+    let tls = match config.security.identity_source() {
+        Some(identity) => {
             let invalid = |e: String| config::ConfigError::Invalid(format!("security: TLS: {e}"));
-            let sasl = crate::tls::TlsAcceptor::from_pem_files(cert, key).map_err(invalid)?;
-            let client_auth = match (
-                config.security.tls_client_auth,
-                &config.security.tls_client_ca_file,
-            ) {
+            let sasl = crate::tls::TlsAcceptor::new(&identity).map_err(invalid)?;
+            let trust = config.security.client_trust_source();
+            let client_auth = match (config.security.tls_client_auth, &trust) {
                 (config::TlsClientAuth::None, _) | (_, None) => None,
-                (config::TlsClientAuth::Requested, Some(ca)) => Some((ca.as_path(), false)),
-                (config::TlsClientAuth::Required, Some(ca)) => Some((ca.as_path(), true)),
+                (config::TlsClientAuth::Requested, Some(trust)) => Some((trust, false)),
+                (config::TlsClientAuth::Required, Some(trust)) => Some((trust, true)),
             };
             let ssl = match client_auth {
                 None => sasl.clone(),
-                Some(_) => crate::tls::TlsAcceptor::with_client_auth(cert, key, client_auth)
+                Some(_) => crate::tls::TlsAcceptor::with_client_auth(&identity, client_auth)
                     .map_err(invalid)?,
             };
             let mapper = Arc::new(config.security.principal_mapper()?);
             Some(Acceptors { ssl, sasl, mapper })
         }
-        _ => None,
+        None => None,
     };
     let credentials = secret.clone().map(|secret| crate::auth::NodeCredentials {
         node_id: u64::try_from(config.node_id).expect("validated positive"),
