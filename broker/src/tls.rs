@@ -7,7 +7,7 @@
 //! after the TLS handshake — SASL, the authorizer, the Kafka protocol — is the same code in both
 //! worlds.
 
-use std::path::Path;
+use client::security::{IdentitySource, StoreFile};
 
 use tokio::net::TcpStream;
 
@@ -31,47 +31,24 @@ impl std::fmt::Debug for TlsAcceptor {
     }
 }
 
-/// Most bytes of a certificate or key file (a chain of a few certificates).
-const PEM_FILE_BYTES_MAX: u64 = 1 << 20;
-
-fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .len();
-    if size > PEM_FILE_BYTES_MAX {
-        return Err(format!("{}: {size} bytes, not a PEM file", path.display()));
-    }
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 impl TlsAcceptor {
-    /// An acceptor for the certificate chain and key in these PEM files that asks clients for
-    /// no certificate.
-    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
-        TlsAcceptor::with_client_auth(cert, key, None)
+    /// An acceptor for this identity (PEM files or a keystore: `client::keystore`) that asks
+    /// clients for no certificate.
+    pub fn new(identity: &IdentitySource) -> Result<TlsAcceptor, String> {
+        TlsAcceptor::with_client_auth(identity, None)
     }
 
-    /// An acceptor for the certificate chain and key in these PEM files. With `client_auth`
-    /// (the CA file client certificates must chain to, and whether one is required) clients
-    /// are asked for a certificate (mutual TLS; [`TlsAcceptor::peer_subject`] names them).
+    /// An acceptor for this identity. With `client_auth` (the truststore client certificates
+    /// must chain to, and whether one is required) clients are asked for a certificate (mutual
+    /// TLS; [`TlsAcceptor::peer_subject`] names them). Every file is read here: a wrong
+    /// password or a bad file is an error naming it.
     #[cfg(not(madsim))]
     pub fn with_client_auth(
-        cert: &Path,
-        key: &Path,
-        client_auth: Option<(&Path, bool)>,
+        identity: &IdentitySource,
+        client_auth: Option<(&StoreFile, bool)>,
     ) -> Result<TlsAcceptor, String> {
         use tokio_rustls::rustls;
-        let cert_pem = read_pem(cert)?;
-        let key_pem = read_pem(key)?;
-        let chain: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: {e}", cert.display()))?;
-        if chain.is_empty() {
-            return Err(format!("{}: no certificate", cert.display()));
-        }
-        let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
-            .map_err(|e| format!("{}: {e}", key.display()))?
-            .ok_or_else(|| format!("{}: no private key", key.display()))?;
+        let (chain, key_der) = client::keystore::read_identity(identity)?;
         // ring builds with a C compiler only (aws-lc-rs wants more of the machine); rustls
         // deprecates its default set for lacking post-quantum key exchange, which no Kafka
         // client asks for yet.
@@ -82,17 +59,12 @@ impl TlsAcceptor {
             .map_err(|e| e.to_string())?;
         let builder = match client_auth {
             None => builder.with_no_client_auth(),
-            Some((ca, required)) => {
-                let ca_pem = read_pem(ca)?;
+            Some((trust, required)) => {
                 let mut roots = rustls::RootCertStore::empty();
-                for ca_cert in rustls_pemfile::certs(&mut ca_pem.as_slice()) {
-                    let ca_cert = ca_cert.map_err(|e| format!("{}: {e}", ca.display()))?;
+                for ca_cert in client::keystore::read_trust(trust)? {
                     roots
                         .add(ca_cert)
-                        .map_err(|e| format!("{}: {e}", ca.display()))?;
-                }
-                if roots.is_empty() {
-                    return Err(format!("{}: no CA certificate", ca.display()));
+                        .map_err(|e| format!("{}: {e}", trust.path.display()))?;
                 }
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                     std::sync::Arc::new(roots),
@@ -105,13 +77,13 @@ impl TlsAcceptor {
                 };
                 let verifier = verifier
                     .build()
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+                    .map_err(|e| format!("{}: {e}", trust.path.display()))?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
         let config = builder
             .with_single_cert(chain, key_der)
-            .map_err(|e| format!("{}: {e}", cert.display()))?;
+            .map_err(|e| format!("certificate and key: {e}"))?;
         Ok(TlsAcceptor {
             inner: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
         })
@@ -120,11 +92,10 @@ impl TlsAcceptor {
     /// Under the simulator: reads no file and does no TLS.
     #[cfg(madsim)]
     pub fn with_client_auth(
-        cert: &Path,
-        key: &Path,
-        client_auth: Option<(&Path, bool)>,
+        identity: &IdentitySource,
+        client_auth: Option<(&StoreFile, bool)>,
     ) -> Result<TlsAcceptor, String> {
-        let _ = (cert, key, client_auth, read_pem);
+        let _ = (identity, client_auth);
         Ok(TlsAcceptor {})
     }
 

@@ -444,3 +444,403 @@ async fn mutual_tls_names_the_client_by_its_certificate_subject() {
     let admin = Admin::new(carol).unwrap();
     assert_eq!(admin.metadata(None).await.unwrap().brokers.len(), 1);
 }
+
+/// A client certificate with the subject `dn` (RDNs in issue order, the first is the DN's last)
+/// signed by `ca`: (cert.pem, key.pem).
+fn client_certificate_with(
+    dir: &Path,
+    ca: &(rcgen::Certificate, rcgen::KeyPair),
+    tag: &str,
+    dn: &[(rcgen::DnType, &str)],
+) -> (PathBuf, PathBuf) {
+    use rcgen::{CertificateParams, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    for (kind, value) in dn {
+        params.distinguished_name.push(kind.clone(), *value);
+    }
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.0, &ca.1).unwrap();
+    let paths = (
+        dir.join(format!("client-{tag}.pem")),
+        dir.join(format!("client-{tag}.key")),
+    );
+    std::fs::write(&paths.0, cert.pem()).unwrap();
+    std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// `ssl.principal.mapping.rules` (KIP-371) on a mutual-TLS listener: the mapped name is the
+/// principal ACLs name, and a certificate no rule maps is refused.
+#[tokio::test]
+async fn principal_mapping_rules_name_mutual_tls_clients_for_acls() {
+    use broker::node::config::TlsClientAuth;
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{
+        ApiKey, CreateAclsRequest, MetadataRequest, RequestKind, ResponseKind, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use rcgen::DnType;
+    let dir = temp_dir("client-mapping");
+    let ((ca_file, cert_file, key_file), ca) = certificates_and_ca(&dir, "p");
+    let subject = |cn: &'static str, ou: &'static str| {
+        vec![
+            (DnType::OrganizationName, "Rill"),
+            (DnType::OrganizationalUnitName, ou),
+            (DnType::CommonName, cn),
+        ]
+    };
+    // CN=Root,OU=Admins,O=Rill -> root; CN=Alice,OU=ServiceUsers,O=Rill -> alice (lower case);
+    // CN=Bob,OU=ServiceUsers,O=Rill -> bob; CN=Carol,OU=People,O=Rill: no rule, no DEFAULT.
+    let root = client_certificate_with(&dir, &ca, "root", &subject("Root", "Admins"));
+    let alice = client_certificate_with(&dir, &ca, "alice", &subject("Alice", "ServiceUsers"));
+    let bob = client_certificate_with(&dir, &ca, "bob", &subject("Bob", "ServiceUsers"));
+    let carol = client_certificate_with(&dir, &ca, "carol", &subject("Carol", "People"));
+    let (kafka, controller, ssl) = (free_port(), free_port(), free_port());
+    let mut config = single_node_config(
+        kafka,
+        controller,
+        TopicDefaults::default(),
+        Timing::default(),
+    );
+    config.listeners.extra = vec![ExtraListener {
+        name: "SSL".into(),
+        address: format!("127.0.0.1:{ssl}"),
+        advertised: None,
+        protocol: ListenerProtocol::Ssl,
+    }];
+    config.security = SecuritySettings {
+        cluster_secret: Some("client-security-test-secret".into()),
+        super_users: vec!["User:root".into()],
+        authorizer: Some(true),
+        tls_cert_file: Some(cert_file),
+        tls_key_file: Some(key_file),
+        tls_client_auth: TlsClientAuth::Required,
+        tls_client_ca_file: Some(ca_file.clone()),
+        ssl_principal_mapping_rules: Some(
+            "RULE:^CN=(.*?),OU=ServiceUsers,.*$/$1/L,\n RULE:^CN=(.*?),OU=Admins,.*$/$1/L".into(),
+        ),
+        ..SecuritySettings::default()
+    };
+    // A rule the config refuses: the node does not start.
+    let mut bad = config.clone();
+    bad.security.ssl_principal_mapping_rules = Some("RULE:^CN=(.*)$/$1/L/U".into());
+    let refused = node::start(bad, MemDisk::new(1).as_disk(), NodeOptions::default()).await;
+    let error = refused
+        .err()
+        .expect("a bad rule refuses the config")
+        .to_string();
+    assert!(
+        error.contains("ssl_principal_mapping_rules") && error.contains("unmatched substring"),
+        "{error}"
+    );
+    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
+    let _handle = node::start(config, disk, NodeOptions::default())
+        .await
+        .unwrap();
+    let mut connection = Connection::open(&format!("127.0.0.1:{kafka}")).await;
+    ready(&mut connection).await;
+    let address = format!("127.0.0.1:{ssl}");
+    let ssl_client = |(cert, key): &(PathBuf, PathBuf)| {
+        let mut config = ClientConfig::new(vec![address.clone()]);
+        config.request_timeout_ms = 5_000;
+        config.set("security.protocol", "SSL").unwrap();
+        for (name, path) in [
+            ("ssl.ca.location", ca_file.as_path()),
+            ("ssl.certificate.location", cert.as_path()),
+            ("ssl.key.location", key.as_path()),
+        ] {
+            config.set(name, path.to_str().unwrap()).unwrap();
+        }
+        config
+    };
+    // root (User:root, a super user by its mapped name) creates the topic and lets alice write.
+    let root = ssl_client(&root);
+    Admin::new(root.clone())
+        .unwrap()
+        .create_topic("mapped", 1, 1, &[])
+        .await
+        .unwrap();
+    let mut admin = client::connection::Connection::open(&address, &root)
+        .await
+        .unwrap();
+    let creation = AclCreation::default()
+        .with_resource_type(2) // TOPIC
+        .with_resource_name(StrBytes::from_static_str("mapped"))
+        .with_resource_pattern_type(3) // LITERAL
+        .with_principal(StrBytes::from_static_str("User:alice"))
+        .with_host(StrBytes::from_static_str("*"))
+        .with_operation(4) // WRITE
+        .with_permission_type(3); // ALLOW
+    let reply = admin
+        .call(ApiKey::CreateAcls, 5_000, |_| {
+            Ok(RequestKind::CreateAcls(
+                CreateAclsRequest::default().with_creations(vec![creation]),
+            ))
+        })
+        .await
+        .unwrap();
+    let ResponseKind::CreateAcls(reply) = reply else {
+        panic!("{reply:?}");
+    };
+    assert_eq!(reply.results[0].error_code, 0, "{reply:?}");
+    // alice (CN=Alice,OU=ServiceUsers,... -> alice) may write to the topic.
+    let producer = Producer::new(ssl_client(&alice), ProducerConfig::default())
+        .await
+        .unwrap();
+    for i in 0..5 {
+        producer
+            .send("mapped", Some(0), None, Bytes::from(format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    producer.close().await;
+    // bob (-> bob) has no ACL: Metadata answers TOPIC_AUTHORIZATION_FAILED for the topic
+    // (rill's producer reports that as an unknown topic) and his produce fails.
+    let metadata_error = |config: ClientConfig| async move {
+        let bootstrap = config.bootstrap.clone();
+        let mut connection = client::connection::Connection::open(&bootstrap[0], &config)
+            .await
+            .unwrap();
+        let reply = connection
+            .call(ApiKey::Metadata, 5_000, |_| {
+                Ok(RequestKind::Metadata(
+                    MetadataRequest::default()
+                        .with_topics(Some(vec![MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_static_str("mapped"))))])),
+                ))
+            })
+            .await
+            .unwrap();
+        let ResponseKind::Metadata(reply) = reply else {
+            panic!("{reply:?}");
+        };
+        reply.topics[0].error_code
+    };
+    assert_eq!(metadata_error(ssl_client(&alice)).await, 0, "alice may");
+    assert_eq!(
+        metadata_error(ssl_client(&bob)).await,
+        29,
+        "bob is User:bob, without an ACL: TOPIC_AUTHORIZATION_FAILED"
+    );
+    let producer = Producer::new(
+        ssl_client(&bob),
+        ProducerConfig {
+            idempotence: false,
+            acks: 1,
+            max_in_flight: 1,
+            delivery_timeout_ms: 3_000,
+            ..ProducerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let refused = producer
+        .send("mapped", Some(0), None, Bytes::from_static(b"no"))
+        .await;
+    assert!(refused.is_err(), "bob may not write: {refused:?}");
+    producer.close().await;
+    // carol's subject matches no rule and there is no DEFAULT: the connection is refused.
+    let result = Admin::new(ssl_client(&carol)).unwrap().metadata(None).await;
+    assert!(result.is_err(), "carol has no principal: {result:?}");
+    // The node serves on.
+    let admin = Admin::new(root).unwrap();
+    assert_eq!(admin.metadata(None).await.unwrap().brokers.len(), 1);
+}
+
+/// Runs the openssl CLI (OpenSSL 3's defaults: what operators make their stores with).
+fn openssl(args: &[&str]) {
+    let output = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("the openssl CLI");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Keys and stores as Kafka configures them: the node reads its certificate and key from a
+/// PKCS#12 keystore and the client CA from a PKCS#12 truststore; one client presents a PKCS#12
+/// keystore and trusts a PKCS#12 truststore, another an encrypted PKCS#8 PEM key with
+/// `ssl.key.password`. Wrong passwords are clear errors, at the node's start and the client's
+/// connection.
+#[tokio::test]
+async fn pkcs12_stores_and_encrypted_keys_as_kafka_configures_them() {
+    use broker::node::config::TlsClientAuth;
+    use client::security::StoreType;
+    let dir = temp_dir("client-stores");
+    let ((ca_file, cert_file, key_file), ca) = certificates_and_ca(&dir, "s");
+    let (erin_cert, erin_key) = client_certificate(&dir, &ca, "erin");
+    let (frank_cert, frank_key) = client_certificate(&dir, &ca, "frank");
+    let path = |name: &str| dir.join(name);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    // The node's keystore (key, certificate, CA) and the truststore of client certificates' CA.
+    let node_p12 = path("node.p12");
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-inkey",
+        &s(&key_file),
+        "-in",
+        &s(&cert_file),
+        "-certfile",
+        &s(&ca_file),
+        "-passout",
+        "pass:node-store-pw",
+        "-out",
+        &s(&node_p12),
+    ]);
+    let trust_p12 = path("trust.p12");
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-nokeys",
+        "-in",
+        &s(&ca_file),
+        "-passout",
+        "pass:trust-pw",
+        "-out",
+        &s(&trust_p12),
+    ]);
+    // erin: a PKCS#12 keystore; frank: an encrypted PKCS#8 key.
+    let erin_p12 = path("erin.p12");
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-inkey",
+        &s(&erin_key),
+        "-in",
+        &s(&erin_cert),
+        "-passout",
+        "pass:erin-pw",
+        "-out",
+        &s(&erin_p12),
+    ]);
+    let frank_encrypted = path("frank.enc.key");
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-in",
+        &s(&frank_key),
+        "-passout",
+        "pass:frank-pw",
+        "-out",
+        &s(&frank_encrypted),
+    ]);
+    let (kafka, controller, ssl) = (free_port(), free_port(), free_port());
+    let mut config = single_node_config(
+        kafka,
+        controller,
+        TopicDefaults::default(),
+        Timing::default(),
+    );
+    config.listeners.extra = vec![ExtraListener {
+        name: "SSL".into(),
+        address: format!("127.0.0.1:{ssl}"),
+        advertised: None,
+        protocol: ListenerProtocol::Ssl,
+    }];
+    config.security = SecuritySettings {
+        cluster_secret: Some("client-security-test-secret".into()),
+        super_users: vec!["User:CN=erin".into(), "User:CN=frank".into()],
+        authorizer: Some(true),
+        ssl_keystore_type: StoreType::Pkcs12,
+        ssl_keystore_location: Some(node_p12.clone()),
+        ssl_keystore_password: Some("node-store-pw".into()),
+        tls_client_auth: TlsClientAuth::Required,
+        ssl_truststore_type: StoreType::Pkcs12,
+        ssl_truststore_location: Some(trust_p12.clone()),
+        ssl_truststore_password: Some("trust-pw".into()),
+        ..SecuritySettings::default()
+    };
+    // Wrong passwords: the node does not start, and says which file. (Each attempt on ports
+    // of its own: a start that fails after binding its listeners leaves them to the process,
+    // which exits on such an error.)
+    for (what, file) in [("keystore", "node.p12"), ("truststore", "trust.p12")] {
+        let mut bad = config.clone();
+        bad.listeners.kafka = Some(format!("127.0.0.1:{}", free_port()));
+        bad.listeners.controller = Some(format!("127.0.0.1:{}", free_port()));
+        bad.controller_voters = vec![format!(
+            "{}@{}",
+            bad.node_id,
+            bad.listeners.controller.clone().unwrap()
+        )];
+        bad.listeners.extra[0].address = format!("127.0.0.1:{}", free_port());
+        if what == "keystore" {
+            bad.security.ssl_keystore_password = Some("wrong".into());
+        } else {
+            bad.security.ssl_truststore_password = Some("wrong".into());
+        }
+        let refused = node::start(bad, MemDisk::new(1).as_disk(), NodeOptions::default()).await;
+        let error = refused
+            .err()
+            .expect("a wrong password refuses the start")
+            .to_string();
+        assert!(
+            error.contains(file) && error.contains("wrong password"),
+            "{what}: {error}"
+        );
+    }
+    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
+    let _handle = node::start(config, disk, NodeOptions::default())
+        .await
+        .unwrap();
+    let mut connection = Connection::open(&format!("127.0.0.1:{kafka}")).await;
+    ready(&mut connection).await;
+    let address = format!("127.0.0.1:{ssl}");
+    let with = |properties: &[(&str, String)]| {
+        let mut config = ClientConfig::new(vec![address.clone()]);
+        config.request_timeout_ms = 5_000;
+        config.set("security.protocol", "SSL").unwrap();
+        for (name, value) in properties {
+            config.set(name, value).unwrap();
+        }
+        config
+    };
+    // erin: PKCS#12 keystore and truststore, as a Java client's settings name them.
+    let erin = with(&[
+        ("ssl.keystore.type", "PKCS12".into()),
+        ("ssl.keystore.location", s(&erin_p12)),
+        ("ssl.keystore.password", "erin-pw".into()),
+        ("ssl.truststore.type", "PKCS12".into()),
+        ("ssl.truststore.location", s(&trust_p12)),
+        ("ssl.truststore.password", "trust-pw".into()),
+    ]);
+    produce_and_consume(&erin, "stores", 10).await;
+    // frank: an encrypted PKCS#8 key with ssl.key.password.
+    let frank = |password: &str| {
+        with(&[
+            ("ssl.ca.location", s(&ca_file)),
+            ("ssl.certificate.location", s(&frank_cert)),
+            ("ssl.key.location", s(&frank_encrypted)),
+            ("ssl.key.password", password.into()),
+        ])
+    };
+    let admin = Admin::new(frank("frank-pw")).unwrap();
+    assert_eq!(admin.metadata(None).await.unwrap().brokers.len(), 1);
+    // Wrong client passwords: configuration errors naming the file, before any connection.
+    for (what, config) in [
+        ("key password", frank("wrong")),
+        (
+            "keystore password",
+            with(&[
+                ("ssl.keystore.location", s(&erin_p12)),
+                ("ssl.keystore.password", "wrong".into()),
+                ("ssl.ca.location", s(&ca_file)),
+            ]),
+        ),
+    ] {
+        let result = Admin::new(config).unwrap().metadata(None).await;
+        match result {
+            Err(ClientError::Config(reason)) => {
+                assert!(reason.contains("wrong"), "{what}: {reason}");
+            }
+            other => panic!("{what}: expected a configuration error, got {other:?}"),
+        }
+    }
+}

@@ -106,7 +106,7 @@ impl Connection {
         let stream = if security.protocol.uses_tls() {
             let handshake = tokio::time::timeout(
                 std::time::Duration::from_millis(timeout_ms),
-                tls::handshake(stream, addr, &security.tls),
+                tls::handshake(stream, addr, security),
             );
             match handshake.await {
                 Ok(outcome) => outcome?,

@@ -26,6 +26,8 @@ pub mod consumer;
 pub mod consumer_protocol;
 pub mod error;
 pub mod group;
+#[cfg(not(madsim))]
+pub mod keystore;
 pub mod metadata;
 pub mod partitioner;
 pub mod pool;

@@ -137,16 +137,85 @@ pub struct SaslConfig {
     pub password: Password,
 }
 
-/// TLS settings (PEM files).
+/// TLS settings: PEM files, or PKCS#12 stores.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsConfig {
-    /// `ssl.ca.location`: the CA certificates brokers' certificates must chain to. Required for
-    /// TLS: rill's client has no system trust store (clusters use their own CA).
+    /// `ssl.ca.location`: the CA certificates (PEM) brokers' certificates must chain to. TLS
+    /// needs it or `ssl.truststore.location`: rill's client has no system trust store (clusters
+    /// use their own CA).
     pub ca_file: Option<PathBuf>,
     /// `ssl.certificate.location`: this client's certificate chain, for mutual TLS.
     pub cert_file: Option<PathBuf>,
-    /// `ssl.key.location`: this client's private key (PKCS#8, PKCS#1 or SEC1), for mutual TLS.
+    /// `ssl.key.location`: this client's private key (PKCS#8, PKCS#1 or SEC1; encrypted PKCS#8
+    /// with `ssl.key.password`), for mutual TLS.
     pub key_file: Option<PathBuf>,
+    /// `ssl.key.password`: the password of an encrypted PKCS#8 key.
+    pub key_password: Option<Password>,
+    /// `ssl.keystore.location`: this client's certificate chain and key in one store (instead
+    /// of the two PEM files), of `ssl.keystore.type` (PKCS12 unless set), opened with
+    /// `ssl.keystore.password`.
+    pub keystore: Option<StoreFile>,
+    /// `ssl.truststore.location`: the trusted CA certificates in a store (instead of
+    /// `ssl.ca.location`), of `ssl.truststore.type` (PKCS12 unless set).
+    pub truststore: Option<StoreFile>,
+}
+
+/// Kafka's `ssl.keystore.type` and `ssl.truststore.type` (JKS is Java's own: not read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum StoreType {
+    /// PKCS#12 (`.p12`, `.pfx`): what Java's keytool and `openssl pkcs12 -export` write.
+    #[default]
+    Pkcs12,
+    /// PEM: certificates, and for a keystore the private key (encrypted PKCS#8 with
+    /// `ssl.key.password`), in one file.
+    Pem,
+}
+
+impl StoreType {
+    /// The type of a Kafka name (case-insensitive).
+    pub fn parse(name: &str) -> Option<StoreType> {
+        if name.eq_ignore_ascii_case("PKCS12") {
+            Some(StoreType::Pkcs12)
+        } else if name.eq_ignore_ascii_case("PEM") {
+            Some(StoreType::Pem)
+        } else {
+            None
+        }
+    }
+}
+
+/// A keystore or truststore file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoreFile {
+    /// Its type.
+    pub kind: StoreType,
+    /// Its path.
+    pub path: PathBuf,
+    /// Its password (PKCS#12: required; a PEM keystore's key password is `ssl.key.password`).
+    pub password: Option<Password>,
+}
+
+/// Where a TLS identity (a certificate chain and its private key) is read from: what the
+/// broker's listeners and this client's mutual TLS share (`crate::tls::read_identity`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// A PEM chain and a PEM key, the key encrypted PKCS#8 when a password is given.
+    PemFiles {
+        /// The certificate chain, leaf first.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+        /// `ssl.key.password`.
+        key_password: Option<Password>,
+    },
+    /// A keystore; `key_password` decrypts a PEM keystore's key.
+    Store {
+        /// The store.
+        store: StoreFile,
+        /// `ssl.key.password`.
+        key_password: Option<Password>,
+    },
 }
 
 /// Everything about how a connection is secured.
@@ -183,6 +252,43 @@ impl SecurityConfig {
             "ssl.ca.location" => self.tls.ca_file = Some(value.into()),
             "ssl.certificate.location" => self.tls.cert_file = Some(value.into()),
             "ssl.key.location" => self.tls.key_file = Some(value.into()),
+            "ssl.key.password" => self.tls.key_password = Some(Password(value.to_string())),
+            "ssl.keystore.location" => {
+                self.tls
+                    .keystore
+                    .get_or_insert_with(StoreFile::default)
+                    .path = value.into();
+            }
+            "ssl.keystore.password" => {
+                self.tls
+                    .keystore
+                    .get_or_insert_with(StoreFile::default)
+                    .password = Some(Password(value.to_string()));
+            }
+            "ssl.keystore.type" => {
+                self.tls
+                    .keystore
+                    .get_or_insert_with(StoreFile::default)
+                    .kind = StoreType::parse(value).ok_or_else(|| bad("expected PKCS12 or PEM"))?;
+            }
+            "ssl.truststore.location" => {
+                self.tls
+                    .truststore
+                    .get_or_insert_with(StoreFile::default)
+                    .path = value.into();
+            }
+            "ssl.truststore.password" => {
+                self.tls
+                    .truststore
+                    .get_or_insert_with(StoreFile::default)
+                    .password = Some(Password(value.to_string()));
+            }
+            "ssl.truststore.type" => {
+                self.tls
+                    .truststore
+                    .get_or_insert_with(StoreFile::default)
+                    .kind = StoreType::parse(value).ok_or_else(|| bad("expected PKCS12 or PEM"))?;
+            }
             "ssl.endpoint.identification.algorithm" => {
                 if !value.eq_ignore_ascii_case("https") {
                     return Err(bad(
@@ -208,13 +314,69 @@ impl SecurityConfig {
                 return config("sasl.username or sasl.password too long");
             }
         }
-        if self.protocol.uses_tls() && self.tls.ca_file.is_none() {
-            return config("SSL needs ssl.ca.location (the CA of the brokers' certificates)");
+        let tls = &self.tls;
+        if self.protocol.uses_tls() && tls.ca_file.is_none() && tls.truststore.is_none() {
+            return config(
+                "SSL needs ssl.ca.location or ssl.truststore.location (the CA of the brokers' \
+                 certificates)",
+            );
         }
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+        if tls.ca_file.is_some() && tls.truststore.is_some() {
+            return config("set ssl.ca.location or ssl.truststore.location, not both");
+        }
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
             return config("ssl.certificate.location and ssl.key.location go together");
         }
+        if tls.cert_file.is_some() && tls.keystore.is_some() {
+            return config("set ssl.keystore.location or ssl.certificate.location, not both");
+        }
+        for (name, store) in [("keystore", &tls.keystore), ("truststore", &tls.truststore)] {
+            if let Some(store) = store {
+                if store.path.as_os_str().is_empty() {
+                    return Err(ClientError::Config(format!(
+                        "ssl.{name}.password or type without ssl.{name}.location"
+                    )));
+                }
+                if store.kind == StoreType::Pkcs12 && store.password.is_none() {
+                    return Err(ClientError::Config(format!(
+                        "a PKCS12 ssl.{name}.location needs ssl.{name}.password"
+                    )));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Where this client's certificate and key come from, if it presents one (mutual TLS).
+    pub fn identity_source(&self) -> Option<IdentitySource> {
+        let tls = &self.tls;
+        if let Some(store) = &tls.keystore {
+            return Some(IdentitySource::Store {
+                store: store.clone(),
+                key_password: tls.key_password.clone(),
+            });
+        }
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(cert), Some(key)) => Some(IdentitySource::PemFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                key_password: tls.key_password.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The trusted CA certificates' source: `ssl.truststore.location`, else `ssl.ca.location`
+    /// as a PEM store.
+    pub fn trust_source(&self) -> Option<StoreFile> {
+        let tls = &self.tls;
+        tls.truststore.clone().or_else(|| {
+            tls.ca_file.as_ref().map(|path| StoreFile {
+                kind: StoreType::Pem,
+                path: path.clone(),
+                password: None,
+            })
+        })
     }
 }
 
@@ -251,5 +413,47 @@ mod tests {
         security.validate().unwrap();
         security.sasl.password = Password(String::new());
         assert!(security.validate().is_err(), "SASL without a password");
+    }
+
+    #[test]
+    fn stores_and_key_passwords_by_kafkas_names() {
+        let mut security = SecurityConfig::default();
+        for (key, value) in [
+            ("security.protocol", "SSL"),
+            ("ssl.keystore.location", "/tmp/client.p12"),
+            ("ssl.keystore.password", "ks"),
+            ("ssl.truststore.type", "pem"),
+            ("ssl.truststore.location", "/tmp/ca.pem"),
+            ("ssl.key.password", "kp"),
+        ] {
+            assert!(security.set(key, value).unwrap(), "{key}");
+        }
+        security.validate().unwrap();
+        assert_eq!(
+            security.trust_source().unwrap(),
+            StoreFile {
+                kind: StoreType::Pem,
+                path: "/tmp/ca.pem".into(),
+                password: None,
+            }
+        );
+        assert!(matches!(
+            security.identity_source(),
+            Some(IdentitySource::Store { store, .. }) if store.kind == StoreType::Pkcs12
+        ));
+        assert!(
+            !format!("{security:?}").contains("\"ks\""),
+            "passwords are not printed"
+        );
+        assert!(security.set("ssl.keystore.type", "JKS").is_err());
+        // A PKCS12 store needs its password; a truststore and a CA file exclude each other.
+        security.tls.keystore.as_mut().unwrap().password = None;
+        assert!(security.validate().is_err());
+        security.tls.keystore = None;
+        security.tls.ca_file = Some("/tmp/ca.pem".into());
+        assert!(security.validate().is_err());
+        security.tls.truststore = None;
+        security.validate().unwrap();
+        assert!(security.identity_source().is_none());
     }
 }

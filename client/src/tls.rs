@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 #[cfg(not(madsim))]
 use crate::error::ClientError;
 use crate::error::Result;
-use crate::security::TlsConfig;
+use crate::security::SecurityConfig;
 
 /// A connection's byte stream.
 #[derive(Debug)]
@@ -74,22 +74,6 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// Most bytes of a certificate or key file.
-#[cfg(not(madsim))]
-const PEM_FILE_BYTES_MAX: u64 = 1 << 20;
-
-#[cfg(not(madsim))]
-fn read_pem(path: &std::path::Path) -> Result<Vec<u8>> {
-    let config = |e: String| ClientError::Config(format!("{}: {e}", path.display()));
-    let size = std::fs::metadata(path)
-        .map_err(|e| config(e.to_string()))?
-        .len();
-    if size > PEM_FILE_BYTES_MAX {
-        return Err(config(format!("{size} bytes, not a PEM file")));
-    }
-    std::fs::read(path).map_err(|e| config(e.to_string()))
-}
-
 /// The host part of "host:port" ("[::1]:9092" gives "::1").
 fn host_of(addr: &str) -> &str {
     let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
@@ -98,28 +82,20 @@ fn host_of(addr: &str) -> &str {
         .unwrap_or(host)
 }
 
-/// rustls' client settings for `tls`: the CA file as the only trust anchor, and the client's
-/// certificate if configured.
+/// rustls' client settings for `security`: the CA certificates (`ssl.ca.location` or
+/// `ssl.truststore.location`) as the only trust anchors, and the client's certificate and key if
+/// configured (PEM files or `ssl.keystore.location`; `crate::keystore`).
 #[cfg(not(madsim))]
-fn client_config(tls: &TlsConfig) -> Result<tokio_rustls::rustls::ClientConfig> {
+fn client_config(security: &SecurityConfig) -> Result<tokio_rustls::rustls::ClientConfig> {
     use tokio_rustls::rustls;
-    let ca_file = tls
-        .ca_file
-        .as_deref()
-        .ok_or_else(|| ClientError::Config("TLS needs ssl.ca.location".into()))?;
-    let ca_pem = read_pem(ca_file)?;
+    let trust = security.trust_source().ok_or_else(|| {
+        ClientError::Config("TLS needs ssl.ca.location or ssl.truststore.location".into())
+    })?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca_pem.as_slice()) {
-        let cert = cert.map_err(|e| ClientError::Config(format!("{}: {e}", ca_file.display())))?;
+    for cert in crate::keystore::read_trust(&trust).map_err(ClientError::Config)? {
         roots
             .add(cert)
-            .map_err(|e| ClientError::Config(format!("{}: {e}", ca_file.display())))?;
-    }
-    if roots.is_empty() {
-        return Err(ClientError::Config(format!(
-            "{}: no CA certificate",
-            ca_file.display()
-        )));
+            .map_err(|e| ClientError::Config(format!("{}: {e}", trust.path.display())))?;
     }
     // ring, as the broker (broker/src/tls.rs says why).
     #[allow(deprecated)]
@@ -128,30 +104,15 @@ fn client_config(tls: &TlsConfig) -> Result<tokio_rustls::rustls::ClientConfig> 
         .with_safe_default_protocol_versions()
         .map_err(|e| ClientError::Config(e.to_string()))?
         .with_root_certificates(roots);
-    match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => {
-            let cert_pem = read_pem(cert)?;
-            let chain: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| ClientError::Config(format!("{}: {e}", cert.display())))?;
-            if chain.is_empty() {
-                return Err(ClientError::Config(format!(
-                    "{}: no certificate",
-                    cert.display()
-                )));
-            }
-            let key_pem = read_pem(key)?;
-            let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
-                .map_err(|e| ClientError::Config(format!("{}: {e}", key.display())))?
-                .ok_or_else(|| ClientError::Config(format!("{}: no private key", key.display())))?;
+    match security.identity_source() {
+        Some(source) => {
+            let (chain, key) =
+                crate::keystore::read_identity(&source).map_err(ClientError::Config)?;
             builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| ClientError::Config(format!("{}: {e}", cert.display())))
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ClientError::Config(format!("client certificate and key: {e}")))
         }
-        (None, None) => Ok(builder.with_no_client_auth()),
-        _ => Err(ClientError::Config(
-            "ssl.certificate.location and ssl.key.location go together".into(),
-        )),
+        None => Ok(builder.with_no_client_auth()),
     }
 }
 
@@ -159,9 +120,9 @@ fn client_config(tls: &TlsConfig) -> Result<tokio_rustls::rustls::ClientConfig> 
 /// that does not verify is [`ClientError::Authentication`]; a broken connection is
 /// [`ClientError::Connect`].
 #[cfg(not(madsim))]
-pub async fn handshake(tcp: TcpStream, addr: &str, tls: &TlsConfig) -> Result<Stream> {
+pub async fn handshake(tcp: TcpStream, addr: &str, security: &SecurityConfig) -> Result<Stream> {
     use tokio_rustls::rustls::pki_types::ServerName;
-    let config = client_config(tls)?;
+    let config = client_config(security)?;
     let host = host_of(addr);
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| ClientError::Config(format!("{host}: not a host name for TLS: {e}")))?;
@@ -184,8 +145,8 @@ pub async fn handshake(tcp: TcpStream, addr: &str, tls: &TlsConfig) -> Result<St
 
 /// Under the simulator: the plain stream (see the module's documentation).
 #[cfg(madsim)]
-pub async fn handshake(tcp: TcpStream, addr: &str, tls: &TlsConfig) -> Result<Stream> {
-    let _ = (addr, tls, host_of);
+pub async fn handshake(tcp: TcpStream, addr: &str, security: &SecurityConfig) -> Result<Stream> {
+    let _ = (addr, security, host_of);
     Ok(Stream::Plain(tcp))
 }
 

@@ -48,6 +48,9 @@ pub const CLIENT_API_VERSIONS: &[ClientApiVersions] = &[
     // the session lifetime (KIP-368).
     entry(ApiKey::SaslHandshake, 1, 1),
     entry(ApiKey::SaslAuthenticate, 0, 2),
+    // Built by callers of `Connection::call` (tests granting ACLs over mutual TLS); the client
+    // itself never sends it.
+    entry(ApiKey::CreateAcls, 1, 3),
 ];
 
 /// The version of ApiVersions sent first (KIP-511); a broker that does not serve it answers
@@ -103,6 +106,7 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::InitProducerId => "InitProducerId",
         ApiKey::SaslHandshake => "SaslHandshake",
         ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        ApiKey::CreateAcls => "CreateAcls",
         _ => "other",
     }
 }

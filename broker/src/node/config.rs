@@ -49,6 +49,15 @@
 //! tls_client_auth = "none"                # ssl.client.auth of SSL listeners: none, requested,
 //!                                         # required (principal User:<certificate subject DN>)
 //! tls_client_ca_file = "/etc/rill/ca.pem" # CA of client certificates
+//! # ssl_key_password = "..."              # an encrypted PKCS#8 tls_key_file's password
+//! # ssl_keystore_type = "PKCS12"          # instead of tls_cert_file/tls_key_file: PKCS12 or PEM
+//! # ssl_keystore_location = "/etc/rill/node.p12"
+//! # ssl_keystore_password = "..."
+//! # ssl_truststore_type = "PKCS12"        # instead of tls_client_ca_file: PKCS12 or PEM
+//! # ssl_truststore_location = "/etc/rill/truststore.p12"
+//! # ssl_truststore_password = "..."
+//! ssl_principal_mapping_rules = "RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/L,DEFAULT"  # KIP-371;
+//!                                         # default DEFAULT (the whole DN)
 //! [[security.scram_users]]                # bootstrap users, salted (rill cluster up --secure)
 //! user = "admin"
 //! mechanism = "SCRAM-SHA-256"
@@ -73,6 +82,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use crate::security::SecurityProtocol;
+pub use client::security::StoreType;
+use client::security::{IdentitySource, Password, StoreFile};
 
 /// Most controller voters a quorum may have.
 pub const VOTERS_MAX: usize = 9;
@@ -435,6 +446,27 @@ pub struct SecuritySettings {
     pub tls_client_auth: TlsClientAuth,
     /// The CA certificates (PEM) client certificates must chain to (Kafka's truststore).
     pub tls_client_ca_file: Option<PathBuf>,
+    /// `ssl.key.password`: the password of an encrypted PKCS#8 `tls_key_file` (or of a PEM
+    /// keystore's key).
+    pub ssl_key_password: Option<String>,
+    /// `ssl.keystore.location`: the listeners' certificate chain and key in one store, instead
+    /// of `tls_cert_file` and `tls_key_file`.
+    pub ssl_keystore_location: Option<PathBuf>,
+    /// `ssl.keystore.type`: PKCS12 (default) or PEM.
+    pub ssl_keystore_type: StoreType,
+    /// `ssl.keystore.password` (a PKCS12 store's; one password for the store and its key).
+    pub ssl_keystore_password: Option<String>,
+    /// `ssl.truststore.location`: the CA certificates client certificates must chain to, in a
+    /// store, instead of `tls_client_ca_file`.
+    pub ssl_truststore_location: Option<PathBuf>,
+    /// `ssl.truststore.type`: PKCS12 (default) or PEM.
+    pub ssl_truststore_type: StoreType,
+    /// `ssl.truststore.password` (a PKCS12 store's).
+    pub ssl_truststore_password: Option<String>,
+    /// `ssl.principal.mapping.rules` (KIP-371): how a client certificate's subject DN becomes
+    /// its principal's name (`RULE:pattern/replacement/[LU]` and `DEFAULT`, separated by
+    /// commas; `crate::security::mapping`). Unset: `DEFAULT`, the whole DN.
+    pub ssl_principal_mapping_rules: Option<String>,
     /// Bootstrap SCRAM users, salted (Kafka's `kafka-storage format --add-scram`); credentials
     /// in the metadata log (AlterUserScramCredentials) take precedence.
     pub scram_users: Vec<StaticScramUser>,
@@ -456,6 +488,14 @@ impl Default for SecuritySettings {
             tls_key_file: None,
             tls_client_auth: TlsClientAuth::None,
             tls_client_ca_file: None,
+            ssl_key_password: None,
+            ssl_keystore_location: None,
+            ssl_keystore_type: StoreType::Pkcs12,
+            ssl_keystore_password: None,
+            ssl_truststore_location: None,
+            ssl_truststore_type: StoreType::Pkcs12,
+            ssl_truststore_password: None,
+            ssl_principal_mapping_rules: None,
             scram_users: Vec::new(),
         }
     }
@@ -576,15 +616,105 @@ impl SecuritySettings {
             }
         }
         let tls = listeners.protocols().any(SecurityProtocol::uses_tls);
-        if tls && (self.tls_cert_file.is_none() || self.tls_key_file.is_none()) {
+        if tls && self.identity_source().is_none() {
             return invalid(
-                "an SSL or SASL_SSL listener needs tls_cert_file and tls_key_file".into(),
+                "an SSL or SASL_SSL listener needs tls_cert_file and tls_key_file, or \
+                 ssl_keystore_location"
+                    .into(),
             );
         }
-        if self.tls_client_auth != TlsClientAuth::None && self.tls_client_ca_file.is_none() {
-            return invalid("tls_client_auth needs tls_client_ca_file".into());
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return invalid("tls_cert_file and tls_key_file go together".into());
         }
+        if self.ssl_keystore_location.is_some() && self.tls_cert_file.is_some() {
+            return invalid("set ssl_keystore_location or tls_cert_file, not both".into());
+        }
+        if self.ssl_truststore_location.is_some() && self.tls_client_ca_file.is_some() {
+            return invalid("set ssl_truststore_location or tls_client_ca_file, not both".into());
+        }
+        for (name, kind, location, password) in [
+            (
+                "keystore",
+                self.ssl_keystore_type,
+                &self.ssl_keystore_location,
+                &self.ssl_keystore_password,
+            ),
+            (
+                "truststore",
+                self.ssl_truststore_type,
+                &self.ssl_truststore_location,
+                &self.ssl_truststore_password,
+            ),
+        ] {
+            if location.is_some() && kind == StoreType::Pkcs12 && password.is_none() {
+                return invalid(format!(
+                    "a PKCS12 ssl_{name}_location needs ssl_{name}_password"
+                ));
+            }
+        }
+        if self.tls_client_auth != TlsClientAuth::None && self.client_trust_source().is_none() {
+            return invalid(
+                "tls_client_auth needs tls_client_ca_file or ssl_truststore_location".into(),
+            );
+        }
+        self.principal_mapper()?;
         Ok(())
+    }
+
+    /// Where the listeners' certificate chain and key are read from: the keystore, else the
+    /// two PEM files.
+    pub fn identity_source(&self) -> Option<IdentitySource> {
+        let key_password = self.ssl_key_password.clone().map(Password);
+        if let Some(path) = &self.ssl_keystore_location {
+            return Some(IdentitySource::Store {
+                store: StoreFile {
+                    kind: self.ssl_keystore_type,
+                    path: path.clone(),
+                    password: self.ssl_keystore_password.clone().map(Password),
+                },
+                key_password,
+            });
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Some(IdentitySource::PemFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                key_password,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The CA certificates client certificates must chain to: the truststore, else
+    /// `tls_client_ca_file` as a PEM store.
+    pub fn client_trust_source(&self) -> Option<StoreFile> {
+        if let Some(path) = &self.ssl_truststore_location {
+            return Some(StoreFile {
+                kind: self.ssl_truststore_type,
+                path: path.clone(),
+                password: self.ssl_truststore_password.clone().map(Password),
+            });
+        }
+        self.tls_client_ca_file.as_ref().map(|path| StoreFile {
+            kind: StoreType::Pem,
+            path: path.clone(),
+            password: None,
+        })
+    }
+
+    /// The mapping of client certificate subjects to principal names
+    /// (`ssl_principal_mapping_rules`; unset, `DEFAULT`).
+    pub fn principal_mapper(
+        &self,
+    ) -> Result<crate::security::mapping::PrincipalMapper, ConfigError> {
+        match &self.ssl_principal_mapping_rules {
+            None => Ok(crate::security::mapping::PrincipalMapper::default()),
+            Some(rules) => {
+                crate::security::mapping::PrincipalMapper::from_rules(rules).map_err(|e| {
+                    ConfigError::Invalid(format!("security: ssl_principal_mapping_rules: {e}"))
+                })
+            }
+        }
     }
 
     /// Is the ACL authorizer on? Unset: exactly when a listener uses SASL.

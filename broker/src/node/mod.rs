@@ -212,29 +212,25 @@ async fn start_broker(
     }
     // Two acceptors: SASL_SSL listeners never ask for a client certificate, SSL ones as
     // `tls_client_auth` says (Kafka's KIP-684 default).
-    let tls = match (
-        &config.security.tls_cert_file,
-        &config.security.tls_key_file,
-    ) {
-        (Some(cert), Some(key)) => {
+    let tls = match config.security.identity_source() {
+        Some(identity) => {
             let invalid = |e: String| config::ConfigError::Invalid(format!("security: TLS: {e}"));
-            let sasl = crate::tls::TlsAcceptor::from_pem_files(cert, key).map_err(invalid)?;
-            let client_auth = match (
-                config.security.tls_client_auth,
-                &config.security.tls_client_ca_file,
-            ) {
+            let sasl = crate::tls::TlsAcceptor::new(&identity).map_err(invalid)?;
+            let trust = config.security.client_trust_source();
+            let client_auth = match (config.security.tls_client_auth, &trust) {
                 (config::TlsClientAuth::None, _) | (_, None) => None,
-                (config::TlsClientAuth::Requested, Some(ca)) => Some((ca.as_path(), false)),
-                (config::TlsClientAuth::Required, Some(ca)) => Some((ca.as_path(), true)),
+                (config::TlsClientAuth::Requested, Some(trust)) => Some((trust, false)),
+                (config::TlsClientAuth::Required, Some(trust)) => Some((trust, true)),
             };
             let ssl = match client_auth {
                 None => sasl.clone(),
-                Some(_) => crate::tls::TlsAcceptor::with_client_auth(cert, key, client_auth)
+                Some(_) => crate::tls::TlsAcceptor::with_client_auth(&identity, client_auth)
                     .map_err(invalid)?,
             };
-            Some(Acceptors { ssl, sasl })
+            let mapper = Arc::new(config.security.principal_mapper()?);
+            Some(Acceptors { ssl, sasl, mapper })
         }
-        _ => None,
+        None => None,
     };
     let credentials = secret.clone().map(|secret| crate::auth::NodeCredentials {
         node_id: u64::try_from(config.node_id).expect("validated positive"),
@@ -359,11 +355,12 @@ async fn accept_once_caught_up(
             let acceptors = tls
                 .as_ref()
                 .expect("validated: TLS listeners have a certificate");
-            Some(if info.protocol.uses_sasl() {
+            let acceptor = if info.protocol.uses_sasl() {
                 acceptors.sasl.clone()
             } else {
                 acceptors.ssl.clone()
-            })
+            };
+            Some((acceptor, acceptors.mapper.clone()))
         } else {
             None
         };
@@ -466,6 +463,8 @@ struct Acceptors {
     ssl: crate::tls::TlsAcceptor,
     /// SASL_SSL listeners': never asks.
     sasl: crate::tls::TlsAcceptor,
+    /// `ssl.principal.mapping.rules`: client certificates' subjects to principal names.
+    mapper: Arc<crate::security::mapping::PrincipalMapper>,
 }
 
 /// Accepts Kafka connections of one listener, each served by its own task. The task owns its
@@ -473,7 +472,10 @@ struct Acceptors {
 /// handshake runs on that task too, within the frame read timeout.
 async fn accept(
     listener: TcpListener,
-    tls: Option<crate::tls::TlsAcceptor>,
+    tls: Option<(
+        crate::tls::TlsAcceptor,
+        Arc<crate::security::mapping::PrincipalMapper>,
+    )>,
     handler: KafkaHandler,
     serving: Arc<Serving>,
 ) {
@@ -508,16 +510,23 @@ async fn accept(
                 None => {
                     let _logged = serve_connection(stream, table, &handler, config, budget).await;
                 }
-                Some(tls) => {
+                Some((tls, mapper)) => {
                     match tokio::time::timeout(config.frame_read_timeout, tls.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
                             match crate::tls::TlsAcceptor::peer_subject(&stream) {
                                 None => {}
-                                Some(Ok(subject)) => {
-                                    tracing::debug!(%peer, %subject, "client certificate");
-                                    handler.auth.set_certificate_subject(subject);
-                                }
+                                Some(Ok(subject)) => match mapper.name(&subject) {
+                                    Ok(name) => {
+                                        tracing::debug!(%peer, %subject, %name, "client certificate");
+                                        handler.auth.set_certificate_subject(name);
+                                    }
+                                    // Kafka refuses a certificate no mapping rule names.
+                                    Err(error) => {
+                                        tracing::info!(%peer, %error, "client certificate refused");
+                                        return;
+                                    }
+                                },
                                 Some(Err(error)) => {
                                     tracing::info!(%peer, %error, "client certificate refused");
                                     return;

@@ -3,6 +3,7 @@
 //! authorizer ([`acl`]). TLS is `crate::tls`. Inter-node authentication is `crate::auth`.
 
 pub mod acl;
+pub mod mapping;
 pub mod principal;
 pub mod sasl;
 pub mod scram;
