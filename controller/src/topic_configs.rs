@@ -109,6 +109,21 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         "log.cleaner.delete.retention.ms",
         true,
     ),
+    // Kafka flushes a log every `flush.messages` records or `flush.ms` (default: never, the OS
+    // decides). rill fsyncs every append before acknowledging it, which is at least as often as
+    // any value asks, so both are accepted, shown, and have no further effect.
+    def(
+        "flush.messages",
+        ConfigKind::Long { min: 1 },
+        "log.flush.interval.messages",
+        false,
+    ),
+    def(
+        "flush.ms",
+        ConfigKind::Long { min: 0 },
+        "log.flush.interval.ms",
+        false,
+    ),
     def(
         "max.message.bytes",
         ConfigKind::Int { min: 0 },

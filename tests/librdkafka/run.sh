@@ -85,7 +85,10 @@ trap 'exit 130' INT TERM
 # librdkafka's test clusters (trivup) run with num.partitions=4: 0029_assign_offset produces to
 # partition 3 of an auto-created topic; and with broker.rack RACK<N> and the rack-aware replica
 # selector: 0101_fetch_from_follower reads the racks with DescribeConfigs and fetches from one.
-rill_cluster_up "$base_port" librdkafka --partitions 4 --racks
+# The ACL authorizer is on, open where no ACL exists (allow.everyone.if.no.acl.found), as
+# Kafka with an authorizer: 0081_admin creates, describes and deletes ACLs and checks the
+# authorized operations they leave.
+rill_cluster_up "$base_port" librdkafka --partitions 4 --racks --authorizer
 brokers=$(rill_cluster_wait_brokers 3 60) || { say "the cluster listed $brokers brokers, not 3"; exit 1; }
 say "3 brokers listed after $((SECONDS - started)) s"
 

@@ -86,6 +86,7 @@ fn broker_value(config: &NodeConfig, name: &str) -> BrokerValue {
             log.message_max_bytes.to_string(),
             log_default.message_max_bytes.to_string(),
         ),
+        "flush.messages" | "flush.ms" => built_in(&i64::MAX.to_string()),
         "message.format.version" => built_in("3.0-IV1"),
         "message.timestamp.type" => built_in("CreateTime"),
         "min.insync.replicas" => node(
