@@ -586,20 +586,65 @@ impl PartitionLog {
         epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
+        self.check_leader_append(epoch)?;
+        let mut bytes = batch_bytes.to_vec();
+        ingress::validate_produced(&mut bytes, &self.produce_rules(now_ms))?;
+        self.append_normalised_as_leader(&mut bytes, epoch, now_ms)
+    }
+
+    /// [`PartitionLog::append_as_leader`] for a payload the caller already passed through
+    /// [`crate::ingress::validate_produced`] with `validated_with` (the broker's ingress, outside
+    /// the partition's lock). When those are exactly the rules this log applies now (its
+    /// configuration unchanged since, and no `LogAppendTime` stamp, which must carry the time of
+    /// this append), the batches are appended as they are, their offsets and epoch written in
+    /// place: no copy, no second CRC pass, no second walk over the records. Otherwise they are
+    /// validated (and normalised, in place) again with the log's rules, as `append_as_leader`
+    /// does. Either way the log stores only what `validate_produced` accepts under its rules.
+    pub fn append_validated_as_leader(
+        &mut self,
+        payload: &mut Vec<u8>,
+        validated_with: &ProduceRules,
+        epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.check_leader_append(epoch)?;
+        let rules = self.produce_rules(now_ms);
+        if rules.log_append_time_ms.is_some() || *validated_with != rules {
+            ingress::validate_produced(payload, &rules)?;
+        }
+        self.append_normalised_as_leader(payload, epoch, now_ms)
+    }
+
+    /// The rules a producer's payload is validated against here, stamping `now_ms` when the
+    /// topic uses `LogAppendTime`.
+    fn produce_rules(&self, now_ms: i64) -> ProduceRules {
+        ProduceRules {
+            batch_bytes_max: self.config.batch_bytes_max,
+            compacted: self.config.compacted,
+            log_append_time_ms: self.config.log_append_time.then_some(now_ms),
+            codec_target: self.config.codec_target,
+        }
+    }
+
+    /// A leader's append is refused on an unusable log and from an epoch older than the log's.
+    fn check_leader_append(&self, epoch: LeaderEpoch) -> Result<(), LogError> {
         assert!(epoch.0 >= 0, "a leader has a real epoch: {epoch}");
         self.check_usable()?;
         if let Some(latest) = self.epochs.latest_epoch().filter(|latest| epoch < *latest) {
             return Err(LogError::StaleLeaderEpoch { epoch, latest });
         }
-        let mut bytes = batch_bytes.to_vec();
-        let rules = ProduceRules {
-            batch_bytes_max: self.config.batch_bytes_max,
-            compacted: self.config.compacted,
-            log_append_time_ms: self.config.log_append_time.then_some(now_ms),
-            codec_target: self.config.codec_target,
-        };
-        ingress::validate_produced(&mut bytes, &rules)?;
-        let spans = batch_spans(&bytes);
+        Ok(())
+    }
+
+    /// Appends a validated, normalised producer payload as the leader of `epoch`: base offsets
+    /// from the LEO and the epoch written into each batch (fields the CRC does not cover).
+    fn append_normalised_as_leader(
+        &mut self,
+        bytes: &mut [u8],
+        epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let spans = batch_spans(bytes);
         let first_offset = self.log_end_offset();
         let mut next = first_offset;
         for &(start, end) in &spans {
@@ -608,7 +653,7 @@ impl PartitionLog {
             let header = BatchHeader::parse(&bytes[start..end])?;
             next = header.next_offset();
         }
-        let info = self.write_batches(&bytes, &spans, now_ms)?;
+        let info = self.write_batches(bytes, &spans, now_ms)?;
         self.epochs_dirty |= self.epochs.assign(epoch, first_offset);
         assert!(
             info.first_offset == first_offset,
@@ -625,8 +670,30 @@ impl PartitionLog {
         batch_bytes: &[u8],
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
+        self.append_replicated(batch_bytes, true, now_ms)
+    }
+
+    /// [`PartitionLog::append_as_follower`] for batches the caller verified already, each with
+    /// [`BatchView::validate`] (the broker checks a leader's fetch answer as it arrives, before
+    /// the follower core sees it), so their CRC is not computed a second time here. Their framing,
+    /// offsets and order are still checked.
+    pub fn append_verified_as_follower(
+        &mut self,
+        batch_bytes: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_replicated(batch_bytes, false, now_ms)
+    }
+
+    /// A follower's append; `verify`: check each batch's CRC and records first.
+    fn append_replicated(
+        &mut self,
+        batch_bytes: &[u8],
+        verify: bool,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         self.check_usable()?;
-        let spans = self.validate_batches(batch_bytes)?;
+        let spans = self.validate_batches(batch_bytes, verify)?;
         let mut expected = self.log_end_offset();
         let mut epochs = Vec::new();
         for &(start, end) in &spans {
@@ -662,13 +729,20 @@ impl PartitionLog {
     /// compressed batch's records were decompressed and checked by the leader's ingress, its CRC
     /// covers them: [`BatchView::validate`]); returns their byte spans. The topic's `max.message.bytes` is not applied: the leader accepted them, and a
     /// follower refusing what its leader holds could never catch up (Kafka does the same).
-    fn validate_batches(&self, bytes: &[u8]) -> Result<Vec<(usize, usize)>, LogError> {
+    /// With `verify` false the caller validated each batch already: only the framing is split.
+    fn validate_batches(
+        &self,
+        bytes: &[u8],
+        verify: bool,
+    ) -> Result<Vec<(usize, usize)>, LogError> {
         let mut spans = Vec::new();
         let mut position = 0;
         for view in batch::split_batches(bytes) {
             let view = view?;
             let total = view.as_bytes().len();
-            view.validate()?;
+            if verify {
+                view.validate()?;
+            }
             spans.push((position, position + total));
             position += total;
         }

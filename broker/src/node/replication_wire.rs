@@ -235,7 +235,9 @@ pub fn fetch_response_to_kafka(
             .with_high_watermark(-1)
             .with_last_stable_offset(-1),
         Ok(data) => {
-            let mut records = Vec::new();
+            // Sized once: growing it batch by batch copied the answer again at every doubling.
+            let mut records =
+                Vec::with_capacity(data.batches.iter().map(|b| b.payload.len()).sum());
             for batch in &data.batches {
                 records.extend_from_slice(&batch.payload);
             }

@@ -142,6 +142,9 @@ struct Inner {
     /// The log starts followers reported in their fetches (Kafka's `Replica.logStartOffset`),
     /// for DeleteRecords' low watermark; driver bookkeeping the core does not decide with.
     replica_log_starts: BTreeMap<BrokerId, Offset>,
+    /// The rules the produce being stepped was validated with at ingress (set just before its
+    /// core step, taken by its append), so the log need not validate the payload again.
+    produce_validated: Option<ProduceRules>,
 }
 
 /// One partition replica on this broker.
@@ -221,6 +224,7 @@ impl Partition {
                 capture_for: None,
                 capture_bytes_max: REPLICA_FETCH_BYTES_MAX,
                 replica_log_starts: BTreeMap::new(),
+                produce_validated: None,
                 failed: None,
                 closed: false,
             }),
@@ -312,8 +316,8 @@ impl Partition {
         is_produce: bool,
     ) -> Result<(), PartitionError> {
         match effect {
-            Effect::Append(batch) => {
-                append(inner, &batch, is_produce)?;
+            Effect::Append(mut batch) => {
+                append(inner, &mut batch, is_produce)?;
                 self.snapshot_if_due(inner)
             }
             Effect::TruncateTo(offset) => {
@@ -648,6 +652,7 @@ impl Partition {
             record_count: produced.record_count,
             payload,
         };
+        inner.produce_validated = Some(rules);
         self.step_with(inner, Input::Produce(produce), None);
         Ok(Started::Waiting(receiver))
     }
@@ -1325,16 +1330,24 @@ fn is_answer(message: &Message) -> bool {
 /// as follower otherwise. The log must put it exactly where the core expects.
 fn append(
     inner: &mut Inner,
-    batch: &replication::Batch,
+    batch: &mut replication::Batch,
     is_produce: bool,
 ) -> Result<(), PartitionError> {
     let now = runtime::wall_clock_ms();
     inner.producers.advance_clock(now);
+    // Taken whatever the input: a produce's rules serve its own append only.
+    let validated = inner.produce_validated.take();
     let log = inner.log.as_mut().ok_or(PartitionError::Closed)?;
-    let info = if is_produce {
-        log.append_as_leader(&batch.payload, batch.leader_epoch, now)
-    } else {
-        log.append_as_follower(&batch.payload, now)
+    let info = match (is_produce, validated) {
+        // The ingress validated the payload (`start_produce`): the log checks its rules are
+        // still the ones it applies and appends it in place, without a second pass.
+        (true, Some(rules)) => {
+            log.append_validated_as_leader(&mut batch.payload, &rules, batch.leader_epoch, now)
+        }
+        (true, None) => log.append_as_leader(&batch.payload, batch.leader_epoch, now),
+        // Followers' batches were verified as the fetch answer arrived
+        // (`replication_wire::fetch_response_from_kafka`, `batches_from_bytes`).
+        (false, _) => log.append_verified_as_follower(&batch.payload, now),
     }
     .map_err(storage)?;
     if info.first_offset != batch.base_offset || info.log_end_offset != batch.end_offset() {

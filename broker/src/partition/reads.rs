@@ -17,13 +17,24 @@ pub struct ConsumerRead {
     pub log_start_offset: Offset,
 }
 
-/// Splits log bytes into the core's [`Batch`]es. Bytes come from log-core reads (CRC-checked) or a
-/// leader's fetch response (checked here again: a follower never appends a batch it cannot verify).
+/// Splits a leader's fetch answer into the core's [`Batch`]es, each verified
+/// ([`log_core::BatchView::validate`]: CRC and records): a follower never appends a batch it
+/// cannot verify, and the log appends these without computing their CRC again
+/// (`PartitionLog::append_verified_as_follower`).
 pub fn batches_from_bytes(bytes: &[u8]) -> Result<Vec<Batch>, LogError> {
+    split_into_batches(bytes, true)
+}
+
+/// Splits bytes into the core's [`Batch`]es; `verify`: check each batch's CRC and records (bytes
+/// from the network), else only their framing (bytes a log-core read returned: it checked every
+/// batch's CRC as it read them, so a second pass would find nothing new).
+fn split_into_batches(bytes: &[u8], verify: bool) -> Result<Vec<Batch>, LogError> {
     let mut batches = Vec::new();
     for view in split_batches(bytes) {
         let view = view?;
-        view.validate()?;
+        if verify {
+            view.validate()?;
+        }
         let header = view.header();
         let record_count = u32::try_from(i64::from(header.last_offset_delta) + 1)
             .map_err(|_| LogError::InvalidBatch("negative last offset delta".into()))?;
@@ -62,7 +73,8 @@ pub fn read_batches(
         if result.bytes.is_empty() {
             break;
         }
-        for batch in batches_from_bytes(&result.bytes)? {
+        // `log.read` checked each batch's CRC-32C as it read it.
+        for batch in split_into_batches(&result.bytes, false)? {
             // The batch holding the fetch offset may start before it only when the log start
             // lies inside that batch (DeleteRecords) and a follower starts over there: send it
             // whole, as Kafka does (the follower's empty log starts at the batch's base).
@@ -97,15 +109,17 @@ pub fn read_for_consumer(
     if range.from == range.to {
         return Ok(Vec::new());
     }
-    let result = log.read(range.from, bytes_max.max(1))?;
-    let mut out = Vec::with_capacity(result.bytes.len());
-    for view in split_batches(&result.bytes) {
+    let mut bytes = log.read(range.from, bytes_max.max(1))?.bytes;
+    // The batches served are a prefix of the read: cut the read there instead of copying them.
+    let mut end = 0;
+    for view in split_batches(&bytes) {
         let view = view?;
         if view.header().next_offset() > range.to {
             break;
         }
-        out.extend_from_slice(view.as_bytes());
+        end += view.as_bytes().len();
     }
-    assert!(out.len() <= result.bytes.len());
-    Ok(out)
+    assert!(end <= bytes.len());
+    bytes.truncate(end);
+    Ok(bytes)
 }

@@ -2,7 +2,7 @@
 //! many payload bytes. [`FrameDecoder`] is sans-IO (bytes in, frames out) so it can be property
 //! tested; [`FrameReader`] and [`write_frame`] are the thin async shells over the tokio IO traits.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::ProtocolError;
@@ -100,13 +100,12 @@ pub fn encode_frame(payload: &[u8], out: &mut BytesMut) {
     out.extend_from_slice(payload);
 }
 
-/// Reads whole frames from an async stream through a [`FrameDecoder`].
+/// Reads whole frames from an async stream through a [`FrameDecoder`], straight into the
+/// decoder's buffer (no scratch copy: a follower's fetch answers are megabytes).
 #[derive(Debug)]
 pub struct FrameReader {
     /// The sans-IO state: partial frames survive between calls.
     decoder: FrameDecoder,
-    /// Scratch space for one read call, reused to avoid an allocation per read.
-    chunk: Vec<u8>,
 }
 
 impl FrameReader {
@@ -114,7 +113,6 @@ impl FrameReader {
     pub fn new(frame_bytes_max: u32) -> Self {
         Self {
             decoder: FrameDecoder::new(frame_bytes_max),
-            chunk: vec![0; READ_CHUNK_BYTES],
         }
     }
 
@@ -128,16 +126,25 @@ impl FrameReader {
             if let Some(payload) = self.decoder.decode_next()? {
                 return Ok(Some(payload));
             }
-            let read_bytes = reader.read(&mut self.chunk).await?;
+            // At most READ_CHUNK_BYTES per read call, appended to what the decoder holds.
+            let buffer = &mut self.decoder.buffer;
+            buffer.reserve(READ_CHUNK_BYTES);
+            let held = buffer.len();
+            let read_bytes = reader
+                .read_buf(&mut (&mut *buffer).limit(READ_CHUNK_BYTES))
+                .await?;
             if read_bytes == 0 {
                 self.decoder.finish()?;
                 return Ok(None);
             }
-            assert!(read_bytes <= self.chunk.len());
-            self.decoder.extend(&self.chunk[..read_bytes]);
+            assert!(read_bytes <= READ_CHUNK_BYTES && buffer.len() == held + read_bytes);
         }
     }
 }
+
+/// Payloads up to this size are copied behind their prefix and written in one call; larger ones
+/// are written after the prefix without that copy.
+pub const WRITE_COPY_BYTES_MAX: usize = 16 * 1024;
 
 /// Writes one frame and flushes it: madsim's simulated `TcpStream` only sends on `flush()`, and a
 /// response sitting in a buffer is a response the client never gets.
@@ -145,10 +152,22 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
     payload: &[u8],
 ) -> Result<(), ProtocolError> {
+    let reset = crate::runtime::buggify_rarely("frame.write.reset_mid_frame");
+    if !reset && payload.len() > WRITE_COPY_BYTES_MAX {
+        // A large frame (a fetch answer of megabytes) is written as it is, after its prefix,
+        // instead of being copied behind the prefix first. Every stream here sets TCP_NODELAY,
+        // so the short write leaves at once and the payload follows it.
+        let length =
+            i32::try_from(payload.len()).expect("frame payloads are built far below 2 GiB");
+        writer.write_all(&length.to_be_bytes()).await?;
+        writer.write_all(payload).await?;
+        writer.flush().await?;
+        return Ok(());
+    }
     let mut out = BytesMut::new();
     encode_frame(payload, &mut out);
     assert_eq!(out.len(), FRAME_PREFIX_BYTES + payload.len());
-    if crate::runtime::buggify_rarely("frame.write.reset_mid_frame") {
+    if reset {
         // BUGGIFY: the connection resets with half a frame sent; the reader sees a stream
         // that ends inside a frame, the writer an error, and both drop the connection.
         writer.write_all(&out[..out.len() / 2]).await?;
