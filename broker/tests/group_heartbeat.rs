@@ -3,7 +3,7 @@
 
 mod group_support;
 
-use broker::group::{error_code, GroupState};
+use broker::group::{error_code, GroupConfig, GroupState};
 use group_support::*;
 
 #[test]
@@ -72,5 +72,48 @@ fn when_every_session_expires_the_group_becomes_empty() {
         assert!(group.members.is_empty());
         assert_eq!(group.generation_id, generation + 1);
     }
+    c.check_invariants();
+}
+
+/// Found by the cluster campaign's consumer group (seeds 34, 60, 75, 181 and 190 of
+/// `cargo sim --seeds 200` when the group workload came in): a tick late past both a rebalance's
+/// deadline and two members' sessions (a paused node ticks late). Removing the first expired
+/// member completed the overdue rebalance, which dropped the second as a straggler, and removing
+/// the second then panicked the coordinator's tick ("caller checked").
+#[test]
+fn members_expiring_at_a_tick_past_the_rebalance_deadline_are_removed_once() {
+    let mut c = coordinator_with(GroupConfig {
+        initial_rebalance_delay_ms: 100,
+        ..config()
+    });
+    let protocols = [("range", "m")];
+    // Sessions of 10 s, rebalances of 1 s.
+    let join =
+        |member: &str| join_request("g", member, &protocols).with_rebalance_timeout_ms(1_000);
+    let e1 = c.join(0, 1, &client("a"), &join(""), 3);
+    let e2 = c.join(10, 2, &client("b"), &join(""), 3);
+    assert!(!answered(&e1, 1) && !answered(&e2, 2));
+    let done = c.tick(110);
+    let (r1, r2) = (join_response(&done, 1), join_response(&done, 2));
+    let (a, b) = (r1.member_id.to_string(), r2.member_id.to_string());
+    let leader = r1.leader.to_string();
+    let follower = if leader == a { b.clone() } else { a.clone() };
+    c.sync(120, 10, &sync_request("g", &follower, 1, &[]), 3);
+    c.sync(
+        120,
+        11,
+        &sync_request("g", &leader, 1, &[(&a, "A"), (&b, "B")]),
+        3,
+    );
+    assert_eq!(c.group("g").unwrap().state, GroupState::Stable);
+    // A third member starts a rebalance at 9.5 s (deadline 10.5 s); the pair never rejoins and
+    // their sessions end at 10.12 s. The next tick comes only at 11 s.
+    c.join(9_500, 3, &client("c"), &join(""), 3);
+    assert_eq!(c.group("g").unwrap().state, GroupState::PreparingRebalance);
+    let e = c.tick(11_000);
+    let group = c.group("g").unwrap();
+    assert!(!group.members.contains_key(&a) && !group.members.contains_key(&b));
+    assert_eq!(group.members.len(), 1, "only the third member is left");
+    assert_eq!(join_response(&e, 3).generation_id, 2);
     c.check_invariants();
 }

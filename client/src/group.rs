@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::assignor::range_assign;
+use crate::assignor::{range_assign, Assignment};
 use crate::consumer_protocol::{
     decode_assignment, decode_subscription, encode_assignment, encode_subscription,
 };
@@ -58,6 +58,10 @@ pub struct GroupMember {
     pub generation_id: i32,
     /// True between a successful SyncGroup and the next rebalance signal.
     pub joined: bool,
+    /// The whole assignment this member computed and sent as the leader of its generation
+    /// (`generation_id`); `None` when it did not lead it. For inspection (the simulator checks
+    /// that every member of a generation got the leader's entry for it).
+    pub led_assignment: Option<Assignment>,
 }
 
 /// What a completed join produced.
@@ -79,6 +83,7 @@ impl GroupMember {
             member_id: String::new(),
             generation_id: -1,
             joined: false,
+            led_assignment: None,
         }
     }
 
@@ -216,8 +221,11 @@ impl GroupMember {
         self.member_id = response.member_id.as_str().to_string();
         self.generation_id = response.generation_id;
         let leader = response.leader.as_str() == self.member_id;
+        self.led_assignment = None;
         let assignments = if leader {
-            self.assign(pool, metadata, &response).await?
+            let (assignment, requests) = self.assign(pool, metadata, &response).await?;
+            self.led_assignment = Some(assignment);
+            requests
         } else {
             Vec::new()
         };
@@ -231,7 +239,7 @@ impl GroupMember {
         pool: &ConnectionPool,
         metadata: &MetadataCache,
         response: &JoinGroupResponse,
-    ) -> Result<Vec<SyncGroupRequestAssignment>> {
+    ) -> Result<(Assignment, Vec<SyncGroupRequestAssignment>)> {
         let mut subscriptions = BTreeMap::new();
         for member in &response.members {
             let topics = decode_subscription(&member.metadata)?;
@@ -256,14 +264,15 @@ impl GroupMember {
             subscriptions.len(),
             "every member gets an entry"
         );
-        assignment
+        let requests = assignment
             .iter()
             .map(|(member_id, owned)| {
                 Ok(SyncGroupRequestAssignment::default()
                     .with_member_id(StrBytes::from_string(member_id.clone()))
                     .with_assignment(encode_assignment(owned)?))
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((assignment, requests))
     }
 
     async fn sync(

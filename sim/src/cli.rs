@@ -73,7 +73,18 @@ prints a seed's draw):
   stale requests      ~30% of idempotent seeds (never in --faults cells): copies of Produce
                       requests the producers had acknowledged are delivered again later, to the
                       leader or any broker, sometimes twice: old sequences, sequences out of
-                      the broker's last five, fenced epochs; none may be appended again
+                      the broker's last five, fenced epochs; none may be appended again, and
+                      a copy of a fenced epoch must be refused for its epoch, not judged by
+                      its sequence (answered as a duplicate or out of order: a violation)
+  consumer group      ~30% of seeds: 2-3 members of one group subscribe, poll, commit every
+                      few polls and are replaced every 2-8 s (LeaveGroup or an expired
+                      session); a member that joined a newer generation sometimes sends its
+                      previous generation's commit again. Checked: a generation's
+                      assignment is disjoint and every member got the leader's entry; no
+                      commit of a generation its member had left is acknowledged; no commit
+                      passes what the members could read; after healing fresh members
+                      converge (every partition owned by one) and OffsetFetch reads back the
+                      last acknowledged commit (or a later one whose answer was lost)
 ";
 
 /// What the command line asked for.

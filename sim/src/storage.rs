@@ -7,7 +7,9 @@
 //! - nothing that was never appended ever appears, and a truncated record never comes back;
 //! - offsets stay dense and ordered (compacted logs: ordered, each record at its true offset);
 //! - a read never serves corrupt bytes: after a bit flip a read returns the right records or an
-//!   error, never a wrong record.
+//!   error, never a wrong record; the log must refuse corrupt bytes itself (the reader checks
+//!   every batch's CRC again, and a batch the log served that fails it is a violation, whether a
+//!   bit was flipped or not).
 
 use crate::report::Timeline;
 use crate::runner::{Scenario, SeedRun};
@@ -376,13 +378,19 @@ impl World {
                     next = next_offset.0;
                     seen.extend(records.into_iter().filter(|(o, _)| *o >= start));
                 }
-                Err(error) if self.corrupted && is_corruption(&error) => {
+                Err(ReadFailure::Refused(error)) if self.corrupted && is_corruption(&error) => {
                     self.event(format!("recovered read hit corruption (expected): {error}"));
                     self.finished = true;
                     return;
                 }
-                Err(error) => {
+                Err(ReadFailure::Refused(error)) => {
                     self.fail(format!("reading the recovered log at {next}: {error}"));
+                    return;
+                }
+                Err(ReadFailure::Served(error)) => {
+                    self.fail(format!(
+                        "the recovered log served corrupt bytes at {next} as good: {error}"
+                    ));
                     return;
                 }
             }
@@ -578,7 +586,12 @@ impl World {
         let bytes_max = self.rng.gen_range(1..READ_BYTES_MAX);
         match read_records(log, Offset(from), bytes_max) {
             Ok((records, _)) => self.check_read(from, &records),
-            Err(error) => self.on_error(&format!("read at {from}"), error),
+            Err(ReadFailure::Refused(error)) => self.on_error(&format!("read at {from}"), error),
+            Err(ReadFailure::Served(error)) => {
+                self.fail(format!(
+                    "read at {from} served corrupt bytes as good: {error}"
+                ));
+            }
         }
     }
 
@@ -693,19 +706,31 @@ impl World {
     }
 }
 
+/// Why [`read_records`] returned no records.
+#[derive(Debug)]
+enum ReadFailure {
+    /// The log refused the read with an error (expected after an injected fault or bit flip).
+    Refused(LogError),
+    /// The log returned the bytes as good, but the reader found them corrupt: the log served
+    /// corrupt bytes instead of refusing them. Always a violation, bit flip or not.
+    Served(LogError),
+}
+
 /// Reads batches at `from` and flattens them into (offset, record), with the next fetch offset.
+/// The log must check what it serves; the reader checks every batch again (CRC, body), and a
+/// failure there is [`ReadFailure::Served`].
 fn read_records(
     log: &PartitionLog,
     from: Offset,
     bytes_max: usize,
-) -> Result<(Vec<(i64, Rec)>, Offset), LogError> {
-    let read = log.read(from, bytes_max)?;
+) -> Result<(Vec<(i64, Rec)>, Offset), ReadFailure> {
+    let read = log.read(from, bytes_max).map_err(ReadFailure::Refused)?;
     let mut out = Vec::new();
     for view in split_batches(&read.bytes) {
-        let view = view?;
-        view.validate()?;
-        for record in view.decode()?.iter() {
-            let record = record?;
+        let view = view.map_err(ReadFailure::Served)?;
+        view.validate().map_err(ReadFailure::Served)?;
+        for record in view.decode().map_err(ReadFailure::Served)?.iter() {
+            let record = record.map_err(ReadFailure::Served)?;
             let key = record.key.unwrap_or_default().to_vec();
             let rec = Rec {
                 key,

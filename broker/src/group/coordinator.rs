@@ -221,6 +221,13 @@ impl GroupCoordinator {
         let mut effects = Vec::new();
         for group_id in group_ids {
             let group = self.groups.remove(&group_id).expect("listed above");
+            if matches!(
+                group.state,
+                GroupState::PreparingRebalance | GroupState::CompletingRebalance
+            ) {
+                // The offsets partition moved away in the middle of a rebalance.
+                buggify::probe!("group.coordinator_moved_mid_rebalance");
+            }
             for member in group.members.values() {
                 if let Some(waiting) = member.awaiting_join {
                     effects.push(join_error(waiting, error_code::NOT_COORDINATOR, ""));
@@ -314,6 +321,18 @@ impl GroupCoordinator {
             .map(|m| m.member_id.clone())
             .collect();
         for member_id in expired {
+            // Removing one member may complete a rebalance whose deadline passed, which drops
+            // every member that did not rejoin: an expired member listed here may be gone by
+            // now (a late tick, e.g. after the node was paused).
+            let present = self
+                .groups
+                .get(group_id)
+                .expect("caller checked")
+                .members
+                .contains_key(&member_id);
+            if !present {
+                continue;
+            }
             tracing::debug!(group = group_id, member = %member_id, "session expired");
             self.remove_member(now_ms, group_id, &member_id, effects);
         }

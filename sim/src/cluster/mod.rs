@@ -15,6 +15,7 @@
 //! expected, so only liveness and crashes count (see [`WEAK_FORBIDDEN`]).
 
 pub mod forgery;
+pub mod groups;
 pub mod nemesis;
 pub mod operations;
 pub mod raw_produce;

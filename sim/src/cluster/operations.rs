@@ -100,6 +100,9 @@ pub struct ClientShapes {
     /// selector, and the consumer in the rack of this broker (1..=3), so it reads from that
     /// broker whenever it follows in the ISR.
     pub consumer_rack_broker: Option<u8>,
+    /// A consumer group of this many members (2 or 3) subscribes, commits and churns during
+    /// the faults (`super::groups`).
+    pub group_members: Option<u8>,
 }
 
 /// The rack of broker `node` in a seed whose consumers fetch from followers.
@@ -166,6 +169,11 @@ impl ClientShapes {
                 let mut racks = ChaCha8Rng::seed_from_u64(seed ^ 0x7ac4_0000_0000_0392);
                 racks.gen_bool(0.3).then(|| racks.gen_range(1..=3))
             },
+            // A stream of its own too: every draw above stays as it was.
+            group_members: {
+                let mut groups = ChaCha8Rng::seed_from_u64(seed ^ 0x6a00_0000_0000_0e14);
+                groups.gen_bool(0.3).then(|| groups.gen_range(2..=3))
+            },
         }
     }
 
@@ -206,6 +214,11 @@ impl ClientShapes {
                 rack_of(broker)
             ));
         }
+        if let Some(members) = self.group_members {
+            parts.push(format!(
+                "a consumer group of {members} members churning under faults"
+            ));
+        }
         (!parts.is_empty()).then(|| parts.join(", "))
     }
 }
@@ -238,6 +251,12 @@ mod tests {
             .count();
         assert!((30..=90).contains(&racked), "about 30% of seeds: {racked}");
         assert!((1..=3).all(|b| shapes.iter().any(|s| s.consumer_rack_broker == Some(b))));
+        let grouped = shapes.iter().filter(|s| s.group_members.is_some()).count();
+        assert!(
+            (30..=90).contains(&grouped),
+            "about 30% of seeds: {grouped}"
+        );
+        assert!((2..=3).all(|m| shapes.iter().any(|s| s.group_members == Some(m))));
         assert!(shapes.iter().any(|s| s.describe().is_none()));
     }
 

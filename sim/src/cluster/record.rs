@@ -39,6 +39,9 @@ pub struct Recorder {
     /// Per key (partition): the highest log start offset a consumer was told of. Below it,
     /// retention may have deleted records before anyone read them.
     pub log_starts: BTreeMap<String, u64>,
+    /// Violations the workload's own checks found during the run (the stale-request
+    /// nemesis's answers), first first.
+    pub workload_violations: Vec<String>,
 }
 
 /// How long after healing the report still draws time in full (recovery shows there; the
@@ -69,6 +72,7 @@ impl Recorder {
             isr_sizes: BTreeMap::new(),
             observed_ms: 0,
             log_starts: BTreeMap::new(),
+            workload_violations: Vec::new(),
         }))
     }
 
@@ -197,6 +201,12 @@ impl Recorder {
             .expect("the workload completes only what it invoked");
         self.completions += 1;
         self.event(&format!("p{process} {} {text}", op_type.name()));
+    }
+
+    /// Notes a violation a workload task found in an answer (checked after the safety phase).
+    pub fn workload_violation(&mut self, why: &str) {
+        self.event(&format!("VIOLATION {why}"));
+        self.workload_violations.push(why.to_string());
     }
 
     /// Notes that a leader reported log start `start` for `key`; the highest one counts.

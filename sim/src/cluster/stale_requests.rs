@@ -16,11 +16,12 @@
 //! certain may legitimately be written by a copy (no broker can tell a copy from a late first
 //! delivery), and the history would then judge the "failed" send wrongly.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use client::error::code;
 use client::metadata::MetadataCache;
 use client::pool::ConnectionPool;
 use client::producer::BatchTap;
@@ -40,9 +41,19 @@ const ANY_BROKER_PROBABILITY: f64 = 0.2;
 /// How often a copy is sent twice back to back.
 const TWICE_PROBABILITY: f64 = 0.3;
 
-/// Acknowledged batches, oldest first: (partition, the bytes sent).
+/// Acknowledged batches, oldest first: (partition, the bytes sent), and per partition and
+/// producer id the highest epoch acknowledged there.
 #[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<VecDeque<(i32, Bytes)>>>);
+pub struct Captured(Arc<Mutex<Ring>>);
+
+/// What [`Captured`] holds.
+#[derive(Default)]
+struct Ring {
+    /// The last [`CAPTURED_MAX`] acknowledged batches, oldest first.
+    batches: VecDeque<(i32, Bytes)>,
+    /// (partition, producer id) -> the highest epoch of a batch acknowledged there.
+    epochs: BTreeMap<(i32, i64), i16>,
+}
 
 impl Captured {
     /// The tap a producer hands its acknowledged batches to.
@@ -51,21 +62,33 @@ impl Captured {
         Arc::new(move |topic: &str, partition: i32, batch: Bytes| {
             assert_eq!(topic, TOPIC, "the workload writes one topic");
             let mut ring = ring.lock().expect("never poisoned: no panics inside");
-            if ring.len() == CAPTURED_MAX {
-                ring.pop_front();
+            if let Some((producer_id, epoch, _)) = stamp_of(&batch) {
+                let highest = ring.epochs.entry((partition, producer_id)).or_insert(epoch);
+                *highest = (*highest).max(epoch);
             }
-            ring.push_back((partition, batch));
-            assert!(ring.len() <= CAPTURED_MAX);
+            if ring.batches.len() == CAPTURED_MAX {
+                ring.batches.pop_front();
+            }
+            ring.batches.push_back((partition, batch));
+            assert!(ring.batches.len() <= CAPTURED_MAX);
         })
     }
 
     /// A batch picked by `rng`, if any was captured.
     fn pick(&self, rng: &mut ChaCha8Rng) -> Option<(i32, Bytes)> {
         let ring = self.0.lock().expect("never poisoned: no panics inside");
-        if ring.is_empty() {
+        if ring.batches.is_empty() {
             return None;
         }
-        ring.get(rng.gen_range(0..ring.len())).cloned()
+        ring.batches
+            .get(rng.gen_range(0..ring.batches.len()))
+            .cloned()
+    }
+
+    /// The highest epoch of producer `producer_id` acknowledged on `partition` so far.
+    fn highest_epoch(&self, partition: i32, producer_id: i64) -> Option<i16> {
+        let ring = self.0.lock().expect("never poisoned: no panics inside");
+        ring.epochs.get(&(partition, producer_id)).copied()
     }
 }
 
@@ -113,17 +136,43 @@ pub async fn redeliver(
             addr
         };
         let (producer_id, epoch, sequence) = stamp_of(&batch).unwrap_or((-1, -1, -1));
+        // A later epoch of this producer was acknowledged on this partition: the copy's epoch is
+        // fenced there (every replica that can lead holds the later batch, under strong settings).
+        let fenced = captured
+            .highest_epoch(partition, producer_id)
+            .is_some_and(|highest| highest > epoch);
         for _ in 0..=u8::from(twice) {
             let parts = [(partition, batch.clone())];
             let outcome = super::raw_produce::send(&pool, &addr, -1, timeout_ms, &parts).await;
-            let answer = match outcome.into_iter().next() {
+            let outcome = outcome.into_iter().next();
+            let answer = match &outcome {
                 Some(Ok(offset)) => format!("duplicate at {offset}"),
                 Some(Err(error)) => error.to_string(),
                 None => "no answer".to_string(),
             };
+            let fenced_text = if fenced { " (fenced epoch)" } else { "" };
             lock(&shared).event(&format!(
-                "stale copy t-{partition} producer {producer_id} epoch {epoch} seq {sequence} to {addr}: {answer}"
+                "stale copy t-{partition} producer {producer_id} epoch {epoch} seq {sequence}{fenced_text} to {addr}: {answer}"
             ));
+            // A fenced epoch's batch must be refused for its epoch (INVALID_PRODUCER_EPOCH),
+            // never judged by its sequence: answered as a duplicate or out of order, the broker
+            // compared it with the current epoch's batches (mutant 11).
+            let by_sequence = match &outcome {
+                Some(Ok(_)) => true,
+                Some(Err(error)) => matches!(
+                    error.kafka_code(),
+                    Some(code::OUT_OF_ORDER_SEQUENCE_NUMBER | code::DUPLICATE_SEQUENCE_NUMBER)
+                ),
+                None => false,
+            };
+            if fenced && by_sequence && config.strong {
+                let why = format!(
+                    "stale requests: a copy of producer {producer_id} epoch {epoch} seq \
+                     {sequence} on t-{partition}, whose later epoch was acknowledged there, \
+                     was answered \"{answer}\" instead of INVALID_PRODUCER_EPOCH"
+                );
+                lock(&shared).workload_violation(&why);
+            }
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct WorkloadConfig {
     pub security: client::security::SecurityConfig,
     /// The consumers' `client.rack` (fetch from followers on some seeds).
     pub client_rack: Option<String>,
+    /// The settings promise that no acknowledged record is lost (`ClusterDraw::strong`).
+    pub strong: bool,
 }
 
 /// The client settings every workload client uses.

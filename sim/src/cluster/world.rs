@@ -776,6 +776,7 @@ mod simulated {
                 .clients
                 .consumer_rack_broker
                 .map(crate::cluster::operations::rack_of),
+            strong: draw.strong(),
         };
         let elapsed =
             |begun: Instant| u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -842,6 +843,15 @@ mod simulated {
                 .client
                 .spawn(workload::consume(c, s, consumer_process, stop_at)),
         );
+        let group = super::super::groups::SharedGroup::default();
+        if let Some(members) = draw.clients.group_members {
+            let (c, s, g) = (config.clone(), shared.clone(), group.clone());
+            tasks.push(
+                cluster
+                    .client
+                    .spawn(super::super::groups::run(c, s, g, members, stop_at)),
+            );
+        }
         let (c, s) = (config.clone(), shared.clone());
         tasks.push(cluster.client.spawn(workload::observe(
             c,
@@ -880,6 +890,11 @@ mod simulated {
         for task in tasks {
             task.await.expect("workload tasks do not panic");
         }
+        let workload_violation = lock(&shared).workload_violations.first().cloned();
+        if let Some(why) = &workload_violation {
+            let title = "a broker answer the workload checks broke a promise";
+            lock(&shared).finding(FindingKind::Safety, title, why);
+        }
         let liveness_deadline = Instant::now() + Duration::from_millis(LIVENESS_MS);
         let healthy = {
             let config = config.clone();
@@ -892,7 +907,7 @@ mod simulated {
             let title = "no leader or no full ISR after healing";
             lock(&shared).finding(FindingKind::Liveness, title, why);
         }
-        let mut violation = healthy.err();
+        let mut violation = workload_violation.or(healthy.err());
         if violation.is_none() {
             lock(&shared).phase("final read of acknowledged records");
             let acked = acked_values(&lock(&shared).history.history().clone());
@@ -925,6 +940,60 @@ mod simulated {
                 }
                 other => other.err(),
             };
+        }
+        if let (None, Some(members)) = (&violation, draw.clients.group_members) {
+            // Consumer groups (issue 14 item 1): the history's safety checks, then convergence
+            // and the committed offsets read back after healing.
+            lock(&shared).phase("consumer group checked");
+            let history = group
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
+            lock(&shared).event(&format!(
+                "group history: {} joins, {} commits ({} acknowledged)",
+                history.joins.len(),
+                history.commits.len(),
+                history
+                    .commits
+                    .iter()
+                    .filter(|c| c.answer == super::super::groups::CommitAnswer::Ok)
+                    .count()
+            ));
+            let mut checked = super::super::groups::check(&history);
+            if let Err(why) = &checked {
+                let title = "the consumer group broke a promise";
+                lock(&shared).finding(FindingKind::Safety, title, why);
+            }
+            if checked.is_ok() {
+                let deadline =
+                    Instant::now() + Duration::from_millis(super::super::groups::CONVERGE_MS);
+                let (c, s) = (config.clone(), shared.clone());
+                checked = on_client(
+                    &cluster,
+                    super::super::groups::converge_and_read_back(c, s, group, members, deadline),
+                )
+                .await;
+                let liveness = checked
+                    .as_ref()
+                    .is_err_and(|why| why.starts_with("liveness"));
+                if let Err(why) = &checked {
+                    // Weak settings (min ISR 1, unclean elections) are the brokers' defaults,
+                    // so the offsets topic has them too: a lost commit is allowed there.
+                    let kind = match (liveness, draw.strong()) {
+                        (true, _) => FindingKind::Liveness,
+                        (false, true) => FindingKind::Safety,
+                        (false, false) => FindingKind::Allowed,
+                    };
+                    lock(&shared).finding(kind, "the consumer group after healing", why);
+                }
+                if !liveness && !draw.strong() {
+                    if let Err(why) = &checked {
+                        lock(&shared).event(&format!("allowed by weak settings: {why}"));
+                    }
+                    checked = Ok(());
+                }
+            }
+            violation = checked.err();
         }
         if violation.is_none() {
             // Healed, quiet, every ISR full: every replica must hold the same bytes.
