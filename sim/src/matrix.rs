@@ -206,8 +206,9 @@ impl Promise {
                 "no loss; a retried send may be written twice (duplicate) without idempotence"
             }
             Promise::Weak => {
-                "acknowledged writes may be lost (acks=1 and unclean election: under kills and \
-                 partitions); retries without idempotence may duplicate"
+                "acknowledged writes may be lost (acks=1: under kills and partitions; unclean \
+                 election: once every in-sync copy is gone, in rill only when their disks are, \
+                 as in the wipe family); retries without idempotence may duplicate"
             }
             Promise::NoAck => "no acknowledgement to trust: any send may vanish",
         }
@@ -243,6 +244,11 @@ pub struct SeedOutcome {
     pub unread: u64,
     /// The liveness or set-up failure, if any.
     pub liveness: Option<String>,
+    /// The expected unavailability: every partition leaderless to the end because the wipe
+    /// family's in-sync-copies-lost episode destroyed every in-sync copy and unclean election
+    /// was off ([`crate::cluster::OFFLINE_AFTER_ISR_LOSS`]); kept apart from `liveness`.
+    #[serde(default)]
+    pub offline: Option<String>,
     /// A panic inside the run (a broken invariant in a node, or the harness), if any.
     pub crash: Option<String>,
     /// Client operations completed.
@@ -329,6 +335,8 @@ pub struct Cell {
     pub sends: u64,
     /// Liveness (or set-up) failures.
     pub liveness: Option<Finding>,
+    /// Seeds left offline by design ([`SeedOutcome::offline`]).
+    pub offline: Option<Finding>,
     /// Panics.
     pub crashes: Option<Finding>,
     /// Client operations over all seeds.
@@ -361,6 +369,7 @@ impl Cell {
             unread: None,
             sends: 0,
             liveness: None,
+            offline: None,
             crashes: None,
             steps: 0,
             simulated_ms: 0,
@@ -376,7 +385,7 @@ impl Cell {
         self.steps += o.steps;
         self.simulated_ms += o.simulated_ms;
         self.forbidden.extend(o.forbidden.iter().copied());
-        if o.liveness.is_none() {
+        if o.liveness.is_none() && o.offline.is_none() {
             self.forbidden_live.extend(o.forbidden.iter().copied());
         }
         self.sends += o.sends;
@@ -397,6 +406,7 @@ impl Cell {
         }
         for (slot, text) in [
             (&mut self.liveness, &o.liveness),
+            (&mut self.offline, &o.offline),
             (&mut self.crashes, &o.crash),
         ] {
             if let Some(text) = text {
@@ -626,23 +636,45 @@ impl Deviation {
 fn diagnose(deviation: &Deviation) -> &'static str {
     let settings = deviation.settings;
     match deviation.kind {
-        DeviationKind::NoLossShown if settings.acks == -1 && settings.unclean => {
+        DeviationKind::NoLossShown
+            if settings.acks == -1 && settings.unclean && deviation.family != FaultFamily::Wipe =>
+        {
             "the expectation is Kafka's before KIP-966, not rill's. rill elects uncleanly only \
-             when a partition has no leader and an empty ELR (controller/src/election.rs: \
-             `shrink_and_elect`, `unfence_batch`, `elect_unclean_if_allowed`). The ELR keeps \
-             every replica that left the ISR while it was below min ISR electable across \
-             crashes, since rill's high watermark counts only flushed data (and, since commit \
-             7b02192, a replica reported offline joins the ELR like any other); it empties \
-             only when its members lose flushed bytes. Kills and partitions alone never left \
-             an unclean election as the only way out in these seeds, so the setting never got \
-             the chance to lose anything: under these fault families rill with unclean \
-             election on is as safe as with it off. Not a rill bug. Showing unclean loss \
-             needs a fault that destroys the storage of every ELR member while a stale replica \
-             survives (a disk wipe), which the nemesis does not inject"
+             when a partition has no leader and an empty ELR (`replication::election::\
+             eligible_leaders`, fed by controller/src/election.rs: `shrink_and_elect`, \
+             `unfence_batch`, `register_batch`). The ELR keeps every replica that left the ISR \
+             while it was below min ISR electable across crashes, since rill's high watermark \
+             counts only flushed data (and, since commit 7b02192, a replica reported offline \
+             joins the ELR like any other); a member leaves it only by registering unclean \
+             (its flushed bytes lost: a wiped disk or a quarantined log). Kills and partitions \
+             destroy no disk, so under them an unclean election is never the only way out and \
+             the setting never gets the chance to lose anything: rill with unclean election on \
+             is as safe as with it off. Not a rill bug. The wipe column shows the loss: its \
+             in-sync-copies-lost episode destroys the data disks of both in-sync replicas after \
+             the third was fenced, which empties the ISR and the ELR"
+        }
+        DeviationKind::NoLossShown if settings.unclean && deviation.family == FaultFamily::Wipe => {
+            "not diagnosed: the wipe family's in-sync-copies-lost episode should leave an \
+             unclean election as the only way out in three of four seeds; replay a seed with \
+             --verbose and look for `controller.election.unclean`"
         }
         DeviationKind::NoLossShown => {
             "not diagnosed: the faults of these seeds never moved leadership while acknowledged \
              records existed only on the old leader; more seeds may show it"
+        }
+        DeviationKind::Forbidden(_)
+            if deviation.only_with_liveness && deviation.family == FaultFamily::Wipe =>
+        {
+            "every seed showing it here either failed liveness or was left offline by design \
+             (`offline`): the wipe family's in-sync-copies-lost episode destroyed the data disks \
+             of both in-sync replicas while the third was fenced, so the records acknowledged \
+             after the fence existed on no disk any more. With clean election no replica may \
+             lead (ISR and ELR empty), every partition stays leaderless and the values \
+             acknowledged but not yet polled before the episode are never read: the \
+             unavailability Kafka documents for `unclean.leader.election.enable=false`, after a \
+             fault (two destroyed disks and a stale third) beyond what three replicas survive. \
+             No replica serves a log without them: nothing is read out of place or lost \
+             silently. Not a rill bug"
         }
         DeviationKind::Forbidden(AnomalyClass::Unseen) if deviation.only_with_liveness => {
             "a consequence of the liveness failure in the same cell, not a loss: every seed \
@@ -689,7 +721,18 @@ lose an acknowledged record.\n\
 only in min ISR agree for acks=1 and acks=0 up to the timing of ISR changes.\n\
 - Every seed draws its own timeouts, producer count, buggify rate and fault schedule from the \
 seed alone, so one seed number means the same faults in every row of its column: rows differ \
-only by their settings.\n\n";
+only by their settings.\n\
+- The wipe family holds, beside gated wipes (a node replaced while the other two hold \
+everything acknowledged), one in-sync-copies-lost episode per seed, Kafka's case for unclean \
+election: a node is killed and stays down past the broker session timeout (fenced, out of \
+every ISR, its disk intact and stale), writes go on to the other two, then at one instant the \
+stale node restarts and the other two lose their data disks (their raft logs survive) and come \
+back empty a moment later, registering unclean: ISR and ELR are empty. With unclean election \
+a stale or empty replica leads and what only the destroyed disks held is lost (`lost-write`, \
+`unseen`); without it every partition stays leaderless to the end (`offline`, not counted as \
+a liveness failure: no replica may lead, by design). In a quarter of the seeds one of the two \
+is only killed, its disk intact: it stays in the ELR and leads again when it returns, under \
+either setting, with nothing lost.\n\n";
 
 /// How to run the matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -778,7 +821,13 @@ pub fn run_seed(
                 forbidden: settings.forbidden_in(&seen),
                 sends,
                 unread: sends.saturating_sub(stats.values_read),
-                liveness: checked.liveness,
+                offline: checked
+                    .liveness
+                    .clone()
+                    .filter(|l| l.starts_with(crate::cluster::OFFLINE_AFTER_ISR_LOSS)),
+                liveness: checked
+                    .liveness
+                    .filter(|l| !l.starts_with(crate::cluster::OFFLINE_AFTER_ISR_LOSS)),
                 crash: None,
                 steps: checked.run.steps,
                 simulated_ms: checked.run.simulated_ms,
@@ -799,6 +848,7 @@ pub fn run_seed(
             sends: 0,
             unread: 0,
             liveness: None,
+            offline: None,
             crash: Some(message),
             steps: 0,
             simulated_ms: 0,
@@ -976,6 +1026,12 @@ fn cell_text(cell: &Cell) -> String {
             f.seeds, cell.seeds_run, f.first.0, f.instances, cell.sends
         ));
     }
+    if let Some(f) = &cell.offline {
+        parts.push(format!(
+            "offline {}/{} (seed {})",
+            f.seeds, cell.seeds_run, f.first.0
+        ));
+    }
     for (what, finding) in [("liveness", &cell.liveness), ("panic", &cell.crashes)] {
         if let Some(f) = finding {
             parts.push(format!(
@@ -1000,6 +1056,7 @@ fn findings(cell: &Cell, steps: Option<u64>) -> Vec<String> {
         .map(|(class, f)| (class.name().to_string(), f))
         .chain(cell.unread.iter().map(|f| ("never-read".to_string(), f)))
         .chain(cell.liveness.iter().map(|f| ("liveness".to_string(), f)))
+        .chain(cell.offline.iter().map(|f| ("offline".to_string(), f)))
         .chain(cell.crashes.iter().map(|f| ("panic".to_string(), f)));
     for (name, f) in items {
         out.push(format!(
@@ -1212,6 +1269,9 @@ fn legend_markdown() -> String {
          - `liveness`: after the faults stopped, the cluster did not get every partition a \
          leader and a full ISR, or a fresh consumer could not read every acknowledged value \
          (strong settings only), within the liveness deadline\n\
+         - `offline`: seeds left with every partition leaderless by design: the wipe family's \
+         in-sync-copies-lost episode destroyed every in-sync copy and unclean election was off \
+         (an expected unavailability, not a liveness failure)\n\
          - `panic`: a node or the harness panicked (a broken invariant)\n\
          - verdicts: `clean` nothing seen; `allowed` only what the row's promise allows; \
          `VIOLATED` a forbidden class, a liveness failure or a panic\n",
@@ -1259,6 +1319,11 @@ fn cell_html(cell: &Cell, steps: Option<u64>) -> String {
             cell.liveness
                 .iter()
                 .map(|f| ("liveness".to_string(), true, f)),
+        )
+        .chain(
+            cell.offline
+                .iter()
+                .map(|f| ("offline".to_string(), false, f)),
         )
         .chain(cell.crashes.iter().map(|f| ("panic".to_string(), true, f)));
     let mut any = false;
@@ -1489,6 +1554,7 @@ mod tests {
                 .map(|c| (*c, 2, format!("{c} example")))
                 .collect(),
             liveness: None,
+            offline: None,
             crash: None,
             steps: 100,
             simulated_ms: 20_000,
