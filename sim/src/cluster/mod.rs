@@ -230,9 +230,10 @@ impl Overrides {
 }
 
 /// How a liveness failure begins when the wipe family's in-sync-copies-lost episode destroyed
-/// two data disks while the third replica was fenced, under clean elections: every partition
-/// stays leaderless by design (no ISR or ELR member is left to elect), the unavailability
-/// Kafka documents for `unclean.leader.election.enable=false`. The matrix counts it apart.
+/// two data disks while the third replica was fenced (with min ISR 1, one: the other may have
+/// left the ISR without joining the ELR), under clean elections: the partitions stay
+/// leaderless by design (no ISR or ELR member is left to elect), the unavailability Kafka
+/// documents for `unclean.leader.election.enable=false`. The matrix counts it apart.
 pub const OFFLINE_AFTER_ISR_LOSS: &str =
     "offline as expected (every in-sync copy destroyed, unclean election off): ";
 

@@ -903,8 +903,13 @@ mod simulated {
             .await
         };
         // Two data disks destroyed while the third replica was fenced: no in-sync copy is
-        // left, and only an unclean election gives the partitions a leader again.
-        let isr_lost = cluster.disks_destroyed.len() >= 2 && !draw.unclean;
+        // left, and only an unclean election gives the partitions a leader again. With min ISR
+        // 1 one destroyed disk is enough: when the other, only killed, in-sync replica is
+        // fenced (or re-registers) first, it leaves an ISR that stays at min ISR, so it joins
+        // no ELR (KIP-966: the one left could have committed more alone), and the destroyed one
+        // was the last in-sync copy (seeds 6, 9, 20, 24, 39 of the min ISR 1 wipe cells).
+        let destroyed_needed = if draw.min_isr <= 1 { 1 } else { 2 };
+        let isr_lost = cluster.disks_destroyed.len() >= destroyed_needed && !draw.unclean;
         let healthy = healthy.map_err(|why| {
             if isr_lost {
                 format!("{}{why}", super::super::OFFLINE_AFTER_ISR_LOSS)
