@@ -298,6 +298,10 @@ pub enum Verdict {
     Clean,
     /// Anomalies seen, all of them allowed by the settings.
     Allowed,
+    /// Left offline by design ([`SeedOutcome::offline`]): every in-sync copy destroyed under
+    /// clean elections; any forbidden class was seen only in such seeds (acknowledged values
+    /// the leaderless partitions could not serve).
+    Unavailable,
     /// A forbidden anomaly, a liveness failure or a crash.
     Violated,
 }
@@ -308,6 +312,7 @@ impl Verdict {
         match self {
             Verdict::Clean => "clean",
             Verdict::Allowed => "allowed",
+            Verdict::Unavailable => "unavailable",
             Verdict::Violated => "VIOLATED",
         }
     }
@@ -329,6 +334,8 @@ pub struct Cell {
     /// Of those, the classes some seed showed without also failing liveness (a class only
     /// ever seen beside a liveness failure may be its consequence: unread, not lost).
     pub forbidden_live: BTreeSet<AnomalyClass>,
+    /// The forbidden classes some seed showed that was not left offline by design.
+    pub forbidden_not_offline: BTreeSet<AnomalyClass>,
     /// Seeds where some sent (ok or indeterminate) value was never read; instances are values.
     pub unread: Option<Finding>,
     /// Sends (ok or indeterminate) over all seeds.
@@ -366,6 +373,7 @@ impl Cell {
             anomalies: BTreeMap::new(),
             forbidden: BTreeSet::new(),
             forbidden_live: BTreeSet::new(),
+            forbidden_not_offline: BTreeSet::new(),
             unread: None,
             sends: 0,
             liveness: None,
@@ -387,6 +395,10 @@ impl Cell {
         self.forbidden.extend(o.forbidden.iter().copied());
         if o.liveness.is_none() && o.offline.is_none() {
             self.forbidden_live.extend(o.forbidden.iter().copied());
+        }
+        if o.offline.is_none() {
+            self.forbidden_not_offline
+                .extend(o.forbidden.iter().copied());
         }
         self.sends += o.sends;
         if o.unread > 0 {
@@ -436,8 +448,14 @@ impl Cell {
 
     /// The cell's verdict against its row's promise.
     pub fn verdict(&self) -> Verdict {
-        if self.liveness.is_some() || self.crashes.is_some() || !self.forbidden_seen().is_empty() {
+        assert!(self.forbidden_not_offline.is_subset(&self.forbidden));
+        if self.liveness.is_some()
+            || self.crashes.is_some()
+            || !self.forbidden_not_offline.is_empty()
+        {
             Verdict::Violated
+        } else if self.offline.is_some() {
+            Verdict::Unavailable
         } else if self.anomalies.is_empty() && !self.loss_seen() {
             Verdict::Clean
         } else {
@@ -665,16 +683,17 @@ fn diagnose(deviation: &Deviation) -> &'static str {
         DeviationKind::Forbidden(_)
             if deviation.only_with_liveness && deviation.family == FaultFamily::Wipe =>
         {
-            "every seed showing it here either failed liveness or was left offline by design \
-             (`offline`): the wipe family's in-sync-copies-lost episode destroyed the data disks \
-             of both in-sync replicas while the third was fenced, so the records acknowledged \
-             after the fence existed on no disk any more. With clean election no replica may \
-             lead (ISR and ELR empty), every partition stays leaderless and the values \
-             acknowledged but not yet polled before the episode are never read: the \
-             unavailability Kafka documents for `unclean.leader.election.enable=false`, after a \
-             fault (two destroyed disks and a stale third) beyond what three replicas survive. \
-             No replica serves a log without them: nothing is read out of place or lost \
-             silently. Not a rill bug"
+            "every seed showing it here was left offline by design (`offline`) or failed \
+             liveness: the wipe family's in-sync-copies-lost episode destroyed the data disks \
+             of both in-sync replicas while the third was fenced (with min ISR 1, sometimes of \
+             one: the other, only killed, left an ISR that stayed at min ISR, so it joined no \
+             ELR), so the records acknowledged after the fence existed on no eligible replica. \
+             With clean election no replica may lead (ISR and ELR empty), the partitions stay \
+             leaderless and the values acknowledged but not yet polled before the episode are \
+             never read: the unavailability Kafka documents for \
+             `unclean.leader.election.enable=false`, after a fault (the in-sync disks destroyed, \
+             the third replica stale) beyond what three replicas survive. No replica serves a \
+             log without them: nothing is read out of place or lost silently. Not a rill bug"
         }
         DeviationKind::Forbidden(AnomalyClass::Unseen) if deviation.only_with_liveness => {
             "a consequence of the liveness failure in the same cell, not a loss: every seed \
@@ -727,12 +746,14 @@ everything acknowledged), one in-sync-copies-lost episode per seed, Kafka's case
 election: a node is killed and stays down past the broker session timeout (fenced, out of \
 every ISR, its disk intact and stale), writes go on to the other two, then at one instant the \
 stale node restarts and the other two lose their data disks (their raft logs survive) and come \
-back empty a moment later, registering unclean: ISR and ELR are empty. With unclean election \
+back empty a moment later, registering unclean: ISR and ELR are empty. (With min ISR 1 one \
+destroyed disk can be enough: the other, only killed, may leave an ISR that stays at min ISR \
+first, and KIP-966 keeps no ELR then.) With unclean election \
 a stale or empty replica leads and what only the destroyed disks held is lost (`lost-write`, \
 `unseen`); without it every partition stays leaderless to the end (`offline`, not counted as \
 a liveness failure: no replica may lead, by design). In a quarter of the seeds one of the two \
-is only killed, its disk intact: it stays in the ELR and leads again when it returns, under \
-either setting, with nothing lost.\n\n";
+is only killed, its disk intact: with min ISR 2 it stays in the ELR and leads again when it \
+returns, under either setting, with nothing lost.\n\n";
 
 /// How to run the matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1274,7 +1295,8 @@ fn legend_markdown() -> String {
          (an expected unavailability, not a liveness failure)\n\
          - `panic`: a node or the harness panicked (a broken invariant)\n\
          - verdicts: `clean` nothing seen; `allowed` only what the row's promise allows; \
-         `VIOLATED` a forbidden class, a liveness failure or a panic\n",
+         `unavailable` some seeds left offline by design (`offline`), any forbidden class seen \
+         only in them; `VIOLATED` a forbidden class, a liveness failure or a panic\n",
     );
     md
 }
@@ -1294,6 +1316,7 @@ fn colour(cell: &Cell) -> &'static str {
         Verdict::Allowed if cell.loss_seen() => "#ffd9a0",
         Verdict::Allowed => "#fff3b0",
         Verdict::Violated => "#f4a6a6",
+        Verdict::Unavailable => "#cfe0f4",
     }
 }
 
@@ -1379,6 +1402,7 @@ pub fn render_html(matrix: &Matrix) -> String {
         "<p class=key><span style=\"background:#c8ecc8\">clean: nothing seen</span>\
          <span style=\"background:#fff3b0\">allowed anomalies, no loss</span>\
          <span style=\"background:#ffd9a0\">allowed loss of acknowledged writes</span>\
+         <span style=\"background:#cfe0f4\">unavailable by design: every in-sync copy destroyed, clean election</span>\
          <span style=\"background:#f4a6a6\">VIOLATED: forbidden anomaly, liveness or panic</span></p>",
     );
     html.push_str(&grid_html(matrix));
@@ -1631,6 +1655,38 @@ mod tests {
         assert_eq!(strong_cell.forbidden_seen(), vec![LostWrite, Unseen]);
         let clean = Cell::aggregate(strong(), Some(FaultFamily::Kills), &outcomes[1..2]);
         assert_eq!(clean.verdict(), Verdict::Clean);
+    }
+
+    #[test]
+    fn a_forbidden_class_only_beside_a_by_design_offline_end_is_unavailable_not_violated() {
+        use AnomalyClass::*;
+        let mut offline = outcome(1, FaultFamily::Wipe, &[Unseen]);
+        offline.offline = Some(format!(
+            "{}liveness: no leader",
+            crate::cluster::OFFLINE_AFTER_ISR_LOSS
+        ));
+        let passing = outcome(2, FaultFamily::Wipe, &[]);
+        let cell = Cell::aggregate(
+            strong(),
+            Some(FaultFamily::Wipe),
+            &[offline.clone(), passing.clone()],
+        );
+        assert_eq!(cell.verdict(), Verdict::Unavailable);
+        assert!(cell.liveness.is_none());
+        assert!(cell_text(&cell).contains("offline 1/2 (seed 1)"));
+        let deviations: Vec<Deviation> = Matrix {
+            params: params(),
+            cells: vec![cell],
+            rows: Vec::new(),
+        }
+        .deviations();
+        assert_eq!(deviations.len(), 1, "{deviations:?}");
+        assert!(deviations[0].only_with_liveness);
+        assert!(deviations[0].diagnosis().contains("in-sync-copies-lost"));
+        // The same class in a seed that was not offline still violates the promise.
+        let lost = outcome(3, FaultFamily::Wipe, &[Unseen]);
+        let cell = Cell::aggregate(strong(), Some(FaultFamily::Wipe), &[offline, passing, lost]);
+        assert_eq!(cell.verdict(), Verdict::Violated);
     }
 
     #[test]
