@@ -206,8 +206,9 @@ impl Promise {
                 "no loss; a retried send may be written twice (duplicate) without idempotence"
             }
             Promise::Weak => {
-                "acknowledged writes may be lost (acks=1 and unclean election: under kills and \
-                 partitions); retries without idempotence may duplicate"
+                "acknowledged writes may be lost (acks=1: under kills and partitions; unclean \
+                 election: once every in-sync copy is gone, in rill only when their disks are, \
+                 as in the wipe family); retries without idempotence may duplicate"
             }
             Promise::NoAck => "no acknowledgement to trust: any send may vanish",
         }
@@ -243,6 +244,11 @@ pub struct SeedOutcome {
     pub unread: u64,
     /// The liveness or set-up failure, if any.
     pub liveness: Option<String>,
+    /// The expected unavailability: every partition leaderless to the end because the wipe
+    /// family's in-sync-copies-lost episode destroyed every in-sync copy and unclean election
+    /// was off ([`crate::cluster::OFFLINE_AFTER_ISR_LOSS`]); kept apart from `liveness`.
+    #[serde(default)]
+    pub offline: Option<String>,
     /// A panic inside the run (a broken invariant in a node, or the harness), if any.
     pub crash: Option<String>,
     /// Client operations completed.
@@ -292,6 +298,10 @@ pub enum Verdict {
     Clean,
     /// Anomalies seen, all of them allowed by the settings.
     Allowed,
+    /// Left offline by design ([`SeedOutcome::offline`]): every in-sync copy destroyed under
+    /// clean elections; any forbidden class was seen only in such seeds (acknowledged values
+    /// the leaderless partitions could not serve).
+    Unavailable,
     /// A forbidden anomaly, a liveness failure or a crash.
     Violated,
 }
@@ -302,6 +312,7 @@ impl Verdict {
         match self {
             Verdict::Clean => "clean",
             Verdict::Allowed => "allowed",
+            Verdict::Unavailable => "unavailable",
             Verdict::Violated => "VIOLATED",
         }
     }
@@ -323,12 +334,16 @@ pub struct Cell {
     /// Of those, the classes some seed showed without also failing liveness (a class only
     /// ever seen beside a liveness failure may be its consequence: unread, not lost).
     pub forbidden_live: BTreeSet<AnomalyClass>,
+    /// The forbidden classes some seed showed that was not left offline by design.
+    pub forbidden_not_offline: BTreeSet<AnomalyClass>,
     /// Seeds where some sent (ok or indeterminate) value was never read; instances are values.
     pub unread: Option<Finding>,
     /// Sends (ok or indeterminate) over all seeds.
     pub sends: u64,
     /// Liveness (or set-up) failures.
     pub liveness: Option<Finding>,
+    /// Seeds left offline by design ([`SeedOutcome::offline`]).
+    pub offline: Option<Finding>,
     /// Panics.
     pub crashes: Option<Finding>,
     /// Client operations over all seeds.
@@ -358,9 +373,11 @@ impl Cell {
             anomalies: BTreeMap::new(),
             forbidden: BTreeSet::new(),
             forbidden_live: BTreeSet::new(),
+            forbidden_not_offline: BTreeSet::new(),
             unread: None,
             sends: 0,
             liveness: None,
+            offline: None,
             crashes: None,
             steps: 0,
             simulated_ms: 0,
@@ -376,8 +393,12 @@ impl Cell {
         self.steps += o.steps;
         self.simulated_ms += o.simulated_ms;
         self.forbidden.extend(o.forbidden.iter().copied());
-        if o.liveness.is_none() {
+        if o.liveness.is_none() && o.offline.is_none() {
             self.forbidden_live.extend(o.forbidden.iter().copied());
+        }
+        if o.offline.is_none() {
+            self.forbidden_not_offline
+                .extend(o.forbidden.iter().copied());
         }
         self.sends += o.sends;
         if o.unread > 0 {
@@ -397,6 +418,7 @@ impl Cell {
         }
         for (slot, text) in [
             (&mut self.liveness, &o.liveness),
+            (&mut self.offline, &o.offline),
             (&mut self.crashes, &o.crash),
         ] {
             if let Some(text) = text {
@@ -426,8 +448,14 @@ impl Cell {
 
     /// The cell's verdict against its row's promise.
     pub fn verdict(&self) -> Verdict {
-        if self.liveness.is_some() || self.crashes.is_some() || !self.forbidden_seen().is_empty() {
+        assert!(self.forbidden_not_offline.is_subset(&self.forbidden));
+        if self.liveness.is_some()
+            || self.crashes.is_some()
+            || !self.forbidden_not_offline.is_empty()
+        {
             Verdict::Violated
+        } else if self.offline.is_some() {
+            Verdict::Unavailable
         } else if self.anomalies.is_empty() && !self.loss_seen() {
             Verdict::Clean
         } else {
@@ -626,23 +654,46 @@ impl Deviation {
 fn diagnose(deviation: &Deviation) -> &'static str {
     let settings = deviation.settings;
     match deviation.kind {
-        DeviationKind::NoLossShown if settings.acks == -1 && settings.unclean => {
+        DeviationKind::NoLossShown
+            if settings.acks == -1 && settings.unclean && deviation.family != FaultFamily::Wipe =>
+        {
             "the expectation is Kafka's before KIP-966, not rill's. rill elects uncleanly only \
-             when a partition has no leader and an empty ELR (controller/src/election.rs: \
-             `shrink_and_elect`, `unfence_batch`, `elect_unclean_if_allowed`). The ELR keeps \
-             every replica that left the ISR while it was below min ISR electable across \
-             crashes, since rill's high watermark counts only flushed data (and, since commit \
-             7b02192, a replica reported offline joins the ELR like any other); it empties \
-             only when its members lose flushed bytes. Kills and partitions alone never left \
-             an unclean election as the only way out in these seeds, so the setting never got \
-             the chance to lose anything: under these fault families rill with unclean \
-             election on is as safe as with it off. Not a rill bug. Showing unclean loss \
-             needs a fault that destroys the storage of every ELR member while a stale replica \
-             survives (a disk wipe), which the nemesis does not inject"
+             when a partition has no leader and an empty ELR (`replication::election::\
+             eligible_leaders`, fed by controller/src/election.rs: `shrink_and_elect`, \
+             `unfence_batch`, `register_batch`). The ELR keeps every replica that left the ISR \
+             while it was below min ISR electable across crashes, since rill's high watermark \
+             counts only flushed data (and, since commit 7b02192, a replica reported offline \
+             joins the ELR like any other); a member leaves it only by registering unclean \
+             (its flushed bytes lost: a wiped disk or a quarantined log). Kills and partitions \
+             destroy no disk, so under them an unclean election is never the only way out and \
+             the setting never gets the chance to lose anything: rill with unclean election on \
+             is as safe as with it off. Not a rill bug. The wipe column shows the loss: its \
+             in-sync-copies-lost episode destroys the data disks of both in-sync replicas after \
+             the third was fenced, which empties the ISR and the ELR"
+        }
+        DeviationKind::NoLossShown if settings.unclean && deviation.family == FaultFamily::Wipe => {
+            "not diagnosed: the wipe family's in-sync-copies-lost episode should leave an \
+             unclean election as the only way out in three of four seeds; replay a seed with \
+             --verbose and look for `controller.election.unclean`"
         }
         DeviationKind::NoLossShown => {
             "not diagnosed: the faults of these seeds never moved leadership while acknowledged \
              records existed only on the old leader; more seeds may show it"
+        }
+        DeviationKind::Forbidden(_)
+            if deviation.only_with_liveness && deviation.family == FaultFamily::Wipe =>
+        {
+            "every seed showing it here was left offline by design (`offline`) or failed \
+             liveness: the wipe family's in-sync-copies-lost episode destroyed the data disks \
+             of both in-sync replicas while the third was fenced (with min ISR 1, sometimes of \
+             one: the other, only killed, left an ISR that stayed at min ISR, so it joined no \
+             ELR), so the records acknowledged after the fence existed on no eligible replica. \
+             With clean election no replica may lead (ISR and ELR empty), the partitions stay \
+             leaderless and the values acknowledged but not yet polled before the episode are \
+             never read: the unavailability Kafka documents for \
+             `unclean.leader.election.enable=false`, after a fault (the in-sync disks destroyed, \
+             the third replica stale) beyond what three replicas survive. No replica serves a \
+             log without them: nothing is read out of place or lost silently. Not a rill bug"
         }
         DeviationKind::Forbidden(AnomalyClass::Unseen) if deviation.only_with_liveness => {
             "a consequence of the liveness failure in the same cell, not a loss: every seed \
@@ -689,7 +740,20 @@ lose an acknowledged record.\n\
 only in min ISR agree for acks=1 and acks=0 up to the timing of ISR changes.\n\
 - Every seed draws its own timeouts, producer count, buggify rate and fault schedule from the \
 seed alone, so one seed number means the same faults in every row of its column: rows differ \
-only by their settings.\n\n";
+only by their settings.\n\
+- The wipe family holds, beside gated wipes (a node replaced while the other two hold \
+everything acknowledged), one in-sync-copies-lost episode per seed, Kafka's case for unclean \
+election: a node is killed and stays down past the broker session timeout (fenced, out of \
+every ISR, its disk intact and stale), writes go on to the other two, then at one instant the \
+stale node restarts and the other two lose their data disks (their raft logs survive) and come \
+back empty a moment later, registering unclean: ISR and ELR are empty. (With min ISR 1 one \
+destroyed disk can be enough: the other, only killed, may leave an ISR that stays at min ISR \
+first, and KIP-966 keeps no ELR then.) With unclean election \
+a stale or empty replica leads and what only the destroyed disks held is lost (`lost-write`, \
+`unseen`); without it every partition stays leaderless to the end (`offline`, not counted as \
+a liveness failure: no replica may lead, by design). In a quarter of the seeds one of the two \
+is only killed, its disk intact: with min ISR 2 it stays in the ELR and leads again when it \
+returns, under either setting, with nothing lost.\n\n";
 
 /// How to run the matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -778,7 +842,13 @@ pub fn run_seed(
                 forbidden: settings.forbidden_in(&seen),
                 sends,
                 unread: sends.saturating_sub(stats.values_read),
-                liveness: checked.liveness,
+                offline: checked
+                    .liveness
+                    .clone()
+                    .filter(|l| l.starts_with(crate::cluster::OFFLINE_AFTER_ISR_LOSS)),
+                liveness: checked
+                    .liveness
+                    .filter(|l| !l.starts_with(crate::cluster::OFFLINE_AFTER_ISR_LOSS)),
                 crash: None,
                 steps: checked.run.steps,
                 simulated_ms: checked.run.simulated_ms,
@@ -799,6 +869,7 @@ pub fn run_seed(
             sends: 0,
             unread: 0,
             liveness: None,
+            offline: None,
             crash: Some(message),
             steps: 0,
             simulated_ms: 0,
@@ -944,6 +1015,12 @@ fn cell_text(cell: &Cell) -> String {
             f.seeds, cell.seeds_run, f.first.0, f.instances, cell.sends
         ));
     }
+    if let Some(f) = &cell.offline {
+        parts.push(format!(
+            "offline {}/{} (seed {})",
+            f.seeds, cell.seeds_run, f.first.0
+        ));
+    }
     for (what, finding) in [("liveness", &cell.liveness), ("panic", &cell.crashes)] {
         if let Some(f) = finding {
             parts.push(format!(
@@ -968,6 +1045,7 @@ fn findings(cell: &Cell, steps: Option<u64>) -> Vec<String> {
         .map(|(class, f)| (class.name().to_string(), f))
         .chain(cell.unread.iter().map(|f| ("never-read".to_string(), f)))
         .chain(cell.liveness.iter().map(|f| ("liveness".to_string(), f)))
+        .chain(cell.offline.iter().map(|f| ("offline".to_string(), f)))
         .chain(cell.crashes.iter().map(|f| ("panic".to_string(), f)));
     for (name, f) in items {
         out.push(format!(
@@ -1180,9 +1258,13 @@ fn legend_markdown() -> String {
          - `liveness`: after the faults stopped, the cluster did not get every partition a \
          leader and a full ISR, or a fresh consumer could not read every acknowledged value \
          (strong settings only), within the liveness deadline\n\
+         - `offline`: seeds left with every partition leaderless by design: the wipe family's \
+         in-sync-copies-lost episode destroyed every in-sync copy and unclean election was off \
+         (an expected unavailability, not a liveness failure)\n\
          - `panic`: a node or the harness panicked (a broken invariant)\n\
          - verdicts: `clean` nothing seen; `allowed` only what the row's promise allows; \
-         `VIOLATED` a forbidden class, a liveness failure or a panic\n",
+         `unavailable` some seeds left offline by design (`offline`), any forbidden class seen \
+         only in them; `VIOLATED` a forbidden class, a liveness failure or a panic\n",
     );
     md
 }
@@ -1202,6 +1284,7 @@ fn colour(cell: &Cell) -> &'static str {
         Verdict::Allowed if cell.loss_seen() => "#ffd9a0",
         Verdict::Allowed => "#fff3b0",
         Verdict::Violated => "#f4a6a6",
+        Verdict::Unavailable => "#cfe0f4",
     }
 }
 
@@ -1227,6 +1310,11 @@ fn cell_html(cell: &Cell, steps: Option<u64>) -> String {
             cell.liveness
                 .iter()
                 .map(|f| ("liveness".to_string(), true, f)),
+        )
+        .chain(
+            cell.offline
+                .iter()
+                .map(|f| ("offline".to_string(), false, f)),
         )
         .chain(cell.crashes.iter().map(|f| ("panic".to_string(), true, f)));
     let mut any = false;
@@ -1282,6 +1370,7 @@ pub fn render_html(matrix: &Matrix) -> String {
         "<p class=key><span style=\"background:#c8ecc8\">clean: nothing seen</span>\
          <span style=\"background:#fff3b0\">allowed anomalies, no loss</span>\
          <span style=\"background:#ffd9a0\">allowed loss of acknowledged writes</span>\
+         <span style=\"background:#cfe0f4\">unavailable by design: every in-sync copy destroyed, clean election</span>\
          <span style=\"background:#f4a6a6\">VIOLATED: forbidden anomaly, liveness or panic</span></p>",
     );
     html.push_str(&grid_html(matrix));
@@ -1457,6 +1546,7 @@ mod tests {
                 .map(|c| (*c, 2, format!("{c} example")))
                 .collect(),
             liveness: None,
+            offline: None,
             crash: None,
             steps: 100,
             simulated_ms: 20_000,
@@ -1533,6 +1623,38 @@ mod tests {
         assert_eq!(strong_cell.forbidden_seen(), vec![LostWrite, Unseen]);
         let clean = Cell::aggregate(strong(), Some(FaultFamily::Kills), &outcomes[1..2]);
         assert_eq!(clean.verdict(), Verdict::Clean);
+    }
+
+    #[test]
+    fn a_forbidden_class_only_beside_a_by_design_offline_end_is_unavailable_not_violated() {
+        use AnomalyClass::*;
+        let mut offline = outcome(1, FaultFamily::Wipe, &[Unseen]);
+        offline.offline = Some(format!(
+            "{}liveness: no leader",
+            crate::cluster::OFFLINE_AFTER_ISR_LOSS
+        ));
+        let passing = outcome(2, FaultFamily::Wipe, &[]);
+        let cell = Cell::aggregate(
+            strong(),
+            Some(FaultFamily::Wipe),
+            &[offline.clone(), passing.clone()],
+        );
+        assert_eq!(cell.verdict(), Verdict::Unavailable);
+        assert!(cell.liveness.is_none());
+        assert!(cell_text(&cell).contains("offline 1/2 (seed 1)"));
+        let deviations: Vec<Deviation> = Matrix {
+            params: params(),
+            cells: vec![cell],
+            rows: Vec::new(),
+        }
+        .deviations();
+        assert_eq!(deviations.len(), 1, "{deviations:?}");
+        assert!(deviations[0].only_with_liveness);
+        assert!(deviations[0].diagnosis().contains("in-sync-copies-lost"));
+        // The same class in a seed that was not offline still violates the promise.
+        let lost = outcome(3, FaultFamily::Wipe, &[Unseen]);
+        let cell = Cell::aggregate(strong(), Some(FaultFamily::Wipe), &[offline, passing, lost]);
+        assert_eq!(cell.verdict(), Verdict::Violated);
     }
 
     #[test]

@@ -750,6 +750,7 @@ mod tests {
                 sends: 40,
                 unread: 2,
                 liveness: None,
+                offline: None,
                 crash: Some("panic".to_string()),
                 steps: 50,
                 simulated_ms: 20_000,

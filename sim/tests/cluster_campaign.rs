@@ -142,25 +142,32 @@ fn disk_seeds_that_repair_in_place_pass() {
     }
 }
 
-/// The first seed of `family` whose schedule holds a fault labelled with `label`.
-fn first_seed_with(
+/// The seeds of `family` (of 1..=200, in order) whose schedule holds a fault labelled with
+/// `label` and that can pass under the default settings.
+fn seeds_with(
     family: sim::cluster::FaultFamily,
     label: &str,
-) -> (u64, sim::cluster::Overrides) {
+) -> (Vec<u64>, sim::cluster::Overrides) {
     let overrides = sim::cluster::Overrides {
         faults: Some(family),
         ..sim::cluster::Overrides::default()
     };
-    let seed = (1..=200)
-        .find(|&seed| {
+    let seeds: Vec<u64> = (1..=200)
+        .filter(|&seed| {
             let draw = sim::cluster::ClusterDraw::from_seed_with(seed, &overrides);
-            draw.schedule
-                .faults
+            let faults = &draw.schedule.faults;
+            // The wipe family's in-sync-copies-lost episode leaves every partition offline for
+            // good under clean elections when it destroys both in-sync copies: not a seed
+            // that passes.
+            let destroyed = faults
                 .iter()
-                .any(|f| f.fault.label().contains(label))
+                .filter(|f| matches!(f.fault, sim::cluster::nemesis::Fault::LoseDisk { .. }))
+                .count();
+            destroyed < 2 && faults.iter().any(|f| f.fault.label().contains(label))
         })
-        .unwrap_or_else(|| panic!("some seed of 1..=200 draws `{label}`"));
-    (seed, overrides)
+        .collect();
+    assert!(!seeds.is_empty(), "some seed of 1..=200 draws `{label}`");
+    (seeds, overrides)
 }
 
 /// The faults of issue 14 each reach a run that passes and ends with the replicas compared:
@@ -175,16 +182,22 @@ fn power_loss_frozen_process_clock_jump_and_wipe_seeds_pass_with_replicas_compar
         (FaultFamily::Clock, "clock n"),
         (FaultFamily::Wipe, "wipe n"),
     ] {
-        let (seed, overrides) = first_seed_with(family, label);
+        let (seeds, overrides) = seeds_with(family, label);
         let scenario: Arc<dyn Scenario> =
             Arc::new(ClusterScenario::new(Some(TEST_SENDS), None).with_overrides(overrides));
-        let run = run_passing_seed(&scenario, seed);
+        // Not only scheduled: a wipe may be skipped while a copy could be the last one, so
+        // the first of the wipe family's first four candidates that applied one.
+        let tries = if family == FaultFamily::Wipe { 4 } else { 1 };
+        let (seed, run) = seeds
+            .iter()
+            .take(tries)
+            .map(|&seed| (seed, run_passing_seed(&scenario, seed)))
+            .find(|(_, run)| {
+                let events = run.trace.events();
+                events.iter().any(|e| e.contains(&format!("FAULT {label}")))
+            })
+            .unwrap_or_else(|| panic!("one of seeds {seeds:?} applied `{label}`"));
         let events = run.trace.events();
-        // Not only scheduled: a wipe may be skipped while a copy could be the last one.
-        assert!(
-            events.iter().any(|e| e.contains(&format!("FAULT {label}"))),
-            "seed {seed}: the `{label}` fault was applied"
-        );
         assert!(
             events
                 .iter()

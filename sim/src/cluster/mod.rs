@@ -230,6 +230,14 @@ impl Overrides {
     }
 }
 
+/// How a liveness failure begins when the wipe family's in-sync-copies-lost episode destroyed
+/// two data disks while the third replica was fenced (with min ISR 1, one: the other may have
+/// left the ISR without joining the ELR), under clean elections: the partitions stay
+/// leaderless by design (no ISR or ELR member is left to elect), the unavailability Kafka
+/// documents for `unclean.leader.election.enable=false`. The matrix counts it apart.
+pub const OFFLINE_AFTER_ISR_LOSS: &str =
+    "offline as expected (every in-sync copy destroyed, unclean election off): ";
+
 /// How the nodes are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -392,7 +400,7 @@ impl ClusterDraw {
         // Codecs come from a stream of their own: drawing them shifts none of the draws above,
         // so a seed's timings and faults are what they were before codecs were drawn.
         let mut codecs = ChaCha8Rng::seed_from_u64(seed ^ 0xc0de_c000_0000_0013);
-        ClusterDraw {
+        let mut draw = ClusterDraw {
             acks,
             min_isr: overrides.min_isr.unwrap_or(2),
             unclean: overrides.unclean.unwrap_or(false),
@@ -429,7 +437,19 @@ impl ClusterDraw {
             } else {
                 ClientShapes::draw(seed)
             },
+        };
+        // The wipe family's in-sync-copies-lost episode (the way to an unclean election), from
+        // a stream of its own: only where the family is fixed, so the default campaign's draw
+        // stays what it was.
+        if overrides.faults == Some(FaultFamily::Wipe) {
+            let mut isr_loss = ChaCha8Rng::seed_from_u64(seed ^ 0x15a1_0550_0000_0029);
+            draw.schedule.add_isr_loss(
+                &mut isr_loss,
+                draw.safety_ms,
+                draw.broker_session_timeout_ms,
+            );
         }
+        draw
     }
 
     /// The topic configs the run creates its topic with, beside `min.insync.replicas`.

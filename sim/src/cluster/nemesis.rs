@@ -112,6 +112,15 @@ pub enum Fault {
         /// The broker id.
         node: u8,
     },
+    /// The node's process is killed and its data disk destroyed: every partition log goes,
+    /// the controller's raft log (on a disk of its own, as KRaft's `metadata.log.dir` may be)
+    /// stays. Never gated: the wipe family's in-sync-copies-lost episode
+    /// ([`FaultSchedule::add_isr_loss`]) destroys the last up-to-date copies on purpose. It
+    /// comes back empty at its `Restart` (or at healing) and registers unclean.
+    LoseDisk {
+        /// The broker id.
+        node: u8,
+    },
     /// The node's wall clock jumps by `delta_ms` (back when negative), as when NTP steps a
     /// clock or a VM resumes: record timestamps, segment ages and retention see it; the
     /// monotonic clock does not jump. Jumps are not undone at healing: skew is lived with.
@@ -171,6 +180,7 @@ impl Fault {
             | Fault::DiskFaults { node, .. }
             | Fault::DiskHeal { node }
             | Fault::Wipe { node }
+            | Fault::LoseDisk { node }
             | Fault::ClockJump { node, .. } => vec![*node],
             Fault::Forge { node } => vec![*node],
             Fault::Partition { a, b } => vec![*a, *b],
@@ -209,6 +219,7 @@ impl Fault {
             ),
             Fault::DiskHeal { node } => format!("disk heal n{node}"),
             Fault::Wipe { node } => format!("wipe n{node}"),
+            Fault::LoseDisk { node } => format!("data disk of n{node} destroyed"),
             Fault::ClockJump { node, delta_ms } => format!("clock n{node} jumps {delta_ms:+} ms"),
             Fault::Forge { node } => format!("forged frames to n{node}"),
         }
@@ -526,6 +537,95 @@ impl FaultSchedule {
             .expect("drawn wipes keep the schedule valid");
     }
 
+    /// Adds the wipe family's in-sync-copies-lost episode, drawn from `rng` (a stream of its
+    /// own): the one way rill (KIP-966) reaches an unclean election. A node `s` is killed and
+    /// stays down past the broker session timeout, so the controller fences it and it leaves
+    /// every ISR while the other two stay in sync (min ISR 2 or 1: no ELR is kept); records
+    /// acknowledged from then on are on the other two only. Then, at one instant, `s` restarts
+    /// on its intact, stale disk and the other two lose their data disks (`LoseDisk`; their raft
+    /// logs stay, so a combined node's controller quorum survives) and come back empty a moment
+    /// later, registering unclean: out of every ISR and ELR. With
+    /// `unclean.leader.election.enable` a stale or empty replica is elected and the records only
+    /// the destroyed disks held are lost; without it every partition stays leaderless for good.
+    /// In a quarter of the episodes one of the two is only killed (its disk intact): it stays in
+    /// the ELR and leads again when it returns, under either setting, with nothing lost.
+    /// Wipes drawn before (`add_wipes`) whose span meets the episode's, widened by a second
+    /// each way, are dropped: the episode is the only fault while it lasts.
+    pub fn add_isr_loss(&mut self, rng: &mut ChaCha8Rng, safety_ms: u64, session_timeout_ms: u64) {
+        // Fenced and out of every ISR by then (the controller ticks every 50-100 ms).
+        let fenced_ms = session_timeout_ms + 1_000;
+        let writes_ms = rng.gen_range(500..=2_000);
+        let latest_ms = safety_ms.saturating_sub(300);
+        let killed_ms = rng
+            .gen_range(300..=3_000)
+            .min(latest_ms.saturating_sub(fenced_ms + writes_ms))
+            .max(100);
+        let lost_ms = (killed_ms + fenced_ms + writes_ms).min(latest_ms);
+        assert!(
+            lost_ms >= killed_ms + fenced_ms,
+            "a safety phase of 10 s fits a session of 8 s"
+        );
+        let stale = node(rng);
+        let first = other(rng, stale);
+        let second = (1..=NODES)
+            .find(|&n| n != stale && n != first)
+            .expect("three nodes");
+        let both_destroyed = rng.gen_bool(0.75);
+        let back_first_ms = lost_ms + rng.gen_range(200..=1_000);
+        let back_second_ms = back_first_ms + rng.gen_range(200..=2_000);
+        let second_fault = if both_destroyed {
+            Fault::LoseDisk { node: second }
+        } else {
+            Fault::Kill { node: second }
+        };
+        self.drop_wipes_within(killed_ms.saturating_sub(1_000), back_second_ms + 1_000);
+        for (at_ms, fault) in [
+            (killed_ms, Fault::Kill { node: stale }),
+            (lost_ms, Fault::LoseDisk { node: first }),
+            (lost_ms, second_fault),
+            (lost_ms, Fault::Restart { node: stale }),
+            (back_first_ms, Fault::Restart { node: first }),
+            (back_second_ms, Fault::Restart { node: second }),
+        ] {
+            if self.faults.len() < SCHEDULE_FAULTS_MAX {
+                self.faults.push(ScheduledFault { at_ms, fault });
+            }
+        }
+        self.faults.sort_by_key(|f| f.at_ms);
+        self.validate()
+            .expect("an in-sync-copies-lost episode keeps the schedule valid");
+    }
+
+    /// Drops every wipe (and the restart that ends it) whose span meets `[from_ms, to_ms]`.
+    pub fn drop_wipes_within(&mut self, from_ms: u64, to_ms: u64) {
+        let mut dropped = Vec::new();
+        let mut wiped_at: Vec<Option<usize>> = vec![None; usize::from(NODES)];
+        let mut keep = vec![true; self.faults.len()];
+        for (i, scheduled) in self.faults.iter().enumerate() {
+            match scheduled.fault {
+                Fault::Wipe { node } => wiped_at[usize::from(node - 1)] = Some(i),
+                Fault::Restart { node } => {
+                    if let Some(w) = wiped_at[usize::from(node - 1)].take() {
+                        let begins = self.faults[w].at_ms;
+                        if begins <= to_ms && scheduled.at_ms >= from_ms {
+                            dropped.push(w);
+                            dropped.push(i);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for i in dropped {
+            keep[i] = false;
+        }
+        let mut index = 0;
+        self.faults.retain(|_| {
+            index += 1;
+            keep[index - 1]
+        });
+    }
+
     /// Adds one to three one-shot forgeries at times drawn from `rng` (a stream of its own, so
     /// the episodes drawn before stay what they were).
     pub fn add_forgeries(&mut self, rng: &mut ChaCha8Rng, duration_ms: u64) {
@@ -716,27 +816,77 @@ mod tests {
     }
 
     #[test]
-    fn the_wipe_family_wipes_and_restarts_only() {
+    fn the_wipe_family_wipes_and_loses_the_in_sync_copies_once() {
         let overrides = crate::cluster::Overrides {
             faults: Some(crate::cluster::FaultFamily::Wipe),
             ..crate::cluster::Overrides::default()
         };
+        let mut both_destroyed = 0;
         for seed in 0..32 {
             let draw = crate::cluster::ClusterDraw::from_seed_with(seed, &overrides);
             let faults = &draw.schedule.faults;
+            let kills: Vec<u8> = faults
+                .iter()
+                .filter_map(|f| match f.fault {
+                    Fault::Kill { node } => Some(node),
+                    _ => None,
+                })
+                .collect();
+            let destroyed: Vec<(u64, u8)> = faults
+                .iter()
+                .filter_map(|f| match f.fault {
+                    Fault::LoseDisk { node } => Some((f.at_ms, node)),
+                    _ => None,
+                })
+                .collect();
             assert!(
-                !faults.is_empty(),
-                "seed {seed}: a wipe within the safety phase"
+                (1..=2).contains(&kills.len()) && kills.len() + destroyed.len() == 3,
+                "seed {seed}: one stale node and two in-sync ones lost: {faults:?}"
             );
-            for pair in faults.chunks(2) {
-                let (Fault::Wipe { node: a }, Fault::Restart { node: b }) =
-                    (&pair[0].fault, &pair[1].fault)
-                else {
-                    panic!("seed {seed}: a wipe and its restart, got {pair:?}");
-                };
-                assert_eq!(a, b);
+            let stale = kills[0];
+            let killed_ms = faults
+                .iter()
+                .find(|f| f.fault == Fault::Kill { node: stale })
+                .map(|f| f.at_ms)
+                .expect("the stale node is killed");
+            let (lost_ms, _) = destroyed[0];
+            assert!(
+                lost_ms >= killed_ms + draw.broker_session_timeout_ms + 1_000
+                    && lost_ms < draw.safety_ms,
+                "seed {seed}: the in-sync copies go once the stale node is fenced, in the safety phase"
+            );
+            assert!(
+                destroyed.iter().all(|&(_, n)| n != stale),
+                "seed {seed}: the stale node keeps its disk"
+            );
+            if destroyed.len() == 2 {
+                both_destroyed += 1;
+            }
+            // Every other fault is a wipe and the restart that ends it, or a restart of the
+            // episode; wipes stay out of the episode's window.
+            for f in faults {
+                assert!(
+                    matches!(
+                        f.fault,
+                        Fault::Wipe { .. }
+                            | Fault::Restart { .. }
+                            | Fault::Kill { .. }
+                            | Fault::LoseDisk { .. }
+                    ),
+                    "seed {seed}: {f:?}"
+                );
+                if let Fault::Wipe { .. } = f.fault {
+                    assert!(
+                        f.at_ms + 1_000 < killed_ms || f.at_ms > lost_ms + 1_000,
+                        "seed {seed}: a wipe during the episode"
+                    );
+                }
             }
         }
+        assert!(
+            (16..32).contains(&both_destroyed),
+            "about three in four episodes destroy both in-sync copies: {both_destroyed}"
+        );
     }
 
     #[test]

@@ -123,6 +123,15 @@ impl FaultLanes {
                     "wiped: down, disk empty",
                 );
             }
+            Fault::LoseDisk { node } => {
+                timeline.end(&lane(node), SpanKind::Killed, at_ms);
+                timeline.begin(
+                    &lane(node),
+                    SpanKind::Wiped,
+                    at_ms,
+                    "data disk destroyed: down, logs gone",
+                );
+            }
             Fault::ClockJump { node, delta_ms } => {
                 let i = usize::from(node - 1);
                 self.clocks[i].offset_ms = self.clocks[i].offset_ms.saturating_add(delta_ms);

@@ -234,6 +234,8 @@ mod simulated {
         faulty_network: bool,
         /// `ClusterDraw::wipes_gated`.
         wipes_gated: bool,
+        /// Brokers whose data disk a `LoseDisk` destroyed (the in-sync-copies-lost episode).
+        disks_destroyed: BTreeSet<u8>,
         /// Each broker's clock error (clock jumps change it).
         clocks: Vec<NodeClock>,
         /// Brokers whose disk was told to flip bits silently at some point: left out of the
@@ -328,6 +330,7 @@ mod simulated {
                 faulty_disks: vec![false; usize::from(NODES)],
                 faulty_network: false,
                 wipes_gated: draw.wipes_gated,
+                disks_destroyed: BTreeSet::new(),
                 clocks: draw.clocks.to_vec(),
                 flipped: vec![false; usize::from(NODES)],
                 disk_failed: BTreeSet::new(),
@@ -383,6 +386,12 @@ mod simulated {
         /// its log while another lags could still help elect a stale leader: KIP-853 makes a
         /// replaced disk a membership change). The node stays down until its `Restart`.
         fn wipe(&mut self, node: u8) {
+            self.destroy_disk(node, !self.wipes_gated);
+        }
+
+        /// Kills the node and empties its disk, all but the controller's raft directory when
+        /// `keep_raft`.
+        fn destroy_disk(&mut self, node: u8, keep_raft: bool) {
             let i = Self::index(node);
             self.kill(node);
             let disk = self.disks[i].as_disk();
@@ -396,7 +405,7 @@ mod simulated {
             // not promise to survive.
             let wiped = names
                 .iter()
-                .filter(|n| self.wipes_gated || n.as_str() != broker::node::RAFT_DIR);
+                .filter(|n| !keep_raft || n.as_str() != broker::node::RAFT_DIR);
             for name in wiped {
                 let path = std::path::Path::new(name);
                 let removed = if disk.list(path).is_ok() {
@@ -576,6 +585,11 @@ mod simulated {
                     self.disks[Self::index(node)].set_faults(FaultConfig::default());
                 }
                 Fault::Wipe { node } => self.wipe(node),
+                // The data disk only: the raft log lives on (see `Fault::LoseDisk`).
+                Fault::LoseDisk { node } => {
+                    self.disks_destroyed.insert(node);
+                    self.destroy_disk(node, true);
+                }
                 Fault::ClockJump { node, delta_ms } => {
                     let i = Self::index(node);
                     self.clocks[i].offset_ms = self.clocks[i].offset_ms.saturating_add(delta_ms);
@@ -903,6 +917,21 @@ mod simulated {
             })
             .await
         };
+        // Two data disks destroyed while the third replica was fenced: no in-sync copy is
+        // left, and only an unclean election gives the partitions a leader again. With min ISR
+        // 1 one destroyed disk is enough: when the other, only killed, in-sync replica is
+        // fenced (or re-registers) first, it leaves an ISR that stays at min ISR, so it joins
+        // no ELR (KIP-966: the one left could have committed more alone), and the destroyed one
+        // was the last in-sync copy (seeds 6, 9, 20, 24, 39 of the min ISR 1 wipe cells).
+        let destroyed_needed = if draw.min_isr <= 1 { 1 } else { 2 };
+        let isr_lost = cluster.disks_destroyed.len() >= destroyed_needed && !draw.unclean;
+        let healthy = healthy.map_err(|why| {
+            if isr_lost {
+                format!("{}{why}", super::super::OFFLINE_AFTER_ISR_LOSS)
+            } else {
+                why
+            }
+        });
         if let Err(why) = &healthy {
             let title = "no leader or no full ISR after healing";
             lock(&shared).finding(FindingKind::Liveness, title, why);
