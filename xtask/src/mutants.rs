@@ -452,9 +452,20 @@ fn plant(root: &Path, scratch: &Path, mutant: &Mutant) -> Result<(), String> {
     fs::write(&target, mutated).map_err(|e| format!("cannot write {target:?}: {e}"))
 }
 
-/// Puts the working tree's content of the mutant's file back into the scratch copy.
+/// Puts the working tree's content of the mutant's file back into the scratch copy, and marks
+/// the working tree's file as changed. The scratch copy's crates have the working tree's names
+/// and versions, so cargo gives them the same unit hashes in the shared target directories: the
+/// mutant's build replaced the working tree's artifacts (the simulator binary among them), and
+/// cargo, which goes by mtimes, would take them as fresh, so `cargo sim` or `cargo test` run
+/// afterwards would run the mutant. A newer mtime on the real source makes cargo rebuild it.
 fn restore(root: &Path, scratch: &Path, mutant: &Mutant) -> Result<(), String> {
-    copy_if_changed(&root.join(&mutant.file), &scratch.join(&mutant.file)).map(|_| ())
+    copy_if_changed(&root.join(&mutant.file), &scratch.join(&mutant.file))?;
+    let source = root.join(&mutant.file);
+    fs::File::options()
+        .write(true)
+        .open(&source)
+        .and_then(|file| file.set_modified(std::time::SystemTime::now()))
+        .map_err(|e| format!("cannot mark {source:?} changed: {e}"))
 }
 
 /// Writes `to` with `from`'s content unless it already has it (so cargo, which goes by mtimes,
