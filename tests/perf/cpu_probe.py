@@ -30,18 +30,11 @@ from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster import CLOCK_TICKS, LocalCluster  # noqa: E402
+from rdkafka_bench import PRODUCER as BENCH_PRODUCER  # noqa: E402
 
 BASE_PORT = int(os.environ.get("RILL_PROBE_PORT", "19500"))
-PRODUCER = {
-    "acks": "all",
-    "enable.idempotence": True,
-    "linger.ms": 5,
-    "batch.num.messages": 10000,
-    "batch.size": 1000000,
-    "queue.buffering.max.messages": 20000,
-    "compression.type": "none",
-    "message.timeout.ms": 120000,
-}
+# The bench's producer, with a longer delivery timeout for the bigger runs here.
+PRODUCER = {**BENCH_PRODUCER, "message.timeout.ms": 120000}
 
 
 def log(text):
