@@ -336,28 +336,17 @@ async fn commit(
     if offsets.is_empty() {
         return None;
     }
-    let invoked_ms = lock(shared).elapsed_ms();
-    let readable = lock_group(group).readable.clone();
-    let outcome = consumer.commit_sync().await;
-    let answer = match &outcome {
-        Ok(()) => CommitAnswer::Ok,
-        Err(error) => answer_of(error),
-    };
-    record_commit(
+    let sent = Commit::sent(
         shared,
         group,
-        Commit {
-            invoked_ms,
-            done_ms: 0,
-            label: label.to_string(),
-            member_id,
-            generation,
-            offsets: offsets.clone(),
-            stale: false,
-            readable,
-            answer,
-        },
+        label,
+        member_id,
+        generation,
+        offsets.clone(),
+        false,
     );
+    let outcome = consumer.commit_sync().await;
+    record_commit(shared, group, sent, &outcome);
     Some((generation, offsets))
 }
 
@@ -378,32 +367,57 @@ async fn stale_commit(
     let pool = ConnectionPool::new(client_config(config));
     let metadata = MetadataCache::new();
     let request: Offsets = BTreeMap::from([(TOPIC.to_string(), offsets.clone())]);
-    let invoked_ms = lock(shared).elapsed_ms();
-    let readable = lock_group(group).readable.clone();
+    let sent = Commit::sent(
+        shared,
+        group,
+        label,
+        member_id.to_string(),
+        generation,
+        offsets,
+        true,
+    );
     let outcome = stale.commit(&pool, &metadata, &request).await;
     pool.close_all();
-    let answer = match &outcome {
+    record_commit(shared, group, sent, &outcome);
+}
+
+impl Commit {
+    /// A commit about to be sent now, with what could be read at this moment; answered later by
+    /// [`record_commit`].
+    fn sent(
+        shared: &Shared,
+        group: &SharedGroup,
+        label: &str,
+        member_id: String,
+        generation: i32,
+        offsets: BTreeMap<i32, i64>,
+        stale: bool,
+    ) -> Commit {
+        Commit {
+            invoked_ms: lock(shared).elapsed_ms(),
+            done_ms: 0,
+            label: label.to_string(),
+            member_id,
+            generation,
+            offsets,
+            stale,
+            readable: lock_group(group).readable.clone(),
+            answer: CommitAnswer::Ok,
+        }
+    }
+}
+
+/// Records `commit`'s answer (from `outcome`) and when it came.
+fn record_commit(
+    shared: &Shared,
+    group: &SharedGroup,
+    mut commit: Commit,
+    outcome: &Result<(), ClientError>,
+) {
+    commit.answer = match outcome {
         Ok(()) => CommitAnswer::Ok,
         Err(error) => answer_of(error),
     };
-    record_commit(
-        shared,
-        group,
-        Commit {
-            invoked_ms,
-            done_ms: 0,
-            label: label.to_string(),
-            member_id: member_id.to_string(),
-            generation,
-            offsets,
-            stale: true,
-            readable,
-            answer,
-        },
-    );
-}
-
-fn record_commit(shared: &Shared, group: &SharedGroup, mut commit: Commit) {
     let mut recorder = lock(shared);
     commit.done_ms = recorder.elapsed_ms();
     let stale = if commit.stale { "stale " } else { "" };
