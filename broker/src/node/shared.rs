@@ -79,6 +79,9 @@ pub struct Shared {
     /// The cluster secret: followers prove it to leaders, leaders serve follower fetches only to
     /// brokers that proved it. `None`: replication is not authenticated.
     pub secret: Option<ClusterSecret>,
+    /// The OAUTHBEARER token validator, when the mechanism is enabled (built at start: the
+    /// JWKS is read then).
+    pub oauthbearer: Option<crate::security::oauthbearer::Validator>,
 }
 
 impl Shared {
@@ -91,6 +94,7 @@ impl Shared {
         bugs: BugSwitches,
         incarnation: u64,
         secret: Option<ClusterSecret>,
+        oauthbearer: Option<crate::security::oauthbearer::Validator>,
     ) -> Arc<Shared> {
         let broker_id = BrokerId(config.node_id);
         Arc::new_cyclic(|me| Shared {
@@ -108,6 +112,7 @@ impl Shared {
             open_failures: Mutex::new(std::collections::BTreeSet::new()),
             me: me.clone(),
             secret,
+            oauthbearer,
         })
     }
 
