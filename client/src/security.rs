@@ -432,7 +432,8 @@ impl SecurityConfig {
         if self.protocol.uses_sasl() && self.sasl.mechanism == SaslMechanism::OAuthBearer {
             let oauth = &self.sasl.oauthbearer;
             let token_bytes = oauth.token.as_ref().map_or(0, |t| t.0.len());
-            if token_bytes == 0 && !(oauth.unsecured_jwt && !oauth.principal.is_empty()) {
+            let makes_tokens = oauth.unsecured_jwt && !oauth.principal.is_empty();
+            if token_bytes == 0 && !makes_tokens {
                 return config(
                     "OAUTHBEARER needs a token, or enable.sasl.oauthbearer.unsecure.jwt=true with \
                      sasl.oauthbearer.config=principal=NAME",

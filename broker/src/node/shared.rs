@@ -86,6 +86,9 @@ pub struct Shared {
 
 impl Shared {
     /// Builds the shared state.
+    // One argument per independent piece the node start-up made; a struct for them would only
+    // be built here.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: NodeConfig,
         disk: Arc<dyn Disk>,
