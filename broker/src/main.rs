@@ -50,6 +50,7 @@ fn run(cli: broker::cli::Cli) -> anyhow::Result<()> {
                 partitions,
                 secure,
                 sasl_plaintext,
+                oauthbearer,
                 racks,
                 authorizer,
             } => {
@@ -59,6 +60,7 @@ fn run(cli: broker::cli::Cli) -> anyhow::Result<()> {
                     partitions: *partitions,
                     secure: *secure,
                     sasl_plaintext: *sasl_plaintext,
+                    oauthbearer: oauthbearer.clone(),
                     racks: *racks,
                     authorizer: *authorizer,
                 };

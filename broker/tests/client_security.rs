@@ -1,6 +1,7 @@
 //! rill's own client (`client/`) against a real node over real TCP with SASL_PLAINTEXT and
-//! SASL_SSL listeners: each mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) authenticates and
-//! serves admin, produce and consume; a wrong password, a mechanism for another user's hash, an
+//! SASL_SSL listeners: each mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER with
+//! unsecured and JWKS-signed tokens) authenticates and serves admin, produce and consume;
+//! expired, wrongly addressed, forged and unsigned tokens are refused; a wrong password, a mechanism for another user's hash, an
 //! unknown CA and a missing SASL are refused with `ClientError::Authentication`; a SASL session
 //! past its lifetime (KIP-368) is replaced by a fresh connection. Production build only (TLS is a
 //! plain stream under the simulator; the campaign runs the SASL path on its SASL seeds).
@@ -113,6 +114,15 @@ fn certificates_and_ca(
 }
 
 async fn start(name: &str, reauth_ms: u64) -> SecureNode {
+    start_with(name, reauth_ms, |_| {}).await
+}
+
+/// [`start`] with its security settings changed by `adjust`.
+async fn start_with(
+    name: &str,
+    reauth_ms: u64,
+    adjust: impl FnOnce(&mut SecuritySettings),
+) -> SecureNode {
     let dir = temp_dir(name);
     let (ca_file, cert_file, key_file) = certificates(&dir, "a");
     let (kafka, controller, sasl, ssl) = (free_port(), free_port(), free_port(), free_port());
@@ -144,6 +154,7 @@ async fn start(name: &str, reauth_ms: u64) -> SecureNode {
         tls_key_file: Some(key_file),
         ..SecuritySettings::default()
     };
+    adjust(&mut config.security);
     let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
     let handle = node::start(config, disk, NodeOptions::default())
         .await
@@ -271,7 +282,7 @@ async fn wrong_credentials_certificates_and_protocols_are_refused() {
         ("SASL_PLAINTEXT", &node.sasl_plaintext),
         ("SASL_SSL", &node.sasl_ssl),
     ] {
-        for mechanism in SaslMechanism::ALL {
+        for mechanism in SaslMechanism::WITH_PASSWORD {
             let wrong = client(address, protocol, mechanism.name(), ALICE, "wrong", ca);
             assert_refused(metadata(wrong).await, "a wrong password");
         }
@@ -843,4 +854,214 @@ async fn pkcs12_stores_and_encrypted_keys_as_kafka_configures_them() {
             other => panic!("{what}: expected a configuration error, got {other:?}"),
         }
     }
+}
+
+/// OAUTHBEARER settings for `address`: a token given by the caller, or (`None`) librdkafka's
+/// unsecured-JWT settings for `principal`.
+fn oauth_client(
+    address: &str,
+    protocol: &str,
+    token: Option<&str>,
+    principal: &str,
+    ca: Option<&Path>,
+) -> ClientConfig {
+    let mut config = ClientConfig::new(vec![address.to_string()]);
+    config.request_timeout_ms = 5_000;
+    config.set("security.protocol", protocol).unwrap();
+    config.set("sasl.mechanism", "OAUTHBEARER").unwrap();
+    match token {
+        Some(token) => {
+            config.security.sasl.oauthbearer.token =
+                Some(client::security::Password(token.to_string()))
+        }
+        None => {
+            config
+                .set("enable.sasl.oauthbearer.unsecure.jwt", "true")
+                .unwrap();
+            config
+                .set(
+                    "sasl.oauthbearer.config",
+                    &format!("principal={principal} extension_traceId=abc"),
+                )
+                .unwrap();
+        }
+    }
+    if let Some(ca) = ca {
+        config.set("ssl.ca.location", ca.to_str().unwrap()).unwrap();
+    }
+    config
+}
+
+async fn metadata_of(config: ClientConfig) -> Result<usize, ClientError> {
+    let admin = Admin::new(config).unwrap();
+    admin.metadata(None).await.map(|m| m.brokers.len())
+}
+
+#[tokio::test]
+async fn oauthbearer_unsecured_tokens_authenticate_and_expired_ones_are_refused() {
+    let node = start_with("client-oauth-unsecured", 0, |security| {
+        security.sasl_mechanisms.push("OAUTHBEARER".into());
+        security.oauthbearer.unsecured = true;
+        security.super_users.push("User:carol".into());
+    })
+    .await;
+    let ca = Some(node.ca_file.as_path());
+    for (address, protocol, topic) in [
+        (&node.sasl_plaintext, "SASL_PLAINTEXT", "o-plain"),
+        (&node.sasl_ssl, "SASL_SSL", "o-ssl"),
+    ] {
+        let config = oauth_client(address, protocol, None, "carol", ca);
+        produce_and_consume(&config, topic, 20).await;
+        // A caller's token, made by the client's helper.
+        let now = client::clock::wall_clock_ms();
+        let token = client::sasl::unsecured_jwt("carol", now, 60_000, &[]);
+        assert_eq!(
+            metadata_of(oauth_client(address, protocol, Some(&token), "", ca))
+                .await
+                .unwrap(),
+            1
+        );
+        // Expired an hour ago; a signed-looking token; garbage.
+        let expired = client::sasl::unsecured_jwt("carol", now - 7_200_000, 3_600_000, &[]);
+        assert_refused(
+            metadata_of(oauth_client(address, protocol, Some(&expired), "", ca)).await,
+            "an expired token",
+        );
+        let signed = format!("{}sig", &token);
+        assert_refused(
+            metadata_of(oauth_client(address, protocol, Some(&signed), "", ca)).await,
+            "a token with a signature on an unsecured listener",
+        );
+        assert_refused(
+            metadata_of(oauth_client(address, protocol, Some("abc.def"), "", ca)).await,
+            "garbage",
+        );
+        // A valid token for a user without ACLs: authenticated, then refused by the
+        // authorizer (Metadata lists the broker but no topic).
+        let admin = Admin::new(oauth_client(address, protocol, None, "dave", ca)).unwrap();
+        let metadata = admin.metadata(None).await.unwrap();
+        assert!(metadata.topics.is_empty(), "dave sees no topic");
+    }
+    // SCRAM still works beside OAUTHBEARER, and the node serves on.
+    let good = client(
+        &node.sasl_ssl,
+        "SASL_SSL",
+        "SCRAM-SHA-256",
+        ALICE,
+        PASSWORD,
+        ca,
+    );
+    assert_eq!(metadata_of(good).await.unwrap(), 1);
+}
+
+/// An EC P-256 key (rcgen, ring) and a JWKS with its public key as `kid`.
+fn jwks(dir: &Path, kid: &str) -> (jsonwebtoken::EncodingKey, PathBuf) {
+    use base64::Engine as _;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let public = key.public_key_raw();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+        "x": b64(&public[1..33]), "y": b64(&public[33..]),
+    }]});
+    let path = dir.join(format!("jwks-{kid}.json"));
+    std::fs::write(&path, jwks.to_string()).unwrap();
+    (
+        jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der()),
+        path,
+    )
+}
+
+#[tokio::test]
+async fn oauthbearer_signed_tokens_are_checked_against_the_jwks() {
+    let dir = temp_dir("client-oauth-jwks");
+    let (key, jwks_file) = jwks(&dir, "k1");
+    let (other_key, _) = jwks(&dir, "k2");
+    let node = start_with("client-oauth-jwks", 0, |security| {
+        security.sasl_mechanisms = vec!["OAUTHBEARER".into()];
+        security.oauthbearer.jwks_endpoint_url = Some(format!("file:{}", jwks_file.display()));
+        security.oauthbearer.expected_audience = vec!["rill".into()];
+        security.oauthbearer.expected_issuer = Some("https://idp.test".into());
+        security.super_users.push("User:erin".into());
+    })
+    .await;
+    let ca = Some(node.ca_file.as_path());
+    let now_s = client::clock::wall_clock_ms() / 1000;
+    let claims = |adjust: &dyn Fn(&mut serde_json::Value)| {
+        let mut claims = serde_json::json!({
+            "sub": "erin", "aud": "rill", "iss": "https://idp.test",
+            "iat": now_s, "exp": now_s + 600,
+        });
+        adjust(&mut claims);
+        claims
+    };
+    let sign = |claims: &serde_json::Value, key: &jsonwebtoken::EncodingKey| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("k1".into());
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    };
+    let good = sign(&claims(&|_| {}), &key);
+    for (address, protocol, topic) in [
+        (&node.sasl_plaintext, "SASL_PLAINTEXT", "j-plain"),
+        (&node.sasl_ssl, "SASL_SSL", "j-ssl"),
+    ] {
+        let config = oauth_client(address, protocol, Some(&good), "", ca);
+        produce_and_consume(&config, topic, 20).await;
+        let refusals = [
+            (
+                "an expired token",
+                sign(&claims(&|c| c["exp"] = (now_s - 60).into()), &key),
+            ),
+            (
+                "a wrong audience",
+                sign(&claims(&|c| c["aud"] = "kafka".into()), &key),
+            ),
+            (
+                "a wrong issuer",
+                sign(&claims(&|c| c["iss"] = "https://evil.test".into()), &key),
+            ),
+            ("a key not in the JWKS", sign(&claims(&|_| {}), &other_key)),
+            (
+                "a bad signature",
+                format!(
+                    "{}.{}",
+                    &good[..good.rfind('.').unwrap()],
+                    &sign(&claims(&|c| c["sub"] = "mallory".into()), &key)
+                        [good.rfind('.').unwrap() + 1..]
+                ),
+            ),
+            (
+                "an unsigned token",
+                client::sasl::unsecured_jwt("erin", now_s * 1000, 600_000, &[]),
+            ),
+        ];
+        for (what, token) in refusals {
+            assert_refused(
+                metadata_of(oauth_client(address, protocol, Some(&token), "", ca)).await,
+                what,
+            );
+        }
+        // Nothing else affected: the good token still works on a new connection.
+        assert_eq!(
+            metadata_of(oauth_client(address, protocol, Some(&good), "", ca))
+                .await
+                .unwrap(),
+            1
+        );
+    }
+    // A node whose JWKS file is missing does not start.
+    let (kafka, controller) = (free_port(), free_port());
+    let mut config = single_node_config(
+        kafka,
+        controller,
+        TopicDefaults::default(),
+        Timing::default(),
+    );
+    config.security.sasl_mechanisms = vec!["OAUTHBEARER".into()];
+    config.security.oauthbearer.jwks_endpoint_url =
+        Some(format!("file:{}", dir.join("missing.json").display()));
+    let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
+    assert!(node::start(config, disk, NodeOptions::default())
+        .await
+        .is_err());
 }

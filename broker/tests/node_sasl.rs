@@ -1,6 +1,7 @@
 //! Client SASL and ACLs over real TCP on a single node with a SASL_PLAINTEXT listener: requests
 //! before authentication, garbage SASL bytes, a SCRAM exchange with a wrong proof, PLAIN against
-//! the SCRAM store, KIP-368 session lifetime, and ACL enforcement — each refused with Kafka's
+//! the SCRAM store, KIP-368 session lifetime, OAUTHBEARER's error challenge and token-bounded
+//! sessions, and ACL enforcement — each refused with Kafka's
 //! code, the connection closed where Kafka closes it, and the node serving on. Real TCP and
 //! tokio's runtime: the production build only (the campaign runs the inter-node mechanism of
 //! the same SASL state machine).
@@ -35,6 +36,14 @@ const PASSWORD: &str = "correct horse battery staple";
 /// A node with a PLAINTEXT listener (to wait for readiness) and a SASL_PLAINTEXT one; alice
 /// (SCRAM-SHA-256) is a super user, bob (SCRAM-SHA-512) is not. Returns (node, plaintext, sasl).
 async fn start(reauth_ms: u64) -> (node::NodeHandle, String, String) {
+    start_with(reauth_ms, |_| {}).await
+}
+
+/// [`start`] with its security settings changed by `adjust`.
+async fn start_with(
+    reauth_ms: u64,
+    adjust: impl FnOnce(&mut SecuritySettings),
+) -> (node::NodeHandle, String, String) {
     let (kafka, sasl, controller) = (free_port(), free_port(), free_port());
     let users = vec![
         StaticScramUser::from_password(ALICE, ScramMechanism::Sha256, PASSWORD, b"alice-salt"),
@@ -59,6 +68,7 @@ async fn start(reauth_ms: u64) -> (node::NodeHandle, String, String) {
         connections_max_reauth_ms: reauth_ms,
         ..SecuritySettings::default()
     };
+    adjust(&mut config.security);
     let disk: Arc<dyn log_core::Disk> = MemDisk::new(1).as_disk();
     let handle = node::start(config, disk, NodeOptions::default())
         .await
@@ -392,4 +402,87 @@ async fn acls_are_enforced_with_kafkas_codes_and_managed_by_a_super_user() {
     assert_eq!(refused.results[0].error_code, E::InvalidRequest.code());
     assert_eq!(node.broker.as_ref().unwrap().image().acls().len(), 1);
     node.shutdown();
+}
+
+/// OAUTHBEARER on the wire, as Kafka's OAuthBearerSaslServer: a refused token gets RFC 7628's
+/// error JSON as a challenge, and the client's `^A` then fails the exchange with it; a
+/// malformed message fails at once; a valid token's session lasts min(its remaining lifetime,
+/// connections.max.reauth.ms); the node serves on.
+#[tokio::test]
+async fn oauthbearer_refusals_follow_rfc_7628_and_sessions_end_with_the_token() {
+    let (_node, _plaintext, sasl) = start_with(60_000, |security| {
+        security.sasl_mechanisms.push("OAUTHBEARER".into());
+        security.oauthbearer.unsecured = true;
+        security.oauthbearer.unsecured_required_scope = vec!["kafka".into()];
+        security.super_users.push("User:carol".into());
+    })
+    .await;
+    let now = client::clock::wall_clock_ms();
+    let scope = vec!["kafka".to_string()];
+    let first = |token: &str| client::sasl::oauthbearer_first(token, &[]);
+    // An expired token: the error challenge, then the refusal after ^A, then closed.
+    let expired = client::sasl::unsecured_jwt("carol", now - 7_200_000, 3_600_000, &scope);
+    let mut connection = Connection::open(&sasl).await;
+    let offered = handshake(&mut connection, "OAUTHBEARER").await;
+    assert_eq!(offered.error_code, 0);
+    assert!(offered
+        .mechanisms
+        .iter()
+        .any(|m| m.as_str() == "OAUTHBEARER"));
+    let challenge = authenticate(&mut connection, &first(&expired)).await;
+    assert_eq!(challenge.error_code, 0);
+    assert_eq!(&challenge.auth_bytes[..], br#"{"status":"invalid_token"}"#);
+    let refusal = authenticate(&mut connection, b"\x01").await;
+    assert_eq!(refusal.error_code, E::SaslAuthenticationFailed.code());
+    assert_eq!(
+        refusal.error_message.as_deref(),
+        Some(r#"{"status":"invalid_token"}"#)
+    );
+    assert_closed(&mut connection).await;
+    // A token without the required scope: insufficient_scope.
+    let unscoped = client::sasl::unsecured_jwt("carol", now, 60_000, &[]);
+    let mut connection = Connection::open(&sasl).await;
+    handshake(&mut connection, "OAUTHBEARER").await;
+    let challenge = authenticate(&mut connection, &first(&unscoped)).await;
+    assert_eq!(
+        &challenge.auth_bytes[..],
+        br#"{"scope":"[kafka]","status":"insufficient_scope"}"#
+    );
+    // Anything but ^A after the challenge is refused too.
+    let refusal = authenticate(&mut connection, &first(&unscoped)).await;
+    assert_eq!(refusal.error_code, E::SaslAuthenticationFailed.code());
+    assert_closed(&mut connection).await;
+    // A malformed message: refused at once.
+    let mut connection = Connection::open(&sasl).await;
+    handshake(&mut connection, "OAUTHBEARER").await;
+    let refusal = authenticate(&mut connection, b"n,,\x01auth=Basic abc\x01\x01").await;
+    assert_eq!(refusal.error_code, E::SaslAuthenticationFailed.code());
+    assert_closed(&mut connection).await;
+    // An authorization id other than the token's principal.
+    let good = client::sasl::unsecured_jwt("carol", now, 20_000, &scope);
+    let mut connection = Connection::open(&sasl).await;
+    handshake(&mut connection, "OAUTHBEARER").await;
+    let message = format!("n,a=dave,\x01auth=Bearer {good}\x01\x01");
+    let refusal = authenticate(&mut connection, message.as_bytes()).await;
+    assert_eq!(refusal.error_code, E::SaslAuthenticationFailed.code());
+    // A valid token living 20 s: the session lasts at most that (below the 60 s
+    // connections.max.reauth.ms), and Metadata is served.
+    let mut connection = Connection::open(&sasl).await;
+    handshake(&mut connection, "OAUTHBEARER").await;
+    let done = authenticate(&mut connection, &first(&good)).await;
+    assert_eq!(done.error_code, 0);
+    assert!(done.auth_bytes.is_empty());
+    assert!(
+        (10_000..=20_000).contains(&done.session_lifetime_ms),
+        "{}",
+        done.session_lifetime_ms
+    );
+    let metadata = connection.metadata().await;
+    assert_eq!(metadata.brokers.len(), 1);
+    // A long-lived token: connections.max.reauth.ms bounds the session.
+    let long = client::sasl::unsecured_jwt("carol", now, 3_600_000, &scope);
+    let mut connection = Connection::open(&sasl).await;
+    handshake(&mut connection, "OAUTHBEARER").await;
+    let done = authenticate(&mut connection, &first(&long)).await;
+    assert_eq!(done.session_lifetime_ms, 60_000);
 }

@@ -172,7 +172,8 @@ impl Connection {
     }
 
     /// SaslHandshake v1 with the configured mechanism, then its SaslAuthenticate exchange:
-    /// PLAIN's one token, or SCRAM's two messages and a check of the broker's signature. A
+    /// PLAIN's one token, OAUTHBEARER's one message (its error challenge answered with `^A`), or
+    /// SCRAM's two messages and a check of the broker's signature. A
     /// refusal is [`ClientError::Authentication`] with the broker's message.
     async fn authenticate(&mut self, config: &SaslConfig) -> Result<()> {
         let mechanism = config.mechanism;
@@ -202,6 +203,22 @@ impl Connection {
         }
         let (user, password) = (&config.username, &config.password.0);
         let last = match ScramHash::of(mechanism) {
+            None if mechanism == SaslMechanism::OAuthBearer => {
+                let token = config
+                    .oauthbearer
+                    .token_at(crate::clock::wall_clock_ms())
+                    .ok_or_else(|| ClientError::Config("OAUTHBEARER without a token".into()))?;
+                let first = sasl::oauthbearer_first(&token, &config.oauthbearer.extensions);
+                let answer = self.sasl_step(first).await?;
+                if !answer.auth_bytes.is_empty() {
+                    // RFC 7628 §3.2.2: the broker's error JSON; our kvsep makes it fail the
+                    // exchange with that error (`sasl_step` returns the refusal).
+                    let challenge = String::from_utf8_lossy(&answer.auth_bytes).into_owned();
+                    self.sasl_step(sasl::OAUTHBEARER_ERROR_ACK.to_vec()).await?;
+                    return Err(self.refused(format!("OAUTHBEARER: {challenge}")));
+                }
+                answer
+            }
             None => {
                 assert_eq!(
                     mechanism,

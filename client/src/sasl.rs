@@ -32,10 +32,10 @@ pub enum ScramHash {
 }
 
 impl ScramHash {
-    /// The hash of a SCRAM mechanism; `None` for PLAIN.
+    /// The hash of a SCRAM mechanism; `None` for PLAIN and OAUTHBEARER.
     pub fn of(mechanism: SaslMechanism) -> Option<ScramHash> {
         match mechanism {
-            SaslMechanism::Plain => None,
+            SaslMechanism::Plain | SaslMechanism::OAuthBearer => None,
             SaslMechanism::ScramSha256 => Some(ScramHash::Sha256),
             SaslMechanism::ScramSha512 => Some(ScramHash::Sha512),
         }
@@ -146,6 +146,49 @@ fn malformed(what: impl Into<String>) -> SaslError {
 /// PLAIN's one token: `authzid NUL user NUL password`, with an empty authorization id.
 pub fn plain_token(user: &str, password: &str) -> Vec<u8> {
     format!("\0{user}\0{password}").into_bytes()
+}
+
+/// OAUTHBEARER's client first message (RFC 7628, KIP-255): the GS2 header without an
+/// authorization id, the token as `auth=Bearer`, KIP-342 extensions as `key=value`, each ended
+/// by `^A`, and a last `^A`.
+pub fn oauthbearer_first(token: &str, extensions: &[(String, String)]) -> Vec<u8> {
+    let mut message = format!("n,,\u{1}auth=Bearer {token}\u{1}");
+    for (key, value) in extensions {
+        message.push_str(&format!("{key}={value}\u{1}"));
+    }
+    message.push('\u{1}');
+    message.into_bytes()
+}
+
+/// What an OAUTHBEARER client answers a server's error challenge (RFC 7628 §3.2.3): the
+/// server then fails the exchange with that error.
+pub const OAUTHBEARER_ERROR_ACK: &[u8] = b"\x01";
+
+/// An unsecured JWS (`alg` `none`, no signature) naming `principal` in `sub`, issued at
+/// `now_ms` (`iat`) and expiring `lifetime_ms` later (`exp`), with `scope` if any: what
+/// librdkafka's `enable.sasl.oauthbearer.unsecure.jwt` makes, for brokers that run Kafka's
+/// unsecured validator (development and tests only: anyone can make one).
+pub fn unsecured_jwt(principal: &str, now_ms: i64, lifetime_ms: i64, scope: &[String]) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = serde_json::json!({"alg": "none"});
+    let mut claims = serde_json::json!({
+        "sub": principal,
+        "iat": now_ms.div_euclid(1000),
+        "exp": now_ms.saturating_add(lifetime_ms).div_euclid(1000),
+    });
+    // Seconds with the milliseconds kept, as a number: `exp` exactly lifetime_ms after now.
+    if now_ms.rem_euclid(1000) != 0 || lifetime_ms.rem_euclid(1000) != 0 {
+        claims["iat"] = serde_json::json!(now_ms as f64 / 1000.0);
+        claims["exp"] = serde_json::json!(now_ms.saturating_add(lifetime_ms) as f64 / 1000.0);
+    }
+    if !scope.is_empty() {
+        claims["scope"] = serde_json::json!(scope);
+    }
+    format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
 }
 
 /// RFC 5802's saslname: `,` is `=2C` and `=` is `=3D`.
@@ -347,6 +390,32 @@ mod tests {
         drop(first_client);
         assert_eq!(first, b"n,,n=a=2Cb=3Dc,r=n");
         assert_eq!(plain_token("u", "p"), b"\0u\0p");
+    }
+
+    #[test]
+    fn oauthbearer_messages_and_unsecured_tokens() {
+        assert_eq!(
+            oauthbearer_first("a.b.", &[("traceId".into(), "1".into())]),
+            b"n,,\x01auth=Bearer a.b.\x01traceId=1\x01\x01"
+        );
+        let token = unsecured_jwt("a\"lice", 1_700_000_000_000, 60_000, &["s".into()]);
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[2], "", "no signature");
+        let decode = |part: &str| -> serde_json::Value {
+            use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+        };
+        assert_eq!(decode(parts[0]), serde_json::json!({"alg": "none"}));
+        assert_eq!(
+            decode(parts[1]),
+            serde_json::json!({"sub": "a\"lice", "iat": 1_700_000_000i64,
+                               "exp": 1_700_000_060i64, "scope": ["s"]})
+        );
+        // Milliseconds are kept.
+        let token = unsecured_jwt("b", 1_700_000_000_500, 1_000, &[]);
+        let claims = decode(token.split('.').nth(1).unwrap());
+        assert_eq!(claims["exp"], serde_json::json!(1_700_000_001.5));
     }
 
     #[test]

@@ -89,11 +89,21 @@ pub enum SaslMechanism {
     ScramSha256,
     /// RFC 5802 with SHA-512, as Kafka names it.
     ScramSha512,
+    /// RFC 7628 (KIP-255): a bearer token (a JWT) instead of a password.
+    OAuthBearer,
 }
 
 impl SaslMechanism {
     /// Every mechanism.
-    pub const ALL: [SaslMechanism; 3] = [
+    pub const ALL: [SaslMechanism; 4] = [
+        SaslMechanism::Plain,
+        SaslMechanism::ScramSha256,
+        SaslMechanism::ScramSha512,
+        SaslMechanism::OAuthBearer,
+    ];
+
+    /// The mechanisms that prove a user name and password.
+    pub const WITH_PASSWORD: [SaslMechanism; 3] = [
         SaslMechanism::Plain,
         SaslMechanism::ScramSha256,
         SaslMechanism::ScramSha512,
@@ -105,6 +115,7 @@ impl SaslMechanism {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
@@ -135,6 +146,106 @@ pub struct SaslConfig {
     pub username: String,
     /// `sasl.password`.
     pub password: Password,
+    /// OAUTHBEARER: the token to send, or how to make an unsecured one.
+    pub oauthbearer: OAuthBearerConfig,
+}
+
+/// OAUTHBEARER settings: a token the caller obtained (from an identity provider), or
+/// librdkafka's `enable.sasl.oauthbearer.unsecure.jwt` with `sasl.oauthbearer.config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthBearerConfig {
+    /// The token sent as is (a signed JWT); wins over `unsecured_jwt`.
+    pub token: Option<Password>,
+    /// `enable.sasl.oauthbearer.unsecure.jwt`: make an unsecured (`alg` `none`) JWT at each
+    /// connection, for brokers running the unsecured validator (development only).
+    pub unsecured_jwt: bool,
+    /// `sasl.oauthbearer.config`'s `principal=`: the token's `sub`.
+    pub principal: String,
+    /// `lifeSeconds=` in ms (default an hour).
+    pub lifetime_ms: u64,
+    /// `scope=` (comma-separated).
+    pub scope: Vec<String>,
+    /// KIP-342 extensions (`extension_NAME=value`), sent with every token.
+    pub extensions: Vec<(String, String)>,
+}
+
+/// An unsecured token's default lifetime (librdkafka's `lifeSeconds` default).
+pub const UNSECURED_JWT_LIFETIME_MS: u64 = 3_600_000;
+
+impl Default for OAuthBearerConfig {
+    fn default() -> Self {
+        OAuthBearerConfig {
+            token: None,
+            unsecured_jwt: false,
+            principal: String::new(),
+            lifetime_ms: UNSECURED_JWT_LIFETIME_MS,
+            scope: Vec::new(),
+            extensions: Vec::new(),
+        }
+    }
+}
+
+impl OAuthBearerConfig {
+    /// The token for a connection made at `now_ms` (ms since the epoch); `None` if neither a
+    /// token nor an unsecured principal is configured.
+    pub fn token_at(&self, now_ms: i64) -> Option<String> {
+        if let Some(token) = &self.token {
+            return Some(token.0.clone());
+        }
+        (self.unsecured_jwt && !self.principal.is_empty()).then(|| {
+            let lifetime = i64::try_from(self.lifetime_ms).unwrap_or(i64::MAX);
+            crate::sasl::unsecured_jwt(&self.principal, now_ms, lifetime, &self.scope)
+        })
+    }
+
+    /// Parses librdkafka's `sasl.oauthbearer.config` for unsecured tokens:
+    /// `principal=NAME [lifeSeconds=N] [scope=a,b] [scopeClaimName=..] [extension_K=V]...`,
+    /// separated by spaces.
+    fn parse(&mut self, value: &str) -> std::result::Result<(), String> {
+        let mut principal = None;
+        let mut lifetime_ms = UNSECURED_JWT_LIFETIME_MS;
+        let mut scope = Vec::new();
+        let mut extensions = Vec::new();
+        for pair in value.split_whitespace() {
+            let (key, val) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not key=value"))?;
+            match key {
+                "principal" => principal = Some(val.to_string()),
+                "principalClaimName" if val == "sub" => {}
+                "scopeClaimName" if val == "scope" => {}
+                "lifeSeconds" => {
+                    let seconds: u64 = val
+                        .parse()
+                        .map_err(|_| format!("lifeSeconds={val:?} is not a number"))?;
+                    lifetime_ms = seconds
+                        .checked_mul(1000)
+                        .filter(|ms| *ms > 0)
+                        .ok_or_else(|| format!("lifeSeconds={val:?} out of range"))?;
+                }
+                "scope" => {
+                    scope = val
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect();
+                }
+                _ => match key.strip_prefix("extension_") {
+                    Some(name)
+                        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphabetic()) =>
+                    {
+                        extensions.push((name.to_string(), val.to_string()));
+                    }
+                    _ => return Err(format!("{key} is not supported")),
+                },
+            }
+        }
+        self.principal = principal.ok_or("principal= is required")?;
+        self.lifetime_ms = lifetime_ms;
+        self.scope = scope;
+        self.extensions = extensions;
+        Ok(())
+    }
 }
 
 /// TLS settings: PEM files, or PKCS#12 stores.
@@ -231,6 +342,8 @@ pub struct SecurityConfig {
 
 /// Longest user name or password accepted (the broker's bound on names is lower still).
 pub const CREDENTIAL_BYTES_MAX: usize = 1024;
+/// Longest OAUTHBEARER token accepted (rill's broker takes first messages up to 64 KiB).
+pub const OAUTHBEARER_TOKEN_BYTES_MAX: usize = 60 * 1024;
 
 impl SecurityConfig {
     /// Sets one Kafka client property. `Ok(false)`: not a security property (the caller may know
@@ -244,8 +357,19 @@ impl SecurityConfig {
             }
             // librdkafka spells it in the plural; it takes one mechanism all the same.
             "sasl.mechanism" | "sasl.mechanisms" => {
-                self.sasl.mechanism = SaslMechanism::parse(value)
-                    .ok_or_else(|| bad("expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))?;
+                self.sasl.mechanism = SaslMechanism::parse(value).ok_or_else(|| {
+                    bad("expected PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER")
+                })?;
+            }
+            "enable.sasl.oauthbearer.unsecure.jwt" => {
+                self.sasl.oauthbearer.unsecured_jwt = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("expected true or false")),
+                };
+            }
+            "sasl.oauthbearer.config" => {
+                self.sasl.oauthbearer.parse(value).map_err(|e| bad(&e))?;
             }
             "sasl.username" => self.sasl.username = value.to_string(),
             "sasl.password" => self.sasl.password = Password(value.to_string()),
@@ -305,7 +429,22 @@ impl SecurityConfig {
     /// client certificate its key.
     pub fn validate(&self) -> Result<()> {
         let config = |what: &str| Err(ClientError::Config(what.to_string()));
-        if self.protocol.uses_sasl() {
+        if self.protocol.uses_sasl() && self.sasl.mechanism == SaslMechanism::OAuthBearer {
+            let oauth = &self.sasl.oauthbearer;
+            let token_bytes = oauth.token.as_ref().map_or(0, |t| t.0.len());
+            let makes_tokens = oauth.unsecured_jwt && !oauth.principal.is_empty();
+            if token_bytes == 0 && !makes_tokens {
+                return config(
+                    "OAUTHBEARER needs a token, or enable.sasl.oauthbearer.unsecure.jwt=true with \
+                     sasl.oauthbearer.config=principal=NAME",
+                );
+            }
+            if token_bytes > OAUTHBEARER_TOKEN_BYTES_MAX
+                || oauth.principal.len() > CREDENTIAL_BYTES_MAX
+            {
+                return config("the OAUTHBEARER token or principal is too long");
+            }
+        } else if self.protocol.uses_sasl() {
             let (user, password) = (&self.sasl.username, &self.sasl.password.0);
             if user.is_empty() || password.is_empty() {
                 return config("SASL needs sasl.username and sasl.password");
@@ -413,6 +552,62 @@ mod tests {
         security.validate().unwrap();
         security.sasl.password = Password(String::new());
         assert!(security.validate().is_err(), "SASL without a password");
+    }
+
+    #[test]
+    fn oauthbearer_takes_librdkafkas_unsecured_jwt_settings_or_a_token() {
+        let mut security = SecurityConfig::default();
+        security.set("security.protocol", "SASL_PLAINTEXT").unwrap();
+        security.set("sasl.mechanism", "oauthbearer").unwrap();
+        assert_eq!(security.sasl.mechanism, SaslMechanism::OAuthBearer);
+        assert!(security.validate().is_err(), "no token, no unsecured JWT");
+        security
+            .set(
+                "sasl.oauthbearer.config",
+                "principal=alice lifeSeconds=60 scope=a,b extension_traceId=x1",
+            )
+            .unwrap();
+        assert!(security.validate().is_err(), "unsecured JWTs not enabled");
+        security
+            .set("enable.sasl.oauthbearer.unsecure.jwt", "true")
+            .unwrap();
+        security.validate().unwrap();
+        let oauth = &security.sasl.oauthbearer;
+        assert_eq!(oauth.principal, "alice");
+        assert_eq!(oauth.lifetime_ms, 60_000);
+        assert_eq!(oauth.scope, ["a", "b"]);
+        assert_eq!(
+            oauth.extensions,
+            [("traceId".to_string(), "x1".to_string())]
+        );
+        let token = oauth.token_at(1_700_000_000_000).unwrap();
+        assert!(token.ends_with('.'), "unsigned: {token}");
+        for bad in [
+            "lifeSeconds=60",
+            "principal=a lifeSeconds=x",
+            "principal=a lifeSeconds=0",
+            "principal=a extension_=v",
+            "principal=a extension_a1=v",
+            "principal=a colour=blue",
+            "principal",
+        ] {
+            assert!(
+                security.set("sasl.oauthbearer.config", bad).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(security
+            .set("enable.sasl.oauthbearer.unsecure.jwt", "yes")
+            .is_err());
+        // A caller's token wins, and is not printed.
+        security.sasl.oauthbearer.token = Some(Password("secret.token.sig".into()));
+        assert_eq!(
+            security.sasl.oauthbearer.token_at(0).unwrap(),
+            "secret.token.sig"
+        );
+        assert!(!format!("{security:?}").contains("secret.token"));
+        security.sasl.oauthbearer.token = Some(Password("x".repeat(70_000)));
+        assert!(security.validate().is_err(), "a token too long");
     }
 
     #[test]

@@ -12,7 +12,10 @@
 #      the outcome with the expectations file: a test listed `pass` that fails, or a test not
 #      listed, fails the step; a `known-fail` test that passes is printed, to be promoted.
 #   4. the tests listed `pass-sasl` (0135) run the same way against a second cluster,
-#      `cluster up --secure --sasl-plaintext`, over SASL_PLAINTEXT with SCRAM-SHA-256.
+#      `cluster up --secure --sasl-plaintext --oauthbearer unsecured`, over SASL_PLAINTEXT with
+#      SCRAM-SHA-256;
+#   5. a few produce/consume tests ($RILL_RDK_OAUTH_TESTS) run again on that cluster with
+#      sasl.mechanism=OAUTHBEARER and librdkafka's unsecured JWT (principal admin).
 # The cluster and every test runner are stopped on exit, interrupt or timeout.
 #
 # Needs: npm, a C/C++ toolchain and the -dev packages build.sh names, kcat, python3 (`.ci/run`
@@ -25,6 +28,8 @@
 #   RILL_RDK_TEST_TIMEOUT  seconds per test number (default 240)
 #   RILL_RDK_DEADLINE      seconds for all the tests (default 1200)
 #   RILL_RDK_TESTS         comma-separated test numbers to run (default: all), e.g. 0001,0045
+#   RILL_RDK_OAUTH_TESTS   the OAUTHBEARER pass's numbers (default 0001,0002,0003,0005,0013;
+#                          empty: no such pass)
 #   RILL_RDK_OUT           where logs and results.tsv go (default: a temporary directory, kept
 #                          when the step fails)
 #   RILL_KEEP_CLUSTER=1    keeps the cluster's directory (configs, node logs)
@@ -120,7 +125,8 @@ suite_pid=""
 # `cluster up --secure --sasl-plaintext`, over its SASL_PLAINTEXT listeners (base+10N+4) with
 # SCRAM-SHA-256 as the generated super user. Seconds: the cluster starts in about 2 s, 0135 takes 1 s.
 rill_cluster_down 0
-rill_cluster_up "$((base_port + 100))" librdkafka-sasl --partitions 4 --secure --sasl-plaintext
+rill_cluster_up "$((base_port + 100))" librdkafka-sasl --partitions 4 --secure --sasl-plaintext \
+    --oauthbearer unsecured
 sasl_password=$(sed -n 's/^sasl.password=//p' "$rill_cluster_dir/client.properties")
 sasl_base=$((base_port + 100))
 cat >"$out/test-sasl.conf" <<EOF
@@ -149,5 +155,41 @@ sasl_status=0
 wait "$suite_pid" || sasl_status=$?
 suite_pid=""
 [[ $status -ne 0 ]] || status=$sasl_status
+
+# The OAUTHBEARER pass: a few produce/consume tests ($RILL_RDK_OAUTH_TESTS) on the same cluster,
+# whose SASL listeners also offer OAUTHBEARER with Kafka's unsecured validator (`--oauthbearer
+# unsecured`): librdkafka makes its own unsigned token for principal admin (a super user).
+oauth_tests=${RILL_RDK_OAUTH_TESTS-0001,0002,0003,0005,0013}
+if [[ -n "$oauth_tests" && -n "${RILL_RDK_TESTS:-}" ]]; then
+    # Only the chosen numbers that are also in the OAUTHBEARER list.
+    oauth_tests=$(python3 -c 'import sys; a = set(sys.argv[1].split(",")); print(",".join(n for n in sys.argv[2].split(",") if n in a))' \
+        "$RILL_RDK_TESTS" "$oauth_tests")
+fi
+if [[ -n "$oauth_tests" ]]; then
+    cat >"$out/test-oauth.conf" <<EOF
+bootstrap.servers=127.0.0.1:$((sasl_base + 14)),127.0.0.1:$((sasl_base + 24)),127.0.0.1:$((sasl_base + 34))
+broker.address.family=v4
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=OAUTHBEARER
+enable.sasl.oauthbearer.unsecure.jwt=true
+sasl.oauthbearer.config=principal=admin
+test.topic.random=true
+EOF
+    mkdir -p "$out/oauth"
+    python3 -u "$here/suite.py" \
+        --only "$oauth_tests" \
+        --runner-dir "$runner_dir" \
+        --conf "$out/test-oauth.conf" \
+        --expectations "$here/expectations.txt" \
+        --out "$out/oauth" \
+        --jobs "${RILL_RDK_JOBS:-4}" \
+        --timeout "${RILL_RDK_TEST_TIMEOUT:-240}" \
+        --deadline "${RILL_RDK_DEADLINE:-1200}" &
+    suite_pid=$!
+    oauth_status=0
+    wait "$suite_pid" || oauth_status=$?
+    suite_pid=""
+    [[ $status -ne 0 ]] || status=$oauth_status
+fi
 say "finished in $((SECONDS - started)) s"
 exit "$status"

@@ -27,6 +27,8 @@ log to OUT/logs/NUMBER.log.
 
 With `--sasl` only the `pass-sasl` tests run (the conf then names a SASL listener and its
 credentials), each must pass; without it they are not run, as `skip`.
+With `--only 0001,0002` only those numbers run, each expected to pass (run.sh's OAUTHBEARER
+pass).
 """
 
 import argparse
@@ -196,6 +198,12 @@ def main():
     parser.add_argument("--deadline", type=int, default=1200, help="seconds for the whole run")
     parser.add_argument("--tests", default="", help="comma-separated test numbers (default: all)")
     parser.add_argument("--sasl", action="store_true", help="run the `pass-sasl` tests only")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated test numbers: run these only, each expected to pass whatever the "
+        "file says (a pass of chosen tests over another mechanism, e.g. OAUTHBEARER)",
+    )
     parser.add_argument("--kafka-version", default="3.8.0")
     parser.add_argument(
         "--durations",
@@ -216,8 +224,11 @@ def main():
     selected = set(filter(None, args.tests.split(",")))
     # This pass's view: with --sasl only `pass-sasl` tests run (as `pass`); without, they are
     # `skip`.
+    only = set(filter(None, args.only.split(",")))
     for name, (kind, issue, text) in list(expected.items()):
-        if args.sasl:
+        if only:
+            expected[name] = ("pass", issue, text) if name[:4] in only else ("skip", issue, "not in this pass")
+        elif args.sasl:
             expected[name] = ("pass", issue, text) if kind == "pass-sasl" else ("skip", issue, "not a SASL test")
         elif kind == "pass-sasl":
             expected[name] = ("skip", issue, "runs in the SASL pass (--sasl)")

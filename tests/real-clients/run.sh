@@ -32,7 +32,8 @@
 #   - client security (security_checks.py) on a second cluster, `cluster up --secure
 #     --sasl-plaintext` at base+100: SASL_SSL SCRAM-SHA-256 produce/consume, a wrong password
 #     refused, SCRAM users made with AlterUserScramCredentials, SASL_PLAINTEXT PLAIN, ACLs
-#     (TOPIC_AUTHORIZATION_FAILED without one), every node alive; kcat over SASL_SSL.
+#     (TOPIC_AUTHORIZATION_FAILED without one), OAUTHBEARER with librdkafka's unsecured JWT
+#     (`--oauthbearer unsecured`), every node alive; kcat over SASL_SSL.
 # Every check prints PASS/FAIL with figures; the script ends with `real-clients: N passed, N failed`
 # and exits non-zero on any failure. The cluster is always stopped on exit.
 #
@@ -188,7 +189,8 @@ run_python "partition admin checks" partition_admin_checks.py "$bootstrap"
 # SASL_SSL (generated CA, SCRAM-SHA-256 super user) and SASL_PLAINTEXT listeners, the authorizer
 # on (security_checks.py); kcat (librdkafka 2.0.2) over SASL_SSL with the printed settings.
 rill_cluster_down 0
-rill_cluster_up "$((base_port + 100))" real-clients-secure --secure --sasl-plaintext
+rill_cluster_up "$((base_port + 100))" real-clients-secure --secure --sasl-plaintext \
+    --oauthbearer unsecured
 secure_dir=$rill_cluster_dir
 run_python "security checks" security_checks.py "$secure_dir"
 secure_values=$(seq 1 20 | sed 's/^/sec-/')

@@ -1,5 +1,5 @@
 """Client security with confluent-kafka (librdkafka 2.x) against a `rill cluster up --secure
---sasl-plaintext` cluster.
+--sasl-plaintext --oauthbearer unsecured` cluster.
 
 Usage: security_checks.py DIR (the cluster directory: client.properties, ca.pem, cluster.json).
 
@@ -11,6 +11,9 @@ Usage: security_checks.py DIR (the cluster directory: client.properties, ca.pem,
   TOPIC_AUTHORIZATION_FAILED to produce and to consume; CreateAcls (prefixed WRITE and READ,
   group READ) lets it produce and consume; DescribeAcls shows the bindings, DeleteAcls removes
   them and the refusal comes back;
+- OAUTHBEARER (the cluster runs `--oauthbearer unsecured`): librdkafka's unsecured JWT for
+  principal admin produces and consumes over SASL_SSL and SASL_PLAINTEXT; a principal without
+  ACLs authenticates and is refused TOPIC_AUTHORIZATION_FAILED;
 - mutual TLS: with the generated client certificate (User:CN=admin, a super user) produce and
   consume over SSL; without a certificate, refused;
 - an anonymous client on the PLAINTEXT listener (the authorizer is on) may not produce;
@@ -229,6 +232,40 @@ verdict(
     "DeleteAcls removes them: produce refused again",
     removed == 3 and sent == 0 and error == KafkaError.TOPIC_AUTHORIZATION_FAILED,
     f"{removed} removed, then {sent} delivered, error {KafkaError(error).name() if error else None}",
+)
+
+# --- OAUTHBEARER (the cluster's `--oauthbearer unsecured`): librdkafka's own unsigned token -----
+oauth = {
+    "security.protocol": "SASL_SSL",
+    "bootstrap.servers": sasl_ssl,
+    "ssl.ca.location": f"{directory}/ca.pem",
+    "sasl.mechanisms": "OAUTHBEARER",
+    "enable.sasl.oauthbearer.unsecure.jwt": True,
+    "sasl.oauthbearer.config": "principal=admin",
+}
+oauth_topic = f"sec-oauth-{run}"
+for future in admin.create_topics([NewTopic(oauth_topic, 1, 3)]).values():
+    future.result(30)
+for protocol, servers in (("SASL_SSL", sasl_ssl), ("SASL_PLAINTEXT", sasl_plaintext)):
+    config = dict(oauth, **{"security.protocol": protocol, "bootstrap.servers": servers})
+    if protocol == "SASL_PLAINTEXT":
+        del config["ssl.ca.location"]
+    sent, error = produce(dict(config, **{"enable.idempotence": True}), oauth_topic, 20)
+    values, consume_error = consume(
+        dict(config, **{"group.id": f"oauth-{protocol}-{run}"}), oauth_topic, 20 if protocol == "SASL_SSL" else 40
+    )
+    verdict(
+        f"{protocol} OAUTHBEARER (unsecured JWT, User:admin): produce and consume",
+        sent == 20 and len(values) == (20 if protocol == "SASL_SSL" else 40),
+        f"{sent} delivered, {len(values)} read (errors: {error}, {consume_error})",
+    )
+# A token for a principal no ACL names: authenticated, then refused by the authorizer.
+nobody = dict(oauth, **{"sasl.oauthbearer.config": f"principal=nobody-{run}", "message.timeout.ms": 10000})
+sent, error = produce(nobody, oauth_topic, 3, timeout_s=15)
+verdict(
+    "OAUTHBEARER as a principal without ACLs: produce refused",
+    sent == 0 and error == KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    f"{sent} delivered, error {KafkaError(error).name() if error else None}",
 )
 
 # --- mutual TLS: the SSL listener requires a certificate from the cluster's CA -----------------

@@ -45,6 +45,9 @@ pub struct ClusterSpec {
     pub secure: bool,
     /// With `secure`: a SASL_PLAINTEXT listener at base+10N+4 too.
     pub sasl_plaintext: bool,
+    /// With `secure`: OAUTHBEARER on the SASL listeners too, validated as this says:
+    /// `unsecured` (unsigned development tokens), or a JWKS file (`file:/path` or a path).
+    pub oauthbearer: Option<String>,
     /// Node N in rack `RACK<N>` (`broker_rack`) with the rack-aware replica selector, as
     /// librdkafka's test clusters (trivup) run: consumers with a `client.rack` fetch from
     /// followers (KIP-392).
@@ -178,6 +181,17 @@ fn secure_config(
         format!("User:CN={SECURE_USER}"),
     ];
     config.security.authorizer = Some(true);
+    match spec.oauthbearer.as_deref() {
+        None => {}
+        Some(how) => {
+            config.security.sasl_mechanisms.push("OAUTHBEARER".into());
+            if how == "unsecured" {
+                config.security.oauthbearer.unsecured = true;
+            } else {
+                config.security.oauthbearer.jwks_endpoint_url = Some(how.to_string());
+            }
+        }
+    }
     config
 }
 

@@ -73,6 +73,11 @@ pub enum ClusterAction {
         /// on this machine (PLAIN passwords cross it in clear).
         #[arg(long, requires = "secure")]
         sasl_plaintext: bool,
+        /// With --secure: OAUTHBEARER on the SASL listeners too, its tokens validated as this
+        /// says: `unsecured` (unsigned tokens, Kafka's unsecured validator: development only) or
+        /// a JWKS file (`file:/path/jwks.json`) for signed ones.
+        #[arg(long, requires = "secure", value_name = "unsecured|file:JWKS")]
+        oauthbearer: Option<String>,
         /// Put node N in rack RACK<N> (broker_rack) with the rack-aware replica selector, so
         /// consumers with a client.rack fetch from followers of their rack (KIP-392).
         #[arg(long)]

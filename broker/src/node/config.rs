@@ -39,7 +39,8 @@
 //! [security]                              # docs/security.md
 //! cluster_secret_file = "/etc/rill/cluster.secret"  # one line, at least 16 bytes, same on
 //!                                                   # every node; or `cluster_secret = "..."`
-//! sasl_mechanisms = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]   # sasl.enabled.mechanisms
+//! sasl_mechanisms = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]   # sasl.enabled.mechanisms;
+//!                                         # also OAUTHBEARER, with [security.oauthbearer]
 //! super_users = ["User:admin"]            # super.users
 //! # authorizer = true                     # default: on when a listener uses SASL
 //! allow_everyone_if_no_acl_found = false
@@ -65,6 +66,15 @@
 //! salt = "base64"
 //! stored_key = "base64"
 //! server_key = "base64"
+//!
+//! [security.oauthbearer]                  # OAUTHBEARER's validator (docs/security.md): either
+//! jwks_endpoint_url = "file:/etc/rill/jwks.json"  # sasl.oauthbearer.jwks.endpoint.url (read at start)
+//! expected_audience = ["kafka"]           # sasl.oauthbearer.expected.audience
+//! expected_issuer = "https://idp.example" # sasl.oauthbearer.expected.issuer
+//! sub_claim_name = "sub"                  # sasl.oauthbearer.sub.claim.name
+//! clock_skew_seconds = 30                 # sasl.oauthbearer.clock.skew.seconds
+//! # unsecured = true                      # or: unsigned tokens (Kafka's unsecured validator,
+//! #                                       # development only; unsecured_* options)
 //!
 //! [[listeners.extra]]                     # more client listeners
 //! name = "SASL_SSL"
@@ -425,7 +435,8 @@ pub struct SecuritySettings {
     pub cluster_secret_file: Option<PathBuf>,
     /// The cluster secret inline (the simulator and tests; a file keeps it out of configs).
     pub cluster_secret: Option<String>,
-    /// `sasl.enabled.mechanisms` of the SASL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    /// `sasl.enabled.mechanisms` of the SASL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512,
+    /// OAUTHBEARER.
     pub sasl_mechanisms: Vec<String>,
     /// `super.users`: principals (`User:admin`) every ACL check allows.
     pub super_users: Vec<String>,
@@ -470,6 +481,9 @@ pub struct SecuritySettings {
     /// Bootstrap SCRAM users, salted (Kafka's `kafka-storage format --add-scram`); credentials
     /// in the metadata log (AlterUserScramCredentials) take precedence.
     pub scram_users: Vec<StaticScramUser>,
+    /// How OAUTHBEARER tokens are validated (`[security.oauthbearer]`; needed when
+    /// `sasl_mechanisms` has OAUTHBEARER).
+    pub oauthbearer: crate::security::oauthbearer::OAuthBearerSettings,
 }
 
 impl Default for SecuritySettings {
@@ -497,6 +511,7 @@ impl Default for SecuritySettings {
             ssl_truststore_password: None,
             ssl_principal_mapping_rules: None,
             scram_users: Vec::new(),
+            oauthbearer: Default::default(),
         }
     }
 }
@@ -598,11 +613,19 @@ impl SecuritySettings {
         let invalid = |what: String| Err(ConfigError::Invalid(format!("security: {what}")));
         for mechanism in &self.sasl_mechanisms {
             let known = mechanism == crate::security::sasl::PLAIN
+                || mechanism == crate::security::oauthbearer::MECHANISM
                 || controller::ScramMechanism::from_name(mechanism).is_some();
             if !known {
                 return invalid(format!(
-                    "sasl_mechanisms: {mechanism:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                    "sasl_mechanisms: {mechanism:?} is not PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 \
+                     or OAUTHBEARER"
                 ));
+            }
+        }
+        if self.oauthbearer_enabled() {
+            // Reads the JWKS file too: a node that could not validate tokens does not start.
+            if let Err(why) = self.oauthbearer.validator() {
+                return invalid(format!("oauthbearer: {why}"));
             }
         }
         for user in &self.scram_users {
@@ -715,6 +738,26 @@ impl SecuritySettings {
                 })
             }
         }
+    }
+
+    /// Is OAUTHBEARER among `sasl_mechanisms`?
+    pub fn oauthbearer_enabled(&self) -> bool {
+        self.sasl_mechanisms
+            .iter()
+            .any(|m| m == crate::security::oauthbearer::MECHANISM)
+    }
+
+    /// The OAUTHBEARER validator, when the mechanism is enabled (reads the JWKS file).
+    pub fn oauthbearer_validator(
+        &self,
+    ) -> Result<Option<crate::security::oauthbearer::Validator>, ConfigError> {
+        if !self.oauthbearer_enabled() {
+            return Ok(None);
+        }
+        self.oauthbearer
+            .validator()
+            .map(Some)
+            .map_err(|why| ConfigError::Invalid(format!("security: oauthbearer: {why}")))
     }
 
     /// Is the ACL authorizer on? Unset: exactly when a listener uses SASL.

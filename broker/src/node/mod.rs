@@ -252,6 +252,7 @@ async fn start_broker(
         lifecycle_config,
     );
     let metrics_address = config.listeners.metrics.clone();
+    let oauthbearer = config.security.oauthbearer_validator()?;
     let shared = Shared::new(
         config,
         disk,
@@ -260,6 +261,7 @@ async fn start_broker(
         options.bugs,
         lifecycle.incarnation(),
         secret,
+        oauthbearer,
     );
     let groups = GroupService::start(shared.clone(), lifecycle.incarnation());
     let kafka_address = shared.config.listeners.kafka.clone().unwrap_or_default();

@@ -79,10 +79,16 @@ pub struct Shared {
     /// The cluster secret: followers prove it to leaders, leaders serve follower fetches only to
     /// brokers that proved it. `None`: replication is not authenticated.
     pub secret: Option<ClusterSecret>,
+    /// The OAUTHBEARER token validator, when the mechanism is enabled (built at start: the
+    /// JWKS is read then).
+    pub oauthbearer: Option<crate::security::oauthbearer::Validator>,
 }
 
 impl Shared {
     /// Builds the shared state.
+    // One argument per independent piece the node start-up made; a struct for them would only
+    // be built here.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: NodeConfig,
         disk: Arc<dyn Disk>,
@@ -91,6 +97,7 @@ impl Shared {
         bugs: BugSwitches,
         incarnation: u64,
         secret: Option<ClusterSecret>,
+        oauthbearer: Option<crate::security::oauthbearer::Validator>,
     ) -> Arc<Shared> {
         let broker_id = BrokerId(config.node_id);
         Arc::new_cyclic(|me| Shared {
@@ -108,6 +115,7 @@ impl Shared {
             open_failures: Mutex::new(std::collections::BTreeSet::new()),
             me: me.clone(),
             secret,
+            oauthbearer,
         })
     }
 

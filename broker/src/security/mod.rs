@@ -1,9 +1,10 @@
 //! Client security on the Kafka listeners: each listener's security protocol (Kafka's
-//! `listener.security.protocol.map`), SASL PLAIN and SCRAM ([`scram`], [`sasl`]), and the ACL
+//! `listener.security.protocol.map`), SASL PLAIN, SCRAM and OAUTHBEARER ([`scram`], [`oauthbearer`], [`sasl`]), and the ACL
 //! authorizer ([`acl`]). TLS is `crate::tls`. Inter-node authentication is `crate::auth`.
 
 pub mod acl;
 pub mod mapping;
+pub mod oauthbearer;
 pub mod principal;
 pub mod sasl;
 pub mod scram;

@@ -3,6 +3,8 @@
 //!
 //! - `RILL-CLUSTER-HMAC-SHA256` ([`crate::auth`]): brokers proving the cluster secret, on any
 //!   listener of a node that has one; the connection is bound to the broker id it proved.
+//! - `OAUTHBEARER` ([`oauthbearer`]): a bearer token, validated by the node's validator
+//!   (unsecured or against a JWKS); the session ends when the token expires.
 //! - `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` (`security.sasl_mechanisms`): clients on a
 //!   `SASL_PLAINTEXT` or `SASL_SSL` listener. SCRAM credentials come from the metadata log
 //!   (AlterUserScramCredentials) or, for bootstrap users, from the node's config, both salted;
@@ -26,6 +28,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
+use super::oauthbearer::{self, TokenError, ValidToken, Validator};
 use super::scram::{self, ScramServer};
 use super::{Identity, ListenerInfo};
 use crate::auth::{self, ClusterSecret, Purpose, ServerHandshake};
@@ -52,6 +55,11 @@ enum Stage {
     Scram(ScramMechanism),
     /// The server's first message went out; the client's final message comes next.
     ScramChallenged(Box<ScramServer>),
+    /// SaslHandshake chose OAUTHBEARER; the client's first message comes next.
+    OAuthBearer,
+    /// The token was refused with RFC 7628's error challenge; the client's `^A` comes next,
+    /// and the exchange fails with this message.
+    OAuthBearerRefused(String),
     /// A step failed: the connection closes.
     Failed,
 }
@@ -166,6 +174,8 @@ pub fn sasl_handshake(
         Stage::ClusterMechanism
     } else if chosen == PLAIN {
         Stage::Plain
+    } else if chosen == oauthbearer::MECHANISM {
+        Stage::OAuthBearer
     } else {
         Stage::Scram(ScramMechanism::from_name(chosen).expect("offered names are known"))
     };
@@ -185,7 +195,7 @@ pub fn sasl_authenticate(
         Ok(Step::Continue(token)) => {
             SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(token))
         }
-        Ok(Step::Done(identity, token)) => {
+        Ok(Step::Done(identity, token, credential_expires_ms)) => {
             if state
                 .identity
                 .as_ref()
@@ -205,10 +215,22 @@ pub fn sasl_authenticate(
             );
             let mut response =
                 SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(token));
-            let lifetime_ms = shared.config.security.connections_max_reauth_ms;
+            let max_reauth_ms = shared.config.security.connections_max_reauth_ms;
             // Brokers' replication connections are bound to the cluster secret, not to a
             // user's credential that may be revoked: their sessions do not end.
-            if lifetime_ms > 0 && !matches!(identity, Identity::Broker(_)) {
+            let max_reauth_ms = (max_reauth_ms > 0 && !matches!(identity, Identity::Broker(_)))
+                .then_some(max_reauth_ms);
+            // A token's session ends with it (Kafka's SaslServerAuthenticator): the lifetime
+            // is min(token remaining, connections.max.reauth.ms).
+            let credential_ms = credential_expires_ms.map(|expires| {
+                u64::try_from(expires.saturating_sub(crate::runtime::wall_clock_ms())).unwrap_or(0)
+            });
+            let lifetime_ms = match (credential_ms, max_reauth_ms) {
+                (None, None) => None,
+                (Some(ms), None) | (None, Some(ms)) => Some(ms),
+                (Some(credential), Some(max)) => Some(credential.min(max)),
+            };
+            if let Some(lifetime_ms) = lifetime_ms {
                 state.expires_at = Some(Instant::now() + Duration::from_millis(lifetime_ms));
                 if version >= 1 {
                     response.session_lifetime_ms = i64::try_from(lifetime_ms).unwrap_or(i64::MAX);
@@ -234,7 +256,8 @@ fn failed(code: E, message: &str) -> SaslAuthenticateResponse {
 /// What one step gives: a token to send and more to come, or who the client is.
 enum Step {
     Continue(Vec<u8>),
-    Done(Identity, Vec<u8>),
+    /// Who, the last token, and when the credential expires (ms since the epoch), if it does.
+    Done(Identity, Vec<u8>, Option<i64>),
 }
 
 fn step(shared: &Shared, state: &mut State, token: &[u8]) -> Result<Step, (E, String)> {
@@ -253,10 +276,10 @@ fn step(shared: &Shared, state: &mut State, token: &[u8]) -> Result<Step, (E, St
                 .map_err(|e| auth_failed(format!("inter-node: {e}")))?;
             let broker =
                 i32::try_from(node).map_err(|_| auth_failed(format!("inter-node: node {node}")))?;
-            Ok(Step::Done(Identity::Broker(broker), Vec::new()))
+            Ok(Step::Done(Identity::Broker(broker), Vec::new(), None))
         }
         Stage::Plain => {
-            plain(shared, token).map(|user| Step::Done(Identity::User(user), Vec::new()))
+            plain(shared, token).map(|user| Step::Done(Identity::User(user), Vec::new(), None))
         }
         Stage::Scram(mechanism) => {
             let lookup = |user: &str| credential(shared, user, mechanism);
@@ -273,13 +296,67 @@ fn step(shared: &Shared, state: &mut State, token: &[u8]) -> Result<Step, (E, St
                      with SASL mechanism SCRAM: {e}"
                 ))
             })?;
-            Ok(Step::Done(Identity::User(user), last))
+            Ok(Step::Done(Identity::User(user), last, None))
+        }
+        Stage::OAuthBearer => {
+            let validator = shared
+                .oauthbearer
+                .as_ref()
+                .expect("offered with a validator only");
+            match oauthbearer_step(validator, token, crate::runtime::wall_clock_ms())? {
+                Ok(valid) => Ok(Step::Done(
+                    Identity::User(valid.principal),
+                    Vec::new(),
+                    Some(valid.expires_at_ms),
+                )),
+                Err(refused) => {
+                    tracing::info!(reason = %refused.reason, "OAUTHBEARER token refused");
+                    let challenge = refused.json();
+                    state.stage = Stage::OAuthBearerRefused(challenge.clone());
+                    Ok(Step::Continue(challenge.into_bytes()))
+                }
+            }
+        }
+        Stage::OAuthBearerRefused(error) => {
+            // Kafka's OAuthBearerSaslServer: the client's kvsep after our error ends the
+            // exchange with that error; anything else is a protocol violation, refused too.
+            if token != [oauthbearer::KVSEP] {
+                return Err(auth_failed(
+                    "OAUTHBEARER: expected the client's ^A after the error".to_string(),
+                ));
+            }
+            Err(auth_failed(error))
         }
         Stage::Idle | Stage::Failed => Err((
             E::IllegalSaslState,
             "SaslAuthenticate without a SaslHandshake".to_string(),
         )),
     }
+}
+
+/// OAUTHBEARER's one step: the client's first message parsed (a malformed one fails the
+/// exchange at once, as Kafka's `SaslException`), its token validated at `now_ms`: the
+/// principal and expiry, or the refusal to send as RFC 7628's error challenge.
+fn oauthbearer_step(
+    validator: &Validator,
+    message: &[u8],
+    now_ms: i64,
+) -> Result<Result<ValidToken, TokenError>, (E, String)> {
+    let first =
+        oauthbearer::parse_client_first(message).map_err(|e| (E::SaslAuthenticationFailed, e))?;
+    let valid = match validator.validate(&first.token, now_ms) {
+        Ok(valid) => valid,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    if !first.authzid.is_empty() && first.authzid != valid.principal {
+        return Err((
+            E::SaslAuthenticationFailed,
+            "Authentication failed: Client requested an authorization id that is different \
+             from the token's principal name"
+                .to_string(),
+        ));
+    }
+    Ok(Ok(valid))
 }
 
 /// A user's SCRAM credential: the metadata log's, else the node config's bootstrap users.

@@ -113,7 +113,7 @@ pub fn rack_of(node: u8) -> String {
 /// How a seed's clients authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimSasl {
-    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
     pub mechanism: client::SaslMechanism,
     /// SASL_SSL rather than SASL_PLAINTEXT: the listener and client configured for TLS, whose
     /// handshake is a plain stream under madsim (`broker/src/tls.rs`, `client/src/tls.rs`).
@@ -125,6 +125,13 @@ impl SimSasl {
     pub const USER: &'static str = "sim-client";
     /// Its password.
     pub const PASSWORD: &'static str = "sim-client-password";
+    /// OAUTHBEARER: the clients' unsecured tokens live this long from the client's clock (ms),
+    /// longer than a run and than any node's clock offset: a node's session lifetime is the
+    /// token's remaining time on the node's (skewed) clock.
+    pub const TOKEN_LIFETIME_MS: u64 = 12 * 3_600_000;
+    /// OAUTHBEARER: the brokers' allowed clock skew (`unsecured_allowable_clock_skew_ms`): a
+    /// node's clock may be hours off the client's, and `iat` must not be ahead of it.
+    pub const TOKEN_CLOCK_SKEW_MS: u64 = 6 * 3_600_000;
 
     /// The security protocol of the clients' listener.
     pub fn protocol(&self) -> client::SecurityProtocol {
@@ -144,6 +151,11 @@ impl SimSasl {
         security.sasl.mechanism = self.mechanism;
         security.sasl.username = Self::USER.to_string();
         security.sasl.password = client::security::Password(Self::PASSWORD.to_string());
+        // OAUTHBEARER: a fresh unsecured token per connection, `iat` and `exp` from the
+        // client's (simulated) clock.
+        security.sasl.oauthbearer.unsecured_jwt = true;
+        security.sasl.oauthbearer.principal = Self::USER.to_string();
+        security.sasl.oauthbearer.lifetime_ms = Self::TOKEN_LIFETIME_MS;
         // Never read under madsim; there so the settings validate as a real client's would.
         security.tls.ca_file = self.tls.then(|| "/rill/tls/ca.pem".into());
         security
@@ -159,10 +171,18 @@ impl ClientShapes {
             record_timestamps_unset: rng.gen_bool(0.3),
             multi_partition_requests: rng.gen_bool(0.3),
             // Drawn last: the shapes above stay what they were before it existed.
-            sasl: rng.gen_bool(0.3).then(|| SimSasl {
-                mechanism: client::SaslMechanism::ALL
-                    [rng.gen_range(0..client::SaslMechanism::ALL.len())],
-                tls: rng.gen_bool(0.5),
+            sasl: rng.gen_bool(0.3).then(|| {
+                let mut sasl = SimSasl {
+                    mechanism: client::SaslMechanism::WITH_PASSWORD
+                        [rng.gen_range(0..client::SaslMechanism::WITH_PASSWORD.len())],
+                    tls: rng.gen_bool(0.5),
+                };
+                // Drawn last on this stream, so every draw above stays as it was: a quarter of
+                // the SASL seeds authenticate with OAUTHBEARER (unsecured tokens) instead.
+                if rng.gen_bool(0.25) {
+                    sasl.mechanism = client::SaslMechanism::OAuthBearer;
+                }
+                sasl
             }),
             // Drawn after SASL, from a stream of its own: the shapes above stay as they were.
             consumer_rack_broker: {
@@ -258,6 +278,15 @@ mod tests {
         );
         assert!((2..=3).all(|m| shapes.iter().any(|s| s.group_members == Some(m))));
         assert!(shapes.iter().any(|s| s.describe().is_none()));
+        let oauth = shapes
+            .iter()
+            .filter_map(|s| s.sasl)
+            .filter(|s| s.mechanism == client::SaslMechanism::OAuthBearer)
+            .count();
+        assert!(
+            (3..=30).contains(&oauth),
+            "a quarter of the SASL seeds: {oauth}"
+        );
     }
 
     #[test]

@@ -151,6 +151,12 @@ mod simulated {
                 },
             }];
             security.super_users = vec![format!("User:{}", SimSasl::USER)];
+            if sasl.mechanism == client::SaslMechanism::OAuthBearer {
+                security.sasl_mechanisms.push("OAUTHBEARER".into());
+                security.oauthbearer.unsecured = true;
+                security.oauthbearer.unsecured_allowable_clock_skew_ms =
+                    SimSasl::TOKEN_CLOCK_SKEW_MS;
+            }
             security.scram_users = [ScramMechanism::Sha256, ScramMechanism::Sha512]
                 .map(|mechanism| {
                     StaticScramUser::from_password(
