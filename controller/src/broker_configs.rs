@@ -502,6 +502,55 @@ mod tests {
     }
 
     #[test]
+    fn records_apply_survive_a_snapshot_and_bad_ones_change_nothing() {
+        use crate::records::{decode_batch, encode_batch, MetadataRecord};
+        use crate::MetadataImage;
+        let mut image = MetadataImage::new();
+        let record = |resource: &str, configs| MetadataRecord::AlterBrokerConfig {
+            resource: resource.into(),
+            configs,
+        };
+        let good = vec![record("2", map(&[("log.retention.ms", "1000")]))];
+        let decoded = decode_batch(&encode_batch(&good)).unwrap();
+        image.apply_batch(1, &decoded).unwrap();
+        assert_eq!(
+            image.broker_config(wire::BrokerId(2), "log.retention.ms"),
+            Some(("1000", true))
+        );
+        assert_eq!(
+            image.broker_config(wire::BrokerId(1), "log.retention.ms"),
+            None
+        );
+        let restored = MetadataImage::decode(&image.encode()).unwrap();
+        assert_eq!(restored, image);
+        for bad in [
+            record("", map(&[("sasl.kerberos.min.time.before.relogin", "1")])),
+            record("2", map(&[("log.retention.ms", "soon")])),
+            record("2", map(&[("broker.id", "7")])),
+            record("-3", map(&[("log.retention.ms", "1")])),
+        ] {
+            let before = image.clone();
+            assert!(image
+                .apply_batch(image.applied_index() + 1, &vec![bad])
+                .is_err());
+            assert_eq!(image.broker_configs("2"), before.broker_configs("2"));
+            assert_eq!(image.all_broker_configs().len(), 1);
+        }
+        // An empty set removes the resource.
+        image
+            .apply_batch(
+                image.applied_index() + 1,
+                &vec![record("2", BTreeMap::new())],
+            )
+            .unwrap();
+        assert!(image.all_broker_configs().is_empty());
+        // Foreign or mangled bytes never decode into a record.
+        let mangled = br#"[{"AlterBrokerConfig":{"resource":2,"configs":[]}}]"#;
+        assert!(decode_batch(mangled).is_none());
+        assert!(decode_batch(b"\xff\x00garbage").is_none());
+    }
+
+    #[test]
     fn stored_configs_are_checked_again() {
         assert!(check("1", &map(&[("log.retention.ms", "1000")])).is_ok());
         assert!(check("", &map(&[("sasl.kerberos.min.time.before.relogin", "1")])).is_err());
