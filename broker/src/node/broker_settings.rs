@@ -554,7 +554,6 @@ pub fn settings(node: &NodeConfig) -> Vec<Setting> {
             );
         }
     }
-    drop(add);
     debug_assert!(listed.iter().all(|name| all.contains_key(name)));
     all.into_values().collect()
 }
