@@ -171,6 +171,19 @@ pub enum Request {
         /// Whether everything the copy had flushed is still there.
         intact: bool,
     },
+    /// Changes the dynamic configs of a BROKER resource (AlterConfigs: `replace`,
+    /// IncrementalAlterConfigs: not), validated with `broker_configs::altered`; answered with the
+    /// resource's new configs (`BrokerConfigAltered`).
+    AlterBrokerConfig {
+        /// `""` for the cluster-wide default, else the broker id in decimal.
+        resource: String,
+        /// The changes, each config named at most once.
+        changes: Vec<ConfigChange>,
+        /// AlterConfigs' semantics: configs the request does not name are removed.
+        replace: bool,
+        /// Check only, change nothing.
+        validate_only: bool,
+    },
     /// Changes SCRAM credentials or ACL bindings, all at once (one raft entry); answered
     /// `SecurityAltered` once applied. Each change is checked first (`SecurityChange::check`).
     AlterSecurity(Vec<crate::security::SecurityChange>),
@@ -220,6 +233,8 @@ pub enum Reply {
     Metadata(MetadataFetch),
     /// The security changes are applied.
     SecurityAltered,
+    /// A BROKER resource's dynamic configs now (or, validate-only, as they would be).
+    BrokerConfigAltered(BTreeMap<String, String>),
 }
 
 /// The answer to a metadata fetch: the records themselves while the log still has them, else
@@ -314,6 +329,8 @@ enum PendingKind {
     AlterPartition(TopicPartition),
     /// Reply `SecurityAltered`.
     AlterSecurity,
+    /// Reply with this BROKER resource's configs.
+    AlterBrokerConfig(String),
     /// Reply with these outcomes of an ElectLeaders.
     ElectLeaders(Vec<(TopicPartition, ElectionOutcome)>),
     /// A fence or unfence of this broker decided by the active controller itself.
@@ -844,6 +861,31 @@ impl Controller {
                     vec![record],
                     Some(request_id),
                     PendingKind::CreatePartitions(name, before),
+                )
+            }
+            Request::AlterBrokerConfig {
+                resource,
+                changes,
+                replace,
+                validate_only,
+            } => {
+                let empty = BTreeMap::new();
+                let current = self.image.broker_configs(&resource).unwrap_or(&empty);
+                let configs =
+                    crate::broker_configs::altered(&resource, current, &changes, replace)?;
+                if validate_only {
+                    let reply = Ok(Reply::BrokerConfigAltered(configs));
+                    self.effects.push(Effect::Reply { request_id, reply });
+                    return Ok(());
+                }
+                let record = MetadataRecord::AlterBrokerConfig {
+                    resource: resource.clone(),
+                    configs,
+                };
+                self.propose(
+                    vec![record],
+                    Some(request_id),
+                    PendingKind::AlterBrokerConfig(resource),
                 )
             }
             Request::AlterSecurity(changes) => {
@@ -1512,6 +1554,12 @@ impl Controller {
         match kind {
             PendingKind::Register => Reply::Registered,
             PendingKind::AlterSecurity => Reply::SecurityAltered,
+            PendingKind::AlterBrokerConfig(resource) => Reply::BrokerConfigAltered(
+                self.image
+                    .broker_configs(resource)
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
             PendingKind::DeleteTopic => Reply::TopicDeleted,
             PendingKind::CreateTopic(name) => {
                 let topic = self.image.topics().get(name).expect("just created");

@@ -66,6 +66,11 @@ pub struct MetadataImage {
     /// ACL bindings, ordered (Kafka's authorizer is a set too).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     acls: BTreeSet<AclBinding>,
+    /// Dynamic broker configs (KIP-226) by BROKER resource name: `""` the cluster default, else
+    /// a broker id. Omitted from the encoding when empty, so snapshots written before the field
+    /// existed decode unchanged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl MetadataImage {
@@ -113,6 +118,30 @@ impl MetadataImage {
     /// Every ACL binding.
     pub fn acls(&self) -> &BTreeSet<AclBinding> {
         &self.acls
+    }
+
+    /// The dynamic configs of BROKER resource `resource` (`""`: the cluster default).
+    pub fn broker_configs(&self, resource: &str) -> Option<&BTreeMap<String, String>> {
+        self.broker_configs.get(resource)
+    }
+
+    /// Every BROKER resource's dynamic configs, by resource name.
+    pub fn all_broker_configs(&self) -> &BTreeMap<String, BTreeMap<String, String>> {
+        &self.broker_configs
+    }
+
+    /// The dynamic value of broker config `name` for `broker` and where it is set: the broker's
+    /// own (`per_broker` true), else the cluster default's.
+    pub fn broker_config(&self, broker: BrokerId, name: &str) -> Option<(&str, bool)> {
+        let own = self
+            .broker_configs
+            .get(&broker.0.to_string())
+            .and_then(|configs| configs.get(name));
+        if let Some(value) = own {
+            return Some((value, true));
+        }
+        let default = self.broker_configs.get("").and_then(|c| c.get(name))?;
+        Some((default, false))
     }
 
     /// One partition's state.
@@ -218,7 +247,32 @@ impl MetadataImage {
                 state,
             } => self.apply_partition_change(topic, *topic_id, *partition, state),
             MetadataRecord::Security(change) => self.apply_security(change),
+            MetadataRecord::AlterBrokerConfig { resource, configs } => {
+                self.apply_broker_config(resource, configs)
+            }
         }
+    }
+
+    fn apply_broker_config(
+        &mut self,
+        resource: &str,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), ControllerError> {
+        crate::broker_configs::check(resource, configs)
+            .map_err(|error| invalid(format!("broker config {resource:?}: {error}")))?;
+        if configs.is_empty() {
+            self.broker_configs.remove(resource);
+            return Ok(());
+        }
+        if !self.broker_configs.contains_key(resource) && self.broker_configs.len() > BROKERS_MAX {
+            return Err(ControllerError::LimitReached(format!(
+                "{} broker config resources",
+                self.broker_configs.len()
+            )));
+        }
+        self.broker_configs
+            .insert(resource.to_string(), configs.clone());
+        Ok(())
     }
 
     fn apply_security(&mut self, change: &SecurityChange) -> Result<(), ControllerError> {
@@ -529,6 +583,13 @@ impl MetadataImage {
 
     /// Checks the rules every image obeys; returns the first violation.
     pub fn check_invariants(&self) -> Result<(), String> {
+        for (resource, configs) in &self.broker_configs {
+            if configs.is_empty() {
+                return Err(format!("broker config resource {resource:?} stored empty"));
+            }
+            crate::broker_configs::check(resource, configs)
+                .map_err(|error| format!("broker config {resource:?}: {error}"))?;
+        }
         let mut topic_ids = BTreeSet::new();
         for (name, topic) in &self.topics {
             if topic.topic_id >= self.topic_id_next || !topic_ids.insert(topic.topic_id) {

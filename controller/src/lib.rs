@@ -34,6 +34,7 @@
 //! the pure functions of [`election`]; snapshots of the image compact the log every
 //! `snapshot_interval_entries`.
 
+pub mod broker_configs;
 pub mod controller;
 pub mod election;
 pub mod error;

@@ -153,6 +153,15 @@ pub enum MetadataRecord {
     },
     /// A change of the client security metadata: a SCRAM credential or an ACL binding.
     Security(crate::security::SecurityChange),
+    /// A BROKER config resource's whole new set of dynamic configs (Kafka's `ConfigRecord`s of
+    /// one AlterConfigs or IncrementalAlterConfigs resource, KIP-226); an empty set removes the
+    /// resource. Checked on apply with `broker_configs::check`.
+    AlterBrokerConfig {
+        /// `""` for the cluster-wide default, else the broker id in decimal.
+        resource: String,
+        /// The configs by name, each validated and in its stored form.
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// Records applied atomically: one raft entry. A fence comes with the partition changes it

@@ -203,6 +203,13 @@ pub fn validate(name: &str, value: &str) -> Result<String, ControllerError> {
     let def = lookup(name).ok_or_else(|| {
         ControllerError::InvalidConfig(format!("Unknown topic config name: {name}"))
     })?;
+    validate_kind(name, def.kind, value)
+}
+
+/// Checks `value` for a config `name` of type `kind` with Kafka's validator and returns it in the
+/// form stored; an invalid value is INVALID_CONFIG with Kafka's message. Shared with the dynamic
+/// broker configs (`crate::broker_configs`).
+pub fn validate_kind(name: &str, kind: ConfigKind, value: &str) -> Result<String, ControllerError> {
     if value.len() > VALUE_BYTES_MAX {
         return Err(invalid_value(
             name,
@@ -211,7 +218,7 @@ pub fn validate(name: &str, value: &str) -> Result<String, ControllerError> {
         ));
     }
     let trimmed = value.trim();
-    let normalised = match def.kind {
+    let normalised = match kind {
         ConfigKind::Bool => match trimmed.to_ascii_lowercase().as_str() {
             v @ ("true" | "false") => v.to_string(),
             _ => {
@@ -279,7 +286,7 @@ pub fn validate(name: &str, value: &str) -> Result<String, ControllerError> {
 }
 
 /// The items of a list value, trimmed, empty ones dropped, each once in first-seen order.
-fn list_items(value: &str) -> Vec<&str> {
+pub(crate) fn list_items(value: &str) -> Vec<&str> {
     let mut items: Vec<&str> = Vec::new();
     for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         if !items.contains(&item) {

@@ -744,6 +744,7 @@ fn check_request_sender(node: u64, request: &Request) -> Result<(), ControlError
         Request::CreateTopic { .. }
         | Request::DeleteTopic { .. }
         | Request::AlterTopicConfig { .. }
+        | Request::AlterBrokerConfig { .. }
         | Request::CreatePartitions { .. }
         | Request::AlterSecurity(_)
         | Request::ElectLeaders { .. }

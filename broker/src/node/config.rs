@@ -973,8 +973,35 @@ impl NodeConfig {
     /// topic config overrides the node's value (Kafka's precedence), the rest are the node's.
     /// Values were validated by `controller::topic_configs` before they reached the metadata.
     pub fn log_config_for(&self, topic: &controller::TopicConfig) -> log_core::LogConfig {
+        self.log_config_with(topic, &BTreeMap::new())
+    }
+
+    /// [`NodeConfig::log_config_for`] with this broker's dynamic broker configs (`broker`: by
+    /// broker config name, the broker's own over the cluster default's, as
+    /// [`controller::MetadataImage::broker_config`] resolves them) between the node's values and
+    /// the topic's own: Kafka's precedence, so a dynamic `log.retention.ms` is the retention of
+    /// every topic without its own `retention.ms`.
+    pub fn log_config_with(
+        &self,
+        topic: &controller::TopicConfig,
+        broker: &BTreeMap<String, String>,
+    ) -> log_core::LogConfig {
         let mut config = self.log_config();
-        let overrides = &topic.overrides;
+        let mut merged: BTreeMap<String, String> = broker
+            .iter()
+            .filter_map(|(name, value)| {
+                let def = controller::broker_configs::lookup(name)?;
+                let topic_name = def.topic_config.filter(|_| def.applied)?;
+                Some((topic_name.to_string(), value.clone()))
+            })
+            .collect();
+        merged.extend(
+            topic
+                .overrides
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone())),
+        );
+        let overrides = &merged;
         let long = |key: &str| overrides.get(key).and_then(|v| v.parse::<i64>().ok());
         if let Some(ms) = long("retention.ms") {
             config.retention_ms = (ms >= 0).then_some(ms);

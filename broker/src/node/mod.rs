@@ -5,6 +5,7 @@
 //! Start-up order: controller (if a voter), then the broker: register with the quorum, follow
 //! the metadata image, open the partitions assigned here, serve Kafka clients.
 
+pub mod broker_settings;
 pub mod config;
 mod fetcher;
 pub mod handlers;

@@ -146,6 +146,16 @@ impl Shared {
         Some(format!("{}:{}", listener.host, listener.port))
     }
 
+    /// This broker's dynamic broker configs in `image` (KIP-226), by name: its own value, else
+    /// the cluster default's.
+    pub fn dynamic_broker_configs(&self, image: &MetadataImage) -> BTreeMap<String, String> {
+        let mut configs = image.broker_configs("").cloned().unwrap_or_default();
+        if let Some(own) = image.broker_configs(&self.broker_id.0.to_string()) {
+            configs.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        configs
+    }
+
     /// The replica settings for partitions of a topic with this configuration.
     fn settings(&self, topic: &controller::TopicConfig) -> PartitionSettings {
         let timing = &self.config.timing;
@@ -165,7 +175,9 @@ impl Shared {
         PartitionSettings {
             replica,
             bugs: self.bugs,
-            log: self.config.log_config_for(topic),
+            log: self
+                .config
+                .log_config_with(topic, &self.dynamic_broker_configs(&self.image())),
             io: self.io.clone(),
         }
     }

@@ -1,7 +1,8 @@
 //! Configs: DescribeConfigs, AlterConfigs and IncrementalAlterConfigs. A topic's configs live in
-//! the metadata (`controller::topic_configs` is the catalog and the validator); a broker's
-//! settings come from its config file and cannot change at run time, so broker resources are
-//! described read-only and alterations of them refused, as Kafka refuses its static configs.
+//! the metadata (`controller::topic_configs` is the catalog and the validator). A broker's
+//! settings come from its config file (`super::super::broker_settings` names them as Kafka does)
+//! and, for the dynamic broker configs rill accepts (`controller::broker_configs`, KIP-226), from
+//! the metadata log too: per broker (resource name = its id) or as the cluster default (`""`).
 
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::describe_configs_response::{
@@ -16,7 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::super::config::{LogSettings, NodeConfig, TopicDefaults};
 use super::super::shared::Shared;
 use super::metadata::{controller_refusal, TopicRefusal};
-use controller::topic_configs::{self, AlterOp, ConfigChange, ConfigKind, ElectionDefaults};
+use controller::topic_configs::{self, AlterOp, ConfigChange, ElectionDefaults};
 use controller::TopicConfig;
 
 /// Kafka's resource type of a topic.
@@ -28,21 +29,14 @@ pub const RESOURCE_BROKER: i8 = 4;
 pub mod source {
     /// A topic's own config.
     pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+    /// A dynamic config of this broker (KIP-226).
+    pub const DYNAMIC_BROKER_CONFIG: i8 = 2;
+    /// A dynamic config of the cluster default.
+    pub const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
     /// Set in the broker's config file.
     pub const STATIC_BROKER_CONFIG: i8 = 4;
     /// Nobody set it: the built-in default.
     pub const DEFAULT_CONFIG: i8 = 5;
-}
-
-/// Kafka's `ConfigType` codes (DescribeConfigs v3+).
-fn config_type(kind: ConfigKind) -> i8 {
-    match kind {
-        ConfigKind::Bool => 1,
-        ConfigKind::Choice { .. } | ConfigKind::Version => 2,
-        ConfigKind::Int { .. } => 3,
-        ConfigKind::Long { .. } => 5,
-        ConfigKind::List { .. } => 7,
-    }
 }
 
 fn str_bytes(s: impl Into<String>) -> StrBytes {
@@ -58,7 +52,29 @@ struct BrokerValue {
     source: i8,
 }
 
-/// The node's value of topic config `name`: Kafka's precedence below a topic's own config.
+/// The broker's value of topic config `name`: Kafka's precedence below a topic's own config, a
+/// dynamic broker config (this broker's, then the cluster default's) over the node's file.
+fn broker_value_dynamic(
+    config: &NodeConfig,
+    image: &controller::MetadataImage,
+    broker: wire::BrokerId,
+    def: &topic_configs::ConfigDef,
+) -> BrokerValue {
+    match image.broker_config(broker, def.broker_synonym) {
+        Some((value, per_broker)) => BrokerValue {
+            value: value.to_string(),
+            source: if per_broker {
+                source::DYNAMIC_BROKER_CONFIG
+            } else {
+                source::DYNAMIC_DEFAULT_BROKER_CONFIG
+            },
+        },
+        None => broker_value(config, def.name),
+    }
+}
+
+/// The node's value of topic config `name` from its file: Kafka's precedence below a topic's own
+/// config.
 fn broker_value(config: &NodeConfig, name: &str) -> BrokerValue {
     let (log, log_default) = (&config.log, LogSettings::default());
     let (topics, topics_default) = (&config.topics, TopicDefaults::default());
@@ -116,13 +132,14 @@ fn broker_value(config: &NodeConfig, name: &str) -> BrokerValue {
 
 /// One DescribeConfigs entry of topic `config` for `def`.
 fn topic_entry(
-    node: &NodeConfig,
+    shared: &Shared,
+    image: &controller::MetadataImage,
     config: &TopicConfig,
     def: &topic_configs::ConfigDef,
     synonyms: bool,
     version: i16,
 ) -> DescribeConfigsResourceResult {
-    let broker = broker_value(node, def.name);
+    let broker = broker_value_dynamic(&shared.config, image, shared.broker_id, def);
     let own = config.overrides.get(def.name);
     // min ISR and unclean election were resolved when the topic was created: show what the
     // controller elects with.
@@ -141,7 +158,7 @@ fn topic_entry(
         .with_read_only(false)
         .with_config_source(config_source);
     if version >= 3 {
-        entry = entry.with_config_type(config_type(def.kind));
+        entry = entry.with_config_type(super::super::broker_settings::kind_type(def.kind));
     }
     if synonyms {
         let mut list = Vec::new();
@@ -163,95 +180,126 @@ fn topic_entry(
     entry
 }
 
-/// The broker's settings as Kafka names them: read-only (set in the config file).
-fn broker_entries(config: &NodeConfig) -> Vec<(&'static str, String, i8)> {
-    let static_or_default = |value: String, default: String| {
-        let source = if value == default {
-            source::DEFAULT_CONFIG
-        } else {
-            source::STATIC_BROKER_CONFIG
+/// The BROKER resource `name` is this broker (`Ok(true)`) or the cluster default (`Ok(false)`);
+/// another broker's id, or a name that is not one, is Kafka's INVALID_REQUEST.
+fn broker_resource(shared: &Shared, name: &str) -> Result<bool, TopicRefusal> {
+    if name.is_empty() {
+        return Ok(false);
+    }
+    let me = shared.broker_id.0;
+    match name.parse::<i32>() {
+        Ok(id) if id == me => Ok(true),
+        Ok(_) => Err(TopicRefusal::new(
+            E::InvalidRequest,
+            format!("Unexpected broker id, expected {me} or empty string, but received {name}"),
+        )),
+        Err(_) => Err(TopicRefusal::new(
+            E::InvalidRequest,
+            format!("Broker id must be an integer, but it is: {name}"),
+        )),
+    }
+}
+
+/// DescribeConfigs of a BROKER resource, as Kafka's `ConfigHelper` answers it: this broker lists
+/// every setting, its value and source by KIP-226's precedence (its own dynamic value, the
+/// cluster default's, the file's, the built-in one), the synonyms in that order when asked,
+/// `read_only` unless rill accepts it dynamically, secrets with a null value; the cluster
+/// default (`""`) lists the dynamic defaults set.
+fn describe_broker(
+    shared: &Shared,
+    image: &controller::MetadataImage,
+    name: &str,
+    include_synonyms: bool,
+    version: i16,
+) -> Result<Vec<DescribeConfigsResourceResult>, TopicRefusal> {
+    use super::super::broker_settings::{self, kind_type};
+    let this_broker = broker_resource(shared, name)?;
+    let entry = |name: &str,
+                 synonyms: Vec<(Option<String>, i8)>,
+                 fallback: Option<String>,
+                 read_only: bool,
+                 sensitive: bool,
+                 kind: i8| {
+        let (value, config_source) = match synonyms.first() {
+            Some((value, source)) => (value.clone(), *source),
+            None => (fallback, source::DEFAULT_CONFIG),
         };
-        (value, source)
+        let hide = |value: Option<String>| if sensitive { None } else { value };
+        let mut entry = DescribeConfigsResourceResult::default()
+            .with_name(str_bytes(name))
+            .with_value(hide(value).map(str_bytes))
+            .with_read_only(read_only)
+            .with_is_sensitive(sensitive)
+            .with_config_source(config_source);
+        if version >= 3 {
+            entry = entry.with_config_type(kind);
+        }
+        if include_synonyms {
+            entry = entry.with_synonyms(
+                synonyms
+                    .into_iter()
+                    .map(|(value, source)| {
+                        DescribeConfigsSynonym::default()
+                            .with_name(str_bytes(name))
+                            .with_value(hide(value).map(str_bytes))
+                            .with_source(source)
+                    })
+                    .collect(),
+            );
+        }
+        entry
     };
-    macro_rules! setting {
-        ($name:literal, $value:expr, $default:expr) => {
-            (
-                $name,
-                static_or_default($value.to_string(), $default.to_string()),
-            )
+    let defaults = image.broker_configs("");
+    if !this_broker {
+        let Some(defaults) = defaults else {
+            return Ok(Vec::new());
         };
+        return Ok(defaults
+            .iter()
+            .filter_map(|(key, value)| {
+                let def = controller::broker_configs::lookup(key)?;
+                let synonyms = vec![(Some(value.clone()), source::DYNAMIC_DEFAULT_BROKER_CONFIG)];
+                Some(entry(
+                    def.name,
+                    synonyms,
+                    None,
+                    false,
+                    false,
+                    kind_type(def.kind),
+                ))
+            })
+            .collect());
     }
-    let (log, log_default) = (&config.log, LogSettings::default());
-    let (topics, topics_default) = (&config.topics, TopicDefaults::default());
-    let mut entries: Vec<(&'static str, (String, i8))> = vec![
-        setting!(
-            "auto.create.topics.enable",
-            topics.auto_create,
-            topics_default.auto_create
-        ),
-        (
-            "compression.type",
-            static_or_default(log.compression_type.clone(), log_default.compression_type),
-        ),
-        setting!(
-            "default.replication.factor",
-            topics.replication_factor,
-            topics_default.replication_factor
-        ),
-        setting!(
-            "log.retention.bytes",
-            log.retention_bytes,
-            log_default.retention_bytes
-        ),
-        setting!(
-            "log.retention.ms",
-            log.retention_ms,
-            log_default.retention_ms
-        ),
-        setting!(
-            "log.segment.bytes",
-            log.segment_bytes,
-            log_default.segment_bytes
-        ),
-        setting!(
-            "message.max.bytes",
-            log.message_max_bytes,
-            log_default.message_max_bytes
-        ),
-        setting!(
-            "min.insync.replicas",
-            topics.min_insync_replicas,
-            topics_default.min_insync_replicas
-        ),
-        setting!(
-            "num.partitions",
-            topics.partitions,
-            topics_default.partitions
-        ),
-        setting!(
-            "unclean.leader.election.enable",
-            topics.unclean_leader_election,
-            topics_default.unclean_leader_election
-        ),
-    ];
-    // Listed when set (Kafka lists them with a null value otherwise): librdkafka's
-    // 0101_fetch_from_follower counts the racks it finds here.
-    let set = source::STATIC_BROKER_CONFIG;
-    if let Some(rack) = &config.broker_rack {
-        entries.push(("broker.rack", (rack.clone(), set)));
-    }
-    if let Some(class) = &config.replica_selector_class {
-        entries.push(("replica.selector.class", (class.clone(), set)));
-    }
-    entries.sort_by_key(|(name, _)| *name);
-    assert!(
-        entries.windows(2).all(|w| w[0].0 < w[1].0),
-        "one entry per name"
-    );
-    entries
+    let own = image.broker_configs(&shared.broker_id.0.to_string());
+    Ok(broker_settings::settings(&shared.config)
         .into_iter()
-        .map(|(name, (value, source))| (name, value, source))
-        .collect()
+        .map(|setting| {
+            let dynamic = |map: Option<&std::collections::BTreeMap<String, String>>| {
+                map.and_then(|m| m.get(setting.name)).cloned()
+            };
+            let mut synonyms = Vec::new();
+            if let Some(value) = dynamic(own) {
+                synonyms.push((Some(value), source::DYNAMIC_BROKER_CONFIG));
+            }
+            if let Some(value) = dynamic(defaults) {
+                synonyms.push((Some(value), source::DYNAMIC_DEFAULT_BROKER_CONFIG));
+            }
+            if setting.in_file {
+                synonyms.push((setting.value.clone(), source::STATIC_BROKER_CONFIG));
+            }
+            if setting.default.is_some() {
+                synonyms.push((setting.default.clone(), source::DEFAULT_CONFIG));
+            }
+            entry(
+                setting.name,
+                synonyms,
+                setting.value.clone(),
+                !setting.dynamic(),
+                setting.sensitive,
+                setting.config_type,
+            )
+        })
+        .collect())
 }
 
 /// DescribeConfigs for topics and brokers. Topic entries are every config of the catalog,
@@ -263,7 +311,6 @@ pub fn describe_configs(
     version: i16,
 ) -> DescribeConfigsResponse {
     let image = shared.image();
-    let node = &shared.config;
     let results = request
         .resources
         .iter()
@@ -291,30 +338,31 @@ pub fn describe_configs(
                         .iter()
                         .filter(|def| wanted(def.name))
                         .map(|def| {
-                            topic_entry(node, &topic.config, def, request.include_synonyms, version)
+                            topic_entry(
+                                shared,
+                                &image,
+                                &topic.config,
+                                def,
+                                request.include_synonyms,
+                                version,
+                            )
                         })
                         .collect()
                 }
-                RESOURCE_BROKER => broker_entries(node)
-                    .into_iter()
-                    .filter(|(key, _, _)| wanted(key))
-                    .map(|(key, value, config_source)| {
-                        let synonyms = if request.include_synonyms {
-                            vec![DescribeConfigsSynonym::default()
-                                .with_name(str_bytes(key))
-                                .with_value(Some(str_bytes(value.clone())))
-                                .with_source(config_source)]
-                        } else {
-                            Vec::new()
-                        };
-                        DescribeConfigsResourceResult::default()
-                            .with_name(str_bytes(key))
-                            .with_value(Some(str_bytes(value)))
-                            .with_read_only(true)
-                            .with_config_source(config_source)
-                            .with_synonyms(synonyms)
-                    })
-                    .collect(),
+                RESOURCE_BROKER => {
+                    match describe_broker(shared, &image, &name, request.include_synonyms, version)
+                    {
+                        Ok(entries) => entries
+                            .into_iter()
+                            .filter(|entry| wanted(entry.name.as_str()))
+                            .collect(),
+                        Err(refusal) => {
+                            return base
+                                .with_error_code(refusal.code)
+                                .with_error_message(Some(str_bytes(refusal.message)))
+                        }
+                    }
+                }
                 other => {
                     return base
                         .with_error_code(E::InvalidRequest.code())
@@ -350,18 +398,7 @@ async fn alter_one(
     match alteration.resource_type {
         RESOURCE_TOPIC => {}
         RESOURCE_BROKER => {
-            if alteration.changes.is_empty() {
-                return Ok(());
-            }
-            let names: Vec<&str> = alteration.changes.iter().map(|c| c.name.as_str()).collect();
-            return Err(TopicRefusal::new(
-                E::InvalidConfig,
-                format!(
-                    "Cannot update these configs dynamically: {}: rill reads broker settings \
-                     from its config file at start",
-                    names.join(", ")
-                ),
-            ));
+            return alter_broker(shared, &name, alteration.changes, replace, validate_only).await
         }
         other => {
             return Err(TopicRefusal::new(
@@ -404,6 +441,78 @@ async fn alter_one(
             tracing::warn!(
                 ?other,
                 "the controller answered AlterTopicConfig with another reply"
+            );
+            Err(TopicRefusal::new(
+                E::UnknownServerError,
+                "unexpected controller reply",
+            ))
+        }
+        Err(error) => Err(controller_refusal(&error)),
+    }
+}
+
+/// Alters a BROKER resource's dynamic configs through the controller, after the checks Kafka's
+/// broker makes before it forwards (`ConfigAdminManager.preprocess`): the resource is this broker
+/// or the cluster default (INVALID_REQUEST otherwise), and no change SETs a setting rill reads
+/// only from its file (INVALID_REQUEST "Cannot update these configs dynamically"). Values are
+/// never logged: some configs are secrets.
+async fn alter_broker(
+    shared: &Shared,
+    name: &str,
+    changes: Vec<ConfigChange>,
+    replace: bool,
+    validate_only: bool,
+) -> Result<(), TopicRefusal> {
+    broker_resource(shared, name).map_err(|refusal| {
+        let message = refusal
+            .message
+            .replace("Broker id must be", "Node id must be")
+            .replace(" or empty string,", ",");
+        TopicRefusal::new(E::InvalidRequest, message)
+    })?;
+    let settings = super::super::broker_settings::settings(&shared.config);
+    let read_only: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.op != AlterOp::Delete)
+        .filter(|c| {
+            settings
+                .iter()
+                .any(|s| s.name == c.name.as_str() && !s.dynamic())
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    if !read_only.is_empty() {
+        return Err(TopicRefusal::new(
+            E::InvalidRequest,
+            format!(
+                "Cannot update these configs dynamically: Set({})",
+                read_only.join(", ")
+            ),
+        ));
+    }
+    let names: Vec<&str> = changes.iter().map(|c| c.name.as_str()).collect();
+    tracing::info!(resource = %name, configs = ?names, validate_only, replace, "altering broker configs");
+    let request = controller::Request::AlterBrokerConfig {
+        resource: name.to_string(),
+        changes,
+        replace,
+        validate_only,
+    };
+    match shared.controller.request(request).await {
+        Ok(controller::Reply::BrokerConfigAltered(configs)) => {
+            if !validate_only {
+                let resource = name.to_string();
+                super::metadata::wait_for_image(shared, |image| {
+                    image.broker_configs(&resource).cloned().unwrap_or_default() == configs
+                })
+                .await;
+            }
+            Ok(())
+        }
+        Ok(other) => {
+            tracing::warn!(
+                ?other,
+                "the controller answered AlterBrokerConfig with another reply"
             );
             Err(TopicRefusal::new(
                 E::UnknownServerError,
@@ -619,13 +728,6 @@ mod tests {
         );
         let segment = broker_value(&config, "segment.bytes");
         assert_eq!(segment.source, source::DEFAULT_CONFIG);
-        let entries = broker_entries(&config);
-        assert!(entries.contains(&(
-            "log.retention.ms",
-            "1000".to_string(),
-            source::STATIC_BROKER_CONFIG
-        )));
-        assert!(entries.contains(&("num.partitions", "1".to_string(), source::DEFAULT_CONFIG)));
     }
 
     #[test]
