@@ -54,9 +54,41 @@ fn list_filters_by_state_from_v4() {
     );
     assert_eq!(stable.groups.len(), 1);
     assert_eq!(&*stable.groups[0].group_state, "Stable");
-    for version in 0..=4 {
+    for version in 0..=5 {
         assert_encodes(&c.list(&ListGroupsRequest::default(), version), version);
     }
+}
+
+/// KIP-848's ListGroups v5: every group is `classic` (rill has no other protocol), and a types
+/// filter keeps all of them or none (librdkafka's 0081 filters by the type in use and by the
+/// other one).
+#[test]
+fn list_reports_and_filters_the_classic_group_type_from_v5() {
+    let (mut c, _, _, _) = stable_pair("g");
+    let all = c.list(&ListGroupsRequest::default(), 5);
+    assert_eq!(all.groups.len(), 1);
+    assert_eq!(&*all.groups[0].group_type, "classic");
+    assert_eq!(
+        &*c.list(&ListGroupsRequest::default(), 4).groups[0].group_type,
+        ""
+    );
+    let classic = c.list(
+        &ListGroupsRequest::default().with_types_filter(vec![s("Classic")]),
+        5,
+    );
+    assert_eq!(classic.groups.len(), 1);
+    let consumer = c.list(
+        &ListGroupsRequest::default().with_types_filter(vec![s("consumer")]),
+        5,
+    );
+    assert!(consumer.groups.is_empty());
+    let both = c.list(
+        &ListGroupsRequest::default()
+            .with_types_filter(vec![s("consumer"), s("classic")])
+            .with_states_filter(vec![s("Stable")]),
+        5,
+    );
+    assert_eq!(both.groups.len(), 1);
 }
 
 /// Kafka keeps an Empty group's protocol type ("consumer": kafka-python and sarama read it) and

@@ -40,6 +40,9 @@ type PartitionOffsets<'a> = Vec<(i32, Option<&'a OffsetValue>)>;
 /// Highest OffsetFetch version answered (v9+ carries KIP-848 member epochs).
 pub const OFFSET_FETCH_VERSION_MAX: i16 = 8;
 
+/// The group type ListGroups v5 reports: rill's groups all speak the classic protocol.
+const CLASSIC_GROUP_TYPE: &str = "classic";
+
 impl GroupCoordinator {
     /// A JoinGroup. The answer may come later (when the rebalance completes); see the runbook.
     pub fn join(
@@ -584,18 +587,29 @@ impl GroupCoordinator {
     }
 
     /// A ListGroups (answered at once) over the loaded offsets partitions.
+    ///
+    /// v5 (KIP-848's group types): every group is `classic`.
     pub fn list(&self, request: &ListGroupsRequest, api_version: i16) -> ListGroupsResponse {
         assert!(
-            (0..=4).contains(&api_version),
-            "ListGroups versions are capped at 4"
+            (0..=5).contains(&api_version),
+            "ListGroups versions are capped at 5"
         );
         let wanted = |group: &Group| {
-            api_version < 4
+            let state = api_version < 4
                 || request.states_filter.is_empty()
                 || request
                     .states_filter
                     .iter()
-                    .any(|s| s.eq_ignore_ascii_case(group.state.name()))
+                    .any(|s| s.eq_ignore_ascii_case(group.state.name()));
+            // Every group here speaks the classic protocol (no KIP-848 groups), so a types
+            // filter (v5) keeps them all or none, as Kafka's `GroupType.parse` would.
+            let kind = api_version < 5
+                || request.types_filter.is_empty()
+                || request
+                    .types_filter
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(CLASSIC_GROUP_TYPE));
+            state && kind
         };
         let groups = self
             .groups
@@ -609,6 +623,9 @@ impl GroupCoordinator {
                     ));
                 if api_version >= 4 {
                     listed.group_state = StrBytes::from(g.state.name());
+                }
+                if api_version >= 5 {
+                    listed.group_type = StrBytes::from_static_str(CLASSIC_GROUP_TYPE);
                 }
                 listed
             })
