@@ -282,6 +282,7 @@ mod simulated {
         fn start(handle: Handle, draw: &ClusterDraw, options: &NodeOptions, seed: u64) -> Cluster {
             let spawn = |node: u8| {
                 let disk = MemDisk::new(seed.wrapping_mul(31).wrapping_add(u64::from(node)));
+                disk.set_sync_failure_drops_unsynced(draw.sync_failure_drops_unsynced);
                 let stopped = Arc::new(AtomicBool::new(false));
                 let (config, options, for_node, flag) = (
                     node_config(node, draw),
