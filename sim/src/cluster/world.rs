@@ -792,6 +792,7 @@ mod simulated {
                 .consumer_rack_broker
                 .map(crate::cluster::operations::rack_of),
             strong: draw.strong(),
+            retention: draw.operations.is_some(),
         };
         let elapsed =
             |begun: Instant| u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
