@@ -52,6 +52,8 @@ pub mod code {
     pub const UNKNOWN_PRODUCER_ID: i16 = 59;
     /// The leader's log failed on disk.
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    /// INVALID_RECORD: the broker refused the records (e.g. several batches for one partition).
+    pub const INVALID_RECORD: i16 = 87;
     /// FENCED_LEADER_EPOCH: our leader epoch is older than the broker's.
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     /// UNKNOWN_LEADER_EPOCH: our leader epoch is newer than the broker's.

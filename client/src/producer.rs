@@ -34,7 +34,7 @@ use crate::metadata::MetadataCache;
 use crate::partitioner::Partitioner;
 use crate::pool::ConnectionPool;
 use crate::records::{encode_batch, OutgoingRecord, BATCH_RECORDS_MAX};
-use crate::sequence::{BatchStamp, PartitionSequence, ProducerIdentity};
+use crate::sequence::{increment_sequence, BatchStamp, PartitionSequence, ProducerIdentity};
 pub use kafka_protocol::records::Compression;
 
 /// Records (and flush markers) a partition queue holds before `send` waits for room.
@@ -138,6 +138,48 @@ pub struct RecordMetadata {
 /// The simulator's stale-request nemesis keeps them to deliver again later.
 pub type BatchTap = Arc<dyn Fn(&str, i32, Bytes) + Send + Sync>;
 
+/// A broker's OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID answer to an attempt of an
+/// idempotent batch, with what the producer knew when it arrived (see [`RefusalTap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequenceRefusal {
+    /// The partition.
+    pub partition: i32,
+    /// The batch's producer id.
+    pub producer_id: i64,
+    /// The batch's producer epoch.
+    pub producer_epoch: i16,
+    /// The batch's base sequence.
+    pub base_sequence: i32,
+    /// Records in the batch.
+    pub record_count: i32,
+    /// The error code (OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID).
+    pub code: i16,
+    /// Attempts of the batch so far, this one included (above 1: a retry with the same stamp).
+    pub attempt: u32,
+    /// Every batch this producer stamped before it in this epoch on this partition was
+    /// acknowledged (or it is the epoch's first, sequence 0). Under acks=all with enough
+    /// in-sync replicas and clean elections they are then in every log that can lead, so the
+    /// leader knows the producer and expects this batch next, or holds it among the producer's
+    /// last five batches (at most four were stamped after it: the window) and must answer it
+    /// as a duplicate; a sequence refusal then means the leader's producer state is wrong
+    /// (or, where retention moves the log start, that a replica which fell below it forgot
+    /// the producer: UNKNOWN_PRODUCER_ID).
+    pub predecessors_acknowledged: bool,
+}
+
+/// Sees every sequence refusal of an idempotent batch's attempt, as the broker answered it.
+/// The simulator judges them.
+pub type RefusalTap = Arc<dyn Fn(&str, &SequenceRefusal) + Send + Sync>;
+
+/// Observers of a producer's traffic (the simulator's).
+#[derive(Clone, Default)]
+pub struct ProducerTaps {
+    /// Copies of acknowledged batches.
+    pub acknowledged: Option<BatchTap>,
+    /// Sequence refusals.
+    pub refused: Option<RefusalTap>,
+}
+
 /// A record's outcome: its offset, or the batch's error.
 type Reply = oneshot::Sender<Result<i64>>;
 
@@ -167,8 +209,8 @@ struct Core {
     config: ProducerConfig,
     /// Identity from construction; a worker fetches its own after a desynchronisation.
     identity: Option<ProducerIdentity>,
-    /// Copies of acknowledged batches go here, if set.
-    tap: Option<BatchTap>,
+    /// Copies of acknowledged batches and sequence refusals go here, if set.
+    taps: ProducerTaps,
 }
 
 /// State of the producer handles.
@@ -210,6 +252,19 @@ impl Producer {
         config: ProducerConfig,
         tap: Option<BatchTap>,
     ) -> Result<Producer> {
+        let taps = ProducerTaps {
+            acknowledged: tap,
+            refused: None,
+        };
+        Self::with_taps(client, config, taps).await
+    }
+
+    /// [`Producer::new`] observed by `taps`.
+    pub async fn with_taps(
+        client: ClientConfig,
+        config: ProducerConfig,
+        taps: ProducerTaps,
+    ) -> Result<Producer> {
         client.validate()?;
         config.validate()?;
         let pool = ConnectionPool::new(client);
@@ -226,7 +281,7 @@ impl Producer {
                 metadata,
                 config,
                 identity,
-                tap,
+                taps,
             }),
             partitioner: Partitioner::new(),
             workers: Mutex::new(BTreeMap::new()),
@@ -443,6 +498,9 @@ struct PartitionWorker {
     resend_at: Option<tokio::time::Instant>,
     /// A failure named stale metadata: refresh before the next send.
     refresh_wanted: bool,
+    /// The identity of the newest acknowledged batch and the sequence after the highest one
+    /// acknowledged with it: every batch stamped below it in that epoch is in the log.
+    acknowledged_end: Option<(ProducerIdentity, i32)>,
 }
 
 impl PartitionWorker {
@@ -466,6 +524,7 @@ impl PartitionWorker {
             link: None,
             resend_at: None,
             refresh_wanted: false,
+            acknowledged_end: None,
         }
     }
 
@@ -603,7 +662,8 @@ impl PartitionWorker {
             let batch = self.window.pop_front().expect("checked");
             assert!(!batch.in_flight, "a settled batch has nothing on the wire");
             let outcome = batch.outcome.expect("checked");
-            if let (Some(tap), Ok(_), Some(encoded)) = (&self.shared.tap, &outcome, batch.encoded) {
+            let tap = &self.shared.taps.acknowledged;
+            if let (Some(tap), Ok(_), Some(encoded)) = (tap, &outcome, batch.encoded) {
                 tap(&self.topic, self.partition, encoded);
             }
             answer(batch.replies, outcome, self.shared.config.acks);
@@ -791,8 +851,18 @@ impl PartitionWorker {
                 let batch = &mut self.window[index];
                 batch.in_flight = false;
                 batch.outcome = Some(Ok(base_offset));
+                if let Some(stamp) = batch.stamp {
+                    let end = increment_sequence(stamp.base_sequence, stamp.record_count);
+                    self.acknowledged_end = match self.acknowledged_end {
+                        Some((identity, known)) if identity == stamp.identity => {
+                            Some((identity, known.max(end)))
+                        }
+                        _ => Some((stamp.identity, end)),
+                    };
+                }
             }
             Err(error) => {
+                self.note_refusal(index, &error);
                 let closed = self.link.as_ref().is_some_and(|l| l.connection.is_closed());
                 self.window[index].in_flight = false;
                 self.attempt_failed(index, error.clone());
@@ -801,6 +871,41 @@ impl PartitionWorker {
                 }
             }
         }
+    }
+
+    /// Hands a sequence refusal of batch `index` to the refusal tap, if there is one.
+    fn note_refusal(&self, index: usize, error: &ClientError) {
+        let (Some(tap), Some(stamp)) = (&self.shared.taps.refused, self.window[index].stamp) else {
+            return;
+        };
+        let Some(code) = error.kafka_code().filter(|c| {
+            matches!(
+                *c,
+                code::OUT_OF_ORDER_SEQUENCE_NUMBER | code::UNKNOWN_PRODUCER_ID
+            )
+        }) else {
+            return;
+        };
+        // The acknowledged end lies at or past the base by at most the window's records
+        // (sequences wrap at i32::MAX, as Kafka's do).
+        let window_records = i64::try_from(self.window_max * BATCH_RECORDS_MAX).unwrap_or(i64::MAX);
+        let predecessors_acknowledged = stamp.base_sequence == 0
+            || self.acknowledged_end.is_some_and(|(identity, end)| {
+                let ahead = (i64::from(end) - i64::from(stamp.base_sequence))
+                    .rem_euclid(i64::from(i32::MAX) + 1);
+                identity == stamp.identity && ahead <= window_records
+            });
+        let refusal = SequenceRefusal {
+            partition: self.partition,
+            producer_id: stamp.identity.producer_id,
+            producer_epoch: stamp.identity.producer_epoch,
+            base_sequence: stamp.base_sequence,
+            record_count: stamp.record_count,
+            code,
+            attempt: self.window[index].attempts,
+            predecessors_acknowledged,
+        };
+        tap(&self.topic, &refusal);
     }
 
     /// A failed round, with nothing on the wire any more: decides the head's fate, then backs

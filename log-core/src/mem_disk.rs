@@ -12,6 +12,12 @@
 //!   sector boundary of the file, possibly with the last kept sector zero-filled (a torn write).
 //! - Faults are seeded and deterministic: error probabilities per operation kind, "fail the next N
 //!   operations", a byte capacity (`DiskError::Full`), and silent bit flips.
+//! - A failed file `sync` makes nothing durable. By default the unsynced bytes stay dirty, so the
+//!   next successful sync persists them. With [`MemDisk::set_sync_failure_drops_unsynced`] a
+//!   failed sync drops them instead, as Linux may after a writeback error ("fsyncgate": the
+//!   pages are marked clean and their contents are lost once evicted): every byte of the file
+//!   not yet durable reads back as the durable content, zeros past its end (the file keeps its
+//!   length), and a later sync persists that, never the lost bytes.
 
 use crate::disk::{Disk, DiskError, DiskResult};
 use rand::{Rng, SeedableRng};
@@ -104,6 +110,23 @@ struct Inode {
 }
 
 impl Inode {
+    /// A failed sync that drops the unsynced bytes (fsyncgate): every byte past the clean
+    /// prefix reads back as the durable one at its position, or zero past the durable end (the
+    /// blocks never written). The file keeps its length; what differs from the durable bytes
+    /// stays unsynced. Returns whether any byte changed.
+    fn drop_unsynced(&mut self) -> bool {
+        let from = self.clean_bytes;
+        let mut changed = false;
+        for (position, byte) in self.volatile.iter_mut().enumerate().skip(from) {
+            let on_disk = self.durable.get(position).copied().unwrap_or(0);
+            changed |= *byte != on_disk;
+            *byte = on_disk;
+        }
+        changed
+    }
+}
+
+impl Inode {
     /// Notes that bytes from `position` on may differ from the durable ones.
     fn dirty_from(&mut self, position: usize) {
         self.clean_bytes = self.clean_bytes.min(position);
@@ -147,6 +170,8 @@ struct State {
     fail_next: BTreeMap<FaultOp, u64>,
     /// Counters for tests.
     counts: OpCounts,
+    /// A failed file sync drops the unsynced bytes (fsyncgate) instead of leaving them dirty.
+    sync_failure_drops_unsynced: bool,
 }
 
 /// An in-memory disk with a crash and fault model. Clones share the same disk.
@@ -249,6 +274,7 @@ impl MemDisk {
             faults: FaultConfig::default(),
             fail_next: BTreeMap::new(),
             counts: OpCounts::default(),
+            sync_failure_drops_unsynced: false,
         };
         MemDisk {
             state: Arc::new(Mutex::new(state)),
@@ -285,6 +311,14 @@ impl MemDisk {
             assert!((0.0..=1.0).contains(&p), "probability out of range: {p}");
         }
         self.lock().faults = faults;
+    }
+
+    /// Whether a failed file sync (an injected error, forced or drawn, or BUGGIFY's) drops the
+    /// file's unsynced bytes, as Linux may after a writeback error, instead of leaving them
+    /// dirty for the next sync (the default). A property of the disk: [`MemDisk::set_faults`]
+    /// leaves it as it is. Draws nothing from the disk's RNG.
+    pub fn set_sync_failure_drops_unsynced(&self, drops: bool) {
+        self.lock().sync_failure_drops_unsynced = drops;
     }
 
     /// Makes the next `n` operations of kind `op` fail with an injected I/O error.
@@ -643,7 +677,15 @@ impl Disk for MemDisk {
         let path = key(path)?;
         let mut state = self.lock();
         let id = state.file_inode(&path)?;
-        state.inject(FaultOp::Sync, &path)?;
+        if let Err(error) = state.inject(FaultOp::Sync, &path) {
+            if state.sync_failure_drops_unsynced {
+                let inode = state.inodes.get_mut(&id).expect("entries name live inodes");
+                if inode.drop_unsynced() {
+                    buggify::probe!("memdisk.sync_failure_dropped_unsynced");
+                }
+            }
+            return Err(error);
+        }
         let lie = state.faults.sync_lie_probability;
         if lie > 0.0 && state.rng.gen_bool(lie) {
             state.counts.faults_injected += 1;

@@ -390,3 +390,46 @@ fn a_directory_is_exactly_what_lies_under_it() {
         assert_eq!(disk.list(p("")).unwrap(), ["a.log"]);
     }
 }
+
+#[test]
+fn a_failed_sync_keeps_the_unsynced_bytes_dirty_unless_told_to_drop_them() {
+    let write = |disk: &MemDisk| {
+        disk.create(p("f")).unwrap();
+        disk.append(p("f"), b"durable").unwrap();
+        disk.sync(p("f")).unwrap();
+        disk.append(p("f"), b"-lost").unwrap();
+        disk.write_at(p("f"), 0, b"D").unwrap();
+        disk.fail_next(FaultOp::Sync, 1);
+        assert!(disk.sync(p("f")).is_err());
+    };
+    let read = |disk: &MemDisk| {
+        let mut buf = [0u8; 32];
+        let n = disk.read_at(p("f"), 0, &mut buf).unwrap();
+        buf[..n].to_vec()
+    };
+    // The default: the bytes stay dirty and the next good sync persists them.
+    let disk = MemDisk::new(7);
+    write(&disk);
+    assert_eq!(read(&disk), b"Durable-lost");
+    disk.sync(p("f")).unwrap();
+    assert_eq!(disk.durable_bytes(p("f")).unwrap(), b"Durable-lost");
+
+    // fsyncgate: the failed sync dropped them. The file keeps its length; the overwritten byte
+    // reads as the durable one, the appended ones as zeros (blocks never written), and a later
+    // sync persists that, never the lost bytes.
+    let disk = MemDisk::new(7);
+    disk.set_sync_failure_drops_unsynced(true);
+    disk.set_faults(FaultConfig::default());
+    write(&disk);
+    assert_eq!(read(&disk), b"durable\0\0\0\0\0");
+    disk.append(p("f"), b"+new").unwrap();
+    disk.sync(p("f")).unwrap();
+    assert_eq!(
+        disk.durable_bytes(p("f")).unwrap(),
+        b"durable\0\0\0\0\0+new"
+    );
+    // A successful sync drops nothing.
+    disk.append(p("f"), b"!").unwrap();
+    disk.sync(p("f")).unwrap();
+    assert_eq!(read(&disk), b"durable\0\0\0\0\0+new!");
+}

@@ -74,6 +74,42 @@ fn a_failed_sync_poisons_the_log() {
     assert!(log.plan_flush().is_err(), "a poisoned log plans nothing");
 }
 
+/// A sync that fails on a disk that then drops the unsynced bytes (Linux after a writeback
+/// error): the log is poisoned, and reopened it holds what the last good flush covered, with the
+/// dropped tail cut as torn (whether or not the disk crashed in between).
+#[test]
+fn a_failed_sync_that_drops_the_unsynced_bytes_loses_only_unflushed_records() {
+    for crash in [false, true] {
+        let disk = MemDisk::new(15);
+        disk.set_sync_failure_drops_unsynced(true);
+        let mut log = open_mem(&disk, small_config());
+        log.append_as_leader(&batch("a", 3, 0, 0), LeaderEpoch(0), 0)
+            .unwrap();
+        let plan = log.plan_flush().unwrap();
+        let synced = plan.sync(&*log.disk());
+        assert_eq!(log.finish_flush(plan, synced).unwrap(), Offset(3));
+        log.append_as_leader(&batch("b", 2, 0, 0), LeaderEpoch(0), 0)
+            .unwrap();
+        let plan = log.plan_flush().unwrap();
+        disk.fail_next(log_core::FaultOp::Sync, 1);
+        let synced = plan.sync(&*log.disk());
+        assert!(synced.is_err());
+        assert!(matches!(
+            log.finish_flush(plan, synced),
+            Err(LogError::Disk(_))
+        ));
+        assert!(log.is_poisoned());
+        assert_eq!(log.recovery_point(), Offset(3), "b was never flushed");
+        drop(log);
+        if crash {
+            disk.crash();
+        }
+        let log = open_mem(&disk, small_config());
+        assert_eq!(log.log_end_offset(), Offset(3), "the dropped batch is cut");
+        assert_eq!(read_all(&log, Offset::ZERO).len(), 3);
+    }
+}
+
 #[test]
 fn the_checkpoint_comes_due_by_flushed_bytes() {
     let disk = MemDisk::new(14);

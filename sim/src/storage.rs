@@ -35,6 +35,11 @@ const TRUNCATE_SUFFIX_MAX: i64 = 24;
 const OPEN_ATTEMPTS_MAX: u32 = 4;
 /// Distinct keys in a compacted log: few, so compaction has work.
 const COMPACTED_KEYS: u64 = 12;
+/// The seed stream of the fsyncgate draw ([`StorageDraw::sync_failure_drops_unsynced`]).
+const FSYNCGATE_STREAM: u64 = 0xf5c9_6a7e_0000_0021;
+/// The seed stream of the flush-path choices (whole or split, appends during the sync): apart
+/// from the run's own, so the other draws stay what they were.
+const FLUSH_PATH_STREAM: u64 = 0xf105_4a7e_0000_0022;
 
 /// The seed-drawn shape of one storage run: printed beside the seed.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +62,9 @@ pub struct StorageDraw {
     pub bit_flip_permille: u32,
     /// The codec batches are written with (compaction recompresses with it).
     pub codec: Codec,
+    /// A failed fsync drops the unsynced bytes (Linux after a writeback error, "fsyncgate"),
+    /// instead of leaving them for the next fsync to persist.
+    pub sync_failure_drops_unsynced: bool,
 }
 
 impl StorageDraw {
@@ -90,6 +98,9 @@ impl StorageDraw {
                     Codec::None
                 }
             },
+            // A stream of its own too.
+            sync_failure_drops_unsynced: ChaCha8Rng::seed_from_u64(seed ^ FSYNCGATE_STREAM)
+                .gen_bool(0.5),
         }
     }
 
@@ -143,7 +154,7 @@ impl Scenario for StorageScenario {
         let d = StorageDraw::from_seed(seed);
         format!(
             "segment {} B, age {} ms, index every {} B, {}, retention {}, crash {}‰, io-error {}‰, \
-             bit-flip {}‰, codec {}",
+             bit-flip {}‰, codec {}{}",
             d.segment_bytes_max,
             d.segment_age_ms_max,
             d.index_interval_bytes,
@@ -152,7 +163,12 @@ impl Scenario for StorageScenario {
             d.crash_permille,
             d.io_error_permille,
             d.bit_flip_permille,
-            d.codec.name()
+            d.codec.name(),
+            if d.sync_failure_drops_unsynced {
+                ", a failed fsync drops the unsynced bytes"
+            } else {
+                ""
+            }
         )
     }
 
@@ -214,6 +230,10 @@ struct Model {
 
 struct World {
     rng: ChaCha8Rng,
+    /// Chooses each flush's path (see [`FLUSH_PATH_STREAM`]).
+    flush_rng: ChaCha8Rng,
+    /// Crashes and restarts so far (a split flush's plan belongs to the log it was made by).
+    restarts: u64,
     draw: StorageDraw,
     disk: Arc<MemDisk>,
     dir: PathBuf,
@@ -238,6 +258,7 @@ struct World {
 impl World {
     fn new(seed: u64, draw: StorageDraw, lying_fsync: bool) -> Self {
         let disk = Arc::new(MemDisk::new(seed));
+        disk.set_sync_failure_drops_unsynced(draw.sync_failure_drops_unsynced);
         let lie = if lying_fsync {
             SYNC_LIE_PROBABILITY
         } else {
@@ -251,6 +272,8 @@ impl World {
         let dir = PathBuf::from("data/t-0");
         let mut world = World {
             rng: ChaCha8Rng::seed_from_u64(seed),
+            flush_rng: ChaCha8Rng::seed_from_u64(seed ^ FLUSH_PATH_STREAM),
+            restarts: 0,
             draw,
             disk,
             dir,
@@ -450,6 +473,7 @@ impl World {
     fn crash_and_recover(&mut self, why: &str) {
         // The process dies with the disk: the open log's memory is simply lost.
         self.log = None;
+        self.restarts += 1;
         self.disk.crash();
         self.disk.set_faults(self.disk_faults.clone());
         self.timeline.mark(self.trace.len(), why.to_string());
@@ -561,6 +585,10 @@ impl World {
     }
 
     fn flush(&mut self) {
+        if self.flush_rng.gen_bool(0.5) {
+            self.split_flush();
+            return;
+        }
         let Some(log) = self.log.as_mut() else { return };
         match log.flush() {
             Ok(durable) => {
@@ -573,6 +601,48 @@ impl World {
                 self.event(format!("flush to {durable}"));
             }
             Err(error) => self.on_error("flush", error),
+        }
+    }
+
+    /// The broker's IO worker's flush: plan (no IO), sync the planned files (in the broker off
+    /// the partition's lock, so appends may land meanwhile: sometimes one does here), finish,
+    /// then the state checkpoint if it came due. Only what the plan covered counts durable.
+    fn split_flush(&mut self) {
+        let Some(log) = self.log.as_ref() else { return };
+        let plan = match log.plan_flush() {
+            Ok(plan) => plan,
+            Err(error) => return self.on_error("plan flush", error),
+        };
+        let up_to = plan.up_to().0;
+        if self.flush_rng.gen_ratio(1, 3) {
+            let restarts = self.restarts;
+            self.append();
+            // A failed append restarted the log: the plan belonged to the one before.
+            if self.restarts != restarts || self.violation.is_some() {
+                return;
+            }
+        }
+        let Some(log) = self.log.as_mut() else { return };
+        let synced = plan.sync(&*log.disk());
+        match log.finish_flush(plan, synced) {
+            Ok(durable) => {
+                if durable.0 < up_to || durable.0 > self.model.leo {
+                    let leo = self.model.leo;
+                    self.fail(format!(
+                        "split flush planned to {up_to} finished at {durable}, log end {leo}"
+                    ));
+                    return;
+                }
+                self.model.durable = self.model.durable.max(durable.0);
+                self.event(format!("split flush to {durable}"));
+            }
+            Err(error) => return self.on_error("split flush", error),
+        }
+        let Some(log) = self.log.as_mut() else { return };
+        if log.checkpoint_due() {
+            if let Err(error) = log.write_state() {
+                self.on_error("checkpoint", error);
+            }
         }
     }
 

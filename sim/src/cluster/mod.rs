@@ -310,6 +310,11 @@ pub struct ClusterDraw {
     pub operations: Option<Operations>,
     /// Batch shapes of real clients.
     pub clients: ClientShapes,
+    /// A failed fsync drops the unsynced bytes of its file (Linux after a writeback error,
+    /// "fsyncgate") instead of leaving them for the next fsync, on every node's disk: injected
+    /// sync errors (the disk family's, BUGGIFY's) then lose data a log that ignored the error
+    /// would count as flushed.
+    pub sync_failure_drops_unsynced: bool,
 }
 
 /// The producer codecs a seed draws from, `none` weighted as often as all the others together.
@@ -437,6 +442,9 @@ impl ClusterDraw {
             } else {
                 ClientShapes::draw(seed)
             },
+            // A stream of its own.
+            sync_failure_drops_unsynced: ChaCha8Rng::seed_from_u64(seed ^ 0xf5c9_6a7e_0000_002d)
+                .gen_bool(0.5),
         };
         // The wipe family's in-sync-copies-lost episode (the way to an unclean election), from
         // a stream of its own: only where the family is fixed, so the default campaign's draw
@@ -699,7 +707,7 @@ impl Scenario for ClusterScenario {
         format!(
             "{} ({}), {}, segments {} B, compression {} (brokers: {}), {} producers, \
              safety {} ms, lag {} ms, session {} ms, tick {} ms, buggify {}, \
-             faults {} every ~{} ms{}{}{}{}: {} faults [{}]",
+             faults {} every ~{} ms{}{}{}{}{}: {} faults [{}]",
             d.settings(),
             match (d.strong(), d.idempotence) {
                 (true, true) => "strong",
@@ -730,6 +738,11 @@ impl Scenario for ClusterScenario {
             d.nemesis.gap_ms_mean,
             if d.nemesis.disk && d.disk_repair_in_place {
                 ", disks repair in place"
+            } else {
+                ""
+            },
+            if d.sync_failure_drops_unsynced {
+                ", a failed fsync drops the unsynced bytes"
             } else {
                 ""
             },

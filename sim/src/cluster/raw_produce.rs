@@ -4,6 +4,16 @@
 //! the others are answered NOT_LEADER_OR_FOLLOWER), each batch's header max timestamp disagreeing with its records (-1, 0, an hour ahead
 //! or a second behind). Not idempotent and never retried, so every request is sent once.
 //!
+//! In a fifth of the rounds (a stream of its own) one partition's data instead holds two or three
+//! batches, at least one of them idempotent (a producer id of its own, sequence 0), as no Java or
+//! librdkafka producer sends but a client may: Kafka refuses every Produce v3+ whose partition
+//! data holds more than one batch (`ProduceRequest.validateRecords`), INVALID_RECORD for that
+//! partition alone, and so must rill for idempotent ones (their sequence check covers one
+//! batch). Any other answer is a violation (an acknowledgement appended batches whose sequences
+//! nobody checked; a broker task panicking at the payload fails the run anyway); the values are
+//! sends of the history, failed when refused, so one read later is an aborted read. The
+//! request's other partitions are answered and judged as usual.
+//!
 //! In the history each partition's batch is the send of a process of its own (process
 //! `RAW_PROCESS_BASE + partition`), since the batches of one request are concurrent; after an
 //! indeterminate outcome that process retires and the next one (`+ 100`) takes over, so that a
@@ -13,9 +23,11 @@
 use super::record::{lock, Shared};
 use super::workload::{client_config, key_name, WorkloadConfig, PARTITIONS, TOPIC};
 use bytes::Bytes;
+use client::error::code;
 use client::metadata::MetadataCache;
 use client::pool::ConnectionPool;
 use client::records::{encode_batch, set_max_timestamp, OutgoingRecord};
+use client::sequence::{BatchStamp, ProducerIdentity};
 use client::ClientError;
 use jepsen::history::{MicroOp, OpFn, OpType, OpValue};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -37,6 +49,11 @@ const RECORDS_PER_BATCH_MAX: usize = 3;
 const STALE_LEADER_PROBABILITY: f64 = 0.3;
 /// Pause between rounds, ms (at most).
 const ROUND_PAUSE_MS_MAX: u64 = 60;
+/// How often a round sends several batches for one partition.
+const MULTI_BATCH_PROBABILITY: f64 = 0.2;
+/// The producer id of the multi-batch payloads' idempotent batches: never one a broker hands
+/// out to a client of the run (broker 0x7fff does not exist).
+const MULTI_BATCH_PRODUCER_ID: i64 = 0x7fff << 48;
 
 /// One partition's batch in a request: its process, values and encoded bytes.
 struct PartBatch {
@@ -44,11 +61,15 @@ struct PartBatch {
     process: u64,
     values: Vec<i64>,
     bytes: Bytes,
+    /// Several batches, at least one idempotent: must be refused INVALID_RECORD.
+    multi_batch: bool,
 }
 
 /// Sends rounds of multi-partition requests until `stop_at`.
 pub async fn produce(config: WorkloadConfig, shared: Shared, stop_at: Instant) {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x7a30_0000_0000_0021);
+    // The multi-batch payloads' choices: a stream of their own, so the draws above stay.
+    let mut multi_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x7a30_ba7c_0000_002f);
     let client = client_config(&config);
     let timeout_ms = client.request_timeout_ms;
     let pool = ConnectionPool::new(client);
@@ -117,10 +138,43 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, stop_at: Instant) {
                 process: processes[partition as usize],
                 values,
                 bytes: set_max_timestamp(encoded, header_max),
+                multi_batch: false,
             });
         }
         if batches.is_empty() {
             continue;
+        }
+        if multi_rng.gen_bool(MULTI_BATCH_PROBABILITY) {
+            let index = multi_rng.gen_range(0..batches.len());
+            let records = |values: &[i64]| -> Vec<OutgoingRecord> {
+                values
+                    .iter()
+                    .map(|v| OutgoingRecord {
+                        key: key_bytes.clone(),
+                        value: Bytes::from(v.to_string()),
+                        timestamp: client::clock::wall_clock_ms(),
+                    })
+                    .collect()
+            };
+            // Two batches (what an off-by-one lets through) or three; the first idempotent, or
+            // the first plain and the others idempotent.
+            let count = multi_rng.gen_range(2..=3);
+            let first_plain = multi_rng.gen_bool(0.5);
+            let mut payload = batches[index].bytes.to_vec();
+            let mut values = batches[index].values.clone();
+            if !first_plain {
+                // The batch made above, stamped instead.
+                payload = stamped(&records(&values)).to_vec();
+            }
+            for _ in 1..count {
+                let more = vec![next_value];
+                next_value += 1;
+                payload.extend_from_slice(&stamped(&records(&more)));
+                values.extend(more);
+            }
+            batches[index].bytes = Bytes::from(payload);
+            batches[index].values = values;
+            batches[index].multi_batch = true;
         }
         invoke(&shared, &batches);
         let parts: Vec<(i32, Bytes)> = batches
@@ -129,10 +183,56 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, stop_at: Instant) {
             .collect();
         let outcome = send(&pool, &addr, config.acks, timeout_ms, &parts).await;
         for (batch, result) in batches.iter().zip(outcome) {
+            if batch.multi_batch {
+                judge_multi_batch(&shared, batch, &result);
+            }
             if complete(&shared, batch, result) {
                 processes[batch.partition as usize] += 100;
             }
         }
+    }
+}
+
+/// `records` as one idempotent batch of [`MULTI_BATCH_PRODUCER_ID`], epoch 0, sequence 0.
+fn stamped(records: &[OutgoingRecord]) -> Bytes {
+    let stamp = BatchStamp {
+        identity: ProducerIdentity {
+            producer_id: MULTI_BATCH_PRODUCER_ID,
+            producer_epoch: 0,
+        },
+        base_sequence: 0,
+        record_count: i32::try_from(records.len()).expect("few records"),
+    };
+    encode_batch(records, Some(&stamp), client::Compression::None)
+        .expect("a small uncompressed batch encodes")
+}
+
+/// A payload of several batches, one idempotent, must be refused INVALID_RECORD (Kafka's
+/// answer); a failed partition's KAFKA_STORAGE_ERROR and answers that say nothing of the
+/// records (the request lost or timed out) pass too. Anything else is a violation.
+fn judge_multi_batch(shared: &Shared, batch: &PartBatch, result: &Result<i64, ClientError>) {
+    let answer = match result {
+        Ok(offset) => format!("acknowledged at {offset}"),
+        Err(error) => error.to_string(),
+    };
+    let mut recorder = lock(shared);
+    recorder.event(&format!(
+        "raw send t-{}: several batches, one idempotent {:?}: {answer}",
+        batch.partition, batch.values
+    ));
+    let kafkas = match result {
+        Ok(_) => false,
+        Err(error) => match error.kafka_code() {
+            Some(code) => [code::INVALID_RECORD, code::KAFKA_STORAGE_ERROR].contains(&code),
+            None => true,
+        },
+    };
+    if !kafkas {
+        recorder.workload_violation(&format!(
+            "validator: t-{} data of several batches, one idempotent, was answered \"{answer}\" \
+             instead of INVALID_RECORD",
+            batch.partition
+        ));
     }
 }
 

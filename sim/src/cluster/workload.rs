@@ -6,12 +6,14 @@ use super::record::{lock, send_mop, Shared};
 use bytes::Bytes;
 use client::admin::Admin;
 use client::consumer::{Consumer, ConsumerConfig};
-use client::producer::{Producer, ProducerConfig};
+use client::error::code;
+use client::producer::{Producer, ProducerConfig, ProducerTaps, RefusalTap, SequenceRefusal};
 use client::ClientConfig;
 use jepsen::history::{KeyId, MicroOp, OpFn, OpType, OpValue};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -61,6 +63,9 @@ pub struct WorkloadConfig {
     pub client_rack: Option<String>,
     /// The settings promise that no acknowledged record is lost (`ClusterDraw::strong`).
     pub strong: bool,
+    /// Retention deletes records (the operations draw): a replica that falls below its
+    /// leader's log start forgets every producer, which then meets UNKNOWN_PRODUCER_ID.
+    pub retention: bool,
 }
 
 /// The client settings every workload client uses.
@@ -187,8 +192,13 @@ pub async fn produce(
         if Instant::now() >= stop_at {
             return;
         }
-        match Producer::with_tap(client_config(&config), producer_config.clone(), tap.clone()).await
-        {
+        let taps = ProducerTaps {
+            acknowledged: tap.clone(),
+            refused: config
+                .idempotence
+                .then(|| refusal_judge(&config, &shared, process)),
+        };
+        match Producer::with_taps(client_config(&config), producer_config.clone(), taps).await {
             Ok(producer) => break producer,
             Err(error) => {
                 lock(&shared).event(&format!("p{process} producer not ready: {error}"));
@@ -238,6 +248,44 @@ pub async fn produce(
     for other in others {
         other.await.ok();
     }
+}
+
+/// Judges the broker's sequence refusals of producer `process`'s batches (issue 14, mutants 12
+/// and 13). A batch whose predecessors in its epoch were all acknowledged
+/// ([`SequenceRefusal::predecessors_acknowledged`]) is, under strong settings, either the next
+/// sequence the leader expects or a duplicate among the producer's last five batches there:
+/// refusing it OUT_OF_ORDER_SEQUENCE means the leader's producer state lost or misjudged a
+/// batch (a retry of an appended batch not recognised as one), and UNKNOWN_PRODUCER_ID means it
+/// forgot the producer, which only a replica that fell below its leader's log start may
+/// (retention). rill's client absorbs both (it gives the batch up as indeterminate, or bumps
+/// its epoch), so the history alone cannot tell.
+fn refusal_judge(config: &WorkloadConfig, shared: &Shared, process: u64) -> RefusalTap {
+    let (strong, retention, shared) = (config.strong, config.retention, shared.clone());
+    Arc::new(move |topic: &str, refusal: &SequenceRefusal| {
+        let name = if refusal.code == code::OUT_OF_ORDER_SEQUENCE_NUMBER {
+            "OUT_OF_ORDER_SEQUENCE_NUMBER"
+        } else {
+            "UNKNOWN_PRODUCER_ID"
+        };
+        let what = format!(
+            "{topic}-{} producer {} epoch {} seq {} ({} records, attempt {})",
+            refusal.partition,
+            refusal.producer_id,
+            refusal.producer_epoch,
+            refusal.base_sequence,
+            refusal.record_count,
+            refusal.attempt
+        );
+        let mut recorder = lock(&shared);
+        recorder.event(&format!("p{process} {name} for {what}"));
+        let excused = refusal.code == code::UNKNOWN_PRODUCER_ID && retention;
+        if strong && refusal.predecessors_acknowledged && !excused {
+            recorder.workload_violation(&format!(
+                "producer state: {name} for {what}, whose every predecessor in its epoch was \
+                 acknowledged: the leader should have appended it or answered it as a duplicate"
+            ));
+        }
+    })
 }
 
 /// Most lanes of one producer.

@@ -288,6 +288,7 @@ mod simulated {
         fn start(handle: Handle, draw: &ClusterDraw, options: &NodeOptions, seed: u64) -> Cluster {
             let spawn = |node: u8| {
                 let disk = MemDisk::new(seed.wrapping_mul(31).wrapping_add(u64::from(node)));
+                disk.set_sync_failure_drops_unsynced(draw.sync_failure_drops_unsynced);
                 let stopped = Arc::new(AtomicBool::new(false));
                 let (config, options, for_node, flag) = (
                     node_config(node, draw),
@@ -797,6 +798,7 @@ mod simulated {
                 .consumer_rack_broker
                 .map(crate::cluster::operations::rack_of),
             strong: draw.strong(),
+            retention: draw.operations.is_some(),
         };
         let elapsed =
             |begun: Instant| u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
