@@ -177,3 +177,81 @@ pub fn read_for_consumer(
     bytes.truncate(end);
     Ok(bytes)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use log_core::{BatchBuilder, LogConfig, MemDisk};
+    use std::path::Path;
+    use wire::LeaderEpoch;
+
+    /// A log of three 2-record batches in epoch 1, then two in epoch 2 (offsets 0..10).
+    fn log() -> PartitionLog {
+        let disk = MemDisk::new(1).as_disk();
+        let mut log = PartitionLog::open(disk, Path::new("p"), LogConfig::default(), 0).unwrap();
+        for epoch in [1, 1, 1, 2, 2] {
+            let mut builder = BatchBuilder::new();
+            builder.push(None, Some(b"v1"), 1_000, &[]);
+            builder.push(None, Some(b"v2"), 1_000, &[]);
+            log.append_as_leader(&builder.build(), LeaderEpoch(epoch), 1_000)
+                .unwrap();
+        }
+        log
+    }
+
+    fn range(from: i64, to: i64) -> ReadRange {
+        ReadRange {
+            from: Offset(from),
+            to: Offset(to),
+        }
+    }
+
+    #[test]
+    fn one_read_of_one_epoch_is_one_slice_of_the_log_bytes() {
+        let log = log();
+        let whole = log.read(Offset(0), 1 << 20).unwrap().bytes;
+        let batches = read_batches(&log, range(0, 10), 1 << 20).unwrap();
+        let spans: Vec<_> = batches
+            .iter()
+            .map(|b| (b.base_offset, b.leader_epoch, b.record_count))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (Offset(0), LeaderEpoch(1), 6),
+                (Offset(6), LeaderEpoch(2), 4)
+            ],
+            "batches of one epoch are joined, an epoch change starts a new one"
+        );
+        let joined: Vec<u8> = batches.iter().flat_map(|b| b.payload.to_vec()).collect();
+        assert_eq!(joined, whole, "the payloads are the log's bytes, in order");
+        // Joined payloads are still whole v2 batches, as a follower verifies them.
+        for batch in &batches {
+            let split = batches_from_bytes(&batch.payload).unwrap();
+            assert_eq!(split.first().unwrap().base_offset, batch.base_offset);
+            assert_eq!(split.last().unwrap().end_offset(), batch.end_offset());
+        }
+    }
+
+    #[test]
+    fn a_read_stops_at_the_range_end_and_the_byte_budget() {
+        let log = log();
+        let batches = read_batches(&log, range(2, 7), 1 << 20).unwrap();
+        assert_eq!(
+            batches.len(),
+            1,
+            "only epoch 1's batches end within the range"
+        );
+        assert_eq!(
+            (batches[0].base_offset, batches[0].end_offset()),
+            (Offset(2), Offset(6))
+        );
+        let one = read_batches(&log, range(0, 10), 1).unwrap();
+        assert_eq!(one.len(), 1, "a tiny budget still returns the first batch");
+        assert_eq!(
+            (one[0].base_offset, one[0].end_offset()),
+            (Offset(0), Offset(2))
+        );
+    }
+}
