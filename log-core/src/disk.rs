@@ -55,6 +55,16 @@ pub trait Disk: Send + Sync + std::fmt::Debug {
     fn len(&self, path: &Path) -> DiskResult<u64>;
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (short only at EOF).
     fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> DiskResult<usize>;
+    /// Reads up to `len` bytes at `offset` into a new vector (short only at EOF). The default
+    /// zero-fills a buffer and calls `read_at`; `FileDisk` reads into the vector's fresh capacity
+    /// instead, so a large read (a follower's fetch) is not memset first.
+    fn read_vec(&self, path: &Path, offset: u64, len: usize) -> DiskResult<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let n = self.read_at(path, offset, &mut buf)?;
+        assert!(n <= len, "a read never overfills");
+        buf.truncate(n);
+        Ok(buf)
+    }
     /// Writes `data` at `offset`, extending the file (zero-filled) if `offset` is past its end.
     fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> DiskResult<()>;
     /// Appends `data` at the end of the file; returns the offset it was written at.

@@ -10,7 +10,7 @@ use crate::disk::{Disk, DiskError, DiskResult};
 use crate::mem_disk::normalize;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -169,6 +169,22 @@ impl Disk for FileDisk {
         }
         assert!(filled <= buf.len(), "a read never overfills");
         Ok(filled)
+    }
+
+    fn read_vec(&self, path: &Path, offset: u64, len: usize) -> DiskResult<Vec<u8>> {
+        // A handle of its own: the cached ones are shared and used only positionally, while this
+        // read moves its handle's cursor. `Read::read_to_end` on a `File` fills the vector's
+        // spare capacity without zeroing it first (std reads into uninitialised memory there).
+        let (relative, absolute) = self.resolve(path)?;
+        let mut file = File::open(&absolute).map_err(|e| io_error(&relative, e))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| io_error(path, e))?;
+        let mut buf = Vec::with_capacity(len);
+        file.take(len as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| io_error(path, e))?;
+        assert!(buf.len() <= len, "a read never overfills");
+        Ok(buf)
     }
 
     fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> DiskResult<()> {

@@ -20,7 +20,7 @@ use crate::disk::Disk;
 use crate::epoch::EpochCache;
 use crate::error::LogError;
 use crate::ingress::{self, ProduceRules};
-use crate::segment::{self, read_exact, remove_if_exists, Segment};
+use crate::segment::{self, remove_if_exists, Segment};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -1007,8 +1007,10 @@ impl PartitionLog {
         let len = (bytes_max as u64)
             .max(first.total_bytes() as u64)
             .min(available);
-        let mut chunk = vec![0u8; len as usize];
-        if !read_exact(&*self.disk, &segment.log_path, position, &mut chunk)? {
+        // Filled by the read, not zeroed first (`Disk::read_vec`).
+        let len = usize::try_from(len).expect("a read fits in memory");
+        let mut chunk = self.disk.read_vec(&segment.log_path, position, len)?;
+        if chunk.len() != len {
             return Err(segment.corrupt(position, "short read".into()));
         }
         let mut end = 0usize;

@@ -1,5 +1,6 @@
 //! Leader handlers: produce, follower fetch, OffsetsForLeaderEpoch, the HW, ISR changes.
 
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use wire::{BrokerId, Offset};
 
@@ -52,7 +53,7 @@ impl Replica {
             base_offset: self.log_end_offset,
             leader_epoch: partition.leader_epoch,
             record_count: request.record_count,
-            payload: request.payload,
+            payload: Bytes::from(request.payload),
         };
         let base_offset = batch.base_offset;
         let end_offset = batch.end_offset();

@@ -1,6 +1,7 @@
 //! The nouns the replica core speaks: configuration, partition state from the controller, the
 //! messages replicas exchange, the inputs a driver feeds in and the effects it must carry out.
 
+use bytes::Bytes;
 use std::collections::BTreeSet;
 use wire::{BrokerId, LeaderEpoch, Offset, PartitionEpoch};
 
@@ -88,8 +89,9 @@ pub struct Batch {
     pub leader_epoch: LeaderEpoch,
     /// Number of records, at least one: offsets `[base_offset, base_offset + record_count)`.
     pub record_count: u32,
-    /// The encoded records, untouched by the core.
-    pub payload: Vec<u8>,
+    /// The encoded records, untouched by the core: a shared slice, so a batch read from the log
+    /// reaches the fetch answer, and a fetch answer the follower's log, without a copy.
+    pub payload: Bytes,
 }
 
 impl Batch {

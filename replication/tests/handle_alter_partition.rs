@@ -85,7 +85,7 @@ fn a_flush_completion_from_before_a_truncation_is_ignored() {
         base_offset: Offset(base),
         leader_epoch: LeaderEpoch(epoch),
         record_count: 1,
-        payload: vec![1],
+        payload: vec![1].into(),
     };
     let response = |offset, data| {
         let response = FetchResponse {

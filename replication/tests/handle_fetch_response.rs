@@ -68,7 +68,7 @@ fn records_are_appended_flushed_and_the_hw_taken_from_the_leader() {
         base_offset: Offset(4),
         leader_epoch: LeaderEpoch(3),
         record_count: 2,
-        payload: vec![9],
+        payload: vec![9].into(),
     };
     let data = FetchData {
         high_watermark: Offset(9),
@@ -365,7 +365,7 @@ fn an_empty_follower_starts_over_at_the_base_of_a_batch_holding_the_leaders_log_
         base_offset: Offset(5),
         leader_epoch: LeaderEpoch(3),
         record_count: 4,
-        payload: vec![5],
+        payload: vec![5].into(),
     };
     let response = FetchResponse {
         leader_id: B0,
@@ -412,7 +412,7 @@ fn a_follower_with_records_backs_off_from_a_batch_starting_below_its_log_end() {
         base_offset: Offset(3),
         leader_epoch: LeaderEpoch(3),
         record_count: 4,
-        payload: vec![3],
+        payload: vec![3].into(),
     };
     let data = FetchData {
         high_watermark: Offset(4),

@@ -241,7 +241,7 @@ impl ReplicationModel {
                     base_offset: Offset(i64::try_from(o).unwrap()),
                     leader_epoch: log[o].0,
                     record_count: 1,
-                    payload: vec![log[o].1],
+                    payload: vec![log[o].1].into(),
                 });
                 response.result.as_mut().unwrap().batches = batches.collect();
                 let message = Message::FetchResponse(response);

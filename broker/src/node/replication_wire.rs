@@ -117,8 +117,9 @@ pub fn fetch_response_from_kafka(
             Offset(data.high_watermark.max(0)),
         )),
         Some(data) => {
-            let bytes: &[u8] = data.records.as_deref().unwrap_or(&[]);
-            match batches_from_bytes(bytes)
+            // Slices of the response frame: the follower's batches are not copied out of it.
+            let bytes = data.records.clone().unwrap_or_default();
+            match batches_from_bytes(&bytes)
                 .map_err(|e| e.to_string())
                 .and_then(|batches| {
                     check_replicated_batches(request, &batches)?;
@@ -235,12 +236,20 @@ pub fn fetch_response_to_kafka(
             .with_high_watermark(-1)
             .with_last_stable_offset(-1),
         Ok(data) => {
-            // Sized once: growing it batch by batch copied the answer again at every doubling.
-            let mut records =
-                Vec::with_capacity(data.batches.iter().map(|b| b.payload.len()).sum());
-            for batch in &data.batches {
-                records.extend_from_slice(&batch.payload);
-            }
+            // One batch (the usual case: `read_batches` joins the batches of one read and one
+            // epoch) is the log read's own buffer; several are joined, sized once.
+            let records = match data.batches.as_slice() {
+                [] => Bytes::new(),
+                [batch] => batch.payload.clone(),
+                batches => {
+                    let mut records =
+                        Vec::with_capacity(batches.iter().map(|b| b.payload.len()).sum());
+                    for batch in batches {
+                        records.extend_from_slice(&batch.payload);
+                    }
+                    Bytes::from(records)
+                }
+            };
             let diverging = match data.diverging_epoch {
                 Some(end) => fetch_response::EpochEndOffset::default()
                     .with_epoch(end.leader_epoch.0)
@@ -250,7 +259,7 @@ pub fn fetch_response_to_kafka(
             base.with_high_watermark(data.high_watermark.0)
                 .with_last_stable_offset(data.high_watermark.0)
                 .with_diverging_epoch(diverging)
-                .with_records(Some(Bytes::from(records)))
+                .with_records(Some(records))
         }
     }
 }

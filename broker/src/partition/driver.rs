@@ -1,6 +1,7 @@
 //! [`Partition`]: the driver of one replica core over one log. See the module docs of
 //! `partition` for the shape.
 
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -1341,8 +1342,14 @@ fn append(
     let info = match (is_produce, validated) {
         // The ingress validated the payload (`start_produce`): the log checks its rules are
         // still the ones it applies and appends it in place, without a second pass.
+        // The payload is the produce's own buffer (the core moved it here, nothing shares it), so
+        // it turns back into a `Vec` without a copy.
         (true, Some(rules)) => {
-            log.append_validated_as_leader(&mut batch.payload, &rules, batch.leader_epoch, now)
+            let mut payload = Vec::from(std::mem::take(&mut batch.payload));
+            let info =
+                log.append_validated_as_leader(&mut payload, &rules, batch.leader_epoch, now);
+            batch.payload = Bytes::from(payload);
+            info
         }
         (true, None) => log.append_as_leader(&batch.payload, batch.leader_epoch, now),
         // Followers' batches were verified as the fetch answer arrived

@@ -1,7 +1,8 @@
 //! Reading from a partition log into what the replica core and consumers want: whole batches
 //! starting exactly at a fetch offset (followers), or record bytes below the HW (consumers).
 
-use log_core::batch::split_batches;
+use bytes::Bytes;
+use log_core::batch::{split_batches, BatchHeader};
 use log_core::{LogError, PartitionLog};
 use replication::{Batch, ReadRange};
 use wire::Offset;
@@ -20,38 +21,41 @@ pub struct ConsumerRead {
 /// Splits a leader's fetch answer into the core's [`Batch`]es, each verified
 /// ([`log_core::BatchView::validate`]: CRC and records): a follower never appends a batch it
 /// cannot verify, and the log appends these without computing their CRC again
-/// (`PartitionLog::append_verified_as_follower`).
-pub fn batches_from_bytes(bytes: &[u8]) -> Result<Vec<Batch>, LogError> {
-    split_into_batches(bytes, true)
-}
-
-/// Splits bytes into the core's [`Batch`]es; `verify`: check each batch's CRC and records (bytes
-/// from the network), else only their framing (bytes a log-core read returned: it checked every
-/// batch's CRC as it read them, so a second pass would find nothing new).
-fn split_into_batches(bytes: &[u8], verify: bool) -> Result<Vec<Batch>, LogError> {
+/// (`PartitionLog::append_verified_as_follower`). Each payload is a slice of `bytes` (no copy).
+pub fn batches_from_bytes(bytes: &Bytes) -> Result<Vec<Batch>, LogError> {
     let mut batches = Vec::new();
+    let mut at = 0;
     for view in split_batches(bytes) {
         let view = view?;
-        if verify {
-            view.validate()?;
-        }
-        let header = view.header();
-        let record_count = u32::try_from(i64::from(header.last_offset_delta) + 1)
-            .map_err(|_| LogError::InvalidBatch("negative last offset delta".into()))?;
+        view.validate()?;
+        let len = view.as_bytes().len();
         batches.push(Batch {
-            base_offset: header.base_offset,
-            leader_epoch: header.partition_leader_epoch,
-            record_count,
-            payload: view.as_bytes().to_vec(),
+            base_offset: view.header().base_offset,
+            leader_epoch: view.header().partition_leader_epoch,
+            record_count: record_count(view.header())?,
+            payload: bytes.slice(at..at + len),
         });
+        at += len;
     }
     Ok(batches)
+}
+
+/// The offsets a batch spans (`last_offset_delta + 1`).
+fn record_count(header: &BatchHeader) -> Result<u32, LogError> {
+    u32::try_from(i64::from(header.last_offset_delta) + 1)
+        .map_err(|_| LogError::InvalidBatch("negative last offset delta".into()))
 }
 
 /// Reads `read` from the log as whole batches starting at `read.from` (the first may start
 /// before it when the log start lies inside it) and ending at or
 /// before `read.to`, at most about `bytes_max` bytes (always at least one batch when there is one,
 /// so a large batch cannot stall a follower).
+///
+/// The batches of one log read are not copied out of it: consecutive batches of one leader epoch
+/// become one core [`Batch`] (the core's batch is a run of records with one epoch) whose payload
+/// is a slice of the read, so the fetch answer usually carries one slice per partition and the
+/// encoder takes it as it is. `log.read` checked each batch's CRC-32C as it read it; only the
+/// framing is looked at here.
 pub fn read_batches(
     log: &PartitionLog,
     read: ReadRange,
@@ -68,27 +72,60 @@ pub fn read_batches(
     let mut batches: Vec<Batch> = Vec::new();
     let mut from = read.from;
     let mut bytes_total = 0_usize;
-    while from < read.to && bytes_total < bytes_max {
+    let mut done = false;
+    while !done && from < read.to && bytes_total < bytes_max {
         let result = log.read(from, bytes_max - bytes_total)?;
         if result.bytes.is_empty() {
             break;
         }
-        // `log.read` checked each batch's CRC-32C as it read it.
-        for batch in split_into_batches(&result.bytes, false)? {
+        let chunk = Bytes::from(result.bytes);
+        // The batches taken are a prefix of the read; `run` is the current same-epoch run in it:
+        // (its start in the chunk, its batch so far).
+        let mut at = 0;
+        let mut run: Option<(usize, Batch)> = None;
+        for view in split_batches(&chunk) {
+            let view = view?;
+            let header = view.header();
+            let len = view.as_bytes().len();
+            let base_offset = header.base_offset;
+            let end_offset = header.next_offset();
             // The batch holding the fetch offset may start before it only when the log start
             // lies inside that batch (DeleteRecords) and a follower starts over there: send it
             // whole, as Kafka does (the follower's empty log starts at the batch's base).
-            let holds_start = batches.is_empty() && batch.end_offset() > from;
-            if batch.base_offset < from && !holds_start {
-                return Ok(batches);
+            let holds_start = batches.is_empty() && run.is_none() && end_offset > from;
+            if (base_offset < from && !holds_start) || end_offset > read.to {
+                done = true;
+                break;
             }
-            if batch.end_offset() > read.to {
-                return Ok(batches);
-            }
-            from = batch.end_offset();
-            bytes_total += batch.payload.len();
-            batches.push(batch);
+            let count = record_count(header)?;
+            let epoch = header.partition_leader_epoch;
+            run = match run {
+                // Extends the run: same epoch, no offset gap, and the span still fits a u32.
+                Some((start, mut batch))
+                    if batch.leader_epoch == epoch && batch.end_offset() == base_offset =>
+                {
+                    match batch.record_count.checked_add(count) {
+                        Some(total) => {
+                            batch.record_count = total;
+                            batch.payload = chunk.slice(start..at + len);
+                            Some((start, batch))
+                        }
+                        None => {
+                            batches.push(batch);
+                            Some((at, slice_batch(&chunk, at, len, base_offset, epoch, count)))
+                        }
+                    }
+                }
+                previous => {
+                    batches.extend(previous.map(|(_, batch)| batch));
+                    Some((at, slice_batch(&chunk, at, len, base_offset, epoch, count)))
+                }
+            };
+            from = end_offset;
+            bytes_total += len;
+            at += len;
         }
+        batches.extend(run.map(|(_, batch)| batch));
         if result.next_offset <= read.from {
             break;
         }
@@ -96,6 +133,23 @@ pub fn read_batches(
     assert!(batches.iter().all(|b| b.end_offset() <= read.to));
     assert!(batches.iter().skip(1).all(|b| b.base_offset >= read.from));
     Ok(batches)
+}
+
+/// The core's batch for the Kafka batch at `at..at + len` of `chunk`.
+fn slice_batch(
+    chunk: &Bytes,
+    at: usize,
+    len: usize,
+    base_offset: Offset,
+    leader_epoch: wire::LeaderEpoch,
+    record_count: u32,
+) -> Batch {
+    Batch {
+        base_offset,
+        leader_epoch,
+        record_count,
+        payload: chunk.slice(at..at + len),
+    }
 }
 
 /// Reads a consumer's range: whole batches from the one containing `range.from`, cut at the
@@ -122,4 +176,82 @@ pub fn read_for_consumer(
     assert!(end <= bytes.len());
     bytes.truncate(end);
     Ok(bytes)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use log_core::{BatchBuilder, LogConfig, MemDisk};
+    use std::path::Path;
+    use wire::LeaderEpoch;
+
+    /// A log of three 2-record batches in epoch 1, then two in epoch 2 (offsets 0..10).
+    fn log() -> PartitionLog {
+        let disk = MemDisk::new(1).as_disk();
+        let mut log = PartitionLog::open(disk, Path::new("p"), LogConfig::default(), 0).unwrap();
+        for epoch in [1, 1, 1, 2, 2] {
+            let mut builder = BatchBuilder::new();
+            builder.push(None, Some(b"v1"), 1_000, &[]);
+            builder.push(None, Some(b"v2"), 1_000, &[]);
+            log.append_as_leader(&builder.build(), LeaderEpoch(epoch), 1_000)
+                .unwrap();
+        }
+        log
+    }
+
+    fn range(from: i64, to: i64) -> ReadRange {
+        ReadRange {
+            from: Offset(from),
+            to: Offset(to),
+        }
+    }
+
+    #[test]
+    fn one_read_of_one_epoch_is_one_slice_of_the_log_bytes() {
+        let log = log();
+        let whole = log.read(Offset(0), 1 << 20).unwrap().bytes;
+        let batches = read_batches(&log, range(0, 10), 1 << 20).unwrap();
+        let spans: Vec<_> = batches
+            .iter()
+            .map(|b| (b.base_offset, b.leader_epoch, b.record_count))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (Offset(0), LeaderEpoch(1), 6),
+                (Offset(6), LeaderEpoch(2), 4)
+            ],
+            "batches of one epoch are joined, an epoch change starts a new one"
+        );
+        let joined: Vec<u8> = batches.iter().flat_map(|b| b.payload.to_vec()).collect();
+        assert_eq!(joined, whole, "the payloads are the log's bytes, in order");
+        // Joined payloads are still whole v2 batches, as a follower verifies them.
+        for batch in &batches {
+            let split = batches_from_bytes(&batch.payload).unwrap();
+            assert_eq!(split.first().unwrap().base_offset, batch.base_offset);
+            assert_eq!(split.last().unwrap().end_offset(), batch.end_offset());
+        }
+    }
+
+    #[test]
+    fn a_read_stops_at_the_range_end_and_the_byte_budget() {
+        let log = log();
+        let batches = read_batches(&log, range(2, 7), 1 << 20).unwrap();
+        assert_eq!(
+            batches.len(),
+            1,
+            "only epoch 1's batches end within the range"
+        );
+        assert_eq!(
+            (batches[0].base_offset, batches[0].end_offset()),
+            (Offset(2), Offset(6))
+        );
+        let one = read_batches(&log, range(0, 10), 1).unwrap();
+        assert_eq!(one.len(), 1, "a tiny budget still returns the first batch");
+        assert_eq!(
+            (one[0].base_offset, one[0].end_offset()),
+            (Offset(0), Offset(2))
+        );
+    }
 }

@@ -188,7 +188,13 @@ pub fn encode_response(
         (0..=1).contains(&header_version),
         "response headers are v0 or v1"
     );
-    let mut out = BytesMut::new();
+    // A Fetch answer is sized once (its records are most of it): grown by doubling, the buffer
+    // copied every partition's records again at each reallocation.
+    let capacity = match body {
+        ResponseKind::Fetch(fetch) => fetch.compute_size(api_version).unwrap_or(0) + 8,
+        _ => 0,
+    };
+    let mut out = BytesMut::with_capacity(capacity);
     let encoded = ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(&mut out, header_version)
