@@ -64,7 +64,7 @@ fn list_filters_by_state_from_v4() {
 /// other one).
 #[test]
 fn list_reports_and_filters_the_classic_group_type_from_v5() {
-    let (mut c, _, _, _) = stable_pair("g");
+    let (c, _, _, _) = stable_pair("g");
     let all = c.list(&ListGroupsRequest::default(), 5);
     assert_eq!(all.groups.len(), 1);
     assert_eq!(&*all.groups[0].group_type, "classic");

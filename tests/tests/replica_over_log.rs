@@ -160,7 +160,7 @@ fn read_batches(log: &PartitionLog, read: ReadRange) -> Vec<Batch> {
                 base_offset: header.base_offset,
                 leader_epoch: header.partition_leader_epoch,
                 record_count: u32::try_from(header.last_offset_delta + 1).unwrap(),
-                payload: view.as_bytes().to_vec(),
+                payload: bytes::Bytes::copy_from_slice(view.as_bytes()),
             });
             from = header.next_offset();
         }
