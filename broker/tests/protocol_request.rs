@@ -100,10 +100,10 @@ fn every_planned_api_and_version_round_trips() {
     // CreatePartitions v0..=3, IncrementalAlterConfigs v0..=1, DeleteRecords v0..=2,
     // DescribeCluster v0..=1, DeleteGroups v0..=2, OffsetDelete v0, DescribeLogDirs v1..=4,
     // ElectLeaders v0..=2, DescribeProducers v0; SaslHandshake v0 too; CreateAcls,
-    // DescribeAcls and DeleteAcls v1..=3, Describe/AlterUserScramCredentials v0.
+    // DescribeAcls and DeleteAcls v1..=3, Describe/AlterUserScramCredentials v0; ListGroups v5.
     assert_eq!(
         checked,
-        120 + 2 + 3 + 4 + 2 + 3 + 2 + 3 + 1 + 4 + 3 + 1 + 9 + 2
+        120 + 2 + 3 + 4 + 2 + 3 + 2 + 3 + 1 + 4 + 3 + 1 + 9 + 2 + 1
     );
 }
 
