@@ -5,7 +5,8 @@ Usage: config_checks.py BOOTSTRAP
 1. CreateTopics with configs: an unknown config name and an invalid value are refused with
    INVALID_CONFIG and a message; cleanup.policy=compact is taken;
 2. DescribeConfigs: the topic's own values are DYNAMIC_TOPIC_CONFIG, the rest the broker's, every
-   topic entry alterable; broker entries read-only;
+   topic entry alterable; a broker's dynamic entries (KIP-226) alterable, its static ones
+   read-only;
 3. a compacted topic refuses a record without a key (INVALID_RECORD) and takes keyed ones;
 4. IncrementalAlterConfigs (APPEND to cleanup.policy, SET retention.ms) and AlterConfigs (the
    whole set replaced) show in DescribeConfigs; keyless records are taken once compaction is off;
@@ -101,10 +102,16 @@ def main():
     )
     broker_id = str(sorted(admin.list_topics(timeout=5).brokers)[0])
     broker_entries = describe(admin, ResourceType.BROKER, broker_id)
+    retention_entry = broker_entries.get("log.retention.ms")
+    listeners_entry = broker_entries.get("listeners")
     verdict(
-        "DescribeConfigs: broker entries read-only",
-        broker_entries and all(e.is_read_only for e in broker_entries.values()),
-        f"{len(broker_entries)} entries",
+        "DescribeConfigs: a broker's dynamic entries alterable, its static ones read-only",
+        retention_entry is not None and not retention_entry.is_read_only
+        and listeners_entry is not None and listeners_entry.is_read_only
+        and "connections.max.reauth.ms" in broker_entries,
+        f"{len(broker_entries)} entries; log.retention.ms read-only "
+        f"{retention_entry.is_read_only if retention_entry else None}, listeners read-only "
+        f"{listeners_entry.is_read_only if listeners_entry else None}",
     )
 
     # Separate producers, so the keyless record travels in a batch of its own (librdkafka fails
