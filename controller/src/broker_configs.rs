@@ -279,19 +279,7 @@ pub fn altered(
             (AlterOp::Set, _) => validate(def.name, value)?,
             (AlterOp::Append | AlterOp::Subtract, ConfigKind::List { default, .. }) => {
                 let old = configs.get(def.name).map_or(default, String::as_str);
-                let given = topic_configs::list_items(value);
-                let mut items = topic_configs::list_items(old);
-                if change.op == AlterOp::Append {
-                    let added: Vec<&str> = given
-                        .iter()
-                        .copied()
-                        .filter(|g| !items.contains(g))
-                        .collect();
-                    items.extend(added);
-                } else {
-                    items.retain(|item| !given.contains(item));
-                }
-                validate(def.name, &items.join(","))?
+                validate(def.name, &topic_configs::edit_list(change.op, old, value))?
             }
             (op, _) => {
                 let verb = if op == AlterOp::Append {

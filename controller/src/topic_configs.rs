@@ -296,6 +296,28 @@ pub(crate) fn list_items(value: &str) -> Vec<&str> {
     items
 }
 
+/// A list value after IncrementalAlterConfigs' APPEND (the given items not already in `old`,
+/// in their order) or SUBTRACT (`old` without the given items), joined again.
+pub(crate) fn edit_list(op: AlterOp, old: &str, value: &str) -> String {
+    assert!(
+        matches!(op, AlterOp::Append | AlterOp::Subtract),
+        "only APPEND and SUBTRACT edit a list"
+    );
+    let given = list_items(value);
+    let mut items = list_items(old);
+    if op == AlterOp::Append {
+        let added: Vec<&str> = given
+            .iter()
+            .copied()
+            .filter(|g| !items.contains(g))
+            .collect();
+        items.extend(added);
+    } else {
+        items.retain(|item| !given.contains(item));
+    }
+    items.join(",")
+}
+
 /// IncrementalAlterConfigs' operations (Kafka's `AlterConfigOp.OpType` codes 0..=3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AlterOp {
@@ -399,19 +421,7 @@ pub fn altered(
             (AlterOp::Set, _) => validate(def.name, value)?,
             (AlterOp::Append | AlterOp::Subtract, ConfigKind::List { default, .. }) => {
                 let old = overrides.get(def.name).map_or(default, String::as_str);
-                let given = list_items(value);
-                let mut items = list_items(old);
-                if change.op == AlterOp::Append {
-                    items.extend(
-                        given
-                            .iter()
-                            .filter(|g| !items.contains(g))
-                            .collect::<Vec<_>>(),
-                    );
-                } else {
-                    items.retain(|item| !given.contains(item));
-                }
-                validate(def.name, &items.join(","))?
+                validate(def.name, &edit_list(change.op, old, value))?
             }
             (op, _) => {
                 let verb = if op == AlterOp::Append {
