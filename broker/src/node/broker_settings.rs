@@ -567,14 +567,7 @@ fn store_type(kind: super::config::StoreType) -> String {
 mod tests {
     use super::*;
 
-    fn node(extra: &str) -> NodeConfig {
-        let text = format!(
-            "node_id = 1\nroles = [\"broker\", \"controller\"]\ndata_dir = \"/unused\"\n\
-             controller_voters = [\"1@127.0.0.1:1\"]\n[listeners]\nkafka = \"127.0.0.1:2\"\n\
-             controller = \"127.0.0.1:1\"\n{extra}"
-        );
-        NodeConfig::from_toml(&text).unwrap()
-    }
+    use crate::node::handlers::configs::tests::node;
 
     fn find<'a>(all: &'a [Setting], name: &str) -> &'a Setting {
         all.iter().find(|s| s.name == name).unwrap()

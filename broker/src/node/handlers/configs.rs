@@ -685,10 +685,11 @@ pub fn topic_config_for_create(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn node(extra: &str) -> NodeConfig {
+    /// A one-node config for unit tests, with `extra` TOML appended.
+    pub(crate) fn node(extra: &str) -> NodeConfig {
         let text = format!(
             "node_id = 1\nroles = [\"broker\", \"controller\"]\ndata_dir = \"/unused\"\n\
              controller_voters = [\"1@127.0.0.1:1\"]\n[listeners]\nkafka = \"127.0.0.1:2\"\n\
