@@ -381,3 +381,105 @@ async fn followers_follow_the_leaders_new_log_start_even_one_that_was_away() {
         cluster.stop(i);
     }
 }
+
+/// Two fetches of one follower that report different log starts (an old connection's request
+/// and a new one's, as after a follower restarts) used to wake each other's long poll on every
+/// pass: each noted its start, the change woke the other, which noted its own. A livelock that
+/// burned a core until both deadlines; the simulator's seed 81 found it as a 40x slowdown.
+/// Found in the simulator (alarm `fetch.long_poll_spinning`); this is its real-TCP regression.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_fetches_of_one_follower_with_different_log_starts_do_not_wake_each_other() {
+    use broker::auth::{ClusterSecret, NodeCredentials};
+    use broker::node::peer::PeerConnection;
+    use std::time::Duration;
+
+    node_support::log_from_env();
+    let mut cluster = start_cluster(3).await;
+    let mut c = Connection::open(&cluster.address(0)).await;
+    ready_cluster(&mut c, 3).await;
+    c.create_topic("quiet", 3, &[]).await;
+    let tp = TopicPartition::new("quiet", 0);
+    eventually("a leader with a full ISR", || {
+        cluster.leader_with_full_isr(&tp).is_some()
+    })
+    .await;
+    let leader = cluster.leader_with_full_isr(&tp).unwrap();
+    let follower = u64::try_from((leader + 1) % 3 + 1).unwrap();
+    let mut c = Connection::open(&cluster.address(leader)).await;
+    assert_eq!(c.produce("quiet", 10).await, (0, 0));
+    eventually("every replica holds 10", || {
+        (0..3).all(|i| {
+            cluster
+                .partition_on(i, &tp)
+                .is_some_and(|p| p.status().high_watermark.0 == 10)
+        })
+    })
+    .await;
+    let credentials = NodeCredentials {
+        node_id: follower,
+        secret: ClusterSecret::new("node-test-cluster-secret").unwrap(),
+    };
+    let leader_id = u64::try_from(leader + 1).unwrap();
+    let status = cluster.partition_on(leader, &tp).unwrap().status();
+    let epoch = status.state.unwrap().leader_epoch.0;
+    let timeout = Duration::from_secs(10);
+    let mut connections = Vec::new();
+    for _ in 0..2 {
+        let mut peer = PeerConnection::connect(&cluster.address(leader), "test", timeout)
+            .await
+            .unwrap();
+        peer.authenticate(&credentials, leader_id, timeout)
+            .await
+            .unwrap();
+        connections.push(peer);
+    }
+    // At the end of the log, so each waits out its long poll; log starts 0 and 3.
+    let fetch = |log_start: i64| {
+        FetchRequest::default()
+            .with_replica_id(KBroker(i32::try_from(follower).unwrap()))
+            .with_max_wait_ms(1_500)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("quiet"))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(epoch)
+                    .with_fetch_offset(10)
+                    .with_last_fetched_epoch(epoch)
+                    .with_log_start_offset(log_start)
+                    .with_partition_max_bytes(1 << 20)])])
+    };
+    let metrics = &cluster.nodes[leader]
+        .as_ref()
+        .unwrap()
+        .broker
+        .as_ref()
+        .unwrap()
+        .metrics;
+    let wakeups_before = metrics.counter("rill_fetch_long_poll_wakeups_total");
+    let (a, b) = (fetch(0), fetch(3));
+    let [first, second] = &mut connections[..] else {
+        unreachable!("two connections")
+    };
+    let (a, b): (Result<FetchResponse, _>, Result<FetchResponse, _>) = tokio::join!(
+        first.request(ApiKey::Fetch, 12, &a, timeout),
+        second.request(ApiKey::Fetch, 12, &b, timeout),
+    );
+    for answer in [a.unwrap(), b.unwrap()] {
+        let p = &answer.responses[0].partitions[0];
+        // Answered at the deadline with nothing: both long-polled.
+        assert_eq!(p.error_code, 0);
+        assert!(p.records.as_ref().is_none_or(|r| r.is_empty()));
+    }
+    let wakeups = metrics.counter("rill_fetch_long_poll_wakeups_total") - wakeups_before;
+    // The real followers' fetches wake on nothing either (no produce meanwhile); a few
+    // wakeups from a housekeeping step are fine, a livelock makes millions.
+    assert!(
+        wakeups < 100,
+        "{wakeups} long-poll wakeups in one quiet long poll"
+    );
+    for i in 0..3 {
+        cluster.stop(i);
+    }
+}

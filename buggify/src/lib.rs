@@ -14,6 +14,10 @@
 //!   the simulator should reach (an election from the ELR, a fetch below the log start, ...).
 //!   The campaign collects the probes each run hit and fails CI when a listed one never fires.
 //!
+//! - **Alarms**: [`alarm`]`("name")` marks a state a correct node never reaches but survives (a
+//!   long poll woken thousands of times without answering: a livelock that burns CPU), so it is
+//!   no panic. The simulator fails the seed that raised one; outside it the caller logs.
+//!
 //! - **Crash points**: [`crash_point`]`("name")` marks a place where a power loss of every node
 //!   tells the most (a follower's append before its fsync, an acknowledgement, the moment before
 //!   a checkpoint). The nemesis arms one point ([`arm_crash_point`]) and waits for some node to
@@ -64,6 +68,8 @@ struct RunState {
     fired: BTreeMap<&'static str, u64>,
     /// How often each probe was hit in this run.
     probes: BTreeMap<&'static str, u64>,
+    /// How often each alarm was raised in this run.
+    alarms: BTreeMap<&'static str, u64>,
     /// Simulated nodes a disk-fault site failed an operation on (since the last take).
     disk_faulted: std::collections::BTreeSet<madsim::task::NodeId>,
     /// The crash point the nemesis waits for, if any.
@@ -173,6 +179,27 @@ macro_rules! probe {
     ($name:literal) => {
         $crate::probe_hit($name)
     };
+}
+
+/// Raises alarm `name` (a literal, `area.what_went_wrong`): a state a correct node never
+/// reaches and survives (a livelock, a bound crossed). The simulator fails the seed; outside it
+/// this does nothing and the caller logs.
+#[inline(always)]
+pub fn alarm(name: &'static str) {
+    #[cfg(madsim)]
+    RUN.with(|r| *r.borrow_mut().alarms.entry(name).or_default() += 1);
+    #[cfg(not(madsim))]
+    let _ = name;
+}
+
+/// The alarms this thread's run raised, with how often (empty outside the simulator).
+pub fn alarms_raised() -> BTreeMap<&'static str, u64> {
+    #[cfg(madsim)]
+    {
+        RUN.with(|r| r.borrow().alarms.clone())
+    }
+    #[cfg(not(madsim))]
+    BTreeMap::new()
 }
 
 /// Marks crash point `name` (a literal, `area.moment`): if the nemesis armed it, the point is

@@ -43,6 +43,12 @@ impl Metrics {
         *counters.entry(name.to_string()).or_insert(0) += by;
     }
 
+    /// The counter `name`'s value (0 when never counted).
+    pub fn counter(&self, name: &str) -> u64 {
+        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        counters.get(name).copied().unwrap_or(0)
+    }
+
     /// Records one request's latency.
     pub fn observe_latency(&self, api: &str, elapsed: Duration) {
         let ms = elapsed.as_secs_f64() * 1000.0;

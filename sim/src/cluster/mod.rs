@@ -623,9 +623,16 @@ impl ClusterScenario {
     fn run_checked_draw(&self, seed: u64, draw: &ClusterDraw) -> CheckedRun {
         let sends_max = self.steps.unwrap_or(SENDS_PER_PRODUCER_DEFAULT);
         let outcome = world::run(seed, draw, self.options(), sends_max);
+        // An alarm (a state a correct node never reaches, such as a spinning long poll) fails
+        // the seed like a liveness failure.
+        let alarms = buggify::alarms_raised();
+        let violation = outcome.violation.or_else(|| {
+            let (name, times) = alarms.iter().next()?;
+            Some(format!("alarm {name} raised {times} times"))
+        });
         let mut run = SeedRun {
             trace: outcome.trace,
-            violation: outcome.violation,
+            violation,
             steps: outcome.completions,
             simulated_ms: outcome.simulated_ms,
             timeline: outcome.timeline,

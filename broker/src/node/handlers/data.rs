@@ -234,7 +234,23 @@ pub async fn fetch(
         let delay = crate::runtime::jitter_ms(1, 300);
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
+    // A follower reports its log start once per request, not per pass: two requests of one
+    // follower (an old connection's and a new one's) reporting different starts each woke the
+    // other's long poll on every pass, a livelock until both deadlines (seed 81).
+    if let Fetcher::Follower(replica_id) = &fetcher {
+        note_replica_log_starts(&request, &resolve(shared, &request), *replica_id);
+    }
+    let mut passes = 0_u64;
     loop {
+        passes += 1;
+        if passes == LONG_POLL_PASSES_ALARM {
+            buggify::alarm("fetch.long_poll_spinning");
+            tracing::warn!(
+                passes,
+                ?fetcher,
+                "a fetch's long poll was woken this often without answering"
+            );
+        }
         let resolved = resolve(shared, &request);
         // Armed before reading, so a move during or after the pass wakes the wait below.
         let mut moved: Vec<_> = resolved
@@ -249,6 +265,11 @@ pub async fn fetch(
         let now = tokio::time::Instant::now();
         if bytes >= min_bytes || now >= deadline || must_answer_now(&response) {
             shared.metrics.count("rill_fetch_bytes_total", bytes as u64);
+            if passes > 1 {
+                shared
+                    .metrics
+                    .count("rill_fetch_long_poll_wakeups_total", passes - 1);
+            }
             return response;
         }
         if moved.is_empty() {
@@ -257,6 +278,29 @@ pub async fn fetch(
         }
         let _moved_or_late =
             tokio::time::timeout(deadline - now, futures_util::future::select_all(moved)).await;
+    }
+}
+
+/// Passes of one fetch's long poll (each woken by a partition's progress) past which it is
+/// reported as spinning: progress is bounded by appends, so a correct long poll stays far below.
+const LONG_POLL_PASSES_ALARM: u64 = 10_000;
+
+/// The log start a follower's fetch reports for each of its partitions hosted here (the leader
+/// keeps the latest per replica, for DeleteRecords' low watermark).
+fn note_replica_log_starts(
+    request: &FetchRequest,
+    resolved: &[Result<Arc<Partition>, i16>],
+    replica_id: i32,
+) {
+    let fetches = request
+        .topics
+        .iter()
+        .flat_map(|topic| topic.partitions.iter());
+    for (fetch, partition) in fetches.zip(resolved) {
+        if let Ok(partition) = partition {
+            partition
+                .note_replica_log_start(BrokerId(replica_id), wire::Offset(fetch.log_start_offset));
+        }
     }
 }
 
@@ -377,7 +421,6 @@ fn follower_fetch(
     bytes_max: usize,
 ) -> PartitionData {
     let request = rw::fetch_from_kafka(replica_id, fetch);
-    partition.note_replica_log_start(BrokerId(replica_id), wire::Offset(fetch.log_start_offset));
     match partition.replica_fetch(request, bytes_max) {
         Ok((response, log_start)) => {
             rw::fetch_response_to_kafka(fetch.partition, &response, log_start)
