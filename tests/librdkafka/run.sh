@@ -21,7 +21,7 @@
 #      a third cluster, `cluster up --secure --sasl-plaintext --oauthbearer file:JWKS`, whose JWKS
 #      is that of a mock OIDC provider (oidc_mock.py, on 127.0.0.1 at an ephemeral port)
 #      librdkafka gets its tokens from (sasl.oauthbearer.method=oidc), not in quick mode.
-# The cluster and every test runner are stopped on exit, interrupt or timeout.
+# The clusters, the mock and every test runner are stopped on exit, interrupt or timeout.
 #
 # Needs: npm, a C/C++ toolchain and the -dev packages build.sh names, kcat, python3, and for the
 # OIDC pass a venv with PyJWT and cryptography (`.ci/run` installs them). Environment:
