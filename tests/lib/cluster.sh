@@ -15,6 +15,8 @@
 #   rill_cluster_down [STATUS]    stops the cluster (`rill cluster down`, else SIGKILL to exactly the
 #                                 recorded pids); with a non-zero STATUS prints each node log's
 #                                 last lines; removes the directory unless $RILL_KEEP_CLUSTER=1
+#   rill_cluster_stop DIR [STATUS] the same for the cluster in DIR (a caller running a second
+#                                 cluster keeps its $rill_cluster_dir and clears the variable)
 #
 # The caller installs its own EXIT trap and calls rill_cluster_down from it.
 
@@ -70,25 +72,29 @@ rill_cluster_wait_brokers() {
 }
 
 rill_cluster_down() {
-    local status=${1:-0} pid log
-    [[ -n "$rill_cluster_dir" && -d "$rill_cluster_dir" ]] || return 0
-    if [[ -f "$rill_cluster_dir/cluster.json" ]]; then
-        timeout 30 "$rill" cluster down --dir "$rill_cluster_dir" >/dev/null 2>&1 || {
+    rill_cluster_stop "$rill_cluster_dir" "${1:-0}"
+    rill_cluster_dir=""
+}
+
+rill_cluster_stop() {
+    local dir=$1 status=${2:-0} pid log
+    [[ -n "$dir" && -d "$dir" ]] || return 0
+    if [[ -f "$dir/cluster.json" ]]; then
+        timeout 30 "$rill" cluster down --dir "$dir" >/dev/null 2>&1 || {
             # `down` failed: stop exactly the recorded processes ourselves.
-            for pid in $(grep -oE '^\s+[0-9]+' "$rill_cluster_dir/cluster.json"); do
+            for pid in $(grep -oE '^\s+[0-9]+' "$dir/cluster.json"); do
                 kill -KILL "$pid" 2>/dev/null || true
             done
         }
     fi
     if [[ $status -ne 0 ]]; then
-        for log in "$rill_cluster_dir"/node-*.log; do
+        for log in "$dir"/node-*.log; do
             [[ -f "$log" ]] && { echo "--- last lines of $log" >&2; tail -n 15 "$log" >&2; }
         done
     fi
     if [[ "${RILL_KEEP_CLUSTER:-0}" == 1 ]]; then
-        rill_say "kept $rill_cluster_dir"
+        rill_say "kept $dir"
     else
-        rm -rf "$rill_cluster_dir"
+        rm -rf "$dir"
     fi
-    rill_cluster_dir=""
 }

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Fetches librdkafka's source with its test suite and builds the suite's `test-runner`, once:
 # everything lives in a cache outside the clone ($RILL_RDK_CACHE, default
-# $HOME/.cache/rill/librdkafka-<version>), and a second call finds the built runner and returns in
-# well under a second. Prints the directory holding `test-runner` (librdkafka's `tests/`) as its
-# last line of output; progress goes to stderr.
+# $HOME/.cache/rill/librdkafka-<version>-curl), and a second call finds the built runner and
+# returns in well under a second. Prints the directory holding `test-runner` (librdkafka's
+# `tests/`) as its last line of output; progress goes to stderr.
 #
 # The source: the npm package node-rdkafka 3.6.1 bundles librdkafka 2.12.0 with its `tests/`
 # directory (`npm pack` fetches the tarball; nothing is installed). The build needs a C/C++
-# toolchain, zlib, OpenSSL, zstd, lz4, Cyrus SASL and rapidjson headers (`.ci/run` installs the
-# Debian packages); it builds only librdkafka's two libraries and the test runner, with -j2.
+# toolchain, zlib, OpenSSL, zstd, lz4, Cyrus SASL, libcurl and rapidjson headers (`.ci/run`
+# installs the Debian packages); it builds only librdkafka's two libraries and the test runner,
+# with -j2. libcurl is required (--enable-curl): with it and OpenSSL librdkafka has its OIDC token
+# client (sasl.oauthbearer.method=oidc), which 0126_oauthbearer_oidc needs. The cache's name says
+# so: a runner built without it (the earlier `librdkafka-<version>` cache) is never reused.
 set -euo pipefail
 
 npm_package=node-rdkafka@3.6.1
 version=2.12.0
-cache=${RILL_RDK_CACHE:-$HOME/.cache/rill/librdkafka-$version}
+cache=${RILL_RDK_CACHE:-$HOME/.cache/rill/librdkafka-$version-curl}
 # Part of the stamp: a change here rebuilds.
-configure_flags=(--disable-curl)
+configure_flags=(--enable-curl)
 stamp_text="librdkafka $version from $npm_package; configure ${configure_flags[*]}"
 jobs=${RILL_RDK_BUILD_JOBS:-2}
 build_timeout=${RILL_RDK_BUILD_TIMEOUT:-1200}

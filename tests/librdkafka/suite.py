@@ -17,6 +17,7 @@ The expectations file lists every broker test, one a line:
 
     NAME  pass
     NAME  pass-sasl                        (passes against the SASL cluster: run with --sasl)
+    NAME  pass-oidc                        (passes against the OIDC cluster: run with --oidc)
     NAME  skip  REASON...
     NAME  known-fail  ISSUE  CAUSE...      (ISSUE: the issue number, or `later` if not filed yet)
 
@@ -26,9 +27,13 @@ when the file names a test the suite does not have. A `known-fail` test that pas
 log to OUT/logs/NUMBER.log.
 
 With `--sasl` only the `pass-sasl` tests run (the conf then names a SASL listener and its
-credentials), each must pass; without it they are not run, as `skip`.
+credentials), each must pass; with `--oidc` only the `pass-oidc` ones (the conf then sets
+sasl.oauthbearer.method=oidc and the environment names the mock's token endpoints); in the other
+passes they are not run, as `skip`.
 With `--only 0001,0002` only those numbers run, each expected to pass (run.sh's OAUTHBEARER
-pass).
+pass). With `--full` the runner runs without -Q: quick mode skips every sub-test not marked quick
+(SUB_TEST rather than SUB_TEST_QUICK), and a test made only of those, as 0126 is, then passes
+having run nothing.
 """
 
 import argparse
@@ -50,7 +55,9 @@ TEST_DONE = re.compile(r"={5,} Test (\d{4}_\w+) (PASSED|FAILED|SKIPPED) ={5,}")
 # A failure, followed by a line with its reason; a failing test usually aborts the runner before
 # the summary, so this is where the reason is.
 TEST_FAILED = re.compile(r'^### Test "(\d{4}_\w+)[^"]*" failed at ([^ ]+)')
-EXPECTATIONS = ("pass", "pass-sasl", "skip", "known-fail")
+EXPECTATIONS = ("pass", "pass-sasl", "pass-oidc", "skip", "known-fail")
+# The passes of their own: --sasl and --oidc run only the tests listed with these kinds.
+PASS_KINDS = {"sasl": "pass-sasl", "oidc": "pass-oidc"}
 
 running = {}  # pid -> Popen, the runner processes alive now
 running_lock = threading.Lock()
@@ -91,8 +98,8 @@ def load_expectations(path):
             if name in expected:
                 raise ValueError(f"{where}: {name} is listed twice")
             issue, text = None, " ".join(fields[2:])
-            if kind == "pass" and len(fields) > 2:
-                raise ValueError(f"{where}: `pass` takes no reason")
+            if kind.startswith("pass") and len(fields) > 2:
+                raise ValueError(f"{where}: `{kind}` takes no reason")
             if kind == "skip" and not text:
                 raise ValueError(f"{where}: `skip` needs a reason")
             if kind == "known-fail":
@@ -110,7 +117,11 @@ def run_number(number, args, env):
     log_path = os.path.join(args.out, "logs", f"{number}.log")
     work = os.path.join(args.out, "work", number)
     os.makedirs(work, exist_ok=True)
-    command = [os.path.join(args.runner_dir, "test-runner"), "-L", "-Q"]
+    # Tests read ./fixtures/... (0126's JWT assertion template) from their working directory.
+    fixtures = os.path.join(work, "fixtures")
+    if not os.path.lexists(fixtures):
+        os.symlink(os.path.join(os.path.abspath(args.runner_dir), "fixtures"), fixtures)
+    command = [os.path.join(args.runner_dir, "test-runner"), "-L"] + ([] if args.full else ["-Q"])
     started = time.monotonic()
     status = None
     with open(log_path, "wb") as log:
@@ -198,6 +209,13 @@ def main():
     parser.add_argument("--deadline", type=int, default=1200, help="seconds for the whole run")
     parser.add_argument("--tests", default="", help="comma-separated test numbers (default: all)")
     parser.add_argument("--sasl", action="store_true", help="run the `pass-sasl` tests only")
+    parser.add_argument("--oidc", action="store_true", help="run the `pass-oidc` tests only")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="not in quick mode (no -Q): quick mode skips every sub-test not marked quick, "
+        "which is all of 0126's",
+    )
     parser.add_argument(
         "--only",
         default="",
@@ -222,16 +240,21 @@ def main():
         say(str(error))
         return 2
     selected = set(filter(None, args.tests.split(",")))
-    # This pass's view: with --sasl only `pass-sasl` tests run (as `pass`); without, they are
-    # `skip`.
+    # This pass's view: with --sasl only `pass-sasl` tests run (as `pass`), with --oidc only
+    # `pass-oidc` ones; in the other passes they are `skip`.
+    if args.sasl and args.oidc:
+        say("--sasl and --oidc are two passes: give one")
+        return 2
     only = set(filter(None, args.only.split(",")))
+    this_pass = "sasl" if args.sasl else "oidc" if args.oidc else None
     for name, (kind, issue, text) in list(expected.items()):
         if only:
             expected[name] = ("pass", issue, text) if name[:4] in only else ("skip", issue, "not in this pass")
-        elif args.sasl:
-            expected[name] = ("pass", issue, text) if kind == "pass-sasl" else ("skip", issue, "not a SASL test")
-        elif kind == "pass-sasl":
-            expected[name] = ("skip", issue, "runs in the SASL pass (--sasl)")
+        elif this_pass:
+            wanted = PASS_KINDS[this_pass]
+            expected[name] = ("pass", issue, text) if kind == wanted else ("skip", issue, f"not a {wanted} test")
+        elif kind in PASS_KINDS.values():
+            expected[name] = ("skip", issue, f"runs in its own pass ({kind})")
     numbers = []
     for name, number in tests:
         if selected and number not in selected:
