@@ -34,6 +34,7 @@
 #   RILL_RDK_TEST_TIMEOUT  seconds per test number (default 240)
 #   RILL_RDK_DEADLINE      seconds for all the tests (default 1200)
 #   RILL_RDK_TESTS         comma-separated test numbers to run (default: all), e.g. 0001,0045
+#   RILL_RDK_FULL          set (to anything): the main pass runs without quick mode (-Q)
 #   RILL_RDK_OAUTH_TESTS   the OAUTHBEARER pass's numbers (default 0001,0002,0003,0005,0013;
 #                          empty: no such pass)
 #   RILL_VENV              the venv with PyJWT and cryptography the OIDC mock runs in (default
@@ -202,6 +203,7 @@ EOF
 
 # In the background so that a signal reaches the trap at once; `wait` returns the exit status.
 python3 -u "$here/suite.py" \
+    ${RILL_RDK_FULL:+--full} \
     --runner-dir "$runner_dir" \
     --conf "$out/test.conf" \
     --expectations "$here/expectations.txt" \

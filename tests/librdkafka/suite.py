@@ -31,7 +31,9 @@ credentials), each must pass; with `--oidc` only the `pass-oidc` ones (the conf 
 sasl.oauthbearer.method=oidc and the environment names the mock's token endpoints); in the other
 passes they are not run, as `skip`.
 With `--only 0001,0002` only those numbers run, each expected to pass (run.sh's OAUTHBEARER
-pass). With `--full` the runner runs without -Q: quick mode skips every sub-test not marked quick
+pass). The numbers an `@full NUMBER...` line of the expectations file names always run without
+-Q (tests made only of non-quick sub-tests, which quick mode would pass having run nothing).
+With `--full` the runner runs without -Q: quick mode skips every sub-test not marked quick
 (SUB_TEST rather than SUB_TEST_QUICK), and a test made only of those, as 0126 is, then passes
 having run nothing.
 """
@@ -82,13 +84,24 @@ def broker_tests(runner_dir):
     return tests
 
 
+def load_full_numbers(path):
+    """The test numbers an `@full` line names: they run without quick mode in every pass."""
+    numbers = set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            fields = line.split("#", 1)[0].split()
+            if fields and fields[0] == "@full":
+                numbers.update(fields[1:])
+    return numbers
+
+
 def load_expectations(path):
     """name -> (kind, issue or None, text); raises ValueError on a malformed line."""
     expected = {}
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             line = line.split("#", 1)[0].strip()
-            if not line:
+            if not line or line.startswith("@full"):
                 continue
             fields = line.split()
             name, kind = fields[0], fields[1] if len(fields) > 1 else ""
@@ -121,7 +134,8 @@ def run_number(number, args, env):
     fixtures = os.path.join(work, "fixtures")
     if not os.path.lexists(fixtures):
         os.symlink(os.path.join(os.path.abspath(args.runner_dir), "fixtures"), fixtures)
-    command = [os.path.join(args.runner_dir, "test-runner"), "-L"] + ([] if args.full else ["-Q"])
+    full = args.full or number in args.full_numbers
+    command = [os.path.join(args.runner_dir, "test-runner"), "-L"] + ([] if full else ["-Q"])
     started = time.monotonic()
     status = None
     with open(log_path, "wb") as log:
@@ -236,6 +250,7 @@ def main():
     names = {name for name, _ in tests}
     try:
         expected = load_expectations(args.expectations)
+        args.full_numbers = load_full_numbers(args.expectations)
     except ValueError as error:
         say(str(error))
         return 2
