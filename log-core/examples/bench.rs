@@ -3,7 +3,8 @@
 //! `cargo run --release -p log-core --example bench`
 //! Environment: `RILL_BENCH_MIB` log size for append/read/recovery (default 256; use 1024 for the
 //! 1 GiB figure), `RILL_BENCH_FSYNC_EVERY` batches between fsyncs (default 16 = every 256 KiB),
-//! `RILL_BENCH_DIR` where to put the temporary directory (default the system temp dir).
+//! `RILL_BENCH_DIR` where to put the temporary directory (default the system temp dir),
+//! `RILL_BENCH_READ_ROUNDS` how many times the read pass reads the whole log (default 4).
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use log_core::{BatchBuilder, FileDisk, LeaderEpoch, LogConfig, Offset, PartitionLog};
@@ -35,6 +36,13 @@ fn make_batch() -> Vec<u8> {
         );
     }
     builder.build()
+}
+
+/// This thread's CPU time in seconds (user + system), from `/proc/thread-self/schedstat`.
+fn thread_cpu_seconds() -> f64 {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    let nanos: u64 = text.split_whitespace().next().unwrap().parse().unwrap();
+    nanos as f64 / 1e9
 }
 
 fn mib_per_s(bytes: u64, seconds: f64) -> f64 {
@@ -161,20 +169,30 @@ fn main() {
         plain / ours
     );
 
-    // Read: the whole log sequentially in 1 MiB fetches (page cache warm), CRC-checked.
+    // Read: the whole log sequentially in 1 MiB fetches (page cache warm), CRC-checked, as a
+    // leader's replication reads are; wall clock and this thread's CPU time (user + system, which
+    // the neighbours' load does not inflate the way it does wall time).
+    let rounds = env_u64("RILL_BENCH_READ_ROUNDS", 4).max(1);
+    let cpu_start = thread_cpu_seconds();
     let start = Instant::now();
-    let mut next = Offset::ZERO;
-    let mut read = 0u64;
-    while next < log.log_end_offset() {
-        let result = log.read(next, 1 << 20).unwrap();
-        read += result.bytes.len() as u64;
-        next = result.next_offset;
+    let (mut read, mut fetches) = (0u64, 0u64);
+    for _ in 0..rounds {
+        let mut next = Offset::ZERO;
+        while next < log.log_end_offset() {
+            let result = log.read(next, 1 << 20).unwrap();
+            read += result.bytes.len() as u64;
+            fetches += 1;
+            next = result.next_offset;
+        }
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = thread_cpu_seconds() - cpu_start;
     println!(
-        "read     sequential 1 MiB fetches {:>8.1} MiB/s ({} MiB)",
+        "read     sequential 1 MiB fetches {:>8.1} MiB/s ({} MiB in {rounds} passes) | CPU {:.3} s per GB, {:.1} us per fetch",
         mib_per_s(read, elapsed),
-        read >> 20
+        read >> 20,
+        cpu / (read as f64 / 1e9),
+        cpu * 1e6 / fetches as f64,
     );
     log.close().unwrap();
     std::fs::remove_dir_all(tmp.path().join("append-0")).unwrap();

@@ -2,15 +2,18 @@
 //!
 //! Durability maps one to one: `sync` is `File::sync_data` (the log never depends on mtime),
 //! `sync_dir` opens the directory and calls `sync_all` on it, which is how POSIX makes entries
-//! durable. Open file handles are cached (bounded) so appends do not pay an `open` each; so use
-//! one `FileDisk` per root (shared as `Arc<dyn Disk>`): another instance's renames and removals
-//! would not invalidate this one's cached handles.
+//! durable. Open file handles are cached (bounded) so appends and reads do not pay an `open` and a
+//! `close` each; so use one `FileDisk` per root (shared as `Arc<dyn Disk>`): another instance's
+//! renames and removals would not invalidate this one's cached handles. A path's handle is
+//! dropped when this disk creates, renames (either side), removes or removes a directory above
+//! the path, so a cached handle never serves the bytes of a file that was replaced; `truncate`
+//! and writes go through the same handle, so reads see them.
 
 use crate::disk::{Disk, DiskError, DiskResult};
 use crate::mem_disk::normalize;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,7 +26,9 @@ pub const OPEN_FILES_MAX_DEFAULT: usize = 256;
 pub struct FileDisk {
     /// Every contract path is resolved under this directory.
     root: PathBuf,
-    /// Open handles by normalised relative path; dropped on rename/remove/truncate of the path.
+    /// Open handles by normalised relative path, used by reads and writes alike; dropped on
+    /// create, rename and remove of the path or of a directory above it (never on truncate: the
+    /// file stays the same).
     handles: Mutex<BTreeMap<PathBuf, Arc<File>>>,
     /// Most handles kept open: a broker sizes it to its file-descriptor limit, so that every
     /// partition's active segment stays open instead of being reopened per append.
@@ -131,6 +136,8 @@ impl FileDisk {
 impl Disk for FileDisk {
     fn create(&self, path: &Path) -> DiskResult<()> {
         let (relative, absolute) = self.resolve(path)?;
+        // A handle can be cached only for a file that existed; never serve it for the new one.
+        self.handles().remove(&relative);
         OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -172,17 +179,23 @@ impl Disk for FileDisk {
     }
 
     fn read_vec(&self, path: &Path, offset: u64, len: usize) -> DiskResult<Vec<u8>> {
-        // A handle of its own: the cached ones are shared and used only positionally, while this
-        // read moves its handle's cursor. `Read::read_to_end` on a `File` fills the vector's
-        // spare capacity without zeroing it first (std reads into uninitialised memory there).
-        let (relative, absolute) = self.resolve(path)?;
-        let mut file = File::open(&absolute).map_err(|e| io_error(&relative, e))?;
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| io_error(path, e))?;
+        // The cached handle, read positionally (`pread`): no open and close per read (a
+        // follower's or consumer's fetch), and the handle's cursor, which every user of the cached
+        // handle shares, is never moved. `spare_capacity` lets the kernel fill the vector's fresh
+        // capacity without zeroing it first, in safe code.
+        let (_, file) = self.open(path)?;
         let mut buf = Vec::with_capacity(len);
-        file.take(len as u64)
-            .read_to_end(&mut buf)
-            .map_err(|e| io_error(path, e))?;
+        while buf.len() < len {
+            let at = offset + buf.len() as u64;
+            match rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut buf), at) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(errno) => return Err(io_error(path, errno.into())),
+            }
+        }
+        // The allocator may have given more capacity than asked for, and the last read filled it.
+        buf.truncate(len);
         assert!(buf.len() <= len, "a read never overfills");
         Ok(buf)
     }

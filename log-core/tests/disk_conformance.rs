@@ -112,6 +112,107 @@ fn file_disk_conforms() {
     conformance(&FileDisk::new(dir.path()).unwrap());
 }
 
+/// `read_vec` reads what the path holds now: never the bytes of a file that was removed,
+/// replaced by a rename or cut by a truncate, whatever handles an implementation keeps.
+fn read_vec_conformance(disk: &dyn Disk) {
+    disk.create_dir_all(p("d")).unwrap();
+    disk.create(p("d/f")).unwrap();
+    disk.append(p("d/f"), b"0123456789").unwrap();
+    assert_eq!(disk.read_vec(p("d/f"), 0, 10).unwrap(), b"0123456789");
+    assert_eq!(disk.read_vec(p("d/f"), 3, 4).unwrap(), b"3456");
+    assert_eq!(
+        disk.read_vec(p("d/f"), 8, 100).unwrap(),
+        b"89",
+        "short at EOF"
+    );
+    assert_eq!(disk.read_vec(p("d/f"), 100, 5).unwrap(), b"", "past EOF");
+    assert_eq!(disk.read_vec(p("d/f"), 0, 0).unwrap(), b"");
+    assert!(matches!(
+        disk.read_vec(p("d/missing"), 0, 4),
+        Err(DiskError::NotFound(_))
+    ));
+    // Positional: a read_vec and a read_at in turn do not move each other's position.
+    let mut buf = [0u8; 3];
+    assert_eq!(disk.read_at(p("d/f"), 1, &mut buf).unwrap(), 3);
+    assert_eq!(&buf, b"123");
+    assert_eq!(disk.read_vec(p("d/f"), 5, 2).unwrap(), b"56");
+    assert_eq!(disk.read_at(p("d/f"), 1, &mut buf).unwrap(), 3);
+    assert_eq!(&buf, b"123");
+
+    // Writes and appends after a read are read back.
+    disk.append(p("d/f"), b"ab").unwrap();
+    disk.write_at(p("d/f"), 0, b"Z").unwrap();
+    assert_eq!(disk.read_vec(p("d/f"), 0, 64).unwrap(), b"Z123456789ab");
+
+    // Truncate, then read: the cut bytes are gone, an extension reads as zeros.
+    disk.truncate(p("d/f"), 4).unwrap();
+    assert_eq!(disk.read_vec(p("d/f"), 0, 64).unwrap(), b"Z123");
+    assert_eq!(disk.read_vec(p("d/f"), 4, 64).unwrap(), b"");
+    disk.truncate(p("d/f"), 6).unwrap();
+    assert_eq!(disk.read_vec(p("d/f"), 0, 64).unwrap(), b"Z123\0\0");
+
+    // Remove, then create the same path again: the new file's bytes, never the old one's.
+    disk.remove(p("d/f")).unwrap();
+    assert!(matches!(
+        disk.read_vec(p("d/f"), 0, 4),
+        Err(DiskError::NotFound(_))
+    ));
+    disk.create(p("d/f")).unwrap();
+    assert_eq!(disk.read_vec(p("d/f"), 0, 64).unwrap(), b"");
+    disk.append(p("d/f"), b"second").unwrap();
+    assert_eq!(disk.read_vec(p("d/f"), 0, 64).unwrap(), b"second");
+
+    // A rename over a read path serves the renamed file; the old name is gone.
+    disk.create(p("d/g")).unwrap();
+    disk.append(p("d/g"), b"third").unwrap();
+    assert_eq!(disk.read_vec(p("d/g"), 0, 64).unwrap(), b"third");
+    disk.rename(p("d/g"), p("d/f")).unwrap();
+    assert_eq!(disk.read_vec(p("d/f"), 0, 64).unwrap(), b"third");
+    assert!(matches!(
+        disk.read_vec(p("d/g"), 0, 4),
+        Err(DiskError::NotFound(_))
+    ));
+    // A write through the new name lands in the file that is read.
+    disk.append(p("d/f"), b"!").unwrap();
+    assert_eq!(disk.read_vec(p("d/f"), 0, 64).unwrap(), b"third!");
+
+    // A directory removed and made again: its files are new files.
+    disk.remove_dir(p("d"), true).unwrap();
+    assert!(matches!(
+        disk.read_vec(p("d/f"), 0, 4),
+        Err(DiskError::NotFound(_))
+    ));
+    disk.create_dir_all(p("d")).unwrap();
+    disk.create(p("d/f")).unwrap();
+    disk.append(p("d/f"), b"fourth").unwrap();
+    assert_eq!(disk.read_vec(p("d/f"), 0, 64).unwrap(), b"fourth");
+
+    // A large read (several of the kernel's read chunks) comes back whole.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    disk.create(p("d/big")).unwrap();
+    disk.append(p("d/big"), &big).unwrap();
+    assert_eq!(disk.read_vec(p("d/big"), 0, big.len()).unwrap(), big);
+    assert_eq!(
+        disk.read_vec(p("d/big"), 1_000_001, 1_500_000).unwrap(),
+        &big[1_000_001..2_500_001]
+    );
+    disk.remove_dir(p("d"), true).unwrap();
+}
+
+#[test]
+fn mem_disk_reads_what_the_path_holds() {
+    read_vec_conformance(&MemDisk::new(7));
+}
+
+#[test]
+fn file_disk_reads_what_the_path_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    read_vec_conformance(&FileDisk::new(dir.path()).unwrap());
+    // One handle at most: every open evicts the other path's handle.
+    let dir = tempfile::tempdir().unwrap();
+    read_vec_conformance(&FileDisk::with_open_files_max(dir.path(), 1).unwrap());
+}
+
 #[test]
 fn synced_bytes_survive_a_crash_and_unsynced_ones_tear_at_sectors() {
     for seed in 0..64 {
