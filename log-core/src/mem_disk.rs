@@ -258,6 +258,26 @@ fn children<'a, V>(
     descendants(entries, dir).filter(move |key| parent_of(key) == dir)
 }
 
+/// The direct children of `dir` with their entries, in key order.
+fn child_entries<'a>(
+    entries: &'a BTreeMap<Key, Entry>,
+    dir: &'a str,
+) -> impl Iterator<Item = (&'a Key, Entry)> + 'a {
+    let prefix = if dir.is_empty() {
+        String::new()
+    } else {
+        format!("{dir}/")
+    };
+    entries
+        .range::<str, _>((
+            std::ops::Bound::Included(prefix.as_str()),
+            std::ops::Bound::Unbounded,
+        ))
+        .take_while(move |(key, _)| key.starts_with(&prefix))
+        .filter(move |(key, _)| parent_of(key) == dir)
+        .map(|(key, entry)| (key, *entry))
+}
+
 fn name(key: &str) -> String {
     key.to_string()
 }
@@ -577,22 +597,29 @@ impl State {
     /// Removes `path` and everything under it from the volatile namespace.
     fn remove_tree(&mut self, path: &str) {
         let doomed: Vec<Key> = descendants(&self.entries, path).cloned().collect();
+        let mut released = Vec::new();
         for p in doomed {
-            self.entries.remove(&p);
+            released.extend(self.entries.remove(&p));
         }
-        self.entries.remove(path);
-        self.collect_garbage();
+        released.extend(self.entries.remove(path));
+        self.release(released);
     }
 
-    /// Drops inodes no namespace (volatile or durable) refers to.
-    fn collect_garbage(&mut self) {
-        let mut live = std::collections::BTreeSet::new();
-        for entry in self.entries.values().chain(self.entries_durable.values()) {
-            if let Entry::File(id) = entry {
-                live.insert(*id);
+    /// Drops the inodes of `released` (entries some namespace just stopped holding) that no
+    /// namespace, volatile or durable, refers to any more. One scan of the names per released
+    /// file, no allocation: a directory of many segments loses one at a time.
+    fn release(&mut self, released: impl IntoIterator<Item = Entry>) {
+        for entry in released {
+            let Entry::File(id) = entry else { continue };
+            let referred = self
+                .entries
+                .values()
+                .chain(self.entries_durable.values())
+                .any(|e| *e == entry);
+            if !referred {
+                self.inodes.remove(&id);
             }
         }
-        self.inodes.retain(|id, _| live.contains(id));
     }
 }
 
@@ -729,8 +756,8 @@ impl Disk for MemDisk {
             return Err(DiskError::AlreadyExists(name(&to)));
         }
         state.entries.remove(&from);
-        state.entries.insert(to, Entry::File(id));
-        state.collect_garbage();
+        let replaced = state.entries.insert(to, Entry::File(id));
+        state.release(replaced);
         state.counts.renames += 1;
         Ok(())
     }
@@ -739,8 +766,8 @@ impl Disk for MemDisk {
         let path = key(path)?;
         let mut state = self.lock();
         state.file_inode(&path)?;
-        state.entries.remove(&path);
-        state.collect_garbage();
+        let removed = state.entries.remove(&path);
+        state.release(removed);
         state.counts.removes += 1;
         Ok(())
     }
@@ -785,19 +812,30 @@ impl Disk for MemDisk {
             return Err(DiskError::NotFound(name(&dir)));
         }
         state.inject(FaultOp::Sync, &dir)?;
-        let under_dir = |entries: &BTreeMap<Key, Entry>| -> Vec<Key> {
-            children(entries, &dir).cloned().collect()
-        };
-        for gone in under_dir(&state.entries_durable) {
-            if !state.entries.contains_key(&gone) {
-                state.entries_durable.remove(&gone);
+        // Only what differs is copied (a directory of many segments is synced at every roll),
+        // and only the files whose durable name went away may lose their inode.
+        // Both listings are sorted: one merge walk, no lookups.
+        let mut gone: Vec<Key> = Vec::new();
+        let mut changed: Vec<(Key, Entry)> = Vec::new();
+        let mut durable = child_entries(&state.entries_durable, &dir).peekable();
+        for (child, entry) in child_entries(&state.entries, &dir) {
+            while let Some((old, _)) = durable.next_if(|(old, _)| *old < child) {
+                gone.push(old.clone());
+            }
+            match durable.next_if(|(old, _)| *old == child) {
+                Some((_, old_entry)) if old_entry == entry => {}
+                _ => changed.push((child.clone(), entry)),
             }
         }
-        for child in under_dir(&state.entries) {
-            let entry = state.entries[&child];
-            state.entries_durable.insert(child, entry);
+        gone.extend(durable.map(|(old, _)| old.clone()));
+        let mut released = Vec::new();
+        for child in gone {
+            released.extend(state.entries_durable.remove(&child));
         }
-        state.collect_garbage();
+        for (child, entry) in changed {
+            released.extend(state.entries_durable.insert(child, entry));
+        }
+        state.release(released);
         state.counts.dir_syncs += 1;
         Ok(())
     }

@@ -306,6 +306,38 @@ fn rename_is_atomic_across_a_crash() {
     }
 }
 
+/// A file's bytes live while any name, volatile or durable, holds them, and go with the last:
+/// a removed or replaced segment still counts until the directory sync makes its loss durable,
+/// and then it is freed (the simulator's disks must not grow with retention).
+#[test]
+fn a_files_bytes_are_freed_with_its_last_name() {
+    let disk = MemDisk::new(3);
+    disk.create_dir_all(p("d")).unwrap();
+    for (name, bytes) in [("d/a", 1_000), ("d/b", 2_000), ("d/c", 4_000)] {
+        disk.create(p(name)).unwrap();
+        disk.append(p(name), &vec![7; bytes]).unwrap();
+        disk.sync(p(name)).unwrap();
+    }
+    disk.sync_dir(p("d")).unwrap();
+    assert_eq!(disk.used_bytes(), 7_000);
+    // Replaced by a rename: b's bytes stay while its durable name does.
+    disk.rename(p("d/a"), p("d/b")).unwrap();
+    assert_eq!(disk.used_bytes(), 7_000);
+    disk.sync_dir(p("d")).unwrap();
+    assert_eq!(disk.used_bytes(), 5_000);
+    // Removed: the same.
+    disk.remove(p("d/c")).unwrap();
+    assert_eq!(disk.used_bytes(), 5_000);
+    disk.sync_dir(p("d")).unwrap();
+    assert_eq!(disk.used_bytes(), 1_000);
+    // Created and removed before any directory sync: freed at once.
+    disk.create(p("d/e")).unwrap();
+    disk.append(p("d/e"), &[1; 500]).unwrap();
+    assert_eq!(disk.used_bytes(), 1_500);
+    disk.remove(p("d/e")).unwrap();
+    assert_eq!(disk.used_bytes(), 1_000);
+}
+
 #[test]
 fn injected_faults_are_deterministic_and_leave_the_disk_usable() {
     let run = |seed| {
