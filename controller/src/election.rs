@@ -201,7 +201,25 @@ fn elect(config: &TopicConfig, next: PartitionState, live: &BTreeSet<BrokerId>) 
     if next.leader.is_some() {
         return next;
     }
-    elect_with(config, next, live, election::elect_leader).unwrap_or_else(|unchanged| unchanged)
+    elect_with(config, next, live, election::elect_leader).unwrap_or_else(|unchanged| {
+        // Nobody eligible: the states the simulator must reach for the election rule's
+        // offline and unclean limits to matter.
+        let live_replica = |b: &BrokerId| live.contains(b) && !unchanged.offline.contains(b);
+        if unchanged
+            .elr
+            .iter()
+            .any(|b| live.contains(b) && unchanged.offline.contains(b))
+        {
+            buggify::probe!("controller.election.offline_elr_member_passed_over");
+        }
+        if unchanged.elr.is_empty()
+            && !config.unclean_leader_election
+            && unchanged.replicas.iter().any(live_replica)
+        {
+            buggify::probe!("controller.election.unclean_refused");
+        }
+        unchanged
+    })
 }
 
 /// `next` with the leader `choose` picks from the election rule's input (the controller's own

@@ -85,6 +85,14 @@ prints a seed's draw):
                       passes what the members could read; after healing fresh members
                       converge (every partition owned by one) and OffsetFetch reads back the
                       last acknowledged commit (or a later one whose answer was lost)
+  opening episodes    never in --faults cells; the seed's faults before the episode's end are
+                      dropped. ~5% of seeds without a consumer group open with the wipe
+                      family's in-sync-copies-lost episode: with clean elections the partitions
+                      stay offline (allowed: only `unseen` values then), and no unclean
+                      election may happen on a topic that forbids it. A third of the other
+                      split-shape seeds open with an offline copy in every ELR at an election:
+                      a node killed until fenced, a second one's disk failing (its copies
+                      offline, into the ELR), the third killed until fenced
 ";
 
 /// What the command line asked for.

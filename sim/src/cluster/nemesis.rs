@@ -550,8 +550,14 @@ impl FaultSchedule {
     /// In a quarter of the episodes one of the two is only killed (its disk intact): it stays in
     /// the ELR and leads again when it returns, under either setting, with nothing lost.
     /// Wipes drawn before (`add_wipes`) whose span meets the episode's, widened by a second
-    /// each way, are dropped: the episode is the only fault while it lasts.
-    pub fn add_isr_loss(&mut self, rng: &mut ChaCha8Rng, safety_ms: u64, session_timeout_ms: u64) {
+    /// each way, are dropped: the episode is the only fault while it lasts. Returns when the
+    /// episode's last restart is.
+    pub fn add_isr_loss(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        safety_ms: u64,
+        session_timeout_ms: u64,
+    ) -> u64 {
         // Fenced and out of every ISR by then (the controller ticks every 50-100 ms).
         let fenced_ms = session_timeout_ms + 1_000;
         let writes_ms = rng.gen_range(500..=2_000);
@@ -594,6 +600,96 @@ impl FaultSchedule {
         self.faults.sort_by_key(|f| f.at_ms);
         self.validate()
             .expect("an in-sync-copies-lost episode keeps the schedule valid");
+        back_second_ms
+    }
+
+    /// Opens the schedule with the in-sync-copies-lost episode ([`FaultSchedule::add_isr_loss`],
+    /// drawn from `rng`, a stream of its own): every fault drawn before that would strike
+    /// before the episode's last restart (and a second after it) is dropped, so the episode
+    /// meets a cluster whose ISRs are full and nothing else happens while it lasts; the faults
+    /// drawn for later stay. What the default campaign draws in a few seeds: the one state in
+    /// which `unclean.leader.election.enable` decides, without the wipe family.
+    pub fn open_with_isr_loss(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        safety_ms: u64,
+        session_timeout_ms: u64,
+    ) {
+        let mut episode = FaultSchedule::default();
+        let end_ms = episode.add_isr_loss(rng, safety_ms, session_timeout_ms);
+        self.open_with(episode, end_ms);
+    }
+
+    /// Puts `episode` (its faults at or before `end_ms`) first: every fault of this schedule
+    /// before `end_ms` and a second after it is dropped, the later ones stay.
+    fn open_with(&mut self, episode: FaultSchedule, end_ms: u64) {
+        assert!(episode.faults.iter().all(|f| f.at_ms <= end_ms));
+        self.faults.retain(|f| f.at_ms > end_ms + 1_000);
+        let later = std::mem::take(&mut self.faults);
+        self.faults = episode.faults;
+        self.faults.extend(
+            later
+                .into_iter()
+                .take(SCHEDULE_FAULTS_MAX - self.faults.len()),
+        );
+        self.validate()
+            .expect("an opening episode keeps the schedule valid");
+    }
+
+    /// Opens the schedule (as [`FaultSchedule::open_with_isr_loss`] does) with the
+    /// offline-copy-in-the-ELR episode, drawn from `rng` (a stream of its own): node `z` is
+    /// killed and stays down until it is fenced, so every ISR is the other two, `x` and `y`;
+    /// then `x`'s disk starts failing (a fifth to a third of its writes and syncs), so its copies
+    /// fail and the controller marks them offline, out of an ISR that falls below min ISR 2:
+    /// they join the ELR (what they flushed is still on the disk); then `y` is killed and stays
+    /// down until it is fenced too, leaving every partition with an empty ISR and, in its ELR,
+    /// `x` (live, offline) and `y` (fenced). Nobody may be elected until `y` returns (killed,
+    /// not wiped: it registers clean and leads from the ELR), `x`'s disk heals and `z` comes
+    /// back. For the split shape, whose controller quorum lives on nodes of its own: in the
+    /// combined one the two kills and `x`'s failing raft log would stop the quorum. `None`
+    /// (nothing changed) when the episode does not fit in the safety phase.
+    pub fn open_with_offline_elr(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        safety_ms: u64,
+        session_timeout_ms: u64,
+    ) -> Option<()> {
+        let fenced_ms = session_timeout_ms + 1_000;
+        let z = node(rng);
+        let x = other(rng, z);
+        let y = (1..=NODES)
+            .find(|&n| n != z && n != x)
+            .expect("three nodes");
+        let z_killed_ms = rng.gen_range(300..=2_000);
+        let x_failing_ms = z_killed_ms + fenced_ms;
+        let y_killed_ms = x_failing_ms + rng.gen_range(300..=1_000);
+        let y_back_ms = y_killed_ms + fenced_ms + rng.gen_range(500..=2_000);
+        let x_healed_ms = y_back_ms + rng.gen_range(500..=2_000);
+        let z_back_ms = x_healed_ms + rng.gen_range(200..=1_000);
+        let io_error_permille = rng.gen_range(200..=300);
+        if z_back_ms + 300 > safety_ms {
+            return None;
+        }
+        let mut episode = FaultSchedule::default();
+        for (at_ms, fault) in [
+            (z_killed_ms, Fault::Kill { node: z }),
+            (
+                x_failing_ms,
+                Fault::DiskFaults {
+                    node: x,
+                    io_error_permille,
+                    bit_flip_per_million: 0,
+                },
+            ),
+            (y_killed_ms, Fault::Kill { node: y }),
+            (y_back_ms, Fault::Restart { node: y }),
+            (x_healed_ms, Fault::DiskHeal { node: x }),
+            (z_back_ms, Fault::Restart { node: z }),
+        ] {
+            episode.faults.push(ScheduledFault { at_ms, fault });
+        }
+        self.open_with(episode, z_back_ms);
+        Some(())
     }
 
     /// Drops every wipe (and the restart that ends it) whose span meets `[from_ms, to_ms]`.
@@ -886,6 +982,52 @@ mod tests {
         assert!(
             (16..32).contains(&both_destroyed),
             "about three in four episodes destroy both in-sync copies: {both_destroyed}"
+        );
+    }
+
+    #[test]
+    fn a_few_default_seeds_open_with_an_isr_loss_or_an_offline_elr_member() {
+        let (mut isr_loss, mut offline_elr) = (0, 0);
+        for seed in 0..400 {
+            let draw = crate::cluster::ClusterDraw::from_seed(seed);
+            let faults = &draw.schedule.faults;
+            assert!(!(draw.isr_loss_opening && draw.offline_elr_opening));
+            if draw.isr_loss_opening {
+                isr_loss += 1;
+                assert!(draw.clients.group_members.is_none(), "seed {seed}");
+                assert!(matches!(faults[0].fault, Fault::Kill { .. }), "seed {seed}");
+                assert!(faults
+                    .iter()
+                    .any(|f| matches!(f.fault, Fault::LoseDisk { .. })));
+            }
+            if draw.offline_elr_opening {
+                offline_elr += 1;
+                assert_eq!(draw.shape, crate::cluster::Shape::Split, "seed {seed}");
+                let kinds: Vec<&Fault> = faults.iter().take(6).map(|f| &f.fault).collect();
+                let [Fault::Kill { node: z }, Fault::DiskFaults { node: x, .. }, Fault::Kill { node: y }, Fault::Restart { node: y2 }, Fault::DiskHeal { node: x2 }, Fault::Restart { node: z2 }] =
+                    kinds[..]
+                else {
+                    panic!("seed {seed}: {kinds:?}");
+                };
+                assert!(z != x && x != y && y != z && y == y2 && x == x2 && z == z2);
+                let fenced = draw.broker_session_timeout_ms + 1_000;
+                assert!(faults[1].at_ms >= faults[0].at_ms + fenced);
+                assert!(faults[3].at_ms >= faults[2].at_ms + fenced);
+                assert!(faults[5].at_ms < draw.safety_ms);
+                // Nothing else strikes until a second after the episode.
+                assert!(faults[6..]
+                    .iter()
+                    .all(|f| f.at_ms > faults[5].at_ms + 1_000));
+            }
+            draw.schedule.validate().unwrap();
+        }
+        assert!(
+            (5..=40).contains(&isr_loss),
+            "isr loss openings: {isr_loss}"
+        );
+        assert!(
+            (5..=60).contains(&offline_elr),
+            "offline ELR openings: {offline_elr}"
         );
     }
 

@@ -26,6 +26,10 @@ pub struct Outcome {
     pub simulated_ms: u64,
     /// Per partition key, the highest log start consumers were told of (retention).
     pub log_starts: std::collections::BTreeMap<String, u64>,
+    /// The run ended with partitions offline as clean elections promise after an opening
+    /// in-sync-copies-lost episode ([`ClusterDraw::isr_loss_opening`]): acknowledged records
+    /// they held were never read back, so the checker's `unseen` is expected.
+    pub offline_as_expected: bool,
 }
 
 fn outcome(shared: Shared, violation: Option<String>, simulated_ms: u64) -> Outcome {
@@ -38,6 +42,7 @@ fn outcome(shared: Shared, violation: Option<String>, simulated_ms: u64) -> Outc
         completions: recorder.completions,
         simulated_ms,
         log_starts: recorder.log_starts.clone(),
+        offline_as_expected: false,
     }
 }
 
@@ -940,12 +945,31 @@ mod simulated {
                 why
             }
         });
+        // In a default seed that opened with that episode the offline partitions are the
+        // expected outcome, not a violation, as long as every partition lacking health lacks a
+        // leader (an offline partition, not a stuck ISR). The run's checks end there: nothing
+        // can be read back from an offline partition.
+        let offline_as_expected = draw.isr_loss_opening
+            && healthy
+                .as_ref()
+                .is_err_and(|why| isr_lost && only_leaderless_partitions(why));
+        let healthy = if offline_as_expected {
+            if let Err(why) = &healthy {
+                buggify::probe!("sim.isr_loss.offline_as_expected");
+                let title = "offline as expected after the in-sync copies were lost";
+                lock(&shared).finding(FindingKind::Allowed, title, why);
+                lock(&shared).event(&format!("allowed by clean elections: {why}"));
+            }
+            Ok(())
+        } else {
+            healthy
+        };
         if let Err(why) = &healthy {
             let title = "no leader or no full ISR after healing";
             lock(&shared).finding(FindingKind::Liveness, title, why);
         }
         let mut violation = workload_violation.or(healthy.err());
-        if violation.is_none() {
+        if violation.is_none() && !offline_as_expected {
             lock(&shared).phase("final read of acknowledged records");
             let acked = acked_values(&lock(&shared).history.history().clone());
             lock(&shared).event(&format!(
@@ -978,7 +1002,9 @@ mod simulated {
                 other => other.err(),
             };
         }
-        if let (None, Some(members)) = (&violation, draw.clients.group_members) {
+        if let (None, Some(members), false) =
+            (&violation, draw.clients.group_members, offline_as_expected)
+        {
             // Consumer groups (issue 14 item 1): the history's safety checks, then convergence
             // and the committed offsets read back after healing.
             lock(&shared).phase("consumer group checked");
@@ -1032,7 +1058,7 @@ mod simulated {
             }
             violation = checked.err();
         }
-        if violation.is_none() {
+        if violation.is_none() && !offline_as_expected {
             // Healed, quiet, every ISR full: every replica must hold the same bytes.
             // A follower may still be a fetch behind the leader's last (unacknowledged) batch:
             // a difference counts once it lasts 10 simulated seconds.
@@ -1060,7 +1086,7 @@ mod simulated {
             }
             violation = compared.err();
         }
-        if violation.is_none() && draw.shape == Shape::Combined {
+        if violation.is_none() && draw.shape == Shape::Combined && !offline_as_expected {
             // Every voter caught up with the raft leader (metadata may still be settling: a
             // difference counts once it lasts 10 simulated seconds).
             let voters: Vec<u64> = controller_ids(&draw).map(u64::from).collect();
@@ -1082,11 +1108,45 @@ mod simulated {
             }
             violation = compared.err();
         }
+        if violation.is_none() && !draw.unclean {
+            // Every topic forbids unclean elections (the brokers' default follows the draw, so
+            // the offsets topic does too) and nobody asks for one (ElectLeaders): the
+            // controller electing a replica from outside the ISR and ELR is a violation, lost
+            // records or not.
+            if let Some(count) = buggify::probes_hit().get("controller.election.unclean") {
+                let why = format!(
+                    "safety: {count} unclean elections, though no topic has \
+                     unclean.leader.election.enable"
+                );
+                let title = "an unclean election without permission";
+                lock(&shared).finding(FindingKind::Safety, title, &why);
+                violation = Some(why);
+            }
+        }
         observer.abort();
         lock(&shared).event("run ends");
         let simulated_ms = elapsed(begun);
         cluster.release().await;
-        outcome(shared, violation, simulated_ms)
+        let mut out = outcome(shared, violation, simulated_ms);
+        out.offline_as_expected = offline_as_expected;
+        out
+    }
+
+    /// Whether `wait_healthy`'s failure names only partitions without a leader (each other
+    /// partition has a leader and an ISR of every replica): the unavailability clean elections
+    /// promise after the in-sync copies are lost, not an ISR that failed to grow back.
+    fn only_leaderless_partitions(why: &str) -> bool {
+        let Some((_, state)) = why.split_once("partitions lack a leader or full ISR: ") else {
+            return false;
+        };
+        let parts: Vec<&str> = state.split("; ").collect();
+        parts.len() == workload::PARTITIONS as usize
+            && parts.iter().any(|p| p.contains("leader None"))
+            && parts.iter().all(|p| {
+                p.contains("leader None")
+                    || (p.contains("leader Some")
+                        && p.matches("BrokerId(").count() == 1 + usize::from(NODES))
+            })
     }
 
     /// Values of every ok send in the history, each with its key and offset.
