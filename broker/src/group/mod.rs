@@ -92,6 +92,9 @@ pub mod error_code {
     pub const REQUEST_TIMED_OUT: i16 = 7;
     /// A v4+ first join: the answer carries the member id to rejoin with (KIP-394).
     pub const MEMBER_ID_REQUIRED: i16 = 79;
+    /// The request's `group.instance.id` is held by another member id now (KIP-345): an
+    /// older instance of a static member was replaced.
+    pub const FENCED_INSTANCE_ID: i16 = 82;
     /// The group has `members_per_group_max` members already.
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
     /// The commit would exceed `offsets_per_group_max`.
