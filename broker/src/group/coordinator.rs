@@ -347,7 +347,9 @@ impl GroupCoordinator {
         effects: &mut Vec<GroupEffect>,
     ) {
         let group = self.groups.get_mut(group_id).expect("caller checked");
-        let member = group.members.remove(member_id).expect("caller checked");
+        let member = group
+            .remove_member_entry(member_id)
+            .expect("caller checked");
         if let Some(waiting) = member.awaiting_join {
             effects.push(join_error(
                 waiting,
@@ -357,9 +359,6 @@ impl GroupCoordinator {
         }
         if let Some(waiting) = member.awaiting_sync {
             effects.push(sync_error(waiting, error_code::UNKNOWN_MEMBER_ID));
-        }
-        if group.leader_id.as_deref() == Some(member_id) {
-            group.leader_id = None;
         }
         match group.state {
             GroupState::Empty | GroupState::Dead => unreachable!("such groups have no members"),
@@ -435,10 +434,7 @@ impl GroupCoordinator {
             .map(|m| m.member_id.clone())
             .collect();
         for member_id in stragglers {
-            group.members.remove(&member_id);
-            if group.leader_id.as_deref() == Some(member_id.as_str()) {
-                group.leader_id = None;
-            }
+            group.remove_member_entry(&member_id);
         }
         group.initial_delay_end_ms = None;
         group.generation_id = group.generation_id.wrapping_add(1).max(1);

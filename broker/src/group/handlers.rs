@@ -28,6 +28,8 @@ use super::state::{Group, GroupState, Member, Waiting};
 /// What a JoinGroup asks for, validated and converted.
 struct JoinParams {
     member_id: String,
+    /// `group.instance.id` (v5+): a static member.
+    group_instance_id: Option<String>,
     session_timeout_ms: u64,
     rebalance_timeout_ms: u64,
     protocol_type: String,
@@ -119,8 +121,14 @@ impl GroupCoordinator {
         if request.protocol_type.is_empty() || !protocols_valid {
             return Err(error_code::INCONSISTENT_GROUP_PROTOCOL);
         }
+        let group_instance_id = request
+            .group_instance_id
+            .as_ref()
+            .filter(|_| api_version >= 5)
+            .map(|id| id.to_string());
         Ok(JoinParams {
             member_id: request.member_id.to_string(),
+            group_instance_id,
             session_timeout_ms,
             rebalance_timeout_ms,
             protocol_type: request.protocol_type.to_string(),
@@ -161,12 +169,34 @@ impl GroupCoordinator {
             return Err(error_code::INCONSISTENT_GROUP_PROTOCOL);
         }
         let group = &self.groups[group_id];
+        let replaced = params
+            .group_instance_id
+            .as_deref()
+            .and_then(|instance_id| group.static_member(instance_id))
+            .map(str::to_string);
+        if let Some(old_member_id) = replaced {
+            // KIP-345: a static member restarted; the new instance takes the old one's place.
+            let member_id = self.generate_member_id(&client.client_id);
+            self.replace_static_member(
+                now_ms,
+                waiting,
+                group_id,
+                &old_member_id,
+                member_id,
+                params,
+                effects,
+            );
+            return Ok(());
+        }
+        let group = &self.groups[group_id];
         let size = group.members.len() + group.pending_members.len();
         if size >= self.config.members_per_group_max {
             return Err(error_code::GROUP_MAX_SIZE_REACHED);
         }
         let member_id = self.generate_member_id(&client.client_id);
-        if waiting.api_version >= 4 {
+        // A static member joins at once (Kafka's `doStaticNewMemberJoinGroup`): its instance id
+        // already keeps a retried join from leaving an orphan behind.
+        if waiting.api_version >= 4 && params.group_instance_id.is_none() {
             // KIP-394: hand out the id first, so a client that times out rejoins as the same
             // member instead of leaving an orphan behind.
             let deadline_ms = now_ms.saturating_add(params.session_timeout_ms);
@@ -205,9 +235,21 @@ impl GroupCoordinator {
             return Err(error_code::INCONSISTENT_GROUP_PROTOCOL);
         }
         if group.pending_members.contains_key(&params.member_id) {
+            // Pending ids are handed to dynamic members; one that now names an instance id
+            // still may not take another member's.
+            if let Some(instance_id) = &params.group_instance_id {
+                if group.static_member(instance_id).is_some() {
+                    return Err(error_code::FENCED_INSTANCE_ID);
+                }
+            }
             self.add_member_and_rebalance(now_ms, waiting, client, group_id, params, effects);
             return Ok(());
         }
+        validate_current_member(
+            group,
+            &params.member_id,
+            params.group_instance_id.as_deref(),
+        )?;
         let member = group
             .members
             .get(&params.member_id)
@@ -291,8 +333,15 @@ impl GroupCoordinator {
         if group.members.is_empty() {
             group.protocol_type = Some(params.protocol_type.clone());
         }
+        if let Some(instance_id) = &params.group_instance_id {
+            let previous = group
+                .static_members
+                .insert(instance_id.clone(), params.member_id.clone());
+            assert!(previous.is_none(), "callers replace known instance ids");
+        }
         let member = Member {
             member_id: params.member_id.clone(),
+            group_instance_id: params.group_instance_id.clone(),
             client_id: client.client_id.clone(),
             client_host: client.client_host.clone(),
             session_timeout_ms: params.session_timeout_ms,
@@ -322,6 +371,99 @@ impl GroupCoordinator {
         }
     }
 
+    /// A static member's new instance takes the old member's place (Kafka's
+    /// `updateStaticMemberAndRebalance`): the old id's waiting requests learn
+    /// FENCED_INSTANCE_ID, the leadership moves along. In Stable, when the group's protocol
+    /// stays, the member gets the current generation at once (no rebalance) and syncs for its
+    /// stored assignment; in CompletingRebalance a rebalance starts (the leader may have
+    /// assigned to the old id); in PreparingRebalance the member waits like any other.
+    #[allow(clippy::too_many_arguments)]
+    fn replace_static_member(
+        &mut self,
+        now_ms: u64,
+        waiting: Waiting,
+        group_id: &str,
+        old_member_id: &str,
+        new_member_id: String,
+        params: JoinParams,
+        effects: &mut Vec<GroupEffect>,
+    ) {
+        let group = self.groups.get_mut(group_id).expect("caller checked");
+        let instance_id = params
+            .group_instance_id
+            .clone()
+            .expect("static members have an instance id");
+        let previous_leader = group.leader_id.clone();
+        let mut member = group
+            .members
+            .remove(old_member_id)
+            .expect("the static mapping names a member");
+        if let Some(previous) = member.awaiting_join.take() {
+            effects.push(join_error(
+                previous,
+                error_code::FENCED_INSTANCE_ID,
+                old_member_id,
+            ));
+        }
+        if let Some(previous) = member.awaiting_sync.take() {
+            effects.push(sync_error(previous, error_code::FENCED_INSTANCE_ID));
+        }
+        tracing::info!(
+            group = group_id,
+            instance = %instance_id,
+            old = old_member_id,
+            new = %new_member_id,
+            state = group.state.name(),
+            "static member replaced"
+        );
+        member.member_id = new_member_id.clone();
+        member.protocols = params.protocols;
+        member.session_timeout_ms = params.session_timeout_ms;
+        member.rebalance_timeout_ms = params.rebalance_timeout_ms;
+        member.heartbeat_last_ms = now_ms;
+        group.members.insert(new_member_id.clone(), member);
+        group
+            .static_members
+            .insert(instance_id, new_member_id.clone());
+        if group.leader_id.as_deref() == Some(old_member_id) {
+            group.leader_id = Some(new_member_id.clone());
+        }
+        let state = group.state;
+        let selected = group.candidate_protocols(None).into_iter().next();
+        let keeps_protocol = selected.is_some() && selected == group.protocol_name;
+        match state {
+            GroupState::Empty | GroupState::Dead => unreachable!("such groups have no members"),
+            GroupState::Stable if keeps_protocol => {
+                // Before JoinGroup v9 Kafka names the previous leader, so a replaced leader does
+                // not compute an assignment a Stable group would not hand out.
+                let response = super::coordinator::join_success_for(group, &new_member_id)
+                    .with_members(Vec::new())
+                    .with_leader(StrBytes::from_string(
+                        previous_leader.expect("a formed generation has a leader"),
+                    ));
+                effects.push(GroupEffect::Respond {
+                    ticket: waiting.ticket,
+                    response: ResponseKind::JoinGroup(versioned_join(
+                        response,
+                        waiting.api_version,
+                    )),
+                });
+                if let Some(at_ms) = group.next_deadline_ms() {
+                    // The new session timeout may be shorter than the old one.
+                    effects.push(GroupEffect::SetTimer { at_ms });
+                }
+            }
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                set_awaiting_join(group, &new_member_id, waiting);
+                self.prepare_rebalance(now_ms, group_id, effects);
+            }
+            GroupState::PreparingRebalance => {
+                set_awaiting_join(group, &new_member_id, waiting);
+                self.maybe_complete_join(now_ms, group_id, effects);
+            }
+        }
+    }
+
     /// Drops a group that holds nothing (no members, pending members or offsets), so failed
     /// joins of made-up group ids do not fill the coordinator.
     pub(super) fn forget_if_unused(&mut self, group_id: &str) {
@@ -337,7 +479,13 @@ impl GroupCoordinator {
     }
 
     /// Finds the member a request names, checking group id, coordinator and generation.
-    fn member_check(&self, group_id: &str, member_id: &str, generation_id: i32) -> Result<(), i16> {
+    fn member_check(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), i16> {
         if group_id.is_empty() {
             return Err(error_code::INVALID_GROUP_ID);
         }
@@ -349,9 +497,7 @@ impl GroupCoordinator {
             .groups
             .get(group_id)
             .ok_or(error_code::UNKNOWN_MEMBER_ID)?;
-        if !group.members.contains_key(member_id) {
-            return Err(error_code::UNKNOWN_MEMBER_ID);
-        }
+        validate_current_member(group, member_id, group_instance_id)?;
         if generation_id != group.generation_id {
             return Err(error_code::ILLEGAL_GENERATION);
         }
@@ -373,7 +519,10 @@ impl GroupCoordinator {
         };
         let group_id: &str = &request.group_id.0;
         let member_id: &str = &request.member_id;
-        if let Err(code) = self.member_check(group_id, member_id, request.generation_id) {
+        let instance_id = request.group_instance_id.as_deref();
+        if let Err(code) =
+            self.member_check(group_id, member_id, instance_id, request.generation_id)
+        {
             return vec![sync_error(waiting, code)];
         }
         let group = self.groups.get_mut(group_id).expect("checked above");
@@ -432,7 +581,14 @@ impl GroupCoordinator {
             "Heartbeat versions are capped at 4"
         );
         let group_id: &str = &request.group_id.0;
-        let code = match self.member_check(group_id, &request.member_id, request.generation_id) {
+        let instance_id = request.group_instance_id.as_deref();
+        let checked = self.member_check(
+            group_id,
+            &request.member_id,
+            instance_id,
+            request.generation_id,
+        );
+        let code = match checked {
             Err(code) => code,
             Ok(()) => {
                 let group = self.groups.get_mut(group_id).expect("checked above");
@@ -464,14 +620,17 @@ impl GroupCoordinator {
         api_version: i16,
     ) -> Vec<GroupEffect> {
         let group_id: &str = &request.group_id.0;
-        let member_ids: Vec<String> = if api_version >= 3 {
+        let member_ids: Vec<(String, Option<String>)> = if api_version >= 3 {
             request
                 .members
                 .iter()
-                .map(|m| m.member_id.to_string())
+                .map(|m| {
+                    let instance_id = m.group_instance_id.as_ref().map(|id| id.to_string());
+                    (m.member_id.to_string(), instance_id)
+                })
                 .collect()
         } else {
-            vec![request.member_id.to_string()]
+            vec![(request.member_id.to_string(), None)]
         };
         let mut effects = Vec::new();
         let mut top_code = self.is_coordinator_for(group_id);
@@ -480,8 +639,15 @@ impl GroupCoordinator {
         }
         let mut member_codes = Vec::with_capacity(member_ids.len());
         if top_code == error_code::NONE {
-            for member_id in &member_ids {
-                member_codes.push(self.leave_one(now_ms, group_id, member_id, &mut effects));
+            for (member_id, instance_id) in &member_ids {
+                let code = self.leave_one(
+                    now_ms,
+                    group_id,
+                    member_id,
+                    instance_id.as_deref(),
+                    &mut effects,
+                );
+                member_codes.push(code);
             }
             self.forget_if_unused(group_id);
         }
@@ -491,9 +657,10 @@ impl GroupCoordinator {
             response.members = member_ids
                 .iter()
                 .zip(&member_codes)
-                .map(|(id, code)| {
+                .map(|((id, instance_id), code)| {
                     MemberResponse::default()
                         .with_member_id(StrBytes::from_string(id.clone()))
+                        .with_group_instance_id(instance_id.clone().map(StrBytes::from_string))
                         .with_error_code(*code)
                 })
                 .collect();
@@ -513,17 +680,27 @@ impl GroupCoordinator {
         now_ms: u64,
         group_id: &str,
         member_id: &str,
+        group_instance_id: Option<&str>,
         effects: &mut Vec<GroupEffect>,
     ) -> i16 {
         let Some(group) = self.groups.get_mut(group_id) else {
             return error_code::UNKNOWN_MEMBER_ID;
         };
+        if member_id.is_empty() {
+            // KIP-345: an admin removes a static member by its instance id alone.
+            let Some(current) = group_instance_id.and_then(|id| group.static_member(id)) else {
+                return error_code::UNKNOWN_MEMBER_ID;
+            };
+            let current = current.to_string();
+            self.remove_member(now_ms, group_id, &current, effects);
+            return error_code::NONE;
+        }
         if group.pending_members.remove(member_id).is_some() {
             self.maybe_complete_join(now_ms, group_id, effects);
             return error_code::NONE;
         }
-        if !group.members.contains_key(member_id) {
-            return error_code::UNKNOWN_MEMBER_ID;
+        if let Err(code) = validate_current_member(group, member_id, group_instance_id) {
+            return code;
         }
         self.remove_member(now_ms, group_id, member_id, effects);
         error_code::NONE
@@ -569,7 +746,8 @@ impl GroupCoordinator {
                 let mut member = DescribedGroupMember::default()
                     .with_member_id(StrBytes::from_string(m.member_id.clone()))
                     .with_client_id(StrBytes::from_string(m.client_id.clone()))
-                    .with_client_host(StrBytes::from_string(m.client_host.clone()));
+                    .with_client_host(StrBytes::from_string(m.client_host.clone()))
+                    .with_group_instance_id(m.group_instance_id.clone().map(StrBytes::from_string));
                 if stable {
                     member.member_metadata = m.metadata_for(&protocol).cloned().unwrap_or_default();
                     member.member_assignment = m.assignment.clone();
@@ -726,6 +904,10 @@ impl GroupCoordinator {
             // A standalone consumer storing offsets in an unused group.
             return error_code::NONE;
         }
+        let instance_id = request.group_instance_id.as_deref();
+        if let Err(code) = validate_current_member(group, &request.member_id, instance_id) {
+            return code;
+        }
         if group.state == GroupState::CompletingRebalance {
             return error_code::REBALANCE_IN_PROGRESS;
         }
@@ -879,6 +1061,46 @@ impl GroupCoordinator {
             }
         }
     }
+}
+
+/// Parks `member_id`'s JoinGroup until the rebalance completes.
+fn set_awaiting_join(group: &mut Group, member_id: &str, waiting: Waiting) {
+    let member = group.members.get_mut(member_id).expect("caller checked");
+    assert!(
+        member.awaiting_join.is_none(),
+        "the old instance's join was fenced"
+    );
+    member.awaiting_join = Some(waiting);
+}
+
+/// Kafka's `validateCurrentMember`: a request naming `group_instance_id` must come from the
+/// member id holding it (FENCED_INSTANCE_ID if another holds it, UNKNOWN_MEMBER_ID if none);
+/// `member_id` must be a member.
+fn validate_current_member(
+    group: &Group,
+    member_id: &str,
+    group_instance_id: Option<&str>,
+) -> Result<(), i16> {
+    if let Some(instance_id) = group_instance_id {
+        match group.static_member(instance_id) {
+            Some(current) if current != member_id => {
+                tracing::info!(
+                    group = %group.group_id,
+                    instance = instance_id,
+                    member = member_id,
+                    current,
+                    "fenced static member"
+                );
+                return Err(error_code::FENCED_INSTANCE_ID);
+            }
+            Some(_) => {}
+            None => return Err(error_code::UNKNOWN_MEMBER_ID),
+        }
+    }
+    if !group.members.contains_key(member_id) {
+        return Err(error_code::UNKNOWN_MEMBER_ID);
+    }
+    Ok(())
 }
 
 /// Offset, leader epoch and metadata of a committed value, or Kafka's "none" answer.

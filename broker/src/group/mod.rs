@@ -29,7 +29,13 @@
 //! - Group metadata (members, generation) is not persisted, only offsets: after a coordinator
 //!   move groups restart Empty at generation 0 and members rejoin (their member ids are unknown
 //!   to the new coordinator, so their commits are refused UNKNOWN_MEMBER_ID until they do).
-//! - `group.instance.id` (static membership) is ignored; members are always dynamic.
+//! - Static membership (KIP-345, `group.instance.id`, JoinGroup v5+) is kept in memory only, like
+//!   the rest of the group metadata. A static member that rejoins with an unknown member id takes
+//!   its old member's place under a new member id; in Stable with the selected protocol unchanged
+//!   it gets the current generation at once (before JoinGroup v9, which rill does not serve, the
+//!   answer names the previous leader, as Kafka's does) and syncs for its stored assignment. A
+//!   replaced instance is refused FENCED_INSTANCE_ID. A static member still leaves at its session
+//!   timeout (as in Kafka); after a coordinator move the instance ids are forgotten too.
 //! - No pending-sync timeout: a leader that never syncs is removed by its session timeout.
 //! - Offsets never expire (no retention), and topics are not checked to exist.
 
@@ -92,6 +98,9 @@ pub mod error_code {
     pub const REQUEST_TIMED_OUT: i16 = 7;
     /// A v4+ first join: the answer carries the member id to rejoin with (KIP-394).
     pub const MEMBER_ID_REQUIRED: i16 = 79;
+    /// The request's `group.instance.id` is held by another member id now (KIP-345): an
+    /// older instance of a static member was replaced.
+    pub const FENCED_INSTANCE_ID: i16 = 82;
     /// The group has `members_per_group_max` members already.
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
     /// The commit would exceed `offsets_per_group_max`.

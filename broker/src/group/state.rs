@@ -48,6 +48,9 @@ pub struct Waiting {
 pub struct Member {
     /// The coordinator-generated id (`client_id-salt-counter`).
     pub member_id: String,
+    /// The client's `group.instance.id` (KIP-345 static membership): a rejoin with it and an
+    /// unknown member id takes this member's place instead of joining as a new member.
+    pub group_instance_id: Option<String>,
     /// The client id from the request header, shown by DescribeGroups.
     pub client_id: String,
     /// The client's host, shown by DescribeGroups.
@@ -110,6 +113,8 @@ pub struct Group {
     pub leader_id: Option<String>,
     /// Members by id.
     pub members: BTreeMap<String, Member>,
+    /// Static members: `group.instance.id` -> the member id currently holding it.
+    pub static_members: BTreeMap<String, String>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, until their session deadline: the
     /// rebalance waits for them like for members.
     pub pending_members: BTreeMap<String, u64>,
@@ -134,6 +139,7 @@ impl Group {
             protocol_name: None,
             leader_id: None,
             members: BTreeMap::new(),
+            static_members: BTreeMap::new(),
             pending_members: BTreeMap::new(),
             rebalance_deadline_ms: 0,
             initial_delay_end_ms: None,
@@ -169,6 +175,25 @@ impl Group {
             })
             .filter(|name| extra.is_none_or(|protocols| supported_by(protocols, name)))
             .collect()
+    }
+
+    /// Removes a member and its static mapping; the caller answers its waiting requests.
+    pub fn remove_member_entry(&mut self, member_id: &str) -> Option<Member> {
+        let member = self.members.remove(member_id)?;
+        if let Some(instance_id) = &member.group_instance_id {
+            if self.static_members.get(instance_id).map(String::as_str) == Some(member_id) {
+                self.static_members.remove(instance_id);
+            }
+        }
+        if self.leader_id.as_deref() == Some(member_id) {
+            self.leader_id = None;
+        }
+        Some(member)
+    }
+
+    /// The member id holding `group.instance.id` `instance_id`, if any.
+    pub fn static_member(&self, instance_id: &str) -> Option<&str> {
+        self.static_members.get(instance_id).map(String::as_str)
     }
 
     /// Whether every member (and every pending member) has rejoined.
@@ -219,5 +244,21 @@ impl Group {
             assert!(self.members.contains_key(leader), "the leader is a member");
         }
         assert!(self.generation_id >= 0);
+        for (instance_id, member_id) in &self.static_members {
+            let member = self
+                .members
+                .get(member_id)
+                .expect("a static mapping names a member");
+            assert_eq!(member.group_instance_id.as_ref(), Some(instance_id));
+        }
+        for member in self.members.values() {
+            if let Some(instance_id) = &member.group_instance_id {
+                assert_eq!(
+                    self.static_members.get(instance_id),
+                    Some(&member.member_id),
+                    "a static member is mapped by its instance id"
+                );
+            }
+        }
     }
 }
