@@ -236,6 +236,14 @@ fn descendants<'a, V>(
     entries: &'a BTreeMap<Key, V>,
     dir: &'a str,
 ) -> impl Iterator<Item = &'a Key> + 'a {
+    descendant_entries(entries, dir).map(|(key, _)| key)
+}
+
+/// Everything under `dir` with its value, in key order.
+fn descendant_entries<'a, V>(
+    entries: &'a BTreeMap<Key, V>,
+    dir: &'a str,
+) -> impl Iterator<Item = (&'a Key, &'a V)> + 'a {
     let prefix = if dir.is_empty() {
         String::new()
     } else {
@@ -246,8 +254,7 @@ fn descendants<'a, V>(
             std::ops::Bound::Included(prefix.as_str()),
             std::ops::Bound::Unbounded,
         ))
-        .map(|(key, _)| key)
-        .take_while(move |key| key.starts_with(&prefix))
+        .take_while(move |(key, _)| key.starts_with(&prefix))
 }
 
 /// The keys directly under `dir`, in order.
@@ -263,17 +270,7 @@ fn child_entries<'a>(
     entries: &'a BTreeMap<Key, Entry>,
     dir: &'a str,
 ) -> impl Iterator<Item = (&'a Key, Entry)> + 'a {
-    let prefix = if dir.is_empty() {
-        String::new()
-    } else {
-        format!("{dir}/")
-    };
-    entries
-        .range::<str, _>((
-            std::ops::Bound::Included(prefix.as_str()),
-            std::ops::Bound::Unbounded,
-        ))
-        .take_while(move |(key, _)| key.starts_with(&prefix))
+    descendant_entries(entries, dir)
         .filter(move |(key, _)| parent_of(key) == dir)
         .map(|(key, entry)| (key, *entry))
 }
