@@ -192,6 +192,25 @@ fn client(
     config
 }
 
+/// The brokers a Metadata request over `config` lists.
+async fn metadata_of(config: ClientConfig) -> Result<usize, ClientError> {
+    let admin = Admin::new(config).unwrap();
+    admin.metadata(None).await.map(|m| m.brokers.len())
+}
+
+/// The node still serves alice over SASL_SSL with SCRAM-SHA-256 (after a test's refusals).
+async fn assert_serves_alice(node: &SecureNode, ca: Option<&Path>) {
+    let good = client(
+        &node.sasl_ssl,
+        "SASL_SSL",
+        "SCRAM-SHA-256",
+        ALICE,
+        PASSWORD,
+        ca,
+    );
+    assert_eq!(metadata_of(good).await.unwrap(), 1);
+}
+
 fn assert_refused(result: Result<impl std::fmt::Debug, ClientError>, what: &str) {
     match result {
         Err(ClientError::Authentication { reason, .. }) => {
@@ -274,26 +293,22 @@ async fn every_mechanism_authenticates_over_sasl_plaintext_and_sasl_ssl() {
 async fn wrong_credentials_certificates_and_protocols_are_refused() {
     let node = start("client-refusals", 0).await;
     let ca = Some(node.ca_file.as_path());
-    let metadata = |config: ClientConfig| async move {
-        let admin = Admin::new(config).unwrap();
-        admin.metadata(None).await.map(|m| m.brokers.len())
-    };
     for (protocol, address) in [
         ("SASL_PLAINTEXT", &node.sasl_plaintext),
         ("SASL_SSL", &node.sasl_ssl),
     ] {
         for mechanism in SaslMechanism::WITH_PASSWORD {
             let wrong = client(address, protocol, mechanism.name(), ALICE, "wrong", ca);
-            assert_refused(metadata(wrong).await, "a wrong password");
+            assert_refused(metadata_of(wrong).await, "a wrong password");
         }
         // bob has a SHA-512 credential only: SCRAM-SHA-256 cannot prove him.
         let other_hash = client(address, protocol, "SCRAM-SHA-256", BOB, PASSWORD, ca);
         assert_refused(
-            metadata(other_hash).await,
+            metadata_of(other_hash).await,
             "a mechanism the user has no key for",
         );
         let unknown = client(address, protocol, "SCRAM-SHA-512", "mallory", PASSWORD, ca);
-        assert_refused(metadata(unknown).await, "an unknown user");
+        assert_refused(metadata_of(unknown).await, "an unknown user");
     }
     // A CA that did not sign the node's certificate: the client refuses the broker.
     let (other_ca, _, _) = certificates(&temp_dir("client-refusals"), "other");
@@ -305,7 +320,7 @@ async fn wrong_credentials_certificates_and_protocols_are_refused() {
         PASSWORD,
         Some(&other_ca),
     );
-    assert_refused(metadata(config).await, "a certificate from another CA");
+    assert_refused(metadata_of(config).await, "a certificate from another CA");
     // SASL_SSL settings need a CA file.
     let mut config = client(&node.sasl_ssl, "SASL_SSL", "PLAIN", ALICE, PASSWORD, None);
     assert!(matches!(
@@ -317,23 +332,15 @@ async fn wrong_credentials_certificates_and_protocols_are_refused() {
     config.bootstrap = vec![node.sasl_plaintext.clone()];
     config.request_timeout_ms = 2_000;
     assert!(
-        metadata(config.clone()).await.is_err(),
+        metadata_of(config.clone()).await.is_err(),
         "no SASL, no Metadata"
     );
     // The same client on the PLAINTEXT listener is anonymous: the authorizer (on, as SASL is)
     // lets it see the broker list and nothing more; it is not refused at the connection.
     config.bootstrap = vec![node.plaintext.clone()];
-    assert_eq!(metadata(config).await.unwrap(), 1);
+    assert_eq!(metadata_of(config).await.unwrap(), 1);
     // And the node serves on.
-    let good = client(
-        &node.sasl_ssl,
-        "SASL_SSL",
-        "SCRAM-SHA-256",
-        ALICE,
-        PASSWORD,
-        ca,
-    );
-    assert_eq!(metadata(good).await.unwrap(), 1);
+    assert_serves_alice(&node, ca).await;
 }
 
 #[tokio::test]
@@ -892,11 +899,6 @@ fn oauth_client(
     config
 }
 
-async fn metadata_of(config: ClientConfig) -> Result<usize, ClientError> {
-    let admin = Admin::new(config).unwrap();
-    admin.metadata(None).await.map(|m| m.brokers.len())
-}
-
 #[tokio::test]
 async fn oauthbearer_unsecured_tokens_authenticate_and_expired_ones_are_refused() {
     let node = start_with("client-oauth-unsecured", 0, |security| {
@@ -943,15 +945,7 @@ async fn oauthbearer_unsecured_tokens_authenticate_and_expired_ones_are_refused(
         assert!(metadata.topics.is_empty(), "dave sees no topic");
     }
     // SCRAM still works beside OAUTHBEARER, and the node serves on.
-    let good = client(
-        &node.sasl_ssl,
-        "SASL_SSL",
-        "SCRAM-SHA-256",
-        ALICE,
-        PASSWORD,
-        ca,
-    );
-    assert_eq!(metadata_of(good).await.unwrap(), 1);
+    assert_serves_alice(&node, ca).await;
 }
 
 /// An EC P-256 key (rcgen, ring) and a JWKS with its public key as `kid`.
