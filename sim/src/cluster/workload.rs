@@ -131,8 +131,11 @@ async fn healthy(admin: &Admin, full_isr: bool) -> bool {
 }
 
 /// Waits until every partition has a leader and a full ISR; `Err` names what was missing.
-pub async fn wait_healthy(config: &WorkloadConfig, deadline: Instant) -> Result<(), String> {
-    let admin = Admin::new(client_config(config)).map_err(|e| e.to_string())?;
+pub async fn wait_healthy(config: &WorkloadConfig, deadline: Instant) -> Result<(), Unhealthy> {
+    let admin = Admin::new(client_config(config)).map_err(|e| Unhealthy {
+        why: e.to_string(),
+        partitions: Vec::new(),
+    })?;
     while Instant::now() < deadline {
         if healthy(&admin, true).await {
             return Ok(());
@@ -140,23 +143,35 @@ pub async fn wait_healthy(config: &WorkloadConfig, deadline: Instant) -> Result<
         tokio::time::sleep(Duration::from_millis(RETRY_MS)).await;
     }
     let topics = [TOPIC.to_string()];
-    let state = match admin.metadata(Some(&topics)).await {
-        Ok(m) => m
-            .topics
-            .get(TOPIC)
-            .map(|t| {
-                t.partitions
+    let (state, partitions) = match admin.metadata(Some(&topics)).await {
+        Ok(m) => match m.topics.get(TOPIC) {
+            Some(t) => {
+                let state = t
+                    .partitions
                     .iter()
                     .map(|(p, m)| format!("t-{p}: leader {:?} isr {:?}", m.leader, m.isr))
                     .collect::<Vec<_>>()
-                    .join("; ")
-            })
-            .unwrap_or_else(|| "topic missing".into()),
-        Err(error) => format!("metadata failed: {error}"),
+                    .join("; ");
+                (state, t.partitions.values().cloned().collect())
+            }
+            None => ("topic missing".into(), Vec::new()),
+        },
+        Err(error) => (format!("metadata failed: {error}"), Vec::new()),
     };
-    Err(format!(
-        "liveness: after healing, partitions lack a leader or full ISR: {state}"
-    ))
+    Err(Unhealthy {
+        why: format!("liveness: after healing, partitions lack a leader or full ISR: {state}"),
+        partitions,
+    })
+}
+
+/// The cluster did not heal in time: why, and the workload topic's partitions as Metadata last
+/// showed them (none when it could not tell).
+#[derive(Debug)]
+pub struct Unhealthy {
+    /// The liveness failure, as reported.
+    pub why: String,
+    /// Each partition's leader and ISR, in partition order.
+    pub partitions: Vec<client::metadata::PartitionMetadata>,
 }
 
 /// One producer process: sends unique values to random partitions until `stop_at`.

@@ -938,6 +938,10 @@ mod simulated {
         // was the last in-sync copy (seeds 6, 9, 20, 24, 39 of the min ISR 1 wipe cells).
         let destroyed_needed = if draw.min_isr <= 1 { 1 } else { 2 };
         let isr_lost = cluster.disks_destroyed.len() >= destroyed_needed && !draw.unclean;
+        let (healthy, last_partitions) = match healthy {
+            Ok(()) => (Ok(()), Vec::new()),
+            Err(unhealthy) => (Err(unhealthy.why), unhealthy.partitions),
+        };
         let healthy = healthy.map_err(|why| {
             if isr_lost {
                 format!("{}{why}", super::super::OFFLINE_AFTER_ISR_LOSS)
@@ -950,9 +954,9 @@ mod simulated {
         // leader (an offline partition, not a stuck ISR). The run's checks end there: nothing
         // can be read back from an offline partition.
         let offline_as_expected = draw.isr_loss_opening
-            && healthy
-                .as_ref()
-                .is_err_and(|why| isr_lost && only_leaderless_partitions(why));
+            && healthy.is_err()
+            && isr_lost
+            && only_leaderless_partitions(&last_partitions);
         let healthy = if offline_as_expected {
             if let Err(why) = &healthy {
                 buggify::probe!("sim.isr_loss.offline_as_expected");
@@ -1132,21 +1136,15 @@ mod simulated {
         out
     }
 
-    /// Whether `wait_healthy`'s failure names only partitions without a leader (each other
-    /// partition has a leader and an ISR of every replica): the unavailability clean elections
-    /// promise after the in-sync copies are lost, not an ISR that failed to grow back.
-    fn only_leaderless_partitions(why: &str) -> bool {
-        let Some((_, state)) = why.split_once("partitions lack a leader or full ISR: ") else {
-            return false;
-        };
-        let parts: Vec<&str> = state.split("; ").collect();
-        parts.len() == workload::PARTITIONS as usize
-            && parts.iter().any(|p| p.contains("leader None"))
-            && parts.iter().all(|p| {
-                p.contains("leader None")
-                    || (p.contains("leader Some")
-                        && p.matches("BrokerId(").count() == 1 + usize::from(NODES))
-            })
+    /// Whether the partitions `wait_healthy` last saw unhealthy are all either without a leader
+    /// or led with an ISR of every replica (and some without): the unavailability clean
+    /// elections promise after the in-sync copies are lost, not an ISR that failed to grow back.
+    fn only_leaderless_partitions(partitions: &[client::metadata::PartitionMetadata]) -> bool {
+        partitions.len() == workload::PARTITIONS as usize
+            && partitions.iter().any(|p| p.leader.is_none())
+            && partitions
+                .iter()
+                .all(|p| p.leader.is_none() || p.isr.len() == usize::from(NODES))
     }
 
     /// Values of every ok send in the history, each with its key and offset.
