@@ -367,6 +367,19 @@ impl Partition {
                 Ok(())
             }
             Effect::Send { to, message } => {
+                if let (Message::Fetch(fetch), Some(log), None) =
+                    (&message, inner.log.as_ref(), inner.failed.as_ref())
+                {
+                    // A follower's fetch offset tells the leader what this copy holds durably
+                    // (acks=all counts it): never past what the log has flushed. Checked here,
+                    // outside the core that decides it, in production too (fail stop).
+                    assert!(
+                        fetch.fetch_offset <= log.recovery_point(),
+                        "a follower fetch at {:?} reports records past the flushed end {:?}",
+                        fetch.fetch_offset,
+                        log.recovery_point()
+                    );
+                }
                 if inner.capture_for == Some(to) && is_answer(&message) {
                     inner.captured.push(message);
                 } else {
