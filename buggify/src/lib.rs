@@ -74,8 +74,8 @@ struct RunState {
     disk_faulted: std::collections::BTreeSet<madsim::task::NodeId>,
     /// The crash point the nemesis waits for, if any.
     crash_armed: Option<String>,
-    /// Whether the armed crash point was reached (until the nemesis takes it).
-    crash_reached: bool,
+    /// The simulated node that reached the armed crash point (until the nemesis takes it).
+    crash_reached: Option<madsim::task::NodeId>,
     /// The nemesis task waiting for the crash point.
     crash_waiter: Option<std::task::Waker>,
 }
@@ -214,7 +214,7 @@ pub fn crash_point(name: &'static str) {
                 return None;
             }
             run.crash_armed = None;
-            run.crash_reached = true;
+            run.crash_reached = Some(madsim::plugin::node());
             *run.probes.entry(name).or_default() += 1;
             run.crash_waiter.take()
         });
@@ -235,7 +235,7 @@ pub fn arm_crash_point(name: &str) {
     RUN.with(|r| {
         let mut run = r.borrow_mut();
         run.crash_armed = Some(name.to_string());
-        run.crash_reached = false;
+        run.crash_reached = None;
         run.crash_waiter = None;
     });
 }
@@ -246,21 +246,21 @@ pub fn disarm_crash_point() {
     RUN.with(|r| {
         let mut run = r.borrow_mut();
         run.crash_armed = None;
-        run.crash_reached = false;
+        run.crash_reached = None;
         run.crash_waiter = None;
     });
 }
 
-/// Resolves when the armed crash point is reached (at once if it already was), and takes it.
+/// Resolves when the armed crash point is reached (at once if it already was), takes it, and
+/// names the simulated node that reached it.
 #[cfg(madsim)]
-pub async fn crash_point_reached() {
+pub async fn crash_point_reached() -> madsim::task::NodeId {
     std::future::poll_fn(|cx| {
         RUN.with(|r| {
             let mut run = r.borrow_mut();
-            if run.crash_reached {
-                run.crash_reached = false;
+            if let Some(node) = run.crash_reached.take() {
                 run.crash_waiter = None;
-                return std::task::Poll::Ready(());
+                return std::task::Poll::Ready(node);
             }
             assert!(
                 run.crash_armed.is_some(),

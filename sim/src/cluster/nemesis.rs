@@ -242,6 +242,63 @@ pub struct FaultSchedule {
     pub faults: Vec<ScheduledFault>,
 }
 
+/// Renames the restarts that end a power loss so that a chosen node comes back last: the node
+/// that reached [`CrashPoint::LeaderAcknowledged`] holds the one copy it knew durable, and the
+/// worst case for what it acknowledged is that the others elect a leader among themselves first.
+/// The schedule keeps its times; only which node restarts at each changes.
+#[derive(Debug, Default)]
+pub struct RestartOrder {
+    /// The two nodes whose restarts trade places.
+    swap: Option<(u8, u8)>,
+    /// How many more restarts the swap renames.
+    left: usize,
+}
+
+impl RestartOrder {
+    /// `fault` as it is carried out: a restart of the power loss's episode renamed, anything
+    /// else as drawn.
+    pub fn apply(&mut self, fault: &Fault) -> Fault {
+        match (fault, self.swap) {
+            (Fault::Restart { node }, Some((a, b))) if self.left > 0 => {
+                self.left -= 1;
+                if self.left == 0 {
+                    self.swap = None;
+                }
+                let node = match *node {
+                    n if n == a => b,
+                    n if n == b => a,
+                    n => n,
+                };
+                Fault::Restart { node }
+            }
+            _ => fault.clone(),
+        }
+    }
+
+    /// After a power loss: of the next [`NODES`] restarts in `rest` (the schedule after it),
+    /// `node`'s becomes the last. Returns a line for the history.
+    pub fn put_last(&mut self, node: u8, rest: &[ScheduledFault]) -> String {
+        let restarts: Vec<u8> = rest
+            .iter()
+            .filter_map(|f| match f.fault {
+                Fault::Restart { node } => Some(node),
+                _ => None,
+            })
+            .take(usize::from(NODES))
+            .collect();
+        let Some(&last) = restarts.last() else {
+            return format!("n{node} acknowledged; no restart follows");
+        };
+        self.swap = (last != node).then_some((node, last));
+        self.left = if self.swap.is_some() {
+            restarts.len()
+        } else {
+            0
+        };
+        format!("n{node} acknowledged: it restarts last (drawn: n{last})")
+    }
+}
+
 /// Which fault kinds a seed enables and how often faults strike: the swarm part of the draw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NemesisDraw {
@@ -799,6 +856,39 @@ impl FaultSchedule {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_acknowledging_node_restarts_last_and_only_in_its_episode() {
+        let at = |at_ms, fault| ScheduledFault { at_ms, fault };
+        let rest = [
+            at(10, Fault::Restart { node: 2 }),
+            at(15, Fault::Heal),
+            at(20, Fault::Restart { node: 3 }),
+            at(30, Fault::Restart { node: 1 }),
+            at(40, Fault::Restart { node: 2 }),
+        ];
+        let mut order = RestartOrder::default();
+        let note = order.put_last(2, &rest);
+        assert_eq!(note, "n2 acknowledged: it restarts last (drawn: n1)");
+        let carried: Vec<Fault> = rest.iter().map(|f| order.apply(&f.fault)).collect();
+        assert_eq!(
+            carried,
+            [
+                Fault::Restart { node: 1 },
+                Fault::Heal,
+                Fault::Restart { node: 3 },
+                Fault::Restart { node: 2 },
+                // The next episode's restart is as drawn.
+                Fault::Restart { node: 2 },
+            ]
+        );
+        // Already last: nothing renamed.
+        let mut order = RestartOrder::default();
+        order.put_last(1, &rest);
+        let carried: Vec<Fault> = rest.iter().map(|f| order.apply(&f.fault)).collect();
+        let drawn: Vec<Fault> = rest.iter().map(|f| f.fault.clone()).collect();
+        assert_eq!(carried, drawn);
+    }
 
     #[test]
     fn generated_schedules_are_valid_and_round_trip() {

@@ -62,7 +62,7 @@ pub use simulated::run;
 
 #[cfg(madsim)]
 mod simulated {
-    use super::super::nemesis::{CrashPoint, Fault, NODES};
+    use super::super::nemesis::{CrashPoint, Fault, RestartOrder, NODES};
     use super::super::operations::SimSasl;
     use super::super::replicas;
     use super::super::workload::{self, WorkloadConfig};
@@ -735,14 +735,16 @@ mod simulated {
     }
 
     /// Waits (at most `wait_ms_max`, never past `stop_at`) until some node reaches crash
-    /// point `point`, then `after_ms` more, and notes in the history what happened.
+    /// point `point`, then `after_ms` more, and notes in the history what happened. Returns the
+    /// broker that reached it, if one did.
     async fn wait_for_crash_point(
+        cluster: &Cluster,
         shared: &Shared,
         point: CrashPoint,
         wait_ms_max: u64,
         after_ms: u64,
         stop_at: Instant,
-    ) {
+    ) -> Option<u8> {
         assert!(wait_ms_max > 0, "a bounded, non-empty wait");
         let deadline = (Instant::now() + Duration::from_millis(wait_ms_max)).min(stop_at);
         buggify::arm_crash_point(point.site());
@@ -751,16 +753,21 @@ mod simulated {
             buggify::crash_point_reached(),
         )
         .await
-        .is_ok();
+        .ok();
         buggify::disarm_crash_point();
-        let note = if reached {
-            format!("{} reached", point.site())
-        } else {
-            format!("{} not reached within {wait_ms_max} ms", point.site())
+        let broker = reached.and_then(|id| {
+            let i = cluster.nodes.iter().position(|n| n.id() == id)?;
+            u8::try_from(i + 1).ok()
+        });
+        let note = match (reached, broker) {
+            (Some(_), Some(node)) => format!("{} reached by n{node}", point.site()),
+            (Some(id), None) => format!("{} reached by simulated node {id}", point.site()),
+            (None, _) => format!("{} not reached within {wait_ms_max} ms", point.site()),
         };
         lock(shared).event(&note);
         tokio::time::sleep_until((Instant::now() + Duration::from_millis(after_ms)).min(stop_at))
             .await;
+        broker
     }
 
     async fn supervise(
@@ -887,29 +894,40 @@ mod simulated {
         )));
         let start = Instant::now();
         let mut wipes_skipped = BTreeSet::new();
-        for scheduled in &draw.schedule.faults {
+        let mut restarts = RestartOrder::default();
+        for (index, scheduled) in draw.schedule.faults.iter().enumerate() {
             let at = start + Duration::from_millis(scheduled.at_ms);
             if at >= stop_at {
                 break;
             }
             tokio::time::sleep_until(at).await;
+            let fault = restarts.apply(&scheduled.fault);
             let quiet_ms = draw.replica_lag_time_max_ms + WIPE_QUIET_MARGIN_MS;
             cluster.note_buggify_disk_faults(&shared);
-            let why = cluster.skip_wipe(&shared, &scheduled.fault, &mut wipes_skipped, quiet_ms);
+            let why = cluster.skip_wipe(&shared, &fault, &mut wipes_skipped, quiet_ms);
             if let Some(why) = why {
-                lock(&shared).event(&format!("{} skipped: {why}", scheduled.fault.label()));
+                lock(&shared).event(&format!("{} skipped: {why}", fault.label()));
                 continue;
             }
             if let Fault::PowerLossAt {
                 point,
                 wait_ms_max,
                 after_ms,
-            } = scheduled.fault
+            } = fault
             {
-                wait_for_crash_point(&shared, point, wait_ms_max, after_ms, stop_at).await;
+                let reached_by =
+                    wait_for_crash_point(&cluster, &shared, point, wait_ms_max, after_ms, stop_at)
+                        .await;
+                if let (CrashPoint::LeaderAcknowledged, Some(leader)) = (point, reached_by) {
+                    // The worst case for what the leader acknowledged: the one copy it knows
+                    // durable comes back last, after the others elected a leader among them.
+                    let note = restarts.put_last(leader, &draw.schedule.faults[index + 1..]);
+                    buggify::probe!("sim.power_loss.acknowledger_restarts_last");
+                    lock(&shared).event(&note);
+                }
             }
-            lock(&shared).fault(&scheduled.fault);
-            cluster.apply(&scheduled.fault);
+            lock(&shared).fault(&fault);
+            cluster.apply(&fault);
         }
         tokio::time::sleep_until(stop_at).await;
         cluster.heal_all(&shared);
