@@ -295,59 +295,32 @@ async fn dynamic_broker_configs_are_described_altered_applied_and_kept() {
         Some((Some("1000".into()), DYNAMIC_BROKER, false, false))
     );
 
-    // Bad input: Kafka's codes, and the connection stays open.
-    let refusals = [
+    // Bad input: Kafka's codes, and the connection stays open. Each incremental refusal is
+    // (resource, config, operation, value, expected code); two AlterConfigs name other brokers.
+    let incremental_refusals: [(&str, &str, i8, &str, i16); 6] = [
+        ("1", "no.such.config", 0, "1", INVALID_CONFIG),
+        ("1", "log.retention.ms", 0, "soon", INVALID_REQUEST),
+        ("1", "num.partitions", 0, "3", INVALID_REQUEST),
+        ("1", "connections.max.reauth.ms", 0, "1000", INVALID_REQUEST),
         (
-            incremental(&mut c1, "1", &[("no.such.config", 0, Some("1"))], false).await,
-            INVALID_CONFIG,
-        ),
-        (
-            incremental(
-                &mut c1,
-                "1",
-                &[("log.retention.ms", 0, Some("soon"))],
-                false,
-            )
-            .await,
+            "",
+            "sasl.kerberos.min.time.before.relogin",
+            0,
+            "1",
             INVALID_REQUEST,
         ),
-        (
-            incremental(&mut c1, "1", &[("num.partitions", 0, Some("3"))], false).await,
-            INVALID_REQUEST,
-        ),
-        (
-            incremental(
-                &mut c1,
-                "1",
-                &[("connections.max.reauth.ms", 0, Some("1000"))],
-                false,
-            )
-            .await,
-            INVALID_REQUEST,
-        ),
-        (
-            incremental(
-                &mut c1,
-                "",
-                &[("sasl.kerberos.min.time.before.relogin", 0, Some("1"))],
-                false,
-            )
-            .await,
-            INVALID_REQUEST,
-        ),
-        (
-            incremental(&mut c1, "1", &[("log.retention.ms", 2, Some("1"))], false).await,
-            INVALID_CONFIG,
-        ),
-        (
-            alter(&mut c1, "2", &[("log.retention.ms", "1")]).await,
-            INVALID_REQUEST,
-        ),
-        (
-            alter(&mut c1, "x", &[("log.retention.ms", "1")]).await,
-            INVALID_REQUEST,
-        ),
+        ("1", "log.retention.ms", 2, "1", INVALID_CONFIG),
     ];
+    let mut refusals = Vec::new();
+    for (resource, config, operation, value, expected) in incremental_refusals {
+        let ops = [(config, operation, Some(value))];
+        let answer = incremental(&mut c1, resource, &ops, false).await;
+        refusals.push((answer, expected));
+    }
+    for resource in ["2", "x"] {
+        let answer = alter(&mut c1, resource, &[("log.retention.ms", "1")]).await;
+        refusals.push((answer, INVALID_REQUEST));
+    }
     for (i, ((code, message), expected)) in refusals.iter().enumerate() {
         assert_eq!(code, expected, "refusal {i}: {message}");
         assert!(!message.is_empty(), "refusal {i} explains itself");
