@@ -183,7 +183,8 @@ pub async fn produce(config: WorkloadConfig, shared: Shared, stop_at: Instant) {
             .collect();
         let outcome = send(&pool, &addr, config.acks, timeout_ms, &parts).await;
         for (batch, result) in batches.iter().zip(outcome) {
-            if batch.multi_batch {
+            // With acks=0 the broker answers nothing, so there is no refusal to judge.
+            if batch.multi_batch && config.acks != 0 {
                 judge_multi_batch(&shared, batch, &result);
             }
             if complete(&shared, batch, result) {
