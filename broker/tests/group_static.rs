@@ -28,6 +28,17 @@ fn static_join(
     join_request(group, member_id, protocols).with_group_instance_id(Some(s(instance)))
 }
 
+/// `request` sent at JoinGroup version [`V`] by client `client_id`.
+fn join_v(
+    c: &mut GroupCoordinator,
+    now_ms: u64,
+    ticket: u64,
+    client_id: &str,
+    request: &JoinGroupRequest,
+) -> Vec<GroupEffect> {
+    c.join(now_ms, ticket, &client(client_id), request, V)
+}
+
 /// Two static members ("i1", "i2") form generation 1 and sync.
 /// Returns (coordinator, leader id, follower id, leader instance, follower instance).
 fn static_pair(group: &str) -> (GroupCoordinator, String, String, String, String) {
@@ -36,19 +47,13 @@ fn static_pair(group: &str) -> (GroupCoordinator, String, String, String, String
         ..config()
     });
     let protocols = [("range", "m")];
-    let e1 = c.join(
-        0,
-        1,
-        &client("a"),
-        &static_join(group, "", "i1", &protocols),
-        V,
-    );
-    let e2 = c.join(
+    let e1 = join_v(&mut c, 0, 1, "a", &static_join(group, "", "i1", &protocols));
+    let e2 = join_v(
+        &mut c,
         10,
         2,
-        &client("b"),
+        "b",
         &static_join(group, "", "i2", &protocols),
-        V,
     );
     assert!(
         !answered(&e1, 1) && !answered(&e2, 2),
@@ -127,12 +132,12 @@ fn leave_response(effects: &[GroupEffect], ticket: u64) -> LeaveGroupResponse {
 #[test]
 fn a_new_static_member_skips_member_id_required() {
     let mut c = coordinator();
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         0,
         1,
-        &client("a"),
+        "a",
         &static_join("g", "", "i1", &[("range", "")]),
-        V,
     );
     let r = join_response(&e, 1);
     assert_eq!(r.error_code, 0);
@@ -166,12 +171,12 @@ fn below_v5_the_instance_id_is_not_read() {
 #[test]
 fn a_restarted_follower_in_stable_gets_its_assignment_without_a_rebalance() {
     let (mut c, leader, follower, _, fi) = static_pair("g");
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         200,
         20,
-        &client("b"),
+        "b",
         &static_join("g", "", &fi, &[("range", "m")]),
-        V,
     );
     let r = join_response(&e, 20);
     assert_eq!(r.error_code, 0);
@@ -202,12 +207,12 @@ fn a_restarted_follower_in_stable_gets_its_assignment_without_a_rebalance() {
 #[test]
 fn a_restarted_leader_in_stable_keeps_the_leadership_but_is_told_the_old_leader() {
     let (mut c, leader, follower, li, _) = static_pair("g");
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         200,
         20,
-        &client("a"),
+        "a",
         &static_join("g", "", &li, &[("range", "m")]),
-        V,
     );
     let r = join_response(&e, 20);
     assert_eq!((r.error_code, r.generation_id), (0, 1));
@@ -227,12 +232,12 @@ fn a_restarted_leader_in_stable_keeps_the_leadership_but_is_told_the_old_leader(
     assert_eq!(sync_response(&s, 21).assignment, Bytes::from_static(b"L"));
     // The next rebalance's leader is the new member id.
     c.leave(202, 23, &leave_v3("g", &[(&follower, None)]), 3);
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         203,
         24,
-        &client("a"),
+        "a",
         &join_request("g", &r.member_id, &[("range", "m")]),
-        V,
     );
     let r2 = join_response(&e, 24);
     assert_eq!(r2.leader, r.member_id);
@@ -243,17 +248,17 @@ fn a_restarted_leader_in_stable_keeps_the_leadership_but_is_told_the_old_leader(
 fn a_restart_that_changes_the_selected_protocol_rebalances() {
     let mut c = coordinator();
     let both = [("range", ""), ("rr", "")];
-    let e = c.join(0, 1, &client("a"), &static_join("g", "", "i1", &both), V);
+    let e = join_v(&mut c, 0, 1, "a", &static_join("g", "", "i1", &both));
     let id = join_response(&e, 1).member_id.to_string();
     c.sync(1, 2, &sync_request("g", &id, 1, &[(&id, "A")]), 3);
     assert_eq!(c.group("g").unwrap().state, GroupState::Stable);
     // Same protocols, new order: the leader's preference now selects "rr".
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         2,
         3,
-        &client("a"),
+        "a",
         &static_join("g", "", "i1", &[("rr", ""), ("range", "")]),
-        V,
     );
     let r = join_response(&e, 3);
     assert_eq!(r.generation_id, 2, "a rebalance formed the next generation");
@@ -265,12 +270,12 @@ fn a_restart_that_changes_the_selected_protocol_rebalances() {
 fn a_restart_with_the_selected_protocol_kept_does_not_rebalance() {
     let (mut c, _, _, li, _) = static_pair("g");
     // The follower supports only "range": the leader's new preference cannot change it.
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         200,
         20,
-        &client("a"),
+        "a",
         &static_join("g", "", &li, &[("rr", ""), ("range", "m")]),
-        V,
     );
     assert_eq!(join_response(&e, 20).generation_id, 1);
     assert_eq!(c.group("g").unwrap().state, GroupState::Stable);
@@ -279,12 +284,12 @@ fn a_restart_with_the_selected_protocol_kept_does_not_rebalance() {
 #[test]
 fn the_old_instance_is_fenced_on_heartbeat_sync_commit_and_join() {
     let (mut c, _, follower, _, fi) = static_pair("g");
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         200,
         20,
-        &client("b"),
+        "b",
         &static_join("g", "", &fi, &[("range", "m")]),
-        V,
     );
     let new_id = join_response(&e, 20).member_id.to_string();
     let fenced = error_code::FENCED_INSTANCE_ID;
@@ -300,7 +305,7 @@ fn the_old_instance_is_fenced_on_heartbeat_sync_commit_and_join() {
     assert!(plan.records.is_empty());
     let join = static_join("g", &follower, &fi, &[("range", "m")]);
     assert_eq!(
-        join_response(&c.join(201, 23, &client("b"), &join, V), 23).error_code,
+        join_response(&join_v(&mut c, 201, 23, "b", &join), 23).error_code,
         fenced
     );
     // Without the instance id the old member id is simply unknown.
@@ -327,40 +332,22 @@ fn the_old_instance_is_fenced_on_heartbeat_sync_commit_and_join() {
 fn a_restart_in_completing_rebalance_fences_the_waiting_sync_and_rebalances() {
     let mut c = coordinator();
     let protocols = [("range", "m")];
-    let e1 = c.join(
-        0,
-        1,
-        &client("a"),
-        &static_join("g", "", "i1", &protocols),
-        V,
-    );
+    let e1 = join_v(&mut c, 0, 1, "a", &static_join("g", "", "i1", &protocols));
     let leader = join_response(&e1, 1).member_id.to_string();
-    let e2 = c.join(
-        1,
-        2,
-        &client("b"),
-        &static_join("g", "", "i2", &protocols),
-        V,
-    );
+    let e2 = join_v(&mut c, 1, 2, "b", &static_join("g", "", "i2", &protocols));
     assert!(!answered(&e2, 2));
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         2,
         3,
-        &client("a"),
+        "a",
         &static_join("g", &leader, "i1", &protocols),
-        V,
     );
     let follower = join_response(&e, 2).member_id.to_string();
     assert_eq!(c.group("g").unwrap().state, GroupState::CompletingRebalance);
     let f = c.sync(3, 4, &sync_request("g", &follower, 2, &[]), 3);
     assert!(f.is_empty(), "the follower waits for the leader");
-    let e = c.join(
-        4,
-        5,
-        &client("b"),
-        &static_join("g", "", "i2", &protocols),
-        V,
-    );
+    let e = join_v(&mut c, 4, 5, "b", &static_join("g", "", "i2", &protocols));
     assert_eq!(
         sync_response(&e, 4).error_code,
         error_code::FENCED_INSTANCE_ID
@@ -370,12 +357,12 @@ fn a_restart_in_completing_rebalance_fences_the_waiting_sync_and_rebalances() {
     assert_eq!(group.state, GroupState::PreparingRebalance);
     assert!(!group.members.contains_key(&follower));
     // The leader rejoins; the generation forms with the new member id.
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         5,
         6,
-        &client("a"),
+        "a",
         &static_join("g", &leader, "i1", &protocols),
-        V,
     );
     let (rl, rf) = (join_response(&e, 6), join_response(&e, 5));
     assert_eq!((rl.generation_id, rf.generation_id), (3, 3));
@@ -387,22 +374,22 @@ fn a_restart_in_completing_rebalance_fences_the_waiting_sync_and_rebalances() {
 fn a_restart_in_preparing_rebalance_waits_like_any_member() {
     let (mut c, leader, follower, _, fi) = static_pair("g");
     // The leader changes its metadata: a rebalance starts.
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         200,
         20,
-        &client("a"),
+        "a",
         &join_request("g", &leader, &[("range", "x")]),
-        V,
     );
     assert!(!answered(&e, 20));
     assert_eq!(c.group("g").unwrap().state, GroupState::PreparingRebalance);
     // The follower's new instance completes it, under its new member id.
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         201,
         21,
-        &client("b"),
+        "b",
         &static_join("g", "", &fi, &[("range", "m")]),
-        V,
     );
     let (rl, rf) = (join_response(&e, 20), join_response(&e, 21));
     assert_eq!((rl.error_code, rf.error_code), (0, 0));
@@ -414,12 +401,12 @@ fn a_restart_in_preparing_rebalance_waits_like_any_member() {
 #[test]
 fn a_restart_while_the_old_instance_waits_to_join_fences_that_join() {
     let (mut c, leader, follower, _, fi) = static_pair("g");
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         200,
         20,
-        &client("a"),
+        "a",
         &join_request("g", &leader, &[("range", "x")]),
-        V,
     );
     assert!(!answered(&e, 20));
     // A dynamic newcomer's pending id holds the rebalance open.
@@ -434,23 +421,23 @@ fn a_restart_while_the_old_instance_waits_to_join_fences_that_join() {
         join_response(&e, 21).error_code,
         error_code::MEMBER_ID_REQUIRED
     );
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         202,
         22,
-        &client("b"),
+        "b",
         &static_join("g", &follower, &fi, &[("range", "m")]),
-        V,
     );
     assert!(
         !answered(&e, 22),
         "the old instance waits for the rebalance"
     );
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         203,
         23,
-        &client("b"),
+        "b",
         &static_join("g", "", &fi, &[("range", "m")]),
-        V,
     );
     assert_eq!(
         join_response(&e, 22).error_code,
@@ -488,12 +475,12 @@ fn leave_v3_by_instance_id_removes_the_static_member() {
 #[test]
 fn leave_v3_with_a_fenced_member_id_is_refused() {
     let (mut c, _, follower, _, fi) = static_pair("g");
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         200,
         20,
-        &client("b"),
+        "b",
         &static_join("g", "", &fi, &[("range", "m")]),
-        V,
     );
     let new_id = join_response(&e, 20).member_id.to_string();
     let e = c.leave(201, 1, &leave_v3("g", &[(&follower, Some(&fi))]), 3);
@@ -520,12 +507,12 @@ fn session_expiry_removes_the_static_member_and_its_mapping() {
     assert!(!group.members.contains_key(&follower));
     assert!(group.static_member(&fi).is_none());
     // The instance joins again as a new static member.
-    let e = c.join(
+    let e = join_v(
+        &mut c,
         10_300,
         30,
-        &client("b"),
+        "b",
         &static_join("g", "", &fi, &[("range", "m")]),
-        V,
     );
     assert!(!answered(&e, 30), "a new member waits for the rebalance");
     assert!(c.group("g").unwrap().static_member(&fi).is_some());
