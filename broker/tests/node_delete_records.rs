@@ -33,6 +33,22 @@ const REQUEST_TIMED_OUT: i16 = 7;
 const POLICY_VIOLATION: i16 = 44;
 
 /// `n` nodes, topics of 1 partition with `n` replicas and min ISR 2, 4 KiB segments.
+/// Three nodes and topic `name` (3 partitions, RF 3) whose partition 0 has a leader with a full
+/// ISR: the cluster, that partition, and its leader's index.
+async fn three_nodes_with_led_topic(name: &str) -> (TestCluster, TopicPartition, usize) {
+    let cluster = start_cluster(3).await;
+    let mut c = Connection::open(&cluster.address(0)).await;
+    ready_cluster(&mut c, 3).await;
+    c.create_topic(name, 3, &[]).await;
+    let tp = TopicPartition::new(name, 0);
+    eventually("a leader with a full ISR", || {
+        cluster.leader_with_full_isr(&tp).is_some()
+    })
+    .await;
+    let leader = cluster.leader_with_full_isr(&tp).unwrap();
+    (cluster, tp, leader)
+}
+
 async fn start_cluster(n: usize) -> TestCluster {
     let topics = TopicDefaults {
         replication_factor: i32::try_from(n).unwrap(),
@@ -278,16 +294,7 @@ async fn delete_records_moves_the_log_start_and_answers_kafkas_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_follow_the_leaders_new_log_start_even_one_that_was_away() {
     node_support::log_from_env();
-    let mut cluster = start_cluster(3).await;
-    let mut c = Connection::open(&cluster.address(0)).await;
-    ready_cluster(&mut c, 3).await;
-    c.create_topic("shared", 3, &[]).await;
-    let tp = TopicPartition::new("shared", 0);
-    eventually("a leader with a full ISR", || {
-        cluster.leader_with_full_isr(&tp).is_some()
-    })
-    .await;
-    let leader = cluster.leader_with_full_isr(&tp).unwrap();
+    let (mut cluster, tp, leader) = three_nodes_with_led_topic("shared").await;
     let away = (leader + 1) % 3;
     let other = (leader + 2) % 3;
     let mut c = Connection::open(&cluster.address(leader)).await;
@@ -394,16 +401,7 @@ async fn two_fetches_of_one_follower_with_different_log_starts_do_not_wake_each_
     use std::time::Duration;
 
     node_support::log_from_env();
-    let mut cluster = start_cluster(3).await;
-    let mut c = Connection::open(&cluster.address(0)).await;
-    ready_cluster(&mut c, 3).await;
-    c.create_topic("quiet", 3, &[]).await;
-    let tp = TopicPartition::new("quiet", 0);
-    eventually("a leader with a full ISR", || {
-        cluster.leader_with_full_isr(&tp).is_some()
-    })
-    .await;
-    let leader = cluster.leader_with_full_isr(&tp).unwrap();
+    let (mut cluster, tp, leader) = three_nodes_with_led_topic("quiet").await;
     let follower = u64::try_from((leader + 1) % 3 + 1).unwrap();
     let mut c = Connection::open(&cluster.address(leader)).await;
     assert_eq!(c.produce("quiet", 10).await, (0, 0));
