@@ -54,6 +54,10 @@ pub(crate) struct Segment {
     /// Batches follow each other without offset gaps (every log but a compacted one): reads
     /// check it, so a flipped base offset (outside the CRC) is caught.
     pub dense: bool,
+    /// The position and header of the batch `account_batch` saw last: while it is still the
+    /// segment's last batch, a read inside it (a follower or consumer at the tail) needs no
+    /// header walk. Forgotten by `adopt`; checked against `size_bytes` and `next_offset` on use.
+    tail: Option<(u64, BatchHeader)>,
 }
 
 /// Where a scan stopped early, and why.
@@ -112,6 +116,7 @@ impl Segment {
             index: SegmentIndex::default(),
             bytes_since_index: 0,
             dense,
+            tail: None,
         }
     }
 
@@ -155,6 +160,7 @@ impl Segment {
         self.bytes_since_index += total;
         self.size_bytes += total;
         self.next_offset = header.next_offset();
+        self.tail = Some((position, *header));
     }
 
     /// Scans the log file from the start: header checks for every batch, and full CRC and record
@@ -244,6 +250,7 @@ impl Segment {
         self.size_bytes = scan.valid_bytes;
         self.next_offset = scan.next_offset;
         self.max_timestamp = scan.max_timestamp;
+        self.tail = None;
         let last_indexed = self.index.offsets.last().map_or(0, |e| e.position as u64);
         // Approximate: the next entry comes after at most one more interval.
         self.bytes_since_index = self.size_bytes.saturating_sub(last_indexed);
@@ -346,6 +353,18 @@ impl Segment {
         disk: &dyn Disk,
         offset: Offset,
     ) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        if offset >= self.next_offset {
+            // No batch here ends at or after it: a read at the log end (every caught-up
+            // follower's and consumer's fetch) walks no headers.
+            return Ok(None);
+        }
+        if let Some((position, header)) = &self.tail {
+            let still_last = position + header.total_bytes() as u64 == self.size_bytes
+                && header.next_offset() == self.next_offset;
+            if still_last && header.base_offset <= offset {
+                return Ok(Some((*position, *header)));
+            }
+        }
         let relative = if offset <= self.base_offset {
             0
         } else {
