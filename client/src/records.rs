@@ -93,13 +93,64 @@ pub fn encode_batch(
         version: 2,
         compression,
     };
-    RecordBatchEncoder::encode(&mut buf, &kafka_records, &options)
-        .map_err(|error| ClientError::Encode(format!("record batch: {error}")))?;
+    RecordBatchEncoder::encode_with_custom_compression(
+        &mut buf,
+        &kafka_records,
+        &options,
+        Some(compress_records),
+    )
+    .map_err(|error| ClientError::Encode(format!("record batch: {error}")))?;
     assert!(
         buf.len() > BATCH_LENGTH_PREFIX_BYTES,
         "a batch has a header"
     );
     Ok(buf.freeze())
+}
+
+/// Compresses a batch's encoded records into `out`: zstd with log-core's codec, which keeps one
+/// zstd context per thread (kafka-protocol's builds a compression context of about a megabyte
+/// for every batch), every other codec with kafka-protocol's own, so the broker keeps reading
+/// another implementation's gzip, raw snappy and lz4 than the one it writes with.
+fn compress_records(
+    records: &mut BytesMut,
+    out: &mut BytesMut,
+    codec: Compression,
+) -> anyhow::Result<()> {
+    use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy};
+    let copy_in = |tmp: &mut BytesMut| -> anyhow::Result<()> {
+        tmp.extend_from_slice(records);
+        Ok(())
+    };
+    match codec {
+        Compression::None => out.extend_from_slice(records),
+        Compression::Gzip => Gzip::compress(out, copy_in)?,
+        Compression::Snappy => Snappy::compress(out, copy_in)?,
+        Compression::Lz4 => Lz4::compress(out, copy_in)?,
+        Compression::Zstd => out.extend_from_slice(&log_core::compression::compress(
+            log_core::compression::Codec::Zstd,
+            records,
+        )),
+    }
+    Ok(())
+}
+
+/// Decompresses a fetched batch's records: zstd with log-core's codec (a context per thread, and
+/// its bound on the output, [`log_core::compression::DECOMPRESSED_BYTES_MAX`]), every other
+/// codec with kafka-protocol's own.
+fn decompress_records(records: &mut Bytes, codec: Compression) -> anyhow::Result<Bytes> {
+    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy};
+    let take = |tmp: &mut Bytes| -> anyhow::Result<Bytes> { Ok(std::mem::take(tmp)) };
+    Ok(match codec {
+        Compression::None => std::mem::take(records),
+        Compression::Gzip => Gzip::decompress(records, take)?,
+        Compression::Snappy => Snappy::decompress(records, take)?,
+        Compression::Lz4 => Lz4::decompress(records, take)?,
+        Compression::Zstd => Bytes::from(log_core::compression::decompress(
+            log_core::compression::Codec::Zstd,
+            records,
+            log_core::compression::DECOMPRESSED_BYTES_MAX,
+        )?),
+    })
 }
 
 /// The batch with its header max timestamp set to -1 and the CRC-32C fixed, as sarama before
@@ -141,8 +192,11 @@ pub fn decode_fetched(records: &Bytes, position: i64) -> Result<Vec<DecodedRecor
             break;
         }
         let mut batch = remaining.split_to(total);
-        let set = RecordBatchDecoder::decode(&mut batch)
-            .map_err(|error| ClientError::Protocol(format!("record batch: {error}")))?;
+        let set = RecordBatchDecoder::decode_with_custom_compression(
+            &mut batch,
+            Some(decompress_records),
+        )
+        .map_err(|error| ClientError::Protocol(format!("record batch: {error}")))?;
         for record in set.records {
             if record.control || record.offset < position {
                 continue;
