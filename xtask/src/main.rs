@@ -116,6 +116,18 @@ fn normal_target_dir(root: &Path) -> PathBuf {
 }
 
 /// The madsim build's own target directory.
+/// The command that runs the simulator binary. Its allocator (mimalloc) keeps freed memory
+/// instead of returning it to the system after 10 ms: every seed builds and drops a cluster, and
+/// the pages given back were zeroed again by the kernel for the next one (7 % of the CPU time,
+/// for 5 % more memory). An explicit `MIMALLOC_PURGE_DELAY` in the environment wins.
+fn sim_command(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
+    if env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        command.env("MIMALLOC_PURGE_DELAY", "-1");
+    }
+    command
+}
+
 fn sim_target_dir(root: &Path) -> PathBuf {
     if let Some(dir) = env::var_os("RILL_SIM_TARGET_DIR") {
         return PathBuf::from(dir);
@@ -177,7 +189,7 @@ fn sim(args: &[String]) -> Result<(), String> {
     ]);
     run_checked(build, "building the simulator (--cfg madsim)")?;
     let binary = sim_target_dir(&root).join("sim").join("rill-sim");
-    let mut run = Command::new(&binary);
+    let mut run = sim_command(&binary);
     run.current_dir(&root).args(args);
     let status = run
         .status()

@@ -781,7 +781,7 @@ fn run_sim_killer(
     let mut text_all = String::new();
     while done < seeds {
         let chunk = SIM_CHUNK_SEEDS.min(seeds - done);
-        let mut run = Command::new(&binary);
+        let mut run = crate::sim_command(&binary);
         run.current_dir(scratch)
             .args(&rest)
             .args(["--seeds", &chunk.to_string()])
