@@ -45,6 +45,9 @@ impl RequestHandler for KafkaHandler {
         self.auth.failed()
     }
 
+    /// Produce and Fetch, the hot paths, are awaited in place; every other request's future is
+    /// boxed, so this future stays the size of the hot paths' instead of the largest admin
+    /// request's (3.8 KB before), and each request moves less memory as it is set up.
     async fn handle(&self, request: Request) -> Result<ResponseKind, Refusal> {
         let started = tokio::time::Instant::now();
         let api = request.api_key;
@@ -63,9 +66,9 @@ impl RequestHandler for KafkaHandler {
             authorize::Gate::Answer(response) => return Ok(*response),
         };
         let mut response = match body {
-            RequestKind::Metadata(r) => {
-                ResponseKind::Metadata(metadata::metadata(shared, r, version, &access).await)
-            }
+            RequestKind::Metadata(r) => ResponseKind::Metadata(
+                Box::pin(metadata::metadata(shared, r, version, &access)).await,
+            ),
             RequestKind::Produce(r) => {
                 let mut response = data::produce(shared, r, request.append_turn).await;
                 // Per-record errors and the message exist from v8 on (KIP-467); kafka-protocol
@@ -115,7 +118,7 @@ impl RequestHandler for KafkaHandler {
                 metadata::describe_cluster(shared, &r, version, &access),
             ),
             RequestKind::DeleteRecords(r) => {
-                ResponseKind::DeleteRecords(data::delete_records(shared, r).await)
+                ResponseKind::DeleteRecords(Box::pin(data::delete_records(shared, r)).await)
             }
             RequestKind::OffsetForLeaderEpoch(r) => {
                 let replica_id = if version >= 3 { r.replica_id.0 } else { -2 };
@@ -131,62 +134,67 @@ impl RequestHandler for KafkaHandler {
                 }
             }
             RequestKind::CreateTopics(r) => {
-                ResponseKind::CreateTopics(metadata::create_topics(shared, r).await)
+                ResponseKind::CreateTopics(Box::pin(metadata::create_topics(shared, r)).await)
             }
-            RequestKind::DeleteTopics(r) => {
-                ResponseKind::DeleteTopics(metadata::delete_topics(shared, r, version).await)
-            }
+            RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(
+                Box::pin(metadata::delete_topics(shared, r, version)).await,
+            ),
             RequestKind::DescribeConfigs(r) => {
                 ResponseKind::DescribeConfigs(configs::describe_configs(shared, r, version))
             }
             RequestKind::AlterConfigs(r) => {
-                ResponseKind::AlterConfigs(configs::alter_configs(shared, r).await)
+                ResponseKind::AlterConfigs(Box::pin(configs::alter_configs(shared, r)).await)
             }
             RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
-                configs::incremental_alter_configs(shared, r).await,
+                Box::pin(configs::incremental_alter_configs(shared, r)).await,
             ),
-            RequestKind::CreatePartitions(r) => {
-                ResponseKind::CreatePartitions(metadata::create_partitions(shared, r).await)
-            }
+            RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(
+                Box::pin(metadata::create_partitions(shared, r)).await,
+            ),
             RequestKind::DescribeUserScramCredentials(r) => {
                 ResponseKind::DescribeUserScramCredentials(
                     security_admin::describe_user_scram_credentials(shared, &access, &r),
                 )
             }
             RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
-                security_admin::alter_user_scram_credentials(shared, &access, r).await,
+                Box::pin(security_admin::alter_user_scram_credentials(
+                    shared, &access, r,
+                ))
+                .await,
             ),
-            RequestKind::CreateAcls(r) => {
-                ResponseKind::CreateAcls(security_admin::create_acls(shared, &access, r).await)
-            }
+            RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(
+                Box::pin(security_admin::create_acls(shared, &access, r)).await,
+            ),
             RequestKind::DescribeAcls(r) => {
                 ResponseKind::DescribeAcls(security_admin::describe_acls(shared, &access, &r))
             }
-            RequestKind::DeleteAcls(r) => {
-                ResponseKind::DeleteAcls(security_admin::delete_acls(shared, &access, r).await)
-            }
+            RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(
+                Box::pin(security_admin::delete_acls(shared, &access, r)).await,
+            ),
             RequestKind::ElectLeaders(r) => {
-                ResponseKind::ElectLeaders(admin::elect_leaders(shared, r, version).await)
+                ResponseKind::ElectLeaders(Box::pin(admin::elect_leaders(shared, r, version)).await)
             }
             RequestKind::DescribeLogDirs(r) => {
                 ResponseKind::DescribeLogDirs(admin::describe_log_dirs(shared, &r))
             }
-            RequestKind::DescribeProducers(r) => {
-                ResponseKind::DescribeProducers(admin::describe_producers(shared, r).await)
-            }
+            RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(
+                Box::pin(admin::describe_producers(shared, r)).await,
+            ),
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(self.init_producer_id(r))
             }
-            RequestKind::FindCoordinator(r) => {
-                ResponseKind::FindCoordinator(self.find_coordinator(r, version, &access).await)
-            }
+            RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+                Box::pin(self.find_coordinator(r, version, &access)).await,
+            ),
             RequestKind::DescribeGroups(r) if version >= 3 && r.include_authorized_operations => {
                 // KIP-430: each described group carries the operations the principal may
                 // perform on it.
                 let body = RequestKind::DescribeGroups(r);
-                let mut response = self
-                    .groups
-                    .handle(body, version, &client_id, &self.client_host())
+                let mut response =
+                    Box::pin(
+                        self.groups
+                            .handle(body, version, &client_id, &self.client_host()),
+                    )
                     .await?;
                 if let ResponseKind::DescribeGroups(described) = &mut response {
                     for group in described.groups.iter_mut().filter(|g| g.error_code == 0) {
@@ -199,9 +207,11 @@ impl RequestHandler for KafkaHandler {
                 response
             }
             body => {
-                self.groups
-                    .handle(body, version, &client_id, &self.client_host())
-                    .await?
+                Box::pin(
+                    self.groups
+                        .handle(body, version, &client_id, &self.client_host()),
+                )
+                .await?
             }
         };
         if let Some(patch) = patch {
