@@ -117,6 +117,25 @@ mod simulated {
         }
     }
 
+    /// The clients' user's stored SCRAM credentials, one per mechanism. The user, password and
+    /// salts are constants, so they are derived once per process: PBKDF2's 4,096 rounds for
+    /// every node of every seed were 5 % of the simulator's instructions.
+    fn sim_scram_users() -> &'static [StaticScramUser] {
+        static USERS: std::sync::OnceLock<Vec<StaticScramUser>> = std::sync::OnceLock::new();
+        USERS.get_or_init(|| {
+            [ScramMechanism::Sha256, ScramMechanism::Sha512]
+                .map(|mechanism| {
+                    StaticScramUser::from_password(
+                        SimSasl::USER,
+                        mechanism,
+                        SimSasl::PASSWORD,
+                        format!("sim-salt-{}", mechanism.name()).as_bytes(),
+                    )
+                })
+                .to_vec()
+        })
+    }
+
     fn node_config(node: u8, draw: &ClusterDraw) -> NodeConfig {
         let voters = controller_ids(draw)
             .map(|n| format!("{n}@{}:9093", ip(n)))
@@ -162,16 +181,7 @@ mod simulated {
                 security.oauthbearer.unsecured_allowable_clock_skew_ms =
                     SimSasl::TOKEN_CLOCK_SKEW_MS;
             }
-            security.scram_users = [ScramMechanism::Sha256, ScramMechanism::Sha512]
-                .map(|mechanism| {
-                    StaticScramUser::from_password(
-                        SimSasl::USER,
-                        mechanism,
-                        SimSasl::PASSWORD,
-                        format!("sim-salt-{}", mechanism.name()).as_bytes(),
-                    )
-                })
-                .to_vec();
+            security.scram_users = sim_scram_users().to_vec();
             if sasl.tls {
                 // Never read under madsim (broker/src/tls.rs).
                 security.tls_cert_file = Some("/rill/tls/node.pem".into());
