@@ -324,6 +324,51 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn activity_moves_the_idle_deadline_on() {
+    // One timer serves all of a connection's read deadlines and is left where it is when the
+    // deadline moves later: it must then be moved on when it fires, not close the connection.
+    let idle_timeout = Duration::from_millis(1_000);
+    let gap = Duration::from_millis(300);
+    let config = ConnectionConfig {
+        idle_timeout,
+        ..config().clone()
+    };
+    let handler = GatedHandler::default();
+    let budget = RequestBytesBudget::new(1 << 20);
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let started = tokio::time::Instant::now();
+    let (result, responses, ()) = tokio::join!(
+        serve_connection(server, table(), &handler, &config, &budget),
+        tokio::time::timeout(TEST_WAIT, async {
+            let mut reader = FrameReader::new(1 << 20);
+            let mut responses = Vec::new();
+            while let Ok(Some(frame)) = reader.read_frame(&mut client_read).await {
+                responses.push(frame);
+            }
+            responses
+        }),
+        async {
+            // Three requests `gap` apart (each well inside the idle timeout of the one before,
+            // and together past the first deadline), then silence without closing.
+            for correlation_id in 1..=3 {
+                client_write
+                    .write_all(&framed(&[metadata_request(correlation_id, 0)]))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(gap).await;
+            }
+        }
+    );
+    assert!(matches!(
+        result,
+        Err(ProtocolError::IdleTimedOut { idle_ms: 1_000 })
+    ));
+    assert_eq!(responses.unwrap().len(), 3, "every request answered");
+    assert!(started.elapsed() >= 2 * gap + idle_timeout);
+}
+
+#[tokio::test]
 async fn a_frame_whose_body_never_arrives_is_closed_after_the_read_timeout() {
     let frame_read_timeout = Duration::from_millis(200);
     let config = ConnectionConfig {

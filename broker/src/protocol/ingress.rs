@@ -15,6 +15,7 @@
 //! taken) lives in the reader, so the connection may drop the call in a `select!` and call again.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -70,6 +71,8 @@ pub struct RequestReader {
     /// Since when the reader waits for the peer to finish a started frame; `None` at a frame
     /// boundary and while waiting for the budget (the peer is not to blame for that wait).
     partial_since: Option<Instant>,
+    /// The one timer behind every read's deadline (see [`within`]).
+    alarm: Alarm,
 }
 
 impl RequestReader {
@@ -91,6 +94,7 @@ impl RequestReader {
             read_ahead: BytesMut::new(),
             frame: None,
             partial_since: None,
+            alarm: None,
         }
     }
 
@@ -145,7 +149,8 @@ impl RequestReader {
                 .partial_since
                 .expect("a body is read only after its permit");
             let read = stream.read(&mut frame.body[frame.filled..]);
-            let Some(read_bytes) = within(since + self.frame_read_timeout, read).await? else {
+            let deadline = since + self.frame_read_timeout;
+            let Some(read_bytes) = within(&mut self.alarm, deadline, read).await? else {
                 return Err(self.frame_read_timed_out());
             };
             let frame = self.frame.as_mut().expect("still in progress");
@@ -206,7 +211,7 @@ impl RequestReader {
         let read = stream.read_buf(&mut limited);
         let read_bytes = match deadline {
             None => read.await?,
-            Some(deadline) => match within(deadline, read).await? {
+            Some(deadline) => match within(&mut self.alarm, deadline, read).await? {
                 Some(read_bytes) => read_bytes,
                 None if self.partial_since.is_some() => return Err(self.frame_read_timed_out()),
                 None => {
@@ -262,14 +267,36 @@ impl RequestReader {
 
 /// `read`'s output, or `None` if `deadline` passes first. (A duration, not `timeout_at`:
 /// madsim's time module has no `timeout_at`.)
+/// A reader's timer, made at its first deadline and kept.
+type Alarm = Option<Pin<Box<tokio::time::Sleep>>>;
+
+/// `read`, or `None` once `deadline` passes first. Every read of a connection has a deadline,
+/// and they move on with each frame; one timer serves them all: it is moved earlier when a
+/// deadline is earlier, but a later deadline leaves it where it is, and when it fires before
+/// the deadline it is moved on to it. madsim cannot cancel a timer, so a timeout per read left
+/// one timer per frame in the simulator's heap until its 10-minute idle deadline.
 async fn within<T>(
+    alarm: &mut Alarm,
     deadline: Instant,
     read: impl Future<Output = std::io::Result<T>>,
 ) -> std::io::Result<Option<T>> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    match tokio::time::timeout(left, read).await {
-        Ok(read) => read.map(Some),
-        Err(_elapsed) => Ok(None),
+    let mut read = std::pin::pin!(read);
+    let alarm = alarm.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+    if alarm.deadline() > deadline {
+        alarm.as_mut().reset(deadline);
+    }
+    loop {
+        tokio::select! {
+            // `biased`: tokio's random branch order draws from an RNG the simulator does not
+            // control. The read first: bytes that are there are taken even at the deadline.
+            biased;
+            done = &mut read => return done.map(Some),
+            () = alarm.as_mut() => {}
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        alarm.as_mut().reset(deadline);
     }
 }
 
