@@ -265,8 +265,6 @@ impl RequestReader {
     }
 }
 
-/// `read`'s output, or `None` if `deadline` passes first. (A duration, not `timeout_at`:
-/// madsim's time module has no `timeout_at`.)
 /// A reader's timer, made at its first deadline and kept.
 type Alarm = Option<Pin<Box<tokio::time::Sleep>>>;
 
