@@ -115,7 +115,6 @@ fn normal_target_dir(root: &Path) -> PathBuf {
     }
 }
 
-/// The madsim build's own target directory.
 /// The command that runs the simulator binary. Its allocator (mimalloc) keeps freed memory
 /// instead of returning it to the system after 10 ms: every seed builds and drops a cluster, and
 /// the pages given back were zeroed again by the kernel for the next one (7 % of the CPU time,
@@ -128,6 +127,7 @@ fn sim_command(binary: &Path) -> Command {
     command
 }
 
+/// The madsim build's own target directory.
 fn sim_target_dir(root: &Path) -> PathBuf {
     if let Some(dir) = env::var_os("RILL_SIM_TARGET_DIR") {
         return PathBuf::from(dir);
