@@ -93,13 +93,17 @@ pub fn encode_batch(
         version: 2,
         compression,
     };
-    RecordBatchEncoder::encode_with_custom_compression(
-        &mut buf,
-        &kafka_records,
-        &options,
-        Some(compress_records),
-    )
-    .map_err(|error| ClientError::Encode(format!("record batch: {error}")))?;
+    let encoded = if compression == Compression::Zstd {
+        RecordBatchEncoder::encode_with_custom_compression(
+            &mut buf,
+            &kafka_records,
+            &options,
+            Some(compress_zstd),
+        )
+    } else {
+        RecordBatchEncoder::encode(&mut buf, &kafka_records, &options)
+    };
+    encoded.map_err(|error| ClientError::Encode(format!("record batch: {error}")))?;
     assert!(
         buf.len() > BATCH_LENGTH_PREFIX_BYTES,
         "a batch has a header"
@@ -107,30 +111,23 @@ pub fn encode_batch(
     Ok(buf.freeze())
 }
 
-/// Compresses a batch's encoded records into `out`: zstd with log-core's codec, which keeps one
+/// Compresses a zstd batch's encoded records into `out` with log-core's codec, which keeps one
 /// zstd context per thread (kafka-protocol's builds a compression context of about a megabyte
-/// for every batch), every other codec with kafka-protocol's own, so the broker keeps reading
-/// another implementation's gzip, raw snappy and lz4 than the one it writes with.
-fn compress_records(
+/// for every batch). Every other codec is kafka-protocol's own, written in place, so the broker
+/// keeps reading another implementation's gzip, raw snappy and lz4 than the one it writes with.
+fn compress_zstd(
     records: &mut BytesMut,
     out: &mut BytesMut,
     codec: Compression,
 ) -> anyhow::Result<()> {
-    use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy};
-    let copy_in = |tmp: &mut BytesMut| -> anyhow::Result<()> {
-        tmp.extend_from_slice(records);
-        Ok(())
-    };
-    match codec {
-        Compression::None => out.extend_from_slice(records),
-        Compression::Gzip => Gzip::compress(out, copy_in)?,
-        Compression::Snappy => Snappy::compress(out, copy_in)?,
-        Compression::Lz4 => Lz4::compress(out, copy_in)?,
-        Compression::Zstd => out.extend_from_slice(&log_core::compression::compress(
-            log_core::compression::Codec::Zstd,
-            records,
-        )),
-    }
+    anyhow::ensure!(
+        codec == Compression::Zstd,
+        "only zstd is compressed here, not {codec:?}"
+    );
+    out.extend_from_slice(&log_core::compression::compress(
+        log_core::compression::Codec::Zstd,
+        records,
+    ));
     Ok(())
 }
 
