@@ -84,6 +84,11 @@ rill_binary "$root" debug
 cleanup() {
     local status=$?
     rill_cluster_down "$status"
+    # The failed checks again, last: a CI log is often read from its tail, below the nodes' logs.
+    if grep -q '^FAIL' "$results" 2>/dev/null; then
+        echo "real-clients: the failed checks:" >&2
+        grep '^FAIL' "$results" >&2
+    fi
     rm -f "$results"
     exit "$status"
 }
