@@ -244,6 +244,42 @@ async fn acks_all_waits_for_every_isr_flush_and_logs_end_identical() {
     }
 }
 
+/// The IO worker's state checkpoints (planned under the partition's lock, written off it,
+/// renamed under it) land: after a power loss the leader's log reopens with a checkpointed high
+/// watermark, which only an installed checkpoint carries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_io_workers_checkpoints_are_installed() {
+    let trio = open_trio_with(LogConfig {
+        checkpoint_interval_bytes: 1,
+        ..LogConfig::default()
+    });
+    let leader = trio.partitions[0].clone();
+    for i in 0..20 {
+        let value = format!("v{i}");
+        leader.produce(batch(&[&value]), Acks::All).await.unwrap();
+    }
+    let disk = &trio.disks[0];
+    // The file's last 12 bytes: the HW (i64, big-endian), then the CRC.
+    let checkpointed_hw = || {
+        let bytes = disk
+            .durable_bytes(Path::new("t-0/log-state.checkpoint"))
+            .unwrap_or_default();
+        let hw = bytes.len().checked_sub(12).map(|at| &bytes[at..at + 8]);
+        hw.map_or(0, |hw| i64::from_be_bytes(hw.try_into().unwrap()))
+    };
+    wait_until("a checkpoint with the HW", || checkpointed_hw() > 0).await;
+    // Settled: the directory sync after the rename comes last.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    disk.crash();
+    let log =
+        log_core::PartitionLog::open(disk.as_disk(), Path::new("t-0"), LogConfig::default(), 0)
+            .unwrap();
+    assert!(
+        log.high_watermark() > Offset::ZERO,
+        "the checkpoint survived the power loss"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotent_retry_gets_its_first_offset_without_a_second_append() {
     let trio = open_trio();

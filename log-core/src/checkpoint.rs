@@ -88,17 +88,36 @@ pub(crate) fn write_atomic(
     kind: Kind,
     payload: &[u8],
 ) -> Result<(), LogError> {
+    let tmp = format!("{name}.tmp");
+    write_synced(disk, dir, &tmp, kind, payload)?;
+    install(disk, dir, &tmp, name)?;
+    disk.sync_dir(dir)?;
+    Ok(())
+}
+
+/// The first half of [`write_atomic`]: `dir/tmp` (a name ending in `.tmp`, which `open` removes
+/// as a leftover) written and synced. Needs no lock when `tmp` is the caller's alone.
+pub(crate) fn write_synced(
+    disk: &dyn Disk,
+    dir: &Path,
+    tmp: &str,
+    kind: Kind,
+    payload: &[u8],
+) -> Result<(), LogError> {
+    debug_assert!(tmp.ends_with(".tmp"), "a leftover open removes");
     let bytes = encode(kind, payload);
-    let tmp = dir.join(format!("{name}.tmp"));
-    match disk.remove(&tmp) {
-        Ok(()) | Err(DiskError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
+    let tmp = dir.join(tmp);
+    crate::segment::remove_if_exists(disk, &tmp)?;
     disk.create(&tmp)?;
     disk.write_at(&tmp, 0, &bytes)?;
     disk.sync(&tmp)?;
-    disk.rename(&tmp, &dir.join(name))?;
-    disk.sync_dir(dir)?;
+    Ok(())
+}
+
+/// The second half: `dir/tmp` renamed over `dir/name`, the commit point. The rename is durable
+/// once `dir` is synced; until then a crash leaves the old file, which recovery accepts.
+pub(crate) fn install(disk: &dyn Disk, dir: &Path, tmp: &str, name: &str) -> Result<(), LogError> {
+    disk.rename(&dir.join(tmp), &dir.join(name))?;
     Ok(())
 }
 

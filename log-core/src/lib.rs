@@ -48,6 +48,9 @@ pub use disk::{Disk, DiskError, DiskResult};
 pub use error::LogError;
 pub use file_disk::{FileDisk, OPEN_FILES_MAX_DEFAULT};
 pub use ingress::{validate_produced, BatchRefusal, ProduceRules, ProducedBatch, ProducedPayload};
-pub use log::{AppendInfo, FlushPlan, PartitionLog, ReadResult, RecoveryReport, RetentionOutcome};
+pub use log::{
+    AppendInfo, CheckpointPlan, FlushPlan, PartitionLog, ReadResult, RecoveryReport,
+    RetentionOutcome,
+};
 pub use mem_disk::{FaultConfig, FaultOp, MemDisk, OpCounts};
 pub use wire::{LeaderEpoch, Offset};

@@ -122,6 +122,55 @@ pub struct PartitionLog {
     /// Grows with every truncation: a [`FlushPlan`] made before one no longer describes the log
     /// (its offsets may hold new, unsynced bytes) and finishes as a no-op.
     pub(crate) truncations: u64,
+    /// Grows with every write of the state checkpoint and every [`CheckpointPlan`]: a plan is
+    /// installed only if the state file was not written (nor another plan made) since.
+    pub(crate) state_writes: u64,
+    /// This log's identity, carried by its plans: a plan made by a log since closed (the
+    /// partition failed and reopened, or was rebuilt) changes nothing in its successor.
+    pub(crate) instance: Arc<()>,
+}
+
+/// A state checkpoint split in three, so no lock is held across its IO:
+/// [`PartitionLog::plan_checkpoint`] under the owner's lock (no IO), [`CheckpointPlan::write`]
+/// anywhere (a file of its own written and synced), [`PartitionLog::install_checkpoint`] under
+/// the lock again (the rename, the commit point, only if nothing wrote the state since the
+/// plan), then [`CheckpointPlan::sync_dir`] anywhere (the rename made durable). A crash anywhere
+/// leaves the old checkpoint or the new one; recovery needs neither to be recent.
+#[derive(Debug)]
+pub struct CheckpointPlan {
+    /// The log that made it.
+    instance: Arc<()>,
+    /// The log's [`PartitionLog::state_writes`] once planned.
+    state_writes: u64,
+    /// The log's truncation count when planned.
+    truncations: u64,
+    /// What the file will hold.
+    state: LogState,
+    /// The flushed bytes the checkpoint accounts for.
+    flushed: u64,
+    /// The partition's directory.
+    dir: PathBuf,
+    /// The plan's own file until installed (a `.tmp` name: a leftover `open` removes).
+    tmp: String,
+}
+
+impl CheckpointPlan {
+    /// Writes and syncs the plan's file. Runs without the log (on an IO worker).
+    pub fn write(&self, disk: &dyn Disk) -> Result<(), LogError> {
+        checkpoint::write_synced(
+            disk,
+            &self.dir,
+            &self.tmp,
+            Kind::LogState,
+            &self.state.encode(),
+        )
+    }
+
+    /// Makes an installed plan's rename durable. Runs without the log.
+    pub fn sync_dir(&self, disk: &dyn Disk) -> Result<(), LogError> {
+        disk.sync_dir(&self.dir)?;
+        Ok(())
+    }
 }
 
 /// A flush split in three so the fsyncs run while the log's owner goes on appending (group
@@ -130,6 +179,8 @@ pub struct PartitionLog {
 /// the next round.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlushPlan {
+    /// The log that made it.
+    instance: Arc<()>,
     /// The log's truncation count when planned.
     truncations: u64,
     /// Segments with unsynced bytes: (base offset, file, size to be durable).
@@ -187,6 +238,8 @@ impl PartitionLog {
             recovery: RecoveryReport::default(),
             poisoned: None,
             truncations: 0,
+            state_writes: 0,
+            instance: Arc::new(()),
         };
         log.recover(now_ms)?;
         log.check_invariants();
@@ -565,6 +618,9 @@ impl PartitionLog {
             state.recovery_point <= self.log_end_offset(),
             "recovery point within the log"
         );
+        // Before the write: a plan made earlier must not be installed over this (even if this
+        // write fails half way).
+        self.state_writes += 1;
         checkpoint::write_atomic(
             &*self.disk,
             &self.dir,
@@ -1351,6 +1407,7 @@ impl PartitionLog {
             .map(|(base, s)| (*base, s.log_path.clone(), s.size_bytes))
             .collect();
         Ok(FlushPlan {
+            instance: Arc::clone(&self.instance),
             truncations: self.truncations,
             files,
             up_to: self.log_end_offset(),
@@ -1365,7 +1422,8 @@ impl PartitionLog {
     /// The last third of a split flush: records what `synced` made durable and returns the
     /// recovery point (the durable LEO), which may still be below the current LEO (appends made
     /// during the sync). A plan older than a truncation changes nothing (the truncation was
-    /// durable itself, and the plan's offsets may hold new bytes). A failed sync poisons the log.
+    /// durable itself, and the plan's offsets may hold new bytes), nor does another log's (one
+    /// closed since, whose files a rebuild may have replaced). A failed sync poisons the log.
     /// The state checkpoint is not written here: see [`PartitionLog::checkpoint_due`].
     pub fn finish_flush(
         &mut self,
@@ -1373,7 +1431,7 @@ impl PartitionLog {
         synced: Result<(), crate::disk::DiskError>,
     ) -> Result<Offset, LogError> {
         self.guarded(|log| {
-            if plan.truncations != log.truncations {
+            if plan.truncations != log.truncations || !Arc::ptr_eq(&plan.instance, &log.instance) {
                 return Ok(log.recovery_point);
             }
             synced?;
@@ -1395,6 +1453,69 @@ impl PartitionLog {
     /// Writes the state checkpoint (recovery point, log start offset, high watermark) now.
     pub fn write_state(&mut self) -> Result<(), LogError> {
         self.guarded(|log| log.write_state_unguarded())
+    }
+
+    /// The first step of a [`CheckpointPlan`]: the state as it is now, to be written off the
+    /// owner's lock. No IO. Any plan made before this one becomes stale.
+    pub fn plan_checkpoint(&mut self) -> Result<CheckpointPlan, LogError> {
+        self.check_usable()?;
+        self.state_writes += 1;
+        let state = LogState {
+            recovery_point: self.recovery_point,
+            log_start_offset: self.log_start_offset,
+            high_watermark: self.high_watermark,
+        };
+        assert!(
+            state.recovery_point <= self.log_end_offset(),
+            "recovery point within the log"
+        );
+        Ok(CheckpointPlan {
+            instance: Arc::clone(&self.instance),
+            state_writes: self.state_writes,
+            truncations: self.truncations,
+            state,
+            flushed: self.bytes_since_checkpoint,
+            dir: self.dir.clone(),
+            tmp: format!("{STATE_FILE}.{}.tmp", self.state_writes),
+        })
+    }
+
+    /// The third step of a [`CheckpointPlan`]: renames its written file over the state
+    /// checkpoint if the plan is still the newest word on the state, and returns whether it
+    /// did. A plan is stale when the state file was written or another plan made since (an
+    /// older state must never replace a newer one: a log start moved by DeleteRecords would move
+    /// back), after a truncation, when the high watermark went down since (it is written as
+    /// planned), or when it is another log's; a stale plan's file is removed. A failed write
+    /// poisons the log, like any disk error. The directory is synced afterwards, off the lock
+    /// ([`CheckpointPlan::sync_dir`]).
+    pub fn install_checkpoint(
+        &mut self,
+        plan: &CheckpointPlan,
+        written: Result<(), LogError>,
+    ) -> Result<bool, LogError> {
+        if !Arc::ptr_eq(&plan.instance, &self.instance) {
+            // Another log's (the directory may be this one's, its successor's): its file is left
+            // to `open`'s leftover sweep rather than removed under a name this log may reuse.
+            return Ok(false);
+        }
+        self.guarded(|log| {
+            written?;
+            let current = plan.state_writes == log.state_writes
+                && plan.truncations == log.truncations
+                && plan.state.high_watermark <= log.high_watermark;
+            if !current {
+                remove_if_exists(&*log.disk, &log.dir.join(&plan.tmp))?;
+                return Ok(false);
+            }
+            assert!(
+                plan.state.recovery_point <= log.recovery_point
+                    && plan.state.log_start_offset <= log.log_start_offset,
+                "without a state write or truncation, neither moved back"
+            );
+            checkpoint::install(&*log.disk, &log.dir, &plan.tmp, STATE_FILE)?;
+            log.bytes_since_checkpoint = log.bytes_since_checkpoint.saturating_sub(plan.flushed);
+            Ok(true)
+        })
     }
 
     /// Removes everything at and after `offset` (a follower's divergent suffix). The log ends at

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use log_core::batch::split_batches;
-use log_core::{Disk, LogConfig, LogError, PartitionLog, ProduceRules, ProducedPayload};
+use log_core::{
+    CheckpointPlan, Disk, LogConfig, LogError, PartitionLog, ProduceRules, ProducedPayload,
+};
 use replication::{
     Acks, AlterPartition, BugSwitches, Config, Effect, FetchRequest, FetchResponse, Input, Message,
     OffsetsForLeaderEpochRequest, OffsetsForLeaderEpochResponse, PartitionState, ProduceRequest,
@@ -1237,14 +1239,53 @@ impl Partition {
             .is_some_and(PartitionLog::checkpoint_due)
     }
 
-    /// After a round's acknowledgements went out: the state checkpoint, if enough was flushed
-    /// since the last one (off the acknowledgement path).
-    pub(crate) fn write_checkpoint_if_due(&self) {
+    /// After a round's acknowledgements went out: the plan of a state checkpoint, if enough was
+    /// flushed since the last one (no IO under the lock: the IO worker writes it, then
+    /// [`Partition::install_checkpoint`]).
+    pub(crate) fn plan_checkpoint(&self) -> Option<(CheckpointPlan, Arc<dyn Disk>)> {
         let mut inner = self.lock();
-        let Some(log) = inner.log.as_mut().filter(|log| log.checkpoint_due()) else {
-            return;
+        if inner.closed || inner.failed.is_some() {
+            return None;
+        }
+        let log = inner.log.as_mut().filter(|log| log.checkpoint_due())?;
+        let disk = log.disk();
+        match log.plan_checkpoint() {
+            Ok(plan) => Some((plan, disk)),
+            Err(error) => {
+                self.fail(&mut inner, format!("checkpoint: {error}"));
+                None
+            }
+        }
+    }
+
+    /// A written checkpoint plan's rename (the commit point, a metadata change without a sync)
+    /// under the lock, unless the plan went stale meanwhile; whether it was installed. A failed
+    /// write fails the partition, like any disk error.
+    pub(crate) fn install_checkpoint(
+        &self,
+        plan: &CheckpointPlan,
+        written: Result<(), LogError>,
+    ) -> bool {
+        let mut inner = self.lock();
+        if inner.closed || inner.failed.is_some() {
+            return false;
+        }
+        let Some(log) = inner.log.as_mut() else {
+            return false;
         };
-        if let Err(error) = log.write_state() {
+        match log.install_checkpoint(plan, written) {
+            Ok(installed) => installed,
+            Err(error) => {
+                self.fail(&mut inner, format!("checkpoint: {error}"));
+                false
+            }
+        }
+    }
+
+    /// An installed checkpoint whose directory could not be synced: a disk error.
+    pub(crate) fn checkpoint_sync_failed(&self, error: &LogError) {
+        let mut inner = self.lock();
+        if inner.failed.is_none() && !inner.closed {
             self.fail(&mut inner, format!("checkpoint: {error}"));
         }
     }

@@ -9,7 +9,8 @@
 //!    *without* any partition lock, so appends and fetches go on meanwhile and join the next round;
 //! 3. finishes each flush under its lock and steps the core with `FlushCompleted` (acks go out);
 //! 4. only then writes the state checkpoints that came due, off the acknowledgement path
-//!    (concurrently too, made only when one is due).
+//!    (concurrently too, made only when one is due), each planned under its partition's lock,
+//!    written and synced without it, and renamed into place under it.
 //!
 //! In production the blocking call runs on tokio's blocking pool; under madsim `spawn_blocking`
 //! is a plain task, so the simulator interleaves rounds with everything else, deterministically.
@@ -129,15 +130,40 @@ async fn flush_round(round: Vec<Weak<Partition>>) {
         // BUGGIFY: checkpoints come late (the acknowledgements went out already).
         tokio::time::sleep(Duration::from_millis(runtime::jitter_ms(1, 1_000))).await;
     }
-    // Each checkpoint (a file write, its fsync, a rename and the directory's fsync) in its own
-    // blocking call, concurrently, for the same reason as the flushes.
-    futures_util::stream::iter(
-        due.into_iter()
-            .map(|partition| run_blocking(move || partition.write_checkpoint_if_due())),
-    )
-    .buffered(SYNCS_IN_PARALLEL_MAX)
-    .collect::<Vec<()>>()
+    // The checkpoints concurrently, for the same reason as the flushes, each without its
+    // partition's lock but for the rename.
+    futures_util::stream::iter(due.into_iter().map(checkpoint))
+        .buffered(SYNCS_IN_PARALLEL_MAX)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// One partition's state checkpoint, no lock held across its IO: planned under the lock, its
+/// file written and synced in a blocking call, renamed into place under the lock (unless the
+/// state was written or truncated meanwhile: then the plan is dropped and the next round makes
+/// another), the directory synced in a blocking call.
+async fn checkpoint(partition: Arc<Partition>) {
+    let Some((plan, disk)) = partition.plan_checkpoint() else {
+        return;
+    };
+    let (plan, disk, written) = run_blocking(move || {
+        let written = plan.write(&*disk);
+        (plan, disk, written)
+    })
     .await;
+    if runtime::buggify("io.checkpoint.install.slow") {
+        // BUGGIFY: the rename comes late, so rolls, truncations and retention's state writes
+        // fall between the plan and its install.
+        tokio::time::sleep(Duration::from_millis(runtime::jitter_ms(1, 500))).await;
+    }
+    buggify::crash_point("crash.checkpoint_written");
+    if !partition.install_checkpoint(&plan, written) {
+        return;
+    }
+    let synced = run_blocking(move || plan.sync_dir(&*disk)).await;
+    if let Err(error) = synced {
+        partition.checkpoint_sync_failed(&error);
+    }
 }
 
 /// Runs blocking IO off the async workers (tokio's blocking pool; a plain task under madsim).

@@ -6,7 +6,8 @@
 //!   and the effects' synchronous part (appends, truncations, log reads), never across an `.await`;
 //! - `Flush` effects go to the broker's [`IoWorker`], which flushes every waiting partition in one
 //!   round with the fsyncs off every partition lock (group commit), feeds `FlushCompleted` back,
-//!   and writes state checkpoints only after the round's acknowledgements went out;
+//!   and writes state checkpoints only after the round's acknowledgements went out, holding
+//!   the partition's lock only to plan one and to rename its written file into place;
 //! - `SetTimer` effects arm one slot per timer kind, served by at most one sleeping task that
 //!   follows a deadline re-armed later and ends when the slot is cancelled;
 //! - messages to other replicas and AlterPartition go through [`ReplicaNet`], the node's transport;

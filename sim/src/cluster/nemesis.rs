@@ -148,14 +148,17 @@ pub enum CrashPoint {
     LeaderAcknowledged,
     /// An IO round's acknowledgements went out, its state checkpoints are not written yet.
     CheckpointPending,
+    /// A state checkpoint's file is written and synced, not yet renamed into place.
+    CheckpointWritten,
 }
 
 impl CrashPoint {
     /// Every crash point, in the order draws index them.
-    pub const ALL: [CrashPoint; 3] = [
+    pub const ALL: [CrashPoint; 4] = [
         CrashPoint::FollowerAppendedUnflushed,
         CrashPoint::LeaderAcknowledged,
         CrashPoint::CheckpointPending,
+        CrashPoint::CheckpointWritten,
     ];
 
     /// The name the broker's `buggify::crash_point` call uses.
@@ -164,6 +167,7 @@ impl CrashPoint {
             CrashPoint::FollowerAppendedUnflushed => "crash.follower_appended_unflushed",
             CrashPoint::LeaderAcknowledged => "crash.leader_acknowledged",
             CrashPoint::CheckpointPending => "crash.checkpoint_pending",
+            CrashPoint::CheckpointWritten => "crash.checkpoint_written",
         }
     }
 }
@@ -442,11 +446,17 @@ impl FaultSchedule {
                     // those at an acknowledgement: where an acknowledged record can be lost.
                     let mut point_rng = ChaCha8Rng::seed_from_u64(at_ms ^ 0xc4a5_4011);
                     let fault = if point_rng.gen_bool(0.75) {
+                        // Half at an acknowledgement, a quarter after a follower's append, an
+                        // eighth each before and inside a state checkpoint.
                         let points = [
                             CrashPoint::LeaderAcknowledged,
                             CrashPoint::LeaderAcknowledged,
                             CrashPoint::FollowerAppendedUnflushed,
                             CrashPoint::CheckpointPending,
+                            CrashPoint::LeaderAcknowledged,
+                            CrashPoint::LeaderAcknowledged,
+                            CrashPoint::FollowerAppendedUnflushed,
+                            CrashPoint::CheckpointWritten,
                         ];
                         Fault::PowerLossAt {
                             point: points[point_rng.gen_range(0..points.len())],
