@@ -56,6 +56,8 @@ impl PartitionLog {
             if removed == 0 {
                 continue;
             }
+            // Readers of the old file read again (`PartitionLog::read_is_current`).
+            self.rewrites += 1;
             let swapped = self.swap_in(&segment, &cleaned)?;
             outcome.segments_cleaned += 1;
             outcome.records_removed += removed;

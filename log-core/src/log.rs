@@ -128,6 +128,163 @@ pub struct PartitionLog {
     /// This log's identity, carried by its plans: a plan made by a log since closed (the
     /// partition failed and reopened, or was rebuilt) changes nothing in its successor.
     pub(crate) instance: Arc<()>,
+    /// Grows whenever bytes already in the log may change or vanish (a truncation, a deleted
+    /// segment, a compacted one): a [`ReadPlan`] made before is no longer current.
+    pub(crate) rewrites: u64,
+}
+
+/// A read split so no lock is held across its IO: [`PartitionLog::plan_read`] under the
+/// owner's lock (where to read; batch headers may be read to find it), [`ReadPlan::run`] anywhere
+/// (the batches read and verified), then [`PartitionLog::read_is_current`] under the lock
+/// again: a read the log rewrote meanwhile (truncated, deleted, compacted) is made again.
+#[derive(Clone, Debug)]
+pub struct ReadPlan {
+    /// The log and its bytes when planned.
+    version: LogVersion,
+    /// The answer's offsets, with no bytes yet.
+    result: ReadResult,
+    /// What to read; `None` when nothing is (only compaction gaps up to the log end).
+    span: Option<Span>,
+}
+
+/// A log and the bytes it held at some moment ([`PartitionLog::version`]): appends leave it
+/// the same; a truncation, a deleted segment or a compacted one change it, and so does another
+/// log (the partition reopened).
+#[derive(Clone, Debug)]
+pub struct LogVersion {
+    /// The log.
+    instance: Arc<()>,
+    /// Its [`PartitionLog::rewrites`] then.
+    rewrites: u64,
+}
+
+/// Where a read's batches lie in one segment file, and how far it may go.
+#[derive(Clone, Debug)]
+struct Span {
+    /// The segment file.
+    file: PathBuf,
+    /// The first batch's position and header.
+    position: u64,
+    first: BatchHeader,
+    /// The segment's bytes from `position` on when planned.
+    available: u64,
+    /// The segment's batches follow each other without offset gaps.
+    dense: bool,
+    /// The offset after the segment's last batch when planned.
+    segment_next_offset: Offset,
+    /// About how many bytes to return (at least the first batch).
+    bytes_max: usize,
+    /// Only batches ending below this offset are returned.
+    offset_bound: Offset,
+}
+
+impl ReadPlan {
+    /// Reads and verifies the planned batches (every CRC-32C checked; a bad batch is an error,
+    /// never served). Runs without the log.
+    pub fn run(&self, disk: &dyn Disk) -> Result<ReadResult, LogError> {
+        let mut result = self.result.clone();
+        let Some(span) = &self.span else {
+            return Ok(result);
+        };
+        let (bytes, next) = span.read(disk)?;
+        if bytes.is_empty() {
+            return Ok(result); // the batch holding `from` straddles the bound
+        }
+        assert!(next > result.next_offset, "a read makes progress");
+        result.bytes = bytes;
+        result.next_offset = next;
+        Ok(result)
+    }
+}
+
+impl Span {
+    /// The span of `segment` from its batch at `position` (with header `first`).
+    fn of(
+        segment: &Segment,
+        position: u64,
+        first: BatchHeader,
+        bytes_max: usize,
+        offset_bound: Offset,
+    ) -> Span {
+        Span {
+            file: segment.log_path.clone(),
+            position,
+            first,
+            available: segment.size_bytes - position,
+            dense: segment.dense,
+            segment_next_offset: segment.next_offset,
+            bytes_max,
+            offset_bound,
+        }
+    }
+
+    fn corrupt(&self, position: u64, reason: String) -> LogError {
+        LogError::CorruptBatch {
+            file: self.file.display().to_string(),
+            position,
+            reason,
+        }
+    }
+
+    /// The span's whole batches, cut at `bytes_max` (never before the first) and before the
+    /// first batch reaching `offset_bound`; and the offset after them.
+    fn read(&self, disk: &dyn Disk) -> Result<(Vec<u8>, Offset), LogError> {
+        let (position, first) = (self.position, &self.first);
+        let len = (self.bytes_max as u64)
+            .max(first.total_bytes() as u64)
+            .min(self.available);
+        // Filled by the read, not zeroed first (`Disk::read_vec`).
+        let len = usize::try_from(len).expect("a read fits in memory");
+        let mut chunk = disk.read_vec(&self.file, position, len)?;
+        if chunk.len() != len {
+            return Err(self.corrupt(position, "short read".into()));
+        }
+        let mut end = 0usize;
+        let mut next = first.base_offset;
+        while end < chunk.len() {
+            let at = position + end as u64;
+            let view = match BatchView::new(&chunk[end..]) {
+                Ok(view) => view,
+                // The last batch did not fit the chunk: stop before it (never before the first).
+                Err(_) if end > 0 && BatchHeader::parse(&chunk[end..]).is_ok() => break,
+                Err(_) if end > 0 && chunk.len() - end < batch::HEADER_BYTES => break,
+                Err(e) => return Err(self.corrupt(at, e.to_string())),
+            };
+            if !view.crc_is_valid() {
+                return Err(self.corrupt(at, "CRC-32C mismatch".into()));
+            }
+            let base = view.header().base_offset;
+            if base < next || (self.dense && base != next) {
+                return Err(
+                    self.corrupt(at, format!("expected offset {next}, the batch says {base}"))
+                );
+            }
+            // Checked after the CRC, so a damaged header never hides behind the bound.
+            if view.header().last_offset() >= self.offset_bound {
+                break;
+            }
+            if end > 0 && end + view.as_bytes().len() > self.bytes_max {
+                break;
+            }
+            next = view.header().next_offset();
+            end += view.as_bytes().len();
+        }
+        assert!(
+            end > 0 || first.last_offset() >= self.offset_bound,
+            "a read returns at least one batch unless the first straddles the bound"
+        );
+        if next > self.segment_next_offset
+            || (self.dense && end as u64 == self.available && next != self.segment_next_offset)
+        {
+            let reason = format!(
+                "batches end at {next}, the segment at {}",
+                self.segment_next_offset
+            );
+            return Err(self.corrupt(position + end as u64, reason));
+        }
+        chunk.truncate(end);
+        Ok((chunk, next))
+    }
 }
 
 /// A state checkpoint split in three, so no lock is held across its IO:
@@ -240,6 +397,7 @@ impl PartitionLog {
             truncations: 0,
             state_writes: 0,
             instance: Arc::new(()),
+            rewrites: 0,
         };
         log.recover(now_ms)?;
         log.check_invariants();
@@ -428,6 +586,7 @@ impl PartitionLog {
         let mut removed = false;
         for pair in bases.windows(2) {
             if pair[1] <= self.log_start_offset {
+                self.rewrites += 1;
                 let segment = self.segments.remove(&pair[0]).expect("listed key");
                 remove_if_exists(&*self.disk, &segment.log_path)?;
                 segment.remove_index_files(&*self.disk)?;
@@ -893,6 +1052,7 @@ impl PartitionLog {
             if active.base_offset < first && !active.has_offset_room(last) {
                 // An empty segment far below a (compacted) follower's jump: restart it there.
                 let base = active.base_offset;
+                self.rewrites += 1;
                 let segment = self.segments.remove(&base).expect("active exists");
                 remove_if_exists(&*self.disk, &segment.log_path)?;
                 self.create_segment(first, now_ms)?;
@@ -1002,6 +1162,24 @@ impl PartitionLog {
         bytes_max: usize,
         offset_bound: Offset,
     ) -> Result<ReadResult, LogError> {
+        self.plan_read_bounded(from, bytes_max, offset_bound)?
+            .run(&*self.disk)
+    }
+
+    /// The first step of a [`ReadPlan`]: [`PartitionLog::read`] up to finding where to read
+    /// (the segment and the position of the batch holding `from`, which may read batch headers
+    /// from the segment file), without reading the batches themselves.
+    pub fn plan_read(&self, from: Offset, bytes_max: usize) -> Result<ReadPlan, LogError> {
+        self.plan_read_bounded(from, bytes_max, self.log_end_offset())
+    }
+
+    /// [`PartitionLog::plan_read`] for [`PartitionLog::read_bounded`].
+    pub fn plan_read_bounded(
+        &self,
+        from: Offset,
+        bytes_max: usize,
+        offset_bound: Offset,
+    ) -> Result<ReadPlan, LogError> {
         self.check_usable()?;
         let log_end = self.log_end_offset();
         if from < self.log_start_offset || from > log_end {
@@ -1014,12 +1192,16 @@ impl PartitionLog {
                 log_end,
             });
         }
-        let mut result = ReadResult {
-            bytes: Vec::new(),
-            next_offset: from,
-            log_start_offset: self.log_start_offset,
-            log_end_offset: log_end,
-            high_watermark: self.high_watermark,
+        let mut plan = ReadPlan {
+            version: self.version(),
+            result: ReadResult {
+                bytes: Vec::new(),
+                next_offset: from,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: log_end,
+                high_watermark: self.high_watermark,
+            },
+            span: None,
         };
         let first_base = *self
             .segments
@@ -1029,92 +1211,35 @@ impl PartitionLog {
             .0;
         for segment in self.segments.range(first_base..).map(|(_, s)| s) {
             if let Some((position, header)) = segment.find(&*self.disk, from)? {
-                let (bytes, next) =
-                    self.read_span(segment, position, &header, bytes_max, offset_bound)?;
-                if bytes.is_empty() {
-                    return Ok(result); // the batch holding `from` straddles the bound
-                }
-                result.bytes = bytes;
-                result.next_offset = next;
-                break;
+                plan.span = Some(Span::of(segment, position, header, bytes_max, offset_bound));
+                return Ok(plan);
             }
         }
-        if result.bytes.is_empty() {
-            // Only compaction gaps lie between `from` and the end of the log.
-            result.next_offset = log_end.min(offset_bound).max(from);
-        }
-        assert!(
-            result.next_offset > from || result.bytes.is_empty(),
-            "a read makes progress"
-        );
-        Ok(result)
+        // Only compaction gaps lie between `from` and the end of the log.
+        plan.result.next_offset = log_end.min(offset_bound).max(from);
+        Ok(plan)
     }
 
-    /// Reads consecutive whole batches from `position`, CRC-checked.
-    fn read_span(
-        &self,
-        segment: &Segment,
-        position: u64,
-        first: &BatchHeader,
-        bytes_max: usize,
-        offset_bound: Offset,
-    ) -> Result<(Vec<u8>, Offset), LogError> {
-        let available = segment.size_bytes - position;
-        let len = (bytes_max as u64)
-            .max(first.total_bytes() as u64)
-            .min(available);
-        // Filled by the read, not zeroed first (`Disk::read_vec`).
-        let len = usize::try_from(len).expect("a read fits in memory");
-        let mut chunk = self.disk.read_vec(&segment.log_path, position, len)?;
-        if chunk.len() != len {
-            return Err(segment.corrupt(position, "short read".into()));
-        }
-        let mut end = 0usize;
-        let mut next = first.base_offset;
-        while end < chunk.len() {
-            let at = position + end as u64;
-            let view = match BatchView::new(&chunk[end..]) {
-                Ok(view) => view,
-                // The last batch did not fit the chunk: stop before it (never before the first).
-                Err(_) if end > 0 && BatchHeader::parse(&chunk[end..]).is_ok() => break,
-                Err(_) if end > 0 && chunk.len() - end < batch::HEADER_BYTES => break,
-                Err(e) => return Err(segment.corrupt(at, e.to_string())),
-            };
-            if !view.crc_is_valid() {
-                return Err(segment.corrupt(at, "CRC-32C mismatch".into()));
-            }
-            let base = view.header().base_offset;
-            if base < next || (segment.dense && base != next) {
-                return Err(
-                    segment.corrupt(at, format!("expected offset {next}, the batch says {base}"))
-                );
-            }
-            // Checked after the CRC, so a damaged header never hides behind the bound.
-            if view.header().last_offset() >= offset_bound {
-                break;
-            }
-            if end > 0 && end + view.as_bytes().len() > bytes_max {
-                break;
-            }
+    /// Whether a [`ReadPlan`]'s bytes are still this log's: no truncation, deleted segment or
+    /// compacted segment since it was planned (appends change no byte it reads), and made by
+    /// this log. A plan that is not current may have read bytes replaced meanwhile, or failed on
+    /// a file deleted under it: its read is to be made again.
+    pub fn read_is_current(&self, plan: &ReadPlan) -> bool {
+        self.is_version(&plan.version)
+    }
 
-            next = view.header().next_offset();
-            end += view.as_bytes().len();
+    /// This log and its bytes now, to tell later whether anything read since still is what
+    /// was there ([`PartitionLog::is_version`]).
+    pub fn version(&self) -> LogVersion {
+        LogVersion {
+            instance: Arc::clone(&self.instance),
+            rewrites: self.rewrites,
         }
-        assert!(
-            end > 0 || first.last_offset() >= offset_bound,
-            "a read returns at least one batch unless the first straddles the bound"
-        );
-        if next > segment.next_offset
-            || (segment.dense && end as u64 == available && next != segment.next_offset)
-        {
-            let reason = format!(
-                "batches end at {next}, the segment at {}",
-                segment.next_offset
-            );
-            return Err(segment.corrupt(position + end as u64, reason));
-        }
-        chunk.truncate(end);
-        Ok((chunk, next))
+    }
+
+    /// Whether this is the log of `version` and no byte it held then changed or vanished.
+    pub fn is_version(&self, version: &LogVersion) -> bool {
+        version.rewrites == self.rewrites && Arc::ptr_eq(&version.instance, &self.instance)
     }
 
     /// The largest record timestamp in the log (ListOffsets' max-timestamp, KIP-734), `None`
@@ -1149,8 +1274,8 @@ impl PartitionLog {
             };
             while let Some(header) = segment.header_at(&*self.disk, position)? {
                 if header.max_timestamp >= timestamp {
-                    let bytes = self
-                        .read_span(segment, position, &header, 0, Offset(i64::MAX))?
+                    let bytes = Span::of(segment, position, header, 0, Offset(i64::MAX))
+                        .read(&*self.disk)?
                         .0;
                     let view = BatchView::new(&bytes)?;
                     let decoded = view
@@ -1174,6 +1299,7 @@ impl PartitionLog {
     /// a batch boundary at or below `offset`. Durable on return.
     fn truncate_to_unguarded(&mut self, offset: Offset) -> Result<(), LogError> {
         self.truncations += 1;
+        self.rewrites += 1;
         if offset >= self.log_end_offset() {
             // No record goes, but an epoch started at the LEO without records (a leader that
             // never wrote) does: a follower must not keep naming it.
@@ -1241,6 +1367,7 @@ impl PartitionLog {
     fn truncate_fully_and_start_at_unguarded(&mut self, offset: Offset) -> Result<(), LogError> {
         assert!(offset.0 >= 0, "offsets are non-negative");
         self.truncations += 1;
+        self.rewrites += 1;
         let now_ms = self.active().created_ms;
         for (_, segment) in std::mem::take(&mut self.segments) {
             remove_if_exists(&*self.disk, &segment.log_path)?;
@@ -1334,6 +1461,7 @@ impl PartitionLog {
             ..Default::default()
         };
         for (base, _) in doomed {
+            self.rewrites += 1;
             let segment = self.segments.remove(&base).expect("listed key");
             remove_if_exists(&*self.disk, &segment.log_path)?;
             segment.remove_index_files(&*self.disk)?;

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use log_core::batch::split_batches;
 use log_core::{
-    CheckpointPlan, Disk, LogConfig, LogError, PartitionLog, ProduceRules, ProducedPayload,
+    CheckpointPlan, Disk, LogConfig, LogError, LogVersion, PartitionLog, ProduceRules,
+    ProducedPayload, ReadResult,
 };
 use replication::{
     Acks, AlterPartition, BugSwitches, Config, Effect, FetchRequest, FetchResponse, Input, Message,
     OffsetsForLeaderEpochRequest, OffsetsForLeaderEpochResponse, PartitionState, ProduceRequest,
-    RecoveredLog, Replica, TimerKind,
+    ReadRange, RecoveredLog, Replica, TimerKind,
 };
 use tokio::sync::{oneshot, Notify};
 
@@ -22,7 +23,9 @@ use super::io_worker::IoWorker;
 use super::producer_snapshots::{self, PRODUCER_ID_EXPIRATION_MS};
 use wire::{BrokerId, LeaderEpoch, Offset, TopicPartition};
 
-use super::reads::{read_batches, read_for_consumer, ConsumerRead};
+use super::reads::{
+    cut_for_consumer, read_batches, read_batches_with, read_for_consumer, ConsumerRead,
+};
 use super::PartitionError;
 use crate::producer_state::{ProducerStateTable, TruncateOutcome};
 use crate::runtime;
@@ -138,6 +141,9 @@ struct Inner {
     capture_for: Option<BrokerId>,
     /// Most record bytes the captured fetch answer may carry (the rest of the request's budget).
     capture_bytes_max: usize,
+    /// The read the captured fetch answer waits for (its range, its byte budget): made by the
+    /// request's task after the step, without the lock.
+    captured_read: Option<CapturedRead>,
     /// Why the partition stopped serving, once it did.
     failed: Option<String>,
     /// Set by `close`: timers and the flusher stop, requests are refused.
@@ -224,6 +230,7 @@ impl Partition {
                 flush_wanted: None,
                 flush_queued: false,
                 captured: Vec::new(),
+                captured_read: None,
                 capture_for: None,
                 capture_bytes_max: REPLICA_FETCH_BYTES_MAX,
                 replica_log_starts: BTreeMap::new(),
@@ -266,13 +273,25 @@ impl Partition {
     /// one atomic action.
     fn step_with(
         &self,
-        mut inner: MutexGuard<'_, Inner>,
+        inner: MutexGuard<'_, Inner>,
         input: Input,
         capture_for: Option<BrokerId>,
     ) -> Vec<Message> {
+        let (captured, read) = self.step_capturing(inner, input, capture_for);
+        assert!(read.is_none(), "only a follower's fetch defers its read");
+        captured
+    }
+
+    /// [`Partition::step_with`], also returning the read a captured fetch answer waits for.
+    fn step_capturing(
+        &self,
+        mut inner: MutexGuard<'_, Inner>,
+        input: Input,
+        capture_for: Option<BrokerId>,
+    ) -> (Vec<Message>, Option<CapturedRead>) {
         let this = self.self_weak();
         if inner.closed || inner.failed.is_some() {
-            return Vec::new();
+            return (Vec::new(), None);
         }
         let (hw_before, leo_before) = (
             inner.replica.high_watermark(),
@@ -296,13 +315,14 @@ impl Partition {
         check_step_invariants(&inner);
         inner.capture_for = None;
         let captured = std::mem::take(&mut inner.captured);
+        let read = inner.captured_read.take();
         let moved = inner.replica.high_watermark() != hw_before
             || inner.replica.log_end_offset() != leo_before;
         drop(inner);
         if moved {
             self.progress.notify_waiters();
         }
-        captured
+        (captured, read)
     }
 
     /// A weak handle to self for timer tasks: they must not keep a closed partition alive.
@@ -403,7 +423,20 @@ impl Partition {
                 };
                 // A spent budget (0) answers without records: the follower fetches again at once.
                 if let (Ok(data), true) = (response.result.as_mut(), bytes_max > 0) {
-                    data.batches = read_batches(log, read, bytes_max).map_err(storage)?;
+                    if captured {
+                        // The request's task reads after the step, without the lock.
+                        assert!(
+                            inner.captured_read.is_none(),
+                            "one fetch answer per request"
+                        );
+                        inner.captured_read = Some(CapturedRead {
+                            read,
+                            bytes_max,
+                            version: log.version(),
+                        });
+                    } else {
+                        data.batches = read_batches(log, read, bytes_max).map_err(storage)?;
+                    }
                 }
                 let message = Message::FetchResponse(response);
                 if captured {
@@ -551,10 +584,8 @@ impl Partition {
             from,
             message: Message::Fetch(request),
         };
-        let answers = self.step_with(inner, input, Some(from));
-        let inner = self.lock();
-        Self::refuse_if_unusable(&inner)?;
-        let response = answers
+        let (answers, read) = self.step_capturing(inner, input, Some(from));
+        let mut response = answers
             .into_iter()
             .find_map(|m| match m {
                 Message::FetchResponse(response) => Some(response),
@@ -563,7 +594,58 @@ impl Partition {
             .ok_or(PartitionError::Replica(
                 replication::Error::NotLeaderOrFollower,
             ))?;
+        if let (Ok(data), Some(captured)) = (response.result.as_mut(), read) {
+            let version = &captured.version;
+            let batches =
+                read_batches_with(captured.read, captured.bytes_max, |from, bytes_max| {
+                    self.read_unlocked(version, from, bytes_max)
+                        .map_err(ReadFailed::Partition)
+                });
+            data.batches = match batches {
+                Ok(batches) => batches,
+                Err(ReadFailed::Partition(error)) => return Err(error),
+                // The framing of batches the log read and verified: a broken log.
+                Err(ReadFailed::Log(error)) => {
+                    return self.read_or_fail(&mut self.lock(), Err(error));
+                }
+            };
+        }
+        let inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
         Ok((response, inner.replica.log_start_offset()))
+    }
+
+    /// One log read for a follower's fetch answer with the lock held only to plan it and to
+    /// confirm it ([`log_core::ReadPlan`]): the batches are read and their CRCs checked without
+    /// it. A log rewritten since the core answered (`version`: a truncation, a deleted or
+    /// compacted segment) returns nothing, which ends the answer's batches there: they must be
+    /// what the log held when the core answered, and the follower fetches again.
+    fn read_unlocked(
+        &self,
+        version: &LogVersion,
+        from: Offset,
+        bytes_max: usize,
+    ) -> Result<ReadResult, PartitionError> {
+        let mut inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
+        let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+        if !log.is_version(version) {
+            buggify::probe!("partition.replica_read_rewritten");
+            return Ok(nothing_read(log, from));
+        }
+        let planned = log.plan_read(from, bytes_max);
+        let disk = log.disk();
+        let plan = self.read_or_fail(&mut inner, planned)?;
+        drop(inner);
+        let read = plan.run(&*disk);
+        let mut inner = self.lock();
+        Self::refuse_if_unusable(&inner)?;
+        let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+        if !log.read_is_current(&plan) {
+            buggify::probe!("partition.replica_read_rewritten");
+            return Ok(nothing_read(log, from));
+        }
+        self.read_or_fail(&mut inner, read)
     }
 
     /// A follower's OffsetsForLeaderEpoch, answered at once.
@@ -708,7 +790,11 @@ impl Partition {
         }
     }
 
-    /// A consumer's fetch: bytes below the HW from `fetch_offset`.
+    /// A consumer's fetch: bytes below the HW from `fetch_offset`. The lock is held to plan
+    /// the read and to confirm it, not across it: the batches are read and their CRCs checked
+    /// without it ([`log_core::ReadPlan`]), so appends and other reads of the partition go on
+    /// meanwhile. A read the log rewrote meanwhile (a truncation, a deleted or compacted
+    /// segment), or one whose HW went back, is made again under the lock.
     pub fn consumer_read(
         &self,
         current_leader_epoch: Option<LeaderEpoch>,
@@ -721,14 +807,49 @@ impl Partition {
             inner
                 .replica
                 .consumer_read_range(current_leader_epoch, fetch_offset, i64::MAX / 4)?;
-        let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
         // A spent budget (a fetch's later partitions) reads nothing: the offsets (and any
         // error) still answer.
+        if bytes_max > 0 && range.from < range.to {
+            let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+            let planned = log.plan_read(range.from, bytes_max);
+            let disk = log.disk();
+            let plan = self.read_or_fail(&mut inner, planned)?;
+            drop(inner);
+            let read = plan.run(&*disk);
+            inner = self.lock();
+            Self::refuse_if_unusable(&inner)?;
+            let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+            if log.read_is_current(&plan) && range.to <= inner.replica.high_watermark() {
+                let records = read.and_then(|read| cut_for_consumer(read.bytes, range));
+                return Ok(ConsumerRead {
+                    records: self.read_or_fail(&mut inner, records)?,
+                    high_watermark: inner.replica.high_watermark(),
+                    log_start_offset: inner.replica.log_start_offset(),
+                });
+            }
+            buggify::probe!("partition.consumer_read_made_again");
+        }
+        self.consumer_read_locked(&mut inner, current_leader_epoch, fetch_offset, bytes_max)
+    }
+
+    /// [`Partition::consumer_read`] with the lock held throughout.
+    fn consumer_read_locked(
+        &self,
+        inner: &mut Inner,
+        current_leader_epoch: Option<LeaderEpoch>,
+        fetch_offset: Offset,
+        bytes_max: usize,
+    ) -> Result<ConsumerRead, PartitionError> {
+        let range =
+            inner
+                .replica
+                .consumer_read_range(current_leader_epoch, fetch_offset, i64::MAX / 4)?;
+        let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
         let records = if bytes_max == 0 {
             Vec::new()
         } else {
             let read = read_for_consumer(log, range, bytes_max);
-            self.read_or_fail(&mut inner, read)?
+            self.read_or_fail(inner, read)?
         };
         Ok(ConsumerRead {
             records,
@@ -1370,6 +1491,40 @@ fn read_failure(error: LogError) -> PartitionError {
         }
         .into(),
         other => PartitionError::Storage(other.to_string()),
+    }
+}
+
+/// The read a captured follower fetch answer waits for, made after the step without the lock.
+#[derive(Debug)]
+struct CapturedRead {
+    /// What the core answered with.
+    read: ReadRange,
+    /// The request's byte budget left for it.
+    bytes_max: usize,
+    /// The log as the core answered: the read must find the same bytes.
+    version: LogVersion,
+}
+
+/// An empty read at `from` (the batches of an answer end there).
+fn nothing_read(log: &PartitionLog, from: Offset) -> ReadResult {
+    ReadResult {
+        bytes: Vec::new(),
+        next_offset: from,
+        log_start_offset: log.log_start_offset(),
+        log_end_offset: log.log_end_offset(),
+        high_watermark: log.high_watermark(),
+    }
+}
+
+/// Why a follower's fetch answer could not be read: the partition's refusal, or the log's.
+enum ReadFailed {
+    Partition(PartitionError),
+    Log(LogError),
+}
+
+impl From<LogError> for ReadFailed {
+    fn from(error: LogError) -> Self {
+        ReadFailed::Log(error)
     }
 }
 

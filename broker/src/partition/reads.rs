@@ -61,6 +61,16 @@ pub fn read_batches(
     read: ReadRange,
     bytes_max: usize,
 ) -> Result<Vec<Batch>, LogError> {
+    read_batches_with(read, bytes_max, |from, bytes_max| log.read(from, bytes_max))
+}
+
+/// [`read_batches`] through `log_read`, which reads like [`PartitionLog::read`] (and may answer
+/// nothing, which ends the batches there).
+pub fn read_batches_with<E: From<LogError>>(
+    read: ReadRange,
+    bytes_max: usize,
+    mut log_read: impl FnMut(Offset, usize) -> Result<log_core::ReadResult, E>,
+) -> Result<Vec<Batch>, E> {
     assert!(read.from <= read.to, "read range inverted");
     assert!(bytes_max > 0);
     // BUGGIFY: a short read: one batch only (a follower must keep fetching).
@@ -74,7 +84,7 @@ pub fn read_batches(
     let mut bytes_total = 0_usize;
     let mut done = false;
     while !done && from < read.to && bytes_total < bytes_max {
-        let result = log.read(from, bytes_max - bytes_total)?;
+        let result = log_read(from, bytes_max - bytes_total)?;
         if result.bytes.is_empty() {
             break;
         }
@@ -163,7 +173,11 @@ pub fn read_for_consumer(
     if range.from == range.to {
         return Ok(Vec::new());
     }
-    let mut bytes = log.read(range.from, bytes_max.max(1))?.bytes;
+    cut_for_consumer(log.read(range.from, bytes_max.max(1))?.bytes, range)
+}
+
+/// The batches of a consumer's read (from `range.from`) that end at or below `range.to`.
+pub fn cut_for_consumer(mut bytes: Vec<u8>, range: ReadRange) -> Result<Vec<u8>, LogError> {
     // The batches served are a prefix of the read: cut the read there instead of copying them.
     let mut end = 0;
     for view in split_batches(&bytes) {
