@@ -641,7 +641,8 @@ impl Partition {
         let mut inner = self.lock();
         Self::refuse_if_unusable(&inner)?;
         let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-        if !log.read_is_current(&plan) {
+        // BUGGIFY: as in `consumer_read`.
+        if !log.read_is_current(&plan) || runtime::buggify("partition.read.rewritten") {
             buggify::probe!("partition.replica_read_rewritten");
             return Ok(nothing_read(log, from));
         }
@@ -819,7 +820,11 @@ impl Partition {
             inner = self.lock();
             Self::refuse_if_unusable(&inner)?;
             let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-            if log.read_is_current(&plan) && range.to <= inner.replica.high_watermark() {
+            // BUGGIFY: the read counts as rewritten (under the simulator nothing can come
+            // between the plan and its confirmation, so the path is walked this way).
+            let rewritten =
+                !log.read_is_current(&plan) || runtime::buggify("partition.read.rewritten");
+            if !rewritten && range.to <= inner.replica.high_watermark() {
                 let records = read.and_then(|read| cut_for_consumer(read.bytes, range));
                 return Ok(ConsumerRead {
                     records: self.read_or_fail(&mut inner, records)?,
