@@ -766,8 +766,8 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Writes the state checkpoint (recovery point, log start offset, high watermark) now.
-    fn write_state_unguarded(&mut self) -> Result<(), LogError> {
+    /// What the state checkpoint holds, as of now.
+    fn state_now(&self) -> LogState {
         let state = LogState {
             recovery_point: self.recovery_point,
             log_start_offset: self.log_start_offset,
@@ -777,6 +777,12 @@ impl PartitionLog {
             state.recovery_point <= self.log_end_offset(),
             "recovery point within the log"
         );
+        state
+    }
+
+    /// Writes the state checkpoint (recovery point, log start offset, high watermark) now.
+    fn write_state_unguarded(&mut self) -> Result<(), LogError> {
+        let state = self.state_now();
         // Before the write: a plan made earlier must not be installed over this (even if this
         // write fails half way).
         self.state_writes += 1;
@@ -1588,15 +1594,7 @@ impl PartitionLog {
     pub fn plan_checkpoint(&mut self) -> Result<CheckpointPlan, LogError> {
         self.check_usable()?;
         self.state_writes += 1;
-        let state = LogState {
-            recovery_point: self.recovery_point,
-            log_start_offset: self.log_start_offset,
-            high_watermark: self.high_watermark,
-        };
-        assert!(
-            state.recovery_point <= self.log_end_offset(),
-            "recovery point within the log"
-        );
+        let state = self.state_now();
         Ok(CheckpointPlan {
             instance: Arc::clone(&self.instance),
             state_writes: self.state_writes,
