@@ -277,8 +277,9 @@ impl Partition {
         input: Input,
         capture_for: Option<BrokerId>,
     ) -> Vec<Message> {
-        let (captured, read) = self.step_capturing(inner, input, capture_for);
-        assert!(read.is_none(), "only a follower's fetch defers its read");
+        // Only `replica_fetch` returns a fetch answer; any other caller drops a captured one,
+        // and its read with it.
+        let (captured, _read) = self.step_capturing(inner, input, capture_for);
         captured
     }
 
@@ -424,16 +425,15 @@ impl Partition {
                 // A spent budget (0) answers without records: the follower fetches again at once.
                 if let (Ok(data), true) = (response.result.as_mut(), bytes_max > 0) {
                     if captured {
-                        // The request's task reads after the step, without the lock.
-                        assert!(
-                            inner.captured_read.is_none(),
-                            "one fetch answer per request"
-                        );
-                        inner.captured_read = Some(CapturedRead {
-                            read,
-                            bytes_max,
-                            version: log.version(),
-                        });
+                        // The request's task reads after the step, without the lock, for the
+                        // first answer captured: the one it returns (any later one is dropped).
+                        if inner.captured_read.is_none() {
+                            inner.captured_read = Some(CapturedRead {
+                                read,
+                                bytes_max,
+                                version: log.version(),
+                            });
+                        }
                     } else {
                         data.batches = read_batches(log, read, bytes_max).map_err(storage)?;
                     }
