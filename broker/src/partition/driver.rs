@@ -626,27 +626,47 @@ impl Partition {
         from: Offset,
         bytes_max: usize,
     ) -> Result<ReadResult, PartitionError> {
-        let mut inner = self.lock();
+        let inner = self.lock();
         Self::refuse_if_unusable(&inner)?;
         let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-        if !log.is_version(version) {
-            buggify::probe!("partition.replica_read_rewritten");
-            return Ok(nothing_read(log, from));
+        let (mut inner, read) = if log.is_version(version) {
+            self.read_without_lock(inner, from, bytes_max)?
+        } else {
+            (inner, None)
+        };
+        match read {
+            Some(read) => self.read_or_fail(&mut inner, read),
+            None => {
+                buggify::probe!("partition.replica_read_rewritten");
+                let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
+                Ok(nothing_read(log, from))
+            }
         }
+    }
+
+    /// A log read with the lock held only to plan it and to confirm it
+    /// ([`log_core::ReadPlan`]): planned under `inner`, the batches read and their CRCs checked
+    /// without the lock, the lock taken again and returned. The read is `None` when the log was
+    /// rewritten meanwhile (a truncation, a deleted or compacted segment, another log).
+    fn read_without_lock<'a>(
+        &'a self,
+        mut inner: MutexGuard<'a, Inner>,
+        from: Offset,
+        bytes_max: usize,
+    ) -> Result<(MutexGuard<'a, Inner>, Option<LogRead>), PartitionError> {
+        let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
         let planned = log.plan_read(from, bytes_max);
         let disk = log.disk();
         let plan = self.read_or_fail(&mut inner, planned)?;
         drop(inner);
         let read = plan.run(&*disk);
-        let mut inner = self.lock();
+        let inner = self.lock();
         Self::refuse_if_unusable(&inner)?;
         let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-        // BUGGIFY: as in `consumer_read`.
-        if !log.read_is_current(&plan) || runtime::buggify("partition.read.rewritten") {
-            buggify::probe!("partition.replica_read_rewritten");
-            return Ok(nothing_read(log, from));
-        }
-        self.read_or_fail(&mut inner, read)
+        // BUGGIFY: the read counts as rewritten (under the simulator nothing can come between
+        // the plan and its confirmation, so the stale paths are walked this way).
+        let current = log.read_is_current(&plan) && !runtime::buggify("partition.read.rewritten");
+        Ok((inner, current.then_some(read)))
     }
 
     /// A follower's OffsetsForLeaderEpoch, answered at once.
@@ -811,20 +831,9 @@ impl Partition {
         // A spent budget (a fetch's later partitions) reads nothing: the offsets (and any
         // error) still answer.
         if bytes_max > 0 && range.from < range.to {
-            let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-            let planned = log.plan_read(range.from, bytes_max);
-            let disk = log.disk();
-            let plan = self.read_or_fail(&mut inner, planned)?;
-            drop(inner);
-            let read = plan.run(&*disk);
-            inner = self.lock();
-            Self::refuse_if_unusable(&inner)?;
-            let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-            // BUGGIFY: the read counts as rewritten (under the simulator nothing can come
-            // between the plan and its confirmation, so the path is walked this way).
-            let rewritten =
-                !log.read_is_current(&plan) || runtime::buggify("partition.read.rewritten");
-            if !rewritten && range.to <= inner.replica.high_watermark() {
+            let (relocked, read) = self.read_without_lock(inner, range.from, bytes_max)?;
+            inner = relocked;
+            if let Some(read) = read.filter(|_| range.to <= inner.replica.high_watermark()) {
                 let records = read.and_then(|read| cut_for_consumer(read.bytes, range));
                 return Ok(ConsumerRead {
                     records: self.read_or_fail(&mut inner, records)?,
@@ -1509,6 +1518,9 @@ struct CapturedRead {
     /// The log as the core answered: the read must find the same bytes.
     version: LogVersion,
 }
+
+/// What a log read gave: its batches, or the log's refusal.
+type LogRead = Result<ReadResult, LogError>;
 
 /// An empty read at `from` (the batches of an answer end there).
 fn nothing_read(log: &PartitionLog, from: Offset) -> ReadResult {
