@@ -292,7 +292,7 @@ struct Step {
 
 /// Steps run a second time when the first run fails, and which count as passed only if the
 /// second run passes: the real-clients step (third-party clients against a real cluster on real
-/// time, where one check out of 73 failed in one of 8 runs, cause not yet known). A regression
+/// time, where one check out of 73 failed in one run of twelve, cause not yet known). A regression
 /// fails both runs; the first run's failure stays in the log (its failed checks are printed
 /// last) and the timing table says "ok after a retry".
 const RETRIED_ONCE: [&str; 1] = ["real-clients"];
