@@ -79,9 +79,14 @@ pub fn check(receiver: Receiver<'_>, message: &Message) -> Result<(), Controller
         .min(TERM_MAX)
         .max(receiver.term);
     // raft-rs forwards a follower's read index to the leader without a term (as a proposal):
-    // it is handled as local input, whatever our term.
-    let termless = kind == MessageType::MsgReadIndex && message.term == 0;
-    if (message.term == 0 && !termless) || message.term > bound {
+    // it is handled as local input, whatever our term. One with a term is not what an honest
+    // voter sends, and a follower forwarding it on to its leader trips raft-rs's assertion that
+    // a read index carries none.
+    if kind == MessageType::MsgReadIndex {
+        if message.term != 0 {
+            return refuse(format!("read index with term {}", message.term));
+        }
+    } else if message.term == 0 || message.term > bound {
         return refuse(format!("term {} outside (0, {bound}]", message.term));
     }
     check_indexes(receiver, message).map_err(ControllerError::InvalidRaftMessage)

@@ -303,3 +303,48 @@ fn each_refusal_names_its_reason() {
     snapshot.mut_snapshot().data = b"not an image".to_vec().into();
     assert!(refused(&snapshot).contains("snapshot"));
 }
+
+/// CI's proptest found it (session 18): a follower forwards a peer's read index to its leader
+/// as it came, and raft-rs asserts that a forwarded read index carries no term. An honest voter
+/// never sets one (raft-rs sends read indexes termless, as proposals), so one with a term is
+/// refused at ingress; the termless one is still taken.
+#[test]
+fn a_read_index_with_a_term_is_refused_at_a_follower() {
+    let mut node = Node::new();
+    let mut append = Message {
+        from: 2,
+        to: 1,
+        term: 3,
+        ..Message::default()
+    };
+    append.set_msg_type(MessageType::MsgAppend);
+    node.ctl.step(append);
+    node.drain();
+    assert_eq!((node.ctl.term(), node.ctl.leader_id()), (3, 2));
+    let read_index = |term: u64| {
+        let mut message = Message {
+            from: 2,
+            to: 1,
+            term,
+            entries: vec![Entry::default()].into(),
+            ..Message::default()
+        };
+        message.set_msg_type(MessageType::MsgReadIndex);
+        message
+    };
+    let receiver = raft_ingress::Receiver {
+        id: 1,
+        voters: &VOTERS,
+        term: 3,
+        last_index: 0,
+    };
+    assert!(matches!(
+        raft_ingress::check(receiver, &read_index(3)),
+        Err(ControllerError::InvalidRaftMessage(why)) if why.contains("read index")
+    ));
+    assert_eq!(raft_ingress::check(receiver, &read_index(0)), Ok(()));
+    node.ctl.step(read_index(3));
+    node.ctl.step(read_index(0));
+    node.drain();
+    assert_eq!((node.ctl.term(), node.ctl.leader_id()), (3, 2));
+}
