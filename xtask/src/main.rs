@@ -457,6 +457,25 @@ fn ci_steps(root: &Path, skip: &[&str]) -> Vec<Step> {
     steps
 }
 
+/// The seed of every proptest in a CI run: the caller's `PROPTEST_RNG_SEED`, else one drawn from
+/// the commit (its hash's first 16 hex digits), else a constant. Each commit explores new cases,
+/// and a CI run of one commit draws the same cases anywhere: a run here foretells the landing
+/// run, and a failure it finds is replayed by the seed it prints.
+fn proptest_seed(root: &Path) -> String {
+    if let Ok(seed) = std::env::var("PROPTEST_RNG_SEED") {
+        return seed;
+    }
+    let head = Command::new("git")
+        .current_dir(root)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8(output.stdout).ok());
+    let from_head = head.and_then(|hash| u64::from_str_radix(hash.trim().get(..16)?, 16).ok());
+    from_head.unwrap_or(0x7269_6c6c).to_string()
+}
+
 /// `cargo xtask ci`: every step in order; stops at the first failure and prints a timing table.
 fn ci(args: &[String]) -> Result<(), String> {
     let skip: Vec<&str> = args
@@ -465,9 +484,15 @@ fn ci(args: &[String]) -> Result<(), String> {
         .map(|pair| pair[1].as_str())
         .collect();
     let root = workspace_root();
+    let proptest_seed = proptest_seed(&root);
+    println!(
+        "ci: proptest cases drawn from PROPTEST_RNG_SEED={proptest_seed} (the commit's; set the \
+         variable to draw others, `cargo test` alone draws at random)"
+    );
     let mut timings: Vec<(&'static str, f64, &'static str)> = Vec::new();
     let mut failure = None;
-    for step in ci_steps(&root, &skip) {
+    for mut step in ci_steps(&root, &skip) {
+        step.command.env("PROPTEST_RNG_SEED", &proptest_seed);
         if skip.contains(&step.name) {
             timings.push((step.name, 0.0, "skipped"));
             continue;
