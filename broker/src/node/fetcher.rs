@@ -116,7 +116,7 @@ async fn run(node: Weak<Shared>, leader: BrokerId, queue: Arc<Queue>) {
                 return;
             }
         }
-        gather(&queue).await;
+        let late = gather(&queue).await;
         let (epochs, fetches) = {
             let mut pending = queue.lock();
             let epochs: Vec<_> = std::mem::take(&mut pending.epochs).into_iter().collect();
@@ -126,6 +126,16 @@ async fn run(node: Weak<Shared>, leader: BrokerId, queue: Arc<Queue>) {
         let Some(node) = node.upgrade() else {
             return;
         };
+        if late > 0 {
+            // Each is a round that waited GATHER_WAIT_MS_MAX for a partition that had not
+            // fetched again: a replication latency of that much for whatever it waited with.
+            node.metrics
+                .count("rill_replica_fetch_gather_timeouts_total", 1);
+            node.metrics.count(
+                "rill_replica_fetch_gather_late_partitions_total",
+                late as u64,
+            );
+        }
         if !epochs.is_empty() {
             epochs_round(&node, leader, &mut connection, epochs).await;
         }
@@ -137,16 +147,19 @@ async fn run(node: Weak<Shared>, leader: BrokerId, queue: Arc<Queue>) {
 
 /// Waits, at most [`GATHER_WAIT_MS_MAX`], until every partition answered with records in the
 /// last round has queued its next request.
-async fn gather(queue: &Queue) {
+/// Returns how many partitions it left without.
+async fn gather(queue: &Queue) -> usize {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(GATHER_WAIT_MS_MAX);
     loop {
         if queue.lock().awaited.is_empty() {
-            return;
+            return 0;
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            queue.lock().awaited.clear();
-            return;
+            let mut pending = queue.lock();
+            let late = pending.awaited.len();
+            pending.awaited.clear();
+            return late;
         }
         let _woken_or_late = tokio::time::timeout(deadline - now, queue.wake.notified()).await;
     }
