@@ -79,6 +79,32 @@ fn seeds_that_found_bugs_pass() {
     }
 }
 
+/// Seeds 572 and 5199 (session 18, outside the default campaign's 500): the stale-request
+/// nemesis sent an old producer epoch's batch to a deposed leader that had not heard of its
+/// successor (n2 paused for 7 s in one, cut off from the controller in the other). It answered
+/// OUT_OF_ORDER_SEQUENCE_NUMBER from a producer state that never saw the later epoch, as Kafka's
+/// would, and the checker called that judging a fenced epoch by its sequence. It now judges only
+/// answers from a replica in the newest observed ISR.
+const STALE_COPY_SEEDS_TO_DEPOSED_LEADERS: &[u64] = &[572, 5199];
+
+#[test]
+fn stale_copies_answered_by_deposed_leaders_pass() {
+    let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
+    for &seed in STALE_COPY_SEEDS_TO_DEPOSED_LEADERS {
+        let run = run_passing_seed(&scenario, seed);
+        let copies_to_deposed = run
+            .trace
+            .events()
+            .iter()
+            .filter(|event| event.contains("(fenced epoch)") && event.contains("OutOfOrder"))
+            .count();
+        assert!(
+            copies_to_deposed > 0,
+            "seed {seed} no longer sends a fenced copy to a deposed leader: pick another"
+        );
+    }
+}
+
 /// Seed 423 of the default campaign (session 8), with wipes as ungated as they were when it
 /// failed: a wiped node was restarted again before its registration reached the controller
 /// (a power loss). At its second start the data directory's marker existed, so an empty

@@ -34,6 +34,10 @@ pub struct Recorder {
     pub completions: u64,
     /// The ISR size of each partition at the last observation.
     isr_sizes: BTreeMap<String, usize>,
+    /// Per partition: the ISR observed with the highest leader epoch (the latest of equals).
+    /// A broker cut off from the controller answers metadata from its own, older image; a
+    /// higher leader epoch is always the newer word.
+    newest_isr: BTreeMap<String, (i32, Vec<i32>)>,
     /// When the last observation was made (ms on this recorder's clock).
     observed_ms: u64,
     /// Per key (partition): the highest log start offset a consumer was told of. Below it,
@@ -70,6 +74,7 @@ impl Recorder {
             leaders: BTreeMap::new(),
             completions: 0,
             isr_sizes: BTreeMap::new(),
+            newest_isr: BTreeMap::new(),
             observed_ms: 0,
             log_starts: BTreeMap::new(),
             workload_violations: Vec::new(),
@@ -161,10 +166,26 @@ impl Recorder {
         let leader_id = i32::try_from(leader).ok().filter(|&id| id != 0);
         self.timeline
             .observe(key, self.observed_ms, leader_id, epoch, isr);
+        let newer = self
+            .newest_isr
+            .get(key)
+            .is_none_or(|(newest_epoch, _)| epoch >= *newest_epoch);
+        if newer && leader_id.is_some() {
+            self.newest_isr
+                .insert(key.to_string(), (epoch, isr.to_vec()));
+        }
         if self.leaders.insert(key.to_string(), leader) == Some(leader) {
             return;
         }
         self.event(&format!("leader {key} n{leader} epoch {epoch} isr {isr:?}"));
+    }
+
+    /// Whether broker `node` was in the ISR of partition `key` at the newest leader epoch
+    /// observed; true before any observation.
+    pub fn in_newest_isr(&self, key: &str, node: i32) -> bool {
+        self.newest_isr
+            .get(key)
+            .is_none_or(|(_, isr)| isr.contains(&node))
     }
 
     /// The timeline as the run leaves it: up to now.

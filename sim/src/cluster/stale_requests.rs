@@ -165,7 +165,14 @@ pub async fn redeliver(
                 ),
                 None => false,
             };
-            if fenced && by_sequence && config.strong {
+            // Only an in-sync replica holds the later epoch's batch. A deposed leader that has
+            // not heard of its successor (paused, or cut off from the controller) still answers
+            // from its own producer state, which never saw the later epoch, as Kafka's would
+            // (seeds 572 and 5199 of session 18).
+            let in_sync = node_of(&addr).is_none_or(|node| {
+                lock(&shared).in_newest_isr(&super::workload::key_name(partition), node)
+            });
+            if fenced && by_sequence && config.strong && in_sync {
                 let why = format!(
                     "stale requests: a copy of producer {producer_id} epoch {epoch} seq \
                      {sequence} on t-{partition}, whose later epoch was acknowledged there, \
@@ -175,4 +182,10 @@ pub async fn redeliver(
             }
         }
     }
+}
+
+/// The broker id of a simulated node's address (`10.0.0.N:port`, as `World::ip` makes them).
+fn node_of(addr: &str) -> Option<i32> {
+    let host = addr.split(':').next()?;
+    host.strip_prefix("10.0.0.")?.parse().ok()
 }
