@@ -120,7 +120,7 @@ fn an_empty_group_keeps_its_protocol_type_and_members_show_their_host() {
                 .with_partition_index(0)
                 .with_committed_offset(5)])]);
     let plan = c.commit_offsets(150, &commit, 8);
-    c.offsets_committed(plan.records);
+    c.offsets_committed(0, plan.records);
     let leave = LeaveGroupRequest::default()
         .with_group_id(GroupId(s("g")))
         .with_members(

@@ -74,7 +74,7 @@ fn member_commit_is_planned_then_applied_after_the_append() {
     // Not visible before the append is durable.
     let before = c.fetch_offsets(&fetch("g", "t", vec![0]), 7);
     assert_eq!(before.topics[0].partitions[0].committed_offset, -1);
-    c.offsets_committed(plan.records.clone());
+    c.offsets_committed(0, plan.records.clone());
     let after = c.fetch_offsets(&fetch("g", "t", vec![0, 1, 2]), 7);
     let offsets: Vec<i64> = after.topics[0]
         .partitions
@@ -90,6 +90,37 @@ fn member_commit_is_planned_then_applied_after_the_append() {
     }
     let failed = plan.failed(error_code::REQUEST_TIMED_OUT);
     assert_eq!(codes(&failed), vec![error_code::REQUEST_TIMED_OUT; 2]);
+}
+
+/// Seed 1681 (session 18, outside the default campaign's 500): two commits of one partition,
+/// appended to `__consumer_offsets` at offsets 10 and 11, were made durable by one HW advance,
+/// and their waiting tasks ran later-first; the cache kept the earlier record's offset while the
+/// log's last word was the later one (a read-back of 266 where only 264 was acknowledged). A
+/// record never replaces one that lies later in the log (Kafka's `onOffsetCommitAppend`).
+#[test]
+fn a_commit_append_completing_late_does_not_overwrite_a_later_one() {
+    let (mut c, leader, _follower, generation) = stable_pair("g");
+    let early = c.commit_offsets(200, &commit("g", &leader, generation, &[("t", 0, 266)]), 8);
+    let late = c.commit_offsets(300, &commit("g", &leader, generation, &[("t", 0, 264)]), 8);
+    c.offsets_committed(11, late.records);
+    c.offsets_committed(10, early.records);
+    let read = c.fetch_offsets(&fetch("g", "t", vec![0]), 7);
+    assert_eq!(read.topics[0].partitions[0].committed_offset, 264);
+    // A tombstone later in the log removes the offset; a late record before it does not
+    // bring it back.
+    let tombstone = OffsetRecord {
+        key: OffsetKey {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+        },
+        value: None,
+    };
+    c.offsets_committed(20, [tombstone]);
+    let again = c.commit_offsets(400, &commit("g", &leader, generation, &[("t", 0, 100)]), 8);
+    c.offsets_committed(15, again.records);
+    let read = c.fetch_offsets(&fetch("g", "t", vec![0]), 7);
+    assert_eq!(read.topics[0].partitions[0].committed_offset, -1);
 }
 
 #[test]
@@ -138,7 +169,7 @@ fn standalone_commit_to_an_unused_group_and_oversized_metadata() {
     let mut c = coordinator();
     let plan = c.commit_offsets(5, &commit("solo", "", -1, &[("t", 0, 9)]), 2);
     assert_eq!(codes(&plan.response), vec![0]);
-    c.offsets_committed(plan.records);
+    c.offsets_committed(0, plan.records);
     let got = c.fetch_offsets(&fetch("solo", "t", vec![0]), 5);
     assert_eq!(got.topics[0].partitions[0].committed_offset, 9);
     let plan = c.commit_offsets(5, &commit("nobody", "m", 3, &[("t", 0, 9)]), 2);
@@ -156,7 +187,7 @@ fn standalone_commit_to_an_unused_group_and_oversized_metadata() {
 fn fetch_all_and_multi_group_form() {
     let mut c = coordinator();
     let plan = c.commit_offsets(1, &commit("solo", "", -1, &[("b", 1, 5), ("a", 0, 3)]), 8);
-    c.offsets_committed(plan.records);
+    c.offsets_committed(0, plan.records);
     let all = c.fetch_offsets(
         &OffsetFetchRequest::default()
             .with_group_id(GroupId(s("solo")))

@@ -105,6 +105,15 @@ fn stale_copies_answered_by_deposed_leaders_pass() {
     }
 }
 
+/// Seed 1681 (session 18, outside the default campaign's 500): two offset commits made durable
+/// by one HW advance completed later-first, and the coordinator's cache kept the earlier one
+/// (`broker/tests/group_offsets.rs`, `a_commit_append_completing_late_does_not_overwrite_a_later_one`).
+#[test]
+fn seed_1681_commits_applied_in_log_order_pass() {
+    let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
+    run_passing_seed(&scenario, 1681);
+}
+
 /// Seed 423 of the default campaign (session 8), with wipes as ungated as they were when it
 /// failed: a wiped node was restarted again before its registration reached the controller
 /// (a power loss). At its second start the data directory's marker existed, so an empty

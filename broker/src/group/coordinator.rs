@@ -202,7 +202,8 @@ impl GroupCoordinator {
             if self.partition_for(&record.key.group) != partition || record.key.group.is_empty() {
                 continue;
             }
-            self.apply_offset_record(record);
+            // In log order, below every append of this term.
+            self.apply_offset_record(record, i64::MIN);
         }
         self.check_invariants();
     }
@@ -244,18 +245,33 @@ impl GroupCoordinator {
         effects
     }
 
-    /// Applies durable offset records to the cache (after the acks=all append of a commit).
-    pub fn offsets_committed(&mut self, records: impl IntoIterator<Item = OffsetRecord>) {
-        for record in records {
+    /// Applies durable offset records to the cache (after the acks=all append of a commit),
+    /// `base_offset` being where the append put the first of them. Appends complete in any
+    /// order (their tasks wake in any order once the HW passes them): a record never replaces
+    /// one that lies later in the log (Kafka's `onOffsetCommitAppend`, `olderThan`).
+    pub fn offsets_committed(
+        &mut self,
+        base_offset: i64,
+        records: impl IntoIterator<Item = OffsetRecord>,
+    ) {
+        for (position, record) in (base_offset..).zip(records) {
             // The partition may have moved away while the append was in flight.
             if self.is_coordinator_for(&record.key.group) == error_code::NONE {
-                self.apply_offset_record(record);
+                self.apply_offset_record(record, position);
             }
         }
     }
 
-    fn apply_offset_record(&mut self, record: OffsetRecord) {
+    fn apply_offset_record(&mut self, record: OffsetRecord, position: i64) {
         let key = (record.key.topic, record.key.partition);
+        let newer = self
+            .groups
+            .get(&record.key.group)
+            .and_then(|g| g.offsets_applied_at.get(&key).filter(|at| **at > position));
+        if newer.is_some() {
+            buggify::probe!("group.late_commit_append_not_applied");
+            return;
+        }
         match record.value {
             Some(value) => {
                 let groups_full = self.groups.len() >= self.config.groups_max;
@@ -270,12 +286,29 @@ impl GroupCoordinator {
                 if group.offsets.len() < self.config.offsets_per_group_max
                     || group.offsets.contains_key(&key)
                 {
+                    group.offsets_applied_at.insert(key.clone(), position);
                     group.offsets.insert(key, value);
                 }
             }
             None => {
                 if let Some(group) = self.groups.get_mut(&record.key.group) {
-                    group.offsets.remove(&key);
+                    if group.offsets.remove(&key).is_some() {
+                        group.offsets_applied_at.insert(key, position);
+                        // Removed keys' positions are kept only against the few appends in
+                        // flight: beyond twice the offsets a group may hold, the oldest go.
+                        let bound = 2 * self.config.offsets_per_group_max;
+                        while group.offsets_applied_at.len() > bound {
+                            let offsets = &group.offsets;
+                            let oldest = group
+                                .offsets_applied_at
+                                .iter()
+                                .filter(|(key, _)| !offsets.contains_key(*key))
+                                .min_by_key(|(_, at)| **at)
+                                .map(|(key, _)| key.clone());
+                            let Some(oldest) = oldest else { break };
+                            group.offsets_applied_at.remove(&oldest);
+                        }
+                    }
                 }
             }
         }

@@ -67,8 +67,8 @@ impl GroupCoordinator {
 
     /// The tombstones of a group deletion are durable: apply them, and forget the group if it
     /// is still Empty (a member may have joined meanwhile; its group stays, without offsets).
-    pub fn group_deleted(&mut self, plan: DeletionPlan, group_id: &str) {
-        self.offsets_committed(plan.tombstones);
+    pub fn group_deleted(&mut self, base_offset: i64, plan: DeletionPlan, group_id: &str) {
+        self.offsets_committed(base_offset, plan.tombstones);
         let forget = self
             .groups
             .get(group_id)

@@ -125,6 +125,9 @@ pub struct Group {
     pub initial_delay_end_ms: Option<u64>,
     /// Committed offsets by (topic, partition).
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// The `__consumer_offsets` offset of the record each key was last applied from (kept
+    /// across tombstones): an append that completes late never overwrites a newer one.
+    pub offsets_applied_at: BTreeMap<(String, i32), i64>,
 }
 
 impl Group {
@@ -144,6 +147,7 @@ impl Group {
             rebalance_deadline_ms: 0,
             initial_delay_end_ms: None,
             offsets: BTreeMap::new(),
+            offsets_applied_at: BTreeMap::new(),
         }
     }
 

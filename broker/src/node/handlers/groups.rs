@@ -288,8 +288,9 @@ impl GroupService {
             .append_records(plan.offsets_partition, &plan.records)
             .await
         {
-            Ok(()) => {
-                self.coordinator().offsets_committed(plan.records.clone());
+            Ok(base_offset) => {
+                self.coordinator()
+                    .offsets_committed(base_offset, plan.records.clone());
                 plan.response
             }
             Err(code) => plan.failed(code),
@@ -299,7 +300,7 @@ impl GroupService {
     /// Appends offset records (commits or tombstones) to offsets partition `index` with
     /// acks=all. The refusal is the coordinator's code for the client: NOT_COORDINATOR,
     /// REQUEST_TIMED_OUT or COORDINATOR_NOT_AVAILABLE.
-    async fn append_records(&self, index: i32, records: &[OffsetRecord]) -> Result<(), i16> {
+    async fn append_records(&self, index: i32, records: &[OffsetRecord]) -> Result<i64, i16> {
         assert!(!records.is_empty(), "nothing to append is answered before");
         let tp = TopicPartition::new(OFFSETS_TOPIC, index);
         let Some(partition) = self.shared.partition(&tp) else {
@@ -312,7 +313,7 @@ impl GroupService {
             builder.push(Some(key), value.as_deref(), runtime::wall_clock_ms(), &[]);
         }
         match partition.produce(builder.build(), Acks::All).await {
-            Ok(_) => Ok(()),
+            Ok(base_offset) => Ok(base_offset.0),
             Err(error) => {
                 tracing::info!(%tp, %error, "offset records not durable");
                 Err(match error.error_code() {
@@ -339,14 +340,15 @@ impl GroupService {
                 Err(code) => code,
                 Ok(plan) => {
                     let written = if plan.tombstones.is_empty() {
-                        Ok(())
+                        Ok(i64::MIN)
                     } else {
                         self.append_records(plan.offsets_partition, &plan.tombstones)
                             .await
                     };
                     match written {
-                        Ok(()) => {
-                            self.coordinator().group_deleted(plan, &group_id.0);
+                        Ok(base_offset) => {
+                            self.coordinator()
+                                .group_deleted(base_offset, plan, &group_id.0);
                             0
                         }
                         Err(code) => code,
@@ -410,7 +412,9 @@ impl GroupService {
                 .append_records(plan.offsets_partition, &plan.tombstones)
                 .await
             {
-                Ok(()) => self.coordinator().offsets_committed(plan.tombstones),
+                Ok(base_offset) => self
+                    .coordinator()
+                    .offsets_committed(base_offset, plan.tombstones),
                 Err(code) => failure = Some(code),
             }
         }
