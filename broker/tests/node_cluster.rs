@@ -556,3 +556,106 @@ async fn a_copy_that_failed_on_a_full_disk_comes_back_once_space_returns() {
         cluster.stop(i);
     }
 }
+
+/// A failed copy's offline mark cleared while it is still failed (simulator seed 541): a first
+/// repair's `ReplicaOnline`, refused for a stale partition epoch and retried, commits after the
+/// copy failed again and its new repair task's `ReplicaOffline` was answered (already marked,
+/// nothing changed). The new task must say offline again and repair once space returns; before,
+/// it waited for good for a mark that never came back, and the copy never rejoined the ISR.
+/// The late `ReplicaOnline` is sent here as that retry would, with the broker's incarnation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_copy_whose_offline_mark_a_late_online_report_cleared_still_comes_back() {
+    node_support::log_from_env();
+    let cluster = start_cluster(LogSettings::default()).await;
+    let bootstrap = cluster.bootstrap();
+    let admin = Admin::new(ClientConfig::new(bootstrap.clone())).unwrap();
+    every_broker_unfenced(&admin, 3).await;
+    let min_isr = [("min.insync.replicas".to_string(), "2".to_string())];
+    admin
+        .create_topic("remarked", 1, 3, &min_isr)
+        .await
+        .unwrap();
+    let tp = wire::TopicPartition::new("remarked", 0);
+    let state_on = |cluster: &TestCluster, i: usize| {
+        let broker = cluster.nodes[i].as_ref()?.broker.as_ref()?;
+        Some(broker.image().partition(&tp)?.clone())
+    };
+    let leader = cluster.wait_for_full_isr(&tp).await;
+    let follower = (leader + 1) % 3;
+    let follower_id = wire::BrokerId(i32::try_from(follower + 1).unwrap());
+    let producer = Producer::new(
+        ClientConfig::new(bootstrap.clone()),
+        ProducerConfig::default(),
+    )
+    .await
+    .unwrap();
+    let value = Bytes::from(vec![b'r'; 1024]);
+
+    // The follower's disk fills up: its copy fails and is marked offline.
+    let disk = &cluster.disks[follower];
+    disk.set_faults(log_core::FaultConfig {
+        capacity_bytes: Some(disk.used_bytes()),
+        ..log_core::FaultConfig::default()
+    });
+    for _ in 0..20 {
+        producer
+            .send("remarked", Some(0), None, value.clone())
+            .await
+            .unwrap();
+    }
+    eventually("the full copy is marked offline", || {
+        let offline = state_on(&cluster, follower)
+            .is_some_and(|s| s.offline.contains(&follower_id) && !s.isr.contains(&follower_id));
+        async move { offline }
+    })
+    .await;
+
+    // An earlier repair's retried ReplicaOnline commits now, while the copy is still failed.
+    let broker = cluster.nodes[follower]
+        .as_ref()
+        .and_then(|n| n.broker.clone())
+        .unwrap();
+    let late_online = controller::Request::ReplicaOnline {
+        broker: broker.broker_id,
+        incarnation: broker.incarnation,
+        partition: tp.clone(),
+        intact: true,
+    };
+    let cleared = match broker.controller.request(late_online).await.unwrap() {
+        controller::Reply::PartitionAltered(state) => state,
+        other => panic!("unexpected answer to ReplicaOnline: {other:?}"),
+    };
+    assert!(
+        !cleared.offline.contains(&follower_id),
+        "the late report cleared the mark: {cleared:?}"
+    );
+    // The follower's image shows it (or something newer) before space returns, else its repair
+    // task could simply find the old mark still there.
+    eventually("the cleared mark in the follower's image", || {
+        let seen = state_on(&cluster, follower)
+            .is_some_and(|s| s.partition_epoch >= cleared.partition_epoch);
+        async move { seen }
+    })
+    .await;
+    assert!(
+        cluster
+            .partition_on(follower, &tp)
+            .is_none_or(|p| p.status().failed.is_some()),
+        "the copy on the full disk is still failed"
+    );
+
+    // Space returns: the copy is marked offline again, repaired and back in the ISR.
+    disk.set_faults(log_core::FaultConfig::default());
+    eventually("the repaired copy back in the ISR", || {
+        let back =
+            state_on(&cluster, leader).is_some_and(|s| s.offline.is_empty() && s.isr.len() == 3);
+        async move { back }
+    })
+    .await;
+    let repaired = cluster.partition_on(follower, &tp).unwrap().status();
+    assert_eq!(repaired.failed, None, "serving again: {repaired:?}");
+    let mut cluster = cluster;
+    for i in 0..3 {
+        cluster.stop(i);
+    }
+}

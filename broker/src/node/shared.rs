@@ -44,7 +44,10 @@ enum Repair {
     },
     /// No longer hosted here (deleted or reassigned): nothing to repair.
     Gone,
-    /// Not yet (the disk still fails, or the controller's offline mark has not arrived): why.
+    /// The local image shows no offline mark for this copy: not arrived yet, or cleared by an
+    /// earlier repair's `ReplicaOnline` that committed after this failure's `ReplicaOffline`.
+    Unmarked,
+    /// Not yet (the disk still fails): why.
     NotYet(String),
 }
 
@@ -295,7 +298,7 @@ impl Shared {
             return Repair::Gone;
         };
         if !state.offline.contains(&self.broker_id) {
-            return Repair::NotYet("the controller's offline mark has not arrived".into());
+            return Repair::Unmarked;
         }
         let settings = self.settings(topic_config);
         let (disk, dir, config) = (self.disk.clone(), partition_dir(tp), settings.log);
@@ -478,7 +481,7 @@ async fn partition_down(shared: Arc<Shared>, tp: TopicPartition) {
         incarnation: shared.incarnation,
         partition: tp.clone(),
     };
-    if !shared.report(&tp, offline).await {
+    if !shared.report(&tp, offline.clone()).await {
         return;
     }
     tracing::warn!(%tp, "controller moved the failed replica out of the ISR");
@@ -506,6 +509,16 @@ async fn partition_down(shared: Arc<Shared>, tp: TopicPartition) {
                 return;
             }
             Repair::Gone => return,
+            Repair::Unmarked => {
+                // An offline report on a marked copy is answered at once, unchanged: if an
+                // earlier repair's ReplicaOnline (refused, retried) committed after it, the mark
+                // is gone while this copy is still failed, and it would wait for good. Say it
+                // again (a no-op while the mark is merely in flight to our image).
+                tracing::info!(%tp, backoff, "failed copy not marked offline; reporting it again");
+                if !shared.report(&tp, offline.clone()).await {
+                    return;
+                }
+            }
             Repair::NotYet(why) => {
                 tracing::info!(%tp, %why, backoff, "failed partition not repaired yet");
             }
