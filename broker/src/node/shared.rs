@@ -359,11 +359,22 @@ impl Shared {
     }
 
     /// Tells the controller about this broker's copy of `tp` until it is heard (true) or moot
-    /// (false: a newer process of this broker exists, or the partition is gone); any other
-    /// refusal is retried.
-    async fn report(&self, tp: &TopicPartition, ask: controller::Request) -> bool {
+    /// (false: a newer process of this broker exists, the partition is gone, or `superseded()`
+    /// before a retry); any other refusal is retried.
+    async fn report(
+        &self,
+        tp: &TopicPartition,
+        ask: controller::Request,
+        superseded: impl Fn() -> bool,
+    ) -> bool {
         let mut backoff = REPORT_BACKOFF_MIN_MS;
+        let mut retry = false;
         loop {
+            if retry && superseded() {
+                tracing::info!(%tp, "report on a copy superseded by a newer failure; dropped");
+                return false;
+            }
+            retry = true;
             match self.controller.request(ask.clone()).await {
                 Ok(_) => return true,
                 Err(crate::control::ControlError::Refused(
@@ -481,7 +492,7 @@ async fn partition_down(shared: Arc<Shared>, tp: TopicPartition) {
         incarnation: shared.incarnation,
         partition: tp.clone(),
     };
-    if !shared.report(&tp, offline.clone()).await {
+    if !shared.report(&tp, offline.clone(), || false).await {
         return;
     }
     tracing::warn!(%tp, "controller moved the failed replica out of the ISR");
@@ -505,7 +516,15 @@ async fn partition_down(shared: Arc<Shared>, tp: TopicPartition) {
                     partition: tp.clone(),
                     intact,
                 };
-                shared.report(&tp, online).await;
+                // Once the copy failed again, a newer task reports it offline: this report,
+                // if still being retried, must not clear that task's mark (seed 541). Not
+                // watertight (a try in flight may still land late), hence `Repair::Unmarked`.
+                let failed_again = || {
+                    shared
+                        .partition(&tp)
+                        .is_none_or(|p| p.status().failed.is_some())
+                };
+                shared.report(&tp, online, failed_again).await;
                 return;
             }
             Repair::Gone => return,
@@ -515,7 +534,7 @@ async fn partition_down(shared: Arc<Shared>, tp: TopicPartition) {
                 // is gone while this copy is still failed, and it would wait for good. Say it
                 // again (a no-op while the mark is merely in flight to our image).
                 tracing::info!(%tp, backoff, "failed copy not marked offline; reporting it again");
-                if !shared.report(&tp, offline.clone()).await {
+                if !shared.report(&tp, offline.clone(), || false).await {
                     return;
                 }
             }
