@@ -108,10 +108,17 @@ fn stale_copies_answered_by_deposed_leaders_pass() {
 /// Seed 1681 (session 18, outside the default campaign's 500): two offset commits made durable
 /// by one HW advance completed later-first, and the coordinator's cache kept the earlier one
 /// (`broker/tests/group_offsets.rs`, `a_commit_append_completing_late_does_not_overwrite_a_later_one`).
+///
+/// Seed 541 (session 18): a failed copy's offline mark was cleared by an earlier repair's
+/// retried ReplicaOnline, and its new repair task waited for good for the mark
+/// (`broker/tests/node_cluster.rs`,
+/// `a_failed_copy_whose_offline_mark_a_late_online_report_cleared_still_comes_back`).
 #[test]
-fn seed_1681_commits_applied_in_log_order_pass() {
+fn seeds_1681_and_541_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
-    run_passing_seed(&scenario, 1681);
+    for seed in [1681, 541] {
+        run_passing_seed(&scenario, seed);
+    }
 }
 
 /// Seed 423 of the default campaign (session 8), with wipes as ungated as they were when it
