@@ -121,6 +121,21 @@ fn a_commit_append_completing_late_does_not_overwrite_a_later_one() {
     c.offsets_committed(15, again.records);
     let read = c.fetch_offsets(&fetch("g", "t", vec![0]), 7);
     assert_eq!(read.topics[0].partitions[0].committed_offset, -1);
+    // The same for a key the cache never held: its tombstone (a group deletion's, say) is
+    // applied first, the commit of it that lies before the tombstone completes late.
+    let tombstone = OffsetRecord {
+        key: OffsetKey {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 1,
+        },
+        value: None,
+    };
+    c.offsets_committed(30, [tombstone]);
+    let first = c.commit_offsets(500, &commit("g", &leader, generation, &[("t", 1, 5)]), 8);
+    c.offsets_committed(25, first.records);
+    let read = c.fetch_offsets(&fetch("g", "t", vec![1]), 7);
+    assert_eq!(read.topics[0].partitions[0].committed_offset, -1);
 }
 
 #[test]

@@ -292,22 +292,23 @@ impl GroupCoordinator {
             }
             None => {
                 if let Some(group) = self.groups.get_mut(&record.key.group) {
-                    if group.offsets.remove(&key).is_some() {
-                        group.offsets_applied_at.insert(key, position);
-                        // Removed keys' positions are kept only against the few appends in
-                        // flight: beyond twice the offsets a group may hold, the oldest go.
-                        let bound = 2 * self.config.offsets_per_group_max;
-                        while group.offsets_applied_at.len() > bound {
-                            let offsets = &group.offsets;
-                            let oldest = group
-                                .offsets_applied_at
-                                .iter()
-                                .filter(|(key, _)| !offsets.contains_key(*key))
-                                .min_by_key(|(_, at)| **at)
-                                .map(|(key, _)| key.clone());
-                            let Some(oldest) = oldest else { break };
-                            group.offsets_applied_at.remove(&oldest);
-                        }
+                    // The position is kept whether or not the cache held the key: a commit of
+                    // it still in flight lies before the tombstone and must not put it back.
+                    group.offsets.remove(&key);
+                    group.offsets_applied_at.insert(key, position);
+                    // Removed keys' positions are kept only against the few appends in flight:
+                    // beyond twice the offsets a group may hold, the oldest go.
+                    let bound = 2 * self.config.offsets_per_group_max;
+                    while group.offsets_applied_at.len() > bound {
+                        let offsets = &group.offsets;
+                        let oldest = group
+                            .offsets_applied_at
+                            .iter()
+                            .filter(|(key, _)| !offsets.contains_key(*key))
+                            .min_by_key(|(_, at)| **at)
+                            .map(|(key, _)| key.clone());
+                        let Some(oldest) = oldest else { break };
+                        group.offsets_applied_at.remove(&oldest);
                     }
                 }
             }
