@@ -108,30 +108,14 @@ fn a_commit_append_completing_late_does_not_overwrite_a_later_one() {
     assert_eq!(read.topics[0].partitions[0].committed_offset, 264);
     // A tombstone later in the log removes the offset; a late record before it does not
     // bring it back.
-    let tombstone = OffsetRecord {
-        key: OffsetKey {
-            group: "g".into(),
-            topic: "t".into(),
-            partition: 0,
-        },
-        value: None,
-    };
-    c.offsets_committed(20, [tombstone]);
+    c.offsets_committed(20, [record("g", "t", 0, None)]);
     let again = c.commit_offsets(400, &commit("g", &leader, generation, &[("t", 0, 100)]), 8);
     c.offsets_committed(15, again.records);
     let read = c.fetch_offsets(&fetch("g", "t", vec![0]), 7);
     assert_eq!(read.topics[0].partitions[0].committed_offset, -1);
     // The same for a key the cache never held: its tombstone (a group deletion's, say) is
     // applied first, the commit of it that lies before the tombstone completes late.
-    let tombstone = OffsetRecord {
-        key: OffsetKey {
-            group: "g".into(),
-            topic: "t".into(),
-            partition: 1,
-        },
-        value: None,
-    };
-    c.offsets_committed(30, [tombstone]);
+    c.offsets_committed(30, [record("g", "t", 1, None)]);
     let first = c.commit_offsets(500, &commit("g", &leader, generation, &[("t", 1, 5)]), 8);
     c.offsets_committed(25, first.records);
     let read = c.fetch_offsets(&fetch("g", "t", vec![1]), 7);

@@ -469,36 +469,27 @@ async fn a_broker_that_cannot_open_a_partition_tells_the_controller() {
     }
 }
 
-/// A follower's disk fills up: its append fails, the copy leaves the ISR (the controller marks
-/// it offline) while the others go on acknowledging; once space returns the copy is repaired in
-/// place — no restart — catches up and rejoins the ISR, and nothing acknowledged is missing.
-/// (Before, a full disk kept the partition failed until the broker restarted.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_copy_that_failed_on_a_full_disk_comes_back_once_space_returns() {
-    node_support::log_from_env();
+/// A 3-node cluster with topic `topic` (1 partition, RF 3, min ISR 2) whose follower's disk is
+/// full: 20 records of `fill` are acknowledged after the disk stopped taking more, so the
+/// follower's copy has failed. Returns the cluster, its partition, the leader's and the
+/// follower's node index, and a producer.
+async fn cluster_with_a_full_follower(
+    topic: &str,
+    fill: u8,
+) -> (TestCluster, wire::TopicPartition, usize, usize, Producer) {
     let cluster = start_cluster(LogSettings::default()).await;
     let bootstrap = cluster.bootstrap();
     let admin = Admin::new(ClientConfig::new(bootstrap.clone())).unwrap();
     every_broker_unfenced(&admin, 3).await;
     let min_isr = [("min.insync.replicas".to_string(), "2".to_string())];
-    admin.create_topic("full", 1, 3, &min_isr).await.unwrap();
-    let tp = wire::TopicPartition::new("full", 0);
-    let partition_on = |cluster: &TestCluster, i: usize| cluster.partition_on(i, &tp);
-    let state_on = |cluster: &TestCluster, i: usize| {
-        let broker = cluster.nodes[i].as_ref()?.broker.as_ref()?;
-        Some(broker.image().partition(&tp)?.clone())
-    };
+    admin.create_topic(topic, 1, 3, &min_isr).await.unwrap();
+    let tp = wire::TopicPartition::new(topic, 0);
     let leader = cluster.wait_for_full_isr(&tp).await;
     let follower = (leader + 1) % 3;
-    let follower_id = wire::BrokerId(i32::try_from(follower + 1).unwrap());
-    let producer = Producer::new(
-        ClientConfig::new(bootstrap.clone()),
-        ProducerConfig::default(),
-    )
-    .await
-    .unwrap();
-    let value = Bytes::from(vec![b'f'; 1024]);
-
+    let producer = Producer::new(ClientConfig::new(bootstrap), ProducerConfig::default())
+        .await
+        .unwrap();
+    let value = Bytes::from(vec![fill; 1024]);
     // The follower's disk is full from now on: its next append fails.
     let disk = &cluster.disks[follower];
     disk.set_faults(log_core::FaultConfig {
@@ -507,10 +498,31 @@ async fn a_copy_that_failed_on_a_full_disk_comes_back_once_space_returns() {
     });
     for _ in 0..20 {
         producer
-            .send("full", Some(0), None, value.clone())
+            .send(topic, Some(0), None, value.clone())
             .await
             .unwrap();
     }
+    (cluster, tp, leader, follower, producer)
+}
+
+/// A follower's disk fills up: its append fails, the copy leaves the ISR (the controller marks
+/// it offline) while the others go on acknowledging; once space returns the copy is repaired in
+/// place — no restart — catches up and rejoins the ISR, and nothing acknowledged is missing.
+/// (Before, a full disk kept the partition failed until the broker restarted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_failed_on_a_full_disk_comes_back_once_space_returns() {
+    node_support::log_from_env();
+    let (cluster, tp, leader, follower, producer) =
+        cluster_with_a_full_follower("full", b'f').await;
+    let bootstrap = cluster.bootstrap();
+    let value = Bytes::from(vec![b'f'; 1024]);
+    let disk = &cluster.disks[follower];
+    let partition_on = |cluster: &TestCluster, i: usize| cluster.partition_on(i, &tp);
+    let state_on = |cluster: &TestCluster, i: usize| {
+        let broker = cluster.nodes[i].as_ref()?.broker.as_ref()?;
+        Some(broker.image().partition(&tp)?.clone())
+    };
+    let follower_id = wire::BrokerId(i32::try_from(follower + 1).unwrap());
     eventually("the full copy is marked offline", || {
         let offline = state_on(&cluster, leader)
             .is_some_and(|s| s.offline.contains(&follower_id) && !s.isr.contains(&follower_id));
@@ -566,43 +578,15 @@ async fn a_copy_that_failed_on_a_full_disk_comes_back_once_space_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_copy_whose_offline_mark_a_late_online_report_cleared_still_comes_back() {
     node_support::log_from_env();
-    let cluster = start_cluster(LogSettings::default()).await;
-    let bootstrap = cluster.bootstrap();
-    let admin = Admin::new(ClientConfig::new(bootstrap.clone())).unwrap();
-    every_broker_unfenced(&admin, 3).await;
-    let min_isr = [("min.insync.replicas".to_string(), "2".to_string())];
-    admin
-        .create_topic("remarked", 1, 3, &min_isr)
-        .await
-        .unwrap();
-    let tp = wire::TopicPartition::new("remarked", 0);
+    // The follower's disk fills up: its copy fails and is marked offline.
+    let (cluster, tp, leader, follower, _producer) =
+        cluster_with_a_full_follower("remarked", b'r').await;
+    let disk = &cluster.disks[follower];
     let state_on = |cluster: &TestCluster, i: usize| {
         let broker = cluster.nodes[i].as_ref()?.broker.as_ref()?;
         Some(broker.image().partition(&tp)?.clone())
     };
-    let leader = cluster.wait_for_full_isr(&tp).await;
-    let follower = (leader + 1) % 3;
     let follower_id = wire::BrokerId(i32::try_from(follower + 1).unwrap());
-    let producer = Producer::new(
-        ClientConfig::new(bootstrap.clone()),
-        ProducerConfig::default(),
-    )
-    .await
-    .unwrap();
-    let value = Bytes::from(vec![b'r'; 1024]);
-
-    // The follower's disk fills up: its copy fails and is marked offline.
-    let disk = &cluster.disks[follower];
-    disk.set_faults(log_core::FaultConfig {
-        capacity_bytes: Some(disk.used_bytes()),
-        ..log_core::FaultConfig::default()
-    });
-    for _ in 0..20 {
-        producer
-            .send("remarked", Some(0), None, value.clone())
-            .await
-            .unwrap();
-    }
     eventually("the full copy is marked offline", || {
         let offline = state_on(&cluster, follower)
             .is_some_and(|s| s.offline.contains(&follower_id) && !s.isr.contains(&follower_id));
