@@ -2341,7 +2341,10 @@ omission).\n\
 fill the topic for {seconds} s with the same producer, then one consumer (`assign` from offset \
 0, no group membership, auto commit off) reads every partition up to its highest acknowledged \
 offset; records/s = records read / time from `assign` to the last one; the count must equal \
-the acknowledged ends.\n\
+the acknowledged ends. The consumer sets fetch.queue.backoff.ms=10 (librdkafka's default, 1000 \
+ms, idles a partition for a second whenever its local queue holds 100,000 records, which this \
+loop drains in a fraction of that: the figure measured that second and the records per fetch, \
+not the broker).\n\
 4. **The disk's fsynced bandwidth**, measured before the targets: {disk}. The reference for \
 rill-RF3 at each partition count is the chunk size nearest (log scale) to librdkafka's average \
 batch at rill's peak there (a leader appends one batch per partition per Produce, and a \
