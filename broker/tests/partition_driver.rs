@@ -752,6 +752,79 @@ async fn retention_moves_the_cores_log_start_and_a_follower_below_it_starts_over
     }
 }
 
+/// Seed 8845: a deposed leader holds a three-record batch its successor never got; the new
+/// leader's log start (DeleteRecords here, retention there) then passes the middle of that
+/// batch, so its divergence answer for the old epoch names an offset inside the batch (its
+/// first epoch's start, as Kafka answers). The log can only drop the batch whole: the follower
+/// used to fetch again above its own log end, claiming records it did not hold (a fail-stop
+/// assertion in the driver aborted the broker). It now truncates to the batch's start and,
+/// being below the leader's start, starts over there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_divergence_inside_a_batch_truncates_the_whole_batch_and_catches_up() {
+    let trio = open_trio();
+    let (old, new) = (trio.partitions[0].clone(), trio.partitions[1].clone());
+    old.produce(batch(&["a"]), Acks::All).await.unwrap();
+    wait_until("every replica has the first record", || {
+        trio.partitions
+            .iter()
+            .all(|p| p.status().high_watermark == Offset(1))
+    })
+    .await;
+    let cut_off = |broker: BrokerId| trio.net.partitions.lock().unwrap().remove(&broker);
+    cut_off(BROKERS[1]);
+    cut_off(BROKERS[2]);
+    old.produce(batch(&["x", "y", "z"]), Acks::Leader)
+        .await
+        .unwrap();
+    assert_eq!(
+        old.status().log_end_offset,
+        Offset(4),
+        "only the old leader has it"
+    );
+    cut_off(BROKERS[0]);
+    let reconnect = |broker: usize| {
+        trio.net
+            .partitions
+            .lock()
+            .unwrap()
+            .insert(BROKERS[broker], Arc::downgrade(&trio.partitions[broker]));
+    };
+    reconnect(1);
+    reconnect(2);
+    let mut moved = state(BROKERS[1], 2);
+    moved.isr = BTreeSet::from([BROKERS[1], BROKERS[2]]);
+    for partition in &trio.partitions {
+        partition.apply_state(moved.clone());
+    }
+    for value in ["p", "q", "r", "s"] {
+        new.produce(batch(&[value]), Acks::Leader).await.unwrap();
+    }
+    wait_until("the new leader's HW passes its records", || {
+        new.status().high_watermark == Offset(5)
+    })
+    .await;
+    assert_eq!(new.delete_records(3).unwrap(), Offset(3));
+    reconnect(0);
+    wait_until(
+        "the deposed leader catches up from the new leader's start",
+        || old.status().log_end_offset == Offset(5),
+    )
+    .await;
+    let status = old.status();
+    assert_eq!(status.failed, None);
+    assert_eq!(
+        status.log_start_offset,
+        Offset(3),
+        "started over at the leader's start"
+    );
+    assert!(
+        trio.net.failed.lock().unwrap().is_empty(),
+        "no replica failed"
+    );
+    old.check_invariants();
+    new.check_invariants();
+}
+
 fn batch_at(values: &[&str], timestamp: i64) -> Vec<u8> {
     let mut builder = BatchBuilder::new();
     for value in values {

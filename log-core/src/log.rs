@@ -1644,6 +1644,27 @@ impl PartitionLog {
         })
     }
 
+    /// The log end [`PartitionLog::truncate_to`]`(offset)` would leave, without changing
+    /// anything: `offset` itself at a batch boundary, the start of the batch holding `offset`
+    /// inside one, the log end at or past it. A follower names this to its replication core
+    /// before the core truncates, so the core's log end stays the log's.
+    pub fn end_after_truncation(&self, offset: Offset) -> Result<Offset, LogError> {
+        self.check_usable()?;
+        if offset >= self.log_end_offset() {
+            return Ok(self.log_end_offset());
+        }
+        if offset < self.log_start_offset {
+            // The log starts over at `offset`.
+            return Ok(offset);
+        }
+        let (_, segment) = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .expect("offset >= log start >= first base");
+        segment.end_if_cut_at(&*self.disk, offset)
+    }
+
     /// Removes everything at and after `offset` (a follower's divergent suffix). The log ends at
     /// a batch boundary at or below `offset`. Durable on return.
     pub fn truncate_to(&mut self, offset: Offset) -> Result<(), LogError> {

@@ -405,6 +405,33 @@ impl Segment {
         }
         Ok(None)
     }
+
+    /// Where this segment would end if everything at and after `offset` were cut away (what
+    /// [`crate::PartitionLog::truncate_to`] leaves): a batch is kept or dropped whole, so inside a
+    /// batch the end is that batch's start, below `offset`.
+    pub fn end_if_cut_at(&self, disk: &dyn Disk, offset: Offset) -> Result<Offset, LogError> {
+        let Some((cut, header)) = self.find(disk, offset)? else {
+            return Ok(self.next_offset);
+        };
+        if cut == 0 {
+            return Ok(self.base_offset);
+        }
+        if self.dense {
+            // Batches follow each other without gaps: the kept prefix ends where this one starts.
+            return Ok(header.base_offset);
+        }
+        // A compacted segment may have gaps: the kept prefix ends with its own last batch.
+        let mut position = 0;
+        let mut end = self.base_offset;
+        while position < cut {
+            let Some(kept) = self.header_at(disk, position)? else {
+                break;
+            };
+            end = kept.next_offset();
+            position += kept.total_bytes() as u64;
+        }
+        Ok(end)
+    }
 }
 
 /// `path` with `suffix` appended to its file name.

@@ -314,9 +314,14 @@ fn apply(
                 batch_start.unwrap_or(target)
             };
             model.flushed = model.flushed.min(floor);
+            let predicted = log.end_after_truncation(target)?;
             log.truncate_to(target)?;
             let end = log.log_end_offset();
             assert!(end <= target.max(model.log_end));
+            assert_eq!(
+                end, predicted,
+                "end_after_truncation({target:?}) named where it ends"
+            );
             model.records.split_off(&end);
             model.batch_starts.split_off(&end);
             model.log_end = end;

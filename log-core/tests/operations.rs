@@ -46,6 +46,20 @@ fn truncate_to_drops_the_suffix_the_epochs_and_lowers_the_recovery_point() {
         log.end_offset_for_epoch(LeaderEpoch(2)),
         Some((LeaderEpoch(2), Offset(120)))
     );
+    for (target, end) in [
+        (101, 100),
+        (100, 100),
+        (99, 98),
+        (0, 0),
+        (180, 180),
+        (500, 180),
+    ] {
+        assert_eq!(
+            log.end_after_truncation(Offset(target)).unwrap(),
+            Offset(end),
+            "truncating to {target} leaves the log ending at {end}"
+        );
+    }
     log.truncate_to(Offset(101)).unwrap();
     assert_eq!(
         log.log_end_offset(),

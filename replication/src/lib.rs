@@ -19,7 +19,11 @@
 //!    [`Replica::check_invariants`] after each step in tests and simulation.
 //! 4. **Apply the effects in order:**
 //!    - [`Effect::Append`]: append the batch at the LEO (volatile). [`Effect::TruncateTo`]: cut
-//!      the log there, durably. [`Effect::TruncateFullyAndStartAt`]: delete the whole log and
+//!      the log there, durably. The core cannot see batches, so it must be told only
+//!      truncation offsets the log can cut at exactly: before feeding a leader's answer that
+//!      names one (a diverging epoch, an OffsetsForLeaderEpoch end, an OffsetOutOfRange log
+//!      end), lower an offset inside one of this copy's batches to that batch's start
+//!      (log-core's `end_after_truncation`). [`Effect::TruncateFullyAndStartAt`]: delete the whole log and
 //!      start it empty at that offset, durably (a follower below the leader's log start).
 //!      [`Effect::Flush`]: make everything below `up_to` durable, then feed
 //!      [`Input::FlushCompleted`] with the same `seq`. Completions may be late; the replica ignores

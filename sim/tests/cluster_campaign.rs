@@ -113,10 +113,16 @@ fn stale_copies_answered_by_deposed_leaders_pass() {
 /// retried ReplicaOnline, and its new repair task waited for good for the mark
 /// (`broker/tests/node_cluster.rs`,
 /// `a_failed_copy_whose_offline_mark_a_late_online_report_cleared_still_comes_back`).
+///
+/// Seed 8845 (session 19): a leader whose log start retention had moved answered a deposed
+/// leader's divergence question with that start, inside a batch only the deposed copy held; the
+/// log dropped the batch whole, the core did not know, and its next fetch claimed records the
+/// copy no longer held (the driver's fail-stop assertion) (`broker/tests/partition_driver.rs`,
+/// `a_divergence_inside_a_batch_truncates_the_whole_batch_and_catches_up`).
 #[test]
-fn seeds_1681_and_541_pass() {
+fn seeds_found_beyond_the_default_campaign_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
-    for seed in [1681, 541] {
+    for seed in [1681, 541, 8845] {
         run_passing_seed(&scenario, seed);
     }
 }

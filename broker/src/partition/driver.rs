@@ -299,6 +299,14 @@ impl Partition {
             inner.replica.log_end_offset(),
         );
         let is_produce = matches!(input, Input::Produce(_));
+        let input = match inner.log.as_ref().map(|log| align_truncation(log, input)) {
+            Some(Ok(input)) => input,
+            Some(Err(error)) => {
+                self.fail(&mut inner, format!("{}", storage(error)));
+                return (Vec::new(), None);
+            }
+            None => return (Vec::new(), None),
+        };
         let effects = inner.replica.step(runtime::monotonic_ms(), input);
         inner.replica.check_invariants();
         inner.capture_for = capture_for;
@@ -1622,6 +1630,44 @@ fn record_producers(inner: &mut Inner, base_offset: Offset, payload: &[u8]) {
 fn log_active_base(inner: &Inner) -> Result<Offset, PartitionError> {
     let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
     Ok(log.active_segment_base())
+}
+
+/// A leader's answer that makes this follower truncate names where the leader's log and ours
+/// part, and the core takes that offset as its new log end. The log keeps or drops a batch
+/// whole, so an offset inside one of our batches would leave the core's log end above the
+/// log's, and the next fetch would report records this copy no longer holds. It happens when
+/// the two logs' batches differ there: a leader whose log start (retention) is past the epoch
+/// it is asked about answers with that start, which may fall inside a batch only our copy has
+/// (seed 8845). The offset is named here as the log will leave it: the start of that batch,
+/// which is also where the two logs last agree.
+fn align_truncation(log: &PartitionLog, input: Input) -> Result<Input, LogError> {
+    let Input::Message { from, mut message } = input else {
+        return Ok(input);
+    };
+    match &mut message {
+        Message::FetchResponse(FetchResponse {
+            result:
+                Ok(replication::FetchData {
+                    diverging_epoch: Some(end),
+                    ..
+                }),
+            ..
+        })
+        | Message::OffsetsForLeaderEpochResponse(OffsetsForLeaderEpochResponse {
+            result: Ok(end),
+            ..
+        }) => {
+            end.end_offset = log.end_after_truncation(end.end_offset)?;
+        }
+        Message::FetchResponse(FetchResponse {
+            result: Err(replication::Error::OffsetOutOfRange { log_end_offset, .. }),
+            ..
+        }) => {
+            *log_end_offset = log.end_after_truncation(*log_end_offset)?;
+        }
+        _ => {}
+    }
+    Ok(Input::Message { from, message })
 }
 
 /// After every step: the log's HW follows the core's. The HW is core state the log only keeps
