@@ -85,6 +85,8 @@ pub struct Shared {
     /// The OAUTHBEARER token validator, when the mechanism is enabled (built at start: the
     /// JWKS is read then).
     pub oauthbearer: Option<crate::security::oauthbearer::Validator>,
+    /// PLAIN logins already verified (a reconnecting client skips the key derivation).
+    pub plain_logins: crate::security::sasl::PlainLogins,
 }
 
 impl Shared {
@@ -119,6 +121,7 @@ impl Shared {
             me: me.clone(),
             secret,
             oauthbearer,
+            plain_logins: crate::security::sasl::PlainLogins::default(),
         })
     }
 

@@ -389,8 +389,11 @@ fn plain(shared: &Shared, token: &[u8]) -> Result<String, (E, String)> {
         return Err(refuse("PLAIN: empty user or authorization id differs"));
     }
     let matches = ScramMechanism::ALL.into_iter().find_map(|mechanism| {
-        credential(shared, user, mechanism)
-            .map(|stored| scram::password_matches(mechanism, &stored, password))
+        credential(shared, user, mechanism).map(|stored| {
+            shared
+                .plain_logins
+                .matches(user, mechanism, &stored, password)
+        })
     });
     if matches == Some(true) {
         Ok(user.to_string())
@@ -398,6 +401,83 @@ fn plain(shared: &Shared, token: &[u8]) -> Result<String, (E, String)> {
         Err(refuse(
             "Authentication failed: Invalid username or password",
         ))
+    }
+}
+
+/// PLAIN logins already verified against their SCRAM credential, so a client that reconnects
+/// (every client does, after any fault) costs one HMAC instead of a PBKDF2 of thousands of
+/// iterations: a reconnect storm of many clients is not a storm of key derivations, and a
+/// wrong password still costs the full derivation. An entry holds the credential it was
+/// verified against, so a changed or deleted credential no longer matches it, and a keyed MAC
+/// of the password (the key drawn per process), never the password.
+pub struct PlainLogins {
+    key: [u8; 32],
+    verified: Mutex<std::collections::BTreeMap<String, PlainLogin>>,
+}
+
+struct PlainLogin {
+    mechanism: ScramMechanism,
+    credential: controller::ScramCredential,
+    password_mac: [u8; 32],
+}
+
+/// Users whose verified PLAIN login is remembered, at most.
+const PLAIN_LOGINS_MAX: usize = 1024;
+
+impl Default for PlainLogins {
+    fn default() -> Self {
+        let mut key = [0u8; 32];
+        for chunk in key.chunks_mut(8) {
+            chunk.copy_from_slice(&crate::runtime::random_u64().to_le_bytes());
+        }
+        PlainLogins {
+            key,
+            verified: Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+}
+
+impl PlainLogins {
+    /// Whether `password` is the one `stored` was derived from (with `mechanism`).
+    pub fn matches(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+        stored: &controller::ScramCredential,
+        password: &str,
+    ) -> bool {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
+        mac.update(password.as_bytes());
+        let password_mac: [u8; 32] = mac.finalize().into_bytes().into();
+        let remembered = self.lock().get(user).is_some_and(|login| {
+            login.mechanism == mechanism
+                && login.credential == *stored
+                && scram::constant_time_eq(&login.password_mac, &password_mac)
+        });
+        if remembered {
+            return true;
+        }
+        if !scram::password_matches(mechanism, stored, password) {
+            return false;
+        }
+        let mut verified = self.lock();
+        if verified.len() >= PLAIN_LOGINS_MAX && !verified.contains_key(user) {
+            verified.pop_first();
+        }
+        let login = PlainLogin {
+            mechanism,
+            credential: stored.clone(),
+            password_mac,
+        };
+        verified.insert(user.to_string(), login);
+        true
+    }
+
+    fn lock(&self) -> MutexGuard<'_, std::collections::BTreeMap<String, PlainLogin>> {
+        // Only whole inserts and removals happen under this lock.
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -423,4 +503,42 @@ fn on_hello(
     let (handshake, challenge) =
         ServerHandshake::on_hello(secret, Purpose::Replication, node_id, &hello, is_member)?;
     Ok((handshake, auth::to_bytes(&challenge)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_plain_login_still_refuses_a_wrong_password_and_a_changed_credential() {
+        let logins = PlainLogins::default();
+        let mechanism = ScramMechanism::Sha256;
+        let stored = scram::credential(mechanism, "secret", b"salt-one", 4096);
+        assert!(logins.matches("alice", mechanism, &stored, "secret"));
+        assert!(
+            logins.matches("alice", mechanism, &stored, "secret"),
+            "remembered"
+        );
+        assert!(!logins.matches("alice", mechanism, &stored, "Secret"));
+        assert!(!logins.matches("alice", mechanism, &stored, ""));
+        assert!(!logins.matches("bob", mechanism, &stored, "wrong"));
+        // The password changed: the remembered login was verified against the old credential.
+        let changed = scram::credential(mechanism, "new-secret", b"salt-two", 4096);
+        assert!(!logins.matches("alice", mechanism, &changed, "secret"));
+        assert!(logins.matches("alice", mechanism, &changed, "new-secret"));
+        let other = ScramMechanism::Sha512;
+        let stored_512 = scram::credential(other, "new-secret", b"salt-two", 4096);
+        assert!(!logins.matches("alice", other, &stored_512, "secret"));
+    }
+
+    #[test]
+    fn remembered_plain_logins_are_bounded() {
+        let logins = PlainLogins::default();
+        let mechanism = ScramMechanism::Sha256;
+        let stored = scram::credential(mechanism, "pw", b"salt", 1);
+        for user in 0..PLAIN_LOGINS_MAX + 10 {
+            assert!(logins.matches(&format!("user-{user:05}"), mechanism, &stored, "pw"));
+        }
+        assert_eq!(logins.lock().len(), PLAIN_LOGINS_MAX);
+    }
 }
