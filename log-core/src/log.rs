@@ -374,6 +374,19 @@ impl PartitionLog {
         config: LogConfig,
         now_ms: i64,
     ) -> Result<Self, LogError> {
+        Self::open_flushed(disk, dir, config, now_ms, Offset::ZERO)
+    }
+
+    /// [`PartitionLog::open`] for a log whose owner knows it flushed up to `flushed` (the
+    /// checkpoint's recovery point is written lazily and may lag): damage below `flushed` is
+    /// corruption, never a torn tail, and a log ending below it lost flushed data.
+    pub fn open_flushed(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+        flushed: Offset,
+    ) -> Result<Self, LogError> {
         config.validate();
         if !disk.exists(dir)? {
             disk.create_dir_all(dir)?;
@@ -399,12 +412,12 @@ impl PartitionLog {
             instance: Arc::new(()),
             rewrites: 0,
         };
-        log.recover(now_ms)?;
+        log.recover(now_ms, flushed)?;
         log.check_invariants();
         Ok(log)
     }
 
-    fn recover(&mut self, now_ms: i64) -> Result<(), LogError> {
+    fn recover(&mut self, now_ms: i64, flushed: Offset) -> Result<(), LogError> {
         let bases = self.remove_leftovers()?;
         let state_name = self.dir.join(STATE_FILE).display().to_string();
         let state = match checkpoint::read(&*self.disk, &self.dir, STATE_FILE, Kind::LogState)? {
@@ -425,9 +438,17 @@ impl PartitionLog {
         if bases.is_empty() {
             self.create_segment(state.log_start_offset, now_ms)?;
         } else {
-            self.recover_segments(&bases, state.recovery_point, now_ms)?;
+            self.recover_segments(&bases, state.recovery_point.max(flushed), now_ms)?;
         }
         let log_end = self.log_end_offset();
+        if log_end < flushed {
+            return Err(LogError::CorruptBelowRecoveryPoint {
+                file: self.dir.display().to_string(),
+                position: 0,
+                recovery_point: flushed,
+                reason: format!("the log ends at {log_end:?}, below what was flushed"),
+            });
+        }
         let first_base = *self
             .segments
             .keys()

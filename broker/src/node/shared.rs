@@ -304,10 +304,15 @@ impl Shared {
             return Repair::Unmarked;
         }
         let settings = self.settings(topic_config);
+        // What the failed copy flushed: the state checkpoint's recovery point may lag it by up
+        // to checkpoint_interval_bytes, and damage there must not pass for a torn tail.
+        let flushed = self
+            .partition(tp)
+            .map_or(wire::Offset::ZERO, |p| p.status().durable_end_offset);
         let (disk, dir, config) = (self.disk.clone(), partition_dir(tp), settings.log);
         let checked = crate::partition::run_blocking(move || {
             quarantine::probe_writable(disk.as_ref(), &dir).map_err(|e| e.to_string())?;
-            quarantine::check_dir(&disk, &dir, &config, true).map_err(|e| e.to_string())
+            quarantine::check_dir(&disk, &dir, &config, true, flushed).map_err(|e| e.to_string())
         })
         .await;
         match checked {

@@ -78,7 +78,7 @@ pub fn check(disk: &Arc<dyn Disk>, reserved: &[&str]) -> Result<StorageCheck, No
             ..LogConfig::default()
         };
         let dir = Path::new(&name);
-        match quarantine::check_dir(disk, dir, &config, false)
+        match quarantine::check_dir(disk, dir, &config, false, wire::Offset::ZERO)
             .map_err(|e| NodeError::Disk(e.to_string()))?
         {
             DirVerdict::Sound => {}

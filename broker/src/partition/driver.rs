@@ -97,6 +97,9 @@ pub struct PartitionStatus {
     pub log_start_offset: Offset,
     /// Set once the log failed: the partition serves nothing.
     pub failed: Option<String>,
+    /// Everything below it was flushed (and may have been reported flushed to a leader); kept
+    /// after a failure, so a repair knows what the reopened log must still hold.
+    pub durable_end_offset: Offset,
 }
 
 /// How a produce continues after its synchronous half.
@@ -535,7 +538,8 @@ impl Partition {
         if first {
             buggify::probe!("partition.failed_on_disk_error");
             // The next start-up check verifies the whole log and sets a corrupt one aside.
-            super::quarantine::mark_failed(self.disk.as_ref(), &self.dir);
+            let flushed = inner.replica.durable_end_offset();
+            super::quarantine::mark_failed(self.disk.as_ref(), &self.dir, flushed);
             self.net.partition_failed(&self.tp);
         }
         inner.log = None;
@@ -1008,6 +1012,7 @@ impl Partition {
             log_end_offset: inner.replica.log_end_offset(),
             log_start_offset: inner.replica.log_start_offset(),
             failed: inner.failed.clone(),
+            durable_end_offset: inner.replica.durable_end_offset(),
         }
     }
 

@@ -20,16 +20,40 @@ pub const FAILED_MARKER: &str = "failed.marker";
 /// Most bytes one verification read covers.
 const VERIFY_READ_BYTES: usize = 1 << 20;
 
-/// Leaves the marker (best effort: the disk may be what failed).
-pub fn mark_failed(disk: &dyn Disk, dir: &Path) {
+/// Longest marker content read back (an offset in decimal).
+const MARKER_BYTES_MAX: u64 = 32;
+
+/// Leaves the marker, holding the offset below which the copy had flushed everything (best
+/// effort: the disk may be what failed). The state checkpoint's recovery point is written only
+/// every `checkpoint_interval_bytes` and may lag it, so the check after a restart takes the
+/// marker's word for what the log must still hold.
+pub fn mark_failed(disk: &dyn Disk, dir: &Path, flushed: wire::Offset) {
     let marker = dir.join(FAILED_MARKER);
+    let text = flushed.0.to_string();
     let marked = match disk.create(&marker) {
-        Ok(()) | Err(log_core::DiskError::AlreadyExists(_)) => disk.sync_dir(dir),
+        Ok(()) | Err(log_core::DiskError::AlreadyExists(_)) => disk
+            .truncate(&marker, 0)
+            .and_then(|()| disk.write_at(&marker, 0, text.as_bytes()))
+            .and_then(|()| disk.sync(&marker))
+            .and_then(|()| disk.sync_dir(dir)),
         Err(error) => Err(error),
     };
     if let Err(error) = marked {
         tracing::warn!(dir = %dir.display(), %error, "cannot mark the failed partition");
     }
+}
+
+/// The flushed offset a marker holds (zero for an empty, torn or unreadable one: the check then
+/// trusts the state checkpoint, as before markers held one).
+fn marked_flushed(disk: &dyn Disk, marker: &Path) -> wire::Offset {
+    let mut buf = [0u8; MARKER_BYTES_MAX as usize];
+    let len = disk.len(marker).unwrap_or(0).min(MARKER_BYTES_MAX) as usize;
+    let read = disk.read_at(marker, 0, &mut buf[..len]).unwrap_or(0);
+    std::str::from_utf8(&buf[..read])
+        .ok()
+        .and_then(|text| text.trim().parse::<i64>().ok())
+        .filter(|offset| *offset >= 0)
+        .map_or(wire::Offset::ZERO, wire::Offset)
 }
 
 /// What the start-up check found in one partition directory.
@@ -53,11 +77,18 @@ pub fn check_dir(
     dir: &Path,
     config: &LogConfig,
     failed: bool,
+    flushed: wire::Offset,
 ) -> Result<DirVerdict, LogError> {
     let marker = dir.join(FAILED_MARKER);
     let marked = disk.exists(&marker)?;
     let failed_before = marked || failed;
-    let corruption = match PartitionLog::open(disk.clone(), dir, config.clone(), 0) {
+    let flushed = if marked {
+        flushed.max(marked_flushed(disk.as_ref(), &marker))
+    } else {
+        flushed
+    };
+    let corruption = match PartitionLog::open_flushed(disk.clone(), dir, config.clone(), 0, flushed)
+    {
         Ok(_) if !failed_before => return Ok(DirVerdict::Sound),
         Ok(log) => match verify(&log) {
             Ok(()) => {
@@ -177,8 +208,9 @@ mod tests {
     fn a_failed_log_that_verifies_sound_is_kept() {
         let disk = MemDisk::new(1);
         let handle = written(&disk);
-        mark_failed(handle.as_ref(), Path::new("t-0"));
-        let verdict = check_dir(&handle, Path::new("t-0"), &config(), false).expect("checks");
+        mark_failed(handle.as_ref(), Path::new("t-0"), Offset::ZERO);
+        let verdict =
+            check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO).expect("checks");
         assert_eq!(verdict, DirVerdict::Sound);
         assert!(!handle
             .exists(&Path::new("t-0").join(FAILED_MARKER))
@@ -192,10 +224,12 @@ mod tests {
         disk.flip_bit_at(Path::new("t-0/00000000000000000000.log"), 100, 3)
             .expect("flips");
         // Without the marker the check does not read sealed segments below the recovery point.
-        let verdict = check_dir(&handle, Path::new("t-0"), &config(), false).expect("checks");
+        let verdict =
+            check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO).expect("checks");
         assert_eq!(verdict, DirVerdict::Sound);
-        mark_failed(handle.as_ref(), Path::new("t-0"));
-        let verdict = check_dir(&handle, Path::new("t-0"), &config(), false).expect("checks");
+        mark_failed(handle.as_ref(), Path::new("t-0"), Offset::ZERO);
+        let verdict =
+            check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO).expect("checks");
         assert_eq!(
             verdict,
             DirVerdict::SetAside(PathBuf::from("t-0.quarantined"))
@@ -212,7 +246,8 @@ mod tests {
         let disk = MemDisk::new(3);
         let handle = disk.as_disk();
         handle.create(Path::new("t-0")).expect("creates");
-        let verdict = check_dir(&handle, Path::new("t-0"), &config(), false).expect("checks");
+        let verdict =
+            check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO).expect("checks");
         assert!(matches!(verdict, DirVerdict::Unopenable(_)), "{verdict:?}");
     }
 
@@ -224,10 +259,63 @@ mod tests {
         let handle = written(&disk);
         disk.flip_bit_at(Path::new("t-0/00000000000000000000.log"), 100, 3)
             .expect("flips");
-        let verdict = check_dir(&handle, Path::new("t-0"), &config(), true).expect("checks");
+        let verdict =
+            check_dir(&handle, Path::new("t-0"), &config(), true, Offset::ZERO).expect("checks");
         assert_eq!(
             verdict,
             DirVerdict::SetAside(PathBuf::from("t-0.quarantined"))
+        );
+    }
+
+    /// Ten flushed batches of one record each, the sixth with a bit flipped in its base offset
+    /// (outside the batch CRC: 5 becomes 5 + 8192), under the production checkpoint interval
+    /// (1 MiB): the state checkpoint's recovery point still says 0.
+    fn flushed_with_a_flip_above_the_checkpoint(disk: &MemDisk) -> Arc<dyn Disk> {
+        let handle = disk.as_disk();
+        let config = LogConfig::default();
+        let mut log =
+            PartitionLog::open(handle.clone(), Path::new("t-0"), config, 0).expect("opens");
+        let file = Path::new("t-0/00000000000000000000.log");
+        let mut positions = Vec::new();
+        for i in 0..10_u8 {
+            positions.push(handle.len(file).expect("exists"));
+            let mut builder = BatchBuilder::new();
+            builder.push(None, Some(&[i; 200][..]), 1_000, &[]);
+            log.append_as_leader(&builder.build(), LeaderEpoch(0), 0)
+                .expect("appends");
+        }
+        assert_eq!(log.flush().expect("flushes"), Offset(10), "all ten flushed");
+        drop(log);
+        disk.flip_bit_at(file, positions[5] + 6, 5).expect("flips");
+        handle
+    }
+
+    /// Seed 9656: the flip used to pass for a torn tail above the stale checkpoint; the log was
+    /// cut at 5 and called sound, and the copy, elected from the ELR, lost acknowledged records.
+    /// What the failed copy knew it had flushed now decides: during an in-place repair (the
+    /// partition's own word) and after a restart (the marker's).
+    #[test]
+    fn a_flushed_batch_corrupt_above_a_stale_checkpoint_is_set_aside() {
+        let aside = DirVerdict::SetAside(PathBuf::from("t-0.quarantined"));
+        let disk = MemDisk::new(6);
+        let handle = flushed_with_a_flip_above_the_checkpoint(&disk);
+        let repair = check_dir(&handle, Path::new("t-0"), &config(), true, Offset(10));
+        assert_eq!(repair.expect("checks"), aside, "repaired in place");
+
+        let disk = MemDisk::new(7);
+        let handle = flushed_with_a_flip_above_the_checkpoint(&disk);
+        mark_failed(handle.as_ref(), Path::new("t-0"), Offset(10));
+        let restart = check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO);
+        assert_eq!(restart.expect("checks"), aside, "after a restart");
+
+        let disk = MemDisk::new(8);
+        let handle = flushed_with_a_flip_above_the_checkpoint(&disk);
+        mark_failed(handle.as_ref(), Path::new("t-0"), Offset(5));
+        let verdict = check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO);
+        assert_eq!(
+            verdict.expect("checks"),
+            DirVerdict::Sound,
+            "only what was flushed must be there: above it, damage is a torn tail"
         );
     }
 
