@@ -20,6 +20,21 @@ pub fn random_u64() -> u64 {
     }
 }
 
+/// A 32-byte key for keyed hashes whose only purpose is secrecy (never behaviour): from the OS
+/// in production; a constant under madsim, where secrecy means nothing and a draw from the seeded
+/// RNG would shift every later draw, so that adding such a key would change what every seed
+/// runs.
+pub fn secret_key() -> [u8; 32] {
+    #[cfg(madsim)]
+    {
+        [0x5a; 32]
+    }
+    #[cfg(not(madsim))]
+    {
+        rand::random::<[u8; 32]>()
+    }
+}
+
 /// A uniformly drawn delay in `[min, max]` (both in ms): the driver's jitter for a core's timer
 /// range. `min > max` is a core bug, refused loudly.
 pub fn jitter_ms(min: u64, max: u64) -> u64 {

@@ -426,12 +426,8 @@ const PLAIN_LOGINS_MAX: usize = 1024;
 
 impl Default for PlainLogins {
     fn default() -> Self {
-        let mut key = [0u8; 32];
-        for chunk in key.chunks_mut(8) {
-            chunk.copy_from_slice(&crate::runtime::random_u64().to_le_bytes());
-        }
         PlainLogins {
-            key,
+            key: crate::runtime::secret_key(),
             verified: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
