@@ -117,3 +117,42 @@ fn members_expiring_at_a_tick_past_the_rebalance_deadline_are_removed_once() {
     assert_eq!(join_response(&e, 3).generation_id, 2);
     c.check_invariants();
 }
+
+/// Seed 17751: the leader never sent its SyncGroup and its session ended; the tick that
+/// expired it came late (a 100 ms tick loop, or a paused process) and its rebalance answered
+/// the follower's waiting SyncGroup without restarting the follower's session, which had not
+/// counted while it waited and was itself past due: the coordinator's check that every due
+/// deadline was handled panicked (the release build aborts the broker).
+#[test]
+fn a_leader_expiring_before_its_sync_restarts_the_waiting_followers_sessions() {
+    let mut c = coordinator_with(GroupConfig {
+        initial_rebalance_delay_ms: 100,
+        ..config()
+    });
+    let protocols = [("range", "m")];
+    c.join(0, 1, &client("a"), &join_request("g", "", &protocols), 3);
+    c.join(10, 2, &client("b"), &join_request("g", "", &protocols), 3);
+    let done = c.tick(110);
+    let (first, second) = (join_response(&done, 1), join_response(&done, 2));
+    let follower = if first.leader == first.member_id {
+        second.member_id
+    } else {
+        first.member_id
+    }
+    .to_string();
+    assert!(c
+        .sync(120, 10, &sync_request("g", &follower, 1, &[]), 3)
+        .is_empty());
+    // The leader's session ends at 10_110, the follower's (not counted while it waits) at
+    // 10_120; the tick comes at 10_200.
+    let e = c.tick(10_200);
+    assert_eq!(
+        sync_response(&e, 10).error_code,
+        error_code::REBALANCE_IN_PROGRESS
+    );
+    let group = c.group("g").unwrap();
+    assert_eq!(group.state, GroupState::PreparingRebalance);
+    assert_eq!(group.members[&follower].heartbeat_last_ms, 10_200);
+    assert!(timers(&e).iter().all(|at| *at > 10_200));
+    c.check_invariants();
+}

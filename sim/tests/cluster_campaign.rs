@@ -126,13 +126,18 @@ fn stale_copies_answered_by_deposed_leaders_pass() {
 /// (`broker/src/partition/quarantine.rs`,
 /// `a_flushed_batch_corrupt_above_a_stale_checkpoint_is_set_aside`).
 ///
+/// Seed 17751 (session 19): a rebalance answered a follower's waiting SyncGroup without
+/// restarting its session, already past due, and the group coordinator's tick check stopped
+/// the broker (`broker/tests/group_heartbeat.rs`,
+/// `a_leader_expiring_before_its_sync_restarts_the_waiting_followers_sessions`).
+///
 /// These seeds stay as coverage, not as the regressions: a fix that adds a disk operation
 /// shifts the disk's seeded fault draws, so after 8845's and 9656's fixes neither seed replays
 /// the run that failed (checked in session 19). The tests named above are the regressions.
 #[test]
 fn seeds_found_beyond_the_default_campaign_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
-    for seed in [1681, 541, 8845, 9656] {
+    for seed in [1681, 541, 8845, 9656, 17751] {
         run_passing_seed(&scenario, seed);
     }
 }

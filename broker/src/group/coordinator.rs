@@ -418,6 +418,12 @@ impl GroupCoordinator {
         assert!(group.state != GroupState::PreparingRebalance && group.state != GroupState::Dead);
         for member in group.members.values_mut() {
             if let Some(waiting) = member.awaiting_sync.take() {
+                // Answering a waiting SyncGroup restarts the member's session, as Kafka's
+                // `propagateAssignment` does: it did not count while the member waited, so it
+                // may be long past (seed 17751: the tick expiring the leader then found the
+                // follower's deadline already due and the coordinator's check stopped the
+                // broker).
+                member.heartbeat_last_ms = now_ms;
                 effects.push(sync_error(waiting, error_code::REBALANCE_IN_PROGRESS));
             }
         }
