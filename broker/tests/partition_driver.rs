@@ -947,6 +947,77 @@ async fn restart_trio(
 /// on the old leader and on a follower that takes over, so its retry is answered as a duplicate
 /// with the original offset instead of being appended a second time. Kafka keeps producer
 /// state across retention in its `.snapshot` files; so does rill (`partition::producer_snapshots`).
+/// Seed 16977: a truncation removed the only producer snapshot at or above the log start
+/// (retention had deleted the segments below it), and the table was rebuilt from an older
+/// snapshot, replaying from the log start: the producer's sequences in the deleted segments
+/// were missing, and its retry of the truncated batch was refused as out of order although
+/// every earlier sequence had been acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncation_below_every_snapshot_above_the_log_start_keeps_the_producers_sequences() {
+    let log = LogConfig {
+        segment_bytes_max: 1024,
+        retention_bytes: Some(1),
+        ..LogConfig::default()
+    };
+    let trio = open_trio_with(log);
+    let leader = trio.partitions[0].clone();
+    let value = "v".repeat(200);
+    for sequence in 0..5 {
+        let appended = leader
+            .produce(idempotent_batch(0, sequence, "p"), Acks::All)
+            .await;
+        assert!(appended.is_ok(), "{appended:?}");
+        leader.produce(batch(&[&value]), Acks::All).await.unwrap();
+    }
+    let acknowledged = leader.status().high_watermark;
+    assert_eq!(acknowledged, Offset(10));
+    // The followers stop fetching; the sixth batch is too big for the active segment, so the
+    // log rolls exactly at the HW and snapshots the producer (six batches: its window forgot
+    // the first) above it.
+    let cut_off = |broker: BrokerId| trio.net.partitions.lock().unwrap().remove(&broker);
+    cut_off(BROKERS[1]);
+    cut_off(BROKERS[2]);
+    let sixth = idempotent_batch(0, 5, &"s".repeat(900));
+    assert_eq!(
+        leader.produce(sixth.clone(), Acks::Leader).await,
+        Ok(acknowledged)
+    );
+    leader.housekeeping();
+    assert_eq!(
+        leader.status().log_start_offset,
+        acknowledged,
+        "retention deleted every segment below the HW"
+    );
+    // Another replica leads (it never got the sixth batch); the old leader truncates it.
+    for broker in BROKERS {
+        let index = BROKERS.iter().position(|b| *b == broker).unwrap();
+        trio.net
+            .partitions
+            .lock()
+            .unwrap()
+            .insert(broker, Arc::downgrade(&trio.partitions[index]));
+    }
+    for partition in &trio.partitions {
+        partition.apply_state(state(BROKERS[1], 2));
+    }
+    wait_until("the old leader truncates the sixth batch", || {
+        leader.status().log_end_offset == acknowledged
+    })
+    .await;
+    for partition in &trio.partitions {
+        partition.apply_state(state(BROKERS[0], 3));
+    }
+    wait_until("the old leader leads again", || leader.status().is_leader).await;
+    assert_eq!(
+        leader.produce(sixth, Acks::Leader).await,
+        Ok(acknowledged),
+        "the retry follows the acknowledged fifth sequence"
+    );
+    for partition in &trio.partitions {
+        partition.check_invariants();
+    }
+}
+
 async fn retention_then_restart_keeps_the_producer(crash: bool) {
     let log = LogConfig {
         segment_bytes_max: 1024,
