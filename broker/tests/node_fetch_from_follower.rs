@@ -26,6 +26,7 @@ use wire::TopicPartition;
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const INVALID_RECORD: i16 = 87;
 const FENCED_LEADER_EPOCH: i16 = 74;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
 
@@ -287,6 +288,28 @@ async fn consumers_are_sent_to_followers_of_their_rack_which_serve_up_to_their_h
         })
         .await;
     assert_eq!(answer.error_code, NOT_LEADER_OR_FOLLOWER);
+    // A produce there: the payload's shape is checked first, as Kafka's
+    // `ProduceRequest.validateRecords` runs before leadership (seed 16353: several batches, one
+    // idempotent, were answered NOT_LEADER_OR_FOLLOWER).
+    let plain = |value: &str| {
+        let mut builder = BatchBuilder::new();
+        builder.push(None, Some(value.as_bytes()), 1_000, &[]);
+        builder.build()
+    };
+    let mut idempotent = BatchBuilder::new().producer(5, 0, 0);
+    idempotent.push(None, Some(b"i".as_slice()), 1_000, &[]);
+    let two = [plain("p"), idempotent.build()].concat();
+    assert_eq!(
+        elsewhere.produce_batch(single, 0, two.into()).await.0,
+        INVALID_RECORD
+    );
+    assert_eq!(
+        elsewhere
+            .produce_batch(single, 0, plain("p").into())
+            .await
+            .0,
+        NOT_LEADER_OR_FOLLOWER
+    );
     for i in 0..3 {
         cluster.stop(i);
     }

@@ -140,6 +140,25 @@ impl ProducedPayload {
     }
 }
 
+/// Whether a payload breaks a rule Kafka applies before it looks at leadership
+/// (`ProduceRequest.validateRecords` runs once the partition is known to exist, before the
+/// append finds the leader): here, several batches one of which is idempotent, which
+/// [`validate_produced`] refuses too. A broker that knows the partition but does not lead it
+/// answers INVALID_RECORD for it, not NOT_LEADER_OR_FOLLOWER. Reads only batch headers; a
+/// payload it cannot frame is left to the leader's full check.
+pub fn refused_before_leadership(bytes: &[u8]) -> bool {
+    let mut batches = 0usize;
+    let mut idempotent = false;
+    for view in split_batches(bytes) {
+        let Ok(view) = view else {
+            return false;
+        };
+        batches += 1;
+        idempotent |= view.header().producer_id >= 0;
+    }
+    batches > 1 && idempotent
+}
+
 /// Checks a producer's payload against `rules` and normalises it in place (recomputed max
 /// timestamp, LogAppendTime, CRC; batches recompressed to the topic's codec). Idempotent: a
 /// normalised payload passes unchanged.

@@ -105,7 +105,15 @@ pub async fn produce(
                             }
                         }))
                     }
-                    None => Err(not_hosted(shared, &tp)),
+                    None => match not_hosted(shared, &tp) {
+                        // Kafka checks the payload's shape before leadership.
+                        code if code == E::NotLeaderOrFollower.code()
+                            && log_core::ingress::refused_before_leadership(&bytes) =>
+                        {
+                            Err(E::InvalidRecord.code())
+                        }
+                        code => Err(code),
+                    },
                 }
             });
             pending.push((data.index, task));
