@@ -138,6 +138,23 @@ struct Trio {
     partitions: Vec<Arc<Partition>>,
 }
 
+impl Trio {
+    /// Replica `index`'s requests reach the others again, and theirs reach it.
+    fn connect(&self, index: usize) {
+        let partition = Arc::downgrade(&self.partitions[index]);
+        self.net
+            .partitions
+            .lock()
+            .unwrap()
+            .insert(BROKERS[index], partition);
+    }
+
+    /// Replica `index` is cut off: its requests go nowhere (its timers keep retransmitting).
+    fn disconnect(&self, index: usize) {
+        self.net.partitions.lock().unwrap().remove(&BROKERS[index]);
+    }
+}
+
 fn open_trio() -> Trio {
     open_trio_with(LogConfig::default())
 }
@@ -770,9 +787,8 @@ async fn a_divergence_inside_a_batch_truncates_the_whole_batch_and_catches_up() 
             .all(|p| p.status().high_watermark == Offset(1))
     })
     .await;
-    let cut_off = |broker: BrokerId| trio.net.partitions.lock().unwrap().remove(&broker);
-    cut_off(BROKERS[1]);
-    cut_off(BROKERS[2]);
+    trio.disconnect(1);
+    trio.disconnect(2);
     old.produce(batch(&["x", "y", "z"]), Acks::Leader)
         .await
         .unwrap();
@@ -781,16 +797,9 @@ async fn a_divergence_inside_a_batch_truncates_the_whole_batch_and_catches_up() 
         Offset(4),
         "only the old leader has it"
     );
-    cut_off(BROKERS[0]);
-    let reconnect = |broker: usize| {
-        trio.net
-            .partitions
-            .lock()
-            .unwrap()
-            .insert(BROKERS[broker], Arc::downgrade(&trio.partitions[broker]));
-    };
-    reconnect(1);
-    reconnect(2);
+    trio.disconnect(0);
+    trio.connect(1);
+    trio.connect(2);
     let mut moved = state(BROKERS[1], 2);
     moved.isr = BTreeSet::from([BROKERS[1], BROKERS[2]]);
     for partition in &trio.partitions {
@@ -804,7 +813,7 @@ async fn a_divergence_inside_a_batch_truncates_the_whole_batch_and_catches_up() 
     })
     .await;
     assert_eq!(new.delete_records(3).unwrap(), Offset(3));
-    reconnect(0);
+    trio.connect(0);
     wait_until(
         "the deposed leader catches up from the new leader's start",
         || old.status().log_end_offset == Offset(5),
@@ -942,11 +951,6 @@ async fn restart_trio(
     }
 }
 
-/// KAFKA-7190 (found by the cluster simulation, seed 141 of a build without the wipe gate): a
-/// producer whose last batch retention deleted must still be known after every broker restarts,
-/// on the old leader and on a follower that takes over, so its retry is answered as a duplicate
-/// with the original offset instead of being appended a second time. Kafka keeps producer
-/// state across retention in its `.snapshot` files; so does rill (`partition::producer_snapshots`).
 /// Seed 16977: a truncation removed the only producer snapshot at or above the log start
 /// (retention had deleted the segments below it), and the table was rebuilt from an older
 /// snapshot, replaying from the log start: the producer's sequences in the deleted segments
@@ -974,9 +978,8 @@ async fn a_truncation_below_every_snapshot_above_the_log_start_keeps_the_produce
     // The followers stop fetching; the sixth batch is too big for the active segment, so the
     // log rolls exactly at the HW and snapshots the producer (six batches: its window forgot
     // the first) above it.
-    let cut_off = |broker: BrokerId| trio.net.partitions.lock().unwrap().remove(&broker);
-    cut_off(BROKERS[1]);
-    cut_off(BROKERS[2]);
+    trio.disconnect(1);
+    trio.disconnect(2);
     let sixth = idempotent_batch(0, 5, &"s".repeat(900));
     assert_eq!(
         leader.produce(sixth.clone(), Acks::Leader).await,
@@ -989,14 +992,8 @@ async fn a_truncation_below_every_snapshot_above_the_log_start_keeps_the_produce
         "retention deleted every segment below the HW"
     );
     // Another replica leads (it never got the sixth batch); the old leader truncates it.
-    for broker in BROKERS {
-        let index = BROKERS.iter().position(|b| *b == broker).unwrap();
-        trio.net
-            .partitions
-            .lock()
-            .unwrap()
-            .insert(broker, Arc::downgrade(&trio.partitions[index]));
-    }
+    trio.connect(1);
+    trio.connect(2);
     for partition in &trio.partitions {
         partition.apply_state(state(BROKERS[1], 2));
     }
@@ -1018,6 +1015,11 @@ async fn a_truncation_below_every_snapshot_above_the_log_start_keeps_the_produce
     }
 }
 
+/// KAFKA-7190 (found by the cluster simulation, seed 141 of a build without the wipe gate): a
+/// producer whose last batch retention deleted must still be known after every broker restarts,
+/// on the old leader and on a follower that takes over, so its retry is answered as a duplicate
+/// with the original offset instead of being appended a second time. Kafka keeps producer
+/// state across retention in its `.snapshot` files; so does rill (`partition::producer_snapshots`).
 async fn retention_then_restart_keeps_the_producer(crash: bool) {
     let log = LogConfig {
         segment_bytes_max: 1024,
