@@ -365,18 +365,14 @@ impl Partition {
                 inner.snapshot_newest = inner.snapshot_newest.filter(|s| *s <= offset);
                 if inner.producers.truncate_to(offset) == TruncateOutcome::RebuildRequired {
                     let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
-                    let (start, end) = (log.log_start_offset(), log.log_end_offset());
-                    let base = producer_snapshots::list(&*self.disk, &self.dir)
-                        .map_err(|e| storage(e.into()))?
-                        .into_iter()
-                        .rfind(|snapshot| *snapshot <= end);
-                    // A rebuild replays the log from the newest snapshot; below the log start
-                    // (or with none, from a start above zero) it would miss the deleted
-                    // batches and name older sequences than the producers reached (seed
-                    // 16977). Then the truncated table is kept instead: its producers' last
-                    // batches are the log's, only their duplicate windows are shorter. It is
-                    // written at once, so a restart does not rebuild the stale state either.
-                    if base.map_or(start == Offset::ZERO, |snapshot| snapshot >= start) {
+                    let end = log.log_end_offset();
+                    // An inexact rebuild would name older sequences than the producers reached
+                    // (seed 16977). Then the truncated table is kept instead: its producers'
+                    // last batches are the log's, only their duplicate windows are shorter. It
+                    // is written at once, so a restart does not rebuild the stale state either.
+                    let exact = producer_snapshots::load_is_exact(&*self.disk, &self.dir, log)
+                        .map_err(|e| storage(e.into()))?;
+                    if exact {
                         inner.producers = self.load_producers(log)?;
                     } else {
                         buggify::probe!("partition.producers_kept_after_truncation");

@@ -305,6 +305,18 @@ fn read_one(
     decode(offset, &bytes, producers_max)
 }
 
+/// Whether [`load`] would rebuild the table exactly: it replays the log from the newest snapshot
+/// at or below the log end, or from the log start if that is later; from a snapshot below the
+/// log start (or, with none, from a start above zero) it would miss the batches retention
+/// deleted.
+pub fn load_is_exact(disk: &dyn Disk, dir: &Path, log: &PartitionLog) -> Result<bool, DiskError> {
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    let base = list(disk, dir)?
+        .into_iter()
+        .rfind(|snapshot| *snapshot <= end);
+    Ok(base.map_or(start == Offset::ZERO, |snapshot| snapshot >= start))
+}
+
 /// The producer table of an opened log: the newest sound snapshot at or below the log end,
 /// then the log's batches from there (or from the log start, if later) replayed on top; with no
 /// sound snapshot, the whole log replayed. Snapshots above the log end are deleted first, bad
