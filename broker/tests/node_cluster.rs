@@ -643,3 +643,60 @@ async fn a_failed_copy_whose_offline_mark_a_late_online_report_cleared_still_com
         cluster.stop(i);
     }
 }
+
+/// A serving copy marked offline by a late report (simulator seed 38294): a follower's copy
+/// failed while its broker was cut off, its `ReplicaOffline` was retried, and an earlier try
+/// landed after the repair's `ReplicaOnline` had cleared the mark. The copy served on, but the
+/// controller refused every AlterPartition adding it back (an offline copy cannot join the ISR)
+/// and nobody reported again: it stayed out of the ISR for good. The broker now says a serving
+/// copy marked offline is online again. The late report is sent here as that try would land,
+/// with the broker's incarnation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_copy_a_late_offline_report_marked_says_it_is_online_and_rejoins_the_isr() {
+    node_support::log_from_env();
+    let cluster = start_cluster(LogSettings::default()).await;
+    let admin = Admin::new(ClientConfig::new(cluster.bootstrap())).unwrap();
+    every_broker_unfenced(&admin, 3).await;
+    let min_isr = [("min.insync.replicas".to_string(), "2".to_string())];
+    admin.create_topic("late", 1, 3, &min_isr).await.unwrap();
+    let tp = wire::TopicPartition::new("late", 0);
+    let leader = cluster.wait_for_full_isr(&tp).await;
+    let follower = (leader + 1) % 3;
+    let broker = cluster.nodes[follower]
+        .as_ref()
+        .and_then(|n| n.broker.clone())
+        .unwrap();
+    let late_offline = controller::Request::ReplicaOffline {
+        broker: broker.broker_id,
+        incarnation: broker.incarnation,
+        partition: tp.clone(),
+    };
+    let marked = match broker.controller.request(late_offline).await.unwrap() {
+        controller::Reply::PartitionAltered(state) => state,
+        other => panic!("unexpected answer to ReplicaOffline: {other:?}"),
+    };
+    assert!(
+        marked.offline.contains(&broker.broker_id) && !marked.isr.contains(&broker.broker_id),
+        "the late report marked the serving copy offline: {marked:?}"
+    );
+    let state_on = |cluster: &TestCluster, i: usize| {
+        let broker = cluster.nodes[i].as_ref()?.broker.as_ref()?;
+        Some(broker.image().partition(&tp)?.clone())
+    };
+    eventually("the copy unmarked and back in the ISR", || {
+        let back = state_on(&cluster, leader).is_some_and(|s| {
+            s.partition_epoch > marked.partition_epoch && s.offline.is_empty() && s.isr.len() == 3
+        });
+        async move { back }
+    })
+    .await;
+    let serving = cluster.partition_on(follower, &tp).unwrap().status();
+    assert_eq!(
+        serving.failed, None,
+        "it never stopped serving: {serving:?}"
+    );
+    let mut cluster = cluster;
+    for i in 0..3 {
+        cluster.stop(i);
+    }
+}

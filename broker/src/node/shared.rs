@@ -77,6 +77,10 @@ pub struct Shared {
     fetchers: Fetchers,
     /// Partitions this process could not open (reported offline once each).
     open_failures: Mutex<std::collections::BTreeSet<TopicPartition>>,
+    /// Partitions whose copy has a report to the controller under way (a failure's
+    /// [`partition_down`] task, or a healthy copy saying it is online again), with how many:
+    /// `reconcile` leaves a copy marked offline to them.
+    reporting: Mutex<BTreeMap<TopicPartition, usize>>,
     /// Ourselves, weakly, for the replica transport handed to partitions.
     me: Weak<Shared>,
     /// The cluster secret: followers prove it to leaders, leaders serve follower fetches only to
@@ -118,6 +122,7 @@ impl Shared {
             io: IoWorker::start(),
             fetchers: Fetchers::default(),
             open_failures: Mutex::new(std::collections::BTreeSet::new()),
+            reporting: Mutex::new(BTreeMap::new()),
             me: me.clone(),
             secret,
             oauthbearer,
@@ -207,7 +212,15 @@ impl Shared {
                 if state.replicas.contains(&self.broker_id) {
                     let tp =
                         TopicPartition::new(name.clone(), i32::try_from(index).expect("bounded"));
-                    wanted.insert(tp, (topic.config.clone(), to_replica_state(state)));
+                    let marked_offline = state.offline.contains(&self.broker_id);
+                    wanted.insert(
+                        tp,
+                        (
+                            topic.config.clone(),
+                            to_replica_state(state),
+                            marked_offline,
+                        ),
+                    );
                 }
             }
         }
@@ -227,7 +240,7 @@ impl Shared {
             }
             tracing::info!(%tp, "partition removed");
         }
-        for (tp, (topic_config, state)) in wanted {
+        for (tp, (topic_config, state, marked_offline)) in wanted {
             let Some(partition) = self.open_partition(&tp, &topic_config) else {
                 continue;
             };
@@ -235,7 +248,50 @@ impl Shared {
             let settings = self.settings(&topic_config);
             partition.reconfigure(settings.log, settings.replica.min_insync_replicas);
             partition.apply_state(state);
+            if marked_offline && partition.status().failed.is_none() {
+                self.say_online_again(&tp);
+            }
         }
+    }
+
+    /// A serving copy the controller has marked offline, with no report on it under way: an
+    /// offline report landed after the repair's `ReplicaOnline` (an earlier try of a retried
+    /// `ReplicaOffline`, delivered late: seed 38294, where the copy stayed out of the ISR for
+    /// good, every AlterPartition adding it refused). Says it is online again, as not intact:
+    /// leaving the ELR is always safe, and this copy cannot show what it held when it was marked.
+    fn say_online_again(&self, tp: &TopicPartition) {
+        let Some(shared) = self.me.upgrade() else {
+            return;
+        };
+        if self.reporting_locked().contains_key(tp) {
+            return;
+        }
+        let guard = ReportingGuard::new(&shared, tp);
+        let tp = tp.clone();
+        tokio::spawn(async move {
+            let _reporting = guard;
+            tracing::warn!(%tp, "the controller marks this serving copy offline: saying it is online");
+            buggify::probe!("partition.online_again_after_a_late_offline_mark");
+            let online = controller::Request::ReplicaOnline {
+                broker: shared.broker_id,
+                incarnation: shared.incarnation,
+                partition: tp.clone(),
+                intact: false,
+            };
+            shared
+                .report(&tp, online, || shared.copy_failed_or_gone(&tp))
+                .await;
+        });
+    }
+
+    /// This broker's copy of `tp` is failed, or not hosted (a report on it is moot).
+    fn copy_failed_or_gone(&self, tp: &TopicPartition) -> bool {
+        self.partition(tp)
+            .is_none_or(|p| p.status().failed.is_some())
+    }
+
+    fn reporting_locked(&self) -> MutexGuard<'_, BTreeMap<TopicPartition, usize>> {
+        self.reporting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The hosted partition, opening it on first use.
@@ -504,6 +560,7 @@ impl ReplicaNet for Transport {
 /// back. Ends with the node (the task holds it weakly while it waits), or when the partition is
 /// no longer hosted here.
 async fn partition_down(shared: Arc<Shared>, tp: TopicPartition) {
+    let _reporting = ReportingGuard::new(&shared, &tp);
     shared.metrics.count("rill_partition_failures_total", 1);
     let offline = controller::Request::ReplicaOffline {
         broker: shared.broker_id,
@@ -537,12 +594,9 @@ async fn partition_down(shared: Arc<Shared>, tp: TopicPartition) {
                 // Once the copy failed again, a newer task reports it offline: this report,
                 // if still being retried, must not clear that task's mark (seed 541). Not
                 // watertight (a try in flight may still land late), hence `Repair::Unmarked`.
-                let failed_again = || {
-                    shared
-                        .partition(&tp)
-                        .is_none_or(|p| p.status().failed.is_some())
-                };
-                shared.report(&tp, online, failed_again).await;
+                shared
+                    .report(&tp, online, || shared.copy_failed_or_gone(&tp))
+                    .await;
                 return;
             }
             Repair::Gone => return,
@@ -561,6 +615,39 @@ async fn partition_down(shared: Arc<Shared>, tp: TopicPartition) {
             }
         }
         backoff = (backoff * 2).min(REPAIR_BACKOFF_MAX_MS);
+    }
+}
+
+/// Counts a task reporting on a copy in [`Shared`]'s `reporting` while it lives, however it ends.
+struct ReportingGuard {
+    /// The node, weakly: a waiting task must not keep it alive.
+    node: Weak<Shared>,
+    /// The partition reported on.
+    tp: TopicPartition,
+}
+
+impl ReportingGuard {
+    fn new(shared: &Arc<Shared>, tp: &TopicPartition) -> ReportingGuard {
+        *shared.reporting_locked().entry(tp.clone()).or_default() += 1;
+        ReportingGuard {
+            node: Arc::downgrade(shared),
+            tp: tp.clone(),
+        }
+    }
+}
+
+impl Drop for ReportingGuard {
+    fn drop(&mut self) {
+        let Some(shared) = self.node.upgrade() else {
+            return;
+        };
+        let mut reporting = shared.reporting_locked();
+        if let Some(count) = reporting.get_mut(&self.tp) {
+            *count -= 1;
+            if *count == 0 {
+                reporting.remove(&self.tp);
+            }
+        }
     }
 }
 
