@@ -163,7 +163,8 @@ pub struct SequenceRefusal {
     /// last five batches (at most four were stamped after it: the window) and must answer it
     /// as a duplicate; a sequence refusal then means the leader's producer state is wrong
     /// (or, where retention moves the log start, that a replica which fell below it forgot
-    /// the producer: UNKNOWN_PRODUCER_ID).
+    /// the producer, UNKNOWN_PRODUCER_ID, or knows it only from a batch above the start,
+    /// OUT_OF_ORDER_SEQUENCE for a retry of one that retention deleted, as in Kafka).
     pub predecessors_acknowledged: bool,
 }
 
