@@ -868,3 +868,90 @@ async fn a_given_up_head_leaves_an_acknowledged_batch_behind_it_acknowledged() {
     let error = first.unwrap_err();
     assert_eq!(error.kafka_code(), Some(code::NOT_ENOUGH_REPLICAS));
 }
+
+/// Seed 25241: a final read fell 779 acknowledged values short because the consumer asked its
+/// leaders one after another and every round waited out an idle leader's long poll, while each
+/// Fetch of a partition with small segments brought one batch. Every leader is asked at once,
+/// and while records flow nobody is asked to hold.
+#[tokio::test]
+async fn a_consumer_asks_every_leader_at_once_and_does_not_long_poll_while_records_flow() {
+    // The idle leader's address sorts first: asked in order, it would be asked first.
+    let (mut idle, mut busy) = {
+        let a = FakeServer::bind().await;
+        let b = FakeServer::bind().await;
+        if a.addr < b.addr {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    };
+    let brokers = [(1, idle.port), (2, busy.port)];
+    type Asked = Arc<Mutex<Vec<(tokio::time::Instant, i32)>>>;
+    let idle_asked: Asked = Arc::default();
+    let busy_asked: Asked = Arc::default();
+    let seen_by_idle = idle_asked.clone();
+    idle.start(Arc::new(move |seen: &Seen| match &seen.body {
+        RequestKind::ApiVersions(_) => Reply::Respond(api_versions_response(&broker_versions())),
+        RequestKind::Metadata(_) => Reply::Respond(metadata_response(&brokers, "t", &[1, 2])),
+        RequestKind::Fetch(request) => {
+            let wait = request.max_wait_ms;
+            seen_by_idle
+                .lock()
+                .unwrap()
+                .push((tokio::time::Instant::now(), wait));
+            // Nothing to read: held for the whole wait, as a broker's long poll is.
+            let hold = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+            match fetch_answer("t", 0, 0, None) {
+                Reply::Respond(answer) => Reply::Held(hold, answer),
+                _ => unreachable!("an answer"),
+            }
+        }
+        _ => Reply::Silent,
+    }));
+    let seen_by_busy = busy_asked.clone();
+    busy.start(Arc::new(move |seen: &Seen| match &seen.body {
+        RequestKind::ApiVersions(_) => Reply::Respond(api_versions_response(&broker_versions())),
+        RequestKind::Metadata(_) => Reply::Respond(metadata_response(&brokers, "t", &[1, 2])),
+        RequestKind::Fetch(request) => {
+            let offset = request.topics[0].partitions[0].fetch_offset;
+            seen_by_busy
+                .lock()
+                .unwrap()
+                .push((tokio::time::Instant::now(), request.max_wait_ms));
+            // One batch per Fetch, as a segment holding one batch gives.
+            fetch_answer("t", 1, 0, Some(stored_batch(offset, 1)))
+        }
+        _ => Reply::Silent,
+    }));
+    let mut consumer = Consumer::new(client_config(&busy.addr), ConsumerConfig::new(None)).unwrap();
+    consumer.assign(vec![("t".to_string(), 0), ("t".to_string(), 1)]);
+    consumer.seek("t", 0, 0).unwrap();
+    consumer.seek("t", 1, 0).unwrap();
+    let mut offsets = Vec::new();
+    for _ in 0..50 {
+        offsets.extend(consumer.poll(100).await.unwrap().iter().map(|r| r.offset));
+        if offsets.len() >= 10 {
+            break;
+        }
+    }
+    assert_eq!(offsets, (0..10).collect::<Vec<i64>>());
+    let idle_asked = idle_asked.lock().unwrap().clone();
+    let busy_asked = busy_asked.lock().unwrap().clone();
+    let (idle_first, first_wait) = idle_asked[0];
+    assert!(
+        first_wait > 0,
+        "nothing read yet: the first round long-polls"
+    );
+    let held_until = idle_first + Duration::from_millis(u64::try_from(first_wait).unwrap());
+    assert!(
+        busy_asked[0].0 < held_until,
+        "the busy leader is asked while the idle one still holds its long poll"
+    );
+    assert!(
+        idle_asked[1..]
+            .iter()
+            .chain(&busy_asked[1..])
+            .all(|(_, wait)| *wait == 0),
+        "after a round that read records nobody holds: {idle_asked:?} {busy_asked:?}"
+    );
+}

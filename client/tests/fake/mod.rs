@@ -25,6 +25,8 @@ pub enum Reply {
     RespondAt(i16, ResponseKind),
     /// Answer with a wrong correlation id.
     WrongCorrelation(ResponseKind),
+    /// Answer at the request's version after holding it this long (a long-polled Fetch).
+    Held(std::time::Duration, ResponseKind),
     /// Never answer (a partitioned link).
     Silent,
 }
@@ -106,6 +108,10 @@ async fn serve(mut stream: TcpStream, script: Script, seen: Arc<Mutex<Vec<Seen>>
         seen.lock().unwrap().push(request.clone());
         let (body_version, correlation_id, response) = match script(&request) {
             Reply::Respond(r) => (version, header.correlation_id, r),
+            Reply::Held(hold, r) => {
+                tokio::time::sleep(hold).await;
+                (version, header.correlation_id, r)
+            }
             Reply::RespondAt(v, r) => (v, header.correlation_id, r),
             Reply::WrongCorrelation(r) => (version, header.correlation_id + 1000, r),
             Reply::Silent => continue,
