@@ -23,6 +23,7 @@ use wire::{BrokerId, TopicPartition};
 use super::peer::{PeerConnection, PeerError};
 use super::replication_wire as rw;
 use super::shared::Shared;
+use crate::partition::Partition;
 
 /// Longest a round waits for the partitions answered with records in the last round (their
 /// flush) before it leaves without them.
@@ -174,17 +175,16 @@ async fn fetch_round(
     fetches: Vec<(TopicPartition, FetchRequest)>,
 ) {
     let wait = i32::try_from(node.config.timing.replica_fetch_wait_max_ms).unwrap_or(500);
-    let mut request = rw::fetches_to_kafka(node.broker_id, &fetches, wait);
+    // Each partition looked up once per round (an idle round of a broker following 1,000
+    // partitions is mostly this bookkeeping).
+    let hosted: Vec<Option<Arc<Partition>>> =
+        fetches.iter().map(|(tp, _)| node.partition(tp)).collect();
     // Each partition's log start, as Kafka's follower reports it: the leader's DeleteRecords
     // answers once every replica's start reached the deleted offset.
-    for topic in &mut request.topics {
-        for fetch in &mut topic.partitions {
-            let tp = TopicPartition::try_new(&topic.topic.0, fetch.partition);
-            if let Some(partition) = tp.ok().and_then(|tp| node.partition(&tp)) {
-                fetch.log_start_offset = partition.status().log_start_offset.0;
-            }
-        }
-    }
+    let starts = hosted
+        .iter()
+        .map(|partition| partition.as_ref().map(|p| p.log_start_offset()));
+    let request = rw::fetches_to_kafka(node.broker_id, &fetches, starts, wait);
     let response: Option<kafka_protocol::messages::FetchResponse> = exchange(
         node,
         leader,
@@ -210,8 +210,8 @@ async fn fetch_round(
             }
         }
     }
-    for (tp, request) in &fetches {
-        let Some(partition) = node.partition(tp) else {
+    for ((tp, request), partition) in fetches.iter().zip(hosted) {
+        let Some(partition) = partition else {
             queue.lock().awaited.remove(tp);
             continue;
         };

@@ -53,19 +53,23 @@ fn topic_name(topic: String) -> TopicName {
 }
 
 /// A follower broker's fetches to one leader as one Kafka Fetch, every partition in it (Kafka's
-/// replica fetcher): one request and one long poll per (follower, leader) pair.
+/// replica fetcher): one request and one long poll per (follower, leader) pair. `log_starts`
+/// gives each fetch's log start as the follower reports it (`None`: unknown, -1 on the wire).
 pub fn fetches_to_kafka(
     replica_id: BrokerId,
     fetches: &[(TopicPartition, FetchRequest)],
+    log_starts: impl IntoIterator<Item = Option<Offset>>,
     max_wait_ms: i32,
 ) -> KafkaFetch {
+    let mut log_starts = log_starts.into_iter();
     let partitions = fetches.iter().map(|(tp, request)| {
+        let log_start = log_starts.next().flatten().map_or(-1, |start| start.0);
         let partition = FetchPartition::default()
             .with_partition(tp.partition)
             .with_current_leader_epoch(request.current_leader_epoch.0)
             .with_fetch_offset(request.fetch_offset.0)
             .with_last_fetched_epoch(request.last_fetched_epoch.0)
-            .with_log_start_offset(-1)
+            .with_log_start_offset(log_start)
             .with_partition_max_bytes(i32::try_from(REPLICA_FETCH_BYTES_MAX).expect("fits"));
         (tp.topic.clone(), partition)
     });

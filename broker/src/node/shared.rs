@@ -139,6 +139,16 @@ impl Shared {
         self.partitions_locked().get(tp).cloned()
     }
 
+    /// The hosted partitions of `topic`, in order (a range of the map, not a pass over it).
+    pub fn partitions_of(&self, topic: &str) -> Vec<Arc<Partition>> {
+        let first = TopicPartition::new(topic, 0);
+        self.partitions_locked()
+            .range(first..)
+            .take_while(|(tp, _)| tp.topic == topic)
+            .map(|(_, partition)| partition.clone())
+            .collect()
+    }
+
     /// Every hosted partition, in order.
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
         self.partitions_locked().values().cloned().collect()

@@ -1016,6 +1016,11 @@ impl Partition {
             .end_offset_for(epoch, inner.replica.log_end_offset()))
     }
 
+    /// The log start offset the core knows ([`Partition::status`]'s, without copying the rest).
+    pub fn log_start_offset(&self) -> Offset {
+        self.lock().replica.log_start_offset()
+    }
+
     /// State for Metadata answers and metrics.
     pub fn status(&self) -> PartitionStatus {
         let inner = self.lock();

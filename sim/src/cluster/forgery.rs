@@ -95,7 +95,7 @@ pub async fn forge_follower_fetch(address: String, replica: i32) {
             (TopicPartition::new(TOPIC, partition), request)
         })
         .collect();
-    let fetch = fetches_to_kafka(BrokerId(replica), &fetches, 0);
+    let fetch = fetches_to_kafka(BrokerId(replica), &fetches, std::iter::empty(), 0);
     let answer: Result<FetchResponse, _> = connection
         .request(ApiKey::Fetch, 12, &fetch, STEP_TIMEOUT)
         .await;

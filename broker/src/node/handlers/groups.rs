@@ -452,10 +452,10 @@ impl GroupService {
     /// Loads offsets partitions this broker now leads and unloads the ones it stopped leading.
     fn follow_leadership(&self) {
         let mut led = BTreeSet::new();
-        for partition in self.shared.partitions() {
-            let tp = partition.topic_partition();
-            if tp.topic == OFFSETS_TOPIC && partition.status().is_leader {
-                led.insert(tp.partition);
+        // Every 100 ms: the offsets topic's partitions only, not every hosted one.
+        for partition in self.shared.partitions_of(OFFSETS_TOPIC) {
+            if partition.status().is_leader {
+                led.insert(partition.topic_partition().partition);
             }
         }
         let loaded = self
