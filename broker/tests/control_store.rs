@@ -1,5 +1,5 @@
 //! The durable raft store on a `MemDisk`: conformance with the in-memory `RaftStore` driven by a
-//! real controller, crash recovery of exactly the synced state, torn tails, corruption refused.
+//! real controller, crash recovery of exactly the synced state, torn tails, corruption set aside.
 #![allow(clippy::unwrap_used)]
 
 use broker::control::store::DurableRaftStore;
@@ -277,8 +277,11 @@ fn zero_filled_tail_is_dropped() {
     assert_eq!(recovered, model);
 }
 
+/// A flip in synced records (a bad record before valid ones) is not a torn tail: the log is
+/// set aside whole and the node starts a new, rejoining log, to catch up from the leader as a
+/// replaced disk does (seed 9656: refusing to open kept the node down for the rest of the run).
 #[test]
-fn corruption_before_the_tail_is_refused() {
+fn corruption_before_the_tail_sets_the_log_aside_and_rejoins() {
     let disk = MemDisk::new(9);
     let dir = Path::new(DIR);
     let (mut durable, _) = DurableRaftStore::open(disk.as_disk(), dir, &[1]).unwrap();
@@ -291,14 +294,31 @@ fn corruption_before_the_tail_is_refused() {
         };
         durable.apply(&batch).unwrap();
     }
+    drop(durable);
     let path = dir.join("raft.log");
     let base_bytes = 8 + 1 + 10; // Base header and kind, then inside its payload.
     disk.flip_bit_at(&path, base_bytes + 60, 3).unwrap();
-    let reopened = DurableRaftStore::open(disk.as_disk(), dir, &[1]);
+    let damaged = read_file(&disk, &path);
+    let peeked = DurableRaftStore::peek(disk.as_disk(), dir, &[1]);
     assert!(
-        matches!(reopened, Err(ControlError::Corrupt(_))),
-        "{reopened:?}"
+        matches!(peeked, Err(ControlError::Corrupt(_))),
+        "the damage is corruption, not a torn tail: {peeked:?}"
     );
+    let (_, reopened) = DurableRaftStore::open(disk.as_disk(), dir, &[1]).unwrap();
+    assert_eq!(reopened, RaftStore::bootstrap(&[1]), "a new log");
+    assert!(reopened.rejoining(), "it votes only with rejoining nodes");
+    let aside = dir.join(broker::control::store::FILE_NAME_CORRUPT);
+    assert_eq!(read_file(&disk, &aside), damaged, "the damaged log kept");
+    let (_, again) = DurableRaftStore::open(disk.as_disk(), dir, &[1]).unwrap();
+    assert_eq!(again, reopened, "the new log is sound");
+}
+
+fn read_file(disk: &MemDisk, path: &Path) -> Vec<u8> {
+    let disk = disk.as_disk();
+    let len = disk.len(path).unwrap();
+    let mut bytes = vec![0; len as usize];
+    disk.read_at(path, 0, &mut bytes).unwrap();
+    bytes
 }
 
 #[test]

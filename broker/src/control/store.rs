@@ -38,9 +38,11 @@
 //!   at the tail: recovery stops at the first record that is incomplete or fails its CRC *if*
 //!   nothing valid follows at its claimed end, and truncates the file there (those bytes were
 //!   never synced, so nothing acknowledged is lost).
-//! - A bad record followed by a valid one is corruption of synced data (a bit flip): open refuses
-//!   with [`ControlError::Corrupt`] rather than silently dropping acknowledged raft state. A flip
-//!   in a length field can still pass as a torn tail; the CRC-32C makes every other flip visible.
+//! - A bad record followed by a valid one is corruption of synced data (a bit flip): open never
+//!   silently drops acknowledged raft state. It moves the file to `raft.log.corrupt` and starts a
+//!   new *rejoining* log, as for a replaced disk, so the node catches up from the leader and
+//!   votes only with other rejoining nodes until then. A flip in a length field can still pass
+//!   as a torn tail; the CRC-32C makes every other flip visible.
 //! - `rename` is atomic and durable after `sync_dir` of the parent.
 
 use super::ControlError;
@@ -63,6 +65,9 @@ const FILE_NAME: &str = "raft.log";
 
 /// Name of the temporary file a compaction writes before renaming it over the log.
 const FILE_NAME_TMP: &str = "raft.log.tmp";
+
+/// Where a corrupt log is moved for the operator (see [`DurableRaftStore::open`]).
+pub const FILE_NAME_CORRUPT: &str = "raft.log.corrupt";
 
 /// Record kinds (the byte after the header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +140,10 @@ impl DurableRaftStore {
             file_bytes: 0,
         };
         if store.disk.exists(&store.path)? {
-            store.recover()?;
+            match store.recover() {
+                Err(ControlError::Corrupt(why)) => store.set_aside(voters, &why)?,
+                recovered => recovered?,
+            }
             let mut recovered = store.mirror.conf_state().voters.clone();
             let mut wanted = voters.to_vec();
             recovered.sort_unstable();
@@ -151,6 +159,31 @@ impl DurableRaftStore {
         assert!(store.file_bytes >= HEADER_BYTES as u64, "a base record");
         let state = store.mirror.clone();
         Ok((store, state))
+    }
+
+    /// Moves a corrupt log to `raft.log.corrupt` (replacing an older one) and starts a new,
+    /// rejoining log in its place: the node then catches up from the leader as a node whose disk
+    /// was replaced does, and votes only with other rejoining nodes until it has. Keeping the
+    /// valid records before the damage instead would let the node vote as caught up without
+    /// entries it had acknowledged (seed 9656 after the consumer change: a flip in n1's raft log
+    /// kept n1 from starting for the rest of the run).
+    fn set_aside(&mut self, voters: &[u64], why: &str) -> Result<(), ControlError> {
+        let aside = self.dir.join(FILE_NAME_CORRUPT);
+        if self.disk.exists(&aside)? {
+            self.disk.remove(&aside)?;
+        }
+        self.disk.rename(&self.path, &aside)?;
+        self.disk.sync_dir(&self.dir)?;
+        tracing::error!(
+            path = %self.path.display(),
+            aside = %aside.display(),
+            %why,
+            "raft log corrupt: set aside; this node rejoins with an empty log and catches up \
+             from the leader"
+        );
+        buggify::probe!("controller.raft.corrupt_log_set_aside");
+        self.mirror = RaftStore::bootstrap(voters);
+        self.rewrite()
     }
 
     /// The state the disk holds (after the last `apply`/`compact_to` returned).
