@@ -32,6 +32,10 @@ options:
   --idempotence on|off  cluster: idempotent producers (default on with acks=all)
   --faults FAMILY     cluster: only partitions, kills, pauses, disk, clock or wipe faults
   --no-operations     cluster: draw no operations (below)
+  --no-client-shapes  cluster: draw no client shapes (below); with --wipes-ungated, for
+                      replaying regressions found before these existed
+  --wipes-ungated     cluster: wipe a disk whenever scheduled, even while it may hold the
+                      last copy of acknowledged records
   --shrink            with --seed (cluster): shrink the failing seed's fault schedule and
                       workload, write shrunk-seed-N.json and print the replay command
   --ci                CI mode: every seed runs twice, traces must be equal; with the cluster
@@ -231,6 +235,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 settings.overrides.faults = Some(crate::cluster::FaultFamily::parse(name)?);
             }
             "--no-operations" => settings.overrides.no_operations = true,
+            "--no-client-shapes" => settings.overrides.no_client_shapes = true,
+            "--wipes-ungated" => settings.overrides.wipes_ungated = true,
             "--ci" => (check, ci) = (true, true),
             "--check-determinism" => check = true,
             "--verbose" => verbose = true,
@@ -250,8 +256,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     if settings.overrides != crate::cluster::Overrides::default() {
         if settings.scenario != scenarios::ScenarioName::Cluster {
             return Err(
-                "--acks, --min-isr, --unclean, --idempotence, --faults and --no-operations go with \
-                 the cluster scenario"
+                "--acks, --min-isr, --unclean, --idempotence, --faults, --no-operations, \
+                 --no-client-shapes and --wipes-ungated go with the cluster scenario"
                     .to_string(),
             );
         }
@@ -839,13 +845,17 @@ mod tests {
     #[test]
     fn a_replay_command_keeps_no_operations() {
         // The replay line of a `--no-operations` campaign's failure must draw no operations
-        // too, or it replays a different run.
-        let Ok(Command::Campaign { settings, .. }) = parse(&args("--no-operations --seeds 3"))
-        else {
+        // too, or it replays a different run; so for the regressions' overrides.
+        let Ok(Command::Campaign { settings, .. }) = parse(&args(
+            "--no-operations --no-client-shapes --wipes-ungated --seeds 3",
+        )) else {
             panic!("a campaign");
         };
+        assert!(settings.overrides.no_client_shapes && settings.overrides.wipes_ungated);
         let replay = runner::replay_command(scenarios::build(&settings).as_ref(), 7);
-        assert!(replay.contains("--no-operations"), "{replay}");
+        for flag in ["--no-operations", "--no-client-shapes", "--wipes-ungated"] {
+            assert!(replay.contains(flag), "{flag}: {replay}");
+        }
         let words: Vec<String> = replay
             .split_whitespace()
             .skip(2)

@@ -149,6 +149,11 @@ fn seeds_found_beyond_the_default_campaign_pass() {
 /// from the ELR it had been in before its disk was wiped: acknowledged records lost
 /// (`unreadable`, `lost-write`). A new directory now stays unclean until its unclean
 /// registration is in the metadata (`broker::node::storage`).
+///
+/// Since session 21 (the consumer's concurrent fetches shifted the run) an ungated wipe of n2,
+/// the last in-sync copy of every partition, leaves them offline, as clean elections must: the
+/// run passes as offline as expected, and still restarts a node before its unclean
+/// registration reached the controller.
 #[test]
 fn a_wiped_node_restarted_before_it_registered_is_not_elected() {
     // The draw it had when found: wipes ungated, no operations or client shapes (they came
@@ -169,6 +174,11 @@ fn a_wiped_node_restarted_before_it_registered_is_not_elected() {
         .filter(|event| event.contains("FAULT wipe n"))
         .count();
     assert!(wipes >= 4, "seed 423 still wipes as it did: {wipes} wipes");
+    let restarted = "node.storage.restarted_before_its_unclean_registration";
+    assert!(
+        run.coverage.probes.contains_key(restarted),
+        "seed 423 no longer restarts a node before its unclean registration: pick another"
+    );
 }
 
 /// Disk-fault seeds whose nodes repair their failed partitions in place (no restart at healing)

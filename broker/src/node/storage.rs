@@ -95,6 +95,7 @@ pub fn check(disk: &Arc<dyn Disk>, reserved: &[&str]) -> Result<StorageCheck, No
         disk.remove(unclean).map_err(io)?;
         disk.sync_dir(Path::new("")).map_err(io)?;
     } else if unreported {
+        buggify::probe!("node.storage.restarted_before_its_unclean_registration");
         tracing::info!("an earlier start found data lost and did not register it: unclean again");
     }
     Ok(StorageCheck {

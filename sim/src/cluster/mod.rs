@@ -226,6 +226,12 @@ impl Overrides {
         if self.no_operations {
             args.push("--no-operations".to_string());
         }
+        if self.no_client_shapes {
+            args.push("--no-client-shapes".to_string());
+        }
+        if self.wipes_ungated {
+            args.push("--wipes-ungated".to_string());
+        }
         args
     }
 }

@@ -172,6 +172,9 @@ pub async fn redeliver(
             let in_sync = node_of(&addr).is_none_or(|node| {
                 lock(&shared).in_newest_isr(&super::workload::key_name(partition), node)
             });
+            if fenced && by_sequence && !in_sync {
+                buggify::probe!("sim.stale_copy.fenced_epoch_judged_by_a_deposed_leader");
+            }
             if fenced && by_sequence && config.strong && in_sync {
                 let why = format!(
                     "stale requests: a copy of producer {producer_id} epoch {epoch} seq \
