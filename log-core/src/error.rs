@@ -34,6 +34,18 @@ pub enum LogError {
         /// What check failed.
         reason: String,
     },
+    /// A batch above the recovery point failed its checks and a valid batch follows it: a bit
+    /// flip in written data, not a torn tail (a crash tears only a file's end). The log refuses
+    /// to open rather than truncate what may have been flushed and acknowledged.
+    #[error("corrupt data before valid batches in {file} at byte {position}: {reason}")]
+    CorruptBeforeValidBatches {
+        /// The segment file, relative to the disk root.
+        file: String,
+        /// Byte position of the damage.
+        position: u64,
+        /// What check failed.
+        reason: String,
+    },
     /// A checkpoint file failed its CRC or does not parse.
     #[error("corrupt checkpoint {file}: {reason}")]
     CorruptCheckpoint {
@@ -115,6 +127,7 @@ impl LogError {
             self,
             LogError::CorruptBatch { .. }
                 | LogError::CorruptBelowRecoveryPoint { .. }
+                | LogError::CorruptBeforeValidBatches { .. }
                 | LogError::CorruptCheckpoint { .. }
         )
     }

@@ -537,6 +537,19 @@ impl PartitionLog {
                         reason: damage.reason,
                     });
                 }
+                // Above the recovery point, which lags what was flushed (checkpoints are lazy),
+                // a tear and a flip in flushed data look alike, but a crash tears only a file's
+                // end: a bad batch with a valid one after it is corruption, and truncating it
+                // as a tail would drop acknowledged records that the broker then calls intact
+                // (seed 55602: elected from the ELR with them missing).
+                if damage.valid_batch_follows {
+                    buggify::probe!("log.recovery.corruption_before_valid_batches");
+                    return Err(LogError::CorruptBeforeValidBatches {
+                        file: segment.log_name(),
+                        position: damage.position,
+                        reason: damage.reason,
+                    });
+                }
                 tracing::warn!(file = %segment.log_name(), position = damage.position,
                     reason = %damage.reason, "truncating a torn or corrupt log tail");
                 buggify::probe!("log.recovery.torn_tail_truncated");

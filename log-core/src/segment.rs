@@ -69,6 +69,9 @@ pub(crate) struct Damage {
     pub expected_offset: Offset,
     /// What check failed.
     pub reason: String,
+    /// A valid batch starts where the bad one claims to end: the damage is corruption of
+    /// written data (a bit flip), not a torn tail, which a crash leaves only at a file's end.
+    pub valid_batch_follows: bool,
 }
 
 /// The outcome of scanning a segment file.
@@ -182,6 +185,7 @@ impl Segment {
                 position,
                 expected_offset: shadow.next_offset,
                 reason,
+                valid_batch_follows: false,
             };
             if !read_exact(disk, &self.log_path, position, &mut header_bytes)? {
                 damage = Some(fail("torn batch header".into()));
@@ -195,14 +199,25 @@ impl Segment {
                 }
             };
             let gap = header.base_offset != shadow.next_offset;
+            let total = header.total_bytes() as u64;
+            // A flip in a batch whose length field is intact: is the batch after it valid?
+            let followed = |reason: String| -> Result<Damage, LogError> {
+                let next = position.saturating_add(total);
+                Ok(Damage {
+                    valid_batch_follows: self.valid_batch_at(disk, next, shadow.next_offset)?,
+                    ..fail(reason)
+                })
+            };
             if header.base_offset < shadow.next_offset
                 || (gap && self.dense)
                 || !shadow.has_offset_room(header.last_offset())
             {
-                damage = Some(fail(format!("offset {} out of order", header.base_offset)));
+                damage = Some(followed(format!(
+                    "offset {} out of order",
+                    header.base_offset
+                ))?);
                 break;
             }
-            let total = header.total_bytes() as u64;
             if position + total > file_len {
                 damage = Some(fail(format!("batch of {total} bytes past end of file")));
                 break;
@@ -215,7 +230,7 @@ impl Segment {
                 }
                 let verdict = BatchView::new(&batch).and_then(|view| view.validate());
                 if let Err(e) = verdict {
-                    damage = Some(fail(e.to_string()));
+                    damage = Some(followed(e.to_string())?);
                     break;
                 }
                 validated_bytes += total;
@@ -238,6 +253,34 @@ impl Segment {
             damage,
             validated_bytes,
         })
+    }
+
+    /// Whether a whole, valid batch (its CRC checked) starting at or after offset `from`
+    /// begins at byte `position` of the file.
+    fn valid_batch_at(
+        &self,
+        disk: &dyn Disk,
+        position: u64,
+        from: Offset,
+    ) -> Result<bool, LogError> {
+        let mut header_bytes = [0u8; HEADER_BYTES];
+        if !read_exact(disk, &self.log_path, position, &mut header_bytes)? {
+            return Ok(false);
+        }
+        let Ok(header) = BatchHeader::parse(&header_bytes) else {
+            return Ok(false);
+        };
+        let end = position.saturating_add(header.total_bytes() as u64);
+        if header.base_offset < from || end > disk.len(&self.log_path)? {
+            return Ok(false);
+        }
+        let mut batch = vec![0u8; header.total_bytes() as usize];
+        if !read_exact(disk, &self.log_path, position, &mut batch)? {
+            return Ok(false);
+        }
+        Ok(BatchView::new(&batch)
+            .and_then(|view| view.validate())
+            .is_ok())
     }
 
     /// Adopts a scan's result as this segment's state.

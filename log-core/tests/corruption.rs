@@ -140,7 +140,8 @@ fn read_all_safe(log: &PartitionLog) -> Option<Recs> {
 }
 
 #[test]
-fn flips_in_the_unflushed_tail_are_truncated_away_at_open() {
+fn flips_in_the_unflushed_tail_are_truncated_away_or_refused_at_open() {
+    let (mut truncated, mut refused) = (0, 0);
     for seed in 0..60u64 {
         let disk = MemDisk::new(seed);
         let mut log = open_mem(&disk, small_config());
@@ -162,7 +163,28 @@ fn flips_in_the_unflushed_tail_are_truncated_away_at_open() {
         disk.flip_bit_at(&active, position, (seed % 8) as u32)
             .unwrap();
         drop(log);
-        let log = open_mem(&disk, small_config());
+        // Open cannot tell a flip in unflushed bytes from one in flushed bytes above a lagging
+        // checkpoint: one with a valid batch after it is refused as corruption (the broker sets
+        // such a log aside and rebuilds it from the leader), one in the last batch is a tail.
+        let opened = PartitionLog::open(
+            Arc::new(disk.clone()),
+            Path::new("topic-0"),
+            small_config(),
+            0,
+        );
+        let log = match opened {
+            Ok(log) => log,
+            Err(LogError::CorruptBeforeValidBatches { position: at, .. }) => {
+                assert!(
+                    at <= position,
+                    "seed {seed}: the damage is at or after {at}"
+                );
+                refused += 1;
+                continue;
+            }
+            Err(other) => panic!("seed {seed}: unexpected open error {other}"),
+        };
+        truncated += 1;
         assert!(log.log_end_offset() >= flushed, "flushed data stays");
         let report = log.recovery_report();
         assert!(
@@ -183,6 +205,10 @@ fn flips_in_the_unflushed_tail_are_truncated_away_at_open() {
             "what recovery kept reads cleanly"
         );
     }
+    assert!(
+        truncated > 0 && refused > 0,
+        "both outcomes seen: {truncated} truncated, {refused} refused"
+    );
 }
 
 #[test]
@@ -246,4 +272,69 @@ fn corruption_below_the_recovery_point_refuses_to_open() {
         }
         other => panic!("expected CorruptBelowRecoveryPoint, got {other}"),
     }
+}
+
+/// A bit flip in flushed data above a lagging checkpoint (checkpoints are lazy: the recovery
+/// point trails what was flushed and acknowledged) is corruption, not a torn tail, when a valid
+/// batch follows it: a crash tears only a file's end. Truncating it as a tail dropped
+/// acknowledged records, and the broker, calling its storage intact, was elected from the ELR
+/// with them missing (cluster simulation, seed 55602).
+#[test]
+fn a_flip_in_flushed_data_past_a_lagging_checkpoint_is_not_a_torn_tail() {
+    let config = log_core::LogConfig {
+        checkpoint_interval_bytes: 1 << 20, // no checkpoint after the first flushes
+        ..small_config()
+    };
+    let disk = MemDisk::new(7);
+    let mut log = open_mem(&disk, config.clone());
+    let path = Path::new("topic-0/00000000000000000000.log");
+    let mut ends = Vec::new();
+    for i in 0..10 {
+        log.append_as_leader(&batch(&format!("v{i}"), 3, 2, i), LeaderEpoch(1), i)
+            .unwrap();
+        ends.push(disk.len(path).unwrap());
+    }
+    assert_eq!(log.flush().unwrap(), Offset(30), "flushed: acknowledgeable");
+    drop(log);
+    // Inside the sixth batch's records (covered by its CRC), well before the file's end.
+    disk.flip_bit_at(path, ends[5] - 3, 0).unwrap();
+    disk.crash();
+    match PartitionLog::open(Arc::new(disk.clone()), Path::new("topic-0"), config, 0) {
+        Err(error @ LogError::CorruptBeforeValidBatches { position, .. }) => {
+            assert!(error.is_corruption(), "{error}");
+            assert_eq!(position, ends[4], "names the damaged batch");
+        }
+        Ok(log) => panic!(
+            "a flip recovered as a torn tail: the log ends at {}",
+            log.log_end_offset()
+        ),
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+/// A tear at a file's end is still a tail, even with a checkpoint lagging: nothing valid
+/// follows it.
+#[test]
+fn a_torn_last_batch_is_still_truncated_as_a_tail() {
+    let config = log_core::LogConfig {
+        checkpoint_interval_bytes: 1 << 20,
+        ..small_config()
+    };
+    let disk = MemDisk::new(8);
+    let mut log = open_mem(&disk, config.clone());
+    let path = Path::new("topic-0/00000000000000000000.log");
+    for i in 0..10 {
+        log.append_as_leader(&batch(&format!("v{i}"), 3, 2, i), LeaderEpoch(1), i)
+            .unwrap();
+    }
+    log.flush().unwrap();
+    drop(log);
+    let len = disk.len(path).unwrap();
+    disk.flip_bit_at(path, len - 3, 0).unwrap();
+    let log = PartitionLog::open(Arc::new(disk.clone()), Path::new("topic-0"), config, 0).unwrap();
+    assert_eq!(
+        log.log_end_offset(),
+        Offset(27),
+        "the last batch cut as a tail"
+    );
 }
