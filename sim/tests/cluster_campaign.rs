@@ -85,7 +85,12 @@ fn seeds_that_found_bugs_pass() {
 /// OUT_OF_ORDER_SEQUENCE_NUMBER from a producer state that never saw the later epoch, as Kafka's
 /// would, and the checker called that judging a fenced epoch by its sequence. It now judges only
 /// answers from a replica in the newest observed ISR.
-const STALE_COPY_SEEDS_TO_DEPOSED_LEADERS: &[u64] = &[572, 5199];
+///
+/// Session 21's consumer change shifted both runs away from that case; 61681 and 62251 (found
+/// by a campaign over seeds 50501–65500, in which the probe
+/// `sim.stale_copy.fenced_epoch_judged_by_a_deposed_leader` fired in only these two) stand in
+/// for them.
+const STALE_COPY_SEEDS_TO_DEPOSED_LEADERS: &[u64] = &[61681, 62251];
 
 #[test]
 fn stale_copies_answered_by_deposed_leaders_pass() {
