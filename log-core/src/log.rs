@@ -417,6 +417,19 @@ impl PartitionLog {
         Ok(log)
     }
 
+    /// The log start offset the state checkpoint in `dir` holds (zero without one), read
+    /// without opening the log or changing anything: for a checker looking at a running
+    /// replica's files, which keep batches below the start until their segment goes whole.
+    pub fn peek_log_start(disk: &dyn Disk, dir: &Path) -> Result<Offset, LogError> {
+        let name = dir.join(STATE_FILE).display().to_string();
+        Ok(
+            match checkpoint::read(disk, dir, STATE_FILE, Kind::LogState)? {
+                Some(payload) => LogState::decode(&name, &payload)?.log_start_offset,
+                None => Offset::ZERO,
+            },
+        )
+    }
+
     fn recover(&mut self, now_ms: i64, flushed: Offset) -> Result<(), LogError> {
         let bases = self.remove_leftovers()?;
         let state_name = self.dir.join(STATE_FILE).display().to_string();

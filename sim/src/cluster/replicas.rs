@@ -24,12 +24,18 @@ struct ReplicaLog {
     /// The base offset of the newest segment: a replica whose retention deleted every batch
     /// and that rolled keeps an empty segment there, at its log end.
     segment_base_max: Option<i64>,
+    /// The log start offset of its state checkpoint: batches below it stay in their segment
+    /// until the segment goes whole, unreadable, and need not agree (seed 65148: a deposed
+    /// leader's never-committed batch kept below the start it took from the new leader).
+    log_start: i64,
 }
 
 impl ReplicaLog {
-    /// The first offset the replica holds, if any.
+    /// The first offset the replica serves, if it holds any: its first batch or its log start,
+    /// whichever is later.
     fn start(&self) -> Option<i64> {
-        self.batches.keys().next().copied()
+        let first = self.batches.keys().next().copied()?;
+        Some(first.max(self.log_start))
     }
 
     /// The offset after the last batch, or the newest segment's base if that is later (a
@@ -46,7 +52,12 @@ fn read_replica(disk: &MemDisk, dir: &str) -> Result<ReplicaLog, String> {
     let names = disk
         .list(dir_path)
         .map_err(|e| format!("cannot list {dir}: {e}"))?;
-    let mut log = ReplicaLog::default();
+    let log_start = log_core::PartitionLog::peek_log_start(disk, dir_path)
+        .map_err(|e| format!("cannot read {dir}'s log start: {e}"))?;
+    let mut log = ReplicaLog {
+        log_start: log_start.0,
+        ..ReplicaLog::default()
+    };
     let mut total = 0u64;
     // Segment names are 20-digit base offsets: sorted names are offset order.
     for name in names.iter().filter(|n| n.ends_with(".log")) {
@@ -188,7 +199,7 @@ fn compare_partition(dir: &str, replicas: &[(usize, ReplicaLog)]) -> Result<(), 
 mod tests {
     use super::*;
     use log_core::batch::set_base_offset;
-    use log_core::{BatchBuilder, Offset};
+    use log_core::{BatchBuilder, LeaderEpoch, Offset};
 
     fn batch(base: i64, value: &[u8]) -> Vec<u8> {
         let mut builder = BatchBuilder::new();
@@ -214,6 +225,46 @@ mod tests {
         let logs = [batch(0, b"a"), batch(1, b"b")];
         let disks = [disk_with(&logs), disk_with(&logs), disk_with(&logs)];
         assert_eq!(compare(&disks, &[false; 3], "t", 1), Ok(()));
+    }
+
+    /// A replica whose batches 0..=2 went through a `PartitionLog` (so it has a state
+    /// checkpoint), batch 1 stamped with `epoch`, its log start moved to `start`.
+    fn replica_with_start(epoch: i32, start: i64) -> MemDisk {
+        let disk = MemDisk::new(2);
+        let mut log = log_core::PartitionLog::open(
+            disk.as_disk(),
+            Path::new("t-0"),
+            log_core::LogConfig::default(),
+            0,
+        )
+        .unwrap();
+        for (base, value) in [(0, b"a"), (1, b"b"), (2, b"c")] {
+            let mut bytes = batch(base, value);
+            if base == 1 {
+                log_core::batch::set_partition_leader_epoch(&mut bytes, LeaderEpoch(epoch));
+            }
+            log.append_as_follower(&bytes, 0).unwrap();
+        }
+        log.set_high_watermark(Offset(3)).unwrap();
+        log.advance_log_start(Offset(start)).unwrap();
+        log.close().unwrap();
+        disk
+    }
+
+    #[test]
+    fn batches_below_a_replicas_log_start_are_not_compared() {
+        // Seed 65148: a deposed leader kept its never-committed copy of a batch (its epoch)
+        // below the log start it took from the new leader; the batch stays in the segment
+        // but no replica serves it.
+        let disks = [replica_with_start(1, 2), replica_with_start(0, 2)];
+        assert_eq!(compare(&disks, &[false; 2], "t", 1), Ok(()));
+        let disks = [replica_with_start(1, 0), replica_with_start(0, 0)];
+        let why = compare(&disks, &[false; 2], "t", 1).unwrap_err();
+        assert!(why.contains("differ in the batch at offset 1"), "{why}");
+        // One replica's start is enough: the other's bytes there are not served either once
+        // it follows, and the leader's start is the one that counts.
+        let disks = [replica_with_start(1, 2), replica_with_start(0, 0)];
+        assert_eq!(compare(&disks, &[false; 2], "t", 1), Ok(()));
     }
 
     #[test]
