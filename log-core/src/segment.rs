@@ -274,7 +274,7 @@ impl Segment {
         if header.base_offset < from || end > disk.len(&self.log_path)? {
             return Ok(false);
         }
-        let mut batch = vec![0u8; header.total_bytes() as usize];
+        let mut batch = vec![0u8; header.total_bytes()];
         if !read_exact(disk, &self.log_path, position, &mut batch)? {
             return Ok(false);
         }
