@@ -271,6 +271,11 @@ mod tests {
     /// (outside the batch CRC: 5 becomes 5 + 8192), under the production checkpoint interval
     /// (1 MiB): the state checkpoint's recovery point still says 0.
     fn flushed_with_a_flip_above_the_checkpoint(disk: &MemDisk) -> Arc<dyn Disk> {
+        flushed_with_a_flip_in_batch(disk, 5)
+    }
+
+    /// Like [`flushed_with_a_flip_above_the_checkpoint`], the flip in batch `flipped`.
+    fn flushed_with_a_flip_in_batch(disk: &MemDisk, flipped: usize) -> Arc<dyn Disk> {
         let handle = disk.as_disk();
         let config = LogConfig::default();
         let mut log =
@@ -286,7 +291,8 @@ mod tests {
         }
         assert_eq!(log.flush().expect("flushes"), Offset(10), "all ten flushed");
         drop(log);
-        disk.flip_bit_at(file, positions[5] + 6, 5).expect("flips");
+        disk.flip_bit_at(file, positions[flipped] + 6, 5)
+            .expect("flips");
         handle
     }
 
@@ -308,14 +314,25 @@ mod tests {
         let restart = check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO);
         assert_eq!(restart.expect("checks"), aside, "after a restart");
 
+        // Above what was flushed, damage at the file's end is a torn tail; damage with a valid
+        // batch after it is corruption all the same (seed 55602: a crash tears only the end).
         let disk = MemDisk::new(8);
-        let handle = flushed_with_a_flip_above_the_checkpoint(&disk);
+        let handle = flushed_with_a_flip_in_batch(&disk, 9);
         mark_failed(handle.as_ref(), Path::new("t-0"), Offset(5));
         let verdict = check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO);
         assert_eq!(
             verdict.expect("checks"),
             DirVerdict::Sound,
-            "only what was flushed must be there: above it, damage is a torn tail"
+            "only what was flushed must be there: above it, damage at the end is a torn tail"
+        );
+        let disk = MemDisk::new(9);
+        let handle = flushed_with_a_flip_above_the_checkpoint(&disk);
+        mark_failed(handle.as_ref(), Path::new("t-0"), Offset(5));
+        let verdict = check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO);
+        assert_eq!(
+            verdict.expect("checks"),
+            aside,
+            "valid batches follow the damage"
         );
     }
 
