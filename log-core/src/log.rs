@@ -366,6 +366,21 @@ impl FlushPlan {
     }
 }
 
+/// The state checkpoint in `dir` (all zero without one).
+fn read_state(disk: &dyn Disk, dir: &Path) -> Result<LogState, LogError> {
+    let name = dir.join(STATE_FILE).display().to_string();
+    Ok(
+        match checkpoint::read(disk, dir, STATE_FILE, Kind::LogState)? {
+            Some(payload) => LogState::decode(&name, &payload)?,
+            None => LogState {
+                recovery_point: Offset::ZERO,
+                log_start_offset: Offset::ZERO,
+                high_watermark: Offset::ZERO,
+            },
+        },
+    )
+}
+
 impl PartitionLog {
     /// Opens (creating if missing) the log in `dir` and runs recovery.
     pub fn open(
@@ -421,26 +436,12 @@ impl PartitionLog {
     /// without opening the log or changing anything: for a checker looking at a running
     /// replica's files, which keep batches below the start until their segment goes whole.
     pub fn peek_log_start(disk: &dyn Disk, dir: &Path) -> Result<Offset, LogError> {
-        let name = dir.join(STATE_FILE).display().to_string();
-        Ok(
-            match checkpoint::read(disk, dir, STATE_FILE, Kind::LogState)? {
-                Some(payload) => LogState::decode(&name, &payload)?.log_start_offset,
-                None => Offset::ZERO,
-            },
-        )
+        Ok(read_state(disk, dir)?.log_start_offset)
     }
 
     fn recover(&mut self, now_ms: i64, flushed: Offset) -> Result<(), LogError> {
         let bases = self.remove_leftovers()?;
-        let state_name = self.dir.join(STATE_FILE).display().to_string();
-        let state = match checkpoint::read(&*self.disk, &self.dir, STATE_FILE, Kind::LogState)? {
-            Some(payload) => LogState::decode(&state_name, &payload)?,
-            None => LogState {
-                recovery_point: Offset::ZERO,
-                log_start_offset: Offset::ZERO,
-                high_watermark: Offset::ZERO,
-            },
-        };
+        let state = read_state(&*self.disk, &self.dir)?;
         let epoch_name = self.dir.join(EPOCH_FILE).display().to_string();
         if let Some(payload) =
             checkpoint::read(&*self.disk, &self.dir, EPOCH_FILE, Kind::LeaderEpochs)?

@@ -169,10 +169,7 @@ impl DurableRaftStore {
     /// kept n1 from starting for the rest of the run).
     fn set_aside(&mut self, voters: &[u64], why: &str) -> Result<(), ControlError> {
         let aside = self.dir.join(FILE_NAME_CORRUPT);
-        if self.disk.exists(&aside)? {
-            self.disk.remove(&aside)?;
-        }
-        self.disk.rename(&self.path, &aside)?;
+        self.disk.rename(&self.path, &aside)?; // Replaces an older one.
         self.disk.sync_dir(&self.dir)?;
         tracing::error!(
             path = %self.path.display(),
