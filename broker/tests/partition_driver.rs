@@ -8,11 +8,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use broker::partition::{Partition, PartitionError, PartitionSettings, ReplicaNet};
-use log_core::{BatchBuilder, Codec, FaultConfig, LogConfig, MemDisk};
+use log_core::{BatchBuilder, Codec, Disk, DiskResult, FaultConfig, LogConfig, MemDisk};
 use replication::{
     Acks, AlterPartition, BugSwitches, Config, FetchRequest, FetchResponse, Message, PartitionState,
 };
@@ -160,6 +160,11 @@ fn open_trio() -> Trio {
 }
 
 fn open_trio_with(log: LogConfig) -> Trio {
+    open_trio_wrapped(log, |_, disk| disk)
+}
+
+/// [`open_trio_with`], each replica's disk seen through `wrap(replica index, disk)`.
+fn open_trio_wrapped(log: LogConfig, wrap: impl Fn(usize, Arc<dyn Disk>) -> Arc<dyn Disk>) -> Trio {
     let net = Arc::new(LocalNet::default());
     let tp = TopicPartition::new("t", 0);
     let mut disks = Vec::new();
@@ -172,7 +177,7 @@ fn open_trio_with(log: LogConfig) -> Trio {
         });
         let partition = Partition::open(
             tp.clone(),
-            disk.as_disk(),
+            wrap(i, disk.as_disk()),
             Path::new("t-0"),
             settings_with(*broker, log.clone()),
             endpoint,
@@ -295,6 +300,140 @@ async fn the_io_workers_checkpoints_are_installed() {
         log.high_watermark() > Offset::ZERO,
         "the checkpoint survived the power loss"
     );
+}
+
+/// A disk whose file syncs of state checkpoint temporaries (`log-state.checkpoint.N.tmp`) wait,
+/// boundedly, until the gate opens: a slow disk under the state checkpoint.
+#[derive(Debug)]
+struct GatedDisk {
+    inner: Arc<dyn Disk>,
+    /// Whether the gate is open, and its signal.
+    gate: Arc<(Mutex<bool>, Condvar)>,
+    /// How many syncs waited at the gate.
+    held: Arc<Mutex<u64>>,
+}
+
+impl GatedDisk {
+    fn wait_at_gate(&self, path: &Path) {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let state_tmp =
+            name.is_some_and(|n| n.starts_with(log_core::log::STATE_FILE) && n.ends_with(".tmp"));
+        if !state_tmp {
+            return;
+        }
+        *self.held.lock().unwrap() += 1;
+        let (open, signal) = &*self.gate;
+        let mut open = open.lock().unwrap();
+        // Bounded: a test that never opens the gate fails on its own waits, not by hanging here.
+        for _ in 0..100 {
+            if *open {
+                return;
+            }
+            open = signal
+                .wait_timeout(open, Duration::from_millis(100))
+                .unwrap()
+                .0;
+        }
+    }
+}
+
+impl Disk for GatedDisk {
+    fn create(&self, path: &Path) -> DiskResult<()> {
+        self.inner.create(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> DiskResult<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn exists(&self, path: &Path) -> DiskResult<bool> {
+        self.inner.exists(path)
+    }
+    fn len(&self, path: &Path) -> DiskResult<u64> {
+        self.inner.len(path)
+    }
+    fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> DiskResult<usize> {
+        self.inner.read_at(path, offset, buf)
+    }
+    fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> DiskResult<()> {
+        self.inner.write_at(path, offset, data)
+    }
+    fn append(&self, path: &Path, data: &[u8]) -> DiskResult<u64> {
+        self.inner.append(path, data)
+    }
+    fn sync(&self, path: &Path) -> DiskResult<()> {
+        self.wait_at_gate(path);
+        self.inner.sync(path)
+    }
+    fn truncate(&self, path: &Path, len: u64) -> DiskResult<()> {
+        self.inner.truncate(path, len)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> DiskResult<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> DiskResult<()> {
+        self.inner.remove(path)
+    }
+    fn remove_dir(&self, path: &Path, recursive: bool) -> DiskResult<()> {
+        self.inner.remove_dir(path, recursive)
+    }
+    fn list(&self, dir: &Path) -> DiskResult<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> DiskResult<()> {
+        self.inner.sync_dir(dir)
+    }
+}
+
+/// A state checkpoint stuck in its file sync (a slow disk) holds no acknowledgement back: the
+/// IO worker hands checkpoints to its checkpointer and its rounds go on. (Before, a round
+/// awaited its checkpoints, so every later flush of the broker waited behind the slow one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_checkpoint_holds_no_acknowledgement_back() {
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let held = Arc::new(Mutex::new(0));
+    let trio = open_trio_wrapped(
+        LogConfig {
+            checkpoint_interval_bytes: 1,
+            ..LogConfig::default()
+        },
+        |i, inner| {
+            if i > 0 {
+                return inner;
+            }
+            Arc::new(GatedDisk {
+                inner,
+                gate: gate.clone(),
+                held: held.clone(),
+            })
+        },
+    );
+    let leader = trio.partitions[0].clone();
+    leader.produce(batch(&["first"]), Acks::All).await.unwrap();
+    wait_until("the leader's first checkpoint to reach its sync", || {
+        *held.lock().unwrap() > 0
+    })
+    .await;
+    for i in 0..5 {
+        let value = format!("v{i}");
+        let acked = tokio::time::timeout(
+            Duration::from_secs(5),
+            leader.produce(batch(&[&value]), Acks::All),
+        )
+        .await;
+        assert!(
+            matches!(acked, Ok(Ok(_))),
+            "produce {i} is acknowledged while the checkpoint is stuck: {acked:?}"
+        );
+    }
+    assert_eq!(leader.status().high_watermark, Offset(6));
+    let (open, signal) = &*gate;
+    *open.lock().unwrap() = true;
+    signal.notify_all();
+    let disk = &trio.disks[0];
+    wait_until("a checkpoint installed once the disk is back", || {
+        disk.durable_bytes(Path::new("t-0/log-state.checkpoint"))
+            .is_ok_and(|bytes| !bytes.is_empty())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,6 +138,8 @@ struct Inner {
     flush_wanted: Option<(u64, Offset)>,
     /// Queued on the IO worker and not yet picked up by a round: queue once.
     flush_queued: bool,
+    /// Queued on the IO worker's checkpointer and not yet planned there: queue once.
+    checkpoint_queued: bool,
     /// Answers to the inbound replica request being handled (captured instead of sent).
     captured: Vec<Message>,
     /// The broker whose request is being handled, whose answers are captured.
@@ -232,6 +234,7 @@ impl Partition {
                 timers: BTreeMap::new(),
                 flush_wanted: None,
                 flush_queued: false,
+                checkpoint_queued: false,
                 captured: Vec::new(),
                 captured_read: None,
                 capture_for: None,
@@ -1398,12 +1401,16 @@ impl Partition {
         );
     }
 
-    /// Whether enough was flushed since the last state checkpoint to write one (no IO).
-    pub(crate) fn checkpoint_due(&self) -> bool {
-        self.lock()
-            .log
-            .as_ref()
-            .is_some_and(PartitionLog::checkpoint_due)
+    /// After a round's flush: whether a state checkpoint came due and is not queued on the
+    /// checkpointer yet; if so it counts as queued until [`Partition::plan_checkpoint`].
+    pub(crate) fn queue_checkpoint(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.checkpoint_queued {
+            return false;
+        }
+        let due = inner.log.as_ref().is_some_and(PartitionLog::checkpoint_due);
+        inner.checkpoint_queued = due;
+        due
     }
 
     /// After a round's acknowledgements went out: the plan of a state checkpoint, if enough was
@@ -1411,6 +1418,7 @@ impl Partition {
     /// [`Partition::install_checkpoint`]).
     pub(crate) fn plan_checkpoint(&self) -> Option<(CheckpointPlan, Arc<dyn Disk>)> {
         let mut inner = self.lock();
+        inner.checkpoint_queued = false;
         if inner.closed || inner.failed.is_some() {
             return None;
         }
