@@ -77,27 +77,30 @@ async fn run(mut waiting: mpsc::UnboundedReceiver<Weak<Partition>>, checkpoints:
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        let mut round = vec![first];
-        while round.len() < ROUND_PARTITIONS_MAX {
-            match waiting.try_recv() {
-                Ok(next) => round.push(next),
-                Err(_) => break,
-            }
-        }
+        let round = with_the_rest_waiting(first, &mut waiting);
         flush_round(round, &checkpoints).await;
     }
+}
+
+/// `first` and the partitions queued behind it now, at most [`ROUND_PARTITIONS_MAX`] in all.
+fn with_the_rest_waiting(
+    first: Weak<Partition>,
+    queue: &mut mpsc::UnboundedReceiver<Weak<Partition>>,
+) -> Vec<Weak<Partition>> {
+    let mut batch = vec![first];
+    while batch.len() < ROUND_PARTITIONS_MAX {
+        match queue.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// The checkpointer loop: one batch per wake-up, every partition queued by then in it.
 async fn checkpointer(mut due: mpsc::UnboundedReceiver<Weak<Partition>>) {
     while let Some(first) = due.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < ROUND_PARTITIONS_MAX {
-            match due.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+        let batch = with_the_rest_waiting(first, &mut due);
         if runtime::buggify("io.checkpoint.slow") {
             // BUGGIFY: checkpoints come late (the acknowledgements went out already, and later
             // rounds go on).
