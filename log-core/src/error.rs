@@ -54,6 +54,17 @@ pub enum LogError {
         /// What check failed.
         reason: String,
     },
+    /// A journal record that had been synced is damaged ([`crate::journal`]): the journal
+    /// refuses to open rather than drop records that may have been acknowledged.
+    #[error("corrupt journal {file} at byte {position}: {reason}")]
+    CorruptJournal {
+        /// The journal file, relative to the disk root.
+        file: String,
+        /// Byte position of the damaged record.
+        position: u64,
+        /// What check failed.
+        reason: String,
+    },
     /// A read or truncation named an offset outside `[log_start, log_end]`.
     #[error("offset {requested} out of range [{log_start}, {log_end}]")]
     OffsetOutOfRange {
@@ -129,6 +140,7 @@ impl LogError {
                 | LogError::CorruptBelowRecoveryPoint { .. }
                 | LogError::CorruptBeforeValidBatches { .. }
                 | LogError::CorruptCheckpoint { .. }
+                | LogError::CorruptJournal { .. }
         )
     }
 

@@ -7,6 +7,8 @@
 //!   decoded, decompressed if needed), record iterator, in-place base offset / partition leader
 //!   epoch).
 //! - `compression`: the gzip, snappy, lz4 and zstd codecs of batches, decoded within a bound.
+//! - `journal`: a write-ahead file shared by a broker's partitions (one sync per round of
+//!   records), with its crash recovery; not used by the broker yet.
 //! - `log`: `PartitionLog`, the segmented log: append (leader/follower), read (CRC re-verified),
 //!   flush, truncate, roll, retention, compaction (`compact`), leader epoch cache, checkpoints,
 //!   recovery at open. Byte formats and disk assumptions are in `FORMAT.md`.
@@ -36,6 +38,7 @@ pub mod error;
 pub mod file_disk;
 pub mod index;
 pub mod ingress;
+pub mod journal;
 pub mod log;
 pub mod mem_disk;
 mod segment;

@@ -1,0 +1,342 @@
+//! The journal: an append-only write-ahead file a broker shares across its partitions, so one
+//! `fdatasync` can make a whole IO round durable instead of one per partition file.
+//!
+//! This module is the file format and its recovery only: records are opaque payloads numbered
+//! by a sequence, written a round at a time (one append and one sync per round) and handed back
+//! in order by [`Journal::open`]. What a record means (which partition's bytes, up to which
+//! offset) and when a file may go (every partition's state checkpoint past its records) is the
+//! caller's. The broker does not use it yet; `docs/design-notes.md` ("A journal shared by a
+//! broker's partitions") has the plan and the measurement that motivates it.
+//!
+//! # Format (big-endian)
+//! Files `<first sequence:020>.wal` in one directory; a file holds records with consecutive
+//! sequences starting at its name's, and the next file starts where it ends.
+//! ```text
+//! record: length u32 (the bytes after this field) | crc u32 = CRC-32C(the rest)
+//!         | sequence u64 | round u64 (the sequence of its round's first record) | payload
+//! ```
+//!
+//! # What a crash may leave, and what `open` does with it
+//! Only the last round can be unsynced: a round is one append and one sync, the next round is
+//! written only after that sync succeeded, and a file is created only after its predecessor's
+//! records were synced. A crash may keep any part of that round's bytes, in any order of
+//! sectors. So a bad record (short, bad length, bad CRC, wrong sequence, zeros):
+//! - in the newest file, with no valid record of a *later* round anywhere after it, is a torn
+//!   tail: the file is truncated there and synced (valid records after it from its own round
+//!   were never acknowledged, and go too);
+//! - in an older file, or followed by a valid record of a later round (found by a scan of every
+//!   byte position after it, so a flipped length field is caught too), is damage to synced
+//!   records: [`LogError::CorruptJournal`], nothing dropped;
+//! - files must continue each other's sequences; a gap is corruption too.
+//!
+//! A failed append or sync poisons the journal (a failed fsync is never retried: the pages it
+//! failed to write may be reported clean by the next one); reopen it.
+
+use crate::disk::Disk;
+use crate::error::LogError;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// The suffix of journal files.
+pub const JOURNAL_SUFFIX: &str = ".wal";
+/// The most bytes one record's payload may have.
+pub const RECORD_PAYLOAD_MAX: usize = 16 << 20;
+/// length + crc + sequence + round.
+const HEADER_BYTES: usize = 24;
+/// What `length` counts beyond the payload: crc + sequence + round.
+const LENGTH_OVERHEAD: usize = 20;
+
+/// One record handed back by [`Journal::open`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalRecord {
+    /// Its sequence number.
+    pub sequence: u64,
+    /// What was written.
+    pub payload: Vec<u8>,
+}
+
+/// What [`Journal::open`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JournalRecovery {
+    /// Bytes cut off the newest file as a torn tail.
+    pub torn_bytes: u64,
+    /// Files read.
+    pub files: usize,
+}
+
+/// A journal directory opened for appending. One owner writes it (the broker's IO worker).
+#[derive(Debug)]
+pub struct Journal {
+    /// The journal's directory.
+    dir: PathBuf,
+    /// A file is rolled once it holds this many bytes.
+    file_bytes_max: u64,
+    /// Files oldest first: (first sequence, path, length).
+    files: Vec<(u64, PathBuf, u64)>,
+    /// The sequence the next record gets.
+    next: u64,
+    /// Set by a failed append, sync or roll.
+    poisoned: Option<String>,
+}
+
+fn file_name(first: u64) -> String {
+    format!("{first:020}{JOURNAL_SUFFIX}")
+}
+
+/// A record's encoding, appended to `out`.
+fn encode_into(out: &mut Vec<u8>, sequence: u64, round: u64, payload: &[u8]) {
+    assert!(
+        payload.len() <= RECORD_PAYLOAD_MAX,
+        "a journal record is bounded"
+    );
+    out.extend_from_slice(&((payload.len() + LENGTH_OVERHEAD) as u32).to_be_bytes());
+    let crc_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&sequence.to_be_bytes());
+    out.extend_from_slice(&round.to_be_bytes());
+    out.extend_from_slice(payload);
+    let crc = crc32c::crc32c(&out[crc_at + 4..]);
+    out[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// A record read back: where its payload lies, where it ends, its sequence and round.
+struct Decoded {
+    payload: Range<usize>,
+    end: usize,
+    sequence: u64,
+    round: u64,
+}
+
+/// Decodes the record at `at` if it is whole and its CRC holds.
+fn decode_at(bytes: &[u8], at: usize) -> Result<Decoded, String> {
+    let rest = &bytes[at..];
+    if rest.len() < HEADER_BYTES {
+        return Err(format!(
+            "{} bytes left, a header needs {HEADER_BYTES}",
+            rest.len()
+        ));
+    }
+    let length = u32::from_be_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+    if !(LENGTH_OVERHEAD..=LENGTH_OVERHEAD + RECORD_PAYLOAD_MAX).contains(&length) {
+        return Err(format!("length {length} out of bounds"));
+    }
+    let end = at + 4 + length;
+    if end > bytes.len() {
+        return Err(format!("length {length} runs past the file's end"));
+    }
+    let crc = u32::from_be_bytes(rest[4..8].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&bytes[at + 8..end]) != crc {
+        return Err("CRC mismatch".into());
+    }
+    Ok(Decoded {
+        payload: at + HEADER_BYTES..end,
+        end,
+        sequence: u64::from_be_bytes(rest[8..16].try_into().expect("8 bytes")),
+        round: u64::from_be_bytes(rest[16..24].try_into().expect("8 bytes")),
+    })
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir` and returns every record it holds, in
+    /// sequence order, after cutting a torn tail off the newest file. Files roll at
+    /// `file_bytes_max` bytes.
+    pub fn open(
+        disk: &dyn Disk,
+        dir: &Path,
+        file_bytes_max: u64,
+    ) -> Result<(Journal, Vec<JournalRecord>, JournalRecovery), LogError> {
+        if !disk.exists(dir)? {
+            disk.create_dir_all(dir)?;
+            if let Some(parent) = dir.parent() {
+                disk.sync_dir(parent)?;
+            }
+        }
+        let mut names: Vec<(u64, String)> = disk
+            .list(dir)?
+            .into_iter()
+            .filter_map(|name| {
+                let stem = name.strip_suffix(JOURNAL_SUFFIX)?;
+                let first = (stem.len() == 20).then(|| stem.parse::<u64>().ok())??;
+                Some((first, name))
+            })
+            .collect();
+        names.sort();
+        let mut journal = Journal {
+            dir: dir.to_path_buf(),
+            file_bytes_max: file_bytes_max.max(1),
+            files: Vec::new(),
+            next: names.first().map_or(0, |(first, _)| *first),
+            poisoned: None,
+        };
+        let mut records = Vec::new();
+        let mut recovery = JournalRecovery {
+            files: names.len(),
+            ..JournalRecovery::default()
+        };
+        for (index, (first, name)) in names.iter().enumerate() {
+            let path = dir.join(name);
+            let shown = path.display().to_string();
+            if *first != journal.next {
+                return Err(LogError::CorruptJournal {
+                    file: shown,
+                    position: 0,
+                    reason: format!(
+                        "starts at sequence {first}, the files before end at {}",
+                        journal.next
+                    ),
+                });
+            }
+            let len = disk.len(&path)?;
+            let bytes = disk.read_vec(&path, 0, usize::try_from(len).expect("a file fits"))?;
+            let newest = index + 1 == names.len();
+            let mut at = 0;
+            while at < bytes.len() {
+                let decoded = decode_at(&bytes, at).and_then(|record| {
+                    if record.sequence == journal.next && record.round <= record.sequence {
+                        Ok(record)
+                    } else {
+                        Err(format!(
+                            "sequence {} of round {}, expected {}",
+                            record.sequence, record.round, journal.next
+                        ))
+                    }
+                });
+                match decoded {
+                    Ok(record) => {
+                        records.push(JournalRecord {
+                            sequence: journal.next,
+                            payload: bytes[record.payload].to_vec(),
+                        });
+                        journal.next += 1;
+                        at = record.end;
+                    }
+                    Err(reason) => {
+                        let corrupt = |reason: String| LogError::CorruptJournal {
+                            file: shown.clone(),
+                            position: at as u64,
+                            reason,
+                        };
+                        if !newest {
+                            return Err(corrupt(format!("{reason} in a file before the newest")));
+                        }
+                        if let Some(after) = later_round_after(&bytes, at, journal.next) {
+                            return Err(corrupt(format!(
+                                "{reason}, and a valid record of a later round follows at \
+                                 byte {after}"
+                            )));
+                        }
+                        buggify::probe!("log.journal.torn_tail");
+                        disk.truncate(&path, at as u64)?;
+                        disk.sync(&path)?;
+                        recovery.torn_bytes = (bytes.len() - at) as u64;
+                        break;
+                    }
+                }
+            }
+            journal.files.push((*first, path, at as u64));
+        }
+        Ok((journal, records, recovery))
+    }
+
+    /// Appends one record per payload, in order, in one write, and syncs the file: when this
+    /// returns `Ok`, every record of the round is durable. Returns their sequences.
+    pub fn write_round(
+        &mut self,
+        disk: &dyn Disk,
+        payloads: &[&[u8]],
+    ) -> Result<Range<u64>, LogError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(LogError::Poisoned(reason.clone()));
+        }
+        let first = self.next;
+        if payloads.is_empty() {
+            return Ok(first..first);
+        }
+        let mut bytes = Vec::with_capacity(
+            payloads
+                .iter()
+                .map(|p| p.len() + HEADER_BYTES)
+                .sum::<usize>(),
+        );
+        for (i, payload) in payloads.iter().enumerate() {
+            encode_into(&mut bytes, first + i as u64, first, payload);
+        }
+        let result = self.append_synced(disk, &bytes);
+        if let Err(error) = &result {
+            self.poisoned = Some(error.to_string());
+        }
+        result?;
+        self.next = first + payloads.len() as u64;
+        Ok(first..self.next)
+    }
+
+    fn append_synced(&mut self, disk: &dyn Disk, bytes: &[u8]) -> Result<(), LogError> {
+        let roll = match self.files.last() {
+            None => true,
+            Some((_, _, len)) => *len > 0 && *len + bytes.len() as u64 > self.file_bytes_max,
+        };
+        if roll {
+            // The new file's entry is durable before any record in it is counted on.
+            let path = self.dir.join(file_name(self.next));
+            disk.create(&path)?;
+            disk.sync_dir(&self.dir)?;
+            self.files.push((self.next, path, 0));
+        }
+        let (_, path, len) = self.files.last_mut().expect("a file after the roll");
+        let at = disk.append(path, bytes)?;
+        assert_eq!(at, *len, "the journal's owner is its only writer");
+        *len += bytes.len() as u64;
+        disk.sync(path)?;
+        Ok(())
+    }
+
+    /// Removes every file all of whose records have sequences below `sequence` (never the one
+    /// being written). Whether a removal is durable does not matter: `open` hands such records
+    /// back again, and the caller skips what its checkpoints already cover.
+    pub fn release_below(&mut self, disk: &dyn Disk, sequence: u64) -> Result<usize, LogError> {
+        let mut removed = 0;
+        while self.files.len() > 1 && self.files[1].0 <= sequence {
+            let (_, path, _) = self.files.remove(0);
+            disk.remove(&path)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// The sequence the next record gets.
+    pub fn next_sequence(&self) -> u64 {
+        self.next
+    }
+
+    /// The journal's files, oldest first: (first sequence, path).
+    pub fn files(&self) -> impl Iterator<Item = (u64, &Path)> {
+        self.files
+            .iter()
+            .map(|(first, path, _)| (*first, path.as_path()))
+    }
+}
+
+/// The position of a valid record after the damage at `at` (where `sequence` was expected)
+/// that belongs to a later round than `sequence`'s: proof that the damaged bytes had been
+/// synced. Every byte position is tried (a flipped length field hides where the next record
+/// starts); a cheap header check comes before the CRC.
+fn later_round_after(bytes: &[u8], at: usize, sequence: u64) -> Option<usize> {
+    let mut position = at + 1;
+    while position + HEADER_BYTES <= bytes.len() {
+        let header = &bytes[position..position + HEADER_BYTES];
+        let found = u64::from_be_bytes(header[8..16].try_into().expect("8 bytes"));
+        let round = u64::from_be_bytes(header[16..24].try_into().expect("8 bytes"));
+        let plausible = found > sequence
+            && found - sequence <= (bytes.len() / HEADER_BYTES) as u64
+            && round > sequence
+            && round <= found;
+        if plausible {
+            if let Ok(record) = decode_at(bytes, position) {
+                assert_eq!(record.sequence, found, "the header just read");
+                return Some(position);
+            }
+        }
+        position += 1;
+    }
+    None
+}
