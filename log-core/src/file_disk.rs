@@ -1,9 +1,10 @@
 //! `FileDisk`: the production `Disk`, real files under a root directory.
 //!
 //! Durability maps one to one: `sync` is `File::sync_data` (the log never depends on mtime),
-//! `sync_dir` opens the directory and calls `sync_all` on it, which is how POSIX makes entries
+//! `sync_dir` calls `sync_all` on the directory's handle, which is how POSIX makes entries
 //! durable. Open file handles are cached (bounded) so appends and reads do not pay an `open` and a
-//! `close` each; so use one `FileDisk` per root (shared as `Arc<dyn Disk>`): another instance's
+//! `close` each (`create` keeps the new file's handle, and directories' handles are kept for
+//! `sync_dir`, so a state checkpoint opens one file instead of three); so use one `FileDisk` per root (shared as `Arc<dyn Disk>`): another instance's
 //! renames and removals would not invalidate this one's cached handles. A path's handle is
 //! dropped when this disk creates, renames (either side), removes or removes a directory above
 //! the path, so a cached handle never serves the bytes of a file that was replaced; `truncate`
@@ -30,6 +31,9 @@ pub struct FileDisk {
     /// create, rename and remove of the path or of a directory above it (never on truncate: the
     /// file stays the same).
     handles: Mutex<BTreeMap<PathBuf, Arc<File>>>,
+    /// Open directory handles by normalised relative path (the root is the empty path), for
+    /// `sync_dir`; dropped like file handles, bounded by the same `open_files_max`.
+    directories: Mutex<BTreeMap<PathBuf, Arc<File>>>,
     /// Most handles kept open: a broker sizes it to its file-descriptor limit, so that every
     /// partition's active segment stays open instead of being reopened per append.
     open_files_max: usize,
@@ -64,6 +68,7 @@ impl FileDisk {
         Ok(FileDisk {
             root,
             handles: Mutex::new(BTreeMap::new()),
+            directories: Mutex::new(BTreeMap::new()),
             open_files_max: open_files_max.max(1),
         })
     }
@@ -111,7 +116,24 @@ impl FileDisk {
             .write(true)
             .open(&absolute)
             .map_err(|e| io_error(&relative, e))?;
-        if handles.len() >= self.open_files_max {
+        let file = Arc::new(file);
+        Self::cache(
+            &mut handles,
+            self.open_files_max,
+            relative,
+            Arc::clone(&file),
+        );
+        Ok((absolute, file))
+    }
+
+    /// Keeps `file` as `relative`'s handle, closing the lowest path's beyond `open_files_max`.
+    fn cache(
+        handles: &mut BTreeMap<PathBuf, Arc<File>>,
+        open_files_max: usize,
+        relative: PathBuf,
+        file: Arc<File>,
+    ) {
+        if !handles.contains_key(&relative) && handles.len() >= open_files_max {
             let evicted = handles
                 .keys()
                 .next()
@@ -119,30 +141,40 @@ impl FileDisk {
                 .expect("a full cache has a first key");
             handles.remove(&evicted);
         }
-        let file = Arc::new(file);
-        handles.insert(relative, Arc::clone(&file));
+        handles.insert(relative, file);
         assert!(
-            handles.len() <= self.open_files_max,
+            handles.len() <= open_files_max,
             "the handle cache is bounded"
         );
-        Ok((absolute, file))
     }
 
     fn forget(&self, relative: &Path) {
         self.handles().retain(|p, _| !p.starts_with(relative));
+        self.directories().retain(|p, _| !p.starts_with(relative));
+    }
+
+    fn directories(&self) -> MutexGuard<'_, BTreeMap<PathBuf, Arc<File>>> {
+        self.directories
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl Disk for FileDisk {
     fn create(&self, path: &Path) -> DiskResult<()> {
         let (relative, absolute) = self.resolve(path)?;
-        // A handle can be cached only for a file that existed; never serve it for the new one.
-        self.handles().remove(&relative);
-        OpenOptions::new()
+        // The new file's own handle replaces any cached one (of a file that was removed behind
+        // this disk's back), and serves the writes and the sync that follow a create (a
+        // checkpoint's temporary file, a new segment) without another open.
+        let mut handles = self.handles();
+        handles.remove(&relative);
+        let file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&absolute)
             .map_err(|e| io_error(&relative, e))?;
+        Self::cache(&mut handles, self.open_files_max, relative, Arc::new(file));
         Ok(())
     }
 
@@ -271,7 +303,27 @@ impl Disk for FileDisk {
 
     fn sync_dir(&self, dir: &Path) -> DiskResult<()> {
         let absolute = self.resolve_dir(dir)?;
-        let handle = File::open(&absolute).map_err(|e| io_error(dir, e))?;
+        let relative = absolute
+            .strip_prefix(&self.root)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        // A directory's handle is kept too (a state checkpoint syncs its partition's directory
+        // each time): dropped when this disk removes or renames the directory or one above it.
+        let cached = self.directories().get(&relative).cloned();
+        let handle = match cached {
+            Some(handle) => handle,
+            None => {
+                let handle = Arc::new(File::open(&absolute).map_err(|e| io_error(dir, e))?);
+                let mut directories = self.directories();
+                Self::cache(
+                    &mut directories,
+                    self.open_files_max,
+                    relative,
+                    Arc::clone(&handle),
+                );
+                handle
+            }
+        };
         handle.sync_all().map_err(|e| io_error(dir, e))
     }
 }
