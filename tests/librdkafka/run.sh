@@ -31,7 +31,7 @@
 #   RILL_RDK_BASE_PORT     cluster ports base+10N, +1, +2 (default 29500; the SASL pass's cluster
 #                          base+100, the OIDC pass's base+200)
 #   RILL_RDK_JOBS          test numbers run at a time (default 4)
-#   RILL_RDK_TEST_TIMEOUT  seconds per test number (default 240)
+#   RILL_RDK_TEST_TIMEOUT  seconds per test number (default 360: 0081_admin takes about 170 s)
 #   RILL_RDK_DEADLINE      seconds for all the tests (default 1200)
 #   RILL_RDK_TESTS         comma-separated test numbers to run (default: all), e.g. 0001,0045
 #   RILL_RDK_FULL          set (to anything): the main pass runs without quick mode (-Q)
@@ -176,7 +176,7 @@ EOF
             --expectations "$here/expectations.txt" \
             --out "$out/oidc" \
             --jobs "${RILL_RDK_JOBS:-4}" \
-            --timeout "${RILL_RDK_TEST_TIMEOUT:-240}" \
+            --timeout "${RILL_RDK_TEST_TIMEOUT:-360}" \
             --deadline "${RILL_RDK_DEADLINE:-1200}" \
             --tests "$oidc_tests"
     ) >"$out/oidc/suite.log" 2>&1 &
@@ -209,7 +209,7 @@ python3 -u "$here/suite.py" \
     --expectations "$here/expectations.txt" \
     --out "$out" \
     --jobs "${RILL_RDK_JOBS:-4}" \
-    --timeout "${RILL_RDK_TEST_TIMEOUT:-240}" \
+    --timeout "${RILL_RDK_TEST_TIMEOUT:-360}" \
     --deadline "${RILL_RDK_DEADLINE:-1200}" \
     --tests "${RILL_RDK_TESTS:-}" \
     --durations "$(cd "$runner_dir/../.." && pwd)/durations.json" &
@@ -243,7 +243,7 @@ python3 -u "$here/suite.py" \
     --expectations "$here/expectations.txt" \
     --out "$out/sasl" \
     --jobs "${RILL_RDK_JOBS:-4}" \
-    --timeout "${RILL_RDK_TEST_TIMEOUT:-240}" \
+    --timeout "${RILL_RDK_TEST_TIMEOUT:-360}" \
     --deadline "${RILL_RDK_DEADLINE:-1200}" \
     --tests "${RILL_RDK_TESTS:-}" \
     --durations "$(cd "$runner_dir/../.." && pwd)/durations.json" &
@@ -280,7 +280,7 @@ EOF
         --expectations "$here/expectations.txt" \
         --out "$out/oauth" \
         --jobs "${RILL_RDK_JOBS:-4}" \
-        --timeout "${RILL_RDK_TEST_TIMEOUT:-240}" \
+        --timeout "${RILL_RDK_TEST_TIMEOUT:-360}" \
         --deadline "${RILL_RDK_DEADLINE:-1200}" &
     suite_pid=$!
     oauth_status=0

@@ -27,8 +27,8 @@ pub use crate::group::OFFSETS_TOPIC;
 /// Partitions of `__consumer_offsets` (Kafka's `offsets.topic.num.partitions` is 50; a small
 /// cluster is better served by few). Fixed for the cluster's life.
 pub const OFFSETS_PARTITIONS: i32 = 4;
-/// How often the coordinator ticks (session expiry, rebalance completion) and checks which
-/// offsets partitions it leads.
+/// How often the coordinator ticks at the latest, and checks which offsets partitions it leads.
+/// Deadlines (session expiry, rebalance completion) are ticked at their own time besides.
 const TICK_MS: u64 = 100;
 /// Longest a JoinGroup or SyncGroup waits for its rebalance before the broker gives up on it.
 const GROUP_WAIT_MS_MAX: u64 = 60_000;
@@ -49,6 +49,35 @@ pub struct GroupService {
     ticket_next: std::sync::atomic::AtomicU64,
     /// Offsets partitions loaded (led) here.
     loaded: Mutex<BTreeSet<i32>>,
+    /// The coordinator's earliest announced deadline, which the tick task sleeps until.
+    timer: Arc<GroupTimer>,
+}
+
+/// The coordinator's one timer (its runbook: move it to the earliest `SetTimer` seen; tick when
+/// it fires). A session expires at its deadline, not up to a tick period after it: librdkafka's
+/// 0081_admin deletes a group of static members one session timeout after their last commit,
+/// as Kafka's heartbeat purgatory allows, and a 100 ms tick answered NON_EMPTY_GROUP.
+#[derive(Debug, Default)]
+struct GroupTimer {
+    /// The earliest deadline announced since the last tick, in `runtime::monotonic_ms`.
+    at_ms: Mutex<Option<u64>>,
+    /// Wakes the tick task when an earlier deadline arrives.
+    moved: tokio::sync::Notify,
+}
+
+impl GroupTimer {
+    fn at_ms(&self) -> MutexGuard<'_, Option<u64>> {
+        self.at_ms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves the timer to `at_ms` if that is earlier.
+    fn set(&self, at_ms: u64) {
+        let mut current = self.at_ms();
+        if current.is_none_or(|current| at_ms < current) {
+            *current = Some(at_ms);
+            self.moved.notify_one();
+        }
+    }
 }
 
 impl GroupService {
@@ -69,8 +98,12 @@ impl GroupService {
             waiting: Mutex::new(BTreeMap::new()),
             ticket_next: std::sync::atomic::AtomicU64::new(1),
             loaded: Mutex::new(BTreeSet::new()),
+            timer: Arc::new(GroupTimer::default()),
         });
-        tokio::spawn(tick_loop(Arc::downgrade(&service)));
+        tokio::spawn(tick_loop(
+            Arc::downgrade(&service),
+            Arc::clone(&service.timer),
+        ));
         service
     }
 
@@ -200,15 +233,18 @@ impl GroupService {
         (ticket, receiver)
     }
 
-    /// Carries out the coordinator's effects: answers go to their waiting requests; timers are
-    /// covered by the periodic tick.
+    /// Carries out the coordinator's effects: answers go to their waiting requests; deadlines
+    /// move the tick task's timer.
     fn apply(&self, effects: Vec<GroupEffect>) {
         for effect in effects {
-            if let GroupEffect::Respond { ticket, response } = effect {
-                if let Some(sender) = self.waiting_locked().remove(&ticket) {
-                    // The client may have gone; nothing to tell.
-                    let _gone = sender.send(response);
+            match effect {
+                GroupEffect::Respond { ticket, response } => {
+                    if let Some(sender) = self.waiting_locked().remove(&ticket) {
+                        // The client may have gone; nothing to tell.
+                        let _gone = sender.send(response);
+                    }
                 }
+                GroupEffect::SetTimer { at_ms } => self.timer.set(at_ms),
             }
         }
         self.coordinator().check_invariants();
@@ -516,14 +552,24 @@ impl GroupService {
     }
 }
 
-/// Ticks the coordinator and follows offsets-partition leadership until the service is gone.
-async fn tick_loop(service: std::sync::Weak<GroupService>) {
+/// Ticks the coordinator at its earliest deadline and at least every [`TICK_MS`], and follows
+/// offsets-partition leadership, until the service is gone.
+async fn tick_loop(service: std::sync::Weak<GroupService>, timer: Arc<GroupTimer>) {
     loop {
-        tokio::time::sleep(Duration::from_millis(TICK_MS)).await;
+        let now = runtime::monotonic_ms();
+        let deadline = timer.at_ms().map_or(TICK_MS, |at| at.saturating_sub(now));
+        // At least 1 ms: a drifting simulated clock may wake just short of a deadline.
+        let wait = Duration::from_millis(deadline.clamp(1, TICK_MS));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = timer.moved.notified() => continue,
+        }
         let Some(service) = service.upgrade() else {
             return;
         };
         service.follow_leadership();
+        // The tick announces the next deadline of every group again.
+        *timer.at_ms() = None;
         let effects = service.coordinator().tick(runtime::monotonic_ms());
         service.apply(effects);
     }
