@@ -134,9 +134,10 @@ pub struct RecordMetadata {
     pub offset: i64,
 }
 
-/// Sees a copy of every acknowledged batch as it was sent: (topic, partition, encoded batch).
-/// The simulator's stale-request nemesis keeps them to deliver again later.
-pub type BatchTap = Arc<dyn Fn(&str, i32, Bytes) + Send + Sync>;
+/// Sees a copy of every acknowledged batch as it was sent: (topic, partition, the base offset it
+/// was acknowledged at, encoded batch). The simulator's stale-request nemesis keeps them to
+/// deliver again later.
+pub type BatchTap = Arc<dyn Fn(&str, i32, i64, Bytes) + Send + Sync>;
 
 /// A broker's OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID answer to an attempt of an
 /// idempotent batch, with what the producer knew when it arrived (see [`RefusalTap`]).
@@ -664,8 +665,8 @@ impl PartitionWorker {
             assert!(!batch.in_flight, "a settled batch has nothing on the wire");
             let outcome = batch.outcome.expect("checked");
             let tap = &self.shared.taps.acknowledged;
-            if let (Some(tap), Ok(_), Some(encoded)) = (tap, &outcome, batch.encoded) {
-                tap(&self.topic, self.partition, encoded);
+            if let (Some(tap), Ok(offset), Some(encoded)) = (tap, &outcome, batch.encoded) {
+                tap(&self.topic, self.partition, *offset, encoded);
             }
             answer(batch.replies, outcome, self.shared.config.acks);
             for flush in batch.flushes {

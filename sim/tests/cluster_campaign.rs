@@ -149,6 +149,28 @@ fn seeds_found_beyond_the_default_campaign_pass() {
     }
 }
 
+/// Seed 140863 (session 23, outside the default campaign): a stale copy of an idempotent
+/// producer's acknowledged first batch was appended again by a leader that had started over at
+/// the log start retention had moved past every batch of that producer, losing its entry, as
+/// Kafka's `truncateFullyAndStartAt` does (`docs/design-notes.md`). The checker excuses the
+/// duplicate only under that condition (`sim::cluster::excuse_reappended`); the run must still
+/// reach the case.
+#[test]
+fn a_copy_appended_again_by_a_leader_that_lost_its_producer_passes() {
+    let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
+    let run = run_passing_seed(&scenario, 140_863);
+    let reappended = run
+        .trace
+        .events()
+        .iter()
+        .filter(|event| event.contains("stale copy appended again"))
+        .count();
+    assert!(
+        reappended > 0,
+        "seed 140863 no longer appends a copy again: pick another"
+    );
+}
+
 /// Seed 423 of the default campaign (session 8), with wipes as ungated as they were when it
 /// failed: a wiped node was restarted again before its registration reached the controller
 /// (a power loss). At its second start the data directory's marker existed, so an empty

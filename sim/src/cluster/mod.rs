@@ -698,7 +698,8 @@ impl ClusterScenario {
             log_starts: outcome.log_starts.clone(),
             ..QueueOptions::default()
         };
-        let report = queue::check(&outcome.history, &options);
+        let mut report = queue::check(&outcome.history, &options);
+        excuse_reappended(&mut report, &outcome.reappended, &outcome.log_starts);
         // The report's operations and anomalies, beside what the world recorded as it ran.
         for mark in timeline::op_marks(&outcome.history) {
             run.timeline.op(mark);
@@ -748,6 +749,54 @@ pub struct CheckedRun {
 /// The violation the draw's settings make of the checker's findings, if any.
 pub fn judge(report: &queue::QueueReport, draw: &ClusterDraw) -> Option<String> {
     judge_excusing(report, draw, &[])
+}
+
+/// Drops the duplicate and order anomalies that a stale copy appended again explains, when the
+/// leader that appended it may have lost the copy's producer as Kafka's would: every batch the
+/// producer had acknowledged on the partition lies below the log start seen by the end of the
+/// run, so a replica that started over there knew nothing of it ([`record::Reappended`]). A
+/// class whose instances were truncated in the report keeps what was not listed.
+pub fn excuse_reappended(
+    report: &mut queue::QueueReport,
+    reappended: &[record::Reappended],
+    log_starts: &std::collections::BTreeMap<String, u64>,
+) {
+    let excused: Vec<&record::Reappended> = reappended
+        .iter()
+        .filter(|copy| {
+            let start = log_starts.get(&copy.key).copied().unwrap_or(0);
+            u64::try_from(copy.producer_last_offset).is_ok_and(|last| last < start)
+        })
+        .collect();
+    if excused.is_empty() {
+        return;
+    }
+    let explained = |case: &queue::Anomaly| {
+        excused.iter().any(|copy| {
+            case.key.as_deref() == Some(copy.key.as_str())
+                && case.values.iter().any(|value| copy.values.contains(value))
+        })
+    };
+    for class in [
+        AnomalyClass::Duplicate,
+        AnomalyClass::NonmonotonicPoll,
+        AnomalyClass::NonmonotonicSend,
+    ] {
+        let Some(found) = report.anomalies.get_mut(&class) else {
+            continue;
+        };
+        let listed = found.cases.len() as u64;
+        found.cases.retain(|case| !explained(case));
+        let dropped = listed - found.cases.len() as u64;
+        if dropped > 0 {
+            buggify::probe!("sim.stale_copy.reappended_by_a_leader_that_lost_the_producer");
+        }
+        found.count -= dropped;
+        if found.count == 0 {
+            report.anomalies.remove(&class);
+        }
+    }
+    report.valid = report.bad_classes().is_empty();
 }
 
 /// Like [`judge`], with the classes `excused` allowed in this run.

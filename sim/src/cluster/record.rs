@@ -46,6 +46,9 @@ pub struct Recorder {
     /// Violations the workload's own checks found during the run (the stale-request
     /// nemesis's answers), first first.
     pub workload_violations: Vec<String>,
+    /// Stale copies a leader appended again: (key, the last offset its producer had
+    /// acknowledged on that partition, the copy's values). See [`Reappended`].
+    pub reappended: Vec<Reappended>,
 }
 
 /// How long after healing the report still draws time in full (recovery shows there; the
@@ -78,6 +81,7 @@ impl Recorder {
             observed_ms: 0,
             log_starts: BTreeMap::new(),
             workload_violations: Vec::new(),
+            reappended: Vec::new(),
         }))
     }
 
@@ -253,4 +257,21 @@ impl Recorder {
 /// A send micro-op.
 pub fn send_mop(key: KeyId, value: i64, offset: Option<u64>) -> OpValue {
     OpValue::Mops(vec![MicroOp::Send { key, value, offset }])
+}
+
+/// A stale copy a leader appended again instead of answering it as a duplicate. Kafka does the
+/// same when the leader lost the producer's state: a follower whose log ended below the leader's
+/// log start truncates fully and starts over there, dropping every producer entry
+/// (`ProducerStateManager.truncateFullyAndStartAt`), and then takes a first batch (sequence 0)
+/// from an unknown producer as new (seed 140863). So the checker excuses the anomalies of these
+/// values when every batch the producer had acknowledged on that partition lies below the log
+/// start consumers saw by the end of the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reappended {
+    /// The partition key (`t-N`).
+    pub key: String,
+    /// The last offset of the producer's last batch acknowledged on that partition.
+    pub producer_last_offset: i64,
+    /// The values the copy carried.
+    pub values: Vec<i64>,
 }

@@ -29,7 +29,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 
-use super::record::{lock, Shared};
+use super::record::{lock, Reappended, Shared};
 use super::workload::{client_config, WorkloadConfig, TOPIC};
 
 /// Most batches the ring keeps (the oldest are dropped).
@@ -41,8 +41,8 @@ const ANY_BROKER_PROBABILITY: f64 = 0.2;
 /// How often a copy is sent twice back to back.
 const TWICE_PROBABILITY: f64 = 0.3;
 
-/// Acknowledged batches, oldest first: (partition, the bytes sent), and per partition and
-/// producer id the highest epoch acknowledged there.
+/// Acknowledged batches, oldest first: (partition, the offset acknowledged, the bytes sent),
+/// and per partition and producer id the highest epoch and the last offset acknowledged there.
 #[derive(Clone, Default)]
 pub struct Captured(Arc<Mutex<Ring>>);
 
@@ -50,32 +50,42 @@ pub struct Captured(Arc<Mutex<Ring>>);
 #[derive(Default)]
 struct Ring {
     /// The last [`CAPTURED_MAX`] acknowledged batches, oldest first.
-    batches: VecDeque<(i32, Bytes)>,
+    batches: VecDeque<(i32, i64, Bytes)>,
     /// (partition, producer id) -> the highest epoch of a batch acknowledged there.
     epochs: BTreeMap<(i32, i64), i16>,
+    /// (partition, producer id) -> the last offset of the last batch acknowledged there.
+    last_offsets: BTreeMap<(i32, i64), i64>,
 }
 
 impl Captured {
     /// The tap a producer hands its acknowledged batches to.
     pub fn tap(&self) -> BatchTap {
         let ring = self.0.clone();
-        Arc::new(move |topic: &str, partition: i32, batch: Bytes| {
-            assert_eq!(topic, TOPIC, "the workload writes one topic");
-            let mut ring = ring.lock().expect("never poisoned: no panics inside");
-            if let Some((producer_id, epoch, _)) = stamp_of(&batch) {
-                let highest = ring.epochs.entry((partition, producer_id)).or_insert(epoch);
-                *highest = (*highest).max(epoch);
-            }
-            if ring.batches.len() == CAPTURED_MAX {
-                ring.batches.pop_front();
-            }
-            ring.batches.push_back((partition, batch));
-            assert!(ring.batches.len() <= CAPTURED_MAX);
-        })
+        Arc::new(
+            move |topic: &str, partition: i32, offset: i64, batch: Bytes| {
+                assert_eq!(topic, TOPIC, "the workload writes one topic");
+                let mut ring = ring.lock().expect("never poisoned: no panics inside");
+                if let Some((producer_id, epoch, _)) = stamp_of(&batch) {
+                    let highest = ring.epochs.entry((partition, producer_id)).or_insert(epoch);
+                    *highest = (*highest).max(epoch);
+                    let last = offset + last_offset_delta(&batch);
+                    let known = ring
+                        .last_offsets
+                        .entry((partition, producer_id))
+                        .or_insert(last);
+                    *known = (*known).max(last);
+                }
+                if ring.batches.len() == CAPTURED_MAX {
+                    ring.batches.pop_front();
+                }
+                ring.batches.push_back((partition, offset, batch));
+                assert!(ring.batches.len() <= CAPTURED_MAX);
+            },
+        )
     }
 
     /// A batch picked by `rng`, if any was captured.
-    fn pick(&self, rng: &mut ChaCha8Rng) -> Option<(i32, Bytes)> {
+    fn pick(&self, rng: &mut ChaCha8Rng) -> Option<(i32, i64, Bytes)> {
         let ring = self.0.lock().expect("never poisoned: no panics inside");
         if ring.batches.is_empty() {
             return None;
@@ -90,6 +100,35 @@ impl Captured {
         let ring = self.0.lock().expect("never poisoned: no panics inside");
         ring.epochs.get(&(partition, producer_id)).copied()
     }
+
+    /// The last offset producer `producer_id` had acknowledged on `partition` so far.
+    fn last_offset(&self, partition: i32, producer_id: i64) -> Option<i64> {
+        let ring = self.0.lock().expect("never poisoned: no panics inside");
+        ring.last_offsets.get(&(partition, producer_id)).copied()
+    }
+}
+
+/// The batch's last offset delta (0 if it does not parse).
+fn last_offset_delta(batch: &[u8]) -> i64 {
+    log_core::batch::BatchView::new(batch)
+        .map_or(0, |view| i64::from(view.header().last_offset_delta))
+}
+
+/// The workload values a captured batch carries (its records' values, decimal text).
+fn values_of(batch: &[u8]) -> Vec<i64> {
+    let Ok(view) = log_core::batch::BatchView::new(batch) else {
+        return Vec::new();
+    };
+    let Ok(records) = view.decode() else {
+        return Vec::new();
+    };
+    records
+        .iter()
+        .filter_map(|record| {
+            let value = record.ok()?.value?;
+            std::str::from_utf8(value).ok()?.parse().ok()
+        })
+        .collect()
 }
 
 /// The producer id, epoch and base sequence a captured batch carries.
@@ -119,7 +158,7 @@ pub async fn redeliver(
     lock(&shared).event("stale requests: acknowledged batches delivered again");
     while Instant::now() < stop_at {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(1..=PAUSE_MS_MAX))).await;
-        let Some((partition, batch)) = captured.pick(&mut rng) else {
+        let Some((partition, acknowledged_at, batch)) = captured.pick(&mut rng) else {
             continue;
         };
         let to_any = rng.gen_bool(ANY_BROKER_PROBABILITY);
@@ -154,6 +193,27 @@ pub async fn redeliver(
             lock(&shared).event(&format!(
                 "stale copy t-{partition} producer {producer_id} epoch {epoch} seq {sequence}{fenced_text} to {addr}: {answer}"
             ));
+            if let Some(Ok(offset)) = &outcome {
+                if *offset != acknowledged_at {
+                    // Appended again, not answered as the duplicate at its first offset: the
+                    // checker excuses it only if the leader may have lost the producer
+                    // ([`Reappended`]).
+                    let reappended = Reappended {
+                        key: super::workload::key_name(partition),
+                        producer_last_offset: captured
+                            .last_offset(partition, producer_id)
+                            .unwrap_or(i64::MAX),
+                        values: values_of(&batch),
+                    };
+                    let mut recorder = lock(&shared);
+                    recorder.event(&format!(
+                        "stale copy appended again at {offset} (first at {acknowledged_at}), \
+                         values {:?}",
+                        reappended.values
+                    ));
+                    recorder.reappended.push(reappended);
+                }
+            }
             // A fenced epoch's batch must be refused for its epoch (INVALID_PRODUCER_EPOCH),
             // never judged by its sequence: answered as a duplicate or out of order, the broker
             // compared it with the current epoch's batches (mutant 11).

@@ -26,6 +26,8 @@ pub struct Outcome {
     pub simulated_ms: u64,
     /// Per partition key, the highest log start consumers were told of (retention).
     pub log_starts: std::collections::BTreeMap<String, u64>,
+    /// Stale copies a leader appended again (the stale-request nemesis).
+    pub reappended: Vec<super::record::Reappended>,
     /// The run ended with partitions offline as clean elections promise after an opening
     /// in-sync-copies-lost episode ([`ClusterDraw::isr_loss_opening`]): acknowledged records
     /// they held were never read back, so the checker's `unseen` is expected.
@@ -42,6 +44,7 @@ fn outcome(shared: Shared, violation: Option<String>, simulated_ms: u64) -> Outc
         completions: recorder.completions,
         simulated_ms,
         log_starts: recorder.log_starts.clone(),
+        reappended: recorder.reappended.clone(),
         offline_as_expected: false,
     }
 }
