@@ -335,6 +335,8 @@ enum PendingKind {
     ElectLeaders(Vec<(TopicPartition, ElectionOutcome)>),
     /// A fence or unfence of this broker decided by the active controller itself.
     BrokerChange(BrokerId),
+    /// Elections of leaderless partitions decided by the active controller itself.
+    Elections,
 }
 
 /// Where a new topic's replicas go: `partitions` x `replication_factor` placed by the
@@ -551,7 +553,24 @@ impl Controller {
         if self.is_active() && !buggify::fire("controller.fence.late") {
             self.fence_expired();
         }
+        if self.is_active() && self.pending.is_empty() {
+            self.elect_leaderless();
+        }
         self.drain_ready();
+    }
+
+    /// Elects a leader for every leaderless partition that has an eligible replica, when the
+    /// image holds everything this controller proposed ([`election::leaderless_batch`]).
+    fn elect_leaderless(&mut self) {
+        assert!(self.is_active() && self.pending.is_empty());
+        let batch = election::leaderless_batch(&self.image);
+        if batch.is_empty() {
+            return;
+        }
+        buggify::probe!("controller.election.leaderless_sweep");
+        // Nothing is pending, so the limit cannot be reached; a lost leadership (raft refused
+        // the proposal) is retried by the next active controller's tick.
+        let _refused = self.propose(batch, None, PendingKind::Elections);
     }
 
     /// Input: a raft message from a peer. Messages no honest voter could send (see
@@ -1589,7 +1608,9 @@ impl Controller {
                 Reply::PartitionAltered(self.image.partition(tp).expect("just changed").clone())
             }
             PendingKind::ElectLeaders(outcomes) => Reply::LeadersElected(outcomes.clone()),
-            PendingKind::BrokerChange(_) => unreachable!("internal proposals have no request"),
+            PendingKind::BrokerChange(_) | PendingKind::Elections => {
+                unreachable!("internal proposals have no request")
+            }
         }
     }
 

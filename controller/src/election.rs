@@ -122,6 +122,28 @@ pub fn unfence_batch(image: &MetadataImage, broker: BrokerId) -> RecordBatch {
     batch
 }
 
+/// The batch electing a leader for every leaderless partition that has an eligible live
+/// replica now (the one rule: clean from the ISR or ELR, unclean where the topic allows).
+/// Elections are otherwise made by the batch of the event that enables them (an unfence, a
+/// registration, a shrink, a copy back online), each built from the applied image while other
+/// proposals may be in flight: two such batches built from the same not yet updated image can
+/// both miss (seed 164246: an ELR member's unfence built before an unclean registration emptied
+/// the ISR was applied, and the registration's batch had been built while that member was still
+/// fenced). The active controller proposes this sweep when nothing it proposed is pending, so
+/// an eligible replica is elected at the latest a tick after the image settles. Fires no
+/// probes: most leaderless partitions have nobody eligible, tick after tick.
+pub fn leaderless_batch(image: &MetadataImage) -> RecordBatch {
+    let live = live_brokers(image, None);
+    partition_changes(image, |_, config, state| {
+        if state.leader.is_some() {
+            return None;
+        }
+        let next = elect_with(config, state.clone(), &live, election::elect_leader).ok()?;
+        assert!(next.leader.is_some(), "an election that picked someone");
+        Some(bump_epochs(state, next))
+    })
+}
+
 /// The batch re-registering `broker` with a new incarnation: like a fence (the old process's
 /// leaderships and ISR memberships end) followed by the registration, which leaves it fenced.
 /// The new process reopened its logs, so the old one's offline marks are cleared; an unclean

@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use controller::election::{
-    fence_batch, register_batch, replica_offline_batch, unfence_batch, HistoricBugs,
+    fence_batch, leaderless_batch, register_batch, replica_offline_batch, unfence_batch,
+    HistoricBugs,
 };
 use controller::{MetadataImage, MetadataRecord, PartitionState, TopicConfig};
 use wire::{BrokerId, LeaderEpoch, PartitionEpoch, TopicPartition};
@@ -362,4 +363,54 @@ fn offline_copies_are_passed_over_even_by_unclean_elections() {
         "unclean, as the topic allows: 3 was outside the ISR"
     );
     apply(&mut image, &batch);
+}
+
+/// Seed 164246 (session 23): batches built from the same applied image while others are in
+/// flight each missed the one election that would have picked an ELR member: n3's unfence was
+/// built while n2 still led (so it elects nobody), n2's unclean re-registration while n3 was
+/// still fenced (nobody eligible; in the seed n2's own unfence, built before n3's applied,
+/// missed too). Applied, they leave the partition leaderless with n3 live and in the ELR; the
+/// sweep the active controller proposes once nothing is pending elects it.
+#[test]
+fn batches_built_from_a_stale_image_leave_an_elr_member_to_the_leaderless_sweep() {
+    let mut image = image(false, 2);
+    fence(&mut image, 1, HistoricBugs::default());
+    fence(&mut image, 3, HistoricBugs::default());
+    let before = state(&image);
+    assert_eq!(before.leader, Some(BrokerId(2)));
+    assert_eq!(before.elr, b(&[3]), "below min ISR, n3 stays eligible");
+    // Built from this image, before any of them is applied.
+    let unfence_3 = unfence_batch(&image, BrokerId(3));
+    let register_2 = register_batch(
+        &image,
+        MetadataRecord::RegisterBroker {
+            broker: BrokerId(2),
+            incarnation: 2,
+            listeners: vec![],
+            rack: None,
+            clean_shutdown: false,
+        },
+        HistoricBugs::default(),
+    );
+    assert_eq!(unfence_3.len(), 1, "n2 leads: the unfence elects nobody");
+    for batch in [register_2, unfence_3] {
+        image
+            .apply_batch(image.applied_index() + 1, &batch)
+            .unwrap();
+        image.check_invariants().unwrap();
+    }
+    // Leaderless, with n3 live and in the ELR: no event-driven batch is left to elect it.
+    let stuck = state(&image);
+    assert_eq!(stuck.leader, None);
+    assert_eq!(stuck.elr, b(&[3]));
+    assert!(stuck.isr.is_empty());
+    let sweep = leaderless_batch(&image);
+    image
+        .apply_batch(image.applied_index() + 1, &sweep)
+        .unwrap();
+    image.check_invariants().unwrap();
+    let after = state(&image);
+    assert_eq!(after.leader, Some(BrokerId(3)), "the ELR member leads");
+    assert!(after.leader_epoch > stuck.leader_epoch);
+    assert!(leaderless_batch(&image).is_empty(), "nothing left to elect");
 }

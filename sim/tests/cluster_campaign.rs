@@ -148,10 +148,16 @@ fn stale_copies_answered_by_deposed_leaders_pass() {
 /// These seeds stay as coverage, not as the regressions: a fix that adds a disk operation
 /// shifts the disk's seeded fault draws, so after 8845's and 9656's fixes neither seed replays
 /// the run that failed (checked in session 19). The tests named above are the regressions.
+///
+/// Seed 164246 (session 23): concurrent controller batches built from the same applied image
+/// each missed the election of a live ELR member, and every partition stayed leaderless for
+/// good; the active controller now sweeps leaderless partitions once nothing it proposed is
+/// pending (`controller/tests/leader_election.rs`,
+/// `batches_built_from_a_stale_image_leave_an_elr_member_to_the_leaderless_sweep`).
 #[test]
 fn seeds_found_beyond_the_default_campaign_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
-    for seed in [1681, 541, 8845, 9656, 17751] {
+    for seed in [1681, 541, 8845, 9656, 17751, 164_246] {
         run_passing_seed(&scenario, seed);
     }
 }
