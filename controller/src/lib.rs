@@ -31,8 +31,11 @@
 //! [`MetadataImage`] is a pure function of the applied [`MetadataRecord`] batches (one batch per
 //! raft entry, applied atomically, validated again on apply so racing proposals are refused
 //! identically everywhere). The active controller turns requests and timeouts into batches with
-//! the pure functions of [`election`]; snapshots of the image compact the log every
-//! `snapshot_interval_entries`.
+//! the pure functions of [`election`]. Batches are built from the applied image while other
+//! proposals may be in flight, so an event's batch can miss an election another in-flight batch
+//! makes possible: once nothing it proposed is pending, the active controller sweeps the
+//! leaderless partitions on its tick ([`election::leaderless_batch`]). Snapshots of the image
+//! compact the log every `snapshot_interval_entries`.
 
 pub mod broker_configs;
 pub mod controller;
