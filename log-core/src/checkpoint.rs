@@ -35,6 +35,10 @@ pub(crate) struct LogState {
     pub log_start_offset: Offset,
     /// The high watermark last checkpointed.
     pub high_watermark: Offset,
+    /// Journal records of this log with a lower sequence describe bytes it no longer holds
+    /// (written before its last truncation or open, or by an earlier log in the directory):
+    /// a replay skips them (`crate::wal`). 0 for a log that never used a journal.
+    pub journal_floor: u64,
 }
 
 /// Encodes a checkpoint file: prefix, payload, CRC-32 of everything before it.
@@ -148,9 +152,11 @@ pub(crate) fn read(
 }
 
 impl LogState {
-    /// The payload: recovery point, log start offset, high watermark, each i64 big-endian.
+    /// The payload: recovery point, log start offset, high watermark, each i64 big-endian,
+    /// then the journal floor (u64, big-endian; a 24-byte payload written before the journal
+    /// existed reads as floor 0).
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24);
+        let mut out = Vec::with_capacity(32);
         for offset in [
             self.recovery_point,
             self.log_start_offset,
@@ -158,11 +164,12 @@ impl LogState {
         ] {
             out.extend_from_slice(&offset.0.to_be_bytes());
         }
+        out.extend_from_slice(&self.journal_floor.to_be_bytes());
         out
     }
 
     pub(crate) fn decode(file: &str, payload: &[u8]) -> Result<LogState, LogError> {
-        if payload.len() != 24 {
+        if payload.len() != 24 && payload.len() != 32 {
             return Err(LogError::CorruptCheckpoint {
                 file: file.to_string(),
                 reason: format!("log state payload of {} bytes", payload.len()),
@@ -173,6 +180,9 @@ impl LogState {
             recovery_point: at(0),
             log_start_offset: at(8),
             high_watermark: at(16),
+            journal_floor: payload
+                .get(24..32)
+                .map_or(0, |floor| u64::from_be_bytes(floor.try_into().expect("8"))),
         };
         if state.recovery_point.0 < 0 || state.log_start_offset.0 < 0 || state.high_watermark.0 < 0
         {

@@ -5,8 +5,8 @@
 //! by a sequence, written a round at a time (one append and one sync per round) and handed back
 //! in order by [`Journal::open`]. What a record means (which partition's bytes, up to which
 //! offset) and when a file may go (every partition's state checkpoint past its records) is the
-//! caller's. The broker does not use it yet; `docs/design-notes.md` ("A journal shared by a
-//! broker's partitions") has the plan and the measurement that motivates it.
+//! caller's: the broker's are `crate::wal::SegmentWrite`s; `docs/design-notes.md` ("A journal
+//! shared by a broker's partitions") has the design and the measurement that motivates it.
 //!
 //! # Format (big-endian)
 //! Files `<first sequence:020>.wal` in one directory; a file holds records with consecutive
@@ -36,6 +36,34 @@ use crate::disk::Disk;
 use crate::error::LogError;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The sequence the journal's next *reserved* record gets, shared by the journal's writer and
+/// the partition logs of its broker. The writer reserves a record's sequence when it plans the
+/// record under its partition's lock (before the round is written); a log reads the clock
+/// under the same lock when it opens or truncates and writes it as its journal floor. So a
+/// record planned before a truncation has a sequence below the floor the truncation wrote,
+/// and a replay skips it, even when it reached the journal after the truncation.
+#[derive(Clone, Debug, Default)]
+pub struct JournalClock(Arc<AtomicU64>);
+
+impl JournalClock {
+    /// A clock whose next reservation is `next` (the journal's next sequence when opened).
+    pub fn new(next: u64) -> JournalClock {
+        JournalClock(Arc::new(AtomicU64::new(next)))
+    }
+
+    /// The sequence the next reservation gets.
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Reserves the next sequence.
+    pub fn reserve(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::SeqCst)
+    }
+}
 
 /// The suffix of journal files.
 pub const JOURNAL_SUFFIX: &str = ".wal";

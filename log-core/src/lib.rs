@@ -8,7 +8,8 @@
 //!   epoch).
 //! - `compression`: the gzip, snappy, lz4 and zstd codecs of batches, decoded within a bound.
 //! - `journal`: a write-ahead file shared by a broker's partitions (one sync per round of
-//!   records), with its crash recovery; not used by the broker yet.
+//!   records), with its crash recovery; `wal`: what the broker journals (segment writes) and
+//!   their replay at start-up.
 //! - `log`: `PartitionLog`, the segmented log: append (leader/follower), read (CRC re-verified),
 //!   flush, truncate, roll, retention, compaction (`compact`), leader epoch cache, checkpoints,
 //!   recovery at open. Byte formats and disk assumptions are in `FORMAT.md`.
@@ -42,6 +43,7 @@ pub mod journal;
 pub mod log;
 pub mod mem_disk;
 mod segment;
+pub mod wal;
 
 pub use batch::{BatchBuilder, BatchHeader, BatchRecords, BatchView, Record, RecordsSummary};
 pub use compact::CompactionOutcome;

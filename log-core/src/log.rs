@@ -20,6 +20,7 @@ use crate::disk::Disk;
 use crate::epoch::EpochCache;
 use crate::error::LogError;
 use crate::ingress::{self, ProduceRules};
+use crate::journal::JournalClock;
 use crate::segment::{self, remove_if_exists, Segment};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -105,8 +106,19 @@ pub struct PartitionLog {
     pub(crate) segments: BTreeMap<Offset, Segment>,
     /// The first offset readers may ask for.
     pub(crate) log_start_offset: Offset,
-    /// Everything below is durable (synced) and validated.
+    /// Everything below is durable in the segment files (synced) and validated.
     pub(crate) recovery_point: Offset,
+    /// The broker's journal clock when flushes go to a journal ([`PartitionLog::open_journaled`]):
+    /// its reading becomes the journal floor at every open and truncation.
+    pub(crate) journal: Option<JournalClock>,
+    /// See `LogState::journal_floor`: journal records of this log below it are stale.
+    pub(crate) journal_floor: u64,
+    /// The log end a journaled flush made durable (in the journal; the segment files catch up
+    /// at the next checkpoint): at or above the recovery point only while it is ahead.
+    pub(crate) journaled_end: Offset,
+    /// The recovery point the state checkpoint on disk holds: journal records ending above it
+    /// are still needed by a replay.
+    pub(crate) persisted_recovery_point: Offset,
     /// The high watermark, as set by replication.
     pub(crate) high_watermark: Offset,
     /// Flushed bytes since the state checkpoint was last written.
@@ -305,6 +317,9 @@ pub struct CheckpointPlan {
     state: LogState,
     /// The flushed bytes the checkpoint accounts for.
     flushed: u64,
+    /// Segments whose journaled bytes the recovery point counts on: synced before the state is
+    /// written (base offset, file, bytes).
+    syncs: Vec<(Offset, PathBuf, u64)>,
     /// The partition's directory.
     dir: PathBuf,
     /// The plan's own file until installed (a `.tmp` name: a leftover `open` removes).
@@ -312,8 +327,12 @@ pub struct CheckpointPlan {
 }
 
 impl CheckpointPlan {
-    /// Writes and syncs the plan's file. Runs without the log (on an IO worker).
+    /// Syncs the segments the plan's recovery point counts on (a journaled log's), then writes
+    /// and syncs the plan's file. Runs without the log (on an IO worker).
     pub fn write(&self, disk: &dyn Disk) -> Result<(), LogError> {
+        for (_, path, _) in &self.syncs {
+            disk.sync(path)?;
+        }
         checkpoint::write_synced(
             disk,
             &self.dir,
@@ -340,8 +359,11 @@ pub struct FlushPlan {
     instance: Arc<()>,
     /// The log's truncation count when planned.
     truncations: u64,
-    /// Segments with unsynced bytes: (base offset, file, size to be durable).
+    /// Segments with bytes not yet durable: (base offset, file, size to be durable).
     files: Vec<(Offset, PathBuf, u64)>,
+    /// Where each file's bytes not yet durable start (its synced or journaled size), in the
+    /// order of `files`.
+    from: Vec<u64>,
     /// The LEO when planned: durable once every file synced.
     up_to: Offset,
 }
@@ -364,6 +386,38 @@ impl FlushPlan {
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
+
+    /// What a journal record must hold for the plan to be durable without syncing its files:
+    /// each file's bytes not yet durable, read back (from the page cache, on real files). Runs
+    /// under the log's owner's lock (the bytes must be the plan's), as
+    /// [`crate::wal::SegmentWrite`]s of the log in `dir`.
+    pub fn segment_writes(
+        &self,
+        disk: &dyn Disk,
+        dir: &Path,
+    ) -> Result<Vec<crate::wal::SegmentWrite>, crate::disk::DiskError> {
+        self.files
+            .iter()
+            .zip(&self.from)
+            .map(|((base, path, size), from)| {
+                let len = usize::try_from(size - from).expect("a segment fits in memory");
+                let bytes = disk.read_vec(path, *from, len)?;
+                if bytes.len() != len {
+                    return Err(crate::disk::DiskError::Io {
+                        path: path.display().to_string(),
+                        reason: format!("read {} of {len} appended bytes", bytes.len()),
+                    });
+                }
+                Ok(crate::wal::SegmentWrite {
+                    dir: dir.to_path_buf(),
+                    segment_base: *base,
+                    position: *from,
+                    end_offset: self.up_to,
+                    bytes,
+                })
+            })
+            .collect()
+    }
 }
 
 /// The state checkpoint in `dir` (all zero without one).
@@ -376,6 +430,7 @@ fn read_state(disk: &dyn Disk, dir: &Path) -> Result<LogState, LogError> {
                 recovery_point: Offset::ZERO,
                 log_start_offset: Offset::ZERO,
                 high_watermark: Offset::ZERO,
+                journal_floor: 0,
             },
         },
     )
@@ -402,6 +457,23 @@ impl PartitionLog {
         now_ms: i64,
         flushed: Offset,
     ) -> Result<Self, LogError> {
+        Self::open_journaled(disk, dir, config, now_ms, flushed, None)
+    }
+
+    /// [`PartitionLog::open_flushed`] for a log whose flushes may go to its broker's journal
+    /// (`journal`: the journal's clock): [`PartitionLog::finish_journaled_flush`] then counts
+    /// journaled bytes as durable, state checkpoints sync the segment files first, and the
+    /// journal floor written at open and at every truncation makes a replay skip records of
+    /// bytes the log no longer holds (`crate::wal`). The journal must have been replayed
+    /// before any log of the broker opens.
+    pub fn open_journaled(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+        flushed: Offset,
+        journal: Option<JournalClock>,
+    ) -> Result<Self, LogError> {
         config.validate();
         if !disk.exists(dir)? {
             disk.create_dir_all(dir)?;
@@ -416,6 +488,10 @@ impl PartitionLog {
             segments: BTreeMap::new(),
             log_start_offset: Offset::ZERO,
             recovery_point: Offset::ZERO,
+            journal,
+            journal_floor: 0,
+            journaled_end: Offset::ZERO,
+            persisted_recovery_point: Offset::ZERO,
             high_watermark: Offset::ZERO,
             bytes_since_checkpoint: 0,
             epochs: EpochCache::default(),
@@ -474,8 +550,12 @@ impl PartitionLog {
         epochs_changed |= self.epochs.truncate_from_start(self.log_start_offset);
         self.epochs_dirty |= epochs_changed;
         self.high_watermark = state.high_watermark.max(self.log_start_offset).min(log_end);
-        // Recovery synced what it validated, so the whole log is now durable and validated.
+        // Recovery synced what it validated, so the whole log is now durable and validated,
+        // and no journal record written before now is needed (nor describes it).
         self.recovery_point = log_end;
+        self.journaled_end = log_end;
+        self.journal_floor = state.journal_floor;
+        self.raise_journal_floor();
         self.persist_epochs()?;
         self.write_state()?;
         Ok(())
@@ -814,12 +894,21 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Journal records written from now on are the ones a replay may apply: the next state
+    /// write records it (at open and truncations, which write the state before they return).
+    fn raise_journal_floor(&mut self) {
+        if let Some(clock) = &self.journal {
+            self.journal_floor = self.journal_floor.max(clock.current());
+        }
+    }
+
     /// What the state checkpoint holds, as of now.
     fn state_now(&self) -> LogState {
         let state = LogState {
             recovery_point: self.recovery_point,
             log_start_offset: self.log_start_offset,
             high_watermark: self.high_watermark,
+            journal_floor: self.journal_floor,
         };
         assert!(
             state.recovery_point <= self.log_end_offset(),
@@ -842,6 +931,7 @@ impl PartitionLog {
             &state.encode(),
         )?;
         self.bytes_since_checkpoint = 0;
+        self.persisted_recovery_point = state.recovery_point;
         Ok(())
     }
 
@@ -1148,7 +1238,9 @@ impl PartitionLog {
     /// Syncs unsynced segment data and the epoch cache; returns bytes synced. The split flush's
     /// three steps run back to back, so there is one flush mechanism.
     fn flush_files(&mut self) -> Result<u64, LogError> {
-        let plan = self.plan_flush()?;
+        // Journaled bytes too: whoever calls this (a roll, `flush`, `close`) writes a recovery
+        // point that counts on the segment files alone.
+        let plan = self.plan_sync(true)?;
         plan.sync(&*self.disk)?;
         self.record_flush(&plan)
     }
@@ -1405,12 +1497,15 @@ impl PartitionLog {
         );
         segment.adopt(&scan);
         segment.synced_bytes = segment.size_bytes;
+        segment.journaled_bytes = segment.size_bytes;
         let log_end = self.log_end_offset();
         assert!(log_end <= offset, "truncation removes the offset");
         self.epochs_dirty |= self.epochs.truncate_from_end(log_end);
         self.persist_epochs()?;
         self.recovery_point = self.recovery_point.min(log_end);
+        self.journaled_end = self.journaled_end.min(log_end);
         self.high_watermark = self.high_watermark.min(log_end);
+        self.raise_journal_floor();
         self.write_state()?;
         self.check_invariants();
         Ok(())
@@ -1430,10 +1525,12 @@ impl PartitionLog {
         self.create_segment(offset, now_ms)?;
         self.log_start_offset = offset;
         self.recovery_point = offset;
+        self.journaled_end = offset;
         self.high_watermark = offset;
         self.epochs = EpochCache::default();
         self.epochs_dirty = true;
         self.persist_epochs()?;
+        self.raise_journal_floor();
         self.write_state()?;
         assert!(
             self.log_end_offset() == offset,
@@ -1581,17 +1678,30 @@ impl PartitionLog {
     /// The first third of a split flush: which files to sync for everything appended so far.
     /// Cheap (no IO); the syncs happen in [`FlushPlan::sync`], off the owner's lock.
     pub fn plan_flush(&self) -> Result<FlushPlan, LogError> {
+        self.plan_sync(false)
+    }
+
+    /// A plan of the bytes not yet durable, or (`journaled_too`) not yet synced in place.
+    fn plan_sync(&self, journaled_too: bool) -> Result<FlushPlan, LogError> {
         self.check_usable()?;
-        let files = self
+        let durable = |s: &Segment| {
+            if journaled_too {
+                s.synced_bytes
+            } else {
+                s.durable_bytes()
+            }
+        };
+        let (files, from) = self
             .segments
             .iter()
-            .filter(|(_, s)| s.synced_bytes < s.size_bytes)
-            .map(|(base, s)| (*base, s.log_path.clone(), s.size_bytes))
-            .collect();
+            .filter(|(_, s)| durable(s) < s.size_bytes)
+            .map(|(base, s)| ((*base, s.log_path.clone(), s.size_bytes), durable(s)))
+            .unzip();
         Ok(FlushPlan {
             instance: Arc::clone(&self.instance),
             truncations: self.truncations,
             files,
+            from,
             up_to: self.log_end_offset(),
         })
     }
@@ -1622,6 +1732,53 @@ impl PartitionLog {
         })
     }
 
+    /// [`PartitionLog::finish_flush`] for a plan whose bytes went to the broker's journal
+    /// ([`FlushPlan::segment_writes`]) instead of being synced in place (`journaled`: the
+    /// journal's sync): they count as durable — the returned end, which the replication core
+    /// may acknowledge — and the segment files are synced by the next state checkpoint, whose
+    /// recovery point counts on them. Only a log opened with a journal may.
+    pub fn finish_journaled_flush(
+        &mut self,
+        plan: FlushPlan,
+        journaled: Result<(), LogError>,
+    ) -> Result<Offset, LogError> {
+        assert!(self.journal.is_some(), "a journaled flush needs a journal");
+        self.guarded(|log| {
+            if plan.truncations != log.truncations || !Arc::ptr_eq(&plan.instance, &log.instance) {
+                return Ok(log.durable_end());
+            }
+            journaled?;
+            let mut flushed = 0;
+            for (base, path, size) in &plan.files {
+                if let Some(segment) = log.segments.get_mut(base).filter(|s| &s.log_path == path) {
+                    let durable = (*size).min(segment.size_bytes).max(segment.durable_bytes());
+                    flushed += durable - segment.durable_bytes();
+                    segment.journaled_bytes = durable;
+                }
+            }
+            log.persist_epochs()?;
+            assert!(
+                plan.up_to <= log.log_end_offset(),
+                "the plan is within the log"
+            );
+            log.journaled_end = log.journaled_end.max(plan.up_to);
+            log.bytes_since_checkpoint += flushed;
+            Ok(log.durable_end())
+        })
+    }
+
+    /// Everything below is durable: synced in the segment files or in the broker's journal.
+    pub fn durable_end(&self) -> Offset {
+        self.recovery_point.max(self.journaled_end)
+    }
+
+    /// Whether a replay still needs the journal record `sequence` of this log that ends at
+    /// `end` (the state on disk neither raised the floor past it nor put its recovery point at
+    /// or past its end): the journal's writer keeps the file holding it until it does not.
+    pub fn needs_journal_record(&self, sequence: u64, end: Offset) -> bool {
+        sequence >= self.journal_floor && end > self.persisted_recovery_point
+    }
+
     /// Whether enough was flushed since the state checkpoint to write it again
     /// (`checkpoint_interval_bytes`). The owner writes it after reporting the flush, off the
     /// acknowledgement path.
@@ -1642,12 +1799,21 @@ impl PartitionLog {
     pub fn plan_checkpoint(&mut self) -> Result<CheckpointPlan, LogError> {
         self.check_usable()?;
         self.state_writes += 1;
-        let state = self.state_now();
+        let mut state = self.state_now();
+        // The journaled bytes become the segments' own before the recovery point counts them.
+        let syncs: Vec<(Offset, PathBuf, u64)> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.synced_bytes < s.journaled_bytes)
+            .map(|(base, s)| (*base, s.log_path.clone(), s.journaled_bytes))
+            .collect();
+        state.recovery_point = self.durable_end();
         Ok(CheckpointPlan {
             instance: Arc::clone(&self.instance),
             state_writes: self.state_writes,
             truncations: self.truncations,
             state,
+            syncs,
             flushed: self.bytes_since_checkpoint,
             dir: self.dir.clone(),
             tmp: format!("{STATE_FILE}.{}.tmp", self.state_writes),
@@ -1682,11 +1848,19 @@ impl PartitionLog {
                 return Ok(false);
             }
             assert!(
-                plan.state.recovery_point <= log.recovery_point
+                plan.state.recovery_point <= log.durable_end()
                     && plan.state.log_start_offset <= log.log_start_offset,
                 "without a state write or truncation, neither moved back"
             );
             checkpoint::install(&*log.disk, &log.dir, &plan.tmp, STATE_FILE)?;
+            for (base, path, size) in &plan.syncs {
+                if let Some(segment) = log.segments.get_mut(base).filter(|s| &s.log_path == path) {
+                    segment.synced_bytes =
+                        segment.synced_bytes.max((*size).min(segment.size_bytes));
+                }
+            }
+            log.recovery_point = log.recovery_point.max(plan.state.recovery_point);
+            log.persisted_recovery_point = plan.state.recovery_point;
             log.bytes_since_checkpoint = log.bytes_since_checkpoint.saturating_sub(plan.flushed);
             Ok(true)
         })

@@ -38,6 +38,10 @@ pub(crate) struct Segment {
     pub size_bytes: u64,
     /// Bytes of the log file known durable (synced).
     pub synced_bytes: u64,
+    /// Bytes of the log file durable in the broker's journal (a journaled flush), synced in
+    /// place at the next state checkpoint; only ever ahead of `synced_bytes` in the active
+    /// segment (a roll syncs the segment it seals).
+    pub journaled_bytes: u64,
     /// The offset after the last batch (`base_offset` when empty).
     pub next_offset: Offset,
     /// The largest record timestamp (`i64::MIN` when empty).
@@ -112,6 +116,7 @@ impl Segment {
             time_path: dir.join(file_name(base_offset, "timeindex")),
             size_bytes: 0,
             synced_bytes: 0,
+            journaled_bytes: 0,
             next_offset: base_offset,
             max_timestamp: i64::MIN,
             created_ms: now_ms,
@@ -121,6 +126,11 @@ impl Segment {
             dense,
             tail: None,
         }
+    }
+
+    /// Bytes durable one way or the other: synced in place or in the journal.
+    pub fn durable_bytes(&self) -> u64 {
+        self.synced_bytes.max(self.journaled_bytes)
     }
 
     /// The log file's name for error messages.

@@ -26,6 +26,8 @@
 //! retention_check_interval_ms = 10000     # how often segments roll and retention runs
 //! compression_type = "producer"           # compression.type: producer (as sent), uncompressed,
 //!                                         # gzip, snappy, lz4 or zstd (batches recompressed)
+//! journal = true                          # one journal sync per IO round for all partitions
+//! journal_file_bytes = 67108864           # journal files roll past this size
 //!
 //! [connections]                           # client connections (defaults shown)
 //! connections_max = 4096                  # max.connections
@@ -276,6 +278,13 @@ pub struct LogSettings {
     /// name (`uncompressed`, `gzip`, `snappy`, `lz4`, `zstd`) recompresses batches written with
     /// another. Node-wide until topic configs live in the metadata.
     pub compression_type: String,
+    /// Flushes go to one journal per broker (one sync per IO round for every partition in it)
+    /// and the segment files are synced at state checkpoints; `false` syncs every partition's
+    /// segment file in each round instead. See `docs/architecture.md` ("The journal").
+    pub journal: bool,
+    /// The journal rolls to a new file past this size; a file is removed once every log's
+    /// checkpoint covers its records.
+    pub journal_file_bytes: u64,
 }
 
 impl Default for LogSettings {
@@ -287,6 +296,8 @@ impl Default for LogSettings {
             message_max_bytes: (1 << 20) + 1024,
             retention_check_interval_ms: 10_000,
             compression_type: COMPRESSION_TYPE_PRODUCER.to_string(),
+            journal: true,
+            journal_file_bytes: 64 << 20,
         }
     }
 }
@@ -928,6 +939,9 @@ impl NodeConfig {
         }
         if self.log.segment_bytes < 1024 || self.log.segment_bytes > i32::MAX as u64 {
             return invalid("log.segment_bytes must be within 1 KiB..2 GiB");
+        }
+        if self.log.journal_file_bytes < 4096 {
+            return invalid("log.journal_file_bytes must be at least 4 KiB");
         }
         if self.log.retention_check_interval_ms == 0 {
             return invalid("log.retention_check_interval_ms must be positive");

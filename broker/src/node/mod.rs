@@ -115,7 +115,7 @@ pub async fn start(
     config.validate()?;
     let voters = config.voters()?;
     // Kafka's "clean shutdown" flag, in rill's sense: the logs hold everything they flushed.
-    let clean_shutdown = storage::check(&disk, &[RAFT_DIR])?.intact;
+    let storage = storage::open(&disk, &config.log, &[RAFT_DIR])?;
     let node_id = u64::try_from(config.node_id).expect("validated positive");
     let secret = config.security.secret()?;
     if secret.is_none() {
@@ -153,7 +153,7 @@ pub async fn start(
             config,
             disk.clone(),
             voters,
-            clean_shutdown,
+            storage,
             options,
             status,
             secret,
@@ -186,11 +186,15 @@ async fn start_broker(
     config: NodeConfig,
     disk: Arc<dyn Disk>,
     voters: std::collections::BTreeMap<u64, String>,
-    clean_shutdown: bool,
+    storage: storage::Opened,
     options: NodeOptions,
     controller_status: Option<crate::watch::Receiver<ControllerStatus>>,
     secret: Option<crate::auth::ClusterSecret>,
 ) -> Result<(Arc<Shared>, BrokerLifecycle, Vec<JoinHandle<()>>), NodeError> {
+    let storage::Opened {
+        clean_shutdown,
+        journal,
+    } = storage;
     let mut listeners = Vec::new();
     let mut registered = Vec::new();
     for (name, address, advertised, protocol) in config.listeners.kafka_listeners() {
@@ -263,6 +267,7 @@ async fn start_broker(
         lifecycle.incarnation(),
         secret,
         oauthbearer,
+        crate::partition::IoWorker::start(journal),
     );
     let groups = GroupService::start(shared.clone(), lifecycle.incarnation());
     let kafka_address = shared.config.listeners.kafka.clone().unwrap_or_default();

@@ -107,6 +107,7 @@ impl Shared {
         incarnation: u64,
         secret: Option<ClusterSecret>,
         oauthbearer: Option<crate::security::oauthbearer::Validator>,
+        io: IoWorker,
     ) -> Arc<Shared> {
         let broker_id = BrokerId(config.node_id);
         Arc::new_cyclic(|me| Shared {
@@ -119,7 +120,7 @@ impl Shared {
             controller,
             bugs,
             metrics: Metrics::default(),
-            io: IoWorker::start(),
+            io,
             fetchers: Fetchers::default(),
             open_failures: Mutex::new(std::collections::BTreeSet::new()),
             reporting: Mutex::new(BTreeMap::new()),
@@ -376,9 +377,11 @@ impl Shared {
             .partition(tp)
             .map_or(wire::Offset::ZERO, |p| p.status().durable_end_offset);
         let (disk, dir, config) = (self.disk.clone(), partition_dir(tp), settings.log);
+        let journal = self.io.journal_clock();
         let checked = crate::partition::run_blocking(move || {
             quarantine::probe_writable(disk.as_ref(), &dir).map_err(|e| e.to_string())?;
-            quarantine::check_dir(&disk, &dir, &config, true, flushed).map_err(|e| e.to_string())
+            quarantine::check_dir(&disk, &dir, &config, true, flushed, journal)
+                .map_err(|e| e.to_string())
         })
         .await;
         match checked {

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use log_core::{Disk, LogConfig};
 
 use crate::partition::quarantine::{self, DirVerdict};
+use crate::partition::JournalWriter;
+use log_core::journal::JournalClock;
 
 use super::NodeError;
 
@@ -46,9 +48,85 @@ pub struct StorageCheck {
     pub quarantined: Vec<String>,
 }
 
+/// What [`open`] found and opened.
+pub struct Opened {
+    /// Kafka's "clean shutdown" flag, in rill's sense: the logs hold everything they flushed
+    /// ([`StorageCheck::intact`]).
+    pub clean_shutdown: bool,
+    /// The journal, replayed, when flushes go to one (`log.journal`).
+    pub journal: Option<JournalWriter>,
+}
+
+/// The data directory at start-up: the journal replayed into the segment files, then the
+/// [`check`] of every log (which opens each with the journal's clock), then the journal kept
+/// for the IO worker or (`log.journal = false`) removed. `reserved` names directories that
+/// are not partition logs.
+pub fn open(
+    disk: &Arc<dyn Disk>,
+    settings: &crate::node::config::LogSettings,
+    reserved: &[&str],
+) -> Result<Opened, NodeError> {
+    let journal = replay_journal(disk, settings.journal_file_bytes)?;
+    let clock = settings.journal.then(|| journal.clock());
+    let mut reserved = reserved.to_vec();
+    reserved.push(JOURNAL_DIR);
+    let clean_shutdown = check(disk, &reserved, clock)?.intact;
+    let journal = if settings.journal {
+        Some(journal)
+    } else {
+        remove_journal(disk)?;
+        None
+    };
+    Ok(Opened {
+        clean_shutdown,
+        journal,
+    })
+}
+
+/// The journal's directory in the data directory (`log.journal`).
+pub const JOURNAL_DIR: &str = "journal";
+
+/// Opens the broker's journal and replays it into the partition logs' segment files
+/// (`log_core::wal::replay`): before [`check`] or any other log open.
+fn replay_journal(disk: &Arc<dyn Disk>, file_bytes_max: u64) -> Result<JournalWriter, NodeError> {
+    let (journal, clock, report) =
+        log_core::wal::replay(disk.as_ref(), Path::new(JOURNAL_DIR), file_bytes_max)
+            .map_err(|e| NodeError::Disk(format!("journal: {e}")))?;
+    if report.replayed > 0 {
+        buggify::probe!("node.storage.journal_replayed");
+    }
+    tracing::info!(
+        records = report.records,
+        replayed = report.replayed,
+        bytes = report.bytes,
+        skipped = report.skipped,
+        torn_bytes = report.torn_bytes,
+        "journal opened"
+    );
+    Ok(JournalWriter::new(journal, clock, disk.clone()))
+}
+
+/// Removes the journal (`log.journal = false`), after [`check`] opened every log (each synced
+/// what the replay wrote): records left behind would be replayed into logs truncated while
+/// no journal raised their floors.
+fn remove_journal(disk: &Arc<dyn Disk>) -> Result<(), NodeError> {
+    let io = |e: log_core::DiskError| NodeError::Disk(e.to_string());
+    let dir = Path::new(JOURNAL_DIR);
+    if disk.exists(dir).map_err(io)? {
+        disk.remove_dir(dir, true).map_err(io)?;
+        disk.sync_dir(Path::new("")).map_err(io)?;
+    }
+    Ok(())
+}
+
 /// Checks the data directory on `disk` (see the module docs). `reserved` names directories
-/// that are not partition logs (the raft state).
-pub fn check(disk: &Arc<dyn Disk>, reserved: &[&str]) -> Result<StorageCheck, NodeError> {
+/// that are not partition logs (the raft state); `journal` is the journal's clock when flushes
+/// go to one (the logs opened here write their journal floors from it).
+pub fn check(
+    disk: &Arc<dyn Disk>,
+    reserved: &[&str],
+    journal: Option<JournalClock>,
+) -> Result<StorageCheck, NodeError> {
     let io = |e: log_core::DiskError| NodeError::Disk(e.to_string());
     let marker = Path::new(STORAGE_MARKER);
     let known = disk.exists(marker).map_err(io)?;
@@ -78,8 +156,15 @@ pub fn check(disk: &Arc<dyn Disk>, reserved: &[&str]) -> Result<StorageCheck, No
             ..LogConfig::default()
         };
         let dir = Path::new(&name);
-        match quarantine::check_dir(disk, dir, &config, false, wire::Offset::ZERO)
-            .map_err(|e| NodeError::Disk(e.to_string()))?
+        match quarantine::check_dir(
+            disk,
+            dir,
+            &config,
+            false,
+            wire::Offset::ZERO,
+            journal.clone(),
+        )
+        .map_err(|e| NodeError::Disk(e.to_string()))?
         {
             DirVerdict::Sound => {}
             DirVerdict::SetAside(_) => quarantined.push(name),
@@ -151,16 +236,16 @@ mod tests {
     #[test]
     fn a_new_directory_is_unclean_until_its_registration_is_committed() {
         let (mem, disk) = disk_with_log(1);
-        let first = check(&disk, &[]).unwrap();
+        let first = check(&disk, &[], None).unwrap();
         assert!(!first.intact, "no marker: a new (or wiped) directory");
         // A process that dies before its unclean registration is in the metadata is still
         // unclean at its next start, however often it restarts (seed 423).
         mem.crash();
-        assert!(!check(&disk, &[]).unwrap().intact);
-        assert!(!check(&disk, &[]).unwrap().intact);
+        assert!(!check(&disk, &[], None).unwrap().intact);
+        assert!(!check(&disk, &[], None).unwrap().intact);
         unclean_registration_committed(&disk).unwrap();
         mem.crash();
-        let second = check(&disk, &[]).unwrap();
+        let second = check(&disk, &[], None).unwrap();
         assert!(second.intact);
         assert!(second.quarantined.is_empty());
         assert!(disk.exists(Path::new("t-0")).unwrap());
@@ -169,7 +254,7 @@ mod tests {
     #[test]
     fn a_log_with_corrupt_flushed_data_is_set_aside_and_the_directory_reported_unclean() {
         let (mem, disk) = disk_with_log(2);
-        check(&disk, &[]).unwrap(); // writes the marker
+        check(&disk, &[], None).unwrap(); // writes the marker
         unclean_registration_committed(&disk).unwrap();
         // Flip a bit of the first batch's magic byte: below the recovery point the open checks
         // batch headers (record CRCs are checked when the records are read).
@@ -179,7 +264,7 @@ mod tests {
         disk.write_at(segment, 16, &[byte[0] ^ 0x10]).unwrap();
         disk.sync(segment).unwrap();
         mem.crash();
-        let found = check(&disk, &[]).unwrap();
+        let found = check(&disk, &[], None).unwrap();
         assert!(!found.intact);
         assert_eq!(found.quarantined, vec!["t-0".to_string()]);
         assert!(disk.list(Path::new("t-0")).unwrap().is_empty(), "set aside");
@@ -188,12 +273,12 @@ mod tests {
             .unwrap());
         mem.crash();
         assert!(
-            !check(&disk, &[]).unwrap().intact,
+            !check(&disk, &[], None).unwrap().intact,
             "unclean until registered as such"
         );
         unclean_registration_committed(&disk).unwrap();
         assert!(
-            check(&disk, &[]).unwrap().intact,
+            check(&disk, &[], None).unwrap().intact,
             "clean once registered unclean"
         );
     }

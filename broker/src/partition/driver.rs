@@ -140,6 +140,8 @@ struct Inner {
     flush_queued: bool,
     /// Queued on the IO worker's checkpointer and not yet planned there: queue once.
     checkpoint_queued: bool,
+    /// The queued checkpoint is wanted even if not due: the journal needs it to release a file.
+    checkpoint_forced: bool,
     /// Answers to the inbound replica request being handled (captured instead of sent).
     captured: Vec<Message>,
     /// The broker whose request is being handled, whose answers are captured.
@@ -201,11 +203,13 @@ impl Partition {
         settings: PartitionSettings,
         net: Arc<dyn ReplicaNet>,
     ) -> Result<Arc<Partition>, LogError> {
-        let log = PartitionLog::open(
+        let log = PartitionLog::open_journaled(
             disk.clone(),
             dir,
             settings.log.clone(),
             runtime::wall_clock_ms(),
+            Offset::ZERO,
+            settings.io.journal_clock(),
         )?;
         let recovered = RecoveredLog {
             log_start_offset: log.log_start_offset(),
@@ -235,6 +239,7 @@ impl Partition {
                 flush_wanted: None,
                 flush_queued: false,
                 checkpoint_queued: false,
+                checkpoint_forced: false,
                 captured: Vec::new(),
                 captured_read: None,
                 capture_for: None,
@@ -425,10 +430,10 @@ impl Partition {
                     // (acks=all counts it): never past what the log has flushed. Checked here,
                     // outside the core that decides it, in production too (fail stop).
                     assert!(
-                        fetch.fetch_offset <= log.recovery_point(),
+                        fetch.fetch_offset <= log.durable_end(),
                         "a follower fetch at {:?} reports records past the flushed end {:?}",
                         fetch.fetch_offset,
-                        log.recovery_point()
+                        log.durable_end()
                     );
                 }
                 if inner.capture_for == Some(to) && is_answer(&message) {
@@ -1337,7 +1342,7 @@ impl Partition {
                 "core log start vs log start"
             );
             assert!(
-                inner.replica.durable_end_offset() <= log.recovery_point(),
+                inner.replica.durable_end_offset() <= log.durable_end(),
                 "the core counts more as durable than the log flushed"
             );
         }
@@ -1350,7 +1355,10 @@ impl Partition {
 
     /// The IO worker's first step of a round: take the wanted flush and plan it (no IO). `None`
     /// when nothing is wanted or the partition stopped serving.
-    pub(crate) fn plan_flush(&self) -> Option<FlushJob> {
+    pub(crate) fn plan_flush(
+        &self,
+        journal: Option<&log_core::journal::JournalClock>,
+    ) -> Option<FlushJob> {
         let mut inner = self.lock();
         inner.flush_queued = false;
         let (seq, up_to) = inner.flush_wanted.take()?;
@@ -1358,12 +1366,26 @@ impl Partition {
             return None;
         }
         let log = inner.log.as_ref()?;
-        match log.plan_flush() {
-            Ok(plan) => Some(FlushJob {
+        let planned = log.plan_flush().and_then(|plan| {
+            let Some(clock) = journal else {
+                return Ok((plan, Vec::new()));
+            };
+            // The bytes to journal, read under the lock (they are the plan's only until the
+            // lock goes), each record's sequence reserved under it too (see `JournalClock`).
+            let writes = plan.segment_writes(&*self.disk, &self.dir)?;
+            let records = writes
+                .into_iter()
+                .map(|write| (clock.reserve(), write))
+                .collect();
+            Ok((plan, records))
+        });
+        match planned {
+            Ok((plan, records)) => Some(FlushJob {
                 seq,
                 up_to,
                 disk: log.disk(),
                 plan,
+                records,
             }),
             Err(error) => {
                 self.fail(&mut inner, format!("flush: {error}"));
@@ -1372,9 +1394,50 @@ impl Partition {
         }
     }
 
+    /// Whether a replay would still need this partition's journal record `sequence` ending at
+    /// `end` (false once closed or failed: a closed log synced everything, a failed one is
+    /// verified or rebuilt before it serves again).
+    pub(crate) fn needs_journal_record(&self, sequence: u64, end: Offset) -> bool {
+        let inner = self.lock();
+        !inner.closed
+            && inner.failed.is_none()
+            && inner
+                .log
+                .as_ref()
+                .is_some_and(|log| log.needs_journal_record(sequence, end))
+    }
+
+    /// Queues a state checkpoint whether or not one is due (the journal needs it to release a
+    /// file); whether it was not queued already.
+    pub(crate) fn queue_checkpoint_forced(&self) -> bool {
+        let mut inner = self.lock();
+        inner.checkpoint_forced = true;
+        if inner.checkpoint_queued {
+            return false;
+        }
+        inner.checkpoint_queued = true;
+        true
+    }
+
     /// The IO worker's last step: record what the sync made durable and tell the core, which
     /// answers the produces and fetches waiting for it.
     pub(crate) fn finish_flush(&self, job: FlushJob, synced: Result<(), log_core::DiskError>) {
+        self.finish_with(job, |log, plan| log.finish_flush(plan, synced));
+    }
+
+    /// The IO worker's last step of a journaled round: the job's records are in the journal
+    /// (or the journal failed): record it and tell the core.
+    pub(crate) fn finish_journaled_flush(&self, job: FlushJob, journaled: Result<(), LogError>) {
+        self.finish_with(job, |log, plan| log.finish_journaled_flush(plan, journaled));
+    }
+
+    /// Finishes `job` on the log with `finish` (which returns the durable end) and steps the
+    /// core with what it made durable.
+    fn finish_with(
+        &self,
+        job: FlushJob,
+        finish: impl FnOnce(&mut PartitionLog, log_core::FlushPlan) -> Result<Offset, LogError>,
+    ) {
         let mut inner = self.lock();
         if inner.closed || inner.failed.is_some() {
             return;
@@ -1382,7 +1445,7 @@ impl Partition {
         let Some(log) = inner.log.as_mut() else {
             return;
         };
-        let flushed = match log.finish_flush(job.plan, synced) {
+        let flushed = match finish(log, job.plan) {
             Ok(flushed) => flushed,
             Err(error) => {
                 self.fail(&mut inner, format!("flush: {error}"));
@@ -1419,10 +1482,14 @@ impl Partition {
     pub(crate) fn plan_checkpoint(&self) -> Option<(CheckpointPlan, Arc<dyn Disk>)> {
         let mut inner = self.lock();
         inner.checkpoint_queued = false;
+        let forced = std::mem::take(&mut inner.checkpoint_forced);
         if inner.closed || inner.failed.is_some() {
             return None;
         }
-        let log = inner.log.as_mut().filter(|log| log.checkpoint_due())?;
+        let log = inner
+            .log
+            .as_mut()
+            .filter(|log| forced || log.checkpoint_due())?;
         let disk = log.disk();
         match log.plan_checkpoint() {
             Ok(plan) => Some((plan, disk)),
@@ -1477,6 +1544,8 @@ pub(crate) struct FlushJob {
     disk: Arc<dyn Disk>,
     /// Which files to sync.
     plan: log_core::FlushPlan,
+    /// A journaled round's records of the plan's bytes, each with its reserved sequence.
+    pub(crate) records: Vec<(u64, log_core::wal::SegmentWrite)>,
 }
 
 impl FlushJob {

@@ -19,14 +19,27 @@
 //! renamed into place under it; batches run one after another, so a partition never has two
 //! checkpoints in flight.
 //!
+//! **With a journal** (`log.journal`, the default) step 2 is one append and one sync of the
+//! broker's journal instead: each partition's plan carries the bytes appended since its last
+//! flush, read under its lock, as records whose sequences were reserved under the same lock
+//! (`log_core::journal::JournalClock`); the round writes them all and syncs once. The segment
+//! files are synced by the checkpointer, before a state checkpoint's recovery point counts on
+//! them. A journal file goes once no partition's replay needs its records (each partition's
+//! floor or checkpointed recovery point is past them); while the oldest file is held, the
+//! partitions holding it get checkpoints whether or not one is due.
+//!
 //! In production the blocking call runs on tokio's blocking pool; under madsim `spawn_blocking`
 //! is a plain task, so the simulator interleaves rounds with everything else, deterministically.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use log_core::journal::{Journal, JournalClock};
+use log_core::Disk;
 use tokio::sync::mpsc;
+use wire::{Offset, TopicPartition};
 
 use super::driver::Partition;
 use crate::runtime;
@@ -36,11 +49,51 @@ pub const ROUND_PARTITIONS_MAX: usize = 4_096;
 /// Most fsyncs of one round in flight at once (threads of the blocking pool they may occupy).
 const SYNCS_IN_PARALLEL_MAX: usize = 32;
 
+/// Journal files past which the partitions holding the oldest get checkpoints forced.
+const JOURNAL_FILES_SOFT_MAX: usize = 3;
+
 /// The handle partitions queue their flushes on; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct IoWorker {
     /// Partitions waiting for a flush round, each at most once at a time.
     queue: mpsc::UnboundedSender<Weak<Partition>>,
+    /// The journal's clock when rounds go to a journal.
+    journal: Option<JournalClock>,
+}
+
+/// The partitions with records in one journal file: each with its last record's sequence and
+/// end offset there.
+type Holders = BTreeMap<TopicPartition, (Weak<Partition>, u64, Offset)>;
+
+/// A broker's journal as the IO worker keeps it.
+pub struct JournalWriter {
+    /// The journal, opened and replayed (`log_core::wal::replay`) before any log opened.
+    journal: Journal,
+    /// Its clock, shared with the logs.
+    clock: JournalClock,
+    /// The disk it lives on.
+    disk: Arc<dyn Disk>,
+    /// Per journal file (by first sequence): the partitions with records in it, each with its
+    /// last record's sequence and end offset there.
+    holders: BTreeMap<u64, Holders>,
+}
+
+impl JournalWriter {
+    /// A writer for `journal` (replayed) with its `clock`. Files left from before the replay
+    /// hold nothing any log needs (every log opened since synced what it found).
+    pub fn new(journal: Journal, clock: JournalClock, disk: Arc<dyn Disk>) -> JournalWriter {
+        JournalWriter {
+            journal,
+            clock,
+            disk,
+            holders: BTreeMap::new(),
+        }
+    }
+
+    /// The journal's clock, for the logs opened before the worker starts.
+    pub fn clock(&self) -> JournalClock {
+        self.clock.clone()
+    }
 }
 
 /// Partitions whose state checkpoint came due, each at most once at a time.
@@ -49,12 +102,22 @@ type Checkpoints = mpsc::UnboundedSender<Weak<Partition>>;
 impl IoWorker {
     /// Starts the worker and its checkpointer on the current runtime (the node's, under
     /// madsim). Both end when every handle is dropped.
-    pub fn start() -> IoWorker {
+    /// Without `journal`, every round syncs its partitions' segment files.
+    pub fn start(journal: Option<JournalWriter>) -> IoWorker {
         let (queue, waiting) = mpsc::unbounded_channel();
         let (checkpoints, due) = mpsc::unbounded_channel();
-        tokio::spawn(run(waiting, checkpoints));
+        let clock = journal.as_ref().map(|writer| writer.clock.clone());
+        tokio::spawn(run(waiting, checkpoints, journal));
         tokio::spawn(checkpointer(due));
-        IoWorker { queue }
+        IoWorker {
+            queue,
+            journal: clock,
+        }
+    }
+
+    /// The journal's clock, for the logs this worker flushes (`None` without a journal).
+    pub fn journal_clock(&self) -> Option<JournalClock> {
+        self.journal.clone()
     }
 
     /// Queues `partition` for the next round. The partition calls this at most once until the
@@ -66,7 +129,11 @@ impl IoWorker {
 }
 
 /// The worker loop: one round per wake-up, every waiting partition in it.
-async fn run(mut waiting: mpsc::UnboundedReceiver<Weak<Partition>>, checkpoints: Checkpoints) {
+async fn run(
+    mut waiting: mpsc::UnboundedReceiver<Weak<Partition>>,
+    checkpoints: Checkpoints,
+    mut journal: Option<JournalWriter>,
+) {
     while let Some(first) = waiting.recv().await {
         // An fsync takes time on a real disk (zero in production here: the real one does).
         let mut delay = runtime::simulated_sync_ms();
@@ -78,7 +145,13 @@ async fn run(mut waiting: mpsc::UnboundedReceiver<Weak<Partition>>, checkpoints:
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         let round = with_the_rest_waiting(first, &mut waiting);
-        flush_round(round, &checkpoints).await;
+        journal = match journal {
+            Some(writer) => Some(journal_round(round, writer, &checkpoints).await),
+            None => {
+                flush_round(round, &checkpoints).await;
+                None
+            }
+        };
     }
 }
 
@@ -123,7 +196,7 @@ async fn flush_round(round: Vec<Weak<Partition>>, checkpoints: &Checkpoints) {
         .iter()
         .filter_map(Weak::upgrade)
         .filter_map(|partition| {
-            let job = partition.plan_flush()?;
+            let job = partition.plan_flush(None)?;
             Some((partition, job))
         })
         .collect();
@@ -159,6 +232,132 @@ async fn flush_round(round: Vec<Weak<Partition>>, checkpoints: &Checkpoints) {
             due.push(partition);
         }
     }
+    queue_checkpoints(due, checkpoints);
+}
+
+/// A round with a journal: plans (reserving each record's sequence under its partition's
+/// lock), one append and sync of every record, then each partition's flush finished; journal
+/// files no partition needs any more are released first.
+async fn journal_round(
+    round: Vec<Weak<Partition>>,
+    mut writer: JournalWriter,
+    checkpoints: &Checkpoints,
+) -> JournalWriter {
+    assert!(!round.is_empty() && round.len() <= ROUND_PARTITIONS_MAX);
+    let releasable = writer.releasable(checkpoints);
+    let jobs: Vec<(Arc<Partition>, super::driver::FlushJob)> = round
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter_map(|partition| {
+            let job = partition.plan_flush(Some(&writer.clock))?;
+            Some((partition, job))
+        })
+        .collect();
+    if jobs.is_empty() {
+        return writer;
+    }
+    let first = jobs
+        .iter()
+        .find_map(|(_, job)| job.records.first().map(|r| r.0));
+    let (mut writer, mut jobs, written) = run_blocking(move || {
+        let released = match releasable {
+            Some(below) => writer.journal.release_below(&*writer.disk, below),
+            None => Ok(0),
+        };
+        if let Err(error) = released {
+            // Not a durability problem (a file left behind is replayed and skipped again);
+            // the next round tries again.
+            tracing::warn!(%error, "a journal file could not be removed");
+        }
+        let payloads: Vec<Vec<u8>> = jobs
+            .iter()
+            .flat_map(|(_, job)| job.records.iter().map(|(_, write)| write.encode()))
+            .collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let written = writer.journal.write_round(&*writer.disk, &refs);
+        (writer, jobs, written)
+    })
+    .await;
+    let written = match written {
+        Ok(sequences) => {
+            assert_eq!(
+                first.map(|first| first..first + sequences.clone().count() as u64),
+                (!sequences.is_empty()).then_some(sequences),
+                "the round's records have the sequences their plans reserved"
+            );
+            Ok(())
+        }
+        Err(error) => {
+            tracing::error!(%error, "the journal failed: every partition flushing through it fails");
+            Err(error)
+        }
+    };
+    if written.is_ok() {
+        writer.hold(&jobs);
+        // The round is durable; the segment files are not synced yet.
+        buggify::crash_point("crash.journal_synced");
+    }
+    if runtime::buggify("io.round.reorder") {
+        // BUGGIFY: the round's partitions finish in another order.
+        jobs.reverse();
+    }
+    let mut due = Vec::new();
+    for (partition, job) in jobs {
+        partition.finish_journaled_flush(job, written.clone());
+        if partition.queue_checkpoint() {
+            due.push(partition);
+        }
+    }
+    queue_checkpoints(due, checkpoints);
+    writer
+}
+
+impl JournalWriter {
+    /// Records which partitions the round just written holds records of (in the newest file).
+    fn hold(&mut self, jobs: &[(Arc<Partition>, super::driver::FlushJob)]) {
+        let (file, _) = self.journal.files().last().expect("a round was written");
+        let holders = self.holders.entry(file).or_default();
+        for (partition, job) in jobs {
+            for (sequence, write) in &job.records {
+                holders.insert(
+                    partition.topic_partition().clone(),
+                    (Arc::downgrade(partition), *sequence, write.end_offset),
+                );
+            }
+        }
+    }
+
+    /// The sequence below which journal files may go now (the second file's first, when no
+    /// partition needs the oldest file's records), or `None`. While the journal holds more than
+    /// [`JOURNAL_FILES_SOFT_MAX`] files, the partitions holding the oldest get a checkpoint.
+    fn releasable(&mut self, checkpoints: &Checkpoints) -> Option<u64> {
+        let files: Vec<u64> = self.journal.files().map(|(first, _)| first).collect();
+        let (&oldest, &next) = (files.first()?, files.get(1)?);
+        let holders = self.holders.entry(oldest).or_default();
+        holders.retain(|_, (partition, sequence, end)| {
+            partition
+                .upgrade()
+                .is_some_and(|p| p.needs_journal_record(*sequence, *end))
+        });
+        if holders.is_empty() {
+            self.holders.remove(&oldest);
+            return Some(next);
+        }
+        if files.len() > JOURNAL_FILES_SOFT_MAX {
+            buggify::probe!("io.journal.checkpoints_forced");
+            let held: Vec<Arc<Partition>> = holders
+                .values()
+                .filter_map(|(partition, _, _)| partition.upgrade())
+                .filter(|partition| partition.queue_checkpoint_forced())
+                .collect();
+            queue_checkpoints(held, checkpoints);
+        }
+        None
+    }
+}
+
+/// Hands partitions whose checkpoint came due to the checkpointer.
+fn queue_checkpoints(due: Vec<Arc<Partition>>, checkpoints: &Checkpoints) {
     if due.is_empty() {
         return;
     }

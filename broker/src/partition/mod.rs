@@ -29,7 +29,7 @@ pub use driver::{
     ReadReplicaCandidate, ReplicaNet, REPLICA_FETCH_BYTES_MAX,
 };
 pub(crate) use io_worker::run_blocking;
-pub use io_worker::IoWorker;
+pub use io_worker::{IoWorker, JournalWriter};
 pub use reads::{batches_from_bytes, ConsumerRead};
 
 /// Why a partition refuses a request, beyond the replica core's own refusals.

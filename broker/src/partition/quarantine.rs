@@ -78,6 +78,7 @@ pub fn check_dir(
     config: &LogConfig,
     failed: bool,
     flushed: wire::Offset,
+    journal: Option<log_core::journal::JournalClock>,
 ) -> Result<DirVerdict, LogError> {
     let marker = dir.join(FAILED_MARKER);
     let marked = disk.exists(&marker)?;
@@ -87,8 +88,9 @@ pub fn check_dir(
     } else {
         flushed
     };
-    let corruption = match PartitionLog::open_flushed(disk.clone(), dir, config.clone(), 0, flushed)
-    {
+    let opened =
+        PartitionLog::open_journaled(disk.clone(), dir, config.clone(), 0, flushed, journal);
+    let corruption = match opened {
         Ok(_) if !failed_before => return Ok(DirVerdict::Sound),
         Ok(log) => match verify(&log) {
             Ok(()) => {
@@ -209,8 +211,15 @@ mod tests {
         let disk = MemDisk::new(1);
         let handle = written(&disk);
         mark_failed(handle.as_ref(), Path::new("t-0"), Offset::ZERO);
-        let verdict =
-            check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO).expect("checks");
+        let verdict = check_dir(
+            &handle,
+            Path::new("t-0"),
+            &config(),
+            false,
+            Offset::ZERO,
+            None,
+        )
+        .expect("checks");
         assert_eq!(verdict, DirVerdict::Sound);
         assert!(!handle
             .exists(&Path::new("t-0").join(FAILED_MARKER))
@@ -224,12 +233,26 @@ mod tests {
         disk.flip_bit_at(Path::new("t-0/00000000000000000000.log"), 100, 3)
             .expect("flips");
         // Without the marker the check does not read sealed segments below the recovery point.
-        let verdict =
-            check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO).expect("checks");
+        let verdict = check_dir(
+            &handle,
+            Path::new("t-0"),
+            &config(),
+            false,
+            Offset::ZERO,
+            None,
+        )
+        .expect("checks");
         assert_eq!(verdict, DirVerdict::Sound);
         mark_failed(handle.as_ref(), Path::new("t-0"), Offset::ZERO);
-        let verdict =
-            check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO).expect("checks");
+        let verdict = check_dir(
+            &handle,
+            Path::new("t-0"),
+            &config(),
+            false,
+            Offset::ZERO,
+            None,
+        )
+        .expect("checks");
         assert_eq!(
             verdict,
             DirVerdict::SetAside(PathBuf::from("t-0.quarantined"))
@@ -246,8 +269,15 @@ mod tests {
         let disk = MemDisk::new(3);
         let handle = disk.as_disk();
         handle.create(Path::new("t-0")).expect("creates");
-        let verdict =
-            check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO).expect("checks");
+        let verdict = check_dir(
+            &handle,
+            Path::new("t-0"),
+            &config(),
+            false,
+            Offset::ZERO,
+            None,
+        )
+        .expect("checks");
         assert!(matches!(verdict, DirVerdict::Unopenable(_)), "{verdict:?}");
     }
 
@@ -259,8 +289,15 @@ mod tests {
         let handle = written(&disk);
         disk.flip_bit_at(Path::new("t-0/00000000000000000000.log"), 100, 3)
             .expect("flips");
-        let verdict =
-            check_dir(&handle, Path::new("t-0"), &config(), true, Offset::ZERO).expect("checks");
+        let verdict = check_dir(
+            &handle,
+            Path::new("t-0"),
+            &config(),
+            true,
+            Offset::ZERO,
+            None,
+        )
+        .expect("checks");
         assert_eq!(
             verdict,
             DirVerdict::SetAside(PathBuf::from("t-0.quarantined"))
@@ -305,13 +342,20 @@ mod tests {
         let aside = DirVerdict::SetAside(PathBuf::from("t-0.quarantined"));
         let disk = MemDisk::new(6);
         let handle = flushed_with_a_flip_above_the_checkpoint(&disk);
-        let repair = check_dir(&handle, Path::new("t-0"), &config(), true, Offset(10));
+        let repair = check_dir(&handle, Path::new("t-0"), &config(), true, Offset(10), None);
         assert_eq!(repair.expect("checks"), aside, "repaired in place");
 
         let disk = MemDisk::new(7);
         let handle = flushed_with_a_flip_above_the_checkpoint(&disk);
         mark_failed(handle.as_ref(), Path::new("t-0"), Offset(10));
-        let restart = check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO);
+        let restart = check_dir(
+            &handle,
+            Path::new("t-0"),
+            &config(),
+            false,
+            Offset::ZERO,
+            None,
+        );
         assert_eq!(restart.expect("checks"), aside, "after a restart");
 
         // Above what was flushed, damage at the file's end is a torn tail; damage with a valid
@@ -319,7 +363,14 @@ mod tests {
         let disk = MemDisk::new(8);
         let handle = flushed_with_a_flip_in_batch(&disk, 9);
         mark_failed(handle.as_ref(), Path::new("t-0"), Offset(5));
-        let verdict = check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO);
+        let verdict = check_dir(
+            &handle,
+            Path::new("t-0"),
+            &config(),
+            false,
+            Offset::ZERO,
+            None,
+        );
         assert_eq!(
             verdict.expect("checks"),
             DirVerdict::Sound,
@@ -328,7 +379,14 @@ mod tests {
         let disk = MemDisk::new(9);
         let handle = flushed_with_a_flip_above_the_checkpoint(&disk);
         mark_failed(handle.as_ref(), Path::new("t-0"), Offset(5));
-        let verdict = check_dir(&handle, Path::new("t-0"), &config(), false, Offset::ZERO);
+        let verdict = check_dir(
+            &handle,
+            Path::new("t-0"),
+            &config(),
+            false,
+            Offset::ZERO,
+            None,
+        );
         assert_eq!(
             verdict.expect("checks"),
             aside,

@@ -325,6 +325,10 @@ pub struct ClusterDraw {
     /// sync errors (the disk family's, BUGGIFY's) then lose data a log that ignored the error
     /// would count as flushed.
     pub sync_failure_drops_unsynced: bool,
+    /// `log.journal_file_bytes` with flushes through the broker's journal (the default),
+    /// small files so they roll and are released within a run; `None`: `log.journal = false`,
+    /// every round syncs the segment files.
+    pub journal_file_bytes: Option<u64>,
     /// The default campaign drew the in-sync-copies-lost episode to open the safety phase
     /// ([`FaultSchedule::open_with_isr_loss`]): with clean elections the partitions it leaves
     /// without an in-sync copy stay offline, as Kafka documents, and that is not a violation
@@ -466,6 +470,13 @@ impl ClusterDraw {
                 .gen_bool(0.5),
             isr_loss_opening: false,
             offline_elr_opening: false,
+            journal_file_bytes: {
+                // A stream of its own.
+                let mut journal = ChaCha8Rng::seed_from_u64(seed ^ 0x10a7_7a10_0000_003b);
+                journal
+                    .gen_bool(0.85)
+                    .then(|| [16 << 10, 256 << 10, 64 << 20][journal.gen_range(0..3)])
+            },
         };
         // The wipe family's in-sync-copies-lost episode (the way to an unclean election), from
         // a stream of its own: only where the family is fixed, so the default campaign's draw
@@ -833,7 +844,7 @@ impl Scenario for ClusterScenario {
     fn describe(&self, seed: u64) -> String {
         let d = self.draw(seed);
         format!(
-            "{} ({}), {}, segments {} B, compression {} (brokers: {}), {} producers, \
+            "{} ({}), {}, segments {} B, {}, compression {} (brokers: {}), {} producers, \
              safety {} ms, lag {} ms, session {} ms, tick {} ms, buggify {}, \
              faults {} every ~{} ms{}{}{}{}{}: {} faults [{}]",
             d.settings(),
@@ -847,6 +858,8 @@ impl Scenario for ClusterScenario {
                 Shape::Split => "3 brokers + 3 controllers",
             },
             d.segment_bytes,
+            d.journal_file_bytes
+                .map_or("no journal".to_string(), |b| format!("journal files {b} B")),
             codec_name(d.compression),
             d.compression_type,
             d.producers,

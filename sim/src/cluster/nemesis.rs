@@ -150,15 +150,19 @@ pub enum CrashPoint {
     CheckpointPending,
     /// A state checkpoint's file is written and synced, not yet renamed into place.
     CheckpointWritten,
+    /// A journaled IO round is synced (its records durable), its segment files are not, and
+    /// its acknowledgements have not gone out.
+    JournalSynced,
 }
 
 impl CrashPoint {
     /// Every crash point, in the order draws index them.
-    pub const ALL: [CrashPoint; 4] = [
+    pub const ALL: [CrashPoint; 5] = [
         CrashPoint::FollowerAppendedUnflushed,
         CrashPoint::LeaderAcknowledged,
         CrashPoint::CheckpointPending,
         CrashPoint::CheckpointWritten,
+        CrashPoint::JournalSynced,
     ];
 
     /// The name the broker's `buggify::crash_point` call uses.
@@ -168,6 +172,7 @@ impl CrashPoint {
             CrashPoint::LeaderAcknowledged => "crash.leader_acknowledged",
             CrashPoint::CheckpointPending => "crash.checkpoint_pending",
             CrashPoint::CheckpointWritten => "crash.checkpoint_written",
+            CrashPoint::JournalSynced => "crash.journal_synced",
         }
     }
 }
@@ -446,15 +451,16 @@ impl FaultSchedule {
                     // those at an acknowledgement: where an acknowledged record can be lost.
                     let mut point_rng = ChaCha8Rng::seed_from_u64(at_ms ^ 0xc4a5_4011);
                     let fault = if point_rng.gen_bool(0.75) {
-                        // Half at an acknowledgement, a quarter after a follower's append, an
-                        // eighth each before and inside a state checkpoint.
+                        // Three eighths at an acknowledgement, a quarter after a follower's
+                        // append, an eighth each before and inside a state checkpoint and
+                        // after a journal's sync (segment files unsynced).
                         let points = [
                             CrashPoint::LeaderAcknowledged,
                             CrashPoint::LeaderAcknowledged,
                             CrashPoint::FollowerAppendedUnflushed,
                             CrashPoint::CheckpointPending,
                             CrashPoint::LeaderAcknowledged,
-                            CrashPoint::LeaderAcknowledged,
+                            CrashPoint::JournalSynced,
                             CrashPoint::FollowerAppendedUnflushed,
                             CrashPoint::CheckpointWritten,
                         ];

@@ -222,6 +222,10 @@ mod simulated {
                     .map_or(LogSettings::default().retention_check_interval_ms, |o| {
                         o.check_interval_ms
                     }),
+                journal: draw.journal_file_bytes.is_some(),
+                journal_file_bytes: draw
+                    .journal_file_bytes
+                    .unwrap_or(LogSettings::default().journal_file_bytes),
                 ..LogSettings::default()
             },
             timing: Timing {

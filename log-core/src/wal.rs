@@ -1,0 +1,168 @@
+//! What a broker journals, and the replay that puts it back at start-up.
+//!
+//! A journaled flush (`PartitionLog::finish_journaled_flush`) makes a partition's appended
+//! bytes durable in the broker's journal (`crate::journal`) instead of syncing its segment file:
+//! one [`SegmentWrite`] per file, the bytes and where they go. The segment file is synced later,
+//! by the next state checkpoint, before that checkpoint's recovery point counts on it.
+//!
+//! After a crash, [`replay`] runs before any log of the broker opens: each record still needed
+//! is written back at its position in its segment file (the same bytes, if the kernel had
+//! written them back already) and the files synced, so the logs then open as if every flush had
+//! synced them. A record is skipped when its log's state checkpoint says it is not needed:
+//! - its sequence is below the log's journal floor (it was planned before the log's last
+//!   truncation or open, or by an earlier log in a directory deleted and created again: its
+//!   bytes describe a log that no longer exists, and writing them would bring back a truncated
+//!   suffix);
+//! - it ends at or below the log's recovery point (the segment file was synced past it; the
+//!   segment may be sealed and compacted since, so writing it could damage it);
+//! - its directory or segment file is gone (deleted: a deleted topic, retention).
+
+use crate::checkpoint::{self, Kind, LogState};
+use crate::disk::Disk;
+use crate::error::LogError;
+use crate::journal::{Journal, JournalClock};
+use crate::log::STATE_FILE;
+use crate::segment;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use wire::Offset;
+
+/// Bytes appended to a segment file, journaled instead of synced in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentWrite {
+    /// The partition's directory.
+    pub dir: PathBuf,
+    /// The segment's base offset (names its file).
+    pub segment_base: Offset,
+    /// Where in the file the bytes go.
+    pub position: u64,
+    /// The log end offset once these bytes are in (the flush's end).
+    pub end_offset: Offset,
+    /// The bytes: whole batches.
+    pub bytes: Vec<u8>,
+}
+
+/// dir length u16 + base i64 + position u64 + end i64.
+const FIXED_BYTES: usize = 2 + 8 + 8 + 8;
+
+impl SegmentWrite {
+    /// The record payload: dir length u16 | dir (UTF-8) | segment base i64 | position u64 |
+    /// end offset i64 | bytes, big-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let dir = self.dir.to_str().expect("partition directories are UTF-8");
+        let dir_len = u16::try_from(dir.len()).expect("a partition directory name is short");
+        let mut out = Vec::with_capacity(FIXED_BYTES + dir.len() + self.bytes.len());
+        out.extend_from_slice(&dir_len.to_be_bytes());
+        out.extend_from_slice(dir.as_bytes());
+        out.extend_from_slice(&self.segment_base.0.to_be_bytes());
+        out.extend_from_slice(&self.position.to_be_bytes());
+        out.extend_from_slice(&self.end_offset.0.to_be_bytes());
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+
+    /// Decodes a record payload; `None` if it is not one (a valid journal record that does not
+    /// decode is corruption the journal's CRC did not catch, or another writer's).
+    pub fn decode(payload: &[u8]) -> Option<SegmentWrite> {
+        let dir_len = usize::from(u16::from_be_bytes(payload.get(0..2)?.try_into().ok()?));
+        let dir = std::str::from_utf8(payload.get(2..2 + dir_len)?).ok()?;
+        let rest = payload.get(2 + dir_len..)?;
+        let word = |i: usize| -> Option<[u8; 8]> { rest.get(i..i + 8)?.try_into().ok() };
+        let write = SegmentWrite {
+            dir: PathBuf::from(dir),
+            segment_base: Offset(i64::from_be_bytes(word(0)?)),
+            position: u64::from_be_bytes(word(8)?),
+            end_offset: Offset(i64::from_be_bytes(word(16)?)),
+            bytes: rest.get(24..)?.to_vec(),
+        };
+        let sane = !dir.is_empty() && write.segment_base.0 >= 0 && write.end_offset.0 >= 0;
+        sane.then_some(write)
+    }
+}
+
+/// What [`replay`] found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Records the journal held.
+    pub records: usize,
+    /// Records written back into their segment files.
+    pub replayed: usize,
+    /// Bytes written back.
+    pub bytes: u64,
+    /// Records skipped as stale (below the floor or the recovery point) or whose files are gone.
+    pub skipped: usize,
+    /// Records whose position lay past their file's end (the bytes before them missing): not
+    /// written, the log's own recovery decides (a torn tail).
+    pub gaps: usize,
+    /// Bytes the journal's own recovery cut off as a torn last round (never acknowledged).
+    pub torn_bytes: u64,
+}
+
+/// Opens the journal in `journal_dir` and writes every record a log still needs back into its
+/// segment file (see the module doc), syncing those files; returns the journal (for appending),
+/// its clock, and what it did. Run before any log of the broker opens. A journal record that
+/// is not a [`SegmentWrite`] is [`LogError::CorruptJournal`]; a log whose state cannot be read
+/// is skipped (its own open reports that).
+pub fn replay(
+    disk: &dyn Disk,
+    journal_dir: &Path,
+    file_bytes_max: u64,
+) -> Result<(Journal, JournalClock, ReplayReport), LogError> {
+    let (journal, records, recovery) = Journal::open(disk, journal_dir, file_bytes_max)?;
+    let mut report = ReplayReport {
+        records: records.len(),
+        torn_bytes: recovery.torn_bytes,
+        ..ReplayReport::default()
+    };
+    let mut states: BTreeMap<PathBuf, Option<LogState>> = BTreeMap::new();
+    let mut written = BTreeSet::new();
+    for record in records {
+        let write =
+            SegmentWrite::decode(&record.payload).ok_or_else(|| LogError::CorruptJournal {
+                file: journal_dir.display().to_string(),
+                position: 0,
+                reason: format!("record {} is not a segment write", record.sequence),
+            })?;
+        let state = states
+            .entry(write.dir.clone())
+            .or_insert_with(|| state_of(disk, &write.dir));
+        let needed = state.is_some_and(|state| {
+            record.sequence >= state.journal_floor && write.end_offset > state.recovery_point
+        });
+        let path = write
+            .dir
+            .join(segment::file_name(write.segment_base, "log"));
+        let len = match disk.len(&path) {
+            Ok(len) if needed => len,
+            _ => {
+                report.skipped += 1;
+                continue;
+            }
+        };
+        if len < write.position {
+            tracing::warn!(file = %path.display(), position = write.position, len,
+                "a journal record starts past its segment's end: not replayed");
+            report.gaps += 1;
+            continue;
+        }
+        disk.write_at(&path, write.position, &write.bytes)?;
+        report.replayed += 1;
+        report.bytes += write.bytes.len() as u64;
+        written.insert(path);
+    }
+    for path in &written {
+        disk.sync(path)?;
+    }
+    if report.replayed > 0 || report.torn_bytes > 0 {
+        tracing::info!(?report, "journal replayed");
+    }
+    let clock = JournalClock::new(journal.next_sequence());
+    Ok((journal, clock, report))
+}
+
+/// The state checkpoint of the log in `dir`, `None` if it has none or it cannot be read.
+fn state_of(disk: &dyn Disk, dir: &Path) -> Option<LogState> {
+    let payload = checkpoint::read(disk, dir, STATE_FILE, Kind::LogState).ok()??;
+    let name = dir.join(STATE_FILE).display().to_string();
+    LogState::decode(&name, &payload).ok()
+}
