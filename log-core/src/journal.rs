@@ -336,6 +336,21 @@ impl Journal {
         self.next
     }
 
+    /// Whether a failed append or sync poisoned the journal (open it again).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// The journal's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The size past which files roll.
+    pub fn file_bytes_max(&self) -> u64 {
+        self.file_bytes_max
+    }
+
     /// The journal's files, oldest first: (first sequence, path).
     pub fn files(&self) -> impl Iterator<Item = (u64, &Path)> {
         self.files

@@ -554,8 +554,14 @@ impl PartitionLog {
         // and no journal record written before now is needed (nor describes it).
         self.recovery_point = log_end;
         self.journaled_end = log_end;
-        self.journal_floor = state.journal_floor;
-        self.raise_journal_floor();
+        // The floor is the clock's reading now, even below the one on disk: a journal opened
+        // again continues at its last record's sequence, so sequences a process reserved for
+        // records it never wrote come again (seed 178480: a floor kept from such a clock made
+        // the next life's records look stale, and acknowledged records were skipped).
+        self.journal_floor = match &self.journal {
+            Some(clock) => clock.current(),
+            None => state.journal_floor,
+        };
         self.persist_epochs()?;
         self.write_state()?;
         Ok(())

@@ -117,6 +117,12 @@ pub fn replay(
     let mut states: BTreeMap<PathBuf, Option<LogState>> = BTreeMap::new();
     let mut written = BTreeSet::new();
     for record in records {
+        if record.payload.is_empty() {
+            // A filler: a sequence reserved for a record a failed round never wrote
+            // (`Journal` reopened by its writer).
+            report.skipped += 1;
+            continue;
+        }
         let write =
             SegmentWrite::decode(&record.payload).ok_or_else(|| LogError::CorruptJournal {
                 file: journal_dir.display().to_string(),
@@ -134,7 +140,9 @@ pub fn replay(
             .join(segment::file_name(write.segment_base, "log"));
         let len = match disk.len(&path) {
             Ok(len) if needed => len,
-            _ => {
+            found => {
+                tracing::debug!(sequence = record.sequence, file = %path.display(),
+                    end = ?write.end_offset, ?state, ?found, "journal record not needed");
                 report.skipped += 1;
                 continue;
             }

@@ -259,3 +259,40 @@ fn a_log_without_a_journal_opens_and_flushes_as_before() {
     let log = broker.open(config());
     assert_eq!(values(&read_all(&log, Offset::ZERO)), ["a-0", "a-1"]);
 }
+
+/// Seed 178480: a process reserved sequences for records it never wrote (its journal had
+/// failed, every round after that reserved and wrote nothing), and a log it opened wrote the
+/// clock's reading as its floor. The next process's journal continues at its last record, below
+/// that floor: the log opened there must take the new clock's reading, or its acknowledged
+/// records look stale to the replay after the next crash.
+#[test]
+fn a_floor_from_a_clock_past_the_journal_does_not_outlive_its_process() {
+    let disk = MemDisk::new(13);
+    let (mut broker, _) = Broker::start(&disk);
+    let mut log = broker.open(config());
+    log.append_as_leader(&batch("a", 1, 0, 0), LeaderEpoch(0), 0)
+        .unwrap();
+    broker.flush(&mut log);
+    // Rounds that failed: sequences reserved, nothing written; then the log reopens in place.
+    for _ in 0..5 {
+        broker.clock.reserve();
+    }
+    drop(log);
+    let log = broker.open(config());
+    drop(log);
+    disk.crash();
+    let (mut broker, _) = Broker::start(&disk);
+    assert!(
+        broker.clock.current() < 6,
+        "the new journal continues below the old process's clock"
+    );
+    let mut log = broker.open(config());
+    log.append_as_leader(&batch("b", 2, 0, 0), LeaderEpoch(0), 0)
+        .unwrap();
+    assert_eq!(broker.flush(&mut log), Offset(3));
+    disk.crash();
+    let (broker, report) = Broker::start(&disk);
+    assert_eq!(report.replayed, 1, "b's record is needed");
+    let log = broker.open(config());
+    assert_eq!(values(&read_all(&log, Offset::ZERO)), ["a-0", "b-0", "b-1"]);
+}

@@ -245,6 +245,9 @@ async fn journal_round(
 ) -> JournalWriter {
     assert!(!round.is_empty() && round.len() <= ROUND_PARTITIONS_MAX);
     let releasable = writer.releasable(checkpoints);
+    // Sequences below this were reserved before the round: if the journal must be opened
+    // again, fillers take the ones failed rounds never wrote.
+    let reserved_before = writer.clock.current();
     let jobs: Vec<(Arc<Partition>, super::driver::FlushJob)> = round
         .iter()
         .filter_map(Weak::upgrade)
@@ -260,6 +263,9 @@ async fn journal_round(
         .iter()
         .find_map(|(_, job)| job.records.first().map(|r| r.0));
     let (mut writer, mut jobs, written) = run_blocking(move || {
+        if writer.journal.is_poisoned() {
+            writer.reopen(reserved_before);
+        }
         let released = match releasable {
             Some(below) => writer.journal.release_below(&*writer.disk, below),
             None => Ok(0),
@@ -313,6 +319,34 @@ async fn journal_round(
 }
 
 impl JournalWriter {
+    /// Opens the journal again after a failed round poisoned it (the disk may have healed): its
+    /// torn last round is cut, and filler records take the sequences reserved below `reserved`
+    /// that failed rounds never wrote, so the next record gets the sequence its plan reserves.
+    /// If the disk still refuses, the journal stays poisoned and the round fails again.
+    fn reopen(&mut self, reserved: u64) {
+        let (dir, file_bytes_max) = (
+            self.journal.dir().to_path_buf(),
+            self.journal.file_bytes_max(),
+        );
+        let reopened =
+            Journal::open(&*self.disk, &dir, file_bytes_max).and_then(|(mut journal, _, _)| {
+                let missing = reserved
+                    .checked_sub(journal.next_sequence())
+                    .expect("the clock reserved every sequence the journal holds");
+                let fillers = vec![&[][..]; usize::try_from(missing).expect("bounded by rounds")];
+                journal.write_round(&*self.disk, &fillers)?;
+                Ok((journal, missing))
+            });
+        match reopened {
+            Ok((journal, fillers)) => {
+                buggify::probe!("io.journal.reopened");
+                tracing::warn!(fillers, "the journal is open again after a disk error");
+                self.journal = journal;
+            }
+            Err(error) => tracing::warn!(%error, "the journal cannot be opened again yet"),
+        }
+    }
+
     /// Records which partitions the round just written holds records of (in the newest file).
     fn hold(&mut self, jobs: &[(Arc<Partition>, super::driver::FlushJob)]) {
         let (file, _) = self.journal.files().last().expect("a round was written");
