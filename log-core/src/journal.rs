@@ -103,6 +103,9 @@ pub struct Journal {
     files: Vec<(u64, PathBuf, u64)>,
     /// The sequence the next record gets.
     next: u64,
+    /// The newest file's length as of its last successful sync (or `open`): a failed round's
+    /// bytes past it may sit in the page cache without being on disk.
+    synced_len: u64,
     /// Set by a failed append, sync or roll.
     poisoned: Option<String>,
 }
@@ -194,6 +197,7 @@ impl Journal {
             file_bytes_max: file_bytes_max.max(1),
             files: Vec::new(),
             next: names.first().map_or(0, |(first, _)| *first),
+            synced_len: 0,
             poisoned: None,
         };
         let mut records = Vec::new();
@@ -262,6 +266,7 @@ impl Journal {
                 }
             }
             journal.files.push((*first, path, at as u64));
+            journal.synced_len = at as u64;
         }
         Ok((journal, records, recovery))
     }
@@ -309,12 +314,69 @@ impl Journal {
             disk.create(&path)?;
             disk.sync_dir(&self.dir)?;
             self.files.push((self.next, path, 0));
+            self.synced_len = 0;
         }
         let (_, path, len) = self.files.last_mut().expect("a file after the roll");
         let at = disk.append(path, bytes)?;
         assert_eq!(at, *len, "the journal's owner is its only writer");
         *len += bytes.len() as u64;
         disk.sync(path)?;
+        self.synced_len = *len;
+        Ok(())
+    }
+
+    /// Cuts the newest file back to what its last successful sync made durable and syncs the
+    /// cut, before a poisoned journal is opened again: the failed round's bytes may still be in
+    /// the page cache (a failed fsync need not drop them) without being on disk, and a reopen
+    /// that read them back would number the next records after records a crash then loses.
+    pub fn cut_to_synced(&self, disk: &dyn Disk) -> Result<(), LogError> {
+        if let Some((_, path, _)) = self.files.last() {
+            disk.truncate(path, self.synced_len)?;
+            disk.sync(path)?;
+        }
+        Ok(())
+    }
+
+    /// Every whole record (its CRC holds) the files in `dir` hold, by sequence, found by trying
+    /// every byte position: for a journal [`Journal::open`] refused as corrupt, so that what
+    /// can be read is replayed before the files go ([`Journal::remove_files`]).
+    pub fn salvage(disk: &dyn Disk, dir: &Path) -> Result<Vec<JournalRecord>, LogError> {
+        let mut found = std::collections::BTreeMap::new();
+        for name in disk.list(dir)? {
+            if !name.ends_with(JOURNAL_SUFFIX) {
+                continue;
+            }
+            let path = dir.join(&name);
+            let len = disk.len(&path)?;
+            let bytes = disk.read_vec(&path, 0, usize::try_from(len).expect("a file fits"))?;
+            let mut at = 0;
+            while at + HEADER_BYTES <= bytes.len() {
+                match decode_at(&bytes, at) {
+                    Ok(record) => {
+                        found
+                            .entry(record.sequence)
+                            .or_insert_with(|| bytes[record.payload].to_vec());
+                        at = record.end;
+                    }
+                    Err(_) => at += 1,
+                }
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|(sequence, payload)| JournalRecord { sequence, payload })
+            .collect())
+    }
+
+    /// Removes every journal file in `dir`, durably; the next [`Journal::open`] starts empty at
+    /// sequence 0.
+    pub fn remove_files(disk: &dyn Disk, dir: &Path) -> Result<(), LogError> {
+        for name in disk.list(dir)? {
+            if name.ends_with(JOURNAL_SUFFIX) {
+                disk.remove(&dir.join(name))?;
+            }
+        }
+        disk.sync_dir(dir)?;
         Ok(())
     }
 

@@ -109,9 +109,23 @@ pub fn replay(
     file_bytes_max: u64,
 ) -> Result<(Journal, JournalClock, ReplayReport), LogError> {
     let (journal, records, recovery) = Journal::open(disk, journal_dir, file_bytes_max)?;
+    let mut report = apply(disk, journal_dir, records)?;
+    report.torn_bytes = recovery.torn_bytes;
+    if report.replayed > 0 || report.torn_bytes > 0 {
+        tracing::info!(?report, "journal replayed");
+    }
+    let clock = JournalClock::new(journal.next_sequence());
+    Ok((journal, clock, report))
+}
+
+/// Writes back every record of `records` a log still needs and syncs the files written.
+fn apply(
+    disk: &dyn Disk,
+    journal_dir: &Path,
+    records: Vec<crate::journal::JournalRecord>,
+) -> Result<ReplayReport, LogError> {
     let mut report = ReplayReport {
         records: records.len(),
-        torn_bytes: recovery.torn_bytes,
         ..ReplayReport::default()
     };
     let mut states: BTreeMap<PathBuf, Option<LogState>> = BTreeMap::new();
@@ -161,11 +175,18 @@ pub fn replay(
     for path in &written {
         disk.sync(path)?;
     }
-    if report.replayed > 0 || report.torn_bytes > 0 {
-        tracing::info!(?report, "journal replayed");
-    }
-    let clock = JournalClock::new(journal.next_sequence());
-    Ok((journal, clock, report))
+    Ok(report)
+}
+
+/// For a journal [`replay`] refused as corrupt (a synced record damaged at rest): writes back
+/// every record that can still be read ([`Journal::salvage`]) under the same rules, syncs those
+/// segment files, and removes the journal's files; the next [`replay`] starts an empty journal.
+/// What the damaged records held is lost to the replay: the caller reports its storage unclean.
+pub fn salvage(disk: &dyn Disk, journal_dir: &Path) -> Result<ReplayReport, LogError> {
+    let records = Journal::salvage(disk, journal_dir)?;
+    let report = apply(disk, journal_dir, records)?;
+    Journal::remove_files(disk, journal_dir)?;
+    Ok(report)
 }
 
 /// The state checkpoint of the log in `dir`, `None` if it has none or it cannot be read.

@@ -66,6 +66,11 @@ prints a seed's draw):
                       housekeeping every 100 ms-2 s, so kills, wipes and isolations put
                       followers down across retention; records below the log start consumers
                       saw count as deleted, not lost (never in --faults cells)
+  journal             85% of seeds: flushes go to each broker's journal (log.journal, the
+                      default) in files of 16 KiB, 256 KiB or 64 MiB, so files roll, are
+                      released and force checkpoints within a run; a power loss may come right
+                      after a journal's sync (crash.journal_synced); otherwise every round
+                      syncs the segment files (log.journal = false)
   client shapes       each in ~30% of seeds: a LogAppendTime topic; producers sending record
                       timestamps -1; a raw producer sending one Produce request per broker with
                       a batch for each partition it leads and wrong header max timestamps

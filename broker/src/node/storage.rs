@@ -66,11 +66,11 @@ pub fn open(
     settings: &crate::node::config::LogSettings,
     reserved: &[&str],
 ) -> Result<Opened, NodeError> {
-    let journal = replay_journal(disk, settings.journal_file_bytes)?;
+    let (journal, damaged) = replay_journal(disk, settings.journal_file_bytes)?;
     let clock = settings.journal.then(|| journal.clock());
     let mut reserved = reserved.to_vec();
     reserved.push(JOURNAL_DIR);
-    let clean_shutdown = check(disk, &reserved, clock)?.intact;
+    let clean_shutdown = check(disk, &reserved, clock, damaged)?.intact;
     let journal = if settings.journal {
         Some(journal)
     } else {
@@ -87,11 +87,33 @@ pub fn open(
 pub const JOURNAL_DIR: &str = "journal";
 
 /// Opens the broker's journal and replays it into the partition logs' segment files
-/// (`log_core::wal::replay`): before [`check`] or any other log open.
-fn replay_journal(disk: &Arc<dyn Disk>, file_bytes_max: u64) -> Result<JournalWriter, NodeError> {
-    let (journal, clock, report) =
-        log_core::wal::replay(disk.as_ref(), Path::new(JOURNAL_DIR), file_bytes_max)
-            .map_err(|e| NodeError::Disk(format!("journal: {e}")))?;
+/// (`log_core::wal::replay`): before [`check`] or any other log open. A journal whose synced
+/// records are damaged (a bit flipped at rest) does not stop the broker: every record that
+/// can still be read is replayed (`log_core::wal::salvage`), the files go, and the broker
+/// starts unclean — a damaged record may have held acknowledged bytes its log lost — marked so
+/// before the files go, so a crash in between cannot make it clean. Returns the writer and
+/// whether the journal was damaged.
+fn replay_journal(
+    disk: &Arc<dyn Disk>,
+    file_bytes_max: u64,
+) -> Result<(JournalWriter, bool), NodeError> {
+    let journal_error = |e: log_core::LogError| NodeError::Disk(format!("journal: {e}"));
+    let dir = Path::new(JOURNAL_DIR);
+    let mut damaged = false;
+    let replayed = match log_core::wal::replay(disk.as_ref(), dir, file_bytes_max) {
+        Err(corrupt @ log_core::LogError::CorruptJournal { .. }) => {
+            buggify::probe!("node.storage.journal_salvaged");
+            tracing::error!(error = %corrupt,
+                "the journal is damaged: replaying what can be read; this broker starts unclean");
+            mark_unclean(disk)?;
+            let salvaged = log_core::wal::salvage(disk.as_ref(), dir).map_err(journal_error)?;
+            tracing::warn!(?salvaged, "journal salvaged");
+            damaged = true;
+            log_core::wal::replay(disk.as_ref(), dir, file_bytes_max)
+        }
+        other => other,
+    };
+    let (journal, clock, report) = replayed.map_err(journal_error)?;
     if report.replayed > 0 {
         buggify::probe!("node.storage.journal_replayed");
     }
@@ -103,7 +125,18 @@ fn replay_journal(disk: &Arc<dyn Disk>, file_bytes_max: u64) -> Result<JournalWr
         torn_bytes = report.torn_bytes,
         "journal opened"
     );
-    Ok(JournalWriter::new(journal, clock, disk.clone()))
+    Ok((JournalWriter::new(journal, clock, disk.clone()), damaged))
+}
+
+/// Writes the unclean mark ([`UNCLEAN_MARKER`]) durably, if it is not there.
+fn mark_unclean(disk: &Arc<dyn Disk>) -> Result<(), NodeError> {
+    let io = |e: log_core::DiskError| NodeError::Disk(e.to_string());
+    let unclean = Path::new(UNCLEAN_MARKER);
+    if !disk.exists(unclean).map_err(io)? {
+        disk.create(unclean).map_err(io)?;
+        disk.sync_dir(Path::new("")).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// Removes the journal (`log.journal = false`), after [`check`] opened every log (each synced
@@ -121,11 +154,13 @@ fn remove_journal(disk: &Arc<dyn Disk>) -> Result<(), NodeError> {
 
 /// Checks the data directory on `disk` (see the module docs). `reserved` names directories
 /// that are not partition logs (the raft state); `journal` is the journal's clock when flushes
-/// go to one (the logs opened here write their journal floors from it).
+/// go to one (the logs opened here write their journal floors from it); `journal_damaged`: the
+/// journal lost records at rest, so the directory is not intact.
 pub fn check(
     disk: &Arc<dyn Disk>,
     reserved: &[&str],
     journal: Option<JournalClock>,
+    journal_damaged: bool,
 ) -> Result<StorageCheck, NodeError> {
     let io = |e: log_core::DiskError| NodeError::Disk(e.to_string());
     let marker = Path::new(STORAGE_MARKER);
@@ -175,7 +210,7 @@ pub fn check(
             }
         }
     }
-    let intact = known && !unreported && quarantined.is_empty();
+    let intact = known && !unreported && quarantined.is_empty() && !journal_damaged;
     if intact {
         disk.remove(unclean).map_err(io)?;
         disk.sync_dir(Path::new("")).map_err(io)?;
@@ -236,16 +271,16 @@ mod tests {
     #[test]
     fn a_new_directory_is_unclean_until_its_registration_is_committed() {
         let (mem, disk) = disk_with_log(1);
-        let first = check(&disk, &[], None).unwrap();
+        let first = check(&disk, &[], None, false).unwrap();
         assert!(!first.intact, "no marker: a new (or wiped) directory");
         // A process that dies before its unclean registration is in the metadata is still
         // unclean at its next start, however often it restarts (seed 423).
         mem.crash();
-        assert!(!check(&disk, &[], None).unwrap().intact);
-        assert!(!check(&disk, &[], None).unwrap().intact);
+        assert!(!check(&disk, &[], None, false).unwrap().intact);
+        assert!(!check(&disk, &[], None, false).unwrap().intact);
         unclean_registration_committed(&disk).unwrap();
         mem.crash();
-        let second = check(&disk, &[], None).unwrap();
+        let second = check(&disk, &[], None, false).unwrap();
         assert!(second.intact);
         assert!(second.quarantined.is_empty());
         assert!(disk.exists(Path::new("t-0")).unwrap());
@@ -254,7 +289,7 @@ mod tests {
     #[test]
     fn a_log_with_corrupt_flushed_data_is_set_aside_and_the_directory_reported_unclean() {
         let (mem, disk) = disk_with_log(2);
-        check(&disk, &[], None).unwrap(); // writes the marker
+        check(&disk, &[], None, false).unwrap(); // writes the marker
         unclean_registration_committed(&disk).unwrap();
         // Flip a bit of the first batch's magic byte: below the recovery point the open checks
         // batch headers (record CRCs are checked when the records are read).
@@ -264,7 +299,7 @@ mod tests {
         disk.write_at(segment, 16, &[byte[0] ^ 0x10]).unwrap();
         disk.sync(segment).unwrap();
         mem.crash();
-        let found = check(&disk, &[], None).unwrap();
+        let found = check(&disk, &[], None, false).unwrap();
         assert!(!found.intact);
         assert_eq!(found.quarantined, vec!["t-0".to_string()]);
         assert!(disk.list(Path::new("t-0")).unwrap().is_empty(), "set aside");
@@ -273,12 +308,12 @@ mod tests {
             .unwrap());
         mem.crash();
         assert!(
-            !check(&disk, &[], None).unwrap().intact,
+            !check(&disk, &[], None, false).unwrap().intact,
             "unclean until registered as such"
         );
         unclean_registration_committed(&disk).unwrap();
         assert!(
-            check(&disk, &[], None).unwrap().intact,
+            check(&disk, &[], None, false).unwrap().intact,
             "clean once registered unclean"
         );
     }

@@ -320,7 +320,8 @@ async fn journal_round(
 
 impl JournalWriter {
     /// Opens the journal again after a failed round poisoned it (the disk may have healed): its
-    /// torn last round is cut, and filler records take the sequences reserved below `reserved`
+    /// newest file is cut back to its last successful sync (`Journal::cut_to_synced`), and
+    /// filler records take the sequences reserved below `reserved`
     /// that failed rounds never wrote, so the next record gets the sequence its plan reserves.
     /// If the disk still refuses, the journal stays poisoned and the round fails again.
     fn reopen(&mut self, reserved: u64) {
@@ -328,8 +329,11 @@ impl JournalWriter {
             self.journal.dir().to_path_buf(),
             self.journal.file_bytes_max(),
         );
-        let reopened =
-            Journal::open(&*self.disk, &dir, file_bytes_max).and_then(|(mut journal, _, _)| {
+        let reopened = self
+            .journal
+            .cut_to_synced(&*self.disk)
+            .and_then(|()| Journal::open(&*self.disk, &dir, file_bytes_max))
+            .and_then(|(mut journal, _, _)| {
                 let missing = reserved
                     .checked_sub(journal.next_sequence())
                     .expect("the clock reserved every sequence the journal holds");
