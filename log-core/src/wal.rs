@@ -183,7 +183,9 @@ fn apply(
 /// segment files, and removes the journal's files; the next [`replay`] starts an empty journal.
 /// What the damaged records held is lost to the replay: the caller reports its storage unclean.
 pub fn salvage(disk: &dyn Disk, journal_dir: &Path) -> Result<ReplayReport, LogError> {
-    let records = Journal::salvage(disk, journal_dir)?;
+    let mut records = Journal::salvage(disk, journal_dir)?;
+    // What a scan past damage finds is whole (its CRC holds) but need not be ours to apply.
+    records.retain(|r| r.payload.is_empty() || SegmentWrite::decode(&r.payload).is_some());
     let report = apply(disk, journal_dir, records)?;
     Journal::remove_files(disk, journal_dir)?;
     Ok(report)

@@ -268,6 +268,39 @@ mod tests {
         (mem, disk)
     }
 
+    /// A bit flipped at rest in a synced journal record: the broker still starts, with every
+    /// readable record replayed, an empty journal, and the directory unclean until that is
+    /// registered (a record lost with the damage may have held acknowledged bytes).
+    #[test]
+    fn a_damaged_journal_is_salvaged_and_the_directory_reported_unclean() {
+        let (mem, disk) = disk_with_log(3);
+        let settings = crate::node::config::LogSettings::default();
+        let opened = open(&disk, &settings, &[]).unwrap();
+        assert!(!opened.clean_shutdown, "a new directory");
+        unclean_registration_committed(&disk).unwrap();
+        let mut writer = opened.journal.expect("journaled by default");
+        writer
+            .journal
+            .write_round(disk.as_ref(), &[b"not a segment write, but whole"])
+            .unwrap();
+        writer
+            .journal
+            .write_round(disk.as_ref(), &[b"later"])
+            .unwrap();
+        let file = Path::new(JOURNAL_DIR).join(format!("{:020}.wal", 0));
+        mem.flip_bit_at(&file, 40, 0).unwrap();
+        mem.crash();
+        let opened = open(&disk, &settings, &[]).unwrap();
+        assert!(!opened.clean_shutdown, "the journal lost a record");
+        let writer = opened.journal.expect("journaled");
+        assert_eq!(writer.clock().current(), 0, "an empty journal");
+        mem.crash();
+        assert!(
+            !open(&disk, &settings, &[]).unwrap().clean_shutdown,
+            "unclean until registered as such"
+        );
+    }
+
     #[test]
     fn a_new_directory_is_unclean_until_its_registration_is_committed() {
         let (mem, disk) = disk_with_log(1);

@@ -68,7 +68,7 @@ type Holders = BTreeMap<TopicPartition, (Weak<Partition>, u64, Offset)>;
 /// A broker's journal as the IO worker keeps it.
 pub struct JournalWriter {
     /// The journal, opened and replayed (`log_core::wal::replay`) before any log opened.
-    journal: Journal,
+    pub(crate) journal: Journal,
     /// Its clock, shared with the logs.
     clock: JournalClock,
     /// The disk it lives on.
