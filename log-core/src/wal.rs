@@ -191,6 +191,26 @@ pub fn salvage(disk: &dyn Disk, journal_dir: &Path) -> Result<ReplayReport, LogE
     Ok(report)
 }
 
+/// Writes back the records of the one log in `dir` that it still needs, read without changing
+/// the journal (a scan that reads every whole record: the journal's writer may be appending
+/// meanwhile, and its unsynced tail is simply not read whole), and syncs what it wrote: before
+/// a failed partition's log is opened again in a running broker. A failed segment sync may
+/// have dropped bytes the journal made durable and the partition acknowledged (a failed fsync
+/// drops the file's dirty pages on Linux), and the journal still holds them. The log must not
+/// be open (its writes would race) and its floor not yet raised by an open.
+pub fn replay_dir(
+    disk: &dyn Disk,
+    journal_dir: &Path,
+    dir: &Path,
+) -> Result<ReplayReport, LogError> {
+    if !disk.exists(journal_dir)? {
+        return Ok(ReplayReport::default());
+    }
+    let mut records = Journal::salvage(disk, journal_dir)?;
+    records.retain(|r| SegmentWrite::decode(&r.payload).is_some_and(|w| w.dir == dir));
+    apply(disk, journal_dir, records)
+}
+
 /// The state checkpoint of the log in `dir`, `None` if it has none or it cannot be read.
 fn state_of(disk: &dyn Disk, dir: &Path) -> Option<LogState> {
     let payload = checkpoint::read(disk, dir, STATE_FILE, Kind::LogState).ok()??;

@@ -296,3 +296,32 @@ fn a_floor_from_a_clock_past_the_journal_does_not_outlive_its_process() {
     let log = broker.open(config());
     assert_eq!(values(&read_all(&log, Offset::ZERO)), ["a-0", "b-0", "b-1"]);
 }
+
+/// Seed 203425: a state checkpoint's segment sync failed on a disk that drops a failed file's
+/// dirty pages, after the journal had made those bytes durable and the partition had
+/// acknowledged them. Before the failed log is opened again in the running broker, the
+/// journal's records of that log go back in (`wal::replay_dir`); without it the reopen finds
+/// the log shorter than what it flushed and sets it aside.
+#[test]
+fn a_failed_segment_sync_that_dropped_pages_is_restored_from_the_journal() {
+    let disk = MemDisk::new(14);
+    disk.set_sync_failure_drops_unsynced(true);
+    let (mut broker, _) = Broker::start(&disk);
+    let mut log = broker.open(config());
+    log.append_as_leader(&batch("a", 3, 0, 0), LeaderEpoch(0), 0)
+        .unwrap();
+    assert_eq!(broker.flush(&mut log), Offset(3));
+    let checkpoint = log.plan_checkpoint().unwrap();
+    disk.fail_next(log_core::FaultOp::Sync, 1);
+    let written = checkpoint.write(&disk);
+    assert!(written.is_err(), "the segment's sync failed");
+    assert!(log.install_checkpoint(&checkpoint, written).is_err());
+    drop(log);
+    let len = disk.len(&segment_path(0)).unwrap();
+    let now = disk.read_vec(&segment_path(0), 0, len as usize).unwrap();
+    assert!(now.iter().all(|b| *b == 0), "the pages were dropped");
+    let report = wal::replay_dir(&disk, Path::new(JOURNAL), Path::new(DIR)).unwrap();
+    assert_eq!(report.replayed, 1);
+    let log = broker.open(config());
+    assert_eq!(values(&read_all(&log, Offset::ZERO)), ["a-0", "a-1", "a-2"]);
+}

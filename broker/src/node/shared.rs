@@ -380,6 +380,20 @@ impl Shared {
         let journal = self.io.journal_clock();
         let checked = crate::partition::run_blocking(move || {
             quarantine::probe_writable(disk.as_ref(), &dir).map_err(|e| e.to_string())?;
+            if journal.is_some() {
+                // What the journal made durable and the failed copy acknowledged goes back
+                // first: a failed segment sync may have dropped it (seed 203425).
+                let replayed = log_core::wal::replay_dir(
+                    disk.as_ref(),
+                    std::path::Path::new(crate::node::storage::JOURNAL_DIR),
+                    &dir,
+                )
+                .map_err(|e| e.to_string())?;
+                if replayed.replayed > 0 {
+                    buggify::probe!("partition.repair.journal_replayed");
+                    tracing::info!(dir = %dir.display(), ?replayed, "the journal's records written back before the repair");
+                }
+            }
             quarantine::check_dir(&disk, &dir, &config, true, flushed, journal)
                 .map_err(|e| e.to_string())
         })

@@ -134,11 +134,18 @@ pub fn compare(
 /// After healing, every node that holds a controller raft log (the combined shape's nodes) has
 /// the same last raft index: a voter left behind — one whose disk was replaced and that the
 /// leader never sends its log again (issue 16) — shows here, not only once the quorum needs it.
-pub fn compare_raft_logs(disks: &[MemDisk], voters: &[u64]) -> Result<(), String> {
+/// A node whose disk was told to flip bits is left out (`flipped`), as the partition
+/// comparison leaves it out: its raft log may hold a flipped bit its controller has not read
+/// yet (seeds 197397 and 198474).
+pub fn compare_raft_logs(
+    disks: &[MemDisk],
+    voters: &[u64],
+    flipped: &[bool],
+) -> Result<(), String> {
     let dir = Path::new(broker::node::RAFT_DIR);
     let mut ends = Vec::new();
     for (i, disk) in disks.iter().enumerate() {
-        if !disk.exists(dir).unwrap_or(false) {
+        if flipped[i] || !disk.exists(dir).unwrap_or(false) {
             continue;
         }
         let store = broker::control::store::DurableRaftStore::peek(disk.as_disk(), dir, voters)

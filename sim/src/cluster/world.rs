@@ -1144,7 +1144,7 @@ mod simulated {
             let voters: Vec<u64> = controller_ids(&draw).map(u64::from).collect();
             let mut compared = Err(String::new());
             for _ in 0..20 {
-                compared = replicas::compare_raft_logs(&cluster.disks, &voters);
+                compared = replicas::compare_raft_logs(&cluster.disks, &voters, &cluster.flipped);
                 if compared.is_ok() {
                     break;
                 }
