@@ -180,6 +180,15 @@ mod tests {
     use log_core::{BatchBuilder, MemDisk};
     use wire::{LeaderEpoch, Offset};
 
+    /// `check_dir` of `t-0` without a journal.
+    fn check_t0(
+        handle: &Arc<dyn Disk>,
+        failed: bool,
+        flushed: Offset,
+    ) -> Result<DirVerdict, LogError> {
+        check_dir(handle, Path::new("t-0"), &config(), failed, flushed, None)
+    }
+
     fn config() -> LogConfig {
         LogConfig {
             segment_bytes_max: 1024,
@@ -211,15 +220,7 @@ mod tests {
         let disk = MemDisk::new(1);
         let handle = written(&disk);
         mark_failed(handle.as_ref(), Path::new("t-0"), Offset::ZERO);
-        let verdict = check_dir(
-            &handle,
-            Path::new("t-0"),
-            &config(),
-            false,
-            Offset::ZERO,
-            None,
-        )
-        .expect("checks");
+        let verdict = check_t0(&handle, false, Offset::ZERO).expect("checks");
         assert_eq!(verdict, DirVerdict::Sound);
         assert!(!handle
             .exists(&Path::new("t-0").join(FAILED_MARKER))
@@ -233,26 +234,10 @@ mod tests {
         disk.flip_bit_at(Path::new("t-0/00000000000000000000.log"), 100, 3)
             .expect("flips");
         // Without the marker the check does not read sealed segments below the recovery point.
-        let verdict = check_dir(
-            &handle,
-            Path::new("t-0"),
-            &config(),
-            false,
-            Offset::ZERO,
-            None,
-        )
-        .expect("checks");
+        let verdict = check_t0(&handle, false, Offset::ZERO).expect("checks");
         assert_eq!(verdict, DirVerdict::Sound);
         mark_failed(handle.as_ref(), Path::new("t-0"), Offset::ZERO);
-        let verdict = check_dir(
-            &handle,
-            Path::new("t-0"),
-            &config(),
-            false,
-            Offset::ZERO,
-            None,
-        )
-        .expect("checks");
+        let verdict = check_t0(&handle, false, Offset::ZERO).expect("checks");
         assert_eq!(
             verdict,
             DirVerdict::SetAside(PathBuf::from("t-0.quarantined"))
@@ -269,15 +254,7 @@ mod tests {
         let disk = MemDisk::new(3);
         let handle = disk.as_disk();
         handle.create(Path::new("t-0")).expect("creates");
-        let verdict = check_dir(
-            &handle,
-            Path::new("t-0"),
-            &config(),
-            false,
-            Offset::ZERO,
-            None,
-        )
-        .expect("checks");
+        let verdict = check_t0(&handle, false, Offset::ZERO).expect("checks");
         assert!(matches!(verdict, DirVerdict::Unopenable(_)), "{verdict:?}");
     }
 
@@ -289,15 +266,7 @@ mod tests {
         let handle = written(&disk);
         disk.flip_bit_at(Path::new("t-0/00000000000000000000.log"), 100, 3)
             .expect("flips");
-        let verdict = check_dir(
-            &handle,
-            Path::new("t-0"),
-            &config(),
-            true,
-            Offset::ZERO,
-            None,
-        )
-        .expect("checks");
+        let verdict = check_t0(&handle, true, Offset::ZERO).expect("checks");
         assert_eq!(
             verdict,
             DirVerdict::SetAside(PathBuf::from("t-0.quarantined"))
@@ -342,20 +311,13 @@ mod tests {
         let aside = DirVerdict::SetAside(PathBuf::from("t-0.quarantined"));
         let disk = MemDisk::new(6);
         let handle = flushed_with_a_flip_above_the_checkpoint(&disk);
-        let repair = check_dir(&handle, Path::new("t-0"), &config(), true, Offset(10), None);
+        let repair = check_t0(&handle, true, Offset(10));
         assert_eq!(repair.expect("checks"), aside, "repaired in place");
 
         let disk = MemDisk::new(7);
         let handle = flushed_with_a_flip_above_the_checkpoint(&disk);
         mark_failed(handle.as_ref(), Path::new("t-0"), Offset(10));
-        let restart = check_dir(
-            &handle,
-            Path::new("t-0"),
-            &config(),
-            false,
-            Offset::ZERO,
-            None,
-        );
+        let restart = check_t0(&handle, false, Offset::ZERO);
         assert_eq!(restart.expect("checks"), aside, "after a restart");
 
         // Above what was flushed, damage at the file's end is a torn tail; damage with a valid
@@ -363,14 +325,7 @@ mod tests {
         let disk = MemDisk::new(8);
         let handle = flushed_with_a_flip_in_batch(&disk, 9);
         mark_failed(handle.as_ref(), Path::new("t-0"), Offset(5));
-        let verdict = check_dir(
-            &handle,
-            Path::new("t-0"),
-            &config(),
-            false,
-            Offset::ZERO,
-            None,
-        );
+        let verdict = check_t0(&handle, false, Offset::ZERO);
         assert_eq!(
             verdict.expect("checks"),
             DirVerdict::Sound,
@@ -379,14 +334,7 @@ mod tests {
         let disk = MemDisk::new(9);
         let handle = flushed_with_a_flip_above_the_checkpoint(&disk);
         mark_failed(handle.as_ref(), Path::new("t-0"), Offset(5));
-        let verdict = check_dir(
-            &handle,
-            Path::new("t-0"),
-            &config(),
-            false,
-            Offset::ZERO,
-            None,
-        );
+        let verdict = check_t0(&handle, false, Offset::ZERO);
         assert_eq!(
             verdict.expect("checks"),
             aside,
