@@ -163,9 +163,9 @@ fn seeds_found_beyond_the_default_campaign_pass() {
     }
 }
 
-/// Seed 140863 (session 23) reached a stale copy appended again by a leader that had lost its
-/// producer; the journal (session 24) shifted it away and none of seeds 185001–205000 reached
-/// the case, so the checker's rule is pinned by `sim/tests/excuse_reappended.rs` instead.
+// Seed 140863 (session 23) reached a stale copy appended again by a leader that had lost its
+// producer; the journal (session 24) shifted it away and none of seeds 185001–205000 reached
+// the case, so the checker's rule is pinned by `sim/tests/excuse_reappended.rs` instead.
 
 /// Seed 423 of the default campaign (session 8), with wipes as ungated as they were when it
 /// failed: a wiped node was restarted again before its registration reached the controller
