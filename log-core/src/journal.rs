@@ -192,6 +192,10 @@ impl Journal {
             })
             .collect();
         names.sort();
+        // The files' directory entries durable before any record in them is counted on: a
+        // file whose creating roll failed at its directory sync is found here, and appends
+        // to it would be synced while a crash could still take the file away (seed 153).
+        disk.sync_dir(dir)?;
         let mut journal = Journal {
             dir: dir.to_path_buf(),
             file_bytes_max: file_bytes_max.max(1),
