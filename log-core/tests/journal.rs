@@ -334,3 +334,20 @@ fn a_damaged_journal_is_salvaged_record_by_record() {
     assert!(records.is_empty());
     assert_eq!(fresh.next_sequence(), 0);
 }
+
+/// Seed 153: the first round's roll created its file and then failed to sync the directory.
+/// Opened again, the journal appends into that file: its entry must be made durable first, or
+/// a crash takes the file and every synced record in it.
+#[test]
+fn a_file_whose_roll_failed_at_the_directory_sync_survives_a_crash_once_reopened() {
+    let disk = MemDisk::new(43);
+    let (mut journal, _, _) = Journal::open(&disk, Path::new("j"), 1 << 20).unwrap();
+    disk.fail_next(FaultOp::Sync, 1);
+    assert!(journal.write_round(&disk, &[b"lost"]).is_err());
+    let (mut reopened, _, _) = Journal::open(&disk, Path::new("j"), 1 << 20).unwrap();
+    reopened.write_round(&disk, &[b"kept"]).unwrap();
+    disk.crash();
+    let (_, records, _) = Journal::open(&disk, Path::new("j"), 1 << 20).unwrap();
+    let payloads: Vec<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
+    assert_eq!(payloads, [&b"kept"[..]]);
+}
