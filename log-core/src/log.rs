@@ -1255,6 +1255,13 @@ impl PartitionLog {
     /// synced bytes, the epoch cache, the recovery point, the bytes towards the next checkpoint.
     /// Returns the bytes newly counted durable.
     fn record_flush(&mut self, plan: &FlushPlan) -> Result<u64, LogError> {
+        self.record_plan(plan, false)
+    }
+
+    /// [`PartitionLog::record_flush`] for a plan made durable either in place or, with
+    /// `journaled`, in the broker's journal (then the journaled sizes and end move instead of
+    /// the synced ones and the recovery point).
+    fn record_plan(&mut self, plan: &FlushPlan, journaled: bool) -> Result<u64, LogError> {
         assert_eq!(
             plan.truncations, self.truncations,
             "no truncation since the plan"
@@ -1264,9 +1271,18 @@ impl PartitionLog {
             // A segment rolled since is synced by the roll; one compacted since was sealed
             // (synced) before: `max` keeps what they know.
             if let Some(segment) = self.segments.get_mut(base).filter(|s| &s.log_path == path) {
-                let durable = (*size).min(segment.size_bytes).max(segment.synced_bytes);
-                flushed += durable - segment.synced_bytes;
-                segment.synced_bytes = durable;
+                let before = if journaled {
+                    segment.durable_bytes()
+                } else {
+                    segment.synced_bytes
+                };
+                let durable = (*size).min(segment.size_bytes).max(before);
+                flushed += durable - before;
+                if journaled {
+                    segment.journaled_bytes = durable;
+                } else {
+                    segment.synced_bytes = durable;
+                }
             }
         }
         self.persist_epochs()?;
@@ -1274,7 +1290,11 @@ impl PartitionLog {
             plan.up_to <= self.log_end_offset(),
             "the plan is within the log"
         );
-        self.recovery_point = self.recovery_point.max(plan.up_to);
+        if journaled {
+            self.journaled_end = self.journaled_end.max(plan.up_to);
+        } else {
+            self.recovery_point = self.recovery_point.max(plan.up_to);
+        }
         self.bytes_since_checkpoint += flushed;
         Ok(flushed)
     }
@@ -1754,21 +1774,7 @@ impl PartitionLog {
                 return Ok(log.durable_end());
             }
             journaled?;
-            let mut flushed = 0;
-            for (base, path, size) in &plan.files {
-                if let Some(segment) = log.segments.get_mut(base).filter(|s| &s.log_path == path) {
-                    let durable = (*size).min(segment.size_bytes).max(segment.durable_bytes());
-                    flushed += durable - segment.durable_bytes();
-                    segment.journaled_bytes = durable;
-                }
-            }
-            log.persist_epochs()?;
-            assert!(
-                plan.up_to <= log.log_end_offset(),
-                "the plan is within the log"
-            );
-            log.journaled_end = log.journaled_end.max(plan.up_to);
-            log.bytes_since_checkpoint += flushed;
+            log.record_plan(&plan, true)?;
             Ok(log.durable_end())
         })
     }
