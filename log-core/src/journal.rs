@@ -114,18 +114,21 @@ fn file_name(first: u64) -> String {
     format!("{first:020}{JOURNAL_SUFFIX}")
 }
 
-/// A record's encoding, appended to `out`.
-fn encode_into(out: &mut Vec<u8>, sequence: u64, round: u64, payload: &[u8]) {
+/// A record's encoding, appended to `out`: its payload is `parts` joined (copied once, here).
+fn encode_into(out: &mut Vec<u8>, sequence: u64, round: u64, parts: &[&[u8]]) {
+    let payload_len: usize = parts.iter().map(|part| part.len()).sum();
     assert!(
-        payload.len() <= RECORD_PAYLOAD_MAX,
+        payload_len <= RECORD_PAYLOAD_MAX,
         "a journal record is bounded"
     );
-    out.extend_from_slice(&((payload.len() + LENGTH_OVERHEAD) as u32).to_be_bytes());
+    out.extend_from_slice(&((payload_len + LENGTH_OVERHEAD) as u32).to_be_bytes());
     let crc_at = out.len();
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&sequence.to_be_bytes());
     out.extend_from_slice(&round.to_be_bytes());
-    out.extend_from_slice(payload);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
     let crc = crc32c::crc32c(&out[crc_at + 4..]);
     out[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
 }
@@ -282,6 +285,17 @@ impl Journal {
         disk: &dyn Disk,
         payloads: &[&[u8]],
     ) -> Result<Range<u64>, LogError> {
+        let parts: Vec<[&[u8]; 1]> = payloads.iter().map(|payload| [*payload]).collect();
+        self.write_round_of_parts(disk, &parts)
+    }
+
+    /// [`Journal::write_round`] for payloads each given in parts (a record's header and the
+    /// bytes it carries, say): each part is copied once, into the round's one write.
+    pub fn write_round_of_parts<'a, P: AsRef<[&'a [u8]]>>(
+        &mut self,
+        disk: &dyn Disk,
+        payloads: &[P],
+    ) -> Result<Range<u64>, LogError> {
         if let Some(reason) = &self.poisoned {
             return Err(LogError::Poisoned(reason.clone()));
         }
@@ -292,11 +306,11 @@ impl Journal {
         let mut bytes = Vec::with_capacity(
             payloads
                 .iter()
-                .map(|p| p.len() + HEADER_BYTES)
+                .map(|p| p.as_ref().iter().map(|part| part.len()).sum::<usize>() + HEADER_BYTES)
                 .sum::<usize>(),
         );
         for (i, payload) in payloads.iter().enumerate() {
-            encode_into(&mut bytes, first + i as u64, first, payload);
+            encode_into(&mut bytes, first + i as u64, first, payload.as_ref());
         }
         let result = self.append_synced(disk, &bytes);
         if let Err(error) = &result {
@@ -321,8 +335,9 @@ impl Journal {
             self.synced_len = 0;
         }
         let (_, path, len) = self.files.last_mut().expect("a file after the roll");
-        let at = disk.append(path, bytes)?;
-        assert_eq!(at, *len, "the journal's owner is its only writer");
+        // The journal's owner is its only writer and knows the file's length: a positioned
+        // write, without asking the file system for the length (an fstat per round).
+        disk.write_at(path, *len, bytes)?;
         *len += bytes.len() as u64;
         disk.sync(path)?;
         self.synced_len = *len;

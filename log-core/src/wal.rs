@@ -49,15 +49,23 @@ impl SegmentWrite {
     /// The record payload: dir length u16 | dir (UTF-8) | segment base i64 | position u64 |
     /// end offset i64 | bytes, big-endian.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.header();
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+
+    /// The record payload's fixed part, before the bytes: a journal round writes it and the
+    /// bytes as two parts of one record (`Journal::write_round_of_parts`), without joining them
+    /// first.
+    pub fn header(&self) -> Vec<u8> {
         let dir = self.dir.to_str().expect("partition directories are UTF-8");
         let dir_len = u16::try_from(dir.len()).expect("a partition directory name is short");
-        let mut out = Vec::with_capacity(FIXED_BYTES + dir.len() + self.bytes.len());
+        let mut out = Vec::with_capacity(FIXED_BYTES + dir.len());
         out.extend_from_slice(&dir_len.to_be_bytes());
         out.extend_from_slice(dir.as_bytes());
         out.extend_from_slice(&self.segment_base.0.to_be_bytes());
         out.extend_from_slice(&self.position.to_be_bytes());
         out.extend_from_slice(&self.end_offset.0.to_be_bytes());
-        out.extend_from_slice(&self.bytes);
         out
     }
 

@@ -68,6 +68,36 @@ fn records_come_back_in_order_across_files_and_reopens() {
 }
 
 #[test]
+fn a_record_written_in_parts_is_the_record_of_its_joined_payload() {
+    let (joined, parted) = (MemDisk::new(1), MemDisk::new(1));
+    let (mut one, _) = open(&joined, 4_096);
+    let (mut two, _) = open(&parted, 4_096);
+    let (header, body) = (b"header:".as_slice(), payload(3, 1));
+    let whole = [header, body.as_slice()].concat();
+    let empty: &[u8] = &[];
+    write(
+        &mut one,
+        &joined,
+        &[whole.clone(), Vec::new(), b"x".to_vec()],
+    );
+    two.write_round_of_parts(
+        &parted,
+        &[[header, body.as_slice()], [empty, empty], [b"x", empty]],
+    )
+    .unwrap();
+    for file in files(&joined) {
+        assert_eq!(
+            joined.durable_bytes(&file).unwrap(),
+            parted.durable_bytes(&file).unwrap(),
+            "byte for byte, and synced"
+        );
+    }
+    let (_, records) = open(&parted, 4_096);
+    assert_eq!(records[0].payload, whole);
+    assert_eq!(records.len(), 3);
+}
+
+#[test]
 fn released_files_go_and_the_rest_still_continue() {
     let disk = MemDisk::new(2);
     let (mut journal, _) = open(&disk, 2_048);

@@ -275,12 +275,15 @@ async fn journal_round(
             // the next round tries again.
             tracing::warn!(%error, "a journal file could not be removed");
         }
-        let payloads: Vec<Vec<u8>> = jobs
-            .iter()
-            .flat_map(|(_, job)| job.records.iter().map(|(_, write)| write.encode()))
+        // Each record's header and bytes go into the round's one write as they are: the bytes
+        // are copied once, there.
+        let writes = || jobs.iter().flat_map(|(_, job)| job.records.iter());
+        let headers: Vec<Vec<u8>> = writes().map(|(_, write)| write.header()).collect();
+        let parts: Vec<[&[u8]; 2]> = writes()
+            .zip(&headers)
+            .map(|((_, write), header)| [header.as_slice(), write.bytes.as_slice()])
             .collect();
-        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-        let written = writer.journal.write_round(&*writer.disk, &refs);
+        let written = writer.journal.write_round_of_parts(&*writer.disk, &parts);
         (writer, jobs, written)
     })
     .await;
