@@ -43,6 +43,7 @@ pub mod journal;
 pub mod log;
 pub mod mem_disk;
 mod segment;
+mod tail;
 pub mod wal;
 
 pub use batch::{BatchBuilder, BatchHeader, BatchRecords, BatchView, Record, RecordsSummary};

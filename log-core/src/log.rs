@@ -143,6 +143,11 @@ pub struct PartitionLog {
     /// Grows whenever bytes already in the log may change or vanish (a truncation, a deleted
     /// segment, a compacted one): a [`ReadPlan`] made before is no longer current.
     pub(crate) rewrites: u64,
+    /// The batches appended last, answering reads and journaled flushes of them from memory
+    /// (`crate::tail`).
+    pub(crate) tail: crate::tail::Tail,
+    /// Reads go to the files even when the tail holds their batches (tests compare the two).
+    pub(crate) tail_bypassed: bool,
 }
 
 /// A read split so no lock is held across its IO: [`PartitionLog::plan_read`] under the
@@ -155,8 +160,11 @@ pub struct ReadPlan {
     version: LogVersion,
     /// The answer's offsets, with no bytes yet.
     result: ReadResult,
-    /// What to read; `None` when nothing is (only compaction gaps up to the log end).
+    /// What to read; `None` when nothing is (only compaction gaps up to the log end) or the
+    /// log's tail answered.
     span: Option<Span>,
+    /// The batches, when the log's tail held them (`crate::tail`): no file is read.
+    tail: Option<crate::tail::TailRead>,
 }
 
 /// A log and the bytes it held at some moment ([`PartitionLog::version`]): appends leave it
@@ -191,14 +199,22 @@ struct Span {
 }
 
 impl ReadPlan {
+    /// Whether the log's tail answers this read (no file is read). For tests.
+    #[doc(hidden)]
+    pub fn answered_by_tail(&self) -> bool {
+        self.tail.is_some()
+    }
+
     /// Reads and verifies the planned batches (every CRC-32C checked; a bad batch is an error,
     /// never served). Runs without the log.
     pub fn run(&self, disk: &dyn Disk) -> Result<ReadResult, LogError> {
         let mut result = self.result.clone();
-        let Some(span) = &self.span else {
-            return Ok(result);
+        let (bytes, next) = match (&self.tail, &self.span) {
+            (Some(tail), _) if tail.is_empty() => return Ok(result),
+            (Some(tail), _) => (tail.clone().into_bytes(), tail.next),
+            (None, None) => return Ok(result),
+            (None, Some(span)) => span.read(disk)?,
         };
-        let (bytes, next) = span.read(disk)?;
         if bytes.is_empty() {
             return Ok(result); // the batch holding `from` straddles the bound
         }
@@ -400,23 +416,36 @@ impl FlushPlan {
             .iter()
             .zip(&self.from)
             .map(|((base, path, size), from)| {
-                let len = usize::try_from(size - from).expect("a segment fits in memory");
-                let bytes = disk.read_vec(path, *from, len)?;
-                if bytes.len() != len {
-                    return Err(crate::disk::DiskError::Io {
-                        path: path.display().to_string(),
-                        reason: format!("read {} of {len} appended bytes", bytes.len()),
-                    });
-                }
-                Ok(crate::wal::SegmentWrite {
-                    dir: dir.to_path_buf(),
-                    segment_base: *base,
-                    position: *from,
-                    end_offset: self.up_to,
-                    bytes,
-                })
+                self.segment_write(disk, dir, *base, path, *size, *from)
             })
             .collect()
+    }
+
+    /// One file's bytes of [`FlushPlan::segment_writes`], read back.
+    fn segment_write(
+        &self,
+        disk: &dyn Disk,
+        dir: &Path,
+        base: Offset,
+        path: &Path,
+        size: u64,
+        from: u64,
+    ) -> Result<crate::wal::SegmentWrite, crate::disk::DiskError> {
+        let len = usize::try_from(size - from).expect("a segment fits in memory");
+        let bytes = disk.read_vec(path, from, len)?;
+        if bytes.len() != len {
+            return Err(crate::disk::DiskError::Io {
+                path: path.display().to_string(),
+                reason: format!("read {} of {len} appended bytes", bytes.len()),
+            });
+        }
+        Ok(crate::wal::SegmentWrite {
+            dir: dir.to_path_buf(),
+            segment_base: base,
+            position: from,
+            end_offset: self.up_to,
+            bytes,
+        })
     }
 }
 
@@ -502,6 +531,8 @@ impl PartitionLog {
             state_writes: 0,
             instance: Arc::new(()),
             rewrites: 0,
+            tail: crate::tail::Tail::default(),
+            tail_bypassed: false,
         };
         log.recover(now_ms, flushed)?;
         log.check_invariants();
@@ -847,6 +878,10 @@ impl PartitionLog {
             self.high_watermark <= self.log_end_offset(),
             "HW never passes LEO"
         );
+        // Every in-sync follower has the batches below the HW, and the journal or the file
+        // keeps what is durable: the tail need not answer for them.
+        self.tail
+            .release_below(self.high_watermark.min(self.durable_end()));
         Ok(())
     }
 
@@ -1176,10 +1211,13 @@ impl PartitionLog {
             active.account_batch(header, at + start as u64, interval);
         }
         active.modified_ms = active.modified_ms.max(now_ms);
+        let (segment_base, log_end_offset) = (active.base_offset, active.next_offset);
+        self.tail
+            .appended(self.rewrites, segment_base, at, bytes, &headers, spans);
         Ok(AppendInfo {
             first_offset: first.base_offset,
             last_offset: last.last_offset(),
-            log_end_offset: active.next_offset,
+            log_end_offset,
             batches: headers.len(),
             bytes: bytes.len() as u64,
             max_timestamp: headers
@@ -1374,7 +1412,16 @@ impl PartitionLog {
                 high_watermark: self.high_watermark,
             },
             span: None,
+            tail: None,
         };
+        if let Some(read) = self
+            .tail
+            .read(self.rewrites, from, bytes_max, offset_bound)
+            .filter(|_| !self.tail_bypassed)
+        {
+            plan.tail = Some(read);
+            return Ok(plan);
+        }
         let first_base = *self
             .segments
             .range(..=from)
@@ -1782,6 +1829,42 @@ impl PartitionLog {
     /// Everything below is durable: synced in the segment files or in the broker's journal.
     pub fn durable_end(&self) -> Offset {
         self.recovery_point.max(self.journaled_end)
+    }
+
+    /// Sends reads to the files even when the tail holds their batches (`bypassed`), so a test
+    /// can compare both answers. For tests.
+    #[doc(hidden)]
+    pub fn bypass_tail(&mut self, bypassed: bool) {
+        self.tail_bypassed = bypassed;
+    }
+
+    /// [`FlushPlan::segment_writes`] for a plan this log just made (under the same lock): the
+    /// bytes come from the log's tail (`crate::tail`) when it holds exactly them, else from the
+    /// files.
+    pub fn segment_writes(
+        &self,
+        plan: &FlushPlan,
+        dir: &Path,
+    ) -> Result<Vec<crate::wal::SegmentWrite>, crate::disk::DiskError> {
+        if plan.truncations != self.truncations || !Arc::ptr_eq(&plan.instance, &self.instance) {
+            return plan.segment_writes(&*self.disk, dir);
+        }
+        plan.files
+            .iter()
+            .zip(&plan.from)
+            .map(|((base, path, size), from)| {
+                match self.tail.bytes_between(self.rewrites, *base, *from, *size) {
+                    Some(bytes) => Ok(crate::wal::SegmentWrite {
+                        dir: dir.to_path_buf(),
+                        segment_base: *base,
+                        position: *from,
+                        end_offset: plan.up_to,
+                        bytes,
+                    }),
+                    None => plan.segment_write(&*self.disk, dir, *base, path, *size, *from),
+                }
+            })
+            .collect()
     }
 
     /// Whether a replay still needs the journal record `sequence` of this log that ends at

@@ -1372,7 +1372,7 @@ impl Partition {
             };
             // The bytes to journal, read under the lock (they are the plan's only until the
             // lock goes), each record's sequence reserved under it too (see `JournalClock`).
-            let writes = plan.segment_writes(&*self.disk, &self.dir)?;
+            let writes = log.segment_writes(&plan, &self.dir)?;
             let records = writes
                 .into_iter()
                 .map(|write| (clock.reserve(), write))
