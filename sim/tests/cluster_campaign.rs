@@ -61,7 +61,7 @@ fn run_passing_seed_reaching(scenario: &Arc<dyn Scenario>, seed: u64, needles: &
 }
 
 /// Seeds of the default campaign that found a bug (see `seeds_that_found_bugs_pass`).
-const SEEDS_THAT_FOUND_BUGS: &[u64] = &[99, 496];
+const SEEDS_THAT_FOUND_BUGS: &[u64] = &[99, 496, 206_111];
 
 /// Seeds of the default campaign that found a bug, with the draw they had when it was fixed;
 /// each must pass. (The draw grows with the simulator, so a seed may later stand for another
@@ -76,6 +76,12 @@ const SEEDS_THAT_FOUND_BUGS: &[u64] = &[99, 496];
 ///   the epoch-1 leader's, fetched there, got OFFSET_OUT_OF_RANGE (its log ended below the
 ///   consumer's position) and reset to the earliest offset (`nonmonotonic-poll`). rill's client
 ///   now keeps the newer leader epoch, as Kafka's clients do (KIP-320).
+/// - 206111 (session 25, a campaign over 206001–216000): a bit flipped at rest failed n3's
+///   copy of t-2, its repair set the log aside, and a restart came before the controller took
+///   the report that the copy lost data; the broker registered clean with an empty log, was
+///   elected from the ELR, and the others truncated to it: 197 acknowledged values lost
+///   (`inconsistent-offsets`). A repair now marks the data directory unclean before it sets a
+///   log aside (`partition::quarantine::set_aside`).
 #[test]
 fn seeds_that_found_bugs_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));

@@ -29,15 +29,17 @@ use super::NodeError;
 /// The file whose presence says this data directory has been in use (written at first start).
 const STORAGE_MARKER: &str = "rill-storage";
 
-/// The file whose presence says this directory's loss has not yet reached the controller: each
-/// check writes it before it changes anything and removes it again if the directory is intact;
-/// when it found the directory new or set a log aside, it stays until an unclean registration of
-/// this broker is in the metadata ([`unclean_registration_committed`]). Without it, a process that died between creating a
-/// new directory and registering found the marker at its next start, an "intact" directory with
+/// The file whose presence says this directory's loss has not yet reached the controller
+/// ([`quarantine::UNCLEAN_MARKER`]): each check writes it before it changes anything and removes
+/// it again if the directory is intact; when it found the directory new or set a log aside, it
+/// stays until an unclean registration of this broker is in the metadata
+/// ([`unclean_registration_committed`]), and so does the mark a running broker's repair writes
+/// before it sets a failed log aside. Without it, a process that died between creating a new
+/// directory and registering found the marker at its next start, an "intact" directory with
 /// nothing in it, and registered as clean: the controller then elected that empty replica from
 /// the ELR it had been in before its disk was wiped (found by the cluster simulation, seed 423,
 /// a wipe followed by a restart before the registration: acknowledged records lost).
-const UNCLEAN_MARKER: &str = "rill-storage.unclean";
+const UNCLEAN_MARKER: &str = quarantine::UNCLEAN_MARKER;
 
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,13 +132,7 @@ fn replay_journal(
 
 /// Writes the unclean mark ([`UNCLEAN_MARKER`]) durably, if it is not there.
 fn mark_unclean(disk: &Arc<dyn Disk>) -> Result<(), NodeError> {
-    let io = |e: log_core::DiskError| NodeError::Disk(e.to_string());
-    let unclean = Path::new(UNCLEAN_MARKER);
-    if !disk.exists(unclean).map_err(io)? {
-        disk.create(unclean).map_err(io)?;
-        disk.sync_dir(Path::new("")).map_err(io)?;
-    }
-    Ok(())
+    quarantine::mark_unclean(disk.as_ref()).map_err(|e| NodeError::Disk(e.to_string()))
 }
 
 /// Removes the journal (`log.journal = false`), after [`check`] opened every log (each synced
@@ -348,6 +344,40 @@ mod tests {
         assert!(
             check(&disk, &[], None, false).unwrap().intact,
             "clean once registered unclean"
+        );
+    }
+
+    /// A running broker's repair set a failed log aside (its flushed data was corrupt), and the
+    /// process died before the controller learned that the copy lost data: the next start must
+    /// register unclean, or the controller elects the empty copy from the ELR it was still in
+    /// (found by the cluster simulation, seed 206111: a flip at rest failed the leader's log,
+    /// the repair set it aside, a restart came before its report, and the empty copy was
+    /// elected; every replica truncated to it and acknowledged records were lost).
+    #[test]
+    fn a_log_set_aside_by_a_running_brokers_repair_makes_the_next_start_unclean() {
+        let (mem, disk) = disk_with_log(4);
+        check(&disk, &[], None, false).unwrap();
+        unclean_registration_committed(&disk).unwrap();
+        let segment = Path::new("t-0/00000000000000000000.log");
+        let mut byte = [0u8; 1];
+        disk.read_at(segment, 16, &mut byte).unwrap();
+        disk.write_at(segment, 16, &[byte[0] ^ 0x10]).unwrap();
+        disk.sync(segment).unwrap();
+        // The repair's check of the failed copy, as `Shared::try_repair` makes it.
+        let verdict = quarantine::check_dir(
+            &disk,
+            Path::new("t-0"),
+            &LogConfig::default(),
+            true,
+            Offset(10),
+            None,
+        )
+        .unwrap();
+        assert!(matches!(verdict, DirVerdict::SetAside(_)), "{verdict:?}");
+        mem.crash();
+        assert!(
+            !check(&disk, &[], None, false).unwrap().intact,
+            "the set-aside copy lost flushed data"
         );
     }
 

@@ -159,6 +159,10 @@ pub fn aside_dir(dir: &Path) -> PathBuf {
 /// Moves every file of `dir` into `<dir>.quarantined/` (replacing an older quarantine of the same
 /// partition), durably, leaving `dir` empty.
 fn set_aside(disk: &dyn Disk, dir: &Path) -> Result<PathBuf, LogError> {
+    // The data directory is unclean before any flushed byte moves, durably: a process that
+    // dies before the controller learns the copy lost data registers unclean at its next start
+    // (seed 206111).
+    mark_unclean(disk)?;
     let aside = aside_dir(dir);
     if disk.exists(&aside)? {
         disk.remove_dir(&aside, true)?;
@@ -172,6 +176,21 @@ fn set_aside(disk: &dyn Disk, dir: &Path) -> Result<PathBuf, LogError> {
     let parent = dir.parent().unwrap_or_else(|| Path::new(""));
     disk.sync_dir(parent)?;
     Ok(aside)
+}
+
+/// The file in the data directory whose presence says the directory lost flushed data the
+/// controller has not yet been told of (`node::storage`): the next start registers unclean,
+/// which takes the broker out of every ELR, until an unclean registration is in the metadata.
+pub const UNCLEAN_MARKER: &str = "rill-storage.unclean";
+
+/// Writes [`UNCLEAN_MARKER`] durably, if it is not there.
+pub fn mark_unclean(disk: &dyn Disk) -> Result<(), log_core::DiskError> {
+    let unclean = Path::new(UNCLEAN_MARKER);
+    if !disk.exists(unclean)? {
+        disk.create(unclean)?;
+        disk.sync_dir(Path::new(""))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
