@@ -206,7 +206,8 @@ impl ReadPlan {
     }
 
     /// Reads and verifies the planned batches (every CRC-32C checked; a bad batch is an error,
-    /// never served). Runs without the log.
+    /// never served), or copies them out of the log's tail, which holds only batches verified
+    /// before they were appended (`crate::tail`). Runs without the log.
     pub fn run(&self, disk: &dyn Disk) -> Result<ReadResult, LogError> {
         let mut result = self.result.clone();
         let (bytes, next) = match (&self.tail, &self.span) {
@@ -1358,7 +1359,8 @@ impl PartitionLog {
     }
 
     /// Reads whole batches starting with the one containing `from`, up to `bytes_max` bytes but
-    /// at least one batch. CRC-32C is re-verified; a bad batch is an error, never served.
+    /// at least one batch. CRC-32C is re-verified for batches read from the files (a bad batch
+    /// is an error, never served); the log's tail answers for its batches without a file read.
     pub fn read(&self, from: Offset, bytes_max: usize) -> Result<ReadResult, LogError> {
         self.read_bounded(from, bytes_max, self.log_end_offset())
     }

@@ -315,18 +315,24 @@ mod tests {
         assert!(disk.exists(Path::new("t-0")).unwrap());
     }
 
-    #[test]
-    fn a_log_with_corrupt_flushed_data_is_set_aside_and_the_directory_reported_unclean() {
-        let (mem, disk) = disk_with_log(2);
+    /// A checked directory whose registration is committed, then a bit of `t-0`'s first batch's
+    /// magic byte flipped at rest: below the recovery point the open checks batch headers
+    /// (record CRCs are checked when the records are read).
+    fn registered_with_a_flipped_magic_byte(seed: u64) -> (MemDisk, Arc<dyn Disk>) {
+        let (mem, disk) = disk_with_log(seed);
         check(&disk, &[], None, false).unwrap(); // writes the marker
         unclean_registration_committed(&disk).unwrap();
-        // Flip a bit of the first batch's magic byte: below the recovery point the open checks
-        // batch headers (record CRCs are checked when the records are read).
         let segment = Path::new("t-0/00000000000000000000.log");
         let mut byte = [0u8; 1];
         disk.read_at(segment, 16, &mut byte).unwrap();
         disk.write_at(segment, 16, &[byte[0] ^ 0x10]).unwrap();
         disk.sync(segment).unwrap();
+        (mem, disk)
+    }
+
+    #[test]
+    fn a_log_with_corrupt_flushed_data_is_set_aside_and_the_directory_reported_unclean() {
+        let (mem, disk) = registered_with_a_flipped_magic_byte(2);
         mem.crash();
         let found = check(&disk, &[], None, false).unwrap();
         assert!(!found.intact);
@@ -355,14 +361,7 @@ mod tests {
     /// elected; every replica truncated to it and acknowledged records were lost).
     #[test]
     fn a_log_set_aside_by_a_running_brokers_repair_makes_the_next_start_unclean() {
-        let (mem, disk) = disk_with_log(4);
-        check(&disk, &[], None, false).unwrap();
-        unclean_registration_committed(&disk).unwrap();
-        let segment = Path::new("t-0/00000000000000000000.log");
-        let mut byte = [0u8; 1];
-        disk.read_at(segment, 16, &mut byte).unwrap();
-        disk.write_at(segment, 16, &[byte[0] ^ 0x10]).unwrap();
-        disk.sync(segment).unwrap();
+        let (mem, disk) = registered_with_a_flipped_magic_byte(4);
         // The repair's check of the failed copy, as `Shared::try_repair` makes it.
         let verdict = quarantine::check_dir(
             &disk,

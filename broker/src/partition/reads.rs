@@ -54,8 +54,9 @@ fn record_count(header: &BatchHeader) -> Result<u32, LogError> {
 /// The batches of one log read are not copied out of it: consecutive batches of one leader epoch
 /// become one core [`Batch`] (the core's batch is a run of records with one epoch) whose payload
 /// is a slice of the read, so the fetch answer usually carries one slice per partition and the
-/// encoder takes it as it is. `log.read` checked each batch's CRC-32C as it read it; only the
-/// framing is looked at here.
+/// encoder takes it as it is. `log.read` checked each batch's CRC-32C as it read it from the
+/// files, or took it from the log's tail, verified before it was appended; only the framing is
+/// looked at here.
 pub fn read_batches(
     log: &PartitionLog,
     read: ReadRange,
