@@ -115,8 +115,10 @@ fn seeds_that_found_bugs_pass() {
 /// in a local build: only these two) stood in next. Session 23's group timer (ticks at the
 /// coordinator's deadlines) shifted those; 151476 and 167140 (the same search over
 /// 150001–170000: only these two) stood in next. Session 24's journal shifted both; 196649 (the
-/// same search over 185001–205000: the only one) stands in now.
-const STALE_COPY_SEEDS_TO_DEPOSED_LEADERS: &[u64] = &[196_649];
+/// same search over 185001–205000: the only one) stood in next. Session 25's log tail (no file
+/// reads on the replication path) shifted it; 216180 and 224380 (the same search over
+/// 216001–226000 found these and 224925) stand in now.
+const STALE_COPY_SEEDS_TO_DEPOSED_LEADERS: &[u64] = &[216_180, 224_380];
 
 #[test]
 fn stale_copies_answered_by_deposed_leaders_pass() {
