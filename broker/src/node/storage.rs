@@ -166,10 +166,7 @@ pub fn check(
     // The unclean mark first, durable before anything this check changes (the storage marker,
     // a set-aside log): a crash in between leaves the next start unclean, never clean. It goes
     // again below if the directory is intact.
-    if !unreported {
-        disk.create(unclean).map_err(io)?;
-        disk.sync_dir(Path::new("")).map_err(io)?;
-    }
+    mark_unclean(disk)?;
     if !known {
         disk.create(marker).map_err(io)?;
         disk.sync_dir(Path::new("")).map_err(io)?;
