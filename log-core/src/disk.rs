@@ -67,6 +67,13 @@ pub trait Disk: Send + Sync + std::fmt::Debug {
     }
     /// Writes `data` at `offset`, extending the file (zero-filled) if `offset` is past its end.
     fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> DiskResult<()>;
+    /// [`Disk::write_at`] for a caller that keeps `offset`, `data.len()` and `data`'s address
+    /// multiples of [`crate::journal::ROUND_ALIGNMENT`]: an implementation may then write past
+    /// the page cache (`FileDisk` opens the file `O_DIRECT` where the file system allows it).
+    /// The same contract otherwise: the bytes are volatile until `sync`, and reads see them.
+    fn write_direct_at(&self, path: &Path, offset: u64, data: &[u8]) -> DiskResult<()> {
+        self.write_at(path, offset, data)
+    }
     /// Appends `data` at the end of the file; returns the offset it was written at.
     fn append(&self, path: &Path, data: &[u8]) -> DiskResult<u64>;
     /// Makes the file's bytes durable (fsync / fdatasync).

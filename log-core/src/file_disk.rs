@@ -15,8 +15,9 @@ use crate::mem_disk::normalize;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// How many open handles the cache keeps by default; beyond it the lowest path is closed.
@@ -34,6 +35,12 @@ pub struct FileDisk {
     /// Open directory handles by normalised relative path (the root is the empty path), for
     /// `sync_dir`; dropped like file handles, bounded by the same `open_files_max`.
     directories: Mutex<BTreeMap<PathBuf, Arc<File>>>,
+    /// Handles opened `O_DIRECT` for [`Disk::write_direct_at`] (the journal's files), by the
+    /// same key, dropped and bounded like the others.
+    direct: Mutex<BTreeMap<PathBuf, Arc<File>>>,
+    /// Set once the file system refused `O_DIRECT` (tmpfs, say): direct writes are buffered
+    /// from then on.
+    direct_refused: AtomicBool,
     /// Most handles kept open: a broker sizes it to its file-descriptor limit, so that every
     /// partition's active segment stays open instead of being reopened per append.
     open_files_max: usize,
@@ -69,6 +76,8 @@ impl FileDisk {
             root,
             handles: Mutex::new(BTreeMap::new()),
             directories: Mutex::new(BTreeMap::new()),
+            direct: Mutex::new(BTreeMap::new()),
+            direct_refused: AtomicBool::new(false),
             open_files_max: open_files_max.max(1),
         })
     }
@@ -151,6 +160,46 @@ impl FileDisk {
     fn forget(&self, relative: &Path) {
         self.handles().retain(|p, _| !p.starts_with(relative));
         self.directories().retain(|p, _| !p.starts_with(relative));
+        self.direct_handles()
+            .retain(|p, _| !p.starts_with(relative));
+    }
+
+    fn direct_handles(&self) -> MutexGuard<'_, BTreeMap<PathBuf, Arc<File>>> {
+        self.direct
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The path's `O_DIRECT` handle, opened on first use; `None` when the file system refuses
+    /// `O_DIRECT` (remembered: every later direct write is then buffered).
+    fn open_direct(&self, path: &Path) -> DiskResult<Option<Arc<File>>> {
+        let (relative, absolute) = self.resolve(path)?;
+        let mut direct = self.direct_handles();
+        if let Some(file) = direct.get(&relative) {
+            return Ok(Some(Arc::clone(file)));
+        }
+        let flags = i32::try_from(rustix::fs::OFlags::DIRECT.bits()).expect("a small flag");
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(flags)
+            .open(&absolute)
+        {
+            Ok(file) => {
+                let file = Arc::new(file);
+                Self::cache(
+                    &mut direct,
+                    self.open_files_max,
+                    relative,
+                    Arc::clone(&file),
+                );
+                Ok(Some(file))
+            }
+            Err(error) if error.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                self.direct_refused.store(true, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(error) => Err(io_error(&relative, error)),
+        }
     }
 
     fn directories(&self) -> MutexGuard<'_, BTreeMap<PathBuf, Arc<File>>> {
@@ -168,6 +217,7 @@ impl Disk for FileDisk {
         // checkpoint's temporary file, a new segment) without another open.
         let mut handles = self.handles();
         handles.remove(&relative);
+        self.direct_handles().remove(&relative);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -236,6 +286,29 @@ impl Disk for FileDisk {
         let (_, file) = self.open(path)?;
         file.write_all_at(data, offset)
             .map_err(|e| io_error(path, e))
+    }
+
+    fn write_direct_at(&self, path: &Path, offset: u64, data: &[u8]) -> DiskResult<()> {
+        let unit = crate::journal::ROUND_ALIGNMENT;
+        let aligned =
+            offset % unit as u64 == 0 && data.len() % unit == 0 && data.as_ptr().addr() % unit == 0;
+        if !aligned || self.direct_refused.load(Ordering::Relaxed) {
+            return self.write_at(path, offset, data);
+        }
+        let Some(file) = self.open_direct(path)? else {
+            return self.write_at(path, offset, data);
+        };
+        match file.write_all_at(data, offset) {
+            Ok(()) => Ok(()),
+            // A file system that opens O_DIRECT but refuses these writes (an alignment it
+            // needs larger than ours): buffered from now on, this round included.
+            Err(error) if error.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                self.direct_refused.store(true, Ordering::Relaxed);
+                self.direct_handles().clear();
+                self.write_at(path, offset, data)
+            }
+            Err(error) => Err(io_error(path, error)),
+        }
     }
 
     fn append(&self, path: &Path, data: &[u8]) -> DiskResult<u64> {

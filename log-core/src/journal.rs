@@ -15,6 +15,13 @@
 //! record: length u32 (the bytes after this field) | crc u32 = CRC-32C(the rest)
 //!         | sequence u64 | round u64 (the sequence of its round's first record) | payload
 //! ```
+//! A round starts at a multiple of [`ROUND_ALIGNMENT`] bytes and is padded with zeros to the
+//! next one, so a disk can write it past the page cache (`Disk::write_direct_at`: `FileDisk`
+//! opens the file `O_DIRECT`; the kernel then hands the round's buffer to the device instead
+//! of copying it into freshly allocated cache pages, the largest CPU cost a broker had at its
+//! peak). `open` steps from a record's end to the next multiple when only zeros lie between
+//! or the record there is the next one: records must continue each other's sequences, so no
+//! record can hide in a skipped stretch.
 //!
 //! # What a crash may leave, and what `open` does with it
 //! Only the last round can be unsynced: a round is one append and one sync, the next round is
@@ -73,6 +80,17 @@ pub const RECORD_PAYLOAD_MAX: usize = 16 << 20;
 const HEADER_BYTES: usize = 24;
 /// What `length` counts beyond the payload: crc + sequence + round.
 const LENGTH_OVERHEAD: usize = 20;
+/// A round starts at a multiple of this many bytes of its file and ends padded with zeros to
+/// one: the unit `O_DIRECT` writes need (offset, length and buffer address) on the devices and
+/// file systems a broker runs on.
+pub const ROUND_ALIGNMENT: usize = 4096;
+/// A round buffer grown past this is freed after its round instead of kept for the next.
+const ROUND_BUFFER_KEPT_MAX: usize = 8 << 20;
+
+/// `n` rounded up to a multiple of [`ROUND_ALIGNMENT`].
+fn align_up(n: u64) -> u64 {
+    n.div_ceil(ROUND_ALIGNMENT as u64) * ROUND_ALIGNMENT as u64
+}
 
 /// One record handed back by [`Journal::open`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +126,9 @@ pub struct Journal {
     synced_len: u64,
     /// Set by a failed append, sync or roll.
     poisoned: Option<String>,
+    /// The round being written, kept across rounds (up to [`ROUND_BUFFER_KEPT_MAX`]) so a
+    /// round does not allocate and fault in fresh pages; its bytes start at an aligned address.
+    buffer: Vec<u8>,
 }
 
 fn file_name(first: u64) -> String {
@@ -131,6 +152,24 @@ fn encode_into(out: &mut Vec<u8>, sequence: u64, round: u64, parts: &[&[u8]]) {
     }
     let crc = crc32c::crc32c(&out[crc_at + 4..]);
     out[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Where the records go on when `at` (a record's end, where no record decodes) is a round's
+/// padding: the next multiple of [`ROUND_ALIGNMENT`] (or the file's end) when only zeros lie
+/// before it, or when the record there is the one expected next (`sequence`: a round's records
+/// are contiguous, so none can lie in between, and a damaged byte of padding loses nothing).
+fn padding_ends_at(bytes: &[u8], at: usize, sequence: u64) -> Option<usize> {
+    if at % ROUND_ALIGNMENT == 0 {
+        return None;
+    }
+    let boundary = usize::try_from(align_up(at as u64))
+        .expect("within a file in memory")
+        .min(bytes.len());
+    let zeros = bytes[at..boundary].iter().all(|byte| *byte == 0);
+    let next_follows = boundary < bytes.len()
+        && decode_at(bytes, boundary)
+            .is_ok_and(|record| record.sequence == sequence && record.round <= record.sequence);
+    (zeros || next_follows).then_some(boundary)
 }
 
 /// A record read back: where its payload lies, where it ends, its sequence and round.
@@ -206,6 +245,7 @@ impl Journal {
             next: names.first().map_or(0, |(first, _)| *first),
             synced_len: 0,
             poisoned: None,
+            buffer: Vec::new(),
         };
         let mut records = Vec::new();
         let mut recovery = JournalRecovery {
@@ -250,6 +290,10 @@ impl Journal {
                         at = record.end;
                     }
                     Err(reason) => {
+                        if let Some(end) = padding_ends_at(&bytes, at, journal.next) {
+                            at = end;
+                            continue;
+                        }
                         let corrupt = |reason: String| LogError::CorruptJournal {
                             file: shown.clone(),
                             position: at as u64,
@@ -303,16 +347,29 @@ impl Journal {
         if payloads.is_empty() {
             return Ok(first..first);
         }
-        let mut bytes = Vec::with_capacity(
-            payloads
-                .iter()
-                .map(|p| p.as_ref().iter().map(|part| part.len()).sum::<usize>() + HEADER_BYTES)
-                .sum::<usize>(),
-        );
+        let records: usize = payloads
+            .iter()
+            .map(|p| p.as_ref().iter().map(|part| part.len()).sum::<usize>() + HEADER_BYTES)
+            .sum();
+        let padded = usize::try_from(align_up(records as u64)).expect("a round fits in memory");
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.clear();
+        buffer.reserve(padded + ROUND_ALIGNMENT);
+        // Zeros up to the first aligned address of the buffer (its allocation does not move
+        // while it holds at most its capacity); the round goes from there.
+        let lead = match buffer.as_ptr().align_offset(ROUND_ALIGNMENT) {
+            lead if lead < ROUND_ALIGNMENT => lead,
+            _ => 0,
+        };
+        buffer.resize(lead, 0);
         for (i, payload) in payloads.iter().enumerate() {
-            encode_into(&mut bytes, first + i as u64, first, payload.as_ref());
+            encode_into(&mut buffer, first + i as u64, first, payload.as_ref());
         }
-        let result = self.append_synced(disk, &bytes);
+        buffer.resize(lead + padded, 0);
+        let result = self.append_synced(disk, &buffer[lead..]);
+        if buffer.capacity() <= ROUND_BUFFER_KEPT_MAX {
+            self.buffer = buffer;
+        }
         if let Err(error) = &result {
             self.poisoned = Some(error.to_string());
         }
@@ -321,10 +378,14 @@ impl Journal {
         Ok(first..self.next)
     }
 
+    /// Writes one padded round at the newest file's next aligned offset (rolling first when it
+    /// would pass the file size) and syncs it.
     fn append_synced(&mut self, disk: &dyn Disk, bytes: &[u8]) -> Result<(), LogError> {
         let roll = match self.files.last() {
             None => true,
-            Some((_, _, len)) => *len > 0 && *len + bytes.len() as u64 > self.file_bytes_max,
+            Some((_, _, len)) => {
+                *len > 0 && align_up(*len) + bytes.len() as u64 > self.file_bytes_max
+            }
         };
         if roll {
             // The new file's entry is durable before any record in it is counted on.
@@ -336,9 +397,12 @@ impl Journal {
         }
         let (_, path, len) = self.files.last_mut().expect("a file after the roll");
         // The journal's owner is its only writer and knows the file's length: a positioned
-        // write, without asking the file system for the length (an fstat per round).
-        disk.write_at(path, *len, bytes)?;
-        *len += bytes.len() as u64;
+        // write, without asking the file system for the length (an fstat per round). A file
+        // cut back to an unaligned length (a torn tail) goes on at the next multiple: the
+        // zeros between are padding to `open`.
+        let at = align_up(*len);
+        disk.write_direct_at(path, at, bytes)?;
+        *len = at + bytes.len() as u64;
         disk.sync(path)?;
         self.synced_len = *len;
         Ok(())

@@ -3,6 +3,7 @@
 //! tests below.
 #![allow(clippy::unwrap_used)]
 
+use log_core::journal::ROUND_ALIGNMENT;
 use log_core::{Disk, DiskError, FaultConfig, FaultOp, FileDisk, MemDisk};
 use std::path::Path;
 
@@ -201,6 +202,80 @@ fn read_vec_conformance(disk: &dyn Disk) {
         &big[1_000_001..2_500_001]
     );
     disk.remove_dir(p("d"), true).unwrap();
+}
+
+/// `len` bytes of `fill` at an address aligned for `write_direct_at`, inside `buffer`.
+fn aligned(buffer: &mut Vec<u8>, len: usize, fill: impl Fn(usize) -> u8) -> &[u8] {
+    let unit = ROUND_ALIGNMENT;
+    buffer.clear();
+    buffer.reserve(len + unit);
+    let lead = buffer.as_ptr().align_offset(unit);
+    assert!(lead < unit, "a byte pointer can be aligned");
+    buffer.resize(lead, 0);
+    buffer.extend((0..len).map(fill));
+    &buffer[lead..]
+}
+
+/// `write_direct_at` writes what `write_at` would, seen by reads at once, into the file the
+/// path names now (never a removed or renamed-over file's), aligned or not.
+fn direct_write_conformance(disk: &dyn Disk) {
+    let unit = ROUND_ALIGNMENT;
+    let mut buffer = Vec::new();
+    disk.create_dir_all(p("d")).unwrap();
+    disk.create(p("d/j")).unwrap();
+    let first = aligned(&mut buffer, 2 * unit, |i| (i % 251) as u8).to_vec();
+    disk.write_direct_at(
+        p("d/j"),
+        0,
+        aligned(&mut buffer, 2 * unit, |i| (i % 251) as u8),
+    )
+    .unwrap();
+    assert_eq!(disk.read_vec(p("d/j"), 0, 3 * unit).unwrap(), first);
+    // Over bytes a read just saw: the read after it sees the new ones.
+    disk.write_direct_at(p("d/j"), unit as u64, aligned(&mut buffer, unit, |_| 7))
+        .unwrap();
+    let mut expected = first[..unit].to_vec();
+    expected.extend(std::iter::repeat_n(7u8, unit));
+    assert_eq!(disk.read_vec(p("d/j"), 0, 3 * unit).unwrap(), expected);
+    // Past the end: the gap reads as zeros. Not aligned: written all the same.
+    disk.write_direct_at(p("d/j"), 3 * unit as u64, aligned(&mut buffer, unit, |_| 9))
+        .unwrap();
+    disk.write_direct_at(p("d/j"), 5, b"xyz").unwrap();
+    expected[5..8].copy_from_slice(b"xyz");
+    expected.extend(std::iter::repeat_n(0u8, unit));
+    expected.extend(std::iter::repeat_n(9u8, unit));
+    assert_eq!(disk.read_vec(p("d/j"), 0, 5 * unit).unwrap(), expected);
+    disk.sync(p("d/j")).unwrap();
+    assert_eq!(disk.len(p("d/j")).unwrap(), 4 * unit as u64);
+    // Removed and made again: the new file gets the write.
+    disk.remove(p("d/j")).unwrap();
+    disk.create(p("d/j")).unwrap();
+    disk.write_direct_at(p("d/j"), 0, aligned(&mut buffer, unit, |_| 1))
+        .unwrap();
+    assert_eq!(
+        disk.read_vec(p("d/j"), 0, 5 * unit).unwrap(),
+        vec![1u8; unit]
+    );
+    // Renamed over: writes through the name reach the file renamed onto it.
+    disk.create(p("d/k")).unwrap();
+    disk.write_direct_at(p("d/k"), 0, aligned(&mut buffer, unit, |_| 2))
+        .unwrap();
+    disk.rename(p("d/k"), p("d/j")).unwrap();
+    disk.write_direct_at(p("d/j"), unit as u64, aligned(&mut buffer, unit, |_| 3))
+        .unwrap();
+    let mut renamed = vec![2u8; unit];
+    renamed.extend(std::iter::repeat_n(3u8, unit));
+    assert_eq!(disk.read_vec(p("d/j"), 0, 5 * unit).unwrap(), renamed);
+    disk.remove_dir(p("d"), true).unwrap();
+}
+
+#[test]
+fn direct_writes_are_writes_on_both_disks() {
+    direct_write_conformance(&MemDisk::new(7));
+    let dir = tempfile::tempdir().unwrap();
+    direct_write_conformance(&FileDisk::new(dir.path()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    direct_write_conformance(&FileDisk::with_open_files_max(dir.path(), 1).unwrap());
 }
 
 #[test]

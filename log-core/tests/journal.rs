@@ -3,7 +3,7 @@
 //! damage to synced records is reported, never cut off as a torn tail.
 #![allow(clippy::unwrap_used)]
 
-use log_core::journal::{Journal, JournalRecord};
+use log_core::journal::{Journal, JournalRecord, ROUND_ALIGNMENT};
 use log_core::{Disk, FaultOp, FileDisk, LogError, MemDisk};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
@@ -153,9 +153,10 @@ fn a_flip_in_a_synced_record_with_later_rounds_after_it_is_corruption() {
     for round in 0..5 {
         write(&mut journal, &disk, &[payload(round, 0)]);
     }
-    // The second record's length field (the first record is 24 + its payload bytes long):
-    // a flipped length hides where the next record starts, and the scan still finds it.
-    let second = 24 + payload(0, 0).len() as u64;
+    // The second record's length field (the second round starts at the first multiple of the
+    // round alignment): a flipped length hides where the next record starts, and the scan
+    // still finds it.
+    let second = ROUND_ALIGNMENT as u64;
     flip(&disk, second + 1);
     let error = Journal::open(&disk, Path::new(DIR), 1 << 20).unwrap_err();
     assert!(
@@ -188,7 +189,7 @@ fn damage_in_the_last_round_is_a_torn_tail_even_with_its_own_records_after_it() 
         &disk,
         &[payload(1, 0), payload(1, 1), payload(1, 2)],
     );
-    let first_of_round = 24 + payload(0, 0).len() as u64;
+    let first_of_round = ROUND_ALIGNMENT as u64;
     flip(&disk, first_of_round + 30);
     let (journal, records, recovery) = Journal::open(&disk, Path::new(DIR), 1 << 20).unwrap();
     assert_eq!(records.len(), 1);
@@ -196,6 +197,56 @@ fn damage_in_the_last_round_is_a_torn_tail_even_with_its_own_records_after_it() 
     assert!(recovery.torn_bytes > 0);
     let file = files(&disk).pop().unwrap();
     assert_eq!(disk.len(&file).unwrap(), first_of_round, "the tail was cut");
+}
+
+#[test]
+fn rounds_start_aligned_and_their_padding_is_stepped_over() {
+    let disk = MemDisk::new(8);
+    let (mut journal, _) = open(&disk, 1 << 20);
+    let rounds: Vec<Vec<Vec<u8>>> = (0..3)
+        .map(|round| (0..1 + round).map(|i| payload(round, i)).collect())
+        .collect();
+    for payloads in &rounds {
+        write(&mut journal, &disk, payloads);
+    }
+    let file = files(&disk).pop().unwrap();
+    let bytes = disk.durable_bytes(&file).unwrap();
+    assert_eq!(
+        bytes.len(),
+        3 * ROUND_ALIGNMENT,
+        "each short round one padded unit"
+    );
+    let first_record = 24 + payload(0, 0).len();
+    assert!(
+        bytes[first_record..ROUND_ALIGNMENT].iter().all(|b| *b == 0),
+        "zeros after the round's records"
+    );
+    let written: Vec<Vec<u8>> = rounds.concat();
+    // A damaged byte of padding between two rounds loses nothing: the next round's record is
+    // the one expected next.
+    flip(&disk, first_record as u64 + 5);
+    let (journal, records) = open(&disk, 1 << 20);
+    let got: Vec<Vec<u8>> = records.into_iter().map(|r| r.payload).collect();
+    assert_eq!(got, written);
+    // A torn tail cut at a record's end (not aligned): the next round goes on at the next
+    // multiple, and the zeros the cut left before it are padding to the next open.
+    let torn_at = 2 * ROUND_ALIGNMENT as u64 + 24 + payload(2, 0).len() as u64;
+    flip(&disk, torn_at + 30);
+    drop(journal);
+    let (mut journal, records, recovery) = Journal::open(&disk, Path::new(DIR), 1 << 20).unwrap();
+    assert!(recovery.torn_bytes > 0);
+    assert_eq!(
+        records.len(),
+        written.len() - 2,
+        "the last round cut after its first record"
+    );
+    assert_eq!(disk.len(&file).unwrap(), torn_at);
+    write(&mut journal, &disk, &[b"after the cut".to_vec()]);
+    assert_eq!(disk.len(&file).unwrap(), 4 * ROUND_ALIGNMENT as u64);
+    drop(journal);
+    let (_, records) = open(&disk, 1 << 20);
+    assert_eq!(records.len(), written.len() - 1);
+    assert_eq!(records.last().unwrap().payload, b"after the cut");
 }
 
 #[test]
@@ -299,19 +350,19 @@ proptest! {
         let disk = MemDisk::new(seed);
         let (mut journal, _) = open(&disk, 1 << 20);
         let mut acknowledged: Vec<Vec<u8>> = Vec::new();
+        let mut last_start = 0;
         for round in 0..rounds {
             let payloads = vec![payload(round, 0), payload(round, 1)];
+            last_start = files(&disk).pop().map_or(0, |file| disk.len(&file).unwrap());
             write(&mut journal, &disk, &payloads);
             acknowledged.extend(payloads);
         }
-        // The last round's bytes cut short, as a crash tears an unsynced append.
+        // The last round's bytes cut short (its padding included), as a crash tears an unsynced
+        // append.
         let file = files(&disk).pop().unwrap();
-        let len = disk.len(&file).unwrap();
-        let last_round: u64 = [payload(rounds - 1, 0), payload(rounds - 1, 1)]
-            .iter()
-            .map(|p| 24 + p.len() as u64)
-            .sum();
-        let keep = len - last_round + (cut as u64 % last_round);
+        let last_round = disk.len(&file).unwrap() - last_start;
+        prop_assert_eq!(last_round, ROUND_ALIGNMENT as u64, "two short records, one padded unit");
+        let keep = last_start + (cut as u64 % last_round);
         disk.truncate(&file, keep).unwrap();
         let (_, records) = open(&disk, 1 << 20);
         let payloads: Vec<Vec<u8>> = records.into_iter().map(|r| r.payload).collect();
