@@ -67,10 +67,14 @@ pub trait Disk: Send + Sync + std::fmt::Debug {
     }
     /// Writes `data` at `offset`, extending the file (zero-filled) if `offset` is past its end.
     fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> DiskResult<()>;
+    /// The unit [`Disk::write_direct_at`] wants offsets, lengths and addresses in (1: any).
+    fn write_alignment(&self) -> usize {
+        1
+    }
     /// [`Disk::write_at`] for a caller that keeps `offset`, `data.len()` and `data`'s address
-    /// multiples of [`crate::journal::ROUND_ALIGNMENT`]: an implementation may then write past
-    /// the page cache (`FileDisk` opens the file `O_DIRECT` where the file system allows it).
-    /// The same contract otherwise: the bytes are volatile until `sync`, and reads see them.
+    /// multiples of [`Disk::write_alignment`]: an implementation may then write past the page
+    /// cache (`FileDisk` opens the file `O_DIRECT` where the file system allows it). The same
+    /// contract otherwise: the bytes are volatile until `sync`, and reads see them.
     fn write_direct_at(&self, path: &Path, offset: u64, data: &[u8]) -> DiskResult<()> {
         self.write_at(path, offset, data)
     }

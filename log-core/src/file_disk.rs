@@ -23,6 +23,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// How many open handles the cache keeps by default; beyond it the lowest path is closed.
 pub const OPEN_FILES_MAX_DEFAULT: usize = 256;
 
+/// The unit of `O_DIRECT` writes (offset, length, buffer address): the logical block size of
+/// the devices and file systems a broker runs on is at most this.
+pub const DIRECT_WRITE_ALIGNMENT: usize = 4096;
+
 /// Real files under `root`.
 #[derive(Debug)]
 pub struct FileDisk {
@@ -288,10 +292,15 @@ impl Disk for FileDisk {
             .map_err(|e| io_error(path, e))
     }
 
+    fn write_alignment(&self) -> usize {
+        DIRECT_WRITE_ALIGNMENT
+    }
+
     fn write_direct_at(&self, path: &Path, offset: u64, data: &[u8]) -> DiskResult<()> {
-        let unit = crate::journal::ROUND_ALIGNMENT;
-        let aligned =
-            offset % unit as u64 == 0 && data.len() % unit == 0 && data.as_ptr().addr() % unit == 0;
+        let unit = DIRECT_WRITE_ALIGNMENT;
+        let aligned = offset.is_multiple_of(unit as u64)
+            && data.len().is_multiple_of(unit)
+            && data.as_ptr().addr().is_multiple_of(unit);
         if !aligned || self.direct_refused.load(Ordering::Relaxed) {
             return self.write_at(path, offset, data);
         }

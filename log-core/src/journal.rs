@@ -14,14 +14,16 @@
 //! ```text
 //! record: length u32 (the bytes after this field) | crc u32 = CRC-32C(the rest)
 //!         | sequence u64 | round u64 (the sequence of its round's first record) | payload
+//! pad:    a record whose sequence and round are both `u64::MAX` ([`PAD`]), its payload zeros
 //! ```
-//! A round starts at a multiple of [`ROUND_ALIGNMENT`] bytes and is padded with zeros to the
-//! next one, so a disk can write it past the page cache (`Disk::write_direct_at`: `FileDisk`
-//! opens the file `O_DIRECT`; the kernel then hands the round's buffer to the device instead
-//! of copying it into freshly allocated cache pages, the largest CPU cost a broker had at its
-//! peak). `open` steps from a record's end to the next multiple when only zeros lie between
-//! or the record there is the next one: records must continue each other's sequences, so no
-//! record can hide in a skipped stretch.
+//! A round ends with a pad when the disk asks for aligned writes (`Disk::write_alignment`:
+//! `FileDisk` 4 KiB, `MemDisk` its 512-byte sector), so the round fills whole units and the
+//! next round starts at one: the disk can then write it past the page cache
+//! (`Disk::write_direct_at`; `FileDisk` opens the file `O_DIRECT`, and the kernel hands the
+//! round's buffer to the device instead of copying it into freshly allocated cache pages). A
+//! pad is checked like a record and numbered by nothing; `open` steps over it. A file whose
+//! length is not a multiple of the unit (a torn tail cut at a record's end, a file written
+//! before pads) is not written again: the next round starts a new file.
 //!
 //! # What a crash may leave, and what `open` does with it
 //! Only the last round can be unsynced: a round is one append and one sync, the next round is
@@ -80,16 +82,14 @@ pub const RECORD_PAYLOAD_MAX: usize = 16 << 20;
 const HEADER_BYTES: usize = 24;
 /// What `length` counts beyond the payload: crc + sequence + round.
 const LENGTH_OVERHEAD: usize = 20;
-/// A round starts at a multiple of this many bytes of its file and ends padded with zeros to
-/// one: the unit `O_DIRECT` writes need (offset, length and buffer address) on the devices and
-/// file systems a broker runs on.
-pub const ROUND_ALIGNMENT: usize = 4096;
+/// The sequence and round of a pad (see the module's format).
+pub const PAD: u64 = u64::MAX;
 /// A round buffer grown past this is freed after its round instead of kept for the next.
 const ROUND_BUFFER_KEPT_MAX: usize = 8 << 20;
 
-/// `n` rounded up to a multiple of [`ROUND_ALIGNMENT`].
-fn align_up(n: u64) -> u64 {
-    n.div_ceil(ROUND_ALIGNMENT as u64) * ROUND_ALIGNMENT as u64
+/// `n` rounded up to a multiple of `unit`.
+fn align_up(n: u64, unit: u64) -> u64 {
+    n.div_ceil(unit) * unit
 }
 
 /// One record handed back by [`Journal::open`].
@@ -154,22 +154,26 @@ fn encode_into(out: &mut Vec<u8>, sequence: u64, round: u64, parts: &[&[u8]]) {
     out[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// Where the records go on when `at` (a record's end, where no record decodes) is a round's
-/// padding: the next multiple of [`ROUND_ALIGNMENT`] (or the file's end) when only zeros lie
-/// before it, or when the record there is the one expected next (`sequence`: a round's records
-/// are contiguous, so none can lie in between, and a damaged byte of padding loses nothing).
-fn padding_ends_at(bytes: &[u8], at: usize, sequence: u64) -> Option<usize> {
-    if at % ROUND_ALIGNMENT == 0 {
-        return None;
+/// A pad's header for `zeros` payload bytes of zeros (the CRC covers them too).
+fn encode_pad(zeros: usize) -> [u8; HEADER_BYTES] {
+    let mut header = [0u8; HEADER_BYTES];
+    header[0..4].copy_from_slice(
+        &u32::try_from(zeros + LENGTH_OVERHEAD)
+            .expect("a pad is short")
+            .to_be_bytes(),
+    );
+    header[8..16].copy_from_slice(&PAD.to_be_bytes());
+    header[16..24].copy_from_slice(&PAD.to_be_bytes());
+    static ZEROS: [u8; 4096] = [0; 4096];
+    let mut crc = crc32c::crc32c(&header[8..]);
+    let mut left = zeros;
+    while left > 0 {
+        let chunk = left.min(ZEROS.len());
+        crc = crc32c::crc32c_append(crc, &ZEROS[..chunk]);
+        left -= chunk;
     }
-    let boundary = usize::try_from(align_up(at as u64))
-        .expect("within a file in memory")
-        .min(bytes.len());
-    let zeros = bytes[at..boundary].iter().all(|byte| *byte == 0);
-    let next_follows = boundary < bytes.len()
-        && decode_at(bytes, boundary)
-            .is_ok_and(|record| record.sequence == sequence && record.round <= record.sequence);
-    (zeros || next_follows).then_some(boundary)
+    header[4..8].copy_from_slice(&crc.to_be_bytes());
+    header
 }
 
 /// A record read back: where its payload lies, where it ends, its sequence and round.
@@ -271,6 +275,9 @@ impl Journal {
             let mut at = 0;
             while at < bytes.len() {
                 let decoded = decode_at(&bytes, at).and_then(|record| {
+                    if record.sequence == PAD && record.round == PAD {
+                        return Ok(record);
+                    }
                     if record.sequence == journal.next && record.round <= record.sequence {
                         Ok(record)
                     } else {
@@ -281,6 +288,7 @@ impl Journal {
                     }
                 });
                 match decoded {
+                    Ok(record) if record.sequence == PAD => at = record.end,
                     Ok(record) => {
                         records.push(JournalRecord {
                             sequence: journal.next,
@@ -290,10 +298,6 @@ impl Journal {
                         at = record.end;
                     }
                     Err(reason) => {
-                        if let Some(end) = padding_ends_at(&bytes, at, journal.next) {
-                            at = end;
-                            continue;
-                        }
                         let corrupt = |reason: String| LogError::CorruptJournal {
                             file: shown.clone(),
                             position: at as u64,
@@ -351,21 +355,33 @@ impl Journal {
             .iter()
             .map(|p| p.as_ref().iter().map(|part| part.len()).sum::<usize>() + HEADER_BYTES)
             .sum();
-        let padded = usize::try_from(align_up(records as u64)).expect("a round fits in memory");
+        let unit = disk.write_alignment().max(1);
+        let mut padded =
+            usize::try_from(align_up(records as u64, unit as u64)).expect("a round fits in memory");
+        if padded > records && padded - records < HEADER_BYTES {
+            padded += unit;
+        }
         let mut buffer = std::mem::take(&mut self.buffer);
         buffer.clear();
-        buffer.reserve(padded + ROUND_ALIGNMENT);
+        buffer.reserve(padded + unit);
         // Zeros up to the first aligned address of the buffer (its allocation does not move
         // while it holds at most its capacity); the round goes from there.
-        let lead = match buffer.as_ptr().align_offset(ROUND_ALIGNMENT) {
-            lead if lead < ROUND_ALIGNMENT => lead,
+        let lead = match buffer.as_ptr().align_offset(unit) {
+            lead if lead < unit => lead,
             _ => 0,
         };
         buffer.resize(lead, 0);
         for (i, payload) in payloads.iter().enumerate() {
             encode_into(&mut buffer, first + i as u64, first, payload.as_ref());
         }
-        buffer.resize(lead + padded, 0);
+        if padded > records {
+            let zeros = padded - records - HEADER_BYTES;
+            buffer.resize(buffer.len() + zeros + HEADER_BYTES, 0);
+            let pad_at = lead + records;
+            let pad = encode_pad(zeros);
+            buffer[pad_at..pad_at + HEADER_BYTES].copy_from_slice(&pad);
+        }
+        assert_eq!(buffer.len(), lead + padded, "the round fills whole units");
         let result = self.append_synced(disk, &buffer[lead..]);
         if buffer.capacity() <= ROUND_BUFFER_KEPT_MAX {
             self.buffer = buffer;
@@ -381,10 +397,15 @@ impl Journal {
     /// Writes one padded round at the newest file's next aligned offset (rolling first when it
     /// would pass the file size) and syncs it.
     fn append_synced(&mut self, disk: &dyn Disk, bytes: &[u8]) -> Result<(), LogError> {
+        let unit = disk.write_alignment().max(1) as u64;
         let roll = match self.files.last() {
             None => true,
+            // A file cut back to an unaligned length (a torn tail) or written before pads is
+            // not written again: the round starts a new file, at an aligned offset.
             Some((_, _, len)) => {
-                *len > 0 && align_up(*len) + bytes.len() as u64 > self.file_bytes_max
+                *len > 0
+                    && (*len + bytes.len() as u64 > self.file_bytes_max
+                        || !len.is_multiple_of(unit))
             }
         };
         if roll {
@@ -397,12 +418,9 @@ impl Journal {
         }
         let (_, path, len) = self.files.last_mut().expect("a file after the roll");
         // The journal's owner is its only writer and knows the file's length: a positioned
-        // write, without asking the file system for the length (an fstat per round). A file
-        // cut back to an unaligned length (a torn tail) goes on at the next multiple: the
-        // zeros between are padding to `open`.
-        let at = align_up(*len);
-        disk.write_direct_at(path, at, bytes)?;
-        *len = at + bytes.len() as u64;
+        // write, without asking the file system for the length (an fstat per round).
+        disk.write_direct_at(path, *len, bytes)?;
+        *len += bytes.len() as u64;
         disk.sync(path)?;
         self.synced_len = *len;
         Ok(())
@@ -435,6 +453,7 @@ impl Journal {
             let mut at = 0;
             while at + HEADER_BYTES <= bytes.len() {
                 match decode_at(&bytes, at) {
+                    Ok(record) if record.sequence == PAD => at = record.end,
                     Ok(record) => {
                         found
                             .entry(record.sequence)

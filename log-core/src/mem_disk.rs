@@ -700,6 +700,11 @@ impl Disk for MemDisk {
         Ok(n)
     }
 
+    /// A sector, as a device's logical block: what `O_DIRECT` needs on such a device.
+    fn write_alignment(&self) -> usize {
+        SECTOR_BYTES as usize
+    }
+
     fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> DiskResult<()> {
         let path = key(path)?;
         self.lock().write(&path, Some(offset), data).map(|_| ())

@@ -3,7 +3,6 @@
 //! tests below.
 #![allow(clippy::unwrap_used)]
 
-use log_core::journal::ROUND_ALIGNMENT;
 use log_core::{Disk, DiskError, FaultConfig, FaultOp, FileDisk, MemDisk};
 use std::path::Path;
 
@@ -206,7 +205,7 @@ fn read_vec_conformance(disk: &dyn Disk) {
 
 /// `len` bytes of `fill` at an address aligned for `write_direct_at`, inside `buffer`.
 fn aligned(buffer: &mut Vec<u8>, len: usize, fill: impl Fn(usize) -> u8) -> &[u8] {
-    let unit = ROUND_ALIGNMENT;
+    let unit = log_core::file_disk::DIRECT_WRITE_ALIGNMENT;
     buffer.clear();
     buffer.reserve(len + unit);
     let lead = buffer.as_ptr().align_offset(unit);
@@ -219,7 +218,8 @@ fn aligned(buffer: &mut Vec<u8>, len: usize, fill: impl Fn(usize) -> u8) -> &[u8
 /// `write_direct_at` writes what `write_at` would, seen by reads at once, into the file the
 /// path names now (never a removed or renamed-over file's), aligned or not.
 fn direct_write_conformance(disk: &dyn Disk) {
-    let unit = ROUND_ALIGNMENT;
+    let unit = disk.write_alignment();
+    assert_eq!(log_core::file_disk::DIRECT_WRITE_ALIGNMENT % unit, 0);
     let mut buffer = Vec::new();
     disk.create_dir_all(p("d")).unwrap();
     disk.create(p("d/j")).unwrap();

@@ -3,7 +3,8 @@
 //! damage to synced records is reported, never cut off as a torn tail.
 #![allow(clippy::unwrap_used)]
 
-use log_core::journal::{Journal, JournalRecord, ROUND_ALIGNMENT};
+use log_core::journal::{Journal, JournalRecord};
+use log_core::mem_disk::SECTOR_BYTES;
 use log_core::{Disk, FaultOp, FileDisk, LogError, MemDisk};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
@@ -153,10 +154,10 @@ fn a_flip_in_a_synced_record_with_later_rounds_after_it_is_corruption() {
     for round in 0..5 {
         write(&mut journal, &disk, &[payload(round, 0)]);
     }
-    // The second record's length field (the second round starts at the first multiple of the
-    // round alignment): a flipped length hides where the next record starts, and the scan
-    // still finds it.
-    let second = ROUND_ALIGNMENT as u64;
+    // The second record's length field (the second round starts at the next sector: the first
+    // round is one record and a pad): a flipped length hides where the next record starts,
+    // and the scan still finds it.
+    let second = SECTOR_BYTES;
     flip(&disk, second + 1);
     let error = Journal::open(&disk, Path::new(DIR), 1 << 20).unwrap_err();
     assert!(
@@ -189,7 +190,7 @@ fn damage_in_the_last_round_is_a_torn_tail_even_with_its_own_records_after_it() 
         &disk,
         &[payload(1, 0), payload(1, 1), payload(1, 2)],
     );
-    let first_of_round = ROUND_ALIGNMENT as u64;
+    let first_of_round = SECTOR_BYTES;
     flip(&disk, first_of_round + 30);
     let (journal, records, recovery) = Journal::open(&disk, Path::new(DIR), 1 << 20).unwrap();
     assert_eq!(records.len(), 1);
@@ -200,37 +201,44 @@ fn damage_in_the_last_round_is_a_torn_tail_even_with_its_own_records_after_it() 
 }
 
 #[test]
-fn rounds_start_aligned_and_their_padding_is_stepped_over() {
+fn rounds_fill_whole_sectors_with_a_pad_and_a_cut_file_is_not_written_again() {
     let disk = MemDisk::new(8);
+    let unit = disk.write_alignment() as u64;
+    assert_eq!(unit, SECTOR_BYTES);
     let (mut journal, _) = open(&disk, 1 << 20);
-    let rounds: Vec<Vec<Vec<u8>>> = (0..3)
-        .map(|round| (0..1 + round).map(|i| payload(round, i)).collect())
-        .collect();
+    // Round 0 needs a pad shorter than a header: it pads to the sector after the next.
+    let tight = vec![b'x'; SECTOR_BYTES as usize - 24 - 10];
+    let rounds: Vec<Vec<Vec<u8>>> = vec![
+        vec![tight],
+        vec![payload(1, 0), payload(1, 1)],
+        vec![payload(2, 0), payload(2, 1), payload(2, 2)],
+    ];
+    let mut starts = Vec::new();
     for payloads in &rounds {
+        starts.push(
+            files(&disk)
+                .pop()
+                .map_or(0, |file| disk.len(&file).unwrap()),
+        );
         write(&mut journal, &disk, payloads);
     }
     let file = files(&disk).pop().unwrap();
-    let bytes = disk.durable_bytes(&file).unwrap();
-    assert_eq!(
-        bytes.len(),
-        3 * ROUND_ALIGNMENT,
-        "each short round one padded unit"
-    );
-    let first_record = 24 + payload(0, 0).len();
+    let len = disk.len(&file).unwrap();
     assert!(
-        bytes[first_record..ROUND_ALIGNMENT].iter().all(|b| *b == 0),
-        "zeros after the round's records"
+        starts.iter().chain([&len]).all(|at| at % unit == 0),
+        "every round starts and ends on a sector: {starts:?}, {len}"
     );
+    assert_eq!(starts[1], 2 * unit, "a pad is at least a header long");
     let written: Vec<Vec<u8>> = rounds.concat();
-    // A damaged byte of padding between two rounds loses nothing: the next round's record is
-    // the one expected next.
-    flip(&disk, first_record as u64 + 5);
     let (journal, records) = open(&disk, 1 << 20);
     let got: Vec<Vec<u8>> = records.into_iter().map(|r| r.payload).collect();
-    assert_eq!(got, written);
-    // A torn tail cut at a record's end (not aligned): the next round goes on at the next
-    // multiple, and the zeros the cut left before it are padding to the next open.
-    let torn_at = 2 * ROUND_ALIGNMENT as u64 + 24 + payload(2, 0).len() as u64;
+    assert_eq!(got, written, "pads are stepped over");
+    assert_eq!(journal.next_sequence(), written.len() as u64);
+    let salvaged = Journal::salvage(&disk, Path::new(DIR)).unwrap();
+    assert_eq!(salvaged.len(), written.len(), "and salvage skips them too");
+    // A torn tail cut at a record's end (not a sector's): the next round starts a new file,
+    // and everything comes back in order.
+    let torn_at = starts[2] + 24 + payload(2, 0).len() as u64;
     flip(&disk, torn_at + 30);
     drop(journal);
     let (mut journal, records, recovery) = Journal::open(&disk, Path::new(DIR), 1 << 20).unwrap();
@@ -242,7 +250,12 @@ fn rounds_start_aligned_and_their_padding_is_stepped_over() {
     );
     assert_eq!(disk.len(&file).unwrap(), torn_at);
     write(&mut journal, &disk, &[b"after the cut".to_vec()]);
-    assert_eq!(disk.len(&file).unwrap(), 4 * ROUND_ALIGNMENT as u64);
+    assert_eq!(
+        disk.len(&file).unwrap(),
+        torn_at,
+        "the cut file is not written again"
+    );
+    assert_eq!(files(&disk).len(), 2);
     drop(journal);
     let (_, records) = open(&disk, 1 << 20);
     assert_eq!(records.len(), written.len() - 1);
@@ -361,7 +374,7 @@ proptest! {
         // append.
         let file = files(&disk).pop().unwrap();
         let last_round = disk.len(&file).unwrap() - last_start;
-        prop_assert_eq!(last_round, ROUND_ALIGNMENT as u64, "two short records, one padded unit");
+        prop_assert_eq!(last_round % SECTOR_BYTES, 0, "a round fills whole sectors");
         let keep = last_start + (cut as u64 % last_round);
         disk.truncate(&file, keep).unwrap();
         let (_, records) = open(&disk, 1 << 20);
