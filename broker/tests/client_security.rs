@@ -35,6 +35,8 @@ const PASSWORD: &str = "correct horse battery staple";
 /// A node's listeners: PLAINTEXT (readiness), SASL_PLAINTEXT and SASL_SSL.
 struct SecureNode {
     _handle: node::NodeHandle,
+    /// Its certificates and data, removed when the node goes.
+    _dir: tempfile::TempDir,
     sasl_plaintext: String,
     sasl_ssl: String,
     plaintext: String,
@@ -42,11 +44,12 @@ struct SecureNode {
     ca_file: PathBuf,
 }
 
-/// A fresh directory under the system's temporary one.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rill-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory under the system's temporary one, removed with the guard.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("rill-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// A CA and a certificate for 127.0.0.1 and localhost signed by it: (ca.pem, node.pem, node.key).
@@ -123,7 +126,8 @@ async fn start_with(
     reauth_ms: u64,
     adjust: impl FnOnce(&mut SecuritySettings),
 ) -> SecureNode {
-    let dir = temp_dir(name);
+    let dir_guard = temp_dir(name);
+    let dir = dir_guard.path().to_path_buf();
     let (ca_file, cert_file, key_file) = certificates(&dir, "a");
     let (kafka, controller, sasl, ssl) = (free_port(), free_port(), free_port(), free_port());
     let mut config = single_node_config(
@@ -164,6 +168,7 @@ async fn start_with(
     ready(&mut connection).await;
     SecureNode {
         _handle: handle,
+        _dir: dir_guard,
         sasl_plaintext: format!("127.0.0.1:{sasl}"),
         sasl_ssl: format!("127.0.0.1:{ssl}"),
         plaintext,
@@ -311,7 +316,8 @@ async fn wrong_credentials_certificates_and_protocols_are_refused() {
         assert_refused(metadata_of(unknown).await, "an unknown user");
     }
     // A CA that did not sign the node's certificate: the client refuses the broker.
-    let (other_ca, _, _) = certificates(&temp_dir("client-refusals"), "other");
+    let refusals = temp_dir("client-refusals");
+    let (other_ca, _, _) = certificates(refusals.path(), "other");
     let config = client(
         &node.sasl_ssl,
         "SASL_SSL",
@@ -375,7 +381,8 @@ async fn a_session_near_its_lifetime_is_replaced_by_a_fresh_connection() {
 #[tokio::test]
 async fn mutual_tls_names_the_client_by_its_certificate_subject() {
     use broker::node::config::TlsClientAuth;
-    let dir = temp_dir("client-mtls");
+    let dir_guard = temp_dir("client-mtls");
+    let dir = dir_guard.path().to_path_buf();
     let ((ca_file, cert_file, key_file), ca) = certificates_and_ca(&dir, "m");
     let (carol_cert, carol_key) = client_certificate(&dir, &ca, "carol");
     let (dave_cert, dave_key) = client_certificate(&dir, &ca, "dave");
@@ -500,7 +507,8 @@ async fn principal_mapping_rules_name_mutual_tls_clients_for_acls() {
     };
     use kafka_protocol::protocol::StrBytes;
     use rcgen::DnType;
-    let dir = temp_dir("client-mapping");
+    let dir_guard = temp_dir("client-mapping");
+    let dir = dir_guard.path().to_path_buf();
     let ((ca_file, cert_file, key_file), ca) = certificates_and_ca(&dir, "p");
     let subject = |cn: &'static str, ou: &'static str| {
         vec![
@@ -689,7 +697,8 @@ fn openssl(args: &[&str]) {
 async fn pkcs12_stores_and_encrypted_keys_as_kafka_configures_them() {
     use broker::node::config::TlsClientAuth;
     use client::security::StoreType;
-    let dir = temp_dir("client-stores");
+    let dir_guard = temp_dir("client-stores");
+    let dir = dir_guard.path().to_path_buf();
     let ((ca_file, cert_file, key_file), ca) = certificates_and_ca(&dir, "s");
     let (erin_cert, erin_key) = client_certificate(&dir, &ca, "erin");
     let (frank_cert, frank_key) = client_certificate(&dir, &ca, "frank");
@@ -968,7 +977,8 @@ fn jwks(dir: &Path, kid: &str) -> (jsonwebtoken::EncodingKey, PathBuf) {
 
 #[tokio::test]
 async fn oauthbearer_signed_tokens_are_checked_against_the_jwks() {
-    let dir = temp_dir("client-oauth-jwks");
+    let dir_guard = temp_dir("client-oauth-jwks");
+    let dir = dir_guard.path().to_path_buf();
     let (key, jwks_file) = jwks(&dir, "k1");
     let (other_key, _) = jwks(&dir, "k2");
     let node = start_with("client-oauth-jwks", 0, |security| {

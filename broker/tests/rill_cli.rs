@@ -12,12 +12,15 @@ fn rill(args: &[&str]) -> (i32, String, String) {
     (code, text(output.stdout), text(output.stderr))
 }
 
-fn write_history(name: &str, lines: &[&str]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("rill-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
+/// The history in a file of its own directory, removed with the guard.
+fn write_history(name: &str, lines: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("rill-cli-test-")
+        .tempdir()
+        .expect("temp dir");
+    let path = dir.path().join(name);
     std::fs::write(&path, lines.join("\n") + "\n").expect("write history");
-    path
+    (dir, path)
 }
 
 const SEND_INVOKE: &str =
@@ -30,7 +33,7 @@ const POLL_INVOKE: &str =
 #[test]
 fn a_valid_history_exits_zero() {
     let poll_ok = r#"{"index":3,"type":"ok","process":1,"time":4,"f":"poll","value":[["poll",{"t-0":[[0,1]]}]]}"#;
-    let path = write_history("valid.jsonl", &[SEND_INVOKE, SEND_OK, POLL_INVOKE, poll_ok]);
+    let (_dir, path) = write_history("valid.jsonl", &[SEND_INVOKE, SEND_OK, POLL_INVOKE, poll_ok]);
     let (code, stdout, stderr) = rill(&["check", path.to_str().expect("utf-8 path")]);
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
 }
@@ -43,7 +46,7 @@ fn a_lost_write_exits_one() {
         r#"{"index":4,"type":"ok","process":0,"time":5,"f":"send","value":[["send","t-0",[1,2]]]}"#;
     let poll_ok = r#"{"index":5,"type":"ok","process":1,"time":6,"f":"poll","value":[["poll",{"t-0":[[1,2]]}]]}"#;
     let lines = [SEND_INVOKE, SEND_OK, POLL_INVOKE, send2, send2_ok, poll_ok];
-    let path = write_history("lost.jsonl", &lines);
+    let (_dir, path) = write_history("lost.jsonl", &lines);
     let (code, stdout, _) = rill(&["check", path.to_str().expect("utf-8 path")]);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("lost-write"), "{stdout}");
@@ -51,7 +54,7 @@ fn a_lost_write_exits_one() {
 
 #[test]
 fn bad_input_names_the_line_and_exits_three() {
-    let path = write_history("bad.jsonl", &[SEND_INVOKE, "{not json"]);
+    let (_dir, path) = write_history("bad.jsonl", &[SEND_INVOKE, "{not json"]);
     let (code, _, stderr) = rill(&["check", path.to_str().expect("utf-8 path")]);
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("line 2"), "{stderr}");
