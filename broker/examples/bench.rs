@@ -1665,20 +1665,23 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
             }
         }
 
-        /// Measures the disk, then every scenario against rill-RF3 and tansu.
+        /// Every scenario against rill-RF3 and tansu, then the disk. The probe goes last: it
+        /// writes and deletes gigabytes, and the scenario right after it ran slower than the
+        /// same scenario run alone (rill's 6-partition peak: 60,374 and 69,600 records/s in
+        /// the full runs of sessions 25 and 26, 87,904–108,401 in session 26's alternated runs).
         pub(super) fn run(options: &Options, targets: &[Target], work: &Path) -> Run {
+            let mut figures = Vec::new();
+            for &target in targets {
+                if matches!(target, Target::RillRf3 | Target::Tansu) {
+                    figures.push((target, run_target(target, options, work)));
+                }
+            }
             let files = consume_partitions(options);
             let per_size = Duration::from_secs_f64((options.seconds as f64 / 4.0).max(1.0));
             eprintln!("bench: disk fsynced bandwidth in {} ...", work.display());
             let disk = fsync_bandwidth(work, files, per_size);
             if let Err(error) = &disk {
                 eprintln!("bench: disk probe failed: {error:#}");
-            }
-            let mut figures = Vec::new();
-            for &target in targets {
-                if matches!(target, Target::RillRf3 | Target::Tansu) {
-                    figures.push((target, run_target(target, options, work)));
-                }
             }
             Run {
                 options: options.clone(),
@@ -2345,7 +2348,8 @@ the acknowledged ends. The consumer sets fetch.queue.backoff.ms=10 (librdkafka's
 ms, idles a partition for a second whenever its local queue holds 100,000 records, which this \
 loop drains in a fraction of that: the figure measured that second and the records per fetch, \
 not the broker).\n\
-4. **The disk's fsynced bandwidth**, measured before the targets: {disk}. The reference for \
+4. **The disk's fsynced bandwidth**, measured after the targets (the scenario right after the \
+probe's gigabytes were written and deleted ran slower than the same scenario run alone): {disk}. The reference for \
 rill-RF3 at each partition count is the chunk size nearest (log scale) to librdkafka's average \
 batch at rill's peak there (a leader appends one batch per partition per Produce, and a \
 follower's fetch brings about as much), bounded to the probed sizes; three replicas on one disk \
