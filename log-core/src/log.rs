@@ -55,8 +55,9 @@ pub struct AppendInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadResult {
     /// Whole batches, CRC-verified, the first one containing the requested offset (it may start
-    /// before it). Empty when the requested offset is the log end offset.
-    pub bytes: Vec<u8>,
+    /// before it). Empty when the requested offset is the log end offset. Shared with the
+    /// log's tail when the read is one batch of it (no copy).
+    pub bytes: bytes::Bytes,
     /// The offset after the last returned batch (the next fetch offset).
     pub next_offset: Offset,
     /// The log start offset at the time of the read.
@@ -214,7 +215,10 @@ impl ReadPlan {
             (Some(tail), _) if tail.is_empty() => return Ok(result),
             (Some(tail), _) => (tail.clone().into_bytes(), tail.next),
             (None, None) => return Ok(result),
-            (None, Some(span)) => span.read(disk)?,
+            (None, Some(span)) => {
+                let (bytes, next) = span.read(disk)?;
+                (bytes::Bytes::from(bytes), next)
+            }
         };
         if bytes.is_empty() {
             return Ok(result); // the batch holding `from` straddles the bound
@@ -1407,7 +1411,7 @@ impl PartitionLog {
         let mut plan = ReadPlan {
             version: self.version(),
             result: ReadResult {
-                bytes: Vec::new(),
+                bytes: bytes::Bytes::new(),
                 next_offset: from,
                 log_start_offset: self.log_start_offset,
                 log_end_offset: log_end,

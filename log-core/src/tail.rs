@@ -16,7 +16,8 @@
 //! always the last batch).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+
+use bytes::Bytes;
 
 use crate::batch::BatchHeader;
 use wire::Offset;
@@ -30,7 +31,7 @@ struct TailBatch {
     /// Its position in the segment file.
     position: u64,
     header: BatchHeader,
-    bytes: Arc<[u8]>,
+    bytes: Bytes,
 }
 
 /// See the module doc.
@@ -46,19 +47,23 @@ pub(crate) struct Tail {
     bytes: usize,
 }
 
-/// Batches a read takes from the tail: shared with it, copied into one buffer by
-/// [`TailRead::into_bytes`] off the log's lock.
+/// Batches a read takes from the tail: shared with it, joined by [`TailRead::into_bytes`] off
+/// the log's lock.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TailRead {
-    parts: Vec<Arc<[u8]>>,
+    parts: Vec<Bytes>,
     /// The offset after the last batch.
     pub(crate) next: Offset,
 }
 
 impl TailRead {
-    /// The batches, joined.
-    pub(crate) fn into_bytes(self) -> Vec<u8> {
-        self.parts.concat()
+    /// The batches, joined: one batch (a follower that keeps up fetches each as it comes) is
+    /// the tail's own bytes, shared without a copy; more are copied into one buffer.
+    pub(crate) fn into_bytes(mut self) -> Bytes {
+        if self.parts.len() == 1 {
+            return self.parts.pop().expect("one part");
+        }
+        Bytes::from(self.parts.concat())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -98,7 +103,7 @@ impl Tail {
             self.batches.push_back(TailBatch {
                 position: at,
                 header: *header,
-                bytes: Arc::from(&bytes[start..end]),
+                bytes: Bytes::copy_from_slice(&bytes[start..end]),
             });
             self.bytes += end - start;
         }
@@ -166,7 +171,7 @@ impl Tail {
             }
             len += batch.bytes.len();
             read.next = batch.header.next_offset();
-            read.parts.push(Arc::clone(&batch.bytes));
+            read.parts.push(batch.bytes.clone());
         }
         Some(read)
     }

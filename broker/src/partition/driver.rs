@@ -894,7 +894,7 @@ impl Partition {
                 .consumer_read_range(current_leader_epoch, fetch_offset, i64::MAX / 4)?;
         let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
         let records = if bytes_max == 0 {
-            Vec::new()
+            Bytes::new()
         } else {
             let read = read_for_consumer(log, range, bytes_max);
             self.read_or_fail(inner, read)?
@@ -913,12 +913,12 @@ impl Partition {
         &self,
         from: Offset,
         bytes_max: usize,
-    ) -> Result<Vec<u8>, PartitionError> {
+    ) -> Result<Bytes, PartitionError> {
         let mut inner = self.lock();
         Self::refuse_if_unusable(&inner)?;
         let log = inner.log.as_ref().ok_or(PartitionError::Closed)?;
         if from >= log.log_end_offset() {
-            return Ok(Vec::new());
+            return Ok(Bytes::new());
         }
         let read = log.read(from, bytes_max).map(|read| read.bytes);
         self.read_or_fail(&mut inner, read)
@@ -1634,7 +1634,7 @@ type LogRead = Result<ReadResult, LogError>;
 /// An empty read at `from` (the batches of an answer end there).
 fn nothing_read(log: &PartitionLog, from: Offset) -> ReadResult {
     ReadResult {
-        bytes: Vec::new(),
+        bytes: Bytes::new(),
         next_offset: from,
         log_start_offset: log.log_start_offset(),
         log_end_offset: log.log_end_offset(),

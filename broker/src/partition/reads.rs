@@ -11,7 +11,7 @@ use wire::Offset;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsumerRead {
     /// Whole v2 batches; the first contains the fetch offset (it may start before it, as in Kafka).
-    pub records: Vec<u8>,
+    pub records: Bytes,
     /// The high watermark at the time of the read.
     pub high_watermark: Offset,
     /// The log start offset at the time of the read.
@@ -89,7 +89,7 @@ pub fn read_batches_with<E: From<LogError>>(
         if result.bytes.is_empty() {
             break;
         }
-        let chunk = Bytes::from(result.bytes);
+        let chunk = result.bytes;
         // The batches taken are a prefix of the read; `run` is the current same-epoch run in it:
         // (its start in the chunk, its batch so far).
         let mut at = 0;
@@ -169,16 +169,16 @@ pub fn read_for_consumer(
     log: &PartitionLog,
     range: ReadRange,
     bytes_max: usize,
-) -> Result<Vec<u8>, LogError> {
+) -> Result<Bytes, LogError> {
     assert!(range.from <= range.to);
     if range.from == range.to {
-        return Ok(Vec::new());
+        return Ok(Bytes::new());
     }
     cut_for_consumer(log.read(range.from, bytes_max.max(1))?.bytes, range)
 }
 
 /// The batches of a consumer's read (from `range.from`) that end at or below `range.to`.
-pub fn cut_for_consumer(mut bytes: Vec<u8>, range: ReadRange) -> Result<Vec<u8>, LogError> {
+pub fn cut_for_consumer(mut bytes: Bytes, range: ReadRange) -> Result<Bytes, LogError> {
     // The batches served are a prefix of the read: cut the read there instead of copying them.
     let mut end = 0;
     for view in split_batches(&bytes) {

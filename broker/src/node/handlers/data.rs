@@ -492,7 +492,7 @@ fn consumer_fetch(
                 .with_last_stable_offset(read.high_watermark.0)
                 .with_log_start_offset(read.log_start_offset.0)
                 .with_preferred_read_replica(KBroker(preferred.map_or(-1, |b| b.0)))
-                .with_records(Some(Bytes::from(read.records)))
+                .with_records(Some(read.records))
         }
         Err(error) => error_data(fetch.partition, &error),
     }
