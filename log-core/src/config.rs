@@ -32,6 +32,9 @@ pub struct LogConfig {
     /// `message.timestamp.type=LogAppendTime`: a leader's append stamps each batch with its
     /// clock; `false` is `CreateTime` (the producer's timestamps are kept).
     pub log_append_time: bool,
+    /// Most bytes of the batches appended last a log keeps in memory for its followers' fetches
+    /// and its journaled flushes (`log_core::tail`; always at least the last batch).
+    pub tail_bytes_max: usize,
 }
 
 impl Default for LogConfig {
@@ -49,6 +52,7 @@ impl Default for LogConfig {
             compaction_keys_max: 1 << 20,
             codec_target: None,
             log_append_time: false,
+            tail_bytes_max: crate::tail::TAIL_BYTES_MAX,
         }
     }
 }

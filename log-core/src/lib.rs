@@ -59,4 +59,5 @@ pub use log::{
     RecoveryReport, RetentionOutcome,
 };
 pub use mem_disk::{FaultConfig, FaultOp, MemDisk, OpCounts};
+pub use tail::TAIL_BYTES_MAX;
 pub use wire::{LeaderEpoch, Offset};

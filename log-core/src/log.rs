@@ -515,6 +515,7 @@ impl PartitionLog {
                 disk.sync_dir(ancestor)?;
             }
         }
+        let tail = crate::tail::Tail::new(config.tail_bytes_max);
         let mut log = PartitionLog {
             disk,
             dir: dir.to_path_buf(),
@@ -536,7 +537,7 @@ impl PartitionLog {
             state_writes: 0,
             instance: Arc::new(()),
             rewrites: 0,
-            tail: crate::tail::Tail::default(),
+            tail,
             tail_bypassed: false,
         };
         log.recover(now_ms, flushed)?;
@@ -837,6 +838,7 @@ impl PartitionLog {
                 segment.dense = false;
             }
         }
+        self.tail.set_bytes_max(config.tail_bytes_max);
         self.config = config;
         assert!(
             !self.config.compacted || self.segments.values().all(|s| !s.dense),

@@ -12,8 +12,8 @@
 //! write after a failed one), and is stale once the log's `rewrites` moved (a truncation, a
 //! deleted, restarted or compacted segment), when every answer falls back to the file. It
 //! forgets batches below both the high watermark and the durable end (every in-sync follower
-//! has them, and so does the journal or the file), and keeps at most [`TAIL_BYTES_MAX`] (but
-//! always the last batch).
+//! has them, and so does the journal or the file), and keeps at most the log's
+//! `LogConfig::tail_bytes_max` ([`TAIL_BYTES_MAX`] by default; always the last batch).
 
 use std::collections::VecDeque;
 
@@ -22,7 +22,8 @@ use bytes::Bytes;
 use crate::batch::BatchHeader;
 use wire::Offset;
 
-/// Most bytes a log's tail keeps (past it the oldest batches go, but never the last one).
+/// Most bytes a log's tail keeps by default (past it the oldest batches go, but never the last
+/// one): `LogConfig::tail_bytes_max`.
 pub const TAIL_BYTES_MAX: usize = 1 << 20;
 
 /// One batch of the tail.
@@ -35,8 +36,10 @@ struct TailBatch {
 }
 
 /// See the module doc.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Tail {
+    /// Most bytes kept (but always the last batch).
+    bytes_max: usize,
     /// The log's `rewrites` when its batches were appended.
     rewrites: u64,
     /// The segment they are in (its base offset).
@@ -72,9 +75,25 @@ impl TailRead {
 }
 
 impl Tail {
+    /// An empty tail that keeps at most `bytes_max` bytes (and always the last batch).
+    pub(crate) fn new(bytes_max: usize) -> Tail {
+        Tail {
+            bytes_max,
+            rewrites: 0,
+            segment_base: Offset(0),
+            batches: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Keeps at most `bytes_max` from the next append on.
+    pub(crate) fn set_bytes_max(&mut self, bytes_max: usize) {
+        self.bytes_max = bytes_max;
+    }
+
     /// Records a successful append of `bytes` at `position` of the segment `segment_base`:
     /// whole batches with these `headers` at these `spans` of `bytes`, appended while the log's
-    /// rewrite count was `rewrites`.
+    /// rewrite count was `rewrites`; then keeps at most its bound (and the last batch).
     pub(crate) fn appended(
         &mut self,
         rewrites: u64,
@@ -107,7 +126,7 @@ impl Tail {
             });
             self.bytes += end - start;
         }
-        while self.bytes > TAIL_BYTES_MAX && self.batches.len() > 1 {
+        while self.bytes > self.bytes_max && self.batches.len() > 1 {
             self.pop_front();
         }
     }

@@ -94,10 +94,12 @@ fn compare(log: &mut PartitionLog) -> usize {
     answered
 }
 
-fn run(steps: &[Step]) -> usize {
+/// `tail_bytes_max`: the tail's bound; small ones cut batches a pending flush still needs.
+fn run(steps: &[Step], tail_bytes_max: usize) -> usize {
     let disk = MemDisk::new(7);
     let config = LogConfig {
         retention_bytes: Some(12_000),
+        tail_bytes_max,
         ..small_config()
     };
     let mut leader = open(&disk, "leader-0", config.clone());
@@ -144,13 +146,19 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_tail_answers_what_the_files_hold(steps in prop::collection::vec(step(), 1..40)) {
-        run(&steps);
+    fn the_tail_answers_what_the_files_hold(
+        steps in prop::collection::vec(step(), 1..40),
+        tail_bytes_max in prop::sample::select(vec![0usize, 512, 4_096, log_core::TAIL_BYTES_MAX]),
+    ) {
+        run(&steps, tail_bytes_max);
     }
 }
 
 #[test]
 fn a_follower_fetching_right_after_an_append_is_answered_by_the_tail() {
     let steps: Vec<Step> = (0..30).map(|i| Step::Append(1 + i % 7)).collect();
-    assert!(run(&steps) > 100, "the tail answers reads at the log's end");
+    assert!(
+        run(&steps, log_core::TAIL_BYTES_MAX) > 100,
+        "the tail answers reads at the log's end"
+    );
 }

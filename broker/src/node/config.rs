@@ -28,6 +28,8 @@
 //!                                         # gzip, snappy, lz4 or zstd (batches recompressed)
 //! journal = true                          # one journal sync per IO round for all partitions
 //! journal_file_bytes = 67108864           # journal files roll past this size
+//! tail_bytes = 1048576                    # the batches appended last kept in memory, per
+//!                                         # partition (followers' fetches, journaled flushes)
 //!
 //! [connections]                           # client connections (defaults shown)
 //! connections_max = 4096                  # max.connections
@@ -285,6 +287,10 @@ pub struct LogSettings {
     /// The journal rolls to a new file past this size; a file is removed once every log's
     /// checkpoint covers its records.
     pub journal_file_bytes: u64,
+    /// Most bytes of the batches a partition appended last kept in memory (`log_core::tail`),
+    /// which answer its followers' fetches and its journaled flushes without a file read;
+    /// always at least the last batch.
+    pub tail_bytes: usize,
 }
 
 impl Default for LogSettings {
@@ -298,6 +304,7 @@ impl Default for LogSettings {
             compression_type: COMPRESSION_TYPE_PRODUCER.to_string(),
             journal: true,
             journal_file_bytes: 64 << 20,
+            tail_bytes: log_core::TAIL_BYTES_MAX,
         }
     }
 }
@@ -975,6 +982,7 @@ impl NodeConfig {
             retention_ms: (self.log.retention_ms >= 0).then_some(self.log.retention_ms),
             retention_bytes: u64::try_from(self.log.retention_bytes).ok(),
             batch_bytes_max: self.log.message_max_bytes,
+            tail_bytes_max: self.log.tail_bytes,
             codec_target: self
                 .log
                 .codec_target()

@@ -329,6 +329,10 @@ pub struct ClusterDraw {
     /// small files so they roll and are released within a run; `None`: `log.journal = false`,
     /// every round syncs the segment files.
     pub journal_file_bytes: Option<u64>,
+    /// `log.tail_bytes`: in some seeds a tail of a few batches, so its bound cuts batches a
+    /// pending flush still needs and reads past it go to the files (production's 1 MiB tail
+    /// meets that with large batches, which the simulator's clients do not send).
+    pub tail_bytes: usize,
     /// The default campaign drew the in-sync-copies-lost episode to open the safety phase
     /// ([`FaultSchedule::open_with_isr_loss`]): with clean elections the partitions it leaves
     /// without an in-sync copy stay offline, as Kafka documents, and that is not a violation
@@ -476,6 +480,15 @@ impl ClusterDraw {
                 journal
                     .gen_bool(0.85)
                     .then(|| [16 << 10, 256 << 10, 64 << 20][journal.gen_range(0..3)])
+            },
+            tail_bytes: {
+                // A stream of its own.
+                let mut tail = ChaCha8Rng::seed_from_u64(seed ^ 0x7a11_b17e_0000_0047);
+                if tail.gen_bool(0.3) {
+                    4 << 10
+                } else {
+                    broker::node::config::LogSettings::default().tail_bytes
+                }
             },
         };
         // The wipe family's in-sync-copies-lost episode (the way to an unclean election), from
@@ -844,7 +857,7 @@ impl Scenario for ClusterScenario {
     fn describe(&self, seed: u64) -> String {
         let d = self.draw(seed);
         format!(
-            "{} ({}), {}, segments {} B, {}, compression {} (brokers: {}), {} producers, \
+            "{} ({}), {}, segments {} B, {}, tail {} B, compression {} (brokers: {}), {} producers, \
              safety {} ms, lag {} ms, session {} ms, tick {} ms, buggify {}, \
              faults {} every ~{} ms{}{}{}{}{}: {} faults [{}]",
             d.settings(),
@@ -860,6 +873,7 @@ impl Scenario for ClusterScenario {
             d.segment_bytes,
             d.journal_file_bytes
                 .map_or("no journal".to_string(), |b| format!("journal files {b} B")),
+            d.tail_bytes,
             codec_name(d.compression),
             d.compression_type,
             d.producers,

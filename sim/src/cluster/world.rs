@@ -226,6 +226,7 @@ mod simulated {
                 journal_file_bytes: draw
                     .journal_file_bytes
                     .unwrap_or(LogSettings::default().journal_file_bytes),
+                tail_bytes: draw.tail_bytes,
                 ..LogSettings::default()
             },
             timing: Timing {
