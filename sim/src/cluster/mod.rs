@@ -329,8 +329,8 @@ pub struct ClusterDraw {
     /// small files so they roll and are released within a run; `None`: `log.journal = false`,
     /// every round syncs the segment files.
     pub journal_file_bytes: Option<u64>,
-    /// `log.tail_bytes`: in some seeds a tail of a few batches, so its bound cuts batches a
-    /// pending flush still needs and reads past it go to the files (production's 1 MiB tail
+    /// `log.tail_bytes`: in some seeds a tail of the last batch only or of a few, so its bound
+    /// cuts batches a pending flush still needs and reads past it go to the files (production's 1 MiB tail
     /// meets that with large batches, which the simulator's clients do not send).
     pub tail_bytes: usize,
     /// The default campaign drew the in-sync-copies-lost episode to open the safety phase
@@ -485,7 +485,8 @@ impl ClusterDraw {
                 // A stream of its own.
                 let mut tail = ChaCha8Rng::seed_from_u64(seed ^ 0x7a11_b17e_0000_0047);
                 if tail.gen_bool(0.3) {
-                    4 << 10
+                    // The last batch only, or a few.
+                    [0, 4 << 10][tail.gen_range(0..2)]
                 } else {
                     broker::node::config::LogSettings::default().tail_bytes
                 }
