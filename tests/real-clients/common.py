@@ -79,6 +79,22 @@ def topic_leaders(admin, topic):
     return leaders
 
 
+def leaders_on_every_broker(bootstrap, topic, count):
+    """{partition: leader} of `topic` once the metadata of every broker in `bootstrap` has its
+    `count` partitions led, else None. A new client asks whichever broker it reaches first, and a
+    broker applies a metadata change a little after the controller commits it (as Kafka's do)."""
+    from confluent_kafka.admin import AdminClient  # only the confluent-kafka scripts call this
+
+    seen = None
+    for address in bootstrap.split(","):
+        admin = AdminClient({"bootstrap.servers": address})
+        leaders = topic_leaders(admin, topic)
+        if leaders is None or len(leaders) != count:
+            return None
+        seen = leaders
+    return seen
+
+
 def create_topic(admin, topic, partitions=3, replication_factor=3):
     """Creates `topic` with confluent-kafka's admin client and waits until every partition has a
     leader. Returns the leaders, or None on failure (after printing why)."""
