@@ -27,6 +27,11 @@ pub const OPEN_FILES_MAX_DEFAULT: usize = 256;
 /// the devices and file systems a broker runs on is at most this.
 pub const DIRECT_WRITE_ALIGNMENT: usize = 4096;
 
+/// Whether `error` is a file system refusing `O_DIRECT` (`EINVAL`), at the open or the write.
+fn refuses_direct(error: &std::io::Error) -> bool {
+    error.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error())
+}
+
 /// Real files under `root`.
 #[derive(Debug)]
 pub struct FileDisk {
@@ -198,7 +203,7 @@ impl FileDisk {
                 );
                 Ok(Some(file))
             }
-            Err(error) if error.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+            Err(error) if refuses_direct(&error) => {
                 self.direct_refused.store(true, Ordering::Relaxed);
                 Ok(None)
             }
@@ -311,7 +316,7 @@ impl Disk for FileDisk {
             Ok(()) => Ok(()),
             // A file system that opens O_DIRECT but refuses these writes (an alignment it
             // needs larger than ours): buffered from now on, this round included.
-            Err(error) if error.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+            Err(error) if refuses_direct(&error) => {
                 self.direct_refused.store(true, Ordering::Relaxed);
                 self.direct_handles().clear();
                 self.write_at(path, offset, data)

@@ -382,7 +382,7 @@ impl Journal {
             buffer[pad_at..pad_at + HEADER_BYTES].copy_from_slice(&pad);
         }
         assert_eq!(buffer.len(), lead + padded, "the round fills whole units");
-        let result = self.append_synced(disk, &buffer[lead..]);
+        let result = self.append_synced(disk, &buffer[lead..], unit as u64);
         if buffer.capacity() <= ROUND_BUFFER_KEPT_MAX {
             self.buffer = buffer;
         }
@@ -394,10 +394,9 @@ impl Journal {
         Ok(first..self.next)
     }
 
-    /// Writes one padded round at the newest file's next aligned offset (rolling first when it
-    /// would pass the file size) and syncs it.
-    fn append_synced(&mut self, disk: &dyn Disk, bytes: &[u8]) -> Result<(), LogError> {
-        let unit = disk.write_alignment().max(1) as u64;
+    /// Writes one round padded to `unit` at the newest file's end (rolling first when it would
+    /// pass the file size or the file's length is not a multiple of `unit`) and syncs it.
+    fn append_synced(&mut self, disk: &dyn Disk, bytes: &[u8], unit: u64) -> Result<(), LogError> {
         let roll = match self.files.last() {
             None => true,
             // A file cut back to an unaligned length (a torn tail) or written before pads is

@@ -515,7 +515,6 @@ impl PartitionLog {
                 disk.sync_dir(ancestor)?;
             }
         }
-        let tail = crate::tail::Tail::new(config.tail_bytes_max);
         let mut log = PartitionLog {
             disk,
             dir: dir.to_path_buf(),
@@ -537,7 +536,7 @@ impl PartitionLog {
             state_writes: 0,
             instance: Arc::new(()),
             rewrites: 0,
-            tail,
+            tail: crate::tail::Tail::default(),
             tail_bypassed: false,
         };
         log.recover(now_ms, flushed)?;
@@ -838,7 +837,6 @@ impl PartitionLog {
                 segment.dense = false;
             }
         }
-        self.tail.set_bytes_max(config.tail_bytes_max);
         self.config = config;
         assert!(
             !self.config.compacted || self.segments.values().all(|s| !s.dense),
@@ -1221,6 +1219,7 @@ impl PartitionLog {
         let (segment_base, log_end_offset) = (active.base_offset, active.next_offset);
         self.tail
             .appended(self.rewrites, segment_base, at, bytes, &headers, spans);
+        self.tail.keep_at_most(self.config.tail_bytes_max);
         Ok(AppendInfo {
             first_offset: first.base_offset,
             last_offset: last.last_offset(),

@@ -36,10 +36,8 @@ struct TailBatch {
 }
 
 /// See the module doc.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Tail {
-    /// Most bytes kept (but always the last batch).
-    bytes_max: usize,
     /// The log's `rewrites` when its batches were appended.
     rewrites: u64,
     /// The segment they are in (its base offset).
@@ -75,25 +73,9 @@ impl TailRead {
 }
 
 impl Tail {
-    /// An empty tail that keeps at most `bytes_max` bytes (and always the last batch).
-    pub(crate) fn new(bytes_max: usize) -> Tail {
-        Tail {
-            bytes_max,
-            rewrites: 0,
-            segment_base: Offset(0),
-            batches: VecDeque::new(),
-            bytes: 0,
-        }
-    }
-
-    /// Keeps at most `bytes_max` from the next append on.
-    pub(crate) fn set_bytes_max(&mut self, bytes_max: usize) {
-        self.bytes_max = bytes_max;
-    }
-
     /// Records a successful append of `bytes` at `position` of the segment `segment_base`:
     /// whole batches with these `headers` at these `spans` of `bytes`, appended while the log's
-    /// rewrite count was `rewrites`; then keeps at most its bound (and the last batch).
+    /// rewrite count was `rewrites`. [`Tail::keep_at_most`] bounds it after.
     pub(crate) fn appended(
         &mut self,
         rewrites: u64,
@@ -126,7 +108,11 @@ impl Tail {
             });
             self.bytes += end - start;
         }
-        while self.bytes > self.bytes_max && self.batches.len() > 1 {
+    }
+
+    /// Forgets the oldest batches while it holds more than `bytes_max` (never the last one).
+    pub(crate) fn keep_at_most(&mut self, bytes_max: usize) {
+        while self.bytes > bytes_max && self.batches.len() > 1 {
             self.pop_front();
         }
     }
