@@ -268,7 +268,47 @@ mod real {
     }
 
     /// Starts a rill cluster of `brokers` nodes in a fresh directory.
+    /// Writes the machine's dirty page cache back before a target starts, so no scenario's
+    /// fsyncs wait behind bytes written before it: a build's output, an earlier scenario's logs.
+    /// (On ext4 an fsync commits the journal, which waits for other files' delayed writes. The
+    /// first scenario of a full run, started right after `cargo run` built the broker, was low
+    /// in every full run of sessions 25 and 26: 60,374, 69,600 and 60,498 records/s against
+    /// 76,000–108,000 alone. Session 27 reproduced it, 74,207 then 91,616 and 93,599, and with
+    /// nothing dirty at the start measured 99,976, 94,709 and 102,928.)
+    fn write_back_dirty_pages() {
+        let dirty_kib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|meminfo| {
+                meminfo
+                    .lines()
+                    .find_map(|line| line.strip_prefix("Dirty:"))
+                    .and_then(|rest| {
+                        rest.trim()
+                            .trim_end_matches("kB")
+                            .trim()
+                            .parse::<u64>()
+                            .ok()
+                    })
+            });
+        let started = Instant::now();
+        let synced = Command::new("sync").status().map(|status| status.success());
+        eprintln!(
+            "bench: sync wrote back {} of dirty pages in {:.1} s{}",
+            dirty_kib.map_or("an unknown amount".to_string(), |kib| format!(
+                "{} MB",
+                kib / 1000
+            )),
+            started.elapsed().as_secs_f64(),
+            if matches!(synced, Ok(true)) {
+                ""
+            } else {
+                " (sync failed)"
+            }
+        );
+    }
+
     fn start_rill(brokers: usize, base_port: u16, work: &Path) -> anyhow::Result<Running> {
+        write_back_dirty_pages();
         assert!((1..=3).contains(&brokers), "the bench runs 1 or 3 brokers");
         let rill = rill_binary()?;
         let dir = work.join(format!("rill-{brokers}"));
@@ -348,6 +388,7 @@ mod real {
 
     /// Starts tansu on `port` with in-memory storage.
     fn start_tansu(port: u16, work: &Path) -> anyhow::Result<Running> {
+        write_back_dirty_pages();
         let tansu = tansu_binary()?;
         ensure_port_free(port)?;
         let url = format!("tcp://127.0.0.1:{port}");
@@ -1666,10 +1707,8 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
         }
 
         /// Every scenario against rill-RF3 and tansu, then the disk. The probe goes last, so no
-        /// scenario runs right after its gigabytes were written and deleted. (Suspected of the
-        /// low first rill scenario, rill's 6-partition peak: 60,374 and 69,600 records/s in the
-        /// full runs of sessions 25 and 26, 87,904–108,401 in session 26's alternated runs. It
-        /// was not that: with the probe last the figure was 60,498; the cause is open.)
+        /// scenario runs right after its gigabytes were written and deleted (each target also
+        /// starts with the dirty page cache written back: `write_back_dirty_pages`).
         pub(super) fn run(options: &Options, targets: &[Target], work: &Path) -> Run {
             let mut figures = Vec::new();
             for &target in targets {
