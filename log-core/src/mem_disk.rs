@@ -378,6 +378,30 @@ impl MemDisk {
         Ok(Some(position as u64))
     }
 
+    /// Flips one seeded-random bit among the durable bytes (what a sync made stable, then
+    /// rotted at rest: a latent sector error) of one of `paths`, which the disk's seeded RNG
+    /// picks too. Returns the file's index in `paths` and the flipped byte position, or `None`
+    /// when `paths` is empty or nothing of the picked file is durable.
+    pub fn flip_random_durable_bit(&self, paths: &[PathBuf]) -> DiskResult<Option<(usize, u64)>> {
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        let mut state = self.lock();
+        let pick = state.rng.gen_range(0..paths.len());
+        let inode_id = state.file_inode(&key(&paths[pick])?)?;
+        let inode = &state.inodes[&inode_id];
+        // Both copies hold the byte (an unsynced truncation may have shortened the volatile).
+        let len = inode.durable.len().min(inode.volatile.len());
+        if len == 0 {
+            return Ok(None);
+        }
+        let position = state.rng.gen_range(0..len);
+        let bit = state.rng.gen_range(0..8u32);
+        state.flip_bit(inode_id, position, bit);
+        state.counts.faults_injected += 1;
+        Ok(Some((pick, position as u64)))
+    }
+
     /// Flips bit `bit` of byte `position` of the file (volatile and durable alike).
     pub fn flip_bit_at(&self, path: &Path, position: u64, bit: u32) -> DiskResult<()> {
         assert!(bit < 8, "a byte has 8 bits: {bit}");

@@ -85,6 +85,13 @@ prints a seed's draw):
                       the broker's last five, fenced epochs; none may be appended again, and
                       a copy of a fenced epoch must be refused for its epoch, not judged by
                       its sequence (answered as a duplicate or out of order: a violation)
+  rot                 ~20% of seeds (never in --faults cells): a node's flushed data rots at
+                      rest (one bit of one segment of each of its partitions) while its disk
+                      fails writes and syncs, so partitions fail and their repairs read the
+                      whole log, find the rot, set the log aside and rebuild it from the
+                      leader; in half of them every node loses power as a repair sets a log
+                      aside (crash.log_set_aside): the copy must come back unclean, never
+                      elected as if it still held what it lost
   consumer group      ~30% of seeds: 2-3 members of one group subscribe, poll, commit every
                       few polls and are replaced every 2-8 s (LeaveGroup or an expired
                       session); a member that joined a newer generation sometimes sends its

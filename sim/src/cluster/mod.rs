@@ -244,6 +244,11 @@ impl Overrides {
 pub const OFFLINE_AFTER_ISR_LOSS: &str =
     "offline as expected (every in-sync copy destroyed, unclean election off): ";
 
+/// The share of the default campaign's seeds with a rot episode ([`FaultSchedule::add_rot`]):
+/// flushed data rotting at rest on a failing disk, half of them with a power loss at the
+/// set-aside of a rotted log.
+pub const ROT_SHARE: f64 = 0.2;
+
 /// The share of the default campaign's seeds (those without a consumer group) whose safety
 /// phase opens with the in-sync-copies-lost episode ([`ClusterDraw::isr_loss_opening`]).
 pub const ISR_LOSS_OPENING_SHARE: f64 = 0.05;
@@ -536,6 +541,18 @@ impl ClusterDraw {
                     draw.broker_session_timeout_ms,
                 )
                 .is_some();
+        }
+        // Rot at rest (a stream of its own), out of the matrix's single-family cells and of
+        // the seeds that open with an episode (which would drop it, or part of it).
+        let mut rot = ChaCha8Rng::seed_from_u64(seed ^ 0x0b17_7a70_0000_0053);
+        if overrides.faults.is_none()
+            && !draw.isr_loss_opening
+            && !draw.offline_elr_opening
+            && rot.gen_bool(ROT_SHARE)
+        {
+            draw.nemesis.rot = true;
+            let gap_ms_mean = draw.nemesis.gap_ms_mean;
+            draw.schedule.add_rot(&mut rot, gap_ms_mean, draw.safety_ms);
         }
         draw
     }

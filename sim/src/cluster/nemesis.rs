@@ -21,6 +21,9 @@ const POWER_LOSS_WAIT_MS_MAX: u64 = 1_000;
 /// Longest delay of a power loss after its crash point, ms: an acknowledgement's trip to the
 /// client (madsim's latency is 1-10 ms), or a follower's fsync still pending (1-8 ms).
 const POWER_LOSS_AFTER_MS_MAX: u64 = 10;
+/// How long a rot episode's power loss waits for a repair to set a rotted log aside: past the
+/// first repair's backoff (1 s) and a few failed attempts of a disk that keeps failing.
+const ROT_SET_ASIDE_WAIT_MS: u64 = 6_000;
 
 /// One fault the nemesis can inject. Nodes are broker ids (1..=3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +108,14 @@ pub enum Fault {
         /// The broker id.
         node: u8,
     },
+    /// The node's flushed data rots at rest: in every partition directory of the node, one
+    /// seeded-random bit of the durable bytes of one segment file flips, as a latent sector
+    /// error does (Kafka does not scrub). Whatever reads the batch finds it by its CRC: the
+    /// partition fails, and its repair sets the log aside and rebuilds it from the leader.
+    Rot {
+        /// The broker id.
+        node: u8,
+    },
     /// The node's process is killed and its data directory wiped, all but the controller's
     /// raft state: a replaced disk, as after a node replacement. It comes back empty at its
     /// `Restart` (or at healing), reports itself unclean and is rebuilt from the leaders.
@@ -153,10 +164,13 @@ pub enum CrashPoint {
     /// A journaled IO round is synced (its records durable), its segment files are not, and
     /// its acknowledgements have not gone out.
     JournalSynced,
+    /// A repair set a corrupt log aside (the copy lost flushed data) and the controller has
+    /// not been told. Drawn by the rot episodes ([`FaultSchedule::add_rot`]) only.
+    LogSetAside,
 }
 
 impl CrashPoint {
-    /// Every crash point, in the order draws index them.
+    /// Every crash point the kill episodes draw (the rot episodes draw `LogSetAside`).
     pub const ALL: [CrashPoint; 5] = [
         CrashPoint::FollowerAppendedUnflushed,
         CrashPoint::LeaderAcknowledged,
@@ -173,6 +187,7 @@ impl CrashPoint {
             CrashPoint::CheckpointPending => "crash.checkpoint_pending",
             CrashPoint::CheckpointWritten => "crash.checkpoint_written",
             CrashPoint::JournalSynced => "crash.journal_synced",
+            CrashPoint::LogSetAside => "crash.log_set_aside",
         }
     }
 }
@@ -188,6 +203,7 @@ impl Fault {
             | Fault::Isolate { node }
             | Fault::DiskFaults { node, .. }
             | Fault::DiskHeal { node }
+            | Fault::Rot { node }
             | Fault::Wipe { node }
             | Fault::LoseDisk { node }
             | Fault::ClockJump { node, .. } => vec![*node],
@@ -227,6 +243,7 @@ impl Fault {
                 "disk faults n{node} io {io_error_permille}‰ flips {bit_flip_per_million}/M"
             ),
             Fault::DiskHeal { node } => format!("disk heal n{node}"),
+            Fault::Rot { node } => format!("flushed data of n{node} rots"),
             Fault::Wipe { node } => format!("wipe n{node}"),
             Fault::LoseDisk { node } => format!("data disk of n{node} destroyed"),
             Fault::ClockJump { node, delta_ms } => format!("clock n{node} jumps {delta_ms:+} ms"),
@@ -324,6 +341,10 @@ pub struct NemesisDraw {
     pub clock: bool,
     /// Wiped disks (drawn like `clock`, from a stream of its own).
     pub wipe: bool,
+    /// Flushed data rotting at rest, with a failing disk and a power loss at the set-aside
+    /// of a rotted log ([`FaultSchedule::add_rot`]; drawn by the caller from a stream of its
+    /// own).
+    pub rot: bool,
     /// Mean gap between two fault episodes, simulated ms.
     pub gap_ms_mean: u64,
     /// Whether an episode may begin before the previous one ended (two faults at once: what
@@ -348,6 +369,7 @@ impl NemesisDraw {
             overlapping: rng.gen_bool(0.5),
             clock: false,
             wipe: false,
+            rot: false,
             // Drawn from a stream of its own by the caller ([`FaultSchedule::add_forgeries`]).
             forgery: false,
             // Drawn from a stream of its own by the caller, with idempotence only.
@@ -368,6 +390,7 @@ impl NemesisDraw {
         self.disk = family == FaultFamily::Disk;
         self.clock = family == FaultFamily::Clock;
         self.wipe = family == FaultFamily::Wipe;
+        self.rot = false;
         self.forgery = false;
         self.stale_requests = false;
     }
@@ -381,6 +404,7 @@ impl NemesisDraw {
             (self.disk, "disk"),
             (self.clock, "clock"),
             (self.wipe, "wipe"),
+            (self.rot, "rot"),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -811,6 +835,66 @@ impl FaultSchedule {
         self.validate().expect("forgeries keep a schedule valid");
     }
 
+    /// Adds one rot episode drawn from `rng` (a stream of its own) in the first half of
+    /// `duration_ms`: a node's flushed data rots and its disk fails writes and syncs (so
+    /// partitions fail and their repairs read the whole log, finding the rot). In half of the
+    /// episodes every node then loses power at the moment a repair has set a rotted log aside,
+    /// before the controller heard of the loss (or after [`ROT_SET_ASIDE_WAIT_MS`] without
+    /// one), and the nodes restart as after a kill episode's power loss: the copy must come
+    /// back unclean, never electable as if it held what it lost.
+    pub fn add_rot(&mut self, rng: &mut ChaCha8Rng, gap_ms_mean: u64, duration_ms: u64) {
+        assert!(
+            duration_ms > 1 && gap_ms_mean > 0,
+            "a safety phase and a rate"
+        );
+        if self.faults.len() + 3 + usize::from(NODES) > SCHEDULE_FAULTS_MAX {
+            return;
+        }
+        let at_ms = rng.gen_range(0..duration_ms / 2);
+        let n = node(rng);
+        let mut push = |at_ms: u64, fault: Fault| self.faults.push(ScheduledFault { at_ms, fault });
+        push(at_ms, Fault::Rot { node: n });
+        push(
+            at_ms,
+            Fault::DiskFaults {
+                node: n,
+                io_error_permille: rng.gen_range(5..=50),
+                bit_flip_per_million: 0,
+            },
+        );
+        if rng.gen_bool(0.5) {
+            let heal_ms = (at_ms + rng.gen_range(300..=gap_ms_mean * 3)).min(duration_ms);
+            push(heal_ms, Fault::DiskHeal { node: n });
+        } else {
+            push(
+                at_ms + 1,
+                Fault::PowerLossAt {
+                    point: CrashPoint::LogSetAside,
+                    wait_ms_max: ROT_SET_ASIDE_WAIT_MS,
+                    after_ms: rng.gen_range(0..=POWER_LOSS_AFTER_MS_MAX),
+                },
+            );
+            // The power goes at the latest here; the disk is sound again when the nodes come
+            // back, one by one in a drawn order, the last after every broker session expired.
+            let down_ms = at_ms + 1 + ROT_SET_ASIDE_WAIT_MS + POWER_LOSS_AFTER_MS_MAX + 1;
+            push(down_ms, Fault::DiskHeal { node: n });
+            let mut order: Vec<u8> = (1..=NODES).collect();
+            order.shuffle(rng);
+            let last = order.len() - 1;
+            for (i, node) in order.into_iter().enumerate() {
+                let restart_ms = if i == last {
+                    down_ms + POWER_LOSS_LAST_RESTART_MS
+                } else {
+                    down_ms + rng.gen_range(1..=gap_ms_mean)
+                };
+                push(restart_ms, Fault::Restart { node });
+            }
+        }
+        self.faults.sort_by_key(|f| f.at_ms);
+        self.validate()
+            .expect("a rot episode keeps the schedule valid");
+    }
+
     /// Checks node ids, ordering and size: what a hand-edited JSON file could get wrong.
     pub fn validate(&self) -> Result<(), String> {
         if self.faults.len() > SCHEDULE_FAULTS_MAX {
@@ -1015,6 +1099,88 @@ mod tests {
         let all: std::collections::BTreeSet<&str> =
             CrashPoint::ALL.iter().map(|p| p.site()).collect();
         assert_eq!(points, all, "every crash point is drawn in some seed");
+    }
+
+    #[test]
+    fn rot_episodes_fail_the_rotted_disk_and_half_lose_power_at_a_set_aside() {
+        let (mut rotted, mut with_power_loss) = (0, 0);
+        for seed in 0..200 {
+            let draw = crate::cluster::ClusterDraw::from_seed(seed);
+            let faults = &draw.schedule.faults;
+            let Some(rot) = faults
+                .iter()
+                .position(|f| matches!(f.fault, Fault::Rot { .. }))
+            else {
+                assert!(
+                    !draw.nemesis.rot,
+                    "seed {seed}: a drawn rot episode is scheduled"
+                );
+                continue;
+            };
+            assert!(
+                draw.nemesis.rot,
+                "seed {seed}: only drawn rot episodes are scheduled"
+            );
+            rotted += 1;
+            let Fault::Rot { node } = faults[rot].fault else {
+                unreachable!("found above")
+            };
+            let at_ms = faults[rot].at_ms;
+            assert!(at_ms < draw.safety_ms / 2, "seed {seed}: in the first half");
+            assert!(
+                faults.iter().any(|f| f.at_ms == at_ms
+                    && matches!(f.fault, Fault::DiskFaults { node: n, .. } if n == node)),
+                "seed {seed}: the rotted disk fails too, so repairs read the whole log"
+            );
+            let later = &faults[rot..];
+            let heals: Vec<u64> = later
+                .iter()
+                .filter(|f| f.fault == Fault::DiskHeal { node })
+                .map(|f| f.at_ms)
+                .collect();
+            assert!(!heals.is_empty(), "seed {seed}: the disk heals");
+            let Some(loss) = later.iter().find(|f| {
+                matches!(
+                    f.fault,
+                    Fault::PowerLossAt {
+                        point: CrashPoint::LogSetAside,
+                        ..
+                    }
+                )
+            }) else {
+                continue;
+            };
+            with_power_loss += 1;
+            let Fault::PowerLossAt {
+                wait_ms_max,
+                after_ms,
+                ..
+            } = loss.fault
+            else {
+                unreachable!("matched above")
+            };
+            let gone_ms = loss.at_ms + wait_ms_max + after_ms;
+            assert!(
+                heals.iter().any(|&heal_ms| heal_ms > gone_ms),
+                "seed {seed}: the episode's disk heals once the power is gone"
+            );
+            let restarted: std::collections::BTreeSet<u8> = later
+                .iter()
+                .filter_map(|f| match f.fault {
+                    Fault::Restart { node } if f.at_ms > gone_ms => Some(node),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                restarted.len(),
+                usize::from(NODES),
+                "seed {seed}: every node comes back after the power loss"
+            );
+        }
+        assert!(
+            (20..=60).contains(&rotted) && with_power_loss > 0 && with_power_loss < rotted,
+            "a fifth of the seeds rot ({rotted} of 200), some with a power loss ({with_power_loss})"
+        );
     }
 
     #[test]

@@ -114,6 +114,9 @@ impl FaultLanes {
                 timeline.begin(&lane(node), SpanKind::DiskFaults, at_ms, &label);
             }
             Fault::DiskHeal { node } => timeline.end(&lane(node), SpanKind::DiskFaults, at_ms),
+            Fault::Rot { node } => {
+                timeline.moment(&lane(node), Row::Disk, at_ms, "flushed data rots at rest")
+            }
             Fault::Wipe { node } => {
                 timeline.end(&lane(node), SpanKind::Killed, at_ms);
                 timeline.begin(

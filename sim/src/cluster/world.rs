@@ -424,6 +424,34 @@ mod simulated {
             self.destroy_disk(node, !self.wipes_gated);
         }
 
+        /// Flips one durable bit of one segment file in each partition directory of `node`
+        /// (the disk's own seeded RNG picks the file and the bit). The controller's raft log is
+        /// left alone: its rot is the raft store's own test.
+        fn rot(&mut self, node: u8) {
+            let memdisk = &self.disks[Self::index(node)];
+            let disk = memdisk.as_disk();
+            let root = std::path::Path::new("");
+            let Ok(names) = disk.list(root) else {
+                return; // a failing disk refused the listing: nothing rots this time
+            };
+            let dirs = names.iter().filter(|name| {
+                name.as_str() != broker::node::RAFT_DIR && !name.ends_with(".quarantined")
+            });
+            for dir in dirs {
+                let dir = std::path::Path::new(dir);
+                let Ok(files) = disk.list(dir) else {
+                    continue; // a file
+                };
+                let segments: Vec<std::path::PathBuf> = files
+                    .iter()
+                    .filter(|f| f.ends_with(".log"))
+                    .map(|f| dir.join(f))
+                    .collect();
+                // A failing disk may refuse the lookup: that directory does not rot.
+                let _ = memdisk.flip_random_durable_bit(&segments);
+            }
+        }
+
         /// Kills the node and empties its disk, all but the controller's raft directory when
         /// `keep_raft`.
         fn destroy_disk(&mut self, node: u8, keep_raft: bool) {
@@ -618,6 +646,10 @@ mod simulated {
                 }
                 Fault::DiskHeal { node } => {
                     self.disks[Self::index(node)].set_faults(FaultConfig::default());
+                }
+                Fault::Rot { node } => {
+                    self.rot(node);
+                    self.flipped[Self::index(node)] = true;
                 }
                 Fault::Wipe { node } => self.wipe(node),
                 // The data disk only: the raft log lives on (see `Fault::LoseDisk`).
