@@ -552,7 +552,12 @@ impl ClusterDraw {
         {
             draw.nemesis.rot = true;
             let gap_ms_mean = draw.nemesis.gap_ms_mean;
-            draw.schedule.add_rot(&mut rot, gap_ms_mean, draw.safety_ms);
+            draw.schedule.add_rot(
+                &mut rot,
+                gap_ms_mean,
+                draw.safety_ms,
+                draw.broker_session_timeout_ms,
+            );
         }
         draw
     }

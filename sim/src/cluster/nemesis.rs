@@ -837,57 +837,84 @@ impl FaultSchedule {
 
     /// Adds one rot episode drawn from `rng` (a stream of its own) in the first half of
     /// `duration_ms`: a node's flushed data rots and its disk fails writes and syncs (so
-    /// partitions fail and their repairs read the whole log, finding the rot). In half of the
-    /// episodes every node then loses power at the moment a repair has set a rotted log aside,
-    /// before the controller heard of the loss (or after [`ROT_SET_ASIDE_WAIT_MS`] without
-    /// one), and the nodes restart as after a kill episode's power loss: the copy must come
-    /// back unclean, never electable as if it held what it lost.
-    pub fn add_rot(&mut self, rng: &mut ChaCha8Rng, gap_ms_mean: u64, duration_ms: u64) {
+    /// partitions fail and their repairs read the whole log, finding the rot).
+    ///
+    /// In half of the episodes it is the worst case for a copy that lost data: another node
+    /// `m` is killed first and stays down until the controller fenced it (`session_ms`), so
+    /// the ISR is down to the rotted node `n` and a third `o`, and `n`'s failing copies move
+    /// into the ELR. Every node then loses power at the moment a repair has set a rotted log
+    /// aside, before the controller heard of the loss (or after [`ROT_SET_ASIDE_WAIT_MS`]
+    /// without one). `n` and `m` come back first, `o` only after every broker session expired:
+    /// an election from the ELR must not take `n`'s empty copy as if it held what it lost
+    /// (mutant 21: the set-aside without the data directory's unclean mark).
+    pub fn add_rot(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        gap_ms_mean: u64,
+        duration_ms: u64,
+        session_ms: u64,
+    ) {
         assert!(
             duration_ms > 1 && gap_ms_mean > 0,
             "a safety phase and a rate"
         );
-        if self.faults.len() + 3 + usize::from(NODES) > SCHEDULE_FAULTS_MAX {
+        if self.faults.len() + 4 + usize::from(NODES) > SCHEDULE_FAULTS_MAX {
             return;
         }
-        let at_ms = rng.gen_range(0..duration_ms / 2);
+        let mut at_ms = rng.gen_range(0..duration_ms / 2);
         let n = node(rng);
+        let power_loss = rng.gen_bool(0.5);
+        let io_error_permille = rng.gen_range(5..=50);
         let mut push = |at_ms: u64, fault: Fault| self.faults.push(ScheduledFault { at_ms, fault });
+        let mut stale = None;
+        if power_loss {
+            let m = other(rng, n);
+            push(at_ms, Fault::Kill { node: m });
+            stale = Some(m);
+            at_ms += session_ms + 1_000;
+        }
         push(at_ms, Fault::Rot { node: n });
         push(
             at_ms,
             Fault::DiskFaults {
                 node: n,
-                io_error_permille: rng.gen_range(5..=50),
+                io_error_permille,
                 bit_flip_per_million: 0,
             },
         );
-        if rng.gen_bool(0.5) {
-            let heal_ms = (at_ms + rng.gen_range(300..=gap_ms_mean * 3)).min(duration_ms);
-            push(heal_ms, Fault::DiskHeal { node: n });
-        } else {
-            push(
-                at_ms + 1,
-                Fault::PowerLossAt {
-                    point: CrashPoint::LogSetAside,
-                    wait_ms_max: ROT_SET_ASIDE_WAIT_MS,
-                    after_ms: rng.gen_range(0..=POWER_LOSS_AFTER_MS_MAX),
-                },
-            );
-            // The power goes at the latest here; the disk is sound again when the nodes come
-            // back, one by one in a drawn order, the last after every broker session expired.
-            let down_ms = at_ms + 1 + ROT_SET_ASIDE_WAIT_MS + POWER_LOSS_AFTER_MS_MAX + 1;
-            push(down_ms, Fault::DiskHeal { node: n });
-            let mut order: Vec<u8> = (1..=NODES).collect();
-            order.shuffle(rng);
-            let last = order.len() - 1;
-            for (i, node) in order.into_iter().enumerate() {
-                let restart_ms = if i == last {
-                    down_ms + POWER_LOSS_LAST_RESTART_MS
-                } else {
-                    down_ms + rng.gen_range(1..=gap_ms_mean)
-                };
-                push(restart_ms, Fault::Restart { node });
+        match stale {
+            None => {
+                let heal_ms = (at_ms + rng.gen_range(300..=gap_ms_mean * 3)).min(duration_ms);
+                push(heal_ms, Fault::DiskHeal { node: n });
+            }
+            Some(m) => {
+                push(
+                    at_ms + 1,
+                    Fault::PowerLossAt {
+                        point: CrashPoint::LogSetAside,
+                        wait_ms_max: ROT_SET_ASIDE_WAIT_MS,
+                        after_ms: rng.gen_range(0..=POWER_LOSS_AFTER_MS_MAX),
+                    },
+                );
+                // The power goes at the latest here; the disk is sound again when the nodes
+                // come back.
+                let down_ms = at_ms + 1 + ROT_SET_ASIDE_WAIT_MS + POWER_LOSS_AFTER_MS_MAX + 1;
+                push(down_ms, Fault::DiskHeal { node: n });
+                let o = (1..=NODES)
+                    .find(|&x| x != n && x != m)
+                    .expect("three nodes");
+                push(
+                    down_ms + rng.gen_range(1..=gap_ms_mean / 2),
+                    Fault::Restart { node: n },
+                );
+                push(
+                    down_ms + rng.gen_range(1..=gap_ms_mean),
+                    Fault::Restart { node: m },
+                );
+                push(
+                    down_ms + POWER_LOSS_LAST_RESTART_MS,
+                    Fault::Restart { node: o },
+                );
             }
         }
         self.faults.sort_by_key(|f| f.at_ms);
@@ -1126,7 +1153,10 @@ mod tests {
                 unreachable!("found above")
             };
             let at_ms = faults[rot].at_ms;
-            assert!(at_ms < draw.safety_ms / 2, "seed {seed}: in the first half");
+            assert!(
+                at_ms < draw.safety_ms / 2 + draw.broker_session_timeout_ms + 1_000,
+                "seed {seed}: in the first half, or once a killed node was fenced"
+            );
             assert!(
                 faults.iter().any(|f| f.at_ms == at_ms
                     && matches!(f.fault, Fault::DiskFaults { node: n, .. } if n == node)),
@@ -1151,6 +1181,12 @@ mod tests {
                 continue;
             };
             with_power_loss += 1;
+            let fenced_ms = at_ms - draw.broker_session_timeout_ms - 1_000;
+            assert!(
+                faults.iter().any(|f| f.at_ms == fenced_ms
+                    && matches!(f.fault, Fault::Kill { node: m } if m != node)),
+                "seed {seed}: another node is down until fenced before the rot"
+            );
             let Fault::PowerLossAt {
                 wait_ms_max,
                 after_ms,
