@@ -368,14 +368,7 @@ impl MemDisk {
         let mut state = self.lock();
         let inode_id = state.file_inode(&path)?;
         let len = state.inodes[&inode_id].volatile.len();
-        if len == 0 {
-            return Ok(None);
-        }
-        let position = state.rng.gen_range(0..len);
-        let bit = state.rng.gen_range(0..8u32);
-        state.flip_bit(inode_id, position, bit);
-        state.counts.faults_injected += 1;
-        Ok(Some(position as u64))
+        Ok(state.flip_random_bit_below(inode_id, len))
     }
 
     /// Flips one seeded-random bit among the durable bytes (what a sync made stable, then
@@ -392,14 +385,9 @@ impl MemDisk {
         let inode = &state.inodes[&inode_id];
         // Both copies hold the byte (an unsynced truncation may have shortened the volatile).
         let len = inode.durable.len().min(inode.volatile.len());
-        if len == 0 {
-            return Ok(None);
-        }
-        let position = state.rng.gen_range(0..len);
-        let bit = state.rng.gen_range(0..8u32);
-        state.flip_bit(inode_id, position, bit);
-        state.counts.faults_injected += 1;
-        Ok(Some((pick, position as u64)))
+        Ok(state
+            .flip_random_bit_below(inode_id, len)
+            .map(|position| (pick, position)))
     }
 
     /// Flips bit `bit` of byte `position` of the file (volatile and durable alike).
@@ -518,6 +506,18 @@ impl State {
 
     fn dir_exists(&self, dir: &str) -> bool {
         dir.is_empty() || self.entries.get(dir) == Some(&Entry::Dir)
+    }
+
+    /// Flips one seeded-random bit of the inode's first `len` bytes; `None` when `len` is 0.
+    fn flip_random_bit_below(&mut self, id: u64, len: usize) -> Option<u64> {
+        if len == 0 {
+            return None;
+        }
+        let position = self.rng.gen_range(0..len);
+        let bit = self.rng.gen_range(0..8u32);
+        self.flip_bit(id, position, bit);
+        self.counts.faults_injected += 1;
+        Some(position as u64)
     }
 
     fn flip_bit(&mut self, id: u64, position: usize, bit: u32) {
@@ -909,5 +909,49 @@ mod tests {
             let fast = key(Path::new(text));
             assert_eq!(fast.ok(), slow.ok(), "{text:?}");
         }
+    }
+
+    #[test]
+    fn rot_flips_one_durable_byte_of_one_of_the_files() {
+        let disk = MemDisk::new(7);
+        let (a, b) = (PathBuf::from("a"), PathBuf::from("b"));
+        for path in [&a, &b] {
+            disk.create(path).unwrap();
+            disk.write_at(path, 0, &[0u8; 64]).unwrap();
+            disk.sync(path).unwrap();
+            // Unsynced bytes past the durable 64 never rot.
+            disk.write_at(path, 64, &[0u8; 4096]).unwrap();
+        }
+        for _ in 0..50 {
+            let (pick, position) = disk
+                .flip_random_durable_bit(&[a.clone(), b.clone()])
+                .unwrap()
+                .expect("both files hold durable bytes");
+            assert!(pick < 2 && position < 64, "{pick} {position}");
+        }
+        let flipped: usize = [&a, &b]
+            .iter()
+            .map(|path| {
+                let durable = disk.durable_bytes(path).unwrap();
+                let mut volatile = vec![0u8; 64];
+                disk.read_at(path, 0, &mut volatile).unwrap();
+                assert_eq!(volatile, durable[..64], "both copies rot alike");
+                durable
+                    .iter()
+                    .map(|byte| byte.count_ones() as usize)
+                    .sum::<usize>()
+            })
+            .sum();
+        assert!(
+            flipped > 0 && flipped <= 50 && flipped % 2 == 0,
+            "{flipped} bits"
+        );
+        disk.create(Path::new("empty")).unwrap();
+        assert_eq!(
+            disk.flip_random_durable_bit(&[PathBuf::from("empty")])
+                .unwrap(),
+            None
+        );
+        assert_eq!(disk.flip_random_durable_bit(&[]).unwrap(), None);
     }
 }
