@@ -916,25 +916,25 @@ mod tests {
         let disk = MemDisk::new(7);
         let (a, b) = (PathBuf::from("a"), PathBuf::from("b"));
         for path in [&a, &b] {
-            disk.create(path).unwrap();
-            disk.write_at(path, 0, &[0u8; 64]).unwrap();
-            disk.sync(path).unwrap();
+            disk.create(path).expect("create");
+            disk.write_at(path, 0, &[0u8; 64]).expect("write");
+            disk.sync(path).expect("sync");
             // Unsynced bytes past the durable 64 never rot.
-            disk.write_at(path, 64, &[0u8; 4096]).unwrap();
+            disk.write_at(path, 64, &[0u8; 4096]).expect("write");
         }
         for _ in 0..50 {
             let (pick, position) = disk
                 .flip_random_durable_bit(&[a.clone(), b.clone()])
-                .unwrap()
+                .expect("the files exist")
                 .expect("both files hold durable bytes");
             assert!(pick < 2 && position < 64, "{pick} {position}");
         }
         let flipped: usize = [&a, &b]
             .iter()
             .map(|path| {
-                let durable = disk.durable_bytes(path).unwrap();
+                let durable = disk.durable_bytes(path).expect("exists");
                 let mut volatile = vec![0u8; 64];
-                disk.read_at(path, 0, &mut volatile).unwrap();
+                disk.read_at(path, 0, &mut volatile).expect("read");
                 assert_eq!(volatile, durable[..64], "both copies rot alike");
                 durable
                     .iter()
@@ -943,15 +943,18 @@ mod tests {
             })
             .sum();
         assert!(
-            flipped > 0 && flipped <= 50 && flipped % 2 == 0,
+            flipped > 0 && flipped <= 50 && flipped.is_multiple_of(2),
             "{flipped} bits"
         );
-        disk.create(Path::new("empty")).unwrap();
+        disk.create(Path::new("empty")).expect("create");
         assert_eq!(
             disk.flip_random_durable_bit(&[PathBuf::from("empty")])
-                .unwrap(),
+                .expect("exists"),
             None
         );
-        assert_eq!(disk.flip_random_durable_bit(&[]).unwrap(), None);
+        assert_eq!(
+            disk.flip_random_durable_bit(&[]).expect("nothing to flip"),
+            None
+        );
     }
 }
