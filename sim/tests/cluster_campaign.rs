@@ -163,10 +163,17 @@ fn stale_copies_answered_by_deposed_leaders_pass() {
 /// good; the active controller now sweeps leaderless partitions once nothing it proposed is
 /// pending (`controller/tests/leader_election.rs`,
 /// `batches_built_from_a_stale_image_leave_an_elr_member_to_the_leaderless_sweep`).
+///
+/// Seed 255251 (session 27, the first campaign with rot at rest): a repair's set-aside moved a
+/// rotted log's files, then the failing disk refused a sync; the next try found the emptied
+/// directory sound, reported the copy intact, and the copy stayed in the ELR and was elected
+/// with an empty log (13 acknowledged values lost). A refused set-aside is now its own verdict
+/// and marks the copy as having lost data (`broker/src/partition/quarantine.rs`,
+/// `a_set_aside_the_disk_refuses_is_told_apart_from_a_sound_log`).
 #[test]
 fn seeds_found_beyond_the_default_campaign_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
-    for seed in [1681, 541, 8845, 9656, 17751, 164_246] {
+    for seed in [1681, 541, 8845, 9656, 17751, 164_246, 255_251] {
         run_passing_seed(&scenario, seed);
     }
 }

@@ -405,6 +405,13 @@ impl Shared {
                 tracing::warn!(%tp, aside = %aside.display(), "repair set the corrupt log aside");
                 *lost = true;
             }
+            Ok(DirVerdict::SetAsideFailed(why)) => {
+                // Part of the log may already be aside: what the next try finds (an emptied
+                // directory verifies sound) is not what this copy flushed (seed 255251).
+                buggify::probe!("partition.repair_set_aside_failed");
+                *lost = true;
+                return Repair::NotYet(why);
+            }
             Ok(DirVerdict::Unopenable(why)) | Err(why) => return Repair::NotYet(why),
         }
         let partition = match self.open_log(tp, topic_config) {

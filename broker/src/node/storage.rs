@@ -196,6 +196,8 @@ pub fn check(
         {
             DirVerdict::Sound => {}
             DirVerdict::SetAside(_) => quarantined.push(name),
+            // The unclean marker went first: the next start registers unclean.
+            DirVerdict::SetAsideFailed(why) => return Err(NodeError::Disk(why)),
             DirVerdict::Unopenable(error) => {
                 // Not this check's to decide: the partition's own open fails again and the broker
                 // reports that replica offline, instead of the whole broker refusing to start.

@@ -63,6 +63,11 @@ pub enum DirVerdict {
     Sound,
     /// The log is corrupt; it was moved to this directory and the partition starts empty.
     SetAside(PathBuf),
+    /// The log is corrupt and the disk refused part of setting it aside (a rename or a sync):
+    /// some of its files may already be in the quarantine, so whatever the directory holds now
+    /// is not what the copy flushed, and a later check that finds it sound (an emptied
+    /// directory is) must not call the copy intact (seed 255251).
+    SetAsideFailed(String),
     /// The log cannot be opened for another reason (an I/O error): left as it is; opening the
     /// partition fails again and the broker reports the replica offline.
     Unopenable(String),
@@ -71,7 +76,8 @@ pub enum DirVerdict {
 /// The check of one partition directory, at start-up and before a failed partition is reopened:
 /// opens the log, verifies every batch when the partition failed (the marker, or `failed` from a
 /// running partition whose marker the failing disk may have refused), and sets a corrupt log
-/// aside. Errors only when the disk refuses the set-aside itself.
+/// aside. Errors only when the disk refuses to read or remove the failed marker; a set-aside the
+/// disk refused part way is [`DirVerdict::SetAsideFailed`].
 pub fn check_dir(
     disk: &Arc<dyn Disk>,
     dir: &Path,
@@ -107,7 +113,14 @@ pub fn check_dir(
         Err(error) if error.is_corruption() => error,
         Err(error) => return Ok(DirVerdict::Unopenable(error.to_string())),
     };
-    let aside = set_aside(disk.as_ref(), dir)?;
+    let aside = match set_aside(disk.as_ref(), dir) {
+        Ok(aside) => aside,
+        Err(error) => {
+            tracing::error!(dir = %dir.display(), %corruption, %error,
+                "flushed data is corrupt and the disk refused part of setting the log aside");
+            return Ok(DirVerdict::SetAsideFailed(error.to_string()));
+        }
+    };
     tracing::error!(dir = %dir.display(), aside = %aside.display(), %corruption,
         "flushed data is corrupt: the log is set aside and rebuilt from the leader");
     Ok(DirVerdict::SetAside(aside))
@@ -269,6 +282,37 @@ mod tests {
         let kept = handle.list(Path::new("t-0.quarantined")).expect("lists");
         assert!(kept.contains(&"00000000000000000000.log".to_string()));
         assert!(kept.contains(&FAILED_MARKER.to_string()));
+    }
+
+    /// Seed 255251: the repair's set-aside moved the log's files, then the disk refused a
+    /// sync; the next try found the emptied directory sound, the copy reported itself intact,
+    /// stayed in the ELR and was elected with an empty log. A set-aside the disk refuses is its
+    /// own verdict (here the quarantine's name is taken by a file the disk cannot replace), and
+    /// an emptied directory is what a later check calls sound: only that verdict tells.
+    #[test]
+    fn a_set_aside_the_disk_refuses_is_told_apart_from_a_sound_log() {
+        let disk = MemDisk::new(5);
+        let handle = written(&disk);
+        disk.flip_bit_at(Path::new("t-0/00000000000000000000.log"), 100, 3)
+            .expect("flips");
+        handle
+            .create(Path::new("t-0.quarantined"))
+            .expect("creates");
+        let verdict = check_t0(&handle, true, Offset::ZERO).expect("checks");
+        assert!(
+            matches!(verdict, DirVerdict::SetAsideFailed(_)),
+            "{verdict:?}"
+        );
+        handle
+            .remove(Path::new("t-0.quarantined"))
+            .expect("removes");
+        for file in handle.list(Path::new("t-0")).expect("lists") {
+            handle
+                .remove(&Path::new("t-0").join(file))
+                .expect("removes");
+        }
+        let verdict = check_t0(&handle, true, Offset::ZERO).expect("checks");
+        assert_eq!(verdict, DirVerdict::Sound, "an emptied directory verifies");
     }
 
     #[test]
