@@ -204,7 +204,31 @@ impl Segment {
             let header = match BatchHeader::parse(&header_bytes) {
                 Ok(h) => h,
                 Err(e) => {
-                    damage = Some(fail(e.to_string()));
+                    // A flip in a header field the parse checks (a record count, a magic byte)
+                    // is no torn tail when the batch's length field still leads to a valid batch
+                    // (seed 256896: a record count rotted from 1 to 65, and recovery cut that
+                    // batch and the valid one after it as a torn tail; the copy registered clean
+                    // and was elected without them).
+                    let length = i32::from_be_bytes(
+                        header_bytes[8..12]
+                            .try_into()
+                            .expect("a header holds the length"),
+                    );
+                    let total = u64::try_from(length)
+                        .ok()
+                        .map(|length| length + crate::batch::LOG_OVERHEAD_BYTES as u64);
+                    let next = total
+                        .filter(|&total| total >= HEADER_BYTES as u64)
+                        .map(|total| position.saturating_add(total))
+                        .filter(|&next| next < file_len);
+                    let valid_batch_follows = match next {
+                        Some(next) => self.valid_batch_at(disk, next, shadow.next_offset)?,
+                        None => false,
+                    };
+                    damage = Some(Damage {
+                        valid_batch_follows,
+                        ..fail(e.to_string())
+                    });
                     break;
                 }
             };

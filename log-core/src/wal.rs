@@ -109,8 +109,9 @@ pub struct ReplayReport {
 /// Opens the journal in `journal_dir` and writes every record a log still needs back into its
 /// segment file (see the module doc), syncing those files; returns the journal (for appending),
 /// its clock, and what it did. Run before any log of the broker opens. A journal record that
-/// is not a [`SegmentWrite`] is [`LogError::CorruptJournal`]; a log whose state cannot be read
-/// is skipped (its own open reports that).
+/// is not a [`SegmentWrite`] is [`LogError::CorruptJournal`]; a log whose state checkpoint is
+/// corrupt is skipped (its own open fails on it); a disk error reading a checkpoint fails the
+/// replay.
 pub fn replay(
     disk: &dyn Disk,
     journal_dir: &Path,
@@ -151,9 +152,12 @@ fn apply(
                 position: 0,
                 reason: format!("record {} is not a segment write", record.sequence),
             })?;
-        let state = states
-            .entry(write.dir.clone())
-            .or_insert_with(|| state_of(disk, &write.dir));
+        let state = match states.entry(write.dir.clone()) {
+            std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::btree_map::Entry::Vacant(new) => {
+                new.insert(state_of(disk, &write.dir)?)
+            }
+        };
         let needed = state.is_some_and(|state| {
             record.sequence >= state.journal_floor && write.end_offset > state.recovery_point
         });
@@ -219,9 +223,69 @@ pub fn replay_dir(
     apply(disk, journal_dir, records)
 }
 
-/// The state checkpoint of the log in `dir`, `None` if it has none or it cannot be read.
-fn state_of(disk: &dyn Disk, dir: &Path) -> Option<LogState> {
-    let payload = checkpoint::read(disk, dir, STATE_FILE, Kind::LogState).ok()??;
+/// The state checkpoint of the log in `dir`: `None` if it has none or it is corrupt (the log's
+/// own open then fails on it, and the copy is set aside and rebuilt). A disk error is an error:
+/// the replay fails and the start is tried again. (It was `None`, and a transient read fault
+/// dropped every journal record of the log, acknowledged ones too, while the log's own open read
+/// the checkpoint fine a moment later: seed 256985.)
+fn state_of(disk: &dyn Disk, dir: &Path) -> Result<Option<LogState>, LogError> {
+    let payload = match checkpoint::read(disk, dir, STATE_FILE, Kind::LogState) {
+        Ok(Some(payload)) => payload,
+        Ok(None) => return Ok(None),
+        Err(LogError::Disk(error)) => return Err(LogError::Disk(error)),
+        Err(_) => return Ok(None),
+    };
     let name = dir.join(STATE_FILE).display().to_string();
-    LogState::decode(&name, &payload).ok()
+    Ok(LogState::decode(&name, &payload).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::write_atomic;
+    use crate::{FaultOp, MemDisk};
+    use wire::Offset;
+
+    /// Seed 256985: a transient read fault on a log's state checkpoint passed for "no state",
+    /// and the replay dropped every journal record of that log, acknowledged ones too.
+    #[test]
+    fn a_state_checkpoint_the_disk_fails_to_read_fails_the_replay() {
+        let mem = MemDisk::new(1);
+        let disk = mem.as_disk();
+        let dir = Path::new("t-0");
+        disk.create_dir_all(dir).expect("creates");
+        assert_eq!(
+            state_of(disk.as_ref(), dir).expect("reads"),
+            None,
+            "no checkpoint"
+        );
+        let state = LogState {
+            recovery_point: Offset(90),
+            log_start_offset: Offset::ZERO,
+            high_watermark: Offset(89),
+            journal_floor: 72,
+        };
+        write_atomic(
+            disk.as_ref(),
+            dir,
+            STATE_FILE,
+            Kind::LogState,
+            &state.encode(),
+        )
+        .expect("writes");
+        mem.fail_next(FaultOp::Read, 1);
+        assert!(
+            matches!(state_of(disk.as_ref(), dir), Err(LogError::Disk(_))),
+            "a read fault is an error, not a missing checkpoint"
+        );
+        assert_eq!(state_of(disk.as_ref(), dir).expect("reads"), Some(state));
+        let len = disk.len(&dir.join(STATE_FILE)).expect("exists");
+        mem.flip_bit_at(&dir.join(STATE_FILE), len - 1, 0)
+            .expect("flips");
+        assert_eq!(
+            state_of(disk.as_ref(), dir).expect("reads"),
+            None,
+            "a corrupt checkpoint: the log's own open fails on it"
+        );
+    }
 }

@@ -170,10 +170,24 @@ fn stale_copies_answered_by_deposed_leaders_pass() {
 /// with an empty log (13 acknowledged values lost). A refused set-aside is now its own verdict
 /// and marks the copy as having lost data (`broker/src/partition/quarantine.rs`,
 /// `a_set_aside_the_disk_refuses_is_told_apart_from_a_sound_log`).
+///
+/// The same campaign (seeds 246001–266000) found three more:
+/// - 256896: a record count rotted from 1 to 65 failed the header's parse, and the start-up scan
+///   cut that batch and the valid ones after it as a torn tail; the broker registered clean and
+///   its copy, elected from the ELR, lacked acknowledged records (`log-core/src/segment.rs`,
+///   `Segment::scan`; `a_rotted_header_field_with_valid_batches_after_it_is_corruption`).
+/// - 256985 (no rot: a disk failing reads): a transient read fault on a log's state checkpoint
+///   passed for "no state" in the journal's replay, which dropped every record of that log,
+///   acknowledged ones too (`log-core/src/wal.rs`, `state_of`;
+///   `a_state_checkpoint_the_disk_fails_to_read_fails_the_replay`).
+/// - 247580 (the harness): a gated wipe and a rot lost two copies of three, and clean elections
+///   rightly left the partitions offline; a run now takes one of them (`World::skip_wipe`).
 #[test]
 fn seeds_found_beyond_the_default_campaign_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
-    for seed in [1681, 541, 8845, 9656, 17751, 164_246, 255_251] {
+    for seed in [
+        1681, 541, 8845, 9656, 17751, 164_246, 255_251, 256_896, 256_985, 247_580,
+    ] {
         run_passing_seed(&scenario, seed);
     }
 }

@@ -348,6 +348,16 @@ mod tests {
 
     /// Like [`flushed_with_a_flip_above_the_checkpoint`], the flip in batch `flipped`.
     fn flushed_with_a_flip_in_batch(disk: &MemDisk, flipped: usize) -> Arc<dyn Disk> {
+        flushed_with_a_flip_at(disk, flipped, 6, 5)
+    }
+
+    /// Ten flushed batches as above, bit `bit` of byte `byte` of batch `flipped` flipped.
+    fn flushed_with_a_flip_at(
+        disk: &MemDisk,
+        flipped: usize,
+        byte: u64,
+        bit: u32,
+    ) -> Arc<dyn Disk> {
         let handle = disk.as_disk();
         let config = LogConfig::default();
         let mut log =
@@ -363,9 +373,33 @@ mod tests {
         }
         assert_eq!(log.flush().expect("flushes"), Offset(10), "all ten flushed");
         drop(log);
-        disk.flip_bit_at(file, positions[flipped] + 6, 5)
+        disk.flip_bit_at(file, positions[flipped] + byte, bit)
             .expect("flips");
         handle
+    }
+
+    /// Seed 256896: a record count rotted from 1 to 65 fails the header's parse, which the
+    /// start-up scan took for a torn tail without looking at the batch after it: the rotted
+    /// batch and every valid one after it were cut, the log called sound, the broker registered
+    /// clean, and its copy, elected from the ELR, lacked acknowledged records. With a valid
+    /// batch after the damage the log is set aside; the last batch's damage stays a torn tail.
+    #[test]
+    fn a_rotted_header_field_with_valid_batches_after_it_is_corruption() {
+        // Byte 60 is the low byte of the record count (bytes 57..61 of the header).
+        let disk = MemDisk::new(10);
+        let handle = flushed_with_a_flip_at(&disk, 5, 60, 6);
+        assert_eq!(
+            check_t0(&handle, false, Offset::ZERO).expect("checks"),
+            DirVerdict::SetAside(PathBuf::from("t-0.quarantined")),
+            "valid batches follow the rotted header"
+        );
+        let disk = MemDisk::new(11);
+        let handle = flushed_with_a_flip_at(&disk, 9, 60, 6);
+        assert_eq!(
+            check_t0(&handle, false, Offset::ZERO).expect("checks"),
+            DirVerdict::Sound,
+            "the last batch's damage above the checkpoint is a torn tail"
+        );
     }
 
     /// Seed 9656: the flip used to pass for a torn tail above the stale checkpoint; the log was

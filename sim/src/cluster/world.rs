@@ -270,6 +270,10 @@ mod simulated {
         /// Brokers whose disk was told to flip bits silently at some point: left out of the
         /// end-of-run comparison of replicas' bytes.
         flipped: Vec<bool>,
+        /// A wipe was carried out in this run: no rot follows (see `skip_wipe`).
+        wiped: bool,
+        /// Flushed data rotted in this run: no gated wipe follows (see `skip_wipe`).
+        rotted: bool,
         /// Brokers whose disk failed at some point: restarted at healing, as an operator would
         /// after a log directory went offline, unless the draw leaves them to repair in place.
         disk_failed: BTreeSet<u8>,
@@ -363,6 +367,8 @@ mod simulated {
                 disks_destroyed: BTreeSet::new(),
                 clocks: draw.clocks.to_vec(),
                 flipped: vec![false; usize::from(NODES)],
+                wiped: false,
+                rotted: false,
                 disk_failed: BTreeSet::new(),
                 buggify_disk_faulted: BTreeSet::new(),
                 repair_in_place: draw.disk_repair_in_place,
@@ -546,6 +552,15 @@ mod simulated {
         ) -> Option<String> {
             match *fault {
                 Fault::Wipe { .. } if !self.wipes_gated => None,
+                // One lost copy per run: a rot after a wipe (or a wipe after a rot, whose copy
+                // may still pass for sound until a read finds it) can take the only other copy
+                // that held everything (seed 247580: n1 wiped and still empty, n2's copies rotted,
+                // n3, the intact one, out of the ISR without an ELR place).
+                Fault::Rot { .. } => self.wiped.then(|| "a disk was wiped in this run".into()),
+                Fault::Wipe { node } if self.rotted => {
+                    skipped.insert(node);
+                    Some("flushed data rotted in this run".into())
+                }
                 Fault::Wipe { node } => {
                     let replicas = usize::try_from(workload::REPLICATION_FACTOR).ok()?;
                     let partitions = usize::try_from(workload::PARTITIONS).ok()?;
@@ -650,8 +665,12 @@ mod simulated {
                 Fault::Rot { node } => {
                     self.rot(node);
                     self.flipped[Self::index(node)] = true;
+                    self.rotted = true;
                 }
-                Fault::Wipe { node } => self.wipe(node),
+                Fault::Wipe { node } => {
+                    self.wipe(node);
+                    self.wiped = true;
+                }
                 // The data disk only: the raft log lives on (see `Fault::LoseDisk`).
                 Fault::LoseDisk { node } => {
                     self.disks_destroyed.insert(node);
