@@ -1318,3 +1318,73 @@ async fn retries_of_the_last_five_batches_are_duplicates_and_the_rest_refused() 
     );
     refused(47)(leader.produce(batches[6].clone(), Acks::All).await);
 }
+
+/// Seed 266755: a batch's leader epoch (outside its CRC) rotted upwards, recovery took the
+/// rotted epoch into the log's epoch cache, and when the copy was elected the log ignored the
+/// controller's (lower) epoch; the next append's refusal tripped the driver's fail-stop check, a
+/// panic from bytes on disk. The partition fails instead, like any disk fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotted_epoch_above_the_new_leaders_fails_the_partition_instead_of_panicking() {
+    let trio = open_trio();
+    for value in ["a", "b", "c"] {
+        trio.partitions[0]
+            .produce(batch(&[value]), Acks::All)
+            .await
+            .unwrap();
+    }
+    let Trio {
+        net,
+        disks,
+        partitions,
+    } = trio;
+    net.partitions.lock().unwrap().clear();
+    drop(partitions);
+    for disk in &disks {
+        // Only synced bytes stay, and the state checkpoint (every 1 MiB) still says 0: the
+        // reopened log rebuilds its epoch cache from the batches.
+        disk.crash();
+    }
+    let mut reopened = Vec::new();
+    for (disk, broker) in disks.iter().zip(BROKERS) {
+        let endpoint: Arc<dyn ReplicaNet> = Arc::new(Endpoint {
+            net: net.clone(),
+            from: broker,
+        });
+        // The journal's replay writes the acknowledged batches back first.
+        let settings = settings_with(broker, LogConfig::default(), &disk.as_disk());
+        if broker == BROKERS[1] {
+            // Then epoch 1 rots to 9 in the first batch of broker 2's copy (bit 3 of the
+            // epoch's low byte, outside the CRC).
+            let segment = Path::new("t-0/00000000000000000000.log");
+            disk.flip_bit_at(segment, 15, 3).unwrap();
+        }
+        let partition = Partition::open(
+            TopicPartition::new("t", 0),
+            disk.as_disk(),
+            Path::new("t-0"),
+            settings,
+            endpoint,
+        )
+        .unwrap();
+        net.partitions
+            .lock()
+            .unwrap()
+            .insert(broker, Arc::downgrade(&partition));
+        reopened.push(partition);
+    }
+    // The controller elects broker 2 in epoch 2, below the rotted 9.
+    for partition in &reopened {
+        partition.apply_state(state(BROKERS[1], 2));
+    }
+    let rotted = reopened[1].clone();
+    wait_until("the rotted copy fails", || rotted.status().failed.is_some()).await;
+    let refused = rotted.produce(batch(&["d"]), Acks::Leader).await;
+    assert!(
+        matches!(refused, Err(PartitionError::Storage(_))),
+        "got {refused:?}"
+    );
+    assert!(
+        net.failed.lock().unwrap().contains(&BROKERS[1]),
+        "the failure is reported, so the controller can move the leadership"
+    );
+}

@@ -411,6 +411,17 @@ impl Partition {
             Effect::AssignEpochStart { epoch, start } => {
                 let log = inner.log.as_mut().ok_or(PartitionError::Closed)?;
                 assert_eq!(start, log.log_end_offset(), "a new epoch starts at the LEO");
+                if let Some(latest) = log.latest_epoch().filter(|&latest| latest > epoch) {
+                    // The controller never gave out an epoch above a new leader's: a batch's
+                    // leader epoch (outside its CRC) rotted on disk and recovery took it in.
+                    // The disk's fault, so the partition fails; before, the log ignored the
+                    // older epoch and the next append tripped the fail-stop check (seed 266755).
+                    buggify::probe!("partition.log_epoch_above_the_leaders");
+                    return Err(PartitionError::Storage(format!(
+                        "the log holds leader epoch {latest}, above the new leader epoch {epoch}: \
+                         a batch header rotted"
+                    )));
+                }
                 log.assign_epoch_start(epoch, start);
                 Ok(())
             }
