@@ -1043,6 +1043,39 @@ fn idempotent_batch(epoch: i16, sequence: i32, value: &str) -> Vec<u8> {
     builder.build()
 }
 
+/// Opens every broker's partition again on its disk and connects it; `before_open(broker,
+/// disk)` runs after the journal's replay (in `settings_with`) and before the log opens.
+fn reopen(
+    net: &Arc<LocalNet>,
+    disks: &[MemDisk],
+    log: &LogConfig,
+    before_open: impl Fn(BrokerId, &MemDisk),
+) -> Vec<Arc<Partition>> {
+    let mut reopened = Vec::new();
+    for (disk, broker) in disks.iter().zip(BROKERS) {
+        let endpoint: Arc<dyn ReplicaNet> = Arc::new(Endpoint {
+            net: net.clone(),
+            from: broker,
+        });
+        let settings = settings_with(broker, log.clone(), &disk.as_disk());
+        before_open(broker, disk);
+        let partition = Partition::open(
+            TopicPartition::new("t", 0),
+            disk.as_disk(),
+            Path::new("t-0"),
+            settings,
+            endpoint,
+        )
+        .unwrap();
+        net.partitions
+            .lock()
+            .unwrap()
+            .insert(broker, Arc::downgrade(&partition));
+        reopened.push(partition);
+    }
+    reopened
+}
+
 /// Every broker stops (closing its partition cleanly, or crashing: only durable bytes stay)
 /// and starts again; broker `leader` then leads in `epoch`.
 async fn restart_trio(
@@ -1068,26 +1101,7 @@ async fn restart_trio(
             disk.crash();
         }
     }
-    let mut reopened = Vec::new();
-    for (disk, broker) in disks.iter().zip(BROKERS) {
-        let endpoint: Arc<dyn ReplicaNet> = Arc::new(Endpoint {
-            net: net.clone(),
-            from: broker,
-        });
-        let partition = Partition::open(
-            TopicPartition::new("t", 0),
-            disk.as_disk(),
-            Path::new("t-0"),
-            settings_with(broker, log.clone(), &disk.as_disk()),
-            endpoint,
-        )
-        .unwrap();
-        net.partitions
-            .lock()
-            .unwrap()
-            .insert(broker, Arc::downgrade(&partition));
-        reopened.push(partition);
-    }
+    let reopened = reopen(&net, &disks, log, |_, _| {});
     for partition in &reopened {
         partition.apply_state(state(leader, epoch));
     }
@@ -1344,34 +1358,14 @@ async fn a_rotted_epoch_above_the_new_leaders_fails_the_partition_instead_of_pan
         // reopened log rebuilds its epoch cache from the batches.
         disk.crash();
     }
-    let mut reopened = Vec::new();
-    for (disk, broker) in disks.iter().zip(BROKERS) {
-        let endpoint: Arc<dyn ReplicaNet> = Arc::new(Endpoint {
-            net: net.clone(),
-            from: broker,
-        });
-        // The journal's replay writes the acknowledged batches back first.
-        let settings = settings_with(broker, LogConfig::default(), &disk.as_disk());
+    // The journal's replay writes the acknowledged batches back first; then epoch 1 rots to 9
+    // in the first batch of broker 2's copy (bit 3 of the epoch's low byte, outside the CRC).
+    let reopened = reopen(&net, &disks, &LogConfig::default(), |broker, disk| {
         if broker == BROKERS[1] {
-            // Then epoch 1 rots to 9 in the first batch of broker 2's copy (bit 3 of the
-            // epoch's low byte, outside the CRC).
             let segment = Path::new("t-0/00000000000000000000.log");
             disk.flip_bit_at(segment, 15, 3).unwrap();
         }
-        let partition = Partition::open(
-            TopicPartition::new("t", 0),
-            disk.as_disk(),
-            Path::new("t-0"),
-            settings,
-            endpoint,
-        )
-        .unwrap();
-        net.partitions
-            .lock()
-            .unwrap()
-            .insert(broker, Arc::downgrade(&partition));
-        reopened.push(partition);
-    }
+    });
     // The controller elects broker 2 in epoch 2, below the rotted 9.
     for partition in &reopened {
         partition.apply_state(state(BROKERS[1], 2));
