@@ -46,7 +46,7 @@ pub const RECORDS_PER_BATCH_MAX: i32 = 1 << 20;
 fn be_i16(b: &[u8], at: usize) -> i16 {
     i16::from_be_bytes([b[at], b[at + 1]])
 }
-fn be_i32(b: &[u8], at: usize) -> i32 {
+pub(crate) fn be_i32(b: &[u8], at: usize) -> i32 {
     i32::from_be_bytes(b[at..at + 4].try_into().expect("slice of 4"))
 }
 fn be_u32(b: &[u8], at: usize) -> u32 {

@@ -209,11 +209,7 @@ impl Segment {
                     // (seed 256896: a record count rotted from 1 to 65, and recovery cut that
                     // batch and the valid one after it as a torn tail; the copy registered clean
                     // and was elected without them).
-                    let length = i32::from_be_bytes(
-                        header_bytes[8..12]
-                            .try_into()
-                            .expect("a header holds the length"),
-                    );
+                    let length = crate::batch::be_i32(&header_bytes, 8);
                     let total = u64::try_from(length)
                         .ok()
                         .map(|length| length + crate::batch::LOG_OVERHEAD_BYTES as u64);
