@@ -89,9 +89,10 @@ prints a seed's draw):
                       rest (one bit of one segment of each of its partitions) while its disk
                       fails writes and syncs, so partitions fail and their repairs read the
                       whole log, find the rot, set the log aside and rebuild it from the
-                      leader; in half of them every node loses power as a repair sets a log
-                      aside (crash.log_set_aside): the copy must come back unclean, never
-                      elected as if it still held what it lost
+                      leader; in half of them another node is down until fenced first and
+                      every node loses power as a repair sets a log aside
+                      (crash.log_set_aside), or 6 s after the rot when none does: the copy
+                      must come back unclean, never elected as if it still held what it lost
   consumer group      ~30% of seeds: 2-3 members of one group subscribe, poll, commit every
                       few polls and are replaced every 2-8 s (LeaveGroup or an expired
                       session); a member that joined a newer generation sometimes sends its
