@@ -109,8 +109,13 @@ async fn long_poll(
 
 /// A broker's IO worker on `disk` as a broker starts it: its journal replayed first.
 fn io_worker(disk: &Arc<dyn Disk>) -> broker::partition::IoWorker {
+    io_worker_of(disk, 1 << 20)
+}
+
+/// [`io_worker`] with journal files of `file_bytes`.
+fn io_worker_of(disk: &Arc<dyn Disk>, file_bytes: u64) -> broker::partition::IoWorker {
     let (journal, clock, _) =
-        log_core::wal::replay(&**disk, Path::new("journal"), 1 << 20).unwrap();
+        log_core::wal::replay(&**disk, Path::new("journal"), file_bytes).unwrap();
     broker::partition::IoWorker::start(Some(broker::partition::JournalWriter::new(
         journal,
         clock,
@@ -119,6 +124,15 @@ fn io_worker(disk: &Arc<dyn Disk>) -> broker::partition::IoWorker {
 }
 
 fn settings_with(broker: BrokerId, log: LogConfig, disk: &Arc<dyn Disk>) -> PartitionSettings {
+    settings_on(broker, log, io_worker(disk))
+}
+
+/// The settings of a partition flushed by `io` (shared by the broker's partitions).
+fn settings_on(
+    broker: BrokerId,
+    log: LogConfig,
+    io: broker::partition::IoWorker,
+) -> PartitionSettings {
     let mut replica = Config::new(broker);
     replica.fetch_backoff_ms = 5;
     // The in-process transport drops refused requests instead of answering them.
@@ -128,7 +142,7 @@ fn settings_with(broker: BrokerId, log: LogConfig, disk: &Arc<dyn Disk>) -> Part
         replica,
         bugs: BugSwitches::default(),
         log,
-        io: io_worker(disk),
+        io,
     }
 }
 
@@ -1381,4 +1395,129 @@ async fn a_rotted_epoch_above_the_new_leaders_fails_the_partition_instead_of_pan
         net.failed.lock().unwrap().contains(&BROKERS[1]),
         "the failure is reported, so the controller can move the leadership"
     );
+}
+
+/// Two single-replica partitions, `a` and `b`, on one disk and one IO worker whose journal rolls
+/// at every round (4 KiB files); `a` acknowledged one record, durable only in the journal (its
+/// segment syncs at a checkpoint), then failed on a read of it.
+struct FailedBeside {
+    disk: MemDisk,
+    a: Arc<Partition>,
+    b: Arc<Partition>,
+}
+
+const JOURNAL_FILE_BYTES_SMALL: u64 = 4096;
+
+fn open_single(
+    disk: &Arc<dyn Disk>,
+    io: &broker::partition::IoWorker,
+    topic: &str,
+) -> Arc<Partition> {
+    let endpoint: Arc<dyn ReplicaNet> = Arc::new(Endpoint {
+        net: Arc::new(LocalNet::default()),
+        from: BROKERS[0],
+    });
+    let partition = Partition::open(
+        TopicPartition::new(topic, 0),
+        disk.clone(),
+        Path::new(&format!("{topic}-0")),
+        settings_on(BROKERS[0], LogConfig::default(), io.clone()),
+        endpoint,
+    )
+    .unwrap();
+    partition.apply_state(PartitionState {
+        isr: BTreeSet::from([BROKERS[0]]),
+        replicas: vec![BROKERS[0]],
+        ..state(BROKERS[0], 1)
+    });
+    partition
+}
+
+async fn failed_beside_another() -> FailedBeside {
+    let disk = MemDisk::new(1);
+    let handle = disk.as_disk();
+    let io = io_worker_of(&handle, JOURNAL_FILE_BYTES_SMALL);
+    let (a, b) = (
+        open_single(&handle, &io, "a"),
+        open_single(&handle, &io, "b"),
+    );
+    wait_until("both lead", || a.status().is_leader && b.status().is_leader).await;
+    a.produce(batch(&["acknowledged"]), Acks::All)
+        .await
+        .unwrap();
+    let segment = Path::new("a-0/00000000000000000000.log");
+    assert!(
+        disk.durable_bytes(segment).unwrap().is_empty(),
+        "the record is durable in the journal only"
+    );
+    let len = handle.len(segment).unwrap();
+    disk.flip_bit_at(segment, len - 1, 0).unwrap();
+    assert!(a.consumer_read(None, Offset::ZERO, 1 << 20).is_err());
+    assert!(a.status().failed.is_some());
+    FailedBeside { disk, a, b }
+}
+
+/// Produces `rounds` batches to `b`, each a journal round of its own in a file of its own
+/// (over half a file).
+async fn produce_beside(beside: &FailedBeside, rounds: usize) {
+    for round in 0..rounds {
+        let value = format!("{round:>2500}");
+        beside.b.produce(batch(&[&value]), Acks::All).await.unwrap();
+    }
+}
+
+/// Seed 275316: a copy failed with acknowledged records durable only in the journal; the
+/// journal released them as other partitions wrote on (a failed copy needed nothing, it said),
+/// the power went, and the copy came back without them and clean. The journal keeps them now:
+/// after the power loss its replay writes them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_copys_acknowledged_records_stay_in_the_journal_until_its_repair() {
+    let beside = failed_beside_another().await;
+    // Past three files the journal forces `b`'s checkpoints, so `b` holds nothing back: only
+    // `a` could hold the oldest file.
+    for _ in 0..6 {
+        produce_beside(&beside, 1).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!beside.a.journal_records_lost());
+    beside.disk.crash();
+    let handle = beside.disk.as_disk();
+    let io = io_worker_of(&handle, JOURNAL_FILE_BYTES_SMALL);
+    let reopened = open_single(&handle, &io, "a");
+    assert_eq!(
+        reopened.status().log_end_offset,
+        Offset(1),
+        "the journal's replay wrote the acknowledged record back"
+    );
+}
+
+/// A failed copy pins the journal for a bounded number of files only (a disk that stays broken
+/// must not grow it for ever). Past that the journal lets the records go, but the data directory
+/// is unclean first (the next start registers unclean, out of every ELR) and the copy knows
+/// (its repair reports it not intact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_copy_the_journal_gives_up_on_is_no_longer_intact() {
+    let beside = failed_beside_another().await;
+    let unclean = Path::new("rill-storage.unclean");
+    let handle = beside.disk.as_disk();
+    for round in 0..200 {
+        if beside.a.journal_records_lost() {
+            break;
+        }
+        assert!(
+            handle.list(Path::new("journal")).unwrap().len() <= 10,
+            "the journal is bounded (after {round} rounds)"
+        );
+        produce_beside(&beside, 1).await;
+    }
+    assert!(
+        beside.a.journal_records_lost(),
+        "the journal let the records go"
+    );
+    assert!(
+        handle.exists(unclean).unwrap(),
+        "after marking the directory unclean"
+    );
+    beside.disk.crash();
+    assert!(handle.exists(unclean).unwrap(), "durably");
 }

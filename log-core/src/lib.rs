@@ -55,8 +55,8 @@ pub use error::LogError;
 pub use file_disk::{FileDisk, OPEN_FILES_MAX_DEFAULT};
 pub use ingress::{validate_produced, BatchRefusal, ProduceRules, ProducedBatch, ProducedPayload};
 pub use log::{
-    AppendInfo, CheckpointPlan, FlushPlan, LogVersion, PartitionLog, ReadPlan, ReadResult,
-    RecoveryReport, RetentionOutcome,
+    AppendInfo, CheckpointPlan, FlushPlan, JournalNeed, LogVersion, PartitionLog, ReadPlan,
+    ReadResult, RecoveryReport, RetentionOutcome,
 };
 pub use mem_disk::{FaultConfig, FaultOp, MemDisk, OpCounts};
 pub use tail::TAIL_BYTES_MAX;

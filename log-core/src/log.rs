@@ -94,6 +94,23 @@ pub struct RecoveryReport {
     pub leftovers_removed: usize,
 }
 
+/// The journal records a log's replay still needs ([`PartitionLog::journal_need`]): those at or
+/// above the journal floor its state on disk names, ending past the recovery point it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalNeed {
+    /// The state on disk's journal floor: records below it are stale.
+    floor: u64,
+    /// The state on disk's recovery point: records ending at or below it are in the segments.
+    persisted_recovery_point: Offset,
+}
+
+impl JournalNeed {
+    /// Whether a replay needs the record `sequence` ending at `end`.
+    pub fn needs(&self, sequence: u64, end: Offset) -> bool {
+        sequence >= self.floor && end > self.persisted_recovery_point
+    }
+}
+
 /// A partition's segmented log. See the module doc for the runbook.
 #[derive(Debug)]
 pub struct PartitionLog {
@@ -1878,7 +1895,16 @@ impl PartitionLog {
     /// `end` (the state on disk neither raised the floor past it nor put its recovery point at
     /// or past its end): the journal's writer keeps the file holding it until it does not.
     pub fn needs_journal_record(&self, sequence: u64, end: Offset) -> bool {
-        sequence >= self.journal_floor && end > self.persisted_recovery_point
+        self.journal_need().needs(sequence, end)
+    }
+
+    /// Which journal records a replay still needs, as a value the owner keeps once the log is
+    /// gone: a failed log's records are needed until its repair writes them back.
+    pub fn journal_need(&self) -> JournalNeed {
+        JournalNeed {
+            floor: self.journal_floor,
+            persisted_recovery_point: self.persisted_recovery_point,
+        }
     }
 
     /// Whether enough was flushed since the state checkpoint to write it again

@@ -182,11 +182,19 @@ fn stale_copies_answered_by_deposed_leaders_pass() {
 ///   `a_state_checkpoint_the_disk_fails_to_read_fails_the_replay`).
 /// - 247580 (the harness): a gated wipe and a rot lost two copies of three, and clean elections
 ///   rightly left the partitions offline; a run now takes one of them (`World::skip_wipe`).
+///
+/// Seed 275316 (session 28; no rot: disk faults, the journal, a power loss): a partition failed
+/// with acknowledged records durable only in the journal, and the journal released them as the
+/// other partitions wrote on (a failed copy needed nothing, it said). The power went, the copy
+/// came back clean without them and was elected from the ELR: 15 acknowledged values lost. A
+/// failed copy now pins its records until its repair, for 8 files at most, past which the data
+/// directory is marked unclean first (`broker/src/partition/io_worker.rs`, `releasable`;
+/// `a_failed_copys_acknowledged_records_stay_in_the_journal_until_its_repair`).
 #[test]
 fn seeds_found_beyond_the_default_campaign_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
     for seed in [
-        1681, 541, 8845, 9656, 17751, 164_246, 255_251, 256_896, 256_985, 247_580,
+        1681, 541, 8845, 9656, 17751, 164_246, 255_251, 256_896, 256_985, 247_580, 275_316,
     ] {
         run_passing_seed(&scenario, seed);
     }

@@ -414,6 +414,11 @@ impl Shared {
             }
             Ok(DirVerdict::Unopenable(why)) | Err(why) => return Repair::NotYet(why),
         }
+        // Read after the replay above: records the journal released before it are lost to
+        // this copy, and the journal says so before it releases them (seed 275316).
+        if self.partition(tp).is_some_and(|p| p.journal_records_lost()) {
+            *lost = true;
+        }
         let partition = match self.open_log(tp, topic_config) {
             Ok(partition) => partition,
             Err(error) => return Repair::NotYet(error.to_string()),

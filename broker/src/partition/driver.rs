@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use log_core::batch::split_batches;
 use log_core::{
-    CheckpointPlan, Disk, LogConfig, LogError, LogVersion, PartitionLog, ProduceRules,
+    CheckpointPlan, Disk, JournalNeed, LogConfig, LogError, LogVersion, PartitionLog, ProduceRules,
     ProducedPayload, ReadResult,
 };
 use replication::{
@@ -155,12 +155,30 @@ struct Inner {
     failed: Option<String>,
     /// Set by `close`: timers and the flusher stop, requests are refused.
     closed: bool,
+    /// Once failed: the journal records the failed log still needed (its repair writes them
+    /// back before it reopens the log), as they were when it failed.
+    journal_need_failed: Option<JournalNeed>,
+    /// The journal released records this failed copy still needed (it pinned the journal too
+    /// long): its repair must not call the copy intact (seed 275316).
+    journal_records_lost: bool,
     /// The log starts followers reported in their fetches (Kafka's `Replica.logStartOffset`),
     /// for DeleteRecords' low watermark; driver bookkeeping the core does not decide with.
     replica_log_starts: BTreeMap<BrokerId, Offset>,
     /// The rules the produce being stepped was validated with at ingress (set just before its
     /// core step, taken by its append), so the log need not validate the payload again.
     produce_validated: Option<ProduceRules>,
+}
+
+/// Who still needs a journal record ([`Partition::journal_hold`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JournalHold {
+    /// Nobody: the file may go as far as this partition is concerned.
+    None,
+    /// A serving log: a checkpoint releases it.
+    Live,
+    /// A failed copy, until its repair writes the record back: nothing but the repair releases
+    /// it.
+    Failed,
 }
 
 /// One partition replica on this broker.
@@ -248,6 +266,8 @@ impl Partition {
                 produce_validated: None,
                 failed: None,
                 closed: false,
+                journal_need_failed: None,
+                journal_records_lost: false,
             }),
             progress: Notify::new(),
             io: settings.io.clone(),
@@ -575,7 +595,9 @@ impl Partition {
             super::quarantine::mark_failed(self.disk.as_ref(), &self.dir, flushed);
             self.net.partition_failed(&self.tp);
         }
-        inner.log = None;
+        if let Some(log) = inner.log.take() {
+            inner.journal_need_failed.get_or_insert(log.journal_need());
+        }
         for (_, waiter) in std::mem::take(&mut inner.waiters) {
             let _gone = waiter.send(Err(PartitionError::Storage(reason.clone())));
         }
@@ -1406,16 +1428,49 @@ impl Partition {
     }
 
     /// Whether a replay would still need this partition's journal record `sequence` ending at
-    /// `end` (false once closed or failed: a closed log synced everything, a failed one is
-    /// verified or rebuilt before it serves again).
-    pub(crate) fn needs_journal_record(&self, sequence: u64, end: Offset) -> bool {
+    /// `end`, and for whom: nobody once closed (a closed log synced everything; a failed one
+    /// closes once its repair wrote its records back and reopened it); a failed copy until its
+    /// repair, or until the journal gave up on it ([`Partition::journal_records_released`]).
+    /// Releasing a failed copy's records made an acknowledged record's only durable copy go
+    /// (seed 275316).
+    pub(crate) fn journal_hold(&self, sequence: u64, end: Offset) -> JournalHold {
         let inner = self.lock();
-        !inner.closed
-            && inner.failed.is_none()
-            && inner
-                .log
-                .as_ref()
-                .is_some_and(|log| log.needs_journal_record(sequence, end))
+        if inner.closed {
+            return JournalHold::None;
+        }
+        if inner.failed.is_some() {
+            let needs = !inner.journal_records_lost
+                && inner
+                    .journal_need_failed
+                    .is_some_and(|need| need.needs(sequence, end));
+            return if needs {
+                JournalHold::Failed
+            } else {
+                JournalHold::None
+            };
+        }
+        let needs = inner
+            .log
+            .as_ref()
+            .is_some_and(|log| log.needs_journal_record(sequence, end));
+        if needs {
+            JournalHold::Live
+        } else {
+            JournalHold::None
+        }
+    }
+
+    /// The journal is about to release records this failed copy still needed, the data
+    /// directory already marked unclean: its repair reports it not intact.
+    pub(crate) fn journal_records_released(&self) {
+        buggify::probe!("partition.journal_records_released_failed");
+        tracing::warn!(tp = %self.tp, "the journal released records the failed copy still needed: it is no longer intact");
+        self.lock().journal_records_lost = true;
+    }
+
+    /// Whether the journal released records this failed copy needed (see above).
+    pub fn journal_records_lost(&self) -> bool {
+        self.lock().journal_records_lost
     }
 
     /// Queues a state checkpoint whether or not one is due (the journal needs it to release a

@@ -41,7 +41,7 @@ use log_core::Disk;
 use tokio::sync::mpsc;
 use wire::{Offset, TopicPartition};
 
-use super::driver::Partition;
+use super::driver::{JournalHold, Partition};
 use crate::runtime;
 
 /// Most partitions one round flushes: bounds the round's latency and its memory.
@@ -51,6 +51,11 @@ const SYNCS_IN_PARALLEL_MAX: usize = 32;
 
 /// Journal files past which the partitions holding the oldest get checkpoints forced.
 const JOURNAL_FILES_SOFT_MAX: usize = 3;
+
+/// Journal files past which failed copies no longer pin the oldest: their records are released
+/// and the data directory marked unclean first (a failed copy on a disk that stays broken must
+/// not grow the journal without bound).
+const JOURNAL_FILES_FAILED_PIN_MAX: usize = 8;
 
 /// The handle partitions queue their flushes on; cheap to clone.
 #[derive(Clone, Debug)]
@@ -266,14 +271,13 @@ async fn journal_round(
         if writer.journal.is_poisoned() {
             writer.reopen(reserved_before);
         }
-        let released = match releasable {
-            Some(below) => writer.journal.release_below(&*writer.disk, below),
-            None => Ok(0),
-        };
-        if let Err(error) = released {
-            // Not a durability problem (a file left behind is replayed and skipped again);
-            // the next round tries again.
-            tracing::warn!(%error, "a journal file could not be removed");
+        if let Some(release) = releasable {
+            if let Err(error) = writer.release(release) {
+                // Not a durability problem (a file left behind is replayed and skipped again;
+                // failed copies are told only once the directory is marked unclean); the next
+                // round tries again.
+                tracing::warn!(%error, "a journal file could not be removed");
+            }
         }
         // Each record's header and bytes go into the round's one write as they are: the bytes
         // are copied once, there.
@@ -368,33 +372,83 @@ impl JournalWriter {
         }
     }
 
-    /// The sequence below which journal files may go now (the second file's first, when no
-    /// partition needs the oldest file's records), or `None`. While the journal holds more than
-    /// [`JOURNAL_FILES_SOFT_MAX`] files, the partitions holding the oldest get a checkpoint.
-    fn releasable(&mut self, checkpoints: &Checkpoints) -> Option<u64> {
+    /// What journal files may go now: those below the second file's first sequence, when no
+    /// partition needs the oldest file's records, or only failed copies do and the journal
+    /// holds more than [`JOURNAL_FILES_FAILED_PIN_MAX`] files (they are told, below). While the
+    /// journal holds more than [`JOURNAL_FILES_SOFT_MAX`] files, the serving partitions holding
+    /// the oldest get a checkpoint.
+    fn releasable(&mut self, checkpoints: &Checkpoints) -> Option<Release> {
         let files: Vec<u64> = self.journal.files().map(|(first, _)| first).collect();
         let (&oldest, &next) = (files.first()?, files.get(1)?);
         let holders = self.holders.entry(oldest).or_default();
+        let (mut live, mut failed) = (Vec::new(), Vec::new());
         holders.retain(|_, (partition, sequence, end)| {
-            partition
-                .upgrade()
-                .is_some_and(|p| p.needs_journal_record(*sequence, *end))
+            let Some(partition) = partition.upgrade() else {
+                return false;
+            };
+            match partition.journal_hold(*sequence, *end) {
+                JournalHold::None => return false,
+                JournalHold::Live => live.push(partition),
+                JournalHold::Failed => failed.push(partition),
+            }
+            true
         });
         if holders.is_empty() {
             self.holders.remove(&oldest);
-            return Some(next);
+            return Some(Release {
+                below: next,
+                failed: Vec::new(),
+            });
+        }
+        if !failed.is_empty() {
+            buggify::probe!("io.journal.failed_copy_pins");
+        }
+        if live.is_empty() && files.len() > JOURNAL_FILES_FAILED_PIN_MAX {
+            // The holders stay until the failed copies are told (`release`), so a release the
+            // disk refuses is tried again with them.
+            buggify::probe!("io.journal.failed_copy_released");
+            return Some(Release {
+                below: next,
+                failed,
+            });
         }
         if files.len() > JOURNAL_FILES_SOFT_MAX {
             buggify::probe!("io.journal.checkpoints_forced");
-            let held: Vec<Arc<Partition>> = holders
-                .values()
-                .filter_map(|(partition, _, _)| partition.upgrade())
+            let held: Vec<Arc<Partition>> = live
+                .into_iter()
                 .filter(|partition| partition.queue_checkpoint_forced())
                 .collect();
             queue_checkpoints(held, checkpoints);
         }
         None
     }
+
+    /// Removes the journal files below `release.below`. Records failed copies still need go
+    /// only once the data directory is durably unclean (the next start registers so, out of
+    /// every ELR) and each copy knows (its repair reports it not intact): the journal was the
+    /// only durable home of records those copies acknowledged (seed 275316).
+    fn release(&mut self, release: Release) -> Result<usize, log_core::LogError> {
+        if !release.failed.is_empty() {
+            super::quarantine::mark_unclean(&*self.disk)?;
+            for partition in &release.failed {
+                partition.journal_records_released();
+            }
+        }
+        let released = self.journal.release_below(&*self.disk, release.below);
+        // The files gone from the journal's list (even one whose removal failed) hold nobody.
+        let oldest = self.journal.files().next().map(|(first, _)| first);
+        self.holders
+            .retain(|first, _| oldest.is_some_and(|oldest| *first >= oldest));
+        released
+    }
+}
+
+/// Journal files to remove ([`JournalWriter::releasable`]).
+struct Release {
+    /// Files whose records all lie below this sequence go.
+    below: u64,
+    /// Failed copies that still need some of those records.
+    failed: Vec<Arc<Partition>>,
 }
 
 /// Hands partitions whose checkpoint came due to the checkpointer.
