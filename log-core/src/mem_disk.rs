@@ -168,6 +168,9 @@ struct State {
     faults: FaultConfig,
     /// Remaining forced failures per operation kind.
     fail_next: BTreeMap<FaultOp, u64>,
+    /// Forced failures of one kind of operation on one path (`fail_at`): how many pass first,
+    /// how many fail then.
+    fail_at: BTreeMap<(FaultOp, String), (u64, u64)>,
     /// Counters for tests.
     counts: OpCounts,
     /// A failed file sync drops the unsynced bytes (fsyncgate) instead of leaving them dirty.
@@ -303,6 +306,7 @@ impl MemDisk {
             rng: ChaCha8Rng::seed_from_u64(seed),
             faults: FaultConfig::default(),
             fail_next: BTreeMap::new(),
+            fail_at: BTreeMap::new(),
             counts: OpCounts::default(),
             sync_failure_drops_unsynced: false,
         };
@@ -354,6 +358,15 @@ impl MemDisk {
     /// Makes the next `n` operations of kind `op` fail with an injected I/O error.
     pub fn fail_next(&self, op: FaultOp, n: u64) {
         self.lock().fail_next.insert(op, n);
+    }
+
+    /// Lets the next `pass` operations of kind `op` on `path` (a file, or a directory for
+    /// `sync_dir`) through, then makes `n` fail with an injected I/O error; other paths are not
+    /// touched.
+    pub fn fail_at(&self, op: FaultOp, path: &Path, pass: u64, n: u64) -> DiskResult<()> {
+        let path = key(path)?;
+        self.lock().fail_at.insert((op, path), (pass, n));
+        Ok(())
     }
 
     /// The operation counters so far.
@@ -530,7 +543,19 @@ impl State {
 
     /// Decides whether this operation fails: forced failures first, then the probability.
     fn inject(&mut self, op: FaultOp, path: &str) -> DiskResult<()> {
-        let forced = self.fail_next.get_mut(&op).filter(|n| **n > 0);
+        let at = if self.fail_at.is_empty() {
+            None // the common case: no allocation for the lookup
+        } else {
+            match self.fail_at.get_mut(&(op, path.to_string())) {
+                Some((pass, _)) if *pass > 0 => {
+                    *pass -= 1;
+                    None
+                }
+                Some((_, n)) if *n > 0 => Some(n),
+                _ => None,
+            }
+        };
+        let forced = at.or_else(|| self.fail_next.get_mut(&op).filter(|n| **n > 0));
         let fail = if let Some(n) = forced {
             *n -= 1;
             true

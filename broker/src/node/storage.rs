@@ -163,11 +163,14 @@ pub fn check(
     let known = disk.exists(marker).map_err(io)?;
     let unclean = Path::new(UNCLEAN_MARKER);
     let unreported = disk.exists(unclean).map_err(io)?;
-    // The unclean mark first, durable before anything this check changes (the storage marker,
-    // a set-aside log): a crash in between leaves the next start unclean, never clean. It goes
-    // again below if the directory is intact.
-    mark_unclean(disk)?;
+    // A new directory is unclean, durably before its storage marker exists: a crash in between
+    // leaves the next start unclean, never clean. Whatever loses data later in the check marks
+    // the directory itself first (a set-aside log, a salvaged journal). A mark written here for
+    // a known directory would outlive a check the disk interrupted: the retry took it for a
+    // loss found earlier and registered unclean, out of every ELR, a broker holding whole
+    // copies (seed 276841).
     if !known {
+        mark_unclean(disk)?;
         disk.create(marker).map_err(io)?;
         disk.sync_dir(Path::new("")).map_err(io)?;
         tracing::info!("new data directory");
@@ -207,8 +210,10 @@ pub fn check(
     }
     let intact = known && !unreported && quarantined.is_empty() && !journal_damaged;
     if intact {
-        disk.remove(unclean).map_err(io)?;
-        disk.sync_dir(Path::new("")).map_err(io)?;
+        assert!(
+            !disk.exists(unclean).map_err(io)?,
+            "only a loss marks a known directory unclean, and a loss is not intact"
+        );
     } else if unreported {
         buggify::probe!("node.storage.restarted_before_its_unclean_registration");
         tracing::info!("an earlier start found data lost and did not register it: unclean again");
@@ -377,6 +382,29 @@ mod tests {
             !check(&disk, &[], None, false).unwrap().intact,
             "the set-aside copy lost flushed data"
         );
+    }
+
+    /// Seed 276841: a start's check failed on a transient sync fault (removing a verified
+    /// partition's failed marker) after it had marked the directory unclean for the time of the
+    /// check; the retry found the mark, took it for a loss an earlier start had found and not
+    /// registered, and registered unclean: out of every ELR, though it held whole copies, and a
+    /// partition whose last in-sync copy it was stayed leaderless.
+    #[test]
+    fn a_check_the_disk_interrupts_leaves_no_loss_behind() {
+        let (mem, disk) = disk_with_log(5);
+        check(&disk, &[], None, false).unwrap();
+        unclean_registration_committed(&disk).unwrap();
+        quarantine::mark_failed(disk.as_ref(), Path::new("t-0"), Offset(10));
+        // The log opens (its recovery syncs the directory twice) and verifies; then the sync
+        // of the directory the marker was removed from fails.
+        mem.fail_at(log_core::FaultOp::Sync, Path::new("t-0"), 2, 1)
+            .unwrap();
+        assert!(check(&disk, &[], None, false).is_err(), "the disk refuses");
+        let retried = check(&disk, &[], None, false).unwrap();
+        assert!(retried.intact, "nothing was lost: {retried:?}");
+        assert!(!disk
+            .exists(&Path::new("t-0").join(quarantine::FAILED_MARKER))
+            .unwrap());
     }
 
     #[test]
