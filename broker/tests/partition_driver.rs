@@ -1373,11 +1373,23 @@ async fn a_rotted_epoch_above_the_new_leaders_fails_the_partition_instead_of_pan
         disk.crash();
     }
     // The journal's replay writes the acknowledged batches back first; then epoch 1 rots to 9
-    // in the first batch of broker 2's copy (bit 3 of the epoch's low byte, outside the CRC).
+    // in the last batch of broker 2's copy (bit 3 of the epoch's low byte, outside the CRC). In
+    // an earlier batch the epochs after it would drop, and the open refuses the log; in the
+    // last run recovery cannot tell it from a new leader's epoch.
     let reopened = reopen(&net, &disks, &LogConfig::default(), |broker, disk| {
         if broker == BROKERS[1] {
             let segment = Path::new("t-0/00000000000000000000.log");
-            disk.flip_bit_at(segment, 15, 3).unwrap();
+            let handle = disk.as_disk();
+            let len = usize::try_from(handle.len(segment).unwrap()).unwrap();
+            let bytes = handle.read_vec(segment, 0, len).unwrap();
+            let mut last = 0;
+            let mut at = 0;
+            while at < len {
+                last = at;
+                let length = i32::from_be_bytes(bytes[at + 8..at + 12].try_into().unwrap());
+                at += 12 + usize::try_from(length).unwrap();
+            }
+            disk.flip_bit_at(segment, last as u64 + 15, 3).unwrap();
         }
     });
     // The controller elects broker 2 in epoch 2, below the rotted 9.

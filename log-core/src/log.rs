@@ -214,6 +214,11 @@ struct Span {
     bytes_max: usize,
     /// Only batches ending below this offset are returned.
     offset_bound: Offset,
+    /// The epoch cache's entries over the span's offsets (the one covering its first batch
+    /// first): each batch's leader epoch must be the one covering its base offset. The epoch
+    /// is outside the CRC, and a flip there served to a follower made it refuse the batch for
+    /// ever (seeds 250801, 277773, 278106).
+    epochs: Vec<(LeaderEpoch, Offset)>,
 }
 
 impl ReadPlan {
@@ -265,7 +270,18 @@ impl Span {
             segment_next_offset: segment.next_offset,
             bytes_max,
             offset_bound,
+            epochs: Vec::new(),
         }
+    }
+
+    /// The leader epoch the span's epoch entries name for a batch at `base` (`None`: none
+    /// covers it, nothing to check).
+    fn epoch_at(&self, base: Offset) -> Option<LeaderEpoch> {
+        self.epochs
+            .iter()
+            .rev()
+            .find(|(_, start)| *start <= base)
+            .map(|(epoch, _)| *epoch)
     }
 
     fn corrupt(&self, position: u64, reason: String) -> LogError {
@@ -308,6 +324,15 @@ impl Span {
                 return Err(
                     self.corrupt(at, format!("expected offset {next}, the batch says {base}"))
                 );
+            }
+            let epoch = view.header().partition_leader_epoch;
+            if let Some(known) = self
+                .epoch_at(base)
+                .filter(|known| epoch.0 >= 0 && *known != epoch)
+            {
+                let reason =
+                    format!("leader epoch {epoch} at offset {base}, the epoch cache says {known}");
+                return Err(self.corrupt(at, reason));
             }
             // Checked after the CRC, so a damaged header never hides behind the bound.
             if view.header().last_offset() >= self.offset_bound {
@@ -738,8 +763,18 @@ impl PartitionLog {
 
     /// Batches at or after the recovery point may carry epochs the checkpoint never saw (their
     /// flush did not happen); re-derive them as Kafka's recovery does.
+    ///
+    /// A batch's leader epoch lies outside its CRC, so the tail's epochs are judged first: they
+    /// never drop along the log, and never below the epoch the cache names for their offset. A
+    /// drop is corruption at the start of the run of higher epochs before it (a flip raised
+    /// that run's first batch, or lowered this one): taken in, a raised epoch made the copy
+    /// serve batches its followers refuse for ever, or fail on its next append (seed 266755).
+    /// A raised epoch in the tail's last run is not told apart from a new leader's.
     fn rebuild_epochs_from_tail(&mut self, recovery_point: Offset) -> Result<(), LogError> {
         let mut found = Vec::new();
+        // The current run of one epoch: the epoch, where its first batch lies (none: the
+        // cache's epoch before the tail).
+        let mut run: Option<(LeaderEpoch, Option<(String, u64)>)> = None;
         for segment in self
             .segments
             .values()
@@ -748,8 +783,31 @@ impl PartitionLog {
             let start = segment.find(&*self.disk, recovery_point)?;
             let mut position = start.map_or(segment.size_bytes, |(p, _)| p);
             while let Some(header) = segment.header_at(&*self.disk, position)? {
-                if header.partition_leader_epoch.0 >= 0 {
-                    found.push((header.partition_leader_epoch, header.base_offset));
+                let epoch = header.partition_leader_epoch;
+                if epoch.0 >= 0 {
+                    if run.is_none() {
+                        run = self
+                            .epochs_over(header.base_offset, header.base_offset)
+                            .first()
+                            .map(|(known, _)| (*known, None));
+                    }
+                    match &run {
+                        Some((higher, at)) if epoch < *higher => {
+                            let (file, position) =
+                                at.clone().unwrap_or((segment.log_name(), position));
+                            return Err(LogError::CorruptBeforeValidBatches {
+                                file,
+                                position,
+                                reason: format!(
+                                    "leader epoch {epoch} at offset {} below the {higher} before it",
+                                    header.base_offset
+                                ),
+                            });
+                        }
+                        Some((same, _)) if *same == epoch => {}
+                        _ => run = Some((epoch, Some((segment.log_name(), position)))),
+                    }
+                    found.push((epoch, header.base_offset));
                 }
                 position += header.total_bytes() as u64;
             }
@@ -1454,13 +1512,31 @@ impl PartitionLog {
             .0;
         for segment in self.segments.range(first_base..).map(|(_, s)| s) {
             if let Some((position, header)) = segment.find(&*self.disk, from)? {
+                let epochs = self.epochs_over(header.base_offset, segment.next_offset);
                 plan.span = Some(Span::of(segment, position, header, bytes_max, offset_bound));
+                if let Some(span) = plan.span.as_mut() {
+                    span.epochs = epochs;
+                }
                 return Ok(plan);
             }
         }
         // Only compaction gaps lie between `from` and the end of the log.
         plan.result.next_offset = log_end.min(offset_bound).max(from);
         Ok(plan)
+    }
+
+    /// The epoch cache's entries over offsets `from..to`: the one covering `from` and those
+    /// starting before `to`.
+    fn epochs_over(&self, from: Offset, to: Offset) -> Vec<(LeaderEpoch, Offset)> {
+        let entries = self.epochs.entries();
+        let first = entries
+            .partition_point(|(_, start)| *start <= from)
+            .saturating_sub(1);
+        entries[first..]
+            .iter()
+            .take_while(|(_, start)| *start < to)
+            .copied()
+            .collect()
     }
 
     /// Whether a [`ReadPlan`]'s bytes are still this log's: no truncation, deleted segment or

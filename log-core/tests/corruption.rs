@@ -338,3 +338,75 @@ fn a_torn_last_batch_is_still_truncated_as_a_tail() {
         "the last batch cut as a tail"
     );
 }
+
+/// Where batch `index` of `file` starts (batches of one segment, one after the other).
+fn batch_position(disk: &MemDisk, file: &Path, index: usize) -> u64 {
+    let len = usize::try_from(disk.len(file).unwrap()).unwrap();
+    let bytes = disk.read_vec(file, 0, len).unwrap();
+    let mut at = 0usize;
+    for _ in 0..index {
+        let length = i32::from_be_bytes(bytes[at + 8..at + 12].try_into().unwrap());
+        at += 12 + usize::try_from(length).unwrap();
+    }
+    at as u64
+}
+
+/// Byte 13 of a batch: inside its partition leader epoch (bytes 12..16), which the CRC does not
+/// cover.
+const EPOCH_BYTE: u64 = 13;
+
+/// A flip in a flushed batch's leader epoch (outside its CRC), below the recovery point, where
+/// the open reads no record: the read that reaches it refuses it as corruption instead of
+/// serving it, since the epoch cache names another epoch for its offset. Served, the follower
+/// refused the batch for its epoch and never caught up (seeds 250801, 277773, 278106).
+#[test]
+fn a_flipped_leader_epoch_below_the_recovery_point_is_never_served() {
+    let disk = MemDisk::new(7);
+    let original = build(&disk, 10, true);
+    let file = segment_files(&disk).remove(0);
+    let at = batch_position(&disk, &file, 1);
+    disk.flip_bit_at(&file, at + EPOCH_BYTE, 7).unwrap();
+    let log = open_mem(&disk, small_config());
+    let errors = check_reads(&log, &original);
+    assert!(errors > 0, "the batch with the flipped epoch is refused");
+    match log.read(Offset(0), 1 << 20) {
+        Err(LogError::CorruptBatch { reason, .. }) => {
+            assert!(reason.contains("leader epoch"), "{reason}");
+        }
+        Ok(result) => panic!("served up to {}", result.next_offset),
+        Err(other) => panic!("another error: {other}"),
+    }
+}
+
+/// The same flip in the unflushed tail, in a batch with batches of the right epoch after it:
+/// recovery rebuilds the epoch cache from the tail's batches, and took the flipped epoch in
+/// (seed 266755: the copy, elected, failed on its next append). An epoch that drops along the
+/// log is corruption at the open.
+#[test]
+fn a_flipped_leader_epoch_in_the_tail_is_corruption_at_the_open() {
+    let disk = MemDisk::new(8);
+    let mut log = open_mem(&disk, small_config());
+    for i in 0..4 {
+        log.append_as_leader(&batch(&format!("v{i}"), 1, 0, i), LeaderEpoch(1), i)
+            .unwrap();
+    }
+    drop(log);
+    let file = segment_files(&disk).remove(0);
+    let at = batch_position(&disk, &file, 1);
+    disk.flip_bit_at(&file, at + EPOCH_BYTE, 7).unwrap();
+    match PartitionLog::open(
+        Arc::new(disk.clone()),
+        Path::new("topic-0"),
+        small_config(),
+        0,
+    ) {
+        Err(LogError::CorruptBeforeValidBatches {
+            position, reason, ..
+        }) => {
+            assert_eq!(position, at, "the raised epoch's batch");
+            assert!(reason.contains("leader epoch"), "{reason}");
+        }
+        Ok(_) => panic!("the flipped epoch was taken in"),
+        Err(other) => panic!("another error: {other}"),
+    }
+}

@@ -190,11 +190,24 @@ fn stale_copies_answered_by_deposed_leaders_pass() {
 /// failed copy now pins its records until its repair, for 8 files at most, past which the data
 /// directory is marked unclean first (`broker/src/partition/io_worker.rs`, `releasable`;
 /// `a_failed_copys_acknowledged_records_stay_in_the_journal_until_its_repair`).
+///
+/// Seeds 276001–284000 (session 28, diagnosed by a helper):
+/// - 276841: a start's storage check marked the directory unclean for the time of the check,
+///   a transient sync fault interrupted it, and the retry took the mark for an unreported loss:
+///   the broker registered unclean, out of every ELR, and the partition whose last in-sync copy
+///   it held stayed leaderless (`broker/src/node/storage.rs`, `check`;
+///   `a_check_the_disk_interrupts_leaves_no_loss_behind`).
+/// - 277773 and 278106: a flipped bit in a flushed batch's leader epoch (outside the CRC), below
+///   the recovery point: the leader served it and a follower refused it for ever. Reads now
+///   check each batch's epoch against the epoch cache, and recovery refuses a tail whose epochs
+///   drop (`log-core/src/log.rs`; `a_flipped_leader_epoch_below_the_recovery_point_is_never_served`,
+///   `a_flipped_leader_epoch_in_the_tail_is_corruption_at_the_open`).
 #[test]
 fn seeds_found_beyond_the_default_campaign_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
     for seed in [
         1681, 541, 8845, 9656, 17751, 164_246, 255_251, 256_896, 256_985, 247_580, 275_316,
+        276_841, 277_773, 278_106,
     ] {
         run_passing_seed(&scenario, seed);
     }
