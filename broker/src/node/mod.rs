@@ -280,7 +280,7 @@ async fn start_broker(
     };
     let settings = shared.config.connections.clone();
     let mut tasks = vec![
-        tokio::spawn(follow_metadata(shared.clone(), clean_shutdown)),
+        tokio::spawn(follow_metadata(shared.clone())),
         tokio::spawn(housekeeping(shared.clone())),
         tokio::spawn(accept_once_caught_up(listeners, tls, handler, settings)),
     ];
@@ -304,19 +304,19 @@ async fn start_broker(
 /// an acknowledged record lost). The registration's own batch bumps those epochs.
 ///
 /// Once an unclean registration is in the metadata, the data directory's unclean mark goes
-/// (`storage::unclean_registration_committed`): the controller knows what this disk lost.
-async fn follow_metadata(shared: Arc<Shared>, clean_shutdown: bool) {
+/// (`Shared::clear_unclean_mark_once_reported`: unless a running repair's loss is still
+/// unreported): the controller knows what this disk lost.
+async fn follow_metadata(shared: Arc<Shared>) {
     let mut image = shared.image.clone();
-    let mut loss_reported = clean_shutdown;
+    // A clean start left no mark: its first try finds none.
+    let mut loss_reported = false;
     loop {
         let current = image.borrow_and_update().clone();
         if registered_here(&current, shared.broker_id, shared.incarnation) {
             if !loss_reported {
-                match storage::unclean_registration_committed(&shared.disk) {
-                    Ok(()) => loss_reported = true,
-                    // Stays unclean: the next start registers unclean again, which is safe.
-                    Err(error) => tracing::warn!(%error, "cannot clear the unclean mark"),
-                }
+                // Not cleared yet (a failed copy's report under way, a disk error): the
+                // report's end tries again; the next start registers unclean, which is safe.
+                loss_reported = shared.clear_unclean_mark_once_reported(true);
             }
             shared.reconcile(&current);
         } else {

@@ -81,6 +81,9 @@ pub struct Shared {
     /// [`partition_down`] task, or a healthy copy saying it is online again), with how many:
     /// `reconcile` leaves a copy marked offline to them.
     reporting: Mutex<BTreeMap<TopicPartition, usize>>,
+    /// This process's start found data lost (or a new directory) and its unclean registration
+    /// is not in the metadata yet: the directory's unclean mark stays.
+    start_loss_unreported: std::sync::atomic::AtomicBool,
     /// Ourselves, weakly, for the replica transport handed to partitions.
     me: Weak<Shared>,
     /// The cluster secret: followers prove it to leaders, leaders serve follower fetches only to
@@ -124,6 +127,7 @@ impl Shared {
             fetchers: Fetchers::default(),
             open_failures: Mutex::new(std::collections::BTreeSet::new()),
             reporting: Mutex::new(BTreeMap::new()),
+            start_loss_unreported: std::sync::atomic::AtomicBool::new(true),
             me: me.clone(),
             secret,
             oauthbearer,
@@ -279,10 +283,60 @@ impl Shared {
                 partition: tp.clone(),
                 intact: false,
             };
-            shared
+            let heard = shared
                 .report(&tp, online, || shared.copy_failed_or_gone(&tp))
                 .await;
+            drop(_reporting);
+            if heard {
+                shared.clear_unclean_mark_once_reported(false);
+            }
         });
+    }
+
+    /// Whether a loss this directory's unclean mark may stand for has not reached the
+    /// controller: the start's (until its registration is in the metadata), a failed copy's
+    /// (a report under way, or a failed copy not yet reporting).
+    fn losses_unreported(&self) -> bool {
+        self.start_loss_unreported
+            .load(std::sync::atomic::Ordering::SeqCst)
+            || !self.reporting_locked().is_empty()
+            || {
+                // Not holding the map while each partition's lock is taken.
+                let hosted: Vec<Arc<Partition>> =
+                    self.partitions_locked().values().cloned().collect();
+                hosted.iter().any(|p| p.is_failed())
+            }
+    }
+
+    /// The directory's unclean mark goes once every loss it stood for is reported
+    /// ([`super::storage::clear_unclean_mark_once_reported`]); `start_reported`: this process's
+    /// registration is in the metadata. Whether no mark is left.
+    pub(super) fn clear_unclean_mark_once_reported(&self, start_reported: bool) -> bool {
+        if start_reported {
+            self.start_loss_unreported
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        match super::storage::clear_unclean_mark_once_reported(&self.disk, || {
+            self.losses_unreported()
+        }) {
+            Ok(true) => {
+                if !start_reported {
+                    // The mark outlived the start: a running repair's loss, now reported.
+                    buggify::probe!("node.storage.unclean_mark_cleared_after_a_copy_report");
+                }
+                tracing::info!("every loss of this directory is reported: the unclean mark goes");
+                true
+            }
+            Ok(false) => !self
+                .disk
+                .exists(std::path::Path::new(quarantine::UNCLEAN_MARKER))
+                .unwrap_or(true),
+            Err(error) => {
+                // Stays unclean: the next start registers unclean, which is safe.
+                tracing::warn!(%error, "cannot clear the unclean mark");
+                false
+            }
+        }
     }
 
     /// This broker's copy of `tp` is failed, or not hosted (a report on it is moot).
@@ -589,7 +643,7 @@ impl ReplicaNet for Transport {
 /// back. Ends with the node (the task holds it weakly while it waits), or when the partition is
 /// no longer hosted here.
 async fn partition_down(shared: Arc<Shared>, tp: TopicPartition) {
-    let _reporting = ReportingGuard::new(&shared, &tp);
+    let reporting = ReportingGuard::new(&shared, &tp);
     shared.metrics.count("rill_partition_failures_total", 1);
     let offline = controller::Request::ReplicaOffline {
         broker: shared.broker_id,
@@ -623,9 +677,15 @@ async fn partition_down(shared: Arc<Shared>, tp: TopicPartition) {
                 // Once the copy failed again, a newer task reports it offline: this report,
                 // if still being retried, must not clear that task's mark (seed 541). Not
                 // watertight (a try in flight may still land late), hence `Repair::Unmarked`.
-                shared
+                let heard = shared
                     .report(&tp, online, || shared.copy_failed_or_gone(&tp))
                     .await;
+                drop(reporting);
+                if heard {
+                    // The controller knows this copy's loss now (it left the ELR), or that
+                    // it lost nothing: the mark may have waited for this report only.
+                    shared.clear_unclean_mark_once_reported(false);
+                }
                 return;
             }
             Repair::Gone => return,

@@ -30,11 +30,11 @@ use super::NodeError;
 const STORAGE_MARKER: &str = "rill-storage";
 
 /// The file whose presence says this directory's loss has not yet reached the controller
-/// ([`quarantine::UNCLEAN_MARKER`]): each check writes it before it changes anything and removes
-/// it again if the directory is intact; when it found the directory new or set a log aside, it
-/// stays until an unclean registration of this broker is in the metadata
-/// ([`unclean_registration_committed`]), and so does the mark a running broker's repair writes
-/// before it sets a failed log aside. Without it, a process that died between creating a new
+/// ([`quarantine::UNCLEAN_MARKER`]): a check writes it for a new directory and before it sets a
+/// log aside or salvages a damaged journal; it stays until an unclean registration of this
+/// broker is in the metadata, and so does the mark a running broker's repair writes before it
+/// sets a failed log aside (or the journal before it releases a failed copy's records), until
+/// that copy's not-intact report is heard ([`clear_unclean_mark_once_reported`]). Without it, a process that died between creating a new
 /// directory and registering found the marker at its next start, an "intact" directory with
 /// nothing in it, and registered as clean: the controller then elected that empty replica from
 /// the ELR it had been in before its disk was wiped (found by the cluster simulation, seed 423,
@@ -236,6 +236,31 @@ pub fn unclean_registration_committed(disk: &Arc<dyn Disk>) -> Result<(), log_co
     Ok(())
 }
 
+/// Removes the unclean mark once every loss it stood for reached the controller: `unreported()`
+/// says whether one has not (a start-up loss whose unclean registration is not in the metadata
+/// yet, a failed copy whose report is under way). Left in place, a running repair's mark made
+/// the next start register unclean although that copy's loss had been reported, which took the
+/// broker out of every ELR, also where it held the last whole copy (seed 280958). A loss marks
+/// the directory before it loses anything and is visible to `unreported()` before that (its
+/// copy failed first), so `unreported()` is asked again after the removal: a loss that marked
+/// meanwhile (its mark perhaps the one removed) marks again. Whether the mark went.
+pub fn clear_unclean_mark_once_reported(
+    disk: &Arc<dyn Disk>,
+    unreported: impl Fn() -> bool,
+) -> Result<bool, log_core::DiskError> {
+    let path = Path::new(UNCLEAN_MARKER);
+    if unreported() || !disk.exists(path)? {
+        return Ok(false);
+    }
+    disk.remove(path)?;
+    disk.sync_dir(Path::new(""))?;
+    if unreported() {
+        quarantine::mark_unclean(disk.as_ref())?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 /// Kafka's `topic-partition` directory names.
 fn is_partition_dir(name: &str) -> bool {
     name.rsplit_once('-')
@@ -405,6 +430,37 @@ mod tests {
         assert!(!disk
             .exists(&Path::new("t-0").join(quarantine::FAILED_MARKER))
             .unwrap());
+    }
+
+    /// Seed 280958: a running repair set a copy's log aside and its not-intact report was heard,
+    /// but the directory's mark stayed, so the next start registered unclean and left every ELR.
+    /// The mark goes once nothing is unreported, and comes back if a loss marked meanwhile.
+    #[test]
+    fn the_unclean_mark_goes_once_every_loss_is_reported() {
+        let (mem, disk) = registered_with_a_flipped_magic_byte(6);
+        quarantine::mark_unclean(disk.as_ref()).unwrap();
+        let unclean = Path::new(UNCLEAN_MARKER);
+        assert!(!clear_unclean_mark_once_reported(&disk, || true).unwrap());
+        assert!(
+            disk.exists(unclean).unwrap(),
+            "a loss still unreported keeps it"
+        );
+        // A copy failed (and marked) between the first look and the removal: marked again.
+        let looks = std::cell::Cell::new(0);
+        let failed_meanwhile = || {
+            looks.set(looks.get() + 1);
+            looks.get() > 1
+        };
+        assert!(!clear_unclean_mark_once_reported(&disk, failed_meanwhile).unwrap());
+        mem.crash();
+        assert!(disk.exists(unclean).unwrap(), "durably");
+        assert!(clear_unclean_mark_once_reported(&disk, || false).unwrap());
+        mem.crash();
+        assert!(!disk.exists(unclean).unwrap());
+        assert!(
+            !clear_unclean_mark_once_reported(&disk, || false).unwrap(),
+            "no mark"
+        );
     }
 
     #[test]

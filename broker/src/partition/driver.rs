@@ -1062,6 +1062,11 @@ impl Partition {
         self.lock().replica.log_start_offset()
     }
 
+    /// Whether the partition failed (it stops serving until repaired).
+    pub fn is_failed(&self) -> bool {
+        self.lock().failed.is_some()
+    }
+
     /// State for Metadata answers and metrics.
     pub fn status(&self) -> PartitionStatus {
         let inner = self.lock();
