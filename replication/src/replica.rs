@@ -292,10 +292,14 @@ impl Replica {
     /// not applied (Kafka's `handleAlterPartitionError`): an ineligible member, refused at the
     /// partition epoch it named. A stale epoch or a fenced leader epoch means the metadata moved
     /// on — perhaps by this very change, whose first answer was lost — so the change stays
-    /// pending until the newer partition state arrives. An unknown outcome stays pending too,
-    /// and the same proposal goes again at the next ISR check (applied already, it is refused
-    /// as stale). Dropping it on any error let the HW pass a follower the controller had just
-    /// put in the ISR, which could then be elected without acknowledged records (cluster
+    /// pending until the newer partition state arrives. An unknown outcome stays pending too.
+    /// Both go again, the same proposal, at the next ISR check (applied already, it is refused
+    /// as stale; the epochs it names keep it from applying to a newer state): a stale refusal
+    /// may come from a deposed controller that answered from its old image after a freeze,
+    /// and then no newer state ever comes, and the pending change blocked every later ISR
+    /// change for good (cluster simulation seed 284071: an ISR of one below min ISR 2).
+    /// Dropping the change on any error let the HW pass a follower the controller had just put
+    /// in the ISR, which could then be elected without acknowledged records (cluster
     /// simulation seed 154: an expansion answered with an error after it committed).
     pub fn handle_alter_partition_response(
         &mut self,
@@ -312,7 +316,7 @@ impl Replica {
                             leader.pending_proposal = None;
                             leader.pending_resend = false;
                         }
-                        Error::AlterPartitionOutcomeUnknown => {
+                        Error::AlterPartitionOutcomeUnknown | Error::InvalidUpdateVersion => {
                             leader.pending_resend = leader.pending_isr.is_some();
                         }
                         _ => leader.pending_resend = false,

@@ -30,6 +30,31 @@ fn only_a_refusal_proving_nothing_applied_clears_the_pending_change() {
     assert!(!leader.alter_partition_pending());
 }
 
+/// Cluster simulation seed 284071: a controller frozen while it led was deposed; resumed, it
+/// answered the leader's expansion from its old image ("not the current leader": stale) before
+/// it learned it no longer led. No newer partition state ever came, and the pending change
+/// blocked every later ISR change: the ISR stayed one broker, below min ISR. A stale refusal
+/// keeps the change pending and sends it again at the next ISR check.
+#[test]
+fn a_stale_refusal_sends_the_pending_change_again() {
+    let mut leader = leader();
+    leader.step(1_500, Input::Timer(TimerKind::IsrCheck));
+    assert!(leader.alter_partition_pending());
+    leader.step(
+        1_500,
+        Input::AlterPartitionResponse(Err(Error::InvalidUpdateVersion)),
+    );
+    let effects = leader.step(2_000, Input::Timer(TimerKind::IsrCheck));
+    let resent = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::AlterPartition(_)))
+        .count();
+    assert_eq!(resent, 1, "the same proposal goes again: {effects:?}");
+    let committed = state(B0, 1, 2, &[B0, B1]);
+    leader.step(2_000, Input::AlterPartitionResponse(Ok(committed)));
+    assert!(!leader.alter_partition_pending());
+}
+
 /// Cluster simulation seed 154: an ISR expansion committed, but its answer was an error. The
 /// leader dropped the pending change and let the HW pass the new member, which the controller
 /// then elected without acknowledged records. The change stays pending (the HW waits for the

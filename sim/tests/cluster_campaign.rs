@@ -202,12 +202,19 @@ fn stale_copies_answered_by_deposed_leaders_pass() {
 ///   check each batch's epoch against the epoch cache, and recovery refuses a tail whose epochs
 ///   drop (`log-core/src/log.rs`; `a_flipped_leader_epoch_below_the_recovery_point_is_never_served`,
 ///   `a_flipped_leader_epoch_in_the_tail_is_corruption_at_the_open`).
+///
+/// Seed 284071 (seeds 284001–290000): a controller frozen while it led was deposed; resumed,
+/// it refused a leader's ISR expansion from its old image (stale leader epoch) before it
+/// learned it no longer led. The leader kept the change pending without sending it again, no
+/// newer state ever came, and t-2's ISR stayed {1}, below min ISR. A stale refusal now sends
+/// the change again (`replication/src/replica.rs`, `handle_alter_partition_response`;
+/// `a_stale_refusal_sends_the_pending_change_again`).
 #[test]
 fn seeds_found_beyond_the_default_campaign_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
     for seed in [
         1681, 541, 8845, 9656, 17751, 164_246, 255_251, 256_896, 256_985, 247_580, 275_316,
-        276_841, 277_773, 278_106,
+        276_841, 277_773, 278_106, 284_071,
     ] {
         run_passing_seed(&scenario, seed);
     }
