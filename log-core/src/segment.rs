@@ -8,6 +8,13 @@ use crate::index::{SealedInfo, SegmentIndex};
 use std::path::{Path, PathBuf};
 use wire::Offset;
 
+/// Most bytes after a batch with an untrustworthy length field searched for a valid batch.
+const SEARCH_BYTES_MAX: u64 = 8 << 20;
+
+/// How far above the expected offset a batch found by that search may start (a compacted
+/// segment's gaps).
+const SEARCH_OFFSET_SLACK: i64 = 1 << 20;
+
 /// The file name of a segment's file: the base offset, 20 digits zero padded, and `ext`.
 pub fn file_name(base_offset: Offset, ext: &str) -> String {
     assert!(base_offset.0 >= 0, "segment base offsets are non-negative");
@@ -249,7 +256,20 @@ impl Segment {
                 break;
             }
             if position + total > file_len {
-                damage = Some(fail(format!("batch of {total} bytes past end of file")));
+                // A flip in the length field (outside the CRC) reads like a tear too, unless a
+                // valid batch lies after it: then it is corruption (seed 296184: a length rotted
+                // by 2^18, and recovery cut that batch and the valid one after it as a torn
+                // tail; the copy registered clean and was elected without a committed offset).
+                let after = position.saturating_add(HEADER_BYTES as u64);
+                damage = Some(Damage {
+                    valid_batch_follows: self.valid_batch_after(
+                        disk,
+                        after,
+                        file_len,
+                        header.next_offset(),
+                    )?,
+                    ..fail(format!("batch of {total} bytes past end of file"))
+                });
                 break;
             }
             if header.base_offset >= validate_from {
@@ -283,6 +303,39 @@ impl Segment {
             damage,
             validated_bytes,
         })
+    }
+
+    /// Whether a whole, valid batch (its CRC checked) whose base offset is `from`, or a little
+    /// above it (compaction leaves gaps), begins anywhere in the file's bytes from `start` (at
+    /// most [`SEARCH_BYTES_MAX`] of them): where a batch's length field cannot be trusted, the
+    /// next batch's place is not known. A crash keeps a prefix of what was written, so a torn
+    /// batch has nothing valid after it; a search that finds something is damage, never a tear.
+    fn valid_batch_after(
+        &self,
+        disk: &dyn Disk,
+        start: u64,
+        file_len: u64,
+        from: Offset,
+    ) -> Result<bool, LogError> {
+        let len =
+            usize::try_from(file_len.saturating_sub(start).min(SEARCH_BYTES_MAX)).expect("bounded");
+        if len < HEADER_BYTES {
+            return Ok(false);
+        }
+        let bytes = disk.read_vec(&self.log_path, start, len)?;
+        for at in 0..bytes.len().saturating_sub(HEADER_BYTES - 1) {
+            let base = i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+            if !(from.0..from.0.saturating_add(SEARCH_OFFSET_SLACK)).contains(&base) {
+                continue;
+            }
+            if BatchView::new(&bytes[at..])
+                .and_then(|view| view.validate())
+                .is_ok()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Whether a whole, valid batch (its CRC checked) starting at or after offset `from`

@@ -410,3 +410,60 @@ fn a_flipped_leader_epoch_in_the_tail_is_corruption_at_the_open() {
         Err(other) => panic!("another error: {other}"),
     }
 }
+
+/// Seed 296184: a flip raised a batch's length field (outside the CRC) past the file's end, in
+/// bytes above a lagging checkpoint. Recovery took it for a torn tail and cut that batch and the
+/// valid one after it; the copy registered clean and was elected without a committed offset.
+/// A valid batch after it makes it corruption (the broker sets the log aside, registers unclean).
+#[test]
+fn a_length_flipped_past_the_end_with_valid_batches_after_it_is_corruption() {
+    let disk = MemDisk::new(9);
+    let mut log = open_mem(&disk, small_config());
+    for i in 0..4 {
+        log.append_as_leader(&batch(&format!("v{i}"), 1, 0, i), LeaderEpoch(1), i)
+            .unwrap();
+    }
+    drop(log);
+    let file = segment_files(&disk).remove(0);
+    let at = batch_position(&disk, &file, 1);
+    // Byte 9 of the batch: bit 2 adds 2^18 to its length.
+    disk.flip_bit_at(&file, at + 9, 2).unwrap();
+    match PartitionLog::open(
+        Arc::new(disk.clone()),
+        Path::new("topic-0"),
+        small_config(),
+        0,
+    ) {
+        Err(LogError::CorruptBeforeValidBatches { position, .. }) => assert_eq!(position, at),
+        Ok(log) => panic!("cut as a tear: the log ends at {}", log.log_end_offset()),
+        Err(other) => panic!("another error: {other}"),
+    }
+}
+
+/// A torn last batch whose length runs past the file's end is still cut as a tail (nothing
+/// valid follows it).
+#[test]
+fn a_last_batch_cut_short_is_still_a_torn_tail() {
+    let disk = MemDisk::new(10);
+    let mut log = open_mem(&disk, small_config());
+    for i in 0..4 {
+        log.append_as_leader(&batch(&format!("v{i}"), 1, 0, i), LeaderEpoch(1), i)
+            .unwrap();
+    }
+    drop(log);
+    let file = segment_files(&disk).remove(0);
+    let len = disk.len(&file).unwrap();
+    disk.truncate(&file, len - 5).unwrap();
+    let log = PartitionLog::open(
+        Arc::new(disk.clone()),
+        Path::new("topic-0"),
+        small_config(),
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        log.log_end_offset(),
+        Offset(3),
+        "the torn last batch is cut"
+    );
+}
