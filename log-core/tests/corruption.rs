@@ -351,6 +351,28 @@ fn batch_position(disk: &MemDisk, file: &Path, index: usize) -> u64 {
     at as u64
 }
 
+/// Four one-record batches in the unflushed tail of one segment (the log dropped without a
+/// flush, the bytes still on the disk): the segment file.
+fn four_unflushed_batches(disk: &MemDisk) -> PathBuf {
+    let mut log = open_mem(disk, small_config());
+    for i in 0..4 {
+        log.append_as_leader(&batch(&format!("v{i}"), 1, 0, i), LeaderEpoch(1), i)
+            .unwrap();
+    }
+    drop(log);
+    segment_files(disk).remove(0)
+}
+
+/// Opens the log of `disk` again.
+fn reopen(disk: &MemDisk) -> Result<PartitionLog, LogError> {
+    PartitionLog::open(
+        Arc::new(disk.clone()),
+        Path::new("topic-0"),
+        small_config(),
+        0,
+    )
+}
+
 /// Byte 13 of a batch: inside its partition leader epoch (bytes 12..16), which the CRC does not
 /// cover.
 const EPOCH_BYTE: u64 = 13;
@@ -385,21 +407,10 @@ fn a_flipped_leader_epoch_below_the_recovery_point_is_never_served() {
 #[test]
 fn a_flipped_leader_epoch_in_the_tail_is_corruption_at_the_open() {
     let disk = MemDisk::new(8);
-    let mut log = open_mem(&disk, small_config());
-    for i in 0..4 {
-        log.append_as_leader(&batch(&format!("v{i}"), 1, 0, i), LeaderEpoch(1), i)
-            .unwrap();
-    }
-    drop(log);
-    let file = segment_files(&disk).remove(0);
+    let file = four_unflushed_batches(&disk);
     let at = batch_position(&disk, &file, 1);
     disk.flip_bit_at(&file, at + EPOCH_BYTE, 7).unwrap();
-    match PartitionLog::open(
-        Arc::new(disk.clone()),
-        Path::new("topic-0"),
-        small_config(),
-        0,
-    ) {
+    match reopen(&disk) {
         Err(LogError::CorruptBeforeValidBatches {
             position, reason, ..
         }) => {
@@ -418,22 +429,11 @@ fn a_flipped_leader_epoch_in_the_tail_is_corruption_at_the_open() {
 #[test]
 fn a_length_flipped_past_the_end_with_valid_batches_after_it_is_corruption() {
     let disk = MemDisk::new(9);
-    let mut log = open_mem(&disk, small_config());
-    for i in 0..4 {
-        log.append_as_leader(&batch(&format!("v{i}"), 1, 0, i), LeaderEpoch(1), i)
-            .unwrap();
-    }
-    drop(log);
-    let file = segment_files(&disk).remove(0);
+    let file = four_unflushed_batches(&disk);
     let at = batch_position(&disk, &file, 1);
     // Byte 9 of the batch: bit 2 adds 2^18 to its length.
     disk.flip_bit_at(&file, at + 9, 2).unwrap();
-    match PartitionLog::open(
-        Arc::new(disk.clone()),
-        Path::new("topic-0"),
-        small_config(),
-        0,
-    ) {
+    match reopen(&disk) {
         Err(LogError::CorruptBeforeValidBatches { position, .. }) => assert_eq!(position, at),
         Ok(log) => panic!("cut as a tear: the log ends at {}", log.log_end_offset()),
         Err(other) => panic!("another error: {other}"),
@@ -445,22 +445,10 @@ fn a_length_flipped_past_the_end_with_valid_batches_after_it_is_corruption() {
 #[test]
 fn a_last_batch_cut_short_is_still_a_torn_tail() {
     let disk = MemDisk::new(10);
-    let mut log = open_mem(&disk, small_config());
-    for i in 0..4 {
-        log.append_as_leader(&batch(&format!("v{i}"), 1, 0, i), LeaderEpoch(1), i)
-            .unwrap();
-    }
-    drop(log);
-    let file = segment_files(&disk).remove(0);
+    let file = four_unflushed_batches(&disk);
     let len = disk.len(&file).unwrap();
     disk.truncate(&file, len - 5).unwrap();
-    let log = PartitionLog::open(
-        Arc::new(disk.clone()),
-        Path::new("topic-0"),
-        small_config(),
-        0,
-    )
-    .unwrap();
+    let log = reopen(&disk).unwrap();
     assert_eq!(
         log.log_end_offset(),
         Offset(3),
