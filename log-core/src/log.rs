@@ -260,6 +260,7 @@ impl Span {
         first: BatchHeader,
         bytes_max: usize,
         offset_bound: Offset,
+        epochs: Vec<(LeaderEpoch, Offset)>,
     ) -> Span {
         Span {
             file: segment.log_path.clone(),
@@ -270,7 +271,7 @@ impl Span {
             segment_next_offset: segment.next_offset,
             bytes_max,
             offset_bound,
-            epochs: Vec::new(),
+            epochs,
         }
     }
 
@@ -1513,10 +1514,14 @@ impl PartitionLog {
         for segment in self.segments.range(first_base..).map(|(_, s)| s) {
             if let Some((position, header)) = segment.find(&*self.disk, from)? {
                 let epochs = self.epochs_over(header.base_offset, segment.next_offset);
-                plan.span = Some(Span::of(segment, position, header, bytes_max, offset_bound));
-                if let Some(span) = plan.span.as_mut() {
-                    span.epochs = epochs;
-                }
+                plan.span = Some(Span::of(
+                    segment,
+                    position,
+                    header,
+                    bytes_max,
+                    offset_bound,
+                    epochs,
+                ));
                 return Ok(plan);
             }
         }
@@ -1593,9 +1598,10 @@ impl PartitionLog {
             };
             while let Some(header) = segment.header_at(&*self.disk, position)? {
                 if header.max_timestamp >= timestamp {
-                    let bytes = Span::of(segment, position, header, 0, Offset(i64::MAX))
-                        .read(&*self.disk)?
-                        .0;
+                    let bytes =
+                        Span::of(segment, position, header, 0, Offset(i64::MAX), Vec::new())
+                            .read(&*self.disk)?
+                            .0;
                     let view = BatchView::new(&bytes)?;
                     let decoded = view
                         .decode()

@@ -34,9 +34,9 @@ const STORAGE_MARKER: &str = "rill-storage";
 /// log aside or salvages a damaged journal; it stays until an unclean registration of this
 /// broker is in the metadata, and so does the mark a running broker's repair writes before it
 /// sets a failed log aside (or the journal before it releases a failed copy's records), until
-/// that copy's not-intact report is heard ([`clear_unclean_mark_once_reported`]). Without it, a process that died between creating a new
-/// directory and registering found the marker at its next start, an "intact" directory with
-/// nothing in it, and registered as clean: the controller then elected that empty replica from
+/// that copy's not-intact report is heard ([`clear_unclean_mark_once_reported`]). Without it,
+/// a process that died between creating a new directory and registering found the marker at
+/// its next start, an "intact" directory with nothing in it, and registered as clean: the controller then elected that empty replica from
 /// the ELR it had been in before its disk was wiped (found by the cluster simulation, seed 423,
 /// a wipe followed by a restart before the registration: acknowledged records lost).
 const UNCLEAN_MARKER: &str = quarantine::UNCLEAN_MARKER;
@@ -224,18 +224,6 @@ pub fn check(
     })
 }
 
-/// Called once this process's unclean registration is in the metadata: the controller has
-/// taken the broker out of every ELR and ISR, so from now on the directory holds everything the
-/// broker reports flushed, and a later start may call it intact.
-pub fn unclean_registration_committed(disk: &Arc<dyn Disk>) -> Result<(), log_core::DiskError> {
-    let path = Path::new(UNCLEAN_MARKER);
-    if disk.exists(path)? {
-        disk.remove(path)?;
-        disk.sync_dir(Path::new(""))?;
-    }
-    Ok(())
-}
-
 /// Removes the unclean mark once every loss it stood for reached the controller: `unreported()`
 /// says whether one has not (a start-up loss whose unclean registration is not in the metadata
 /// yet, a failed copy whose report is under way). Left in place, a running repair's mark made
@@ -273,6 +261,12 @@ mod tests {
     use super::*;
     use log_core::{BatchBuilder, LeaderEpoch, MemDisk, Offset, PartitionLog};
 
+    /// This process's unclean registration is in the metadata and nothing else is unreported:
+    /// the mark goes, as `Shared::clear_unclean_mark_once_reported` removes it.
+    fn registration_committed(disk: &Arc<dyn Disk>) {
+        clear_unclean_mark_once_reported(disk, || false).unwrap();
+    }
+
     fn disk_with_log(seed: u64) -> (MemDisk, Arc<dyn Disk>) {
         let mem = MemDisk::new(seed);
         let disk = mem.as_disk();
@@ -302,7 +296,7 @@ mod tests {
         let settings = crate::node::config::LogSettings::default();
         let opened = open(&disk, &settings, &[]).unwrap();
         assert!(!opened.clean_shutdown, "a new directory");
-        unclean_registration_committed(&disk).unwrap();
+        registration_committed(&disk);
         let mut writer = opened.journal.expect("journaled by default");
         writer
             .journal
@@ -336,7 +330,7 @@ mod tests {
         mem.crash();
         assert!(!check(&disk, &[], None, false).unwrap().intact);
         assert!(!check(&disk, &[], None, false).unwrap().intact);
-        unclean_registration_committed(&disk).unwrap();
+        registration_committed(&disk);
         mem.crash();
         let second = check(&disk, &[], None, false).unwrap();
         assert!(second.intact);
@@ -350,7 +344,7 @@ mod tests {
     fn registered_with_a_flipped_magic_byte(seed: u64) -> (MemDisk, Arc<dyn Disk>) {
         let (mem, disk) = disk_with_log(seed);
         check(&disk, &[], None, false).unwrap(); // writes the marker
-        unclean_registration_committed(&disk).unwrap();
+        registration_committed(&disk);
         let segment = Path::new("t-0/00000000000000000000.log");
         let mut byte = [0u8; 1];
         disk.read_at(segment, 16, &mut byte).unwrap();
@@ -375,7 +369,7 @@ mod tests {
             !check(&disk, &[], None, false).unwrap().intact,
             "unclean until registered as such"
         );
-        unclean_registration_committed(&disk).unwrap();
+        registration_committed(&disk);
         assert!(
             check(&disk, &[], None, false).unwrap().intact,
             "clean once registered unclean"
@@ -418,7 +412,7 @@ mod tests {
     fn a_check_the_disk_interrupts_leaves_no_loss_behind() {
         let (mem, disk) = disk_with_log(5);
         check(&disk, &[], None, false).unwrap();
-        unclean_registration_committed(&disk).unwrap();
+        registration_committed(&disk);
         quarantine::mark_failed(disk.as_ref(), Path::new("t-0"), Offset(10));
         // The log opens (its recovery syncs the directory twice) and verifies; then the sync
         // of the directory the marker was removed from fails.
