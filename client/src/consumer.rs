@@ -128,10 +128,29 @@ pub struct Consumer {
     log_starts_seen: BTreeMap<PartitionKey, i64>,
     /// Preferred read replicas leaders named (KIP-392), each with the end of its lease.
     read_replicas: BTreeMap<PartitionKey, ReadReplica>,
+    /// Positions a broker answered OFFSET_OUT_OF_RANGE for, checked against the leader's log
+    /// before the reset policy moves them ([`Refused`]); at most one per owned partition.
+    refused: BTreeMap<PartitionKey, Refused>,
     /// The last round read records: the next asks without a long poll, so one idle leader
     /// holding its poll does not delay the records the others have (a round waits for every
     /// answer). A round that reads nothing makes the next one wait again.
     flowing: bool,
+}
+
+/// A position a broker refused with OFFSET_OUT_OF_RANGE. Kafka's clients reset it by the
+/// policy at once; but the broker that refused may be a deposed leader that does not know it
+/// yet, whose own retention passed the position while the new leader still holds the records
+/// (each copy deletes by retention on its own schedule). A reset to the earliest offset would
+/// then read those records again, a poll going back. So the consumer first asks the current
+/// leader (metadata refreshed) for its earliest and latest offsets and keeps the position when
+/// it lies between them. A position kept once and refused again is reset: the check runs once
+/// per refusal, so a broker that refuses what it lists cannot hold the consumer in a loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// Refused; the check comes with the next resolve.
+    Pending(i64),
+    /// Kept after the check; cleared by the next answer with records or no error.
+    Kept(i64),
 }
 
 /// A follower a leader told this consumer to read a partition from. As in Kafka's Java client
@@ -166,6 +185,7 @@ impl Consumer {
             heartbeat_last: None,
             log_starts_seen: BTreeMap::new(),
             read_replicas: BTreeMap::new(),
+            refused: BTreeMap::new(),
             flowing: false,
         })
     }
@@ -199,6 +219,8 @@ impl Consumer {
             let position = previous.get(&key).copied().flatten();
             self.positions.insert(key, position);
         }
+        let positions = &self.positions;
+        self.refused.retain(|key, _| positions.contains_key(key));
     }
 
     /// Joins the group (on the next poll) subscribed to `topics`.
@@ -209,15 +231,18 @@ impl Consumer {
         group.mark_rejoin(false);
         self.subscription = Some(topics);
         self.positions.clear();
+        self.refused.clear();
         Ok(())
     }
 
     /// Moves the position of an owned partition.
     pub fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<()> {
         assert!(offset >= 0, "offsets are non-negative");
-        match self.positions.get_mut(&(topic.to_string(), partition)) {
+        let key = (topic.to_string(), partition);
+        match self.positions.get_mut(&key) {
             Some(position) => {
                 *position = Some(offset);
+                self.refused.remove(&key);
                 Ok(())
             }
             None => Err(ClientError::NotAssigned {
@@ -339,6 +364,7 @@ impl Consumer {
             return Ok(());
         }
         self.positions.clear();
+        self.refused.clear();
         let timeouts = GroupTimeouts {
             session_timeout_ms: self.config.session_timeout_ms,
             rebalance_timeout_ms: self.config.rebalance_timeout_ms,
@@ -388,6 +414,14 @@ impl Consumer {
         }
         for key in unresolved {
             if self.positions.get(&key).copied().flatten().is_none() {
+                if let Some(Refused::Pending(refused)) = self.refused.get(&key).copied() {
+                    if self.leader_still_holds(&key, refused).await? {
+                        self.refused.insert(key.clone(), Refused::Kept(refused));
+                        self.positions.insert(key, Some(refused));
+                        continue;
+                    }
+                    self.refused.remove(&key);
+                }
                 let offset = self.reset_offset(&key.0, key.1).await?;
                 if self.config.auto_offset_reset == OffsetReset::Earliest {
                     self.saw_log_start(key.clone(), offset);
@@ -398,10 +432,42 @@ impl Consumer {
         Ok(())
     }
 
+    /// Whether the current leader (the topic's metadata refreshed first) lists `refused` between
+    /// its earliest and latest offsets: see [`Refused`].
+    async fn leader_still_holds(&mut self, key: &PartitionKey, refused: i64) -> Result<bool> {
+        let (topic, partition) = (key.0.as_str(), key.1);
+        self.metadata
+            .refresh(&self.pool, Some(&[topic.to_string()]))
+            .await
+            .ok();
+        let earliest = self
+            .list_offset(topic, partition, OffsetReset::Earliest.timestamp())
+            .await?;
+        let latest = self
+            .list_offset(topic, partition, OffsetReset::Latest.timestamp())
+            .await?;
+        let holds = (earliest..=latest).contains(&refused);
+        tracing::debug!(
+            topic,
+            partition,
+            refused,
+            earliest,
+            latest,
+            holds,
+            "a refused position checked with the leader"
+        );
+        Ok(holds)
+    }
+
     /// ListOffsets on the leader for the reset policy's end of the log.
     async fn reset_offset(&mut self, topic: &str, partition: i32) -> Result<i64> {
-        let addr = self.leader_addr(topic, partition).await?;
         let timestamp = self.config.auto_offset_reset.timestamp();
+        self.list_offset(topic, partition, timestamp).await
+    }
+
+    /// ListOffsets on the leader: the offset for `timestamp` (-2 earliest, -1 latest).
+    async fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> Result<i64> {
+        let addr = self.leader_addr(topic, partition).await?;
         let topic_name = topic.to_string();
         let build = move |_version: i16| {
             let request = ListOffsetsRequest::default()
@@ -639,8 +705,19 @@ impl Consumer {
                     continue;
                 }
                 match answer.error_code {
-                    0 => {}
+                    0 => {
+                        // The position serves: a position kept after a refusal is settled.
+                        self.refused.remove(&key);
+                    }
                     code::OFFSET_OUT_OF_RANGE => {
+                        // Checked with the leader before the reset (`Refused`), unless this
+                        // position was kept by such a check already.
+                        match self.refused.remove(&key) {
+                            Some(Refused::Kept(kept)) if kept == position => {}
+                            _ => {
+                                self.refused.insert(key.clone(), Refused::Pending(position));
+                            }
+                        }
                         self.positions.insert(key, None);
                         continue;
                     }

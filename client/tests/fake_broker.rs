@@ -678,9 +678,14 @@ async fn assigned_consumer_resets_out_of_range_and_reads() {
         RequestKind::Metadata(_) => Reply::Respond(metadata_response(&[(1, port)], "t", &[1, 1])),
         RequestKind::ListOffsets(request) => {
             let p = &request.topics[0].partitions[0];
-            assert_eq!(p.timestamp, -2, "earliest");
             assert_eq!(request.replica_id.0, -1, "a consumer, not a replica");
-            list_offsets_answer("t", p.partition_index, 3)
+            // The log holds [3, 5): the refused position (100) is checked against it first.
+            let offset = match p.timestamp {
+                -2 => 3,
+                -1 => 5,
+                other => panic!("ListOffsets for timestamp {other}"),
+            };
+            list_offsets_answer("t", p.partition_index, offset)
         }
         RequestKind::Fetch(request) => {
             let p = &request.topics[0].partitions[0];
@@ -723,6 +728,137 @@ async fn assigned_consumer_resets_out_of_range_and_reads() {
     assert!(
         fetched.contains(&100) && fetched.contains(&3),
         "{fetched:?}"
+    );
+}
+
+/// ListOffsets answers of a log holding `[earliest, latest)`.
+fn list_offsets_range(
+    request: &kafka_protocol::messages::ListOffsetsRequest,
+    earliest: i64,
+    latest: i64,
+) -> Reply {
+    let p = &request.topics[0].partitions[0];
+    let offset = match p.timestamp {
+        -2 => earliest,
+        -1 => latest,
+        other => panic!("ListOffsets for timestamp {other}"),
+    };
+    list_offsets_answer("t", p.partition_index, offset)
+}
+
+#[tokio::test]
+async fn a_position_a_deposed_leader_refuses_is_kept_when_the_new_leader_holds_it() {
+    // Simulator seed 310094: the old leader (2), paused, deleted [0, 2) by retention when it
+    // resumed, still leader in its own eyes, and refused the consumer's position 1 with
+    // OFFSET_OUT_OF_RANGE; the new leader (1) still held [0, 6). Kafka's clients reset to the
+    // earliest offset, 0 on the new leader, and read record 0 again: a poll going back. The
+    // consumer now checks the refused position with the current leader first and keeps it.
+    let mut old = FakeServer::bind().await;
+    let mut new = FakeServer::bind().await;
+    let brokers = [(1, new.port), (2, old.port)];
+    let moved = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let new_fetches = Arc::new(Mutex::new(Vec::new()));
+    let metadata = {
+        let moved = moved.clone();
+        move || {
+            let leader = if moved.load(Ordering::SeqCst) { 1 } else { 2 };
+            Reply::Respond(metadata_response(&brokers, "t", &[leader]))
+        }
+    };
+    let old_metadata = metadata.clone();
+    let old_moved = moved.clone();
+    old.start(Arc::new(move |seen: &Seen| match &seen.body {
+        RequestKind::ApiVersions(_) => Reply::Respond(api_versions_response(&broker_versions())),
+        RequestKind::Metadata(_) => old_metadata(),
+        RequestKind::ListOffsets(request) => list_offsets_range(request, 0, 6),
+        RequestKind::Fetch(request) => match request.topics[0].partitions[0].fetch_offset {
+            0 => fetch_answer("t", 0, 0, Some(stored_batch(0, 1))),
+            _ => {
+                // Its retention passed 1; the controller has moved the leadership meanwhile.
+                old_moved.store(true, Ordering::SeqCst);
+                fetch_answer("t", 0, code::OFFSET_OUT_OF_RANGE, None)
+            }
+        },
+        _ => Reply::Silent,
+    }));
+    let seen_by_new = new_fetches.clone();
+    new.start(Arc::new(move |seen: &Seen| match &seen.body {
+        RequestKind::ApiVersions(_) => Reply::Respond(api_versions_response(&broker_versions())),
+        RequestKind::Metadata(_) => metadata(),
+        RequestKind::ListOffsets(request) => list_offsets_range(request, 0, 6),
+        RequestKind::Fetch(request) => {
+            let offset = request.topics[0].partitions[0].fetch_offset;
+            seen_by_new.lock().unwrap().push(offset);
+            let n = usize::try_from(6 - offset.min(6)).unwrap();
+            fetch_answer("t", 0, 0, (n > 0).then(|| stored_batch(offset, n)))
+        }
+        _ => Reply::Silent,
+    }));
+    let mut consumer = Consumer::new(client_config(&old.addr), ConsumerConfig::new(None)).unwrap();
+    consumer.assign(vec![("t".to_string(), 0)]);
+    let mut offsets = Vec::new();
+    for _ in 0..20 {
+        offsets.extend(consumer.poll(20).await.unwrap().iter().map(|r| r.offset));
+        if offsets.last() == Some(&5) {
+            break;
+        }
+    }
+    assert_eq!(
+        offsets,
+        vec![0, 1, 2, 3, 4, 5],
+        "each record once, in order"
+    );
+    let fetched = new_fetches.lock().unwrap().clone();
+    assert_eq!(
+        fetched.first(),
+        Some(&1),
+        "the new leader is asked from the kept position: {fetched:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_kept_position_refused_again_is_reset() {
+    // A leader that lists [0, 6) but refuses position 1: the check keeps 1 once, and the second
+    // refusal resets it (earliest), so such a broker cannot hold the consumer in a loop.
+    let mut server = FakeServer::bind().await;
+    let port = server.port;
+    let fetches = Arc::new(Mutex::new(Vec::new()));
+    let seen_fetches = fetches.clone();
+    server.start(Arc::new(move |seen: &Seen| match &seen.body {
+        RequestKind::ApiVersions(_) => Reply::Respond(api_versions_response(&broker_versions())),
+        RequestKind::Metadata(_) => Reply::Respond(metadata_response(&[(1, port)], "t", &[1])),
+        RequestKind::ListOffsets(request) => list_offsets_range(request, 0, 6),
+        RequestKind::Fetch(request) => {
+            let offset = request.topics[0].partitions[0].fetch_offset;
+            seen_fetches.lock().unwrap().push(offset);
+            match offset {
+                0 => fetch_answer("t", 0, 0, Some(stored_batch(0, 1))),
+                _ => fetch_answer("t", 0, code::OFFSET_OUT_OF_RANGE, None),
+            }
+        }
+        _ => Reply::Silent,
+    }));
+    let mut consumer =
+        Consumer::new(client_config(&server.addr), ConsumerConfig::new(None)).unwrap();
+    consumer.assign(vec![("t".to_string(), 0)]);
+    let _ = consumer.poll(0).await.unwrap();
+    consumer.seek("t", 0, 1).unwrap();
+    let mut records = Vec::new();
+    for _ in 0..10 {
+        records.extend(consumer.poll(20).await.unwrap());
+        if !records.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![0]
+    );
+    let fetched = fetches.lock().unwrap().clone();
+    assert_eq!(
+        fetched.iter().filter(|&&offset| offset == 1).count(),
+        2,
+        "refused, kept once, refused again, reset: {fetched:?}"
     );
 }
 

@@ -209,12 +209,21 @@ fn stale_copies_answered_by_deposed_leaders_pass() {
 /// newer state ever came, and t-2's ISR stayed {1}, below min ISR. A stale refusal now sends
 /// the change again (`replication/src/replica.rs`, `handle_alter_partition_response`;
 /// `a_stale_refusal_sends_the_pending_change_again`).
+///
+/// Seed 310094 (seeds 304001–324000, session 29, diagnosed by a helper): t-1's leader n2,
+/// paused, resumed still leader in its own eyes; its retention deleted [0, 2) (each copy
+/// deletes on its own schedule, and n2 alone had rolled a segment at 2) and it refused the
+/// assigned consumer's position 1 with OFFSET_OUT_OF_RANGE. The consumer reset to the earliest
+/// offset of the new leader n1, 0, and read record 0 again: a poll going back (Kafka's clients
+/// do the same). rill's consumer now checks a refused position with the current leader first
+/// and keeps it when the leader holds it (`client/src/consumer.rs`, `Refused`;
+/// `a_position_a_deposed_leader_refuses_is_kept_when_the_new_leader_holds_it`).
 #[test]
 fn seeds_found_beyond_the_default_campaign_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
     for seed in [
         1681, 541, 8845, 9656, 17751, 164_246, 255_251, 256_896, 256_985, 247_580, 275_316,
-        276_841, 277_773, 278_106, 284_071,
+        276_841, 277_773, 278_106, 284_071, 310_094,
     ] {
         run_passing_seed(&scenario, seed);
     }
