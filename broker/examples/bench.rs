@@ -1378,8 +1378,7 @@ the host (free page reporting), and the next write into such a page waits for th
 segment writes go through the page cache, three copies of every byte on one machine, so its \
 peak follows the state of the machine's memory: 59,000–64,000 records/s at 6 partitions when \
 fresh page-cache writes ran at about 400 MB/s, 88,000–89,000 right after the free memory had \
-been touched (3.8 GB/s), the same build and cluster (session 29, `docs/benchmark.md`). The \
-details above give the rate of fresh page-cache writes measured before each target started.\n",
+been touched (3.8 GB/s), the same build and cluster (session 29, `docs/benchmark.md`).\n",
                 seconds = o.seconds,
             ));
             out
@@ -1595,8 +1594,6 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
         /// The driver's own bounded waits (topic creation, first acks, flushes, consume) and
         /// its start, on top of its timed phases.
         const DRIVER_SLACK: Duration = Duration::from_secs(900);
-        /// Bytes [`fresh_page_cache_write_rate`] writes.
-        const PAGE_CACHE_PROBE_BYTES: usize = 256 << 20;
         /// Chunk sizes of the disk probe: one partition's append in one fsync round.
         const DISK_CHUNKS: [usize; 6] = [1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20];
         /// Most bytes one disk probe writer writes per chunk size.
@@ -1815,7 +1812,6 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
             work: &Path,
         ) -> anyhow::Result<Value> {
             eprintln!("bench: {} (librdkafka) {scenario:?} ...", target.name());
-            let page_cache = fresh_page_cache_write_rate(work);
             let running = start(target, options, work)?;
             let seconds = options.seconds.to_string();
             let mut command = Command::new(python()?);
@@ -1870,41 +1866,7 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                 .rev()
                 .find(|line| line.starts_with('{'))
                 .context("the driver printed no JSON")?;
-            let mut figures: Value = serde_json::from_str(line)?;
-            if let (Some(rate), Some(object)) = (page_cache, figures.as_object_mut()) {
-                object.insert("page_cache_write_mb_per_s".into(), rate.round().into());
-            }
-            Ok(figures)
-        }
-
-        /// MB/s at which [`PAGE_CACHE_PROBE_BYTES`] written to a new file went into the page
-        /// cache (no sync), just before a target starts: the machine's state, which moves
-        /// rill's figures (its segment writes go through the page cache; the journal's do not).
-        /// On this project's VMs a page the guest freed is handed back to the host (free page
-        /// reporting), and the next write into it waits for the host to supply it again: in
-        /// session 29 such writes ran at 400 MB/s against 3.8 GB/s right after the memory had
-        /// been touched, and rill's peak at 6 partitions moved between 59,000 and 89,000
-        /// records/s with them, the page cache's copy taking 24 % of the machine's samples in
-        /// the slow state. `None` if the probe failed.
-        fn fresh_page_cache_write_rate(work: &Path) -> Option<f64> {
-            use std::io::Write as _;
-            let path = work.join("page-cache-probe");
-            let chunk = vec![0x5a_u8; 1 << 20];
-            let started = Instant::now();
-            let written = std::fs::File::create(&path).and_then(|mut file| {
-                for _ in 0..PAGE_CACHE_PROBE_BYTES / chunk.len() {
-                    file.write_all(&chunk)?;
-                }
-                Ok(())
-            });
-            let elapsed = started.elapsed().as_secs_f64();
-            std::fs::remove_file(&path).ok();
-            let rate = written.ok().map(|()| PAGE_CACHE_PROBE_BYTES as f64 / elapsed / 1e6);
-            eprintln!(
-                "bench: fresh page-cache writes ran at {} MB/s",
-                rate.map_or("?".to_string(), |rate| format!("{rate:.0}"))
-            );
-            rate
+            Ok(serde_json::from_str(line)?)
         }
 
         /// `$RILL_VENV/bin/python` (default `$HOME/.cache/rill/venv`, which `.ci/run` creates).
@@ -2318,7 +2280,7 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                     for (p, result) in &figures.produce {
                         match result {
                             Ok(v) => out.push_str(&format!(
-                                "- {name}, {p} partitions: {} records acknowledged, {} failed{}; paced phase offered {} records/s ({} sends{}), max {} ms, the driver handed 99 % of them to librdkafka within {} ms of their scheduled time; fresh page-cache writes ran at {} MB/s before the target started\n",
+                                "- {name}, {p} partitions: {} records acknowledged, {} failed{}; paced phase offered {} records/s ({} sends{}), max {} ms, the driver handed 99 % of them to librdkafka within {} ms of their scheduled time\n",
                                 v["acked"],
                                 v["failed"],
                                 v["first_error"]
@@ -2334,15 +2296,14 @@ Method and caveats: <a href=\"benchmark.md\">benchmark.md</a>. tansu is in-memor
                                 },
                                 show(&v["paced"]["max_ms"]),
                                 show(&v["paced"]["send_lag_p99_ms"]),
-                                show(&v["page_cache_write_mb_per_s"]),
                             )),
                             Err(error) => out.push_str(&format!("- {name}, {p} partitions: FAILED: {error:#}\n")),
                         }
                     }
                     match &figures.consume {
                         Ok(v) => out.push_str(&format!(
-                            "- {name}, consume: {} records acknowledged ({} failed), {} read back in {} s (count checked against the acknowledged offsets), the first records {} ms after the assign; fresh page-cache writes ran at {} MB/s before the target started\n",
-                            v["acked"], v["failed"], v["consumed"], v["seconds"], show(&v["first_records_ms"]), show(&v["page_cache_write_mb_per_s"]),
+                            "- {name}, consume: {} records acknowledged ({} failed), {} read back in {} s (count checked against the acknowledged offsets), the first records {} ms after the assign\n",
+                            v["acked"], v["failed"], v["consumed"], v["seconds"], show(&v["first_records_ms"]),
                         )),
                         Err(error) => out.push_str(&format!("- {name}, consume: FAILED: {error:#}\n")),
                     }
