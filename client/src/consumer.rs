@@ -149,7 +149,7 @@ pub struct Consumer {
 enum Refused {
     /// Refused; the check comes with the next resolve.
     Pending(i64),
-    /// Kept after the check; cleared by the next answer with records or no error.
+    /// Kept after the check; cleared by the next answer without an error.
     Kept(i64),
 }
 

@@ -677,15 +677,9 @@ async fn assigned_consumer_resets_out_of_range_and_reads() {
         RequestKind::ApiVersions(_) => Reply::Respond(api_versions_response(&broker_versions())),
         RequestKind::Metadata(_) => Reply::Respond(metadata_response(&[(1, port)], "t", &[1, 1])),
         RequestKind::ListOffsets(request) => {
-            let p = &request.topics[0].partitions[0];
             assert_eq!(request.replica_id.0, -1, "a consumer, not a replica");
             // The log holds [3, 5): the refused position (100) is checked against it first.
-            let offset = match p.timestamp {
-                -2 => 3,
-                -1 => 5,
-                other => panic!("ListOffsets for timestamp {other}"),
-            };
-            list_offsets_answer("t", p.partition_index, offset)
+            list_offsets_range(request, 3, 5)
         }
         RequestKind::Fetch(request) => {
             let p = &request.topics[0].partitions[0];
@@ -731,7 +725,7 @@ async fn assigned_consumer_resets_out_of_range_and_reads() {
     );
 }
 
-/// ListOffsets answers of a log holding `[earliest, latest)`.
+/// ListOffsets answers (for the partition asked about) of a log holding `[earliest, latest)`.
 fn list_offsets_range(
     request: &kafka_protocol::messages::ListOffsetsRequest,
     earliest: i64,
