@@ -227,7 +227,8 @@ impl Segment {
                     let valid_batch_follows = match next {
                         Some(next) => self.valid_batch_at(disk, next, shadow.next_offset)?,
                         None => false,
-                    };
+                    } || self
+                        .whole_under_a_flipped_length(disk, position, file_len, length)?;
                     damage = Some(Damage {
                         valid_batch_follows,
                         ..fail(e.to_string())
@@ -260,14 +261,19 @@ impl Segment {
                 // valid batch lies after it: then it is corruption (seed 296184: a length rotted
                 // by 2^18, and recovery cut that batch and the valid one after it as a torn
                 // tail; the copy registered clean and was elected without a committed offset).
+                // Nor is it a tear when the batch itself is whole and valid under a length one
+                // bit away (seed 327317: the segment's last batch, its length rotted by 2^24,
+                // nothing after it to find).
                 let after = position.saturating_add(HEADER_BYTES as u64);
-                damage = Some(Damage {
-                    valid_batch_follows: self.valid_batch_after(
+                let rotted = self.valid_batch_after(disk, after, file_len, header.next_offset())?
+                    || self.whole_under_a_flipped_length(
                         disk,
-                        after,
+                        position,
                         file_len,
-                        header.next_offset(),
-                    )?,
+                        header.batch_length,
+                    )?;
+                damage = Some(Damage {
+                    valid_batch_follows: rotted,
                     ..fail(format!("batch of {total} bytes past end of file"))
                 });
                 break;
@@ -280,7 +286,18 @@ impl Segment {
                 }
                 let verdict = BatchView::new(&batch).and_then(|view| view.validate());
                 if let Err(e) = verdict {
-                    damage = Some(followed(e.to_string())?);
+                    let mut found = followed(e.to_string())?;
+                    // The length is outside the CRC: flipped to a length still inside the file,
+                    // the batch fails its CRC and the look-ahead reads the wrong bytes (seed
+                    // 324376: two acknowledged batches cut as a tear, the copy elected).
+                    found.valid_batch_follows = found.valid_batch_follows
+                        || self.whole_under_a_flipped_length(
+                            disk,
+                            position,
+                            file_len,
+                            header.batch_length,
+                        )?;
+                    damage = Some(found);
                     break;
                 }
                 validated_bytes += total;
@@ -303,6 +320,52 @@ impl Segment {
             damage,
             validated_bytes,
         })
+    }
+
+    /// Whether the batch at `position`, which failed a check (its length field, `length`, is
+    /// outside the CRC: past the file's end, refused by the parse, or leading to bytes that fail
+    /// the CRC), is whole and valid (its CRC checked) under a length one bit away from it. A crash keeps a prefix of what was written and never
+    /// changes a written length, so such a batch is rot, never a tear: a torn batch cut short
+    /// would need its CRC to match a prefix of itself. At most [`SEARCH_BYTES_MAX`] are read.
+    fn whole_under_a_flipped_length(
+        &self,
+        disk: &dyn Disk,
+        position: u64,
+        file_len: u64,
+        length: i32,
+    ) -> Result<bool, LogError> {
+        let available = file_len.saturating_sub(position).min(SEARCH_BYTES_MAX);
+        let fits = |alternative: i32| {
+            u64::try_from(alternative)
+                .ok()
+                .map(|length| length + crate::batch::LOG_OVERHEAD_BYTES as u64)
+                .filter(|&total| total >= HEADER_BYTES as u64 && total <= available)
+        };
+        let candidates: Vec<(i32, u64)> = (0..32)
+            .map(|bit| length ^ (1_i32 << bit))
+            .filter_map(|alternative| Some((alternative, fits(alternative)?)))
+            .collect();
+        let Some(longest) = candidates.iter().map(|&(_, total)| total).max() else {
+            return Ok(false);
+        };
+        let len = usize::try_from(longest).expect("bounded by SEARCH_BYTES_MAX");
+        let mut bytes = disk.read_vec(&self.log_path, position, len)?;
+        if bytes.len() < len {
+            return Ok(false);
+        }
+        for (alternative, total) in candidates {
+            let total = usize::try_from(total).expect("bounded");
+            let batch = &mut bytes[..total];
+            batch[8..12].copy_from_slice(&alternative.to_be_bytes());
+            if BatchView::new(batch)
+                .and_then(|view| view.validate())
+                .is_ok()
+            {
+                buggify::probe!("log.recovery.rotted_length_of_a_whole_batch");
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Whether a whole, valid batch (its CRC checked) whose base offset is `from`, or a little

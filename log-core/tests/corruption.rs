@@ -158,8 +158,11 @@ fn flips_in_the_unflushed_tail_are_truncated_away_or_refused_at_open() {
         let active = segment_files(&disk).pop().unwrap();
         let durable_len = disk.durable_bytes(&active).unwrap().len() as u64;
         let len = disk.len(&active).unwrap();
-        // Flip a bit in the unflushed part only (the page cache rotted before reboot).
-        let position = durable_len + seed % (len - durable_len);
+        // Flip a bit in the unflushed part only (the page cache rotted before reboot), spread
+        // over its five batches (a stride, not the first 60 bytes: those fall in the first
+        // batch, whose only flip cut as a tail was one in its length field, which a crash
+        // cannot make and is corruption since seed 327317).
+        let position = durable_len + (seed * 7_919) % (len - durable_len);
         disk.flip_bit_at(&active, position, (seed % 8) as u32)
             .unwrap();
         drop(log);
@@ -437,6 +440,64 @@ fn a_length_flipped_past_the_end_with_valid_batches_after_it_is_corruption() {
         Err(LogError::CorruptBeforeValidBatches { position, .. }) => assert_eq!(position, at),
         Ok(log) => panic!("cut as a tear: the log ends at {}", log.log_end_offset()),
         Err(other) => panic!("another error: {other}"),
+    }
+}
+
+/// Seed 327317 (no journal): the length field of a segment's *last* batch rotted past the
+/// file's end, with nothing after it to find; recovery cut the batch as a torn tail, the copy
+/// registered clean and was elected without an acknowledged record. The batch is whole and
+/// valid under a length one bit away, which a crash cannot make: corruption. Both arms: a
+/// length past the end (2^18 added) and one the header's parse refuses (the sign bit).
+#[test]
+fn a_rotted_length_of_a_whole_last_batch_is_corruption() {
+    for (seed, byte, bit) in [(11, 9, 2), (12, 8, 7)] {
+        let disk = MemDisk::new(seed);
+        let file = four_unflushed_batches(&disk);
+        let at = batch_position(&disk, &file, 3);
+        disk.flip_bit_at(&file, at + byte, bit).unwrap();
+        match reopen(&disk) {
+            Err(LogError::CorruptBeforeValidBatches { position, .. }) => {
+                assert_eq!(position, at, "byte {byte} bit {bit}")
+            }
+            Ok(log) => panic!(
+                "byte {byte} bit {bit}: cut as a tear, the log ends at {}",
+                log.log_end_offset()
+            ),
+            Err(other) => panic!("byte {byte} bit {bit}: another error: {other}"),
+        }
+    }
+}
+
+/// Seed 324376 (no journal): rot flipped a low bit of a batch's length (outside the CRC) to a
+/// length still inside the file: the batch failed its CRC, the look-ahead read the wrong
+/// bytes, and recovery cut it and the acknowledged batch after it as a tear; the copy
+/// registered clean and was elected. A middle batch (4 bytes longer) and the last batch (its
+/// lowest set bit cleared: shorter, its end inside the file).
+#[test]
+fn a_length_flipped_within_the_file_is_corruption_not_a_tear() {
+    for (seed, index) in [(13, 1), (14, 3)] {
+        let disk = MemDisk::new(seed);
+        let file = four_unflushed_batches(&disk);
+        let at = batch_position(&disk, &file, index);
+        let field = disk.read_vec(&file, at + 8, 4).unwrap();
+        let length = u32::from_be_bytes(field[..4].try_into().unwrap());
+        let bit = if index == 3 {
+            length.trailing_zeros()
+        } else {
+            2
+        };
+        disk.flip_bit_at(&file, at + 11 - u64::from(bit / 8), bit % 8)
+            .unwrap();
+        match reopen(&disk) {
+            Err(LogError::CorruptBeforeValidBatches { position, .. }) => {
+                assert_eq!(position, at, "batch {index}")
+            }
+            Ok(log) => panic!(
+                "batch {index}: cut as a tear, the log ends at {}",
+                log.log_end_offset()
+            ),
+            Err(other) => panic!("batch {index}: another error: {other}"),
+        }
     }
 }
 

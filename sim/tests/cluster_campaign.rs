@@ -218,12 +218,21 @@ fn stale_copies_answered_by_deposed_leaders_pass() {
 /// do the same). rill's consumer now checks a refused position with the current leader first
 /// and keeps it when the leader holds it (`client/src/consumer.rs`, `Refused`;
 /// `a_position_a_deposed_leader_refuses_is_kept_when_the_new_leader_holds_it`).
+///
+/// Seed 327317 (seeds 324001–334000, no journal): rot raised a bit of the length field (outside
+/// the CRC) of n3's last batch of t-0, flushed and acknowledged above a lagging checkpoint; the
+/// length ran past the file's end with nothing after it, recovery cut the batch as a torn tail,
+/// and n3, registered clean, was elected from the ELR without it (the consumer's position past
+/// its end was reset back). A batch whole and valid under a length one bit away is rot, which a
+/// crash cannot make (`log-core/src/segment.rs`, `whole_under_a_flipped_length`;
+/// `a_rotted_length_of_a_whole_last_batch_is_corruption`,
+/// `a_length_flipped_within_the_file_is_corruption_not_a_tear`).
 #[test]
 fn seeds_found_beyond_the_default_campaign_pass() {
     let scenario: Arc<dyn Scenario> = Arc::new(ClusterScenario::new(None, None));
     for seed in [
         1681, 541, 8845, 9656, 17751, 164_246, 255_251, 256_896, 256_985, 247_580, 275_316,
-        276_841, 277_773, 278_106, 284_071, 310_094,
+        276_841, 277_773, 278_106, 284_071, 310_094, 327_317,
     ] {
         run_passing_seed(&scenario, seed);
     }
