@@ -204,6 +204,9 @@ impl Segment {
                 reason,
                 valid_batch_follows: false,
             };
+            // Whether the batch here is whole and valid under a length one bit from `length`.
+            let rotted_length =
+                |length| self.whole_under_a_flipped_length(disk, position, file_len, length);
             if !read_exact(disk, &self.log_path, position, &mut header_bytes)? {
                 damage = Some(fail("torn batch header".into()));
                 break;
@@ -227,8 +230,7 @@ impl Segment {
                     let valid_batch_follows = match next {
                         Some(next) => self.valid_batch_at(disk, next, shadow.next_offset)?,
                         None => false,
-                    } || self
-                        .whole_under_a_flipped_length(disk, position, file_len, length)?;
+                    } || rotted_length(length)?;
                     damage = Some(Damage {
                         valid_batch_follows,
                         ..fail(e.to_string())
@@ -266,12 +268,7 @@ impl Segment {
                 // nothing after it to find).
                 let after = position.saturating_add(HEADER_BYTES as u64);
                 let rotted = self.valid_batch_after(disk, after, file_len, header.next_offset())?
-                    || self.whole_under_a_flipped_length(
-                        disk,
-                        position,
-                        file_len,
-                        header.batch_length,
-                    )?;
+                    || rotted_length(header.batch_length)?;
                 damage = Some(Damage {
                     valid_batch_follows: rotted,
                     ..fail(format!("batch of {total} bytes past end of file"))
@@ -290,13 +287,8 @@ impl Segment {
                     // The length is outside the CRC: flipped to a length still inside the file,
                     // the batch fails its CRC and the look-ahead reads the wrong bytes (seed
                     // 324376: two acknowledged batches cut as a tear, the copy elected).
-                    found.valid_batch_follows = found.valid_batch_follows
-                        || self.whole_under_a_flipped_length(
-                            disk,
-                            position,
-                            file_len,
-                            header.batch_length,
-                        )?;
+                    found.valid_batch_follows =
+                        found.valid_batch_follows || rotted_length(header.batch_length)?;
                     damage = Some(found);
                     break;
                 }
